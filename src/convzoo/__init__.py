@@ -1,0 +1,10 @@
+"""convzoo: every convolution used in modern CNNs as a correct, fast PyTorch layer, with the arithmetic to
+choose between them."""
+
+from . import arithmetic, functional
+from .layers import *  # noqa: F401,F403
+from .layers import __all__ as _layers
+from .registry import Family, build, families, family
+
+__version__ = "0.1.0"
+__all__ = [*_layers, "Family", "arithmetic", "build", "families", "family", "functional"]

@@ -1,0 +1,112 @@
+"""Stateless forms of the convolutions: cross-correlation, true convolution, channel shuffle.
+
+Deep-learning "convolution" is cross-correlation, y[p] = Σ_t w[t]·x[p·s + t·d]; the signal-processing
+convolution flips the kernel along every spatial axis first, y[p] = Σ_t w[K-1-t]·x[p·s + t·d]
+(article 003 §1.1–1.2).
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+
+from ._checks import PADDING_MODES, IntOrTuple, Padding, PaddingPairs, check_choice, expand, padding_pairs
+
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
+_TORCH_PAD_MODE = {"reflect": "reflect", "replicate": "replicate", "circular": "circular"}
+
+
+def conv_with_pairs(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None,
+    stride: tuple[int, ...],
+    pairs: PaddingPairs,
+    dilation: tuple[int, ...],
+    groups: int,
+    padding_mode: str = "zeros",
+) -> torch.Tensor:
+    """Cross-correlation with explicit (before, after) padding per dim; one native conv call.
+
+    Symmetric zero padding goes to the conv itself (no copy); anything else is an ``F.pad`` first.
+    """
+    conv = _CONV[weight.dim() - 2]
+    if padding_mode == "zeros" and all(lo == hi for lo, hi in pairs):
+        return conv(x, weight, bias, stride, tuple(lo for lo, _ in pairs), dilation, groups)
+    flat = [v for lo_hi in reversed(pairs) for v in lo_hi]  # F.pad lists the last dim first
+    if padding_mode == "zeros":
+        x = F.pad(x, flat)
+    else:
+        x = F.pad(x, flat, mode=_TORCH_PAD_MODE[padding_mode])
+    return conv(x, weight, bias, stride, 0, dilation, groups)
+
+
+def correlate(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: IntOrTuple = 1,
+    padding: Padding = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+) -> torch.Tensor:
+    """Cross-correlation (what ``torch.nn.Conv*d`` computes) in 1, 2 or 3 spatial dims.
+
+    y[n, o, p] = b[o] + Σ_{c ∈ group(o)} Σ_t w[o, c, t] · x_pad[n, c, p·stride + t·dilation]
+
+    Shapes: x (N, C_in, *S), weight (C_out, C_in/groups, *K), bias (C_out,) → (N, C_out, *O) with
+    O = ⌊(S + pad_before + pad_after − dilation·(K−1) − 1) / stride⌋ + 1.
+
+    Example:
+        >>> y = correlate(torch.randn(1, 3, 8, 8), torch.randn(4, 3, 3, 3), padding="same")
+        >>> tuple(y.shape)
+        (1, 4, 8, 8)
+    """
+    dim = weight.dim() - 2
+    if dim not in _CONV:
+        raise ValueError(f"weight must have 3, 4 or 5 dims (C_out, C_in/groups, *kernel), got shape {tuple(weight.shape)}")
+    if x.dim() != dim + 2:
+        raise ValueError(f"input must have {dim + 2} dims for a {dim}-D weight, got shape {tuple(x.shape)}")
+    check_choice(padding_mode, "padding_mode", PADDING_MODES)
+    kernel = tuple(weight.shape[2:])
+    s = expand(stride, dim, "stride")
+    d = expand(dilation, dim, "dilation")
+    return conv_with_pairs(x, weight, bias, s, padding_pairs(padding, kernel, s, d), d, groups, padding_mode)
+
+
+def flip_kernel(weight: torch.Tensor) -> torch.Tensor:
+    """Rotate a kernel by 180° in every spatial axis: turns correlation into convolution and back."""
+    return weight.flip(tuple(range(2, weight.dim())))
+
+
+def convolve(
+    x: torch.Tensor,
+    weight: torch.Tensor,
+    bias: torch.Tensor | None = None,
+    stride: IntOrTuple = 1,
+    padding: Padding = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+) -> torch.Tensor:
+    """True (signal-processing) convolution: ``correlate`` with the kernel flipped along every spatial axis.
+
+    y[n, o, p] = b[o] + Σ_c Σ_t w[o, c, K−1−t] · x_pad[n, c, p·stride + t·dilation]; same shapes as ``correlate``.
+    With padding 0 it equals ``scipy.signal.convolve(x, w, mode='valid')`` summed over input channels.
+    """
+    return correlate(x, flip_kernel(weight), bias, stride, padding, dilation, groups, padding_mode)
+
+
+def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
+    """ShuffleNet's channel shuffle: view C as (groups, C/groups), transpose, flatten.
+
+    Output channel i is input channel (i mod groups)·(C/groups) + ⌊i / groups⌋. x (N, C, *S) → same shape.
+    """
+    if x.dim() < 2:
+        raise ValueError(f"channel_shuffle expects an input (N, C, ...), got shape {tuple(x.shape)}")
+    channels = x.shape[1]
+    if channels % groups:
+        raise ValueError(f"groups={groups} must divide the number of channels {channels}")
+    n, rest = x.shape[0], x.shape[2:]
+    return x.reshape(n, groups, channels // groups, *rest).transpose(1, 2).reshape(n, channels, *rest)

@@ -1,0 +1,26 @@
+"""Every convolution family as a ``torch.nn.Module``; one idea per file."""
+
+from .conv import Conv1d, Conv2d, Conv3d, ConvNd
+from .deformable import DeformConv2d
+from .depthwise import (
+    DepthwiseConv1d,
+    DepthwiseConv2d,
+    DepthwiseConv3d,
+    DepthwiseConvNd,
+    DepthwiseSeparableConv1d,
+    DepthwiseSeparableConv2d,
+    DepthwiseSeparableConv3d,
+    DepthwiseSeparableConvNd,
+)
+from .dynamic import DynamicConv1d, DynamicConv2d, DynamicConv3d, DynamicConvNd, KernelAttention
+from .flattened import FlattenedConv2d
+from .global_depthwise import GlobalDepthwiseConv2d
+from .hetconv import HetConv2d
+from .mixconv import MixConv2d, split_channels
+from .pointwise import PointwiseConv1d, PointwiseConv2d, PointwiseConv3d, PointwiseConvNd
+from .resize import ResizeConv1d, ResizeConv2d, ResizeConv3d, ResizeConvNd
+from .separable import SpatiallySeparableConv2d, separate_kernel
+from .shuffle import ChannelShuffle, ShuffledGroupedConv2d
+from .transposed import TransposedConv1d, TransposedConv2d, TransposedConv3d, TransposedConvNd
+
+__all__ = [name for name in dir() if not name.startswith("_")]

@@ -1,0 +1,133 @@
+"""Dynamic convolution (Chen et al. 2020, "Dynamic Convolution: Attention over Convolution Kernels",
+arXiv:1912.03458; article 001 §13, article 003 §2.3).
+
+K parallel kernels are aggregated per sample with input-dependent attention
+π(x) = softmax(FC₂(ReLU(FC₁(GAP(x)))) / T):  W(x) = Σ_k π_k(x)·W_k,  b(x) = Σ_k π_k(x)·b_k,  y = W(x) ⋆ x + b(x).
+One grouped conv computes the whole batch (samples folded into groups), so no loop over samples; each
+sample's output depends only on that sample. ``temperature`` is a plain attribute: anneal it from the
+training loop (the paper: 30 → 1 over the first epochs).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import ClassVar
+
+import torch
+from torch import nn
+
+from .._checks import (
+    PADDING_MODES,
+    IntOrTuple,
+    Padding,
+    check_choice,
+    check_groups,
+    check_input,
+    check_positive_int,
+    check_window_fits,
+    expand,
+    padding_pairs,
+)
+from ..functional import conv_with_pairs
+from .conv import conv_repr, init_conv_
+
+
+class KernelAttention(nn.Module):
+    """π(x) = softmax(fc2(ReLU(fc1(mean_spatial(x)))) / T): (N, C_in, *S) → (N, K), rows summing to 1."""
+
+    def __init__(self, in_channels: int, num_kernels: int, reduction: int, device=None, dtype=None) -> None:
+        super().__init__()
+        hidden = max(in_channels // reduction, 1)
+        self.fc1 = nn.Linear(in_channels, hidden, device=device, dtype=dtype)
+        self.fc2 = nn.Linear(hidden, num_kernels, device=device, dtype=dtype)
+
+    def forward(self, x: torch.Tensor, temperature: float) -> torch.Tensor:
+        pooled = x.mean(dim=tuple(range(2, x.dim())))
+        return torch.softmax(self.fc2(torch.relu(self.fc1(pooled))) / temperature, dim=1)
+
+
+class DynamicConvNd(nn.Module):
+    """Shapes: (N, C_in, *S) → (N, C_out, *O) as ``Conv*d``; weight (K, C_out, C_in/groups, *k), bias (K, C_out)."""
+
+    dim: ClassVar[int]
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrTuple,
+        num_kernels: int = 4,
+        reduction: int = 4,
+        temperature: float = 30.0,
+        stride: IntOrTuple = 1,
+        padding: Padding = 0,
+        dilation: IntOrTuple = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        check_groups(in_channels, out_channels, groups)
+        check_positive_int(num_kernels, "num_kernels")
+        check_positive_int(reduction, "reduction")
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.num_kernels, self.reduction = num_kernels, reduction
+        self.kernel_size = expand(kernel_size, self.dim, "kernel_size")
+        self.stride = expand(stride, self.dim, "stride")
+        self.dilation = expand(dilation, self.dim, "dilation")
+        self.padding = padding
+        self._pairs = padding_pairs(padding, self.kernel_size, self.stride, self.dilation)
+        self.padding_mode = check_choice(padding_mode, "padding_mode", PADDING_MODES)
+        self.temperature = temperature
+        factory = {"device": device, "dtype": dtype}
+        self.weight = nn.Parameter(
+            torch.empty(num_kernels, out_channels, in_channels // groups, *self.kernel_size, **factory)
+        )
+        self.bias = nn.Parameter(torch.empty(num_kernels, out_channels, **factory)) if bias else None
+        self.attention = KernelAttention(in_channels, num_kernels, reduction, **factory)
+        self.reset_parameters()
+
+    @property
+    def temperature(self) -> float:
+        return self._temperature
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"temperature={value!r} must be a positive finite number")
+        self._temperature = float(value)
+
+    def reset_parameters(self) -> None:
+        for k in range(self.num_kernels):  # each kernel initialised as an independent conv
+            init_conv_(self.weight[k], None if self.bias is None else self.bias[k])
+        self.attention.fc1.reset_parameters()
+        self.attention.fc2.reset_parameters()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.dim, self.in_channels, type(self).__name__)
+        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self._pairs, type(self).__name__)
+        n = x.shape[0]
+        attention = self.attention(x, self.temperature)  # (N, K)
+        weight = (attention @ self.weight.flatten(1)).reshape(n * self.out_channels, *self.weight.shape[2:])
+        bias = (attention @ self.bias).flatten() if self.bias is not None else None
+        folded = x.reshape(1, n * self.in_channels, *x.shape[2:])
+        y = conv_with_pairs(folded, weight, bias, self.stride, self._pairs, self.dilation, n * self.groups,
+                            self.padding_mode)
+        return y.reshape(n, self.out_channels, *y.shape[2:])
+
+    def extra_repr(self) -> str:
+        return conv_repr(self, {"num_kernels": self.num_kernels, "temperature": self.temperature})
+
+
+class DynamicConv1d(DynamicConvNd):
+    dim = 1
+
+
+class DynamicConv2d(DynamicConvNd):
+    dim = 2
+
+
+class DynamicConv3d(DynamicConvNd):
+    dim = 3

@@ -1,0 +1,74 @@
+"""Global depthwise convolution (GDC; MobileFaceNet; article 003 §2.1).
+
+A depthwise conv whose kernel covers the whole feature map, no padding: y[n, c] = b[c] + Σ_{h,w} w[c, h, w]·x[n, c, h, w].
+Unlike global average pooling every position has its own learned weight.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torch.nn.modules.lazy import LazyModuleMixin
+
+from .._checks import check_input, check_positive_int, expand
+from .conv import init_conv_
+
+
+class GlobalDepthwiseConv2d(LazyModuleMixin, nn.Module):
+    """(N, C, H, W) → (N, C, 1, 1); weight (C, 1, H, W), bias (C,).
+
+    With ``input_size=None`` the kernel size is taken from the first input (lazy, like ``torch.nn.LazyConv2d``);
+    afterwards inputs of any other size are rejected.
+    """
+
+    weight: nn.Parameter
+
+    def __init__(
+        self,
+        channels: int,
+        input_size: int | Sequence[int] | None = None,
+        bias: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        self.channels = check_positive_int(channels, "channels")
+        self.in_channels = self.out_channels = channels
+        factory = {"device": device, "dtype": dtype}
+        self.weight = nn.UninitializedParameter(**factory)
+        self.bias = nn.Parameter(torch.empty(channels, **factory)) if bias else None
+        if input_size is not None:
+            self._materialize(expand(input_size, 2, "input_size"))
+
+    @property
+    def kernel_size(self) -> tuple[int, ...] | None:
+        return None if self.has_uninitialized_params() else tuple(self.weight.shape[2:])
+
+    def _materialize(self, size: tuple[int, ...]) -> None:
+        self.weight.materialize((self.channels, 1, *size))
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        if not self.has_uninitialized_params():
+            init_conv_(self.weight, self.bias)
+
+    def initialize_parameters(self, x: torch.Tensor) -> None:  # called by LazyModuleMixin before the first forward
+        if self.has_uninitialized_params():
+            check_input(x, 2, self.channels, type(self).__name__)
+            with torch.no_grad():
+                self._materialize(tuple(x.shape[2:]))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, 2, self.channels, type(self).__name__)
+        if tuple(x.shape[2:]) != self.kernel_size:
+            raise ValueError(
+                f"GlobalDepthwiseConv2d has kernel_size={self.kernel_size} (the whole feature map) but got an "
+                f"input of spatial size {tuple(x.shape[2:])}; the input size must equal the kernel size"
+            )
+        return F.conv2d(x, self.weight, self.bias, groups=self.channels)
+
+    def extra_repr(self) -> str:
+        return f"{self.channels}, kernel_size={self.kernel_size}" + ("" if self.bias is not None else ", bias=False")

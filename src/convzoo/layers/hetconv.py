@@ -1,0 +1,134 @@
+"""HetConv (Singh et al. 2019, "HetConv: Heterogeneous Kernel-Based Convolutions", arXiv:1903.04120;
+article 003 §2.3): in filter j the kernel on input channel c is k×k when (c − j) mod p == 0 and 1×1
+otherwise, so each filter has C_in/p k×k kernels and C_in − C_in/p 1×1 kernels.
+
+Exact and loop-free: the k×k kernels of all filters form a p-group convolution once the input channels are
+ordered by residue c mod p and the filters by j mod p; the 1×1 kernels form one dense 1×1 convolution on
+the centre taps with the k×k positions left at zero. Published versions either loop over filters or
+approximate the pattern with groupwise + pointwise convs; this one equals the masked dense definition.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from .._checks import (
+    IntOrTuple,
+    Padding,
+    check_input,
+    check_positive_int,
+    check_window_fits,
+    expand,
+    padding_pairs,
+)
+from .conv import conv_repr
+
+
+def one_by_one_mask(out_channels: int, in_channels: int, p: int) -> torch.Tensor:
+    """Boolean (C_out, C_in): True where filter j uses a 1×1 kernel on channel c, i.e. (c − j) mod p ≠ 0."""
+    j = torch.arange(out_channels).unsqueeze(1)
+    c = torch.arange(in_channels).unsqueeze(0)
+    return (c - j) % p != 0
+
+
+class HetConv2d(nn.Module):
+    """Shapes: (N, C_in, H, W) → (N, C_out, H_out, W_out), as a k×k conv with the same stride/padding.
+
+    Parameters: ``weight_kxk`` (C_out, C_in/p, k, k) — filter j's k×k kernel on channel c = (j mod p) + p·m
+    is ``weight_kxk[j, m]``; ``weight_1x1`` (C_out, C_in − C_in/p) — filter j's 1×1 kernels on the other
+    channels in ascending order; ``bias`` (C_out,). p = 1 is a standard conv; p = C_in has one k×k kernel
+    per filter.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrTuple = 3,
+        p: int = 4,
+        stride: IntOrTuple = 1,
+        padding: Padding = "same",
+        dilation: IntOrTuple = 1,
+        bias: bool = False,
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        check_positive_int(in_channels, "in_channels")
+        check_positive_int(out_channels, "out_channels")
+        check_positive_int(p, "p")
+        if in_channels % p:
+            raise ValueError(f"p={p} must divide in_channels={in_channels}")
+        self.kernel_size = expand(kernel_size, 2, "kernel_size")
+        if any(k % 2 == 0 for k in self.kernel_size):
+            raise ValueError(f"kernel_size={kernel_size!r} must be odd: the 1×1 kernels sit on the centre tap")
+        self.stride = expand(stride, 2, "stride")
+        self.dilation = expand(dilation, 2, "dilation")
+        self.padding = padding
+        self._pairs = padding_pairs(padding, self.kernel_size, self.stride, self.dilation)
+        self.in_channels, self.out_channels, self.p = in_channels, out_channels, p
+        factory = {"device": device, "dtype": dtype}
+        self.weight_kxk = nn.Parameter(torch.empty(out_channels, in_channels // p, *self.kernel_size, **factory))
+        self.weight_1x1 = nn.Parameter(torch.empty(out_channels, in_channels - in_channels // p, **factory))
+        self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
+        self.register_buffer("mask_1x1", one_by_one_mask(out_channels, in_channels, p).to(device), persistent=False)
+        self.reset_parameters()
+
+    def reset_parameters(self) -> None:
+        # PyTorch's conv rule U(±1/√fan_in) with the filter's true fan-in (C_in/p·k² + C_in − C_in/p),
+        # so a HetConv net starts like the dense net it replaces.
+        fan_in = self.weight_kxk[0].numel() + self.weight_1x1.shape[1]
+        bound = fan_in**-0.5
+        for tensor in (self.weight_kxk, self.weight_1x1, self.bias):
+            if tensor is not None:
+                nn.init.uniform_(tensor, -bound, bound)
+
+    def dense_1x1_weight(self) -> torch.Tensor:
+        """(C_out, C_in, 1, 1) weight with the 1×1 kernels in place and zeros at the k×k positions."""
+        dense = self.weight_1x1.new_zeros(self.out_channels, self.in_channels)
+        dense = dense.masked_scatter(self.mask_1x1, self.weight_1x1)
+        return dense[:, :, None, None]
+
+    def _kxk_part(self, x: torch.Tensor) -> torch.Tensor:
+        n, c, h, w = x.shape
+        p, cout = self.p, self.out_channels
+        # Channels ordered by residue r = c mod p: group r holds channels r, r+p, r+2p, …
+        x_by_residue = x.reshape(n, c // p, p, h, w).transpose(1, 2).reshape(n, c, h, w)
+        rows = -(-cout // p) * p  # filters padded to a multiple of p (zeros) when p ∤ C_out
+        weight = F.pad(self.weight_kxk, (0, 0, 0, 0, 0, 0, 0, rows - cout)) if rows != cout else self.weight_kxk
+        weight = weight.reshape(rows // p, p, *weight.shape[1:]).transpose(0, 1).reshape(weight.shape)
+        pairs = self._pairs
+        if any(lo != hi for lo, hi in pairs):
+            x_by_residue = F.pad(x_by_residue, [pairs[1][0], pairs[1][1], pairs[0][0], pairs[0][1]])
+            pairs = ((0, 0), (0, 0))
+        y = F.conv2d(x_by_residue, weight, None, self.stride, tuple(lo for lo, _ in pairs), self.dilation, groups=p)
+        y = y.reshape(n, p, rows // p, *y.shape[2:]).transpose(1, 2).reshape(n, rows, *y.shape[2:])
+        return y[:, :cout] if rows != cout else y
+
+    def _one_by_one_part(self, x: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
+        # The centre tap of output o reads input o·s − before + d·(k//2): crop or pad x so a 1×1 conv lines up.
+        before = [lo for lo, _ in self._pairs]
+        after = [hi for _, hi in self._pairs]
+        offsets = [d * (k // 2) - lo for d, k, lo in zip(self.dilation, self.kernel_size, before)]
+        pad = [max(-offsets[1], 0), max(after[1] - self.dilation[1] * (self.kernel_size[1] // 2), 0),
+               max(-offsets[0], 0), max(after[0] - self.dilation[0] * (self.kernel_size[0] // 2), 0)]
+        x = x[:, :, max(offsets[0], 0):, max(offsets[1], 0):]
+        if any(pad):
+            x = F.pad(x, pad)
+        y = F.conv2d(x, self.dense_1x1_weight(), None, self.stride)
+        return y[:, :, : out_size[0], : out_size[1]]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, 2, self.in_channels, "HetConv2d")
+        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self._pairs, "HetConv2d")
+        y = self._kxk_part(x)
+        if self.p > 1:
+            y = y + self._one_by_one_part(x, (y.shape[2], y.shape[3]))
+        if self.bias is not None:
+            y = y + self.bias.view(1, -1, 1, 1)
+        return y
+
+    def extra_repr(self) -> str:
+        return conv_repr(self, {"p": self.p})

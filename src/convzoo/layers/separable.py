@@ -1,0 +1,108 @@
+"""Spatially separable convolution (article 001 §8.1, article 003 §2.2).
+
+A k×k kernel of rank 1 is an outer product column ⊗ row, so the conv splits into a (k×1) conv followed by a
+(1×k) conv: 2k instead of k² multiplications per output. With ``mid_channels`` intermediate channels the
+layer represents every C_out×C_in×k×k kernel W[o, c] = Σ_m row[o, m] ⊗ col[m, c] (Jaderberg et al. 2014,
+scheme 2), exactly when ``mid_channels`` reaches the rank of W reshaped to (C_in·k, C_out·k).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from .._checks import IntOrTuple, Padding, PaddingPairs, check_positive_int, expand, padding_pairs
+from .conv import Conv2d
+
+
+def split_axes(
+    kernel_size: IntOrTuple, stride: IntOrTuple, padding: Padding, dilation: IntOrTuple
+) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], PaddingPairs]:
+    """Expand the 2-D arguments and resolve padding to (before, after) pairs for H and W."""
+    k = expand(kernel_size, 2, "kernel_size")
+    s = expand(stride, 2, "stride")
+    d = expand(dilation, 2, "dilation")
+    return k, s, d, padding_pairs(padding, k, s, d)  # type: ignore[return-value]
+
+
+def column_then_row(
+    in_channels: int,
+    mid_channels: int,
+    out_channels: int,
+    kernel_size: IntOrTuple,
+    stride: IntOrTuple,
+    padding: Padding,
+    dilation: IntOrTuple,
+    groups: tuple[int, int],
+    biases: tuple[bool, bool],
+    padding_mode: str,
+    factory: dict,
+) -> tuple[Conv2d, Conv2d]:
+    """The (kh×1) conv on H, then the (1×kw) conv on W, each carrying its axis' stride, padding and dilation."""
+    k, s, d, pairs = split_axes(kernel_size, stride, padding, dilation)
+    column = Conv2d(in_channels, mid_channels, (k[0], 1), (s[0], 1), (pairs[0], (0, 0)), (d[0], 1),
+                    groups[0], biases[0], padding_mode, **factory)
+    row = Conv2d(mid_channels, out_channels, (1, k[1]), (1, s[1]), ((0, 0), pairs[1]), (1, d[1]),
+                 groups[1], biases[1], padding_mode, **factory)
+    return column, row
+
+
+class SpatiallySeparableConv2d(nn.Module):
+    """y = row ⋆ (column ⋆ x): a (kh×1) conv C_in→mid (no bias), then a (1×kw) conv mid→C_out (+ bias).
+
+    Only the second conv has a bias, so the layer equals a k×k conv with bias even at zero-padded borders.
+    Shapes: (N, C_in, H, W) → (N, C_out, H_out, W_out), as a k×k conv with the same stride/padding/dilation.
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrTuple,
+        stride: IntOrTuple = 1,
+        padding: Padding = 0,
+        dilation: IntOrTuple = 1,
+        bias: bool = True,
+        mid_channels: int | None = None,
+        padding_mode: str = "zeros",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+    ) -> None:
+        super().__init__()
+        mid = out_channels if mid_channels is None else check_positive_int(mid_channels, "mid_channels")
+        self.in_channels, self.out_channels, self.mid_channels = in_channels, out_channels, mid
+        self.column, self.row = column_then_row(
+            in_channels, mid, out_channels, kernel_size, stride, padding, dilation, (1, 1), (False, bias),
+            padding_mode, {"device": device, "dtype": dtype},
+        )
+        self.kernel_size = (self.column.kernel_size[0], self.row.kernel_size[1])
+
+    def reset_parameters(self) -> None:
+        self.column.reset_parameters()
+        self.row.reset_parameters()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.row(self.column(x))
+
+    def extra_repr(self) -> str:
+        return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, mid_channels={self.mid_channels}"
+
+
+def separate_kernel(kernel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:
+    """Best rank-1 split of a 2-D kernel by SVD: kernel ≈ column ⊗ row.
+
+    Returns (column (kh,), row (kw,), rel_error = ‖K − column⊗row‖_F / ‖K‖_F). The Sobel kernel
+    [[1, 0, −1], [2, 0, −2], [1, 0, −1]] separates exactly: [1, 2, 1] ⊗ [1, 0, −1] up to scale.
+    """
+    k = torch.as_tensor(kernel)
+    if k.dim() != 2:
+        raise ValueError(f"kernel must be 2-D (kh, kw), got shape {tuple(k.shape)}")
+    k = k.to(torch.float64) if not k.is_floating_point() else k
+    u, s, vh = torch.linalg.svd(k, full_matrices=False)
+    scale = s[0].sqrt()
+    column, row = u[:, 0] * scale, vh[0] * scale
+    if column[column.abs().argmax()] < 0:  # SVD's sign is arbitrary: make the column's peak positive
+        column, row = -column, -row
+    norm = torch.linalg.norm(k)
+    error = torch.linalg.norm(k - torch.outer(column, row)) / norm if norm > 0 else torch.zeros(())
+    return column, row, float(error)

@@ -1,0 +1,844 @@
+"""NumPy reference implementations (test oracle) for convzoo.
+
+Every function here is written straight from the mathematical definition, in
+float64, with plain Python loops over output positions and kernel taps
+(batch and channel axes may be handled with ``einsum`` / ``@``).  The module
+deliberately imports neither torch nor scipy, so that it is independent of
+the code it is used to test.  It is meant to be read; it is not fast.
+
+Conventions (the same as PyTorch):
+
+* arrays are channel-first, ``x`` has shape ``(N, C, *S)`` with 1, 2 or 3
+  spatial dims ``S``;
+* ``stride`` and ``dilation`` are an int or a tuple with one entry per
+  spatial dim;
+* ``padding`` is an int, a tuple of ints (symmetric per dim) or a tuple of
+  ``(lo, hi)`` pairs, one per spatial dim.
+
+Inconsistent shapes or arguments raise ``ValueError`` naming the argument.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+from typing import Union
+
+import numpy as np
+
+IntOrTuple = Union[int, Sequence[int]]
+Padding = Union[int, Sequence[int], Sequence[Sequence[int]]]
+
+__all__ = [
+    "pad",
+    "correlate",
+    "convolve",
+    "conv_matrix",
+    "transposed_conv",
+    "transposed_conv_by_matrix",
+    "upsample",
+    "channel_shuffle",
+    "hetconv_kernel",
+    "dynamic_attention",
+    "dynamic_conv",
+    "bilinear_sample",
+    "deform_conv2d",
+    "mixconv",
+]
+
+PAD_MODES = ("zeros", "reflect", "replicate", "circular")
+
+
+# ---------------------------------------------------------------------------
+# argument helpers
+# ---------------------------------------------------------------------------
+
+
+def _ntuple(value: IntOrTuple, nd: int, name: str) -> tuple[int, ...]:
+    """Turn an int or a length-``nd`` sequence of ints into a tuple of ints."""
+    if isinstance(value, (int, np.integer)):
+        return (int(value),) * nd
+    values = tuple(value)
+    if len(values) != nd or not all(isinstance(v, (int, np.integer)) for v in values):
+        raise ValueError(f"{name} must be an int or a tuple of {nd} ints, got {value!r}")
+    return tuple(int(v) for v in values)
+
+
+def _positive(values: tuple[int, ...], name: str) -> tuple[int, ...]:
+    if any(v < 1 for v in values):
+        raise ValueError(f"{name} must be >= 1, got {values}")
+    return values
+
+
+def _pad_pairs(padding: Padding, nd: int, name: str = "padding") -> tuple[tuple[int, int], ...]:
+    """Normalise ``padding`` to one ``(lo, hi)`` pair of non-negative ints per spatial dim."""
+    if isinstance(padding, (int, np.integer)):
+        pairs = ((int(padding), int(padding)),) * nd
+    else:
+        entries = tuple(padding)
+        if len(entries) != nd:
+            raise ValueError(f"{name} must have one entry per spatial dim ({nd}), got {padding!r}")
+        out = []
+        for e in entries:
+            if isinstance(e, (int, np.integer)):
+                out.append((int(e), int(e)))
+            else:
+                pair = tuple(e)
+                if len(pair) != 2 or not all(isinstance(v, (int, np.integer)) for v in pair):
+                    raise ValueError(f"{name} entries must be ints or (lo, hi) pairs, got {e!r}")
+                out.append((int(pair[0]), int(pair[1])))
+        pairs = tuple(out)
+    if any(lo < 0 or hi < 0 for lo, hi in pairs):
+        raise ValueError(f"{name} must be non-negative, got {padding!r}")
+    return pairs
+
+
+def _spatial_ndim(x: np.ndarray, name: str = "x", allowed: Sequence[int] = (1, 2, 3)) -> int:
+    """Number of spatial dims of a ``(N, C, *S)`` array, checked against ``allowed``."""
+    nd = x.ndim - 2
+    if nd not in allowed:
+        raise ValueError(
+            f"{name} must have shape (N, C, *S) with {tuple(allowed)} spatial dims, got shape {x.shape}"
+        )
+    return nd
+
+
+def _out_size(size: int, lo: int, hi: int, k: int, stride: int, dilation: int, name: str = "x") -> int:
+    """floor((S + lo + hi - dilation*(K-1) - 1) / stride) + 1, checked to be positive."""
+    span = size + lo + hi - dilation * (k - 1) - 1
+    if span < 0:
+        raise ValueError(
+            f"{name}: padded input size {size + lo + hi} is smaller than the dilated kernel size "
+            f"{dilation * (k - 1) + 1}"
+        )
+    return span // stride + 1
+
+
+def _flip_spatial(w: np.ndarray) -> np.ndarray:
+    """Reverse every axis of ``w`` after the first two (the spatial kernel axes)."""
+    return w[(slice(None), slice(None)) + (slice(None, None, -1),) * (w.ndim - 2)]
+
+
+# ---------------------------------------------------------------------------
+# padding
+# ---------------------------------------------------------------------------
+
+
+def _source_index(i: int, size: int, mode: str) -> int | None:
+    """Index of the input element that padded position ``i`` (may be <0 or >=size) copies.
+
+    Returns ``None`` for 'zeros' mode outside the input.
+    """
+    if 0 <= i < size:
+        return i
+    if mode == "zeros":
+        return None
+    if mode == "replicate":
+        return min(max(i, 0), size - 1)
+    if mode == "circular":
+        return i % size
+    # reflect (edge not repeated): periodic with period 2*(size-1)
+    period = 2 * (size - 1)
+    j = i % period
+    return j if j < size else period - j
+
+
+def pad(x: np.ndarray, padding: Padding, mode: str = "zeros") -> np.ndarray:
+    """Pad the spatial dims of ``x``.
+
+    x: (N, C, *S) -> (N, C, *(S + lo + hi)).  Padded position ``i`` in ``[-lo, S + hi)``
+    takes ``x[src(i)]`` where, for ``i`` outside ``[0, S)``:
+
+    * 'zeros':     0
+    * 'reflect':   reflection about the edge element, edge not repeated
+                   (``src(-1) = 1``, ``src(S) = S - 2``); needs ``lo, hi < S``
+    * 'replicate': ``clip(i, 0, S - 1)``
+    * 'circular':  ``i mod S``
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim < 3:
+        raise ValueError(f"x must have shape (N, C, *S) with at least one spatial dim, got {x.shape}")
+    if mode not in PAD_MODES:
+        raise ValueError(f"mode must be one of {PAD_MODES}, got {mode!r}")
+    nd = x.ndim - 2
+    pairs = _pad_pairs(padding, nd)
+    out = x
+    for d, (lo, hi) in enumerate(pairs):
+        axis = 2 + d
+        size = x.shape[axis]
+        if mode == "reflect" and (lo >= size or hi >= size):
+            raise ValueError(f"padding {lo, hi} must be smaller than the input size {size} for 'reflect'")
+        sources = [_source_index(i, size, mode) for i in range(-lo, size + hi)]
+        new_shape = list(out.shape)
+        new_shape[axis] = len(sources)
+        padded = np.zeros(new_shape, dtype=np.float64)
+        for i, src in enumerate(sources):
+            if src is not None:
+                dst_idx = [slice(None)] * out.ndim
+                src_idx = [slice(None)] * out.ndim
+                dst_idx[axis] = i
+                src_idx[axis] = src
+                padded[tuple(dst_idx)] = out[tuple(src_idx)]
+        out = padded
+    return out
+
+
+# ---------------------------------------------------------------------------
+# correlation / convolution
+# ---------------------------------------------------------------------------
+
+
+def correlate(
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray | None = None,
+    stride: IntOrTuple = 1,
+    padding: Padding = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+) -> np.ndarray:
+    """Cross-correlation as in deep learning (``torch.nn.functional.conv{1,2,3}d``).
+
+    x: (N, C_in, *S), w: (C_out, C_in / groups, *K), bias: (C_out,) or None.
+
+        y[n, o, p] = b[o] + sum_{c in group(o)} sum_t w[o, c, t] * xpad[n, c, p*stride + t*dilation]
+
+    where ``xpad = pad(x, padding, padding_mode)`` and output channel ``o``
+    belongs to group ``o // (C_out / groups)``, which reads input channels
+    ``[g*C_in/groups, (g+1)*C_in/groups)``.  Output size per dim:
+    ``floor((S + lo + hi - dilation*(K-1) - 1) / stride) + 1``.
+    Returns y: (N, C_out, *O).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    nd = _spatial_ndim(x)
+    if w.ndim != x.ndim:
+        raise ValueError(f"w must have shape (C_out, C_in/groups, *K) with {nd} spatial dims, got {w.shape}")
+    n, c_in = x.shape[:2]
+    c_out, c_per_group = w.shape[:2]
+    if not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"groups must be a positive int, got {groups!r}")
+    if c_in % groups != 0 or c_out % groups != 0:
+        raise ValueError(f"groups={groups} must divide C_in={c_in} and C_out={c_out}")
+    if c_per_group != c_in // groups:
+        raise ValueError(f"w.shape[1] must be C_in/groups = {c_in // groups}, got {c_per_group}")
+    if bias is not None:
+        bias = np.asarray(bias, dtype=np.float64)
+        if bias.shape != (c_out,):
+            raise ValueError(f"bias must have shape ({c_out},), got {bias.shape}")
+    stride_t = _positive(_ntuple(stride, nd, "stride"), "stride")
+    dil_t = _positive(_ntuple(dilation, nd, "dilation"), "dilation")
+    pairs = _pad_pairs(padding, nd)
+    kernel = w.shape[2:]
+
+    xp = pad(x, pairs, padding_mode)
+    out_shape = tuple(
+        _out_size(x.shape[2 + d], *pairs[d], kernel[d], stride_t[d], dil_t[d]) for d in range(nd)
+    )
+    y = np.zeros((n, c_out) + out_shape, dtype=np.float64)
+    o_per_group = c_out // groups
+    for p in itertools.product(*(range(o) for o in out_shape)):
+        # receptive field of output position p: xpad[p*stride + t*dilation] for all taps t
+        window = tuple(
+            slice(p[d] * stride_t[d], p[d] * stride_t[d] + dil_t[d] * (kernel[d] - 1) + 1, dil_t[d])
+            for d in range(nd)
+        )
+        for g in range(groups):
+            cs = slice(g * c_per_group, (g + 1) * c_per_group)
+            os_ = slice(g * o_per_group, (g + 1) * o_per_group)
+            patch = xp[(slice(None), cs) + window]  # (N, C_in/groups, *K)
+            # sum over channels c and taps t: flatten (c, t) and contract
+            y[(slice(None), os_) + p] = patch.reshape(n, -1) @ w[os_].reshape(o_per_group, -1).T
+    if bias is not None:
+        y += bias.reshape((1, c_out) + (1,) * nd)
+    return y
+
+
+def convolve(
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray | None = None,
+    stride: IntOrTuple = 1,
+    padding: Padding = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+) -> np.ndarray:
+    """True (signal-processing) convolution: ``correlate`` with the kernel flipped.
+
+    x: (N, C_in, *S), w: (C_out, C_in / groups, *K) -> (N, C_out, *O).
+
+        y[n, o, p] = b[o] + sum_c sum_t w[o, c, K-1-t] * xpad[n, c, p*stride + t*dilation]
+    """
+    w = np.asarray(w, dtype=np.float64)
+    if w.ndim < 3:
+        raise ValueError(f"w must have shape (C_out, C_in/groups, *K), got {w.shape}")
+    return correlate(x, _flip_spatial(w), bias, stride, padding, dilation, groups, padding_mode)
+
+
+def conv_matrix(
+    input_size: Sequence[int],
+    kernel: np.ndarray,
+    stride: IntOrTuple = 1,
+    padding: Padding = 0,
+    dilation: IntOrTuple = 1,
+) -> np.ndarray:
+    """Matrix of a single-channel, zero-padded correlation ("convolution as a matrix").
+
+    input_size: S (spatial sizes), kernel: array of shape K (spatial only).
+    Returns C of shape (prod(O), prod(S)) with
+
+        C[ravel(p), ravel(q)] = sum of kernel[t] over taps t with q = p*stride - lo + t*dilation
+
+    (taps landing in the padding contribute nothing), so that
+    ``correlate(x[None, None], kernel[None, None], ...)[0, 0] == (C @ x.ravel()).reshape(O)``.
+    """
+    size = tuple(int(s) for s in input_size)
+    kernel = np.asarray(kernel, dtype=np.float64)
+    nd = len(size)
+    if nd < 1 or any(s < 1 for s in size):
+        raise ValueError(f"input_size must be a non-empty tuple of positive ints, got {input_size!r}")
+    if kernel.ndim != nd:
+        raise ValueError(
+            f"kernel must have {nd} dims (one per spatial dim of input_size), got {kernel.shape}"
+        )
+    stride_t = _positive(_ntuple(stride, nd, "stride"), "stride")
+    dil_t = _positive(_ntuple(dilation, nd, "dilation"), "dilation")
+    pairs = _pad_pairs(padding, nd)
+    out_shape = tuple(
+        _out_size(size[d], *pairs[d], kernel.shape[d], stride_t[d], dil_t[d], "input_size") for d in range(nd)
+    )
+    c = np.zeros((math.prod(out_shape), math.prod(size)), dtype=np.float64)
+    for row, p in enumerate(itertools.product(*(range(o) for o in out_shape))):
+        for t in itertools.product(*(range(k) for k in kernel.shape)):
+            q = tuple(p[d] * stride_t[d] - pairs[d][0] + t[d] * dil_t[d] for d in range(nd))
+            if all(0 <= q[d] < size[d] for d in range(nd)):
+                c[row, np.ravel_multi_index(q, size)] += kernel[t]
+    return c
+
+
+# ---------------------------------------------------------------------------
+# transposed convolution
+# ---------------------------------------------------------------------------
+
+
+def _transposed_args(
+    x: np.ndarray,
+    w: np.ndarray,
+    stride: IntOrTuple,
+    padding: IntOrTuple,
+    output_padding: IntOrTuple,
+    dilation: IntOrTuple,
+    groups: int,
+) -> tuple[int, tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...], tuple[int, ...]]:
+    """Check transposed-conv arguments.
+
+    Returns (nd, stride, padding, output_padding, dilation, output size).
+    """
+    nd = _spatial_ndim(x)
+    if w.ndim != x.ndim:
+        raise ValueError(f"w must have shape (C_in, C_out/groups, *K) with {nd} spatial dims, got {w.shape}")
+    if not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"groups must be a positive int, got {groups!r}")
+    c_in = x.shape[1]
+    if w.shape[0] != c_in:
+        raise ValueError(f"w.shape[0] must equal C_in = {c_in} (ConvTranspose layout), got {w.shape[0]}")
+    if c_in % groups != 0:
+        raise ValueError(f"groups={groups} must divide C_in={c_in}")
+    stride_t = _positive(_ntuple(stride, nd, "stride"), "stride")
+    dil_t = _positive(_ntuple(dilation, nd, "dilation"), "dilation")
+    pad_t = _ntuple(padding, nd, "padding")
+    outpad_t = _ntuple(output_padding, nd, "output_padding")
+    if any(v < 0 for v in pad_t):
+        raise ValueError(f"padding must be non-negative, got {padding!r}")
+    for d in range(nd):
+        if outpad_t[d] < 0 or (outpad_t[d] >= stride_t[d] and outpad_t[d] >= dil_t[d]):
+            raise ValueError(
+                f"output_padding must be >= 0 and smaller than stride or dilation, got {output_padding!r}"
+            )
+    out_size = tuple(
+        (x.shape[2 + d] - 1) * stride_t[d] - 2 * pad_t[d] + dil_t[d] * (w.shape[2 + d] - 1) + outpad_t[d] + 1
+        for d in range(nd)
+    )
+    if any(o < 1 for o in out_size):
+        raise ValueError(f"padding {padding!r} is too large: output size would be {out_size}")
+    return nd, stride_t, pad_t, outpad_t, dil_t, out_size
+
+
+def transposed_conv(
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray | None = None,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple = 0,
+    output_padding: IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+) -> np.ndarray:
+    """Transposed convolution with PyTorch ``ConvTranspose`` semantics (Dumoulin & Visin construction).
+
+    x: (N, C_in, *S), w: (C_in, C_out / groups, *K), bias: (C_out,) or None -> (N, C_out, *O) with
+    ``O = (S - 1)*stride - 2*padding + dilation*(K - 1) + output_padding + 1``.
+
+    1. insert ``stride - 1`` zeros between neighbouring input elements (size (S-1)*stride + 1);
+    2. pad each side with ``e = dilation*(K-1) - padding`` zeros (crop ``-e`` if ``e < 0``) and
+       ``output_padding`` extra zeros at the high end;
+    3. stride-1 correlation (same dilation) with kernel ``w'[g*Co + o, c, t] = w[g*Ci + c, o, K-1-t]``
+       (spatially flipped, in/out axes swapped within each group; Ci = C_in/groups, Co = C_out/groups).
+
+    ``padding`` and ``output_padding`` are symmetric: an int or one int per spatial dim.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    nd, stride_t, pad_t, outpad_t, dil_t, _ = _transposed_args(
+        x, w, stride, padding, output_padding, dilation, groups
+    )
+    n, c_in = x.shape[:2]
+    c_in_g, c_out_g = c_in // groups, w.shape[1]
+    c_out = c_out_g * groups
+    kernel = w.shape[2:]
+
+    # 1. zero insertion
+    dilated_shape = tuple((x.shape[2 + d] - 1) * stride_t[d] + 1 for d in range(nd))
+    z = np.zeros((n, c_in) + dilated_shape, dtype=np.float64)
+    z[(slice(None), slice(None)) + tuple(slice(None, None, s) for s in stride_t)] = x
+
+    # 2. pad (or crop) each side with dilation*(K-1) - padding, plus output_padding at the end
+    crop = []
+    pairs = []
+    for d in range(nd):
+        edge = dil_t[d] * (kernel[d] - 1) - pad_t[d]
+        lo, hi = edge, edge + outpad_t[d]
+        crop.append(slice(max(-lo, 0), dilated_shape[d] - max(-hi, 0)))
+        pairs.append((max(lo, 0), max(hi, 0)))
+    z = pad(z[(slice(None), slice(None)) + tuple(crop)], tuple(pairs), "zeros")
+
+    # 3. equivalent forward kernel: swap in/out axes per group and flip spatially
+    w_fwd = np.zeros((c_out, c_in_g) + kernel, dtype=np.float64)
+    for g in range(groups):
+        block = w[g * c_in_g : (g + 1) * c_in_g]  # (C_in/groups, C_out/groups, *K)
+        w_fwd[g * c_out_g : (g + 1) * c_out_g] = _flip_spatial(np.swapaxes(block, 0, 1))
+    return correlate(z, w_fwd, bias, stride=1, padding=0, dilation=dil_t, groups=groups)
+
+
+def transposed_conv_by_matrix(
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray | None = None,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple = 0,
+    output_padding: IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+) -> np.ndarray:
+    """Transposed convolution (groups=1) as the adjoint of a forward convolution matrix.
+
+    x: (N, C_in, *S), w: (C_in, C_out, *K), bias: (C_out,) or None -> (N, C_out, *O), O as in
+    ``transposed_conv``:
+
+        y[n, o] = b[o] + sum_c reshape_O(C_{c,o}^T @ x[n, c].ravel())
+
+    where ``C_{c,o} = conv_matrix(O, w[c, o], stride, padding, dilation)`` is the matrix of the
+    forward correlation whose input has the transposed conv's output size O.  Its output size
+    is S (or larger, when output_padding >= stride; the extra rows see only zeros in x and are
+    dropped).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    nd, stride_t, pad_t, _, dil_t, out_size = _transposed_args(
+        x, w, stride, padding, output_padding, dilation, 1
+    )
+    n, c_in = x.shape[:2]
+    c_out = w.shape[1]
+    in_size = x.shape[2:]
+    if bias is not None:
+        bias = np.asarray(bias, dtype=np.float64)
+        if bias.shape != (c_out,):
+            raise ValueError(f"bias must have shape ({c_out},), got {bias.shape}")
+    # output size of the forward conv on an input of size out_size (>= S in every dim)
+    fwd_size = tuple(
+        _out_size(out_size[d], pad_t[d], pad_t[d], w.shape[2 + d], stride_t[d], dil_t[d]) for d in range(nd)
+    )
+    y = np.zeros((n, c_out) + out_size, dtype=np.float64)
+    for c in range(c_in):
+        for o in range(c_out):
+            cm = conv_matrix(out_size, w[c, o], stride_t, pad_t, dil_t)
+            # keep only the rows (forward output positions) that exist in x
+            cm = cm.reshape(fwd_size + (-1,))[tuple(slice(0, s) for s in in_size)].reshape(-1, cm.shape[1])
+            y[:, o] += (x[:, c].reshape(n, -1) @ cm).reshape((n,) + out_size)
+    if bias is not None:
+        y += bias.reshape((1, c_out) + (1,) * nd)
+    return y
+
+
+# ---------------------------------------------------------------------------
+# upsampling and channel shuffle
+# ---------------------------------------------------------------------------
+
+_LINEAR_MODES = {1: "linear", 2: "bilinear", 3: "trilinear"}
+
+
+def upsample(x: np.ndarray, scale_factor: IntOrTuple, mode: str = "nearest") -> np.ndarray:
+    """Upsample the spatial dims of x: (N, C, *S) -> (N, C, *(S * scale)).
+
+    * 'nearest': ``out[i] = in[floor(i / scale)]`` per axis.
+    * 'linear' (1D) / 'bilinear' (2D) / 'trilinear' (3D), align_corners=False: per axis
+      ``src = max((i + 0.5)/scale - 0.5, 0)``, ``i0 = floor(src)``, ``i1 = min(i0 + 1, S - 1)``,
+      ``lam = src - i0``, ``out[i] = (1 - lam)*in[i0] + lam*in[i1]``, applied separably.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    nd = _spatial_ndim(x)
+    scales = _positive(_ntuple(scale_factor, nd, "scale_factor"), "scale_factor")
+    if mode != "nearest" and mode != _LINEAR_MODES[nd]:
+        raise ValueError(
+            f"mode must be 'nearest' or {_LINEAR_MODES[nd]!r} for {nd} spatial dims, got {mode!r}"
+        )
+    out = x
+    for d in range(nd):
+        axis = 2 + d
+        size, scale = x.shape[axis], scales[d]
+        new_shape = list(out.shape)
+        new_shape[axis] = size * scale
+        res = np.zeros(new_shape, dtype=np.float64)
+        for i in range(size * scale):
+            dst = [slice(None)] * out.ndim
+            dst[axis] = i
+            if mode == "nearest":
+                res[tuple(dst)] = np.take(out, i // scale, axis=axis)
+            else:
+                src = max((i + 0.5) / scale - 0.5, 0.0)
+                i0 = int(math.floor(src))
+                i1 = min(i0 + 1, size - 1)
+                lam = src - i0
+                res[tuple(dst)] = (1.0 - lam) * np.take(out, i0, axis=axis) + lam * np.take(
+                    out, i1, axis=axis
+                )
+        out = res
+    return out
+
+
+def channel_shuffle(x: np.ndarray, groups: int) -> np.ndarray:
+    """ShuffleNet channel shuffle. x: (N, C, *S) -> (N, C, *S).
+
+    ``out[:, i] = x[:, (i % groups) * (C // groups) + i // groups]``
+    (equivalently: view channels as (groups, C/groups), transpose, flatten).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    if x.ndim < 2:
+        raise ValueError(f"x must have shape (N, C, *S), got {x.shape}")
+    c = x.shape[1]
+    if not isinstance(groups, (int, np.integer)) or groups < 1 or c % groups != 0:
+        raise ValueError(f"groups must be a positive int dividing C={c}, got {groups!r}")
+    out = np.empty_like(x)
+    for i in range(c):
+        out[:, i] = x[:, (i % groups) * (c // groups) + i // groups]
+    return out
+
+
+# ---------------------------------------------------------------------------
+# HetConv, dynamic convolution
+# ---------------------------------------------------------------------------
+
+
+def hetconv_kernel(w_kxk: np.ndarray, w_1x1: np.ndarray, p: int) -> np.ndarray:
+    """Dense HetConv kernel (Singh et al. 2019).
+
+    w_kxk: (C_out, C_in/p, k, k), w_1x1: (C_out, C_in - C_in/p) -> K: (C_out, C_in, k, k), k odd.
+    For filter j and input channel c:
+
+    * ``(c - j) mod p == 0``: ``K[j, c] = w_kxk[j, c // p]`` (full k x k kernel);
+    * otherwise ``K[j, c]`` is zero except ``K[j, c, k//2, k//2] = w_1x1[j, m]``, where m is the
+      rank of c among the channels c' with ``(c' - j) mod p != 0``.
+
+    C_in = p * w_kxk.shape[1] (C_in must be divisible by p).
+    """
+    w_kxk = np.asarray(w_kxk, dtype=np.float64)
+    w_1x1 = np.asarray(w_1x1, dtype=np.float64)
+    if not isinstance(p, (int, np.integer)) or p < 1:
+        raise ValueError(f"p must be a positive int, got {p!r}")
+    if w_kxk.ndim != 4 or w_kxk.shape[2] != w_kxk.shape[3] or w_kxk.shape[2] % 2 == 0:
+        raise ValueError(f"w_kxk must have shape (C_out, C_in/p, k, k) with k odd, got {w_kxk.shape}")
+    c_out, c_in_p, k = w_kxk.shape[0], w_kxk.shape[1], w_kxk.shape[2]
+    c_in = c_in_p * p
+    if w_1x1.shape != (c_out, c_in - c_in_p):
+        raise ValueError(f"w_1x1 must have shape ({c_out}, {c_in - c_in_p}), got {w_1x1.shape}")
+    kern = np.zeros((c_out, c_in, k, k), dtype=np.float64)
+    for j in range(c_out):
+        m = 0  # rank among the 1x1 channels of filter j
+        for c in range(c_in):
+            if (c - j) % p == 0:
+                kern[j, c] = w_kxk[j, c // p]
+            else:
+                kern[j, c, k // 2, k // 2] = w_1x1[j, m]
+                m += 1
+    return kern
+
+
+def dynamic_attention(
+    x: np.ndarray,
+    fc1_weight: np.ndarray,
+    fc1_bias: np.ndarray,
+    fc2_weight: np.ndarray,
+    fc2_bias: np.ndarray,
+    temperature: float,
+) -> np.ndarray:
+    """Attention over K kernels for dynamic convolution (Chen et al. 2020).
+
+    x: (N, C_in, *S), fc1_weight: (hidden, C_in), fc1_bias: (hidden,), fc2_weight: (K, hidden),
+    fc2_bias: (K,) -> a: (N, K).  For each sample n:
+    ``g = mean_S x[n]``, ``h = relu(fc1_weight @ g + fc1_bias)``,
+    ``a[n] = softmax((fc2_weight @ h + fc2_bias) / temperature)``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    fc1_weight = np.asarray(fc1_weight, dtype=np.float64)
+    fc1_bias = np.asarray(fc1_bias, dtype=np.float64)
+    fc2_weight = np.asarray(fc2_weight, dtype=np.float64)
+    fc2_bias = np.asarray(fc2_bias, dtype=np.float64)
+    nd = _spatial_ndim(x)
+    c_in = x.shape[1]
+    if fc1_weight.ndim != 2 or fc1_weight.shape[1] != c_in:
+        raise ValueError(f"fc1_weight must have shape (hidden, {c_in}), got {fc1_weight.shape}")
+    hidden = fc1_weight.shape[0]
+    if fc1_bias.shape != (hidden,):
+        raise ValueError(f"fc1_bias must have shape ({hidden},), got {fc1_bias.shape}")
+    if fc2_weight.ndim != 2 or fc2_weight.shape[1] != hidden:
+        raise ValueError(f"fc2_weight must have shape (K, {hidden}), got {fc2_weight.shape}")
+    n_kernels = fc2_weight.shape[0]
+    if fc2_bias.shape != (n_kernels,):
+        raise ValueError(f"fc2_bias must have shape ({n_kernels},), got {fc2_bias.shape}")
+    if not temperature > 0:
+        raise ValueError(f"temperature must be positive, got {temperature!r}")
+    a = np.zeros((x.shape[0], n_kernels), dtype=np.float64)
+    for n in range(x.shape[0]):
+        g = x[n].mean(axis=tuple(range(1, nd + 1)))  # (C_in,)
+        h = np.maximum(fc1_weight @ g + fc1_bias, 0.0)  # (hidden,)
+        z = (fc2_weight @ h + fc2_bias) / temperature  # (K,)
+        e = np.exp(z - z.max())
+        a[n] = e / e.sum()
+    return a
+
+
+def dynamic_conv(
+    x: np.ndarray,
+    weights: np.ndarray,
+    biases: np.ndarray | None,
+    fc1_weight: np.ndarray,
+    fc1_bias: np.ndarray,
+    fc2_weight: np.ndarray,
+    fc2_bias: np.ndarray,
+    temperature: float,
+    stride: IntOrTuple = 1,
+    padding: Padding = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+) -> np.ndarray:
+    """Dynamic convolution (Chen et al. 2020): a per-sample attention-weighted mix of K kernels.
+
+    x: (N, C_in, *S), weights: (K, C_out, C_in/groups, *k), biases: (K, C_out) or None; the fc
+    arguments as in ``dynamic_attention``.  For each sample n, with ``a = dynamic_attention(x)[n]``:
+    ``W_n = sum_k a[k] weights[k]``, ``b_n = sum_k a[k] biases[k]`` and
+    ``y[n] = correlate(x[n:n+1], W_n, b_n, stride, padding, dilation, groups)[0]``.
+    Returns (N, C_out, *O).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    weights = np.asarray(weights, dtype=np.float64)
+    if weights.ndim != x.ndim + 1:
+        raise ValueError(f"weights must have shape (K, C_out, C_in/groups, *k), got {weights.shape}")
+    attention = dynamic_attention(x, fc1_weight, fc1_bias, fc2_weight, fc2_bias, temperature)
+    n_kernels = weights.shape[0]
+    if attention.shape[1] != n_kernels:
+        raise ValueError(f"weights.shape[0] must equal K = fc2_weight.shape[0] = {attention.shape[1]}")
+    if biases is not None:
+        biases = np.asarray(biases, dtype=np.float64)
+        if biases.shape != (n_kernels, weights.shape[1]):
+            raise ValueError(f"biases must have shape ({n_kernels}, {weights.shape[1]}), got {biases.shape}")
+    outputs = []
+    for n in range(x.shape[0]):
+        a = attention[n]
+        w_n = np.tensordot(a, weights, axes=1)  # sum_k a[k] weights[k]
+        b_n = None if biases is None else a @ biases
+        outputs.append(correlate(x[n : n + 1], w_n, b_n, stride, padding, dilation, groups))
+    return np.concatenate(outputs, axis=0)
+
+
+# ---------------------------------------------------------------------------
+# deformable convolution
+# ---------------------------------------------------------------------------
+
+
+def bilinear_sample(image: np.ndarray, y: float, x: float) -> np.ndarray:
+    """Bilinear sample of image: (C, H, W) at real position (y, x) -> (C,).
+
+    torchvision deform_conv2d convention: 0 if ``y <= -1 or y >= H or x <= -1 or x >= W``;
+    otherwise, with ``y0 = floor(y)``, ``x0 = floor(x)``, ``ly = y - y0``, ``lx = x - x0``,
+
+        v = (1-ly)(1-lx) I[y0, x0] + (1-ly) lx I[y0, x0+1] + ly (1-lx) I[y0+1, x0] + ly lx I[y0+1, x0+1]
+
+    where neighbours outside the image count as 0.
+    """
+    image = np.asarray(image, dtype=np.float64)
+    if image.ndim != 3:
+        raise ValueError(f"image must have shape (C, H, W), got {image.shape}")
+    _, height, width = image.shape
+    result = np.zeros(image.shape[0], dtype=np.float64)
+    if y <= -1 or y >= height or x <= -1 or x >= width:
+        return result
+    y0, x0 = int(math.floor(y)), int(math.floor(x))
+    ly, lx = y - y0, x - x0
+    for yy, wy in ((y0, 1.0 - ly), (y0 + 1, ly)):
+        for xx, wx in ((x0, 1.0 - lx), (x0 + 1, lx)):
+            if 0 <= yy < height and 0 <= xx < width:
+                result += wy * wx * image[:, yy, xx]
+    return result
+
+
+def deform_conv2d(
+    x: np.ndarray,
+    weight: np.ndarray,
+    offset: np.ndarray,
+    mask: np.ndarray | None = None,
+    bias: np.ndarray | None = None,
+    stride: IntOrTuple = 1,
+    padding: IntOrTuple = 0,
+    dilation: IntOrTuple = 1,
+) -> np.ndarray:
+    """Deformable convolution v1 (mask None) / v2 (mask given), torchvision.ops.deform_conv2d semantics.
+
+    x: (N, C_in, H, W); weight: (C_out, C_in/groups, kh, kw) with groups = C_in // weight.shape[1];
+    offset: (N, 2*G*kh*kw, Ho, Wo) with G = offset groups; mask: (N, G*kh*kw, Ho, Wo) or None;
+    bias: (C_out,) or None -> y: (N, C_out, Ho, Wo), Ho/Wo as for a normal conv.
+    Input channel c is in offset group ``c // (C_in / G)``.  For tap ``t = i*kw + j`` of group g:
+    ``dy = offset[n, 2*(g*kh*kw + t)]``, ``dx = offset[n, 2*(g*kh*kw + t) + 1]``,
+    ``m = mask[n, g*kh*kw + t]`` (1 without mask), all at (oh, ow), and
+
+        py = oh*stride_h - pad_h + i*dil_h + dy,   px = ow*stride_w - pad_w + j*dil_w + dx
+        y[n, o, oh, ow] = b[o] + sum_{c in group(o)} sum_{i,j} weight[o, c_local, i, j] * m * x_c(py, px)
+
+    where ``x_c(py, px) = bilinear_sample`` (implicit zero padding outside the image).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    weight = np.asarray(weight, dtype=np.float64)
+    offset = np.asarray(offset, dtype=np.float64)
+    _spatial_ndim(x, "x", allowed=(2,))
+    if weight.ndim != 4:
+        raise ValueError(f"weight must have shape (C_out, C_in/groups, kh, kw), got {weight.shape}")
+    n, c_in, height, width = x.shape
+    c_out, c_per_group, kh, kw = weight.shape
+    if c_per_group < 1 or c_in % c_per_group != 0:
+        raise ValueError(f"weight.shape[1]={c_per_group} must divide C_in={c_in}")
+    groups = c_in // c_per_group
+    if c_out % groups != 0:
+        raise ValueError(f"weight: C_out={c_out} must be divisible by groups={groups}")
+    stride_t = _positive(_ntuple(stride, 2, "stride"), "stride")
+    pad_t = _ntuple(padding, 2, "padding")
+    if any(v < 0 for v in pad_t):
+        raise ValueError(f"padding must be non-negative, got {padding!r}")
+    dil_t = _positive(_ntuple(dilation, 2, "dilation"), "dilation")
+    h_out = _out_size(height, pad_t[0], pad_t[0], kh, stride_t[0], dil_t[0])
+    w_out = _out_size(width, pad_t[1], pad_t[1], kw, stride_t[1], dil_t[1])
+    taps = kh * kw
+    if offset.ndim != 4 or offset.shape[1] % (2 * taps) != 0 or offset.shape[1] == 0:
+        raise ValueError(f"offset must have shape (N, 2*offset_groups*{taps}, Ho, Wo), got {offset.shape}")
+    offset_groups = offset.shape[1] // (2 * taps)
+    if offset.shape != (n, 2 * offset_groups * taps, h_out, w_out):
+        raise ValueError(
+            f"offset must have shape ({n}, {2 * offset_groups * taps}, {h_out}, {w_out}), got {offset.shape}"
+        )
+    if c_in % offset_groups != 0:
+        raise ValueError(f"offset: C_in={c_in} must be divisible by offset_groups={offset_groups}")
+    if mask is None:
+        mask = np.ones((n, offset_groups * taps, h_out, w_out), dtype=np.float64)
+    else:
+        mask = np.asarray(mask, dtype=np.float64)
+        if mask.shape != (n, offset_groups * taps, h_out, w_out):
+            raise ValueError(
+                f"mask must have shape ({n}, {offset_groups * taps}, {h_out}, {w_out}), got {mask.shape}"
+            )
+    if bias is not None:
+        bias = np.asarray(bias, dtype=np.float64)
+        if bias.shape != (c_out,):
+            raise ValueError(f"bias must have shape ({c_out},), got {bias.shape}")
+
+    # columns[n, c, i, j, oh, ow] = m * x[n, c](py, px): the deformed, modulated receptive fields
+    c_per_offset_group = c_in // offset_groups
+    columns = np.zeros((n, c_in, kh, kw, h_out, w_out), dtype=np.float64)
+    for b in range(n):
+        for g in range(offset_groups):
+            channels = slice(g * c_per_offset_group, (g + 1) * c_per_offset_group)
+            for oh in range(h_out):
+                for ow in range(w_out):
+                    for i in range(kh):
+                        for j in range(kw):
+                            t = i * kw + j
+                            dy = offset[b, 2 * (g * taps + t), oh, ow]
+                            dx = offset[b, 2 * (g * taps + t) + 1, oh, ow]
+                            m = mask[b, g * taps + t, oh, ow]
+                            py = oh * stride_t[0] - pad_t[0] + i * dil_t[0] + dy
+                            px = ow * stride_t[1] - pad_t[1] + j * dil_t[1] + dx
+                            columns[b, channels, i, j, oh, ow] = m * bilinear_sample(x[b, channels], py, px)
+
+    y = np.zeros((n, c_out, h_out, w_out), dtype=np.float64)
+    o_per_group = c_out // groups
+    for g in range(groups):
+        cs = slice(g * c_per_group, (g + 1) * c_per_group)
+        os_ = slice(g * o_per_group, (g + 1) * o_per_group)
+        y[:, os_] = np.einsum("ncijhw,ocij->nohw", columns[:, cs], weight[os_])
+    if bias is not None:
+        y += bias.reshape(1, c_out, 1, 1)
+    return y
+
+
+# ---------------------------------------------------------------------------
+# MixConv
+# ---------------------------------------------------------------------------
+
+
+def mixconv(
+    x: np.ndarray,
+    weights: Sequence[np.ndarray],
+    in_splits: Sequence[int],
+    biases: Sequence[np.ndarray | None] | None = None,
+    stride: IntOrTuple = 1,
+    dilation: IntOrTuple = 1,
+) -> np.ndarray:
+    """Mixed depthwise/dense convolution (MixConv, Tan & Le 2019).
+
+    x: (N, C_in, *S) is split along channels into consecutive chunks of sizes ``in_splits``
+    (summing to C_in).  Chunk i is correlated with ``weights[i]``: (out_i, in_i / g_i, *k_i),
+    ``g_i = in_i // weights[i].shape[1]``, with bias ``biases[i]`` (out_i,) or None, and 'same'
+    padding per dim: ``total = dilation*(k_i - 1)``, ``lo = total // 2``, ``hi = total - lo``
+    (also used with stride > 1).  Returns the chunk outputs concatenated along channels:
+    (N, sum_i out_i, *O).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    nd = _spatial_ndim(x)
+    if len(weights) == 0 or len(weights) != len(in_splits):
+        raise ValueError(
+            "weights and in_splits must be non-empty and of equal length, "
+            f"got {len(weights)} and {len(in_splits)}"
+        )
+    if sum(in_splits) != x.shape[1] or any(s < 1 for s in in_splits):
+        raise ValueError(f"in_splits must be positive and sum to C_in={x.shape[1]}, got {list(in_splits)}")
+    if biases is None:
+        biases = [None] * len(weights)
+    if len(biases) != len(weights):
+        raise ValueError(f"biases must have one entry per kernel ({len(weights)}), got {len(biases)}")
+    dil_t = _positive(_ntuple(dilation, nd, "dilation"), "dilation")
+    outputs = []
+    start = 0
+    for w_i, in_i, b_i in zip(weights, in_splits, biases):
+        w_i = np.asarray(w_i, dtype=np.float64)
+        if w_i.ndim != x.ndim or w_i.shape[1] < 1 or in_i % w_i.shape[1] != 0:
+            raise ValueError(
+                f"weights entry of shape {w_i.shape} does not fit an input chunk of {in_i} channels"
+            )
+        g_i = in_i // w_i.shape[1]
+        same = []
+        for d in range(nd):
+            total = dil_t[d] * (w_i.shape[2 + d] - 1)
+            same.append((total // 2, total - total // 2))
+        chunk = x[:, start : start + in_i]
+        outputs.append(correlate(chunk, w_i, b_i, stride, tuple(same), dil_t, g_i))
+        start += in_i
+    return np.concatenate(outputs, axis=1)

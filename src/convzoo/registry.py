@@ -1,0 +1,229 @@
+"""The list of convolution families: THE list that every tool (verify, cost, bench, viz, report, CLI) iterates.
+
+A new family is one layer file plus one ``Family`` entry here. ``build`` gives every family the same default
+geometry — stride 1 and padding d·(k−1)/2 — so that, for odd kernels, all of them map (N, C_in, H, W) to
+(N, C_out, H, W) and can be compared on one layer shape (upsampling families double H and W).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+from torch import nn
+
+from . import layers as L
+
+Builder = Callable[..., nn.Module]
+
+
+@dataclass(frozen=True)
+class Family:
+    """One convolution family: its name, what it is, where the seed articles describe it, how to build one."""
+
+    name: str
+    title: str
+    seed: str
+    summary: str
+    dims: tuple[int, ...]
+    builder: Builder
+
+    def build(self, in_channels: int, out_channels: int, kernel_size: int = 3, dim: int = 2, **kwargs: Any) -> nn.Module:
+        if dim not in self.dims:
+            raise ValueError(f"family {self.name!r} has no {dim}-D form; dims available: {self.dims}")
+        return self.builder(in_channels, out_channels, kernel_size, dim, **kwargs)
+
+
+def _by_dim(*classes: type[nn.Module]) -> Callable[[int], type[nn.Module]]:
+    return lambda dim: classes[dim - 1]
+
+
+def _same(kwargs: dict[str, Any], kernel_size: int) -> dict[str, Any]:
+    """Default padding d·(k−1)/2 (keeps the size for odd k at stride 1) unless the caller gave one."""
+    if "padding" not in kwargs:
+        dilation = kwargs.get("dilation", 1)
+        kwargs["padding"] = (dilation if isinstance(dilation, int) else dilation[0]) * (kernel_size - 1) // 2
+    return kwargs
+
+
+def _default_groups(in_channels: int, out_channels: int, kwargs: dict[str, Any]) -> int:
+    return kwargs.pop("groups", math.gcd(in_channels, out_channels, 4))
+
+
+_conv = _by_dim(L.Conv1d, L.Conv2d, L.Conv3d)
+_pointwise = _by_dim(L.PointwiseConv1d, L.PointwiseConv2d, L.PointwiseConv3d)
+_depthwise = _by_dim(L.DepthwiseConv1d, L.DepthwiseConv2d, L.DepthwiseConv3d)
+_separable = _by_dim(L.DepthwiseSeparableConv1d, L.DepthwiseSeparableConv2d, L.DepthwiseSeparableConv3d)
+_transposed = _by_dim(L.TransposedConv1d, L.TransposedConv2d, L.TransposedConv3d)
+_resize = _by_dim(L.ResizeConv1d, L.ResizeConv2d, L.ResizeConv3d)
+_dynamic = _by_dim(L.DynamicConv1d, L.DynamicConv2d, L.DynamicConv3d)
+ALL_DIMS = (1, 2, 3)
+
+
+def _standard(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
+    return _conv(dim)(i, o, k, **_same(kw, k))
+
+
+def _true_convolution(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
+    return _conv(dim)(i, o, k, mode="convolution", **_same(kw, k))
+
+
+def _dilated(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
+    kw.setdefault("dilation", 2)
+    return _conv(dim)(i, o, k, **_same(kw, k))
+
+
+def _grouped(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
+    groups = _default_groups(i, o, kw)
+    return _conv(dim)(i, o, k, groups=groups, **_same(kw, k))
+
+
+def _pointwise_plain(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
+    return _pointwise(dim)(i, o, **kw)
+
+
+def _pointwise_grouped(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
+    groups = _default_groups(i, o, kw)
+    return _pointwise(dim)(i, o, groups=groups, **kw)
+
+
+def _transposed_upsampling(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
+    # Default: stride 2 with padding/output_padding chosen so the output is exactly twice the input.
+    kw.setdefault("stride", 2)
+    if kw["stride"] == 2:
+        kw.setdefault("padding", (k - 1) // 2)
+        kw.setdefault("output_padding", k % 2)
+    return _transposed(dim)(i, o, k, **kw)
+
+
+def _resize_conv(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
+    return _resize(dim)(i, o, k, **kw)
+
+
+def _depthwise_conv(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
+    if o % i:
+        raise ValueError(f"depthwise needs out_channels={o} to be a multiple of in_channels={i} (depth multiplier)")
+    return _depthwise(dim)(i, k, depth_multiplier=o // i, **_same(kw, k))
+
+
+def _depthwise_separable(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
+    return _separable(dim)(i, o, k, **_same(kw, k))
+
+
+def _spatially_separable(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
+    return L.SpatiallySeparableConv2d(i, o, k, **_same(kw, k))
+
+
+def _flattened(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
+    return L.FlattenedConv2d(i, o, k, **_same(kw, k))
+
+
+def _shuffled_grouped(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
+    groups = _default_groups(i, o, kw)
+    return L.ShuffledGroupedConv2d(i, o, k, groups, **_same(kw, k))
+
+
+def _global_depthwise(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
+    if o != i:
+        raise ValueError(f"global_depthwise keeps the channels: out_channels={o} must equal in_channels={i}")
+    return L.GlobalDepthwiseConv2d(i, **kw)
+
+
+def _mixconv(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
+    kw.setdefault("kernel_sizes", (k, k + 2, k + 4))
+    return L.MixConv2d(i, o, **kw)
+
+
+def _hetconv(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
+    kw.setdefault("p", math.gcd(i, 4))
+    return L.HetConv2d(i, o, k, **_same(kw, k))
+
+
+def _dynamic_conv(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
+    return _dynamic(dim)(i, o, k, **_same(kw, k))
+
+
+def _deformable(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
+    return L.DeformConv2d(i, o, k, **_same(kw, k))
+
+
+def _deformable_v2(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
+    return L.DeformConv2d(i, o, k, modulated=True, **_same(kw, k))
+
+
+_FAMILIES = [
+    Family("standard", "Standard convolution (cross-correlation)", "001 §1–3, 003 §1.1",
+           "Dense k×k kernel over all input channels; what deep learning calls convolution.", ALL_DIMS, _standard),
+    Family("convolution", "True convolution (flipped kernel)", "001 §1, 003 §1.2",
+           "Signal-processing convolution: the kernel rotated 180° before sliding.", ALL_DIMS, _true_convolution),
+    Family("pointwise", "1×1 (pointwise) convolution", "001 §4",
+           "Per-pixel linear map across channels; changes depth, keeps H×W.", ALL_DIMS, _pointwise_plain),
+    Family("transposed", "Transposed convolution", "001 §6",
+           "Adjoint of a strided conv (Cᵀx): learnable upsampling; uneven overlap gives checkerboards.",
+           ALL_DIMS, _transposed_upsampling),
+    Family("resize", "Resize-convolution", "001 §6",
+           "Nearest-neighbour upsampling then a 'same' conv: upsampling without checkerboard artifacts.",
+           ALL_DIMS, _resize_conv),
+    Family("dilated", "Dilated (atrous) convolution", "001 §7, 003 §2.2",
+           "Kernel taps spaced d apart: receptive field grows without extra parameters.", ALL_DIMS, _dilated),
+    Family("spatially_separable", "Spatially separable convolution", "001 §8.1, 000, 003 §2.2",
+           "k×1 conv then 1×k conv: 2k instead of k² multiplications for rank-limited kernels.", (2,),
+           _spatially_separable),
+    Family("flattened", "Flattened convolution", "001 §9, 003 §2.2",
+           "1×1 across channels, then per-channel k×1 and 1×k (Jin et al. 2014).", (2,), _flattened),
+    Family("depthwise", "Depthwise convolution", "001 §8.2, 003 §2.1",
+           "One k×k kernel per input channel (groups = C_in); no mixing across channels.", ALL_DIMS,
+           _depthwise_conv),
+    Family("depthwise_separable", "Depthwise separable convolution", "001 §8.2, 000, 002, 003 §2.1",
+           "Depthwise k×k then pointwise 1×1: MobileNet's block, ≈1/C_out + 1/k² of the MACs.", ALL_DIMS,
+           _depthwise_separable),
+    Family("grouped", "Grouped convolution", "001 §10, 003 §2.1",
+           "Channels split into g groups convolved separately: 1/g of the parameters and MACs.", ALL_DIMS, _grouped),
+    Family("shuffled_grouped", "Shuffled grouped convolution", "001 §11, 003 §2.1",
+           "Grouped conv followed by a channel shuffle so the next groups see every group (ShuffleNet).", (2,),
+           _shuffled_grouped),
+    Family("pointwise_grouped", "Pointwise grouped convolution", "001 §12",
+           "Grouped 1×1 conv: ShuffleNet's cheap channel mixing.", ALL_DIMS, _pointwise_grouped),
+    Family("global_depthwise", "Global depthwise convolution (GDC)", "003 §2.1",
+           "Depthwise kernel as large as the feature map: learned weighted global pooling, C×H×W → C.", (2,),
+           _global_depthwise),
+    Family("mixconv", "MixConv (mixed depthwise kernels)", "003 §2.1",
+           "Channel groups convolved with different kernel sizes (3, 5, 7…), concatenated (Tan & Le 2019).", (2,),
+           _mixconv),
+    Family("hetconv", "HetConv (heterogeneous kernels)", "003 §2.3",
+           "Each filter mixes k×k kernels on 1/p of the channels with 1×1 kernels on the rest (Singh et al. 2019).",
+           (2,), _hetconv),
+    Family("dynamic", "Dynamic convolution", "001 §13, 003 §2.3",
+           "K kernels aggregated per sample by softmax attention with temperature (Chen et al. 2020).", ALL_DIMS,
+           _dynamic_conv),
+    Family("deformable", "Deformable convolution v1", "003 §2.2",
+           "Sampling grid shifted by learned per-position offsets, read bilinearly (Dai et al. 2017).", (2,),
+           _deformable),
+    Family("deformable_v2", "Deformable convolution v2 (modulated)", "003 §2.2",
+           "DCN v1 plus a learned sigmoid mask per sampling point (Zhu et al. 2018).", (2,), _deformable_v2),
+]
+_BY_NAME = {f.name: f for f in _FAMILIES}
+
+
+def families() -> list[Family]:
+    """Every family, in the order of the seed articles' map."""
+    return list(_FAMILIES)
+
+
+def family(name: str) -> Family:
+    """Look a family up by name; the error lists the names that exist."""
+    try:
+        return _BY_NAME[name]
+    except KeyError:
+        raise ValueError(f"unknown family {name!r}; known families: {', '.join(_BY_NAME)}") from None
+
+
+def build(name: str, in_channels: int, out_channels: int, kernel_size: int = 3, dim: int = 2, **kwargs: Any) -> nn.Module:
+    """Build family ``name`` as a layer C_in → C_out with a k×k (or k, k×k×k) kernel in ``dim`` spatial dims.
+
+    >>> build("depthwise_separable", 32, 64)  # doctest: +ELLIPSIS
+    DepthwiseSeparableConv2d(...)
+    """
+    return family(name).build(in_channels, out_channels, kernel_size, dim, **kwargs)

@@ -1,0 +1,61 @@
+"""The registry lists every family the seed articles name; the CLI lists and verifies them."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import convzoo as cz
+from convzoo.cli import app
+
+REQUIRED = {
+    "standard", "convolution", "pointwise", "transposed", "resize", "dilated", "spatially_separable", "flattened",
+    "depthwise", "depthwise_separable", "grouped", "shuffled_grouped", "pointwise_grouped", "global_depthwise",
+    "mixconv", "hetconv", "dynamic", "deformable", "deformable_v2",
+}
+
+
+def test_registry_names_every_family():
+    names = [f.name for f in cz.families()]
+    assert REQUIRED <= set(names)
+    assert len(names) == len(set(names))
+    for f in cz.families():
+        assert f.title and f.summary and f.seed[:3].isdigit(), f
+
+
+@pytest.mark.parametrize("name", sorted(REQUIRED))
+def test_build_default_keeps_spatial_size(name):
+    """Default geometry: odd k at stride 1 keeps H×W (upsamplers double it, global depthwise pools it)."""
+    out = 4 if name == "global_depthwise" else 8
+    module = cz.build(name, 4, out)
+    y = module(torch.randn(2, 4, 10, 10))
+    expected = {"transposed": (20, 20), "resize": (20, 20), "global_depthwise": (1, 1)}.get(name, (10, 10))
+    assert tuple(y.shape) == (2, out, *expected)
+
+
+def test_build_passes_family_arguments():
+    assert cz.build("grouped", 8, 8, groups=2).groups == 2
+    assert cz.build("dilated", 4, 4, dilation=3).dilation == (3, 3)
+    assert cz.build("mixconv", 6, 6, 5).kernel_sizes == (5, 7, 9)
+    assert cz.build("standard", 4, 4, 3, dim=3).weight.shape == (4, 4, 3, 3, 3)
+
+
+def test_cli_list_shows_every_family():
+    result = CliRunner().invoke(app, ["list"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0
+    for name in REQUIRED:
+        assert name in result.output
+
+
+def test_cli_verify_passes_and_reports_errors():
+    result = CliRunner().invoke(app, ["verify", "hetconv", "dynamic"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert result.output.count("│ pass") == 4  # hetconv 2-D, dynamic 1/2/3-D
+    assert "FAIL" not in result.output
+
+
+def test_cli_verify_unknown_family_is_a_clear_error():
+    result = CliRunner().invoke(app, ["verify", "nope"])
+    assert result.exit_code == 2
+    assert "unknown family 'nope'" in result.output

@@ -24,12 +24,13 @@ from .._checks import (
     padding_pairs,
 )
 from .conv import conv_repr
+from ..cost import LayerCost, conv_out_shape, numel
 
 
-def one_by_one_mask(out_channels: int, in_channels: int, p: int) -> torch.Tensor:
+def one_by_one_mask(out_channels: int, in_channels: int, p: int, device: torch.device | None = None) -> torch.Tensor:
     """Boolean (C_out, C_in): True where filter j uses a 1×1 kernel on channel c, i.e. (c − j) mod p ≠ 0."""
-    j = torch.arange(out_channels).unsqueeze(1)
-    c = torch.arange(in_channels).unsqueeze(0)
+    j = torch.arange(out_channels, device=device).unsqueeze(1)
+    c = torch.arange(in_channels, device=device).unsqueeze(0)
     return (c - j) % p != 0
 
 
@@ -73,7 +74,6 @@ class HetConv2d(nn.Module):
         self.weight_kxk = nn.Parameter(torch.empty(out_channels, in_channels // p, *self.kernel_size, **factory))
         self.weight_1x1 = nn.Parameter(torch.empty(out_channels, in_channels - in_channels // p, **factory))
         self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
-        self.register_buffer("mask_1x1", one_by_one_mask(out_channels, in_channels, p).to(device), persistent=False)
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
@@ -88,7 +88,9 @@ class HetConv2d(nn.Module):
     def dense_1x1_weight(self) -> torch.Tensor:
         """(C_out, C_in, 1, 1) weight with the 1×1 kernels in place and zeros at the k×k positions."""
         dense = self.weight_1x1.new_zeros(self.out_channels, self.in_channels)
-        dense = dense.masked_scatter(self.mask_1x1, self.weight_1x1)
+        # Rebuilt on every call (C_out·C_in integer ops) rather than stored, so meta-built modules stay valid.
+        mask = one_by_one_mask(self.out_channels, self.in_channels, self.p, dense.device)
+        dense = dense.masked_scatter(mask, self.weight_1x1)
         return dense[:, :, None, None]
 
     def _kxk_part(self, x: torch.Tensor) -> torch.Tensor:
@@ -129,6 +131,15 @@ class HetConv2d(nn.Module):
         if self.bias is not None:
             y = y + self.bias.view(1, -1, 1, 1)
         return y
+
+    def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
+        """The heterogeneous filters' true cost, not the masked dense one:
+        MACs = N·HW_out·C_out·(C_in/p)·k² (k×k kernels) + N·HW_out·C_out·(C_in − C_in/p) (1×1 kernels);
+        elements = input + weight_kxk + weight_1x1 + bias + output (one layer)."""
+        out = conv_out_shape(input_shape, self.out_channels, self.kernel_size, self.stride, self._pairs, self.dilation)
+        per_output = self.weight_kxk[0].numel() + self.weight_1x1.shape[1]  # (C_in/p)·k² + C_in − C_in/p
+        params = self.weight_kxk.numel() + self.weight_1x1.numel() + (0 if self.bias is None else self.out_channels)
+        return LayerCost(params, numel(out) * per_output, 0, numel(input_shape) + params + numel(out), out)
 
     def extra_repr(self) -> str:
         return conv_repr(self, {"p": self.p})

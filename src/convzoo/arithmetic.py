@@ -1,55 +1,449 @@
-"""Convolution arithmetic (Dumoulin & Visin 2016): output sizes of convolutions and transposed convolutions.
+"""Convolution arithmetic (Dumoulin & Visin 2016), receptive fields (Araujo et al. 2019) and transposed-conv overlap.
 
 conv:        o = ⌊(i + p_before + p_after − d·(k−1) − 1) / s⌋ + 1
 transposed:  o = (i − 1)·s − 2p + d·(k−1) + a + 1, with 0 ≤ a < max(s, d) (the "a-term", ``output_padding``)
+receptive field (Araujo, Norouzi & Shlens, Distill 2019), per layer with k_eff = d·(k−1) + 1:
+             r_out = r_in + (k_eff − 1)·j_in,  j_out = j_in·s,  c_out = c_in + ((k_eff − 1)/2 − p_before)·j_in
+overlap:     a stride-s transposed conv hands output o the taps q ∈ [0, k) with q ≡ o (mod s)
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from typing import Union
+from dataclasses import dataclass, field
+from fractions import Fraction
+from typing import Any, Union
+
+import torch
+import torch.fx
+from torch import nn
+from torch.fx.passes.shape_prop import ShapeProp
 
 from ._checks import PaddingPairs
 
 Size = Union[int, Sequence[int]]
+Number = Union[int, float]
 
 
-def _per_dim(*args: Size) -> tuple[tuple[int, ...], ...] | None:
-    """Broadcast ints against tuples; None when every argument is a plain int."""
-    lengths = {len(a) for a in args if not isinstance(a, int)}
+def _per_dim(*args: Any) -> tuple[tuple[Any, ...], ...] | None:
+    """Broadcast ints (and strings) against tuples; None when no argument is a tuple."""
+    lengths = {len(a) for a in args if not isinstance(a, (int, str))}
     if not lengths:
         return None
     if len(lengths) > 1:
         raise ValueError(f"tuple arguments must have the same length, got lengths {sorted(lengths)}")
     n = lengths.pop()
-    return tuple(tuple(a) if not isinstance(a, int) else (a,) * n for a in args)  # type: ignore[arg-type]
+    return tuple(tuple(a) if not isinstance(a, (int, str)) else (a,) * n for a in args)
 
 
-def conv_output_size(i: Size, k: Size, s: Size = 1, p: Size = 0, d: Size = 1) -> int | tuple[int, ...]:
-    """Output size of a convolution with symmetric padding ``p`` (ints, or tuples with one entry per dim)."""
+def _check_int(value: Any, name: str, minimum: int) -> int:
+    if isinstance(value, bool) or not isinstance(value, int):
+        raise TypeError(f"{name}={value!r} must be an int")
+    if value < minimum:
+        raise ValueError(f"{name}={value} must be >= {minimum}")
+    return value
+
+
+def _conv_size_1d(i: int, k: int, s: int, p: int | str, d: int) -> tuple[int, int]:
+    """(output size, padding before) for one dim; validates every argument."""
+    _check_int(i, "i (input size)", 1)
+    _check_int(k, "k (kernel_size)", 1)
+    _check_int(s, "s (stride)", 1)
+    _check_int(d, "d (dilation)", 1)
+    extent = d * (k - 1) + 1
+    if isinstance(p, str):
+        if p == "valid":
+            lo = hi = 0
+        elif p == "same":
+            if s != 1:
+                raise ValueError(f"p='same' needs s (stride) == 1, got s={s}; give the padding as ints")
+            lo, hi = (extent - 1) // 2, extent - 1 - (extent - 1) // 2  # odd element after, as PyTorch
+        else:
+            raise ValueError(f"p={p!r} must be an int >= 0, 'same' or 'valid'")
+    else:
+        lo = hi = _check_int(p, "p (padding)", 0)
+    if i + lo + hi < extent:
+        raise ValueError(
+            f"input size i={i} with padding p={p} ({i + lo + hi} padded) is smaller than the dilated kernel "
+            f"d·(k−1)+1={extent} (k={k}, d={d}): the output would be empty"
+        )
+    return (i + lo + hi - extent) // s + 1, lo
+
+
+def conv_output_size(i: Size, k: Size, s: Size = 1, p: Union[Size, str] = 0, d: Size = 1) -> int | tuple[int, ...]:
+    """o = ⌊(i + 2p − d·(k−1) − 1)/s⌋ + 1 per dim; ints, or tuples with one entry per dim.
+
+    ``p='valid'`` is p = 0; ``p='same'`` pads d·(k−1) in total (the odd element after) and needs s = 1.
+    Raises ValueError for k, s, d < 1, p < 0 or an empty output.
+    """
     dims = _per_dim(i, k, s, p, d)
     if dims is not None:
-        return tuple(conv_output_size(*args) for args in zip(*dims))  # type: ignore[misc]
-    out = (i + 2 * p - d * (k - 1) - 1) // s + 1  # type: ignore[operator]
-    if out < 1:
-        raise ValueError(f"input size {i} with padding {p} is smaller than the dilated kernel {d * (k - 1) + 1}")  # type: ignore[operator]
-    return out
+        return tuple(_conv_size_1d(*args)[0] for args in zip(*dims))
+    return _conv_size_1d(i, k, s, p, d)[0]  # type: ignore[arg-type]
 
 
 def conv_output_shape(
     spatial: Sequence[int], kernel: Sequence[int], stride: Sequence[int], pairs: PaddingPairs, dilation: Sequence[int]
 ) -> tuple[int, ...]:
-    """Spatial output shape for explicit (before, after) padding pairs."""
+    """Spatial output shape for explicit (before, after) padding pairs (no validation: layers check first)."""
     return tuple(
         (i + lo + hi - d * (k - 1) - 1) // s + 1 for i, k, s, (lo, hi), d in zip(spatial, kernel, stride, pairs, dilation)
     )
 
 
+def _transposed_raw(i: int, k: int, s: int, p: int, a: int, d: int) -> int:
+    _check_int(i, "i (input size)", 1)
+    _check_int(k, "k (kernel_size)", 1)
+    _check_int(s, "s (stride)", 1)
+    _check_int(d, "d (dilation)", 1)
+    _check_int(p, "p (padding)", 0)
+    _check_int(a, "output_padding", 0)
+    if a >= max(s, d):
+        raise ValueError(f"output_padding={a} must be smaller than max(s (stride), d (dilation))={max(s, d)}")
+    return (i - 1) * s - 2 * p + d * (k - 1) + a + 1
+
+
 def transposed_output_size(
     i: Size, k: Size, s: Size = 1, p: Size = 0, output_padding: Size = 0, d: Size = 1
 ) -> int | tuple[int, ...]:
-    """Output size of a transposed convolution (PyTorch's ConvTranspose semantics)."""
+    """o = (i − 1)·s − 2p + d·(k−1) + a + 1 per dim, a = ``output_padding`` < max(s, d) (PyTorch's ConvTranspose).
+
+    Raises ValueError for k, s, d, i < 1, p < 0, a ≥ max(s, d) or an empty output (o < 1).
+    """
     dims = _per_dim(i, k, s, p, output_padding, d)
+    raw = tuple(_transposed_raw(*args) for args in zip(*dims)) if dims is not None else \
+        _transposed_raw(i, k, s, p, output_padding, d)  # type: ignore[arg-type]
+    if min(raw if isinstance(raw, tuple) else (raw,)) < 1:
+        raise ValueError(f"padding={p!r} leaves an empty output {raw} for input size {i!r} "
+                         f"(kernel_size={k!r}, stride={s!r}, dilation={d!r}); every output size must be >= 1")
+    return raw
+
+
+def transposed_output_sizes(i: Size, k: Size, s: Size = 1, p: Size = 0, d: Size = 1) -> list[int] | tuple[list[int], ...]:
+    """Every output size a transposed conv can give for input size i: [o₀, o₀ + 1, …, o₀ + max(s, d) − 1].
+
+    o₀ is the size at output_padding = 0; the a-term picks one of these. Ints give a list; tuples give a
+    tuple of lists, one per dim (each dim chooses independently, so every combination is reachable).
+    All the convolutions with these output sizes have input size i (the ambiguity ``output_padding`` resolves).
+    """
+    dims = _per_dim(i, k, s, p, d)
     if dims is not None:
-        return tuple(transposed_output_size(*args) for args in zip(*dims))  # type: ignore[misc]
-    return (i - 1) * s - 2 * p + d * (k - 1) + output_padding + 1  # type: ignore[operator]
+        return tuple(transposed_output_sizes(*args) for args in zip(*dims))  # type: ignore[misc]
+    o0 = transposed_output_size(i, k, s, p, 0, d)
+    return [o0 + a for a in range(max(s, d))]  # type: ignore[arg-type, operator]
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Transposed-conv overlap (article 001 §6; Odena et al. 2016, "Deconvolution and Checkerboard Artifacts")
+
+
+def _expand(value: Size, dim: int, name: str) -> tuple[int, ...]:
+    values = (value,) * dim if isinstance(value, int) else tuple(value)
+    if len(values) != dim:
+        raise ValueError(f"{name}={value!r} must be an int or a tuple of dim={dim} ints")
+    for v in values:
+        _check_int(v, name, 1)
+    return values
+
+
+def overlap_map(kernel_size: Size, stride: Size, dim: int = 2) -> torch.Tensor:
+    """Taps per output position over one period of a stride-s transposed conv (padding 0, dilation 1).
+
+    Output o receives input i through tap q = o − i·s, so it gets #{q ∈ [0, k) : q ≡ o (mod s)} taps in the
+    interior. Returns an int64 tensor of shape (s₁, …, s_dim): entry [t₁, …] is the count at outputs o ≡ t
+    (mod s), the product of the per-dim counts. Uneven entries are the checkerboard; e.g. k=3, s=2 (1-D) → [2, 1].
+    """
+    _check_int(dim, "dim", 1)
+    k, s = _expand(kernel_size, dim, "kernel_size"), _expand(stride, dim, "stride")
+    result = torch.ones((), dtype=torch.int64)
+    for kk, ss in zip(k, s):
+        counts = torch.tensor([sum(1 for q in range(kk) if q % ss == t) for t in range(ss)], dtype=torch.int64)
+        result = result.unsqueeze(-1) * counts
+    return result
+
+
+def is_even_overlap(kernel_size: Size, stride: Size) -> bool:
+    """True iff every output of the transposed conv gets the same number of taps: k mod s == 0 in every dim."""
+    dims = _per_dim(kernel_size, stride)
+    pairs = zip(*dims) if dims is not None else [(kernel_size, stride)]
+    return all(_check_int(k, "kernel_size", 1) % _check_int(s, "stride", 1) == 0 for k, s in pairs)
+
+
+# ---------------------------------------------------------------------------------------------------------
+# Receptive fields (Araujo, Norouzi & Shlens, "Computing Receptive Fields of Convolutional Neural Networks",
+# Distill 2019). A field is tracked per spatial dim as (r, j, c): size in input pixels, jump (distance in input
+# pixels between adjacent positions of the feature map) and c = centre of the field of the feature map's
+# position 0, in input pixel coordinates (input pixel 0 has centre 0). Fractions keep upsampling exact.
+
+
+@dataclass(frozen=True)
+class _Field:
+    size: tuple[Fraction, ...]
+    jump: tuple[Fraction, ...]
+    start: tuple[Fraction, ...]
+
+    def conv(self, k_eff: Sequence[int], s: Sequence[Fraction], before: Sequence[Fraction]) -> _Field:
+        """r + (k_eff − 1)·j, j·s, c + ((k_eff − 1)/2 − p_before)·j."""
+        return _Field(
+            tuple(r + (k - 1) * j for r, k, j in zip(self.size, k_eff, self.jump)),
+            tuple(j * ss for j, ss in zip(self.jump, s)),
+            tuple(c + (Fraction(k - 1, 2) - p) * j for c, k, p, j in zip(self.start, k_eff, before, self.jump)),
+        )
+
+    def upsample(self, f: Sequence[int], taps: int, offset: Sequence[Fraction]) -> _Field:
+        """Upsampling by f: each output reads ``taps`` adjacent inputs; jump j/f; position 0 sits at c + offset·j."""
+        return _Field(
+            tuple(r + (taps - 1) * j for r, j in zip(self.size, self.jump)),
+            tuple(j / ff for j, ff in zip(self.jump, f)),
+            tuple(c + o * j for c, o, j in zip(self.start, offset, self.jump)),
+        )
+
+    def whole(self, spatial: Sequence[int]) -> _Field:
+        """A layer that reads the whole feature map (global pooling, flatten → linear): one window of size n."""
+        return self.conv(tuple(spatial), tuple(Fraction(n) for n in spatial), (Fraction(0),) * len(spatial))
+
+
+def _plain(x: Fraction) -> Number:
+    return int(x) if x.denominator == 1 else float(x)
+
+
+@dataclass(frozen=True)
+class FieldRow:
+    """One layer: ``size`` (pixels), ``stride`` (jump, pixels), ``start`` (centre of position 0's field), per dim."""
+
+    name: str
+    type: str
+    size: tuple[Number, ...]
+    stride: tuple[Number, ...]
+    start: tuple[Number, ...]
+
+    @classmethod
+    def of(cls, name: str, kind: str, f: _Field) -> FieldRow:
+        return cls(name, kind, tuple(map(_plain, f.size)), tuple(map(_plain, f.jump)), tuple(map(_plain, f.start)))
+
+
+@dataclass(frozen=True)
+class Misalignment:
+    """A merge (add, cat, …) whose inputs differ in stride or centre: their positions see shifted inputs."""
+
+    name: str
+    type: str
+    strides: tuple[tuple[Number, ...], ...]
+    starts: tuple[tuple[Number, ...], ...]
+
+
+@dataclass
+class ReceptiveField:
+    """Result of ``receptive_field``: ``layers`` in execution order, ``output`` (the model output's row),
+    ``misaligned`` (merges whose branches differ in stride or centre; empty when the graph is aligned)."""
+
+    layers: list[FieldRow]
+    output: FieldRow
+    misaligned: list[Misalignment] = field(default_factory=list)
+
+    @property
+    def is_aligned(self) -> bool:
+        return not self.misaligned
+
+
+class ConvzooTracer(torch.fx.Tracer):
+    """fx tracer that keeps every convzoo layer (whose forward holds data-dependent shape checks) and every
+    torch.nn leaf as a single call_module node."""
+
+    def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
+        return type(m).__module__.startswith("convzoo.") or super().is_leaf_module(m, module_qualified_name)
+
+
+def _trace(module: nn.Module) -> torch.fx.GraphModule:
+    tracer = ConvzooTracer()
+    try:
+        graph = tracer.trace(module)
+    except torch.fx.proxy.TraceError as error:
+        raise TypeError(f"cannot trace {type(module).__name__} with torch.fx ({error}); give the layer a "
+                        "receptive_field_step(field, in_shape, step) method (see MixConv2d)") from error
+    return torch.fx.GraphModule(tracer.root, graph)
+
+
+def _tuple(value: Any, dim: int) -> tuple[Any, ...]:
+    return tuple(value) if isinstance(value, (tuple, list)) else (value,) * dim
+
+
+def _conv_geometry(module: nn.Module, dim: int, spatial: Sequence[int]) -> tuple[tuple[int, ...], tuple[Fraction, ...], tuple[Fraction, ...]]:
+    """(k_eff, stride, padding before) per dim from the layer's kernel_size/stride/dilation/_pairs|padding."""
+    kernel = getattr(module, "kernel_size", None)
+    k = _tuple(kernel, dim) if kernel is not None else tuple(spatial)  # lazy whole-map kernel: the input size
+    s = _tuple(getattr(module, "stride", 1), dim)  # torch pools already store stride = kernel_size when None
+    d = _tuple(getattr(module, "dilation", 1), dim)
+    k_eff = tuple(dd * (kk - 1) + 1 for kk, dd in zip(k, d))
+    pairs = getattr(module, "_pairs", None)
+    if pairs is not None:
+        before = tuple(lo for lo, _ in pairs)
+    else:
+        padding = getattr(module, "padding", 0)
+        if padding == "same":
+            before = tuple((ke - 1) // 2 for ke in k_eff)
+        elif padding == "valid":
+            before = (0,) * dim
+        else:
+            before = _tuple(padding, dim)
+    return k_eff, tuple(Fraction(x) for x in s), tuple(Fraction(x) for x in before)
+
+
+_WHOLE_MODULES = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
+                  nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.Flatten)
+_WHOLE_FUNCTIONS = {"flatten", "view", "reshape", "mean", "sum", "amax", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
+                    "adaptive_avg_pool3d", "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d"}
+
+
+def _upsample_step(f: _Field, factor: Sequence[int], mode: str) -> _Field:
+    # align_corners=False: output u sits at input coordinate (u + 1/2)/f − 1/2; linear modes read 2 neighbours.
+    taps = 1 if mode == "nearest" else 2
+    return f.upsample(factor, taps, tuple(Fraction(1, 2 * ff) - Fraction(1, 2) for ff in factor))
+
+
+def _module_field(module: nn.Module, f: _Field, in_shape: Sequence[int]) -> _Field:
+    """The field after ``module`` given the field ``f`` of its input of shape (N, C, *spatial)."""
+    dim = len(f.size)
+    spatial = tuple(in_shape[2:])
+    if hasattr(module, "receptive_field_step"):  # a layer that knows better (e.g. parallel branches)
+        return module.receptive_field_step(f, in_shape, _module_field)
+    if len(spatial) != dim:  # e.g. Linear after flatten, or a 1-D head: no spatial structure left to track
+        return f
+    if isinstance(module, _WHOLE_MODULES):
+        return f.whole(spatial)
+    if isinstance(module, nn.Upsample):
+        if module.scale_factor is None:
+            raise TypeError(f"receptive_field needs nn.Upsample(scale_factor=...), got size={module.size!r}")
+        factor = tuple(int(v) for v in _tuple(module.scale_factor, dim))
+        return _upsample_step(f, factor, module.mode)
+    has_children = any(True for _ in module.children())
+    # A layer with its own window: kernel_size plus a stride, or kernel_size and no sub-layers (whole-map kernel).
+    if hasattr(module, "kernel_size") and (hasattr(module, "stride") or not has_children):
+        if hasattr(module, "scale_factor"):  # resize-conv: upsample, then the conv on the upsampled map
+            f = _upsample_step(f, _tuple(module.scale_factor, dim), getattr(module, "upsample_mode", "nearest"))
+            spatial = tuple(n * s for n, s in zip(spatial, _tuple(module.scale_factor, dim)))
+        k_eff, s, before = _conv_geometry(module, dim, spatial)
+        # torch's _ConvNd says `transposed`; convzoo's transposed layers are the ones with an output_padding.
+        if getattr(module, "transposed", hasattr(module, "output_padding")):
+            # Transposed conv = insert s−1 zeros (jump j/s, position 0 on input 0), then a stride-1 conv with
+            # padding k_eff − 1 − p on that grid. Output o reads the inputs (o − q)/s for the taps q = d·t ≡ o
+            # (mod s); over the phases these span at most Δ = (d/g)·⌊(k − 1)·g/s⌋ inputs apart, g = gcd(d, s),
+            # so r grows by Δ·j (not (k_eff − 1)·j/s: the zeros read nothing) and the jump divides by s.
+            kernel, dil = _tuple(module.kernel_size, dim), _tuple(getattr(module, "dilation", 1), dim)
+            spans = tuple(Fraction(dd // math.gcd(dd, int(ss)) * ((kk - 1) * math.gcd(dd, int(ss)) // int(ss)))
+                          for kk, dd, ss in zip(kernel, dil, s))
+            up = _Field(f.size, tuple(j / ss for j, ss in zip(f.jump, s)), f.start)
+            centred = up.conv(k_eff, (Fraction(1),) * dim, tuple(k - 1 - p for k, p in zip(k_eff, before)))
+            return _Field(tuple(r + dl * j for r, dl, j in zip(f.size, spans, f.jump)), centred.jump, centred.start)
+        return f.conv(k_eff, s, before)
+    if type(module).__module__.startswith("convzoo.") and has_children:
+        return _propagate(_trace(module), f, in_shape)[0]  # composite: compose its children
+    return f  # activations, norms, dropout, identity, linear on channels: pointwise in space
+
+
+def _function_name(node: torch.fx.Node) -> str:
+    target = node.target
+    return target if isinstance(target, str) else getattr(target, "__name__", str(target))
+
+
+def _propagate(
+    gm: torch.fx.GraphModule, f_in: _Field, in_shape: Sequence[int], rows: list[FieldRow] | None = None,
+    misaligned: list[Misalignment] | None = None,
+) -> tuple[_Field, FieldRow]:
+    """Walk the graph in order; merges take the largest field over their inputs (max over paths)."""
+    training = gm.training
+    gm.eval()
+    try:
+        with torch.no_grad():
+            ShapeProp(gm).propagate(torch.zeros(tuple(in_shape)))
+    finally:
+        gm.train(training)
+    fields: dict[torch.fx.Node, _Field] = {}
+    out_field, out_row = f_in, FieldRow.of("input", "input", f_in)
+    for node in gm.graph.nodes:
+        if node.op == "placeholder":
+            fields[node] = f_in
+            continue
+        inputs = [a for a in node.all_input_nodes if a in fields]
+        if node.op == "output":
+            out_field = fields[inputs[0]] if inputs else f_in
+            break
+        if not inputs:
+            continue
+        first = inputs[0]
+        first_shape = first.meta["tensor_meta"].shape if "tensor_meta" in first.meta else in_shape
+        if node.op == "call_module":
+            module = gm.get_submodule(node.target)
+            f = _module_field(module, fields[first], first_shape)
+            kind, name = type(module).__name__, str(node.target)
+        else:
+            kind, name = _function_name(node), node.name
+            f = _merge(inputs, fields, kind, name, misaligned)
+            spatial = tuple(first_shape[2:])
+            if kind in _WHOLE_FUNCTIONS and len(spatial) == len(f.size) and len(inputs) == 1:
+                out_shape = node.meta.get("tensor_meta")
+                if out_shape is None or tuple(getattr(out_shape, "shape", ())[2:]) != spatial:
+                    f = f.whole(spatial)
+        fields[node] = f
+        out_row = FieldRow.of(name, kind, f)
+        if rows is not None:
+            rows.append(out_row)
+    return out_field, FieldRow.of(out_row.name, out_row.type, out_field)
+
+
+def _merge(inputs: list[torch.fx.Node], fields: dict[torch.fx.Node, _Field], kind: str, name: str,
+           misaligned: list[Misalignment] | None) -> _Field:
+    branches = [fields[a] for a in inputs]
+    if len(branches) == 1:
+        return branches[0]
+    if misaligned is not None and any(b.jump != branches[0].jump or b.start != branches[0].start for b in branches):
+        misaligned.append(Misalignment(name, kind, tuple(tuple(map(_plain, b.jump)) for b in branches),
+                                       tuple(tuple(map(_plain, b.start)) for b in branches)))
+    largest = max(branches, key=lambda b: b.size)
+    return _Field(tuple(max(b.size[i] for b in branches) for i in range(len(largest.size))), largest.jump, largest.start)
+
+
+def receptive_field(model: nn.Module, input_shape: Sequence[int]) -> ReceptiveField:
+    """Receptive field of every layer of ``model`` for an input of shape (N, C, *spatial) (Araujo et al. 2019).
+
+    Per layer and dim: r = r_in + (k_eff − 1)·j_in, j = j_in·s, c = c_in + ((k_eff − 1)/2 − p_before)·j_in with
+    k_eff = d·(k−1)+1; ``start`` is c, the CENTRE of the field of the feature map's first position, in input
+    pixel coordinates (its left edge is c − (r−1)/2). The graph is traced with torch.fx (convzoo layers and
+    torch.nn leaves kept whole); at a merge (add, cat, mul…) the field is the largest over the incoming paths
+    and a merge whose inputs differ in jump or centre is listed in ``misaligned``.
+
+    Geometry is read from the layers: kernel_size / stride / dilation / _pairs (or padding, 'same'). Layers
+    without it that have children (depthwise separable, spatially separable, flattened) compose their
+    children; a layer may define ``receptive_field_step`` (MixConv: the largest of its parallel kernels).
+    Transposed convs are upsampling: zeros inserted (jump j/s), then a stride-1 conv; an output reads only the
+    taps that land on inputs, so r grows by (d/g)·⌊(k−1)·g/s⌋·j_in with g = gcd(d, s) (for d = 1: ⌈k/s⌉ − 1
+    input steps), the largest over the output phases; ``start`` keeps the continuous centre of the
+    zero-inserted grid, c + (p − (k_eff − 1)/2)·j/s. After one upsampling layer the size is exact (the largest
+    footprint over output phases); after several, footprints depend on the phase in ways the (r, j) model
+    cannot carry and the value is its approximation (the tests see it under by < 1 pixel). Resize-convs (and nn.Upsample) upsample first (jump j/f,
+    nearest reads 1 input, linear 2), then convolve. Adaptive/global pooling, flatten, spatial means and a
+    whole-map kernel (GlobalDepthwiseConv2d) read the whole map. Deformable convs report the nominal grid:
+    learned offsets can move every tap anywhere. Dynamic convs report their kernel's window, but their
+    attention pools the whole input, so (through the kernel weights) every output depends on every input
+    pixel. Pointwise layers (activations, norms) change nothing. After upsampling, ``start`` uses the
+    align_corners=False coordinate (u + ½)/f − ½ of output u: the exact centre of a nearest-upsampled
+    pixel's field alternates with u's phase, so there ``start`` is the average over one period.
+    """
+    shape = tuple(input_shape)
+    if len(shape) < 3 or not all(isinstance(n, int) and n >= 1 for n in shape):
+        raise ValueError(f"input_shape={input_shape!r} must be (N, C, *spatial) with positive ints")
+    dim = len(shape) - 2
+    start = _Field((Fraction(1),) * dim, (Fraction(1),) * dim, (Fraction(0),) * dim)
+    rows: list[FieldRow] = []
+    misaligned: list[Misalignment] = []
+    if type(model).__module__.startswith("convzoo."):  # a single convzoo layer: keep it whole, as in a model
+        model = nn.Sequential(model)
+    _, out_row = _propagate(_trace(model), start, shape, rows, misaligned)
+    return ReceptiveField(rows, out_row, misaligned)
+
+
+__all__ = [
+    "ConvzooTracer", "FieldRow", "Misalignment", "ReceptiveField", "conv_output_shape", "conv_output_size",
+    "is_even_overlap", "overlap_map", "receptive_field", "transposed_output_size", "transposed_output_sizes",
+]

@@ -20,7 +20,7 @@ def list_families() -> None:
     """Show every convolution family: name, what it is, dims, where the seed articles describe it."""
     table = Table(title="convzoo families")
     for column in ("name", "title", "dims", "seed", "summary"):
-        table.add_column(column, overflow="fold")
+        table.add_column(column, overflow="fold", no_wrap=column == "name")
     for f in families():
         table.add_row(f.name, f.title, ",".join(map(str, f.dims)), f.seed, f.summary)
     console.print(table)
@@ -41,7 +41,7 @@ def verify(
         raise typer.Exit(2) from None
     table = Table(title=f"convzoo verify — max relative error vs reference.py (pass < {TOLERANCE:g})")
     for column in ("family", "dim", "input", "output", "rel. error", "result"):
-        table.add_column(column)
+        table.add_column(column, no_wrap=column == "family")
     failures = 0
     for f in chosen:
         for dim in f.dims:
@@ -55,6 +55,76 @@ def verify(
         console.print(f"[red]{failures} check(s) failed[/red]")
         raise typer.Exit(1)
     console.print("[green]every family matches its reference[/green]")
+
+
+def resolve_target(target: str, in_channels: int, out_channels: int, kernel: int, dim: int):
+    """TARGET -> (module, default input shape or None). Forms: a family name, ``torchvision:NAME``, a convzoo
+    model name (looked up in ``convzoo.models`` once that module exists), or ``module.path:callable``."""
+    import importlib
+
+    if target.startswith("torchvision:"):
+        import torchvision
+
+        name = target.split(":", 1)[1]
+        try:
+            builder = torchvision.models.get_model_builder(name)
+        except ValueError:
+            raise ValueError(f"unknown torchvision model {name!r}") from None
+        return builder(weights=None), (1, 3, 224, 224)
+    if ":" in target:
+        path, _, attr = target.partition(":")
+        try:
+            factory = getattr(importlib.import_module(path), attr)
+        except (ImportError, AttributeError) as error:
+            raise ValueError(f"cannot import {target!r}: {error}") from None
+        return factory(), None
+    try:
+        fam = family(target)
+    except ValueError:
+        fam = None
+    if fam is not None:
+        size = (56,) * dim
+        return fam.build(in_channels, out_channels, kernel, dim), (1, in_channels, *size)
+    try:  # hook for convzoo's own architectures (mobilenet_v1, shufflenet_v1) once convzoo.models exists
+        models = importlib.import_module("convzoo.models")
+    except ImportError:
+        models = None
+    factory = getattr(models, target, None) if models is not None else None
+    if callable(factory):  # e.g. convzoo.models.mobilenet_v1(), called with its defaults
+        model = factory()
+        return model, getattr(model, "default_input_shape", (1, 3, 224, 224))
+    names = ", ".join(f.name for f in families())
+    raise ValueError(f"unknown target {target!r}: give a family ({names}), torchvision:NAME or module.path:callable")
+
+
+@app.command("cost")
+def cost_command(
+    target: str = typer.Argument(..., help="family name, torchvision:NAME, or module.path:callable"),
+    input: Optional[str] = typer.Option(None, "--input", help="input shape, e.g. 1,3,224,224"),
+    in_channels: int = typer.Option(64, "--in", help="family: input channels"),
+    out_channels: int = typer.Option(128, "--out", help="family: output channels"),
+    kernel: int = typer.Option(3, "--kernel", help="family: kernel size"),
+    dim: int = typer.Option(2, "--dim", help="family: spatial dims"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+) -> None:
+    """Params, MACs (FLOPs = 2 × MACs), other ops and bytes per layer, computed on the meta device."""
+    import json
+
+    from .cost import cost
+
+    try:
+        module, default = resolve_target(target, in_channels, out_channels, kernel, dim)
+        shape = tuple(int(s) for s in input.split(",")) if input else default
+        if shape is None:
+            raise ValueError(f"{target!r} has no default input shape: give --input N,C,H,W")
+        report = cost(module, shape)
+    except (ValueError, TypeError, RuntimeError) as error:
+        typer.echo(f"error: {str(error).splitlines()[0]}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps(report.to_dict()))
+    else:
+        console.print(report.table())
 
 
 def main() -> None:

@@ -25,6 +25,7 @@ from .._checks import (
     padding_pairs,
 )
 from ..functional import conv_with_pairs, flip_kernel
+from ..cost import LayerCost, conv_cost, conv_out_shape
 
 MODES = ("correlation", "convolution")
 
@@ -90,6 +91,11 @@ class ConvNd(nn.Module):
         self.check_input(x)
         weight = flip_kernel(self.weight) if self.mode == "convolution" else self.weight
         return conv_with_pairs(x, weight, self.bias, self.stride, self._pairs, self.dilation, self.groups, self.padding_mode)
+
+    def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
+        """MACs = N·prod(O)·C_out·(C_in/groups)·prod(k); elements = input + weight + bias + output."""
+        out = conv_out_shape(input_shape, self.out_channels, self.kernel_size, self.stride, self._pairs, self.dilation)
+        return conv_cost(input_shape, out, self.weight.shape, 0 if self.bias is None else self.out_channels)
 
     def extra_repr(self) -> str:
         return conv_repr(self)

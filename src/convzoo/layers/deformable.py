@@ -16,6 +16,7 @@ from torchvision.ops import deform_conv2d
 from .._checks import IntOrTuple, Padding, check_groups, check_input, check_positive_int, check_window_fits, expand
 from ..arithmetic import conv_output_shape
 from .conv import Conv2d, conv_repr, init_conv_
+from ..cost import LayerCost, compose, conv_macs, elementwise_cost, numel
 
 
 class DeformConv2d(nn.Module):
@@ -93,6 +94,30 @@ class DeformConv2d(nn.Module):
         if mask is not None:
             self._check_field(mask, "mask", 1, x)
         return deform_conv2d(x, offset, self.weight, self.bias, self.stride, self.padding, self.dilation, mask)
+
+    def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
+        """Offset conv + (v2: sigmoid of the mask logits) + the deformable conv:
+
+        - offset conv: N·HW_out·(3 or 2)·G·k²·C_in·k² MACs (G = offset_groups);
+        - sampling: every sampled value x(p + Δp) is a bilinear mix of 4 neighbours, 4 multiply-adds, counted as
+          4·N·C_in·k²·HW_out other ops (the 4 reads hit the input; traffic counts the input once);
+        - v2 modulation: N·C_in·k²·HW_out mask multiplies, other ops;
+        - the conv: N·HW_out·C_out·(C_in/g)·k² MACs; elements = input + offsets (+ mask) + weight + bias + output.
+        """
+        offset = self.offset_conv.cost(input_shape)
+        n, c = input_shape[0], input_shape[1]
+        out = (n, self.out_channels, *offset.output_shape[2:])
+        positions = n * numel(out[2:])
+        samples = positions * c * self.num_taps
+        fields = positions * self.offset_groups * self.num_taps
+        parts = [offset]
+        if self.modulated:
+            parts.append(elementwise_cost((n, self.offset_groups * self.num_taps, *out[2:]), 1))  # sigmoid
+        params = self.weight.numel() + (0 if self.bias is None else self.out_channels)
+        other = 4 * samples + (samples if self.modulated else 0)
+        moved = numel(input_shape) + 2 * fields + (fields if self.modulated else 0) + params + numel(out)
+        parts.append(LayerCost(params, conv_macs(out, self.weight.shape), other, moved, out))
+        return compose(parts)
 
     def extra_repr(self) -> str:
         extra = {}

@@ -15,6 +15,7 @@ from torch import nn
 
 from .._checks import IntOrTuple, Padding, check_positive_int
 from .conv import ConvNd
+from ..cost import LayerCost, sequential_cost
 from .pointwise import PointwiseConv1d, PointwiseConv2d, PointwiseConv3d, PointwiseConvNd
 
 LayerFactory = Callable[[int], nn.Module]
@@ -108,6 +109,12 @@ class DepthwiseSeparableConvNd(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = self.depthwise_act(self.depthwise_norm(self.depthwise(x)))
         return self.pointwise_act(self.pointwise_norm(self.pointwise(x)))
+
+    def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
+        """Depthwise MACs N·prod(O)·C_in·m·prod(k) + pointwise MACs N·prod(O)·C_in·m·C_out; norms and activations
+        (when present) as other ops; elements summed over the parts (the middle tensor written and read)."""
+        return sequential_cost((self.depthwise, self.depthwise_norm, self.depthwise_act, self.pointwise,
+                                self.pointwise_norm, self.pointwise_act), input_shape)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}"

@@ -30,6 +30,7 @@ from .._checks import (
 )
 from ..functional import conv_with_pairs
 from .conv import conv_repr, init_conv_
+from ..cost import LayerCost, compose, conv_macs, conv_out_shape, elementwise_cost, module_cost, numel
 
 
 class KernelAttention(nn.Module):
@@ -116,6 +117,31 @@ class DynamicConvNd(nn.Module):
         y = conv_with_pairs(folded, weight, bias, self.stride, self._pairs, self.dilation, n * self.groups,
                             self.padding_mode)
         return y.reshape(n, self.out_channels, *y.shape[2:])
+
+    def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
+        """Attention + kernel aggregation + the conv, summed part by part:
+
+        - attention: GAP (N·C_in·prod(S) other ops), fc1 N·C_in·hidden and fc2 N·hidden·K MACs, ReLU and
+          softmax(z/T) (1 and 4 other ops per element);
+        - aggregation W(x) = Σ_k π_k W_k: N·K·C_out·(C_in/g)·prod(k) MACs — multiply-accumulates of weights, so
+          MACs (bias aggregation N·K·C_out is other ops, as biases are not MACs);
+        - the per-sample conv: N·prod(O)·C_out·(C_in/g)·prod(k) MACs, reading the aggregated kernels.
+        """
+        n, c = input_shape[0], input_shape[1]
+        k, hidden = self.num_kernels, self.attention.fc1.out_features
+        bias = 0 if self.bias is None else self.out_channels
+        out = conv_out_shape(input_shape, self.out_channels, self.kernel_size, self.stride, self._pairs, self.dilation)
+        kernel = tuple(self.weight.shape[1:])  # one sample's (C_out, C_in/g, *k)
+        gap = LayerCost(0, 0, numel(input_shape), numel(input_shape) + n * c, (n, c))
+        fc1 = module_cost(self.attention.fc1, (n, c), (n, hidden))
+        fc2 = module_cost(self.attention.fc2, (n, hidden), (n, k))
+        weights = self.weight.numel() + k * bias
+        aggregated = n * (numel(kernel) + bias)
+        aggregation = LayerCost(weights, n * k * numel(kernel), n * k * bias, n * k + weights + aggregated,
+                                (n, *kernel))
+        conv = LayerCost(0, conv_macs(out, kernel), 0, numel(input_shape) + aggregated + numel(out), out)
+        return compose([gap, fc1, elementwise_cost((n, hidden), 1), fc2, elementwise_cost((n, k), 4),
+                        aggregation, conv])
 
     def extra_repr(self) -> str:
         return conv_repr(self, {"num_kernels": self.num_kernels, "temperature": self.temperature})

@@ -13,6 +13,7 @@ from torch import nn
 from .._checks import IntOrTuple, Padding
 from .pointwise import PointwiseConv2d
 from .separable import column_then_row
+from ..cost import LayerCost, sequential_cost
 
 
 class FlattenedConv2d(nn.Module):
@@ -50,6 +51,11 @@ class FlattenedConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.horizontal(self.vertical(self.lateral(x)))
+
+    def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
+        """Three convs: N·H·W·C_out·C_in (1×1) + N·H_mid·W·C_out·kh (k×1 depthwise) + N·H_out·W_out·C_out·kw
+        (1×k depthwise) MACs; elements summed over the three (intermediates written and read)."""
+        return sequential_cost((self.lateral, self.vertical, self.horizontal), input_shape)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"

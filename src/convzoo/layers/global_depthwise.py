@@ -15,6 +15,7 @@ from torch.nn.modules.lazy import LazyModuleMixin
 
 from .._checks import check_input, check_positive_int, expand
 from .conv import init_conv_
+from ..cost import LayerCost, conv_cost
 
 
 class GlobalDepthwiseConv2d(LazyModuleMixin, nn.Module):
@@ -69,6 +70,15 @@ class GlobalDepthwiseConv2d(LazyModuleMixin, nn.Module):
                 f"input of spatial size {tuple(x.shape[2:])}; the input size must equal the kernel size"
             )
         return F.conv2d(x, self.weight, self.bias, groups=self.channels)
+
+    def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
+        """MACs = N·C·H·W (one weight per input element); weight (C, 1, H, W) with H×W the input size, also
+        before the lazy weight is materialised."""
+        spatial = tuple(input_shape[2:])
+        if self.kernel_size is not None and spatial != self.kernel_size:
+            raise ValueError(f"GlobalDepthwiseConv2d has kernel_size={self.kernel_size} but the input size is {spatial}")
+        out = (input_shape[0], self.channels, *(1,) * len(spatial))
+        return conv_cost(input_shape, out, (self.channels, 1, *spatial), 0 if self.bias is None else self.channels)
 
     def extra_repr(self) -> str:
         return f"{self.channels}, kernel_size={self.kernel_size}" + ("" if self.bias is not None else ", bias=False")

@@ -12,6 +12,7 @@ from torch import nn
 
 from .._checks import IntOrTuple, check_choice, check_positive_int, expand
 from .conv import Conv2d
+from ..cost import LayerCost, compose, elementwise_cost
 
 SPLITS = ("equal", "exponential")
 
@@ -78,6 +79,18 @@ class MixConv2d(nn.Module):
             raise ValueError(f"MixConv2d expects (N, {self.in_channels}, H, W), got shape {tuple(x.shape)}")
         parts = torch.split(x, self.in_splits, dim=1)
         return torch.cat([conv(part) for conv, part in zip(self.convs, parts)], dim=1)
+
+    def receptive_field_step(self, field, in_shape, step):  # noqa: ANN001, ANN201 (types live in arithmetic)
+        """For ``convzoo.receptive_field``: parallel groups, all centred and equally strided, so the layer's
+        field is the largest group's (the largest kernel). ``step(module, field, in_shape)`` maps one conv."""
+        return max((step(conv, field, in_shape) for conv in self.convs), key=lambda f: f.size)
+
+    def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
+        """Sum over the groups of conv MACs N·prod(O)·cout_i·(cin_i/groups_i)·k_i², + the concatenation (0 ops;
+        output read and written once). The channel split is a view (free)."""
+        parts = [conv.cost((input_shape[0], cin, *input_shape[2:])) for conv, cin in zip(self.convs, self.in_splits)]
+        out = (input_shape[0], self.out_channels, *parts[0].output_shape[2:])
+        return compose([*parts, elementwise_cost(out, 0)])
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_sizes={self.kernel_sizes}, split={self.split!r}, "

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 
 from .._checks import IntOrTuple, check_choice, expand
 from .conv import ConvNd, conv_repr
+from ..cost import LayerCost, interpolation_cost
 
 _INTERPOLATION = {1: "linear", 2: "bilinear", 3: "trilinear"}
 
@@ -44,6 +45,12 @@ class ResizeConvNd(ConvNd):
         linear = self.upsample_mode != "nearest"
         up = F.interpolate(x, size=size, mode=self.upsample_mode, align_corners=False if linear else None)
         return super().forward(up)
+
+    def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
+        """Upsampling (other ops: 1 per output element for nearest, 2^dim for linear) + the 'same' conv on the
+        upsampled tensor (MACs N·prod(S·scale)·C_out·C_in·prod(k))."""
+        up = (*input_shape[:2], *(s * f for s, f in zip(input_shape[2:], self.scale_factor)))
+        return interpolation_cost(input_shape, up, self.upsample_mode) + super().cost(up)
 
     def extra_repr(self) -> str:
         return conv_repr(self, {"scale_factor": self.scale_factor, "mode": self.upsample_mode})

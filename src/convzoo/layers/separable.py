@@ -13,6 +13,7 @@ from torch import nn
 
 from .._checks import IntOrTuple, Padding, PaddingPairs, check_positive_int, expand, padding_pairs
 from .conv import Conv2d
+from ..cost import LayerCost, sequential_cost
 
 
 def split_axes(
@@ -83,6 +84,11 @@ class SpatiallySeparableConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.row(self.column(x))
+
+    def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
+        """Both convs: N·H_mid·W_in·mid·C_in·kh + N·H_out·W_out·C_out·mid·kw MACs (H_mid = H after the column
+        conv); elements summed over the two (the middle tensor written and read)."""
+        return sequential_cost((self.column, self.row), input_shape)
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, mid_channels={self.mid_channels}"

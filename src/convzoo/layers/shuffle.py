@@ -12,6 +12,7 @@ from torch import nn
 from .._checks import IntOrTuple, Padding, check_positive_int
 from ..functional import channel_shuffle
 from .conv import Conv2d, conv_repr
+from ..cost import LayerCost, elementwise_cost
 
 
 class ChannelShuffle(nn.Module):
@@ -28,6 +29,10 @@ class ChannelShuffle(nn.Module):
         if not 3 <= x.dim() <= 5:
             raise ValueError(f"ChannelShuffle expects (N, C, L), (N, C, H, W) or (N, C, D, H, W), got shape {tuple(x.shape)}")
         return channel_shuffle(x, self.groups)
+
+    def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
+        """A permutation: 0 MACs, 0 ops; the tensor is read and written once."""
+        return elementwise_cost(tuple(input_shape), 0)
 
     def extra_repr(self) -> str:
         return f"groups={self.groups}"
@@ -58,6 +63,11 @@ class ShuffledGroupedConv2d(Conv2d):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return channel_shuffle(super().forward(x), self.groups)
+
+    def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
+        """Grouped conv (MACs N·HW_out·C_out·(C_in/g)·k²) + the shuffle: 0 ops, its output read and written."""
+        conv = super().cost(input_shape)
+        return conv + elementwise_cost(conv.output_shape, 0)
 
     def extra_repr(self) -> str:
         return conv_repr(self) + ", shuffle=True"

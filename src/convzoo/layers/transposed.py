@@ -18,6 +18,7 @@ from torch import nn
 from .._checks import IntOrTuple, check_groups, check_input, expand
 from ..arithmetic import transposed_output_size
 from .conv import conv_repr, init_conv_
+from ..cost import LayerCost, transposed_conv_macs, weight_cost
 
 _CONV_TRANSPOSE = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
@@ -95,6 +96,15 @@ class TransposedConvNd(nn.Module):
         return _CONV_TRANSPOSE[self.dim](
             x, self.weight, self.bias, self.stride, self.padding, output_padding, self.groups, self.dilation
         )
+
+    def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
+        """MACs = N·prod(in spatial)·C_in·(C_out/groups)·prod(k): each input element meets each tap once (the
+        zeros a stride inserts are not multiplied). Output size with this layer's ``output_padding``."""
+        spatial = transposed_output_size(tuple(input_shape[2:]), self.kernel_size, self.stride, self.padding,
+                                         self.output_padding, self.dilation)
+        out = (input_shape[0], self.out_channels, *spatial)  # type: ignore[misc]
+        return weight_cost(input_shape, out, self.weight.shape, 0 if self.bias is None else self.out_channels,
+                           transposed_conv_macs(input_shape, self.weight.shape))
 
     def extra_repr(self) -> str:
         return conv_repr(self)

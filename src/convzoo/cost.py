@@ -1,0 +1,477 @@
+"""Analytic cost of layers and models: parameters, multiply-accumulates, other ops and memory traffic.
+
+Convention (the MobileNet paper's and fvcore's): MACs = multiply-accumulates with conv / linear weights; bias,
+norms and activations are not MACs; FLOPs = 2 × MACs. Work that is not a weight multiply-add (bilinear sampling,
+interpolation, softmax, norms, activations, pooling, sigmoid masks) is counted separately as ``other_ops`` and
+never added to the MACs. Bytes moved = (input elements read + parameters read + output elements written) × the
+dtype's element size; a composite layer sums this over its parts, i.e. its intermediate tensors are written
+once and read once. Arithmetic intensity = FLOPs / byte.
+
+``cost(model, input_shape)`` runs the model on the ``meta`` device (no memory, no compute): forward hooks make
+every module with a ``cost(input_shape) -> LayerCost`` method, and every native layer listed in this file, a
+leaf; convolutions and matrix products run directly inside other modules (``F.conv2d`` in a user's forward) are
+caught by a ``TorchDispatchMode`` and attributed to the innermost module being run.
+"""
+
+from __future__ import annotations
+
+import copy
+import math
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Callable, Union
+
+import torch
+from torch import nn
+from torch.utils._python_dispatch import TorchDispatchMode
+
+from .arithmetic import conv_output_shape
+
+Shape = tuple[int, ...]
+CONVENTION = "MACs = conv/linear weight multiply-accumulates (bias, norm, activation excluded); FLOPs = 2 × MACs"
+
+
+@dataclass(frozen=True)
+class LayerCost:
+    """Analytic cost of one layer on one input shape.
+
+    ``elements`` counts the elements moved (inputs read + parameters read + outputs written); bytes are
+    ``elements × element size``. ``other_ops`` counts non-MAC arithmetic (see the module docstring).
+    """
+
+    params: int
+    macs: int
+    other_ops: int
+    elements: int
+    output_shape: Shape
+
+    def __add__(self, later: LayerCost) -> LayerCost:
+        """Sequential composition: costs add up; the output shape is the later part's."""
+        return LayerCost(self.params + later.params, self.macs + later.macs, self.other_ops + later.other_ops,
+                         self.elements + later.elements, later.output_shape)
+
+
+def compose(parts: Iterable[LayerCost], output_shape: Sequence[int] | None = None) -> LayerCost:
+    """Sum of the parts' costs (intermediate tensors counted as written and read); output shape of the last part
+    unless given."""
+    parts = list(parts)
+    total = parts[0]
+    for part in parts[1:]:
+        total = total + part
+    if output_shape is not None:
+        total = LayerCost(total.params, total.macs, total.other_ops, total.elements, tuple(output_shape))
+    return total
+
+
+def numel(shape: Sequence[int]) -> int:
+    return math.prod(shape)
+
+
+def conv_macs(out_shape: Sequence[int], weight_shape: Sequence[int]) -> int:
+    """Conv MACs = N·prod(out spatial)·C_out·(C_in/groups)·prod(k), with weight (C_out, C_in/groups, *k)."""
+    return out_shape[0] * numel(out_shape[2:]) * numel(weight_shape)
+
+
+def transposed_conv_macs(in_shape: Sequence[int], weight_shape: Sequence[int]) -> int:
+    """Transposed conv MACs = N·prod(in spatial)·C_in·(C_out/groups)·prod(k), weight (C_in, C_out/groups, *k):
+    every input element meets every tap once (no s^dim factor — the inserted zeros are not multiplied)."""
+    return in_shape[0] * numel(in_shape[2:]) * numel(weight_shape)
+
+
+def conv_out_shape(in_shape: Sequence[int], out_channels: int, kernel: Sequence[int], stride: Sequence[int],
+                   pairs: Sequence[tuple[int, int]], dilation: Sequence[int]) -> Shape:
+    """(N, C_out, *O) with O from ``arithmetic.conv_output_shape`` for (before, after) padding pairs."""
+    spatial = conv_output_shape(tuple(in_shape[2:]), kernel, stride, tuple(pairs), dilation)
+    return (in_shape[0], out_channels, *spatial)
+
+
+def weight_cost(in_shape: Sequence[int], out_shape: Sequence[int], weight_shape: Sequence[int], bias: int,
+                macs: int, other_ops: int = 0) -> LayerCost:
+    """A layer with one weight tensor (and ``bias`` bias elements): elements = input + parameters + output."""
+    params = numel(weight_shape) + bias
+    return LayerCost(params, macs, other_ops, numel(in_shape) + params + numel(out_shape), tuple(out_shape))
+
+
+def conv_cost(in_shape: Sequence[int], out_shape: Sequence[int], weight_shape: Sequence[int], bias: int) -> LayerCost:
+    """Cost of a convolution with weight (C_out, C_in/g, *k): MACs = ``conv_macs``."""
+    return weight_cost(in_shape, out_shape, weight_shape, bias, conv_macs(out_shape, weight_shape))
+
+
+def elementwise_cost(shape: Sequence[int], ops_per_element: int) -> LayerCost:
+    """A shape-preserving elementwise op (activation, sigmoid, shuffle copy): reads and writes the tensor once."""
+    n = numel(shape)
+    return LayerCost(0, 0, ops_per_element * n, 2 * n, tuple(shape))
+
+
+def interpolation_ops(out_shape: Sequence[int], mode: str) -> int:
+    """Resampling ops: 1 per output element for 'nearest' (an indexed copy), 2^dim multiply-adds per output
+    element for (bi/tri)linear, 4^dim for bicubic."""
+    dim = len(out_shape) - 2
+    per = {"nearest": 1, "nearest-exact": 1, "bicubic": 4**dim}.get(mode, 2**dim)
+    return per * numel(out_shape)
+
+
+def interpolation_cost(in_shape: Sequence[int], out_shape: Sequence[int], mode: str) -> LayerCost:
+    return LayerCost(0, 0, interpolation_ops(out_shape, mode), numel(in_shape) + numel(out_shape), tuple(out_shape))
+
+
+# --- native layers ---------------------------------------------------------------------------------------------
+
+NativeFormula = Callable[[nn.Module, Shape, Shape], LayerCost]
+
+
+def _own_params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _plain(module: nn.Module, i: Shape, o: Shape, macs: int = 0, other: int = 0) -> LayerCost:
+    params = _own_params(module)
+    return LayerCost(params, macs, other, numel(i) + params + numel(o), o)
+
+
+def _conv(m: nn.Module, i: Shape, o: Shape) -> LayerCost:
+    return _plain(m, i, o, macs=conv_macs(o, m.weight.shape))
+
+
+def _conv_transpose(m: nn.Module, i: Shape, o: Shape) -> LayerCost:
+    return _plain(m, i, o, macs=transposed_conv_macs(i, m.weight.shape))
+
+
+def _linear(m: nn.Module, i: Shape, o: Shape) -> LayerCost:
+    """Linear MACs = prod(leading dims)·in_features·out_features."""
+    return _plain(m, i, o, macs=numel(i[:-1]) * m.in_features * m.out_features)
+
+
+def _bilinear(m: nn.Module, i: Shape, o: Shape) -> LayerCost:
+    return _plain(m, i, o, macs=numel(o[:-1]) * numel(m.weight.shape))
+
+
+def _batch_norm(m: nn.Module, i: Shape, o: Shape) -> LayerCost:
+    """Inference-time norm with known statistics: one multiply-add per element (2 ops)."""
+    return _plain(m, i, o, other=2 * numel(o))
+
+
+def _stat_norm(m: nn.Module, i: Shape, o: Shape) -> LayerCost:
+    """Layer/Group/Instance norm: mean and variance (2 ops/element) plus normalise and affine (2 ops/element)."""
+    return _plain(m, i, o, other=4 * numel(o))
+
+
+def _activation(m: nn.Module, i: Shape, o: Shape) -> LayerCost:
+    """One op per output element."""
+    return _plain(m, i, o, other=numel(o))
+
+
+def _softmax(m: nn.Module, i: Shape, o: Shape) -> LayerCost:
+    """exp, sum, divide: 3 ops per element."""
+    return _plain(m, i, o, other=3 * numel(o))
+
+
+def _pool(m: nn.Module, i: Shape, o: Shape) -> LayerCost:
+    """Windowed pooling: prod(kernel) ops per output element."""
+    dim = len(o) - 2
+    k = m.kernel_size if isinstance(m.kernel_size, tuple) else (m.kernel_size,) * dim
+    return _plain(m, i, o, other=numel(o) * numel(k))
+
+
+def _adaptive_pool(m: nn.Module, i: Shape, o: Shape) -> LayerCost:
+    """Adaptive pooling: each input element enters (at least) one window: ≈ one op per input element."""
+    return _plain(m, i, o, other=max(numel(i), numel(o)))
+
+
+def _upsample(m: nn.Module, i: Shape, o: Shape) -> LayerCost:
+    return _plain(m, i, o, other=interpolation_ops(o, m.mode))
+
+
+def _free(m: nn.Module, i: Shape, o: Shape) -> LayerCost:
+    """Views and inference no-ops (Identity, Flatten, Dropout): nothing computed, nothing moved."""
+    return LayerCost(_own_params(m), 0, 0, 0, o)
+
+
+_ACTIVATIONS = (nn.ReLU, nn.ReLU6, nn.LeakyReLU, nn.PReLU, nn.ELU, nn.SELU, nn.CELU, nn.GELU, nn.SiLU, nn.Mish,
+                nn.Sigmoid, nn.Tanh, nn.Hardswish, nn.Hardsigmoid, nn.Hardtanh, nn.Softplus, nn.Softsign,
+                nn.LogSigmoid, nn.Tanhshrink, nn.Threshold)
+NATIVE: dict[type[nn.Module], NativeFormula] = {
+    nn.Conv1d: _conv, nn.Conv2d: _conv, nn.Conv3d: _conv,
+    nn.ConvTranspose1d: _conv_transpose, nn.ConvTranspose2d: _conv_transpose, nn.ConvTranspose3d: _conv_transpose,
+    nn.Linear: _linear, nn.Bilinear: _bilinear,
+    nn.BatchNorm1d: _batch_norm, nn.BatchNorm2d: _batch_norm, nn.BatchNorm3d: _batch_norm,
+    nn.LayerNorm: _stat_norm, nn.GroupNorm: _stat_norm, nn.InstanceNorm1d: _stat_norm,
+    nn.InstanceNorm2d: _stat_norm, nn.InstanceNorm3d: _stat_norm, nn.LocalResponseNorm: _stat_norm,
+    nn.Softmax: _softmax, nn.LogSoftmax: _softmax, nn.Softmax2d: _softmax,
+    nn.MaxPool1d: _pool, nn.MaxPool2d: _pool, nn.MaxPool3d: _pool,
+    nn.AvgPool1d: _pool, nn.AvgPool2d: _pool, nn.AvgPool3d: _pool, nn.LPPool1d: _pool, nn.LPPool2d: _pool,
+    nn.AdaptiveAvgPool1d: _adaptive_pool, nn.AdaptiveAvgPool2d: _adaptive_pool, nn.AdaptiveAvgPool3d: _adaptive_pool,
+    nn.AdaptiveMaxPool1d: _adaptive_pool, nn.AdaptiveMaxPool2d: _adaptive_pool, nn.AdaptiveMaxPool3d: _adaptive_pool,
+    nn.Upsample: _upsample, nn.UpsamplingNearest2d: _upsample, nn.UpsamplingBilinear2d: _upsample,
+    nn.Identity: _free, nn.Flatten: _free, nn.Unflatten: _free, nn.Dropout: _free, nn.Dropout1d: _free,
+    nn.Dropout2d: _free, nn.Dropout3d: _free, nn.AlphaDropout: _free,
+    **{a: _activation for a in _ACTIVATIONS},
+}
+
+
+def _native_formula(module: nn.Module) -> NativeFormula | None:
+    for cls in type(module).__mro__:
+        if cls in NATIVE:
+            return NATIVE[cls]
+    return None
+
+
+def module_cost(module: nn.Module, in_shape: Sequence[int], out_shape: Sequence[int] | None = None) -> LayerCost:
+    """Cost of one module: its own ``cost`` method when it has one, else the native formula (which needs the
+    output shape; shape-preserving modules — norms, activations, Identity — default to the input shape)."""
+    own = getattr(module, "cost", None)
+    if callable(own):
+        return own(tuple(in_shape))
+    formula = _native_formula(module)
+    if formula is None:
+        raise TypeError(f"no cost formula for {type(module).__name__}: give it a cost(input_shape) method")
+    return formula(module, tuple(in_shape), tuple(out_shape if out_shape is not None else in_shape))
+
+
+def sequential_cost(modules: Iterable[nn.Module], input_shape: Sequence[int]) -> LayerCost:
+    """Cost of modules applied one after another: the sum of their costs, each on the previous output."""
+    parts, shape = [], tuple(input_shape)
+    for module in modules:
+        part = module_cost(module, shape)
+        parts.append(part)
+        shape = part.output_shape
+    return compose(parts)
+
+
+# --- functional ops caught while no leaf is active ----------------------------------------------------------------
+
+_aten = torch.ops.aten
+
+
+def _shape(t: Any) -> Shape:
+    return tuple(t.shape)
+
+
+def _functional_macs(func: Any, args: tuple, out: Any) -> int | None:
+    """MACs of one aten op that multiplies by weights, or None when the op is not one."""
+    packet = getattr(func, "overloadpacket", None)
+    if packet in (_aten.convolution, _aten._convolution):
+        x, w, transposed = args[0], args[1], args[6]
+        return transposed_conv_macs(_shape(x), _shape(w)) if transposed else conv_macs(_shape(out), _shape(w))
+    if packet in (_aten.mm, _aten.addmm):
+        a, b = (args[0], args[1]) if packet is _aten.mm else (args[1], args[2])
+        return a.shape[0] * a.shape[1] * b.shape[1]
+    if packet in (_aten.bmm, _aten.baddbmm):
+        a, b = (args[0], args[1]) if packet is _aten.bmm else (args[1], args[2])
+        return a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
+    return None
+
+
+# --- the report ---------------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class LayerRow:
+    """One leaf layer of a profiled model. ``bytes`` = elements moved × element size."""
+
+    name: str
+    type: str
+    input_shape: Shape
+    output_shape: Shape
+    params: int
+    macs: int
+    other_ops: int
+    bytes: int
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    @property
+    def intensity(self) -> float:
+        """Arithmetic intensity, FLOPs per byte moved."""
+        return self.flops / self.bytes if self.bytes else 0.0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "type": self.type, "input_shape": list(self.input_shape),
+                "output_shape": list(self.output_shape), "params": self.params, "macs": self.macs,
+                "flops": self.flops, "other_ops": self.other_ops, "bytes": self.bytes, "intensity": self.intensity}
+
+
+@dataclass
+class CostReport:
+    """Per-leaf rows and int totals. Totals count each parameter once (a module called twice adds its MACs twice)."""
+
+    layers: list[LayerRow]
+    input_shape: Shape
+    dtype: torch.dtype
+    params: int = 0
+    macs: int = 0
+    other_ops: int = 0
+    bytes: int = 0
+    output_shape: Shape = field(default=())
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    @property
+    def intensity(self) -> float:
+        return self.flops / self.bytes if self.bytes else 0.0
+
+    def table(self) -> Any:
+        """A ``rich.table.Table``: one row per leaf, then the totals."""
+        from rich.table import Table
+
+        table = Table(title=f"convzoo cost — input {self.input_shape}, {self.dtype}; {CONVENTION}; "
+                            "other ops = non-MAC work (sampling, softmax, norms, activations, pooling, resampling)")
+        for column in ("layer", "type", "output", "params", "MACs", "other ops", "bytes", "FLOP/byte"):
+            table.add_column(column, justify="left" if column in ("layer", "type", "output") else "right")
+        for r in self.layers:
+            table.add_row(r.name or "(model)", r.type, str(r.output_shape), f"{r.params:,}", f"{r.macs:,}",
+                          f"{r.other_ops:,}", f"{r.bytes:,}", f"{r.intensity:.2f}")
+        table.add_row("total", "", str(self.output_shape), f"{self.params:,}", f"{self.macs:,}", f"{self.other_ops:,}",
+                      f"{self.bytes:,}", f"{self.intensity:.2f}", style="bold")
+        return table
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-able: totals, the convention, and the rows."""
+        return {"convention": CONVENTION, "input_shape": list(self.input_shape), "dtype": str(self.dtype),
+                "output_shape": list(self.output_shape), "params": self.params, "macs": self.macs,
+                "flops": self.flops, "other_ops": self.other_ops, "bytes": self.bytes, "intensity": self.intensity,
+                "layers": [r.to_dict() for r in self.layers]}
+
+
+# --- the profiler -------------------------------------------------------------------------------------------------
+
+
+def _first_tensor(value: Any) -> torch.Tensor | None:
+    if isinstance(value, torch.Tensor):
+        return value
+    if isinstance(value, (tuple, list)):
+        for v in value:
+            t = _first_tensor(v)
+            if t is not None:
+                return t
+    if isinstance(value, dict):
+        return _first_tensor(list(value.values()))
+    return None
+
+
+def _to_meta(model: nn.Module, dtype: torch.dtype) -> nn.Module:
+    """Deep copy of ``model`` on the meta device without copying any parameter data: each parameter and buffer
+    is pre-seeded in deepcopy's memo with a meta tensor of the same shape (floating ones in ``dtype``)."""
+    memo: dict[int, Any] = {}
+    for tensor in [*model.parameters(), *model.buffers()]:
+        if isinstance(tensor, nn.parameter.UninitializedTensorMixin):
+            memo[id(tensor)] = type(tensor)(device="meta", dtype=dtype) if isinstance(tensor, nn.Parameter) \
+                else nn.UninitializedBuffer(device="meta", dtype=dtype)
+            continue
+        meta = torch.empty_like(tensor, device="meta", dtype=dtype if tensor.is_floating_point() else tensor.dtype)
+        memo[id(tensor)] = nn.Parameter(meta, tensor.requires_grad) if isinstance(tensor, nn.Parameter) else meta
+    return copy.deepcopy(model, memo)
+
+
+def _meta_inputs(example: Union[Sequence[int], torch.Tensor, tuple], dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    if isinstance(example, torch.Tensor):
+        return (torch.empty_like(example, device="meta", dtype=dtype if example.is_floating_point() else example.dtype),)
+    if isinstance(example, (tuple, list)) and example and all(isinstance(s, int) for s in example):
+        return (torch.empty(tuple(example), device="meta", dtype=dtype),)
+    if isinstance(example, (tuple, list)) and all(isinstance(t, torch.Tensor) for t in example):
+        return tuple(_meta_inputs(t, dtype)[0] for t in example)
+    raise TypeError(f"input must be a shape (ints), a tensor or a tuple of tensors, got {example!r}")
+
+
+class _Profiler(TorchDispatchMode):
+    """Tracks the module stack through hooks; counts aten convs / matmuls run outside every leaf."""
+
+    def __init__(self, names: dict[nn.Module, str], itemsize: int) -> None:
+        super().__init__()
+        self.names, self.itemsize = names, itemsize
+        self.stack: list[tuple[nn.Module, bool]] = []
+        self.leaf_depth = 0
+        self.rows: list[LayerRow] = []
+        self.functional: dict[nn.Module, list[int]] = {}  # module -> [macs, elements, order]
+        self.seen: set[nn.Module] = set()
+        self.params = 0
+
+    def is_leaf(self, module: nn.Module) -> bool:
+        return callable(getattr(module, "cost", None)) or _native_formula(module) is not None
+
+    def pre(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        leaf = self.leaf_depth == 0 and self.is_leaf(module)
+        self.stack.append((module, leaf))
+        self.leaf_depth += leaf
+
+    def post(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        _, leaf = self.stack.pop()
+        if not leaf:
+            return
+        self.leaf_depth -= 1
+        x, y = _first_tensor(args) if args else _first_tensor(kwargs), _first_tensor(output)
+        if x is None or y is None:
+            raise TypeError(f"{self.names[module] or type(module).__name__}: cost needs a tensor input and output")
+        layer = module_cost(module, _shape(x), _shape(y))
+        if tuple(layer.output_shape) != _shape(y):
+            raise RuntimeError(f"{type(module).__name__}.cost gives output shape {layer.output_shape} but its "
+                               f"forward gives {_shape(y)}")
+        first = module not in self.seen
+        self.seen.add(module)
+        self.params += layer.params if first else 0
+        self.rows.append(LayerRow(self.names[module], type(module).__name__, _shape(x), _shape(y), layer.params,
+                                  layer.macs, layer.other_ops, layer.elements * self.itemsize))
+
+    def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
+        out = func(*args, **(kwargs or {}))
+        if self.leaf_depth == 0:
+            macs = _functional_macs(func, args, out)
+            if macs is not None:
+                owner = self.stack[-1][0] if self.stack else None
+                entry = self.functional.setdefault(owner, [0, 0, len(self.functional)])
+                entry[0] += macs
+                entry[1] += sum(numel(_shape(a)) for a in args if isinstance(a, torch.Tensor)) + numel(_shape(out))
+        return out
+
+
+def cost(model: nn.Module, input_shape_or_example: Union[Sequence[int], torch.Tensor, tuple],
+         dtype: torch.dtype = torch.float32) -> CostReport:
+    """Profile ``model`` on one input (a shape, or example tensor(s)) on the meta device: no memory, no compute.
+
+    Rows: one per leaf call (modules with a ``cost`` method, native layers) and one per other module that ran
+    convolutions / matmuls itself or holds parameters of its own. Totals are ints: params, macs, flops, other_ops,
+    bytes (element size of ``dtype``).
+
+    >>> cost(torch.nn.Conv2d(3, 4, 3, bias=False), (1, 3, 5, 5)).macs  # 9 outputs · 4 · 3·3·3
+    972
+    """
+    if not isinstance(model, nn.Module):
+        raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
+    itemsize = torch.empty((), dtype=dtype).element_size()
+    meta = _to_meta(model, dtype)
+    inputs = _meta_inputs(input_shape_or_example, dtype)
+    names = {m: n for n, m in meta.named_modules(remove_duplicate=False)}
+    profiler = _Profiler(names, itemsize)
+    handles = []
+    for module in names:
+        handles.append(module.register_forward_pre_hook(profiler.pre, with_kwargs=True))
+        handles.append(module.register_forward_hook(profiler.post, with_kwargs=True, always_call=True))
+    try:
+        with torch.no_grad(), profiler:
+            output = meta(*inputs)
+    finally:
+        for handle in handles:
+            handle.remove()
+    rows = profiler.rows
+    params = profiler.params
+    # Modules outside every leaf that ran weight ops themselves, or own parameters no leaf counted.
+    inside = {sub for leaf in profiler.seen for sub in leaf.modules()}
+    for module, name in names.items():
+        if module in inside:
+            continue
+        inside.add(module)  # a module reachable under two names gets one row
+        own = sum(p.numel() for p in module.parameters(recurse=False))
+        macs, elements, _ = profiler.functional.get(module, (0, 0, 0))
+        if own or macs:
+            params += own
+            rows.append(LayerRow(name, type(module).__name__, (), (), own, macs, 0, (elements + own) * itemsize))
+    out = _first_tensor(output)
+    return CostReport(
+        layers=rows, input_shape=_shape(inputs[0]), dtype=dtype, params=params, macs=sum(r.macs for r in rows),
+        other_ops=sum(r.other_ops for r in rows), bytes=sum(r.bytes for r in rows),
+        output_shape=_shape(out) if out is not None else (),
+    )

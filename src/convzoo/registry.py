@@ -29,8 +29,11 @@ class Family:
     summary: str
     dims: tuple[int, ...]
     builder: Builder
+    # Can stand in for a k×k conv with the same channels, stride, padding and dilation (models, convert).
+    replaces_kxk: bool = True
 
     def build(self, in_channels: int, out_channels: int, kernel_size: int = 3, dim: int = 2, **kwargs: Any) -> nn.Module:
+        """Build a C_in → C_out layer of this family; ``kwargs`` go to the layer's constructor."""
         if dim not in self.dims:
             raise ValueError(f"family {self.name!r} has no {dim}-D form; dims available: {self.dims}")
         return self.builder(in_channels, out_channels, kernel_size, dim, **kwargs)
@@ -159,13 +162,14 @@ _FAMILIES = [
     Family("convolution", "True convolution (flipped kernel)", "001 §1, 003 §1.2",
            "Signal-processing convolution: the kernel rotated 180° before sliding.", ALL_DIMS, _true_convolution),
     Family("pointwise", "1×1 (pointwise) convolution", "001 §4",
-           "Per-pixel linear map across channels; changes depth, keeps H×W.", ALL_DIMS, _pointwise_plain),
+           "Per-pixel linear map across channels; changes depth, keeps H×W.", ALL_DIMS, _pointwise_plain,
+           replaces_kxk=False),
     Family("transposed", "Transposed convolution", "001 §6",
            "Adjoint of a strided conv (Cᵀx): learnable upsampling; uneven overlap gives checkerboards.",
-           ALL_DIMS, _transposed_upsampling),
+           ALL_DIMS, _transposed_upsampling, replaces_kxk=False),
     Family("resize", "Resize-convolution", "001 §6",
            "Nearest-neighbour upsampling then a 'same' conv: upsampling without checkerboard artifacts.",
-           ALL_DIMS, _resize_conv),
+           ALL_DIMS, _resize_conv, replaces_kxk=False),
     Family("dilated", "Dilated (atrous) convolution", "001 §7, 003 §2.2",
            "Kernel taps spaced d apart: receptive field grows without extra parameters.", ALL_DIMS, _dilated),
     Family("spatially_separable", "Spatially separable convolution", "001 §8.1, 000, 003 §2.2",
@@ -185,10 +189,11 @@ _FAMILIES = [
            "Grouped conv followed by a channel shuffle so the next groups see every group (ShuffleNet).", (2,),
            _shuffled_grouped),
     Family("pointwise_grouped", "Pointwise grouped convolution", "001 §12",
-           "Grouped 1×1 conv: ShuffleNet's cheap channel mixing.", ALL_DIMS, _pointwise_grouped),
+           "Grouped 1×1 conv: ShuffleNet's cheap channel mixing.", ALL_DIMS, _pointwise_grouped,
+           replaces_kxk=False),
     Family("global_depthwise", "Global depthwise convolution (GDC)", "003 §2.1",
            "Depthwise kernel as large as the feature map: learned weighted global pooling, C×H×W → C.", (2,),
-           _global_depthwise),
+           _global_depthwise, replaces_kxk=False),
     Family("mixconv", "MixConv (mixed depthwise kernels)", "003 §2.1",
            "Channel groups convolved with different kernel sizes (3, 5, 7…), concatenated (Tan & Le 2019).", (2,),
            _mixconv),

@@ -1,0 +1,145 @@
+"""Swap the convolutions of any model for a convzoo family, starting from the best approximation of the
+trained weights (the compression route of Jaderberg et al. 2014 / Denton et al. 2014).
+
+``convert(model, to=...)`` replaces every ``torch.nn.Conv2d`` (or those ``where(name, module)`` selects) by
+``convzoo.build(to, ...)`` with the same channels, kernel, stride, padding, dilation and bias, loads it with
+``approximate_`` (exact or optimal low rank, see ``convzoo.approximate``) and reports, per layer, params and
+MACs before and after and the relative error of the kernel the new layer computes. A layer the family cannot
+take (e.g. HetConv with p not dividing its channels) is left as it was and its row says why.
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+from ..approximate import approximate_, dense_kernel
+from ..registry import family as lookup_family
+
+Selector = Callable[[str, nn.Module], bool]
+
+
+@dataclass
+class ConvertedLayer:
+    """One row of the report. ``rel_error`` = ‖W_new − W‖_F / ‖W‖_F of the equivalent dense kernel."""
+
+    name: str
+    before: str
+    after: str
+    params_before: int
+    params_after: int
+    macs_before: int | None = None
+    macs_after: int | None = None
+    rel_error: float | None = None
+    note: str = ""
+
+    @property
+    def converted(self) -> bool:
+        return self.rel_error is not None
+
+
+@dataclass
+class ConversionReport:
+    family: str
+    layers: list[ConvertedLayer] = field(default_factory=list)
+    input_shape: tuple[int, ...] | None = None
+
+    @property
+    def converted(self) -> list[ConvertedLayer]:
+        return [row for row in self.layers if row.converted]
+
+    @property
+    def skipped(self) -> list[ConvertedLayer]:
+        return [row for row in self.layers if not row.converted]
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"family": self.family, "input_shape": self.input_shape, "layers": [asdict(r) for r in self.layers]}
+
+    def table(self) -> Any:
+        from rich.table import Table
+
+        table = Table(title=f"convert to {self.family!r} — MACs = conv/linear multiply-accumulates; "
+                            f"error = ‖W_new − W‖_F / ‖W‖_F")
+        for column in ("layer", "before", "after", "params", "MACs", "rel. error", "note"):
+            table.add_column(column, no_wrap=column == "layer")
+        for r in self.layers:
+            macs = "" if r.macs_before is None else f"{r.macs_before:,} → {r.macs_after:,}"
+            error = "" if r.rel_error is None else f"{r.rel_error:.2e}"
+            table.add_row(r.name, r.before, r.after, f"{r.params_before:,} → {r.params_after:,}", macs, error, r.note)
+        return table
+
+
+def _params(module: nn.Module) -> int:
+    return sum(p.numel() for p in module.parameters())
+
+
+def _build_replacement(to: str, conv: nn.Conv2d, family_kwargs: dict[str, Any]) -> nn.Module:
+    kernel = conv.kernel_size[0] if conv.kernel_size[0] == conv.kernel_size[1] else conv.kernel_size
+    kwargs: dict[str, Any] = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
+                                  bias=conv.bias is not None, device=conv.weight.device, dtype=conv.weight.dtype)
+    kwargs.update(family_kwargs)
+    build = lookup_family(to).build
+    if conv.groups > 1 and "groups" not in family_kwargs:
+        try:  # keep the grouping where the family has it; otherwise the dense (block-diagonal) kernel is approximated
+            return build(conv.in_channels, conv.out_channels, kernel, 2, groups=conv.groups, **kwargs)
+        except TypeError:
+            pass
+    return build(conv.in_channels, conv.out_channels, kernel, 2, **kwargs)
+
+
+def _macs_by_layer(model: nn.Module, input_shape: Sequence[int]) -> dict[str, int]:
+    from ..cost import cost
+
+    return {row.name: row.macs for row in cost(model, tuple(input_shape)).layers}
+
+
+def convert(
+    model: nn.Module,
+    to: str = "depthwise_separable",
+    where: Selector | None = None,
+    input_shape: Sequence[int] | None = None,
+    **family_kwargs: Any,
+) -> tuple[nn.Module, ConversionReport]:
+    """Return a copy of ``model`` with its ``nn.Conv2d`` layers replaced by family ``to``, and the report.
+
+    ``input_shape`` (default: ``model.default_input_shape`` if the model has one) adds per-layer MACs.
+    Raises ValueError for an unknown family or a model with no ``nn.Conv2d`` to convert.
+    """
+    lookup_family(to)  # unknown family: a ValueError listing the known ones
+    new_model = copy.deepcopy(model)
+    targets = [(name, m) for name, m in new_model.named_modules()
+               if isinstance(m, nn.Conv2d) and (where is None or where(name, m))]
+    if not targets:
+        raise ValueError(f"{type(model).__name__} has no torch.nn.Conv2d to convert"
+                         + (" (none selected by `where`)" if where is not None else ""))
+    report = ConversionReport(to)
+    for name, conv in targets:
+        row = ConvertedLayer(name, f"Conv2d({conv.in_channels}, {conv.out_channels}, {conv.kernel_size})", "",
+                             _params(conv), _params(conv))
+        try:
+            layer = _build_replacement(to, conv, family_kwargs)
+            weight = dense_kernel(conv.weight.detach(), conv.groups)
+            bias = None if conv.bias is None else conv.bias.detach()
+            row.rel_error = approximate_(layer, weight, bias)
+        except (TypeError, ValueError) as error:
+            row.after, row.note = row.before, f"kept: {error}"
+            report.layers.append(row)
+            continue
+        layer.train(conv.training)
+        parent_name, _, attribute = name.rpartition(".")
+        setattr(new_model.get_submodule(parent_name) if parent_name else new_model, attribute, layer)
+        row.after, row.params_after = type(layer).__name__, _params(layer)
+        report.layers.append(row)
+    if input_shape is None:
+        input_shape = getattr(model, "default_input_shape", None)
+    if input_shape is not None:
+        report.input_shape = tuple(input_shape)
+        before, after = _macs_by_layer(model, input_shape), _macs_by_layer(new_model, input_shape)
+        for row in report.layers:
+            row.macs_before, row.macs_after = before.get(row.name), after.get(row.name)
+    return new_model, report

@@ -1,0 +1,106 @@
+"""ShuffleNet v1 (Zhang et al. 2017, arXiv:1707.01083; seed article 001 §11–12).
+
+Table 1 of the paper: a 3×3/s2 conv to 24 channels, 3×3/s2 max pool, three stages of bottleneck units
+(4, 8, 4 units; the first of each at stride 2), global pooling, a fully connected classifier. A unit is
+1×1 group conv → BN → ReLU → channel shuffle → 3×3 depthwise (stride) → BN → 1×1 group conv → BN, added to
+the input (stride 1) or concatenated with a 3×3/s2 average pool of it (stride 2), then ReLU. The
+bottleneck is ¼ of the unit's output channels; stage 2's first 1×1 conv is not grouped (its input is the narrow stem).
+"""
+
+from __future__ import annotations
+
+import torch
+from torch import nn
+
+from ..layers import ChannelShuffle, DepthwiseConv2d, PointwiseConv2d
+
+# Output channels of stage 2 for each number of groups g (Table 1); stages 3 and 4 double it each time.
+STAGE2_CHANNELS = {1: 144, 2: 200, 3: 240, 4: 272, 8: 384}
+UNITS_PER_STAGE = (4, 8, 4)
+
+
+def stem_channels(scale: float) -> int:
+    """The stem width the published complexities imply: 12 up to 0.5×, 24 up to 1.5×, 48 from 2×
+    (0.25×: 13, 0.5×: 38, 1×: 140, 1.5×: 292, 2×: 524 MFLOPs at g = 3 — the paper's Tables 2 and 5)."""
+    return 12 if scale <= 0.5 else 24 if scale < 2 else 48
+
+
+class ShuffleUnit(nn.Module):
+    """One ShuffleNet unit (Fig. 2 b/c). (N, C_in, H, W) → (N, C_out, H/stride, W/stride)."""
+
+    def __init__(self, in_channels: int, out_channels: int, groups: int, stride: int, group_first: bool = True) -> None:
+        super().__init__()
+        if stride not in (1, 2):
+            raise ValueError(f"stride={stride} must be 1 or 2")
+        self.stride = stride
+        branch_out = out_channels - in_channels if stride == 2 else out_channels
+        if branch_out < 1:
+            raise ValueError(f"a stride-2 unit needs out_channels={out_channels} > in_channels={in_channels}")
+        mid = out_channels // 4
+        first_groups = groups if group_first else 1
+        self.branch = nn.Sequential(
+            PointwiseConv2d(in_channels, mid, groups=first_groups, bias=False),
+            nn.BatchNorm2d(mid),
+            nn.ReLU(inplace=True),
+            ChannelShuffle(first_groups) if first_groups > 1 else nn.Identity(),
+            DepthwiseConv2d(mid, 3, stride=stride, padding=1, bias=False),
+            nn.BatchNorm2d(mid),
+            PointwiseConv2d(mid, branch_out, groups=groups, bias=False),
+            nn.BatchNorm2d(branch_out),
+        )
+        self.shortcut = nn.AvgPool2d(3, stride=2, padding=1) if stride == 2 else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        branch = self.branch(x)
+        if self.stride == 2:
+            return torch.relu(torch.cat([self.shortcut(x), branch], dim=1))
+        return torch.relu(x + branch)
+
+
+def _stage_channels(groups: int, scale: float) -> list[int]:
+    """Stage widths × scale, rounded to a multiple of 4·g so the bottleneck (¼) splits into g groups."""
+    unit = 4 * groups
+    base = STAGE2_CHANNELS[groups]
+    return [max(unit, int(round(base * 2**i * scale / unit)) * unit) for i in range(3)]
+
+
+class ShuffleNetV1(nn.Module):
+    """(N, 3, H, W) → (N, num_classes). ``small_input`` uses a stride-1 stem and no max pool (32×32 images)."""
+
+    def __init__(self, groups: int = 3, scale: float = 1.0, num_classes: int = 1000, small_input: bool = False) -> None:
+        super().__init__()
+        if groups not in STAGE2_CHANNELS:
+            raise ValueError(f"groups={groups} must be one of {sorted(STAGE2_CHANNELS)} (the paper's Table 1)")
+        if scale <= 0:
+            raise ValueError(f"scale={scale} must be positive")
+        self.groups, self.scale = groups, scale
+        self.default_input_shape = (1, 3, 32, 32) if small_input else (1, 3, 224, 224)
+        stem = stem_channels(scale)
+        self.stem = nn.Sequential(
+            nn.Conv2d(3, stem, 3, 1 if small_input else 2, 1, bias=False),
+            nn.BatchNorm2d(stem),
+            nn.ReLU(inplace=True),
+            nn.Identity() if small_input else nn.MaxPool2d(3, 2, 1),
+        )
+        units: list[nn.Module] = []
+        channels = stem
+        for stage, (out, repeats) in enumerate(zip(_stage_channels(groups, scale), UNITS_PER_STAGE)):
+            for i in range(repeats):
+                units.append(ShuffleUnit(channels, out, groups, 2 if i == 0 else 1, group_first=stage > 0 or i > 0))
+                channels = out
+        self.stages = nn.Sequential(*units)
+        self.pool = nn.AdaptiveAvgPool2d(1)
+        self.classifier = nn.Linear(channels, num_classes)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.classifier(self.pool(self.stages(self.stem(x))).flatten(1))
+
+
+def shufflenet_v1(groups: int = 3, scale: float = 1.0, num_classes: int = 1000) -> ShuffleNetV1:
+    """ShuffleNet v1 with ``groups`` pointwise groups at width ``scale`` (0.25×–2×), for 224×224 inputs."""
+    return ShuffleNetV1(groups, scale, num_classes)
+
+
+def shufflenet_v1_small(groups: int = 3, scale: float = 1.0, num_classes: int = 10) -> ShuffleNetV1:
+    """The 32×32-input variant: stride-1 stem, no max pool (the last feature map is 4×4)."""
+    return ShuffleNetV1(groups, scale, num_classes, small_input=True)

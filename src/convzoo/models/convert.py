@@ -110,7 +110,9 @@ def convert(
     ``input_shape`` (default: ``model.default_input_shape`` if the model has one) adds per-layer MACs.
     Raises ValueError for an unknown family or a model with no ``nn.Conv2d`` to convert.
     """
-    lookup_family(to)  # unknown family: a ValueError listing the known ones
+    if not lookup_family(to).replaces_kxk:  # an unknown family raises a ValueError listing the known ones
+        raise ValueError(f"family {to!r} cannot replace a k×k convolution (it changes the layer's shape or "
+                         f"ignores its kernel)")
     new_model = copy.deepcopy(model)
     targets = [(name, m) for name, m in new_model.named_modules()
                if isinstance(m, nn.Conv2d) and (where is None or where(name, m))]

@@ -12,7 +12,7 @@ from typing import Any
 
 from torch import nn
 
-from ..registry import build
+from ..registry import build, families, family
 
 # (output channels, stride) of the 13 blocks after the 32-channel stem (Table 1).
 BLOCKS: tuple[tuple[int, int], ...] = (
@@ -51,6 +51,10 @@ class MobileNetV1(nn.Module):
             raise ValueError(f"width_mult={width_mult} must be positive")
         if resolution < 1:
             raise ValueError(f"resolution={resolution} must be positive")
+        if not family(conv).replaces_kxk:
+            raise ValueError(f"conv={conv!r} cannot be a 3×3 block with stride 1 or 2: it does not stand in for a "
+                             f"k×k convolution (families that do: "
+                             f"{', '.join(f.name for f in families() if f.replaces_kxk)})")
         self.width_mult, self.resolution, self.conv = width_mult, resolution, conv
         self.default_input_shape = (1, 3, resolution, resolution)
         stem = _scaled(32, width_mult)

@@ -19,10 +19,12 @@ STAGE2_CHANNELS = {1: 144, 2: 200, 3: 240, 4: 272, 8: 384}
 UNITS_PER_STAGE = (4, 8, 4)
 
 
-def stem_channels(scale: float) -> int:
+def stem_channels(scale: float, groups: int) -> int:
     """The stem width the published complexities imply: 12 up to 0.5×, 24 up to 1.5×, 48 from 2×
-    (0.25×: 13, 0.5×: 38, 1×: 140, 1.5×: 292, 2×: 524 MFLOPs at g = 3 — the paper's Tables 2 and 5)."""
-    return 12 if scale <= 0.5 else 24 if scale < 2 else 48
+    (0.25×: 13, 0.5×: 38, 1×: 140, 1.5×: 292, 2×: 524 MFLOPs at g = 3 — the paper's Tables 2 and 5), rounded
+    up to a multiple of g so that a stride-2 unit's branch (out − in channels) splits into g groups."""
+    base = 12 if scale <= 0.5 else 24 if scale < 2 else 48
+    return -(-base // groups) * groups
 
 
 class ShuffleUnit(nn.Module):
@@ -75,7 +77,7 @@ class ShuffleNetV1(nn.Module):
             raise ValueError(f"scale={scale} must be positive")
         self.groups, self.scale = groups, scale
         self.default_input_shape = (1, 3, 32, 32) if small_input else (1, 3, 224, 224)
-        stem = stem_channels(scale)
+        stem = stem_channels(scale, groups)
         self.stem = nn.Sequential(
             nn.Conv2d(3, stem, 3, 1 if small_input else 2, 1, bias=False),
             nn.BatchNorm2d(stem),

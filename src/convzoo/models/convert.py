@@ -1,7 +1,8 @@
 """Swap the convolutions of any model for a convzoo family, starting from the best approximation of the
 trained weights (the compression route of Jaderberg et al. 2014 / Denton et al. 2014).
 
-``convert(model, to=...)`` replaces every ``torch.nn.Conv2d`` (or those ``where(name, module)`` selects) by
+``convert(model, to=...)`` replaces every ``torch.nn.Conv2d`` — and convzoo's plain ``Conv2d`` — (or those
+``where(name, module)`` selects) by
 ``convzoo.build(to, ...)`` with the same channels, kernel, stride, padding, dilation and bias, loads it with
 ``approximate_`` (exact or optimal low rank, see ``convzoo.approximate``) and reports, per layer, params and
 MACs before and after and the relative error of the kernel the new layer computes. A layer the family cannot
@@ -18,6 +19,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .. import layers as L
 from ..approximate import approximate_, dense_kernel
 from ..registry import family as lookup_family
 
@@ -78,18 +80,50 @@ def _params(module: nn.Module) -> int:
     return sum(p.numel() for p in module.parameters())
 
 
-def _build_replacement(to: str, conv: nn.Conv2d, family_kwargs: dict[str, Any]) -> nn.Module:
+def is_dense_conv2d(module: nn.Module) -> bool:
+    """A plain 2-D convolution: torch's ``nn.Conv2d`` or convzoo's ``Conv2d`` / ``DepthwiseConv2d`` /
+    ``PointwiseConv2d`` (not the layers that add an upsampling or a shuffle to it)."""
+    return type(module) in (nn.Conv2d, L.Conv2d, L.DepthwiseConv2d, L.PointwiseConv2d)
+
+
+def dense_weight(conv: nn.Module) -> torch.Tensor:
+    """The conv's kernel as a dense cross-correlation kernel (C_out, C_in, kh, kw)."""
+    weight = conv.weight.detach()
+    if getattr(conv, "mode", "correlation") == "convolution":
+        weight = weight.flip((-2, -1))
+    return dense_kernel(weight, conv.groups)
+
+
+def _build_replacement(to: str, conv: nn.Module, family_kwargs: dict[str, Any]) -> nn.Module:
     kernel = conv.kernel_size[0] if conv.kernel_size[0] == conv.kernel_size[1] else conv.kernel_size
     kwargs: dict[str, Any] = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
                                   bias=conv.bias is not None, device=conv.weight.device, dtype=conv.weight.dtype)
+    if conv.padding_mode != "zeros":
+        kwargs["padding_mode"] = conv.padding_mode
     kwargs.update(family_kwargs)
     build = lookup_family(to).build
-    if conv.groups > 1 and "groups" not in family_kwargs:
-        try:  # keep the grouping where the family has it; otherwise the dense (block-diagonal) kernel is approximated
-            return build(conv.in_channels, conv.out_channels, kernel, 2, groups=conv.groups, **kwargs)
-        except TypeError:
-            pass
-    return build(conv.in_channels, conv.out_channels, kernel, 2, **kwargs)
+    attempts = [{"groups": conv.groups}] if conv.groups > 1 and "groups" not in family_kwargs else []
+    attempts.append({})
+    error: Exception | None = None
+    for extra in attempts:
+        for drop_padding in (False, True):  # a family with fixed 'same' padding (MixConv) takes no padding
+            args = {k: v for k, v in {**kwargs, **extra}.items() if not (drop_padding and k == "padding")}
+            try:
+                return build(conv.in_channels, conv.out_channels, kernel, 2, **args)
+            except TypeError as e:
+                error = e
+    raise error  # type: ignore[misc]
+
+
+def _check_same_geometry(conv: nn.Module, layer: nn.Module) -> None:
+    """The replacement must map a probe input to the same output shape as the conv it replaces."""
+    extent = max(d * (k - 1) + 1 for d, k in zip(conv.dilation, conv.kernel_size))
+    probe = conv.weight.new_zeros(1, conv.in_channels, extent + 7, extent + 6)
+    with torch.no_grad():
+        before, after = tuple(conv(probe).shape), tuple(layer(probe).shape)
+    if before != after:
+        raise ValueError(f"{type(layer).__name__} gives output {after} where the conv gives {before} "
+                         f"(its padding or stride differs)")
 
 
 def _macs_by_layer(model: nn.Module, input_shape: Sequence[int]) -> dict[str, int]:
@@ -105,7 +139,8 @@ def convert(
     input_shape: Sequence[int] | None = None,
     **family_kwargs: Any,
 ) -> tuple[nn.Module, ConversionReport]:
-    """Return a copy of ``model`` with its ``nn.Conv2d`` layers replaced by family ``to``, and the report.
+    """Return a copy of ``model`` with its 2-D convs (see ``is_dense_conv2d``) replaced by family ``to``, and the
+    report.
 
     ``input_shape`` (default: ``model.default_input_shape`` if the model has one) adds per-layer MACs.
     Raises ValueError for an unknown family or a model with no ``nn.Conv2d`` to convert.
@@ -115,9 +150,9 @@ def convert(
                          f"ignores its kernel)")
     new_model = copy.deepcopy(model)
     targets = [(name, m) for name, m in new_model.named_modules()
-               if isinstance(m, nn.Conv2d) and (where is None or where(name, m))]
+               if is_dense_conv2d(m) and (where is None or where(name, m))]
     if not targets:
-        raise ValueError(f"{type(model).__name__} has no torch.nn.Conv2d to convert"
+        raise ValueError(f"{type(model).__name__} has no torch.nn.Conv2d (or convzoo Conv2d) to convert"
                          + (" (none selected by `where`)" if where is not None else ""))
     report = ConversionReport(to)
     for name, conv in targets:
@@ -125,9 +160,9 @@ def convert(
                              _params(conv), _params(conv))
         try:
             layer = _build_replacement(to, conv, family_kwargs)
-            weight = dense_kernel(conv.weight.detach(), conv.groups)
+            _check_same_geometry(conv, layer)
             bias = None if conv.bias is None else conv.bias.detach()
-            row.rel_error = approximate_(layer, weight, bias)
+            row.rel_error = approximate_(layer, dense_weight(conv), bias)
         except (TypeError, ValueError) as error:
             row.after, row.note = row.before, f"kept: {error}"
             report.layers.append(row)

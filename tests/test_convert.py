@@ -27,6 +27,7 @@ def effective_kernel(layer: nn.Module, in_channels: int, kernel: int) -> torch.T
 
 
 def relative(a: torch.Tensor, b: torch.Tensor) -> float:
+    a, b = a.detach(), b.detach()
     return float(torch.linalg.norm(a - b) / torch.linalg.norm(b))
 
 

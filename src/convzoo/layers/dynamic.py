@@ -109,14 +109,31 @@ class DynamicConvNd(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.dim, self.in_channels, type(self).__name__)
         check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self._pairs, type(self).__name__)
+        return self._batch_folded(x)
+
+    def _aggregate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-sample kernels (N, C_out, C_in/g, *k) and biases (N, C_out): W(x) = Σ_k π_k(x)·W_k."""
         n = x.shape[0]
         attention = self.attention(x, self.temperature)  # (N, K)
-        weight = (attention @ self.weight.flatten(1)).reshape(n * self.out_channels, *self.weight.shape[2:])
-        bias = (attention @ self.bias).flatten() if self.bias is not None else None
+        weight = (attention @ self.weight.flatten(1)).reshape(n, *self.weight.shape[1:])
+        bias = attention @ self.bias if self.bias is not None else None
+        return weight, bias
+
+    def _batch_folded(self, x: torch.Tensor) -> torch.Tensor:
+        """Samples folded into groups: one grouped conv with N·g groups computes the whole batch."""
+        n = x.shape[0]
+        weight, bias = self._aggregate(x)
         folded = x.reshape(1, n * self.in_channels, *x.shape[2:])
-        y = conv_with_pairs(folded, weight, bias, self.stride, self._pairs, self.dilation, n * self.groups,
-                            self.padding_mode)
+        y = conv_with_pairs(folded, weight.flatten(0, 1), None if bias is None else bias.flatten(), self.stride,
+                            self._pairs, self.dilation, n * self.groups, self.padding_mode)
         return y.reshape(n, self.out_channels, *y.shape[2:])
+
+    def _per_sample(self, x: torch.Tensor) -> torch.Tensor:
+        """One conv per sample with its own kernel (the same function; the bench's comparison form)."""
+        weight, bias = self._aggregate(x)
+        return torch.cat([conv_with_pairs(x[i : i + 1], weight[i], None if bias is None else bias[i], self.stride,
+                                          self._pairs, self.dilation, self.groups, self.padding_mode)
+                          for i in range(x.shape[0])])
 
     def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
         """Attention + kernel aggregation + the conv, summed part by part:

@@ -1,0 +1,188 @@
+"""Every family on one layer shape: params, MACs and their ratio to a standard conv, next to measured time.
+
+MACs = conv/linear weight multiply-accumulates (FLOPs = 2 × MACs), from ``convzoo.cost`` on the meta device.
+Times are forward and forward+backward medians in the contiguous (NCHW) format (``convzoo bench`` times both
+formats and the native compositions). Ratios are vs 'standard': ``mac_ratio`` = family MACs / standard MACs,
+``speed_ratio`` = standard time / family time (> 1: faster). Families that are not a same-shape k×k layer
+(``Family.replaces_kxk`` False) are built by the registry defaults and keep their own output shape — transposed
+and resize produce 2H×2W, global_depthwise is C_in → C_in over the whole map — so their ratios compare the
+layer as built, not a drop-in replacement.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from .registry import families, family
+
+
+@dataclass
+class CompareRow:
+    family: str
+    params: int
+    macs: int
+    mac_ratio: float
+    forward_ms: float
+    forward_backward_ms: float
+    speed_ratio: float
+    gmacs_per_s: float
+    bytes: int
+    intensity: float  # FLOPs per byte moved
+    max_error: float  # relative error vs reference.py on a small slice
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def build_for_compare(name: str, batch: int, in_channels: int, out_channels: int, size: int, kernel_size: int,
+                      dtype: torch.dtype, device: str | torch.device) -> tuple[torch.nn.Module, tuple[int, ...]]:
+    """The registry's default layer of ``name`` on the shared shape (C_in → C_out, or C_in → C_in where the family
+    requires it), and its input shape."""
+    try:
+        module = family(name).build(in_channels, out_channels, kernel_size, 2)
+    except ValueError:  # the family's own channel rule (global_depthwise keeps C_in): build it C_in → C_in
+        module = family(name).build(in_channels, in_channels, kernel_size, 2)
+    shape = (batch, in_channels, size, size)
+    if any(isinstance(p, torch.nn.parameter.UninitializedParameter) for p in module.parameters()):
+        with torch.no_grad():  # lazy parameters (global_depthwise's kernel is the map's size) get their shape
+            module(torch.zeros((1, in_channels, size, size)))
+    module = module.to(device=device, dtype=dtype)
+    return module, shape
+
+
+def _max_error(module: torch.nn.Module, x: torch.Tensor, slice_size: int = 10) -> float:
+    from .verify import check_module
+
+    small = x[:1, :, :slice_size, :slice_size]
+    try:
+        return check_module(module, small)
+    except ValueError:  # a layer tied to the full input size (global_depthwise): the full map, one sample
+        return check_module(module, x[:1])
+
+
+def compare(batch: int = 8, in_channels: int = 64, out_channels: int = 128, size: int = 56, kernel_size: int = 3,
+            dtype: torch.dtype = torch.float32, device: str = "cpu", families: Sequence[str] | None = None,
+            repeats: int | None = None, progress: Callable[[str], None] | None = None) -> list[CompareRow]:
+    """One row per family (default: all, 'standard' always timed as the baseline).
+
+    ``repeats=None`` runs each measurement for ~0.25 s (3 to 30 runs); ``progress(name)`` is called before each
+    family. On CUDA, timing uses CUDA events and cuDNN autotuning."""
+    from .bench import configure, make_inputs, measure
+    from .cost import cost
+
+    configure(device)
+    names = list(families) if families else [f.name for f in _all_families()]
+    for n in names:
+        family(n)  # unknown names fail before any timing
+    order = ["standard"] + [n for n in names if n != "standard"]
+    measure_kw: dict[str, Any] = {"repeats": repeats} if repeats else {}
+    rows: dict[str, CompareRow] = {}
+    for name in order:
+        if progress:
+            progress(name)
+        module, shape = build_for_compare(name, batch, in_channels, out_channels, size, kernel_size, dtype, device)
+        report = cost(module, shape, dtype=dtype)
+        inputs = make_inputs(shape, 3, device, dtype, requires_grad=True)
+        params = list(module.parameters())
+        fwd = measure(module, inputs, params=params, **measure_kw).median_ms
+        fb = measure(module, inputs, backward=True, params=params, **measure_kw).median_ms
+        error = _max_error(module, inputs[0].detach())
+        rows[name] = CompareRow(name, sum(p.numel() for p in params), report.macs, math.nan, fwd, fb, math.nan,
+                                report.macs / (fwd * 1e-3) / 1e9, report.bytes, report.intensity, error)
+    std = rows["standard"]
+    for row in rows.values():
+        row.mac_ratio = row.macs / std.macs
+        row.speed_ratio = std.forward_ms / row.forward_ms
+    return [rows[n] for n in names]
+
+
+def _all_families():
+    return families()
+
+
+def compare_table(rows: Sequence[CompareRow]) -> Any:
+    """A rich Table of the rows; families marked * are not same-shape k×k layers (see the caption)."""
+    from rich.table import Table
+
+    other = {f.name for f in _all_families() if not f.replaces_kxk}
+    table = Table(title="convzoo compare — ratios vs standard; MACs = weight multiply-accumulates (FLOPs = 2 × MACs); "
+                        "times = medians, NCHW",
+                  caption="* not a same-shape k×k layer: built by the registry defaults with its own output shape "
+                          "(transposed/resize: 2H×2W; global_depthwise: C_in→C_in over the whole map); "
+                          "its ratios compare the layer as built, not a drop-in replacement. "
+                          "speed ratio = standard time / family time (>1 faster); error = relative, vs reference.py.")
+    columns = ("family", "params", "MACs (M)", "MAC ratio", "fwd ms", "fwd+bwd ms", "speed ratio", "GMAC/s",
+               "MB moved", "FLOP/B", "max error")
+    for column in columns:
+        table.add_column(column, justify="left" if column == "family" else "right", no_wrap=column == "family")
+    for r in rows:
+        table.add_row(r.family + (" *" if r.family in other else ""), f"{r.params:,}", f"{r.macs / 1e6:,.1f}",
+                      f"{r.mac_ratio:.3f}", f"{r.forward_ms:.2f}", f"{r.forward_backward_ms:.2f}",
+                      f"{r.speed_ratio:.2f}", f"{r.gmacs_per_s:.1f}", f"{r.bytes / 1e6:.1f}", f"{r.intensity:.1f}",
+                      f"{r.max_error:.1e}")
+    return table
+
+
+DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}
+
+
+def parse_dtype(name: str) -> torch.dtype:
+    if name not in DTYPES:
+        raise ValueError(f"--dtype {name!r} must be one of {', '.join(DTYPES)}")
+    return DTYPES[name]
+
+
+def check_device(device: str) -> str:
+    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+        raise ValueError(f"--device {device!r}: no CUDA device is available on this machine")
+    return device
+
+
+def run_compare_command(console: Any, batch: int, in_channels: int, out_channels: int, size: int, kernel: int,
+                        dtype: str, device: str, repeats: int | None, as_json: bool, csv_path: str | None,
+                        names: Sequence[str] | None) -> None:
+    """The body of ``convzoo compare``: progress bar, table (or JSON), optional CSV."""
+    import csv
+    import json
+
+    import typer
+    from rich.progress import Progress
+
+    try:
+        torch_dtype, dev = parse_dtype(dtype), check_device(device)
+        for n in names or []:
+            family(n)
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    count = len(names) + ("standard" not in names) if names else len(_all_families())
+    with Progress(console=console, transient=True, disable=as_json) as bar:
+        task = bar.add_task("timing", total=count)
+
+        def step(name: str) -> None:
+            bar.update(task, advance=1, description=f"timing {name}")
+
+        rows = compare(batch, in_channels, out_channels, size, kernel, torch_dtype, dev, names or None, repeats, step)
+    if csv_path:
+        with open(csv_path, "w", newline="") as f:
+            writer = csv.DictWriter(f, fieldnames=list(rows[0].to_dict()))
+            writer.writeheader()
+            writer.writerows(r.to_dict() for r in rows)
+    if as_json:
+        typer.echo(json.dumps([r.to_dict() for r in rows]))
+        return
+    from .bench import configure
+
+    info = configure(dev)
+    if not console.is_terminal and console.width < 170:  # piped or captured (make run in CI): don't truncate columns
+        from rich.console import Console
+
+        console = Console(width=170)
+    console.print(compare_table(rows))
+    console.print(f"input ({batch}, {in_channels}, {size}, {size}) {dtype} on {info['device']}, "
+                  f"{info['threads']} thread(s), torch {info['torch']}" + (f", {info['gpu']}" if "gpu" in info else ""))

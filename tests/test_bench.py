@@ -1,0 +1,114 @@
+"""convzoo.bench: the harness runs and reports sane numbers; the forms it times compute the layer's function.
+No time is asserted."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import convzoo as cz
+from convzoo.baselines import alternatives
+from convzoo.bench import (FORMATS, bench_family, copy_bandwidth, gemm_peak, make_inputs, measure,
+                           measure_interleaved)
+from convzoo.cli import app
+from convzoo.compare import build_for_compare
+from convzoo.verify import check_module, randomize_parameters_
+
+
+def test_measure_reports_positive_finite_medians():
+    xs = make_inputs((2, 3, 5, 5), 2, requires_grad=True)
+    conv = torch.nn.Conv2d(3, 4, 3)
+    t = measure(conv, xs, repeats=4)
+    assert t.runs == 4 and 0 < t.min_ms <= t.median_ms and math.isfinite(t.median_ms)
+    tb = measure(conv, xs, backward=True, params=list(conv.parameters()), repeats=2)
+    assert tb.runs == 2 and tb.median_ms > 0 and conv.weight.grad is None  # grads cleared between runs
+    both = measure_interleaved({"a": conv, "b": torch.nn.Identity()}, xs, min_time=0.0)
+    assert set(both) == {"a", "b"} and all(v.median_ms > 0 and v.runs >= 3 for v in both.values())
+
+
+def test_physical_limits_are_positive():
+    assert 0 < gemm_peak(n=64) < 1e6
+    assert 0 < copy_bandwidth(megabytes=1) < 1e5
+
+
+@pytest.mark.parametrize("name", [f.name for f in cz.families()])
+@pytest.mark.parametrize("fmt", list(FORMATS))
+def test_every_timed_form_computes_the_layer(name, fmt):
+    """Native compositions, peers and naive forms equal the layer (and the layer the NumPy oracle) in both formats."""
+    module, shape = build_for_compare(name, 2, 4, 8, 7, 3, torch.float32, "cpu")
+    randomize_parameters_(module, torch.Generator().manual_seed(0))
+    x = make_inputs(shape, 1, memory_format=FORMATS[fmt])[0]
+    assert check_module(module, x) < 1e-5
+    with torch.no_grad():
+        y = module(x)
+        for kind, label, fn in alternatives(module):
+            assert kind in ("native", "peer", "naive")
+            assert torch.allclose(fn(x), y, rtol=1e-5, atol=1e-5), (name, label)
+
+
+def test_bench_family_runs_every_variant_in_both_formats():
+    r = bench_family("hetconv", batch=1, in_channels=4, out_channels=8, size=6, min_time=0.0, max_repeats=2)
+    kinds = {(v.kind, v.memory_format) for v in r.variants}
+    assert {("convzoo", f) for f in FORMATS} | {("native", f) for f in FORMATS} | {("naive", f) for f in FORMATS} <= kinds
+    for v in r.variants:
+        assert v.forward_ms > 0 and v.forward_backward_ms > 0 and v.max_abs_diff < 1e-5, v
+    assert r.mac_ratio == pytest.approx((4 // 4 * 9 + 4 - 1) / (4 * 9))  # (C_in/p·k² + C_in − C_in/p) / (C_in·k²)
+    s = r.summary(gemm_gmacs=10.0)
+    assert s["fwd_vs_native"] > 0 and s["fwd_bwd_vs_native"] > 0 and s["peak_fraction"] > 0
+
+
+def test_hetconv_picks_a_form_per_memory_format_and_stays_exact():
+    m = cz.build("hetconv", 8, 12, 3)
+    randomize_parameters_(m, torch.Generator().manual_seed(1))
+    x = torch.randn(2, 8, 9, 9)
+    for fmt in FORMATS.values():
+        assert check_module(m, x.contiguous(memory_format=fmt)) < 1e-5
+    torch.testing.assert_close(m._grouped_form(x), m._masked_dense_form(x), rtol=1e-5, atol=1e-5)
+
+
+def test_dynamic_forms_agree():
+    m = cz.build("dynamic", 4, 6, 3)
+    x = torch.randn(3, 4, 7, 7)
+    torch.testing.assert_close(m._batch_folded(x), m._per_sample(x), rtol=1e-5, atol=1e-5)
+
+
+def test_optimize_returns_a_choice_and_keeps_the_function():
+    net = torch.nn.Sequential(cz.build("standard", 3, 8), torch.nn.ReLU(), cz.build("standard", 8, 8))
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        before = net(x)
+    net2, choice = cz.optimize(net, x, repeats=2)
+    assert choice.memory_format in FORMATS and set(choice.timings_ms) == set(FORMATS)
+    assert all(t > 0 and math.isfinite(t) for t in choice.timings_ms.values()) and choice.speedup >= 1
+    with torch.no_grad():
+        torch.testing.assert_close(net2(x.contiguous(memory_format=FORMATS[choice.memory_format])), before)
+    with pytest.raises(ValueError, match="4-D"):
+        cz.optimize(net, torch.randn(3, 8, 8))
+
+
+def test_timm_peer_when_installed():
+    pytest.importorskip("timm")
+    module, _ = build_for_compare("mixconv", 1, 6, 6, 8, 3, torch.float32, "cpu")
+    assert any(kind == "peer" and "timm" in label for kind, label, _ in alternatives(module))
+
+
+def test_cli_bench_writes_json_and_plot(tmp_path):
+    out, png = tmp_path / "b.json", tmp_path / "b.png"
+    result = CliRunner().invoke(app, ["bench", "standard", "depthwise_separable", "--batch", "1", "--in", "4",
+                                      "--out", "8", "--size", "6", "--no-backward", "-o", str(out),
+                                      "--plot", str(png)])
+    assert result.exit_code == 0, result.output
+    data = json.loads(out.read_text())
+    assert data["machine"]["threads"] >= 1 and data["machine"]["gemm_peak_gmacs"] > 0
+    assert [s["family"] for s in data["summary"]] == ["standard", "depthwise_separable"]
+    assert png.stat().st_size > 0
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_bench_on_cuda_uses_events():
+    r = bench_family("standard", batch=1, in_channels=4, out_channels=8, size=6, device="cuda", max_repeats=2)
+    assert all(v.forward_ms > 0 for v in r.variants)

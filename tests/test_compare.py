@@ -1,0 +1,80 @@
+"""convzoo.compare: the harness runs at tiny sizes, MACs and ratios come from the cost model, numbers are sane.
+No time is asserted (timings are checked only for being positive and finite)."""
+
+from __future__ import annotations
+
+import json
+import math
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import convzoo as cz
+from convzoo.cli import app
+from convzoo.compare import CompareRow, compare, compare_table
+
+TINY = dict(batch=1, in_channels=4, out_channels=8, size=7, repeats=1)
+
+
+@pytest.fixture(scope="module")
+def rows() -> list[CompareRow]:
+    return compare(**TINY)
+
+
+def test_every_family_has_a_sane_row(rows):
+    assert [r.family for r in rows] == [f.name for f in cz.families()]
+    for r in rows:
+        for value in (r.forward_ms, r.forward_backward_ms, r.speed_ratio, r.gmacs_per_s, r.intensity):
+            assert math.isfinite(value) and value > 0, r
+        assert r.params > 0 and r.macs > 0 and r.bytes > 0
+        assert r.max_error < 1e-5, r
+
+
+def test_macs_and_ratios_match_the_cost_model(rows):
+    by = {r.family: r for r in rows}
+    std = by["standard"]
+    n, c, o, s, k = 1, 4, 8, 7, 3
+    assert std.macs == n * s * s * o * c * k * k and std.mac_ratio == 1.0 and std.speed_ratio == 1.0
+    # depthwise separable: (k² + C_out) / (k²·C_out) of the standard conv (MobileNet's ratio)
+    assert by["depthwise_separable"].mac_ratio == pytest.approx((k * k + o) / (k * k * o))
+    assert by["grouped"].mac_ratio == pytest.approx(1 / 4)
+    for r in rows:
+        assert r.mac_ratio == pytest.approx(r.macs / std.macs)
+        assert r.speed_ratio == pytest.approx(std.forward_ms / r.forward_ms)
+        assert r.gmacs_per_s == pytest.approx(r.macs / (r.forward_ms * 1e-3) / 1e9)
+        assert r.intensity == pytest.approx(2 * r.macs / r.bytes)
+        assert set(r.to_dict()) == {"family", "params", "macs", "mac_ratio", "forward_ms", "forward_backward_ms",
+                                    "speed_ratio", "gmacs_per_s", "bytes", "intensity", "max_error"}
+
+
+def test_table_marks_families_that_are_not_kxk(rows):
+    from rich.console import Console
+
+    console = Console(width=250, record=True)
+    console.print(compare_table(rows))
+    text = console.export_text()
+    assert "transposed *" in text and "global_depthwise *" in text and "standard *" not in text
+
+
+def test_unknown_family_is_refused():
+    with pytest.raises(ValueError, match="unknown family 'nope'"):
+        compare(families=["nope"], **TINY)
+
+
+def test_cli_compare_json_and_csv(tmp_path):
+    csv_path = tmp_path / "c.csv"
+    result = CliRunner().invoke(app, ["compare", "--batch", "1", "--in", "4", "--out", "8", "--size", "6",
+                                      "--repeats", "1", "--json", "--csv", str(csv_path), "depthwise_separable"])
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.output)
+    assert [d["family"] for d in data] == ["depthwise_separable"] and data[0]["forward_ms"] > 0
+    assert csv_path.read_text().startswith("family,params,macs,mac_ratio")
+    bad = CliRunner().invoke(app, ["compare", "--dtype", "float8", "standard"])
+    assert bad.exit_code == 2 and "--dtype" in bad.output
+
+
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
+def test_compare_on_cuda():
+    rows = compare(device="cuda", families=["standard", "hetconv", "dynamic"], **TINY)
+    assert all(r.forward_ms > 0 and r.max_error < 1e-4 for r in rows)

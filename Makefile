@@ -13,13 +13,13 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 run: $(STAMP)
-	$(BIN)/convzoo verify
+	$(BIN)/convzoo compare
 
 verify: $(STAMP)
 	$(BIN)/convzoo verify
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -n 2 -q
+	$(BIN)/python -m pytest -n 2 -q -rs
 
 test-all: $(STAMP)
 	$(BIN)/python -m pytest -n 2 -q -m ''

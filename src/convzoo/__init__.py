@@ -16,3 +16,6 @@ __all__ = [*_layers, "Family", "arithmetic", "build", "families", "family", "fun
 __all__ += ["is_even_overlap", "overlap_map", "receptive_field"]
 __all__ += ["CostReport", "LayerCost", "LayerRow", "cost"]
 __all__ += ["ConversionReport", "approximate_", "convert", "models"]
+from .compare import CompareRow, compare
+from .bench import optimize
+__all__ += ["CompareRow", "compare", "optimize"]

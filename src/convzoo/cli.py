@@ -176,6 +176,182 @@ def convert_command(
         console.print(f"saved to {output}")
 
 
+@app.command("compare")
+def compare_command(
+    batch: int = typer.Option(8, "--batch", help="batch size N"),
+    in_channels: int = typer.Option(64, "--in", help="input channels"),
+    out_channels: int = typer.Option(128, "--out", help="output channels"),
+    size: int = typer.Option(56, "--size", help="input height = width"),
+    kernel: int = typer.Option(3, "--kernel", help="kernel size k"),
+    dtype: str = typer.Option("float32", "--dtype", help="float32, float64, float16 or bfloat16"),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
+    repeats: Optional[int] = typer.Option(None, "--repeats", help="timed runs per measurement (default: ~0.25 s)"),
+    as_json: bool = typer.Option(False, "--json", help="print the rows as JSON"),
+    csv_path: Optional[str] = typer.Option(None, "--csv", help="also write the rows to this CSV file"),
+    names: Optional[list[str]] = typer.Argument(None, help="families (default: all)"),
+) -> None:
+    """Every family on one layer shape: params, MACs and MAC ratio vs standard next to measured speed."""
+    from .compare import run_compare_command
+
+    run_compare_command(console, batch, in_channels, out_channels, size, kernel, dtype, device, repeats, as_json,
+                        csv_path, names)
+
+
+@app.command("bench")
+def bench_command(
+    names: Optional[list[str]] = typer.Argument(None, help="families (default: all)"),
+    batch: int = typer.Option(8, "--batch", help="batch size N"),
+    in_channels: int = typer.Option(64, "--in", help="input channels"),
+    out_channels: int = typer.Option(128, "--out", help="output channels"),
+    size: int = typer.Option(56, "--size", help="input height = width"),
+    kernel: int = typer.Option(3, "--kernel", help="kernel size k"),
+    dtype: str = typer.Option("float32", "--dtype", help="float32, float64, float16 or bfloat16"),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="pin the CPU thread count (default: torch's)"),
+    no_backward: bool = typer.Option(False, "--no-backward", help="time forward only"),
+    output: str = typer.Option("bench.json", "-o", "--output", help="JSON results file"),
+    plot_path: Optional[str] = typer.Option("bench.png", "--plot", help="PNG: MAC ratio vs speed ratio"),
+) -> None:
+    """Careful harness: convzoo's layer vs native compositions, peers and naive forms, both memory formats."""
+    from .bench import run_bench_command
+
+    run_bench_command(console, names, batch, in_channels, out_channels, size, kernel, dtype, device, threads,
+                      not no_backward, output, plot_path)
+
+
+def _training_options(model, conv, data, epochs, batch_size, lr, optimizer, weight_decay, label_smoothing, width_mult,
+                      seed, resume, temperature_epochs, offset_lr_mult, accum_steps, device, progress,
+                      max_train_samples, max_test_samples, stop_after_steps) -> dict:
+    return dict(locals())
+
+
+_TRAIN_OPTIONS = dict(
+    model=typer.Option("mobilenet_v1", help="mobilenet_v1 | shufflenet_v1 (32×32-input variants)"),
+    data=typer.Option("digits", help="digits | cifar10:PATH | imagefolder:PATH (nothing is downloaded)"),
+    epochs=typer.Option(4, help="training epochs"),
+    batch_size=typer.Option(32, "--batch-size", help="global batch size (split over torchrun processes)"),
+    lr=typer.Option(0.05, help="peak learning rate (cosine schedule per step)"),
+    optimizer=typer.Option("sgd", help="sgd (Nesterov momentum 0.9) | adamw"),
+    weight_decay=typer.Option(5e-4, "--weight-decay"),
+    label_smoothing=typer.Option(0.0, "--label-smoothing"),
+    width_mult=typer.Option(0.25, "--width-mult", help="MobileNet width α (ShuffleNet: scale)"),
+    seed=typer.Option(0, help="seed for initialisation and data order"),
+    resume=typer.Option(False, "--resume", help="continue from OUT/checkpoint.pt"),
+    temperature_epochs=typer.Option(None, "--temperature-epochs",
+                                    help="dynamic conv: epochs to anneal T 30→1 (default min(10, epochs/2))"),
+    offset_lr_mult=typer.Option(0.1, "--offset-lr-mult", help="deformable conv: offset-conv lr multiplier"),
+    accum_steps=typer.Option(1, "--accum-steps", help="micro-batches per step (emulates N processes on one)"),
+    device=typer.Option("auto", help="auto | cpu | cuda[:i]"),
+    progress=typer.Option(True, "--progress/--no-progress", help="rich progress bars"),
+    max_train_samples=typer.Option(None, "--max-train-samples", help="debug: use the first N training images"),
+    max_test_samples=typer.Option(None, "--max-test-samples", help="debug: use the first N test images"),
+    stop_after_steps=typer.Option(None, "--stop-after-steps", help="debug: exit (code 3) after N steps"),
+)
+
+
+@app.command("train")
+def train_command(
+    conv: str = typer.Option("depthwise_separable", help="family for MobileNet's 3×3 blocks"),
+    out: str = typer.Option("runs/train", help="folder for metrics.jsonl and checkpoint.pt"),
+    model: str = _TRAIN_OPTIONS["model"], data: str = _TRAIN_OPTIONS["data"], epochs: int = _TRAIN_OPTIONS["epochs"],
+    batch_size: int = _TRAIN_OPTIONS["batch_size"], lr: float = _TRAIN_OPTIONS["lr"],
+    optimizer: str = _TRAIN_OPTIONS["optimizer"], weight_decay: float = _TRAIN_OPTIONS["weight_decay"],
+    label_smoothing: float = _TRAIN_OPTIONS["label_smoothing"], width_mult: float = _TRAIN_OPTIONS["width_mult"],
+    seed: int = _TRAIN_OPTIONS["seed"], resume: bool = _TRAIN_OPTIONS["resume"],
+    temperature_epochs: Optional[float] = _TRAIN_OPTIONS["temperature_epochs"],
+    offset_lr_mult: float = _TRAIN_OPTIONS["offset_lr_mult"], accum_steps: int = _TRAIN_OPTIONS["accum_steps"],
+    device: str = _TRAIN_OPTIONS["device"], progress: bool = _TRAIN_OPTIONS["progress"],
+    max_train_samples: Optional[int] = _TRAIN_OPTIONS["max_train_samples"],
+    max_test_samples: Optional[int] = _TRAIN_OPTIONS["max_test_samples"],
+    stop_after_steps: Optional[int] = _TRAIN_OPTIONS["stop_after_steps"],
+) -> None:
+    """Train one model with one convolution family; works unchanged under torchrun (DDP)."""
+    from .train_commands import run_train
+
+    run_train(out=out, **_training_options(model, conv, data, epochs, batch_size, lr, optimizer, weight_decay,
+                                           label_smoothing, width_mult, seed, resume, temperature_epochs,
+                                           offset_lr_mult, accum_steps, device, progress, max_train_samples,
+                                           max_test_samples, stop_after_steps))
+
+
+@app.command("sweep")
+def sweep_command(
+    conv: str = typer.Option("standard,depthwise_separable", help="comma-separated families"),
+    out: str = typer.Option("runs/sweep", help="folder for sweep.json / sweep.csv and one run per family"),
+    model: str = _TRAIN_OPTIONS["model"], data: str = _TRAIN_OPTIONS["data"], epochs: int = _TRAIN_OPTIONS["epochs"],
+    batch_size: int = _TRAIN_OPTIONS["batch_size"], lr: float = _TRAIN_OPTIONS["lr"],
+    optimizer: str = _TRAIN_OPTIONS["optimizer"], weight_decay: float = _TRAIN_OPTIONS["weight_decay"],
+    label_smoothing: float = _TRAIN_OPTIONS["label_smoothing"], width_mult: float = _TRAIN_OPTIONS["width_mult"],
+    seed: int = _TRAIN_OPTIONS["seed"], resume: bool = _TRAIN_OPTIONS["resume"],
+    temperature_epochs: Optional[float] = _TRAIN_OPTIONS["temperature_epochs"],
+    offset_lr_mult: float = _TRAIN_OPTIONS["offset_lr_mult"], accum_steps: int = _TRAIN_OPTIONS["accum_steps"],
+    device: str = _TRAIN_OPTIONS["device"], progress: bool = _TRAIN_OPTIONS["progress"],
+    max_train_samples: Optional[int] = _TRAIN_OPTIONS["max_train_samples"],
+    max_test_samples: Optional[int] = _TRAIN_OPTIONS["max_test_samples"],
+    stop_after_steps: Optional[int] = _TRAIN_OPTIONS["stop_after_steps"],
+) -> None:
+    """Train the same network once per family; table of params, MACs, latency and best accuracy."""
+    from .train_commands import run_sweep
+
+    run_sweep(conv, out, **_training_options(model, "standard", data, epochs, batch_size, lr, optimizer,
+                                             weight_decay, label_smoothing, width_mult, seed, resume,
+                                             temperature_epochs, offset_lr_mult, accum_steps, device, progress,
+                                             max_train_samples, max_test_samples, stop_after_steps))
+
+
+@app.command("viz")
+def viz_command(
+    target: str = typer.Argument(..., help="a family name, or a special picture: overlap, checkerboard, "
+                                           "receptive_field, deformable_sampling, sobel"),
+    output: str = typer.Option(..., "-o", "--output", help="file to write: .png or .svg (figure), .gif (animation)"),
+    in_channels: int = typer.Option(4, "--in", help="input channels"),
+    out_channels: int = typer.Option(4, "--out", help="output channels"),
+    kernel: int = typer.Option(3, "--kernel", help="kernel size"),
+    dim: int = typer.Option(2, "--dim", help="spatial dims (1, 2 or 3; 3-D is drawn as depth slices)"),
+    size: Optional[int] = typer.Option(None, "--size", help="input size per spatial dim"),
+    stride: Optional[int] = typer.Option(None, "--stride"),
+    padding: Optional[int] = typer.Option(None, "--padding"),
+    dilation: Optional[int] = typer.Option(None, "--dilation"),
+    groups: Optional[int] = typer.Option(None, "--groups"),
+    output_padding: Optional[int] = typer.Option(None, "--output-padding"),
+    p: Optional[int] = typer.Option(None, "--p", help="HetConv's p (1/p of the kernels are k×k)"),
+) -> None:
+    """Draw a family's connectivity (computed by autograd from the real layer) or a special picture."""
+    from .viz.cli import run_viz
+
+    run_viz(target, output, in_channels, out_channels, kernel, dim, size,
+            {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups,
+             "output_padding": output_padding, "p": p})
+
+
+@app.command("report")
+def report_command(
+    output: str = typer.Option("report.html", "-o", "--output", help="the HTML file to write"),
+    batch: int = typer.Option(8, "--batch", help="compare: batch size"),
+    in_channels: int = typer.Option(64, "--in", help="compare: input channels"),
+    out_channels: int = typer.Option(128, "--out", help="compare: output channels"),
+    size: int = typer.Option(56, "--size", help="compare: input height and width"),
+    repeats: Optional[int] = typer.Option(None, "--repeats", help="compare: timing runs (default: ~0.25 s each)"),
+    rows: Optional[str] = typer.Option(None, "--rows", help="use compare rows from this JSON file instead of timing"),
+    sweep: str = typer.Option("runs/sweep/sweep.json", "--sweep", help="sweep results, included when the file exists"),
+) -> None:
+    """One self-contained HTML file: compare table, MACs-vs-time plot, sweep table, a gallery of every family."""
+    from .viz.cli import run_report
+
+    run_report(output, batch, in_channels, out_channels, size, repeats, rows, sweep)
+
+
+@app.command("serve")
+def serve_command(
+    port: int = typer.Option(8000, "--port", help="TCP port"),
+    host: str = typer.Option("127.0.0.1", "--host", help="address to bind (default: this machine only)"),
+) -> None:
+    """Local web explorer: pick a family and its parameters, see its connectivity, output shape, params, MACs."""
+    from .viz.serve import serve
+
+    serve(host, port)
+
+
 def main() -> None:
     app()
 

@@ -186,7 +186,8 @@ def test_hetconv(data, geometry):
     cin, cout = p * data.draw(st.integers(1, 3)), data.draw(st.integers(1, 7))
     module = cz.HetConv2d(cin, cout, k, p, s, padding, d, bias=data.draw(st.booleans()))
     x = random_input(2, cin, spatial_size(2, d * (k - 1) + 1, data.draw), 20)
-    assert_matches_reference(module, x, 21)
+    assert_matches_reference(module, x, 21)  # NCHW: the masked dense form
+    assert_matches_reference(module, x.contiguous(memory_format=torch.channels_last), 21)  # the grouped + 1×1 form
 
 
 @SETTINGS

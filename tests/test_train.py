@@ -243,3 +243,34 @@ def test_acceptance_sweep_on_digits(tmp_path):
     assert code == 0, output
     rows = json.load(open(tmp_path / "sweep.json"))
     assert all(row["best_accuracy"] >= 0.9 for row in rows), rows
+
+
+def test_sigkill_mid_epoch_then_resume_gives_identical_weights(tmp_path):
+    """A real kill -9 while epoch 2 runs, then --resume: the same final weights as an uninterrupted run."""
+    import signal
+    import time
+
+    args = ["--conv", "standard", "--width-mult", "0.25", "--max-train-samples", "320", "--max-test-samples", "32",
+            "--batch-size", "16", "--epochs", "3", "--lr", "0.05", "--no-progress", "--device", "cpu"]
+    env = {**os.environ, "OMP_NUM_THREADS": "1"}
+
+    def run(out, *extra):
+        return [sys.executable, "-m", "convzoo", "train", *args, "--out", str(out), *extra]
+
+    subprocess.run(run(tmp_path / "full"), env=env, check=True, capture_output=True)
+    killed = tmp_path / "killed"
+    process = subprocess.Popen(run(killed), env=env, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 120
+    while not (killed / "checkpoint.pt").exists() and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.005)
+    assert process.poll() is None, "the run ended before it could be killed; make the epochs longer"
+    time.sleep(0.05)  # a few steps into epoch 2
+    process.send_signal(signal.SIGKILL)
+    process.wait()
+    assert torch.load(killed / "checkpoint.pt", weights_only=True)["epoch"] < 3
+    subprocess.run(run(killed, "--resume"), env=env, check=True, capture_output=True)
+    full = torch.load(tmp_path / "full" / "checkpoint.pt", weights_only=True)["model"]
+    resumed = torch.load(killed / "checkpoint.pt", weights_only=True)["model"]
+    assert full.keys() == resumed.keys()
+    for key in full:
+        assert torch.equal(full[key], resumed[key]), key

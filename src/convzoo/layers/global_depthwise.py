@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
@@ -69,7 +68,10 @@ class GlobalDepthwiseConv2d(LazyModuleMixin, nn.Module):
                 f"GlobalDepthwiseConv2d has kernel_size={self.kernel_size} (the whole feature map) but got an "
                 f"input of spatial size {tuple(x.shape[2:])}; the input size must equal the kernel size"
             )
-        return F.conv2d(x, self.weight, self.bias, groups=self.channels)
+        # The same sum as F.conv2d(x, w, b, groups=C), written as a weighted reduction: measured on 2 CPU cores
+        # (8×64×56²) 4× faster forward+backward in NCHW (2.0 vs 8.5 ms) and 3× in channels_last (5.0 vs 17 ms).
+        y = (x * self.weight.view(1, self.channels, *self.kernel_size)).sum((2, 3), keepdim=True)
+        return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
 
     def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
         """MACs = N·C·H·W (one weight per input element); weight (C, 1, H, W) with H×W the input size, also

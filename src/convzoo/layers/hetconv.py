@@ -155,14 +155,12 @@ class HetConv2d(nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, 2, self.in_channels, "HetConv2d")
         check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self._pairs, "HetConv2d")
-        # Both forms are exact. Measured on CPU (convzoo bench hetconv): in channels_last the grouped + 1×1 form
-        # wins (fewer MACs, and the grouped conv is fast in NHWC); in NCHW oneDNN's grouped conv is slow and the
-        # masked dense conv wins despite its 1/(36%) more MACs. The choice reads a static property of the input,
-        # so torch.export traces one branch.
-        channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-        if self.p == 1 or channels_last or x.is_cuda:
-            return self._grouped_form(x)
-        return self._masked_dense_form(x)
+        # Both forms are exact. Re-measured on a quiet 2-core CPU (8×64×56², 64→128, p=4): the grouped form is
+        # as fast as the masked dense conv forward (20 vs 21 ms NCHW) and faster forward+backward (46 vs 61 ms),
+        # with 36% of its MACs; benchmarks/bench_all.py: 12.2 vs 18.5 ms NCHW. (An earlier per-format choice was
+        # measured on an overloaded machine and did not reproduce.) ``_masked_dense_form`` stays as the bench's
+        # comparison form.
+        return self._grouped_form(x)
 
     def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
         """The heterogeneous filters' true cost, not the masked dense one:

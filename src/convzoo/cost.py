@@ -209,6 +209,17 @@ NATIVE: dict[type[nn.Module], NativeFormula] = {
 }
 
 
+# Native leaves whose output has the input's shape: on the meta copy they are not run at all (identity), since
+# only shapes matter there — meta batch norm alone went through Python decompositions for 90 of 150 ms on resnet50.
+_SHAPE_PRESERVING = (nn.modules.batchnorm._BatchNorm, nn.LayerNorm, nn.GroupNorm, nn.modules.instancenorm._InstanceNorm,
+                     nn.LocalResponseNorm, nn.Identity, nn.Dropout, nn.Dropout1d, nn.Dropout2d, nn.Dropout3d,
+                     nn.AlphaDropout, *_ACTIVATIONS)
+
+
+def _pass_through(x: torch.Tensor, *args: Any, **kwargs: Any) -> torch.Tensor:
+    return x
+
+
 def _native_formula(module: nn.Module) -> NativeFormula | None:
     for cls in type(module).__mro__:
         if cls in NATIVE:
@@ -447,6 +458,9 @@ def cost(model: nn.Module, input_shape_or_example: Union[Sequence[int], torch.Te
     meta = _to_meta(model, dtype).eval()
     inputs = _meta_inputs(input_shape_or_example, dtype)
     names = {m: n for n, m in meta.named_modules(remove_duplicate=False)}
+    for module in names:
+        if isinstance(module, _SHAPE_PRESERVING) and not callable(getattr(module, "cost", None)):
+            module.forward = _pass_through  # an instance attribute on our meta copy only
     profiler = _Profiler(names, itemsize)
     handles = []
     for module in names:

@@ -378,6 +378,13 @@ def _to_meta(model: nn.Module, dtype: torch.dtype) -> nn.Module:
     return copy.deepcopy(model, memo)
 
 
+def _meta_state(model: nn.Module, dtype: torch.dtype) -> dict[str, torch.Tensor]:
+    """Every parameter and buffer of ``model`` as an empty meta tensor (floating ones in ``dtype``), by name."""
+    named = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
+    return {name: torch.empty_like(t, device="meta", dtype=dtype if t.is_floating_point() else t.dtype)
+            for name, t in named}
+
+
 def _meta_inputs(example: Union[Sequence[int], torch.Tensor, tuple], dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
     if isinstance(example, torch.Tensor):
         return (torch.empty_like(example, device="meta", dtype=dtype if example.is_floating_point() else example.dtype),)
@@ -453,25 +460,40 @@ def cost(model: nn.Module, input_shape_or_example: Union[Sequence[int], torch.Te
     if not isinstance(model, nn.Module):
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     itemsize = torch.empty((), dtype=dtype).element_size()
-    # Inference cost: the meta copy runs in eval mode (no running-stat updates — half the time on resnet50 — and
-    # no training-only branches such as auxiliary heads). The caller's model keeps its mode.
-    meta = _to_meta(model, dtype).eval()
     inputs = _meta_inputs(input_shape_or_example, dtype)
-    names = {m: n for n, m in meta.named_modules(remove_duplicate=False)}
-    for module in names:
-        if isinstance(module, _SHAPE_PRESERVING) and not callable(getattr(module, "cost", None)):
-            module.forward = _pass_through  # an instance attribute on our meta copy only
+    lazy = any(isinstance(t, nn.parameter.UninitializedTensorMixin) for t in [*model.parameters(), *model.buffers()])
+    # Lazy layers materialise on their first call, so they run on a deep copy; any other model runs in place with
+    # its parameters swapped for meta tensors (torch.func.functional_call), which skips the copy (half the time).
+    target = _to_meta(model, dtype) if lazy else model
+    names = {m: n for n, m in target.named_modules(remove_duplicate=False)}
     profiler = _Profiler(names, itemsize)
+    modes = {m: m.training for m in names}
+    patched = {m: m.__dict__.get("forward") for m in names
+               if isinstance(m, _SHAPE_PRESERVING) and not callable(getattr(m, "cost", None))}
     handles = []
-    for module in names:
-        handles.append(module.register_forward_pre_hook(profiler.pre, with_kwargs=True))
-        handles.append(module.register_forward_hook(profiler.post, with_kwargs=True, always_call=True))
     try:
+        # Inference cost: eval mode (no running-stat updates, no training-only branches such as auxiliary heads);
+        # shape-preserving leaves pass their input through, since only shapes matter on meta.
+        target.eval()
+        for module in patched:
+            module.forward = _pass_through
+        for module in names:
+            handles.append(module.register_forward_pre_hook(profiler.pre, with_kwargs=True))
+            handles.append(module.register_forward_hook(profiler.post, with_kwargs=True, always_call=True))
         with torch.no_grad(), profiler:
-            output = meta(*inputs)
+            if lazy:
+                output = target(*inputs)
+            else:
+                output = torch.func.functional_call(target, _meta_state(target, dtype), inputs)
     finally:
         for handle in handles:
             handle.remove()
+        for module, forward in patched.items():
+            del module.forward
+            if forward is not None:
+                module.forward = forward
+        for module, training in modes.items():
+            module.training = training
     rows = profiler.rows
     params = profiler.params
     # Modules outside every leaf that ran weight ops themselves, or own parameters no leaf counted.
@@ -480,7 +502,7 @@ def cost(model: nn.Module, input_shape_or_example: Union[Sequence[int], torch.Te
         if module in inside:
             continue
         inside.add(module)  # a module reachable under two names gets one row
-        own = sum(p.numel() for p in module.parameters(recurse=False))
+        own = sum(p.numel() for p in module._parameters.values() if p is not None)  # this module's own
         macs, elements, _ = profiler.functional.get(module, (0, 0, 0))
         if own or macs:
             params += own

@@ -275,3 +275,22 @@ def test_cli_unknown_target_exits_2_with_one_line(target):
     assert result.exit_code == 2
     message = result.stderr if hasattr(result, "stderr") else result.output
     assert len(message.strip().splitlines()) == 1 and "error" in message
+
+
+def test_cost_leaves_the_callers_model_as_it_was():
+    """cost runs the model in place with meta parameters: modes, forwards, hooks and weights must be restored."""
+    import torchvision
+
+    model = torchvision.models.resnet18().train()
+    model.layer1[0].bn1.eval()  # a mixed-mode model
+    before = {name: p.clone() for name, p in model.state_dict().items()}
+    modes = {name: m.training for name, m in model.named_modules()}
+    cz.cost(model, (1, 3, 64, 64))
+    assert {name: m.training for name, m in model.named_modules()} == modes
+    assert all("forward" not in m.__dict__ for m in model.modules())
+    assert all(not m._forward_hooks and not m._forward_pre_hooks for m in model.modules())
+    for name, value in model.state_dict().items():
+        assert value.device.type == "cpu" and torch.equal(value, before[name]), name
+    x = torch.randn(2, 3, 64, 64)
+    model.eval()
+    assert torch.isfinite(model(x)).all()  # the batch norms still normalise (their forward is back)

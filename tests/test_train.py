@@ -13,7 +13,6 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from convzoo import checkpoint as ckpt
 from convzoo import data as data_specs
 from convzoo.cli import app
 from convzoo.family_rules import dynamic_layers, param_groups, temperature_at

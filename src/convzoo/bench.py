@@ -358,20 +358,11 @@ def run_bench_command(console: Any, names: Sequence[str] | None, batch: int, in_
     """The body of ``convzoo bench``: limits, per-family variants, a summary table, JSON and PNG."""
     import json
 
-    import typer
     from rich.progress import Progress
-    from rich.table import Table
 
-    from .compare import check_device, parse_dtype
-    from .registry import family
+    from .compare import checked_options
 
-    try:
-        torch_dtype, dev = parse_dtype(dtype), check_device(device)
-        for n in names or []:
-            family(n)
-    except ValueError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
+    torch_dtype, dev = checked_options(dtype, device, names)
     warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
     info = configure(dev, threads)
     peak, bandwidth = gemm_peak(dev, torch_dtype), copy_bandwidth(dev)

@@ -148,6 +148,20 @@ def check_device(device: str) -> str:
     return device
 
 
+def checked_options(dtype: str, device: str, names: Sequence[str] | None) -> tuple[torch.dtype, str]:
+    """The dtype, device and family names of `compare` / `bench`, validated; a bad one is a one-line error, exit 2."""
+    import typer
+
+    try:
+        torch_dtype, dev = parse_dtype(dtype), check_device(device)
+        for n in names or []:
+            family(n)
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
+    return torch_dtype, dev
+
+
 def run_compare_command(console: Any, batch: int, in_channels: int, out_channels: int, size: int, kernel: int,
                         dtype: str, device: str, repeats: int | None, as_json: bool, csv_path: str | None,
                         names: Sequence[str] | None) -> None:
@@ -158,13 +172,7 @@ def run_compare_command(console: Any, batch: int, in_channels: int, out_channels
     import typer
     from rich.progress import Progress
 
-    try:
-        torch_dtype, dev = parse_dtype(dtype), check_device(device)
-        for n in names or []:
-            family(n)
-    except ValueError as error:
-        typer.echo(f"error: {error}", err=True)
-        raise typer.Exit(2) from None
+    torch_dtype, dev = checked_options(dtype, device, names)
     count = len(names) + ("standard" not in names) if names else len(_all_families())
     with Progress(console=console, transient=True, disable=as_json) as bar:
         task = bar.add_task("timing", total=count)

@@ -6,7 +6,6 @@ becomes one line on stderr and exit code 2, never a traceback; ``--stop-after-st
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
 import typer

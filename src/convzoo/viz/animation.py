@@ -4,7 +4,6 @@ padding, transposed zero-insertion and deformable offsets all show as the operat
 
 from __future__ import annotations
 
-import io
 import itertools
 from collections.abc import Sequence
 from pathlib import Path

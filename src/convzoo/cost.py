@@ -276,8 +276,23 @@ def _functional_macs(func: Any, args: tuple, out: Any) -> int | None:
 # --- the report ---------------------------------------------------------------------------------------------------
 
 
+class _Intensity:
+    """FLOPs = 2 × MACs and arithmetic intensity = FLOPs per byte moved, for anything with .macs and .bytes."""
+
+    macs: int
+    bytes: int
+
+    @property
+    def flops(self) -> int:
+        return 2 * self.macs
+
+    @property
+    def intensity(self) -> float:
+        return self.flops / self.bytes if self.bytes else 0.0
+
+
 @dataclass(frozen=True)
-class LayerRow:
+class LayerRow(_Intensity):
     """One leaf layer of a profiled model. ``bytes`` = elements moved × element size."""
 
     name: str
@@ -289,15 +304,6 @@ class LayerRow:
     other_ops: int
     bytes: int
 
-    @property
-    def flops(self) -> int:
-        return 2 * self.macs
-
-    @property
-    def intensity(self) -> float:
-        """Arithmetic intensity, FLOPs per byte moved."""
-        return self.flops / self.bytes if self.bytes else 0.0
-
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type, "input_shape": list(self.input_shape),
                 "output_shape": list(self.output_shape), "params": self.params, "macs": self.macs,
@@ -305,7 +311,7 @@ class LayerRow:
 
 
 @dataclass
-class CostReport:
+class CostReport(_Intensity):
     """Per-leaf rows and int totals. Totals count each parameter once (a module called twice adds its MACs twice)."""
 
     layers: list[LayerRow]
@@ -316,14 +322,6 @@ class CostReport:
     other_ops: int = 0
     bytes: int = 0
     output_shape: Shape = field(default=())
-
-    @property
-    def flops(self) -> int:
-        return 2 * self.macs
-
-    @property
-    def intensity(self) -> float:
-        return self.flops / self.bytes if self.bytes else 0.0
 
     def table(self) -> Any:
         """A ``rich.table.Table``: one row per leaf, then the totals."""

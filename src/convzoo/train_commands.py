@@ -6,6 +6,8 @@ becomes one line on stderr and exit code 2, never a traceback; ``--stop-after-st
 
 from __future__ import annotations
 
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 import typer
@@ -37,12 +39,12 @@ def _cleanup() -> None:
         dist.destroy_process_group()
 
 
-def run_train(**options: Any) -> None:
-    from .train import train
-
-    config = TrainConfig(**options)
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """Bad specs and checkpoints end in one line and exit 2; a debug stop (--stop-after-steps) in exit 3;
+    the process group is torn down either way."""
     try:
-        result = train(config, log=console.print if _is_main() else (lambda _: None))
+        yield
     except StopTraining as stop:
         typer.echo(str(stop), err=True)
         raise typer.Exit(3) from None
@@ -50,6 +52,19 @@ def run_train(**options: Any) -> None:
         _fail(error)
     finally:
         _cleanup()
+
+
+def _log() -> Callable[[Any], None]:
+    """Only rank 0 prints."""
+    return console.print if _is_main() else (lambda _: None)
+
+
+def run_train(**options: Any) -> None:
+    from .train import train
+
+    config = TrainConfig(**options)
+    with _one_line_errors():
+        result = train(config, log=_log())
     if _is_main():
         console.print(f"best test accuracy {result['best_accuracy']:.4f}, final {result['final_accuracy']:.4f}; "
                       f"log and checkpoint in {config.out}")
@@ -61,15 +76,8 @@ def run_sweep(convs: str, out: str, **options: Any) -> None:
     names = [c.strip() for c in convs.split(",") if c.strip()]
     if not names:
         _fail(ValueError("--conv needs at least one family, e.g. standard,depthwise_separable"))
-    try:
-        rows = sweep(TrainConfig(**options), names, out, log=console.print if _is_main() else (lambda _: None))
-    except StopTraining as stop:
-        typer.echo(str(stop), err=True)
-        raise typer.Exit(3) from None
-    except (CheckpointError, ValueError, FileNotFoundError) as error:
-        _fail(error)
-    finally:
-        _cleanup()
+    with _one_line_errors():
+        rows = sweep(TrainConfig(**options), names, out, log=_log())
     if not _is_main():
         return
     table = Table(title=f"convzoo sweep — {options.get('model')} on {options.get('data')} "

@@ -20,8 +20,10 @@ import torch
 from torch import nn
 
 from convzoo import build
-from convzoo.bench import (FORMATS, _to_format, bench, configure, copy_bandwidth, gemm_peak, make_inputs,
-                           measure_interleaved, optimize, plot)
+from convzoo.perf.bench import bench, plot
+from convzoo.perf.optimize import optimize
+from convzoo.perf.timing import (FORMATS, configure, copy_bandwidth, gemm_peak, make_inputs, measure_interleaved,
+                                 to_format)
 
 
 def machine() -> str:
@@ -39,7 +41,7 @@ def dynamic_case(batch=32, channels=64, size=28) -> list[str]:
     lines = ["| format | pass | static conv ms | dynamic (convzoo) ms | per-sample loop ms | dynamic / static | loop / dynamic |",
              "|---|---|---:|---:|---:|---:|---:|"]
     for fmt_name, fmt in FORMATS.items():
-        _to_format(dyn, fmt), _to_format(static, fmt)
+        to_format(dyn, fmt), to_format(static, fmt)
         xs = make_inputs((batch, channels, size, size), 3, memory_format=fmt, requires_grad=True)
         for backward in (False, True):
             t = measure_interleaved({"static": static, "dynamic": dyn, "loop": dyn._per_sample}, xs,

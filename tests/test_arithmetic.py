@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import convzoo as cz
-from convzoo.arithmetic import (
+from convzoo.analysis import (
     conv_output_size,
     is_even_overlap,
     overlap_map,

@@ -12,7 +12,7 @@ from typer.testing import CliRunner
 
 import convzoo as cz
 from convzoo.cli import app
-from convzoo.compare import CompareRow, compare, compare_table
+from convzoo.perf.compare import CompareRow, compare, compare_table
 
 TINY = dict(batch=1, in_channels=4, out_channels=8, size=7, repeats=1)
 

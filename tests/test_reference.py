@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 import scipy.signal
 
-from convzoo import reference as ref
+from convzoo.oracle import reference as ref
 
 RNG = np.random.default_rng(0)
 

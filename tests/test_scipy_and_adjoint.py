@@ -11,7 +11,7 @@ import torch.nn.functional as F
 
 import convzoo as cz
 from convzoo import functional as CF
-from convzoo.reference import hetconv_kernel
+from convzoo.oracle.reference import hetconv_kernel
 
 
 def scipy_multichannel(fn, x: np.ndarray, w: np.ndarray) -> np.ndarray:

@@ -13,11 +13,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from convzoo import data as data_specs
+from convzoo.train import data as data_specs
 from convzoo.cli import app
-from convzoo.family_rules import dynamic_layers, param_groups, temperature_at
+from convzoo.train.rules import dynamic_layers, param_groups, temperature_at
 from convzoo.models import mobilenet_v1_small
-from convzoo.train import StopTraining, TrainConfig, train
+from convzoo.train.loop import StopTraining, TrainConfig, train
 
 TINY = dict(width_mult=0.25, conv="standard", max_train_samples=64, max_test_samples=32, batch_size=16, epochs=2,
             lr=0.05, progress=False, device="cpu")

@@ -1,21 +1,91 @@
 """convzoo: every convolution used in modern CNNs as a correct, fast PyTorch layer, with the arithmetic to
-choose between them."""
+choose between them.
 
-from . import arithmetic, functional
-from .layers import *  # noqa: F401,F403
-from .layers import __all__ as _layers
+Layout: ``layers`` (one family a file, on one geometry base) · ``registry`` (the list every tool iterates) ·
+``functional`` (stateless ops) · ``analysis`` (shapes, overlap, receptive field, cost) · ``oracle`` (the NumPy
+reference and verify) · ``perf`` (timing, compare, bench, optimize) · ``conversion`` · ``models`` · ``viz`` ·
+``train`` · ``cli``.
+"""
+
+from importlib.metadata import PackageNotFoundError, version as _version
+
+from .layers import (  # first: layers/base.py owns the geometry that functional.py uses too
+    ChannelShuffle,
+    Conv1d,
+    Conv2d,
+    Conv3d,
+    ConvNd,
+    DeformConv2d,
+    DepthwiseConv1d,
+    DepthwiseConv2d,
+    DepthwiseConv3d,
+    DepthwiseConvNd,
+    DepthwiseSeparableConv1d,
+    DepthwiseSeparableConv2d,
+    DepthwiseSeparableConv3d,
+    DepthwiseSeparableConvNd,
+    DynamicConv1d,
+    DynamicConv2d,
+    DynamicConv3d,
+    DynamicConvNd,
+    FlattenedConv2d,
+    GlobalDepthwiseConv2d,
+    HetConv2d,
+    KernelAttention,
+    MixConv2d,
+    PointwiseConv1d,
+    PointwiseConv2d,
+    PointwiseConv3d,
+    PointwiseConvNd,
+    ResizeConv1d,
+    ResizeConv2d,
+    ResizeConv3d,
+    ResizeConvNd,
+    ShuffledGroupedConv2d,
+    SpatiallySeparableConv2d,
+    TransposedConv1d,
+    TransposedConv2d,
+    TransposedConv3d,
+    TransposedConvNd,
+    separate_kernel,
+    split_channels,
+)
+from . import functional
 from .registry import Family, build, families, family
-from .cost import CostReport, LayerCost, LayerRow, cost
-from .arithmetic import is_even_overlap, overlap_map, receptive_field
+from . import analysis
+from .analysis import (
+    CostReport,
+    LayerCost,
+    LayerRow,
+    ReceptiveField,
+    conv_output_size,
+    cost,
+    is_even_overlap,
+    overlap_map,
+    receptive_field,
+    transposed_output_size,
+    transposed_output_sizes,
+)
 from . import models
-from .approximate import approximate_
-from .models.convert import ConversionReport, convert
+from .conversion import ConversionReport, approximate_, convert
+from .perf.compare import CompareRow, compare
+from .perf.optimize import optimize
 
-__version__ = "0.1.0"
-__all__ = [*_layers, "Family", "arithmetic", "build", "families", "family", "functional"]
-__all__ += ["is_even_overlap", "overlap_map", "receptive_field"]
-__all__ += ["CostReport", "LayerCost", "LayerRow", "cost"]
-__all__ += ["ConversionReport", "approximate_", "convert", "models"]
-from .compare import CompareRow, compare
-from .bench import optimize
-__all__ += ["CompareRow", "compare", "optimize"]
+try:
+    __version__ = _version("convzoo")  # the one version source is pyproject.toml
+except PackageNotFoundError:  # running from a source tree that was never installed
+    __version__ = "0+unknown"
+
+__all__ = [
+    "ChannelShuffle", "CompareRow", "ConversionReport", "Conv1d", "Conv2d", "Conv3d", "ConvNd", "CostReport",
+    "DeformConv2d", "DepthwiseConv1d", "DepthwiseConv2d", "DepthwiseConv3d", "DepthwiseConvNd",
+    "DepthwiseSeparableConv1d", "DepthwiseSeparableConv2d", "DepthwiseSeparableConv3d", "DepthwiseSeparableConvNd",
+    "DynamicConv1d", "DynamicConv2d", "DynamicConv3d", "DynamicConvNd", "Family", "FlattenedConv2d",
+    "GlobalDepthwiseConv2d", "HetConv2d", "KernelAttention", "LayerCost", "LayerRow", "MixConv2d",
+    "PointwiseConv1d", "PointwiseConv2d", "PointwiseConv3d", "PointwiseConvNd", "ReceptiveField", "ResizeConv1d",
+    "ResizeConv2d", "ResizeConv3d", "ResizeConvNd", "ShuffledGroupedConv2d", "SpatiallySeparableConv2d",
+    "TransposedConv1d", "TransposedConv2d", "TransposedConv3d", "TransposedConvNd", "analysis", "approximate_",
+    "build", "compare", "conv_output_size", "convert", "cost", "families", "family", "functional",
+    "is_even_overlap", "models", "optimize", "overlap_map", "receptive_field", "separate_kernel", "split_channels",
+    "transposed_output_size", "transposed_output_sizes",
+]

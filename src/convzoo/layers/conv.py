@@ -13,7 +13,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from .._checks import (
+from .base import (
     PADDING_MODES,
     IntOrTuple,
     Padding,
@@ -25,7 +25,7 @@ from .._checks import (
     padding_pairs,
 )
 from ..functional import conv_with_pairs, flip_kernel
-from ..cost import LayerCost, conv_cost, conv_out_shape
+from ..analysis.cost import LayerCost, conv_cost, conv_out_shape
 
 MODES = ("correlation", "convolution")
 

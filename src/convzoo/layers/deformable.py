@@ -13,10 +13,10 @@ import torch
 from torch import nn
 from torchvision.ops import deform_conv2d
 
-from .._checks import IntOrTuple, Padding, check_groups, check_input, check_positive_int, check_window_fits, expand
-from ..arithmetic import conv_output_shape
+from .base import IntOrTuple, Padding, check_groups, check_input, check_positive_int, check_window_fits, expand
+from ..analysis.shapes import conv_output_shape
 from .conv import Conv2d, conv_repr, init_conv_
-from ..cost import LayerCost, compose, conv_macs, elementwise_cost, numel
+from ..analysis.cost import LayerCost, compose, conv_macs, elementwise_cost, numel
 
 
 class DeformConv2d(nn.Module):

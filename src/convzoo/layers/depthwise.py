@@ -13,9 +13,9 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from .._checks import IntOrTuple, Padding, check_positive_int
+from .base import IntOrTuple, Padding, check_positive_int
 from .conv import ConvNd
-from ..cost import LayerCost, sequential_cost
+from ..analysis.cost import LayerCost, sequential_cost
 from .pointwise import PointwiseConv1d, PointwiseConv2d, PointwiseConv3d, PointwiseConvNd
 
 LayerFactory = Callable[[int], nn.Module]

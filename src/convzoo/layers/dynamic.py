@@ -16,7 +16,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from .._checks import (
+from .base import (
     PADDING_MODES,
     IntOrTuple,
     Padding,
@@ -30,7 +30,7 @@ from .._checks import (
 )
 from ..functional import conv_with_pairs
 from .conv import conv_repr, init_conv_
-from ..cost import LayerCost, compose, conv_macs, conv_out_shape, elementwise_cost, module_cost, numel
+from ..analysis.cost import LayerCost, compose, conv_macs, conv_out_shape, elementwise_cost, module_cost, numel
 
 
 class KernelAttention(nn.Module):

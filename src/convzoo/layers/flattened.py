@@ -10,10 +10,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._checks import IntOrTuple, Padding
+from .base import IntOrTuple, Padding
 from .pointwise import PointwiseConv2d
 from .separable import column_then_row
-from ..cost import LayerCost, sequential_cost
+from ..analysis.cost import LayerCost, sequential_cost
 
 
 class FlattenedConv2d(nn.Module):

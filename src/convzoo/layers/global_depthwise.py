@@ -12,9 +12,9 @@ import torch
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
-from .._checks import check_input, check_positive_int, expand
+from .base import check_input, check_positive_int, expand
 from .conv import init_conv_
-from ..cost import LayerCost, conv_cost
+from ..analysis.cost import LayerCost, conv_cost
 
 
 class GlobalDepthwiseConv2d(LazyModuleMixin, nn.Module):

@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import (
+from .base import (
     IntOrTuple,
     Padding,
     check_input,
@@ -24,7 +24,7 @@ from .._checks import (
     padding_pairs,
 )
 from .conv import conv_repr
-from ..cost import LayerCost, conv_out_shape, numel
+from ..analysis.cost import LayerCost, conv_out_shape, numel
 
 
 def one_by_one_mask(out_channels: int, in_channels: int, p: int, device: torch.device | None = None) -> torch.Tensor:

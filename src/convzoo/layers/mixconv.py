@@ -10,9 +10,9 @@ from collections.abc import Sequence
 import torch
 from torch import nn
 
-from .._checks import IntOrTuple, check_choice, check_positive_int, expand
+from .base import IntOrTuple, check_choice, check_positive_int, expand
 from .conv import Conv2d
-from ..cost import LayerCost, compose, elementwise_cost
+from ..analysis.cost import LayerCost, compose, elementwise_cost
 
 SPLITS = ("equal", "exponential")
 

@@ -8,9 +8,9 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .._checks import IntOrTuple, check_choice, expand
+from .base import IntOrTuple, check_choice, expand
 from .conv import ConvNd, conv_repr
-from ..cost import LayerCost, interpolation_cost
+from ..analysis.cost import LayerCost, interpolation_cost
 
 _INTERPOLATION = {1: "linear", 2: "bilinear", 3: "trilinear"}
 

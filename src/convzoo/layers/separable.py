@@ -11,9 +11,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._checks import IntOrTuple, Padding, PaddingPairs, check_positive_int, expand, padding_pairs
+from .base import IntOrTuple, Padding, PaddingPairs, check_positive_int, expand, padding_pairs
 from .conv import Conv2d
-from ..cost import LayerCost, sequential_cost
+from ..analysis.cost import LayerCost, sequential_cost
 
 
 def split_axes(

@@ -9,10 +9,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .._checks import IntOrTuple, Padding, check_positive_int
+from .base import IntOrTuple, Padding, check_positive_int
 from ..functional import channel_shuffle
 from .conv import Conv2d, conv_repr
-from ..cost import LayerCost, elementwise_cost
+from ..analysis.cost import LayerCost, elementwise_cost
 
 
 class ChannelShuffle(nn.Module):

@@ -15,10 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .._checks import IntOrTuple, check_groups, check_input, expand
-from ..arithmetic import transposed_output_size
+from .base import IntOrTuple, check_groups, check_input, expand
+from ..analysis.shapes import transposed_output_size
 from .conv import conv_repr, init_conv_
-from ..cost import LayerCost, transposed_conv_macs, weight_cost
+from ..analysis.cost import LayerCost, transposed_conv_macs, weight_cost
 
 _CONV_TRANSPOSE = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 

@@ -13,7 +13,7 @@ from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..cost import cost
+from ..analysis.cost import cost
 from ..registry import families
 from .figures import connectivity_figure, figure_bytes, plt
 from .spec import LayerSpec, describe
@@ -45,7 +45,7 @@ def _table(rows: Sequence[dict[str, Any]], columns: Iterable[str]) -> str:
 
 def compare_rows(**kwargs: Any) -> list[dict[str, Any]]:
     """Rows of ``convzoo.compare.compare(**kwargs)`` as dicts."""
-    from ..compare import compare  # written alongside (issue 5); imported late so viz works without it
+    from ..perf.compare import compare  # written alongside (issue 5); imported late so viz works without it
 
     return [row.to_dict() for row in compare(**kwargs)]
 

@@ -19,7 +19,7 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qs, urlparse
 
-from ..cost import cost
+from ..analysis.cost import cost
 from ..registry import families
 from .figures import connectivity_figure, figure_bytes
 from .spec import LIMITS, OPTIONAL, LayerSpec, accepted, describe

@@ -1,205 +1,17 @@
-"""Timing harness: warm-up, median of many runs, inputs rotated, threads pinned, both memory formats, forward and
-forward+backward; plus the physical limits (measured GEMM peak, measured copy bandwidth) and ``optimize``.
-
-Times are medians in milliseconds. On CUDA, runs are timed with CUDA events (the GPU's own clock) after a
-synchronise, and cuDNN autotuning (``benchmark=True``) is on; on CPU with ``time.perf_counter``.
-"""
+"""``convzoo bench``: each family against its native compositions, peers and naive forms, round-robin, in both
+memory formats, forward and forward+backward, next to the measured GEMM peak and copy bandwidth."""
 
 from __future__ import annotations
 
-import warnings
 import math
-import statistics
-import time
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import torch
-from torch import nn
 
-FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
-
-
-@dataclass(frozen=True)
-class Timing:
-    """Median and spread of ``runs`` timed calls, in milliseconds."""
-
-    median_ms: float
-    min_ms: float
-    runs: int
-
-
-def _sync(device: torch.device) -> None:
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-
-
-def make_inputs(shape: Sequence[int], count: int = 3, device: str | torch.device = "cpu",
-                dtype: torch.dtype = torch.float32, memory_format: torch.memory_format = torch.contiguous_format,
-                requires_grad: bool = False, seed: int = 0) -> list[torch.Tensor]:
-    """``count`` distinct random inputs, rotated through by ``measure`` so caches hold no single input."""
-    generator = torch.Generator().manual_seed(seed)
-    out = []
-    for _ in range(count):
-        x = (torch.rand(tuple(shape), generator=generator) * 2 - 1).to(device=device, dtype=dtype)
-        if x.dim() == 4:
-            x = x.contiguous(memory_format=memory_format)
-        out.append(x.requires_grad_(requires_grad))
-    return out
-
-
-def measure(fn: Callable[[torch.Tensor], Any], inputs: Sequence[torch.Tensor], *, backward: bool = False,
-            params: Sequence[torch.Tensor] = (), warmup: int = 2, repeats: int | None = None,
-            min_time: float = 0.25, max_repeats: int = 30, min_repeats: int = 3) -> Timing:
-    """Median time of ``fn(x)`` (or of ``fn(x)`` then backward of its output) with x cycling through ``inputs``.
-
-    ``repeats=None``: run until ``min_time`` seconds are spent (between ``min_repeats`` and ``max_repeats`` runs).
-    ``params``: tensors whose ``.grad`` is cleared between runs, so gradient accumulation is not timed.
-    """
-    device = inputs[0].device
-    grads: dict[tuple, torch.Tensor] = {}
-
-    def step(i: int) -> None:
-        x = inputs[i % len(inputs)]
-        if not backward:
-            with torch.no_grad():
-                fn(x)
-            return
-        y = fn(x)
-        key = (tuple(y.shape), y.stride())
-        if key not in grads:
-            grads[key] = torch.ones_like(y)
-        y.backward(grads[key])
-
-    def clear() -> None:
-        for p in params:
-            p.grad = None
-        for x in inputs:
-            x.grad = None
-
-    slow = False
-    for i in range(warmup):
-        _sync(device)
-        t0 = time.perf_counter()
-        step(i)
-        clear()
-        _sync(device)
-        if time.perf_counter() - t0 > 1.0:  # a call over 1 s: one warm-up and one timed run are enough
-            slow = True
-            break
-    if slow and repeats is None:
-        min_repeats = 1
-    times: list[float] = []
-    start_all = time.perf_counter()
-    i = 0
-    while True:
-        if device.type == "cuda":
-            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
-            begin.record()
-            step(i)
-            end.record()
-            torch.cuda.synchronize(device)
-            times.append(begin.elapsed_time(end))
-        else:
-            t0 = time.perf_counter()
-            step(i)
-            times.append((time.perf_counter() - t0) * 1e3)
-        clear()
-        i += 1
-        if repeats is not None:
-            if i >= repeats:
-                break
-        elif i >= max_repeats or (i >= min_repeats and time.perf_counter() - start_all >= min_time):
-            break
-    return Timing(statistics.median(times), min(times), len(times))
-
-
-def measure_interleaved(fns: dict[str, Callable[[torch.Tensor], Any]], inputs: Sequence[torch.Tensor], *,
-                        backward: bool = False, params: Sequence[torch.Tensor] = (), min_time: float = 0.25,
-                        max_repeats: int = 30, min_repeats: int = 3) -> dict[str, Timing]:
-    """Side-by-side medians: runs go round-robin over ``fns`` (one run of each per round), so load from other
-    processes and clock changes hit every candidate alike and the ratios stay fair on a busy machine."""
-    first = {k: measure(f, inputs, backward=backward, params=params, warmup=1, repeats=1) for k, f in fns.items()}
-    per_round = sum(t.median_ms for t in first.values()) * 1e-3
-    rounds = max(min_repeats if per_round < 1.0 else 1, min(max_repeats, math.ceil(min_time * len(fns) / per_round)))
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, f in fns.items():
-            times[k].append(measure(f, inputs, backward=backward, params=params, warmup=0, repeats=1).median_ms)
-    return {k: Timing(statistics.median(v), min(v), len(v)) for k, v in times.items()}
-
-
-def time_module(module: nn.Module, inputs: Sequence[torch.Tensor], backward: bool = False, **kw: Any) -> Timing:
-    return measure(module, inputs, backward=backward, params=list(module.parameters()), **kw)
-
-
-def configure(device: str | torch.device, threads: int | None = None) -> dict[str, Any]:
-    """Pin the thread count (CPU) and turn cuDNN autotuning on (CUDA); return what was set, for the report."""
-    device = torch.device(device)
-    if threads is not None:
-        torch.set_num_threads(threads)
-    info: dict[str, Any] = {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__}
-    if device.type == "cuda":
-        torch.backends.cudnn.benchmark = True
-        info["gpu"] = torch.cuda.get_device_name(device)
-        info["cudnn"] = torch.backends.cudnn.version()
-    return info
-
-
-# --- physical limits ------------------------------------------------------------------------------------------------
-
-
-def gemm_peak(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, n: int | None = None) -> float:
-    """Measured GEMM throughput in GMAC/s: median time of an n×n×n ``torch.mm`` (n³ MACs)."""
-    device = torch.device(device)
-    n = n or (4096 if device.type == "cuda" else 1536)
-    a, b = (torch.rand(n, n, device=device).to(dtype) for _ in range(2))
-    t = measure(lambda x: torch.mm(x, b), [a], warmup=2, min_time=0.5, max_repeats=20)
-    return n**3 / (t.median_ms * 1e-3) / 1e9
-
-
-def copy_bandwidth(device: str | torch.device = "cpu", megabytes: int = 256) -> float:
-    """Measured copy bandwidth in GB/s (bytes read + bytes written per second) of a large ``copy_``."""
-    device = torch.device(device)
-    src = torch.rand(megabytes * 2**20 // 4, device=device)
-    dst = torch.empty_like(src)
-    t = measure(lambda x: dst.copy_(x), [src], warmup=2, min_time=0.5, max_repeats=20)
-    return 2 * src.numel() * 4 / (t.median_ms * 1e-3) / 1e9
-
-
-# --- optimize ---------------------------------------------------------------------------------------------------------
-
-
-@dataclass
-class FormatChoice:
-    """Which memory format ``optimize`` chose, and the forward medians (ms) it measured for each."""
-
-    memory_format: str
-    timings_ms: dict[str, float]
-    speedup: float  # time of the slower format / time of the chosen one
-
-    def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
-
-
-def optimize(model: nn.Module, example_input: torch.Tensor, formats: Sequence[str] = ("contiguous", "channels_last"),
-             backward: bool = False, **measure_kw: Any) -> tuple[nn.Module, FormatChoice]:
-    """Time ``model`` on ``example_input`` in each memory format; return the model converted to the fastest one
-    (``model.to(memory_format=...)``, in place) and the choice with its timings. Feed inputs in the same format
-    (``x.contiguous(memory_format=torch.channels_last)``) for the speed to hold."""
-    if not isinstance(example_input, torch.Tensor) or example_input.dim() != 4:
-        raise ValueError("optimize needs a 4-D (N, C, H, W) example_input: memory formats are 2-D image layouts")
-    timings = {}
-    for name in formats:
-        fmt = FORMATS[name]
-        _to_format(model, fmt)
-        x = example_input.detach().contiguous(memory_format=fmt).requires_grad_(backward)
-        timings[name] = time_module(model, [x], backward=backward, **measure_kw).median_ms
-    best = min(timings, key=timings.get)
-    _to_format(model, FORMATS[best])
-    return model, FormatChoice(best, timings, max(timings.values()) / timings[best])
-
+from .timing import FORMATS, configure, copy_bandwidth, gemm_peak, make_inputs, measure_interleaved, to_format
 
 # --- the careful per-family bench ------------------------------------------------------------------------------------
 
@@ -253,15 +65,6 @@ class FamilyBench:
         return asdict(self)
 
 
-def _to_format(module: nn.Module, fmt: torch.memory_format) -> nn.Module:
-    """4-D parameters to ``fmt`` (``Module.to(memory_format=)`` refuses modules holding 5-D kernels)."""
-    with torch.no_grad():
-        for p in module.parameters():
-            if p.dim() == 4:
-                p.data = p.data.contiguous(memory_format=fmt)
-    return module
-
-
 def bench_family(name: str, batch: int = 8, in_channels: int = 64, out_channels: int = 128, size: int = 56,
                  kernel_size: int = 3, dtype: torch.dtype = torch.float32, device: str = "cpu",
                  formats: Sequence[str] = ("contiguous", "channels_last"), backward: bool = True,
@@ -269,7 +72,7 @@ def bench_family(name: str, batch: int = 8, in_channels: int = 64, out_channels:
     """Time convzoo's layer, every native composition, peers and naive published forms of family ``name``."""
     from .baselines import alternatives
     from .compare import build_for_compare
-    from .cost import cost
+    from ..analysis.cost import cost
 
     module, shape = build_for_compare(name, batch, in_channels, out_channels, size, kernel_size, dtype, device)
     report = cost(module, shape, dtype=dtype)
@@ -279,7 +82,7 @@ def bench_family(name: str, batch: int = 8, in_channels: int = 64, out_channels:
     result = FamilyBench(name, tuple(shape), report.macs, report.macs / standard_macs, report.bytes)
     for fmt_name in formats:
         fmt = FORMATS[fmt_name]
-        _to_format(module, fmt)
+        to_format(module, fmt)
         inputs = make_inputs(shape, 3, device, dtype, fmt, requires_grad=backward)
         with torch.no_grad():
             expected = module(inputs[0])
@@ -302,14 +105,14 @@ def bench_family(name: str, batch: int = 8, in_channels: int = 64, out_channels:
         for label, (kind, _) in ok.items():
             result.variants.append(Variant(name, kind, label, fmt_name, fwd[label].median_ms,
                                            fb[label].median_ms if label in fb else None, diffs[label]))
-    _to_format(module, torch.contiguous_format)
+    to_format(module, torch.contiguous_format)
     return result
 
 
 def bench(names: Sequence[str] | None = None, progress: Callable[[str], None] | None = None,
           **kw: Any) -> list[FamilyBench]:
     """``bench_family`` for each family (default: all), sharing one MAC baseline."""
-    from .registry import families
+    from ..registry import families
 
     names = list(names) if names else [f.name for f in families()]
     out = []
@@ -370,7 +173,7 @@ def run_bench_command(console: Any, names: Sequence[str] | None, batch: int, in_
     chosen = list(names) if names else None
     total = len(chosen) if chosen else None
     with Progress(console=console, transient=True) as bar:
-        from .registry import families
+        from ..registry import families
 
         task = bar.add_task("bench", total=total or len(families()))
         results = bench(chosen, progress=lambda n: bar.update(task, advance=1, description=f"bench {n}"),

@@ -18,7 +18,7 @@ from typing import Any
 
 import torch
 
-from .registry import families, family
+from ..registry import families, family
 
 
 @dataclass
@@ -56,7 +56,7 @@ def build_for_compare(name: str, batch: int, in_channels: int, out_channels: int
 
 
 def _max_error(module: torch.nn.Module, x: torch.Tensor, slice_size: int = 10) -> float:
-    from .verify import check_module
+    from ..oracle.verify import check_module
 
     small = x[:1, :, :slice_size, :slice_size]
     try:
@@ -72,8 +72,8 @@ def compare(batch: int = 8, in_channels: int = 64, out_channels: int = 128, size
 
     ``repeats=None`` runs each measurement for ~0.25 s (3 to 30 runs); ``progress(name)`` is called before each
     family. On CUDA, timing uses CUDA events and cuDNN autotuning."""
-    from .bench import configure, make_inputs, measure
-    from .cost import cost
+    from .timing import configure, make_inputs, measure
+    from ..analysis.cost import cost
 
     configure(device)
     names = list(families) if families else [f.name for f in _all_families()]
@@ -189,7 +189,7 @@ def run_compare_command(console: Any, batch: int, in_channels: int, out_channels
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in rows]))
         return
-    from .bench import configure
+    from .timing import configure
 
     info = configure(dev)
     if not console.is_terminal and console.width < 170:  # piped or captured (make run in CI): don't truncate columns

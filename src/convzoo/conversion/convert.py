@@ -20,7 +20,7 @@ import torch
 from torch import nn
 
 from .. import layers as L
-from ..approximate import approximate_, dense_kernel
+from .approximate import approximate_, dense_kernel
 from ..registry import family as lookup_family
 
 Selector = Callable[[str, nn.Module], bool]
@@ -127,7 +127,7 @@ def _check_same_geometry(conv: nn.Module, layer: nn.Module) -> None:
 
 
 def _macs_by_layer(model: nn.Module, input_shape: Sequence[int]) -> dict[str, int]:
-    from ..cost import cost
+    from ..analysis.cost import cost
 
     return {row.name: row.macs for row in cost(model, tuple(input_shape)).layers}
 

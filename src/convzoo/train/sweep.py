@@ -20,7 +20,7 @@ from typing import Any, Callable
 import torch
 from torch import nn
 
-from .train import TrainConfig, train
+from .loop import TrainConfig, train
 
 COLUMNS = ("family", "params", "macs", "latency_ms", "best_accuracy")
 LATENCY_RUNS = 30
@@ -56,8 +56,8 @@ def latency_ms(model: nn.Module, shape: tuple[int, ...], device: str, runs: int 
 
 
 def sweep(base: TrainConfig, convs: list[str], out: str, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    from .cost import cost
-    from .registry import family
+    from ..analysis.cost import cost
+    from ..registry import family
 
     for name in convs:
         family(name)  # unknown names fail before any training

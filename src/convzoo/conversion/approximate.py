@@ -22,7 +22,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import layers as L
+from .. import layers as L
 
 
 def dense_kernel(weight: torch.Tensor, groups: int) -> torch.Tensor:
@@ -213,7 +213,7 @@ def _(layer: L.HetConv2d, weight: torch.Tensor, bias: torch.Tensor | None) -> fl
     m = torch.arange(cin // p)[None, :]
     kxk = fitted[j, j % p + p * m]  # filter j's k×k kernels sit on channels c = (j mod p) + p·m
     centre = fitted[:, :, layer.kernel_size[0] // 2, layer.kernel_size[1] // 2]
-    from .layers.hetconv import one_by_one_mask
+    from ..layers.hetconv import one_by_one_mask
 
     mask = one_by_one_mask(out, cin, p)
     _set(layer.weight_kxk, kxk)

@@ -16,8 +16,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from . import layers as L
-from .functional import flip_kernel
+from .. import layers as L
+from ..functional import flip_kernel
 
 Entry = tuple[str, str, Callable[[torch.Tensor], torch.Tensor]]
 

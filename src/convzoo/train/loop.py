@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader, DistributedSampler, Subset
 
 from . import checkpoint as ckpt
 from . import data as data_specs
-from .family_rules import dynamic_layers, param_groups, set_temperature, temperature_at
+from .rules import dynamic_layers, param_groups, set_temperature, temperature_at
 
 MODELS = ("mobilenet_v1", "shufflenet_v1")
 OPTIMIZERS = ("sgd", "adamw")
@@ -82,7 +82,7 @@ class TrainConfig:
     extra: dict = field(default_factory=dict)
 
     def validate(self) -> None:
-        from .registry import family
+        from ..registry import family
 
         if self.model not in MODELS:
             raise ValueError(f"unknown model {self.model!r}; use one of: {', '.join(MODELS)}")
@@ -91,7 +91,7 @@ class TrainConfig:
             raise ValueError("shufflenet_v1 has its own convolutions (grouped 1×1 + depthwise): --conv applies to "
                              "mobilenet_v1 only")
         if self.model == "mobilenet_v1" and not family(self.conv).replaces_kxk:
-            from .registry import families
+            from ..registry import families
 
             raise ValueError(f"conv={self.conv!r} cannot replace MobileNet's 3×3 blocks; families that can: "
                              f"{', '.join(f.name for f in families() if f.replaces_kxk)}")
@@ -137,7 +137,7 @@ def pick_device(requested: str, local_rank: int) -> str:
 
 
 def build_model(config: TrainConfig, num_classes: int) -> nn.Module:
-    from .models import mobilenet_v1_small, shufflenet_v1_small
+    from ..models import mobilenet_v1_small, shufflenet_v1_small
 
     if config.model == "mobilenet_v1":
         return mobilenet_v1_small(config.width_mult, num_classes, conv=config.conv)

@@ -1,10 +1,7 @@
-"""Convolution arithmetic (Dumoulin & Visin 2016), receptive fields (Araujo et al. 2019) and transposed-conv overlap.
+"""Receptive fields (Araujo, Norouzi & Shlens, "Computing Receptive Fields of Convolutional Neural Networks",
+Distill 2019), per layer with k_eff = d·(k−1) + 1:
 
-conv:        o = ⌊(i + p_before + p_after − d·(k−1) − 1) / s⌋ + 1
-transposed:  o = (i − 1)·s − 2p + d·(k−1) + a + 1, with 0 ≤ a < max(s, d) (the "a-term", ``output_padding``)
-receptive field (Araujo, Norouzi & Shlens, Distill 2019), per layer with k_eff = d·(k−1) + 1:
-             r_out = r_in + (k_eff − 1)·j_in,  j_out = j_in·s,  c_out = c_in + ((k_eff − 1)/2 − p_before)·j_in
-overlap:     a stride-s transposed conv hands output o the taps q ∈ [0, k) with q ≡ o (mod s)
+    r_out = r_in + (k_eff − 1)·j_in,  j_out = j_in·s,  c_out = c_in + ((k_eff − 1)/2 − p_before)·j_in
 """
 
 from __future__ import annotations
@@ -20,155 +17,7 @@ import torch.fx
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
-from ._checks import PaddingPairs
-
-Size = Union[int, Sequence[int]]
 Number = Union[int, float]
-
-
-def _per_dim(*args: Any) -> tuple[tuple[Any, ...], ...] | None:
-    """Broadcast ints (and strings) against tuples; None when no argument is a tuple."""
-    lengths = {len(a) for a in args if not isinstance(a, (int, str))}
-    if not lengths:
-        return None
-    if len(lengths) > 1:
-        raise ValueError(f"tuple arguments must have the same length, got lengths {sorted(lengths)}")
-    n = lengths.pop()
-    return tuple(tuple(a) if not isinstance(a, (int, str)) else (a,) * n for a in args)
-
-
-def _check_int(value: Any, name: str, minimum: int) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name}={value!r} must be an int")
-    if value < minimum:
-        raise ValueError(f"{name}={value} must be >= {minimum}")
-    return value
-
-
-def _conv_size_1d(i: int, k: int, s: int, p: int | str, d: int) -> tuple[int, int]:
-    """(output size, padding before) for one dim; validates every argument."""
-    _check_int(i, "i (input size)", 1)
-    _check_int(k, "k (kernel_size)", 1)
-    _check_int(s, "s (stride)", 1)
-    _check_int(d, "d (dilation)", 1)
-    extent = d * (k - 1) + 1
-    if isinstance(p, str):
-        if p == "valid":
-            lo = hi = 0
-        elif p == "same":
-            if s != 1:
-                raise ValueError(f"p='same' needs s (stride) == 1, got s={s}; give the padding as ints")
-            lo, hi = (extent - 1) // 2, extent - 1 - (extent - 1) // 2  # odd element after, as PyTorch
-        else:
-            raise ValueError(f"p={p!r} must be an int >= 0, 'same' or 'valid'")
-    else:
-        lo = hi = _check_int(p, "p (padding)", 0)
-    if i + lo + hi < extent:
-        raise ValueError(
-            f"input size i={i} with padding p={p} ({i + lo + hi} padded) is smaller than the dilated kernel "
-            f"d·(k−1)+1={extent} (k={k}, d={d}): the output would be empty"
-        )
-    return (i + lo + hi - extent) // s + 1, lo
-
-
-def conv_output_size(i: Size, k: Size, s: Size = 1, p: Union[Size, str] = 0, d: Size = 1) -> int | tuple[int, ...]:
-    """o = ⌊(i + 2p − d·(k−1) − 1)/s⌋ + 1 per dim; ints, or tuples with one entry per dim.
-
-    ``p='valid'`` is p = 0; ``p='same'`` pads d·(k−1) in total (the odd element after) and needs s = 1.
-    Raises ValueError for k, s, d < 1, p < 0 or an empty output.
-    """
-    dims = _per_dim(i, k, s, p, d)
-    if dims is not None:
-        return tuple(_conv_size_1d(*args)[0] for args in zip(*dims))
-    return _conv_size_1d(i, k, s, p, d)[0]  # type: ignore[arg-type]
-
-
-def conv_output_shape(
-    spatial: Sequence[int], kernel: Sequence[int], stride: Sequence[int], pairs: PaddingPairs, dilation: Sequence[int]
-) -> tuple[int, ...]:
-    """Spatial output shape for explicit (before, after) padding pairs (no validation: layers check first)."""
-    return tuple(
-        (i + lo + hi - d * (k - 1) - 1) // s + 1 for i, k, s, (lo, hi), d in zip(spatial, kernel, stride, pairs, dilation)
-    )
-
-
-def _transposed_raw(i: int, k: int, s: int, p: int, a: int, d: int) -> int:
-    _check_int(i, "i (input size)", 1)
-    _check_int(k, "k (kernel_size)", 1)
-    _check_int(s, "s (stride)", 1)
-    _check_int(d, "d (dilation)", 1)
-    _check_int(p, "p (padding)", 0)
-    _check_int(a, "output_padding", 0)
-    if a >= max(s, d):
-        raise ValueError(f"output_padding={a} must be smaller than max(s (stride), d (dilation))={max(s, d)}")
-    return (i - 1) * s - 2 * p + d * (k - 1) + a + 1
-
-
-def transposed_output_size(
-    i: Size, k: Size, s: Size = 1, p: Size = 0, output_padding: Size = 0, d: Size = 1
-) -> int | tuple[int, ...]:
-    """o = (i − 1)·s − 2p + d·(k−1) + a + 1 per dim, a = ``output_padding`` < max(s, d) (PyTorch's ConvTranspose).
-
-    Raises ValueError for k, s, d, i < 1, p < 0, a ≥ max(s, d) or an empty output (o < 1).
-    """
-    dims = _per_dim(i, k, s, p, output_padding, d)
-    raw = tuple(_transposed_raw(*args) for args in zip(*dims)) if dims is not None else \
-        _transposed_raw(i, k, s, p, output_padding, d)  # type: ignore[arg-type]
-    if min(raw if isinstance(raw, tuple) else (raw,)) < 1:
-        raise ValueError(f"padding={p!r} leaves an empty output {raw} for input size {i!r} "
-                         f"(kernel_size={k!r}, stride={s!r}, dilation={d!r}); every output size must be >= 1")
-    return raw
-
-
-def transposed_output_sizes(i: Size, k: Size, s: Size = 1, p: Size = 0, d: Size = 1) -> list[int] | tuple[list[int], ...]:
-    """Every output size a transposed conv can give for input size i: [o₀, o₀ + 1, …, o₀ + max(s, d) − 1].
-
-    o₀ is the size at output_padding = 0; the a-term picks one of these. Ints give a list; tuples give a
-    tuple of lists, one per dim (each dim chooses independently, so every combination is reachable).
-    All the convolutions with these output sizes have input size i (the ambiguity ``output_padding`` resolves).
-    """
-    dims = _per_dim(i, k, s, p, d)
-    if dims is not None:
-        return tuple(transposed_output_sizes(*args) for args in zip(*dims))  # type: ignore[misc]
-    o0 = transposed_output_size(i, k, s, p, 0, d)
-    return [o0 + a for a in range(max(s, d))]  # type: ignore[arg-type, operator]
-
-
-# ---------------------------------------------------------------------------------------------------------
-# Transposed-conv overlap (article 001 §6; Odena et al. 2016, "Deconvolution and Checkerboard Artifacts")
-
-
-def _expand(value: Size, dim: int, name: str) -> tuple[int, ...]:
-    values = (value,) * dim if isinstance(value, int) else tuple(value)
-    if len(values) != dim:
-        raise ValueError(f"{name}={value!r} must be an int or a tuple of dim={dim} ints")
-    for v in values:
-        _check_int(v, name, 1)
-    return values
-
-
-def overlap_map(kernel_size: Size, stride: Size, dim: int = 2) -> torch.Tensor:
-    """Taps per output position over one period of a stride-s transposed conv (padding 0, dilation 1).
-
-    Output o receives input i through tap q = o − i·s, so it gets #{q ∈ [0, k) : q ≡ o (mod s)} taps in the
-    interior. Returns an int64 tensor of shape (s₁, …, s_dim): entry [t₁, …] is the count at outputs o ≡ t
-    (mod s), the product of the per-dim counts. Uneven entries are the checkerboard; e.g. k=3, s=2 (1-D) → [2, 1].
-    """
-    _check_int(dim, "dim", 1)
-    k, s = _expand(kernel_size, dim, "kernel_size"), _expand(stride, dim, "stride")
-    result = torch.ones((), dtype=torch.int64)
-    for kk, ss in zip(k, s):
-        counts = torch.tensor([sum(1 for q in range(kk) if q % ss == t) for t in range(ss)], dtype=torch.int64)
-        result = result.unsqueeze(-1) * counts
-    return result
-
-
-def is_even_overlap(kernel_size: Size, stride: Size) -> bool:
-    """True iff every output of the transposed conv gets the same number of taps: k mod s == 0 in every dim."""
-    dims = _per_dim(kernel_size, stride)
-    pairs = zip(*dims) if dims is not None else [(kernel_size, stride)]
-    return all(_check_int(k, "kernel_size", 1) % _check_int(s, "stride", 1) == 0 for k, s in pairs)
-
 
 # ---------------------------------------------------------------------------------------------------------
 # Receptive fields (Araujo, Norouzi & Shlens, "Computing Receptive Fields of Convolutional Neural Networks",
@@ -441,9 +290,3 @@ def receptive_field(model: nn.Module, input_shape: Sequence[int]) -> ReceptiveFi
         model = nn.Sequential(model)
     _, out_row = _propagate(_trace(model), start, shape, rows, misaligned)
     return ReceptiveField(rows, out_row, misaligned)
-
-
-__all__ = [
-    "ConvzooTracer", "FieldRow", "Misalignment", "ReceptiveField", "conv_output_shape", "conv_output_size",
-    "is_even_overlap", "overlap_map", "receptive_field", "transposed_output_size", "transposed_output_sizes",
-]

@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from torch import nn
 
-from .layers import DeformConv2d, DynamicConvNd
+from ..layers import DeformConv2d, DynamicConvNd
 
 
 def dynamic_layers(model: nn.Module) -> list[DynamicConvNd]:

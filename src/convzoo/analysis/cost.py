@@ -25,7 +25,7 @@ import torch
 from torch import nn
 from torch.utils._python_dispatch import TorchDispatchMode
 
-from .arithmetic import conv_output_shape
+from .shapes import conv_output_shape
 
 Shape = tuple[int, ...]
 CONVENTION = "MACs = conv/linear weight multiply-accumulates (bias, norm, activation excluded); FLOPs = 2 × MACs"

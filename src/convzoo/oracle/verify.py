@@ -15,9 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from . import layers as L
+from .. import layers as L
 from . import reference as ref
-from .registry import build
+from ..registry import build
 
 TOLERANCE = 1e-5  # fp32 relative error
 

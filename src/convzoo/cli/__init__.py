@@ -1,0 +1,37 @@
+"""The ``convzoo`` command: one typer app joined from one module per command group."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from . import analysis, conversion, families, perf, train, viz
+
+app = typer.Typer(help="Every convolution of modern CNNs as a verified PyTorch layer.", no_args_is_help=True,
+                  add_completion=False, pretty_exceptions_enable=False)
+
+
+def _version(value: bool) -> None:
+    if value:
+        from .. import __version__
+
+        typer.echo(f"convzoo {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(version: Optional[bool] = typer.Option(None, "--version", callback=_version, is_eager=True,
+                                                 help="print the version and exit")) -> None:
+    """Every convolution of modern CNNs as a verified PyTorch layer."""
+
+
+for group in (families, analysis, conversion, perf, train, viz):
+    app.add_typer(group.app)
+
+
+def main() -> None:
+    app()
+
+
+__all__ = ["app", "main"]

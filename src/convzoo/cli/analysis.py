@@ -1,0 +1,46 @@
+"""``convzoo cost``."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from .common import console, parse_args, resolve_target
+
+app = typer.Typer()
+
+
+@app.command("cost")
+def cost_command(
+    target: str = typer.Argument(..., help="family name, torchvision:NAME, or module.path:callable"),
+    input: Optional[str] = typer.Option(None, "--input", help="input shape, e.g. 1,3,224,224"),
+    in_channels: int = typer.Option(64, "--in", help="family: input channels"),
+    out_channels: int = typer.Option(128, "--out", help="family: output channels"),
+    kernel: int = typer.Option(3, "--kernel", help="family: kernel size"),
+    dim: int = typer.Option(2, "--dim", help="family: spatial dims"),
+    as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
+    arg: Optional[list[str]] = typer.Option(None, "--arg", help="name=value for the layer or model, e.g. width_mult=0.5"),
+) -> None:
+    """Params, MACs (FLOPs = 2 × MACs), other ops and bytes per layer, computed on the meta device."""
+    import json
+
+    from ..analysis.cost import cost
+
+    try:
+        module, default = resolve_target(target, in_channels, out_channels, kernel, dim, parse_args(arg))
+        shape = tuple(int(s) for s in input.split(",")) if input else default
+        if shape is None:
+            raise ValueError(f"{target!r} has no default input shape: give --input N,C,H,W")
+        report = cost(module, shape)
+    except (ValueError, TypeError, RuntimeError) as error:
+        typer.echo(f"error: {str(error).splitlines()[0]}", err=True)
+        raise typer.Exit(2) from None
+    weights = sum(p.numel() for p in module.parameters() if p.dim() > 1)
+    if as_json:
+        typer.echo(json.dumps({**report.to_dict(), "weight_params": weights}))
+    else:
+        console.print(report.table())
+        console.print(f"input {shape}: {report.macs / 1e6:,.1f} M MACs (FLOPs = 2 × MACs = {report.flops / 1e6:,.1f} M); "
+                      f"params {report.params:,} (all parameters, incl. norm and bias); conv and linear weights "
+                      f"alone {weights:,} ({weights / 1e6:.1f} M)")

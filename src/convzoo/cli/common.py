@@ -1,0 +1,68 @@
+"""What every command group shares: the console, ``--arg`` parsing and TARGET resolution."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+from rich.console import Console
+
+from ..registry import families, family
+
+console = Console()
+
+
+def parse_args(pairs: Optional[list[str]]) -> dict:
+    """``["width_mult=0.5", "conv='standard'"]`` → keyword arguments (values read as Python literals)."""
+    import ast
+
+    kwargs = {}
+    for pair in pairs or []:
+        key, sep, value = pair.partition("=")
+        if not sep or not key.isidentifier():
+            raise ValueError(f"--arg {pair!r} must look like name=value")
+        try:
+            kwargs[key] = ast.literal_eval(value)
+        except (ValueError, SyntaxError):
+            kwargs[key] = value  # a bare word such as conv=standard
+    return kwargs
+
+
+def resolve_target(target: str, in_channels: int, out_channels: int, kernel: int, dim: int,
+                   kwargs: Optional[dict] = None):
+    """TARGET -> (module, default input shape or None). Forms: a family name, ``torchvision:NAME``, a convzoo
+    model name (looked up in ``convzoo.models`` once that module exists), or ``module.path:callable``."""
+    import importlib
+
+    if target.startswith("torchvision:"):
+        import torchvision
+
+        name = target.split(":", 1)[1]
+        try:
+            builder = torchvision.models.get_model_builder(name)
+        except ValueError:
+            raise ValueError(f"unknown torchvision model {name!r}") from None
+        return builder(weights=None, **(kwargs or {})), (1, 3, 224, 224)
+    if ":" in target:
+        path, _, attr = target.partition(":")
+        try:
+            factory = getattr(importlib.import_module(path), attr)
+        except (ImportError, AttributeError) as error:
+            raise ValueError(f"cannot import {target!r}: {error}") from None
+        return factory(**(kwargs or {})), None
+    try:
+        fam = family(target)
+    except ValueError:
+        fam = None
+    if fam is not None:
+        size = (56,) * dim
+        return fam.build(in_channels, out_channels, kernel, dim, **(kwargs or {})), (1, in_channels, *size)
+    try:  # hook for convzoo's own architectures (mobilenet_v1, shufflenet_v1) once convzoo.models exists
+        models = importlib.import_module("convzoo.models")
+    except ImportError:
+        models = None
+    factory = getattr(models, target, None) if models is not None else None
+    if callable(factory):  # e.g. convzoo.models.mobilenet_v1(), called with its defaults
+        model = factory(**(kwargs or {}))
+        return model, getattr(model, "default_input_shape", (1, 3, 224, 224))
+    names = ", ".join(f.name for f in families())
+    raise ValueError(f"unknown target {target!r}: give a family ({names}), torchvision:NAME or module.path:callable")

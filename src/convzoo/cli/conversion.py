@@ -1,0 +1,38 @@
+"""``convzoo convert``."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from .common import console, parse_args, resolve_target
+
+app = typer.Typer()
+
+
+@app.command("convert")
+def convert_command(
+    source: str = typer.Argument(..., help="convzoo model name, torchvision:NAME, or module.path:callable"),
+    to: str = typer.Option("depthwise_separable", "--to", help="the family to convert every Conv2d to"),
+    output: Optional[str] = typer.Option(None, "-o", "--output", help="save the converted model (torch.save)"),
+    input: Optional[str] = typer.Option(None, "--input", help="input shape for per-layer MACs, e.g. 1,3,224,224"),
+    arg: Optional[list[str]] = typer.Option(None, "--arg", help="name=value for the family, e.g. mid_channels=16"),
+) -> None:
+    """Replace every Conv2d of a model by a family, starting from the best approximation of its weights."""
+    from ..conversion.convert import convert
+
+    try:
+        model, default = resolve_target(source, 0, 0, 0, 2)
+        shape = tuple(int(s) for s in input.split(",")) if input else default
+        new_model, report = convert(model, to, input_shape=shape, **parse_args(arg))
+    except (ValueError, TypeError, RuntimeError) as error:
+        typer.echo(f"error: {str(error).splitlines()[0]}", err=True)
+        raise typer.Exit(2) from None
+    console.print(report.table())
+    console.print(f"{len(report.converted)} layer(s) converted, {len(report.skipped)} kept")
+    if output:
+        import torch
+
+        torch.save(new_model, output)
+        console.print(f"saved to {output}")

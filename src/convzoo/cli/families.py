@@ -1,0 +1,56 @@
+"""``convzoo list`` and ``convzoo verify``."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from rich.table import Table
+
+from ..registry import families, family
+from .common import console
+
+app = typer.Typer()
+
+
+@app.command("list")
+def list_families() -> None:
+    """Show every convolution family: name, what it is, dims, where the seed articles describe it."""
+    table = Table(title="convzoo families")
+    for column in ("name", "title", "dims", "seed", "summary"):
+        table.add_column(column, overflow="fold", no_wrap=column == "name")
+    for f in families():
+        table.add_row(f.name, f.title, ",".join(map(str, f.dims)), f.seed, f.summary)
+    console.print(table)
+
+
+@app.command()
+def verify(
+    names: Optional[list[str]] = typer.Argument(None, help="families to check (default: all)"),
+    seed: int = typer.Option(0, help="random seed for inputs and parameters"),
+) -> None:
+    """Compare every family with its NumPy reference on random inputs (fp32 vs fp64); exit 1 if any fails."""
+    from ..oracle.verify import TOLERANCE, verify_family
+
+    try:
+        chosen = [family(n) for n in names] if names else families()
+    except ValueError as error:
+        console.print(f"[red]error:[/red] {error}")
+        raise typer.Exit(2) from None
+    table = Table(title=f"convzoo verify — max relative error vs reference.py (pass < {TOLERANCE:g})")
+    for column in ("family", "dim", "input", "output", "rel. error", "result"):
+        table.add_column(column, no_wrap=column == "family")
+    failures = 0
+    for f in chosen:
+        for dim in f.dims:
+            result = verify_family(f.name, dim=dim, size=9 if dim < 3 else 5, seed=seed)
+            failures += not result.passed
+            verdict = "[green]pass[/green]" if result.passed else "[red]FAIL[/red]"
+            table.add_row(f.name, str(dim), str(result.input_shape), str(result.output_shape),
+                          f"{result.rel_error:.2e}", verdict)
+    console.print(table)
+    if failures:
+        console.print(f"[red]{failures} check(s) failed[/red]")
+        raise typer.Exit(1)
+    console.print("[green]every family matches its reference[/green]")

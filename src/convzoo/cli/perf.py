@@ -1,0 +1,54 @@
+"""``convzoo compare`` and ``convzoo bench``."""
+
+from __future__ import annotations
+
+from typing import Optional
+
+import typer
+
+from .common import console
+
+app = typer.Typer()
+
+
+@app.command("compare")
+def compare_command(
+    batch: int = typer.Option(8, "--batch", help="batch size N"),
+    in_channels: int = typer.Option(64, "--in", help="input channels"),
+    out_channels: int = typer.Option(128, "--out", help="output channels"),
+    size: int = typer.Option(56, "--size", help="input height = width"),
+    kernel: int = typer.Option(3, "--kernel", help="kernel size k"),
+    dtype: str = typer.Option("float32", "--dtype", help="float32, float64, float16 or bfloat16"),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
+    repeats: Optional[int] = typer.Option(None, "--repeats", help="timed runs per measurement (default: ~0.25 s)"),
+    as_json: bool = typer.Option(False, "--json", help="print the rows as JSON"),
+    csv_path: Optional[str] = typer.Option(None, "--csv", help="also write the rows to this CSV file"),
+    names: Optional[list[str]] = typer.Argument(None, help="families (default: all)"),
+) -> None:
+    """Every family on one layer shape: params, MACs and MAC ratio vs standard next to measured speed."""
+    from ..perf.compare import run_compare_command
+
+    run_compare_command(console, batch, in_channels, out_channels, size, kernel, dtype, device, repeats, as_json,
+                        csv_path, names)
+
+
+@app.command("bench")
+def bench_command(
+    names: Optional[list[str]] = typer.Argument(None, help="families (default: all)"),
+    batch: int = typer.Option(8, "--batch", help="batch size N"),
+    in_channels: int = typer.Option(64, "--in", help="input channels"),
+    out_channels: int = typer.Option(128, "--out", help="output channels"),
+    size: int = typer.Option(56, "--size", help="input height = width"),
+    kernel: int = typer.Option(3, "--kernel", help="kernel size k"),
+    dtype: str = typer.Option("float32", "--dtype", help="float32, float64, float16 or bfloat16"),
+    device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="pin the CPU thread count (default: torch's)"),
+    no_backward: bool = typer.Option(False, "--no-backward", help="time forward only"),
+    output: str = typer.Option("bench.json", "-o", "--output", help="JSON results file"),
+    plot_path: Optional[str] = typer.Option("bench.png", "--plot", help="PNG: MAC ratio vs speed ratio"),
+) -> None:
+    """Careful harness: convzoo's layer vs native compositions, peers and naive forms, both memory formats."""
+    from ..perf.bench import run_bench_command
+
+    run_bench_command(console, names, batch, in_channels, out_channels, size, kernel, dtype, device, threads,
+                      not no_backward, output, plot_path)

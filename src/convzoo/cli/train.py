@@ -1,0 +1,170 @@
+"""What ``convzoo train`` and ``convzoo sweep`` do once typer has parsed the options.
+
+Every user-facing failure (unknown family or model, bad data spec or path, corrupt or mismatched checkpoint)
+becomes one line on stderr and exit code 2, never a traceback; ``--stop-after-steps`` exits with 3.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from typing import Any, Optional
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from ..train.checkpoint import CheckpointError
+from ..train.loop import StopTraining, TrainConfig
+
+console = Console()
+
+
+def _fail(error: BaseException, code: int = 2) -> None:
+    message = (str(error).strip().splitlines() or [type(error).__name__])[0]
+    typer.echo(f"error: {message}", err=True)
+    raise typer.Exit(code)
+
+
+def _is_main() -> bool:
+    import os
+
+    return int(os.environ.get("RANK", "0")) == 0
+
+
+def _cleanup() -> None:
+    import torch.distributed as dist
+
+    if dist.is_initialized():
+        dist.destroy_process_group()
+
+
+@contextmanager
+def _one_line_errors() -> Iterator[None]:
+    """Bad specs and checkpoints end in one line and exit 2; a debug stop (--stop-after-steps) in exit 3;
+    the process group is torn down either way."""
+    try:
+        yield
+    except StopTraining as stop:
+        typer.echo(str(stop), err=True)
+        raise typer.Exit(3) from None
+    except (CheckpointError, ValueError, FileNotFoundError) as error:
+        _fail(error)
+    finally:
+        _cleanup()
+
+
+def _log() -> Callable[[Any], None]:
+    """Only rank 0 prints."""
+    return console.print if _is_main() else (lambda _: None)
+
+
+def run_train(**options: Any) -> None:
+    from ..train.loop import train
+
+    config = TrainConfig(**options)
+    with _one_line_errors():
+        result = train(config, log=_log())
+    if _is_main():
+        console.print(f"best test accuracy {result['best_accuracy']:.4f}, final {result['final_accuracy']:.4f}; "
+                      f"log and checkpoint in {config.out}")
+
+
+def run_sweep(convs: str, out: str, **options: Any) -> None:
+    from ..train.sweep import sweep
+
+    names = [c.strip() for c in convs.split(",") if c.strip()]
+    if not names:
+        _fail(ValueError("--conv needs at least one family, e.g. standard,depthwise_separable"))
+    with _one_line_errors():
+        rows = sweep(TrainConfig(**options), names, out, log=_log())
+    if not _is_main():
+        return
+    table = Table(title=f"convzoo sweep — {options.get('model')} on {options.get('data')} "
+                        f"(MACs per 32×32 image; FLOPs = 2 × MACs; latency: median, batch 1, 1 CPU thread)")
+    for column in ("family", "params", "MACs", "latency (ms)", "best accuracy"):
+        table.add_column(column, justify="left" if column == "family" else "right")
+    for row in rows:
+        table.add_row(row["family"], f"{row['params']:,}", f"{row['macs']:,}", f"{row['latency_ms']:.2f}",
+                      f"{row['best_accuracy']:.4f}")
+    console.print(table)
+    console.print(f"written {out}/sweep.json and {out}/sweep.csv")
+
+
+app = typer.Typer()
+
+
+def _training_options(model, conv, data, epochs, batch_size, lr, optimizer, weight_decay, label_smoothing, width_mult,
+                      seed, resume, temperature_epochs, offset_lr_mult, accum_steps, device, progress,
+                      max_train_samples, max_test_samples, stop_after_steps) -> dict:
+    return dict(locals())
+
+
+_TRAIN_OPTIONS = dict(
+    model=typer.Option("mobilenet_v1", help="mobilenet_v1 | shufflenet_v1 (32×32-input variants)"),
+    data=typer.Option("digits", help="digits | cifar10:PATH | imagefolder:PATH (nothing is downloaded)"),
+    epochs=typer.Option(4, help="training epochs"),
+    batch_size=typer.Option(32, "--batch-size", help="global batch size (split over torchrun processes)"),
+    lr=typer.Option(0.05, help="peak learning rate (cosine schedule per step)"),
+    optimizer=typer.Option("sgd", help="sgd (Nesterov momentum 0.9) | adamw"),
+    weight_decay=typer.Option(5e-4, "--weight-decay"),
+    label_smoothing=typer.Option(0.0, "--label-smoothing"),
+    width_mult=typer.Option(0.25, "--width-mult", help="MobileNet width α (ShuffleNet: scale)"),
+    seed=typer.Option(0, help="seed for initialisation and data order"),
+    resume=typer.Option(False, "--resume", help="continue from OUT/checkpoint.pt"),
+    temperature_epochs=typer.Option(None, "--temperature-epochs",
+                                    help="dynamic conv: epochs to anneal T 30→1 (default min(10, epochs/2))"),
+    offset_lr_mult=typer.Option(0.1, "--offset-lr-mult", help="deformable conv: offset-conv lr multiplier"),
+    accum_steps=typer.Option(1, "--accum-steps", help="micro-batches per step (emulates N processes on one)"),
+    device=typer.Option("auto", help="auto | cpu | cuda[:i]"),
+    progress=typer.Option(True, "--progress/--no-progress", help="rich progress bars"),
+    max_train_samples=typer.Option(None, "--max-train-samples", help="debug: use the first N training images"),
+    max_test_samples=typer.Option(None, "--max-test-samples", help="debug: use the first N test images"),
+    stop_after_steps=typer.Option(None, "--stop-after-steps", help="debug: exit (code 3) after N steps"),
+)
+
+
+@app.command("train")
+def train_command(
+    conv: str = typer.Option("depthwise_separable", help="family for MobileNet's 3×3 blocks"),
+    out: str = typer.Option("runs/train", help="folder for metrics.jsonl and checkpoint.pt"),
+    model: str = _TRAIN_OPTIONS["model"], data: str = _TRAIN_OPTIONS["data"], epochs: int = _TRAIN_OPTIONS["epochs"],
+    batch_size: int = _TRAIN_OPTIONS["batch_size"], lr: float = _TRAIN_OPTIONS["lr"],
+    optimizer: str = _TRAIN_OPTIONS["optimizer"], weight_decay: float = _TRAIN_OPTIONS["weight_decay"],
+    label_smoothing: float = _TRAIN_OPTIONS["label_smoothing"], width_mult: float = _TRAIN_OPTIONS["width_mult"],
+    seed: int = _TRAIN_OPTIONS["seed"], resume: bool = _TRAIN_OPTIONS["resume"],
+    temperature_epochs: Optional[float] = _TRAIN_OPTIONS["temperature_epochs"],
+    offset_lr_mult: float = _TRAIN_OPTIONS["offset_lr_mult"], accum_steps: int = _TRAIN_OPTIONS["accum_steps"],
+    device: str = _TRAIN_OPTIONS["device"], progress: bool = _TRAIN_OPTIONS["progress"],
+    max_train_samples: Optional[int] = _TRAIN_OPTIONS["max_train_samples"],
+    max_test_samples: Optional[int] = _TRAIN_OPTIONS["max_test_samples"],
+    stop_after_steps: Optional[int] = _TRAIN_OPTIONS["stop_after_steps"],
+) -> None:
+    """Train one model with one convolution family; works unchanged under torchrun (DDP)."""
+    run_train(out=out, **_training_options(model, conv, data, epochs, batch_size, lr, optimizer, weight_decay,
+                                           label_smoothing, width_mult, seed, resume, temperature_epochs,
+                                           offset_lr_mult, accum_steps, device, progress, max_train_samples,
+                                           max_test_samples, stop_after_steps))
+
+
+@app.command("sweep")
+def sweep_command(
+    conv: str = typer.Option("standard,depthwise_separable", help="comma-separated families"),
+    out: str = typer.Option("runs/sweep", help="folder for sweep.json / sweep.csv and one run per family"),
+    model: str = _TRAIN_OPTIONS["model"], data: str = _TRAIN_OPTIONS["data"], epochs: int = _TRAIN_OPTIONS["epochs"],
+    batch_size: int = _TRAIN_OPTIONS["batch_size"], lr: float = _TRAIN_OPTIONS["lr"],
+    optimizer: str = _TRAIN_OPTIONS["optimizer"], weight_decay: float = _TRAIN_OPTIONS["weight_decay"],
+    label_smoothing: float = _TRAIN_OPTIONS["label_smoothing"], width_mult: float = _TRAIN_OPTIONS["width_mult"],
+    seed: int = _TRAIN_OPTIONS["seed"], resume: bool = _TRAIN_OPTIONS["resume"],
+    temperature_epochs: Optional[float] = _TRAIN_OPTIONS["temperature_epochs"],
+    offset_lr_mult: float = _TRAIN_OPTIONS["offset_lr_mult"], accum_steps: int = _TRAIN_OPTIONS["accum_steps"],
+    device: str = _TRAIN_OPTIONS["device"], progress: bool = _TRAIN_OPTIONS["progress"],
+    max_train_samples: Optional[int] = _TRAIN_OPTIONS["max_train_samples"],
+    max_test_samples: Optional[int] = _TRAIN_OPTIONS["max_test_samples"],
+    stop_after_steps: Optional[int] = _TRAIN_OPTIONS["stop_after_steps"],
+) -> None:
+    """Train the same network once per family; table of params, MACs, latency and best accuracy."""
+    run_sweep(conv, out, **_training_options(model, "standard", data, epochs, batch_size, lr, optimizer,
+                                             weight_decay, label_smoothing, width_mult, seed, resume,
+                                             temperature_epochs, offset_lr_mult, accum_steps, device, progress,
+                                             max_train_samples, max_test_samples, stop_after_steps))

@@ -1,0 +1,177 @@
+"""Timing harness: warm-up, median of many runs, inputs rotated, threads pinned, both memory formats, forward and
+forward+backward; plus the physical limits (measured GEMM peak, measured copy bandwidth).
+
+Times are medians in milliseconds. On CUDA, runs are timed with CUDA events (the GPU's own clock) after a
+synchronise, and cuDNN autotuning (``benchmark=True``) is on; on CPU with ``time.perf_counter``.
+"""
+
+from __future__ import annotations
+
+import warnings
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+import torch
+from torch import nn
+
+FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+
+
+@dataclass(frozen=True)
+class Timing:
+    """Median and spread of ``runs`` timed calls, in milliseconds."""
+
+    median_ms: float
+    min_ms: float
+    runs: int
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def make_inputs(shape: Sequence[int], count: int = 3, device: str | torch.device = "cpu",
+                dtype: torch.dtype = torch.float32, memory_format: torch.memory_format = torch.contiguous_format,
+                requires_grad: bool = False, seed: int = 0) -> list[torch.Tensor]:
+    """``count`` distinct random inputs, rotated through by ``measure`` so caches hold no single input."""
+    generator = torch.Generator().manual_seed(seed)
+    out = []
+    for _ in range(count):
+        x = (torch.rand(tuple(shape), generator=generator) * 2 - 1).to(device=device, dtype=dtype)
+        if x.dim() == 4:
+            x = x.contiguous(memory_format=memory_format)
+        out.append(x.requires_grad_(requires_grad))
+    return out
+
+
+def measure(fn: Callable[[torch.Tensor], Any], inputs: Sequence[torch.Tensor], *, backward: bool = False,
+            params: Sequence[torch.Tensor] = (), warmup: int = 2, repeats: int | None = None,
+            min_time: float = 0.25, max_repeats: int = 30, min_repeats: int = 3) -> Timing:
+    """Median time of ``fn(x)`` (or of ``fn(x)`` then backward of its output) with x cycling through ``inputs``.
+
+    ``repeats=None``: run until ``min_time`` seconds are spent (between ``min_repeats`` and ``max_repeats`` runs).
+    ``params``: tensors whose ``.grad`` is cleared between runs, so gradient accumulation is not timed.
+    """
+    device = inputs[0].device
+    grads: dict[tuple, torch.Tensor] = {}
+
+    def step(i: int) -> None:
+        x = inputs[i % len(inputs)]
+        if not backward:
+            with torch.no_grad():
+                fn(x)
+            return
+        y = fn(x)
+        key = (tuple(y.shape), y.stride())
+        if key not in grads:
+            grads[key] = torch.ones_like(y)
+        y.backward(grads[key])
+
+    def clear() -> None:
+        for p in params:
+            p.grad = None
+        for x in inputs:
+            x.grad = None
+
+    slow = False
+    for i in range(warmup):
+        _sync(device)
+        t0 = time.perf_counter()
+        step(i)
+        clear()
+        _sync(device)
+        if time.perf_counter() - t0 > 1.0:  # a call over 1 s: one warm-up and one timed run are enough
+            slow = True
+            break
+    if slow and repeats is None:
+        min_repeats = 1
+    times: list[float] = []
+    start_all = time.perf_counter()
+    i = 0
+    while True:
+        if device.type == "cuda":
+            begin, end = torch.cuda.Event(enable_timing=True), torch.cuda.Event(enable_timing=True)
+            begin.record()
+            step(i)
+            end.record()
+            torch.cuda.synchronize(device)
+            times.append(begin.elapsed_time(end))
+        else:
+            t0 = time.perf_counter()
+            step(i)
+            times.append((time.perf_counter() - t0) * 1e3)
+        clear()
+        i += 1
+        if repeats is not None:
+            if i >= repeats:
+                break
+        elif i >= max_repeats or (i >= min_repeats and time.perf_counter() - start_all >= min_time):
+            break
+    return Timing(statistics.median(times), min(times), len(times))
+
+
+def measure_interleaved(fns: dict[str, Callable[[torch.Tensor], Any]], inputs: Sequence[torch.Tensor], *,
+                        backward: bool = False, params: Sequence[torch.Tensor] = (), min_time: float = 0.25,
+                        max_repeats: int = 30, min_repeats: int = 3) -> dict[str, Timing]:
+    """Side-by-side medians: runs go round-robin over ``fns`` (one run of each per round), so load from other
+    processes and clock changes hit every candidate alike and the ratios stay fair on a busy machine."""
+    first = {k: measure(f, inputs, backward=backward, params=params, warmup=1, repeats=1) for k, f in fns.items()}
+    per_round = sum(t.median_ms for t in first.values()) * 1e-3
+    rounds = max(min_repeats if per_round < 1.0 else 1, min(max_repeats, math.ceil(min_time * len(fns) / per_round)))
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for _ in range(rounds):
+        for k, f in fns.items():
+            times[k].append(measure(f, inputs, backward=backward, params=params, warmup=0, repeats=1).median_ms)
+    return {k: Timing(statistics.median(v), min(v), len(v)) for k, v in times.items()}
+
+
+def time_module(module: nn.Module, inputs: Sequence[torch.Tensor], backward: bool = False, **kw: Any) -> Timing:
+    return measure(module, inputs, backward=backward, params=list(module.parameters()), **kw)
+
+
+def configure(device: str | torch.device, threads: int | None = None) -> dict[str, Any]:
+    """Pin the thread count (CPU) and turn cuDNN autotuning on (CUDA); return what was set, for the report."""
+    device = torch.device(device)
+    if threads is not None:
+        torch.set_num_threads(threads)
+    info: dict[str, Any] = {"device": str(device), "threads": torch.get_num_threads(), "torch": torch.__version__}
+    if device.type == "cuda":
+        torch.backends.cudnn.benchmark = True
+        info["gpu"] = torch.cuda.get_device_name(device)
+        info["cudnn"] = torch.backends.cudnn.version()
+    return info
+
+
+# --- physical limits ------------------------------------------------------------------------------------------------
+
+
+def gemm_peak(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, n: int | None = None) -> float:
+    """Measured GEMM throughput in GMAC/s: median time of an n×n×n ``torch.mm`` (n³ MACs)."""
+    device = torch.device(device)
+    n = n or (4096 if device.type == "cuda" else 1536)
+    a, b = (torch.rand(n, n, device=device).to(dtype) for _ in range(2))
+    t = measure(lambda x: torch.mm(x, b), [a], warmup=2, min_time=0.5, max_repeats=20)
+    return n**3 / (t.median_ms * 1e-3) / 1e9
+
+
+def copy_bandwidth(device: str | torch.device = "cpu", megabytes: int = 256) -> float:
+    """Measured copy bandwidth in GB/s (bytes read + bytes written per second) of a large ``copy_``."""
+    device = torch.device(device)
+    src = torch.rand(megabytes * 2**20 // 4, device=device)
+    dst = torch.empty_like(src)
+    t = measure(lambda x: dst.copy_(x), [src], warmup=2, min_time=0.5, max_repeats=20)
+    return 2 * src.numel() * 4 / (t.median_ms * 1e-3) / 1e9
+
+
+def to_format(module: nn.Module, fmt: torch.memory_format) -> nn.Module:
+    """4-D parameters to ``fmt`` (``Module.to(memory_format=)`` refuses modules holding 5-D kernels)."""
+    with torch.no_grad():
+        for p in module.parameters():
+            if p.dim() == 4:
+                p.data = p.data.contiguous(memory_format=fmt)
+    return module

@@ -1,0 +1,1 @@
+"""Training with any family: data specs, the loop (resume, torchrun), checkpoints, family rules, sweeps."""

@@ -1,11 +1,39 @@
-"""Argument validation shared by every layer: fail early, in words that name the argument and the rule."""
+"""The layer contract and the geometry every sliding-window family shares.
+
+Geometry: ``resolve_geometry`` expands and validates kernel_size / stride / dilation (ints, tuples, numpy ints) and
+resolves ``padding`` ('same', 'valid', ints, per-dim (before, after) pairs) ONCE into ``padding_pairs``; layers keep
+it as ``.padding_pairs`` and never re-derive it. ``check_input`` and ``check_window_fits`` give the one message
+each family uses.
+
+The contract: every family's layer subclasses ``ConvzooLayer`` and provides, in its own file, everything a tool
+needs (tools call these methods and never look a family up by name or module path):
+
+* ``cost(input_shape) -> LayerCost``: analytic params / MACs / other ops / elements moved;
+* ``reference_output(x) -> ndarray``: the output recomputed by ``oracle/reference.py`` (NumPy, torch-free) from
+  the layer's parameters and its constructor arguments (padding resolved by the oracle, not taken from here);
+* ``native_alternatives() -> list[Alternative]``: the same function from native torch ops, peers and naive forms
+  (what ``bench`` times it against);
+* ``approximate_dense_(weight, bias) -> float``: load the best approximation of a dense conv kernel, return the
+  relative error (what ``convert`` uses); raise ``TypeError`` with the reason when the family cannot stand in;
+* ``receptive_field_step(field, in_shape, step) -> field``: how the layer maps a receptive field;
+* ``stages() -> list[Stage]``: its sub-steps in order, for stage-by-stage pictures.
+"""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Union
+import math
+import numbers
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any, ClassVar, Union
 
 import torch
+from torch import nn
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from ..analysis.cost import LayerCost
 
 IntOrTuple = Union[int, Sequence[int]]
 # An int, one int per spatial dim, a (before, after) pair per dim, or 'same' / 'valid'.
@@ -13,18 +41,33 @@ Padding = Union[str, int, Sequence[int], Sequence[Sequence[int]]]
 PaddingPairs = tuple[tuple[int, int], ...]
 
 PADDING_MODES = ("zeros", "reflect", "replicate", "circular")
+CONTRACT = ("cost", "reference_output", "native_alternatives", "approximate_dense_", "receptive_field_step", "stages")
+
+
+# --- argument checks ---------------------------------------------------------------------------------------------
+
+
+def _is_int(value: Any) -> bool:
+    return isinstance(value, numbers.Integral) and not isinstance(value, bool)
+
+
+def as_int(value: Any, name: str) -> int:
+    """``value`` as a Python int (numpy integers accepted); TypeError naming ``name`` otherwise."""
+    if not _is_int(value):
+        raise TypeError(f"{name}={value!r} must be an int")
+    return int(value)
 
 
 def expand(value: IntOrTuple, dim: int, name: str, minimum: int = 1) -> tuple[int, ...]:
     """Expand an int to a ``dim``-tuple and check every entry is an int >= ``minimum``."""
     if isinstance(value, bool):
         raise TypeError(f"{name}={value!r} must be an int or a tuple of {dim} ints, not a bool")
-    if isinstance(value, int):
-        values: tuple[int, ...] = (value,) * dim
+    if _is_int(value):
+        values: tuple[int, ...] = (int(value),) * dim
     elif isinstance(value, Sequence) and not isinstance(value, str):
-        values = tuple(value)
-        if len(values) != dim or not all(isinstance(v, int) and not isinstance(v, bool) for v in values):
+        if len(value) != dim or not all(_is_int(v) for v in value):
             raise TypeError(f"{name}={value!r} must be an int or a tuple of {dim} ints")
+        values = tuple(int(v) for v in value)
     else:
         raise TypeError(f"{name}={value!r} must be an int or a tuple of {dim} ints")
     for v in values:
@@ -34,22 +77,23 @@ def expand(value: IntOrTuple, dim: int, name: str, minimum: int = 1) -> tuple[in
     return values
 
 
-def check_positive_int(value: int, name: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError(f"{name}={value!r} must be an int")
+def check_positive_int(value: Any, name: str) -> int:
+    value = as_int(value, name)
     if value < 1:
         raise ValueError(f"{name}={value} must be positive")
     return value
 
 
-def check_groups(in_channels: int, out_channels: int, groups: int) -> None:
-    check_positive_int(in_channels, "in_channels")
-    check_positive_int(out_channels, "out_channels")
-    check_positive_int(groups, "groups")
+def check_groups(in_channels: Any, out_channels: Any, groups: Any) -> tuple[int, int, int]:
+    """Validated (in_channels, out_channels, groups) as ints: groups must divide both channel counts."""
+    in_channels = check_positive_int(in_channels, "in_channels")
+    out_channels = check_positive_int(out_channels, "out_channels")
+    groups = check_positive_int(groups, "groups")
     if in_channels % groups:
         raise ValueError(f"groups={groups} must divide in_channels={in_channels}")
     if out_channels % groups:
         raise ValueError(f"groups={groups} must divide out_channels={out_channels}")
+    return in_channels, out_channels, groups
 
 
 def check_choice(value: str, name: str, choices: Sequence[str]) -> str:
@@ -78,18 +122,57 @@ def padding_pairs(
         totals = [d * (k - 1) for k, d in zip(kernel_size, dilation)]
         return tuple((t // 2, t - t // 2) for t in totals)
     if isinstance(padding, Sequence) and len(padding) == dim and all(isinstance(p, Sequence) for p in padding):
-        pairs = tuple(tuple(p) for p in padding)
-        if not all(len(p) == 2 and all(isinstance(v, int) and not isinstance(v, bool) for v in p) for p in pairs):
+        if not all(len(p) == 2 and all(_is_int(v) for v in p) for p in padding):
             raise TypeError(f"padding={padding!r} must hold one (before, after) pair of ints per dimension")
+        pairs = tuple((int(p[0]), int(p[1])) for p in padding)
         if any(v < 0 for p in pairs for v in p):
             raise ValueError(f"padding={padding!r} must be non-negative")
-        return pairs  # type: ignore[return-value]
+        return pairs
     sym = expand(padding, dim, "padding", minimum=0)  # type: ignore[arg-type]
     return tuple((p, p) for p in sym)
 
 
-def check_input(x: torch.Tensor, dim: int, channels: int, layer: str) -> None:
-    """Input must be (N, C, *spatial) with ``dim`` spatial dims and ``channels`` channels."""
+@dataclass(frozen=True)
+class Geometry:
+    """A sliding window's validated geometry. ``padding`` is the constructor's value in the form torch stores
+    ('same', 'valid', a tuple of ints, or — asymmetric, which torch cannot express — the pairs themselves)."""
+
+    kernel_size: tuple[int, ...]
+    stride: tuple[int, ...]
+    dilation: tuple[int, ...]
+    padding: Any
+    padding_pairs: PaddingPairs
+
+    @property
+    def symmetric(self) -> bool:
+        return all(lo == hi for lo, hi in self.padding_pairs)
+
+    @property
+    def torch_padding(self) -> str | tuple[int, ...]:
+        """What torch's conv constructor can take: 'same'/'valid', or the before-padding (exact when symmetric)."""
+        if isinstance(self.padding, str):
+            return self.padding
+        return tuple(lo for lo, _ in self.padding_pairs)
+
+
+def resolve_geometry(dim: int, kernel_size: IntOrTuple, stride: IntOrTuple, padding: Padding,
+                     dilation: IntOrTuple) -> Geometry:
+    """Validate a window's arguments and resolve its padding once."""
+    k = expand(kernel_size, dim, "kernel_size")
+    s = expand(stride, dim, "stride")
+    d = expand(dilation, dim, "dilation")
+    pairs = padding_pairs(padding, k, s, d)
+    if isinstance(padding, str):
+        stored: Any = padding
+    elif all(lo == hi for lo, hi in pairs):
+        stored = tuple(lo for lo, _ in pairs)
+    else:
+        stored = pairs
+    return Geometry(k, s, d, stored, pairs)
+
+
+def check_input(x: Any, dim: int, channels: int, layer: str) -> None:
+    """Input must be a tensor (N, C, *spatial) with ``dim`` spatial dims and ``channels`` channels."""
     if not isinstance(x, torch.Tensor):
         raise TypeError(f"{layer} expects a torch.Tensor input, got {type(x).__name__}")
     if x.dim() != dim + 2:
@@ -116,3 +199,94 @@ def check_window_fits(
                 f"{layer}: kernel_size={k} with dilation={d} spans {extent} but spatial dim {axis} of the input "
                 f"is {size} (+{lo + hi} padding = {size + lo + hi}); the kernel must not be larger than the padded input"
             )
+
+
+def init_conv_(weight: torch.Tensor, bias: torch.Tensor | None) -> None:
+    """PyTorch's default conv initialisation: Kaiming-uniform(a=√5) weight, bias ~ U(±1/√fan_in)."""
+    nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
+    if bias is not None:
+        fan_in = math.prod(weight.shape[1:])
+        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
+        nn.init.uniform_(bias, -bound, bound)
+
+
+# --- the contract ------------------------------------------------------------------------------------------------
+
+# (kind, label, fn): kind is 'native' (torch ops computing the same function), 'peer' (another library's layer)
+# or 'naive' (a published slow approach); fn(x) equals the layer's forward.
+Alternative = tuple[str, str, Callable[[torch.Tensor], torch.Tensor]]
+
+
+@dataclass(frozen=True)
+class Stage:
+    """One named step of a layer's forward, for stage-by-stage pictures.
+
+    Main stages compose in order: the first reads the layer's input, each next one the previous main stage's
+    output, and the last gives the layer's output. A ``side`` stage (an attention branch, an offset predictor)
+    reads the same tensor as the next main stage and produces values that stage uses (attention weights,
+    offsets); it is drawn as its own branch, not as part of the data path. ``module`` is the sub-layer that
+    does the step, when there is one (pictures can then draw its own connectivity and taps).
+    """
+
+    name: str
+    fn: Callable[[torch.Tensor], torch.Tensor]
+    side: bool = False
+    module: nn.Module | None = None
+
+
+def compose_stages(stages: Sequence[Stage], x: torch.Tensor) -> torch.Tensor:
+    """Run the main stages in order (what the layer computes, stage by stage)."""
+    for stage in stages:
+        if not stage.side:
+            x = stage.fn(x)
+    return x
+
+
+class ConvzooLayer:
+    """Mixin that marks a convzoo family's layer and declares the contract (see the module docstring).
+
+    It holds no state and no ``__init__``: a family subclasses it next to ``torch.nn.Conv*d`` (convs that are
+    torch convs) or ``torch.nn.Module`` (composite families). A user's subclass inherits the whole contract.
+    """
+
+    dim: ClassVar[int]
+
+    def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
+        raise NotImplementedError(f"{type(self).__name__} does not declare cost()")
+
+    def reference_output(self, x: np.ndarray) -> np.ndarray:
+        raise NotImplementedError(f"{type(self).__name__} does not declare reference_output()")
+
+    def native_alternatives(self) -> list[Alternative]:
+        raise NotImplementedError(f"{type(self).__name__} does not declare native_alternatives()")
+
+    def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
+        raise NotImplementedError(f"{type(self).__name__} does not declare approximate_dense_()")
+
+    def receptive_field_step(self, field: Any, in_shape: Sequence[int], step: Callable[..., Any]) -> Any:
+        raise NotImplementedError(f"{type(self).__name__} does not declare receptive_field_step()")
+
+    def stages(self) -> list[Stage]:
+        raise NotImplementedError(f"{type(self).__name__} does not declare stages()")
+
+
+def missing_contract(cls: type) -> list[str]:
+    """The contract methods ``cls`` does not implement itself (still the mixin's placeholder)."""
+    return [name for name in CONTRACT if getattr(cls, name) is getattr(ConvzooLayer, name)]
+
+
+def geometry_repr(module: nn.Module, extra: dict[str, object] | None = None) -> str:
+    """PyTorch-style summary: channels and kernel, then only the arguments that differ from their default."""
+    parts = [f"{module.in_channels}, {module.out_channels}"]
+    if getattr(module, "kernel_size", None) is not None:
+        parts.append(f"kernel_size={module.kernel_size}")
+    defaults = {"stride": 1, "padding": 0, "dilation": 1, "output_padding": 0, "groups": 1, "padding_mode": "zeros"}
+    for name, default in defaults.items():
+        value = getattr(module, name, default)
+        if value != default and value != (default,) * len(getattr(module, "kernel_size", None) or ()):
+            parts.append(f"{name}={value!r}")
+    if getattr(module, "bias", True) is None:
+        parts.append("bias=False")
+    for name, value in (extra or {}).items():
+        parts.append(f"{name}={value!r}")
+    return ", ".join(parts)

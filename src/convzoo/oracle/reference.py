@@ -12,8 +12,9 @@ Conventions (the same as PyTorch):
   spatial dims ``S``;
 * ``stride`` and ``dilation`` are an int or a tuple with one entry per
   spatial dim;
-* ``padding`` is an int, a tuple of ints (symmetric per dim) or a tuple of
-  ``(lo, hi)`` pairs, one per spatial dim.
+* ``padding`` is an int, a tuple of ints (symmetric per dim), a tuple of
+  ``(lo, hi)`` pairs, one per spatial dim, or 'valid' / 'same' (resolved here,
+  from the kernel and dilation, by ``same_padding`` — never taken from a layer).
 
 Inconsistent shapes or arguments raise ``ValueError`` naming the argument.
 """
@@ -32,6 +33,8 @@ Padding = Union[int, Sequence[int], Sequence[Sequence[int]]]
 
 __all__ = [
     "pad",
+    "resolve_padding",
+    "same_padding",
     "correlate",
     "convolve",
     "conv_matrix",
@@ -92,6 +95,33 @@ def _pad_pairs(padding: Padding, nd: int, name: str = "padding") -> tuple[tuple[
     if any(lo < 0 or hi < 0 for lo, hi in pairs):
         raise ValueError(f"{name} must be non-negative, got {padding!r}")
     return pairs
+
+
+def same_padding(kernel: Sequence[int], dilation: IntOrTuple = 1) -> tuple[tuple[int, int], ...]:
+    """'same' padding for stride 1: an output the size of the input needs ``dilation*(K-1)`` padded elements per
+    dim in total; PyTorch puts the smaller half before, the extra element (odd totals) after."""
+    dil = _ntuple(dilation, len(kernel), "dilation")
+    pairs = []
+    for k, d in zip(kernel, dil):
+        total = d * (k - 1)
+        before = total // 2
+        pairs.append((before, total - before))
+    return tuple(pairs)
+
+
+def resolve_padding(padding: Padding | str, kernel: Sequence[int], stride: IntOrTuple = 1,
+                    dilation: IntOrTuple = 1) -> tuple[tuple[int, int], ...]:
+    """A constructor's ``padding`` argument as one ``(lo, hi)`` pair per dim ('same' needs stride 1)."""
+    nd = len(kernel)
+    if isinstance(padding, str):
+        if padding == "valid":
+            return ((0, 0),) * nd
+        if padding != "same":
+            raise ValueError(f"padding must be 'same', 'valid' or ints, got {padding!r}")
+        if any(s != 1 for s in _ntuple(stride, nd, "stride")):
+            raise ValueError("padding='same' needs stride 1")
+        return same_padding(kernel, dilation)
+    return _pad_pairs(padding, nd)
 
 
 def _spatial_ndim(x: np.ndarray, name: str = "x", allowed: Sequence[int] = (1, 2, 3)) -> int:
@@ -230,8 +260,8 @@ def correlate(
             raise ValueError(f"bias must have shape ({c_out},), got {bias.shape}")
     stride_t = _positive(_ntuple(stride, nd, "stride"), "stride")
     dil_t = _positive(_ntuple(dilation, nd, "dilation"), "dilation")
-    pairs = _pad_pairs(padding, nd)
     kernel = w.shape[2:]
+    pairs = resolve_padding(padding, kernel, stride_t, dil_t)
 
     xp = pad(x, pairs, padding_mode)
     out_shape = tuple(

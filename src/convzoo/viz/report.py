@@ -120,7 +120,7 @@ def build_report(path: str | Path, rows: Sequence[dict[str, Any]] | None = None,
     parts.append("<p>" + " · ".join(f"<a href='#{f.name}'>{f.name}</a>" for f in chosen) + "</p>")
     for f in chosen:
         spec = LayerSpec(f.name, 4, 4, size=6).validate()
-        parts.append(gallery_section(f.name, f.title, f.seed, f.summary, spec))
+        parts.append(gallery_section(f.name, f.title, f.article, f.summary, spec))
     if specials:
         parts.append("<h2>Special pictures</h2>")
         for name in SPECIAL:

@@ -33,7 +33,7 @@ def test_families_and_their_arguments(url):
     assert status == 200 and [f["name"] for f in data] == [f.name for f in cz.families()]
     by_name = {f["name"]: f for f in data}
     assert "output_padding" in by_name["transposed"]["params"] and "p" in by_name["hetconv"]["params"]
-    assert "stride" not in by_name["pointwise"]["params"]
+    assert "stride" in by_name["pointwise"]["params"] and "stride" not in by_name["global_depthwise"]["params"]
 
 
 def test_layer_numbers_come_from_the_module(url):
@@ -49,7 +49,7 @@ def test_layer_numbers_come_from_the_module(url):
     ("family=standard&size=1000", "size=1000 is out of range"),
     ("family=standard&in_channels=512", "in_channels=512 is out of range"),
     ("family=grouped&groups=3", "groups=3 must divide"),
-    ("family=pointwise&stride=2", "takes no 'stride'"),
+    ("family=global_depthwise&stride=2", "takes no 'stride'"),
     ("family=standard&kernel=abc", "must be an integer"),
     ("family=nope", "unknown family"),
     ("family=standard&evil=1", "unknown parameter"),

@@ -16,6 +16,15 @@ _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _TORCH_PAD_MODE = {"reflect": "reflect", "replicate": "replicate", "circular": "circular"}
 
 
+def pad_pairs(x: torch.Tensor, pairs: PaddingPairs, padding_mode: str = "zeros") -> torch.Tensor:
+    """Pad the spatial dims of x (N, C, *S) by one (before, after) pair per dim, with zeros or a torch mode
+    ('reflect', 'replicate', 'circular'). The one place convzoo turns padding pairs into ``F.pad``'s list."""
+    flat = [v for lo_hi in reversed(pairs) for v in lo_hi]  # F.pad lists the last dim first
+    if not any(flat):
+        return x
+    return F.pad(x, flat) if padding_mode == "zeros" else F.pad(x, flat, mode=_TORCH_PAD_MODE[padding_mode])
+
+
 def conv_with_pairs(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -33,12 +42,7 @@ def conv_with_pairs(
     conv = _CONV[weight.dim() - 2]
     if padding_mode == "zeros" and all(lo == hi for lo, hi in pairs):
         return conv(x, weight, bias, stride, tuple(lo for lo, _ in pairs), dilation, groups)
-    flat = [v for lo_hi in reversed(pairs) for v in lo_hi]  # F.pad lists the last dim first
-    if padding_mode == "zeros":
-        x = F.pad(x, flat)
-    else:
-        x = F.pad(x, flat, mode=_TORCH_PAD_MODE[padding_mode])
-    return conv(x, weight, bias, stride, 0, dilation, groups)
+    return conv(pad_pairs(x, pairs, padding_mode), weight, bias, stride, 0, dilation, groups)
 
 
 def correlate(

@@ -102,6 +102,7 @@ def _build_replacement(to: str, conv: nn.Module, family_kwargs: dict[str, Any]) 
     if conv.padding_mode != "zeros":
         kwargs["padding_mode"] = conv.padding_mode
     kwargs.update(family_kwargs)
+    kernel = kwargs.pop("kernel_size", kernel)  # e.g. MixConv's groups, given by the caller
     build = lookup_family(to).build
     attempts = [{"groups": conv.groups}] if conv.groups > 1 and "groups" not in family_kwargs else []
     attempts.append({})

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..analysis.cost import LayerCost, conv_cost, conv_output_tensor_shape
-from ..functional import conv_with_pairs, flip_kernel
+from ..functional import conv_with_pairs, flip_kernel, pad_pairs
 from .base import (
     PADDING_MODES,
     Alternative,
@@ -51,9 +51,7 @@ def native_conv_call(conv: ConvNd, weight: torch.Tensor | None = None) -> Callab
     if all(lo == hi for lo, hi in pairs) and conv.padding_mode == "zeros":
         pad = tuple(lo for lo, _ in pairs)
         return lambda x: op(x, w, conv.bias, conv.stride, pad, conv.dilation, conv.groups)
-    flat = [v for lo_hi in reversed(pairs) for v in lo_hi]
-    mode = "constant" if conv.padding_mode == "zeros" else conv.padding_mode
-    return lambda x: op(F.pad(x, flat, mode=mode), w, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
+    return lambda x: op(pad_pairs(x, pairs, conv.padding_mode), w, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
 
 
 def grouped_projection(weight: torch.Tensor, groups: int, size: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:

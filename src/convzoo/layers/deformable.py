@@ -14,7 +14,6 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
 from ..analysis.cost import LayerCost, compose, conv_macs, elementwise_cost, numel
@@ -35,6 +34,7 @@ from .base import (
     geometry_repr,
     init_conv_,
 )
+from ..functional import pad_pairs
 from .conv import Conv2d, grouped_projection, native_conv_call
 
 if TYPE_CHECKING:
@@ -125,8 +125,7 @@ class DeformConv2d(ConvzooLayer, nn.Module):
         if self.padding_mode == "zeros" and all(lo == hi for lo, hi in self.padding_pairs):
             return _deform_conv2d(x, offset, self.weight, self.bias, self.stride,
                                   tuple(lo for lo, _ in self.padding_pairs), self.dilation, mask)
-        flat = [v for lo_hi in reversed(self.padding_pairs) for v in lo_hi]
-        padded = F.pad(x, flat, mode="constant" if self.padding_mode == "zeros" else self.padding_mode)
+        padded = pad_pairs(x, self.padding_pairs, self.padding_mode)
         return _deform_conv2d(padded, offset, self.weight, self.bias, self.stride, 0, self.dilation, mask)
 
     def forward(self, x: torch.Tensor, offset: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..analysis.cost import LayerCost, conv_output_tensor_shape, numel
+from ..functional import pad_pairs
 from .base import (
     PADDING_MODES,
     Alternative,
@@ -116,8 +117,7 @@ class HetConv2d(ConvzooLayer, nn.Module):
         weight = F.pad(self.weight_kxk, (0, 0, 0, 0, 0, 0, 0, rows - cout)) if rows != cout else self.weight_kxk
         weight = weight.reshape(rows // p, p, *weight.shape[1:]).transpose(0, 1).reshape(weight.shape)
         if any(lo != hi for lo, hi in pairs):
-            x_by_residue = F.pad(x_by_residue, [pairs[1][0], pairs[1][1], pairs[0][0], pairs[0][1]])
-            pairs = ((0, 0), (0, 0))
+            x_by_residue, pairs = pad_pairs(x_by_residue, pairs), ((0, 0), (0, 0))
         y = F.conv2d(x_by_residue, weight, None, self.stride, tuple(lo for lo, _ in pairs), self.dilation, groups=p)
         y = y.reshape(n, p, rows // p, *y.shape[2:]).transpose(1, 2).reshape(n, rows, *y.shape[2:])
         return y[:, :cout] if rows != cout else y
@@ -153,8 +153,7 @@ class HetConv2d(ConvzooLayer, nn.Module):
         """Non-zero padding modes pad explicitly first; zeros are left to the convs (the pairs they must use)."""
         if self.padding_mode == "zeros":
             return x, self.padding_pairs
-        flat = [v for lo_hi in reversed(self.padding_pairs) for v in lo_hi]
-        return F.pad(x, flat, mode=self.padding_mode), ((0, 0), (0, 0))
+        return pad_pairs(x, self.padding_pairs, self.padding_mode), ((0, 0), (0, 0))
 
     def _grouped_form(self, x: torch.Tensor) -> torch.Tensor:
         """p-group k×k conv on residue-ordered channels + one dense 1×1 conv: (C_in/p)·k² + C_in MACs per output."""
@@ -170,8 +169,7 @@ class HetConv2d(ConvzooLayer, nn.Module):
         """One dense conv with the masked kernel: C_in·k² MACs per output (more MACs, one fast native call)."""
         x, pairs = self._padded(x)
         if any(lo != hi for lo, hi in pairs):
-            x = F.pad(x, [pairs[1][0], pairs[1][1], pairs[0][0], pairs[0][1]])
-            pairs = ((0, 0), (0, 0))
+            x, pairs = pad_pairs(x, pairs), ((0, 0), (0, 0))
         return F.conv2d(x, self.dense_weight(), self.bias, self.stride, tuple(lo for lo, _ in pairs), self.dilation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -209,8 +207,7 @@ class HetConv2d(ConvzooLayer, nn.Module):
             x, pairs = self._padded(x)
             w = self.dense_weight()
             if any(lo != hi for lo, hi in pairs):
-                x = F.pad(x, [pairs[1][0], pairs[1][1], pairs[0][0], pairs[0][1]])
-                pairs = ((0, 0), (0, 0))
+                x, pairs = pad_pairs(x, pairs), ((0, 0), (0, 0))
             pad = tuple(lo for lo, _ in pairs)
             outs = [F.conv2d(x, w[j : j + 1], None, self.stride, pad, self.dilation) for j in range(self.out_channels)]
             y = torch.cat(outs, dim=1)

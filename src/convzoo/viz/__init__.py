@@ -1,4 +1,5 @@
-"""Pictures of every family computed from the real operator: connectivity by autograd, figures (PNG/SVG),
+"""Pictures of every family computed from the real operator: connectivity, kernel taps and the conv matrix by
+autograd, figures (PNG/SVG),
 animations (GIF), the special pictures of the seed articles, an HTML report and a local web explorer."""
 
 from __future__ import annotations
@@ -8,11 +9,13 @@ from pathlib import Path
 from .animation import animate
 from .connectivity import Connectivity, connectivity
 from .figures import connectivity_figure, save_figure
+from .matrix import conv_matrix, jacobian
 from .spec import LayerSpec
 from .special import SPECIAL, special_figure
+from .taps import TapMap, tap_map, taps
 
-__all__ = ["Connectivity", "LayerSpec", "SPECIAL", "animate", "connectivity", "connectivity_figure", "render",
-           "special_figure"]
+__all__ = ["Connectivity", "LayerSpec", "SPECIAL", "TapMap", "animate", "connectivity", "connectivity_figure",
+           "conv_matrix", "jacobian", "render", "special_figure", "tap_map", "taps"]
 
 
 def render(target: str, path: str | Path, spec: LayerSpec | None = None) -> Path:

@@ -98,21 +98,28 @@ def side_modules(module: nn.Module) -> list[nn.Module]:
     return [s.module for s in declared if getattr(s, "side", False) and getattr(s, "module", None) is not None]
 
 
-def _detach_side_branches(original: nn.Module, copy: nn.Module) -> None:
+def hold_side_branches(original: nn.Module, copy: nn.Module, zero: bool = False) -> None:
+    """Side branches of ``copy`` return their value detached (or zeros): they steer the main path, not read it."""
     names = {id(m): n for n, m in original.named_modules()}
+
+    def hold(_m: nn.Module, _i: object, out: object) -> object:
+        if not isinstance(out, torch.Tensor):
+            return out
+        return torch.zeros_like(out) if zero else out.detach()
+
     for side in side_modules(original):
         if id(side) in names and names[id(side)]:
-            copy.get_submodule(names[id(side)]).register_forward_hook(
-                lambda _m, _i, out: out.detach() if isinstance(out, torch.Tensor) else out)
+            copy.get_submodule(names[id(side)]).register_forward_hook(hold)
 
 
 def tap_map(module: nn.Module, input_shape: Sequence[int], parameter: str | None = None,
-            x: torch.Tensor | None = None, seed: int = 0) -> TapMap:
+            x: torch.Tensor | None = None, seed: int = 0, zero_side: bool = False) -> TapMap:
     """Tap-resolved connectivity of ``module`` (see ``TapMap``), evaluated at input ``x`` (1, C_in, *S) —
-    default a seeded random positive input (it matters only for layers whose reads depend on x)."""
+    default a seeded random positive input (it matters only for layers whose reads depend on x).
+    ``zero_side``: side branches output zeros (a deformable conv then reads its regular grid)."""
     input_shape = check_input_shape(input_shape)
     model = as_float64(module, input_shape)
-    _detach_side_branches(module, model)
+    hold_side_branches(module, model, zero_side)
     name = kernel_parameter(model, len(input_shape) - 1, parameter)
     kernel = getattr(model, name)
     kernel_shape = tuple(kernel.shape[-(len(input_shape) - 1):])

@@ -1,0 +1,138 @@
+"""The picture of any layer: one step (``step.step_block``), or — for a layer that declares stages (the layer
+contract's ``stages()``) — stage by stage from its own sub-layers: depthwise → pointwise, k×1 → 1×k, L → V → H,
+grouped → shuffle, upsample → conv, an attention branch over K kernels → the aggregated kernel → the conv.
+What each stage is drawn as follows from what it reads, never from a family name:
+
+* a sliding window (gather / scatter / fractional): kernel, input, output, channels (``step``);
+* one input element per output element, same position, other channel: a channel permutation (``wiring``);
+* one input element per output element, larger output: copies (nearest upsampling);
+* a side stage whose output is one weight per kernel of the next stage's K-kernel parameter: the K kernels, the
+  attention bars for this sample and the aggregated kernel (``dynamic``).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+
+import torch
+from torch import nn
+
+from .draw import SMALL, TITLE, Block, arrow, column, label, render
+from .reads import Reads, analyse, illustrative_copy
+from .step import legend_block, shape_text, step_block
+from .stages_draw import copies_block, dynamic_block, one_read_kind, wiring_block
+
+
+class Lambda(nn.Module):
+    """A stage given only as a function, as a module (connectivity and taps need a module)."""
+
+    def __init__(self, fn: Callable[[torch.Tensor], torch.Tensor]) -> None:
+        super().__init__()
+        self.fn = fn
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fn(x)
+
+
+def declared_stages(module: nn.Module) -> list | None:
+    """The layer's ``stages()`` when it declares more than one step or a side branch; else None."""
+    stages = getattr(module, "stages", None)
+    if not callable(stages):
+        return None
+    try:
+        declared = list(stages())
+    except NotImplementedError:
+        return None
+    main = [s for s in declared if not s.side]
+    return declared if len(main) > 1 or len(main) < len(declared) else None
+
+
+def macs(r: Reads) -> int:
+    """Multiply-accumulates of a window step: taps per channel pair × output positions (padding taps included)."""
+    return int(r.pair_taps().sum()) * math.prod(r.output_shape[1:]) if r.geometry is not None else 0
+
+
+def step_picture(r: Reads, out_channel: int, position: Sequence[int] | None, numbers: bool) -> tuple[Block, str]:
+    """The block of one step and a one-line description of what it does."""
+    kind = one_read_kind(r)
+    if kind == "permutation":
+        return wiring_block(r), "a channel permutation: every output channel is one input channel, moved"
+    if kind == "copies":
+        return copies_block(r, numbers), "copies: every output cell is a copy of one input cell"
+    block = step_block(r, out_channel if out_channel < r.output_shape[0] else 0,
+                       position if position is not None and len(position) == len(r.output_shape) - 1 else None,
+                       numbers, legend=False)
+    n = macs(r)
+    return block, (f"{n:,} multiply-adds" if n else "")
+
+
+def stage_picture(module: nn.Module, input_shape: Sequence[int], out_channel: int = 0,
+                  position: Sequence[int] | None = None, numbers: bool = False,
+                  x: torch.Tensor | None = None, seed: int = 0) -> Block:
+    """Every stage of a composite layer, top to bottom, each drawn from its own sub-layer on the running sample."""
+    model = illustrative_copy(module, input_shape, seed)
+    stages = declared_stages(model) or []
+    if x is None:
+        x = torch.rand(*input_shape, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
+    value = x.to(torch.float64).reshape(1, *input_shape)
+    blocks: list[Block] = []
+    main_stages = [s for s in stages if not s.side]
+    legend_reads: Reads | None = None
+    side_value, side_name = None, ""
+    n = 0
+    for st in stages:
+        with torch.no_grad():
+            if st.side:
+                side_value, side_name = st.fn(value), st.name
+                continue
+        n += 1
+        sub = st.module if st.module is not None else Lambda(st.fn)
+        r = analyse(sub, tuple(value.shape[1:]), x=value[0], seed=seed, illustrate=False)
+        last = st is main_stages[-1]
+        block, what = step_picture(r, out_channel if last else 0, position if last else None, numbers)
+        if side_value is not None:
+            dyn = dynamic_block(sub, side_value, r, out_channel if last else 0)
+            note = label(f"side branch '{side_name}' ({shape_text(value.shape[1:])} → "
+                         f"{shape_text(side_value.shape[1:])}) computes the values this stage uses", SMALL)
+            block = column([note, dyn, block] if dyn is not None else [note, block], gap=0.5)
+            side_value = None
+        legend_reads = legend_reads or (r if r.geometry is not None else None)
+        head = f"STAGE {n}: {st.name}  ({shape_text(r.input_shape)} → {shape_text(r.output_shape)}" + \
+               (f"; {what})" if what else ")")
+        blocks.append(column([label(head, weight="bold"), block], gap=0.4))
+        with torch.no_grad():
+            value = st.fn(value)
+        if not last:
+            blocks.append(arrow(1.2, "", vertical=True))
+    body = column(blocks, gap=0.3)
+    if legend_reads is not None:
+        body = column([body, legend_block(legend_reads, numbers, max(body.w, 40))], gap=0.8)
+    return body
+
+
+def layer_block(module: nn.Module, input_shape: Sequence[int], title: str | None = None,
+                subtitle: str | None = None, out_channel: int = 0, position: Sequence[int] | None = None,
+                numbers: bool = False, x: torch.Tensor | None = None, seed: int = 0) -> Block:
+    """The picture of ``module`` on inputs of shape (C_in, *S), with an optional two-line title."""
+    if declared_stages(module) is not None:
+        body = stage_picture(module, input_shape, out_channel, position, numbers, x, seed)
+    else:
+        r = analyse(module, input_shape, x=x, seed=seed)
+        if out_channel >= r.output_shape[0]:
+            raise ValueError(f"out_channel={out_channel} must be below the layer's {r.output_shape[0]} output channels")
+        body, what = step_picture(r, out_channel, position, numbers)
+        if one_read_kind(r) is None:
+            body = step_block(r, out_channel, position, numbers)
+    if title is None and subtitle is None:
+        return body
+    heads = [label(t, TITLE if i == 0 else SMALL, "bold" if i == 0 else "normal")
+             for i, t in enumerate(s for s in (title, subtitle) if s)]
+    return column([*heads, body], gap=0.5)
+
+
+def layer_figure(module: nn.Module, input_shape: Sequence[int], title: str | None = None,
+                 subtitle: str | None = None, **kwargs):
+    """A matplotlib Figure of ``layer_block``."""
+    return render(layer_block(module, input_shape, title, subtitle, **kwargs))
+

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import errno
 from typing import Any, Optional
 
 import typer
@@ -34,18 +33,43 @@ def _special_names() -> list[str]:
     return list(SPECIAL)
 
 
-def run_report(output: str, batch: int, in_channels: int, out_channels: int, size: int, repeats: int | None,
-               rows_path: str | None, sweep: str) -> None:
-    from ..viz.report import build_report
+def run_report(output: str, batch: int | None, in_channels: int | None, out_channels: int | None,
+               size: int | None, repeats: int | None, rows_path: str | None, sweep: str | None) -> None:
+    from ..viz.report import DEFAULT_SETTINGS, build_report, check_output, read_rows
 
     try:
-        rows = json.loads(Path(rows_path).read_text()) if rows_path else None
-        compare_kwargs = {"batch": batch, "in_channels": in_channels, "out_channels": out_channels, "size": size,
-                          "repeats": repeats, "progress": lambda name: typer.echo(f"timing {name}", err=True)}
-        path = build_report(output, rows=rows, sweep=sweep, compare_kwargs=compare_kwargs)
+        check_output(output)
+        given = {k: v for k, v in (("batch", batch), ("in_channels", in_channels), ("out_channels", out_channels),
+                                   ("size", size)) if v is not None}
+        if rows_path:
+            rows, settings, source = read_rows(rows_path), given, rows_path
+        else:
+            settings = {**DEFAULT_SETTINGS, **given, **({"repeats": repeats} if repeats else {})}
+            rows, source = None, None
+        path = build_report(output, rows=rows, sweep=sweep, settings=settings, rows_source=source,
+                            progress=lambda name: typer.echo(f"timing {name}", err=True))
     except (ValueError, TypeError, RuntimeError, OSError) as error:
         _fail(error)
     typer.echo(f"wrote {path} ({path.stat().st_size:,} bytes)")
+
+
+def run_serve(host: str, port: int) -> None:
+    from ..viz.serve import make_server
+
+    if not 1 <= port <= 65535:
+        _fail(ValueError(f"--port {port} is out of range: must be between 1 and 65535"))
+    try:
+        server = make_server(host, port)
+    except OSError as error:  # busy port, unknown host, no permission
+        reason = "it is already in use" if error.errno == errno.EADDRINUSE else (error.strerror or str(error))
+        _fail(OSError(f"cannot listen on {host} port {port}: {reason}"))
+    typer.echo(f"convzoo explorer on http://{host}:{server.server_address[1]}/ (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
 
 
 app = typer.Typer()
@@ -77,24 +101,26 @@ def viz_command(
 @app.command("report")
 def report_command(
     output: str = typer.Option("report.html", "-o", "--output", help="the HTML file to write"),
-    batch: int = typer.Option(8, "--batch", help="compare: batch size"),
-    in_channels: int = typer.Option(64, "--in", help="compare: input channels"),
-    out_channels: int = typer.Option(128, "--out", help="compare: output channels"),
-    size: int = typer.Option(56, "--size", help="compare: input height and width"),
-    repeats: Optional[int] = typer.Option(None, "--repeats", help="compare: timing runs (default: ~0.25 s each)"),
-    rows: Optional[str] = typer.Option(None, "--rows", help="use compare rows from this JSON file instead of timing"),
-    sweep: str = typer.Option("runs/sweep/sweep.json", "--sweep", help="sweep results, included when the file exists"),
+    batch: Optional[int] = typer.Option(None, "--batch", help="timing: batch size (default 8)"),
+    in_channels: Optional[int] = typer.Option(None, "--in", help="timing: input channels (default 64)"),
+    out_channels: Optional[int] = typer.Option(None, "--out", help="timing: output channels (default 128)"),
+    size: Optional[int] = typer.Option(None, "--size", help="timing: input height and width (default 56)"),
+    repeats: Optional[int] = typer.Option(None, "--repeats", help="timing runs (default: ~0.25 s each)"),
+    rows: Optional[str] = typer.Option(None, "--rows", help="compare rows from this JSON file (`convzoo compare "
+                                       "--json`) instead of timing; --in/--out/--size/--batch then state their shape"),
+    sweep: Optional[str] = typer.Option(None, "--sweep", help="a sweep JSON file: its table, and the "
+                                        "sweep_pareto.png beside it when there is one"),
 ) -> None:
-    """One self-contained HTML file: compare table, MACs-vs-time plot, sweep table, a gallery of every family."""
+    """One self-contained HTML page to learn from: every family's idea, pictures, cost formula with the numbers
+    and measured speed; a comparison grid; MACs against measured time."""
     run_report(output, batch, in_channels, out_channels, size, repeats, rows, sweep)
 
 
 @app.command("serve")
 def serve_command(
-    port: int = typer.Option(8000, "--port", help="TCP port"),
+    port: int = typer.Option(8000, "--port", help="TCP port (1–65535)"),
     host: str = typer.Option("127.0.0.1", "--host", help="address to bind (default: this machine only)"),
 ) -> None:
-    """Local web explorer: pick a family and its parameters, see its connectivity, output shape, params, MACs."""
-    from ..viz.serve import serve
-
-    serve(host, port)
+    """Local web explorer (works offline): hover an output to see the inputs and kernel taps it reads, slide the
+    window, see shapes, params and MACs, stage by stage; the state lives in the URL."""
+    run_serve(host, port)

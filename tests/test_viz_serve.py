@@ -272,3 +272,23 @@ def test_report_bad_output_paths(app, tmp_path):
                    "missing")
     one_line_error(runner.invoke(app, ["report", "--rows", str(rows), "-o", str(tmp_path)]), "is a directory")
     one_line_error(runner.invoke(app, ["report", "--rows", str(tmp_path / "nope.json")]), "nope.json")
+
+
+def test_the_readme_states_the_limits_the_code_enforces():
+    from pathlib import Path
+
+    readme = " ".join((Path(__file__).parent.parent / "README.md").read_text().split())
+    explorer = readme[readme.index("**The explorer.**"):readme.index("**The report.**")]
+    for name, (lo, hi) in LIMITS.items():
+        if name not in ("in_channels", "out_channels", "dim", "size"):
+            assert f"{name} {lo}–{hi}" in explorer, name
+    assert f"in/out channels {LIMITS['in_channels'][0]}–{LIMITS['in_channels'][1]}" in explorer
+    assert LIMITS["in_channels"] == LIMITS["out_channels"]
+    for dim, cap in SIZE_CAP.items():
+        assert f"1–{cap} in {dim}-D" in explorer or f"size 1–{cap} in {dim}-D" in explorer
+    assert f"2²² = {S.BUDGET:,}" in explorer and S.BUDGET == 2**22
+    for channels, size in ((16, 11), (4, 22), (1, 24)):  # the examples given, against the menu
+        sizes = [o["value"] for o in S.choices({"family": "standard", "in_channels": channels})["size"]]
+        assert f"{channels} → {channels} channels up to {size}×{size}" in explorer or \
+            f"{channels} → {channels} up to {size}×{size}" in explorer
+        assert sizes[-1] == size

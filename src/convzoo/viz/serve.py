@@ -419,7 +419,9 @@ def link_data(state: State) -> list[dict[str, Any]]:
                               "values": [round(float(v), 4) for v in flat] if flat.numel() <= 64 else None})
             name = kernel_param(step.module, len(shape) - 1)
             kernel = list(getattr(step.module, name).shape[-(len(shape) - 1):]) if name else None
-            out.append({"name": step.name, "kernel_shape": kernel, "sides": sides, "pad": None,
+            held = [s.name for s in declared_stages(lv.model) or [] if s.side] if not step.sides and len(
+                lv.steps) == 1 else []
+            out.append({"name": step.name, "kernel_shape": kernel, "sides": sides, "pad": None, "held": held,
                         "deps": encode_deps(mask.reshape(n_out, shape[0], math.prod(shape[1:])))})
     for i, link in enumerate(out):  # a padding ring where the layer is a sliding window (checked at the centre)
         if link["kernel_shape"]:
@@ -544,7 +546,14 @@ def taps_json(state: State, link: int, out_index: int) -> dict[str, Any]:
 def _formula(module: nn.Module) -> str:
     """The layer's ``cost`` docstring, its hard line breaks joined (paragraphs kept)."""
     doc = (inspect.getdoc(getattr(module, "cost", None)) or "").strip()
-    return "\n".join(" ".join(p.split()) for p in doc.split("\n\n"))
+    lines: list[str] = []
+    for line in doc.splitlines():
+        line = line.strip()
+        if lines and line and lines[-1] and not line.startswith(("-", "*", "•")):
+            lines[-1] += " " + line
+        else:
+            lines.append(line)
+    return "\n".join(lines)
 
 
 def _resolved(module: nn.Module, names: Sequence[str], dims: int) -> dict[str, Any]:

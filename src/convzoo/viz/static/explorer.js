@@ -269,11 +269,16 @@ function drawGrid(linkInfo = null) {
 }
 
 function drawLinkRow(svg, m, y, cs, width, info) {
-  const top = y;
-  text(svg, 0, y + 14, `↓ ${layer.links[m]}`, 'title');
-  let x = 12 + 9 * (layer.links[m].length + 2);
+  // "↓ name", then side by side: the kernel (its taps in their colours) and each side stage feeding this step.
+  const title = text(svg, 0, y + 14, `↓ ${layer.links[m]}`, 'title');
+  let x = 16;
   let bottom = y + 22;
+  const top = y + 22;
   kernels[m] = [];
+  if (info && info.held && info.held.length) {
+    text(svg, title.getComputedTextLength() + 12, y + 14,
+         `(side stages held fixed: ${info.held.join(', ')}; view "stages" shows them)`);
+  }
   if (info && info.kernel_shape) {
     const k = info.kernel_shape;
     const kd = k.length === 3 ? k[0] : 1;
@@ -281,35 +286,36 @@ function drawLinkRow(svg, m, y, cs, width, info) {
     const kw = k[k.length - 1];
     const n = prod(k);
     const kcs = Math.max(10, Math.min(22, cs));
-    text(svg, x, y + 14, `kernel ${k.join('×')} (tap colours, reading order)`);
-    const gx = x;
-    let gy = y + 20;
+    const caption = `kernel ${k.join('×')}: tap colours in reading order`;
+    const captionWidth = text(svg, x, top + 12, caption).getComputedTextLength();
     for (let d = 0; d < kd; d++) {
       for (let i = 0; i < kh; i++) {
         for (let j = 0; j < kw; j++) {
           const t = (d * kh + i) * kw + j;
-          kernels[m][t] = el('rect', { x: gx + d * (kw * kcs + 8) + j * kcs, y: gy + i * kcs, width: kcs,
+          kernels[m][t] = el('rect', { x: x + d * (kw * kcs + 8) + j * kcs, y: top + 18 + i * kcs, width: kcs,
                                        height: kcs, class: 'tap', fill: tapColor(t, n) }, svg);
         }
       }
     }
-    bottom = Math.max(bottom, gy + kh * kcs + 4);
-    x = gx + kd * (kw * kcs + 8) + 20;
+    bottom = Math.max(bottom, top + 18 + kh * kcs + 4);
+    x += Math.max(captionWidth, kd * (kw * kcs + 8)) + 28;
   }
   for (const side of info ? info.sides : []) {
-    text(svg, x, y + 14, `side stage: ${side.name} → (${side.shape.join(' × ')})`);
+    const caption = `side stage "${side.name}" → (${side.shape.join(' × ')}), for this input`;
+    let w = text(svg, x, top + 12, caption).getComputedTextLength();
     if (side.values) {
       const max = Math.max(...side.values.map(Math.abs), 1e-12);
       side.values.forEach((v, i) => {
-        const h = Math.round((28 * Math.abs(v)) / max);
-        el('rect', { x: x + i * 9, y: y + 50 - h, width: 7, height: Math.max(1, h), fill: '#6b8e23' }, svg);
+        const h = Math.round((30 * Math.abs(v)) / max);
+        el('rect', { x: x + i * 12, y: top + 50 - h, width: 9, height: Math.max(1, h), fill: '#6b8e23' }, svg);
       });
-      text(svg, x, y + 64, side.values.length <= 8 ? side.values.map((v) => v.toFixed(2)).join('  ') : '');
-      bottom = Math.max(bottom, y + 68);
+      if (side.values.length <= 8) text(svg, x, top + 66, side.values.map((v) => v.toFixed(2)).join('  '));
+      bottom = Math.max(bottom, top + 70);
+      w = Math.max(w, 12 * side.values.length);
     }
-    x += 260;
+    x += w + 28;
   }
-  return Math.max(bottom, top + 24) + 8;
+  return bottom + 8;
 }
 
 function drawLinks(linkInfo) {

@@ -166,6 +166,10 @@ def test_explorer_offers_only_valid_values_and_repairs_a_bad_url(browser, server
     width = page.eval_on_selector("[data-in='0,0,0']", "e => e.getBBox().width")
     assert page.eval_on_selector("[data-out='0,0,0']", "e => e.getBBox().width") == width
     assert page.locator("[data-out]").count() == 4 * page.locator("[data-in]").count()
+    page.locator("[data-in='0,3,3']").hover()  # its k×k stamp on the output, coloured by tap
+    page.wait_for_function("document.querySelectorAll('rect.tap.used').length === 9")
+    stamp = page.eval_on_selector_all("[data-out].active", "els => els.map(e => e.style.fill)")
+    assert len(stamp) == 4 * 9 and len(set(stamp)) == 9
     page.screenshot(path=str(ARTIFACTS / "explorer_transposed.png"))
     assert errors == []
 

@@ -172,6 +172,20 @@ def test_taps_of_one_output_equal_viz_taps(state, shape, out):
     assert [r[:3] for r in data["reads"]] == expected and data["kernel_shape"] == list(tm.kernel_shape)
 
 
+@pytest.mark.parametrize("state,shape,inp", [
+    ({"family": "transposed", "in_channels": 1, "out_channels": 1, "size": 3}, (1, 3, 3), 4),  # the k×k stamp
+    ({"family": "dilated", "in_channels": 1, "out_channels": 2, "size": 5}, (1, 5, 5), 12),
+])
+def test_taps_of_the_outputs_reading_one_input_equal_viz_taps(state, shape, inp):
+    data = S.column_json(state, 0, inp)
+    model = prepare(S.layer_spec(state).build(), shape)
+    x = torch.rand(1, *shape, generator=torch.Generator().manual_seed(1)) + 0.25
+    tm = tap_map(model, shape, x=x.double())
+    index, weight = (t.reshape(-1, math.prod(shape))[:, inp] for t in (tm.index, tm.weight))
+    expected = [[o, int(index[o]), round(float(weight[o]), 4)] for o in torch.nonzero(index >= 0).reshape(-1).tolist()]
+    assert [r[:3] for r in data["reads"]] == expected and len(expected) >= 9
+
+
 def test_padding_cells_read_by_a_window():
     corner = S.taps_json({"family": "standard", "in_channels": 1, "out_channels": 1, "size": 5}, 0, 0)
     assert sorted((p["tap"], tuple(p["pos"])) for p in corner["padded"]) == [

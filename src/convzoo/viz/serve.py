@@ -19,7 +19,8 @@ each drop explained in ``notes``) — how the page reads a hand-edited URL;
 ``/api/layer?<state>`` → numbers, ``choices`` (per control: the values that keep the state valid), maps (shapes)
 and links (steps); HTTP 400 with {"error": ...} for an invalid state;
 ``/api/links?<state>`` → per link, the dependency sets (patterns, see ``encode_deps``);
-``/api/taps?<state>&link=L&out=N`` → the inputs output N of link L reads, each with its kernel tap and weight.
+``/api/taps?<state>&link=L&out=N`` → the inputs output N of link L reads, each with its kernel tap and weight;
+``/api/taps?<state>&link=L&in=N`` → the outputs that read input N, each with the tap through which it does.
 State: ``family``, ``view`` (layer | stages) and the integer arguments ``dim, in_channels, out_channels, kernel,
 size`` and the family's own (``spec.OPTIONAL``); a missing argument takes the family's default.
 """
@@ -432,27 +433,35 @@ def link_data(state: State) -> list[dict[str, Any]]:
     return out
 
 
-def row_taps(module: nn.Module, x: torch.Tensor, out_index: int, parameter: str) -> torch.Tensor:
-    """Float64 (T, C_in·prod(S)): coefficient with which kernel tap t of output ``out_index`` (flat) reads each
-    input element — viz.taps's definition (Jacobian with the one-hot kernel e_t minus with the zero kernel),
-    restricted to one output row so that a hover costs T + 1 backward passes of one sample."""
+def tap_coefficients(module: nn.Module, x: torch.Tensor, outs: Sequence[int], parameter: str,
+                     column: int | None = None, block: int = 256) -> torch.Tensor:
+    """Float64 (len(outs), T, n): the coefficient with which kernel tap t of output ``outs[b]`` (flat) reads each
+    input element (n = C_in·prod(S)), or only input ``column`` (n = 1) — viz.taps's definition (the Jacobian
+    with the one-hot kernel e_t minus with the zero kernel), for the given output rows only. Rows are computed
+    as viz.matrix.jacobian does, one sample of a replicated batch per output, so a hover costs T + 1 backward
+    passes whatever the number of rows."""
     kernel = getattr(module, parameter)
-    spatial = len(x.shape) - 2
-    n_taps = math.prod(kernel.shape[-spatial:])
+    n_taps = math.prod(kernel.shape[-(x.dim() - 2):])
 
-    def row(weight: torch.Tensor) -> torch.Tensor:
-        inp = x.detach().clone().requires_grad_(True)
-        y = functional_call(module, {parameter: weight}, (inp,)).reshape(-1)
-        (grad,) = torch.autograd.grad(y[out_index], inp, allow_unused=True)
-        return torch.zeros(inp.numel(), dtype=inp.dtype) if grad is None else grad.reshape(-1)
+    def rows(weight: torch.Tensor, chosen: torch.Tensor) -> torch.Tensor:
+        inp = x.detach().expand(len(chosen), *x.shape[1:]).clone().requires_grad_(True)
+        y = functional_call(module, {parameter: weight}, (inp,)).reshape(len(chosen), -1)
+        (grad,) = torch.autograd.grad(y.gather(1, chosen[:, None]).sum(), inp, allow_unused=True)
+        grad = torch.zeros_like(inp) if grad is None else grad
+        flat = grad.reshape(len(chosen), -1)
+        return flat if column is None else flat[:, column: column + 1]
 
-    base = row(torch.zeros_like(kernel))
-    result = []
-    for t in range(n_taps):
-        one_hot = torch.zeros_like(kernel).reshape(-1, n_taps)
-        one_hot[:, t] = 1
-        result.append(row(one_hot.reshape(kernel.shape)) - base)
-    coef = torch.stack(result)
+    blocks = []
+    for start in range(0, len(outs), block):
+        chosen = torch.tensor(list(outs[start: start + block]), dtype=torch.long)
+        base = rows(torch.zeros_like(kernel), chosen)
+        per_tap = []
+        for t in range(n_taps):
+            one_hot = torch.zeros_like(kernel).reshape(-1, n_taps)
+            one_hot[:, t] = 1
+            per_tap.append(rows(one_hot.reshape(kernel.shape), chosen) - base)
+        blocks.append(torch.stack(per_tap, dim=1))
+    coef = torch.cat(blocks)
     return torch.where(coef.abs() > EPS, coef, torch.zeros_like(coef))
 
 
@@ -520,7 +529,7 @@ def _taps_json(key: str, link: int, out_index: int) -> dict[str, Any]:
         return {"kernel_shape": None, "reads": [], "padded": None,
                 "note": f"{step.name} has no kernel of its own: no taps to show"}
     with _LOCK, side_branches_fixed(lv.model64):
-        coef = row_taps(step.module, x, out_index, name)
+        coef = tap_coefficients(step.module, x, [out_index], name)[0]
     kernel = tuple(getattr(step.module, name).shape[-spatial:])
     linked = coef.abs() > EPS
     reads = []
@@ -533,6 +542,49 @@ def _taps_json(key: str, link: int, out_index: int) -> dict[str, Any]:
     out_pos = tuple(int(v) for v in np.unravel_index(out_index, shape_out))[1:]
     padded = window(step.module, shape_in, shape_out, kernel, out_pos, per_tap)
     return {"kernel_shape": list(kernel), "reads": reads, "padded": padded, "note": ""}
+
+
+MAX_READERS = 512  # outputs coloured by tap when an input is hovered: T + 1 backward passes of this batch
+
+
+@lru_cache(maxsize=1024)
+def _column_json(key: str, link: int, in_index: int) -> dict[str, Any]:
+    state = json.loads(key)
+    lv = live(state)
+    if not 0 <= link < len(lv.steps):
+        raise ValueError(f"link={link} is out of range: this view has links 0 to {len(lv.steps) - 1}")
+    step, x = lv.steps64[link], lv.inputs[link].to(torch.float64)
+    shape_in = tuple(x.shape[1:])
+    if not 0 <= in_index < math.prod(shape_in):
+        raise ValueError(f"in={in_index} is out of range: link {link} has inputs 0 to {math.prod(shape_in) - 1}")
+    name = kernel_param(step.module, len(shape_in) - 1)
+    if name is None or step.module is None:
+        return {"kernel_shape": None, "reads": [], "note": f"{step.name} has no kernel of its own: no taps to show"}
+    deps = _links_json(key)["links"][link]["deps"]
+    channel, position = divmod(in_index, math.prod(shape_in[1:]))
+    sets = [set(p) for p in deps["patterns"]]
+    readers = [o for o, row in enumerate(deps["row_of"]) if (pid := deps["rows"][row][channel]) >= 0
+               and position in sets[pid]]
+    if len(readers) > MAX_READERS:
+        return {"kernel_shape": None, "reads": [], "note": f"{len(readers)} outputs read it: too many to colour"}
+    with _LOCK, side_branches_fixed(lv.model64):
+        coef = tap_coefficients(step.module, x, readers, name, column=in_index)[:, :, 0]  # (readers, T)
+    reads = []
+    for o, row in zip(readers, coef):
+        linked = row.abs() > EPS
+        if linked.any():
+            t = int(row.abs().argmax())
+            reads.append([o, t, round(float(row[t]), 4), int(linked.sum())])
+    kernel = tuple(getattr(step.module, name).shape[-(len(shape_in) - 1):])
+    return {"kernel_shape": list(kernel), "reads": reads, "note": ""}
+
+
+def column_json(state: State, link: int, in_index: int) -> dict[str, Any]:
+    """Input ``in_index`` (flat over (C, *S)) of step ``link``: ``reads`` = [output flat index, the tap through
+    which it reads this input (the strongest), its coefficient, how many taps do] — the stamp of a transposed
+    conv, the window positions of a conv."""
+    plan(state)
+    return _column_json(_key(state), link, in_index)
 
 
 def taps_json(state: State, link: int, out_index: int) -> dict[str, Any]:
@@ -654,9 +706,11 @@ class Handler(BaseHTTPRequestHandler):
             if url.path == "/api/links":
                 return self._json(200, links_json(read_query(query)))
             if url.path == "/api/taps":
-                state = read_query(query, extra=("link", "out"))
-                link, out = (_int_arg(query, k) for k in ("link", "out"))
-                return self._json(200, taps_json(state, link, out))
+                state = read_query(query, extra=("link", "out", "in"))
+                link = _int_arg(query, "link")
+                if "in" in query:
+                    return self._json(200, column_json(state, link, _int_arg(query, "in")))
+                return self._json(200, taps_json(state, link, _int_arg(query, "out")))
         except ValueError as error:
             return self._json(400, {"error": str(error)})
         except Exception as error:  # a bug, not the user's request: say so instead of dropping the connection

@@ -6,7 +6,7 @@
 'use strict';
 
 const SVGNS = 'http://www.w3.org/2000/svg';
-const CLIENT_KEYS = ['frame'];
+const CLIENT_KEYS = ['frame', 'counts'];
 const $ = (id) => document.getElementById(id);
 const prod = (a) => a.reduce((x, y) => x * y, 1);
 
@@ -78,6 +78,7 @@ async function load(query, history = 'push') {
     const wanted = new URLSearchParams(query).get('frame');
     const nOut = prod(layer.maps[layer.maps.length - 1]);
     frame = wanted !== null && /^\d+$/.test(wanted) && +wanted < nOut ? +wanted : null;
+    $('counts').checked = new URLSearchParams(query).get('counts') === '1';
     writeUrl(history);
     showControls();
     showNumbers();
@@ -101,6 +102,7 @@ async function load(query, history = 'push') {
 function writeUrl(history) {
   const q = new URLSearchParams(layer.query);
   if (frame !== null) q.set('frame', frame);
+  if ($('counts').checked) q.set('counts', '1');
   const url = '?' + q.toString();
   if (url === location.search) return;
   if (history === 'push') window.history.pushState(null, '', url);
@@ -158,7 +160,7 @@ function showNumbers() {
   $('frame').value = String(frame === null ? 0 : frame);
   $('legend').innerHTML = '<span class="sw" style="background:#1f4e8c"></span>hovered cell' +
     '<span class="sw" style="background:#f5a524"></span>inputs it reads (coloured by the kernel tap that reads ' +
-    'them; faint = a fractional read)<span class="sw" style="background:#7fb2e5"></span>outputs that read it' +
+    'them; faint = a fractional read)<span class="sw" style="background:#7fb2e5"></span>outputs that read it (in the colour of the tap they read it through)' +
     '<span class="sw" style="background:#fff;border-style:dashed"></span>padding (zeros)';
 }
 
@@ -320,6 +322,24 @@ function drawLinkRow(svg, m, y, cs, width, info) {
 
 function drawLinks(linkInfo) {
   drawGrid(linkInfo);
+  drawCounts();
+}
+
+function drawCounts() {  // the number of input elements each output element reads (its fan-in)
+  const svg = $('svg');
+  for (const node of svg.querySelectorAll('text.count')) node.remove();
+  if (!$('counts').checked || !deps) return;
+  deps.forEach((L, link) => {
+    const sizes = L.patterns.map((p) => p.length);
+    const cellsOut = cells[link + 1];
+    for (let o = 0; o < L.nOut; o++) {
+      const rect = cellsOut[o];
+      const w = +rect.getAttribute('width');
+      if (w < 12) return;
+      const n = L.rows[L.rowOf[o]].reduce((sum, pid) => sum + (pid >= 0 ? sizes[pid] : 0), 0);
+      text(svg, +rect.getAttribute('x') + w / 2, +rect.getAttribute('y') + w / 2, String(n), 'count');
+    }
+  });
 }
 
 // ---- connectivity (decoded from the server's patterns) --------------------------------------------------------
@@ -390,6 +410,7 @@ function highlight(m, flat) {
     for (const o of current) mark(cells[k + 1][o], 'active', 'reader');
   }
   if (m > 0) showTaps(m - 1, flat);
+  else if (m < deps.length) showReaders(m, flat);
   const g = cells[m][flat];
   $('frame_label').textContent = `${g.dataset.in ? 'input' : g.dataset.out ? 'output' : 'map ' + m} ` +
     `(${(g.dataset.in || g.dataset.out || g.dataset.mid).split(',').join(', ')})`;
@@ -429,6 +450,30 @@ async function showTaps(link, out) {
       if (node) { mark(node, 'read'); node.style.fill = tapColor(p.tap, n); node.style.fillOpacity = '0.45'; }
     }
     if (kernels[link] && kernels[link][p.tap]) mark(kernels[link][p.tap], 'used');
+  }
+}
+
+async function showReaders(link, input) {  // colour the outputs that read this input by the tap they use
+  const mine = ++hoverId;
+  const key = `${layer.query}|${link}|in${input}`;
+  let data = tapCache.get(key);
+  if (!data) {
+    try {
+      data = await api(`/api/taps?${layer.query}&link=${link}&in=${input}`);
+    } catch (error) {
+      setStatus('taps: ' + (error.message || error), true);
+      return;
+    }
+    tapCache.set(key, data);
+  }
+  if (mine !== hoverId || !cells[link + 1] || !data.kernel_shape) return;
+  const n = prod(data.kernel_shape);
+  for (const [o, t, w] of data.reads) {
+    const node = cells[link + 1][o];
+    if (!node) continue;
+    node.style.fill = tapColor(t, n);
+    node.style.fillOpacity = String(0.3 + 0.7 * Math.min(1, Math.abs(w)));
+    if (kernels[link] && kernels[link][t]) mark(kernels[link][t], 'used');
   }
 }
 
@@ -478,6 +523,7 @@ async function init() {
     const cell = cellOf(event.target);
     if (cell && deps && +cell.dataset.map === layer.maps.length - 1) { stop(); setFrame(+cell.dataset.flat); }
   });
+  $('counts').addEventListener('change', () => { drawCounts(); if (layer) writeUrl('replace'); });
   $('frame').addEventListener('input', () => { stop(); if (deps) setFrame(+$('frame').value); });
   $('play').addEventListener('click', () => {
     if (player !== null) { stop(); return; }

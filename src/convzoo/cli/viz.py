@@ -47,7 +47,7 @@ def run_report(output: str, batch: int | None, in_channels: int | None, out_chan
             settings = {**DEFAULT_SETTINGS, **given, **({"repeats": repeats} if repeats else {})}
             rows, source = None, None
         path = build_report(output, rows=rows, sweep=sweep, settings=settings, rows_source=source,
-                            progress=lambda name: typer.echo(f"timing {name}", err=True))
+                            progress=lambda step: typer.echo(step, err=True))
     except (ValueError, TypeError, RuntimeError, OSError) as error:
         _fail(error)
     typer.echo(f"wrote {path} ({path.stat().st_size:,} bytes)")

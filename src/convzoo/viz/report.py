@@ -305,7 +305,8 @@ def build_report(path: str | Path, rows: Sequence[dict[str, Any]] | None = None,
         info = configure("cpu")
         rows = compare_rows(batch=used["batch"], in_channels=used["in_channels"],
                             out_channels=used["out_channels"], size=used["size"], repeats=used.get("repeats"),
-                            families=[f.name for f in chosen], progress=progress)
+                            families=[f.name for f in chosen],
+                            progress=(lambda name: progress(f"timing {name}")) if progress else None)
         setting = (f"batch {used['batch']}, C_in {used['in_channels']} → C_out {used['out_channels']}, "
                    f"{used['size']}×{used['size']} input, k=3, float32")
         measured = (f"Timed here: {setting} on {info['device']} ({info['threads']} threads, torch {info['torch']}); "
@@ -344,7 +345,7 @@ def build_report(path: str | Path, rows: Sequence[dict[str, Any]] | None = None,
     parts.append("<h2 id='families'>Each family</h2>")
     for fam in chosen:
         if progress:
-            progress(f"picture {fam.name}")
+            progress(f"drawing {fam.name}")
         parts.append(family_section(fam, by_name.get(fam.name), setting, dpi))
     parts.append("<h2 id='figures'>Article figures</h2>")
     figures = article_figures()

@@ -526,7 +526,7 @@ def _taps_json(key: str, link: int, out_index: int) -> dict[str, Any]:
     spatial = len(shape_in) - 1
     name = kernel_param(step.module, spatial)
     if name is None or step.module is None:
-        return {"kernel_shape": None, "reads": [], "padded": None,
+        return {"kernel_shape": None, "reads": [], "padded": None, "used": [],
                 "note": f"{step.name} has no kernel of its own: no taps to show"}
     with _LOCK, side_branches_fixed(lv.model64):
         coef = tap_coefficients(step.module, x, [out_index], name)[0]
@@ -541,7 +541,8 @@ def _taps_json(key: str, link: int, out_index: int) -> dict[str, Any]:
         per_tap.setdefault(t, set()).add(tuple(int(v) for v in np.unravel_index(i % plane, shape_in[1:])))
     out_pos = tuple(int(v) for v in np.unravel_index(out_index, shape_out))[1:]
     padded = window(step.module, shape_in, shape_out, kernel, out_pos, per_tap)
-    return {"kernel_shape": list(kernel), "reads": reads, "padded": padded, "note": ""}
+    used = sorted(set(torch.nonzero(linked.any(1)).reshape(-1).tolist()) | {p["tap"] for p in padded or []})
+    return {"kernel_shape": list(kernel), "reads": reads, "padded": padded, "used": used, "note": ""}
 
 
 MAX_READERS = 512  # outputs coloured by tap when an input is hovered: T + 1 backward passes of this batch
@@ -559,14 +560,16 @@ def _column_json(key: str, link: int, in_index: int) -> dict[str, Any]:
         raise ValueError(f"in={in_index} is out of range: link {link} has inputs 0 to {math.prod(shape_in) - 1}")
     name = kernel_param(step.module, len(shape_in) - 1)
     if name is None or step.module is None:
-        return {"kernel_shape": None, "reads": [], "note": f"{step.name} has no kernel of its own: no taps to show"}
+        return {"kernel_shape": None, "reads": [], "used": [],
+                "note": f"{step.name} has no kernel of its own: no taps to show"}
     deps = _links_json(key)["links"][link]["deps"]
     channel, position = divmod(in_index, math.prod(shape_in[1:]))
     sets = [set(p) for p in deps["patterns"]]
     readers = [o for o, row in enumerate(deps["row_of"]) if (pid := deps["rows"][row][channel]) >= 0
                and position in sets[pid]]
     if len(readers) > MAX_READERS:
-        return {"kernel_shape": None, "reads": [], "note": f"{len(readers)} outputs read it: too many to colour"}
+        return {"kernel_shape": None, "reads": [], "used": [],
+                "note": f"{len(readers)} outputs read it: too many to colour by tap"}
     with _LOCK, side_branches_fixed(lv.model64):
         coef = tap_coefficients(step.module, x, readers, name, column=in_index)[:, :, 0]  # (readers, T)
     reads = []
@@ -576,7 +579,8 @@ def _column_json(key: str, link: int, in_index: int) -> dict[str, Any]:
             t = int(row.abs().argmax())
             reads.append([o, t, round(float(row[t]), 4), int(linked.sum())])
     kernel = tuple(getattr(step.module, name).shape[-(len(shape_in) - 1):])
-    return {"kernel_shape": list(kernel), "reads": reads, "note": ""}
+    used = torch.nonzero((coef.abs() > EPS).any(0)).reshape(-1).tolist()
+    return {"kernel_shape": list(kernel), "reads": reads, "used": used, "note": ""}
 
 
 def column_json(state: State, link: int, in_index: int) -> dict[str, Any]:
@@ -590,7 +594,7 @@ def column_json(state: State, link: int, in_index: int) -> dict[str, Any]:
 def taps_json(state: State, link: int, out_index: int) -> dict[str, Any]:
     """Output ``out_index`` (flat over (C, *S)) of step ``link``: ``reads`` = [input flat index, tap (the strongest
     when several read it), its coefficient, how many taps read it]; ``padded`` = padding cells its window reads
-    (when the module is a plain sliding window), else None."""
+    (when the module is a plain sliding window), else None; ``used`` = the taps that read anything."""
     plan(state)
     return _taps_json(_key(state), link, out_index)
 

@@ -158,10 +158,11 @@ function showNumbers() {
   const nOut = prod(layer.maps[layer.maps.length - 1]);
   $('frame').max = String(nOut - 1);
   $('frame').value = String(frame === null ? 0 : frame);
-  $('legend').innerHTML = '<span class="sw" style="background:#1f4e8c"></span>hovered cell' +
-    '<span class="sw" style="background:#f5a524"></span>inputs it reads (coloured by the kernel tap that reads ' +
-    'them; faint = a fractional read)<span class="sw" style="background:#7fb2e5"></span>outputs that read it (in the colour of the tap they read it through)' +
-    '<span class="sw" style="background:#fff;border-style:dashed"></span>padding (zeros)';
+  $('legend').innerHTML = '<span class="sw" style="background:#1f4e8c"></span>hovered' +
+    '<span class="sw" style="background:#f5a524"></span>what it reads' +
+    '<span class="sw" style="background:#7fb2e5"></span>what reads it — both in the colour of the kernel tap ' +
+    '(faint: fractional read; ×n: n taps)<span class="sw" style="background:#fff;border-style:dashed"></span>' +
+    'padding (zeros)';
 }
 
 // ---- drawing ------------------------------------------------------------------------------------------------
@@ -379,8 +380,17 @@ function readersOf(link, inputs) {
 
 // ---- hover, taps, animation ---------------------------------------------------------------------------------
 
+function multiTap(rect, count) {  // "×n": n kernel taps read this one cell (nearest upsampling's copies)
+  const w = +rect.getAttribute('width');
+  if (w < 14) return;
+  const t = text($('svg'), +rect.getAttribute('x') + w / 2, +rect.getAttribute('y') + w / 2, `×${count}`, 'count');
+  t.classList.add('multi');
+  styled.push(t);
+}
+
 function resetStyles() {
   for (const node of styled) {
+    if (node.classList.contains('multi')) { node.remove(); continue; }
     node.classList.remove('active', 'reader', 'hover', 'used', 'read', 'far');
     node.style.fill = '';
     node.style.fillOpacity = '';
@@ -434,14 +444,15 @@ async function showTaps(link, out) {
   const n = prod(data.kernel_shape);
   const channels = new Set();
   const S = deps[link].S;
-  for (const [i, t, w] of data.reads) {
+  for (const [i, t, w, count] of data.reads) {
     const node = cells[link][i];
     if (!node) continue;
     node.style.fill = tapColor(t, n);
     node.style.fillOpacity = String(0.3 + 0.7 * Math.min(1, Math.abs(w)));
     channels.add(Math.floor(i / S));
-    if (kernels[link] && kernels[link][t]) mark(kernels[link][t], 'used');
+    if (count > 1) multiTap(node, count);
   }
+  for (const t of data.used) if (kernels[link] && kernels[link][t]) mark(kernels[link][t], 'used');
   const g = split(layer.maps[link]);
   for (const p of data.padded || []) {
     const [d, i, j] = g.dims === 1 ? [0, 0, p.pos[0]] : g.dims === 2 ? [0, ...p.pos] : p.pos;
@@ -468,13 +479,14 @@ async function showReaders(link, input) {  // colour the outputs that read this 
   }
   if (mine !== hoverId || !cells[link + 1] || !data.kernel_shape) return;
   const n = prod(data.kernel_shape);
-  for (const [o, t, w] of data.reads) {
+  for (const [o, t, w, count] of data.reads) {
     const node = cells[link + 1][o];
     if (!node) continue;
     node.style.fill = tapColor(t, n);
     node.style.fillOpacity = String(0.3 + 0.7 * Math.min(1, Math.abs(w)));
-    if (kernels[link] && kernels[link][t]) mark(kernels[link][t], 'used');
+    if (count > 1) multiTap(node, count);
   }
+  for (const t of data.used) if (kernels[link] && kernels[link][t]) mark(kernels[link][t], 'used');
 }
 
 function showFrame() {

@@ -14,17 +14,29 @@ def _fail(error: Exception) -> None:
 
 
 def run_viz(target: str, output: str, in_channels: int, out_channels: int, kernel: int, dim: int,
-            size: int | None, options: dict[str, Any]) -> None:
+            size: int | None, options: dict[str, Any], numbers: bool = False, input_values: str | None = None,
+            kernel_values: str | None = None, title: bool = True) -> None:
     from ..viz import render
     from ..viz.spec import LayerSpec
 
     try:
         spec = None if target in _special_names() else LayerSpec(
             target, in_channels, out_channels, kernel, dim, size, {k: v for k, v in options.items() if v is not None})
-        path = render(target, output, spec)
+        path = render(target, output, spec, numbers=numbers, input_values=input_values, kernel_values=kernel_values,
+                      title=title)
     except (ValueError, TypeError, RuntimeError) as error:
         _fail(error)
     typer.echo(f"wrote {path} ({path.stat().st_size:,} bytes)")
+
+
+def run_figures(output: str, fmt: str, only: list[str] | None) -> None:
+    from ..viz.article_figures import write_figures
+
+    try:
+        paths = write_figures(output, fmt, only or None, progress=lambda name: typer.echo(f"drawing {name}", err=True))
+    except (ValueError, TypeError, RuntimeError, OSError) as error:
+        _fail(error)
+    typer.echo(f"wrote {len(paths)} figures (+ captions) to {output}")
 
 
 def _special_names() -> list[str]:
@@ -73,6 +85,9 @@ def run_serve(host: str, port: int) -> None:
 
 
 app = typer.Typer()
+# 6 channels by default: the registry's default groups (gcd(C_in, C_out, 4)) is then 2, so a grouped conv is not a
+# depthwise one, HetConv's p is 2 and MixConv has 3 channel groups.
+PICTURE_CHANNELS = 6
 
 
 @app.command("viz")
@@ -80,8 +95,8 @@ def viz_command(
     target: str = typer.Argument(..., help="a family name, or a special picture: overlap, checkerboard, "
                                            "receptive_field, deformable_sampling, sobel"),
     output: str = typer.Option(..., "-o", "--output", help="file to write: .png or .svg (figure), .gif (animation)"),
-    in_channels: int = typer.Option(4, "--in", help="input channels"),
-    out_channels: int = typer.Option(4, "--out", help="output channels"),
+    in_channels: int = typer.Option(PICTURE_CHANNELS, "--in", help="input channels"),
+    out_channels: int = typer.Option(PICTURE_CHANNELS, "--out", help="output channels"),
     kernel: int = typer.Option(3, "--kernel", help="kernel size"),
     dim: int = typer.Option(2, "--dim", help="spatial dims (1, 2 or 3; 3-D is drawn as depth slices)"),
     size: Optional[int] = typer.Option(None, "--size", help="input size per spatial dim"),
@@ -91,11 +106,30 @@ def viz_command(
     groups: Optional[int] = typer.Option(None, "--groups"),
     output_padding: Optional[int] = typer.Option(None, "--output-padding"),
     p: Optional[int] = typer.Option(None, "--p", help="HetConv's p (1/p of the kernels are k×k)"),
+    numbers: bool = typer.Option(False, "--numbers", help="print the values in the cells (random input)"),
+    input_values: Optional[str] = typer.Option(None, "--input-values",
+                                               help="input numbers: ',' within a row, ';' between rows, e.g. "
+                                                    "\"3,3,2,1,0;0,0,1,3,1;3,1,2,2,3;2,0,0,2,2;2,0,0,0,1\""),
+    kernel_values: Optional[str] = typer.Option(None, "--kernel-values",
+                                                help="kernel numbers, same format, e.g. \"0,1,2;2,2,0;0,1,2\" "
+                                                     "(bias set to 0)"),
+    title: bool = typer.Option(True, "--title/--no-title", help="draw the title lines"),
 ) -> None:
-    """Draw a family's connectivity (computed by autograd from the real layer) or a special picture."""
+    """Draw a family from its real layer (kernel taps, padding, stages) or a special picture."""
     run_viz(target, output, in_channels, out_channels, kernel, dim, size,
             {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups,
-             "output_padding": output_padding, "p": p})
+             "output_padding": output_padding, "p": p}, numbers, input_values, kernel_values, title)
+
+
+@app.command("figures")
+def figures_command(
+    output: str = typer.Option("figures", "-o", "--output", help="directory to write the figures into"),
+    fmt: str = typer.Option("png", "--format", help="png or svg"),
+    only: Optional[list[str]] = typer.Option(None, "--only", help="draw only this figure (repeatable)"),
+) -> None:
+    """Every figure the seed articles describe, drawn from real layers: DIR/<article>-<section>_<what>.png with a
+    caption file each and DIR/captions.md."""
+    run_figures(output, fmt, only)
 
 
 @app.command("report")

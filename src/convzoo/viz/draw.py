@@ -16,6 +16,7 @@ from dataclasses import dataclass
 import matplotlib
 
 matplotlib.use("Agg")
+matplotlib.rcParams["svg.fonttype"] = "none"  # SVG text stays text: searchable, and the numbers can be checked
 import matplotlib.pyplot as plt  # noqa: E402
 import numpy as np  # noqa: E402
 from matplotlib.axes import Axes  # noqa: E402
@@ -116,9 +117,12 @@ def captioned(title: str, body: Block, size: float = FONT, weight: str = "bold")
     return column([label(title, size, weight), body], gap=0.25)
 
 
-def text_colour(fill: str | tuple) -> str:
-    r, g, b, _ = to_rgba(fill)
-    return "black" if 0.299 * r + 0.587 * g + 0.114 * b > 0.55 else "white"
+def text_colour(fill: str | tuple, alpha: float | None = None) -> str:
+    """Black or white, whichever reads better on ``fill`` laid over white."""
+    r, g, b, a = to_rgba(fill)
+    a = a if alpha is None else alpha * a
+    lum = a * (0.299 * r + 0.587 * g + 0.114 * b) + (1 - a)
+    return "black" if lum > 0.55 else "white"
 
 
 @dataclass
@@ -142,13 +146,14 @@ def cells(grid: Sequence[Sequence[Cell]], size: float = FONT) -> Block:
                 if cell.fill is None:
                     continue
                 rect = Rectangle((x + c, y + r), 1, 1)
-                (dashed if cell.dashed else solid).append((rect, to_rgba(cell.fill, cell.alpha)))
+                rgba = to_rgba(cell.fill)
+                (dashed if cell.dashed else solid).append((rect, rgba[:3] + (rgba[3] * cell.alpha,)))
                 if cell.outline:
                     outlines.append(Rectangle((x + c + 0.06, y + r + 0.06), 0.88, 0.88, fill=False,
                                               edgecolor=cell.outline, linewidth=2.2))
                 if cell.text:
                     ax.text(x + c + 0.5, y + r + 0.52, cell.text, ha="center", va="center", fontsize=size,
-                            color=text_colour(to_rgba(cell.fill, cell.alpha) if cell.alpha > 0.4 else "white"))
+                            color=text_colour(cell.fill, cell.alpha))
         for group, style in ((solid, "solid"), (dashed, (0, (2, 2)))):
             if group:
                 ax.add_collection(PatchCollection([g[0] for g in group], facecolors=[g[1] for g in group],

@@ -46,14 +46,14 @@ def jacobian(fn: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, block
     return torch.cat(rows)
 
 
-def as_float64(module: nn.Module, input_shape: Sequence[int]) -> nn.Module:
-    """An eval-mode float64 copy of ``module`` (lazy parameters materialised by one call)."""
+def eval_copy(module: nn.Module, input_shape: Sequence[int], dtype: torch.dtype = torch.float64) -> nn.Module:
+    """An eval-mode copy of ``module`` in ``dtype`` (lazy parameters materialised by one call)."""
     model = copy.deepcopy(module).eval()
     with torch.no_grad():
         if any(isinstance(p, nn.parameter.UninitializedParameter) for p in model.parameters()):
             model(torch.zeros(1, *input_shape, dtype=next(
                 (b.dtype for b in model.buffers()), torch.get_default_dtype())))
-    return model.to(torch.float64)
+    return model.to(dtype)
 
 
 def conv_matrix(module: nn.Module | Callable[[torch.Tensor], torch.Tensor], input_shape: Sequence[int],
@@ -66,7 +66,7 @@ def conv_matrix(module: nn.Module | Callable[[torch.Tensor], torch.Tensor], inpu
     deformable conv with input-dependent offsets): its Jacobian then depends on x and is no single matrix.
     """
     input_shape = check_input_shape(input_shape)
-    fn = as_float64(module, input_shape) if isinstance(module, nn.Module) else module
+    fn = eval_copy(module, input_shape) if isinstance(module, nn.Module) else module
     gen = torch.Generator().manual_seed(seed)
     x0, x1 = (torch.rand(1, *input_shape, generator=gen, dtype=torch.float64) for _ in range(2))
     c = jacobian(fn, x0)

@@ -20,6 +20,7 @@ from torch import nn
 
 from .draw import SMALL, TITLE, Block, arrow, column, label, render
 from .reads import Reads, analyse, illustrative_copy
+from .taps import DTYPE
 from .step import legend_block, shape_text, step_block
 from .stages_draw import copies_block, dynamic_block, one_read_kind, wiring_block
 
@@ -36,16 +37,43 @@ class Lambda(nn.Module):
 
 
 def declared_stages(module: nn.Module) -> list | None:
-    """The layer's ``stages()`` when it declares more than one step or a side branch; else None."""
+    """The layer's ``stages()`` when it declares more than one step or a side branch, else its sub-modules in
+    order when they compose to the layer's output (a Sequential-like composite); else None."""
     stages = getattr(module, "stages", None)
-    if not callable(stages):
-        return None
-    try:
-        declared = list(stages())
-    except NotImplementedError:
-        return None
+    declared: list = []
+    if callable(stages):
+        try:
+            declared = list(stages())
+        except NotImplementedError:
+            declared = []
     main = [s for s in declared if not s.side]
-    return declared if len(main) > 1 or len(main) < len(declared) else None
+    if len(main) > 1 or len(main) < len(declared):
+        return declared
+    return [] if declared else (inferred_stages(module) or None)
+
+
+def inferred_stages(module: nn.Module, input_shape: Sequence[int] | None = None) -> list:
+    """The non-identity children of ``module`` as stages, when composing them reproduces ``module(x)`` on a sample
+    input (checked numerically, so a layer with a side branch or parallel paths is never split wrongly)."""
+    from ..layers.base import Stage
+
+    children = [(n, m) for n, m in module.named_children() if not isinstance(m, nn.Identity)]
+    if len(children) < 2 or input_shape is None and getattr(module, "in_channels", None) is None:
+        return []
+    dims = len(getattr(module, "kernel_size", ()) or ()) or 2
+    shape = tuple(input_shape) if input_shape is not None else (int(module.in_channels), *(7,) * dims)
+    dtype = next((p.dtype for p in module.parameters()), torch.get_default_dtype())
+    x = torch.rand(1, *shape, generator=torch.Generator().manual_seed(0), dtype=dtype)
+    try:
+        with torch.no_grad():
+            y, z = module(x), x
+            for _, m in children:
+                z = m(z)
+    except (RuntimeError, ValueError, TypeError):
+        return []
+    if z.shape != y.shape or not torch.allclose(z, y, rtol=1e-4, atol=1e-5):
+        return []
+    return [Stage(name, m, module=m) for name, m in children]
 
 
 def macs(r: Reads) -> int:
@@ -74,8 +102,8 @@ def stage_picture(module: nn.Module, input_shape: Sequence[int], out_channel: in
     model = illustrative_copy(module, input_shape, seed)
     stages = declared_stages(model) or []
     if x is None:
-        x = torch.rand(*input_shape, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
-    value = x.to(torch.float64).reshape(1, *input_shape)
+        x = torch.rand(*input_shape, generator=torch.Generator().manual_seed(seed + 1), dtype=DTYPE)
+    value = x.to(DTYPE).reshape(1, *input_shape)
     blocks: list[Block] = []
     main_stages = [s for s in stages if not s.side]
     legend_reads: Reads | None = None

@@ -20,8 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
-from .matrix import as_float64, check_input_shape, jacobian
-from .taps import EPS, TapMap, hold_side_branches, side_modules, tap_map
+from .matrix import eval_copy, check_input_shape, jacobian
+from .taps import DTYPE, EPS, SIDE_FLAG, TapMap, hold_side_branches, side_modules, tap_map
 from .window import Geometry, fit_geometry
 
 NO_TAP = -2  # linked, but no kernel tap can be named
@@ -29,7 +29,7 @@ NO_TAP = -2  # linked, but no kernel tap can be named
 
 @dataclass
 class Reads:
-    module: nn.Module  # the float64 copy that was analysed
+    module: nn.Module  # the float32 copy that was analysed
     input_shape: tuple[int, ...]
     output_shape: tuple[int, ...]
     x: torch.Tensor  # (C_in, *S)
@@ -37,7 +37,7 @@ class Reads:
     index: torch.Tensor  # (C_out, *O, C_in, *S) int64: tap, -1 none, NO_TAP linked without a tap
     tap_map: TapMap | None
     geometry: Geometry | None
-    pair_kernel: torch.Tensor | None  # (C_out, C_in, T) float64, NaN where the pair has no such tap
+    pair_kernel: torch.Tensor | None  # (C_out, C_in, T), NaN where the pair has no such tap
     kernel_shape: tuple[int, ...]
     regular: Geometry | None = None  # irregular reads: the window with the side branches' output set to zero
 
@@ -70,15 +70,17 @@ class Reads:
 
 
 def illustrative_copy(module: nn.Module, input_shape: Sequence[int], seed: int = 0) -> nn.Module:
-    """A float64 eval copy in which side branches whose parameters are all zero (a deformable offset conv at
+    """A float32 eval copy in which side branches whose parameters are all zero (a deformable offset conv at
     initialisation, which would draw a plain grid) get seeded random values, so their mechanism shows."""
-    model = as_float64(module, input_shape)
+    model = eval_copy(module, input_shape, DTYPE)
     gen = torch.Generator().manual_seed(seed)
-    sides = side_modules(model) or [m for m in model.modules() if m is not model]
+    declared = side_modules(model)
     with torch.no_grad():
-        for sub in sides:
+        for sub in declared or [m for m in model.modules() if m is not model]:
             params = list(sub.parameters())
             if params and all(float(p.abs().max()) == 0 for p in params):
+                if not declared:
+                    setattr(sub, SIDE_FLAG, True)  # a zero-initialised branch steers; it is not the data path
                 for p in params:
                     fan_in = max(p[0].numel(), 1) if p.dim() > 1 else 1
                     scale = 0.6 if p.dim() == 1 else 0.8 / math.sqrt(fan_in)
@@ -104,14 +106,34 @@ def _geometry_taps(geometry: Geometry, links: torch.Tensor, index: torch.Tensor)
     return index
 
 
+def footprint_taps(links: torch.Tensor, input_shape: tuple[int, ...]) -> TapMap | None:
+    """For a same-size layer without one kernel parameter (MixConv's groups, a composite seen whole): taps by
+    offset from the output position, q − o, in one centred frame as large as the widest window — each channel
+    pair then uses the taps of its own window (3×3 inside 7×7 for MixConv's first group)."""
+    d = len(input_shape) - 1
+    out_shape = tuple(links.shape[:1 + d])
+    if out_shape[1:] != input_shape[1:] or not bool(links.any()):
+        return None
+    idx = links.nonzero()
+    offsets = idx[:, 2 + d:] - idx[:, 1:1 + d]
+    reach = offsets.abs().max(0).values
+    kernel_shape = tuple(int(2 * r + 1) for r in reach)
+    n_taps = math.prod(kernel_shape)
+    strides = torch.tensor([math.prod(kernel_shape[r + 1:]) for r in range(d)])
+    t = ((offsets + reach) * strides).sum(1)
+    coef = torch.zeros(n_taps, *links.shape, dtype=DTYPE)
+    coef[(t, *idx.T)] = 1
+    return TapMap(input_shape, out_shape, kernel_shape, "", coef)
+
+
 def analyse(module: nn.Module, input_shape: Sequence[int], x: torch.Tensor | None = None, seed: int = 0,
             illustrate: bool = True) -> Reads:
     """The reads of ``module`` on a sample input ``x`` (C_in, *S) (default: seeded random values in [0, 1))."""
     input_shape = check_input_shape(input_shape)
-    model = illustrative_copy(module, input_shape, seed) if illustrate else as_float64(module, input_shape)
+    model = illustrative_copy(module, input_shape, seed) if illustrate else eval_copy(module, input_shape, DTYPE)
     if x is None:
-        x = torch.rand(*input_shape, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
-    x = x.to(torch.float64).reshape(input_shape)
+        x = torch.rand(*input_shape, generator=torch.Generator().manual_seed(seed + 1), dtype=DTYPE)
+    x = x.to(DTYPE).reshape(input_shape)
     with torch.no_grad():
         y = model(x[None])[0]
     try:
@@ -124,6 +146,8 @@ def analyse(module: nn.Module, input_shape: Sequence[int], x: torch.Tensor | Non
     links = jac != 0
     if tm is not None:
         links |= tm.linked
+    if tm is None:
+        tm = footprint_taps(links, input_shape)
     geometry = fit_geometry(tm) if tm is not None else None
     index = tm.index.clone() if tm is not None else torch.full(links.shape, -1, dtype=torch.int64)
     if geometry is not None and geometry.kind == "gather":
@@ -135,14 +159,14 @@ def analyse(module: nn.Module, input_shape: Sequence[int], x: torch.Tensor | Non
     if tm is not None and geometry is not None:
         pair_kernel = _pair_kernel(jac, tm, index, len(input_shape) - 1)
     regular = None
-    if tm is not None and geometry is None and side_modules(model):
+    if tm is not None and side_modules(model):
         regular = fit_geometry(tap_map(model, input_shape, x=x[None], zero_side=True))
     return Reads(model, input_shape, tuple(y.shape), x, y, index, tm, geometry, pair_kernel, kernel_shape, regular)
 
 
 def _pair_kernel(jac: torch.Tensor, tm: TapMap, index: torch.Tensor, d: int) -> torch.Tensor:
     c_out, c_in, n = tm.output_shape[0], tm.input_shape[0], math.prod(tm.kernel_shape)
-    kernel = torch.full((c_out, c_in, n), float("nan"), dtype=torch.float64)
+    kernel = torch.full((c_out, c_in, n), float("nan"), dtype=DTYPE)
     hits = (index >= 0).nonzero()
     if len(hits):
         taps = index[index >= 0]

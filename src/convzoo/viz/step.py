@@ -27,26 +27,42 @@ def shape_text(shape: Sequence[int]) -> str:
     return "×".join(map(str, shape))
 
 
+def owners(r: Reads, out_channel: int, channels: Sequence[int]) -> dict[int, int]:
+    """The filter drawn on each input channel: ``out_channel`` — or, when every filter reads one input channel
+    (depthwise, MixConv), the first filter reading that channel, so each channel shows its own kernel."""
+    links = r.channel_links()
+    if r.output_shape[0] > 1 and bool(((links > 0).sum(1) == 1).all()):
+        return {c: (out_channel if links[out_channel, c] > 0 else int((links[:, c] > 0).float().argmax()))
+                for c in channels}
+    return {c: out_channel for c in channels}
+
+
 def kernel_block(r: Reads, out_channel: int, numbers: bool, channels: Sequence[int]) -> Block:
     """The highlighted filter's kernel on each drawn input channel: its taps in their colours (or values)."""
     colours = tap_colours(r.n_taps)
-    pair = r.pair_taps()[out_channel]
+    own = owners(r, out_channel, channels)
+    all_pairs = r.pair_taps()
     plane = Plane(r.kernel_shape)
     grids, names = [], []
+    several = len(set(own.values())) > 1
     for c in channels:
+        pair = all_pairs[own[c]]
         grid = plane.empty()
         for t, pos in enumerate(np.ndindex(*r.kernel_shape)):
             rr, cc = plane.cell(pos)
             if pair[c, t]:
-                value = r.pair_kernel[out_channel, c, t] if r.pair_kernel is not None else float("nan")
+                value = float(r.pair_kernel[own[c], c, t]) if r.pair_kernel is not None else float("nan")
                 text = fmt(value) if numbers and not np.isnan(value) else str(t)
                 grid[rr][cc] = Cell(colours[t], text)
             else:
                 grid[rr][cc] = Cell("white", dashed=True)
         grids.append(grid)
-        names.append(f"c{c}" + ("" if bool(pair[c].any()) else ": unused"))
+        names.append((f"filter {own[c]} on c{c}" if several else f"c{c}") + ("" if bool(pair[c].any()) else ": unused"))
     k = shape_text(r.kernel_shape)
-    return column([label(f"KERNEL {k}\nof filter {out_channel}", weight="bold"),
+    flipped = r.geometry is not None and r.geometry.kind == "gather" and any(b < 0 for b in r.geometry.b)
+    head = f"KERNEL {k}\n" + ("of each filter" if several else f"of filter {out_channel}") + \
+        ("\n(applied rotated 180°)" if flipped else "")
+    return column([label(head, weight="bold"),
                    planes_block(grids, names, per_row=1)], gap=0.3)
 
 
@@ -62,10 +78,12 @@ def gather_input(r: Reads, out_channel: int, position: Sequence[int], numbers: b
     plane = Plane(tuple(s + lo + hi for s, (lo, hi) in zip(g.input_size, pads)))
     shift = [lo for lo, _ in pads]
     colours = tap_colours(r.n_taps)
-    pair = r.pair_taps()[out_channel]
+    own = owners(r, out_channel, channels)
+    all_pairs = r.pair_taps()
     window = g.window(tuple(position))
     grids = []
     for c in channels:
+        pair = all_pairs[own[c]]
         grid = plane.empty()
         for pos in np.ndindex(*plane.size):
             q = tuple(p - s for p, s in zip(pos, shift))
@@ -80,7 +98,7 @@ def gather_input(r: Reads, out_channel: int, position: Sequence[int], numbers: b
             rr, cc = plane.cell(pos)
             old = grid[rr][cc]
             grid[rr][cc] = Cell(colours[t], old.text if numbers else str(t), dashed=old.dashed)
-        _other_reads(r, out_channel, position, c, plane, shift, grid)
+        _other_reads(r, own[c], position, c, plane, shift, grid)
         grids.append(grid)
     padded = any(lo or hi for lo, hi in pads)
     title = f"INPUT {shape_text(r.input_shape)}" + (f", padded to {shape_text(plane.size)}" if padded else "")
@@ -111,9 +129,12 @@ def scatter_input(r: Reads, out_channel: int, position: Sequence[int], numbers: 
     originals, stretched = [], []
     for c in channels:
         grid = small.empty()
+        read = r.index[(out_channel, *position, c)]
         for q in np.ndindex(*g.input_size):
             rr, cc = small.cell(q)
-            grid[rr][cc] = Cell(INPUT, fmt(_value(r, c, q)) if numbers else "")
+            t = int(read[q])
+            text = fmt(_value(r, c, q)) if numbers else (str(t) if t >= 0 else "")
+            grid[rr][cc] = Cell(colours[t] if t >= 0 else INPUT, text)
         originals.append(grid)
         sgrid = big.empty()
         for z in np.ndindex(*big.size):
@@ -133,11 +154,13 @@ def scatter_input(r: Reads, out_channel: int, position: Sequence[int], numbers: 
         stretched.append(sgrid)
     names = [f"c{c}" for c in channels]
     more = r.input_shape[0] - len(channels)
-    steps = ", ".join(str(a - 1) for a in g.a)
+    zeros = sorted({a - 1 for a in g.a})
+    steps = f"{zeros[0]} zero{'s' if zeros[0] != 1 else ''}" if len(zeros) == 1 else \
+        "(" + ", ".join(str(a - 1) for a in g.a) + ") zeros"
     return row([
         column([label(f"INPUT {shape_text(r.input_shape)}", weight="bold"), planes_block(originals, names, more, 1)],
                gap=0.3),
-        arrow(2.5, f"insert {steps} zero(s)\nbetween cells,\npad the border"),
+        arrow(2.5, f"insert {steps}\nbetween cells,\npad the border"),
         column([label(f"ZEROS INSERTED + PADDING: {shape_text(big.size)}", weight="bold"),
                 planes_block(stretched, names, more, 1)], gap=0.3),
     ], gap=0.6, align="top")
@@ -146,18 +169,41 @@ def scatter_input(r: Reads, out_channel: int, position: Sequence[int], numbers: 
 def output_block(r: Reads, out_channel: int, position: Sequence[int], numbers: bool,
                  channels: Sequence[int]) -> Block:
     plane = Plane(tuple(r.output_shape[1:]))
+    drawn = set(owners(r, out_channel, channels_to_draw(r.input_shape[0], 0)).values()) | {out_channel}
     grids = []
     for j in channels:
         grid = plane.empty()
         for o in np.ndindex(*plane.size):
             rr, cc = plane.cell(o)
             grid[rr][cc] = Cell(OUTPUT, fmt(float(r.y[(j, *o)])) if numbers else "")
-        if j == out_channel:
+        if j in drawn:
             mark(grid, plane, position)
         grids.append(grid)
     return column([label(f"OUTPUT {shape_text(r.output_shape)}", weight="bold"),
                    planes_block(grids, [f"c{j}" for j in channels], r.output_shape[0] - len(channels),
                                 per_row=1 if r.spatial_dims != 2 else 2)], gap=0.3)
+
+
+def sum_line(r: Reads, out_channel: int, position: Sequence[int]) -> str:
+    """'17 = 0·0 + 1·1 + …' for the highlighted output of a gather window (products in tap order)."""
+    g = r.geometry
+    if g is None or g.kind != "gather" or r.pair_kernel is None:
+        return ""
+    pair = r.pair_taps()[out_channel]
+    terms, total = [], 0.0
+    for c in range(r.input_shape[0]):
+        for t, q in g.window(tuple(position)):
+            if pair[c, t]:
+                inside = all(0 <= v < n for v, n in zip(q, g.input_size))
+                w, v = float(r.pair_kernel[out_channel, c, t]), (_value(r, c, q) if inside else 0.0)
+                terms.append(f"{fmt(w)}·{fmt(v)}")
+                total += w * v
+    y = float(r.y[(out_channel, *position)])
+    bias = y - total
+    tail = f" + {fmt(bias)} (bias)" if abs(bias) > 1e-6 else ""
+    if len(terms) > 9:
+        return f"{fmt(y)} = sum of {len(terms)} products kernel·input{tail}"
+    return f"{fmt(y)} = " + " + ".join(terms) + tail
 
 
 def overlap_block(r: Reads, in_channel: int = 0) -> Block:
@@ -231,7 +277,9 @@ def step_block(r: Reads, out_channel: int = 0, position: Sequence[int] | None = 
     """Kernel → input (padded / zero-inserted) → output [→ overlap] [→ channel matrix], and a legend line."""
     position = tuple(position) if position is not None else r.centre()
     in_ch = channels_to_draw(r.input_shape[0], 0)
-    out_ch = channels_to_draw(r.output_shape[0], out_channel)
+    wanted = sorted(set(owners(r, out_channel, in_ch).values()) | {out_channel})
+    out_ch = (wanted + [j for j in range(r.output_shape[0]) if j not in wanted])[:max(MAX_PLANES, len(wanted))]
+    out_ch = sorted(out_ch)
     g = r.geometry
     parts: list[Block] = [kernel_block(r, out_channel, numbers, in_ch)]
     if g is not None and g.kind == "scatter":
@@ -240,9 +288,15 @@ def step_block(r: Reads, out_channel: int = 0, position: Sequence[int] | None = 
         parts.append(gather_input(r, out_channel, position, numbers, in_ch))
     else:
         parts.append(irregular_input(r, out_channel, position, numbers, in_ch))
-    summed = "Σ over taps\nand channels" if r.input_shape[0] > 1 else "Σ over taps"
+    pair = r.pair_taps()[out_channel]
+    n_ch = int(pair.any(-1).sum()) or int((r.channel_links()[out_channel] > 0).sum())
+    n_taps = int(pair.sum())
+    summed = (f"Σ {n_taps} products\nover {n_ch} channel{'s' if n_ch != 1 else ''}" if n_taps
+              else "Σ over what\nit reads")
     parts.append(arrow(2.5, summed))
-    parts.append(output_block(r, out_channel, position, numbers, out_ch))
+    out_block = output_block(r, out_channel, position, numbers, out_ch)
+    line = sum_line(r, out_channel, position) if numbers else ""
+    parts.append(column([out_block, label(line, SMALL)], gap=0.4) if line else out_block)
     if g is not None and g.kind == "scatter":
         parts.append(overlap_block(r))
     chan = channel_block(r, out_channel)

@@ -22,20 +22,22 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from .matrix import as_float64, check_input_shape, jacobian
+from .matrix import eval_copy, check_input_shape, jacobian
 
-# Coefficients below this are round-off, not reads (float64 throughout).
-EPS = 1e-9
+# float32: exact for whole-cell reads (one-hot kernels), 1e-7 for interpolation weights; float64 would send
+# dilated convs down PyTorch's slow path (100× slower). Coefficients below EPS are round-off, not reads.
+DTYPE = torch.float32
+EPS = 1e-6
 
 
 @dataclass(frozen=True)
 class TapMap:
     """Tap-resolved connectivity of a layer on inputs of shape ``input_shape`` = (C_in, *S).
 
-    ``coefficients``: float64 (T, C_out, *O, C_in, *S), T = prod(kernel_shape); entry t = the coefficient with
+    ``coefficients``: float32 (T, C_out, *O, C_in, *S), T = prod(kernel_shape); entry t = the coefficient with
     which kernel tap t (flattened, row-major over ``kernel_shape``) links output to input.
     ``index``: int64 (C_out, *O, C_in, *S), the tap linking the pair (the strongest when several do), -1 where
-    none. ``weight``: float64, that tap's coefficient (1 for a whole-cell read, < 1 for a fractional one).
+    none. ``weight``: that tap's coefficient (1 for a whole-cell read, < 1 for a fractional one).
     """
 
     input_shape: tuple[int, ...]
@@ -86,16 +88,22 @@ def kernel_parameter(module: nn.Module, spatial_dims: int, name: str | None = No
                      f"{spatial_dims + 2} dims (found {found}); a composite layer is drawn from its stages()")
 
 
+SIDE_FLAG = "_convzoo_side"  # set on a sub-module known to be a side branch when the layer declares no stages()
+
+
 def side_modules(module: nn.Module) -> list[nn.Module]:
-    """The sub-layers of ``module``'s side stages (the layer contract's ``stages()``), when it declares them."""
+    """The sub-layers of ``module``'s side stages (the layer contract's ``stages()``), or, for a layer that
+    declares none, the sub-modules flagged as side branches (``reads.illustrative_copy`` flags the zero-initialised
+    branches it fills in)."""
+    declared = []
     stages = getattr(module, "stages", None)
-    if not callable(stages):
-        return []
-    try:
-        declared = stages()
-    except NotImplementedError:
-        return []
-    return [s.module for s in declared if getattr(s, "side", False) and getattr(s, "module", None) is not None]
+    if callable(stages):
+        try:
+            declared = list(stages())
+        except NotImplementedError:
+            declared = []
+    sides = [s.module for s in declared if getattr(s, "side", False) and getattr(s, "module", None) is not None]
+    return sides or [m for m in module.modules() if m is not module and getattr(m, SIDE_FLAG, False)]
 
 
 def hold_side_branches(original: nn.Module, copy: nn.Module, zero: bool = False) -> None:
@@ -118,15 +126,15 @@ def tap_map(module: nn.Module, input_shape: Sequence[int], parameter: str | None
     default a seeded random positive input (it matters only for layers whose reads depend on x).
     ``zero_side``: side branches output zeros (a deformable conv then reads its regular grid)."""
     input_shape = check_input_shape(input_shape)
-    model = as_float64(module, input_shape)
+    model = eval_copy(module, input_shape, DTYPE)
     hold_side_branches(module, model, zero_side)
     name = kernel_parameter(model, len(input_shape) - 1, parameter)
     kernel = getattr(model, name)
     kernel_shape = tuple(kernel.shape[-(len(input_shape) - 1):])
     n_taps = math.prod(kernel_shape)
     if x is None:
-        x = torch.rand(1, *input_shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64) + 0.25
-    x = x.to(torch.float64).reshape(1, *input_shape)
+        x = torch.rand(1, *input_shape, generator=torch.Generator().manual_seed(seed), dtype=DTYPE) + 0.25
+    x = x.to(DTYPE).reshape(1, *input_shape)
 
     def jac_with(w: torch.Tensor) -> torch.Tensor:
         return jacobian(lambda inp: functional_call(model, {name: w}, (inp,)), x)

@@ -96,8 +96,9 @@ def gather_input(r: Reads, out_channel: int, position: Sequence[int], numbers: b
                 continue
             pos = tuple(v + s for v, s in zip(q, shift))
             rr, cc = plane.cell(pos)
-            old = grid[rr][cc]
-            grid[rr][cc] = Cell(colours[t], old.text if numbers else str(t), dashed=old.dashed)
+            old = grid[rr][cc]  # a tap on padding is drawn pale: it multiplies a zero
+            grid[rr][cc] = Cell(colours[t], old.text if numbers else str(t), dashed=old.dashed,
+                                alpha=0.4 if old.dashed else 1.0)
         _other_reads(r, own[c], position, c, plane, shift, grid)
         grids.append(grid)
     padded = any(lo or hi for lo, hi in pads)
@@ -149,8 +150,9 @@ def scatter_input(r: Reads, out_channel: int, position: Sequence[int], numbers: 
         for t, z in g.stretched_window(tuple(position)):
             if pair[c, t] and all(0 <= v < n for v, n in zip(z, big.size)):
                 rr, cc = big.cell(z)
-                old = sgrid[rr][cc]
-                sgrid[rr][cc] = Cell(colours[t], old.text if numbers else str(t), dashed=old.dashed)
+                old = sgrid[rr][cc]  # a tap on a zero is drawn pale: it multiplies nothing
+                sgrid[rr][cc] = Cell(colours[t], old.text if numbers else str(t), dashed=old.dashed,
+                                     alpha=0.4 if old.dashed else 1.0)
         stretched.append(sgrid)
     names = [f"c{c}" for c in channels]
     more = r.input_shape[0] - len(channels)

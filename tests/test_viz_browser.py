@@ -188,7 +188,10 @@ def test_report_renders_with_every_image(browser, tmp_path):
     ax.plot([1, 2], [1, 2])
     fig.savefig(tmp_path / "sweep_pareto.png")
     plt.close(fig)
-    path = build_report(tmp_path / "report.html", rows=rows, sweep=sweep, names=names,
+    from convzoo.viz.figures import article_figures
+
+    shown = [f.name for f in article_figures()][:2]
+    path = build_report(tmp_path / "report.html", rows=rows, sweep=sweep, names=names, figures=shown,
                         settings={"batch": 1, "in_channels": 8, "out_channels": 8, "size": 8}, rows_source="test")
     text = path.read_text()
     assert "http://" not in text and "https://" not in text and "<script" not in text  # self-contained
@@ -198,7 +201,9 @@ def test_report_renders_with_every_image(browser, tmp_path):
     page.wait_for_load_state("load")
     images = page.eval_on_selector_all("img", "els => els.map(e => e.alt)")
     assert images[0] == "MACs vs measured time" and images[-1] == "sweep Pareto plot"
-    assert images[1:4] == [f"{n} picture" for n in names]  # then the article figures, when provided
+    assert images[1:] == [*(f"{n} picture" for n in names), *shown, "sweep Pareto plot"]
+    captions = page.locator("figcaption").all_inner_texts()
+    assert len(captions) == 2 and all(c.startswith(n) and len(c) > len(n) + 20 for c, n in zip(captions, shown))
     assert broken_images(page) == []
     assert page.locator("section.family").count() == len(names) and page.locator(".card").count() == len(names)
     assert "batch 1, in_channels 8, out_channels 8, size 8" in page.locator(".settings").inner_text()

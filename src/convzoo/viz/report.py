@@ -258,16 +258,24 @@ def grid(chosen: Sequence[Any], rows: dict[str, dict[str, Any]]) -> str:
     return "<div class='grid'>" + "".join(cards) + "</div>"
 
 
-def article_figures() -> list[tuple[str, str, bytes]]:
-    """(name, caption, PNG) of the article figures that ``viz.figures`` provides (``article_figures()``), if any."""
-    from . import figures
+def article_figures(names: Sequence[str] | None = None,
+                    progress: Callable[[str], None] | None = None) -> list[tuple[str, str, bytes]]:
+    """(name, caption, PNG) of the article figures (``viz.figures.article_figures()``, what ``convzoo figures``
+    writes); ``names`` picks some (default: all)."""
+    from .figures import article_figures as provided
 
-    provider = getattr(figures, "article_figures", None)
-    if provider is None:
-        return []
+    items = provided()
+    if names is not None:
+        unknown = sorted(set(names) - {item.name for item in items})
+        if unknown:
+            raise ValueError(f"unknown article figure(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(item.name for item in items)}")
+        items = [item for item in items if item.name in names]
     out = []
-    for item in provider():
-        fig = item.figure() if callable(getattr(item, "figure", None)) else item.figure
+    for item in items:
+        if progress:
+            progress(f"drawing {item.name}")
+        fig = item.figure()
         try:
             out.append((item.name, item.caption, figure_bytes(fig, dpi=72)))
         finally:
@@ -292,10 +300,11 @@ background:#f0f0f0;height:16px;margin-top:3px}.bar i{position:absolute;left:0;to
 def build_report(path: str | Path, rows: Sequence[dict[str, Any]] | None = None, sweep: str | Path | None = None,
                  settings: dict[str, Any] | None = None, rows_source: str | None = None,
                  names: Sequence[str] | None = None, progress: Callable[[str], None] | None = None,
-                 dpi: int = 72) -> Path:
+                 dpi: int = 72, figures: Sequence[str] | None = None) -> Path:
     """Write the report to ``path``. ``rows``: compare rows (dicts); None times every family here with
     ``settings`` (``DEFAULT_SETTINGS`` and ``repeats``). With rows from a file, ``rows_source`` names it and
-    ``settings`` holds only what the user stated about them. ``names``: a subset of families."""
+    ``settings`` holds only what the user stated about them. ``names``: a subset of families; ``figures``: a
+    subset of the article figures (by name)."""
     path = check_output(path)
     chosen = [f for f in families() if names is None or f.name in names]
     if rows is None:
@@ -348,9 +357,11 @@ def build_report(path: str | Path, rows: Sequence[dict[str, Any]] | None = None,
             progress(f"drawing {fam.name}")
         parts.append(family_section(fam, by_name.get(fam.name), setting, dpi))
     parts.append("<h2 id='figures'>Article figures</h2>")
-    figures = article_figures()
-    parts += [f"<figure>{_img(png, name)}<figcaption>{html.escape(caption)}</figcaption></figure>"
-              for name, caption, png in figures] or ["<p>(none provided by this installation)</p>"]
+    parts.append("<p>The figures the articles describe, redrawn from real convzoo layers (also written one file "
+                 "each by <code>convzoo figures</code>).</p>")
+    parts += [f"<figure id='fig-{html.escape(name)}'>{_img(png, name)}<figcaption><b>{html.escape(name)}</b>. "
+              f"{html.escape(caption)}</figcaption></figure>" for name, caption, png in article_figures(figures,
+                                                                                                      progress)]
     if sweep is not None:
         parts.append(sweep_section(Path(sweep)))
     parts.append("</body></html>")

@@ -83,7 +83,7 @@ def test_flattened_is_exact_on_rank_one_filters_and_reports_truthfully():
 
 
 @pytest.mark.parametrize(("family", "kwargs"), [
-    ("hetconv", {"p": 2}), ("hetconv", {"p": 1}), ("mixconv", {"kernel_sizes": (1, 3, 5)}),
+    ("hetconv", {"p": 2}), ("hetconv", {"p": 1}), ("mixconv", {"kernel_size": (1, 3, 5)}),
     ("grouped", {"groups": 2}), ("shuffled_grouped", {"groups": 2}), ("depthwise", {}),
 ])
 def test_projections_report_the_measured_error(family, kwargs):

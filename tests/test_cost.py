@@ -115,7 +115,7 @@ def test_convzoo_conv_cost_methods_equal_flop_counter(c_in, c_out, k, stride, si
     shape = (2, c_in, size, size)
     x = torch.randn(shape)
     for module in (cz.Conv2d(c_in, c_out, k, stride, padding=1), cz.TransposedConv2d(c_in, c_out, k, stride),
-                   cz.DepthwiseConv2d(c_in, k, depth_multiplier=c_out, stride=stride),
+                   cz.DepthwiseConv2d(c_in, c_in * c_out, k, stride=stride),
                    cz.PointwiseConv2d(c_in, c_out)):
         own = module.cost(shape)
         assert own.macs == flop_counter_macs(module, x), module
@@ -156,7 +156,7 @@ def test_dynamic_hand_derived():
 
 def test_hetconv_hand_derived_and_cheaper_than_dense_by_the_paper_factor():
     p, k = 4, 3
-    layer = cz.HetConv2d(8, 6, k, p=p)
+    layer = cz.HetConv2d(8, 6, k, padding=1, bias=False, p=p)
     report = cz.cost(layer, (2, 8, 5, 5))
     # per output: (C_in/p)·k² = 2·9 = 18 k×k MACs + (C_in − C_in/p) = 6 1×1 MACs; 2·25·6 = 300 outputs
     assert report.macs == 300 * (18 + 6) == 7_200
@@ -175,7 +175,7 @@ CASES = [(f.name, dim) for f in cz.families() for dim in f.dims]
 
 @pytest.mark.parametrize(("name", "dim"), CASES, ids=[f"{n}-{d}d" for n, d in CASES])
 def test_every_family_reports_params_and_output_shape(name, dim):
-    module = cz.build(name, 8, 8, 3, dim)
+    module = cz.build(name, 8, 8, None, dim)
     assert callable(getattr(type(module), "cost", None))
     shape = (2, 8, *(6,) * dim)
     report = cz.cost(module, shape)  # before any forward: lazy parameters still uninitialised

@@ -50,7 +50,7 @@ GEOMETRY_LAYERS = {
     "DynamicConv2d": make(DynamicConv2d, 4, 4, kernel_size=3),
     "DeformConv2d": make(DeformConv2d, 4, 4, kernel_size=3),
     "HetConv2d": make(HetConv2d, 4, 4, kernel_size=3, p=2, padding=1),
-    "DepthwiseConv2d": make(DepthwiseConv2d, 4, kernel_size=3),
+    "DepthwiseConv2d": make(DepthwiseConv2d, 4, 4, kernel_size=3),
 }
 
 
@@ -225,10 +225,14 @@ def test_mixconv_too_few_channels(in_channels, out_channels, split, message):
         MixConv2d(in_channels, out_channels, (3, 5, 7), split=split)
 
 
-@pytest.mark.parametrize("kernel_sizes", [3, ()])
-def test_mixconv_kernel_sizes_must_be_a_sequence(kernel_sizes):
-    with pytest.raises(TypeError, match=lit(f"kernel_sizes={kernel_sizes!r} must be a non-empty sequence of ints")):
-        MixConv2d(4, 4, kernel_sizes)
+def test_mixconv_kernel_size_must_not_be_empty():
+    with pytest.raises(TypeError, match=lit("kernel_size=() must be an int or a non-empty sequence of ints")):
+        MixConv2d(4, 4, ())
+
+
+def test_mixconv_padding_must_be_same():
+    with pytest.raises(ValueError, match=lit("padding=1: MixConv pads every group 'same'")):
+        MixConv2d(4, 4, (3, 5), padding=1)
 
 
 @pytest.mark.parametrize("temperature", [0, -1, 0.0, -2.5, math.inf, math.nan])
@@ -252,15 +256,15 @@ def test_deform_offset_groups_must_divide_in_channels():
         DeformConv2d(4, 4, 3, offset_groups=0)
 
 
-def test_deform_padding_must_be_symmetric():
-    with pytest.raises(ValueError, match=lit("must be symmetric for DeformConv2d")):
-        DeformConv2d(4, 4, 2, padding="same")
+def test_deform_same_padding_with_stride_is_refused():
+    with pytest.raises(ValueError, match=lit("padding='same' needs stride=1")):
+        DeformConv2d(4, 4, 2, stride=2, padding="same")
 
 
 @pytest.mark.parametrize("depth_multiplier", [0, -1])
 def test_depth_multiplier_must_be_positive(depth_multiplier):
-    with pytest.raises(ValueError, match=lit(f"depth_multiplier={depth_multiplier} must be positive")):
-        DepthwiseConv2d(4, 3, depth_multiplier=depth_multiplier)
+    with pytest.raises(ValueError, match=lit("out_channels=6 must be a multiple of in_channels=4")):
+        DepthwiseConv2d(4, 6, 3)
     with pytest.raises(ValueError, match=lit(f"depth_multiplier={depth_multiplier} must be positive")):
         DepthwiseSeparableConv2d(4, 8, 3, depth_multiplier=depth_multiplier)
 
@@ -279,8 +283,10 @@ def test_channel_shuffle_groups_must_be_positive():
 
 
 def test_global_depthwise_bad_input_size():
-    with pytest.raises(ValueError, match=lit("input_size=0 must be positive")):
-        GlobalDepthwiseConv2d(4, input_size=0)
+    with pytest.raises(ValueError, match=lit("kernel_size=0 must be positive")):
+        GlobalDepthwiseConv2d(4, 4, 0)
+    with pytest.raises(ValueError, match=lit("out_channels=6 must be a multiple of in_channels=4")):
+        GlobalDepthwiseConv2d(4, 6)
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -320,7 +326,7 @@ FAMILY_DIMS = [(f.name, dim) for f in convzoo.families() for dim in f.dims]
 @pytest.mark.parametrize("name, dim", FAMILY_DIMS, ids=[f"{n}-{d}d" for n, d in FAMILY_DIMS])
 @pytest.mark.parametrize("change", ["drop", "add"])
 def test_wrong_input_rank(name, dim, change):
-    layer = convzoo.build(name, 4, 4, 3, dim)
+    layer = convzoo.build(name, 4, 4, None, dim)
     x = torch.randn(*SHAPES[dim])
     x = x[..., 0] if change == "drop" else x.unsqueeze(-1)
     with pytest.raises(ValueError, match=lit("expects", f"got shape {tuple(x.shape)}")):
@@ -329,7 +335,7 @@ def test_wrong_input_rank(name, dim, change):
 
 @pytest.mark.parametrize("name, dim", FAMILY_DIMS, ids=[f"{n}-{d}d" for n, d in FAMILY_DIMS])
 def test_wrong_channel_count(name, dim):
-    layer = convzoo.build(name, 4, 4, 3, dim)
+    layer = convzoo.build(name, 4, 4, None, dim)
     x = torch.randn(2, 3, *SHAPES[dim][2:])
     with pytest.raises(ValueError, match=r"expects\D*\b4\b.*\(2, 3, "):
         layer(x)
@@ -348,7 +354,7 @@ def test_non_tensor_input():
 
 
 def test_global_depthwise_input_size_must_equal_kernel():
-    layer = GlobalDepthwiseConv2d(4, input_size=8)
+    layer = GlobalDepthwiseConv2d(4, 4, 8)
     with pytest.raises(ValueError, match=lit("kernel_size=(8, 8)", "spatial size (7, 8)",
                                              "the input size must equal the kernel size")):
         layer(torch.randn(1, 4, 7, 8))
@@ -434,10 +440,10 @@ def test_build_unavailable_dim(name, dim):
 
 
 def test_build_depthwise_needs_a_multiple():
-    with pytest.raises(ValueError, match=lit("out_channels=6 to be a multiple of in_channels=4")):
+    with pytest.raises(ValueError, match=lit("out_channels=6 must be a multiple of in_channels=4")):
         convzoo.build("depthwise", 4, 6)
 
 
-def test_build_global_depthwise_keeps_channels():
-    with pytest.raises(ValueError, match=lit("out_channels=8 must equal in_channels=4")):
-        convzoo.build("global_depthwise", 4, 8)
+def test_build_global_depthwise_needs_a_multiple():
+    with pytest.raises(ValueError, match=lit("out_channels=6 must be a multiple of in_channels=4")):
+        convzoo.build("global_depthwise", 4, 6)

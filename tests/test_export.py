@@ -19,7 +19,7 @@ def _input(dim: int) -> torch.Tensor:
 @pytest.mark.parametrize("name, dim", CASES, ids=[f"{n}-{d}d" for n, d in CASES])
 def test_export_matches_eager(name, dim):
     torch.manual_seed(0)
-    module = convzoo.build(name, 4, 4, 3, dim).eval()
+    module = convzoo.build(name, 4, 4, None, dim).eval()
     x = _input(dim)
     with torch.no_grad():
         expected = module(x)  # also materialises lazy parameters (global_depthwise)

@@ -75,7 +75,7 @@ def test_pointwise_and_depthwise(data):
     x = random_input(2, cin, size, data.draw(st.integers(0, 99)))
     assert_matches_reference(pointwise(cin, groups * data.draw(st.integers(1, 3)), groups=groups), x, 1)
     k, s, d = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 2)), data.draw(st.integers(1, 2))
-    module = depthwise(cin, k, depth_multiplier=data.draw(st.integers(1, 3)), stride=s, dilation=d,
+    module = depthwise(cin, cin * data.draw(st.integers(1, 3)), k, stride=s, dilation=d,
                        padding=data.draw(st.integers(0, 2)))
     assert_matches_reference(module, x, 2)
 
@@ -115,7 +115,7 @@ def test_resize_conv(data):
     cls = [cz.ResizeConv1d, cz.ResizeConv2d, cz.ResizeConv3d][dim - 1]
     linear = {1: "linear", 2: "bilinear", 3: "trilinear"}[dim]
     module = cls(2, 3, data.draw(st.integers(1, 4)), scale_factor=data.draw(st.integers(1, 3)),
-                 mode=data.draw(st.sampled_from(["nearest", linear])),
+                 upsample_mode=data.draw(st.sampled_from(["nearest", linear])),
                  padding_mode=data.draw(st.sampled_from(["zeros", "replicate"])))
     size = tuple(data.draw(st.integers(2, {1: 8, 2: 4, 3: 2}[dim])) for _ in range(dim))
     assert_matches_reference(module, random_input(2, 2, size, 7), 8)
@@ -150,8 +150,9 @@ def test_shuffle_and_shuffled_grouped(data):
     size = spatial_size(dim, 3, data.draw)
     assert_matches_reference(cz.ChannelShuffle(groups), random_input(2, cin, size, 12), 13)
     k = data.draw(st.integers(1, 3))
-    x2 = random_input(2, cin, spatial_size(2, k, data.draw), 14)
-    assert_matches_reference(cz.ShuffledGroupedConv2d(cin, cout, k, groups, stride=data.draw(st.integers(1, 2))), x2, 15)
+    shuffled = [cz.ShuffledGroupedConv1d, cz.ShuffledGroupedConv2d, cz.ShuffledGroupedConv3d][dim - 1]
+    x2 = random_input(2, cin, spatial_size(dim, k, data.draw), 14)
+    assert_matches_reference(shuffled(cin, cout, k, stride=data.draw(st.integers(1, 2)), groups=groups), x2, 15)
 
 
 @SETTINGS
@@ -160,7 +161,8 @@ def test_global_depthwise(data):
     c = data.draw(st.integers(1, 6))
     size = (data.draw(st.integers(1, 8)), data.draw(st.integers(1, 8)))
     lazy = data.draw(st.booleans())
-    module = cz.GlobalDepthwiseConv2d(c, input_size=None if lazy else size, bias=data.draw(st.booleans()))
+    cout = c * data.draw(st.integers(1, 2))
+    module = cz.GlobalDepthwiseConv2d(c, cout, None if lazy else size, bias=data.draw(st.booleans()))
     assert_matches_reference(module, random_input(2, c, size, 16), 17)
 
 
@@ -174,7 +176,8 @@ def test_mixconv(data):
     cin = data.draw(st.integers(minimum, minimum + 6))
     cout = cin if data.draw(st.booleans()) else data.draw(st.integers(minimum, minimum + 6))
     s, d = data.draw(st.integers(1, 2)), data.draw(st.integers(1, 2))
-    module = cz.MixConv2d(cin, cout, kernels, split, s, d, bias=data.draw(st.booleans()))
+    module = cz.MixConv2d(cin, cout, kernels, s, "same", d, bias=data.draw(st.booleans()), split=split,
+                          padding_mode=data.draw(st.sampled_from(["zeros", "replicate"])))
     assert_matches_reference(module, random_input(2, cin, spatial_size(2, 3, data.draw), 18), 19)
 
 
@@ -184,7 +187,8 @@ def test_hetconv(data, geometry):
     k, s, d, padding = geometry
     p = data.draw(st.integers(1, 4))
     cin, cout = p * data.draw(st.integers(1, 3)), data.draw(st.integers(1, 7))
-    module = cz.HetConv2d(cin, cout, k, p, s, padding, d, bias=data.draw(st.booleans()))
+    module = cz.HetConv2d(cin, cout, k, s, padding, d, bias=data.draw(st.booleans()), p=p,
+                          padding_mode=data.draw(st.sampled_from(["zeros", "replicate"])))
     x = random_input(2, cin, spatial_size(2, d * (k - 1) + 1, data.draw), 20)
     assert_matches_reference(module, x, 21)  # NCHW: the masked dense form
     assert_matches_reference(module, x.contiguous(memory_format=torch.channels_last), 21)  # the grouped + 1×1 form
@@ -210,12 +214,11 @@ def test_dynamic(data):
 @given(st.data(), geometry_2d(odd=False))
 def test_deformable(data, geometry):
     k, s, d, padding = geometry
-    if padding == "same" and k % 2 == 0:
-        padding = 1
     groups, offset_groups = data.draw(st.sampled_from([1, 2])), data.draw(st.sampled_from([1, 2]))
     cin, cout = 2 * data.draw(st.integers(1, 2)), groups * data.draw(st.integers(1, 2))
-    module = cz.DeformConv2d(cin, cout, k, s, padding, d, groups, offset_groups,
-                             modulated=data.draw(st.booleans()), bias=data.draw(st.booleans()))
+    module = cz.DeformConv2d(cin, cout, k, s, padding, d, groups, data.draw(st.booleans()),
+                             data.draw(st.sampled_from(["zeros", "replicate"])), offset_groups=offset_groups,
+                             modulated=data.draw(st.booleans()))
     x = random_input(2, cin, spatial_size(2, d * (k - 1) + 1, data.draw), 24)
     assert_matches_reference(module, x, 25)
 

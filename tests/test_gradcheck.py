@@ -14,7 +14,7 @@ CASES = [(f.name, dim) for f in cz.families() for dim in f.dims]
 def test_gradcheck(name, dim):
     torch.manual_seed(0)
     channels = 4
-    module = cz.build(name, channels, channels, 3, dim, dtype=torch.float64)
+    module = cz.build(name, channels, channels, None, dim, dtype=torch.float64)
     size = {1: 6, 2: 5, 3: 4}[dim]
     x = torch.randn(2, channels, *(size,) * dim, dtype=torch.float64, requires_grad=True)
     module(x)  # materialise lazy parameters

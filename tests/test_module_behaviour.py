@@ -30,14 +30,15 @@ def _input(dim: int, seed: int = 0) -> torch.Tensor:
 def _build(name: str, dim: int, seed: int, **kwargs) -> torch.nn.Module:
     """Build with the global RNG at ``seed`` and run once, so lazy parameters exist."""
     torch.manual_seed(seed)
-    module = convzoo.build(name, 4, 4, 3, dim, **kwargs)
+    module = convzoo.build(name, 4, 4, None, dim, **kwargs)
     with torch.no_grad():
         module(_input(dim))
     return module
 
 
-def _meta_kwargs(name: str) -> dict:
-    return {"input_size": 8} if name == "global_depthwise" else {}
+def _meta_kernel(name: str) -> int | None:
+    """Global depthwise's kernel is the map (8×8 here): given up front, so the layer is not lazy on meta."""
+    return 8 if name == "global_depthwise" else None
 
 
 # ---------------------------------------------------------------------------------------------------------
@@ -74,13 +75,13 @@ def test_state_dict_loads_into_a_lazy_global_depthwise():
 
 @pytest.mark.parametrize("name, dim", CASES, ids=IDS)
 def test_construct_on_meta(name, dim):
-    kwargs = _meta_kwargs(name)
-    module = convzoo.build(name, 4, 4, 3, dim, device="meta", **kwargs)
+    kernel = _meta_kernel(name)
+    module = convzoo.build(name, 4, 4, kernel, dim, device="meta")
     params = dict(module.named_parameters())
     assert params
     off_meta = [k for k, t in [*params.items(), *module.named_buffers()] if t.device.type != "meta"]
     assert not off_meta, f"not on meta: {off_meta}"
-    reference = convzoo.build(name, 4, 4, 3, dim, **kwargs)
+    reference = convzoo.build(name, 4, 4, kernel, dim)
     assert {k: tuple(v.shape) for k, v in params.items()} == {
         k: tuple(v.shape) for k, v in reference.named_parameters()
     }
@@ -95,10 +96,10 @@ def test_construct_on_meta(name, dim):
 @pytest.mark.parametrize("name, dim", CASES, ids=IDS)
 def test_meta_to_empty_then_load_state_dict(name, dim):
     """Deferred initialisation: build on meta, allocate, load real weights -> the same layer as the original."""
-    kwargs = _meta_kwargs(name)
+    kernel = _meta_kernel(name)
     torch.manual_seed(0)
-    reference = convzoo.build(name, 4, 4, 3, dim, **kwargs)
-    module = convzoo.build(name, 4, 4, 3, dim, device="meta", **kwargs).to_empty(device="cpu")
+    reference = convzoo.build(name, 4, 4, kernel, dim)
+    module = convzoo.build(name, 4, 4, kernel, dim, device="meta").to_empty(device="cpu")
     module.load_state_dict(reference.state_dict())
     x = _input(dim)
     with torch.no_grad():
@@ -107,7 +108,7 @@ def test_meta_to_empty_then_load_state_dict(name, dim):
 
 @pytest.mark.parametrize("name, dim", CASES, ids=IDS)
 def test_repr(name, dim):
-    module = convzoo.build(name, 4, 4, 3, dim)  # before the first forward: lazy layers have no kernel yet
+    module = convzoo.build(name, 4, 4, None, dim)  # before the first forward: lazy layers have no kernel yet
     for text in (repr(module), repr(_build(name, dim, seed=0))):
         assert text.startswith(type(module).__name__ + "(")
     extra = module.extra_repr()
@@ -251,7 +252,7 @@ def test_dynamic_low_temperature_picks_one_kernel_per_sample():
 @pytest.mark.parametrize("bias", [False, True])
 def test_global_depthwise_infers_kernel_size(bias):
     torch.manual_seed(0)
-    layer = GlobalDepthwiseConv2d(4, input_size=None, bias=bias)
+    layer = GlobalDepthwiseConv2d(4, 4, None, bias=bias)
     assert layer.kernel_size is None and layer.has_uninitialized_params()
     x = torch.randn(2, 4, 5, 7)
     with torch.no_grad():

@@ -81,10 +81,10 @@ def test_same_padding_follows_pytorch(k, d):
     dense = torch.einsum("omj,mci->ocij", sep.row.weight[:, :, 0, :], sep.column.weight[:, :, :, 0])
     torch.testing.assert_close(sep(x), F.conv2d(x, dense, sep.row.bias, padding="same", dilation=d))
     if k % 2:
-        het = cz.HetConv2d(4, 6, k, p=2, dilation=d)
+        het = cz.HetConv2d(4, 6, k, padding="same", dilation=d, p=2)
         dense = torch.from_numpy(hetconv_kernel(het.weight_kxk.detach().numpy(), het.weight_1x1.detach().numpy(), 2))
         x4 = torch.randn(1, 4, 9, 8)
-        torch.testing.assert_close(het(x4), F.conv2d(x4, dense.float(), padding="same", dilation=d))
+        torch.testing.assert_close(het(x4), F.conv2d(x4, dense.float(), het.bias, padding="same", dilation=d))
 
 
 def test_transposed_output_size_choices():

@@ -50,7 +50,7 @@ def test_families_and_their_arguments(url):
     by_name = {f["name"]: f for f in data}
     assert "output_padding" in by_name["transposed"]["params"] and "p" in by_name["hetconv"]["params"]
     assert "num_kernels" in by_name["dynamic"]["params"] and "offset_groups" in by_name["deformable"]["params"]
-    assert "stride" not in by_name["pointwise"]["params"]
+    assert "output_padding" not in by_name["standard"]["params"] and "p" not in by_name["dynamic"]["params"]
 
 
 def test_layer_numbers_come_from_the_module(url):
@@ -66,7 +66,7 @@ def test_layer_numbers_come_from_the_module(url):
     ("family=standard&size=1000", "size=1000 is out of range for dim=2: must be between 1 and 24"),
     ("family=standard&in_channels=512", "in_channels=512 is out of range"),
     ("family=grouped&groups=3", "groups=3 must divide"),
-    ("family=pointwise&stride=2", "takes no 'stride'"),
+    ("family=standard&output_padding=1", "takes no 'output_padding'"),
     ("family=standard&kernel=abc", "must be an integer"),
     ("family=nope", "unknown family"),
     ("family=standard&evil=1", "unknown parameter"),
@@ -149,7 +149,15 @@ def decode_all(link, n_out, spatial):
 ])
 def test_dependency_sets_equal_connectivity(url, state, shape):
     status, data = get(url + "/api/links?" + urlencode(state))
-    conn = connectivity(S.layer_spec(state).build(), shape)
+    module = S.layer_spec(state).build()
+    conn = connectivity(module, shape)
+    if S.declared_stages(module) and any(s.side and s.module is not None for s in S.declared_stages(module)):
+        # The layer view holds side branches (the deformable offset conv) fixed: what the sampling reads.
+        model = prepare(module, shape)
+        with S.side_branches_fixed(model):
+            held = connectivity(lambda x: model(x), shape, randomise=False)
+        assert (held.mask <= conn.mask).all() and held.mask.sum() < conn.mask.sum()
+        conn = held
     n_out = math.prod(conn.output_shape)
     expected = [torch.nonzero(row).reshape(-1).tolist() for row in conn.mask.reshape(n_out, -1)]
     assert status == 200 and decode_all(data["links"][0], n_out, math.prod(shape[1:])) == expected
@@ -196,30 +204,27 @@ def test_padding_cells_read_by_a_window():
     assert S.taps_json({"family": "transposed", "in_channels": 1, "out_channels": 1, "size": 3}, 0, 0)["padded"] is None
 
 
-def test_stage_view_from_a_declared_stages(url, monkeypatch):
-    """Until every layer declares stages() (the layer contract), check the stage view on one that is given it."""
-    from convzoo.layers.base import Stage
+def test_stage_view_from_the_layers_stages(url):
+    state = "family=depthwise_separable&in_channels=2&out_channels=3&size=5&view=stages"
+    status, data = get(f"{url}/api/layer?{state}")
+    assert status == 200 and data["maps"] == [[2, 5, 5], [2, 5, 5], [3, 5, 5]]
+    assert len(data["links"]) == 2 and [o["value"] for o in data["choices"]["view"]] == ["layer", "stages"]
+    links = get(f"{url}/api/links?{state}")[1]["links"]
+    assert S.decode_deps(links[0]["deps"], 12, 25) == [6, 7, 8, 11, 12, 13, 16, 17, 18]  # c0 (2, 2): 3×3, c0 only
+    assert S.decode_deps(links[1]["deps"], 2 * 25 + 12, 25) == [12, 37]  # pointwise: one pixel, every channel
+    assert [link["kernel_shape"] for link in links] == [[3, 3], [1, 1]]
+    assert get(f"{url}/api/taps?{state}&link=1&out=62")[1]["used"] == [0]
 
-    def stages(self):
-        return [Stage("depthwise", self.depthwise, module=self.depthwise),
-                Stage("pointwise", self.pointwise, module=self.pointwise)]
 
-    monkeypatch.setattr(type(cz.build("depthwise_separable", 2, 3)), "stages", stages, raising=False)
-    for cache in (S._plan, S._valid, S._layer_json, S._links_json, S._live, S._taps_json):
-        cache.cache_clear()
-    try:
-        state = "family=depthwise_separable&in_channels=2&out_channels=3&size=5&view=stages"
-        status, data = get(f"{url}/api/layer?{state}")
-        assert status == 200 and data["maps"] == [[2, 5, 5], [2, 5, 5], [3, 5, 5]]
-        assert data["links"] == ["depthwise", "pointwise"] and [o["value"] for o in data["choices"]["view"]] == [
-            "layer", "stages"]
-        links = get(f"{url}/api/links?{state}")[1]["links"]
-        assert S.decode_deps(links[0]["deps"], 12, 25) == [6, 7, 8, 11, 12, 13, 16, 17, 18]  # c0 (2, 2): 3×3, c0
-        assert S.decode_deps(links[1]["deps"], 2 * 25 + 12, 25) == [12, 37]  # pointwise: one pixel, every channel
-        assert get(f"{url}/api/taps?{state}&link=1&out=62")[1]["kernel_shape"] == [1, 1]
-    finally:
-        for cache in (S._plan, S._valid, S._layer_json, S._links_json, S._live, S._taps_json):
-            cache.cache_clear()
+def test_side_stage_is_drawn_apart_and_held_fixed_in_the_layer_view(url):
+    """Dynamic conv: the attention branch reads the whole input; the conv reads a k×k window with it fixed."""
+    stages = get(f"{url}/api/links?family=dynamic&in_channels=2&out_channels=2&size=5&view=stages")[1]["links"]
+    (side,) = stages[0]["sides"]
+    assert side["shape"] == [4] and abs(sum(side["values"]) - 1) < 1e-3  # softmax over K = 4 kernels
+    layer = get(f"{url}/api/links?family=dynamic&in_channels=2&out_channels=2&size=5")[1]["links"][0]
+    assert layer["held"] == [side["name"]]
+    assert S.decode_deps(layer["deps"], 12, 25) == [c * 25 + s for c in (0, 1) for s in (6, 7, 8, 11, 12, 13, 16,
+                                                                                          17, 18)]
 
 
 def test_static_page_is_served_and_fetches_nothing_elsewhere(url):

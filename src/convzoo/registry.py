@@ -1,13 +1,15 @@
 """The list of convolution families: THE list that every tool (verify, cost, bench, viz, report, CLI) iterates.
 
-A new family is one layer file plus one ``Family`` entry here. ``build`` gives every family the same default
-geometry — stride 1 and padding d·(k−1)/2 — so that, for odd kernels, all of them map (N, C_in, H, W) to
-(N, C_out, H, W) and can be compared on one layer shape (upsampling families double H and W).
+A new family is one layer file (its layer implements the contract of ``layers/base.py``) plus one ``Family``
+entry here. ``build`` gives every family the same default geometry — stride 1 and 'same' padding — so that all
+of them map (N, C_in, H, W) to (N, C_out, H, W) and can be compared on one layer shape (upsampling families
+double H and W).
 """
 
 from __future__ import annotations
 
 import math
+import numbers
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -15,25 +17,36 @@ from typing import Any
 from torch import nn
 
 from . import layers as L
+from .layers.base import IntOrTuple, expand
 
 Builder = Callable[..., nn.Module]
 
 
 @dataclass(frozen=True)
 class Family:
-    """One convolution family: its name, what it is, where the seed articles describe it, how to build one."""
+    """One convolution family: its name, what it is, where the seed articles describe it, how to build one.
+
+    ``article`` is the seed-article reference (e.g. "001 §8.2"). ``window``: the family has a sliding window whose
+    ``kernel_size`` the caller chooses (False for pointwise — always 1 — and global depthwise — the map).
+    ``replaces_kxk``: it can stand in for a k×k conv with the same channels, stride, padding and dilation.
+    """
 
     name: str
     title: str
-    seed: str
+    article: str
     summary: str
     dims: tuple[int, ...]
     builder: Builder
-    # Can stand in for a k×k conv with the same channels, stride, padding and dilation (models, convert).
     replaces_kxk: bool = True
+    window: bool = True
 
-    def build(self, in_channels: int, out_channels: int, kernel_size: int = 3, dim: int = 2, **kwargs: Any) -> nn.Module:
-        """Build a C_in → C_out layer of this family; ``kwargs`` go to the layer's constructor."""
+    def build(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple | None = None, dim: int = 2,
+              **kwargs: Any) -> nn.Module:
+        """Build a C_in → C_out layer of this family; ``kwargs`` go to the layer's constructor.
+
+        ``kernel_size`` (an int or one int per dim; None: the family's default, 3) is the window; families
+        without a chosen window take None or the value their layer allows.
+        """
         if dim not in self.dims:
             raise ValueError(f"family {self.name!r} has no {dim}-D form; dims available: {self.dims}")
         return self.builder(in_channels, out_channels, kernel_size, dim, **kwargs)
@@ -43,11 +56,18 @@ def _by_dim(*classes: type[nn.Module]) -> Callable[[int], type[nn.Module]]:
     return lambda dim: classes[dim - 1]
 
 
-def _same(kwargs: dict[str, Any], kernel_size: int) -> dict[str, Any]:
-    """Default padding d·(k−1)/2 (keeps the size for odd k at stride 1) unless the caller gave one."""
+def _window(kernel_size: IntOrTuple | None, dim: int) -> tuple[int, ...]:
+    return expand(3 if kernel_size is None else kernel_size, dim, "kernel_size")
+
+
+def _same(kwargs: dict[str, Any], kernel: tuple[int, ...]) -> dict[str, Any]:
+    """Default padding that keeps the size at stride 1 ('same', the odd element after) and pads d·(k−1)/2 per dim
+    at larger strides, unless the caller gave one."""
     if "padding" not in kwargs:
-        dilation = kwargs.get("dilation", 1)
-        kwargs["padding"] = (dilation if isinstance(dilation, int) else dilation[0]) * (kernel_size - 1) // 2
+        dim = len(kernel)
+        stride = expand(kwargs.get("stride", 1), dim, "stride")
+        dilation = expand(kwargs.get("dilation", 1), dim, "dilation")
+        kwargs["padding"] = "same" if stride == (1,) * dim else tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation))
     return kwargs
 
 
@@ -62,98 +82,111 @@ _separable = _by_dim(L.DepthwiseSeparableConv1d, L.DepthwiseSeparableConv2d, L.D
 _transposed = _by_dim(L.TransposedConv1d, L.TransposedConv2d, L.TransposedConv3d)
 _resize = _by_dim(L.ResizeConv1d, L.ResizeConv2d, L.ResizeConv3d)
 _dynamic = _by_dim(L.DynamicConv1d, L.DynamicConv2d, L.DynamicConv3d)
+_shuffled = _by_dim(L.ShuffledGroupedConv1d, L.ShuffledGroupedConv2d, L.ShuffledGroupedConv3d)
 ALL_DIMS = (1, 2, 3)
 
 
-def _standard(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
-    return _conv(dim)(i, o, k, **_same(kw, k))
+def _standard(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
+    kernel = _window(k, dim)
+    return _conv(dim)(i, o, kernel, **_same(kw, kernel))
 
 
-def _true_convolution(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
-    return _conv(dim)(i, o, k, mode="convolution", **_same(kw, k))
+def _true_convolution(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
+    kernel = _window(k, dim)
+    return _conv(dim)(i, o, kernel, mode="convolution", **_same(kw, kernel))
 
 
-def _dilated(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
+def _dilated(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
     kw.setdefault("dilation", 2)
-    return _conv(dim)(i, o, k, **_same(kw, k))
+    kernel = _window(k, dim)
+    return _conv(dim)(i, o, kernel, **_same(kw, kernel))
 
 
-def _grouped(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
+def _grouped(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
     groups = _default_groups(i, o, kw)
-    return _conv(dim)(i, o, k, groups=groups, **_same(kw, k))
+    kernel = _window(k, dim)
+    return _conv(dim)(i, o, kernel, groups=groups, **_same(kw, kernel))
 
 
-def _pointwise_plain(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
-    return _pointwise(dim)(i, o, **kw)
+def _pointwise_plain(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
+    return _pointwise(dim)(i, o, 1 if k is None else k, **kw)
 
 
-def _pointwise_grouped(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
+def _pointwise_grouped(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
     groups = _default_groups(i, o, kw)
-    return _pointwise(dim)(i, o, groups=groups, **kw)
+    return _pointwise(dim)(i, o, 1 if k is None else k, groups=groups, **kw)
 
 
-def _transposed_upsampling(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
+def _transposed_upsampling(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
     # Default: stride 2 with padding/output_padding chosen so the output is exactly twice the input.
+    kernel = _window(k, dim)
     kw.setdefault("stride", 2)
     if kw["stride"] == 2:
-        kw.setdefault("padding", (k - 1) // 2)
-        kw.setdefault("output_padding", k % 2)
-    return _transposed(dim)(i, o, k, **kw)
+        kw.setdefault("padding", tuple((kk - 1) // 2 for kk in kernel))
+        kw.setdefault("output_padding", tuple(kk % 2 for kk in kernel))
+    return _transposed(dim)(i, o, kernel, **kw)
 
 
-def _resize_conv(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
-    return _resize(dim)(i, o, k, **kw)
+def _resize_conv(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
+    return _resize(dim)(i, o, _window(k, dim), **kw)
 
 
-def _depthwise_conv(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
-    if o % i:
-        raise ValueError(f"depthwise needs out_channels={o} to be a multiple of in_channels={i} (depth multiplier)")
-    return _depthwise(dim)(i, k, depth_multiplier=o // i, **_same(kw, k))
+def _depthwise_conv(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
+    kernel = _window(k, dim)
+    return _depthwise(dim)(i, o, kernel, **_same(kw, kernel))
 
 
-def _depthwise_separable(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
-    return _separable(dim)(i, o, k, **_same(kw, k))
+def _depthwise_separable(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
+    kernel = _window(k, dim)
+    return _separable(dim)(i, o, kernel, **_same(kw, kernel))
 
 
-def _spatially_separable(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
-    return L.SpatiallySeparableConv2d(i, o, k, **_same(kw, k))
+def _spatially_separable(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
+    kernel = _window(k, dim)
+    return L.SpatiallySeparableConv2d(i, o, kernel, **_same(kw, kernel))
 
 
-def _flattened(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
-    return L.FlattenedConv2d(i, o, k, **_same(kw, k))
+def _flattened(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
+    kernel = _window(k, dim)
+    return L.FlattenedConv2d(i, o, kernel, **_same(kw, kernel))
 
 
-def _shuffled_grouped(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
+def _shuffled_grouped(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
     groups = _default_groups(i, o, kw)
-    return L.ShuffledGroupedConv2d(i, o, k, groups, **_same(kw, k))
+    kernel = _window(k, dim)
+    return _shuffled(dim)(i, o, kernel, groups=groups, **_same(kw, kernel))
 
 
-def _global_depthwise(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
-    if o != i:
-        raise ValueError(f"global_depthwise keeps the channels: out_channels={o} must equal in_channels={i}")
-    return L.GlobalDepthwiseConv2d(i, **kw)
+def _global_depthwise(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
+    return L.GlobalDepthwiseConv2d(i, o, k, **kw)
 
 
-def _mixconv(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
-    kw.setdefault("kernel_sizes", (k, k + 2, k + 4))
-    return L.MixConv2d(i, o, **kw)
+def _mixconv(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
+    """An int k gives the groups k, k+2, k+4 (MixConv's 3, 5, 7 for k = 3); a sequence names the groups' sizes."""
+    k = 3 if k is None else k
+    sizes = (k, k + 2, k + 4) if isinstance(k, numbers.Integral) else k
+    return L.MixConv2d(i, o, sizes, **kw)
 
 
-def _hetconv(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
+def _hetconv(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
     kw.setdefault("p", math.gcd(i, 4))
-    return L.HetConv2d(i, o, k, **_same(kw, k))
+    kernel = _window(k, dim)
+    return L.HetConv2d(i, o, kernel, **_same(kw, kernel))
 
 
-def _dynamic_conv(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
-    return _dynamic(dim)(i, o, k, **_same(kw, k))
+def _dynamic_conv(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
+    kernel = _window(k, dim)
+    return _dynamic(dim)(i, o, kernel, **_same(kw, kernel))
 
 
-def _deformable(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
-    return L.DeformConv2d(i, o, k, **_same(kw, k))
+def _deformable(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
+    kernel = _window(k, dim)
+    return L.DeformConv2d(i, o, kernel, **_same(kw, kernel))
 
 
-def _deformable_v2(i: int, o: int, k: int, dim: int, **kw: Any) -> nn.Module:
-    return L.DeformConv2d(i, o, k, modulated=True, **_same(kw, k))
+def _deformable_v2(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
+    kernel = _window(k, dim)
+    return L.DeformConv2d(i, o, kernel, modulated=True, **_same(kw, kernel))
 
 
 _FAMILIES = [
@@ -163,7 +196,7 @@ _FAMILIES = [
            "Signal-processing convolution: the kernel rotated 180° before sliding.", ALL_DIMS, _true_convolution),
     Family("pointwise", "1×1 (pointwise) convolution", "001 §4",
            "Per-pixel linear map across channels; changes depth, keeps H×W.", ALL_DIMS, _pointwise_plain,
-           replaces_kxk=False),
+           replaces_kxk=False, window=False),
     Family("transposed", "Transposed convolution", "001 §6",
            "Adjoint of a strided conv (Cᵀx): learnable upsampling; uneven overlap gives checkerboards.",
            ALL_DIMS, _transposed_upsampling, replaces_kxk=False),
@@ -186,14 +219,14 @@ _FAMILIES = [
     Family("grouped", "Grouped convolution", "001 §10, 003 §2.1",
            "Channels split into g groups convolved separately: 1/g of the parameters and MACs.", ALL_DIMS, _grouped),
     Family("shuffled_grouped", "Shuffled grouped convolution", "001 §11, 003 §2.1",
-           "Grouped conv followed by a channel shuffle so the next groups see every group (ShuffleNet).", (2,),
+           "Grouped conv followed by a channel shuffle so the next groups see every group (ShuffleNet).", ALL_DIMS,
            _shuffled_grouped),
     Family("pointwise_grouped", "Pointwise grouped convolution", "001 §12",
            "Grouped 1×1 conv: ShuffleNet's cheap channel mixing.", ALL_DIMS, _pointwise_grouped,
-           replaces_kxk=False),
+           replaces_kxk=False, window=False),
     Family("global_depthwise", "Global depthwise convolution (GDC)", "003 §2.1",
            "Depthwise kernel as large as the feature map: learned weighted global pooling, C×H×W → C.", (2,),
-           _global_depthwise, replaces_kxk=False),
+           _global_depthwise, replaces_kxk=False, window=False),
     Family("mixconv", "MixConv (mixed depthwise kernels)", "003 §2.1",
            "Channel groups convolved with different kernel sizes (3, 5, 7…), concatenated (Tan & Le 2019).", (2,),
            _mixconv),
@@ -225,8 +258,10 @@ def family(name: str) -> Family:
         raise ValueError(f"unknown family {name!r}; known families: {', '.join(_BY_NAME)}") from None
 
 
-def build(name: str, in_channels: int, out_channels: int, kernel_size: int = 3, dim: int = 2, **kwargs: Any) -> nn.Module:
-    """Build family ``name`` as a layer C_in → C_out with a k×k (or k, k×k×k) kernel in ``dim`` spatial dims.
+def build(name: str, in_channels: int, out_channels: int, kernel_size: IntOrTuple | None = None, dim: int = 2,
+          **kwargs: Any) -> nn.Module:
+    """Build family ``name`` as a layer C_in → C_out with a k×k (or k, k×k×k; an int or one int per dim; None:
+    the family's default) kernel in ``dim`` spatial dims. Families with a window pad to keep the size at stride 1.
 
     >>> build("depthwise_separable", 32, 64)  # doctest: +ELLIPSIS
     DepthwiseSeparableConv2d(...)

@@ -78,7 +78,7 @@ def transposed_conv_macs(in_shape: Sequence[int], weight_shape: Sequence[int]) -
     return in_shape[0] * numel(in_shape[2:]) * numel(weight_shape)
 
 
-def conv_out_shape(in_shape: Sequence[int], out_channels: int, kernel: Sequence[int], stride: Sequence[int],
+def conv_output_tensor_shape(in_shape: Sequence[int], out_channels: int, kernel: Sequence[int], stride: Sequence[int],
                    pairs: Sequence[tuple[int, int]], dilation: Sequence[int]) -> Shape:
     """(N, C_out, *O) with O from ``arithmetic.conv_output_shape`` for (before, after) padding pairs."""
     spatial = conv_output_shape(tuple(in_shape[2:]), kernel, stride, tuple(pairs), dilation)

@@ -17,6 +17,8 @@ import torch.fx
 from torch import nn
 from torch.fx.passes.shape_prop import ShapeProp
 
+from ..layers.base import ConvzooLayer
+
 Number = Union[int, float]
 
 # ---------------------------------------------------------------------------------------------------------
@@ -51,6 +53,33 @@ class _Field:
     def whole(self, spatial: Sequence[int]) -> _Field:
         """A layer that reads the whole feature map (global pooling, flatten → linear): one window of size n."""
         return self.conv(tuple(spatial), tuple(Fraction(n) for n in spatial), (Fraction(0),) * len(spatial))
+
+    # The steps layers declare in their ``receptive_field_step`` (the layer contract):
+
+    def window(self, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int],
+               before: Sequence[int]) -> _Field:
+        """A sliding window: k_eff = d·(k − 1) + 1, stride s, ``before`` padding elements ahead of input 0."""
+        k_eff = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+        return self.conv(k_eff, tuple(Fraction(x) for x in stride), tuple(Fraction(x) for x in before))
+
+    def upsampled(self, factor: Sequence[int], mode: str) -> _Field:
+        """Upsampling by ``factor`` (align_corners=False: output u sits at input coordinate (u + ½)/f − ½);
+        'nearest' reads 1 input, the linear modes 2 neighbours per dim."""
+        taps = 1 if mode == "nearest" else 2
+        return self.upsample(factor, taps, tuple(Fraction(1, 2 * f) - Fraction(1, 2) for f in factor))
+
+    def transposed(self, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int],
+                   padding: Sequence[int]) -> _Field:
+        """Transposed conv = insert s−1 zeros (jump j/s, position 0 on input 0), then a stride-1 conv with padding
+        k_eff − 1 − p on that grid. Output o reads the inputs (o − q)/s for the taps q = d·t ≡ o (mod s); over the
+        phases these span at most Δ = (d/g)·⌊(k − 1)·g/s⌋ inputs apart, g = gcd(d, s), so r grows by Δ·j (not
+        (k_eff − 1)·j/s: the zeros read nothing) and the jump divides by s."""
+        k_eff = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+        spans = tuple(Fraction(d // math.gcd(d, s) * ((k - 1) * math.gcd(d, s) // s))
+                      for k, d, s in zip(kernel, dilation, stride))
+        up = _Field(self.size, tuple(j / s for j, s in zip(self.jump, stride)), self.start)
+        centred = up.conv(k_eff, (Fraction(1),) * len(k_eff), tuple(Fraction(k - 1 - p) for k, p in zip(k_eff, padding)))
+        return _Field(tuple(r + dl * j for r, dl, j in zip(self.size, spans, self.jump)), centred.jump, centred.start)
 
 
 def _plain(x: Fraction) -> Number:
@@ -97,11 +126,11 @@ class ReceptiveField:
 
 
 class ConvzooTracer(torch.fx.Tracer):
-    """fx tracer that keeps every convzoo layer (whose forward holds data-dependent shape checks) and every
-    torch.nn leaf as a single call_module node."""
+    """fx tracer that keeps every convzoo layer (any ``ConvzooLayer``, a user's subclass too: their forwards hold
+    data-dependent shape checks) and every torch.nn leaf as a single call_module node."""
 
     def is_leaf_module(self, m: nn.Module, module_qualified_name: str) -> bool:
-        return type(m).__module__.startswith("convzoo.") or super().is_leaf_module(m, module_qualified_name)
+        return isinstance(m, ConvzooLayer) or super().is_leaf_module(m, module_qualified_name)
 
 
 def _trace(module: nn.Module) -> torch.fx.GraphModule:
@@ -118,45 +147,30 @@ def _tuple(value: Any, dim: int) -> tuple[Any, ...]:
     return tuple(value) if isinstance(value, (tuple, list)) else (value,) * dim
 
 
-def _conv_geometry(module: nn.Module, dim: int, spatial: Sequence[int]) -> tuple[tuple[int, ...], tuple[Fraction, ...], tuple[Fraction, ...]]:
-    """(k_eff, stride, padding before) per dim from the layer's kernel_size/stride/dilation/_pairs|padding."""
-    kernel = getattr(module, "kernel_size", None)
-    k = _tuple(kernel, dim) if kernel is not None else tuple(spatial)  # lazy whole-map kernel: the input size
-    s = _tuple(getattr(module, "stride", 1), dim)  # torch pools already store stride = kernel_size when None
-    d = _tuple(getattr(module, "dilation", 1), dim)
-    k_eff = tuple(dd * (kk - 1) + 1 for kk, dd in zip(k, d))
-    pairs = getattr(module, "_pairs", None)
-    if pairs is not None:
-        before = tuple(lo for lo, _ in pairs)
-    else:
-        padding = getattr(module, "padding", 0)
-        if padding == "same":
-            before = tuple((ke - 1) // 2 for ke in k_eff)
-        elif padding == "valid":
-            before = (0,) * dim
-        else:
-            before = _tuple(padding, dim)
-    return k_eff, tuple(Fraction(x) for x in s), tuple(Fraction(x) for x in before)
+def _torch_before(module: nn.Module, kernel: Sequence[int], dilation: Sequence[int], dim: int) -> tuple[int, ...]:
+    """The padding ahead of input 0 for a torch conv or pool ('same' puts the smaller half before)."""
+    padding = getattr(module, "padding", 0)
+    if padding == "same":
+        return tuple(d * (k - 1) // 2 for k, d in zip(kernel, dilation))
+    if padding == "valid":
+        return (0,) * dim
+    return tuple(int(p) for p in _tuple(padding, dim))
 
 
 _WHOLE_MODULES = (nn.AdaptiveAvgPool1d, nn.AdaptiveAvgPool2d, nn.AdaptiveAvgPool3d, nn.AdaptiveMaxPool1d,
                   nn.AdaptiveMaxPool2d, nn.AdaptiveMaxPool3d, nn.Flatten)
 _WHOLE_FUNCTIONS = {"flatten", "view", "reshape", "mean", "sum", "amax", "adaptive_avg_pool1d", "adaptive_avg_pool2d",
                     "adaptive_avg_pool3d", "adaptive_max_pool1d", "adaptive_max_pool2d", "adaptive_max_pool3d"}
-
-
-def _upsample_step(f: _Field, factor: Sequence[int], mode: str) -> _Field:
-    # align_corners=False: output u sits at input coordinate (u + 1/2)/f − 1/2; linear modes read 2 neighbours.
-    taps = 1 if mode == "nearest" else 2
-    return f.upsample(factor, taps, tuple(Fraction(1, 2 * ff) - Fraction(1, 2) for ff in factor))
+_WINDOWED = (nn.modules.conv._ConvNd, nn.modules.pooling._MaxPoolNd, nn.modules.pooling._AvgPoolNd,
+             nn.modules.pooling._LPPoolNd)
 
 
 def _module_field(module: nn.Module, f: _Field, in_shape: Sequence[int]) -> _Field:
     """The field after ``module`` given the field ``f`` of its input of shape (N, C, *spatial)."""
     dim = len(f.size)
     spatial = tuple(in_shape[2:])
-    if hasattr(module, "receptive_field_step"):  # a layer that knows better (e.g. parallel branches)
-        return module.receptive_field_step(f, in_shape, _module_field)
+    if isinstance(module, ConvzooLayer) or callable(getattr(module, "receptive_field_step", None)):
+        return module.receptive_field_step(f, in_shape, _module_field)  # the layer contract
     if len(spatial) != dim:  # e.g. Linear after flatten, or a 1-D head: no spatial structure left to track
         return f
     if isinstance(module, _WHOLE_MODULES):
@@ -164,30 +178,14 @@ def _module_field(module: nn.Module, f: _Field, in_shape: Sequence[int]) -> _Fie
     if isinstance(module, nn.Upsample):
         if module.scale_factor is None:
             raise TypeError(f"receptive_field needs nn.Upsample(scale_factor=...), got size={module.size!r}")
-        factor = tuple(int(v) for v in _tuple(module.scale_factor, dim))
-        return _upsample_step(f, factor, module.mode)
-    has_children = any(True for _ in module.children())
-    # A layer with its own window: kernel_size plus a stride, or kernel_size and no sub-layers (whole-map kernel).
-    if hasattr(module, "kernel_size") and (hasattr(module, "stride") or not has_children):
-        if hasattr(module, "scale_factor"):  # resize-conv: upsample, then the conv on the upsampled map
-            f = _upsample_step(f, _tuple(module.scale_factor, dim), getattr(module, "upsample_mode", "nearest"))
-            spatial = tuple(n * s for n, s in zip(spatial, _tuple(module.scale_factor, dim)))
-        k_eff, s, before = _conv_geometry(module, dim, spatial)
-        # torch's _ConvNd says `transposed`; convzoo's transposed layers are the ones with an output_padding.
-        if getattr(module, "transposed", hasattr(module, "output_padding")):
-            # Transposed conv = insert s−1 zeros (jump j/s, position 0 on input 0), then a stride-1 conv with
-            # padding k_eff − 1 − p on that grid. Output o reads the inputs (o − q)/s for the taps q = d·t ≡ o
-            # (mod s); over the phases these span at most Δ = (d/g)·⌊(k − 1)·g/s⌋ inputs apart, g = gcd(d, s),
-            # so r grows by Δ·j (not (k_eff − 1)·j/s: the zeros read nothing) and the jump divides by s.
-            kernel, dil = _tuple(module.kernel_size, dim), _tuple(getattr(module, "dilation", 1), dim)
-            spans = tuple(Fraction(dd // math.gcd(dd, int(ss)) * ((kk - 1) * math.gcd(dd, int(ss)) // int(ss)))
-                          for kk, dd, ss in zip(kernel, dil, s))
-            up = _Field(f.size, tuple(j / ss for j, ss in zip(f.jump, s)), f.start)
-            centred = up.conv(k_eff, (Fraction(1),) * dim, tuple(k - 1 - p for k, p in zip(k_eff, before)))
-            return _Field(tuple(r + dl * j for r, dl, j in zip(f.size, spans, f.jump)), centred.jump, centred.start)
-        return f.conv(k_eff, s, before)
-    if type(module).__module__.startswith("convzoo.") and has_children:
-        return _propagate(_trace(module), f, in_shape)[0]  # composite: compose its children
+        return f.upsampled(tuple(int(v) for v in _tuple(module.scale_factor, dim)), module.mode)
+    if isinstance(module, _WINDOWED):
+        kernel = _tuple(module.kernel_size, dim)
+        stride = _tuple(module.stride if module.stride is not None else module.kernel_size, dim)
+        dilation = _tuple(getattr(module, "dilation", 1), dim)
+        if getattr(module, "transposed", False):
+            return f.transposed(kernel, stride, dilation, _tuple(module.padding, dim))
+        return f.window(kernel, stride, dilation, _torch_before(module, kernel, dilation, dim))
     return f  # activations, norms, dropout, identity, linear on channels: pointwise in space
 
 
@@ -286,7 +284,7 @@ def receptive_field(model: nn.Module, input_shape: Sequence[int]) -> ReceptiveFi
     start = _Field((Fraction(1),) * dim, (Fraction(1),) * dim, (Fraction(0),) * dim)
     rows: list[FieldRow] = []
     misaligned: list[Misalignment] = []
-    if type(model).__module__.startswith("convzoo."):  # a single convzoo layer: keep it whole, as in a model
+    if isinstance(model, ConvzooLayer):  # a single convzoo layer: keep it whole, as in a model
         model = nn.Sequential(model)
     _, out_row = _propagate(_trace(model), start, shape, rows, misaligned)
     return ReceptiveField(rows, out_row, misaligned)

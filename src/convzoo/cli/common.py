@@ -55,7 +55,8 @@ def resolve_target(target: str, in_channels: int, out_channels: int, kernel: int
         fam = None
     if fam is not None:
         size = (56,) * dim
-        return fam.build(in_channels, out_channels, kernel, dim, **(kwargs or {})), (1, in_channels, *size)
+        kernel_size = kernel if fam.window else None  # pointwise and GDC have no window to choose
+        return fam.build(in_channels, out_channels, kernel_size, dim, **(kwargs or {})), (1, in_channels, *size)
     try:  # hook for convzoo's own architectures (mobilenet_v1, shufflenet_v1) once convzoo.models exists
         models = importlib.import_module("convzoo.models")
     except ImportError:

@@ -18,10 +18,10 @@ app = typer.Typer()
 def list_families() -> None:
     """Show every convolution family: name, what it is, dims, where the seed articles describe it."""
     table = Table(title="convzoo families")
-    for column in ("name", "title", "dims", "seed", "summary"):
+    for column in ("name", "title", "dims", "article", "summary"):
         table.add_column(column, overflow="fold", no_wrap=column == "name")
     for f in families():
-        table.add_row(f.name, f.title, ",".join(map(str, f.dims)), f.seed, f.summary)
+        table.add_row(f.name, f.title, ",".join(map(str, f.dims)), f.article, f.summary)
     console.print(table)
 
 

@@ -20,7 +20,8 @@ import torch
 from torch import nn
 
 from .. import layers as L
-from .approximate import approximate_, dense_kernel
+from .approximate import approximate_
+from .kernels import dense_kernel
 from ..registry import family as lookup_family
 
 Selector = Callable[[str, nn.Module], bool]
@@ -81,9 +82,9 @@ def _params(module: nn.Module) -> int:
 
 
 def is_dense_conv2d(module: nn.Module) -> bool:
-    """A plain 2-D convolution: torch's ``nn.Conv2d`` or convzoo's ``Conv2d`` / ``DepthwiseConv2d`` /
-    ``PointwiseConv2d`` (not the layers that add an upsampling or a shuffle to it)."""
-    return type(module) in (nn.Conv2d, L.Conv2d, L.DepthwiseConv2d, L.PointwiseConv2d)
+    """A 2-D convolution: torch's ``nn.Conv2d`` or a subclass (convzoo's ``Conv2d``, ``DepthwiseConv2d``,
+    ``PointwiseConv2d``, a user's own)."""
+    return isinstance(module, nn.Conv2d)
 
 
 def dense_weight(conv: nn.Module) -> torch.Tensor:
@@ -110,7 +111,7 @@ def _build_replacement(to: str, conv: nn.Module, family_kwargs: dict[str, Any]) 
             args = {k: v for k, v in {**kwargs, **extra}.items() if not (drop_padding and k == "padding")}
             try:
                 return build(conv.in_channels, conv.out_channels, kernel, 2, **args)
-            except TypeError as e:
+            except (TypeError, ValueError) as e:
                 error = e
     raise error  # type: ignore[misc]
 

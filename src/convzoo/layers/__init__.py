@@ -1,5 +1,6 @@
-"""Every convolution family as a ``torch.nn.Module``; one idea per file."""
+"""Every convolution family as a ``torch.nn.Module``: one family a file, each on the contract in ``base.py``."""
 
+from .base import CONTRACT, ConvzooLayer, Stage, compose_stages
 from .conv import Conv1d, Conv2d, Conv3d, ConvNd
 from .deformable import DeformConv2d
 from .depthwise import (
@@ -20,7 +21,23 @@ from .mixconv import MixConv2d, split_channels
 from .pointwise import PointwiseConv1d, PointwiseConv2d, PointwiseConv3d, PointwiseConvNd
 from .resize import ResizeConv1d, ResizeConv2d, ResizeConv3d, ResizeConvNd
 from .separable import SpatiallySeparableConv2d, separate_kernel
-from .shuffle import ChannelShuffle, ShuffledGroupedConv2d
+from .shuffle import (
+    ChannelShuffle,
+    ShuffledGroupedConv1d,
+    ShuffledGroupedConv2d,
+    ShuffledGroupedConv3d,
+    ShuffledGroupedConvNd,
+)
 from .transposed import TransposedConv1d, TransposedConv2d, TransposedConv3d, TransposedConvNd
 
-__all__ = [name for name in dir() if not name.startswith("_")]
+__all__ = [
+    "CONTRACT", "ChannelShuffle", "Conv1d", "Conv2d", "Conv3d", "ConvNd", "ConvzooLayer", "DeformConv2d",
+    "DepthwiseConv1d", "DepthwiseConv2d", "DepthwiseConv3d", "DepthwiseConvNd", "DepthwiseSeparableConv1d",
+    "DepthwiseSeparableConv2d", "DepthwiseSeparableConv3d", "DepthwiseSeparableConvNd", "DynamicConv1d",
+    "DynamicConv2d", "DynamicConv3d", "DynamicConvNd", "FlattenedConv2d", "GlobalDepthwiseConv2d", "HetConv2d",
+    "KernelAttention", "MixConv2d", "PointwiseConv1d", "PointwiseConv2d", "PointwiseConv3d", "PointwiseConvNd",
+    "ResizeConv1d", "ResizeConv2d", "ResizeConv3d", "ResizeConvNd", "ShuffledGroupedConv1d", "ShuffledGroupedConv2d",
+    "ShuffledGroupedConv3d", "ShuffledGroupedConvNd", "SpatiallySeparableConv2d", "Stage", "TransposedConv1d",
+    "TransposedConv2d", "TransposedConv3d", "TransposedConvNd", "compose_stages", "separate_kernel",
+    "split_channels",
+]

@@ -1,52 +1,105 @@
-"""Standard convolution in 1, 2 and 3 spatial dims, as cross-correlation or as true convolution.
+"""Standard convolution in 1, 2 and 3 spatial dims, as cross-correlation or as true convolution (article 001 §1–3,
+003 §1.1–1.2). Dilated and grouped convolutions are this layer with particular arguments.
 
-One base (``ConvNd``) holds every argument, check and ``reset_parameters``; the per-dimension classes only
-say how many spatial dims they have. Depthwise, pointwise, dilated and grouped convolutions are this layer
-with particular arguments.
+``ConvNd`` holds every argument, check and contract method; ``Conv1d/2d/3d`` only name their dimension and torch
+class, so each IS a ``torch.nn.Conv{1,2,3}d`` (init loops, ``fuse_modules``, pruning and counters reach it).
 """
 
 from __future__ import annotations
 
-import math
-from typing import ClassVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
+from ..analysis.cost import LayerCost, conv_cost, conv_output_tensor_shape
+from ..functional import conv_with_pairs, flip_kernel
 from .base import (
     PADDING_MODES,
+    Alternative,
+    ConvzooLayer,
     IntOrTuple,
     Padding,
+    Stage,
     check_choice,
     check_groups,
     check_input,
     check_window_fits,
-    expand,
-    padding_pairs,
+    init_conv_,
+    resolve_geometry,
 )
-from ..functional import conv_with_pairs, flip_kernel
-from ..analysis.cost import LayerCost, conv_cost, conv_out_shape
+
+if TYPE_CHECKING:
+    import numpy as np
 
 MODES = ("correlation", "convolution")
 
 
-def init_conv_(weight: torch.Tensor, bias: torch.Tensor | None) -> None:
-    """PyTorch's default conv initialisation: Kaiming-uniform(a=√5) weight, bias ~ U(±1/√fan_in)."""
-    nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
-    if bias is not None:
-        fan_in = math.prod(weight.shape[1:])
-        bound = 1 / math.sqrt(fan_in) if fan_in > 0 else 0.0
-        nn.init.uniform_(bias, -bound, bound)
+def to_numpy(t: torch.Tensor | None) -> Any:
+    """A parameter as a float64 ndarray for the oracle (None stays None)."""
+    return None if t is None else t.detach().to("cpu", torch.float64).numpy()
 
 
-class ConvNd(nn.Module):
+def native_conv_call(conv: ConvNd, weight: torch.Tensor | None = None) -> Callable[[torch.Tensor], torch.Tensor]:
+    """One ``F.conv{1,2,3}d`` with the layer's parameters (an ``F.pad`` first only when the padding is asymmetric or
+    not zeros): the native form every family built from convs composes for the bench."""
+    w = conv.weight if weight is None else weight
+    op = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}[conv.dim]
+    pairs = conv.padding_pairs
+    if all(lo == hi for lo, hi in pairs) and conv.padding_mode == "zeros":
+        pad = tuple(lo for lo, _ in pairs)
+        return lambda x: op(x, w, conv.bias, conv.stride, pad, conv.dilation, conv.groups)
+    flat = [v for lo_hi in reversed(pairs) for v in lo_hi]
+    mode = "constant" if conv.padding_mode == "zeros" else conv.padding_mode
+    return lambda x: op(F.pad(x, flat, mode=mode), w, conv.bias, conv.stride, 0, conv.dilation, conv.groups)
+
+
+def grouped_projection(weight: torch.Tensor, groups: int, size: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
+    """What a (groups, size) conv keeps of a dense kernel W (C_out, C_in, *k): its own (C_out, C_in/g, *size)
+    weight, and the dense kernel it then computes (zeros off the diagonal blocks, centred and cropped/padded)."""
+    from ..conversion.kernels import dense_kernel, fit_kernel
+
+    fitted = fit_kernel(weight, size)
+    out, cin = weight.shape[:2]
+    rows, cols = out // groups, cin // groups
+    blocks = torch.cat([fitted[g * rows:(g + 1) * rows, g * cols:(g + 1) * cols] for g in range(groups)])
+    return blocks, fit_kernel(dense_kernel(blocks, groups), tuple(weight.shape[2:]))
+
+
+def _fuse_conv_bn(is_qat: bool, conv: nn.Module, bn: nn.Module) -> nn.Module:
+    """Eval-mode fusion for ``torch.ao.quantization.fuse_modules``: the BatchNorm folded into a copy of the conv."""
+    if is_qat:
+        raise NotImplementedError(f"{type(conv).__name__}: quantization-aware fusion needs torch's own conv classes")
+    return nn.utils.fusion.fuse_conv_bn_eval(conv, bn)
+
+
+def _fuse_conv_bn_relu(is_qat: bool, conv: nn.Module, bn: nn.Module, relu: nn.Module) -> nn.Module:
+    return nn.Sequential(_fuse_conv_bn(is_qat, conv, bn), relu)
+
+
+def register_fusion(cls: type) -> None:
+    """Teach ``torch.ao.quantization.fuse_modules`` (which looks fusers up by exact type) to fuse ``cls`` with the
+    following BatchNorm (and ReLU). Written against torch's fuser table, a private name: if it moves, fusion of
+    convzoo convs is simply not registered (the contract test says so)."""
+    try:
+        from torch.ao.quantization.fuser_method_mappings import _DEFAULT_OP_LIST_TO_FUSER_METHOD as table
+    except ImportError:  # pragma: no cover - depends on torch's internals
+        return
+    norm = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}[cls.dim]  # type: ignore[attr-defined]
+    table[(cls, norm)] = _fuse_conv_bn
+    table[(cls, norm, nn.ReLU)] = _fuse_conv_bn_relu
+
+
+class ConvNd(ConvzooLayer):
     """y = b + Σ w ⋆ x over each group (``mode='correlation'``), or with the kernel flipped (``'convolution'``).
 
     Shapes: input (N, C_in, *S) → output (N, C_out, *O); weight (C_out, C_in/groups, *K); bias (C_out,).
-    Arguments as ``torch.nn.Conv{1,2,3}d``; ``padding`` may also be one (before, after) pair per dimension.
+    Arguments, order and defaults as ``torch.nn.Conv{1,2,3}d``; ``padding`` may also be one (before, after) pair
+    per dimension. ``padding_pairs`` holds the resolved padding; ``padding`` keeps torch's meaning ('same',
+    'valid' or ints) — an asymmetric padding, which torch cannot express, is stored there as the pairs.
     """
-
-    dim: ClassVar[int]
 
     def __init__(
         self,
@@ -59,79 +112,100 @@ class ConvNd(nn.Module):
         groups: int = 1,
         bias: bool = True,
         padding_mode: str = "zeros",
-        mode: str = "correlation",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        mode: str = "correlation",
     ) -> None:
-        super().__init__()
-        check_groups(in_channels, out_channels, groups)
-        self.in_channels = in_channels
-        self.out_channels = out_channels
-        self.kernel_size = expand(kernel_size, self.dim, "kernel_size")
-        self.stride = expand(stride, self.dim, "stride")
-        self.dilation = expand(dilation, self.dim, "dilation")
-        self.padding = padding
-        self._pairs = padding_pairs(padding, self.kernel_size, self.stride, self.dilation)
-        self.groups = groups
-        self.padding_mode = check_choice(padding_mode, "padding_mode", PADDING_MODES)
-        self.mode = check_choice(mode, "mode", MODES)
-        factory = {"device": device, "dtype": dtype}
-        self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size, **factory))
-        self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
-        self.reset_parameters()
+        in_channels, out_channels, groups = check_groups(in_channels, out_channels, groups)
+        geometry = resolve_geometry(self.dim, kernel_size, stride, padding, dilation)
+        check_choice(padding_mode, "padding_mode", PADDING_MODES)
+        check_choice(mode, "mode", MODES)
+        super().__init__(in_channels, out_channels, geometry.kernel_size, geometry.stride,  # type: ignore[call-arg]
+                         geometry.torch_padding, geometry.dilation, groups, bias, padding_mode,
+                         device=device, dtype=dtype)
+        self.padding = geometry.padding
+        self.padding_pairs = geometry.padding_pairs
+        self.mode = mode
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if issubclass(cls, nn.modules.conv._ConvNd) and "dim" in vars(cls):  # a concrete 1/2/3-D class
+            register_fusion(cls)
 
     def reset_parameters(self) -> None:
         init_conv_(self.weight, self.bias)
 
     def check_input(self, x: torch.Tensor) -> None:
         check_input(x, self.dim, self.in_channels, type(self).__name__)
-        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self._pairs, type(self).__name__)
+        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__)
+
+    def kernel(self) -> torch.Tensor:
+        """The kernel the cross-correlation uses: ``weight``, flipped in every spatial axis for ``'convolution'``."""
+        return flip_kernel(self.weight) if self.mode == "convolution" else self.weight
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
-        weight = flip_kernel(self.weight) if self.mode == "convolution" else self.weight
-        return conv_with_pairs(x, weight, self.bias, self.stride, self._pairs, self.dilation, self.groups, self.padding_mode)
+        return conv_with_pairs(x, self.kernel(), self.bias, self.stride, self.padding_pairs, self.dilation,
+                               self.groups, self.padding_mode)
+
+    # --- the contract ---------------------------------------------------------------------------------------------
 
     def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
         """MACs = N·prod(O)·C_out·(C_in/groups)·prod(k); elements = input + weight + bias + output."""
-        out = conv_out_shape(input_shape, self.out_channels, self.kernel_size, self.stride, self._pairs, self.dilation)
+        out = conv_output_tensor_shape(input_shape, self.out_channels, self.kernel_size, self.stride, self.padding_pairs,
+                             self.dilation)
         return conv_cost(input_shape, out, self.weight.shape, 0 if self.bias is None else self.out_channels)
 
+    def reference_output(self, x: np.ndarray) -> np.ndarray:
+        from ..oracle import reference as ref
+
+        fn = ref.convolve if self.mode == "convolution" else ref.correlate
+        return fn(x, to_numpy(self.weight), to_numpy(self.bias), self.stride, self.padding, self.dilation,
+                  self.groups, self.padding_mode)
+
+    def native_alternatives(self) -> list[Alternative]:
+        if self.mode == "convolution":
+            # The same function with the kernel flipped once, outside the timed call (the layer flips per call).
+            flipped = flip_kernel(self.weight).detach().requires_grad_()
+            return [("native", "F.conv (pre-flipped kernel)", native_conv_call(self, flipped)),
+                    ("native", "F.conv(flip(w))", lambda x: native_conv_call(self, flip_kernel(self.weight))(x))]
+        return [("native", "F.conv", native_conv_call(self))]
+
+    def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
+        """Exact when W fits the layer's kernel and groups; else the orthogonal projection onto them."""
+        from ..conversion.kernels import load_, relative_frobenius_error
+
+        blocks, effective = grouped_projection(weight, self.groups, self.kernel_size)
+        load_(self.weight, blocks.flip(tuple(range(2, blocks.dim()))) if self.mode == "convolution" else blocks)
+        load_(self.bias, bias)
+        return relative_frobenius_error(effective, weight)
+
+    def receptive_field_step(self, field: Any, in_shape: Any, step: Callable[..., Any]) -> Any:
+        """r + (k_eff − 1)·j, j·s, c + ((k_eff − 1)/2 − p_before)·j with k_eff = d·(k − 1) + 1."""
+        return field.window(self.kernel_size, self.stride, self.dilation, [lo for lo, _ in self.padding_pairs])
+
+    def stages(self) -> list[Stage]:
+        return [Stage("convolution" if self.mode == "convolution" else "conv", self, module=self)]
+
     def extra_repr(self) -> str:
-        return conv_repr(self)
+        text = super().extra_repr()
+        return text + (", mode='convolution'" if self.mode == "convolution" else "")
 
 
-def conv_repr(module: nn.Module, extra: dict[str, object] | None = None) -> str:
-    """PyTorch-style summary: channels and kernel, then only the arguments that differ from their default."""
-    parts = [f"{module.in_channels}, {module.out_channels}"]
-    if hasattr(module, "kernel_size"):
-        parts.append(f"kernel_size={module.kernel_size}")
-    defaults = {"stride": 1, "padding": 0, "dilation": 1, "output_padding": 0, "groups": 1,
-                "padding_mode": "zeros", "mode": "correlation"}
-    for name, default in defaults.items():
-        value = getattr(module, name, default)
-        if value != default and value != (default,) * len(getattr(module, "kernel_size", ())):
-            parts.append(f"{name}={value!r}")
-    if getattr(module, "bias", True) is None:
-        parts.append("bias=False")
-    for name, value in (extra or {}).items():
-        parts.append(f"{name}={value!r}")
-    return ", ".join(parts)
-
-
-class Conv1d(ConvNd):
+class Conv1d(ConvNd, nn.Conv1d):
     """1-D convolution: input (N, C_in, L)."""
 
     dim = 1
 
 
-class Conv2d(ConvNd):
+class Conv2d(ConvNd, nn.Conv2d):
     """2-D convolution: input (N, C_in, H, W)."""
 
     dim = 2
 
 
-class Conv3d(ConvNd):
+class Conv3d(ConvNd, nn.Conv3d):
     """3-D convolution: input (N, C_in, D, H, W)."""
 
     dim = 3

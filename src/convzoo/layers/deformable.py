@@ -9,21 +9,55 @@ kernel/stride/padding/dilation. It is zero-initialised, so at init v1 equals a p
 
 from __future__ import annotations
 
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
 import torch
+import torch.nn.functional as F
 from torch import nn
-from torchvision.ops import deform_conv2d
 
-from .base import IntOrTuple, Padding, check_groups, check_input, check_positive_int, check_window_fits, expand
-from ..analysis.shapes import conv_output_shape
-from .conv import Conv2d, conv_repr, init_conv_
 from ..analysis.cost import LayerCost, compose, conv_macs, elementwise_cost, numel
+from ..analysis.shapes import conv_output_shape
+from .base import (
+    PADDING_MODES,
+    Alternative,
+    ConvzooLayer,
+    IntOrTuple,
+    Padding,
+    Stage,
+    check_choice,
+    check_groups,
+    check_input,
+    check_positive_int,
+    check_window_fits,
+    expand,
+    geometry_repr,
+    init_conv_,
+)
+from .conv import Conv2d, grouped_projection, native_conv_call
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
-class DeformConv2d(nn.Module):
+def _deform_conv2d(*args: Any, **kwargs: Any) -> torch.Tensor:
+    from torchvision.ops import deform_conv2d  # imported on first use: torchvision costs ~1 s at import
+
+    return deform_conv2d(*args, **kwargs)
+
+
+class DeformConv2d(ConvzooLayer, nn.Module):
     """Shapes: input (N, C_in, H, W) → (N, C_out, H_out, W_out); weight (C_out, C_in/groups, kh, kw);
     offset (N, 2·offset_groups·kh·kw, H_out, W_out) in torchvision's layout (dy, dx per tap, taps row-major);
     mask (N, offset_groups·kh·kw, H_out, W_out). ``offset_conv`` predicts both (offsets first, then masks).
+
+    Arguments, order and defaults as ``torch.nn.Conv2d``; ``offset_groups`` and ``modulated`` (v2) are
+    keyword-only. Padding other than symmetric zeros is applied to the input first (the offset conv pads the
+    same way); samples that fall outside the padded input read zero.
     """
+
+    dim = 2
 
     def __init__(
         self,
@@ -34,31 +68,31 @@ class DeformConv2d(nn.Module):
         padding: Padding = 0,
         dilation: IntOrTuple = 1,
         groups: int = 1,
-        offset_groups: int = 1,
-        modulated: bool = False,
         bias: bool = True,
+        padding_mode: str = "zeros",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        offset_groups: int = 1,
+        modulated: bool = False,
     ) -> None:
         super().__init__()
-        check_groups(in_channels, out_channels, groups)
-        check_positive_int(offset_groups, "offset_groups")
+        in_channels, out_channels, groups = check_groups(in_channels, out_channels, groups)
+        offset_groups = check_positive_int(offset_groups, "offset_groups")
         if in_channels % offset_groups:
             raise ValueError(f"offset_groups={offset_groups} must divide in_channels={in_channels}")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.offset_groups, self.modulated = offset_groups, modulated
+        self.offset_groups, self.modulated = offset_groups, bool(modulated)
+        self.padding_mode = check_choice(padding_mode, "padding_mode", PADDING_MODES)
         factory = {"device": device, "dtype": dtype}
-        kernel = expand(kernel_size, 2, "kernel_size")
-        fields_per_tap = 3 if modulated else 2  # (dy, dx) and, for v2, the mask
         # The offset conv carries (and validates) the geometry; the deformable conv uses the same.
-        self.offset_conv = Conv2d(in_channels, fields_per_tap * offset_groups * kernel[0] * kernel[1], kernel,
-                                  stride, padding, dilation, **factory)
-        self.kernel_size, self.stride, self.dilation = (
-            self.offset_conv.kernel_size, self.offset_conv.stride, self.offset_conv.dilation)
-        pairs = self.offset_conv._pairs
-        if any(lo != hi for lo, hi in pairs):
-            raise ValueError(f"padding={padding!r} must be symmetric for DeformConv2d (got {pairs})")
-        self.padding = tuple(lo for lo, _ in pairs)
+        fields_per_tap = 3 if modulated else 2  # (dy, dx) and, for v2, the mask
+        taps = math.prod(expand(kernel_size, 2, "kernel_size"))
+        self.offset_conv = Conv2d(in_channels, fields_per_tap * offset_groups * taps, kernel_size, stride, padding,
+                                  dilation, padding_mode=padding_mode, **factory)
+        oc = self.offset_conv
+        self.kernel_size, self.stride, self.dilation = oc.kernel_size, oc.stride, oc.dilation
+        self.padding, self.padding_pairs = oc.padding, oc.padding_pairs
         self.weight = nn.Parameter(torch.empty(out_channels, in_channels // groups, *self.kernel_size, **factory))
         self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
         self.reset_parameters()
@@ -73,27 +107,43 @@ class DeformConv2d(nn.Module):
         return self.kernel_size[0] * self.kernel_size[1]
 
     def _check_field(self, field: torch.Tensor, name: str, per_tap: int, x: torch.Tensor) -> None:
-        out = conv_output_shape(x.shape[2:], self.kernel_size, self.stride, self.offset_conv._pairs, self.dilation)
+        out = conv_output_shape(x.shape[2:], self.kernel_size, self.stride, self.padding_pairs, self.dilation)
         expected = (x.shape[0], per_tap * self.offset_groups * self.num_taps, *out)
         if tuple(field.shape) != expected:
             raise ValueError(f"{name} must have shape {expected} (N, {per_tap}·offset_groups·kh·kw, H_out, W_out), "
                              f"got {tuple(field.shape)}")
 
+    def offsets_and_mask(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The offset conv's prediction: offsets (N, 2·G·k², H_out, W_out) and, for v2, masks sigmoid(·)."""
+        predicted = self.offset_conv(x)
+        n_offsets = 2 * self.offset_groups * self.num_taps
+        mask = torch.sigmoid(predicted[:, n_offsets:]) if self.modulated else None
+        return predicted[:, :n_offsets], mask
+
+    def sample_and_convolve(self, x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
+        """Bilinear sampling at p·s + t·d + Δp (times the mask for v2), then the weights: one deformable conv."""
+        if self.padding_mode == "zeros" and all(lo == hi for lo, hi in self.padding_pairs):
+            return _deform_conv2d(x, offset, self.weight, self.bias, self.stride,
+                                  tuple(lo for lo, _ in self.padding_pairs), self.dilation, mask)
+        flat = [v for lo_hi in reversed(self.padding_pairs) for v in lo_hi]
+        padded = F.pad(x, flat, mode="constant" if self.padding_mode == "zeros" else self.padding_mode)
+        return _deform_conv2d(padded, offset, self.weight, self.bias, self.stride, 0, self.dilation, mask)
+
     def forward(self, x: torch.Tensor, offset: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
         check_input(x, 2, self.in_channels, "DeformConv2d")
-        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.offset_conv._pairs, "DeformConv2d")
+        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, "DeformConv2d")
         if mask is not None and not self.modulated:
             raise ValueError("mask is only used by deformable conv v2: construct DeformConv2d with modulated=True")
         if offset is None or (self.modulated and mask is None):
-            predicted = self.offset_conv(x)
-            n_offsets = 2 * self.offset_groups * self.num_taps
-            offset = predicted[:, :n_offsets] if offset is None else offset
-            if self.modulated and mask is None:
-                mask = torch.sigmoid(predicted[:, n_offsets:])
+            predicted_offset, predicted_mask = self.offsets_and_mask(x)
+            offset = predicted_offset if offset is None else offset
+            mask = predicted_mask if mask is None else mask
         self._check_field(offset, "offset", 2, x)
         if mask is not None:
             self._check_field(mask, "mask", 1, x)
-        return deform_conv2d(x, offset, self.weight, self.bias, self.stride, self.padding, self.dilation, mask)
+        return self.sample_and_convolve(x, offset, mask)
+
+    # --- the contract ---------------------------------------------------------------------------------------------
 
     def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
         """Offset conv + (v2: sigmoid of the mask logits) + the deformable conv:
@@ -119,11 +169,60 @@ class DeformConv2d(nn.Module):
         parts.append(LayerCost(params, conv_macs(out, self.weight.shape), other, moved, out))
         return compose(parts)
 
+    def reference_output(self, x: np.ndarray, offset: np.ndarray | None = None,
+                         mask: np.ndarray | None = None) -> np.ndarray:
+        """Deformable conv from the definition (reference.deform_conv2d: explicit bilinear sampling per tap);
+        offsets / masks predicted by the offset conv's own reference unless given."""
+        import numpy as np
+
+        from ..oracle import reference as ref
+        from .conv import to_numpy
+
+        if offset is None or (self.modulated and mask is None):
+            predicted = self.offset_conv.reference_output(x)
+            n_offsets = 2 * self.offset_groups * self.num_taps
+            offset = predicted[:, :n_offsets] if offset is None else offset
+            if self.modulated and mask is None:
+                mask = 1.0 / (1.0 + np.exp(-predicted[:, n_offsets:]))
+        pairs = ref.resolve_padding(self.padding, self.kernel_size, self.stride, self.dilation)
+        padded = ref.pad(x, pairs, self.padding_mode)
+        return ref.deform_conv2d(padded, to_numpy(self.weight), offset, mask, to_numpy(self.bias), self.stride, 0,
+                                 self.dilation)
+
+    def native_alternatives(self) -> list[Alternative]:
+        offsets = native_conv_call(self.offset_conv)
+        n_offsets = 2 * self.offset_groups * self.num_taps
+
+        def direct(x: torch.Tensor) -> torch.Tensor:
+            predicted = offsets(x)
+            mask = torch.sigmoid(predicted[:, n_offsets:]) if self.modulated else None
+            return self.sample_and_convolve(x, predicted[:, :n_offsets], mask)
+
+        return [("native", "torchvision deform_conv2d (direct)", direct)]
+
+    def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
+        """Zero offsets read the regular grid, so W loads exactly (v2: mask sigmoid(0) = ½, so 2W is stored)."""
+        from ..conversion.kernels import load_, relative_frobenius_error
+
+        blocks, effective = grouped_projection(weight, self.groups, self.kernel_size)
+        self.reset_parameters()
+        load_(self.weight, blocks * 2 if self.modulated else blocks)
+        load_(self.bias, bias)
+        return relative_frobenius_error(effective, weight)
+
+    def receptive_field_step(self, field: Any, in_shape: Any, step: Callable[..., Any]) -> Any:
+        """The nominal (zero-offset) grid: learned offsets can move every tap anywhere."""
+        return field.window(self.kernel_size, self.stride, self.dilation, [lo for lo, _ in self.padding_pairs])
+
+    def stages(self) -> list[Stage]:
+        return [Stage("offset conv (predicts Δp" + (" and masks)" if self.modulated else ")"),
+                      self.offset_conv, side=True, module=self.offset_conv),
+                Stage("bilinear sampling at p + Δp, then the weights", self, module=self)]
+
     def extra_repr(self) -> str:
-        extra = {}
+        extra: dict[str, object] = {}
         if self.offset_groups != 1:
             extra["offset_groups"] = self.offset_groups
         if self.modulated:
             extra["modulated"] = True
-        return conv_repr(self, extra)
-
+        return geometry_repr(self, extra)

@@ -11,12 +11,18 @@ training loop (the paper: 30 → 1 over the first epochs).
 from __future__ import annotations
 
 import math
-from typing import ClassVar
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
 from .base import (
+    Alternative,
+    ConvzooLayer,
+    Stage,
+    geometry_repr,
+    resolve_geometry,
     PADDING_MODES,
     IntOrTuple,
     Padding,
@@ -25,12 +31,14 @@ from .base import (
     check_input,
     check_positive_int,
     check_window_fits,
-    expand,
-    padding_pairs,
 )
+from ..analysis.cost import LayerCost, compose, conv_macs, conv_output_tensor_shape, elementwise_cost, module_cost, numel
 from ..functional import conv_with_pairs
-from .conv import conv_repr, init_conv_
-from ..analysis.cost import LayerCost, compose, conv_macs, conv_out_shape, elementwise_cost, module_cost, numel
+from .base import init_conv_
+from .conv import grouped_projection
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 class KernelAttention(nn.Module):
@@ -47,19 +55,18 @@ class KernelAttention(nn.Module):
         return torch.softmax(self.fc2(torch.relu(self.fc1(pooled))) / temperature, dim=1)
 
 
-class DynamicConvNd(nn.Module):
-    """Shapes: (N, C_in, *S) → (N, C_out, *O) as ``Conv*d``; weight (K, C_out, C_in/groups, *k), bias (K, C_out)."""
+class DynamicConvNd(ConvzooLayer, nn.Module):
+    """Shapes: (N, C_in, *S) → (N, C_out, *O) as ``Conv*d``; weight (K, C_out, C_in/groups, *k), bias (K, C_out).
 
-    dim: ClassVar[int]
+    Arguments, order and defaults as ``torch.nn.Conv*d``; ``num_kernels`` K, ``reduction`` (of the attention's
+    hidden layer) and the softmax ``temperature`` are keyword-only.
+    """
 
     def __init__(
         self,
         in_channels: int,
         out_channels: int,
         kernel_size: IntOrTuple,
-        num_kernels: int = 4,
-        reduction: int = 4,
-        temperature: float = 30.0,
         stride: IntOrTuple = 1,
         padding: Padding = 0,
         dilation: IntOrTuple = 1,
@@ -68,18 +75,20 @@ class DynamicConvNd(nn.Module):
         padding_mode: str = "zeros",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        num_kernels: int = 4,
+        reduction: int = 4,
+        temperature: float = 30.0,
     ) -> None:
         super().__init__()
-        check_groups(in_channels, out_channels, groups)
-        check_positive_int(num_kernels, "num_kernels")
-        check_positive_int(reduction, "reduction")
+        in_channels, out_channels, groups = check_groups(in_channels, out_channels, groups)
+        num_kernels = check_positive_int(num_kernels, "num_kernels")
+        reduction = check_positive_int(reduction, "reduction")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.num_kernels, self.reduction = num_kernels, reduction
-        self.kernel_size = expand(kernel_size, self.dim, "kernel_size")
-        self.stride = expand(stride, self.dim, "stride")
-        self.dilation = expand(dilation, self.dim, "dilation")
-        self.padding = padding
-        self._pairs = padding_pairs(padding, self.kernel_size, self.stride, self.dilation)
+        geometry = resolve_geometry(self.dim, kernel_size, stride, padding, dilation)
+        self.kernel_size, self.stride, self.dilation = geometry.kernel_size, geometry.stride, geometry.dilation
+        self.padding, self.padding_pairs = geometry.padding, geometry.padding_pairs
         self.padding_mode = check_choice(padding_mode, "padding_mode", PADDING_MODES)
         self.temperature = temperature
         factory = {"device": device, "dtype": dtype}
@@ -108,7 +117,7 @@ class DynamicConvNd(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.dim, self.in_channels, type(self).__name__)
-        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self._pairs, type(self).__name__)
+        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__)
         return self._batch_folded(x)
 
     def _aggregate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -125,14 +134,14 @@ class DynamicConvNd(nn.Module):
         weight, bias = self._aggregate(x)
         folded = x.reshape(1, n * self.in_channels, *x.shape[2:])
         y = conv_with_pairs(folded, weight.flatten(0, 1), None if bias is None else bias.flatten(), self.stride,
-                            self._pairs, self.dilation, n * self.groups, self.padding_mode)
+                            self.padding_pairs, self.dilation, n * self.groups, self.padding_mode)
         return y.reshape(n, self.out_channels, *y.shape[2:])
 
     def _per_sample(self, x: torch.Tensor) -> torch.Tensor:
         """One conv per sample with its own kernel (the same function; the bench's comparison form)."""
         weight, bias = self._aggregate(x)
         return torch.cat([conv_with_pairs(x[i : i + 1], weight[i], None if bias is None else bias[i], self.stride,
-                                          self._pairs, self.dilation, self.groups, self.padding_mode)
+                                          self.padding_pairs, self.dilation, self.groups, self.padding_mode)
                           for i in range(x.shape[0])])
 
     def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
@@ -147,7 +156,7 @@ class DynamicConvNd(nn.Module):
         n, c = input_shape[0], input_shape[1]
         k, hidden = self.num_kernels, self.attention.fc1.out_features
         bias = 0 if self.bias is None else self.out_channels
-        out = conv_out_shape(input_shape, self.out_channels, self.kernel_size, self.stride, self._pairs, self.dilation)
+        out = conv_output_tensor_shape(input_shape, self.out_channels, self.kernel_size, self.stride, self.padding_pairs, self.dilation)
         kernel = tuple(self.weight.shape[1:])  # one sample's (C_out, C_in/g, *k)
         gap = LayerCost(0, 0, numel(input_shape), numel(input_shape) + n * c, (n, c))
         fc1 = module_cost(self.attention.fc1, (n, c), (n, hidden))
@@ -160,8 +169,56 @@ class DynamicConvNd(nn.Module):
         return compose([gap, fc1, elementwise_cost((n, hidden), 1), fc2, elementwise_cost((n, k), 4),
                         aggregation, conv])
 
+    def reference_output(self, x: np.ndarray) -> np.ndarray:
+        """π = softmax(FC₂(ReLU(FC₁(GAP(x))))/T), W(x) = Σ π_k W_k, then the conv, per sample (reference.py)."""
+        import numpy as np
+
+        from ..oracle import reference as ref
+        from .conv import to_numpy
+
+        att = self.attention
+        fc = [to_numpy(t) for t in (att.fc1.weight, att.fc1.bias, att.fc2.weight, att.fc2.bias)]
+        weight, bias = to_numpy(self.weight), to_numpy(self.bias)
+        if self.padding_mode == "zeros":
+            return ref.dynamic_conv(x, weight, bias, *fc, self.temperature, self.stride,
+                                    ref.resolve_padding(self.padding, self.kernel_size, self.stride, self.dilation),
+                                    self.dilation, self.groups)
+        attention = ref.dynamic_attention(x, *fc, self.temperature)
+        outputs = []
+        for n in range(x.shape[0]):
+            w_n = np.tensordot(attention[n], weight, axes=1)
+            b_n = None if bias is None else attention[n] @ bias
+            outputs.append(ref.correlate(x[n : n + 1], w_n, b_n, self.stride, self.padding, self.dilation,
+                                         self.groups, self.padding_mode))
+        return np.concatenate(outputs)
+
+    def native_alternatives(self) -> list[Alternative]:
+        return [("native", "batch-folded grouped conv", self._batch_folded),
+                ("native", "per-sample loop", self._per_sample)]
+
+    def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
+        """Every kernel starts as W: Σ_k π_k W = W for any attention π (exact when W fits kernel and groups)."""
+        from ..conversion.kernels import load_, relative_frobenius_error
+
+        blocks, effective = grouped_projection(weight, self.groups, self.kernel_size)
+        load_(self.weight, blocks.unsqueeze(0).expand_as(self.weight))
+        load_(self.bias, None if bias is None else bias.unsqueeze(0).expand_as(self.bias))
+        return relative_frobenius_error(effective, weight)
+
+    def receptive_field_step(self, field: Any, in_shape: Any, step: Callable[..., Any]) -> Any:
+        """The kernel's window (its attention also pools the whole input: every output depends on every pixel
+        through the kernel weights)."""
+        return field.window(self.kernel_size, self.stride, self.dilation, [lo for lo, _ in self.padding_pairs])
+
+    def stages(self) -> list[Stage]:
+        """Attention over the K kernels (a side branch: GAP → FC → ReLU → FC → softmax/T), then the conv with the
+        aggregated kernel W(x) = Σ_k π_k(x)·W_k."""
+        return [Stage(f"attention over K={self.num_kernels} kernels", lambda x: self.attention(x, self.temperature),
+                      side=True, module=self.attention),
+                Stage("conv with the aggregated kernel", self, module=self)]
+
     def extra_repr(self) -> str:
-        return conv_repr(self, {"num_kernels": self.num_kernels, "temperature": self.temperature})
+        return geometry_repr(self, {"num_kernels": self.num_kernels, "temperature": self.temperature})
 
 
 class DynamicConv1d(DynamicConvNd):

@@ -10,21 +10,31 @@ approximate the pattern with groupwise + pointwise convs; this one equals the ma
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
 import torch
 import torch.nn.functional as F
 from torch import nn
 
+from ..analysis.cost import LayerCost, conv_output_tensor_shape, numel
 from .base import (
+    PADDING_MODES,
+    Alternative,
+    ConvzooLayer,
     IntOrTuple,
     Padding,
+    Stage,
+    check_choice,
     check_input,
     check_positive_int,
     check_window_fits,
-    expand,
-    padding_pairs,
+    geometry_repr,
+    resolve_geometry,
 )
-from .conv import conv_repr
-from ..analysis.cost import LayerCost, conv_out_shape, numel
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
 def one_by_one_mask(out_channels: int, in_channels: int, p: int, device: torch.device | None = None) -> torch.Tensor:
@@ -34,8 +44,11 @@ def one_by_one_mask(out_channels: int, in_channels: int, p: int, device: torch.d
     return (c - j) % p != 0
 
 
-class HetConv2d(nn.Module):
+class HetConv2d(ConvzooLayer, nn.Module):
     """Shapes: (N, C_in, H, W) → (N, C_out, H_out, W_out), as a k×k conv with the same stride/padding.
+
+    Arguments, order and defaults as ``torch.nn.Conv2d`` (no groups; the kernel must be odd so that the 1×1
+    kernels sit on its centre tap); ``p`` is keyword-only.
 
     Parameters: ``weight_kxk`` (C_out, C_in/p, k, k) — filter j's k×k kernel on channel c = (j mod p) + p·m
     is ``weight_kxk[j, m]``; ``weight_1x1`` (C_out, C_in − C_in/p) — filter j's 1×1 kernels on the other
@@ -47,28 +60,29 @@ class HetConv2d(nn.Module):
         self,
         in_channels: int,
         out_channels: int,
-        kernel_size: IntOrTuple = 3,
-        p: int = 4,
+        kernel_size: IntOrTuple,
         stride: IntOrTuple = 1,
-        padding: Padding = "same",
+        padding: Padding = 0,
         dilation: IntOrTuple = 1,
-        bias: bool = False,
+        bias: bool = True,
+        padding_mode: str = "zeros",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        p: int = 4,
     ) -> None:
         super().__init__()
-        check_positive_int(in_channels, "in_channels")
-        check_positive_int(out_channels, "out_channels")
-        check_positive_int(p, "p")
+        in_channels = check_positive_int(in_channels, "in_channels")
+        out_channels = check_positive_int(out_channels, "out_channels")
+        p = check_positive_int(p, "p")
         if in_channels % p:
             raise ValueError(f"p={p} must divide in_channels={in_channels}")
-        self.kernel_size = expand(kernel_size, 2, "kernel_size")
-        if any(k % 2 == 0 for k in self.kernel_size):
+        geometry = resolve_geometry(2, kernel_size, stride, padding, dilation)
+        if any(k % 2 == 0 for k in geometry.kernel_size):
             raise ValueError(f"kernel_size={kernel_size!r} must be odd: the 1×1 kernels sit on the centre tap")
-        self.stride = expand(stride, 2, "stride")
-        self.dilation = expand(dilation, 2, "dilation")
-        self.padding = padding
-        self._pairs = padding_pairs(padding, self.kernel_size, self.stride, self.dilation)
+        self.kernel_size, self.stride, self.dilation = geometry.kernel_size, geometry.stride, geometry.dilation
+        self.padding, self.padding_pairs = geometry.padding, geometry.padding_pairs
+        self.padding_mode = check_choice(padding_mode, "padding_mode", PADDING_MODES)
         self.in_channels, self.out_channels, self.p = in_channels, out_channels, p
         factory = {"device": device, "dtype": dtype}
         self.weight_kxk = nn.Parameter(torch.empty(out_channels, in_channels // p, *self.kernel_size, **factory))
@@ -93,7 +107,7 @@ class HetConv2d(nn.Module):
         dense = dense.masked_scatter(mask, self.weight_1x1)
         return dense[:, :, None, None]
 
-    def _kxk_part(self, x: torch.Tensor) -> torch.Tensor:
+    def _kxk_part(self, x: torch.Tensor, pairs: tuple[tuple[int, int], ...]) -> torch.Tensor:
         n, c, h, w = x.shape
         p, cout = self.p, self.out_channels
         # Channels ordered by residue r = c mod p: group r holds channels r, r+p, r+2p, …
@@ -101,7 +115,6 @@ class HetConv2d(nn.Module):
         rows = -(-cout // p) * p  # filters padded to a multiple of p (zeros) when p ∤ C_out
         weight = F.pad(self.weight_kxk, (0, 0, 0, 0, 0, 0, 0, rows - cout)) if rows != cout else self.weight_kxk
         weight = weight.reshape(rows // p, p, *weight.shape[1:]).transpose(0, 1).reshape(weight.shape)
-        pairs = self._pairs
         if any(lo != hi for lo, hi in pairs):
             x_by_residue = F.pad(x_by_residue, [pairs[1][0], pairs[1][1], pairs[0][0], pairs[0][1]])
             pairs = ((0, 0), (0, 0))
@@ -109,10 +122,11 @@ class HetConv2d(nn.Module):
         y = y.reshape(n, p, rows // p, *y.shape[2:]).transpose(1, 2).reshape(n, rows, *y.shape[2:])
         return y[:, :cout] if rows != cout else y
 
-    def _one_by_one_part(self, x: torch.Tensor, out_size: tuple[int, int]) -> torch.Tensor:
+    def _one_by_one_part(self, x: torch.Tensor, pairs: tuple[tuple[int, int], ...],
+                         out_size: tuple[int, int]) -> torch.Tensor:
         # The centre tap of output o reads input o·s − before + d·(k//2): crop or pad x so a 1×1 conv lines up.
-        before = [lo for lo, _ in self._pairs]
-        after = [hi for _, hi in self._pairs]
+        before = [lo for lo, _ in pairs]
+        after = [hi for _, hi in pairs]
         offsets = [d * (k // 2) - lo for d, k, lo in zip(self.dilation, self.kernel_size, before)]
         pad = [max(-offsets[1], 0), max(after[1] - self.dilation[1] * (self.kernel_size[1] // 2), 0),
                max(-offsets[0], 0), max(after[0] - self.dilation[0] * (self.kernel_size[0] // 2), 0)]
@@ -135,18 +149,26 @@ class HetConv2d(nn.Module):
         centre = F.pad(self.dense_1x1_weight(), [k // 2 for k in reversed(self.kernel_size) for _ in (0, 1)])
         return kxk + centre
 
+    def _padded(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[tuple[int, int], ...]]:
+        """Non-zero padding modes pad explicitly first; zeros are left to the convs (the pairs they must use)."""
+        if self.padding_mode == "zeros":
+            return x, self.padding_pairs
+        flat = [v for lo_hi in reversed(self.padding_pairs) for v in lo_hi]
+        return F.pad(x, flat, mode=self.padding_mode), ((0, 0), (0, 0))
+
     def _grouped_form(self, x: torch.Tensor) -> torch.Tensor:
         """p-group k×k conv on residue-ordered channels + one dense 1×1 conv: (C_in/p)·k² + C_in MACs per output."""
-        y = self._kxk_part(x)
+        x, pairs = self._padded(x)
+        y = self._kxk_part(x, pairs)
         if self.p > 1:
-            y = y + self._one_by_one_part(x, (y.shape[2], y.shape[3]))
+            y = y + self._one_by_one_part(x, pairs, (y.shape[2], y.shape[3]))
         if self.bias is not None:
             y = y + self.bias.view(1, -1, 1, 1)
         return y
 
     def _masked_dense_form(self, x: torch.Tensor) -> torch.Tensor:
         """One dense conv with the masked kernel: C_in·k² MACs per output (more MACs, one fast native call)."""
-        pairs = self._pairs
+        x, pairs = self._padded(x)
         if any(lo != hi for lo, hi in pairs):
             x = F.pad(x, [pairs[1][0], pairs[1][1], pairs[0][0], pairs[0][1]])
             pairs = ((0, 0), (0, 0))
@@ -154,22 +176,88 @@ class HetConv2d(nn.Module):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, 2, self.in_channels, "HetConv2d")
-        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self._pairs, "HetConv2d")
+        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, "HetConv2d")
         # Both forms are exact. Re-measured on a quiet 2-core CPU (8×64×56², 64→128, p=4): the grouped form is
         # as fast as the masked dense conv forward (20 vs 21 ms NCHW) and faster forward+backward (46 vs 61 ms),
-        # with 36% of its MACs; benchmarks/bench_all.py: 12.2 vs 18.5 ms NCHW. (An earlier per-format choice was
-        # measured on an overloaded machine and did not reproduce.) ``_masked_dense_form`` stays as the bench's
-        # comparison form.
+        # with 36% of its MACs. ``_masked_dense_form`` stays as the bench's comparison form.
         return self._grouped_form(x)
+
+    # --- the contract ---------------------------------------------------------------------------------------------
 
     def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
         """The heterogeneous filters' true cost, not the masked dense one:
         MACs = N·HW_out·C_out·(C_in/p)·k² (k×k kernels) + N·HW_out·C_out·(C_in − C_in/p) (1×1 kernels);
         elements = input + weight_kxk + weight_1x1 + bias + output (one layer)."""
-        out = conv_out_shape(input_shape, self.out_channels, self.kernel_size, self.stride, self._pairs, self.dilation)
+        out = conv_output_tensor_shape(input_shape, self.out_channels, self.kernel_size, self.stride, self.padding_pairs,
+                             self.dilation)
         per_output = self.weight_kxk[0].numel() + self.weight_1x1.shape[1]  # (C_in/p)·k² + C_in − C_in/p
         params = self.weight_kxk.numel() + self.weight_1x1.numel() + (0 if self.bias is None else self.out_channels)
         return LayerCost(params, numel(out) * per_output, 0, numel(input_shape) + params + numel(out), out)
 
+    def reference_output(self, x: np.ndarray) -> np.ndarray:
+        """The definition: the masked dense kernel built by ``reference.hetconv_kernel`` with explicit loops."""
+        from ..oracle import reference as ref
+        from .conv import to_numpy
+
+        kernel = ref.hetconv_kernel(to_numpy(self.weight_kxk), to_numpy(self.weight_1x1), self.p)
+        return ref.correlate(x, kernel, to_numpy(self.bias), self.stride, self.padding, self.dilation, 1,
+                             self.padding_mode)
+
+    def native_alternatives(self) -> list[Alternative]:
+        def per_filter_loop(x: torch.Tensor) -> torch.Tensor:
+            # The published implementations' approach: one conv per filter with its own masked kernel.
+            x, pairs = self._padded(x)
+            w = self.dense_weight()
+            if any(lo != hi for lo, hi in pairs):
+                x = F.pad(x, [pairs[1][0], pairs[1][1], pairs[0][0], pairs[0][1]])
+                pairs = ((0, 0), (0, 0))
+            pad = tuple(lo for lo, _ in pairs)
+            outs = [F.conv2d(x, w[j : j + 1], None, self.stride, pad, self.dilation) for j in range(self.out_channels)]
+            y = torch.cat(outs, dim=1)
+            return y if self.bias is None else y + self.bias.view(1, -1, 1, 1)
+
+        return [("native", "masked dense F.conv2d", self._masked_dense_form),
+                ("native", "grouped k×k + dense 1×1", self._grouped_form),
+                ("naive", "per-filter loop", per_filter_loop)]
+
+    def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
+        """Projection: filter j keeps its k×k kernels on channels (j mod p) + p·m and W's centre tap elsewhere."""
+        from ..conversion.kernels import fit_kernel, load_, relative_frobenius_error
+
+        out, cin = weight.shape[:2]
+        p = self.p
+        fitted = fit_kernel(weight, self.kernel_size)
+        j = torch.arange(out)[:, None]
+        m = torch.arange(cin // p)[None, :]
+        kxk = fitted[j, j % p + p * m]
+        centre = fitted[:, :, self.kernel_size[0] // 2, self.kernel_size[1] // 2]
+        mask = one_by_one_mask(out, cin, p)
+        load_(self.weight_kxk, kxk)
+        load_(self.weight_1x1, centre[mask])
+        load_(self.bias, bias)
+        effective = torch.zeros_like(fitted)
+        effective[j, j % p + p * m] = kxk
+        effective[:, :, self.kernel_size[0] // 2, self.kernel_size[1] // 2] += torch.where(mask, centre, 0.0)
+        return relative_frobenius_error(fit_kernel(effective, tuple(weight.shape[2:])), weight)
+
+    def receptive_field_step(self, field: Any, in_shape: Any, step: Callable[..., Any]) -> Any:
+        return field.window(self.kernel_size, self.stride, self.dilation, [lo for lo, _ in self.padding_pairs])
+
+    def stages(self) -> list[Stage]:
+        """The two parts summed: the p-group k×k conv on residue-ordered channels and the dense 1×1 on the rest."""
+        def kxk(x: torch.Tensor) -> torch.Tensor:
+            x, pairs = self._padded(x)
+            return self._kxk_part(x, pairs)
+
+        def one_by_one(x: torch.Tensor) -> torch.Tensor:
+            out = conv_output_tensor_shape(tuple(x.shape), self.out_channels, self.kernel_size, self.stride,
+                                 self.padding_pairs, self.dilation)
+            x, pairs = self._padded(x)
+            return self._one_by_one_part(x, pairs, out[2:])
+
+        return [Stage(f"k×k kernels (channels c ≡ j mod {self.p})", kxk, side=True),
+                Stage("1×1 kernels (the other channels)", one_by_one, side=True),
+                Stage("k×k + 1×1 summed", self._grouped_form, module=self)]
+
     def extra_repr(self) -> str:
-        return conv_repr(self, {"p": self.p})
+        return geometry_repr(self, {"p": self.p})

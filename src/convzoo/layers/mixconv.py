@@ -1,18 +1,31 @@
 """MixConv (Tan & Le 2019, "MixConv: Mixed Depthwise Convolutional Kernels", arXiv:1907.09595;
-article 003 §2.1): split the channels into groups, convolve group i with kernel_sizes[i] and 'same'
+article 003 §2.1): split the channels into groups, convolve group i with kernel_size[i] and 'same'
 padding, concatenate. Depthwise per group when in_channels == out_channels (the paper's case).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 from torch import nn
 
-from .base import IntOrTuple, check_choice, check_positive_int, expand
-from .conv import Conv2d
 from ..analysis.cost import LayerCost, compose, elementwise_cost
+from .base import (
+    Alternative,
+    ConvzooLayer,
+    IntOrTuple,
+    Stage,
+    check_choice,
+    check_input,
+    check_positive_int,
+    expand,
+)
+from .conv import Conv2d, grouped_projection, native_conv_call
+
+if TYPE_CHECKING:
+    import numpy as np
 
 SPLITS = ("equal", "exponential")
 
@@ -32,31 +45,45 @@ def split_channels(channels: int, groups: int, split: str = "equal") -> list[int
     return sizes
 
 
-class MixConv2d(nn.Module):
+class MixConv2d(ConvzooLayer, nn.Module):
     """y = concat_i conv_{k_i}(x_i). Shapes: (N, C_in, H, W) → (N, C_out, ⌈H/s⌉, ⌈W/s⌉) for odd kernels.
 
-    Group i has ``in_splits[i]`` inputs and ``out_splits[i]`` outputs; its kernel is k_i×k_i with 'same'
-    padding d·(k_i−1) (the odd element after), so all groups give the same output size.
+    ``kernel_size`` is the groups' kernel sizes (an int is one group). Group i has ``in_splits[i]`` inputs and
+    ``out_splits[i]`` outputs; its kernel is k_i×k_i with 'same' padding d·(k_i−1) (the odd element after, also
+    at stride > 1), so all groups give the same output size: ``padding`` must be 'same' (the paper's rule).
+    Arguments as ``torch.nn.Conv2d`` otherwise (no groups: depthwise per group when C_in = C_out, else dense);
+    ``split`` ('equal' or 'exponential') is keyword-only.
     """
+
+    dim = 2
 
     def __init__(
         self,
         in_channels: int,
         out_channels: int,
-        kernel_sizes: Sequence[int] = (3, 5, 7),
-        split: str = "equal",
+        kernel_size: int | Sequence[int] = (3, 5, 7),
         stride: IntOrTuple = 1,
+        padding: str = "same",
         dilation: IntOrTuple = 1,
-        bias: bool = False,
+        bias: bool = True,
+        padding_mode: str = "zeros",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        split: str = "equal",
     ) -> None:
         super().__init__()
-        check_positive_int(in_channels, "in_channels")
-        check_positive_int(out_channels, "out_channels")
-        if isinstance(kernel_sizes, int) or not kernel_sizes:
-            raise TypeError(f"kernel_sizes={kernel_sizes!r} must be a non-empty sequence of ints")
-        self.kernel_sizes = tuple(expand(k, 1, "kernel_sizes")[0] for k in kernel_sizes)
+        in_channels = check_positive_int(in_channels, "in_channels")
+        out_channels = check_positive_int(out_channels, "out_channels")
+        if padding != "same":
+            raise ValueError(f"padding={padding!r}: MixConv pads every group 'same' (d·(k_i − 1)), so that the "
+                             "groups' outputs line up; give padding='same'")
+        sizes = (kernel_size,) if isinstance(kernel_size, int) or not isinstance(kernel_size, Sequence) else kernel_size
+        if not sizes:
+            raise TypeError(f"kernel_size={kernel_size!r} must be an int or a non-empty sequence of ints")
+        self.kernel_sizes = tuple(expand(k, 1, "kernel_size")[0] for k in sizes)
+        self.kernel_size = (max(self.kernel_sizes),) * 2
+        self.padding, self.padding_mode = padding, padding_mode
         self.in_channels, self.out_channels, self.split = in_channels, out_channels, split
         self.stride = expand(stride, 2, "stride")
         self.dilation = expand(dilation, 2, "dilation")
@@ -68,22 +95,75 @@ class MixConv2d(nn.Module):
             totals = [d * (k - 1) for d in self.dilation]
             pairs = tuple((t // 2, t - t // 2) for t in totals)
             self.convs.append(Conv2d(cin, cout, k, self.stride, pairs, self.dilation, cin if self.depthwise else 1,
-                                     bias, device=device, dtype=dtype))
+                                     bias, padding_mode, device=device, dtype=dtype))
 
     def reset_parameters(self) -> None:
         for conv in self.convs:
             conv.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if x.dim() != 4 or x.shape[1] != self.in_channels:
-            raise ValueError(f"MixConv2d expects (N, {self.in_channels}, H, W), got shape {tuple(x.shape)}")
+        check_input(x, 2, self.in_channels, type(self).__name__)
         parts = torch.split(x, self.in_splits, dim=1)
         return torch.cat([conv(part) for conv, part in zip(self.convs, parts)], dim=1)
 
-    def receptive_field_step(self, field, in_shape, step):  # noqa: ANN001, ANN201 (types live in arithmetic)
-        """For ``convzoo.receptive_field``: parallel groups, all centred and equally strided, so the layer's
-        field is the largest group's (the largest kernel). ``step(module, field, in_shape)`` maps one conv."""
+    def receptive_field_step(self, field: Any, in_shape: Any, step: Callable[..., Any]) -> Any:
+        """Parallel groups, all centred and equally strided, so the layer's field is the largest group's (the
+        largest kernel). ``step(module, field, in_shape)`` maps one conv."""
         return max((step(conv, field, in_shape) for conv in self.convs), key=lambda f: f.size)
+
+    def reference_output(self, x: np.ndarray) -> np.ndarray:
+        from ..oracle import reference as ref
+        from .conv import to_numpy
+
+        weights = [to_numpy(c.weight) for c in self.convs]
+        biases = None if self.convs[0].bias is None else [to_numpy(c.bias) for c in self.convs]
+        if self.padding_mode != "zeros":
+            import numpy as np
+
+            parts = np.split(x, np.cumsum(self.in_splits)[:-1], axis=1)
+            return np.concatenate([c.reference_output(p) for c, p in zip(self.convs, parts)], axis=1)
+        return ref.mixconv(x, weights, self.in_splits, biases, self.stride, self.dilation)
+
+    def native_alternatives(self) -> list[Alternative]:
+        calls = [native_conv_call(c) for c in self.convs]
+        out: list[Alternative] = [("native", "split + F.conv2d ×n + cat", lambda x: torch.cat(
+            [f(p) for f, p in zip(calls, torch.split(x, self.in_splits, dim=1))], dim=1))]
+        try:  # timm's MixedConv2d: the same split/cat idea (peer)
+            from timm.layers import MixedConv2d
+        except ImportError:
+            return out
+        if self.stride == (1, 1) and self.dilation == (1, 1) and self.padding_mode == "zeros":
+            peer = MixedConv2d(self.in_channels, self.out_channels, list(self.kernel_sizes), padding="",
+                               depthwise=self.depthwise, bias=self.convs[0].bias is not None)
+            peer = peer.to(device=self.convs[0].weight.device, dtype=self.convs[0].weight.dtype)
+            if [c.in_channels for c in peer.values()] == list(self.in_splits):
+                with torch.no_grad():
+                    for mine, theirs in zip(self.convs, peer.values()):
+                        theirs.weight.copy_(mine.weight)
+                        if mine.bias is not None:
+                            theirs.bias.copy_(mine.bias)
+                out.append(("peer", "timm MixedConv2d", peer))
+        return out
+
+    def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
+        """Each group keeps its diagonal block of W (its channels), centred in its own kernel size."""
+        from ..conversion.kernels import load_, relative_frobenius_error
+
+        effective = torch.zeros_like(weight)
+        row = col = 0
+        for conv, cin, cout in zip(self.convs, self.in_splits, self.out_splits):
+            block = weight[row:row + cout, col:col + cin]
+            kept, block_effective = grouped_projection(block, conv.groups, conv.kernel_size)
+            load_(conv.weight, kept)
+            load_(conv.bias, None if bias is None else bias[row:row + cout])
+            effective[row:row + cout, col:col + cin] = block_effective
+            row, col = row + cout, col + cin
+        return relative_frobenius_error(effective, weight)
+
+    def stages(self) -> list[Stage]:
+        """The groups run side by side; one stage that splits, convolves each group and concatenates."""
+        names = " | ".join(f"{k}×{k}" for k in self.kernel_sizes)
+        return [Stage(f"groups {names}", self, module=self)]
 
     def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
         """Sum over the groups of conv MACs N·prod(O)·cout_i·(cin_i/groups_i)·k_i², + the concatenation (0 ops;
@@ -93,5 +173,5 @@ class MixConv2d(nn.Module):
         return compose([*parts, elementwise_cost(out, 0)])
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_sizes={self.kernel_sizes}, split={self.split!r}, "
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_sizes}, split={self.split!r}, "
                 f"in_splits={self.in_splits}, out_splits={self.out_splits}")

@@ -8,22 +8,25 @@ scheme 2), exactly when ``mid_channels`` reaches the rank of W reshaped to (C_in
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
 import torch
 from torch import nn
 
-from .base import IntOrTuple, Padding, PaddingPairs, check_positive_int, expand, padding_pairs
-from .conv import Conv2d
 from ..analysis.cost import LayerCost, sequential_cost
-
-
-def split_axes(
-    kernel_size: IntOrTuple, stride: IntOrTuple, padding: Padding, dilation: IntOrTuple
-) -> tuple[tuple[int, int], tuple[int, int], tuple[int, int], PaddingPairs]:
-    """Expand the 2-D arguments and resolve padding to (before, after) pairs for H and W."""
-    k = expand(kernel_size, 2, "kernel_size")
-    s = expand(stride, 2, "stride")
-    d = expand(dilation, 2, "dilation")
-    return k, s, d, padding_pairs(padding, k, s, d)  # type: ignore[return-value]
+from .base import (
+    Alternative,
+    ConvzooLayer,
+    IntOrTuple,
+    Padding,
+    PaddingPairs,
+    Stage,
+    check_positive_int,
+    resolve_geometry,
+)
+from .conv import Conv2d, native_conv_call, to_numpy
 
 
 def column_then_row(
@@ -40,7 +43,8 @@ def column_then_row(
     factory: dict,
 ) -> tuple[Conv2d, Conv2d]:
     """The (kh×1) conv on H, then the (1×kw) conv on W, each carrying its axis' stride, padding and dilation."""
-    k, s, d, pairs = split_axes(kernel_size, stride, padding, dilation)
+    g = resolve_geometry(2, kernel_size, stride, padding, dilation)
+    k, s, d, pairs = g.kernel_size, g.stride, g.dilation, g.padding_pairs
     column = Conv2d(in_channels, mid_channels, (k[0], 1), (s[0], 1), (pairs[0], (0, 0)), (d[0], 1),
                     groups[0], biases[0], padding_mode, **factory)
     row = Conv2d(mid_channels, out_channels, (1, k[1]), (1, s[1]), ((0, 0), pairs[1]), (1, d[1]),
@@ -48,12 +52,15 @@ def column_then_row(
     return column, row
 
 
-class SpatiallySeparableConv2d(nn.Module):
+class SpatiallySeparableConv2d(ConvzooLayer, nn.Module):
     """y = row ⋆ (column ⋆ x): a (kh×1) conv C_in→mid (no bias), then a (1×kw) conv mid→C_out (+ bias).
 
     Only the second conv has a bias, so the layer equals a k×k conv with bias even at zero-padded borders.
     Shapes: (N, C_in, H, W) → (N, C_out, H_out, W_out), as a k×k conv with the same stride/padding/dilation.
+    Arguments as ``torch.nn.Conv2d`` (no groups); ``mid_channels`` (default C_out) is keyword-only.
     """
+
+    dim = 2
 
     def __init__(
         self,
@@ -64,10 +71,11 @@ class SpatiallySeparableConv2d(nn.Module):
         padding: Padding = 0,
         dilation: IntOrTuple = 1,
         bias: bool = True,
-        mid_channels: int | None = None,
         padding_mode: str = "zeros",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        *,
+        mid_channels: int | None = None,
     ) -> None:
         super().__init__()
         mid = out_channels if mid_channels is None else check_positive_int(mid_channels, "mid_channels")
@@ -77,6 +85,10 @@ class SpatiallySeparableConv2d(nn.Module):
             padding_mode, {"device": device, "dtype": dtype},
         )
         self.kernel_size = (self.column.kernel_size[0], self.row.kernel_size[1])
+        self.stride = (self.column.stride[0], self.row.stride[1])
+        self.dilation = (self.column.dilation[0], self.row.dilation[1])
+        self.padding_pairs = (self.column.padding_pairs[0], self.row.padding_pairs[1])
+        self.padding, self.padding_mode = padding, padding_mode
 
     def reset_parameters(self) -> None:
         self.column.reset_parameters()
@@ -89,6 +101,49 @@ class SpatiallySeparableConv2d(nn.Module):
         """Both convs: N·H_mid·W_in·mid·C_in·kh + N·H_out·W_out·C_out·mid·kw MACs (H_mid = H after the column
         conv); elements summed over the two (the middle tensor written and read)."""
         return sequential_cost((self.column, self.row), input_shape)
+
+    def reference_output(self, x: np.ndarray) -> np.ndarray:
+        """One k×k conv whose kernel is Σ_m row[o, m] ⊗ column[m, c] (the factorisation's claim), with the
+        layer's own constructor padding resolved by the oracle."""
+        from ..oracle import reference as ref
+
+        column, row = to_numpy(self.column.weight), to_numpy(self.row.weight)
+        kernel = np.einsum("omj,mci->ocij", row[:, :, 0, :], column[:, :, :, 0])
+        return ref.correlate(x, kernel, to_numpy(self.row.bias), self.stride, self.padding, self.dilation, 1,
+                             self.padding_mode)
+
+    def native_alternatives(self) -> list[Alternative]:
+        col, row = native_conv_call(self.column), native_conv_call(self.row)
+        return [("native", "F.conv2d k×1 + F.conv2d 1×k", lambda x: row(col(x)))]
+
+    def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
+        """Truncated SVD of W reshaped to (C_in·kh, C_out·kw) (Jaderberg et al. 2014, scheme 2): W[o, c, i, j] =
+        Σ_m row[o, m, j]·col[m, c, i]; exact when ``mid_channels`` reaches the rank."""
+        from ..conversion.kernels import load_, relative_frobenius_error
+
+        out, cin, kh, kw = weight.shape
+        if (kh, kw) != self.kernel_size:
+            raise TypeError(f"kernel {kh}×{kw} cannot be factored into this layer's {self.kernel_size} k×1 and 1×k")
+        matrix = weight.permute(1, 2, 0, 3).reshape(cin * kh, out * kw)
+        u, s, vh = torch.linalg.svd(matrix, full_matrices=False)
+        rank = min(self.mid_channels, s.numel())
+        scale = s[:rank].sqrt()
+        column = weight.new_zeros(self.mid_channels, cin, kh)
+        row = weight.new_zeros(out, self.mid_channels, kw)
+        column[:rank] = (u[:, :rank] * scale).T.reshape(rank, cin, kh)
+        row[:, :rank] = (vh[:rank].T * scale).reshape(out, kw, rank).permute(0, 2, 1)
+        load_(self.column.weight, column)
+        load_(self.row.weight, row)
+        load_(self.row.bias, bias)
+        return relative_frobenius_error(torch.einsum("omj,mci->ocij", row, column), weight)
+
+    def receptive_field_step(self, field: Any, in_shape: Any, step: Callable[..., Any]) -> Any:
+        mid = self.column.cost(tuple(in_shape)).output_shape
+        return step(self.row, step(self.column, field, in_shape), mid)
+
+    def stages(self) -> list[Stage]:
+        return [Stage(f"column {self.kernel_size[0]}×1", self.column, module=self.column),
+                Stage(f"row 1×{self.kernel_size[1]}", self.row, module=self.row)]
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, mid_channels={self.mid_channels}"

@@ -6,16 +6,23 @@ group a slice of every previous group, so information crosses groups at no multi
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any, ClassVar
+
 import torch
+import torch.nn.functional as F
 from torch import nn
 
-from .base import IntOrTuple, Padding, check_positive_int
-from ..functional import channel_shuffle
-from .conv import Conv2d, conv_repr
 from ..analysis.cost import LayerCost, elementwise_cost
+from ..functional import channel_shuffle
+from .base import Alternative, ConvzooLayer, IntOrTuple, Padding, Stage, check_positive_int
+from .conv import Conv1d, Conv2d, Conv3d, ConvNd, grouped_projection, native_conv_call
+
+if TYPE_CHECKING:
+    import numpy as np
 
 
-class ChannelShuffle(nn.Module):
+class ChannelShuffle(ConvzooLayer, nn.Module):
     """Permute channels as (groups, C/groups) → (C/groups, groups): output i = input (i mod g)·C/g + ⌊i/g⌋.
 
     Same permutation as ``torch.nn.ChannelShuffle``; input (N, C, *S) with 1–3 spatial dims, same shape out.
@@ -34,40 +41,111 @@ class ChannelShuffle(nn.Module):
         """A permutation: 0 MACs, 0 ops; the tensor is read and written once."""
         return elementwise_cost(tuple(input_shape), 0)
 
+    def reference_output(self, x: np.ndarray) -> np.ndarray:
+        from ..oracle import reference as ref
+
+        return ref.channel_shuffle(x, self.groups)
+
+    def native_alternatives(self) -> list[Alternative]:
+        return [("native", "F.channel_shuffle", lambda x: F.channel_shuffle(x, self.groups))]
+
+    def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
+        raise TypeError("ChannelShuffle has no weights: it cannot take the place of a convolution")
+
+    def receptive_field_step(self, field: Any, in_shape: Any, step: Callable[..., Any]) -> Any:
+        return field  # a permutation of channels: space is untouched
+
+    def stages(self) -> list[Stage]:
+        return [Stage("channel shuffle", self, module=self)]
+
     def extra_repr(self) -> str:
         return f"groups={self.groups}"
 
 
-class ShuffledGroupedConv2d(Conv2d):
-    """Grouped conv (``groups`` groups) followed by a channel shuffle with the same number of groups.
+class ShuffledGroupedConvNd(ConvzooLayer, nn.Module):
+    """A grouped conv (``groups`` groups), then a channel shuffle with the same number of groups.
 
-    Shapes: (N, C_in, H, W) → (N, C_out, H_out, W_out); weight (C_out, C_in/groups, kh, kw).
+    Shapes: (N, C_in, *S) → (N, C_out, *O); parameters ``conv.weight`` (C_out, C_in/groups, *K), ``conv.bias``.
+    Arguments as ``torch.nn.Conv*d``.
     """
+
+    _conv: ClassVar[type[ConvNd]]
 
     def __init__(
         self,
         in_channels: int,
         out_channels: int,
         kernel_size: IntOrTuple,
-        groups: int,
         stride: IntOrTuple = 1,
         padding: Padding = 0,
         dilation: IntOrTuple = 1,
+        groups: int = 1,
         bias: bool = True,
         padding_mode: str = "zeros",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        super().__init__(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
-                         padding_mode, device=device, dtype=dtype)
+        super().__init__()
+        self.conv = self._conv(in_channels, out_channels, kernel_size, stride, padding, dilation, groups, bias,
+                               padding_mode, device, dtype)
+        self.shuffle = ChannelShuffle(self.conv.groups)
+        self.in_channels, self.out_channels, self.groups = self.conv.in_channels, self.conv.out_channels, self.conv.groups
+
+    def reset_parameters(self) -> None:
+        self.conv.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return channel_shuffle(super().forward(x), self.groups)
-
-    def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
-        """Grouped conv (MACs N·HW_out·C_out·(C_in/g)·k²) + the shuffle: 0 ops, its output read and written."""
-        conv = super().cost(input_shape)
-        return conv + elementwise_cost(conv.output_shape, 0)
+        return self.shuffle(self.conv(x))
 
     def extra_repr(self) -> str:
-        return conv_repr(self) + ", shuffle=True"
+        return f"{self.in_channels}, {self.out_channels}, groups={self.groups}"
+
+    # --- the contract ---------------------------------------------------------------------------------------------
+
+    def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
+        """Grouped conv (MACs N·prod(O)·C_out·(C_in/g)·prod(k)) + the shuffle: 0 ops, its output read and written."""
+        conv = self.conv.cost(input_shape)
+        return conv + elementwise_cost(conv.output_shape, 0)
+
+    def reference_output(self, x: np.ndarray) -> np.ndarray:
+        from ..oracle import reference as ref
+
+        return ref.channel_shuffle(self.conv.reference_output(x), self.groups)
+
+    def native_alternatives(self) -> list[Alternative]:
+        conv = native_conv_call(self.conv)
+        return [("native", "F.conv + F.channel_shuffle", lambda x: F.channel_shuffle(conv(x), self.groups))]
+
+    def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
+        """Output i is conv channel (i mod g)·(C/g) + ⌊i/g⌋: give that conv channel W's row i, then project onto
+        the groups (exact when W is block-diagonal in the shuffled order)."""
+        from ..conversion.kernels import load_, relative_frobenius_error
+
+        g, c = self.groups, self.out_channels
+        order = torch.arange(c)
+        source = (order % g) * (c // g) + order // g
+        inverse = torch.empty_like(source)
+        inverse[source] = order
+        blocks, effective = grouped_projection(weight[inverse], g, self.conv.kernel_size)
+        load_(self.conv.weight, blocks)
+        load_(self.conv.bias, None if bias is None else bias[inverse])
+        return relative_frobenius_error(effective[source], weight)
+
+    def receptive_field_step(self, field: Any, in_shape: Any, step: Callable[..., Any]) -> Any:
+        return step(self.conv, field, in_shape)
+
+    def stages(self) -> list[Stage]:
+        return [Stage(f"grouped conv (g={self.groups})", self.conv, module=self.conv),
+                Stage("channel shuffle", self.shuffle, module=self.shuffle)]
+
+
+class ShuffledGroupedConv1d(ShuffledGroupedConvNd):
+    dim, _conv = 1, Conv1d
+
+
+class ShuffledGroupedConv2d(ShuffledGroupedConvNd):
+    dim, _conv = 2, Conv2d
+
+
+class ShuffledGroupedConv3d(ShuffledGroupedConvNd):
+    dim, _conv = 3, Conv3d

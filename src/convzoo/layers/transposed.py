@@ -8,25 +8,39 @@ o = (i − 1)·s − 2p + d·(k − 1) + output_padding + 1; ``output_size=`` in
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import ClassVar
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import IntOrTuple, check_groups, check_input, expand
-from ..analysis.shapes import transposed_output_size
-from .conv import conv_repr, init_conv_
 from ..analysis.cost import LayerCost, transposed_conv_macs, weight_cost
+from ..analysis.shapes import transposed_output_size
+from .base import (
+    PADDING_MODES,
+    Alternative,
+    ConvzooLayer,
+    IntOrTuple,
+    Stage,
+    check_choice,
+    check_groups,
+    check_input,
+    expand,
+    init_conv_,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
 
 _CONV_TRANSPOSE = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
 
-class TransposedConvNd(nn.Module):
-    """y = Cᵀ x per group. Shapes: input (N, C_in, *S) → (N, C_out, *O); weight (C_in, C_out/groups, *K)."""
+class TransposedConvNd(ConvzooLayer):
+    """y = Cᵀ x per group. Shapes: input (N, C_in, *S) → (N, C_out, *O); weight (C_in, C_out/groups, *K).
 
-    dim: ClassVar[int]
+    Arguments, order and defaults as ``torch.nn.ConvTranspose{1,2,3}d`` (whose subclass it is).
+    """
 
     def __init__(
         self,
@@ -39,27 +53,27 @@ class TransposedConvNd(nn.Module):
         groups: int = 1,
         bias: bool = True,
         dilation: IntOrTuple = 1,
+        padding_mode: str = "zeros",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
     ) -> None:
-        super().__init__()
-        check_groups(in_channels, out_channels, groups)
-        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
-        self.kernel_size = expand(kernel_size, self.dim, "kernel_size")
-        self.stride = expand(stride, self.dim, "stride")
-        self.padding = expand(padding, self.dim, "padding", minimum=0)
-        self.dilation = expand(dilation, self.dim, "dilation")
-        self.output_padding = expand(output_padding, self.dim, "output_padding", minimum=0)
-        for a, s, d in zip(self.output_padding, self.stride, self.dilation):
-            if a >= max(s, d):
+        in_channels, out_channels, groups = check_groups(in_channels, out_channels, groups)
+        kernel = expand(kernel_size, self.dim, "kernel_size")
+        strides = expand(stride, self.dim, "stride")
+        pads = expand(padding, self.dim, "padding", minimum=0)
+        dilations = expand(dilation, self.dim, "dilation")
+        extra = expand(output_padding, self.dim, "output_padding", minimum=0)
+        for a, s_, d in zip(extra, strides, dilations):
+            if a >= max(s_, d):
                 raise ValueError(
                     f"output_padding={output_padding!r} must be smaller than max(stride, dilation)="
-                    f"{max(s, d)} in every dimension"
+                    f"{max(s_, d)} in every dimension"
                 )
-        factory = {"device": device, "dtype": dtype}
-        self.weight = nn.Parameter(torch.empty(in_channels, out_channels // groups, *self.kernel_size, **factory))
-        self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
-        self.reset_parameters()
+        if check_choice(padding_mode, "padding_mode", PADDING_MODES) != "zeros":
+            raise ValueError(f"padding_mode={padding_mode!r}: a transposed conv only supports 'zeros' (as torch)")
+        super().__init__(in_channels, out_channels, kernel, strides, pads, extra, groups, bias,  # type: ignore[call-arg]
+                         dilations, padding_mode, device=device, dtype=dtype)
+        self.padding_pairs = tuple((p, p) for p in pads)
 
     def reset_parameters(self) -> None:
         init_conv_(self.weight, self.bias)
@@ -70,7 +84,7 @@ class TransposedConvNd(nn.Module):
         span = tuple(max(s, d) - 1 for s, d in zip(self.stride, self.dilation))
         return smallest, tuple(a + b for a, b in zip(smallest, span))  # type: ignore[arg-type]
 
-    def _output_padding(self, spatial: Sequence[int], output_size: Sequence[int] | None) -> tuple[int, ...]:
+    def _resolve_output_padding(self, spatial: Sequence[int], output_size: Sequence[int] | None) -> tuple[int, ...]:
         if output_size is None:
             return self.output_padding
         wanted = tuple(output_size)[-self.dim:]
@@ -87,7 +101,7 @@ class TransposedConvNd(nn.Module):
 
     def forward(self, x: torch.Tensor, output_size: Sequence[int] | None = None) -> torch.Tensor:
         check_input(x, self.dim, self.in_channels, type(self).__name__)
-        output_padding = self._output_padding(x.shape[2:], output_size)
+        output_padding = self._resolve_output_padding(x.shape[2:], output_size)
         out = transposed_output_size(tuple(x.shape[2:]), self.kernel_size, self.stride, self.padding,
                                      output_padding, self.dilation)
         if min(out) < 1:  # type: ignore[type-var]
@@ -106,17 +120,36 @@ class TransposedConvNd(nn.Module):
         return weight_cost(input_shape, out, self.weight.shape, 0 if self.bias is None else self.out_channels,
                            transposed_conv_macs(input_shape, self.weight.shape))
 
-    def extra_repr(self) -> str:
-        return conv_repr(self)
+    def reference_output(self, x: np.ndarray) -> np.ndarray:
+        from ..oracle import reference as ref
+        from .conv import to_numpy
+
+        return ref.transposed_conv(x, to_numpy(self.weight), to_numpy(self.bias), self.stride, self.padding,
+                                   self.output_padding, self.dilation, self.groups)
+
+    def native_alternatives(self) -> list[Alternative]:
+        op = _CONV_TRANSPOSE[self.dim]
+        return [("native", "F.conv_transpose", lambda x: op(x, self.weight, self.bias, self.stride, self.padding,
+                                                            self.output_padding, self.groups, self.dilation))]
+
+    def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
+        raise TypeError(f"{type(self).__name__} upsamples: it cannot take the place of a same-size convolution")
+
+    def receptive_field_step(self, field: Any, in_shape: Any, step: Callable[..., Any]) -> Any:
+        """Zeros inserted (jump j/s), then a stride-1 conv that reads only the taps landing on inputs."""
+        return field.transposed(self.kernel_size, self.stride, self.dilation, self.padding)
+
+    def stages(self) -> list[Stage]:
+        return [Stage("transposed conv (scatter)", self, module=self)]
 
 
-class TransposedConv1d(TransposedConvNd):
+class TransposedConv1d(TransposedConvNd, nn.ConvTranspose1d):
     dim = 1
 
 
-class TransposedConv2d(TransposedConvNd):
+class TransposedConv2d(TransposedConvNd, nn.ConvTranspose2d):
     dim = 2
 
 
-class TransposedConv3d(TransposedConvNd):
+class TransposedConv3d(TransposedConvNd, nn.ConvTranspose3d):
     dim = 3

@@ -45,7 +45,7 @@ class ShuffleUnit(nn.Module):
             nn.BatchNorm2d(mid),
             nn.ReLU(inplace=True),
             ChannelShuffle(first_groups) if first_groups > 1 else nn.Identity(),
-            DepthwiseConv2d(mid, 3, stride=stride, padding=1, bias=False),
+            DepthwiseConv2d(mid, mid, 3, stride=stride, padding=1, bias=False),
             nn.BatchNorm2d(mid),
             PointwiseConv2d(mid, branch_out, groups=groups, bias=False),
             nn.BatchNorm2d(branch_out),

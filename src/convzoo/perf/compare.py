@@ -43,10 +43,12 @@ def build_for_compare(name: str, batch: int, in_channels: int, out_channels: int
                       dtype: torch.dtype, device: str | torch.device) -> tuple[torch.nn.Module, tuple[int, ...]]:
     """The registry's default layer of ``name`` on the shared shape (C_in → C_out, or C_in → C_in where the family
     requires it), and its input shape."""
+    fam = family(name)
+    kernel = kernel_size if fam.window else None  # pointwise (1) and GDC (the map) have no window to choose
     try:
-        module = family(name).build(in_channels, out_channels, kernel_size, 2)
-    except ValueError:  # the family's own channel rule (global_depthwise keeps C_in): build it C_in → C_in
-        module = family(name).build(in_channels, in_channels, kernel_size, 2)
+        module = fam.build(in_channels, out_channels, kernel, 2)
+    except ValueError:  # the family's own channel rule (e.g. depthwise needs a multiple): build it C_in → C_in
+        module = fam.build(in_channels, in_channels, kernel, 2)
     shape = (batch, in_channels, size, size)
     if any(isinstance(p, torch.nn.parameter.UninitializedParameter) for p in module.parameters()):
         with torch.no_grad():  # lazy parameters (global_depthwise's kernel is the map's size) get their shape

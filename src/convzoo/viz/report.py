@@ -107,10 +107,6 @@ def _table(rows: Sequence[dict[str, Any]], columns: Iterable[str]) -> str:
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
-def _article(fam: Any) -> str:
-    return str(getattr(fam, "article", getattr(fam, "seed", "")))
-
-
 def place_labels(ax: Any, xs: Sequence[float], ys: Sequence[float], labels: Sequence[str], fontsize: float = 8,
                  ) -> list[Any]:
     """Annotate each point with its label at the first of a ring of offsets (growing outwards) where the label's box
@@ -226,7 +222,7 @@ def family_section(fam: Any, row: dict[str, Any] | None, setting: str, dpi: int 
     return (
         f"<section class='family' id='{html.escape(fam.name)}'>"
         f"<h3>{html.escape(fam.title)} <code>{html.escape(fam.name)}</code>"
-        f"<span class='article'>article {html.escape(_article(fam))}</span></h3>"
+        f"<span class='article'>article {html.escape(fam.article)}</span></h3>"
         f"<p class='idea'>{html.escape(idea)}{html.escape(_speed_sentence(row, setting))}</p>"
         f"{_img(_picture(module, spec.input_shape, dpi), fam.name + ' picture')}"
         f"<div class='cost'><p>Cost of <code>{html.escape(type(module).__name__)}"

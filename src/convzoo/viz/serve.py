@@ -61,10 +61,6 @@ STATIC = ("explorer.html", "explorer.js", "explorer.css")
 State = dict[str, Any]  # {"family": str, "view": str, <argument>: int, ...}; absent argument = default
 
 
-def _article(fam: Any) -> str:
-    return str(getattr(fam, "article", getattr(fam, "seed", "")))
-
-
 @lru_cache(maxsize=None)
 def accepted_args(name: str) -> tuple[str, ...]:
     return tuple(accepted(name))
@@ -72,7 +68,7 @@ def accepted_args(name: str) -> tuple[str, ...]:
 
 @lru_cache(maxsize=1)
 def family_list() -> list[dict[str, Any]]:
-    return [{"name": f.name, "title": f.title, "summary": f.summary, "article": _article(f), "dims": list(f.dims),
+    return [{"name": f.name, "title": f.title, "summary": f.summary, "article": f.article, "dims": list(f.dims),
              "params": list(accepted_args(f.name))} for f in families()]
 
 
@@ -236,26 +232,14 @@ def _with(state: State, name: str, value: Any) -> State:
     return new
 
 
-@lru_cache(maxsize=None)
-def kernel_inert(name: str, dim: int) -> bool:
-    """True when the family's layer ignores ``kernel`` (1×1 families, a global kernel as large as the map): the
-    parameter shapes of a meta-built layer do not change with it."""
-    def shapes(k: int) -> list[tuple[int, ...] | None]:
-        module = get_family(name).build(4, 4, k, dim, device="meta")
-        lazy = nn.parameter.UninitializedParameter  # shaped by the first input (global depthwise)
-        return [None if isinstance(p, lazy) else tuple(p.shape) for p in module.parameters()]
-
-    return shapes(1) == shapes(3)
-
-
 def choices(state: State) -> dict[str, list[dict[str, Any]]]:
     """Per control, the values the page offers: those that keep the state valid, and those that are valid once
-    the later controls go back to their defaults. Each carries the query of the state it leads to. A control the
-    layer ignores (``kernel_inert``) is not offered."""
+    the later controls go back to their defaults. Each carries the query of the state it leads to. ``kernel`` is
+    offered only to families with a window of the caller's choosing (``Family.window``)."""
     order = controls(state)
     result: dict[str, list[dict[str, Any]]] = {}
     for i, name in enumerate(order):
-        if name == "kernel" and kernel_inert(state["family"], state.get("dim", default_dim(state["family"]))):
+        if name == "kernel" and not get_family(state["family"]).window:
             continue
         options = []
         for value in _candidates(state, name):
@@ -420,8 +404,8 @@ def link_data(state: State) -> list[dict[str, Any]]:
                               "values": [round(float(v), 4) for v in flat] if flat.numel() <= 64 else None})
             name = kernel_param(step.module, len(shape) - 1)
             kernel = list(getattr(step.module, name).shape[-(len(shape) - 1):]) if name else None
-            held = [s.name for s in declared_stages(lv.model) or [] if s.side] if not step.sides and len(
-                lv.steps) == 1 else []
+            held = [s.name for s in declared_stages(lv.model) or [] if s.side and isinstance(s.module, nn.Module)] \
+                if not step.sides and len(lv.steps) == 1 else []
             out.append({"name": step.name, "kernel_shape": kernel, "sides": sides, "pad": None, "held": held,
                         "deps": encode_deps(mask.reshape(n_out, shape[0], math.prod(shape[1:])))})
     for i, link in enumerate(out):  # a padding ring where the layer is a sliding window (checked at the centre)
@@ -492,7 +476,7 @@ def window(module: nn.Module, shape_in: Sequence[int], shape_out: Sequence[int],
     stride = _as_tuple(getattr(module, "stride", None), dims)
     dilation = _as_tuple(getattr(module, "dilation", None), dims)
     pairs = _pairs(module, dims)
-    if stride is None or dilation is None or pairs is None or hasattr(module, "output_padding"):
+    if stride is None or dilation is None or pairs is None:
         return None
     taps = list(np.ndindex(*kernel))
     for mirrored in (False, True):
@@ -612,11 +596,13 @@ def _formula(module: nn.Module) -> str:
     return "\n".join(lines)
 
 
-def _resolved(module: nn.Module, names: Sequence[str], dims: int) -> dict[str, Any]:
+def _resolved(module: nn.Module, names: Sequence[str]) -> dict[str, Any]:
     """What the layer made of each argument (shown as 'auto (…)' for a default); None when it does not say."""
     out: dict[str, Any] = {}
     for name in names:
         value = getattr(module, name, None)
+        if name == "padding" and getattr(module, "padding_pairs", None) is not None:
+            value = [v for pair in module.padding_pairs for v in pair]  # shown as one int when all sides agree
         if isinstance(value, (tuple, list)) and value and all(v == value[0] for v in value):
             value = value[0]
         out[name] = value if isinstance(value, int) and not isinstance(value, bool) else None
@@ -636,10 +622,10 @@ def _layer_json(key: str) -> dict[str, Any]:
     names = accepted_args(spec.family)
     effective = {"view": view, "dim": spec.dim, "in_channels": spec.in_channels, "out_channels": spec.out_channels,
                  "kernel": spec.kernel, "size": spec.size or DEFAULT_SIZE[spec.dim],
-                 **_resolved(module, names, spec.dim), **{k: v for k, v in spec.options.items()}}
+                 **_resolved(module, names), **{k: v for k, v in spec.options.items()}}
     return {
         "state": state, "query": query_of(state), "effective": effective, "choices": choices(state),
-        "family": fam.name, "title": fam.title, "summary": fam.summary, "article": _article(fam),
+        "family": fam.name, "title": fam.title, "summary": fam.summary, "article": fam.article,
         "layer": f"{type(module).__name__}({module.extra_repr() or describe(module)})",
         "input_shape": [1, *spec.input_shape], "output_shape": list(report.output_shape),
         "params": report.params, "macs": report.macs, "formula": _formula(module),

@@ -34,7 +34,7 @@ def limit(key: str, dim: int = 2) -> tuple[int, int]:
 def accepted(name: str) -> list[str]:
     """The optional geometry arguments that family ``name``'s layer constructor takes."""
     fam = get_family(name)
-    module = fam.build(4, 4, 3, fam.dims[-1] if 2 not in fam.dims else 2)
+    module = fam.build(4, 4, 3 if fam.window else None, fam.dims[-1] if 2 not in fam.dims else 2)
     params = inspect.signature(type(module).__init__).parameters
     return [a for a in OPTIONAL if a in params]
 
@@ -81,8 +81,9 @@ class LayerSpec:
         """The real layer; ``device='meta'`` builds it without memory (for shapes)."""
         self.validate()
         extra: dict[str, Any] = {} if device is None else {"device": device}
-        return get_family(self.family).build(self.in_channels, self.out_channels, self.kernel, self.dim,
-                                             **dict(self.options), **extra)
+        fam = get_family(self.family)
+        return fam.build(self.in_channels, self.out_channels, self.kernel if fam.window else None, self.dim,
+                         **dict(self.options), **extra)
 
     def label(self) -> str:
         opts = ", ".join(f"{k}={v}" for k, v in self.options.items())

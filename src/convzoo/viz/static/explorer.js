@@ -303,19 +303,29 @@ function drawLinkRow(svg, m, y, cs, width, info) {
     bottom = Math.max(bottom, top + 18 + kh * kcs + 4);
     x += Math.max(captionWidth, kd * (kw * kcs + 8)) + 28;
   }
-  for (const side of info ? info.sides : []) {
-    const caption = `side stage "${side.name}" → (${side.shape.join(' × ')}), for this input`;
-    let w = text(svg, x, top + 12, caption).getComputedTextLength();
+  let lineTop = top;
+  for (const side of info ? info.sides : []) {  // each side stage a block; a block that does not fit wraps
+    const caption = text(svg, x, lineTop + 12, `side stage "${side.name}" → (${side.shape.join(' × ')}), ` +
+                         'for this input');
+    let w = caption.getComputedTextLength();
+    const h = side.values ? 70 : 20;
+    if (x > 16 && x + w > width) {
+      x = 16;
+      lineTop = bottom + 4;
+      caption.setAttribute('x', x);
+      caption.setAttribute('y', lineTop + 12);
+    }
     if (side.values) {
       const max = Math.max(...side.values.map(Math.abs), 1e-12);
       side.values.forEach((v, i) => {
-        const h = Math.round((30 * Math.abs(v)) / max);
-        el('rect', { x: x + i * 12, y: top + 50 - h, width: 9, height: Math.max(1, h), fill: '#6b8e23' }, svg);
+        const bar = Math.round((30 * Math.abs(v)) / max);
+        el('rect', { x: x + i * 12, y: lineTop + 50 - bar, width: 9, height: Math.max(1, bar), fill: '#6b8e23' },
+           svg);
       });
-      if (side.values.length <= 8) text(svg, x, top + 66, side.values.map((v) => v.toFixed(2)).join('  '));
-      bottom = Math.max(bottom, top + 70);
+      if (side.values.length <= 8) text(svg, x, lineTop + 66, side.values.map((v) => v.toFixed(2)).join('  '));
       w = Math.max(w, 12 * side.values.length);
     }
+    bottom = Math.max(bottom, lineTop + h);
     x += w + 28;
   }
   return bottom + 8;

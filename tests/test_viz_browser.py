@@ -195,7 +195,7 @@ def test_report_renders_with_every_image(browser, tmp_path):
                         settings={"batch": 1, "in_channels": 8, "out_channels": 8, "size": 8}, rows_source="test")
     text = path.read_text()
     assert "http://" not in text and "https://" not in text and "<script" not in text  # self-contained
-    assert "0x7f" not in text and "function" not in text  # no repr of a Python object in the settings
+    assert "0x7f" not in text and "<function" not in text  # no repr of a Python object in the settings
     page, errors = open_page(browser)
     page.goto(path.as_uri())
     page.wait_for_load_state("load")

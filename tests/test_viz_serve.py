@@ -311,3 +311,28 @@ def test_the_readme_states_the_limits_the_code_enforces():
         assert f"{channels} → {channels} channels up to {size}×{size}" in explorer or \
             f"{channels} → {channels} up to {size}×{size}" in explorer
         assert sizes[-1] == size
+
+
+def test_report_settings_are_the_ones_used(tmp_path):
+    from convzoo.viz.report import build_report
+
+    timed = build_report(tmp_path / "timed.html", settings={"batch": 1, "in_channels": 4, "out_channels": 6,
+                                                             "size": 5, "repeats": 2},
+                         names=["pointwise"], figures=[]).read_text()
+    assert "Timed here: batch 1, C_in 4 → C_out 6, 5×5 input, k=3, float32" in timed and "medians of 2 runs" in timed
+    rows = [{"family": "pointwise", "params": 28, "macs": 600, "forward_ms": 0.01}]
+    given = build_report(tmp_path / "given.html", rows=rows, rows_source="rows.json", names=["pointwise"],
+                         figures=[]).read_text()
+    assert "Rows read from rows.json (measured elsewhere); the file does not record their layer shape" in given
+    assert "64" not in given.split("Pictures and per-family cost")[0]  # no default shape claimed for given rows
+    with pytest.raises(ValueError, match="unknown family 'nope'"):
+        build_report(tmp_path / "x.html", rows=rows, names=["nope"])
+    with pytest.raises(ValueError, match="no such file"):
+        build_report(tmp_path / "x.html", rows=rows, names=["pointwise"], sweep=tmp_path / "missing.json")
+
+
+def test_report_bad_options(app, tmp_path):
+    one_line_error(runner.invoke(app, ["report", "--size", "0", "-o", str(tmp_path / "r.html")]), "--size 0",
+                   "positive")
+    one_line_error(runner.invoke(app, ["report", "--families", "standard,nope", "-o", str(tmp_path / "r.html")]),
+                   "unknown family 'nope'")

@@ -46,11 +46,17 @@ def _special_names() -> list[str]:
 
 
 def run_report(output: str, batch: int | None, in_channels: int | None, out_channels: int | None,
-               size: int | None, repeats: int | None, rows_path: str | None, sweep: str | None) -> None:
+               size: int | None, repeats: int | None, rows_path: str | None, sweep: str | None,
+               families: str | None = None) -> None:
     from ..viz.report import DEFAULT_SETTINGS, build_report, check_output, read_rows
 
     try:
         check_output(output)
+        for flag, value in (("--batch", batch), ("--in", in_channels), ("--out", out_channels), ("--size", size),
+                            ("--repeats", repeats)):
+            if value is not None and value < 1:
+                raise ValueError(f"{flag} {value} must be a positive integer")
+        names = [n.strip() for n in families.split(",") if n.strip()] if families else None
         given = {k: v for k, v in (("batch", batch), ("in_channels", in_channels), ("out_channels", out_channels),
                                    ("size", size)) if v is not None}
         if rows_path:
@@ -58,7 +64,7 @@ def run_report(output: str, batch: int | None, in_channels: int | None, out_chan
         else:
             settings = {**DEFAULT_SETTINGS, **given, **({"repeats": repeats} if repeats else {})}
             rows, source = None, None
-        path = build_report(output, rows=rows, sweep=sweep, settings=settings, rows_source=source,
+        path = build_report(output, rows=rows, sweep=sweep, settings=settings, rows_source=source, names=names,
                             progress=lambda step: typer.echo(step, err=True))
     except (ValueError, TypeError, RuntimeError, OSError) as error:
         _fail(error)
@@ -144,10 +150,12 @@ def report_command(
                                        "--json`) instead of timing; --in/--out/--size/--batch then state their shape"),
     sweep: Optional[str] = typer.Option(None, "--sweep", help="a sweep JSON file: its table, and the "
                                         "sweep_pareto.png beside it when there is one"),
+    families: Optional[str] = typer.Option(None, "--families", help="only these families, comma-separated "
+                                           "(default: all)"),
 ) -> None:
     """One self-contained HTML page to learn from: every family's idea, pictures, cost formula with the numbers
-    and measured speed; a comparison grid; MACs against measured time."""
-    run_report(output, batch, in_channels, out_channels, size, repeats, rows, sweep)
+    and measured speed; a comparison grid; MACs against measured time; the article figures."""
+    run_report(output, batch, in_channels, out_channels, size, repeats, rows, sweep, families)
 
 
 @app.command("serve")

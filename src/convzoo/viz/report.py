@@ -254,10 +254,10 @@ def grid(chosen: Sequence[Any], rows: dict[str, dict[str, Any]]) -> str:
     return "<div class='grid'>" + "".join(cards) + "</div>"
 
 
-def article_figures(names: Sequence[str] | None = None,
-                    progress: Callable[[str], None] | None = None) -> list[tuple[str, str, bytes]]:
+def article_figures(names: Sequence[str] | None = None, progress: Callable[[str], None] | None = None,
+                    check_only: bool = False) -> list[tuple[str, str, bytes]]:
     """(name, caption, PNG) of the article figures (``viz.figures.article_figures()``, what ``convzoo figures``
-    writes); ``names`` picks some (default: all)."""
+    writes); ``names`` picks some (default: all); ``check_only`` validates the names and draws nothing."""
     from .figures import article_figures as provided
 
     items = provided()
@@ -267,6 +267,8 @@ def article_figures(names: Sequence[str] | None = None,
             raise ValueError(f"unknown article figure(s) {', '.join(unknown)}; known: "
                              f"{', '.join(item.name for item in items)}")
         items = [item for item in items if item.name in names]
+    if check_only:
+        return []
     out = []
     for item in items:
         if progress:
@@ -302,7 +304,14 @@ def build_report(path: str | Path, rows: Sequence[dict[str, Any]] | None = None,
     ``settings`` holds only what the user stated about them. ``names``: a subset of families; ``figures``: a
     subset of the article figures (by name)."""
     path = check_output(path)
+    if names is not None:
+        from ..registry import family
+
+        for name in names:
+            family(name)  # ValueError naming the known families
     chosen = [f for f in families() if names is None or f.name in names]
+    sweep_html = sweep_section(Path(sweep)) if sweep is not None else ""  # a bad file fails before any timing
+    article_figures(figures, check_only=True)
     if rows is None:
         used = {**DEFAULT_SETTINGS, **(settings or {})}
         from ..perf.timing import configure
@@ -358,8 +367,7 @@ def build_report(path: str | Path, rows: Sequence[dict[str, Any]] | None = None,
     parts += [f"<figure id='fig-{html.escape(name)}'>{_img(png, name)}<figcaption><b>{html.escape(name)}</b>. "
               f"{html.escape(caption)}</figcaption></figure>" for name, caption, png in article_figures(figures,
                                                                                                       progress)]
-    if sweep is not None:
-        parts.append(sweep_section(Path(sweep)))
+    parts.append(sweep_html)
     parts.append("</body></html>")
     path.write_text("".join(parts), encoding="utf-8")
     return path

@@ -68,7 +68,7 @@ def test_hetconv_strided():
 
 
 def test_mixconv_groups_get_their_own_kernel():
-    layer = cz.MixConv2d(6, 6, kernel_sizes=(3, 5, 7))  # depthwise, channels {0,1}: 3×3, {2,3}: 5×5, {4,5}: 7×7
+    layer = cz.MixConv2d(6, 6, (3, 5, 7))  # depthwise, channels {0,1}: 3×3, {2,3}: 5×5, {4,5}: 7×7
     size = 9
     expected = torch.zeros(6, size, size, 6, size, size, dtype=torch.bool)
     for j, k in zip(range(6), (3, 3, 5, 5, 7, 7)):

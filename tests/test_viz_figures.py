@@ -80,7 +80,7 @@ def test_cli_viz_writes_each_format(tmp_path):
 
 @pytest.mark.parametrize("args,message", [
     (["grouped", "--groups", "4"], "groups=4 must divide"),
-    (["pointwise", "--stride", "2"], "takes no 'stride'"),
+    (["global_depthwise", "--stride", "2"], "takes no 'stride'"),
     (["standard", "--size", "999"], "out of range"),
     (["nonsense"], "unknown family"),
     (["standard", "--input-values", "1,2;3"], "must be rectangular"),

@@ -90,8 +90,19 @@ def test_deformable_fractional_reads_carry_bilinear_weights():
             assert torch.allclose(m.coefficients[ty * 3 + tx, 0, a, b, 0], expected, atol=1e-6)
 
 
-def test_resize_conv_reads_a_source_cell_through_several_taps():
-    m = tap_map(cz.build("resize", 1, 1, 3), (1, 3, 3))
+class UpsampleThenConv(torch.nn.Module):
+    """A user's own resize-conv (not a convzoo layer): nearest ×2, then a 3×3 'same' conv with its own weight."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = torch.nn.Parameter(torch.randn(1, 1, 3, 3))
+
+    def forward(self, x):
+        return torch.nn.functional.conv2d(torch.nn.functional.interpolate(x, scale_factor=2), self.weight, padding=1)
+
+
+def test_a_users_resize_conv_reads_a_source_cell_through_several_taps():
+    m = tap_map(UpsampleThenConv(), (1, 3, 3))
     # Output (2, 2) of the ×2 nearest upsampling reads upsampled rows/cols 1..3 = source rows/cols 0, 1, 1.
     assert m.count[0, 2, 2, 0].tolist() == [[1, 2, 0], [2, 4, 0], [0, 0, 0]]
 
@@ -130,7 +141,7 @@ def test_matrix_is_the_jacobian_and_maps_x_to_y(name):
     fam = cz.family(name)
     dim = 2 if 2 in fam.dims else fam.dims[0]
     shape = (4, *(5,) * dim)
-    layer = cz.build(name, 4, 4, 3, dim).double().eval()
+    layer = cz.build(name, 4, 4, 3 if getattr(fam, "window", True) else None, dim).double().eval()
     with torch.no_grad():
         layer(torch.zeros(1, *shape, dtype=torch.float64))  # materialise lazy parameters
     c = conv_matrix(layer, shape)
@@ -143,8 +154,14 @@ def test_matrix_is_the_jacobian_and_maps_x_to_y(name):
 
 
 def test_dynamic_conv_has_no_single_matrix():
+    layer = cz.build("dynamic", 2, 2, 3, temperature=1.0)
+    with torch.no_grad():  # an attention that depends on the input (a trained one)
+        for stage in layer.stages():
+            if stage.side and stage.module is not None:
+                for p in stage.module.parameters():
+                    p.normal_(0, 2, generator=torch.Generator().manual_seed(0))
     with pytest.raises(ValueError, match="not linear in its input"):
-        conv_matrix(cz.build("dynamic", 2, 2, 3), (2, 5, 5))
+        conv_matrix(layer, (2, 5, 5))
 
 
 @pytest.mark.parametrize("k,s,p,size,c_in,c_out", [(3, 1, 0, 4, 1, 1), (3, 2, 1, 5, 1, 1), (4, 2, 1, 6, 2, 3),

@@ -395,7 +395,7 @@ def shuffle_flow() -> Block:
 
 def gdc_vs_gap() -> Block:
     size = 4
-    gdc = build("global_depthwise", 2, 2, 3)
+    gdc = build("global_depthwise", 2, 2, size)  # a kernel as large as the map
     gap = nn.AdaptiveAvgPool2d(1)
     shape = (2, size, size)
     with torch.no_grad():

@@ -49,7 +49,7 @@ def declared_stages(module: nn.Module) -> list | None:
     main = [s for s in declared if not s.side]
     if len(main) > 1 or len(main) < len(declared):
         return declared
-    return [] if declared else (inferred_stages(module) or None)
+    return None if declared else (inferred_stages(module) or None)
 
 
 def inferred_stages(module: nn.Module, input_shape: Sequence[int] | None = None) -> list:
@@ -95,6 +95,18 @@ def step_picture(r: Reads, out_channel: int, position: Sequence[int] | None, num
     return block, (f"{n:,} multiply-adds" if n else "")
 
 
+def _richer(a: Reads | None, b: Reads) -> Reads | None:
+    """The reads whose legend says more (more taps, then padding): one legend line serves every stage."""
+    if b.geometry is None:
+        return a
+
+    def score(r: Reads) -> tuple[int, bool]:
+        g = r.geometry
+        return r.n_taps, bool(g is not None and g.kind == "gather" and any(lo or hi for lo, hi in g.padding()))
+
+    return b if a is None or score(b) > score(a) else a
+
+
 def stage_picture(module: nn.Module, input_shape: Sequence[int], out_channel: int = 0,
                   position: Sequence[int] | None = None, numbers: bool = False,
                   x: torch.Tensor | None = None, seed: int = 0) -> Block:
@@ -107,30 +119,49 @@ def stage_picture(module: nn.Module, input_shape: Sequence[int], out_channel: in
     blocks: list[Block] = []
     main_stages = [s for s in stages if not s.side]
     legend_reads: Reads | None = None
-    side_value, side_name = None, ""
+    sides: list[tuple[object, torch.Tensor]] = []
     n = 0
     for st in stages:
-        with torch.no_grad():
-            if st.side:
-                side_value, side_name = st.fn(value), st.name
-                continue
+        if st.side:
+            with torch.no_grad():
+                sides.append((st, st.fn(value)))
+            continue
         n += 1
+        last = st is main_stages[-1]
+        with torch.no_grad():
+            result = st.fn(value)
+        notes: list[Block] = []
+        # Side stages with the shape of this stage's output are parallel parts (HetConv's k×k and 1×1): each is
+        # drawn as its own step; other side stages steer this stage (attention, offsets) and are described.
+        parts = [(sd, v) for sd, v in sides if tuple(v.shape) == tuple(result.shape)]
+        for k, (sd, _) in enumerate(parts, 1):
+            pr = analyse(Lambda(sd.fn), tuple(value.shape[1:]), x=value[0], seed=seed, illustrate=False)
+            pblock, pwhat = step_picture(pr, out_channel if last else 0, position if last else None, numbers)
+            blocks.append(column([label(f"PART {n}.{k}: {sd.name}" + (f"  ({pwhat})" if pwhat else ""),
+                                        weight="bold"), pblock], gap=0.4))
+            blocks.append(arrow(1.2, "", vertical=True))
+            legend_reads = _richer(legend_reads, pr)
         sub = st.module if st.module is not None else Lambda(st.fn)
         r = analyse(sub, tuple(value.shape[1:]), x=value[0], seed=seed, illustrate=False)
-        last = st is main_stages[-1]
         block, what = step_picture(r, out_channel if last else 0, position if last else None, numbers)
-        if side_value is not None:
-            dyn = dynamic_block(sub, side_value, r, out_channel if last else 0)
-            note = label(f"side branch '{side_name}' ({shape_text(value.shape[1:])} → "
-                         f"{shape_text(side_value.shape[1:])}) computes the values this stage uses", SMALL)
-            block = column([note, dyn, block] if dyn is not None else [note, block], gap=0.5)
-            side_value = None
-        legend_reads = legend_reads or (r if r.geometry is not None else None)
+        if parts:
+            notes.append(label(" + ".join(f"part {n}.{k}" for k in range(1, len(parts) + 1)) + " = this stage", SMALL))
+        for sd, v in sides:
+            if any(sd is p for p, _ in parts):
+                continue
+            notes.append(label(f"side branch '{sd.name}' ({shape_text(value.shape[1:])} → {shape_text(v.shape[1:])}) "
+                               f"computes the values this stage uses", SMALL))
+            dyn = dynamic_block(sub, v, r, out_channel if last else 0)
+            if dyn is not None:
+                notes.append(dyn)
+        sides = []
+        if notes:
+            block = column([*notes, block], gap=0.5)
+        legend_reads = _richer(legend_reads, r)
         head = f"STAGE {n}: {st.name}  ({shape_text(r.input_shape)} → {shape_text(r.output_shape)}" + \
                (f"; {what})" if what else ")")
         blocks.append(column([label(head, weight="bold"), block], gap=0.4))
-        with torch.no_grad():
-            value = st.fn(value)
+        value = result
         if not last:
             blocks.append(arrow(1.2, "", vertical=True))
     body = column(blocks, gap=0.3)

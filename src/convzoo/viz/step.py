@@ -250,7 +250,8 @@ def legend_block(r: Reads, numbers: bool, max_width: float = 1e9) -> Block:
     items: list[tuple[str | tuple, str, bool]] = []
     colours = tap_colours(r.n_taps)
     ramp = [colours[0], colours[r.n_taps // 2], colours[-1]] if r.n_taps > 2 else colours
-    items.append((ramp, f"kernel tap 0 … {r.n_taps - 1} in reading order", False))
+    items.append((ramp, f"kernel tap 0 … {r.n_taps - 1} in reading order" if r.n_taps > 1 else "the kernel's one tap",
+                  False))
     items.append((INPUT, "input cell", False))
     if r.geometry is None and r.tap_map is not None:
         items.append((NEIGHBOUR, "read by interpolation (shade = weight)", False))

@@ -204,6 +204,20 @@ def _speed_sentence(row: dict[str, Any] | None, setting: str) -> str:
     return f" Measured ({setting}): it has {' and '.join(parts)}." if parts else ""
 
 
+def _stages_sentence(module: torch.nn.Module) -> str:
+    """The layer's own stages (the layer contract's ``stages()``) as a sentence, when there is more than one."""
+    try:
+        stages = list(module.stages()) if callable(getattr(module, "stages", None)) else []
+    except NotImplementedError:
+        stages = []
+    main = [s.name for s in stages if not s.side]
+    side = [s.name for s in stages if s.side]
+    if len(main) < 2 and not side:
+        return ""
+    return (" Stage by stage: " + " → ".join(main)
+            + (f" (side branch{'es' if len(side) > 1 else ''}: {'; '.join(side)})" if side else "") + ".")
+
+
 def family_section(fam: Any, row: dict[str, Any] | None, setting: str, dpi: int = 72) -> str:
     """One family: idea + article section, picture, cost formula with the numbers, measured speed."""
     spec = LayerSpec(fam.name, PICTURE["in_channels"], PICTURE["out_channels"], PICTURE["kernel"],
@@ -223,7 +237,8 @@ def family_section(fam: Any, row: dict[str, Any] | None, setting: str, dpi: int 
         f"<section class='family' id='{html.escape(fam.name)}'>"
         f"<h3>{html.escape(fam.title)} <code>{html.escape(fam.name)}</code>"
         f"<span class='article'>article {html.escape(fam.article)}</span></h3>"
-        f"<p class='idea'>{html.escape(idea)}{html.escape(_speed_sentence(row, setting))}</p>"
+        f"<p class='idea'>{html.escape(idea)}{html.escape(_stages_sentence(module))}"
+        f"{html.escape(_speed_sentence(row, setting))}</p>"
         f"{_img(_picture(module, spec.input_shape, dpi), fam.name + ' picture')}"
         f"<div class='cost'><p>Cost of <code>{html.escape(type(module).__name__)}"
         f"({html.escape(module.extra_repr() or describe(module))})</code> on input {shape} → "

@@ -336,3 +336,24 @@ def test_report_bad_options(app, tmp_path):
                    "positive")
     one_line_error(runner.invoke(app, ["report", "--families", "standard,nope", "-o", str(tmp_path / "r.html")]),
                    "unknown family 'nope'")
+
+
+def test_macs_time_labels_do_not_collide():
+    from matplotlib.text import Text
+
+    from convzoo.viz.report import macs_time_figure
+
+    # Nineteen points, several nearly on top of each other (as with families of equal MACs).
+    rows = [{"family": f.name, "macs": 1e6 * (1 + (i % 4) * 0.02), "forward_ms": 0.05 * (1 + (i // 4) * 0.05)}
+            for i, f in enumerate(cz.families())]
+    fig = macs_time_figure(rows, "test")
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [Text.get_window_extent(t, renderer) for t in ax.texts]
+    assert len(boxes) == len(rows)
+    overlaps = [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:] if a.overlaps(b)]
+    assert overlaps == []
+    frame = ax.get_window_extent(renderer)
+    assert all(frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1 for b in boxes)
+    assert not math.isnan(boxes[0].x0)

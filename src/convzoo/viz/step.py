@@ -102,9 +102,11 @@ def gather_input(r: Reads, out_channel: int, position: Sequence[int], numbers: b
         _other_reads(r, own[c], position, c, plane, shift, grid)
         grids.append(grid)
     padded = any(lo or hi for lo, hi in pads)
-    title = f"INPUT {shape_text(r.input_shape)}" + (f", padded to {shape_text(plane.size)}" if padded else "")
+    title = f"INPUT {shape_text(r.input_shape)}" + (f", padded to {shape_text(plane.size)}" if padded else "") + \
+        ("  (depth slices d = 0, 1, … left to right)" if r.spatial_dims == 3 else "")
     return column([label(title, weight="bold"), planes_block(grids, [f"c{c}" for c in channels],
-                                                             more=r.input_shape[0] - len(channels))], gap=0.3)
+                                                             more=r.input_shape[0] - len(channels),
+                                                             per_row=2 if r.spatial_dims == 2 else 1)], gap=0.3)
 
 
 def _other_reads(r: Reads, j: int, position: Sequence[int], c: int, plane: Plane, shift: Sequence[int],

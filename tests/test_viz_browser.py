@@ -9,8 +9,13 @@ import json
 import shutil
 import threading
 from pathlib import Path
+from urllib.parse import parse_qs, urlparse
 
 import pytest
+import torch
+
+import convzoo as cz
+from convzoo.viz.connectivity import connectivity
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent / "artifacts"
@@ -32,12 +37,34 @@ def browser():
         b.close()
 
 
-def open_page(browser):
+@pytest.fixture(scope="module")
+def server():
+    from convzoo.viz.serve import make_server
+
+    srv = make_server(port=0, quiet=True)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{srv.server_address[1]}"
+    srv.shutdown()
+    srv.server_close()
+
+
+def open_page(browser, origin: str | None = None):
+    """A page that records console errors, failed requests and every request that leaves ``origin``."""
     page = browser.new_page(viewport={"width": 1300, "height": 900})
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
     page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url}"))
+
+    def check(request) -> None:
+        url = request.url
+        if url.startswith("data:") or (origin and url.startswith(origin + "/")) or (not origin and
+                                                                                     url.startswith("file://")):
+            return
+        errors.append(f"request outside the server: {url}")
+
+    page.on("request", check)
+    page.on("response", lambda r: errors.append(f"HTTP {r.status} for {r.url}") if r.status >= 400 else None)
     return page, errors
 
 
@@ -46,64 +73,142 @@ def broken_images(page) -> list[str]:
         "img", "els => els.filter(e => !(e.complete && e.naturalWidth > 0)).map(e => e.alt)")
 
 
-def test_report_renders_with_every_image(browser, tmp_path):
-    from convzoo.viz.report import build_report, compare_rows
+def ready(page) -> None:
+    page.wait_for_selector("svg[data-ready=deps]", timeout=120_000)
 
-    rows = compare_rows(batch=1, in_channels=8, out_channels=8, size=8, repeats=2,
-                        families=["standard", "depthwise_separable", "hetconv"])
-    sweep = tmp_path / "sweep.json"
-    sweep.write_text(json.dumps([{"family": "standard", "params": 10, "macs": 100, "latency_ms": 1.5,
-                                  "best_accuracy": 0.91}]))
-    path = build_report(tmp_path / "report.html", rows=rows, sweep=sweep,
-                        compare_kwargs={"batch": 1, "in_channels": 8, "out_channels": 8, "size": 8})
-    text = path.read_text()
-    assert "http://" not in text and "https://" not in text  # self-contained: nothing fetched
-    page, errors = open_page(browser)
-    page.goto(path.as_uri())
-    page.wait_for_load_state("load")
-    import convzoo as cz
 
-    n_images = page.eval_on_selector_all("img", "els => els.length")
-    assert n_images == len(cz.families()) + 5 + 1  # gallery + special pictures + MACs-vs-time plot
-    assert broken_images(page) == []
-    assert page.locator("section.family").count() == len(cz.families())
-    assert page.locator("table").count() == 2  # compare and sweep
-    assert "hetconv" in page.locator("table").first.inner_text()
-    assert "0.91" in page.locator("table").nth(1).inner_text()
-    page.screenshot(path=str(ARTIFACTS / "report.png"))
-    page.locator("#hetconv").screenshot(path=str(ARTIFACTS / "report_hetconv.png"))
+def active(page, attribute: str) -> set[tuple[int, ...]]:
+    values = page.eval_on_selector_all(f"[{attribute}].active", f"els => els.map(e => e.getAttribute('{attribute}'))")
+    return {tuple(int(v) for v in value.split(",")) for value in values}
+
+
+def expected_inputs(name, in_channels, out_channels, kernel, size, output, **kw) -> set[tuple[int, ...]]:
+    conn = connectivity(cz.build(name, in_channels, out_channels, kernel, 2, **kw), (in_channels, size, size))
+    return {tuple(int(v) for v in i) for i in torch.nonzero(conn.deps(*output))}
+
+
+def test_explorer_from_a_url_hover_change_and_animate(browser, server):
+    page, errors = open_page(browser, server)
+    page.goto(f"{server}/?family=dilated&in_channels=2&out_channels=3&size=9&dilation=2")
+    ready(page)
+    # The state came from the URL: every control shows it.
+    assert page.locator("#family").input_value() == "dilated"
+    shown = {n: page.locator(f"#{n} option:checked").inner_text() for n in ("in_channels", "out_channels", "size",
+                                                                             "dilation", "padding")}
+    assert shown == {"in_channels": "2", "out_channels": "3", "size": "9", "dilation": "2", "padding": "auto (2)"}
+    assert page.locator("#output_shape").inner_text() == "(1, 3, 9, 9)"
+    assert page.locator("#params").inner_text() == f"{3 * 2 * 9 + 3}"
+    assert page.locator("[data-in]").count() == 2 * 81 and page.locator("[data-out]").count() == 3 * 81
+
+    # Hover the centre output: exactly the inputs connectivity says are active, coloured by their kernel taps.
+    page.locator("[data-out='1,4,4']").hover()
+    expected = expected_inputs("dilated", 2, 3, 3, 9, (1, 4, 4), dilation=2)
+    assert len(expected) == 2 * 9 and active(page, "data-in") == expected
+    page.wait_for_function("document.querySelectorAll('rect.tap.used').length === 9")
+    fills = page.eval_on_selector_all("[data-in].active", "els => els.map(e => e.style.fill)")
+    assert len(set(fills)) == 9 and "" not in fills  # nine taps, nine colours, on both channels
+    assert active(page, "data-out") == set()
+    page.screenshot(path=str(ARTIFACTS / "explorer_dilated_hover.png"))
+
+    # Hover an input: exactly the outputs that read it.
+    page.locator("[data-in='0,0,0']").hover()
+    conn = connectivity(cz.build("dilated", 2, 3, 3, 2, dilation=2), (2, 9, 9))
+    readers = {tuple(int(v) for v in o) for o in torch.nonzero(conn.mask[..., 0, 0, 0])}
+    assert active(page, "data-out") == readers and len(readers) == 3 * 4
+
+    # Change a control: the page redraws from the server, the URL follows, values within the family are kept.
+    page.select_option("#kernel", label="5")
+    page.wait_for_function("document.getElementById('params').textContent === '" + f"{3 * 2 * 25 + 3}" + "'")
+    ready(page)
+    query = parse_qs(urlparse(page.url).query)
+    assert query["kernel"] == ["5"] and query["dilation"] == ["2"] and query["family"] == ["dilated"]
+    page.locator("[data-out='0,4,4']").hover()
+    five = expected_inputs("dilated", 2, 3, 5, 9, (0, 4, 4), dilation=2)
+    assert len(five) == 2 * 25 and active(page, "data-in") == five  # 5×5 taps spaced 2: spans all of 9×9
+
+    # The frame slider moves the highlighted output and is kept in the URL.
+    page.mouse.move(5, 5)
+    page.locator("#frame").fill("40")  # output (0, 4, 4)
+    page.wait_for_function("new URLSearchParams(location.search).get('frame') === '40'")
+    assert page.locator("[data-out].hover").get_attribute("data-out") == "0,4,4"
+    assert active(page, "data-in") == five
+
+    # Another family starts from its own defaults: nothing carried over.
+    page.select_option("#family", "standard")
+    ready(page)
+    assert parse_qs(urlparse(page.url).query) == {"family": ["standard"]}
+    assert page.locator("#output_shape").inner_text() == "(1, 4, 8, 8)"
+    page.screenshot(path=str(ARTIFACTS / "explorer_standard.png"))
     assert errors == []
 
 
-def test_explorer_updates_picture_and_numbers(browser):
-    from convzoo.viz.serve import make_server
+def test_explorer_offers_only_valid_values_and_repairs_a_bad_url(browser, server):
+    page, errors = open_page(browser, server)
+    page.goto(f"{server}/?family=grouped&in_channels=4&out_channels=8&groups=3&size=99")
+    ready(page)
+    assert "groups=3 dropped" in page.locator("#notes").inner_text()
+    assert page.locator("#groups option").all_inner_texts() == ["auto (4)", "1", "2", "4"]
+    sizes = [int(s) for s in page.locator("#size option").all_inner_texts()]
+    from convzoo.viz.serve import BUDGET
 
-    server = make_server(port=0, quiet=True)
-    thread = threading.Thread(target=server.serve_forever, daemon=True)
-    thread.start()
-    try:
-        page, errors = open_page(browser)
-        page.goto(f"http://127.0.0.1:{server.server_address[1]}/")
-        page.wait_for_function("document.getElementById('params').textContent !== ''")
-        assert page.locator("#family option").count() > 10
-        first = {k: page.locator(f"#{k}").inner_text() for k in ("params", "macs", "output_shape")}
-        assert first["output_shape"] == "(1, 4, 8, 8)"
-        src = page.get_attribute("#picture", "src")
-        page.screenshot(path=str(ARTIFACTS / "explorer_standard.png"))
+    assert sizes == [s for s in range(1, 25) if (4 * s * s) * (8 * s * s) <= BUDGET] and sizes[-1] == 19
+    assert parse_qs(urlparse(page.url).query) == {"family": ["grouped"], "in_channels": ["4"], "out_channels": ["8"]}
+    # Budget: at 16 channels the size menu stops where the explorer's limit does.
+    page.select_option("#in_channels", label="16")
+    ready(page)
+    page.select_option("#out_channels", label="16")
+    ready(page)
+    assert max(int(s) for s in page.locator("#size option").all_inner_texts()) == 11
+    # A transposed conv grows: its output drawn at the same cell size, twice as wide.
+    page.select_option("#family", "transposed")
+    ready(page)
+    width = page.eval_on_selector("[data-in='0,0,0']", "e => e.getBBox().width")
+    assert page.eval_on_selector("[data-out='0,0,0']", "e => e.getBBox().width") == width
+    assert page.locator("[data-out]").count() == 4 * page.locator("[data-in]").count()
+    page.locator("[data-in='0,3,3']").hover()  # its k×k stamp on the output, coloured by tap
+    page.wait_for_function("document.querySelectorAll('rect.tap.used').length === 9")
+    stamp = page.eval_on_selector_all("[data-out].active", "els => els.map(e => e.style.fill)")
+    assert len(stamp) == 4 * 9 and len(set(stamp)) == 9
+    page.screenshot(path=str(ARTIFACTS / "explorer_transposed.png"))
+    assert errors == []
 
-        page.select_option("#family", "transposed")  # upsamples ×2
-        page.wait_for_function("document.getElementById('output_shape').textContent === '(1, 4, 16, 16)'")
-        assert page.get_attribute("#picture", "src") != src
-        assert page.locator("#groups").is_enabled() and not page.locator("#p").is_enabled()
 
-        params_before = page.locator("#params").inner_text()
-        page.fill("#kernel", "5")
-        page.press("#kernel", "Tab")  # change fires on blur, as for a user
-        page.wait_for_function(f"document.getElementById('params').textContent !== '{params_before}'")
-        assert page.locator("#params").inner_text() == "404"  # 4·4·5·5 weights + 4 biases
-        assert broken_images(page) == []
-        page.screenshot(path=str(ARTIFACTS / "explorer_transposed_k5.png"))
-        assert errors == []
-    finally:
-        server.shutdown()
-        server.server_close()
+def test_report_renders_with_every_image(browser, tmp_path):
+    from convzoo.viz.report import build_report, compare_rows
+
+    names = ["standard", "depthwise_separable", "hetconv"]
+    rows = compare_rows(batch=1, in_channels=8, out_channels=8, size=8, repeats=2, families=names)
+    sweep = tmp_path / "sweep.json"
+    sweep.write_text(json.dumps([{"family": "standard", "params": 10, "macs": 100, "latency_ms": 1.5,
+                                  "best_accuracy": 0.91}]))
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(2, 2))
+    ax.plot([1, 2], [1, 2])
+    fig.savefig(tmp_path / "sweep_pareto.png")
+    plt.close(fig)
+    from convzoo.viz.figures import article_figures
+
+    shown = [f.name for f in article_figures()][:2]
+    path = build_report(tmp_path / "report.html", rows=rows, sweep=sweep, names=names, figures=shown,
+                        settings={"batch": 1, "in_channels": 8, "out_channels": 8, "size": 8}, rows_source="test")
+    text = path.read_text()
+    assert "http://" not in text and "https://" not in text and "<script" not in text  # self-contained
+    assert "0x7f" not in text and "<function" not in text  # no repr of a Python object in the settings
+    page, errors = open_page(browser)
+    page.goto(path.as_uri())
+    page.wait_for_load_state("load")
+    images = page.eval_on_selector_all("img", "els => els.map(e => e.alt)")
+    assert images[0] == "MACs vs measured time" and images[-1] == "sweep Pareto plot"
+    assert images[1:] == [*(f"{n} picture" for n in names), *shown, "sweep Pareto plot"]
+    captions = page.locator("figcaption").all_inner_texts()
+    assert len(captions) == 2 and all(c.startswith(n) and len(c) > len(n) + 20 for c, n in zip(captions, shown))
+    assert broken_images(page) == []
+    assert page.locator("section.family").count() == len(names) and page.locator(".card").count() == len(names)
+    assert "batch 1, in_channels 8, out_channels 8, size 8" in page.locator(".settings").inner_text()
+    assert "0.91" in page.locator("#sweep + table").inner_text()
+    hetconv = page.locator("#hetconv").inner_text()
+    assert "article 003 §2.3" in hetconv and "MACs" in hetconv and "forward" in hetconv
+    page.screenshot(path=str(ARTIFACTS / "report.png"))
+    page.locator("#hetconv").screenshot(path=str(ARTIFACTS / "report_hetconv.png"))
+    assert errors == []

@@ -1,21 +1,31 @@
-"""The explorer's JSON API: numbers from the real modules, out-of-range parameters answered with HTTP 400."""
+"""The explorer's JSON API against the real modules: numbers from convzoo.cost, dependency sets equal to
+viz.connectivity, taps equal to viz.taps, menus that offer exactly the valid values, and the CLI's one-line errors."""
 
 from __future__ import annotations
 
 import json
+import math
+import re
+import socket
 import threading
 import urllib.error
 import urllib.request
+from urllib.parse import parse_qs, urlencode
 
 import pytest
+import torch
+from typer.testing import CliRunner
 
 import convzoo as cz
-from convzoo.viz.serve import make_server
+from convzoo.viz import serve as S
+from convzoo.viz.connectivity import connectivity, prepare
+from convzoo.viz.spec import LIMITS, SIZE_CAP
+from convzoo.viz.taps import tap_map
 
 
 @pytest.fixture(scope="module")
 def url():
-    server = make_server(port=0, quiet=True)
+    server = S.make_server(port=0, quiet=True)
     threading.Thread(target=server.serve_forever, daemon=True).start()
     assert server.server_address[0] == "127.0.0.1"
     yield f"http://127.0.0.1:{server.server_address[1]}"
@@ -24,8 +34,14 @@ def url():
 
 
 def get(url):
-    with urllib.request.urlopen(url, timeout=30) as response:
+    with urllib.request.urlopen(url, timeout=60) as response:
         return response.status, json.loads(response.read())
+
+
+def error_of(url) -> tuple[int, str]:
+    with pytest.raises(urllib.error.HTTPError) as info:
+        urllib.request.urlopen(url, timeout=60)
+    return info.value.code, json.loads(info.value.read())["error"]
 
 
 def test_families_and_their_arguments(url):
@@ -33,30 +49,311 @@ def test_families_and_their_arguments(url):
     assert status == 200 and [f["name"] for f in data] == [f.name for f in cz.families()]
     by_name = {f["name"]: f for f in data}
     assert "output_padding" in by_name["transposed"]["params"] and "p" in by_name["hetconv"]["params"]
-    assert "stride" in by_name["pointwise"]["params"] and "stride" not in by_name["global_depthwise"]["params"]
+    assert "num_kernels" in by_name["dynamic"]["params"] and "offset_groups" in by_name["deformable"]["params"]
+    assert "output_padding" not in by_name["standard"]["params"] and "p" not in by_name["dynamic"]["params"]
 
 
 def test_layer_numbers_come_from_the_module(url):
     status, data = get(url + "/api/layer?family=hetconv&in_channels=8&out_channels=8&p=4&size=6")
-    layer = cz.HetConv2d(8, 8, 3, p=4)
-    assert status == 200 and data["output_shape"] == [1, 8, 6, 6]
+    layer = cz.HetConv2d(8, 8, 3, p=4, padding=1)
+    assert status == 200 and data["output_shape"] == [1, 8, 6, 6] and data["maps"] == [[8, 6, 6], [8, 6, 6]]
     assert data["params"] == sum(p.numel() for p in layer.parameters())
     assert data["macs"] == 36 * 8 * (2 * 9 + 6)
-    assert data["image"].startswith("data:image/png;base64,")
+    assert "MACs" in data["formula"]
 
 
 @pytest.mark.parametrize("query,message", [
-    ("family=standard&size=1000", "size=1000 is out of range"),
+    ("family=standard&size=1000", "size=1000 is out of range for dim=2: must be between 1 and 24"),
     ("family=standard&in_channels=512", "in_channels=512 is out of range"),
     ("family=grouped&groups=3", "groups=3 must divide"),
-    ("family=global_depthwise&stride=2", "takes no 'stride'"),
+    ("family=standard&output_padding=1", "takes no 'output_padding'"),
     ("family=standard&kernel=abc", "must be an integer"),
     ("family=nope", "unknown family"),
     ("family=standard&evil=1", "unknown parameter"),
     ("family=global_depthwise&dim=3", "no dim=3"),
+    ("family=standard&in_channels=16&size=22", "exceeds the explorer's budget"),
+    ("family=standard&kernel=9&padding=0&size=5", "kernel"),
+    ("family=standard&view=stages", "declares no stages"),
 ])
 def test_bad_parameters_are_400_with_a_message(url, query, message):
-    with pytest.raises(urllib.error.HTTPError) as info:
-        urllib.request.urlopen(f"{url}/api/layer?{query}", timeout=30)
-    assert info.value.code == 400
-    assert message in json.loads(info.value.read())["error"]
+    code, error = error_of(f"{url}/api/layer?{query}")
+    assert code == 400 and message in error
+
+
+def builds(state) -> bool:
+    """Independently of the explorer's meta-device check: the real layer runs on CPU within the budget."""
+    try:
+        spec = S.layer_spec(state).validate()
+        with torch.no_grad():
+            y = spec.build()(torch.zeros(1, *spec.input_shape))
+    except (ValueError, TypeError, RuntimeError):
+        return False
+    return y.numel() > 0 and math.prod(spec.input_shape) * y.numel() <= S.BUDGET
+
+
+def test_every_offered_value_is_valid_and_no_valid_value_is_missing():
+    state = {"family": "grouped", "in_channels": 4, "out_channels": 8, "size": 6}
+    offered = S.choices(state)
+    assert [o["value"] for o in offered["groups"]] == [None, 1, 2, 4]  # the divisors of gcd(4, 8)
+    order = S.controls(state)
+    for name, options in offered.items():
+        if name == "view":  # the view is checked by test_stage_view_from_a_declared_stages
+            continue
+        values = [o["value"] for o in options]
+        earlier = {k: v for k, v in state.items() if k not in order[order.index(name) + 1:]}
+        for value in S._candidates(state, name):
+            possible = builds(S._with(state, name, value)) or builds(S._with(earlier, name, value))
+            assert (value in values) == possible, (name, value)
+        for o in options:  # each option's query is a state the API accepts
+            assert builds(S.read_query(parse_qs(o["query"])))
+
+
+def test_the_budget_is_the_size_limit_the_menu_shows():
+    offered = S.choices({"family": "standard", "in_channels": 16, "out_channels": 16})
+    sizes = [o["value"] for o in offered["size"]]
+    largest = max(s for s in range(1, SIZE_CAP[2] + 1) if (16 * s * s) ** 2 <= S.BUDGET)
+    assert sizes == list(range(1, largest + 1)) and largest == 11
+    one = [o["value"] for o in S.choices({"family": "standard", "in_channels": 1, "out_channels": 1})["size"]]
+    assert one == list(range(1, SIZE_CAP[2] + 1))  # 1 channel: every size up to the cap (24)
+    assert [o["value"] for o in S.choices({"family": "standard", "dim": 1})["size"]][-1] == SIZE_CAP[1]
+    assert LIMITS["in_channels"] == (1, 16)
+
+
+def test_inert_kernel_is_not_offered_and_family_change_starts_from_defaults():
+    assert "kernel" not in S.choices({"family": "pointwise"})
+    assert "kernel" not in S.choices({"family": "global_depthwise"})
+    option = next(o for o in S.choices({"family": "dilated", "dilation": 3})["kernel"] if o["value"] == 5)
+    assert "dilation=3" in option["query"]  # other values kept within a family
+
+
+def test_a_hand_edited_url_is_repaired_with_notes(url):
+    status, data = get(url + "/api/state?" + urlencode(
+        {"family": "grouped", "in_channels": 4, "groups": 3, "size": 99, "bogus": 1, "kernel": "x"}))
+    assert status == 200 and data["state"] == {"family": "grouped", "in_channels": 4}
+    notes = " ".join(data["notes"])
+    for part in ("groups=3 dropped", "size=99 dropped", "bogus=1 is not an argument", "kernel='x' must be an integer"):
+        assert part in notes
+    assert get(url + "/api/state?family=nope")[1]["state"] == {"family": "standard"}
+
+
+def decode_all(link, n_out, spatial):
+    return [S.decode_deps(link["deps"], n, spatial) for n in range(n_out)]
+
+
+@pytest.mark.parametrize("state,shape", [
+    ({"family": "dilated", "in_channels": 2, "size": 7, "dilation": 2}, (2, 7, 7)),
+    ({"family": "transposed", "in_channels": 2, "out_channels": 1, "size": 4}, (2, 4, 4)),
+    ({"family": "hetconv", "in_channels": 4, "out_channels": 4, "size": 5}, (4, 5, 5)),
+    ({"family": "grouped", "dim": 1, "in_channels": 4, "out_channels": 4, "size": 9}, (4, 9)),
+    ({"family": "deformable", "in_channels": 2, "out_channels": 2, "size": 5}, (2, 5, 5)),
+])
+def test_dependency_sets_equal_connectivity(url, state, shape):
+    status, data = get(url + "/api/links?" + urlencode(state))
+    module = S.layer_spec(state).build()
+    conn = connectivity(module, shape)
+    if S.declared_stages(module) and any(s.side and s.module is not None for s in S.declared_stages(module)):
+        # The layer view holds side branches (the deformable offset conv) fixed: what the sampling reads.
+        model = prepare(module, shape)
+        with S.side_branches_fixed(model):
+            held = connectivity(lambda x: model(x), shape, randomise=False)
+        assert (held.mask <= conn.mask).all() and held.mask.sum() < conn.mask.sum()
+        conn = held
+    n_out = math.prod(conn.output_shape)
+    expected = [torch.nonzero(row).reshape(-1).tolist() for row in conn.mask.reshape(n_out, -1)]
+    assert status == 200 and decode_all(data["links"][0], n_out, math.prod(shape[1:])) == expected
+
+
+@pytest.mark.parametrize("state,shape,out", [
+    ({"family": "standard", "in_channels": 2, "out_channels": 2, "size": 5, "padding": 0}, (2, 5, 5), 4),
+    ({"family": "transposed", "in_channels": 1, "out_channels": 1, "size": 3}, (1, 3, 3), 14),
+    ({"family": "convolution", "in_channels": 1, "out_channels": 1, "size": 4}, (1, 4, 4), 0),
+    ({"family": "deformable_v2", "in_channels": 1, "out_channels": 1, "size": 4}, (1, 4, 4), 5),
+])
+def test_taps_of_one_output_equal_viz_taps(state, shape, out):
+    data = S.taps_json(state, 0, out)
+    spec = S.layer_spec(state)
+    model = prepare(spec.build(), shape)  # the explorer's randomised copy, at the explorer's input
+    x = torch.rand(1, *shape, generator=torch.Generator().manual_seed(1)) + 0.25
+    tm = tap_map(model, shape, x=x.double())
+    index, weight = (t.reshape(-1, math.prod(shape))[out] for t in (tm.index, tm.weight))
+    expected = [[i, int(index[i]), round(float(weight[i]), 4)] for i in torch.nonzero(index >= 0).reshape(-1).tolist()]
+    assert [r[:3] for r in data["reads"]] == expected and data["kernel_shape"] == list(tm.kernel_shape)
+
+
+@pytest.mark.parametrize("state,shape,inp", [
+    ({"family": "transposed", "in_channels": 1, "out_channels": 1, "size": 3}, (1, 3, 3), 4),  # the k×k stamp
+    ({"family": "dilated", "in_channels": 1, "out_channels": 2, "size": 5}, (1, 5, 5), 12),
+])
+def test_taps_of_the_outputs_reading_one_input_equal_viz_taps(state, shape, inp):
+    data = S.column_json(state, 0, inp)
+    model = prepare(S.layer_spec(state).build(), shape)
+    x = torch.rand(1, *shape, generator=torch.Generator().manual_seed(1)) + 0.25
+    tm = tap_map(model, shape, x=x.double())
+    index, weight = (t.reshape(-1, math.prod(shape))[:, inp] for t in (tm.index, tm.weight))
+    expected = [[o, int(index[o]), round(float(weight[o]), 4)] for o in torch.nonzero(index >= 0).reshape(-1).tolist()]
+    assert [r[:3] for r in data["reads"]] == expected and len(expected) >= 9
+
+
+def test_padding_cells_read_by_a_window():
+    corner = S.taps_json({"family": "standard", "in_channels": 1, "out_channels": 1, "size": 5}, 0, 0)
+    assert sorted((p["tap"], tuple(p["pos"])) for p in corner["padded"]) == [
+        (0, (-1, -1)), (1, (-1, 0)), (2, (-1, 1)), (3, (0, -1)), (6, (1, -1))]
+    flipped = S.taps_json({"family": "convolution", "in_channels": 1, "out_channels": 1, "size": 5}, 0, 0)
+    assert sorted((p["tap"], tuple(p["pos"])) for p in flipped["padded"]) == [
+        (2, (1, -1)), (5, (0, -1)), (6, (-1, 1)), (7, (-1, 0)), (8, (-1, -1))]  # the kernel turned 180°
+    assert S.taps_json({"family": "transposed", "in_channels": 1, "out_channels": 1, "size": 3}, 0, 0)["padded"] is None
+
+
+def test_stage_view_from_the_layers_stages(url):
+    state = "family=depthwise_separable&in_channels=2&out_channels=3&size=5&view=stages"
+    status, data = get(f"{url}/api/layer?{state}")
+    assert status == 200 and data["maps"] == [[2, 5, 5], [2, 5, 5], [3, 5, 5]]
+    assert len(data["links"]) == 2 and [o["value"] for o in data["choices"]["view"]] == ["layer", "stages"]
+    links = get(f"{url}/api/links?{state}")[1]["links"]
+    assert S.decode_deps(links[0]["deps"], 12, 25) == [6, 7, 8, 11, 12, 13, 16, 17, 18]  # c0 (2, 2): 3×3, c0 only
+    assert S.decode_deps(links[1]["deps"], 2 * 25 + 12, 25) == [12, 37]  # pointwise: one pixel, every channel
+    assert [link["kernel_shape"] for link in links] == [[3, 3], [1, 1]]
+    assert get(f"{url}/api/taps?{state}&link=1&out=62")[1]["used"] == [0]
+
+
+def test_side_stage_is_drawn_apart_and_held_fixed_in_the_layer_view(url):
+    """Dynamic conv: the attention branch reads the whole input; the conv reads a k×k window with it fixed."""
+    stages = get(f"{url}/api/links?family=dynamic&in_channels=2&out_channels=2&size=5&view=stages")[1]["links"]
+    (side,) = stages[0]["sides"]
+    assert side["shape"] == [4] and abs(sum(side["values"]) - 1) < 1e-3  # softmax over K = 4 kernels
+    layer = get(f"{url}/api/links?family=dynamic&in_channels=2&out_channels=2&size=5")[1]["links"][0]
+    assert layer["held"] == [side["name"]]
+    assert S.decode_deps(layer["deps"], 12, 25) == [c * 25 + s for c in (0, 1) for s in (6, 7, 8, 11, 12, 13, 16,
+                                                                                          17, 18)]
+
+
+def test_static_page_is_served_and_fetches_nothing_elsewhere(url):
+    for name in S.STATIC:
+        with urllib.request.urlopen(f"{url}/{name}", timeout=30) as response:
+            text = response.read().decode()
+        outside = [u for u in re.findall(r"https?://[^\s'\"<>)]+", text) if u != "http://www.w3.org/2000/svg"]
+        assert outside == [], name
+    with urllib.request.urlopen(url + "/", timeout=30) as response:
+        assert b'src="explorer.js"' in response.read()
+    assert error_of(url + "/../pyproject.toml")[0] == 404
+
+
+def test_taps_arguments_are_checked(url):
+    assert error_of(url + "/api/taps?family=standard&link=0&out=9999")[0] == 400
+    assert "link=3 is out of range" in error_of(url + "/api/taps?family=standard&link=3&out=0")[1]
+    assert "must be an integer" in error_of(url + "/api/taps?family=standard&link=0&out=x")[1]
+
+
+# --- the CLI: one line, exit 2, no traceback ----------------------------------------------------------------------
+
+runner = CliRunner()
+
+
+def one_line_error(result, *parts):
+    text = result.output  # stdout and stderr together
+    assert result.exit_code == 2 and "Traceback" not in text, text
+    line = [t for t in text.splitlines() if t.strip()]
+    assert len(line) == 1 and all(p in line[0] for p in parts), text
+
+
+@pytest.fixture()
+def app():
+    from convzoo.cli import app
+
+    return app
+
+
+@pytest.mark.parametrize("port", ["0", "70000", "-5"])
+def test_serve_port_out_of_range(app, port):
+    one_line_error(runner.invoke(app, ["serve", "--port", port]), f"--port {port}", "between 1 and 65535")
+
+
+def test_serve_busy_port(app):
+    with socket.socket() as busy:
+        busy.bind(("127.0.0.1", 0))
+        busy.listen(1)
+        port = busy.getsockname()[1]
+        one_line_error(runner.invoke(app, ["serve", "--port", str(port)]), f"port {port}", "in use")
+
+
+@pytest.mark.parametrize("content,message", [("{not json", "is not valid JSON"), ('{"a": 1}', "must be a list"),
+                                             ('[{"family": "standard"}]', "macs")])
+def test_report_bad_rows(app, tmp_path, content, message):
+    rows = tmp_path / "rows.json"
+    rows.write_text(content)
+    one_line_error(runner.invoke(app, ["report", "--rows", str(rows), "-o", str(tmp_path / "r.html")]), message)
+
+
+def test_report_bad_output_paths(app, tmp_path):
+    rows = tmp_path / "rows.json"
+    rows.write_text("[]")
+    one_line_error(runner.invoke(app, ["report", "--rows", str(rows), "-o", str(tmp_path / "missing" / "r.html")]),
+                   "missing")
+    one_line_error(runner.invoke(app, ["report", "--rows", str(rows), "-o", str(tmp_path)]), "is a directory")
+    one_line_error(runner.invoke(app, ["report", "--rows", str(tmp_path / "nope.json")]), "nope.json")
+
+
+def test_the_readme_states_the_limits_the_code_enforces():
+    from pathlib import Path
+
+    readme = " ".join((Path(__file__).parent.parent / "README.md").read_text().split())
+    explorer = readme[readme.index("**The explorer.**"):readme.index("**The report.**")]
+    for name, (lo, hi) in LIMITS.items():
+        if name not in ("in_channels", "out_channels", "dim", "size"):
+            assert f"{name} {lo}–{hi}" in explorer, name
+    assert f"in/out channels {LIMITS['in_channels'][0]}–{LIMITS['in_channels'][1]}" in explorer
+    assert LIMITS["in_channels"] == LIMITS["out_channels"]
+    for dim, cap in SIZE_CAP.items():
+        assert f"1–{cap} in {dim}-D" in explorer or f"size 1–{cap} in {dim}-D" in explorer
+    assert f"2²² = {S.BUDGET:,}" in explorer and S.BUDGET == 2**22
+    for channels, size in ((16, 11), (4, 22), (1, 24)):  # the examples given, against the menu
+        sizes = [o["value"] for o in S.choices({"family": "standard", "in_channels": channels})["size"]]
+        assert f"{channels} → {channels} channels up to {size}×{size}" in explorer or \
+            f"{channels} → {channels} up to {size}×{size}" in explorer
+        assert sizes[-1] == size
+
+
+def test_report_settings_are_the_ones_used(tmp_path):
+    from convzoo.viz.report import build_report
+
+    timed = build_report(tmp_path / "timed.html", settings={"batch": 1, "in_channels": 4, "out_channels": 6,
+                                                             "size": 5, "repeats": 2},
+                         names=["pointwise"], figures=[]).read_text()
+    assert "Timed here: batch 1, C_in 4 → C_out 6, 5×5 input, k=3, float32" in timed and "medians of 2 runs" in timed
+    rows = [{"family": "pointwise", "params": 28, "macs": 600, "forward_ms": 0.01}]
+    given = build_report(tmp_path / "given.html", rows=rows, rows_source="rows.json", names=["pointwise"],
+                         figures=[]).read_text()
+    assert "Rows read from rows.json (measured elsewhere); the file does not record their layer shape" in given
+    assert "64" not in given.split("Pictures and per-family cost")[0]  # no default shape claimed for given rows
+    with pytest.raises(ValueError, match="unknown family 'nope'"):
+        build_report(tmp_path / "x.html", rows=rows, names=["nope"])
+    with pytest.raises(ValueError, match="no such file"):
+        build_report(tmp_path / "x.html", rows=rows, names=["pointwise"], sweep=tmp_path / "missing.json")
+
+
+def test_report_bad_options(app, tmp_path):
+    one_line_error(runner.invoke(app, ["report", "--size", "0", "-o", str(tmp_path / "r.html")]), "--size 0",
+                   "positive")
+    one_line_error(runner.invoke(app, ["report", "--families", "standard,nope", "-o", str(tmp_path / "r.html")]),
+                   "unknown family 'nope'")
+
+
+def test_macs_time_labels_do_not_collide():
+    from matplotlib.text import Text
+
+    from convzoo.viz.report import macs_time_figure
+
+    # Nineteen points, several nearly on top of each other (as with families of equal MACs).
+    rows = [{"family": f.name, "macs": 1e6 * (1 + (i % 4) * 0.02), "forward_ms": 0.05 * (1 + (i // 4) * 0.05)}
+            for i, f in enumerate(cz.families())]
+    fig = macs_time_figure(rows, "test")
+    ax = fig.axes[0]
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [Text.get_window_extent(t, renderer) for t in ax.texts]
+    assert len(boxes) == len(rows)
+    overlaps = [(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:] if a.overlaps(b)]
+    assert overlaps == []
+    frame = ax.get_window_extent(renderer)
+    assert all(frame.x0 <= b.x0 and b.x1 <= frame.x1 and frame.y0 <= b.y0 and b.y1 <= frame.y1 for b in boxes)
+    assert not math.isnan(boxes[0].x0)

@@ -2,8 +2,7 @@
 
 from __future__ import annotations
 
-import json
-from pathlib import Path
+import errno
 from typing import Any, Optional
 
 import typer
@@ -15,17 +14,29 @@ def _fail(error: Exception) -> None:
 
 
 def run_viz(target: str, output: str, in_channels: int, out_channels: int, kernel: int, dim: int,
-            size: int | None, options: dict[str, Any]) -> None:
+            size: int | None, options: dict[str, Any], numbers: bool = False, input_values: str | None = None,
+            kernel_values: str | None = None, title: bool = True) -> None:
     from ..viz import render
     from ..viz.spec import LayerSpec
 
     try:
         spec = None if target in _special_names() else LayerSpec(
             target, in_channels, out_channels, kernel, dim, size, {k: v for k, v in options.items() if v is not None})
-        path = render(target, output, spec)
+        path = render(target, output, spec, numbers=numbers, input_values=input_values, kernel_values=kernel_values,
+                      title=title)
     except (ValueError, TypeError, RuntimeError) as error:
         _fail(error)
     typer.echo(f"wrote {path} ({path.stat().st_size:,} bytes)")
+
+
+def run_figures(output: str, fmt: str, only: list[str] | None) -> None:
+    from ..viz.article_figures import write_figures
+
+    try:
+        paths = write_figures(output, fmt, only or None, progress=lambda name: typer.echo(f"drawing {name}", err=True))
+    except (ValueError, TypeError, RuntimeError, OSError) as error:
+        _fail(error)
+    typer.echo(f"wrote {len(paths)} figures (+ captions) to {output}")
 
 
 def _special_names() -> list[str]:
@@ -34,21 +45,55 @@ def _special_names() -> list[str]:
     return list(SPECIAL)
 
 
-def run_report(output: str, batch: int, in_channels: int, out_channels: int, size: int, repeats: int | None,
-               rows_path: str | None, sweep: str) -> None:
-    from ..viz.report import build_report
+def run_report(output: str, batch: int | None, in_channels: int | None, out_channels: int | None,
+               size: int | None, repeats: int | None, rows_path: str | None, sweep: str | None,
+               families: str | None = None) -> None:
+    from ..viz.report import DEFAULT_SETTINGS, build_report, check_output, read_rows
 
     try:
-        rows = json.loads(Path(rows_path).read_text()) if rows_path else None
-        compare_kwargs = {"batch": batch, "in_channels": in_channels, "out_channels": out_channels, "size": size,
-                          "repeats": repeats, "progress": lambda name: typer.echo(f"timing {name}", err=True)}
-        path = build_report(output, rows=rows, sweep=sweep, compare_kwargs=compare_kwargs)
+        check_output(output)
+        for flag, value in (("--batch", batch), ("--in", in_channels), ("--out", out_channels), ("--size", size),
+                            ("--repeats", repeats)):
+            if value is not None and value < 1:
+                raise ValueError(f"{flag} {value} must be a positive integer")
+        names = [n.strip() for n in families.split(",") if n.strip()] if families else None
+        given = {k: v for k, v in (("batch", batch), ("in_channels", in_channels), ("out_channels", out_channels),
+                                   ("size", size)) if v is not None}
+        if rows_path:
+            rows, settings, source = read_rows(rows_path), given, rows_path
+        else:
+            settings = {**DEFAULT_SETTINGS, **given, **({"repeats": repeats} if repeats else {})}
+            rows, source = None, None
+        path = build_report(output, rows=rows, sweep=sweep, settings=settings, rows_source=source, names=names,
+                            progress=lambda step: typer.echo(step, err=True))
     except (ValueError, TypeError, RuntimeError, OSError) as error:
         _fail(error)
     typer.echo(f"wrote {path} ({path.stat().st_size:,} bytes)")
 
 
+def run_serve(host: str, port: int) -> None:
+    from ..viz.serve import make_server
+
+    if not 1 <= port <= 65535:
+        _fail(ValueError(f"--port {port} is out of range: must be between 1 and 65535"))
+    try:
+        server = make_server(host, port)
+    except OSError as error:  # busy port, unknown host, no permission
+        reason = "it is already in use" if error.errno == errno.EADDRINUSE else (error.strerror or str(error))
+        _fail(OSError(f"cannot listen on {host} port {port}: {reason}"))
+    typer.echo(f"convzoo explorer on http://{host}:{server.server_address[1]}/ (Ctrl-C to stop)")
+    try:
+        server.serve_forever()
+    except KeyboardInterrupt:
+        pass
+    finally:
+        server.server_close()
+
+
 app = typer.Typer()
+# 6 channels by default: the registry's default groups (gcd(C_in, C_out, 4)) is then 2, so a grouped conv is not a
+# depthwise one, HetConv's p is 2 and MixConv has 3 channel groups.
+PICTURE_CHANNELS = 6
 
 
 @app.command("viz")
@@ -56,8 +101,8 @@ def viz_command(
     target: str = typer.Argument(..., help="a family name, or a special picture: overlap, checkerboard, "
                                            "receptive_field, deformable_sampling, sobel"),
     output: str = typer.Option(..., "-o", "--output", help="file to write: .png or .svg (figure), .gif (animation)"),
-    in_channels: int = typer.Option(4, "--in", help="input channels"),
-    out_channels: int = typer.Option(4, "--out", help="output channels"),
+    in_channels: int = typer.Option(PICTURE_CHANNELS, "--in", help="input channels"),
+    out_channels: int = typer.Option(PICTURE_CHANNELS, "--out", help="output channels"),
     kernel: int = typer.Option(3, "--kernel", help="kernel size"),
     dim: int = typer.Option(2, "--dim", help="spatial dims (1, 2 or 3; 3-D is drawn as depth slices)"),
     size: Optional[int] = typer.Option(None, "--size", help="input size per spatial dim"),
@@ -67,34 +112,57 @@ def viz_command(
     groups: Optional[int] = typer.Option(None, "--groups"),
     output_padding: Optional[int] = typer.Option(None, "--output-padding"),
     p: Optional[int] = typer.Option(None, "--p", help="HetConv's p (1/p of the kernels are k×k)"),
+    numbers: bool = typer.Option(False, "--numbers", help="print the values in the cells (random input)"),
+    input_values: Optional[str] = typer.Option(None, "--input-values",
+                                               help="input numbers: ',' within a row, ';' between rows, e.g. "
+                                                    "\"3,3,2,1,0;0,0,1,3,1;3,1,2,2,3;2,0,0,2,2;2,0,0,0,1\""),
+    kernel_values: Optional[str] = typer.Option(None, "--kernel-values",
+                                                help="kernel numbers, same format, e.g. \"0,1,2;2,2,0;0,1,2\" "
+                                                     "(bias set to 0)"),
+    title: bool = typer.Option(True, "--title/--no-title", help="draw the title lines"),
 ) -> None:
-    """Draw a family's connectivity (computed by autograd from the real layer) or a special picture."""
+    """Draw a family from its real layer (kernel taps, padding, stages) or a special picture."""
     run_viz(target, output, in_channels, out_channels, kernel, dim, size,
             {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups,
-             "output_padding": output_padding, "p": p})
+             "output_padding": output_padding, "p": p}, numbers, input_values, kernel_values, title)
+
+
+@app.command("figures")
+def figures_command(
+    output: str = typer.Option("figures", "-o", "--output", help="directory to write the figures into"),
+    fmt: str = typer.Option("png", "--format", help="png or svg"),
+    only: Optional[list[str]] = typer.Option(None, "--only", help="draw only this figure (repeatable)"),
+) -> None:
+    """Every figure the seed articles describe, drawn from real layers: DIR/<article>-<section>_<what>.png with a
+    caption file each and DIR/captions.md."""
+    run_figures(output, fmt, only)
 
 
 @app.command("report")
 def report_command(
     output: str = typer.Option("report.html", "-o", "--output", help="the HTML file to write"),
-    batch: int = typer.Option(8, "--batch", help="compare: batch size"),
-    in_channels: int = typer.Option(64, "--in", help="compare: input channels"),
-    out_channels: int = typer.Option(128, "--out", help="compare: output channels"),
-    size: int = typer.Option(56, "--size", help="compare: input height and width"),
-    repeats: Optional[int] = typer.Option(None, "--repeats", help="compare: timing runs (default: ~0.25 s each)"),
-    rows: Optional[str] = typer.Option(None, "--rows", help="use compare rows from this JSON file instead of timing"),
-    sweep: str = typer.Option("runs/sweep/sweep.json", "--sweep", help="sweep results, included when the file exists"),
+    batch: Optional[int] = typer.Option(None, "--batch", help="timing: batch size (default 8)"),
+    in_channels: Optional[int] = typer.Option(None, "--in", help="timing: input channels (default 64)"),
+    out_channels: Optional[int] = typer.Option(None, "--out", help="timing: output channels (default 128)"),
+    size: Optional[int] = typer.Option(None, "--size", help="timing: input height and width (default 56)"),
+    repeats: Optional[int] = typer.Option(None, "--repeats", help="timing runs (default: ~0.25 s each)"),
+    rows: Optional[str] = typer.Option(None, "--rows", help="compare rows from this JSON file (`convzoo compare "
+                                       "--json`) instead of timing; --in/--out/--size/--batch then state their shape"),
+    sweep: Optional[str] = typer.Option(None, "--sweep", help="a sweep JSON file: its table, and the "
+                                        "sweep_pareto.png beside it when there is one"),
+    families: Optional[str] = typer.Option(None, "--families", help="only these families, comma-separated "
+                                           "(default: all)"),
 ) -> None:
-    """One self-contained HTML file: compare table, MACs-vs-time plot, sweep table, a gallery of every family."""
-    run_report(output, batch, in_channels, out_channels, size, repeats, rows, sweep)
+    """One self-contained HTML page to learn from: every family's idea, pictures, cost formula with the numbers
+    and measured speed; a comparison grid; MACs against measured time; the article figures."""
+    run_report(output, batch, in_channels, out_channels, size, repeats, rows, sweep, families)
 
 
 @app.command("serve")
 def serve_command(
-    port: int = typer.Option(8000, "--port", help="TCP port"),
+    port: int = typer.Option(8000, "--port", help="TCP port (1–65535)"),
     host: str = typer.Option("127.0.0.1", "--host", help="address to bind (default: this machine only)"),
 ) -> None:
-    """Local web explorer: pick a family and its parameters, see its connectivity, output shape, params, MACs."""
-    from ..viz.serve import serve
-
-    serve(host, port)
+    """Local web explorer (works offline): hover an output to see the inputs and kernel taps it reads, slide the
+    window, see shapes, params and MACs, stage by stage; the state lives in the URL."""
+    run_serve(host, port)

@@ -1,5 +1,7 @@
-"""Pictures of every family computed from the real operator: connectivity by autograd, figures (PNG/SVG),
-animations (GIF), the special pictures of the seed articles, an HTML report and a local web explorer."""
+"""Pictures of every family computed from the real operator: connectivity, kernel taps and the conv matrix by
+autograd; conv_arithmetic-style drawings (PNG/SVG) and animations (GIF) of any layer, stage by stage for
+composites; every figure the seed articles describe (``article_figures``); an HTML report and a local web
+explorer."""
 
 from __future__ import annotations
 
@@ -8,16 +10,38 @@ from pathlib import Path
 from .animation import animate
 from .connectivity import Connectivity, connectivity
 from .figures import connectivity_figure, save_figure
+from .matrix import conv_matrix, jacobian
+from .picture import layer_block, layer_figure
 from .spec import LayerSpec
 from .special import SPECIAL, special_figure
+from .taps import TapMap, tap_map, taps
 
-__all__ = ["Connectivity", "LayerSpec", "SPECIAL", "animate", "connectivity", "connectivity_figure", "render",
-           "special_figure"]
+__all__ = ["Connectivity", "LayerSpec", "SPECIAL", "TapMap", "animate", "connectivity", "connectivity_figure",
+           "conv_matrix", "family_titles", "jacobian", "layer_block", "layer_figure", "render", "special_figure",
+           "tap_map", "taps"]
 
 
-def render(target: str, path: str | Path, spec: LayerSpec | None = None) -> Path:
+def family_titles(spec: LayerSpec, module, input_shape) -> tuple[str, str]:
+    """Title (family, what it does) and subtitle (the layer as built, the input, the article section)."""
+    from ..registry import family
+    from .spec import describe
+
+    fam = family(spec.family)
+    article = getattr(fam, "article", getattr(fam, "seed", ""))
+    shape = "×".join(map(str, input_shape))
+    extra = module.extra_repr()
+    layer = f"{type(module).__name__}({extra if extra and chr(10) not in extra else describe(module)})"
+    return (f"{fam.title}: {fam.summary}", f"{layer} on input {shape}" + (f"   [article {article}]" if article
+                                                                           else ""))
+
+
+def render(target: str, path: str | Path, spec: LayerSpec | None = None, *, numbers: bool = False,
+           input_values: str | None = None, kernel_values: str | None = None, title: bool = True) -> Path:
     """Draw a family (``spec``: its parameters) or a special picture (``target`` in ``SPECIAL``) to ``path``:
-    .png / .svg → figure, .gif → sliding-window animation (families only)."""
+    .png / .svg → figure, .gif → sliding-window animation (families only). ``input_values`` / ``kernel_values``
+    ('3,3,2;0,0,1;…') put those numbers in the cells (numbers mode); ``title=False`` drops the title lines."""
+    from .numbers import load_kernel, parse_values
+
     path = Path(path)
     suffix = path.suffix.lower()
     if suffix not in (".png", ".svg", ".gif"):
@@ -26,8 +50,23 @@ def render(target: str, path: str | Path, spec: LayerSpec | None = None) -> Path
         if suffix == ".gif":
             raise ValueError(f"special picture {target!r} is a still figure: use .png or .svg")
         return save_figure(special_figure(target), path)
-    spec = (spec or LayerSpec(target)).validate()
+    spec = spec or LayerSpec(target)
+    x = None
+    if input_values is not None:
+        values = parse_values(input_values, "input_values")
+        if values.dim() != spec.dim:
+            raise ValueError(f"input_values has {values.dim()} dims ({tuple(values.shape)}) but dim={spec.dim}")
+        spec.size = max(values.shape)
+    spec.validate()
     module = spec.build()
+    input_shape = spec.input_shape
+    if input_values is not None:
+        input_shape = (spec.in_channels, *values.shape)
+        x = values.expand(input_shape)
+    if kernel_values is not None:
+        load_kernel(module, parse_values(kernel_values, "kernel_values"))
+    numbers = numbers or input_values is not None or kernel_values is not None
+    heads = family_titles(spec, module, input_shape) if title else (None, None)
     if suffix == ".gif":
-        return animate(module, spec.input_shape, path, spec.label())
-    return save_figure(connectivity_figure(module, spec.input_shape, spec.label()), path)
+        return animate(module, input_shape, path, heads[0], numbers=numbers, x=x, subtitle=heads[1])
+    return save_figure(layer_figure(module, input_shape, heads[0], heads[1], numbers=numbers, x=x), path)

@@ -1,83 +1,60 @@
-"""The sliding window, step by step, as a GIF: one frame per output position (of output channel 0), showing the
-input elements that position reads — drawn from the module's autograd connectivity, so strides, dilation,
-padding, transposed zero-insertion and deformable offsets all show as the operator really behaves."""
+"""The sliding window, step by step, as a GIF: one frame per output position of one output channel, in raster
+order, each the full picture of that step (kernel, padded input with the window coloured tap by tap, output
+with the position marked); the last frame is held. Larger outputs visit every s-th row and column (said on the
+frame), still in raster order, so the window never jumps back across rows."""
 
 from __future__ import annotations
 
+import io
 import itertools
+import math
 from collections.abc import Sequence
 from pathlib import Path
 
-import numpy as np
-from PIL import Image, ImageDraw
+import torch
+from PIL import Image
 from torch import nn
 
-from .connectivity import Connectivity, connectivity
-from .figures import PICKED, READ, ConnectivityPanels, plt, stack_channels
-from .spec import describe
+from .draw import DPI, SMALL, TITLE, column, label, plt, render
+from .reads import analyse
+from .step import step_block
 
-MAX_FRAMES = 40
+MAX_FRAMES = 64
+HOLD_MS = 2000
 
 
-def positions(output_shape: Sequence[int], max_frames: int = MAX_FRAMES) -> list[tuple[int, ...]]:
-    """Output positions in raster order, evenly thinned to at most ``max_frames``."""
-    every = list(itertools.product(*(range(s) for s in output_shape[1:])))
-    if len(every) <= max_frames:
-        return every
-    picks = np.linspace(0, len(every) - 1, max_frames).round().astype(int)
-    return [every[i] for i in picks]
+def positions(output_shape: Sequence[int], max_frames: int = MAX_FRAMES) -> tuple[list[tuple[int, ...]], int]:
+    """Output positions in raster order, and the step s: every s-th position along each spatial dim, the
+    smallest s that keeps at most ``max_frames`` frames."""
+    spatial = list(output_shape[1:])
+    step = 1
+    while math.prod(len(range(0, n, step)) for n in spatial) > max_frames:
+        step += 1
+    return list(itertools.product(*(range(0, n, step) for n in spatial))), step
 
 
 def animate(module: nn.Module, input_shape: Sequence[int], path: str | Path, title: str | None = None,
-            out_channel: int = 0, max_frames: int = MAX_FRAMES, duration_ms: int = 350,
-            conn: Connectivity | None = None) -> Path:
-    """Write a GIF of the sliding window of ``module`` on inputs of shape ``input_shape`` = (C_in, *S)."""
+            out_channel: int = 0, max_frames: int = MAX_FRAMES, duration_ms: int = 500, numbers: bool = False,
+            x: torch.Tensor | None = None, subtitle: str | None = None) -> Path:
+    """Write a GIF of ``module``'s window on inputs of shape ``input_shape`` = (C_in, *S)."""
     path = Path(path)
     if path.suffix.lower() != ".gif":
         raise ValueError(f"animation path {str(path)!r} must end in .gif")
-    conn = conn or connectivity(module, input_shape)
-    fig, axes = plt.subplots(1, 2, figsize=(8, 4.4))
-    panels = ConnectivityPanels(conn, axes[0], axes[1])
-    fig.suptitle(f"{title or type(module).__name__}\n{describe(module)}\n ", fontsize=9)
-    fig.tight_layout()
-    fig.set_dpi(72)
-    fig.canvas.draw()
-    # Matplotlib draws the labelled grids once; each frame then paints the cells of that step into a copy of
-    # the background (painting cells is ~100× faster than redrawing the figure 40 times).
-    background = np.asarray(fig.canvas.buffer_rgba())[..., :3].copy()
-    height = background.shape[0]
-    boxes = [_cell_boxes(ax, height, shape) for ax, shape in ((axes[0], panels.in_shape), (axes[1], panels.out_shape))]
-    plt.close(fig)
-    read, picked = _rgb(READ_RGB), _rgb(PICKED_RGB)
+    r = analyse(module, input_shape, x=x)
+    if not 0 <= out_channel < r.output_shape[0]:
+        raise ValueError(f"out_channel={out_channel} must be below the layer's {r.output_shape[0]} output channels")
+    steps, stride = positions(r.output_shape, max_frames)
     frames = []
-    for pos in positions(conn.output_shape, max_frames):
-        frame = background.copy()
-        deps = stack_channels(conn.deps(out_channel, *pos).numpy().astype(float), panels.shown)[0]
-        marker = np.zeros(conn.output_shape)
-        marker[(out_channel, *pos)] = 1
-        out = stack_channels(marker, panels.shown)[0]
-        for image, (xs, ys), colour in ((deps, boxes[0], read), (out, boxes[1], picked)):
-            for r, c in zip(*np.nonzero(np.nan_to_num(image) > 0)):
-                frame[ys[r] + 1:ys[r + 1], xs[c] + 1:xs[c + 1]] = colour
-        img = Image.fromarray(frame)
-        ImageDraw.Draw(img).text((8, height - 16), f"step: output channel {out_channel}, position {pos}",
-                                 fill=(0, 0, 0))
-        frames.append(img.convert("P", palette=Image.ADAPTIVE, colors=64))
-    frames[0].save(path, save_all=True, append_images=frames[1:], duration=duration_ms, loop=0)
+    for n, pos in enumerate(steps):
+        every = f" (every {stride}th row and column)" if stride > 1 else ""
+        caption = label(f"step {n + 1} of {len(steps)}{every}: output channel {out_channel}, position {pos}", SMALL)
+        heads = [label(t, TITLE if i == 0 else SMALL, "bold" if i == 0 else "normal")
+                 for i, t in enumerate(s for s in (title, subtitle) if s)]
+        fig = render(column([*heads, caption, step_block(r, out_channel, pos, numbers)], gap=0.4))
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=DPI)
+        plt.close(fig)
+        frames.append(Image.open(buffer).convert("RGB").convert("P", palette=Image.ADAPTIVE, colors=128))
+    durations = [duration_ms] * (len(frames) - 1) + [HOLD_MS]
+    frames[0].save(path, save_all=True, append_images=frames[1:], duration=durations, loop=0, disposal=1)
     return path
-
-
-READ_RGB, PICKED_RGB = READ, PICKED
-
-
-def _rgb(colour: str) -> np.ndarray:
-    return np.array([int(colour[i:i + 2], 16) for i in (1, 3, 5)], dtype=np.uint8)
-
-
-def _cell_boxes(ax, height: int, shape: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
-    """Pixel edges of the image cells of ``ax``: columns xs[c]..xs[c+1], rows ys[r]..ys[r+1] (top-down)."""
-    rows, cols = shape
-    to_px = ax.transData.transform
-    xs = np.array([to_px((c - 0.5, 0))[0] for c in range(cols + 1)]).round().astype(int)
-    ys = np.array([height - to_px((0, r - 0.5))[1] for r in range(rows + 1)]).round().astype(int)
-    return xs, ys

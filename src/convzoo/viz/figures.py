@@ -154,6 +154,14 @@ def connectivity_figure(module: nn.Module, input_shape: Sequence[int], title: st
     return fig
 
 
+def article_figures() -> list:
+    """Every figure of the seed articles (``article_figures.FIGURES``): items with ``name``, ``caption`` and
+    ``figure()`` (a matplotlib Figure drawn from real layers)."""
+    from .article_figures import FIGURES
+
+    return list(FIGURES)
+
+
 def save_figure(fig, path: str | Path) -> Path:
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower()

@@ -1,7 +1,11 @@
-"""``convzoo report``: one self-contained HTML file (images inlined as data URIs, no network) with the compare
-table, a MACs-vs-measured-time plot, the sweep table when a sweep file exists, a gallery section per family
-(connectivity picture, params/MACs and their formula from the layer's ``cost`` docstring, seed reference) and
-the special pictures."""
+"""``convzoo report``: one self-contained HTML page to learn from (images inlined as data URIs, no script, nothing
+fetched). Per family: its idea with the article section, its picture stage by stage (``viz.picture``, drawn from
+the real layer), the cost formula (the layer's ``cost`` docstring) with the numbers ``convzoo.cost`` gives, and
+the measured speed (``convzoo.compare`` rows). Then a comparison grid of all families, a log-log plot of MACs
+against measured time whose labels do not overlap, the article figures (``viz.figures``) when that module offers
+them, and a training sweep's table and Pareto plot when a sweep file is given. The settings line states what was
+used: the timing shape, or where the rows came from.
+"""
 
 from __future__ import annotations
 
@@ -9,122 +13,393 @@ import base64
 import html
 import inspect
 import json
-from collections.abc import Iterable, Sequence
+import math
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
+import torch
+
 from ..analysis.cost import cost
 from ..registry import families
-from .figures import connectivity_figure, figure_bytes, plt
+from .figures import figure_bytes, plt
 from .spec import LayerSpec, describe
-from .special import SPECIAL, special_figure
 
+DEFAULT_SETTINGS = {"batch": 8, "in_channels": 64, "out_channels": 128, "size": 56}
+# The pictures' layer: small enough to read every cell; printed on the page.
+PICTURE = {"in_channels": 4, "out_channels": 4, "size": 6, "kernel": 3}
+REQUIRED = ("family", "params", "macs", "forward_ms")  # what a row needs for the grid and the plot
 COMPARE_COLUMNS = ("family", "params", "macs", "mac_ratio", "forward_ms", "forward_backward_ms", "speed_ratio",
-                   "gmacs_per_s", "bytes", "intensity", "max_error")
+                   "gmacs_per_s", "max_error")
 SWEEP_COLUMNS = ("family", "params", "macs", "latency_ms", "best_accuracy")
 
 
-def _img(data: bytes, alt: str) -> str:
-    return f'<img alt="{html.escape(alt)}" src="data:image/png;base64,{base64.b64encode(data).decode()}">'
+# --- inputs ---------------------------------------------------------------------------------------------------------
 
 
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4g}"
-    if isinstance(value, int):
-        return f"{value:,}"
-    return html.escape(str(value))
+def check_output(path: str | Path) -> Path:
+    """The report's path must be a new or existing file (not a directory) in an existing directory."""
+    path = Path(path)
+    if path.is_dir():
+        raise ValueError(f"output {str(path)!r} is a directory: give a file name such as report.html")
+    if not path.parent.is_dir():
+        raise ValueError(f"output {str(path)!r}: the directory {str(path.parent)!r} does not exist")
+    if path.suffix.lower() not in (".html", ".htm"):
+        raise ValueError(f"output {str(path)!r} must end in .html")
+    return path
 
 
-def _table(rows: Sequence[dict[str, Any]], columns: Iterable[str]) -> str:
-    columns = list(columns)
-    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{_cell(r.get(c, ''))}</td>" for c in columns) + "</tr>" for r in rows)
-    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+def read_rows(path: str | Path) -> list[dict[str, Any]]:
+    """Compare rows from a JSON file (``convzoo compare --json``): a list of objects with at least
+    ``family, params, macs, forward_ms``; ValueError naming the file and what is wrong."""
+    path = Path(path)
+    try:
+        data = json.loads(path.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"--rows {str(path)!r}: no such file") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--rows {str(path)!r} is not valid JSON ({error.msg} at line {error.lineno})") from None
+    return check_rows(data, f"--rows {str(path)!r}")
+
+
+def check_rows(data: Any, where: str = "rows") -> list[dict[str, Any]]:
+    if not isinstance(data, list) or not all(isinstance(r, dict) for r in data):
+        raise ValueError(f"{where} must be a list of row objects (the output of `convzoo compare --json`)")
+    known = {f.name for f in families()}
+    for i, row in enumerate(data):
+        missing = [k for k in REQUIRED if k not in row]
+        if missing:
+            raise ValueError(f"{where}: row {i} has no {', '.join(missing)} (needs {', '.join(REQUIRED)})")
+        if row["family"] not in known:
+            raise ValueError(f"{where}: row {i} names unknown family {row['family']!r}")
+    return data
 
 
 def compare_rows(**kwargs: Any) -> list[dict[str, Any]]:
-    """Rows of ``convzoo.compare.compare(**kwargs)`` as dicts."""
-    from ..perf.compare import compare  # written alongside (issue 5); imported late so viz works without it
+    """Rows of ``convzoo.perf.compare.compare(**kwargs)`` as dicts."""
+    from ..perf.compare import compare
 
     return [row.to_dict() for row in compare(**kwargs)]
 
 
-def macs_time_plot(rows: Sequence[dict[str, Any]]) -> bytes:
-    fig, ax = plt.subplots(figsize=(7, 4.5))
+# --- pieces ---------------------------------------------------------------------------------------------------------
+
+
+def _img(data: bytes, alt: str, cls: str = "") -> str:
+    return (f'<img alt="{html.escape(alt)}"{f" class={cls!r}" if cls else ""} '
+            f'src="data:image/png;base64,{base64.b64encode(data).decode()}">')
+
+
+def _num(value: Any) -> str:
+    if isinstance(value, bool) or value is None:
+        return html.escape(str(value))
+    if isinstance(value, int):
+        return f"{value:,}"
+    if isinstance(value, float):
+        return "—" if math.isnan(value) else f"{value:,.4g}" if abs(value) < 1e4 else f"{value:,.0f}"
+    return html.escape(str(value))
+
+
+def _table(rows: Sequence[dict[str, Any]], columns: Iterable[str]) -> str:
+    columns = [c for c in columns if any(c in r for r in rows)]
+    head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
+    body = "".join("<tr>" + "".join(f"<td>{_num(r.get(c, ''))}</td>" for c in columns) + "</tr>" for r in rows)
+    return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
+
+
+def place_labels(ax: Any, xs: Sequence[float], ys: Sequence[float], labels: Sequence[str], fontsize: float = 8,
+                 ) -> list[Any]:
+    """Annotate each point with its label at the first of a ring of offsets (growing outwards) where the label's box
+    overlaps no placed label and no point and stays inside the axes; a label moved further than its neighbourhood
+    gets a leader line. Offsets are in points, so the layout survives saving at another dpi. (Written here:
+    matplotlib has no label placement of its own.)"""
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    dot = 4.0 * fig.dpi / 72  # half a marker, in pixels
+    taken = [(px - dot, py - dot, px + dot, py + dot) for px, py in (ax.transData.transform((x, y))
+                                                                     for x, y in zip(xs, ys))]
+    frame = ax.get_window_extent(renderer)
+    placed = []
+    for i in sorted(range(len(labels)), key=lambda i: (xs[i], ys[i])):
+        choice = None
+        for radius in (4, 10, 18, 28, 40, 54):
+            for angle in range(0, 360, 30):
+                dx, dy = radius * math.cos(math.radians(angle)), radius * math.sin(math.radians(angle))
+                align = {"ha": "left" if dx > 0.5 else "right" if dx < -0.5 else "center",
+                         "va": "bottom" if dy > 0.5 else "top" if dy < -0.5 else "center"}
+                note = ax.annotate(labels[i], (xs[i], ys[i]), xytext=(dx, dy), textcoords="offset points",
+                                   fontsize=fontsize, **align)
+                box = note.get_window_extent(renderer)
+                note.remove()
+                rect = (box.x0 - 1, box.y0 - 1, box.x1 + 1, box.y1 + 1)
+                inside = frame.x0 <= rect[0] and rect[2] <= frame.x1 and frame.y0 <= rect[1] and rect[3] <= frame.y1
+                if inside and not any(rect[0] < t[2] and t[0] < rect[2] and rect[1] < t[3] and t[1] < rect[3]
+                                      for t in taken):
+                    choice = (dx, dy, align, rect, radius)
+                    break
+            if choice:
+                break
+        if choice is None:  # nowhere free: beside the point
+            choice = (4.0, 4.0, {"ha": "left", "va": "bottom"}, None, 4)
+        dx, dy, align, rect, radius = choice
+        leader = {"arrowprops": {"arrowstyle": "-", "color": "#999", "lw": 0.6, "shrinkA": 2, "shrinkB": 3}} \
+            if radius > 4 else {}
+        note = ax.annotate(labels[i], (xs[i], ys[i]), xytext=(dx, dy), textcoords="offset points",
+                           fontsize=fontsize, **align, **leader)
+        if rect is None:
+            box = note.get_window_extent(renderer)
+            rect = (box.x0, box.y0, box.x1, box.y1)
+        taken.append(rect)
+        placed.append(note)
+    return placed
+
+
+def macs_time_figure(rows: Sequence[dict[str, Any]], setting: str) -> Any:
+    """Log-log scatter of MACs against measured forward time, one labelled point per family."""
+    fig, ax = plt.subplots(figsize=(9, 6))
     xs = [r["macs"] / 1e6 for r in rows]
     ys = [r["forward_ms"] for r in rows]
-    ax.scatter(xs, ys, color="#2b7bba")
-    for r, x, y in zip(rows, xs, ys):
-        ax.annotate(r["family"], (x, y), fontsize=7, xytext=(3, 3), textcoords="offset points")
-    ax.set_xlabel("MACs (millions; FLOPs = 2 × MACs)")
-    ax.set_ylabel("measured forward time (ms)")
-    ax.set_title("MACs vs measured time: the MAC count does not predict speed")
-    ax.grid(alpha=0.3)
+    ax.scatter(xs, ys, s=22, color="#2b7bba", zorder=3)
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    # Room for labels: widen the limits by a factor on each side of the data (log axes).
+    ax.set_xlim(min(xs) / 2.2, max(xs) * 2.2)
+    ax.set_ylim(min(ys) / 1.8, max(ys) * 1.8)
+    ax.set_xlabel("MACs (millions, log scale; FLOPs = 2 × MACs)", fontsize=10)
+    ax.set_ylabel("measured forward time (ms, log scale)", fontsize=10)
+    ax.set_title(f"MACs vs measured time — {setting}", fontsize=10)
+    ax.grid(alpha=0.3, which="both")
     fig.tight_layout()
-    return figure_bytes(fig)
+    place_labels(ax, xs, ys, [r["family"] for r in rows], fontsize=9)
+    return fig
 
 
-def _formula(module: Any) -> str:
+def _formula(module: torch.nn.Module) -> str:
     doc = inspect.getdoc(getattr(module, "cost", None)) or ""
-    return doc.strip() or "params and MACs from convzoo.cost (conv/linear weights; MACs = multiply-accumulates)"
+    return doc or "params and MACs by convzoo.cost (conv/linear weights; MACs = multiply-accumulates)"
 
 
-def gallery_section(name: str, title: str, seed: str, summary: str, spec: LayerSpec) -> str:
+def _picture(module: torch.nn.Module, input_shape: Sequence[int], dpi: int) -> bytes:
+    from .picture import layer_figure
+
+    fig = layer_figure(module, input_shape)
+    try:
+        return figure_bytes(fig, dpi=dpi)
+    finally:
+        plt.close(fig)
+
+
+def _speed_sentence(row: dict[str, Any] | None, setting: str) -> str:
+    if not row:
+        return ""
+    if row.get("mac_ratio") == 1 and row.get("speed_ratio") == 1 and row["family"] == "standard":
+        return " It is the baseline that the ratios below are measured against."
+    parts = []
+    if isinstance(row.get("mac_ratio"), (int, float)) and not math.isnan(row["mac_ratio"]):
+        parts.append(f"{row['mac_ratio']:.3g}× the MACs of a standard conv")
+    if isinstance(row.get("speed_ratio"), (int, float)) and not math.isnan(row["speed_ratio"]):
+        speed = row["speed_ratio"]
+        parts.append(f"ran {speed:.3g}× {'faster' if speed >= 1 else 'as fast'} (forward)")
+    return f" Measured ({setting}): it has {' and '.join(parts)}." if parts else ""
+
+
+def _stages_sentence(module: torch.nn.Module) -> str:
+    """The layer's own stages (the layer contract's ``stages()``) as a sentence, when there is more than one."""
+    try:
+        stages = list(module.stages()) if callable(getattr(module, "stages", None)) else []
+    except NotImplementedError:
+        stages = []
+    main = [s.name for s in stages if not s.side]
+    side = [s.name for s in stages if s.side]
+    if len(main) < 2 and not side:
+        return ""
+    return (" Stage by stage: " + " → ".join(main)
+            + (f" (side branch{'es' if len(side) > 1 else ''}: {'; '.join(side)})" if side else "") + ".")
+
+
+def family_section(fam: Any, row: dict[str, Any] | None, setting: str, dpi: int = 72) -> str:
+    """One family: idea + article section, picture, cost formula with the numbers, measured speed."""
+    spec = LayerSpec(fam.name, PICTURE["in_channels"], PICTURE["out_channels"], PICTURE["kernel"],
+                     2 if 2 in fam.dims else fam.dims[0], PICTURE["size"]).validate()
     module = spec.build()
-    picture = figure_bytes(connectivity_figure(module, spec.input_shape, spec.label()), dpi=70)
-    report = cost(module, (1, *spec.input_shape))
-    return (f'<section class="family" id="{html.escape(name)}"><h3>{html.escape(title)} '
-            f'<code>{html.escape(name)}</code></h3><p>{html.escape(summary)} <em>Seed: {html.escape(seed)}.</em></p>'
-            f"<p>{html.escape(type(module).__name__)}({html.escape(describe(module))}) on input "
-            f"{(1, *spec.input_shape)}: <b>{report.params:,}</b> params, <b>{report.macs:,}</b> MACs.</p>"
-            f"<pre>{html.escape(_formula(module))}</pre>{_img(picture, name + ' connectivity')}</section>")
+    shape = (1, *spec.input_shape)
+    numbers = cost(module, shape)
+    idea = getattr(fam, "idea", "") or fam.summary
+    speed = ""
+    if row:
+        speed = (f"<p class='speed'>Measured ({html.escape(setting)}): forward <b>{_num(row['forward_ms'])} ms</b>"
+                 + (f", forward+backward <b>{_num(row['forward_backward_ms'])} ms</b>"
+                    if "forward_backward_ms" in row else "")
+                 + (f", {_num(row['gmacs_per_s'])} GMAC/s" if "gmacs_per_s" in row else "")
+                 + f"; params {_num(row['params'])}, MACs {_num(row['macs'])}.</p>")
+    return (
+        f"<section class='family' id='{html.escape(fam.name)}'>"
+        f"<h3>{html.escape(fam.title)} <code>{html.escape(fam.name)}</code>"
+        f"<span class='article'>article {html.escape(fam.article)}</span></h3>"
+        f"<p class='idea'>{html.escape(idea)}{html.escape(_stages_sentence(module))}"
+        f"{html.escape(_speed_sentence(row, setting))}</p>"
+        f"{_img(_picture(module, spec.input_shape, dpi), fam.name + ' picture')}"
+        f"<div class='cost'><p>Cost of <code>{html.escape(type(module).__name__)}"
+        f"({html.escape(module.extra_repr() or describe(module))})</code> on input {shape} → "
+        f"{tuple(numbers.output_shape)}: <b>{numbers.params:,}</b> params, <b>{numbers.macs:,}</b> MACs "
+        f"(FLOPs = 2 × MACs).</p><pre>{html.escape(_formula(module))}</pre></div>{speed}</section>")
 
 
-CSS = """body{font-family:sans-serif;max-width:1200px;margin:auto;padding:1em;color:#222}
-table{border-collapse:collapse;font-size:13px}td,th{border:1px solid #ccc;padding:3px 6px;text-align:right}
-td:first-child,th:first-child{text-align:left}img{max-width:100%;display:block;margin:.5em 0}
-pre{background:#f6f6f6;padding:.5em;white-space:pre-wrap;font-size:12px}section.family{border-top:1px solid #ddd}"""
+def grid(chosen: Sequence[Any], rows: dict[str, dict[str, Any]]) -> str:
+    """The comparison grid: one card per family with its MAC and speed ratios as bars (log scale, 1 = standard)."""
+    cards = []
+    for fam in chosen:
+        row = rows.get(fam.name, {})
+
+        def bar(key: str, label: str, cls: str) -> str:
+            value = row.get(key)
+            if not isinstance(value, (int, float)) or math.isnan(value) or value <= 0:
+                return ""
+            width = max(2.0, min(100.0, 50 + 25 * math.log10(value)))  # 0.01× → 0, 1× → 50 %, 100× → 100 %
+            return (f"<div class='bar'><span>{label} {value:.3g}×</span><i class='{cls}' "
+                    f"style='width:{width:.0f}%'></i></div>")
+
+        cards.append(
+            f"<a class='card' href='#{html.escape(fam.name)}'><b>{html.escape(fam.name)}</b>"
+            f"<small>{html.escape(fam.title)}</small>"
+            f"<span>params {_num(row.get('params', ''))} · MACs {_num(row.get('macs', ''))}</span>"
+            f"<span>forward {_num(row.get('forward_ms', ''))} ms</span>"
+            f"{bar('mac_ratio', 'MACs', 'macs')}{bar('speed_ratio', 'speed', 'speed')}</a>")
+    return "<div class='grid'>" + "".join(cards) + "</div>"
+
+
+def article_figures(names: Sequence[str] | None = None, progress: Callable[[str], None] | None = None,
+                    check_only: bool = False) -> list[tuple[str, str, bytes]]:
+    """(name, caption, PNG) of the article figures (``viz.figures.article_figures()``, what ``convzoo figures``
+    writes); ``names`` picks some (default: all); ``check_only`` validates the names and draws nothing."""
+    from .figures import article_figures as provided
+
+    items = provided()
+    if names is not None:
+        unknown = sorted(set(names) - {item.name for item in items})
+        if unknown:
+            raise ValueError(f"unknown article figure(s) {', '.join(unknown)}; known: "
+                             f"{', '.join(item.name for item in items)}")
+        items = [item for item in items if item.name in names]
+    if check_only:
+        return []
+    out = []
+    for item in items:
+        if progress:
+            progress(f"drawing {item.name}")
+        fig = item.figure()
+        try:
+            out.append((item.name, item.caption, figure_bytes(fig, dpi=72)))
+        finally:
+            plt.close(fig)
+    return out
+
+
+CSS = """body{font-family:system-ui,sans-serif;max-width:1180px;margin:auto;padding:1em 1.4em;color:#222;
+line-height:1.45}h1{margin-bottom:.2em}.settings{background:#f4f6f8;border:1px solid #dde3ea;padding:.5em .8em}
+table{border-collapse:collapse;font-size:13px;margin:.6em 0}td,th{border:1px solid #ccc;padding:3px 7px;
+text-align:right}td:first-child,th:first-child{text-align:left}img{max-width:100%;display:block;margin:.6em 0}
+pre{background:#f6f6f6;padding:.5em;white-space:pre-wrap;font-size:12px}section.family{border-top:1px solid #ddd;
+margin-top:1.4em}.article{font-size:13px;font-weight:normal;color:#666;margin-left:.8em}nav a{margin-right:.7em}
+.grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(210px,1fr));gap:10px}.card{display:flex;
+flex-direction:column;gap:2px;border:1px solid #dde3ea;border-radius:6px;padding:8px;color:inherit;
+text-decoration:none;font-size:13px}.card:hover{border-color:#2b7bba}.card small{color:#555}.bar{position:relative;
+background:#f0f0f0;height:16px;margin-top:3px}.bar i{position:absolute;left:0;top:0;bottom:0;opacity:.55}
+.bar span{position:relative;padding-left:4px;font-size:12px}.bar i.macs{background:#e08a2b}
+.bar i.speed{background:#2b7bba}.speed{font-size:14px}figure{margin:1em 0}figcaption{font-size:13px;color:#444}"""
 
 
 def build_report(path: str | Path, rows: Sequence[dict[str, Any]] | None = None, sweep: str | Path | None = None,
-                 compare_kwargs: dict[str, Any] | None = None, names: Sequence[str] | None = None,
-                 specials: bool = True) -> Path:
-    """Write the HTML report. ``rows``: compare rows as dicts (default: run ``convzoo.compare`` with
-    ``compare_kwargs``); ``sweep``: a sweep JSON file, included when it exists."""
-    path = Path(path)
-    notes = []
-    if rows is None:
-        try:
-            rows = compare_rows(**(compare_kwargs or {}))
-        except ImportError:
-            rows = []
-            notes.append("convzoo.compare is not available in this installation: no compare table.")
-    kwargs = compare_kwargs or {}
-    parts = [f"<!doctype html><html><head><meta charset='utf-8'><title>convzoo report</title>"
-             f"<link rel='icon' href='data:,'><style>{CSS}</style></head><body><h1>convzoo report</h1>"]
-    parts.append("<h2>Compare: cost vs measured speed</h2>")
-    if rows:
-        setting = ", ".join(f"{k}={v}" for k, v in kwargs.items())
-        parts.append(f"<p>MACs = multiply-accumulates (FLOPs = 2 × MACs). {html.escape(setting)}</p>")
-        parts.append(_table(rows, [c for c in COMPARE_COLUMNS if c in rows[0]]))
-        if all("macs" in r and "forward_ms" in r for r in rows):
-            parts.append(_img(macs_time_plot(rows), "MACs vs measured time"))
-    parts += [f"<p>{html.escape(n)}</p>" for n in notes]
-    if sweep is not None and Path(sweep).exists():
-        sweep_rows = json.loads(Path(sweep).read_text())
-        parts.append(f"<h2>Accuracy vs cost (sweep: {html.escape(str(sweep))})</h2>")
-        parts.append(_table(sweep_rows, SWEEP_COLUMNS))
-    parts.append("<h2>Gallery: connectivity of every family (computed by autograd from the real layer)</h2>")
+                 settings: dict[str, Any] | None = None, rows_source: str | None = None,
+                 names: Sequence[str] | None = None, progress: Callable[[str], None] | None = None,
+                 dpi: int = 72, figures: Sequence[str] | None = None) -> Path:
+    """Write the report to ``path``. ``rows``: compare rows (dicts); None times every family here with
+    ``settings`` (``DEFAULT_SETTINGS`` and ``repeats``). With rows from a file, ``rows_source`` names it and
+    ``settings`` holds only what the user stated about them. ``names``: a subset of families; ``figures``: a
+    subset of the article figures (by name)."""
+    path = check_output(path)
+    if names is not None:
+        from ..registry import family
+
+        for name in names:
+            family(name)  # ValueError naming the known families
     chosen = [f for f in families() if names is None or f.name in names]
-    parts.append("<p>" + " · ".join(f"<a href='#{f.name}'>{f.name}</a>" for f in chosen) + "</p>")
-    for f in chosen:
-        spec = LayerSpec(f.name, 4, 4, size=6).validate()
-        parts.append(gallery_section(f.name, f.title, f.article, f.summary, spec))
-    if specials:
-        parts.append("<h2>Special pictures</h2>")
-        for name in SPECIAL:
-            parts.append(f"<h3>{html.escape(name)}</h3>{_img(figure_bytes(special_figure(name), dpi=70), name)}")
+    sweep_html = sweep_section(Path(sweep)) if sweep is not None else ""  # a bad file fails before any timing
+    article_figures(figures, check_only=True)
+    if rows is None:
+        used = {**DEFAULT_SETTINGS, **(settings or {})}
+        from ..perf.timing import configure
+
+        info = configure("cpu")
+        rows = compare_rows(batch=used["batch"], in_channels=used["in_channels"],
+                            out_channels=used["out_channels"], size=used["size"], repeats=used.get("repeats"),
+                            families=[f.name for f in chosen],
+                            progress=(lambda name: progress(f"timing {name}")) if progress else None)
+        setting = (f"batch {used['batch']}, C_in {used['in_channels']} → C_out {used['out_channels']}, "
+                   f"{used['size']}×{used['size']} input, k=3, float32")
+        measured = (f"Timed here: {setting} on {info['device']} ({info['threads']} threads, torch {info['torch']}); "
+                    f"medians of {used['repeats'] if used.get('repeats') else '~0.25 s of'} runs.")
+    else:
+        rows = check_rows(list(rows))
+        stated = settings or {}
+        setting = (", ".join(f"{k} {v}" for k, v in stated.items()) if stated else "settings not recorded")
+        measured = (f"Rows read from {rows_source or 'the caller'} (measured elsewhere); "
+                    + (f"their layer shape as stated on the command line: {setting}." if stated else
+                       "the file does not record their layer shape, batch or machine."))
+    rows = [r for r in rows if any(r["family"] == f.name for f in chosen)]
+    by_name = {r["family"]: r for r in rows}
+    picture_setting = (f"C_in {PICTURE['in_channels']} → C_out {PICTURE['out_channels']}, "
+                       f"{PICTURE['size']}×{PICTURE['size']} input, k={PICTURE['kernel']}, otherwise the registry's "
+                       f"defaults")
+    parts = [f"<!doctype html><html lang='en'><head><meta charset='utf-8'><title>convzoo report</title>"
+             f"<link rel='icon' href='data:,'><style>{CSS}</style></head><body><h1>convzoo report</h1>",
+             f"<p class='settings'><b>Speed.</b> {html.escape(measured)}<br><b>Pictures and per-family cost.</b> "
+             f"{html.escape(picture_setting)}, computed from the real layers. MACs = multiply-accumulates of conv "
+             f"and linear weights (FLOPs = 2 × MACs); ratios are against <code>standard</code>.</p>",
+             "<nav><a href='#grid'>comparison</a><a href='#plot'>MACs vs time</a><a href='#families'>families</a>"
+             "<a href='#figures'>article figures</a>" + ("<a href='#sweep'>sweep</a>" if sweep else "") + "</nav>"]
+    parts.append("<h2 id='grid'>All families at a glance</h2><p>Bars: MACs and forward speed relative to a "
+                 "standard conv (log scale; the middle is 1×). Click a card for the family.</p>")
+    parts.append(grid(chosen, by_name))
+    parts.append(_table(rows, COMPARE_COLUMNS))
+    parts.append("<h2 id='plot'>MACs vs measured time</h2>")
+    timed = [r for r in rows if r.get("macs", 0) > 0 and r.get("forward_ms", 0) > 0]
+    if timed:
+        fig = macs_time_figure(timed, setting)
+        parts.append("<p>If MACs predicted speed, the points would lie on one line of slope 1. They do not: "
+                     "memory traffic, kernel launches and how well each op maps to the hardware matter as "
+                     "much.</p>" + _img(figure_bytes(fig, dpi=90), "MACs vs measured time"))
+        plt.close(fig)
+    parts.append("<h2 id='families'>Each family</h2>")
+    for fam in chosen:
+        if progress:
+            progress(f"drawing {fam.name}")
+        parts.append(family_section(fam, by_name.get(fam.name), setting, dpi))
+    parts.append("<h2 id='figures'>Article figures</h2>")
+    parts.append("<p>The figures the articles describe, redrawn from real convzoo layers (also written one file "
+                 "each by <code>convzoo figures</code>).</p>")
+    parts += [f"<figure id='fig-{html.escape(name)}'>{_img(png, name)}<figcaption><b>{html.escape(name)}</b>. "
+              f"{html.escape(caption)}</figcaption></figure>" for name, caption, png in article_figures(figures,
+                                                                                                      progress)]
+    parts.append(sweep_html)
     parts.append("</body></html>")
     path.write_text("".join(parts), encoding="utf-8")
     return path
+
+
+def sweep_section(sweep: Path) -> str:
+    """The sweep's table, and ``sweep_pareto.png`` from the same directory when it exists."""
+    try:
+        rows = json.loads(sweep.read_text())
+    except FileNotFoundError:
+        raise ValueError(f"--sweep {str(sweep)!r}: no such file") from None
+    except json.JSONDecodeError as error:
+        raise ValueError(f"--sweep {str(sweep)!r} is not valid JSON ({error.msg} at line {error.lineno})") from None
+    if not isinstance(rows, list) or not all(isinstance(r, dict) for r in rows):
+        raise ValueError(f"--sweep {str(sweep)!r} must be a list of row objects (the sweep.json of `convzoo sweep`)")
+    out = f"<h2 id='sweep'>Accuracy vs cost (sweep: {html.escape(sweep.name)})</h2>" + _table(rows, SWEEP_COLUMNS)
+    pareto = sweep.parent / "sweep_pareto.png"
+    if pareto.is_file():
+        out += _img(pareto.read_bytes(), "sweep Pareto plot")
+    return out

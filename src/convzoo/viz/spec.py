@@ -14,14 +14,21 @@ from torch import nn
 
 from ..registry import family as get_family
 
-# Geometry arguments the pictures expose, when the family's layer accepts them.
-OPTIONAL = ("stride", "padding", "dilation", "groups", "output_padding", "p")
+# Integer arguments the pictures expose, when the family's layer constructor takes them (read from its signature).
+OPTIONAL = ("stride", "padding", "dilation", "groups", "output_padding", "p", "num_kernels", "offset_groups",
+            "scale_factor", "mid_channels")
 # Caps: (minimum, maximum) per argument; a request outside is rejected with a message, never clamped silently.
-LIMITS = {"in_channels": (1, 16), "out_channels": (1, 16), "kernel": (1, 9), "dim": (1, 3), "size": (1, 24),
+LIMITS = {"in_channels": (1, 16), "out_channels": (1, 16), "kernel": (1, 9), "dim": (1, 3), "size": (1, 48),
           "stride": (1, 4), "padding": (0, 8), "dilation": (1, 4), "groups": (1, 16), "output_padding": (0, 3),
-          "p": (1, 16)}
+          "p": (1, 16), "num_kernels": (1, 8), "offset_groups": (1, 16), "scale_factor": (1, 4),
+          "mid_channels": (1, 16)}
 DEFAULT_SIZE = {1: 12, 2: 8, 3: 5}
 SIZE_CAP = {1: 48, 2: 24, 3: 8}
+
+
+def limit(key: str, dim: int = 2) -> tuple[int, int]:
+    """(minimum, maximum) of argument ``key``; the size cap depends on the number of spatial dims."""
+    return (1, SIZE_CAP[dim]) if key == "size" else LIMITS[key]
 
 
 def accepted(name: str) -> list[str]:
@@ -55,11 +62,10 @@ class LayerSpec:
                 raise ValueError(f"unknown parameter {key!r}; known: {', '.join(LIMITS)}")
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ValueError(f"{key}={value!r} must be an integer")
-            lo, hi = LIMITS[key]
+            lo, hi = limit(key, self.dim)
             if not lo <= value <= hi:
-                raise ValueError(f"{key}={value} is out of range: must be between {lo} and {hi}")
-        if self.size > SIZE_CAP[self.dim]:
-            raise ValueError(f"size={self.size} is out of range for dim={self.dim}: must be at most {SIZE_CAP[self.dim]}")
+                where = f" for dim={self.dim}" if key == "size" else ""
+                raise ValueError(f"{key}={value} is out of range{where}: must be between {lo} and {hi}")
         allowed = accepted(self.family)
         for key in self.options:
             if key not in allowed:
@@ -71,11 +77,13 @@ class LayerSpec:
     def input_shape(self) -> tuple[int, ...]:
         return (self.in_channels, *(self.size or DEFAULT_SIZE[self.dim],) * self.dim)
 
-    def build(self) -> nn.Module:
+    def build(self, device: str | None = None) -> nn.Module:
+        """The real layer; ``device='meta'`` builds it without memory (for shapes)."""
         self.validate()
+        extra: dict[str, Any] = {} if device is None else {"device": device}
         fam = get_family(self.family)
         return fam.build(self.in_channels, self.out_channels, self.kernel if fam.window else None, self.dim,
-                         **dict(self.options))
+                         **dict(self.options), **extra)
 
     def label(self) -> str:
         opts = ", ".join(f"{k}={v}" for k, v in self.options.items())

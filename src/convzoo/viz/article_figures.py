@@ -1,0 +1,605 @@
+"""Every figure the seed articles describe, reproduced from real convzoo layers (``convzoo figures -o DIR``).
+
+Each ``ArticleFigure`` has a file name made of the article and section (``001-6_conv-matrix``), a caption that
+says what to see and where the numbers come from, and a builder that returns a drawing ``Block``. Numbers in the
+figures are computed by the layers (forward passes, ``taps``, ``conv_matrix``, the stage outputs), never typed
+in, except the inputs and kernels the articles give.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from ..registry import build
+from .connectivity import connectivity
+from .diagrams import channel_flow, dots_on_grid, image, matrix, overlap_1d, volume
+from .draw import (SMALL, TITLE, Block, Cell, arrow, cells, column, fmt, label, plt, render, row, swatch_legend,
+                   tap_colours)
+from .irregular import irregular_input
+from torch.func import functional_call
+
+from .matrix import eval_copy, conv_matrix, jacobian
+from .numbers import load_kernel
+from .picture import declared_stages, layer_block
+from .reads import analyse
+from .taps import SIDE_FLAG, kernel_parameter, side_modules, tap_map, taps
+
+ARTICLE_X = [[3, 3, 2, 1, 0], [0, 0, 1, 3, 1], [3, 1, 2, 2, 3], [2, 0, 0, 2, 2], [2, 0, 0, 0, 1]]
+ARTICLE_K = [[0, 1, 2], [2, 2, 0], [0, 1, 2]]
+
+
+@dataclass(frozen=True)
+class ArticleFigure:
+    name: str  # <article>-<section>_<what>
+    caption: str
+    make: Callable[[], Block]
+
+    def figure(self):
+        """The matplotlib Figure: the caption line, then the drawing."""
+        return render(column([wrapped(self.caption), self.make()], gap=0.6))
+
+
+def wrapped(text: str, width: int = 130) -> Block:
+    """A caption broken into lines of at most ``width`` characters."""
+    import textwrap
+
+    return label("\n".join(textwrap.wrap(text, width)), SMALL)
+
+
+def _t(values) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float64)
+
+
+def _with_kernel(module: nn.Module, kernel) -> nn.Module:
+    return load_kernel(module, _t(kernel))
+
+
+def _heading(text: str) -> Block:
+    return label(text, FONT_HEAD, "bold")
+
+
+FONT_HEAD = 10.5
+
+
+def stage_macs(module: nn.Module, input_shape: tuple[int, ...]) -> int:
+    """Multiply-accumulates of a one-step layer, counted from its taps: the taps each channel pair uses (seen at
+    the centre output, by autograd with one-hot kernels) × output positions."""
+    model = eval_copy(module, input_shape, torch.float32)
+    name = kernel_parameter(model, len(input_shape) - 1)
+    kernel = getattr(model, name)
+    n_taps = math.prod(kernel.shape[-(len(input_shape) - 1):])
+    x = torch.rand(1, *input_shape, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        out_shape = tuple(model(x).shape[1:])
+    centre = tuple(s // 2 for s in out_shape[1:])
+
+    def rows(w: torch.Tensor) -> torch.Tensor:
+        fn = lambda v: functional_call(model, {name: w}, (v,))[(slice(None), slice(None), *centre)]  # noqa: E731
+        return jacobian(fn, x).reshape(out_shape[0], input_shape[0], -1)
+
+    base = rows(torch.zeros_like(kernel))
+    pairs = 0
+    for t in range(n_taps):
+        one_hot = torch.zeros_like(kernel).reshape(-1, n_taps)
+        one_hot[:, t] = 1
+        pairs += int(((rows(one_hot.reshape(kernel.shape)) - base).abs() > 1e-9).any(-1).sum())
+    return pairs * math.prod(out_shape[1:])
+
+
+def _stage_modules(module: nn.Module) -> list[nn.Module]:
+    return [s.module for s in declared_stages(module) or [] if not s.side and s.module is not None]
+
+
+# --- article 001 §1–4: correlation, single / multi-channel, 3-D, 1×1, 1-D ------------------------------------------
+
+
+def correlation_vs_convolution() -> Block:
+    x = _t(ARTICLE_X)[None]
+    corr = _with_kernel(build("standard", 1, 1, 3, padding=0), ARTICLE_K)
+    conv = _with_kernel(build("convolution", 1, 1, 3, padding=0), ARTICLE_K)
+    return column([
+        _heading("(a) cross-correlation — what deep learning calls convolution: the kernel slides as it is"),
+        layer_block(corr, (1, 5, 5), numbers=True, x=x),
+        _heading("(b) true convolution: the same kernel rotated 180° before it slides (tap colours mirrored)"),
+        layer_block(conv, (1, 5, 5), numbers=True, x=x),
+    ], gap=0.6)
+
+
+def single_channel() -> Block:
+    layer = _with_kernel(build("standard", 1, 1, 3, padding=0), ARTICLE_K)
+    return layer_block(layer, (1, 5, 5), numbers=True, x=_t(ARTICLE_X)[None], position=(0, 0))
+
+
+def multi_channel() -> Block:
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randint(0, 4, (3, 5, 5), generator=gen).double()
+    layer = build("standard", 3, 1, 3, padding=0, bias=False)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randint(-1, 2, layer.weight.shape, generator=gen).float())
+    return layer_block(layer, (3, 5, 5), numbers=True, x=x)
+
+
+def three_d() -> Block:
+    return layer_block(build("standard", 1, 1, 3, dim=3, padding=0), (1, 4, 5, 5))
+
+
+def one_by_one() -> Block:
+    return layer_block(build("pointwise", 4, 2, 1), (4, 4, 4))
+
+
+def one_d() -> Block:
+    layer = _with_kernel(build("standard", 1, 1, 3, dim=1, padding=0), [1, 0, -1])
+    return layer_block(layer, (1, 10), numbers=True, x=_t([[1, 3, 2, 0, 4, 1, 2, 5, 3, 1]]))
+
+
+# --- article 001 §6: transposed convolution, the conv matrix, checkerboard ------------------------------------------
+
+
+def transposed_4x4() -> Block:
+    return layer_block(build("transposed", 1, 1, 3, stride=1, padding=0, output_padding=0), (1, 2, 2))
+
+
+def transposed_5x5() -> Block:
+    return layer_block(build("transposed", 1, 1, 3, stride=2, padding=0, output_padding=0), (1, 2, 2))
+
+
+def _vector(values: np.ndarray) -> Block:
+    return matrix(values.reshape(-1, 1), numbers=True)
+
+
+def conv_matrix_figure() -> Block:
+    conv = _with_kernel(build("standard", 1, 1, 3, padding=0, bias=False), ARTICLE_K)
+    transposed = build("transposed", 1, 1, 3, stride=1, padding=0, output_padding=0, bias=False)
+    with torch.no_grad():
+        transposed.weight.copy_(conv.weight)
+    c = conv_matrix(conv, (1, 4, 4)).numpy()
+    ct = conv_matrix(transposed, (1, 2, 2)).numpy()
+    tc = taps(conv, (1, 4, 4)).reshape(4, 16).numpy()
+    tt = taps(transposed, (1, 2, 2)).reshape(16, 4).numpy()
+    x = np.array(ARTICLE_X, dtype=float)[:4, :4]
+    y = c @ x.reshape(-1)
+    up = ct @ y
+    k = np.array(ARTICLE_K, dtype=float)
+    kernel = cells([[Cell(tap_colours(9)[3 * r + q], fmt(k[r, q])) for q in range(3)] for r in range(3)])
+    top = row([column([_heading("kernel"), kernel], gap=0.3),
+               column([_heading("C (4×16) = conv_matrix(Conv2d, 4×4 input)"), matrix(c, tc)], gap=0.3),
+               label("·", TITLE), column([_heading("x (16)"), _vector(x)], gap=0.3), label("=", TITLE),
+               column([_heading("y (4) = 2×2 output"), _vector(y)], gap=0.3)], gap=0.6, align="center")
+    bottom = row([column([_heading("Cᵀ (16×4) = conv_matrix(TransposedConv2d, 2×2 input)"), matrix(ct, tt)], gap=0.3),
+                  label("·", TITLE), column([_heading("y (4)"), _vector(y)], gap=0.3), label("=", TITLE),
+                  column([_heading("Cᵀy (16) = 4×4 output"), _vector(up)], gap=0.3)], gap=0.6, align="center")
+    note = label(f"Cᵀ computed from the transposed conv equals C transposed: {np.allclose(ct, c.T)} "
+                 f"(cell colour = kernel tap, as in the kernel)", SMALL)
+    return column([top, bottom, note], gap=0.8)
+
+
+def _transposed_1d_overlap(k: int, s: int, n_in: int = 5) -> tuple[Block, str]:
+    layer = build("transposed", 1, 1, k, dim=1, stride=s, padding=0, output_padding=0)
+    tm = tap_map(layer, (1, n_in))
+    linked = (tm.coefficients != 0).any(0)[0, :, 0, :]  # (O, I)
+    writes = [np.nonzero(linked[:, i].numpy())[0].tolist() for i in range(n_in)]
+    counts = linked.sum(1).tolist()
+    inner = counts[k - 1:len(counts) - k + 1] or counts
+    even = "even" if len(set(inner)) == 1 else "uneven"
+    return overlap_1d(n_in, writes, len(counts), counts), f"k={k}, s={s}: {even} overlap"
+
+
+def overlap_stride(stride: int, ks: tuple[int, ...]) -> Callable[[], Block]:
+    def make() -> Block:
+        panels = []
+        for letter, k in zip("abcd", ks):
+            block, what = _transposed_1d_overlap(k, stride)
+            panels.append(column([_heading(f"({letter}) {what}"), block], gap=0.3))
+        legend = label("top: input cells (one colour each); lines: the output cells each input writes through the k "
+                       "taps; bottom: how many inputs each output cell receives", SMALL)
+        return column([row(panels, gap=2.0), legend], gap=0.6)
+
+    return make
+
+
+def overlap_2d() -> Block:
+    panels = []
+    for k in (3, 4):
+        layer = build("transposed", 1, 1, k, stride=2, padding=0, output_padding=0)
+        counts = connectivity(layer, (1, 5, 5)).fan_in()[0].numpy()
+        top = counts.max()
+        grid = [[Cell((1 - 0.6 * v / top, 1 - 0.6 * v / top, 1.0, 1.0), str(v)) for v in line] for line in counts]
+        panels.append(column([_heading(f"k={k}, s=2: inputs summed per output cell"), cells(grid)], gap=0.3))
+    note = label("the 1-D pattern multiplied by itself: k=3 gives 1-2-4 (a checkerboard), k=4 an even 4 inside",
+                 SMALL)
+    return column([row(panels, gap=2.0), note], gap=0.6)
+
+
+def _photo(size: int = 64) -> torch.Tensor:
+    from PIL import Image
+    from sklearn.datasets import load_sample_image
+
+    rgb = load_sample_image("china.jpg")[60:60 + 4 * size, 180:180 + 4 * size]
+    grey = Image.fromarray(rgb).convert("L").resize((size, size), Image.BILINEAR)
+    return torch.tensor(np.asarray(grey), dtype=torch.float64)[None, None] / 255
+
+
+def checkerboard_image() -> Block:
+    x = _photo()
+    outs = []
+    for k, pad, extra in ((3, 1, 1), (4, 1, 0)):
+        layer = build("transposed", 1, 1, k, stride=2, padding=pad, output_padding=extra, bias=False).double()
+        with torch.no_grad():
+            layer.weight.fill_((2 / k) ** 2)  # the uniform kernel, scaled to unit average gain
+            outs.append((f"transposed k={k}, s=2", layer(x)[0, 0].numpy()))
+    resize = _with_kernel(build("resize", 1, 1, 3), torch.full((3, 3), 1 / 9).tolist()).double()
+    with torch.no_grad():
+        outs.append(("resize-conv: nearest ×2, 3×3", resize(x)[0, 0].numpy()))
+    panels = [column([_heading("input 64×64"), image(x[0, 0].numpy(), 7, vmin=0, vmax=1)], gap=0.3)]
+    for title, y in outs:
+        panels.append(column([_heading(f"{title}: {y.shape[0]}×{y.shape[1]}"), image(y, 14, vmin=0, vmax=1),
+                              label("zoom ×4 on the top-left 24×24", SMALL), image(y[:24, :24], 14, vmin=0, vmax=1)],
+                             gap=0.3))
+    note = label("every kernel is uniform (all taps equal, scaled to unit gain): only the geometry differs. "
+                 "k=3, s=2 overlaps unevenly → checkerboard; k=4 (divisible by s) and resize-conv are even.", SMALL)
+    return column([row(panels, gap=1.0), note], gap=0.6)
+
+
+# --- article 001 §7: dilated ---------------------------------------------------------------------------------------
+
+
+def dilated_receptive_field(size: int = 17) -> Block:
+    panels = []
+    stack: list[nn.Module] = []
+    colours = tap_colours(9)
+    centre = size // 2
+    for l in (1, 2, 4):
+        layer = build("dilated", 1, 1, 3, dilation=l)
+        stack.append(layer)
+        seen = connectivity(nn.Sequential(*stack), (1, size, size)).footprint().numpy()
+        index = taps(layer, (1, size, size))[0, centre, centre, 0].numpy()
+        rows_ = np.nonzero(seen.any(1))[0]
+        extent = rows_.max() - rows_.min() + 1
+        grid = [[Cell(colours[index[r, c]], str(index[r, c])) if index[r, c] >= 0
+                 else Cell("#9fc5e8" if seen[r, c] else "#eeeeee") for c in range(size)] for r in range(size)]
+        panels.append(column([_heading(f"l = {l}: receptive field {extent}×{extent}"),
+                              label(f"stack of {len(stack)} layer(s) (l = {', '.join(str(2 ** i) for i in range(len(stack)))});"
+                                    f" coloured: the 9 taps of the l={l} layer", SMALL), cells(grid)], gap=0.3))
+    legend = swatch_legend([("#9fc5e8", "input cells the centre output depends on (through the whole stack)", False),
+                            (colours[0], "the 3×3 taps of the last layer, l − 1 cells apart", False)])
+    return column([row(panels, gap=1.5), legend], gap=0.6)
+
+
+# --- article 001 §8: spatially separable and depthwise separable ------------------------------------------------------
+
+
+def sobel() -> Block:
+    layer = build("spatially_separable", 1, 1, 3, padding=0, bias=False)
+    column_, row_ = _stage_modules(layer)[:2]
+    _with_kernel(column_, [[1], [2], [1]])
+    _with_kernel(row_, [[1, 0, -1]])
+    effective = conv_matrix(layer, (1, 3, 3)).reshape(3, 3).numpy()
+
+    def grid(a: np.ndarray) -> Block:
+        return cells([[Cell("#fde0c5" if v > 0 else "#c6dbef" if v < 0 else "white", fmt(v)) for v in line]
+                      for line in a])
+
+    return column([row([column([_heading("3×1 (stage 1)"), grid(np.array([[1.0], [2.0], [1.0]]))], gap=0.3),
+                        label("·", TITLE),
+                        column([_heading("1×3 (stage 2)"), grid(np.array([[1.0, 0.0, -1.0]]))], gap=0.3),
+                        label("=", TITLE),
+                        column([_heading("the layer's 3×3 kernel (its conv matrix on a 3×3 input)"), grid(effective)],
+                               gap=0.3)], gap=0.8, align="center"),
+                   label("6 weights instead of 9; the two-stage layer computes exactly the Sobel filter", SMALL)],
+                  gap=0.6)
+
+
+def scan_positions() -> Block:
+    def centres(module: nn.Module, shape: tuple[int, ...]) -> tuple[list[tuple[float, float]], tuple[int, ...]]:
+        r = analyse(module, shape, illustrate=False)
+        g = r.geometry
+        assert g is not None and g.kind == "gather"
+        mid = [(k - 1) / 2 for k in g.kernel_shape]
+        pts = [tuple(a * o + b * m + c for a, b, c, o, m in zip(g.a, g.b, g.c, pos, mid))
+               for pos in np.ndindex(*r.output_shape[1:])]
+        return pts, r.output_shape[1:]
+
+    standard = build("standard", 1, 1, 3, padding=0)
+    separable = build("spatially_separable", 1, 1, 3, padding=0)
+    col_stage, row_stage = _stage_modules(separable)[:2]
+    pts0, out0 = centres(standard, (1, 5, 5))
+    pts1, out1 = centres(col_stage, (1, 5, 5))
+    pts2, out2 = centres(row_stage, (1, *out1))
+    m0, m1, m2 = (stage_macs(standard, (1, 5, 5)), stage_macs(col_stage, (1, 5, 5)), stage_macs(row_stage, (1, *out1)))
+    return row([
+        column([_heading(f"3×3 conv: {len(pts0)} positions × 9 = {m0}"), dots_on_grid(5, 5, pts0)], gap=0.3),
+        column([_heading(f"stage 1, 3×1: {len(pts1)} positions × 3 = {m1}"), dots_on_grid(5, 5, pts1),
+                label(f"gives a {out1[0]}×{out1[1]} map", SMALL)], gap=0.3),
+        column([_heading(f"stage 2, 1×3 on it: {len(pts2)} × 3 = {m2}"), dots_on_grid(*out1, pts2),
+                label(f"total {m1} + {m2} = {m1 + m2} < {m0}", SMALL)], gap=0.3),
+    ], gap=2.0)
+
+
+def separable_volumes(size: int, k: int, c_in: int, c_out: int, article: str) -> Callable[[], Block]:
+    def make() -> Block:
+        shape = (c_in, size, size)
+        standard = build("standard", c_in, c_out, k, padding=0)
+        dws = build("depthwise_separable", c_in, c_out, k, padding=0)
+        depthwise, pointwise = _stage_modules(dws)[:2]
+        with torch.no_grad():
+            mid = depthwise(torch.zeros(1, *shape)).shape[1:]
+            out = standard(torch.zeros(1, *shape)).shape[1:]
+        m_std = stage_macs(standard, shape)
+        m_dw, m_pw = stage_macs(depthwise, shape), stage_macs(pointwise, tuple(mid))
+        o = out[1]
+        rgb = ["#e06666", "#93c47d", "#6fa8dc"]
+        vin = volume(size, size, c_in, depth_colours=rgb)
+        standard_row = row([vin, arrow(4, f"{c_out} filters\n{k}×{k}×{c_in}"), volume(o, o, c_out, "#d6ebd3")],
+                           gap=0.6, align="center")
+        dws_row = row([vin, arrow(4, f"{c_in} kernels {k}×{k}×1\none per channel"),
+                       volume(mid[1], mid[2], mid[0], depth_colours=rgb),
+                       arrow(4, f"{c_out} kernels\n1×1×{c_in}"), volume(o, o, c_out, "#d6ebd3")],
+                      gap=0.6, align="center")
+        return column([
+            _heading(f"(a) standard conv: {m_std:,} multiplications = {c_out}·{k}·{k}·{c_in}·{o}·{o}"), standard_row,
+            _heading(f"(b) depthwise {m_dw:,} + pointwise {m_pw:,} = {m_dw + m_pw:,} multiplications "
+                     f"({(m_dw + m_pw) / m_std:.1%} of (a))"), dws_row,
+            label(f"counted from the real layers' taps (article {article})", SMALL)], gap=0.5)
+
+    return make
+
+
+# --- article 001 §9–12: flattened, grouped, shuffled, pointwise grouped ---------------------------------------------
+
+
+def flattened() -> Block:
+    return layer_block(build("flattened", 3, 3, 3), (3, 5, 5))
+
+
+def grouped() -> Block:
+    return layer_block(build("grouped", 4, 4, 3, groups=2), (4, 5, 5))
+
+
+def pointwise_grouped() -> Block:
+    return layer_block(build("pointwise_grouped", 6, 6, 1, groups=3), (6, 4, 4))
+
+
+def _channel_map(module: nn.Module, shape: tuple[int, ...]) -> np.ndarray:
+    return connectivity(module, shape).channel_map().numpy()
+
+
+def shuffle_flow() -> Block:
+    from ..layers import ChannelShuffle
+
+    c, g = 9, 3
+    gconv1 = build("grouped", c, c, 1, groups=g)
+    gconv2 = build("grouped", c, c, 1, groups=g)
+    shuffle = ChannelShuffle(g)
+    shape = (c, 3, 3)
+    m1, ms, m2 = (_channel_map(m, shape) for m in (gconv1, shuffle, gconv2))
+    colours = ["#e06666", "#93c47d", "#6fa8dc"]
+    plain = channel_flow([m1, m2], ["input", "GConv1", "GConv2"], colours)
+    shuffled = channel_flow([m1, ms, m2], ["input", "GConv1", "shuffle", "GConv2"], colours)
+    return column([
+        _heading("(a) two grouped convs (3 groups): each output group sees one input group"), plain,
+        _heading("(b) GConv1 → channel shuffle → GConv2: every output channel depends on all three groups (grey)"),
+        shuffled,
+        label("lines: channel pairs connected (computed from each layer's connectivity); colour: the input group a "
+              "channel depends on, grey when several", SMALL)], gap=0.5)
+
+
+# --- article 003 §2.1: GDC, MixConv ------------------------------------------------------------------------------------
+
+
+def gdc_vs_gap() -> Block:
+    size = 4
+    gdc = build("global_depthwise", 2, 2, size)  # a kernel as large as the map
+    gap = nn.AdaptiveAvgPool2d(1)
+    shape = (2, size, size)
+    with torch.no_grad():
+        gdc(torch.zeros(1, *shape))
+    weights = []
+    for module in (gdc, gap):
+        c = conv_matrix(module, shape).numpy()  # (C, C·H·W)
+        weights.append(c[0, :size * size].reshape(size, size))
+    top = max(abs(w).max() for w in weights)
+
+    def grid(w: np.ndarray) -> Block:
+        fills = np.array([[(1, 1 - 0.7 * abs(v) / top, 1 - 0.7 * abs(v) / top) if v > 0 else
+                           (1 - 0.7 * abs(v) / top, 1 - 0.5 * abs(v) / top, 1) for v in line] for line in w])
+        return matrix(np.round(w, 2), cell=1.6, fills=fills)
+
+    return column([row([
+        column([_heading("GDC: learned weight per position"), grid(weights[0]),
+                label("a depthwise kernel as large as the map: C×H×W → C", SMALL)], gap=0.3),
+        column([_heading("global average pooling"), grid(weights[1]),
+                label("every position 1/(H·W): the same for all", SMALL)], gap=0.3)], gap=2.0),
+        label("weights of channel 0 read from each layer's conv matrix (GDC freshly initialised)", SMALL)], gap=0.5)
+
+
+def mixconv() -> Block:
+    return layer_block(build("mixconv", 3, 3, 3), (3, 9, 9))
+
+
+# --- article 003 §1.3 / §2.2: sampling matrix, deformable, DCNv2 -------------------------------------------------------
+
+
+def _offsets(kind: str, k: int = 3, seed: int = 0) -> torch.Tensor:
+    """(dy, dx) per tap, torchvision layout: regular (zeros), learned (random), scale ×2, rotation 30°."""
+    r = torch.arange(k, dtype=torch.float64) - k // 2
+    dy, dx = torch.meshgrid(r, r, indexing="ij")
+    if kind == "regular":
+        ny, nx = dy, dx
+    elif kind == "learned":  # a spread-out grid, jittered: points stay apart so each can be read
+        gen = torch.Generator().manual_seed(seed)
+        ny, nx = 1.7 * dy + 0.45 * torch.randn(k, k, generator=gen, dtype=torch.float64), \
+            1.7 * dx + 0.45 * torch.randn(k, k, generator=gen, dtype=torch.float64)
+    elif kind == "scale":
+        ny, nx = 2 * dy, 2 * dx
+    else:
+        a = math.radians(30)
+        ny, nx = math.cos(a) * dy - math.sin(a) * dx, math.sin(a) * dy + math.cos(a) * dx
+    return torch.stack([ny - dy, nx - dx], -1).reshape(-1)
+
+
+def _deformable(offsets: torch.Tensor, mask_logits: torch.Tensor | None = None) -> nn.Module:
+    layer = build("deformable_v2" if mask_logits is not None else "deformable", 1, 1, 3)
+    side = side_modules(layer) or [m for m in layer.children()  # no stages(): its zero-initialised offset branch
+                                   if list(m.parameters()) and all(float(p.detach().abs().max()) == 0 for p in m.parameters())]
+    if not side:
+        raise ValueError(f"{type(layer).__name__} declares no side stage (offset conv) in stages()")
+    offset_conv = side[0]
+    setattr(offset_conv, SIDE_FLAG, True)
+    with torch.no_grad():
+        for p in offset_conv.parameters():
+            p.zero_()
+        bias = offset_conv.bias
+        bias[:offsets.numel()] = offsets.to(bias.dtype)
+        if mask_logits is not None:
+            bias[offsets.numel():offsets.numel() + mask_logits.numel()] = mask_logits.to(bias.dtype)
+    return layer
+
+
+def _sampling_panel(layer: nn.Module, size: int, title: str) -> Block:
+    r = analyse(layer, (1, size, size), illustrate=False)
+    return column([_heading(title), irregular_input(r, 0, (size // 2, size // 2), False, [0])], gap=0.3)
+
+
+def sampling_matrix() -> Block:
+    size = 9
+    panels = [_sampling_panel(_deformable(_offsets(kind)), size, title) for kind, title in
+              (("regular", "(a) regular 3×3 sampling (standard conv)"), ("learned", "(b) learned offsets"),
+               ("scale", "(c) offsets that scale the grid ×2"), ("rotation", "(d) offsets that rotate it 30°"))]
+    legend = label("circles: the 3×3 sampling points of the centre output (tap number inside), at their fractional "
+                   "positions; arrows from the regular grid; shaded: the bilinear neighbours read", SMALL)
+    return column([row(panels[:2], gap=1.5), row(panels[2:], gap=1.5), legend], gap=0.6)
+
+
+def dcnv2() -> Block:
+    size = 9
+    offsets = _offsets("learned", seed=1)
+    logits = torch.linspace(-3, 3, 9, dtype=torch.float64)
+    v1 = _sampling_panel(_deformable(offsets), size, "DCN v1: every sampling point counts fully")
+    v2 = _sampling_panel(_deformable(offsets, logits), size, "DCN v2: each point weighted by its mask")
+    masks = torch.sigmoid(logits)
+    bars = cells([[Cell((0.42, 0.32, 0.64, float(m)), fmt(float(m))) for m in masks]], SMALL)
+    return column([row([v1, v2], gap=1.5),
+                   row([label("mask Δm per tap 0…8 (sigmoid of the offset conv's mask output):", SMALL), bars],
+                       gap=0.5, align="center"),
+                   label("opacity of a point = its bilinear weights × its mask, read from the layer's tap map", SMALL)],
+                  gap=0.6)
+
+
+# --- article 003 §2.3: HetConv, dynamic -------------------------------------------------------------------------------
+
+
+def hetconv() -> Block:
+    return layer_block(build("hetconv", 4, 4, 3, p=2), (4, 5, 5))
+
+
+def dynamic() -> Block:
+    return layer_block(build("dynamic", 2, 2, 3, temperature=1.0), (2, 5, 5))
+
+
+# --- registry -------------------------------------------------------------------------------------------------------
+
+FIGURES: list[ArticleFigure] = [
+    ArticleFigure("001-1_correlation-vs-convolution",
+                  "Cross-correlation vs true convolution on the article's 5×5 input and kernel: the same numbers, the "
+                  "kernel applied as is (a) or rotated 180° (b); tap colours mirror, outputs differ.",
+                  correlation_vs_convolution),
+    ArticleFigure("001-2_single-channel",
+                  "The article's single-channel example: 5×5 input, kernel [[0,1,2],[2,2,0],[0,1,2]], padding 0, "
+                  "stride 1 → 3×3 output [[12,12,17],[10,17,19],[9,6,14]], computed by the layer.", single_channel),
+    ArticleFigure("001-2_multi-channel",
+                  "A 5×5×3 input and one 3×3×3 filter: the window on each channel, all 27 products summed into one "
+                  "output channel.", multi_channel),
+    ArticleFigure("001-3_3d-conv", "3-D convolution: a 3×3×3 kernel slides along depth, height and width; the "
+                  "input and output are drawn as depth slices side by side.", three_d),
+    ArticleFigure("001-4_1x1-conv", "1×1 convolution: one input pixel across all 4 channels → one output pixel per "
+                  "filter; no spatial extent.", one_by_one),
+    ArticleFigure("003-1.1_1d-conv", "1-D correlation over a sequence with kernel [1, 0, −1].", one_d),
+    ArticleFigure("001-6_transposed-2x2-to-4x4", "Transposed conv, 3×3 kernel, stride 1: the 2×2 input padded with "
+                  "2 zeros all round, read by the flipped kernel → 4×4 (drawn larger: upsampling grows).",
+                  transposed_4x4),
+    ArticleFigure("001-6_transposed-2x2-to-5x5", "Transposed conv, 3×3 kernel, stride 2: one zero inserted between "
+                  "the input cells and 2 of padding → 5×5.", transposed_5x5),
+    ArticleFigure("001-6_conv-matrix", "The convolution matrix C (4×16) of a 3×3 conv on a 4×4 input, C·x = y, and "
+                  "Cᵀ (16×4) computed from the matching transposed conv: Cᵀ·y is 4×4. Entries coloured by kernel tap.",
+                  conv_matrix_figure),
+    ArticleFigure("001-6_overlap-1d-stride1", "Transposed conv overlap, stride 1: (a) k=2, (b) k=3 — the middle "
+                  "outputs receive the same number of inputs (even).", overlap_stride(1, (2, 3))),
+    ArticleFigure("001-6_overlap-1d-stride2", "Transposed conv overlap, stride 2: (a) k=2 and (b) k=4 even; (c) k=3 "
+                  "and (d) k=5 uneven — a kernel size divisible by the stride avoids uneven overlap.",
+                  overlap_stride(2, (2, 4, 3, 5))),
+    ArticleFigure("001-6_overlap-2d", "The overlap in 2-D: the 1-D pattern squared (k=3, s=2: 1-2-4 checkerboard; "
+                  "k=4, s=2: even).", overlap_2d),
+    ArticleFigure("001-6_checkerboard-image", "A photograph upsampled ×2 by transposed conv k=3, s=2 (checkerboard), "
+                  "k=4, s=2 and resize-conv (even), all with the same uniform kernel.", checkerboard_image),
+    ArticleFigure("001-7_dilated-receptive-field", "Stacked dilated 3×3 convs with l = 1, 2, 4: receptive fields "
+                  "3×3, 7×7, 15×15 with 9 weights each; the taps of each layer marked.", dilated_receptive_field),
+    ArticleFigure("001-8.1_sobel-separable", "Sobel = (3×1)·(1×3): a spatially separable layer with column [1,2,1] "
+                  "and row [1,0,−1] has the Sobel kernel as its conv matrix.", sobel),
+    ArticleFigure("001-8.1_scan-positions", "5×5 input: a 3×3 conv scans 9 positions × 9 multiplications = 81; "
+                  "the 3×1 stage 15 × 3 = 45 (a 3×5 map) and the 1×3 stage 9 × 3 = 27: 72.", scan_positions),
+    ArticleFigure("001-8.2_standard-vs-depthwise-separable", "7×7×3 → 5×5×128: standard conv (128 filters 3×3×3) "
+                  "vs depthwise (3 kernels 3×3×1 → 5×5×3) then pointwise (128 kernels 1×1×3): 86,400 vs "
+                  "675 + 9,600 multiplications.", separable_volumes(7, 3, 3, 128, "001 §8.2")),
+    ArticleFigure("000_depthwise-separable-12x12x3", "Article 000's example: 12×12×3 → 8×8×256 with 5×5 kernels: "
+                  "1,228,800 multiplications standard vs 4,800 + 49,152 depthwise separable.",
+                  separable_volumes(12, 5, 3, 256, "000")),
+    ArticleFigure("001-9_flattened", "Flattened convolution, stage by stage: L (1×1 across channels) → V (k×1 per "
+                  "channel) → H (1×k per channel).", flattened),
+    ArticleFigure("001-10_grouped-2-groups", "Grouped conv with 2 groups: each filter reads only its half of the "
+                  "input channels (block-diagonal channel matrix).", grouped),
+    ArticleFigure("001-11_shuffle-gconv1-gconv2", "GConv1 → channel shuffle → GConv2 with 3 groups: without the "
+                  "shuffle each output group sees one input group; with it, all three.", shuffle_flow),
+    ArticleFigure("001-12_pointwise-grouped", "Pointwise grouped conv (3 groups): a block-diagonal 1×1 channel "
+                  "matrix, no spatial extent.", pointwise_grouped),
+    ArticleFigure("003-2.1_gdc-vs-gap", "Global depthwise conv vs global average pooling: a learned weight per "
+                  "position vs the same 1/(H·W) everywhere.", gdc_vs_gap),
+    ArticleFigure("003-2.1_mixconv", "MixConv: channel groups with 3×3, 5×5 and 7×7 kernels side by side.", mixconv),
+    ArticleFigure("003-1.3_sampling-matrix-deformable", "The sampling matrix of a 3×3 conv (a) and deformable "
+                  "sampling: (b) learned offsets, (c) scale, (d) rotation — the layer's real fractional reads.",
+                  sampling_matrix),
+    ArticleFigure("003-2.2_dcnv2-modulation", "DCN v2: the same offsets as v1 plus a mask per sampling point "
+                  "(opacity), so unhelpful points can be switched off.", dcnv2),
+    ArticleFigure("003-2.3_hetconv", "HetConv (p = 2): each filter has k×k kernels on 1/p of the channels and 1×1 "
+                  "on the rest, shifted by one channel per filter.", hetconv),
+    ArticleFigure("003-2.3_dynamic-attention", "Dynamic conv: K candidate kernels, the attention over them for this "
+                  "sample, the aggregated kernel, then the conv.", dynamic),
+]
+
+
+def figure_names() -> list[str]:
+    return [f.name for f in FIGURES]
+
+
+def write_figures(directory: str | Path, fmt: str = "png", only: list[str] | None = None,
+                  progress: Callable[[str], None] | None = None) -> list[Path]:
+    """Write every article figure (or those named in ``only``) as DIR/<name>.<fmt> with DIR/<name>.txt (caption),
+    and DIR/captions.md listing them all."""
+    if fmt not in ("png", "svg"):
+        raise ValueError(f"format={fmt!r} must be 'png' or 'svg'")
+    chosen = FIGURES if only is None else [f for f in FIGURES if f.name in only]
+    unknown = sorted(set(only or []) - {f.name for f in FIGURES})
+    if unknown:
+        raise ValueError(f"unknown figure(s) {', '.join(unknown)}; known: {', '.join(figure_names())}")
+    out = Path(directory)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    for fig in chosen:
+        if progress:
+            progress(fig.name)
+        mpl = fig.figure()
+        path = out / f"{fig.name}.{fmt}"
+        mpl.savefig(path, format=fmt)
+        plt.close(mpl)
+        (out / f"{fig.name}.txt").write_text(fig.caption + "\n")
+        written.append(path)
+    index = "\n".join(f"- **{f.name}** — {f.caption}" for f in FIGURES)
+    (out / "captions.md").write_text(f"# Figures of the articles, drawn by convzoo\n\n{index}\n")
+    return written
+

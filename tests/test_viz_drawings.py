@@ -1,0 +1,148 @@
+"""The drawings: every family's picture is distinct (``--no-title``), numbers mode reproduces the article's
+output, stage pictures recompose to the layer, and ``convzoo figures`` writes every figure the articles describe."""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+import re
+import xml.etree.ElementTree as ET
+
+import numpy as np
+import pytest
+import torch
+from PIL import Image
+from typer.testing import CliRunner
+
+import convzoo as cz
+from convzoo.cli import app
+from convzoo.cli.viz import PICTURE_CHANNELS
+from convzoo.layers.base import compose_stages
+from convzoo.viz import LayerSpec, render
+from convzoo.viz.article_figures import FIGURES, figure_names, write_figures
+from convzoo.viz.picture import declared_stages
+from convzoo.viz.reads import analyse
+
+ARTICLE = ["--input-values", "3,3,2,1,0;0,0,1,3,1;3,1,2,2,3;2,0,0,2,2;2,0,0,0,1", "--kernel-values", "0,1,2;2,2,0;0,1,2"]
+
+
+def svg_texts(path) -> list[str]:
+    return [t.text for t in ET.parse(path).getroot().iter() if t.tag.endswith("text") and t.text]
+
+
+def test_numbers_mode_reproduces_the_article(tmp_path):
+    out = tmp_path / "a.svg"
+    result = CliRunner().invoke(app, ["viz", "standard", "--in", "1", "--out", "1", "--padding", "0", *ARTICLE,
+                                      "-o", str(out), "--no-title"])
+    assert result.exit_code == 0, result.output
+    texts = svg_texts(out)
+    start = texts.index("OUTPUT 1×3×3")
+    grid = [int(t) for t in texts[start + 2:start + 11]]  # after the title and the channel name c0
+    assert grid == [12, 12, 17, 10, 17, 19, 9, 6, 14]
+    assert "17 = 0·0 + 1·1 + 2·3 + 2·1 + 2·2 + 0·2 + 0·0 + 1·0 + 2·2" in texts  # the centre output, tap by tap
+    assert not any(t.startswith("Standard convolution") for t in texts)  # --no-title
+
+
+def test_true_convolution_numbers_use_the_flipped_kernel(tmp_path):
+    out = tmp_path / "c.svg"
+    CliRunner().invoke(app, ["viz", "convolution", "--in", "1", "--out", "1", "--padding", "0", *ARTICLE,
+                             "-o", str(out)])
+    texts = svg_texts(out)
+    start = texts.index("OUTPUT 1×3×3")
+    grid = np.array([float(t) for t in texts[start + 2:start + 11]]).reshape(3, 3)
+    from scipy.signal import convolve2d
+
+    x = np.array([[3, 3, 2, 1, 0], [0, 0, 1, 3, 1], [3, 1, 2, 2, 3], [2, 0, 0, 2, 2], [2, 0, 0, 0, 1]])
+    assert np.array_equal(grid, convolve2d(x, np.array([[0, 1, 2], [2, 2, 0], [0, 1, 2]]), mode="valid"))
+
+
+def _pixels(path) -> str:
+    with Image.open(path) as im:
+        return hashlib.sha256(im.convert("RGB").tobytes() + repr(im.size).encode()).hexdigest()
+
+
+@pytest.mark.slow
+def test_no_two_families_look_alike(tmp_path):
+    digests = {}
+    for fam in cz.families():
+        spec = LayerSpec(fam.name, PICTURE_CHANNELS, PICTURE_CHANNELS, size=5)  # `convzoo viz NAME --no-title`
+        digests[fam.name] = _pixels(render(fam.name, tmp_path / f"{fam.name}.png", spec, title=False))
+    same = [(a, b) for a, b in itertools.combinations(digests, 2) if digests[a] == digests[b]]
+    assert not same, f"pixel-identical pictures: {same}"
+
+
+@pytest.mark.parametrize("names,channels", [(("standard", "convolution", "dilated"), 2),
+                                            (("grouped", "depthwise"), PICTURE_CHANNELS),
+                                            (("deformable", "deformable_v2"), 1)])
+def test_look_alike_families_now_differ(names, channels, tmp_path):
+    """The families the first pictures could not tell apart (issue 12)."""
+    digests = {_pixels(render(n, tmp_path / f"{n}.png", LayerSpec(n, channels, channels, size=4), title=False))
+               for n in names}
+    assert len(digests) == len(names)
+
+
+def _stage_families():
+    out = []
+    for fam in cz.families():
+        layer = fam.build(4, 4, 3 if getattr(fam, "window", True) else None, 2 if 2 in fam.dims else fam.dims[0])
+        if declared_stages(layer):
+            out.append(fam.name)
+    return out
+
+
+@pytest.mark.parametrize("name", _stage_families())
+def test_drawn_stages_recompose_to_the_layer(name):
+    """What the picture draws stage by stage is the layer: its main stages composed give the layer's output."""
+    layer = cz.build(name, 4, 4, 3 if getattr(cz.family(name), "window", True) else None).eval()
+    x = torch.rand(2, 4, 6, 6)
+    with torch.no_grad():
+        assert torch.allclose(compose_stages(declared_stages(layer), x), layer(x), atol=1e-5)
+
+
+def test_pair_kernels_are_the_layer_weights():
+    """The kernel drawn for each channel pair is read back from the Jacobian; it equals the grouped weight."""
+    layer = cz.build("grouped", 4, 4, 3, groups=2)
+    r = analyse(layer, (4, 5, 5), illustrate=False)
+    w = layer.weight.detach()
+    for j, c in itertools.product(range(4), range(4)):
+        if c // 2 == j // 2:
+            assert torch.allclose(r.pair_kernel[j, c], w[j, c % 2].reshape(-1), atol=1e-6)
+        else:
+            assert torch.isnan(r.pair_kernel[j, c]).all()
+
+
+REQUIRED = ["correlation-vs-convolution", "single-channel", "multi-channel", "3d-conv", "1x1-conv", "1d-conv",
+            "transposed-2x2-to-4x4", "transposed-2x2-to-5x5", "conv-matrix", "overlap-1d-stride1",
+            "overlap-1d-stride2", "overlap-2d", "checkerboard-image", "dilated-receptive-field", "sobel-separable",
+            "scan-positions", "standard-vs-depthwise-separable", "depthwise-separable-12x12x3", "flattened",
+            "grouped-2-groups", "shuffle-gconv1-gconv2", "pointwise-grouped", "gdc-vs-gap", "mixconv",
+            "sampling-matrix-deformable", "dcnv2-modulation", "hetconv", "dynamic-attention"]
+
+
+def test_every_article_figure_is_registered_with_a_caption():
+    names = figure_names()
+    assert len(names) == len(set(names))
+    for what in REQUIRED:
+        assert any(re.fullmatch(rf"\d{{3}}(-[\d.]+)?_{re.escape(what)}", n) for n in names), what
+    assert all(len(f.caption) > 40 for f in FIGURES)
+
+
+def test_cli_figures_writes_figure_and_caption(tmp_path):
+    result = CliRunner().invoke(app, ["figures", "-o", str(tmp_path), "--only", "001-6_conv-matrix",
+                                      "--only", "001-6_overlap-1d-stride2"])
+    assert result.exit_code == 0, result.output
+    assert (tmp_path / "001-6_conv-matrix.png").stat().st_size > 10_000
+    assert "4×16" in (tmp_path / "001-6_conv-matrix.txt").read_text()
+    assert "001-9_flattened" in (tmp_path / "captions.md").read_text()
+    bad = CliRunner().invoke(app, ["figures", "-o", str(tmp_path), "--only", "nope"])
+    assert bad.exit_code == 2 and "unknown figure" in bad.output and "Traceback" not in bad.output
+
+
+@pytest.mark.slow
+def test_cli_figures_writes_every_figure(tmp_path):
+    paths = write_figures(tmp_path)
+    assert sorted(p.stem for p in paths) == sorted(figure_names())
+    for p in paths:
+        with Image.open(p) as im:
+            assert im.width > 200 and im.height > 100
+        assert p.with_suffix(".txt").read_text().strip()

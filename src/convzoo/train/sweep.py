@@ -198,7 +198,7 @@ def summarize(trials: Sequence[dict[str, Any]], families: Sequence[str]) -> list
             "latency_ci95": _rounded(interval95(latencies), 4),
             "baseline": families[0],
             "delta_vs_baseline": round(statistics.fmean(accuracies) - statistics.fmean(baseline), 4),
-            "p_value": None if p is None else round(p, 6),
+            "p_value": None if p is None else float(f"{p:.3g}"),
             "significant": None if p is None else p < ALPHA,
         })
     return rows
@@ -394,7 +394,7 @@ def pareto_figure(rows: Sequence[dict[str, Any]]) -> Any:
     from matplotlib.figure import Figure
     from matplotlib.backends.backend_agg import FigureCanvasAgg
 
-    fig = Figure(figsize=(12, 5.4))
+    fig = Figure(figsize=(12, 6))
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2)
     seeds = max(len(row["seeds"]) for row in rows)
@@ -441,18 +441,24 @@ def _overlap(a: Any, b: Any) -> float:
     return w * h if w > 0 and h > 0 else 0.0
 
 
+def _gap(box: Any, x: float, y: float) -> float:
+    """Distance from display point (x, y) to ``box`` (0 inside it)."""
+    return math.hypot(max(box.x0 - x, 0.0, x - box.x1), max(box.y0 - y, 0.0, y - box.y1))
+
+
 def _place_labels(fig: Any, ax: Any, xs: Sequence[float], ys: Sequence[float], names: Sequence[str],
                   bars: Any) -> None:
-    """Greedy placement: each label takes the first offset (nearest first, 16 directions) whose box stays inside
-    the axes and overlaps no marker, error bar, legend or earlier label; if none does, the least-overlapping one.
-    Labels set off from their point get a thin leader line."""
+    """Greedy placement, points left to right: each label takes the nearest offset (rings of 16 directions) whose
+    box stays inside the axes, overlaps no marker, error bar, Pareto step, legend or earlier label, and is not
+    nearer to another marker than to its own; failing that, the least-overlapping offset. A label not right next
+    to its marker gets a thin leader line."""
     from matplotlib.transforms import Bbox
 
     fig.canvas.draw()
     renderer = fig.canvas.get_renderer()
     frame = ax.get_window_extent(renderer)
-    obstacles = [Bbox.from_extents(px - 5, py - 5, px + 5, py + 5)
-                 for px, py in ax.transData.transform(list(zip(xs, ys)))]
+    markers = ax.transData.transform(list(zip(xs, ys)))
+    obstacles = [Bbox.from_extents(px - 5, py - 5, px + 5, py + 5) for px, py in markers]
     for collection in bars.lines[2]:  # the error bar segments
         for segment in collection.get_segments():
             (x0, y0), (x1, y1) = ax.transData.transform(segment)
@@ -466,32 +472,31 @@ def _place_labels(fig: Any, ax: Any, xs: Sequence[float], ys: Sequence[float], n
             for a, b in (((x0, y0), (x1, y0)), ((x1, y0), (x1, y1))):  # drawn horizontal first, then vertical
                 obstacles.append(Bbox.from_extents(min(a[0], b[0]) - 1, min(a[1], b[1]) - 1,
                                                    max(a[0], b[0]) + 1, max(a[1], b[1]) + 1))
-    offsets = [(r * math.cos(math.radians(a)), r * math.sin(math.radians(a)))
-               for r in (7, 14, 24, 36, 50, 66) for a in (0, 180, 45, 135, 315, 225, 90, 270,
-                                                           22, 158, 338, 202, 67, 113, 293, 247)]
-    order = sorted(range(len(xs)), key=lambda i: (xs[i], ys[i]))
-    for i in order:
-        best = None
+    rings = (7, 14, 24, 36, 50, 66)
+    offsets = [(r * math.cos(math.radians(a)), r * math.sin(math.radians(a))) for r in rings
+               for a in (0, 180, 45, 135, 315, 225, 90, 270, 22, 158, 338, 202, 67, 113, 293, 247)]
+    for i in sorted(range(len(xs)), key=lambda i: (xs[i], ys[i])):
+        best: Optional[tuple[tuple[float, bool], float, float, Any]] = None
         for dx, dy in offsets:
             ha = "left" if dx > 1 else "right" if dx < -1 else "center"
             va = "bottom" if dy > 1 else "top" if dy < -1 else "center"
             text = ax.annotate(names[i], (xs[i], ys[i]), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
-                               fontsize=9, zorder=5)
+                               fontsize=9)
             box = text.get_window_extent(renderer).expanded(1.06, 1.15)
-            outside = box.x0 < frame.x0 or box.x1 > frame.x1 or box.y0 < frame.y0 or box.y1 > frame.y1
-            score = sum(_overlap(box, o) for o in obstacles) + (1e6 if outside else 0.0)
-            if best is None or score < best[0]:
-                if best is not None:
-                    best[1].remove()
-                best = (score, text, box, math.hypot(dx, dy))
-            else:
-                text.remove()
-            if score == 0:
-                break
-        _, text, box, distance = best
-        if distance > 15:
             text.remove()
-            text = ax.annotate(text.get_text(), (xs[i], ys[i]), xytext=text.xyann, textcoords="offset points",
-                               ha=text.get_ha(), va=text.get_va(), fontsize=9, zorder=5,
-                               arrowprops={"arrowstyle": "-", "color": "0.5", "lw": 0.6, "shrinkA": 1, "shrinkB": 4})
+            outside = box.x0 < frame.x0 or box.x1 > frame.x1 or box.y0 < frame.y0 or box.y1 > frame.y1
+            own = _gap(box, *markers[i])
+            ambiguous = any(_gap(box, *m) < own for j, m in enumerate(markers) if j != i)
+            score = (sum(_overlap(box, o) for o in obstacles) + (1e6 if outside else 0.0), ambiguous)
+            if best is None or score < best[0]:
+                best = (score, dx, dy, box)
+            if score == (0.0, False):
+                break
+        assert best is not None
+        _, dx, dy, box = best
+        leader = {"arrowprops": {"arrowstyle": "-", "color": "0.5", "lw": 0.6, "shrinkA": 1, "shrinkB": 4}} \
+            if math.hypot(dx, dy) > rings[0] + 1 else {}
+        ax.annotate(names[i], (xs[i], ys[i]), xytext=(dx, dy), textcoords="offset points",
+                    ha="left" if dx > 1 else "right" if dx < -1 else "center",
+                    va="bottom" if dy > 1 else "top" if dy < -1 else "center", fontsize=9, zorder=5, **leader)
         obstacles.append(box)

@@ -101,6 +101,21 @@ def test_pareto_plot_labels_every_family_without_collisions():
             assert not any(box.x0 < x < box.x1 and box.y0 < y < box.y1 for x, y in markers)
 
 
+@pytest.mark.parametrize("options, expected", [
+    (["--seeds", "0"], "seeds=0"),
+    (["--workers", "2", "--ray", "local"], "exclude each other"),
+    (["--ray", "127.0.0.1:1"], "nothing answers at 127.0.0.1:1"),
+    (["--ray", "nonsense"], "HOST:PORT"),
+])
+def test_sweep_option_errors_are_one_line(tmp_path, options, expected):
+    if "--ray" in options:
+        pytest.importorskip("ray", reason="the distributed extra is not installed")
+    code, output = _cli(["sweep", "--data", "digits", "--epochs", "1", "--no-progress", "--out", str(tmp_path / "s"),
+                         *options])
+    assert code == 2 and output.startswith("error:") and output.strip().count("\n") == 0, output
+    assert expected in output and not (tmp_path / "s").exists(), output
+
+
 TINY_1D = dict(data="mnist1d", epochs=2, batch_size=32, max_train_samples=192, max_test_samples=200,
                progress=False, device="cpu")
 

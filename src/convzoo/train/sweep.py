@@ -54,7 +54,10 @@ RAY_RETRIES = 3
 
 
 def _attempt(folder: str, token: str) -> int:
-    """Record this attempt in ``folder/attempts.jsonl``; return its number within sweep ``token`` (1 = first)."""
+    """Record this attempt in ``folder/attempts.jsonl``; return its number within sweep ``token`` (1 = first).
+    Under torchrun (never retried) nothing is recorded: every rank's trial is attempt 1."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return 1
     os.makedirs(folder, exist_ok=True)
     path = os.path.join(folder, "attempts.jsonl")
     earlier = 0
@@ -235,8 +238,9 @@ def _run_workers(trials: list[Trial], token: str, workers: int, log: Callable[[s
 
 
 def _run_ray(trials: list[Trial], token: str, address: str, log: Callable[[str], None]) -> list[dict[str, Any]]:
-    """One Ray task per trial (1 CPU each), retried up to ``RAY_RETRIES`` times when its worker dies. Uses the
-    Ray instance this process already joined, else starts a local one (``'local'``) or joins ``address``."""
+    """One Ray task per trial (1 CPU each, and 1 GPU with ``--device cuda``; ``auto`` means CPU on Ray), retried up
+    to ``RAY_RETRIES`` times when its worker dies. Uses the Ray instance this process already joined, else
+    starts a local one (``'local'``) or joins ``address``."""
     require("ray", "distributed", "--ray")
     import ray
 
@@ -245,13 +249,17 @@ def _run_ray(trials: list[Trial], token: str, address: str, log: Callable[[str],
         if address == "local":
             ray.init(include_dashboard=False, log_to_driver=False)
         else:
+            _check_reachable(address)
             try:
                 ray.init(address=address, log_to_driver=False)
             except (ConnectionError, RuntimeError, ValueError) as error:
                 message = (str(error).strip().splitlines() or [type(error).__name__])[0]
                 raise ValueError(f"--ray {address}: cannot join the Ray cluster ({message[:200]})") from None
     try:
-        task = ray.remote(num_cpus=1, max_retries=RAY_RETRIES)(run_trial)
+        # a CUDA trial gets one GPU of its own, which Ray exposes to it as device cuda:0
+        gpus = 1 if trials[0].config.device.startswith("cuda") else 0
+        trials = [replace(t, config=replace(t.config, device="cuda")) if gpus else t for t in trials]
+        task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=RAY_RETRIES)(run_trial)
         pending = [task.remote(t.config, token, t.threads) for t in trials]
         results = []
         while pending:
@@ -266,6 +274,21 @@ def _run_ray(trials: list[Trial], token: str, address: str, log: Callable[[str],
     finally:
         if started_here:
             ray.shutdown()
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A HOST:PORT or ray://HOST:PORT address must answer a TCP connection (``ray.init`` would retry for minutes);
+    ``auto`` is left to Ray."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--ray {address!r} must be 'local', 'auto', HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise ValueError(f"--ray {address}: nothing answers at {host}:{port} ({error.strerror or error}); start "
+                         f"the cluster (ray start --head) or use --ray local") from None
 
 
 def _done(result: dict[str, Any], count: int, total: int) -> str:
@@ -360,12 +383,12 @@ def write(rows: list[dict[str, Any]], out: str, trials: Sequence[dict[str, Any]]
         with open(os.path.join(out, "sweep_trials.csv"), "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=TRIAL_COLUMNS, extrasaction="ignore")
             writer.writeheader()
-            for trial in sorted(trials, key=lambda t: (rows_order(rows, t["family"]), t["seed"])):
+            for trial in sorted(trials, key=lambda t: (_row_index(rows, t["family"]), t["seed"])):
                 writer.writerow({k: round(v, 4) if isinstance(v, float) else v for k, v in trial.items()})
     pareto_plot(rows, os.path.join(out, "sweep_pareto.png"))
 
 
-def rows_order(rows: Sequence[dict[str, Any]], name: str) -> int:
+def _row_index(rows: Sequence[dict[str, Any]], name: str) -> int:
     return next(i for i, row in enumerate(rows) if row["family"] == name)
 
 

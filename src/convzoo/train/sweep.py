@@ -1,93 +1,525 @@
-"""``convzoo sweep``: the same network trained once per convolution family — accuracy next to cost.
+"""``convzoo sweep``: the same network trained per convolution family and seed — accuracy next to cost.
 
-Answers the MobileNet paper's Table 4 question on the user's data. Each row: family, params and MACs (from
-``convzoo.cost`` on one 32×32 input; FLOPs = 2 × MACs), measured inference latency (median of
-``LATENCY_RUNS`` timed forwards at batch 1 in eval mode on the training device after warm-up; one thread on CPU), and the best
-test accuracy over the epochs. Written to ``OUT/sweep.json`` (a list of rows with exactly the keys of
-``COLUMNS``; the HTML report reads it) and ``OUT/sweep.csv``; each family's run lives in ``OUT/FAMILY/``.
+Answers the MobileNet paper's Table 4 question on the user's data. Every (family, seed) pair is one *trial*:
+one training run in its own folder ``OUT/FAMILY/seed-S/`` (checkpoint, metrics.jsonl, TensorBoard events,
+``attempts.jsonl``), seeds ``seed, seed+1, …``. Trials run one after the other (default), in ``workers``
+processes on this machine, or as Ray tasks (``ray=ADDRESS``: ``'local'`` starts a local instance, anything else
+is passed to ``ray.init(address=...)``); a Ray task whose worker dies is retried and resumes from its trial's
+checkpoint, so a lost worker costs at most one trial's unfinished epoch.
+
+After training, this process measures every trained model's inference latency (median of ``LATENCY_RUNS``
+forwards at batch 1, eval mode, one CPU thread, after warm-up), round-robin over all models so that load from
+other processes hits every family alike. Params and MACs come from ``convzoo.cost`` on one input of the data's
+shape (FLOPs = 2 × MACs).
+
+Per family, ``OUT/sweep.json`` holds one row with the mean over seeds of the best test accuracy and of the
+latency, their 95 % intervals (Student t, n − 1 degrees of freedom; null for one seed), the per-seed values,
+and Welch's t-test of each family's accuracies against the first family's (p-value, ``significant`` at
+``ALPHA``). ``OUT/sweep.csv`` is the same table flat, ``OUT/sweep_trials.csv`` one line per trial, and
+``OUT/sweep_pareto.png`` the accuracy-vs-MACs and accuracy-vs-latency plot (:func:`pareto_plot`).
 """
 
 from __future__ import annotations
 
 import csv
 import json
+import math
 import os
+import socket
 import statistics
 import time
-from dataclasses import replace
-from typing import Any, Callable
+import uuid
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any, Callable, Optional
 
 import torch
 from torch import nn
 
-from .loop import TrainConfig, train
+from .extras import require
+from .loop import TrainConfig, build_model, pick_device, train
 
-COLUMNS = ("family", "params", "macs", "latency_ms", "best_accuracy")
+COLUMNS = ("family", "params", "macs", "latency_ms", "best_accuracy")  # the keys every consumer may rely on
+CSV_COLUMNS = ("family", "params", "macs", "latency_ms", "latency_ci95_low", "latency_ci95_high", "best_accuracy",
+               "accuracy_ci95_low", "accuracy_ci95_high", "accuracy_std", "seeds", "p_value", "significant")
+TRIAL_COLUMNS = ("family", "seed", "params", "macs", "latency_ms", "best_accuracy", "final_accuracy", "seconds",
+                 "attempts")
 LATENCY_RUNS = 30
+LATENCY_WARMUP = 10
+ALPHA = 0.05
+RAY_RETRIES = 3
+
+
+# --- one trial ---------------------------------------------------------------------------------------------------
+
+
+def _attempt(folder: str, token: str) -> int:
+    """Record this attempt in ``folder/attempts.jsonl``; return its number within sweep ``token`` (1 = first).
+    Under torchrun (never retried) nothing is recorded: every rank's trial is attempt 1."""
+    if int(os.environ.get("WORLD_SIZE", "1")) > 1:
+        return 1
+    os.makedirs(folder, exist_ok=True)
+    path = os.path.join(folder, "attempts.jsonl")
+    earlier = 0
+    if os.path.exists(path):
+        with open(path) as handle:
+            for line in handle:
+                try:
+                    earlier += json.loads(line).get("sweep") == token
+                except ValueError:
+                    continue
+    with open(path, "a") as handle:
+        handle.write(json.dumps({"sweep": token, "attempt": earlier + 1, "pid": os.getpid(),
+                                 "host": socket.gethostname(), "time": time.time()}) + "\n")
+        handle.flush()
+        os.fsync(handle.fileno())
+    return earlier + 1
+
+
+def run_trial(config: TrainConfig, token: str, threads: Optional[int] = None) -> dict[str, Any]:
+    """Train one (family, seed) trial in ``config.out``; return its numbers and the trained weights (CPU).
+
+    A second attempt within the same sweep ``token`` (the first one's worker died) resumes from the trial's
+    checkpoint. ``threads``: torch CPU threads for this trial (None: leave as is).
+    """
+    from ..analysis.cost import cost
+
+    attempt = _attempt(config.out, token)
+    if attempt > 1:
+        config = replace(config, resume=True)
+    previous = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    started = time.perf_counter()
+    try:
+        result = train(config, log=lambda _: None)
+    finally:
+        torch.set_num_threads(previous)
+    model: nn.Module = result["model"]
+    report = cost(model, (1, *result["input_shape"]))
+    return {"family": config.conv, "seed": config.seed, "params": int(report.params), "macs": int(report.macs),
+            "best_accuracy": float(result["best_accuracy"]), "final_accuracy": float(result["final_accuracy"]),
+            "seconds": time.perf_counter() - started, "attempts": attempt, "rank": result["rank"],
+            "num_classes": result["num_classes"], "input_shape": list(result["input_shape"]),
+            "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
+
+
+# --- latency -----------------------------------------------------------------------------------------------------
+
+
+def _sync(device: str) -> None:
+    if device.startswith("cuda"):
+        torch.cuda.synchronize()
 
 
 @torch.no_grad()
-def latency_ms(model: nn.Module, shape: tuple[int, ...], device: str, runs: int = LATENCY_RUNS) -> float:
-    """Median wall time of one forward at ``shape`` in ms, after 10 warm-up runs.
+def latencies_ms(models: Sequence[nn.Module], shapes: Sequence[tuple[int, ...]], device: str,
+                 runs: int = LATENCY_RUNS) -> list[float]:
+    """Median batch-1 forward time (ms) of each model, timed round-robin (run r of every model, then r + 1).
 
-    On CPU it runs on one thread: at batch 1 the layers are too small to split, and on a shared machine
-    OpenMP threads waiting for a busy core made the 2-thread median vary 5–100× between runs.
+    On CPU it runs on one thread: at batch 1 the layers are too small to split, and on a shared machine OpenMP
+    threads waiting for a busy core made the 2-thread median vary 5–100× between runs.
     """
-    model.eval()
-    x = torch.randn(shape, device=device)
+    inputs = [torch.randn(shape, device=device) for shape in shapes]
     threads = torch.get_num_threads()
     if not device.startswith("cuda"):
         torch.set_num_threads(1)
+    times: list[list[float]] = [[] for _ in models]
     try:
-        for _ in range(10):
-            model(x)
-        times = []
+        for model, x in zip(models, inputs):
+            model.eval()
+            for _ in range(LATENCY_WARMUP):
+                model(x)
         for _ in range(runs):
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            start = time.perf_counter()
-            model(x)
-            if device.startswith("cuda"):
-                torch.cuda.synchronize()
-            times.append((time.perf_counter() - start) * 1e3)
+            for i, (model, x) in enumerate(zip(models, inputs)):
+                _sync(device)
+                start = time.perf_counter()
+                model(x)
+                _sync(device)
+                times[i].append((time.perf_counter() - start) * 1e3)
     finally:
         torch.set_num_threads(threads)
-    return statistics.median(times)
+    return [statistics.median(t) for t in times]
 
 
-def sweep(base: TrainConfig, convs: list[str], out: str, log: Callable[[str], None] = print) -> list[dict[str, Any]]:
-    from ..analysis.cost import cost
+def latency_ms(model: nn.Module, shape: tuple[int, ...], device: str, runs: int = LATENCY_RUNS) -> float:
+    """Median wall time of one forward at ``shape`` in ms (see :func:`latencies_ms`)."""
+    return latencies_ms([model], [shape], device, runs)[0]
+
+
+# --- statistics --------------------------------------------------------------------------------------------------
+
+
+def interval95(values: Sequence[float]) -> Optional[tuple[float, float]]:
+    """95 % confidence interval of the mean (Student t, n − 1 degrees of freedom); None for fewer than 2 values."""
+    from scipy import stats
+
+    if len(values) < 2:
+        return None
+    mean = statistics.fmean(values)
+    half = float(stats.t.ppf(0.975, len(values) - 1)) * statistics.stdev(values) / math.sqrt(len(values))
+    return mean - half, mean + half
+
+
+def welch_p(a: Sequence[float], b: Sequence[float]) -> Optional[float]:
+    """Two-sided p-value of Welch's t-test (unequal variances); None when it is undefined (n < 2, or no spread
+    in either sample)."""
+    from scipy import stats
+
+    if len(a) < 2 or len(b) < 2:
+        return None
+    if statistics.pvariance(a) == 0 and statistics.pvariance(b) == 0:
+        return None if statistics.fmean(a) == statistics.fmean(b) else 0.0
+    p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    return None if math.isnan(p) else p
+
+
+def _rounded(pair: Optional[tuple[float, float]], digits: int) -> Optional[list[float]]:
+    return None if pair is None else [round(pair[0], digits), round(pair[1], digits)]
+
+
+def summarize(trials: Sequence[dict[str, Any]], families: Sequence[str]) -> list[dict[str, Any]]:
+    """One row per family (in ``families`` order) from its trials: means, 95 % intervals, Welch vs the first."""
+    rows: list[dict[str, Any]] = []
+    baseline: list[float] = []
+    for index, name in enumerate(families):
+        mine = sorted((t for t in trials if t["family"] == name), key=lambda t: t["seed"])
+        accuracies = [t["best_accuracy"] for t in mine]
+        latencies = [t["latency_ms"] for t in mine]
+        if index == 0:
+            baseline = accuracies
+        p = None if index == 0 else welch_p(accuracies, baseline)
+        rows.append({
+            "family": name, "params": mine[0]["params"], "macs": mine[0]["macs"],
+            "latency_ms": round(statistics.fmean(latencies), 4),
+            "best_accuracy": round(statistics.fmean(accuracies), 4),
+            "seeds": [t["seed"] for t in mine],
+            "accuracies": [round(a, 4) for a in accuracies],
+            "accuracy_std": round(statistics.stdev(accuracies), 4) if len(accuracies) > 1 else None,
+            "accuracy_ci95": _rounded(interval95(accuracies), 4),
+            "latencies_ms": [round(x, 4) for x in latencies],
+            "latency_ci95": _rounded(interval95(latencies), 4),
+            "baseline": families[0],
+            "delta_vs_baseline": round(statistics.fmean(accuracies) - statistics.fmean(baseline), 4),
+            "p_value": None if p is None else float(f"{p:.3g}"),
+            "significant": None if p is None else p < ALPHA,
+        })
+    return rows
+
+
+# --- running the trials ------------------------------------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Trial:
+    config: TrainConfig
+    threads: Optional[int]
+
+
+def _run_serial(trials: list[Trial], token: str, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    results = []
+    for trial in trials:
+        results.append(run_trial(trial.config, token, trial.threads))
+        log(_done(results[-1], len(results), len(trials)))
+    return results
+
+
+def _run_workers(trials: list[Trial], token: str, workers: int, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+    from multiprocessing import get_context
+
+    results = []
+    with ProcessPoolExecutor(max_workers=workers, mp_context=get_context("spawn")) as pool:
+        futures = [pool.submit(run_trial, t.config, token, t.threads) for t in trials]
+        for future in as_completed(futures):
+            results.append(future.result())
+            log(_done(results[-1], len(results), len(trials)))
+    return results
+
+
+def _run_ray(trials: list[Trial], token: str, address: str, log: Callable[[str], None]) -> list[dict[str, Any]]:
+    """One Ray task per trial (1 CPU each, and 1 GPU with ``--device cuda``; ``auto`` means CPU on Ray), retried up
+    to ``RAY_RETRIES`` times when its worker dies. Uses the Ray instance this process already joined, else
+    starts a local one (``'local'``) or joins ``address``."""
+    require("ray", "distributed", "--ray")
+    import ray
+
+    started_here = not ray.is_initialized()
+    if started_here:
+        if address == "local":
+            ray.init(include_dashboard=False, log_to_driver=False)
+        else:
+            _check_reachable(address)
+            try:
+                ray.init(address=address, log_to_driver=False)
+            except (ConnectionError, RuntimeError, ValueError) as error:
+                message = (str(error).strip().splitlines() or [type(error).__name__])[0]
+                raise ValueError(f"--ray {address}: cannot join the Ray cluster ({message[:200]})") from None
+    try:
+        # a CUDA trial gets one GPU of its own, which Ray exposes to it as device cuda:0
+        gpus = 1 if trials[0].config.device.startswith("cuda") else 0
+        trials = [replace(t, config=replace(t.config, device="cuda")) if gpus else t for t in trials]
+        task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=RAY_RETRIES)(run_trial)
+        pending = [task.remote(t.config, token, t.threads) for t in trials]
+        results = []
+        while pending:
+            done, pending = ray.wait(pending, num_returns=1)
+            try:
+                results.append(ray.get(done[0]))
+            except ray.exceptions.RayTaskError as error:  # an error in the trial itself: report it as such
+                cause = getattr(error, "cause", None)
+                raise (cause if isinstance(cause, Exception) else RuntimeError(str(error))) from None
+            log(_done(results[-1], len(results), len(trials)))
+        return results
+    finally:
+        if started_here:
+            ray.shutdown()
+
+
+def _check_reachable(address: str, timeout: float = 5.0) -> None:
+    """A HOST:PORT or ray://HOST:PORT address must answer a TCP connection (``ray.init`` would retry for minutes);
+    ``auto`` is left to Ray."""
+    if address == "auto":
+        return
+    host, _, port = address.removeprefix("ray://").rpartition(":")
+    if not host or not port.isdigit():
+        raise ValueError(f"--ray {address!r} must be 'local', 'auto', HOST:PORT or ray://HOST:PORT")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except OSError as error:
+        raise ValueError(f"--ray {address}: nothing answers at {host}:{port} ({error.strerror or error}); start "
+                         f"the cluster (ray start --head) or use --ray local") from None
+
+
+def _done(result: dict[str, Any], count: int, total: int) -> str:
+    retried = f", attempt {result['attempts']}" if result["attempts"] > 1 else ""
+    return (f"trial {count}/{total}: {result['family']} seed {result['seed']}: best accuracy "
+            f"{result['best_accuracy']:.4f} ({result['seconds']:.1f} s{retried})")
+
+
+def sweep(base: TrainConfig, convs: list[str], out: str, log: Callable[[str], None] = print, seeds: int = 1,
+          workers: int = 1, ray: Optional[str] = None, threads: Optional[int] = None) -> list[dict[str, Any]]:
+    """Train ``seeds`` trials per family in ``convs`` (serially, in ``workers`` processes, or on Ray), measure
+    latency, write sweep.json / sweep.csv / sweep_trials.csv / sweep_pareto.png to ``out``; return the rows.
+
+    ``threads``: torch CPU threads per trial; default: as set for serial trials, cpu_count / workers for
+    ``workers`` > 1, 1 on Ray (each task reserves one CPU).
+    """
     from ..registry import family
 
     for name in convs:
         family(name)  # unknown names fail before any training
-    rows = []
-    rank0 = True
+    if seeds < 1 or workers < 1:
+        raise ValueError(f"seeds={seeds} and workers={workers} must be positive integers")
+    if ray is not None and workers > 1:
+        raise ValueError(f"--ray and --workers={workers} exclude each other: Ray schedules the trials itself")
+    if threads is not None and threads < 1:
+        raise ValueError(f"threads={threads} must be a positive integer")
+    distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
+    if distributed and (ray is not None or workers > 1):
+        raise ValueError("--ray / --workers cannot run under torchrun: run the sweep as one process")
+    if ray is None and workers > 1 and threads is None:
+        threads = max(1, (os.cpu_count() or 1) // workers)
+    if ray is not None and threads is None:
+        threads = 1
+    trials = []
     for name in convs:
-        config = replace(base, conv=name, out=os.path.join(out, name))
-        config.validate()
-        result = train(config, log=log)
-        rank0 = result["rank"] == 0
-        if not rank0:
-            continue
-        model = result["model"]
-        shape = (1, 3, 32, 32)
-        report = cost(model, shape)
-        rows.append({"family": name, "params": int(report.params), "macs": int(report.macs),
-                     "latency_ms": round(latency_ms(model, shape, result["device"]), 4),
-                     "best_accuracy": round(float(result["best_accuracy"]), 4)})
-    if rank0:
-        write(rows, out)
+        for i in range(seeds):
+            config = replace(base, conv=name, seed=base.seed + i, out=os.path.join(out, name, f"seed-{base.seed + i}"),
+                             progress=base.progress and ray is None and workers == 1)
+            config.validate()  # every bad setting fails before any training
+            trials.append(Trial(config, threads))
+    token = uuid.uuid4().hex
+    if ray is not None:
+        results = _run_ray(trials, token, ray, log)
+    elif workers > 1:
+        results = _run_workers(trials, token, workers, log)
+    else:
+        results = _run_serial(trials, token, log)
+    if results and results[0]["rank"] != 0:
+        return []
+    _measure_latencies(results, trials, base.device)
+    rows = summarize(results, convs)
+    write(rows, out, results)
     return rows
 
 
-def write(rows: list[dict[str, Any]], out: str) -> None:
+def _measure_latencies(results: list[dict[str, Any]], trials: list[Trial], device: str) -> None:
+    """Rebuild each trained model in this process and time them all round-robin (fills ``latency_ms``)."""
+    device = pick_device(device, 0)
+    by_key = {(t.config.conv, t.config.seed): t.config for t in trials}
+    models, shapes = [], []
+    for result in results:
+        config = by_key[(result["family"], result["seed"])]
+        model = build_model(config, result["num_classes"], tuple(result["input_shape"]))
+        model.load_state_dict(result.pop("state_dict"))
+        models.append(model.to(device))
+        shapes.append((1, *result["input_shape"]))
+    for result, value in zip(results, latencies_ms(models, shapes, device)):
+        result["latency_ms"] = value
+
+
+# --- output ------------------------------------------------------------------------------------------------------
+
+
+def write(rows: list[dict[str, Any]], out: str, trials: Sequence[dict[str, Any]] = ()) -> None:
+    """sweep.json (atomically), sweep.csv, sweep_trials.csv and sweep_pareto.png in ``out``."""
     os.makedirs(out, exist_ok=True)
     tmp = os.path.join(out, ".sweep.json.tmp")
     with open(tmp, "w") as handle:
-        json.dump([{k: row[k] for k in COLUMNS} for row in rows], handle, indent=1)
+        json.dump(rows, handle, indent=1)
     os.replace(tmp, os.path.join(out, "sweep.json"))
     with open(os.path.join(out, "sweep.csv"), "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=COLUMNS)
+        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
         writer.writeheader()
-        writer.writerows(rows)
+        for row in rows:
+            flat = {k: row.get(k) for k in CSV_COLUMNS}
+            flat["seeds"] = len(row["seeds"])
+            for key, name in (("latency_ci95", "latency"), ("accuracy_ci95", "accuracy")):
+                low, high = row[key] if row[key] is not None else ("", "")
+                flat[f"{name}_ci95_low"], flat[f"{name}_ci95_high"] = low, high
+            writer.writerow({k: "" if v is None else v for k, v in flat.items()})
+    if trials:
+        with open(os.path.join(out, "sweep_trials.csv"), "w", newline="") as handle:
+            writer = csv.DictWriter(handle, fieldnames=TRIAL_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            for trial in sorted(trials, key=lambda t: (_row_index(rows, t["family"]), t["seed"])):
+                writer.writerow({k: round(v, 4) if isinstance(v, float) else v for k, v in trial.items()})
+    pareto_plot(rows, os.path.join(out, "sweep_pareto.png"))
+
+
+def _row_index(rows: Sequence[dict[str, Any]], name: str) -> int:
+    return next(i for i, row in enumerate(rows) if row["family"] == name)
+
+
+# --- the Pareto plot ---------------------------------------------------------------------------------------------
+
+
+def pareto_front(costs: Sequence[float], accuracies: Sequence[float]) -> list[int]:
+    """Indices of the points that no other point beats (cost as low or lower and accuracy as high or higher, one
+    of them strictly), sorted by cost."""
+    points = list(zip(costs, accuracies))
+    front = [i for i, (c_i, a_i) in enumerate(points)
+             if not any(c <= c_i and a >= a_i and (c, a) != (c_i, a_i) for c, a in points)]
+    return sorted(front, key=lambda i: points[i][0])
+
+
+def pareto_plot(rows: Sequence[dict[str, Any]], path: str) -> str:
+    """Write :func:`pareto_figure` of sweep.json ``rows`` to ``path`` (PNG); return ``path``."""
+    pareto_figure(rows).savefig(path, dpi=110)
+    return path
+
+
+def pareto_figure(rows: Sequence[dict[str, Any]]) -> Any:
+    """Accuracy vs MACs and vs measured latency (means with 95 % interval error bars), the Pareto front as a
+    step line, every family labelled where its label overlaps no other label, marker, error bar or legend.
+    ``rows`` are sweep.json rows; a family marked ``*`` differs significantly from the first."""
+    from matplotlib.figure import Figure
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+
+    fig = Figure(figsize=(12, 6))
+    FigureCanvasAgg(fig)
+    axes = fig.subplots(1, 2)
+    seeds = max(len(row["seeds"]) for row in rows)
+    ys = [100 * row["best_accuracy"] for row in rows]
+    ci = [row.get("accuracy_ci95") for row in rows]
+    yerr = [[y - 100 * c[0] if c else 0.0 for y, c in zip(ys, ci)],
+            [100 * c[1] - y if c else 0.0 for y, c in zip(ys, ci)]]
+    names = [row["family"] + ("*" if row.get("significant") else "") for row in rows]
+    panels = []
+    for ax, key, label in ((axes[0], "macs", "MACs per input (log scale)"),
+                           (axes[1], "latency_ms", "measured latency at batch 1, ms (log scale)")):
+        xs = [float(row[key]) for row in rows]
+        xerr = None
+        if key == "latency_ms" and any(row.get("latency_ci95") for row in rows):
+            lci = [row.get("latency_ci95") for row in rows]
+            xerr = [[x - max(c[0], 0.5 * x) if c else 0.0 for x, c in zip(xs, lci)],
+                    [c[1] - x if c else 0.0 for x, c in zip(xs, lci)]]
+        bars = ax.errorbar(xs, ys, yerr=yerr, xerr=xerr, fmt="o", color="tab:blue", ecolor="0.55", elinewidth=1,
+                           capsize=3, zorder=3)
+        front = pareto_front(xs, ys)
+        if len(front) > 1:
+            ax.step([xs[i] for i in front], [ys[i] for i in front], where="post", color="tab:orange", alpha=0.8,
+                    zorder=2, label="Pareto front (lower cost, higher accuracy)", gid="pareto-front")
+            ax.legend(loc="best", fontsize=8)
+        ax.set_xscale("log")
+        ax.set_xlabel(label)
+        ax.set_ylabel("best test accuracy, %" + (f" (mean of {seeds} seeds, 95 % interval)" if seeds > 1 else ""))
+        ax.grid(True, which="both", alpha=0.3)
+        ax.margins(x=0.25, y=0.12)
+        panels.append((ax, xs, bars))
+    note = (f"* differs from {rows[0]['family']} (Welch's t-test, p < {ALPHA})" if seeds > 1
+            else "one seed per family (no intervals)")
+    fig.suptitle(f"Accuracy vs cost — {note}", fontsize=11)
+    fig.tight_layout()
+    for ax, xs, bars in panels:
+        _place_labels(fig, ax, xs, ys, names, bars)
+    return fig
+
+
+def _overlap(a: Any, b: Any) -> float:
+    """Area shared by two display-space boxes."""
+    w = min(a.x1, b.x1) - max(a.x0, b.x0)
+    h = min(a.y1, b.y1) - max(a.y0, b.y0)
+    return w * h if w > 0 and h > 0 else 0.0
+
+
+def _gap(box: Any, x: float, y: float) -> float:
+    """Distance from display point (x, y) to ``box`` (0 inside it)."""
+    return math.hypot(max(box.x0 - x, 0.0, x - box.x1), max(box.y0 - y, 0.0, y - box.y1))
+
+
+def _place_labels(fig: Any, ax: Any, xs: Sequence[float], ys: Sequence[float], names: Sequence[str],
+                  bars: Any) -> None:
+    """Greedy placement, points left to right: each label takes the nearest offset (rings of 16 directions) whose
+    box stays inside the axes, overlaps no marker, error bar, Pareto step, legend or earlier label, and is not
+    nearer to another marker than to its own; failing that, the least-overlapping offset. A label not right next
+    to its marker gets a thin leader line."""
+    from matplotlib.transforms import Bbox
+
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)
+    markers = ax.transData.transform(list(zip(xs, ys)))
+    obstacles = [Bbox.from_extents(px - 5, py - 5, px + 5, py + 5) for px, py in markers]
+    for collection in bars.lines[2]:  # the error bar segments
+        for segment in collection.get_segments():
+            (x0, y0), (x1, y1) = ax.transData.transform(segment)
+            obstacles.append(Bbox.from_extents(min(x0, x1) - 2, min(y0, y1) - 2, max(x0, x1) + 2, max(y0, y1) + 2))
+    legend = ax.get_legend()
+    if legend is not None:
+        obstacles.append(legend.get_window_extent(renderer))
+    for line in (line for line in ax.get_lines() if line.get_gid() == "pareto-front"):
+        points = ax.transData.transform(line.get_xydata())
+        for (x0, y0), (x1, y1) in zip(points[:-1], points[1:]):
+            for a, b in (((x0, y0), (x1, y0)), ((x1, y0), (x1, y1))):  # drawn horizontal first, then vertical
+                obstacles.append(Bbox.from_extents(min(a[0], b[0]) - 1, min(a[1], b[1]) - 1,
+                                                   max(a[0], b[0]) + 1, max(a[1], b[1]) + 1))
+    rings = (7, 14, 24, 36, 50, 66)
+    offsets = [(r * math.cos(math.radians(a)), r * math.sin(math.radians(a))) for r in rings
+               for a in (0, 180, 45, 135, 315, 225, 90, 270, 22, 158, 338, 202, 67, 113, 293, 247)]
+    for i in sorted(range(len(xs)), key=lambda i: (xs[i], ys[i])):
+        best: Optional[tuple[tuple[float, bool], float, float, Any]] = None
+        for dx, dy in offsets:
+            ha = "left" if dx > 1 else "right" if dx < -1 else "center"
+            va = "bottom" if dy > 1 else "top" if dy < -1 else "center"
+            text = ax.annotate(names[i], (xs[i], ys[i]), xytext=(dx, dy), textcoords="offset points", ha=ha, va=va,
+                               fontsize=9)
+            box = text.get_window_extent(renderer).expanded(1.06, 1.15)
+            text.remove()
+            outside = box.x0 < frame.x0 or box.x1 > frame.x1 or box.y0 < frame.y0 or box.y1 > frame.y1
+            own = _gap(box, *markers[i])
+            ambiguous = any(_gap(box, *m) < own for j, m in enumerate(markers) if j != i)
+            score = (sum(_overlap(box, o) for o in obstacles) + (1e6 if outside else 0.0), ambiguous)
+            if best is None or score < best[0]:
+                best = (score, dx, dy, box)
+            if score == (0.0, False):
+                break
+        assert best is not None
+        _, dx, dy, box = best
+        leader = {"arrowprops": {"arrowstyle": "-", "color": "0.5", "lw": 0.6, "shrinkA": 1, "shrinkB": 4}} \
+            if math.hypot(dx, dy) > rings[0] + 1 else {}
+        ax.annotate(names[i], (xs[i], ys[i]), xytext=(dx, dy), textcoords="offset points",
+                    ha="left" if dx > 1 else "right" if dx < -1 else "center",
+                    va="bottom" if dy > 1 else "top" if dy < -1 else "center", fontsize=9, zorder=5, **leader)
+        obstacles.append(box)

@@ -57,7 +57,7 @@ def unfit_reason(name: str) -> Optional[str]:
         return f"family {name!r} has no 1-D form (dims {record.dims})"
     if record.replaces_kxk:
         return None
-    layer = record.build(4, 4, KERNEL_SIZE, 1, bias=False)
+    layer = record.build(4, 4, KERNEL_SIZE if record.window else None, 1, bias=False)
     with torch.no_grad():
         length = layer.eval()(torch.zeros(1, 4, 8)).shape[-1]
     if length != 8:
@@ -89,7 +89,8 @@ def block_1d(conv: str, in_channels: int, out_channels: int, stride: int, **conv
     else:
         if stride > 1:
             parts.append(Subsample1d(stride))
-        parts.append(record.build(in_channels, out_channels, KERNEL_SIZE, 1, bias=False, **conv_kwargs))
+        kernel = KERNEL_SIZE if record.window else None  # pointwise has no window to choose
+        parts.append(record.build(in_channels, out_channels, kernel, 1, bias=False, **conv_kwargs))
     return nn.Sequential(*parts, nn.BatchNorm1d(out_channels), nn.ReLU(inplace=True))
 
 

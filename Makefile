@@ -33,6 +33,7 @@ $(DOCS_STAMP): $(STAMP)
 	touch $(DOCS_STAMP)
 
 docs: $(DOCS_STAMP)
+	rm -rf docs/generated  # mkdocs-gallery skips scripts whose MD5 it has seen: always re-run against this code
 	NO_MKDOCS_2_WARNING=1 MPLBACKEND=Agg $(BIN)/python -m mkdocs build --strict --clean
 
 docs-serve: $(DOCS_STAMP)

@@ -17,10 +17,8 @@ import tempfile
 from pathlib import Path
 from types import ModuleType
 
-from mkdocs.structure.files import File, Files
-
 ROOT = Path(__file__).resolve().parents[2]
-log = logging.getLogger("mkdocs.hooks.convzoo_docs")
+log = logging.getLogger("mkdocs.hooks.convzoo_docs")  # under "mkdocs": strict mode counts its warnings
 
 # API pages: (slug, title, predicate on the defining module). The first matching group wins; "other" catches a
 # public name from a module no group names, so nothing in __all__ is ever left out.
@@ -133,7 +131,9 @@ def bench_rows() -> tuple[dict[str, dict], str]:
     if not BENCH.exists():
         return {}, ""
     data = json.loads(BENCH.read_text())
-    return {r["family"]: r for r in data.get("summary", [])}, data.get("machine", "")
+    shapes = {f["family"]: f.get("input_shape") for f in data.get("families", []) if isinstance(f, dict)}
+    rows = {r["family"]: dict(r, input_shape=shapes.get(r["family"])) for r in data.get("summary", [])}
+    return rows, data.get("machine", "")
 
 
 def family_pages(convzoo: ModuleType, out: Path) -> dict[str, str]:
@@ -159,8 +159,9 @@ def family_pages(convzoo: ModuleType, out: Path) -> dict[str, str]:
             picture = None
         row = rows.get(fam.name)
         if row and base:
+            at = f" on input {tuple(row['input_shape'])}" if row.get("input_shape") else ""
             speed = (f"{row['fwd_ms'] / base:.2f}× standard's forward time at {row['mac_ratio']:.2f}× its MACs "
-                     f"({row['fwd_ms']:.2f} ms vs {base:.2f} ms)")
+                     f"({row['fwd_ms']:.2f} ms vs {base:.2f} ms{at}, measured by `convzoo bench`)")
         else:
             speed = "not in the committed benchmark yet (run `convzoo bench` and commit its JSON)"
         api = api_link(convzoo, layer)
@@ -227,13 +228,16 @@ def on_config(config, **kwargs):
     return config
 
 
-CSS = """.cz-grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(18rem,1fr));gap:1rem}
+CSS = """.md-grid{max-width:75rem}
+.cz-grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(15rem,1fr));gap:1rem}
 .cz-card{border:1px solid var(--md-default-fg-color--lightest);border-radius:.4rem;padding:0 .8rem;font-size:.7rem}
 .cz-card img{max-height:14rem;object-fit:contain;width:100%}
 """
 
 
-def on_files(files: Files, config, **kwargs):
+def on_files(files, config, **kwargs):
+    from mkdocs.structure.files import File  # here, so that the tests can import the checks without mkdocs
+
     for path, text in _PAGES.items():
         files.append(File.generated(config, path, content=text))
     for png in sorted(Path(_TMP.name).glob("*.png")):

@@ -8,6 +8,7 @@ family missing from the gallery is logged as a warning, which ``strict: true`` t
 
 from __future__ import annotations
 
+import dataclasses
 import inspect
 import json
 import logging
@@ -46,8 +47,12 @@ def _convzoo() -> ModuleType:
 
 
 def own_doc(obj: object) -> str | None:
-    """The object's own docstring (a class does not inherit its base's here, unlike ``inspect.getdoc``)."""
+    """The object's own docstring (a class does not inherit its base's here, unlike ``inspect.getdoc``; the
+    ``Name(field: type, …)`` line that ``@dataclass`` writes for an undocumented class does not count)."""
     doc = vars(obj).get("__doc__") if isinstance(obj, type) else getattr(obj, "__doc__", None)
+    if isinstance(obj, type) and dataclasses.is_dataclass(obj) and isinstance(doc, str):
+        if doc.startswith(f"{obj.__name__}(") and doc.rstrip().endswith(")") and "\n" not in doc.strip():
+            return None
     return doc.strip() if isinstance(doc, str) and doc.strip() else None
 
 

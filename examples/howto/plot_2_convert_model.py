@@ -19,11 +19,22 @@ model = nn.Sequential(
     nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(64, 10),
 )
 converted, report = cz.convert(model, to="depthwise_separable", input_shape=(1, 3, 32, 32))
-print(report.table())
+
+from rich.console import Console
+
+Console(width=120, color_system=None).print(report.table())
 
 # %%
-# Each row: the layer, what it became, the relative error of the kernel approximation, and the cost before and
-# after. The whole models' costs:
+# Reading the report: one row per replaced layer — its name in the model, the module before and after, params
+# and MACs before → after, and ``rel. error`` = ‖W_new − W‖_F / ‖W‖_F, how far the new layer's effective kernel
+# is from the dense one it replaced (near 1 for random kernels: a depthwise separable layer cannot express a
+# generic dense kernel, so a converted pretrained model needs fine-tuning). ``note`` says why a layer was
+# skipped. The same data as a dict (for logs or JSON):
+
+print(report.to_dict()["layers"][0])
+
+# %%
+# The whole models' costs:
 
 before = cz.cost(model, (1, 3, 32, 32))
 after = cz.cost(converted, (1, 3, 32, 32))

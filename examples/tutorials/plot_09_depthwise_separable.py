@@ -24,7 +24,7 @@ print(f"standard: 128·3·3·3·5·5 = {std.macs:,} multiplications")
 print(f"depthwise separable: {sep.macs:,} multiplications")
 
 # %%
-# The separable block is two convolutions. The per-layer rows of the report split the total the way the
+# The separable block is two convolutions. Costing its two parts separately splits the total the way the
 # article does: the depthwise step applies one 3×3×1 kernel per input channel (3·3·3·5·5 = 675), the
 # pointwise step 128 kernels of 1×1×3 at every position (128·3·5·5 = 9,600).
 

@@ -3,8 +3,8 @@ Choose a convolution for a latency budget
 =========================================
 
 How-to. ``convzoo.compare`` builds every family on one layer shape, times it, and reports its MACs relative to
-the standard conv (``mac_ratio``) and its speed-up over it (``speed_ratio`` = standard time / family time,
-> 1: faster). MACs are not time: pick by the measured columns, on your machine.
+the standard conv (``mac_ratio``) and its speed-up over it (``speed_ratio`` = standard time / family time;
+above 1 is faster). MACs are not time: pick by the measured columns, on your machine.
 """
 
 # %%

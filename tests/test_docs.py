@@ -210,3 +210,15 @@ def test_strict_build_fails_when_a_source_docstring_is_deleted(tmp_path, delete)
         assert run.returncode != 0 and "public name convzoo.Conv2d has no docstring" in run.stderr, run.stderr
     else:
         assert run.returncode == 0, run.stderr
+
+
+def test_a_registered_family_gets_a_card_a_page_and_a_picture(hook, monkeypatch, tmp_path):
+    """The gallery is generated from the registry: whatever ``families()`` returns gets a card, a page and a
+    picture drawn at build time (one cheap family here; the browser test counts the cards of all)."""
+    fam = cz.family("pointwise")
+    monkeypatch.setattr(cz, "families", lambda: [fam])
+    pages = hook.family_pages(cz, tmp_path)
+    assert set(pages) == {"gallery.md", "families/pointwise.md"}
+    assert (tmp_path / "pointwise.png").stat().st_size > 1000
+    assert "families/pointwise.md" in pages["gallery.md"] and "(pointwise.png)" in pages["families/pointwise.md"]
+    assert "MACs = " in pages["families/pointwise.md"] and "benchmark" in pages["families/pointwise.md"]

@@ -48,6 +48,10 @@ class ConvertedLayer:
 
 @dataclass
 class ConversionReport:
+    """What ``convert`` did: the target ``family`` and one row per considered layer (before/after module, params
+    and MACs before → after, ``rel_error`` = ‖W_new − W‖_F / ‖W‖_F, a ``note`` for skipped layers);
+    ``converted`` / ``skipped`` filter the rows, ``table()`` is a rich table, ``to_dict()`` plain data."""
+
     family: str
     layers: list[ConvertedLayer] = field(default_factory=list)
     input_shape: tuple[int, ...] | None = None

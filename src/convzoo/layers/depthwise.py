@@ -68,14 +68,20 @@ class DepthwiseConvNd(ConvNd):
 
 
 class DepthwiseConv1d(DepthwiseConvNd, nn.Conv1d):
+    """1-D depthwise convolution: input (N, C_in, L); see ``DepthwiseConvNd``."""
+
     dim = 1
 
 
 class DepthwiseConv2d(DepthwiseConvNd, nn.Conv2d):
+    """2-D depthwise convolution: input (N, C_in, H, W); see ``DepthwiseConvNd``."""
+
     dim = 2
 
 
 class DepthwiseConv3d(DepthwiseConvNd, nn.Conv3d):
+    """3-D depthwise convolution: input (N, C_in, D, H, W); see ``DepthwiseConvNd``."""
+
     dim = 3
 
 
@@ -197,12 +203,18 @@ class DepthwiseSeparableConvNd(ConvzooLayer, nn.Module):
 
 
 class DepthwiseSeparableConv1d(DepthwiseSeparableConvNd):
+    """1-D depthwise separable convolution: input (N, C_in, L); see ``DepthwiseSeparableConvNd``."""
+
     dim, _depthwise, _pointwise = 1, DepthwiseConv1d, PointwiseConv1d
 
 
 class DepthwiseSeparableConv2d(DepthwiseSeparableConvNd):
+    """2-D depthwise separable convolution: input (N, C_in, H, W); see ``DepthwiseSeparableConvNd``."""
+
     dim, _depthwise, _pointwise = 2, DepthwiseConv2d, PointwiseConv2d
 
 
 class DepthwiseSeparableConv3d(DepthwiseSeparableConvNd):
+    """3-D depthwise separable convolution: input (N, C_in, D, H, W); see ``DepthwiseSeparableConvNd``."""
+
     dim, _depthwise, _pointwise = 3, DepthwiseConv3d, PointwiseConv3d

@@ -222,12 +222,18 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
 
 
 class DynamicConv1d(DynamicConvNd):
+    """1-D dynamic convolution: input (N, C_in, L); see ``DynamicConvNd``."""
+
     dim = 1
 
 
 class DynamicConv2d(DynamicConvNd):
+    """2-D dynamic convolution: input (N, C_in, H, W); see ``DynamicConvNd``."""
+
     dim = 2
 
 
 class DynamicConv3d(DynamicConvNd):
+    """3-D dynamic convolution: input (N, C_in, D, H, W); see ``DynamicConvNd``."""
+
     dim = 3

@@ -41,12 +41,18 @@ class PointwiseConvNd(ConvNd):
 
 
 class PointwiseConv1d(PointwiseConvNd, nn.Conv1d):
+    """1-D 1×1 (pointwise) convolution: input (N, C_in, L); see ``PointwiseConvNd``."""
+
     dim = 1
 
 
 class PointwiseConv2d(PointwiseConvNd, nn.Conv2d):
+    """2-D 1×1 (pointwise) convolution: input (N, C_in, H, W); see ``PointwiseConvNd``."""
+
     dim = 2
 
 
 class PointwiseConv3d(PointwiseConvNd, nn.Conv3d):
+    """3-D 1×1 (pointwise) convolution: input (N, C_in, D, H, W); see ``PointwiseConvNd``."""
+
     dim = 3

@@ -112,12 +112,18 @@ class ResizeConvNd(ConvzooLayer, nn.Module):
 
 
 class ResizeConv1d(ResizeConvNd):
+    """1-D resize-convolution: input (N, C_in, L); see ``ResizeConvNd``."""
+
     dim, _conv = 1, Conv1d
 
 
 class ResizeConv2d(ResizeConvNd):
+    """2-D resize-convolution: input (N, C_in, H, W); see ``ResizeConvNd``."""
+
     dim, _conv = 2, Conv2d
 
 
 class ResizeConv3d(ResizeConvNd):
+    """3-D resize-convolution: input (N, C_in, D, H, W); see ``ResizeConvNd``."""
+
     dim, _conv = 3, Conv3d

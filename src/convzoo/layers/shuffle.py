@@ -140,12 +140,18 @@ class ShuffledGroupedConvNd(ConvzooLayer, nn.Module):
 
 
 class ShuffledGroupedConv1d(ShuffledGroupedConvNd):
+    """1-D shuffled grouped convolution: input (N, C_in, L); see ``ShuffledGroupedConvNd``."""
+
     dim, _conv = 1, Conv1d
 
 
 class ShuffledGroupedConv2d(ShuffledGroupedConvNd):
+    """2-D shuffled grouped convolution: input (N, C_in, H, W); see ``ShuffledGroupedConvNd``."""
+
     dim, _conv = 2, Conv2d
 
 
 class ShuffledGroupedConv3d(ShuffledGroupedConvNd):
+    """3-D shuffled grouped convolution: input (N, C_in, D, H, W); see ``ShuffledGroupedConvNd``."""
+
     dim, _conv = 3, Conv3d

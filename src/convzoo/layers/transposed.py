@@ -144,12 +144,18 @@ class TransposedConvNd(ConvzooLayer):
 
 
 class TransposedConv1d(TransposedConvNd, nn.ConvTranspose1d):
+    """1-D transposed convolution: input (N, C_in, L); see ``TransposedConvNd``."""
+
     dim = 1
 
 
 class TransposedConv2d(TransposedConvNd, nn.ConvTranspose2d):
+    """2-D transposed convolution: input (N, C_in, H, W); see ``TransposedConvNd``."""
+
     dim = 2
 
 
 class TransposedConv3d(TransposedConvNd, nn.ConvTranspose3d):
+    """3-D transposed convolution: input (N, C_in, D, H, W); see ``TransposedConvNd``."""
+
     dim = 3

@@ -41,6 +41,9 @@ def accepted(name: str) -> list[str]:
 
 @dataclass
 class LayerSpec:
+    """What to draw: a registered ``family`` with its channels, ``kernel`` size, ``dim`` and input ``size`` (None:
+    the default for the dim), ``options`` passed to the layer; ``validate()`` checks them against the family."""
+
     family: str
     in_channels: int = 4
     out_channels: int = 4

@@ -29,6 +29,8 @@ SPECIAL: dict[str, Callable[[], Figure]] = {alias: _BY_NAME[name].figure for ali
 
 
 def special_figure(name: str) -> Figure:
+    """The special picture ``name`` (one of ``SPECIAL``: overlap, checkerboard, receptive_field, …) as a matplotlib
+    Figure; ``ValueError`` naming the known ones for any other name."""
     try:
         return SPECIAL[name]()
     except KeyError:

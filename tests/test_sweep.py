@@ -12,9 +12,8 @@ import time
 
 import pytest
 import torch
-from typer.testing import CliRunner
-
 from matplotlib.text import Text
+from typer.testing import CliRunner
 
 from convzoo.cli import app
 from convzoo.train.loop import TrainConfig
@@ -78,9 +77,9 @@ def test_pareto_plot_labels_every_family_without_collisions():
     macs = [416960, 416960, 416960, 148160, 105920, 611816, 140480, 36800, 13760]
     accuracy = [0.985, 0.984, 0.97, 0.975, 0.972, 0.99, 0.42, 0.39, 0.91]
     latency = [0.19, 0.2, 0.21, 0.46, 0.41, 0.48, 0.2, 0.21, 0.42]
-    rows = [{"family": n, "macs": m, "latency_ms": l, "best_accuracy": a, "seeds": [0, 1, 2],
-             "accuracy_ci95": [a - 0.01, a + 0.01], "latency_ci95": [l * 0.9, l * 1.1], "significant": i in (3, 6)}
-            for i, (n, m, a, l) in enumerate(zip(names, macs, accuracy, latency))]
+    rows = [{"family": n, "macs": m, "latency_ms": ms, "best_accuracy": a, "seeds": [0, 1, 2],
+             "accuracy_ci95": [a - 0.01, a + 0.01], "latency_ci95": [ms * 0.9, ms * 1.1], "significant": i in (3, 6)}
+            for i, (n, m, a, ms) in enumerate(zip(names, macs, accuracy, latency))]
     fig = pareto_figure(rows)
     renderer = fig.canvas.get_renderer()
     for ax in fig.axes:

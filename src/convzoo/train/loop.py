@@ -27,13 +27,13 @@ weights as an uninterrupted run.
 
 from __future__ import annotations
 
-import json
 import importlib.util
-from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+import json
 import os
 import random
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any, Callable, Optional
 

@@ -414,8 +414,8 @@ def pareto_figure(rows: Sequence[dict[str, Any]]) -> Any:
     """Accuracy vs MACs and vs measured latency (means with 95 % interval error bars), the Pareto front as a
     step line, every family labelled where its label overlaps no other label, marker, error bar or legend.
     ``rows`` are sweep.json rows; a family marked ``*`` differs significantly from the first."""
-    from matplotlib.figure import Figure
     from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     fig = Figure(figsize=(12, 6))
     FigureCanvasAgg(fig)

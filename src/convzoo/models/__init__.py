@@ -1,6 +1,7 @@
-"""Architectures built from the families: MobileNet v1 and ShuffleNet v1 (full-size and 32×32 variants)."""
+"""Architectures built from the families: MobileNet v1, ShuffleNet v1 and RepVGG (full-size and 32×32 variants)."""
 
 from .mobilenet import MobileNetV1, mobilenet_v1, mobilenet_v1_small
+from .repvgg import RepVGG, repvgg_a0
 from .shufflenet import ShuffleNetV1, ShuffleUnit, shufflenet_v1, shufflenet_v1_small
 
 MODELS = {
@@ -8,7 +9,8 @@ MODELS = {
     "mobilenet_v1_small": mobilenet_v1_small,
     "shufflenet_v1": shufflenet_v1,
     "shufflenet_v1_small": shufflenet_v1_small,
+    "repvgg_a0": repvgg_a0,
 }
 
-__all__ = ["MODELS", "MobileNetV1", "ShuffleNetV1", "ShuffleUnit", "mobilenet_v1", "mobilenet_v1_small",
+__all__ = ["MODELS", "MobileNetV1", "RepVGG", "ShuffleNetV1", "ShuffleUnit", "mobilenet_v1", "mobilenet_v1_small", "repvgg_a0",
            "shufflenet_v1", "shufflenet_v1_small"]

@@ -115,3 +115,33 @@ def test_repvgg_a0_cost_equals_an_independent_count_on_timms_model_and_the_paper
     # RepVGG paper, Table 4: RepVGG-A0 (deployed) 8.30 M params, 1.4 G FLOPs (multiply-adds): 1.36 G exactly
     assert round(rep.params_after / 1e6, 2) == 8.31 or round(rep.params_after / 1e6, 1) == 8.3
     assert round(rep.macs_after / 1e9, 2) == 1.36
+
+
+def test_ghost_module_equals_timm_ghost_module_with_the_same_weights():
+    from timm.models.ghostnet import GhostModule
+
+    for cin, cout, k, stride in ((8, 16, 1, 1), (6, 9, 3, 2)):
+        theirs = random_bn_(GhostModule(cin, cout, k, ratio=2, dw_size=3, stride=stride)).eval()
+        mine = cz.GhostModule2d(cin, cout, k, stride, k // 2, bias=False, norm_layer=nn.BatchNorm2d,
+                                activation=nn.ReLU).eval()
+        mine.primary.weight.data.copy_(theirs.primary_conv[0].weight.data)
+        _load_bn(mine.primary_norm, theirs.primary_conv[1])
+        mine.cheap.weight.data.copy_(theirs.cheap_operation[0].weight.data)
+        _load_bn(mine.cheap_norm, theirs.cheap_operation[1])
+        x = torch.randn(2, cin, 11, 11)
+        with torch.no_grad():
+            torch.testing.assert_close(mine(x), theirs(x), rtol=1e-5, atol=1e-5)
+        assert mine.cost(tuple(x.shape)).macs == hook_macs(theirs, x)
+
+
+def test_partial_conv_equals_fasternets_partial_conv3_with_the_same_weights():
+    from timm.models.fasternet import Partial_conv3
+
+    for forward in ("split_cat", "slicing"):
+        theirs = Partial_conv3(16, 4, forward).eval()
+        mine = cz.PartialConv2d(16, 16, 3, bias=False, n_div=4)
+        mine.conv.weight.data.copy_(theirs.partial_conv3.weight.data)
+        x = torch.randn(2, 16, 10, 10)
+        with torch.no_grad():
+            torch.testing.assert_close(mine(x), theirs(x), rtol=1e-6, atol=1e-6)
+        assert mine.cost(tuple(x.shape)).macs == hook_macs(theirs, x)

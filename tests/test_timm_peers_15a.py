@@ -145,3 +145,38 @@ def test_partial_conv_equals_fasternets_partial_conv3_with_the_same_weights():
         with torch.no_grad():
             torch.testing.assert_close(mine(x), theirs(x), rtol=1e-6, atol=1e-6)
         assert mine.cost(tuple(x.shape)).macs == hook_macs(theirs, x)
+
+
+def load_fasternet_from_timm(mine: cz.models.FasterNet, theirs: nn.Module) -> None:
+    from timm.models.fasternet import MLPBlock
+
+    mine.embed[0].load_state_dict(theirs.patch_embed.proj.state_dict())
+    mine.embed[1].load_state_dict(theirs.patch_embed.norm.state_dict())
+    for i, (ours, peer) in enumerate(zip(mine.stages, theirs.stages)):
+        if i > 0:
+            ours[0].load_state_dict(peer.downsample.reduction.state_dict())
+            ours[1].load_state_dict(peer.downsample.norm.state_dict())
+    blocks = [m for m in mine.modules() if isinstance(m, cz.models.FasterNetBlock)]
+    peers = [m for m in theirs.modules() if isinstance(m, MLPBlock)]
+    assert len(blocks) == len(peers) == 13
+    for a, b in zip(blocks, peers):
+        a.pconv.conv.load_state_dict(b.spatial_mixing.partial_conv3.state_dict())
+        a.mlp.load_state_dict(b.mlp.state_dict())
+    mine.head[1].load_state_dict(theirs.conv_head.state_dict())
+    mine.head[4].load_state_dict(theirs.classifier.state_dict())
+
+
+def test_fasternet_t0_equals_timm_with_the_same_weights_and_reproduces_the_papers_cost():
+    shape = (1, 3, 224, 224)
+    theirs = random_bn_(timm.create_model("fasternet_t0", pretrained=False)).eval()
+    mine = cz.models.fasternet_t0()
+    load_fasternet_from_timm(mine, theirs)
+    mine.eval()
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(mine(x), theirs(x), rtol=1e-4, atol=1e-4)
+    report = cz.cost(mine, shape)
+    assert report.macs == hook_macs(theirs, torch.zeros(shape))
+    assert report.params == sum(p.numel() for p in theirs.parameters())
+    # FasterNet paper (Table 10 / Appendix): FasterNet-T0 0.34 G FLOPs (multiply-adds), 3.9 M params
+    assert round(report.macs / 1e9, 2) == 0.34 and round(report.params / 1e6, 1) == 3.9

@@ -4,7 +4,7 @@ Times, round-robin in one run (``measure_interleaved``, so machine load hits bot
 RepVGG-A0 and of stacks of ACNet / large-kernel blocks before and after ``convzoo.reparameterize``, checks the
 outputs agree, and prints params / MACs / latency ratios.
 
-    python benchmarks/reparameterize.py [--batch 8] [--size 224] [--min-time 2] [--threads N]
+    python benchmarks/reparameterize.py [--batch 8] [--size 224] [--min-time 2] [--threads N] [--device cuda]
 """
 
 from __future__ import annotations
@@ -42,17 +42,21 @@ def main() -> None:
     parser.add_argument("--size", type=int, default=224)
     parser.add_argument("--min-time", type=float, default=2.0)
     parser.add_argument("--threads", type=int, default=None)
+    parser.add_argument("--device", default="cpu", help="cpu or cuda (CUDA events timing)")
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
-    print(f"torch {torch.__version__}, threads {torch.get_num_threads()}, batch {args.batch}, fp32, eval mode")
+    if args.device.startswith("cuda"):
+        torch.backends.cudnn.benchmark = True
+    print(f"torch {torch.__version__}, {args.device}, threads {torch.get_num_threads()}, batch {args.batch}, fp32, "
+          "eval mode")
     print(f"{'model':32} {'params before→after':>24} {'MACs before→after':>28} {'ms before':>10} {'ms after':>9} "
           f"{'speed-up':>8} {'max rel err':>11}")
     for name, (model, chw) in models(args.size).items():
-        model = _random_bn_(model)
+        model = _random_bn_(model).to(args.device)
         shape = (args.batch, *chw)
         fused, report = cz.reparameterize(model, shape, time=True, min_time=args.min_time)
-        x = torch.randn(shape)
+        x = torch.randn(shape, device=args.device)
         with torch.no_grad():
             y, z = model(x), fused(x)
         error = float((y - z).abs().max() / y.abs().max())

@@ -66,7 +66,7 @@ def test_branch_blocks_match_reference_in_train_and_eval(data):
     cout = c if name == "large_kernel" else data.draw(st.sampled_from([c, 2 * c]))
     groups = data.draw(st.sampled_from([1, 2])) if name != "large_kernel" else None
     kw = {"stride": stride, "padding": k // 2 + data.draw(st.integers(0, 1)),
-          "padding_mode": data.draw(st.sampled_from(["zeros", "reflect", "circular"]))}
+          "padding_mode": data.draw(st.sampled_from(["zeros", "reflect", "circular"])), "bias": data.draw(st.booleans())}
     if groups is not None:
         kw["groups"] = groups
     layer = cz.build(name, c, cout, k, dim, **kw)

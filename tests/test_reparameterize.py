@@ -52,7 +52,7 @@ def test_reparameterize_a_model_fuses_every_block_by_its_interface():
             return nn.utils.fusion.fuse_conv_bn_eval(self.conv, self.bn)
 
     model = nn.Sequential(cz.RepVGGBlock2d(3, 8, stride=2), nn.ReLU(),
-                          nn.Sequential(cz.ACNetConv2d(8, 8), nn.ReLU(), cz.LargeKernelConv2d(8, 8, 13)),
+                          nn.Sequential(cz.ACNetConv2d(8, 8, bias=True), nn.ReLU(), cz.LargeKernelConv2d(8, 8, 13)),
                           cz.RepVGGBlock2d(8, 8), MyBlock(), nn.ReLU())
     random_bn_(model)
     fused, report = cz.reparameterize(model, (2, 3, 20, 20))

@@ -20,7 +20,7 @@ from .branches import BranchConvNd
 class ACNetConvNd(BranchConvNd):
     """y = BN₁(W_{k×k} ⋆ x) + BN₂(W_{1×k} ⋆ x) + BN₃(W_{k×1} ⋆ x). Shapes: (N, C_in, *S) → (N, C_out, *O).
 
-    Arguments as ``torch.nn.Conv*d`` (the convs are bias-free: each BN has its own shift); ``padding`` None (the
+    Arguments as ``torch.nn.Conv*d`` (``bias`` default False: each BN has its own shift); ``padding`` None (the
     default) centres the window (d·(k − 1) in total), and the asymmetric branches need at least that much on each
     side of their short axis. ``fused_conv()`` gives the single k×k conv.
     """
@@ -36,6 +36,7 @@ class ACNetConvNd(BranchConvNd):
         padding: Padding | None = None,
         dilation: IntOrTuple = 1,
         groups: int = 1,
+        bias: bool = False,
         padding_mode: str = "zeros",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
@@ -51,7 +52,7 @@ class ACNetConvNd(BranchConvNd):
             size = tuple(k if d == axis else 1 for d, k in enumerate(kernel))
             label = "×".join("k" if d == axis else "1" for d in range(self.dim))
             branches[label] = size
-        self._build(in_channels, out_channels, branches, stride, padding, dilation, groups, padding_mode, device,
+        self._build(in_channels, out_channels, branches, stride, padding, dilation, groups, bias, padding_mode, device,
                     dtype, False, eps, momentum)
 
 

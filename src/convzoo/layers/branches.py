@@ -64,7 +64,7 @@ def branch_padding(pairs: PaddingPairs, kernel: tuple[int, ...], branch: tuple[i
 
 
 class ConvBN(nn.Module):
-    """One branch: a bias-free conv, then BatchNorm."""
+    """One branch: a conv (bias-free by default), then BatchNorm."""
 
     def __init__(self, conv: ConvNd, norm: nn.Module) -> None:
         super().__init__()
@@ -84,7 +84,8 @@ class BranchConvNd(ConvzooLayer, nn.Module):
     """y = Σ_b BN_b(conv_b(x)) (+ BN_id(x)). Subclasses name the branches; this class holds the geometry, the
     forward, the whole layer contract and the fusion. Shapes: (N, C_in, *S) → (N, C_out, *O).
 
-    ``branches`` maps a branch name to its kernel size (the largest is the block's ``kernel_size``);
+    ``branches`` maps a branch name to its kernel size (the largest is the block's ``kernel_size``); ``bias``:
+    the branch convs have a bias (default False, the papers': each BN has its own shift);
     ``identity``: add BN(x) (needs C_in = C_out, stride 1 and a padding that keeps the size centred);
     None adds it exactly when that holds.
     """
@@ -92,8 +93,8 @@ class BranchConvNd(ConvzooLayer, nn.Module):
     dim: ClassVar[int]
 
     def _build(self, in_channels: int, out_channels: int, branches: dict[str, tuple[int, ...]], stride: Any,
-               padding: Padding | None, dilation: Any, groups: int, padding_mode: str, device: Any, dtype: Any,
-               identity: bool | None, eps: float, momentum: float) -> None:
+               padding: Padding | None, dilation: Any, groups: int, bias: bool, padding_mode: str, device: Any,
+               dtype: Any, identity: bool | None, eps: float, momentum: float) -> None:
         in_channels, out_channels, groups = check_groups(in_channels, out_channels, groups)
         check_choice(padding_mode, "padding_mode", PADDING_MODES)
         kernel = tuple(max(k[d] for k in branches.values()) for d in range(self.dim))
@@ -108,7 +109,7 @@ class BranchConvNd(ConvzooLayer, nn.Module):
         for name, size in branches.items():
             pairs = branch_padding(geometry.padding_pairs, kernel, size, geometry.dilation, name)
             conv = _CONVS[self.dim](in_channels, out_channels, size, geometry.stride, pairs, geometry.dilation,
-                                    groups, False, padding_mode, **factory)
+                                    groups, bias, padding_mode, **factory)
             self.branches[name] = ConvBN(conv, _NORMS[self.dim](out_channels, eps, momentum, **factory))
         centre = tuple(d * ((k - 1) // 2) for k, d in zip(kernel, geometry.dilation))
         fits = (in_channels == out_channels and geometry.stride == (1,) * self.dim
@@ -148,6 +149,8 @@ class BranchConvNd(ConvzooLayer, nn.Module):
             w = branch.conv.weight.detach().double() * t.reshape(-1, *(1,) * (self.dim + 1))
             kernel += _embed(w, self.kernel_size)
             bias += shift
+            if branch.conv.bias is not None:  # BN(Wx + c) = t·Wx + t·c + shift
+                bias += t * branch.conv.bias.detach().double()
         if self.identity is not None:
             t, shift = bn_scale_shift(self.identity)
             per_group = self.in_channels // self.groups
@@ -185,7 +188,7 @@ class BranchConvNd(ConvzooLayer, nn.Module):
         def stats(bn: nn.Module) -> tuple[Any, Any, Any, Any]:
             return (to_numpy(bn.running_mean), to_numpy(bn.running_var), to_numpy(bn.weight), to_numpy(bn.bias))
 
-        branches = [(to_numpy(b.conv.weight), stats(b.bn)) for b in self.branches.values()]
+        branches = [(to_numpy(b.conv.weight), to_numpy(b.conv.bias), stats(b.bn)) for b in self.branches.values()]
         identity = None if self.identity is None else stats(self.identity)
         eps = next(iter(self.branches.values())).bn.eps
         return ref.branch_sum(x, branches, identity, self.stride, self.padding, self.dilation, self.groups,
@@ -217,6 +220,7 @@ class BranchConvNd(ConvzooLayer, nn.Module):
                 bn.running_mean.zero_()
                 bn.running_var.fill_(1.0)
                 load_(branch.conv.weight, blocks if branch is main else None)
+                load_(branch.conv.bias, None)
                 bn.weight.fill_((1.0 + bn.eps) ** 0.5 if branch is main else 0.0)
                 load_(bn.bias, bias if branch is main else None)
             if self.identity is not None:

@@ -35,6 +35,7 @@ class LargeKernelConvNd(BranchConvNd):
         padding: Padding | None = None,
         dilation: IntOrTuple = 1,
         groups: int | None = None,
+        bias: bool = False,
         padding_mode: str = "zeros",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
@@ -50,7 +51,7 @@ class LargeKernelConvNd(BranchConvNd):
             raise ValueError(f"small_kernel={small_kernel!r} must not exceed kernel_size={kernel_size!r}")
         groups = check_positive_int(in_channels, "in_channels") if groups is None else groups
         self._build(in_channels, out_channels, {"large": kernel, "small": small}, stride, padding, dilation, groups,
-                    padding_mode, device, dtype, False, eps, momentum)
+                    bias, padding_mode, device, dtype, False, eps, momentum)
         self.small_kernel = small
 
 

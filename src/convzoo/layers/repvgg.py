@@ -19,7 +19,7 @@ from .branches import BranchConvNd
 class RepVGGBlockNd(BranchConvNd):
     """y = BN₁(W_{k×k} ⋆ x) + BN₂(W_{1×1} ⋆ x) + BN₀(x). Shapes: (N, C_in, *S) → (N, C_out, *O).
 
-    Arguments as ``torch.nn.Conv*d`` (bias-free convs; the BNs carry the shifts); ``padding`` None (the default)
+    Arguments as ``torch.nn.Conv*d`` (``bias`` default False: the BNs carry the shifts); ``padding`` None (the default)
     centres the window (the paper's padding 1 for 3×3). ``identity`` (keyword): None adds the BN identity branch
     exactly when C_in = C_out, stride is 1 and the padding keeps the size (the paper's rule), True requires it,
     False leaves it out. ``fused_conv()`` gives the single k×k conv.
@@ -36,6 +36,7 @@ class RepVGGBlockNd(BranchConvNd):
         padding: Padding | None = None,
         dilation: IntOrTuple = 1,
         groups: int = 1,
+        bias: bool = False,
         padding_mode: str = "zeros",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
@@ -47,7 +48,7 @@ class RepVGGBlockNd(BranchConvNd):
         super().__init__()
         kernel = expand(kernel_size, self.dim, "kernel_size")
         branches = {"×".join(["k"] * self.dim): kernel, "×".join(["1"] * self.dim): (1,) * self.dim}
-        self._build(in_channels, out_channels, branches, stride, padding, dilation, groups, padding_mode, device,
+        self._build(in_channels, out_channels, branches, stride, padding, dilation, groups, bias, padding_mode, device,
                     dtype, identity, eps, momentum)
 
 

@@ -914,7 +914,7 @@ def batch_norm(
 
 def branch_sum(
     x: np.ndarray,
-    branches: Sequence[tuple[np.ndarray, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]],
+    branches: Sequence[tuple[np.ndarray, np.ndarray | None, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]],
     identity: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
     stride: IntOrTuple = 1,
     padding: Padding | str = 0,
@@ -927,9 +927,9 @@ def branch_sum(
     """A training-time re-parameterisable block (ACNet, Ding et al. 2019, eq. 3-4; RepVGG, Ding et al. 2021, eq. 1;
     RepLKNet, Ding et al. 2022, §3): the sum of conv → BN branches, plus BN(x) when ``identity`` is given:
 
-        y = sum_b BN_b(W_b * x) + BN_id(x)
+        y = sum_b BN_b(W_b * x + c_b) + BN_id(x)
 
-    ``branches``: (w_b (C_out, C_in/groups, *k_b), (mean, var, gamma, beta)). Every branch reads the same window
+    ``branches``: (w_b (C_out, C_in/groups, *k_b), c_b (C_out,) or None, (mean, var, gamma, beta)). Every branch reads the same window
     positions: its kernel sits inside the block's largest kernel K (per dim the maximum over branches) at offset
     (K - k_b) // 2, so the block pads x once by ``padding`` (resolved against K) and branch b reads that padded map
     cropped by d*offset before and d*(K - k_b - offset) after. The identity branch needs output shape = input
@@ -939,12 +939,12 @@ def branch_sum(
     nd = _spatial_ndim(x)
     if not branches:
         raise ValueError("branches must not be empty")
-    kernel = tuple(max(w.shape[2 + d] for w, _ in branches) for d in range(nd))
+    kernel = tuple(max(w.shape[2 + d] for w, _, _ in branches) for d in range(nd))
     dil = _positive(_ntuple(dilation, nd, "dilation"), "dilation")
     pairs = resolve_padding(padding, kernel, stride, dil)
     xp = pad(x, pairs, padding_mode)
     total = None
-    for w, (mean, var, gamma, beta) in branches:
+    for w, c_b, (mean, var, gamma, beta) in branches:
         w = np.asarray(w, dtype=np.float64)
         window = []
         for d in range(nd):
@@ -952,7 +952,7 @@ def branch_sum(
             before = (kernel[d] - k_b) // 2
             after = kernel[d] - k_b - before
             window.append(slice(dil[d] * before, xp.shape[2 + d] - dil[d] * after))
-        z = correlate(xp[(slice(None), slice(None), *window)], w, None, stride, 0, dil, groups)
+        z = correlate(xp[(slice(None), slice(None), *window)], w, c_b, stride, 0, dil, groups)
         y_b = batch_norm(z, mean, var, gamma, beta, eps, training)
         total = y_b if total is None else total + y_b
     if identity is not None:

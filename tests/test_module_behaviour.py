@@ -56,10 +56,10 @@ def test_state_dict_round_trip(name, dim):
     state = source.state_dict()
     assert state, "the layer has no state"
     target.load_state_dict(state)  # strict: same keys, same shapes
+    for key, value in target.state_dict().items():  # before the forward: in train mode BN updates its statistics
+        assert torch.equal(value, state[key]), key
     with torch.no_grad():
         torch.testing.assert_close(target(x), expected, rtol=0, atol=0)
-    for key, value in target.state_dict().items():
-        assert torch.equal(value, state[key]), key
 
 
 def test_state_dict_loads_into_a_lazy_global_depthwise():
@@ -129,7 +129,9 @@ def test_reset_parameters_redraws_the_weights(name, dim):
     assert after.keys() == before.keys()
     for key in before:
         assert not (after[key] == 7.0).any(), f"{key} was not reset"
-        if before[key].any():  # offsets of the deformable convs are zero by design, before and after
+        if before[key].numel() > 1 and before[key].unique().numel() == 1 and before[key].any():  # γ = 1 of a BN
+            assert torch.equal(before[key], after[key]), f"{key} was not reset to its constant"
+        elif before[key].any():  # offsets of the deformable convs are zero by design, before and after
             assert not torch.equal(before[key], after[key]), f"{key} is the same after reset with another seed"
         else:
             assert not after[key].any(), f"{key} was zero-initialised at construction but not by reset"

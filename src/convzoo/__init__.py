@@ -55,6 +55,33 @@ from .layers import (  # first: layers/base.py owns the geometry that functional
     separate_kernel,
     split_channels,
 )
+from .layers import (  # issue 15a
+    PixelShuffleNd,
+    SubPixelConv1d,
+    SubPixelConv2d,
+    SubPixelConv3d,
+    SubPixelConvNd,
+    BranchConvNd,
+    ACNetConv2d,
+    ACNetConv3d,
+    ACNetConvNd,
+    RepVGGBlock1d,
+    RepVGGBlock2d,
+    RepVGGBlock3d,
+    RepVGGBlockNd,
+    LargeKernelConv1d,
+    LargeKernelConv2d,
+    LargeKernelConv3d,
+    LargeKernelConvNd,
+    PartialConv1d,
+    PartialConv2d,
+    PartialConv3d,
+    PartialConvNd,
+    GhostModule1d,
+    GhostModule2d,
+    GhostModule3d,
+    GhostModuleNd,
+)
 from . import functional
 from .registry import Family, build, families, family
 from . import analysis
@@ -72,7 +99,7 @@ from .analysis import (
     transposed_output_sizes,
 )
 from . import models
-from .conversion import ConversionReport, approximate_, convert
+from .conversion import ConversionReport, ReparameterizeReport, approximate_, convert, reparameterize
 from .perf.compare import CompareRow, compare
 from .perf.optimize import optimize
 
@@ -95,4 +122,10 @@ __all__ = [
     "build", "compare", "conv_output_size", "convert", "cost", "families", "family", "functional",
     "is_even_overlap", "models", "optimize", "overlap_map", "receptive_field", "separate_kernel", "split_channels",
     "transposed_output_size", "transposed_output_sizes",
+    # issue 15a
+    "PixelShuffleNd", "SubPixelConv1d", "SubPixelConv2d", "SubPixelConv3d", "SubPixelConvNd", "BranchConvNd",
+    "ACNetConv2d", "ACNetConv3d", "ACNetConvNd", "RepVGGBlock1d", "RepVGGBlock2d", "RepVGGBlock3d",
+    "RepVGGBlockNd", "LargeKernelConv1d", "LargeKernelConv2d", "LargeKernelConv3d", "LargeKernelConvNd",
+    "PartialConv1d", "PartialConv2d", "PartialConv3d", "PartialConvNd", "GhostModule1d", "GhostModule2d",
+    "GhostModule3d", "GhostModuleNd", "ReparameterizeReport", "reparameterize",
 ]

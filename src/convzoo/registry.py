@@ -242,6 +242,73 @@ _FAMILIES = [
     Family("deformable_v2", "Deformable convolution v2 (modulated)", "003 §2.2",
            "DCN v1 plus a learned sigmoid mask per sampling point (Zhu et al. 2018).", (2,), _deformable_v2),
 ]
+
+# --- issue 15a: sub-pixel, re-parameterisable blocks, partial, ghost ------------------------------------------------
+
+_subpixel = _by_dim(L.SubPixelConv1d, L.SubPixelConv2d, L.SubPixelConv3d)
+_acnet = _by_dim(None, L.ACNetConv2d, L.ACNetConv3d)  # type: ignore[arg-type]
+_repvgg = _by_dim(L.RepVGGBlock1d, L.RepVGGBlock2d, L.RepVGGBlock3d)
+_large = _by_dim(L.LargeKernelConv1d, L.LargeKernelConv2d, L.LargeKernelConv3d)
+_partial = _by_dim(L.PartialConv1d, L.PartialConv2d, L.PartialConv3d)
+_ghost = _by_dim(L.GhostModule1d, L.GhostModule2d, L.GhostModule3d)
+
+
+def _subpixel_conv(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
+    kernel = _window(k, dim)
+    return _subpixel(dim)(i, o, kernel, **_same(kw, kernel))
+
+
+def _acnet_block(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
+    kernel = _window(k, dim)
+    return _acnet(dim)(i, o, kernel, **_same(kw, kernel))
+
+
+def _repvgg_block(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
+    kernel = _window(k, dim)
+    return _repvgg(dim)(i, o, kernel, **_same(kw, kernel))
+
+
+def _large_kernel(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
+    """Default RepLKNet's 31 with a 5 beside it (7 with 3 in 3-D, where 31³ kernels are impractical); a given k
+    takes the small kernel 5 when k ≥ 7, else k − 2 (at least 1)."""
+    kernel = expand((31 if dim < 3 else 7) if k is None else k, dim, "kernel_size")
+    kw.setdefault("small_kernel", tuple(5 if kk >= 7 else max(1, kk - 2) for kk in kernel))
+    if "groups" not in kw and o % i:
+        kw["groups"] = math.gcd(i, o)  # depthwise needs C_out a multiple of C_in; else the largest common groups
+    return _large(dim)(i, o, kernel, **_same(kw, kernel))
+
+
+def _partial_conv(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
+    kernel = _window(k, dim)
+    kw.setdefault("n_div", 4 if i % 4 == 0 else 1 if i < 2 else 2)
+    return _partial(dim)(i, o, kernel, **_same(kw, kernel))
+
+
+def _ghost_module(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
+    kernel = expand(1 if k is None else k, dim, "kernel_size")
+    return _ghost(dim)(i, o, kernel, **_same(kw, kernel))
+
+
+_FAMILIES += [
+    Family("subpixel", "Sub-pixel convolution (pixel shuffle, ICNR init)", "001 §6",
+           "Conv to C_out·r^D channels at low resolution, then pixel shuffle; ICNR init: no checkerboard at start "
+           "(Shi et al. 2016; Aitken et al. 2017).", ALL_DIMS, _subpixel_conv, replaces_kxk=False),
+    Family("acnet", "ACNet asymmetric convolution block", "003 §2.2",
+           "k×k + 1×k + k×1 convs, each with BatchNorm, summed; fuses into one k×k conv (Ding et al. 2019).",
+           (2, 3), _acnet_block),
+    Family("repvgg", "RepVGG block", "003 §2.2",
+           "3×3 + 1×1 + identity, each with BatchNorm, summed; fuses into one 3×3 conv (Ding et al. 2021).",
+           ALL_DIMS, _repvgg_block),
+    Family("large_kernel", "Large-kernel depthwise conv (RepLKNet)", "003 §2.1",
+           "Depthwise 31×31 + parallel 5×5, each with BatchNorm; the small kernel merges into the large one "
+           "(Ding et al. 2022).", ALL_DIMS, _large_kernel),
+    Family("partial", "Partial convolution (FasterNet PConv)", "003 §2.1",
+           "k×k conv on C/n_div channels, the rest passed through: 1/n_div² of the MACs (Chen et al. 2023).",
+           ALL_DIMS, _partial_conv, replaces_kxk=False),
+    Family("ghost", "Ghost module (GhostNet)", "003 §2.1",
+           "Primary conv to C_out/s maps, cheap depthwise ops make the rest, concatenated (Han et al. 2020).",
+           ALL_DIMS, _ghost_module),
+]
 _BY_NAME = {f.name: f for f in _FAMILIES}
 
 

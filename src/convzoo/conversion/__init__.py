@@ -2,5 +2,6 @@
 
 from .approximate import approximate_
 from .convert import ConversionReport, convert
+from .reparameterize import ReparameterizeReport, reparameterize
 
-__all__ = ["ConversionReport", "approximate_", "convert"]
+__all__ = ["ConversionReport", "ReparameterizeReport", "approximate_", "convert", "reparameterize"]

@@ -29,6 +29,13 @@ from .shuffle import (
     ShuffledGroupedConvNd,
 )
 from .transposed import TransposedConv1d, TransposedConv2d, TransposedConv3d, TransposedConvNd
+from .subpixel import PixelShuffleNd, SubPixelConv1d, SubPixelConv2d, SubPixelConv3d, SubPixelConvNd
+from .branches import BranchConvNd
+from .acnet import ACNetConv2d, ACNetConv3d, ACNetConvNd
+from .repvgg import RepVGGBlock1d, RepVGGBlock2d, RepVGGBlock3d, RepVGGBlockNd
+from .large_kernel import LargeKernelConv1d, LargeKernelConv2d, LargeKernelConv3d, LargeKernelConvNd
+from .partial import PartialConv1d, PartialConv2d, PartialConv3d, PartialConvNd
+from .ghost import GhostModule1d, GhostModule2d, GhostModule3d, GhostModuleNd
 
 __all__ = [
     "CONTRACT", "ChannelShuffle", "Conv1d", "Conv2d", "Conv3d", "ConvNd", "ConvzooLayer", "DeformConv2d",
@@ -40,4 +47,10 @@ __all__ = [
     "ShuffledGroupedConv3d", "ShuffledGroupedConvNd", "SpatiallySeparableConv2d", "Stage", "TransposedConv1d",
     "TransposedConv2d", "TransposedConv3d", "TransposedConvNd", "compose_stages", "separate_kernel",
     "split_channels",
+    # issue 15a: sub-pixel, re-parameterisable blocks, partial, ghost
+    "PixelShuffleNd", "SubPixelConv1d", "SubPixelConv2d", "SubPixelConv3d", "SubPixelConvNd", "BranchConvNd",
+    "ACNetConv2d", "ACNetConv3d", "ACNetConvNd", "RepVGGBlock1d", "RepVGGBlock2d", "RepVGGBlock3d",
+    "RepVGGBlockNd", "LargeKernelConv1d", "LargeKernelConv2d", "LargeKernelConv3d", "LargeKernelConvNd",
+    "PartialConv1d", "PartialConv2d", "PartialConv3d", "PartialConvNd", "GhostModule1d", "GhostModule2d",
+    "GhostModule3d", "GhostModuleNd",
 ]

@@ -48,6 +48,11 @@ __all__ = [
     "bilinear_sample",
     "deform_conv2d",
     "mixconv",
+    "batch_norm",
+    "branch_sum",
+    "pixel_shuffle",
+    "partial_conv",
+    "ghost_module",
 ]
 
 PAD_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -872,3 +877,169 @@ def mixconv(
         outputs.append(correlate(chunk, w_i, b_i, stride, tuple(same), dil_t, g_i))
         start += in_i
     return np.concatenate(outputs, axis=1)
+
+
+# ---------------------------------------------------------------------------
+# Re-parameterisable multi-branch blocks (ACNet, RepVGG, RepLKNet)
+# ---------------------------------------------------------------------------
+
+
+def batch_norm(
+    z: np.ndarray,
+    mean: np.ndarray,
+    var: np.ndarray,
+    gamma: np.ndarray,
+    beta: np.ndarray,
+    eps: float = 1e-5,
+    training: bool = False,
+) -> np.ndarray:
+    """Batch normalisation (Ioffe & Szegedy 2015), per channel c:
+
+        y = gamma[c] * (z - mu[c]) / sqrt(sigma2[c] + eps) + beta[c]
+
+    with (mu, sigma2) the running statistics ``(mean, var)`` at inference (``training=False``), or the batch's
+    own mean and biased variance over (N, *S) in training.
+    """
+    z = np.asarray(z, dtype=np.float64)
+    axes = (0,) + tuple(range(2, z.ndim))
+    if training:
+        mu = z.mean(axis=axes)
+        sigma2 = ((z - mu.reshape((1, -1) + (1,) * (z.ndim - 2))) ** 2).mean(axis=axes)
+    else:
+        mu, sigma2 = np.asarray(mean, dtype=np.float64), np.asarray(var, dtype=np.float64)
+    shape = (1, -1) + (1,) * (z.ndim - 2)
+    scale = np.asarray(gamma, dtype=np.float64) / np.sqrt(sigma2 + eps)
+    return (z - mu.reshape(shape)) * scale.reshape(shape) + np.asarray(beta, dtype=np.float64).reshape(shape)
+
+
+def branch_sum(
+    x: np.ndarray,
+    branches: Sequence[tuple[np.ndarray, np.ndarray | None, tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]]],
+    identity: tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None = None,
+    stride: IntOrTuple = 1,
+    padding: Padding | str = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+    eps: float = 1e-5,
+    training: bool = False,
+) -> np.ndarray:
+    """A training-time re-parameterisable block (ACNet, Ding et al. 2019, eq. 3-4; RepVGG, Ding et al. 2021, eq. 1;
+    RepLKNet, Ding et al. 2022, §3): the sum of conv → BN branches, plus BN(x) when ``identity`` is given:
+
+        y = sum_b BN_b(W_b * x + c_b) + BN_id(x)
+
+    ``branches``: (w_b (C_out, C_in/groups, *k_b), c_b (C_out,) or None, (mean, var, gamma, beta)). Every branch reads the same window
+    positions: its kernel sits inside the block's largest kernel K (per dim the maximum over branches) at offset
+    (K - k_b) // 2, so the block pads x once by ``padding`` (resolved against K) and branch b reads that padded map
+    cropped by d*offset before and d*(K - k_b - offset) after. The identity branch needs output shape = input
+    shape. Returns (N, C_out, *O).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    nd = _spatial_ndim(x)
+    if not branches:
+        raise ValueError("branches must not be empty")
+    kernel = tuple(max(w.shape[2 + d] for w, _, _ in branches) for d in range(nd))
+    dil = _positive(_ntuple(dilation, nd, "dilation"), "dilation")
+    pairs = resolve_padding(padding, kernel, stride, dil)
+    xp = pad(x, pairs, padding_mode)
+    total = None
+    for w, c_b, (mean, var, gamma, beta) in branches:
+        w = np.asarray(w, dtype=np.float64)
+        window = []
+        for d in range(nd):
+            k_b = w.shape[2 + d]
+            before = (kernel[d] - k_b) // 2
+            after = kernel[d] - k_b - before
+            window.append(slice(dil[d] * before, xp.shape[2 + d] - dil[d] * after))
+        z = correlate(xp[(slice(None), slice(None), *window)], w, c_b, stride, 0, dil, groups)
+        y_b = batch_norm(z, mean, var, gamma, beta, eps, training)
+        total = y_b if total is None else total + y_b
+    if identity is not None:
+        if total.shape != x.shape:
+            raise ValueError(f"the identity branch needs output shape = input shape, got {total.shape} vs {x.shape}")
+        total = total + batch_norm(x, *identity, eps, training)
+    return total
+
+
+# ---------------------------------------------------------------------------
+# Sub-pixel convolution, partial convolution, Ghost module
+# ---------------------------------------------------------------------------
+
+
+def pixel_shuffle(x: np.ndarray, upscale_factor: int) -> np.ndarray:
+    """Periodic shuffling PS (Shi et al. 2016, eq. 4), in any number of spatial dims D, with r = upscale_factor:
+
+        y[n, c, r*p_1 + i_1, ..., r*p_D + i_D] = x[n, c*r^D + (i_1*r^(D-1) + ... + i_D), p_1, ..., p_D]
+
+    (torch.nn.PixelShuffle's channel order in 2-D). x: (N, C*r^D, *S) -> (N, C, *(r*S)).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    nd = _spatial_ndim(x)
+    r = int(upscale_factor)
+    if r < 1 or x.shape[1] % r**nd:
+        raise ValueError(f"upscale_factor={upscale_factor} must be >= 1 with r^{nd} dividing C={x.shape[1]}")
+    n, c = x.shape[0], x.shape[1] // r**nd
+    y = np.empty((n, c) + tuple(r * s for s in x.shape[2:]), dtype=np.float64)
+    for ch in range(c):
+        for sub in itertools.product(range(r), repeat=nd):
+            flat = 0
+            for i in sub:
+                flat = flat * r + i
+            target = tuple(slice(i, None, r) for i in sub)
+            y[(slice(None), ch) + target] = x[:, ch * r**nd + flat]
+    return y
+
+
+def partial_conv(
+    x: np.ndarray,
+    w: np.ndarray,
+    bias: np.ndarray | None = None,
+    padding: Padding | str = "same",
+    dilation: IntOrTuple = 1,
+    padding_mode: str = "zeros",
+) -> np.ndarray:
+    """Partial convolution PConv (Chen et al. 2023, FasterNet, §3.1): a regular conv on the first c_p channels,
+    the other channels passed through unchanged:
+
+        y[:, :c_p] = W * x[:, :c_p] (+ b),   y[:, c_p:] = x[:, c_p:]
+
+    w: (c_p, c_p, *K). Stride 1, and the padding must keep the spatial size.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    c_p = np.asarray(w).shape[0]
+    if c_p > x.shape[1]:
+        raise ValueError(f"w has {c_p} output channels but x only {x.shape[1]} channels")
+    head = correlate(x[:, :c_p], w, bias, 1, padding, dilation, 1, padding_mode)
+    if head.shape[2:] != x.shape[2:]:
+        raise ValueError(f"the padding must keep the spatial size: {x.shape[2:]} became {head.shape[2:]}")
+    return np.concatenate([head, x[:, c_p:]], axis=1)
+
+
+def ghost_module(
+    x: np.ndarray,
+    w_primary: np.ndarray,
+    b_primary: np.ndarray | None,
+    w_cheap: np.ndarray,
+    b_cheap: np.ndarray | None,
+    out_channels: int,
+    stride: IntOrTuple = 1,
+    padding: Padding | str = 0,
+    dilation: IntOrTuple = 1,
+    padding_mode: str = "zeros",
+) -> np.ndarray:
+    """Ghost module (Han et al. 2020, GhostNet, eq. 2-3): intrinsic maps Y' = X * f' (a conv to m channels), then
+    s - 1 cheap linear ops per intrinsic map, y_ij = Phi_ij(y'_i) (a depthwise conv, 'same' padding, stride 1),
+    and the output = [Y', the ghost maps] cut to the first ``out_channels`` channels.
+
+    w_primary: (m, C_in, *k); w_cheap: (m*(s-1), 1, *d) — ghost map i*(s-1) + j comes from intrinsic map i.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    intrinsic = correlate(x, w_primary, b_primary, stride, padding, dilation, 1, padding_mode)
+    m = intrinsic.shape[1]
+    w_cheap = np.asarray(w_cheap, dtype=np.float64)
+    ghosts = correlate(intrinsic, w_cheap, b_cheap, 1, same_padding(w_cheap.shape[2:]), 1, m, padding_mode)
+    both = np.concatenate([intrinsic, ghosts], axis=1)
+    if out_channels > both.shape[1]:
+        raise ValueError(f"out_channels={out_channels} exceeds the {both.shape[1]} maps made")
+    return both[:, :out_channels]

@@ -1,0 +1,253 @@
+"""Structural re-parameterisation: a block of parallel conv → BatchNorm branches (and optionally a BatchNorm
+identity) whose sum is, at inference, exactly ONE convolution.
+
+Shared by ACNet (Ding et al. 2019, https://arxiv.org/abs/1908.03930), RepVGG (Ding et al. 2021,
+https://arxiv.org/abs/2101.03697) and RepLKNet (Ding et al. 2022, https://arxiv.org/abs/2203.06717). Every branch
+kernel k_b sits inside the block's largest kernel K at offset (K − k_b) // 2 (centred for odd sizes), so all
+branches read the same padded input and give the same output size. With eval-mode BN
+y_b = t_b · (W_b ⋆ x) + (β_b − μ_b t_b), t_b = γ_b / √(σ²_b + ε), the block equals one conv with kernel
+Σ_b t_b · embed_K(W_b) (+ t_id · embed_K(I)) and bias Σ_b (β_b − μ_b t_b): ``fused_conv()`` builds it, and
+``convzoo.reparameterize`` swaps every block that has ``fused_conv`` for its result.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import TYPE_CHECKING, Any, ClassVar
+
+import torch
+from torch import nn
+
+from ..analysis.cost import LayerCost, compose, elementwise_cost, module_cost
+from .base import (
+    PADDING_MODES,
+    Alternative,
+    ConvzooLayer,
+    Padding,
+    PaddingPairs,
+    Stage,
+    check_choice,
+    check_groups,
+    check_input,
+    check_window_fits,
+    resolve_geometry,
+)
+from .conv import Conv1d, Conv2d, Conv3d, ConvNd, grouped_projection, native_conv_call, to_numpy
+
+if TYPE_CHECKING:
+    import numpy as np
+
+_CONVS: dict[int, type[ConvNd]] = {1: Conv1d, 2: Conv2d, 3: Conv3d}
+_NORMS: dict[int, type[nn.Module]] = {1: nn.BatchNorm1d, 2: nn.BatchNorm2d, 3: nn.BatchNorm3d}
+
+
+def centred_padding(kernel: tuple[int, ...], dilation: tuple[int, ...]) -> tuple[tuple[int, int], ...]:
+    """The padding that centres a K window on every input position: d·(K − 1) in total, the odd element after."""
+    totals = [d * (k - 1) for k, d in zip(kernel, dilation)]
+    return tuple((t // 2, t - t // 2) for t in totals)
+
+
+def branch_padding(pairs: PaddingPairs, kernel: tuple[int, ...], branch: tuple[int, ...],
+                   dilation: tuple[int, ...], name: str) -> PaddingPairs:
+    """A branch's own (before, after) padding: the block's, less d·offset before and d·(K − k_b − offset) after."""
+    out = []
+    for (lo, hi), big, small, d in zip(pairs, kernel, branch, dilation):
+        if small > big:
+            raise ValueError(f"the {name} branch's kernel {branch} must fit inside kernel_size={kernel}")
+        before = (big - small) // 2
+        lo_b, hi_b = lo - d * before, hi - d * (big - small - before)
+        if lo_b < 0 or hi_b < 0:
+            raise ValueError(f"padding={pairs} is too small for the {name} branch ({branch} inside {kernel}): each "
+                             f"side needs at least d·(K − k_b)/2 so that the branches stay aligned")
+        out.append((lo_b, hi_b))
+    return tuple(out)
+
+
+class ConvBN(nn.Module):
+    """One branch: a conv (bias-free by default), then BatchNorm."""
+
+    def __init__(self, conv: ConvNd, norm: nn.Module) -> None:
+        super().__init__()
+        self.conv, self.bn = conv, norm
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.bn(self.conv(x))
+
+
+def bn_scale_shift(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
+    """Eval-mode BN as y = t·z + shift: t = γ/√(σ² + ε), shift = β − μ·t (fp64)."""
+    t = bn.weight.detach().double() / (bn.running_var.double() + bn.eps).sqrt()
+    return t, bn.bias.detach().double() - bn.running_mean.double() * t
+
+
+class BranchConvNd(ConvzooLayer, nn.Module):
+    """y = Σ_b BN_b(conv_b(x)) (+ BN_id(x)). Subclasses name the branches; this class holds the geometry, the
+    forward, the whole layer contract and the fusion. Shapes: (N, C_in, *S) → (N, C_out, *O).
+
+    ``branches`` maps a branch name to its kernel size (the largest is the block's ``kernel_size``); ``bias``:
+    the branch convs have a bias (default False, the papers': each BN has its own shift);
+    ``identity``: add BN(x) (needs C_in = C_out, stride 1 and a padding that keeps the size centred);
+    None adds it exactly when that holds.
+    """
+
+    dim: ClassVar[int]
+
+    def _build(self, in_channels: int, out_channels: int, branches: dict[str, tuple[int, ...]], stride: Any,
+               padding: Padding | None, dilation: Any, groups: int, bias: bool, padding_mode: str, device: Any,
+               dtype: Any, identity: bool | None, eps: float, momentum: float) -> None:
+        in_channels, out_channels, groups = check_groups(in_channels, out_channels, groups)
+        check_choice(padding_mode, "padding_mode", PADDING_MODES)
+        kernel = tuple(max(k[d] for k in branches.values()) for d in range(self.dim))
+        dil = resolve_geometry(self.dim, kernel, stride, 0, dilation).dilation
+        geometry = resolve_geometry(self.dim, kernel, stride, centred_padding(kernel, dil) if padding is None
+                                    else padding, dilation)
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.kernel_size, self.stride, self.dilation = geometry.kernel_size, geometry.stride, geometry.dilation
+        self.padding, self.padding_pairs, self.padding_mode = geometry.padding, geometry.padding_pairs, padding_mode
+        factory = {"device": device, "dtype": dtype}
+        self.branches = nn.ModuleDict()
+        for name, size in branches.items():
+            pairs = branch_padding(geometry.padding_pairs, kernel, size, geometry.dilation, name)
+            conv = _CONVS[self.dim](in_channels, out_channels, size, geometry.stride, pairs, geometry.dilation,
+                                    groups, bias, padding_mode, **factory)
+            self.branches[name] = ConvBN(conv, _NORMS[self.dim](out_channels, eps, momentum, **factory))
+        centre = tuple(d * ((k - 1) // 2) for k, d in zip(kernel, geometry.dilation))
+        fits = (in_channels == out_channels and geometry.stride == (1,) * self.dim
+                and all(lo == c and lo + hi == d * (k - 1)
+                        for (lo, hi), c, k, d in zip(geometry.padding_pairs, centre, kernel, geometry.dilation)))
+        if identity and not fits:
+            raise ValueError(f"identity=True needs in_channels == out_channels (got {in_channels}, {out_channels}), "
+                             f"stride 1 (got {geometry.stride}) and a centred size-keeping padding (got "
+                             f"{geometry.padding_pairs})")
+        self.identity = _NORMS[self.dim](out_channels, eps, momentum, **factory) if (
+            fits if identity is None else identity) else None
+
+    def reset_parameters(self) -> None:
+        for branch in self.branches.values():
+            branch.conv.reset_parameters()
+            branch.bn.reset_parameters()
+        if self.identity is not None:
+            self.identity.reset_parameters()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.dim, self.in_channels, type(self).__name__)
+        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__)
+        out = sum(branch(x) for branch in self.branches.values())
+        return out + self.identity(x) if self.identity is not None else out
+
+    # --- structural re-parameterisation ---------------------------------------------------------------------------
+
+    def fused_conv(self) -> ConvNd:
+        """The ONE conv (a ``convzoo.Conv{1,2,3}d``, so a ``torch.nn.Conv*d``) equal to this block at inference
+        (BatchNorm with its running statistics). Computed in fp64, stored in the block's dtype."""
+        first = next(iter(self.branches.values())).conv.weight
+        kernel = torch.zeros(self.out_channels, self.in_channels // self.groups, *self.kernel_size,
+                             dtype=torch.float64, device=first.device)
+        bias = torch.zeros(self.out_channels, dtype=torch.float64, device=first.device)
+        for branch in self.branches.values():
+            t, shift = bn_scale_shift(branch.bn)
+            w = branch.conv.weight.detach().double() * t.reshape(-1, *(1,) * (self.dim + 1))
+            kernel += _embed(w, self.kernel_size)
+            bias += shift
+            if branch.conv.bias is not None:  # BN(Wx + c) = t·Wx + t·c + shift
+                bias += t * branch.conv.bias.detach().double()
+        if self.identity is not None:
+            t, shift = bn_scale_shift(self.identity)
+            per_group = self.in_channels // self.groups
+            eye = torch.zeros(self.out_channels, per_group, *(1,) * self.dim, dtype=torch.float64, device=first.device)
+            eye[torch.arange(self.out_channels), torch.arange(self.out_channels) % per_group] = 1.0
+            kernel += _embed(eye * t.reshape(-1, *(1,) * (self.dim + 1)), self.kernel_size)
+            bias += shift
+        conv = _CONVS[self.dim](self.in_channels, self.out_channels, self.kernel_size, self.stride,
+                                self.padding_pairs, self.dilation, self.groups, True, self.padding_mode,
+                                device=first.device, dtype=first.dtype)
+        with torch.no_grad():
+            conv.weight.copy_(kernel)
+            conv.bias.copy_(bias)
+        return conv
+
+    # --- the contract ---------------------------------------------------------------------------------------------
+
+    def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
+        """Σ_b conv MACs N·prod(O)·C_out·(C_in/g)·prod(k_b); each BN 2 ops per output element (inference); the sum of
+        the branches 1 op per output element per extra branch."""
+        parts = []
+        for branch in self.branches.values():
+            conv = branch.conv.cost(tuple(input_shape))
+            parts += [conv, module_cost(branch.bn, conv.output_shape)]
+        out = parts[0].output_shape
+        if self.identity is not None:
+            parts.append(module_cost(self.identity, tuple(input_shape)))
+        extra = len(self.branches) + (self.identity is not None) - 1
+        parts.append(elementwise_cost(out, extra))
+        return compose(parts, out)
+
+    def reference_output(self, x: np.ndarray) -> np.ndarray:
+        from ..oracle import reference as ref
+
+        def stats(bn: nn.Module) -> tuple[Any, Any, Any, Any]:
+            return (to_numpy(bn.running_mean), to_numpy(bn.running_var), to_numpy(bn.weight), to_numpy(bn.bias))
+
+        branches = [(to_numpy(b.conv.weight), to_numpy(b.conv.bias), stats(b.bn)) for b in self.branches.values()]
+        identity = None if self.identity is None else stats(self.identity)
+        eps = next(iter(self.branches.values())).bn.eps
+        return ref.branch_sum(x, branches, identity, self.stride, self.padding, self.dilation, self.groups,
+                              self.padding_mode, eps, self.training)
+
+    def native_alternatives(self) -> list[Alternative]:
+        """The branches as F.conv + F.batch_norm, summed; in eval mode also the fused single conv."""
+        calls = [(native_conv_call(b.conv), b.bn) for b in self.branches.values()]
+
+        def branches(x: torch.Tensor) -> torch.Tensor:
+            out = sum(bn(call(x)) for call, bn in calls)
+            return out + self.identity(x) if self.identity is not None else out
+
+        out: list[Alternative] = [("native", "branches: F.conv + BN, summed", branches)]
+        if not self.training:
+            out.append(("native", "fused single conv (re-parameterised)", native_conv_call(self.fused_conv())))
+        return out
+
+    def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
+        """W (projected onto the groups, fitted to K) in the largest branch with BN set to the identity map; the
+        other branches zeroed (γ = 0); exact in eval mode for a dense block (groups = 1)."""
+        from ..conversion.kernels import load_, relative_frobenius_error
+
+        blocks, effective = grouped_projection(weight, self.groups, self.kernel_size)
+        main = max(self.branches.values(), key=lambda b: b.conv.weight[0, 0].numel())
+        with torch.no_grad():
+            for branch in self.branches.values():
+                bn = branch.bn
+                bn.running_mean.zero_()
+                bn.running_var.fill_(1.0)
+                load_(branch.conv.weight, blocks if branch is main else None)
+                load_(branch.conv.bias, None)
+                bn.weight.fill_((1.0 + bn.eps) ** 0.5 if branch is main else 0.0)
+                load_(bn.bias, bias if branch is main else None)
+            if self.identity is not None:
+                self.identity.weight.zero_()
+                self.identity.bias.zero_()
+        return relative_frobenius_error(effective, weight)
+
+    def receptive_field_step(self, field: Any, in_shape: Any, step: Callable[..., Any]) -> Any:
+        """Every branch lies inside the K window: the block's field is the K window's."""
+        return field.window(self.kernel_size, self.stride, self.dilation, [lo for lo, _ in self.padding_pairs])
+
+    def stages(self) -> list[Stage]:
+        """Each branch (conv → BN) as a side stage on the input, then their sum (the block; the identity branch, a
+        BN without a kernel, is named there rather than drawn)."""
+        sides = [Stage(f"{name} branch (conv → BN)", b, side=True, module=b.conv) for name, b in self.branches.items()]
+        total = "sum of the branches" + (" + BN(x) (identity branch)" if self.identity is not None else "")
+        return [*sides, Stage(total, self)]
+
+    def extra_repr(self) -> str:
+        names = ", ".join(self.branches)
+        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
+                f"padding={self.padding}, groups={self.groups}, branches=({names}), "
+                f"identity={self.identity is not None}")
+
+
+def _embed(w: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Zero-pad a kernel to ``size``, placing it at offset (K − k) // 2 per dim (the branches' alignment)."""
+    from ..conversion.kernels import fit_kernel
+
+    return fit_kernel(w, tuple(size))

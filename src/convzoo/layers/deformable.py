@@ -190,7 +190,7 @@ class DeformConv2d(ConvzooLayer, nn.Module):
 
         if torch.onnx.is_in_onnx_export():
             return run("torchvision")  # exports as one DeformConv node
-        if choice == "torch" or torch.compiler.is_compiling():
+        if choice == "torch" or torch.compiler.is_compiling() or x.device.type == "meta":
             return run("torch")
         if not _all_finite(offset, mask):
             return run("torch")  # torchvision's CPU kernel dies (SIGSEGV) on NaN offsets; the pure op gives NaN

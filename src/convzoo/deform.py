@@ -84,7 +84,7 @@ def deform_conv2d(
     # grid_sample's align_corners=False convention: pixel i sits at (2i + 1)/size − 1.
     grid = torch.stack(((2 * px + 1) / w - 1, (2 * py + 1) / h - 1), dim=-1)  # (N, G, taps, Ho, Wo, 2)
     grid = grid.reshape(n * og, taps, ho * wo, 2).to(x.dtype)
-    sampled = torch.nn.functional.grid_sample(x.reshape(n * og, c // og, h, w), grid, mode="bilinear",
+    sampled = torch.nn.functional.grid_sample(x.contiguous().reshape(n * og, c // og, h, w), grid, mode="bilinear",
                                               padding_mode="zeros", align_corners=False)  # (N·G, C/G, taps, L)
     columns = sampled.reshape(n, og, c // og, taps, ho * wo)
     if mask is not None:

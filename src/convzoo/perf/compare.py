@@ -130,8 +130,8 @@ def _round_robin(base: torch.nn.Module, base_inputs: Sequence[torch.Tensor], mod
                  inputs: Sequence[torch.Tensor], repeats: int | None, warm: bool,
                  min_time: float = 1.0, min_rounds: int = 5, max_rounds: int = 30,
                  ) -> tuple[list[float], list[float], list[float]]:
-    """Per round: baseline fwd, family fwd, baseline fwd+bwd, family fwd+bwd (ms). Returns the family's forward
-    and forward+backward times and the per-round forward ratios baseline / family."""
+    """Per round: baseline fwd, family fwd, baseline fwd+bwd, family fwd+bwd (ms; every other round the family
+    goes first). Returns the family's forward and forward+backward times and the per-round forward ratios baseline / family."""
     from .timing import measure
 
     def once(m: torch.nn.Module, xs: Sequence[torch.Tensor], backward: bool, i: int) -> float:
@@ -149,9 +149,14 @@ def _round_robin(base: torch.nn.Module, base_inputs: Sequence[torch.Tensor], mod
     start = time.perf_counter()
     i = 0
     while True:
-        b_f, m_f = once(base, base_inputs, False, i), once(module, inputs, False, i)
-        once(base, base_inputs, True, i)
-        m_fb = once(module, inputs, True, i)
+        if i % 2 == 0:  # the order alternates, so neither slot of a round is favoured
+            b_f, m_f = once(base, base_inputs, False, i), once(module, inputs, False, i)
+            once(base, base_inputs, True, i)
+            m_fb = once(module, inputs, True, i)
+        else:
+            m_f, b_f = once(module, inputs, False, i), once(base, base_inputs, False, i)
+            m_fb = once(module, inputs, True, i)
+            once(base, base_inputs, True, i)
         fwd.append(m_f)
         fb.append(m_fb)
         ratios.append(b_f / m_f)

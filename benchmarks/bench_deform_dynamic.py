@@ -5,6 +5,7 @@ Prints medians, min–max spread and the ratios the issue asks for. Usage: pytho
 
 from __future__ import annotations
 
+import copy
 import os
 import statistics
 import sys
@@ -34,6 +35,24 @@ def interleaved(fns: dict, make_input, backward: bool, rounds: int) -> dict[str,
     return times
 
 
+def interleaved_formats(fns: dict, shape: tuple[int, ...], backward: bool, rounds: int) -> dict[str, list[float]]:
+    """Like ``interleaved``, each candidate fed the input in the format named in its label."""
+    times: dict[str, list[float]] = {k: [] for k in fns}
+    for r in range(rounds + 1):
+        for name, fn in fns.items():
+            fmt = FORMATS["channels_last" if "channels_last" in name else "contiguous"]
+            x = torch.randn(shape).contiguous(memory_format=fmt).requires_grad_(backward)
+            t0 = time.perf_counter()
+            if backward:
+                fn(x).sum().backward()
+            else:
+                with torch.no_grad():
+                    fn(x)
+            if r:
+                times[name].append((time.perf_counter() - t0) * 1e3)
+    return times
+
+
 def show(title: str, times: dict[str, list[float]], pairs: list[tuple[str, str, str]]) -> None:
     print(f"\n{title}")
     for name, v in times.items():
@@ -44,11 +63,15 @@ def show(title: str, times: dict[str, list[float]], pairs: list[tuple[str, str, 
 
 def main() -> None:
     quick = "--quick" in sys.argv
+    if "--threads" in sys.argv:
+        torch.set_num_threads(int(sys.argv[sys.argv.index("--threads") + 1]))
     rounds = 3 if quick else 7
     print(f"threads {torch.get_num_threads()}, load average {os.getloadavg()}, torch {torch.__version__}")
     from torchvision.ops import deform_conv2d as tv_deform
 
     torch.manual_seed(0)
+    if "--dynamic-only" in sys.argv:
+        return dynamic(rounds)
     n, c, co, h = 8, 64, 128, 56
     weight = (torch.randn(co, c, 3, 3) * 0.05).requires_grad_()
     bias = torch.randn(co).requires_grad_()
@@ -65,22 +88,20 @@ def main() -> None:
             show(f"deformable b{n} {c}->{co} {h}x{h} 3x3, {fmt_name}, {'fwd+bwd' if backward else 'fwd'}", t,
                  [("torchvision deform_conv2d", "convzoo deform (pure torch)", "torchvision / convzoo (target >= 2 fwd, >= 4 fwd+bwd)"),
                   ("convzoo deform (pure torch)", "standard conv", "convzoo / standard conv (target <= 3 fwd, <= 5 fwd+bwd)")])
+    dynamic(rounds)
 
+
+def dynamic(rounds: int) -> None:
     n, c, h = 32, 64, 28
     dyn = cz.DynamicConv2d(c, c, 3, padding=1, temperature=1.0)
     static = torch.nn.Conv2d(c, c, 3, padding=1)
-    best_static = {}
     for backward in (False, True):
-        per_fmt = {}
-        for fmt_name, fmt in FORMATS.items():
-            dyn_f = dyn.to(memory_format=fmt)
-            st_f = static.to(memory_format=fmt)
-            def make(): return torch.randn(n, c, h, h).contiguous(memory_format=fmt).requires_grad_(backward)
-            per_fmt[fmt_name] = interleaved({f"static conv ({fmt_name})": st_f, f"dynamic conv ({fmt_name})": dyn_f},
-                                            make, backward, rounds)
-        merged = {k: v for d in per_fmt.values() for k, v in d.items()}
+        fns = {}
+        for fmt_name, fmt in FORMATS.items():  # both formats in ONE round-robin, so they share the load
+            fns[f"static conv ({fmt_name})"] = copy.deepcopy(static).to(memory_format=fmt)
+            fns[f"dynamic conv ({fmt_name})"] = copy.deepcopy(dyn).to(memory_format=fmt)
+        merged = interleaved_formats(fns, (n, c, h, h), backward, rounds)
         best = min(FORMATS, key=lambda f: statistics.median(merged[f"static conv ({f})"]))
-        best_static[backward] = best
         show(f"dynamic b{n} {c}->{c} {h}x{h} 3x3, {'fwd+bwd' if backward else 'fwd'} (static conv's best format: {best})",
              merged, [(f"dynamic conv ({f})", f"static conv ({best})", f"dynamic ({f}) / static ({best}) (target <= 1.3)")
                       for f in FORMATS])

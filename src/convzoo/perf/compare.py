@@ -131,7 +131,8 @@ def _round_robin(base: torch.nn.Module, base_inputs: Sequence[torch.Tensor], mod
                  min_time: float = 1.0, min_rounds: int = 5, max_rounds: int = 30,
                  ) -> tuple[list[float], list[float], list[float]]:
     """Per round: baseline fwd, family fwd, baseline fwd+bwd, family fwd+bwd (ms; every other round the family
-    goes first). Returns the family's forward and forward+backward times and the per-round forward ratios baseline / family."""
+    goes first). Returns the family's forward and forward+backward times and the per-round forward ratios
+    baseline / family."""
     from .timing import measure
 
     def once(m: torch.nn.Module, xs: Sequence[torch.Tensor], backward: bool, i: int) -> float:

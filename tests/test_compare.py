@@ -35,17 +35,19 @@ def test_macs_and_ratios_match_the_cost_model(rows):
     by = {r.family: r for r in rows}
     std = by["standard"]
     n, c, o, s, k = 1, 4, 8, 7, 3
-    assert std.macs == n * s * s * o * c * k * k and std.mac_ratio == 1.0 and std.speed_ratio == 1.0
+    assert std.macs == n * s * s * o * c * k * k and std.mac_ratio == 1.0
     # depthwise separable: (k² + C_out) / (k²·C_out) of the standard conv (MobileNet's ratio)
     assert by["depthwise_separable"].mac_ratio == pytest.approx((k * k + o) / (k * k * o))
     assert by["grouped"].mac_ratio == pytest.approx(1 / 4)
     for r in rows:
         assert r.mac_ratio == pytest.approx(r.macs / std.macs)
-        assert r.speed_ratio == pytest.approx(std.forward_ms / r.forward_ms)
+        # speed_ratio is the median of per-round ratios (timed round-robin with 'standard'): no identity to check
+        assert r.rounds == 1 and isinstance(r.trusted, bool)
         assert r.gmacs_per_s == pytest.approx(r.macs / (r.forward_ms * 1e-3) / 1e9)
         assert r.intensity == pytest.approx(2 * r.macs / r.bytes)
         assert set(r.to_dict()) == {"family", "params", "macs", "mac_ratio", "forward_ms", "forward_backward_ms",
-                                    "speed_ratio", "gmacs_per_s", "bytes", "intensity", "max_error"}
+                                    "speed_ratio", "gmacs_per_s", "bytes", "intensity", "max_error", "forward_spread",
+                                    "forward_backward_spread", "rounds", "trusted"}
 
 
 def test_table_marks_families_that_are_not_kxk(rows):
@@ -78,3 +80,21 @@ def test_cli_compare_json_and_csv(tmp_path):
 def test_compare_on_cuda():
     rows = compare(device="cuda", families=["standard", "hetconv", "dynamic"], **TINY)
     assert all(r.forward_ms > 0 and r.max_error < 1e-4 for r in rows)
+
+
+def test_spread_and_load_helpers():
+    from convzoo.perf.compare import _spread, machine_load
+
+    assert _spread([1.0, 1.0, 1.0, 1.0]) == 0.0
+    assert _spread([1.0, 2.0, 3.0, 4.0, 5.0]) == pytest.approx(2 / 3)
+    assert math.isnan(_spread([1.0]))
+    load, cpus, busy = machine_load()
+    assert cpus >= 1 and isinstance(busy, bool)
+
+
+def test_table_header_shows_the_load(rows):
+    from rich.console import Console
+
+    console = Console(width=250, record=True)
+    console.print(compare_table(rows))
+    assert "load average" in console.export_text()

@@ -4,7 +4,14 @@ article 003 §2.2.
 y(p) = Σ_t w_t · m_t(p) · x(p·s + t·d + Δp_t(p)), x read by bilinear interpolation (zero outside). The
 offsets Δp (and, for v2, the masks m = sigmoid(·)) come from an ordinary conv on the same input with the same
 kernel/stride/padding/dilation. It is zero-initialised, so at init v1 equals a plain conv with
-``weight``/``bias`` and v2 (m = 0.5) equals half of it plus the bias. Computed by ``torchvision.ops.deform_conv2d``.
+``weight``/``bias`` and v2 (m = 0.5) equals half of it plus the bias.
+
+Two exact implementations of the sampling + conv: ``convzoo.deform.deform_conv2d`` (pure PyTorch: grid_sample into
+columns, one GEMM; autocast-safe, torch.compile-able, NaN-safe, keeps channels_last) and torchvision's
+``deform_conv2d`` kernel. ``implementation='auto'`` (the default) picks per (device type, dtype) by timing both once
+per process on the first input seen (cached in ``_CHOICE``); under autocast, torch.compile or non-finite offsets /
+masks it always runs the pure op (torchvision's CPU kernel segfaults on NaN offsets, and refuses mixed dtypes);
+under ONNX export it runs torchvision's op, which exports as the single ``DeformConv`` node.
 """
 
 from __future__ import annotations
@@ -47,6 +54,46 @@ def _deform_conv2d(*args: Any, **kwargs: Any) -> torch.Tensor:
     return deform_conv2d(*args, **kwargs)
 
 
+IMPLEMENTATIONS = ("auto", "torch", "torchvision")
+_CHOICE: dict[tuple[str, torch.dtype, bool], str] = {}  # (device type, dtype, grad) → the faster implementation
+
+
+def _time_once(fn: Callable[[], torch.Tensor], device: torch.device) -> float:
+    import time
+
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    start = time.perf_counter()
+    fn()
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+    return time.perf_counter() - start
+
+
+def _measured_choice(x: torch.Tensor, run: Callable[[str], torch.Tensor]) -> str:
+    """The faster of the two implementations on this input, timed interleaved (best of 3 each, after a warm-up),
+    once per (device type, dtype, grad mode) per process, like cuDNN's benchmark mode."""
+    key = (x.device.type, x.dtype, torch.is_grad_enabled())
+    if key not in _CHOICE:
+        best = {"torch": math.inf, "torchvision": math.inf}
+        with torch.no_grad():
+            for name in best:
+                run(name)  # warm-up
+            for _ in range(3):
+                for name in best:
+                    best[name] = min(best[name], _time_once(lambda: run(name), x.device))
+        _CHOICE[key] = min(best, key=best.__getitem__)
+    return _CHOICE[key]
+
+
+def _is_channels_last(x: torch.Tensor) -> bool:
+    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+def _all_finite(offset: torch.Tensor, mask: torch.Tensor | None) -> bool:
+    return bool(torch.isfinite(offset).all()) and (mask is None or bool(torch.isfinite(mask).all()))
+
+
 class DeformConv2d(ConvzooLayer, nn.Module):
     """Shapes: input (N, C_in, H, W) → (N, C_out, H_out, W_out); weight (C_out, C_in/groups, kh, kw);
     offset (N, 2·offset_groups·kh·kw, H_out, W_out) in torchvision's layout (dy, dx per tap, taps row-major);
@@ -84,6 +131,7 @@ class DeformConv2d(ConvzooLayer, nn.Module):
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.offset_groups, self.modulated = offset_groups, bool(modulated)
         self.padding_mode = check_choice(padding_mode, "padding_mode", PADDING_MODES)
+        self.implementation = "auto"  # or "torch" / "torchvision": see the module docstring
         factory = {"device": device, "dtype": dtype}
         # The offset conv carries (and validates) the geometry; the deformable conv uses the same.
         fields_per_tap = 3 if modulated else 2  # (dy, dx) and, for v2, the mask
@@ -120,13 +168,38 @@ class DeformConv2d(ConvzooLayer, nn.Module):
         mask = torch.sigmoid(predicted[:, n_offsets:]) if self.modulated else None
         return predicted[:, :n_offsets], mask
 
-    def sample_and_convolve(self, x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor | None) -> torch.Tensor:
-        """Bilinear sampling at p·s + t·d + Δp (times the mask for v2), then the weights: one deformable conv."""
+    def _geometry_args(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[int, int]]:
         if self.padding_mode == "zeros" and all(lo == hi for lo, hi in self.padding_pairs):
-            return _deform_conv2d(x, offset, self.weight, self.bias, self.stride,
-                                  tuple(lo for lo, _ in self.padding_pairs), self.dilation, mask)
-        padded = pad_pairs(x, self.padding_pairs, self.padding_mode)
-        return _deform_conv2d(padded, offset, self.weight, self.bias, self.stride, 0, self.dilation, mask)
+            return x, (self.padding_pairs[0][0], self.padding_pairs[1][0])
+        return pad_pairs(x, self.padding_pairs, self.padding_mode), (0, 0)
+
+    def sample_and_convolve(self, x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor | None,
+                            implementation: str | None = None) -> torch.Tensor:
+        """Bilinear sampling at p·s + t·d + Δp (times the mask for v2), then the weights: one deformable conv,
+        by ``implementation`` ('torch' / 'torchvision'; default: the layer's, see the module docstring)."""
+        from ..deform import deform_conv2d
+
+        padded, padding = self._geometry_args(x)
+        choice = check_choice(implementation or self.implementation, "implementation", IMPLEMENTATIONS)
+
+        def run(name: str) -> torch.Tensor:
+            if name == "torch":
+                return deform_conv2d(padded, offset, self.weight, self.bias, self.stride, padding, self.dilation, mask)
+            y = _deform_conv2d(padded, offset, self.weight, self.bias, self.stride, padding, self.dilation, mask)
+            return y.contiguous(memory_format=torch.channels_last) if _is_channels_last(x) else y
+
+        if torch.onnx.is_in_onnx_export():
+            return run("torchvision")  # exports as one DeformConv node
+        if choice == "torch" or torch.compiler.is_compiling() or x.device.type == "meta":
+            return run("torch")
+        if not _all_finite(offset, mask):
+            return run("torch")  # torchvision's CPU kernel dies (SIGSEGV) on NaN offsets; the pure op gives NaN
+        if choice == "auto":
+            mixed = x.dtype != offset.dtype or (mask is not None and mask.dtype != x.dtype)
+            if mixed or torch.is_autocast_enabled(x.device.type):
+                return run("torch")
+            choice = _measured_choice(x, run)
+        return run(choice)
 
     def forward(self, x: torch.Tensor, offset: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
         check_input(x, 2, self.in_channels, "DeformConv2d")
@@ -192,12 +265,16 @@ class DeformConv2d(ConvzooLayer, nn.Module):
         offsets = native_conv_call(self.offset_conv)
         n_offsets = 2 * self.offset_groups * self.num_taps
 
-        def direct(x: torch.Tensor) -> torch.Tensor:
-            predicted = offsets(x)
-            mask = torch.sigmoid(predicted[:, n_offsets:]) if self.modulated else None
-            return self.sample_and_convolve(x, predicted[:, :n_offsets], mask)
+        def run(implementation: str) -> Callable[[torch.Tensor], torch.Tensor]:
+            def direct(x: torch.Tensor) -> torch.Tensor:
+                predicted = offsets(x)
+                mask = torch.sigmoid(predicted[:, n_offsets:]) if self.modulated else None
+                return self.sample_and_convolve(x, predicted[:, :n_offsets], mask, implementation)
 
-        return [("native", "torchvision deform_conv2d (direct)", direct)]
+            return direct
+
+        return [("native", "torchvision deform_conv2d (direct)", run("torchvision")),
+                ("native", "convzoo.deform.deform_conv2d (pure torch, direct)", run("torch"))]
 
     def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
         """Zero offsets read the regular grid, so W loads exactly (v2: mask sigmoid(0) = ½, so 2W is stored)."""

@@ -56,7 +56,9 @@ class KernelAttention(nn.Module):
 
 
 class DynamicConvNd(ConvzooLayer, nn.Module):
-    """Shapes: (N, C_in, *S) → (N, C_out, *O) as ``Conv*d``; weight (K, C_out, C_in/groups, *k), bias (K, C_out).
+    """Shapes: (N, C_in, *S) → (N, C_out, *O) as ``Conv*d``; weight (K·C_out, C_in/groups, *k) — the K kernels
+    stacked along the first axis, so that a 2-D layer's weight is 4-D and ``model.to(memory_format=
+    torch.channels_last)`` works; ``kernels`` is the (K, C_out, C_in/groups, *k) view — and bias (K, C_out).
 
     Arguments, order and defaults as ``torch.nn.Conv*d``; ``num_kernels`` K, ``reduction`` (of the attention's
     hidden layer) and the softmax ``temperature`` are keyword-only.
@@ -93,7 +95,7 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
         self.temperature = temperature
         factory = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(
-            torch.empty(num_kernels, out_channels, in_channels // groups, *self.kernel_size, **factory)
+            torch.empty(num_kernels * out_channels, in_channels // groups, *self.kernel_size, **factory)
         )
         self.bias = nn.Parameter(torch.empty(num_kernels, out_channels, **factory)) if bias else None
         self.attention = KernelAttention(in_channels, num_kernels, reduction, **factory)
@@ -109,22 +111,37 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
             raise ValueError(f"temperature={value!r} must be a positive finite number")
         self._temperature = float(value)
 
+    @property
+    def kernels(self) -> torch.Tensor:
+        """The K kernels, (K, C_out, C_in/groups, *k) (a view of ``weight``)."""
+        return self.weight.reshape(self.num_kernels, self.out_channels, *self.weight.shape[1:])
+
     def reset_parameters(self) -> None:
-        for k in range(self.num_kernels):  # each kernel initialised as an independent conv
-            init_conv_(self.weight[k], None if self.bias is None else self.bias[k])
+        with torch.no_grad():
+            for k in range(self.num_kernels):  # each kernel initialised as an independent conv
+                init_conv_(self.kernels[k], None if self.bias is None else self.bias[k])
         self.attention.fc1.reset_parameters()
         self.attention.fc2.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.dim, self.in_channels, type(self).__name__)
         check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__)
+        if x.shape[0] == 0:  # an empty batch: the output's shape from a static conv with the first kernel
+            return conv_with_pairs(x, self.weight[: self.out_channels], None, self.stride, self.padding_pairs,
+                                   self.dilation, self.groups, self.padding_mode)
+        if self.dim == 2 and (torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()):
+            return self._unfolded(x)  # the batch stays a dimension of the graph, never a number in it
+        if self.dim == 2 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
+            # folding the batch into groups copies NHWC anyway: do it in NCHW and hand channels_last back
+            return self._batch_folded(x.contiguous()).contiguous(memory_format=torch.channels_last)
         return self._batch_folded(x)
 
     def _aggregate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-sample kernels (N, C_out, C_in/g, *k) and biases (N, C_out): W(x) = Σ_k π_k(x)·W_k."""
         n = x.shape[0]
         attention = self.attention(x, self.temperature)  # (N, K)
-        weight = (attention @ self.weight.flatten(1)).reshape(n, *self.weight.shape[1:])
+        weight = (attention @ self.weight.reshape(self.num_kernels, -1)).reshape(n, self.out_channels,
+                                                                                  *self.weight.shape[1:])
         bias = attention @ self.bias if self.bias is not None else None
         return weight, bias
 
@@ -136,6 +153,24 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
         y = conv_with_pairs(folded, weight.flatten(0, 1), None if bias is None else bias.flatten(), self.stride,
                             self.padding_pairs, self.dilation, n * self.groups, self.padding_mode)
         return y.reshape(n, self.out_channels, *y.shape[2:])
+
+    def _unfolded(self, x: torch.Tensor) -> torch.Tensor:
+        """2-D only: per-sample kernels applied by a batched matmul over unfolded patches (im2col), with no
+        number depending on the batch (ONNX export with a dynamic batch, jit.trace)."""
+        from ..functional import pad_pairs
+
+        weight, bias = self._aggregate(x)
+        g = self.groups
+        padded = pad_pairs(x, self.padding_pairs, self.padding_mode)
+        out_h = (padded.shape[2] - self.dilation[0] * (self.kernel_size[0] - 1) - 1) // self.stride[0] + 1
+        out_w = (padded.shape[3] - self.dilation[1] * (self.kernel_size[1] - 1) - 1) // self.stride[1] + 1
+        patches = torch.nn.functional.unfold(padded, self.kernel_size, self.dilation, 0, self.stride)
+        patches = patches.unflatten(1, (g, -1))  # (N, g, C_in/g·kh·kw, L)
+        kernels = weight.unflatten(1, (g, -1)).flatten(3)  # (N, g, C_out/g, C_in/g·kh·kw)
+        y = torch.matmul(kernels, patches).flatten(1, 2)  # (N, C_out, L)
+        if bias is not None:
+            y = y + bias.unsqueeze(-1)
+        return y.unflatten(2, (out_h, out_w))
 
     def _per_sample(self, x: torch.Tensor) -> torch.Tensor:
         """One conv per sample with its own kernel (the same function; the bench's comparison form)."""
@@ -157,7 +192,7 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
         k, hidden = self.num_kernels, self.attention.fc1.out_features
         bias = 0 if self.bias is None else self.out_channels
         out = conv_output_tensor_shape(input_shape, self.out_channels, self.kernel_size, self.stride, self.padding_pairs, self.dilation)
-        kernel = tuple(self.weight.shape[1:])  # one sample's (C_out, C_in/g, *k)
+        kernel = tuple(self.kernels.shape[1:])  # one sample's (C_out, C_in/g, *k)
         gap = LayerCost(0, 0, numel(input_shape), numel(input_shape) + n * c, (n, c))
         fc1 = module_cost(self.attention.fc1, (n, c), (n, hidden))
         fc2 = module_cost(self.attention.fc2, (n, hidden), (n, k))
@@ -178,7 +213,7 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
 
         att = self.attention
         fc = [to_numpy(t) for t in (att.fc1.weight, att.fc1.bias, att.fc2.weight, att.fc2.bias)]
-        weight, bias = to_numpy(self.weight), to_numpy(self.bias)
+        weight, bias = to_numpy(self.kernels), to_numpy(self.bias)
         if self.padding_mode == "zeros":
             return ref.dynamic_conv(x, weight, bias, *fc, self.temperature, self.stride,
                                     ref.resolve_padding(self.padding, self.kernel_size, self.stride, self.dilation),
@@ -193,15 +228,18 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
         return np.concatenate(outputs)
 
     def native_alternatives(self) -> list[Alternative]:
-        return [("native", "batch-folded grouped conv", self._batch_folded),
-                ("native", "per-sample loop", self._per_sample)]
+        forms: list[Alternative] = [("native", "batch-folded grouped conv", self._batch_folded),
+                                    ("native", "per-sample loop", self._per_sample)]
+        if self.dim == 2:
+            forms.append(("native", "unfold + batched matmul", self._unfolded))
+        return forms
 
     def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
         """Every kernel starts as W: Σ_k π_k W = W for any attention π (exact when W fits kernel and groups)."""
         from ..conversion.kernels import load_, relative_frobenius_error
 
         blocks, effective = grouped_projection(weight, self.groups, self.kernel_size)
-        load_(self.weight, blocks.unsqueeze(0).expand_as(self.weight))
+        load_(self.weight, blocks.unsqueeze(0).expand_as(self.kernels).reshape(self.weight.shape))
         load_(self.bias, None if bias is None else bias.unsqueeze(0).expand_as(self.bias))
         return relative_frobenius_error(effective, weight)
 

@@ -2,7 +2,12 @@
 
 MACs = conv/linear weight multiply-accumulates (FLOPs = 2 × MACs), from ``convzoo.cost`` on the meta device.
 Times are forward and forward+backward medians in the contiguous (NCHW) format (``convzoo bench`` times both
-formats and the native compositions). Ratios are vs 'standard': ``mac_ratio`` = family MACs / standard MACs,
+formats and the native compositions), timed round-robin with the 'standard' baseline: every round runs standard
+forward, family forward, standard forward+backward, family forward+backward, so load from other processes hits the
+family and its baseline alike, and a forward and its forward+backward come from the same rounds. ``speed_ratio``
+is the median of the per-round ratios; ``*_spread`` is the interquartile range over the median, and a row whose
+spread exceeds ``UNTRUSTED_SPREAD`` (or whose forward+backward median is below its forward median) has
+``trusted`` False. Ratios are vs 'standard': ``mac_ratio`` = family MACs / standard MACs,
 ``speed_ratio`` = standard time / family time (> 1: faster). Families that are not a same-shape k×k layer
 (``Family.replaces_kxk`` False) are built by the registry defaults and keep their own output shape — transposed
 and resize produce 2H×2W, global_depthwise is C_in → C_in over the whole map — so their ratios compare the
@@ -12,6 +17,8 @@ layer as built, not a drop-in replacement.
 from __future__ import annotations
 
 import math
+import statistics
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -38,6 +45,10 @@ class CompareRow:
     bytes: int
     intensity: float  # FLOPs per byte moved
     max_error: float  # relative error vs reference.py on a small slice
+    forward_spread: float = math.nan  # interquartile range / median of the forward runs
+    forward_backward_spread: float = math.nan
+    rounds: int = 0
+    trusted: bool = True
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -78,7 +89,7 @@ def compare(batch: int = 8, in_channels: int = 64, out_channels: int = 128, size
 
     ``repeats=None`` runs each measurement for ~0.25 s (3 to 30 runs); ``progress(name)`` is called before each
     family. On CUDA, timing uses CUDA events and cuDNN autotuning."""
-    from .timing import configure, make_inputs, measure
+    from .timing import configure, make_inputs
     from ..analysis.cost import cost
 
     configure(device)
@@ -86,7 +97,10 @@ def compare(batch: int = 8, in_channels: int = 64, out_channels: int = 128, size
     for n in names:
         family(n)  # unknown names fail before any timing
     order = ["standard"] + [n for n in names if n != "standard"]
-    measure_kw: dict[str, Any] = {"repeats": repeats} if repeats else {}
+    base, base_shape = build_for_compare("standard", batch, in_channels, out_channels, size, kernel_size, dtype,
+                                         device)
+    base_inputs = make_inputs(base_shape, 3, device, dtype, requires_grad=True)
+    base_report = cost(base, base_shape, dtype=dtype)
     rows: dict[str, CompareRow] = {}
     for name in order:
         if progress:
@@ -94,22 +108,79 @@ def compare(batch: int = 8, in_channels: int = 64, out_channels: int = 128, size
         module, shape = build_for_compare(name, batch, in_channels, out_channels, size, kernel_size, dtype, device)
         report = cost(module, shape, dtype=dtype)
         inputs = make_inputs(shape, 3, device, dtype, requires_grad=True)
-        params = list(module.parameters())
-        if not rows:
-            # The process's first timed conv pays one-off costs (thread-pool start, page faults, oneDNN primitive
-            # creation) that inflated the baseline 1.2–2.5× in `make run`: spend them on a discarded run.
-            measure(module, inputs, params=params, min_time=0.5)
-            measure(module, inputs, backward=True, params=params, min_time=0.5)
-        fwd = measure(module, inputs, params=params, **measure_kw).median_ms
-        fb = measure(module, inputs, backward=True, params=params, **measure_kw).median_ms
+        fwd, fb, ratios = _round_robin(base, base_inputs, module, inputs, repeats, warm=not rows)
         error = _max_error(module, inputs[0].detach())
-        rows[name] = CompareRow(name, sum(p.numel() for p in params), report.macs, math.nan, fwd, fb, math.nan,
-                                report.macs / (fwd * 1e-3) / 1e9, report.bytes, report.intensity, error)
-    std = rows["standard"]
-    for row in rows.values():
-        row.mac_ratio = row.macs / std.macs
-        row.speed_ratio = std.forward_ms / row.forward_ms
+        f_med, fb_med = statistics.median(fwd), statistics.median(fb)
+        f_spread, fb_spread = _spread(fwd), _spread(fb)
+        trusted = max(f_spread, fb_spread) <= UNTRUSTED_SPREAD and fb_med >= f_med
+        rows[name] = CompareRow(name, sum(p.numel() for p in module.parameters()), report.macs,
+                                report.macs / base_report.macs, f_med, fb_med, statistics.median(ratios),
+                                report.macs / (f_med * 1e-3) / 1e9, report.bytes, report.intensity, error, f_spread,
+                                fb_spread, len(fwd), trusted)
     return [rows[n] for n in names]
+
+
+UNTRUSTED_SPREAD = 0.25  # interquartile range / median above which a row's times are marked as not to be trusted
+
+
+def _spread(times: Sequence[float]) -> float:
+    if len(times) < 2:
+        return math.nan
+    q = statistics.quantiles(times, n=4, method="inclusive")
+    return (q[2] - q[0]) / statistics.median(times)
+
+
+def _round_robin(base: torch.nn.Module, base_inputs: Sequence[torch.Tensor], module: torch.nn.Module,
+                 inputs: Sequence[torch.Tensor], repeats: int | None, warm: bool,
+                 min_time: float = 1.0, min_rounds: int = 5, max_rounds: int = 30,
+                 ) -> tuple[list[float], list[float], list[float]]:
+    """Per round: baseline fwd, family fwd, baseline fwd+bwd, family fwd+bwd (ms; every other round the family
+    goes first). Returns the family's forward and forward+backward times and the per-round forward ratios
+    baseline / family."""
+    from .timing import measure
+
+    def once(m: torch.nn.Module, xs: Sequence[torch.Tensor], backward: bool, i: int) -> float:
+        return measure(m, [xs[i % len(xs)]], backward=backward, params=list(m.parameters()), warmup=0,
+                       repeats=1).median_ms
+
+    # warm-up (the process's first timed conv pays one-off costs: thread pool, page faults, oneDNN primitives)
+    for _ in range(3 if warm else 1):
+        for m, xs in ((base, base_inputs), (module, inputs)):
+            once(m, xs, False, 0)
+            once(m, xs, True, 0)
+    fwd: list[float] = []
+    fb: list[float] = []
+    ratios: list[float] = []
+    start = time.perf_counter()
+    i = 0
+    while True:
+        if i % 2 == 0:  # the order alternates, so neither slot of a round is favoured
+            b_f, m_f = once(base, base_inputs, False, i), once(module, inputs, False, i)
+            once(base, base_inputs, True, i)
+            m_fb = once(module, inputs, True, i)
+        else:
+            m_f, b_f = once(module, inputs, False, i), once(base, base_inputs, False, i)
+            m_fb = once(module, inputs, True, i)
+            once(base, base_inputs, True, i)
+        fwd.append(m_f)
+        fb.append(m_fb)
+        ratios.append(b_f / m_f)
+        i += 1
+        if repeats is not None:
+            if i >= repeats:
+                break
+        elif i >= max_rounds or (i >= min_rounds and time.perf_counter() - start >= min_time):
+            break
+    return fwd, fb, ratios
+
+
+def machine_load() -> tuple[float, int, bool]:
+    """(1-minute load average, CPU count, busy): busy when the load reaches the CPU count minus a half."""
+    import os
+
+    load = os.getloadavg()[0] if hasattr(os, "getloadavg") else math.nan
+    cpus = os.cpu_count() or 1
+    return load, cpus, bool(load >= cpus - 0.5)
 
 
 def _all_families():
@@ -121,20 +192,25 @@ def compare_table(rows: Sequence[CompareRow]) -> Any:
     from rich.table import Table
 
     other = {f.name for f in _all_families() if not f.replaces_kxk}
+    load, cpus, busy = machine_load()
     table = Table(title="convzoo compare — ratios vs standard; MACs = weight multiply-accumulates (FLOPs = 2 × MACs); "
-                        "times = medians, NCHW",
+                        "times = medians, NCHW, each family timed round-robin with 'standard'\n"
+                        f"load average {load:.2f} on {cpus} CPU(s)"
+                        + (" — WARNING: the machine is busy, times are inflated and noisy" if busy else ""),
                   caption="* not a same-shape k×k layer: built by the registry defaults with its own output shape "
                           "(transposed/resize: 2H×2W; global_depthwise: C_in→C_in over the whole map); "
                           "its ratios compare the layer as built, not a drop-in replacement. "
-                          "speed ratio = standard time / family time (>1 faster); error = relative, vs reference.py.")
-    columns = ("family", "params", "MACs (M)", "MAC ratio", "fwd ms", "fwd+bwd ms", "speed ratio", "GMAC/s",
-               "MB moved", "FLOP/B", "max error")
+                          "speed ratio = median over rounds of standard time / family time (>1 faster); spread = interquartile "
+                          f"range / median; ! = spread > {UNTRUSTED_SPREAD:.0%} (or fwd+bwd < fwd): don't trust the row; "
+                          "error = relative, vs reference.py.")
+    columns = ("family", "params", "MACs (M)", "MAC ratio", "fwd ms", "fwd+bwd ms", "spread", "speed ratio",
+               "GMAC/s", "MB moved", "FLOP/B", "max error")
     for column in columns:
         table.add_column(column, justify="left" if column == "family" else "right", no_wrap=column == "family")
     for r in rows:
-        table.add_row(r.family + (" *" if r.family in other else ""), f"{r.params:,}", f"{r.macs / 1e6:,.1f}",
-                      f"{r.mac_ratio:.3f}", f"{r.forward_ms:.2f}", f"{r.forward_backward_ms:.2f}",
-                      f"{r.speed_ratio:.2f}", f"{r.gmacs_per_s:.1f}", f"{r.bytes / 1e6:.1f}", f"{r.intensity:.1f}",
+        table.add_row(r.family + (" *" if r.family in other else "") + ("" if r.trusted else " !"), f"{r.params:,}",
+                      f"{r.macs / 1e6:,.1f}", f"{r.mac_ratio:.3f}", f"{r.forward_ms:.2f}", f"{r.forward_backward_ms:.2f}",
+                      f"{r.forward_spread:.0%} / {r.forward_backward_spread:.0%}", f"{r.speed_ratio:.2f}", f"{r.gmacs_per_s:.1f}", f"{r.bytes / 1e6:.1f}", f"{r.intensity:.1f}",
                       f"{r.max_error:.1e}")
     return table
 

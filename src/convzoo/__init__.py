@@ -54,6 +54,10 @@ from .layers import (  # first: layers/base.py owns the geometry that functional
     TransposedConvNd,
     separate_kernel,
     split_channels,
+    CondConv1d,
+    CondConv2d,
+    CondConv3d,
+    CondConvNd,
 )
 from . import functional
 from .registry import Family, build, families, family
@@ -95,4 +99,5 @@ __all__ = [
     "build", "compare", "conv_output_size", "convert", "cost", "families", "family", "functional",
     "is_even_overlap", "models", "optimize", "overlap_map", "receptive_field", "separate_kernel", "split_channels",
     "transposed_output_size", "transposed_output_sizes",
+    "CondConv1d", "CondConv2d", "CondConv3d", "CondConvNd",
 ]

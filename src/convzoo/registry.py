@@ -242,6 +242,20 @@ _FAMILIES = [
     Family("deformable_v2", "Deformable convolution v2 (modulated)", "003 §2.2",
            "DCN v1 plus a learned sigmoid mask per sampling point (Zhu et al. 2018).", (2,), _deformable_v2),
 ]
+
+_condconv = _by_dim(L.CondConv1d, L.CondConv2d, L.CondConv3d)
+
+
+def _cond_conv(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
+    kernel = _window(k, dim)
+    return _condconv(dim)(i, o, kernel, **_same(kw, kernel))
+
+
+_FAMILIES += [
+    Family("condconv", "CondConv (conditionally parameterized)", "issue 15",
+           "K expert kernels mixed per example by independent sigmoid routing weights (Yang et al. 2019).",
+           ALL_DIMS, _cond_conv),
+]
 _BY_NAME = {f.name: f for f in _FAMILIES}
 
 

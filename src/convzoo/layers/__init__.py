@@ -28,6 +28,7 @@ from .shuffle import (
     ShuffledGroupedConv3d,
     ShuffledGroupedConvNd,
 )
+from .condconv import CondConv1d, CondConv2d, CondConv3d, CondConvNd, Routing
 from .transposed import TransposedConv1d, TransposedConv2d, TransposedConv3d, TransposedConvNd
 
 __all__ = [
@@ -40,4 +41,5 @@ __all__ = [
     "ShuffledGroupedConv3d", "ShuffledGroupedConvNd", "SpatiallySeparableConv2d", "Stage", "TransposedConv1d",
     "TransposedConv2d", "TransposedConv3d", "TransposedConvNd", "compose_stages", "separate_kernel",
     "split_channels",
+    "CondConv1d", "CondConv2d", "CondConv3d", "CondConvNd", "Routing",
 ]

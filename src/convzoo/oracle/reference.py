@@ -48,6 +48,7 @@ __all__ = [
     "bilinear_sample",
     "deform_conv2d",
     "mixconv",
+    "condconv",
 ]
 
 PAD_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -872,3 +873,55 @@ def mixconv(
         outputs.append(correlate(chunk, w_i, b_i, stride, tuple(same), dil_t, g_i))
         start += in_i
     return np.concatenate(outputs, axis=1)
+
+
+# ---------------------------------------------------------------------------
+# issue 15b: CondConv, ODConv, DCNv3, involution, selective kernel
+# ---------------------------------------------------------------------------
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _softmax(z: np.ndarray, axis: int) -> np.ndarray:
+    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _global_mean(x: np.ndarray) -> np.ndarray:
+    """(N, C, *S) -> (N, C): the mean over the spatial dims (global average pooling)."""
+    return x.reshape(x.shape[0], x.shape[1], -1).mean(axis=2)
+
+
+def condconv(
+    x: np.ndarray,
+    weights: np.ndarray,
+    biases: np.ndarray | None,
+    routing_weight: np.ndarray,
+    routing_bias: np.ndarray,
+    stride: IntOrTuple = 1,
+    padding: Padding = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+) -> np.ndarray:
+    """CondConv (Yang et al. 2019, Eq. 1): per example n,
+    ``r = sigmoid(routing_weight @ mean_S x[n] + routing_bias)`` (K independent sigmoids, not a softmax),
+    ``W_n = sum_k r[k] weights[k]``, ``b_n = sum_k r[k] biases[k]``, ``y[n] = correlate(x[n], W_n, b_n)``.
+
+    x: (N, C_in, *S); weights: (K, C_out, C_in/groups, *k); biases: (K, C_out) or None;
+    routing_weight: (K, C_in); routing_bias: (K,).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    weights = np.asarray(weights, dtype=np.float64)
+    n_experts = weights.shape[0]
+    if np.shape(routing_weight) != (n_experts, x.shape[1]):
+        raise ValueError(f"routing_weight must have shape ({n_experts}, {x.shape[1]}), got {np.shape(routing_weight)}")
+    outputs = []
+    for n in range(x.shape[0]):
+        r = _sigmoid(np.asarray(routing_weight) @ _global_mean(x[n : n + 1])[0] + np.asarray(routing_bias))
+        w_n = np.tensordot(r, weights, axes=1)
+        b_n = None if biases is None else r @ np.asarray(biases, dtype=np.float64)
+        outputs.append(correlate(x[n : n + 1], w_n, b_n, stride, padding, dilation, groups, padding_mode))
+    return np.concatenate(outputs, axis=0)

@@ -58,6 +58,10 @@ from .layers import (  # first: layers/base.py owns the geometry that functional
     CondConv2d,
     CondConv3d,
     CondConvNd,
+    ODConv1d,
+    ODConv2d,
+    ODConv3d,
+    ODConvNd,
 )
 from . import functional
 from .registry import Family, build, families, family
@@ -100,4 +104,5 @@ __all__ = [
     "is_even_overlap", "models", "optimize", "overlap_map", "receptive_field", "separate_kernel", "split_channels",
     "transposed_output_size", "transposed_output_sizes",
     "CondConv1d", "CondConv2d", "CondConv3d", "CondConvNd",
+    "ODConv1d", "ODConv2d", "ODConv3d", "ODConvNd",
 ]

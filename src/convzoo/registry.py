@@ -251,10 +251,21 @@ def _cond_conv(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.
     return _condconv(dim)(i, o, kernel, **_same(kw, kernel))
 
 
+_odconv = _by_dim(L.ODConv1d, L.ODConv2d, L.ODConv3d)
+
+
+def _od_conv(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
+    kernel = _window(k, dim)
+    return _odconv(dim)(i, o, kernel, **_same(kw, kernel))
+
+
 _FAMILIES += [
     Family("condconv", "CondConv (conditionally parameterized)", "issue 15",
            "K expert kernels mixed per example by independent sigmoid routing weights (Yang et al. 2019).",
            ALL_DIMS, _cond_conv),
+    Family("odconv", "ODConv (omni-dimensional dynamic convolution)", "issue 15",
+           "Spatial, input-channel, filter and kernel attentions multiplied into the kernel per sample (Li et al. 2022).",
+           ALL_DIMS, _od_conv),
 ]
 _BY_NAME = {f.name: f for f in _FAMILIES}
 

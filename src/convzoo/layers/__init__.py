@@ -29,6 +29,7 @@ from .shuffle import (
     ShuffledGroupedConvNd,
 )
 from .condconv import CondConv1d, CondConv2d, CondConv3d, CondConvNd, Routing
+from .odconv import ODConv1d, ODConv2d, ODConv3d, ODConvNd, OmniAttention
 from .transposed import TransposedConv1d, TransposedConv2d, TransposedConv3d, TransposedConvNd
 
 __all__ = [
@@ -42,4 +43,5 @@ __all__ = [
     "TransposedConv2d", "TransposedConv3d", "TransposedConvNd", "compose_stages", "separate_kernel",
     "split_channels",
     "CondConv1d", "CondConv2d", "CondConv3d", "CondConvNd", "Routing",
+    "ODConv1d", "ODConv2d", "ODConv3d", "ODConvNd", "OmniAttention",
 ]

@@ -49,6 +49,7 @@ __all__ = [
     "deform_conv2d",
     "mixconv",
     "condconv",
+    "odconv",
 ]
 
 PAD_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -924,4 +925,49 @@ def condconv(
         w_n = np.tensordot(r, weights, axes=1)
         b_n = None if biases is None else r @ np.asarray(biases, dtype=np.float64)
         outputs.append(correlate(x[n : n + 1], w_n, b_n, stride, padding, dilation, groups, padding_mode))
+    return np.concatenate(outputs, axis=0)
+
+
+def odconv(
+    x: np.ndarray,
+    weights: np.ndarray,
+    bias: np.ndarray | None,
+    heads: dict,
+    temperature: float,
+    stride: IntOrTuple = 1,
+    padding: Padding = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+) -> np.ndarray:
+    """ODConv (Li et al. 2022, Eq. 2) with the attentions shared by the K kernels: per sample n,
+    ``z = relu(Ws @ mean_S x[n] + bs)``; ``a_c = sigmoid((Wc z + bc)/T)`` (C_in), ``a_f = sigmoid((Wf z + bf)/T)``
+    (C_out), ``a_s = sigmoid((Wsp z + bsp)/T)`` (prod(k), taps row-major), ``a_w = softmax((Wk z + bk)/T)`` (K);
+    the kernel ``W_n[o, c, t] = a_f[o] * a_c[g(o)*C_in/groups + c] * a_s[t] * sum_k a_w[k] weights[k, o, c, t]``
+    and ``y[n] = correlate(x[n], W_n, bias)``.
+
+    heads: {'squeeze', 'channel', 'filter', 'spatial', 'kernel'} -> (weight, bias) of each fully connected layer.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    weights = np.asarray(weights, dtype=np.float64)
+    n_kernels, c_out, c_per = weights.shape[:3]
+    kernel = weights.shape[3:]
+    o_per = c_out // groups
+    outputs = []
+    for n in range(x.shape[0]):
+        def fc(name: str, v: np.ndarray) -> np.ndarray:
+            w, b = heads[name]
+            return np.asarray(w, dtype=np.float64) @ v + np.asarray(b, dtype=np.float64)
+
+        z = np.maximum(fc("squeeze", _global_mean(x[n : n + 1])[0]), 0.0)
+        a_c = _sigmoid(fc("channel", z) / temperature)
+        a_f = _sigmoid(fc("filter", z) / temperature)
+        a_s = _sigmoid(fc("spatial", z) / temperature).reshape(kernel)
+        a_w = _softmax(fc("kernel", z) / temperature, axis=0)
+        w_n = np.zeros((c_out, c_per) + tuple(kernel), dtype=np.float64)
+        for o in range(c_out):
+            for c in range(c_per):
+                mixed = sum(a_w[k] * weights[k, o, c] for k in range(n_kernels))
+                w_n[o, c] = a_f[o] * a_c[(o // o_per) * c_per + c] * a_s * mixed
+        outputs.append(correlate(x[n : n + 1], w_n, bias, stride, padding, dilation, groups, padding_mode))
     return np.concatenate(outputs, axis=0)

@@ -62,6 +62,10 @@ from .layers import (  # first: layers/base.py owns the geometry that functional
     ODConv2d,
     ODConv3d,
     ODConvNd,
+    SelectiveKernelConv1d,
+    SelectiveKernelConv2d,
+    SelectiveKernelConv3d,
+    SelectiveKernelConvNd,
 )
 from . import functional
 from .registry import Family, build, families, family
@@ -105,4 +109,5 @@ __all__ = [
     "transposed_output_size", "transposed_output_sizes",
     "CondConv1d", "CondConv2d", "CondConv3d", "CondConvNd",
     "ODConv1d", "ODConv2d", "ODConv3d", "ODConvNd",
+    "SelectiveKernelConv1d", "SelectiveKernelConv2d", "SelectiveKernelConv3d", "SelectiveKernelConvNd",
 ]

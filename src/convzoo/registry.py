@@ -259,6 +259,19 @@ def _od_conv(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Mo
     return _odconv(dim)(i, o, kernel, **_same(kw, kernel))
 
 
+_sk = _by_dim(L.SelectiveKernelConv1d, L.SelectiveKernelConv2d, L.SelectiveKernelConv3d)
+
+
+def _selective_kernel(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
+    """An int k gives the branches k and k+2 (SKNet's 3 and 5 for k = 3; the 5×5 as 3×3 dilated 2); a sequence
+    names the branches' sizes. Each branch pads d·(k−1)/2 (the layer's rule), so ``padding`` is not passed."""
+    k = 3 if k is None else k
+    sizes = (k, k + 2) if isinstance(k, numbers.Integral) else k
+    kw.pop("padding", None)
+    kw.setdefault("min_hidden", 4)
+    return _sk(dim)(i, o, sizes, **kw)
+
+
 _FAMILIES += [
     Family("condconv", "CondConv (conditionally parameterized)", "issue 15",
            "K expert kernels mixed per example by independent sigmoid routing weights (Yang et al. 2019).",
@@ -266,6 +279,9 @@ _FAMILIES += [
     Family("odconv", "ODConv (omni-dimensional dynamic convolution)", "issue 15",
            "Spatial, input-channel, filter and kernel attentions multiplied into the kernel per sample (Li et al. 2022).",
            ALL_DIMS, _od_conv),
+    Family("selective_kernel", "Selective kernel convolution (SKNet)", "issue 15",
+           "Branches with different receptive fields fused by a softmax attention across branches (Li et al. 2019).",
+           ALL_DIMS, _selective_kernel, replaces_kxk=False),
 ]
 _BY_NAME = {f.name: f for f in _FAMILIES}
 

@@ -30,6 +30,14 @@ from .shuffle import (
 )
 from .condconv import CondConv1d, CondConv2d, CondConv3d, CondConvNd, Routing
 from .odconv import ODConv1d, ODConv2d, ODConv3d, ODConvNd, OmniAttention
+from .selective_kernel import (
+    BranchAttention,
+    BranchSelect,
+    SelectiveKernelConv1d,
+    SelectiveKernelConv2d,
+    SelectiveKernelConv3d,
+    SelectiveKernelConvNd,
+)
 from .transposed import TransposedConv1d, TransposedConv2d, TransposedConv3d, TransposedConvNd
 
 __all__ = [
@@ -44,4 +52,6 @@ __all__ = [
     "split_channels",
     "CondConv1d", "CondConv2d", "CondConv3d", "CondConvNd", "Routing",
     "ODConv1d", "ODConv2d", "ODConv3d", "ODConvNd", "OmniAttention",
+    "BranchAttention", "BranchSelect", "SelectiveKernelConv1d", "SelectiveKernelConv2d", "SelectiveKernelConv3d",
+    "SelectiveKernelConvNd",
 ]

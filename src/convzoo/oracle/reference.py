@@ -50,6 +50,7 @@ __all__ = [
     "mixconv",
     "condconv",
     "odconv",
+    "selective_kernel",
 ]
 
 PAD_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -971,3 +972,44 @@ def odconv(
                 w_n[o, c] = a_f[o] * a_c[(o // o_per) * c_per + c] * a_s * mixed
         outputs.append(correlate(x[n : n + 1], w_n, bias, stride, padding, dilation, groups, padding_mode))
     return np.concatenate(outputs, axis=0)
+
+
+def selective_kernel(
+    x: np.ndarray,
+    weights: Sequence[np.ndarray],
+    biases: Sequence[np.ndarray] | None,
+    dilations: Sequence[IntOrTuple],
+    squeeze_weight: np.ndarray,
+    squeeze_bias: np.ndarray,
+    select_weight: np.ndarray,
+    select_bias: np.ndarray,
+    stride: IntOrTuple = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+) -> np.ndarray:
+    """Selective kernel convolution (Li et al. 2019, Eqs. 1-6).
+
+    Branch m: ``U_m = relu(correlate(x, weights[m], biases[m], stride, pad_m, dilations[m], groups))`` with the
+    symmetric padding ``d*(k-1)/2`` per dim. Fuse: ``U = sum_m U_m``, ``s = mean_S U`` (N, C),
+    ``z = relu(squeeze_weight @ s + squeeze_bias)``. Select: ``logits = select_weight @ z + select_bias`` read as
+    (M, C) (branch-major), ``a[m, c] = exp(logits[m, c]) / sum_j exp(logits[j, c])``, ``V = sum_m a[m] * U_m``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    nd = _spatial_ndim(x)
+    branches = []
+    for m, w in enumerate(weights):
+        w = np.asarray(w, dtype=np.float64)
+        d = _ntuple(dilations[m], nd, "dilation")
+        pads = tuple(dd * (k - 1) // 2 for dd, k in zip(d, w.shape[2:]))
+        b = None if biases is None else biases[m]
+        branches.append(np.maximum(correlate(x, w, b, stride, pads, d, groups, padding_mode), 0.0))
+    n_branches, (n, c) = len(branches), branches[0].shape[:2]
+    out = np.zeros_like(branches[0])
+    for i in range(n):
+        s = sum(u[i] for u in branches).reshape(c, -1).mean(axis=1)
+        z = np.maximum(np.asarray(squeeze_weight) @ s + np.asarray(squeeze_bias), 0.0)
+        logits = (np.asarray(select_weight) @ z + np.asarray(select_bias)).reshape(n_branches, c)
+        a = _softmax(logits, axis=0)
+        for m in range(n_branches):
+            out[i] += a[m].reshape((c,) + (1,) * nd) * branches[m][i]
+    return out

@@ -66,6 +66,10 @@ from .layers import (  # first: layers/base.py owns the geometry that functional
     SelectiveKernelConv2d,
     SelectiveKernelConv3d,
     SelectiveKernelConvNd,
+    Involution1d,
+    Involution2d,
+    Involution3d,
+    InvolutionNd,
 )
 from . import functional
 from .registry import Family, build, families, family
@@ -110,4 +114,5 @@ __all__ = [
     "CondConv1d", "CondConv2d", "CondConv3d", "CondConvNd",
     "ODConv1d", "ODConv2d", "ODConv3d", "ODConvNd",
     "SelectiveKernelConv1d", "SelectiveKernelConv2d", "SelectiveKernelConv3d", "SelectiveKernelConvNd",
+    "Involution1d", "Involution2d", "Involution3d", "InvolutionNd",
 ]

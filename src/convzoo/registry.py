@@ -247,6 +247,8 @@ _condconv = _by_dim(L.CondConv1d, L.CondConv2d, L.CondConv3d)
 
 
 def _cond_conv(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
+    """4 experts by default (timm's default; the paper's CondConv-EfficientNet uses 8)."""
+    kw.setdefault("num_experts", 4)
     kernel = _window(k, dim)
     return _condconv(dim)(i, o, kernel, **_same(kw, kernel))
 
@@ -255,6 +257,8 @@ _odconv = _by_dim(L.ODConv1d, L.ODConv2d, L.ODConv3d)
 
 
 def _od_conv(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
+    """The paper's reduction 1/16, with a squeeze of at least 4 units (the paper's floor is 16: give min_hidden=16)."""
+    kw.setdefault("min_hidden", 4)
     kernel = _window(k, dim)
     return _odconv(dim)(i, o, kernel, **_same(kw, kernel))
 
@@ -272,6 +276,15 @@ def _selective_kernel(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any)
     return _sk(dim)(i, o, sizes, **kw)
 
 
+_involution = _by_dim(L.Involution1d, L.Involution2d, L.Involution3d)
+
+
+def _involution_layer(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
+    kernel = _window(k, dim)
+    kw.setdefault("groups", math.gcd(i, 2))
+    return _involution(dim)(i, o, kernel, **_same(kw, kernel))
+
+
 _FAMILIES += [
     Family("condconv", "CondConv (conditionally parameterized)", "issue 15",
            "K expert kernels mixed per example by independent sigmoid routing weights (Yang et al. 2019).",
@@ -282,6 +295,9 @@ _FAMILIES += [
     Family("selective_kernel", "Selective kernel convolution (SKNet)", "issue 15",
            "Branches with different receptive fields fused by a softmax attention across branches (Li et al. 2019).",
            ALL_DIMS, _selective_kernel, replaces_kxk=False),
+    Family("involution", "Involution", "issue 15",
+           "A K×K kernel generated at each position from its own features, shared by a group's channels (Li et al. 2021).",
+           ALL_DIMS, _involution_layer, replaces_kxk=False),
 ]
 _BY_NAME = {f.name: f for f in _FAMILIES}
 

@@ -29,6 +29,7 @@ from .shuffle import (
     ShuffledGroupedConvNd,
 )
 from .condconv import CondConv1d, CondConv2d, CondConv3d, CondConvNd, Routing
+from .involution import Involution1d, Involution2d, Involution3d, InvolutionNd, KernelGenerator
 from .odconv import ODConv1d, ODConv2d, ODConv3d, ODConvNd, OmniAttention
 from .selective_kernel import (
     BranchAttention,
@@ -54,4 +55,5 @@ __all__ = [
     "ODConv1d", "ODConv2d", "ODConv3d", "ODConvNd", "OmniAttention",
     "BranchAttention", "BranchSelect", "SelectiveKernelConv1d", "SelectiveKernelConv2d", "SelectiveKernelConv3d",
     "SelectiveKernelConvNd",
+    "Involution1d", "Involution2d", "Involution3d", "InvolutionNd", "KernelGenerator",
 ]

@@ -51,6 +51,7 @@ __all__ = [
     "condconv",
     "odconv",
     "selective_kernel",
+    "involution",
 ]
 
 PAD_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -1013,3 +1014,49 @@ def selective_kernel(
         for m in range(n_branches):
             out[i] += a[m].reshape((c,) + (1,) * nd) * branches[m][i]
     return out
+
+
+def involution(
+    x: np.ndarray,
+    reduce_weight: np.ndarray,
+    reduce_bias: np.ndarray | None,
+    span_weight: np.ndarray,
+    span_bias: np.ndarray | None,
+    kernel_size: Sequence[int],
+    groups: int,
+    stride: IntOrTuple = 1,
+    padding: Padding = 0,
+    dilation: IntOrTuple = 1,
+    padding_mode: str = "zeros",
+) -> np.ndarray:
+    """Involution (Li et al. 2021, Eqs. 4 and 6). With ``xpad = pad(x, padding, padding_mode)``, for every sample n
+    and output position p: the feature at the window centre ``f = xpad[n, :, p*s + d*((k-1)//2)]``, the kernels
+    ``H = (span_weight @ relu(reduce_weight @ f + reduce_bias) + span_bias)`` read as (G, T) (taps row-major), and
+    ``y[n, c, p] = sum_t H[c // (C/G), t] * xpad[n, c, p*s + t*d]``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    nd = _spatial_ndim(x)
+    kernel = tuple(kernel_size)
+    s = _ntuple(stride, nd, "stride")
+    d = _ntuple(dilation, nd, "dilation")
+    pairs = resolve_padding(padding, kernel, s, d)
+    xp = pad(x, pairs, padding_mode)
+    n, c = x.shape[:2]
+    out_shape = tuple(_out_size(x.shape[2 + i], *pairs[i], kernel[i], s[i], d[i]) for i in range(nd))
+    taps = list(itertools.product(*(range(k) for k in kernel)))
+    per_group = c // groups
+    y = np.zeros((n, c) + out_shape, dtype=np.float64)
+    b0 = 0.0 if reduce_bias is None else np.asarray(reduce_bias)
+    b1 = 0.0 if span_bias is None else np.asarray(span_bias)
+    for b in range(n):
+        for p in itertools.product(*(range(o) for o in out_shape)):
+            centre = tuple(p[i] * s[i] + d[i] * ((kernel[i] - 1) // 2) for i in range(nd))
+            f = xp[(b, slice(None)) + centre]
+            h = (np.asarray(span_weight) @ np.maximum(np.asarray(reduce_weight) @ f + b0, 0.0) + b1)
+            h = h.reshape(groups, len(taps))
+            for ch in range(c):
+                total = 0.0
+                for t, tap in enumerate(taps):
+                    total += h[ch // per_group, t] * xp[(b, ch) + tuple(p[i] * s[i] + tap[i] * d[i] for i in range(nd))]
+                y[(b, ch) + p] = total
+    return y

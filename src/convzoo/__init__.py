@@ -70,6 +70,7 @@ from .layers import (  # first: layers/base.py owns the geometry that functional
     Involution2d,
     Involution3d,
     InvolutionNd,
+    DCNv3Conv2d,
 )
 from . import functional
 from .registry import Family, build, families, family
@@ -115,4 +116,5 @@ __all__ = [
     "ODConv1d", "ODConv2d", "ODConv3d", "ODConvNd",
     "SelectiveKernelConv1d", "SelectiveKernelConv2d", "SelectiveKernelConv3d", "SelectiveKernelConvNd",
     "Involution1d", "Involution2d", "Involution3d", "InvolutionNd",
+    "DCNv3Conv2d",
 ]

@@ -285,6 +285,13 @@ def _involution_layer(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any)
     return _involution(dim)(i, o, kernel, **_same(kw, kernel))
 
 
+def _dcnv3(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
+    """'same' padding and stride 1 are the layer's only geometry (InternImage's); groups default gcd(C_in, 2)."""
+    kw.pop("padding", None)
+    kw.setdefault("groups", math.gcd(i, 2))
+    return L.DCNv3Conv2d(i, o, _window(k, dim), **kw)
+
+
 _FAMILIES += [
     Family("condconv", "CondConv (conditionally parameterized)", "issue 15",
            "K expert kernels mixed per example by independent sigmoid routing weights (Yang et al. 2019).",
@@ -298,6 +305,9 @@ _FAMILIES += [
     Family("involution", "Involution", "issue 15",
            "A K×K kernel generated at each position from its own features, shared by a group's channels (Li et al. 2021).",
            ALL_DIMS, _involution_layer, replaces_kxk=False),
+    Family("dcnv3", "DCNv3 (InternImage's deformable operator)", "issue 15",
+           "Projected input sampled at learned offsets per group, softmax-normalised over the points, then projected "
+           "(Wang et al. 2023).", (2,), _dcnv3, replaces_kxk=False),
 ]
 _BY_NAME = {f.name: f for f in _FAMILIES}
 

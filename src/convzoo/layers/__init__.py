@@ -29,6 +29,7 @@ from .shuffle import (
     ShuffledGroupedConvNd,
 )
 from .condconv import CondConv1d, CondConv2d, CondConv3d, CondConvNd, Routing
+from .dcnv3 import DCNv3Conv2d, OffsetMaskBranch
 from .involution import Involution1d, Involution2d, Involution3d, InvolutionNd, KernelGenerator
 from .odconv import ODConv1d, ODConv2d, ODConv3d, ODConvNd, OmniAttention
 from .selective_kernel import (
@@ -56,4 +57,5 @@ __all__ = [
     "BranchAttention", "BranchSelect", "SelectiveKernelConv1d", "SelectiveKernelConv2d", "SelectiveKernelConv3d",
     "SelectiveKernelConvNd",
     "Involution1d", "Involution2d", "Involution3d", "InvolutionNd", "KernelGenerator",
+    "DCNv3Conv2d", "OffsetMaskBranch",
 ]

@@ -52,6 +52,7 @@ __all__ = [
     "odconv",
     "selective_kernel",
     "involution",
+    "dcnv3",
 ]
 
 PAD_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -1059,4 +1060,72 @@ def involution(
                 for t, tap in enumerate(taps):
                     total += h[ch // per_group, t] * xp[(b, ch) + tuple(p[i] * s[i] + tap[i] * d[i] for i in range(nd))]
                 y[(b, ch) + p] = total
+    return y
+
+
+def dcnv3(
+    x: np.ndarray,
+    in_weight: np.ndarray,
+    in_bias: np.ndarray | None,
+    dw_weight: np.ndarray,
+    dw_bias: np.ndarray | None,
+    norm_weight: np.ndarray,
+    norm_bias: np.ndarray,
+    norm_eps: float,
+    offset_weight: np.ndarray,
+    offset_bias: np.ndarray,
+    mask_weight: np.ndarray,
+    mask_bias: np.ndarray,
+    out_weight: np.ndarray,
+    out_bias: np.ndarray | None,
+    groups: int,
+    kernel_size: Sequence[int],
+    dilation: IntOrTuple = 1,
+    offset_scale: float = 1.0,
+) -> np.ndarray:
+    """DCNv3 (Wang et al. 2023, Eq. 4) at stride 1 with 'same' padding ``pad = d*(k-1)/2``.
+
+    Per sample and position p = (i, j): ``v = in_weight @ x[:, p] + in_bias`` (projection; zero outside the
+    image); the branch ``h = gelu(layernorm(dw(x)[:, p]))`` with ``dw`` the depthwise conv (padding pad, dilation
+    d), ``off = offset_weight @ h + offset_bias`` read as (G, K, 2) = (dx, dy) per point, ``m = softmax over K of
+    (mask_weight @ h + mask_bias)`` read as (G, K). Point t = (u, w) (row-major) of group g samples ``v`` (its
+    channels of group g) bilinearly at
+    ``(i + offset_scale * ((u - (kh-1)/2) * dh + dy), j + offset_scale * ((w - (kw-1)/2) * dw + dx))``
+    (zero outside the image), times m[g, t]; the sum over t is projected: ``y = out_weight @ sum + out_bias``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n, c, height, width = x.shape
+    kh, kw = kernel_size
+    dh, dw_ = _ntuple(dilation, 2, "dilation")
+    pads = ((dh * (kh - 1) // 2,) * 2, (dw_ * (kw - 1) // 2,) * 2)
+    n_points = kh * kw
+    per_group = c // groups
+    branch = correlate(x, dw_weight, dw_bias, 1, pads, (dh, dw_), groups=c)  # (N, C, H, W)
+    y = None
+    outputs = []
+    erf = np.vectorize(math.erf)
+    for b in range(n):
+        v = np.einsum("oc,chw->ohw", np.asarray(in_weight, dtype=np.float64), x[b])
+        if in_bias is not None:
+            v = v + np.asarray(in_bias).reshape(c, 1, 1)
+        summed = np.zeros((c, height, width), dtype=np.float64)
+        for i in range(height):
+            for j in range(width):
+                f = branch[b, :, i, j]
+                f = (f - f.mean()) / np.sqrt(f.var() + norm_eps) * np.asarray(norm_weight) + np.asarray(norm_bias)
+                h = 0.5 * f * (1.0 + erf(f / math.sqrt(2.0)))
+                off = (np.asarray(offset_weight) @ h + np.asarray(offset_bias)).reshape(groups, n_points, 2)
+                m = _softmax((np.asarray(mask_weight) @ h + np.asarray(mask_bias)).reshape(groups, n_points), axis=1)
+                for g in range(groups):
+                    channels = slice(g * per_group, (g + 1) * per_group)
+                    for t in range(n_points):
+                        u, w = divmod(t, kw)
+                        py = i + offset_scale * ((u - (kh - 1) / 2) * dh + off[g, t, 1])
+                        px = j + offset_scale * ((w - (kw - 1) / 2) * dw_ + off[g, t, 0])
+                        summed[channels, i, j] += m[g, t] * bilinear_sample(v[channels], py, px)
+        out = np.einsum("oc,chw->ohw", np.asarray(out_weight, dtype=np.float64), summed)
+        if out_bias is not None:
+            out = out + np.asarray(out_bias).reshape(-1, 1, 1)
+        outputs.append(out)
+    y = np.stack(outputs)
     return y

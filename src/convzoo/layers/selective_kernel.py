@@ -220,9 +220,11 @@ class SelectiveKernelConvNd(ConvzooLayer, nn.Module):
 
     def stages(self) -> list[Stage]:
         names = " | ".join(f"{b.kernel_size[0]}×{b.kernel_size[0]} d{b.dilation[0]}" for b in self.branches)
-        return [Stage(f"split: branches {names} (conv → ReLU), concatenated", self.split),
-                Stage("fuse + select: softmax over branches of FC(ReLU(FC(GAP(Σ U_m))))", self.attention, side=True,
-                      module=self.attention),
+        # The attention is the side branch (it reads the layer's input through the branches); the select step takes
+        # its values held (detached: the same output; pictures then show the per-position mix of the branches).
+        return [Stage("fuse + select: softmax over branches of FC(ReLU(FC(GAP(Σ_m U_m))))",
+                      lambda x: self.attention(self.split(x)), side=True),
+                Stage(f"split: branches {names} (conv → ReLU), concatenated", self.split),
                 Stage("Σ_m a_m ⊙ U_m (per channel and position; the attention held as the side branch's values)",
                       lambda u: self.fuse_select(u, hold_attention=True))]
 

@@ -66,3 +66,19 @@ def test_geometry_rules_in_words():
         cz.DCNv3Conv2d(4, 4, 4)
     with pytest.raises(ValueError, match="groups=3 must divide in_channels=4"):
         cz.DCNv3Conv2d(4, 4, 3, groups=3)
+
+
+def test_gradcheck_small():
+    """fp64 gradients through the projections, the offset/mask branch and the bilinear sampling (the registry-sized
+    case is in test_gradcheck.py, marked slow)."""
+    torch.manual_seed(0)
+    layer = cz.DCNv3Conv2d(2, 2, 3, groups=1, dtype=torch.float64)
+    randomize_parameters_(layer, torch.Generator().manual_seed(3))
+    names = [n for n, _ in layer.named_parameters()]
+    weights = [p.detach().clone().requires_grad_(True) for p in layer.parameters()]
+    x = torch.randn(1, 2, 4, 4, dtype=torch.float64, requires_grad=True)
+
+    def call(inp, *ws):
+        return torch.func.functional_call(layer, dict(zip(names, ws)), (inp,))
+
+    assert torch.autograd.gradcheck(call, (x, *weights), eps=1e-6, atol=1e-5)

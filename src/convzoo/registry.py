@@ -293,19 +293,19 @@ def _dcnv3(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Modu
 
 
 _FAMILIES += [
-    Family("condconv", "CondConv (conditionally parameterized)", "issue 15",
+    Family("condconv", "CondConv (conditionally parameterized)", "003 §2.3",
            "K expert kernels mixed per example by independent sigmoid routing weights (Yang et al. 2019).",
            ALL_DIMS, _cond_conv),
-    Family("odconv", "ODConv (omni-dimensional dynamic convolution)", "issue 15",
+    Family("odconv", "ODConv (omni-dimensional dynamic convolution)", "003 §2.3",
            "Spatial, input-channel, filter and kernel attentions multiplied into the kernel per sample (Li et al. 2022).",
            ALL_DIMS, _od_conv),
-    Family("selective_kernel", "Selective kernel convolution (SKNet)", "issue 15",
+    Family("selective_kernel", "Selective kernel convolution (SKNet)", "003 §2.1",
            "Branches with different receptive fields fused by a softmax attention across branches (Li et al. 2019).",
            ALL_DIMS, _selective_kernel, replaces_kxk=False),
-    Family("involution", "Involution", "issue 15",
+    Family("involution", "Involution", "003 §2.3",
            "A K×K kernel generated at each position from its own features, shared by a group's channels (Li et al. 2021).",
            ALL_DIMS, _involution_layer, replaces_kxk=False),
-    Family("dcnv3", "DCNv3 (InternImage's deformable operator)", "issue 15",
+    Family("dcnv3", "DCNv3 (InternImage's deformable operator)", "003 §2.2",
            "Projected input sampled at learned offsets per group, softmax-normalised over the points, then projected "
            "(Wang et al. 2023).", (2,), _dcnv3, replaces_kxk=False),
 ]

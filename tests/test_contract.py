@@ -225,6 +225,12 @@ def test_numpy_integers_are_accepted_where_ints_are():
     assert cz.build("hetconv", np.int64(8), 8, np.int64(3), p=np.int64(2)).p == 2
 
 
+# Families whose kernel_size lists parallel branches' sizes (a tuple is not one size per dim), and families whose
+# windows must be odd (centred on each output).
+BRANCH_SIZES = ("mixconv", "selective_kernel")
+ODD_ONLY = ("hetconv", "dcnv3")
+
+
 @pytest.mark.parametrize("name", [f.name for f in cz.families() if f.window])
 def test_build_takes_tuple_kernels(name):
     fam = cz.family(name)
@@ -234,7 +240,7 @@ def test_build_takes_tuple_kernels(name):
     x = torch.randn(1, 4, *(9,) * dim)
     y = module(x)
     assert y.shape[2:] == tuple(2 * s for s in x.shape[2:]) or y.shape[2:] == x.shape[2:]
-    if hasattr(module, "kernel_size") and name != "mixconv":
+    if hasattr(module, "kernel_size") and name not in BRANCH_SIZES:
         assert tuple(module.kernel_size) == kernel
 
 
@@ -253,9 +259,9 @@ def test_same_padding_against_the_oracle_which_resolves_it_itself(name):
     layer that put it before (or took the wrong total) would disagree."""
     fam = cz.family(name)
     dim = 2 if 2 in fam.dims else fam.dims[0]
-    kwargs = {} if name == "mixconv" else {"padding": "same"}
-    kernel = (3, 5) if name == "mixconv" else 3 if name == "hetconv" else (2, 4) if dim == 2 else (4,) * dim
-    if name == "hetconv":
+    kwargs = {} if name in BRANCH_SIZES else {"padding": "same"}
+    kernel = (3, 5) if name in BRANCH_SIZES else 3 if name in ODD_ONLY else (2, 4) if dim == 2 else (4,) * dim
+    if name in ODD_ONLY:
         kwargs["dilation"] = 2  # HetConv's kernel is odd: 'same' is symmetric, d·(k−1) = 4 in total
     module = cz.build(name, 4, 4, kernel, dim, **kwargs)
     randomize_parameters_(module, torch.Generator().manual_seed(3))

@@ -229,6 +229,6 @@ def test_registry_defaults_match_reference(name):
     from convzoo.oracle.verify import verify_family
 
     for dim in cz.family(name).dims:
-        result = verify_family(name, dim=dim, in_channels=4, out_channels=8 if name not in ("global_depthwise", "partial") else 4,
+        result = verify_family(name, dim=dim, in_channels=4, out_channels=8 if name not in ("global_depthwise", "partial", "involution") else 4,
                                size=7 if dim < 3 else 4, seed=dim)
         assert result.passed, result

@@ -309,6 +309,75 @@ _FAMILIES += [
            "Primary conv to C_out/s maps, cheap depthwise ops make the rest, concatenated (Han et al. 2020).",
            ALL_DIMS, _ghost_module),
 ]
+
+# --- issue 15b: dynamic and attention families ------------------------------------------------------------------
+
+_condconv = _by_dim(L.CondConv1d, L.CondConv2d, L.CondConv3d)
+
+
+def _cond_conv(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
+    """4 experts by default (timm's default; the paper's CondConv-EfficientNet uses 8)."""
+    kw.setdefault("num_experts", 4)
+    kernel = _window(k, dim)
+    return _condconv(dim)(i, o, kernel, **_same(kw, kernel))
+
+
+_odconv = _by_dim(L.ODConv1d, L.ODConv2d, L.ODConv3d)
+
+
+def _od_conv(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
+    """The paper's reduction 1/16, with a squeeze of at least 4 units (the paper's floor is 16: give min_hidden=16)."""
+    kw.setdefault("min_hidden", 4)
+    kernel = _window(k, dim)
+    return _odconv(dim)(i, o, kernel, **_same(kw, kernel))
+
+
+_sk = _by_dim(L.SelectiveKernelConv1d, L.SelectiveKernelConv2d, L.SelectiveKernelConv3d)
+
+
+def _selective_kernel(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
+    """An int k gives the branches k and k+2 (SKNet's 3 and 5 for k = 3; the 5×5 as 3×3 dilated 2); a sequence
+    names the branches' sizes. Each branch pads d·(k−1)/2 (the layer's rule), so ``padding`` is not passed."""
+    k = 3 if k is None else k
+    sizes = (k, k + 2) if isinstance(k, numbers.Integral) else k
+    kw.pop("padding", None)
+    kw.setdefault("min_hidden", 4)
+    return _sk(dim)(i, o, sizes, **kw)
+
+
+_involution = _by_dim(L.Involution1d, L.Involution2d, L.Involution3d)
+
+
+def _involution_layer(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
+    kernel = _window(k, dim)
+    kw.setdefault("groups", math.gcd(i, 2))
+    return _involution(dim)(i, o, kernel, **_same(kw, kernel))
+
+
+def _dcnv3(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
+    """'same' padding and stride 1 are the layer's only geometry (InternImage's); groups default gcd(C_in, 2)."""
+    kw.pop("padding", None)
+    kw.setdefault("groups", math.gcd(i, 2))
+    return L.DCNv3Conv2d(i, o, _window(k, dim), **kw)
+
+
+_FAMILIES += [
+    Family("condconv", "CondConv (conditionally parameterized)", "003 §2.3",
+           "K expert kernels mixed per example by independent sigmoid routing weights (Yang et al. 2019).",
+           ALL_DIMS, _cond_conv),
+    Family("odconv", "ODConv (omni-dimensional dynamic convolution)", "003 §2.3",
+           "Spatial, input-channel, filter and kernel attentions multiplied into the kernel per sample (Li et al. 2022).",
+           ALL_DIMS, _od_conv),
+    Family("selective_kernel", "Selective kernel convolution (SKNet)", "003 §2.1",
+           "Branches with different receptive fields fused by a softmax attention across branches (Li et al. 2019).",
+           ALL_DIMS, _selective_kernel, replaces_kxk=False),
+    Family("involution", "Involution", "003 §2.3",
+           "A K×K kernel generated at each position from its own features, shared by a group's channels (Li et al. 2021).",
+           ALL_DIMS, _involution_layer, replaces_kxk=False),
+    Family("dcnv3", "DCNv3 (InternImage's deformable operator)", "003 §2.2",
+           "Projected input sampled at learned offsets per group, softmax-normalised over the points, then projected "
+           "(Wang et al. 2023).", (2,), _dcnv3, replaces_kxk=False),
+]
 _BY_NAME = {f.name: f for f in _FAMILIES}
 
 

@@ -28,6 +28,18 @@ from .shuffle import (
     ShuffledGroupedConv3d,
     ShuffledGroupedConvNd,
 )
+from .condconv import CondConv1d, CondConv2d, CondConv3d, CondConvNd, Routing
+from .dcnv3 import DCNv3Conv2d, OffsetMaskBranch
+from .involution import Involution1d, Involution2d, Involution3d, InvolutionNd, KernelGenerator
+from .odconv import ODConv1d, ODConv2d, ODConv3d, ODConvNd, OmniAttention
+from .selective_kernel import (
+    BranchAttention,
+    BranchSelect,
+    SelectiveKernelConv1d,
+    SelectiveKernelConv2d,
+    SelectiveKernelConv3d,
+    SelectiveKernelConvNd,
+)
 from .transposed import TransposedConv1d, TransposedConv2d, TransposedConv3d, TransposedConvNd
 from .subpixel import PixelShuffleNd, SubPixelConv1d, SubPixelConv2d, SubPixelConv3d, SubPixelConvNd
 from .branches import BranchConvNd
@@ -53,4 +65,10 @@ __all__ = [
     "RepVGGBlockNd", "LargeKernelConv1d", "LargeKernelConv2d", "LargeKernelConv3d", "LargeKernelConvNd",
     "PartialConv1d", "PartialConv2d", "PartialConv3d", "PartialConvNd", "GhostModule1d", "GhostModule2d",
     "GhostModule3d", "GhostModuleNd",
+    "CondConv1d", "CondConv2d", "CondConv3d", "CondConvNd", "Routing",
+    "ODConv1d", "ODConv2d", "ODConv3d", "ODConvNd", "OmniAttention",
+    "BranchAttention", "BranchSelect", "SelectiveKernelConv1d", "SelectiveKernelConv2d", "SelectiveKernelConv3d",
+    "SelectiveKernelConvNd",
+    "Involution1d", "Involution2d", "Involution3d", "InvolutionNd", "KernelGenerator",
+    "DCNv3Conv2d", "OffsetMaskBranch",
 ]

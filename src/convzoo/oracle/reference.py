@@ -53,6 +53,11 @@ __all__ = [
     "pixel_shuffle",
     "partial_conv",
     "ghost_module",
+    "condconv",
+    "odconv",
+    "selective_kernel",
+    "involution",
+    "dcnv3",
 ]
 
 PAD_MODES = ("zeros", "reflect", "replicate", "circular")
@@ -1043,3 +1048,252 @@ def ghost_module(
     if out_channels > both.shape[1]:
         raise ValueError(f"out_channels={out_channels} exceeds the {both.shape[1]} maps made")
     return both[:, :out_channels]
+# issue 15b: CondConv, ODConv, DCNv3, involution, selective kernel
+# ---------------------------------------------------------------------------
+
+
+def _sigmoid(z: np.ndarray) -> np.ndarray:
+    return 1.0 / (1.0 + np.exp(-z))
+
+
+def _softmax(z: np.ndarray, axis: int) -> np.ndarray:
+    e = np.exp(z - z.max(axis=axis, keepdims=True))
+    return e / e.sum(axis=axis, keepdims=True)
+
+
+def _global_mean(x: np.ndarray) -> np.ndarray:
+    """(N, C, *S) -> (N, C): the mean over the spatial dims (global average pooling)."""
+    return x.reshape(x.shape[0], x.shape[1], -1).mean(axis=2)
+
+
+def condconv(
+    x: np.ndarray,
+    weights: np.ndarray,
+    biases: np.ndarray | None,
+    routing_weight: np.ndarray,
+    routing_bias: np.ndarray,
+    stride: IntOrTuple = 1,
+    padding: Padding = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+) -> np.ndarray:
+    """CondConv (Yang et al. 2019, Eq. 1): per example n,
+    ``r = sigmoid(routing_weight @ mean_S x[n] + routing_bias)`` (K independent sigmoids, not a softmax),
+    ``W_n = sum_k r[k] weights[k]``, ``b_n = sum_k r[k] biases[k]``, ``y[n] = correlate(x[n], W_n, b_n)``.
+
+    x: (N, C_in, *S); weights: (K, C_out, C_in/groups, *k); biases: (K, C_out) or None;
+    routing_weight: (K, C_in); routing_bias: (K,).
+    """
+    x = np.asarray(x, dtype=np.float64)
+    weights = np.asarray(weights, dtype=np.float64)
+    n_experts = weights.shape[0]
+    if np.shape(routing_weight) != (n_experts, x.shape[1]):
+        raise ValueError(f"routing_weight must have shape ({n_experts}, {x.shape[1]}), got {np.shape(routing_weight)}")
+    outputs = []
+    for n in range(x.shape[0]):
+        r = _sigmoid(np.asarray(routing_weight) @ _global_mean(x[n : n + 1])[0] + np.asarray(routing_bias))
+        w_n = np.tensordot(r, weights, axes=1)
+        b_n = None if biases is None else r @ np.asarray(biases, dtype=np.float64)
+        outputs.append(correlate(x[n : n + 1], w_n, b_n, stride, padding, dilation, groups, padding_mode))
+    return np.concatenate(outputs, axis=0)
+
+
+def odconv(
+    x: np.ndarray,
+    weights: np.ndarray,
+    bias: np.ndarray | None,
+    heads: dict,
+    temperature: float,
+    stride: IntOrTuple = 1,
+    padding: Padding = 0,
+    dilation: IntOrTuple = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+) -> np.ndarray:
+    """ODConv (Li et al. 2022, Eq. 2) with the attentions shared by the K kernels: per sample n,
+    ``z = relu(Ws @ mean_S x[n] + bs)``; ``a_c = sigmoid((Wc z + bc)/T)`` (C_in), ``a_f = sigmoid((Wf z + bf)/T)``
+    (C_out), ``a_s = sigmoid((Wsp z + bsp)/T)`` (prod(k), taps row-major), ``a_w = softmax((Wk z + bk)/T)`` (K);
+    the kernel ``W_n[o, c, t] = a_f[o] * a_c[g(o)*C_in/groups + c] * a_s[t] * sum_k a_w[k] weights[k, o, c, t]``
+    and ``y[n] = correlate(x[n], W_n, bias)``.
+
+    heads: {'squeeze', 'channel', 'filter', 'spatial', 'kernel'} -> (weight, bias) of each fully connected layer.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    weights = np.asarray(weights, dtype=np.float64)
+    n_kernels, c_out, c_per = weights.shape[:3]
+    kernel = weights.shape[3:]
+    o_per = c_out // groups
+    outputs = []
+    for n in range(x.shape[0]):
+        def fc(name: str, v: np.ndarray) -> np.ndarray:
+            w, b = heads[name]
+            return np.asarray(w, dtype=np.float64) @ v + np.asarray(b, dtype=np.float64)
+
+        z = np.maximum(fc("squeeze", _global_mean(x[n : n + 1])[0]), 0.0)
+        a_c = _sigmoid(fc("channel", z) / temperature)
+        a_f = _sigmoid(fc("filter", z) / temperature)
+        a_s = _sigmoid(fc("spatial", z) / temperature).reshape(kernel)
+        a_w = _softmax(fc("kernel", z) / temperature, axis=0)
+        w_n = np.zeros((c_out, c_per) + tuple(kernel), dtype=np.float64)
+        for o in range(c_out):
+            for c in range(c_per):
+                mixed = sum(a_w[k] * weights[k, o, c] for k in range(n_kernels))
+                w_n[o, c] = a_f[o] * a_c[(o // o_per) * c_per + c] * a_s * mixed
+        outputs.append(correlate(x[n : n + 1], w_n, bias, stride, padding, dilation, groups, padding_mode))
+    return np.concatenate(outputs, axis=0)
+
+
+def selective_kernel(
+    x: np.ndarray,
+    weights: Sequence[np.ndarray],
+    biases: Sequence[np.ndarray] | None,
+    dilations: Sequence[IntOrTuple],
+    squeeze_weight: np.ndarray,
+    squeeze_bias: np.ndarray,
+    select_weight: np.ndarray,
+    select_bias: np.ndarray,
+    stride: IntOrTuple = 1,
+    groups: int = 1,
+    padding_mode: str = "zeros",
+) -> np.ndarray:
+    """Selective kernel convolution (Li et al. 2019, Eqs. 1-6).
+
+    Branch m: ``U_m = relu(correlate(x, weights[m], biases[m], stride, pad_m, dilations[m], groups))`` with the
+    symmetric padding ``d*(k-1)/2`` per dim. Fuse: ``U = sum_m U_m``, ``s = mean_S U`` (N, C),
+    ``z = relu(squeeze_weight @ s + squeeze_bias)``. Select: ``logits = select_weight @ z + select_bias`` read as
+    (M, C) (branch-major), ``a[m, c] = exp(logits[m, c]) / sum_j exp(logits[j, c])``, ``V = sum_m a[m] * U_m``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    nd = _spatial_ndim(x)
+    branches = []
+    for m, w in enumerate(weights):
+        w = np.asarray(w, dtype=np.float64)
+        d = _ntuple(dilations[m], nd, "dilation")
+        pads = tuple(dd * (k - 1) // 2 for dd, k in zip(d, w.shape[2:]))
+        b = None if biases is None else biases[m]
+        branches.append(np.maximum(correlate(x, w, b, stride, pads, d, groups, padding_mode), 0.0))
+    n_branches, (n, c) = len(branches), branches[0].shape[:2]
+    out = np.zeros_like(branches[0])
+    for i in range(n):
+        s = sum(u[i] for u in branches).reshape(c, -1).mean(axis=1)
+        z = np.maximum(np.asarray(squeeze_weight) @ s + np.asarray(squeeze_bias), 0.0)
+        logits = (np.asarray(select_weight) @ z + np.asarray(select_bias)).reshape(n_branches, c)
+        a = _softmax(logits, axis=0)
+        for m in range(n_branches):
+            out[i] += a[m].reshape((c,) + (1,) * nd) * branches[m][i]
+    return out
+
+
+def involution(
+    x: np.ndarray,
+    reduce_weight: np.ndarray,
+    reduce_bias: np.ndarray | None,
+    span_weight: np.ndarray,
+    span_bias: np.ndarray | None,
+    kernel_size: Sequence[int],
+    groups: int,
+    stride: IntOrTuple = 1,
+    padding: Padding = 0,
+    dilation: IntOrTuple = 1,
+    padding_mode: str = "zeros",
+) -> np.ndarray:
+    """Involution (Li et al. 2021, Eqs. 4 and 6). With ``xpad = pad(x, padding, padding_mode)``, for every sample n
+    and output position p: the feature at the window centre ``f = xpad[n, :, p*s + d*((k-1)//2)]``, the kernels
+    ``H = (span_weight @ relu(reduce_weight @ f + reduce_bias) + span_bias)`` read as (G, T) (taps row-major), and
+    ``y[n, c, p] = sum_t H[c // (C/G), t] * xpad[n, c, p*s + t*d]``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    nd = _spatial_ndim(x)
+    kernel = tuple(kernel_size)
+    s = _ntuple(stride, nd, "stride")
+    d = _ntuple(dilation, nd, "dilation")
+    pairs = resolve_padding(padding, kernel, s, d)
+    xp = pad(x, pairs, padding_mode)
+    n, c = x.shape[:2]
+    out_shape = tuple(_out_size(x.shape[2 + i], *pairs[i], kernel[i], s[i], d[i]) for i in range(nd))
+    taps = list(itertools.product(*(range(k) for k in kernel)))
+    per_group = c // groups
+    y = np.zeros((n, c) + out_shape, dtype=np.float64)
+    b0 = 0.0 if reduce_bias is None else np.asarray(reduce_bias)
+    b1 = 0.0 if span_bias is None else np.asarray(span_bias)
+    for b in range(n):
+        for p in itertools.product(*(range(o) for o in out_shape)):
+            centre = tuple(p[i] * s[i] + d[i] * ((kernel[i] - 1) // 2) for i in range(nd))
+            f = xp[(b, slice(None)) + centre]
+            h = (np.asarray(span_weight) @ np.maximum(np.asarray(reduce_weight) @ f + b0, 0.0) + b1)
+            h = h.reshape(groups, len(taps))
+            for ch in range(c):
+                total = 0.0
+                for t, tap in enumerate(taps):
+                    total += h[ch // per_group, t] * xp[(b, ch) + tuple(p[i] * s[i] + tap[i] * d[i] for i in range(nd))]
+                y[(b, ch) + p] = total
+    return y
+
+
+def dcnv3(
+    x: np.ndarray,
+    in_weight: np.ndarray,
+    in_bias: np.ndarray | None,
+    dw_weight: np.ndarray,
+    dw_bias: np.ndarray | None,
+    norm_weight: np.ndarray,
+    norm_bias: np.ndarray,
+    norm_eps: float,
+    offset_weight: np.ndarray,
+    offset_bias: np.ndarray,
+    mask_weight: np.ndarray,
+    mask_bias: np.ndarray,
+    out_weight: np.ndarray,
+    out_bias: np.ndarray | None,
+    groups: int,
+    kernel_size: Sequence[int],
+    dilation: IntOrTuple = 1,
+    offset_scale: float = 1.0,
+) -> np.ndarray:
+    """DCNv3 (Wang et al. 2023, Eq. 4) at stride 1 with 'same' padding ``pad = d*(k-1)/2``.
+
+    Per sample and position p = (i, j): ``v = in_weight @ x[:, p] + in_bias`` (projection; zero outside the
+    image); the branch ``h = gelu(layernorm(dw(x)[:, p]))`` with ``dw`` the depthwise conv (padding pad, dilation
+    d), ``off = offset_weight @ h + offset_bias`` read as (G, K, 2) = (dx, dy) per point, ``m = softmax over K of
+    (mask_weight @ h + mask_bias)`` read as (G, K). Point t = (u, w) (row-major) of group g samples ``v`` (its
+    channels of group g) bilinearly at
+    ``(i + offset_scale * ((u - (kh-1)/2) * dh + dy), j + offset_scale * ((w - (kw-1)/2) * dw + dx))``
+    (zero outside the image), times m[g, t]; the sum over t is projected: ``y = out_weight @ sum + out_bias``.
+    """
+    x = np.asarray(x, dtype=np.float64)
+    n, c, height, width = x.shape
+    kh, kw = kernel_size
+    dh, dw_ = _ntuple(dilation, 2, "dilation")
+    pads = ((dh * (kh - 1) // 2,) * 2, (dw_ * (kw - 1) // 2,) * 2)
+    n_points = kh * kw
+    per_group = c // groups
+    branch = correlate(x, dw_weight, dw_bias, 1, pads, (dh, dw_), groups=c)  # (N, C, H, W)
+    y = None
+    outputs = []
+    erf = np.vectorize(math.erf)
+    for b in range(n):
+        v = np.einsum("oc,chw->ohw", np.asarray(in_weight, dtype=np.float64), x[b])
+        if in_bias is not None:
+            v = v + np.asarray(in_bias).reshape(c, 1, 1)
+        summed = np.zeros((c, height, width), dtype=np.float64)
+        for i in range(height):
+            for j in range(width):
+                f = branch[b, :, i, j]
+                f = (f - f.mean()) / np.sqrt(f.var() + norm_eps) * np.asarray(norm_weight) + np.asarray(norm_bias)
+                h = 0.5 * f * (1.0 + erf(f / math.sqrt(2.0)))
+                off = (np.asarray(offset_weight) @ h + np.asarray(offset_bias)).reshape(groups, n_points, 2)
+                m = _softmax((np.asarray(mask_weight) @ h + np.asarray(mask_bias)).reshape(groups, n_points), axis=1)
+                for g in range(groups):
+                    channels = slice(g * per_group, (g + 1) * per_group)
+                    for t in range(n_points):
+                        u, w = divmod(t, kw)
+                        py = i + offset_scale * ((u - (kh - 1) / 2) * dh + off[g, t, 1])
+                        px = j + offset_scale * ((w - (kw - 1) / 2) * dw_ + off[g, t, 0])
+                        summed[channels, i, j] += m[g, t] * bilinear_sample(v[channels], py, px)
+        out = np.einsum("oc,chw->ohw", np.asarray(out_weight, dtype=np.float64), summed)
+        if out_bias is not None:
+            out = out + np.asarray(out_bias).reshape(-1, 1, 1)
+        outputs.append(out)
+    y = np.stack(outputs)
+    return y

@@ -1,0 +1,249 @@
+"""DCNv3, the core operator of InternImage (Wang et al. 2023, "InternImage: Exploring Large-Scale Vision Foundation
+Models with Deformable Convolutions", CVPR 2023, arXiv:2211.05778), as a pure-PyTorch op (``F.grid_sample``).
+
+The paper's Eq. 4: y(p₀) = Σ_g Σ_k m_gk · w_g · x_g(p₀ + p_k + Δp_gk). The input is first projected (w, shared by
+every point: ``input_proj``), split into G groups of C/G channels; each group has its own offsets Δp_gk and
+modulation scalars m_gk for the K = k×k points, normalised by a softmax over the K points (sum 1). Offsets and
+masks are predicted from the input by a depthwise k×k conv → LayerNorm → GELU → linear, as in the authors' code;
+the sum is followed by an output projection. Sampling is bilinear with zeros outside the (zero-padded) input.
+Points are in row-major order with offsets given as (Δx, Δy) pairs; sampling location for point (u, v) at output
+(i, j): (j + d·(k−1)/2 + s_o·((v − (k−1)/2)·d + Δx), i + … likewise), s_o = ``offset_scale`` (the authors' code
+scales the grid and the offsets by it; 1.0 by default). Offsets start at zero and masks uniform (1/K), as theirs.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from ..analysis.cost import LayerCost, compose, elementwise_cost, numel
+from .base import (
+    Alternative,
+    ConvzooLayer,
+    IntOrTuple,
+    Stage,
+    check_choice,
+    check_groups,
+    check_input,
+    check_positive_int,
+    check_window_fits,
+    expand,
+    geometry_repr,
+)
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+class OffsetMaskBranch(nn.Module):
+    """(N, C, H, W) → (N, 3·G·K, H, W): offsets (Δx, Δy per point, group-major) then softmax masks over the K points."""
+
+    def __init__(self, channels: int, groups: int, kernel_size: tuple[int, int], dilation: tuple[int, int],
+                 device=None, dtype=None) -> None:
+        super().__init__()
+        factory = {"device": device, "dtype": dtype}
+        self.groups, self.points = groups, math.prod(kernel_size)
+        pad = tuple(d * (k - 1) // 2 for k, d in zip(kernel_size, dilation))
+        self.depthwise = nn.Conv2d(channels, channels, kernel_size, 1, pad, dilation, groups=channels, **factory)
+        self.norm = nn.LayerNorm(channels, eps=1e-6, **factory)
+        self.offset = nn.Linear(channels, groups * self.points * 2, **factory)
+        self.mask = nn.Linear(channels, groups * self.points, **factory)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        h = F.gelu(self.norm(self.depthwise(x).permute(0, 2, 3, 1)))  # (N, H, W, C)
+        n, hh, ww = h.shape[:3]
+        mask = torch.softmax(self.mask(h).reshape(n, hh, ww, self.groups, self.points), dim=-1).flatten(3)
+        return torch.cat([self.offset(h), mask], dim=-1).permute(0, 3, 1, 2)
+
+
+class DCNv3Conv2d(ConvzooLayer, nn.Module):
+    """Shapes: (N, C_in, H, W) → (N, C_out, H, W) (stride 1, 'same' padding d·(k−1)/2, odd k: the InternImage
+    operator). Arguments in ``torch.nn.Conv2d``'s order: ``groups`` is DCNv3's G (C_in/G channels share offsets and
+    masks), ``bias`` the projections'. Keyword-only ``offset_scale``."""
+
+    dim = 2
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrTuple = 3,
+        stride: IntOrTuple = 1,
+        padding: str = "same",
+        dilation: IntOrTuple = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        offset_scale: float = 1.0,
+    ) -> None:
+        super().__init__()
+        in_channels, _, groups = check_groups(in_channels, in_channels, groups)
+        out_channels = check_positive_int(out_channels, "out_channels")
+        self.kernel_size = expand(kernel_size, 2, "kernel_size")
+        if any(k % 2 == 0 for k in self.kernel_size):
+            raise ValueError(f"kernel_size={kernel_size!r} must be odd: the sampling grid is centred on each output")
+        self.stride = expand(stride, 2, "stride")
+        if self.stride != (1, 1):
+            raise ValueError(f"stride={stride!r} must be 1: DCNv3 predicts offsets at every input position (InternImage "
+                             "downsamples with separate convs)")
+        if padding != "same":
+            raise ValueError(f"padding={padding!r}: DCNv3 pads d·(k − 1)/2 so that the grid is centred; give 'same'")
+        self.padding_mode = check_choice(padding_mode, "padding_mode", ("zeros",))
+        self.dilation = expand(dilation, 2, "dilation")
+        if not isinstance(offset_scale, (int, float)) or isinstance(offset_scale, bool) or not offset_scale > 0:
+            raise ValueError(f"offset_scale={offset_scale!r} must be a positive number")
+        self.offset_scale = float(offset_scale)
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        self.padding = padding
+        self.padding_pairs = tuple((d * (k - 1) // 2,) * 2 for k, d in zip(self.kernel_size, self.dilation))
+        factory = {"device": device, "dtype": dtype}
+        self.input_proj = nn.Linear(in_channels, in_channels, bias=bias, **factory)
+        self.branch = OffsetMaskBranch(in_channels, groups, self.kernel_size, self.dilation, **factory)
+        self.output_proj = nn.Linear(in_channels, out_channels, bias=bias, **factory)
+        self.reset_parameters()
+
+    @property
+    def points(self) -> int:
+        return math.prod(self.kernel_size)
+
+    def reset_parameters(self) -> None:
+        for linear in (self.input_proj, self.output_proj):
+            nn.init.xavier_uniform_(linear.weight)
+            if linear.bias is not None:
+                nn.init.zeros_(linear.bias)
+        self.branch.depthwise.reset_parameters()
+        self.branch.norm.reset_parameters()
+        for linear in (self.branch.offset, self.branch.mask):  # regular grid and uniform masks at the start
+            nn.init.zeros_(linear.weight)
+            nn.init.zeros_(linear.bias)
+
+    def locations(self, fields: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Sampling locations in padded-input pixel coordinates, (N, G, H, W, K, 2) as (x, y), and masks
+        (N, G, H, W, K), from the branch's output (N, 3·G·K, H, W)."""
+        n, _, h, w = fields.shape
+        g, k = self.groups, self.points
+        offsets = fields[:, :2 * g * k].permute(0, 2, 3, 1).reshape(n, h, w, g, k, 2).permute(0, 3, 1, 2, 4, 5)
+        masks = fields[:, 2 * g * k:].permute(0, 2, 3, 1).reshape(n, h, w, g, k).permute(0, 3, 1, 2, 4)
+        (kh, kw), (dh, dw) = self.kernel_size, self.dilation
+        dtype, device = fields.dtype, fields.device
+        ty = (torch.arange(kh, dtype=dtype, device=device) - (kh - 1) / 2) * dh
+        tx = (torch.arange(kw, dtype=dtype, device=device) - (kw - 1) / 2) * dw
+        grid = torch.stack([tx.repeat(kh), ty.repeat_interleave(kw)], dim=-1)  # (K, 2) as (x, y), row-major points
+        cy = torch.arange(h, dtype=dtype, device=device) + dh * (kh - 1) / 2
+        cx = torch.arange(w, dtype=dtype, device=device) + dw * (kw - 1) / 2
+        centres = torch.stack([cx.reshape(1, w).expand(h, w), cy.reshape(h, 1).expand(h, w)], dim=-1)
+        where = centres.reshape(1, 1, h, w, 1, 2) + self.offset_scale * (grid.reshape(1, 1, 1, 1, k, 2) + offsets)
+        return where, masks
+
+    def aggregate(self, x: torch.Tensor, fields: torch.Tensor) -> torch.Tensor:
+        """input_proj → Σ_k m_gk · x_g(location) by bilinear sampling (F.grid_sample) → output_proj."""
+        n, c, h, w = x.shape
+        g, k = self.groups, self.points
+        projected = self.input_proj(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        (ph, _), (pw, _) = self.padding_pairs
+        padded = F.pad(projected, (pw, pw, ph, ph))
+        hp, wp = padded.shape[2:]
+        where, masks = self.locations(fields)
+        scale = torch.tensor([wp, hp], dtype=x.dtype, device=x.device)
+        grid = (2 * where + 1) / scale - 1  # align_corners=False: pixel i's centre at (2i + 1)/size − 1
+        sampled = F.grid_sample(padded.reshape(n * g, c // g, hp, wp), grid.reshape(n * g, h, w * k, 2),
+                                mode="bilinear", padding_mode="zeros", align_corners=False)
+        sampled = sampled.reshape(n, g, c // g, h, w, k)
+        mixed = (sampled * masks.unsqueeze(2)).sum(-1).reshape(n, c, h, w)
+        return self.output_proj(mixed.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, 2, self.in_channels, type(self).__name__)
+        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__)
+        return self.aggregate(x, self.branch(x))
+
+    def _torchvision(self, x: torch.Tensor) -> torch.Tensor:
+        """The same aggregation as a torchvision deform_conv2d with a depthwise all-ones kernel: offset groups G,
+        the softmax masks as v2 masks, offsets = location − regular grid point, as (Δy, Δx)."""
+        from torchvision.ops import deform_conv2d
+
+        fields = self.branch(x)
+        n, c, h, w = x.shape
+        where, masks = self.locations(fields)  # (N, G, H, W, K, 2)
+        (kh, kw), (dh, dw) = self.kernel_size, self.dilation
+        ry = (torch.arange(kh, dtype=x.dtype) * dh).repeat_interleave(kw)
+        rx = (torch.arange(kw, dtype=x.dtype) * dw).repeat(kh)
+        base_y = torch.arange(h, dtype=x.dtype).reshape(h, 1, 1) + ry
+        base_x = torch.arange(w, dtype=x.dtype).reshape(1, w, 1) + rx
+        dy, dx = where[..., 1] - base_y, where[..., 0] - base_x  # (N, G, H, W, K)
+        offset = torch.stack([dy, dx], dim=-1).permute(0, 1, 4, 5, 2, 3).reshape(n, -1, h, w)
+        mask = masks.permute(0, 1, 4, 2, 3).reshape(n, -1, h, w)
+        projected = self.input_proj(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        ones = torch.ones(c, 1, kh, kw, dtype=x.dtype, device=x.device)
+        mixed = deform_conv2d(projected, offset, ones, None, 1, (self.padding_pairs[0][0], self.padding_pairs[1][0]),
+                              self.dilation, mask)
+        return self.output_proj(mixed.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+    # --- the contract ---------------------------------------------------------------------------------------------
+
+    def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
+        """MACs (weights): input projection P·C², depthwise conv P·C·k², offset and mask linears P·C·3GK, output
+        projection P·C·C_out (P = N·H·W). Other ops: LayerNorm 4 and GELU 1 per element, softmax 3 per mask,
+        bilinear sampling 4 multiply-adds per sampled value (P·C·K values) and the masking P·C·K (mask × sampled
+        value: activation × activation, not a weight MAC)."""
+        n, c, h, w = input_shape
+        positions, k, g = n * h * w, self.points, self.groups
+        out = (n, self.out_channels, h, w)
+        plane = (n, c, h, w)
+        b = self.branch
+
+        def linear(m: nn.Linear, cin: int, cout: int) -> LayerCost:
+            params = sum(p.numel() for p in m.parameters())
+            return LayerCost(params, positions * cin * cout, 0, positions * (cin + cout) + params,
+                             (n, cout, h, w))
+
+        dw_params = sum(p.numel() for p in b.depthwise.parameters())
+        parts = [linear(self.input_proj, c, c),
+                 LayerCost(dw_params, positions * c * k, 0, 2 * numel(plane) + dw_params, plane),
+                 LayerCost(2 * c, 0, 4 * numel(plane), 2 * numel(plane) + 2 * c, plane),
+                 elementwise_cost(plane, 1),
+                 linear(b.offset, c, 2 * g * k), linear(b.mask, c, g * k), elementwise_cost((n, g * k, h, w), 3),
+                 LayerCost(0, 0, 5 * positions * c * k, numel(plane) + 3 * positions * g * k + numel(plane), plane),
+                 linear(self.output_proj, c, self.out_channels)]
+        return compose(parts, out)
+
+    def reference_output(self, x: np.ndarray) -> np.ndarray:
+        from ..oracle import reference as ref
+        from .conv import to_numpy
+
+        b = self.branch
+        return ref.dcnv3(x, to_numpy(self.input_proj.weight), to_numpy(self.input_proj.bias),
+                         to_numpy(b.depthwise.weight), to_numpy(b.depthwise.bias), to_numpy(b.norm.weight),
+                         to_numpy(b.norm.bias), b.norm.eps, to_numpy(b.offset.weight), to_numpy(b.offset.bias),
+                         to_numpy(b.mask.weight), to_numpy(b.mask.bias), to_numpy(self.output_proj.weight),
+                         to_numpy(self.output_proj.bias), self.groups, self.kernel_size, self.dilation,
+                         self.offset_scale)
+
+    def native_alternatives(self) -> list[Alternative]:
+        return [("native", "torchvision deform_conv2d (depthwise ones kernel, G offset groups)", self._torchvision)]
+
+    def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
+        raise TypeError("dcnv3 cannot stand in for a dense conv: its K points share one projection and are mixed by "
+                        "softmax masks that sum to 1 per group, so it has no per-tap, per-channel-pair kernel")
+
+    def receptive_field_step(self, field: Any, in_shape: Any, step: Callable[..., Any]) -> Any:
+        """The nominal (zero-offset) grid: learned offsets can move every point anywhere."""
+        return field.window(self.kernel_size, (1, 1), self.dilation, [lo for lo, _ in self.padding_pairs])
+
+    def stages(self) -> list[Stage]:
+        return [Stage(f"offsets and softmax masks for G={self.groups} groups × K={self.points} points "
+                      "(depthwise conv → LayerNorm → GELU → linear)", self.branch, side=True, module=self.branch),
+                # the branch's values held (detached): the same output; pictures then see the sampling reads
+                Stage("input proj → Σ_k m_gk · x_g(p + p_k + Δp_gk) (bilinear) → output proj",
+                      lambda x: self.aggregate(x, self.branch(x).detach()))]
+
+    def extra_repr(self) -> str:
+        return geometry_repr(self, {"offset_scale": self.offset_scale})

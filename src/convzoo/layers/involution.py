@@ -1,0 +1,207 @@
+"""Involution (Li et al. 2021, "Involution: Inverting the Inherence of Convolution for Visual Recognition",
+CVPR 2021, arXiv:2103.06255).
+
+The kernel is generated at every output position from that position's own features and shared by the channels
+of a group (the paper's Eqs. 4 and 6): H_p = W_1 σ(W_0 X_p) ∈ R^{G×K×K}, Y_{p,c} = Σ_t H_{p, g(c), t} · X_{p+t, c}.
+Channels are not mixed (C_out = C_in); the weights live in the generator (two per-position FCs, i.e. 1×1 convs,
+reduction r). X_p is the input feature at the window's centre (at stride s the paper's code average-pools s×s
+instead; here the centre pixel is read, so any padding and stride give the conv's output size). The paper's
+BatchNorm after W_0 is folded into W_0's bias.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import torch
+from torch import nn
+
+from ..analysis.cost import LayerCost, compose, conv_output_tensor_shape, elementwise_cost, numel
+from ..functional import pad_pairs
+from .base import (
+    PADDING_MODES,
+    Alternative,
+    ConvzooLayer,
+    IntOrTuple,
+    Padding,
+    PaddingPairs,
+    Stage,
+    check_choice,
+    check_groups,
+    check_input,
+    check_positive_int,
+    check_window_fits,
+    geometry_repr,
+    resolve_geometry,
+)
+from .patches import window_patches
+
+if TYPE_CHECKING:
+    import numpy as np
+
+
+class KernelGenerator(nn.Module):
+    """H = span(ReLU(reduce(X at each window centre))): (N, C, *S) → (N, G·T, *O), group-major, taps row-major."""
+
+    def __init__(self, channels: int, hidden: int, groups: int, kernel_size: tuple[int, ...], stride: tuple[int, ...],
+                 dilation: tuple[int, ...], pairs: PaddingPairs, padding_mode: str, bias: bool,
+                 device=None, dtype=None) -> None:
+        super().__init__()
+        self.kernel_size, self.stride, self.dilation, self.pairs = kernel_size, stride, dilation, pairs
+        self.padding_mode = padding_mode
+        self.reduce = nn.Linear(channels, hidden, bias=bias, device=device, dtype=dtype)
+        self.span = nn.Linear(hidden, groups * math.prod(kernel_size), bias=bias, device=device, dtype=dtype)
+
+    def centres(self, x: torch.Tensor) -> torch.Tensor:
+        """(N, C, *O): the padded input at each output position's window centre p·s + d·⌊(k−1)/2⌋."""
+        xp = pad_pairs(x, self.pairs, self.padding_mode)
+        index: list[slice] = [slice(None), slice(None)]
+        for size, k, s, d in zip(xp.shape[2:], self.kernel_size, self.stride, self.dilation):
+            out = (size - d * (k - 1) - 1) // s + 1
+            start = d * ((k - 1) // 2)
+            index.append(slice(start, start + s * (out - 1) + 1, s))
+        return xp[tuple(index)]
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        features = self.centres(x).movedim(1, -1)
+        return self.span(torch.relu(self.reduce(features))).movedim(-1, 1)
+
+
+class InvolutionNd(ConvzooLayer, nn.Module):
+    """Shapes: (N, C, *S) → (N, C, *O), O as a conv's; generator reduce (C → max(C // r, 1)), span (→ G·prod(k)).
+
+    Arguments, order and defaults as ``torch.nn.Conv*d``: ``out_channels`` must equal ``in_channels``;
+    ``groups`` G is the number of kernels per position (C/G channels share one); ``bias`` is the generator FCs'.
+    Keyword-only ``reduction`` r (the paper's 4).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel_size: IntOrTuple,
+        stride: IntOrTuple = 1,
+        padding: Padding = 0,
+        dilation: IntOrTuple = 1,
+        groups: int = 1,
+        bias: bool = True,
+        padding_mode: str = "zeros",
+        device: torch.device | str | None = None,
+        dtype: torch.dtype | None = None,
+        *,
+        reduction: int = 4,
+    ) -> None:
+        super().__init__()
+        in_channels, out_channels, groups = check_groups(in_channels, out_channels, groups)
+        if out_channels != in_channels:
+            raise ValueError(f"out_channels={out_channels} must equal in_channels={in_channels}: involution does not "
+                             "mix channels (follow it with a 1×1 conv to change the width)")
+        self.reduction = check_positive_int(reduction, "reduction")
+        self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
+        geometry = resolve_geometry(self.dim, kernel_size, stride, padding, dilation)
+        self.kernel_size, self.stride, self.dilation = geometry.kernel_size, geometry.stride, geometry.dilation
+        self.padding, self.padding_pairs = geometry.padding, geometry.padding_pairs
+        self.padding_mode = check_choice(padding_mode, "padding_mode", PADDING_MODES)
+        self.generator = KernelGenerator(in_channels, max(in_channels // self.reduction, 1), groups, self.kernel_size,
+                                         self.stride, self.dilation, self.padding_pairs, self.padding_mode, bias,
+                                         device=device, dtype=dtype)
+
+    def reset_parameters(self) -> None:
+        self.generator.reduce.reset_parameters()
+        self.generator.span.reset_parameters()
+
+    def involve(self, x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+        """Y[n, c, p] = Σ_t H[n, g(c), t, p]·xpad[n, c, p·s + t·d], kernels (N, G·T, *O)."""
+        patches = window_patches(x, self.kernel_size, self.stride, self.dilation, self.padding_pairs,
+                                 self.padding_mode)  # (N, C, T, *O)
+        n, c, taps, out = x.shape[0], self.in_channels, patches.shape[2], patches.shape[3:]
+        grouped = patches.reshape(n, self.groups, c // self.groups, taps, *out)
+        h = kernels.reshape(n, self.groups, 1, taps, *out)
+        return (grouped * h).sum(3).reshape(n, c, *out)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.dim, self.in_channels, type(self).__name__)
+        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__)
+        return self.involve(x, self.generator(x))
+
+    def _tap_loop(self, x: torch.Tensor) -> torch.Tensor:
+        """The same sum accumulated one tap at a time (no (N, C, T, *O) patch tensor)."""
+        kernels = self.generator(x)
+        xp = pad_pairs(x, self.padding_pairs, self.padding_mode)
+        n, taps = x.shape[0], math.prod(self.kernel_size)
+        out = kernels.shape[2:]
+        h = kernels.reshape(n, self.groups, 1, taps, *out)
+        y = x.new_zeros(n, self.groups, self.in_channels // self.groups, *out)
+        for t in range(taps):
+            tap = [int(v) for v in torch.unravel_index(torch.tensor(t), self.kernel_size)]
+            index = [slice(None), slice(None)] + [slice(i * d, i * d + s * (o - 1) + 1, s) for i, d, s, o in
+                                                  zip(tap, self.dilation, self.stride, out)]
+            y = y + xp[tuple(index)].reshape(n, self.groups, -1, *out) * h[:, :, :, t]
+        return y.reshape(n, self.in_channels, *out)
+
+    # --- the contract ---------------------------------------------------------------------------------------------
+
+    def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
+        """Generator: N·prod(O)·(C·h + h·G·T) MACs (two per-position FCs) and a ReLU (1 op per hidden value);
+        the involution itself multiplies generated kernels by input values — activation × activation, so its
+        N·C·T·prod(O) multiply-adds are other ops, not weight MACs."""
+        n, c = input_shape[0], input_shape[1]
+        out = conv_output_tensor_shape(input_shape, c, self.kernel_size, self.stride, self.padding_pairs,
+                                       self.dilation)
+        positions = n * numel(out[2:])
+        gen = self.generator
+        hidden, spans, taps = gen.reduce.out_features, gen.span.out_features, math.prod(self.kernel_size)
+        params = sum(p.numel() for p in gen.parameters())
+        reduce = LayerCost(0, positions * c * hidden, 0, positions * c + positions * hidden, (n, hidden, *out[2:]))
+        relu = elementwise_cost((n, hidden, *out[2:]), 1)
+        span = LayerCost(params, positions * hidden * spans, 0, positions * (hidden + spans) + params,
+                         (n, spans, *out[2:]))
+        involve = LayerCost(0, 0, 2 * positions * c * taps, numel(input_shape) + positions * spans + numel(out), out)
+        return compose([reduce, relu, span, involve])
+
+    def reference_output(self, x: np.ndarray) -> np.ndarray:
+        from ..oracle import reference as ref
+        from .conv import to_numpy
+
+        gen = self.generator
+        return ref.involution(x, to_numpy(gen.reduce.weight), to_numpy(gen.reduce.bias), to_numpy(gen.span.weight),
+                              to_numpy(gen.span.bias), self.kernel_size, self.groups, self.stride,
+                              ref.resolve_padding(self.padding, self.kernel_size, self.stride, self.dilation),
+                              self.dilation, self.padding_mode)
+
+    def native_alternatives(self) -> list[Alternative]:
+        return [("native", "tap-by-tap accumulation", self._tap_loop)]
+
+    def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
+        raise TypeError("involution cannot stand in for a dense conv: it never mixes channels and its kernel is "
+                        "generated from the input at each position, so no parameters give a fixed C_out×C_in kernel")
+
+    def receptive_field_step(self, field: Any, in_shape: Any, step: Callable[..., Any]) -> Any:
+        """The window (the kernel generator reads only the window's centre, inside it)."""
+        return field.window(self.kernel_size, self.stride, self.dilation, [lo for lo, _ in self.padding_pairs])
+
+    def stages(self) -> list[Stage]:
+        t = "×".join(map(str, self.kernel_size))
+        return [Stage(f"kernel generation: a {t} kernel per position and group from that position's features "
+                      "(FC → ReLU → FC)", self.generator, side=True, module=self.generator),
+                # the generated kernels enter as the side branch's values (detached: same output, and the pictures'
+                # autograd then sees the window each output reads, not the generator's dependence on the input)
+                Stage(f"involution: each channel's {t} window times its group's generated kernel",
+                      lambda x: self.involve(x, self.generator(x).detach()))]
+
+    def extra_repr(self) -> str:
+        return geometry_repr(self, {"reduction": self.reduction})
+
+
+class Involution1d(InvolutionNd):
+    dim = 1
+
+
+class Involution2d(InvolutionNd):
+    dim = 2
+
+
+class Involution3d(InvolutionNd):
+    dim = 3

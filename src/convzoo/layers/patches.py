@@ -1,0 +1,51 @@
+"""Window patches and per-sample kernels without batch-dependent shapes.
+
+``window_patches`` gathers every output position's window as (N, C, T, *O) by one strided slice per tap (T =
+prod(kernel), taps in row-major order, the order of a kernel's flattened ``(*k)`` dims); ``per_sample_conv``
+applies a different kernel to each sample as one batched matmul over those patches. The batch never becomes a
+conv's group count, so a traced / exported graph runs at any batch size (the dynamic families rely on this).
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+from collections.abc import Sequence
+
+import torch
+
+from ..functional import pad_pairs
+from .base import PaddingPairs
+
+
+def window_patches(x: torch.Tensor, kernel_size: Sequence[int], stride: Sequence[int], dilation: Sequence[int],
+                   pairs: PaddingPairs, padding_mode: str = "zeros") -> torch.Tensor:
+    """(N, C, *S) → (N, C, T, *O): patch[n, c, t, p] = xpad[n, c, p·s + t·d] for tap t (row-major over the kernel)."""
+    xp = pad_pairs(x, pairs, padding_mode)
+    spatial = xp.shape[2:]
+    out = [(size - d * (k - 1) - 1) // s + 1 for size, k, s, d in zip(spatial, kernel_size, stride, dilation)]
+    taps = []
+    for tap in itertools.product(*(range(k) for k in kernel_size)):
+        index = [slice(None), slice(None)]
+        for t, s, d, o in zip(tap, stride, dilation, out):
+            index.append(slice(t * d, t * d + s * (o - 1) + 1, s))
+        taps.append(xp[tuple(index)])
+    return torch.stack(taps, dim=2)
+
+
+def per_sample_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: Sequence[int],
+                    pairs: PaddingPairs, dilation: Sequence[int], groups: int,
+                    padding_mode: str = "zeros") -> torch.Tensor:
+    """y[n] = conv(x[n], weight[n]) + bias[n]: weight (N, C_out, C_in/g, *k), bias (N, C_out) or None.
+
+    One batched matmul: (N, g, C_out/g, C_in/g·T) @ (N, g, C_in/g·T, prod(O)) → (N, C_out, *O)."""
+    kernel = tuple(weight.shape[3:])
+    patches = window_patches(x, kernel, stride, dilation, pairs, padding_mode)  # (N, C_in, T, *O)
+    out_spatial = tuple(patches.shape[3:])
+    n, c_in, c_out = x.shape[0], x.shape[1], weight.shape[1]
+    columns = patches.reshape(n, groups, (c_in // groups) * math.prod(kernel), math.prod(out_spatial))
+    kernels = weight.reshape(n, groups, c_out // groups, (c_in // groups) * math.prod(kernel))
+    y = torch.matmul(kernels, columns).reshape(n, c_out, *out_spatial)
+    if bias is not None:
+        y = y + bias.reshape(n, c_out, *(1,) * len(out_spatial))
+    return y

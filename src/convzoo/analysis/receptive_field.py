@@ -357,6 +357,7 @@ class _Walker:
     def __init__(self, gm: torch.fx.GraphModule, dim: int, rows: list[FieldRow], misaligned: list[Misalignment]):
         self.gm, self.dim, self.rows, self.misaligned = gm, dim, rows, misaligned
         self.values: dict[torch.fx.Node, Value] = {}
+        self.row_of: dict[torch.fx.Node, FieldRow] = {}
 
     # -- helpers --
     def shape(self, node: Any) -> Optional[tuple[int, ...]]:
@@ -392,7 +393,10 @@ class _Walker:
                     if self.shape(node) == in_shape else None
                 continue
             if node.op == "output":
-                out = _first_track(self.values.get(a) for a in node.all_input_nodes)
+                found = next((a for a in _nodes_in(node.args) if _first_track([self.values.get(a)]) is not None), None)
+                if found is not None:
+                    out = _first_track([self.values[found]])
+                    out_row = self.row_of.get(found, out_row)
                 break
             if node.op == "get_attr" or not any(self.track(a) or isinstance(self.values.get(a), tuple)
                                                  for a in node.all_input_nodes):
@@ -405,6 +409,7 @@ class _Walker:
             if first is not None and node.meta.get("tensor_meta") is not None and not _is_getitem_of_tuple(node, self):
                 out_row = FieldRow.of(name, kind, first.field)
                 self.rows.append(out_row)
+                self.row_of[node] = out_row
         if out is None:
             return None, out_row
         return out, FieldRow.of(out_row.name, out_row.type, out.field)
@@ -512,6 +517,8 @@ class _Walker:
                     reduced = self.reduce(node, t, in_shape, _shape_of(meta[0]))
                     return (reduced, reduced)
                 return self.reduce(node, t, in_shape, out_shape)
+            if name == "normalize":  # F.normalize: a p-norm along dim (default 1, the channels)
+                return self.mixing(t, [_axis(_arg(node, 2, "dim", 1), ndim)])
             if name == "layer_norm":
                 normalized = _arg(node, 1, "normalized_shape", ())
                 return self.mixing(t, range(ndim - len(_tuple(normalized, 1)), ndim))
@@ -766,6 +773,17 @@ def _is_getitem_of_tuple(node: torch.fx.Node, walker: _Walker) -> bool:
     return node.target is operator.getitem and isinstance(walker.values.get(node.args[0]), tuple)
 
 
+def _nodes_in(args: Any) -> list[torch.fx.Node]:
+    """The nodes in a (nested) output structure, in order (dict values, tuple and list items)."""
+    if isinstance(args, torch.fx.Node):
+        return [args]
+    if isinstance(args, dict):
+        args = list(args.values())
+    if isinstance(args, (tuple, list)):
+        return [n for a in args for n in _nodes_in(a)]
+    return []
+
+
 def _regrid(value: Value, meta: Any) -> Value:
     """The grid of a tensor whose positions are on axes is read from its shape (tokens keep their grid)."""
     if isinstance(value, tuple):
@@ -836,7 +854,11 @@ def _shape_propagate(gm: torch.fx.GraphModule, in_shape: tuple[int, ...]) -> Non
     from .cost import _to_meta
 
     try:
-        meta = _to_meta(gm, torch.float32)
+        meta = _to_meta(gm, torch.float32).eval()
+        for module in meta.modules():  # plain tensor attributes (fx constants) too
+            for key, value in list(vars(module).items()):
+                if isinstance(value, torch.Tensor) and not value.is_meta:
+                    setattr(module, key, value.to("meta"))
         with torch.no_grad():
             ShapeProp(meta).propagate(torch.empty(in_shape, device="meta"))
         for ours, theirs in zip(gm.graph.nodes, meta.graph.nodes):
@@ -846,8 +868,12 @@ def _shape_propagate(gm: torch.fx.GraphModule, in_shape: tuple[int, ...]) -> Non
     except Exception:  # noqa: BLE001 - an op without a meta kernel: run it for real below
         pass
     device = next((p.device for p in gm.parameters() if p.device.type != "meta"), torch.device("cpu"))
-    with torch.no_grad():
-        ShapeProp(gm).propagate(torch.zeros(in_shape, device=device))
+    training = gm.training
+    try:
+        with torch.no_grad():
+            ShapeProp(gm.eval()).propagate(torch.zeros(in_shape, device=device))
+    finally:
+        gm.train(training)
 
 
 def receptive_field(model: nn.Module, input_shape: Sequence[int]) -> ReceptiveField:

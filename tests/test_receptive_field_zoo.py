@@ -304,7 +304,9 @@ def _analyse(name: str) -> None:
         assert all(1 <= r < 10_000 for r in row.size), (name, row)
         if any(j == 0 for j in row.stride):
             assert row.global_path, (name, row)
-    if name not in ("maxvit_t",):
+    if name.startswith(("swin", "maxvit")):  # window attention / window partition reshapes: bounds, named
+        assert rf.notes and all(":" in note for note in rf.notes), (name, rf.notes)
+    else:
         assert not rf.notes, (name, rf.notes)
     assert name != "inception_v3" or rf.is_aligned  # F.max_pool2d / F.avg_pool2d are followed now
 
@@ -332,7 +334,7 @@ def test_segmentation_and_detection_backbones(module: str) -> None:
             model = torchvision.models.get_model(name, weights=None, weights_backbone=None)
         target = model.backbone if module == "detection" else model
         rf = receptive_field(target, (1, 3, 512, 512))
-        assert all(all(j <= 64 for j in row.stride) for row in rf.layers), name
+        assert all(all(j <= 128 for j in row.stride) for row in rf.layers), name  # FPN's P7 has stride 128
         assert all(not row.note or "normalize" not in row.note for row in rf.layers), name
 
 

@@ -147,6 +147,23 @@ def test_cli_convert(tmp_path):
     assert result.exit_code == 2 and "unknown family" in result.output
 
 
+def test_convert_leaves_what_cannot_gain_small_model():
+    """The same rules on a small resnet-like model (fast): 7×7 stem on 3 channels, a 3×3, a 1×1 downsample."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 7, 2, 3, bias=False), nn.Conv2d(8, 32, 3, padding=1, bias=False),
+                          nn.Conv2d(32, 64, 1, 2, bias=False))
+    new, report = cz.convert(model, "spatially_separable", input_shape=(1, 3, 32, 32), mid_channels=16)
+    notes = {row.name: row.note for row in report.layers}
+    assert "would not reduce params and MACs here (params 1,176 → 1,232" in notes["0"]  # 3·7·16 + 16·7·8
+    assert report.layers[1].converted and report.layers[1].params_after == 8 * 3 * 16 + 16 * 3 * 32 < 32 * 8 * 9
+    assert "a 1×1 conv has no window for 'spatially_separable' to factorise" in notes["2"]
+    assert type(new[0]) is nn.Conv2d and type(new[2]) is nn.Conv2d
+    assert report.params_before == 1_176 + 2_304 + 2_048 and report.params_after == 1_176 + 1_920 + 2_048
+    assert report.macs_before == cz.cost(model, (1, 3, 32, 32)).macs > report.macs_after == cz.cost(new, (1, 3, 32, 32)).macs
+    _, forced = cz.convert(model, "spatially_separable", force=True, mid_channels=16)
+    assert len(forced.converted) == 3
+
+
+@pytest.mark.slow
 def test_convert_leaves_what_cannot_gain_and_says_why():
     model = torchvision.models.resnet18()
     new, report = cz.convert(model, "spatially_separable", input_shape=(1, 3, 64, 64))

@@ -200,8 +200,8 @@ def test_capability_families_still_convert_every_layer():
 
 
 def test_cli_convert_force_and_totals():
-    result = CliRunner().invoke(app, ["convert", "torchvision:resnet18", "--to", "spatially_separable", "--force",
-                                      "--input", "1,3,32,32"])
+    result = CliRunner().invoke(app, ["convert", "torchvision:resnet18", "--to", "grouped", "--force",
+                                      "--input", "1,3,32,32"])  # the stem (3 channels: groups 1) converts too
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     assert "20 layer(s) converted, 0 kept; model params 11,689,512 →" in text and "MACs" in text

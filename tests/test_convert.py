@@ -59,7 +59,7 @@ def test_svd_conversions_exact_at_full_rank_and_monotone(family, rank_arg, full_
     weight = source[0].weight.detach()
     errors = []
     for rank in range(1, full_rank + 1):
-        new, report = cz.convert(source, family, **{rank_arg: rank})
+        new, report = cz.convert(source, family, force=True, **{rank_arg: rank})  # ranks past any gain too
         measured = relative(effective_kernel(new[0], 6, 3), weight)
         assert report.layers[0].rel_error == pytest.approx(measured, abs=1e-9)  # the report tells the truth
         errors.append(measured)
@@ -88,7 +88,7 @@ def test_flattened_is_exact_on_rank_one_filters_and_reports_truthfully():
 ])
 def test_projections_report_the_measured_error(family, kwargs):
     source = source_conv(6, 6, padding=1)  # MixConv always pads 'same'; the others follow the source
-    new, report = cz.convert(source, family, **kwargs)
+    new, report = cz.convert(source, family, force=True, **kwargs)  # HetConv p=1 is dense: no gain, forced
     measured = relative(effective_kernel(new[0], 6, 3), source[0].weight.detach())
     assert report.layers[0].rel_error == pytest.approx(measured, abs=1e-9)
     if family == "hetconv" and kwargs["p"] == 1:
@@ -97,15 +97,15 @@ def test_projections_report_the_measured_error(family, kwargs):
 
 def test_structured_kernels_convert_exactly():
     """Where the kernel already has the family's structure, the conversion is exact."""
-    source = source_conv(6, 6, groups=2)  # a grouped conv → grouped family with the same groups
-    new, report = cz.convert(source, "grouped")
+    source = source_conv(6, 6, groups=2)  # a grouped conv → grouped family with the same groups (no gain: forced)
+    new, report = cz.convert(source, "grouped", force=True)
     assert report.layers[0].rel_error == 0.0
     depthwise = source_conv(6, 6, groups=6, padding=1)  # depthwise 3×3 → MixConv: kernels embedded in 5×5, 7×7
-    new, report = cz.convert(depthwise, "mixconv")
+    new, report = cz.convert(depthwise, "mixconv", force=True)
     assert report.layers[0].rel_error < 1e-12
     x = torch.randn(1, 6, 9, 9, dtype=torch.float64)
     assert relative(new(x), depthwise(x)) < 1e-12
-    _, report = cz.convert(source_conv(6, 6, groups=6), "mixconv")  # padding 0: MixConv would change the size
+    _, report = cz.convert(source_conv(6, 6, groups=6), "mixconv", force=True)  # padding 0: the size would change
     assert "gives output (1, 6, 10, 9) where the conv gives (1, 6, 8, 7)" in report.layers[0].note
 
 
@@ -113,9 +113,12 @@ def test_unconvertible_layers_are_kept_with_a_message_naming_them():
     model = torchvision.models.resnet18(num_classes=10)
     new, report = cz.convert(model, "hetconv", p=4)
     skipped = {row.name: row.note for row in report.skipped}
-    assert list(skipped) == ["conv1"]
+    downsamples = ["layer2.0.downsample.0", "layer3.0.downsample.0", "layer4.0.downsample.0"]
+    assert list(skipped) == ["conv1", *downsamples]
     assert "p=4 must divide in_channels=3" in skipped["conv1"]
-    assert type(new.conv1) is nn.Conv2d and len(report.converted) == 19
+    for name in downsamples:  # a 1×1 HetConv is the dense 1×1 conv: nothing to gain
+        assert "'hetconv' would not reduce params and MACs here" in skipped[name]
+    assert type(new.conv1) is nn.Conv2d and len(report.converted) == 16
     with pytest.raises(ValueError, match="has no torch.nn.Conv2d"):
         cz.convert(nn.Sequential(nn.Linear(3, 4)), "dynamic")
     with pytest.raises(ValueError, match="cannot replace a k×k convolution"):
@@ -142,3 +145,63 @@ def test_cli_convert(tmp_path):
     assert isinstance(loaded.conv1, cz.DynamicConv2d)
     result = CliRunner().invoke(app, ["convert", "torchvision:resnet18", "--to", "nope"])
     assert result.exit_code == 2 and "unknown family" in result.output
+
+
+def test_convert_leaves_what_cannot_gain_small_model():
+    """The same rules on a small resnet-like model (fast): 7×7 stem on 3 channels, a 3×3, a 1×1 downsample."""
+    model = nn.Sequential(nn.Conv2d(3, 8, 7, 2, 3, bias=False), nn.Conv2d(8, 32, 3, padding=1, bias=False),
+                          nn.Conv2d(32, 64, 1, 2, bias=False))
+    new, report = cz.convert(model, "spatially_separable", input_shape=(1, 3, 32, 32), mid_channels=16)
+    notes = {row.name: row.note for row in report.layers}
+    assert "would not reduce params and MACs here (params 1,176 → 1,232" in notes["0"]  # 3·7·16 + 16·7·8
+    assert report.layers[1].converted and report.layers[1].params_after == 8 * 3 * 16 + 16 * 3 * 32 < 32 * 8 * 9
+    assert "a 1×1 conv has no window for 'spatially_separable' to factorise" in notes["2"]
+    assert type(new[0]) is nn.Conv2d and type(new[2]) is nn.Conv2d
+    assert report.params_before == 1_176 + 2_304 + 2_048 and report.params_after == 1_176 + 1_920 + 2_048
+    assert report.macs_before == cz.cost(model, (1, 3, 32, 32)).macs > report.macs_after == cz.cost(new, (1, 3, 32, 32)).macs
+    _, forced = cz.convert(model, "spatially_separable", force=True, mid_channels=16)
+    assert len(forced.converted) == 3
+
+
+@pytest.mark.slow
+def test_convert_leaves_what_cannot_gain_and_says_why():
+    model = torchvision.models.resnet18()
+    new, report = cz.convert(model, "spatially_separable", input_shape=(1, 3, 64, 64))
+    notes = {row.name: row.note for row in report.skipped}
+    downsamples = ["layer2.0.downsample.0", "layer3.0.downsample.0", "layer4.0.downsample.0"]
+    for name in downsamples:
+        assert "a 1×1 conv has no window for 'spatially_separable' to factorise" in notes[name]
+        assert type(new.get_submodule(name)) is nn.Conv2d
+    # the 7×7 stem on 3 channels: (3·7·m + m·64·7) > 3·64·49 for the default m
+    assert "would not reduce params and MACs here (params 9,408 → " in notes["conv1"]
+    # the stride-2 3×3 convs C → 2C: the default mid_channels = 2C gives 3·C·2C + 3·2C·2C ≥ 9·C·2C: no gain either
+    strided = ["layer2.0.conv1", "layer3.0.conv1", "layer4.0.conv1"]
+    for name in strided:
+        assert "would not reduce params and MACs here" in notes[name]
+    assert sorted(notes) == sorted(["conv1", *downsamples, *strided])
+    assert len(report.converted) == 13
+    assert all(row.params_after < row.params_before and row.macs_after < row.macs_before for row in report.converted)
+    # totals: the whole model before and after, checked against a fresh count
+    assert report.params_before == sum(p.numel() for p in model.parameters())
+    assert report.params_after == sum(p.numel() for p in new.parameters()) < report.params_before
+    assert report.macs_before == cz.cost(model, (1, 3, 64, 64)).macs
+    assert report.macs_after == cz.cost(new, (1, 3, 64, 64)).macs < report.macs_before
+    assert "model params" in report.totals() and report.to_dict()["params_after"] == report.params_after
+    forced, forced_report = cz.convert(model, "spatially_separable", force=True)
+    assert len(forced_report.converted) == 20 and not forced_report.skipped
+    assert forced_report.params_after > report.params_after  # what forcing costs
+    assert forced_report.macs_before is None and "MACs" not in forced_report.totals()  # no input shape given
+
+
+def test_capability_families_still_convert_every_layer():
+    # dynamic / deformable add parameters by design: they are not compression families, nothing is left
+    _, report = cz.convert(torchvision.models.resnet18(num_classes=10), "dynamic")
+    assert len(report.converted) == 20 and report.params_after > report.params_before
+
+
+def test_cli_convert_force_and_totals():
+    result = CliRunner().invoke(app, ["convert", "torchvision:resnet18", "--to", "grouped", "--force",
+                                      "--input", "1,3,32,32"])  # the stem (3 channels: groups 1) converts too
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "20 layer(s) converted, 0 kept; model params 11,689,512 →" in text and "MACs" in text

@@ -1,7 +1,9 @@
 """Analytic cost of layers and models: parameters, multiply-accumulates, other ops and memory traffic.
 
-Convention (the MobileNet paper's and fvcore's): MACs = multiply-accumulates with conv / linear weights; bias,
-norms and activations are not MACs; FLOPs = 2 × MACs. Work that is not a weight multiply-add (bilinear sampling,
+Convention (the MobileNet paper's and fvcore's): MACs = multiply-accumulates with conv / linear weights (an
+aggregated dynamic kernel is a weight); bias, norms and activations are not MACs; FLOPs = 2 × MACs.
+Multiply-accumulates between two activations (attention's QKᵀ and AV) are not weight MACs: they are counted apart
+as ``activation_macs`` (their own column and JSON field) and never added to ``macs``. Work that is not a weight multiply-add (bilinear sampling,
 interpolation, softmax, norms, activations, pooling, sigmoid masks) is counted separately as ``other_ops`` and
 never added to the MACs. Bytes moved = (input elements read + parameters read + output elements written) × the
 dtype's element size; a composite layer sums this over its parts, i.e. its intermediate tensors are written
@@ -17,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
+import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from typing import Any, Callable, Union
@@ -28,7 +31,8 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from .shapes import conv_output_shape
 
 Shape = tuple[int, ...]
-CONVENTION = "MACs = conv/linear weight multiply-accumulates (bias, norm, activation excluded); FLOPs = 2 × MACs"
+CONVENTION = ("MACs = conv/linear weight multiply-accumulates (bias, norm, activation excluded); FLOPs = 2 × MACs; "
+              "activation × activation products (attention QKᵀ, AV) counted apart as activation MACs")
 
 
 @dataclass(frozen=True)
@@ -258,18 +262,19 @@ def _shape(t: Any) -> Shape:
     return tuple(t.shape)
 
 
-def _functional_macs(func: Any, args: tuple, out: Any) -> int | None:
-    """MACs of one aten op that multiplies by weights, or None when the op is not one."""
+def _functional_macs(func: Any, args: tuple, out: Any) -> tuple[int, tuple[Any, ...]] | None:
+    """(multiply-accumulates, the operands multiplied) of one aten conv or matrix product; None for other ops."""
     packet = getattr(func, "overloadpacket", None)
     if packet in (_aten.convolution, _aten._convolution):
         x, w, transposed = args[0], args[1], args[6]
-        return transposed_conv_macs(_shape(x), _shape(w)) if transposed else conv_macs(_shape(out), _shape(w))
+        macs = transposed_conv_macs(_shape(x), _shape(w)) if transposed else conv_macs(_shape(out), _shape(w))
+        return macs, ()  # a conv kernel is a weight (an aggregated dynamic kernel too)
     if packet in (_aten.mm, _aten.addmm):
         a, b = (args[0], args[1]) if packet is _aten.mm else (args[1], args[2])
-        return a.shape[0] * a.shape[1] * b.shape[1]
+        return a.shape[0] * a.shape[1] * b.shape[1], (a, b)
     if packet in (_aten.bmm, _aten.baddbmm):
         a, b = (args[0], args[1]) if packet is _aten.bmm else (args[1], args[2])
-        return a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2]
+        return a.shape[0] * a.shape[1] * a.shape[2] * b.shape[2], (a, b)
     return None
 
 
@@ -303,16 +308,19 @@ class LayerRow(_Intensity):
     macs: int
     other_ops: int
     bytes: int
+    activation_macs: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type, "input_shape": list(self.input_shape),
                 "output_shape": list(self.output_shape), "params": self.params, "macs": self.macs,
-                "flops": self.flops, "other_ops": self.other_ops, "bytes": self.bytes, "intensity": self.intensity}
+                "activation_macs": self.activation_macs, "flops": self.flops, "other_ops": self.other_ops,
+                "bytes": self.bytes, "intensity": self.intensity}
 
 
 @dataclass
 class CostReport(_Intensity):
-    """Per-leaf rows and int totals. Totals count each parameter once (a module called twice adds its MACs twice)."""
+    """Per-leaf rows and int totals. Totals count each parameter once (a module called twice adds its MACs twice).
+    ``macs`` are weight multiply-accumulates only; ``activation_macs`` those between two activations."""
 
     layers: list[LayerRow]
     input_shape: Shape
@@ -322,28 +330,37 @@ class CostReport(_Intensity):
     other_ops: int = 0
     bytes: int = 0
     output_shape: Shape = field(default=())
+    activation_macs: int = 0
 
     def table(self) -> Any:
-        """A ``rich.table.Table``: one row per leaf, then the totals."""
+        """A ``rich.table.Table``: one row per leaf, then the totals (an activation-MACs column when there are
+        any)."""
         from rich.table import Table
 
         table = Table(title=f"convzoo cost — input {self.input_shape}, {self.dtype}; {CONVENTION}; "
                             "other ops = non-MAC work (sampling, softmax, norms, activations, pooling, resampling)")
-        for column in ("layer", "type", "output", "params", "MACs", "other ops", "bytes", "FLOP/byte"):
+        apart = bool(self.activation_macs)  # the activation-MACs column, when the model has any (attention)
+        columns = ("layer", "type", "output", "params", "MACs", *(("activation MACs",) if apart else ()),
+                   "other ops", "bytes", "FLOP/byte")
+        for column in columns:
             table.add_column(column, justify="left" if column in ("layer", "type", "output") else "right")
+
+        def cells(r: Any) -> list[str]:
+            return [str(r.output_shape), f"{r.params:,}", f"{r.macs:,}",
+                    *((f"{r.activation_macs:,}",) if apart else ()), f"{r.other_ops:,}", f"{r.bytes:,}",
+                    f"{r.intensity:.2f}"]
+
         for r in self.layers:
-            table.add_row(r.name or "(model)", r.type, str(r.output_shape), f"{r.params:,}", f"{r.macs:,}",
-                          f"{r.other_ops:,}", f"{r.bytes:,}", f"{r.intensity:.2f}")
-        table.add_row("total", "", str(self.output_shape), f"{self.params:,}", f"{self.macs:,}", f"{self.other_ops:,}",
-                      f"{self.bytes:,}", f"{self.intensity:.2f}", style="bold")
+            table.add_row(r.name or "(model)", r.type, *cells(r))
+        table.add_row("total", "", *cells(self), style="bold")
         return table
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-able: totals, the convention, and the rows."""
         return {"convention": CONVENTION, "input_shape": list(self.input_shape), "dtype": str(self.dtype),
                 "output_shape": list(self.output_shape), "params": self.params, "macs": self.macs,
-                "flops": self.flops, "other_ops": self.other_ops, "bytes": self.bytes, "intensity": self.intensity,
-                "layers": [r.to_dict() for r in self.layers]}
+                "activation_macs": self.activation_macs, "flops": self.flops, "other_ops": self.other_ops,
+                "bytes": self.bytes, "intensity": self.intensity, "layers": [r.to_dict() for r in self.layers]}
 
 
 # --- the profiler -------------------------------------------------------------------------------------------------
@@ -394,17 +411,29 @@ def _meta_inputs(example: Union[Sequence[int], torch.Tensor, tuple], dtype: torc
 
 
 class _Profiler(TorchDispatchMode):
-    """Tracks the module stack through hooks; counts aten convs / matmuls run outside every leaf."""
+    """Tracks the module stack through hooks; counts aten convs / matmuls run outside every leaf. A matrix product
+    is a weight MAC when an operand is a weight (a parameter, or a view, reshape or cast of weights only: the
+    tensors in ``weights``), else an activation MAC (attention's QKᵀ, AV)."""
 
-    def __init__(self, names: dict[nn.Module, str], itemsize: int) -> None:
+    def __init__(self, names: dict[nn.Module, str], itemsize: int, weights: Iterable[torch.Tensor] = ()) -> None:
         super().__init__()
         self.names, self.itemsize = names, itemsize
+        self.weights: dict[int, weakref.ref] = {}  # by id, checked through a weak reference (ids get reused)
+        for tensor in weights:
+            self.mark_weight(tensor)
         self.stack: list[tuple[nn.Module, bool]] = []
         self.leaf_depth = 0
         self.rows: list[LayerRow] = []
-        self.functional: dict[nn.Module, list[int]] = {}  # module -> [macs, elements, order]
+        self.functional: dict[nn.Module, list[int]] = {}  # module -> [macs, elements, order, activation macs]
         self.seen: set[nn.Module] = set()
         self.params = 0
+
+    def mark_weight(self, tensor: torch.Tensor) -> None:
+        self.weights[id(tensor)] = weakref.ref(tensor)
+
+    def is_weight(self, tensor: Any) -> bool:
+        ref = self.weights.get(id(tensor))
+        return ref is not None and ref() is tensor
 
     def is_leaf(self, module: nn.Module) -> bool:
         return callable(getattr(module, "cost", None)) or _native_formula(module) is not None
@@ -434,13 +463,20 @@ class _Profiler(TorchDispatchMode):
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         out = func(*args, **(kwargs or {}))
-        if self.leaf_depth == 0:
-            macs = _functional_macs(func, args, out)
-            if macs is not None:
-                owner = self.stack[-1][0] if self.stack else None
-                entry = self.functional.setdefault(owner, [0, 0, len(self.functional)])
-                entry[0] += macs
-                entry[1] += sum(numel(_shape(a)) for a in args if isinstance(a, torch.Tensor)) + numel(_shape(out))
+        counted = _functional_macs(func, args, out)
+        if counted is None:
+            tensors = [a for a in torch.utils._pytree.tree_leaves((args, kwargs)) if isinstance(a, torch.Tensor)]
+            if tensors and all(self.is_weight(t) for t in tensors):  # t(), view, reshape, cast… of weights
+                for t in torch.utils._pytree.tree_leaves(out):
+                    if isinstance(t, torch.Tensor):
+                        self.mark_weight(t)
+        elif self.leaf_depth == 0:
+            macs, operands = counted
+            weighted = not operands or any(self.is_weight(t) for t in operands)
+            owner = self.stack[-1][0] if self.stack else None
+            entry = self.functional.setdefault(owner, [0, 0, len(self.functional), 0])
+            entry[0 if weighted else 3] += macs
+            entry[1] += sum(numel(_shape(a)) for a in args if isinstance(a, torch.Tensor)) + numel(_shape(out))
         return out
 
 
@@ -464,7 +500,9 @@ def cost(model: nn.Module, input_shape_or_example: Union[Sequence[int], torch.Te
     # its parameters swapped for meta tensors (torch.func.functional_call), which skips the copy (half the time).
     target = _to_meta(model, dtype) if lazy else model
     names = {m: n for n, m in target.named_modules(remove_duplicate=False)}
-    profiler = _Profiler(names, itemsize)
+    state = None if lazy else _meta_state(target, dtype)
+    weights = list(state.values()) if state is not None else [*target.parameters()]
+    profiler = _Profiler(names, itemsize, weights)
     modes = {m: m.training for m in names}
     patched = {m: m.__dict__.get("forward") for m in names
                if isinstance(m, _SHAPE_PRESERVING) and not callable(getattr(m, "cost", None))}
@@ -482,7 +520,7 @@ def cost(model: nn.Module, input_shape_or_example: Union[Sequence[int], torch.Te
             if lazy:
                 output = target(*inputs)
             else:
-                output = torch.func.functional_call(target, _meta_state(target, dtype), inputs)
+                output = torch.func.functional_call(target, state, inputs)
     finally:
         for handle in handles:
             handle.remove()
@@ -501,13 +539,15 @@ def cost(model: nn.Module, input_shape_or_example: Union[Sequence[int], torch.Te
             continue
         inside.add(module)  # a module reachable under two names gets one row
         own = sum(p.numel() for p in module._parameters.values() if p is not None)  # this module's own
-        macs, elements, _ = profiler.functional.get(module, (0, 0, 0))
-        if own or macs:
+        macs, elements, _, activation = profiler.functional.get(module, (0, 0, 0, 0))
+        if own or macs or activation:
             params += own
-            rows.append(LayerRow(name, type(module).__name__, (), (), own, macs, 0, (elements + own) * itemsize))
+            rows.append(LayerRow(name, type(module).__name__, (), (), own, macs, 0, (elements + own) * itemsize,
+                                 activation))
     out = _first_tensor(output)
     return CostReport(
         layers=rows, input_shape=_shape(inputs[0]), dtype=dtype, params=params, macs=sum(r.macs for r in rows),
         other_ops=sum(r.other_ops for r in rows), bytes=sum(r.bytes for r in rows),
         output_shape=_shape(out) if out is not None else (),
+        activation_macs=sum(r.activation_macs for r in rows),
     )

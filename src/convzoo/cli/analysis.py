@@ -22,7 +22,8 @@ def cost_command(
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
     arg: Optional[list[str]] = typer.Option(None, "--arg", help="name=value for the layer or model, e.g. width_mult=0.5"),
 ) -> None:
-    """Params, MACs (FLOPs = 2 × MACs), other ops and bytes per layer, computed on the meta device."""
+    """Params, weight MACs (FLOPs = 2 × MACs), activation MACs (attention), other ops and bytes per layer, computed
+    on the meta device."""
     import json
 
     from ..analysis.cost import cost
@@ -41,6 +42,9 @@ def cost_command(
         typer.echo(json.dumps({**report.to_dict(), "weight_params": weights}))
     else:
         console.print(report.table())
+        if report.activation_macs:
+            console.print(f"activation × activation MACs (attention QKᵀ, AV), not in the MACs: "
+                          f"{report.activation_macs / 1e6:,.1f} M")
         console.print(f"input {shape}: {report.macs / 1e6:,.1f} M MACs (FLOPs = 2 × MACs = {report.flops / 1e6:,.1f} M); "
                       f"params {report.params:,} (all parameters, incl. norm and bias); conv and linear weights "
                       f"alone {weights:,} ({weights / 1e6:.1f} M)")

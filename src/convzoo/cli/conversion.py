@@ -18,6 +18,8 @@ def convert_command(
     output: Optional[str] = typer.Option(None, "-o", "--output", help="save the converted model (torch.save)"),
     input: Optional[str] = typer.Option(None, "--input", help="input shape for per-layer MACs, e.g. 1,3,224,224"),
     arg: Optional[list[str]] = typer.Option(None, "--arg", help="name=value for the family, e.g. mid_channels=16"),
+    force: bool = typer.Option(False, "--force", help="also convert layers the family cannot improve (1×1 kernels "
+                                                      "for window factorisations, layers it would not make cheaper)"),
 ) -> None:
     """Replace every Conv2d of a model by a family, starting from the best approximation of its weights."""
     from ..conversion.convert import convert
@@ -25,12 +27,12 @@ def convert_command(
     try:
         model, default = resolve_target(source, 0, 0, 0, 2)
         shape = tuple(int(s) for s in input.split(",")) if input else default
-        new_model, report = convert(model, to, input_shape=shape, **parse_args(arg))
+        new_model, report = convert(model, to, input_shape=shape, force=force, **parse_args(arg))
     except (ValueError, TypeError, RuntimeError) as error:
         typer.echo(f"error: {str(error).splitlines()[0]}", err=True)
         raise typer.Exit(2) from None
     console.print(report.table())
-    console.print(f"{len(report.converted)} layer(s) converted, {len(report.skipped)} kept")
+    console.print(f"{len(report.converted)} layer(s) converted, {len(report.skipped)} kept; {report.totals()}")
     if output:
         import torch
 

@@ -5,8 +5,12 @@ trained weights (the compression route of Jaderberg et al. 2014 / Denton et al. 
 ``where(name, module)`` selects) by
 ``convzoo.build(to, ...)`` with the same channels, kernel, stride, padding, dilation and bias, loads it with
 ``approximate_`` (exact or optimal low rank, see ``convzoo.approximate``) and reports, per layer, params and
-MACs before and after and the relative error of the kernel the new layer computes. A layer the family cannot
-take (e.g. HetConv with p not dividing its channels) is left as it was and its row says why.
+MACs before and after and the relative error of the kernel the new layer computes. A layer is left as it was,
+and its row says why, when the family cannot take it (e.g. HetConv with p not dividing its channels), when the
+family factorises the k×k window and the kernel is 1×1 (there is no window to factorise), or when the family is a
+compression family and would not reduce both the layer's params and its MACs here (a stem with 3 input channels,
+a 1×1 conv); ``force=True`` converts those two kinds anyway. The report's totals give the model's params and
+MACs before and after.
 """
 
 from __future__ import annotations
@@ -48,13 +52,18 @@ class ConvertedLayer:
 
 @dataclass
 class ConversionReport:
-    """What ``convert`` did: the target ``family`` and one row per considered layer (before/after module, params
-    and MACs before → after, ``rel_error`` = ‖W_new − W‖_F / ‖W‖_F, a ``note`` for skipped layers);
-    ``converted`` / ``skipped`` filter the rows, ``table()`` is a rich table, ``to_dict()`` plain data."""
+    """What ``convert`` did: the target ``family``, one row per considered layer (before/after module, params and MACs
+    before → after, ``rel_error`` = ‖W_new − W‖_F / ‖W‖_F, a ``note`` for kept layers), and the model's totals
+    ``params_before/after`` (all parameters) and, with an input shape, ``macs_before/after`` (weight MACs of the
+    whole model); ``converted`` / ``skipped`` filter the rows, ``table()`` is a rich table, ``to_dict()`` plain data."""
 
     family: str
     layers: list[ConvertedLayer] = field(default_factory=list)
     input_shape: tuple[int, ...] | None = None
+    params_before: int = 0
+    params_after: int = 0
+    macs_before: int | None = None
+    macs_after: int | None = None
 
     @property
     def converted(self) -> list[ConvertedLayer]:
@@ -65,7 +74,16 @@ class ConversionReport:
         return [row for row in self.layers if not row.converted]
 
     def to_dict(self) -> dict[str, Any]:
-        return {"family": self.family, "input_shape": self.input_shape, "layers": [asdict(r) for r in self.layers]}
+        return {"family": self.family, "input_shape": self.input_shape, "params_before": self.params_before,
+                "params_after": self.params_after, "macs_before": self.macs_before, "macs_after": self.macs_after,
+                "layers": [asdict(r) for r in self.layers]}
+
+    def totals(self) -> str:
+        """One line: the model's params and MACs before → after."""
+        line = f"model params {self.params_before:,} → {self.params_after:,}"
+        if self.macs_before is not None:
+            line += f", MACs {self.macs_before:,} → {self.macs_after:,} (input {self.input_shape})"
+        return line
 
     def table(self) -> Any:
         from rich.table import Table
@@ -78,6 +96,7 @@ class ConversionReport:
             macs = "" if r.macs_before is None else f"{r.macs_before:,} → {r.macs_after:,}"
             error = "" if r.rel_error is None else f"{r.rel_error:.2e}"
             table.add_row(r.name, r.before, r.after, f"{r.params_before:,} → {r.params_after:,}", macs, error, r.note)
+        table.caption = self.totals()
         return table
 
 
@@ -132,10 +151,47 @@ def _check_same_geometry(conv: nn.Module, layer: nn.Module) -> None:
                          f"(its padding or stride differs)")
 
 
-def _macs_by_layer(model: nn.Module, input_shape: Sequence[int]) -> dict[str, int]:
+def _macs_by_layer(model: nn.Module, input_shape: Sequence[int]) -> tuple[dict[str, int], int]:
     from ..analysis.cost import cost
 
-    return {row.name: row.macs for row in cost(model, tuple(input_shape)).layers}
+    report = cost(model, tuple(input_shape))
+    return {row.name: row.macs for row in report.layers}, report.macs
+
+
+def _layer_macs(layer: nn.Module, probe: tuple[int, ...]) -> int | None:
+    """Weight MACs of one layer on the probe input (None when the layer declares no cost)."""
+    from ..analysis.cost import cost
+
+    try:
+        return cost(layer, probe).macs
+    except (TypeError, ValueError, RuntimeError):
+        return None
+
+
+def _probe_shape(conv: nn.Module) -> tuple[int, ...]:
+    extent = max(d * (k - 1) + 1 for d, k in zip(conv.dilation, conv.kernel_size))
+    return (1, conv.in_channels, extent + 7, extent + 6)
+
+
+_REFERENCE: dict[str, tuple[bool, bool]] = {}
+
+
+def _family_kind(to: str, family_kwargs: dict[str, Any]) -> tuple[bool, bool]:
+    """(compresses, factorises the window) for family ``to``, measured on reference 16 → 16 convs, never looked
+    up by name: it compresses when its 3×3 layer has fewer parameters than the dense 3×3; it factorises the window
+    when its parameters grow clearly slower than k² from k = 3 to k = 5 (ratio < 2 against the dense 25/9):
+    separable, flattened and mixed-kernel layers do, dense, grouped and dynamic ones do not."""
+    key = to + repr(sorted(family_kwargs.items()))
+    if key not in _REFERENCE:
+        build = lookup_family(to).build
+        extra = {k: v for k, v in family_kwargs.items() if k != "kernel_size"}
+        try:
+            with torch.device("meta"):
+                p3, p5 = (_params(build(16, 16, k, 2, bias=False, **extra)) for k in (3, 5))
+            _REFERENCE[key] = (p3 < 16 * 16 * 9, p5 < 2 * p3)
+        except (TypeError, ValueError, RuntimeError):
+            _REFERENCE[key] = (False, False)
+    return _REFERENCE[key]
 
 
 def convert(
@@ -143,13 +199,17 @@ def convert(
     to: str = "depthwise_separable",
     where: Selector | None = None,
     input_shape: Sequence[int] | None = None,
+    force: bool = False,
     **family_kwargs: Any,
 ) -> tuple[nn.Module, ConversionReport]:
     """Return a copy of ``model`` with its 2-D convs (see ``is_dense_conv2d``) replaced by family ``to``, and the
     report.
 
-    ``input_shape`` (default: ``model.default_input_shape`` if the model has one) adds per-layer MACs.
-    Raises ValueError for an unknown family or a model with no ``nn.Conv2d`` to convert.
+    A conv is kept, with the reason in its row, when the family cannot take it; unless ``force``, also when the
+    family factorises the window and the kernel is 1×1, or when a compression family would not reduce both the
+    layer's params and its MACs (on a probe input). ``input_shape`` (default: ``model.default_input_shape`` if the
+    model has one) adds per-layer and total MACs. Raises ValueError for an unknown family or a model with no
+    ``nn.Conv2d`` to convert.
     """
     if not lookup_family(to).replaces_kxk:  # an unknown family raises a ValueError listing the known ones
         raise ValueError(f"family {to!r} cannot replace a k×k convolution (it changes the layer's shape or "
@@ -161,12 +221,26 @@ def convert(
         raise ValueError(f"{type(model).__name__} has no torch.nn.Conv2d (or convzoo Conv2d) to convert"
                          + (" (none selected by `where`)" if where is not None else ""))
     report = ConversionReport(to)
+    compresses, factorises = _family_kind(to, family_kwargs)
     for name, conv in targets:
         row = ConvertedLayer(name, f"Conv2d({conv.in_channels}, {conv.out_channels}, {conv.kernel_size})", "",
                              _params(conv), _params(conv))
         try:
+            if not force and factorises and all(k == 1 for k in conv.kernel_size):
+                raise ValueError(f"a 1×1 conv has no window for {to!r} to factorise (it would only re-factor the "
+                                 "channel mixing); force=True converts it anyway")
             layer = _build_replacement(to, conv, family_kwargs)
             _check_same_geometry(conv, layer)
+            if not force and compresses:
+                probe = _probe_shape(conv)
+                before_macs, after_macs = _layer_macs(conv, probe), _layer_macs(layer, probe)
+                after_params = _params(layer)
+                if after_params >= row.params_before or (
+                        before_macs is not None and after_macs is not None and after_macs >= before_macs):
+                    macs = "" if before_macs is None or after_macs is None else \
+                        f", MACs {before_macs:,} → {after_macs:,} on {probe[2]}×{probe[3]}"
+                    raise ValueError(f"{to!r} would not reduce params and MACs here (params {row.params_before:,} → "
+                                     f"{after_params:,}{macs}); force=True converts it anyway")
             bias = None if conv.bias is None else conv.bias.detach()
             row.rel_error = approximate_(layer, dense_weight(conv), bias)
         except (TypeError, ValueError) as error:
@@ -178,11 +252,13 @@ def convert(
         setattr(new_model.get_submodule(parent_name) if parent_name else new_model, attribute, layer)
         row.after, row.params_after = type(layer).__name__, _params(layer)
         report.layers.append(row)
+    report.params_before, report.params_after = _params(model), _params(new_model)
     if input_shape is None:
         input_shape = getattr(model, "default_input_shape", None)
     if input_shape is not None:
         report.input_shape = tuple(input_shape)
-        before, after = _macs_by_layer(model, input_shape), _macs_by_layer(new_model, input_shape)
+        (before, report.macs_before), (after, report.macs_after) = (_macs_by_layer(model, input_shape),
+                                                                    _macs_by_layer(new_model, input_shape))
         for row in report.layers:
             row.macs_before, row.macs_after = before.get(row.name), after.get(row.name)
     return new_model, report

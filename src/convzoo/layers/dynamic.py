@@ -244,9 +244,9 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
         return relative_frobenius_error(effective, weight)
 
     def receptive_field_step(self, field: Any, in_shape: Any, step: Callable[..., Any]) -> Any:
-        """The kernel's window (its attention also pools the whole input: every output depends on every pixel
-        through the kernel weights)."""
-        return field.window(self.kernel_size, self.stride, self.dilation, [lo for lo, _ in self.padding_pairs])
+        """The kernel's window, and a global path: its attention pools the whole input, so every output depends
+        on every pixel through the kernel weights."""
+        return field.window(self.kernel_size, self.stride, self.dilation, [lo for lo, _ in self.padding_pairs]).also_global()
 
     def stages(self) -> list[Stage]:
         """Attention over the K kernels (a side branch: GAP → FC → ReLU → FC → softmax/T), then the conv with the

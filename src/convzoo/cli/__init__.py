@@ -8,7 +8,20 @@ import typer
 
 from . import analysis, conversion, families, perf, train, viz
 
-app = typer.Typer(help="Every convolution of modern CNNs as a verified PyTorch layer.", no_args_is_help=True,
+class _App(typer.Typer):
+    """The typer app with a last guard: a file that cannot be read or written (a missing folder, no permission)
+    ends in one line naming the path and exit code 2, never a traceback, whichever command met it."""
+
+    def __call__(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+        try:
+            return super().__call__(*args, **kwargs)
+        except OSError as error:
+            where = f" {error.filename!r}" if getattr(error, "filename", None) else ""
+            typer.echo(f"error: cannot use{where}: {error.strerror or error}", err=True)
+            raise SystemExit(2) from None
+
+
+app = _App(help="Every convolution of modern CNNs as a verified PyTorch layer.", no_args_is_help=True,
                   add_completion=False, pretty_exceptions_enable=False)
 
 

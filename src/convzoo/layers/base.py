@@ -172,14 +172,20 @@ def resolve_geometry(dim: int, kernel_size: IntOrTuple, stride: IntOrTuple, padd
     return Geometry(k, s, d, stored, pairs)
 
 
+def _check_tensor(x: Any, layer: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        hint = "; convert it with torch.from_numpy(x)" if type(x).__module__ == "numpy" else ""
+        raise TypeError(f"{layer} expects a torch.Tensor input, got {type(x).__name__}{hint}")
+
+
 def check_input(x: Any, dim: int, channels: int, layer: str) -> None:
     """Input must be a tensor (N, C, *spatial) with ``dim`` spatial dims and ``channels`` channels."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{layer} expects a torch.Tensor input, got {type(x).__name__}")
+    _check_tensor(x, layer)
     if x.dim() != dim + 2:
         names = ("N", "C", "L") if dim == 1 else ("N", "C", "H", "W") if dim == 2 else ("N", "C", "D", "H", "W")
         raise ValueError(
-            f"{layer} expects a {dim + 2}-D input ({', '.join(names)}), got shape {tuple(x.shape)}"
+            f"{layer} expects a {dim + 2}-D input ({', '.join(names)}) or an unbatched {dim + 1}-D one "
+            f"({', '.join(names[1:])}), got shape {tuple(x.shape)}"
         )
     if x.shape[1] != channels:
         raise ValueError(f"{layer} expects {channels} input channels, got {x.shape[1]} (input shape {tuple(x.shape)})")
@@ -204,9 +210,7 @@ def prepare_input(module: nn.Module, x: Any, layer: str) -> tuple[torch.Tensor, 
 
     One message for every family: a dtype mismatch names both dtypes and the two fixes.
     """
-    if not isinstance(x, torch.Tensor):
-        hint = "; convert it with torch.from_numpy(x)" if type(x).__module__ == "numpy" else ""
-        raise TypeError(f"{layer} expects a torch.Tensor input, got {type(x).__name__}{hint}")
+    _check_tensor(x, layer)
     expected = layer_dtype(module)
     if expected is not None and x.dtype != expected and not torch.is_autocast_enabled(x.device.type):
         if x.is_floating_point():

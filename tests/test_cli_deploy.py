@@ -51,10 +51,10 @@ def test_convert_output_is_a_state_dict_and_recipe(tmp_path):
     from convzoo.models import load_converted
 
     path = tmp_path / "c.pt"
-    result = invoke("convert", "mobilenet_v1_small", "--to", "depthwise_separable", "-o", str(path))
+    result = invoke("convert", "mobilenet_v1_small", "--to", "grouped", "-o", str(path))
     assert result.exit_code == 0, result.output
     saved = torch.load(path)  # torch's defaults: weights_only=True
-    assert saved["recipe"]["source"] == "mobilenet_v1_small" and saved["recipe"]["to"] == "depthwise_separable"
+    assert saved["recipe"]["source"] == "mobilenet_v1_small" and saved["recipe"]["to"] == "grouped"
     model = load_converted(str(path))
     for name, tensor in saved["state_dict"].items():
         assert torch.equal(model.state_dict()[name], tensor), name

@@ -328,7 +328,8 @@ FAMILY_DIMS = [(f.name, dim) for f in convzoo.families() for dim in f.dims]
 def test_wrong_input_rank(name, dim, change):
     layer = convzoo.build(name, 4, 4, None, dim)
     x = torch.randn(*SHAPES[dim])
-    x = x[..., 0] if change == "drop" else x.unsqueeze(-1)
+    # One dim fewer is an unbatched (C, *S) input, accepted as torch's convs accept it; two fewer is wrong.
+    x = x[0, ..., 0] if change == "drop" else x.unsqueeze(-1)
     with pytest.raises(ValueError, match=lit("expects", f"got shape {tuple(x.shape)}")):
         layer(x)
 
@@ -344,8 +345,34 @@ def test_wrong_channel_count(name, dim):
 def test_wrong_channel_count_message():
     with pytest.raises(ValueError, match=lit("Conv2d expects 64 input channels, got 3 (input shape (1, 3, 5, 5))")):
         Conv2d(64, 8, 3)(torch.randn(1, 3, 5, 5))
-    with pytest.raises(ValueError, match=lit("Conv2d expects a 4-D input (N, C, H, W), got shape (3, 5, 5)")):
-        Conv2d(3, 8, 3)(torch.randn(3, 5, 5))
+    with pytest.raises(ValueError, match=lit("Conv2d expects a 4-D input (N, C, H, W) or an unbatched 3-D one "
+                                             "(C, H, W), got shape (5, 5)")):
+        Conv2d(3, 8, 3)(torch.randn(5, 5))
+
+
+def test_unbatched_input_as_torch():
+    layer = Conv2d(3, 8, 3)
+    x = torch.randn(3, 5, 5)
+    expected = torch.nn.functional.conv2d(x.unsqueeze(0), layer.weight, layer.bias)[0]
+    torch.testing.assert_close(layer(x), expected)
+
+
+@pytest.mark.parametrize("name, dim", FAMILY_DIMS, ids=[f"{n}-{d}d" for n, d in FAMILY_DIMS])
+@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.int64])
+def test_dtype_mismatch_one_message(name, dim, dtype):
+    layer = convzoo.build(name, 4, 4, None, dim)
+    layer(torch.randn(*SHAPES[dim]))  # materialises lazy parameters
+    short = str(dtype).removeprefix("torch.")
+    with pytest.raises(TypeError, match=lit(f"has float32 parameters but got a {short} input",
+                                            "x.to(torch.float32)")):
+        layer(torch.zeros(*SHAPES[dim], dtype=dtype))
+
+
+@pytest.mark.parametrize("name", ["standard", "mixconv", "deformable", "dynamic", "global_depthwise"])
+def test_numpy_input_says_what_is_expected(name):
+    np = pytest.importorskip("numpy")
+    with pytest.raises(TypeError, match=lit("expects a torch.Tensor input, got ndarray", "torch.from_numpy")):
+        convzoo.build(name, 4, 4)(np.zeros((1, 4, 8, 8), dtype=np.float32))
 
 
 def test_non_tensor_input():

@@ -8,7 +8,31 @@ from rich.console import Console
 
 from ..registry import families, family
 
-console = Console()
+
+
+def _console() -> Console:
+    """The console for tables: at a terminal, its width; written to a file or a pipe, wide enough that no column
+    is cut ("118,01…")."""
+    import sys
+
+    return Console() if sys.stdout.isatty() else Console(width=400)
+
+
+console = _console()
+
+
+def check_output_path(path: str, option: str) -> None:
+    """An output file's folder must exist and be writable, and the path must not be a folder: checked before any
+    long work starts. ValueError naming the option, the path and the rule."""
+    import os
+
+    folder = os.path.dirname(os.path.abspath(path))
+    if os.path.isdir(path):
+        raise ValueError(f"{option} {path!r} is a folder; give a file name")
+    if not os.path.isdir(folder):
+        raise ValueError(f"{option} {path!r}: the folder {folder!r} does not exist")
+    if not os.access(folder, os.W_OK):
+        raise ValueError(f"{option} {path!r}: the folder {folder!r} is not writable")
 
 
 def parse_args(pairs: Optional[list[str]]) -> dict:

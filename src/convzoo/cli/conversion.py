@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from .common import console, parse_args, resolve_target
+from .common import check_output_path, console, parse_args, resolve_target
 
 app = typer.Typer()
 
@@ -15,7 +15,7 @@ app = typer.Typer()
 def convert_command(
     source: str = typer.Argument(..., help="convzoo model name, torchvision:NAME, or module.path:callable"),
     to: str = typer.Option("depthwise_separable", "--to", help="the family to convert every Conv2d to"),
-    output: Optional[str] = typer.Option(None, "-o", "--output", help="save the converted model (torch.save)"),
+    output: Optional[str] = typer.Option(None, "-o", "--output", help="save the converted model: state dict + recipe (convzoo.models.load_converted)"),
     input: Optional[str] = typer.Option(None, "--input", help="input shape for per-layer MACs, e.g. 1,3,224,224"),
     arg: Optional[list[str]] = typer.Option(None, "--arg", help="name=value for the family, e.g. mid_channels=16"),
     force: bool = typer.Option(False, "--force", help="also convert layers the family cannot improve (1×1 kernels "
@@ -25,16 +25,24 @@ def convert_command(
     from ..conversion.convert import convert
 
     try:
+        if output:
+            check_output_path(output, "-o")  # before the conversion, not after it
         model, default = resolve_target(source, 0, 0, 0, 2)
         shape = tuple(int(s) for s in input.split(",")) if input else default
-        new_model, report = convert(model, to, input_shape=shape, force=force, **parse_args(arg))
+        kwargs = parse_args(arg)
+        new_model, report = convert(model, to, input_shape=shape, force=force, **kwargs)
     except (ValueError, TypeError, RuntimeError) as error:
         typer.echo(f"error: {str(error).splitlines()[0]}", err=True)
         raise typer.Exit(2) from None
     console.print(report.table())
     console.print(f"{len(report.converted)} layer(s) converted, {len(report.skipped)} kept; {report.totals()}")
     if output:
-        import torch
+        from ..models import save_converted
 
-        torch.save(new_model, output)
-        console.print(f"saved to {output}")
+        try:
+            save_converted(output, new_model, source, to, {**kwargs, "force": True} if force else kwargs, shape)
+        except OSError as error:
+            typer.echo(f"error: -o {output!r}: {error.strerror or error}", err=True)
+            raise typer.Exit(2) from None
+        console.print(f"saved to {output} (state dict + recipe: torch.load reads it; "
+                      f"convzoo.models.load_converted({output!r}) rebuilds the model)")

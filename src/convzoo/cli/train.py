@@ -12,14 +12,13 @@ from contextlib import contextmanager
 from typing import Any, Optional
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from ..train.checkpoint import CheckpointError
 from ..train.extras import MissingExtra
 from ..train.loop import StopTraining, TrainConfig
+from .common import console
 
-console = Console()
 
 
 def _fail(error: BaseException, code: int = 2) -> None:
@@ -61,9 +60,29 @@ def _log() -> Callable[[Any], None]:
     return console.print if _is_main() else (lambda _: None)
 
 
+def check_device(device: str) -> None:
+    """``--device cuda[:i]`` without a usable GPU is an error before anything is built."""
+    if device.startswith("cuda"):
+        import torch
+
+        if not torch.cuda.is_available():
+            _fail(ValueError(f"--device {device!r}: no CUDA device is available (torch.cuda.is_available() is "
+                             f"False); use --device cpu or auto"))
+        index = device.partition(":")[2]
+        if index and (not index.isdigit() or int(index) >= torch.cuda.device_count()):
+            _fail(ValueError(f"--device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"))
+
+
 def run_train(**options: Any) -> None:
+    import os
+
     from ..train.loop import train
 
+    check_device(options["device"])
+    checkpoint = os.path.join(options["out"], "checkpoint.pt")
+    if options.get("resume") and not os.path.exists(checkpoint):
+        _fail(FileNotFoundError(f"--resume: there is no checkpoint at {checkpoint}; drop --resume to start a new "
+                                f"run there, or give the --out of the run to continue"))
     config = TrainConfig(**options)
     with _one_line_errors():
         result = train(config, log=_log())
@@ -85,6 +104,7 @@ def run_sweep(convs: str, out: str, seeds: int, workers: int, ray: Optional[str]
 
     from ..train.sweep import ALPHA, sweep
 
+    check_device(options["device"])
     names = [c.strip() for c in convs.split(",") if c.strip()]
     if not names:
         _fail(ValueError("--conv needs at least one family, e.g. standard,depthwise_separable"))

@@ -21,6 +21,7 @@ needs (tools call these methods and never look a family up by name or module pat
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from collections.abc import Callable, Sequence
@@ -171,17 +172,80 @@ def resolve_geometry(dim: int, kernel_size: IntOrTuple, stride: IntOrTuple, padd
     return Geometry(k, s, d, stored, pairs)
 
 
+def _check_tensor(x: Any, layer: str) -> None:
+    if not isinstance(x, torch.Tensor):
+        hint = "; convert it with torch.from_numpy(x)" if type(x).__module__ == "numpy" else ""
+        raise TypeError(f"{layer} expects a torch.Tensor input, got {type(x).__name__}{hint}")
+
+
 def check_input(x: Any, dim: int, channels: int, layer: str) -> None:
     """Input must be a tensor (N, C, *spatial) with ``dim`` spatial dims and ``channels`` channels."""
-    if not isinstance(x, torch.Tensor):
-        raise TypeError(f"{layer} expects a torch.Tensor input, got {type(x).__name__}")
+    _check_tensor(x, layer)
     if x.dim() != dim + 2:
         names = ("N", "C", "L") if dim == 1 else ("N", "C", "H", "W") if dim == 2 else ("N", "C", "D", "H", "W")
         raise ValueError(
-            f"{layer} expects a {dim + 2}-D input ({', '.join(names)}), got shape {tuple(x.shape)}"
+            f"{layer} expects a {dim + 2}-D input ({', '.join(names)}) or an unbatched {dim + 1}-D one "
+            f"({', '.join(names[1:])}), got shape {tuple(x.shape)}"
         )
     if x.shape[1] != channels:
         raise ValueError(f"{layer} expects {channels} input channels, got {x.shape[1]} (input shape {tuple(x.shape)})")
+
+
+def _dtype_name(dtype: torch.dtype) -> str:
+    return str(dtype).removeprefix("torch.")
+
+
+def layer_dtype(module: nn.Module) -> torch.dtype | None:
+    """The dtype of the module's first floating parameter (None when it has none)."""
+    for p in module.parameters():
+        if p.is_floating_point():
+            return p.dtype
+    return None
+
+
+def prepare_input(module: nn.Module, x: Any, layer: str) -> tuple[torch.Tensor, bool]:
+    """The step every layer's forward starts with: ``x`` must be a tensor whose dtype is the layer's (autocast
+    aside), with or without the batch dimension, as torch's convs accept. Returns the batched input and whether
+    the batch dimension was added (the output then drops it again).
+
+    One message for every family: a dtype mismatch names both dtypes and the two fixes.
+    """
+    _check_tensor(x, layer)
+    expected = layer_dtype(module)
+    if expected is not None and x.dtype != expected and not torch.is_autocast_enabled(x.device.type):
+        if x.is_floating_point():
+            fix = (f"convert the input with x.to(torch.{_dtype_name(expected)}) or the layer with "
+                   f"layer.to(torch.{_dtype_name(x.dtype)})")
+        else:
+            fix = f"convert the input with x.to(torch.{_dtype_name(expected)})"
+        raise TypeError(f"{layer} has {_dtype_name(expected)} parameters but got a {_dtype_name(x.dtype)} input; "
+                        f"{fix}")
+    dim = getattr(module, "dim", None)
+    if not isinstance(dim, int):  # a layer that does not name its dimension: one spatial dim per kernel entry
+        kernel = getattr(module, "kernel_size", None)
+        dim = len(kernel) if isinstance(kernel, tuple) else None
+    if isinstance(dim, int) and x.dim() == dim + 1:
+        return x.unsqueeze(0), True
+    return x, False
+
+
+def _batch_friendly(forward: Callable[..., Any]) -> Callable[..., Any]:
+    """Wrap a layer's ``forward`` with ``prepare_input``: unbatched (C, *S) inputs (and tensor arguments of the
+    same rank, e.g. deformable offsets) get a batch of one, which the output loses again."""
+
+    @functools.wraps(forward)
+    def wrapped(self: nn.Module, x: Any, *args: Any, **kwargs: Any) -> Any:
+        x, unbatched = prepare_input(self, x, type(self).__name__)
+        if unbatched:
+            rank = x.dim() - 1
+            args = tuple(a.unsqueeze(0) if isinstance(a, torch.Tensor) and a.dim() == rank else a for a in args)
+            kwargs = {k: v.unsqueeze(0) if isinstance(v, torch.Tensor) and v.dim() == rank else v
+                      for k, v in kwargs.items()}
+        y = forward(self, x, *args, **kwargs)
+        return y.squeeze(0) if unbatched and isinstance(y, torch.Tensor) else y
+
+    wrapped.__convzoo_prepared__ = True  # type: ignore[attr-defined]
+    return wrapped
 
 
 def check_window_fits(
@@ -250,6 +314,14 @@ class ConvzooLayer:
     """
 
     dim: ClassVar[int]
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        # Every family's forward starts with the same input step (``prepare_input``): one dtype message, and
+        # unbatched inputs accepted as torch's convs accept them.
+        super().__init_subclass__(**kwargs)
+        forward = vars(cls).get("forward")
+        if forward is not None and not getattr(forward, "__convzoo_prepared__", False):
+            cls.forward = _batch_friendly(forward)  # type: ignore[method-assign]
 
     def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
         raise NotImplementedError(f"{type(self).__name__} does not declare cost()")

@@ -55,7 +55,8 @@ class GlobalDepthwiseConv2d(ConvzooLayer, LazyModuleMixin, nn.Module):
 
     @property
     def kernel_size(self) -> tuple[int, ...] | None:
-        return None if self.has_uninitialized_params() else tuple(self.weight.shape[2:])
+        # isinstance, not has_uninitialized_params(): torch.compile traces this (fullgraph) without a graph break.
+        return None if isinstance(self.weight, nn.UninitializedParameter) else tuple(self.weight.shape[2:])
 
     @property
     def depth_multiplier(self) -> int:

@@ -102,6 +102,11 @@ class TransposedConvNd(ConvzooLayer):
     def forward(self, x: torch.Tensor, output_size: Sequence[int] | None = None) -> torch.Tensor:
         check_input(x, self.dim, self.in_channels, type(self).__name__)
         output_padding = self._resolve_output_padding(x.shape[2:], output_size)
+        if not all(type(s) is int for s in x.shape[2:]):
+            # Symbolic sizes (torch.export with dynamic H/W, jit.trace): torch's own kernel checks the output size.
+            return _CONV_TRANSPOSE[self.dim](
+                x, self.weight, self.bias, self.stride, self.padding, output_padding, self.groups, self.dilation
+            )
         out = transposed_output_size(tuple(x.shape[2:]), self.kernel_size, self.stride, self.padding,
                                      output_padding, self.dilation)
         if min(out) < 1:  # type: ignore[type-var]

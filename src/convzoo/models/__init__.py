@@ -20,3 +20,62 @@ MODELS = {
 __all__ = ["MODELS", "ConvNet1d", "FasterNet", "FasterNetBlock", "MobileNetV1", "RepVGG", "ShuffleNetV1", "ShuffleUnit",
            "cnn1d_small", "fasternet_t0", "mobilenet_v1", "mobilenet_v1_small", "repvgg_a0", "shufflenet_v1",
            "shufflenet_v1_small"]
+
+
+CONVERTED_FORMAT = "convzoo.converted/1"
+
+
+def source_model(source: str):
+    """The model a conversion starts from: a convzoo model name (``MODELS``), ``torchvision:NAME`` (untrained) or
+    ``module.path:callable``."""
+    import importlib
+
+    if source in MODELS:
+        return MODELS[source]()
+    if source.startswith("torchvision:"):
+        import torchvision
+
+        name = source.split(":", 1)[1]
+        try:
+            return torchvision.models.get_model_builder(name)(weights=None)
+        except ValueError:
+            raise ValueError(f"unknown torchvision model {name!r}") from None
+    if ":" in source:
+        path, _, attr = source.partition(":")
+        try:
+            return getattr(importlib.import_module(path), attr)()
+        except (ImportError, AttributeError) as error:
+            raise ValueError(f"cannot import {source!r}: {error}") from None
+    raise ValueError(f"source={source!r} must be a convzoo model ({', '.join(MODELS)}), torchvision:NAME or "
+                     f"module.path:callable")
+
+
+def save_converted(path: str, model, source: str, to: str, kwargs: dict | None = None,
+                   input_shape: tuple[int, ...] | None = None) -> None:
+    """Write what ``torch.load(path)`` reads with its defaults (``weights_only=True``): the converted model's
+    state dict and the recipe that rebuilds its structure (``load_converted``)."""
+    import torch
+
+    recipe = {"source": source, "to": to, "kwargs": dict(kwargs or {}),
+              "input_shape": None if input_shape is None else list(input_shape)}
+    torch.save({"format": CONVERTED_FORMAT, "recipe": recipe, "state_dict": model.state_dict()}, path)
+
+
+def load_converted(path: str):
+    """Rebuild a model saved by ``convzoo convert -o PATH``: the source model converted again by the recipe,
+    then the saved weights loaded into it (strictly: every tensor must match)."""
+    import torch
+
+    from ..conversion.convert import convert
+
+    saved = torch.load(path)
+    if not isinstance(saved, dict) or saved.get("format") != CONVERTED_FORMAT:
+        raise ValueError(f"{path!r} is not a file written by `convzoo convert -o` (format {CONVERTED_FORMAT})")
+    recipe = saved["recipe"]
+    shape = None if recipe["input_shape"] is None else tuple(recipe["input_shape"])
+    model, _ = convert(source_model(recipe["source"]), recipe["to"], input_shape=shape, **recipe["kwargs"])
+    model.load_state_dict(saved["state_dict"])
+    return model.eval()
+
+
+__all__ += ["load_converted", "save_converted", "source_model"]

@@ -1,0 +1,253 @@
+"""One check per deployment path, each on a freshly built small layer of a family, each comparing numbers.
+
+``PATHS`` maps a path name to its check ``fn(name, dim) -> str`` ('' or a note when it passed); a check raises
+``AssertionError`` (or the error the path raised) when it fails and ``NotApplicable`` when the path does not
+exist for this (family, dim). ``tests/test_deploy.py`` runs every (family, dim, path), and
+``tools/deploy_table.py`` runs the same checks to render the README's "Deploying" table.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from collections.abc import Callable
+from pathlib import Path
+
+import torch
+from torch import nn
+
+CHANNELS = 4
+SPATIAL = {1: (8,), 2: (8, 8), 3: (5, 5, 5)}
+OTHER_SPATIAL = {1: (11,), 2: (9, 7), 3: (6, 5, 7)}
+MEMORY_FORMAT = {2: torch.channels_last, 3: torch.channels_last_3d}
+
+
+class NotApplicable(Exception):
+    """The path does not exist for this (family, dim); the message says why."""
+
+
+def build(name: str, dim: int, seed: int = 0) -> nn.Module:
+    """The family's CHANNELS → CHANNELS layer, k=3, parameters materialised (global depthwise is lazy), eval mode."""
+    import convzoo
+
+    torch.manual_seed(seed)
+    module = convzoo.build(name, CHANNELS, CHANNELS, None, dim).eval()
+    with torch.no_grad():
+        module(sample(dim))
+    return module
+
+
+def sample(dim: int, batch: int = 2, spatial: tuple[int, ...] | None = None, seed: int = 1,
+           dtype: torch.dtype = torch.float32) -> torch.Tensor:
+    g = torch.Generator().manual_seed(seed)
+    return torch.randn(batch, CHANNELS, *(spatial or SPATIAL[dim]), generator=g).to(dtype)
+
+
+def whole_map(name: str) -> bool:
+    """Global depthwise: the kernel IS the feature map, so the spatial size is fixed by the weights."""
+    return name == "global_depthwise"
+
+
+def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:
+    a, e = actual.detach().double(), expected.detach().double()
+    return float((a - e).norm() / e.norm().clamp_min(1e-12))
+
+
+def assert_close(actual: torch.Tensor, expected: torch.Tensor, tol: float, what: str) -> None:
+    assert actual.shape == expected.shape, f"{what}: shape {tuple(actual.shape)} != {tuple(expected.shape)}"
+    err = relative_error(actual, expected)
+    assert err < tol, f"{what}: relative error {err:.3g} >= {tol:g}"
+
+
+def _other_spatial(name: str, dim: int) -> tuple[int, ...]:
+    return SPATIAL[dim] if whole_map(name) else OTHER_SPATIAL[dim]
+
+
+# --- the paths ---------------------------------------------------------------------------------------------------
+
+
+def check_channels_last(name: str, dim: int) -> str:
+    if dim == 1:
+        raise NotApplicable("torch has no channels-last format for 3-D (N, C, L) tensors")
+    fmt = MEMORY_FORMAT[dim]
+    module = build(name, dim)
+    x = sample(dim)
+    with torch.no_grad():
+        expected = module(x)
+        model = nn.Sequential(module).to(memory_format=fmt)
+        y = model(x.contiguous(memory_format=fmt))
+    assert y.is_contiguous(memory_format=fmt), f"output is not {fmt} for a {fmt} input (strides {y.stride()})"
+    assert_close(y, expected, 1e-5, str(fmt))
+    return ""
+
+
+def check_autocast(name: str, dim: int) -> str:
+    module = build(name, dim)
+    x = sample(dim)
+    with torch.no_grad():
+        expected = module(x)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = module(x)
+    assert_close(y.float(), expected, 3e-2, "autocast cpu bfloat16")
+    if torch.cuda.is_available():  # CUDA float16 too, where there is a GPU
+        module, x = module.cuda(), x.cuda()
+        with torch.no_grad(), torch.autocast("cuda", dtype=torch.float16):
+            y = module(x)
+        assert_close(y.float().cpu(), expected, 1e-2, "autocast cuda float16")
+        return "CUDA float16 checked too"
+    return ""
+
+
+def check_double(name: str, dim: int) -> str:
+    module = build(name, dim)
+    x = sample(dim)
+    with torch.no_grad():
+        expected = module(x)
+        y = module.double()(x.double())
+    assert y.dtype == torch.float64
+    assert_close(y, expected, 1e-5, "float64")
+    return ""
+
+
+def check_half(name: str, dim: int) -> str:
+    module = build(name, dim)
+    x = sample(dim)
+    with torch.no_grad():
+        expected = module(x)
+        y = module.half()(x.half())
+    assert y.dtype == torch.float16
+    assert_close(y.float(), expected, 1e-2, "float16")
+    return ""
+
+
+def check_compile(name: str, dim: int, backend: str = "aot_eager") -> str:
+    import torch._dynamo
+
+    torch._dynamo.reset()
+    module = build(name, dim).train()
+    x = sample(dim)
+    expected = module(x)
+    expected.square().sum().backward()
+    expected_grads = [p.grad.clone() for p in module.parameters()]
+    module.zero_grad()
+    compiled = torch.compile(module, backend=backend, fullgraph=True)
+    y = compiled(x)
+    y.square().sum().backward()
+    assert_close(y, expected, 1e-5, f"compile({backend}) forward")
+    for (pname, p), g in zip(module.named_parameters(), expected_grads):
+        assert_close(p.grad, g, 1e-4, f"compile({backend}) grad of {pname}")
+    return ""
+
+
+def check_export(name: str, dim: int) -> str:
+    from torch.export import Dim
+
+    module = build(name, dim)
+    x = sample(dim)
+    shapes: dict[int, object] = {0: Dim.DYNAMIC}
+    note = ""
+    if whole_map(name):
+        note = "batch only: the kernel is the feature map"
+    else:
+        shapes.update({2 + i: Dim.DYNAMIC for i in range(dim)})
+    program = torch.export.export(module, (x,), dynamic_shapes=({**shapes},))
+    for batch, spatial in ((1, SPATIAL[dim]), (3, _other_spatial(name, dim))):
+        other = sample(dim, batch, spatial, seed=batch)
+        with torch.no_grad():
+            assert_close(program.module()(other), module(other), 1e-5, f"export at batch {batch}, size {spatial}")
+    return note
+
+
+def onnx_export(module: nn.Module, x: torch.Tensor, path: Path, dynamic_batch: bool = True) -> None:
+    """``torch.onnx.export`` with the dynamo exporter (opset 19: DeformConv), batch dynamic when asked."""
+    from torch.export import Dim
+
+    shapes = ({0: Dim.DYNAMIC},) if dynamic_batch else None
+    torch.onnx.export(module, (x,), str(path), dynamo=True, opset_version=19, dynamic_shapes=shapes,
+                      external_data=False, verbose=False)
+
+
+def onnx_run(path: Path, x: torch.Tensor) -> torch.Tensor:
+    import onnxruntime as ort
+
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    name = session.get_inputs()[0].name
+    return torch.from_numpy(session.run(None, {name: x.numpy()})[0])
+
+
+def check_onnx(name: str, dim: int, batches: tuple[int, ...] = (1, 3)) -> str:
+    module = build(name, dim)
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "m.onnx"
+        onnx_export(module, sample(dim), path)
+        for batch in batches:
+            x = sample(dim, batch, seed=10 + batch)
+            with torch.no_grad():
+                expected = module(x)
+            assert_close(onnx_run(path, x), expected, 1e-4, f"onnxruntime at batch {batch}")
+    return ""
+
+
+def check_trace(name: str, dim: int) -> str:
+    module = build(name, dim)
+    with torch.no_grad():
+        traced = torch.jit.trace(module, (sample(dim),), check_trace=False)
+        for batch, spatial in ((3, SPATIAL[dim]), (1, _other_spatial(name, dim))):
+            other = sample(dim, batch, spatial, seed=20 + batch)
+            assert_close(traced(other), module(other), 1e-5, f"traced, run at batch {batch}, size {spatial}")
+    return "size fixed: the kernel is the feature map" if whole_map(name) else ""
+
+
+def check_unbatched(name: str, dim: int) -> str:
+    module = build(name, dim)
+    x = sample(dim)
+    with torch.no_grad():
+        batched = module(x)
+        single = module(x[0])
+    assert_close(single, batched[0], 1e-5, "unbatched (C, *S) input")
+    return ""
+
+
+def check_empty(name: str, dim: int) -> str:
+    module = build(name, dim)
+    x = sample(dim)
+    with torch.no_grad():
+        full = module(x)
+        empty = module(x[:0])
+    assert empty.shape == (0, *full.shape[1:]), f"empty batch gave shape {tuple(empty.shape)}"
+    return ""
+
+
+def check_dtype_message(name: str, dim: int) -> str:
+    module = build(name, dim)
+    for dtype in (torch.float64, torch.float16, torch.int64):
+        x = sample(dim).to(dtype)
+        try:
+            module(x)
+        except TypeError as error:
+            text = str(error)
+            wanted = [str(dtype).removeprefix("torch."), "float32", ".to("]
+            assert all(w in text for w in wanted), f"{dtype}: message {text!r} lacks one of {wanted}"
+        else:
+            raise AssertionError(f"a {dtype} input into a float32 layer raised no error")
+    return ""
+
+
+PATHS: dict[str, Callable[[str, int], str]] = {
+    "channels_last": check_channels_last,
+    "autocast_bf16": check_autocast,
+    "double": check_double,
+    "half": check_half,
+    "compile": check_compile,
+    "export": check_export,
+    "onnx": check_onnx,
+    "jit_trace": check_trace,
+    "unbatched": check_unbatched,
+    "empty_batch": check_empty,
+    "dtype_message": check_dtype_message,
+}
+
+
+def cases() -> list[tuple[str, int]]:
+    import convzoo
+
+    return [(f.name, dim) for f in convzoo.families() for dim in f.dims]

@@ -1,0 +1,99 @@
+"""``convzoo export``, ``convert -o`` (a file ``torch.load`` reads with its defaults) and the CLI's one-line
+errors for bad paths and impossible requests (exit code 2, no traceback)."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+
+import pytest
+import torch
+from typer.testing import CliRunner
+
+from convzoo.cli import app
+
+
+def invoke(*args: str):
+    return CliRunner().invoke(app, list(args), env={"COLUMNS": "200"})
+
+
+def one_line_error(result, *parts: str) -> None:
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    for part in parts:
+        assert part in result.output, (part, result.output)
+
+
+def test_export_family_checks_the_file_in_onnxruntime(tmp_path):
+    pytest.importorskip("onnxruntime")
+    path = tmp_path / "s.onnx"
+    result = invoke("export", "grouped", "-o", str(path), "--dynamic-batch", "--in", "4", "--out", "8",
+                    "--input", "2,4,8,8")
+    assert result.exit_code == 0, result.output
+    assert path.exists()
+    for batch in (2, 1, 3):
+        assert f"at batch {batch}: relative error" in result.output
+    from convzoo.deploy.onnx import export_onnx
+    import convzoo
+
+    check = export_onnx(convzoo.build("grouped", 4, 8), (2, 4, 8, 8), str(tmp_path / "t.onnx"), dynamic_batch=True)
+    assert set(check.errors) == {1, 2, 3} and max(check.errors.values()) < 1e-4
+
+
+def test_export_bad_path_and_target(tmp_path):
+    one_line_error(invoke("export", "standard", "-o", str(tmp_path / "missing" / "x.onnx")), "-o", "does not exist")
+    one_line_error(invoke("export", "nosuch", "-o", str(tmp_path / "x.onnx")), "unknown target 'nosuch'")
+
+
+def test_convert_output_is_a_state_dict_and_recipe(tmp_path):
+    from convzoo.models import load_converted
+
+    path = tmp_path / "c.pt"
+    result = invoke("convert", "mobilenet_v1_small", "--to", "grouped", "-o", str(path))
+    assert result.exit_code == 0, result.output
+    saved = torch.load(path)  # torch's defaults: weights_only=True
+    assert saved["recipe"]["source"] == "mobilenet_v1_small" and saved["recipe"]["to"] == "grouped"
+    model = load_converted(str(path))
+    for name, tensor in saved["state_dict"].items():
+        assert torch.equal(model.state_dict()[name], tensor), name
+
+
+def test_convert_output_folder_checked_before_the_work(tmp_path):
+    one_line_error(invoke("convert", "mobilenet_v1_small", "-o", str(tmp_path / "no" / "o.pt")), "-o",
+                   "does not exist")
+
+
+def test_load_converted_rejects_other_files(tmp_path):
+    from convzoo.models import load_converted
+
+    path = tmp_path / "x.pt"
+    torch.save({"a": torch.zeros(1)}, path)
+    with pytest.raises(ValueError, match="not a file written by `convzoo convert -o`"):
+        load_converted(str(path))
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+def test_train_on_cuda_without_a_gpu(tmp_path):
+    one_line_error(invoke("train", "--device", "cuda", "--out", str(tmp_path)), "--device 'cuda'",
+                   "no CUDA device")
+
+
+def test_train_resume_without_a_checkpoint(tmp_path):
+    one_line_error(invoke("train", "--resume", "--out", str(tmp_path / "run")), "--resume", "no checkpoint")
+
+
+def test_unwritable_output_is_one_line(tmp_path):
+    """The app's last guard: a path that cannot be written ends in one line naming it (viz -o here)."""
+    result = invoke("viz", "standard", "-o", str(tmp_path / "missing" / "a.png"))
+    one_line_error(result, "missing")
+
+
+def test_tables_are_not_cut_when_piped(tmp_path):
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    out = subprocess.run([sys.executable, "-m", "convzoo", "cost", "mobilenet_v1"], capture_output=True, text=True,
+                         env=env, timeout=300)
+    assert out.returncode == 0, out.stderr
+    assert "…" not in out.stdout
+    assert "569,000,000" in out.stdout.replace(" ", "") or "M MACs" in out.stdout

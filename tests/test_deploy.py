@@ -12,14 +12,18 @@ import torch
 
 from convzoo.deploy import checks
 
-# Cases that fail on this branch and that issue 14's branch (dynamic / deformable / hetconv) is to fix.
-ISSUE_14 = {
-    ("dynamic", 2, "channels_last"), ("dynamic", 3, "channels_last"),
-    ("dynamic", 1, "jit_trace"), ("dynamic", 2, "jit_trace"), ("dynamic", 3, "jit_trace"),
-    ("dynamic", 1, "empty_batch"), ("dynamic", 2, "empty_batch"), ("dynamic", 3, "empty_batch"),
-    ("dynamic", 1, "onnx"), ("dynamic", 2, "onnx"), ("dynamic", 3, "onnx"),
-    ("deformable", 2, "channels_last"), ("deformable_v2", 2, "channels_last"),
-    ("deformable", 2, "autocast_bf16"), ("deformable_v2", 2, "autocast_bf16"),
+# Known gaps, each a strict xfail (a fix makes the suite say so): what still fails, and why.
+KNOWN_GAPS = {
+    **{("dynamic", d, path): "the batch-agnostic unfold path and the 4-D kernel bank exist for 2-D only"
+       for d in (1, 3) for path in ("onnx", "jit_trace")},
+    ("dynamic", 3, "channels_last"): "the batch-folded grouped conv returns NCDHW in 3-D",
+    ("deformable", 2, "export"): "the pure-PyTorch deformable op specialises on the input size under torch.export",
+    ("deformable_v2", 2, "export"): "the pure-PyTorch deformable op specialises on the input size under torch.export",
+    **{(name, d, "channels_last"): "the output comes back in the contiguous format"
+       for name in ("subpixel", "condconv", "odconv", "selective_kernel", "involution") for d in (2, 3)},
+    **{("selective_kernel", d, "empty_batch"): "an empty batch cannot be reshaped into its branches"
+       for d in (1, 2, 3)},
+    ("dcnv3", 2, "jit_trace"): "the trace bakes in the sampling grid of the traced input size",
 }
 
 NEEDS = {"onnx": ("onnx", "onnxruntime", "onnxscript")}
@@ -29,8 +33,8 @@ def _params():
     for name, dim in checks.cases():
         for path in checks.PATHS:
             marks = []
-            if (name, dim, path) in ISSUE_14:
-                marks.append(pytest.mark.xfail(reason="issue 14 branch", strict=False))
+            if (name, dim, path) in KNOWN_GAPS:
+                marks.append(pytest.mark.xfail(reason=KNOWN_GAPS[name, dim, path], strict=True))
             yield pytest.param(name, dim, path, id=f"{name}-{dim}d-{path}", marks=marks)
 
 
@@ -71,7 +75,6 @@ def test_deformable_onnx_is_one_deformconv_node(name: str, tmp_path) -> None:
         assert checks.relative_error(checks.onnx_run(path, x), expected) < 1e-5
 
 
-@pytest.mark.xfail(reason="issue 14 branch", strict=False)
 def test_dynamic_onnx_batches_1_3_7(tmp_path) -> None:
     pytest.importorskip("onnxruntime")
     module = checks.build("dynamic", 2)

@@ -227,7 +227,7 @@ def test_dynamic_high_temperature_averages_the_kernels():
     layer.temperature = 1e9
     x = torch.randn(2, 4, 7, 7)
     with torch.no_grad():
-        expected = correlate(x, layer.weight.mean(0), layer.bias.mean(0), padding=1)
+        expected = correlate(x, layer.kernels.mean(0), layer.bias.mean(0), padding=1)
         torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-5)
 
 
@@ -242,7 +242,7 @@ def test_dynamic_low_temperature_picks_one_kernel_per_sample():
         assert ((top[:, 0] - top[:, 1]) > 1e-3).all(), "ambiguous argmax: change the seed"
         picks = logits.argmax(1)
         expected = torch.cat([
-            correlate(x[i:i + 1], layer.weight[k], layer.bias[k], padding=1) for i, k in enumerate(picks.tolist())
+            correlate(x[i:i + 1], layer.kernels[k], layer.bias[k], padding=1) for i, k in enumerate(picks.tolist())
         ])
         torch.testing.assert_close(layer(x), expected, rtol=1e-5, atol=1e-5)
 

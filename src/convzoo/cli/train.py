@@ -12,6 +12,7 @@ from contextlib import contextmanager
 from typing import Any, Optional
 
 import typer
+from rich.console import Console
 from rich.table import Table
 
 from ..train.checkpoint import CheckpointError

@@ -57,8 +57,12 @@ class ACNetConvNd(BranchConvNd):
 
 
 class ACNetConv2d(ACNetConvNd):
+    """2-D ``ACNetConvNd``: input (N, C, H, W)."""
+
     dim = 2
 
 
 class ACNetConv3d(ACNetConvNd):
+    """3-D ``ACNetConvNd``: input (N, C, D, H, W)."""
+
     dim = 3

@@ -207,12 +207,18 @@ class CondConvNd(ConvzooLayer, nn.Module):
 
 
 class CondConv1d(CondConvNd):
+    """1-D ``CondConvNd``: input (N, C, L)."""
+
     dim = 1
 
 
 class CondConv2d(CondConvNd):
+    """2-D ``CondConvNd``: input (N, C, H, W)."""
+
     dim = 2
 
 
 class CondConv3d(CondConvNd):
+    """3-D ``CondConvNd``: input (N, C, D, H, W)."""
+
     dim = 3

@@ -183,12 +183,18 @@ class GhostModuleNd(ConvzooLayer, nn.Module):
 
 
 class GhostModule1d(GhostModuleNd):
+    """1-D ``GhostModuleNd``: input (N, C, L)."""
+
     dim, _conv, _depthwise = 1, Conv1d, DepthwiseConv1d
 
 
 class GhostModule2d(GhostModuleNd):
+    """2-D ``GhostModuleNd``: input (N, C, H, W)."""
+
     dim, _conv, _depthwise = 2, Conv2d, DepthwiseConv2d
 
 
 class GhostModule3d(GhostModuleNd):
+    """3-D ``GhostModuleNd``: input (N, C, D, H, W)."""
+
     dim, _conv, _depthwise = 3, Conv3d, DepthwiseConv3d

@@ -196,12 +196,18 @@ class InvolutionNd(ConvzooLayer, nn.Module):
 
 
 class Involution1d(InvolutionNd):
+    """1-D ``InvolutionNd``: input (N, C, L)."""
+
     dim = 1
 
 
 class Involution2d(InvolutionNd):
+    """2-D ``InvolutionNd``: input (N, C, H, W)."""
+
     dim = 2
 
 
 class Involution3d(InvolutionNd):
+    """3-D ``InvolutionNd``: input (N, C, D, H, W)."""
+
     dim = 3

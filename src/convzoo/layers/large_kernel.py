@@ -56,12 +56,18 @@ class LargeKernelConvNd(BranchConvNd):
 
 
 class LargeKernelConv1d(LargeKernelConvNd):
+    """1-D ``LargeKernelConvNd``: input (N, C, L)."""
+
     dim = 1
 
 
 class LargeKernelConv2d(LargeKernelConvNd):
+    """2-D ``LargeKernelConvNd``: input (N, C, H, W)."""
+
     dim = 2
 
 
 class LargeKernelConv3d(LargeKernelConvNd):
+    """3-D ``LargeKernelConvNd``: input (N, C, D, H, W)."""
+
     dim = 3

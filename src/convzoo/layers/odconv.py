@@ -238,12 +238,18 @@ class ODConvNd(ConvzooLayer, nn.Module):
 
 
 class ODConv1d(ODConvNd):
+    """1-D ``ODConvNd``: input (N, C, L)."""
+
     dim = 1
 
 
 class ODConv2d(ODConvNd):
+    """2-D ``ODConvNd``: input (N, C, H, W)."""
+
     dim = 2
 
 
 class ODConv3d(ODConvNd):
+    """3-D ``ODConvNd``: input (N, C, D, H, W)."""
+
     dim = 3

@@ -121,12 +121,18 @@ class PartialConvNd(ConvzooLayer, nn.Module):
 
 
 class PartialConv1d(PartialConvNd):
+    """1-D ``PartialConvNd``: input (N, C, L)."""
+
     dim, _conv = 1, Conv1d
 
 
 class PartialConv2d(PartialConvNd):
+    """2-D ``PartialConvNd``: input (N, C, H, W)."""
+
     dim, _conv = 2, Conv2d
 
 
 class PartialConv3d(PartialConvNd):
+    """3-D ``PartialConvNd``: input (N, C, D, H, W)."""
+
     dim, _conv = 3, Conv3d

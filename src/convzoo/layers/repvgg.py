@@ -53,12 +53,18 @@ class RepVGGBlockNd(BranchConvNd):
 
 
 class RepVGGBlock1d(RepVGGBlockNd):
+    """1-D ``RepVGGBlockNd``: input (N, C, L)."""
+
     dim = 1
 
 
 class RepVGGBlock2d(RepVGGBlockNd):
+    """2-D ``RepVGGBlockNd``: input (N, C, H, W)."""
+
     dim = 2
 
 
 class RepVGGBlock3d(RepVGGBlockNd):
+    """3-D ``RepVGGBlockNd``: input (N, C, D, H, W)."""
+
     dim = 3

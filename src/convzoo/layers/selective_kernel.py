@@ -254,12 +254,18 @@ def load_into_timm_selective_kernel(layer: SelectiveKernelConvNd, peer: nn.Modul
 
 
 class SelectiveKernelConv1d(SelectiveKernelConvNd):
+    """1-D ``SelectiveKernelConvNd``: input (N, C, L)."""
+
     dim = 1
 
 
 class SelectiveKernelConv2d(SelectiveKernelConvNd):
+    """2-D ``SelectiveKernelConvNd``: input (N, C, H, W)."""
+
     dim = 2
 
 
 class SelectiveKernelConv3d(SelectiveKernelConvNd):
+    """3-D ``SelectiveKernelConvNd``: input (N, C, D, H, W)."""
+
     dim = 3

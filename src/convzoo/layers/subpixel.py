@@ -162,12 +162,18 @@ class SubPixelConvNd(ConvzooLayer, nn.Module):
 
 
 class SubPixelConv1d(SubPixelConvNd):
+    """1-D ``SubPixelConvNd``: input (N, C, L)."""
+
     dim, _conv = 1, Conv1d
 
 
 class SubPixelConv2d(SubPixelConvNd):
+    """2-D ``SubPixelConvNd``: input (N, C, H, W)."""
+
     dim, _conv = 2, Conv2d
 
 
 class SubPixelConv3d(SubPixelConvNd):
+    """3-D ``SubPixelConvNd``: input (N, C, D, H, W)."""
+
     dim, _conv = 3, Conv3d

@@ -57,7 +57,10 @@ def unfit_reason(name: str) -> Optional[str]:
         return f"family {name!r} has no 1-D form (dims {record.dims})"
     if record.replaces_kxk:
         return None
-    layer = record.build(4, 4, KERNEL_SIZE if record.window else None, 1, bias=False)
+    try:  # the blocks change the width (C → 2C), as the stride-2 stages do
+        layer = record.build(4, 8, KERNEL_SIZE if record.window else None, 1, bias=False)
+    except ValueError as error:
+        return f"family {name!r} cannot widen the channels: {str(error).splitlines()[0]}"
     with torch.no_grad():
         length = layer.eval()(torch.zeros(1, 4, 8)).shape[-1]
     if length != 8:

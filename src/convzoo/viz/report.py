@@ -124,7 +124,7 @@ def place_labels(ax: Any, xs: Sequence[float], ys: Sequence[float], labels: Sequ
     placed = []
     for i in sorted(range(len(labels)), key=lambda i: (xs[i], ys[i])):
         choice = None
-        for radius in (4, 10, 18, 28, 40, 54):
+        for radius in (4, 10, 18, 28, 40, 54, 70, 90, 115, 140):
             for angle in range(0, 360, 30):
                 dx, dy = radius * math.cos(math.radians(angle)), radius * math.sin(math.radians(angle))
                 align = {"ha": "left" if dx > 0.5 else "right" if dx < -0.5 else "center",
@@ -158,7 +158,7 @@ def place_labels(ax: Any, xs: Sequence[float], ys: Sequence[float], labels: Sequ
 
 def macs_time_figure(rows: Sequence[dict[str, Any]], setting: str) -> Any:
     """Log-log scatter of MACs against measured forward time, one labelled point per family."""
-    fig, ax = plt.subplots(figsize=(9, 6))
+    fig, ax = plt.subplots(figsize=(10, max(6.0, 0.26 * len(rows))))  # room for every family's label
     xs = [r["macs"] / 1e6 for r in rows]
     ys = [r["forward_ms"] for r in rows]
     ax.scatter(xs, ys, s=22, color="#2b7bba", zorder=3)

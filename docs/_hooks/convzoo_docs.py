@@ -153,11 +153,13 @@ def family_pages(convzoo: ModuleType, out: Path) -> dict[str, str]:
         dim = 2 if 2 in fam.dims else fam.dims[0]
         shape = (1, 4) + (8,) * dim
         try:
-            layer = fam.build(4, 8, dim=dim)
+            try:
+                out_ch, layer = 8, fam.build(4, 8, dim=dim)
+            except ValueError:  # the family's own channel rule (partial, involution keep the width): 4 → 4
+                out_ch, layer = 4, fam.build(4, 4, dim=dim)
             cost = convzoo.cost(layer, shape)
-        except Exception as exc:  # the card needs a 4 → 8 layer and its cost: say which family lacks them
-            log.warning("convzoo docs: family %r: build(4, 8) / cost failed: %s: %s", fam.name, type(exc).__name__,
-                        exc)
+        except Exception as exc:  # the card needs a layer and its cost: say which family lacks them
+            log.warning("convzoo docs: family %r: build / cost failed: %s: %s", fam.name, type(exc).__name__, exc)
             continue
         formula = " ".join((own_doc(type(layer).cost) or "(the layer's cost() has no docstring)").split())
         picture = out / f"{fam.name}.png"
@@ -176,13 +178,13 @@ def family_pages(convzoo: ModuleType, out: Path) -> dict[str, str]:
         api = api_link(convzoo, layer)
         tut = tutorials.get(fam.name, [])
         links = [f"[{t}]({link})" for t, link in tut] + [f"[API: `{type(layer).__name__}`]({api})"] * bool(api)
-        code = (f"import convzoo as cz\n\nlayer = cz.build({fam.name!r}, 4, 8{'' if 2 in fam.dims else f', dim={fam.dims[0]}'})"
+        code = (f"import convzoo as cz\n\nlayer = cz.build({fam.name!r}, 4, {out_ch}{'' if 2 in fam.dims else f', dim={fam.dims[0]}'})"
                 f"\nprint(layer)\nprint(cz.cost(layer, {shape}).macs)  # {cost.macs:,}")
         body = [f"# {fam.title}", "", f"`{fam.name}` · {fam.summary} · article {fam.article} · dims {fam.dims}", ""]
         if picture:
             body += [f"![{fam.title}: drawn from the layer at build time]({fam.name}.png)", ""]
         body += ["## Cost", "", f"`{type(layer).__name__}.cost`: {formula}", "",
-                 f"For `cz.build({fam.name!r}, 4, 8)` on input {shape}: **{cost.macs:,} MACs**, "
+                 f"For `cz.build({fam.name!r}, 4, {out_ch})` on input {shape}: **{cost.macs:,} MACs**, "
                  f"{cost.params:,} parameters, output {tuple(cost.output_shape)}.", "",
                  "## Measured speed", "", f"{speed}. Source: `benchmarks/results/bench.json`"
                  + (f" ({machine})." if machine else "."), "",

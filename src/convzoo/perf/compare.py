@@ -198,7 +198,7 @@ def compare_table(rows: Sequence[CompareRow]) -> Any:
                         f"load average {load:.2f} on {cpus} CPU(s)"
                         + (" — WARNING: the machine is busy, times are inflated and noisy" if busy else ""),
                   caption="* not a same-shape k×k layer: built by the registry defaults with its own output shape "
-                          "(transposed/resize: 2H×2W; global_depthwise: C_in→C_in over the whole map); "
+                          "(upsamplers: 2H×2W; global_depthwise: a 1×1 output read from the whole map); "
                           "its ratios compare the layer as built, not a drop-in replacement. "
                           "speed ratio = median over rounds of standard time / family time (>1 faster); spread = interquartile "
                           f"range / median; ! = spread > {UNTRUSTED_SPREAD:.0%} (or fwd+bwd < fwd): don't trust the row; "

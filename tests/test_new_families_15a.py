@@ -45,7 +45,7 @@ def test_subpixel_matches_reference(data):
     r = data.draw(st.integers(1, 3 if dim < 3 else 2))
     k = data.draw(st.integers(1, 3))
     cin, cout = data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3))
-    size = tuple(data.draw(st.integers(k, TOP[dim])) for _ in range(dim))
+    size = tuple(data.draw(st.integers(k, max(k, TOP[dim]))) for _ in range(dim))  # at least the kernel
     layer = cz.build("subpixel", cin, cout, k, dim, upscale_factor=r, padding=data.draw(st.sampled_from([0, "same"])),
                      padding_mode=data.draw(st.sampled_from(["zeros", "reflect"])) if min(size) > k else "zeros")
     x = rand((2, cin, *size), data.draw(st.integers(0, 99)))
@@ -70,7 +70,7 @@ def test_branch_blocks_match_reference_in_train_and_eval(data):
     if groups is not None:
         kw["groups"] = groups
     layer = cz.build(name, c, cout, k, dim, **kw)
-    size = tuple(data.draw(st.integers(k, TOP[dim])) for _ in range(dim))
+    size = tuple(data.draw(st.integers(k, max(k, TOP[dim]))) for _ in range(dim))  # at least the kernel
     x = rand((3, c, *size), data.draw(st.integers(0, 99)))
     check(layer, x, data.draw(st.integers(0, 99)), data.draw(st.booleans()))
 
@@ -101,7 +101,7 @@ def test_ghost_matches_reference(data):
     module = cz.build("ghost", cin, cout, k, dim, ratio=ratio, dw_size=data.draw(st.sampled_from([1, 3])),
                       stride=data.draw(st.integers(1, 2)))
     assert module.primary.out_channels == -(-cout // ratio)
-    size = tuple(data.draw(st.integers(k, TOP[dim])) for _ in range(dim))
+    size = tuple(data.draw(st.integers(k, max(k, TOP[dim]))) for _ in range(dim))  # at least the kernel
     x = rand((2, cin, *size), data.draw(st.integers(0, 99)))
     check(module, x, data.draw(st.integers(0, 99)), False)
 

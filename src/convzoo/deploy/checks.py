@@ -8,7 +8,10 @@ exist for this (family, dim). ``tests/test_deploy.py`` runs every (family, dim, 
 
 from __future__ import annotations
 
+import functools
+
 import tempfile
+from typing import Any
 from collections.abc import Callable
 from pathlib import Path
 
@@ -42,9 +45,24 @@ def sample(dim: int, batch: int = 2, spatial: tuple[int, ...] | None = None, see
     return torch.randn(batch, CHANNELS, *(spatial or SPATIAL[dim]), generator=g).to(dtype)
 
 
+@functools.lru_cache(maxsize=None)
 def whole_map(name: str) -> bool:
-    """Global depthwise: the kernel IS the feature map, so the spatial size is fixed by the weights."""
-    return name == "global_depthwise"
+    """Whether the family's kernel IS the feature map (global depthwise), so its weights fix the spatial size:
+    measured on the layer — built at one size, does it refuse another? — not looked up by name."""
+    dim = min(convzoo_family(name).dims)
+    module = build(name, dim)
+    try:
+        with torch.no_grad():
+            module(sample(dim, spatial=tuple(s + 1 for s in SPATIAL[dim])))
+    except ValueError:
+        return True
+    return False
+
+
+def convzoo_family(name: str) -> Any:
+    import convzoo
+
+    return convzoo.family(name)
 
 
 def relative_error(actual: torch.Tensor, expected: torch.Tensor) -> float:

@@ -98,3 +98,11 @@ def test_table_header_shows_the_load(rows):
     console = Console(width=250, record=True)
     console.print(compare_table(rows))
     assert "load average" in console.export_text()
+
+
+def test_rounds_are_settled_only_when_spread_is_small_and_forward_backward_is_not_below_forward():
+    from convzoo.perf.compare import _settled
+
+    assert _settled([10, 10.5, 11, 10.2, 10.1], [30, 31, 29, 30, 30.5])
+    assert not _settled([10, 10.5, 11, 10.2, 10.1], [9, 9.5, 9.2, 9.1, 9.3])  # fwd+bwd below fwd: load, not truth
+    assert not _settled([10, 30, 11, 25, 10.1], [40, 41, 39, 40, 40.5])  # forward spread far over 25%

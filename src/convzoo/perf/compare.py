@@ -87,7 +87,8 @@ def compare(batch: int = 8, in_channels: int = 64, out_channels: int = 128, size
             repeats: int | None = None, progress: Callable[[str], None] | None = None) -> list[CompareRow]:
     """One row per family (default: all, 'standard' always timed as the baseline).
 
-    ``repeats=None`` runs each measurement for ~0.25 s (3 to 30 runs); ``progress(name)`` is called before each
+    ``repeats=None`` runs each family's rounds for at least 1 s (5 to 60 rounds, longer while the times have not
+    settled; see ``_round_robin``); ``progress(name)`` is called before each
     family. On CUDA, timing uses CUDA events and cuDNN autotuning."""
     from .timing import configure, make_inputs
     from ..analysis.cost import cost
@@ -132,11 +133,15 @@ def _spread(times: Sequence[float]) -> float:
 
 def _round_robin(base: torch.nn.Module, base_inputs: Sequence[torch.Tensor], module: torch.nn.Module,
                  inputs: Sequence[torch.Tensor], repeats: int | None, warm: bool,
-                 min_time: float = 1.0, min_rounds: int = 5, max_rounds: int = 30,
+                 min_time: float = 1.0, max_time: float = 6.0, min_rounds: int = 5, max_rounds: int = 60,
                  ) -> tuple[list[float], list[float], list[float]]:
     """Per round: baseline fwd, family fwd, baseline fwd+bwd, family fwd+bwd (ms; every other round the family
     goes first). Returns the family's forward and forward+backward times and the per-round forward ratios
-    baseline / family."""
+    baseline / family.
+
+    ``repeats=None``: at least ``min_rounds`` rounds and ``min_time`` seconds, then more rounds while the times
+    have not settled (a spread above ``UNTRUSTED_SPREAD``, or a forward+backward median below the forward one:
+    load from other processes), up to ``max_rounds`` rounds or ``max_time`` seconds."""
     from .timing import measure
 
     def once(m: torch.nn.Module, xs: Sequence[torch.Tensor], backward: bool, i: int) -> float:
@@ -169,9 +174,19 @@ def _round_robin(base: torch.nn.Module, base_inputs: Sequence[torch.Tensor], mod
         if repeats is not None:
             if i >= repeats:
                 break
-        elif i >= max_rounds or (i >= min_rounds and time.perf_counter() - start >= min_time):
+            continue
+        elapsed = time.perf_counter() - start
+        if i >= max_rounds or elapsed >= max_time:
+            break
+        if i >= min_rounds and elapsed >= min_time and _settled(fwd, fb):
             break
     return fwd, fb, ratios
+
+
+def _settled(fwd: Sequence[float], fb: Sequence[float]) -> bool:
+    """Times worth stopping on: both spreads within ``UNTRUSTED_SPREAD`` and forward+backward ≥ forward."""
+    return (max(_spread(fwd), _spread(fb)) <= UNTRUSTED_SPREAD
+            and statistics.median(fb) >= statistics.median(fwd))
 
 
 def machine_load() -> tuple[float, int, bool]:

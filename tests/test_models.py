@@ -80,6 +80,7 @@ VARIANTS = [
     (lambda: mobilenet_v1_small(0.25, num_classes=7), 32),
     *[(lambda g=g: shufflenet_v1(g, 0.25, num_classes=7), 64) for g in (1, 2, 3, 4, 8)],
     (lambda: shufflenet_v1_small(3, 0.5, num_classes=7), 32),
+    (lambda: cz.models.ghostnet(0.5, num_classes=7), 64),
 ]
 
 
@@ -125,6 +126,28 @@ def test_cli_cost_mobilenet_says_what_is_counted():
     assert "conv and linear weights alone 4,209,088 (4.2 M)" in text
     result = CliRunner().invoke(app, ["cost", "mobilenet_v1", "--arg", "width_mult=0.5"])
     assert "149.5 M MACs" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(("width", "paper_mflops", "paper_mparams"), [(0.5, 42, 2.6), (1.0, 141, 5.2)])
+def test_ghostnet_reproduces_paper_table7(width, paper_mflops, paper_mparams):
+    """GhostNet paper, Table 7: FLOPs (multiply-adds) and params at 224² of the width multipliers."""
+    report = cz.cost(cz.models.ghostnet(width), (1, 3, 224, 224))
+    assert round(report.macs / 1e6) == paper_mflops
+    assert round(report.params / 1e6, 1) == paper_mparams
+
+
+def test_ghostnet_1_3_is_within_one_percent_of_table7():
+    """Table 7 gives 1.3× 226 M FLOPs, 7.3 M params; the channels rounded to multiples of 4 give 227.0 M and
+    7.36 M (timm's ghostnet_130 has the same count): the paper's rounding at 1.3× is not stated."""
+    report = cz.cost(cz.models.ghostnet(1.3), (1, 3, 224, 224))
+    assert (report.macs, report.params) == (227_003_256, 7_358_820)
+    assert abs(report.macs / 226e6 - 1) < 0.01 and abs(report.params / 7.3e6 - 1) < 0.01
+
+
+def test_cli_cost_knows_ghostnet():
+    result = CliRunner().invoke(app, ["cost", "ghostnet_1_0"])
+    assert result.exit_code == 0, result.output
+    assert "141.2 M MACs" in " ".join(result.output.split())
 
 
 @pytest.mark.parametrize("groups", [1, 2, 3, 4, 8])

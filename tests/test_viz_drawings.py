@@ -116,7 +116,7 @@ REQUIRED = ["correlation-vs-convolution", "single-channel", "multi-channel", "3d
             "overlap-1d-stride2", "overlap-2d", "checkerboard-image", "dilated-receptive-field", "sobel-separable",
             "scan-positions", "standard-vs-depthwise-separable", "depthwise-separable-12x12x3", "flattened",
             "grouped-2-groups", "shuffle-gconv1-gconv2", "pointwise-grouped", "gdc-vs-gap", "mixconv",
-            "sampling-matrix-deformable", "dcnv2-modulation", "hetconv", "dynamic-attention"]
+            "sampling-matrix-deformable", "dcnv2-modulation", "hetconv", "dynamic-attention", "involution-kernels"]
 
 
 def test_every_article_figure_is_registered_with_a_caption():

@@ -102,13 +102,15 @@ def step_picture(r: Reads, out_channel: int, position: Sequence[int] | None, num
 
 
 def _richer(a: Reads | None, b: Reads) -> Reads | None:
-    """The reads whose legend says more (more taps, then padding): one legend line serves every stage."""
-    if b.geometry is None:
+    """The reads whose legend says more (fractional reads, more taps, then padding): one legend line serves every
+    stage."""
+    if b.geometry is None and b.tap_map is None:
         return a
 
-    def score(r: Reads) -> tuple[int, bool]:
+    def score(r: Reads) -> tuple[bool, int, bool]:
         g = r.geometry
-        return r.n_taps, bool(g is not None and g.kind == "gather" and any(lo or hi for lo, hi in g.padding()))
+        return (g is None, r.n_taps,
+                bool(g is not None and g.kind == "gather" and any(lo or hi for lo, hi in g.padding())))
 
     return b if a is None or score(b) > score(a) else a
 

@@ -178,9 +178,8 @@ def stage_picture(module: nn.Module, input_shape: Sequence[int], out_channel: in
             blocks.append(arrow(1.2, "", vertical=True))
     filled = getattr(model, ILLUSTRATED, [])
     if filled:
-        blocks.insert(0, label(f"drawn with seeded random values (seed {seed}) in the zero-initialised "
-                               f"{', '.join(filled)} (the layer as built samples the regular grid), so the "
-                               "mechanism shows", SMALL))
+        blocks.insert(0, label(f"drawn with seeded random values (seed {seed}) in {', '.join(filled)}, which the layer "
+                               "as built has at zero, so the mechanism shows", SMALL))
     body = column(blocks, gap=0.3)
     if legend_reads is not None:
         body = column([body, legend_block(legend_reads, numbers, max(body.w, 40))], gap=0.8)

@@ -80,6 +80,7 @@ VARIANTS = [
     (lambda: mobilenet_v1_small(0.25, num_classes=7), 32),
     *[(lambda g=g: shufflenet_v1(g, 0.25, num_classes=7), 64) for g in (1, 2, 3, 4, 8)],
     (lambda: shufflenet_v1_small(3, 0.5, num_classes=7), 32),
+    (lambda: cz.models.ghostnet(0.5, num_classes=7), 64),
 ]
 
 
@@ -90,6 +91,24 @@ def test_every_variant_gives_finite_logits(factory, size):
     logits = model(torch.randn(2, 3, size, size))
     assert logits.shape == (2, 7)
     assert torch.isfinite(logits).all()
+
+
+# Kernels that are not a torch conv's weight keep torch's default scale, and the untrained model in eval mode
+# still maps every input to the same logits (open: they need a family-aware scale).
+COLLAPSING = {"hetconv", "dynamic", "deformable", "deformable_v2", "condconv", "odconv"}
+
+
+@pytest.mark.parametrize("conv", [pytest.param(f.name, marks=pytest.mark.xfail(strict=True, reason="default-scale "
+                                                                                "kernels")) if f.name in COLLAPSING
+                                  else f.name for f in cz.families() if f.replaces_kxk])
+def test_untrained_mobilenet_in_eval_mode_responds_to_its_input(conv):
+    """Fresh BatchNorm statistics are the identity in eval mode: with torch's default conv scale the activations
+    shrank ~6× per layer and every input gave the classifier's bias (max difference 0 between two inputs)."""
+    torch.manual_seed(0)
+    model = mobilenet_v1_small(conv=conv).eval()
+    with torch.no_grad():
+        y = model(torch.randn(2, 3, 32, 32))
+    assert float((y[0] - y[1]).abs().max()) > 0.01 * float(y.abs().max())
 
 
 @pytest.mark.parametrize("conv", [f.name for f in cz.families() if f.replaces_kxk])
@@ -125,6 +144,28 @@ def test_cli_cost_mobilenet_says_what_is_counted():
     assert "conv and linear weights alone 4,209,088 (4.2 M)" in text
     result = CliRunner().invoke(app, ["cost", "mobilenet_v1", "--arg", "width_mult=0.5"])
     assert "149.5 M MACs" in " ".join(result.output.split())
+
+
+@pytest.mark.parametrize(("width", "paper_mflops", "paper_mparams"), [(0.5, 42, 2.6), (1.0, 141, 5.2)])
+def test_ghostnet_reproduces_paper_table7(width, paper_mflops, paper_mparams):
+    """GhostNet paper, Table 7: FLOPs (multiply-adds) and params at 224² of the width multipliers."""
+    report = cz.cost(cz.models.ghostnet(width), (1, 3, 224, 224))
+    assert round(report.macs / 1e6) == paper_mflops
+    assert round(report.params / 1e6, 1) == paper_mparams
+
+
+def test_ghostnet_1_3_is_within_one_percent_of_table7():
+    """Table 7 gives 1.3× 226 M FLOPs, 7.3 M params; the channels rounded to multiples of 4 give 227.0 M and
+    7.36 M (timm's ghostnet_130 has the same count): the paper's rounding at 1.3× is not stated."""
+    report = cz.cost(cz.models.ghostnet(1.3), (1, 3, 224, 224))
+    assert (report.macs, report.params) == (227_003_256, 7_358_820)
+    assert abs(report.macs / 226e6 - 1) < 0.01 and abs(report.params / 7.3e6 - 1) < 0.01
+
+
+def test_cli_cost_knows_ghostnet():
+    result = CliRunner().invoke(app, ["cost", "ghostnet_1_0"])
+    assert result.exit_code == 0, result.output
+    assert "141.2 M MACs" in " ".join(result.output.split())
 
 
 @pytest.mark.parametrize("groups", [1, 2, 3, 4, 8])

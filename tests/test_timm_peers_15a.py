@@ -180,3 +180,60 @@ def test_fasternet_t0_equals_timm_with_the_same_weights_and_reproduces_the_paper
     assert report.params == sum(p.numel() for p in theirs.parameters())
     # FasterNet paper (Table 10 / Appendix): FasterNet-T0 0.34 G FLOPs (multiply-adds), 3.9 M params
     assert round(report.macs / 1e9, 2) == 0.34 and round(report.params / 1e6, 1) == 3.9
+
+
+def _copy_state(mine: nn.Module, theirs: nn.Module) -> None:
+    """Tensors of two modules built in the same order, copied pairwise (shapes checked)."""
+    ours, peers = list(mine.state_dict().values()), list(theirs.state_dict().values())
+    assert len(ours) == len(peers)
+    for a, b in zip(ours, peers):
+        assert a.shape == b.shape
+        a.copy_(b)
+
+
+def load_ghostnet_from_timm(mine: cz.models.GhostNet, theirs: nn.Module) -> None:
+    from timm.models.ghostnet import GhostBottleneck
+
+    _copy_state(mine.stem[0], theirs.conv_stem)
+    _copy_state(mine.stem[1], theirs.bn1)
+    blocks = [m for m in mine.modules() if isinstance(m, cz.models.GhostBottleneck)]
+    peers = [m for m in theirs.modules() if isinstance(m, GhostBottleneck)]
+    assert len(blocks) == len(peers) == 16
+    for a, b in zip(blocks, peers):
+        _copy_state(a.expand, b.ghost1)
+        assert isinstance(a.depthwise, nn.Identity) == (b.conv_dw is None)
+        if b.conv_dw is not None:
+            _copy_state(a.depthwise[0], b.conv_dw)
+            _copy_state(a.depthwise[1], b.bn_dw)
+        assert isinstance(a.se, nn.Identity) == (b.se is None)
+        if b.se is not None:
+            _copy_state(a.se.reduce, b.se.conv_reduce)
+            _copy_state(a.se.expand, b.se.conv_expand)
+        _copy_state(a.project, b.ghost2)
+        _copy_state(a.shortcut, b.shortcut)
+    _copy_state(mine.blocks[-1], theirs.blocks[-1])
+    _copy_state(mine.head[1], theirs.conv_head)
+    _copy_state(mine.head[-1], theirs.classifier)
+
+
+def test_ghostnet_1_0_equals_timm_with_the_same_weights():
+    theirs = random_bn_(timm.create_model("ghostnet_100", pretrained=False)).eval()
+    mine = cz.models.ghostnet_1_0()
+    with torch.no_grad():
+        load_ghostnet_from_timm(mine, theirs)
+    mine.eval()
+    x = torch.randn(2, 3, 96, 96)
+    with torch.no_grad():
+        y_mine, y_theirs = mine(x), theirs(x)
+    assert float(y_theirs.std()) > 0
+    torch.testing.assert_close(y_mine, y_theirs, rtol=1e-5, atol=1e-5 * float(y_theirs.abs().max()))
+
+
+def test_ghostnet_1_0_cost_equals_an_independent_count_on_timms_model_and_the_paper():
+    shape = (1, 3, 224, 224)
+    theirs = timm.create_model("ghostnet_100", pretrained=False).eval()
+    report = cz.cost(cz.models.ghostnet_1_0(), shape)
+    assert report.macs == hook_macs(theirs, torch.zeros(shape))
+    assert report.params == sum(p.numel() for p in theirs.parameters())
+    # GhostNet paper, Table 7: GhostNet 1.0× 141 M FLOPs (multiply-adds), 5.2 M params: 141,150,512 / 5,182,508
+    assert round(report.macs / 1e6) == 141 and round(report.params / 1e6, 1) == 5.2

@@ -116,7 +116,7 @@ REQUIRED = ["correlation-vs-convolution", "single-channel", "multi-channel", "3d
             "overlap-1d-stride2", "overlap-2d", "checkerboard-image", "dilated-receptive-field", "sobel-separable",
             "scan-positions", "standard-vs-depthwise-separable", "depthwise-separable-12x12x3", "flattened",
             "grouped-2-groups", "shuffle-gconv1-gconv2", "pointwise-grouped", "gdc-vs-gap", "mixconv",
-            "sampling-matrix-deformable", "dcnv2-modulation", "hetconv", "dynamic-attention"]
+            "sampling-matrix-deformable", "dcnv2-modulation", "hetconv", "dynamic-attention", "involution-kernels"]
 
 
 def test_every_article_figure_is_registered_with_a_caption():
@@ -146,3 +146,72 @@ def test_cli_figures_writes_every_figure(tmp_path):
         with Image.open(p) as im:
             assert im.width > 200 and im.height > 100
         assert p.with_suffix(".txt").read_text().strip()
+
+
+# --- issue 15: the pictures of sub-pixel, involution and DCNv3 show their mechanism ---------------------------------
+
+def _stage_reads(layer, shape, index, illustrate=True):
+    """The reads of main stage ``index`` as ``stage_picture`` draws them (illustrative copy, running sample)."""
+    from convzoo.viz.picture import Lambda
+    from convzoo.viz.reads import illustrative_copy
+
+    model = illustrative_copy(layer, shape) if illustrate else layer.eval()
+    stages = [s for s in model.stages() if not s.side]
+    value = torch.rand(1, *shape, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        for st in stages[:index]:
+            value = st.fn(value)
+    sub = stages[index].module if stages[index].module is not None else Lambda(stages[index].fn)
+    return model, stages[index], value, analyse(sub, tuple(value.shape[1:]), x=value[0], illustrate=False)
+
+
+@pytest.mark.parametrize("r", [2, 3])
+def test_subpixel_picture_shows_the_pixel_shuffle_phases(r):
+    from convzoo.viz.picture import Lambda
+    from convzoo.viz.stages_draw import one_read_kind, phase_factor, source_channels
+
+    layer = cz.build("subpixel", 2, 2, 3, upscale_factor=r)
+    shuffle = declared_stages(layer)[-1]
+    reads = analyse(Lambda(shuffle.fn), (2 * r * r, 3, 3), illustrate=False)
+    assert one_read_kind(reads) == "interleave"  # not "copies": nearest upsampling would read one channel
+    labels = source_channels(reads)
+    assert len(np.unique(labels)) == r * r
+    assert phase_factor(reads, labels) == (r, r)  # each channel fills one phase of every r×r cell
+    upsample = declared_stages(cz.build("resize", 1, 1, 1))[0]
+    nearest = analyse(Lambda(upsample.fn), (1, 3, 3), illustrate=False)
+    assert one_read_kind(nearest) == "copies"
+
+
+def test_involution_picture_draws_the_generated_kernel_differing_by_position():
+    from convzoo.viz.position_kernels import interior_positions, position_kernels, position_kernels_block
+
+    torch.manual_seed(0)
+    layer = cz.build("involution", 4, 4, 3, groups=2, reduction=1)
+    model, stage, x, reads = _stage_reads(layer, (4, 7, 7), 0)
+    positions = interior_positions(reads)[:2] + interior_positions(reads)[-1:]
+    c, kernels = position_kernels(stage.fn, x, reads, 3, positions)
+    with torch.no_grad():
+        generated = model.generator(x).reshape(2, 9, 7, 7)  # group-major, taps row-major
+    for p, k in zip(positions, kernels):  # what is drawn is the generated kernel of output 3's group (1)
+        np.testing.assert_allclose(k, generated[(1, slice(None), *p)].numpy(), rtol=1e-5, atol=1e-6)
+    assert c == 3 and not np.allclose(kernels[0], kernels[-1], atol=1e-4)
+    assert position_kernels_block(stage.fn, x, reads) is not None
+
+
+def test_dcnv3_picture_draws_moved_sampling_points_per_group():
+    from convzoo.viz.irregular import sampling_points
+    from convzoo.viz.reads import ILLUSTRATED
+
+    torch.manual_seed(0)
+    layer = cz.build("dcnv3", 4, 4, 3, groups=2)
+    model, _, _, reads = _stage_reads(layer, (4, 6, 6), 1)
+    assert {"branch.offset", "branch.mask"} <= set(getattr(model, ILLUSTRATED))  # said in the caption
+    g0 = np.array([p for _, p, _ in sampling_points(reads, 0, (3, 3), 0)])
+    g1 = np.array([p for _, p, _ in sampling_points(reads, 2, (3, 3), 2)])
+    assert len(g0) == len(g1) == 9
+    assert np.abs(g0 - np.round(g0)).max() > 0.05  # fractional: off the integer grid
+    assert np.abs(g0 - g1).max() > 0.05  # each group has its own offsets
+    assert reads.regular is not None and reads.regular.kind == "gather"  # arrows start on the regular grid
+    _, _, _, plain = _stage_reads(layer, (4, 6, 6), 1, illustrate=False)  # the layer as built: the regular grid
+    grid = np.array([p for _, p, _ in sampling_points(plain, 0, (3, 3), 0)])
+    np.testing.assert_allclose(grid, np.round(grid), atol=1e-5)

@@ -143,22 +143,36 @@ class DCNv3Conv2d(ConvzooLayer, nn.Module):
         where = centres.reshape(1, 1, h, w, 1, 2) + self.offset_scale * (grid.reshape(1, 1, 1, 1, k, 2) + offsets)
         return where, masks
 
-    def aggregate(self, x: torch.Tensor, fields: torch.Tensor) -> torch.Tensor:
-        """input_proj → Σ_k m_gk · x_g(location) by bilinear sampling (F.grid_sample) → output_proj."""
-        n, c, h, w = x.shape
+    def project_in(self, x: torch.Tensor) -> torch.Tensor:
+        """The input projection w, one C×C linear at every pixel: (N, C, H, W) → (N, C, H, W)."""
+        return self.input_proj(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+    def project_out(self, x: torch.Tensor) -> torch.Tensor:
+        """The output projection, C → C_out at every pixel."""
+        return self.output_proj(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+
+    def sample(self, projected: torch.Tensor, fields: torch.Tensor,
+               point_weight: torch.Tensor | None = None) -> torch.Tensor:
+        """y_c(p) = Σ_k m_gk(p) · x_c(p + p_k + Δp_gk(p)) by bilinear sampling (F.grid_sample), c in group g; the
+        sum weighted by ``point_weight`` (C, K) when given. (N, C, H, W) → (N, C, H, W)."""
+        n, c, h, w = projected.shape
         g, k = self.groups, self.points
-        projected = self.input_proj(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
         (ph, _), (pw, _) = self.padding_pairs
         padded = F.pad(projected, (pw, pw, ph, ph))
         hp, wp = padded.shape[2:]
         where, masks = self.locations(fields)
-        scale = torch.tensor([wp, hp], dtype=x.dtype, device=x.device)
+        scale = torch.tensor([wp, hp], dtype=projected.dtype, device=projected.device)
         grid = (2 * where + 1) / scale - 1  # align_corners=False: pixel i's centre at (2i + 1)/size − 1
         sampled = F.grid_sample(padded.reshape(n * g, c // g, hp, wp), grid.reshape(n * g, h, w * k, 2),
                                 mode="bilinear", padding_mode="zeros", align_corners=False)
-        sampled = sampled.reshape(n, g, c // g, h, w, k)
-        mixed = (sampled * masks.unsqueeze(2)).sum(-1).reshape(n, c, h, w)
-        return self.output_proj(mixed.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        weights = masks.unsqueeze(2)  # (N, G, 1, H, W, K)
+        if point_weight is not None:
+            weights = weights * point_weight.reshape(1, g, c // g, 1, 1, k)
+        return (sampled.reshape(n, g, c // g, h, w, k) * weights).sum(-1).reshape(n, c, h, w)
+
+    def aggregate(self, x: torch.Tensor, fields: torch.Tensor) -> torch.Tensor:
+        """input_proj → Σ_k m_gk · x_g(location) by bilinear sampling → output_proj."""
+        return self.project_out(self.sample(self.project_in(x), fields))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, 2, self.in_channels, type(self).__name__)
@@ -181,11 +195,11 @@ class DCNv3Conv2d(ConvzooLayer, nn.Module):
         dy, dx = where[..., 1] - base_y, where[..., 0] - base_x  # (N, G, H, W, K)
         offset = torch.stack([dy, dx], dim=-1).permute(0, 1, 4, 5, 2, 3).reshape(n, -1, h, w)
         mask = masks.permute(0, 1, 4, 2, 3).reshape(n, -1, h, w)
-        projected = self.input_proj(x.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        projected = self.project_in(x)
         ones = torch.ones(c, 1, kh, kw, dtype=x.dtype, device=x.device)
         mixed = deform_conv2d(projected, offset, ones, None, 1, (self.padding_pairs[0][0], self.padding_pairs[1][0]),
                               self.dilation, mask)
-        return self.output_proj(mixed.permute(0, 2, 3, 1)).permute(0, 3, 1, 2)
+        return self.project_out(mixed)
 
     # --- the contract ---------------------------------------------------------------------------------------------
 
@@ -239,11 +253,63 @@ class DCNv3Conv2d(ConvzooLayer, nn.Module):
         return field.window(self.kernel_size, (1, 1), self.dilation, [lo for lo, _ in self.padding_pairs])
 
     def stages(self) -> list[Stage]:
+        """Branch (side) → input proj → per-group sampling → output proj. The branch's values, computed from the
+        layer's input by the input-proj stage, are held for the sampling stage (``PointSampling``), so that stage
+        reads only its group's points on each channel."""
+        held: dict[str, torch.Tensor] = {}
+
+        def project(x: torch.Tensor) -> torch.Tensor:
+            held["fields"] = self.branch(x).detach()
+            return self.project_in(x)
+
+        sampler = PointSampling(self, held)
         return [Stage(f"offsets and softmax masks for G={self.groups} groups × K={self.points} points "
                       "(depthwise conv → LayerNorm → GELU → linear)", self.branch, side=True, module=self.branch),
-                # the branch's values held (detached): the same output; pictures then see the sampling reads
-                Stage("input proj → Σ_k m_gk · x_g(p + p_k + Δp_gk) (bilinear) → output proj",
-                      lambda x: self.aggregate(x, self.branch(x).detach()))]
+                Stage("input proj: one C×C linear at every pixel, shared by all points", project),
+                Stage("sampling: Σ_k m_gk · x_c(p + p_k + Δp_gk), bilinear; channel c in group g", sampler,
+                      module=sampler),
+                Stage("output proj: C → C_out at every pixel", self.project_out)]
 
     def extra_repr(self) -> str:
         return geometry_repr(self, {"offset_scale": self.offset_scale})
+
+
+def _held(held: dict[str, torch.Tensor], batch: int) -> torch.Tensor:
+    """The held branch values for a batch of ``batch``: as computed, or — when they came from copies of one
+    input (a picture's Jacobian rows) — the first sample's, repeated."""
+    fields = held["fields"]
+    return fields if fields.shape[0] == batch else fields[:1].expand(batch, *fields.shape[1:])
+
+
+class HeldOffsets(nn.Module):
+    """The offsets Δp of the held branch values, (N, 2·G·K, H, W): a side stage (zero → the regular grid)."""
+
+    def __init__(self, held: dict[str, torch.Tensor], count: int) -> None:
+        super().__init__()
+        self.held, self.count = held, count
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return _held(self.held, x.shape[0])[:, :self.count]
+
+
+class PointSampling(nn.Module):
+    """DCNv3's sampling step alone, for pictures: y_c(p) = Σ_k w_ck · m_gk(p) · x_c(p + p_k + Δp_gk(p)) with the
+    branch's values held. w = 1 (C, 1, k, k): DCNv3 has no per-point weight (its w is the shared projection); a
+    one-hot w isolates one point's reads. Not part of the layer (no parameter of the layer's)."""
+
+    def __init__(self, layer: DCNv3Conv2d, held: dict[str, torch.Tensor]) -> None:
+        super().__init__()
+        object.__setattr__(self, "layer", layer)  # a reference, not a sub-module
+        self.held = held
+        self.offsets = HeldOffsets(held, 2 * layer.groups * layer.points)
+        weight = torch.ones(layer.in_channels, 1, *layer.kernel_size, dtype=layer.input_proj.weight.dtype)
+        self.weight = nn.Parameter(weight, requires_grad=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        masks = _held(self.held, x.shape[0])[:, self.offsets.count:]
+        fields = torch.cat([self.offsets(x), masks.to(x.dtype)], dim=1)
+        return self.layer.sample(x, fields.to(x.dtype), self.weight.reshape(self.weight.shape[0], -1))
+
+    def stages(self) -> list[Stage]:
+        return [Stage("offsets Δp (held)", self.offsets, side=True, module=self.offsets),
+                Stage("sampling at p + p_k + Δp", self, module=self)]

@@ -1,9 +1,10 @@
-"""Architectures built from the families: MobileNet v1 and ShuffleNet v1 (full-size and 32×32 variants), RepVGG-A0
-and FasterNet-T0 (the papers' cost tables), and a small 1-D CNN for sequences."""
+"""Architectures built from the families: MobileNet v1 and ShuffleNet v1 (full-size and 32×32 variants), RepVGG-A0,
+FasterNet-T0 and GhostNet 1.0× (the papers' cost tables), and a small 1-D CNN for sequences."""
 
 from .cnn1d import ConvNet1d, cnn1d_small
 from .mobilenet import MobileNetV1, mobilenet_v1, mobilenet_v1_small
 from .fasternet import FasterNet, FasterNetBlock, fasternet_t0
+from .ghostnet import GhostBottleneck, GhostNet, SqueezeExcite, ghostnet, ghostnet_1_0
 from .repvgg import RepVGG, repvgg_a0
 from .shufflenet import ShuffleNetV1, ShuffleUnit, shufflenet_v1, shufflenet_v1_small
 
@@ -15,11 +16,12 @@ MODELS = {
     "shufflenet_v1_small": shufflenet_v1_small,
     "repvgg_a0": repvgg_a0,
     "fasternet_t0": fasternet_t0,
+    "ghostnet_1_0": ghostnet_1_0,
 }
 
-__all__ = ["MODELS", "ConvNet1d", "FasterNet", "FasterNetBlock", "MobileNetV1", "RepVGG", "ShuffleNetV1", "ShuffleUnit",
-           "cnn1d_small", "fasternet_t0", "mobilenet_v1", "mobilenet_v1_small", "repvgg_a0", "shufflenet_v1",
-           "shufflenet_v1_small"]
+__all__ = ["MODELS", "ConvNet1d", "FasterNet", "FasterNetBlock", "GhostBottleneck", "GhostNet", "MobileNetV1", "RepVGG",
+           "ShuffleNetV1", "ShuffleUnit", "SqueezeExcite", "cnn1d_small", "fasternet_t0", "ghostnet", "ghostnet_1_0",
+           "mobilenet_v1", "mobilenet_v1_small", "repvgg_a0", "shufflenet_v1", "shufflenet_v1_small"]
 
 
 CONVERTED_FORMAT = "convzoo.converted/1"

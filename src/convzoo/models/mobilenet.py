@@ -4,6 +4,8 @@ Table 1 of the paper: a 3×3/s2 conv to 32 channels, 13 depthwise separable bloc
 ReLU → 1×1 pointwise → BN → ReLU), global average pooling, a fully connected classifier. ``conv=`` swaps
 the 13 blocks for any registry family (``'standard'`` is the paper's "Conv MobileNet" baseline of Table 4),
 ``width_mult`` is the width multiplier α (every layer's channels × α), ``resolution`` the input size ρ·224.
+Conv weights get He's scale (``init.he_scale_``): with torch's default scale an untrained model in eval mode
+returned the same logits for every input.
 """
 
 from __future__ import annotations
@@ -13,6 +15,7 @@ from typing import Any
 from torch import nn
 
 from ..registry import build, families, family
+from .init import he_scale_
 
 # (output channels, stride) of the 13 blocks after the 32-channel stem (Table 1).
 BLOCKS: tuple[tuple[int, int], ...] = (
@@ -68,6 +71,7 @@ class MobileNetV1(nn.Module):
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)
         self.classifier = nn.Linear(channels, num_classes)
+        he_scale_(self)  # untrained and in eval mode, the logits still depend on the input
 
     def forward(self, x):
         return self.classifier(self.pool(self.features(x)).flatten(1))

@@ -217,13 +217,15 @@ def overlap_2d() -> Block:
     return column([row(panels, gap=2.0), note], gap=0.6)
 
 
-def _photo(size: int = 64) -> torch.Tensor:
+def _photo(size: int = 64, colour: bool = False) -> torch.Tensor:
+    """A crop of scikit-learn's china.jpg, (1, 1, size, size) grey or (1, 3, size, size) RGB, values in [0, 1]."""
     from PIL import Image
     from sklearn.datasets import load_sample_image
 
     rgb = load_sample_image("china.jpg")[60:60 + 4 * size, 180:180 + 4 * size]
-    grey = Image.fromarray(rgb).convert("L").resize((size, size), Image.BILINEAR)
-    return torch.tensor(np.asarray(grey), dtype=torch.float64)[None, None] / 255
+    small = Image.fromarray(rgb).convert("RGB" if colour else "L").resize((size, size), Image.BILINEAR)
+    pixels = torch.tensor(np.asarray(small), dtype=torch.float64) / 255
+    return pixels.permute(2, 0, 1)[None] if colour else pixels[None, None]
 
 
 def checkerboard_image() -> Block:
@@ -503,6 +505,48 @@ def dynamic() -> Block:
     return layer_block(build("dynamic", 2, 2, 3, temperature=1.0), (2, 5, 5))
 
 
+def involution_photo() -> Block:
+    """Involution (3×3, one group, r = 1, seeded init) on an RGB photograph: the kernel its generator makes at the
+    three positions whose kernels differ most, red + / blue −, one colour scale."""
+    from .position_kernels import most_different
+
+    torch.manual_seed(0)
+    layer = build("involution", 3, 3, 3, padding="same", groups=1, reduction=1).double().eval()
+    x = _photo(32, colour=True)
+    with torch.no_grad():
+        kernels = layer.generator(x)[0].reshape(9, -1).T.numpy()  # (positions, taps): the generator's own output
+    picked = most_different(kernels)
+    places = [divmod(i, 32) for i in picked]
+    width = 12.0
+    photo = image(x[0].permute(1, 2, 0).numpy(), width)
+
+    def marks(ax, x0: float, y0: float) -> None:
+        photo.paint(ax, x0, y0)
+        for name, (r, c) in zip("ABC", places):
+            px, py = x0 + (c + 0.5) * width / 32, y0 + (r + 0.5) * width / 32
+            ax.plot(px, py, "s", markersize=9, markerfacecolor="none", markeredgecolor="#ffde00", markeredgewidth=2,
+                    zorder=3)
+            ax.text(px + 0.45, py - 0.45, name, fontsize=SMALL, color="#ffde00", weight="bold", zorder=3)
+
+    scale = float(np.abs(kernels).max())
+    tiles = []
+    for name, (r, c), i in zip("ABC", places, picked):
+        grid = [[Cell(_signed(float(v), scale)) for v in line] for line in kernels[i].reshape(3, 3)]
+        tiles.append(column([label(f"{name} = ({r}, {c})", SMALL), cells(grid)], gap=0.15))
+    note = label("one layer, different kernels: each is generated from its pixel's own features (FC → ReLU → FC), "
+                 f"so pixels of different colour get different filters (red +, blue −, scale ±{fmt(scale)})", SMALL)
+    return column([row([column([_heading("input: china.jpg, 32×32 RGB"), Block(width, width, marks)], gap=0.3),
+                        column([_heading("3×3 kernels generated at A, B, C"), row(tiles, gap=0.8)], gap=0.3)],
+                       gap=1.5), note], gap=0.6)
+
+
+def _signed(value: float, scale: float) -> tuple[float, float, float, float]:
+    """Red positive, blue negative, white 0, saturated at ``scale``."""
+    a = min(1.0, abs(value) / scale) if scale > 0 else 0.0
+    base = (0.84, 0.19, 0.15) if value > 0 else (0.13, 0.40, 0.67)
+    return (*(1 - a * (1 - b) for b in base), 1.0)
+
+
 # --- registry -------------------------------------------------------------------------------------------------------
 
 FIGURES: list[ArticleFigure] = [
@@ -570,6 +614,9 @@ FIGURES: list[ArticleFigure] = [
                   "on the rest, shifted by one channel per filter.", hetconv),
     ArticleFigure("003-2.3_dynamic-attention", "Dynamic conv: K candidate kernels, the attention over them for this "
                   "sample, the aggregated kernel, then the conv.", dynamic),
+    ArticleFigure("003-2.3_involution-kernels", "Involution on a photograph: the 3×3 kernel generated at the three "
+                  "positions whose kernels differ most (seeded untrained layer, one group) — one layer, a different "
+                  "filter at every pixel.", involution_photo),
 ]
 
 

@@ -43,15 +43,17 @@ def _overlay(block: Block, draw) -> Block:
 
 
 def irregular_input(r: Reads, out_channel: int, position: Sequence[int], numbers: bool,
-                    channels: Sequence[int]) -> Block:
-    """Input planes with the sampling points of the highlighted output (2-D; other dims: shaded reads only)."""
+                    channels: Sequence[int], owner: dict[int, int] | None = None) -> Block:
+    """Input planes with the sampling points of the highlighted output (2-D; other dims: shaded reads only);
+    ``owner``: the output channel drawn on each input channel (default ``out_channel`` on all)."""
     plane = Plane(tuple(r.input_shape[1:]))
     colours = tap_colours(r.n_taps)
     tiles = []
     for c in channels:
+        j = owner.get(c, out_channel) if owner else out_channel
         grid = plane.empty()
-        read = (r.index[(out_channel, *position, c)] != -1)
-        strength = (r.tap_map.coefficients[(slice(None), out_channel, *position, c)].abs().sum(0)
+        read = (r.index[(j, *position, c)] != -1)
+        strength = (r.tap_map.coefficients[(slice(None), j, *position, c)].abs().sum(0)
                     if r.tap_map is not None else read.double())
         for q in np.ndindex(*plane.size):
             rr, cc = plane.cell(q)
@@ -59,7 +61,7 @@ def irregular_input(r: Reads, out_channel: int, position: Sequence[int], numbers
             grid[rr][cc] = Cell(NEIGHBOUR, text, alpha=0.35 + 0.65 * min(1.0, float(strength[q]))) if read[q] \
                 else Cell(INPUT, text)
         block = cells(grid)
-        points = sampling_points(r, out_channel, position, c) if len(plane.size) == 2 else []
+        points = sampling_points(r, j, position, c) if len(plane.size) == 2 else []
         regular = dict(r.regular.window(tuple(position))) if r.regular is not None and r.regular.kind == "gather" \
             else {}
 

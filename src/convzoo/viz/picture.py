@@ -5,9 +5,12 @@ What each stage is drawn as follows from what it reads, never from a family name
 
 * a sliding window (gather / scatter / fractional): kernel, input, output, channels (``step``);
 * one input element per output element, same position, other channel: a channel permutation (``wiring``);
-* one input element per output element, larger output: copies (nearest upsampling);
+* one input element per output element, larger output: copies (nearest upsampling) when each output channel
+  reads one input channel, an interleave (pixel shuffle) when it reads several;
 * a side stage whose output is one weight per kernel of the next stage's K-kernel parameter: the K kernels, the
-  attention bars for this sample and the aggregated kernel (``dynamic``).
+  attention bars for this sample and the aggregated kernel (``dynamic``);
+* a side stage after which the next stage's window kernel differs from position to position: that kernel at
+  three positions (``position_kernels``).
 """
 
 from __future__ import annotations
@@ -19,10 +22,11 @@ import torch
 from torch import nn
 
 from .draw import SMALL, TITLE, Block, arrow, column, label, render
-from .reads import Reads, analyse, illustrative_copy
+from .position_kernels import position_kernels_block
+from .reads import ILLUSTRATED, Reads, analyse, illustrative_copy
 from .taps import DTYPE
 from .step import legend_block, shape_text, step_block
-from .stages_draw import copies_block, dynamic_block, one_read_kind, wiring_block
+from .stages_draw import copies_block, dynamic_block, interleave_block, one_read_kind, wiring_block
 
 
 class Lambda(nn.Module):
@@ -88,6 +92,8 @@ def step_picture(r: Reads, out_channel: int, position: Sequence[int] | None, num
         return wiring_block(r), "a channel permutation: every output channel is one input channel, moved"
     if kind == "copies":
         return copies_block(r, numbers), "copies: every output cell is a copy of one input cell"
+    if kind == "interleave":
+        return interleave_block(r, numbers)
     block = step_block(r, out_channel if out_channel < r.output_shape[0] else 0,
                        position if position is not None and len(position) == len(r.output_shape) - 1 else None,
                        numbers, legend=False)
@@ -96,13 +102,15 @@ def step_picture(r: Reads, out_channel: int, position: Sequence[int] | None, num
 
 
 def _richer(a: Reads | None, b: Reads) -> Reads | None:
-    """The reads whose legend says more (more taps, then padding): one legend line serves every stage."""
-    if b.geometry is None:
+    """The reads whose legend says more (fractional reads, more taps, then padding): one legend line serves every
+    stage."""
+    if b.geometry is None and b.tap_map is None:
         return a
 
-    def score(r: Reads) -> tuple[int, bool]:
+    def score(r: Reads) -> tuple[bool, int, bool]:
         g = r.geometry
-        return r.n_taps, bool(g is not None and g.kind == "gather" and any(lo or hi for lo, hi in g.padding()))
+        return (g is None, r.n_taps,
+                bool(g is not None and g.kind == "gather" and any(lo or hi for lo, hi in g.padding())))
 
     return b if a is None or score(b) > score(a) else a
 
@@ -154,6 +162,10 @@ def stage_picture(module: nn.Module, input_shape: Sequence[int], out_channel: in
             dyn = dynamic_block(sub, v, r, out_channel if last else 0)
             if dyn is not None:
                 notes.append(dyn)
+        if sides:
+            varying = position_kernels_block(st.fn, value, r, out_channel if last else 0)
+            if varying is not None:
+                notes.append(varying)
         sides = []
         if notes:
             block = column([*notes, block], gap=0.5)
@@ -164,6 +176,10 @@ def stage_picture(module: nn.Module, input_shape: Sequence[int], out_channel: in
         value = result
         if not last:
             blocks.append(arrow(1.2, "", vertical=True))
+    filled = getattr(model, ILLUSTRATED, [])
+    if filled:
+        blocks.insert(0, label(f"drawn with seeded random values (seed {seed}) in {', '.join(filled)}, which the layer "
+                               "as built has at zero, so the mechanism shows", SMALL))
     body = column(blocks, gap=0.3)
     if legend_reads is not None:
         body = column([body, legend_block(legend_reads, numbers, max(body.w, 40))], gap=0.8)

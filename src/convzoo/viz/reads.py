@@ -13,6 +13,7 @@
 from __future__ import annotations
 
 import copy
+import dataclasses
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -69,15 +70,27 @@ class Reads:
         return torch.where(linked & (counts == 0), torch.ones_like(counts), counts)
 
 
+ILLUSTRATED = "_convzoo_illustrated"  # on an illustrative copy: the names of the parameters filled in
+
+
 def illustrative_copy(module: nn.Module, input_shape: Sequence[int], seed: int = 0) -> nn.Module:
-    """A float32 eval copy in which side branches whose parameters are all zero (a deformable offset conv at
-    initialisation, which would draw a plain grid) get seeded random values, so their mechanism shows."""
+    """A float32 eval copy in which zero-initialised side-branch parameters (a deformable offset conv, DCNv3's
+    offset and mask linears at initialisation, which would draw a plain grid) get seeded random values, so their
+    mechanism shows. The filled parameters' names are kept in the copy's ``ILLUSTRATED`` attribute (for captions).
+    In a declared side branch each sub-module whose own parameters are all zero is filled; in a layer that
+    declares none, each sub-module whose parameters are all zero (it is then flagged as a side branch)."""
     model = eval_copy(module, input_shape, DTYPE)
     gen = torch.Generator().manual_seed(seed)
     declared = side_modules(model)
+    names = {id(m): n for n, m in model.named_modules()}
+    if declared:
+        candidates = [(m, False) for side in declared for m in side.modules()]
+    else:
+        candidates = [(m, True) for m in model.modules() if m is not model]
+    filled: list[str] = []
     with torch.no_grad():
-        for sub in declared or [m for m in model.modules() if m is not model]:
-            params = list(sub.parameters())
+        for sub, recurse in candidates:
+            params = list(sub.parameters(recurse=recurse))
             if params and all(float(p.abs().max()) == 0 for p in params):
                 if not declared:
                     setattr(sub, SIDE_FLAG, True)  # a zero-initialised branch steers; it is not the data path
@@ -85,6 +98,8 @@ def illustrative_copy(module: nn.Module, input_shape: Sequence[int], seed: int =
                     fan_in = max(p[0].numel(), 1) if p.dim() > 1 else 1
                     scale = 0.6 if p.dim() == 1 else 0.8 / math.sqrt(fan_in)
                     p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * scale)
+                filled.append(names.get(id(sub), type(sub).__name__))
+    setattr(model, ILLUSTRATED, filled)
     return model
 
 
@@ -160,7 +175,10 @@ def analyse(module: nn.Module, input_shape: Sequence[int], x: torch.Tensor | Non
         pair_kernel = _pair_kernel(jac, tm, index, len(input_shape) - 1)
     regular = None
     if tm is not None and side_modules(model):
-        regular = fit_geometry(tap_map(model, input_shape, x=x[None], zero_side=True))
+        held_still = tap_map(model, input_shape, x=x[None], zero_side=True)
+        # where each tap reads with the side branches at zero; its weights (DCNv3's masks) may still vary
+        regular = fit_geometry(dataclasses.replace(held_still, coefficients=(held_still.coefficients.abs() > EPS)
+                                                   .to(DTYPE)))
     return Reads(model, input_shape, tuple(y.shape), x, y, index, tm, geometry, pair_kernel, kernel_shape, regular)
 
 

@@ -1,6 +1,7 @@
 """Stage pictures that are not a sliding window: a channel permutation (the shuffle) as crossing lines, nearest
-upsampling as cell copies, and a dynamic conv's attention over its K kernels (K kernels, the attention weights
-of the drawn sample as bars, the aggregated kernel Σ πₖ·Wₖ)."""
+upsampling as cell copies, an interleave (depth to space: several input channels filling the phases of a larger
+output) as the output coloured by source channel, and a dynamic conv's attention over its K kernels (K kernels,
+the attention weights of the drawn sample as bars, the aggregated kernel Σ πₖ·Wₖ)."""
 
 from __future__ import annotations
 
@@ -13,7 +14,7 @@ from matplotlib.patches import Rectangle
 from torch import nn
 
 from .draw import SMALL, Block, Cell, arrow, cells, column, fmt, label, row, tap_colours
-from .planes import Plane
+from .planes import Plane, planes_block
 from .reads import Reads
 
 PASTEL = ["#8dd3c7", "#ffffb3", "#bebada", "#fb8072", "#80b1d3", "#fdb462", "#b3de69", "#fccde5", "#d9d9d9",
@@ -33,15 +34,77 @@ def _sources(r: Reads) -> dict[tuple[int, ...], tuple[int, ...]] | None:
 
 
 def one_read_kind(r: Reads) -> str | None:
-    """'permutation' (same position, channels moved), 'copies' (a larger output of copied cells), or None."""
+    """'permutation' (same position, channels moved), 'copies' (a larger output of copied cells of one channel),
+    'interleave' (a larger output whose cells come from several input channels), or None."""
     src = _sources(r)
     if src is None:
         return None
     if r.output_shape[1:] == r.input_shape[1:] and all(o[1:] == q[1:] for o, q in src.items()):
         return "permutation"
     if math.prod(r.output_shape[1:]) > math.prod(r.input_shape[1:]):
-        return "copies"
+        return "interleave" if len({q[0] for o, q in src.items() if o[0] == 0}) > 1 else "copies"
     return None
+
+
+def source_channels(r: Reads, out_channel: int = 0) -> np.ndarray:
+    """Int array of the output's spatial shape: the input channel each cell of ``out_channel`` comes from."""
+    src = _sources(r)
+    assert src is not None
+    labels = np.zeros(r.output_shape[1:], dtype=np.int64)
+    for o in np.ndindex(*r.output_shape[1:]):
+        labels[o] = src[(out_channel, *o)][0]
+    return labels
+
+
+def phase_factor(r: Reads, labels: np.ndarray) -> tuple[int, ...] | None:
+    """f per spatial dim (output size / input size) when the source channel depends only on the phase o mod f."""
+    f = tuple(o // i for o, i in zip(r.output_shape[1:], r.input_shape[1:]))
+    if any(o != i * k for o, i, k in zip(r.output_shape[1:], r.input_shape[1:], f)):
+        return None
+    cell = labels[tuple(slice(0, k) for k in f)]
+    return f if np.array_equal(labels, np.tile(cell, r.input_shape[1:])) else None
+
+
+def interleave_block(r: Reads, numbers: bool) -> tuple[Block, str]:
+    """The input channels read by output channel 0, each in its own colour, one position outlined in all of them;
+    the output with every cell in its source channel's colour (number = that channel), the cells that position
+    fills outlined. Returns the block and a one-line description."""
+    src = _sources(r)
+    assert src is not None
+    labels = source_channels(r)
+    channels = sorted(int(c) for c in np.unique(labels))
+    colour = {c: PASTEL[i % len(PASTEL)] for i, c in enumerate(channels)}
+    plane_in, plane_out = Plane(tuple(r.input_shape[1:])), Plane(tuple(r.output_shape[1:]))
+    picked = tuple(min(1, s - 1) for s in r.input_shape[1:])
+    filled = {o for o in np.ndindex(*plane_out.size) if src[(0, *o)][1:] == picked}
+    grids = []
+    for c in channels:
+        grid = plane_in.empty()
+        for q in np.ndindex(*plane_in.size):
+            rr, cc = plane_in.cell(q)
+            grid[rr][cc] = Cell(colour[c], fmt(float(r.x[(c, *q)])) if numbers else "",
+                                outline="black" if q == picked else None)
+        grids.append(grid)
+    out = plane_out.empty()
+    for o in np.ndindex(*plane_out.size):
+        rr, cc = plane_out.cell(o)
+        c = int(labels[o])
+        out[rr][cc] = Cell(colour[c], fmt(float(r.y[(0, *o)])) if numbers else str(c),
+                           outline="black" if o in filled else None)
+    f = phase_factor(r, labels)
+    cell = "×".join(map(str, f)) if f else ""
+    what = (f"{len(channels)} input channels interleaved: each fills one phase of every {cell} output cell" if f
+            else f"{len(channels)} input channels interleaved into one output channel")
+    shape_out = "×".join(map(str, r.output_shape[1:]))
+    inputs = planes_block(grids, [f"c{c}" for c in channels], r.input_shape[0] - len(channels),
+                          per_row=2 if len(r.input_shape) == 3 else 1)
+    note = (f"the outlined position {tuple(picked)} of the {len(channels)} channels\nfills the outlined {cell} output "
+            f"cell,\none channel per phase" if f else "outlined: where one input position goes")
+    return row([column([label("INPUT channels read by output c0", weight="bold"), inputs], gap=0.3),
+                arrow(2.5, "interleave"),
+                column([label(f"OUTPUT c0 {shape_out} (same cell size; number = input channel)", weight="bold"),
+                        cells(out)], gap=0.3),
+                label(note, SMALL)], gap=0.8, align="top"), what
 
 
 def wiring_block(r: Reads) -> Block:

@@ -292,7 +292,7 @@ def step_block(r: Reads, out_channel: int = 0, position: Sequence[int] | None = 
     elif g is not None:
         parts.append(gather_input(r, out_channel, position, numbers, in_ch))
     else:
-        parts.append(irregular_input(r, out_channel, position, numbers, in_ch))
+        parts.append(irregular_input(r, out_channel, position, numbers, in_ch, owners(r, out_channel, in_ch)))
     pair = r.pair_taps()[out_channel]
     n_ch = int(pair.any(-1).sum()) or int((r.channel_links()[out_channel] > 0).sum())
     n_taps = int(pair.sum())

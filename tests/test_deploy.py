@@ -21,7 +21,6 @@ KNOWN_GAPS = {
        for name in ("subpixel", "condconv", "odconv", "selective_kernel", "involution") for d in (2, 3)},
     **{("selective_kernel", d, "empty_batch"): "an empty batch cannot be reshaped into its branches"
        for d in (1, 2, 3)},
-    ("dcnv3", 2, "jit_trace"): "the trace bakes in the sampling grid of the traced input size",
 }
 
 NEEDS = {"onnx": ("onnx", "onnxruntime", "onnxscript")}

@@ -13,12 +13,7 @@ import torch
 from convzoo.deploy import checks
 
 # Known gaps, each a strict xfail (a fix makes the suite say so): what still fails, and why.
-KNOWN_GAPS = {
-    **{(name, d, "channels_last"): "the output comes back in the contiguous format"
-       for name in ("subpixel", "selective_kernel", "involution") for d in (2, 3)},
-    **{("selective_kernel", d, "empty_batch"): "an empty batch cannot be reshaped into its branches"
-       for d in (1, 2, 3)},
-}
+KNOWN_GAPS: dict[tuple[str, int, str], str] = {}
 
 NEEDS = {"onnx": ("onnx", "onnxruntime", "onnxscript")}
 

@@ -138,8 +138,8 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
         fmt = channels_last_format(x)
         if fmt is not None:
             # folding the batch into the channels copies a channels-last input anyway (n and c cannot share one
-            # stride), and the folded conv's output is (C_out, *O, N)-ordered: fold in the contiguous format and
-            # hand the input's format back
+            # stride), and the folded output (1, N·C_out, *O) has no channels-last view as (N, C_out, *O): fold
+            # in the contiguous format and hand the input's format back
             return self._batch_folded(x.contiguous()).contiguous(memory_format=fmt)
         return self._batch_folded(x)
 

@@ -97,3 +97,28 @@ def test_tables_are_not_cut_when_piped(tmp_path):
     assert out.returncode == 0, out.stderr
     assert "…" not in out.stdout
     assert "569,000,000" in out.stdout.replace(" ", "") or "M MACs" in out.stdout
+
+
+@pytest.mark.parametrize("args, parts", [
+    (("compare", "--batch", "0", "standard"), ("--batch=0", "positive")),
+    (("compare", "--size", "0", "standard"), ("--size=0", "positive")),
+    (("compare", "--repeats", "0", "standard"), ("--repeats=0", "positive")),
+    (("compare", "--csv", "/nonexistent/x.csv", "standard"), ("--csv", "/nonexistent", "does not exist")),
+    (("bench", "--batch", "0", "standard"), ("--batch=0", "positive")),
+    (("bench", "--kernel", "0", "standard"), ("--kernel=0", "positive")),
+    (("bench", "-o", "/nonexistent/b.json", "standard"), ("-o", "/nonexistent", "does not exist")),
+    (("bench", "--plot", "/nonexistent/b.png", "standard"), ("--plot", "/nonexistent", "does not exist")),
+], ids=lambda v: " ".join(v) if isinstance(v, tuple) and v[0] in ("compare", "bench") else None)
+def test_compare_and_bench_check_options_before_timing(monkeypatch, args, parts):
+    """A bad count or output path is one line naming the option, exit code 2, and no timing starts."""
+    import convzoo.perf.bench
+    import convzoo.perf.compare
+
+    def started(*_, **__):
+        raise AssertionError("timing started before the options were checked")
+
+    monkeypatch.setattr(convzoo.perf.compare, "run_compare_command", started)
+    monkeypatch.setattr(convzoo.perf.bench, "run_bench_command", started)
+    result = invoke(*args)
+    one_line_error(result, *parts)
+    assert len(result.output.strip().splitlines()) == 1, result.output

@@ -46,7 +46,7 @@ def test_equals_timm_condconv2d_with_the_same_experts(bias):
     randomize_parameters_(ours, torch.Generator().manual_seed(0))
     theirs = timm_layers.CondConv2d(6, 8, 3, 2, 1, 1, 2, bias, num_experts=4)
     with torch.no_grad():  # timm keeps each expert flattened: weight (K, C_out·C_in/g·k·k)
-        theirs.weight.copy_(ours.weight.flatten(1))
+        theirs.weight.copy_(ours.experts.flatten(1))
         if bias:
             theirs.bias.copy_(ours.bias)
     x = torch.randn(3, 6, 9, 9)
@@ -82,3 +82,16 @@ def test_onnx_export_runs_at_any_batch(dim):
     module = CLASSES[dim](4, 6, 3, padding=1, num_experts=3)
     errors = onnx_errors_at_batches(module, (4, *(6,) * dim))
     assert max(errors.values()) < 1e-4, errors
+
+
+def test_experts_are_one_4d_weight_and_old_5d_state_dicts_load():
+    """The K experts are stacked (K·C_out, C_in/g, k, k), so model.to(memory_format=torch.channels_last) works; a
+    state dict saved with the (K, C_out, C_in/g, k, k) layout still loads, to the same function."""
+    layer = cz.CondConv2d(4, 6, 3, padding=1, num_experts=3)
+    assert layer.weight.shape == (18, 4, 3, 3) and layer.experts.shape == (3, 6, 4, 3, 3)
+    old = {k: layer.experts.detach() if k == "weight" else v for k, v in layer.state_dict().items()}
+    other = cz.CondConv2d(4, 6, 3, padding=1, num_experts=3)
+    other.load_state_dict(old)
+    x = torch.randn(2, 4, 7, 7)
+    torch.testing.assert_close(other(x), layer(x))
+    torch.nn.Sequential(other).to(memory_format=torch.channels_last)

@@ -13,18 +13,7 @@ import torch
 from convzoo.deploy import checks
 
 # Known gaps, each a strict xfail (a fix makes the suite say so): what still fails, and why.
-KNOWN_GAPS = {
-    **{("dynamic", d, path): "the batch-agnostic unfold path and the 4-D kernel bank exist for 2-D only"
-       for d in (1, 3) for path in ("onnx", "jit_trace")},
-    ("dynamic", 3, "channels_last"): "the batch-folded grouped conv returns NCDHW in 3-D",
-    ("deformable", 2, "export"): "the pure-PyTorch deformable op specialises on the input size under torch.export",
-    ("deformable_v2", 2, "export"): "the pure-PyTorch deformable op specialises on the input size under torch.export",
-    **{(name, d, "channels_last"): "the output comes back in the contiguous format"
-       for name in ("subpixel", "condconv", "odconv", "selective_kernel", "involution") for d in (2, 3)},
-    **{("selective_kernel", d, "empty_batch"): "an empty batch cannot be reshaped into its branches"
-       for d in (1, 2, 3)},
-    ("dcnv3", 2, "jit_trace"): "the trace bakes in the sampling grid of the traced input size",
-}
+KNOWN_GAPS: dict[tuple[str, int, str], str] = {}
 
 NEEDS = {"onnx": ("onnx", "onnxruntime", "onnxscript")}
 

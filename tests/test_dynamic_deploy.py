@@ -34,6 +34,16 @@ def test_unfolded_form_is_exact(kwargs):
     np.testing.assert_allclose(layer._unfolded(x).detach().numpy(), layer.reference_output(x.numpy()), atol=1e-10)
 
 
+@pytest.mark.parametrize("dim", [1, 3])
+def test_unfolded_form_is_exact_in_1d_and_3d(dim):
+    """The same N-d window-patch path (ONNX export, jit.trace) in 1-D and 3-D, against the NumPy oracle."""
+    torch.manual_seed(0)
+    layer = cz.build("dynamic", 4, 6, 3, dim, groups=2, stride=2, padding=1).double().eval()
+    layer.temperature = 1.0
+    x = torch.randn(3, 4, *(7, 6, 5)[:dim], dtype=torch.float64)
+    np.testing.assert_allclose(layer._unfolded(x).detach().numpy(), layer.reference_output(x.numpy()), atol=1e-10)
+
+
 def test_empty_batch():
     layer = _layer()
     y = layer(torch.randn(0, 4, 8, 8))

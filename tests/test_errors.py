@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 
 import pytest
 import torch
@@ -474,3 +475,22 @@ def test_build_depthwise_needs_a_multiple():
 def test_build_global_depthwise_needs_a_multiple():
     with pytest.raises(ValueError, match=lit("out_channels=6 must be a multiple of in_channels=4")):
         convzoo.build("global_depthwise", 4, 6)
+
+
+@pytest.mark.parametrize("name", ["grouped", "shuffled_grouped", "pointwise_grouped"])
+def test_grouped_default_that_cannot_group_warns_and_says_which_groups(name):
+    """build(name, 7, 7): gcd(7, 7, 4) = 1, so the 'grouped' family would quietly be a dense conv: a warning names
+    the channels and the groups chosen. Channels with a common factor 2 or 4 build grouped, silently."""
+    with pytest.warns(UserWarning, match=r"in_channels=7, out_channels=7.*groups=1"):
+        assert convzoo.build(name, 7, 7).groups == 1
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        assert convzoo.build(name, 6, 10).groups == 2
+
+
+@pytest.mark.parametrize("name", ["grouped", "shuffled_grouped", "pointwise_grouped"])
+def test_grouped_explicit_groups_that_do_not_divide_raise_like_torch(name):
+    with pytest.raises(ValueError, match=r"groups=2 must divide in_channels=7"):
+        convzoo.build(name, 7, 8, groups=2)
+    with pytest.raises(ValueError, match=r"groups=4 must divide out_channels=6"):
+        convzoo.build(name, 8, 6, groups=4)

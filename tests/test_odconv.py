@@ -72,3 +72,15 @@ def test_onnx_export_runs_at_any_batch(dim):
     module = CLASSES[dim](4, 6, 3, padding=1, num_kernels=3, min_hidden=4)
     errors = onnx_errors_at_batches(module, (4, *(6,) * dim))
     assert max(errors.values()) < 1e-4, errors
+
+
+def test_kernels_are_one_4d_weight_and_old_5d_state_dicts_load():
+    """The K kernels are stacked (K·C_out, C_in/g, k, k) (channels_last models work); the (K, C_out, C_in/g, k, k)
+    layout of older state dicts still loads, to the same function."""
+    layer = cz.ODConv2d(4, 6, 3, padding=1, num_kernels=3)
+    assert layer.weight.shape == (18, 4, 3, 3) and layer.kernels.shape == (3, 6, 4, 3, 3)
+    old = {k: layer.kernels.detach() if k == "weight" else v for k, v in layer.state_dict().items()}
+    other = cz.ODConv2d(4, 6, 3, padding=1, num_kernels=3)
+    other.load_state_dict(old)
+    x = torch.randn(2, 4, 7, 7)
+    torch.testing.assert_close(other(x), layer(x))

@@ -73,3 +73,15 @@ def test_cost_equals_a_count_of_timms_multiply_accumulates():
 def test_refuses_to_stand_in_for_a_dense_conv_in_words():
     with pytest.raises(TypeError, match="ReLU"):
         cz.SelectiveKernelConv2d(4, 4).approximate_dense_(torch.randn(4, 4, 3, 3), None)
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
+def test_empty_batch_forward_and_backward(dim):
+    """N = 0 as torch's convs: an empty output of the right shape, and backward gives zero (not missing) grads."""
+    layer = cz.build("selective_kernel", 4, 6, None, dim)
+    x = torch.randn(0, 4, *(7,) * dim, requires_grad=True)
+    y = layer(x)
+    assert y.shape == (0, 6, *(7,) * dim)
+    y.sum().backward()
+    assert x.grad is not None and x.grad.shape == x.shape
+    assert all(p.grad is not None and not p.grad.any() for p in layer.parameters())

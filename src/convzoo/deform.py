@@ -21,6 +21,8 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
+_OUTSIDE = 3.0  # a normalised grid coordinate beyond the image: |g| = 3 is ≥ 1.5 pixels outside at any size
+
 
 def _pair(value: int | tuple[int, int], name: str) -> tuple[int, int]:
     if isinstance(value, int):
@@ -77,12 +79,13 @@ def deform_conv2d(
     col = torch.arange(wo, device=dev, dtype=coord_dtype) * sw - pw
     py = off[:, :, :, 0] + (tap_i[:, None] + row)[:, :, None]  # (N, G, taps, Ho, Wo)
     px = off[:, :, :, 1] + (tap_j[:, None] + col)[:, None, :]
-    # Non-finite or far-away points never reach the sampler as such: they become a point 2 pixels outside the
-    # image (reads zero, exactly as any point beyond the border), and the outputs they touch are set to NaN below.
-    py = py.nan_to_num(-2.0, h + 1.0, -2.0).clamp(-2.0, h + 1.0)
-    px = px.nan_to_num(-2.0, w + 1.0, -2.0).clamp(-2.0, w + 1.0)
-    # grid_sample's align_corners=False convention: pixel i sits at (2i + 1)/size − 1.
+    # grid_sample's align_corners=False convention: pixel i sits at (2i + 1)/size − 1, so the image spans (−1, 1)
+    # and any point at |g| ≥ 1 + 2/size (a whole pixel outside) reads zero. Non-finite or far-away points never
+    # reach the sampler as such: they become g = ±3 (at least 1.5 pixels outside: zero, exactly as any point
+    # beyond the border), and the outputs they touch are set to NaN below. The bounds are constants, not
+    # functions of (H, W), so torch.export keeps the sizes symbolic.
     grid = torch.stack(((2 * px + 1) / w - 1, (2 * py + 1) / h - 1), dim=-1)  # (N, G, taps, Ho, Wo, 2)
+    grid = grid.nan_to_num(-_OUTSIDE, _OUTSIDE, -_OUTSIDE).clamp(-_OUTSIDE, _OUTSIDE)
     grid = grid.reshape(n * og, taps, ho * wo, 2).to(x.dtype)
     sampled = torch.nn.functional.grid_sample(x.contiguous().reshape(n * og, c // og, h, w), grid, mode="bilinear",
                                               padding_mode="zeros", align_corners=False)  # (N·G, C/G, taps, L)

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import math
 import numbers
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -71,8 +72,19 @@ def _same(kwargs: dict[str, Any], kernel: tuple[int, ...]) -> dict[str, Any]:
     return kwargs
 
 
-def _default_groups(in_channels: int, out_channels: int, kwargs: dict[str, Any]) -> int:
-    return kwargs.pop("groups", math.gcd(in_channels, out_channels, 4))
+def _default_groups(name: str, in_channels: int, out_channels: int, kwargs: dict[str, Any]) -> int:
+    """An explicit ``groups=`` as given (the layer raises, as torch's convs do, when it does not divide both channel
+    counts); by default gcd(C_in, C_out, 4), with a warning when that is 1: the grouped family would silently be an
+    ungrouped conv."""
+    if "groups" in kwargs:
+        return kwargs.pop("groups")
+    groups = math.gcd(in_channels, out_channels, 4)
+    if groups == 1:
+        warnings.warn(f"build({name!r}, {in_channels}, {out_channels}): the default groups=gcd(in_channels, "
+                      f"out_channels, 4) is 1 for in_channels={in_channels}, out_channels={out_channels}, so the layer "
+                      "is built with groups=1 (not grouped); give groups= explicitly, or two even channel counts",
+                      UserWarning, stacklevel=5)  # the caller of convzoo.build
+    return groups
 
 
 _conv = _by_dim(L.Conv1d, L.Conv2d, L.Conv3d)
@@ -103,7 +115,7 @@ def _dilated(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Mo
 
 
 def _grouped(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
-    groups = _default_groups(i, o, kw)
+    groups = _default_groups("grouped", i, o, kw)
     kernel = _window(k, dim)
     return _conv(dim)(i, o, kernel, groups=groups, **_same(kw, kernel))
 
@@ -113,7 +125,7 @@ def _pointwise_plain(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) 
 
 
 def _pointwise_grouped(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
-    groups = _default_groups(i, o, kw)
+    groups = _default_groups("pointwise_grouped", i, o, kw)
     return _pointwise(dim)(i, o, 1 if k is None else k, groups=groups, **kw)
 
 
@@ -152,7 +164,7 @@ def _flattened(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.
 
 
 def _shuffled_grouped(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
-    groups = _default_groups(i, o, kw)
+    groups = _default_groups("shuffled_grouped", i, o, kw)
     kernel = _window(k, dim)
     return _shuffled(dim)(i, o, kernel, groups=groups, **_same(kw, kernel))
 

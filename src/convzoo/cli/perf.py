@@ -6,9 +6,24 @@ from typing import Optional
 
 import typer
 
-from .common import console
+from .common import check_output_path, console
 
 app = typer.Typer()
+
+
+def _check_before_timing(counts: dict[str, Optional[int]], outputs: dict[str, Optional[str]]) -> None:
+    """Every count ≥ 1 and every output file's folder existing and writable, checked before any timing starts;
+    a bad one ends in one line naming the option, the value and the rule, exit code 2."""
+    try:
+        for option, value in counts.items():
+            if value is not None and value < 1:
+                raise ValueError(f"{option}={value} must be a positive int")
+        for option, path in outputs.items():
+            if path:
+                check_output_path(path, option)
+    except ValueError as error:
+        typer.echo(f"error: {error}", err=True)
+        raise typer.Exit(2) from None
 
 
 @app.command("compare")
@@ -28,6 +43,8 @@ def compare_command(
     """Every family on one layer shape: params, MACs and MAC ratio vs standard next to measured speed."""
     from ..perf.compare import run_compare_command
 
+    _check_before_timing({"--batch": batch, "--in": in_channels, "--out": out_channels, "--size": size,
+                          "--kernel": kernel, "--repeats": repeats}, {"--csv": csv_path})
     run_compare_command(console, batch, in_channels, out_channels, size, kernel, dtype, device, repeats, as_json,
                         csv_path, names)
 
@@ -50,5 +67,7 @@ def bench_command(
     """Careful harness: convzoo's layer vs native compositions, peers and naive forms, both memory formats."""
     from ..perf.bench import run_bench_command
 
+    _check_before_timing({"--batch": batch, "--in": in_channels, "--out": out_channels, "--size": size,
+                          "--kernel": kernel, "--threads": threads}, {"-o": output, "--plot": plot_path})
     run_bench_command(console, names, batch, in_channels, out_channels, size, kernel, dtype, device, threads,
                       not no_backward, output, plot_path)

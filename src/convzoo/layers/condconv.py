@@ -35,6 +35,7 @@ from .base import (
     resolve_geometry,
 )
 from .conv import grouped_projection
+from .kernel_bank import accept_unstacked_banks, bank_view
 from .patches import per_sample_conv
 
 if TYPE_CHECKING:
@@ -53,7 +54,10 @@ class Routing(nn.Module):
 
 
 class CondConvNd(ConvzooLayer, nn.Module):
-    """Shapes: (N, C_in, *S) → (N, C_out, *O) as ``Conv*d``; weight (K, C_out, C_in/groups, *k), bias (K, C_out).
+    """Shapes: (N, C_in, *S) → (N, C_out, *O) as ``Conv*d``; weight (K·C_out, C_in/groups, *k) — the K experts
+    stacked along the first axis (``layers/kernel_bank.py``: a 2-D layer's weight is 4-D, so ``model.to(
+    memory_format=torch.channels_last)`` works); ``experts`` is the (K, C_out, C_in/groups, *k) view — and bias
+    (K, C_out).
 
     Arguments, order and defaults as ``torch.nn.Conv*d``; ``num_experts`` K (keyword-only; the paper uses 8).
     """
@@ -84,14 +88,21 @@ class CondConvNd(ConvzooLayer, nn.Module):
         self.padding_mode = check_choice(padding_mode, "padding_mode", PADDING_MODES)
         factory = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(
-            torch.empty(self.num_experts, out_channels, in_channels // groups, *self.kernel_size, **factory))
+            torch.empty(self.num_experts * out_channels, in_channels // groups, *self.kernel_size, **factory))
         self.bias = nn.Parameter(torch.empty(self.num_experts, out_channels, **factory)) if bias else None
         self.routing = Routing(in_channels, self.num_experts, **factory)
         self.reset_parameters()
+        accept_unstacked_banks(self)
+
+    @property
+    def experts(self) -> torch.Tensor:
+        """The K expert kernels, (K, C_out, C_in/groups, *k) (a view of ``weight``)."""
+        return bank_view(self.weight, self.num_experts)
 
     def reset_parameters(self) -> None:
-        for k in range(self.num_experts):  # each expert initialised as an independent conv
-            init_conv_(self.weight[k], None if self.bias is None else self.bias[k])
+        with torch.no_grad():
+            for k in range(self.num_experts):  # each expert initialised as an independent conv
+                init_conv_(self.experts[k], None if self.bias is None else self.bias[k])
         self.routing.fc.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -103,7 +114,8 @@ class CondConvNd(ConvzooLayer, nn.Module):
 
     def combine(self, routing: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-example kernels (N, C_out, C_in/g, *k) and biases (N, C_out): W(x) = Σ_k r_k·W_k."""
-        weight = (routing @ self.weight.flatten(1)).reshape(routing.shape[0], *self.weight.shape[1:])
+        weight = (routing @ self.weight.reshape(self.num_experts, -1)).reshape(routing.shape[0],
+                                                                                *self.experts.shape[1:])
         return weight, None if self.bias is None else routing @ self.bias
 
     def _per_sample(self, x: torch.Tensor) -> torch.Tensor:
@@ -134,7 +146,7 @@ class CondConvNd(ConvzooLayer, nn.Module):
         bias = 0 if self.bias is None else self.out_channels
         out = conv_output_tensor_shape(input_shape, self.out_channels, self.kernel_size, self.stride,
                                        self.padding_pairs, self.dilation)
-        kernel = tuple(self.weight.shape[1:])
+        kernel = tuple(self.experts.shape[1:])
         gap = LayerCost(0, 0, numel(input_shape), numel(input_shape) + n * c, (n, c))
         fc = module_cost(self.routing.fc, (n, c), (n, k))
         weights = self.weight.numel() + k * bias
@@ -147,7 +159,7 @@ class CondConvNd(ConvzooLayer, nn.Module):
         from ..oracle import reference as ref
         from .conv import to_numpy
 
-        return ref.condconv(x, to_numpy(self.weight), to_numpy(self.bias), to_numpy(self.routing.fc.weight),
+        return ref.condconv(x, to_numpy(self.experts), to_numpy(self.bias), to_numpy(self.routing.fc.weight),
                             to_numpy(self.routing.fc.bias), self.stride,
                             ref.resolve_padding(self.padding, self.kernel_size, self.stride, self.dilation),
                             self.dilation, self.groups, self.padding_mode)
@@ -174,7 +186,7 @@ class CondConvNd(ConvzooLayer, nn.Module):
                           self.bias is not None, self.num_experts)
         peer = peer.to(device=self.weight.device, dtype=self.weight.dtype)
         with torch.no_grad():
-            peer.weight.copy_(self.weight.flatten(1))
+            peer.weight.copy_(self.experts.flatten(1))
             if self.bias is not None:
                 peer.bias.copy_(self.bias)
         return peer
@@ -186,7 +198,7 @@ class CondConvNd(ConvzooLayer, nn.Module):
 
         blocks, effective = grouped_projection(weight, self.groups, self.kernel_size)
         scale = 2.0 / self.num_experts
-        load_(self.weight, (blocks * scale).unsqueeze(0).expand_as(self.weight))
+        load_(self.weight, (blocks * scale).unsqueeze(0).expand_as(self.experts).reshape(self.weight.shape))
         load_(self.bias, None if bias is None else (bias * scale).unsqueeze(0).expand_as(self.bias))
         with torch.no_grad():
             self.routing.fc.weight.zero_()

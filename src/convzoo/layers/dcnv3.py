@@ -161,8 +161,9 @@ class DCNv3Conv2d(ConvzooLayer, nn.Module):
         padded = F.pad(projected, (pw, pw, ph, ph))
         hp, wp = padded.shape[2:]
         where, masks = self.locations(fields)
-        scale = torch.tensor([wp, hp], dtype=projected.dtype, device=projected.device)
-        grid = (2 * where + 1) / scale - 1  # align_corners=False: pixel i's centre at (2i + 1)/size − 1
+        # align_corners=False: pixel i's centre at (2i + 1)/size − 1. Divided by the sizes themselves (no tensor
+        # built from Python numbers), so jit.trace and torch.export record them from the input's shape.
+        grid = torch.stack(((2 * where[..., 0] + 1) / wp - 1, (2 * where[..., 1] + 1) / hp - 1), dim=-1)
         sampled = F.grid_sample(padded.reshape(n * g, c // g, hp, wp), grid.reshape(n * g, h, w * k, 2),
                                 mode="bilinear", padding_mode="zeros", align_corners=False)
         weights = masks.unsqueeze(2)  # (N, G, 1, H, W, K)

@@ -4,7 +4,9 @@ arXiv:1912.03458; article 001 §13, article 003 §2.3).
 K parallel kernels are aggregated per sample with input-dependent attention
 π(x) = softmax(FC₂(ReLU(FC₁(GAP(x)))) / T):  W(x) = Σ_k π_k(x)·W_k,  b(x) = Σ_k π_k(x)·b_k,  y = W(x) ⋆ x + b(x).
 One grouped conv computes the whole batch (samples folded into groups), so no loop over samples; each
-sample's output depends only on that sample. ``temperature`` is a plain attribute: anneal it from the
+sample's output depends only on that sample. Under ONNX export and jit.trace, where the batch must stay a
+dimension of the graph rather than a group count, the same kernels go through one batched matmul over window
+patches (``patches.per_sample_conv``), in every dimension. ``temperature`` is a plain attribute: anneal it from the
 training loop (the paper: 30 → 1 over the first epochs).
 """
 
@@ -36,6 +38,8 @@ from ..analysis.cost import LayerCost, compose, conv_macs, conv_output_tensor_sh
 from ..functional import conv_with_pairs
 from .base import init_conv_
 from .conv import grouped_projection
+from .formats import channels_last_format
+from .patches import per_sample_conv
 
 if TYPE_CHECKING:
     import numpy as np
@@ -129,11 +133,14 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
         if x.shape[0] == 0:  # an empty batch: the output's shape from a static conv with the first kernel
             return conv_with_pairs(x, self.weight[: self.out_channels], None, self.stride, self.padding_pairs,
                                    self.dilation, self.groups, self.padding_mode)
-        if self.dim == 2 and (torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()):
+        if torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
             return self._unfolded(x)  # the batch stays a dimension of the graph, never a number in it
-        if self.dim == 2 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-            # folding the batch into groups copies NHWC anyway: do it in NCHW and hand channels_last back
-            return self._batch_folded(x.contiguous()).contiguous(memory_format=torch.channels_last)
+        fmt = channels_last_format(x)
+        if fmt is not None:
+            # folding the batch into the channels copies a channels-last input anyway (n and c cannot share one
+            # stride), and the folded output (1, N·C_out, *O) has no channels-last view as (N, C_out, *O): fold
+            # in the contiguous format and hand the input's format back
+            return self._batch_folded(x.contiguous()).contiguous(memory_format=fmt)
         return self._batch_folded(x)
 
     def _aggregate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
@@ -155,22 +162,12 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
         return y.reshape(n, self.out_channels, *y.shape[2:])
 
     def _unfolded(self, x: torch.Tensor) -> torch.Tensor:
-        """2-D only: per-sample kernels applied by a batched matmul over unfolded patches (im2col), with no
-        number depending on the batch (ONNX export with a dynamic batch, jit.trace)."""
-        from ..functional import pad_pairs
-
+        """Per-sample kernels applied by one batched matmul over window patches (``patches.per_sample_conv``:
+        (N, g, C_out/g, C_in/g·prod(k)) @ (N, g, C_in/g·prod(k), prod(O))), in any dimension, with no number
+        depending on the batch (ONNX export with a dynamic batch, jit.trace)."""
         weight, bias = self._aggregate(x)
-        g = self.groups
-        padded = pad_pairs(x, self.padding_pairs, self.padding_mode)
-        out_h = (padded.shape[2] - self.dilation[0] * (self.kernel_size[0] - 1) - 1) // self.stride[0] + 1
-        out_w = (padded.shape[3] - self.dilation[1] * (self.kernel_size[1] - 1) - 1) // self.stride[1] + 1
-        patches = torch.nn.functional.unfold(padded, self.kernel_size, self.dilation, 0, self.stride)
-        patches = patches.unflatten(1, (g, -1))  # (N, g, C_in/g·kh·kw, L)
-        kernels = weight.unflatten(1, (g, -1)).flatten(3)  # (N, g, C_out/g, C_in/g·kh·kw)
-        y = torch.matmul(kernels, patches).flatten(1, 2)  # (N, C_out, L)
-        if bias is not None:
-            y = y + bias.unsqueeze(-1)
-        return y.unflatten(2, (out_h, out_w))
+        return per_sample_conv(x, weight, bias, self.stride, self.padding_pairs, self.dilation, self.groups,
+                               self.padding_mode)
 
     def _per_sample(self, x: torch.Tensor) -> torch.Tensor:
         """One conv per sample with its own kernel (the same function; the bench's comparison form)."""
@@ -228,11 +225,9 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
         return np.concatenate(outputs)
 
     def native_alternatives(self) -> list[Alternative]:
-        forms: list[Alternative] = [("native", "batch-folded grouped conv", self._batch_folded),
-                                    ("native", "per-sample loop", self._per_sample)]
-        if self.dim == 2:
-            forms.append(("native", "unfold + batched matmul", self._unfolded))
-        return forms
+        return [("native", "batch-folded grouped conv", self._batch_folded),
+                ("native", "per-sample loop", self._per_sample),
+                ("native", "window patches + batched matmul", self._unfolded)]
 
     def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
         """Every kernel starts as W: Σ_k π_k W = W for any attention π (exact when W fits kernel and groups)."""

@@ -36,6 +36,7 @@ from .base import (
     geometry_repr,
     resolve_geometry,
 )
+from .formats import channels_last_format
 from .patches import window_patches
 
 if TYPE_CHECKING:
@@ -119,7 +120,12 @@ class InvolutionNd(ConvzooLayer, nn.Module):
         n, c, taps, out = x.shape[0], self.in_channels, patches.shape[2], patches.shape[3:]
         grouped = patches.reshape(n, self.groups, c // self.groups, taps, *out)
         h = kernels.reshape(n, self.groups, 1, taps, *out)
-        return (grouped * h).sum(3).reshape(n, c, *out)
+        products = grouped * h  # (N, G, C/G, T, *O)
+        if channels_last_format(x) is None:
+            return products.sum(3).reshape(n, c, *out)
+        # channels-last: sum the taps with the channels innermost, (N, T, *O, G, C/G) → (N, *O, C), so the
+        # reduction writes the output channels-last (a reduction's output is contiguous in its own dim order)
+        return products.movedim((1, 2), (-2, -1)).sum(1).reshape(n, *out, c).movedim(-1, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.dim, self.in_channels, type(self).__name__)

@@ -40,6 +40,7 @@ from .base import (
     resolve_geometry,
 )
 from .conv import grouped_projection
+from .kernel_bank import accept_unstacked_banks, bank_view
 from .patches import per_sample_conv
 
 if TYPE_CHECKING:
@@ -75,7 +76,9 @@ class OmniAttention(nn.Module):
 
 
 class ODConvNd(ConvzooLayer, nn.Module):
-    """Shapes: (N, C_in, *S) → (N, C_out, *O) as ``Conv*d``; weight (K, C_out, C_in/groups, *k), bias (C_out,).
+    """Shapes: (N, C_in, *S) → (N, C_out, *O) as ``Conv*d``; weight (K·C_out, C_in/groups, *k) — the K kernels
+    stacked along the first axis (``layers/kernel_bank.py``: a 2-D layer's weight is 4-D, so ``model.to(
+    memory_format=torch.channels_last)`` works); ``kernels`` is the (K, C_out, C_in/groups, *k) view — bias (C_out,).
 
     Arguments, order and defaults as ``torch.nn.Conv*d``; keyword-only: ``num_kernels`` K (4), ``reduction`` (the
     squeeze width is max(⌊C_in·reduction⌋, ``min_hidden``); the paper's 1/16 and 16) and ``temperature`` T.
@@ -117,16 +120,23 @@ class ODConvNd(ConvzooLayer, nn.Module):
         self.padding_mode = check_choice(padding_mode, "padding_mode", PADDING_MODES)
         factory = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(
-            torch.empty(self.num_kernels, out_channels, in_channels // groups, *self.kernel_size, **factory))
+            torch.empty(self.num_kernels * out_channels, in_channels // groups, *self.kernel_size, **factory))
         self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
         hidden = max(int(in_channels * reduction), min_hidden)
         self.attention = OmniAttention(in_channels, out_channels, math.prod(self.kernel_size), self.num_kernels,
                                        hidden, float(temperature), **factory)
         self.reset_parameters()
+        accept_unstacked_banks(self)
+
+    @property
+    def kernels(self) -> torch.Tensor:
+        """The K kernels, (K, C_out, C_in/groups, *k) (a view of ``weight``)."""
+        return bank_view(self.weight, self.num_kernels)
 
     def reset_parameters(self) -> None:
-        for k in range(self.num_kernels):
-            init_conv_(self.weight[k], self.bias if k == 0 else None)
+        with torch.no_grad():
+            for k in range(self.num_kernels):
+                init_conv_(self.kernels[k], self.bias if k == 0 else None)
         for fc in (self.attention.squeeze, self.attention.channel, self.attention.filter, self.attention.spatial,
                    self.attention.kernel):
             fc.reset_parameters()
@@ -144,8 +154,9 @@ class ODConvNd(ConvzooLayer, nn.Module):
     def aggregate(self, a_s: torch.Tensor, a_w: torch.Tensor) -> torch.Tensor:
         """α_s ⊙ Σ_k α_wk W_k per sample: (N, C_out, C_in/g, *k)."""
         n, taps = a_w.shape[0], a_s.shape[1]
-        mixed = (a_w @ self.weight.flatten(1)).reshape(n, self.out_channels, self.in_channels // self.groups, taps)
-        return (mixed * a_s.reshape(n, 1, 1, taps)).reshape(n, *self.weight.shape[1:])
+        mixed = (a_w @ self.weight.reshape(self.num_kernels, -1)).reshape(n, self.out_channels,
+                                                                          self.in_channels // self.groups, taps)
+        return (mixed * a_s.reshape(n, 1, 1, taps)).reshape(n, *self.kernels.shape[1:])
 
     def full_kernels(self, x: torch.Tensor) -> torch.Tensor:
         """The paper's Eq. 2 per sample: α_f ⊙ α_c ⊙ α_s ⊙ Σ_k α_wk W_k, (N, C_out, C_in/g, *k)."""
@@ -178,7 +189,7 @@ class ODConvNd(ConvzooLayer, nn.Module):
         hidden, taps = att.squeeze.out_features, math.prod(self.kernel_size)
         out = conv_output_tensor_shape(input_shape, self.out_channels, self.kernel_size, self.stride,
                                        self.padding_pairs, self.dilation)
-        kernel = tuple(self.weight.shape[1:])
+        kernel = tuple(self.kernels.shape[1:])
         gap = LayerCost(0, 0, numel(input_shape), numel(input_shape) + n * c, (n, c))
         squeeze = module_cost(att.squeeze, (n, c), (n, hidden))
         heads = [module_cost(fc, (n, hidden), (n, fc.out_features))
@@ -202,7 +213,7 @@ class ODConvNd(ConvzooLayer, nn.Module):
         heads = {name: (to_numpy(fc.weight), to_numpy(fc.bias)) for name, fc in
                  (("squeeze", att.squeeze), ("channel", att.channel), ("filter", att.filter),
                   ("spatial", att.spatial), ("kernel", att.kernel))}
-        return ref.odconv(x, to_numpy(self.weight), to_numpy(self.bias), heads, att.temperature, self.stride,
+        return ref.odconv(x, to_numpy(self.kernels), to_numpy(self.bias), heads, att.temperature, self.stride,
                           ref.resolve_padding(self.padding, self.kernel_size, self.stride, self.dilation),
                           self.dilation, self.groups, self.padding_mode)
 
@@ -215,7 +226,7 @@ class ODConvNd(ConvzooLayer, nn.Module):
         from ..conversion.kernels import load_, relative_frobenius_error
 
         blocks, effective = grouped_projection(weight, self.groups, self.kernel_size)
-        load_(self.weight, (8 * blocks).unsqueeze(0).expand_as(self.weight))
+        load_(self.weight, (8 * blocks).unsqueeze(0).expand_as(self.kernels).reshape(self.weight.shape))
         load_(self.bias, bias)
         with torch.no_grad():
             for fc in (self.attention.channel, self.attention.filter, self.attention.spatial, self.attention.kernel):

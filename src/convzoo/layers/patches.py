@@ -16,6 +16,7 @@ import torch
 
 from ..functional import pad_pairs
 from .base import PaddingPairs
+from .formats import channels_last_format
 
 
 def window_patches(x: torch.Tensor, kernel_size: Sequence[int], stride: Sequence[int], dilation: Sequence[int],
@@ -38,14 +39,20 @@ def per_sample_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
                     padding_mode: str = "zeros") -> torch.Tensor:
     """y[n] = conv(x[n], weight[n]) + bias[n]: weight (N, C_out, C_in/g, *k), bias (N, C_out) or None.
 
-    One batched matmul: (N, g, C_out/g, C_in/g·T) @ (N, g, C_in/g·T, prod(O)) → (N, C_out, *O)."""
+    One batched matmul: (N, g, C_out/g, C_in/g·T) @ (N, g, C_in/g·T, prod(O)) → (N, C_out, *O); for a
+    channels-last input its transpose, (N, g, prod(O), C_in/g·T) @ (N, g, C_in/g·T, C_out/g), so the output is
+    written position-major and comes back in the input's channels-last format."""
     kernel = tuple(weight.shape[3:])
     patches = window_patches(x, kernel, stride, dilation, pairs, padding_mode)  # (N, C_in, T, *O)
     out_spatial = tuple(patches.shape[3:])
     n, c_in, c_out = x.shape[0], x.shape[1], weight.shape[1]
     columns = patches.reshape(n, groups, (c_in // groups) * math.prod(kernel), math.prod(out_spatial))
     kernels = weight.reshape(n, groups, c_out // groups, (c_in // groups) * math.prod(kernel))
-    y = torch.matmul(kernels, columns).reshape(n, c_out, *out_spatial)
+    if channels_last_format(x) is None:
+        y = torch.matmul(kernels, columns).reshape(n, c_out, *out_spatial)
+    else:  # (N, g, prod(O), C_out/g) → (N, *O, C_out) → a channels-last (N, C_out, *O) view
+        y = torch.matmul(columns.transpose(2, 3), kernels.transpose(2, 3)).transpose(1, 2)
+        y = y.reshape(n, *out_spatial, c_out).movedim(-1, 1)
     if bias is not None:
-        y = y + bias.reshape(n, c_out, *(1,) * len(out_spatial))
+        y = y + bias.reshape(n, c_out, *(1,) * len(out_spatial))  # elementwise: keeps y's format
     return y

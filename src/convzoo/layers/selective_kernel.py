@@ -47,10 +47,10 @@ class BranchAttention(nn.Module):
         self.select = nn.Linear(hidden, branches * channels, device=device, dtype=dtype)
 
     def forward(self, u: torch.Tensor) -> torch.Tensor:
-        n = u.shape[0]
-        fused = u.reshape(n, self.branches, -1, *u.shape[2:]).sum(1)
+        n, c = u.shape[0], self.squeeze.in_features  # C named, not inferred: an empty batch has no elements to infer
+        fused = u.reshape(n, self.branches, c, *u.shape[2:]).sum(1)
         z = torch.relu(self.squeeze(fused.mean(dim=tuple(range(2, fused.dim())))))
-        return torch.softmax(self.select(z).reshape(n, self.branches, -1), dim=1).flatten(1)
+        return torch.softmax(self.select(z).reshape(n, self.branches, c), dim=1).flatten(1)
 
 
 class BranchSelect(nn.Module):
@@ -67,8 +67,14 @@ class BranchSelect(nn.Module):
         a = self.attention(u)
         a = a.detach() if hold_attention else a
         n, ones = u.shape[0], (1,) * (u.dim() - 2)
-        return (u.reshape(n, self.branches, self.channels, *u.shape[2:])
-                * a.reshape(n, self.branches, self.channels, *ones)).sum(1)
+        # Accumulated branch by branch with elementwise ops on channel slices of u, so V keeps u's memory format
+        # (a reduction over a branch axis would come back contiguous) and no (N, M, C, *O) product is stored.
+        parts = u.split(self.channels, dim=1)  # M × (N, C, *O)
+        weights = a.reshape(n, self.branches, self.channels, *ones).unbind(1)  # M × (N, C, 1, …)
+        v = parts[0] * weights[0]
+        for part, weight in zip(parts[1:], weights[1:]):
+            v = torch.addcmul(v, part, weight)
+        return v
 
 
 

@@ -29,6 +29,7 @@ from .base import (
     init_conv_,
 )
 from .conv import Conv1d, Conv2d, Conv3d, ConvNd, native_conv_call, to_numpy
+from .formats import channels_last_format
 
 if TYPE_CHECKING:
     import numpy as np
@@ -37,13 +38,21 @@ INITS = ("icnr", "default")
 
 
 def pixel_shuffle(x: torch.Tensor, r: int) -> torch.Tensor:
-    """(N, C·r^D, *S) → (N, C, *(r·S)): channel c·r^D + (i_1…i_D in base r) goes to sub-pixel (i_1, …, i_D)."""
+    """(N, C·r^D, *S) → (N, C, *(r·S)): channel c·r^D + (i_1…i_D in base r) goes to sub-pixel (i_1, …, i_D).
+
+    One copy in the input's memory format: a channels-last input is shuffled as (N, *S, C, r, …, r) →
+    (N, S_1, r, …, S_D, r, C), so the output is channels-last too."""
     n, channels, *spatial = x.shape
     dim = len(spatial)
     c = channels // r**dim
+    upsampled = [s * r for s in spatial]
+    if channels_last_format(x) is not None:
+        y = x.movedim(1, -1).reshape(n, *spatial, c, *(r,) * dim)  # a view of the channels-last memory
+        order = [0] + [axis for d in range(dim) for axis in (1 + d, 2 + dim + d)] + [1 + dim]
+        return y.permute(order).reshape(n, *upsampled, c).movedim(-1, 1)
     y = x.reshape(n, c, *(r,) * dim, *spatial)
     order = [0, 1] + [axis for d in range(dim) for axis in (2 + dim + d, 2 + d)]
-    return y.permute(order).reshape(n, c, *(s * r for s in spatial))
+    return y.permute(order).reshape(n, c, *upsampled)
 
 
 class PixelShuffleNd(nn.Module):

@@ -19,6 +19,7 @@ from torch import nn
 
 from ..analysis.cost import LayerCost, conv_output_tensor_shape, numel
 from ..functional import pad_pairs
+from .form_choice import FormChoice, input_key, is_tracing, memory_format_name
 from .base import (
     PADDING_MODES,
     Alternative,
@@ -43,6 +44,20 @@ def one_by_one_mask(out_channels: int, in_channels: int, p: int, device: torch.d
     j = torch.arange(out_channels, device=device).unsqueeze(1)
     c = torch.arange(in_channels, device=device).unsqueeze(0)
     return (c - j) % p != 0
+
+
+def swap_channel_blocks(x: torch.Tensor, a: int, b: int) -> torch.Tensor:
+    """Channel a·j + i → channel b·i + j (the (a, b) → (b, a) transpose of the channel axis), one copy that keeps
+    the input's memory format (NCHW stays NCHW, channels_last stays channels_last)."""
+    if memory_format_name(x) == "channels_last":
+        nhwc = x.permute(0, 2, 3, 1)  # a contiguous view
+        return nhwc.unflatten(3, (a, b)).transpose(3, 4).flatten(3).permute(0, 3, 1, 2)
+    return x.unflatten(1, (a, b)).transpose(1, 2).flatten(1, 2)
+
+
+IMPLEMENTATIONS = ("auto", "grouped", "grouped_contiguous", "masked_dense")
+# (layer configuration, input shape / format / device / dtype, backward) → the fastest exact form
+_CHOICE = FormChoice("HetConv2d")
 
 
 class HetConv2d(ConvzooLayer, nn.Module):
@@ -85,6 +100,7 @@ class HetConv2d(ConvzooLayer, nn.Module):
         self.padding, self.padding_pairs = geometry.padding, geometry.padding_pairs
         self.padding_mode = check_choice(padding_mode, "padding_mode", PADDING_MODES)
         self.in_channels, self.out_channels, self.p = in_channels, out_channels, p
+        self.implementation = "auto"  # or one of IMPLEMENTATIONS[1:]: see ``forward``
         factory = {"device": device, "dtype": dtype}
         self.weight_kxk = nn.Parameter(torch.empty(out_channels, in_channels // p, *self.kernel_size, **factory))
         self.weight_1x1 = nn.Parameter(torch.empty(out_channels, in_channels - in_channels // p, **factory))
@@ -109,17 +125,17 @@ class HetConv2d(ConvzooLayer, nn.Module):
         return dense[:, :, None, None]
 
     def _kxk_part(self, x: torch.Tensor, pairs: tuple[tuple[int, int], ...]) -> torch.Tensor:
-        n, c, h, w = x.shape
+        n = x.shape[0]
         p, cout = self.p, self.out_channels
         # Channels ordered by residue r = c mod p: group r holds channels r, r+p, r+2p, …
-        x_by_residue = x.reshape(n, c // p, p, h, w).transpose(1, 2).reshape(n, c, h, w)
+        x_by_residue = swap_channel_blocks(x, self.in_channels // p, p)
         rows = -(-cout // p) * p  # filters padded to a multiple of p (zeros) when p ∤ C_out
         weight = F.pad(self.weight_kxk, (0, 0, 0, 0, 0, 0, 0, rows - cout)) if rows != cout else self.weight_kxk
         weight = weight.reshape(rows // p, p, *weight.shape[1:]).transpose(0, 1).reshape(weight.shape)
         if any(lo != hi for lo, hi in pairs):
             x_by_residue, pairs = pad_pairs(x_by_residue, pairs), ((0, 0), (0, 0))
         y = F.conv2d(x_by_residue, weight, None, self.stride, tuple(lo for lo, _ in pairs), self.dilation, groups=p)
-        y = y.reshape(n, p, rows // p, *y.shape[2:]).transpose(1, 2).reshape(n, rows, *y.shape[2:])
+        y = swap_channel_blocks(y, p, rows // p)
         return y[:, :cout] if rows != cout else y
 
     def _one_by_one_part(self, x: torch.Tensor, pairs: tuple[tuple[int, int], ...],
@@ -172,12 +188,49 @@ class HetConv2d(ConvzooLayer, nn.Module):
             x, pairs = pad_pairs(x, pairs), ((0, 0), (0, 0))
         return F.conv2d(x, self.dense_weight(), self.bias, self.stride, tuple(lo for lo, _ in pairs), self.dilation)
 
+    def _grouped_contiguous_form(self, x: torch.Tensor) -> torch.Tensor:
+        """The grouped form computed in NCHW, the output handed back in the input's memory format (for
+        channels_last inputs where mkldnn's NHWC grouped conv is the slower one)."""
+        y = self._grouped_form(x.contiguous())
+        return y.contiguous(memory_format=torch.channels_last) if memory_format_name(x) == "channels_last" else y
+
+    def _forms(self, x: torch.Tensor) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+        """The exact forms worth timing on ``x`` (grouped_contiguous only differs from grouped for channels_last)."""
+        forms = {"grouped": self._grouped_form, "masked_dense": self._masked_dense_form}
+        if memory_format_name(x) == "channels_last":
+            forms["grouped_contiguous"] = self._grouped_contiguous_form
+        return forms
+
+    def chosen_form(self, x: torch.Tensor) -> str:
+        """The form ``forward`` runs on ``x``: ``implementation`` unless 'auto'; under tracing / compile / export
+        / meta tensors 'grouped' (deterministic, fewest MACs); else the fastest form measured once per
+        (configuration, input shape, memory format, device, dtype, backward) and cached per process."""
+        choice = check_choice(self.implementation, "implementation", IMPLEMENTATIONS)
+        if choice != "auto":
+            return choice
+        if self.p == 1 or is_tracing(x):
+            return "grouped"  # p = 1: the grouped form is a single dense conv already
+        params = [t for t in self.parameters() if t.requires_grad]
+        backward = torch.is_grad_enabled() and (x.requires_grad or bool(params))
+        config = (self.in_channels, self.out_channels, self.kernel_size, self.stride, self.dilation,
+                  self.padding_pairs, self.padding_mode, self.p, self.bias is not None)
+        key = (config, *input_key(x, backward))
+        if key in _CHOICE:
+            return _CHOICE.cache[key]
+        probe = x.detach().requires_grad_(x.requires_grad and backward)
+        forms = {name: (lambda fn=fn: fn(probe)) for name, fn in self._forms(x).items()}
+        return _CHOICE.choose(key, forms, x.device, [probe, *params] if backward else [])
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, 2, self.in_channels, "HetConv2d")
         check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, "HetConv2d")
-        # Both forms are exact. Re-measured on a quiet 2-core CPU (8×64×56², 64→128, p=4): the grouped form is
-        # as fast as the masked dense conv forward (20 vs 21 ms NCHW) and faster forward+backward (46 vs 61 ms),
-        # with 36% of its MACs. ``_masked_dense_form`` stays as the bench's comparison form.
+        # Every form is exact: the grouped form has (C_in/p)·k² + C_in MACs per output against C_in·k² for the
+        # masked dense conv, but at small maps a single dense native call wins; ``chosen_form`` measures.
+        choice = self.chosen_form(x)
+        if choice == "masked_dense":
+            return self._masked_dense_form(x)
+        if choice == "grouped_contiguous":
+            return self._grouped_contiguous_form(x)
         return self._grouped_form(x)
 
     # --- the contract ---------------------------------------------------------------------------------------------

@@ -3,8 +3,11 @@ arXiv:1912.03458; article 001 §13, article 003 §2.3).
 
 K parallel kernels are aggregated per sample with input-dependent attention
 π(x) = softmax(FC₂(ReLU(FC₁(GAP(x)))) / T):  W(x) = Σ_k π_k(x)·W_k,  b(x) = Σ_k π_k(x)·b_k,  y = W(x) ⋆ x + b(x).
-One grouped conv computes the whole batch (samples folded into groups), so no loop over samples; each
-sample's output depends only on that sample. ``temperature`` is a plain attribute: anneal it from the
+Exact eager forms (``_forms``): one grouped conv with the samples folded into groups (NCHW or NHWC), or one
+conv per sample (NCHW or NHWC); ``implementation='auto'`` times them once per input shape / format / dtype /
+grad mode (``form_choice``). Under ONNX export, jit.trace, torch.compile or torch.export the 2-D layer runs
+``_unfolded`` (per-sample kernels by a batched matmul over patches: no number in the graph depends on the batch).
+Each sample's output depends only on that sample; the output keeps the input's memory format. ``temperature`` is a plain attribute: anneal it from the
 training loop (the paper: 30 → 1 over the first epochs).
 """
 
@@ -36,9 +39,21 @@ from ..analysis.cost import LayerCost, compose, conv_macs, conv_output_tensor_sh
 from ..functional import conv_with_pairs
 from .base import init_conv_
 from .conv import grouped_projection
+from .form_choice import FormChoice, is_tracing, memory_format_name
 
 if TYPE_CHECKING:
     import numpy as np
+
+
+# (configuration, input shape / format / device / dtype, backward) → the fastest exact eager form
+_CHOICE = FormChoice("DynamicConvNd")
+
+
+def _in_format_of(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``y`` in ``x``'s memory format (NHWC stays NHWC, anything else NCHW-contiguous)."""
+    if memory_format_name(x) == "channels_last":
+        return y.contiguous(memory_format=torch.channels_last)
+    return y.contiguous()
 
 
 class KernelAttention(nn.Module):
@@ -93,6 +108,7 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
         self.padding, self.padding_pairs = geometry.padding, geometry.padding_pairs
         self.padding_mode = check_choice(padding_mode, "padding_mode", PADDING_MODES)
         self.temperature = temperature
+        self.implementation = "auto"  # or a name from ``_forms``: see ``chosen_form``
         factory = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(
             torch.empty(num_kernels * out_channels, in_channels // groups, *self.kernel_size, **factory)
@@ -129,12 +145,36 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
         if x.shape[0] == 0:  # an empty batch: the output's shape from a static conv with the first kernel
             return conv_with_pairs(x, self.weight[: self.out_channels], None, self.stride, self.padding_pairs,
                                    self.dilation, self.groups, self.padding_mode)
-        if self.dim == 2 and (torch.onnx.is_in_onnx_export() or torch.jit.is_tracing()):
-            return self._unfolded(x)  # the batch stays a dimension of the graph, never a number in it
-        if self.dim == 2 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous():
-            # folding the batch into groups copies NHWC anyway: do it in NCHW and hand channels_last back
-            return self._batch_folded(x.contiguous()).contiguous(memory_format=torch.channels_last)
-        return self._batch_folded(x)
+        if x.device.type == "meta":
+            return self._batch_folded(x)
+        if is_tracing(x):
+            # the batch stays a dimension of the graph, never a number in it (2-D; 1-D/3-D fold the batch)
+            return self._unfolded(x) if self.dim == 2 else self._batch_folded(x)
+        return self._forms(x)[self.chosen_form(x)](x)
+
+    def _forms(self, x: torch.Tensor) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+        """The exact eager forms: batch-folded grouped conv and per-sample convs, in NCHW and (2-D) in NHWC."""
+        forms = {"batch_folded": self._batch_folded_in_format, "per_sample": self._per_sample}
+        if self.dim == 2:
+            forms["batch_folded_channels_last"] = self._batch_folded_channels_last
+            forms["per_sample_channels_last"] = self._per_sample_channels_last
+        return forms
+
+    def chosen_form(self, x: torch.Tensor) -> str:
+        """The eager form ``forward`` runs on ``x``: ``implementation`` unless 'auto', else the fastest of
+        ``_forms`` measured once per (configuration, input shape, memory format, device, dtype, backward) and
+        cached per process (``form_choice``). Under tracing / compile / export ``forward`` runs ``_unfolded``."""
+        choice = self.implementation
+        if choice != "auto":
+            forms = self._forms(x)
+            if choice not in forms:
+                raise ValueError(f"implementation={choice!r} must be 'auto' or one of {sorted(forms)} for "
+                                 f"{type(self).__name__}")
+            return choice
+        config = (type(self).__name__, self.in_channels, self.out_channels, self.groups, self.num_kernels,
+                  self.kernel_size, self.stride, self.dilation, self.padding_pairs, self.padding_mode,
+                  self.bias is not None)
+        return _CHOICE.for_input(config, x, self._forms(x), list(self.parameters()))
 
     def _aggregate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-sample kernels (N, C_out, C_in/g, *k) and biases (N, C_out): W(x) = Σ_k π_k(x)·W_k."""
@@ -172,12 +212,41 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
             y = y + bias.unsqueeze(-1)
         return y.unflatten(2, (out_h, out_w))
 
+    def _batch_folded_in_format(self, x: torch.Tensor) -> torch.Tensor:
+        """``_batch_folded`` computed in NCHW, the output in ``x``'s memory format."""
+        if memory_format_name(x) == "channels_last":
+            # folding the batch into groups copies NHWC anyway: do it in NCHW and hand channels_last back
+            return self._batch_folded(x.contiguous()).contiguous(memory_format=torch.channels_last)
+        return self._batch_folded(x)
+
+    def _batch_folded_channels_last(self, x: torch.Tensor) -> torch.Tensor:
+        """2-D: the batch-folded grouped conv with input (1, N·C_in, H, W) and kernels in NHWC (mkldnn's
+        channels-last grouped conv), the output in ``x``'s memory format."""
+        n = x.shape[0]
+        weight, bias = self._aggregate(x)
+        folded = x.reshape(1, n * self.in_channels, *x.shape[2:]).contiguous(memory_format=torch.channels_last)
+        kernels = weight.flatten(0, 1).contiguous(memory_format=torch.channels_last)
+        y = conv_with_pairs(folded, kernels, None if bias is None else bias.flatten(), self.stride,
+                            self.padding_pairs, self.dilation, n * self.groups, self.padding_mode)
+        return _in_format_of(y.reshape(n, self.out_channels, *y.shape[2:]), x)
+
     def _per_sample(self, x: torch.Tensor) -> torch.Tensor:
-        """One conv per sample with its own kernel (the same function; the bench's comparison form)."""
+        """One conv per sample with its own kernel: y[n] = W_n ⋆ x[n] + b_n, N native calls."""
         weight, bias = self._aggregate(x)
         return torch.cat([conv_with_pairs(x[i : i + 1], weight[i], None if bias is None else bias[i], self.stride,
                                           self.padding_pairs, self.dilation, self.groups, self.padding_mode)
                           for i in range(x.shape[0])])
+
+    def _per_sample_channels_last(self, x: torch.Tensor) -> torch.Tensor:
+        """2-D: one conv per sample with input and kernel in NHWC (mkldnn's fast dense path), the output in
+        ``x``'s memory format."""
+        weight, bias = self._aggregate(x)
+        nhwc = x.contiguous(memory_format=torch.channels_last)
+        y = torch.cat([conv_with_pairs(nhwc[i : i + 1], weight[i].contiguous(memory_format=torch.channels_last),
+                                       None if bias is None else bias[i], self.stride, self.padding_pairs,
+                                       self.dilation, self.groups, self.padding_mode)
+                       for i in range(x.shape[0])])
+        return _in_format_of(y, x)
 
     def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
         """Attention + kernel aggregation + the conv, summed part by part:
@@ -231,7 +300,9 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
         forms: list[Alternative] = [("native", "batch-folded grouped conv", self._batch_folded),
                                     ("native", "per-sample loop", self._per_sample)]
         if self.dim == 2:
-            forms.append(("native", "unfold + batched matmul", self._unfolded))
+            forms += [("native", "batch-folded grouped conv (NHWC)", self._batch_folded_channels_last),
+                      ("native", "per-sample loop (NHWC)", self._per_sample_channels_last),
+                      ("native", "unfold + batched matmul", self._unfolded)]
         return forms
 
     def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:

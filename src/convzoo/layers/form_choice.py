@@ -21,14 +21,15 @@ from collections.abc import Callable, Hashable, Mapping, Sequence
 import torch
 
 
+_EXPORTING = getattr(torch.compiler, "is_exporting", lambda: False)
+_FAKE = getattr(torch._subclasses, "FakeTensor", ())  # non-strict export and make_fx run on fake tensors
+
+
 def is_tracing(x: torch.Tensor) -> bool:
     """True under torch.compile / torch.export / jit.trace / jit.script / ONNX export or on a meta or fake
     tensor: no timing there, the layer runs its deterministic form."""
-    exporting = getattr(torch.compiler, "is_exporting", None)
-    fake = getattr(torch._subclasses, "FakeTensor", None)  # non-strict export and make_fx run on fake tensors
-    return bool(torch.onnx.is_in_onnx_export() or torch.jit.is_tracing() or torch.jit.is_scripting()
-                or torch.compiler.is_compiling() or (exporting is not None and exporting())
-                or x.device.type == "meta" or (fake is not None and isinstance(x, fake)))
+    return bool(torch.compiler.is_compiling() or _EXPORTING() or torch.jit.is_tracing() or torch.jit.is_scripting()
+                or torch.onnx.is_in_onnx_export() or x.device.type == "meta" or isinstance(x, _FAKE))
 
 
 def memory_format_name(x: torch.Tensor) -> str:
@@ -40,7 +41,7 @@ def memory_format_name(x: torch.Tensor) -> str:
 
 def input_key(x: torch.Tensor, backward: bool) -> tuple[Hashable, ...]:
     """The input's part of a key: shape, memory format, device, dtype and whether a backward pass follows."""
-    return (tuple(x.shape), memory_format_name(x), str(x.device), x.dtype, backward)
+    return (x.shape, memory_format_name(x), x.device, x.dtype, backward)
 
 
 def _sync(device: torch.device) -> None:
@@ -65,6 +66,21 @@ class FormChoice:
 
     def __contains__(self, key: Hashable) -> bool:
         return key in self.cache
+
+    def for_input(self, config: Hashable, x: torch.Tensor, forms: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
+                  params: Sequence[torch.Tensor]) -> str:
+        """The fastest of ``forms`` (name → f(x)) for a layer of configuration ``config`` on inputs like ``x``:
+        key = (config, shape, memory format, device, dtype, backward), where backward = grad mode on and ``x`` or
+        one of ``params`` requires grad. Measured on a detached copy of ``x``; cached afterwards."""
+        trainable = [t for t in params if t.requires_grad]
+        backward = torch.is_grad_enabled() and (x.requires_grad or bool(trainable))
+        key = (config, *input_key(x, backward))
+        cached = self.cache.get(key)
+        if cached is not None:
+            return cached
+        probe = x.detach().requires_grad_(x.requires_grad and backward)
+        calls = {name: (lambda fn=fn: fn(probe)) for name, fn in forms.items()}
+        return self.choose(key, calls, x.device, [probe, *trainable] if backward else [])
 
     def choose(self, key: Hashable, forms: Mapping[str, Callable[[], torch.Tensor]], device: torch.device,
                wrt: Sequence[torch.Tensor] = ()) -> str:

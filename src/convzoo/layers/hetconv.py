@@ -19,7 +19,7 @@ from torch import nn
 
 from ..analysis.cost import LayerCost, conv_output_tensor_shape, numel
 from ..functional import pad_pairs
-from .form_choice import FormChoice, input_key, is_tracing, memory_format_name
+from .form_choice import FormChoice, is_tracing, memory_format_name
 from .base import (
     PADDING_MODES,
     Alternative,
@@ -100,7 +100,7 @@ class HetConv2d(ConvzooLayer, nn.Module):
         self.padding, self.padding_pairs = geometry.padding, geometry.padding_pairs
         self.padding_mode = check_choice(padding_mode, "padding_mode", PADDING_MODES)
         self.in_channels, self.out_channels, self.p = in_channels, out_channels, p
-        self.implementation = "auto"  # or one of IMPLEMENTATIONS[1:]: see ``forward``
+        self.implementation = "auto"  # or one of IMPLEMENTATIONS[1:]: see ``chosen_form``
         factory = {"device": device, "dtype": dtype}
         self.weight_kxk = nn.Parameter(torch.empty(out_channels, in_channels // p, *self.kernel_size, **factory))
         self.weight_1x1 = nn.Parameter(torch.empty(out_channels, in_channels - in_channels // p, **factory))
@@ -152,18 +152,31 @@ class HetConv2d(ConvzooLayer, nn.Module):
         y = F.conv2d(x, self.dense_1x1_weight(), None, self.stride)
         return y[:, :, : out_size[0], : out_size[1]]
 
+    def _dense_index(self, device: torch.device) -> torch.Tensor:
+        """Flat positions in the (C_out, C_in, kh, kw) kernel of ``weight_kxk``'s entries, then ``weight_1x1``'s:
+        weight_kxk[j, m, a, b] → (j, (j mod p) + p·m, a, b); weight_1x1's row j → (j, c, kh//2, kw//2) for the
+        channels c with (c − j) mod p ≠ 0, ascending. Built once per device (integer ops only)."""
+        cache: dict[str, torch.Tensor] = self.__dict__.setdefault("_dense_index_cache", {})
+        index = cache.get(str(device))
+        if index is None:
+            (kh, kw), p, cin = self.kernel_size, self.p, self.in_channels
+            j = torch.arange(self.out_channels, device=device).view(-1, 1, 1, 1)
+            m = torch.arange(cin // p, device=device).view(1, -1, 1, 1)
+            a = torch.arange(kh, device=device).view(1, 1, -1, 1)
+            b = torch.arange(kw, device=device).view(1, 1, 1, -1)
+            kxk = ((j * cin + j % p + p * m) * kh + a) * kw + b
+            rows, cols = one_by_one_mask(self.out_channels, cin, p, device).nonzero(as_tuple=True)
+            centre = ((rows * cin + cols) * kh + kh // 2) * kw + kw // 2
+            index = cache[str(device)] = torch.cat([kxk.flatten(), centre])
+        return index
+
     def dense_weight(self) -> torch.Tensor:
         """The masked dense (C_out, C_in, k, k) kernel: filter j's k×k kernel on channel c where (c − j) mod p = 0,
-        its 1×1 kernel at the centre tap elsewhere, zeros around it."""
-        p, cout = self.p, self.out_channels
-        rows = -(-cout // p) * p
-        w = F.pad(self.weight_kxk, (0, 0, 0, 0, 0, 0, 0, rows - cout)) if rows != cout else self.weight_kxk
-        # weight_kxk[j, m] sits on channel c = (j mod p) + p·m: scatter it by a reshape to (C_out, C_in/p, p, k, k).
-        w = w.reshape(rows // p, p, self.in_channels // p, *self.kernel_size)  # (j // p, j mod p, m, kh, kw)
-        eye = torch.eye(p, dtype=w.dtype, device=w.device)  # one-hot: residue r of channel c equals j mod p
-        kxk = torch.einsum("arm...,rs->arms...", w, eye).reshape(rows, self.in_channels, *self.kernel_size)[:cout]
-        centre = F.pad(self.dense_1x1_weight(), [k // 2 for k in reversed(self.kernel_size) for _ in (0, 1)])
-        return kxk + centre
+        its 1×1 kernel at the centre tap elsewhere, zeros around it (one scatter of both weights)."""
+        values = torch.cat([self.weight_kxk.flatten(), self.weight_1x1.flatten()])
+        dense = values.new_zeros(self.out_channels * self.in_channels * self.kernel_size[0] * self.kernel_size[1])
+        dense = dense.scatter(0, self._dense_index(values.device), values)
+        return dense.view(self.out_channels, self.in_channels, *self.kernel_size)
 
     def _padded(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[tuple[int, int], ...]]:
         """Non-zero padding modes pad explicitly first; zeros are left to the convs (the pairs they must use)."""
@@ -201,25 +214,22 @@ class HetConv2d(ConvzooLayer, nn.Module):
             forms["grouped_contiguous"] = self._grouped_contiguous_form
         return forms
 
+    @property
+    def _config(self) -> tuple[Any, ...]:
+        """What besides the input decides which form is fastest: channels, geometry, p, bias."""
+        return (self.in_channels, self.out_channels, self.kernel_size, self.stride, self.dilation,
+                self.padding_pairs, self.padding_mode, self.p, self.bias is not None)
+
     def chosen_form(self, x: torch.Tensor) -> str:
         """The form ``forward`` runs on ``x``: ``implementation`` unless 'auto'; under tracing / compile / export
         / meta tensors 'grouped' (deterministic, fewest MACs); else the fastest form measured once per
         (configuration, input shape, memory format, device, dtype, backward) and cached per process."""
-        choice = check_choice(self.implementation, "implementation", IMPLEMENTATIONS)
+        choice = self.implementation
         if choice != "auto":
-            return choice
+            return check_choice(choice, "implementation", IMPLEMENTATIONS)
         if self.p == 1 or is_tracing(x):
             return "grouped"  # p = 1: the grouped form is a single dense conv already
-        params = [t for t in self.parameters() if t.requires_grad]
-        backward = torch.is_grad_enabled() and (x.requires_grad or bool(params))
-        config = (self.in_channels, self.out_channels, self.kernel_size, self.stride, self.dilation,
-                  self.padding_pairs, self.padding_mode, self.p, self.bias is not None)
-        key = (config, *input_key(x, backward))
-        if key in _CHOICE:
-            return _CHOICE.cache[key]
-        probe = x.detach().requires_grad_(x.requires_grad and backward)
-        forms = {name: (lambda fn=fn: fn(probe)) for name, fn in self._forms(x).items()}
-        return _CHOICE.choose(key, forms, x.device, [probe, *params] if backward else [])
+        return _CHOICE.for_input(self._config, x, self._forms(x), list(self.parameters()))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, 2, self.in_channels, "HetConv2d")

@@ -232,21 +232,26 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
 
     def _per_sample(self, x: torch.Tensor) -> torch.Tensor:
         """One conv per sample with its own kernel: y[n] = W_n ⋆ x[n] + b_n, N native calls."""
-        weight, bias = self._aggregate(x)
-        return torch.cat([conv_with_pairs(x[i : i + 1], weight[i], None if bias is None else bias[i], self.stride,
-                                          self.padding_pairs, self.dilation, self.groups, self.padding_mode)
-                          for i in range(x.shape[0])])
+        return self._per_sample_convs(x, None)
 
     def _per_sample_channels_last(self, x: torch.Tensor) -> torch.Tensor:
         """2-D: one conv per sample with input and kernel in NHWC (mkldnn's fast dense path), the output in
         ``x``'s memory format."""
+        return _in_format_of(self._per_sample_convs(x.contiguous(memory_format=torch.channels_last),
+                                                    torch.channels_last), x)
+
+    def _per_sample_convs(self, x: torch.Tensor, kernel_format: torch.memory_format | None) -> torch.Tensor:
+        """y[n] = W_n ⋆ x[n] + b_n by N convs of batch one. Samples, kernels and biases are taken apart with
+        ``split`` (whose backward is one ``cat``), not by indexing (whose backward writes a zero-filled full-size
+        gradient per sample: N² work)."""
         weight, bias = self._aggregate(x)
-        nhwc = x.contiguous(memory_format=torch.channels_last)
-        y = torch.cat([conv_with_pairs(nhwc[i : i + 1], weight[i].contiguous(memory_format=torch.channels_last),
-                                       None if bias is None else bias[i], self.stride, self.padding_pairs,
-                                       self.dilation, self.groups, self.padding_mode)
-                       for i in range(x.shape[0])])
-        return _in_format_of(y, x)
+        biases = [None] * x.shape[0] if bias is None else [b[0] for b in bias.split(1)]
+        outputs = []
+        for x_n, w_n, b_n in zip(x.split(1), weight.split(1), biases):
+            w_n = w_n[0] if kernel_format is None else w_n[0].contiguous(memory_format=kernel_format)
+            outputs.append(conv_with_pairs(x_n, w_n, b_n, self.stride, self.padding_pairs, self.dilation, self.groups,
+                                           self.padding_mode))
+        return torch.cat(outputs)
 
     def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
         """Attention + kernel aggregation + the conv, summed part by part:

@@ -185,6 +185,21 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
         bias = attention @ self.bias if self.bias is not None else None
         return weight, bias
 
+    def _aggregate_in_weight_layout(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``_aggregate`` with the per-sample kernels in ``weight``'s memory layout (channels_last stays
+        channels_last) and no copy of ``weight``: W(x) = Σ_k π_k(x)·W_k as one (N, K) @ (K, ·) matmul over the
+        weight's storage order."""
+        order = sorted(range(self.weight.dim()), key=lambda d: -self.weight.stride(d))
+        stored = self.weight.permute(order)  # the storage order; dim 0 (K·C_out) first in both usual layouts
+        if order[0] != 0 or not stored.is_contiguous():
+            return self._aggregate(x)
+        n = x.shape[0]
+        attention = self.attention(x, self.temperature)  # (N, K)
+        kernels = (attention @ stored.reshape(self.num_kernels, -1)).reshape(n, self.out_channels, *stored.shape[1:])
+        inverse = [0, 1] + [1 + order.index(d) for d in range(1, self.weight.dim())]
+        bias = attention @ self.bias if self.bias is not None else None
+        return kernels.permute(inverse), bias
+
     def _batch_folded(self, x: torch.Tensor) -> torch.Tensor:
         """Samples folded into groups: one grouped conv with N·g groups computes the whole batch."""
         n = x.shape[0]
@@ -244,11 +259,11 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
         """y[n] = W_n ⋆ x[n] + b_n by N convs of batch one. Samples, kernels and biases are taken apart with
         ``split`` (whose backward is one ``cat``), not by indexing (whose backward writes a zero-filled full-size
         gradient per sample: N² work)."""
-        weight, bias = self._aggregate(x)
+        weight, bias = self._aggregate_in_weight_layout(x)
         biases = [None] * x.shape[0] if bias is None else [b[0] for b in bias.split(1)]
         outputs = []
         for x_n, w_n, b_n in zip(x.split(1), weight.split(1), biases):
-            w_n = w_n[0] if kernel_format is None else w_n[0].contiguous(memory_format=kernel_format)
+            w_n = w_n[0] if kernel_format is None else w_n[0].contiguous(memory_format=kernel_format)  # no-op if NHWC
             outputs.append(conv_with_pairs(x_n, w_n, b_n, self.stride, self.padding_pairs, self.dilation, self.groups,
                                            self.padding_mode))
         return torch.cat(outputs)

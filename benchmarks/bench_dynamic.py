@@ -1,7 +1,8 @@
 """Dynamic conv vs a static conv of the same shape (batch 32, 64→64, 28², k=3), forward and forward+backward.
 
-One round-robin per pass (``perf.timing.round_robin``: one run per candidate per round, order rotated) over: the static conv in both memory formats, convzoo's DynamicConv2d (implementation
-'auto', its one-time choice made before the rounds) fed each format, and every exact eager form of the layer.
+One round-robin per pass (``perf.timing.round_robin``: one run per candidate per round, order rotated) over: the
+static conv in both memory formats, convzoo's DynamicConv2d (implementation 'auto', its one-time choice made
+before the rounds) fed each format, and (--forms) every exact eager form of the layer.
 Prints interleaved medians and dynamic / static-in-its-best-format ratios (target ≤ 1.3), with the load average
 before and after. Usage: python benchmarks/bench_dynamic.py [--quick] [--threads N] [--forms]
 (--forms also times each form by itself; without it only the layer and the static convs).

@@ -7,8 +7,8 @@ Exact eager forms (``_forms``): one grouped conv with the samples folded into gr
 conv per sample (NCHW or NHWC); ``implementation='auto'`` times them once per input shape / format / dtype /
 grad mode (``form_choice``). Under ONNX export, jit.trace, torch.compile or torch.export the 2-D layer runs
 ``_unfolded`` (per-sample kernels by a batched matmul over patches: no number in the graph depends on the batch).
-Each sample's output depends only on that sample; the output keeps the input's memory format. ``temperature`` is a plain attribute: anneal it from the
-training loop (the paper: 30 → 1 over the first epochs).
+Each sample's output depends only on that sample; the output keeps the input's memory format. ``temperature``
+is a plain attribute: anneal it from the training loop (the paper: 30 → 1 over the first epochs).
 """
 
 from __future__ import annotations
@@ -174,7 +174,7 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
         config = (type(self).__name__, self.in_channels, self.out_channels, self.groups, self.num_kernels,
                   self.kernel_size, self.stride, self.dilation, self.padding_pairs, self.padding_mode,
                   self.bias is not None)
-        return _CHOICE.for_input(config, x, self._forms(x), list(self.parameters()))
+        return _CHOICE.for_input(config, x, lambda: self._forms(x), list(self.parameters()))
 
     def _aggregate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-sample kernels (N, C_out, C_in/g, *k) and biases (N, C_out): W(x) = Σ_k π_k(x)·W_k."""
@@ -195,7 +195,8 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
             return self._aggregate(x)
         n = x.shape[0]
         attention = self.attention(x, self.temperature)  # (N, K)
-        kernels = (attention @ stored.reshape(self.num_kernels, -1)).reshape(n, self.out_channels, *stored.shape[1:])
+        kernels = attention @ stored.reshape(self.num_kernels, -1)
+        kernels = kernels.reshape(n, self.out_channels, *stored.shape[1:])
         inverse = [0, 1] + [1 + order.index(d) for d in range(1, self.weight.dim())]
         bias = attention @ self.bias if self.bias is not None else None
         return kernels.permute(inverse), bias

@@ -67,19 +67,21 @@ class FormChoice:
     def __contains__(self, key: Hashable) -> bool:
         return key in self.cache
 
-    def for_input(self, config: Hashable, x: torch.Tensor, forms: Mapping[str, Callable[[torch.Tensor], torch.Tensor]],
-                  params: Sequence[torch.Tensor]) -> str:
-        """The fastest of ``forms`` (name → f(x)) for a layer of configuration ``config`` on inputs like ``x``:
-        key = (config, shape, memory format, device, dtype, backward), where backward = grad mode on and ``x`` or
-        one of ``params`` requires grad. Measured on a detached copy of ``x``; cached afterwards."""
-        trainable = [t for t in params if t.requires_grad]
+    def for_input(self, config: Hashable, x: torch.Tensor,
+                  forms: Callable[[], Mapping[str, Callable[[torch.Tensor], torch.Tensor]]],
+                  params: Sequence[torch.Tensor | None]) -> str:
+        """The fastest of ``forms()`` (name → f(x); called only when measuring) for a layer of configuration
+        ``config`` on inputs like ``x``: key = (config, shape, memory format, device, dtype, backward), where
+        backward = grad mode on and ``x`` or one of ``params`` requires grad. Measured on a detached copy of
+        ``x``; cached afterwards."""
+        trainable = [t for t in params if t is not None and t.requires_grad]
         backward = torch.is_grad_enabled() and (x.requires_grad or bool(trainable))
         key = (config, *input_key(x, backward))
         cached = self.cache.get(key)
         if cached is not None:
             return cached
         probe = x.detach().requires_grad_(x.requires_grad and backward)
-        calls = {name: (lambda fn=fn: fn(probe)) for name, fn in forms.items()}
+        calls = {name: (lambda fn=fn: fn(probe)) for name, fn in forms().items()}
         return self.choose(key, calls, x.device, [probe, *trainable] if backward else [])
 
     def choose(self, key: Hashable, forms: Mapping[str, Callable[[], torch.Tensor]], device: torch.device,

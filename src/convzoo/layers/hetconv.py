@@ -229,7 +229,8 @@ class HetConv2d(ConvzooLayer, nn.Module):
             return check_choice(choice, "implementation", IMPLEMENTATIONS)
         if self.p == 1 or is_tracing(x):
             return "grouped"  # p = 1: the grouped form is a single dense conv already
-        return _CHOICE.for_input(self._config, x, self._forms(x), list(self.parameters()))
+        return _CHOICE.for_input(self._config, x, lambda: self._forms(x),
+                                 (self.weight_kxk, self.weight_1x1, self.bias))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, 2, self.in_channels, "HetConv2d")

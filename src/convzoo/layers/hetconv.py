@@ -158,16 +158,16 @@ class HetConv2d(ConvzooLayer, nn.Module):
         channels c with (c − j) mod p ≠ 0, ascending. Built once per device (integer ops only)."""
         cache: dict[str, torch.Tensor] = self.__dict__.setdefault("_dense_index_cache", {})
         index = cache.get(str(device))
-        if index is None:
+        if index is None:  # built on the CPU (nonzero has no meta kernel), then moved
             (kh, kw), p, cin = self.kernel_size, self.p, self.in_channels
-            j = torch.arange(self.out_channels, device=device).view(-1, 1, 1, 1)
-            m = torch.arange(cin // p, device=device).view(1, -1, 1, 1)
-            a = torch.arange(kh, device=device).view(1, 1, -1, 1)
-            b = torch.arange(kw, device=device).view(1, 1, 1, -1)
+            j = torch.arange(self.out_channels).view(-1, 1, 1, 1)
+            m = torch.arange(cin // p).view(1, -1, 1, 1)
+            a = torch.arange(kh).view(1, 1, -1, 1)
+            b = torch.arange(kw).view(1, 1, 1, -1)
             kxk = ((j * cin + j % p + p * m) * kh + a) * kw + b
-            rows, cols = one_by_one_mask(self.out_channels, cin, p, device).nonzero(as_tuple=True)
+            rows, cols = one_by_one_mask(self.out_channels, cin, p).nonzero(as_tuple=True)
             centre = ((rows * cin + cols) * kh + kh // 2) * kw + kw // 2
-            index = cache[str(device)] = torch.cat([kxk.flatten(), centre])
+            index = cache[str(device)] = torch.cat([kxk.flatten(), centre]).to(device)
         return index
 
     def dense_weight(self) -> torch.Tensor:

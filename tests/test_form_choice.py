@@ -80,6 +80,7 @@ def test_hetconv_tracing_and_meta_use_the_grouped_form():
     layer = cz.HetConv2d(8, 8, 3, padding=1, p=4)
     before = hetconv_module._CHOICE.measurements
     assert layer.to("meta").chosen_form(torch.empty(2, 8, 7, 7, device="meta")) == "grouped"
+    assert layer.dense_weight().shape == (8, 8, 3, 3)  # the masked kernel still builds on meta
     assert hetconv_module._CHOICE.measurements == before
     layer = cz.HetConv2d(8, 8, 3, padding=1, p=4)
     x = torch.randn(2, 8, 9, 9)

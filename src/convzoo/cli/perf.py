@@ -63,8 +63,23 @@ def bench_command(
     no_backward: bool = typer.Option(False, "--no-backward", help="time forward only"),
     output: str = typer.Option("bench.json", "-o", "--output", help="JSON results file"),
     plot_path: Optional[str] = typer.Option("bench.png", "--plot", help="PNG: MAC ratio vs speed ratio"),
+    sweep: bool = typer.Option(False, "--sweep", help="hetconv only: the layer vs masked dense and grouped forms "
+                                                       "over a grid of shapes (the shape options are ignored)"),
+    quick: bool = typer.Option(False, "--quick", help="with --sweep: a two-shape grid, few runs (for tests)"),
+    sweep_json: Optional[str] = typer.Option(None, "--sweep-json", help="with --sweep: write the rows to this JSON"),
 ) -> None:
     """Careful harness: convzoo's layer vs native compositions, peers and naive forms, both memory formats."""
+    if sweep:
+        if list(names or []) != ["hetconv"]:
+            typer.echo(f"error: --sweep times HetConv's forms only: give the family 'hetconv', got {names!r}", err=True)
+            raise typer.Exit(2)
+        from ..perf.hetconv_sweep import run_sweep_command
+
+        run_sweep_command(console, dtype, device, threads, not no_backward, quick, sweep_json)
+        return
+    if quick or sweep_json:
+        typer.echo("error: --quick and --sweep-json only apply with --sweep", err=True)
+        raise typer.Exit(2)
     from ..perf.bench import run_bench_command
 
     _check_before_timing({"--batch": batch, "--in": in_channels, "--out": out_channels, "--size": size,

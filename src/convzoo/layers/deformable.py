@@ -9,7 +9,8 @@ kernel/stride/padding/dilation. It is zero-initialised, so at init v1 equals a p
 Two exact implementations of the sampling + conv: ``convzoo.deform.deform_conv2d`` (pure PyTorch: grid_sample into
 columns, one GEMM; autocast-safe, torch.compile-able, NaN-safe, keeps channels_last) and torchvision's
 ``deform_conv2d`` kernel. ``implementation='auto'`` (the default) picks per (device type, dtype) by timing both once
-per process on the first input seen (cached in ``_CHOICE``); under autocast, torch.compile or non-finite offsets /
+per process on the first input seen (``_CHOICE``, a ``form_choice.FormChoice``); under autocast, torch.compile /
+torch.export / jit tracing, on meta tensors or with non-finite offsets /
 masks it always runs the pure op (torchvision's CPU kernel segfaults on NaN offsets, and refuses mixed dtypes);
 under ONNX export it runs torchvision's op, which exports as the single ``DeformConv`` node.
 """
@@ -43,6 +44,7 @@ from .base import (
 )
 from ..functional import pad_pairs
 from .conv import Conv2d, grouped_projection, native_conv_call
+from .form_choice import FormChoice, is_tracing
 
 if TYPE_CHECKING:
     import numpy as np
@@ -55,35 +57,8 @@ def _deform_conv2d(*args: Any, **kwargs: Any) -> torch.Tensor:
 
 
 IMPLEMENTATIONS = ("auto", "torch", "torchvision")
-_CHOICE: dict[tuple[str, torch.dtype, bool], str] = {}  # (device type, dtype, grad) → the faster implementation
-
-
-def _time_once(fn: Callable[[], torch.Tensor], device: torch.device) -> float:
-    import time
-
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    start = time.perf_counter()
-    fn()
-    if device.type == "cuda":
-        torch.cuda.synchronize(device)
-    return time.perf_counter() - start
-
-
-def _measured_choice(x: torch.Tensor, run: Callable[[str], torch.Tensor]) -> str:
-    """The faster of the two implementations on this input, timed interleaved (best of 3 each, after a warm-up),
-    once per (device type, dtype, grad mode) per process, like cuDNN's benchmark mode."""
-    key = (x.device.type, x.dtype, torch.is_grad_enabled())
-    if key not in _CHOICE:
-        best = {"torch": math.inf, "torchvision": math.inf}
-        with torch.no_grad():
-            for name in best:
-                run(name)  # warm-up
-            for _ in range(3):
-                for name in best:
-                    best[name] = min(best[name], _time_once(lambda: run(name), x.device))
-        _CHOICE[key] = min(best, key=best.__getitem__)
-    return _CHOICE[key]
+# (device type, dtype, grad mode) → the faster implementation, timed on the first input seen (forward only)
+_CHOICE = FormChoice("DeformConv2d")
 
 
 def _is_channels_last(x: torch.Tensor) -> bool:
@@ -190,7 +165,7 @@ class DeformConv2d(ConvzooLayer, nn.Module):
 
         if torch.onnx.is_in_onnx_export():
             return run("torchvision")  # exports as one DeformConv node
-        if choice == "torch" or torch.compiler.is_compiling() or x.device.type == "meta":
+        if choice == "torch" or is_tracing(x):
             return run("torch")
         if not _all_finite(offset, mask):
             return run("torch")  # torchvision's CPU kernel dies (SIGSEGV) on NaN offsets; the pure op gives NaN
@@ -198,7 +173,9 @@ class DeformConv2d(ConvzooLayer, nn.Module):
             mixed = x.dtype != offset.dtype or (mask is not None and mask.dtype != x.dtype)
             if mixed or torch.is_autocast_enabled(x.device.type):
                 return run("torch")
-            choice = _measured_choice(x, run)
+            key = (x.device.type, x.dtype, torch.is_grad_enabled())
+            choice = _CHOICE.choose(key, {name: (lambda name=name: run(name)) for name in IMPLEMENTATIONS[1:]},
+                                    x.device)
         return run(choice)
 
     def forward(self, x: torch.Tensor, offset: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -3,11 +3,13 @@ arXiv:1912.03458; article 001 §13, article 003 §2.3).
 
 K parallel kernels are aggregated per sample with input-dependent attention
 π(x) = softmax(FC₂(ReLU(FC₁(GAP(x)))) / T):  W(x) = Σ_k π_k(x)·W_k,  b(x) = Σ_k π_k(x)·b_k,  y = W(x) ⋆ x + b(x).
-One grouped conv computes the whole batch (samples folded into groups), so no loop over samples; each
-sample's output depends only on that sample. Under ONNX export and jit.trace, where the batch must stay a
-dimension of the graph rather than a group count, the same kernels go through one batched matmul over window
-patches (``patches.per_sample_conv``), in every dimension. ``temperature`` is a plain attribute: anneal it from the
-training loop (the paper: 30 → 1 over the first epochs).
+Exact eager forms (``_forms``): one grouped conv with the samples folded into groups (NCHW or NHWC), or one
+conv per sample (NCHW or NHWC); ``implementation='auto'`` times them once per input shape / format / dtype /
+grad mode (``form_choice``). Under ONNX export, jit.trace, torch.compile or torch.export the layer runs
+``_unfolded`` (per-sample kernels by one batched matmul over window patches, ``patches.per_sample_conv``, in every
+dimension: no number in the graph depends on the batch). Each sample's output depends only on that sample; the
+output keeps the input's memory format. ``temperature`` is a plain attribute: anneal it from the training loop
+(the paper: 30 → 1 over the first epochs).
 """
 
 from __future__ import annotations
@@ -38,11 +40,22 @@ from ..analysis.cost import LayerCost, compose, conv_macs, conv_output_tensor_sh
 from ..functional import conv_with_pairs
 from .base import init_conv_
 from .conv import grouped_projection
+from .form_choice import FormChoice, is_tracing
 from .formats import channels_last_format
 from .patches import per_sample_conv
 
 if TYPE_CHECKING:
     import numpy as np
+
+
+# (configuration, input shape / format / device / dtype, backward) → the fastest exact eager form
+_CHOICE = FormChoice("DynamicConvNd")
+
+
+def _in_format_of(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """``y`` in ``x``'s memory format (channels-last 2-D/3-D stays so, anything else contiguous)."""
+    fmt = channels_last_format(x)
+    return y.contiguous() if fmt is None else y.contiguous(memory_format=fmt)
 
 
 class KernelAttention(nn.Module):
@@ -97,6 +110,7 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
         self.padding, self.padding_pairs = geometry.padding, geometry.padding_pairs
         self.padding_mode = check_choice(padding_mode, "padding_mode", PADDING_MODES)
         self.temperature = temperature
+        self.implementation = "auto"  # or a name from ``_forms``: see ``chosen_form``
         factory = {"device": device, "dtype": dtype}
         self.weight = nn.Parameter(
             torch.empty(num_kernels * out_channels, in_channels // groups, *self.kernel_size, **factory)
@@ -133,15 +147,35 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
         if x.shape[0] == 0:  # an empty batch: the output's shape from a static conv with the first kernel
             return conv_with_pairs(x, self.weight[: self.out_channels], None, self.stride, self.padding_pairs,
                                    self.dilation, self.groups, self.padding_mode)
-        if torch.onnx.is_in_onnx_export() or torch.jit.is_tracing():
+        if x.device.type == "meta":
+            return self._batch_folded(x)
+        if is_tracing(x):
             return self._unfolded(x)  # the batch stays a dimension of the graph, never a number in it
-        fmt = channels_last_format(x)
-        if fmt is not None:
-            # folding the batch into the channels copies a channels-last input anyway (n and c cannot share one
-            # stride), and the folded output (1, N·C_out, *O) has no channels-last view as (N, C_out, *O): fold
-            # in the contiguous format and hand the input's format back
-            return self._batch_folded(x.contiguous()).contiguous(memory_format=fmt)
-        return self._batch_folded(x)
+        return _in_format_of(self._forms(x)[self.chosen_form(x)](x), x)  # a no-op where the form kept it
+
+    def _forms(self, x: torch.Tensor) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+        """The exact eager forms: batch-folded grouped conv and per-sample convs, in NCHW and (2-D) in NHWC."""
+        forms = {"batch_folded": self._batch_folded_in_format, "per_sample": self._per_sample}
+        if self.dim == 2:
+            forms["batch_folded_channels_last"] = self._batch_folded_channels_last
+            forms["per_sample_channels_last"] = self._per_sample_channels_last
+        return forms
+
+    def chosen_form(self, x: torch.Tensor) -> str:
+        """The eager form ``forward`` runs on ``x``: ``implementation`` unless 'auto', else the fastest of
+        ``_forms`` measured once per (configuration, input shape, memory format, device, dtype, backward) and
+        cached per process (``form_choice``). Under tracing / compile / export ``forward`` runs ``_unfolded``."""
+        choice = self.implementation
+        if choice != "auto":
+            forms = self._forms(x)
+            if choice not in forms:
+                raise ValueError(f"implementation={choice!r} must be 'auto' or one of {sorted(forms)} for "
+                                 f"{type(self).__name__}")
+            return choice
+        config = (type(self).__name__, self.in_channels, self.out_channels, self.groups, self.num_kernels,
+                  self.kernel_size, self.stride, self.dilation, self.padding_pairs, self.padding_mode,
+                  self.bias is not None)
+        return _CHOICE.for_input(config, x, lambda: self._forms(x), list(self.parameters()))
 
     def _aggregate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-sample kernels (N, C_out, C_in/g, *k) and biases (N, C_out): W(x) = Σ_k π_k(x)·W_k."""
@@ -151,6 +185,22 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
                                                                                   *self.weight.shape[1:])
         bias = attention @ self.bias if self.bias is not None else None
         return weight, bias
+
+    def _aggregate_in_weight_layout(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """``_aggregate`` with the per-sample kernels in ``weight``'s memory layout (channels_last stays
+        channels_last) and no copy of ``weight``: W(x) = Σ_k π_k(x)·W_k as one (N, K) @ (K, ·) matmul over the
+        weight's storage order."""
+        order = sorted(range(self.weight.dim()), key=lambda d: -self.weight.stride(d))
+        stored = self.weight.permute(order)  # the storage order; dim 0 (K·C_out) first in both usual layouts
+        if order[0] != 0 or not stored.is_contiguous():
+            return self._aggregate(x)
+        n = x.shape[0]
+        attention = self.attention(x, self.temperature)  # (N, K)
+        kernels = attention @ stored.reshape(self.num_kernels, -1)
+        kernels = kernels.reshape(n, self.out_channels, *stored.shape[1:])
+        inverse = [0, 1] + [1 + order.index(d) for d in range(1, self.weight.dim())]
+        bias = attention @ self.bias if self.bias is not None else None
+        return kernels.permute(inverse), bias
 
     def _batch_folded(self, x: torch.Tensor) -> torch.Tensor:
         """Samples folded into groups: one grouped conv with N·g groups computes the whole batch."""
@@ -169,12 +219,47 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
         return per_sample_conv(x, weight, bias, self.stride, self.padding_pairs, self.dilation, self.groups,
                                self.padding_mode)
 
-    def _per_sample(self, x: torch.Tensor) -> torch.Tensor:
-        """One conv per sample with its own kernel (the same function; the bench's comparison form)."""
+    def _batch_folded_in_format(self, x: torch.Tensor) -> torch.Tensor:
+        """``_batch_folded`` computed in NCHW, the output in ``x``'s memory format."""
+        if channels_last_format(x) is not None:
+            # folding the batch into groups copies a channels-last input anyway (n and c cannot share one stride):
+            # fold in the contiguous format and hand the input's format back
+            return _in_format_of(self._batch_folded(x.contiguous()), x)
+        return self._batch_folded(x)
+
+    def _batch_folded_channels_last(self, x: torch.Tensor) -> torch.Tensor:
+        """2-D: the batch-folded grouped conv with input (1, N·C_in, H, W) and kernels in NHWC (mkldnn's
+        channels-last grouped conv), the output in ``x``'s memory format."""
+        n = x.shape[0]
         weight, bias = self._aggregate(x)
-        return torch.cat([conv_with_pairs(x[i : i + 1], weight[i], None if bias is None else bias[i], self.stride,
-                                          self.padding_pairs, self.dilation, self.groups, self.padding_mode)
-                          for i in range(x.shape[0])])
+        folded = x.reshape(1, n * self.in_channels, *x.shape[2:]).contiguous(memory_format=torch.channels_last)
+        kernels = weight.flatten(0, 1).contiguous(memory_format=torch.channels_last)
+        y = conv_with_pairs(folded, kernels, None if bias is None else bias.flatten(), self.stride,
+                            self.padding_pairs, self.dilation, n * self.groups, self.padding_mode)
+        return _in_format_of(y.reshape(n, self.out_channels, *y.shape[2:]), x)
+
+    def _per_sample(self, x: torch.Tensor) -> torch.Tensor:
+        """One conv per sample with its own kernel: y[n] = W_n ⋆ x[n] + b_n, N native calls."""
+        return self._per_sample_convs(x, None)
+
+    def _per_sample_channels_last(self, x: torch.Tensor) -> torch.Tensor:
+        """2-D: one conv per sample with input and kernel in NHWC (mkldnn's fast dense path), the output in
+        ``x``'s memory format."""
+        return _in_format_of(self._per_sample_convs(x.contiguous(memory_format=torch.channels_last),
+                                                    torch.channels_last), x)
+
+    def _per_sample_convs(self, x: torch.Tensor, kernel_format: torch.memory_format | None) -> torch.Tensor:
+        """y[n] = W_n ⋆ x[n] + b_n by N convs of batch one. Samples, kernels and biases are taken apart with
+        ``split`` (whose backward is one ``cat``), not by indexing (whose backward writes a zero-filled full-size
+        gradient per sample: N² work)."""
+        weight, bias = self._aggregate_in_weight_layout(x)
+        biases = [None] * x.shape[0] if bias is None else [b[0] for b in bias.split(1)]
+        outputs = []
+        for x_n, w_n, b_n in zip(x.split(1), weight.split(1), biases):
+            w_n = w_n[0] if kernel_format is None else w_n[0].contiguous(memory_format=kernel_format)  # no-op if NHWC
+            outputs.append(conv_with_pairs(x_n, w_n, b_n, self.stride, self.padding_pairs, self.dilation, self.groups,
+                                           self.padding_mode))
+        return torch.cat(outputs)
 
     def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
         """Attention + kernel aggregation + the conv, summed part by part:
@@ -225,9 +310,13 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
         return np.concatenate(outputs)
 
     def native_alternatives(self) -> list[Alternative]:
-        return [("native", "batch-folded grouped conv", self._batch_folded),
-                ("native", "per-sample loop", self._per_sample),
-                ("native", "window patches + batched matmul", self._unfolded)]
+        forms: list[Alternative] = [("native", "batch-folded grouped conv", self._batch_folded),
+                                    ("native", "per-sample loop", self._per_sample),
+                                    ("native", "window patches + batched matmul", self._unfolded)]
+        if self.dim == 2:
+            forms += [("native", "batch-folded grouped conv (NHWC)", self._batch_folded_channels_last),
+                      ("native", "per-sample loop (NHWC)", self._per_sample_channels_last)]
+        return forms
 
     def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
         """Every kernel starts as W: Σ_k π_k W = W for any attention π (exact when W fits kernel and groups)."""

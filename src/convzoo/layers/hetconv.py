@@ -19,6 +19,7 @@ from torch import nn
 
 from ..analysis.cost import LayerCost, conv_output_tensor_shape, numel
 from ..functional import pad_pairs
+from .form_choice import FormChoice, is_tracing, memory_format_name
 from .base import (
     PADDING_MODES,
     Alternative,
@@ -43,6 +44,20 @@ def one_by_one_mask(out_channels: int, in_channels: int, p: int, device: torch.d
     j = torch.arange(out_channels, device=device).unsqueeze(1)
     c = torch.arange(in_channels, device=device).unsqueeze(0)
     return (c - j) % p != 0
+
+
+def swap_channel_blocks(x: torch.Tensor, a: int, b: int) -> torch.Tensor:
+    """Channel a·j + i → channel b·i + j (the (a, b) → (b, a) transpose of the channel axis), one copy that keeps
+    the input's memory format (NCHW stays NCHW, channels_last stays channels_last)."""
+    if memory_format_name(x) == "channels_last":
+        nhwc = x.permute(0, 2, 3, 1)  # a contiguous view
+        return nhwc.unflatten(3, (a, b)).transpose(3, 4).flatten(3).permute(0, 3, 1, 2)
+    return x.unflatten(1, (a, b)).transpose(1, 2).flatten(1, 2)
+
+
+IMPLEMENTATIONS = ("auto", "grouped", "grouped_contiguous", "masked_dense")
+# (layer configuration, input shape / format / device / dtype, backward) → the fastest exact form
+_CHOICE = FormChoice("HetConv2d")
 
 
 class HetConv2d(ConvzooLayer, nn.Module):
@@ -85,6 +100,7 @@ class HetConv2d(ConvzooLayer, nn.Module):
         self.padding, self.padding_pairs = geometry.padding, geometry.padding_pairs
         self.padding_mode = check_choice(padding_mode, "padding_mode", PADDING_MODES)
         self.in_channels, self.out_channels, self.p = in_channels, out_channels, p
+        self.implementation = "auto"  # or one of IMPLEMENTATIONS[1:]: see ``chosen_form``
         factory = {"device": device, "dtype": dtype}
         self.weight_kxk = nn.Parameter(torch.empty(out_channels, in_channels // p, *self.kernel_size, **factory))
         self.weight_1x1 = nn.Parameter(torch.empty(out_channels, in_channels - in_channels // p, **factory))
@@ -109,17 +125,17 @@ class HetConv2d(ConvzooLayer, nn.Module):
         return dense[:, :, None, None]
 
     def _kxk_part(self, x: torch.Tensor, pairs: tuple[tuple[int, int], ...]) -> torch.Tensor:
-        n, c, h, w = x.shape
+        n = x.shape[0]
         p, cout = self.p, self.out_channels
         # Channels ordered by residue r = c mod p: group r holds channels r, r+p, r+2p, …
-        x_by_residue = x.reshape(n, c // p, p, h, w).transpose(1, 2).reshape(n, c, h, w)
+        x_by_residue = swap_channel_blocks(x, self.in_channels // p, p)
         rows = -(-cout // p) * p  # filters padded to a multiple of p (zeros) when p ∤ C_out
         weight = F.pad(self.weight_kxk, (0, 0, 0, 0, 0, 0, 0, rows - cout)) if rows != cout else self.weight_kxk
         weight = weight.reshape(rows // p, p, *weight.shape[1:]).transpose(0, 1).reshape(weight.shape)
         if any(lo != hi for lo, hi in pairs):
             x_by_residue, pairs = pad_pairs(x_by_residue, pairs), ((0, 0), (0, 0))
         y = F.conv2d(x_by_residue, weight, None, self.stride, tuple(lo for lo, _ in pairs), self.dilation, groups=p)
-        y = y.reshape(n, p, rows // p, *y.shape[2:]).transpose(1, 2).reshape(n, rows, *y.shape[2:])
+        y = swap_channel_blocks(y, p, rows // p)
         return y[:, :cout] if rows != cout else y
 
     def _one_by_one_part(self, x: torch.Tensor, pairs: tuple[tuple[int, int], ...],
@@ -136,18 +152,31 @@ class HetConv2d(ConvzooLayer, nn.Module):
         y = F.conv2d(x, self.dense_1x1_weight(), None, self.stride)
         return y[:, :, : out_size[0], : out_size[1]]
 
+    def _dense_index(self, device: torch.device) -> torch.Tensor:
+        """Flat positions in the (C_out, C_in, kh, kw) kernel of ``weight_kxk``'s entries, then ``weight_1x1``'s:
+        weight_kxk[j, m, a, b] → (j, (j mod p) + p·m, a, b); weight_1x1's row j → (j, c, kh//2, kw//2) for the
+        channels c with (c − j) mod p ≠ 0, ascending. Built once per device (integer ops only)."""
+        cache: dict[str, torch.Tensor] = self.__dict__.setdefault("_dense_index_cache", {})
+        index = cache.get(str(device))
+        if index is None:  # built on the CPU (nonzero has no meta kernel), then moved
+            (kh, kw), p, cin = self.kernel_size, self.p, self.in_channels
+            j = torch.arange(self.out_channels).view(-1, 1, 1, 1)
+            m = torch.arange(cin // p).view(1, -1, 1, 1)
+            a = torch.arange(kh).view(1, 1, -1, 1)
+            b = torch.arange(kw).view(1, 1, 1, -1)
+            kxk = ((j * cin + j % p + p * m) * kh + a) * kw + b
+            rows, cols = one_by_one_mask(self.out_channels, cin, p).nonzero(as_tuple=True)
+            centre = ((rows * cin + cols) * kh + kh // 2) * kw + kw // 2
+            index = cache[str(device)] = torch.cat([kxk.flatten(), centre]).to(device)
+        return index
+
     def dense_weight(self) -> torch.Tensor:
         """The masked dense (C_out, C_in, k, k) kernel: filter j's k×k kernel on channel c where (c − j) mod p = 0,
-        its 1×1 kernel at the centre tap elsewhere, zeros around it."""
-        p, cout = self.p, self.out_channels
-        rows = -(-cout // p) * p
-        w = F.pad(self.weight_kxk, (0, 0, 0, 0, 0, 0, 0, rows - cout)) if rows != cout else self.weight_kxk
-        # weight_kxk[j, m] sits on channel c = (j mod p) + p·m: scatter it by a reshape to (C_out, C_in/p, p, k, k).
-        w = w.reshape(rows // p, p, self.in_channels // p, *self.kernel_size)  # (j // p, j mod p, m, kh, kw)
-        eye = torch.eye(p, dtype=w.dtype, device=w.device)  # one-hot: residue r of channel c equals j mod p
-        kxk = torch.einsum("arm...,rs->arms...", w, eye).reshape(rows, self.in_channels, *self.kernel_size)[:cout]
-        centre = F.pad(self.dense_1x1_weight(), [k // 2 for k in reversed(self.kernel_size) for _ in (0, 1)])
-        return kxk + centre
+        its 1×1 kernel at the centre tap elsewhere, zeros around it (one scatter of both weights)."""
+        values = torch.cat([self.weight_kxk.flatten(), self.weight_1x1.flatten()])
+        dense = values.new_zeros(self.out_channels * self.in_channels * self.kernel_size[0] * self.kernel_size[1])
+        dense = dense.scatter(0, self._dense_index(values.device), values)
+        return dense.view(self.out_channels, self.in_channels, *self.kernel_size)
 
     def _padded(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[tuple[int, int], ...]]:
         """Non-zero padding modes pad explicitly first; zeros are left to the convs (the pairs they must use)."""
@@ -172,12 +201,47 @@ class HetConv2d(ConvzooLayer, nn.Module):
             x, pairs = pad_pairs(x, pairs), ((0, 0), (0, 0))
         return F.conv2d(x, self.dense_weight(), self.bias, self.stride, tuple(lo for lo, _ in pairs), self.dilation)
 
+    def _grouped_contiguous_form(self, x: torch.Tensor) -> torch.Tensor:
+        """The grouped form computed in NCHW, the output handed back in the input's memory format (for
+        channels_last inputs where mkldnn's NHWC grouped conv is the slower one)."""
+        y = self._grouped_form(x.contiguous())
+        return y.contiguous(memory_format=torch.channels_last) if memory_format_name(x) == "channels_last" else y
+
+    def _forms(self, x: torch.Tensor) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+        """The exact forms worth timing on ``x`` (grouped_contiguous only differs from grouped for channels_last)."""
+        forms = {"grouped": self._grouped_form, "masked_dense": self._masked_dense_form}
+        if memory_format_name(x) == "channels_last":
+            forms["grouped_contiguous"] = self._grouped_contiguous_form
+        return forms
+
+    @property
+    def _config(self) -> tuple[Any, ...]:
+        """What besides the input decides which form is fastest: channels, geometry, p, bias."""
+        return (self.in_channels, self.out_channels, self.kernel_size, self.stride, self.dilation,
+                self.padding_pairs, self.padding_mode, self.p, self.bias is not None)
+
+    def chosen_form(self, x: torch.Tensor) -> str:
+        """The form ``forward`` runs on ``x``: ``implementation`` unless 'auto'; under tracing / compile / export
+        / meta tensors 'grouped' (deterministic, fewest MACs); else the fastest form measured once per
+        (configuration, input shape, memory format, device, dtype, backward) and cached per process."""
+        choice = self.implementation
+        if choice != "auto":
+            return check_choice(choice, "implementation", IMPLEMENTATIONS)
+        if self.p == 1 or is_tracing(x):
+            return "grouped"  # p = 1: the grouped form is a single dense conv already
+        return _CHOICE.for_input(self._config, x, lambda: self._forms(x),
+                                 (self.weight_kxk, self.weight_1x1, self.bias))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, 2, self.in_channels, "HetConv2d")
         check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, "HetConv2d")
-        # Both forms are exact. Re-measured on a quiet 2-core CPU (8×64×56², 64→128, p=4): the grouped form is
-        # as fast as the masked dense conv forward (20 vs 21 ms NCHW) and faster forward+backward (46 vs 61 ms),
-        # with 36% of its MACs. ``_masked_dense_form`` stays as the bench's comparison form.
+        # Every form is exact: the grouped form has (C_in/p)·k² + C_in MACs per output against C_in·k² for the
+        # masked dense conv, but at small maps a single dense native call wins; ``chosen_form`` measures.
+        choice = self.chosen_form(x)
+        if choice == "masked_dense":
+            return self._masked_dense_form(x)
+        if choice == "grouped_contiguous":
+            return self._grouped_contiguous_form(x)
         return self._grouped_form(x)
 
     # --- the contract ---------------------------------------------------------------------------------------------

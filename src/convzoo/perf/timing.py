@@ -130,6 +130,22 @@ def measure_interleaved(fns: dict[str, Callable[[torch.Tensor], Any]], inputs: S
     return {k: Timing(statistics.median(v), min(v), len(v)) for k, v in times.items()}
 
 
+def round_robin(candidates: dict[str, tuple[Callable[[torch.Tensor], Any], Sequence[torch.Tensor]]], *,
+                backward: bool = False, params: Sequence[torch.Tensor] = (), rounds: int = 9) -> dict[str, Timing]:
+    """``measure_interleaved`` for candidates with their own inputs (say, each in its memory format), with the
+    order rotated every round (round r starts at candidate r mod m), so no candidate always runs right after the
+    same other one (warm or cold caches, a freed buffer of the right size). One warm-up run each first."""
+    for fn, xs in candidates.values():
+        measure(fn, xs, backward=backward, params=params, warmup=0, repeats=1)
+    labels = list(candidates)
+    times: dict[str, list[float]] = {label: [] for label in labels}
+    for r in range(rounds):
+        for label in labels[r % len(labels):] + labels[: r % len(labels)]:
+            fn, xs = candidates[label]
+            times[label].append(measure(fn, xs, backward=backward, params=params, warmup=0, repeats=1).median_ms)
+    return {label: Timing(statistics.median(v), min(v), len(v)) for label, v in times.items()}
+
+
 def time_module(module: nn.Module, inputs: Sequence[torch.Tensor], backward: bool = False, **kw: Any) -> Timing:
     return measure(module, inputs, backward=backward, params=list(module.parameters()), **kw)
 

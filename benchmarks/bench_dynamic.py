@@ -1,0 +1,69 @@
+"""Dynamic conv vs a static conv of the same shape (batch 32, 64→64, 28², k=3), forward and forward+backward.
+
+One round-robin per pass (``perf.timing.round_robin``: one run per candidate per round, order rotated) over: the
+static conv in both memory formats, convzoo's DynamicConv2d (implementation 'auto', its one-time choice made
+before the rounds) fed each format, and (--forms) every exact eager form of the layer.
+Prints interleaved medians and dynamic / static-in-its-best-format ratios (target ≤ 1.3), with the load average
+before and after. Usage: python benchmarks/bench_dynamic.py [--quick] [--threads N] [--forms]
+(--forms also times each form by itself; without it only the layer and the static convs).
+"""
+
+from __future__ import annotations
+
+import copy
+import os
+import sys
+
+import torch
+
+import convzoo as cz
+from convzoo.perf.timing import FORMATS, make_inputs, round_robin
+
+
+def main() -> None:
+    quick = "--quick" in sys.argv
+    if "--threads" in sys.argv:
+        torch.set_num_threads(int(sys.argv[sys.argv.index("--threads") + 1]))
+    n, c, h = (4, 16, 14) if quick else (32, 64, 28)
+    print(f"threads {torch.get_num_threads()}, torch {torch.__version__}, load average {os.getloadavg()}")
+    torch.manual_seed(0)
+    dynamic = cz.DynamicConv2d(c, c, 3, padding=1, temperature=1.0)
+    static = torch.nn.Conv2d(c, c, 3, padding=1)
+    for backward in (False, True):
+        modules: dict[str, tuple[torch.nn.Module | object, str]] = {}
+        for fmt in FORMATS:
+            modules[f"static conv ({fmt})"] = (copy.deepcopy(static).to(memory_format=FORMATS[fmt]), fmt)
+            layer = copy.deepcopy(dynamic).to(memory_format=FORMATS[fmt])
+            modules[f"dynamic auto ({fmt})"] = (layer, fmt)
+            if "--forms" in sys.argv:
+                for name, form in layer._forms(make_inputs((n, c, h, h), 1, memory_format=FORMATS[fmt])[0]).items():
+                    modules[f"dynamic {name} ({fmt})"] = (form, fmt)
+        inputs = {fmt: make_inputs((n, c, h, h), 3, memory_format=FORMATS[fmt], requires_grad=backward)
+                  for fmt in FORMATS}
+        chosen = {}
+        for label, (fn, fmt) in modules.items():
+            if label.startswith("dynamic auto"):
+                with torch.set_grad_enabled(backward):
+                    chosen[fmt] = fn.chosen_form(inputs[fmt][0])  # the one-time measurement, outside the rounds
+        params = [p for fn, _ in modules.values() if isinstance(fn, torch.nn.Module) for p in fn.parameters()]
+        times = round_robin({label: (fn, inputs[fmt]) for label, (fn, fmt) in modules.items()}, backward=backward,
+                            params=params, rounds=2 if quick else 15)
+        best = min(FORMATS, key=lambda f: times[f"static conv ({f})"].median_ms)
+        static_ms = times[f"static conv ({best})"].median_ms
+        best_min = min(FORMATS, key=lambda f: times[f"static conv ({f})"].min_ms)
+        static_min = times[f"static conv ({best_min})"].min_ms
+        title = "fwd+bwd" if backward else "fwd"
+        print(f"\ndynamic b{n} {c}->{c} {h}x{h} 3x3, {title}; static conv's best format: {best}; "
+              f"auto chose {chosen}")
+        for label, t in times.items():
+            print(f"  {label:44s} median {t.median_ms:8.2f} ms  min {t.min_ms:8.2f}  (n={t.runs})  "
+                  f"/ static ({best}) = {t.median_ms / static_ms:.2f}")
+        for fmt in FORMATS:
+            auto = times[f"dynamic auto ({fmt})"]
+            print(f"  dynamic auto ({fmt}) / static ({best}): {auto.median_ms / static_ms:.2f} (medians), "
+                  f"{auto.min_ms / static_min:.2f} (minima, static's best by minima: {best_min})  (target <= 1.3)")
+    print(f"\nload average at the end {os.getloadavg()}")
+
+
+if __name__ == "__main__":
+    main()

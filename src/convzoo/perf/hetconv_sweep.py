@@ -1,0 +1,141 @@
+"""``convzoo bench hetconv --sweep``: HetConv's layer (implementation 'auto') against its two exact forms, the
+masked dense conv and the grouped k×k + dense 1×1, over a representative grid of shapes, in both memory formats.
+
+Per row the three candidates run round-robin in the same rounds (``measure_interleaved``), so the ratio
+convzoo / masked dense is fair on a busy machine; the acceptance is ratio ≤ 1.05 in every row. The grid is
+hand-picked (not the full product of batch 1–32, channels 16–256, maps 7–112, p 2–8, k 3/5): rows whose masked
+dense conv exceeds ``max_gmacs`` are left out, so the whole sweep takes a few minutes on 2 cores.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from typing import Any
+
+import torch
+
+from .timing import FORMATS, make_inputs, round_robin, to_format
+
+# (batch, channels in = out, map size, p, k): small maps where one dense call wins, large maps where the
+# grouped form's fewer MACs win, and the crossings between.
+GRID: tuple[tuple[int, int, int, int, int], ...] = (
+    (1, 16, 7, 2, 3), (1, 64, 14, 4, 3), (1, 128, 28, 8, 3), (1, 256, 7, 4, 5), (1, 32, 112, 4, 3),
+    (4, 16, 56, 2, 5), (4, 64, 28, 4, 5), (4, 128, 14, 2, 3), (4, 256, 14, 8, 3), (4, 32, 56, 8, 3),
+    (8, 64, 28, 4, 3), (8, 64, 56, 4, 3), (8, 128, 7, 4, 3), (8, 16, 112, 4, 3), (8, 256, 7, 2, 5),
+    (16, 32, 28, 2, 3), (16, 128, 14, 4, 5), (32, 16, 28, 8, 3), (32, 64, 7, 2, 3), (32, 64, 14, 8, 5),
+)
+QUICK_GRID: tuple[tuple[int, int, int, int, int], ...] = ((1, 8, 7, 2, 3), (2, 8, 9, 4, 5))
+
+
+@dataclass
+class SweepRow:
+    """One shape in one memory format and pass: medians in ms, the form 'auto' chose, convzoo / masked dense."""
+
+    batch: int
+    channels: int
+    size: int
+    p: int
+    kernel: int
+    memory_format: str
+    backward: bool
+    masked_dense_ms: float
+    grouped_ms: float
+    convzoo_ms: float
+    chosen: str
+    ratio: float  # convzoo / masked dense (medians)
+    ratio_of_minima: float  # convzoo / masked dense (fastest runs: the least disturbed by other processes)
+
+    @property
+    def shape(self) -> str:
+        return f"{self.batch}×{self.channels}×{self.size}² p={self.p} k={self.kernel}"
+
+
+def masked_dense_gmacs(batch: int, channels: int, size: int, kernel: int) -> float:
+    """MACs of the masked dense conv at stride 1, 'same' padding: N·C_out·HW·C_in·k², in 10⁹."""
+    return batch * channels * channels * size * size * kernel * kernel / 1e9
+
+
+def sweep(grid: Sequence[tuple[int, int, int, int, int]] = GRID, formats: Sequence[str] = tuple(FORMATS),
+          backward: bool = False, max_gmacs: float = 2.0, min_time: float = 0.5, max_rounds: int = 40,
+          dtype: torch.dtype = torch.float32, device: str = "cpu",
+          progress: Callable[[str], None] | None = None) -> list[SweepRow]:
+    """Time masked dense, grouped and the layer ('auto', its choice made before timing) on every grid shape in
+    every format, forward (and forward+backward with ``backward``), candidates interleaved in the same rounds
+    (order rotated each round); rounds = clamp(min_time / (one round's time), 3, max_rounds)."""
+    from ..layers.hetconv import HetConv2d
+
+    rows: list[SweepRow] = []
+    for batch, channels, size, p, kernel in grid:
+        if masked_dense_gmacs(batch, channels, size, kernel) > max_gmacs:
+            continue
+        torch.manual_seed(0)
+        layer = HetConv2d(channels, channels, kernel, padding=kernel // 2, p=p, device=device, dtype=dtype)
+        for fmt_name in formats:
+            to_format(layer, FORMATS[fmt_name])
+            for grad in (False, True) if backward else (False,):
+                if progress:
+                    progress(f"{batch}×{channels}×{size}² p={p} k={kernel} {fmt_name}{' fwd+bwd' if grad else ''}")
+                inputs = make_inputs((batch, channels, size, size), 3, device, dtype, FORMATS[fmt_name],
+                                     requires_grad=grad)
+                with torch.set_grad_enabled(grad):
+                    chosen = layer.chosen_form(inputs[0])  # the one-time measurement, outside the timed rounds
+                fns = {"masked_dense": layer._masked_dense_form, "grouped": layer._grouped_form, "convzoo": layer}
+                params = list(layer.parameters())
+                probe = round_robin({k: (f, inputs) for k, f in fns.items()}, backward=grad, params=params, rounds=1)
+                per_round = sum(t.median_ms for t in probe.values()) * 1e-3
+                rounds = max(3, min(max_rounds, math.ceil(min_time / max(per_round, 1e-9))))
+                t = round_robin({k: (f, inputs) for k, f in fns.items()}, backward=grad, params=params, rounds=rounds)
+                md, gr, cz = (t[k].median_ms for k in fns)
+                rows.append(SweepRow(batch, channels, size, p, kernel, fmt_name, grad, md, gr, cz, chosen, cz / md,
+                                     t["convzoo"].min_ms / t["masked_dense"].min_ms))
+        to_format(layer, torch.contiguous_format)
+    return rows
+
+
+def sweep_table(rows: Sequence[SweepRow], title: str) -> Any:
+    """A rich table: shape, format, pass, the three medians, the chosen form and convzoo / masked dense."""
+    from rich.table import Table
+
+    worst = max((r.ratio for r in rows), default=math.nan)
+    worst_min = max((r.ratio_of_minima for r in rows), default=math.nan)
+    table = Table(title=title, caption=f"{len(rows)} rows; max convzoo / masked dense = {worst:.3f} (medians), "
+                                       f"{worst_min:.3f} (minima); acceptance ≤ 1.05; times are medians (ms) of "
+                                       f"runs interleaved round-robin")
+    for column in ("shape", "format", "pass", "masked dense ms", "grouped ms", "convzoo ms", "chosen",
+                   "convzoo / masked dense", "(minima)"):
+        table.add_column(column, justify="left" if column in ("shape", "format", "pass", "chosen") else "right")
+    for r in rows:
+        table.add_row(r.shape, r.memory_format, "fwd+bwd" if r.backward else "fwd", f"{r.masked_dense_ms:.3f}",
+                      f"{r.grouped_ms:.3f}", f"{r.convzoo_ms:.3f}", r.chosen, f"{r.ratio:.3f}",
+                      f"{r.ratio_of_minima:.3f}")
+    return table
+
+
+def run_sweep_command(console: Any, dtype: str, device: str, threads: int | None, backward: bool, quick: bool,
+                      output: str | None) -> list[SweepRow]:
+    """The body of ``convzoo bench hetconv --sweep``: the table, and the rows as JSON when ``output`` is given."""
+    import json
+    import os
+
+    from .compare import checked_options
+    from .timing import configure
+
+    torch_dtype, dev = checked_options(dtype, device, ["hetconv"])
+    info = configure(dev, threads)
+    load = os.getloadavg() if hasattr(os, "getloadavg") else None
+    grid, min_time = (QUICK_GRID, 0.0) if quick else (GRID, 0.5)
+    with console.status("hetconv sweep") as status:
+        rows = sweep(grid, backward=backward, min_time=min_time, max_rounds=3 if quick else 40, dtype=torch_dtype,
+                     device=dev, progress=lambda s: status.update(f"hetconv sweep {s}"))
+    info["load_average"] = (load, os.getloadavg() if load is not None else None)
+    console.print(sweep_table(rows, f"HetConv sweep — {info['device']}, {info['threads']} thread(s), "
+                                    f"torch {info['torch']}, load {load}"))
+    if output:
+        with open(output, "w") as f:
+            json.dump({"machine": info, "max_ratio": max((r.ratio for r in rows), default=None),
+                       "max_ratio_of_minima": max((r.ratio_of_minima for r in rows), default=None),
+                       "rows": [asdict(r) | {"shape": r.shape} for r in rows]}, f, indent=1, default=str)
+        console.print(f"JSON: {output}")
+    return rows

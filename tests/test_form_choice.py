@@ -1,0 +1,197 @@
+"""Measured form choices (layers/form_choice.py) in HetConv, deformable and dynamic conv: every form equals the NumPy
+oracle, the measurement runs once per key, tracing / meta runs the deterministic form, and the HetConv sweep
+reports its rows. No time is asserted."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pytest
+import torch
+from typer.testing import CliRunner
+
+import convzoo as cz
+from convzoo.cli import app
+from convzoo.layers import dynamic as dynamic_module
+from convzoo.layers import hetconv as hetconv_module
+from convzoo.layers.form_choice import FormChoice, input_key
+from convzoo.perf.hetconv_sweep import QUICK_GRID, sweep
+
+FORMATS = (torch.contiguous_format, torch.channels_last)
+HET_GEOMETRIES = [dict(in_channels=8, out_channels=8, kernel_size=3, padding=1, p=4),
+                  dict(in_channels=6, out_channels=7, kernel_size=3, padding="same", dilation=2, p=3),
+                  dict(in_channels=8, out_channels=10, kernel_size=5, stride=2, padding=2, p=2),
+                  dict(in_channels=8, out_channels=8, kernel_size=3, padding=1, padding_mode="reflect", p=4)]
+
+
+@pytest.mark.parametrize("implementation", hetconv_module.IMPLEMENTATIONS)
+@pytest.mark.parametrize("geometry", HET_GEOMETRIES, ids=str)
+@pytest.mark.parametrize("fmt", FORMATS, ids=str)
+def test_every_hetconv_form_equals_the_oracle_and_keeps_the_format(implementation, geometry, fmt):
+    torch.manual_seed(0)
+    layer = cz.HetConv2d(**geometry)
+    layer.implementation = implementation
+    x = torch.randn(2, geometry["in_channels"], 11, 10).contiguous(memory_format=fmt)
+    y = layer(x)
+    np.testing.assert_allclose(y.detach().numpy(), layer.reference_output(x.numpy()), rtol=1e-5, atol=1e-5)
+    assert y.is_contiguous(memory_format=fmt)
+
+
+@pytest.mark.parametrize("implementation", hetconv_module.IMPLEMENTATIONS[1:])
+def test_every_hetconv_form_has_the_oracle_gradient(implementation):
+    torch.manual_seed(0)
+    layer = cz.HetConv2d(6, 5, 3, padding=1, p=3).double()
+    layer.implementation = implementation
+    x = torch.randn(2, 6, 5, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, *params: layer(x), (x, *layer.parameters()))
+
+
+def test_hetconv_implementation_is_checked():
+    layer = cz.HetConv2d(4, 4, 3, p=2)
+    layer.implementation = "fast"
+    with pytest.raises(ValueError, match="implementation"):
+        layer(torch.randn(1, 4, 5, 5))
+
+
+def test_hetconv_measures_once_per_key():
+    layer = cz.HetConv2d(8, 8, 3, padding=1, p=4)
+    x = torch.randn(2, 8, 7, 7)
+    before = hetconv_module._CHOICE.measurements
+    with torch.no_grad():
+        first = layer.chosen_form(x)
+        for _ in range(3):
+            assert layer.chosen_form(x) == first
+            layer(x)
+    assert hetconv_module._CHOICE.measurements == before + 1
+    layer(x)  # grad enabled, parameters require grad: a forward+backward key, measured once
+    layer(x)
+    assert hetconv_module._CHOICE.measurements == before + 2
+    with torch.no_grad():
+        layer(x.contiguous(memory_format=torch.channels_last))  # another memory format: another key
+        layer(torch.randn(3, 8, 7, 7))  # another shape: another key
+    assert hetconv_module._CHOICE.measurements == before + 4
+    assert first in hetconv_module.IMPLEMENTATIONS[1:]
+    # the choice made for grad mode never touched a .grad
+    assert all(p.grad is None for p in layer.parameters())
+
+
+def test_hetconv_tracing_and_meta_use_the_grouped_form():
+    layer = cz.HetConv2d(8, 8, 3, padding=1, p=4)
+    before = hetconv_module._CHOICE.measurements
+    assert layer.to("meta").chosen_form(torch.empty(2, 8, 7, 7, device="meta")) == "grouped"
+    assert layer.dense_weight().shape == (8, 8, 3, 3)  # the masked kernel still builds on meta
+    assert hetconv_module._CHOICE.measurements == before
+    layer = cz.HetConv2d(8, 8, 3, padding=1, p=4)
+    x = torch.randn(2, 8, 9, 9)
+    expected = layer(x)  # the eager keys (grad and no-grad, as trace's check runs) are measured here
+    with torch.no_grad():
+        layer(x)
+    before = hetconv_module._CHOICE.measurements
+    traced = torch.jit.trace(layer, x)
+    assert str(traced.graph).count("aten::_convolution(") == 2  # the grouped form: p-group k×k + dense 1×1
+    torch.testing.assert_close(traced(x), expected, rtol=1e-5, atol=1e-5)
+    compiled = torch.compile(layer, backend="eager", fullgraph=True)
+    torch.testing.assert_close(compiled(x), expected, rtol=1e-5, atol=1e-5)
+    assert hetconv_module._CHOICE.measurements == before
+
+
+def test_form_choice_caches_and_rejects_no_forms():
+    choice = FormChoice("test")
+    calls = {"a": 0, "b": 0}
+
+    def form(name: str):
+        def run() -> torch.Tensor:
+            calls[name] += 1
+            return torch.zeros(1)
+        return run
+
+    key = input_key(torch.zeros(1, 2, 3, 3), False)
+    picked = choice.choose(key, {"a": form("a"), "b": form("b")}, torch.device("cpu"))
+    assert picked in ("a", "b") and choice.measurements == 1 and calls["a"] >= 4
+    seen = dict(calls)
+    assert choice.choose(key, {"a": form("a"), "b": form("b")}, torch.device("cpu")) == picked
+    assert calls == seen and choice.measurements == 1
+    with pytest.raises(ValueError, match="forms"):
+        choice.choose("other", {}, torch.device("cpu"))
+
+
+def test_hetconv_sweep_rows_have_the_structure():
+    rows = sweep(QUICK_GRID[:1], backward=True, min_time=0.0, max_rounds=1)
+    assert len(rows) == 4  # 2 formats × 2 passes
+    for row in rows:
+        assert row.chosen in hetconv_module.IMPLEMENTATIONS[1:]
+        assert row.masked_dense_ms > 0 and row.grouped_ms > 0 and row.convzoo_ms > 0
+        assert row.ratio == pytest.approx(row.convzoo_ms / row.masked_dense_ms) and row.ratio_of_minima > 0
+    assert {r.memory_format for r in rows} == {"contiguous", "channels_last"}
+
+
+def test_cli_bench_sweep_quick_writes_json(tmp_path):
+    path = tmp_path / "sweep.json"
+    result = CliRunner().invoke(app, ["bench", "hetconv", "--sweep", "--quick", "--no-backward",
+                                      "--sweep-json", str(path)])
+    assert result.exit_code == 0, result.output
+    assert "convzoo / masked dense" in result.output
+    data = json.loads(path.read_text())
+    assert len(data["rows"]) == 2 * len(QUICK_GRID) and data["max_ratio"] > 0
+    assert {"shape", "memory_format", "masked_dense_ms", "grouped_ms", "convzoo_ms", "chosen", "ratio"} <= set(
+        data["rows"][0])
+    bad = CliRunner().invoke(app, ["bench", "standard", "--sweep"])
+    assert bad.exit_code == 2 and "hetconv" in bad.output
+
+
+DYNAMIC_CASES = [(cz.DynamicConv1d, (3, 4, 9)), (cz.DynamicConv2d, (3, 4, 9, 8)), (cz.DynamicConv3d, (2, 4, 5, 6, 5))]
+DYNAMIC_GEOMETRIES = [{}, {"groups": 2, "stride": 2, "dilation": 2}, {"padding": 1, "padding_mode": "reflect"}]
+
+
+def _dynamic_forms(cls) -> list[str]:
+    layer = cls(4, 6, 3)
+    x = torch.randn(1, 4, *(5,) * layer.dim)
+    return ["auto", *layer._forms(x)]
+
+
+@pytest.mark.parametrize("geometry", DYNAMIC_GEOMETRIES, ids=str)
+@pytest.mark.parametrize("cls,shape", DYNAMIC_CASES, ids=lambda v: getattr(v, "__name__", ""))
+def test_every_dynamic_form_equals_the_oracle_and_keeps_the_format(cls, shape, geometry):
+    torch.manual_seed(0)
+    layer = cls(4, 6, 3, temperature=1.0, **geometry)
+    x = torch.randn(*shape)
+    expected = layer.reference_output(x.numpy())
+    for fmt in FORMATS if len(shape) == 4 else (torch.contiguous_format,):
+        xf = x.contiguous(memory_format=fmt)
+        for implementation in _dynamic_forms(cls):
+            layer.implementation = implementation
+            y = layer(xf)
+            np.testing.assert_allclose(y.detach().numpy(), expected, rtol=1e-5, atol=1e-5,
+                                       err_msg=f"{implementation} {fmt}")
+            assert y.is_contiguous(memory_format=fmt), (implementation, fmt)
+
+
+@pytest.mark.parametrize("implementation", _dynamic_forms(cz.DynamicConv2d)[1:])
+def test_every_dynamic_form_has_the_oracle_gradient(implementation):
+    torch.manual_seed(0)
+    layer = cz.DynamicConv2d(4, 4, 3, padding=1, temperature=1.0, num_kernels=2).double()
+    layer.implementation = implementation
+    x = torch.randn(2, 4, 5, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda x, *params: layer(x), (x, *layer.parameters()))
+
+
+def test_dynamic_implementation_is_checked():
+    layer = cz.DynamicConv1d(4, 4, 3)
+    layer.implementation = "per_sample_channels_last"  # 2-D only
+    with pytest.raises(ValueError, match="implementation='per_sample_channels_last'"):
+        layer(torch.randn(2, 4, 7))
+
+
+def test_dynamic_measures_once_per_key_and_traces_the_unfolded_form():
+    layer = cz.DynamicConv2d(4, 6, 3, padding=1)
+    x = torch.randn(3, 4, 8, 8)
+    before = dynamic_module._CHOICE.measurements
+    with torch.no_grad():
+        for _ in range(3):
+            layer(x)
+    layer(x)
+    assert dynamic_module._CHOICE.measurements == before + 2  # the no-grad key and the grad key
+    traced = torch.jit.trace(layer, x, check_trace=False)
+    assert "aten::matmul" in str(traced.graph)  # _unfolded, the batch-agnostic form
+    assert dynamic_module._CHOICE.measurements == before + 2

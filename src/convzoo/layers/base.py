@@ -344,8 +344,12 @@ class ConvzooLayer:
     def forward_path(self, x: torch.Tensor) -> str:
         """Which internal formulation ``forward`` runs on an input like ``x`` (its device, dtype and memory
         format), for the bench: a composite joins its stages' sub-layers' paths, any other layer is 'native'."""
+        try:
+            stages = self.stages()
+        except NotImplementedError:
+            return "native"
         parts = []
-        for stage in self.stages():
+        for stage in stages:
             module = stage.module
             if module is not None and module is not self and isinstance(module, ConvzooLayer):
                 parts.append(module.forward_path(x))

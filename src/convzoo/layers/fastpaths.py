@@ -15,8 +15,9 @@ CHANNELS_LAST = torch.channels_last
 
 
 def is_channels_last(x: torch.Tensor) -> bool:
-    """True for a 4-D tensor stored NHWC (and not also plain NCHW-contiguous, as a 1×1 map or one channel is)."""
-    return x.dim() == 4 and x.is_contiguous(memory_format=CHANNELS_LAST) and not x.is_contiguous()
+    """True for a 4-D tensor laid out NHWC — channels innermost, as channels_last data and its channel slices are —
+    and not also plain NCHW-contiguous (as a 1×1 map or a single channel is)."""
+    return x.dim() == 4 and not x.is_contiguous() and x.stride(1) < x.stride(3)
 
 
 def depthwise_channels_last(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,

@@ -20,6 +20,11 @@ def is_channels_last(x: torch.Tensor) -> bool:
     return x.dim() == 4 and not x.is_contiguous() and x.stride(1) < x.stride(3)
 
 
+def nchw_on_cpu(x: torch.Tensor) -> bool:
+    """A 4-D CPU tensor not laid out NHWC: where a chain of depthwise stages is best run in channels_last."""
+    return x.dim() == 4 and x.device.type == "cpu" and not is_channels_last(x)
+
+
 def depthwise_channels_last(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                             stride: tuple[int, ...], padding: tuple[int, ...], dilation: tuple[int, ...]) -> torch.Tensor:
     """Depthwise 2-D conv (weight (C·m, 1, kh, kw), groups C) run as a multiplier-1 conv on channels_last data.
@@ -30,10 +35,11 @@ def depthwise_channels_last(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
     """
     channels = weight.shape[0]
     m = channels // x.shape[1]
-    nhwc = x.movedim(1, -1)  # a view: contiguous when x is channels_last
-    if m > 1:
-        nhwc = nhwc.unsqueeze(-1).expand(*nhwc.shape, m)
-    repeated = nhwc.reshape(*x.shape[:1], *x.shape[2:], channels).movedim(-1, 1)  # channels_last (N, C·m, H, W)
+    if m == 1:
+        repeated = x.contiguous(memory_format=CHANNELS_LAST)
+    else:  # (N, H, W, C, m) → (N, H, W, C·m): the one copy writes NHWC with every channel m times
+        nhwc = x.movedim(1, -1)
+        repeated = nhwc.unsqueeze(-1).expand(*nhwc.shape, m).reshape(*nhwc.shape[:-1], channels).movedim(-1, 1)
     y = torch.nn.functional.conv2d(repeated, weight.contiguous(memory_format=CHANNELS_LAST), bias, stride, padding,
                                    dilation, channels)
     return y.contiguous(memory_format=CHANNELS_LAST if is_channels_last(x) else torch.contiguous_format)

@@ -88,9 +88,12 @@ class FamilyBench:
             ref = mine.get(v.memory_format)
             if v.kind != "peer" or ref is None:
                 continue
-            row: dict[str, Any] = {"peer": v.name, "format": v.memory_format, "fwd_ratio": v.forward_ms / ref.forward_ms}
+            row: dict[str, Any] = {"peer": v.name, "format": v.memory_format, "fwd_ratio": v.forward_ms / ref.forward_ms,
+                                   "fwd_min_ratio": v.forward_min_ms / ref.forward_min_ms}
             if v.forward_backward_ms is not None and ref.forward_backward_ms:
                 row["fwd_bwd_ratio"] = v.forward_backward_ms / ref.forward_backward_ms
+            if v.forward_backward_min_ms is not None and ref.forward_backward_min_ms:
+                row["fwd_bwd_min_ratio"] = v.forward_backward_min_ms / ref.forward_backward_min_ms
             rows.append(row)
         return rows
 
@@ -373,11 +376,13 @@ def peers_table(results: Sequence[FamilyBench]) -> Any:
     from rich.table import Table
 
     table = Table(title="peers — timed round-robin with convzoo's layer, same input and format",
-                  caption="ratio = peer time / convzoo time (> 1: convzoo is faster); medians")
-    for column in ("family", "peer", "format", "fwd ratio", "fwd+bwd ratio"):
+                  caption="ratio = peer time / convzoo time (> 1: convzoo is faster): of the medians, and of the fastest "
+                          "rounds (min)")
+    for column in ("family", "peer", "format", "fwd ratio", "fwd min ratio", "fwd+bwd ratio", "f+b min ratio"):
         table.add_column(column, justify="left" if column in ("family", "peer", "format") else "right")
     for r in results:
         for row in r.peers():
-            table.add_row(r.family, row["peer"], row["format"], f"{row['fwd_ratio']:.2f}",
-                          f"{row['fwd_bwd_ratio']:.2f}" if "fwd_bwd_ratio" in row else "—")
+            cell = lambda key: format(row[key], ".2f") if key in row else "—"  # noqa: E731
+            table.add_row(r.family, row["peer"], row["format"], cell("fwd_ratio"), cell("fwd_min_ratio"),
+                          cell("fwd_bwd_ratio"), cell("fwd_bwd_min_ratio"))
     return table

@@ -22,7 +22,6 @@ import argparse
 import json
 import os
 
-import torch
 from rich.console import Console
 
 from convzoo.layers.shuffle import ChannelShuffle
@@ -48,7 +47,7 @@ def main() -> None:
     console = Console(width=200)
     console.print(f"torch {info['torch']}, {info['threads']} thread(s); GEMM peak {peak:.1f} GMAC/s, copy bandwidth "
                   f"{bandwidth:.1f} GB/s; load average at start {os.getloadavg()[0]:.2f}")
-    kw = dict(peak_gmacs=peak, bandwidth_gbs=bandwidth, min_time=args.min_time, max_repeats=60)
+    kw = {"peak_gmacs": peak, "bandwidth_gbs": bandwidth, "min_time": args.min_time, "max_repeats": 60}
     results = []
     for label, name, out in MEMORY_BOUND:
         result = bench_family(name, 8, 64, out, 56, 3, **kw)

@@ -11,7 +11,13 @@ from typer.testing import CliRunner
 
 import convzoo as cz
 from convzoo.cli import app
-from convzoo.perf.bench import BACKWARD_FACTOR, bench_family, bench_module, roofline_stages, stage_costs
+from convzoo.perf.bench import (
+    BACKWARD_FACTOR,
+    bench_family,
+    bench_module,
+    roofline_stages,
+    stage_costs,
+)
 from convzoo.perf.compare import build_for_compare
 
 QUICK = {"min_time": 0.0, "max_repeats": 1, "min_repeats": 1}

@@ -364,10 +364,9 @@ def roofline_table(results: Sequence[FamilyBench], peak: float, bandwidth: float
         table.add_column(column, justify="left" if column in ("family", "format", "path") else "right")
     for r in results:
         for fmt, row in r.roofline().items():
-            cell = lambda key, spec: format(row[key], spec) if row.get(key) is not None else "—"  # noqa: E731
-            table.add_row(r.family, fmt, cell("fwd_ms", ".2f"), cell("bound_ms", ".2f"), cell("fwd_vs_bound", ".2f"),
-                          cell("fwd_min_vs_bound", ".2f"), cell("fwd_bwd_ms", ".2f"), cell("fwd_bwd_bound_ms", ".2f"),
-                          cell("fwd_bwd_vs_bound", ".2f"), cell("fwd_bwd_min_vs_bound", ".2f"), row["path"])
+            keys = ("fwd_ms", "bound_ms", "fwd_vs_bound", "fwd_min_vs_bound", "fwd_bwd_ms", "fwd_bwd_bound_ms",
+                    "fwd_bwd_vs_bound", "fwd_bwd_min_vs_bound")
+            table.add_row(r.family, fmt, *(_cell(row, key) for key in keys), row["path"])
     return table
 
 
@@ -382,7 +381,10 @@ def peers_table(results: Sequence[FamilyBench]) -> Any:
         table.add_column(column, justify="left" if column in ("family", "peer", "format") else "right")
     for r in results:
         for row in r.peers():
-            cell = lambda key: format(row[key], ".2f") if key in row else "—"  # noqa: E731
-            table.add_row(r.family, row["peer"], row["format"], cell("fwd_ratio"), cell("fwd_min_ratio"),
-                          cell("fwd_bwd_ratio"), cell("fwd_bwd_min_ratio"))
+            keys = ("fwd_ratio", "fwd_min_ratio", "fwd_bwd_ratio", "fwd_bwd_min_ratio")
+            table.add_row(r.family, row["peer"], row["format"], *(_cell(row, key) for key in keys))
     return table
+
+
+def _cell(row: dict[str, Any], key: str) -> str:
+    return format(row[key], ".2f") if row.get(key) is not None else "—"

@@ -341,6 +341,20 @@ class ConvzooLayer:
     def stages(self) -> list[Stage]:
         raise NotImplementedError(f"{type(self).__name__} does not declare stages()")
 
+    def forward_path(self, x: torch.Tensor) -> str:
+        """Which internal formulation ``forward`` runs on an input like ``x`` (its device, dtype and memory
+        format), for the bench: a composite joins its stages' sub-layers' paths, any other layer is 'native'."""
+        try:
+            stages = self.stages()
+        except NotImplementedError:
+            return "native"
+        parts = []
+        for stage in stages:
+            module = stage.module
+            if module is not None and module is not self and isinstance(module, ConvzooLayer):
+                parts.append(module.forward_path(x))
+        return " | ".join(parts) if parts else "native"
+
 
 def missing_contract(cls: type) -> list[str]:
     """The contract methods ``cls`` does not implement itself (still the mixin's placeholder)."""

@@ -192,6 +192,14 @@ class DeformConv2d(ConvzooLayer, nn.Module):
             self._check_field(mask, "mask", 1, x)
         return self.sample_and_convolve(x, offset, mask)
 
+    def forward_path(self, x: torch.Tensor) -> str:
+        """The deformable op a forward without gradients runs on ``x``: the layer's ``implementation``, or for
+        'auto' the one measured faster for this device type and dtype (once per process)."""
+        if self.implementation != "auto":
+            return self.implementation
+        choice = _CHOICE.get((x.device.type, x.dtype, False))
+        return f"auto: {choice}" if choice else "auto (not measured yet)"
+
     # --- the contract ---------------------------------------------------------------------------------------------
 
     def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
@@ -250,7 +258,7 @@ class DeformConv2d(ConvzooLayer, nn.Module):
 
             return direct
 
-        return [("native", "torchvision deform_conv2d (direct)", run("torchvision")),
+        return [("peer", "torchvision deform_conv2d (direct)", run("torchvision")),
                 ("native", "convzoo.deform.deform_conv2d (pure torch, direct)", run("torch"))]
 
     def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:

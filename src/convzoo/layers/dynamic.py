@@ -316,7 +316,31 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
         if self.dim == 2:
             forms += [("native", "batch-folded grouped conv (NHWC)", self._batch_folded_channels_last),
                       ("native", "per-sample loop (NHWC)", self._per_sample_channels_last)]
+        peer = self._timm_peer()
+        if peer is not None:
+            forms.append(("peer", "timm CondConv2d (attention from this layer)",
+                          lambda x: peer(x, self.attention(x, self.temperature))))
         return forms
+
+    def _timm_peer(self) -> nn.Module | None:
+        """timm's CondConv2d holding this layer's K kernels as its experts (2-D, symmetric zero padding): it
+        computes W(x) = Σ_k r_k W_k, b(x) = Σ_k r_k b_k for the routing r it is given — here π(x), so its output is
+        this layer's."""
+        if self.dim != 2 or self.padding_mode != "zeros" or any(lo != hi for lo, hi in self.padding_pairs):
+            return None
+        try:
+            from timm.layers import CondConv2d
+        except ImportError:
+            return None
+        peer = CondConv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride,
+                          tuple(lo for lo, _ in self.padding_pairs), self.dilation, self.groups,
+                          self.bias is not None, self.num_kernels)
+        peer = peer.to(device=self.weight.device, dtype=self.weight.dtype)
+        with torch.no_grad():
+            peer.weight.copy_(self.weight.reshape(self.num_kernels, -1))
+            if self.bias is not None:
+                peer.bias.copy_(self.bias)
+        return peer
 
     def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
         """Every kernel starts as W: Σ_k π_k W = W for any attention π (exact when W fits kernel and groups)."""

@@ -17,6 +17,7 @@ from torch import nn
 from ..analysis.cost import LayerCost, sequential_cost
 from .base import Alternative, ConvzooLayer, IntOrTuple, Padding, Stage
 from .conv import native_conv_call
+from .fastpaths import nchw_on_cpu
 from .pointwise import PointwiseConv2d
 from .separable import column_then_row
 
@@ -79,7 +80,17 @@ class FlattenedConv2d(ConvzooLayer, nn.Module):
             conv.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if nchw_on_cpu(x):  # one NCHW → NHWC copy in and one back, instead of a round trip per depthwise stage
+            return self.horizontal(self.vertical(self.lateral(x.contiguous(memory_format=torch.channels_last)))
+                                   ).contiguous()
         return self.horizontal(self.vertical(self.lateral(x)))
+
+    def forward_path(self, x: torch.Tensor) -> str:
+        """NCHW data on CPU runs the three stages in channels_last (converted once in and once out)."""
+        if nchw_on_cpu(x):
+            inner = super().forward_path(x.contiguous(memory_format=torch.channels_last))
+            return f"channels_last round trip: {inner}"
+        return super().forward_path(x)
 
     def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
         """Three convs: N·H·W·C_out·C_in (1×1) + N·H_mid·W·C_out·kh (k×1 depthwise) + N·H_out·W_out·C_out·kw

@@ -16,6 +16,20 @@ from .timing import FORMATS, configure, copy_bandwidth, gemm_peak, make_inputs, 
 # --- the careful per-family bench ------------------------------------------------------------------------------------
 
 
+BACKWARD_FACTOR = 3  # forward+backward bound = 3 × the forward bound (grad input and grad weight each redo the
+                     # forward's MACs and traffic)
+
+
+@dataclass
+class StageBound:
+    """One stage of a layer on the roofline: ``bound_ms`` = max(MACs ÷ GEMM peak, bytes ÷ copy bandwidth)."""
+
+    name: str
+    macs: int
+    bytes: int
+    bound_ms: float
+
+
 @dataclass
 class Variant:
     """One implementation of a family's function timed in one memory format."""
@@ -27,6 +41,9 @@ class Variant:
     forward_ms: float
     forward_backward_ms: float | None
     max_abs_diff: float  # vs convzoo's layer on the same input
+    path: str = ""  # convzoo's layer: the internal formulation its forward ran (``forward_path``)
+    forward_min_ms: float = math.nan  # fastest round: on a loaded machine the least disturbed by other processes
+    forward_backward_min_ms: float | None = None
 
 
 @dataclass
@@ -37,6 +54,48 @@ class FamilyBench:
     mac_ratio: float
     bytes: int
     variants: list[Variant] = field(default_factory=list)
+    stages: list[StageBound] = field(default_factory=list)
+
+    @property
+    def bound_ms(self) -> float | None:
+        """Forward roofline bound: Σ over stages of max(MACs ÷ GEMM peak, bytes ÷ copy bandwidth)."""
+        return sum(st.bound_ms for st in self.stages) if self.stages else None
+
+    def roofline(self) -> dict[str, dict[str, Any]]:
+        """Per memory format: convzoo's forward and forward+backward times, their ratios to the bound (forward
+        and BACKWARD_FACTOR × forward) and the path that ran."""
+        out: dict[str, dict[str, Any]] = {}
+        bound = self.bound_ms
+        for v in self.variants:
+            if v.kind != "convzoo" or not math.isfinite(v.forward_ms):
+                continue
+            row: dict[str, Any] = {"fwd_ms": v.forward_ms, "fwd_bwd_ms": v.forward_backward_ms, "path": v.path}
+            if bound:
+                row.update(bound_ms=bound, fwd_vs_bound=v.forward_ms / bound,
+                           fwd_min_vs_bound=v.forward_min_ms / bound, fwd_bwd_bound_ms=BACKWARD_FACTOR * bound)
+                if v.forward_backward_ms is not None:
+                    row["fwd_bwd_vs_bound"] = v.forward_backward_ms / (BACKWARD_FACTOR * bound)
+                if v.forward_backward_min_ms is not None:
+                    row["fwd_bwd_min_vs_bound"] = v.forward_backward_min_ms / (BACKWARD_FACTOR * bound)
+            out[v.memory_format] = row
+        return out
+
+    def peers(self) -> list[dict[str, Any]]:
+        """Each peer next to convzoo's layer in the same format and rounds: peer time / convzoo time, both passes."""
+        mine = {v.memory_format: v for v in self.variants if v.kind == "convzoo"}
+        rows = []
+        for v in self.variants:
+            ref = mine.get(v.memory_format)
+            if v.kind != "peer" or ref is None:
+                continue
+            row: dict[str, Any] = {"peer": v.name, "format": v.memory_format, "fwd_ratio": v.forward_ms / ref.forward_ms,
+                                   "fwd_min_ratio": v.forward_min_ms / ref.forward_min_ms}
+            if v.forward_backward_ms is not None and ref.forward_backward_ms:
+                row["fwd_bwd_ratio"] = v.forward_backward_ms / ref.forward_backward_ms
+            if v.forward_backward_min_ms is not None and ref.forward_backward_min_ms:
+                row["fwd_bwd_min_ratio"] = v.forward_backward_min_ms / ref.forward_backward_min_ms
+            rows.append(row)
+        return rows
 
     def best(self, kind: str, backward: bool = False) -> Variant | None:
         key = (lambda v: v.forward_backward_ms) if backward else (lambda v: v.forward_ms)
@@ -54,6 +113,10 @@ class FamilyBench:
             if mine is not None and native is not None:
                 out[f"{tag}_vs_native"] = getattr(mine, attr) / getattr(native, attr)
                 out[f"{tag}_native"] = f"{native.name} ({native.memory_format})"
+        if self.stages:
+            out["roofline"] = self.roofline()
+        if any(v.kind == "peer" for v in self.variants):
+            out["peers"] = self.peers()
         mine = self.best("convzoo")
         if mine is not None:
             out["gmacs_per_s"] = self.macs / (mine.forward_ms * 1e-3) / 1e9
@@ -62,35 +125,90 @@ class FamilyBench:
         return out
 
     def to_dict(self) -> dict[str, Any]:
-        return asdict(self)
+        return asdict(self) | {"bound_ms": self.bound_ms}
+
+
+def stage_costs(module: torch.nn.Module, shape: Sequence[int], dtype: torch.dtype) -> list[tuple[str, int, int]]:
+    """(name, MACs, bytes) per stage of the layer's ``stages()`` (main stages chained on their input shapes, side
+    stages on the tensor they read), each from ``convzoo.cost`` of the stage's sub-layer; the whole layer as one
+    stage when a stage names no sub-layer, a sub-layer cannot be costed alone, or the stages do not add up to the
+    layer's MACs and bytes."""
+    from ..analysis.cost import cost
+    from ..layers.base import ConvzooLayer
+
+    whole = cost(module, tuple(shape), dtype=dtype)
+    single = [(type(module).__name__, whole.macs, whole.bytes)]
+    try:
+        stages = module.stages() if isinstance(module, ConvzooLayer) else []
+    except NotImplementedError:
+        return single
+    if len(stages) < 2 or any(st.module is None or st.module is module for st in stages):
+        return single
+    parts, current = [], tuple(shape)
+    try:
+        for st in stages:
+            report = cost(st.module, current, dtype=dtype)
+            parts.append((st.name, report.macs, report.bytes))
+            if not st.side:
+                current = tuple(report.output_shape)
+    except (TypeError, RuntimeError, ValueError):
+        return single
+    if sum(p[1] for p in parts) != whole.macs or sum(p[2] for p in parts) != whole.bytes:
+        return single
+    return parts
+
+
+def roofline_stages(module: torch.nn.Module, shape: Sequence[int], dtype: torch.dtype, peak_gmacs: float,
+                    bandwidth_gbs: float) -> list[StageBound]:
+    """``stage_costs`` with each stage's bound in ms: max(MACs / (peak·10⁹), bytes / (bandwidth·10⁹)) · 10³."""
+    return [StageBound(name, macs, nbytes, 1e3 * max(macs / (peak_gmacs * 1e9), nbytes / (bandwidth_gbs * 1e9)))
+            for name, macs, nbytes in stage_costs(module, shape, dtype)]
 
 
 def bench_family(name: str, batch: int = 8, in_channels: int = 64, out_channels: int = 128, size: int = 56,
                  kernel_size: int = 3, dtype: torch.dtype = torch.float32, device: str = "cpu",
                  formats: Sequence[str] = ("contiguous", "channels_last"), backward: bool = True,
-                 standard_macs: int | None = None, **measure_kw: Any) -> FamilyBench:
-    """Time convzoo's layer, every native composition, peers and naive published forms of family ``name``."""
-    from .baselines import alternatives
+                 standard_macs: int | None = None, peak_gmacs: float | None = None,
+                 bandwidth_gbs: float | None = None, **measure_kw: Any) -> FamilyBench:
+    """Time convzoo's layer, every native composition, peers and naive published forms of family ``name``; with
+    the measured GEMM peak and copy bandwidth, also the layer's roofline bound per stage."""
     from .compare import build_for_compare
     from ..analysis.cost import cost
 
     module, shape = build_for_compare(name, batch, in_channels, out_channels, size, kernel_size, dtype, device)
-    report = cost(module, shape, dtype=dtype)
     if standard_macs is None:
         std, std_shape = build_for_compare("standard", batch, in_channels, out_channels, size, kernel_size, dtype, "meta")
         standard_macs = cost(std, std_shape, dtype=dtype).macs
-    result = FamilyBench(name, tuple(shape), report.macs, report.macs / standard_macs, report.bytes)
+    return bench_module(name, module, shape, dtype, device, formats, backward, standard_macs, peak_gmacs,
+                        bandwidth_gbs, **measure_kw)
+
+
+def bench_module(name: str, module: torch.nn.Module, shape: Sequence[int], dtype: torch.dtype = torch.float32,
+                 device: str = "cpu", formats: Sequence[str] = ("contiguous", "channels_last"), backward: bool = True,
+                 standard_macs: int | None = None, peak_gmacs: float | None = None,
+                 bandwidth_gbs: float | None = None, **measure_kw: Any) -> FamilyBench:
+    """``bench_family`` for a given layer and input shape: all forms of it timed round-robin in each format."""
+    from .baselines import alternatives
+    from ..analysis.cost import cost
+    from ..layers.base import ConvzooLayer
+
+    report = cost(module, tuple(shape), dtype=dtype)
+    result = FamilyBench(name, tuple(shape), report.macs, report.macs / standard_macs if standard_macs else math.nan,
+                         report.bytes)
+    if peak_gmacs and bandwidth_gbs:
+        result.stages = roofline_stages(module, shape, dtype, peak_gmacs, bandwidth_gbs)
     for fmt_name in formats:
         fmt = FORMATS[fmt_name]
         to_format(module, fmt)
         inputs = make_inputs(shape, 3, device, dtype, fmt, requires_grad=backward)
         with torch.no_grad():
             expected = module(inputs[0])
-        impls: list[tuple[str, str, Callable, None]] = [("convzoo", f"convzoo {type(module).__name__}", module, None)]
-        impls += [(kind, label, fn, None) for kind, label, fn in alternatives(module)]
+        path = module.forward_path(inputs[0]) if isinstance(module, ConvzooLayer) else ""
+        impls: list[tuple[str, str, Callable]] = [("convzoo", f"convzoo {type(module).__name__}", module)]
+        impls += list(alternatives(module))
         ok: dict[str, tuple[str, Callable]] = {}
         diffs: dict[str, float] = {}
-        for kind, label, fn, _ in impls:
+        for kind, label, fn in impls:
             try:
                 with torch.no_grad():
                     diffs[label] = float((fn(inputs[0]).float() - expected.float()).abs().max())
@@ -104,7 +222,9 @@ def bench_family(name: str, batch: int = 8, in_channels: int = 64, out_channels:
         fb = measure_interleaved(fns, inputs, backward=True, params=params, **measure_kw) if backward else {}
         for label, (kind, _) in ok.items():
             result.variants.append(Variant(name, kind, label, fmt_name, fwd[label].median_ms,
-                                           fb[label].median_ms if label in fb else None, diffs[label]))
+                                           fb[label].median_ms if label in fb else None, diffs[label],
+                                           path if kind == "convzoo" else "", fwd[label].min_ms,
+                                           fb[label].min_ms if label in fb else None))
     to_format(module, torch.contiguous_format)
     return result
 
@@ -178,13 +298,17 @@ def run_bench_command(console: Any, names: Sequence[str] | None, batch: int, in_
         task = bar.add_task("bench", total=total or len(families()))
         results = bench(chosen, progress=lambda n: bar.update(task, advance=1, description=f"bench {n}"),
                         batch=batch, in_channels=in_channels, out_channels=out_channels, size=size,
-                        kernel_size=kernel, dtype=torch_dtype, device=dev, backward=backward)
+                        kernel_size=kernel, dtype=torch_dtype, device=dev, backward=backward, peak_gmacs=peak,
+                        bandwidth_gbs=bandwidth)
     table = bench_table(results, peak, bandwidth, info)
     if not console.is_terminal and console.width < 200:
         from rich.console import Console
 
         console = Console(width=200)
     console.print(table)
+    console.print(roofline_table(results, peak, bandwidth))
+    if any(r.peers() for r in results):
+        console.print(peers_table(results))
     with open(output, "w") as f:
         json.dump({"machine": info, "shape": [batch, in_channels, size, size, out_channels, kernel],
                    "summary": [r.summary(peak) for r in results], "families": [r.to_dict() for r in results]},
@@ -219,3 +343,48 @@ def bench_table(results: Sequence[FamilyBench], peak: float, bandwidth: float, i
                       fmt("fwd_bwd_vs_native", ".2f"), fmt("gmacs_per_s", ".1f"),
                       f"{100 * s['peak_fraction']:.0f}%" if "peak_fraction" in s else "—", "; ".join(others))
     return table
+
+
+def roofline_table(results: Sequence[FamilyBench], peak: float, bandwidth: float) -> Any:
+    """Per family and memory format: convzoo's time next to its roofline bound, the ratio, and the path that ran."""
+    from rich.table import Table
+
+    from .compare import machine_load
+
+    load, cpus, _ = machine_load()
+    table = Table(title=f"roofline — GEMM peak {peak:.1f} GMAC/s, copy bandwidth {bandwidth:.1f} GB/s; load average "
+                        f"{load:.2f} on {cpus} CPU(s)",
+                  caption="bound = Σ over the layer's stages of max(MACs ÷ measured GEMM peak, bytes that must move ÷ "
+                          "measured copy bandwidth); bytes = inputs read + parameters read + outputs written; copy "
+                          "bandwidth = bytes read + written per second of a 256 MB copy (a tensor that fits in cache "
+                          f"can beat it: ratios < 1 are possible); fwd+bwd bound = {BACKWARD_FACTOR} × the forward "
+                          "bound; times = medians (ms); min/bound = the fastest round's time / bound")
+    for column in ("family", "format", "fwd ms", "bound ms", "fwd/bound", "min/bound", "fwd+bwd ms", "f+b bound",
+                   "f+b/bound", "min/bound ", "path"):
+        table.add_column(column, justify="left" if column in ("family", "format", "path") else "right")
+    for r in results:
+        for fmt, row in r.roofline().items():
+            keys = ("fwd_ms", "bound_ms", "fwd_vs_bound", "fwd_min_vs_bound", "fwd_bwd_ms", "fwd_bwd_bound_ms",
+                    "fwd_bwd_vs_bound", "fwd_bwd_min_vs_bound")
+            table.add_row(r.family, fmt, *(_cell(row, key) for key in keys), row["path"])
+    return table
+
+
+def peers_table(results: Sequence[FamilyBench]) -> Any:
+    """Peers from other libraries timed in the same rounds as convzoo's layer: peer time / convzoo time."""
+    from rich.table import Table
+
+    table = Table(title="peers — timed round-robin with convzoo's layer, same input and format",
+                  caption="ratio = peer time / convzoo time (> 1: convzoo is faster): of the medians, and of the fastest "
+                          "rounds (min)")
+    for column in ("family", "peer", "format", "fwd ratio", "fwd min ratio", "fwd+bwd ratio", "f+b min ratio"):
+        table.add_column(column, justify="left" if column in ("family", "peer", "format") else "right")
+    for r in results:
+        for row in r.peers():
+            keys = ("fwd_ratio", "fwd_min_ratio", "fwd_bwd_ratio", "fwd_bwd_min_ratio")
+            table.add_row(r.family, row["peer"], row["format"], *(_cell(row, key) for key in keys))
+    return table
+
+
+def _cell(row: dict[str, Any], key: str) -> str:
+    return format(row[key], ".2f") if row.get(key) is not None else "—"

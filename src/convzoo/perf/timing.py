@@ -118,14 +118,16 @@ def measure(fn: Callable[[torch.Tensor], Any], inputs: Sequence[torch.Tensor], *
 def measure_interleaved(fns: dict[str, Callable[[torch.Tensor], Any]], inputs: Sequence[torch.Tensor], *,
                         backward: bool = False, params: Sequence[torch.Tensor] = (), min_time: float = 0.25,
                         max_repeats: int = 30, min_repeats: int = 3) -> dict[str, Timing]:
-    """Side-by-side medians: runs go round-robin over ``fns`` (one run of each per round), so load from other
-    processes and clock changes hit every candidate alike and the ratios stay fair on a busy machine."""
+    """Side-by-side medians: runs go round-robin over ``fns`` (one run of each per round, the first place rotating
+    so no candidate always follows the same one), so load from other processes and clock changes hit every
+    candidate alike and the ratios stay fair on a busy machine."""
     first = {k: measure(f, inputs, backward=backward, params=params, warmup=1, repeats=1) for k, f in fns.items()}
     per_round = sum(t.median_ms for t in first.values()) * 1e-3
     rounds = max(min_repeats if per_round < 1.0 else 1, min(max_repeats, math.ceil(min_time * len(fns) / per_round)))
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for _ in range(rounds):
-        for k, f in fns.items():
+    order = list(fns.items())
+    for r in range(rounds):
+        for k, f in order[r % len(order):] + order[:r % len(order)]:  # each candidate leads a round in turn
             times[k].append(measure(f, inputs, backward=backward, params=params, warmup=0, repeats=1).median_ms)
     return {k: Timing(statistics.median(v), min(v), len(v)) for k, v in times.items()}
 

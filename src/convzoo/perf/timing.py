@@ -124,27 +124,25 @@ def measure_interleaved(fns: dict[str, Callable[[torch.Tensor], Any]], inputs: S
     first = {k: measure(f, inputs, backward=backward, params=params, warmup=1, repeats=1) for k, f in fns.items()}
     per_round = sum(t.median_ms for t in first.values()) * 1e-3
     rounds = max(min_repeats if per_round < 1.0 else 1, min(max_repeats, math.ceil(min_time * len(fns) / per_round)))
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    order = list(fns.items())
-    for r in range(rounds):
-        for k, f in order[r % len(order):] + order[:r % len(order)]:  # each candidate leads a round in turn
-            times[k].append(measure(f, inputs, backward=backward, params=params, warmup=0, repeats=1).median_ms)
-    return {k: Timing(statistics.median(v), min(v), len(v)) for k, v in times.items()}
+    return round_robin({k: (f, inputs) for k, f in fns.items()}, backward=backward, params=params, rounds=rounds,
+                       warm_up=False)
 
 
 def round_robin(candidates: dict[str, tuple[Callable[[torch.Tensor], Any], Sequence[torch.Tensor]]], *,
-                backward: bool = False, params: Sequence[torch.Tensor] = (), rounds: int = 9) -> dict[str, Timing]:
+                backward: bool = False, params: Sequence[torch.Tensor] = (), rounds: int = 9,
+                warm_up: bool = True) -> dict[str, Timing]:
     """``measure_interleaved`` for candidates with their own inputs (say, each in its memory format), with the
     order rotated every round (round r starts at candidate r mod m), so no candidate always runs right after the
     same other one (warm or cold caches, a freed buffer of the right size). One warm-up run each first."""
-    for fn, xs in candidates.values():
+    for fn, xs in candidates.values() if warm_up else ():
         measure(fn, xs, backward=backward, params=params, warmup=0, repeats=1)
     labels = list(candidates)
     times: dict[str, list[float]] = {label: [] for label in labels}
     for r in range(rounds):
         for label in labels[r % len(labels):] + labels[: r % len(labels)]:
             fn, xs = candidates[label]
-            times[label].append(measure(fn, xs, backward=backward, params=params, warmup=0, repeats=1).median_ms)
+            x = [xs[r % len(xs)]]  # the inputs rotate from round to round, so caches hold no single input
+            times[label].append(measure(fn, x, backward=backward, params=params, warmup=0, repeats=1).median_ms)
     return {label: Timing(statistics.median(v), min(v), len(v)) for label, v in times.items()}
 
 

@@ -12,6 +12,8 @@ vs 2.6 ms as a multiplier-1 conv on the input repeated; a grouped 1×1 conv on N
 
 from __future__ import annotations
 
+import math
+
 from typing import Any
 
 import torch
@@ -57,7 +59,7 @@ def pointwise_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     """
     n, c_in = x.shape[:2]
     c_out = weight.shape[0]
-    xg = x.reshape(n, groups, c_in // groups, -1)
+    xg = x.reshape(n, groups, c_in // groups, math.prod(x.shape[2:]))  # explicit: N = 0 has no -1 to infer
     wg = weight.reshape(groups, c_out // groups, c_in // groups)
     y = torch.matmul(wg, xg)
     if bias is not None:

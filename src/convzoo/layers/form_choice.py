@@ -71,6 +71,10 @@ class FormChoice:
     def __contains__(self, key: Hashable) -> bool:
         return key in self.cache
 
+    def get(self, key: Hashable) -> str | None:
+        """The form chosen for ``key``, or None when it has not been measured yet (nothing is timed)."""
+        return self.cache.get(key)
+
     def for_input(self, config: Hashable, x: torch.Tensor,
                   forms: Callable[[], Mapping[str, Callable[[torch.Tensor], torch.Tensor]]],
                   params: Sequence[torch.Tensor | None]) -> str:

@@ -31,6 +31,8 @@ from typing import TYPE_CHECKING, Any, ClassVar, Union
 import torch
 from torch import nn
 
+from .formats import channels_last_format
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -229,6 +231,16 @@ def prepare_input(module: nn.Module, x: Any, layer: str) -> tuple[torch.Tensor, 
     return x, False
 
 
+def _in_channels_last_of(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
+    """The layer contract: a channels-last input gives a channels-last output. torch's own convs do not always
+    (a 1×1 ``Conv3d`` on one thread returns NCDHW for an NDHWC input), so every forward ends here; a no-op when
+    the output already is."""
+    fmt = channels_last_format(x)
+    if fmt is None or y.dim() != x.dim() or channels_last_format(y) is not None or y.is_contiguous(memory_format=fmt):
+        return y
+    return y.contiguous(memory_format=fmt)
+
+
 def _batch_friendly(forward: Callable[..., Any]) -> Callable[..., Any]:
     """Wrap a layer's ``forward`` with ``prepare_input``: unbatched (C, *S) inputs (and tensor arguments of the
     same rank, e.g. deformable offsets) get a batch of one, which the output loses again."""
@@ -242,6 +254,8 @@ def _batch_friendly(forward: Callable[..., Any]) -> Callable[..., Any]:
             kwargs = {k: v.unsqueeze(0) if isinstance(v, torch.Tensor) and v.dim() == rank else v
                       for k, v in kwargs.items()}
         y = forward(self, x, *args, **kwargs)
+        if isinstance(y, torch.Tensor):
+            y = _in_channels_last_of(y, x)
         return y.squeeze(0) if unbatched and isinstance(y, torch.Tensor) else y
 
     wrapped.__convzoo_prepared__ = True  # type: ignore[attr-defined]

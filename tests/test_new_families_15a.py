@@ -70,7 +70,9 @@ def test_branch_blocks_match_reference_in_train_and_eval(data):
     if groups is not None:
         kw["groups"] = groups
     layer = cz.build(name, c, cout, k, dim, **kw)
-    size = tuple(data.draw(st.integers(k, max(k, TOP[dim]))) for _ in range(dim))  # at least the kernel
+    # at least the kernel; reflect/circular padding (as torch's) also needs more input than padding
+    low = k if kw["padding_mode"] == "zeros" else max(k, kw["padding"] + 1)
+    size = tuple(data.draw(st.integers(low, max(low, TOP[dim]))) for _ in range(dim))
     x = rand((3, c, *size), data.draw(st.integers(0, 99)))
     check(layer, x, data.draw(st.integers(0, 99)), data.draw(st.booleans()))
 

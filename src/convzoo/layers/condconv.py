@@ -36,7 +36,8 @@ from .base import (
 )
 from .conv import grouped_projection
 from .kernel_bank import accept_unstacked_banks, bank_view
-from .patches import per_sample_conv
+from .form_choice import is_tracing
+from .patches import batch_folded_conv, per_sample_conv
 
 if TYPE_CHECKING:
     import numpy as np
@@ -109,8 +110,8 @@ class CondConvNd(ConvzooLayer, nn.Module):
         check_input(x, self.dim, self.in_channels, type(self).__name__)
         check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__)
         weight, bias = self.combine(self.routing(x))
-        return per_sample_conv(x, weight, bias, self.stride, self.padding_pairs, self.dilation, self.groups,
-                               self.padding_mode)
+        conv = per_sample_conv if is_tracing(x) else batch_folded_conv  # the batch stays symbolic when traced
+        return conv(x, weight, bias, self.stride, self.padding_pairs, self.dilation, self.groups, self.padding_mode)
 
     def combine(self, routing: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-example kernels (N, C_out, C_in/g, *k) and biases (N, C_out): W(x) = Σ_k r_k·W_k."""

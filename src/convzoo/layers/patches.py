@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ..functional import pad_pairs
+from ..functional import conv_with_pairs, pad_pairs
 from .base import PaddingPairs
 from .formats import channels_last_format
 
@@ -56,3 +56,19 @@ def per_sample_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
     if bias is not None:
         y = y + bias.reshape(n, c_out, *(1,) * len(out_spatial))  # elementwise: keeps y's format
     return y
+
+
+def batch_folded_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: Sequence[int],
+                      pairs: PaddingPairs, dilation: Sequence[int], groups: int,
+                      padding_mode: str = "zeros") -> torch.Tensor:
+    """``per_sample_conv``'s function as one native grouped conv: the N samples folded into the channels,
+    (1, N·C_in, *S) ⋆ (N·C_out, C_in/g, *k) with N·g groups → (N, C_out, *O). Usually several times faster in
+    eager, but the batch becomes a number in the graph (a group count): ``per_sample_conv`` is the form to trace
+    or export. An empty batch goes to ``per_sample_conv`` (no conv has zero groups)."""
+    n = x.shape[0]
+    if n == 0:
+        return per_sample_conv(x, weight, bias, stride, pairs, dilation, groups, padding_mode)
+    folded = x.contiguous().reshape(1, n * x.shape[1], *x.shape[2:])
+    y = conv_with_pairs(folded, weight.flatten(0, 1), None if bias is None else bias.flatten(), stride, pairs,
+                        dilation, n * groups, padding_mode)
+    return y.reshape(n, weight.shape[1], *y.shape[2:])

@@ -35,7 +35,7 @@ from .base import (
     resolve_geometry,
 )
 from .conv import grouped_projection
-from .kernel_bank import accept_unstacked_banks, bank_view
+from .kernel_bank import accept_unstacked_banks, bank_view, timm_condconv_peer
 from .form_choice import is_tracing
 from .patches import batch_folded_conv, per_sample_conv
 
@@ -176,21 +176,7 @@ class CondConvNd(ConvzooLayer, nn.Module):
     def _timm_peer(self) -> nn.Module | None:
         """timm's CondConv2d holding this layer's experts (2-D, symmetric zero padding); it takes the routing
         weights as an argument, which EfficientNet-CondConv computes as sigmoid(Linear(GAP(x))), as here."""
-        if self.dim != 2 or self.padding_mode != "zeros" or any(lo != hi for lo, hi in self.padding_pairs):
-            return None
-        try:
-            from timm.layers import CondConv2d
-        except ImportError:
-            return None
-        peer = CondConv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride,
-                          tuple(lo for lo, _ in self.padding_pairs), self.dilation, self.groups,
-                          self.bias is not None, self.num_experts)
-        peer = peer.to(device=self.weight.device, dtype=self.weight.dtype)
-        with torch.no_grad():
-            peer.weight.copy_(self.experts.flatten(1))
-            if self.bias is not None:
-                peer.bias.copy_(self.bias)
-        return peer
+        return timm_condconv_peer(self, self.num_experts)
 
     def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
         """Routing FC zeroed (every r_k = sigmoid(0) = ½) and every expert 2W/K: Σ_k r_k W_k = W exactly (when W

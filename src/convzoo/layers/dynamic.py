@@ -42,6 +42,7 @@ from .base import init_conv_
 from .conv import grouped_projection
 from .form_choice import FormChoice, is_tracing
 from .formats import channels_last_format
+from .kernel_bank import timm_condconv_peer
 from .patches import per_sample_conv
 
 if TYPE_CHECKING:
@@ -326,21 +327,7 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
         """timm's CondConv2d holding this layer's K kernels as its experts (2-D, symmetric zero padding): it
         computes W(x) = Σ_k r_k W_k, b(x) = Σ_k r_k b_k for the routing r it is given — here π(x), so its output is
         this layer's."""
-        if self.dim != 2 or self.padding_mode != "zeros" or any(lo != hi for lo, hi in self.padding_pairs):
-            return None
-        try:
-            from timm.layers import CondConv2d
-        except ImportError:
-            return None
-        peer = CondConv2d(self.in_channels, self.out_channels, self.kernel_size, self.stride,
-                          tuple(lo for lo, _ in self.padding_pairs), self.dilation, self.groups,
-                          self.bias is not None, self.num_kernels)
-        peer = peer.to(device=self.weight.device, dtype=self.weight.dtype)
-        with torch.no_grad():
-            peer.weight.copy_(self.weight.reshape(self.num_kernels, -1))
-            if self.bias is not None:
-                peer.bias.copy_(self.bias)
-        return peer
+        return timm_condconv_peer(self, self.num_kernels)
 
     def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
         """Every kernel starts as W: Σ_k π_k W = W for any attention π (exact when W fits kernel and groups)."""

@@ -30,3 +30,24 @@ def _stack_loaded_weight(module: nn.Module, state_dict: dict[str, Any], prefix: 
     value = state_dict.get(key)
     if isinstance(value, torch.Tensor) and value.dim() == target.dim() + 1 and value.numel() == target.numel():
         state_dict[key] = value.flatten(0, 1)
+
+
+def timm_condconv_peer(layer: nn.Module, num_kernels: int) -> nn.Module | None:
+    """timm's ``CondConv2d`` holding ``layer``'s K stacked kernels (weight (K·C_out, C_in/g, *k)) as its experts,
+    for the bench's peer rows: it computes W(r) = Σ_k r_k W_k, b(r) = Σ_k r_k b_k for the routing r it is given.
+    None where timm is missing or cannot express the layer (not 2-D, asymmetric or non-zero padding)."""
+    if layer.dim != 2 or layer.padding_mode != "zeros" or any(lo != hi for lo, hi in layer.padding_pairs):
+        return None
+    try:
+        from timm.layers import CondConv2d
+    except ImportError:
+        return None
+    peer = CondConv2d(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
+                      tuple(lo for lo, _ in layer.padding_pairs), layer.dilation, layer.groups,
+                      layer.bias is not None, num_kernels)
+    peer = peer.to(device=layer.weight.device, dtype=layer.weight.dtype)
+    with torch.no_grad():
+        peer.weight.copy_(layer.weight.reshape(num_kernels, -1))
+        if layer.bias is not None:
+            peer.bias.copy_(layer.bias)
+    return peer

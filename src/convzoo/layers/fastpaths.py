@@ -13,7 +13,6 @@ vs 2.6 ms as a multiplier-1 conv on the input repeated; a grouped 1×1 conv on N
 from __future__ import annotations
 
 import math
-
 from typing import Any
 
 import torch

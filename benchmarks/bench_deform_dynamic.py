@@ -20,10 +20,11 @@ from convzoo.perf.timing import FORMATS
 
 
 def interleaved(fns: dict, make_input, backward: bool, rounds: int) -> dict[str, list[float]]:
+    """Round-robin times (ms) of each candidate, a fresh input ``make_input(name)`` per run; round 0 warms up."""
     times: dict[str, list[float]] = {k: [] for k in fns}
-    for r in range(rounds + 1):  # round 0 is a warm-up
+    for r in range(rounds + 1):
         for name, fn in fns.items():
-            x = make_input()
+            x = make_input(name)
             t0 = time.perf_counter()
             if backward:
                 fn(x).sum().backward()
@@ -37,20 +38,11 @@ def interleaved(fns: dict, make_input, backward: bool, rounds: int) -> dict[str,
 
 def interleaved_formats(fns: dict, shape: tuple[int, ...], backward: bool, rounds: int) -> dict[str, list[float]]:
     """Like ``interleaved``, each candidate fed the input in the format named in its label."""
-    times: dict[str, list[float]] = {k: [] for k in fns}
-    for r in range(rounds + 1):
-        for name, fn in fns.items():
-            fmt = FORMATS["channels_last" if "channels_last" in name else "contiguous"]
-            x = torch.randn(shape).contiguous(memory_format=fmt).requires_grad_(backward)
-            t0 = time.perf_counter()
-            if backward:
-                fn(x).sum().backward()
-            else:
-                with torch.no_grad():
-                    fn(x)
-            if r:
-                times[name].append((time.perf_counter() - t0) * 1e3)
-    return times
+    def make(name: str) -> torch.Tensor:
+        fmt = FORMATS["channels_last" if "channels_last" in name else "contiguous"]
+        return torch.randn(shape).contiguous(memory_format=fmt).requires_grad_(backward)
+
+    return interleaved(fns, make, backward, rounds)
 
 
 def show(title: str, times: dict[str, list[float]], pairs: list[tuple[str, str, str]]) -> None:
@@ -79,7 +71,7 @@ def main() -> None:
     for fmt_name, fmt in FORMATS.items():
         w_fmt = weight.detach().contiguous(memory_format=fmt).requires_grad_()
         for backward in (False, True):
-            def make(): return (torch.randn(n, c, h, h).contiguous(memory_format=fmt).requires_grad_(backward),
+            def make(_name): return (torch.randn(n, c, h, h).contiguous(memory_format=fmt).requires_grad_(backward),
                                 offset0.clone().requires_grad_(backward))
             fns = {"convzoo deform (pure torch)": lambda a: deform_conv2d(a[0], a[1], weight, bias, 1, 1, 1),
                    "torchvision deform_conv2d": lambda a: tv_deform(a[0], a[1], weight, bias, 1, 1, 1),

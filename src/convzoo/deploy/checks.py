@@ -115,26 +115,25 @@ def check_autocast(name: str, dim: int) -> str:
     return ""
 
 
-def check_double(name: str, dim: int) -> str:
+def _check_cast(name: str, dim: int, dtype: torch.dtype, tolerance: float) -> str:
+    """The layer and its input cast to ``dtype`` (``module.to(dtype)``, as ``.double()`` / ``.half()`` do) give
+    the float32 output within ``tolerance``, in ``dtype``."""
     module = build(name, dim)
     x = sample(dim)
     with torch.no_grad():
         expected = module(x)
-        y = module.double()(x.double())
-    assert y.dtype == torch.float64
-    assert_close(y, expected, 1e-5, "float64")
+        y = module.to(dtype)(x.to(dtype))
+    assert y.dtype == dtype
+    assert_close(y.float(), expected, tolerance, str(dtype).removeprefix("torch."))
     return ""
+
+
+def check_double(name: str, dim: int) -> str:
+    return _check_cast(name, dim, torch.float64, 1e-5)
 
 
 def check_half(name: str, dim: int) -> str:
-    module = build(name, dim)
-    x = sample(dim)
-    with torch.no_grad():
-        expected = module(x)
-        y = module.half()(x.half())
-    assert y.dtype == torch.float16
-    assert_close(y.float(), expected, 1e-2, "float16")
-    return ""
+    return _check_cast(name, dim, torch.float16, 1e-2)
 
 
 def check_compile(name: str, dim: int, backend: str = "aot_eager") -> str:

@@ -99,8 +99,9 @@ NAN_SCRIPT = textwrap.dedent("""
     import math, sys, torch
     import convzoo as cz
     from convzoo.deform import deform_conv2d
-    path = sys.argv[1]
+    path, device = sys.argv[1], sys.argv[2]
     torch.manual_seed(0)
+    torch.set_default_device(device)
     for modulated in (False, True):
         layer = cz.DeformConv2d(4, 4, 3, padding=1, modulated=modulated)
         layer.implementation = path
@@ -128,15 +129,18 @@ NAN_SCRIPT = textwrap.dedent("""
     # the op itself, large finite offsets too
     y = deform_conv2d(torch.randn(1, 2, 6, 6), torch.full((1, 18, 6, 6), 1e30), torch.randn(3, 2, 3, 3), None, 1, 1)
     assert torch.isfinite(y).all()
-    print('ok', path)
+    print('ok', path, device)
 """)
+DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
+@pytest.mark.parametrize("device", DEVICES)
 @pytest.mark.parametrize("path", ["torch", "torchvision", "auto"])
-def test_non_finite_offsets_and_masks_never_crash(path):
-    done = subprocess.run([sys.executable, "-c", NAN_SCRIPT, path], capture_output=True, text=True, timeout=300)
+def test_non_finite_offsets_and_masks_never_crash(path, device):
+    done = subprocess.run([sys.executable, "-c", NAN_SCRIPT, path, device], capture_output=True, text=True,
+                          timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
-    assert f"ok {path}" in done.stdout
+    assert f"ok {path} {device}" in done.stdout
 
 
 @pytest.mark.parametrize("modulated", [False, True])

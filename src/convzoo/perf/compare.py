@@ -1,13 +1,17 @@
 """Every family on one layer shape: params, MACs and their ratio to a standard conv, next to measured time.
 
 MACs = conv/linear weight multiply-accumulates (FLOPs = 2 × MACs), from ``convzoo.cost`` on the meta device.
-Times are forward and forward+backward medians in the contiguous (NCHW) format (``convzoo bench`` times both
-formats and the native compositions), timed round-robin with the 'standard' baseline: every round runs standard
-forward, family forward, standard forward+backward, family forward+backward, so load from other processes hits the
-family and its baseline alike, and a forward and its forward+backward come from the same rounds. ``speed_ratio``
-is the median of the per-round ratios; ``*_spread`` is the interquartile range over the median, and a row whose
-spread exceeds ``UNTRUSTED_SPREAD`` (or whose forward+backward median is below its forward median) has
-``trusted`` False. Ratios are vs 'standard': ``mac_ratio`` = family MACs / standard MACs,
+Times are forward and forward+backward in the contiguous (NCHW) format (``convzoo bench`` times both formats and
+the native compositions), timed round-robin with the 'standard' baseline: every round runs standard forward, family
+forward, standard forward+backward, family forward+backward, so load from other processes hits the family and its
+baseline alike, and a forward and its forward+backward come from the same rounds. A family's reported time is
+the median of its per-round ratios to the baseline × the baseline's median over the whole run
+(``forward_ms = median_r(t_family,r / t_standard,r) · median(all t_standard)``, likewise forward+backward): load
+that comes and goes between families (a browser, a build) moves each row's raw times but not the ratios, so rows
+timed minutes apart stay comparable; the raw medians are kept in ``forward_ms_raw`` / ``forward_backward_ms_raw``.
+``speed_ratio`` is the median of the per-round ratios standard / family; ``*_spread`` is the interquartile range
+over the median of those per-round ratios, and a row whose spread exceeds ``UNTRUSTED_SPREAD`` (or whose
+forward+backward is below its forward) has ``trusted`` False. Ratios are vs 'standard': ``mac_ratio`` = family MACs / standard MACs,
 ``speed_ratio`` = standard time / family time (> 1: faster). Families that are not a same-shape k×k layer
 (``Family.replaces_kxk`` False) are built by the registry defaults and keep their own output shape — transposed
 and resize produce 2H×2W, global_depthwise is C_in → C_in over the whole map — so their ratios compare the
@@ -45,10 +49,12 @@ class CompareRow:
     bytes: int
     intensity: float  # FLOPs per byte moved
     max_error: float  # relative error vs reference.py on a small slice
-    forward_spread: float = math.nan  # interquartile range / median of the forward runs
+    forward_spread: float = math.nan  # interquartile range / median of the per-round forward ratios to the baseline
     forward_backward_spread: float = math.nan
     rounds: int = 0
     trusted: bool = True
+    forward_ms_raw: float = math.nan  # the family's own median, not normalised by the baseline
+    forward_backward_ms_raw: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -102,23 +108,52 @@ def compare(batch: int = 8, in_channels: int = 64, out_channels: int = 128, size
                                          device)
     base_inputs = make_inputs(base_shape, 3, device, dtype, requires_grad=True)
     base_report = cost(base, base_shape, dtype=dtype)
-    rows: dict[str, CompareRow] = {}
+    timed: dict[str, tuple[torch.nn.Module, tuple[int, ...], torch.Tensor, Rounds]] = {}
     for name in order:
         if progress:
             progress(name)
         module, shape = build_for_compare(name, batch, in_channels, out_channels, size, kernel_size, dtype, device)
-        report = cost(module, shape, dtype=dtype)
         inputs = make_inputs(shape, 3, device, dtype, requires_grad=True)
-        fwd, fb, ratios = _round_robin(base, base_inputs, module, inputs, repeats, warm=not rows)
-        error = _max_error(module, inputs[0].detach())
-        f_med, fb_med = statistics.median(fwd), statistics.median(fb)
-        f_spread, fb_spread = _spread(fwd), _spread(fb)
-        trusted = max(f_spread, fb_spread) <= UNTRUSTED_SPREAD and fb_med >= f_med
-        rows[name] = CompareRow(name, sum(p.numel() for p in module.parameters()), report.macs,
-                                report.macs / base_report.macs, f_med, fb_med, statistics.median(ratios),
-                                report.macs / (f_med * 1e-3) / 1e9, report.bytes, report.intensity, error, f_spread,
-                                fb_spread, len(fwd), trusted)
+        rounds = _round_robin(base, base_inputs, module, inputs, repeats, warm=not timed)
+        timed[name] = module, shape, inputs[0].detach(), rounds
+    # the baseline's typical times over the whole run: what every row's per-round ratios are scaled by
+    base_f = statistics.median(t for *_, r in timed.values() for t in r.base_forward)
+    base_fb = statistics.median(t for *_, r in timed.values() for t in r.base_forward_backward)
+    rows = {name: _row(name, module, x, rounds, base_f, base_fb, cost(module, shape, dtype=dtype), base_report.macs)
+            for name, (module, shape, x, rounds) in timed.items()}
     return [rows[n] for n in names]
+
+
+def _row(name: str, module: torch.nn.Module, x: torch.Tensor, rounds: Rounds, base_f: float,
+         base_fb: float, report: Any, base_macs: int) -> CompareRow:
+    """One row: the family's per-round ratios to the baseline scaled by the baseline's run-wide medians; ``x`` is
+    an input the family was timed on (its error vs the reference is measured on a slice of it)."""
+    f_ratios, fb_ratios = rounds.forward_ratios(), rounds.forward_backward_ratios()
+    f_ms, fb_ms = statistics.median(f_ratios) * base_f, statistics.median(fb_ratios) * base_fb
+    f_spread, fb_spread = _spread(f_ratios), _spread(fb_ratios)
+    trusted = max(f_spread, fb_spread) <= UNTRUSTED_SPREAD and fb_ms >= f_ms
+    return CompareRow(name, sum(p.numel() for p in module.parameters()), report.macs, report.macs / base_macs,
+                      f_ms, fb_ms, statistics.median(1 / r for r in f_ratios), report.macs / (f_ms * 1e-3) / 1e9,
+                      report.bytes, report.intensity, _max_error(module, x), f_spread, fb_spread,
+                      len(rounds.forward), trusted, statistics.median(rounds.forward),
+                      statistics.median(rounds.forward_backward))
+
+
+@dataclass
+class Rounds:
+    """One family's rounds against the baseline: each list holds one time (ms) per round, index = round."""
+
+    base_forward: list[float]
+    forward: list[float]
+    base_forward_backward: list[float]
+    forward_backward: list[float]
+
+    def forward_ratios(self) -> list[float]:
+        """Per round: family forward / baseline forward."""
+        return [m / b for m, b in zip(self.forward, self.base_forward)]
+
+    def forward_backward_ratios(self) -> list[float]:
+        return [m / b for m, b in zip(self.forward_backward, self.base_forward_backward)]
 
 
 UNTRUSTED_SPREAD = 0.25  # interquartile range / median above which a row's times are marked as not to be trusted
@@ -133,15 +168,13 @@ def _spread(times: Sequence[float]) -> float:
 
 def _round_robin(base: torch.nn.Module, base_inputs: Sequence[torch.Tensor], module: torch.nn.Module,
                  inputs: Sequence[torch.Tensor], repeats: int | None, warm: bool,
-                 min_time: float = 1.0, max_time: float = 6.0, min_rounds: int = 5, max_rounds: int = 60,
-                 ) -> tuple[list[float], list[float], list[float]]:
+                 min_time: float = 1.0, max_time: float = 6.0, min_rounds: int = 5, max_rounds: int = 60) -> Rounds:
     """Per round: baseline fwd, family fwd, baseline fwd+bwd, family fwd+bwd (ms; every other round the family
-    goes first). Returns the family's forward and forward+backward times and the per-round forward ratios
-    baseline / family.
+    goes first). Returns all four series.
 
-    ``repeats=None``: at least ``min_rounds`` rounds and ``min_time`` seconds, then more rounds while the times
-    have not settled (a spread above ``UNTRUSTED_SPREAD``, or a forward+backward median below the forward one:
-    load from other processes), up to ``max_rounds`` rounds or ``max_time`` seconds."""
+    ``repeats=None``: at least ``min_rounds`` rounds and ``min_time`` seconds, then more rounds while the ratios
+    have not settled (a spread above ``UNTRUSTED_SPREAD``, or forward+backward below forward), up to
+    ``max_rounds`` rounds or ``max_time`` seconds."""
     from .timing import measure
 
     def once(m: torch.nn.Module, xs: Sequence[torch.Tensor], backward: bool, i: int) -> float:
@@ -153,23 +186,19 @@ def _round_robin(base: torch.nn.Module, base_inputs: Sequence[torch.Tensor], mod
         for m, xs in ((base, base_inputs), (module, inputs)):
             once(m, xs, False, 0)
             once(m, xs, True, 0)
-    fwd: list[float] = []
-    fb: list[float] = []
-    ratios: list[float] = []
+    rounds = Rounds([], [], [], [])
     start = time.perf_counter()
     i = 0
     while True:
         if i % 2 == 0:  # the order alternates, so neither slot of a round is favoured
             b_f, m_f = once(base, base_inputs, False, i), once(module, inputs, False, i)
-            once(base, base_inputs, True, i)
-            m_fb = once(module, inputs, True, i)
+            b_fb, m_fb = once(base, base_inputs, True, i), once(module, inputs, True, i)
         else:
             m_f, b_f = once(module, inputs, False, i), once(base, base_inputs, False, i)
-            m_fb = once(module, inputs, True, i)
-            once(base, base_inputs, True, i)
-        fwd.append(m_f)
-        fb.append(m_fb)
-        ratios.append(b_f / m_f)
+            m_fb, b_fb = once(module, inputs, True, i), once(base, base_inputs, True, i)
+        for series, value in zip((rounds.base_forward, rounds.forward, rounds.base_forward_backward,
+                                  rounds.forward_backward), (b_f, m_f, b_fb, m_fb)):
+            series.append(value)
         i += 1
         if repeats is not None:
             if i >= repeats:
@@ -178,15 +207,18 @@ def _round_robin(base: torch.nn.Module, base_inputs: Sequence[torch.Tensor], mod
         elapsed = time.perf_counter() - start
         if i >= max_rounds or elapsed >= max_time:
             break
-        if i >= min_rounds and elapsed >= min_time and _settled(fwd, fb):
+        if i >= min_rounds and elapsed >= min_time and _settled(rounds):
             break
-    return fwd, fb, ratios
+    return rounds
 
 
-def _settled(fwd: Sequence[float], fb: Sequence[float]) -> bool:
-    """Times worth stopping on: both spreads within ``UNTRUSTED_SPREAD`` and forward+backward ≥ forward."""
-    return (max(_spread(fwd), _spread(fb)) <= UNTRUSTED_SPREAD
-            and statistics.median(fb) >= statistics.median(fwd))
+def _settled(rounds: Rounds) -> bool:
+    """Ratios worth stopping on: both spreads within ``UNTRUSTED_SPREAD``, and forward+backward ≥ forward once
+    each is scaled by the baseline's medians of these rounds."""
+    f, fb = rounds.forward_ratios(), rounds.forward_backward_ratios()
+    scaled_f = statistics.median(f) * statistics.median(rounds.base_forward)
+    scaled_fb = statistics.median(fb) * statistics.median(rounds.base_forward_backward)
+    return max(_spread(f), _spread(fb)) <= UNTRUSTED_SPREAD and scaled_fb >= scaled_f
 
 
 def machine_load() -> tuple[float, int, bool]:
@@ -209,14 +241,17 @@ def compare_table(rows: Sequence[CompareRow]) -> Any:
     other = {f.name for f in _all_families() if not f.replaces_kxk}
     load, cpus, busy = machine_load()
     table = Table(title="convzoo compare — ratios vs standard; MACs = weight multiply-accumulates (FLOPs = 2 × MACs); "
-                        "times = medians, NCHW, each family timed round-robin with 'standard'\n"
+                        "times (NCHW) = median per-round ratio to 'standard', timed round-robin with it, × standard's median\n"
                         f"load average {load:.2f} on {cpus} CPU(s)"
                         + (" — WARNING: the machine is busy, times are inflated and noisy" if busy else ""),
                   caption="* not a same-shape k×k layer: built by the registry defaults with its own output shape "
                           "(upsamplers: 2H×2W; global_depthwise: a 1×1 output read from the whole map); "
                           "its ratios compare the layer as built, not a drop-in replacement. "
-                          "speed ratio = median over rounds of standard time / family time (>1 faster); spread = interquartile "
-                          f"range / median; ! = spread > {UNTRUSTED_SPREAD:.0%} (or fwd+bwd < fwd): don't trust the row; "
+                          "times = the median over rounds of family time / standard time × standard's median over the "
+                          "whole run (rows timed at different loads stay comparable); "
+                          "speed ratio = median over rounds of standard time / family time (>1 faster); spread = "
+                          "interquartile range / median of those per-round ratios; ! = spread > "
+                          f"{UNTRUSTED_SPREAD:.0%} (or fwd+bwd < fwd): don't trust the row; "
                           "error = relative, vs reference.py.")
     columns = ("family", "params", "MACs (M)", "MAC ratio", "fwd ms", "fwd+bwd ms", "spread", "speed ratio",
                "GMAC/s", "MB moved", "FLOP/B", "max error")

@@ -10,9 +10,10 @@ Two exact implementations of the sampling + conv: ``convzoo.deform.deform_conv2d
 columns, one GEMM; autocast-safe, torch.compile-able, NaN-safe, keeps channels_last) and torchvision's
 ``deform_conv2d`` kernel. ``implementation='auto'`` (the default) picks per (device type, dtype) by timing both once
 per process on the first input seen (``_CHOICE``, a ``form_choice.FormChoice``); under autocast, torch.compile /
-torch.export / jit tracing, on meta tensors or with non-finite offsets /
-masks it always runs the pure op (torchvision's CPU kernel segfaults on NaN offsets, and refuses mixed dtypes);
-under ONNX export it runs torchvision's op, which exports as the single ``DeformConv`` node.
+torch.export / jit tracing or on meta tensors it always runs the pure op (torchvision's kernel refuses mixed
+dtypes). torchvision's CPU kernel segfaults on NaN offsets, so its path gets the fields with non-finite values
+replaced by 0 and sets the output positions that read one to NaN, on the device, with no host sync; under ONNX
+export it runs torchvision's op unguarded, which exports as the single ``DeformConv`` node.
 """
 
 from __future__ import annotations
@@ -65,8 +66,19 @@ def _is_channels_last(x: torch.Tensor) -> bool:
     return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
-def _all_finite(offset: torch.Tensor, mask: torch.Tensor | None) -> bool:
-    return bool(torch.isfinite(offset).all()) and (mask is None or bool(torch.isfinite(mask).all()))
+def _finite_fields(offset: torch.Tensor, mask: torch.Tensor | None
+                   ) -> tuple[torch.Tensor, torch.Tensor | None, torch.Tensor]:
+    """Offsets and mask with every non-finite value replaced by 0, and ``bad`` (N, 1, H_out, W_out): the output
+    positions that read a non-finite value. All on the device, with no host sync (a ``bool(tensor)`` check would
+    stall a GPU's launch queue every call)."""
+    finite = torch.isfinite(offset)
+    bad = ~finite.all(dim=1, keepdim=True)
+    offset = torch.where(finite, offset, torch.zeros((), dtype=offset.dtype, device=offset.device))
+    if mask is not None:
+        finite_mask = torch.isfinite(mask)
+        bad = bad | ~finite_mask.all(dim=1, keepdim=True)
+        mask = torch.where(finite_mask, mask, torch.zeros((), dtype=mask.dtype, device=mask.device))
+    return offset, mask, bad
 
 
 class DeformConv2d(ConvzooLayer, nn.Module):
@@ -157,18 +169,22 @@ class DeformConv2d(ConvzooLayer, nn.Module):
         padded, padding = self._geometry_args(x)
         choice = check_choice(implementation or self.implementation, "implementation", IMPLEMENTATIONS)
 
-        def run(name: str) -> torch.Tensor:
-            if name == "torch":
+        def run(name: str, guarded: bool = True) -> torch.Tensor:
+            if name == "torch":  # NaN / Inf offsets and masks give NaN where they are read
                 return deform_conv2d(padded, offset, self.weight, self.bias, self.stride, padding, self.dilation, mask)
-            y = _deform_conv2d(padded, offset, self.weight, self.bias, self.stride, padding, self.dilation, mask)
+            # torchvision's CPU kernel dies (SIGSEGV) on NaN offsets: it gets finite fields, and the output
+            # positions that read a non-finite value become NaN, as in the pure op
+            safe_offset, safe_mask, bad = _finite_fields(offset, mask) if guarded else (offset, mask, None)
+            y = _deform_conv2d(padded, safe_offset, self.weight, self.bias, self.stride, padding, self.dilation,
+                               safe_mask)
+            if bad is not None:
+                y = y.masked_fill(bad, math.nan)
             return y.contiguous(memory_format=torch.channels_last) if _is_channels_last(x) else y
 
         if torch.onnx.is_in_onnx_export():
-            return run("torchvision")  # exports as one DeformConv node
+            return run("torchvision", guarded=False)  # exports as one DeformConv node
         if choice == "torch" or is_tracing(x):
             return run("torch")
-        if not _all_finite(offset, mask):
-            return run("torch")  # torchvision's CPU kernel dies (SIGSEGV) on NaN offsets; the pure op gives NaN
         if choice == "auto":
             mixed = x.dtype != offset.dtype or (mask is not None and mask.dtype != x.dtype)
             if mixed or torch.is_autocast_enabled(x.device.type):

@@ -66,6 +66,8 @@ class DCNv3Conv2d(ConvzooLayer, nn.Module):
     operator). Arguments in ``torch.nn.Conv2d``'s order: ``groups`` is DCNv3's G (C_in/G channels share offsets and
     masks), ``bias`` the projections'. Keyword-only ``offset_scale``."""
 
+    modulated = True  # every sampling point is scaled by its softmax mask (as ``DeformConv2d(modulated=True)``)
+
     dim = 2
 
     def __init__(

@@ -257,7 +257,8 @@ def legend_block(r: Reads, numbers: bool, max_width: float = 1e9) -> Block:
     items.append((INPUT, "input cell", False))
     if r.geometry is None and r.tap_map is not None:
         items.append((NEIGHBOUR, "read by interpolation (shade = weight)", False))
-        items.append(("white", "○ regular grid point → ● sampling point (opacity = weight × mask)", False))
+        opacity = "interpolation weight × mask" if getattr(r.module, "modulated", False) else "interpolation weight"
+        items.append(("white", f"○ regular grid point → ● sampling point (opacity = {opacity})", False))
     if r.geometry is not None and (r.geometry.kind == "scatter" or any(lo or hi for lo, hi in r.geometry.padding())
                                    if r.geometry.kind == "gather" else True):
         items.append((PADDING, "padding (zero)", True))

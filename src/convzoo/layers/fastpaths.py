@@ -50,6 +50,27 @@ def depthwise_channels_last(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
     return y.contiguous(memory_format=CHANNELS_LAST if is_channels_last(x) else torch.contiguous_format)
 
 
+def depthwise_split(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, ...],
+                    padding: tuple[int, ...], dilation: tuple[int, ...]) -> torch.Tensor:
+    """Depthwise 2-D conv with depth multiplier m > 1 on NCHW data as m multiplier-1 convs.
+
+    y[n, c·m + j] = b[c·m + j] + Σ_t w[c·m + j, 0, t] · x[n, c, p·s + t·d]: for each j one conv with groups C and
+    weight w[j::m] (C, 1, kh, kw) reads x in place; its (N, C, H_out, W_out) result is copied into the j-th slice
+    of the output viewed (N, C, m, H_out, W_out), which is NCHW-contiguous (N, C·m, H_out, W_out) as a whole.
+    """
+    channels = weight.shape[0]
+    m = channels // x.shape[1]
+    out: torch.Tensor | None = None
+    for j in range(m):
+        y = torch.nn.functional.conv2d(x, weight[j::m], None if bias is None else bias[j::m], stride, padding,
+                                       dilation, x.shape[1])
+        if out is None:
+            out = y.new_empty(y.shape[0], y.shape[1], m, *y.shape[2:])
+        out[:, :, j] = y
+    assert out is not None
+    return out.view(out.shape[0], channels, *out.shape[3:])
+
+
 def pointwise_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, groups: int) -> torch.Tensor:
     """1×1 conv, stride 1, no padding, on NCHW-contiguous data as one batched matmul that reads x in place.
 
@@ -89,4 +110,48 @@ class GlobalDepthwiseSum(torch.autograd.Function):
                 grad_x = grad_x + g[:, :, j, None] * w[:, j]
         if ctx.needs_input_grad[1]:
             grad_w = torch.bmm(g.permute(1, 2, 0), x.transpose(0, 1))
+        return grad_x, grad_w
+
+
+def _batch_chunks(n: int, per_sample_bytes: int, budget: int = 4 << 20) -> list[slice]:
+    """Slices of the batch, as even as possible, each holding at most ``budget`` bytes (at least one sample)."""
+    count = max(1, min(n, -(-n * per_sample_bytes // budget)))
+    size = -(-n // count) if n else 1
+    return [slice(i, min(n, i + size)) for i in range(0, n, size)]
+
+
+class GlobalDepthwiseSumNHWC(torch.autograd.Function):
+    """y[n, c, j] = Σ_p x[n, p, c] · w[j, p, c] for channels_last data x viewed (N, P, C) in place and w (m, P, C):
+    for each j and each batch chunk one elementwise product (chunk, P, C), channels innermost, then a sum over P
+    (a reduction over the middle axis, vectorised along C). Chunks of ≤ 4 MiB keep the product in cache. The
+    backward writes ∂x in the same (N, P, C) layout, ∂x[n, p, c] = Σ_j g[n, c, j] · w[j, p, c], and
+    ∂w[j, p, c] = Σ_n g[n, c, j] · x[n, p, c], both chunked the same way."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, w)
+        n, p, c = x.shape
+        y = x.new_empty(n, c, w.shape[0])
+        for s in _batch_chunks(n, p * c * x.element_size()):
+            for j in range(w.shape[0]):
+                y[s, :, j] = (x[s] * w[j]).sum(1)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        x, w = ctx.saved_tensors
+        n, p, c = x.shape
+        chunks = _batch_chunks(n, p * c * x.element_size())
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.empty_like(x, memory_format=torch.contiguous_format)
+            for s in chunks:
+                torch.mul(w[0], g[s, None, :, 0], out=grad_x[s])
+                for j in range(1, w.shape[0]):
+                    grad_x[s].addcmul_(w[j], g[s, None, :, j])
+        if ctx.needs_input_grad[1]:
+            grad_w = torch.zeros_like(w)
+            for s in chunks:
+                for j in range(w.shape[0]):
+                    grad_w[j] += (x[s] * g[s, None, :, j]).sum(0)
         return grad_x, grad_w

@@ -2,12 +2,29 @@
 
 Each function computes the same sum as the one native conv call it replaces (only the memory layout or the
 order of independent products changes; tests compare every path with the NumPy oracle, forward and backward).
-Measured on a shared 2-core CPU (8×64×56², fp32, 1 thread, round-robin, 3 inputs rotated): PyTorch's depthwise
-conv on channels_last data takes 0.3 ms but 6–9 ms on NCHW data — yet converting NCHW → NHWC and back costs two
-transposing copies of ~2.4 ms each out of cache, so NCHW depthwise stays native (one conversion for a whole chain
-of depthwise stages pays: ``FlattenedConv2d``); with a depth multiplier m = 2 channels_last takes 4.2 ms native
-vs 2.6 ms as a multiplier-1 conv on the input repeated; a grouped 1×1 conv on NCHW data is 2.5 ms native vs
-2.2 ms as a batched matmul; GDC 4.3 ms as a conv vs 0.4 ms as one bmm.
+Measured on a shared 2-core CPU (AMD EPYC, AVX-512, 2 MiB L2, 32 MiB L3; 8×64×56², k = 3, fp32, 1 thread,
+round-robin in one process, 3 inputs rotated; min of the rounds, each comparison repeated):
+
+- depthwise m = 1, NCHW: stays native. oneDNN (ONEDNN_VERBOSE) runs it as reorder NCHW → nChw16c, its jit_dw
+  kernel, reorder back; the reorders dominate (back-reorder 2.4 ms of a 9 ms call in a bad round). Every
+  alternative measured lost: NHWC round trip 2.3 ms, per-sample round trip (in L2) 2.5 ms, nine shifted
+  multiply-adds per sample 2.5 ms, oneDNN through mkldnn tensors ≥ native, vs native 0.9–1.3 ms (NHWC 0.55).
+  PyTorch's transposing copies run at ~13 GB/s even in cache (NCHW → NHWC 0.7–1.0 ms, back 1.2–1.35 ms for
+  6.4 MB, vs 0.28–0.32 ms for a plain copy), so any format change costs more than the bound (0.35 ms) allows.
+- depthwise m = 2: oneDNN's grouped kernel for m > 1 (gemm:jit on NCHW + a copy, jit:avx512_core on NHWC) is
+  slow: NCHW 5.6–6.1 ms native vs 2.8–3.7 ms as two multiplier-1 convs written into the interleaved output
+  (``depthwise_split``; fwd+bwd 12–18 vs 27 ms); stacking instead of writing slices 3.6–3.8 ms; the NHWC repeat
+  form on NCHW data 14 ms. On channels_last data the ×m repeat (2.1–2.4 ms) and the split (2.0–2.3 ms, its
+  interleaving copy strided) tie; native 4.1–4.8 ms; the repeat stays.
+- flattened (64 → 128) on NCHW data: one conversion to channels_last for the chain of three stages and one back
+  (12–16 ms; the layer on channels_last data 7 ms) beats all three stages native on NCHW (13–22 ms), V∘H fused
+  into one rank-1 3×3 depthwise conv with a border-exact bias map (15.5 ms; 12.3 ms even on channels_last), and
+  the lateral 1×1 as a transposed-operand matmul writing NHWC (14–18 ms).
+- grouped 1×1 on NCHW data: 2.5 ms native vs 2.2 ms as a batched matmul.
+- GDC (m = 2): NCHW one bmm 0.49 ms (elementwise products + sum per sample 0.52–0.61, ``linalg.vecdot``
+  0.61); channels_last read in place as per-j products over batch chunks of ≤ 4 MiB, summed over P: 0.51–0.57
+  ms vs 1.35–1.8 ms for an NCHW copy + bmm, 2.2–2.4 ms for one product with m innermost, 3.5 ms for einsum.
+  In the layer (weight copied (C, m, P) → (m, P, C) each call) 0.98 vs 0.52 ms for the op alone.
 """
 
 from __future__ import annotations

@@ -2,12 +2,29 @@
 
 Each function computes the same sum as the one native conv call it replaces (only the memory layout or the
 order of independent products changes; tests compare every path with the NumPy oracle, forward and backward).
-Measured on a shared 2-core CPU (8×64×56², fp32, 1 thread, round-robin, 3 inputs rotated): PyTorch's depthwise
-conv on channels_last data takes 0.3 ms but 6–9 ms on NCHW data — yet converting NCHW → NHWC and back costs two
-transposing copies of ~2.4 ms each out of cache, so NCHW depthwise stays native (one conversion for a whole chain
-of depthwise stages pays: ``FlattenedConv2d``); with a depth multiplier m = 2 channels_last takes 4.2 ms native
-vs 2.6 ms as a multiplier-1 conv on the input repeated; a grouped 1×1 conv on NCHW data is 2.5 ms native vs
-2.2 ms as a batched matmul; GDC 4.3 ms as a conv vs 0.4 ms as one bmm.
+Measured on a shared 2-core CPU (AMD EPYC, AVX-512, 2 MiB L2, 32 MiB L3; 8×64×56², k = 3, fp32, 1 thread,
+round-robin in one process, 3 inputs rotated; min of the rounds, each comparison repeated):
+
+- depthwise m = 1, NCHW: stays native. oneDNN (ONEDNN_VERBOSE) runs it as reorder NCHW → nChw16c, its jit_dw
+  kernel, reorder back; the reorders dominate (back-reorder 2.4 ms of a 9 ms call in a bad round). Every
+  alternative measured lost: NHWC round trip 2.3 ms, per-sample round trip (in L2) 2.5 ms, nine shifted
+  multiply-adds per sample 2.5 ms, oneDNN through mkldnn tensors ≥ native, vs native 0.9–1.3 ms (NHWC 0.55).
+  PyTorch's transposing copies run at ~13 GB/s even in cache (NCHW → NHWC 0.7–1.0 ms, back 1.2–1.35 ms for
+  6.4 MB, vs 0.28–0.32 ms for a plain copy), so any format change costs more than the bound (0.35 ms) allows.
+- depthwise m = 2: oneDNN's grouped kernel for m > 1 (gemm:jit on NCHW + a copy, jit:avx512_core on NHWC) is
+  slow: NCHW 5.6–6.1 ms native vs 2.8–3.7 ms as two multiplier-1 convs written into the interleaved output
+  (``depthwise_split``; fwd+bwd 12–18 vs 27 ms); stacking instead of writing slices 3.6–3.8 ms; the NHWC repeat
+  form on NCHW data 14 ms. On channels_last data the ×m repeat (2.1–2.4 ms) and the split (2.0–2.3 ms, its
+  interleaving copy strided) tie; native 4.1–4.8 ms; the repeat stays.
+- flattened (64 → 128) on NCHW data: one conversion to channels_last for the chain of three stages and one back
+  (12–16 ms; the layer on channels_last data 7 ms) beats all three stages native on NCHW (13–22 ms), V∘H fused
+  into one rank-1 3×3 depthwise conv with a border-exact bias map (15.5 ms; 12.3 ms even on channels_last), and
+  the lateral 1×1 as a transposed-operand matmul writing NHWC (14–18 ms).
+- grouped 1×1 on NCHW data: 2.5 ms native vs 2.2 ms as a batched matmul.
+- GDC (m = 2): NCHW one bmm 0.49 ms (elementwise products + sum per sample 0.52–0.61, ``linalg.vecdot``
+  0.61); channels_last read in place as per-j products over batch chunks of ≤ 4 MiB, summed over P: 0.51–0.57
+  ms vs 1.35–1.8 ms for an NCHW copy + bmm, 2.2–2.4 ms for one product with m innermost, 3.5 ms for einsum.
+  In the layer (weight copied (C, m, P) → (m, P, C) each call) 0.98 vs 0.52 ms for the op alone.
 """
 
 from __future__ import annotations
@@ -50,6 +67,27 @@ def depthwise_channels_last(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
     return y.contiguous(memory_format=CHANNELS_LAST if is_channels_last(x) else torch.contiguous_format)
 
 
+def depthwise_split(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, ...],
+                    padding: tuple[int, ...], dilation: tuple[int, ...]) -> torch.Tensor:
+    """Depthwise 2-D conv with depth multiplier m > 1 on NCHW data as m multiplier-1 convs.
+
+    y[n, c·m + j] = b[c·m + j] + Σ_t w[c·m + j, 0, t] · x[n, c, p·s + t·d]: for each j one conv with groups C and
+    weight w[j::m] (C, 1, kh, kw) reads x in place; its (N, C, H_out, W_out) result is copied into the j-th slice
+    of the output viewed (N, C, m, H_out, W_out), which is NCHW-contiguous (N, C·m, H_out, W_out) as a whole.
+    """
+    channels = weight.shape[0]
+    m = channels // x.shape[1]
+    out: torch.Tensor | None = None
+    for j in range(m):
+        y = torch.nn.functional.conv2d(x, weight[j::m], None if bias is None else bias[j::m], stride, padding,
+                                       dilation, x.shape[1])
+        if out is None:
+            out = y.new_empty(y.shape[0], y.shape[1], m, *y.shape[2:])
+        out[:, :, j] = y
+    assert out is not None
+    return out.view(out.shape[0], channels, *out.shape[3:])
+
+
 def pointwise_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, groups: int) -> torch.Tensor:
     """1×1 conv, stride 1, no padding, on NCHW-contiguous data as one batched matmul that reads x in place.
 
@@ -89,4 +127,48 @@ class GlobalDepthwiseSum(torch.autograd.Function):
                 grad_x = grad_x + g[:, :, j, None] * w[:, j]
         if ctx.needs_input_grad[1]:
             grad_w = torch.bmm(g.permute(1, 2, 0), x.transpose(0, 1))
+        return grad_x, grad_w
+
+
+def _batch_chunks(n: int, per_sample_bytes: int, budget: int = 4 << 20) -> list[slice]:
+    """Slices of the batch, as even as possible, each holding at most ``budget`` bytes (at least one sample)."""
+    count = max(1, min(n, -(-n * per_sample_bytes // budget)))
+    size = -(-n // count) if n else 1
+    return [slice(i, min(n, i + size)) for i in range(0, n, size)]
+
+
+class GlobalDepthwiseSumNHWC(torch.autograd.Function):
+    """y[n, c, j] = Σ_p x[n, p, c] · w[j, p, c] for channels_last data x viewed (N, P, C) in place and w (m, P, C):
+    for each j and each batch chunk one elementwise product (chunk, P, C), channels innermost, then a sum over P
+    (a reduction over the middle axis, vectorised along C). Chunks of ≤ 4 MiB keep the product in cache. The
+    backward writes ∂x in the same (N, P, C) layout, ∂x[n, p, c] = Σ_j g[n, c, j] · w[j, p, c], and
+    ∂w[j, p, c] = Σ_n g[n, c, j] · x[n, p, c], both chunked the same way."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        ctx.save_for_backward(x, w)
+        n, p, c = x.shape
+        y = x.new_empty(n, c, w.shape[0])
+        for s in _batch_chunks(n, p * c * x.element_size()):
+            for j in range(w.shape[0]):
+                y[s, :, j] = (x[s] * w[j]).sum(1)
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        x, w = ctx.saved_tensors
+        n, p, c = x.shape
+        chunks = _batch_chunks(n, p * c * x.element_size())
+        grad_x = grad_w = None
+        if ctx.needs_input_grad[0]:
+            grad_x = torch.empty_like(x, memory_format=torch.contiguous_format)
+            for s in chunks:
+                torch.mul(w[0], g[s, None, :, 0], out=grad_x[s])
+                for j in range(1, w.shape[0]):
+                    grad_x[s].addcmul_(w[j], g[s, None, :, j])
+        if ctx.needs_input_grad[1]:
+            grad_w = torch.zeros_like(w)
+            for s in chunks:
+                for j in range(w.shape[0]):
+                    grad_w[j] += (x[s] * g[s, None, :, j]).sum(0)
         return grad_x, grad_w

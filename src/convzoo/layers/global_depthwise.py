@@ -16,7 +16,7 @@ from torch.nn.modules.lazy import LazyModuleMixin
 
 from ..analysis.cost import LayerCost, conv_cost
 from .base import Alternative, ConvzooLayer, Stage, check_input, check_positive_int, expand, init_conv_
-from .fastpaths import GlobalDepthwiseSum, is_channels_last
+from .fastpaths import GlobalDepthwiseSum, GlobalDepthwiseSumNHWC, is_channels_last
 
 if TYPE_CHECKING:
     import numpy as np
@@ -91,19 +91,18 @@ class GlobalDepthwiseConv2d(ConvzooLayer, LazyModuleMixin, nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, 2, self.in_channels, type(self).__name__)
         self._check_size(x.shape[2:])
-        # The same sum as F.conv2d(x, w, b, groups=C_in), as one batched matmul over channels:
-        # y[n, c·m + j] = Σ_p x[n, c, p] · w[c·m + j, p] is (C, N, HW) @ (C, HW, m). It reads x in place when x is
-        # NCHW (a channels_last x is copied to NCHW first), with a backward that writes ∂x in NCHW directly
-        # (``GlobalDepthwiseSum``). Measured on 2 CPU cores (8×64×56², m = 2, fp32): 0.9 ms
-        # NCHW and 3.0 ms channels_last, vs 21 / 17 ms for the former weighted reduction and 10 / 140 ms for
-        # F.conv2d (see ``forward_path``).
+        # The same sum as F.conv2d(x, w, b, groups=C_in), y[n, c·m + j] = Σ_p x[n, c, p] · w[c·m + j, p], with x
+        # read in its own layout (see ``forward_path`` and ``layers/fastpaths.py``): NCHW x (N, C, P) as one batched
+        # matmul over channels, (C, N, P) @ (C, P, m) (``GlobalDepthwiseSum``); channels_last x viewed (N, P, C) as
+        # per-j products with w laid out (m, P, C), summed over P (``GlobalDepthwiseSumNHWC``). Both have a
+        # backward writing ∂x in x's layout. F.conv2d takes 10 / 140 ms here (8×64×56², m = 2, 2 cores).
         n, c = x.shape[:2]
         m = self.depth_multiplier
-        if is_channels_last(x):
-            x = x.contiguous()
         w = self.weight.reshape(c, m, -1)
         if _tracing():  # exporters and compilers see plain ops
-            y = torch.bmm(x.flatten(2).transpose(0, 1), w.transpose(1, 2)).transpose(0, 1)  # (N, C, m)
+            y = torch.bmm(x.contiguous().flatten(2).transpose(0, 1), w.transpose(1, 2)).transpose(0, 1)  # (N, C, m)
+        elif is_channels_last(x):
+            y = GlobalDepthwiseSumNHWC.apply(x.permute(0, 2, 3, 1).reshape(n, -1, c), w.permute(1, 2, 0).contiguous())
         else:
             y = GlobalDepthwiseSum.apply(x.flatten(2), w)
         y = y.reshape(n, self.out_channels).contiguous()  # (N, C_out) in order: both formats at 1×1
@@ -111,8 +110,9 @@ class GlobalDepthwiseConv2d(ConvzooLayer, LazyModuleMixin, nn.Module):
         return y.view(n, self.out_channels, 1, 1)
 
     def forward_path(self, x: torch.Tensor) -> str:
-        """'matmul' (x read in place) for NCHW input, 'NCHW copy + matmul' for channels_last input."""
-        return "NCHW copy + matmul" if is_channels_last(x) else "matmul"
+        """'matmul' (x read in place, one bmm) for NCHW input, 'channels_last products + sum' (x read in place)
+        for channels_last input."""
+        return "channels_last products + sum" if is_channels_last(x) and not _tracing() else "matmul"
 
     # --- the contract ---------------------------------------------------------------------------------------------
 

@@ -161,9 +161,9 @@ class ConvNd(ConvzooLayer):
         a grouped 1×1 conv (stride 1, no padding) on NCHW data as a batched matmul ('matmul'); anything else is the
         native conv. NCHW depthwise stays native: converting to channels_last and back (two transposing copies,
         ~2.4 ms each for 6.4 MB out of cache) costs as much as the slow NCHW kernel saves."""
-        simple = (self.dim == 2 and x.device.type == "cpu" and x.dim() == 4 and self.padding_mode == "zeros"
-                  and all(lo == hi for lo, hi in self.padding_pairs))
-        if not simple:
+        if x.device.type != "cpu" or self.dim != 2 or x.dim() != 4 or self.padding_mode != "zeros":
+            return "native"  # the fast paths are CPU formulations; this test runs on every forward
+        if any(lo != hi for lo, hi in self.padding_pairs):
             return "native"
         nchw = not is_channels_last(x)
         m = self.out_channels // self.in_channels

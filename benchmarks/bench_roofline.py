@@ -5,7 +5,7 @@ channel shuffle (the bench shape: batch 8, 64 → 128 — 64 → 64 where the fa
 fp32): convzoo's forward and forward+backward medians in NCHW and channels_last, next to the roofline bound
 (Σ over the layer's stages of max(MACs ÷ measured GEMM peak, bytes ÷ measured copy bandwidth); forward+backward:
 3 × that), their ratio and the internal path that ran. Then MixConv vs timm's MixedConv2d, DynamicConv vs timm's
-CondConv2d and DeformConv vs torchvision's deform_conv2d, each timed in the same rounds as convzoo's layer, in
+CondConv2d, CondConv vs timm's CondConv2d and DeformConv vs torchvision's deform_conv2d, each timed in the same rounds as convzoo's layer, in
 both formats: peer time / convzoo time. Every layer and its alternatives run round-robin (``measure_interleaved``).
 
 ``--threads`` defaults to 1: on a shared 2-core machine whose load average exceeds 2, each parallel region of a
@@ -32,7 +32,7 @@ from convzoo.perf.timing import configure, copy_bandwidth, gemm_peak
 MEMORY_BOUND = [("depthwise m=1", "depthwise", 64), ("depthwise m=2", "depthwise", 128),
                 ("flattened", "flattened", 128), ("shuffled_grouped", "shuffled_grouped", 128),
                 ("pointwise_grouped", "pointwise_grouped", 128), ("global_depthwise", "global_depthwise", 128)]
-PEERS = ["mixconv", "dynamic", "deformable"]
+PEERS = ["mixconv", "dynamic", "condconv", "deformable"]
 
 
 def main() -> None:

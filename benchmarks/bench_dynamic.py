@@ -93,7 +93,8 @@ def profile(dynamic: torch.nn.Module, static: torch.nn.Module, shape: tuple[int,
             rows = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
             total = sum(e.self_cpu_time_total for e in rows) / runs / 1e3
             top = ", ".join(f"{e.key} {e.self_cpu_time_total / runs / 1e3:.2f} ({e.count // runs})" for e in rows[:9])
-            form = f" [{module.chosen_form(x)}]" if hasattr(module, "chosen_form") else ""
+            with torch.set_grad_enabled(backward):
+                form = f" [{module.chosen_form(x)}]" if hasattr(module, "chosen_form") else ""
             print(f"\nprofile {'fwd+bwd' if backward else 'fwd'} {label}{form}: {total:.2f} ms a call; self ms "
                   f"(calls) per op: {top}")
 

@@ -4,12 +4,12 @@ arXiv:1912.03458; article 001 §13, article 003 §2.3).
 K parallel kernels are aggregated per sample with input-dependent attention
 π(x) = softmax(FC₂(ReLU(FC₁(GAP(x)))) / T):  W(x) = Σ_k π_k(x)·W_k,  b(x) = Σ_k π_k(x)·b_k,  y = W(x) ⋆ x + b(x).
 Exact eager forms (``_forms``): one grouped conv with the samples folded into groups (NCHW, NHWC, or NHWC in
-chunks of ``_FOLD_CHUNK`` samples), or one conv per sample (NCHW or NHWC); ``implementation='auto'`` times them once per input shape / format / dtype /
-grad mode (``form_choice``). Under ONNX export, jit.trace, torch.compile or torch.export the layer runs
-``_unfolded`` (per-sample kernels by one batched matmul over window patches, ``patches.per_sample_conv``, in every
-dimension: no number in the graph depends on the batch). Each sample's output depends only on that sample; the
-output keeps the input's memory format. ``temperature`` is a plain attribute: anneal it from the training loop
-(the paper: 30 → 1 over the first epochs).
+chunks of ``_FOLD_CHUNK`` samples), or one conv per sample (NCHW or NHWC); ``implementation='auto'`` times them
+once per input shape / format / dtype / grad mode (``form_choice``). Under ONNX export, jit.trace, torch.compile or
+torch.export the layer runs ``_unfolded`` (per-sample kernels by one batched matmul over window patches,
+``patches.per_sample_conv``, in every dimension: no number in the graph depends on the batch). Each sample's output
+depends only on that sample; the output keeps the input's memory format. ``temperature`` is a plain attribute:
+anneal it from the training loop (the paper: 30 → 1 over the first epochs).
 """
 
 from __future__ import annotations
@@ -200,7 +200,8 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
         not stored so)."""
         n = x.shape[0]
         attention = self.attention(x, self.temperature)  # (N, K)
-        bank = self.kernels.movedim(2, -1) if channels_last else self.kernels  # (K, C_out, *k, C_in/g) or (K, C_out, C_in/g, *k)
+        # (K, C_out, *k, C_in/g) or (K, C_out, C_in/g, *k)
+        bank = self.kernels.movedim(2, -1) if channels_last else self.kernels
         weight = (attention @ bank.reshape(self.num_kernels, -1)).reshape(n, *bank.shape[1:])
         bias = attention @ self.bias if self.bias is not None else None
         return (weight.movedim(-1, 2) if channels_last else weight), bias

@@ -4,8 +4,9 @@ One round-robin per pass (``perf.timing.round_robin``: one run per candidate per
 static conv in both memory formats, convzoo's DynamicConv2d (implementation 'auto', its one-time choice made
 before the rounds) fed each format, and (--forms) every exact eager form of the layer.
 Prints interleaved medians and dynamic / static-in-its-best-format ratios (target ≤ 1.3), with the load average
-before and after. Usage: python benchmarks/bench_dynamic.py [--quick] [--threads N] [--forms]
-(--forms also times each form by itself; without it only the layer and the static convs).
+before and after. Usage: python benchmarks/bench_dynamic.py [--quick] [--threads N] [--forms] [--profile]
+(--forms also times each form by itself; without it only the layer and the static convs; --profile then prints
+where the channels-last layer's time goes: torch.profiler's self time per op, per call of the layer).
 """
 
 from __future__ import annotations
@@ -62,7 +63,40 @@ def main() -> None:
             auto = times[f"dynamic auto ({fmt})"]
             print(f"  dynamic auto ({fmt}) / static ({best}): {auto.median_ms / static_ms:.2f} (medians), "
                   f"{auto.min_ms / static_min:.2f} (minima, static's best by minima: {best_min})  (target <= 1.3)")
+    if "--profile" in sys.argv:
+        profile(dynamic, static, (n, c, h, h), runs=2 if quick else 10)
     print(f"\nload average at the end {os.getloadavg()}")
+
+
+def profile(dynamic: torch.nn.Module, static: torch.nn.Module, shape: tuple[int, ...], runs: int) -> None:
+    """Self CPU time per op (ms per call of the module) of the layer (its 'auto' form) and the static conv, both
+    channels-last, forward and forward+backward, over ``runs`` calls after two warm-up calls."""
+    from torch.profiler import ProfilerActivity
+    from torch.profiler import profile as torch_profile
+
+    x = make_inputs(shape, 1, memory_format=torch.channels_last, requires_grad=True)[0]
+    for backward in (False, True):
+        for label, module in (("dynamic auto", dynamic), ("static conv", static)):
+            module = copy.deepcopy(module).to(memory_format=torch.channels_last)
+
+            def call() -> None:
+                with torch.set_grad_enabled(backward):
+                    y = module(x)
+                    if backward:
+                        torch.autograd.grad(y, [x, *module.parameters()], torch.ones_like(y))
+
+            for _ in range(2):
+                call()
+            with torch_profile(activities=[ProfilerActivity.CPU]) as prof:
+                for _ in range(runs):
+                    call()
+            rows = sorted(prof.key_averages(), key=lambda e: -e.self_cpu_time_total)
+            total = sum(e.self_cpu_time_total for e in rows) / runs / 1e3
+            top = ", ".join(f"{e.key} {e.self_cpu_time_total / runs / 1e3:.2f} ({e.count // runs})" for e in rows[:9])
+            with torch.set_grad_enabled(backward):
+                form = f" [{module.chosen_form(x)}]" if hasattr(module, "chosen_form") else ""
+            print(f"\nprofile {'fwd+bwd' if backward else 'fwd'} {label}{form}: {total:.2f} ms a call; self ms "
+                  f"(calls) per op: {top}")
 
 
 if __name__ == "__main__":

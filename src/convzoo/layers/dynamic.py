@@ -3,13 +3,13 @@ arXiv:1912.03458; article 001 §13, article 003 §2.3).
 
 K parallel kernels are aggregated per sample with input-dependent attention
 π(x) = softmax(FC₂(ReLU(FC₁(GAP(x)))) / T):  W(x) = Σ_k π_k(x)·W_k,  b(x) = Σ_k π_k(x)·b_k,  y = W(x) ⋆ x + b(x).
-Exact eager forms (``_forms``): one grouped conv with the samples folded into groups (NCHW or NHWC), or one
-conv per sample (NCHW or NHWC); ``implementation='auto'`` times them once per input shape / format / dtype /
-grad mode (``form_choice``). Under ONNX export, jit.trace, torch.compile or torch.export the layer runs
-``_unfolded`` (per-sample kernels by one batched matmul over window patches, ``patches.per_sample_conv``, in every
-dimension: no number in the graph depends on the batch). Each sample's output depends only on that sample; the
-output keeps the input's memory format. ``temperature`` is a plain attribute: anneal it from the training loop
-(the paper: 30 → 1 over the first epochs).
+Exact eager forms (``_forms``): one grouped conv with the samples folded into groups (NCHW, NHWC, or NHWC in
+chunks of ``_FOLD_CHUNK`` samples), or one conv per sample (NCHW or NHWC); ``implementation='auto'`` times them
+once per input shape / format / dtype / grad mode (``form_choice``). Under ONNX export, jit.trace, torch.compile or
+torch.export the layer runs ``_unfolded`` (per-sample kernels by one batched matmul over window patches,
+``patches.per_sample_conv``, in every dimension: no number in the graph depends on the batch). Each sample's output
+depends only on that sample; the output keeps the input's memory format. ``temperature`` is a plain attribute:
+anneal it from the training loop (the paper: 30 → 1 over the first epochs).
 """
 
 from __future__ import annotations
@@ -51,6 +51,9 @@ if TYPE_CHECKING:
 
 # (configuration, input shape / format / device / dtype, backward) → the fastest exact eager form
 _CHOICE = FormChoice("DynamicConvNd")
+# samples per grouped conv in ``batch_folded_chunks_channels_last``: of 2, 4, 8, 16 and 32 (b32 64→64 28², 2-core CPU),
+# 4 and 8 were the fastest forward, the whole batch and 2 the slowest (benchmarks/bench_dynamic.py --forms)
+_FOLD_CHUNK = 8
 
 
 def _in_format_of(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -69,7 +72,9 @@ class KernelAttention(nn.Module):
         self.fc2 = nn.Linear(hidden, num_kernels, device=device, dtype=dtype)
 
     def forward(self, x: torch.Tensor, temperature: float) -> torch.Tensor:
-        pooled = x.mean(dim=tuple(range(2, x.dim())))
+        # GAP as a sum times 1/prod(S): on channels-last data torch's sum is about twice as fast as its mean, and its
+        # backward is a broadcast view where mean's writes a full-size tensor
+        pooled = x.sum(dim=tuple(range(2, x.dim()))) * (1.0 / math.prod(x.shape[2:]))
         return torch.softmax(self.fc2(torch.relu(self.fc1(pooled))) / temperature, dim=1)
 
 
@@ -160,6 +165,7 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
         if self.dim == 2:
             forms["batch_folded_channels_last"] = self._batch_folded_channels_last
             forms["per_sample_channels_last"] = self._per_sample_channels_last
+            forms["batch_folded_chunks_channels_last"] = self._batch_folded_chunks_channels_last
         return forms
 
     def chosen_form(self, x: torch.Tensor) -> str:
@@ -176,32 +182,29 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
         config = (type(self).__name__, self.in_channels, self.out_channels, self.groups, self.num_kernels,
                   self.kernel_size, self.stride, self.dilation, self.padding_pairs, self.padding_mode,
                   self.bias is not None)
-        return _CHOICE.for_input(config, x, lambda: self._forms(x), list(self.parameters()))
+        params = list(self.parameters())
+        backward = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params))
+        return _CHOICE.for_input(config, x, lambda: self._candidate_forms(x, backward), params)
 
-    def _aggregate(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """Per-sample kernels (N, C_out, C_in/g, *k) and biases (N, C_out): W(x) = Σ_k π_k(x)·W_k."""
+    def _candidate_forms(self, x: torch.Tensor, backward: bool) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+        """``_forms`` that 'auto' measures: with a backward pass to come, not the NHWC batch-folded ones — their
+        grouped conv's weight gradient alone took 6.5 ms against 4.2 ms for the 32 per-sample ones (oneDNN's
+        own times, b32 64→64 28², 2 threads), so a noisy measurement must not pick them."""
+        nhwc_folded = {"batch_folded_channels_last", "batch_folded_chunks_channels_last"}
+        return {name: f for name, f in self._forms(x).items() if not (backward and name in nhwc_folded)}
+
+    def _aggregate(self, x: torch.Tensor, channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """Per-sample kernels (N, C_out, C_in/g, *k) and biases (N, C_out): W_n = Σ_k π_nk(x)·W_k, b_n = Σ_k π_nk·b_k,
+        each one (N, K) @ (K, ·) matmul. ``channels_last``: every kernel stored channels-last ((C_out, *k, C_in/g)
+        order, what an NHWC conv takes without a copy; the bank is read in that order, a copy of it only if it is
+        not stored so)."""
         n = x.shape[0]
         attention = self.attention(x, self.temperature)  # (N, K)
-        weight = (attention @ self.weight.reshape(self.num_kernels, -1)).reshape(n, self.out_channels,
-                                                                                  *self.weight.shape[1:])
+        # (K, C_out, *k, C_in/g) or (K, C_out, C_in/g, *k)
+        bank = self.kernels.movedim(2, -1) if channels_last else self.kernels
+        weight = (attention @ bank.reshape(self.num_kernels, -1)).reshape(n, *bank.shape[1:])
         bias = attention @ self.bias if self.bias is not None else None
-        return weight, bias
-
-    def _aggregate_in_weight_layout(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
-        """``_aggregate`` with the per-sample kernels in ``weight``'s memory layout (channels_last stays
-        channels_last) and no copy of ``weight``: W(x) = Σ_k π_k(x)·W_k as one (N, K) @ (K, ·) matmul over the
-        weight's storage order."""
-        order = sorted(range(self.weight.dim()), key=lambda d: -self.weight.stride(d))
-        stored = self.weight.permute(order)  # the storage order; dim 0 (K·C_out) first in both usual layouts
-        if order[0] != 0 or not stored.is_contiguous():
-            return self._aggregate(x)
-        n = x.shape[0]
-        attention = self.attention(x, self.temperature)  # (N, K)
-        kernels = attention @ stored.reshape(self.num_kernels, -1)
-        kernels = kernels.reshape(n, self.out_channels, *stored.shape[1:])
-        inverse = [0, 1] + [1 + order.index(d) for d in range(1, self.weight.dim())]
-        bias = attention @ self.bias if self.bias is not None else None
-        return kernels.permute(inverse), bias
+        return (weight.movedim(-1, 2) if channels_last else weight), bias
 
     def _batch_folded(self, x: torch.Tensor) -> torch.Tensor:
         """Samples folded into groups: one grouped conv with N·g groups computes the whole batch."""
@@ -229,38 +232,59 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
         return self._batch_folded(x)
 
     def _batch_folded_channels_last(self, x: torch.Tensor) -> torch.Tensor:
-        """2-D: the batch-folded grouped conv with input (1, N·C_in, H, W) and kernels in NHWC (mkldnn's
-        channels-last grouped conv), the output in ``x``'s memory format."""
-        n = x.shape[0]
-        weight, bias = self._aggregate(x)
-        folded = x.reshape(1, n * self.in_channels, *x.shape[2:]).contiguous(memory_format=torch.channels_last)
-        kernels = weight.flatten(0, 1).contiguous(memory_format=torch.channels_last)
-        y = conv_with_pairs(folded, kernels, None if bias is None else bias.flatten(), self.stride,
-                            self.padding_pairs, self.dilation, n * self.groups, self.padding_mode)
-        return _in_format_of(y.reshape(n, self.out_channels, *y.shape[2:]), x)
+        """2-D: the batch-folded grouped conv in NHWC (mkldnn's channels-last grouped conv), the output in ``x``'s
+        memory format; ``_folded_chunks_channels_last`` with one chunk."""
+        return self._folded_chunks_channels_last(x, x.shape[0])
+
+    def _batch_folded_chunks_channels_last(self, x: torch.Tensor) -> torch.Tensor:
+        """2-D: ``_folded_chunks_channels_last`` with ``_FOLD_CHUNK`` samples a conv (a chunk's input stays in L2)."""
+        return self._folded_chunks_channels_last(x, _FOLD_CHUNK)
+
+    def _folded_chunks_channels_last(self, x: torch.Tensor, chunk: int) -> torch.Tensor:
+        """2-D: the batch folded into groups ``chunk`` samples at a time: a chunk's input (G, H, W, C_in) is
+        transposed to (H, W, G, C_in) — a channels-last (1, G·C_in, H, W) — and convolved by one NHWC conv with G·g
+        groups and the G kernels (G·C_out, C_in/g, kh, kw) (a view of the aggregated kernels); its output (H', W',
+        G, C_out) is written into its samples' slice of the NHWC output."""
+        n, (h, w) = x.shape[0], x.shape[2:]
+        weight, bias = self._aggregate(x, channels_last=True)
+        kernels = weight.flatten(0, 1)  # (N·C_out, C_in/g, kh, kw), channels-last: no copy
+        biases = None if bias is None else bias.flatten()
+        out = None
+        for start in range(0, n, chunk):
+            size = min(chunk, n - start)
+            # (G, C_in, H, W) → (1, H, W, G·C_in) by one copy, viewed as the channels-last (1, G·C_in, H, W) (its
+            # batch stride the full size: torch's fp64 grouped channels-last conv gets the weight gradient wrong
+            # with any other)
+            folded = x[start:start + size].permute(2, 3, 0, 1).reshape(1, h, w, -1).permute(0, 3, 1, 2)
+            rows = slice(start * self.out_channels, (start + size) * self.out_channels)
+            y = conv_with_pairs(folded, kernels[rows], None if biases is None else biases[rows], self.stride,
+                                self.padding_pairs, self.dilation, size * self.groups, self.padding_mode)
+            if out is None:
+                out = torch.empty((n, self.out_channels, *y.shape[2:]), dtype=y.dtype, device=y.device,
+                                  memory_format=torch.channels_last)
+            out[start:start + size] = y.permute(0, 2, 3, 1).reshape(*y.shape[2:], size, -1).permute(2, 3, 0, 1)
+        return _in_format_of(out, x)
 
     def _per_sample(self, x: torch.Tensor) -> torch.Tensor:
         """One conv per sample with its own kernel: y[n] = W_n ⋆ x[n] + b_n, N native calls."""
-        return self._per_sample_convs(x, None)
+        return self._per_sample_convs(x, channels_last=False)
 
     def _per_sample_channels_last(self, x: torch.Tensor) -> torch.Tensor:
         """2-D: one conv per sample with input and kernel in NHWC (mkldnn's fast dense path), the output in
         ``x``'s memory format."""
         return _in_format_of(self._per_sample_convs(x.contiguous(memory_format=torch.channels_last),
-                                                    torch.channels_last), x)
+                                                    channels_last=True), x)
 
-    def _per_sample_convs(self, x: torch.Tensor, kernel_format: torch.memory_format | None) -> torch.Tensor:
-        """y[n] = W_n ⋆ x[n] + b_n by N convs of batch one. Samples, kernels and biases are taken apart with
-        ``split`` (whose backward is one ``cat``), not by indexing (whose backward writes a zero-filled full-size
-        gradient per sample: N² work)."""
-        weight, bias = self._aggregate_in_weight_layout(x)
-        biases = [None] * x.shape[0] if bias is None else [b[0] for b in bias.split(1)]
-        outputs = []
-        for x_n, w_n, b_n in zip(x.split(1), weight.split(1), biases):
-            w_n = w_n[0] if kernel_format is None else w_n[0].contiguous(memory_format=kernel_format)  # no-op if NHWC
-            outputs.append(conv_with_pairs(x_n, w_n, b_n, self.stride, self.padding_pairs, self.dilation, self.groups,
-                                           self.padding_mode))
-        return torch.cat(outputs)
+    def _per_sample_convs(self, x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+        """y[n] = W_n ⋆ x[n] + b_n by N convs of batch one, the kernels aggregated straight into the layout the convs
+        take. Samples are taken apart with ``split`` (backward: one ``cat``), kernels and biases with ``unbind``
+        (backward: one ``stack``) — not by indexing, whose backward writes a zero-filled full-size gradient per
+        sample (N² work)."""
+        weight, bias = self._aggregate(x, channels_last)
+        biases = [None] * x.shape[0] if bias is None else bias.unbind(0)
+        return torch.cat([conv_with_pairs(x_n, w_n, b_n, self.stride, self.padding_pairs, self.dilation, self.groups,
+                                          self.padding_mode)
+                          for x_n, w_n, b_n in zip(x.split(1), weight.unbind(0), biases)])
 
     def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
         """Attention + kernel aggregation + the conv, summed part by part:
@@ -316,6 +340,8 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
                                     ("native", "window patches + batched matmul", self._unfolded)]
         if self.dim == 2:
             forms += [("native", "batch-folded grouped conv (NHWC)", self._batch_folded_channels_last),
+                      ("native", f"batch-folded grouped convs, {_FOLD_CHUNK} samples each (NHWC)",
+                       self._batch_folded_chunks_channels_last),
                       ("native", "per-sample loop (NHWC)", self._per_sample_channels_last)]
         peer = self._timm_peer()
         if peer is not None:

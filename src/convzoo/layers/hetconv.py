@@ -206,11 +206,11 @@ class HetConv2d(ConvzooLayer, nn.Module):
         params = self._parameters
         kxk, one = params["weight_kxk"], params["weight_1x1"]
         key = (kxk._version, one._version, kxk.data_ptr(), one.data_ptr())
-        cache: dict[str, tuple[tuple[int, ...], torch.Tensor]] = self.__dict__.setdefault("_frozen_cache", {})
-        hit = cache.get(name)
+        cache: dict[str, tuple[tuple[int, ...], torch.Tensor]] | None = self.__dict__.get("_frozen_cache")
+        hit = None if cache is None else cache.get(name)
         if hit is None or hit[0] != key:
             with torch.no_grad(), torch.inference_mode(False):  # a constant, and never an inference tensor
-                hit = cache[name] = (key, build())
+                hit = self.__dict__.setdefault("_frozen_cache", {})[name] = (key, build())
         return hit[1]
 
     def forget_cache(self) -> None:
@@ -232,9 +232,10 @@ class HetConv2d(ConvzooLayer, nn.Module):
             return x, self.padding_pairs
         return pad_pairs(x, self.padding_pairs, self.padding_mode), ((0, 0), (0, 0))
 
-    # The forms: f(x, frozen) with frozen = no autograd wanted, so weights built from the parameters are reused.
+    # The forms: f(x, frozen), frozen = x's memory format name ('contiguous' / 'channels_last') where no gradient
+    # reaches a parameter, so weights built from the parameters are reused, else None (built every call).
 
-    def _grouped_form(self, x: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+    def _grouped_form(self, x: torch.Tensor, frozen: str | None = None) -> torch.Tensor:
         """p-group k×k conv on residue-ordered channels + one dense 1×1 conv: (C_in/p)·k² + C_in MACs per output."""
         x, pairs = self._padded(x)
         kxk = self._frozen("residue", self._residue_weight) if frozen else None
@@ -246,19 +247,18 @@ class HetConv2d(ConvzooLayer, nn.Module):
             y = y + self.bias.view(1, -1, 1, 1)
         return y
 
-    def _grouped_contiguous_form(self, x: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+    def _grouped_contiguous_form(self, x: torch.Tensor, frozen: str | None = None) -> torch.Tensor:
         """The grouped form computed in NCHW, the output handed back in the input's memory format (for
         channels_last inputs where mkldnn's NHWC grouped conv is the slower one)."""
-        y = self._grouped_form(x.contiguous(), frozen)
+        y = self._grouped_form(x.contiguous(), frozen and "contiguous")
         return y.contiguous(memory_format=torch.channels_last) if memory_format_name(x) == "channels_last" else y
 
-    def _masked_dense_form(self, x: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+    def _masked_dense_form(self, x: torch.Tensor, frozen: str | None = None) -> torch.Tensor:
         """One dense conv with the masked kernel: C_in·k² MACs per output (more MACs, one fast native call).
         Frozen, the kernel is kept in ``x``'s memory format (mkldnn then reorders nothing per call)."""
         if frozen:
-            fmt = memory_format_name(x)
-            layout = torch.channels_last if fmt == "channels_last" else torch.contiguous_format
-            weight = self._frozen(fmt, lambda: self.dense_weight().contiguous(memory_format=layout))
+            layout = torch.channels_last if frozen == "channels_last" else torch.contiguous_format
+            weight = self._frozen(frozen, lambda: self.dense_weight().contiguous(memory_format=layout))
         else:
             weight = self.dense_weight()
         if self._conv_padding is not None:
@@ -268,10 +268,10 @@ class HetConv2d(ConvzooLayer, nn.Module):
             x, pairs = pad_pairs(x, pairs), ((0, 0), (0, 0))
         return F.conv2d(x, weight, self.bias, self.stride, tuple(lo for lo, _ in pairs), self.dilation)
 
-    def _masked_dense_channels_last_form(self, x: torch.Tensor, frozen: bool = False) -> torch.Tensor:
+    def _masked_dense_channels_last_form(self, x: torch.Tensor, frozen: str | None = None) -> torch.Tensor:
         """The masked dense conv computed in channels_last, the output handed back in NCHW (for NCHW inputs where
         mkldnn's NCHW conv is the slower one: few channels, many positions)."""
-        y = self._masked_dense_form(x.contiguous(memory_format=torch.channels_last), frozen)
+        y = self._masked_dense_form(x.contiguous(memory_format=torch.channels_last), frozen and "channels_last")
         return y.contiguous() if memory_format_name(x) == "contiguous" else y
 
     def _forms(self, x: torch.Tensor, frozen: bool) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
@@ -280,7 +280,8 @@ class HetConv2d(ConvzooLayer, nn.Module):
         masked_dense for NCHW."""
         names = ["grouped", "masked_dense"]
         names.append("grouped_contiguous" if memory_format_name(x) == "channels_last" else "masked_dense_channels_last")
-        return {name: functools.partial(_FORMS[name], self, frozen=frozen) for name in names}
+        slot = memory_format_name(x) if frozen else None
+        return {name: functools.partial(_FORMS[name], self, frozen=slot) for name in names}
 
     @property
     def _config(self) -> tuple[Any, ...]:
@@ -328,9 +329,9 @@ class HetConv2d(ConvzooLayer, nn.Module):
             frozen = self._weights_frozen()
             entry = self.__dict__.get("_dispatch", _NO_ENTRIES).get(self._dispatch_key(x, frozen))
             if entry is not None:
-                form, fmt = entry
-                y = form(self, x, frozen)
-                return y if fmt is None or y.is_contiguous(memory_format=fmt) else y.contiguous(memory_format=fmt)
+                form, slot, fmt = entry
+                y = form(self, x, slot)
+                return y if fmt is None else y.contiguous(memory_format=fmt)
         return self._forward_checked(x)
 
     forward.__convzoo_prepared__ = True  # type: ignore[attr-defined]  # its input step is _forward_checked's
@@ -341,12 +342,16 @@ class HetConv2d(ConvzooLayer, nn.Module):
         the key. Without autograd the forms reuse the weights they build from the parameters (``_frozen``)."""
         form = self._form(x)
         if tracing_active(x):
-            return form(self, x, False)
+            return form(self, x, None)
         frozen = self._weights_frozen()
+        slot = memory_format_name(x) if frozen else None
+        y = form(self, x, slot)
         if x.dtype == self.weight_kxk.dtype:  # autocast's mismatched inputs are checked every call
-            table = self.__dict__.setdefault("_dispatch", {})
-            table[self._dispatch_key(x, frozen)] = (form, channels_last_format(x))
-        return form(self, x, frozen)
+            # the output format is the kernels' (fixed per key): the table says whether to convert it
+            fmt = channels_last_format(x)
+            fmt = None if fmt is None or y.is_contiguous(memory_format=fmt) else fmt
+            self.__dict__.setdefault("_dispatch", {})[self._dispatch_key(x, frozen)] = (form, slot, fmt)
+        return y
 
     # --- the contract ---------------------------------------------------------------------------------------------
 

@@ -115,7 +115,7 @@ def sweep(grid: Sequence[tuple[int, int, int, int, int]] = GRID, formats: Sequen
                                      requires_grad=grad)
                 with torch.set_grad_enabled(grad):
                     chosen = layer.chosen_form(inputs[0])  # the one-time measurement, outside the timed rounds
-                grouped = functools.partial(layer._grouped_form, frozen=not grad)  # as the layer runs it
+                grouped = functools.partial(layer._grouped_form, frozen=None if grad else fmt_name)  # as the layer runs it
                 params = [*layer.parameters(), *masked.parameters()]
 
                 def timed(fns: dict[str, Callable[[torch.Tensor], Any]]) -> dict[str, Any]:

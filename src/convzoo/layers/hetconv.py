@@ -60,8 +60,11 @@ def swap_channel_blocks(x: torch.Tensor, a: int, b: int) -> torch.Tensor:
 
 IMPLEMENTATIONS = ("auto", "grouped", "grouped_contiguous", "masked_dense", "masked_dense_channels_last")
 # (layer configuration, input shape / format / device / dtype, backward) → the fastest exact form
-_CHOICE = FormChoice("HetConv2d", max_rounds=60)  # up to 60 rounds where they are short: microsecond forms
+# up to 60 rounds where forms are short, ≥ 5 rounds and 0.15 s where they are long: near ties between forms
+# (an NCHW conv vs the same in NHWC plus two copies) are decided on more than three runs each
+_CHOICE = FormChoice("HetConv2d", min_rounds=5, max_rounds=60, min_seconds=0.15)
 _NO_ENTRIES: dict[tuple[Any, ...], Any] = {}
+_LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
 class HetConv2d(ConvzooLayer, nn.Module):
@@ -257,8 +260,7 @@ class HetConv2d(ConvzooLayer, nn.Module):
         """One dense conv with the masked kernel: C_in·k² MACs per output (more MACs, one fast native call).
         Frozen, the kernel is kept in ``x``'s memory format (mkldnn then reorders nothing per call)."""
         if frozen:
-            layout = torch.channels_last if frozen == "channels_last" else torch.contiguous_format
-            weight = self._frozen(frozen, lambda: self.dense_weight().contiguous(memory_format=layout))
+            weight = self._frozen(frozen, lambda: self.dense_weight().contiguous(memory_format=_LAYOUTS[frozen]))
         else:
             weight = self.dense_weight()
         if self._conv_padding is not None:
@@ -315,10 +317,21 @@ class HetConv2d(ConvzooLayer, nn.Module):
         # masked dense conv, but at small maps a single dense native call wins; ``chosen_form`` measures.
         return _FORMS[self.chosen_form(x)]
 
+    @property
+    def implementation(self) -> str:
+        """'auto' (the measured choice) or the name of the form to run."""
+        return self.__dict__.get("_implementation", "auto")
+
+    @implementation.setter
+    def implementation(self, value: str) -> None:
+        self.__dict__["_implementation"] = value
+        self.__dict__.pop("_dispatch", None)  # the forms were chosen for the old value
+
     def _dispatch_key(self, x: torch.Tensor, frozen: bool) -> tuple[Any, ...]:
-        """What the checks, the contract's input step and the form choice depend on."""
+        """What the checks, the contract's input step and the form choice depend on (besides ``implementation``,
+        whose setter empties the table)."""
         return (x.shape, x.stride(), x.dtype, x.device, frozen, x.requires_grad and torch.is_grad_enabled(),
-                self.implementation, _CHOICE.generation)
+                _CHOICE.generation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Eager inputs of a key seen before (``_dispatch_key``) passed the contract's input step, the checks and

@@ -300,3 +300,14 @@ def test_hetconv_copies_and_unbatched_inputs_keep_their_own_caches():
         assert y.shape == (8, 7, 7)
         with pytest.raises(TypeError, match="torch.Tensor"):
             layer(x.numpy())
+
+
+def test_form_choice_keeps_the_preferred_form_in_near_ties():
+    import time
+
+    def sleeper(seconds):
+        return lambda: time.sleep(seconds) or torch.zeros(1)
+
+    choice = FormChoice("test", min_rounds=2, max_rounds=2, prefer="plain", margin=0.5)
+    assert choice.choose("tie", {"plain": sleeper(0.012), "fancy": sleeper(0.010)}, torch.device("cpu")) == "plain"
+    assert choice.choose("win", {"plain": sleeper(0.030), "fancy": sleeper(0.005)}, torch.device("cpu")) == "fancy"

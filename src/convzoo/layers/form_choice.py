@@ -78,12 +78,16 @@ def _sync(device: torch.device) -> None:
 class FormChoice:
     """The cached choice of one layer family: ``choose(key, forms, ...)`` returns the fastest form's name.
 
+    ``prefer``: a form kept unless another is measured faster by more than ``margin`` (a relative time), so
+    near ties measured on a noisy machine do not flip to a form that is not really faster.
     ``measurements`` counts how often forms were actually timed (one per new key), for tests and reports;
     ``clear()`` forgets every choice (say, after changing thread counts) and bumps ``generation``, which layers
     that remember their choice per input put in their keys."""
 
-    def __init__(self, family: str, min_rounds: int = 3, max_rounds: int = 15, min_seconds: float = 0.05) -> None:
+    def __init__(self, family: str, min_rounds: int = 3, max_rounds: int = 15, min_seconds: float = 0.05,
+                 prefer: str | None = None, margin: float = 0.0) -> None:
         self.family = family
+        self.prefer, self.margin = prefer, margin
         self.min_rounds, self.max_rounds, self.min_seconds = min_rounds, max_rounds, min_seconds
         self.cache: dict[Hashable, str] = {}
         self.measurements = 0
@@ -154,5 +158,8 @@ class FormChoice:
                 best[name] = min(best[name], timed(forms[name]))
             rounds += 1
         self.measurements += 1
-        self.cache[key] = min(best, key=best.__getitem__)
+        fastest = min(best, key=best.__getitem__)
+        if self.prefer in best and best[self.prefer] <= (1 + self.margin) * best[fastest]:
+            fastest = self.prefer  # a near tie: t_prefer ≤ (1 + margin)·t_fastest keeps the preferred form
+        self.cache[key] = fastest
         return self.cache[key]

@@ -5,7 +5,7 @@ A layer with several exact forms (HetConv's grouped vs masked dense conv, deform
 torchvision's kernel, dynamic conv's batch-folded vs per-sample convs) keeps one ``FormChoice``. On the first
 input of a key (the layer's configuration, the input's shape / memory format / device / dtype, grad mode) every
 form is run round-robin (``round_order``): one warm-up each, then rounds until ``min_seconds`` are spent (at
-least ``min_rounds``, at most ``max_rounds``); the form with the smallest minimum time (or the family's ``statistic``) wins, t_f = min_r t_{f,r}
+least ``min_rounds``, at most ``max_rounds``); the form with the smallest minimum time wins, t_f = min_r t_{f,r}
 (the minimum is the least disturbed by other processes on a busy machine). With gradients wanted, each run is forward + backward
 by ``torch.autograd.grad`` on a detached copy of the input, so no ``.grad`` is touched and no caller graph runs.
 
@@ -79,18 +79,14 @@ class FormChoice:
     """The cached choice of one layer family: ``choose(key, forms, ...)`` returns the fastest form's name.
 
     ``prefer``: a form kept unless another is measured faster by more than ``margin`` (a relative time), so
-    near ties measured on a noisy machine do not flip to a form that is not really faster. ``statistic`` of a
-    form's runs ranks it: ``min`` (least disturbed by other processes) or ``statistics.median`` (for forms whose
-    time depends on the allocator state the run before left: a minimum then shows a state that does not last).
+    near ties measured on a noisy machine do not flip to a form that is not really faster.
     ``measurements`` counts how often forms were actually timed (one per new key), for tests and reports;
     ``clear()`` forgets every choice (say, after changing thread counts) and bumps ``generation``, which layers
     that remember their choice per input put in their keys."""
 
     def __init__(self, family: str, min_rounds: int = 3, max_rounds: int = 15, min_seconds: float = 0.05,
-                 prefer: str | None = None, margin: float = 0.0,
-                 statistic: Callable[[Sequence[float]], float] = min) -> None:
+                 prefer: str | None = None, margin: float = 0.0) -> None:
         self.family = family
-        self.statistic = statistic
         self.prefer, self.margin = prefer, margin
         self.min_rounds, self.max_rounds, self.min_seconds = min_rounds, max_rounds, min_seconds
         self.cache: dict[Hashable, str] = {}
@@ -152,17 +148,16 @@ class FormChoice:
             _sync(device)
             return time.perf_counter() - start
 
-        runs: dict[str, list[float]] = {name: [] for name in forms}
+        best = {name: float("inf") for name in forms}
         for fn in forms.values():
             run(fn)  # warm-up: allocations, kernel selection, weight reorders
         started, rounds = time.perf_counter(), 0
         while rounds < self.max_rounds and (rounds < self.min_rounds
                                             or time.perf_counter() - started < self.min_seconds):
             for name in round_order(list(forms), rounds):
-                runs[name].append(timed(forms[name]))
+                best[name] = min(best[name], timed(forms[name]))
             rounds += 1
         self.measurements += 1
-        best = {name: self.statistic(times) for name, times in runs.items()}
         fastest = min(best, key=best.__getitem__)
         if self.prefer in best and best[self.prefer] <= (1 + self.margin) * best[fastest]:
             fastest = self.prefer  # a near tie: t_prefer ≤ (1 + margin)·t_fastest keeps the preferred form

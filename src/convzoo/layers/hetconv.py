@@ -11,7 +11,6 @@ approximate the pattern with groupwise + pointwise convs; this one equals the ma
 from __future__ import annotations
 
 import functools
-import statistics
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -61,12 +60,9 @@ def swap_channel_blocks(x: torch.Tensor, a: int, b: int) -> torch.Tensor:
 
 IMPLEMENTATIONS = ("auto", "grouped", "grouped_contiguous", "masked_dense", "masked_dense_channels_last")
 # (layer configuration, input shape / format / device / dtype, backward) → the fastest exact form
-# up to 60 rounds where forms are short, ≥ 5 rounds and 0.15 s where they are long, ranked by median (a form
-# running right after another can find its large buffers already mapped and run far faster than it will in a
-# loop); the masked dense conv (one native call, the baseline HetConv must not lose to) is kept unless another
-# form is measured > 5% faster
-_CHOICE = FormChoice("HetConv2d", min_rounds=5, max_rounds=60, min_seconds=0.15, prefer="masked_dense", margin=0.05,
-                     statistic=statistics.median)
+# up to 60 rounds where forms are short, ≥ 5 rounds and 0.15 s where they are long; the masked dense conv (one
+# native call, the baseline HetConv must not lose to) is kept unless another form is measured > 5% faster
+_CHOICE = FormChoice("HetConv2d", min_rounds=5, max_rounds=60, min_seconds=0.15, prefer="masked_dense", margin=0.05)
 _NO_ENTRIES: dict[tuple[Any, ...], Any] = {}
 _LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 

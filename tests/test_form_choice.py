@@ -197,3 +197,117 @@ def test_dynamic_measures_once_per_key_and_traces_the_unfolded_form():
     traced = torch.jit.trace(layer, x, check_trace=False)
     assert "aten::matmul" in str(traced.graph)  # _unfolded, the batch-agnostic form
     assert dynamic_module._CHOICE.measurements == before + 2
+
+
+# --- HetConv's per-key dispatch and frozen weights (reused where no gradient reaches a parameter) --------------
+
+
+def _het_oracle(layer, x):
+    return torch.from_numpy(layer.reference_output(x.detach().numpy())).to(x.dtype)
+
+
+@pytest.mark.parametrize("implementation", hetconv_module.IMPLEMENTATIONS)
+def test_hetconv_frozen_weights_follow_in_place_updates(implementation):
+    torch.manual_seed(0)
+    layer = cz.HetConv2d(8, 8, 3, padding=1, p=4)
+    layer.implementation = implementation
+    x = torch.randn(2, 8, 7, 7)
+    opt = torch.optim.SGD(layer.parameters(), lr=0.05)
+    for _ in range(3):
+        with torch.no_grad():
+            torch.testing.assert_close(layer(x), _het_oracle(layer, x), rtol=1e-5, atol=1e-5)
+        layer(x).sin().sum().backward()  # a training step: the frozen weights must not serve it
+        assert all(p.grad is not None and p.grad.abs().sum() > 0 for p in layer.parameters())
+        opt.step()  # in place: bumps the weights' versions
+        opt.zero_grad()
+    with torch.no_grad():
+        layer.weight_1x1.mul_(-2)
+        torch.testing.assert_close(layer(x), _het_oracle(layer, x), rtol=1e-5, atol=1e-5)
+        layer.load_state_dict({k: torch.randn_like(v) for k, v in layer.state_dict().items()})
+        torch.testing.assert_close(layer(x), _het_oracle(layer, x), rtol=1e-5, atol=1e-5)
+
+
+def test_hetconv_frozen_weights_follow_data_swaps_and_forget_cache():
+    torch.manual_seed(0)
+    layer = cz.HetConv2d(8, 8, 3, padding=1, p=2)
+    layer.implementation = "masked_dense"
+    x = torch.randn(1, 8, 6, 6).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        layer(x)
+        layer.weight_kxk.data = torch.randn_like(layer.weight_kxk)  # a new storage
+        torch.testing.assert_close(layer(x), _het_oracle(layer, x), rtol=1e-5, atol=1e-5)
+        layer.weight_kxk.data.zero_()  # through .data: no version bump, hence forget_cache()
+        layer.forget_cache()
+        torch.testing.assert_close(layer(x), _het_oracle(layer, x), rtol=1e-5, atol=1e-5)
+
+
+def test_hetconv_gradients_match_the_oracle_after_inference_calls():
+    torch.manual_seed(0)
+    layer = cz.HetConv2d(6, 6, 3, padding=1, p=3).double()
+    layer.implementation = "masked_dense"
+    x = torch.randn(2, 6, 5, 5, dtype=torch.float64, requires_grad=True)
+    with torch.inference_mode():
+        layer(x.detach())  # fills the frozen kernel inside inference mode
+    with torch.no_grad():
+        layer(x.detach())
+    assert torch.autograd.gradcheck(lambda x, *params: layer(x), (x, *layer.parameters()))
+    layer.requires_grad_(False)  # frozen parameters, input gradient wanted: the frozen kernel serves it
+    assert torch.autograd.gradcheck(lambda x: layer(x), (x,))
+
+
+def test_hetconv_dispatch_follows_implementation_choice_clear_and_dtype():
+    torch.manual_seed(0)
+    layer = cz.HetConv2d(8, 8, 3, padding=1, p=4)
+    x = torch.randn(2, 8, 7, 7)
+    with torch.no_grad():
+        for implementation in hetconv_module.IMPLEMENTATIONS:
+            layer.implementation = implementation
+            torch.testing.assert_close(layer(x), _het_oracle(layer, x), rtol=1e-5, atol=1e-5)
+        layer.implementation = "fast"
+        with pytest.raises(ValueError, match="implementation"):
+            layer(x)  # a new implementation is a new key: checked again
+        layer.implementation = "auto"
+        layer(x)
+        before = hetconv_module._CHOICE.measurements
+        hetconv_module._CHOICE.clear()
+        layer(x)  # clear() reaches the layer's table: measured again
+        assert hetconv_module._CHOICE.measurements == before + 1
+        with pytest.raises(ValueError, match="input channels"):
+            layer(torch.randn(2, 4, 7, 7))
+        layer.double()
+        with pytest.raises(TypeError, match="float64 parameters but got a float32 input"):
+            layer(x)  # .double() forgot the float32 key
+        torch.testing.assert_close(layer(x.double()), _het_oracle(layer, x.double()))
+
+
+def test_hetconv_copies_and_unbatched_inputs_keep_their_own_caches():
+    import copy
+    import pickle
+
+    torch.manual_seed(0)
+    layer = cz.HetConv2d(8, 8, 3, padding=1, p=4)
+    layer.implementation = "masked_dense"
+    x = torch.randn(2, 8, 7, 7)
+    with torch.no_grad():
+        layer(x)
+        for twin in (copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))):
+            assert "_frozen_cache" not in twin.__dict__ and "_dispatch" not in twin.__dict__
+            twin.weight_kxk.add_(1)
+            torch.testing.assert_close(twin(x), _het_oracle(twin, x), rtol=1e-5, atol=1e-5)
+        torch.testing.assert_close(layer(x), _het_oracle(layer, x), rtol=1e-5, atol=1e-5)
+        y = layer(x[0])  # unbatched: (C, H, W) in, (C_out, H, W) out, every call through the contract
+        torch.testing.assert_close(layer(x[0]), y)
+        assert y.shape == (8, 7, 7)
+        with pytest.raises(TypeError, match="torch.Tensor"):
+            layer(x.numpy())
+
+
+def test_form_choice_keeps_the_preferred_form_in_near_ties():
+    import time
+
+    def sleeper(seconds):
+        return lambda: time.sleep(seconds) or torch.zeros(1)
+
+    choice = FormChoice("test", min_rounds=2, max_rounds=2, prefer="plain", margin=0.5)
+    assert choice.choose("tie", {"plain": sleeper(0.012), "fancy": sleeper(0.010)}, torch.device("cpu")) == "plain"
+    assert choice.choose("win", {"plain": sleeper(0.030), "fancy": sleeper(0.005)}, torch.device("cpu")) == "fancy"

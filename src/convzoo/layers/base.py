@@ -198,7 +198,12 @@ def _dtype_name(dtype: torch.dtype) -> str:
 
 
 def layer_dtype(module: nn.Module) -> torch.dtype | None:
-    """The dtype of the module's first floating parameter (None when it has none)."""
+    """The dtype of the module's first floating parameter (None when it has none). ``parameters()`` yields the
+    module's own parameters first, so those are looked at directly (no generator over the submodules: this runs
+    on every forward)."""
+    for p in module._parameters.values():
+        if p is not None and p.is_floating_point():
+            return p.dtype
     for p in module.parameters():
         if p.is_floating_point():
             return p.dtype

@@ -10,6 +10,7 @@ approximate the pattern with groupwise + pointwise convs; this one equals the ma
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
@@ -19,9 +20,11 @@ from torch import nn
 
 from ..analysis.cost import LayerCost, conv_output_tensor_shape, numel
 from ..functional import pad_pairs
-from .form_choice import FormChoice, is_tracing, memory_format_name
+from .form_choice import FormChoice, is_tracing, memory_format_name, tracing_active
+from .formats import channels_last_format
 from .base import (
     PADDING_MODES,
+    _batch_friendly,
     Alternative,
     ConvzooLayer,
     IntOrTuple,
@@ -55,9 +58,13 @@ def swap_channel_blocks(x: torch.Tensor, a: int, b: int) -> torch.Tensor:
     return x.unflatten(1, (a, b)).transpose(1, 2).flatten(1, 2)
 
 
-IMPLEMENTATIONS = ("auto", "grouped", "grouped_contiguous", "masked_dense")
+IMPLEMENTATIONS = ("auto", "grouped", "grouped_contiguous", "masked_dense", "masked_dense_channels_last")
 # (layer configuration, input shape / format / device / dtype, backward) → the fastest exact form
-_CHOICE = FormChoice("HetConv2d")
+# up to 60 rounds where forms are short, ≥ 5 rounds and 0.15 s where they are long; the masked dense conv (one
+# native call, the baseline HetConv must not lose to) is kept unless another form is measured > 5% faster
+_CHOICE = FormChoice("HetConv2d", min_rounds=5, max_rounds=60, min_seconds=0.15, prefer="masked_dense", margin=0.05)
+_NO_ENTRIES: dict[tuple[Any, ...], Any] = {}
+_LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
 class HetConv2d(ConvzooLayer, nn.Module):
@@ -71,6 +78,8 @@ class HetConv2d(ConvzooLayer, nn.Module):
     channels in ascending order; ``bias`` (C_out,). p = 1 is a standard conv; p = C_in has one k×k kernel
     per filter.
     """
+
+    dim = 2
 
     def __init__(
         self,
@@ -99,6 +108,9 @@ class HetConv2d(ConvzooLayer, nn.Module):
         self.kernel_size, self.stride, self.dilation = geometry.kernel_size, geometry.stride, geometry.dilation
         self.padding, self.padding_pairs = geometry.padding, geometry.padding_pairs
         self.padding_mode = check_choice(padding_mode, "padding_mode", PADDING_MODES)
+        # zero padding, equal on both sides: the convs pad themselves (else the input is padded first)
+        symmetric = self.padding_mode == "zeros" and all(lo == hi for lo, hi in self.padding_pairs)
+        self._conv_padding = tuple(lo for lo, _ in self.padding_pairs) if symmetric else None
         self.in_channels, self.out_channels, self.p = in_channels, out_channels, p
         self.implementation = "auto"  # or one of IMPLEMENTATIONS[1:]: see ``chosen_form``
         factory = {"device": device, "dtype": dtype}
@@ -124,14 +136,21 @@ class HetConv2d(ConvzooLayer, nn.Module):
         dense = dense.masked_scatter(mask, self.weight_1x1)
         return dense[:, :, None, None]
 
-    def _kxk_part(self, x: torch.Tensor, pairs: tuple[tuple[int, int], ...]) -> torch.Tensor:
-        n = x.shape[0]
+    def _residue_weight(self) -> torch.Tensor:
+        """``weight_kxk`` with the filters ordered by residue j mod p (zero filters appended when p ∤ C_out), the
+        weight of the p-group k×k conv."""
+        p, cout = self.p, self.out_channels
+        rows = -(-cout // p) * p
+        weight = F.pad(self.weight_kxk, (0, 0, 0, 0, 0, 0, 0, rows - cout)) if rows != cout else self.weight_kxk
+        return weight.reshape(rows // p, p, *weight.shape[1:]).transpose(0, 1).reshape(weight.shape)
+
+    def _kxk_part(self, x: torch.Tensor, pairs: tuple[tuple[int, int], ...],
+                  weight: torch.Tensor | None = None) -> torch.Tensor:
         p, cout = self.p, self.out_channels
         # Channels ordered by residue r = c mod p: group r holds channels r, r+p, r+2p, …
         x_by_residue = swap_channel_blocks(x, self.in_channels // p, p)
-        rows = -(-cout // p) * p  # filters padded to a multiple of p (zeros) when p ∤ C_out
-        weight = F.pad(self.weight_kxk, (0, 0, 0, 0, 0, 0, 0, rows - cout)) if rows != cout else self.weight_kxk
-        weight = weight.reshape(rows // p, p, *weight.shape[1:]).transpose(0, 1).reshape(weight.shape)
+        weight = self._residue_weight() if weight is None else weight
+        rows = weight.shape[0]  # filters padded to a multiple of p (zeros) when p ∤ C_out
         if any(lo != hi for lo, hi in pairs):
             x_by_residue, pairs = pad_pairs(x_by_residue, pairs), ((0, 0), (0, 0))
         y = F.conv2d(x_by_residue, weight, None, self.stride, tuple(lo for lo, _ in pairs), self.dilation, groups=p)
@@ -139,7 +158,7 @@ class HetConv2d(ConvzooLayer, nn.Module):
         return y[:, :cout] if rows != cout else y
 
     def _one_by_one_part(self, x: torch.Tensor, pairs: tuple[tuple[int, int], ...],
-                         out_size: tuple[int, int]) -> torch.Tensor:
+                         out_size: tuple[int, int], weight: torch.Tensor | None = None) -> torch.Tensor:
         # The centre tap of output o reads input o·s − before + d·(k//2): crop or pad x so a 1×1 conv lines up.
         before = [lo for lo, _ in pairs]
         after = [hi for _, hi in pairs]
@@ -149,7 +168,7 @@ class HetConv2d(ConvzooLayer, nn.Module):
         x = x[:, :, max(offsets[0], 0):, max(offsets[1], 0):]
         if any(pad):
             x = F.pad(x, pad)
-        y = F.conv2d(x, self.dense_1x1_weight(), None, self.stride)
+        y = F.conv2d(x, self.dense_1x1_weight() if weight is None else weight, None, self.stride)
         return y[:, :, : out_size[0], : out_size[1]]
 
     def _dense_index(self, device: torch.device) -> torch.Tensor:
@@ -159,16 +178,20 @@ class HetConv2d(ConvzooLayer, nn.Module):
         cache: dict[str, torch.Tensor] = self.__dict__.setdefault("_dense_index_cache", {})
         index = cache.get(str(device))
         if index is None:  # built on the CPU (nonzero has no meta kernel), then moved
-            (kh, kw), p, cin = self.kernel_size, self.p, self.in_channels
-            j = torch.arange(self.out_channels).view(-1, 1, 1, 1)
-            m = torch.arange(cin // p).view(1, -1, 1, 1)
-            a = torch.arange(kh).view(1, 1, -1, 1)
-            b = torch.arange(kw).view(1, 1, 1, -1)
-            kxk = ((j * cin + j % p + p * m) * kh + a) * kw + b
-            rows, cols = one_by_one_mask(self.out_channels, cin, p).nonzero(as_tuple=True)
-            centre = ((rows * cin + cols) * kh + kh // 2) * kw + kw // 2
-            index = cache[str(device)] = torch.cat([kxk.flatten(), centre]).to(device)
+            with torch.inference_mode(False):  # a normal tensor even when first built in inference mode
+                index = cache[str(device)] = self._build_dense_index().to(device)
         return index
+
+    def _build_dense_index(self) -> torch.Tensor:
+        (kh, kw), p, cin = self.kernel_size, self.p, self.in_channels
+        j = torch.arange(self.out_channels).view(-1, 1, 1, 1)
+        m = torch.arange(cin // p).view(1, -1, 1, 1)
+        a = torch.arange(kh).view(1, 1, -1, 1)
+        b = torch.arange(kw).view(1, 1, 1, -1)
+        kxk = ((j * cin + j % p + p * m) * kh + a) * kw + b
+        rows, cols = one_by_one_mask(self.out_channels, cin, p).nonzero(as_tuple=True)
+        centre = ((rows * cin + cols) * kh + kh // 2) * kw + kw // 2
+        return torch.cat([kxk.flatten(), centre])
 
     def dense_weight(self) -> torch.Tensor:
         """The masked dense (C_out, C_in, k, k) kernel: filter j's k×k kernel on channel c where (c − j) mod p = 0,
@@ -178,41 +201,91 @@ class HetConv2d(ConvzooLayer, nn.Module):
         dense = dense.scatter(0, self._dense_index(values.device), values)
         return dense.view(self.out_channels, self.in_channels, *self.kernel_size)
 
+    def _frozen(self, name: str, build: Callable[[], torch.Tensor]) -> torch.Tensor:
+        """``build()`` for passes without autograd, built once and reused until a weight changes: keyed on both
+        weights' version counters (bumped by every in-place update: optimizer steps, ``load_state_dict``,
+        ``nn.init``) and storages (a ``.data`` or ``.to()`` swap). Writes through ``p.data`` bypass the version
+        counter: call ``forget_cache()`` after those."""
+        params = self._parameters
+        kxk, one = params["weight_kxk"], params["weight_1x1"]
+        key = (kxk._version, one._version, kxk.data_ptr(), one.data_ptr())
+        cache: dict[str, tuple[tuple[int, ...], torch.Tensor]] | None = self.__dict__.get("_frozen_cache")
+        hit = None if cache is None else cache.get(name)
+        if hit is None or hit[0] != key:
+            with torch.no_grad(), torch.inference_mode(False):  # a constant, and never an inference tensor
+                hit = self.__dict__.setdefault("_frozen_cache", {})[name] = (key, build())
+        return hit[1]
+
+    def forget_cache(self) -> None:
+        """Drop the frozen kernels and the per-input dispatch table (both are rebuilt on the next call)."""
+        self.__dict__.pop("_frozen_cache", None)
+        self.__dict__.pop("_dispatch", None)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> HetConv2d:
+        self.forget_cache()  # .to() / .cuda() / .half(): new dtype or device, so inputs are checked again
+        return super()._apply(fn, recurse)
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies and pickles start without the caches (they hold tensors derived from this module's storages)."""
+        return {k: v for k, v in super().__getstate__().items() if k not in ("_frozen_cache", "_dispatch")}
+
     def _padded(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[tuple[int, int], ...]]:
         """Non-zero padding modes pad explicitly first; zeros are left to the convs (the pairs they must use)."""
         if self.padding_mode == "zeros":
             return x, self.padding_pairs
         return pad_pairs(x, self.padding_pairs, self.padding_mode), ((0, 0), (0, 0))
 
-    def _grouped_form(self, x: torch.Tensor) -> torch.Tensor:
+    # The forms: f(x, frozen), frozen = x's memory format name ('contiguous' / 'channels_last') where no gradient
+    # reaches a parameter, so weights built from the parameters are reused, else None (built every call).
+
+    def _grouped_form(self, x: torch.Tensor, frozen: str | None = None) -> torch.Tensor:
         """p-group k×k conv on residue-ordered channels + one dense 1×1 conv: (C_in/p)·k² + C_in MACs per output."""
         x, pairs = self._padded(x)
-        y = self._kxk_part(x, pairs)
+        kxk = self._frozen("residue", self._residue_weight) if frozen else None
+        y = self._kxk_part(x, pairs, kxk)
         if self.p > 1:
-            y = y + self._one_by_one_part(x, pairs, (y.shape[2], y.shape[3]))
+            one = self._frozen("1x1", self.dense_1x1_weight) if frozen else None
+            y = y + self._one_by_one_part(x, pairs, (y.shape[2], y.shape[3]), one)
         if self.bias is not None:
             y = y + self.bias.view(1, -1, 1, 1)
         return y
 
-    def _masked_dense_form(self, x: torch.Tensor) -> torch.Tensor:
-        """One dense conv with the masked kernel: C_in·k² MACs per output (more MACs, one fast native call)."""
+    def _grouped_contiguous_form(self, x: torch.Tensor, frozen: str | None = None) -> torch.Tensor:
+        """The grouped form computed in NCHW, the output handed back in the input's memory format (for
+        channels_last inputs where mkldnn's NHWC grouped conv is the slower one)."""
+        y = self._grouped_form(x.contiguous(), frozen and "contiguous")
+        return y.contiguous(memory_format=torch.channels_last) if memory_format_name(x) == "channels_last" else y
+
+    def _masked_dense_form(self, x: torch.Tensor, frozen: str | None = None) -> torch.Tensor:
+        """One dense conv with the masked kernel: C_in·k² MACs per output (more MACs, one fast native call).
+        Frozen, the kernel is kept in ``x``'s memory format (mkldnn then reorders nothing per call)."""
+        if frozen:
+            weight = self._frozen(frozen, lambda: self.dense_weight().contiguous(memory_format=_LAYOUTS[frozen]))
+        else:
+            weight = self.dense_weight()
+        if self._conv_padding is not None:
+            return F.conv2d(x, weight, self._parameters.get("bias"), self.stride, self._conv_padding, self.dilation)
         x, pairs = self._padded(x)
         if any(lo != hi for lo, hi in pairs):
             x, pairs = pad_pairs(x, pairs), ((0, 0), (0, 0))
-        return F.conv2d(x, self.dense_weight(), self.bias, self.stride, tuple(lo for lo, _ in pairs), self.dilation)
+        return F.conv2d(x, weight, self.bias, self.stride, tuple(lo for lo, _ in pairs), self.dilation)
 
-    def _grouped_contiguous_form(self, x: torch.Tensor) -> torch.Tensor:
-        """The grouped form computed in NCHW, the output handed back in the input's memory format (for
-        channels_last inputs where mkldnn's NHWC grouped conv is the slower one)."""
-        y = self._grouped_form(x.contiguous())
-        return y.contiguous(memory_format=torch.channels_last) if memory_format_name(x) == "channels_last" else y
+    def _masked_dense_channels_last_form(self, x: torch.Tensor, frozen: str | None = None) -> torch.Tensor:
+        """The masked dense conv computed in channels_last, the output handed back in NCHW (for NCHW inputs where
+        mkldnn's NCHW conv is the slower one: few channels, many positions)."""
+        y = self._masked_dense_form(x.contiguous(memory_format=torch.channels_last), frozen and "channels_last")
+        return y.contiguous() if memory_format_name(x) == "contiguous" else y
 
-    def _forms(self, x: torch.Tensor) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
-        """The exact forms worth timing on ``x`` (grouped_contiguous only differs from grouped for channels_last)."""
-        forms = {"grouped": self._grouped_form, "masked_dense": self._masked_dense_form}
+    def _forms(self, x: torch.Tensor, frozen: bool) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+        """The exact forms worth timing on ``x``, as ``forward`` runs them (reusing built weights when ``frozen``);
+        grouped_contiguous only differs from grouped for channels_last. masked_dense_channels_last is left to
+        ``implementation``: over the sweep's grid it never beat masked_dense, and where they tie its time depends
+        on what ran before (its extra buffers found mapped or not), so a measurement could pick it and lose."""
+        names = ["grouped", "masked_dense"]
         if memory_format_name(x) == "channels_last":
-            forms["grouped_contiguous"] = self._grouped_contiguous_form
-        return forms
+            names.append("grouped_contiguous")
+        slot = memory_format_name(x) if frozen else None
+        return {name: functools.partial(_FORMS[name], self, frozen=slot) for name in names}
 
     @property
     def _config(self) -> tuple[Any, ...]:
@@ -229,20 +302,71 @@ class HetConv2d(ConvzooLayer, nn.Module):
             return check_choice(choice, "implementation", IMPLEMENTATIONS)
         if self.p == 1 or is_tracing(x):
             return "grouped"  # p = 1: the grouped form is a single dense conv already
-        return _CHOICE.for_input(self._config, x, lambda: self._forms(x),
+        return _CHOICE.for_input(self._config, x, lambda: self._forms(x, self._weights_frozen()),
                                  (self.weight_kxk, self.weight_1x1, self.bias))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    def _weights_frozen(self) -> bool:
+        """No gradient can reach a parameter in this pass (grad mode off, or none requires grad): the forms may
+        reuse the weights they build from the parameters."""
+        return not torch.is_grad_enabled() or not any(p.requires_grad for p in self._parameters.values()
+                                                      if p is not None)
+
+    def _form(self, x: torch.Tensor) -> Callable[..., torch.Tensor]:
+        """The checked input's form, as a function f(layer, x, frozen)."""
         check_input(x, 2, self.in_channels, "HetConv2d")
         check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, "HetConv2d")
         # Every form is exact: the grouped form has (C_in/p)·k² + C_in MACs per output against C_in·k² for the
         # masked dense conv, but at small maps a single dense native call wins; ``chosen_form`` measures.
-        choice = self.chosen_form(x)
-        if choice == "masked_dense":
-            return self._masked_dense_form(x)
-        if choice == "grouped_contiguous":
-            return self._grouped_contiguous_form(x)
-        return self._grouped_form(x)
+        return _FORMS[self.chosen_form(x)]
+
+    @property
+    def implementation(self) -> str:
+        """'auto' (the measured choice) or the name of the form to run."""
+        return self.__dict__.get("_implementation", "auto")
+
+    @implementation.setter
+    def implementation(self, value: str) -> None:
+        self.__dict__["_implementation"] = value
+        self.__dict__.pop("_dispatch", None)  # the forms were chosen for the old value
+
+    def _dispatch_key(self, x: torch.Tensor, frozen: bool) -> tuple[Any, ...]:
+        """What the checks, the contract's input step and the form choice depend on (besides ``implementation``,
+        whose setter empties the table)."""
+        return (x.shape, x.stride(), x.dtype, x.device, frozen, x.requires_grad and torch.is_grad_enabled(),
+                _CHOICE.generation)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        """Eager inputs of a key seen before (``_dispatch_key``) passed the contract's input step, the checks and
+        the choice then, so they go straight to the form chosen (a sub-millisecond conv would otherwise pay more
+        for those than for the conv); the output is still handed back in a channels-last input's format. First
+        inputs of a key, unbatched ones, other dtypes and traced calls take ``_forward_checked``."""
+        if isinstance(x, torch.Tensor) and not tracing_active(x):
+            frozen = self._weights_frozen()
+            entry = self.__dict__.get("_dispatch", _NO_ENTRIES).get(self._dispatch_key(x, frozen))
+            if entry is not None:
+                form, slot, fmt = entry
+                y = form(self, x, slot)
+                return y if fmt is None else y.contiguous(memory_format=fmt)
+        return self._forward_checked(x)
+
+    forward.__convzoo_prepared__ = True  # type: ignore[attr-defined]  # its input step is _forward_checked's
+
+    @_batch_friendly
+    def _forward_checked(self, x: torch.Tensor) -> torch.Tensor:
+        """The contract's forward (wrapped in ``prepare_input``): check, choose, run, and remember the form for
+        the key. Without autograd the forms reuse the weights they build from the parameters (``_frozen``)."""
+        form = self._form(x)
+        if tracing_active(x):
+            return form(self, x, None)
+        frozen = self._weights_frozen()
+        slot = memory_format_name(x) if frozen else None
+        y = form(self, x, slot)
+        if x.dtype == self.weight_kxk.dtype:  # autocast's mismatched inputs are checked every call
+            # the output format is the kernels' (fixed per key): the table says whether to convert it
+            fmt = channels_last_format(x)
+            fmt = None if fmt is None or y.is_contiguous(memory_format=fmt) else fmt
+            self.__dict__.setdefault("_dispatch", {})[self._dispatch_key(x, frozen)] = (form, slot, fmt)
+        return y
 
     # --- the contract ---------------------------------------------------------------------------------------------
 
@@ -322,3 +446,12 @@ class HetConv2d(ConvzooLayer, nn.Module):
 
     def extra_repr(self) -> str:
         return geometry_repr(self, {"p": self.p})
+
+
+# name → form f(layer, x, frozen): plain functions, so a dispatch table holds no bound method
+_FORMS: dict[str, Callable[..., torch.Tensor]] = {
+    "grouped": HetConv2d._grouped_form,
+    "grouped_contiguous": HetConv2d._grouped_contiguous_form,
+    "masked_dense": HetConv2d._masked_dense_form,
+    "masked_dense_channels_last": HetConv2d._masked_dense_channels_last_form,
+}

@@ -1,20 +1,24 @@
-"""``convzoo bench hetconv --sweep``: HetConv's layer (implementation 'auto') against its two exact forms, the
-masked dense conv and the grouped k×k + dense 1×1, over a representative grid of shapes, in both memory formats.
+"""``convzoo bench hetconv --sweep``: HetConv's layer (implementation 'auto') against the masked dense conv
+(``MaskedDenseConv2d``: the ``nn.Conv2d`` one would write instead of HetConv) and against its grouped form (the
+p-group k×k + dense 1×1), over a representative grid of shapes, in both memory formats.
 
-Per row the three candidates run round-robin in the same rounds (``measure_interleaved``), so the ratio
-convzoo / masked dense is fair on a busy machine; the acceptance is ratio ≤ 1.05 in every row. The grid is
+Per row the layer and the masked dense conv run round-robin in the same rounds (``round_robin``), so the ratio
+convzoo / masked dense is fair on a busy machine; the acceptance is ratio ≤ 1.05 in every row. The grouped form
+is timed against the masked dense conv in rounds of its own. The grid is
 hand-picked (not the full product of batch 1–32, channels 16–256, maps 7–112, p 2–8, k 3/5): rows whose masked
 dense conv exceeds ``max_gmacs`` are left out, so the whole sweep takes a few minutes on 2 cores.
 """
 
 from __future__ import annotations
 
+import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
 import torch
+from torch import nn
 
 from .timing import FORMATS, make_inputs, round_robin, to_format
 
@@ -27,6 +31,33 @@ GRID: tuple[tuple[int, int, int, int, int], ...] = (
     (16, 32, 28, 2, 3), (16, 128, 14, 4, 5), (32, 16, 28, 8, 3), (32, 64, 7, 2, 3), (32, 64, 14, 8, 5),
 )
 QUICK_GRID: tuple[tuple[int, int, int, int, int], ...] = ((1, 8, 7, 2, 3), (2, 8, 9, 4, 5))
+
+
+class MaskedDenseConv2d(nn.Conv2d):
+    """The baseline: a HetConv layer run as one dense ``nn.Conv2d`` with its masked kernel (zeros where HetConv has
+    no tap), same bias, geometry and weight memory format. Without autograd the kernel is loaded once, so a call
+    is a plain ``nn.Conv2d`` call; with autograd the kernel is rebuilt from the layer's own weights every call
+    (``dense_weight()``), so the gradients reach HetConv's parameters as in training."""
+
+    def __init__(self, layer: Any) -> None:
+        pairs = layer.padding_pairs
+        if any(lo != hi for lo, hi in pairs) or layer.padding_mode != "zeros":
+            raise ValueError(f"the sweep's baseline takes symmetric zero padding, got {pairs} {layer.padding_mode}")
+        weight = layer.dense_weight().detach()
+        super().__init__(layer.in_channels, layer.out_channels, layer.kernel_size, layer.stride,
+                         tuple(lo for lo, _ in pairs), layer.dilation, bias=layer.bias is not None,
+                         device=weight.device, dtype=weight.dtype)
+        self.__dict__["source"] = layer  # not a submodule: its parameters stay the layer's
+        self.requires_grad_(False)  # its own copy serves passes without autograd only
+        with torch.no_grad():
+            self.weight.copy_(weight)
+            if layer.bias is not None:
+                self.bias.copy_(layer.bias)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if torch.is_grad_enabled():
+            return self._conv_forward(x, self.source.dense_weight(), self.source.bias)
+        return self._conv_forward(x, self.weight, self.bias)
 
 
 @dataclass
@@ -58,12 +89,13 @@ def masked_dense_gmacs(batch: int, channels: int, size: int, kernel: int) -> flo
 
 
 def sweep(grid: Sequence[tuple[int, int, int, int, int]] = GRID, formats: Sequence[str] = tuple(FORMATS),
-          backward: bool = False, max_gmacs: float = 2.0, min_time: float = 0.5, max_rounds: int = 40,
+          backward: bool = False, max_gmacs: float = 2.0, min_time: float = 0.5, max_rounds: int = 400,
           dtype: torch.dtype = torch.float32, device: str = "cpu",
           progress: Callable[[str], None] | None = None) -> list[SweepRow]:
-    """Time masked dense, grouped and the layer ('auto', its choice made before timing) on every grid shape in
-    every format, forward (and forward+backward with ``backward``), candidates interleaved in the same rounds
-    (order rotated each round); rounds = clamp(min_time / (one round's time), 3, max_rounds)."""
+    """Time the layer ('auto', its choice made before timing) against the masked dense conv, and the grouped form
+    against it too, on every grid shape in every format, forward (and forward+backward with ``backward``): each
+    pair interleaved round-robin (``round_order``); rounds = clamp(min_time / (one round's time), 3, max_rounds),
+    so microsecond rows get hundreds of rounds."""
     from ..layers.hetconv import HetConv2d
 
     rows: list[SweepRow] = []
@@ -72,8 +104,10 @@ def sweep(grid: Sequence[tuple[int, int, int, int, int]] = GRID, formats: Sequen
             continue
         torch.manual_seed(0)
         layer = HetConv2d(channels, channels, kernel, padding=kernel // 2, p=p, device=device, dtype=dtype)
+        masked = MaskedDenseConv2d(layer)
         for fmt_name in formats:
             to_format(layer, FORMATS[fmt_name])
+            to_format(masked, FORMATS[fmt_name])
             for grad in (False, True) if backward else (False,):
                 if progress:
                     progress(f"{batch}×{channels}×{size}² p={p} k={kernel} {fmt_name}{' fwd+bwd' if grad else ''}")
@@ -81,16 +115,25 @@ def sweep(grid: Sequence[tuple[int, int, int, int, int]] = GRID, formats: Sequen
                                      requires_grad=grad)
                 with torch.set_grad_enabled(grad):
                     chosen = layer.chosen_form(inputs[0])  # the one-time measurement, outside the timed rounds
-                fns = {"masked_dense": layer._masked_dense_form, "grouped": layer._grouped_form, "convzoo": layer}
-                params = list(layer.parameters())
-                probe = round_robin({k: (f, inputs) for k, f in fns.items()}, backward=grad, params=params, rounds=1)
-                per_round = sum(t.median_ms for t in probe.values()) * 1e-3
-                rounds = max(3, min(max_rounds, math.ceil(min_time / max(per_round, 1e-9))))
-                t = round_robin({k: (f, inputs) for k, f in fns.items()}, backward=grad, params=params, rounds=rounds)
-                md, gr, cz = (t[k].median_ms for k in fns)
+                grouped = functools.partial(layer._grouped_form, frozen=None if grad else fmt_name)  # as the layer runs it
+                params = [*layer.parameters(), *masked.parameters()]
+
+                def timed(fns: dict[str, Callable[[torch.Tensor], Any]]) -> dict[str, Any]:
+                    candidates = {k: (f, inputs) for k, f in fns.items()}
+                    probe = round_robin(candidates, backward=grad, params=params, rounds=1)
+                    per_round = sum(t.median_ms for t in probe.values()) * 1e-3
+                    rounds = max(3, min(max_rounds, math.ceil(min_time / max(per_round, 1e-9))))
+                    return round_robin(candidates, backward=grad, params=params, rounds=rounds)
+
+                # The acceptance pair alone in its rounds: a third candidate in between (the grouped form) leaves
+                # caches cold for whichever runs after it, which shows in microsecond rows.
+                t = timed({"masked_dense": masked, "convzoo": layer})
+                gr = timed({"masked_dense": masked, "grouped": grouped})["grouped"].median_ms
+                md, cz = t["masked_dense"].median_ms, t["convzoo"].median_ms
                 rows.append(SweepRow(batch, channels, size, p, kernel, fmt_name, grad, md, gr, cz, chosen, cz / md,
                                      t["convzoo"].min_ms / t["masked_dense"].min_ms))
         to_format(layer, torch.contiguous_format)
+        to_format(masked, torch.contiguous_format)
     return rows
 
 
@@ -127,7 +170,7 @@ def run_sweep_command(console: Any, dtype: str, device: str, threads: int | None
     load = os.getloadavg() if hasattr(os, "getloadavg") else None
     grid, min_time = (QUICK_GRID, 0.0) if quick else (GRID, 0.5)
     with console.status("hetconv sweep") as status:
-        rows = sweep(grid, backward=backward, min_time=min_time, max_rounds=3 if quick else 40, dtype=torch_dtype,
+        rows = sweep(grid, backward=backward, min_time=min_time, max_rounds=3 if quick else 400, dtype=torch_dtype,
                      device=dev, progress=lambda s: status.update(f"hetconv sweep {s}"))
     info["load_average"] = (load, os.getloadavg() if load is not None else None)
     console.print(sweep_table(rows, f"HetConv sweep — {info['device']}, {info['threads']} thread(s), "

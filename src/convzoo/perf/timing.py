@@ -18,6 +18,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..layers.form_choice import round_order
+
 FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
@@ -131,15 +133,15 @@ def measure_interleaved(fns: dict[str, Callable[[torch.Tensor], Any]], inputs: S
 def round_robin(candidates: dict[str, tuple[Callable[[torch.Tensor], Any], Sequence[torch.Tensor]]], *,
                 backward: bool = False, params: Sequence[torch.Tensor] = (), rounds: int = 9,
                 warm_up: bool = True) -> dict[str, Timing]:
-    """``measure_interleaved`` for candidates with their own inputs (say, each in its memory format), with the
-    order rotated every round (round r starts at candidate r mod m), so no candidate always runs right after the
-    same other one (warm or cold caches, a freed buffer of the right size). One warm-up run each first."""
+    """``measure_interleaved`` for candidates with their own inputs (say, each in its memory format), in the order
+    of ``round_order``: every candidate runs first, last and right after each other one equally often (warm or
+    cold caches, a freed buffer of the right size). One warm-up run each first."""
     for fn, xs in candidates.values() if warm_up else ():
         measure(fn, xs, backward=backward, params=params, warmup=0, repeats=1)
     labels = list(candidates)
     times: dict[str, list[float]] = {label: [] for label in labels}
     for r in range(rounds):
-        for label in labels[r % len(labels):] + labels[: r % len(labels)]:
+        for label in round_order(labels, r):
             fn, xs = candidates[label]
             x = [xs[r % len(xs)]]  # the inputs rotate from round to round, so caches hold no single input
             times[label].append(measure(fn, x, backward=backward, params=params, warmup=0, repeats=1).median_ms)

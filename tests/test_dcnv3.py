@@ -23,7 +23,11 @@ def test_dcnv3_matches_reference(data):
     size = (data.draw(st.integers(5, 8)), data.draw(st.integers(5, 8)))
     x = torch.rand((data.draw(st.integers(1, 2)), cin, *size), generator=torch.Generator().manual_seed(1)) * 2 - 1
     randomize_parameters_(module, torch.Generator().manual_seed(2), scale=data.draw(st.sampled_from([0.5, 1.5])))
-    assert check_module(module, x) < TOLERANCE
+    # the math, exactly: float64 layer against the float64 reference
+    assert check_module(module.double(), x.double()) < 1e-10
+    # float32: LayerNorm over 1–3 channels per group amplifies rounding (seen: 1.3e-5 for a case whose float64
+    # error is 8.8e-16), so the fp32 bound is 10 × the families' usual one
+    assert check_module(module.float(), x) < 10 * TOLERANCE
 
 
 def test_masks_are_a_softmax_over_the_points_of_each_group():

@@ -106,7 +106,9 @@ def pointwise_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
 
 class GlobalDepthwiseSum(torch.autograd.Function):
     """y[n, c, j] = Σ_p x[n, c, p] · w[c, j, p] for x (N, C, P) read in place (NCHW) and w (C, m, P): forward one
-    batched matmul over channels, (C, N, P) @ (C, P, m). The backward writes ∂x in x's own layout,
+    batched matmul over channels, (C, m, P) @ (C, P, N) — x as the right operand, read column by column: 0.29 ms
+    median (0.16 fastest) against 0.36 (0.26) for (C, N, P) @ (C, P, m), and a 0.30 ms copy of x (8×64×56², m = 2,
+    1 thread, 30 interleaved rounds). The backward writes ∂x in x's own layout,
     ∂x[n, c, p] = Σ_j g[n, c, j] · w[c, j, p] (m multiply-adds over x's size), and ∂w[c, j, p] = Σ_n g[n, c, j] ·
     x[n, c, p] as one batched matmul. Autograd's own bmm backward loops over the channel-strided batches (~130
     small copies a call): forward+backward measured 2.2 vs 3.4 ms NCHW, 5.9 vs 8.5 ms channels_last (8×64×56²,
@@ -115,7 +117,7 @@ class GlobalDepthwiseSum(torch.autograd.Function):
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         ctx.save_for_backward(x, w)
-        return torch.bmm(x.transpose(0, 1), w.transpose(1, 2)).transpose(0, 1)
+        return torch.bmm(w, x.permute(1, 2, 0)).permute(2, 0, 1)  # (C, m, N) → (N, C, m)
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:

@@ -5,11 +5,14 @@ Times are forward and forward+backward in the contiguous (NCHW) format (``convzo
 the native compositions), timed round-robin with the 'standard' baseline: every round runs standard forward, family
 forward, standard forward+backward, family forward+backward, so load from other processes hits the family and its
 baseline alike, and a forward and its forward+backward come from the same rounds. A family's reported time is
-the median of its per-round ratios to the baseline × the baseline's median over the whole run
-(``forward_ms = median_r(t_family,r / t_standard,r) · median(all t_standard)``, likewise forward+backward): load
-that comes and goes between families (a browser, a build) moves each row's raw times but not the ratios, so rows
-timed minutes apart stay comparable; the raw medians are kept in ``forward_ms_raw`` / ``forward_backward_ms_raw``.
-``speed_ratio`` is the median of the per-round ratios standard / family; ``*_spread`` is the interquartile range
+its fastest round ÷ the baseline's fastest of the same rounds × the baseline's fastest round of the whole run
+(``forward_ms = min(t_family) / min(t_standard) · min(all t_standard)``, likewise forward+backward). Fastest rounds,
+not medians: other processes only ever add time, and on a busy machine a layer's times split into an undisturbed
+mode and a preempted one (measured under two busy loops: 17 ms or 35–50 ms for the same conv, about half each), where
+a median jumps between the modes from row to row and the minimum does not. Load that comes and goes between
+families (a browser, a build) moves each row's raw times but not the ratios, so rows timed minutes apart stay
+comparable; the family's raw medians are kept in ``forward_ms_raw`` / ``forward_backward_ms_raw``.
+``speed_ratio`` is standard / family from those fastest rounds; ``*_spread`` is the interquartile range
 over the median of those per-round ratios, and a row whose spread exceeds ``UNTRUSTED_SPREAD`` (or whose
 forward+backward is below its forward) has ``trusted`` False. Ratios are vs 'standard': ``mac_ratio`` = family MACs / standard MACs,
 ``speed_ratio`` = standard time / family time (> 1: faster). Families that are not a same-shape k×k layer
@@ -116,9 +119,9 @@ def compare(batch: int = 8, in_channels: int = 64, out_channels: int = 128, size
         inputs = make_inputs(shape, 3, device, dtype, requires_grad=True)
         rounds = _round_robin(base, base_inputs, module, inputs, repeats, warm=not timed)
         timed[name] = module, shape, inputs[0].detach(), rounds
-    # the baseline's typical times over the whole run: what every row's per-round ratios are scaled by
-    base_f = statistics.median(t for *_, r in timed.values() for t in r.base_forward)
-    base_fb = statistics.median(t for *_, r in timed.values() for t in r.base_forward_backward)
+    # the baseline's fastest rounds over the whole run: what every row's ratio is scaled by
+    base_f = min(t for *_, r in timed.values() for t in r.base_forward)
+    base_fb = min(t for *_, r in timed.values() for t in r.base_forward_backward)
     rows = {name: _row(name, module, x, rounds, base_f, base_fb, cost(module, shape, dtype=dtype), base_report.macs)
             for name, (module, shape, x, rounds) in timed.items()}
     return [rows[n] for n in names]
@@ -126,14 +129,15 @@ def compare(batch: int = 8, in_channels: int = 64, out_channels: int = 128, size
 
 def _row(name: str, module: torch.nn.Module, x: torch.Tensor, rounds: Rounds, base_f: float,
          base_fb: float, report: Any, base_macs: int) -> CompareRow:
-    """One row: the family's per-round ratios to the baseline scaled by the baseline's run-wide medians; ``x`` is
-    an input the family was timed on (its error vs the reference is measured on a slice of it)."""
-    f_ratios, fb_ratios = rounds.forward_ratios(), rounds.forward_backward_ratios()
-    f_ms, fb_ms = statistics.median(f_ratios) * base_f, statistics.median(fb_ratios) * base_fb
-    f_spread, fb_spread = _spread(f_ratios), _spread(fb_ratios)
+    """One row: the family's time relative to the baseline in the same rounds (ratio of the fastest rounds), scaled
+    by the baseline's fastest round of the whole run; ``x`` is an input the family was timed on (its error vs the reference is
+    measured on a slice of it). The spreads are those of the per-round ratios."""
+    f_ratio, fb_ratio = rounds.forward_ratio(), rounds.forward_backward_ratio()
+    f_ms, fb_ms = f_ratio * base_f, fb_ratio * base_fb
+    f_spread, fb_spread = _spread(rounds.forward_ratios()), _spread(rounds.forward_backward_ratios())
     trusted = max(f_spread, fb_spread) <= UNTRUSTED_SPREAD and fb_ms >= f_ms
     return CompareRow(name, sum(p.numel() for p in module.parameters()), report.macs, report.macs / base_macs,
-                      f_ms, fb_ms, statistics.median(1 / r for r in f_ratios), report.macs / (f_ms * 1e-3) / 1e9,
+                      f_ms, fb_ms, 1 / f_ratio, report.macs / (f_ms * 1e-3) / 1e9,
                       report.bytes, report.intensity, _max_error(module, x), f_spread, fb_spread,
                       len(rounds.forward), trusted, statistics.median(rounds.forward),
                       statistics.median(rounds.forward_backward))
@@ -147,6 +151,14 @@ class Rounds:
     forward: list[float]
     base_forward_backward: list[float]
     forward_backward: list[float]
+
+    def forward_ratio(self) -> float:
+        """min(family forward) / min(baseline forward) over these rounds: load only adds time, so each fastest round
+        is the undisturbed one, where a single round's ratio or a median of a two-mode distribution is not."""
+        return min(self.forward) / min(self.base_forward)
+
+    def forward_backward_ratio(self) -> float:
+        return min(self.forward_backward) / min(self.base_forward_backward)
 
     def forward_ratios(self) -> list[float]:
         """Per round: family forward / baseline forward."""
@@ -216,9 +228,8 @@ def _settled(rounds: Rounds) -> bool:
     """Ratios worth stopping on: both spreads within ``UNTRUSTED_SPREAD``, and forward+backward ≥ forward once
     each is scaled by the baseline's medians of these rounds."""
     f, fb = rounds.forward_ratios(), rounds.forward_backward_ratios()
-    scaled_f = statistics.median(f) * statistics.median(rounds.base_forward)
-    scaled_fb = statistics.median(fb) * statistics.median(rounds.base_forward_backward)
-    return max(_spread(f), _spread(fb)) <= UNTRUSTED_SPREAD and scaled_fb >= scaled_f
+    return (max(_spread(f), _spread(fb)) <= UNTRUSTED_SPREAD
+            and min(rounds.forward_backward) >= min(rounds.forward))
 
 
 def machine_load() -> tuple[float, int, bool]:
@@ -241,15 +252,15 @@ def compare_table(rows: Sequence[CompareRow]) -> Any:
     other = {f.name for f in _all_families() if not f.replaces_kxk}
     load, cpus, busy = machine_load()
     table = Table(title="convzoo compare — ratios vs standard; MACs = weight multiply-accumulates (FLOPs = 2 × MACs); "
-                        "times (NCHW) = median per-round ratio to 'standard', timed round-robin with it, × standard's median\n"
+                        "times (NCHW) = fastest rounds, each family timed round-robin with 'standard', scaled by it\n"
                         f"load average {load:.2f} on {cpus} CPU(s)"
                         + (" — WARNING: the machine is busy, times are inflated and noisy" if busy else ""),
                   caption="* not a same-shape k×k layer: built by the registry defaults with its own output shape "
                           "(upsamplers: 2H×2W; global_depthwise: a 1×1 output read from the whole map); "
                           "its ratios compare the layer as built, not a drop-in replacement. "
-                          "times = the median over rounds of family time / standard time × standard's median over the "
-                          "whole run (rows timed at different loads stay comparable); "
-                          "speed ratio = median over rounds of standard time / family time (>1 faster); spread = "
+                          "times = family's fastest round / standard's fastest of the same rounds × standard's fastest "
+                          "of the whole run (load only adds time; rows timed at different loads stay comparable); "
+                          "speed ratio = standard / family, of those fastest rounds (>1 faster); spread = "
                           "interquartile range / median of those per-round ratios; ! = spread > "
                           f"{UNTRUSTED_SPREAD:.0%} (or fwd+bwd < fwd): don't trust the row; "
                           "error = relative, vs reference.py.")

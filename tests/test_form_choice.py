@@ -311,3 +311,16 @@ def test_form_choice_keeps_the_preferred_form_in_near_ties():
     choice = FormChoice("test", min_rounds=2, max_rounds=2, prefer="plain", margin=0.5)
     assert choice.choose("tie", {"plain": sleeper(0.012), "fancy": sleeper(0.010)}, torch.device("cpu")) == "plain"
     assert choice.choose("win", {"plain": sleeper(0.030), "fancy": sleeper(0.005)}, torch.device("cpu")) == "fancy"
+
+
+def test_hetconv_dispatch_table_stays_bounded():
+    """Inputs of ever-new sizes do not grow the per-layer dispatch table without bound, and results stay exact."""
+    import convzoo as cz
+    from convzoo.layers import hetconv
+
+    layer = cz.HetConv2d(4, 4, 3, padding=1, p=2)
+    with torch.no_grad():
+        for size in range(3, 3 + 2 * hetconv._MAX_DISPATCH):
+            x = torch.randn(1, 4, size, 5)
+            torch.testing.assert_close(layer(x), layer._masked_dense_form(x))
+    assert 0 < len(layer.__dict__["_dispatch"]) <= hetconv._MAX_DISPATCH

@@ -64,6 +64,7 @@ IMPLEMENTATIONS = ("auto", "grouped", "grouped_contiguous", "masked_dense", "mas
 # native call, the baseline HetConv must not lose to) is kept unless another form is measured > 5% faster
 _CHOICE = FormChoice("HetConv2d", min_rounds=5, max_rounds=60, min_seconds=0.15, prefer="masked_dense", margin=0.05)
 _NO_ENTRIES: dict[tuple[Any, ...], Any] = {}
+_MAX_DISPATCH = 64  # input keys remembered per layer
 _LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
 
@@ -365,7 +366,10 @@ class HetConv2d(ConvzooLayer, nn.Module):
             # the output format is the kernels' (fixed per key): the table says whether to convert it
             fmt = channels_last_format(x)
             fmt = None if fmt is None or y.is_contiguous(memory_format=fmt) else fmt
-            self.__dict__.setdefault("_dispatch", {})[self._dispatch_key(x, frozen)] = (form, slot, fmt)
+            table = self.__dict__.setdefault("_dispatch", {})
+            if len(table) >= _MAX_DISPATCH:  # inputs of ever-new sizes (detection, variable crops): start over
+                table.clear()
+            table[self._dispatch_key(x, frozen)] = (form, slot, fmt)
         return y
 
     # --- the contract ---------------------------------------------------------------------------------------------

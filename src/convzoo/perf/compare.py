@@ -129,9 +129,9 @@ def compare(batch: int = 8, in_channels: int = 64, out_channels: int = 128, size
 
 def _row(name: str, module: torch.nn.Module, x: torch.Tensor, rounds: Rounds, base_f: float,
          base_fb: float, report: Any, base_macs: int) -> CompareRow:
-    """One row: the family's time relative to the baseline in the same rounds (ratio of the fastest rounds), scaled
-    by the baseline's fastest round of the whole run; ``x`` is an input the family was timed on (its error vs the reference is
-    measured on a slice of it). The spreads are those of the per-round ratios."""
+    """One row: the family's time relative to the baseline in the same rounds (ratio of the fastest rounds),
+    scaled by the baseline's fastest round of the whole run; ``x`` is an input the family was timed on (its error
+    vs the reference is measured on a slice of it). The spreads are those of the per-round ratios."""
     f_ratio, fb_ratio = rounds.forward_ratio(), rounds.forward_backward_ratio()
     f_ms, fb_ms = f_ratio * base_f, fb_ratio * base_fb
     f_spread, fb_spread = _spread(rounds.forward_ratios()), _spread(rounds.forward_backward_ratios())

@@ -15,9 +15,9 @@ comparable; the family's raw medians are kept in ``forward_ms_raw`` / ``forward_
 ``speed_ratio`` is standard / family from those fastest rounds (> 1: faster), ``mac_ratio`` family MACs /
 standard MACs; ``*_spread`` is the interquartile range over the median of the per-round ratios, and a row whose
 spread exceeds ``UNTRUSTED_SPREAD`` (or whose forward+backward is below its forward) has ``trusted`` False.
-Families that are not a same-shape k×k layer (``Family.replaces_kxk`` False) are built by the registry defaults and keep their own output shape — transposed
-and resize produce 2H×2W, global_depthwise is C_in → C_in over the whole map — so their ratios compare the
-layer as built, not a drop-in replacement.
+Families that are not a same-shape k×k layer (``Family.replaces_kxk`` False) are built by the registry defaults
+and keep their own output shape — transposed and resize produce 2H×2W, global_depthwise is C_in → C_in over the
+whole map — so their ratios compare the layer as built, not a drop-in replacement.
 """
 
 from __future__ import annotations

@@ -130,3 +130,17 @@ def test_times_are_fastest_rounds_relative_to_the_baseline_scaled_by_its_fastest
     assert rows[0].forward_ms == pytest.approx(0.9) and rows[1].forward_ms == pytest.approx(1.08)
     assert rows[1].forward_backward_ms == pytest.approx(3.24) and rows[1].forward_ms_raw == pytest.approx(4.8)
     assert rows[1].speed_ratio == pytest.approx(1 / 1.2)
+
+
+def test_busy_warning_discounts_this_runs_own_threads(monkeypatch):
+    """A quiet machine whose load average rose only by this run's own threads is not called busy; load from other
+    work, before or during the run, is."""
+    import convzoo.perf.compare as C
+
+    threads = torch.get_num_threads()
+    monkeypatch.setattr(C, "machine_load", lambda: (threads + 0.2, 2, True))
+    text, busy = C.other_load(0.1)
+    assert not busy and "0.10 before timing" in text and f"this run's {threads} thread(s)" in text
+    assert C.other_load(1.9)[1]  # busy before the run started
+    monkeypatch.setattr(C, "machine_load", lambda: (threads + 1.8, 2, True))
+    assert C.other_load(0.1)[1]  # another process joined during the run

@@ -244,15 +244,27 @@ def _all_families():
     return families()
 
 
-def compare_table(rows: Sequence[CompareRow]) -> Any:
-    """A rich Table of the rows; families marked * are not same-shape k×k layers (see the caption)."""
+def other_load(load_before: float | None) -> tuple[str, bool]:
+    """What the table's title says of the machine, and whether it was busy with *other* work: the load average
+    before timing, and after it less this run's own threads (a 2-thread run on 2 cores adds ~2 to the average)."""
+    load, cpus, _ = machine_load()
+    threads = torch.get_num_threads()
+    others = max(load_before if load_before is not None else -math.inf, load - threads)
+    text = (f"load average {load_before:.2f} before timing, {load:.2f} after (this run's {threads} thread(s) "
+            f"included) on {cpus} CPU(s)" if load_before is not None else f"load average {load:.2f} on {cpus} CPU(s)")
+    return text, bool(others >= cpus - 0.5)
+
+
+def compare_table(rows: Sequence[CompareRow], load_before: float | None = None) -> Any:
+    """A rich Table of the rows; families marked * are not same-shape k×k layers (see the caption).
+    ``load_before``: the 1-minute load average sampled before the timing started (see ``other_load``)."""
     from rich.table import Table
 
     other = {f.name for f in _all_families() if not f.replaces_kxk}
-    load, cpus, busy = machine_load()
+    load_text, busy = other_load(load_before)
     table = Table(title="convzoo compare — ratios vs standard; MACs = weight multiply-accumulates (FLOPs = 2 × MACs); "
                         "times (NCHW) = fastest rounds, each family timed round-robin with 'standard', scaled by it\n"
-                        f"load average {load:.2f} on {cpus} CPU(s)"
+                        + load_text
                         + (" — WARNING: the machine is busy, times are inflated and noisy" if busy else ""),
                   caption="* not a same-shape k×k layer: built by the registry defaults with its own output shape "
                           "(upsamplers: 2H×2W; global_depthwise: a 1×1 output read from the whole map); "
@@ -315,6 +327,7 @@ def run_compare_command(console: Any, batch: int, in_channels: int, out_channels
     from rich.progress import Progress
 
     torch_dtype, dev = checked_options(dtype, device, names)
+    load_before = machine_load()[0]  # other work on the machine, before this run's own threads add to it
     count = len(names) + ("standard" not in names) if names else len(_all_families())
     with Progress(console=console, transient=True, disable=as_json) as bar:
         task = bar.add_task("timing", total=count)
@@ -338,6 +351,6 @@ def run_compare_command(console: Any, batch: int, in_channels: int, out_channels
         from rich.console import Console
 
         console = Console(width=170)
-    console.print(compare_table(rows))
+    console.print(compare_table(rows, load_before))
     console.print(f"input ({batch}, {in_channels}, {size}, {size}) {dtype} on {info['device']}, "
                   f"{info['threads']} thread(s), torch {info['torch']}" + (f", {info['gpu']}" if "gpu" in info else ""))

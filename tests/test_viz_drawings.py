@@ -215,3 +215,42 @@ def test_dcnv3_picture_draws_moved_sampling_points_per_group():
     _, _, _, plain = _stage_reads(layer, (4, 6, 6), 1, illustrate=False)  # the layer as built: the regular grid
     grid = np.array([p for _, p, _ in sampling_points(plain, 0, (3, 3), 0)])
     np.testing.assert_allclose(grid, np.round(grid), atol=1e-5)
+
+
+@pytest.mark.parametrize("name, k", [("dynamic", "num_kernels"), ("condconv", "num_experts"), ("odconv", "num_kernels")])
+def test_kernel_bank_is_the_stacked_weight_and_feeds_the_k_kernels_picture(name, k):
+    """``kernel_bank()`` is the (K, C_out, C_in/g, kh, kw) view of the stacked (K·C_out, …) weight, and the picture
+    of the K kernels, the sample's weights and their sum is drawn from it (K × 6 × 6 × 3 × 3 by hand)."""
+    from convzoo.viz.stages_draw import dynamic_block
+
+    layer = cz.build(name, 6, 6, 3)
+    count = getattr(layer, k)
+    bank = layer.kernel_bank()
+    assert bank.shape == (count, 6, 6, 3, 3)
+    torch.testing.assert_close(bank[1, 2], layer.weight[6 + 2])  # kernel 1, filter 2 = stacked row 1·C_out + 2
+    weights = torch.full((1, count), 1.0 / count)
+    assert dynamic_block(layer, weights, 0, "side") is not None
+    assert dynamic_block(cz.build("standard", 6, 6, 3), weights, 0, "side") is None  # one kernel: nothing to mix
+
+
+def test_only_a_stage_declaring_a_per_position_kernel_gets_the_position_kernels_picture():
+    """Involution declares it; families whose kernel is per sample (dynamic, CondConv) or whose stages hold a
+    nonlinearity (selective kernel: conv → ReLU) do not — their Jacobians vary by position without a kernel that
+    does (measured: CondConv 0.5–2 %, selective kernel 100 %)."""
+    declared = {name: any(s.kernel_per_position for s in cz.build(name, 6, 6, 3).stages())
+                for name in ("involution", "dynamic", "condconv", "odconv", "selective_kernel", "deformable")}
+    assert declared == {"involution": True, "dynamic": False, "condconv": False, "odconv": False,
+                        "selective_kernel": False, "deformable": False}
+
+
+def test_pictures_are_drawn_from_a_fixed_seed():
+    """The same spec builds the same parameters every time, and leaves the caller's random state as it was."""
+    from convzoo.viz.spec import LayerSpec
+
+    torch.manual_seed(123)
+    before = torch.rand(1)
+    torch.manual_seed(123)
+    a, b = LayerSpec("involution").build(), LayerSpec("involution").build()
+    assert torch.equal(torch.rand(1), before)
+    for p, q in zip(a.parameters(), b.parameters()):
+        assert torch.equal(p, q)

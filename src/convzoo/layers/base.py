@@ -309,12 +309,15 @@ class Stage:
     reads the same tensor as the next main stage and produces values that stage uses (attention weights,
     offsets); it is drawn as its own branch, not as part of the data path. ``module`` is the sub-layer that
     does the step, when there is one (pictures can then draw its own connectivity and taps).
+    ``kernel_per_position``: the stage applies a window kernel generated at each position (involution), so a
+    picture draws that kernel at a few positions, read from the stage's Jacobian with the side values held.
     """
 
     name: str
     fn: Callable[[torch.Tensor], torch.Tensor]
     side: bool = False
     module: nn.Module | None = None
+    kernel_per_position: bool = False
 
 
 def compose_stages(stages: Sequence[Stage], x: torch.Tensor) -> torch.Tensor:
@@ -359,6 +362,11 @@ class ConvzooLayer:
 
     def stages(self) -> list[Stage]:
         raise NotImplementedError(f"{type(self).__name__} does not declare stages()")
+
+    def kernel_bank(self) -> torch.Tensor | None:
+        """The K kernels a layer mixes per sample, (K, C_out, C_in/groups, *k) (dynamic, CondConv, ODConv): pictures
+        draw them beside the sample's attention. None for a layer with one kernel."""
+        return None
 
     def forward_path(self, x: torch.Tensor) -> str:
         """Which internal formulation ``forward`` runs on an input like ``x`` (its device, dtype and memory

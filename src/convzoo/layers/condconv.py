@@ -100,6 +100,9 @@ class CondConvNd(ConvzooLayer, nn.Module):
         """The K expert kernels, (K, C_out, C_in/groups, *k) (a view of ``weight``)."""
         return bank_view(self.weight, self.num_experts)
 
+    def kernel_bank(self) -> torch.Tensor:
+        return self.experts
+
     def reset_parameters(self) -> None:
         with torch.no_grad():
             for k in range(self.num_experts):  # each expert initialised as an independent conv

@@ -66,8 +66,6 @@ class DCNv3Conv2d(ConvzooLayer, nn.Module):
     operator). Arguments in ``torch.nn.Conv2d``'s order: ``groups`` is DCNv3's G (C_in/G channels share offsets and
     masks), ``bias`` the projections'. Keyword-only ``offset_scale``."""
 
-    modulated = True  # every sampling point is scaled by its softmax mask (as ``DeformConv2d(modulated=True)``)
-
     dim = 2
 
     def __init__(
@@ -299,6 +297,8 @@ class PointSampling(nn.Module):
     """DCNv3's sampling step alone, for pictures: y_c(p) = Σ_k w_ck · m_gk(p) · x_c(p + p_k + Δp_gk(p)) with the
     branch's values held. w = 1 (C, 1, k, k): DCNv3 has no per-point weight (its w is the shared projection); a
     one-hot w isolates one point's reads. Not part of the layer (no parameter of the layer's)."""
+
+    modulated = True  # every sampling point is scaled by its softmax mask (as ``DeformConv2d(modulated=True)``)
 
     def __init__(self, layer: DCNv3Conv2d, held: dict[str, torch.Tensor]) -> None:
         super().__init__()

@@ -42,7 +42,7 @@ from .base import init_conv_
 from .conv import grouped_projection
 from .form_choice import FormChoice, is_tracing
 from .formats import channels_last_format
-from .kernel_bank import timm_condconv_peer
+from .kernel_bank import bank_view, timm_condconv_peer
 from .patches import per_sample_conv
 
 if TYPE_CHECKING:
@@ -138,7 +138,10 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
     @property
     def kernels(self) -> torch.Tensor:
         """The K kernels, (K, C_out, C_in/groups, *k) (a view of ``weight``)."""
-        return self.weight.reshape(self.num_kernels, self.out_channels, *self.weight.shape[1:])
+        return bank_view(self.weight, self.num_kernels)
+
+    def kernel_bank(self) -> torch.Tensor:
+        return self.kernels
 
     def reset_parameters(self) -> None:
         with torch.no_grad():
@@ -372,7 +375,7 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
     def stages(self) -> list[Stage]:
         """Attention over the K kernels (a side branch: GAP → FC → ReLU → FC → softmax/T), then the conv with the
         aggregated kernel W(x) = Σ_k π_k(x)·W_k."""
-        return [Stage(f"attention over K={self.num_kernels} kernels", lambda x: self.attention(x, self.temperature),
+        return [Stage(f"attention π = softmax(FC(ReLU(FC(GAP(x)))) / T) over K={self.num_kernels} kernels", lambda x: self.attention(x, self.temperature),
                       side=True, module=self.attention),
                 Stage("conv with the aggregated kernel", self, module=self)]
 

@@ -192,7 +192,7 @@ class InvolutionNd(ConvzooLayer, nn.Module):
                 # the generated kernels enter as the side branch's values (detached: same output, and the pictures'
                 # autograd then sees the window each output reads, not the generator's dependence on the input)
                 Stage(f"involution: each channel's {t} window times its group's generated kernel",
-                      lambda x: self.involve(x, self.generator(x).detach()))]
+                      lambda x: self.involve(x, self.generator(x).detach()), kernel_per_position=True)]
 
     def extra_repr(self) -> str:
         return geometry_repr(self, {"reduction": self.reduction})

@@ -134,6 +134,9 @@ class ODConvNd(ConvzooLayer, nn.Module):
         """The K kernels, (K, C_out, C_in/groups, *k) (a view of ``weight``)."""
         return bank_view(self.weight, self.num_kernels)
 
+    def kernel_bank(self) -> torch.Tensor:
+        return self.kernels
+
     def reset_parameters(self) -> None:
         with torch.no_grad():
             for k in range(self.num_kernels):

@@ -20,8 +20,8 @@ from torch import nn
 from ..registry import build
 from .connectivity import connectivity
 from .diagrams import channel_flow, dots_on_grid, image, matrix, overlap_1d, volume
-from .draw import (SMALL, TITLE, Block, Cell, arrow, cells, column, fmt, label, plt, render, row, swatch_legend,
-                   tap_colours)
+from .draw import (SMALL, TITLE, Block, Cell, arrow, cells, column, fmt, label, plt, render, row, signed_colour,
+                   swatch_legend, tap_colours)
 from .irregular import irregular_input
 from torch.func import functional_call
 
@@ -531,20 +531,13 @@ def involution_photo() -> Block:
     scale = float(np.abs(kernels).max())
     tiles = []
     for name, (r, c), i in zip("ABC", places, picked):
-        grid = [[Cell(_signed(float(v), scale)) for v in line] for line in kernels[i].reshape(3, 3)]
+        grid = [[Cell(signed_colour(float(v), scale)) for v in line] for line in kernels[i].reshape(3, 3)]
         tiles.append(column([label(f"{name} = ({r}, {c})", SMALL), cells(grid)], gap=0.15))
     note = label("one layer, different kernels: each is generated from its pixel's own features (FC → ReLU → FC), "
                  f"so pixels of different colour get different filters (red +, blue −, scale ±{fmt(scale)})", SMALL)
     return column([row([column([_heading("input: china.jpg, 32×32 RGB"), Block(width, width, marks)], gap=0.3),
                         column([_heading("3×3 kernels generated at A, B, C"), row(tiles, gap=0.8)], gap=0.3)],
                        gap=1.5), note], gap=0.6)
-
-
-def _signed(value: float, scale: float) -> tuple[float, float, float, float]:
-    """Red positive, blue negative, white 0, saturated at ``scale``."""
-    a = min(1.0, abs(value) / scale) if scale > 0 else 0.0
-    base = (0.84, 0.19, 0.15) if value > 0 else (0.13, 0.40, 0.67)
-    return (*(1 - a * (1 - b) for b in base), 1.0)
 
 
 # --- registry -------------------------------------------------------------------------------------------------------

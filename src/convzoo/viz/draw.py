@@ -235,6 +235,19 @@ def fmt(value: float) -> str:
     return f"{v:.2f}".rstrip("0") if abs(v) < 10 else f"{v:.1f}"
 
 
+def signed_colour(value: float, scale: float) -> tuple[float, float, float, float]:
+    """Red positive, blue negative, white 0, saturated at ``scale``."""
+    a = min(1.0, abs(value) / scale) if scale > 0 else 0.0
+    base = (0.84, 0.19, 0.15) if value > 0 else (0.13, 0.40, 0.67)
+    return (*(1 - a * (1 - b) for b in base), 1.0)
+
+
+def signed_cells(kernel: np.ndarray, scale: float) -> list[list[Cell]]:
+    """A kernel as ``signed_colour`` cells: rows along its first axis (the rest flattened), a 1-D kernel as one row."""
+    grid = kernel.reshape(kernel.shape[0], -1) if kernel.ndim >= 2 else kernel[None]
+    return [[Cell(signed_colour(float(v), scale)) for v in line] for line in grid]
+
+
 def as_image(grid: np.ndarray) -> list[list[Cell]]:
     """A float array (rows, cols) as plain input-coloured cells with the values printed."""
     return [[Cell(INPUT, fmt(v)) for v in line] for line in np.asarray(grid)]

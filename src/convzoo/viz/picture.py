@@ -159,10 +159,10 @@ def stage_picture(module: nn.Module, input_shape: Sequence[int], out_channel: in
                 continue
             notes.append(label(f"side branch '{sd.name}' ({shape_text(value.shape[1:])} → {shape_text(v.shape[1:])}) "
                                f"computes the values this stage uses", SMALL))
-            dyn = dynamic_block(sub, v, r, out_channel if last else 0)
+            dyn = dynamic_block(sub, v, out_channel if last else 0, sd.name)
             if dyn is not None:
                 notes.append(dyn)
-        if sides:
+        if sides and st.kernel_per_position:
             varying = position_kernels_block(st.fn, value, r, out_channel if last else 0)
             if varying is not None:
                 notes.append(varying)

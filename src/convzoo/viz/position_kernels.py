@@ -9,7 +9,7 @@ from collections.abc import Callable, Sequence
 import numpy as np
 import torch
 
-from .draw import PICKED, SMALL, Block, Cell, cells, column, fmt, label, row
+from .draw import PICKED, SMALL, Block, Cell, cells, column, fmt, label, row, signed_cells
 from .planes import Plane
 from .reads import Reads
 
@@ -63,20 +63,6 @@ def varies(kernels: np.ndarray) -> bool:
     return scale > 0 and float(np.abs(kernels - kernels[0]).max()) > 1e-4 * scale
 
 
-def _heat(kernel: np.ndarray, shape: tuple[int, ...], scale: float) -> list[list[Cell]]:
-    """Red positive, blue negative, white 0, saturated at ``scale``."""
-    grid = kernel.reshape(shape[0], -1) if len(shape) >= 2 else kernel[None]
-    out = []
-    for line in grid:
-        cells_line = []
-        for v in line:
-            a = min(1.0, abs(float(v)) / scale) if scale > 0 else 0.0
-            base = (0.84, 0.19, 0.15) if v > 0 else (0.13, 0.40, 0.67)
-            cells_line.append(Cell(tuple(1 - a * (1 - b) for b in base) + (1.0,)))
-        out.append(cells_line)
-    return out
-
-
 def position_kernels_block(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.Tensor, r: Reads,
                            out_channel: int = 0) -> Block | None:
     """The output plane with positions A, B, C marked (three whose kernels differ most); the kernel output channel
@@ -106,7 +92,7 @@ def position_kernels_block(fn: Callable[[torch.Tensor], torch.Tensor], x: torch.
     shape = r.kernel_shape
 
     def tiles(values: np.ndarray, top: float) -> Block:
-        return row([column([label(f"at {name} {tuple(p)}", SMALL), cells(_heat(k, shape, top))], gap=0.15)
+        return row([column([label(f"at {name} {tuple(p)}", SMALL), cells(signed_cells(k.reshape(shape), top))], gap=0.15)
                     for name, p, k in zip(NAMES, positions, values)], gap=0.8)
 
     change = 100 * float((all_kernels.max(0) - all_kernels.min(0)).max()) / scale

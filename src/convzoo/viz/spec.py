@@ -10,9 +10,12 @@ import inspect
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
+import torch
 from torch import nn
 
 from ..registry import family as get_family
+
+BUILD_SEED = 0  # the seed every drawn layer's parameters come from
 
 # Integer arguments the pictures expose, when the family's layer constructor takes them (read from its signature).
 OPTIONAL = ("stride", "padding", "dilation", "groups", "output_padding", "p", "num_kernels", "offset_groups",
@@ -81,12 +84,16 @@ class LayerSpec:
         return (self.in_channels, *(self.size or DEFAULT_SIZE[self.dim],) * self.dim)
 
     def build(self, device: str | None = None) -> nn.Module:
-        """The real layer; ``device='meta'`` builds it without memory (for shapes)."""
-        self.validate()
+        """The real layer, its parameters drawn from a fixed seed (``BUILD_SEED``; the caller's random state is
+        left as it was), so a picture is the same every time it is drawn; ``device='meta'`` builds it without
+        memory (for shapes)."""
         extra: dict[str, Any] = {} if device is None else {"device": device}
         fam = get_family(self.family)
-        return fam.build(self.in_channels, self.out_channels, self.kernel if fam.window else None, self.dim,
-                         **dict(self.options), **extra)
+        with torch.random.fork_rng(devices=[]):
+            self.validate()
+            torch.manual_seed(BUILD_SEED)
+            return fam.build(self.in_channels, self.out_channels, self.kernel if fam.window else None, self.dim,
+                             **dict(self.options), **extra)
 
     def label(self) -> str:
         opts = ", ".join(f"{k}={v}" for k, v in self.options.items())

@@ -13,7 +13,8 @@ from matplotlib.axes import Axes
 from matplotlib.patches import Rectangle
 from torch import nn
 
-from .draw import SMALL, Block, Cell, arrow, cells, column, fmt, label, row, tap_colours
+from ..layers.base import ConvzooLayer
+from .draw import SMALL, Block, Cell, arrow, cells, column, fmt, label, row, signed_cells, tap_colours
 from .planes import Plane, planes_block
 from .reads import Reads
 
@@ -156,40 +157,25 @@ def copies_block(r: Reads, numbers: bool) -> Block:
                gap=0.8, align="top")
 
 
-def _heat(kernel: np.ndarray, scale: float) -> list[list[Cell]]:
-    """A 2-D (or flattened) kernel as blue (negative) – white – red (positive) cells."""
-    k2 = kernel.reshape(kernel.shape[0], -1) if kernel.ndim >= 2 else kernel[None]
-    grid = []
-    for line in k2:
-        out = []
-        for v in line:
-            a = min(1.0, abs(float(v)) / scale) if scale > 0 else 0.0
-            base = (0.84, 0.19, 0.15) if v > 0 else (0.13, 0.40, 0.67)
-            out.append(Cell(tuple(1 - a * (1 - b) for b in base) + (1.0,)))
-        grid.append(out)
-    return grid
+def multi_kernel(module: nn.Module, k: int) -> torch.Tensor | None:
+    """The K kernels ``module`` mixes per sample, (K, C_out, C_in/g, *kernel) (its ``kernel_bank()``), or None."""
+    bank = module.kernel_bank() if isinstance(module, ConvzooLayer) else None
+    return None if bank is None or bank.shape[0] != k else bank.detach()
 
 
-def multi_kernel(module: nn.Module, spatial_dims: int, k: int) -> torch.Tensor | None:
-    """``module``'s own parameter holding K kernels: shape (K, C_out, C_in/g, *kernel), or None."""
-    for p in module.parameters(recurse=False):
-        if p.dim() == spatial_dims + 3 and p.shape[0] == k:
-            return p.detach()
-    return None
-
-
-def dynamic_block(sub: nn.Module, attention: torch.Tensor, r: Reads, out_channel: int) -> Block | None:
-    """K kernels (filter ``out_channel``, input channel 0), the sample's attention π as bars, Σ πₖ Wₖ."""
+def dynamic_block(sub: nn.Module, attention: torch.Tensor, out_channel: int, side: str) -> Block | None:
+    """K kernels (filter ``out_channel``, input channel 0), the sample's weights π from the side branch named
+    ``side`` as bars, Σ πₖ Wₖ."""
     if attention.dim() != 2 or attention.shape[0] != 1:
         return None
     pi = attention[0].detach().double()
-    kernels = multi_kernel(sub, len(r.input_shape) - 1, pi.numel())
+    kernels = multi_kernel(sub, pi.numel())
     if kernels is None:
         return None
     ws = kernels[:, out_channel, 0].double().numpy()
     agg = np.tensordot(pi.numpy(), ws, axes=1)
     scale = float(np.abs(ws).max())
-    tiles = [column([label(f"W{k}", SMALL), cells(_heat(ws[k], scale))], gap=0.15) for k in range(len(ws))]
+    tiles = [column([label(f"W{k}", SMALL), cells(signed_cells(ws[k], scale))], gap=0.15) for k in range(len(ws))]
     bars = []
     for k, p in enumerate(pi.tolist()):
         length = max(0.15, 5 * p)
@@ -200,10 +186,10 @@ def dynamic_block(sub: nn.Module, attention: torch.Tensor, r: Reads, out_channel
         column([label(f"{len(ws)} CANDIDATE KERNELS (filter {out_channel}, input channel 0)", weight="bold"),
                 row(tiles, gap=0.6)], gap=0.3),
         arrow(2.0, "weigh by"),
-        column([label("ATTENTION π(x) for this sample", weight="bold"),
-                label("(side branch: pool → FC → softmax/T)", SMALL), column(bars, gap=0.15)], gap=0.3),
+        column([label("WEIGHTS π(x) FOR THIS SAMPLE", weight="bold"),
+                label(f"(side branch: {side})", SMALL), column(bars, gap=0.15)], gap=0.3),
         arrow(2.0, "Σ πₖ·Wₖ"),
-        column([label("AGGREGATED KERNEL", weight="bold"), cells(_heat(agg, scale))], gap=0.3),
+        column([label("AGGREGATED KERNEL", weight="bold"), cells(signed_cells(agg, scale))], gap=0.3),
         label("the conv below uses\nthe aggregated kernel", SMALL),
     ], gap=0.8, align="top")
 

@@ -30,6 +30,7 @@ class Family:
     ``article`` is the seed-article reference (e.g. "001 §8.2"). ``window``: the family has a sliding window whose
     ``kernel_size`` the caller chooses (False for pointwise — always 1 — and global depthwise — the map).
     ``replaces_kxk``: it can stand in for a k×k conv with the same channels, stride, padding and dilation.
+    ``picture_kernel``: the kernel size its picture is drawn with by default (None: 3), where 3 would hide the idea.
     """
 
     name: str
@@ -40,6 +41,7 @@ class Family:
     builder: Builder
     replaces_kxk: bool = True
     window: bool = True
+    picture_kernel: int | None = None
 
     def build(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple | None = None, dim: int = 2,
               **kwargs: Any) -> nn.Module:
@@ -313,7 +315,7 @@ _FAMILIES += [
            ALL_DIMS, _repvgg_block),
     Family("large_kernel", "Large-kernel depthwise conv (RepLKNet)", "003 §2.1",
            "Depthwise 31×31 + parallel 5×5, each with BatchNorm; the small kernel merges into the large one "
-           "(Ding et al. 2022).", ALL_DIMS, _large_kernel),
+           "(Ding et al. 2022).", ALL_DIMS, _large_kernel, picture_kernel=11),
     Family("partial", "Partial convolution (FasterNet PConv)", "003 §2.1",
            "k×k conv on C/n_div channels, the rest passed through: 1/n_div² of the MACs (Chen et al. 2023).",
            ALL_DIMS, _partial_conv, replaces_kxk=False),

@@ -13,17 +13,29 @@ def _fail(error: Exception) -> None:
     raise typer.Exit(2)
 
 
-def run_viz(target: str, output: str, in_channels: int, out_channels: int, kernel: int, dim: int,
-            size: int | None, options: dict[str, Any], numbers: bool = False, input_values: str | None = None,
-            kernel_values: str | None = None, title: bool = True) -> None:
-    from ..viz import render
+def default_spec(target: str, in_channels: int = 6, out_channels: int = 6, kernel: int | None = None, dim: int = 2,
+                 size: int | None = None, options: dict[str, Any] | None = None):
+    """The ``LayerSpec`` that ``convzoo viz TARGET`` draws: the family's picture kernel when none is given (3
+    unless its registry record names another), the input size left to ``viz.picture_size``."""
+    from ..registry import family
     from ..viz.spec import LayerSpec
 
+    if kernel is None:
+        kernel = family(target).picture_kernel or 3
+    return LayerSpec(target, in_channels, out_channels, kernel, dim, size,
+                     {k: v for k, v in (options or {}).items() if v is not None})
+
+
+def run_viz(target: str, output: str, in_channels: int, out_channels: int, kernel: int | None, dim: int,
+            size: int | None, options: dict[str, Any], numbers: bool = False, input_values: str | None = None,
+            kernel_values: str | None = None, title: bool = True, planes: int | None = None) -> None:
+    from ..viz import render
+
     try:
-        spec = None if target in _special_names() else LayerSpec(
-            target, in_channels, out_channels, kernel, dim, size, {k: v for k, v in options.items() if v is not None})
+        spec = None if target in _special_names() else default_spec(target, in_channels, out_channels, kernel, dim,
+                                                                   size, options)
         path = render(target, output, spec, numbers=numbers, input_values=input_values, kernel_values=kernel_values,
-                      title=title)
+                      title=title, planes=planes)
     except (ValueError, TypeError, RuntimeError) as error:
         _fail(error)
     typer.echo(f"wrote {path} ({path.stat().st_size:,} bytes)")
@@ -103,7 +115,7 @@ def viz_command(
     output: str = typer.Option(..., "-o", "--output", help="file to write: .png or .svg (figure), .gif (animation)"),
     in_channels: int = typer.Option(PICTURE_CHANNELS, "--in", help="input channels"),
     out_channels: int = typer.Option(PICTURE_CHANNELS, "--out", help="output channels"),
-    kernel: int = typer.Option(3, "--kernel", help="kernel size"),
+    kernel: Optional[int] = typer.Option(None, "--kernel", help="kernel size (default 3, or the larger one a family's picture needs: large_kernel 11)"),
     dim: int = typer.Option(2, "--dim", help="spatial dims (1, 2 or 3; 3-D is drawn as depth slices)"),
     size: Optional[int] = typer.Option(None, "--size", help="input size per spatial dim"),
     stride: Optional[int] = typer.Option(None, "--stride"),
@@ -120,11 +132,14 @@ def viz_command(
                                                 help="kernel numbers, same format, e.g. \"0,1,2;2,2,0;0,1,2\" "
                                                      "(bias set to 0)"),
     title: bool = typer.Option(True, "--title/--no-title", help="draw the title lines"),
+    planes: Optional[int] = typer.Option(None, "--planes", help="channel planes drawn in full (default 1, 4 with "
+                                         "numbers; the wiring shows every channel). More planes give a picture "
+                                         "larger than the default 1600×1400 px budget"),
 ) -> None:
-    """Draw a family from its real layer (kernel taps, padding, stages) or a special picture."""
+    """Draw a family from its real layer (kernel taps, padding, stages, channel wiring) or a special picture."""
     run_viz(target, output, in_channels, out_channels, kernel, dim, size,
             {"stride": stride, "padding": padding, "dilation": dilation, "groups": groups,
-             "output_padding": output_padding, "p": p}, numbers, input_values, kernel_values, title)
+             "output_padding": output_padding, "p": p}, numbers, input_values, kernel_values, title, planes)
 
 
 @app.command("figures")

@@ -16,7 +16,10 @@ needs (tools call these methods and never look a family up by name or module pat
 * ``approximate_dense_(weight, bias) -> float``: load the best approximation of a dense conv kernel, return the
   relative error (what ``convert`` uses); raise ``TypeError`` with the reason when the family cannot stand in;
 * ``receptive_field_step(field, in_shape, step) -> field``: how the layer maps a receptive field;
-* ``stages() -> list[Stage]``: its sub-steps in order, for stage-by-stage pictures.
+* ``stages() -> list[Stage]``: its sub-steps in order, for stage-by-stage pictures;
+* optional, for pictures: ``kernel_bank()`` (the K kernels a dynamic layer mixes), ``attentions(values)`` (the
+  attentions a side stage's output holds, named) and ``illustrate_()`` (put a copy in the state in which its
+  mechanism shows, and say what changed).
 """
 
 from __future__ import annotations
@@ -320,6 +323,18 @@ class Stage:
     kernel_per_position: bool = False
 
 
+@dataclass(frozen=True)
+class Attention:
+    """One attention held in a side stage's output, for pictures: its symbol ``name``, what it weighs (``over``:
+    'kernels' (of ``kernel_bank()``), 'taps' (of the kernel), 'input channels', 'filters', or 'branches' (the
+    parallel paths a later stage sums, weighted per channel)) and its ``values`` for one sample: (n,), or
+    (branches, channels) for 'branches'."""
+
+    name: str
+    over: str
+    values: torch.Tensor
+
+
 def compose_stages(stages: Sequence[Stage], x: torch.Tensor) -> torch.Tensor:
     """Run the main stages in order (what the layer computes, stage by stage)."""
     for stage in stages:
@@ -366,6 +381,20 @@ class ConvzooLayer:
     def kernel_bank(self) -> torch.Tensor | None:
         """The K kernels a layer mixes per sample, (K, C_out, C_in/groups, *k) (dynamic, CondConv, ODConv): pictures
         draw them beside the sample's attention. None for a layer with one kernel."""
+        return None
+
+    def attentions(self, values: torch.Tensor) -> list[Attention]:
+        """The attentions in ``values``, the output of one of the layer's side stages for one sample (1, …), for
+        pictures. Default: a (1, K) output beside a K-kernel ``kernel_bank()`` is one attention over the kernels;
+        any other output holds none (offsets, masks)."""
+        bank = self.kernel_bank()
+        if bank is not None and values.dim() == 2 and tuple(values.shape) == (1, bank.shape[0]):
+            return [Attention("π", "kernels", values[0])]
+        return []
+
+    def illustrate_(self) -> str | None:
+        """For pictures: put this layer — a copy made to be drawn — in a state in which its mechanism is visible,
+        and return one sentence saying what was changed from the layer as built. Default: nothing (None)."""
         return None
 
     def forward_path(self, x: torch.Tensor) -> str:

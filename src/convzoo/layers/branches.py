@@ -233,9 +233,11 @@ class BranchConvNd(ConvzooLayer, nn.Module):
         return field.window(self.kernel_size, self.stride, self.dilation, [lo for lo, _ in self.padding_pairs])
 
     def stages(self) -> list[Stage]:
-        """Each branch (conv → BN) as a side stage on the input, then their sum (the block; the identity branch, a
-        BN without a kernel, is named there rather than drawn)."""
+        """Each branch (conv → BN) as a side stage on the input, the identity branch (BN(x), no kernel) too when
+        there is one, then their sum (the block)."""
         sides = [Stage(f"{name} branch (conv → BN)", b, side=True, module=b.conv) for name, b in self.branches.items()]
+        if self.identity is not None:
+            sides.append(Stage("identity branch (BN)", self.identity, side=True, module=self.identity))
         total = "sum of the branches" + (" + BN(x) (identity branch)" if self.identity is not None else "")
         return [*sides, Stage(total, self)]
 

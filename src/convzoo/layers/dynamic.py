@@ -379,6 +379,15 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
                       side=True, module=self.attention),
                 Stage("conv with the aggregated kernel", self, module=self)]
 
+    def illustrate_(self) -> str | None:
+        """Pictures draw the layer at T = 1, where the paper's annealing (30 → 1 over the first epochs) ends: at
+        T = 30, as built, the softmax of small logits gives every kernel ≈ 1/K and no choice shows."""
+        if self.temperature == 1.0:
+            return None
+        built, self.temperature = self.temperature, 1.0
+        return (f"drawn at temperature T = 1, where training's annealing ends (built with T = {built:g}, at which "
+                f"every π_k ≈ 1/{self.num_kernels})")
+
     def extra_repr(self) -> str:
         return geometry_repr(self, {"num_kernels": self.num_kernels, "temperature": self.temperature})
 

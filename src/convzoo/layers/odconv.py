@@ -26,6 +26,7 @@ from ..functional import conv_with_pairs
 from .base import (
     PADDING_MODES,
     Alternative,
+    Attention,
     ConvzooLayer,
     IntOrTuple,
     Padding,
@@ -248,6 +249,16 @@ class ODConvNd(ConvzooLayer, nn.Module):
                       "GAP → FC → ReLU", self.attention, side=True,
                       module=self.attention),
                 Stage("conv with α_f ⊙ α_c ⊙ α_s ⊙ Σ α_wk W_k", self, module=self)]
+
+    def attentions(self, values: torch.Tensor) -> list[Attention]:
+        """The side stage's (1, C_in + C_out + prod(k) + K) output as the paper's four attentions."""
+        sizes = [fc.out_features for fc in (self.attention.channel, self.attention.filter, self.attention.spatial,
+                                             self.attention.kernel)]
+        if values.dim() != 2 or values.shape != (1, sum(sizes)):
+            return []
+        a_c, a_f, a_s, a_w = self.attention.split(values)
+        return [Attention("α_w", "kernels", a_w[0]), Attention("α_s", "taps", a_s[0]),
+                Attention("α_c", "input channels", a_c[0]), Attention("α_f", "filters", a_f[0])]
 
     def extra_repr(self) -> str:
         return geometry_repr(self, {"num_kernels": self.num_kernels, "temperature": self.attention.temperature})

@@ -20,6 +20,7 @@ from torch import nn
 from ..analysis.cost import LayerCost, compose, elementwise_cost, module_cost, numel
 from .base import (
     Alternative,
+    Attention,
     ConvzooLayer,
     IntOrTuple,
     Stage,
@@ -233,6 +234,13 @@ class SelectiveKernelConvNd(ConvzooLayer, nn.Module):
                 Stage(f"split: branches {names} (conv → ReLU), concatenated", self.split),
                 Stage("Σ_m a_m ⊙ U_m (per channel and position; the attention held as the side branch's values)",
                       lambda u: self.fuse_select(u, hold_attention=True))]
+
+    def attentions(self, values: torch.Tensor) -> list[Attention]:
+        """The side stage's (1, M·C) output: a_m per branch (rows, the split stage's order) and output channel."""
+        m, c = len(self.branches), self.out_channels
+        if values.dim() != 2 or values.shape != (1, m * c):
+            return []
+        return [Attention("a", "branches", values[0].reshape(m, c))]
 
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_sizes}, stride={self.stride}, "

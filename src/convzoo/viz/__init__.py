@@ -17,8 +17,8 @@ from .special import SPECIAL, special_figure
 from .taps import TapMap, tap_map, taps
 
 __all__ = ["Connectivity", "LayerSpec", "SPECIAL", "TapMap", "animate", "connectivity", "connectivity_figure",
-           "conv_matrix", "family_titles", "jacobian", "layer_block", "layer_figure", "render", "special_figure",
-           "tap_map", "taps"]
+           "conv_matrix", "family_titles", "jacobian", "layer_block", "layer_figure", "picture_size", "render",
+           "special_figure", "tap_map", "taps"]
 
 
 def family_titles(spec: LayerSpec, module, input_shape) -> tuple[str, str]:
@@ -35,11 +35,32 @@ def family_titles(spec: LayerSpec, module, input_shape) -> tuple[str, str]:
                                                                            else ""))
 
 
+def picture_size(spec: LayerSpec) -> int:
+    """The input size a picture is drawn at when none is asked: the dim's default, divided by the layer's
+    upsampling factor for a layer whose output is larger than its input (so the output, not the input, is drawn at
+    the default size and the picture keeps to the size budget)."""
+    from .spec import DEFAULT_SIZE
+
+    size = DEFAULT_SIZE[spec.dim]
+    probe = LayerSpec(spec.family, spec.in_channels, spec.out_channels, spec.kernel, spec.dim, size,
+                      dict(spec.options))
+    import torch
+
+    with torch.no_grad():
+        out = probe.build()(torch.zeros(1, *probe.input_shape))
+    factor = max(1, min(o // s for o, s in zip(out.shape[2:], probe.input_shape[1:])))
+    return max(2, -(-size // factor)) if factor > 1 else size
+
+
 def render(target: str, path: str | Path, spec: LayerSpec | None = None, *, numbers: bool = False,
-           input_values: str | None = None, kernel_values: str | None = None, title: bool = True) -> Path:
+           input_values: str | None = None, kernel_values: str | None = None, title: bool = True,
+           planes: int | None = None) -> Path:
     """Draw a family (``spec``: its parameters) or a special picture (``target`` in ``SPECIAL``) to ``path``:
     .png / .svg → figure, .gif → sliding-window animation (families only). ``input_values`` / ``kernel_values``
-    ('3,3,2;0,0,1;…') put those numbers in the cells (numbers mode); ``title=False`` drops the title lines."""
+    ('3,3,2;0,0,1;…') put those numbers in the cells (numbers mode); ``title=False`` drops the title lines;
+    ``planes``: channel planes drawn in full (default 1, within 1600 × 1400 px; more on request). A spec without
+    a size is drawn at ``picture_size``."""
+    from .draw import DPI
     from .numbers import load_kernel, parse_values
 
     path = Path(path)
@@ -50,6 +71,8 @@ def render(target: str, path: str | Path, spec: LayerSpec | None = None, *, numb
         if suffix == ".gif":
             raise ValueError(f"special picture {target!r} is a still figure: use .png or .svg")
         return save_figure(special_figure(target), path)
+    if planes is not None and not 1 <= planes <= 16:
+        raise ValueError(f"planes={planes} must be between 1 and 16")
     spec = spec or LayerSpec(target)
     x = None
     if input_values is not None:
@@ -57,7 +80,10 @@ def render(target: str, path: str | Path, spec: LayerSpec | None = None, *, numb
         if values.dim() != spec.dim:
             raise ValueError(f"input_values has {values.dim()} dims ({tuple(values.shape)}) but dim={spec.dim}")
         spec.size = max(values.shape)
+    sized = spec.size is not None
     spec.validate()
+    if not sized:
+        spec.size = picture_size(spec)
     module = spec.build()
     input_shape = spec.input_shape
     if input_values is not None:
@@ -69,4 +95,5 @@ def render(target: str, path: str | Path, spec: LayerSpec | None = None, *, numb
     heads = family_titles(spec, module, input_shape) if title else (None, None)
     if suffix == ".gif":
         return animate(module, input_shape, path, heads[0], numbers=numbers, x=x, subtitle=heads[1])
-    return save_figure(layer_figure(module, input_shape, heads[0], heads[1], numbers=numbers, x=x), path)
+    figure = layer_figure(module, input_shape, heads[0], heads[1], numbers=numbers, x=x, planes=planes)
+    return save_figure(figure, path, dpi=DPI)

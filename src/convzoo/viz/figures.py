@@ -162,12 +162,13 @@ def article_figures() -> list:
     return list(FIGURES)
 
 
-def save_figure(fig, path: str | Path) -> Path:
+def save_figure(fig, path: str | Path, dpi: float = 110) -> Path:
+    """Write ``fig`` to ``path`` (.png or .svg) at ``dpi`` and close it."""
     path = Path(path)
     fmt = path.suffix.lstrip(".").lower()
     if fmt not in ("png", "svg"):
         raise ValueError(f"figure format {fmt!r} not supported: use .png or .svg")
-    fig.savefig(path, format=fmt, dpi=110)
+    fig.savefig(path, format=fmt, dpi=dpi)
     plt.close(fig)
     return path
 

@@ -1,16 +1,22 @@
-"""The picture of any layer: one step (``step.step_block``), or — for a layer that declares stages (the layer
+"""The picture of any layer: one step (``step.draw_step``), or — for a layer that declares stages (the layer
 contract's ``stages()``) — stage by stage from its own sub-layers: depthwise → pointwise, k×1 → 1×k, L → V → H,
 grouped → shuffle, upsample → conv, an attention branch over K kernels → the aggregated kernel → the conv.
-What each stage is drawn as follows from what it reads, never from a family name:
+What each stage is drawn as follows from what it reads and what the layer declares, never from a family name:
 
-* a sliding window (gather / scatter / fractional): kernel, input, output, channels (``step``);
-* one input element per output element, same position, other channel: a channel permutation (``wiring``);
+* a sliding window (gather / scatter / fractional): kernel, input, output, channel wiring (``step``);
+* one input element per output element, same position, other channel: a channel permutation, drawn as crossing
+  wiring whose lines keep the colours of the groups an earlier stage made (``wiring``);
 * one input element per output element, larger output: copies (nearest upsampling) when each output channel
   reads one input channel, an interleave (pixel shuffle) when it reads several;
-* a side stage whose output is one weight per kernel of the next stage's K-kernel parameter: the K kernels, the
-  attention bars for this sample and the aggregated kernel (``dynamic``);
-* a side stage after which the next stage's window kernel differs from position to position: that kernel at
-  three positions (``position_kernels``).
+* a side stage holding attentions (the contract's ``attentions()``): over K kernels of the next stage's
+  ``kernel_bank()`` the K kernels, the sample's weights and their sum; over taps / channels / filters the
+  multiplied attentions; over branches per-channel shares (``attention``);
+* side stages with the stage's output shape are parallel parts: when they add to the same channel pairs their
+  kernels are drawn summed into the stage's kernel (``parts``);
+* a stage declaring ``kernel_per_position``: its kernel at three positions (``position_kernels``).
+
+Every picture keeps to the size budget of ``layout`` at the defaults: one plane in full, the wiring for the
+rest, panels wrapped into rows.
 """
 
 from __future__ import annotations
@@ -21,12 +27,20 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from ..layers.base import ConvzooLayer
+from .attention import attention_block, decisive_sample
 from .draw import SMALL, TITLE, Block, arrow, column, label, render
+from .layout import BUDGET
+from .parts import parts_block, parts_overlap
 from .position_kernels import position_kernels_block
 from .reads import ILLUSTRATED, Reads, analyse, illustrative_copy
+from .stages_draw import copies_block, interleave_block, one_read_kind
+from .step import draw_step, legend_items, shape_text
 from .taps import DTYPE
-from .step import legend_block, shape_text, step_block
-from .stages_draw import copies_block, dynamic_block, interleave_block, one_read_kind, wiring_block
+from .wiring import colour_channels, wiring_block
+from .draw import swatch_legend
+
+NOTE = "illustrated"  # attribute of an illustrative copy: what ``illustrate_`` changed (a sentence) or None
 
 
 class Lambda(nn.Module):
@@ -85,20 +99,30 @@ def macs(r: Reads) -> int:
     return int(r.pair_taps().sum()) * math.prod(r.output_shape[1:]) if r.geometry is not None else 0
 
 
-def step_picture(r: Reads, out_channel: int, position: Sequence[int] | None, numbers: bool) -> tuple[Block, str]:
-    """The block of one step and a one-line description of what it does."""
+def step_picture(r: Reads, out_channel: int, position: Sequence[int] | None, numbers: bool,
+                 planes: int | None = None, carried: Sequence[str | None] | None = None, show_kernel: bool = True
+                 ) -> tuple[Block, str, list[str | None] | None, list]:
+    """The block of one step, a one-line description of what it does, the colours of its output channels (for
+    the next stage's wiring) and its legend entries."""
     kind = one_read_kind(r)
+    out_channel = out_channel if out_channel < r.output_shape[0] else 0
+    position = tuple(position) if position is not None and len(position) == len(r.output_shape) - 1 else r.centre()
     if kind == "permutation":
-        return wiring_block(r), "a channel permutation: every output channel is one input channel, moved"
+        colouring = colour_channels(r, [], carried, permutation=True)
+        block = wiring_block(r, out_channel, position, colouring, permutation=True)
+        legend = [(c, t, False) for c, t in colouring.legend]
+        return block, "a channel permutation: every output channel is one input channel, moved", \
+            colouring.carried, legend
     if kind == "copies":
-        return copies_block(r, numbers), "copies: every output cell is a copy of one input cell"
+        kept = list(carried) if carried is not None and len(carried) == r.output_shape[0] else None
+        return copies_block(r, numbers), "copies: every output cell is a copy of one input cell", kept, []
     if kind == "interleave":
-        return interleave_block(r, numbers)
-    block = step_block(r, out_channel if out_channel < r.output_shape[0] else 0,
-                       position if position is not None and len(position) == len(r.output_shape) - 1 else None,
-                       numbers, legend=False)
+        block, what = interleave_block(r, numbers)
+        return block, what, None, []
+    step = draw_step(r, out_channel, position, numbers, planes, carried, show_kernel)
     n = macs(r)
-    return block, (f"{n:,} multiply-adds" if n else "")
+    return step.block, (f"{n:,} multiply-adds" if n else ""), \
+        (step.colouring.carried if step.colouring is not None else None), step.legend
 
 
 def _richer(a: Reads | None, b: Reads) -> Reads | None:
@@ -115,19 +139,49 @@ def _richer(a: Reads | None, b: Reads) -> Reads | None:
     return b if a is None or score(b) > score(a) else a
 
 
+def _stage_module(st, value: torch.Tensor, result: torch.Tensor) -> nn.Module:
+    """The stage's sub-layer when it computes the stage's output shape, else the stage's function (a ghost
+    module's stage names its cheap conv but also concatenates the primary maps)."""
+    if st.module is None:
+        return Lambda(st.fn)
+    with torch.no_grad():
+        try:
+            same = tuple(st.module(value).shape) == tuple(result.shape)
+        except (RuntimeError, ValueError, TypeError):
+            same = False
+    return st.module if same else Lambda(st.fn)
+
+
+def _head(text: str) -> Block:
+    return label(text, weight="bold")
+
+
 def stage_picture(module: nn.Module, input_shape: Sequence[int], out_channel: int = 0,
                   position: Sequence[int] | None = None, numbers: bool = False,
-                  x: torch.Tensor | None = None, seed: int = 0) -> Block:
+                  x: torch.Tensor | None = None, seed: int = 0, planes: int | None = None) -> Block:
     """Every stage of a composite layer, top to bottom, each drawn from its own sub-layer on the running sample."""
     model = illustrative_copy(module, input_shape, seed)
     stages = declared_stages(model) or []
+    notes: list[Block] = []
+    filled = getattr(model, ILLUSTRATED, [])
+    if filled:
+        notes.append(label(f"drawn with seeded random values (seed {seed}) in {', '.join(filled)}, which the layer "
+                           "as built has at zero, so the mechanism shows", SMALL))
+    changed = getattr(model, NOTE, None)
+    if changed:
+        notes.append(label(changed, SMALL))
     if x is None:
         x = torch.rand(*input_shape, generator=torch.Generator().manual_seed(seed + 1), dtype=DTYPE)
+        x, which = decisive_sample(model, [s for s in stages if s.side], x.reshape(*input_shape), seed)
+        if which:
+            notes.append(label(which, SMALL))
     value = x.to(DTYPE).reshape(1, *input_shape)
-    blocks: list[Block] = []
+    blocks: list[Block] = list(notes)
     main_stages = [s for s in stages if not s.side]
     legend_reads: Reads | None = None
+    legend_extra: list = []
     sides: list[tuple[object, torch.Tensor]] = []
+    carried: list[str | None] | None = None
     n = 0
     for st in stages:
         if st.side:
@@ -136,69 +190,70 @@ def stage_picture(module: nn.Module, input_shape: Sequence[int], out_channel: in
             continue
         n += 1
         last = st is main_stages[-1]
+        oc = out_channel if last else 0
+        pos = position if last else None
         with torch.no_grad():
             result = st.fn(value)
-        notes: list[Block] = []
-        # Side stages with the shape of this stage's output are parallel parts (HetConv's k×k and 1×1): each is
-        # drawn as its own step; other side stages steer this stage (attention, offsets) and are described.
-        parts = [(sd, v) for sd, v in sides if tuple(v.shape) == tuple(result.shape)]
-        for k, (sd, _) in enumerate(parts, 1):
-            pr = analyse(Lambda(sd.fn), tuple(value.shape[1:]), x=value[0], seed=seed, illustrate=False)
-            pblock, pwhat = step_picture(pr, out_channel if last else 0, position if last else None, numbers)
-            blocks.append(column([label(f"PART {n}.{k}: {sd.name}" + (f"  ({pwhat})" if pwhat else ""),
-                                        weight="bold"), pblock], gap=0.4))
-            blocks.append(arrow(1.2, "", vertical=True))
-            legend_reads = _richer(legend_reads, pr)
-        sub = st.module if st.module is not None else Lambda(st.fn)
+        sub = _stage_module(st, value, result)
         r = analyse(sub, tuple(value.shape[1:]), x=value[0], seed=seed, illustrate=False)
-        block, what = step_picture(r, out_channel if last else 0, position if last else None, numbers)
-        if parts:
-            notes.append(label(" + ".join(f"part {n}.{k}" for k in range(1, len(parts) + 1)) + " = this stage", SMALL))
+        oc = oc if oc < r.output_shape[0] else 0
+        # Side stages with the shape of this stage's output are parallel parts (branches); others steer it.
+        parts = [(sd, v) for sd, v in sides if tuple(v.shape) == tuple(result.shape)]
+        part_reads = [(sd.name, analyse(Lambda(sd.fn), tuple(value.shape[1:]), x=value[0], seed=seed,
+                                        illustrate=False)) for sd, _ in parts]
+        summed = parts_block(part_reads, r, oc) if part_reads else None
         for sd, v in sides:
             if any(sd is p for p, _ in parts):
                 continue
-            notes.append(label(f"side branch '{sd.name}' ({shape_text(value.shape[1:])} → {shape_text(v.shape[1:])}) "
-                               f"computes the values this stage uses", SMALL))
-            dyn = dynamic_block(sub, v, out_channel if last else 0, sd.name)
-            if dyn is not None:
-                notes.append(dyn)
+            head = f"SIDE BRANCH: {sd.name}  ({shape_text(value.shape[1:])} → {shape_text(v.shape[1:])})"
+            j, c = oc, (int((r.channel_links()[oc] > 0).float().argmax()) if r.input_shape[0] > 1 else 0)
+            drawn = attention_block(model, sub, v, j, c, r.kernel_shape)
+            if drawn is None:  # no attention declared: offsets, masks — said, and held in the pictures below
+                blocks.append(column([_head(head), label("its values steer a later stage (held fixed below)", SMALL)],
+                                     gap=0.15))
+            else:
+                blocks.append(column([_head(head), drawn], gap=0.3))
+        if summed is not None:
+            blocks.append(summed)
+        elif part_reads:
+            overlap = parts_overlap([pr for _, pr in part_reads])
+            blocks.append(label(" + ".join(name for name, _ in part_reads) + " = the stage below" +
+                                ("" if overlap else " (each channel pair belongs to one part)"), SMALL))
+        block, what, carried, legend = step_picture(r, oc, pos, numbers, planes, carried,
+                                                    show_kernel=summed is None)
+        legend_extra += [item for item in legend if item[1] not in {e[1] for e in legend_extra}]
+        extra: list[Block] = []
         if sides and st.kernel_per_position:
-            varying = position_kernels_block(st.fn, value, r, out_channel if last else 0)
+            varying = position_kernels_block(st.fn, value, r, oc)
             if varying is not None:
-                notes.append(varying)
+                extra.append(varying)
         sides = []
-        if notes:
-            block = column([*notes, block], gap=0.5)
+        title = f"{'↓ ' if blocks else ''}STAGE {n}: {st.name}  ({shape_text(r.input_shape)} → " \
+            f"{shape_text(r.output_shape)}" + (f"; {what})" if what else ")")
+        blocks.append(column([_head(title), block, *extra], gap=0.4))
         legend_reads = _richer(legend_reads, r)
-        head = f"STAGE {n}: {st.name}  ({shape_text(r.input_shape)} → {shape_text(r.output_shape)}" + \
-               (f"; {what})" if what else ")")
-        blocks.append(column([label(head, weight="bold"), block], gap=0.4))
         value = result
-        if not last:
-            blocks.append(arrow(1.2, "", vertical=True))
-    filled = getattr(model, ILLUSTRATED, [])
-    if filled:
-        blocks.insert(0, label(f"drawn with seeded random values (seed {seed}) in {', '.join(filled)}, which the layer "
-                               "as built has at zero, so the mechanism shows", SMALL))
-    body = column(blocks, gap=0.3)
+    body = column(blocks, gap=0.6)
     if legend_reads is not None:
-        body = column([body, legend_block(legend_reads, numbers, max(body.w, 40))], gap=0.8)
+        items = legend_items(legend_reads, numbers) + legend_extra
+        body = column([body, swatch_legend(items, max_width=BUDGET[0])], gap=0.6)
     return body
 
 
 def layer_block(module: nn.Module, input_shape: Sequence[int], title: str | None = None,
                 subtitle: str | None = None, out_channel: int = 0, position: Sequence[int] | None = None,
-                numbers: bool = False, x: torch.Tensor | None = None, seed: int = 0) -> Block:
-    """The picture of ``module`` on inputs of shape (C_in, *S), with an optional two-line title."""
+                numbers: bool = False, x: torch.Tensor | None = None, seed: int = 0,
+                planes: int | None = None) -> Block:
+    """The picture of ``module`` on inputs of shape (C_in, *S), with an optional two-line title. ``planes``:
+    channel planes drawn in full (default 1 — the wiring shows every channel —, 4 in numbers mode)."""
     if declared_stages(module) is not None:
-        body = stage_picture(module, input_shape, out_channel, position, numbers, x, seed)
+        body = stage_picture(module, input_shape, out_channel, position, numbers, x, seed, planes)
     else:
         r = analyse(module, input_shape, x=x, seed=seed)
         if out_channel >= r.output_shape[0]:
             raise ValueError(f"out_channel={out_channel} must be below the layer's {r.output_shape[0]} output channels")
-        body, what = step_picture(r, out_channel, position, numbers)
-        if one_read_kind(r) is None:
-            body = step_block(r, out_channel, position, numbers)
+        block, _, _, legend = step_picture(r, out_channel, position, numbers, planes)
+        body = column([block, swatch_legend(legend_items(r, numbers) + legend, max_width=BUDGET[0])], gap=0.8)
     if title is None and subtitle is None:
         return body
     heads = [label(t, TITLE if i == 0 else SMALL, "bold" if i == 0 else "normal")
@@ -210,4 +265,3 @@ def layer_figure(module: nn.Module, input_shape: Sequence[int], title: str | Non
                  subtitle: str | None = None, **kwargs):
     """A matplotlib Figure of ``layer_block``."""
     return render(layer_block(module, input_shape, title, subtitle, **kwargs))
-

@@ -7,7 +7,7 @@
 * ``pair_kernel``: the kernel each (c_out, c_in) pair applies, tap by tap — the Jacobian entry divided by the
   tap's read coefficient, so it is the real weight for any weight layout (grouped, HetConv, an aggregated
   dynamic kernel);
-* the sample input and the layer's output on it.
+* the sample input, the layer's output on it and the Jacobian (with the side branches held).
 """
 
 from __future__ import annotations
@@ -21,6 +21,7 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..layers.base import ConvzooLayer
 from .matrix import eval_copy, check_input_shape, jacobian
 from .taps import DTYPE, EPS, SIDE_FLAG, TapMap, hold_side_branches, side_modules, tap_map
 from .window import Geometry, fit_geometry
@@ -41,6 +42,7 @@ class Reads:
     pair_kernel: torch.Tensor | None  # (C_out, C_in, T), NaN where the pair has no such tap
     kernel_shape: tuple[int, ...]
     regular: Geometry | None = None  # irregular reads: the window with the side branches' output set to zero
+    jac: torch.Tensor | None = None  # (C_out, *O, C_in, *S): ∂y/∂x with the side branches held
 
     @property
     def n_taps(self) -> int:
@@ -100,6 +102,8 @@ def illustrative_copy(module: nn.Module, input_shape: Sequence[int], seed: int =
                     p.copy_(torch.randn(p.shape, generator=gen, dtype=p.dtype) * scale)
                 filled.append(names.get(id(sub), type(sub).__name__))
     setattr(model, ILLUSTRATED, filled)
+    # the layer's own say (the contract's illustrate_): a state in which its mechanism shows, in one sentence
+    setattr(model, "illustrated", model.illustrate_() if isinstance(model, ConvzooLayer) else None)
     return model
 
 
@@ -172,23 +176,30 @@ def analyse(module: nn.Module, input_shape: Sequence[int], x: torch.Tensor | Non
     kernel_shape = tm.kernel_shape if tm is not None else (1,) * (len(input_shape) - 1)
     pair_kernel = None
     if tm is not None and geometry is not None:
-        pair_kernel = _pair_kernel(jac, tm, index, len(input_shape) - 1)
+        pair_kernel = _pair_kernel(jac, tm, index, len(input_shape) - 1, whole_cells=True)
     regular = None
     if tm is not None and side_modules(model):
         held_still = tap_map(model, input_shape, x=x[None], zero_side=True)
         # where each tap reads with the side branches at zero; its weights (DCNv3's masks) may still vary
         regular = fit_geometry(dataclasses.replace(held_still, coefficients=(held_still.coefficients.abs() > EPS)
                                                    .to(DTYPE)))
-    return Reads(model, input_shape, tuple(y.shape), x, y, index, tm, geometry, pair_kernel, kernel_shape, regular)
+    return Reads(model, input_shape, tuple(y.shape), x, y, index, tm, geometry, pair_kernel, kernel_shape, regular,
+                 jac)
 
 
-def _pair_kernel(jac: torch.Tensor, tm: TapMap, index: torch.Tensor, d: int) -> torch.Tensor:
+def _pair_kernel(jac: torch.Tensor, tm: TapMap, index: torch.Tensor, d: int, whole_cells: bool = False
+                 ) -> torch.Tensor:
+    """The weight of each (c_out, c_in, tap): for whole-cell reads (a fitted window) the Jacobian entry itself —
+    the weight the step applies, attentions multiplied in (dynamic, CondConv, ODConv) —, else the Jacobian entry
+    over the tap's read coefficient (the kernel weight of a fractional read)."""
     c_out, c_in, n = tm.output_shape[0], tm.input_shape[0], math.prod(tm.kernel_shape)
     kernel = torch.full((c_out, c_in, n), float("nan"), dtype=DTYPE)
     hits = (index >= 0).nonzero()
     if len(hits):
         taps = index[index >= 0]
         coef = tm.coefficients.gather(0, index.clamp(min=0)[None])[0][index >= 0]
+        if whole_cells:
+            coef = torch.ones_like(coef)
         values = jac[index >= 0] / torch.where(coef.abs() > EPS, coef, torch.ones_like(coef))
         kernel[hits[:, 0], hits[:, 1 + d], taps] = values
     return kernel

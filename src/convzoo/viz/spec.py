@@ -69,6 +69,8 @@ class LayerSpec:
             if not isinstance(value, int) or isinstance(value, bool):
                 raise ValueError(f"{key}={value!r} must be an integer")
             lo, hi = limit(key, self.dim)
+            if key == "kernel":  # a family drawn with a larger kernel by default may be asked for it
+                hi = max(hi, fam.picture_kernel or 0)
             if not lo <= value <= hi:
                 where = f" for dim={self.dim}" if key == "size" else ""
                 raise ValueError(f"{key}={value} is out of range{where}: must be between {lo} and {hi}")

@@ -1,7 +1,7 @@
-"""Stage pictures that are not a sliding window: a channel permutation (the shuffle) as crossing lines, nearest
-upsampling as cell copies, an interleave (depth to space: several input channels filling the phases of a larger
-output) as the output coloured by source channel, and a dynamic conv's attention over its K kernels (K kernels,
-the attention weights of the drawn sample as bars, the aggregated kernel Σ πₖ·Wₖ)."""
+"""Stage pictures that are not a sliding window: nearest upsampling as cell copies, an interleave (depth to
+space: several input channels filling the phases of a larger output) as the output coloured by source channel,
+and the test of which a stage is (``one_read_kind``; a channel permutation, the shuffle, is drawn as crossing
+wiring by ``wiring``). ``dynamic_block``: the K kernels a layer mixes, the sample's weights, their sum."""
 
 from __future__ import annotations
 
@@ -23,8 +23,9 @@ PASTEL = ["#8dd3c7", "#ffffb3", "#bebada", "#fb8072", "#80b1d3", "#fdb462", "#b3
 
 
 def _sources(r: Reads) -> dict[tuple[int, ...], tuple[int, ...]] | None:
-    """Output element → its one input element, when every output element reads exactly one (no kernel)."""
-    if r.tap_map is not None:
+    """Output element → its one input element, when every output element reads exactly one (no kernel parameter:
+    the taps, if any, are only the footprint of the reads)."""
+    if r.tap_map is not None and r.tap_map.parameter:
         return None
     linked = (r.index != -1).reshape(math.prod(r.output_shape), math.prod(r.input_shape))
     if not bool((linked.sum(1) == 1).all()):
@@ -108,32 +109,6 @@ def interleave_block(r: Reads, numbers: bool) -> tuple[Block, str]:
                 label(note, SMALL)], gap=0.8, align="top"), what
 
 
-def wiring_block(r: Reads) -> Block:
-    """Input channels (left) wired to the output channels they become (right); colours follow the channel."""
-    src = _sources(r)
-    assert src is not None
-    centre = tuple(0 for _ in r.output_shape[1:])
-    c_in, c_out = r.input_shape[0], r.output_shape[0]
-    source = [src[(j, *centre)][0] for j in range(c_out)]
-    colours = tap_colours(c_in)
-    left = cells([[Cell(colours[c], str(c))] for c in range(c_in)], SMALL)
-    right = cells([[Cell(colours[source[j]], str(source[j]))] for j in range(c_out)], SMALL)
-    span = 6.0
-
-    def paint(ax: Axes, x: float, y: float) -> None:
-        left.paint(ax, x, y + 0.6)
-        right.paint(ax, x + 1 + span, y + 0.6)
-        for j, c in enumerate(source):
-            ax.plot([x + 1, x + 1 + span], [y + 0.6 + c + 0.5, y + 0.6 + j + 0.5], color=colours[c][:3],
-                    linewidth=2.0)
-        ax.text(x, y, "in", fontsize=SMALL, va="top")
-        ax.text(x + 1 + span, y, "out", fontsize=SMALL, va="top")
-
-    body = Block(2 + span, max(c_in, c_out) + 0.6, paint)
-    return column([label("channel c of the input → its place in the output (numbers = input channel)", SMALL),
-                   body], gap=0.3)
-
-
 def copies_block(r: Reads, numbers: bool) -> Block:
     """Input cells each in their own colour; every output cell in the colour of the input cell it copies."""
     src = _sources(r)
@@ -165,31 +140,13 @@ def multi_kernel(module: nn.Module, k: int) -> torch.Tensor | None:
 
 def dynamic_block(sub: nn.Module, attention: torch.Tensor, out_channel: int, side: str) -> Block | None:
     """K kernels (filter ``out_channel``, input channel 0), the sample's weights π from the side branch named
-    ``side`` as bars, Σ πₖ Wₖ."""
+    ``side`` as bars, Σ πₖ Wₖ; None unless ``sub`` mixes as many kernels (``kernel_bank()``) as π has weights."""
+    from .attention import kernels_block
+
     if attention.dim() != 2 or attention.shape[0] != 1:
         return None
-    pi = attention[0].detach().double()
-    kernels = multi_kernel(sub, pi.numel())
+    kernels = multi_kernel(sub, attention.shape[1])
     if kernels is None:
         return None
-    ws = kernels[:, out_channel, 0].double().numpy()
-    agg = np.tensordot(pi.numpy(), ws, axes=1)
-    scale = float(np.abs(ws).max())
-    tiles = [column([label(f"W{k}", SMALL), cells(signed_cells(ws[k], scale))], gap=0.15) for k in range(len(ws))]
-    bars = []
-    for k, p in enumerate(pi.tolist()):
-        length = max(0.15, 5 * p)
-        bar = Block(5.0, 0.8, lambda ax, x, y, length=length: ax.add_patch(
-            Rectangle((x, y + 0.1), length, 0.6, color="#6a51a3")))
-        bars.append(row([label(f"π{k}", SMALL), bar, label(fmt(p), SMALL)], gap=0.3, align="center"))
-    return row([
-        column([label(f"{len(ws)} CANDIDATE KERNELS (filter {out_channel}, input channel 0)", weight="bold"),
-                row(tiles, gap=0.6)], gap=0.3),
-        arrow(2.0, "weigh by"),
-        column([label("WEIGHTS π(x) FOR THIS SAMPLE", weight="bold"),
-                label(f"(side branch: {side})", SMALL), column(bars, gap=0.15)], gap=0.3),
-        arrow(2.0, "Σ πₖ·Wₖ"),
-        column([label("AGGREGATED KERNEL", weight="bold"), cells(signed_cells(agg, scale))], gap=0.3),
-        label("the conv below uses\nthe aggregated kernel", SMALL),
-    ], gap=0.8, align="top")
-
+    return column([label(f"(side branch: {side})", SMALL), kernels_block(kernels, attention[0], out_channel, 0)[0]],
+                  gap=0.2)

@@ -1,50 +1,92 @@
 """The picture of one layer step (a conv, a stage of a composite) for one highlighted output element:
 
-kernel grids (one per input channel of the highlighted filter, taps in their own colours) → the input planes at
+kernel grid (the highlighted filter on the input plane drawn, taps in their own colours) → that input plane at
 the same cell size as the output, padding cells dashed, each cell read by the highlighted output coloured by
-the tap that reads it (so the flip, dilation gaps and the transposed pattern show) → the output planes with
-that element marked → the channel matrix (taps per channel pair: groups, depthwise diagonals, HetConv).
+the tap that reads it (so the flip, dilation gaps and the transposed pattern show) → the output plane with that
+element marked → the channel wiring (``wiring``): which input planes feed which output planes, every channel.
+One or two planes are drawn in full (``planes``); the wiring summarises the others, so the picture keeps to the
+size budget (``layout``).
+
+Where the step's channel pairs read windows of different shapes (MixConv's groups, HetConv's k×k and 1×1, a
+selective kernel's dilated branch: ``windows.window_groups``) each window gets its own kernel frame and input
+plane, side by side. A kernel with more taps than colours can tell apart (a global or large kernel) is drawn as
+its weights (signed colours); one that reads the whole map is set beside average pooling's uniform weights.
 A scatter layer (transposed conv) is drawn as its direct form: the input, then zeros inserted and padding, read
 by the flipped kernel, then the larger output with the number of input cells summed into each output cell.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 
 from .draw import (INPUT, OTHER, OUTPUT, PADDING, SMALL, ZERO, Block, Cell, arrow, cells, column, fmt, label, row,
-                   swatch_legend, tap_colours)
+                   signed_cells, swatch_legend, tap_colours)
 from .irregular import NEIGHBOUR, irregular_input
+from .layout import BUDGET, flow
 from .planes import Plane, mark, planes_block
 from .reads import NO_TAP, Reads
+from .windows import WindowGroup, window_groups
+from .wiring import Colouring, colour_channels, group_colour, pattern_block, wiring_block
 
-MAX_PLANES = 4
+MAX_PLANES = 4  # planes drawn in numbers mode (the numbers are the point)
+MANY_TAPS = 49  # above this (larger than 7×7) a kernel is drawn as its weights, not as tap colours
 
 
 def shape_text(shape: Sequence[int]) -> str:
     return "×".join(map(str, shape))
 
 
+def read_channels(r: Reads, j: int) -> list[int]:
+    """The input channels output channel ``j`` reads."""
+    return [int(c) for c in (r.channel_links()[j] > 0).nonzero().flatten()]
+
+
 def owners(r: Reads, out_channel: int, channels: Sequence[int]) -> dict[int, int]:
-    """The filter drawn on each input channel: ``out_channel`` — or, when every filter reads one input channel
-    (depthwise, MixConv), the first filter reading that channel, so each channel shows its own kernel."""
+    """The filter drawn on each input channel: ``out_channel`` when it reads the channel, else the first filter
+    that does (so each drawn channel shows a kernel that reads it)."""
     links = r.channel_links()
-    if r.output_shape[0] > 1 and bool(((links > 0).sum(1) == 1).all()):
-        return {c: (out_channel if links[out_channel, c] > 0 else int((links[:, c] > 0).float().argmax()))
-                for c in channels}
-    return {c: out_channel for c in channels}
+    out = {}
+    for c in channels:
+        readers = (links[:, c] > 0).nonzero().flatten().tolist()
+        out[c] = out_channel if out_channel in readers or not readers else readers[0]
+    return out
 
 
-def kernel_block(r: Reads, out_channel: int, numbers: bool, channels: Sequence[int]) -> Block:
-    """The highlighted filter's kernel on each drawn input channel: its taps in their colours (or values)."""
-    colours = tap_colours(r.n_taps)
+def weights_block(values: np.ndarray, scale: float, caption: str) -> Block:
+    """A kernel's weights as signed colours (red +, blue −) with the scale said."""
+    return column([label(caption, SMALL), cells(signed_cells(values, scale))], gap=0.15)
+
+
+def scale_bar(scale: float) -> Block:
+    """−s … 0 … +s in the signed colours."""
+    from .draw import signed_colour
+
+    steps = [-1.0, -0.5, 0.0, 0.5, 1.0]
+    bar = cells([[Cell(signed_colour(v * scale, scale)) for v in steps]], SMALL)
+    return row([label(f"−{fmt(scale)}", SMALL), bar, label(f"+{fmt(scale)}", SMALL)], gap=0.2, align="center")
+
+
+def kernel_block(r: Reads, out_channel: int, numbers: bool, channels: Sequence[int],
+                 heading: str | None = None, names: bool = True) -> Block:
+    """The filter drawn on each input channel of ``channels``: its taps in their colours (or values); a kernel of
+    more than ``MANY_TAPS`` taps as its weights."""
     own = owners(r, out_channel, channels)
     all_pairs = r.pair_taps()
     plane = Plane(r.kernel_shape)
-    grids, names = [], []
     several = len(set(own.values())) > 1
+    k = shape_text(r.kernel_shape)
+    flipped = r.geometry is not None and r.geometry.kind == "gather" and any(b < 0 for b in r.geometry.b)
+    whose = "of each filter" if several else f"of filter {own[channels[0]] if channels else out_channel}"
+    head = heading if heading is not None else (f"KERNEL {k}\n{whose}" + ("\n(applied rotated 180°)" if flipped
+                                                                           else ""))
+    if r.n_taps > MANY_TAPS and not numbers and r.pair_kernel is not None:
+        return big_kernel_block(r, own, channels, head)
+    colours = tap_colours(r.n_taps)
+    grids, captions = [], []
     for c in channels:
         pair = all_pairs[own[c]]
         grid = plane.empty()
@@ -57,13 +99,37 @@ def kernel_block(r: Reads, out_channel: int, numbers: bool, channels: Sequence[i
             else:
                 grid[rr][cc] = Cell("white", dashed=True)
         grids.append(grid)
-        names.append((f"filter {own[c]} on c{c}" if several else f"c{c}") + ("" if bool(pair[c].any()) else ": unused"))
-    k = shape_text(r.kernel_shape)
-    flipped = r.geometry is not None and r.geometry.kind == "gather" and any(b < 0 for b in r.geometry.b)
-    head = f"KERNEL {k}\n" + ("of each filter" if several else f"of filter {out_channel}") + \
-        ("\n(applied rotated 180°)" if flipped else "")
-    return column([label(head, weight="bold"),
-                   planes_block(grids, names, per_row=1)], gap=0.3)
+        captions.append((f"filter {own[c]} on c{c}" if several else f"on c{c}") + ("" if bool(pair[c].any())
+                                                                                else ": unused"))
+    grids_block = planes_block(grids, captions, per_row=1) if names else column([cells(g) for g in grids], gap=0.4)
+    return column([label(head, weight="bold"), grids_block], gap=0.3) if head else grids_block
+
+
+def _pair_weights(r: Reads, j: int, c: int) -> np.ndarray:
+    values = r.pair_kernel[j, c].double().numpy().reshape(r.kernel_shape)
+    return np.where(np.isnan(values), 0.0, values)
+
+
+def covers_map(r: Reads) -> bool:
+    """One output cell per channel whose window is the whole input map (a global kernel)."""
+    g = r.geometry
+    return (g is not None and g.kind == "gather" and all(s == 1 for s in r.output_shape[1:])
+            and tuple(r.kernel_shape) == tuple(r.input_shape[1:]) and not any(lo or hi for lo, hi in g.padding()))
+
+
+def big_kernel_block(r: Reads, own: dict[int, int], channels: Sequence[int], head: str) -> Block:
+    """Weights of a kernel too large for tap colours; a global kernel beside average pooling's 1/(H·W)."""
+    tiles = []
+    for c in channels[:1]:
+        w = _pair_weights(r, own[c], c)
+        scale = float(np.abs(w).max()) or 1.0
+        tiles.append(weights_block(w, scale, f"learned weights, filter {own[c]} on c{c}"))
+        tiles.append(scale_bar(scale))
+        if covers_map(r):
+            n = math.prod(r.kernel_shape)
+            flat = np.full(r.kernel_shape, 1.0 / n)
+            tiles.append(weights_block(flat, 1.0 / n, f"average pooling: every\nweight 1/{n} = {fmt(1.0 / n)}"))
+    return column([label(head, weight="bold"), column(tiles, gap=0.4)], gap=0.3)
 
 
 def _value(r: Reads, c: int, q: Sequence[int]) -> float:
@@ -71,7 +137,7 @@ def _value(r: Reads, c: int, q: Sequence[int]) -> float:
 
 
 def gather_input(r: Reads, out_channel: int, position: Sequence[int], numbers: bool,
-                 channels: Sequence[int]) -> Block:
+                 channels: Sequence[int], title: str | None = None, names: bool = True) -> Block:
     g = r.geometry
     assert g is not None
     pads = g.padding()
@@ -81,6 +147,7 @@ def gather_input(r: Reads, out_channel: int, position: Sequence[int], numbers: b
     own = owners(r, out_channel, channels)
     all_pairs = r.pair_taps()
     window = g.window(tuple(position))
+    tap_text = r.n_taps <= 99
     grids = []
     for c in channels:
         pair = all_pairs[own[c]]
@@ -97,16 +164,19 @@ def gather_input(r: Reads, out_channel: int, position: Sequence[int], numbers: b
             pos = tuple(v + s for v, s in zip(q, shift))
             rr, cc = plane.cell(pos)
             old = grid[rr][cc]  # a tap on padding is drawn pale: it multiplies a zero
-            grid[rr][cc] = Cell(colours[t], old.text if numbers else str(t), dashed=old.dashed,
+            grid[rr][cc] = Cell(colours[t], old.text if numbers else (str(t) if tap_text else ""), dashed=old.dashed,
                                 alpha=0.4 if old.dashed else 1.0)
         _other_reads(r, own[c], position, c, plane, shift, grid)
         grids.append(grid)
     padded = any(lo or hi for lo, hi in pads)
-    title = f"INPUT {shape_text(r.input_shape)}" + (f", padded to {shape_text(plane.size)}" if padded else "") + \
-        ("  (depth slices d = 0, 1, … left to right)" if r.spatial_dims == 3 else "")
-    return column([label(title, weight="bold"), planes_block(grids, [f"c{c}" for c in channels],
-                                                             more=r.input_shape[0] - len(channels),
-                                                             per_row=2 if r.spatial_dims == 2 else 1)], gap=0.3)
+    more = r.input_shape[0] - len(channels)
+    which = "" if more == 0 else (f" (plane c{channels[0]})" if len(channels) == 1 else "")
+    title = title or (f"INPUT {shape_text(r.input_shape)}{which}" + (f", padded to {shape_text(plane.size)}"
+                                                                      if padded else "")
+                      + ("\n(depth slices d = 0, 1, … left to right)" if r.spatial_dims == 3 else ""))
+    planes = (planes_block(grids, [f"c{c}" for c in channels], more=0, per_row=2 if r.spatial_dims == 2 else 1)
+              if names else column([cells(g) for g in grids], gap=0.4))
+    return column([label(title, weight="bold"), planes], gap=0.3)
 
 
 def _other_reads(r: Reads, j: int, position: Sequence[int], c: int, plane: Plane, shift: Sequence[int],
@@ -119,7 +189,7 @@ def _other_reads(r: Reads, j: int, position: Sequence[int], c: int, plane: Plane
 
 
 def scatter_input(r: Reads, out_channel: int, position: Sequence[int], numbers: bool,
-                  channels: Sequence[int]) -> Block:
+                  channels: Sequence[int]) -> list[Block]:
     """The input, and the direct form: zeros inserted between input cells, padding around, the flipped kernel."""
     g = r.geometry
     assert g is not None
@@ -157,34 +227,34 @@ def scatter_input(r: Reads, out_channel: int, position: Sequence[int], numbers: 
                                      alpha=0.4 if old.dashed else 1.0)
         stretched.append(sgrid)
     names = [f"c{c}" for c in channels]
-    more = r.input_shape[0] - len(channels)
     zeros = sorted({a - 1 for a in g.a})
     steps = f"{zeros[0]} zero{'s' if zeros[0] != 1 else ''}" if len(zeros) == 1 else \
         "(" + ", ".join(str(a - 1) for a in g.a) + ") zeros"
-    return row([
-        column([label(f"INPUT {shape_text(r.input_shape)}", weight="bold"), planes_block(originals, names, more, 1)],
+    which = "" if len(channels) == r.input_shape[0] else f" (plane c{channels[0]})" if len(channels) == 1 else ""
+    return [
+        column([label(f"INPUT {shape_text(r.input_shape)}{which}", weight="bold"), planes_block(originals, names, 0, 1)],
                gap=0.3),
         arrow(2.5, f"insert {steps}\nbetween cells,\npad the border"),
         column([label(f"ZEROS INSERTED + PADDING: {shape_text(big.size)}", weight="bold"),
-                planes_block(stretched, names, more, 1)], gap=0.3),
-    ], gap=0.6, align="top")
+                planes_block(stretched, names, 0, 1)], gap=0.3),
+    ]
 
 
 def output_block(r: Reads, out_channel: int, position: Sequence[int], numbers: bool,
                  channels: Sequence[int]) -> Block:
     plane = Plane(tuple(r.output_shape[1:]))
-    drawn = set(owners(r, out_channel, channels_to_draw(r.input_shape[0], 0)).values()) | {out_channel}
     grids = []
     for j in channels:
         grid = plane.empty()
         for o in np.ndindex(*plane.size):
             rr, cc = plane.cell(o)
             grid[rr][cc] = Cell(OUTPUT, fmt(float(r.y[(j, *o)])) if numbers else "")
-        if j in drawn:
+        if j == out_channel:
             mark(grid, plane, position)
         grids.append(grid)
-    return column([label(f"OUTPUT {shape_text(r.output_shape)}", weight="bold"),
-                   planes_block(grids, [f"c{j}" for j in channels], r.output_shape[0] - len(channels),
+    which = "" if len(channels) == r.output_shape[0] else f" (plane c{channels[0]})" if len(channels) == 1 else ""
+    return column([label(f"OUTPUT {shape_text(r.output_shape)}{which}", weight="bold"),
+                   planes_block(grids, [f"c{j}" for j in channels], 0,
                                 per_row=1 if r.spatial_dims != 2 else 2)], gap=0.3)
 
 
@@ -225,31 +295,8 @@ def overlap_block(r: Reads, in_channel: int = 0) -> Block:
     return column([label("OVERLAP: input cells summed\ninto each output cell", weight="bold"), cells(grid)], gap=0.3)
 
 
-def channel_block(r: Reads, out_channel: int) -> Block | None:
-    """Taps per (c_out, c_in) pair: blank = not connected; k² for a k×k kernel, 1 for a 1×1."""
-    links = r.channel_links().numpy()
-    c_out, c_in = links.shape
-    if c_out == 1 and c_in == 1:
-        return None
-    shown_out, shown_in = min(c_out, 16), min(c_in, 16)
-    top = max(int(links.max()), 1)
-    grid = []
-    for j in range(shown_out):
-        line = []
-        for c in range(shown_in):
-            n = int(links[j, c])
-            fill = (0.18, 0.33, 0.55, 0.25 + 0.75 * n / top) if n else "white"
-            line.append(Cell(fill, str(n) if n else "", dashed=not n, outline="black" if j == out_channel and n
-                             else None))
-        grid.append(line)
-    more = "" if (shown_out, shown_in) == (c_out, c_in) else f" (first {shown_out}×{shown_in})"
-    return column([label("CHANNELS", weight="bold"),
-                   label(f"taps per pair{more}:\nrow = output channel,\ncolumn = input channel", SMALL),
-                   cells(grid, SMALL)], gap=0.2)
-
-
-def legend_block(r: Reads, numbers: bool, max_width: float = 1e9) -> Block:
-    items: list[tuple[str | tuple, str, bool]] = []
+def legend_items(r: Reads, numbers: bool) -> list[tuple[str | tuple | list, str, bool]]:
+    items: list[tuple[str | tuple | list, str, bool]] = []
     colours = tap_colours(r.n_taps)
     ramp = [colours[0], colours[r.n_taps // 2], colours[-1]] if r.n_taps > 2 else colours
     items.append((ramp, f"kernel tap 0 … {r.n_taps - 1} in reading order" if r.n_taps > 1 else "the kernel's one tap",
@@ -268,7 +315,12 @@ def legend_block(r: Reads, numbers: bool, max_width: float = 1e9) -> Block:
     items.append(("#1b7a3a", "the output drawn", False))
     if r.geometry is not None and bool((r.index == NO_TAP).any()):
         items.append((OTHER, "read, no tap", False))
-    return swatch_legend(items, max_width=max_width)
+    return items
+
+
+def legend_block(r: Reads, numbers: bool, max_width: float = 1e9,
+                 extra: Sequence[tuple[str | tuple | list, str, bool]] = ()) -> Block:
+    return swatch_legend([*legend_items(r, numbers), *extra], max_width=max_width)
 
 
 def channels_to_draw(n: int, picked: int, limit: int = MAX_PLANES) -> list[int]:
@@ -278,36 +330,93 @@ def channels_to_draw(n: int, picked: int, limit: int = MAX_PLANES) -> list[int]:
     return shown
 
 
-def step_block(r: Reads, out_channel: int = 0, position: Sequence[int] | None = None, numbers: bool = False,
-               legend: bool = True) -> Block:
-    """Kernel → input (padded / zero-inserted) → output [→ overlap] [→ channel matrix], and a legend line."""
+@dataclass
+class Step:
+    """A drawn step: its block, the colours of its output channels (carried into the next stage's wiring) and the
+    legend entries of its wiring."""
+
+    block: Block
+    colouring: Colouring | None
+    legend: list[tuple[str, str, bool]]
+
+
+def _window_columns(groups: Sequence[WindowGroup], out_channel: int, position: Sequence[int],
+                    numbers: bool) -> Block:
+    """One column per window group: its kernel frame (own size, own tap numbers) over the input plane it reads."""
+    columns = []
+    for k, g in enumerate(groups):
+        j, c = g.first_pair(out_channel)
+        pos = tuple(position)
+        sub = g.reads
+        head = label(f"{g.name}\nfilter {j} on c{c}", SMALL, "bold", color=group_colour(k))
+        kernel = kernel_block(sub, j, numbers, [c], heading="", names=False)
+        pads = sub.geometry.padding() if sub.geometry is not None else ()
+        size = tuple(s + lo + hi for s, (lo, hi) in zip(sub.input_shape[1:], pads))
+        plane = gather_input(sub, j, pos, numbers, [c], title=f"INPUT c{c}" + (f", padded to {shape_text(size)}"
+                                                                              if size != sub.input_shape[1:] else ""),
+                             names=False)
+        columns.append(column([head, kernel, plane], gap=0.4))
+    return row(columns, gap=1.2)
+
+
+def draw_step(r: Reads, out_channel: int = 0, position: Sequence[int] | None = None, numbers: bool = False,
+              planes: int | None = None, carried: Sequence[str | None] | None = None, show_kernel: bool = True,
+              permutation: bool = False, max_width: float = BUDGET[0]) -> Step:
+    """Kernel → input (padded / zero-inserted) → output [→ overlap] → channel wiring, laid out within
+    ``max_width`` cells. ``planes``: input / output planes drawn in full (default 1, ``MAX_PLANES`` in numbers
+    mode); ``carried``: colours of the input channels from an earlier stage."""
     position = tuple(position) if position is not None else r.centre()
-    in_ch = channels_to_draw(r.input_shape[0], 0)
-    wanted = sorted(set(owners(r, out_channel, in_ch).values()) | {out_channel})
-    out_ch = (wanted + [j for j in range(r.output_shape[0]) if j not in wanted])[:max(MAX_PLANES, len(wanted))]
-    out_ch = sorted(out_ch)
+    n_planes = planes or (MAX_PLANES if numbers else 1)
+    reads = read_channels(r, out_channel)
+    in_ch = (reads + [c for c in range(r.input_shape[0]) if c not in reads])[:n_planes] if reads else \
+        channels_to_draw(r.input_shape[0], 0, n_planes)
+    in_ch = sorted(in_ch)
+    out_ch = sorted(([out_channel] + [j for j in range(r.output_shape[0]) if j != out_channel])[:n_planes])
     g = r.geometry
-    parts: list[Block] = [kernel_block(r, out_channel, numbers, in_ch)]
-    if g is not None and g.kind == "scatter":
-        parts.append(scatter_input(r, out_channel, position, numbers, in_ch))
-    elif g is not None:
-        parts.append(gather_input(r, out_channel, position, numbers, in_ch))
+    groups = window_groups(r)
+    parts: list[Block] = []  # what the window reads; then ``tail``: the sum, the output and the channels
+    if len(groups) > 1 and n_planes == 1:
+        parts.append(_window_columns(groups, out_channel, position, numbers))
     else:
-        parts.append(irregular_input(r, out_channel, position, numbers, in_ch, owners(r, out_channel, in_ch)))
+        if show_kernel:
+            parts.append(kernel_block(r, out_channel, numbers, in_ch))
+        if g is not None and g.kind == "scatter":
+            parts += scatter_input(r, out_channel, position, numbers, in_ch)
+        elif g is not None:
+            parts.append(gather_input(r, out_channel, position, numbers, in_ch))
+        else:
+            parts.append(irregular_input(r, out_channel, position, numbers, in_ch, owners(r, out_channel, in_ch)))
     pair = r.pair_taps()[out_channel]
     n_ch = int(pair.any(-1).sum()) or int((r.channel_links()[out_channel] > 0).sum())
     n_taps = int(pair.sum())
     summed = (f"Σ {n_taps} products\nover {n_ch} channel{'s' if n_ch != 1 else ''}" if n_taps
               else "Σ over what\nit reads")
-    parts.append(arrow(2.5, summed))
+    tail: list[Block] = [arrow(2.5, summed)]
     out_block = output_block(r, out_channel, position, numbers, out_ch)
     line = sum_line(r, out_channel, position) if numbers else ""
-    parts.append(column([out_block, label(line, SMALL)], gap=0.4) if line else out_block)
+    tail.append(column([out_block, label(line, SMALL)], gap=0.4) if line else out_block)
     if g is not None and g.kind == "scatter":
-        parts.append(overlap_block(r))
-    chan = channel_block(r, out_channel)
-    if chan is not None:
-        parts.append(chan)
-    body = row(parts, gap=1.0, align="top")
-    return column([body, legend_block(r, numbers, max(body.w, 40))], gap=0.8) if legend else body
+        tail.append(overlap_block(r))
+    colouring = None
+    legend: list[tuple[str, str, bool]] = []
+    if r.input_shape[0] > 1 or r.output_shape[0] > 1:
+        colouring = colour_channels(r, groups, carried)
+        pattern = pattern_block(r, out_channel, colouring, groups)
+        tail.append(wiring_block(r, out_channel, position, colouring, permutation=permutation, pattern=pattern))
+        legend = [(colour, text, False) for colour, text in colouring.legend if len(groups) < 2 or
+                  not text.endswith("kernels")]
+    one = row([*parts, *tail], gap=1.0)
+    if one.w <= max_width:
+        return Step(one, colouring, legend)
+    head, rest = row(parts, gap=1.0), row(tail, gap=1.0)
+    if head.w <= max_width and rest.w <= max_width:  # what is read above, what comes of it below
+        return Step(column([head, rest], gap=0.8), colouring, legend)
+    return Step(flow([*parts, *tail], max_width, gap=1.0), colouring, legend)
 
+
+def step_block(r: Reads, out_channel: int = 0, position: Sequence[int] | None = None, numbers: bool = False,
+               legend: bool = True, planes: int | None = None) -> Block:
+    """``draw_step``'s block, with a legend line under it."""
+    step = draw_step(r, out_channel, position, numbers, planes)
+    body = step.block
+    return column([body, legend_block(r, numbers, max(body.w, 40), step.legend)], gap=0.8) if legend else body

@@ -1,7 +1,7 @@
 """The sliding-window geometry of a layer, fitted to its tap map (never read from its class or name).
 
-A layer whose every read is one whole cell through one tap (with one common coefficient) is a *gather* window, q = a·o + b·t + c per spatial
-dim (a = stride, |b| = dilation, b < 0 for a flipped kernel, c = −padding before), or a *scatter* window,
+A layer whose every read is one whole cell through one tap (whatever the coefficient: an attention or mask may
+scale a tap) is a *gather* window, q = a·o + b·t + c per spatial dim (a = stride, |b| = dilation, b < 0 for a flipped kernel, c = −padding before), or a *scatter* window,
 o = a·q + b·t + c (a transposed conv: each input cell stamps the kernel onto the output). Anything else
 (fractional or repeated reads) is *irregular* and is drawn from its read coefficients instead.
 
@@ -94,9 +94,8 @@ def fit_geometry(tm: TapMap) -> Geometry | None:
     linked = coef.abs() > EPS
     if not bool(linked.any()) or bool((linked.sum(0) > 1).any()):
         return None
-    values = coef[linked]
-    if not torch.allclose(values, values[0].expand_as(values)):  # one coefficient for every read (1, or a v2 mask)
-        return None
+    # Each tap reads one whole cell; its coefficient may vary (a weight multiplied in per tap or channel pair:
+    # ODConv's attentions, a DCNv2 mask on the regular grid) — the window is the same.
     d = len(tm.kernel_shape)
     idx = linked.nonzero().numpy()  # (n, 1 + 1 + d + 1 + d): tap, c_out, o..., c_in, q...
     taps = np.stack(np.unravel_index(idx[:, 0], tm.kernel_shape), 1)

@@ -21,6 +21,7 @@ from ..functional import conv_with_pairs
 from .base import (
     PADDING_MODES,
     Alternative,
+    Attention,
     ConvzooLayer,
     IntOrTuple,
     Padding,
@@ -203,6 +204,12 @@ class CondConvNd(ConvzooLayer, nn.Module):
         return [Stage(f"routing r = sigmoid(FC(GAP(x))) over K={self.num_experts} experts", self.routing, side=True,
                       module=self.routing),
                 Stage("conv with the combined kernel Σ r_k W_k", self, module=self)]
+
+    def attentions(self, values: torch.Tensor) -> list[Attention]:
+        """The routing stage's (1, K) output: the weights r_k of the K experts (independent sigmoids)."""
+        if values.dim() != 2 or values.shape != (1, self.num_experts):
+            return []
+        return [Attention("r", "kernels", values[0])]
 
     def extra_repr(self) -> str:
         return geometry_repr(self, {"num_experts": self.num_experts})

@@ -8,7 +8,9 @@ from its name:
 * over branches per channel (selective kernel): one stacked bar per output channel, a segment per branch.
 
 ``decisive_sample`` picks the drawn sample: of the input with some channels dimmed (every subset, or 63 seeded
-ones beyond 6 channels) the one whose attention weights differ most, so the choice the attention makes shows.
+ones beyond 6 channels), at the lowest strength (1, 2 or 4 × the random input) where that is enough, the one whose
+attention weights differ most — at least ``VISIBLE`` where it can be found — so the choice the attention makes
+shows.
 """
 
 from __future__ import annotations
@@ -28,6 +30,8 @@ from .wiring import group_colour
 
 BAR = "#6a51a3"
 DIM = 0.15  # the gain of a dimmed channel in the candidate samples
+STRENGTHS = (1.0, 2.0, 4.0)  # the bright channels' gains tried, lowest first
+VISIBLE = 0.15  # attention weights this far apart read as a choice at a glance
 BAR_CELLS = 4.0
 
 
@@ -43,31 +47,38 @@ def spread(parts: Sequence[Attention]) -> float:
 
 def decisive_sample(model: nn.Module, sides: Sequence, x: torch.Tensor, seed: int = 0
                     ) -> tuple[torch.Tensor, str | None]:
-    """(sample (C, *S), sentence) — ``x`` with the channel subset dimmed (× DIM) whose attention spread is largest;
-    ``x`` unchanged and None when no side stage holds an attention."""
-    if not any(attentions_of(model, s.fn(x[None])) for s in sides):
-        return x, None
+    """(sample (C, *S), sentence) — ``x`` with the other channels dimmed (× DIM) and a channel subset brightened
+    (× the lowest of ``STRENGTHS`` at which the spread reaches ``VISIBLE``, else the largest) whose attention
+    spread is largest; ``x`` unchanged and None when no side stage holds an attention."""
+    with torch.no_grad():
+        if not any(attentions_of(model, s.fn(x[None])) for s in sides):
+            return x, None
     c = x.shape[0]
     if c <= 6:
         masks = [[(m >> k) & 1 for k in range(c)] for m in range(1, 2 ** c)]
     else:
         gen = torch.Generator().manual_seed(seed)
         masks = [[1] * c] + (torch.rand(62, c, generator=gen) < 0.5).int().tolist()
-    gains = DIM + (1 - DIM) * torch.tensor(masks, dtype=x.dtype)  # (B, C)
-    batch = x[None] * gains.reshape(*gains.shape, *(1,) * (x.dim() - 1))
-    best, where = -1.0, 0
-    with torch.no_grad():
-        outputs = [s.fn(batch) for s in sides]
-    for b in range(len(masks)):
-        value = max(spread(attentions_of(model, out[b:b + 1])) for out in outputs)
-        if value > best + 1e-9:
-            best, where = value, b
+    best, where, strength, batch = -1.0, 0, 1.0, x[None]
+    for strength in STRENGTHS:
+        gains = DIM + (strength - DIM) * torch.tensor(masks, dtype=x.dtype)  # (B, C)
+        batch = x[None] * gains.reshape(*gains.shape, *(1,) * (x.dim() - 1))
+        with torch.no_grad():
+            outputs = [s.fn(batch) for s in sides]
+        best, where = -1.0, 0
+        for b in range(len(masks)):
+            value = max(spread(attentions_of(model, out[b:b + 1])) for out in outputs)
+            if value > best + 1e-9:
+                best, where = value, b
+        if best >= VISIBLE:
+            break
     bright = [k for k in range(c) if masks[where][k]]
     names = ", ".join(f"c{k}" for k in bright)
+    gain = f" × {strength:g}" if strength != 1 else " at full strength"
     if len(bright) == c:
-        text = "sample: every input channel at full strength"
+        text = f"sample: every input channel{gain}"
     else:
-        text = f"sample: input channel{'s' if len(bright) > 1 else ''} {names} at full strength, the others × {DIM:g}"
+        text = f"sample: input channel{'s' if len(bright) > 1 else ''} {names}{gain}, the others × {DIM:g}"
     return batch[where], (f"{text} — of {len(masks)} such samples, the one whose attention weights differ most "
                           f"(largest − smallest = {best:.2f})")
 
@@ -90,10 +101,10 @@ def bars(values: Sequence[float], names: Sequence[str], highlight: int | None = 
     return column(lines, gap=0.05)
 
 
-def kernels_block(bank: torch.Tensor, pi: torch.Tensor, j: int, c: int, name: str = "π") -> tuple[Block, np.ndarray,
-                                                                                                   float]:
-    """K kernels of filter j on input channel c (signed colours, one scale), the weights π as bars, Σ πₖ·Wₖ.
-    Returns the block, the aggregated kernel and the scale."""
+def kernels_block(bank: torch.Tensor, pi: torch.Tensor, j: int, c: int, name: str = "π", final: bool = True
+                  ) -> tuple[Block, np.ndarray, float]:
+    """K kernels of filter j on input channel c (signed colours, one scale), the weights π as bars, Σ πₖ·Wₖ
+    (``final``: the kernel the steered conv applies). Returns the block, the aggregated kernel and the scale."""
     local = c % bank.shape[2]
     ws = bank[:, j, local].double().numpy()
     p = pi.double().numpy()
@@ -102,13 +113,14 @@ def kernels_block(bank: torch.Tensor, pi: torch.Tensor, j: int, c: int, name: st
     tiles = [column([label(f"W{k}", SMALL), cells(signed_cells(ws[k], scale))], gap=0.15) for k in range(len(ws))]
     best = int(p.argmax())
     block = row([
-        column([label(f"{len(ws)} CANDIDATE KERNELS (filter {j}, input c{c})", weight="bold"),
+        column([label(f"THE {len(ws)} KERNELS IT MIXES (filter {j}, input c{c})", weight="bold"),
                 row(tiles, gap=0.6), scale_row(scale)], gap=0.3),
         arrow(1.8, "weigh by"),
         column([label(f"{name}(x): WEIGHTS FOR THIS SAMPLE", weight="bold"),
                 bars(p.tolist(), [f"{name}{k}" for k in range(len(p))], highlight=best)], gap=0.3),
         arrow(1.8, f"Σ {name}ₖ·Wₖ"),
-        column([label("AGGREGATED KERNEL", weight="bold"), cells(signed_cells(agg, scale))], gap=0.3),
+        column([label("AGGREGATED KERNEL", weight="bold"), cells(signed_cells(agg, scale)),
+                label("(what the conv below applies)" if final else "", SMALL)], gap=0.3),
     ], gap=0.7, align="top")
     return block, agg, scale
 
@@ -135,7 +147,7 @@ def omni_block(parts: Sequence[Attention], bank: torch.Tensor, j: int, c: int, k
     kernel the conv applies, α_f[j]·α_c[c]·α_s ⊙ Σ α_wk·W_k."""
     by = {a.over: a for a in parts}
     kern = by["kernels"]
-    first, agg, scale = kernels_block(bank, kern.values, j, c, kern.name)
+    first, agg, scale = kernels_block(bank, kern.values, j, c, kern.name, final=False)
     final = agg.copy()
     pieces: list[Block] = [label("× the other three attentions:", SMALL)]
     if "taps" in by:

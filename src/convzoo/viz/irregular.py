@@ -25,27 +25,47 @@ DISC = 0.62  # diameter of a numbered disc, in cells (13 pt at 0.3 in per cell)
 MIN_GAP = 0.7  # discs' centres at least this far apart (cells)
 
 
-def spread(points: np.ndarray, min_gap: float = MIN_GAP, iterations: int = 500) -> np.ndarray:
+def _part(pos: np.ndarray, min_gap: float) -> bool:
+    """One pass pushing apart every pair of labels closer than ``min_gap``; True if any moved."""
+    moved = False
+    for i in range(len(pos)):
+        for j in range(i + 1, len(pos)):
+            d = pos[j] - pos[i]
+            dist = float(np.hypot(*d))
+            if dist >= min_gap - 1e-9:
+                continue
+            if dist < 1e-6:
+                angle = 2.399963 * (i + 1) + 0.7 * j  # golden-angle directions: coincident points part ways
+                d, dist = np.array([np.sin(angle), np.cos(angle)]), 1.0
+            push = (min_gap - min(dist, min_gap)) / 2 + 1e-3
+            pos[i] -= d / dist * push
+            pos[j] += d / dist * push
+            moved = True
+    return moved
+
+
+def spread(points: np.ndarray, min_gap: float = MIN_GAP, iterations: int = 300) -> np.ndarray:
     """Positions (n, 2) for labels of ``points`` (n, 2): each starts on its point; pairs closer than ``min_gap``
-    are pushed apart along the line between them (coincident ones at fixed angles) until none is."""
-    pos = np.asarray(points, dtype=float).copy()
+    are pushed apart along the line between them (coincident ones at fixed angles) — always, until none is — and a
+    label is moved off another point it would cover (within ``min_gap / 2``) where that leaves room."""
+    anchors = np.asarray(points, dtype=float)
+    pos = anchors.copy()
     for _ in range(iterations):
-        moved = False
+        moved = _part(pos, min_gap)
         for i in range(len(pos)):
-            for j in range(i + 1, len(pos)):
-                d = pos[j] - pos[i]
+            for j in range(len(anchors)):
+                d = pos[i] - anchors[j]
                 dist = float(np.hypot(*d))
-                if dist >= min_gap - 1e-9:
+                if i == j or dist >= min_gap / 2 - 1e-9 or float(np.hypot(*(anchors[i] - anchors[j]))) < 1e-6:
                     continue
                 if dist < 1e-6:
-                    angle = 2.399963 * (i + 1) + 0.7 * j  # golden-angle directions: coincident points part ways
-                    d, dist = np.array([np.sin(angle), np.cos(angle)]), 1.0
-                push = (min_gap - min(dist, min_gap)) / 2 + 1e-3
-                pos[i] -= d / dist * push
-                pos[j] += d / dist * push
+                    d, dist = np.array([1.0, 0.0]), 1.0
+                pos[i] += d / dist * (min_gap / 2 - dist + 1e-3)
                 moved = True
         if not moved:
             break
+    while _part(pos, min_gap):  # labels never overlap, whatever the points they cover
+        pass
     return pos
 
 
@@ -112,7 +132,8 @@ def _points_layer(points, regular, colours, scale: float, origin: tuple[float, f
                 continue
             if moved:  # the disc was pushed aside: a leader line to the exact point
                 ax.plot([px, dx], [py, dy], color="#333333", linewidth=0.7, zorder=6)
-                ax.plot(px, py, "o", markersize=3.5, color="black", zorder=8)
+                ax.plot(px, py, "o", markersize=3.5, markerfacecolor="black", markeredgecolor="white",
+                        markeredgewidth=0.6, zorder=8)
             ax.plot(dx, dy, "o", markersize=13, markerfacecolor=colours[t][:3] + (alpha,),
                     markeredgecolor="black", markeredgewidth=0.8, zorder=7)
             ax.text(dx, dy + 0.03, str(t), fontsize=SMALL, ha="center", va="center", zorder=9)
@@ -120,7 +141,7 @@ def _points_layer(points, regular, colours, scale: float, origin: tuple[float, f
     return draw, discs
 
 
-ZOOM_CELLS = 12.0  # the zoomed panel's larger side, in cells
+ZOOM_CELLS = 10.0  # the zoomed panel's larger side, in cells
 
 
 def irregular_input(r: Reads, out_channel: int, position: Sequence[int], numbers: bool,

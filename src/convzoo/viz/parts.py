@@ -54,6 +54,12 @@ def parts_overlap(parts: Sequence[Reads]) -> bool:
     return bool(sum(m.int() for m in linked).max() > 1)
 
 
+def short(value: float) -> str:
+    """A weight in at most 4 characters: '.12', '-.05', '1.2'."""
+    text = f"{value:.2f}" if abs(value) < 1 else f"{value:.1f}"
+    return text.replace("0.", ".", 1) if abs(value) < 1 else text
+
+
 def parts_block(named: Sequence[tuple[str, Reads]], total: Reads, j: int) -> Block | None:
     """part₁ + part₂ + … = the stage's kernel, for filter j on the input channel most parts read."""
     parts = [r for _, r in named]
@@ -69,12 +75,15 @@ def parts_block(named: Sequence[tuple[str, Reads]], total: Reads, j: int) -> Blo
     grid_shape = (shape[0], int(np.prod(shape[1:]))) if len(shape) > 1 else (1, shape[0])
     added = sum((~np.isnan(f)).astype(int) for f in frames)
 
+    numbered = total.n_taps <= 25  # values printed in the cells of frames up to 5×5
+
     def grid(values: np.ndarray, outline: np.ndarray | None = None) -> Block:
         v = values.reshape(grid_shape)
         o = outline.reshape(grid_shape) if outline is not None else None
-        return cells([[Cell(signed_colour(float(v[a, b]), scale), outline="black" if o is not None and o[a, b]
-                             else None) if not np.isnan(v[a, b]) else Cell("white", dashed=True)
-                        for b in range(grid_shape[1])] for a in range(grid_shape[0])], SMALL)
+        return cells([[Cell(signed_colour(float(v[a, b]), scale), short(float(v[a, b])) if numbered else "",
+                            outline="black" if o is not None and o[a, b] else None)
+                       if not np.isnan(v[a, b]) else Cell("white", dashed=True)
+                       for b in range(grid_shape[1])] for a in range(grid_shape[0])], SMALL)
 
     tiles: list[Block] = []
     for k, ((name, _), f) in enumerate(zip(named, frames)):

@@ -182,6 +182,7 @@ def stage_picture(module: nn.Module, input_shape: Sequence[int], out_channel: in
     legend_extra: list = []
     sides: list[tuple[object, torch.Tensor]] = []
     carried: list[str | None] | None = None
+    steered = False  # a stage or side block is drawn above: the next stage's head starts with an arrow
     n = 0
     for st in stages:
         if st.side:
@@ -208,6 +209,7 @@ def stage_picture(module: nn.Module, input_shape: Sequence[int], out_channel: in
             head = f"SIDE BRANCH: {sd.name}  ({shape_text(value.shape[1:])} → {shape_text(v.shape[1:])})"
             j, c = oc, (int((r.channel_links()[oc] > 0).float().argmax()) if r.input_shape[0] > 1 else 0)
             drawn = attention_block(model, sub, v, j, c, r.kernel_shape)
+            steered = True
             if drawn is None:  # no attention declared: offsets, masks — said, and held in the pictures below
                 blocks.append(column([_head(head), label("its values steer a later stage (held fixed below)", SMALL)],
                                      gap=0.15))
@@ -215,6 +217,7 @@ def stage_picture(module: nn.Module, input_shape: Sequence[int], out_channel: in
                 blocks.append(column([_head(head), drawn], gap=0.3))
         if summed is not None:
             blocks.append(summed)
+            steered = True
         elif part_reads:
             overlap = parts_overlap([pr for _, pr in part_reads])
             blocks.append(label(" + ".join(name for name, _ in part_reads) + " = the stage below" +
@@ -228,9 +231,10 @@ def stage_picture(module: nn.Module, input_shape: Sequence[int], out_channel: in
             if varying is not None:
                 extra.append(varying)
         sides = []
-        title = f"{'↓ ' if blocks else ''}STAGE {n}: {st.name}  ({shape_text(r.input_shape)} → " \
+        title = f"{'↓ ' if steered else ''}STAGE {n}: {st.name}  ({shape_text(r.input_shape)} → " \
             f"{shape_text(r.output_shape)}" + (f"; {what})" if what else ")")
         blocks.append(column([_head(title), block, *extra], gap=0.4))
+        steered = True
         legend_reads = _richer(legend_reads, r)
         value = result
     body = column(blocks, gap=0.6)

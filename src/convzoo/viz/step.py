@@ -29,7 +29,7 @@ from .irregular import NEIGHBOUR, irregular_input
 from .layout import BUDGET, flow
 from .planes import Plane, mark, planes_block
 from .reads import NO_TAP, Reads
-from .windows import WindowGroup, window_groups
+from .windows import WindowGroup, copies, window_groups
 from .wiring import Colouring, colour_channels, group_colour, pattern_block, wiring_block
 
 MAX_PLANES = 4  # planes drawn in numbers mode (the numbers are the point)
@@ -99,8 +99,10 @@ def kernel_block(r: Reads, out_channel: int, numbers: bool, channels: Sequence[i
             else:
                 grid[rr][cc] = Cell("white", dashed=True)
         grids.append(grid)
-        captions.append((f"filter {own[c]} on c{c}" if several else f"on c{c}") + ("" if bool(pair[c].any())
-                                                                                else ": unused"))
+        reads = len(read_channels(r, own[c]))
+        more = f" (1 of {reads} channels)" if reads > len(channels) else ""
+        captions.append((f"filter {own[c]} on c{c}" if several else f"on c{c}{more}") + ("" if bool(pair[c].any())
+                                                                                       else ": unused"))
     grids_block = planes_block(grids, captions, per_row=1) if names else column([cells(g) for g in grids], gap=0.4)
     return column([label(head, weight="bold"), grids_block], gap=0.3) if head else grids_block
 
@@ -119,17 +121,15 @@ def covers_map(r: Reads) -> bool:
 
 def big_kernel_block(r: Reads, own: dict[int, int], channels: Sequence[int], head: str) -> Block:
     """Weights of a kernel too large for tap colours; a global kernel beside average pooling's 1/(H·W)."""
-    tiles = []
-    for c in channels[:1]:
-        w = _pair_weights(r, own[c], c)
-        scale = float(np.abs(w).max()) or 1.0
-        tiles.append(weights_block(w, scale, f"learned weights, filter {own[c]} on c{c}"))
-        tiles.append(scale_bar(scale))
-        if covers_map(r):
-            n = math.prod(r.kernel_shape)
-            flat = np.full(r.kernel_shape, 1.0 / n)
-            tiles.append(weights_block(flat, 1.0 / n, f"average pooling: every\nweight 1/{n} = {fmt(1.0 / n)}"))
-    return column([label(head, weight="bold"), column(tiles, gap=0.4)], gap=0.3)
+    c = channels[0]
+    w = _pair_weights(r, own[c], c)
+    scale = float(np.abs(w).max()) or 1.0
+    maps = [weights_block(w, scale, f"learned weights,\nfilter {own[c]} on c{c}")]
+    if covers_map(r):  # one scale for both: the learned weights against pooling's one small weight
+        n = math.prod(r.kernel_shape)
+        maps.append(weights_block(np.full(r.kernel_shape, 1.0 / n), scale,
+                                  f"average pooling instead:\nevery weight 1/{n} = {fmt(1.0 / n)}"))
+    return column([label(head, weight="bold"), row(maps, gap=1.0), scale_bar(scale)], gap=0.3)
 
 
 def _value(r: Reads, c: int, q: Sequence[int]) -> float:
@@ -305,7 +305,7 @@ def legend_items(r: Reads, numbers: bool) -> list[tuple[str | tuple | list, str,
     if r.geometry is None and r.tap_map is not None:
         items.append((NEIGHBOUR, "read by interpolation (shade = weight)", False))
         opacity = "interpolation weight × mask" if getattr(r.module, "modulated", False) else "interpolation weight"
-        items.append(("white", f"○ regular grid point → ● sampling point (opacity = {opacity})", False))
+        items.append(("white", f"○ regular grid → ● sampling point (opacity: {opacity})", False))
     if r.geometry is not None and (r.geometry.kind == "scatter" or any(lo or hi for lo, hi in r.geometry.padding())
                                    if r.geometry.kind == "gather" else True):
         items.append((PADDING, "padding (zero)", True))
@@ -366,6 +366,9 @@ def draw_step(r: Reads, out_channel: int = 0, position: Sequence[int] | None = N
     ``max_width`` cells. ``planes``: input / output planes drawn in full (default 1, ``MAX_PLANES`` in numbers
     mode); ``carried``: colours of the input channels from an earlier stage."""
     position = tuple(position) if position is not None else r.centre()
+    copied = copies(r).any(1)
+    if bool(copied[out_channel]) and not bool(copied.all()):  # a copy shows no window: draw a computed output
+        out_channel = int((~copied).nonzero()[0])
     n_planes = planes or (MAX_PLANES if numbers else 1)
     reads = read_channels(r, out_channel)
     in_ch = (reads + [c for c in range(r.input_shape[0]) if c not in reads])[:n_planes] if reads else \
@@ -403,8 +406,7 @@ def draw_step(r: Reads, out_channel: int = 0, position: Sequence[int] | None = N
         colouring = colour_channels(r, groups, carried)
         pattern = pattern_block(r, out_channel, colouring, groups)
         tail.append(wiring_block(r, out_channel, position, colouring, permutation=permutation, pattern=pattern))
-        legend = [(colour, text, False) for colour, text in colouring.legend if len(groups) < 2 or
-                  not text.endswith("kernels")]
+        legend = [(colour, text, False) for colour, text in colouring.legend]
     one = row([*parts, *tail], gap=1.0)
     if one.w <= max_width:
         return Step(one, colouring, legend)

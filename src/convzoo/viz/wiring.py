@@ -142,8 +142,8 @@ def colour_channels(r: Reads, groups: Sequence[WindowGroup], carried: Sequence[s
                     "each output reads only its group's inputs")
             if n_groups < len(comps):
                 legend.append(([group_colour(k) for k in range(min(3, n_groups))],
-                               f"{what}; one colour per set of channels read with the same weights at every "
-                               f"position ({n_groups} sets: one shared kernel each)"))
+                               f"one colour per set of channels read with the same weights (one shared kernel): "
+                               f"{n_groups} sets"))
             else:
                 legend.append(([group_colour(k) for k in range(min(3, len(comps)))],
                                f"{len(comps)} groups, one colour each: {what}"))
@@ -209,37 +209,47 @@ def wiring_block(r: Reads, out_channel: int, position: Sequence[int], colouring:
     links = (r.channel_links() > 0).numpy()
     copy = copies(r).numpy() if not permutation else np.zeros_like(links)
     n = max(c_in, c_out)
-    pitch = float(min(2.0, max(0.42, height / n)))
-    th = pitch * (0.8 if pitch > 0.8 else 0.7)
+    total = min(height, n * 2.0)  # both columns span this height, each at its own pitch
     plane_in, plane_out = Plane(tuple(r.input_shape[1:])), Plane(tuple(r.output_shape[1:]))
+    pitch_in = float(min(2.0, max(0.42, total / c_in)))
+    pitch_out = float(min(2.0, max(0.42, total / c_out)))
+    body_h = max(c_in * pitch_in, c_out * pitch_out)
+    top_in = (body_h - c_in * pitch_in) / 2
+    top_out = (body_h - c_out * pitch_out) / 2
 
-    def tile_width(plane: Plane) -> float:
+    def tile_size(plane: Plane, other: Plane, pitch: float) -> tuple[float, float]:
+        """(width, height) of a tile: a map smaller than the other side's is drawn smaller (upsampling grows)."""
         rows, cols = plane.shape
-        return float(min(3 * th, max(th, th * cols / rows)))
+        h = pitch * (0.8 if pitch > 0.8 else 0.7) * max(0.45, min(1.0, rows / other.shape[0]))
+        return float(min(3 * h, max(h, h * cols / rows))), h
 
-    tw_in, tw_out = tile_width(plane_in), tile_width(plane_out)
-    every = max(1, int(np.ceil(0.56 / pitch)))
+    (tw_in, th_in), (tw_out, th_out) = tile_size(plane_in, plane_out, pitch_in), tile_size(plane_out, plane_in,
+                                                                                           pitch_out)
+    every_in = max(1, int(np.ceil(0.56 / pitch_in)))
+    every_out = max(1, int(np.ceil(0.56 / pitch_out)))
     name_w = label(f"c{n - 1}", SMALL).w + 0.2
     brackets = _brackets(colouring, copy, permutation)
     bracket_w = max((label(t, SMALL).w for _, _, t in brackets), default=0.0) + (0.8 if brackets else 0.0)
-    top_in = (n - c_in) * pitch / 2
-    top_out = (n - c_out) * pitch / 2
     x_in = name_w
     x_out = x_in + tw_in + SPAN
     width = x_out + tw_out + name_w + bracket_w
-    body_h = n * pitch
 
     def centre_in(c: int) -> float:
-        return top_in + c * pitch + th / 2
+        return top_in + (c + 0.5) * pitch_in
 
     def centre_out(j: int) -> float:
-        return top_out + j * pitch + th / 2
+        return top_out + (j + 0.5) * pitch_out
+
+    def named(k: int, n_col: int, every: int) -> bool:
+        """Label channel k: every ``every``-th, and the last when it does not crowd the one before."""
+        return k % every == 0 or (k == n_col - 1 and (n_col - 1) % every >= every / 2)
 
     readers = {c: (out_channel if links[out_channel, c] else
                    (int(np.nonzero(links[:, c])[0][0]) if links[:, c].any() else None)) for c in range(c_in)}
 
-    def tile(ax: Axes, x: float, y: float, w: float, plane: Plane, fill, marks: np.ndarray | None, ink,
+    def tile(ax: Axes, x: float, yc: float, w: float, th: float, plane: Plane, fill, marks: np.ndarray | None, ink,
              strong: bool, least: float = 0.0) -> None:
+        y = yc - th / 2
         ax.add_patch(Rectangle((x, y), w, th, facecolor=fill, edgecolor="black" if strong else EDGE,
                                linewidth=1.8 if strong else 0.6, zorder=3))
         if marks is None:
@@ -268,23 +278,23 @@ def wiring_block(r: Reads, out_channel: int, position: Sequence[int], colouring:
             colour = colouring.inputs[c]
             ink = colour or NEUTRAL
             ink = ink if reader == out_channel else tint(ink, 0.5)
-            tile(ax, x + x_in, y + top_in + c * pitch, tw_in, plane_in, tint(colour, 0.78), marks, ink,
+            tile(ax, x + x_in, y + centre_in(c), tw_in, th_in, plane_in, tint(colour, 0.78), marks, ink,
                  reader == out_channel)
-            if c % every == 0 or c == c_in - 1 and c_in - 1 - (c_in - 1) // every * every >= every / 2:
+            if named(c, c_in, every_in):
                 ax.text(x + x_in - 0.15, y + centre_in(c), f"c{c}", fontsize=SMALL, ha="right", va="center")
         for j in range(c_out):
             marks = np.zeros(plane_out.size, dtype=bool)
             if j == out_channel:
                 marks[tuple(position)] = True
             colour = colouring.outputs[j]
-            tile(ax, x + x_out, y + top_out + j * pitch, tw_out, plane_out, tint(colour, 0.78, OUTPUT),
-                 marks if j == out_channel else None, PICKED, j == out_channel, least=min(0.35, th / 3))
-            if j % every == 0 or j == c_out - 1 and c_out - 1 - (c_out - 1) // every * every >= every / 2:
+            tile(ax, x + x_out, y + centre_out(j), tw_out, th_out, plane_out, tint(colour, 0.78, OUTPUT),
+                 marks if j == out_channel else None, PICKED, j == out_channel, least=min(0.35, th_out / 3))
+            if named(j, c_out, every_out):
                 ax.text(x + x_out + tw_out + 0.15, y + centre_out(j), f"c{j}", fontsize=SMALL, ha="left",
                         va="center")
         bx = x + x_out + tw_out + name_w + 0.3
         for first, last, text in brackets:
-            y0, y1 = y + top_out + first * pitch, y + top_out + last * pitch + th
+            y0, y1 = y + centre_out(first) - th_out / 2, y + centre_out(last) + th_out / 2
             ax.plot([bx, bx + 0.25, bx + 0.25, bx], [y0, y0, y1, y1], color=EDGE, linewidth=1.0)
             ax.text(bx + 0.45, (y0 + y1) / 2, text, fontsize=SMALL, va="center", ha="left")
 

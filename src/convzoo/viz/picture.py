@@ -258,6 +258,11 @@ def layer_block(module: nn.Module, input_shape: Sequence[int], title: str | None
             raise ValueError(f"out_channel={out_channel} must be below the layer's {r.output_shape[0]} output channels")
         block, _, _, legend = step_picture(r, out_channel, position, numbers, planes)
         body = column([block, swatch_legend(legend_items(r, numbers) + legend, max_width=BUDGET[0])], gap=0.8)
+    return titled(body, title, subtitle)
+
+
+def titled(body: Block, title: str | None = None, subtitle: str | None = None) -> Block:
+    """``body`` under a title line and a subtitle line (those given)."""
     if title is None and subtitle is None:
         return body
     heads = [label(t, TITLE if i == 0 else SMALL, "bold" if i == 0 else "normal")

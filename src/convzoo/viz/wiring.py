@@ -244,8 +244,16 @@ def wiring_block(r: Reads, out_channel: int, position: Sequence[int], colouring:
         """Label channel k: every ``every``-th, and the last when it does not crowd the one before."""
         return k % every == 0 or (k == n_col - 1 and (n_col - 1) % every >= every / 2)
 
-    readers = {c: (out_channel if links[out_channel, c] else
-                   (int(np.nonzero(links[:, c])[0][0]) if links[:, c].any() else None)) for c in range(c_in)}
+    def reader(c: int) -> int | None:
+        """The output whose window a tile shows: the drawn one, else the first that computes from c (a copy of c
+        shows one cell), else any."""
+        if links[out_channel, c]:
+            return out_channel
+        computed = np.nonzero(links[:, c] & ~copy[:, c])[0]
+        anyone = np.nonzero(links[:, c])[0]
+        return int(computed[0]) if len(computed) else (int(anyone[0]) if len(anyone) else None)
+
+    readers = {c: reader(c) for c in range(c_in)}
 
     def tile(ax: Axes, x: float, yc: float, w: float, th: float, plane: Plane, fill, marks: np.ndarray | None, ink,
              strong: bool, least: float = 0.0) -> None:
@@ -256,7 +264,8 @@ def wiring_block(r: Reads, out_channel: int, position: Sequence[int], colouring:
             return
         rows, cols = plane.shape
         cw, ch = w / cols, th / rows
-        mw, mh = max(cw, least), max(ch, least)  # a lone marked cell drawn at least ``least`` cells wide
+        lone = int(marks.sum()) == 1  # a lone marked cell is drawn at least ``least`` cells wide
+        mw, mh = (max(cw, least), max(ch, least)) if lone else (cw, ch)
         for q in zip(*np.nonzero(marks)):
             rr, cc = plane.cell(tuple(int(v) for v in q))
             ax.add_patch(Rectangle((x + (cc + 0.5) * cw - mw / 2, y + (rr + 0.5) * ch - mh / 2), mw, mh, facecolor=ink,
@@ -279,7 +288,7 @@ def wiring_block(r: Reads, out_channel: int, position: Sequence[int], colouring:
             ink = colour or NEUTRAL
             ink = ink if reader == out_channel else tint(ink, 0.5)
             tile(ax, x + x_in, y + centre_in(c), tw_in, th_in, plane_in, tint(colour, 0.78), marks, ink,
-                 reader == out_channel)
+                 reader == out_channel, least=min(0.22, th_in / 4))
             if named(c, c_in, every_in):
                 ax.text(x + x_in - 0.15, y + centre_in(c), f"c{c}", fontsize=SMALL, ha="right", va="center")
         for j in range(c_out):

@@ -95,11 +95,11 @@ def _overlay(block: Block, draw) -> Block:
 
 def zoom_region(points: Sequence[tuple[int, np.ndarray, float]], regular: dict, size: Sequence[int]
                 ) -> tuple[int, int, int, int]:
-    """(row0, col0, rows, cols): the cells around every sampling point and regular grid point, one cell of margin,
-    inside the plane."""
+    """(row0, col0, rows, cols): the cells around every sampling point and regular grid point (half a cell of
+    margin), inside the plane."""
     spots = [p[:2] for _, p, _ in points] + [np.array(q, dtype=float) for q in regular.values()]
-    lo = np.floor(np.min(spots, axis=0)).astype(int) - 1
-    hi = np.ceil(np.max(spots, axis=0)).astype(int) + 1
+    lo = np.floor(np.min(spots, axis=0) - 0.5).astype(int)
+    hi = np.ceil(np.max(spots, axis=0) + 0.5).astype(int)
     lo = np.maximum(lo, 0)
     hi = np.minimum(hi, np.array(size[:2]) - 1)
     return int(lo[0]), int(lo[1]), int(hi[0] - lo[0] + 1), int(hi[1] - lo[1] + 1)
@@ -141,7 +141,7 @@ def _points_layer(points, regular, colours, scale: float, origin: tuple[float, f
     return draw, discs
 
 
-ZOOM_CELLS = 10.0  # the zoomed panel's larger side, in cells
+ZOOM_CELLS = 9.0  # the zoomed panel's larger side, in cells
 
 
 def irregular_input(r: Reads, out_channel: int, position: Sequence[int], numbers: bool,
@@ -170,7 +170,7 @@ def irregular_input(r: Reads, out_channel: int, position: Sequence[int], numbers
             else {}
         region = zoom_region(points, regular, plane.size) if points and zoom else None
         scale = ZOOM_CELLS / max(region[2], region[3]) if region else 1.0
-        if region is None or scale < 1.4:  # nothing to gain: number the points on the plane itself
+        if region is None or scale < 1.3:  # nothing to gain: number the points on the plane itself
             draw, _ = _points_layer(points, regular, colours, 1.0, (0.0, 0.0), True)
             tiles.append(column([label(f"c{c}", SMALL), _overlay(cells(grid), draw)], gap=0.15))
             continue

@@ -55,9 +55,13 @@ def parts_overlap(parts: Sequence[Reads]) -> bool:
 
 
 def short(value: float) -> str:
-    """A weight in at most 4 characters: '.12', '-.05', '1.2'."""
-    text = f"{value:.2f}" if abs(value) < 1 else f"{value:.1f}"
-    return text.replace("0.", ".", 1) if abs(value) < 1 else text
+    """A weight in at most 4 characters: '.12', '-.05', '1.2', '0'."""
+    rounded = round(value, 2)
+    if rounded == 0:
+        return "0"
+    if abs(rounded) >= 1:
+        return f"{value:.1f}"
+    return f"{rounded:.2f}".replace("0.", ".", 1)
 
 
 def parts_block(named: Sequence[tuple[str, Reads]], total: Reads, j: int) -> Block | None:

@@ -233,3 +233,18 @@ def test_pixels_is_the_size_of_the_png(tmp_path):
     block = layer_block(module, spec.input_shape, *family_titles(spec, module, spec.input_shape))
     with Image.open(render("grouped", tmp_path / "g.png", default_spec("grouped"))) as im:
         assert abs(im.width - pixels(block)[0]) <= 1 and abs(im.height - pixels(block)[1]) <= 1
+
+
+def test_more_planes_on_request(tmp_path):
+    from typer.testing import CliRunner
+
+    from convzoo.cli import app
+
+    out = tmp_path / "g.svg"
+    result = CliRunner().invoke(app, ["viz", "grouped", "--planes", "2", "--no-title", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    texts = svg_texts(out)
+    assert "INPUT 6×8×8, padded to 10×10" in texts and "OUTPUT 6×8×8" in texts  # no longer one plane
+    assert "INPUT 6×8×8 (plane c0), padded to 10×10" in drawn("grouped")[0]
+    bad = CliRunner().invoke(app, ["viz", "grouped", "--planes", "0", "-o", str(out)])
+    assert bad.exit_code == 2 and "planes=0" in bad.output and "Traceback" not in bad.output

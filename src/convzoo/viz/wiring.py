@@ -179,9 +179,18 @@ def reading(r: Reads, out_channel: int) -> str:
     return f"output c{out_channel} reads {len(links)} of {c_in} input channels ({names})"
 
 
-def _footprint(r: Reads, j: int, position: Sequence[int], c: int) -> np.ndarray:
-    """Bool (*S): the cells of input channel c that output (j, position) reads."""
-    return (r.index[(j, *position, c)] != -1).numpy()
+def _footprint(r: Reads, j: int, position: Sequence[int], c: int, pair_taps: torch.Tensor) -> np.ndarray:
+    """Bool (*S): the cells of input channel c that output (j, position) reads — for a gather window, the cells
+    its taps fall on (as the step's input plane draws them, even where a ReLU after the conv is idle for this
+    sample), else the cells it is linked to."""
+    g = r.geometry
+    if g is None or g.kind != "gather":
+        return (r.index[(j, *position, c)] != -1).numpy()
+    marks = np.zeros(r.input_shape[1:], dtype=bool)
+    for t, q in g.window(tuple(position)):
+        if pair_taps[j, c, t] and all(0 <= v < n for v, n in zip(q, r.input_shape[1:])):
+            marks[q] = True
+    return marks
 
 
 def _brackets(colouring: Colouring, copy: np.ndarray, permutation: bool) -> list[tuple[int, int, str]]:
@@ -254,6 +263,7 @@ def wiring_block(r: Reads, out_channel: int, position: Sequence[int], colouring:
         return int(computed[0]) if len(computed) else (int(anyone[0]) if len(anyone) else None)
 
     readers = {c: reader(c) for c in range(c_in)}
+    used = r.pair_taps()
 
     def tile(ax: Axes, x: float, yc: float, w: float, th: float, plane: Plane, fill, marks: np.ndarray | None, ink,
              strong: bool, least: float = 0.0) -> None:
@@ -283,7 +293,7 @@ def wiring_block(r: Reads, out_channel: int, position: Sequence[int], colouring:
                     solid_capstyle="butt")
         for c in range(c_in):
             reader = readers[c]
-            marks = _footprint(r, reader, position, c) if reader is not None else None
+            marks = _footprint(r, reader, position, c, used) if reader is not None else None
             colour = colouring.inputs[c]
             ink = colour or NEUTRAL
             ink = ink if reader == out_channel else tint(ink, 0.5)

@@ -64,7 +64,7 @@ def stage_reads(name: str, index: int, shape=(6, 8, 8), **kw):
     """The reads of main stage ``index`` of the default picture's layer, on the running sample, as drawn."""
     spec = default_spec(name, options=kw)
     spec.validate()
-    model = illustrative_copy(spec.build(), shape)
+    model = illustrative_copy(spec.build(), shape, own=True)
     stages = [s for s in declared_stages(model) if not s.side]
     value = torch.rand(1, *shape, generator=torch.Generator().manual_seed(1))
     with torch.no_grad():
@@ -163,7 +163,7 @@ def test_branch_kernels_add_up_to_the_stage_kernel_with_the_shared_taps_outlined
     for name, shared in (("acnet", {1, 3, 4, 5, 7}), ("repvgg", {4})):
         spec = default_spec(name)
         spec.validate()
-        model = illustrative_copy(spec.build(), (6, 8, 8))
+        model = illustrative_copy(spec.build(), (6, 8, 8), own=True)
         stages = declared_stages(model)
         x = torch.rand(1, 6, 8, 8, generator=torch.Generator().manual_seed(1))
         parts = [analyse(Lambda(s.fn), (6, 8, 8), x=x[0], illustrate=False) for s in stages if s.side]

@@ -27,20 +27,16 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
-from ..layers.base import ConvzooLayer
 from .attention import attention_block, decisive_sample
-from .draw import SMALL, TITLE, Block, arrow, column, label, render
+from .draw import SMALL, TITLE, Block, column, label, render, swatch_legend
 from .layout import BUDGET
 from .parts import parts_block, parts_overlap
 from .position_kernels import position_kernels_block
-from .reads import ILLUSTRATED, Reads, analyse, illustrative_copy
+from .reads import CHANGED, ILLUSTRATED, Reads, analyse, illustrative_copy
 from .stages_draw import copies_block, interleave_block, one_read_kind
 from .step import draw_step, legend_items, shape_text
 from .taps import DTYPE
 from .wiring import colour_channels, wiring_block
-from .draw import swatch_legend
-
-NOTE = "illustrated"  # attribute of an illustrative copy: what ``illustrate_`` changed (a sentence) or None
 
 
 class Lambda(nn.Module):
@@ -160,14 +156,14 @@ def stage_picture(module: nn.Module, input_shape: Sequence[int], out_channel: in
                   position: Sequence[int] | None = None, numbers: bool = False,
                   x: torch.Tensor | None = None, seed: int = 0, planes: int | None = None) -> Block:
     """Every stage of a composite layer, top to bottom, each drawn from its own sub-layer on the running sample."""
-    model = illustrative_copy(module, input_shape, seed)
+    model = illustrative_copy(module, input_shape, seed, own=True)
     stages = declared_stages(model) or []
     notes: list[Block] = []
     filled = getattr(model, ILLUSTRATED, [])
     if filled:
         notes.append(label(f"drawn with seeded random values (seed {seed}) in {', '.join(filled)}, which the layer "
                            "as built has at zero, so the mechanism shows", SMALL))
-    changed = getattr(model, NOTE, None)
+    changed = getattr(model, CHANGED, None)
     if changed:
         notes.append(label(changed, SMALL))
     if x is None:

@@ -73,14 +73,16 @@ class Reads:
 
 
 ILLUSTRATED = "_convzoo_illustrated"  # on an illustrative copy: the names of the parameters filled in
+CHANGED = "_convzoo_changed"  # on an illustrative copy: what the layer's own ``illustrate_`` changed, or None
 
 
-def illustrative_copy(module: nn.Module, input_shape: Sequence[int], seed: int = 0) -> nn.Module:
+def illustrative_copy(module: nn.Module, input_shape: Sequence[int], seed: int = 0, own: bool = False) -> nn.Module:
     """A float32 eval copy in which zero-initialised side-branch parameters (a deformable offset conv, DCNv3's
     offset and mask linears at initialisation, which would draw a plain grid) get seeded random values, so their
     mechanism shows. The filled parameters' names are kept in the copy's ``ILLUSTRATED`` attribute (for captions).
     In a declared side branch each sub-module whose own parameters are all zero is filled; in a layer that
-    declares none, each sub-module whose parameters are all zero (it is then flagged as a side branch)."""
+    declares none, each sub-module whose parameters are all zero (it is then flagged as a side branch). With
+    ``own`` the layer's ``illustrate_()`` also runs (the stage pictures, which print the sentence it returns)."""
     model = eval_copy(module, input_shape, DTYPE)
     gen = torch.Generator().manual_seed(seed)
     declared = side_modules(model)
@@ -103,7 +105,7 @@ def illustrative_copy(module: nn.Module, input_shape: Sequence[int], seed: int =
                 filled.append(names.get(id(sub), type(sub).__name__))
     setattr(model, ILLUSTRATED, filled)
     # the layer's own say (the contract's illustrate_): a state in which its mechanism shows, in one sentence
-    setattr(model, "illustrated", model.illustrate_() if isinstance(model, ConvzooLayer) else None)
+    setattr(model, CHANGED, model.illustrate_() if own and isinstance(model, ConvzooLayer) else None)
     return model
 
 

@@ -9,12 +9,10 @@ import math
 
 import numpy as np
 import torch
-from matplotlib.axes import Axes
-from matplotlib.patches import Rectangle
 from torch import nn
 
 from ..layers.base import ConvzooLayer
-from .draw import SMALL, Block, Cell, arrow, cells, column, fmt, label, row, signed_cells, tap_colours
+from .draw import SMALL, Block, Cell, arrow, cells, column, fmt, label, row
 from .planes import Plane, planes_block
 from .reads import Reads
 

@@ -16,7 +16,6 @@ import itertools
 from dataclasses import dataclass
 
 import numpy as np
-import torch
 
 from .taps import EPS, TapMap
 

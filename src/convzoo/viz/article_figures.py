@@ -323,7 +323,7 @@ def checkerboard_image() -> Block:
 # --- article 001 §7: dilated ---------------------------------------------------------------------------------------
 
 
-def dilated_receptive_field(size: int = 17) -> Block:
+def dilated_receptive_field(size: int = 16) -> Block:
     panels = []
     stack: list[nn.Module] = []
     colours = tap_colours(9)
@@ -341,7 +341,7 @@ def dilated_receptive_field(size: int = 17) -> Block:
                               label(f"stack of {len(stack)} layer(s) (l = {', '.join(str(2 ** i) for i in range(len(stack)))});"
                                     f" coloured: the 9 taps of the l={l} layer", SMALL), cells(grid)], gap=0.3))
     legend = swatch_legend([("#9fc5e8", "input cells the centre output depends on (through the whole stack)", False),
-                            (colours[0], "the 3×3 taps of the last layer, l − 1 cells apart", False)])
+                            (colours[0], "the 3×3 taps of the last layer: l cells apart, l − 1 holes between", False)])
     return column([row(panels, gap=1.5), legend], gap=0.6)
 
 
@@ -751,7 +751,7 @@ FIGURES: list[ArticleFigure] = [
       "堆叠的 3×3 扩张卷积，l = 1、2、4：感受野分别为 3×3、7×7、15×15，每层都只有 9 个权重；标出了每层的抽头。",
       dilated_receptive_field),
     F("001-8.1_sobel-separable", "空间可分卷积（Sobel 核）", "spatially separable convolution (Sobel)",
-      "001 §8.1, 000 (fig. 1)",
+      "001 §8.1, 000",
       "Sobel = (3×1)·(1×3): a spatially separable layer with column [1,2,1] and row [1,0,−1] has the Sobel kernel as "
       "its conv matrix.",
       "Sobel = (3×1)·(1×3)：列为 [1,2,1]、行为 [1,0,−1] 的空间可分层，其卷积矩阵就是 Sobel 核。", sobel),

@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import torch
 from torch import nn
@@ -113,7 +114,9 @@ class ArticleFigure:
         else:
             path = out / f"{self.name}.{fmt}"
             mpl = self.figure(lang, header)
-            mpl.savefig(path, format=fmt)
+            # An SVG with Chinese text keeps its glyphs as paths: a viewer needs no CJK font of its own.
+            with matplotlib.rc_context({"svg.fonttype": "path"} if lang != "en" else {}):
+                mpl.savefig(path, format=fmt)
             plt.close(mpl)
         (out / f"{self.name}.txt").write_text(f"{self.title(lang)}\n{self.caption_text(lang)}\n", encoding="utf-8")
         return path
@@ -834,10 +837,10 @@ def figure_names() -> list[str]:
     return [f.name for f in FIGURES]
 
 
-def captions_markdown(lang: str = "both") -> str:
+def captions_markdown(lang: str = "both", fmt: str = "png") -> str:
     """Every figure's title and caption, those from the articles first, then those beyond them."""
     def entry(f: ArticleFigure) -> str:
-        file = f"{f.name}{f.suffix or ''}"
+        file = f"{f.name}{f.suffix or '.' + fmt}"
         return f"- **{f.title(lang)}** ({file})  \n  " + f.caption_text(lang).replace("\n", "  \n  ")
 
     inside = [entry(f) for f in FIGURES if not f.beyond]
@@ -867,5 +870,5 @@ def write_figures(directory: str | Path, fmt: str = "png", only: list[str] | Non
         if progress:
             progress(fig.name)
         written.append(fig.write(out, fmt, lang))
-    (out / "captions.md").write_text(captions_markdown(lang), encoding="utf-8")
+    (out / "captions.md").write_text(captions_markdown(lang, fmt), encoding="utf-8")
     return written

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
-from matplotlib.ticker import FuncFormatter
+from matplotlib.ticker import LogFormatter
 
 from ..analysis.cost import cost
 from ..registry import families
@@ -177,6 +177,13 @@ def place_labels(ax: Any, xs: Sequence[float], ys: Sequence[float], labels: Sequ
     return placed
 
 
+class PlainLog(LogFormatter):
+    """matplotlib's choice of which log ticks to label, written as plain numbers (0.3, 30; not 3×10⁻¹)."""
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        return f"{x:g}" if super().__call__(x, pos) else ""
+
+
 def slope_one_anchor(rows: Sequence[dict[str, Any]]) -> tuple[float, float, str]:
     """(MACs in millions, ms, what) the slope-1 line goes through: the baseline's point, else the geometric mean."""
     for r in rows:
@@ -205,10 +212,9 @@ def macs_time_figure(rows: Sequence[dict[str, Any]], setting: str) -> Any:
             label=f"slope 1 through {through}: time ∝ MACs")
     ax.set_xlim(lo, hi)
     ax.legend(loc="upper left", fontsize=9, frameon=False)
-    plain = FuncFormatter(lambda v, _: f"{v:g}")  # 30, not 3×10¹
-    for axis in (ax.xaxis, ax.yaxis):
-        axis.set_major_formatter(plain)
-        axis.set_minor_formatter(FuncFormatter(lambda v, _: f"{v:g}" if f"{v:g}"[0] in "25" else ""))
+    for axis in (ax.xaxis, ax.yaxis):  # plain numbers (30, not 3×10¹), minor ticks labelled on a short range
+        axis.set_major_formatter(PlainLog(labelOnlyBase=False))
+        axis.set_minor_formatter(PlainLog(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
     ax.set_xlabel("MACs (millions, log scale; FLOPs = 2 × MACs)", fontsize=10)
     ax.set_ylabel("measured forward time (ms, log scale)", fontsize=10)
     ax.set_title(f"MACs vs measured time — {setting}", fontsize=10)

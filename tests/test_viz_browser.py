@@ -191,7 +191,8 @@ def test_report_renders_with_every_image(browser, tmp_path):
 
     shown = [f.name for f in article_figures()][:2]
     path = build_report(tmp_path / "report.html", rows=rows, sweep=sweep, names=names, figures=shown,
-                        settings={"batch": 1, "in_channels": 8, "out_channels": 8, "size": 8}, rows_source="test")
+                        settings={"batch": 1, "in_channels": 8, "out_channels": 8, "size": 8}, rows_source="test",
+                        animations=False)
     text = path.read_text()
     assert "http://" not in text and "https://" not in text and "<script" not in text  # self-contained
     assert "0x7f" not in text and "<function" not in text  # no repr of a Python object in the settings
@@ -200,10 +201,22 @@ def test_report_renders_with_every_image(browser, tmp_path):
     page.wait_for_load_state("load")
     images = page.eval_on_selector_all("img", "els => els.map(e => e.alt)")
     assert images[0] == "MACs vs measured time" and images[-1] == "sweep Pareto plot"
-    assert images[1:] == [*(f"{n} picture" for n in names), *shown, "sweep Pareto plot"]
-    captions = page.locator("figcaption").all_inner_texts()
-    assert len(captions) == 2 and all(c.startswith(n) and len(c) > len(n) + 20 for c, n in zip(captions, shown))
+    by_name = {f.name: f for f in article_figures()}
+    assert images[1:] == [*(f"{n} picture" for n in names),
+                          *(f"{by_name[n].title('en')}. {by_name[n].caption}" for n in shown), "sweep Pareto plot"]
+    captions = page.locator("figcaption").all_inner_texts()  # the caption is drawn in the picture, not repeated
+    assert captions == [f"{n}.png" for n in shown]
     assert broken_images(page) == []
+    # native size: no picture is drawn smaller than its pixels
+    sizes = page.eval_on_selector_all("img", "els => els.map(e => [e.naturalWidth, e.getBoundingClientRect().width])")
+    assert all(abs(natural - shown_w) < 1 for natural, shown_w in sizes), sizes
+    # every bar's label inside its bar, and the baseline never compared with itself
+    boxes = page.eval_on_selector_all(".bar", """els => els.map(e => {const b = e.getBoundingClientRect(),
+        s = e.querySelector('span').getBoundingClientRect(); return [b.left, b.right, b.top, b.bottom, s.left,
+        s.left + e.querySelector('span').scrollWidth, s.top, s.bottom];})""")
+    assert boxes and all(b[0] <= b[4] and b[5] <= b[1] + 0.5 and b[2] <= b[6] and b[7] <= b[3] for b in boxes), boxes
+    standard_card = page.locator(".card").first.inner_text()
+    assert "baseline" in standard_card and "×" not in standard_card.split("forward")[1]
     assert page.locator("section.family").count() == len(names) and page.locator(".card").count() == len(names)
     assert "batch 1, in_channels 8, out_channels 8, size 8" in page.locator(".settings").inner_text()
     assert "0.91" in page.locator("#sweep + table").inner_text()

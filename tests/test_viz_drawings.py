@@ -116,14 +116,16 @@ REQUIRED = ["correlation-vs-convolution", "single-channel", "multi-channel", "3d
             "overlap-1d-stride2", "overlap-2d", "checkerboard-image", "dilated-receptive-field", "sobel-separable",
             "scan-positions", "standard-vs-depthwise-separable", "depthwise-separable-12x12x3", "flattened",
             "grouped-2-groups", "shuffle-gconv1-gconv2", "pointwise-grouped", "gdc-vs-gap", "mixconv",
-            "sampling-matrix-deformable", "dcnv2-modulation", "hetconv", "dynamic-attention", "involution-kernels"]
+            "sampling-matrix-deformable", "dcnv2-modulation", "hetconv", "dynamic-attention", "involution-kernels",
+            "flip-and-slide", "multi-channel-partial-sums", "filter-depth-equals-input-depth", "offset-field",
+            "dilated-animation"]
 
 
 def test_every_article_figure_is_registered_with_a_caption():
     names = figure_names()
     assert len(names) == len(set(names))
     for what in REQUIRED:
-        assert any(re.fullmatch(rf"\d{{3}}(-[\d.]+)?_{re.escape(what)}", n) for n in names), what
+        assert any(re.fullmatch(rf"(\d{{3}}(-[\d.]+)?|beyond)_{re.escape(what)}", n) for n in names), what
     assert all(len(f.caption) > 40 for f in FIGURES)
 
 

@@ -41,13 +41,27 @@ def run_viz(target: str, output: str, in_channels: int, out_channels: int, kerne
     typer.echo(f"wrote {path} ({path.stat().st_size:,} bytes)")
 
 
-def run_figures(output: str, fmt: str, only: list[str] | None) -> None:
-    from ..viz.article_figures import write_figures
+def run_figures(output: str, fmt: str, only: list[str] | None, lang: str = "both", listing: bool = False) -> None:
+    from ..viz.article_figures import FIGURES, check_lang, figure_names, write_figures
 
     try:
-        paths = write_figures(output, fmt, only or None, progress=lambda name: typer.echo(f"drawing {name}", err=True))
+        check_lang(lang)
+        if listing:
+            unknown = sorted(set(only or []) - set(figure_names()))
+            if unknown:
+                raise ValueError(f"unknown figure(s) {', '.join(unknown)}; known: {', '.join(figure_names())}")
+            for fig in FIGURES:
+                if not only or fig.name in only:
+                    typer.echo(f"{fig.name}{fig.suffix or ''}\n  {fig.title(lang)}\n  "
+                               + fig.caption_text(lang).replace("\n", "\n  "))
+            return
+        paths = write_figures(output, fmt, only or None, lang=lang,
+                              progress=lambda name: typer.echo(f"drawing {name}", err=True))
     except (ValueError, TypeError, RuntimeError, OSError) as error:
         _fail(error)
+    by_name = {f.name: f for f in FIGURES}
+    for path in paths:
+        typer.echo(f"{path.name}: {by_name[path.stem].title(lang)}")
     typer.echo(f"wrote {len(paths)} figures (+ captions) to {output}")
 
 
@@ -147,10 +161,15 @@ def figures_command(
     output: str = typer.Option("figures", "-o", "--output", help="directory to write the figures into"),
     fmt: str = typer.Option("png", "--format", help="png or svg"),
     only: Optional[list[str]] = typer.Option(None, "--only", help="draw only this figure (repeatable)"),
+    lang: str = typer.Option("both", "--lang", help="caption language: zh (the articles' Chinese terms), en, or "
+                                                    "both"),
+    listing: bool = typer.Option(False, "--list", help="list the figures with their titles and captions; draw "
+                                                       "nothing"),
 ) -> None:
-    """Every figure the seed articles describe, drawn from real layers: DIR/<article>-<section>_<what>.png with a
-    caption file each and DIR/captions.md."""
-    run_figures(output, fmt, only)
+    """Every figure the seed articles describe, drawn from real layers: DIR/<article>-<section>_<what>.png (.gif for
+    an animation) with a caption file each and DIR/captions.md; titles and captions give the articles' Chinese
+    term next to the English (--lang)."""
+    run_figures(output, fmt, only, lang, listing)
 
 
 @app.command("report")

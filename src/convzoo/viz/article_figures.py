@@ -13,6 +13,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 
+import matplotlib
 import numpy as np
 import torch
 from torch import nn
@@ -21,7 +22,8 @@ from ..registry import build
 from .connectivity import connectivity
 from .diagrams import channel_flow, dots_on_grid, image, matrix, overlap_1d, volume
 from .draw import (SMALL, TITLE, Block, Cell, arrow, cells, column, fmt, label, plt, render, row, signed_colour,
-                   swatch_legend, tap_colours)
+                   swatch_legend, tap_colours, text_size)
+from .fonts import cjk_text, wrap
 from .irregular import irregular_input
 from torch.func import functional_call
 
@@ -30,27 +32,99 @@ from .numbers import load_kernel
 from .picture import declared_stages, layer_block
 from .reads import analyse
 from .taps import SIDE_FLAG, kernel_parameter, side_modules, tap_map, taps
+from . import article_more as more
 
 ARTICLE_X = [[3, 3, 2, 1, 0], [0, 0, 1, 3, 1], [3, 1, 2, 2, 3], [2, 0, 0, 2, 2], [2, 0, 0, 0, 1]]
 ARTICLE_K = [[0, 1, 2], [2, 2, 0], [0, 1, 2]]
 
 
+BEYOND = "beyond the articles"
+LANGS = ("zh", "en", "both")
+
+
+def check_lang(lang: str) -> str:
+    if lang not in LANGS:
+        raise ValueError(f"lang={lang!r} must be one of {', '.join(LANGS)}")
+    return lang
+
+
 @dataclass(frozen=True)
 class ArticleFigure:
-    name: str  # <article>-<section>_<what>
-    caption: str
-    make: Callable[[], Block]
+    """One figure: ``name`` is <article>-<section>_<what> (``beyond_<what>`` past the articles); ``zh`` / ``en`` the
+    term the article uses and its English; ``credit`` the article section(s) that describe it, or ``BEYOND``;
+    captions in English and Chinese; ``make`` draws a still picture, ``animation(path, title, subtitle)`` a GIF."""
 
-    def figure(self):
-        """The matplotlib Figure: the caption line, then the drawing."""
-        return render(column([wrapped(self.caption), self.make()], gap=0.6))
+    name: str
+    zh: str
+    en: str
+    credit: str
+    caption: str  # English
+    caption_zh: str
+    make: Callable[[], Block] | None = None
+    animation: Callable[..., Path] | None = None
+
+    @property
+    def beyond(self) -> bool:
+        return self.credit == BEYOND
+
+    @property
+    def suffix(self) -> str | None:
+        """'.gif' for an animation; None for a still picture (written as png or svg)."""
+        return ".gif" if self.animation is not None else None
+
+    def title(self, lang: str = "both") -> str:
+        """'深度可分离卷积 / depthwise separable convolution — 文章 / article 001 §8.2' (``lang`` both), one language
+        with 'zh' or 'en'."""
+        check_lang(lang)
+        if self.beyond:
+            where = {"zh": "超出文章范围", "en": BEYOND, "both": f"超出文章范围 / {BEYOND}"}[lang]
+        else:
+            where = {"zh": "文章", "en": "article", "both": "文章 / article"}[lang] + f" {self.credit}"
+        term = {"zh": self.zh, "en": self.en, "both": f"{self.zh} / {self.en}"}[lang]
+        return f"{term} — {where}"
+
+    def caption_text(self, lang: str = "both") -> str:
+        check_lang(lang)
+        return {"zh": self.caption_zh, "en": self.caption, "both": f"{self.caption_zh}\n{self.caption}"}[lang]
+
+    def header(self, lang: str = "both", width: float = 60.0) -> Block:
+        """The title line (bold) and the caption wrapped to ``width`` cells."""
+        lines = [label(wrap(self.title(lang), width, TITLE, "bold"), TITLE, "bold")]
+        lines += [wrapped(part, width) for part in self.caption_text(lang).split("\n")]
+        return column(lines, gap=0.25)
+
+    def figure(self, lang: str = "both", header: bool = True):
+        """The matplotlib Figure of a still picture: the title and caption (``header``), then the drawing."""
+        if self.make is None:
+            raise ValueError(f"figure {self.name!r} is an animation: write it with write() (a .gif)")
+        with cjk_text():
+            body = self.make()
+            return render(column([self.header(lang, max(body.w, 45.0)), body], gap=0.6) if header else body)
+
+    def write(self, directory: str | Path, fmt: str = "png", lang: str = "both", header: bool = True) -> Path:
+        """DIR/<name>.<fmt> (.gif for an animation) and DIR/<name>.txt (title and caption)."""
+        out = Path(directory)
+        if self.animation is not None:
+            path = out / f"{self.name}.gif"
+            with cjk_text():
+                title = wrap(self.title(lang), 40.0, TITLE, "bold") if header else None
+                subtitle = "\n".join(wrap(part, 40.0) for part in self.caption_text(lang).split("\n")) \
+                    if header else None
+                self.animation(path, title, subtitle)
+        else:
+            path = out / f"{self.name}.{fmt}"
+            mpl = self.figure(lang, header)
+            # An SVG with Chinese text keeps its glyphs as paths: a viewer needs no CJK font of its own.
+            with matplotlib.rc_context({"svg.fonttype": "path"} if lang != "en" else {}):
+                mpl.savefig(path, format=fmt)
+            plt.close(mpl)
+        (out / f"{self.name}.txt").write_text(f"{self.title(lang)}\n{self.caption_text(lang)}\n", encoding="utf-8")
+        return path
 
 
-def wrapped(text: str, width: int = 130) -> Block:
-    """A caption broken into lines of at most ``width`` characters."""
-    import textwrap
-
-    return label("\n".join(textwrap.wrap(text, width)), SMALL)
+def wrapped(text: str, width: float = 60.0) -> Block:
+    """A caption broken into lines at most ``width`` cells wide."""
+    return label(wrap(text, width), SMALL)
 
 
 def _t(values) -> torch.Tensor:
@@ -252,7 +326,7 @@ def checkerboard_image() -> Block:
 # --- article 001 §7: dilated ---------------------------------------------------------------------------------------
 
 
-def dilated_receptive_field(size: int = 17) -> Block:
+def dilated_receptive_field(size: int = 16) -> Block:
     panels = []
     stack: list[nn.Module] = []
     colours = tap_colours(9)
@@ -270,7 +344,7 @@ def dilated_receptive_field(size: int = 17) -> Block:
                               label(f"stack of {len(stack)} layer(s) (l = {', '.join(str(2 ** i) for i in range(len(stack)))});"
                                     f" coloured: the 9 taps of the l={l} layer", SMALL), cells(grid)], gap=0.3))
     legend = swatch_legend([("#9fc5e8", "input cells the centre output depends on (through the whole stack)", False),
-                            (colours[0], "the 3×3 taps of the last layer, l − 1 cells apart", False)])
+                            (colours[0], "the 3×3 taps of the last layer: l cells apart, l − 1 holes between", False)])
     return column([row(panels, gap=1.5), legend], gap=0.6)
 
 
@@ -324,6 +398,28 @@ def scan_positions() -> Block:
     ], gap=2.0)
 
 
+def _kernel_shapes(module: nn.Module) -> tuple[int, int, tuple[int, ...]]:
+    """(number of kernels, depth, spatial size) of a conv's kernel parameter: C_out, C_in / groups, (kh, kw)."""
+    weight = getattr(module, kernel_parameter(module, 2))
+    return weight.shape[0], weight.shape[1], tuple(weight.shape[2:])
+
+
+def _kernel_row(n: int, depth: int, size: tuple[int, ...], colours: list[str], channel_of: list[int] | None = None,
+                shown: int = 3) -> Block:
+    """The first ``shown`` of ``n`` kernels h×w×depth as small volumes, each plane in the colour of the input channel
+    it reads (``channel_of[i]``: the one channel kernel i reads, for depthwise kernels), then '… ×n'."""
+    h, w = size
+    scale = 0.5 if max(h, w) > 1 else 0.8
+    drawn = []
+    for i in range(min(n, shown)):
+        if channel_of is not None:
+            drawn.append(volume(h, w, depth, colours[channel_of[i]], scale=scale))
+        else:
+            drawn.append(volume(h, w, depth, depth_colours=colours[:depth], scale=scale))
+    more = [label(f"… ×{n}", SMALL)] if n > shown else []
+    return row(drawn + more, gap=0.4, align="center")
+
+
 def separable_volumes(size: int, k: int, c_in: int, c_out: int, article: str) -> Callable[[], Block]:
     def make() -> Block:
         shape = (c_in, size, size)
@@ -337,18 +433,33 @@ def separable_volumes(size: int, k: int, c_in: int, c_out: int, article: str) ->
         m_dw, m_pw = stage_macs(depthwise, shape), stage_macs(pointwise, tuple(mid))
         o = out[1]
         rgb = ["#e06666", "#93c47d", "#6fa8dc"]
+        n_std, d_std, s_std = _kernel_shapes(standard)
+        n_dw, d_dw, s_dw = _kernel_shapes(depthwise)
+        n_pw, d_pw, s_pw = _kernel_shapes(pointwise)
+        # the one input channel each depthwise kernel reads, from the layer's connectivity
+        reads = connectivity(depthwise, shape).channel_map().numpy()
+        dw_channel = [int(np.nonzero(line)[0][0]) for line in reads]
+
+        def step(text: str, kernels: Block) -> Block:
+            return column([kernels, arrow(max(kernels.w, 4.0), text)], gap=0.3, align="center")
+
         vin = volume(size, size, c_in, depth_colours=rgb)
-        standard_row = row([vin, arrow(4, f"{c_out} filters\n{k}×{k}×{c_in}"), volume(o, o, c_out, "#d6ebd3")],
-                           gap=0.6, align="center")
-        dws_row = row([vin, arrow(4, f"{c_in} kernels {k}×{k}×1\none per channel"),
+        standard_row = row([vin, step(f"{n_std} filters {'×'.join(map(str, s_std))}×{d_std}",
+                                      _kernel_row(n_std, d_std, s_std, rgb)),
+                            volume(o, o, c_out, "#d6ebd3")], gap=0.6, align="center")
+        dws_row = row([vin, step(f"depthwise: {n_dw} kernels {'×'.join(map(str, s_dw))}×{d_dw}\none per channel",
+                                 _kernel_row(n_dw, d_dw, s_dw, rgb, dw_channel)),
                        volume(mid[1], mid[2], mid[0], depth_colours=rgb),
-                       arrow(4, f"{c_out} kernels\n1×1×{c_in}"), volume(o, o, c_out, "#d6ebd3")],
+                       step(f"pointwise: {n_pw} kernels {'×'.join(map(str, s_pw))}×{d_pw}",
+                            _kernel_row(n_pw, d_pw, s_pw, rgb)),
+                       volume(o, o, c_out, "#d6ebd3")],
                       gap=0.6, align="center")
         return column([
             _heading(f"(a) standard conv: {m_std:,} multiplications = {c_out}·{k}·{k}·{c_in}·{o}·{o}"), standard_row,
             _heading(f"(b) depthwise {m_dw:,} + pointwise {m_pw:,} = {m_dw + m_pw:,} multiplications "
                      f"({(m_dw + m_pw) / m_std:.1%} of (a))"), dws_row,
-            label(f"counted from the real layers' taps (article {article})", SMALL)], gap=0.5)
+            label(f"kernels drawn from the layers' weight shapes, each plane in the colour of the input channel it "
+                  f"reads; multiplications counted from the real layers' taps (article {article})", SMALL)], gap=0.5)
 
     return make
 
@@ -428,8 +539,12 @@ def mixconv() -> Block:
 # --- article 003 §1.3 / §2.2: sampling matrix, deformable, DCNv2 -------------------------------------------------------
 
 
-def _offsets(kind: str, k: int = 3, seed: int = 0) -> torch.Tensor:
-    """(dy, dx) per tap, torchvision layout: regular (zeros), learned (random), scale ×2, rotation 30°."""
+LEARNED_SEED = 3  # a draw whose points stay ≥ 1 cell apart and clear of the other taps' grid points
+
+
+def _offsets(kind: str, k: int = 3, seed: int = LEARNED_SEED) -> torch.Tensor:
+    """(dy, dx) per tap, torchvision layout: regular (zeros), learned (random), scale ×2, rotation 30° (of the grid
+    spread ×2, so that the rotated points stay apart from each other and from the regular grid's points)."""
     r = torch.arange(k, dtype=torch.float64) - k // 2
     dy, dx = torch.meshgrid(r, r, indexing="ij")
     if kind == "regular":
@@ -442,7 +557,7 @@ def _offsets(kind: str, k: int = 3, seed: int = 0) -> torch.Tensor:
         ny, nx = 2 * dy, 2 * dx
     else:
         a = math.radians(30)
-        ny, nx = math.cos(a) * dy - math.sin(a) * dx, math.sin(a) * dy + math.cos(a) * dx
+        ny, nx = 2 * (math.cos(a) * dy - math.sin(a) * dx), 2 * (math.sin(a) * dy + math.cos(a) * dx)
     return torch.stack([ny - dy, nx - dx], -1).reshape(-1)
 
 
@@ -469,11 +584,18 @@ def _sampling_panel(layer: nn.Module, size: int, title: str) -> Block:
     return column([_heading(title), irregular_input(r, 0, (size // 2, size // 2), False, [0])], gap=0.3)
 
 
+SAMPLING_SIZE = 9
+SAMPLING_PANELS = (("regular", "(a) regular 3×3 sampling (standard conv)"), ("learned", "(b) learned offsets"),
+                   ("scale", "(c) offsets that scale the grid ×2"), ("rotation", "(d) offsets that also rotate it 30°"))
+
+
+def sampling_layer(kind: str) -> nn.Module:
+    """The deformable layer of panel ``kind`` (one of SAMPLING_PANELS), its offset conv set to give those offsets."""
+    return _deformable(_offsets(kind))
+
+
 def sampling_matrix() -> Block:
-    size = 9
-    panels = [_sampling_panel(_deformable(_offsets(kind)), size, title) for kind, title in
-              (("regular", "(a) regular 3×3 sampling (standard conv)"), ("learned", "(b) learned offsets"),
-               ("scale", "(c) offsets that scale the grid ×2"), ("rotation", "(d) offsets that rotate it 30°"))]
+    panels = [_sampling_panel(sampling_layer(kind), SAMPLING_SIZE, title) for kind, title in SAMPLING_PANELS]
     legend = label("circles: the 3×3 sampling points of the centre output (tap number inside), at their fractional "
                    "positions; arrows from the regular grid; shaded: the bilinear neighbours read", SMALL)
     return column([row(panels[:2], gap=1.5), row(panels[2:], gap=1.5), legend], gap=0.6)
@@ -481,7 +603,7 @@ def sampling_matrix() -> Block:
 
 def dcnv2() -> Block:
     size = 9
-    offsets = _offsets("learned", seed=1)
+    offsets = _offsets("learned")
     logits = torch.linspace(-3, 3, 9, dtype=torch.float64)
     v1 = _sampling_panel(_deformable(offsets), size, "DCN v1: every sampling point counts fully")
     v2 = _sampling_panel(_deformable(offsets, logits), size, "DCN v2: each point weighted by its mask")
@@ -542,87 +664,201 @@ def involution_photo() -> Block:
 
 # --- registry -------------------------------------------------------------------------------------------------------
 
+F = ArticleFigure
 FIGURES: list[ArticleFigure] = [
-    ArticleFigure("001-1_correlation-vs-convolution",
-                  "Cross-correlation vs true convolution on the article's 5×5 input and kernel: the same numbers, the "
-                  "kernel applied as is (a) or rotated 180° (b); tap colours mirror, outputs differ.",
-                  correlation_vs_convolution),
-    ArticleFigure("001-2_single-channel",
-                  "The article's single-channel example: 5×5 input, kernel [[0,1,2],[2,2,0],[0,1,2]], padding 0, "
-                  "stride 1 → 3×3 output [[12,12,17],[10,17,19],[9,6,14]], computed by the layer.", single_channel),
-    ArticleFigure("001-2_multi-channel",
-                  "A 5×5×3 input and one 3×3×3 filter: the window on each channel, all 27 products summed into one "
-                  "output channel.", multi_channel),
-    ArticleFigure("001-3_3d-conv", "3-D convolution: a 3×3×3 kernel slides along depth, height and width; the "
-                  "input and output are drawn as depth slices side by side.", three_d),
-    ArticleFigure("001-4_1x1-conv", "1×1 convolution: one input pixel across all 4 channels → one output pixel per "
-                  "filter; no spatial extent.", one_by_one),
-    ArticleFigure("003-1.1_1d-conv", "1-D correlation over a sequence with kernel [1, 0, −1].", one_d),
-    ArticleFigure("001-6_transposed-2x2-to-4x4", "Transposed conv, 3×3 kernel, stride 1: the 2×2 input padded with "
-                  "2 zeros all round, read by the flipped kernel → 4×4 (drawn larger: upsampling grows).",
-                  transposed_4x4),
-    ArticleFigure("001-6_transposed-2x2-to-5x5", "Transposed conv, 3×3 kernel, stride 2: one zero inserted between "
-                  "the input cells and 2 of padding → 5×5.", transposed_5x5),
-    ArticleFigure("001-6_conv-matrix", "The convolution matrix C (4×16) of a 3×3 conv on a 4×4 input, C·x = y, and "
-                  "Cᵀ (16×4) computed from the matching transposed conv: Cᵀ·y is 4×4. Entries coloured by kernel tap.",
-                  conv_matrix_figure),
-    ArticleFigure("001-6_overlap-1d-stride1", "Transposed conv overlap, stride 1: (a) k=2, (b) k=3 — the middle "
-                  "outputs receive the same number of inputs (even).", overlap_stride(1, (2, 3))),
-    ArticleFigure("001-6_overlap-1d-stride2", "Transposed conv overlap, stride 2: (a) k=2 and (b) k=4 even; (c) k=3 "
-                  "and (d) k=5 uneven — a kernel size divisible by the stride avoids uneven overlap.",
-                  overlap_stride(2, (2, 4, 3, 5))),
-    ArticleFigure("001-6_overlap-2d", "The overlap in 2-D: the 1-D pattern squared (k=3, s=2: 1-2-4 checkerboard; "
-                  "k=4, s=2: even).", overlap_2d),
-    ArticleFigure("001-6_checkerboard-image", "A photograph upsampled ×2 by transposed conv k=3, s=2 (checkerboard), "
-                  "k=4, s=2 and resize-conv (even), all with the same uniform kernel.", checkerboard_image),
-    ArticleFigure("001-7_dilated-receptive-field", "Stacked dilated 3×3 convs with l = 1, 2, 4: receptive fields "
-                  "3×3, 7×7, 15×15 with 9 weights each; the taps of each layer marked.", dilated_receptive_field),
-    ArticleFigure("001-8.1_sobel-separable", "Sobel = (3×1)·(1×3): a spatially separable layer with column [1,2,1] "
-                  "and row [1,0,−1] has the Sobel kernel as its conv matrix.", sobel),
-    ArticleFigure("001-8.1_scan-positions", "5×5 input: a 3×3 conv scans 9 positions × 9 multiplications = 81; "
-                  "the 3×1 stage 15 × 3 = 45 (a 3×5 map) and the 1×3 stage 9 × 3 = 27: 72.", scan_positions),
-    ArticleFigure("001-8.2_standard-vs-depthwise-separable", "7×7×3 → 5×5×128: standard conv (128 filters 3×3×3) "
-                  "vs depthwise (3 kernels 3×3×1 → 5×5×3) then pointwise (128 kernels 1×1×3): 86,400 vs "
-                  "675 + 9,600 multiplications.", separable_volumes(7, 3, 3, 128, "001 §8.2")),
-    ArticleFigure("000_depthwise-separable-12x12x3", "Article 000's example: 12×12×3 → 8×8×256 with 5×5 kernels: "
-                  "1,228,800 multiplications standard vs 4,800 + 49,152 depthwise separable.",
-                  separable_volumes(12, 5, 3, 256, "000")),
-    ArticleFigure("001-9_flattened", "Flattened convolution, stage by stage: L (1×1 across channels) → V (k×1 per "
-                  "channel) → H (1×k per channel).", flattened),
-    ArticleFigure("001-10_grouped-2-groups", "Grouped conv with 2 groups: each filter reads only its half of the "
-                  "input channels (block-diagonal channel matrix).", grouped),
-    ArticleFigure("001-11_shuffle-gconv1-gconv2", "GConv1 → channel shuffle → GConv2 with 3 groups: without the "
-                  "shuffle each output group sees one input group; with it, all three.", shuffle_flow),
-    ArticleFigure("001-12_pointwise-grouped", "Pointwise grouped conv (3 groups): a block-diagonal 1×1 channel "
-                  "matrix, no spatial extent.", pointwise_grouped),
-    ArticleFigure("003-2.1_gdc-vs-gap", "Global depthwise conv vs global average pooling: a learned weight per "
-                  "position vs the same 1/(H·W) everywhere.", gdc_vs_gap),
-    ArticleFigure("003-2.1_mixconv", "MixConv: channel groups with 3×3, 5×5 and 7×7 kernels side by side.", mixconv),
-    ArticleFigure("003-1.3_sampling-matrix-deformable", "The sampling matrix of a 3×3 conv (a) and deformable "
-                  "sampling: (b) learned offsets, (c) scale, (d) rotation — the layer's real fractional reads.",
-                  sampling_matrix),
-    ArticleFigure("003-2.2_dcnv2-modulation", "DCN v2: the same offsets as v1 plus a mask per sampling point "
-                  "(opacity), so unhelpful points can be switched off.", dcnv2),
-    ArticleFigure("003-2.3_hetconv", "HetConv (p = 2): each filter has k×k kernels on 1/p of the channels and 1×1 "
-                  "on the rest, shifted by one channel per filter.", hetconv),
-    ArticleFigure("003-2.3_dynamic-attention", "Dynamic conv: K candidate kernels, the attention over them for this "
-                  "sample, the aggregated kernel, then the conv.", dynamic),
-    ArticleFigure("003-2.3_involution-kernels", "Involution on a photograph: the 3×3 kernel generated at the three "
-                  "positions whose kernels differ most (seeded untrained layer, one group) — one layer, a different "
-                  "filter at every pixel.", involution_photo),
+    F("001-1_correlation-vs-convolution", "互相关 vs 卷积", "cross-correlation vs convolution", "001 §1, 003 §1.2",
+      "Cross-correlation vs true convolution on the article's 5×5 input and kernel: the same numbers, the kernel "
+      "applied as is (a) or rotated 180° (b); tap colours mirror, outputs differ.",
+      "文章的 5×5 输入与卷积核：(a) 互相关——卷积核原样滑动；(b) 真正的卷积——卷积核先旋转 180° 再滑动；抽头颜色镜像，"
+      "输出不同。", correlation_vs_convolution),
+    F("001-1_flip-and-slide", "卷积：反转再滑动", "convolution: flip, then slide (1-D)", "001 §1",
+      "1-D convolution as the article describes it: g is flipped, then slid along f, and at each shift n the products "
+      "f(t)·g(n−t) are summed (a); cross-correlation slides g without flipping it (b). Products and sums computed by "
+      "convzoo's 1-D 'convolution' and 'standard' layers.",
+      "文章所述的一维卷积：函数 g 先反转，再沿 f 滑动，在每个位移 n 处把乘积 f(t)·g(n−t) 相加 (a)；互相关不反转 g，"
+      "直接滑动 (b)。乘积与和由 convzoo 的一维 convolution 与 standard 层算出。", more.flip_and_slide),
+    F("001-2_single-channel", "单通道卷积", "single-channel convolution", "001 §2",
+      "The article's single-channel example: 5×5 input, kernel [[0,1,2],[2,2,0],[0,1,2]], padding 0, stride 1 → 3×3 "
+      "output [[12,12,17],[10,17,19],[9,6,14]], computed by the layer.",
+      "文章的单通道例子：5×5 输入，卷积核 [[0,1,2],[2,2,0],[0,1,2]]，填充 0、步长 1 → 3×3 输出 "
+      "[[12,12,17],[10,17,19],[9,6,14]]，由该层算出。", single_channel),
+    F("001-2_multi-channel", "多通道卷积", "multi-channel convolution", "001 §2",
+      "A 5×5×3 input and one 3×3×3 filter: the window on each channel, all 27 products summed into one output "
+      "channel.",
+      "5×5×3 输入与一个 3×3×3 过滤器：窗口落在每个通道上，27 个乘积相加得到一个输出通道。", multi_channel),
+    F("001-2_multi-channel-partial-sums", "多通道卷积：逐通道的部分结果相加", "multi-channel convolution as partial "
+      "results", "001 §2",
+      "The multi-channel example taken apart: the filter's three 3×3 kernels each slide over their own input channel "
+      "and give a partial result; the three partial results plus the bias are the output channel. Each partial "
+      "result is the layer's output for an input holding only that channel (less the bias).",
+      "拆开的多通道例子：过滤器的三个 3×3 卷积核各自在对应的输入通道上滑动，得到一个部分结果；三个部分结果之和加上偏置即为"
+      "输出通道。每个部分结果都是该层在只保留这一通道的输入上的输出（减去偏置）。", more.multi_channel_partials),
+    F("001-3_filter-depth-equals-input-depth", "过滤器深度等于输入深度（输出为 2D）", "filter as deep as the input: "
+      "a 2-D output", "001 §3",
+      "When the filter is as deep as the input volume it can only move along height and width, so the output is one "
+      "2-D map — which is why deep learning still calls this a 2-D convolution. A Conv3d with a 3×3×3 kernel on a "
+      "5×5×3 volume gives 1×3×3, equal to a Conv2d with 3 input channels.",
+      "当过滤器深度与输入层深度相同时，它只能沿高和宽移动，输出是一张 2D 图——因此深度学习中仍称之为 2D 卷积。核为 3×3×3 "
+      "的 Conv3d 作用于 5×5×3 的体积得到 1×3×3，与 3 个输入通道的 Conv2d 结果相同。", more.filter_as_deep_as_input),
+    F("001-3_3d-conv", "3D 卷积（过滤器深度小于输入深度）", "3-D convolution", "001 §3",
+      "3-D convolution with a filter shallower than the input: the 3×3×3 kernel slides along depth, height and "
+      "width, so the output is 3-D; input and output drawn as depth slices side by side.",
+      "过滤器深度小于输入深度的 3D 卷积：3×3×3 卷积核沿深度、高、宽三个方向滑动，输出也是 3D 的；输入与输出按深度切片并排"
+      "画出。", three_d),
+    F("001-4_1x1-conv", "1×1 卷积", "1×1 convolution", "001 §4",
+      "1×1 convolution: one input pixel across all 4 channels → one output pixel per filter; no spatial extent.",
+      "1×1 卷积：一个输入像素的全部 4 个通道 → 每个过滤器一个输出像素；没有空间范围。", one_by_one),
+    F("003-1.1_1d-conv", "一维相关", "1-D correlation", "003 §1.1",
+      "1-D correlation over a sequence with the kernel [1, 0, −1]: F has 2N + 1 = 3 elements, centred on an input "
+      "element at every step.",
+      "序列上的一维相关运算，核为 [1, 0, −1]：F 有 2N+1 = 3 个元素，每一步中心都落在输入的一个元素上。", one_d),
+    F("001-6_transposed-2x2-to-4x4", "转置卷积（2×2 → 4×4）", "transposed convolution, 2×2 → 4×4", "001 §6",
+      "Transposed conv, 3×3 kernel, stride 1: the 2×2 input padded with 2 zeros all round, read by the flipped "
+      "kernel → 4×4 (drawn larger: upsampling grows).",
+      "转置卷积，3×3 卷积核，步长 1：2×2 输入四周补 2 圈零，由翻转后的卷积核读取 → 4×4（画得更大：上采样会变大）。",
+      transposed_4x4),
+    F("001-6_transposed-2x2-to-5x5", "转置卷积（2×2 → 5×5）", "transposed convolution, 2×2 → 5×5", "001 §6",
+      "Transposed conv, 3×3 kernel, stride 2: one zero inserted between the input cells and 2 of padding → 5×5.",
+      "转置卷积，3×3 卷积核，步长 2：输入单元之间插入一个零，四周补 2 圈零 → 5×5。", transposed_5x5),
+    F("001-6_conv-matrix", "卷积的矩阵实现（C 与 Cᵀ）", "the convolution matrix", "001 §6",
+      "The convolution matrix C (4×16) of a 3×3 conv on a 4×4 input, C·x = y, and Cᵀ (16×4) computed from the "
+      "matching transposed conv: Cᵀ·y is 4×4. Entries coloured by kernel tap.",
+      "3×3 卷积作用于 4×4 输入的卷积矩阵 C（4×16），C·x = y；由对应的转置卷积算出的 Cᵀ（16×4）：Cᵀ·y 为 4×4。"
+      "矩阵元素按卷积核抽头着色。", conv_matrix_figure),
+    F("001-6_overlap-1d-stride1", "转置卷积的重叠（步长 1）", "transposed-conv overlap, stride 1", "001 §6",
+      "Transposed conv overlap, stride 1: (a) k=2, (b) k=3 — the middle outputs receive the same number of inputs "
+      "(even).",
+      "步长 1 的转置卷积重叠：(a) k=2，(b) k=3——中间的输出单元接收相同数量的输入（均匀）。", overlap_stride(1, (2, 3))),
+    F("001-6_overlap-1d-stride2", "转置卷积的不均匀重叠（步长 2）", "transposed-conv overlap, stride 2", "001 §6",
+      "Transposed conv overlap, stride 2: (a) k=2 and (b) k=4 even; (c) k=3 and (d) k=5 uneven — a kernel size "
+      "divisible by the stride avoids uneven overlap.",
+      "步长 2 的转置卷积重叠：(a) k=2 与 (b) k=4 均匀；(c) k=3 与 (d) k=5 不均匀——卷积核大小能被步长整除即可避免不均匀"
+      "重叠。", overlap_stride(2, (2, 4, 3, 5))),
+    F("001-6_overlap-2d", "二维中的不均匀重叠（棋盘效应）", "uneven overlap in 2-D (checkerboard)", "001 §6",
+      "The overlap in 2-D: the 1-D pattern squared (k=3, s=2: 1-2-4 checkerboard; k=4, s=2: even).",
+      "二维中的重叠：一维模式的平方（k=3、s=2：1-2-4 的棋盘；k=4、s=2：均匀）。", overlap_2d),
+    F("001-6_checkerboard-image", "棋盘效应", "checkerboard artifacts", "001 §6",
+      "A photograph upsampled ×2 by transposed conv k=3, s=2 (checkerboard), k=4, s=2 and resize-conv (even), all "
+      "with the same uniform kernel.",
+      "一张照片分别经 k=3、s=2 的转置卷积（棋盘效应）、k=4、s=2 的转置卷积和先缩放再卷积（均匀）放大 2 倍，卷积核都是同一个"
+      "均匀核。", checkerboard_image),
+    F("003-2.2_dilated-animation", "扩张卷积（空洞卷积）", "dilated convolution, animated", "003 §2.2, 001 §7",
+      "Dilated convolution as in the article's animation: kernel 3×3, padding 0, dilation rate 2 on a 7×7 input → "
+      "3×3 output, one frame per output position; the 9 taps read input cells 2 apart, with holes between them.",
+      "文章动图中的扩张卷积：卷积核 3×3，填充 0，扩张率 2，7×7 输入 → 3×3 输出，每个输出位置一帧；9 个抽头读取相隔 2 的"
+      "输入单元，中间留有空洞。", animation=more.dilated_animation),
+    F("001-7_dilated-receptive-field", "扩张卷积的感受野", "receptive field of stacked dilated convolutions",
+      "001 §7",
+      "Stacked dilated 3×3 convs with l = 1, 2, 4: receptive fields 3×3, 7×7, 15×15 with 9 weights each; the taps of "
+      "each layer marked.",
+      "堆叠的 3×3 扩张卷积，l = 1、2、4：感受野分别为 3×3、7×7、15×15，每层都只有 9 个权重；标出了每层的抽头。",
+      dilated_receptive_field),
+    F("001-8.1_sobel-separable", "空间可分卷积（Sobel 核）", "spatially separable convolution (Sobel)",
+      "001 §8.1, 000",
+      "Sobel = (3×1)·(1×3): a spatially separable layer with column [1,2,1] and row [1,0,−1] has the Sobel kernel as "
+      "its conv matrix.",
+      "Sobel = (3×1)·(1×3)：列为 [1,2,1]、行为 [1,0,−1] 的空间可分层，其卷积矩阵就是 Sobel 核。", sobel),
+    F("001-8.1_scan-positions", "空间可分卷积的乘法次数", "spatially separable convolution: multiplications",
+      "001 §8.1",
+      "5×5 input: a 3×3 conv scans 9 positions × 9 multiplications = 81; the 3×1 stage 15 × 3 = 45 (a 3×5 map) and "
+      "the 1×3 stage 9 × 3 = 27: 72.",
+      "5×5 输入：3×3 卷积扫描 9 个位置 × 9 次乘法 = 81；3×1 阶段 15 × 3 = 45（得到 3×5 的矩阵），1×3 阶段 9 × 3 = 27："
+      "共 72。", scan_positions),
+    F("001-8.2_standard-vs-depthwise-separable", "深度可分卷积", "depthwise separable convolution", "001 §8.2",
+      "7×7×3 → 5×5×128: standard conv (128 filters 3×3×3) vs depthwise (3 kernels 3×3×1 → 5×5×3) then pointwise (128 "
+      "kernels 1×1×3): 86,400 vs 675 + 9,600 multiplications; the kernels drawn with the channels they read.",
+      "7×7×3 → 5×5×128：标准卷积（128 个 3×3×3 过滤器）对比深度卷积（3 个 3×3×1 的核 → 5×5×3）再逐点卷积（128 个 "
+      "1×1×3 的核）：乘法次数 86,400 对 675 + 9,600；卷积核按其读取的通道着色。", separable_volumes(7, 3, 3, 128, "001 §8.2")),
+    F("000_depthwise-separable-12x12x3", "深度可分离卷积", "depthwise separable convolution", "000",
+      "Article 000's example: 12×12×3 → 8×8×256 with 5×5 kernels: 1,228,800 multiplications standard vs 4,800 + "
+      "49,152 depthwise separable (3 kernels 5×5×1, then 256 kernels 1×1×3).",
+      "文章 000 的例子：12×12×3 → 8×8×256，5×5 卷积核：标准卷积 1,228,800 次乘法，深度可分离卷积 4,800 + 49,152 次"
+      "（3 个 5×5×1 的核，再 256 个 1×1×3 的核）。", separable_volumes(12, 5, 3, 256, "000")),
+    F("001-9_flattened", "平展卷积", "flattened convolution", "001 §9, 003 §2.2",
+      "Flattened convolution, stage by stage: L (1×1 across channels) → V (k×1 per channel) → H (1×k per channel).",
+      "平展卷积，逐阶段：L（跨通道 1×1）→ V（每通道 k×1）→ H（每通道 1×k）。", flattened),
+    F("001-10_grouped-2-groups", "分组卷积（两个过滤器分组）", "grouped convolution, two filter groups",
+      "001 §10, 003 §2.1",
+      "Grouped convolution with two filter groups, coloured as in the article: the first group (red) convolves the "
+      "first half of the input channels, the second (orange) the second half; each filter is D_in/2 deep and each "
+      "group makes D_out/2 output channels.",
+      "两个过滤器分组的分组卷积，按文章配色：第一组（红色）与输入的前一半通道卷积，第二组（橙色）与后一半卷积；每个过滤器"
+      "深度为 D_in/2，每组生成 D_out/2 个输出通道。", more.grouped_two_colours),
+    F("001-11_shuffle-gconv1-gconv2", "混洗分组卷积", "shuffled grouped convolution", "001 §11, 003 §2.1",
+      "GConv1 → channel shuffle → GConv2 with 3 groups: without the shuffle each output group sees one input group; "
+      "with it, all three.",
+      "GConv1 → 通道混洗 → GConv2，3 个分组：不混洗时每个输出组只看到一个输入组；混洗后看到全部三个。", shuffle_flow),
+    F("001-12_pointwise-grouped", "逐点分组卷积", "pointwise grouped convolution", "001 §12",
+      "Pointwise grouped conv (3 groups): a block-diagonal 1×1 channel matrix, no spatial extent.",
+      "逐点分组卷积（3 组）：块对角的 1×1 通道矩阵，没有空间范围。", pointwise_grouped),
+    F("003-2.1_gdc-vs-gap", "全局深度卷积 (GDC) 与全局平均池化 (GAP)", "global depthwise conv vs global average "
+      "pooling", "003 §2.1",
+      "Global depthwise conv vs global average pooling: a learned weight per position vs the same 1/(H·W) "
+      "everywhere.",
+      "全局深度卷积与全局平均池化：GDC 给每个位置一个可学习的权重，GAP 处处都是 1/(H·W)。", gdc_vs_gap),
+    F("003-2.1_mixconv", "MixConv（多尺寸卷积核）", "MixConv", "003 §2.1",
+      "MixConv: channel groups with 3×3, 5×5 and 7×7 kernels side by side.",
+      "MixConv：把通道分组，各组使用 3×3、5×5、7×7 不同尺寸的卷积核。", mixconv),
+    F("003-2.2_sampling-matrix-deformable", "可变形卷积的采样矩阵", "sampling matrix of deformable convolution",
+      "003 §2.2, (a) §1.3",
+      "The sampling matrix of a 3×3 conv (a) and deformable sampling: (b) learned offsets, (c) offsets that scale the "
+      "grid, (d) offsets that also rotate it — the layer's real fractional reads, no point hiding another.",
+      "3×3 卷积的采样矩阵 (a) 与可变形采样：(b) 学到的偏移量，(c) 放大网格的偏移，(d) 同时旋转网格的偏移——该层真实的分数"
+      "位置采样，采样点互不遮挡。", sampling_matrix),
+    F("003-2.2_offset-field", "偏移场（2N 个通道）", "the offset field (2N channels)", "003 §2.2",
+      "Where the offsets come from: an extra 3×3 conv on the input feature map outputs an offset field as large as "
+      "the map with 2N channels (N = 9 sampling points, a Δy and a Δx each); (b) draws each pair of channels as "
+      "arrows, (c) the 9 sampling points they move at one position.",
+      "偏移量从哪里来：在输入特征图上再加一个 3×3 卷积层，输出与特征图同样大小、通道数为 2N 的偏移场（N = 9 个采样点，各有 "
+      "Δy 与 Δx）；(b) 把每对通道画成箭头，(c) 某一位置上它们移动后的 9 个采样点。", more.offset_field),
+    F("003-2.2_dcnv2-modulation", "可变形卷积 v2（采样点权重 Δm）", "DCN v2: a weight per sampling point", "003 §2.2",
+      "DCN v2: the same offsets as v1 plus a mask per sampling point (opacity), so unhelpful points can be switched "
+      "off.",
+      "DCN v2：与 v1 相同的偏移量，再给每个采样点一个权重 Δm（不透明度），无用的采样点可以学成 0。", dcnv2),
+    F("003-2.3_hetconv", "HetConv 异构卷积", "HetConv, heterogeneous convolution", "003 §2.3",
+      "HetConv (p = 2): each filter has k×k kernels on 1/p of the channels and 1×1 on the rest, shifted by one "
+      "channel per filter.",
+      "HetConv（p = 2）：每个过滤器在 1/p 的通道上用 k×k 核，其余通道用 1×1 核，每个过滤器错开一个通道。", hetconv),
+    F("003-2.3_dynamic-attention", "动态卷积", "dynamic convolution", "003 §2.3, 001 §13",
+      "Dynamic conv: K candidate kernels, the attention over them for this sample, the aggregated kernel, then the "
+      "conv.",
+      "动态卷积：K 个候选卷积核、本样本对它们的注意力、聚合后的卷积核，然后卷积。", dynamic),
+    F("beyond_involution-kernels", "内卷（Involution）", "involution", BEYOND,
+      "Not in the articles (involution, CVPR 2021): the 3×3 kernel an involution layer generates at the three "
+      "positions of a photograph whose kernels differ most (seeded untrained layer, one group) — one layer, a "
+      "different filter at every pixel.",
+      "文章中没有（involution，CVPR 2021）：involution 层在一张照片上生成的 3×3 卷积核，取差异最大的三个位置（固定种子的"
+      "未训练层，一组）——同一层，每个像素一个不同的过滤器。", involution_photo),
 ]
+del F
 
 
 def figure_names() -> list[str]:
     return [f.name for f in FIGURES]
 
 
+def captions_markdown(lang: str = "both", fmt: str = "png") -> str:
+    """Every figure's title and caption, those from the articles first, then those beyond them."""
+    def entry(f: ArticleFigure) -> str:
+        file = f"{f.name}{f.suffix or '.' + fmt}"
+        return f"- **{f.title(lang)}** ({file})  \n  " + f.caption_text(lang).replace("\n", "  \n  ")
+
+    inside = [entry(f) for f in FIGURES if not f.beyond]
+    beyond = [entry(f) for f in FIGURES if f.beyond]
+    head = {"zh": ("文章中的插图，由 convzoo 绘制", "超出文章范围"),
+            "en": ("Figures of the articles, drawn by convzoo", "Beyond the articles"),
+            "both": ("文章中的插图，由 convzoo 绘制 / Figures of the articles, drawn by convzoo",
+                     "超出文章范围 / Beyond the articles")}[check_lang(lang)]
+    return f"# {head[0]}\n\n" + "\n".join(inside) + f"\n\n## {head[1]}\n\n" + "\n".join(beyond) + "\n"
+
+
 def write_figures(directory: str | Path, fmt: str = "png", only: list[str] | None = None,
-                  progress: Callable[[str], None] | None = None) -> list[Path]:
-    """Write every article figure (or those named in ``only``) as DIR/<name>.<fmt> with DIR/<name>.txt (caption),
-    and DIR/captions.md listing them all."""
+                  progress: Callable[[str], None] | None = None, lang: str = "both") -> list[Path]:
+    """Write every article figure (or those named in ``only``) as DIR/<name>.<fmt> (animations DIR/<name>.gif) with
+    DIR/<name>.txt (title and caption in ``lang``: zh, en or both), and DIR/captions.md listing them all."""
     if fmt not in ("png", "svg"):
         raise ValueError(f"format={fmt!r} must be 'png' or 'svg'")
+    check_lang(lang)
     chosen = FIGURES if only is None else [f for f in FIGURES if f.name in only]
     unknown = sorted(set(only or []) - {f.name for f in FIGURES})
     if unknown:
@@ -633,13 +869,6 @@ def write_figures(directory: str | Path, fmt: str = "png", only: list[str] | Non
     for fig in chosen:
         if progress:
             progress(fig.name)
-        mpl = fig.figure()
-        path = out / f"{fig.name}.{fmt}"
-        mpl.savefig(path, format=fmt)
-        plt.close(mpl)
-        (out / f"{fig.name}.txt").write_text(fig.caption + "\n")
-        written.append(path)
-    index = "\n".join(f"- **{f.name}** — {f.caption}" for f in FIGURES)
-    (out / "captions.md").write_text(f"# Figures of the articles, drawn by convzoo\n\n{index}\n")
+        written.append(fig.write(out, fmt, lang))
+    (out / "captions.md").write_text(captions_markdown(lang, fmt), encoding="utf-8")
     return written
-

@@ -1,10 +1,12 @@
 """``convzoo report``: one self-contained HTML page to learn from (images inlined as data URIs, no script, nothing
 fetched). Per family: its idea with the article section, its picture stage by stage (``viz.picture``, drawn from
-the real layer), the cost formula (the layer's ``cost`` docstring) with the numbers ``convzoo.cost`` gives, and
-the measured speed (``convzoo.compare`` rows). Then a comparison grid of all families, a log-log plot of MACs
-against measured time whose labels do not overlap, the article figures (``viz.figures``) when that module offers
-them, and a training sweep's table and Pareto plot when a sweep file is given. The settings line states what was
-used: the timing shape, or where the rows came from.
+the real layer) and its sliding-window animation where it has one, the cost formula (the layer's ``cost``
+docstring) with the numbers ``convzoo.cost`` gives, and the measured speed (``convzoo.compare`` rows). Then a
+comparison grid of all families, a log-log plot of MACs against measured time with the slope-1 line and labels
+that do not overlap, the article figures (``viz.figures``) with their bilingual captions drawn in, and a training
+sweep's table and Pareto plot when a sweep file is given. Pictures are embedded at their native pixel size (a
+wide one scrolls) so nothing is downscaled. The settings line states what was used: the timing shape, or where
+the rows came from. ``standard`` is the baseline of every ratio and is never compared with itself.
 """
 
 from __future__ import annotations
@@ -12,19 +14,25 @@ from __future__ import annotations
 import base64
 import html
 import inspect
+import io
 import json
 import math
+import tempfile
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
 import torch
+from matplotlib.ticker import LogFormatter
 
 from ..analysis.cost import cost
 from ..registry import families
+from .draw import DPI
 from .figures import figure_bytes, plt
 from .spec import LayerSpec, describe
 
+BASELINE = "standard"  # what compare's ratios are measured against
+ANIMATION_FRAMES = 9  # the report's GIFs visit at most this many output positions
 DEFAULT_SETTINGS = {"batch": 8, "in_channels": 64, "out_channels": 128, "size": 56}
 # The pictures' layer: small enough to read every cell; printed on the page.
 PICTURE = {"in_channels": 4, "out_channels": 4, "size": 6, "kernel": 3}
@@ -87,8 +95,14 @@ def compare_rows(**kwargs: Any) -> list[dict[str, Any]]:
 
 
 def _img(data: bytes, alt: str, cls: str = "") -> str:
-    return (f'<img alt="{html.escape(alt)}"{f" class={cls!r}" if cls else ""} '
-            f'src="data:image/png;base64,{base64.b64encode(data).decode()}">')
+    """The image inlined at its native pixel size (width and height set; CSS never shrinks it: a wide one scrolls
+    inside its ``div.pic``)."""
+    from PIL import Image
+
+    with Image.open(io.BytesIO(data)) as im:
+        width, height, kind = im.width, im.height, (im.format or "PNG").lower()
+    return (f'<div class="pic"><img alt="{html.escape(alt)}"{f" class={cls!r}" if cls else ""} width="{width}" '
+            f'height="{height}" src="data:image/{kind};base64,{base64.b64encode(data).decode()}"></div>')
 
 
 def _num(value: Any) -> str:
@@ -101,10 +115,17 @@ def _num(value: Any) -> str:
     return html.escape(str(value))
 
 
+def _cell(row: dict[str, Any], column: str) -> str:
+    """A table cell; the baseline's own ratios read 'baseline' (it is not compared with itself)."""
+    if row.get("family") == BASELINE and column in ("mac_ratio", "speed_ratio"):
+        return "baseline"
+    return _num(row.get(column, ""))
+
+
 def _table(rows: Sequence[dict[str, Any]], columns: Iterable[str]) -> str:
     columns = [c for c in columns if any(c in r for r in rows)]
     head = "".join(f"<th>{html.escape(c)}</th>" for c in columns)
-    body = "".join("<tr>" + "".join(f"<td>{_num(r.get(c, ''))}</td>" for c in columns) + "</tr>" for r in rows)
+    body = "".join("<tr>" + "".join(f"<td>{_cell(r, c)}</td>" for c in columns) + "</tr>" for r in rows)
     return f"<table><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>"
 
 
@@ -156,8 +177,26 @@ def place_labels(ax: Any, xs: Sequence[float], ys: Sequence[float], labels: Sequ
     return placed
 
 
+class PlainLog(LogFormatter):
+    """matplotlib's choice of which log ticks to label, written as plain numbers (0.3, 30; not 3×10⁻¹)."""
+
+    def __call__(self, x: float, pos: int | None = None) -> str:
+        return f"{x:g}" if super().__call__(x, pos) else ""
+
+
+def slope_one_anchor(rows: Sequence[dict[str, Any]]) -> tuple[float, float, str]:
+    """(MACs in millions, ms, what) the slope-1 line goes through: the baseline's point, else the geometric mean."""
+    for r in rows:
+        if r["family"] == BASELINE:
+            return r["macs"] / 1e6, r["forward_ms"], BASELINE
+    mx = math.exp(sum(math.log(r["macs"] / 1e6) for r in rows) / len(rows))
+    my = math.exp(sum(math.log(r["forward_ms"]) for r in rows) / len(rows))
+    return mx, my, "the points' geometric mean"
+
+
 def macs_time_figure(rows: Sequence[dict[str, Any]], setting: str) -> Any:
-    """Log-log scatter of MACs against measured forward time, one labelled point per family."""
+    """Log-log scatter of MACs against measured forward time, one labelled point per family, and the slope-1 line
+    (time ∝ MACs) through the baseline: a family above it does fewer MACs per second than the baseline."""
     fig, ax = plt.subplots(figsize=(10, max(6.0, 0.26 * len(rows))))  # room for every family's label
     xs = [r["macs"] / 1e6 for r in rows]
     ys = [r["forward_ms"] for r in rows]
@@ -167,6 +206,15 @@ def macs_time_figure(rows: Sequence[dict[str, Any]], setting: str) -> Any:
     # Room for labels: widen the limits by a factor on each side of the data (log axes).
     ax.set_xlim(min(xs) / 2.2, max(xs) * 2.2)
     ax.set_ylim(min(ys) / 1.8, max(ys) * 1.8)
+    x0, y0, through = slope_one_anchor(rows)
+    lo, hi = ax.get_xlim()
+    ax.plot([lo, hi], [y0 * lo / x0, y0 * hi / x0], linestyle="--", color="#888888", linewidth=1.2, zorder=2,
+            label=f"slope 1 through {through}: time ∝ MACs")
+    ax.set_xlim(lo, hi)
+    ax.legend(loc="upper left", fontsize=9, frameon=False)
+    for axis in (ax.xaxis, ax.yaxis):  # plain numbers (30, not 3×10¹), minor ticks labelled on a short range
+        axis.set_major_formatter(PlainLog(labelOnlyBase=False))
+        axis.set_minor_formatter(PlainLog(labelOnlyBase=False, minor_thresholds=(2, 0.5)))
     ax.set_xlabel("MACs (millions, log scale; FLOPs = 2 × MACs)", fontsize=10)
     ax.set_ylabel("measured forward time (ms, log scale)", fontsize=10)
     ax.set_title(f"MACs vs measured time — {setting}", fontsize=10)
@@ -181,28 +229,46 @@ def _formula(module: torch.nn.Module) -> str:
     return doc or "params and MACs by convzoo.cost (conv/linear weights; MACs = multiply-accumulates)"
 
 
-def _picture(module: torch.nn.Module, input_shape: Sequence[int], dpi: int) -> bytes:
+def _picture(module: torch.nn.Module, input_shape: Sequence[int], dpi: int | None) -> bytes:
     from .picture import layer_figure
 
     fig = layer_figure(module, input_shape)
     try:
-        return figure_bytes(fig, dpi=dpi)
+        return figure_bytes(fig, dpi=dpi or DPI)
     finally:
         plt.close(fig)
+
+
+def animation_bytes(module: torch.nn.Module, input_shape: Sequence[int]) -> bytes | None:
+    """The family's sliding-window GIF (``convzoo viz FAMILY -o x.gif``, at most ``ANIMATION_FRAMES`` positions), or
+    None where the layer has none (a composite without one kernel of its own)."""
+    from .animation import animate
+
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "a.gif"
+        try:
+            animate(module, input_shape, path, max_frames=ANIMATION_FRAMES)
+        except ValueError:
+            return None
+        return path.read_bytes()
 
 
 def _speed_sentence(row: dict[str, Any] | None, setting: str) -> str:
     if not row:
         return ""
-    if row.get("mac_ratio") == 1 and row.get("speed_ratio") == 1 and row["family"] == "standard":
-        return " It is the baseline that the ratios below are measured against."
+    if row["family"] == BASELINE:
+        return " It is the baseline that every other family's ratios are measured against."
     parts = []
     if isinstance(row.get("mac_ratio"), (int, float)) and not math.isnan(row["mac_ratio"]):
-        parts.append(f"{row['mac_ratio']:.3g}× the MACs of a standard conv")
-    if isinstance(row.get("speed_ratio"), (int, float)) and not math.isnan(row["speed_ratio"]):
+        parts.append(f"has {row['mac_ratio']:.3g}× the MACs of a standard conv")
+    if isinstance(row.get("speed_ratio"), (int, float)) and not math.isnan(row["speed_ratio"]) \
+            and row["speed_ratio"] > 0:
         speed = row["speed_ratio"]
-        parts.append(f"ran {speed:.3g}× {'faster' if speed >= 1 else 'as fast'} (forward)")
-    return f" Measured ({setting}): it has {' and '.join(parts)}." if parts else ""
+        if abs(speed - 1) < 0.005:
+            parts.append("ran as fast (forward)")
+        else:
+            parts.append(f"ran {speed:.3g}× faster (forward)" if speed > 1 else f"ran {1 / speed:.3g}× slower (forward)")
+    return f" Measured ({setting}): it {' and '.join(parts)}." if parts else ""
 
 
 def _stages_sentence(module: torch.nn.Module) -> str:
@@ -219,14 +285,23 @@ def _stages_sentence(module: torch.nn.Module) -> str:
             + (f" (side branch{'es' if len(side) > 1 else ''}: {'; '.join(side)})" if side else "") + ".")
 
 
-def family_section(fam: Any, row: dict[str, Any] | None, setting: str, dpi: int = 72) -> str:
-    """One family: idea + article section, picture, cost formula with the numbers, measured speed."""
+def family_section(fam: Any, row: dict[str, Any] | None, setting: str, dpi: int | None = None,
+                   animation: bool = True) -> str:
+    """One family: idea + article section, picture (and its animation), cost formula with the numbers, measured
+    speed."""
     spec = LayerSpec(fam.name, PICTURE["in_channels"], PICTURE["out_channels"], PICTURE["kernel"],
                      2 if 2 in fam.dims else fam.dims[0], PICTURE["size"]).validate()
     module = spec.build()
     shape = (1, *spec.input_shape)
     numbers = cost(module, shape)
     idea = getattr(fam, "idea", "") or fam.summary
+    gif = ""
+    if animation:
+        data = animation_bytes(spec.build(), spec.input_shape)
+        if data is not None:
+            gif = (f"<details class='anim'><summary>Animation: the window walking the output "
+                   f"(GIF, up to {ANIMATION_FRAMES} positions)</summary>{_img(data, fam.name + ' animation')}"
+                   f"</details>")
     speed = ""
     if row:
         speed = (f"<p class='speed'>Measured ({html.escape(setting)}): forward <b>{_num(row['forward_ms'])} ms</b>"
@@ -240,7 +315,7 @@ def family_section(fam: Any, row: dict[str, Any] | None, setting: str, dpi: int 
         f"<span class='article'>article {html.escape(fam.article)}</span></h3>"
         f"<p class='idea'>{html.escape(idea)}{html.escape(_stages_sentence(module))}"
         f"{html.escape(_speed_sentence(row, setting))}</p>"
-        f"{_img(_picture(module, spec.input_shape, dpi), fam.name + ' picture')}"
+        f"{_img(_picture(module, spec.input_shape, dpi), fam.name + ' picture')}{gif}"
         f"<div class='cost'><p>Cost of <code>{html.escape(type(module).__name__)}"
         f"({html.escape(module.extra_repr() or describe(module))})</code> on input {shape} → "
         f"{tuple(numbers.output_shape)}: <b>{numbers.params:,}</b> params, <b>{numbers.macs:,}</b> MACs "
@@ -255,25 +330,28 @@ def grid(chosen: Sequence[Any], rows: dict[str, dict[str, Any]]) -> str:
 
         def bar(key: str, label: str, cls: str) -> str:
             value = row.get(key)
+            if fam.name == BASELINE:  # the ratios' reference: never a ratio to itself
+                return f"<div class='bar'><i class='{cls}' style='width:50%'></i><span>{label}: the baseline</span></div>"
             if not isinstance(value, (int, float)) or math.isnan(value) or value <= 0:
                 return ""
             width = max(2.0, min(100.0, 50 + 25 * math.log10(value)))  # 0.01× → 0, 1× → 50 %, 100× → 100 %
-            return (f"<div class='bar'><span>{label} {value:.3g}×</span><i class='{cls}' "
-                    f"style='width:{width:.0f}%'></i></div>")
+            return (f"<div class='bar'><i class='{cls}' style='width:{width:.0f}%'></i>"
+                    f"<span>{label} {value:.3g}×</span></div>")
 
         cards.append(
             f"<a class='card' href='#{html.escape(fam.name)}'><b>{html.escape(fam.name)}</b>"
             f"<small>{html.escape(fam.title)}</small>"
             f"<span>params {_num(row.get('params', ''))} · MACs {_num(row.get('macs', ''))}</span>"
             f"<span>forward {_num(row.get('forward_ms', ''))} ms</span>"
-            f"{bar('mac_ratio', 'MACs', 'macs')}{bar('speed_ratio', 'speed', 'speed')}</a>")
+            f"{bar('mac_ratio', 'MACs', 'macs')}{bar('speed_ratio', 'speed', 'speed') if row else ''}</a>")
     return "<div class='grid'>" + "".join(cards) + "</div>"
 
 
 def article_figures(names: Sequence[str] | None = None, progress: Callable[[str], None] | None = None,
-                    check_only: bool = False) -> list[tuple[str, str, bytes]]:
-    """(name, caption, PNG) of the article figures (``viz.figures.article_figures()``, what ``convzoo figures``
-    writes); ``names`` picks some (default: all); ``check_only`` validates the names and draws nothing."""
+                    check_only: bool = False) -> list[tuple[Any, bytes]]:
+    """(figure, PNG or GIF) of the article figures (``viz.figures.article_figures()``, what ``convzoo figures``
+    writes), each with its bilingual title and caption drawn in (the page adds none: one caption per picture);
+    ``names`` picks some (default: all); ``check_only`` validates the names and draws nothing."""
     from .figures import article_figures as provided
 
     items = provided()
@@ -286,39 +364,39 @@ def article_figures(names: Sequence[str] | None = None, progress: Callable[[str]
     if check_only:
         return []
     out = []
-    for item in items:
-        if progress:
-            progress(f"drawing {item.name}")
-        fig = item.figure()
-        try:
-            out.append((item.name, item.caption, figure_bytes(fig, dpi=72)))
-        finally:
-            plt.close(fig)
+    with tempfile.TemporaryDirectory() as tmp:
+        for item in items:
+            if progress:
+                progress(f"drawing {item.name}")
+            out.append((item, item.write(tmp, "png").read_bytes()))
     return out
 
 
-CSS = """body{font-family:system-ui,sans-serif;max-width:1180px;margin:auto;padding:1em 1.4em;color:#222;
-line-height:1.45}h1{margin-bottom:.2em}.settings{background:#f4f6f8;border:1px solid #dde3ea;padding:.5em .8em}
+CSS = """body{font-family:system-ui,sans-serif;max-width:1680px;margin:auto;padding:1em 1.4em;color:#222;
+line-height:1.45}p,pre,.settings,table{max-width:1180px}h1{margin-bottom:.2em}.settings{background:#f4f6f8;border:1px solid #dde3ea;padding:.5em .8em}
 table{border-collapse:collapse;font-size:13px;margin:.6em 0}td,th{border:1px solid #ccc;padding:3px 7px;
-text-align:right}td:first-child,th:first-child{text-align:left}img{max-width:100%;display:block;margin:.6em 0}
+text-align:right}td:first-child,th:first-child{text-align:left}.pic{overflow-x:auto;margin:.6em 0}
+.pic img{max-width:none;display:block}details.anim summary{cursor:pointer;color:#2b5d8a;font-size:14px}
 pre{background:#f6f6f6;padding:.5em;white-space:pre-wrap;font-size:12px}section.family{border-top:1px solid #ddd;
 margin-top:1.4em}.article{font-size:13px;font-weight:normal;color:#666;margin-left:.8em}nav a{margin-right:.7em}
 .grid{display:grid;grid-template-columns:repeat(auto-fill,minmax(210px,1fr));gap:10px}.card{display:flex;
 flex-direction:column;gap:2px;border:1px solid #dde3ea;border-radius:6px;padding:8px;color:inherit;
-text-decoration:none;font-size:13px}.card:hover{border-color:#2b7bba}.card small{color:#555}.bar{position:relative;
-background:#f0f0f0;height:16px;margin-top:3px}.bar i{position:absolute;left:0;top:0;bottom:0;opacity:.55}
-.bar span{position:relative;padding-left:4px;font-size:12px}.bar i.macs{background:#e08a2b}
+text-decoration:none;font-size:13px;min-width:0}.card:hover{border-color:#2b7bba}.card small{color:#555}
+.bar{position:relative;background:#f0f0f0;height:18px;margin-top:3px;overflow:hidden}
+.bar i{position:absolute;left:0;top:0;bottom:0;opacity:.55}.bar span{position:absolute;left:4px;right:4px;top:0;
+line-height:18px;font-size:12px;white-space:nowrap;overflow:hidden;text-overflow:ellipsis}.bar i.macs{background:#e08a2b}
 .bar i.speed{background:#2b7bba}.speed{font-size:14px}figure{margin:1em 0}figcaption{font-size:13px;color:#444}"""
 
 
 def build_report(path: str | Path, rows: Sequence[dict[str, Any]] | None = None, sweep: str | Path | None = None,
                  settings: dict[str, Any] | None = None, rows_source: str | None = None,
                  names: Sequence[str] | None = None, progress: Callable[[str], None] | None = None,
-                 dpi: int = 72, figures: Sequence[str] | None = None) -> Path:
+                 dpi: int | None = None, figures: Sequence[str] | None = None, animations: bool = True) -> Path:
     """Write the report to ``path``. ``rows``: compare rows (dicts); None times every family here with
     ``settings`` (``DEFAULT_SETTINGS`` and ``repeats``). With rows from a file, ``rows_source`` names it and
     ``settings`` holds only what the user stated about them. ``names``: a subset of families; ``figures``: a
-    subset of the article figures (by name)."""
+    subset of the article figures (by name); ``animations``: each family's GIF where it has one; ``dpi``: the
+    family pictures' resolution (default: the drawings' own, so type is at its designed size)."""
     path = check_output(path)
     if names is not None:
         from ..registry import family
@@ -368,21 +446,26 @@ def build_report(path: str | Path, rows: Sequence[dict[str, Any]] | None = None,
     timed = [r for r in rows if r.get("macs", 0) > 0 and r.get("forward_ms", 0) > 0]
     if timed:
         fig = macs_time_figure(timed, setting)
-        parts.append("<p>If MACs predicted speed, the points would lie on one line of slope 1. They do not: "
-                     "memory traffic, kernel launches and how well each op maps to the hardware matter as "
-                     "much.</p>" + _img(figure_bytes(fig, dpi=90), "MACs vs measured time"))
+        _, _, through = slope_one_anchor(timed)
+        parts.append(f"<p>If MACs predicted speed, the points would lie on the dashed line of slope 1 (drawn "
+                     f"through {html.escape(through)}): time proportional to MACs. Points above it do fewer MACs "
+                     f"per second, points below more: memory traffic, kernel launches and how well each op maps to "
+                     f"the hardware matter as much as the MAC count.</p>"
+                     + _img(figure_bytes(fig, dpi=90), "MACs vs measured time"))
         plt.close(fig)
     parts.append("<h2 id='families'>Each family</h2>")
     for fam in chosen:
         if progress:
             progress(f"drawing {fam.name}")
-        parts.append(family_section(fam, by_name.get(fam.name), setting, dpi))
+        parts.append(family_section(fam, by_name.get(fam.name), setting, dpi, animations))
     parts.append("<h2 id='figures'>Article figures</h2>")
-    parts.append("<p>The figures the articles describe, redrawn from real convzoo layers (also written one file "
-                 "each by <code>convzoo figures</code>).</p>")
-    parts += [f"<figure id='fig-{html.escape(name)}'>{_img(png, name)}<figcaption><b>{html.escape(name)}</b>. "
-              f"{html.escape(caption)}</figcaption></figure>" for name, caption, png in article_figures(figures,
-                                                                                                      progress)]
+    parts.append("<p>The figures the articles describe, redrawn from real convzoo layers, each with the article's "
+                 "Chinese term next to the English and the section it comes from in its title (also written one "
+                 "file each by <code>convzoo figures</code>; figures beyond the articles say so).</p>")
+    parts += [f"<figure id='fig-{html.escape(item.name)}'>"
+              f"{_img(data, item.title('en') + '. ' + item.caption)}"
+              f"<figcaption><code>{html.escape(item.name + (item.suffix or '.png'))}</code></figcaption></figure>"
+              for item, data in article_figures(figures, progress)]
     parts.append(sweep_html)
     parts.append("</body></html>")
     path.write_text("".join(parts), encoding="utf-8")

@@ -20,7 +20,7 @@ _ALIASES = {
     "overlap": "001-6_overlap-2d",
     "checkerboard": "001-6_checkerboard-image",
     "receptive_field": "001-7_dilated-receptive-field",
-    "deformable_sampling": "003-1.3_sampling-matrix-deformable",
+    "deformable_sampling": "003-2.2_sampling-matrix-deformable",
     "sobel": "001-8.1_sobel-separable",
 }
 _BY_NAME = {f.name: f for f in FIGURES}

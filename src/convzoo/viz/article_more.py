@@ -1,0 +1,380 @@
+"""Article figures that take a mechanism apart step by step, where one layer's picture is not enough: the 1-D
+flip-and-slide of f and g (001 §1), the multi-channel example as per-channel partial results and their sum
+(001 §2), a filter as deep as the input giving a 2-D output (001 §3), the grouped conv's two filter groups
+(001 §10), the deformable conv's offset field (003 §2.2) and the dilated animation (003 §2.2, 001 §7).
+
+Every number is computed by a real convzoo layer (forward passes, ``taps``, the offset conv's output); the
+``*_data`` functions return those numbers so tests can check the idea each figure shows.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+from matplotlib.axes import Axes
+from matplotlib.patches import FancyArrowPatch
+from torch import nn
+
+from ..registry import build
+from .animation import animate
+from .connectivity import connectivity
+from .diagrams import channel_flow, volume
+from .fonts import wrap
+from .draw import (INPUT, OUTPUT, SMALL, TITLE, Block, Cell, arrow, cells, column, fmt, label, row, swatch_legend,
+                   tap_colours)
+from .irregular import irregular_input
+from .numbers import load_kernel
+from .picture import declared_stages, layer_block
+from .reads import analyse
+from .taps import taps
+
+FONT_HEAD = 10.5
+RGB = ["#e06666", "#93c47d", "#6fa8dc"]  # the article's red / green / blue input channels
+RGB_LIGHT = ["#f4cccc", "#d9ead3", "#cfe2f3"]
+GROUP_COLOURS = ["#e06666", "#f6b26b"]  # 001 §10: first filter group red, second orange
+
+
+def heading(text: str) -> Block:
+    return label(text, FONT_HEAD, "bold")
+
+
+def note(text: str, width: float) -> Block:
+    """A small-type note wrapped to ``width`` cells (the width of what it explains)."""
+    return label(wrap(text, max(width, 30.0)), SMALL)
+
+
+def _t(values) -> torch.Tensor:
+    return torch.tensor(values, dtype=torch.float64)
+
+
+def _labelled(lines: Sequence[tuple[str, Block]], gap: float = 0.35) -> Block:
+    """Rows of (label, block) with the labels in one column of equal width."""
+    labels = [label(text, SMALL) for text, _ in lines]
+    width = max(b.w for b in labels) + 0.5
+    return column([row([Block(width, b.h, b.paint), body], gap=0.0, align="center")
+                   for b, (_, body) in zip(labels, lines)], gap=gap)
+
+
+# --- 001 §1: flip and slide ---------------------------------------------------------------------------------------
+
+F_SIGNAL = [0, 1, 3, 3, 1, 0, 2, 1]
+G_KERNEL = [3, 2, 1]  # asymmetric, so the flip shows
+
+
+@dataclass
+class FlipSlide:
+    f: np.ndarray  # (L,) the signal
+    g: np.ndarray  # (k,) the kernel as stored in the layer
+    taps: np.ndarray  # (O, L) the kernel tap that input t meets at shift n, -1 none (from the layer's taps)
+    products: np.ndarray  # (O, L) f(t)·g(tap), 0 where no tap
+    output: np.ndarray  # (O,) the layer's forward output
+
+
+def flip_slide_data(family: str) -> FlipSlide:
+    """``family`` 'convolution' (g flipped, then slid) or 'standard' (cross-correlation: g slid as it is), 1-D,
+    padding 0, on ``F_SIGNAL`` with kernel ``G_KERNEL``."""
+    layer = load_kernel(build(family, 1, 1, len(G_KERNEL), dim=1, padding=0), _t(G_KERNEL)).double()
+    f, g = np.array(F_SIGNAL, dtype=float), np.array(G_KERNEL, dtype=float)
+    index = taps(layer, (1, len(f)))[0, :, 0, :].numpy()
+    products = np.where(index >= 0, f[None, :] * g[np.maximum(index, 0)], 0.0)
+    with torch.no_grad():
+        out = layer(_t(F_SIGNAL)[None, None])[0, 0].numpy()
+    return FlipSlide(f, g, index, products, out)
+
+
+def _flip_slide_panel(family: str, title: str, met: str) -> Block:
+    d = flip_slide_data(family)
+    colours = tap_colours(len(d.g))
+    n_out, length = d.taps.shape
+    f_row = cells([[Cell(INPUT, fmt(v)) for v in d.f]])
+    g_row = cells([[Cell(colours[t], fmt(v)) for t, v in enumerate(d.g)]])
+    first = d.taps[0][d.taps[0] >= 0]
+    met_row = cells([[Cell(colours[t], fmt(d.g[t])) for t in first]])
+    lines: list[tuple[str, Block]] = [("f(t)", f_row), ("g as stored", g_row), (met, met_row)]
+    for n in range(n_out):
+        grid = [Cell(colours[t], fmt(p)) if t >= 0 else Cell("white", dashed=True)
+                for t, p in zip(d.taps[n], d.products[n])]
+        lines.append((f"shift n = {n}", cells([grid + [Cell(None), Cell(OUTPUT, fmt(d.output[n]))]])))
+    body = _labelled(lines)
+    note = label(f"each row: f(t)·g at the cells the kernel covers (colour = the g value met);\n"
+                 f"right: their sum = the layer's output at n ({', '.join(fmt(v) for v in d.output)})", SMALL)
+    return column([heading(title), body, note], gap=0.4)
+
+
+def flip_and_slide() -> Block:
+    panels = row([
+        _flip_slide_panel("convolution", "(a) convolution: g flipped, then slid along f", "g flipped, g(−t)"),
+        _flip_slide_panel("standard", "(b) cross-correlation: g slid as it is", "g as it meets f"),
+    ], gap=2.5)
+    return column([panels, note(f"f = {F_SIGNAL}, g = {G_KERNEL}; 1-D layers with padding 0 (convzoo 'convolution' "
+                                f"and 'standard'): the same f and g give different outputs because only (a) flips g",
+                                panels.w)], gap=0.6)
+
+
+# --- 001 §2: multi-channel as per-channel partial results ---------------------------------------------------------
+
+
+@dataclass
+class Partials:
+    x: np.ndarray  # (C, H, W)
+    weight: np.ndarray  # (C, k, k) the one filter's kernel per channel
+    bias: float
+    partials: np.ndarray  # (C, H', W'): the layer on channel c alone, less the bias
+    output: np.ndarray  # (H', W'): the layer's output
+
+
+def partials_data() -> Partials:
+    """A 3 → 1 channel 3×3 conv (padding 0, bias 1) on a 5×5×3 input: each channel's partial result is the layer's
+    output for an input holding only that channel, less the bias."""
+    gen = torch.Generator().manual_seed(3)
+    x = torch.randint(0, 4, (3, 5, 5), generator=gen).double()
+    layer = build("standard", 3, 1, 3, padding=0).double()
+    with torch.no_grad():
+        layer.weight.copy_(torch.randint(-1, 2, layer.weight.shape, generator=gen).double())
+        layer.bias.fill_(1.0)
+        out = layer(x[None])[0, 0]
+        parts = []
+        for c in range(3):
+            alone = torch.zeros_like(x)
+            alone[c] = x[c]
+            parts.append(layer(alone[None])[0, 0] - layer.bias[0])
+    return Partials(x.numpy(), layer.weight[0].detach().numpy(), float(layer.bias.detach()[0]), torch.stack(parts).numpy(),
+                    out.numpy())
+
+
+def multi_channel_partials() -> Block:
+    d = partials_data()
+    colours = tap_colours(9)
+
+    def grid(a: np.ndarray, fill) -> Block:
+        return cells([[Cell(fill if isinstance(fill, str) else fill(r, c), fmt(v)) for c, v in enumerate(line)]
+                      for r, line in enumerate(a)])
+
+    lines = []
+    for c in range(d.x.shape[0]):
+        lines.append(row([
+            column([label(f"input channel {c}", SMALL), grid(d.x[c], RGB_LIGHT[c])], gap=0.15),
+            label("∗", 18),
+            column([label(f"kernel {c}", SMALL), grid(d.weight[c], lambda r, q: colours[3 * r + q])], gap=0.15),
+            label("=", 16),
+            column([label(f"partial result {c}", SMALL), grid(d.partials[c], RGB[c])], gap=0.15),
+        ], gap=0.6, align="center"))
+    total = column([label(f"output = Σ partials + bias ({fmt(d.bias)})", SMALL), grid(d.output, OUTPUT)], gap=0.15)
+    sums = label(" + ".join(f"{fmt(d.partials[c, 0, 0])}" for c in range(3)) + f" + {fmt(d.bias)} = "
+                 f"{fmt(d.output[0, 0])}  (top-left cell)", SMALL)
+    body = row([column(lines, gap=0.6), arrow(3, "add the three\npartial results\nand the bias"),
+                column([total, sums], gap=0.4)], gap=0.8, align="center")
+    return column([body, note("one filter = one 3×3 kernel per input channel (∗: slide and sum, padding 0); each "
+                              "kernel slides over its own channel (partial result = the layer on that channel alone), "
+                              "then the partials are summed", body.w)], gap=0.6)
+
+
+# --- 001 §3: a filter as deep as the input → a 2-D output ----------------------------------------------------------
+
+
+@dataclass
+class DeepFilter:
+    input_shape: tuple[int, ...]  # (1, D, H, W): one volume of depth D
+    kernel_shape: tuple[int, ...]  # (D, k, k)
+    output_shape: tuple[int, ...]  # (1, 1, H', W'): depth 1
+    equals_2d: bool  # the Conv3d output equals a Conv2d with D input channels on the same numbers
+
+
+def deep_filter_layer(depth: int = 3) -> nn.Module:
+    return build("standard", 1, 1, (depth, 3, 3), dim=3, padding=0, bias=False)
+
+
+def deep_filter_data(depth: int = 3, size: int = 5) -> DeepFilter:
+    layer = deep_filter_layer(depth).double()
+    x = torch.rand(1, 1, depth, size, size, generator=torch.Generator().manual_seed(0), dtype=torch.float64)
+    with torch.no_grad():
+        y = layer(x)
+        as_2d = torch.nn.functional.conv2d(x[:, 0], layer.weight[:, 0])  # D as channels
+    return DeepFilter(tuple(x.shape[1:]), tuple(layer.weight.shape[2:]), tuple(y.shape[1:]),
+                      bool(torch.allclose(y[:, :, 0], as_2d)))
+
+
+def filter_as_deep_as_input() -> Block:
+    depth, size = 3, 5
+    d = deep_filter_data(depth, size)
+    _, h, w = d.output_shape[1:]
+    kh, kw = d.kernel_shape[1:]
+    step = column([volume(kh, kw, d.kernel_shape[0], depth_colours=RGB),
+                   arrow(5, f"one filter {kh}×{kw}×{d.kernel_shape[0]} (depth = input depth):\nmoves along H and W "
+                            f"only")], gap=0.3, align="center")
+    diagram = row([volume(size, size, depth, depth_colours=RGB), step, volume(h, w, d.output_shape[1], OUTPUT)],
+                  gap=0.6, align="center")
+    picture = layer_block(deep_filter_layer(depth), (1, depth, size, size))
+    return column([
+        heading(f"a {size}×{size}×{depth} volume and a filter of depth {depth}: output depth {depth} − {depth} + 1 = "
+                f"{d.output_shape[1]}, a {h}×{w} map (2-D)"),
+        diagram,
+        heading("the same layer (Conv3d, kernel 3×3×3) drawn by depth slices: the output has one slice"),
+        picture,
+        note(f"computed: output {'×'.join(map(str, d.output_shape))}; equal to a 2-D conv with {depth} input "
+             f"channels on the same numbers: {d.equals_2d} — why deep learning still calls this a 2-D convolution",
+             picture.w)], gap=0.5)
+
+
+# --- 001 §10: two filter groups in two colours ---------------------------------------------------------------------
+
+
+def filter_groups(channel_map: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Group index of each output and each input channel from a (C_out, C_in) channel map: outputs reading the
+    same input set form one group, in order of first appearance."""
+    sets: list[tuple[int, ...]] = []
+    out_group = []
+    for line in channel_map:
+        key = tuple(np.nonzero(line)[0].tolist())
+        if key not in sets:
+            sets.append(key)
+        out_group.append(sets.index(key))
+    in_group = np.full(channel_map.shape[1], -1)
+    for g, key in enumerate(sets):
+        in_group[list(key)] = g
+    return np.array(out_group), in_group
+
+
+def grouped_two_colours() -> Block:
+    c_in, c_out, size, k = 4, 4, 7, 3
+    layer = build("grouped", c_in, c_out, k, groups=2, padding=0)
+    cmap = connectivity(layer, (c_in, size, size)).channel_map().numpy()
+    out_group, in_group = filter_groups(cmap)
+    with torch.no_grad():
+        o = layer(torch.zeros(1, c_in, size, size)).shape[-1]
+    filters = []
+    for g, colour in enumerate(GROUP_COLOURS[:int(out_group.max()) + 1]):
+        outs = np.nonzero(out_group == g)[0]
+        ins = np.nonzero(in_group == g)[0]
+        kernels = row([volume(k, k, len(ins), colour, scale=0.5) for _ in outs], gap=0.5)
+        filters.append(row([arrow(2.5), column([
+            label(f"filter group {g + 1}: {len(outs)} filters {k}×{k}×{len(ins)}\nread input channels "
+                  f"{ins.min()}–{ins.max()}, write output channels {outs.min()}–{outs.max()}", SMALL), kernels],
+            gap=0.2), arrow(2.5)], gap=0.4, align="center"))
+    diagram = row([volume(size, size, c_in, depth_colours=[GROUP_COLOURS[g] for g in in_group]),
+                   column(filters, gap=0.8),
+                   volume(o, o, c_out, depth_colours=[GROUP_COLOURS[g] for g in out_group])], gap=0.4, align="center")
+    wiring = channel_flow([cmap.astype(bool)], ["input", "output"], GROUP_COLOURS)
+    return column([row([
+        column([heading(f"(a) {size}×{size}×{c_in} → {o}×{o}×{c_out} with 2 filter groups: each filter is only "
+                        f"{c_in // 2} deep (D_in / 2)"), diagram], gap=0.5),
+        column([heading("(b) channels each output reads"), label("(the layer's connectivity)", SMALL), wiring],
+               gap=0.3)], gap=2.0),
+        swatch_legend([(GROUP_COLOURS[0], "filter group 1 and the channels it reads and writes", False),
+                       (GROUP_COLOURS[1], "filter group 2", False)])], gap=0.6)
+
+
+# --- 003 §2.2: the offset field --------------------------------------------------------------------------------------
+
+FIELD_SIZE = 7
+
+
+@dataclass
+class OffsetField:
+    layer: nn.Module  # the deformable layer whose offset conv made the field
+    x: torch.Tensor  # (1, C, H, W)
+    field: np.ndarray  # (2N, H, W): Δy, Δx of tap n in channels 2n, 2n + 1 (torchvision's layout)
+    taps: int  # N
+
+
+SPREAD = 0.8  # offsets push tap n along its grid direction by SPREAD × the input value at p
+NOISE = 0.12  # and a small seeded random part, so each tap's map is its own
+
+
+def offset_field_data(size: int = FIELD_SIZE) -> OffsetField:
+    """A deformable 3×3 layer on a smooth input (a bright blob at (2, 4)) whose offset conv (its declared side
+    stage) is set so that the field spreads the sampling grid where the input is bright — Δp_n(p) = SPREAD·x(p)·
+    (grid direction of tap n) — plus seeded noise: the kind of field DCN learns for a large object. The offset
+    conv's output is the field: 2N = 18 channels of the input's height and width."""
+    layer = build("deformable", 1, 1, 3).double()
+    offset_conv = next(s.module for s in declared_stages(layer) or [] if s.side)
+    k = layer.weight.shape[-1]
+    n = k * k
+    yy, xx = torch.meshgrid(torch.arange(size, dtype=torch.float64), torch.arange(size, dtype=torch.float64),
+                            indexing="ij")
+    x = torch.exp(-((yy - 2.0) ** 2 + (xx - 4.0) ** 2) / 5.0)[None, None]
+    gen = torch.Generator().manual_seed(4)
+    r = torch.arange(k, dtype=torch.float64) - k // 2
+    dy, dx = (g.reshape(-1) for g in torch.meshgrid(r, r, indexing="ij"))
+    with torch.no_grad():
+        weight = NOISE * torch.randn(offset_conv.weight.shape, generator=gen, dtype=torch.float64) / k
+        weight[0:2 * n:2, 0, k // 2, k // 2] += SPREAD * dy  # Δy of tap t reads x at the centre
+        weight[1:2 * n:2, 0, k // 2, k // 2] += SPREAD * dx
+        offset_conv.weight.copy_(weight)
+        offset_conv.bias.zero_()
+        field = offset_conv(x)[0]
+    return OffsetField(layer, x, field.numpy()[:2 * n], n)
+
+
+def _arrow_grid(field_y: np.ndarray, field_x: np.ndarray, picked: tuple[int, int]) -> Block:
+    h, w = field_y.shape
+    grid = cells([[Cell(INPUT, outline="black" if (r, c) == picked else None) for c in range(w)] for r in range(h)])
+
+    def paint(ax: Axes, x: float, y: float) -> None:
+        grid.paint(ax, x, y)
+        for r in range(h):
+            for c in range(w):
+                cx, cy = x + c + 0.5, y + r + 0.5
+                ax.plot(cx, cy, "o", markersize=2, color="#555555", zorder=5)
+                if abs(field_x[r, c]) + abs(field_y[r, c]) > 0.02:
+                    ax.add_patch(FancyArrowPatch((cx, cy), (cx + field_x[r, c], cy + field_y[r, c]),
+                                                 arrowstyle="-|>", mutation_scale=8, color="#222222", linewidth=1.2,
+                                                 shrinkA=0, shrinkB=0, zorder=6))
+
+    return Block(grid.w, grid.h, paint)
+
+
+def offset_field() -> Block:
+    d = offset_field_data()
+    size = d.x.shape[-1]
+    colours = tap_colours(d.taps)
+    picked = (2, 4)  # the blob's centre: the grid spreads most there
+    k = int(round(d.taps ** 0.5))
+    tiles = []
+    for n in range(d.taps):
+        name = row([cells([[Cell(colours[n], str(n))]], SMALL), label(f"ch {2 * n} (Δy), {2 * n + 1} (Δx)", SMALL)],
+                   gap=0.3, align="center")
+        tiles.append(column([name, _arrow_grid(d.field[2 * n], d.field[2 * n + 1], picked)], gap=0.2))
+    maps = column([row(tiles[i:i + k], gap=0.8) for i in range(0, d.taps, k)], gap=0.5)
+    c_in = d.x.shape[1]
+    blob = [[Cell((1 - 0.55 * v, 1 - 0.35 * v, 1.0, 1.0)) for v in line] for line in d.x[0, 0].numpy()]
+    pipeline = row([column([label(f"input feature map {size}×{size}×{c_in}", SMALL), cells(blob)], gap=0.2),
+                    arrow(5, f"offset conv 3×3,\n{2 * d.taps} filters (2N, N = {d.taps})"),
+                    column([label("offset field", SMALL), volume(size, size, 2 * d.taps, "#f3e3c3")], gap=0.2),
+                    arrow(4, "read as N (Δy, Δx)\npairs per position")], gap=0.5, align="center")
+    r = analyse(d.layer, (c_in, size, size), x=d.x[0], illustrate=False)
+    sampling = irregular_input(r, 0, picked, False, [0])
+    lower = row([column([heading("(b) the field as arrows, one map per tap n"),
+                         label("channels 2n (Δy) and 2n + 1 (Δx), an arrow (Δx, Δy) at every position", SMALL), maps],
+                        gap=0.3),
+                 column([heading(f"(c) sampling at the boxed p = {picked}"),
+                         label("the 9 points p + Δp: the arrows of (b) at p", SMALL), sampling], gap=0.3)], gap=1.5)
+    return column([
+        heading(f"(a) the offset conv makes a field as large as the feature map ({size}×{size}), 2N = "
+                f"{2 * d.taps} channels"), pipeline, lower,
+        note(f"the offset conv's weights set by hand (Δp_n = {SPREAD}·x(p)·direction of tap n, plus seeded noise) so "
+             "the grid spreads where the input is bright (an untrained layer starts with zero offsets); the points in "
+             "(c) are read back from the layer's own sampling", lower.w)], gap=0.5)
+
+
+# --- 003 §2.2 / 001 §7: the dilated animation ------------------------------------------------------------------------
+
+DILATED_INPUT = (1, 7, 7)
+
+
+def dilated_layer() -> nn.Module:
+    """3×3 kernel, padding 0, dilation 2 (the article's animation): a 7×7 input gives a 3×3 output."""
+    return build("dilated", 1, 1, 3, dilation=2, padding=0)
+
+
+def dilated_animation(path: str | Path, title: str | None = None, subtitle: str | None = None) -> Path:
+    """The window of ``dilated_layer`` at every output position, one GIF frame each."""
+    return animate(dilated_layer(), DILATED_INPUT, path, title, subtitle=subtitle, duration_ms=700)
+
+
+__all__ = ["dilated_animation", "filter_as_deep_as_input", "flip_and_slide", "grouped_two_colours",
+           "multi_channel_partials", "offset_field"]

@@ -60,19 +60,18 @@ def define_op(name: str, forward: Callable[..., Tensor], forward_fake: Callable[
 
     forward_op.register_autograd(lambda ctx, grad: gradients(ctx, grad, backward_op), setup_context=setup)
 
-    class Function(torch.autograd.Function):
-        @staticmethod
-        def forward(ctx: Any, *inputs: Any) -> Tensor:
-            output = forward(*inputs)
-            setup(ctx, inputs, output)
-            return output
+    def function_forward(ctx: Any, *inputs: Any) -> Tensor:
+        output = forward(*inputs)
+        setup(ctx, inputs, output)
+        return output
 
-        @staticmethod
-        @torch.autograd.function.once_differentiable
-        def backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-            return gradients(ctx, grad, backward)
+    @torch.autograd.function.once_differentiable
+    def function_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
+        return gradients(ctx, grad, backward)
 
-    Function.__name__ = Function.__qualname__ = f"{name}_function"
+    # a class of its own name, so autograd graphs show "<name>_functionBackward"
+    Function = type(f"{name}_function", (torch.autograd.Function,),
+                    {"forward": staticmethod(function_forward), "backward": staticmethod(function_backward)})
 
     def call(*inputs: Any) -> Tensor:
         if torch.compiler.is_compiling() or torch.compiler.is_exporting():

@@ -203,9 +203,10 @@ class DeformConv2d(ConvzooLayer, nn.Module):
                 key, triton_forms.candidates({name: (lambda name=name: run(name)) for name in names}, x,
                                              "DeformConv2d"), x.device)
         elif choice == triton_forms.TRITON and not triton_forms.offered(x, "DeformConv2d"):
+            cause = triton_runtime.unavailable_cause() if x.device.type == "cuda" else None
             raise ValueError(f"implementation='triton' needs a CUDA input (or TRITON_INTERPRET=1 on the CPU) outside "
                              f"autocast and triton installed; got a {x.device.type} {x.dtype} input"
-                             + (f" ({triton_runtime.unavailable_cause()})" if triton_runtime.unavailable_cause() else ""))
+                             + (f" ({cause})" if cause else ""))
         return run(choice)
 
     def forward(self, x: torch.Tensor, offset: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -70,3 +70,19 @@ def test_form_choice_measures_the_triton_form() -> None:
     assert list(involution_module._CHOICE.cache.values())[0] in ("strided_views", "triton")
     assert involution_module._CHOICE.measurements == 1
     assert rel(y, layer.reference_output(x.numpy())) < TOLERANCE[F64]
+
+
+def test_measuring_with_gradients_leaves_the_callers_graph_intact() -> None:
+    """The choice is timed forward + backward on detached copies: the caller's graph (here through the kernel
+    generator, from a non-leaf input) still backpropagates afterwards, to the oracle-checked gradients."""
+    layer = _layer()
+    involution_module._CHOICE.clear()
+    leaf = torch.randn(1, 4, 5, 5, dtype=F64, requires_grad=True)
+    y = layer(leaf * 1.0)
+    assert involution_module._CHOICE.measurements >= 1
+    weights = torch.randn(y.shape, dtype=F64)
+    grads = torch.autograd.grad(y, [leaf, *layer.parameters()], weights)
+    with pinned(involution_module._CHOICE, "strided_views"):
+        expected = torch.autograd.grad(layer(leaf * 1.0), [leaf, *layer.parameters()], weights)
+    for got, want in zip(grads, expected):
+        assert rel(got, want) < TOLERANCE[F64]

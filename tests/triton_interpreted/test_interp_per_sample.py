@@ -98,3 +98,16 @@ def test_odconv_1d_runs_the_triton_form() -> None:
     layer = randomize_parameters_(convzoo.ODConv1d(4, 6, 3, stride=2, padding=1, num_kernels=2, dtype=F64),
                                   torch.Generator().manual_seed(3))
     _check_layer(layer, torch.randn(2, 4, 9, dtype=F64), patches_module._CHOICE, "batch_folded")
+
+
+def test_condconv_measuring_with_gradients_leaves_the_callers_graph_intact() -> None:
+    layer = randomize_parameters_(convzoo.CondConv2d(2, 2, 3, padding=1, num_experts=2, dtype=F64),
+                                  torch.Generator().manual_seed(4))
+    patches_module._CHOICE.clear()
+    leaf = torch.randn(1, 2, 4, 4, dtype=F64, requires_grad=True)
+    y = layer(leaf * 1.0)
+    assert list(patches_module._CHOICE.cache.values())[0] in ("batch_folded", "triton")
+    (gx,) = torch.autograd.grad(y.sum(), leaf)
+    with pinned(patches_module._CHOICE, "batch_folded"):
+        (expected,) = torch.autograd.grad(layer(leaf * 1.0).sum(), leaf)
+    assert rel(gx, expected) < TOLERANCE[F64]

@@ -181,11 +181,10 @@ class DCNv3Conv2d(ConvzooLayer, nn.Module):
         """input_proj → Σ_k m_gk · x_g(location) by bilinear sampling → output_proj."""
         projected = self.project_in(x)
         if triton_forms.offered(x, "DCNv3"):  # CUDA: the Triton kernel is one more form of the sampling
-            forms = {"grid_sample": lambda: self.sample(projected, fields),
-                     triton_forms.TRITON: lambda: self._triton_sample(projected, fields)}
+            forms = {"grid_sample": self.sample, triton_forms.TRITON: self._triton_sample}
             config = (type(self).__name__, self.in_channels, self.groups, self.kernel_size, self.dilation)
             name = triton_forms.fastest(_CHOICE, config, x, forms, (projected, fields), "DCNv3")
-            return self.project_out(forms[name]())
+            return self.project_out(forms[name](projected, fields))
         return self.project_out(self.sample(projected, fields))
 
     def _triton_sample(self, projected: torch.Tensor, fields: torch.Tensor) -> torch.Tensor:

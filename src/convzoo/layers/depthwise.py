@@ -85,10 +85,11 @@ class DepthwiseConvNd(ConvNd):
         """The native grouped conv or convzoo's Triton kernel writing the interleaved channels c·m + j directly
         (``kernels/triton_depthwise.py``), whichever ``FormChoice`` measures faster for this layer and input."""
         self.check_input(x)
-        forms = {"native": lambda: ConvNd.forward(self, x), triton_forms.TRITON: lambda: self._triton(x)}
+        forms = {"native": lambda t: ConvNd.forward(self, t), triton_forms.TRITON: self._triton}
         config = (type(self).__name__, self.in_channels, self.out_channels, self.kernel_size, self.stride,
                   self.dilation, self.padding_pairs, self.padding_mode, self.mode, self.bias is not None)
-        return forms[triton_forms.fastest(_CHOICE, config, x, forms, (x, *self.parameters()), "DepthwiseConv")]()
+        params = list(self.parameters())
+        return forms[triton_forms.fastest(_CHOICE, config, x, forms, (x,), "DepthwiseConv", params)](x)
 
     def _triton(self, x: torch.Tensor) -> torch.Tensor:
         from ..kernels.triton_depthwise import depthwise_conv

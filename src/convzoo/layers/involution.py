@@ -140,9 +140,9 @@ class InvolutionNd(ConvzooLayer, nn.Module):
         check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__)
         kernels = self.generator(x)
         if self.dim < 3 and triton_forms.offered(x, "Involution"):  # CUDA: the Triton kernel is one more form
-            forms = {"strided_views": lambda: self.involve(x, kernels),
-                     triton_forms.TRITON: lambda: self._triton_involve(x, kernels)}
-            return forms[triton_forms.fastest(_CHOICE, self._config(), x, forms, (x, kernels), "Involution")]()
+            forms = {"strided_views": self.involve, triton_forms.TRITON: self._triton_involve}
+            return forms[triton_forms.fastest(_CHOICE, self._config(), x, forms, (x, kernels), "Involution")](
+                x, kernels)
         return self.involve(x, kernels)
 
     def _config(self) -> tuple[object, ...]:

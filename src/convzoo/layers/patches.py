@@ -88,17 +88,19 @@ def fastest_per_sample_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
     if x.dim() > 4 or x.shape[0] == 0 or not triton_forms.offered(x, "per-sample conv"):
         return batch_folded_conv(x, weight, bias, stride, pairs, dilation, groups, padding_mode)
 
-    def triton() -> torch.Tensor:
+    def triton(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         from ..kernels.triton_per_sample import per_sample_conv as triton_per_sample_conv
 
-        xp, zero_pairs = x, pairs
+        zero_pairs = pairs
         if padding_mode != "zeros":
-            xp, zero_pairs = pad_pairs(x, pairs, padding_mode), tuple((0, 0) for _ in pairs)
-        return triton_per_sample_conv(xp, weight, bias, stride, zero_pairs, dilation, groups)
+            x, zero_pairs = pad_pairs(x, pairs, padding_mode), tuple((0, 0) for _ in pairs)
+        return triton_per_sample_conv(x, weight, bias, stride, zero_pairs, dilation, groups)
 
-    forms = {"batch_folded": lambda: batch_folded_conv(x, weight, bias, stride, pairs, dilation, groups,
-                                                       padding_mode),
-             triton_forms.TRITON: triton}
+    def folded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        return batch_folded_conv(x, weight, bias, stride, pairs, dilation, groups, padding_mode)
+
+    forms = {"batch_folded": folded, triton_forms.TRITON: triton}
     config = ("per_sample_conv", tuple(weight.shape), tuple(stride), pairs, tuple(dilation), groups, padding_mode,
               bias is not None)
-    return forms[triton_forms.fastest(_CHOICE, config, x, forms, (x, weight, bias), "per-sample conv")]()
+    name = triton_forms.fastest(_CHOICE, config, x, forms, (x, weight, bias), "per-sample conv")
+    return forms[name](x, weight, bias)

@@ -36,18 +36,24 @@ def _works(form: Callable[[], torch.Tensor], what: str) -> bool:
     return True
 
 
-def fastest(choice: FormChoice, config: Hashable, x: torch.Tensor, forms: Mapping[str, Callable[[], torch.Tensor]],
-            wrt: Sequence[torch.Tensor | None], what: str) -> str:
-    """The name of the fastest of ``forms`` (zero-argument calls computing the same output) for inputs like ``x``,
-    measured once per key = (``config``, x's shape / memory format / device / dtype, whether a backward pass
-    follows: grad mode on and one of ``wrt`` requires grad) and cached by ``choice``. The first form is the one a
-    CUDA graph capture runs on a key it has not measured."""
-    grads = [t for t in wrt if t is not None and t.requires_grad] if torch.is_grad_enabled() else []
-    key = (config, *input_key(x, bool(grads)))
+def fastest(choice: FormChoice, config: Hashable, x: torch.Tensor,
+            forms: Mapping[str, Callable[..., torch.Tensor]], inputs: Sequence[torch.Tensor | None], what: str,
+            params: Sequence[torch.Tensor] = ()) -> str:
+    """The name of the fastest of ``forms`` (each ``form(*inputs)`` computes the same output) for inputs like
+    ``x``, measured once per key = (``config``, x's shape / memory format / device / dtype, whether a backward pass
+    follows: grad mode on and an input or one of ``params`` requires grad) and cached by ``choice``. Measured on
+    detached copies of ``inputs`` (forward + backward to them and to ``params`` when a backward follows), so the
+    caller's autograd graph is never run or freed. The first form is what a CUDA graph capture runs on a key it has
+    not measured."""
+    backward = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in (*inputs, *params))
+    key = (config, *input_key(x, backward))
     name = choice.get(key)
     if name is not None:
         return name
-    return choice.choose(key, candidates(forms, x, what), x.device, grads)
+    probes = [None if t is None else t.detach().requires_grad_(t.requires_grad and backward) for t in inputs]
+    calls = {k: (lambda f=f: f(*probes)) for k, f in forms.items()}
+    wrt = [t for t in (*probes, *params) if t is not None and t.requires_grad] if backward else []
+    return choice.choose(key, candidates(calls, x, what), x.device, wrt)
 
 
 def candidates(forms: Mapping[str, Callable[[], torch.Tensor]], x: torch.Tensor, what: str

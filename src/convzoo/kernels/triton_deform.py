@@ -135,7 +135,7 @@ def _fields_grad_kernel(x_ptr, off_ptr, m_ptr, w_ptr, g_ptr, gx_ptr, goff_ptr, g
                                             ok00, ok01, ok10, ok11, c_ok[None, :], ACC)
                 hy = (1 - ly)[:, None]
                 hx = (1 - lx)[:, None]
-                value = hy * hx * x00 + hy * lx[:, None] * x01 + ly[:, None] * hx * x10 + ly[:, None] * lx[:, None] * x11
+                value = hy * (hx * x00 + lx[:, None] * x01) + ly[:, None] * (hx * x10 + lx[:, None] * x11)
                 grad_m += tl.sum(column * value, axis=1)
                 grad_y += tl.sum(column * (hx * (x10 - x00) + lx[:, None] * (x11 - x01)), axis=1)
                 grad_x += tl.sum(column * (hy * (x01 - x00) + ly[:, None] * (x11 - x10)), axis=1)

@@ -55,8 +55,10 @@ def unavailable_cause() -> str | None:
     return _cause
 
 
+@functools.lru_cache(maxsize=1)
 def interpreting() -> bool:
-    """True when Triton's interpreter runs the kernels (``TRITON_INTERPRET=1``): on CPU tensors, through NumPy."""
+    """True when Triton's interpreter runs the kernels (``TRITON_INTERPRET=1``, read once: triton reads it when a
+    kernel module is imported): on CPU tensors, through NumPy."""
     return _env_flag("TRITON_INTERPRET")
 
 
@@ -74,11 +76,12 @@ def offered(x: torch.Tensor, what: str) -> bool:
     """Whether a layer offers its Triton form for input ``x``: a CUDA tensor (a CPU one under the interpreter) of a
     floating dtype the kernels take, outside autocast (the kernels take one dtype for all operands). Cheap after
     the first call; warns once (naming ``what``) when the device could run Triton but triton does not import."""
-    device = x.device.type
-    if device == "cuda":
-        pass
-    elif device != "cpu" or not interpreting():
-        return False
+    if x.is_cuda:
+        device = "cuda"
+    elif interpreting() and x.device.type == "cpu":
+        device = "cpu"
+    else:
+        return False  # the common CPU case: one attribute and one cached call
     if x.dtype not in _DTYPES or torch.is_autocast_enabled(device):
         return False
     if _triton is not None:

@@ -21,7 +21,7 @@ _broken: dict[str, str] = {}  # what → why its Triton form was dropped
 
 def offered(x: torch.Tensor, what: str) -> bool:
     """Whether ``what`` (a family's name) offers its Triton form for ``x`` (see ``triton_runtime.offered``)."""
-    return what not in _broken and triton_runtime.offered(x, what)
+    return triton_runtime.offered(x, what) and what not in _broken
 
 
 def _works(form: Callable[[], torch.Tensor], what: str) -> bool:

@@ -123,6 +123,7 @@ def block(size: int, largest: int, smallest: int = 16) -> int:
 
 
 def cdiv(a: int, b: int) -> int:
+    """⌈a / b⌉ for positive b."""
     return -(-a // b)
 
 
@@ -138,10 +139,6 @@ def split_count(programs: int, chunks: int, device: torch.device) -> int:
 @functools.lru_cache(maxsize=None)
 def _multiprocessors(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
-
-
-def strides(t: torch.Tensor) -> tuple[int, ...]:
-    return tuple(t.stride())
 
 
 def empty_like_format(x: torch.Tensor, shape: tuple[int, ...], dtype: torch.dtype | None = None) -> torch.Tensor:

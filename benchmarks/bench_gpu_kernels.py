@@ -9,8 +9,9 @@ candidate first, last and right after each other one alike); medians and fastest
 - DCNv3, involution, depthwise m = 2, ODConv: the layer with its Triton form vs the same layer with its PyTorch
   form, and the layer as it runs by default (FormChoice's pick, named in the row).
 
-Shape: C_in 64 → 128 (involution: 64 → 64), 3×3, 56², fp32 with torch's default TF32 settings, batch 8 and
-32, forward and forward + backward, NCHW and channels_last. Usage (a CUDA machine; benchmarks/run_cuda.sh runs it):
+Shape: C_in 64 → 128 (involution: 64 → 64), 3×3, 56², fp32 with torch's default TF32 settings, batch 8 (and 32
+for deformable v2; ``--every-batch`` for all), forward and forward + backward, NCHW and channels_last. The JSON is
+rewritten after each family, so a run cut by its time limit keeps what it measured. Usage (a CUDA machine; benchmarks/run_cuda.sh runs it):
 
     python benchmarks/bench_gpu_kernels.py [--batches 8 32] [--rounds 15] [-o benchmarks/results/cuda/kernels.json]
     TRITON_INTERPRET=1 python benchmarks/bench_gpu_kernels.py --device cpu --batches 1 --channels 4 8 --size 6 \
@@ -115,10 +116,14 @@ def _build(name: str, batch: int, channels: tuple[int, int], size: int, device: 
 
 
 def run(names: list[str], batches: list[int], rounds: int, device: str, channels: tuple[int, int] = (64, 128),
-        size: int = 56) -> list[dict[str, Any]]:
-    rows = []
+        size: int = 56, every_batch: bool = False, save: Callable[[list[dict[str, Any]]], None] = lambda rows: None
+        ) -> list[dict[str, Any]]:
+    """The rows of every comparison; deformable v2 at every batch of ``batches``, the others at the first one only
+    unless ``every_batch`` (the issue asks for batches 8 and 32 for deformable). ``save(rows)`` after each family,
+    so a run stopped by its time limit keeps what it measured."""
+    rows: list[dict[str, Any]] = []
     for name in names:
-        for batch in batches:
+        for batch in batches if every_batch or name == "deformable_v2" else batches[:1]:
             module, shape = _build(name, batch, channels, size, device)
             for fmt, memory_format in FORMATS.items():
                 module = module.to(memory_format=memory_format)
@@ -155,6 +160,7 @@ def run(names: list[str], batches: list[int], rounds: int, device: str, channels
             del module
             if device.startswith("cuda"):
                 torch.cuda.empty_cache()
+        save(rows)
     return rows
 
 
@@ -163,6 +169,8 @@ def main() -> None:
     parser.add_argument("--names", nargs="*", default=["deformable_v2", "dcnv3", "involution", "dynamic", "condconv",
                                                        "mixconv", "odconv", "depthwise_m2"])
     parser.add_argument("--batches", nargs="*", type=int, default=[8, 32])
+    parser.add_argument("--every-batch", action="store_true", help="every family at every batch (default: only "
+                        "deformable v2 at all of them, the others at the first)")
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--channels", nargs=2, type=int, default=[64, 128], metavar=("C_IN", "C_OUT"))
@@ -172,11 +180,13 @@ def main() -> None:
     info = configure(args.device)
     info["host"] = platform.node()
     print(f"machine: {info}", flush=True)
-    rows = run(args.names, args.batches, args.rounds, args.device, tuple(args.channels), args.size)
-    summary = {"rows": len(rows), "median ratio": statistics.median(r["ratio"] for r in rows) if rows else None}
-    with open(args.output, "w") as f:
-        json.dump({"machine": info, "rounds": args.rounds, "shape": [*args.channels, args.size, 3], "rows": rows,
-                   "summary": summary}, f, indent=1)
+    def save(rows: list[dict[str, Any]]) -> None:
+        summary = {"rows": len(rows), "median ratio": statistics.median(r["ratio"] for r in rows) if rows else None}
+        with open(args.output, "w") as f:
+            json.dump({"machine": info, "rounds": args.rounds, "shape": [*args.channels, args.size, 3], "rows": rows,
+                       "summary": summary}, f, indent=1)
+
+    run(args.names, args.batches, args.rounds, args.device, tuple(args.channels), args.size, args.every_batch, save)
     print(f"JSON: {args.output}")
 
 

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# The GPU session behind the README's CUDA tables, as one prepared run of about 8 minutes: the CUDA tests (every
+# The GPU session behind the README's CUDA tables, as one prepared run of at most 8 min 5 s (the step limits add up
+# to 485 s): the CUDA tests (every
 # family vs the oracle and the CPU gradients, the Triton forms pinned, CUDA graph capture), the Triton kernels against
 # torchvision / timm / their PyTorch forms (benchmarks/bench_gpu_kernels.py), `convzoo bench` (every family, both
 # memory formats, fwd and fwd+bwd, "vs fastest native", roofline, peers), `convzoo compare`, and last the
@@ -39,13 +40,13 @@ try:
     import triton; print('triton', triton.__version__)
 except Exception as exc:
     print('triton not importable:', exc)") | tee "$OUT/machine.log"
-step tests 110 "$PY" -m pytest -q -p no:cacheprovider -n "$workers" -rs "${tests[@]}" \
+step tests 90 "$PY" -m pytest -q -p no:cacheprovider -n "$workers" -rs "${tests[@]}" \
   -k "(cuda or non_finite) and not compile_reduce_overhead"
-step kernels 130 "${interpret[@]}" "$PY" benchmarks/bench_gpu_kernels.py --device "$DEVICE" "${kernels[@]}" \
+step kernels 110 "${interpret[@]}" "$PY" benchmarks/bench_gpu_kernels.py --device "$DEVICE" "${kernels[@]}" \
   -o "$OUT/kernels.json"
-step bench 150 "${CZ[@]}" bench --device "$DEVICE" "${shape[@]}" -o "$OUT/bench.json" --plot "$OUT/bench.png"
+step bench 160 "${CZ[@]}" bench --device "$DEVICE" "${shape[@]}" -o "$OUT/bench.json" --plot "$OUT/bench.png"
 step compare 35 "${CZ[@]}" compare --device "$DEVICE" "${shape[@]}"
-step compile 55 "$PY" -m pytest -q -p no:cacheprovider -n "$workers" -rs tests/test_cuda.py -k compile_reduce_overhead
+step compile 90 "$PY" -m pytest -q -p no:cacheprovider -n "$((workers + 4))" -rs tests/test_cuda.py -k compile_reduce_overhead
 [[ -s $OUT/bench.json ]] && "$PY" tools/cuda_table.py "$OUT/bench.json" > "$OUT/table.md"
 [[ -s $OUT/kernels.json ]] && "$PY" tools/cuda_table.py --kernels "$OUT/kernels.json" > "$OUT/kernels.md"
 exit $status

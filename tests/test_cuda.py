@@ -153,26 +153,40 @@ def _pinned(choice: Any, name: str):
 TRITON_CASES = list(_triton_layers()) if torch.cuda.is_available() else []
 
 
+# Families whose output is only piecewise smooth in the input: bilinear sampling at offsets predicted from the input
+# has kinks where a sample point crosses a pixel row or column, and fp32 offsets (an fp32 conv of the input) land on
+# the other side of one for a few of ~10⁴ points — the fp32 pure-PyTorch path on the CPU differs from fp64 by 7.5e-4
+# there too. Their gradients are compared with the CPU layer's in fp64; their fp32 forward is still checked.
+KINKED = ("deformable", "dcnv3")
+
+
 @pytest.mark.parametrize("name", TRITON_CASES)
 @pytest.mark.parametrize("fmt", ["contiguous", "channels_last"])
-def test_cuda_triton_form_matches_oracle_and_cpu_gradients(name: str, fmt: str) -> None:
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+def test_cuda_triton_form_matches_oracle_and_cpu_gradients(name: str, fmt: str, dtype: torch.dtype) -> None:
+    """The layer with its Triton form pinned on CUDA: output against the NumPy oracle and gradients against the CPU
+    layer's (fp64 PyTorch forms, checked by gradcheck elsewhere); fp32 within 1e-4 (TF32 off), fp64 within 1e-10."""
     build, shape, choice = _triton_layers()[name]
+    tolerance = FP32_TOLERANCE if dtype == torch.float32 else 1e-10
     torch.manual_seed(0)
     cpu = randomize_parameters_(build().double(), torch.Generator().manual_seed(3))
-    gpu = copy.deepcopy(cpu).float().cuda()
+    gpu = copy.deepcopy(cpu).to(dtype).cuda()
     x = torch.randn(shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
     if fmt == "channels_last" and x.dim() != 4:
         pytest.skip("1-D data has no channels_last format")
-    xg = x.float().cuda()
+    xg = x.to(dtype).cuda()
     xg = (xg.contiguous(memory_format=torch.channels_last) if fmt == "channels_last" else xg).requires_grad_()
     with _pinned(choice, "triton") as asked:
         y = gpu(xg)
         weights = torch.randn(y.shape, generator=torch.Generator().manual_seed(5), dtype=torch.float64)
-        y.backward(weights.float().cuda())
+        y.backward(weights.to(dtype).cuda())
     assert asked, f"{name}: the Triton form was never offered on CUDA"
-    assert relative_max_error(y.detach().cpu(), cpu.reference_output(x.numpy())) < FP32_TOLERANCE
+    assert y.dtype == dtype
+    assert relative_max_error(y.detach().cpu(), cpu.reference_output(x.numpy())) < tolerance
     if fmt == "channels_last":
         assert y.is_contiguous(memory_format=torch.channels_last)
+    if dtype == torch.float32 and name.startswith(KINKED):
+        return
     xc = x.clone().requires_grad_()
     (cpu(xc) * weights).sum().backward()
     pairs = [("input", xc.grad, xg.grad)] + [(n, p.grad, q.grad) for (n, p), q in
@@ -180,25 +194,20 @@ def test_cuda_triton_form_matches_oracle_and_cpu_gradients(name: str, fmt: str) 
     for what, expected, actual in pairs:
         assert actual is not None, f"{name}: no CUDA gradient for {what}"
         error = relative_max_error(actual.cpu(), expected.numpy())
-        assert error < FP32_TOLERANCE, f"{name}: Triton gradient of {what} off by {error:.3g} against the CPU layer's"
+        assert error < tolerance, f"{name}: Triton gradient of {what} off by {error:.3g} against the CPU layer's"
 
 
 @pytest.mark.parametrize("name", TRITON_CASES)
-@pytest.mark.parametrize("dtype", [torch.float64, torch.float16, torch.bfloat16])
-def test_cuda_triton_form_other_dtypes(name: str, dtype: torch.dtype) -> None:
-    """fp64 against the oracle at 1e-10; half types against the fp32 layer (relative 1e-2 fp16, 3e-2 bf16)."""
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_cuda_triton_form_half_precision(name: str, dtype: torch.dtype) -> None:
+    """fp16 / bf16 layers with the Triton form against the same layer in fp32 (relative 1e-2 fp16, 3e-2 bf16)."""
     build, shape, choice = _triton_layers()[name]
     torch.manual_seed(0)
-    module = randomize_parameters_(build().double(), torch.Generator().manual_seed(3)).cuda()
-    x = torch.randn(shape, generator=torch.Generator().manual_seed(4), dtype=torch.float64)
+    module = randomize_parameters_(build(), torch.Generator().manual_seed(3)).cuda()
+    x = torch.randn(shape, generator=torch.Generator().manual_seed(4)).cuda()
     with _pinned(choice, "triton"), torch.no_grad():
-        if dtype == torch.float64:
-            y = module(x.cuda())
-            expected = module.cpu().reference_output(x.numpy())
-            assert relative_max_error(y.cpu(), expected) < 1e-10
-            return
-        expected = module.float()(x.float().cuda())
-        y = module.to(dtype)(x.to(dtype).cuda())
+        expected = module(x)
+        y = module.to(dtype)(x.to(dtype))
     assert y.dtype == dtype
     checks.assert_close(y.float(), expected, 1e-2 if dtype == torch.float16 else 3e-2, f"{dtype} Triton form")
 

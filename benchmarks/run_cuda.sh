@@ -1,9 +1,15 @@
 #!/usr/bin/env bash
-# The GPU session behind the README's CUDA table: CUDA correctness tests, then `convzoo bench` (every family, both
-# memory formats, forward and forward+backward, roofline and peers), and `convzoo compare`, each
-# with its own time limit so one slow step cannot cost the others. Outputs go to $OUT (default benchmarks/results/cuda).
+# The GPU session behind the README's CUDA tables, as one prepared run of at most 8 min 5 s (the step limits add up
+# to 485 s): the CUDA tests (every
+# family vs the oracle and the CPU gradients, the Triton forms pinned, CUDA graph capture), the Triton kernels against
+# torchvision / timm / their PyTorch forms (benchmarks/bench_gpu_kernels.py), `convzoo bench` (every family, both
+# memory formats, fwd and fwd+bwd, "vs fastest native", roofline, peers), `convzoo compare`, and last the
+# torch.compile(mode="reduce-overhead") tests (compilation is the slow part). Each step has its own time limit so
+# one slow step cannot cost the others. Outputs go to $OUT (default benchmarks/results/cuda); the tables are then
+# rendered into $OUT/*.md (`python tools/cuda_table.py ... --write README.md` puts them into the README).
 # Usage: bash benchmarks/run_cuda.sh            (on a machine with a CUDA device; torch, torchvision, timm installed)
-#        DEVICE=cpu QUICK=1 bash benchmarks/run_cuda.sh   (a dry run of the same steps on CPU, tiny shapes)
+#        DEVICE=cpu QUICK=1 bash benchmarks/run_cuda.sh   (a dry run of the same steps on CPU, tiny shapes; the Triton
+#                                                          kernels through Triton's interpreter)
 set -uo pipefail
 cd "$(dirname "$0")/.."
 DEVICE=${DEVICE:-cuda}
@@ -12,10 +18,13 @@ mkdir -p "$OUT"
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 CZ=("$PY" -c "from convzoo.cli import app; app()")
-shape=(); tests=(tests/test_cuda.py tests/test_deform.py tests/test_bench.py tests/test_compare.py)
+shape=(); kernels=(); interpret=(); workers=8
+tests=(tests/test_cuda.py tests/test_deform.py tests/test_bench.py tests/test_compare.py)
 if [[ -n "${QUICK:-}" ]]; then
-  shape=(--batch 1 --in 4 --out 8 --size 8); tests=(tests/test_cuda.py)
+  shape=(--batch 1 --in 4 --out 8 --size 8); tests=(tests/test_cuda.py); workers=2
+  kernels=(--batches 1 --channels 4 8 --size 6 --rounds 1 --names deformable_v2 involution condconv)
 fi
+[[ $DEVICE == cpu ]] && interpret=(env TRITON_INTERPRET=1)
 status=0
 step() {  # step NAME SECONDS COMMAND...: run, log to $OUT/NAME.log, remember a failure, go on
   local name=$1 limit=$2; shift 2
@@ -26,8 +35,18 @@ step() {  # step NAME SECONDS COMMAND...: run, log to $OUT/NAME.log, remember a 
   [[ $rc == 0 ]] || status=1
 }
 (nvidia-smi -L 2>/dev/null || true; "$PY" -c "import torch, torchvision; print('torch', torch.__version__, 'torchvision',
-torchvision.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_available() else '')")
-step tests 120 "$PY" -m pytest -q -p no:cacheprovider -n 8 -rs "${tests[@]}" -k "cuda or non_finite"
-step bench 240 "${CZ[@]}" bench --device "$DEVICE" "${shape[@]}" -o "$OUT/bench.json" --plot "$OUT/bench.png"
-step compare 75 "${CZ[@]}" compare --device "$DEVICE" "${shape[@]}"
+torchvision.__version__, 'cuda', torch.cuda.is_available(), torch.cuda.get_device_name() if torch.cuda.is_available() else '')
+try:
+    import triton; print('triton', triton.__version__)
+except Exception as exc:
+    print('triton not importable:', exc)") | tee "$OUT/machine.log"
+step tests 90 "$PY" -m pytest -q -p no:cacheprovider -n "$workers" -rs "${tests[@]}" \
+  -k "(cuda or non_finite) and not compile_reduce_overhead"
+step kernels 110 "${interpret[@]}" "$PY" benchmarks/bench_gpu_kernels.py --device "$DEVICE" "${kernels[@]}" \
+  -o "$OUT/kernels.json"
+step bench 160 "${CZ[@]}" bench --device "$DEVICE" "${shape[@]}" -o "$OUT/bench.json" --plot "$OUT/bench.png"
+step compare 35 "${CZ[@]}" compare --device "$DEVICE" "${shape[@]}"
+step compile 90 "$PY" -m pytest -q -p no:cacheprovider -n "$((workers + 4))" -rs tests/test_cuda.py -k compile_reduce_overhead
+[[ -s $OUT/bench.json ]] && "$PY" tools/cuda_table.py "$OUT/bench.json" > "$OUT/table.md"
+[[ -s $OUT/kernels.json ]] && "$PY" tools/cuda_table.py --kernels "$OUT/kernels.json" > "$OUT/kernels.md"
 exit $status

@@ -1,11 +1,15 @@
-"""Render the README's GPU table from the JSON that ``convzoo bench --device cuda`` wrote (benchmarks/run_cuda.sh).
+"""Render the README's GPU tables from the JSON that benchmarks/run_cuda.sh wrote: ``convzoo bench --device cuda``
+(bench.json) and benchmarks/bench_gpu_kernels.py (kernels.json).
 
     python tools/cuda_table.py [benchmarks/results/cuda/bench.json]                # print the markdown
     python tools/cuda_table.py benchmarks/results/cuda/bench.json --write README.md  # replace it between the markers
+    python tools/cuda_table.py --kernels benchmarks/results/cuda/kernels.json [--write README.md]
 
-One row per family: the best-format forward and forward+backward medians, the speed-up vs the standard conv's best
-forward, convzoo's time / the fastest native composition of the same math (timed in the same rounds), the roofline
-bound ratio, and peers (peer time / convzoo time, > 1: convzoo faster) in convzoo's best format.
+bench.json, one row per family: the best-format forward and forward+backward medians, the speed-up vs the standard
+conv's best forward, convzoo's time / the fastest native composition of the same math (timed in the same rounds),
+the roofline bound ratio, and peers (peer time / convzoo time, > 1: convzoo faster) in convzoo's best format.
+kernels.json, one row per (family, what it is compared with, batch, pass): each side in its faster memory format,
+ratio = other / convzoo of the medians (and of the fastest rounds), and the issue's target where it sets one.
 """
 
 from __future__ import annotations
@@ -17,6 +21,57 @@ import re
 import sys
 
 START, END = "<!-- cuda-table:start -->", "<!-- cuda-table:end -->"
+KERNELS_START, KERNELS_END = "<!-- cuda-kernels:start -->", "<!-- cuda-kernels:end -->"
+
+
+def target(family: str, other: str) -> float | None:
+    """The acceptance ratio (other / convzoo) issue 24 sets for a comparison, or None."""
+    if family == "deformable_v2" and other.startswith("torchvision"):
+        return 1.0
+    if family in ("mixconv", "dynamic", "condconv") and other.startswith("timm"):
+        return 1.0
+    if family in ("dcnv3", "involution") and other.endswith(" form") and "Triton" not in other:
+        return 2.0
+    return None
+
+
+def render_kernels(data: dict) -> str:
+    """The kernels table: per (family, level, convzoo side, other side, batch, pass), each side's faster format."""
+    machine = data["machine"]
+    c_in, c_out, size, k = data["shape"]
+    best: dict[tuple, dict] = {}
+    for row in data["rows"]:
+        key = (row["family"], row["level"], row["convzoo"], row["other"], row["batch"], row["pass"])
+        entry = best.setdefault(key, {"convzoo": (math.inf, "", math.inf), "other": (math.inf, "", math.inf),
+                                      "path": row.get("forward_path", "")})
+        for side in ("convzoo", "other"):
+            if row[f"{side}_ms"] < entry[side][0]:
+                entry[side] = (row[f"{side}_ms"], row["format"], row[f"{side}_min_ms"])
+    lines = [f"{machine.get('gpu', machine['device'])}, torch {machine['torch']}; {c_in}→{c_out} (involution "
+             f"{c_in}→{c_in}), {k}×{k}, {size}², fp32 with torch's default TF32; CUDA events, {data['rounds']} "
+             "round-robin rounds; medians in ms, each side in its faster memory format (NCHW or channels_last); "
+             "ratio = other / convzoo (> 1: convzoo faster), of the medians and of the fastest rounds.", "",
+             "| family | convzoo | vs | batch | pass | convzoo ms (fmt) | other ms (fmt) | ratio | ratio (fastest) "
+             "| target |", "|---|---|---|---:|---|---|---|---:|---:|---|"]
+    for (family, level, ours, other, batch, step), entry in best.items():
+        (a, fa, amin), (b, fb, bmin) = entry["convzoo"], entry["other"]
+        goal = target(family, other)
+        verdict = "" if goal is None else f"≥ {goal:.1f}: {'met' if b / a >= goal else 'NOT met'}"
+        ours, other_label = ((name + f" — {entry['path']}" if entry["path"] and "(auto)" in name else name)
+                             for name in (ours, other))
+        lines.append(f"| {family} | {ours} | {other_label} | {batch} | {step} | {a:.3f} ({fa}) | {b:.3f} ({fb}) | "
+                     f"{b / a:.2f} | {bmin / amin:.2f} | {verdict} |")
+    return "\n".join(lines)
+
+
+def write_between(path: str, start: str, end: str, table: str) -> None:
+    with open(path) as f:
+        text = f.read()
+    if start not in text or end not in text:
+        sys.exit(f"error: {path} has no {start} … {end} markers")
+    text = re.sub(re.escape(start) + ".*?" + re.escape(end), lambda _: f"{start}\n{table}\n{end}", text, flags=re.S)
+    with open(path, "w") as f:
+        f.write(text)
 
 
 def _best_bound_ratio(summary: dict) -> str:
@@ -53,20 +108,21 @@ def render(data: dict) -> str:
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("json", nargs="?", default="benchmarks/results/cuda/bench.json")
-    parser.add_argument("--write", metavar="README", help="replace the table between the cuda-table markers")
+    parser.add_argument("--kernels", metavar="JSON", help="render bench_gpu_kernels.py's JSON (the kernels table)")
+    parser.add_argument("--write", metavar="README", help="replace the table between its markers in README")
     args = parser.parse_args()
-    with open(args.json) as f:
-        table = render(json.load(f))
-    if not args.write:
-        print(table)
-        return
-    with open(args.write) as f:
-        text = f.read()
-    if START not in text or END not in text:
-        sys.exit(f"error: {args.write} has no {START} … {END} markers")
-    text = re.sub(re.escape(START) + ".*?" + re.escape(END), lambda _: f"{START}\n{table}\n{END}", text, flags=re.S)
-    with open(args.write, "w") as f:
-        f.write(text)
+    tables = []
+    if args.kernels:
+        with open(args.kernels) as f:
+            tables.append((KERNELS_START, KERNELS_END, render_kernels(json.load(f))))
+    else:
+        with open(args.json) as f:
+            tables.append((START, END, render(json.load(f))))
+    for start, end, table in tables:
+        if args.write:
+            write_between(args.write, start, end, table)
+        else:
+            print(table)
 
 
 if __name__ == "__main__":

@@ -38,7 +38,7 @@ from .base import (
 from .conv import grouped_projection
 from .kernel_bank import accept_unstacked_banks, bank_view, timm_condconv_peer
 from .form_choice import is_tracing
-from .patches import batch_folded_conv, per_sample_conv
+from .patches import fastest_per_sample_conv, per_sample_conv
 
 if TYPE_CHECKING:
     import numpy as np
@@ -114,7 +114,7 @@ class CondConvNd(ConvzooLayer, nn.Module):
         check_input(x, self.dim, self.in_channels, type(self).__name__)
         check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__)
         weight, bias = self.combine(self.routing(x))
-        conv = per_sample_conv if is_tracing(x) else batch_folded_conv  # the batch stays symbolic when traced
+        conv = per_sample_conv if is_tracing(x) else fastest_per_sample_conv  # the batch stays symbolic when traced
         return conv(x, weight, bias, self.stride, self.padding_pairs, self.dilation, self.groups, self.padding_mode)
 
     def combine(self, routing: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:

@@ -36,8 +36,14 @@ from .base import (
     geometry_repr,
 )
 
+from . import triton_forms
+from .form_choice import FormChoice
+
 if TYPE_CHECKING:
     import numpy as np
+
+# (configuration, input shape / format / device / dtype, backward) → grid_sample or the Triton kernel
+_CHOICE = FormChoice("DCNv3Conv2d")
 
 
 class OffsetMaskBranch(nn.Module):
@@ -173,7 +179,19 @@ class DCNv3Conv2d(ConvzooLayer, nn.Module):
 
     def aggregate(self, x: torch.Tensor, fields: torch.Tensor) -> torch.Tensor:
         """input_proj → Σ_k m_gk · x_g(location) by bilinear sampling → output_proj."""
-        return self.project_out(self.sample(self.project_in(x), fields))
+        projected = self.project_in(x)
+        if triton_forms.offered(x, "DCNv3"):  # CUDA: the Triton kernel is one more form of the sampling
+            forms = {"grid_sample": self.sample, triton_forms.TRITON: self._triton_sample}
+            config = (type(self).__name__, self.in_channels, self.groups, self.kernel_size, self.dilation)
+            name = triton_forms.fastest(_CHOICE, config, x, forms, (projected, fields), "DCNv3")
+            return self.project_out(forms[name](projected, fields))
+        return self.project_out(self.sample(projected, fields))
+
+    def _triton_sample(self, projected: torch.Tensor, fields: torch.Tensor) -> torch.Tensor:
+        """``sample`` by convzoo's Triton kernel (``kernels/triton_dcnv3.py``)."""
+        from ..kernels.triton_dcnv3 import dcnv3_sample
+
+        return dcnv3_sample(projected, fields, self.groups, self.kernel_size, self.dilation, self.offset_scale)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, 2, self.in_channels, type(self).__name__)

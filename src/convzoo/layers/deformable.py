@@ -6,9 +6,10 @@ offsets Δp (and, for v2, the masks m = sigmoid(·)) come from an ordinary conv 
 kernel/stride/padding/dilation. It is zero-initialised, so at init v1 equals a plain conv with
 ``weight``/``bias`` and v2 (m = 0.5) equals half of it plus the bias.
 
-Two exact implementations of the sampling + conv: ``convzoo.deform.deform_conv2d`` (pure PyTorch: grid_sample into
-columns, one GEMM; autocast-safe, torch.compile-able, NaN-safe, keeps channels_last) and torchvision's
-``deform_conv2d`` kernel. ``implementation='auto'`` (the default) picks per (device type, dtype) by timing both once
+Exact implementations of the sampling + conv: ``convzoo.deform.deform_conv2d`` (pure PyTorch: grid_sample into
+columns, one GEMM; autocast-safe, torch.compile-able, NaN-safe, keeps channels_last), torchvision's
+``deform_conv2d`` kernel and, on CUDA, convzoo's Triton implicit GEMM (``kernels/triton_deform.py``: no column
+tensor; the same NaN rule). ``implementation='auto'`` (the default) picks per (device type, dtype) by timing them once
 per process on the first input seen (``_CHOICE``, a ``form_choice.FormChoice``); under autocast, torch.compile /
 torch.export / jit tracing or on meta tensors it always runs the pure op (torchvision's kernel refuses mixed
 dtypes). torchvision's CPU kernel segfaults on NaN offsets, so its path gets the fields with non-finite values
@@ -45,6 +46,8 @@ from .base import (
 )
 from ..functional import pad_pairs
 from .conv import Conv2d, grouped_projection, native_conv_call
+from ..kernels import triton_runtime
+from . import triton_forms
 from .form_choice import FormChoice, is_tracing
 
 if TYPE_CHECKING:
@@ -57,7 +60,7 @@ def _deform_conv2d(*args: Any, **kwargs: Any) -> torch.Tensor:
     return deform_conv2d(*args, **kwargs)
 
 
-IMPLEMENTATIONS = ("auto", "torch", "torchvision")
+IMPLEMENTATIONS = ("auto", "torch", "torchvision", "triton")
 # (device type, dtype, grad mode) → the faster implementation, timed on the first input seen (forward only)
 _CHOICE = FormChoice("DeformConv2d")
 
@@ -118,7 +121,7 @@ class DeformConv2d(ConvzooLayer, nn.Module):
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.offset_groups, self.modulated = offset_groups, bool(modulated)
         self.padding_mode = check_choice(padding_mode, "padding_mode", PADDING_MODES)
-        self.implementation = "auto"  # or "torch" / "torchvision": see the module docstring
+        self.implementation = "auto"  # or "torch" / "torchvision" / "triton": see the module docstring
         factory = {"device": device, "dtype": dtype}
         # The offset conv carries (and validates) the geometry; the deformable conv uses the same.
         fields_per_tap = 3 if modulated else 2  # (dy, dx) and, for v2, the mask
@@ -163,13 +166,18 @@ class DeformConv2d(ConvzooLayer, nn.Module):
     def sample_and_convolve(self, x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor | None,
                             implementation: str | None = None) -> torch.Tensor:
         """Bilinear sampling at p·s + t·d + Δp (times the mask for v2), then the weights: one deformable conv,
-        by ``implementation`` ('torch' / 'torchvision'; default: the layer's, see the module docstring)."""
+        by ``implementation`` ('torch' / 'torchvision' / 'triton'; default: the layer's, see the module docstring)."""
         from ..deform import deform_conv2d
 
         padded, padding = self._geometry_args(x)
         choice = check_choice(implementation or self.implementation, "implementation", IMPLEMENTATIONS)
 
         def run(name: str, guarded: bool = True) -> torch.Tensor:
+            if name == triton_forms.TRITON:  # the implicit GEMM of kernels/triton_deform.py (same NaN rule)
+                from ..kernels.triton_deform import deform_conv2d as triton_deform_conv2d
+
+                return triton_deform_conv2d(padded, offset, self.weight, self.bias, self.stride, padding,
+                                            self.dilation, mask)
             if name == "torch":  # NaN / Inf offsets and masks give NaN where they are read
                 return deform_conv2d(padded, offset, self.weight, self.bias, self.stride, padding, self.dilation, mask)
             # torchvision's CPU kernel dies (SIGSEGV) on NaN offsets: it gets finite fields, and the output
@@ -190,8 +198,15 @@ class DeformConv2d(ConvzooLayer, nn.Module):
             if mixed or torch.is_autocast_enabled(x.device.type):
                 return run("torch")
             key = (x.device.type, x.dtype, torch.is_grad_enabled())
-            choice = _CHOICE.choose(key, {name: (lambda name=name: run(name)) for name in IMPLEMENTATIONS[1:]},
-                                    x.device)
+            names = IMPLEMENTATIONS[1:3] + ((triton_forms.TRITON,) if triton_forms.offered(x, "DeformConv2d") else ())
+            choice = _CHOICE.get(key) or _CHOICE.choose(
+                key, triton_forms.candidates({name: (lambda name=name: run(name)) for name in names}, x,
+                                             "DeformConv2d"), x.device)
+        elif choice == triton_forms.TRITON and not triton_forms.offered(x, "DeformConv2d"):
+            cause = triton_runtime.unavailable_cause() if x.device.type == "cuda" else None
+            raise ValueError(f"implementation='triton' needs a CUDA input (or TRITON_INTERPRET=1 on the CPU) outside "
+                             f"autocast and triton installed; got a {x.device.type} {x.dtype} input"
+                             + (f" ({cause})" if cause else ""))
         return run(choice)
 
     def forward(self, x: torch.Tensor, offset: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -37,9 +37,10 @@ from .base import (
     check_window_fits,
 )
 from ..analysis.cost import LayerCost, compose, conv_macs, conv_output_tensor_shape, elementwise_cost, module_cost, numel
-from ..functional import conv_with_pairs
+from ..functional import conv_with_pairs, pad_pairs
 from .base import init_conv_
 from .conv import grouped_projection
+from . import triton_forms
 from .form_choice import FormChoice, is_tracing
 from .formats import channels_last_format
 from .kernel_bank import bank_view, timm_condconv_peer
@@ -169,7 +170,20 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
             forms["batch_folded_channels_last"] = self._batch_folded_channels_last
             forms["per_sample_channels_last"] = self._per_sample_channels_last
             forms["batch_folded_chunks_channels_last"] = self._batch_folded_chunks_channels_last
+        if self.dim < 3 and triton_forms.offered(x, "DynamicConv"):  # CUDA: the Triton kernel is one more form
+            forms[triton_forms.TRITON] = self._triton
         return forms
+
+    def _triton(self, x: torch.Tensor) -> torch.Tensor:
+        """The aggregated per-sample kernels applied by convzoo's Triton kernel, one launch for the batch
+        (``kernels/triton_per_sample.py``; 1-D and 2-D)."""
+        from ..kernels.triton_per_sample import per_sample_conv as triton_per_sample_conv
+
+        weight, bias = self._aggregate(x)
+        pairs = self.padding_pairs
+        if self.padding_mode != "zeros":
+            x, pairs = pad_pairs(x, pairs, self.padding_mode), tuple((0, 0) for _ in pairs)
+        return triton_per_sample_conv(x, weight, bias, self.stride, pairs, self.dilation, self.groups)
 
     def chosen_form(self, x: torch.Tensor) -> str:
         """The eager form ``forward`` runs on ``x``: ``implementation`` unless 'auto', else the fastest of
@@ -194,7 +208,9 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
         grouped conv's weight gradient alone took 6.5 ms against 4.2 ms for the 32 per-sample ones (oneDNN's
         own times, b32 64→64 28², 2 threads), so a noisy measurement must not pick them."""
         nhwc_folded = {"batch_folded_channels_last", "batch_folded_chunks_channels_last"}
-        return {name: f for name, f in self._forms(x).items() if not (backward and name in nhwc_folded)}
+        forms = {name: f for name, f in self._forms(x).items() if not (backward and name in nhwc_folded)}
+        kept = triton_forms.candidates({name: (lambda f=f: f(x)) for name, f in forms.items()}, x, "DynamicConv")
+        return {name: f for name, f in forms.items() if name in kept}
 
     def _aggregate(self, x: torch.Tensor, channels_last: bool = False) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-sample kernels (N, C_out, C_in/g, *k) and biases (N, C_out): W_n = Σ_k π_nk(x)·W_k, b_n = Σ_k π_nk·b_k,

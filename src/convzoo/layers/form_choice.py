@@ -10,7 +10,8 @@ least ``min_rounds``, at most ``max_rounds``); the form with the smallest minimu
 by ``torch.autograd.grad`` on a detached copy of the input, so no ``.grad`` is touched and no caller graph runs.
 
 Never measured under tracing, compilation or export, nor on meta / fake tensors (``is_tracing``): the caller
-then runs its fixed deterministic form. Leaf module: imports torch only.
+then runs its fixed deterministic form; nor during a CUDA graph capture (timing synchronises the device, which a
+capture forbids): a key first seen there runs its preferred or first form. Leaf module: imports torch only.
 """
 
 from __future__ import annotations
@@ -131,6 +132,10 @@ class FormChoice:
             return self.cache[key]
         if not forms:
             raise ValueError(f"forms={forms!r} must name at least one form to choose from ({self.family})")
+        if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
+            # timing synchronises the device, which a CUDA graph capture forbids: the preferred (else the first)
+            # form runs, unmeasured and not cached; warm a key up before capturing it to get its measured form
+            return self.prefer if self.prefer in forms else next(iter(forms))
         wrt = [t for t in wrt if t.requires_grad] if torch.is_grad_enabled() else []
 
         def run(fn: Callable[[], torch.Tensor]) -> None:

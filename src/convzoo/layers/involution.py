@@ -37,10 +37,15 @@ from .base import (
     geometry_repr,
     resolve_geometry,
 )
+from . import triton_forms
+from .form_choice import FormChoice
 from .patches import window_patches
 
 if TYPE_CHECKING:
     import numpy as np
+
+# (configuration, input shape / format / device / dtype, backward) → the faster of ``involve`` and the Triton kernel
+_CHOICE = FormChoice("Involution")
 
 
 class KernelGenerator(nn.Module):
@@ -133,7 +138,25 @@ class InvolutionNd(ConvzooLayer, nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.dim, self.in_channels, type(self).__name__)
         check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__)
-        return self.involve(x, self.generator(x))
+        kernels = self.generator(x)
+        if self.dim < 3 and triton_forms.offered(x, "Involution"):  # CUDA: the Triton kernel is one more form
+            forms = {"strided_views": self.involve, triton_forms.TRITON: self._triton_involve}
+            return forms[triton_forms.fastest(_CHOICE, self._config(), x, forms, (x, kernels), "Involution")](
+                x, kernels)
+        return self.involve(x, kernels)
+
+    def _config(self) -> tuple[object, ...]:
+        return (type(self).__name__, self.in_channels, self.groups, self.kernel_size, self.stride, self.dilation,
+                self.padding_pairs, self.padding_mode)
+
+    def _triton_involve(self, x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+        """``involve`` by convzoo's Triton kernel (``kernels/triton_involution.py``; 1-D and 2-D)."""
+        from ..kernels.triton_involution import involution
+
+        pairs = self.padding_pairs
+        if self.padding_mode != "zeros":
+            x, pairs = pad_pairs(x, pairs, self.padding_mode), tuple((0, 0) for _ in pairs)
+        return involution(x, kernels, self.groups, self.kernel_size, self.stride, pairs, self.dilation)
 
     def _patch_product(self, x: torch.Tensor) -> torch.Tensor:
         """The same sum from the unfolded patches, (N, G, C/G, T, *O) products summed over T."""

@@ -43,7 +43,7 @@ from .base import (
 from .conv import grouped_projection
 from .kernel_bank import accept_unstacked_banks, bank_view
 from .form_choice import is_tracing
-from .patches import batch_folded_conv, per_sample_conv
+from .patches import fastest_per_sample_conv, per_sample_conv
 
 if TYPE_CHECKING:
     import numpy as np
@@ -151,7 +151,7 @@ class ODConvNd(ConvzooLayer, nn.Module):
         check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__)
         a_c, a_f, a_s, a_w = self.attention.split(self.attention(x))
         ones = (1,) * self.dim
-        conv = per_sample_conv if is_tracing(x) else batch_folded_conv  # the batch stays symbolic when traced
+        conv = per_sample_conv if is_tracing(x) else fastest_per_sample_conv  # the batch stays symbolic when traced
         y = conv(x * a_c.reshape(*a_c.shape, *ones), self.aggregate(a_s, a_w), None, self.stride, self.padding_pairs,
                  self.dilation, self.groups, self.padding_mode)
         y = y * a_f.reshape(*a_f.shape, *ones)

@@ -15,8 +15,13 @@ from collections.abc import Sequence
 import torch
 
 from ..functional import conv_with_pairs, pad_pairs
+from . import triton_forms
 from .base import PaddingPairs
+from .form_choice import FormChoice
 from .formats import channels_last_format
+
+# (configuration, input shape / format / device / dtype, backward) → batch-folded conv or the Triton kernel
+_CHOICE = FormChoice("per-sample conv")
 
 
 def window_patches(x: torch.Tensor, kernel_size: Sequence[int], stride: Sequence[int], dilation: Sequence[int],
@@ -72,3 +77,30 @@ def batch_folded_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor 
     y = conv_with_pairs(folded, weight.flatten(0, 1), None if bias is None else bias.flatten(), stride, pairs,
                         dilation, n * groups, padding_mode)
     return y.reshape(n, weight.shape[1], *y.shape[2:])
+
+
+def fastest_per_sample_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: Sequence[int],
+                            pairs: PaddingPairs, dilation: Sequence[int], groups: int,
+                            padding_mode: str = "zeros") -> torch.Tensor:
+    """``batch_folded_conv``; on CUDA (1-D and 2-D) it or convzoo's Triton per-sample kernel
+    (``kernels/triton_per_sample.py``: each sample's kernel read by pointer, one launch), whichever the layer's
+    ``FormChoice`` measures faster for this configuration and input."""
+    if x.dim() > 4 or x.shape[0] == 0 or not triton_forms.offered(x, "per-sample conv"):
+        return batch_folded_conv(x, weight, bias, stride, pairs, dilation, groups, padding_mode)
+
+    def triton(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        from ..kernels.triton_per_sample import per_sample_conv as triton_per_sample_conv
+
+        zero_pairs = pairs
+        if padding_mode != "zeros":
+            x, zero_pairs = pad_pairs(x, pairs, padding_mode), tuple((0, 0) for _ in pairs)
+        return triton_per_sample_conv(x, weight, bias, stride, zero_pairs, dilation, groups)
+
+    def folded(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        return batch_folded_conv(x, weight, bias, stride, pairs, dilation, groups, padding_mode)
+
+    forms = {"batch_folded": folded, triton_forms.TRITON: triton}
+    config = ("per_sample_conv", tuple(weight.shape), tuple(stride), pairs, tuple(dilation), groups, padding_mode,
+              bias is not None)
+    name = triton_forms.fastest(_CHOICE, config, x, forms, (x, weight, bias), "per-sample conv")
+    return forms[name](x, weight, bias)

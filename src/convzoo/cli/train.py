@@ -62,7 +62,10 @@ def _log() -> Callable[[Any], None]:
 
 
 def check_device(device: str) -> None:
-    """``--device cuda[:i]`` without a usable GPU is an error before anything is built."""
+    """``--device`` must be auto, cpu or cuda[:i], and ``cuda`` needs a usable GPU: an error before anything is
+    built."""
+    if device not in ("auto", "cpu") and device.partition(":")[0] != "cuda":
+        _fail(ValueError(f"--device {device!r} must be auto, cpu or cuda[:i]"))
     if device.startswith("cuda"):
         import torch
 

@@ -16,7 +16,9 @@ then runs its fixed deterministic form. Leaf module: imports torch only.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import torch
 
@@ -75,6 +77,28 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+_INSTANCES: "weakref.WeakSet[FormChoice]" = weakref.WeakSet()
+_FIXED = [False]
+
+
+@contextmanager
+def fixed_choices() -> Iterator[None]:
+    """Within it every ``FormChoice`` takes its ``prefer`` form (else its first) without timing anything. The forms
+    are all exact but round differently, so where a result must depend only on the inputs — a sweep trial, which
+    trains for many steps — timing noise may not pick one. Every choice is forgotten on entry and exit
+    (``clear``), so none made inside leaks out or the other way round."""
+    previous = _FIXED[0]
+    for choice in list(_INSTANCES):
+        choice.clear()
+    _FIXED[0] = True
+    try:
+        yield
+    finally:
+        _FIXED[0] = previous
+        for choice in list(_INSTANCES):
+            choice.clear()
+
+
 class FormChoice:
     """The cached choice of one layer family: ``choose(key, forms, ...)`` returns the fastest form's name.
 
@@ -92,6 +116,7 @@ class FormChoice:
         self.cache: dict[Hashable, str] = {}
         self.measurements = 0
         self.generation = 0
+        _INSTANCES.add(self)
 
     def clear(self) -> None:
         self.cache.clear()
@@ -131,6 +156,9 @@ class FormChoice:
             return self.cache[key]
         if not forms:
             raise ValueError(f"forms={forms!r} must name at least one form to choose from ({self.family})")
+        if _FIXED[0]:  # fixed_choices(): the same form on every machine and every run, nothing timed
+            self.cache[key] = self.prefer if self.prefer in forms else next(iter(forms))
+            return self.cache[key]
         wrt = [t for t in wrt if t.requires_grad] if torch.is_grad_enabled() else []
 
         def run(fn: Callable[[], torch.Tensor]) -> None:

@@ -53,7 +53,8 @@ def test_the_cells_left_out_are_those_whose_path_does_not_exist() -> None:
             checks.PATHS[path](name, dim)
     # every family with a conv or a linear inside gets the parametrization cells
     for name, dim in checks.cases():
-        if any(isinstance(m, (torch.nn.modules.conv._ConvNd, torch.nn.Linear)) for m in checks.build(name, dim).modules()):
+        layer = checks.build(name, dim)
+        if any(isinstance(m, (torch.nn.modules.conv._ConvNd, torch.nn.Linear)) for m in layer.modules()):
             assert (name, dim, "weight_norm") not in left_out and (name, dim, "spectral_norm") not in left_out
 
 

@@ -230,9 +230,9 @@ def test_acceptance_sweep_with_three_seeds(tmp_path):
 @pytest.mark.slow
 def test_ray_sweep_matches_serial_and_survives_a_killed_worker(tmp_path):
     """A local Ray instance with 2 CPUs runs a 2-family × 2-seed sweep through ``--ray``: the accuracies equal the
-    serial sweep's (the default one CPU thread per trial on both sides). One trial's worker process is SIGKILLed after its
-    first epoch; Ray retries the task, which resumes from the trial's checkpoint, and the sweep completes with
-    the same numbers."""
+    serial sweep's (the default one CPU thread per trial on both sides). One trial's worker process is SIGKILLed
+    after its first epoch; Ray retries the task, which resumes from the trial's checkpoint, and the sweep completes
+    with the same numbers."""
     pytest.importorskip("mnist1d", reason="the data extra is not installed")
     ray = pytest.importorskip("ray", reason="the distributed extra is not installed")
     args = ["--data", "mnist1d", "--conv", "standard,depthwise_separable", "--seeds", "2", "--epochs", "4",

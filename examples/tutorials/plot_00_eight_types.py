@@ -88,7 +88,8 @@ ax.set_xticks(list(x), [r[0].replace(" convolution", "\nconvolution") for r in r
 ax.set_yscale("log")
 ax.axhline(1.0, color="0.5", lw=0.8)
 ax.set_ylabel("relative to the standard conv (log scale)")
-ax.set_title(f"Eight types on this build machine (1 thread, median of 15 interleaved rounds; torch {torch.__version__})")
+ax.set_title(f"Eight types on this build machine (1 thread, median of 15 interleaved rounds; "
+             f"torch {torch.__version__})")
 ax.legend(fontsize=8)
 fig.tight_layout()
 

@@ -67,7 +67,8 @@ for name, block in trained.items():
     scale = np.abs(reference).max()
     print(f"{name:<13} one {type(fused).__name__}{tuple(fused.weight.shape)}: "
           f"max |fused − branches| / max |y| = {(y_fused - y_branches).abs().max().item() / scale:.1e}, "
-          f"max |fused − NumPy reference| / max |y| = {np.abs(y_fused.double().numpy() - reference).max() / scale:.1e}")
+          f"max |fused − NumPy reference| / max |y| = "
+          f"{np.abs(y_fused.double().numpy() - reference).max() / scale:.1e}")
 
 # %%
 # The fusion by hand
@@ -131,9 +132,9 @@ fig.tight_layout()
 # %%
 # What deployment saves
 # ---------------------
-# Four blocks in a row at 32 channels on a 56×56 map (batch 2), before and after ``convzoo.reparameterize``: parameters,
-# multiply-adds (BatchNorm's are not MACs, the branches' convs are) and the forward time measured round-robin in
-# one run on this build machine, one thread.
+# Four blocks in a row at 32 channels on a 56×56 map (batch 2), before and after ``convzoo.reparameterize``:
+# parameters, multiply-adds (BatchNorm's are not MACs, the branches' convs are) and the forward time measured
+# round-robin in one run on this build machine, one thread.
 
 threads = torch.get_num_threads()
 torch.set_num_threads(1)  # one thread: comparable across build machines, and the least disturbed by others

@@ -67,13 +67,13 @@ for c in (32, 64, 128, 256):
 # Verified and measured
 # ---------------------
 # ``convzoo.compare`` times forward and forward + backward round-robin against the standard conv (batch 4, one
-# thread) and checks each layer against the NumPy reference of its paper's equation (``max error``; the layers
+# thread, 9 rounds) and checks each layer against the NumPy reference of its paper's equation (``max error``; the layers
 # are timed as built, with zero offsets — the bilinear sampling costs the same wherever it reads).
 
 threads = torch.get_num_threads()
 torch.set_num_threads(1)
 try:
-    rows = cz.compare(batch=4, in_channels=32, out_channels=32, size=28, families=names[1:])
+    rows = cz.compare(batch=4, in_channels=32, out_channels=32, size=28, families=names[1:], repeats=9)
 finally:
     torch.set_num_threads(threads)
 print(f"{'family':<15}{'MACs ×':>8}{'fwd ms':>9}{'fwd+bwd ms':>12}{'time ×':>8}{'max error':>11}")

@@ -276,10 +276,11 @@ def weighted_parameters(module: nn.Module) -> list[tuple[str, nn.Module, str]]:
 
 def _parametrized(name: str, dim: int, kind: str) -> str:
     """``kind`` ('weight_norm' or 'spectral_norm', from torch.nn.utils.parametrizations) on every parameter of two or
-    more dims the layer owns (``weighted_parameters``). Checked against the NumPy oracle (the layer's ``reference_output``, which reads
-    the parametrized weights): as built, after the parametrization's parameters change (weight_norm's magnitude g
-    scaled by 1.5, spectral_norm's original weight moved) — so a kernel cached past the parametrization is
-    caught —, and a training step gives every parametrization parameter a finite gradient.
+    more dims the layer owns (``weighted_parameters``). Checked against the NumPy oracle (the layer's
+    ``reference_output``, which reads the parametrized weights): as built, after the parametrization's parameters
+    change (weight_norm's magnitude g scaled by 1.5, spectral_norm's original weight moved) — so a kernel cached
+    past the parametrization is caught —, and a training step gives every parametrization parameter a finite
+    gradient.
 
     A weight that starts at zero (the offsets of deformable convs: sampling starts on the regular grid) has no
     norm to divide by; the layer must say so in one ValueError naming the module, and work once that weight is

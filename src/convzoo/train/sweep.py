@@ -193,9 +193,9 @@ def interval95(values: Sequence[float], bounds: str = "probability") -> Optional
     is computed on a scale where the bound is at infinity and mapped back: ``bounds='probability'`` (accuracies in
     [0, 1]) uses the logit, η = ln(m / (1 − m)), ``'positive'`` (latencies) the log, η = ln m. The half-width there
     follows from the delta method, h = t·s/√n · |dη/dm| (1 / (m(1 − m)) for the logit, 1/m for the log), so the
-    interval is [g⁻¹(η − h), g⁻¹(η + h)]: it contains the mean, is asymmetric near a bound, equals the ordinary
-    t-interval to first order far from it, and never leaves (0, 1) or (0, ∞) — a t-interval clipped to [0, 1]
-    would claim certainty at the bound that no data gave. Seeds are the replicates: the interval is for the
+    interval is [g⁻¹(η − h), g⁻¹(η + h)]: it contains the mean, is asymmetric near a bound, equals the
+    ordinary t-interval to first order far from it, and never leaves (0, 1) or (0, ∞) — a t-interval clipped to
+    [0, 1] would claim certainty at the bound that no data gave. Seeds are the replicates: the interval is for the
     training randomness (initialisation, data order) on this test set. No spread (s = 0, which includes a mean at
     a bound) gives the point [m, m].
     """

@@ -37,6 +37,7 @@ import socket
 import statistics
 import time
 import uuid
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional
@@ -226,7 +227,9 @@ def welch_p(a: Sequence[float], b: Sequence[float]) -> Optional[float]:
         return None
     if statistics.pvariance(a) == 0 and statistics.pvariance(b) == 0:
         return None if statistics.fmean(a) == statistics.fmean(b) else 0.0
-    p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    with warnings.catch_warnings():  # scipy calls a sample of equal values "catastrophic cancellation"; it is exact
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
     return None if math.isnan(p) else p
 
 

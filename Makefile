@@ -4,6 +4,10 @@ PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+# The docs site (built by `make docs`, and by `make test` when a source is newer than it).
+SITE := site/index.html
+SITE_SOURCES := mkdocs.yml $(shell find src examples docs benchmarks/results -type f -not -path 'docs/generated/*' \
+                  -not -path '*/__pycache__/*' 2>/dev/null)
 
 .PHONY: run test test-all verify clean docs docs-serve
 
@@ -18,25 +22,28 @@ run: $(STAMP)
 verify: $(STAMP)
 	$(BIN)/convzoo verify
 
-test: $(STAMP)
+# `make test` builds the docs site first when a source changed (its browser test reads site/); DOCS=0 leaves it out.
+test: $(STAMP) $(if $(filter 0,$(DOCS)),,$(SITE))
 	$(BIN)/python -m pytest -n 2 -q -rs
 
-test-all: $(STAMP)
+test-all: $(STAMP) $(if $(filter 0,$(DOCS)),,$(SITE))
 	$(BIN)/python -m pytest -n 2 -q -m ''
 
 # The documentation site: strict build into site/ (a warning, a broken link or an undocumented public name fails);
-# the tutorials under examples/ are executed during the build.
-DOCS_STAMP := $(VENV)/.installed-docs
+# the tutorials under examples/ are executed during the build. The docs extra is part of dev.
 
-$(DOCS_STAMP): $(STAMP)
-	$(BIN)/python -m pip install --quiet -e '.[dev,docs]'
-	touch $(DOCS_STAMP)
-
-docs: $(DOCS_STAMP)
+define build_site
 	rm -rf docs/generated  # mkdocs-gallery skips scripts whose MD5 it has seen: always re-run against this code
 	NO_MKDOCS_2_WARNING=1 MPLBACKEND=Agg $(BIN)/python -m mkdocs build --strict --clean
+endef
 
-docs-serve: $(DOCS_STAMP)
+$(SITE): $(STAMP) $(SITE_SOURCES)
+	$(build_site)
+
+docs: $(STAMP)
+	$(build_site)
+
+docs-serve: $(STAMP)
 	NO_MKDOCS_2_WARNING=1 MPLBACKEND=Agg $(BIN)/python -m mkdocs serve --strict
 
 clean:

@@ -122,3 +122,43 @@ def test_compare_and_bench_check_options_before_timing(monkeypatch, args, parts)
     result = invoke(*args)
     one_line_error(result, *parts)
     assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+# --- issue 25: four inputs that ended in a traceback --------------------------------------------------------------
+
+
+def test_cost_of_the_lazy_global_depthwise_is_sized_from_the_input():
+    """GDC's kernel is the feature map: --input 1,64,7,7 sizes it (weight 128×1×7×7), as a first forward would."""
+    import json
+
+    result = invoke("cost", "global_depthwise", "--input", "1,64,7,7", "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.output)
+    assert report["output_shape"] == [1, 128, 1, 1]
+    assert report["weight_params"] == 128 * 7 * 7 and report["params"] == 128 * 7 * 7 + 128
+    assert report["macs"] == 128 * 7 * 7  # one multiply-add per weight at the one output position
+
+
+def test_convert_to_an_unwritable_path_fails_before_the_conversion(monkeypatch):
+    """/proc exists and root may 'write' there by os.access, yet no file can be created: found before any work."""
+    import importlib
+
+    def started(*_, **__):
+        raise AssertionError("the conversion started before -o was checked")
+
+    monkeypatch.setattr(importlib.import_module("convzoo.conversion.convert"), "convert", started)
+    result = invoke("convert", "torchvision:resnet18", "-o", "/proc/x.pt")
+    one_line_error(result, "-o '/proc/x.pt'", "cannot be written")
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert not os.path.exists("/proc/x.pt")
+
+
+@pytest.mark.parametrize("args, parts", [
+    (("compare", "standard", "--device", "tpu"), ("--device 'tpu'", "cpu or cuda")),
+    (("train", "--device", "tpu"), ("--device 'tpu'", "auto, cpu or cuda")),
+    (("verify", "standard", "--seed", "99999999999999999999"), ("--seed 99999999999999999999", "between 0 and")),
+])
+def test_unknown_device_and_huge_seed_are_one_line(args, parts):
+    result = invoke(*args)
+    one_line_error(result, *parts)
+    assert len(result.output.strip().splitlines()) == 1, result.output

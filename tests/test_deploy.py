@@ -1,7 +1,10 @@
 """Every family, in every dimension it has, down every path a PyTorch model takes (``convzoo.deploy.checks``):
-channels-last, autocast, float64/float16, torch.compile (fullgraph, forward and backward), torch.export with
-dynamic batch and sizes, ONNX (dynamo exporter, dynamic batch) run in onnxruntime, jit.trace, unbatched and empty
-inputs, and the one dtype-mismatch message. Each check compares numbers with the eager float32 layer."""
+channels-last, autocast (inference and a training step), float64/float16, torch.compile (fullgraph, forward and
+backward), torch.export with dynamic batch and sizes, ONNX (dynamo exporter, dynamic batch) run in onnxruntime,
+jit.trace, unbatched and empty inputs, the one dtype-mismatch message, and torch's weight_norm / spectral_norm on
+every weight the layer owns (against the NumPy oracle, after the norm's parameters change). Each check compares
+numbers. Cells where a path does not exist (``checks.not_applicable``: channels-last in 1-D, parametrizations on a
+layer without a weight of two or more dims) are left out of the matrix, not skipped."""
 
 from __future__ import annotations
 
@@ -21,6 +24,8 @@ NEEDS = {"onnx": ("onnx", "onnxruntime", "onnxscript")}
 def _params():
     for name, dim in checks.cases():
         for path in checks.PATHS:
+            if checks.not_applicable(name, dim, path) is not None:
+                continue
             marks = []
             if (name, dim, path) in KNOWN_GAPS:
                 marks.append(pytest.mark.xfail(reason=KNOWN_GAPS[name, dim, path], strict=True))
@@ -33,10 +38,78 @@ def test_path(name: str, dim: int, path: str) -> None:
         pytest.importorskip(module, reason="the 'export' extra (pip install convzoo[export])")
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        try:
+        checks.PATHS[path](name, dim)
+
+
+def test_the_cells_left_out_are_those_whose_path_does_not_exist() -> None:
+    """The matrix leaves out exactly the cells whose check raises NotApplicable (one of each kind run here)."""
+    left_out = [(name, dim, path) for name, dim in checks.cases() for path in checks.PATHS
+                if checks.not_applicable(name, dim, path) is not None]
+    assert ("standard", 1, "channels_last") in left_out and ("standard", 2, "channels_last") not in left_out
+    kinds = {path for _, _, path in left_out}
+    for path in kinds:
+        name, dim, _ = next(cell for cell in left_out if cell[2] == path)
+        with pytest.raises(checks.NotApplicable):
             checks.PATHS[path](name, dim)
-        except checks.NotApplicable as why:
-            pytest.skip(str(why))
+    # every family with a conv or a linear inside gets the parametrization cells
+    for name, dim in checks.cases():
+        layer = checks.build(name, dim)
+        if any(isinstance(m, (torch.nn.modules.conv._ConvNd, torch.nn.Linear)) for m in layer.modules()):
+            assert (name, dim, "weight_norm") not in left_out and (name, dim, "spectral_norm") not in left_out
+
+
+def test_zero_started_offsets_under_weight_norm_say_why_and_the_fix() -> None:
+    """DeformConv2d's offset conv starts at zero (sampling on the regular grid); torch's weight_norm divides by its
+    zero norm. The layer says so in one message; with a non-zero start, as the message advises, it works."""
+    import convzoo
+    from torch.nn.utils.parametrizations import weight_norm
+
+    layer = convzoo.DeformConv2d(4, 4, 3, padding=1)
+    weight_norm(layer.offset_conv)
+    with pytest.raises(ValueError, match=r"DeformConv2d\.offset_conv\.weight is not finite .*WeightNorm.*non-zero"):
+        layer(checks.sample(2))
+    layer = convzoo.DeformConv2d(4, 4, 3, padding=1)
+    torch.nn.init.normal_(layer.offset_conv.weight, std=1e-3)
+    weight_norm(layer.offset_conv)
+    assert torch.isfinite(layer(checks.sample(2))).all()
+
+
+def test_dcnv3_follows_weight_norm_on_its_conv() -> None:
+    """The cell of issue 25: weight_norm on DCNv3's depthwise conv, then its magnitude g scaled: the output moves
+    with it and equals the NumPy oracle fed the new weight."""
+    import convzoo
+    from torch.nn.utils.parametrizations import weight_norm
+
+    torch.manual_seed(0)
+    layer = convzoo.DCNv3Conv2d(4, 4, 3)
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.add_(torch.randn_like(p) * 0.3)  # offsets and masks away from their zero start
+    weight_norm(layer.branch.depthwise)
+    x = checks.sample(2)
+    with torch.no_grad():
+        before = layer(x)
+        layer.branch.depthwise.parametrizations.weight.original0.mul_(2.0)
+        after = layer(x)
+    expected = torch.from_numpy(layer.reference_output(x.double().numpy()))
+    assert checks.relative_error(after, before) > 1e-2
+    assert checks.relative_error(after, expected) < 1e-5
+
+
+def test_global_depthwise_trains_under_bfloat16_autocast() -> None:
+    """The cell of issue 25 ("expected scalar type BFloat16 but found Float" in the backward): a training step of
+    the lazy GDC under CPU bfloat16 autocast, gradients within bfloat16's precision of float32's."""
+    import convzoo
+
+    torch.manual_seed(0)
+    layer = convzoo.GlobalDepthwiseConv2d(8, 16)
+    x = torch.randn(2, 8, 7, 7, requires_grad=True)
+    expected = torch.autograd.grad(layer(x).square().sum(), [x, layer.weight])
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = layer(x)
+    grads = torch.autograd.grad(y.float().square().sum(), [x, layer.weight])
+    for g, e in zip(grads, expected):
+        assert g.dtype == torch.float32 and checks.relative_error(g, e) < 3e-2
 
 
 @pytest.mark.parametrize("name", ["deformable", "deformable_v2"])

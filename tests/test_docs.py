@@ -136,7 +136,7 @@ def _gallery_tutorial() -> str:
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("page_path", ["", _gallery_tutorial(), "gallery/"])
+@pytest.mark.parametrize("page_path", ["", _gallery_tutorial(), "generated/tutorials/plot_00_eight_types/", "gallery/"])
 def test_site_pages_load_every_image_without_errors_or_outside_requests(site_server, browser, page_path):
     page = browser.new_page(viewport={"width": 1300, "height": 900})
     errors: list[str] = []

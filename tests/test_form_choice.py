@@ -5,6 +5,7 @@ reports its rows. No time is asserted."""
 from __future__ import annotations
 
 import json
+import time
 
 import numpy as np
 import pytest
@@ -324,3 +325,20 @@ def test_hetconv_dispatch_table_stays_bounded():
             x = torch.randn(1, 4, size, 5)
             torch.testing.assert_close(layer(x), layer._masked_dense_form(x))
     assert 0 < len(layer.__dict__["_dispatch"]) <= hetconv._MAX_DISPATCH
+
+
+def test_fixed_choices_take_the_preferred_or_first_form_without_timing():
+    """Inside ``fixed_choices`` (a sweep trial) nothing is timed: ``prefer`` if it is a form, else the first form;
+    what was chosen inside is forgotten on exit, and what was measured before is forgotten on entry."""
+    from convzoo.layers.form_choice import fixed_choices
+
+    slow_first = {"slow": lambda: (time.sleep(0.01), torch.zeros(1))[1], "fast": lambda: torch.zeros(1)}
+    plain, preferring = FormChoice("t", min_seconds=0.0), FormChoice("t", min_seconds=0.0, prefer="fast")
+    assert plain.choose("k", slow_first, torch.device("cpu")) == "fast" and plain.measurements == 1
+    generation = plain.generation
+    with fixed_choices():
+        assert "k" not in plain and plain.generation == generation + 1
+        assert plain.choose("k", slow_first, torch.device("cpu")) == "slow"
+        assert preferring.choose("k", slow_first, torch.device("cpu")) == "fast"
+        assert plain.measurements == 1 and preferring.measurements == 0
+    assert "k" not in plain and plain.choose("k", slow_first, torch.device("cpu")) == "fast"

@@ -180,7 +180,7 @@ def test_report_renders_with_every_image(browser, tmp_path):
     rows = compare_rows(batch=1, in_channels=8, out_channels=8, size=8, repeats=2, families=names)
     sweep = tmp_path / "sweep.json"
     sweep.write_text(json.dumps([{"family": "standard", "params": 10, "macs": 100, "latency_ms": 1.5,
-                                  "best_accuracy": 0.91}]))
+                                  "mean_accuracy": 0.91}]))
     import matplotlib.pyplot as plt
 
     fig, ax = plt.subplots(figsize=(2, 2))

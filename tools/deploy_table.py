@@ -20,6 +20,7 @@ HEADERS = {
     "channels_last": "channels-last", "autocast_bf16": "autocast bf16", "double": "float64", "half": "float16",
     "compile": "compile (fullgraph)", "export": "torch.export (dyn. N, H, W)", "onnx": "ONNX → onnxruntime (dyn. N)",
     "jit_trace": "jit.trace", "unbatched": "unbatched", "empty_batch": "N = 0", "dtype_message": "dtype message",
+    "weight_norm": "weight_norm", "spectral_norm": "spectral_norm",
 }
 
 

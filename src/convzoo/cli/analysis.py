@@ -11,6 +11,17 @@ from .common import console, parse_args, resolve_target
 app = typer.Typer()
 
 
+def _materialize_lazy(module, shape: tuple[int, ...]) -> None:  # type: ignore[no-untyped-def]
+    """A lazy layer (global depthwise's kernel is the feature map) gets its parameters from one forward on zeros of
+    the ``--input`` shape, so that its weights can be counted like any other's."""
+    import torch
+    from torch.nn.parameter import UninitializedTensorMixin
+
+    if any(isinstance(t, UninitializedTensorMixin) for t in [*module.parameters(), *module.buffers()]):
+        with torch.no_grad():
+            module.eval()(torch.zeros(shape))
+
+
 @app.command("cost")
 def cost_command(
     target: str = typer.Argument(..., help="family name, torchvision:NAME, or module.path:callable"),
@@ -34,6 +45,7 @@ def cost_command(
         if shape is None:
             raise ValueError(f"{target!r} has no default input shape: give --input N,C,H,W")
         report = cost(module, shape)
+        _materialize_lazy(module, shape)
     except (ValueError, TypeError, RuntimeError) as error:
         typer.echo(f"error: {str(error).splitlines()[0]}", err=True)
         raise typer.Exit(2) from None

@@ -23,7 +23,9 @@ console = _console()
 
 def check_output_path(path: str, option: str) -> None:
     """An output file's folder must exist and be writable, and the path must not be a folder: checked before any
-    long work starts. ValueError naming the option, the path and the rule."""
+    long work starts, by opening the file for appending (a file that did not exist is removed again), since
+    ``os.access`` says yes to root in folders such as /proc where nothing can be created. ValueError naming the
+    option, the path and the rule."""
     import os
 
     folder = os.path.dirname(os.path.abspath(path))
@@ -33,6 +35,21 @@ def check_output_path(path: str, option: str) -> None:
         raise ValueError(f"{option} {path!r}: the folder {folder!r} does not exist")
     if not os.access(folder, os.W_OK):
         raise ValueError(f"{option} {path!r}: the folder {folder!r} is not writable")
+    existed = os.path.exists(path)
+    try:
+        with open(path, "ab"):
+            pass
+    except OSError as error:
+        raise ValueError(f"{option} {path!r}: the file cannot be written there ({error.strerror or error})") from None
+    if not existed:
+        os.remove(path)
+
+
+def check_seed(seed: int, option: str, high: int, why: str) -> int:
+    """A seed must be an integer in [0, high] (``why``: whose range that is). ValueError naming the option."""
+    if not 0 <= seed <= high:
+        raise ValueError(f"{option} {seed} must be between 0 and {high:,} ({why})")
+    return seed
 
 
 def parse_args(pairs: Optional[list[str]]) -> dict:

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ..registry import families, family
-from .common import console
+from .common import check_seed, console
 
 app = typer.Typer()
 
@@ -34,6 +34,7 @@ def verify(
     from ..oracle.verify import TOLERANCE, verify_family
 
     try:
+        check_seed(seed, "--seed", 2**64 - 1, "torch.Generator's range")
         chosen = [family(n) for n in names] if names else families()
     except ValueError as error:
         console.print(f"[red]error:[/red] {error}")

@@ -62,7 +62,10 @@ def _log() -> Callable[[Any], None]:
 
 
 def check_device(device: str) -> None:
-    """``--device cuda[:i]`` without a usable GPU is an error before anything is built."""
+    """``--device`` must be auto, cpu or cuda[:i], and ``cuda`` needs a usable GPU: an error before anything is
+    built."""
+    if device not in ("auto", "cpu") and device.partition(":")[0] != "cuda":
+        _fail(ValueError(f"--device {device!r} must be auto, cpu or cuda[:i]"))
     if device.startswith("cuda"):
         import torch
 
@@ -92,11 +95,11 @@ def run_train(**options: Any) -> None:
                       f"log and checkpoint in {config.out}")
 
 
-def _mean_pm(mean: float, pair: Optional[list[float]], scale: float, digits: int) -> str:
-    """``mean ± half-width`` of the (symmetric, Student t) 95 % interval; just the mean for one seed."""
+def _mean_interval(mean: float, pair: Optional[list[float]], scale: float, digits: int) -> str:
+    """``mean [low, high]`` with the 95 % interval (asymmetric near a bound); just the mean for one seed."""
     if pair is None:
         return f"{mean * scale:.{digits}f}"
-    return f"{mean * scale:.{digits}f} ± {(pair[1] - pair[0]) * scale / 2:.{digits}f}"
+    return f"{mean * scale:.{digits}f} [{pair[0] * scale:.{digits}f}, {pair[1] * scale:.{digits}f}]"
 
 
 def run_sweep(convs: str, out: str, seeds: int, workers: int, ray: Optional[str], trial_threads: Optional[int],
@@ -116,9 +119,11 @@ def run_sweep(convs: str, out: str, seeds: int, workers: int, ray: Optional[str]
     if not _is_main():
         return
     n = len(rows[0]["seeds"])
-    stats = f"; mean ± 95 % interval of {n} seeds; * p < {ALPHA} vs {rows[0]['family']} (Welch)" if n > 1 else ""
-    table = Table(title=f"convzoo sweep — {config.resolved_model} on {config.data} (MACs per input; latency: "
-                        f"median, batch 1, 1 CPU thread{stats})")
+    stats = (f"; mean [95 % interval] of {n} seeds (t on the logit / log scale); * p < {ALPHA} vs "
+             f"{rows[0]['family']} (Welch)") if n > 1 else ""
+    trial = rows[0]["trials"][0]
+    table = Table(title=f"convzoo sweep — {config.resolved_model} on {config.data}, {trial['threads']} torch "
+                        f"thread(s) per trial (MACs per input; latency: median, batch 1, 1 CPU thread{stats})")
     for column in ("family", "params", "MACs", "latency ms", "accuracy %", "Δ", "p"):
         table.add_column(column, justify="left" if column == "family" else "right",
                          no_wrap=True)
@@ -126,8 +131,8 @@ def run_sweep(convs: str, out: str, seeds: int, workers: int, ray: Optional[str]
         p = "" if row["p_value"] is None else f"{row['p_value']:.2g}{'*' if row['significant'] else ''}"
         delta = "" if row is rows[0] else f"{100 * row['delta_vs_baseline']:+.1f}"
         table.add_row(row["family"], f"{row['params']:,}", f"{row['macs']:,}",
-                      _mean_pm(row["latency_ms"], row["latency_ci95"], 1, 3),
-                      _mean_pm(row["best_accuracy"], row["accuracy_ci95"], 100, 1), delta, p)
+                      _mean_interval(row["latency_ms"], row["latency_ci95"], 1, 3),
+                      _mean_interval(row["mean_accuracy"], row["accuracy_ci95"], 100, 1), delta, p)
     Console(width=max(console.width, 100)).print(table)  # a narrower table would cut the numbers
     console.print(f"{len(rows) * n} trials in {time.perf_counter() - started:.0f} s; written {out}/sweep.json, "
                   f"sweep.csv, sweep_trials.csv and sweep_pareto.png")
@@ -203,8 +208,8 @@ def sweep_command(
                                            "HOST:PORT / ray://HOST:PORT / auto joins a running cluster "
                                            "(needs the distributed extra)"),
     trial_threads: Optional[int] = typer.Option(None, "--trial-threads",
-                                                help="torch CPU threads per trial (default: unchanged serially, "
-                                                     "CPUs/workers with --workers, 1 on Ray)"),
+                                                help="torch CPU threads per trial, the same on every executor so "
+                                                     "that results are (default 1; recorded with each trial)"),
     model: str = _TRAIN_OPTIONS["model"], data: str = _TRAIN_OPTIONS["data"], epochs: int = _TRAIN_OPTIONS["epochs"],
     batch_size: int = _TRAIN_OPTIONS["batch_size"], lr: float = _TRAIN_OPTIONS["lr"],
     optimizer: str = _TRAIN_OPTIONS["optimizer"], weight_decay: float = _TRAIN_OPTIONS["weight_decay"],
@@ -217,8 +222,9 @@ def sweep_command(
     max_test_samples: Optional[int] = _TRAIN_OPTIONS["max_test_samples"],
     stop_after_steps: Optional[int] = _TRAIN_OPTIONS["stop_after_steps"],
 ) -> None:
-    """Train the same network per family and seed; table of params, MACs, latency and best accuracy with
-    95 % intervals and significance; JSON, CSV and a Pareto plot."""
+    """Train the same network per family and seed; table of params, MACs, latency and mean accuracy over seeds with
+    95 % intervals and significance; JSON, CSV and a Pareto plot. Reproducible: the same numbers serially, with
+    --workers and on Ray."""
     run_sweep(conv, out, seeds, workers, ray, trial_threads, **_training_options(model, "standard", data, epochs, batch_size, lr, optimizer,
                                              weight_decay, label_smoothing, width_mult, seed, resume,
                                              temperature_epochs, offset_lr_mult, accum_steps, device, progress,

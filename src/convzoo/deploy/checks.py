@@ -84,8 +84,7 @@ def _other_spatial(name: str, dim: int) -> tuple[int, ...]:
 
 
 def check_channels_last(name: str, dim: int) -> str:
-    if dim == 1:
-        raise NotApplicable("torch has no channels-last format for 3-D (N, C, L) tensors")
+    _raise_if_not_applicable(name, dim, "channels_last")
     fmt = MEMORY_FORMAT[dim]
     module = build(name, dim)
     x = sample(dim)
@@ -99,6 +98,9 @@ def check_channels_last(name: str, dim: int) -> str:
 
 
 def check_autocast(name: str, dim: int) -> str:
+    """Inference and a training step under CPU bfloat16 autocast: the output, and the gradients of the input and
+    of every parameter, within bfloat16's precision of float32's (a gradient that is ~0 in float32, such as a
+    bias before a training-mode BatchNorm, is judged against 1 % of the largest gradient instead)."""
     module = build(name, dim)
     x = sample(dim)
     with torch.no_grad():
@@ -106,6 +108,21 @@ def check_autocast(name: str, dim: int) -> str:
         with torch.autocast("cpu", dtype=torch.bfloat16):
             y = module(x)
     assert_close(y.float(), expected, 3e-2, "autocast cpu bfloat16")
+    module.train()
+    wrt = [x.requires_grad_(), *(p for p in module.parameters() if p.requires_grad)]
+    expected_grads = torch.autograd.grad(module(x).square().sum(), wrt, allow_unused=True)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        y = module(x)
+    grads = torch.autograd.grad(y.float().square().sum(), wrt, allow_unused=True)
+    largest = max(float(e.norm()) for e in expected_grads if e is not None)
+    for index, (g, e) in enumerate(zip(grads, expected_grads)):
+        if e is None or not e.any():
+            continue
+        assert g is not None and g.dtype == e.dtype, f"autocast cpu bfloat16: gradient {index} of {len(wrt)} is " \
+                                                     f"{None if g is None else g.dtype}, not {e.dtype}"
+        error = float((g - e).double().norm()) / max(float(e.norm()), 1e-2 * largest)
+        assert error < 6e-2, f"autocast cpu bfloat16 backward, gradient {index} of {len(wrt)}: relative error " \
+                             f"{error:.3g} >= 0.06"
     if torch.cuda.is_available():  # CUDA float16 too, where there is a GPU
         module, x = module.cuda(), x.cuda()
         with torch.no_grad(), torch.autocast("cuda", dtype=torch.float16):
@@ -249,6 +266,120 @@ def check_dtype_message(name: str, dim: int) -> str:
     return ""
 
 
+def weighted_parameters(module: nn.Module) -> list[tuple[str, nn.Module, str]]:
+    """(module path, module, parameter name) for every parameter of two or more dims the layer owns, the layer's
+    own included — conv and linear weights, a layer's own kernels —: what ``weight_norm`` and ``spectral_norm``
+    can be put on."""
+    return [(path, m, name) for path, m in module.named_modules() for name, p in m._parameters.items()
+            if isinstance(p, nn.Parameter) and p.dim() >= 2]
+
+
+def _parametrized(name: str, dim: int, kind: str) -> str:
+    """``kind`` ('weight_norm' or 'spectral_norm', from torch.nn.utils.parametrizations) on every parameter of two or
+    more dims the layer owns (``weighted_parameters``). Checked against the NumPy oracle (the layer's
+    ``reference_output``, which reads the parametrized weights): as built, after the parametrization's parameters
+    change (weight_norm's magnitude g scaled by 1.5, spectral_norm's original weight moved) — so a kernel cached
+    past the parametrization is caught —, and a training step gives every parametrization parameter a finite
+    gradient.
+
+    A weight that starts at zero (the offsets of deformable convs: sampling starts on the regular grid) has no
+    norm to divide by; the layer must say so in one ValueError naming the module, and work once that weight is
+    given a non-zero start — which is what the user is told to do. ``NotApplicable`` for a layer without such a
+    parameter."""
+    from torch.nn.utils import parametrizations
+
+    _raise_if_not_applicable(name, dim, kind)
+    module = build(name, dim)
+    targets = weighted_parameters(module)
+    parametrize = getattr(parametrizations, kind)
+    zero = [(path, pname) for path, m, pname in targets if not getattr(m, pname).detach().any()]
+    x = sample(dim)
+    if zero:
+        for _, m, pname in targets:
+            parametrize(m, pname)
+        try:
+            with torch.no_grad():
+                y = module(x)
+        except ValueError as error:
+            text = str(error)
+            assert any(f"{path}.{pname}" in text for path, pname in zero) and "non-zero" in text, \
+                f"{kind} on the zero-initialised {zero}: the message {text!r} does not name it and the fix"
+        else:
+            raise AssertionError(f"{kind} on the zero-initialised {zero}: no error, output finite: "
+                                 f"{bool(torch.isfinite(y).all())}")
+        module = build(name, dim)  # again, the zero weights given a small random start as the message says
+        targets = weighted_parameters(module)
+        g = torch.Generator().manual_seed(5)
+        with torch.no_grad():
+            for path, m, pname in targets:
+                if (path, pname) in zero:
+                    getattr(m, pname).copy_(torch.randn(getattr(m, pname).shape, generator=g) * 0.1)
+    for _, m, pname in targets:
+        parametrize(m, pname)
+
+    def against_oracle(what: str) -> torch.Tensor:
+        with torch.no_grad():
+            y = module(x)
+        expected = torch.from_numpy(module.reference_output(x.double().numpy()))
+        assert_close(y, expected, 1e-5, f"{kind}, {what}, against the NumPy reference")
+        return y
+
+    before = against_oracle("as built")
+    with torch.no_grad():
+        g = torch.Generator().manual_seed(6)
+        for _, m, pname in targets:
+            original = m.parametrizations[pname]
+            if kind == "weight_norm":
+                original.original0.mul_(1.5)
+            else:
+                original.original.add_(torch.randn(original.original.shape, generator=g) * 0.3)
+    after = against_oracle("after its parameters changed")
+    assert relative_error(after, before) > 1e-3, f"{kind}: the output did not follow the changed parameters"
+    module.train()
+    module(x).square().sum().backward()
+    for path, m, pname in targets:
+        for part, p in m.parametrizations[pname].named_parameters():
+            assert p.grad is not None and torch.isfinite(p.grad).all(), \
+                f"{kind}: {path or 'the layer'}.{pname}'s {part} got no finite gradient"
+    return ""
+
+
+def check_weight_norm(name: str, dim: int) -> str:
+    return _parametrized(name, dim, "weight_norm")
+
+
+def check_spectral_norm(name: str, dim: int) -> str:
+    return _parametrized(name, dim, "spectral_norm")
+
+
+@functools.lru_cache(maxsize=None)
+def _without_weights(name: str, dim: int) -> str | None:
+    if not weighted_parameters(build(name, dim)):
+        return "the layer owns no parameter of two or more dims for torch's parametrizations to wrap"
+    return None
+
+
+# Why a path does not exist for a (family, dim), or None where it does: the test matrix leaves those cells out.
+NOT_APPLICABLE: dict[str, Callable[[str, int], str | None]] = {
+    "channels_last": lambda name, dim: "torch has no channels-last format for 3-D (N, C, L) tensors" if dim == 1
+    else None,
+    "weight_norm": _without_weights,
+    "spectral_norm": _without_weights,
+}
+
+
+def not_applicable(name: str, dim: int, path: str) -> str | None:
+    """Why ``path`` does not exist for family ``name`` in ``dim`` dims, or None."""
+    rule = NOT_APPLICABLE.get(path)
+    return None if rule is None else rule(name, dim)
+
+
+def _raise_if_not_applicable(name: str, dim: int, path: str) -> None:
+    why = not_applicable(name, dim, path)
+    if why is not None:
+        raise NotApplicable(why)
+
+
 PATHS: dict[str, Callable[[str, int], str]] = {
     "channels_last": check_channels_last,
     "autocast_bf16": check_autocast,
@@ -261,6 +392,8 @@ PATHS: dict[str, Callable[[str, int], str]] = {
     "unbatched": check_unbatched,
     "empty_batch": check_empty,
     "dtype_message": check_dtype_message,
+    "weight_norm": check_weight_norm,
+    "spectral_norm": check_spectral_norm,
 }
 
 

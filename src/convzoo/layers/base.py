@@ -296,6 +296,33 @@ def init_conv_(weight: torch.Tensor, bias: torch.Tensor | None) -> None:
         nn.init.uniform_(bias, -bound, bound)
 
 
+def autocast_enabled(x: torch.Tensor) -> bool:
+    """Whether autocast is on for ``x``'s device type (False for types autocast does not know, such as meta)."""
+    try:
+        return torch.is_autocast_enabled(x.device.type)
+    except RuntimeError:
+        return False
+
+
+def check_zero_started_weight(module: nn.Module, path: str, layer: str, why: str) -> None:
+    """A weight that starts at zero (``why``: what the zero start means) has no norm: under torch's weight_norm or
+    spectral_norm (which divide by it) it is 0/0 = NaN. When ``module`` (reached as ``path`` in ``layer``) carries a
+    parametrization and its weight is not finite, one ValueError names it and the fix; unparametrized modules cost
+    one dict lookup, and nothing is checked under tracing, compilation or export."""
+    if "parametrizations" not in module._modules or "weight" not in module._modules["parametrizations"]:
+        return
+    if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export():
+        return
+    weight = module.weight
+    if not bool(torch.isfinite(weight).all()):
+        kinds = ", ".join(type(p).__name__.strip("_") for p in module.parametrizations["weight"])
+        raise ValueError(
+            f"{layer}.{path}.weight is not finite under its parametrization ({kinds}): it starts at zero ({why}), "
+            f"and weight_norm / spectral_norm divide by the weight's norm, 0/0; give it a non-zero start before "
+            f"the parametrization, e.g. torch.nn.init.normal_(layer.{path}.weight, std=1e-3), or leave {path} "
+            f"unparametrized")
+
+
 # --- the contract ------------------------------------------------------------------------------------------------
 
 # (kind, label, fn): kind is 'native' (torch ops computing the same function), 'peer' (another library's layer)

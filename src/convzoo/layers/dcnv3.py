@@ -27,11 +27,13 @@ from .base import (
     ConvzooLayer,
     IntOrTuple,
     Stage,
+    autocast_enabled,
     check_choice,
     check_groups,
     check_input,
     check_positive_int,
     check_window_fits,
+    check_zero_started_weight,
     expand,
     geometry_repr,
 )
@@ -166,7 +168,10 @@ class DCNv3Conv2d(ConvzooLayer, nn.Module):
         (ph, _), (pw, _) = self.padding_pairs
         padded = F.pad(projected, (pw, pw, ph, ph))
         hp, wp = padded.shape[2:]
-        where, masks = self.locations(fields)
+        # Under autocast the branch's linears give bfloat16 / float16 fields; locations in that precision would
+        # sample up to a quarter pixel off on a 56-pixel map, so they are computed in float32 (grid_sample runs in
+        # float32 under autocast anyway).
+        where, masks = self.locations(fields.float() if autocast_enabled(fields) else fields)
         # align_corners=False: pixel i's centre at (2i + 1)/size − 1. Divided by the sizes themselves (no tensor
         # built from Python numbers), so jit.trace and torch.export record them from the input's shape.
         grid = torch.stack(((2 * where[..., 0] + 1) / wp - 1, (2 * where[..., 1] + 1) / hp - 1), dim=-1)
@@ -196,6 +201,9 @@ class DCNv3Conv2d(ConvzooLayer, nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, 2, self.in_channels, type(self).__name__)
         check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__)
+        for name in ("offset", "mask"):
+            check_zero_started_weight(getattr(self.branch, name), f"branch.{name}", "DCNv3Conv2d",
+                                      "the sampling starts on the regular grid with equal masks")
         return self.aggregate(x, self.branch(x))
 
     def _torchvision(self, x: torch.Tensor) -> torch.Tensor:

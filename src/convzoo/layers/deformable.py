@@ -40,6 +40,7 @@ from .base import (
     check_input,
     check_positive_int,
     check_window_fits,
+    check_zero_started_weight,
     expand,
     geometry_repr,
     init_conv_,
@@ -153,6 +154,8 @@ class DeformConv2d(ConvzooLayer, nn.Module):
 
     def offsets_and_mask(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The offset conv's prediction: offsets (N, 2·G·k², H_out, W_out) and, for v2, masks sigmoid(·)."""
+        check_zero_started_weight(self.offset_conv, "offset_conv", "DeformConv2d", "the sampling starts on the "
+                                  "regular grid")
         predicted = self.offset_conv(x)
         n_offsets = 2 * self.offset_groups * self.num_taps
         mask = torch.sigmoid(predicted[:, n_offsets:]) if self.modulated else None

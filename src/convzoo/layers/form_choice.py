@@ -17,7 +17,9 @@ capture forbids): a key first seen there runs its preferred or first form. Leaf 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Hashable, Mapping, Sequence
+import weakref
+from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
 
 import torch
 
@@ -76,6 +78,28 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+_INSTANCES: "weakref.WeakSet[FormChoice]" = weakref.WeakSet()
+_FIXED = [False]
+
+
+@contextmanager
+def fixed_choices() -> Iterator[None]:
+    """Within it every ``FormChoice`` takes its ``prefer`` form (else its first) without timing anything. The forms
+    are all exact but round differently, so where a result must depend only on the inputs — a sweep trial, which
+    trains for many steps — timing noise may not pick one. Every choice is forgotten on entry and exit
+    (``clear``), so none made inside leaks out or the other way round."""
+    previous = _FIXED[0]
+    for choice in list(_INSTANCES):
+        choice.clear()
+    _FIXED[0] = True
+    try:
+        yield
+    finally:
+        _FIXED[0] = previous
+        for choice in list(_INSTANCES):
+            choice.clear()
+
+
 class FormChoice:
     """The cached choice of one layer family: ``choose(key, forms, ...)`` returns the fastest form's name.
 
@@ -93,6 +117,7 @@ class FormChoice:
         self.cache: dict[Hashable, str] = {}
         self.measurements = 0
         self.generation = 0
+        _INSTANCES.add(self)
 
     def clear(self) -> None:
         self.cache.clear()
@@ -136,6 +161,9 @@ class FormChoice:
             # timing synchronises the device, which a CUDA graph capture forbids: the preferred (else the first)
             # form runs, unmeasured and not cached; warm a key up before capturing it to get its measured form
             return self.prefer if self.prefer in forms else next(iter(forms))
+        if _FIXED[0]:  # fixed_choices(): the same form on every machine and every run, nothing timed
+            self.cache[key] = self.prefer if self.prefer in forms else next(iter(forms))
+            return self.cache[key]
         wrt = [t for t in wrt if t.requires_grad] if torch.is_grad_enabled() else []
 
         def run(fn: Callable[[], torch.Tensor]) -> None:

@@ -15,7 +15,8 @@ from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
 from ..analysis.cost import LayerCost, conv_cost
-from .base import Alternative, ConvzooLayer, Stage, check_input, check_positive_int, expand, init_conv_
+from .base import (Alternative, ConvzooLayer, Stage, autocast_enabled, check_input, check_positive_int, expand,
+                   init_conv_)
 from .fastpaths import GlobalDepthwiseSum, GlobalDepthwiseSumNHWC, is_channels_last
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ class GlobalDepthwiseConv2d(ConvzooLayer, LazyModuleMixin, nn.Module):
         n, c = x.shape[:2]
         m = self.depth_multiplier
         w = self.weight.reshape(c, m, -1)
-        if _tracing():  # exporters and compilers see plain ops
+        if _tracing() or autocast_enabled(x):  # exporters, compilers and autocast: plain ops
             y = torch.bmm(x.contiguous().flatten(2).transpose(0, 1), w.transpose(1, 2)).transpose(0, 1)  # (N, C, m)
         elif is_channels_last(x):
             y = GlobalDepthwiseSumNHWC.apply(x.permute(0, 2, 3, 1).reshape(n, -1, c), w.permute(1, 2, 0).contiguous())
@@ -112,7 +113,8 @@ class GlobalDepthwiseConv2d(ConvzooLayer, LazyModuleMixin, nn.Module):
     def forward_path(self, x: torch.Tensor) -> str:
         """'matmul' (x read in place, one bmm) for NCHW input, 'channels_last products + sum' (x read in place)
         for channels_last input."""
-        return "channels_last products + sum" if is_channels_last(x) and not _tracing() else "matmul"
+        plain = _tracing() or autocast_enabled(x)
+        return "channels_last products + sum" if is_channels_last(x) and not plain else "matmul"
 
     # --- the contract ---------------------------------------------------------------------------------------------
 

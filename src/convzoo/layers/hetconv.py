@@ -207,6 +207,8 @@ class HetConv2d(ConvzooLayer, nn.Module):
         weights' version counters (bumped by every in-place update: optimizer steps, ``load_state_dict``,
         ``nn.init``) and storages (a ``.data`` or ``.to()`` swap). Writes through ``p.data`` bypass the version
         counter: call ``forget_cache()`` after those."""
+        if "parametrizations" in self._modules:  # weight_norm & co. compute the weights anew at every access
+            return build()
         params = self._parameters
         kxk, one = params["weight_kxk"], params["weight_1x1"]
         key = (kxk._version, one._version, kxk.data_ptr(), one.data_ptr())

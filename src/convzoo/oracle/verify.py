@@ -70,6 +70,8 @@ def check_module(module: nn.Module, x: torch.Tensor) -> float:
 def verify_family(name: str, dim: int = 2, in_channels: int = 8, out_channels: int = 8, kernel_size: int | None = None,
                   size: int = 9, batch: int = 2, seed: int = 0, **kwargs) -> Verification:
     """Build family ``name``, randomise it, and compare its fp32 output with the fp64 reference."""
+    if not 0 <= seed < 2**64:
+        raise ValueError(f"seed={seed} must be between 0 and 2**64 - 1 (torch.Generator's range)")
     generator = torch.Generator().manual_seed(seed)
     module = build(name, in_channels, out_channels, kernel_size, dim, **kwargs)
     x = torch.rand((batch, in_channels) + (size,) * dim, generator=generator, dtype=torch.float64) * 2 - 1

@@ -297,7 +297,14 @@ def parse_dtype(name: str) -> torch.dtype:
 
 
 def check_device(device: str) -> str:
-    if torch.device(device).type == "cuda" and not torch.cuda.is_available():
+    """``device`` must be cpu or cuda[:i], and CUDA must be there for cuda: ValueError naming the option."""
+    try:
+        kind = torch.device(device).type
+    except (RuntimeError, ValueError):  # torch's own message lists every backend it was built to know
+        kind = None
+    if kind not in ("cpu", "cuda"):
+        raise ValueError(f"--device {device!r} must be cpu or cuda[:i]")
+    if kind == "cuda" and not torch.cuda.is_available():
         raise ValueError(f"--device {device!r}: no CUDA device is available on this machine")
     return device
 

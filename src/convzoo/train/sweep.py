@@ -7,15 +7,23 @@ processes on this machine, or as Ray tasks (``ray=ADDRESS``: ``'local'`` starts 
 is passed to ``ray.init(address=...)``); a Ray task whose worker dies is retried and resumes from its trial's
 checkpoint, so a lost worker costs at most one trial's unfinished epoch.
 
+Reproducible: a trial's numbers depend only on its configuration and seed, whichever executor ran it. Every trial
+runs with the same number of torch CPU threads (``threads``, default ``TRIAL_THREADS`` = 1: a float sum split
+over another number of threads rounds differently, and the difference grows over training) and with each
+layer's choice between exact forms fixed instead of timed (``form_choice.fixed_choices``); the thread count, the
+torch version and the CPU (model and torch's CPU capability, which picks oneDNN's kernels) are recorded with each
+trial, since another CPU or torch may round differently.
+
 After training, this process measures every trained model's inference latency (median of ``LATENCY_RUNS``
 forwards at batch 1, eval mode, one CPU thread, after warm-up), round-robin over all models so that load from
 other processes hits every family alike. Params and MACs come from ``convzoo.cost`` on one input of the data's
 shape (FLOPs = 2 × MACs).
 
-Per family, ``OUT/sweep.json`` holds one row with the mean over seeds of the best test accuracy and of the
-latency, their 95 % intervals (Student t, n − 1 degrees of freedom; null for one seed), the per-seed values,
-and Welch's t-test of each family's accuracies against the first family's (p-value, ``significant`` at
-``ALPHA``). ``OUT/sweep.csv`` is the same table flat, ``OUT/sweep_trials.csv`` one line per trial, and
+Per family, ``OUT/sweep.json`` holds one row: ``mean_accuracy`` (the mean over seeds of each trial's best test
+accuracy), every seed's value (``accuracies``, and ``final_accuracies`` after the last epoch), the mean latency,
+95 % intervals for both (:func:`interval95`, method in ``INTERVAL_METHOD``; null for one seed), Welch's t-test of
+the family's accuracies against the first family's (p-value, ``significant`` at ``ALPHA``), and the trials with
+their environment. ``OUT/sweep.csv`` is the same table flat, ``OUT/sweep_trials.csv`` one line per trial, and
 ``OUT/sweep_pareto.png`` the accuracy-vs-MACs and accuracy-vs-latency plot (:func:`pareto_plot`).
 """
 
@@ -29,6 +37,7 @@ import socket
 import statistics
 import time
 import uuid
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any, Callable, Optional
@@ -39,11 +48,14 @@ from torch import nn
 from .extras import require
 from .loop import TrainConfig, build_model, pick_device, train
 
-COLUMNS = ("family", "params", "macs", "latency_ms", "best_accuracy")  # the keys every consumer may rely on
-CSV_COLUMNS = ("family", "params", "macs", "latency_ms", "latency_ci95_low", "latency_ci95_high", "best_accuracy",
+COLUMNS = ("family", "params", "macs", "latency_ms", "mean_accuracy")  # the keys every consumer may rely on
+CSV_COLUMNS = ("family", "params", "macs", "latency_ms", "latency_ci95_low", "latency_ci95_high", "mean_accuracy",
                "accuracy_ci95_low", "accuracy_ci95_high", "accuracy_std", "seeds", "p_value", "significant")
 TRIAL_COLUMNS = ("family", "seed", "params", "macs", "latency_ms", "best_accuracy", "final_accuracy", "seconds",
-                 "attempts")
+                 "attempts", "threads", "torch", "cpu", "cpu_capability", "host")
+TRIAL_THREADS = 1  # torch CPU threads per trial unless told otherwise: the same on every executor
+INTERVAL_METHOD = ("95 % Student-t interval over seeds on the logit scale (accuracy) and the log scale (latency), "
+                   "half-width by the delta method around the mean: inside (0, 1) and (0, ∞) by construction")
 LATENCY_RUNS = 30
 LATENCY_WARMUP = 10
 ALPHA = 0.05
@@ -76,23 +88,46 @@ def _attempt(folder: str, token: str) -> int:
     return earlier + 1
 
 
-def run_trial(config: TrainConfig, token: str, threads: Optional[int] = None) -> dict[str, Any]:
-    """Train one (family, seed) trial in ``config.out``; return its numbers and the trained weights (CPU).
+def cpu_name() -> str:
+    """The CPU's model name (``/proc/cpuinfo`` on Linux, else what ``platform`` says)."""
+    import platform
+
+    try:
+        with open("/proc/cpuinfo") as handle:
+            for line in handle:
+                if line.lower().startswith("model name"):
+                    return line.partition(":")[2].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine() or "unknown"
+
+
+def trial_environment(threads: int) -> dict[str, Any]:
+    """What a trial's numbers may depend on besides its configuration and seed: torch CPU threads, torch version,
+    CPU model and torch's CPU capability (the vector ISA its kernels were picked for), and the host."""
+    return {"threads": threads, "torch": torch.__version__, "cpu": cpu_name(),
+            "cpu_capability": torch.backends.cpu.get_cpu_capability(), "host": socket.gethostname()}
+
+
+def run_trial(config: TrainConfig, token: str, threads: int = TRIAL_THREADS) -> dict[str, Any]:
+    """Train one (family, seed) trial in ``config.out`` on ``threads`` torch CPU threads, with the layers' form
+    choices fixed (``fixed_choices``); return its numbers, its environment and the trained weights (CPU).
 
     A second attempt within the same sweep ``token`` (the first one's worker died) resumes from the trial's
-    checkpoint. ``threads``: torch CPU threads for this trial (None: leave as is).
+    checkpoint.
     """
     from ..analysis.cost import cost
+    from ..layers.form_choice import fixed_choices
 
     attempt = _attempt(config.out, token)
     if attempt > 1:
         config = replace(config, resume=True)
     previous = torch.get_num_threads()
-    if threads is not None:
-        torch.set_num_threads(threads)
+    torch.set_num_threads(threads)
     started = time.perf_counter()
     try:
-        result = train(config, log=lambda _: None)
+        with fixed_choices():
+            result = train(config, log=lambda _: None)
     finally:
         torch.set_num_threads(previous)
     model: nn.Module = result["model"]
@@ -100,6 +135,7 @@ def run_trial(config: TrainConfig, token: str, threads: Optional[int] = None) ->
     return {"family": config.conv, "seed": config.seed, "params": int(report.params), "macs": int(report.macs),
             "best_accuracy": float(result["best_accuracy"]), "final_accuracy": float(result["final_accuracy"]),
             "seconds": time.perf_counter() - started, "attempts": attempt, "rank": result["rank"],
+            **trial_environment(threads),
             "num_classes": result["num_classes"], "input_shape": list(result["input_shape"]),
             "state_dict": {k: v.detach().cpu() for k, v in model.state_dict().items()}}
 
@@ -150,15 +186,36 @@ def latency_ms(model: nn.Module, shape: tuple[int, ...], device: str, runs: int 
 # --- statistics --------------------------------------------------------------------------------------------------
 
 
-def interval95(values: Sequence[float]) -> Optional[tuple[float, float]]:
-    """95 % confidence interval of the mean (Student t, n − 1 degrees of freedom); None for fewer than 2 values."""
+def interval95(values: Sequence[float], bounds: str = "probability") -> Optional[tuple[float, float]]:
+    """95 % interval of the mean of ``values`` over seeds that stays inside the values' range by construction;
+    None for fewer than 2 values.
+
+    The Student-t interval m ± t·s/√n (t at 0.975 with n − 1 degrees of freedom, s the sample standard deviation)
+    is computed on a scale where the bound is at infinity and mapped back: ``bounds='probability'`` (accuracies in
+    [0, 1]) uses the logit, η = ln(m / (1 − m)), ``'positive'`` (latencies) the log, η = ln m. The half-width there
+    follows from the delta method, h = t·s/√n · |dη/dm| (1 / (m(1 − m)) for the logit, 1/m for the log), so the
+    interval is [g⁻¹(η − h), g⁻¹(η + h)]: it contains the mean, is asymmetric near a bound, equals the
+    ordinary t-interval to first order far from it, and never leaves (0, 1) or (0, ∞) — a t-interval clipped to
+    [0, 1] would claim certainty at the bound that no data gave. Seeds are the replicates: the interval is for the
+    training randomness (initialisation, data order) on this test set. No spread (s = 0, which includes a mean at
+    a bound) gives the point [m, m].
+    """
     from scipy import stats
 
+    if bounds not in ("probability", "positive"):
+        raise ValueError(f"bounds={bounds!r} must be 'probability' or 'positive'")
     if len(values) < 2:
         return None
     mean = statistics.fmean(values)
-    half = float(stats.t.ppf(0.975, len(values) - 1)) * statistics.stdev(values) / math.sqrt(len(values))
-    return mean - half, mean + half
+    spread = statistics.stdev(values)
+    if spread == 0:
+        return mean, mean
+    half = float(stats.t.ppf(0.975, len(values) - 1)) * spread / math.sqrt(len(values))
+    if bounds == "positive":
+        h = half / mean
+        return mean * math.exp(-h), mean * math.exp(h)
+    eta, h = math.log(mean / (1 - mean)), half / (mean * (1 - mean))
+    return 1 / (1 + math.exp(-(eta - h))), 1 / (1 + math.exp(-(eta + h)))
 
 
 def welch_p(a: Sequence[float], b: Sequence[float]) -> Optional[float]:
@@ -170,7 +227,9 @@ def welch_p(a: Sequence[float], b: Sequence[float]) -> Optional[float]:
         return None
     if statistics.pvariance(a) == 0 and statistics.pvariance(b) == 0:
         return None if statistics.fmean(a) == statistics.fmean(b) else 0.0
-    p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
+    with warnings.catch_warnings():  # scipy calls a sample of equal values "catastrophic cancellation"; it is exact
+        warnings.simplefilter("ignore", RuntimeWarning)
+        p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
     return None if math.isnan(p) else p
 
 
@@ -179,7 +238,9 @@ def _rounded(pair: Optional[tuple[float, float]], digits: int) -> Optional[list[
 
 
 def summarize(trials: Sequence[dict[str, Any]], families: Sequence[str]) -> list[dict[str, Any]]:
-    """One row per family (in ``families`` order) from its trials: means, 95 % intervals, Welch vs the first."""
+    """One row per family (in ``families`` order) from its trials: the mean accuracy over seeds and every seed's
+    value, the mean latency, 95 % intervals (:func:`interval95`), Welch vs the first family, and the trials with
+    their environment (threads, torch, CPU)."""
     rows: list[dict[str, Any]] = []
     baseline: list[float] = []
     for index, name in enumerate(families):
@@ -192,17 +253,22 @@ def summarize(trials: Sequence[dict[str, Any]], families: Sequence[str]) -> list
         rows.append({
             "family": name, "params": mine[0]["params"], "macs": mine[0]["macs"],
             "latency_ms": round(statistics.fmean(latencies), 4),
-            "best_accuracy": round(statistics.fmean(accuracies), 4),
+            "mean_accuracy": round(statistics.fmean(accuracies), 6),
             "seeds": [t["seed"] for t in mine],
-            "accuracies": [round(a, 4) for a in accuracies],
-            "accuracy_std": round(statistics.stdev(accuracies), 4) if len(accuracies) > 1 else None,
-            "accuracy_ci95": _rounded(interval95(accuracies), 4),
+            "accuracies": accuracies,  # each seed's best test accuracy over the epochs, unrounded
+            "final_accuracies": [t.get("final_accuracy") for t in mine],
+            "accuracy_std": round(statistics.stdev(accuracies), 6) if len(accuracies) > 1 else None,
+            "accuracy_ci95": _rounded(interval95(accuracies, "probability"), 6),
             "latencies_ms": [round(x, 4) for x in latencies],
-            "latency_ci95": _rounded(interval95(latencies), 4),
+            "latency_ci95": _rounded(interval95(latencies, "positive"), 4),
+            "interval_method": INTERVAL_METHOD,
             "baseline": families[0],
-            "delta_vs_baseline": round(statistics.fmean(accuracies) - statistics.fmean(baseline), 4),
+            "delta_vs_baseline": round(statistics.fmean(accuracies) - statistics.fmean(baseline), 6),
             "p_value": None if p is None else float(f"{p:.3g}"),
             "significant": None if p is None else p < ALPHA,
+            "trials": [{k: t.get(k) for k in ("seed", "best_accuracy", "final_accuracy", "seconds", "attempts",
+                                                "threads", "torch", "cpu", "cpu_capability", "host")}
+                       for t in mine],
         })
     return rows
 
@@ -213,7 +279,7 @@ def summarize(trials: Sequence[dict[str, Any]], families: Sequence[str]) -> list
 @dataclass(frozen=True)
 class Trial:
     config: TrainConfig
-    threads: Optional[int]
+    threads: int
 
 
 def _run_serial(trials: list[Trial], token: str, log: Callable[[str], None]) -> list[dict[str, Any]]:
@@ -238,7 +304,8 @@ def _run_workers(trials: list[Trial], token: str, workers: int, log: Callable[[s
 
 
 def _run_ray(trials: list[Trial], token: str, address: str, log: Callable[[str], None]) -> list[dict[str, Any]]:
-    """One Ray task per trial (1 CPU each, and 1 GPU with ``--device cuda``; ``auto`` means CPU on Ray), retried up
+    """One Ray task per trial (as many CPUs as its threads, and 1 GPU with ``--device cuda``; ``auto`` means CPU on
+    Ray), retried up
     to ``RAY_RETRIES`` times when its worker dies. Uses the Ray instance this process already joined, else
     starts a local one (``'local'``) or joins ``address``."""
     require("ray", "distributed", "--ray")
@@ -259,7 +326,7 @@ def _run_ray(trials: list[Trial], token: str, address: str, log: Callable[[str],
         # a CUDA trial gets one GPU of its own, which Ray exposes to it as device cuda:0
         gpus = 1 if trials[0].config.device.startswith("cuda") else 0
         trials = [replace(t, config=replace(t.config, device="cuda")) if gpus else t for t in trials]
-        task = ray.remote(num_cpus=1, num_gpus=gpus, max_retries=RAY_RETRIES)(run_trial)
+        task = ray.remote(num_cpus=trials[0].threads, num_gpus=gpus, max_retries=RAY_RETRIES)(run_trial)
         pending = [task.remote(t.config, token, t.threads) for t in trials]
         results = []
         while pending:
@@ -294,7 +361,7 @@ def _check_reachable(address: str, timeout: float = 5.0) -> None:
 def _done(result: dict[str, Any], count: int, total: int) -> str:
     retried = f", attempt {result['attempts']}" if result["attempts"] > 1 else ""
     return (f"trial {count}/{total}: {result['family']} seed {result['seed']}: best accuracy "
-            f"{result['best_accuracy']:.4f} ({result['seconds']:.1f} s{retried})")
+            f"{result['best_accuracy']:.4f} ({result['seconds']:.1f} s on {result['threads']} thread(s){retried})")
 
 
 def sweep(base: TrainConfig, convs: list[str], out: str, log: Callable[[str], None] = print, seeds: int = 1,
@@ -302,8 +369,8 @@ def sweep(base: TrainConfig, convs: list[str], out: str, log: Callable[[str], No
     """Train ``seeds`` trials per family in ``convs`` (serially, in ``workers`` processes, or on Ray), measure
     latency, write sweep.json / sweep.csv / sweep_trials.csv / sweep_pareto.png to ``out``; return the rows.
 
-    ``threads``: torch CPU threads per trial; default: as set for serial trials, cpu_count / workers for
-    ``workers`` > 1, 1 on Ray (each task reserves one CPU).
+    ``threads``: torch CPU threads per trial, the same for every executor so that the numbers are (default
+    ``TRIAL_THREADS``); a Ray task reserves that many CPUs.
     """
     from ..registry import family
 
@@ -318,10 +385,7 @@ def sweep(base: TrainConfig, convs: list[str], out: str, log: Callable[[str], No
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed and (ray is not None or workers > 1):
         raise ValueError("--ray / --workers cannot run under torchrun: run the sweep as one process")
-    if ray is None and workers > 1 and threads is None:
-        threads = max(1, (os.cpu_count() or 1) // workers)
-    if ray is not None and threads is None:
-        threads = 1
+    threads = TRIAL_THREADS if threads is None else threads
     trials = []
     for name in convs:
         for i in range(seeds):
@@ -421,7 +485,7 @@ def pareto_figure(rows: Sequence[dict[str, Any]]) -> Any:
     FigureCanvasAgg(fig)
     axes = fig.subplots(1, 2)
     seeds = max(len(row["seeds"]) for row in rows)
-    ys = [100 * row["best_accuracy"] for row in rows]
+    ys = [100 * row["mean_accuracy"] for row in rows]
     ci = [row.get("accuracy_ci95") for row in rows]
     yerr = [[y - 100 * c[0] if c else 0.0 for y, c in zip(ys, ci)],
             [100 * c[1] - y if c else 0.0 for y, c in zip(ys, ci)]]
@@ -433,7 +497,7 @@ def pareto_figure(rows: Sequence[dict[str, Any]]) -> Any:
         xerr = None
         if key == "latency_ms" and any(row.get("latency_ci95") for row in rows):
             lci = [row.get("latency_ci95") for row in rows]
-            xerr = [[x - max(c[0], 0.5 * x) if c else 0.0 for x, c in zip(xs, lci)],
+            xerr = [[x - c[0] if c else 0.0 for x, c in zip(xs, lci)],
                     [c[1] - x if c else 0.0 for x, c in zip(xs, lci)]]
         bars = ax.errorbar(xs, ys, yerr=yerr, xerr=xerr, fmt="o", color="tab:blue", ecolor="0.55", elinewidth=1,
                            capsize=3, zorder=3)

@@ -39,7 +39,7 @@ PICTURE = {"in_channels": 4, "out_channels": 4, "size": 6, "kernel": 3}
 REQUIRED = ("family", "params", "macs", "forward_ms")  # what a row needs for the grid and the plot
 COMPARE_COLUMNS = ("family", "params", "macs", "mac_ratio", "forward_ms", "forward_backward_ms", "speed_ratio",
                    "gmacs_per_s", "max_error")
-SWEEP_COLUMNS = ("family", "params", "macs", "latency_ms", "best_accuracy", "accuracy_ci95", "delta_vs_baseline", "p_value",
+SWEEP_COLUMNS = ("family", "params", "macs", "latency_ms", "mean_accuracy", "accuracy_ci95", "delta_vs_baseline", "p_value",
                  "significant")
 
 

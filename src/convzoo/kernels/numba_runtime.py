@@ -30,7 +30,7 @@ def numba_module() -> Any:
             return None
         try:
             import numba
-        except Exception as exc:  # ImportError, or a numba built against another numpy
+        except Exception as exc:  # noqa: BLE001 - ImportError, or a numba built against another numpy
             _cause = f"numba could not be imported ({type(exc).__name__}: {exc})"
         else:
             _numba = numba

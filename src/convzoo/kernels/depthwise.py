@@ -1,0 +1,609 @@
+"""Depthwise convolution on the CPU (numba), forward and backward, for NCHW and channels_last data, fp32 / fp64.
+
+    y[n, c·m + j, p] = b[c·m + j] + Σ_t w[c·m + j, t] · x[n, c, p·s + t·d − pad]
+
+with depth multiplier m ≥ 1 written straight into the interleaved output channels c·m + j, any kernel size,
+stride, dilation and (before) padding; the after-padding only sets the output size. 1-D runs as 2-D with H = 1.
+Zero padding is never materialised: lanes that fall outside the input are masked (``simd``).
+
+NCHW: one task per (sample, input channel) plane; a row of outputs is computed LANES at a time with every tap
+accumulated in registers (the input plane stays in L1/L2). channels_last: one task per output row; LANES channels
+at a time, the taps accumulated in registers. Backward, NCHW: ∂x as the correlation of ∂y with the flipped kernel
+(stride 1) or a scatter (stride > 1); NHWC: ∂x gathered per input row for any stride. ∂w and ∂b are per-task
+partial sums (per plane, or per chunk of rows) added up by torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from numba import prange
+
+from .numba_runtime import njit, sync_threads
+from .simd import (
+    FULL,
+    LANES,
+    block,
+    fill,
+    fma,
+    fma_lane,
+    fma_lane_even,
+    fma_lane_window,
+    fma_step,
+    fma_vv,
+    fma_vv_rep2,
+    fma_vv_rep4,
+    fma_vv_repeat,
+    fma_vv_step,
+    lanes,
+    load,
+    store,
+    total,
+)
+
+_FAST = {"contract"}  # fused multiply-add; no reassociation, no finite-math assumptions (NaN and Inf propagate)
+UNROLL = 7  # kernels up to UNROLL × UNROLL get their tap loops unrolled (one compilation per kernel size)
+
+
+@njit(fastmath=_FAST)
+def _column_masks(size: int, out: int, cols: Any, stride: int, pad: int) -> Any:  # pragma: no cover - compiled
+    """masks[b, t]: the lanes l of output block b (outputs b·LANES + l < out) whose input column
+    (b·LANES + l)·stride + cols[t] − pad lies in [0, size); masks[b, kw]: the lanes inside the output row;
+    masks[b, kw + 1]: 1 when every tap's mask is full (no masking needed). The same for every row: computed once."""
+    kw = len(cols)
+    blocks = (out + LANES - 1) // LANES
+    masks = np.zeros((blocks, kw + 2), dtype=np.int64)
+    for b in range(blocks):
+        count = min(LANES, out - b * LANES)
+        masks[b, kw] = lanes(0, count)
+        masks[b, kw + 1] = 1
+        for t in range(kw):
+            off = b * LANES * stride + cols[t] - pad  # input column of lane 0
+            lo = -(off // stride) if off < 0 else 0
+            hi = min(count, (size - 1 - off) // stride + 1) if off < size else 0
+            masks[b, t] = lanes(lo, hi)
+            if masks[b, t] != FULL:
+                masks[b, kw + 1] = 0
+    return masks
+
+
+@njit(fastmath=_FAST, inline="always")
+def _window_tap(a0: Any, a1: Any, a2: Any, a3: Any, wr: Any, t: int, v0: Any, v1: Any, v2: Any, v3: Any,
+                v4: Any) -> None:  # pragma: no cover - compiled
+    """Tap t (a constant: the shift) of a kernel row into four adjacent output blocks, its input vectors cut from
+    the five aligned loads v0..v4."""
+    fma_lane_window(a0, wr, t, v0, v1, t)
+    fma_lane_window(a1, wr, t, v1, v2, t)
+    fma_lane_window(a2, wr, t, v2, v3, t)
+    fma_lane_window(a3, wr, t, v3, v4, t)
+
+
+@njit(fastmath=_FAST, inline="always")
+def _four_blocks_aligned(a0: Any, a1: Any, a2: Any, a3: Any, wr: Any, st: Any, base: int, kw: int, v0: Any, v1: Any,
+                         v2: Any, v3: Any, v4: Any) -> None:  # pragma: no cover - compiled
+    """Stride 1, dilation 1, kw <= 8: five aligned loads cover the four blocks' windows; tap t's input vector is cut
+    from two of them with the constant shift t (the taps written out, so every shift is a constant)."""
+    load(v0, st, base, FULL)
+    load(v1, st, base + LANES, FULL)
+    load(v2, st, base + 2 * LANES, FULL)
+    load(v3, st, base + 3 * LANES, FULL)
+    load(v4, st, base + 4 * LANES, FULL)
+    fma_lane(a0, wr, 0, v0, 0, FULL)
+    fma_lane(a1, wr, 0, v1, 0, FULL)
+    fma_lane(a2, wr, 0, v2, 0, FULL)
+    fma_lane(a3, wr, 0, v3, 0, FULL)
+    if kw > 1:
+        _window_tap(a0, a1, a2, a3, wr, 1, v0, v1, v2, v3, v4)
+    if kw > 2:
+        _window_tap(a0, a1, a2, a3, wr, 2, v0, v1, v2, v3, v4)
+    if kw > 3:
+        _window_tap(a0, a1, a2, a3, wr, 3, v0, v1, v2, v3, v4)
+    if kw > 4:
+        _window_tap(a0, a1, a2, a3, wr, 4, v0, v1, v2, v3, v4)
+    if kw > 5:
+        _window_tap(a0, a1, a2, a3, wr, 5, v0, v1, v2, v3, v4)
+    if kw > 6:
+        _window_tap(a0, a1, a2, a3, wr, 6, v0, v1, v2, v3, v4)
+    if kw > 7:
+        _window_tap(a0, a1, a2, a3, wr, 7, v0, v1, v2, v3, v4)
+
+
+@njit(fastmath=_FAST, inline="always")
+def _four_blocks(a0: Any, a1: Any, a2: Any, a3: Any, wr: Any, st: Any, base: int, cols: Any,
+                 sw: int) -> None:  # pragma: no cover - compiled
+    """A kernel row's taps into four adjacent output blocks (stride 1 or 2; unaligned loads)."""
+    if sw == 1:  # block offsets as constants: the loads address base + immediate
+        for t in range(len(cols)):
+            at = base + cols[t]
+            fma_lane(a0, wr, t, st, at, FULL)
+            fma_lane(a1, wr, t, st, at + LANES, FULL)
+            fma_lane(a2, wr, t, st, at + 2 * LANES, FULL)
+            fma_lane(a3, wr, t, st, at + 3 * LANES, FULL)
+    else:
+        for t in range(len(cols)):
+            at = base + cols[t]
+            fma_lane_even(a0, wr, t, st, at, FULL)
+            fma_lane_even(a1, wr, t, st, at + 2 * LANES, FULL)
+            fma_lane_even(a2, wr, t, st, at + 4 * LANES, FULL)
+            fma_lane_even(a3, wr, t, st, at + 6 * LANES, FULL)
+
+
+@njit(parallel=True, fastmath=_FAST)
+def _correlate_nchw(src: Any, w: Any, b: Any, out: Any, sources: int, rows: Any, cols: Any, sh: int, sw: int,
+                    ph: int, pw: int) -> None:  # pragma: no cover - compiled
+    """out[n, o, p] = b[o] + Σ_{k<S} Σ_{i,t} w[o·S + k, i, t] · src[n, (o // R)·S + k, p·s + (rows[i], cols[t]) − pad],
+    S = ``sources``, R = C_out·S / C_src: the forward (S = 1, R = m; rows = i·d_h, cols = t·d_w) and, with the
+    flipped kernel, ∂x at stride 1 (S = m, R = 1). src (N, C_src, H, W), w (C_out·S, kh, kw), b (C_out,),
+    out (N, C_out, Ho, Wo), C-contiguous; rows / cols tuples (tap loops unrolled: one compilation per kernel size)
+    or int64 arrays (any size).
+
+    One task per (n, group of S source planes). The input rows an output row reads are staged once each into a
+    ring of zero-padded rows (a row, not a plane: the ring holds (kh − 1)·d_h + 1 rows), so no load needs a mask;
+    along an output row, 4 blocks of LANES outputs accumulate every tap in registers, the tap weights held in
+    registers too (strides 1 and 2, up to 4·LANES taps; other cases one block at a time)."""
+    n_, c_src, h_, w_ = src.shape
+    c_out, ho, wo = out.shape[1], out.shape[2], out.shape[3]
+    kh, kw = len(rows), len(cols)
+    taps = kh * kw
+    groups = c_src // sources
+    per_group = c_out // groups
+    s1, wf, o1 = src.ravel(), w.ravel(), out.ravel()
+    blocks = (wo + LANES - 1) // LANES
+    # staged row: every lane's read (and the stride-2 pair) inside, a multiple of LANES so rows start aligned
+    width = (blocks * LANES * sw + cols[kw - 1] + 1 + LANES - 1) // LANES * LANES + LANES
+    slots = 1
+    while slots < rows[kh - 1] + 1:
+        slots *= 2
+    copy_lo, copy_hi = max(0, -pw), min(w_, width - pw)  # input columns kept: staged column = input column + pw
+    fast = kw <= LANES and sw <= 2  # a kernel row's weights in one register block
+    windows = sw == 1 and kw <= 8 and cols[kw - 1] == kw - 1  # dilation 1: taps cut from aligned loads
+    itemsize = src.itemsize
+    for task in prange(n_ * groups):
+        n = task // groups
+        g = task - n * groups
+        a0, a1, a2, a3 = block(s1), block(s1), block(s1), block(s1)
+        wr = block(wf)
+        v0, v1, v2, v3, v4 = block(s1), block(s1), block(s1), block(s1), block(s1)
+        buffer = np.zeros(sources * slots * width + LANES, dtype=src.dtype)
+        skip = (-(buffer.ctypes.data // itemsize)) % LANES  # start the staged rows on a 64-byte boundary (fp32)
+        st = buffer[skip:skip + sources * slots * width]
+        tags = np.full((sources, slots), -1, dtype=np.int64)
+        for oh in range(ho):
+            for k in range(sources):
+                plane = (n * c_src + g * sources + k) * h_
+                for i in range(kh):
+                    ih = oh * sh + rows[i] - ph
+                    slot = ih & (slots - 1)
+                    if 0 <= ih < h_ and tags[k, slot] != ih:
+                        tags[k, slot] = ih
+                        at = (k * slots + slot) * width + pw
+                        for u in range(copy_lo, copy_hi, LANES):
+                            mask = lanes(0, min(LANES, copy_hi - u))
+                            load(a0, s1, (plane + ih) * w_ + u, mask)
+                            store(a0, st, at + u, mask)
+            for r in range(per_group):
+                o = g * per_group + r
+                row = ((n * c_out + o) * ho + oh) * wo
+                for k in range(sources):
+                    first = (o * sources + k) * taps
+                    q = 0
+                    while fast and q + 4 <= blocks:  # four full-width blocks at a time
+                        at_out = row + q * LANES
+                        if k == 0:
+                            fill(a0, b[o])
+                            fill(a1, b[o])
+                            fill(a2, b[o])
+                            fill(a3, b[o])
+                        else:  # ∂x: the earlier sources' sum is in the output row
+                            load(a0, o1, at_out, FULL)
+                            load(a1, o1, at_out + LANES, FULL)
+                            load(a2, o1, at_out + 2 * LANES, FULL)
+                            load(a3, o1, at_out + 3 * LANES, FULL)
+                        for i in range(kh):
+                            ih = oh * sh + rows[i] - ph
+                            if 0 <= ih < h_:
+                                base = (k * slots + (ih & (slots - 1))) * width + q * LANES * sw
+                                load(wr, wf, first + i * kw, lanes(0, kw))  # this kernel row's weights
+                                if windows:
+                                    _four_blocks_aligned(a0, a1, a2, a3, wr, st, base, kw, v0, v1, v2, v3, v4)
+                                else:
+                                    _four_blocks(a0, a1, a2, a3, wr, st, base, cols, sw)
+                        last = lanes(0, min(LANES, wo - (q + 3) * LANES))
+                        store(a0, o1, at_out, FULL)
+                        store(a1, o1, at_out + LANES, FULL)
+                        store(a2, o1, at_out + 2 * LANES, FULL)
+                        store(a3, o1, at_out + 3 * LANES, last)
+                        q += 4
+                    while q < blocks:  # the rest one block at a time
+                        at_out = row + q * LANES
+                        mask = lanes(0, min(LANES, wo - q * LANES))
+                        if k == 0:
+                            fill(a0, b[o])
+                        else:
+                            load(a0, o1, at_out, mask)
+                        for i in range(kh):
+                            ih = oh * sh + rows[i] - ph
+                            if 0 <= ih < h_:
+                                base = (k * slots + (ih & (slots - 1))) * width + q * LANES * sw
+                                for t in range(kw):
+                                    fma_step(a0, wf[first + i * kw + t], st, base + cols[t], sw, FULL)
+                        store(a0, o1, at_out, mask)
+                        q += 1
+
+
+@njit(parallel=True, fastmath=_FAST)
+def _scatter_input_grad_nchw(g: Any, w: Any, gx: Any, sh: int, sw: int, dh: int, dw: int, ph: int,
+                             pw: int) -> None:  # pragma: no cover - compiled
+    """∂x[n, c, ih, iw] = Σ_j Σ_t w[c·m + j, t] · ∂y[n, c·m + j, oh, ow] over (oh, ow, t) with ih = oh·sh + i·dh − ph,
+    iw = ow·sw + t·dw − pw: any stride, one task per (n, c) plane, accumulated in the ∂x plane itself."""
+    n_, c_, h_, w_ = gx.shape
+    cm, ho, wo = g.shape[1], g.shape[2], g.shape[3]
+    kh, kw = w.shape[1], w.shape[2]
+    m = cm // c_
+    g1, w1, gx1 = g.ravel(), w.ravel(), gx.ravel()
+    for task in prange(n_ * c_):
+        n = task // c_
+        c = task - n * c_
+        base = task * h_ * w_
+        for p in range(h_ * w_):
+            gx1[base + p] = 0.0
+        for j in range(m):
+            o = c * m + j
+            for oh in range(ho):
+                grow = ((n * cm + o) * ho + oh) * wo
+                for i in range(kh):
+                    ih = oh * sh + i * dh - ph
+                    if ih < 0 or ih >= h_:
+                        continue
+                    xrow = base + ih * w_
+                    for t in range(kw):
+                        wt = w1[(o * kh + i) * kw + t]
+                        off = t * dw - pw
+                        lo = -(off // sw) if off < 0 else 0
+                        hi = min(wo, (w_ - 1 - off) // sw + 1) if off < w_ else 0
+                        for ow in range(lo, hi):
+                            gx1[xrow + ow * sw + off] += wt * g1[grow + ow]
+
+
+@njit(parallel=True, fastmath=_FAST)
+def _weight_grad_nchw(x: Any, g: Any, partial: Any, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, ph: int,
+                      pw: int) -> None:  # pragma: no cover - compiled
+    """partial[n, o, i·kw + t] = Σ_p ∂y[n, o, p] · x[n, o // m, p·s + (i, t)·d − pad] and partial[n, o, kh·kw] =
+    Σ_p ∂y[n, o, p] (the bias): one task per (n, o) plane, a register accumulator per tap; torch sums over n."""
+    n_, c_, h_, w_ = x.shape
+    cm, ho, wo = g.shape[1], g.shape[2], g.shape[3]
+    m = cm // c_
+    x1, g1 = x.ravel(), g.ravel()
+    masks = _column_masks(w_, wo, np.arange(kw) * dw, sw, pw)
+    for task in prange(n_ * cm):
+        acc = block(g1)
+        n = task // cm
+        o = task - n * cm
+        plane = (n * c_ + o // m) * h_
+        for i in range(kh):
+            for t in range(kw):
+                fill(acc, 0.0)
+                for oh in range(ho):
+                    ih = oh * sh + i * dh - ph
+                    if ih < 0 or ih >= h_:
+                        continue
+                    for q in range(masks.shape[0]):
+                        mask = masks[q, t]
+                        if mask != 0:
+                            q0 = q * LANES
+                            at = (plane + ih) * w_ + q0 * sw + t * dw - pw
+                            if sw == 1:
+                                fma_vv(acc, g1, (task * ho + oh) * wo + q0, x1, at, mask)
+                            else:
+                                fma_vv_step(acc, g1, (task * ho + oh) * wo + q0, x1, at, sw, mask)
+                partial[n, o, i * kw + t] = total(acc)
+        fill(acc, 0.0)
+        for oh in range(ho):
+            for q in range(masks.shape[0]):
+                if masks[q, kw]:
+                    fma(acc, 1.0, g1, (task * ho + oh) * wo + q * LANES, masks[q, kw])
+        partial[n, o, kh * kw] = total(acc)
+
+
+@njit(fastmath=_FAST, inline="always")
+def _tap_nhwc(acc: Any, wv: Any, x1: Any, at: int, m: int, phase: int, mask: int,
+              x_mask: int) -> None:  # pragma: no cover - compiled
+    """acc[l] += wv[l] · x1[at + (phase + l) // m]: the block's output channels reading their input channels."""
+    if m == 1:
+        fma_vv(acc, wv, 0, x1, at, mask)
+    elif m == 2 and phase == 0:
+        fma_vv_rep2(acc, wv, 0, x1, at, mask, x_mask)
+    elif m == 4 and phase == 0:
+        fma_vv_rep4(acc, wv, 0, x1, at, mask, x_mask)
+    else:
+        fma_vv_repeat(acc, wv, 0, x1, at, m, phase, mask)
+
+
+@njit(fastmath=_FAST, inline="always")
+def _nhwc_position(acc: Any, wv: Any, x1: Any, wf: Any, b1: Any, n: int, oh: int, ow: int, o0: int, mask: int,
+                   h_: int, w_: int, c_: int, cm: int, m: int, rows: Any, cols: Any, sh: int, sw: int, ph: int,
+                   pw: int) -> None:  # pragma: no cover - compiled
+    """One output position's block of output channels o0 + l, every tap checked against the input's borders."""
+    kw = len(cols)
+    load(acc, b1, o0, mask)
+    for i in range(len(rows)):
+        ih = oh * sh + rows[i] - ph
+        if 0 <= ih < h_:
+            for t in range(kw):
+                iw = ow * sw + cols[t] - pw
+                if 0 <= iw < w_:
+                    load(wv, wf, (i * kw + t) * cm + o0, mask)
+                    x_mask = lanes(0, (min(LANES, cm - o0) + m - 1) // m)
+                    _tap_nhwc(acc, wv, x1, ((n * h_ + ih) * w_ + iw) * c_ + o0 // m, m, o0 % m, mask, x_mask)
+
+
+@njit(parallel=True, fastmath=_FAST)
+def _forward_nhwc(x: Any, w: Any, b: Any, y: Any, rows: Any, cols: Any, sh: int, sw: int, ph: int,
+                  pw: int) -> None:  # pragma: no cover - compiled
+    """y[n, oh, ow, o] = b[o] + Σ_{i,t} w[i, t, o] · x[n, oh·sh + rows[i] − ph, ow·sw + cols[t] − pw, o // m]:
+    x (N, H, W, C), w (kh, kw, C·m), b (C·m,), y (N, Ho, Wo, C·m), C-contiguous. One task per output row; a block
+    of LANES output channels (the interleaved c·m + j, each lane reading its input channel: a repeat-shuffled load
+    for m = 2, 4) for 4 positions at a time accumulates every tap in registers, each tap's weight vector loaded once
+    for the 4; positions whose taps reach the padding are done one at a time with checks."""
+    n_, h_, w_, c_ = x.shape
+    ho, wo, cm = y.shape[1], y.shape[2], y.shape[3]
+    kh, kw = len(rows), len(cols)
+    m = cm // c_
+    x1, wf, b1, y1 = x.ravel(), w.ravel(), b.ravel(), y.ravel()
+    ow_lo = min(wo, (pw + sw - 1) // sw) if pw > 0 else 0  # positions whose every tap lies inside the row
+    ow_hi = max(ow_lo, min(wo, (w_ - 1 - cols[kw - 1] + pw) // sw + 1))
+    step = sw * c_
+    for task in prange(n_ * ho):
+        n = task // ho
+        oh = task - n * ho
+        a0, a1, a2, a3, wv = block(x1), block(x1), block(x1), block(x1), block(wf)
+        for o0 in range(0, cm, LANES):
+            mask = lanes(0, min(LANES, cm - o0))
+            x_mask = lanes(0, (min(LANES, cm - o0) + m - 1) // m)  # input channels the block reads (phase 0)
+            c0, phase = o0 // m, o0 % m
+            ow = 0
+            while ow < wo:
+                if ow_lo <= ow and ow + 4 <= ow_hi:
+                    load(a0, b1, o0, mask)
+                    load(a1, b1, o0, mask)
+                    load(a2, b1, o0, mask)
+                    load(a3, b1, o0, mask)
+                    for i in range(kh):
+                        ih = oh * sh + rows[i] - ph
+                        if 0 <= ih < h_:
+                            row = (n * h_ + ih) * w_
+                            for t in range(kw):
+                                load(wv, wf, (i * kw + t) * cm + o0, mask)
+                                at = (row + ow * sw + cols[t] - pw) * c_ + c0
+                                _tap_nhwc(a0, wv, x1, at, m, phase, mask, x_mask)
+                                _tap_nhwc(a1, wv, x1, at + step, m, phase, mask, x_mask)
+                                _tap_nhwc(a2, wv, x1, at + 2 * step, m, phase, mask, x_mask)
+                                _tap_nhwc(a3, wv, x1, at + 3 * step, m, phase, mask, x_mask)
+                    out = (task * wo + ow) * cm + o0
+                    store(a0, y1, out, mask)
+                    store(a1, y1, out + cm, mask)
+                    store(a2, y1, out + 2 * cm, mask)
+                    store(a3, y1, out + 3 * cm, mask)
+                    ow += 4
+                else:
+                    _nhwc_position(a0, wv, x1, wf, b1, n, oh, ow, o0, mask, h_, w_, c_, cm, m, rows, cols, sh, sw,
+                                   ph, pw)
+                    store(a0, y1, (task * wo + ow) * cm + o0, mask)
+                    ow += 1
+
+
+@njit(parallel=True, fastmath=_FAST)
+def _input_grad_nhwc(g: Any, w: Any, gx: Any, sh: int, sw: int, dh: int, dw: int, ph: int,
+                     pw: int) -> None:  # pragma: no cover - compiled
+    """∂x[n, ih, iw, c] = Σ_{j, i, t} w[i, t, j, c] · ∂y[n, oh, ow, c·m + j] over the (oh, ow) with oh·sh + i·dh − ph = ih
+    and ow·sw + t·dw − pw = iw (any stride): one task per input row, gathered, LANES channels at a time."""
+    n_, h_, w_, c_ = gx.shape
+    ho, wo, cm = g.shape[1], g.shape[2], g.shape[3]
+    kh, kw, m = w.shape[0], w.shape[1], w.shape[2]
+    g1, w1, gx1 = g.ravel(), w.ravel(), gx.ravel()
+    for task in prange(n_ * h_):
+        acc = block(gx1)
+        n = task // h_
+        ih = task - n * h_
+        for iw in range(w_):
+            for c0 in range(0, c_, LANES):
+                mask = lanes(0, min(LANES, c_ - c0))
+                fill(acc, 0.0)
+                for i in range(kh):
+                    num_h = ih + ph - i * dh
+                    if num_h < 0 or num_h % sh != 0 or num_h // sh >= ho:
+                        continue
+                    oh = num_h // sh
+                    for t in range(kw):
+                        num_w = iw + pw - t * dw
+                        if num_w < 0 or num_w % sw != 0 or num_w // sw >= wo:
+                            continue
+                        at = ((n * ho + oh) * wo + num_w // sw) * cm + c0 * m
+                        for j in range(m):
+                            if m == 1:
+                                fma_vv(acc, w1, (i * kw + t) * c_ + c0, g1, at, mask)
+                            else:
+                                fma_vv_step(acc, w1, ((i * kw + t) * m + j) * c_ + c0, g1, at + j, m, mask)
+                store(acc, gx1, (task * w_ + iw) * c_ + c0, mask)
+
+
+@njit(parallel=True, fastmath=_FAST)
+def _weight_grad_nhwc(x: Any, g: Any, partial: Any, rows_per_chunk: int, sh: int, sw: int, dh: int, dw: int,
+                      ph: int, pw: int) -> None:  # pragma: no cover - compiled
+    """partial[k, i, t, j, c] = Σ ∂y[n, oh, ow, c·m + j] · x[n, ih, iw, c] over the output rows (n, oh) of chunk k,
+    partial[k, kh, 0, j, c] = Σ ∂y[n, oh, ow, c·m + j] (the bias): per tap and row, a register accumulator runs
+    along the row; torch sums over the chunks. partial (chunks, kh + 1, kw, m, C), zeroed by the caller."""
+    n_, h_, w_, c_ = x.shape
+    ho, wo, cm = g.shape[1], g.shape[2], g.shape[3]
+    kh, kw, m = partial.shape[1] - 1, partial.shape[2], partial.shape[3]
+    x1, g1, p1 = x.ravel(), g.ravel(), partial.ravel()
+    for k in prange(partial.shape[0]):
+        acc = block(x1)
+        base = k * (kh + 1) * kw * m * c_
+        for row in range(k * rows_per_chunk, min(n_ * ho, (k + 1) * rows_per_chunk)):
+            n = row // ho
+            oh = row - n * ho
+            for i in range(kh):
+                ih = oh * sh + i * dh - ph
+                if ih < 0 or ih >= h_:
+                    continue
+                for t in range(kw):
+                    off = t * dw - pw
+                    lo = -(off // sw) if off < 0 else 0
+                    hi = min(wo, (w_ - 1 - off) // sw + 1) if off < w_ else 0
+                    for j in range(m):
+                        for c0 in range(0, c_, LANES):
+                            mask = lanes(0, min(LANES, c_ - c0))
+                            slot = base + ((i * kw + t) * m + j) * c_ + c0
+                            load(acc, p1, slot, mask)
+                            for ow in range(lo, hi):
+                                at_x = ((n * h_ + ih) * w_ + ow * sw + off) * c_ + c0
+                                at_g = (row * wo + ow) * cm + c0 * m + j
+                                if m == 1:
+                                    fma_vv(acc, x1, at_x, g1, at_g, mask)
+                                else:
+                                    fma_vv_step(acc, x1, at_x, g1, at_g, m, mask)
+                            store(acc, p1, slot, mask)
+            for j in range(m):
+                for c0 in range(0, c_, LANES):
+                    mask = lanes(0, min(LANES, c_ - c0))
+                    slot = base + (kh * kw * m + j) * c_ + c0
+                    load(acc, p1, slot, mask)
+                    for ow in range(wo):
+                        at_g = (row * wo + ow) * cm + c0 * m + j
+                        if m == 1:
+                            fma(acc, 1.0, g1, at_g, mask)
+                        else:
+                            fma_step(acc, 1.0, g1, at_g, m, mask)
+                    store(acc, p1, slot, mask)
+
+
+# --- torch side ----------------------------------------------------------------------------------------------------
+
+Geometry = tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]  # stride, dilation, pad, out
+
+
+def tap_offsets(size: int, dilation: int) -> tuple[int, ...] | np.ndarray:
+    """The taps' offsets t·d along one axis: a tuple (the kernel's tap loop unrolled, one compilation per size) up
+    to ``UNROLL`` taps, else an int64 array (one compilation for every size)."""
+    offsets = tuple(t * dilation for t in range(size))
+    return offsets if size <= UNROLL else np.asarray(offsets, dtype=np.int64)
+
+
+def _nhwc(t: torch.Tensor) -> bool:
+    """A 4-D tensor laid out NHWC (and not also NCHW-contiguous)."""
+    return not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
+
+
+def _as_nhwc(t: torch.Tensor) -> np.ndarray:
+    return t.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).numpy()
+
+
+def _channels_last_weight(weight: torch.Tensor, channels: int) -> np.ndarray:
+    """(C·m, 1, kh, kw) → (kh, kw, m, C), contiguous."""
+    cm, _, kh, kw = weight.shape
+    return weight.reshape(channels, cm // channels, kh, kw).permute(2, 3, 1, 0).contiguous().numpy()
+
+
+def _chunks(rows: int) -> int:
+    """Row chunks for the channels_last ∂w: a few per thread, so the partial sums stay small."""
+    return max(1, min(rows, 4 * torch.get_num_threads()))
+
+
+class DepthwiseConv2dFunction(torch.autograd.Function):
+    """y = depthwise_conv(x, w, b) on x (N, C, H, W) NCHW- or channels_last-contiguous (the output in the same
+    format), w (C·m, 1, kh, kw), b (C·m,) or None; the backward runs the kernels above."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                geometry: Geometry) -> torch.Tensor:
+        (sh, sw), (dh, dw), (ph, pw), (ho, wo) = geometry
+        n = x.shape[0]
+        cm = weight.shape[0]
+        nhwc = _nhwc(x)
+        b = torch.zeros(cm, dtype=x.dtype) if bias is None else bias.detach()
+        x, weight = x.detach(), weight.detach()
+        sync_threads()
+        with torch.no_grad():
+            if nhwc:
+                y = torch.empty((n, cm, ho, wo), dtype=x.dtype, memory_format=torch.channels_last)
+                kh, kw = weight.shape[2:]
+                _forward_nhwc(_as_nhwc(x), weight.reshape(cm, kh * kw).t().contiguous().numpy(), b.contiguous().numpy(),
+                              y.permute(0, 2, 3, 1).numpy(), tap_offsets(kh, dh), tap_offsets(kw, dw), sh, sw, ph, pw)
+            else:
+                y = torch.empty((n, cm, ho, wo), dtype=x.dtype)
+                _correlate_nchw(x.contiguous().numpy(), weight.reshape(cm, *weight.shape[2:]).numpy(),
+                                b.contiguous().numpy(), y.numpy(), 1, tap_offsets(weight.shape[2], dh),
+                                tap_offsets(weight.shape[3], dw), sh, sw, ph, pw)
+        ctx.save_for_backward(x, weight)  # detached: the backward runs kernels, not autograd
+        ctx.geometry, ctx.nhwc, ctx.has_bias = geometry, nhwc, bias is not None
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, weight = ctx.saved_tensors
+        grad = grad.detach()
+        (sh, sw), (dh, dw), (ph, pw), _ = ctx.geometry
+        n, c, h, w = x.shape
+        cm, _, kh, kw = weight.shape
+        m = cm // c
+        need_x, need_w, need_b = ctx.needs_input_grad[:3]
+        grad_x = grad_w = grad_b = None
+        sync_threads()
+        with torch.no_grad():
+            if ctx.nhwc:
+                g = _as_nhwc(grad)
+                xs = _as_nhwc(x)
+                if need_x:
+                    grad_x = torch.empty((n, c, h, w), dtype=x.dtype, memory_format=torch.channels_last)
+                    _input_grad_nhwc(g, _channels_last_weight(weight, c), grad_x.permute(0, 2, 3, 1).numpy(),
+                                     sh, sw, dh, dw, ph, pw)
+                if need_w or need_b:
+                    rows = n * g.shape[1]
+                    chunks = _chunks(rows)
+                    partial = torch.zeros((chunks, kh + 1, kw, m, c), dtype=x.dtype)
+                    _weight_grad_nhwc(xs, g, partial.numpy(), -(-rows // chunks), sh, sw, dh, dw, ph, pw)
+                    sums = partial.sum(0)  # (kh + 1, kw, m, C)
+                    grad_w = sums[:kh].permute(3, 2, 0, 1).reshape(cm, 1, kh, kw)
+                    grad_b = sums[kh, 0].t().reshape(cm)
+            else:
+                g = grad.contiguous().numpy()
+                if need_x:
+                    grad_x = torch.empty((n, c, h, w), dtype=x.dtype)
+                    taps = weight.reshape(cm, kh, kw)
+                    if sh == 1 and sw == 1:  # ∂x = Σ_j ∂y_j ⋆ flip(w_j), padded by d·(k − 1) − pad
+                        _correlate_nchw(g, taps.flip(1, 2).contiguous().numpy(), np.zeros(c, dtype=g.dtype),
+                                        grad_x.numpy(), m, tap_offsets(kh, dh), tap_offsets(kw, dw), 1, 1,
+                                        dh * (kh - 1) - ph, dw * (kw - 1) - pw)
+                    else:
+                        _scatter_input_grad_nchw(g, taps.contiguous().numpy(), grad_x.numpy(), sh, sw, dh, dw, ph, pw)
+                if need_w or need_b:
+                    partial = torch.empty((n, cm, kh * kw + 1), dtype=x.dtype)
+                    _weight_grad_nchw(x.contiguous().numpy(), g, partial.numpy(), kh, kw, sh, sw, dh, dw, ph, pw)
+                    sums = partial.sum(0)
+                    grad_w = sums[:, :kh * kw].reshape(cm, 1, kh, kw)
+                    grad_b = sums[:, kh * kw]
+        return grad_x, grad_w if need_w else None, grad_b if need_b and ctx.has_bias else None, None
+
+
+def output_size(size: int, kernel: int, stride: int, dilation: int, before: int, after: int) -> int:
+    """⌊(size + before + after − d·(k − 1) − 1) / s⌋ + 1."""
+    return (size + before + after - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def depthwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, ...],
+                   padding_pairs: tuple[tuple[int, int], ...], dilation: tuple[int, ...]) -> torch.Tensor:
+    """Depthwise 1-D or 2-D conv (groups = C, weight (C·m, 1, *k)) with zero (before, after) padding per dim, on
+    NCHW / NCL data or channels_last / NLC data; the output comes back in the input's layout."""
+    if x.dim() == 3:  # (N, C, L) as (N, C, 1, L): NCL stays NCHW-contiguous, NLC becomes channels_last
+        y = depthwise_conv(x.unsqueeze(2), weight.unsqueeze(2), bias, (1, *stride), ((0, 0), *padding_pairs),
+                           (1, *dilation))
+        return y.squeeze(2)
+    if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
+        x = x.contiguous()
+    kh, kw = weight.shape[2:]
+    out = tuple(output_size(x.shape[2 + d], (kh, kw)[d], stride[d], dilation[d], *padding_pairs[d]) for d in range(2))
+    geometry = (tuple(stride), tuple(dilation), tuple(lo for lo, _ in padding_pairs), out)
+    return DepthwiseConv2dFunction.apply(x, weight, bias, geometry)

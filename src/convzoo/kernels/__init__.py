@@ -8,3 +8,21 @@ layer keeps its PyTorch forms and warns once, naming the cause (``numba_runtime.
 
 This package sits below the layers: it imports torch, numpy and numba, never ``convzoo.layers`` or anything above.
 """
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+from .numba_runtime import available, unavailable_cause, warn_unavailable
+
+__all__ = ["available", "cpu_kernels", "unavailable_cause", "warn_unavailable"]
+
+
+def cpu_kernels(name: str, what: str) -> ModuleType | None:
+    """The numba kernel module ``convzoo.kernels.<name>`` (importing it compiles nothing), or None after warning
+    once that ``what`` runs on PyTorch's forms because numba is unavailable (the warning names the cause)."""
+    if not available():
+        warn_unavailable(what)
+        return None
+    return importlib.import_module(f"{__name__}.{name}")

@@ -3,14 +3,19 @@
     y[n, c·m + j, p] = b[c·m + j] + Σ_t w[c·m + j, t] · x[n, c, p·s + t·d − pad]
 
 with depth multiplier m ≥ 1 written straight into the interleaved output channels c·m + j, any kernel size,
-stride, dilation and (before) padding; the after-padding only sets the output size. 1-D runs as 2-D with H = 1.
-Zero padding is never materialised: lanes that fall outside the input are masked (``simd``).
+stride, dilation and (before, after) padding. 1-D runs as 2-D with H = 1. Zero padding is never materialised.
 
-NCHW: one task per (sample, input channel) plane; a row of outputs is computed LANES at a time with every tap
-accumulated in registers (the input plane stays in L1/L2). channels_last: one task per output row; LANES channels
-at a time, the taps accumulated in registers. Backward, NCHW: ∂x as the correlation of ∂y with the flipped kernel
-(stride 1) or a scatter (stride > 1); NHWC: ∂x gathered per input row for any stride. ∂w and ∂b are per-task
-partial sums (per plane, or per chunk of rows) added up by torch.
+Forward, NCHW: one task per (sample, channel) plane; the input rows an output row reads are staged once each into
+a ring of zero-padded rows (rows, not a plane); along an output row, 4 blocks of LANES outputs accumulate every tap
+in registers, the kernel row's weights in a register too; at stride 1 and dilation 1 each tap's input vector is cut
+from aligned loads by a constant shift. channels_last: one task per output row; a block of LANES output channels
+(the interleaved c·m + j, each lane reading its input channel) for 4 positions at a time.
+Backward, NCHW: ∂x as the same correlation of ∂y with the flipped kernel (stride 1) or a scatter (stride > 1);
+channels_last: ∂x gathered per input row (any stride). ∂w, ∂b: per-task partial sums added up by torch.
+
+Kernels are serial numba functions over a range of tasks, run on torch.get_num_threads() threads by
+``numba_runtime.run_tasks``. The kernel sizes in ``UNROLLED`` (fp32) get their tap loops unrolled (taps as tuple
+offsets: one compilation per size); every other size and fp64 share one compilation with the taps in arrays.
 """
 
 from __future__ import annotations
@@ -19,15 +24,15 @@ from typing import Any
 
 import numpy as np
 import torch
-from numba import prange
 
-from .numba_runtime import njit, sync_threads
+from .numba_runtime import njit, run_tasks
 from .simd import (
     FULL,
     LANES,
     block,
     fill,
     fma,
+    fma_even,
     fma_lane,
     fma_lane_even,
     fma_lane_window,
@@ -44,29 +49,7 @@ from .simd import (
 )
 
 _FAST = {"contract"}  # fused multiply-add; no reassociation, no finite-math assumptions (NaN and Inf propagate)
-UNROLL = 7  # kernels up to UNROLL × UNROLL get their tap loops unrolled (one compilation per kernel size)
-
-
-@njit(fastmath=_FAST)
-def _column_masks(size: int, out: int, cols: Any, stride: int, pad: int) -> Any:  # pragma: no cover - compiled
-    """masks[b, t]: the lanes l of output block b (outputs b·LANES + l < out) whose input column
-    (b·LANES + l)·stride + cols[t] − pad lies in [0, size); masks[b, kw]: the lanes inside the output row;
-    masks[b, kw + 1]: 1 when every tap's mask is full (no masking needed). The same for every row: computed once."""
-    kw = len(cols)
-    blocks = (out + LANES - 1) // LANES
-    masks = np.zeros((blocks, kw + 2), dtype=np.int64)
-    for b in range(blocks):
-        count = min(LANES, out - b * LANES)
-        masks[b, kw] = lanes(0, count)
-        masks[b, kw + 1] = 1
-        for t in range(kw):
-            off = b * LANES * stride + cols[t] - pad  # input column of lane 0
-            lo = -(off // stride) if off < 0 else 0
-            hi = min(count, (size - 1 - off) // stride + 1) if off < size else 0
-            masks[b, t] = lanes(lo, hi)
-            if masks[b, t] != FULL:
-                masks[b, kw + 1] = 0
-    return masks
+UNROLLED = frozenset({(3, 3), (5, 5), (7, 7), (1, 3), (3, 1), (1, 5), (5, 1), (1, 7), (7, 1)})
 
 
 @njit(fastmath=_FAST, inline="always")
@@ -110,40 +93,15 @@ def _four_blocks_aligned(a0: Any, a1: Any, a2: Any, a3: Any, wr: Any, st: Any, b
         _window_tap(a0, a1, a2, a3, wr, 7, v0, v1, v2, v3, v4)
 
 
-@njit(fastmath=_FAST, inline="always")
-def _four_blocks(a0: Any, a1: Any, a2: Any, a3: Any, wr: Any, st: Any, base: int, cols: Any,
-                 sw: int) -> None:  # pragma: no cover - compiled
-    """A kernel row's taps into four adjacent output blocks (stride 1 or 2; unaligned loads)."""
-    if sw == 1:  # block offsets as constants: the loads address base + immediate
-        for t in range(len(cols)):
-            at = base + cols[t]
-            fma_lane(a0, wr, t, st, at, FULL)
-            fma_lane(a1, wr, t, st, at + LANES, FULL)
-            fma_lane(a2, wr, t, st, at + 2 * LANES, FULL)
-            fma_lane(a3, wr, t, st, at + 3 * LANES, FULL)
-    else:
-        for t in range(len(cols)):
-            at = base + cols[t]
-            fma_lane_even(a0, wr, t, st, at, FULL)
-            fma_lane_even(a1, wr, t, st, at + 2 * LANES, FULL)
-            fma_lane_even(a2, wr, t, st, at + 4 * LANES, FULL)
-            fma_lane_even(a3, wr, t, st, at + 6 * LANES, FULL)
-
-
-@njit(parallel=True, fastmath=_FAST)
-def _correlate_nchw(src: Any, w: Any, b: Any, out: Any, sources: int, rows: Any, cols: Any, sh: int, sw: int,
-                    ph: int, pw: int) -> None:  # pragma: no cover - compiled
+@njit(fastmath=_FAST)
+def _correlate_nchw(begin: int, end: int, src: Any, w: Any, b: Any, out: Any, sources: int, rows: Any, cols: Any,
+                    sh: int, sw: int, ph: int, pw: int) -> None:  # pragma: no cover - compiled
     """out[n, o, p] = b[o] + Σ_{k<S} Σ_{i,t} w[o·S + k, i, t] · src[n, (o // R)·S + k, p·s + (rows[i], cols[t]) − pad],
     S = ``sources``, R = C_out·S / C_src: the forward (S = 1, R = m; rows = i·d_h, cols = t·d_w) and, with the
     flipped kernel, ∂x at stride 1 (S = m, R = 1). src (N, C_src, H, W), w (C_out·S, kh, kw), b (C_out,),
-    out (N, C_out, Ho, Wo), C-contiguous; rows / cols tuples (tap loops unrolled: one compilation per kernel size)
-    or int64 arrays (any size).
-
-    One task per (n, group of S source planes). The input rows an output row reads are staged once each into a
-    ring of zero-padded rows (a row, not a plane: the ring holds (kh − 1)·d_h + 1 rows), so no load needs a mask;
-    along an output row, 4 blocks of LANES outputs accumulate every tap in registers, the tap weights held in
-    registers too (strides 1 and 2, up to 4·LANES taps; other cases one block at a time)."""
-    n_, c_src, h_, w_ = src.shape
+    out (N, C_out, Ho, Wo), C-contiguous; rows / cols tuples (tap loops unrolled) or int64 arrays (any size).
+    Tasks: (n, group of S source planes)."""
+    c_src, h_, w_ = src.shape[1], src.shape[2], src.shape[3]
     c_out, ho, wo = out.shape[1], out.shape[2], out.shape[3]
     kh, kw = len(rows), len(cols)
     taps = kh * kw
@@ -153,25 +111,25 @@ def _correlate_nchw(src: Any, w: Any, b: Any, out: Any, sources: int, rows: Any,
     blocks = (wo + LANES - 1) // LANES
     # staged row: every lane's read (and the stride-2 pair) inside, a multiple of LANES so rows start aligned
     width = (blocks * LANES * sw + cols[kw - 1] + 1 + LANES - 1) // LANES * LANES + LANES
-    slots = 1
+    slots = 1  # the ring holds (kh − 1)·d_h + 1 rows, rounded up to a power of two (slot = row & (slots − 1))
     while slots < rows[kh - 1] + 1:
         slots *= 2
     copy_lo, copy_hi = max(0, -pw), min(w_, width - pw)  # input columns kept: staged column = input column + pw
     fast = kw <= LANES and sw <= 2  # a kernel row's weights in one register block
     windows = sw == 1 and kw <= 8 and cols[kw - 1] == kw - 1  # dilation 1: taps cut from aligned loads
-    itemsize = src.itemsize
-    for task in prange(n_ * groups):
+    a0, a1, a2, a3 = block(s1), block(s1), block(s1), block(s1)
+    wr = block(wf)
+    v0, v1, v2, v3, v4 = block(s1), block(s1), block(s1), block(s1), block(s1)
+    buffer = np.zeros(sources * slots * width + LANES, dtype=src.dtype)
+    skip = (-(buffer.ctypes.data // src.itemsize)) % LANES  # staged rows start on a 64-byte boundary (fp32)
+    st = buffer[skip:skip + sources * slots * width]
+    tags = np.empty((sources, slots), dtype=np.int64)
+    for task in range(begin, end):
         n = task // groups
         g = task - n * groups
-        a0, a1, a2, a3 = block(s1), block(s1), block(s1), block(s1)
-        wr = block(wf)
-        v0, v1, v2, v3, v4 = block(s1), block(s1), block(s1), block(s1), block(s1)
-        buffer = np.zeros(sources * slots * width + LANES, dtype=src.dtype)
-        skip = (-(buffer.ctypes.data // itemsize)) % LANES  # start the staged rows on a 64-byte boundary (fp32)
-        st = buffer[skip:skip + sources * slots * width]
-        tags = np.full((sources, slots), -1, dtype=np.int64)
+        tags[:] = -1
         for oh in range(ho):
-            for k in range(sources):
+            for k in range(sources):  # stage the rows this output row reads, once each
                 plane = (n * c_src + g * sources + k) * h_
                 for i in range(kh):
                     ih = oh * sh + rows[i] - ph
@@ -189,7 +147,7 @@ def _correlate_nchw(src: Any, w: Any, b: Any, out: Any, sources: int, rows: Any,
                 for k in range(sources):
                     first = (o * sources + k) * taps
                     q = 0
-                    while fast and q + 4 <= blocks:  # four full-width blocks at a time
+                    while fast and q + 4 <= blocks:  # four blocks at a time
                         at_out = row + q * LANES
                         if k == 0:
                             fill(a0, b[o])
@@ -208,13 +166,24 @@ def _correlate_nchw(src: Any, w: Any, b: Any, out: Any, sources: int, rows: Any,
                                 load(wr, wf, first + i * kw, lanes(0, kw))  # this kernel row's weights
                                 if windows:
                                     _four_blocks_aligned(a0, a1, a2, a3, wr, st, base, kw, v0, v1, v2, v3, v4)
+                                elif sw == 1:  # block offsets as constants: loads address base + immediate
+                                    for t in range(kw):
+                                        at = base + cols[t]
+                                        fma_lane(a0, wr, t, st, at, FULL)
+                                        fma_lane(a1, wr, t, st, at + LANES, FULL)
+                                        fma_lane(a2, wr, t, st, at + 2 * LANES, FULL)
+                                        fma_lane(a3, wr, t, st, at + 3 * LANES, FULL)
                                 else:
-                                    _four_blocks(a0, a1, a2, a3, wr, st, base, cols, sw)
-                        last = lanes(0, min(LANES, wo - (q + 3) * LANES))
+                                    for t in range(kw):
+                                        at = base + cols[t]
+                                        fma_lane_even(a0, wr, t, st, at, FULL)
+                                        fma_lane_even(a1, wr, t, st, at + 2 * LANES, FULL)
+                                        fma_lane_even(a2, wr, t, st, at + 4 * LANES, FULL)
+                                        fma_lane_even(a3, wr, t, st, at + 6 * LANES, FULL)
                         store(a0, o1, at_out, FULL)
                         store(a1, o1, at_out + LANES, FULL)
                         store(a2, o1, at_out + 2 * LANES, FULL)
-                        store(a3, o1, at_out + 3 * LANES, last)
+                        store(a3, o1, at_out + 3 * LANES, lanes(0, min(LANES, wo - (q + 3) * LANES)))
                         q += 4
                     while q < blocks:  # the rest one block at a time
                         at_out = row + q * LANES
@@ -228,27 +197,32 @@ def _correlate_nchw(src: Any, w: Any, b: Any, out: Any, sources: int, rows: Any,
                             if 0 <= ih < h_:
                                 base = (k * slots + (ih & (slots - 1))) * width + q * LANES * sw
                                 for t in range(kw):
-                                    fma_step(a0, wf[first + i * kw + t], st, base + cols[t], sw, FULL)
+                                    wt = wf[first + i * kw + t]
+                                    if sw == 1:
+                                        fma(a0, wt, st, base + cols[t], FULL)
+                                    elif sw == 2:
+                                        fma_even(a0, wt, st, base + cols[t], FULL)
+                                    else:
+                                        fma_step(a0, wt, st, base + cols[t], sw, FULL)
                         store(a0, o1, at_out, mask)
                         q += 1
 
 
-@njit(parallel=True, fastmath=_FAST)
-def _scatter_input_grad_nchw(g: Any, w: Any, gx: Any, sh: int, sw: int, dh: int, dw: int, ph: int,
-                             pw: int) -> None:  # pragma: no cover - compiled
+@njit(fastmath=_FAST)
+def _scatter_input_grad_nchw(begin: int, end: int, g: Any, w: Any, gx: Any, sh: int, sw: int, dh: int, dw: int,
+                             ph: int, pw: int) -> None:  # pragma: no cover - compiled
     """∂x[n, c, ih, iw] = Σ_j Σ_t w[c·m + j, t] · ∂y[n, c·m + j, oh, ow] over (oh, ow, t) with ih = oh·sh + i·dh − ph,
-    iw = ow·sw + t·dw − pw: any stride, one task per (n, c) plane, accumulated in the ∂x plane itself."""
-    n_, c_, h_, w_ = gx.shape
+    iw = ow·sw + t·dw − pw: any stride, accumulated in the ∂x plane itself. Tasks: (n, c) planes."""
+    c_, h_, w_ = gx.shape[1], gx.shape[2], gx.shape[3]
     cm, ho, wo = g.shape[1], g.shape[2], g.shape[3]
     kh, kw = w.shape[1], w.shape[2]
     m = cm // c_
     g1, w1, gx1 = g.ravel(), w.ravel(), gx.ravel()
-    for task in prange(n_ * c_):
+    for task in range(begin, end):
         n = task // c_
         c = task - n * c_
         base = task * h_ * w_
-        for p in range(h_ * w_):
-            gx1[base + p] = 0.0
+        gx1[base:base + h_ * w_] = 0.0
         for j in range(m):
             o = c * m + j
             for oh in range(ho):
@@ -267,18 +241,34 @@ def _scatter_input_grad_nchw(g: Any, w: Any, gx: Any, sh: int, sw: int, dh: int,
                             gx1[xrow + ow * sw + off] += wt * g1[grow + ow]
 
 
-@njit(parallel=True, fastmath=_FAST)
-def _weight_grad_nchw(x: Any, g: Any, partial: Any, kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, ph: int,
-                      pw: int) -> None:  # pragma: no cover - compiled
-    """partial[n, o, i·kw + t] = Σ_p ∂y[n, o, p] · x[n, o // m, p·s + (i, t)·d − pad] and partial[n, o, kh·kw] =
-    Σ_p ∂y[n, o, p] (the bias): one task per (n, o) plane, a register accumulator per tap; torch sums over n."""
-    n_, c_, h_, w_ = x.shape
+@njit(fastmath=_FAST)
+def _column_masks(size: int, out: int, kernel: int, stride: int, dilation: int, pad: int) -> Any:  # pragma: no cover
+    """masks[b, t]: the lanes l of output block b (outputs b·LANES + l < out) whose input column
+    (b·LANES + l)·stride + t·dilation − pad lies in [0, size); masks[b, kernel]: the lanes inside the row."""
+    blocks = (out + LANES - 1) // LANES
+    masks = np.zeros((blocks, kernel + 1), dtype=np.int64)
+    for b in range(blocks):
+        count = min(LANES, out - b * LANES)
+        masks[b, kernel] = lanes(0, count)
+        for t in range(kernel):
+            off = b * LANES * stride + t * dilation - pad  # input column of lane 0
+            lo = -(off // stride) if off < 0 else 0
+            hi = min(count, (size - 1 - off) // stride + 1) if off < size else 0
+            masks[b, t] = lanes(lo, hi)
+    return masks
+
+
+@njit(fastmath=_FAST)
+def _weight_grad_nchw(begin: int, end: int, x: Any, g: Any, partial: Any, masks: Any, kh: int, kw: int, sh: int,
+                      sw: int, dh: int, dw: int, ph: int, pw: int) -> None:  # pragma: no cover - compiled
+    """partial[n, o, i·kw + t] = Σ_p ∂y[n, o, p] · x[n, o // m, p·s + (i·d_h, t·d_w) − pad], partial[n, o, kh·kw] =
+    Σ_p ∂y[n, o, p] (the bias); masks from ``_column_masks``. Tasks: (n, o) planes; torch sums over n."""
+    c_, h_, w_ = x.shape[1], x.shape[2], x.shape[3]
     cm, ho, wo = g.shape[1], g.shape[2], g.shape[3]
     m = cm // c_
     x1, g1 = x.ravel(), g.ravel()
-    masks = _column_masks(w_, wo, np.arange(kw) * dw, sw, pw)
-    for task in prange(n_ * cm):
-        acc = block(g1)
+    acc = block(g1)
+    for task in range(begin, end):
         n = task // cm
         o = task - n * cm
         plane = (n * c_ + o // m) * h_
@@ -292,25 +282,23 @@ def _weight_grad_nchw(x: Any, g: Any, partial: Any, kh: int, kw: int, sh: int, s
                     for q in range(masks.shape[0]):
                         mask = masks[q, t]
                         if mask != 0:
-                            q0 = q * LANES
-                            at = (plane + ih) * w_ + q0 * sw + t * dw - pw
+                            at = (plane + ih) * w_ + q * LANES * sw + t * dw - pw
                             if sw == 1:
-                                fma_vv(acc, g1, (task * ho + oh) * wo + q0, x1, at, mask)
+                                fma_vv(acc, g1, (task * ho + oh) * wo + q * LANES, x1, at, mask)
                             else:
-                                fma_vv_step(acc, g1, (task * ho + oh) * wo + q0, x1, at, sw, mask)
+                                fma_vv_step(acc, g1, (task * ho + oh) * wo + q * LANES, x1, at, sw, mask)
                 partial[n, o, i * kw + t] = total(acc)
         fill(acc, 0.0)
         for oh in range(ho):
             for q in range(masks.shape[0]):
-                if masks[q, kw]:
-                    fma(acc, 1.0, g1, (task * ho + oh) * wo + q * LANES, masks[q, kw])
+                fma(acc, 1.0, g1, (task * ho + oh) * wo + q * LANES, masks[q, kw])
         partial[n, o, kh * kw] = total(acc)
 
 
 @njit(fastmath=_FAST, inline="always")
 def _tap_nhwc(acc: Any, wv: Any, x1: Any, at: int, m: int, phase: int, mask: int,
               x_mask: int) -> None:  # pragma: no cover - compiled
-    """acc[l] += wv[l] · x1[at + (phase + l) // m]: the block's output channels reading their input channels."""
+    """acc[l] += wv[l] · x1[at + (phase + l) // m]: a block of output channels reading their input channels."""
     if m == 1:
         fma_vv(acc, wv, 0, x1, at, mask)
     elif m == 2 and phase == 0:
@@ -321,33 +309,14 @@ def _tap_nhwc(acc: Any, wv: Any, x1: Any, at: int, m: int, phase: int, mask: int
         fma_vv_repeat(acc, wv, 0, x1, at, m, phase, mask)
 
 
-@njit(fastmath=_FAST, inline="always")
-def _nhwc_position(acc: Any, wv: Any, x1: Any, wf: Any, b1: Any, n: int, oh: int, ow: int, o0: int, mask: int,
-                   h_: int, w_: int, c_: int, cm: int, m: int, rows: Any, cols: Any, sh: int, sw: int, ph: int,
-                   pw: int) -> None:  # pragma: no cover - compiled
-    """One output position's block of output channels o0 + l, every tap checked against the input's borders."""
-    kw = len(cols)
-    load(acc, b1, o0, mask)
-    for i in range(len(rows)):
-        ih = oh * sh + rows[i] - ph
-        if 0 <= ih < h_:
-            for t in range(kw):
-                iw = ow * sw + cols[t] - pw
-                if 0 <= iw < w_:
-                    load(wv, wf, (i * kw + t) * cm + o0, mask)
-                    x_mask = lanes(0, (min(LANES, cm - o0) + m - 1) // m)
-                    _tap_nhwc(acc, wv, x1, ((n * h_ + ih) * w_ + iw) * c_ + o0 // m, m, o0 % m, mask, x_mask)
-
-
-@njit(parallel=True, fastmath=_FAST)
-def _forward_nhwc(x: Any, w: Any, b: Any, y: Any, rows: Any, cols: Any, sh: int, sw: int, ph: int,
-                  pw: int) -> None:  # pragma: no cover - compiled
+@njit(fastmath=_FAST)
+def _forward_nhwc(begin: int, end: int, x: Any, w: Any, b: Any, y: Any, rows: Any, cols: Any, sh: int, sw: int,
+                  ph: int, pw: int) -> None:  # pragma: no cover - compiled
     """y[n, oh, ow, o] = b[o] + Σ_{i,t} w[i, t, o] · x[n, oh·sh + rows[i] − ph, ow·sw + cols[t] − pw, o // m]:
-    x (N, H, W, C), w (kh, kw, C·m), b (C·m,), y (N, Ho, Wo, C·m), C-contiguous. One task per output row; a block
-    of LANES output channels (the interleaved c·m + j, each lane reading its input channel: a repeat-shuffled load
-    for m = 2, 4) for 4 positions at a time accumulates every tap in registers, each tap's weight vector loaded once
-    for the 4; positions whose taps reach the padding are done one at a time with checks."""
-    n_, h_, w_, c_ = x.shape
+    x (N, H, W, C), w (kh, kw, C·m), b (C·m,), y (N, Ho, Wo, C·m), C-contiguous. Tasks: output rows (n, oh).
+    A block of LANES output channels for 4 positions at a time accumulates every tap in registers, each tap's
+    weight vector loaded once for the 4; positions whose taps reach the padding go one at a time, checked."""
+    h_, w_, c_ = x.shape[1], x.shape[2], x.shape[3]
     ho, wo, cm = y.shape[1], y.shape[2], y.shape[3]
     kh, kw = len(rows), len(cols)
     m = cm // c_
@@ -355,13 +324,14 @@ def _forward_nhwc(x: Any, w: Any, b: Any, y: Any, rows: Any, cols: Any, sh: int,
     ow_lo = min(wo, (pw + sw - 1) // sw) if pw > 0 else 0  # positions whose every tap lies inside the row
     ow_hi = max(ow_lo, min(wo, (w_ - 1 - cols[kw - 1] + pw) // sw + 1))
     step = sw * c_
-    for task in prange(n_ * ho):
+    a0, a1, a2, a3, wv = block(x1), block(x1), block(x1), block(x1), block(wf)
+    for task in range(begin, end):
         n = task // ho
         oh = task - n * ho
-        a0, a1, a2, a3, wv = block(x1), block(x1), block(x1), block(x1), block(wf)
         for o0 in range(0, cm, LANES):
-            mask = lanes(0, min(LANES, cm - o0))
-            x_mask = lanes(0, (min(LANES, cm - o0) + m - 1) // m)  # input channels the block reads (phase 0)
+            count = min(LANES, cm - o0)
+            mask = lanes(0, count)
+            x_mask = lanes(0, (count + m - 1) // m)  # the input channels the block reads (phase 0)
             c0, phase = o0 // m, o0 % m
             ow = 0
             while ow < wo:
@@ -388,23 +358,30 @@ def _forward_nhwc(x: Any, w: Any, b: Any, y: Any, rows: Any, cols: Any, sh: int,
                     store(a3, y1, out + 3 * cm, mask)
                     ow += 4
                 else:
-                    _nhwc_position(a0, wv, x1, wf, b1, n, oh, ow, o0, mask, h_, w_, c_, cm, m, rows, cols, sh, sw,
-                                   ph, pw)
+                    load(a0, b1, o0, mask)
+                    for i in range(kh):
+                        ih = oh * sh + rows[i] - ph
+                        if 0 <= ih < h_:
+                            for t in range(kw):
+                                iw = ow * sw + cols[t] - pw
+                                if 0 <= iw < w_:
+                                    load(wv, wf, (i * kw + t) * cm + o0, mask)
+                                    _tap_nhwc(a0, wv, x1, ((n * h_ + ih) * w_ + iw) * c_ + c0, m, phase, mask, x_mask)
                     store(a0, y1, (task * wo + ow) * cm + o0, mask)
                     ow += 1
 
 
-@njit(parallel=True, fastmath=_FAST)
-def _input_grad_nhwc(g: Any, w: Any, gx: Any, sh: int, sw: int, dh: int, dw: int, ph: int,
+@njit(fastmath=_FAST)
+def _input_grad_nhwc(begin: int, end: int, g: Any, w: Any, gx: Any, sh: int, sw: int, dh: int, dw: int, ph: int,
                      pw: int) -> None:  # pragma: no cover - compiled
-    """∂x[n, ih, iw, c] = Σ_{j, i, t} w[i, t, j, c] · ∂y[n, oh, ow, c·m + j] over the (oh, ow) with oh·sh + i·dh − ph = ih
-    and ow·sw + t·dw − pw = iw (any stride): one task per input row, gathered, LANES channels at a time."""
-    n_, h_, w_, c_ = gx.shape
+    """∂x[n, ih, iw, c] = Σ_{j, i, t} w[i, t, j, c] · ∂y[n, oh, ow, c·m + j] over the (oh, ow) with
+    oh·sh + i·dh − ph = ih and ow·sw + t·dw − pw = iw (any stride), gathered; w (kh, kw, m, C). Tasks: input rows."""
+    h_, w_, c_ = gx.shape[1], gx.shape[2], gx.shape[3]
     ho, wo, cm = g.shape[1], g.shape[2], g.shape[3]
     kh, kw, m = w.shape[0], w.shape[1], w.shape[2]
     g1, w1, gx1 = g.ravel(), w.ravel(), gx.ravel()
-    for task in prange(n_ * h_):
-        acc = block(gx1)
+    acc = block(gx1)
+    for task in range(begin, end):
         n = task // h_
         ih = task - n * h_
         for iw in range(w_):
@@ -429,18 +406,18 @@ def _input_grad_nhwc(g: Any, w: Any, gx: Any, sh: int, sw: int, dh: int, dw: int
                 store(acc, gx1, (task * w_ + iw) * c_ + c0, mask)
 
 
-@njit(parallel=True, fastmath=_FAST)
-def _weight_grad_nhwc(x: Any, g: Any, partial: Any, rows_per_chunk: int, sh: int, sw: int, dh: int, dw: int,
-                      ph: int, pw: int) -> None:  # pragma: no cover - compiled
+@njit(fastmath=_FAST)
+def _weight_grad_nhwc(begin: int, end: int, x: Any, g: Any, partial: Any, rows_per_chunk: int, sh: int, sw: int,
+                      dh: int, dw: int, ph: int, pw: int) -> None:  # pragma: no cover - compiled
     """partial[k, i, t, j, c] = Σ ∂y[n, oh, ow, c·m + j] · x[n, ih, iw, c] over the output rows (n, oh) of chunk k,
-    partial[k, kh, 0, j, c] = Σ ∂y[n, oh, ow, c·m + j] (the bias): per tap and row, a register accumulator runs
-    along the row; torch sums over the chunks. partial (chunks, kh + 1, kw, m, C), zeroed by the caller."""
+    partial[k, kh, 0, j, c] = Σ ∂y[n, oh, ow, c·m + j] (the bias). Tasks: chunks of rows; partial
+    (chunks, kh + 1, kw, m, C) zeroed by the caller, summed over the chunks by torch."""
     n_, h_, w_, c_ = x.shape
     ho, wo, cm = g.shape[1], g.shape[2], g.shape[3]
     kh, kw, m = partial.shape[1] - 1, partial.shape[2], partial.shape[3]
     x1, g1, p1 = x.ravel(), g.ravel(), partial.ravel()
-    for k in prange(partial.shape[0]):
-        acc = block(x1)
+    acc = block(x1)
+    for k in range(begin, end):
         base = k * (kh + 1) * kw * m * c_
         for row in range(k * rows_per_chunk, min(n_ * ho, (k + 1) * rows_per_chunk)):
             n = row // ho
@@ -485,11 +462,14 @@ def _weight_grad_nhwc(x: Any, g: Any, partial: Any, rows_per_chunk: int, sh: int
 Geometry = tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]  # stride, dilation, pad, out
 
 
-def tap_offsets(size: int, dilation: int) -> tuple[int, ...] | np.ndarray:
-    """The taps' offsets t·d along one axis: a tuple (the kernel's tap loop unrolled, one compilation per size) up
-    to ``UNROLL`` taps, else an int64 array (one compilation for every size)."""
-    offsets = tuple(t * dilation for t in range(size))
-    return offsets if size <= UNROLL else np.asarray(offsets, dtype=np.int64)
+def tap_offsets(kernel: tuple[int, int], dilation: tuple[int, int], dtype: torch.dtype) -> tuple[Any, Any]:
+    """The taps' offsets i·d_h and t·d_w: tuples (tap loops unrolled, one compilation per kernel size) for the fp32
+    kernel sizes in ``UNROLLED``, else int64 arrays (one compilation for every size)."""
+    rows = tuple(i * dilation[0] for i in range(kernel[0]))
+    cols = tuple(t * dilation[1] for t in range(kernel[1]))
+    if dtype == torch.float32 and tuple(kernel) in UNROLLED:
+        return rows, cols
+    return np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
 
 
 def _nhwc(t: torch.Tensor) -> bool:
@@ -501,91 +481,101 @@ def _as_nhwc(t: torch.Tensor) -> np.ndarray:
     return t.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).numpy()
 
 
-def _channels_last_weight(weight: torch.Tensor, channels: int) -> np.ndarray:
-    """(C·m, 1, kh, kw) → (kh, kw, m, C), contiguous."""
+def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, geometry: Geometry) -> torch.Tensor:
+    """The depthwise conv of x (N, C, H, W), NCHW- or channels_last-contiguous, by the kernels (no autograd)."""
+    (sh, sw), (dh, dw), (ph, pw), (ho, wo) = geometry
+    n = x.shape[0]
     cm, _, kh, kw = weight.shape
-    return weight.reshape(channels, cm // channels, kh, kw).permute(2, 3, 1, 0).contiguous().numpy()
+    b = (torch.zeros(cm, dtype=x.dtype) if bias is None else bias).contiguous().numpy()
+    rows, cols = tap_offsets((kh, kw), (dh, dw), x.dtype)
+    if _nhwc(x):
+        y = torch.empty((n, cm, ho, wo), dtype=x.dtype, memory_format=torch.channels_last)
+        run_tasks(_forward_nhwc, n * ho, _as_nhwc(x), weight.reshape(cm, kh * kw).t().contiguous().numpy(), b,
+                  y.permute(0, 2, 3, 1).numpy(), rows, cols, sh, sw, ph, pw, work=y.numel())
+    else:
+        y = torch.empty((n, cm, ho, wo), dtype=x.dtype)
+        run_tasks(_correlate_nchw, n * x.shape[1], x.contiguous().numpy(), weight.reshape(cm, kh, kw).numpy(), b,
+                  y.numpy(), 1, rows, cols, sh, sw, ph, pw, work=y.numel())
+    return y
 
 
-def _chunks(rows: int) -> int:
-    """Row chunks for the channels_last ∂w: a few per thread, so the partial sums stay small."""
-    return max(1, min(rows, 4 * torch.get_num_threads()))
+def backward(x: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor, geometry: Geometry,
+             needs: tuple[bool, bool, bool]) -> tuple[torch.Tensor | None, ...]:
+    """(∂x, ∂w, ∂b) of the depthwise conv for the upstream gradient ``grad`` (those not in ``needs`` are None)."""
+    (sh, sw), (dh, dw), (ph, pw), _ = geometry
+    n, c, h, w = x.shape
+    cm, _, kh, kw = weight.shape
+    m = cm // c
+    need_x, need_w, need_b = needs
+    grad_x = grad_w = grad_b = None
+    if _nhwc(x):
+        g = _as_nhwc(grad)
+        if need_x:
+            grad_x = torch.empty((n, c, h, w), dtype=x.dtype, memory_format=torch.channels_last)
+            taps = weight.reshape(c, m, kh, kw).permute(2, 3, 1, 0).contiguous().numpy()  # (kh, kw, m, C)
+            run_tasks(_input_grad_nhwc, n * h, g, taps, grad_x.permute(0, 2, 3, 1).numpy(), sh, sw, dh, dw, ph, pw,
+                      work=grad_x.numel())
+        if need_w or need_b:
+            rows = n * g.shape[1]
+            chunks = max(1, min(rows, 4 * torch.get_num_threads()))
+            partial = torch.zeros((chunks, kh + 1, kw, m, c), dtype=x.dtype)
+            run_tasks(_weight_grad_nhwc, chunks, _as_nhwc(x), g, partial.numpy(), -(-rows // chunks), sh, sw, dh, dw,
+                      ph, pw, work=g.size)
+            sums = partial.sum(0)  # (kh + 1, kw, m, C)
+            grad_w = sums[:kh].permute(3, 2, 0, 1).reshape(cm, 1, kh, kw)
+            grad_b = sums[kh, 0].t().reshape(cm)
+    else:
+        g = grad.contiguous().numpy()
+        if need_x:
+            grad_x = torch.empty((n, c, h, w), dtype=x.dtype)
+            taps = weight.reshape(cm, kh, kw)
+            if sh == 1 and sw == 1:  # ∂x = Σ_j ∂y_j ⋆ flip(w_j), padded by d·(k − 1) − pad
+                rows, cols = tap_offsets((kh, kw), (dh, dw), x.dtype)
+                run_tasks(_correlate_nchw, n * c, g, taps.flip(1, 2).contiguous().numpy(), np.zeros(c, dtype=g.dtype),
+                          grad_x.numpy(), m, rows, cols, 1, 1, dh * (kh - 1) - ph, dw * (kw - 1) - pw,
+                          work=grad_x.numel())
+            else:
+                run_tasks(_scatter_input_grad_nchw, n * c, g, taps.contiguous().numpy(), grad_x.numpy(), sh, sw, dh, dw,
+                          ph, pw, work=grad_x.numel())
+        if need_w or need_b:
+            partial = torch.empty((n, cm, kh * kw + 1), dtype=x.dtype)
+            masks = _column_masks(w, g.shape[3], kw, sw, dw, pw)
+            run_tasks(_weight_grad_nchw, n * cm, x.contiguous().numpy(), g, partial.numpy(), masks, kh, kw, sh, sw,
+                      dh, dw, ph, pw, work=g.size)
+            sums = partial.sum(0)
+            grad_w = sums[:, :kh * kw].reshape(cm, 1, kh, kw)
+            grad_b = sums[:, kh * kw]
+    return grad_x, grad_w if need_w else None, grad_b if need_b else None
 
 
 class DepthwiseConv2dFunction(torch.autograd.Function):
     """y = depthwise_conv(x, w, b) on x (N, C, H, W) NCHW- or channels_last-contiguous (the output in the same
-    format), w (C·m, 1, kh, kw), b (C·m,) or None; the backward runs the kernels above."""
+    format), w (C·m, 1, kh, kw), b (C·m,) or None; the backward runs the kernels too."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
                 geometry: Geometry) -> torch.Tensor:
-        (sh, sw), (dh, dw), (ph, pw), (ho, wo) = geometry
-        n = x.shape[0]
-        cm = weight.shape[0]
-        nhwc = _nhwc(x)
-        b = torch.zeros(cm, dtype=x.dtype) if bias is None else bias.detach()
         x, weight = x.detach(), weight.detach()
-        sync_threads()
-        with torch.no_grad():
-            if nhwc:
-                y = torch.empty((n, cm, ho, wo), dtype=x.dtype, memory_format=torch.channels_last)
-                kh, kw = weight.shape[2:]
-                _forward_nhwc(_as_nhwc(x), weight.reshape(cm, kh * kw).t().contiguous().numpy(), b.contiguous().numpy(),
-                              y.permute(0, 2, 3, 1).numpy(), tap_offsets(kh, dh), tap_offsets(kw, dw), sh, sw, ph, pw)
-            else:
-                y = torch.empty((n, cm, ho, wo), dtype=x.dtype)
-                _correlate_nchw(x.contiguous().numpy(), weight.reshape(cm, *weight.shape[2:]).numpy(),
-                                b.contiguous().numpy(), y.numpy(), 1, tap_offsets(weight.shape[2], dh),
-                                tap_offsets(weight.shape[3], dw), sh, sw, ph, pw)
-        ctx.save_for_backward(x, weight)  # detached: the backward runs kernels, not autograd
-        ctx.geometry, ctx.nhwc, ctx.has_bias = geometry, nhwc, bias is not None
-        return y
+        ctx.save_for_backward(x, weight)
+        ctx.geometry, ctx.has_bias = geometry, bias is not None
+        return forward(x, weight, None if bias is None else bias.detach(), geometry)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, weight = ctx.saved_tensors
-        grad = grad.detach()
-        (sh, sw), (dh, dw), (ph, pw), _ = ctx.geometry
-        n, c, h, w = x.shape
-        cm, _, kh, kw = weight.shape
-        m = cm // c
-        need_x, need_w, need_b = ctx.needs_input_grad[:3]
-        grad_x = grad_w = grad_b = None
-        sync_threads()
+        needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2] and ctx.has_bias)
         with torch.no_grad():
-            if ctx.nhwc:
-                g = _as_nhwc(grad)
-                xs = _as_nhwc(x)
-                if need_x:
-                    grad_x = torch.empty((n, c, h, w), dtype=x.dtype, memory_format=torch.channels_last)
-                    _input_grad_nhwc(g, _channels_last_weight(weight, c), grad_x.permute(0, 2, 3, 1).numpy(),
-                                     sh, sw, dh, dw, ph, pw)
-                if need_w or need_b:
-                    rows = n * g.shape[1]
-                    chunks = _chunks(rows)
-                    partial = torch.zeros((chunks, kh + 1, kw, m, c), dtype=x.dtype)
-                    _weight_grad_nhwc(xs, g, partial.numpy(), -(-rows // chunks), sh, sw, dh, dw, ph, pw)
-                    sums = partial.sum(0)  # (kh + 1, kw, m, C)
-                    grad_w = sums[:kh].permute(3, 2, 0, 1).reshape(cm, 1, kh, kw)
-                    grad_b = sums[kh, 0].t().reshape(cm)
-            else:
-                g = grad.contiguous().numpy()
-                if need_x:
-                    grad_x = torch.empty((n, c, h, w), dtype=x.dtype)
-                    taps = weight.reshape(cm, kh, kw)
-                    if sh == 1 and sw == 1:  # ∂x = Σ_j ∂y_j ⋆ flip(w_j), padded by d·(k − 1) − pad
-                        _correlate_nchw(g, taps.flip(1, 2).contiguous().numpy(), np.zeros(c, dtype=g.dtype),
-                                        grad_x.numpy(), m, tap_offsets(kh, dh), tap_offsets(kw, dw), 1, 1,
-                                        dh * (kh - 1) - ph, dw * (kw - 1) - pw)
-                    else:
-                        _scatter_input_grad_nchw(g, taps.contiguous().numpy(), grad_x.numpy(), sh, sw, dh, dw, ph, pw)
-                if need_w or need_b:
-                    partial = torch.empty((n, cm, kh * kw + 1), dtype=x.dtype)
-                    _weight_grad_nchw(x.contiguous().numpy(), g, partial.numpy(), kh, kw, sh, sw, dh, dw, ph, pw)
-                    sums = partial.sum(0)
-                    grad_w = sums[:, :kh * kw].reshape(cm, 1, kh, kw)
-                    grad_b = sums[:, kh * kw]
-        return grad_x, grad_w if need_w else None, grad_b if need_b and ctx.has_bias else None, None
+            grad_x, grad_w, grad_b = backward(x, weight, grad.detach(), ctx.geometry, needs)
+        return grad_x, grad_w, grad_b, None
+
+
+def dense(x: torch.Tensor) -> torch.Tensor:
+    """x itself when NCHW- or channels_last-contiguous, else a copy in the layout its strides are closest to (a
+    channel slice of channels_last data stays channels_last, as torch's convs keep it)."""
+    if x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last):
+        return x
+    nhwc_like = x.dim() == 4 and x.stride(1) < x.stride(3)
+    return x.contiguous(memory_format=torch.channels_last if nhwc_like else torch.contiguous_format)
 
 
 def output_size(size: int, kernel: int, stride: int, dilation: int, before: int, after: int) -> int:
@@ -601,8 +591,7 @@ def depthwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
         y = depthwise_conv(x.unsqueeze(2), weight.unsqueeze(2), bias, (1, *stride), ((0, 0), *padding_pairs),
                            (1, *dilation))
         return y.squeeze(2)
-    if not (x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last)):
-        x = x.contiguous()
+    x = dense(x)
     kh, kw = weight.shape[2:]
     out = tuple(output_size(x.shape[2 + d], (kh, kw)[d], stride[d], dilation[d], *padding_pairs[d]) for d in range(2))
     geometry = (tuple(stride), tuple(dilation), tuple(lo for lo, _ in padding_pairs), out)

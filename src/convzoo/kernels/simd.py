@@ -114,29 +114,6 @@ def _even_load(context: Any, builder: Any, arrty: Any, arr: Any, start: Any, mas
     return builder.shuffle_vector(both, both, ir.Constant(ir.VectorType(_I32, LANES), [2 * l for l in range(LANES)]))
 
 
-def _step_load(context: Any, builder: Any, arrty: Any, arr: Any, start: Any, step: Any, mask: Any) -> Any:
-    """src[start + l·step] on the lanes in mask: a vector load for step 1, a load and shuffle for step 2 (stride-2
-    convs), lane by lane otherwise."""
-    results = []
-    with builder.if_else(builder.icmp_signed("==", step, ir.Constant(step.type, 2))) as (two, other):
-        with two:
-            results.append((_even_load(context, builder, arrty, arr, start, mask), builder.block))
-        with other:
-            with builder.if_else(builder.icmp_signed("==", step, ir.Constant(step.type, 1))) as (one, many):
-                with one:
-                    unit = (_masked_load(context, builder, arrty, arr, start, mask), builder.block)
-                with many:
-                    spread = (_strided_load(context, builder, arrty, arr, start, step, mask), builder.block)
-            inner = builder.phi(unit[0].type)
-            inner.add_incoming(*unit)
-            inner.add_incoming(*spread)
-            results.append((inner, builder.block))
-    value = builder.phi(results[0][0].type)
-    for v, bb in results:
-        value.add_incoming(v, bb)
-    return value
-
-
 def _masked_store(context: Any, builder: Any, arrty: Any, arr: Any, start: Any, vec: Any, mask: Any) -> None:
     vty = vec.type
     ptr = _element_pointer(context, builder, arrty, arr, start)
@@ -250,13 +227,16 @@ def fma_lane_window(typingctx: Any, acc: Any, weights: Any, lane: Any, low: Any,
     """acc[l] += weights[lane] · (low ++ high)[shift + l], 0 <= shift < LANES: a tap's input vector cut from two
     aligned loads (one shuffle, ``valignd`` on AVX-512) instead of an unaligned load that splits cache lines.
     ``shift`` should be a constant after unrolling (a select over all shifts otherwise)."""
+    literal = getattr(shift, "literal_value", None)
+
     def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
         a, wb, ln, lo_b, hi_b, sh = _args(context, builder, sig, args, (2, 5))
         lo_v, hi_v = _get(context, builder, low, lo_b), _get(context, builder, high, hi_b)
         x = lo_v
-        for k in range(1, LANES):
+        for k in range(1, LANES) if literal is None else (literal,):
             cut = builder.shuffle_vector(lo_v, hi_v, ir.Constant(ir.VectorType(_I32, LANES), list(range(k, k + LANES))))
-            x = builder.select(builder.icmp_signed("==", sh, ir.Constant(sh.type, k)), cut, x)
+            x = cut if literal is not None else builder.select(builder.icmp_signed("==", sh, ir.Constant(sh.type, k)),
+                                                               cut, x)
         w = builder.extract_element(_get(context, builder, weights, wb), ln)
         wv = _splat(builder, _vector_type(context, acc.dtype), w)
         return _update(context, builder, sig, a, _fma(builder, wv, x, _get(context, builder, acc, a)))
@@ -278,11 +258,23 @@ def fma_lane_even(typingctx: Any, acc: Any, weights: Any, lane: Any, src: Any, s
 
 
 @intrinsic
+def fma_even(typingctx: Any, acc: Any, weight: Any, src: Any, start: Any, mask: Any) -> Any:
+    """acc[l] += weight · src[start + 2·l] on the lanes in mask (stride 2: a load of 2·LANES and a shuffle)."""
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        a, w, s, st, mk = _args(context, builder, sig, args, (3, 4))
+        x = _even_load(context, builder, src, s, st, mk)
+        wv = _splat(builder, _vector_type(context, acc.dtype), context.cast(builder, w, sig.args[1], acc.dtype))
+        return _update(context, builder, sig, a, _fma(builder, wv, x, _get(context, builder, acc, a)))
+
+    return types.none(acc, weight, src, start, mask), codegen
+
+
+@intrinsic
 def fma_step(typingctx: Any, acc: Any, weight: Any, src: Any, start: Any, step: Any, mask: Any) -> Any:
-    """acc[l] += weight · src[start + l·step] on the lanes in mask."""
+    """acc[l] += weight · src[start + l·step] on the lanes in mask (lane by lane: for strides above 2)."""
     def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
         a, w, s, st, sp, mk = _args(context, builder, sig, args, (3, 4, 5))
-        x = _step_load(context, builder, src, s, st, sp, mk)
+        x = _strided_load(context, builder, src, s, st, sp, mk)
         wv = _splat(builder, _vector_type(context, acc.dtype), context.cast(builder, w, sig.args[1], acc.dtype))
         return _update(context, builder, sig, a, _fma(builder, wv, x, _get(context, builder, acc, a)))
 
@@ -308,7 +300,7 @@ def fma_vv_step(typingctx: Any, acc: Any, u: Any, u_start: Any, v: Any, v_start:
     def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
         a, uu, us, vv, vs, vp, mk = _args(context, builder, sig, args, (2, 4, 5, 6))
         x = _masked_load(context, builder, u, uu, us, mk)
-        y = _step_load(context, builder, v, vv, vs, vp, mk)
+        y = _strided_load(context, builder, v, vv, vs, vp, mk)
         return _update(context, builder, sig, a, _fma(builder, x, y, _get(context, builder, acc, a)))
 
     return types.none(acc, u, u_start, v, v_start, v_step, mask), codegen
@@ -323,65 +315,31 @@ def _spread_mask(builder: Any, mask: Any, rep: int) -> Any:
     return bits
 
 
-def _repeat_load(context: Any, builder: Any, arrty: Any, arr: Any, start: Any, rep: Any, phase: Any,
-                 mask: Any) -> Any:
-    """src[start + (phase + l) // rep] on the lanes in mask, 0 elsewhere: for phase 0 and rep = 1, 2, 4 one masked
-    load of LANES / rep elements and a constant shuffle (rep = 2: x0 x0 x1 x1 …), lane by lane otherwise."""
+def _repeat_gather(context: Any, builder: Any, arrty: Any, arr: Any, start: Any, rep: Any, phase: Any,
+                   mask: Any) -> Any:
+    """src[start + (phase + l) // rep] on the lanes in mask, 0 elsewhere, lane by lane."""
     vty = _vector_type(context, arrty.dtype)
-    incoming = []
-    true_rep = rep
-
-    def repeated(r: int) -> Any:
-        part = _masked_load(context, builder, arrty, arr, start, _spread_mask(builder, mask, r))
-        return builder.shuffle_vector(part, part, ir.Constant(ir.VectorType(_I32, LANES), [l // r for l in range(LANES)]))
-
-    simple = builder.icmp_signed("==", phase, ir.Constant(phase.type, 0))
-    rep = builder.select(simple, rep, ir.Constant(rep.type, 0))  # 0: take the lane-by-lane path
-    with builder.if_else(builder.icmp_signed("==", rep, ir.Constant(rep.type, 1))) as (one, other):
-        with one:
-            incoming.append((_masked_load(context, builder, arrty, arr, start, mask), builder.block))
-        with other:
-            with builder.if_else(builder.icmp_signed("==", rep, ir.Constant(rep.type, 2))) as (two, other2):
-                with two:
-                    v2 = (repeated(2), builder.block)
-                with other2:
-                    with builder.if_else(builder.icmp_signed("==", rep, ir.Constant(rep.type, 4))) as (four, rest):
-                        with four:
-                            v4 = (repeated(4), builder.block)
-                        with rest:
-                            data = make_array(arrty)(context, builder, arr).data
-                            vec = ir.Constant(vty, None)
-                            for lane in range(LANES):
-                                inside = _lane_set(builder, mask, lane)
-                                index = builder.add(start, builder.sdiv(builder.add(phase, ir.Constant(
-                                    start.type, lane)), true_rep))
-                                value = builder.load(builder.gep(data, [builder.select(inside, index, start)]))
-                                value = builder.select(inside, value, ir.Constant(vty.element, 0.0))
-                                vec = builder.insert_element(vec, value, ir.Constant(_I32, lane))
-                            vg = (vec, builder.block)
-                    merged4 = builder.phi(vty)
-                    merged4.add_incoming(*v4)
-                    merged4.add_incoming(*vg)
-                    v24 = (merged4, builder.block)
-            merged2 = builder.phi(vty)
-            merged2.add_incoming(*v2)
-            merged2.add_incoming(*v24)
-            incoming.append((merged2, builder.block))
-    value = builder.phi(vty)
-    for v, bb in incoming:
-        value.add_incoming(v, bb)
-    return value
+    data = make_array(arrty)(context, builder, arr).data
+    vec = ir.Constant(vty, None)
+    for lane in range(LANES):
+        inside = _lane_set(builder, mask, lane)
+        index = builder.add(start, builder.sdiv(builder.add(phase, ir.Constant(start.type, lane)), rep))
+        value = builder.load(builder.gep(data, [builder.select(inside, index, start)]))
+        vec = builder.insert_element(vec, builder.select(inside, value, ir.Constant(vty.element, 0.0)),
+                                     ir.Constant(_I32, lane))
+    return vec
 
 
 @intrinsic
 def fma_vv_repeat(typingctx: Any, acc: Any, u: Any, u_start: Any, v: Any, v_start: Any, rep: Any, phase: Any,
                   mask: Any) -> Any:
     """acc[l] += u[u_start + l] · v[v_start + (phase + l) // rep] on the lanes in mask: output channels o0 + l of a
-    depthwise conv with multiplier rep reading their input channel (o0 + l) // rep (channels_last; phase = o0 % rep)."""
+    depthwise conv with multiplier rep reading their input channel (o0 + l) // rep (channels_last; phase = o0 % rep),
+    lane by lane (``fma_vv_rep2`` / ``fma_vv_rep4`` are one load and a shuffle)."""
     def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
         a, uu, us, vv, vs, rp, ph, mk = _args(context, builder, sig, args, (2, 4, 5, 6, 7))
         x = _masked_load(context, builder, u, uu, us, mk)
-        y = _repeat_load(context, builder, v, vv, vs, rp, ph, mk)
+        y = _repeat_gather(context, builder, v, vv, vs, rp, ph, mk)
         return _update(context, builder, sig, a, _fma(builder, x, y, _get(context, builder, acc, a)))
 
     return types.none(acc, u, u_start, v, v_start, rep, phase, mask), codegen

@@ -23,7 +23,6 @@ from .base import (
     check_positive_int,
 )
 from .conv import ConvNd, native_conv_call
-from .fastpaths import depthwise_split, is_channels_last
 from .pointwise import PointwiseConv1d, PointwiseConv2d, PointwiseConv3d, PointwiseConvNd
 
 if TYPE_CHECKING:
@@ -66,25 +65,6 @@ class DepthwiseConvNd(ConvNd):
     @property
     def depth_multiplier(self) -> int:
         return self.out_channels // self.in_channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.forward_path(x).startswith("split"):
-            self.check_input(x)
-            pad = tuple(lo for lo, _ in self.padding_pairs)
-            return depthwise_split(x, self.kernel(), self.bias, self.stride, pad, self.dilation)
-        return super().forward(x)
-
-    def forward_path(self, x: torch.Tensor) -> str:
-        """As ``ConvNd.forward_path``, plus: a depth multiplier m > 1 on NCHW data (2-D, CPU, zero symmetric
-        padding) runs as m multiplier-1 convs written into the interleaved output ('split ×m'; oneDNN's grouped
-        kernel for m > 1 is 1.7× slower, measured in ``layers/fastpaths.py``)."""
-        path = super().forward_path(x)
-        m = self.depth_multiplier
-        if (path == "native" and m > 1 and self.dim == 2 and x.dim() == 4 and x.device.type == "cpu"
-                and not is_channels_last(x) and self.padding_mode == "zeros"
-                and all(lo == hi for lo, hi in self.padding_pairs)):
-            return f"split ×{m}"
-        return path
 
 
 class DepthwiseConv1d(DepthwiseConvNd, nn.Conv1d):

@@ -79,19 +79,26 @@ def test_depthwise_kernel_matches_oracle(case):
 @pytest.mark.parametrize("kernel", [(3, 3), (5, 5), (3, 1), (1, 3)])
 def test_depthwise_unrolled_sizes_match_oracle(kernel, fmt, dtype):
     """The kernel sizes whose tap loops are unrolled (fp32), on rows wide enough for the 4-block path (64 + edges),
-    stride 1 (aligned windows) and 2."""
+    stride 1 (aligned windows) and 2, forward against the oracle and backward against torch's fp64 conv backward
+    (fp32 sums over 1,000 products: 10× the forward's tolerance)."""
     from convzoo.kernels.depthwise import depthwise_conv
 
-    x = _input((2, 3, 9, 71), dtype, fmt, 0)
-    w = _input((6, 1, *kernel), dtype, "contiguous", 1)
-    b = _input((6,), dtype, "contiguous", 2)
+    x = _input((2, 3, 9, 71), dtype, fmt, 0).requires_grad_(True)
+    w = _input((6, 1, *kernel), dtype, "contiguous", 1).requires_grad_(True)
+    b = _input((6,), dtype, "contiguous", 2).requires_grad_(True)
     for stride in ((1, 1), (2, 2)):
         pairs = tuple((k // 2, k // 2) for k in kernel)
-        with torch.no_grad():
-            y = depthwise_conv(x, w, b, stride, pairs, (1, 1))
-        expected = ref.correlate(x.double().numpy(), w.double().numpy(), b.double().numpy(), stride, pairs, 1,
-                                 groups=3)
+        y = depthwise_conv(x, w, b, stride, pairs, (1, 1))
+        expected = ref.correlate(x.detach().double().numpy(), w.detach().double().numpy(), b.detach().double().numpy(),
+                                 stride, pairs, 1, groups=3)
         assert _relative(y, expected) < TOLERANCE[dtype]
+        # the backward kernels against torch's own conv backward in fp64 (an independent implementation)
+        g = torch.rand(y.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+        grads = torch.autograd.grad(y, (x, w, b), g.to(dtype))
+        x64, w64, b64 = (t.detach().double().requires_grad_(True) for t in (x, w, b))
+        y64 = torch.nn.functional.conv2d(x64, w64, b64, stride, tuple(k // 2 for k in kernel), 1, 3)
+        for got, want in zip(grads, torch.autograd.grad(y64, (x64, w64, b64), g)):
+            assert _relative(got, want.numpy()) < 10 * TOLERANCE[dtype]
 
 
 @settings(max_examples=15, deadline=None)

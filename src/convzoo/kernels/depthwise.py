@@ -32,6 +32,8 @@ from .simd import (
     block,
     fill,
     fma,
+    fma_block,
+    fma_block_step,
     fma_even,
     fma_lane,
     fma_lane_even,
@@ -44,6 +46,7 @@ from .simd import (
     fma_vv_step,
     lanes,
     load,
+    load_step,
     store,
     total,
 )
@@ -258,41 +261,62 @@ def _column_masks(size: int, out: int, kernel: int, stride: int, dilation: int, 
     return masks
 
 
+@njit(fastmath=_FAST, inline="always")
+def _pick(a0: Any, a1: Any, a2: Any, a3: Any, a4: Any, a5: Any, a6: Any, a7: Any, t: int) -> Any:  # pragma: no cover
+    """Accumulator t of eight (a constant choice once the tap loop is unrolled)."""
+    if t < 4:
+        return a0 if t == 0 else (a1 if t == 1 else (a2 if t == 2 else a3))
+    return a4 if t == 4 else (a5 if t == 5 else (a6 if t == 6 else a7))
+
+
 @njit(fastmath=_FAST)
-def _weight_grad_nchw(begin: int, end: int, x: Any, g: Any, partial: Any, masks: Any, kh: int, kw: int, sh: int,
-                      sw: int, dh: int, dw: int, ph: int, pw: int) -> None:  # pragma: no cover - compiled
-    """partial[n, o, i·kw + t] = Σ_p ∂y[n, o, p] · x[n, o // m, p·s + (i·d_h, t·d_w) − pad], partial[n, o, kh·kw] =
-    Σ_p ∂y[n, o, p] (the bias); masks from ``_column_masks``. Tasks: (n, o) planes; torch sums over n."""
+def _weight_grad_nchw(begin: int, end: int, x: Any, g: Any, partial: Any, masks: Any, rows: Any, cols: Any, sh: int,
+                      sw: int, ph: int, pw: int) -> None:  # pragma: no cover - compiled
+    """partial[n, o, i·kw + t] = Σ_p ∂y[n, o, p] · x[n, o // m, p·s + (rows[i], cols[t]) − pad], partial[n, o, kh·kw] =
+    Σ_p ∂y[n, o, p] (the bias); masks from ``_column_masks``. Tasks: (n, o) planes; torch sums over n. For each
+    kernel row, a block of ∂y is loaded once and feeds one register accumulator per tap (up to 8 taps a row)."""
     c_, h_, w_ = x.shape[1], x.shape[2], x.shape[3]
     cm, ho, wo = g.shape[1], g.shape[2], g.shape[3]
+    kh, kw = len(rows), len(cols)
     m = cm // c_
     x1, g1 = x.ravel(), g.ravel()
-    acc = block(g1)
+    a0, a1, a2, a3, a4, a5, a6, a7 = block(g1), block(g1), block(g1), block(g1), block(g1), block(g1), block(g1), block(g1)
+    gb = block(g1)
     for task in range(begin, end):
         n = task // cm
         o = task - n * cm
         plane = (n * c_ + o // m) * h_
         for i in range(kh):
-            for t in range(kw):
-                fill(acc, 0.0)
+            for t0 in range(0, kw, 8):  # up to eight taps of the row at a time
+                fill(a0, 0.0)
+                fill(a1, 0.0)
+                fill(a2, 0.0)
+                fill(a3, 0.0)
+                fill(a4, 0.0)
+                fill(a5, 0.0)
+                fill(a6, 0.0)
+                fill(a7, 0.0)
+                taps = min(8, kw - t0)
                 for oh in range(ho):
-                    ih = oh * sh + i * dh - ph
+                    ih = oh * sh + rows[i] - ph
                     if ih < 0 or ih >= h_:
                         continue
                     for q in range(masks.shape[0]):
-                        mask = masks[q, t]
-                        if mask != 0:
-                            at = (plane + ih) * w_ + q * LANES * sw + t * dw - pw
+                        load(gb, g1, (task * ho + oh) * wo + q * LANES, masks[q, kw])
+                        base = (plane + ih) * w_ + q * LANES * sw - pw
+                        for t in range(taps):
+                            acc = _pick(a0, a1, a2, a3, a4, a5, a6, a7, t)
                             if sw == 1:
-                                fma_vv(acc, g1, (task * ho + oh) * wo + q * LANES, x1, at, mask)
+                                fma_block(acc, gb, x1, base + cols[t0 + t], masks[q, t0 + t])
                             else:
-                                fma_vv_step(acc, g1, (task * ho + oh) * wo + q * LANES, x1, at, sw, mask)
-                partial[n, o, i * kw + t] = total(acc)
-        fill(acc, 0.0)
+                                fma_block_step(acc, gb, x1, base + cols[t0 + t], sw, masks[q, t0 + t])
+                for t in range(taps):
+                    partial[n, o, i * kw + t0 + t] = total(_pick(a0, a1, a2, a3, a4, a5, a6, a7, t))
+        fill(a0, 0.0)
         for oh in range(ho):
             for q in range(masks.shape[0]):
-                fma(acc, 1.0, g1, (task * ho + oh) * wo + q * LANES, masks[q, kw])
-        partial[n, o, kh * kw] = total(acc)
+                fma(a0, 1.0, g1, (task * ho + oh) * wo + q * LANES, masks[q, kw])
+        partial[n, o, kh * kw] = total(a0)
 
 
 @njit(fastmath=_FAST, inline="always")
@@ -344,13 +368,30 @@ def _forward_nhwc(begin: int, end: int, x: Any, w: Any, b: Any, y: Any, rows: An
                         ih = oh * sh + rows[i] - ph
                         if 0 <= ih < h_:
                             row = (n * h_ + ih) * w_
-                            for t in range(kw):
-                                load(wv, wf, (i * kw + t) * cm + o0, mask)
-                                at = (row + ow * sw + cols[t] - pw) * c_ + c0
-                                _tap_nhwc(a0, wv, x1, at, m, phase, mask, x_mask)
-                                _tap_nhwc(a1, wv, x1, at + step, m, phase, mask, x_mask)
-                                _tap_nhwc(a2, wv, x1, at + 2 * step, m, phase, mask, x_mask)
-                                _tap_nhwc(a3, wv, x1, at + 3 * step, m, phase, mask, x_mask)
+                            if m == 1:  # the multiplier's cases outside the tap loop: one kind of load in it
+                                for t in range(kw):
+                                    load(wv, wf, (i * kw + t) * cm + o0, mask)
+                                    at = (row + ow * sw + cols[t] - pw) * c_ + c0
+                                    fma_vv(a0, wv, 0, x1, at, mask)
+                                    fma_vv(a1, wv, 0, x1, at + step, mask)
+                                    fma_vv(a2, wv, 0, x1, at + 2 * step, mask)
+                                    fma_vv(a3, wv, 0, x1, at + 3 * step, mask)
+                            elif m == 2 and phase == 0:
+                                for t in range(kw):
+                                    load(wv, wf, (i * kw + t) * cm + o0, mask)
+                                    at = (row + ow * sw + cols[t] - pw) * c_ + c0
+                                    fma_vv_rep2(a0, wv, 0, x1, at, mask, x_mask)
+                                    fma_vv_rep2(a1, wv, 0, x1, at + step, mask, x_mask)
+                                    fma_vv_rep2(a2, wv, 0, x1, at + 2 * step, mask, x_mask)
+                                    fma_vv_rep2(a3, wv, 0, x1, at + 3 * step, mask, x_mask)
+                            else:
+                                for t in range(kw):
+                                    load(wv, wf, (i * kw + t) * cm + o0, mask)
+                                    at = (row + ow * sw + cols[t] - pw) * c_ + c0
+                                    _tap_nhwc(a0, wv, x1, at, m, phase, mask, x_mask)
+                                    _tap_nhwc(a1, wv, x1, at + step, m, phase, mask, x_mask)
+                                    _tap_nhwc(a2, wv, x1, at + 2 * step, m, phase, mask, x_mask)
+                                    _tap_nhwc(a3, wv, x1, at + 3 * step, m, phase, mask, x_mask)
                     out = (task * wo + ow) * cm + o0
                     store(a0, y1, out, mask)
                     store(a1, y1, out + cm, mask)
@@ -407,54 +448,61 @@ def _input_grad_nhwc(begin: int, end: int, g: Any, w: Any, gx: Any, sh: int, sw:
 
 
 @njit(fastmath=_FAST)
-def _weight_grad_nhwc(begin: int, end: int, x: Any, g: Any, partial: Any, rows_per_chunk: int, sh: int, sw: int,
-                      dh: int, dw: int, ph: int, pw: int) -> None:  # pragma: no cover - compiled
+def _weight_grad_nhwc(begin: int, end: int, x: Any, g: Any, partial: Any, rows_per_chunk: int, rows: Any, cols: Any,
+                      sh: int, sw: int, ph: int, pw: int) -> None:  # pragma: no cover - compiled
     """partial[k, i, t, j, c] = Σ ∂y[n, oh, ow, c·m + j] · x[n, ih, iw, c] over the output rows (n, oh) of chunk k,
     partial[k, kh, 0, j, c] = Σ ∂y[n, oh, ow, c·m + j] (the bias). Tasks: chunks of rows; partial
-    (chunks, kh + 1, kw, m, C) zeroed by the caller, summed over the chunks by torch."""
+    (chunks, kh + 1, kw, m, C) zeroed by the caller, summed over the chunks by torch. Along a row, each ∂y block is
+    loaded once and feeds one register accumulator per tap (up to 8 taps of a kernel row at a time)."""
     n_, h_, w_, c_ = x.shape
     ho, wo, cm = g.shape[1], g.shape[2], g.shape[3]
-    kh, kw, m = partial.shape[1] - 1, partial.shape[2], partial.shape[3]
+    kh, kw = len(rows), len(cols)
+    m = partial.shape[3]
     x1, g1, p1 = x.ravel(), g.ravel(), partial.ravel()
-    acc = block(x1)
+    a0, a1, a2, a3, a4, a5, a6, a7 = block(x1), block(x1), block(x1), block(x1), block(x1), block(x1), block(x1), block(x1)
+    gb = block(g1)
     for k in range(begin, end):
         base = k * (kh + 1) * kw * m * c_
         for row in range(k * rows_per_chunk, min(n_ * ho, (k + 1) * rows_per_chunk)):
             n = row // ho
             oh = row - n * ho
             for i in range(kh):
-                ih = oh * sh + i * dh - ph
+                ih = oh * sh + rows[i] - ph
                 if ih < 0 or ih >= h_:
                     continue
-                for t in range(kw):
-                    off = t * dw - pw
-                    lo = -(off // sw) if off < 0 else 0
-                    hi = min(wo, (w_ - 1 - off) // sw + 1) if off < w_ else 0
-                    for j in range(m):
-                        for c0 in range(0, c_, LANES):
-                            mask = lanes(0, min(LANES, c_ - c0))
-                            slot = base + ((i * kw + t) * m + j) * c_ + c0
-                            load(acc, p1, slot, mask)
-                            for ow in range(lo, hi):
-                                at_x = ((n * h_ + ih) * w_ + ow * sw + off) * c_ + c0
+                for j in range(m):
+                    for c0 in range(0, c_, LANES):
+                        mask = lanes(0, min(LANES, c_ - c0))
+                        for t0 in range(0, kw, 8):
+                            taps = min(8, kw - t0)
+                            slot = base + ((i * kw + t0) * m + j) * c_ + c0  # tap t0 + t is t·m·C further
+                            for t in range(taps):
+                                load(_pick(a0, a1, a2, a3, a4, a5, a6, a7, t), p1, slot + t * m * c_, mask)
+                            for ow in range(wo):
                                 at_g = (row * wo + ow) * cm + c0 * m + j
                                 if m == 1:
-                                    fma_vv(acc, x1, at_x, g1, at_g, mask)
+                                    load(gb, g1, at_g, mask)
                                 else:
-                                    fma_vv_step(acc, x1, at_x, g1, at_g, m, mask)
-                            store(acc, p1, slot, mask)
+                                    load_step(gb, g1, at_g, m, mask)
+                                for t in range(taps):
+                                    iw = ow * sw + cols[t0 + t] - pw
+                                    if 0 <= iw < w_:
+                                        fma_block(_pick(a0, a1, a2, a3, a4, a5, a6, a7, t), gb, x1,
+                                                  ((n * h_ + ih) * w_ + iw) * c_ + c0, mask)
+                            for t in range(taps):
+                                store(_pick(a0, a1, a2, a3, a4, a5, a6, a7, t), p1, slot + t * m * c_, mask)
             for j in range(m):
                 for c0 in range(0, c_, LANES):
                     mask = lanes(0, min(LANES, c_ - c0))
                     slot = base + (kh * kw * m + j) * c_ + c0
-                    load(acc, p1, slot, mask)
+                    load(a0, p1, slot, mask)
                     for ow in range(wo):
                         at_g = (row * wo + ow) * cm + c0 * m + j
                         if m == 1:
-                            fma(acc, 1.0, g1, at_g, mask)
+                            fma(a0, 1.0, g1, at_g, mask)
                         else:
-                            fma_step(acc, 1.0, g1, at_g, m, mask)
-                    store(acc, p1, slot, mask)
+                            fma_step(a0, 1.0, g1, at_g, m, mask)
+                    store(a0, p1, slot, mask)
 
 
 # --- torch side ----------------------------------------------------------------------------------------------------
@@ -519,7 +567,8 @@ def backward(x: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor, geometry
             rows = n * g.shape[1]
             chunks = max(1, min(rows, 4 * torch.get_num_threads()))
             partial = torch.zeros((chunks, kh + 1, kw, m, c), dtype=x.dtype)
-            run_tasks(_weight_grad_nhwc, chunks, _as_nhwc(x), g, partial.numpy(), -(-rows // chunks), sh, sw, dh, dw,
+            offsets = tap_offsets((kh, kw), (dh, dw), x.dtype)
+            run_tasks(_weight_grad_nhwc, chunks, _as_nhwc(x), g, partial.numpy(), -(-rows // chunks), *offsets, sh, sw,
                       ph, pw, work=g.size)
             sums = partial.sum(0)  # (kh + 1, kw, m, C)
             grad_w = sums[:kh].permute(3, 2, 0, 1).reshape(cm, 1, kh, kw)
@@ -540,8 +589,9 @@ def backward(x: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor, geometry
         if need_w or need_b:
             partial = torch.empty((n, cm, kh * kw + 1), dtype=x.dtype)
             masks = _column_masks(w, g.shape[3], kw, sw, dw, pw)
-            run_tasks(_weight_grad_nchw, n * cm, x.contiguous().numpy(), g, partial.numpy(), masks, kh, kw, sh, sw,
-                      dh, dw, ph, pw, work=g.size)
+            rows, cols = tap_offsets((kh, kw), (dh, dw), x.dtype)
+            run_tasks(_weight_grad_nchw, n * cm, x.contiguous().numpy(), g, partial.numpy(), masks, rows, cols, sh, sw,
+                      ph, pw, work=g.size)
             sums = partial.sum(0)
             grad_w = sums[:, :kh * kw].reshape(cm, 1, kh, kw)
             grad_b = sums[:, kh * kw]

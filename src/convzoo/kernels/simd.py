@@ -197,6 +197,16 @@ def load(typingctx: Any, acc: Any, src: Any, start: Any, mask: Any) -> Any:
 
 
 @intrinsic
+def load_step(typingctx: Any, acc: Any, src: Any, start: Any, step: Any, mask: Any) -> Any:
+    """acc[l] = src[start + l·step] on the lanes in mask, 0 elsewhere (lane by lane)."""
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        a, s, st, sp, mk = _args(context, builder, sig, args, (2, 3, 4))
+        return _update(context, builder, sig, a, _strided_load(context, builder, src, s, st, sp, mk))
+
+    return types.none(acc, src, start, step, mask), codegen
+
+
+@intrinsic
 def fma(typingctx: Any, acc: Any, weight: Any, src: Any, start: Any, mask: Any) -> Any:
     """acc[l] += weight · src[start + l] on the lanes in mask."""
     def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
@@ -291,6 +301,31 @@ def fma_vv(typingctx: Any, acc: Any, u: Any, u_start: Any, v: Any, v_start: Any,
         return _update(context, builder, sig, a, _fma(builder, x, y, _get(context, builder, acc, a)))
 
     return types.none(acc, u, u_start, v, v_start, mask), codegen
+
+
+@intrinsic
+def fma_block(typingctx: Any, acc: Any, u: Any, v: Any, v_start: Any, mask: Any) -> Any:
+    """acc[l] += u[l] · v[v_start + l] on the lanes in mask: u a block held in registers (loaded once, used for
+    several taps)."""
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        a, ub, vv, vs, mk = _args(context, builder, sig, args, (3, 4))
+        y = _masked_load(context, builder, v, vv, vs, mk)
+        return _update(context, builder, sig, a, _fma(builder, _get(context, builder, u, ub), y,
+                                                      _get(context, builder, acc, a)))
+
+    return types.none(acc, u, v, v_start, mask), codegen
+
+
+@intrinsic
+def fma_block_step(typingctx: Any, acc: Any, u: Any, v: Any, v_start: Any, v_step: Any, mask: Any) -> Any:
+    """acc[l] += u[l] · v[v_start + l·v_step] on the lanes in mask (lane by lane)."""
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        a, ub, vv, vs, vp, mk = _args(context, builder, sig, args, (3, 4, 5))
+        y = _strided_load(context, builder, v, vv, vs, vp, mk)
+        return _update(context, builder, sig, a, _fma(builder, _get(context, builder, u, ub), y,
+                                                      _get(context, builder, acc, a)))
+
+    return types.none(acc, u, v, v_start, v_step, mask), codegen
 
 
 @intrinsic

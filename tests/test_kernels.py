@@ -230,17 +230,22 @@ def test_two_python_threads_run_kernels_at_once():
     with torch.no_grad():
         expected = torch.nn.functional.conv2d(x, conv.weight, conv.bias, padding=1, groups=8)
     errors: list[float] = []
+    failures: list[BaseException] = []
 
     def work() -> None:
-        with torch.no_grad():
-            for _ in range(20):
-                errors.append(float((conv(x) - expected).abs().max()))
+        try:
+            with torch.no_grad():
+                for _ in range(20):
+                    errors.append(float((conv(x) - expected).abs().max()))
+        except Exception as exc:  # noqa: BLE001 - reported below: a thread's exception would otherwise vanish
+            failures.append(exc)
 
     workers = [threading.Thread(target=work) for _ in range(2)]
     for t in workers:
         t.start()
     for t in workers:
         t.join(timeout=120)
+    assert not failures, failures
     assert len(errors) == 40 and max(errors) < 1e-5
 
 
@@ -297,6 +302,25 @@ def test_without_numba_the_layers_use_torch_forms_and_warn_once():
     ok, has_kernel, count, message = done.stdout.strip().split(" ", 3)
     assert (ok, has_kernel, count) == ("True", "False", "1")
     assert "DepthwiseConv2d" in message and "CONVZOO_DISABLE_NUMBA" in message
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_kernels_are_not_offered_where_they_cannot_run(dtype):
+    """Half precision and autocast keep PyTorch's forms (the kernels are fp32 / fp64): no failure to recover from."""
+    conv = cz.DepthwiseConv2d(2, 2, 3, padding=1)
+    assert "kernel" in conv.forms(torch.rand(1, 2, 5, 5))
+    assert "kernel" not in conv.to(dtype).forms(torch.rand(1, 2, 5, 5, dtype=dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert "kernel" not in cz.DepthwiseConv2d(2, 2, 3, padding=1).forms(torch.rand(1, 2, 5, 5))
+
+
+def test_flop_counting_does_not_count_the_measurement():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    conv = cz.DepthwiseConv2d(3, 3, 3, padding=1)
+    with FlopCounterMode(display=False) as counter:
+        conv(torch.rand(2, 3, 6, 6))
+    assert counter.get_total_flops() == 2 * 2 * 3 * 36 * 9  # one conv, no timing runs
 
 
 def test_a_kernel_that_fails_to_compile_drops_out_with_a_warning(monkeypatch):

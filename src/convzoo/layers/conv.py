@@ -185,9 +185,9 @@ class ConvNd(ConvzooLayer):
             return names
         depthwise = self.groups == self.in_channels
         if depthwise and self.dim in (1, 2) and "kernel" not in _CHOICE.failed:
-            from ..kernels import cpu_kernels
+            from ..kernels import cpu_kernels, runs_on
 
-            if cpu_kernels("depthwise", type(self).__name__) is not None:
+            if runs_on(x, self.weight, self.bias) and cpu_kernels("depthwise", type(self).__name__) is not None:
                 names.append("kernel")
         if self.dim != 2 or self.padding_mode != "zeros" or any(lo != hi for lo, hi in self.padding_pairs):
             return names
@@ -218,6 +218,8 @@ class ConvNd(ConvzooLayer):
         shape, memory format, device, dtype, backward; ``FormChoice``, once per key and process). No form is
         preferred from measurements on another machine: oneDNN's NCHW depthwise kernel is 6× faster than its
         channels_last one on one CPU and 30× slower on another."""
+        if is_tracing(x):  # before listing forms: compilers and exporters see the one deterministic form
+            return "native"
         names = self.forms(x)
         pinned = self.implementation
         if pinned != "auto":
@@ -225,8 +227,8 @@ class ConvNd(ConvzooLayer):
                 raise ValueError(f"implementation={pinned!r} is not a form of {type(self).__name__} on this input; "
                                  f"its forms are {names}")
             return pinned
-        if len(names) == 1 or is_tracing(x):
-            return "native"
+        if len(names) == 1:
+            return names[0]
         return _CHOICE.for_input(self._choice_config(), x, lambda: {n: lambda t, n=n: self.run_form(n, t)
                                                                    for n in names},
                                  (self.weight, self.bias), fallible=("kernel",))

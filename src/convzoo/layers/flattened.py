@@ -110,9 +110,10 @@ class FlattenedConv2d(ConvzooLayer, nn.Module):
         if nchw_on_cpu(x):
             names.append("channels_last round trip")
         if x.device.type == "cpu" and x.dim() == 4 and self.padding_mode == "zeros" and "kernel" not in _CHOICE.failed:
-            from ..kernels import cpu_kernels
+            from ..kernels import cpu_kernels, runs_on
 
-            if cpu_kernels("separable_pair", "FlattenedConv2d") is not None:
+            params = (self.vertical.weight, self.vertical.bias, self.horizontal.weight, self.horizontal.bias)
+            if runs_on(x, *params) and cpu_kernels("separable_pair", "FlattenedConv2d") is not None:
                 names.append("kernel")
         return names
 
@@ -128,6 +129,8 @@ class FlattenedConv2d(ConvzooLayer, nn.Module):
     def forward_path(self, x: torch.Tensor) -> str:
         """``implementation`` when pinned; 'stages' under tracing / compile / export; else the form measured
         fastest on this machine for the input's key (``FormChoice``, once per key and process)."""
+        if is_tracing(x):  # before listing forms: compilers and exporters see the one deterministic form
+            return "stages"
         names = self.forms(x)
         pinned = self.implementation
         if pinned != "auto":
@@ -135,8 +138,8 @@ class FlattenedConv2d(ConvzooLayer, nn.Module):
                 raise ValueError(f"implementation={pinned!r} is not a form of FlattenedConv2d on this input; "
                                  f"its forms are {names}")
             return pinned
-        if len(names) == 1 or is_tracing(x):
-            return "stages"
+        if len(names) == 1:
+            return names[0]
         config = (self.in_channels, self.out_channels, self.kernel_size, self.stride, self.dilation,
                   self.padding_pairs, self.padding_mode, self.lateral.bias is not None)
         params = [p for conv in (self.lateral, self.vertical, self.horizontal) for p in (conv.weight, conv.bias)]

@@ -127,9 +127,9 @@ class GlobalDepthwiseConv2d(ConvzooLayer, LazyModuleMixin, nn.Module):
         ('matmul' for NCHW, 'channels_last products + sum' for channels_last) and, on the CPU, convzoo's kernel."""
         names = ["native", "channels_last products + sum" if is_channels_last(x) else "matmul"]
         if x.device.type == "cpu" and "kernel" not in _CHOICE.failed:
-            from ..kernels import cpu_kernels
+            from ..kernels import cpu_kernels, runs_on
 
-            if cpu_kernels("global_depthwise", type(self).__name__) is not None:
+            if runs_on(x, self.weight, self.bias) and cpu_kernels("global_depthwise", type(self).__name__) is not None:
                 names.append("kernel")
         return names
 
@@ -145,14 +145,14 @@ class GlobalDepthwiseConv2d(ConvzooLayer, LazyModuleMixin, nn.Module):
     def forward_path(self, x: torch.Tensor) -> str:
         """``implementation`` when pinned; 'bmm' (plain ops) under tracing / compile / export; else the form
         measured fastest on this machine for the input's key (``FormChoice``, once per key and process)."""
+        if _tracing() or is_tracing(x):  # before listing forms: compilers and exporters see plain ops
+            return "bmm"
         pinned = self.implementation
         if pinned != "auto":
             if pinned not in (names := self.forms(x)) + ["bmm"]:
                 raise ValueError(f"implementation={pinned!r} is not a form of {type(self).__name__} on this input; "
                                  f"its forms are {names}")
             return pinned
-        if _tracing() or is_tracing(x):
-            return "bmm"
         config = (self.in_channels, self.out_channels, self.kernel_size, self.bias is not None)
         return _CHOICE.for_input(config, x, lambda: {n: lambda t, n=n: self.run_form(n, t) for n in self.forms(x)},
                                  (self.weight, self.bias), fallible=("kernel",))

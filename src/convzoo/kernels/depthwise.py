@@ -287,7 +287,8 @@ def _weight_grad_nchw(begin: int, end: int, x: Any, g: Any, partial: Any, masks:
         o = task - n * cm
         plane = (n * c_ + o // m) * h_
         for i in range(kh):
-            for t0 in range(0, kw, 8):  # up to eight taps of the row at a time
+            for t0 in range(0, kw, 8):  # up to eight taps of the row at a time (one pass when kw <= 8)
+                taps = kw if kw <= 8 else min(8, kw - t0)
                 fill(a0, 0.0)
                 fill(a1, 0.0)
                 fill(a2, 0.0)
@@ -296,7 +297,6 @@ def _weight_grad_nchw(begin: int, end: int, x: Any, g: Any, partial: Any, masks:
                 fill(a5, 0.0)
                 fill(a6, 0.0)
                 fill(a7, 0.0)
-                taps = min(8, kw - t0)
                 for oh in range(ho):
                     ih = oh * sh + rows[i] - ph
                     if ih < 0 or ih >= h_:
@@ -473,8 +473,8 @@ def _weight_grad_nhwc(begin: int, end: int, x: Any, g: Any, partial: Any, rows_p
                 for j in range(m):
                     for c0 in range(0, c_, LANES):
                         mask = lanes(0, min(LANES, c_ - c0))
-                        for t0 in range(0, kw, 8):
-                            taps = min(8, kw - t0)
+                        for t0 in range(0, kw, 8):  # one pass when kw <= 8
+                            taps = kw if kw <= 8 else min(8, kw - t0)
                             slot = base + ((i * kw + t0) * m + j) * c_ + c0  # tap t0 + t is t·m·C further
                             for t in range(taps):
                                 load(_pick(a0, a1, a2, a3, a4, a5, a6, a7, t), p1, slot + t * m * c_, mask)
@@ -560,9 +560,15 @@ def backward(x: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor, geometry
         g = _as_nhwc(grad)
         if need_x:
             grad_x = torch.empty((n, c, h, w), dtype=x.dtype, memory_format=torch.channels_last)
-            taps = weight.reshape(c, m, kh, kw).permute(2, 3, 1, 0).contiguous().numpy()  # (kh, kw, m, C)
-            run_tasks(_input_grad_nhwc, n * h, g, taps, grad_x.permute(0, 2, 3, 1).numpy(), sh, sw, dh, dw, ph, pw,
-                      work=grad_x.numel())
+            if m == 1 and sh == 1 and sw == 1:  # ∂x = ∂y ⋆ flip(w), padded by d·(k − 1) − pad: the forward kernel
+                flipped = weight.reshape(c, kh, kw).flip(1, 2).reshape(c, kh * kw).t().contiguous().numpy()
+                run_tasks(_forward_nhwc, n * h, g, flipped, np.zeros(c, dtype=g.dtype), grad_x.permute(0, 2, 3, 1).numpy(),
+                          *tap_offsets((kh, kw), (dh, dw), x.dtype), 1, 1, dh * (kh - 1) - ph, dw * (kw - 1) - pw,
+                          work=grad_x.numel())
+            else:
+                taps = weight.reshape(c, m, kh, kw).permute(2, 3, 1, 0).contiguous().numpy()  # (kh, kw, m, C)
+                run_tasks(_input_grad_nhwc, n * h, g, taps, grad_x.permute(0, 2, 3, 1).numpy(), sh, sw, dh, dw, ph,
+                          pw, work=grad_x.numel())
         if need_w or need_b:
             rows = n * g.shape[1]
             chunks = max(1, min(rows, 4 * torch.get_num_threads()))

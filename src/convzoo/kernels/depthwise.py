@@ -7,8 +7,8 @@ stride, dilation and (before, after) padding. 1-D runs as 2-D with H = 1. Zero p
 
 Forward, NCHW: one task per (sample, channel) plane; the input rows an output row reads are staged once each into
 a ring of zero-padded rows (rows, not a plane); along an output row, 4 blocks of LANES outputs accumulate every tap
-in registers, the kernel row's weights in a register too; at stride 1 and dilation 1 each tap's input vector is cut
-from aligned loads by a constant shift. channels_last: one task per output row; a block of LANES output channels
+in registers, the kernel row's weights in a register too (unaligned loads: cutting each tap's vector from aligned
+loads by shuffles measured slower on an AVX-512 EPYC, whose 512-bit shuffles share the FMA's ports). channels_last: one task per output row; a block of LANES output channels
 (the interleaved c·m + j, each lane reading its input channel) for 4 positions at a time.
 Backward, NCHW: ∂x as the same correlation of ∂y with the flipped kernel (stride 1) or a scatter (stride > 1);
 channels_last: ∂x gathered per input row (any stride). ∂w, ∂b: per-task partial sums added up by torch.
@@ -37,7 +37,6 @@ from .simd import (
     fma_even,
     fma_lane,
     fma_lane_even,
-    fma_lane_window,
     fma_step,
     fma_vv,
     fma_vv_rep2,
@@ -53,47 +52,6 @@ from .simd import (
 
 _FAST = {"contract"}  # fused multiply-add; no reassociation, no finite-math assumptions (NaN and Inf propagate)
 UNROLLED = frozenset({(3, 3), (5, 5), (7, 7), (1, 3), (3, 1), (1, 5), (5, 1), (1, 7), (7, 1)})
-
-
-@njit(fastmath=_FAST, inline="always")
-def _window_tap(a0: Any, a1: Any, a2: Any, a3: Any, wr: Any, t: int, v0: Any, v1: Any, v2: Any, v3: Any,
-                v4: Any) -> None:  # pragma: no cover - compiled
-    """Tap t (a constant: the shift) of a kernel row into four adjacent output blocks, its input vectors cut from
-    the five aligned loads v0..v4."""
-    fma_lane_window(a0, wr, t, v0, v1, t)
-    fma_lane_window(a1, wr, t, v1, v2, t)
-    fma_lane_window(a2, wr, t, v2, v3, t)
-    fma_lane_window(a3, wr, t, v3, v4, t)
-
-
-@njit(fastmath=_FAST, inline="always")
-def _four_blocks_aligned(a0: Any, a1: Any, a2: Any, a3: Any, wr: Any, st: Any, base: int, kw: int, v0: Any, v1: Any,
-                         v2: Any, v3: Any, v4: Any) -> None:  # pragma: no cover - compiled
-    """Stride 1, dilation 1, kw <= 8: five aligned loads cover the four blocks' windows; tap t's input vector is cut
-    from two of them with the constant shift t (the taps written out, so every shift is a constant)."""
-    load(v0, st, base, FULL)
-    load(v1, st, base + LANES, FULL)
-    load(v2, st, base + 2 * LANES, FULL)
-    load(v3, st, base + 3 * LANES, FULL)
-    load(v4, st, base + 4 * LANES, FULL)
-    fma_lane(a0, wr, 0, v0, 0, FULL)
-    fma_lane(a1, wr, 0, v1, 0, FULL)
-    fma_lane(a2, wr, 0, v2, 0, FULL)
-    fma_lane(a3, wr, 0, v3, 0, FULL)
-    if kw > 1:
-        _window_tap(a0, a1, a2, a3, wr, 1, v0, v1, v2, v3, v4)
-    if kw > 2:
-        _window_tap(a0, a1, a2, a3, wr, 2, v0, v1, v2, v3, v4)
-    if kw > 3:
-        _window_tap(a0, a1, a2, a3, wr, 3, v0, v1, v2, v3, v4)
-    if kw > 4:
-        _window_tap(a0, a1, a2, a3, wr, 4, v0, v1, v2, v3, v4)
-    if kw > 5:
-        _window_tap(a0, a1, a2, a3, wr, 5, v0, v1, v2, v3, v4)
-    if kw > 6:
-        _window_tap(a0, a1, a2, a3, wr, 6, v0, v1, v2, v3, v4)
-    if kw > 7:
-        _window_tap(a0, a1, a2, a3, wr, 7, v0, v1, v2, v3, v4)
 
 
 @njit(fastmath=_FAST)
@@ -119,10 +77,8 @@ def _correlate_nchw(begin: int, end: int, src: Any, w: Any, b: Any, out: Any, so
         slots *= 2
     copy_lo, copy_hi = max(0, -pw), min(w_, width - pw)  # input columns kept: staged column = input column + pw
     fast = kw <= LANES and sw <= 2  # a kernel row's weights in one register block
-    windows = sw == 1 and kw <= 8 and cols[kw - 1] == kw - 1  # dilation 1: taps cut from aligned loads
     a0, a1, a2, a3 = block(s1), block(s1), block(s1), block(s1)
     wr = block(wf)
-    v0, v1, v2, v3, v4 = block(s1), block(s1), block(s1), block(s1), block(s1)
     buffer = np.zeros(sources * slots * width + LANES, dtype=src.dtype)
     skip = (-(buffer.ctypes.data // src.itemsize)) % LANES  # staged rows start on a 64-byte boundary (fp32)
     st = buffer[skip:skip + sources * slots * width]
@@ -167,9 +123,7 @@ def _correlate_nchw(begin: int, end: int, src: Any, w: Any, b: Any, out: Any, so
                             if 0 <= ih < h_:
                                 base = (k * slots + (ih & (slots - 1))) * width + q * LANES * sw
                                 load(wr, wf, first + i * kw, lanes(0, kw))  # this kernel row's weights
-                                if windows:
-                                    _four_blocks_aligned(a0, a1, a2, a3, wr, st, base, kw, v0, v1, v2, v3, v4)
-                                elif sw == 1:  # block offsets as constants: loads address base + immediate
+                                if sw == 1:  # block offsets as constants: loads address base + immediate
                                     for t in range(kw):
                                         at = base + cols[t]
                                         fma_lane(a0, wr, t, st, at, FULL)

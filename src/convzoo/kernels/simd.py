@@ -233,28 +233,6 @@ def fma_lane(typingctx: Any, acc: Any, weights: Any, lane: Any, src: Any, start:
 
 
 @intrinsic
-def fma_lane_window(typingctx: Any, acc: Any, weights: Any, lane: Any, low: Any, high: Any, shift: Any) -> Any:
-    """acc[l] += weights[lane] · (low ++ high)[shift + l], 0 <= shift < LANES: a tap's input vector cut from two
-    aligned loads (one shuffle, ``valignd`` on AVX-512) instead of an unaligned load that splits cache lines.
-    ``shift`` should be a constant after unrolling (a select over all shifts otherwise)."""
-    literal = getattr(shift, "literal_value", None)
-
-    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        a, wb, ln, lo_b, hi_b, sh = _args(context, builder, sig, args, (2, 5))
-        lo_v, hi_v = _get(context, builder, low, lo_b), _get(context, builder, high, hi_b)
-        x = lo_v
-        for k in range(1, LANES) if literal is None else (literal,):
-            cut = builder.shuffle_vector(lo_v, hi_v, ir.Constant(ir.VectorType(_I32, LANES), list(range(k, k + LANES))))
-            x = cut if literal is not None else builder.select(builder.icmp_signed("==", sh, ir.Constant(sh.type, k)),
-                                                               cut, x)
-        w = builder.extract_element(_get(context, builder, weights, wb), ln)
-        wv = _splat(builder, _vector_type(context, acc.dtype), w)
-        return _update(context, builder, sig, a, _fma(builder, wv, x, _get(context, builder, acc, a)))
-
-    return types.none(acc, weights, lane, low, high, shift), codegen
-
-
-@intrinsic
 def fma_lane_even(typingctx: Any, acc: Any, weights: Any, lane: Any, src: Any, start: Any, mask: Any) -> Any:
     """acc[l] += weights[lane] · src[start + 2·l] on the lanes in mask (stride 2)."""
     def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:

@@ -4,8 +4,9 @@ For every case and memory format, in the same interleaved rounds (fastest round 
 - the kernel's forward, and forward + backward (∂ wrt input and every parameter);
 - every native form (PyTorch ops only: the plain conv, and the rearrangements of ``layers/fastpaths.py``), and
   reports the best one's forward and forward + backward;
-- the copy bound: ``clone()`` of a tensor holding (input + output) / 2 elements — the bytes the op must move, input
-  read once and output written once.
+- the copy bound: a copy of (input + output) / 2 elements into a preallocated tensor — the bytes the op must move,
+  input read once and output written once (preallocated: a fresh ``clone()`` pays page faults in some rounds and not
+  in others, which made the bound itself bimodal; the ops allocate their outputs, so the ratios are conservative).
 Ratios are kernel / bound and kernel / best native. The header names the machine (lscpu model and flags, torch's
 CPU capability, threads). Results go to ``benchmarks/results/kernels-<cpu>.json`` and ``.md``.
 
@@ -21,6 +22,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import platform
 import re
 import subprocess
@@ -188,7 +190,8 @@ def measure(case: Case, fmt_name: str, rounds: int, quick: bool) -> Row:
     with torch.no_grad():
         out_numel = setup.kernel(x).numel()
     bound_src = torch.randn((x.numel() + out_numel) // 2)  # a copy moving the op's bytes: in read + out written
-    calls: dict[str, Callable[[], object]] = {"bound": bound_src.clone, "kernel_fwd": _fwd(setup.kernel, x),
+    bound_dst = torch.empty_like(bound_src)
+    calls: dict[str, Callable[[], object]] = {"bound": lambda: bound_dst.copy_(bound_src), "kernel_fwd": _fwd(setup.kernel, x),
                                               "kernel_fwd_bwd": _fwd_bwd(setup.kernel, x, setup.params)}
     for name, f in setup.native.items():
         calls[f"native:{name}:fwd"] = _fwd(f, x)
@@ -232,7 +235,8 @@ def machine() -> dict[str, str]:
 
     info.update({"torch": torch.__version__, "numba": numba.__version__,
                  "capability": torch.backends.cpu.get_cpu_capability(), "threads": str(torch.get_num_threads()),
-                 "python": platform.python_version()})
+                 "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"),
+                 "load": f"{os.getloadavg()[0]:.2f}"})
     return info
 
 
@@ -244,7 +248,8 @@ def tag(info: dict[str, str]) -> str:
 def table(rows: list[Row], info: dict[str, str]) -> str:
     simd = " ".join(f for f in info["flags"].split() if f.startswith(("avx", "fma", "sse4_2")))
     header = (f"CPU: {info['cpu']} ({simd}); torch {info['torch']} (CPU capability {info['capability']}), numba "
-              f"{info['numba']}, {info['threads']} threads. Fastest of the rounds, ms; bound = a copy of the op's bytes.")
+              f"{info['numba']}, {info['threads']} threads; {info['date']}, load average {info['load']} before timing. "
+              "Fastest of the rounds, ms; bound = a copy of the op's bytes (input read + output written).")
     columns = ("| family | case | format | bound | kernel fwd | ×bound | kernel fwd+bwd | ×bound | best native fwd "
                "| kernel / native fwd | kernel / native fwd+bwd |")
     lines = [header, "", columns, "|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|"]

@@ -350,3 +350,22 @@ def test_a_kernel_that_fails_to_compile_drops_out_with_a_warning(monkeypatch):
     assert len(texts) == 1 and "ConvNd" in texts[0] and "TypingError" in texts[0]
     with torch.no_grad():
         torch.testing.assert_close(y, torch.nn.functional.conv2d(x, layer.weight, layer.bias, padding=1, groups=3))
+
+
+def test_bench_kernels_script_runs_every_case_quickly(tmp_path):
+    """benchmarks/bench_kernels.py on tiny shapes: a row per case and format, ratios from its own columns."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "benchmarks" / "bench_kernels.py"
+    spec = importlib.util.spec_from_file_location("bench_kernels", path)
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules["bench_kernels"] = bench  # dataclasses look their module up
+    spec.loader.exec_module(bench)
+    rows = bench.main(["--quick", "--threads", "1", "--out", str(tmp_path)])
+    assert {(r.label, r.format) for r in rows} == {(c.label, f) for c in bench.CASES for f in bench.FORMATS}
+    for row in rows:
+        d = row.as_dict()
+        assert d["fwd_vs_bound"] == pytest.approx(d["kernel_fwd"] / d["bound"], rel=0.02, abs=0.01)
+        assert row.native_forms["fwd"] and d["native_fwd"] > 0
+    assert not any(tmp_path.iterdir())  # --quick writes nothing

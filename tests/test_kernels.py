@@ -312,6 +312,15 @@ def test_kernels_are_not_offered_where_they_cannot_run(dtype):
     assert "kernel" not in conv.to(dtype).forms(torch.rand(1, 2, 5, 5, dtype=dtype))
     with torch.autocast("cpu", dtype=torch.bfloat16):
         assert "kernel" not in cz.DepthwiseConv2d(2, 2, 3, padding=1).forms(torch.rand(1, 2, 5, 5))
+    layer = cz.FlattenedConv2d(2, 2, 3, padding=1)  # a choice measured without autocast is not reused under it
+    layer.implementation = "kernel"
+    x = torch.rand(1, 2, 6, 6)
+    with torch.no_grad():
+        expected = layer(x)
+        layer.implementation = "auto"
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert layer.forward_path(x) == "stages"
+            torch.testing.assert_close(layer(x).float(), expected, atol=3e-2, rtol=3e-2)
 
 
 def test_flop_counting_does_not_count_the_measurement():

@@ -218,8 +218,8 @@ class ConvNd(ConvzooLayer):
         shape, memory format, device, dtype, backward; ``FormChoice``, once per key and process). No form is
         preferred from measurements on another machine: oneDNN's NCHW depthwise kernel is 6× faster than its
         channels_last one on one CPU and 30× slower on another."""
-        if is_tracing(x):  # before listing forms: compilers and exporters see the one deterministic form
-            return "native"
+        if is_tracing(x) or torch.is_autocast_enabled(x.device.type):  # before listing forms: compilers and
+            return "native"  # exporters see the one deterministic form; autocast casts inside torch's own ops
         names = self.forms(x)
         pinned = self.implementation
         if pinned != "auto":

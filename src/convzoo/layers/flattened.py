@@ -129,8 +129,8 @@ class FlattenedConv2d(ConvzooLayer, nn.Module):
     def forward_path(self, x: torch.Tensor) -> str:
         """``implementation`` when pinned; 'stages' under tracing / compile / export; else the form measured
         fastest on this machine for the input's key (``FormChoice``, once per key and process)."""
-        if is_tracing(x):  # before listing forms: compilers and exporters see the one deterministic form
-            return "stages"
+        if is_tracing(x) or torch.is_autocast_enabled(x.device.type):  # before listing forms: compilers and
+            return "stages"  # exporters see the one deterministic form; autocast casts inside torch's own ops
         names = self.forms(x)
         pinned = self.implementation
         if pinned != "auto":

@@ -145,8 +145,8 @@ class GlobalDepthwiseConv2d(ConvzooLayer, LazyModuleMixin, nn.Module):
     def forward_path(self, x: torch.Tensor) -> str:
         """``implementation`` when pinned; 'bmm' (plain ops) under tracing / compile / export; else the form
         measured fastest on this machine for the input's key (``FormChoice``, once per key and process)."""
-        if _tracing() or is_tracing(x):  # before listing forms: compilers and exporters see plain ops
-            return "bmm"
+        if _tracing() or is_tracing(x) or torch.is_autocast_enabled(x.device.type):  # before listing forms:
+            return "bmm"  # compilers and exporters see plain ops; autocast casts inside torch's own ops
         pinned = self.implementation
         if pinned != "auto":
             if pinned not in (names := self.forms(x)) + ["bmm"]:

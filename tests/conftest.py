@@ -2,8 +2,19 @@
 cannot hinge on a lucky draw; on a developer's machine the draws stay random and keep finding new cases."""
 
 import os
+import tempfile
 
 from hypothesis import settings
+
+# convzoo's numba kernels compile once per test run: their on-disk cache goes to a temporary directory for the run
+# (shared by the pytest-xdist workers of one run through the run's id), never to the source tree or the user's cache,
+# so every run pays (and tests) a cold compile once. Set before numba is imported.
+if "NUMBA_CACHE_DIR" not in os.environ:
+    _run = os.environ.get("PYTEST_XDIST_TESTRUNUID")
+    if _run:
+        os.environ["NUMBA_CACHE_DIR"] = os.path.join(tempfile.gettempdir(), f"convzoo-numba-{_run}")
+    else:
+        os.environ["NUMBA_CACHE_DIR"] = tempfile.mkdtemp(prefix="convzoo-numba-")
 
 settings.register_profile("ci", derandomize=True, print_blob=True)
 if os.environ.get("CI", "").lower() == "true":

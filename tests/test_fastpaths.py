@@ -1,6 +1,7 @@
-"""The exact fast paths of the memory-bound families (``layers/fastpaths.py``): in NCHW and in channels_last each
-layer equals the NumPy oracle, hands its output back in the caller's memory format, says which path ran, and has
-finite-difference-exact gradients (fp64 gradcheck, input and every parameter)."""
+"""The exact forms of the memory-bound families (``layers/fastpaths.py`` and convzoo's kernels): each layer lists the
+forms it has on an input (``forms``), every form equals the NumPy oracle in NCHW and in channels_last, hands its
+output back in the caller's memory format and has finite-difference-exact gradients (fp64 gradcheck, input and
+every parameter); the layer runs one of its forms (the one measured fastest here)."""
 
 from __future__ import annotations
 
@@ -11,39 +12,50 @@ import torch
 from torch import nn
 
 import convzoo as cz
+from convzoo.kernels import available
 from convzoo.oracle.verify import TOLERANCE, check_module, randomize_parameters_
 
 FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+K = ["kernel"] if available() else []  # convzoo's CPU kernel, where numba imports
+ROUND_TRIP = "channels_last round trip"
 
-# name: (factory, input channels, spatial size, {format: expected forward_path})
-CASES: dict[str, tuple[Callable[[], nn.Module], int, int, dict[str, str]]] = {
+# name: (factory, input channels, spatial size, {format: the layer's forms on that input})
+CASES: dict[str, tuple[Callable[[], nn.Module], int, int, dict[str, list[str]]]] = {
     "depthwise m=1": (lambda: cz.DepthwiseConv2d(4, 4, 3, padding=1), 4, 6,
-                      {"contiguous": "native", "channels_last": "native"}),
+                      {"contiguous": ["native", *K, ROUND_TRIP], "channels_last": ["native", *K]}),
     "depthwise m=2 strided": (lambda: cz.DepthwiseConv2d(4, 8, 3, stride=2, padding=1), 4, 7,
-                              {"contiguous": "split ×2", "channels_last": "channels_last ×2 repeat"}),
+                              {"contiguous": ["native", *K, ROUND_TRIP, "split ×2"],
+                               "channels_last": ["native", *K, "channels_last ×2 repeat"]}),
     "depthwise m=3 dilated": (lambda: cz.DepthwiseConv2d(2, 6, 3, padding=2, dilation=2, bias=False), 2, 6,
-                              {"contiguous": "split ×3", "channels_last": "channels_last ×3 repeat"}),
+                              {"contiguous": ["native", *K, ROUND_TRIP, "split ×3"],
+                               "channels_last": ["native", *K, "channels_last ×3 repeat"]}),
     "depthwise m=2 odd kernel, no padding": (lambda: cz.DepthwiseConv2d(3, 6, (2, 3), stride=(1, 2)), 3, 5,
-                                             {"contiguous": "split ×2", "channels_last": "channels_last ×2 repeat"}),
+                                             {"contiguous": ["native", *K, ROUND_TRIP, "split ×2"],
+                                              "channels_last": ["native", *K, "channels_last ×2 repeat"]}),
     "depthwise m=2 asymmetric padding": (lambda: cz.DepthwiseConv2d(2, 4, 2, padding="same"), 2, 5,
-                                         {"contiguous": "native", "channels_last": "native"}),
+                                         {"contiguous": ["native", *K], "channels_last": ["native", *K]}),
     "depthwise m=2 true convolution": (lambda: cz.Conv2d(4, 8, 3, padding=1, groups=4, mode="convolution"), 4, 5,
-                                       {"contiguous": "native", "channels_last": "channels_last ×2 repeat"}),
+                                       {"contiguous": ["native", *K, ROUND_TRIP, "split ×2"],
+                                        "channels_last": ["native", *K, "channels_last ×2 repeat"]}),
+    "depthwise reflect padding": (lambda: cz.DepthwiseConv2d(3, 3, 3, padding=1, padding_mode="reflect"), 3, 5,
+                                  {"contiguous": ["native", *K], "channels_last": ["native", *K]}),
     "depthwise asymmetric padding": (lambda: cz.DepthwiseConv2d(4, 4, 2, padding="same"), 4, 5,
-                                     {"contiguous": "native", "channels_last": "native"}),
+                                     {"contiguous": ["native", *K], "channels_last": ["native", *K]}),
     "pointwise grouped": (lambda: cz.PointwiseConv2d(4, 6, groups=2), 4, 5,
-                          {"contiguous": "matmul", "channels_last": "native"}),
+                          {"contiguous": ["native", "matmul"], "channels_last": ["native"]}),
     "pointwise grouped, no bias": (lambda: cz.PointwiseConv2d(4, 8, groups=2, bias=False), 4, 3,
-                                   {"contiguous": "matmul", "channels_last": "native"}),
+                                   {"contiguous": ["native", "matmul"], "channels_last": ["native"]}),
     "flattened": (lambda: cz.FlattenedConv2d(4, 6, 3, padding=1), 4, 6,
-                  {"contiguous": "channels_last round trip: native | native | native", "channels_last": "native | native | native"}),
-    "shuffled grouped": (lambda: cz.ShuffledGroupedConv2d(4, 8, 3, padding=1, groups=2), 4, 5,
-                         {"contiguous": "native | native", "channels_last": "native | native"}),
-    "channel shuffle": (lambda: cz.ChannelShuffle(3), 6, 4, {"contiguous": "native", "channels_last": "native"}),
+                  {"contiguous": ["stages", ROUND_TRIP, *K], "channels_last": ["stages", *K]}),
+    "flattened strided, asymmetric kernel": (lambda: cz.FlattenedConv2d(3, 4, (3, 2), stride=(2, 1), padding=(1, 0)),
+                                             3, 7, {"contiguous": ["stages", ROUND_TRIP, *K],
+                                                    "channels_last": ["stages", *K]}),
     "global depthwise m=2": (lambda: cz.GlobalDepthwiseConv2d(3, 6, (4, 5)), 3, 0,
-                             {"contiguous": "matmul", "channels_last": "channels_last products + sum"}),
+                             {"contiguous": ["native", "matmul", *K],
+                              "channels_last": ["native", "channels_last products + sum", *K]}),
     "global depthwise m=1, no bias": (lambda: cz.GlobalDepthwiseConv2d(4, 4, (3, 3), bias=False), 4, 0,
-                                      {"contiguous": "matmul", "channels_last": "channels_last products + sum"}),
+                                      {"contiguous": ["native", "matmul", *K],
+                                       "channels_last": ["native", "channels_last products + sum", *K]}),
 }
 
 
@@ -59,39 +71,53 @@ def _case(name: str, dtype: torch.dtype, fmt: str, seed: int = 0) -> tuple[nn.Mo
 
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("name", CASES)
-def test_fast_path_matches_reference_and_keeps_format(name, fmt):
+def test_every_form_matches_reference_and_keeps_format(name, fmt):
     module, x = _case(name, torch.float32, fmt)
-    assert module.forward_path(x) == CASES[name][3][fmt]
-    assert check_module(module, x) < TOLERANCE
-    with torch.no_grad():
-        y = module(x)
-    if y.shape[2:].numel() > 1 and y.shape[1] > 1:  # a 1×1 map or one channel is both formats at once
-        assert y.is_contiguous(memory_format=FORMATS[fmt])
+    forms = module.forms(x)
+    assert forms == CASES[name][3][fmt]
+    assert module.forward_path(x) in forms  # the measured choice is one of them
+    for form in forms:
+        module.implementation = form
+        assert module.forward_path(x) == form
+        assert check_module(module, x) < TOLERANCE, form
+        with torch.no_grad():
+            y = module(x)
+        if y.shape[2:].numel() > 1 and y.shape[1] > 1:  # a 1×1 map or one channel is both formats at once
+            assert y.is_contiguous(memory_format=FORMATS[fmt]), form
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("name", CASES)
-def test_fast_path_gradcheck_fp64(name, fmt):
+def test_every_form_gradcheck_fp64(name, fmt):
     module, x = _case(name, torch.float64, fmt, seed=1)
     names = [n for n, _ in module.named_parameters()]
     weights = [p.detach().clone().requires_grad_(True) for p in module.parameters()]
-    assert module.forward_path(x) == CASES[name][3][fmt]  # the path under test runs in fp64 too
 
     def call(inp: torch.Tensor, *ws: torch.Tensor) -> torch.Tensor:
         return torch.func.functional_call(module, dict(zip(names, ws)), (inp,))
 
-    assert torch.autograd.gradcheck(call, (x.requires_grad_(True), *weights), eps=1e-6, atol=1e-6)
+    for form in module.forms(x):
+        module.implementation = form  # the form under test runs in fp64 too
+        assert torch.autograd.gradcheck(call, (x.detach().requires_grad_(True), *weights), eps=1e-6, atol=1e-6), form
 
 
-def test_channels_last_slices_take_the_native_conv():
-    """A channel slice of channels_last data (what MixConv's split hands its depthwise convs) is NHWC-like: a
-    multiplier-1 depthwise conv runs natively on it, and channels_last comes back."""
+def test_pinning_an_absent_form_names_the_forms():
+    conv = cz.DepthwiseConv2d(2, 2, 3, padding=1)
+    conv.implementation = "split ×2"
+    with pytest.raises(ValueError, match="implementation='split ×2'.*forms are"):
+        conv(torch.rand(1, 2, 5, 5))
+
+
+def test_channels_last_slices_stay_channels_last():
+    """A channel slice of channels_last data (what MixConv's split hands its depthwise convs) is NHWC-like: every
+    form of a multiplier-1 depthwise conv hands channels_last back."""
     conv = randomize_parameters_(cz.DepthwiseConv2d(3, 3, 3, padding=1), torch.Generator().manual_seed(2))
     x = torch.rand(2, 6, 5, 5).contiguous(memory_format=torch.channels_last)[:, 2:5]
-    assert conv.forward_path(x) == "native"
-    assert check_module(conv, x) < TOLERANCE
-    with torch.no_grad():
-        assert conv(x).is_contiguous(memory_format=torch.channels_last)
+    for form in conv.forms(x):
+        conv.implementation = form
+        assert check_module(conv, x) < TOLERANCE
+        with torch.no_grad():
+            assert conv(x).is_contiguous(memory_format=torch.channels_last), form
 
 
 def test_batch_chunks_cover_the_batch_evenly():

@@ -8,3 +8,32 @@ layer keeps its PyTorch forms and warns once, naming the cause (``numba_runtime.
 
 This package sits below the layers: it imports torch, numpy and numba, never ``convzoo.layers`` or anything above.
 """
+
+from __future__ import annotations
+
+import importlib
+from types import ModuleType
+
+import torch
+
+from .numba_runtime import available, unavailable_cause, warn_unavailable
+
+__all__ = ["available", "cpu_kernels", "runs_on", "unavailable_cause", "warn_unavailable"]
+
+_DTYPES = (torch.float32, torch.float64)
+
+
+def runs_on(x: torch.Tensor, *params: torch.Tensor | None) -> bool:
+    """Whether the CPU kernels can take ``x`` and the layer's ``params``: CPU, fp32 or fp64 throughout, and no
+    autocast (which would have torch's ops compute in another dtype)."""
+    return (x.device.type == "cpu" and x.dtype in _DTYPES and all(p is None or p.dtype == x.dtype for p in params)
+            and not torch.is_autocast_enabled("cpu"))
+
+
+def cpu_kernels(name: str, what: str) -> ModuleType | None:
+    """The numba kernel module ``convzoo.kernels.<name>`` (importing it compiles nothing), or None after warning
+    once that ``what`` runs on PyTorch's forms because numba is unavailable (the warning names the cause)."""
+    if not available():
+        warn_unavailable(what)
+        return None
+    return importlib.import_module(f"{__name__}.{name}")

@@ -3,6 +3,18 @@
 ``njit(parallel=...)`` compiles with ``cache=True`` (on disk: next to the sources when that directory is writable,
 else numba's user cache directory; ``NUMBA_CACHE_DIR`` moves it) and ``nogil=True``. Importing numba costs a
 fraction of a second, so kernel modules are imported only when a layer first considers a kernel form.
+
+Threading. convzoo's own kernels use none of numba's threading layers: each is a serial ``nogil`` function over a
+range of independent tasks (planes, rows), and ``run_tasks`` splits the tasks into ``torch.get_num_threads()``
+contiguous chunks, runs the first in the calling thread and the others on a small pool of Python threads (numba
+releases the GIL). Why: torch runs its intra-op pool on its own copy of GNU OpenMP; numba's ``omp`` layer would
+load a second OpenMP runtime (its pool links the system ``libgomp.so.1.0.0`` by file name, so it cannot share
+torch's) whose workers spin after every kernel and take the cores from the next torch op; ``tbb`` is one more
+dependency and pool; ``workqueue`` aborts the process when two Python threads launch kernels at once; and
+``parallel=True`` doubles the compile time (numba's parfor passes). The pool's threads sleep when idle; calls from
+several Python threads share the pool, so at most torch.get_num_threads() − 1 workers plus the callers run.
+``njit(parallel=True)`` (``prange``) stays available for kernels that want numba's own parallel loops: those run
+on the ``workqueue`` layer (unless ``NUMBA_THREADING_LAYER`` says otherwise), one launch at a time under a lock.
 """
 
 from __future__ import annotations
@@ -11,6 +23,7 @@ import os
 import threading
 import warnings
 from collections.abc import Callable
+from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
@@ -19,6 +32,9 @@ _numba: Any = None
 _cause: str | None = None
 _warned: set[str] = set()
 _threads = threading.local()  # numba's thread count is a per-thread setting
+_launch = threading.Lock()  # one parallel kernel at a time (workqueue is not thread-safe)
+_pool: ThreadPoolExecutor | None = None
+_pool_lock = threading.Lock()
 
 
 def numba_module() -> Any:
@@ -30,9 +46,11 @@ def numba_module() -> Any:
             return None
         try:
             import numba
-        except Exception as exc:  # ImportError, or a numba built against another numpy
+        except Exception as exc:  # noqa: BLE001 - ImportError, or a numba built against another numpy
             _cause = f"numba could not be imported ({type(exc).__name__}: {exc})"
         else:
+            if "NUMBA_THREADING_LAYER" not in os.environ:
+                numba.config.THREADING_LAYER = "workqueue"
             _numba = numba
     return _numba
 
@@ -58,13 +76,33 @@ def warn_unavailable(what: str, cause: str | None = None) -> None:
                       RuntimeWarning, stacklevel=3)
 
 
+class ParallelKernel:
+    """A ``parallel=True`` numba function called from Python: each call runs under the launch lock on
+    ``torch.get_num_threads()`` threads. ``dispatcher`` is the numba function (signatures, stats, inspection)."""
+
+    def __init__(self, dispatcher: Any) -> None:
+        self.dispatcher = dispatcher
+        self.__doc__ = dispatcher.__doc__
+        self.__name__ = getattr(dispatcher, "__name__", "kernel")
+
+    def __call__(self, *args: Any) -> Any:
+        with _launch:
+            sync_threads()
+            return self.dispatcher(*args)
+
+
 def njit(*, parallel: bool = False, **options: Any) -> Callable[[Callable[..., Any]], Any]:
-    """``numba.njit`` with convzoo's defaults (cache on disk, GIL released, IEEE arithmetic: no fastmath, so NaN
-    and Inf propagate as in PyTorch). Only call it inside kernel modules, which are imported lazily."""
+    """``numba.njit`` with convzoo's defaults (cache on disk, GIL released, IEEE arithmetic unless ``fastmath``
+    says otherwise, so NaN and Inf propagate as in PyTorch). A ``parallel=True`` function becomes a
+    ``ParallelKernel`` (launch lock, torch's thread count): call it from Python, not from other numba code. Only
+    call ``njit`` inside kernel modules, which are imported lazily."""
     numba = numba_module()
     if numba is None:
         raise ImportError(unavailable_cause())
-    return numba.njit(cache=True, nogil=True, parallel=parallel, **options)
+    compile_ = numba.njit(cache=True, nogil=True, parallel=parallel, **options)
+    if not parallel:
+        return compile_
+    return lambda fn: ParallelKernel(compile_(fn))
 
 
 def sync_threads() -> None:
@@ -77,3 +115,35 @@ def sync_threads() -> None:
             return
         numba.set_num_threads(max(1, min(wanted, numba.config.NUMBA_NUM_THREADS)))
         _threads.count = wanted
+
+
+def _workers(count: int) -> ThreadPoolExecutor:
+    """The pool of worker threads, grown to at least ``count`` workers (never shrunk: idle workers sleep)."""
+    global _pool
+    with _pool_lock:
+        if _pool is None or _pool._max_workers < count:  # the executor's own size
+            old, _pool = _pool, ThreadPoolExecutor(max_workers=count, thread_name_prefix="convzoo-kernel")
+            if old is not None:
+                old.shutdown(wait=False)
+        return _pool
+
+
+def run_tasks(kernel: Callable[..., Any], tasks: int, *args: Any, work: int | None = None,
+              grain: int = 1 << 15) -> None:
+    """``kernel(begin, end, *args)`` over the independent tasks [0, tasks), split into at most
+    ``torch.get_num_threads()`` contiguous chunks (fewer when ``work``, the elements the call writes, gives less
+    than ``grain`` per chunk): the first chunk runs in the calling thread, the others on the pool."""
+    threads = max(1, min(torch.get_num_threads(), tasks))
+    if work is not None:
+        threads = max(1, min(threads, work // grain))
+    if threads == 1:
+        kernel(0, tasks, *args)
+        return
+    bounds = [tasks * k // threads for k in range(threads + 1)]
+    pool = _workers(threads - 1)
+    futures = [pool.submit(kernel, bounds[k], bounds[k + 1], *args) for k in range(1, threads)]
+    try:
+        kernel(bounds[0], bounds[1], *args)
+    finally:
+        for future in futures:
+            future.result()

@@ -30,12 +30,17 @@ from .base import (
     init_conv_,
     resolve_geometry,
 )
-from .fastpaths import depthwise_channels_last, is_channels_last, pointwise_matmul
+from . import triton_forms
+from .fastpaths import depthwise_channels_last, depthwise_split, is_channels_last, pointwise_matmul
+from .form_choice import FormChoice, is_tracing
 
 if TYPE_CHECKING:
     import numpy as np
 
 MODES = ("correlation", "convolution")
+
+# The measured choice between a conv's exact forms (per configuration and input key, see ``ConvNd.forms``).
+_CHOICE = FormChoice("ConvNd")
 
 
 def to_numpy(t: torch.Tensor | None) -> Any:
@@ -145,34 +150,106 @@ class ConvNd(ConvzooLayer):
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         self.check_input(x)
-        path = self.forward_path(x)
-        pad = tuple(lo for lo, _ in self.padding_pairs)
-        if path.startswith("channels_last"):
-            return depthwise_channels_last(x, self.kernel(), self.bias, self.stride, pad, self.dilation)
-        if path == "matmul":
-            return pointwise_matmul(x, self.weight, self.bias, self.groups)
-        return conv_with_pairs(x, self.kernel(), self.bias, self.stride, self.padding_pairs, self.dilation,
-                               self.groups, self.padding_mode)
+        return self.run_form(self.forward_path(x), x)
 
-    def forward_path(self, x: torch.Tensor) -> str:
-        """Which exact formulation ``forward`` runs on ``x`` (2-D, CPU, zero symmetric padding only; see
-        ``layers/fastpaths.py``): a depthwise conv (groups = C_in > 1) with a depth multiplier m > 1 on
-        channels_last data runs as a multiplier-1 conv on the input repeated m times ('channels_last ×m repeat');
-        a grouped 1×1 conv (stride 1, no padding) on NCHW data as a batched matmul ('matmul'); anything else is the
-        native conv. NCHW depthwise stays native: converting to channels_last and back (two transposing copies,
-        ~2.4 ms each for 6.4 MB out of cache) costs as much as the slow NCHW kernel saves."""
-        if x.device.type != "cpu" or self.dim != 2 or x.dim() != 4 or self.padding_mode != "zeros":
-            return "native"  # the fast paths are CPU formulations; this test runs on every forward
-        if any(lo != hi for lo, hi in self.padding_pairs):
-            return "native"
-        nchw = not is_channels_last(x)
+    def run_form(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """The output computed by form ``name`` (one of ``forms(x)``; all compute the same sum)."""
+        if name == "native":
+            return conv_with_pairs(x, self.kernel(), self.bias, self.stride, self.padding_pairs, self.dilation,
+                                   self.groups, self.padding_mode)
+        if name == "kernel":
+            from ..kernels.depthwise import depthwise_conv
+
+            pairs = self.padding_pairs
+            if self.padding_mode != "zeros":
+                x, pairs = pad_pairs(x, pairs, self.padding_mode), tuple((0, 0) for _ in pairs)
+            return depthwise_conv(x, self.kernel(), self.bias, self.stride, pairs, self.dilation)
+        pad = tuple(lo for lo, _ in self.padding_pairs)
+        if name.startswith("channels_last"):
+            return depthwise_channels_last(x, self.kernel(), self.bias, self.stride, pad, self.dilation)
+        if name.startswith("split"):
+            return depthwise_split(x, self.kernel(), self.bias, self.stride, pad, self.dilation)
+        if name == "matmul":
+            return pointwise_matmul(x, self.weight, self.bias, self.groups)
+        if name == triton_forms.TRITON:  # GPU, depthwise m > 1: the Triton kernel writes channels c·m + j directly
+            from ..kernels.triton_depthwise import depthwise_conv as triton_depthwise_conv
+
+            pairs = self.padding_pairs
+            if self.padding_mode != "zeros":
+                x, pairs = pad_pairs(x, pairs, self.padding_mode), tuple((0, 0) for _ in pairs)
+            return triton_depthwise_conv(x, self.kernel(), self.bias, self.stride, pairs, self.dilation)
+        raise ValueError(f"form={name!r} is not one of {self.forms(x)} for {type(self).__name__}")
+
+    def forms(self, x: torch.Tensor) -> list[str]:
+        """The exact forms of this conv on inputs like ``x`` ('native' first: torch's one conv call).
+
+        On the CPU a depthwise conv (groups = C_in, 1-D or 2-D) adds convzoo's kernel ('kernel', numba; any
+        multiplier m, padding and format); with zero symmetric padding in 2-D it also has the rearrangements of
+        ``layers/fastpaths.py``: on NCHW data the channels_last round trip (one conv on NHWC data, m > 1 as a
+        repeated input) and, for m > 1, m multiplier-1 convs into the interleaved output ('split ×m'); on
+        channels_last data, for m > 1, the ×m repeat. A grouped 1×1 conv on NCHW data adds a batched matmul. A
+        depthwise conv with m > 1 in 1-D/2-D adds convzoo's Triton kernel ('triton') where Triton runs (CUDA)."""
+        names = ["native"]
+        if x.dim() != self.dim + 2:
+            return names
+        depthwise = self.groups == self.in_channels
         m = self.out_channels // self.in_channels
-        if self.groups == self.in_channels > 1 and not nchw and m > 1:
-            return f"channels_last ×{m} repeat"
+        if depthwise and m > 1 and self.dim < 3 and triton_forms.offered(x, "DepthwiseConv"):
+            names.append(triton_forms.TRITON)  # CUDA (or Triton's interpreter): convzoo's Triton kernel
+        if x.device.type != "cpu":
+            return names
+        if depthwise and self.dim in (1, 2) and "kernel" not in _CHOICE.failed:
+            from ..kernels import cpu_kernels, runs_on
+
+            if runs_on(x, self.weight, self.bias) and cpu_kernels("depthwise", type(self).__name__) is not None:
+                names.append("kernel")
+        if self.dim != 2 or self.padding_mode != "zeros" or any(lo != hi for lo, hi in self.padding_pairs):
+            return names
+        nchw = not is_channels_last(x)
+        if depthwise and self.in_channels > 1:
+            if nchw:
+                names.append("channels_last round trip")
+            if m > 1:
+                names.append(f"split ×{m}" if nchw else f"channels_last ×{m} repeat")
         pointwise = all(k == 1 for k in self.kernel_size) and all(s == 1 for s in self.stride)
         if pointwise and self.groups > 1 and nchw and all(lo == 0 for lo, _ in self.padding_pairs):
-            return "matmul"
-        return "native"
+            names.append("matmul")
+        return names
+
+    @property
+    def implementation(self) -> str:
+        """'auto' (the form measured fastest on this machine, per input key) or the name of a form to run."""
+        return self.__dict__.get("_implementation", "auto")
+
+    @implementation.setter
+    def implementation(self, value: str) -> None:
+        self.__dict__["_implementation"] = value
+
+    def forward_path(self, x: torch.Tensor) -> str:
+        """The form ``forward`` runs on ``x``: the only one, or ``implementation`` when pinned, or 'native' under
+        tracing / compile / export, else the fastest measured on this machine for the input's key (configuration,
+        shape, memory format, device, dtype, backward; ``FormChoice``, once per key and process). No form is
+        preferred from measurements on another machine: oneDNN's NCHW depthwise kernel is 6× faster than its
+        channels_last one on one CPU and 30× slower on another."""
+        if is_tracing(x) or torch.is_autocast_enabled(x.device.type):  # before listing forms: compilers and
+            return "native"  # exporters see the one deterministic form; autocast casts inside torch's own ops
+        names = self.forms(x)
+        pinned = self.implementation
+        if pinned != "auto":
+            if pinned not in names:
+                raise ValueError(f"implementation={pinned!r} is not a form of {type(self).__name__} on this input; "
+                                 f"its forms are {names}")
+            return pinned
+        if len(names) == 1:
+            return names[0]
+        return _CHOICE.for_input(self._choice_config(), x, lambda: {n: lambda t, n=n: self.run_form(n, t)
+                                                                   for n in names},
+                                 (self.weight, self.bias), fallible=("kernel", triton_forms.TRITON))
+
+    def _choice_config(self) -> tuple[Any, ...]:
+        """What besides the input decides which form is fastest."""
+        return (type(self).__name__, self.in_channels, self.out_channels, self.groups, self.kernel_size,
+                self.stride, self.dilation, self.padding_pairs, self.padding_mode, self.mode, self.bias is not None)
 
     # --- the contract ---------------------------------------------------------------------------------------------
 

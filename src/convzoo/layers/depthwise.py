@@ -22,19 +22,13 @@ from .base import (
     Stage,
     check_positive_int,
 )
-from ..functional import pad_pairs
-from . import triton_forms
 from .conv import ConvNd, native_conv_call
-from .fastpaths import depthwise_split, is_channels_last
-from .form_choice import FormChoice
 from .pointwise import PointwiseConv1d, PointwiseConv2d, PointwiseConv3d, PointwiseConvNd
 
 if TYPE_CHECKING:
     import numpy as np
 
 LayerFactory = Callable[[int], nn.Module]
-# (configuration, input shape / format / device / dtype, backward) → native grouped conv or the Triton kernel (m > 1)
-_CHOICE = FormChoice("DepthwiseConvNd")
 
 
 class DepthwiseConvNd(ConvNd):
@@ -71,45 +65,6 @@ class DepthwiseConvNd(ConvNd):
     @property
     def depth_multiplier(self) -> int:
         return self.out_channels // self.in_channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.depth_multiplier > 1 and self.dim < 3 and triton_forms.offered(x, "DepthwiseConv"):
-            return self._fastest_on_gpu(x)  # CUDA: the Triton kernel is one more form
-        if self.forward_path(x).startswith("split"):
-            self.check_input(x)
-            pad = tuple(lo for lo, _ in self.padding_pairs)
-            return depthwise_split(x, self.kernel(), self.bias, self.stride, pad, self.dilation)
-        return super().forward(x)
-
-    def _fastest_on_gpu(self, x: torch.Tensor) -> torch.Tensor:
-        """The native grouped conv or convzoo's Triton kernel writing the interleaved channels c·m + j directly
-        (``kernels/triton_depthwise.py``), whichever ``FormChoice`` measures faster for this layer and input."""
-        self.check_input(x)
-        forms = {"native": lambda t: ConvNd.forward(self, t), triton_forms.TRITON: self._triton}
-        config = (type(self).__name__, self.in_channels, self.out_channels, self.kernel_size, self.stride,
-                  self.dilation, self.padding_pairs, self.padding_mode, self.mode, self.bias is not None)
-        params = list(self.parameters())
-        return forms[triton_forms.fastest(_CHOICE, config, x, forms, (x,), "DepthwiseConv", params)](x)
-
-    def _triton(self, x: torch.Tensor) -> torch.Tensor:
-        from ..kernels.triton_depthwise import depthwise_conv
-
-        pairs = self.padding_pairs
-        if self.padding_mode != "zeros":
-            x, pairs = pad_pairs(x, pairs, self.padding_mode), tuple((0, 0) for _ in pairs)
-        return depthwise_conv(x, self.kernel(), self.bias, self.stride, pairs, self.dilation)
-
-    def forward_path(self, x: torch.Tensor) -> str:
-        """As ``ConvNd.forward_path``, plus: a depth multiplier m > 1 on NCHW data (2-D, CPU, zero symmetric
-        padding) runs as m multiplier-1 convs written into the interleaved output ('split ×m'; oneDNN's grouped
-        kernel for m > 1 is 1.7× slower, measured in ``layers/fastpaths.py``)."""
-        path = super().forward_path(x)
-        m = self.depth_multiplier
-        if (path == "native" and m > 1 and self.dim == 2 and x.dim() == 4 and x.device.type == "cpu"
-                and not is_channels_last(x) and self.padding_mode == "zeros"
-                and all(lo == hi for lo, hi in self.padding_pairs)):
-            return f"split ×{m}"
-        return path
 
 
 class DepthwiseConv1d(DepthwiseConvNd, nn.Conv1d):

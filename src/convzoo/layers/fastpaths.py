@@ -1,30 +1,18 @@
-"""Exact reformulations that run memory-bound convolutions near the memory bound on CPU.
+"""Exact reformulations of memory-bound convolutions in PyTorch ops: forms a layer offers to its ``FormChoice``.
 
-Each function computes the same sum as the one native conv call it replaces (only the memory layout or the
-order of independent products changes; tests compare every path with the NumPy oracle, forward and backward).
-Measured on a shared 2-core CPU (AMD EPYC, AVX-512, 2 MiB L2, 32 MiB L3; 8×64×56², k = 3, fp32, 1 thread,
-round-robin in one process, 3 inputs rotated; min of the rounds, each comparison repeated):
+Each function computes the same sum as the one native conv call it stands in for (only the memory layout or the
+order of independent products changes; tests compare every form with the NumPy oracle, forward and backward).
+Which form is fastest depends on the CPU (oneDNN's NCHW depthwise kernel runs near its channels_last one on one
+AVX-512 machine and 30× slower on another), the shape and the memory format, so none is chosen here: the layers
+time them, with convzoo's own kernels (``convzoo.kernels``), on the user's machine. The measurements behind the
+forms are in ``benchmarks/bench_kernels.py``'s outputs (``benchmarks/results/``, tagged with the CPU):
 
-- depthwise m = 1, NCHW: stays native. oneDNN (ONEDNN_VERBOSE) runs it as reorder NCHW → nChw16c, its jit_dw
-  kernel, reorder back; the reorders dominate (back-reorder 2.4 ms of a 9 ms call in a bad round). Every
-  alternative measured lost: NHWC round trip 2.3 ms, per-sample round trip (in L2) 2.5 ms, nine shifted
-  multiply-adds per sample 2.5 ms, oneDNN through mkldnn tensors ≥ native, vs native 0.9–1.3 ms (NHWC 0.55).
-  PyTorch's transposing copies run at ~13 GB/s even in cache (NCHW → NHWC 0.7–1.0 ms, back 1.2–1.35 ms for
-  6.4 MB, vs 0.28–0.32 ms for a plain copy), so any format change costs more than the bound (0.35 ms) allows.
-- depthwise m = 2: oneDNN's grouped kernel for m > 1 (gemm:jit on NCHW + a copy, jit:avx512_core on NHWC) is
-  slow: NCHW 5.6–6.1 ms native vs 2.8–3.7 ms as two multiplier-1 convs written into the interleaved output
-  (``depthwise_split``; fwd+bwd 12–18 vs 27 ms); stacking instead of writing slices 3.6–3.8 ms; the NHWC repeat
-  form on NCHW data 14 ms. On channels_last data the ×m repeat (2.1–2.4 ms) and the split (2.0–2.3 ms, its
-  interleaving copy strided) tie; native 4.1–4.8 ms; the repeat stays.
-- flattened (64 → 128) on NCHW data: one conversion to channels_last for the chain of three stages and one back
-  (12–16 ms; the layer on channels_last data 7 ms) beats all three stages native on NCHW (13–22 ms), V∘H fused
-  into one rank-1 3×3 depthwise conv with a border-exact bias map (15.5 ms; 12.3 ms even on channels_last), and
-  the lateral 1×1 as a transposed-operand matmul writing NHWC (14–18 ms).
-- grouped 1×1 on NCHW data: 2.5 ms native vs 2.2 ms as a batched matmul.
-- GDC (m = 2): NCHW one bmm 0.49 ms (elementwise products + sum per sample 0.52–0.61, ``linalg.vecdot``
-  0.61); channels_last read in place as per-j products over batch chunks of ≤ 4 MiB, summed over P: 0.51–0.57
-  ms vs 1.35–1.8 ms for an NCHW copy + bmm, 2.2–2.4 ms for one product with m innermost, 3.5 ms for einsum.
-  In the layer (weight copied (C, m, P) → (m, P, C) each call) 0.98 vs 0.52 ms for the op alone.
+- ``depthwise_channels_last``: a depthwise conv as one multiplier-1 conv on NHWC data (the input repeated m times
+  for m > 1; NCHW data converted in and out: the 'channels_last round trip');
+- ``depthwise_split``: m multiplier-1 convs on NCHW data written into the interleaved output;
+- ``pointwise_matmul``: a grouped 1×1 conv on NCHW data as one batched matmul;
+- ``GlobalDepthwiseSum`` / ``GlobalDepthwiseSumNHWC``: GDC reading x in place in either format, with backwards
+  that write ∂x in x's own layout.
 """
 
 from __future__ import annotations
@@ -106,13 +94,10 @@ def pointwise_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
 
 class GlobalDepthwiseSum(torch.autograd.Function):
     """y[n, c, j] = Σ_p x[n, c, p] · w[c, j, p] for x (N, C, P) read in place (NCHW) and w (C, m, P): forward one
-    batched matmul over channels, (C, m, P) @ (C, P, N) — x as the right operand, read column by column: 0.29 ms
-    median (0.16 fastest) against 0.36 (0.26) for (C, N, P) @ (C, P, m), and a 0.30 ms copy of x (8×64×56², m = 2,
-    1 thread, 30 interleaved rounds). The backward writes ∂x in x's own layout,
-    ∂x[n, c, p] = Σ_j g[n, c, j] · w[c, j, p] (m multiply-adds over x's size), and ∂w[c, j, p] = Σ_n g[n, c, j] ·
-    x[n, c, p] as one batched matmul. Autograd's own bmm backward loops over the channel-strided batches (~130
-    small copies a call): forward+backward measured 2.2 vs 3.4 ms NCHW, 5.9 vs 8.5 ms channels_last (8×64×56²,
-    m = 2, 1 thread, fastest of the rounds)."""
+    batched matmul over channels, (C, m, P) @ (C, P, N), x as the right operand. The backward writes ∂x in x's own
+    layout, ∂x[n, c, p] = Σ_j g[n, c, j] · w[c, j, p] (m multiply-adds over x's size), and ∂w[c, j, p] =
+    Σ_n g[n, c, j] · x[n, c, p] as one batched matmul (autograd's own bmm backward loops over the channel-strided
+    batches with many small copies)."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:

@@ -18,11 +18,14 @@ from ..analysis.cost import LayerCost, sequential_cost
 from .base import Alternative, ConvzooLayer, IntOrTuple, Padding, Stage
 from .conv import native_conv_call
 from .fastpaths import nchw_on_cpu
+from .form_choice import FormChoice, is_tracing
 from .pointwise import PointwiseConv2d
 from .separable import column_then_row
 
 if TYPE_CHECKING:
     import numpy as np
+
+_CHOICE = FormChoice("FlattenedConv2d")
 
 
 def rank1_filters(weight: torch.Tensor, iterations: int = 50) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
@@ -80,17 +83,68 @@ class FlattenedConv2d(ConvzooLayer, nn.Module):
             conv.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if nchw_on_cpu(x):  # one NCHW → NHWC copy in and one back, instead of a round trip per depthwise stage
+        return self.run_form(self.forward_path(x), x)
+
+    def run_form(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """The output computed by form ``name`` (one of ``forms(x)``): the three stages on the input's layout, each
+        running its own measured form ('stages'); the same on channels_last data, converted once in and once out
+        ('channels_last round trip', NCHW input); or L, then V∘H fused in convzoo's kernel ('kernel': V's output
+        never reaches memory)."""
+        if name == "stages":
+            return self.horizontal(self.vertical(self.lateral(x)))
+        if name == "channels_last round trip":  # one NCHW → NHWC copy in and one back, not one per stage
             return self.horizontal(self.vertical(self.lateral(x.contiguous(memory_format=torch.channels_last)))
                                    ).contiguous()
-        return self.horizontal(self.vertical(self.lateral(x)))
+        if name == "kernel":
+            from ..kernels.separable_pair import separable_pair
+
+            v, h = self.vertical, self.horizontal
+            geometry = (v.stride[0], v.dilation[0], v.padding_pairs[0], h.stride[1], h.dilation[1], h.padding_pairs[1])
+            return separable_pair(self.lateral(x), v.kernel(), v.bias, h.kernel(), h.bias, geometry)
+        raise ValueError(f"form={name!r} is not one of {self.forms(x)} for FlattenedConv2d")
+
+    def forms(self, x: torch.Tensor) -> list[str]:
+        """The exact forms on inputs like ``x`` (see ``run_form``): 'stages' everywhere, the channels_last round
+        trip for NCHW data on the CPU, convzoo's fused V∘H kernel on the CPU (zero padding)."""
+        names = ["stages"]
+        if nchw_on_cpu(x):
+            names.append("channels_last round trip")
+        if x.device.type == "cpu" and x.dim() == 4 and self.padding_mode == "zeros" and "kernel" not in _CHOICE.failed:
+            from ..kernels import cpu_kernels, runs_on
+
+            params = (self.vertical.weight, self.vertical.bias, self.horizontal.weight, self.horizontal.bias)
+            if runs_on(x, *params) and cpu_kernels("separable_pair", "FlattenedConv2d") is not None:
+                names.append("kernel")
+        return names
+
+    @property
+    def implementation(self) -> str:
+        """'auto' (the form measured fastest on this machine, per input key) or the name of a form to run."""
+        return self.__dict__.get("_implementation", "auto")
+
+    @implementation.setter
+    def implementation(self, value: str) -> None:
+        self.__dict__["_implementation"] = value
 
     def forward_path(self, x: torch.Tensor) -> str:
-        """NCHW data on CPU runs the three stages in channels_last (converted once in and once out)."""
-        if nchw_on_cpu(x):
-            inner = super().forward_path(x.contiguous(memory_format=torch.channels_last))
-            return f"channels_last round trip: {inner}"
-        return super().forward_path(x)
+        """``implementation`` when pinned; 'stages' under tracing / compile / export; else the form measured
+        fastest on this machine for the input's key (``FormChoice``, once per key and process)."""
+        if is_tracing(x) or torch.is_autocast_enabled(x.device.type):  # before listing forms: compilers and
+            return "stages"  # exporters see the one deterministic form; autocast casts inside torch's own ops
+        names = self.forms(x)
+        pinned = self.implementation
+        if pinned != "auto":
+            if pinned not in names:
+                raise ValueError(f"implementation={pinned!r} is not a form of FlattenedConv2d on this input; "
+                                 f"its forms are {names}")
+            return pinned
+        if len(names) == 1:
+            return names[0]
+        config = (self.in_channels, self.out_channels, self.kernel_size, self.stride, self.dilation,
+                  self.padding_pairs, self.padding_mode, self.lateral.bias is not None)
+        params = [p for conv in (self.lateral, self.vertical, self.horizontal) for p in (conv.weight, conv.bias)]
+        return _CHOICE.for_input(config, x, lambda: {n: lambda t, n=n: self.run_form(n, t) for n in names}, params,
+                                 fallible=("kernel",))
 
     def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
         """Three convs: N·H·W·C_out·C_in (1×1) + N·H_mid·W·C_out·kh (k×1 depthwise) + N·H_out·W_out·C_out·kw

@@ -17,8 +17,9 @@ capture forbids): a key first seen there runs its preferred or first form. Leaf 
 from __future__ import annotations
 
 import time
+import warnings
 import weakref
-from collections.abc import Callable, Hashable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Collection, Hashable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
 import torch
@@ -28,13 +29,16 @@ from .formats import channels_last_format
 
 _EXPORTING = getattr(torch.compiler, "is_exporting", lambda: False)
 _FAKE = getattr(torch._subclasses, "FakeTensor", ())  # non-strict export and make_fx run on fake tensors
+_DISPATCH_MODE = getattr(torch.utils._python_dispatch, "is_in_torch_dispatch_mode", lambda: False)
 
 
 def is_tracing(x: torch.Tensor) -> bool:
-    """True under torch.compile / torch.export / jit.trace / jit.script / ONNX export or on a meta or fake
-    tensor: no timing there, the layer runs its deterministic form."""
+    """True under torch.compile / torch.export / jit.trace / jit.script / ONNX export, under a torch dispatch mode
+    (FlopCounterMode and the like would count the measurement's runs), or on a meta or fake tensor: no timing there,
+    the layer runs its deterministic form."""
     return bool(torch.compiler.is_compiling() or _EXPORTING() or torch.jit.is_tracing() or torch.jit.is_scripting()
-                or torch.onnx.is_in_onnx_export() or x.device.type == "meta" or isinstance(x, _FAKE))
+                or torch.onnx.is_in_onnx_export() or x.device.type == "meta" or isinstance(x, _FAKE)
+                or _DISPATCH_MODE())
 
 
 _COMPILING = torch.compiler.is_compiling
@@ -107,14 +111,19 @@ class FormChoice:
     near ties measured on a noisy machine do not flip to a form that is not really faster.
     ``measurements`` counts how often forms were actually timed (one per new key), for tests and reports;
     ``clear()`` forgets every choice (say, after changing thread counts) and bumps ``generation``, which layers
-    that remember their choice per input put in their keys."""
+    that remember their choice per input put in their keys.
+    ``prune``: after the first timed round, forms slower than ``prune`` × the fastest are not timed again (a
+    native form 50× off the best would otherwise cost seconds per key).
+    ``failed``: form name → cause, for forms named ``fallible`` (convzoo's compiled kernels) that raised while
+    being measured: they are dropped from this and later choices, with one warning naming the cause."""
 
     def __init__(self, family: str, min_rounds: int = 3, max_rounds: int = 15, min_seconds: float = 0.05,
-                 prefer: str | None = None, margin: float = 0.0) -> None:
+                 prefer: str | None = None, margin: float = 0.0, prune: float = 4.0) -> None:
         self.family = family
-        self.prefer, self.margin = prefer, margin
+        self.prefer, self.margin, self.prune = prefer, margin, prune
         self.min_rounds, self.max_rounds, self.min_seconds = min_rounds, max_rounds, min_seconds
         self.cache: dict[Hashable, str] = {}
+        self.failed: dict[str, str] = {}
         self.measurements = 0
         self.generation = 0
         _INSTANCES.add(self)
@@ -132,7 +141,7 @@ class FormChoice:
 
     def for_input(self, config: Hashable, x: torch.Tensor,
                   forms: Callable[[], Mapping[str, Callable[[torch.Tensor], torch.Tensor]]],
-                  params: Sequence[torch.Tensor | None]) -> str:
+                  params: Sequence[torch.Tensor | None], fallible: Collection[str] = ()) -> str:
         """The fastest of ``forms()`` (name → f(x); called only when measuring) for a layer of configuration
         ``config`` on inputs like ``x``: key = (config, shape, memory format, device, dtype, backward), where
         backward = grad mode on and ``x`` or one of ``params`` requires grad. Measured on a detached copy of
@@ -145,16 +154,18 @@ class FormChoice:
             return cached
         probe = x.detach().requires_grad_(x.requires_grad and backward)
         calls = {name: (lambda fn=fn: fn(probe)) for name, fn in forms().items()}
-        return self.choose(key, calls, x.device, [probe, *trainable] if backward else [])
+        return self.choose(key, calls, x.device, [probe, *trainable] if backward else [], fallible)
 
     def choose(self, key: Hashable, forms: Mapping[str, Callable[[], torch.Tensor]], device: torch.device,
-               wrt: Sequence[torch.Tensor] = ()) -> str:
+               wrt: Sequence[torch.Tensor] = (), fallible: Collection[str] = ()) -> str:
         """The form with the smallest minimum time on this key, measured the first time the key is seen.
 
         ``forms``: name → zero-argument call computing the output; ``wrt``: tensors requiring grad whose
-        gradients a training step would compute (empty: forward only, timed under ``no_grad``)."""
+        gradients a training step would compute (empty: forward only, timed under ``no_grad``); ``fallible``:
+        forms that may fail to run here (a kernel that does not compile) and are then dropped with a warning."""
         if key in self.cache:
             return self.cache[key]
+        forms = {name: fn for name, fn in forms.items() if name not in self.failed}
         if not forms:
             raise ValueError(f"forms={forms!r} must name at least one form to choose from ({self.family})")
         if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
@@ -181,14 +192,22 @@ class FormChoice:
             _sync(device)
             return time.perf_counter() - start
 
+        for name, fn in list(forms.items()):
+            try:
+                run(fn)  # warm-up: allocations, kernel selection (or compilation), weight reorders
+            except Exception as exc:  # any failure of a fallible form drops it, named
+                if name not in fallible or len(forms) == 1:
+                    raise
+                self._drop(name, forms, exc)
         best = {name: float("inf") for name in forms}
-        for fn in forms.values():
-            run(fn)  # warm-up: allocations, kernel selection, weight reorders
         started, rounds = time.perf_counter(), 0
         while rounds < self.max_rounds and (rounds < self.min_rounds
                                             or time.perf_counter() - started < self.min_seconds):
-            for name in round_order(list(forms), rounds):
+            for name in round_order(list(best), rounds):
                 best[name] = min(best[name], timed(forms[name]))
+            if rounds == 0 and len(best) > 1:  # slow forms are not timed again
+                limit = self.prune * min(best.values())
+                best = {name: t for name, t in best.items() if t <= limit}
             rounds += 1
         self.measurements += 1
         fastest = min(best, key=best.__getitem__)
@@ -196,3 +215,10 @@ class FormChoice:
             fastest = self.prefer  # a near tie: t_prefer ≤ (1 + margin)·t_fastest keeps the preferred form
         self.cache[key] = fastest
         return self.cache[key]
+
+    def _drop(self, name: str, forms: dict[str, Callable[[], torch.Tensor]], exc: BaseException) -> None:
+        cause = f"{type(exc).__name__}: {str(exc).strip().splitlines()[0] if str(exc).strip() else ''}"
+        self.failed[name] = cause
+        del forms[name]
+        warnings.warn(f"convzoo: {self.family} runs without its form '{name}', which failed here ({cause}); "
+                      "PyTorch's forms are used instead", RuntimeWarning, stacklevel=4)

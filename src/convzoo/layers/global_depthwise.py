@@ -18,6 +18,9 @@ from ..analysis.cost import LayerCost, conv_cost
 from .base import (Alternative, ConvzooLayer, Stage, autocast_enabled, check_input, check_positive_int, expand,
                    init_conv_)
 from .fastpaths import GlobalDepthwiseSum, GlobalDepthwiseSumNHWC, is_channels_last
+from .form_choice import FormChoice, is_tracing
+
+_CHOICE = FormChoice("GlobalDepthwiseConv2d")
 
 if TYPE_CHECKING:
     import numpy as np
@@ -92,29 +95,68 @@ class GlobalDepthwiseConv2d(ConvzooLayer, LazyModuleMixin, nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, 2, self.in_channels, type(self).__name__)
         self._check_size(x.shape[2:])
-        # The same sum as F.conv2d(x, w, b, groups=C_in), y[n, c·m + j] = Σ_p x[n, c, p] · w[c·m + j, p], with x
-        # read in its own layout (see ``forward_path`` and ``layers/fastpaths.py``): NCHW x (N, C, P) as one batched
-        # matmul over channels, (C, N, P) @ (C, P, m) (``GlobalDepthwiseSum``); channels_last x viewed (N, P, C) as
-        # per-j products with w laid out (m, P, C), summed over P (``GlobalDepthwiseSumNHWC``). Both have a
-        # backward writing ∂x in x's layout. F.conv2d takes 10 / 140 ms here (8×64×56², m = 2, 2 cores).
+        return self.run_form(self.forward_path(x), x)
+
+    def run_form(self, name: str, x: torch.Tensor) -> torch.Tensor:
+        """The output computed by form ``name`` (one of ``forms(x)``): y[n, c·m + j] = b + Σ_p x[n, c, p]·w[c·m + j, p]
+        as torch's grouped conv ('native'), as a batched matmul over channels reading NCHW x in place ('matmul',
+        ``GlobalDepthwiseSum``), as per-j products summed over the map reading channels_last x in place
+        ('channels_last products + sum', ``GlobalDepthwiseSumNHWC``), or by convzoo's kernel ('kernel')."""
         n, c = x.shape[:2]
         m = self.depth_multiplier
+        if name == "native":
+            return F.conv2d(x, self.weight, self.bias, groups=self.in_channels)
+        if name == "kernel":
+            from ..kernels.global_depthwise import global_depthwise
+
+            return global_depthwise(x, self.weight, self.bias)
         w = self.weight.reshape(c, m, -1)
-        if _tracing() or autocast_enabled(x):  # exporters, compilers and autocast: plain ops
+        if name == "bmm":  # the exporters' form: plain ops
             y = torch.bmm(x.contiguous().flatten(2).transpose(0, 1), w.transpose(1, 2)).transpose(0, 1)  # (N, C, m)
-        elif is_channels_last(x):
+        elif name == "channels_last products + sum":
             y = GlobalDepthwiseSumNHWC.apply(x.permute(0, 2, 3, 1).reshape(n, -1, c), w.permute(1, 2, 0).contiguous())
-        else:
+        elif name == "matmul":
             y = GlobalDepthwiseSum.apply(x.flatten(2), w)
+        else:
+            raise ValueError(f"form={name!r} is not one of {self.forms(x)} for {type(self).__name__}")
         y = y.reshape(n, self.out_channels).contiguous()  # (N, C_out) in order: both formats at 1×1
         y = y if self.bias is None else y + self.bias
         return y.view(n, self.out_channels, 1, 1)
 
+    def forms(self, x: torch.Tensor) -> list[str]:
+        """The exact forms on inputs like ``x``: torch's grouped conv, the form that reads x in its own layout
+        ('matmul' for NCHW, 'channels_last products + sum' for channels_last) and, on the CPU, convzoo's kernel."""
+        names = ["native", "channels_last products + sum" if is_channels_last(x) else "matmul"]
+        if x.device.type == "cpu" and "kernel" not in _CHOICE.failed:
+            from ..kernels import cpu_kernels, runs_on
+
+            if runs_on(x, self.weight, self.bias) and cpu_kernels("global_depthwise", type(self).__name__) is not None:
+                names.append("kernel")
+        return names
+
+    @property
+    def implementation(self) -> str:
+        """'auto' (the form measured fastest on this machine, per input key) or the name of a form to run."""
+        return self.__dict__.get("_implementation", "auto")
+
+    @implementation.setter
+    def implementation(self, value: str) -> None:
+        self.__dict__["_implementation"] = value
+
     def forward_path(self, x: torch.Tensor) -> str:
-        """'matmul' (x read in place, one bmm) for NCHW input, 'channels_last products + sum' (x read in place)
-        for channels_last input."""
-        plain = _tracing() or autocast_enabled(x)
-        return "channels_last products + sum" if is_channels_last(x) and not plain else "matmul"
+        """``implementation`` when pinned; 'bmm' (plain ops) under tracing / compile / export; else the form
+        measured fastest on this machine for the input's key (``FormChoice``, once per key and process)."""
+        if _tracing() or is_tracing(x) or autocast_enabled(x):  # before listing forms:
+            return "bmm"  # compilers and exporters see plain ops; autocast casts inside torch's own ops
+        pinned = self.implementation
+        if pinned != "auto":
+            if pinned not in (names := self.forms(x)) + ["bmm"]:
+                raise ValueError(f"implementation={pinned!r} is not a form of {type(self).__name__} on this input; "
+                                 f"its forms are {names}")
+            return pinned
+        config = (self.in_channels, self.out_channels, self.kernel_size, self.bias is not None)
+        return _CHOICE.for_input(config, x, lambda: {n: lambda t, n=n: self.run_form(n, t) for n in self.forms(x)},
+                                 (self.weight, self.bias), fallible=("kernel",))
 
     # --- the contract ---------------------------------------------------------------------------------------------
 

@@ -1,0 +1,296 @@
+"""convzoo's own CPU kernels against the memory bound and against PyTorch's best native form, per family and format.
+
+For every case and memory format, in the same interleaved rounds (fastest round kept), it times:
+- the kernel's forward, and forward + backward (∂ wrt input and every parameter);
+- every native form (PyTorch ops only: the plain conv, and the rearrangements of ``layers/fastpaths.py``), and
+  reports the best one's forward and forward + backward;
+- the copy bound: a copy of (input + output) / 2 elements into a preallocated tensor — the bytes the op must move,
+  input read once and output written once (preallocated: a fresh ``clone()`` pays page faults in some rounds and not
+  in others, which made the bound itself bimodal; the ops allocate their outputs, so the ratios are conservative).
+Ratios are kernel / bound and kernel / best native. The header names the machine (lscpu model and flags, torch's
+CPU capability, threads). Results go to ``benchmarks/results/kernels-<cpu>.json`` and ``.md``.
+
+Another family adds rows by appending a ``Case`` to ``CASES`` (a builder returning the input, the parameters, the
+kernel form and the native forms for one memory format).
+
+    python benchmarks/bench_kernels.py                 # 2 threads, every case
+    python benchmarks/bench_kernels.py --threads 1 --cases depthwise --rounds 30
+    python benchmarks/bench_kernels.py --quick         # tiny shapes, one round: checks the script runs
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import torch
+import torch.nn.functional as F
+
+Form = Callable[[torch.Tensor], torch.Tensor]
+FORMATS = {"NCHW": torch.contiguous_format, "channels_last": torch.channels_last}
+
+
+@dataclass
+class Setup:
+    """One case in one memory format: the input, the parameters a backward differentiates, the kernel form and the
+    native forms (name → f(x)), all computing the same function."""
+
+    x: torch.Tensor
+    params: list[torch.Tensor]
+    kernel: Form
+    native: dict[str, Form]
+
+
+@dataclass
+class Case:
+    family: str
+    label: str
+    build: Callable[[torch.memory_format, bool], Setup]  # (format, quick) → setup
+
+
+@dataclass
+class Row:
+    family: str
+    label: str
+    format: str
+    times: dict[str, float] = field(default_factory=dict)  # ms, fastest round
+    native_forms: dict[str, str] = field(default_factory=dict)  # fwd / fwd_bwd → the fastest native form's name
+
+    def as_dict(self) -> dict[str, object]:
+        t = self.times
+        return {"family": self.family, "case": self.label, "format": self.format, **{k: round(v, 4) for k, v in t.items()},
+                "native_fwd_form": self.native_forms["fwd"], "native_fwd_bwd_form": self.native_forms["fwd_bwd"],
+                "fwd_vs_bound": round(t["kernel_fwd"] / t["bound"], 2),
+                "fwd_bwd_vs_bound": round(t["kernel_fwd_bwd"] / t["bound"], 2),
+                "fwd_vs_native": round(t["kernel_fwd"] / t["native_fwd"], 2),
+                "fwd_bwd_vs_native": round(t["kernel_fwd_bwd"] / t["native_fwd_bwd"], 2)}
+
+
+# --- the cases -------------------------------------------------------------------------------------------------------
+
+
+def _rand(*shape: int, fmt: torch.memory_format = torch.contiguous_format, grad: bool = True) -> torch.Tensor:
+    x = torch.randn(*shape)
+    if x.dim() == 4:
+        x = x.contiguous(memory_format=fmt)
+    return x.requires_grad_(grad)
+
+
+def _depthwise(multiplier: int, kernel: int = 3, stride: int = 1) -> Callable[[torch.memory_format, bool], Setup]:
+    def build(fmt: torch.memory_format, quick: bool) -> Setup:
+        from convzoo.kernels.depthwise import depthwise_conv
+        from convzoo.layers.fastpaths import depthwise_channels_last, depthwise_split
+
+        n, c, size = (1, 4, 9) if quick else (8, 64, 56)
+        x = _rand(n, c, size, size, fmt=fmt)
+        w, b = _rand(c * multiplier, 1, kernel, kernel), _rand(c * multiplier)
+        p = kernel // 2
+        native: dict[str, Form] = {"F.conv2d": lambda t: F.conv2d(t, w, b, stride, p, 1, c)}
+        if fmt == torch.contiguous_format:
+            native["channels_last round trip"] = lambda t: depthwise_channels_last(t, w, b, (stride,) * 2, (p, p), (1, 1))
+            if multiplier > 1:
+                native[f"split ×{multiplier}"] = lambda t: depthwise_split(t, w, b, (stride,) * 2, (p, p), (1, 1))
+        elif multiplier > 1:
+            native[f"channels_last ×{multiplier} repeat"] = lambda t: depthwise_channels_last(t, w, b, (stride,) * 2,
+                                                                                             (p, p), (1, 1))
+        return Setup(x, [w, b], lambda t: depthwise_conv(t, w, b, (stride,) * 2, ((p, p), (p, p)), (1, 1)), native)
+
+    return build
+
+
+def _global_depthwise(multiplier: int) -> Callable[[torch.memory_format, bool], Setup]:
+    def build(fmt: torch.memory_format, quick: bool) -> Setup:
+        from convzoo.kernels.global_depthwise import global_depthwise
+        from convzoo.layers.fastpaths import GlobalDepthwiseSum, GlobalDepthwiseSumNHWC
+
+        n, c, size = (2, 4, 7) if quick else (8, 64, 56)
+        x = _rand(n, c, size, size, fmt=fmt)
+        w, b = _rand(c * multiplier, 1, size, size), _rand(c * multiplier)
+
+        def in_place(t: torch.Tensor) -> torch.Tensor:
+            wc = w.reshape(c, multiplier, -1)
+            if fmt == torch.channels_last:
+                y = GlobalDepthwiseSumNHWC.apply(t.permute(0, 2, 3, 1).reshape(n, -1, c), wc.permute(1, 2, 0).contiguous())
+            else:
+                y = GlobalDepthwiseSum.apply(t.flatten(2), wc)
+            return (y.reshape(n, -1) + b).view(n, -1, 1, 1)
+
+        native = {"F.conv2d": lambda t: F.conv2d(t, w, b, groups=c),
+                  "matmul" if fmt == torch.contiguous_format else "products + sum": in_place}
+        return Setup(x, [w, b], lambda t: global_depthwise(t, w, b), native)
+
+    return build
+
+
+def _vertical_horizontal(kernel: int) -> Callable[[torch.memory_format, bool], Setup]:
+    def build(fmt: torch.memory_format, quick: bool) -> Setup:
+        from convzoo.kernels.separable_pair import separable_pair
+
+        n, c, size = (1, 4, 9) if quick else (8, 64, 56)
+        x = _rand(n, c, size, size, fmt=fmt)
+        wv, bv, wh, bh = _rand(c, 1, kernel, 1), _rand(c), _rand(c, 1, 1, kernel), _rand(c)
+        p = kernel // 2
+
+        def stages(t: torch.Tensor) -> torch.Tensor:
+            return F.conv2d(F.conv2d(t, wv, bv, 1, (p, 0), 1, c), wh, bh, 1, (0, p), 1, c)
+
+        native: dict[str, Form] = {"2 × F.conv2d": stages}
+        if fmt == torch.contiguous_format:
+            native["channels_last round trip"] = lambda t: stages(t.contiguous(memory_format=torch.channels_last)
+                                                                  ).contiguous()
+        return Setup(x, [wv, bv, wh, bh], lambda t: separable_pair(t, wv, bv, wh, bh, (1, 1, (p, p), 1, 1, (p, p))),
+                     native)
+
+    return build
+
+
+CASES: list[Case] = [
+    Case("depthwise", "3×3 m=1 b8×64×56²", _depthwise(1)),
+    Case("depthwise", "3×3 m=2 b8×64×56²", _depthwise(2)),
+    Case("depthwise", "3×3 m=1 stride 2 b8×64×56²", _depthwise(1, stride=2)),
+    Case("depthwise", "5×5 m=1 b8×64×56²", _depthwise(1, kernel=5)),
+    Case("global_depthwise", "GDC m=1 b8×64×56²", _global_depthwise(1)),
+    Case("global_depthwise", "GDC m=2 b8×64×56²", _global_depthwise(2)),
+    Case("flattened", "V∘H 3×1 then 1×3 b8×64×56²", _vertical_horizontal(3)),
+]
+
+
+# --- timing ----------------------------------------------------------------------------------------------------------
+
+
+def _fwd(f: Form, x: torch.Tensor) -> Callable[[], object]:
+    def run() -> object:
+        with torch.no_grad():
+            return f(x)
+    return run
+
+
+def _fwd_bwd(f: Form, x: torch.Tensor, params: list[torch.Tensor]) -> Callable[[], object]:
+    with torch.no_grad():
+        g = torch.randn_like(f(x))
+
+    def run() -> object:
+        y = f(x)
+        return torch.autograd.grad(y, [x, *params], g)
+    return run
+
+
+def measure(case: Case, fmt_name: str, rounds: int, quick: bool) -> Row:
+    setup = case.build(FORMATS[fmt_name], quick)
+    x = setup.x
+    with torch.no_grad():
+        out_numel = setup.kernel(x).numel()
+    bound_src = torch.randn((x.numel() + out_numel) // 2)  # a copy moving the op's bytes: in read + out written
+    bound_dst = torch.empty_like(bound_src)
+    calls: dict[str, Callable[[], object]] = {"bound": lambda: bound_dst.copy_(bound_src), "kernel_fwd": _fwd(setup.kernel, x),
+                                              "kernel_fwd_bwd": _fwd_bwd(setup.kernel, x, setup.params)}
+    for name, f in setup.native.items():
+        calls[f"native:{name}:fwd"] = _fwd(f, x)
+        calls[f"native:{name}:fwd_bwd"] = _fwd_bwd(f, x, setup.params)
+    for call in calls.values():
+        call()  # warm-up: compilation, allocations, oneDNN's kernel choice
+    best = {name: float("inf") for name in calls}
+    names = list(calls)
+    for r in range(rounds):  # rotated and reversed orders: no call always follows the same one
+        order = names[r % len(names):] + names[:r % len(names)]
+        for name in order[::-1] if r % 2 else order:
+            start = time.perf_counter()
+            calls[name]()
+            best[name] = min(best[name], time.perf_counter() - start)
+    row = Row(case.family, case.label, fmt_name, {"bound": 1e3 * best["bound"], "kernel_fwd": 1e3 * best["kernel_fwd"],
+                                                   "kernel_fwd_bwd": 1e3 * best["kernel_fwd_bwd"]})
+    for kind in ("fwd", "fwd_bwd"):
+        native = {n.split(":")[1]: t for n, t in best.items() if n.startswith("native:") and n.endswith(f":{kind}")}
+        fastest = min(native, key=native.__getitem__)
+        row.times[f"native_{kind}"] = 1e3 * native[fastest]
+        row.native_forms[kind] = fastest
+    return row
+
+
+# --- machine header and output -----------------------------------------------------------------------------------------
+
+
+def machine() -> dict[str, str]:
+    info = {"cpu": platform.processor() or platform.machine(), "flags": ""}
+    try:
+        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10, check=False).stdout
+    except (OSError, subprocess.SubprocessError):
+        lscpu = ""
+    for line in lscpu.splitlines():
+        key, _, value = line.partition(":")
+        if key.strip() == "Model name":
+            info["cpu"] = value.strip()
+        elif key.strip() == "Flags":
+            info["flags"] = value.strip()
+    import numba
+
+    info.update({"torch": torch.__version__, "numba": numba.__version__,
+                 "capability": torch.backends.cpu.get_cpu_capability(), "threads": str(torch.get_num_threads()),
+                 "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"),
+                 "load": f"{os.getloadavg()[0]:.2f}"})
+    return info
+
+
+def tag(info: dict[str, str]) -> str:
+    """A file-name tag for the machine: CPU model and torch's capability (e.g. amd-epyc-avx512)."""
+    return re.sub(r"[^a-z0-9]+", "-", f"{info['cpu']} {info['capability']}".lower()).strip("-")
+
+
+def table(rows: list[Row], info: dict[str, str]) -> str:
+    simd = " ".join(f for f in info["flags"].split() if f.startswith(("avx", "fma", "sse4_2")))
+    header = (f"CPU: {info['cpu']} ({simd}); torch {info['torch']} (CPU capability {info['capability']}), numba "
+              f"{info['numba']}, {info['threads']} threads; {info['date']}, load average {info['load']} before timing. "
+              "Fastest of the rounds, ms; bound = a copy of the op's bytes (input read + output written).")
+    columns = ("| family | case | format | bound | kernel fwd | ×bound | kernel fwd+bwd | ×bound | best native fwd "
+               "| kernel / native fwd | kernel / native fwd+bwd |")
+    lines = [header, "", columns, "|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|"]
+    for row in rows:
+        d = row.as_dict()
+        lines.append(f"| {row.family} | {row.label} | {row.format} | {d['bound']:.3f} | {d['kernel_fwd']:.3f} | "
+                     f"{d['fwd_vs_bound']:.1f} | {d['kernel_fwd_bwd']:.3f} | {d['fwd_bwd_vs_bound']:.1f} | "
+                     f"{d['native_fwd']:.3f} ({d['native_fwd_form']}) | {d['fwd_vs_native']:.2f} | "
+                     f"{d['fwd_bwd_vs_native']:.2f} |")
+    return "\n".join(lines)
+
+
+def main(argv: list[str] | None = None) -> list[Row]:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--rounds", type=int, default=20)
+    parser.add_argument("--cases", default="", help="only cases whose family or label contains this text")
+    parser.add_argument("--formats", default="NCHW,channels_last")
+    parser.add_argument("--quick", action="store_true", help="tiny shapes and one round (a smoke test)")
+    parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    info = machine()
+    rows = []
+    for case in CASES:
+        if args.cases and args.cases not in case.family and args.cases not in case.label:
+            continue
+        for fmt_name in args.formats.split(","):
+            rows.append(measure(case, fmt_name, 1 if args.quick else args.rounds, args.quick))
+            print(table(rows[-1:], info).splitlines()[-1], flush=True)
+    text = table(rows, info)
+    print(text)
+    if not args.quick:
+        args.out.mkdir(parents=True, exist_ok=True)
+        stem = args.out / f"kernels-{tag(info)}"
+        stem.with_suffix(".json").write_text(json.dumps({"machine": info, "rows": [r.as_dict() for r in rows]},
+                                                        indent=1, ensure_ascii=False) + "\n")
+        stem.with_suffix(".md").write_text(text + "\n")
+    return rows
+
+
+if __name__ == "__main__":
+    sys.exit(0 if main() else 1)

@@ -1,0 +1,608 @@
+"""Depthwise convolution on the CPU (numba), forward and backward, for NCHW and channels_last data, fp32 / fp64.
+
+    y[n, c·m + j, p] = b[c·m + j] + Σ_t w[c·m + j, t] · x[n, c, p·s + t·d − pad]
+
+with depth multiplier m ≥ 1 written straight into the interleaved output channels c·m + j, any kernel size,
+stride, dilation and (before, after) padding. 1-D runs as 2-D with H = 1. Zero padding is never materialised.
+
+Forward, NCHW: one task per (sample, channel) plane; the input rows an output row reads are staged once each into
+a ring of zero-padded rows (rows, not a plane); along an output row, 4 blocks of LANES outputs accumulate every tap
+in registers, the kernel row's weights in a register too (unaligned loads: cutting each tap's vector from aligned
+loads by shuffles measured slower on an AVX-512 EPYC, whose 512-bit shuffles share the FMA's ports). channels_last: one task per output row; a block of LANES output channels
+(the interleaved c·m + j, each lane reading its input channel) for 4 positions at a time.
+Backward, NCHW: ∂x as the same correlation of ∂y with the flipped kernel (stride 1) or a scatter (stride > 1);
+channels_last: ∂x gathered per input row (any stride). ∂w, ∂b: per-task partial sums added up by torch.
+
+Kernels are serial numba functions over a range of tasks, run on torch.get_num_threads() threads by
+``numba_runtime.run_tasks``. The kernel sizes in ``UNROLLED`` (fp32) get their tap loops unrolled (taps as tuple
+offsets: one compilation per size); every other size and fp64 share one compilation with the taps in arrays.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+
+from .numba_runtime import njit, run_tasks
+from .simd import (
+    FULL,
+    LANES,
+    block,
+    fill,
+    fma,
+    fma_block,
+    fma_block_step,
+    fma_even,
+    fma_lane,
+    fma_lane_even,
+    fma_step,
+    fma_vv,
+    fma_vv_rep2,
+    fma_vv_rep4,
+    fma_vv_repeat,
+    fma_vv_step,
+    lanes,
+    load,
+    load_step,
+    store,
+    total,
+)
+
+_FAST = {"contract"}  # fused multiply-add; no reassociation, no finite-math assumptions (NaN and Inf propagate)
+UNROLLED = frozenset({(3, 3), (5, 5), (7, 7), (1, 3), (3, 1), (1, 5), (5, 1), (1, 7), (7, 1)})
+
+
+@njit(fastmath=_FAST)
+def _correlate_nchw(begin: int, end: int, src: Any, w: Any, b: Any, out: Any, sources: int, rows: Any, cols: Any,
+                    sh: int, sw: int, ph: int, pw: int) -> None:  # pragma: no cover - compiled
+    """out[n, o, p] = b[o] + Σ_{k<S} Σ_{i,t} w[o·S + k, i, t] · src[n, (o // R)·S + k, p·s + (rows[i], cols[t]) − pad],
+    S = ``sources``, R = C_out·S / C_src: the forward (S = 1, R = m; rows = i·d_h, cols = t·d_w) and, with the
+    flipped kernel, ∂x at stride 1 (S = m, R = 1). src (N, C_src, H, W), w (C_out·S, kh, kw), b (C_out,),
+    out (N, C_out, Ho, Wo), C-contiguous; rows / cols tuples (tap loops unrolled) or int64 arrays (any size).
+    Tasks: (n, group of S source planes)."""
+    c_src, h_, w_ = src.shape[1], src.shape[2], src.shape[3]
+    c_out, ho, wo = out.shape[1], out.shape[2], out.shape[3]
+    kh, kw = len(rows), len(cols)
+    taps = kh * kw
+    groups = c_src // sources
+    per_group = c_out // groups
+    s1, wf, o1 = src.ravel(), w.ravel(), out.ravel()
+    blocks = (wo + LANES - 1) // LANES
+    # staged row: every lane's read (and the stride-2 pair) inside, a multiple of LANES so rows start aligned
+    width = (blocks * LANES * sw + cols[kw - 1] + 1 + LANES - 1) // LANES * LANES + LANES
+    slots = 1  # the ring holds (kh − 1)·d_h + 1 rows, rounded up to a power of two (slot = row & (slots − 1))
+    while slots < rows[kh - 1] + 1:
+        slots *= 2
+    copy_lo, copy_hi = max(0, -pw), min(w_, width - pw)  # input columns kept: staged column = input column + pw
+    fast = kw <= LANES and sw <= 2  # a kernel row's weights in one register block
+    a0, a1, a2, a3 = block(s1), block(s1), block(s1), block(s1)
+    wr = block(wf)
+    buffer = np.zeros(sources * slots * width + LANES, dtype=src.dtype)
+    skip = (-(buffer.ctypes.data // src.itemsize)) % LANES  # staged rows start on a 64-byte boundary (fp32)
+    st = buffer[skip:skip + sources * slots * width]
+    tags = np.empty((sources, slots), dtype=np.int64)
+    for task in range(begin, end):
+        n = task // groups
+        g = task - n * groups
+        tags[:] = -1
+        for oh in range(ho):
+            for k in range(sources):  # stage the rows this output row reads, once each
+                plane = (n * c_src + g * sources + k) * h_
+                for i in range(kh):
+                    ih = oh * sh + rows[i] - ph
+                    slot = ih & (slots - 1)
+                    if 0 <= ih < h_ and tags[k, slot] != ih:
+                        tags[k, slot] = ih
+                        at = (k * slots + slot) * width + pw
+                        for u in range(copy_lo, copy_hi, LANES):
+                            mask = lanes(0, min(LANES, copy_hi - u))
+                            load(a0, s1, (plane + ih) * w_ + u, mask)
+                            store(a0, st, at + u, mask)
+            for r in range(per_group):
+                o = g * per_group + r
+                row = ((n * c_out + o) * ho + oh) * wo
+                for k in range(sources):
+                    first = (o * sources + k) * taps
+                    q = 0
+                    while fast and q + 4 <= blocks:  # four blocks at a time
+                        at_out = row + q * LANES
+                        if k == 0:
+                            fill(a0, b[o])
+                            fill(a1, b[o])
+                            fill(a2, b[o])
+                            fill(a3, b[o])
+                        else:  # ∂x: the earlier sources' sum is in the output row
+                            load(a0, o1, at_out, FULL)
+                            load(a1, o1, at_out + LANES, FULL)
+                            load(a2, o1, at_out + 2 * LANES, FULL)
+                            load(a3, o1, at_out + 3 * LANES, FULL)
+                        for i in range(kh):
+                            ih = oh * sh + rows[i] - ph
+                            if 0 <= ih < h_:
+                                base = (k * slots + (ih & (slots - 1))) * width + q * LANES * sw
+                                load(wr, wf, first + i * kw, lanes(0, kw))  # this kernel row's weights
+                                if sw == 1:  # block offsets as constants: loads address base + immediate
+                                    for t in range(kw):
+                                        at = base + cols[t]
+                                        fma_lane(a0, wr, t, st, at, FULL)
+                                        fma_lane(a1, wr, t, st, at + LANES, FULL)
+                                        fma_lane(a2, wr, t, st, at + 2 * LANES, FULL)
+                                        fma_lane(a3, wr, t, st, at + 3 * LANES, FULL)
+                                else:
+                                    for t in range(kw):
+                                        at = base + cols[t]
+                                        fma_lane_even(a0, wr, t, st, at, FULL)
+                                        fma_lane_even(a1, wr, t, st, at + 2 * LANES, FULL)
+                                        fma_lane_even(a2, wr, t, st, at + 4 * LANES, FULL)
+                                        fma_lane_even(a3, wr, t, st, at + 6 * LANES, FULL)
+                        store(a0, o1, at_out, FULL)
+                        store(a1, o1, at_out + LANES, FULL)
+                        store(a2, o1, at_out + 2 * LANES, FULL)
+                        store(a3, o1, at_out + 3 * LANES, lanes(0, min(LANES, wo - (q + 3) * LANES)))
+                        q += 4
+                    while q < blocks:  # the rest one block at a time
+                        at_out = row + q * LANES
+                        mask = lanes(0, min(LANES, wo - q * LANES))
+                        if k == 0:
+                            fill(a0, b[o])
+                        else:
+                            load(a0, o1, at_out, mask)
+                        for i in range(kh):
+                            ih = oh * sh + rows[i] - ph
+                            if 0 <= ih < h_:
+                                base = (k * slots + (ih & (slots - 1))) * width + q * LANES * sw
+                                for t in range(kw):
+                                    wt = wf[first + i * kw + t]
+                                    if sw == 1:
+                                        fma(a0, wt, st, base + cols[t], FULL)
+                                    elif sw == 2:
+                                        fma_even(a0, wt, st, base + cols[t], FULL)
+                                    else:
+                                        fma_step(a0, wt, st, base + cols[t], sw, FULL)
+                        store(a0, o1, at_out, mask)
+                        q += 1
+
+
+@njit(fastmath=_FAST)
+def _scatter_input_grad_nchw(begin: int, end: int, g: Any, w: Any, gx: Any, sh: int, sw: int, dh: int, dw: int,
+                             ph: int, pw: int) -> None:  # pragma: no cover - compiled
+    """∂x[n, c, ih, iw] = Σ_j Σ_t w[c·m + j, t] · ∂y[n, c·m + j, oh, ow] over (oh, ow, t) with ih = oh·sh + i·dh − ph,
+    iw = ow·sw + t·dw − pw: any stride, accumulated in the ∂x plane itself. Tasks: (n, c) planes."""
+    c_, h_, w_ = gx.shape[1], gx.shape[2], gx.shape[3]
+    cm, ho, wo = g.shape[1], g.shape[2], g.shape[3]
+    kh, kw = w.shape[1], w.shape[2]
+    m = cm // c_
+    g1, w1, gx1 = g.ravel(), w.ravel(), gx.ravel()
+    for task in range(begin, end):
+        n = task // c_
+        c = task - n * c_
+        base = task * h_ * w_
+        gx1[base:base + h_ * w_] = 0.0
+        for j in range(m):
+            o = c * m + j
+            for oh in range(ho):
+                grow = ((n * cm + o) * ho + oh) * wo
+                for i in range(kh):
+                    ih = oh * sh + i * dh - ph
+                    if ih < 0 or ih >= h_:
+                        continue
+                    xrow = base + ih * w_
+                    for t in range(kw):
+                        wt = w1[(o * kh + i) * kw + t]
+                        off = t * dw - pw
+                        lo = -(off // sw) if off < 0 else 0
+                        hi = min(wo, (w_ - 1 - off) // sw + 1) if off < w_ else 0
+                        for ow in range(lo, hi):
+                            gx1[xrow + ow * sw + off] += wt * g1[grow + ow]
+
+
+@njit(fastmath=_FAST)
+def _column_masks(size: int, out: int, kernel: int, stride: int, dilation: int, pad: int) -> Any:  # pragma: no cover
+    """masks[b, t]: the lanes l of output block b (outputs b·LANES + l < out) whose input column
+    (b·LANES + l)·stride + t·dilation − pad lies in [0, size); masks[b, kernel]: the lanes inside the row."""
+    blocks = (out + LANES - 1) // LANES
+    masks = np.zeros((blocks, kernel + 1), dtype=np.int64)
+    for b in range(blocks):
+        count = min(LANES, out - b * LANES)
+        masks[b, kernel] = lanes(0, count)
+        for t in range(kernel):
+            off = b * LANES * stride + t * dilation - pad  # input column of lane 0
+            lo = -(off // stride) if off < 0 else 0
+            hi = min(count, (size - 1 - off) // stride + 1) if off < size else 0
+            masks[b, t] = lanes(lo, hi)
+    return masks
+
+
+@njit(fastmath=_FAST, inline="always")
+def _pick(a0: Any, a1: Any, a2: Any, a3: Any, a4: Any, a5: Any, a6: Any, a7: Any, t: int) -> Any:  # pragma: no cover
+    """Accumulator t of eight (a constant choice once the tap loop is unrolled)."""
+    if t < 4:
+        return a0 if t == 0 else (a1 if t == 1 else (a2 if t == 2 else a3))
+    return a4 if t == 4 else (a5 if t == 5 else (a6 if t == 6 else a7))
+
+
+@njit(fastmath=_FAST)
+def _weight_grad_nchw(begin: int, end: int, x: Any, g: Any, partial: Any, masks: Any, rows: Any, cols: Any, sh: int,
+                      sw: int, ph: int, pw: int) -> None:  # pragma: no cover - compiled
+    """partial[n, o, i·kw + t] = Σ_p ∂y[n, o, p] · x[n, o // m, p·s + (rows[i], cols[t]) − pad], partial[n, o, kh·kw] =
+    Σ_p ∂y[n, o, p] (the bias); masks from ``_column_masks``. Tasks: (n, o) planes; torch sums over n. For each
+    kernel row, a block of ∂y is loaded once and feeds one register accumulator per tap (up to 8 taps a row)."""
+    c_, h_, w_ = x.shape[1], x.shape[2], x.shape[3]
+    cm, ho, wo = g.shape[1], g.shape[2], g.shape[3]
+    kh, kw = len(rows), len(cols)
+    m = cm // c_
+    x1, g1 = x.ravel(), g.ravel()
+    a0, a1, a2, a3, a4, a5, a6, a7 = block(g1), block(g1), block(g1), block(g1), block(g1), block(g1), block(g1), block(g1)
+    gb = block(g1)
+    for task in range(begin, end):
+        n = task // cm
+        o = task - n * cm
+        plane = (n * c_ + o // m) * h_
+        for i in range(kh):
+            for t0 in range(0, kw, 8):  # up to eight taps of the row at a time (one pass when kw <= 8)
+                taps = kw if kw <= 8 else min(8, kw - t0)
+                fill(a0, 0.0)
+                fill(a1, 0.0)
+                fill(a2, 0.0)
+                fill(a3, 0.0)
+                fill(a4, 0.0)
+                fill(a5, 0.0)
+                fill(a6, 0.0)
+                fill(a7, 0.0)
+                for oh in range(ho):
+                    ih = oh * sh + rows[i] - ph
+                    if ih < 0 or ih >= h_:
+                        continue
+                    for q in range(masks.shape[0]):
+                        load(gb, g1, (task * ho + oh) * wo + q * LANES, masks[q, kw])
+                        base = (plane + ih) * w_ + q * LANES * sw - pw
+                        for t in range(taps):
+                            acc = _pick(a0, a1, a2, a3, a4, a5, a6, a7, t)
+                            if sw == 1:
+                                fma_block(acc, gb, x1, base + cols[t0 + t], masks[q, t0 + t])
+                            else:
+                                fma_block_step(acc, gb, x1, base + cols[t0 + t], sw, masks[q, t0 + t])
+                for t in range(taps):
+                    partial[n, o, i * kw + t0 + t] = total(_pick(a0, a1, a2, a3, a4, a5, a6, a7, t))
+        fill(a0, 0.0)
+        for oh in range(ho):
+            for q in range(masks.shape[0]):
+                fma(a0, 1.0, g1, (task * ho + oh) * wo + q * LANES, masks[q, kw])
+        partial[n, o, kh * kw] = total(a0)
+
+
+@njit(fastmath=_FAST, inline="always")
+def _tap_nhwc(acc: Any, wv: Any, x1: Any, at: int, m: int, phase: int, mask: int,
+              x_mask: int) -> None:  # pragma: no cover - compiled
+    """acc[l] += wv[l] · x1[at + (phase + l) // m]: a block of output channels reading their input channels."""
+    if m == 1:
+        fma_vv(acc, wv, 0, x1, at, mask)
+    elif m == 2 and phase == 0:
+        fma_vv_rep2(acc, wv, 0, x1, at, mask, x_mask)
+    elif m == 4 and phase == 0:
+        fma_vv_rep4(acc, wv, 0, x1, at, mask, x_mask)
+    else:
+        fma_vv_repeat(acc, wv, 0, x1, at, m, phase, mask)
+
+
+@njit(fastmath=_FAST)
+def _forward_nhwc(begin: int, end: int, x: Any, w: Any, b: Any, y: Any, rows: Any, cols: Any, sh: int, sw: int,
+                  ph: int, pw: int) -> None:  # pragma: no cover - compiled
+    """y[n, oh, ow, o] = b[o] + Σ_{i,t} w[i, t, o] · x[n, oh·sh + rows[i] − ph, ow·sw + cols[t] − pw, o // m]:
+    x (N, H, W, C), w (kh, kw, C·m), b (C·m,), y (N, Ho, Wo, C·m), C-contiguous. Tasks: output rows (n, oh).
+    A block of LANES output channels for 4 positions at a time accumulates every tap in registers, each tap's
+    weight vector loaded once for the 4; positions whose taps reach the padding go one at a time, checked."""
+    h_, w_, c_ = x.shape[1], x.shape[2], x.shape[3]
+    ho, wo, cm = y.shape[1], y.shape[2], y.shape[3]
+    kh, kw = len(rows), len(cols)
+    m = cm // c_
+    x1, wf, b1, y1 = x.ravel(), w.ravel(), b.ravel(), y.ravel()
+    ow_lo = min(wo, (pw + sw - 1) // sw) if pw > 0 else 0  # positions whose every tap lies inside the row
+    ow_hi = max(ow_lo, min(wo, (w_ - 1 - cols[kw - 1] + pw) // sw + 1))
+    step = sw * c_
+    a0, a1, a2, a3, wv = block(x1), block(x1), block(x1), block(x1), block(wf)
+    for task in range(begin, end):
+        n = task // ho
+        oh = task - n * ho
+        for o0 in range(0, cm, LANES):
+            count = min(LANES, cm - o0)
+            mask = lanes(0, count)
+            x_mask = lanes(0, (count + m - 1) // m)  # the input channels the block reads (phase 0)
+            c0, phase = o0 // m, o0 % m
+            ow = 0
+            while ow < wo:
+                if ow_lo <= ow and ow + 4 <= ow_hi:
+                    load(a0, b1, o0, mask)
+                    load(a1, b1, o0, mask)
+                    load(a2, b1, o0, mask)
+                    load(a3, b1, o0, mask)
+                    for i in range(kh):
+                        ih = oh * sh + rows[i] - ph
+                        if 0 <= ih < h_:
+                            row = (n * h_ + ih) * w_
+                            if m == 1:  # the multiplier's cases outside the tap loop: one kind of load in it
+                                for t in range(kw):
+                                    load(wv, wf, (i * kw + t) * cm + o0, mask)
+                                    at = (row + ow * sw + cols[t] - pw) * c_ + c0
+                                    fma_vv(a0, wv, 0, x1, at, mask)
+                                    fma_vv(a1, wv, 0, x1, at + step, mask)
+                                    fma_vv(a2, wv, 0, x1, at + 2 * step, mask)
+                                    fma_vv(a3, wv, 0, x1, at + 3 * step, mask)
+                            elif m == 2 and phase == 0:
+                                for t in range(kw):
+                                    load(wv, wf, (i * kw + t) * cm + o0, mask)
+                                    at = (row + ow * sw + cols[t] - pw) * c_ + c0
+                                    fma_vv_rep2(a0, wv, 0, x1, at, mask, x_mask)
+                                    fma_vv_rep2(a1, wv, 0, x1, at + step, mask, x_mask)
+                                    fma_vv_rep2(a2, wv, 0, x1, at + 2 * step, mask, x_mask)
+                                    fma_vv_rep2(a3, wv, 0, x1, at + 3 * step, mask, x_mask)
+                            else:
+                                for t in range(kw):
+                                    load(wv, wf, (i * kw + t) * cm + o0, mask)
+                                    at = (row + ow * sw + cols[t] - pw) * c_ + c0
+                                    _tap_nhwc(a0, wv, x1, at, m, phase, mask, x_mask)
+                                    _tap_nhwc(a1, wv, x1, at + step, m, phase, mask, x_mask)
+                                    _tap_nhwc(a2, wv, x1, at + 2 * step, m, phase, mask, x_mask)
+                                    _tap_nhwc(a3, wv, x1, at + 3 * step, m, phase, mask, x_mask)
+                    out = (task * wo + ow) * cm + o0
+                    store(a0, y1, out, mask)
+                    store(a1, y1, out + cm, mask)
+                    store(a2, y1, out + 2 * cm, mask)
+                    store(a3, y1, out + 3 * cm, mask)
+                    ow += 4
+                else:
+                    load(a0, b1, o0, mask)
+                    for i in range(kh):
+                        ih = oh * sh + rows[i] - ph
+                        if 0 <= ih < h_:
+                            for t in range(kw):
+                                iw = ow * sw + cols[t] - pw
+                                if 0 <= iw < w_:
+                                    load(wv, wf, (i * kw + t) * cm + o0, mask)
+                                    _tap_nhwc(a0, wv, x1, ((n * h_ + ih) * w_ + iw) * c_ + c0, m, phase, mask, x_mask)
+                    store(a0, y1, (task * wo + ow) * cm + o0, mask)
+                    ow += 1
+
+
+@njit(fastmath=_FAST)
+def _input_grad_nhwc(begin: int, end: int, g: Any, w: Any, gx: Any, sh: int, sw: int, dh: int, dw: int, ph: int,
+                     pw: int) -> None:  # pragma: no cover - compiled
+    """∂x[n, ih, iw, c] = Σ_{j, i, t} w[i, t, j, c] · ∂y[n, oh, ow, c·m + j] over the (oh, ow) with
+    oh·sh + i·dh − ph = ih and ow·sw + t·dw − pw = iw (any stride), gathered; w (kh, kw, m, C). Tasks: input rows."""
+    h_, w_, c_ = gx.shape[1], gx.shape[2], gx.shape[3]
+    ho, wo, cm = g.shape[1], g.shape[2], g.shape[3]
+    kh, kw, m = w.shape[0], w.shape[1], w.shape[2]
+    g1, w1, gx1 = g.ravel(), w.ravel(), gx.ravel()
+    acc = block(gx1)
+    for task in range(begin, end):
+        n = task // h_
+        ih = task - n * h_
+        for iw in range(w_):
+            for c0 in range(0, c_, LANES):
+                mask = lanes(0, min(LANES, c_ - c0))
+                fill(acc, 0.0)
+                for i in range(kh):
+                    num_h = ih + ph - i * dh
+                    if num_h < 0 or num_h % sh != 0 or num_h // sh >= ho:
+                        continue
+                    oh = num_h // sh
+                    for t in range(kw):
+                        num_w = iw + pw - t * dw
+                        if num_w < 0 or num_w % sw != 0 or num_w // sw >= wo:
+                            continue
+                        at = ((n * ho + oh) * wo + num_w // sw) * cm + c0 * m
+                        for j in range(m):
+                            if m == 1:
+                                fma_vv(acc, w1, (i * kw + t) * c_ + c0, g1, at, mask)
+                            else:
+                                fma_vv_step(acc, w1, ((i * kw + t) * m + j) * c_ + c0, g1, at + j, m, mask)
+                store(acc, gx1, (task * w_ + iw) * c_ + c0, mask)
+
+
+@njit(fastmath=_FAST)
+def _weight_grad_nhwc(begin: int, end: int, x: Any, g: Any, partial: Any, rows_per_chunk: int, rows: Any, cols: Any,
+                      sh: int, sw: int, ph: int, pw: int) -> None:  # pragma: no cover - compiled
+    """partial[k, i, t, j, c] = Σ ∂y[n, oh, ow, c·m + j] · x[n, ih, iw, c] over the output rows (n, oh) of chunk k,
+    partial[k, kh, 0, j, c] = Σ ∂y[n, oh, ow, c·m + j] (the bias). Tasks: chunks of rows; partial
+    (chunks, kh + 1, kw, m, C) zeroed by the caller, summed over the chunks by torch. Along a row, each ∂y block is
+    loaded once and feeds one register accumulator per tap (up to 8 taps of a kernel row at a time)."""
+    n_, h_, w_, c_ = x.shape
+    ho, wo, cm = g.shape[1], g.shape[2], g.shape[3]
+    kh, kw = len(rows), len(cols)
+    m = partial.shape[3]
+    x1, g1, p1 = x.ravel(), g.ravel(), partial.ravel()
+    a0, a1, a2, a3, a4, a5, a6, a7 = block(x1), block(x1), block(x1), block(x1), block(x1), block(x1), block(x1), block(x1)
+    gb = block(g1)
+    for k in range(begin, end):
+        base = k * (kh + 1) * kw * m * c_
+        for row in range(k * rows_per_chunk, min(n_ * ho, (k + 1) * rows_per_chunk)):
+            n = row // ho
+            oh = row - n * ho
+            for i in range(kh):
+                ih = oh * sh + rows[i] - ph
+                if ih < 0 or ih >= h_:
+                    continue
+                for j in range(m):
+                    for c0 in range(0, c_, LANES):
+                        mask = lanes(0, min(LANES, c_ - c0))
+                        for t0 in range(0, kw, 8):  # one pass when kw <= 8
+                            taps = kw if kw <= 8 else min(8, kw - t0)
+                            slot = base + ((i * kw + t0) * m + j) * c_ + c0  # tap t0 + t is t·m·C further
+                            for t in range(taps):
+                                load(_pick(a0, a1, a2, a3, a4, a5, a6, a7, t), p1, slot + t * m * c_, mask)
+                            for ow in range(wo):
+                                at_g = (row * wo + ow) * cm + c0 * m + j
+                                if m == 1:
+                                    load(gb, g1, at_g, mask)
+                                else:
+                                    load_step(gb, g1, at_g, m, mask)
+                                for t in range(taps):
+                                    iw = ow * sw + cols[t0 + t] - pw
+                                    if 0 <= iw < w_:
+                                        fma_block(_pick(a0, a1, a2, a3, a4, a5, a6, a7, t), gb, x1,
+                                                  ((n * h_ + ih) * w_ + iw) * c_ + c0, mask)
+                            for t in range(taps):
+                                store(_pick(a0, a1, a2, a3, a4, a5, a6, a7, t), p1, slot + t * m * c_, mask)
+            for j in range(m):
+                for c0 in range(0, c_, LANES):
+                    mask = lanes(0, min(LANES, c_ - c0))
+                    slot = base + (kh * kw * m + j) * c_ + c0
+                    load(a0, p1, slot, mask)
+                    for ow in range(wo):
+                        at_g = (row * wo + ow) * cm + c0 * m + j
+                        if m == 1:
+                            fma(a0, 1.0, g1, at_g, mask)
+                        else:
+                            fma_step(a0, 1.0, g1, at_g, m, mask)
+                    store(a0, p1, slot, mask)
+
+
+# --- torch side ----------------------------------------------------------------------------------------------------
+
+Geometry = tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]  # stride, dilation, pad, out
+
+
+def tap_offsets(kernel: tuple[int, int], dilation: tuple[int, int], dtype: torch.dtype) -> tuple[Any, Any]:
+    """The taps' offsets i·d_h and t·d_w: tuples (tap loops unrolled, one compilation per kernel size) for the fp32
+    kernel sizes in ``UNROLLED``, else int64 arrays (one compilation for every size)."""
+    rows = tuple(i * dilation[0] for i in range(kernel[0]))
+    cols = tuple(t * dilation[1] for t in range(kernel[1]))
+    if dtype == torch.float32 and tuple(kernel) in UNROLLED:
+        return rows, cols
+    return np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+
+
+def _nhwc(t: torch.Tensor) -> bool:
+    """A 4-D tensor laid out NHWC (and not also NCHW-contiguous)."""
+    return not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
+
+
+def _as_nhwc(t: torch.Tensor) -> np.ndarray:
+    return t.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).numpy()
+
+
+def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, geometry: Geometry) -> torch.Tensor:
+    """The depthwise conv of x (N, C, H, W), NCHW- or channels_last-contiguous, by the kernels (no autograd)."""
+    (sh, sw), (dh, dw), (ph, pw), (ho, wo) = geometry
+    n = x.shape[0]
+    cm, _, kh, kw = weight.shape
+    b = (torch.zeros(cm, dtype=x.dtype) if bias is None else bias).contiguous().numpy()
+    rows, cols = tap_offsets((kh, kw), (dh, dw), x.dtype)
+    if _nhwc(x):
+        y = torch.empty((n, cm, ho, wo), dtype=x.dtype, memory_format=torch.channels_last)
+        run_tasks(_forward_nhwc, n * ho, _as_nhwc(x), weight.reshape(cm, kh * kw).t().contiguous().numpy(), b,
+                  y.permute(0, 2, 3, 1).numpy(), rows, cols, sh, sw, ph, pw, work=y.numel())
+    else:
+        y = torch.empty((n, cm, ho, wo), dtype=x.dtype)
+        run_tasks(_correlate_nchw, n * x.shape[1], x.contiguous().numpy(), weight.reshape(cm, kh, kw).numpy(), b,
+                  y.numpy(), 1, rows, cols, sh, sw, ph, pw, work=y.numel())
+    return y
+
+
+def backward(x: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor, geometry: Geometry,
+             needs: tuple[bool, bool, bool]) -> tuple[torch.Tensor | None, ...]:
+    """(∂x, ∂w, ∂b) of the depthwise conv for the upstream gradient ``grad`` (those not in ``needs`` are None)."""
+    (sh, sw), (dh, dw), (ph, pw), _ = geometry
+    n, c, h, w = x.shape
+    cm, _, kh, kw = weight.shape
+    m = cm // c
+    need_x, need_w, need_b = needs
+    grad_x = grad_w = grad_b = None
+    if _nhwc(x):
+        g = _as_nhwc(grad)
+        if need_x:
+            grad_x = torch.empty((n, c, h, w), dtype=x.dtype, memory_format=torch.channels_last)
+            if m == 1 and sh == 1 and sw == 1:  # ∂x = ∂y ⋆ flip(w), padded by d·(k − 1) − pad: the forward kernel
+                flipped = weight.reshape(c, kh, kw).flip(1, 2).reshape(c, kh * kw).t().contiguous().numpy()
+                run_tasks(_forward_nhwc, n * h, g, flipped, np.zeros(c, dtype=g.dtype), grad_x.permute(0, 2, 3, 1).numpy(),
+                          *tap_offsets((kh, kw), (dh, dw), x.dtype), 1, 1, dh * (kh - 1) - ph, dw * (kw - 1) - pw,
+                          work=grad_x.numel())
+            else:
+                taps = weight.reshape(c, m, kh, kw).permute(2, 3, 1, 0).contiguous().numpy()  # (kh, kw, m, C)
+                run_tasks(_input_grad_nhwc, n * h, g, taps, grad_x.permute(0, 2, 3, 1).numpy(), sh, sw, dh, dw, ph,
+                          pw, work=grad_x.numel())
+        if need_w or need_b:
+            rows = n * g.shape[1]
+            chunks = max(1, min(rows, 4 * torch.get_num_threads()))
+            partial = torch.zeros((chunks, kh + 1, kw, m, c), dtype=x.dtype)
+            offsets = tap_offsets((kh, kw), (dh, dw), x.dtype)
+            run_tasks(_weight_grad_nhwc, chunks, _as_nhwc(x), g, partial.numpy(), -(-rows // chunks), *offsets, sh, sw,
+                      ph, pw, work=g.size)
+            sums = partial.sum(0)  # (kh + 1, kw, m, C)
+            grad_w = sums[:kh].permute(3, 2, 0, 1).reshape(cm, 1, kh, kw)
+            grad_b = sums[kh, 0].t().reshape(cm)
+    else:
+        g = grad.contiguous().numpy()
+        if need_x:
+            grad_x = torch.empty((n, c, h, w), dtype=x.dtype)
+            taps = weight.reshape(cm, kh, kw)
+            if sh == 1 and sw == 1:  # ∂x = Σ_j ∂y_j ⋆ flip(w_j), padded by d·(k − 1) − pad
+                rows, cols = tap_offsets((kh, kw), (dh, dw), x.dtype)
+                run_tasks(_correlate_nchw, n * c, g, taps.flip(1, 2).contiguous().numpy(), np.zeros(c, dtype=g.dtype),
+                          grad_x.numpy(), m, rows, cols, 1, 1, dh * (kh - 1) - ph, dw * (kw - 1) - pw,
+                          work=grad_x.numel())
+            else:
+                run_tasks(_scatter_input_grad_nchw, n * c, g, taps.contiguous().numpy(), grad_x.numpy(), sh, sw, dh, dw,
+                          ph, pw, work=grad_x.numel())
+        if need_w or need_b:
+            partial = torch.empty((n, cm, kh * kw + 1), dtype=x.dtype)
+            masks = _column_masks(w, g.shape[3], kw, sw, dw, pw)
+            rows, cols = tap_offsets((kh, kw), (dh, dw), x.dtype)
+            run_tasks(_weight_grad_nchw, n * cm, x.contiguous().numpy(), g, partial.numpy(), masks, rows, cols, sh, sw,
+                      ph, pw, work=g.size)
+            sums = partial.sum(0)
+            grad_w = sums[:, :kh * kw].reshape(cm, 1, kh, kw)
+            grad_b = sums[:, kh * kw]
+    return grad_x, grad_w if need_w else None, grad_b if need_b else None
+
+
+class DepthwiseConv2dFunction(torch.autograd.Function):
+    """y = depthwise_conv(x, w, b) on x (N, C, H, W) NCHW- or channels_last-contiguous (the output in the same
+    format), w (C·m, 1, kh, kw), b (C·m,) or None; the backward runs the kernels too."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                geometry: Geometry) -> torch.Tensor:
+        x, weight = x.detach(), weight.detach()
+        ctx.save_for_backward(x, weight)
+        ctx.geometry, ctx.has_bias = geometry, bias is not None
+        return forward(x, weight, None if bias is None else bias.detach(), geometry)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        x, weight = ctx.saved_tensors
+        needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2] and ctx.has_bias)
+        with torch.no_grad():
+            grad_x, grad_w, grad_b = backward(x, weight, grad.detach(), ctx.geometry, needs)
+        return grad_x, grad_w, grad_b, None
+
+
+def dense(x: torch.Tensor) -> torch.Tensor:
+    """x itself when NCHW- or channels_last-contiguous, else a copy in the layout its strides are closest to (a
+    channel slice of channels_last data stays channels_last, as torch's convs keep it)."""
+    if x.is_contiguous() or x.is_contiguous(memory_format=torch.channels_last):
+        return x
+    nhwc_like = x.dim() == 4 and x.stride(1) < x.stride(3)
+    return x.contiguous(memory_format=torch.channels_last if nhwc_like else torch.contiguous_format)
+
+
+def output_size(size: int, kernel: int, stride: int, dilation: int, before: int, after: int) -> int:
+    """⌊(size + before + after − d·(k − 1) − 1) / s⌋ + 1."""
+    return (size + before + after - dilation * (kernel - 1) - 1) // stride + 1
+
+
+def depthwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, ...],
+                   padding_pairs: tuple[tuple[int, int], ...], dilation: tuple[int, ...]) -> torch.Tensor:
+    """Depthwise 1-D or 2-D conv (groups = C, weight (C·m, 1, *k)) with zero (before, after) padding per dim, on
+    NCHW / NCL data or channels_last / NLC data; the output comes back in the input's layout."""
+    if x.dim() == 3:  # (N, C, L) as (N, C, 1, L): NCL stays NCHW-contiguous, NLC becomes channels_last
+        y = depthwise_conv(x.unsqueeze(2), weight.unsqueeze(2), bias, (1, *stride), ((0, 0), *padding_pairs),
+                           (1, *dilation))
+        return y.squeeze(2)
+    x = dense(x)
+    kh, kw = weight.shape[2:]
+    out = tuple(output_size(x.shape[2 + d], (kh, kw)[d], stride[d], dilation[d], *padding_pairs[d]) for d in range(2))
+    geometry = (tuple(stride), tuple(dilation), tuple(lo for lo, _ in padding_pairs), out)
+    return DepthwiseConv2dFunction.apply(x, weight, bias, geometry)

@@ -1,0 +1,227 @@
+"""Global depthwise convolution (GDC) on the CPU (numba), forward and backward, NCHW and channels_last, fp32 / fp64.
+
+    y[n, c·m + j] = Σ_p x[n, c, p] · w[c·m + j, p]        (one weight per channel and position; p over the map)
+
+NCHW: x (N, C, P) is read in place, one task per (sample, channel), a dot product per output accumulated LANES
+positions at a time in registers. channels_last: x (N, P, C), one task per (sample, group of 64 channels, j),
+4 register blocks of LANES channels running down the positions, so every cache line of x is read once; the
+multiplier's outputs are computed de-interleaved (N, m, C) and interleaved by torch (a tensor of N·C·m numbers).
+The backward runs kernels of the same shape: ∂x[n, c, p] = Σ_j g[n, c·m + j] · w[c·m + j, p] and
+∂w[c·m + j, p] = Σ_n g[n, c·m + j] · x[n, c, p]; ∂b = Σ_n g by torch.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+
+from .depthwise import dense
+from .numba_runtime import njit, run_tasks
+from .simd import LANES, block, fill, fma, fma_vv, lanes, store, total
+
+_FAST = {"contract"}
+_GROUP = 4 * LANES  # channels per channels_last task: 4 register blocks (256 bytes of fp32, whole cache lines)
+
+
+@njit(fastmath=_FAST)
+def _forward_nchw(begin: int, end: int, x: Any, w: Any, y: Any) -> None:  # pragma: no cover - compiled
+    """y[n, c·m + j] = Σ_p x[n, c, p] · w[c·m + j, p]; x (N, C, P), w (C·m, P), y (N, C·m)."""
+    _, c_, p_ = x.shape
+    cm = w.shape[0]
+    m = cm // c_
+    x1, w1 = x.ravel(), w.ravel()
+    for task in range(begin, end):
+        acc = block(x1)
+        n = task // c_
+        c = task - n * c_
+        for j in range(m):
+            o = c * m + j
+            fill(acc, 0.0)
+            for p0 in range(0, p_, LANES):
+                fma_vv(acc, x1, task * p_ + p0, w1, o * p_ + p0, lanes(0, min(LANES, p_ - p0)))
+            y[n, o] = total(acc)
+
+
+@njit(fastmath=_FAST)
+def _forward_nhwc(begin: int, end: int, x: Any, w: Any, y: Any) -> None:  # pragma: no cover - compiled
+    """y[n, j, c] = Σ_p x[n, p, c] · w[p, j, c]; x (N, P, C), w (P, m, C), y (N, m, C)."""
+    _, p_, c_ = x.shape
+    m = w.shape[1]
+    groups = (c_ + _GROUP - 1) // _GROUP
+    x1, w1, y1 = x.ravel(), w.ravel(), y.ravel()
+    for task in range(begin, end):
+        a0, a1, a2, a3 = block(x1), block(x1), block(x1), block(x1)
+        n = task // (groups * m)
+        rest = task - n * groups * m
+        c0 = (rest // m) * _GROUP
+        j = rest - (rest // m) * m
+        k0 = lanes(0, min(LANES, c_ - c0))
+        k1 = lanes(0, max(0, min(LANES, c_ - c0 - LANES)))
+        k2 = lanes(0, max(0, min(LANES, c_ - c0 - 2 * LANES)))
+        k3 = lanes(0, max(0, min(LANES, c_ - c0 - 3 * LANES)))
+        fill(a0, 0.0)
+        fill(a1, 0.0)
+        fill(a2, 0.0)
+        fill(a3, 0.0)
+        for p in range(p_):
+            at_x = (n * p_ + p) * c_ + c0
+            at_w = (p * m + j) * c_ + c0
+            fma_vv(a0, x1, at_x, w1, at_w, k0)
+            if k1 != 0:
+                fma_vv(a1, x1, at_x + LANES, w1, at_w + LANES, k1)
+            if k2 != 0:
+                fma_vv(a2, x1, at_x + 2 * LANES, w1, at_w + 2 * LANES, k2)
+            if k3 != 0:
+                fma_vv(a3, x1, at_x + 3 * LANES, w1, at_w + 3 * LANES, k3)
+        at_y = (n * m + j) * c_ + c0
+        store(a0, y1, at_y, k0)
+        store(a1, y1, at_y + LANES, k1)
+        store(a2, y1, at_y + 2 * LANES, k2)
+        store(a3, y1, at_y + 3 * LANES, k3)
+
+
+@njit(fastmath=_FAST)
+def _input_grad_nchw(begin: int, end: int, g: Any, w: Any, gx: Any) -> None:  # pragma: no cover - compiled
+    """∂x[n, c, p] = Σ_j g[n, c·m + j] · w[c·m + j, p]; g (N, C·m), w (C·m, P), ∂x (N, C, P)."""
+    _, c_, p_ = gx.shape
+    cm = w.shape[0]
+    m = cm // c_
+    w1, gx1 = w.ravel(), gx.ravel()
+    for task in range(begin, end):
+        acc = block(gx1)
+        n = task // c_
+        c = task - n * c_
+        for p0 in range(0, p_, LANES):
+            mask = lanes(0, min(LANES, p_ - p0))
+            fill(acc, 0.0)
+            for j in range(m):
+                fma(acc, g[n, c * m + j], w1, (c * m + j) * p_ + p0, mask)
+            store(acc, gx1, task * p_ + p0, mask)
+
+
+@njit(fastmath=_FAST)
+def _weight_grad_nchw(begin: int, end: int, x: Any, g: Any, gw: Any) -> None:  # pragma: no cover - compiled
+    """∂w[o, p] = Σ_n g[n, o] · x[n, o // m, p]; x (N, C, P), g (N, C·m), ∂w (C·m, P)."""
+    n_, c_, p_ = x.shape
+    cm = gw.shape[0]
+    m = cm // c_
+    x1, gw1 = x.ravel(), gw.ravel()
+    for o in range(begin, end):
+        acc = block(gw1)
+        c = o // m
+        for p0 in range(0, p_, LANES):
+            mask = lanes(0, min(LANES, p_ - p0))
+            fill(acc, 0.0)
+            for n in range(n_):
+                fma(acc, g[n, o], x1, (n * c_ + c) * p_ + p0, mask)
+            store(acc, gw1, o * p_ + p0, mask)
+
+
+@njit(fastmath=_FAST)
+def _input_grad_nhwc(begin: int, end: int, g: Any, w: Any, gx: Any) -> None:  # pragma: no cover - compiled
+    """∂x[n, p, c] = Σ_j g[n, j, c] · w[p, j, c]; g (N, m, C), w (P, m, C), ∂x (N, P, C). One task per (n, p)."""
+    _, p_, c_ = gx.shape
+    m = w.shape[1]
+    g1, w1, gx1 = g.ravel(), w.ravel(), gx.ravel()
+    for task in range(begin, end):
+        acc = block(gx1)
+        n = task // p_
+        p = task - n * p_
+        for c0 in range(0, c_, LANES):
+            mask = lanes(0, min(LANES, c_ - c0))
+            fill(acc, 0.0)
+            for j in range(m):
+                fma_vv(acc, g1, (n * m + j) * c_ + c0, w1, (p * m + j) * c_ + c0, mask)
+            store(acc, gx1, task * c_ + c0, mask)
+
+
+@njit(fastmath=_FAST)
+def _weight_grad_nhwc(begin: int, end: int, x: Any, g: Any, gw: Any) -> None:  # pragma: no cover - compiled
+    """∂w[p, j, c] = Σ_n g[n, j, c] · x[n, p, c]; x (N, P, C), g (N, m, C), ∂w (P, m, C). One task per p."""
+    n_, p_, c_ = x.shape
+    m = g.shape[1]
+    x1, g1, gw1 = x.ravel(), g.ravel(), gw.ravel()
+    for p in range(begin, end):
+        acc = block(gw1)
+        for j in range(m):
+            for c0 in range(0, c_, LANES):
+                mask = lanes(0, min(LANES, c_ - c0))
+                fill(acc, 0.0)
+                for n in range(n_):
+                    fma_vv(acc, g1, (n * m + j) * c_ + c0, x1, (n * p_ + p) * c_ + c0, mask)
+                store(acc, gw1, (p * m + j) * c_ + c0, mask)
+
+
+class GlobalDepthwiseFunction(torch.autograd.Function):
+    """y (N, C·m) = Σ_p x · w for x (N, C, H, W) NCHW- or channels_last-contiguous and w (C·m, 1, H, W); the
+    backward runs the kernels above (∂b is the caller's: the bias is added outside)."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        x, weight = x.detach(), weight.detach()
+        n, c = x.shape[:2]
+        p = x.shape[2] * x.shape[3]  # explicit sizes: an empty batch has no -1 to infer
+        cm = weight.shape[0]
+        m = cm // c
+        nhwc = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
+        if nhwc:
+            spread = torch.empty((n, m, c), dtype=x.dtype)
+            groups = -(-c // _GROUP)
+            run_tasks(_forward_nhwc, n * groups * m, x.permute(0, 2, 3, 1).reshape(n, p, c).numpy(),
+                      _weight_nhwc(weight, c).numpy(), spread.numpy(), work=x.numel())
+            y = spread.transpose(1, 2).reshape(n, cm)
+        else:
+            y = torch.empty((n, cm), dtype=x.dtype)
+            run_tasks(_forward_nchw, n * c, x.contiguous().reshape(n, c, p).numpy(), weight.reshape(cm, p).numpy(),
+                      y.numpy(), work=x.numel())
+        ctx.save_for_backward(x, weight)
+        ctx.nhwc = nhwc
+        return y
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+        x, weight = ctx.saved_tensors
+        grad = grad.detach()
+        n, c, h, w = x.shape
+        p = h * w
+        cm = weight.shape[0]
+        m = cm // c
+        grad_x = grad_w = None
+        if ctx.nhwc:
+            g = grad.reshape(n, c, m).transpose(1, 2).contiguous()  # (N, m, C)
+            if ctx.needs_input_grad[0]:
+                grad_x = torch.empty((n, c, h, w), dtype=x.dtype, memory_format=torch.channels_last)
+                run_tasks(_input_grad_nhwc, n * h * w, g.numpy(), _weight_nhwc(weight, c).numpy(),
+                          grad_x.permute(0, 2, 3, 1).reshape(n, p, c).numpy(), work=grad_x.numel())
+            if ctx.needs_input_grad[1]:
+                spread = torch.empty((h * w, m, c), dtype=x.dtype)
+                run_tasks(_weight_grad_nhwc, h * w, x.permute(0, 2, 3, 1).reshape(n, p, c).numpy(), g.numpy(),
+                          spread.numpy(), work=x.numel())
+                grad_w = spread.permute(2, 1, 0).reshape(cm, 1, h, w)
+        else:
+            g = grad.contiguous()
+            if ctx.needs_input_grad[0]:
+                grad_x = torch.empty((n, c, h, w), dtype=x.dtype)
+                run_tasks(_input_grad_nchw, n * c, g.numpy(), weight.reshape(cm, p).numpy(),
+                          grad_x.reshape(n, c, p).numpy(), work=grad_x.numel())
+            if ctx.needs_input_grad[1]:
+                grad_w = torch.empty((cm, 1, h, w), dtype=x.dtype)
+                run_tasks(_weight_grad_nchw, cm, x.contiguous().reshape(n, c, p).numpy(), g.numpy(),
+                          grad_w.reshape(cm, p).numpy(), work=x.numel())
+        return grad_x, grad_w
+
+
+def _weight_nhwc(weight: torch.Tensor, channels: int) -> torch.Tensor:
+    """(C·m, 1, H, W) → (H·W, m, C), contiguous."""
+    cm = weight.shape[0]
+    return weight.reshape(channels, cm // channels, weight.shape[2] * weight.shape[3]).permute(2, 1, 0).contiguous()
+
+
+def global_depthwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """GDC: (N, C, H, W) NCHW or channels_last, weight (C·m, 1, H, W), bias (C·m,) or None → (N, C·m, 1, 1)."""
+    x = dense(x)
+    y = GlobalDepthwiseFunction.apply(x, weight)
+    if bias is not None:
+        y = y + bias
+    return y.view(x.shape[0], weight.shape[0], 1, 1)

@@ -1,0 +1,380 @@
+"""convzoo's numba CPU kernels (``convzoo.kernels``): depthwise conv, GDC and the fused V∘H pair against the NumPy
+oracle over drawn shapes, strides, dilations, paddings, multipliers and both memory formats (fp64 < 1e-10, fp32
+< 1e-5); gradients by fp64 gradcheck; NaN / Inf reaching exactly the outputs that read them; threads; the on-disk
+cache (a second process compiles nothing); the fallback to PyTorch's forms when numba is missing or a kernel fails.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import textwrap
+import threading
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import convzoo as cz
+from convzoo.kernels import available
+from convzoo.oracle import reference as ref
+
+pytestmark = pytest.mark.skipif(not available(), reason="numba is not importable here")
+
+FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+TOLERANCE = {torch.float64: 1e-10, torch.float32: 1e-5}
+
+
+def _relative(y: torch.Tensor, expected: np.ndarray) -> float:
+    peak = np.abs(expected).max(initial=0.0)
+    diff = np.abs(y.detach().double().numpy() - expected).max(initial=0.0)
+    return float(diff / peak) if peak > 0 else float(diff)
+
+
+def _input(shape: tuple[int, ...], dtype: torch.dtype, fmt: str, seed: int) -> torch.Tensor:
+    x = torch.rand(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).mul(2).sub(1).to(dtype)
+    return x.contiguous(memory_format=FORMATS[fmt]) if x.dim() == 4 else x
+
+
+@st.composite
+def depthwise_cases(draw: st.DrawFn) -> dict:
+    dim = draw(st.sampled_from([1, 2]))
+    k = tuple(draw(st.integers(1, 4)) for _ in range(dim))
+    d = tuple(draw(st.integers(1, 2)) for _ in range(dim))
+    s = tuple(draw(st.integers(1, 3)) for _ in range(dim))
+    pairs = tuple((draw(st.integers(0, 3)), draw(st.integers(0, 3))) for _ in range(dim))
+    size = tuple(draw(st.integers(max(1, d[i] * (k[i] - 1) + 1 - sum(pairs[i])), 12)) for i in range(dim))
+    return {"c": draw(st.integers(1, 5)), "m": draw(st.integers(1, 3)), "n": draw(st.integers(1, 2)), "k": k, "d": d,
+            "s": s, "pairs": pairs, "size": size, "fmt": draw(st.sampled_from(list(FORMATS))),
+            "dtype": draw(st.sampled_from([torch.float64, torch.float32])), "bias": draw(st.booleans()),
+            "seed": draw(st.integers(0, 1000))}
+
+
+@settings(max_examples=40, deadline=None)
+@given(depthwise_cases())
+def test_depthwise_kernel_matches_oracle(case):
+    from convzoo.kernels.depthwise import depthwise_conv
+
+    c, m, k = case["c"], case["m"], case["k"]
+    x = _input((case["n"], c, *case["size"]), case["dtype"], case["fmt"], case["seed"])
+    w = _input((c * m, 1, *k), case["dtype"], "contiguous", case["seed"] + 1)
+    b = _input((c * m,), case["dtype"], "contiguous", case["seed"] + 2) if case["bias"] else None
+    with torch.no_grad():
+        y = depthwise_conv(x, w, b, case["s"], case["pairs"], case["d"])
+    expected = ref.correlate(x.double().numpy(), w.double().numpy(), None if b is None else b.double().numpy(),
+                             case["s"], case["pairs"], case["d"], groups=c)
+    assert y.shape == expected.shape
+    assert _relative(y, expected) < TOLERANCE[case["dtype"]]
+    if x.dim() == 4 and case["fmt"] == "channels_last" and c > 1 and y.shape[1] > 1 and y.shape[2:].numel() > 1:
+        assert y.is_contiguous(memory_format=torch.channels_last)
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("kernel", [(3, 3), (5, 5), (3, 1), (1, 3)])
+def test_depthwise_unrolled_sizes_match_oracle(kernel, fmt, dtype):
+    """The kernel sizes whose tap loops are unrolled (fp32), on rows wide enough for the 4-block path (64 + edges),
+    stride 1 (aligned windows) and 2, forward against the oracle and backward against torch's fp64 conv backward
+    (fp32 sums over 1,000 products: 10× the forward's tolerance)."""
+    from convzoo.kernels.depthwise import depthwise_conv
+
+    x = _input((2, 3, 9, 71), dtype, fmt, 0).requires_grad_(True)
+    w = _input((6, 1, *kernel), dtype, "contiguous", 1).requires_grad_(True)
+    b = _input((6,), dtype, "contiguous", 2).requires_grad_(True)
+    for stride in ((1, 1), (2, 2)):
+        pairs = tuple((k // 2, k // 2) for k in kernel)
+        y = depthwise_conv(x, w, b, stride, pairs, (1, 1))
+        expected = ref.correlate(x.detach().double().numpy(), w.detach().double().numpy(), b.detach().double().numpy(),
+                                 stride, pairs, 1, groups=3)
+        assert _relative(y, expected) < TOLERANCE[dtype]
+        # the backward kernels against torch's own conv backward in fp64 (an independent implementation)
+        g = torch.rand(y.shape, generator=torch.Generator().manual_seed(3), dtype=torch.float64)
+        grads = torch.autograd.grad(y, (x, w, b), g.to(dtype))
+        x64, w64, b64 = (t.detach().double().requires_grad_(True) for t in (x, w, b))
+        y64 = torch.nn.functional.conv2d(x64, w64, b64, stride, tuple(k // 2 for k in kernel), 1, 3)
+        for got, want in zip(grads, torch.autograd.grad(y64, (x64, w64, b64), g)):
+            assert _relative(got, want.numpy()) < 10 * TOLERANCE[dtype]
+
+
+@settings(max_examples=15, deadline=None)
+@given(c=st.integers(1, 20), m=st.integers(1, 3), n=st.integers(1, 3), h=st.integers(1, 6), w=st.integers(1, 7),
+       fmt=st.sampled_from(list(FORMATS)), dtype=st.sampled_from([torch.float64, torch.float32]), seed=st.integers(0, 99))
+def test_global_depthwise_kernel_matches_oracle(c, m, n, h, w, fmt, dtype, seed):
+    from convzoo.kernels.global_depthwise import global_depthwise
+
+    x = _input((n, c, h, w), dtype, fmt, seed)
+    weight = _input((c * m, 1, h, w), dtype, "contiguous", seed + 1)
+    bias = _input((c * m,), dtype, "contiguous", seed + 2)
+    with torch.no_grad():
+        y = global_depthwise(x, weight, bias)
+    expected = ref.correlate(x.double().numpy(), weight.double().numpy(), bias.double().numpy(), groups=c)
+    assert _relative(y, expected) < TOLERANCE[dtype]
+
+
+@settings(max_examples=15, deadline=None)
+@given(c=st.integers(1, 5), kh=st.integers(1, 4), kw=st.integers(1, 4), sh=st.integers(1, 2), sw=st.integers(1, 3),
+       dh=st.integers(1, 2), dw=st.integers(1, 2), ph=st.tuples(st.integers(0, 2), st.integers(0, 2)),
+       pw=st.tuples(st.integers(0, 2), st.integers(0, 2)), fmt=st.sampled_from(list(FORMATS)),
+       dtype=st.sampled_from([torch.float64, torch.float32]), seed=st.integers(0, 99))
+def test_separable_pair_kernel_matches_oracle(c, kh, kw, sh, sw, dh, dw, ph, pw, fmt, dtype, seed):
+    """H(V(z)): V per channel (kh×1) on the rows, H per channel (1×kw) on the columns, V's output never stored."""
+    from convzoo.kernels.separable_pair import separable_pair
+
+    z = _input((2, c, dh * (kh - 1) + 3, dw * (kw - 1) + 4), dtype, fmt, seed)
+    wv, bv = _input((c, 1, kh, 1), dtype, "contiguous", seed + 1), _input((c,), dtype, "contiguous", seed + 2)
+    wh, bh = _input((c, 1, 1, kw), dtype, "contiguous", seed + 3), _input((c,), dtype, "contiguous", seed + 4)
+    with torch.no_grad():
+        y = separable_pair(z, wv, bv, wh, bh, (sh, dh, ph, sw, dw, pw))
+    v = ref.correlate(z.double().numpy(), wv.double().numpy(), bv.double().numpy(), (sh, 1), (ph, (0, 0)), (dh, 1),
+                      groups=c)
+    expected = ref.correlate(v, wh.double().numpy(), bh.double().numpy(), (1, sw), ((0, 0), pw), (1, dw), groups=c)
+    assert _relative(y, expected) < TOLERANCE[dtype]
+
+
+GRAD_CASES = {  # name: (channels, multiplier, kernel, stride, dilation, padding pairs, spatial)
+    "3x3 m=1": (3, 1, (3, 3), (1, 1), (1, 1), ((1, 1), (1, 1)), (5, 6)),
+    "m=2 stride 2 asymmetric": (2, 2, (2, 3), (2, 2), (1, 1), ((0, 1), (1, 0)), (6, 7)),
+    "m=3 dilated stride (1, 3)": (2, 3, (2, 2), (1, 3), (2, 1), ((1, 2), (0, 1)), (5, 8)),
+}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("name", GRAD_CASES)
+def test_depthwise_kernel_gradcheck(name, fmt):
+    from convzoo.kernels.depthwise import depthwise_conv
+
+    c, m, k, s, d, pairs, size = GRAD_CASES[name]
+    x = _input((2, c, *size), torch.float64, fmt, 3).requires_grad_(True)
+    w = _input((c * m, 1, *k), torch.float64, "contiguous", 4).requires_grad_(True)
+    b = _input((c * m,), torch.float64, "contiguous", 5).requires_grad_(True)
+    assert torch.autograd.gradcheck(lambda *t: depthwise_conv(*t, s, pairs, d), (x, w, b), eps=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+def test_global_depthwise_and_pair_gradcheck(fmt):
+    from convzoo.kernels.global_depthwise import global_depthwise
+    from convzoo.kernels.separable_pair import separable_pair
+
+    x = _input((2, 3, 4, 5), torch.float64, fmt, 6).requires_grad_(True)
+    w = _input((6, 1, 4, 5), torch.float64, "contiguous", 7).requires_grad_(True)
+    b = _input((6,), torch.float64, "contiguous", 8).requires_grad_(True)
+    assert torch.autograd.gradcheck(global_depthwise, (x, w, b), eps=1e-6, atol=1e-7)
+    wv, bv = (_input(s, torch.float64, "contiguous", i).requires_grad_(True) for i, s in ((9, (3, 1, 3, 1)), (10, (3,))))
+    wh, bh = (_input(s, torch.float64, "contiguous", i).requires_grad_(True) for i, s in ((11, (3, 1, 1, 2)), (12, (3,))))
+    geometry = (2, 1, (1, 1), 1, 2, (1, 0))
+    assert torch.autograd.gradcheck(lambda *t: separable_pair(*t, geometry), (x, wv, bv, wh, bh), eps=1e-6, atol=1e-7)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("bad", [float("nan"), float("inf")])
+def test_nan_and_inf_reach_exactly_the_outputs_that_read_them(bad, fmt):
+    """One NaN (or Inf) input: the outputs whose window reads it are NaN (or ±Inf / NaN), every other output stays
+    finite and equal to the clean input's; the backward runs without error."""
+    from convzoo.kernels.depthwise import depthwise_conv
+    from convzoo.kernels.global_depthwise import global_depthwise
+    from convzoo.kernels.separable_pair import separable_pair
+
+    x = _input((1, 2, 7, 8), torch.float64, fmt, 13)
+    dirty = x.clone()
+    dirty[0, 1, 3, 4] = bad
+    w = _input((4, 1, 3, 3), torch.float64, "contiguous", 14)
+    pairs = ((1, 1), (1, 1))
+    reads = torch.zeros(1, 4, 7, 8, dtype=torch.bool)
+    reads[0, 2:4, 2:5, 3:6] = True  # output channels 2, 3 (= input channel 1 · m + j) around (3, 4)
+    y, clean = (depthwise_conv(t, w, None, (1, 1), pairs, (1, 1)) for t in (dirty, x))
+    assert not torch.isfinite(y[reads]).any() and torch.equal(y[~reads], clean[~reads])
+    gdc = global_depthwise(dirty, _input((4, 1, 7, 8), torch.float64, "contiguous", 15), None)
+    assert not torch.isfinite(gdc[0, 2:4]).any() and torch.isfinite(gdc[0, :2]).all()
+    pair = separable_pair(dirty, w[:2, :, :, :1], None, w[:2, :, :1, :], None, (1, 1, (1, 1), 1, 1, (1, 1)))
+    assert not torch.isfinite(pair[0, 1, 2:5, 3:6]).any() and torch.isfinite(pair[0, 0]).all()
+    assert torch.isfinite(pair[0, 1, :2]).all() and torch.isfinite(pair[0, 1, 5:]).all()
+    wg = w.clone().requires_grad_(True)
+    depthwise_conv(dirty, wg, None, (1, 1), pairs, (1, 1)).sum().backward()
+    assert not torch.isfinite(wg.grad[2:4]).all() and torch.isfinite(wg.grad[:2]).all()
+
+
+def test_run_tasks_covers_every_task_once_on_several_threads():
+    from convzoo.kernels.numba_runtime import run_tasks
+
+    seen: list[tuple[int, int, str]] = []
+    lock = threading.Lock()
+
+    def record(begin: int, end: int, tag: str) -> None:
+        with lock:
+            seen.append((begin, end, threading.current_thread().name + tag))
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(3)
+        run_tasks(record, 10, "")
+        assert sorted((b, e) for b, e, _ in seen) == [(0, 3), (3, 6), (6, 10)]
+        names = {name for _, _, name in seen}  # the caller ran the first chunk, pool workers the others
+        assert threading.current_thread().name in names and any(n.startswith("convzoo-kernel") for n in names)
+        seen.clear()
+        run_tasks(record, 10, "", work=1000)  # too little work to share: one chunk, the caller's thread
+        assert [(b, e) for b, e, _ in seen] == [(0, 10)]
+    finally:
+        torch.set_num_threads(threads)
+
+
+def test_two_python_threads_run_kernels_at_once():
+    """Layers called from two Python threads at the same time: exact results, no crash, no deadlock."""
+    conv = cz.DepthwiseConv2d(8, 16, 3, padding=1)
+    conv.implementation = "kernel"
+    x = torch.rand(2, 8, 20, 21)
+    with torch.no_grad():
+        expected = torch.nn.functional.conv2d(x, conv.weight, conv.bias, padding=1, groups=8)
+    errors: list[float] = []
+    failures: list[BaseException] = []
+
+    def work() -> None:
+        try:
+            with torch.no_grad():
+                for _ in range(20):
+                    errors.append(float((conv(x) - expected).abs().max()))
+        except Exception as exc:  # noqa: BLE001 - reported below: a thread's exception would otherwise vanish
+            failures.append(exc)
+
+    workers = [threading.Thread(target=work) for _ in range(2)]
+    for t in workers:
+        t.start()
+    for t in workers:
+        t.join(timeout=120)
+    assert not failures, failures
+    assert len(errors) == 40 and max(errors) < 1e-5
+
+
+def _python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
+    return subprocess.run([sys.executable, "-c", textwrap.dedent(code)], capture_output=True, text=True, timeout=600,
+                          env={**os.environ, **env}, check=False)
+
+
+_COMPILE_ONE = """
+    import json, time
+    import torch
+    from convzoo.kernels import depthwise
+    x, w = torch.rand(1, 2, 5, 6, dtype=torch.float64), torch.rand(2, 1, 3, 3, dtype=torch.float64)
+    start = time.perf_counter()
+    y = depthwise.depthwise_conv(x, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1))
+    seconds = time.perf_counter() - start
+    ok = bool(torch.allclose(y, torch.nn.functional.conv2d(x, w, padding=1, groups=2)))
+    stats = depthwise._correlate_nchw.stats
+    print(json.dumps({"ok": ok, "seconds": seconds, "hits": sum(stats.cache_hits.values()),
+                      "misses": sum(stats.cache_misses.values())}))
+"""
+
+
+def test_a_second_process_compiles_nothing(tmp_path):
+    """The kernels are cached on disk (NUMBA_CACHE_DIR): the first process compiles, the next one only loads."""
+    env = {"NUMBA_CACHE_DIR": str(tmp_path)}
+    first, second = (_python(_COMPILE_ONE, env) for _ in range(2))
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    cold, warm = json.loads(first.stdout.splitlines()[-1]), json.loads(second.stdout.splitlines()[-1])
+    assert cold["ok"] and warm["ok"]
+    assert cold["misses"] == 1 and warm["misses"] == 0 and warm["hits"] == 1
+    assert any(tmp_path.rglob("*.nbi"))
+
+
+def test_without_numba_the_layers_use_torch_forms_and_warn_once():
+    code = """
+        import warnings
+        import torch
+        import convzoo as cz
+        warnings.simplefilter("always")
+        with warnings.catch_warnings(record=True) as caught:
+            conv = cz.DepthwiseConv2d(2, 4, 3, padding=1)
+            x = torch.rand(1, 2, 5, 5)
+            forms = conv.forms(x)
+            y = conv(x)
+            conv(x)
+        ok = torch.allclose(y, torch.nn.functional.conv2d(x, conv.weight, conv.bias, padding=1, groups=2))
+        texts = [str(w.message) for w in caught if "CPU kernel" in str(w.message)]
+        print(ok, "kernel" in forms, len(texts), texts[0] if texts else "")
+    """
+    done = _python(code, {"CONVZOO_DISABLE_NUMBA": "1"})
+    assert done.returncode == 0, done.stderr
+    ok, has_kernel, count, message = done.stdout.strip().split(" ", 3)
+    assert (ok, has_kernel, count) == ("True", "False", "1")
+    assert "DepthwiseConv2d" in message and "CONVZOO_DISABLE_NUMBA" in message
+
+
+@pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
+def test_kernels_are_not_offered_where_they_cannot_run(dtype):
+    """Half precision and autocast keep PyTorch's forms (the kernels are fp32 / fp64): no failure to recover from."""
+    conv = cz.DepthwiseConv2d(2, 2, 3, padding=1)
+    assert "kernel" in conv.forms(torch.rand(1, 2, 5, 5))
+    assert "kernel" not in conv.to(dtype).forms(torch.rand(1, 2, 5, 5, dtype=dtype))
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        assert "kernel" not in cz.DepthwiseConv2d(2, 2, 3, padding=1).forms(torch.rand(1, 2, 5, 5))
+    layer = cz.FlattenedConv2d(2, 2, 3, padding=1)  # a choice measured without autocast is not reused under it
+    layer.implementation = "kernel"
+    x = torch.rand(1, 2, 6, 6)
+    with torch.no_grad():
+        expected = layer(x)
+        layer.implementation = "auto"
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert layer.forward_path(x) == "stages"
+            torch.testing.assert_close(layer(x).float(), expected, atol=3e-2, rtol=3e-2)
+
+
+def test_flop_counting_does_not_count_the_measurement():
+    from torch.utils.flop_counter import FlopCounterMode
+
+    conv = cz.DepthwiseConv2d(3, 3, 3, padding=1)
+    with FlopCounterMode(display=False) as counter:
+        conv(torch.rand(2, 3, 6, 6))
+    assert counter.get_total_flops() == 2 * 2 * 3 * 36 * 9  # one conv, no timing runs
+
+
+def test_a_kernel_that_fails_to_compile_drops_out_with_a_warning(monkeypatch):
+    """A compile error in a kernel (forced here): the layer measures its other forms, warns once naming the kernel
+    and the cause, and gives exact results."""
+    import numba
+
+    from convzoo.kernels import depthwise
+    from convzoo.layers import conv as conv_module
+
+    @numba.njit
+    def broken(begin, end, *args):  # a typing error on purpose
+        return begin + "not a number"
+
+    monkeypatch.setattr(depthwise, "_correlate_nchw", broken)
+    monkeypatch.setattr(conv_module._CHOICE, "failed", {})
+    monkeypatch.setattr(conv_module._CHOICE, "cache", {})
+    layer = cz.DepthwiseConv2d(3, 3, 3, padding=1)
+    x = torch.rand(2, 3, 6, 7)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        with torch.no_grad():
+            y = layer(x)
+    assert layer.forward_path(x) != "kernel" and "kernel" not in layer.forms(x)
+    assert "kernel" in conv_module._CHOICE.failed and "TypingError" in conv_module._CHOICE.failed["kernel"]
+    texts = [str(w.message) for w in caught if "'kernel'" in str(w.message)]
+    assert len(texts) == 1 and "ConvNd" in texts[0] and "TypingError" in texts[0]
+    with torch.no_grad():
+        torch.testing.assert_close(y, torch.nn.functional.conv2d(x, layer.weight, layer.bias, padding=1, groups=3))
+
+
+def test_bench_kernels_script_runs_every_case_quickly(tmp_path):
+    """benchmarks/bench_kernels.py on tiny shapes: a row per case and format, ratios from its own columns."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "benchmarks" / "bench_kernels.py"
+    spec = importlib.util.spec_from_file_location("bench_kernels", path)
+    bench = importlib.util.module_from_spec(spec)
+    sys.modules["bench_kernels"] = bench  # dataclasses look their module up
+    spec.loader.exec_module(bench)
+    rows = bench.main(["--quick", "--threads", "1", "--out", str(tmp_path)])
+    assert {(r.label, r.format) for r in rows} == {(c.label, f) for c in bench.CASES for f in bench.FORMATS}
+    for row in rows:
+        d = row.as_dict()
+        assert d["fwd_vs_bound"] == pytest.approx(d["kernel_fwd"] / d["bound"], rel=0.02, abs=0.01)
+        assert row.native_forms["fwd"] and d["native_fwd"] > 0
+    assert not any(tmp_path.iterdir())  # --quick writes nothing

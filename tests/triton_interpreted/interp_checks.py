@@ -37,7 +37,7 @@ def pinned(choice: FormChoice, name: str) -> Iterator[list[str]]:
     of the form sets it was asked to choose from, so a test sees that the layer really offered its forms."""
     asked: list[str] = []
 
-    def choose(key, forms, device, wrt=()):
+    def choose(key, forms, device, wrt=(), fallible=()):
         asked.append(",".join(sorted(forms)))
         assert name in forms, f"{name!r} not among the offered forms {sorted(forms)}"
         return name

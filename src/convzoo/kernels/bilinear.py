@@ -18,7 +18,7 @@ from typing import Any
 from .numba_runtime import njit
 
 
-@njit(inline="always")
+@njit()
 def set_weights(wts: Any, ly: float, lx: float, m: float) -> None:  # pragma: no cover - compiled
     """wts[0:4] = m × the four bilinear weights (order of ``neighbours``' index); wts[4:8] = ly, lx, 1 − ly, 1 − lx."""
     uy, ux = 1.0 - ly, 1.0 - lx
@@ -32,7 +32,7 @@ def set_weights(wts: Any, ly: float, lx: float, m: float) -> None:  # pragma: no
     wts[7] = ux
 
 
-@njit(inline="always")
+@njit()
 def neighbours(py: float, px: float, h: int, w: int, index: Any) -> tuple[bool, float, float]:
     """(reads, ly, lx) for the point (py, px) of an h × w image, and index[0:4] = the flat pixels y·w + x of
     (y0, x0), (y0, x0+1), (y0+1, x0), (y0+1, x0+1), −1 for a neighbour outside the image. ``reads`` is False
@@ -49,79 +49,84 @@ def neighbours(py: float, px: float, h: int, w: int, index: Any) -> tuple[bool, 
     return True, py - y0, px - x0
 
 
-@njit(inline="always")
+@njit()
 def gather(row: Any, d: int, xn: Any, c: int, count: int, index: Any, wts: Any) -> None:  # pragma: no cover
-    """row[d + k] = Σ_q wts[q]·xn[index[q], c + k] over the neighbours inside the image (index ≥ 0)."""
+    """row[d + k] = Σ_q wts[q]·xn[index[q], c + k], k < count, over the neighbours inside the image (index ≥ 0).
+    (Loops run over views from 0, which LLVM vectorises: an index like d + k might be negative, and numba's
+    wraparound check on it keeps the loop scalar.)"""
+    r = row[d:d + count]
     i0, i1, i2, i3 = index[0], index[1], index[2], index[3]
     if i0 >= 0 and i1 >= 0 and i2 >= 0 and i3 >= 0:
         a0, a1, a2, a3 = wts[0], wts[1], wts[2], wts[3]
+        x0, x1, x2, x3 = xn[i0, c:c + count], xn[i1, c:c + count], xn[i2, c:c + count], xn[i3, c:c + count]
         for k in range(count):
-            row[d + k] = a0 * xn[i0, c + k] + a1 * xn[i1, c + k] + a2 * xn[i2, c + k] + a3 * xn[i3, c + k]
+            r[k] = a0 * x0[k] + a1 * x1[k] + a2 * x2[k] + a3 * x3[k]
         return
-    for k in range(count):
-        row[d + k] = 0
+    r[:] = 0
     for q in range(4):
-        iq = index[q]
-        if iq >= 0:
-            aq = wts[q]
+        if index[q] >= 0:
+            aq, xq = wts[q], xn[index[q], c:c + count]
             for k in range(count):
-                row[d + k] += aq * xn[iq, c + k]
+                r[k] += aq * xq[k]
 
 
-@njit(inline="always")
+@njit()
 def accumulate(row: Any, d: int, xn: Any, c: int, count: int, index: Any, wts: Any) -> None:  # pragma: no cover
-    """row[d + k] += Σ_q wts[q]·xn[index[q], c + k] over the neighbours inside the image (index ≥ 0)."""
+    """row[d + k] += Σ_q wts[q]·xn[index[q], c + k], k < count, over the neighbours inside the image (index ≥ 0)."""
+    r = row[d:d + count]
     i0, i1, i2, i3 = index[0], index[1], index[2], index[3]
     if i0 >= 0 and i1 >= 0 and i2 >= 0 and i3 >= 0:
         a0, a1, a2, a3 = wts[0], wts[1], wts[2], wts[3]
+        x0, x1, x2, x3 = xn[i0, c:c + count], xn[i1, c:c + count], xn[i2, c:c + count], xn[i3, c:c + count]
         for k in range(count):
-            row[d + k] += a0 * xn[i0, c + k] + a1 * xn[i1, c + k] + a2 * xn[i2, c + k] + a3 * xn[i3, c + k]
+            r[k] += a0 * x0[k] + a1 * x1[k] + a2 * x2[k] + a3 * x3[k]
         return
     for q in range(4):
-        iq = index[q]
-        if iq >= 0:
-            aq = wts[q]
+        if index[q] >= 0:
+            aq, xq = wts[q], xn[index[q], c:c + count]
             for k in range(count):
-                row[d + k] += aq * xn[iq, c + k]
+                r[k] += aq * xq[k]
 
 
-@njit(inline="always")
+@njit()
 def slopes(grow: Any, d: int, xn: Any, c: int, count: int, index: Any, wts: Any, acc: Any) -> None:  # pragma: no cover
-    """acc += (Σ_k g_k·∂v_k/∂ly, Σ_k g_k·∂v_k/∂lx, Σ_k g_k·v_k) over channels c + k, v_k the unmasked bilinear read,
-    g_k = grow[d + k]; wts = the four weights, then ly, lx, 1 − ly, 1 − lx (all in the data's dtype)."""
-    i0, i1, i2, i3 = index[0], index[1], index[2], index[3]
+    """acc += (Σ_k g_k·∂v_k/∂ly, Σ_k g_k·∂v_k/∂lx, Σ_k g_k·v_k), k < count, v_k the unmasked bilinear read of
+    channel c + k, g_k = grow[d + k]; wts = the four weights, then ly, lx, 1 − ly, 1 − lx (in the data's dtype)."""
+    gr = grow[d:d + count]
     a0, a1, a2, a3 = wts[0], wts[1], wts[2], wts[3]
     ly, lx, uy, ux = wts[4], wts[5], wts[6], wts[7]
     zero = acc[0] * 0
     sy, sx, sm = zero, zero, zero
+    i0, i1, i2, i3 = index[0], index[1], index[2], index[3]
     if i0 >= 0 and i1 >= 0 and i2 >= 0 and i3 >= 0:
+        x0, x1, x2, x3 = xn[i0, c:c + count], xn[i1, c:c + count], xn[i2, c:c + count], xn[i3, c:c + count]
         for k in range(count):
-            g = grow[d + k]
-            v0, v1, v2, v3 = xn[i0, c + k], xn[i1, c + k], xn[i2, c + k], xn[i3, c + k]
+            g, v0, v1, v2, v3 = gr[k], x0[k], x1[k], x2[k], x3[k]
             sm += g * (a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3)
             sy += g * (ux * (v2 - v0) + lx * (v3 - v1))
             sx += g * (uy * (v1 - v0) + ly * (v3 - v2))
-    else:
-        for k in range(count):
-            g = grow[d + k]
-            v0 = xn[i0, c + k] if i0 >= 0 else zero
-            v1 = xn[i1, c + k] if i1 >= 0 else zero
-            v2 = xn[i2, c + k] if i2 >= 0 else zero
-            v3 = xn[i3, c + k] if i3 >= 0 else zero
-            sm += g * (a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3)
-            sy += g * (ux * (v2 - v0) + lx * (v3 - v1))
-            sx += g * (uy * (v1 - v0) + ly * (v3 - v2))
+    else:  # a neighbour outside reads 0: ∂v/∂ly = Σ_q ±(x weight) over the neighbours inside, likewise ∂v/∂lx
+        dy = (-ux, -lx, ux, lx)
+        dx = (-uy, uy, -ly, ly)
+        for q in range(4):
+            if index[q] >= 0:
+                xq, aq, bq, cq = xn[index[q], c:c + count], wts[q], dy[q], dx[q]
+                for k in range(count):
+                    g = gr[k] * xq[k]
+                    sm += aq * g
+                    sy += bq * g
+                    sx += cq * g
     acc[0] += sy
     acc[1] += sx
     acc[2] += sm
 
 
-@njit(inline="always")
+@njit()
 def scatter(grow: Any, d: int, gxn: Any, c: int, count: int, index: Any, wts: Any, m: float) -> None:  # pragma: no cover
-    """gxn[index[q], c + k] += m·wts[q]·grow[d + k] for the neighbours inside the image."""
+    """gxn[index[q], c + k] += m·wts[q]·grow[d + k], k < count, for the neighbours inside the image."""
+    gr = grow[d:d + count]
     for q in range(4):
-        iq = index[q]
-        if iq >= 0:
-            aq = wts[q] * m
+        if index[q] >= 0:
+            aq, gq = wts[q] * m, gxn[index[q], c:c + count]
             for k in range(count):
-                gxn[iq, c + k] += aq * grow[d + k]
+                gq[k] += aq * gr[k]

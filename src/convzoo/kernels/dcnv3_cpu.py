@@ -164,3 +164,10 @@ def dcnv3_sample(v: torch.Tensor, fields: torch.Tensor, kernel_size: tuple[int, 
     """DCNv3's Σ_k m_gk · v(p + p_k + Δp_gk) on channels-last tensors v (N, H, W, C), fields (N, H, W, 3·G·K) (the
     branch's output before its permute) → (N, H, W, C)."""
     return DCNv3SampleFunction.apply(v, fields, tuple(kernel_size), tuple(dilation), offset_scale)
+
+
+def warm_up(dtype: torch.dtype) -> None:
+    """Compile (or load from the cache) every kernel of this module for ``dtype``: one tiny forward and backward."""
+    v = torch.ones(1, 3, 3, 2, dtype=dtype, requires_grad=True)
+    fields = torch.full((1, 3, 3, 27), 0.25, dtype=dtype, requires_grad=True)
+    dcnv3_sample(v, fields, (3, 3), (1, 1), 1.0).sum().backward()

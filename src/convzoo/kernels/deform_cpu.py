@@ -22,6 +22,7 @@ added by torch.
 from __future__ import annotations
 
 import math
+import threading
 from typing import Any
 
 import numpy as np
@@ -35,53 +36,50 @@ _FAST = {"contract"}  # fused multiply-add only: NaN and Inf propagate
 _REDUCE = {"contract", "reassoc"}  # sums over channels may be reordered (vectorised)
 
 
-@njit(inline="always")
-def _finite(off: Any, msk: Any, n: int, oh: int, ow: int) -> bool:  # pragma: no cover - compiled
-    for f in range(off.shape[3]):
-        if not math.isfinite(off[n, oh, ow, f]):
+@njit()
+def _finite(off: Any, msk: Any, oh: int, ow: int) -> bool:  # pragma: no cover - compiled
+    for f in range(off.shape[2]):
+        if not math.isfinite(off[oh, ow, f]):
             return False
-    for f in range(msk.shape[3]):
-        if not math.isfinite(msk[n, oh, ow, f]):
+    for f in range(msk.shape[2]):
+        if not math.isfinite(msk[oh, ow, f]):
             return False
     return True
 
 
 @njit(parallel=True, fastmath=_FAST)
-def _columns(x: Any, off: Any, msk: Any, cols: Any, first: int, h: int, w: int, kh: int, kw: int, sh: int, sw: int,
-             ph: int, pw: int, dh: int, dw: int, groups: int) -> None:  # pragma: no cover - compiled
-    """cols (R, Wo, K·C): the columns of output rows first … first + R − 1 (row r = n·Ho + oh) from x (N, H·W, C),
-    off (N, Ho, Wo, 2·G·K), msk (N, Ho, Wo, G·K); one task per output row."""
-    c = x.shape[2]
-    _, ho, wo, nf = off.shape
+def _columns(x: Any, off: Any, msk: Any, cols: Any, h: int, w: int, kh: int, kw: int, sh: int, sw: int, ph: int,
+             pw: int, dh: int, dw: int, groups: int) -> None:  # pragma: no cover - compiled
+    """One sample's columns cols (Ho, Wo, K·C) from x (H·W, C), off (Ho, Wo, 2·G·K), msk (Ho, Wo, G·K); one task
+    per output row."""
+    c = x.shape[1]
+    ho, wo, nf = off.shape
     taps = kh * kw
     cpo, cg = c // (nf // (2 * taps)), c // groups
-    for task in prange(cols.shape[0]):
-        n = (first + task) // ho
-        oh = first + task - n * ho
+    for oh in prange(ho):
         index = np.empty(4, np.int64)
         wts = np.empty(8, x.dtype)
-        xn = x[n]
         for ow in range(wo):
-            row = cols[task, ow]
-            if not _finite(off, msk, n, oh, ow):
+            row = cols[oh, ow]
+            if not _finite(off, msk, oh, ow):
                 row[:] = np.nan
                 continue
             for f in range(nf // 2):  # f = o·K + t
                 o = f // taps
                 t = f - o * taps
                 i = t // kw
-                py = oh * sh - ph + i * dh + off[n, oh, ow, 2 * f]
-                px = ow * sw - pw + (t - i * kw) * dw + off[n, oh, ow, 2 * f + 1]
+                py = oh * sh - ph + i * dh + off[oh, ow, 2 * f]
+                px = ow * sw - pw + (t - i * kw) * dw + off[oh, ow, 2 * f + 1]
                 reads, ly, lx = neighbours(py, px, h, w, index)
                 if reads:
-                    set_weights(wts, ly, lx, msk[n, oh, ow, f])
+                    set_weights(wts, ly, lx, msk[oh, ow, f])
                 c0, c1 = o * cpo, o * cpo + cpo
                 while c0 < c1:  # the offset group's channels, cut where a conv group ends
                     g = c0 // cg
                     e = min(c1, g * cg + cg)
                     d = g * taps * cg + t * cg + c0 - g * cg
                     if reads:
-                        gather(row, d, xn, c0, e - c0, index, wts)
+                        gather(row, d, x, c0, e - c0, index, wts)
                     else:
                         row[d:d + e - c0] = 0
                     c0 = e
@@ -90,41 +88,39 @@ def _columns(x: Any, off: Any, msk: Any, cols: Any, first: int, h: int, w: int, 
 @njit(parallel=True, fastmath=_REDUCE)
 def _columns_backward(x: Any, off: Any, msk: Any, gcols: Any, gx: Any, part: Any, h: int, w: int, kh: int, kw: int,
                       sh: int, sw: int, ph: int, pw: int, dh: int, dw: int) -> None:  # pragma: no cover - compiled
-    """gx (N, H·W, C) += the columns' gradient gcols (groups, N·L, K·Cg) read back through the bilinear weights;
-    part (S, N, L, G·K, 3) = (∂/∂Δy, ∂/∂Δx, ∂/∂m) summed over chunk s of the offset group's channels. One task per
-    (sample, offset group, chunk)."""
-    n_, _, c = x.shape
-    _, ho, wo, nf = off.shape
+    """One sample: gx (H·W, C) += the columns' gradient gcols (groups, L, K·Cg) read back through the bilinear
+    weights × masks; part (S, L, G·K, 3) = (∂/∂Δy, ∂/∂Δx, ∂/∂m) summed over chunk s of the offset group's channels.
+    One task per (offset group, chunk of its channels): no two tasks write one value of gx."""
+    c = x.shape[1]
+    ho, wo, nf = off.shape
     groups = gcols.shape[0]
     taps = kh * kw
     og = nf // (2 * taps)
     cpo, cg = c // og, c // groups
     splits = part.shape[0]
     chunk = (cpo + splits - 1) // splits
-    for task in prange(n_ * og * splits):
-        n = task // (og * splits)
-        o = (task - n * og * splits) // splits
-        s = task - n * og * splits - o * splits
+    for task in prange(og * splits):
+        o = task // splits
+        s = task - o * splits
         lo = o * cpo + s * chunk
         hi = min(o * cpo + cpo, lo + chunk)
         index = np.empty(4, np.int64)
         wts = np.empty(8, x.dtype)
         acc = np.empty(3, x.dtype)
-        xn, gxn = x[n], gx[n]
         for oh in range(ho):
             for ow in range(wo):
                 l = oh * wo + ow
-                if lo >= hi or not _finite(off, msk, n, oh, ow):
+                if lo >= hi or not _finite(off, msk, oh, ow):
                     continue  # a NaN position's outputs are NaN whatever the input: no gradient reaches it
                 for t in range(taps):
                     f = o * taps + t
                     i = t // kw
-                    py = oh * sh - ph + i * dh + off[n, oh, ow, 2 * f]
-                    px = ow * sw - pw + (t - i * kw) * dw + off[n, oh, ow, 2 * f + 1]
+                    py = oh * sh - ph + i * dh + off[oh, ow, 2 * f]
+                    px = ow * sw - pw + (t - i * kw) * dw + off[oh, ow, 2 * f + 1]
                     reads, ly, lx = neighbours(py, px, h, w, index)
                     if not reads:
                         continue
-                    m = msk[n, oh, ow, f]
+                    m = msk[oh, ow, f]
                     set_weights(wts, ly, lx, 1.0)
                     acc[:] = 0
                     c0 = lo
@@ -132,22 +128,17 @@ def _columns_backward(x: Any, off: Any, msk: Any, gcols: Any, gx: Any, part: Any
                         g = c0 // cg
                         e = min(hi, g * cg + cg)
                         d = t * cg + c0 - g * cg
-                        grow = gcols[g, n * ho * wo + l]
-                        slopes(grow, d, xn, c0, e - c0, index, wts, acc)
-                        scatter(grow, d, gxn, c0, e - c0, index, wts, m)
+                        grow = gcols[g, l]
+                        slopes(grow, d, x, c0, e - c0, index, wts, acc)
+                        scatter(grow, d, gx, c0, e - c0, index, wts, m)
                         c0 = e
-                    part[s, n, l, f, 0] = m * acc[0]
-                    part[s, n, l, f, 1] = m * acc[1]
-                    part[s, n, l, f, 2] = acc[2]
+                    part[s, l, f, 0] = m * acc[0]
+                    part[s, l, f, 1] = m * acc[1]
+                    part[s, l, f, 2] = acc[2]
 
 
 def _pair(value: int | tuple[int, int]) -> tuple[int, int]:
     return (value, value) if isinstance(value, int) else (int(value[0]), int(value[1]))
-
-
-def _nhwc(t: torch.Tensor) -> torch.Tensor:
-    """(N, C, H, W) → its (N, H, W, C) contiguous data (no copy for channels_last data)."""
-    return t.detach().permute(0, 2, 3, 1).contiguous()
 
 
 def _weight_matrix(weight: torch.Tensor, groups: int) -> torch.Tensor:
@@ -156,16 +147,52 @@ def _weight_matrix(weight: torch.Tensor, groups: int) -> torch.Tensor:
     return weight.reshape(groups, c_out // groups, cg, kh * kw).transpose(2, 3).reshape(groups, c_out // groups, -1)
 
 
-def _splits(n: int, offset_groups: int, per_group: int) -> int:
-    """Channel chunks per (sample, offset group) in the backward: enough tasks for every thread (4 each), chunks of
-    at least 16 channels."""
-    wanted = -(-4 * torch.get_num_threads() // (n * offset_groups))
+def _splits(offset_groups: int, per_group: int) -> int:
+    """Channel chunks per offset group in the backward: enough tasks for every thread (4 each), chunks of at least
+    16 channels."""
+    wanted = -(-4 * torch.get_num_threads() // offset_groups)
     return max(1, min(wanted, per_group // 16))
+
+
+_LOCAL = threading.local()
+_CACHED_BYTES = 256 * 2**20  # workspaces up to this size are kept for the next call (per thread)
+
+
+def _workspace(slot: int, numel: int, dtype: torch.dtype) -> torch.Tensor:
+    """A flat scratch tensor of ``numel`` elements, reused from call to call (a fresh 58 MB tensor costs more in
+    page faults than filling it), one per slot and Python thread; kept only up to 256 MB."""
+    if numel * torch.empty((), dtype=dtype).element_size() > _CACHED_BYTES:
+        return torch.empty(numel, dtype=dtype)
+    spaces = getattr(_LOCAL, "spaces", None)
+    if spaces is None:
+        spaces = _LOCAL.spaces = {}
+    held = spaces.get((slot, dtype))
+    if held is None or held.numel() < numel:
+        held = spaces[(slot, dtype)] = torch.empty(numel, dtype=dtype)
+    return held[:numel]
+
+
+def _sample_nhwc(x: torch.Tensor, b: int, slot: int) -> torch.Tensor:
+    """Sample b of x (N, C, H, W) as (H·W, C) contiguous: a view for channels_last data, else a copy into a
+    workspace."""
+    c, h, w = x.shape[1:]
+    xb = x[b].permute(1, 2, 0)
+    if xb.is_contiguous():
+        return xb.reshape(h * w, c)
+    out = _workspace(slot, h * w * c, x.dtype).view(h, w, c)
+    out.copy_(xb)
+    return out.view(h * w, c)
+
+
+def _channels_last(x: torch.Tensor) -> bool:
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
 class DeformConv2dFunction(torch.autograd.Function):
     """y = deformable conv of x (N, C, H, W) with offset (N, 2·G·K, Ho, Wo), mask (N, G·K, Ho, Wo) or None (v1),
-    weight (C_out, C/groups, kh, kw), bias (C_out,) or None; the output keeps x's memory format."""
+    weight (C_out, C/groups, kh, kw), bias (C_out,) or None; the output keeps x's memory format. One sample at a
+    time: its columns (Ho·Wo × K·C) fill a reused workspace and one GEMM per conv group reads them; the backward
+    recomputes them rather than keeping N·Ho·Wo·K·C numbers alive between the passes."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor | None, weight: torch.Tensor,
@@ -173,54 +200,70 @@ class DeformConv2dFunction(torch.autograd.Function):
                 dilation: tuple[int, int]) -> torch.Tensor:
         n, c, h, w = x.shape
         c_out, cg, kh, kw = weight.shape
-        groups = c // cg
-        ho, wo = offset.shape[2:]
-        xs = _nhwc(x)
-        off = _nhwc(offset)
-        msk = _nhwc(mask) if mask is not None else torch.ones(n, ho, wo, offset.shape[1] // 2, dtype=x.dtype)
-        cols = torch.empty(n, ho * wo, kh * kw * c, dtype=x.dtype)
+        groups, (ho, wo), cog = c // cg, offset.shape[2:], c_out // (c // cg)
+        x, weight = x.detach(), weight.detach()
+        off = offset.detach().to(x.dtype).permute(0, 2, 3, 1).contiguous()
+        msk = (mask.detach().to(x.dtype).permute(0, 2, 3, 1).contiguous() if mask is not None
+               else torch.ones(n, ho, wo, offset.shape[1] // 2, dtype=x.dtype))
         geometry = (h, w, kh, kw, *stride, *padding, *dilation)
+        wmat = _weight_matrix(weight, groups)  # (groups, Cog, K·Cg)
+        nhwc = _channels_last(x)
+        y = torch.empty(n, ho, wo, c_out, dtype=x.dtype) if nhwc else torch.empty(n, c_out, ho, wo, dtype=x.dtype)
+        cols = _workspace(0, ho * wo * kh * kw * c, x.dtype).view(ho * wo, groups, -1)
         sync_threads()
-        _columns(xs.view(n, h * w, c).numpy(), off.numpy(), msk.numpy(), cols.view(n * ho, wo, -1).numpy(), 0, *geometry,
-                 groups)
-        wmat = _weight_matrix(weight.detach(), groups)
-        flat = cols.view(n * ho * wo, groups, -1)
-        if groups == 1:
-            out = torch.mm(flat[:, 0], wmat[0].t()) if bias is None else torch.addmm(bias, flat[:, 0], wmat[0].t())
-        else:
-            out = torch.bmm(flat.transpose(0, 1), wmat.transpose(1, 2)).transpose(0, 1).reshape(-1, c_out)
-            if bias is not None:
-                out += bias
-        y = out.view(n, ho, wo, c_out).permute(0, 3, 1, 2)
-        channels_last = x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
-        ctx.geometry, ctx.groups, ctx.has_mask, ctx.has_bias = geometry, groups, mask is not None, bias is not None
-        ctx.save_for_backward(xs, off, msk, cols if ctx.needs_input_grad[3] else None, wmat)
-        return y if channels_last else y.contiguous()
+        for b in range(n):
+            _columns(_sample_nhwc(x, b, 1).numpy(), off[b].numpy(), msk[b].numpy(),
+                     cols.view(ho, wo, -1).numpy(), *geometry, groups)
+            if nhwc and groups == 1:
+                torch.mm(cols[:, 0], wmat[0].t(), out=y[b].view(ho * wo, c_out))
+            elif nhwc:
+                y[b].view(ho * wo, groups, cog).copy_(torch.bmm(cols.transpose(0, 1), wmat.transpose(1, 2))
+                                                      .transpose(0, 1))
+            else:  # (groups, Cog, K·Cg) @ (groups, K·Cg, L): NCHW straight out of the GEMM
+                torch.bmm(wmat, cols.permute(1, 2, 0), out=y[b].view(groups, cog, ho * wo))
+        if bias is not None:
+            y += bias if nhwc else bias.view(c_out, 1, 1)
+        ctx.geometry, ctx.groups, ctx.has_mask = geometry, groups, mask is not None
+        ctx.save_for_backward(x, off, msk, wmat)
+        return y.permute(0, 3, 1, 2) if nhwc else y
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        xs, off, msk, cols, wmat = ctx.saved_tensors
-        n, h, w, c = xs.shape
-        _, ho, wo, nf = off.shape
+        x, off, msk, wmat = ctx.saved_tensors
+        n, c, h, w = x.shape
+        ho, wo, nf = off.shape[1:]
         groups, (kh, kw) = ctx.groups, ctx.geometry[2:4]
-        c_out = wmat.shape[0] * wmat.shape[1]
-        gy = grad.permute(0, 2, 3, 1).reshape(n * ho * wo, groups, c_out // groups).transpose(0, 1)  # (g, N·L, Cog)
+        c_out, taps, cog, cg = wmat.shape[0] * wmat.shape[1], kh * kw, wmat.shape[1], c // ctx.groups
+        want_x, want_fields, want_w = ctx.needs_input_grad[0], any(ctx.needs_input_grad[1:3]), ctx.needs_input_grad[3]
         grad_x = grad_offset = grad_mask = grad_weight = grad_bias = None
-        if ctx.needs_input_grad[3]:
-            gw = torch.bmm(gy.transpose(1, 2), cols.view(n * ho * wo, groups, -1).transpose(0, 1))  # (g, Cog, K·Cg)
-            grad_weight = gw.reshape(c_out, kh * kw, c // groups).transpose(1, 2).reshape(c_out, c // groups, kh, kw)
-        if ctx.has_bias and ctx.needs_input_grad[4]:
+        if ctx.needs_input_grad[4]:
             grad_bias = grad.sum((0, 2, 3))
-        if any(ctx.needs_input_grad[:3]):
-            gcols = torch.bmm(gy, wmat)  # (groups, N·L, K·Cg)
-            gx = torch.zeros(n, h * w, c, dtype=xs.dtype)
-            part = torch.zeros(_splits(n, nf // (2 * kh * kw), c // (nf // (2 * kh * kw))), n, ho * wo, nf // 2, 3,
-                               dtype=xs.dtype)
-            sync_threads()
-            _columns_backward(xs.view(n, h * w, c).numpy(), off.numpy(), msk.numpy(), gcols.numpy(), gx.numpy(),
-                              part.numpy(), *ctx.geometry)
-            fields = part.sum(0).view(n, ho, wo, nf // 2, 3)
-            grad_x = gx.view(n, h, w, c).permute(0, 3, 1, 2)
+        if not (want_x or want_fields or want_w):
+            return grad_x, grad_offset, grad_mask, grad_weight, grad_bias, None, None, None
+        gy = grad.permute(0, 2, 3, 1)  # (N, Ho, Wo, C_out): a view, contiguous when grad is channels_last
+        gw = torch.zeros(groups, cog, taps * cg, dtype=x.dtype) if want_w else None
+        gx = torch.zeros(n, h, w, c, dtype=x.dtype) if want_x or want_fields else None
+        splits = _splits(nf // (2 * taps), c // (nf // (2 * taps)))
+        part = torch.zeros(n, splits, ho * wo, nf // 2, 3, dtype=x.dtype) if want_x or want_fields else None
+        cols = _workspace(0, ho * wo * taps * c, x.dtype).view(ho * wo, groups, -1)
+        gcols = _workspace(2, ho * wo * taps * c, x.dtype).view(groups, ho * wo, -1)
+        sync_threads()
+        for b in range(n):
+            xb = _sample_nhwc(x, b, 1)
+            gyb = gy[b].reshape(ho * wo, groups, cog).transpose(0, 1)  # (groups, L, Cog)
+            if want_w:
+                _columns(xb.numpy(), off[b].numpy(), msk[b].numpy(), cols.view(ho, wo, -1).numpy(), *ctx.geometry,
+                         groups)
+                gw.baddbmm_(gyb.transpose(1, 2), cols.transpose(0, 1))
+            if gx is not None:
+                torch.bmm(gyb, wmat, out=gcols)
+                _columns_backward(xb.numpy(), off[b].numpy(), msk[b].numpy(), gcols.numpy(),
+                                  gx[b].view(h * w, c).numpy(), part[b].numpy(), *ctx.geometry)
+        if want_w:
+            grad_weight = gw.view(c_out, taps, cg).transpose(1, 2).reshape(c_out, cg, kh, kw)
+        if gx is not None:
+            fields = part.sum(1).view(n, ho, wo, nf // 2, 3)
+            grad_x = gx.permute(0, 3, 1, 2)
             grad_offset = fields[..., :2].reshape(n, ho, wo, nf).permute(0, 3, 1, 2)
             if ctx.has_mask:
                 grad_mask = fields[..., 2].permute(0, 3, 1, 2)
@@ -234,3 +277,12 @@ def deform_conv2d(x: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor, b
     fp32 / fp64, offset (N, 2·G·kh·kw, Ho, Wo) as (Δy, Δx) per tap, mask (N, G·kh·kw, Ho, Wo) or None, weight
     (C_out, C/groups, kh, kw). Shapes are the caller's to check (``convzoo.deform.deform_conv2d`` checks them)."""
     return DeformConv2dFunction.apply(x, offset, mask, weight, bias, _pair(stride), _pair(padding), _pair(dilation))
+
+
+def warm_up(dtype: torch.dtype) -> None:
+    """Compile (or load from the cache) every kernel of this module for ``dtype``: one tiny forward and backward."""
+    x = torch.ones(1, 2, 3, 3, dtype=dtype, requires_grad=True)
+    offset = torch.full((1, 18, 3, 3), 0.25, dtype=dtype, requires_grad=True)
+    mask = torch.full((1, 9, 3, 3), 0.5, dtype=dtype, requires_grad=True)
+    weight = torch.ones(2, 2, 3, 3, dtype=dtype, requires_grad=True)
+    deform_conv2d(x, offset, weight, None, 1, 1, 1, mask).sum().backward()

@@ -27,7 +27,7 @@ _FAST = {"contract"}
 _REDUCE = {"contract", "reassoc"}
 
 
-@njit(inline="always")
+@njit()
 def _span(out: int, size: int, stride: int, start: int) -> tuple[int, int]:  # pragma: no cover - compiled
     """The outputs o in [lo, hi) whose input index o·stride + start lies in [0, size)."""
     lo = max(0, -(start // stride)) if start < 0 else 0
@@ -58,8 +58,9 @@ def _forward_nchw(x: Any, kern: Any, y: Any, kh: int, kw: int, sh: int, sw: int,
                     krow = kern[n, g, i * kw + j, oh]
                     start = j * dw - pw
                     lo, hi = _span(wo, w, sw, start)
-                    for ow in range(lo, hi):
-                        yrow[ow] += krow[ow] * xrow[ow * sw + start]
+                    yr, kr, xr = yrow[lo:hi], krow[lo:hi], xrow[lo * sw + start:hi * sw + start:sw]
+                    for k in range(hi - lo):
+                        yr[k] += kr[k] * xr[k]
 
 
 @njit(parallel=True, fastmath=_REDUCE)
@@ -85,10 +86,11 @@ def _backward_nchw(x: Any, kern: Any, gy: Any, gx: Any, gk: Any, kh: int, kw: in
                         continue
                     start = j * dw - pw
                     lo, hi = _span(wo, w, sw, start)
+                    gr = grow[lo:hi]
                     for ch in range(g * cg, g * cg + cg):
-                        xrow, dyrow = x[n, ch, ih], gy[n, ch, oh]
-                        for ow in range(lo, hi):
-                            grow[ow] += dyrow[ow] * xrow[ow * sw + start]
+                        xr, dyr = x[n, ch, ih, lo * sw + start:hi * sw + start:sw], gy[n, ch, oh, lo:hi]
+                        for k in range(hi - lo):
+                            gr[k] += dyr[k] * xr[k]
         else:
             n = (task - kernel_tasks) // c
             ch = task - kernel_tasks - n * c
@@ -106,8 +108,9 @@ def _backward_nchw(x: Any, kern: Any, gy: Any, gx: Any, gk: Any, kh: int, kw: in
                         krow = kern[n, g, i * kw + j, oh]
                         start = j * dw - pw
                         lo, hi = _span(wo, w, sw, start)
-                        for ow in range(lo, hi):
-                            gxrow[ow * sw + start] += krow[ow] * dyrow[ow]
+                        gr, kr, dyr = gxrow[lo * sw + start:hi * sw + start:sw], krow[lo:hi], dyrow[lo:hi]
+                        for k in range(hi - lo):
+                            gr[k] += kr[k] * dyr[k]
 
 
 @njit(parallel=True, fastmath=_FAST)
@@ -137,8 +140,9 @@ def _forward_nhwc(x: Any, kern: Any, y: Any, kh: int, kw: int, sh: int, sw: int,
                     xrow = x[n, ih, iw]
                     for g in range(groups):
                         a = krow[g * taps + i * kw + j]
-                        for ch in range(g * cg, g * cg + cg):
-                            row[ch] += a * xrow[ch]
+                        r, xr = row[g * cg:g * cg + cg], xrow[g * cg:g * cg + cg]
+                        for k in range(cg):
+                            r[k] += a * xr[k]
 
 
 @njit(parallel=True, fastmath=_REDUCE)
@@ -168,9 +172,10 @@ def _backward_nhwc(x: Any, kern: Any, gy: Any, gx: Any, gk: Any, kh: int, kw: in
                             continue
                         xrow = x[n, ih, iw]
                         for g in range(groups):
+                            dyr, xr = dyrow[g * cg:g * cg + cg], xrow[g * cg:g * cg + cg]
                             total = grow[g * taps + i * kw + j]
-                            for ch in range(g * cg, g * cg + cg):
-                                total += dyrow[ch] * xrow[ch]
+                            for k in range(cg):
+                                total += dyr[k] * xr[k]
                             grow[g * taps + i * kw + j] = total
         else:
             n = (task - n_ * ho) // h
@@ -191,8 +196,9 @@ def _backward_nhwc(x: Any, kern: Any, gy: Any, gx: Any, gk: Any, kh: int, kw: in
                         gxrow = xrows[iw]
                         for g in range(groups):
                             a = krow[g * taps + i * kw + j]
-                            for ch in range(g * cg, g * cg + cg):
-                                gxrow[ch] += a * dyrow[ch]
+                            gr, dyr = gxrow[g * cg:g * cg + cg], dyrow[g * cg:g * cg + cg]
+                            for k in range(cg):
+                                gr[k] += a * dyr[k]
 
 
 def _channels_last(x: torch.Tensor) -> bool:
@@ -249,3 +255,12 @@ def involve(x: torch.Tensor, kernels: torch.Tensor, kernel_size: tuple[int, ...]
                                      (0, *padding), (1, *dilation))
         return y.squeeze(2)
     return InvolutionFunction.apply(x, kernels, tuple(kernel_size), tuple(stride), tuple(padding), tuple(dilation))
+
+
+def warm_up(dtype: torch.dtype) -> None:
+    """Compile (or load from the cache) every kernel of this module for ``dtype``: a tiny forward and backward in
+    each memory format."""
+    for memory_format in (torch.contiguous_format, torch.channels_last):
+        x = torch.ones(1, 2, 3, 3, dtype=dtype).contiguous(memory_format=memory_format).requires_grad_()
+        kernels = torch.full((1, 9, 3, 3), 0.5, dtype=dtype, requires_grad=True)
+        involve(x, kernels, (3, 3), (1, 1), (1, 1), (1, 1)).sum().backward()

@@ -122,7 +122,8 @@ def slopes(grow: Any, d: int, xn: Any, c: int, count: int, index: Any, wts: Any,
 
 
 @njit()
-def scatter(grow: Any, d: int, gxn: Any, c: int, count: int, index: Any, wts: Any, m: float) -> None:  # pragma: no cover
+def scatter(grow: Any, d: int, gxn: Any, c: int, count: int, index: Any, wts: Any,
+            m: float) -> None:  # pragma: no cover - compiled
     """gxn[index[q], c + k] += m·wts[q]·grow[d + k], k < count, for the neighbours inside the image."""
     gr = grow[d:d + count]
     for q in range(4):

@@ -48,9 +48,9 @@ def _sample(v: Any, fields: Any, y: Any, h: int, w: int, kh: int, kw: int, dh: i
         wts = np.empty(8, v.dtype)
         vn = v[n]
         for j in range(w):
-            l = i * w + j
-            row = y[n, l]
-            fr = fields[n, l]
+            at = i * w + j
+            row = y[n, at]
+            fr = fields[n, at]
             row[:] = 0
             for g in range(groups):
                 c0 = g * cg
@@ -94,9 +94,9 @@ def _sample_backward(v: Any, fields: Any, gy: Any, gv: Any, part: Any, h: int, w
         vn, gvn = v[n], gv[n]
         for i in range(h):
             for j in range(w):
-                l = i * w + j
-                fr = fields[n, l]
-                grow = gy[n, l]
+                at = i * w + j
+                fr = fields[n, at]
+                grow = gy[n, at]
                 for k in range(taps):
                     u = k // kw
                     py = i + scale * ((u - cy) * dh + fr[2 * (g * taps + k) + 1])
@@ -111,9 +111,9 @@ def _sample_backward(v: Any, fields: Any, gy: Any, gv: Any, part: Any, h: int, w
                     acc[:] = 0
                     slopes(grow, lo, vn, lo, hi - lo, index, wts, acc)
                     scatter(grow, lo, gvn, lo, hi - lo, index, wts, m)
-                    part[s, n, l, g * taps + k, 0] = scale * m * acc[0]
-                    part[s, n, l, g * taps + k, 1] = scale * m * acc[1]
-                    part[s, n, l, g * taps + k, 2] = acc[2]
+                    part[s, n, at, g * taps + k, 0] = scale * m * acc[0]
+                    part[s, n, at, g * taps + k, 1] = scale * m * acc[1]
+                    part[s, n, at, g * taps + k, 2] = acc[2]
 
 
 def _splits(n: int, groups: int, per_group: int) -> int:

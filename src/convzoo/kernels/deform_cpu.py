@@ -1,22 +1,23 @@
 """Deformable convolution v1/v2 on the CPU: numba kernels that write the bilinear, masked samples straight into the
-GEMM's columns, MKL's GEMM (``torch.mm``) for the weights, and the backward as kernels too. fp32 / fp64, NCHW and
-channels_last inputs.
+GEMM's columns, MKL's GEMM (``torch.mm`` / ``torch.bmm``) for the weights, and the backward as kernels too. fp32 /
+fp64, NCHW and channels_last inputs.
 
-For output position l = (oh, ow), tap t = (i, j) and offset group o (torchvision's layout: offset channel
-2·(o·K + t) is Δy, the next Δx; mask channel o·K + t):
+For output position p = (oh, ow) (flat index l = oh·Wo + ow), tap t = (i, j) and offset group o (torchvision's
+layout: offset channel 2·(o·K + t) is Δy, the next Δx; mask channel o·K + t):
 
-    cols[n, l, g·K·Cg + t·Cg + c'] = m · x_c(oh·s_h − p_h + i·d_h + Δy, ow·s_w − p_w + j·d_w + Δx),  c = g·Cg + c'
-    y[n, l, g·Cout_g + o'] = b + Σ_r cols[n, l, g·K·Cg + r] · W_g[o', r]     (one GEMM per conv group g)
+    cols[l, g·K·Cg + t·Cg + c'] = m · x_c(oh·s_h − p_h + i·d_h + Δy, ow·s_w − p_w + j·d_w + Δx),  c = g·Cg + c'
+    y[l, g·Cout_g + o'] = b + Σ_r cols[l, g·K·Cg + r] · W_g[o', r]     (one GEMM per conv group g)
 
 read bilinearly with zeros outside (``bilinear``). The columns are position-major and, inside a conv group, tap-
-major, so each write and each of the four reads is a contiguous run of channels of the channels-last input; the
-output comes out of the GEMM channels-last. A position whose offsets or masks are not all finite gets a row of NaN
-columns, so every output at that position is NaN (as the pure op and the guarded torchvision path give).
+major, so each write and each of the four reads is a contiguous run of channels of the channels-last input. One
+sample at a time: its columns (Ho·Wo × K·C numbers) fill a workspace reused from call to call, and the GEMM writes
+the sample's output in the input's memory format. A position whose offsets or masks are not all finite gets a row of
+NaN columns, so every output at that position is NaN (as the pure op and the guarded torchvision path give).
 
-Backward: ∂cols = ∂y·W and ∂W = ∂yᵀ·cols by GEMM; one kernel then scatters ∂cols back to the input through the
-bilinear weights and sums, per (position, tap, offset group), ∂/∂Δy, ∂/∂Δx and ∂/∂m over the group's channels. Its
-tasks are (sample, offset group, chunk of channels), so no two write the same input value; the per-chunk sums are
-added by torch.
+Backward, per sample: ∂cols = ∂y·W by GEMM; the columns are recomputed for ∂W = ∂yᵀ·cols (no N·Ho·Wo·K·C tensor
+kept between the passes); one kernel scatters ∂cols back to the input through the bilinear weights and sums, per
+(position, tap, offset group), ∂/∂Δy, ∂/∂Δx and ∂/∂m over the group's channels. Its tasks are (offset group, chunk of
+channels), so no two write the same input value; the per-chunk sums are added by torch.
 """
 
 from __future__ import annotations
@@ -109,7 +110,7 @@ def _columns_backward(x: Any, off: Any, msk: Any, gcols: Any, gx: Any, part: Any
         acc = np.empty(3, x.dtype)
         for oh in range(ho):
             for ow in range(wo):
-                l = oh * wo + ow
+                at = oh * wo + ow
                 if lo >= hi or not _finite(off, msk, oh, ow):
                     continue  # a NaN position's outputs are NaN whatever the input: no gradient reaches it
                 for t in range(taps):
@@ -128,13 +129,13 @@ def _columns_backward(x: Any, off: Any, msk: Any, gcols: Any, gx: Any, part: Any
                         g = c0 // cg
                         e = min(hi, g * cg + cg)
                         d = t * cg + c0 - g * cg
-                        grow = gcols[g, l]
+                        grow = gcols[g, at]
                         slopes(grow, d, x, c0, e - c0, index, wts, acc)
                         scatter(grow, d, gx, c0, e - c0, index, wts, m)
                         c0 = e
-                    part[s, l, f, 0] = m * acc[0]
-                    part[s, l, f, 1] = m * acc[1]
-                    part[s, l, f, 2] = acc[2]
+                    part[s, at, f, 0] = m * acc[0]
+                    part[s, at, f, 1] = m * acc[1]
+                    part[s, at, f, 2] = acc[2]
 
 
 def _pair(value: int | tuple[int, int]) -> tuple[int, int]:

@@ -26,7 +26,8 @@ def kernel_ready(module: str, dtype: torch.dtype, what: str) -> bool:
             _ready[key] = False
         else:
             try:
-                importlib.import_module(f"{__package__}.{module}").warm_up(dtype)
+                with torch.inference_mode(False), torch.enable_grad():  # the warm-up runs a backward too
+                    importlib.import_module(f"{__package__}.{module}").warm_up(dtype)
             except Exception as exc:  # a numba typing / lowering / LLVM error: keep PyTorch's forms
                 first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
                 numba_runtime.warn_unavailable(what, f"its kernels did not compile ({type(exc).__name__}: {first})")

@@ -9,6 +9,14 @@ the sum is followed by an output projection. Sampling is bilinear with zeros out
 Points are in row-major order with offsets given as (Δx, Δy) pairs; sampling location for point (u, v) at output
 (i, j): (j + d·(k−1)/2 + s_o·((v − (k−1)/2)·d + Δx), i + … likewise), s_o = ``offset_scale`` (the authors' code
 scales the grid and the offsets by it; 1.0 by default). Offsets start at zero and masks uniform (1/K), as theirs.
+
+The sum over points has two exact forms: 'grid_sample' (one ``F.grid_sample`` over every group's K points, then the
+masked sum) and, on the CPU in fp32 / fp64, 'kernel' (convzoo's numba kernel, ``convzoo.kernels.dcnv3_cpu``: each
+position's K bilinear reads summed per group in one pass on the channels-last data, no per-point sample tensor).
+``implementation='auto'`` (the default) times both once per process per layer configuration and input (shape,
+dtype, whether a backward follows) and keeps the faster (``_CHOICE``, a ``form_choice.FormChoice``); under tracing,
+compile, export or autocast it runs 'grid_sample'. Where numba cannot be imported or the kernel does not compile,
+'grid_sample' runs and one warning names the cause.
 """
 
 from __future__ import annotations
@@ -36,8 +44,14 @@ from .base import (
     geometry_repr,
 )
 
+from .form_choice import FormChoice, input_key, is_tracing
+
 if TYPE_CHECKING:
     import numpy as np
+
+IMPLEMENTATIONS = ("auto", "grid_sample", "kernel")
+_CHOICE = FormChoice("DCNv3Conv2d")
+_KERNEL_DTYPES = (torch.float32, torch.float64)
 
 
 class OffsetMaskBranch(nn.Module):
@@ -108,6 +122,7 @@ class DCNv3Conv2d(ConvzooLayer, nn.Module):
         self.input_proj = nn.Linear(in_channels, in_channels, bias=bias, **factory)
         self.branch = OffsetMaskBranch(in_channels, groups, self.kernel_size, self.dilation, **factory)
         self.output_proj = nn.Linear(in_channels, out_channels, bias=bias, **factory)
+        self.implementation = "auto"  # or "grid_sample" / "kernel": see the module docstring
         self.reset_parameters()
 
     @property
@@ -171,9 +186,65 @@ class DCNv3Conv2d(ConvzooLayer, nn.Module):
             weights = weights * point_weight.reshape(1, g, c // g, 1, 1, k)
         return (sampled.reshape(n, g, c // g, h, w, k) * weights).sum(-1).reshape(n, c, h, w)
 
+    def _kernel_sample(self, projected: torch.Tensor, fields: torch.Tensor) -> torch.Tensor:
+        """``sample`` by convzoo's CPU kernel, on the channels-last data the projections and the branch produce."""
+        from ..kernels.dcnv3_cpu import dcnv3_sample
+
+        mixed = dcnv3_sample(projected.permute(0, 2, 3, 1), fields.permute(0, 2, 3, 1), self.kernel_size,
+                             self.dilation, self.offset_scale)
+        return mixed.permute(0, 3, 1, 2)
+
+    def _kernel_runs(self, projected: torch.Tensor, fields: torch.Tensor) -> bool:
+        """convzoo's CPU kernel applies: CPU fp32 / fp64 tensors of one dtype, no autocast (it compiles on the first
+        call)."""
+        if (projected.device.type != "cpu" or projected.dtype not in _KERNEL_DTYPES or fields.dtype != projected.dtype
+                or torch.is_autocast_enabled("cpu")):
+            return False
+        from ..kernels.readiness import kernel_ready
+
+        return kernel_ready("dcnv3_cpu", projected.dtype, type(self).__name__)
+
+    def sample_points(self, projected: torch.Tensor, fields: torch.Tensor,
+                      implementation: str | None = None) -> torch.Tensor:
+        """Σ_k m_gk · x_g(p + p_k + Δp_gk), (N, C, H, W) → (N, C, H, W), by ``implementation`` ('grid_sample' /
+        'kernel'; default: the layer's, 'auto' = the faster one measured for this input)."""
+        choice = check_choice(implementation or self.implementation, "implementation", IMPLEMENTATIONS)
+        if choice == "grid_sample" or is_tracing(projected):
+            return self.sample(projected, fields)
+        if not self._kernel_runs(projected, fields):
+            if choice == "kernel" and (projected.device.type != "cpu" or projected.dtype not in _KERNEL_DTYPES):
+                raise ValueError(f"implementation='kernel' runs on CPU float32 / float64 inputs, got "
+                                 f"{projected.device.type} {projected.dtype}; use 'auto' or 'grid_sample'")
+            return self.sample(projected, fields)  # numba missing or no compile (warned once), or autocast
+        if choice == "auto":
+            backward = torch.is_grad_enabled() and (projected.requires_grad or fields.requires_grad)
+            key = (self._choice_config(), *input_key(projected, backward))
+            choice = _CHOICE.get(key) or self._measure(key, projected, fields, backward)
+        return self._kernel_sample(projected, fields) if choice == "kernel" else self.sample(projected, fields)
+
+    def _choice_config(self) -> tuple[Any, ...]:
+        return (self.kernel_size, self.dilation, self.groups, self.offset_scale)
+
+    def _measure(self, key: tuple[Any, ...], projected: torch.Tensor, fields: torch.Tensor, backward: bool) -> str:
+        probe_v = projected.detach().requires_grad_(backward and projected.requires_grad)
+        probe_f = fields.detach().requires_grad_(backward and fields.requires_grad)
+        forms = {"grid_sample": lambda: self.sample(probe_v, probe_f),
+                 "kernel": lambda: self._kernel_sample(probe_v, probe_f)}
+        return _CHOICE.choose(key, forms, projected.device, [probe_v, probe_f] if backward else [])
+
     def aggregate(self, x: torch.Tensor, fields: torch.Tensor) -> torch.Tensor:
         """input_proj → Σ_k m_gk · x_g(location) by bilinear sampling → output_proj."""
-        return self.project_out(self.sample(self.project_in(x), fields))
+        return self.project_out(self.sample_points(self.project_in(x), fields))
+
+    def forward_path(self, x: torch.Tensor) -> str:
+        """How a forward without gradients sums the points for ``x``: the layer's ``implementation``, or for
+        'auto' the form measured faster for this configuration and input (once per process)."""
+        if self.implementation != "auto":
+            return self.implementation
+        with torch.no_grad():
+            projected = self.project_in(x)  # the sampling's input, whose layout the choice is keyed on
+        choice = _CHOICE.get((self._choice_config(), *input_key(projected, False)))
+        return f"auto: {choice}" if choice else "auto (not measured yet)"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, 2, self.in_channels, type(self).__name__)

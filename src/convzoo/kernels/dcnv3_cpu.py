@@ -117,9 +117,9 @@ def _sample_backward(v: Any, fields: Any, gy: Any, gv: Any, part: Any, h: int, w
 
 
 def _splits(n: int, groups: int, per_group: int) -> int:
-    """Channel chunks per (sample, group) in the backward: enough tasks for every thread (4 each), chunks of at least
-    16 channels."""
-    wanted = -(-4 * torch.get_num_threads() // (n * groups))
+    """Channel chunks per (sample, group) in the backward: a task for every thread (tasks are equal work), chunks of
+    at least 16 channels (each chunk pays the per-position arithmetic again)."""
+    wanted = -(-torch.get_num_threads() // (n * groups))
     return max(1, min(wanted, per_group // 16))
 
 

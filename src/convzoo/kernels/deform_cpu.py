@@ -149,9 +149,9 @@ def _weight_matrix(weight: torch.Tensor, groups: int) -> torch.Tensor:
 
 
 def _splits(offset_groups: int, per_group: int) -> int:
-    """Channel chunks per offset group in the backward: enough tasks for every thread (4 each), chunks of at least
-    16 channels."""
-    wanted = -(-4 * torch.get_num_threads() // offset_groups)
+    """Channel chunks per offset group in the backward: a task for every thread (tasks are equal work), chunks of
+    at least 16 channels (each chunk pays the per-position arithmetic again)."""
+    wanted = -(-torch.get_num_threads() // offset_groups)
     return max(1, min(wanted, per_group // 16))
 
 

@@ -1,23 +1,24 @@
-"""Involution's per-position kernels applied on the CPU (numba), forward and backward, NCHW and channels_last,
-fp32 / fp64, 2-D (1-D runs as 2-D with H = 1):
+"""Involution's per-position kernels applied on the CPU (numba), forward and backward, fp32 / fp64, 2-D (1-D runs as
+2-D with H = 1):
 
     y[n, c, p] = Σ_t H[n, g(c)·T + t, p] · x[n, c, p·s + t·d − pad],   g(c) = c // (C/G), taps t row-major,
 
 reads outside the input being zero (the zero padding is never materialised; other padding modes are applied by
 torch first and run with pad = 0). No unfold and no (N, C, T, *O) patch tensor.
 
-NCHW: forward one task per (sample, channel) plane, a row of outputs accumulated tap by tap from a row of the input
-and a row of the kernels, laid out (N, G, T, Ho, Wo). channels_last: one task per output row, each position's
-kernels (G·T contiguous values) applied to contiguous runs of channels. Backward, one kernel per format: the
-kernels' gradient ∂H[n, g·T + t, p] = Σ_{c ∈ g} ∂y[n, c, p]·x[n, c, p·s + t·d − pad] (tasks: per (sample, group,
-output row) in NCHW, per output row in channels_last) and the input's gradient gathered or scattered inside one
-task's own input row or plane, so no two tasks write one value.
+On channels-last data (an NCHW input is copied to it and the output copied back: the copies cost less than
+kernels that would read rows of 56 outputs with strided taps): one task per output row; at each position, for each
+group, nine taps in one pass over the group's channels (a tap outside the input reads a row of zeros). Backward: the
+kernels' gradient ∂H[n, g·T + t, p] = Σ_{c ∈ g} ∂y[n, c, p]·x[n, c, p·s + t·d − pad] as nine dot products per pass
+(one task per output row), and the input's gradient gathered, for any stride, from the outputs that read each input
+pixel (one task per input row), so no two tasks write one value.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+import numpy as np
 import torch
 from numba import prange
 
@@ -27,178 +28,168 @@ _FAST = {"contract"}
 _REDUCE = {"contract", "reassoc"}
 
 
-@njit()
-def _span(out: int, size: int, stride: int, start: int) -> tuple[int, int]:  # pragma: no cover - compiled
-    """The outputs o in [lo, hi) whose input index o·stride + start lies in [0, size)."""
-    lo = max(0, -(start // stride)) if start < 0 else 0
-    hi = min(out, (size - 1 - start) // stride + 1) if start <= size - 1 else 0
-    return lo, max(lo, hi)
+@njit(fastmath=_FAST, inline="always")
+def _fma9(r: Any, n: int, a: Any, x0: Any, x1: Any, x2: Any, x3: Any, x4: Any, x5: Any, x6: Any, x7: Any,
+          x8: Any) -> None:  # pragma: no cover - compiled
+    """r[k] += Σ_q a[q]·x_q[k], k < n: nine taps in one pass (a loop per tap over a short run of channels costs
+    more in loop overhead than in arithmetic)."""
+    a0, a1, a2, a3, a4, a5, a6, a7, a8 = a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8]
+    for k in range(n):
+        r[k] += (a0 * x0[k] + a1 * x1[k] + a2 * x2[k] + a3 * x3[k] + a4 * x4[k] + a5 * x5[k] + a6 * x6[k]
+                 + a7 * x7[k] + a8 * x8[k])
 
 
-@njit(parallel=True, fastmath=_FAST)
-def _forward_nchw(x: Any, kern: Any, y: Any, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, dh: int,
-                  dw: int) -> None:  # pragma: no cover - compiled
-    """y (N, C, Ho, Wo) from x (N, C, H, W) and kern (N, G, T, Ho, Wo); one task per (sample, channel)."""
-    n_, c, h, w = x.shape
-    groups, ho, wo = kern.shape[1], y.shape[2], y.shape[3]
-    cg = c // groups
-    for task in prange(n_ * c):
-        n = task // c
-        ch = task - n * c
-        g = ch // cg
-        for oh in range(ho):
-            yrow = y[n, ch, oh]
-            yrow[:] = 0
-            for i in range(kh):
-                ih = oh * sh - ph + i * dh
-                if ih < 0 or ih >= h:
+@njit(fastmath=_REDUCE, inline="always")
+def _dot9(out: Any, n: int, g: Any, x0: Any, x1: Any, x2: Any, x3: Any, x4: Any, x5: Any, x6: Any, x7: Any,
+          x8: Any) -> None:  # pragma: no cover - compiled
+    """out[q] = Σ_k g[k]·x_q[k], k < n, for the nine taps q in one pass."""
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = s8 = out[0] * 0
+    for k in range(n):
+        gk = g[k]
+        s0 += gk * x0[k]
+        s1 += gk * x1[k]
+        s2 += gk * x2[k]
+        s3 += gk * x3[k]
+        s4 += gk * x4[k]
+        s5 += gk * x5[k]
+        s6 += gk * x6[k]
+        s7 += gk * x7[k]
+        s8 += gk * x8[k]
+    out[0], out[1], out[2], out[3], out[4], out[5], out[6], out[7], out[8] = s0, s1, s2, s3, s4, s5, s6, s7, s8
+
+
+@njit(inline="always")
+def _run(rows2: Any, zeros: Any, at: int, c0: int, cg: int) -> Any:  # pragma: no cover - compiled
+    """Channels c0 … c0 + cg − 1 of row ``at`` of rows2 (P, C), or zeros for at < 0 (a tap outside the input)."""
+    return rows2[at, c0:c0 + cg] if at >= 0 else zeros[c0:c0 + cg]
+
+
+@njit(inline="always")
+def _input_rows(at: Any, t0: int, taps: int, tdy: Any, tdx: Any, oh: int, ow: int, h: int, w: int, sh: int, sw: int,
+                ph: int, pw: int) -> None:  # pragma: no cover - compiled
+    """at[q] = the input pixel ih·W + iw that tap t0 + q (row offset tdy[t], column offset tdx[t]) of output
+    (oh, ow) reads, −1 outside (or past the taps)."""
+    for q in range(9):
+        at[q] = -1
+        if t0 + q < taps:
+            ih, iw = oh * sh - ph + tdy[t0 + q], ow * sw - pw + tdx[t0 + q]
+            if 0 <= ih < h and 0 <= iw < w:
+                at[q] = ih * w + iw
+
+
+@njit(inline="always")
+def _output_rows(at: Any, t0: int, taps: int, tdy: Any, tdx: Any, ih: int, iw: int, ho: int, wo: int, sh: int,
+                 sw: int, ph: int, pw: int) -> None:  # pragma: no cover - compiled
+    """at[q] = the output position oh·Wo + ow whose tap t0 + q reads input pixel (ih, iw), −1 when none does."""
+    for q in range(9):
+        at[q] = -1
+        if t0 + q < taps:
+            ry, rx = ih + ph - tdy[t0 + q], iw + pw - tdx[t0 + q]
+            if ry < 0 or rx < 0:
+                continue
+            if sh != 1:
+                if ry % sh != 0:
                     continue
-                xrow = x[n, ch, ih]
-                for j in range(kw):
-                    krow = kern[n, g, i * kw + j, oh]
-                    start = j * dw - pw
-                    lo, hi = _span(wo, w, sw, start)
-                    yr, kr, xr = yrow[lo:hi], krow[lo:hi], xrow[lo * sw + start:hi * sw + start:sw]
-                    for k in range(hi - lo):
-                        yr[k] += kr[k] * xr[k]
-
-
-@njit(parallel=True, fastmath=_REDUCE)
-def _backward_nchw(x: Any, kern: Any, gy: Any, gx: Any, gk: Any, kh: int, kw: int, sh: int, sw: int, ph: int,
-                   pw: int, dh: int, dw: int) -> None:  # pragma: no cover - compiled
-    """gk (N, G, T, Ho, Wo) = ∂/∂kern and gx (N, C, H, W) = ∂/∂x from gy (N, C, Ho, Wo). Tasks: first one per
-    (sample, group, output row) for gk, then one per (sample, channel) plane for gx (a scatter inside the plane)."""
-    n_, c, h, w = x.shape
-    groups, ho, wo = kern.shape[1], gy.shape[2], gy.shape[3]
-    cg = c // groups
-    kernel_tasks = n_ * groups * ho
-    for task in prange(kernel_tasks + n_ * c):
-        if task < kernel_tasks:
-            n = task // (groups * ho)
-            g = (task - n * groups * ho) // ho
-            oh = task - n * groups * ho - g * ho
-            for i in range(kh):
-                ih = oh * sh - ph + i * dh
-                for j in range(kw):
-                    grow = gk[n, g, i * kw + j, oh]
-                    grow[:] = 0
-                    if ih < 0 or ih >= h:
-                        continue
-                    start = j * dw - pw
-                    lo, hi = _span(wo, w, sw, start)
-                    gr = grow[lo:hi]
-                    for ch in range(g * cg, g * cg + cg):
-                        xr, dyr = x[n, ch, ih, lo * sw + start:hi * sw + start:sw], gy[n, ch, oh, lo:hi]
-                        for k in range(hi - lo):
-                            gr[k] += dyr[k] * xr[k]
-        else:
-            n = (task - kernel_tasks) // c
-            ch = task - kernel_tasks - n * c
-            g = ch // cg
-            plane = gx[n, ch]
-            plane[:, :] = 0
-            for oh in range(ho):
-                dyrow = gy[n, ch, oh]
-                for i in range(kh):
-                    ih = oh * sh - ph + i * dh
-                    if ih < 0 or ih >= h:
-                        continue
-                    gxrow = plane[ih]
-                    for j in range(kw):
-                        krow = kern[n, g, i * kw + j, oh]
-                        start = j * dw - pw
-                        lo, hi = _span(wo, w, sw, start)
-                        gr, kr, dyr = gxrow[lo * sw + start:hi * sw + start:sw], krow[lo:hi], dyrow[lo:hi]
-                        for k in range(hi - lo):
-                            gr[k] += kr[k] * dyr[k]
+                ry //= sh
+            if sw != 1:
+                if rx % sw != 0:
+                    continue
+                rx //= sw
+            if ry < ho and rx < wo:
+                at[q] = ry * wo + rx
 
 
 @njit(parallel=True, fastmath=_FAST)
-def _forward_nhwc(x: Any, kern: Any, y: Any, kh: int, kw: int, sh: int, sw: int, ph: int, pw: int, dh: int,
-                  dw: int) -> None:  # pragma: no cover - compiled
-    """y (N, Ho, Wo, C) from x (N, H, W, C) and kern (N, Ho, Wo, G·T); one task per output row."""
+def _forward_nhwc(x: Any, kern: Any, y: Any, tdy: Any, tdx: Any, sh: int, sw: int, ph: int,
+                  pw: int) -> None:  # pragma: no cover - compiled
+    """y (N, Ho, Wo, C) from x (N, H, W, C) and kern (N, Ho, Wo, G·T); one task per output row, the taps nine at a
+    time (a tap outside the input reads a row of zeros, as from the zero padding)."""
     n_, h, w, c = x.shape
     _, ho, wo, gt = kern.shape
-    taps = kh * kw
+    taps = len(tdy)
     groups = gt // taps
     cg = c // groups
     for task in prange(n_ * ho):
         n = task // ho
         oh = task - n * ho
+        zeros = np.zeros(c, x.dtype)
+        coef = np.zeros(9, x.dtype)
+        at = np.empty(9, np.int64)
+        x2 = x[n].reshape(h * w, c)
         for ow in range(wo):
-            row = y[n, oh, ow]
-            krow = kern[n, oh, ow]
+            row, krow = y[n, oh, ow], kern[n, oh, ow]
             row[:] = 0
-            for i in range(kh):
-                ih = oh * sh - ph + i * dh
-                if ih < 0 or ih >= h:
-                    continue
-                for j in range(kw):
-                    iw = ow * sw - pw + j * dw
-                    if iw < 0 or iw >= w:
-                        continue
-                    xrow = x[n, ih, iw]
-                    for g in range(groups):
-                        a = krow[g * taps + i * kw + j]
-                        r, xr = row[g * cg:g * cg + cg], xrow[g * cg:g * cg + cg]
-                        for k in range(cg):
-                            r[k] += a * xr[k]
+            for t0 in range(0, taps, 9):
+                _input_rows(at, t0, taps, tdy, tdx, oh, ow, h, w, sh, sw, ph, pw)
+                for g in range(groups):
+                    c0 = g * cg
+                    for q in range(min(9, taps - t0)):
+                        coef[q] = krow[g * taps + t0 + q]
+                    _fma9(row[c0:c0 + cg], cg, coef, _run(x2, zeros, at[0], c0, cg), _run(x2, zeros, at[1], c0, cg),
+                          _run(x2, zeros, at[2], c0, cg), _run(x2, zeros, at[3], c0, cg),
+                          _run(x2, zeros, at[4], c0, cg), _run(x2, zeros, at[5], c0, cg),
+                          _run(x2, zeros, at[6], c0, cg), _run(x2, zeros, at[7], c0, cg),
+                          _run(x2, zeros, at[8], c0, cg))
+                coef[:] = 0
 
 
 @njit(parallel=True, fastmath=_REDUCE)
-def _backward_nhwc(x: Any, kern: Any, gy: Any, gx: Any, gk: Any, kh: int, kw: int, sh: int, sw: int, ph: int,
-                   pw: int, dh: int, dw: int) -> None:  # pragma: no cover - compiled
-    """gk (N, Ho, Wo, G·T) and gx (N, H, W, C) from gy (N, Ho, Wo, C). Tasks: one per output row for gk, then one
-    per input row for gx (a scatter inside that row)."""
+def _backward_nhwc(x: Any, kern: Any, gy: Any, gx: Any, gk: Any, tdy: Any, tdx: Any, sh: int, sw: int, ph: int,
+                   pw: int) -> None:  # pragma: no cover - compiled
+    """gk (N, Ho, Wo, G·T) and gx (N, H, W, C) from gy (N, Ho, Wo, C). Tasks: one per output row for gk (nine dot
+    products over a group's channels at a time), then one per input row for gx, gathered from the outputs that read
+    it (any stride), nine taps at a time."""
     n_, h, w, c = x.shape
     _, ho, wo, gt = kern.shape
-    taps = kh * kw
+    taps = len(tdy)
     groups = gt // taps
     cg = c // groups
     for task in prange(n_ * ho + n_ * h):
+        zeros = np.zeros(c, x.dtype)
+        coef = np.zeros(9, x.dtype)
+        at = np.empty(9, np.int64)
         if task < n_ * ho:
             n = task // ho
             oh = task - n * ho
+            x2 = x[n].reshape(h * w, c)
             for ow in range(wo):
                 dyrow, grow = gy[n, oh, ow], gk[n, oh, ow]
-                grow[:] = 0
-                for i in range(kh):
-                    ih = oh * sh - ph + i * dh
-                    if ih < 0 or ih >= h:
-                        continue
-                    for j in range(kw):
-                        iw = ow * sw - pw + j * dw
-                        if iw < 0 or iw >= w:
-                            continue
-                        xrow = x[n, ih, iw]
-                        for g in range(groups):
-                            dyr, xr = dyrow[g * cg:g * cg + cg], xrow[g * cg:g * cg + cg]
-                            total = grow[g * taps + i * kw + j]
-                            for k in range(cg):
-                                total += dyr[k] * xr[k]
-                            grow[g * taps + i * kw + j] = total
+                for t0 in range(0, taps, 9):
+                    _input_rows(at, t0, taps, tdy, tdx, oh, ow, h, w, sh, sw, ph, pw)
+                    for g in range(groups):
+                        c0 = g * cg
+                        _dot9(coef, cg, dyrow[c0:c0 + cg], _run(x2, zeros, at[0], c0, cg),
+                              _run(x2, zeros, at[1], c0, cg), _run(x2, zeros, at[2], c0, cg),
+                              _run(x2, zeros, at[3], c0, cg), _run(x2, zeros, at[4], c0, cg),
+                              _run(x2, zeros, at[5], c0, cg), _run(x2, zeros, at[6], c0, cg),
+                              _run(x2, zeros, at[7], c0, cg), _run(x2, zeros, at[8], c0, cg))
+                        for q in range(min(9, taps - t0)):
+                            grow[g * taps + t0 + q] = coef[q]
         else:
             n = (task - n_ * ho) // h
             ih = task - n_ * ho - n * h
-            xrows = gx[n, ih]  # the gradient of input row ih: (W, C)
-            xrows[:, :] = 0
-            for i in range(kh):
-                r = ih + ph - i * dh
-                if r < 0 or r % sh != 0 or r // sh >= ho:
-                    continue
-                oh = r // sh
-                for ow in range(wo):
-                    dyrow, krow = gy[n, oh, ow], kern[n, oh, ow]
-                    for j in range(kw):
-                        iw = ow * sw - pw + j * dw
-                        if iw < 0 or iw >= w:
-                            continue
-                        gxrow = xrows[iw]
-                        for g in range(groups):
-                            a = krow[g * taps + i * kw + j]
-                            gr, dyr = gxrow[g * cg:g * cg + cg], dyrow[g * cg:g * cg + cg]
-                            for k in range(cg):
-                                gr[k] += a * dyr[k]
+            gy2, k2 = gy[n].reshape(ho * wo, c), kern[n].reshape(ho * wo, gt)
+            for iw in range(w):
+                row = gx[n, ih, iw]
+                row[:] = 0
+                for t0 in range(0, taps, 9):
+                    _output_rows(at, t0, taps, tdy, tdx, ih, iw, ho, wo, sh, sw, ph, pw)
+                    for g in range(groups):
+                        c0 = g * cg
+                        for q in range(9):
+                            coef[q] = k2[at[q], g * taps + t0 + q] if at[q] >= 0 else 0
+                        _fma9(row[c0:c0 + cg], cg, coef, _run(gy2, zeros, at[0], c0, cg),
+                              _run(gy2, zeros, at[1], c0, cg), _run(gy2, zeros, at[2], c0, cg),
+                              _run(gy2, zeros, at[3], c0, cg), _run(gy2, zeros, at[4], c0, cg),
+                              _run(gy2, zeros, at[5], c0, cg), _run(gy2, zeros, at[6], c0, cg),
+                              _run(gy2, zeros, at[7], c0, cg), _run(gy2, zeros, at[8], c0, cg))
+
+
+def _tap_offsets(kernel_size: tuple[int, int], dilation: tuple[int, int]) -> tuple[Any, Any]:
+    """(i·d_h, j·d_w) of every tap t = i·kw + j, as two int64 arrays: the kernels never divide to find a tap."""
+    (kh, kw), (dh, dw) = kernel_size, dilation
+    rows, cols = np.meshgrid(np.arange(kh) * dh, np.arange(kw) * dw, indexing="ij")
+    return rows.ravel().astype(np.int64), cols.ravel().astype(np.int64)
 
 
 def _channels_last(x: torch.Tensor) -> bool:
@@ -207,43 +198,32 @@ def _channels_last(x: torch.Tensor) -> bool:
 
 class InvolutionFunction(torch.autograd.Function):
     """y (N, C, Ho, Wo) = Σ_t H[:, g(c)·T + t]·x shifted by tap t (module docstring); x (N, C, H, W), kernels
-    (N, G·T, Ho, Wo); pad = the (top, left) zero padding. The output is channels_last when x is."""
+    (N, G·T, Ho, Wo); pad = the (top, left) zero padding. The kernels run on channels-last data (the layer's
+    generator gives its kernels that way): an NCHW input is copied to channels_last and the output copied back."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, kernels: torch.Tensor, kernel_size: tuple[int, int],
                 stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int]) -> torch.Tensor:
         n, c, _, _ = x.shape
         ho, wo = kernels.shape[2:]
-        kh, kw = kernel_size
-        geometry = (kh, kw, *stride, *padding, *dilation)
-        nhwc = _channels_last(x)
-        ctx.geometry, ctx.nhwc = geometry, nhwc
+        xs = x.detach().permute(0, 2, 3, 1).contiguous()
+        ks = kernels.detach().to(x.dtype).permute(0, 2, 3, 1).contiguous()
+        y = torch.empty(n, ho, wo, c, dtype=x.dtype)
+        ctx.geometry = (*_tap_offsets(kernel_size, dilation), *stride, *padding)
         sync_threads()
-        if nhwc:
-            xs, ks = x.detach().permute(0, 2, 3, 1).contiguous(), kernels.detach().permute(0, 2, 3, 1).contiguous()
-            y = torch.empty(n, ho, wo, c, dtype=x.dtype)
-            _forward_nhwc(xs.numpy(), ks.to(x.dtype).numpy(), y.numpy(), *geometry)
-            y = y.permute(0, 3, 1, 2)
-        else:
-            xs = x.detach().contiguous()
-            ks = kernels.detach().reshape(n, -1, kh * kw, ho, wo).to(x.dtype).contiguous()
-            y = torch.empty(n, c, ho, wo, dtype=x.dtype)
-            _forward_nchw(xs.numpy(), ks.numpy(), y.numpy(), *geometry)
+        _forward_nhwc(xs.numpy(), ks.numpy(), y.numpy(), *ctx.geometry)
         ctx.save_for_backward(xs, ks)
-        return y
+        y = y.permute(0, 3, 1, 2)
+        return y if _channels_last(x) else y.contiguous()
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         xs, ks = ctx.saved_tensors
         gx, gk = torch.empty_like(xs), torch.empty_like(ks)
         sync_threads()
-        if ctx.nhwc:
-            _backward_nhwc(xs.numpy(), ks.numpy(), grad.permute(0, 2, 3, 1).contiguous().numpy(), gx.numpy(),
-                           gk.numpy(), *ctx.geometry)
-            return gx.permute(0, 3, 1, 2), gk.permute(0, 3, 1, 2), None, None, None, None
-        _backward_nchw(xs.numpy(), ks.numpy(), grad.contiguous().numpy(), gx.numpy(), gk.numpy(), *ctx.geometry)
-        n, groups, taps, ho, wo = gk.shape
-        return gx, gk.view(n, groups * taps, ho, wo), None, None, None, None
+        _backward_nhwc(xs.numpy(), ks.numpy(), grad.permute(0, 2, 3, 1).contiguous().numpy(), gx.numpy(), gk.numpy(),
+                       *ctx.geometry)
+        return gx.permute(0, 3, 1, 2), gk.permute(0, 3, 1, 2), None, None, None, None
 
 
 def involve(x: torch.Tensor, kernels: torch.Tensor, kernel_size: tuple[int, ...], stride: tuple[int, ...],
@@ -258,9 +238,7 @@ def involve(x: torch.Tensor, kernels: torch.Tensor, kernel_size: tuple[int, ...]
 
 
 def warm_up(dtype: torch.dtype) -> None:
-    """Compile (or load from the cache) every kernel of this module for ``dtype``: a tiny forward and backward in
-    each memory format."""
-    for memory_format in (torch.contiguous_format, torch.channels_last):
-        x = torch.ones(1, 2, 3, 3, dtype=dtype).contiguous(memory_format=memory_format).requires_grad_()
-        kernels = torch.full((1, 9, 3, 3), 0.5, dtype=dtype, requires_grad=True)
-        involve(x, kernels, (3, 3), (1, 1), (1, 1), (1, 1)).sum().backward()
+    """Compile (or load from the cache) every kernel of this module for ``dtype``: one tiny forward and backward."""
+    x = torch.ones(1, 2, 3, 3, dtype=dtype, requires_grad=True)
+    kernels = torch.full((1, 9, 3, 3), 0.5, dtype=dtype, requires_grad=True)
+    involve(x, kernels, (3, 3), (1, 1), (1, 1), (1, 1)).sum().backward()

@@ -70,14 +70,20 @@ class KernelGenerator(nn.Module):
         self.span = nn.Linear(hidden, groups * math.prod(kernel_size), bias=bias, device=device, dtype=dtype)
 
     def centres(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, *O): the padded input at each output position's window centre p·s + d·⌊(k−1)/2⌋."""
-        xp = pad_pairs(x, self.pairs, self.padding_mode)
+        """(N, C, *O): the padded input at each output position's window centre p·s + d·⌊(k−1)/2⌋ — a strided view
+        of x itself when every centre lies inside x (no padded copy: 'same' padding at stride 1 reads x)."""
         index: list[slice] = [slice(None), slice(None)]
-        for size, k, s, d in zip(xp.shape[2:], self.kernel_size, self.stride, self.dilation):
-            out = (size - d * (k - 1) - 1) // s + 1
+        inside = True
+        for size, k, s, d, (lo, hi) in zip(x.shape[2:], self.kernel_size, self.stride, self.dilation, self.pairs):
+            out = (size + lo + hi - d * (k - 1) - 1) // s + 1
             start = d * ((k - 1) // 2)
             index.append(slice(start, start + s * (out - 1) + 1, s))
-        return xp[tuple(index)]
+            inside = inside and start - lo >= 0 and start + s * (out - 1) - lo < size
+        if inside:
+            shifted = [slice(None), slice(None)] + [slice(i.start - lo, i.stop - lo, i.step)
+                                                    for i, (lo, _) in zip(index[2:], self.pairs)]
+            return x[tuple(shifted)]
+        return pad_pairs(x, self.pairs, self.padding_mode)[tuple(index)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.centres(x).movedim(1, -1)

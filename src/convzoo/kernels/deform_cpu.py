@@ -37,7 +37,7 @@ _FAST = {"contract"}  # fused multiply-add only: NaN and Inf propagate
 _REDUCE = {"contract", "reassoc"}  # sums over channels may be reordered (vectorised)
 
 
-@njit()
+@njit(inline="always")
 def _finite(off: Any, msk: Any, oh: int, ow: int) -> bool:  # pragma: no cover - compiled
     for f in range(off.shape[2]):
         if not math.isfinite(off[oh, ow, f]):

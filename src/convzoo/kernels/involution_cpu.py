@@ -28,21 +28,42 @@ _FAST = {"contract"}
 _REDUCE = {"contract", "reassoc"}
 
 
-@njit(fastmath=_FAST, inline="always")
-def _fma9(r: Any, n: int, a: Any, x0: Any, x1: Any, x2: Any, x3: Any, x4: Any, x5: Any, x6: Any, x7: Any,
-          x8: Any) -> None:  # pragma: no cover - compiled
-    """r[k] += Σ_q a[q]·x_q[k], k < n: nine taps in one pass (a loop per tap over a short run of channels costs
-    more in loop overhead than in arithmetic)."""
+@njit(fastmath=_FAST)
+def _fma9(r: Any, a: Any, rows: Any, zeros: Any, at: Any, c0: int) -> None:  # pragma: no cover - compiled
+    """r[k] += Σ_q a[q]·rows[at[q], c0 + k] for the nine taps q (a row of zeros where at[q] < 0), k < len(r): nine
+    taps in one pass (a loop per tap over a short run of channels costs more in loop overhead than arithmetic)."""
+    n = len(r)
+    x0 = rows[at[0], c0:c0 + n] if at[0] >= 0 else zeros[:n]
+    x1 = rows[at[1], c0:c0 + n] if at[1] >= 0 else zeros[:n]
+    x2 = rows[at[2], c0:c0 + n] if at[2] >= 0 else zeros[:n]
+    x3 = rows[at[3], c0:c0 + n] if at[3] >= 0 else zeros[:n]
+    x4 = rows[at[4], c0:c0 + n] if at[4] >= 0 else zeros[:n]
+    x5 = rows[at[5], c0:c0 + n] if at[5] >= 0 else zeros[:n]
+    x6 = rows[at[6], c0:c0 + n] if at[6] >= 0 else zeros[:n]
+    x7 = rows[at[7], c0:c0 + n] if at[7] >= 0 else zeros[:n]
+    x8 = rows[at[8], c0:c0 + n] if at[8] >= 0 else zeros[:n]
     a0, a1, a2, a3, a4, a5, a6, a7, a8 = a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8]
     for k in range(n):
         r[k] += (a0 * x0[k] + a1 * x1[k] + a2 * x2[k] + a3 * x3[k] + a4 * x4[k] + a5 * x5[k] + a6 * x6[k]
                  + a7 * x7[k] + a8 * x8[k])
 
 
-@njit(fastmath=_REDUCE, inline="always")
-def _dot9(out: Any, n: int, g: Any, x0: Any, x1: Any, x2: Any, x3: Any, x4: Any, x5: Any, x6: Any, x7: Any,
-          x8: Any) -> None:  # pragma: no cover - compiled
-    """out[q] = Σ_k g[k]·x_q[k], k < n, for the nine taps q in one pass."""
+_fma9_inlined = njit(fastmath=_FAST, inline="always")(_fma9.py_func)  # the forward's hot loop, without call costs
+
+
+@njit(fastmath=_REDUCE)
+def _dot9(out: Any, g: Any, rows: Any, zeros: Any, at: Any, c0: int) -> None:  # pragma: no cover - compiled
+    """out[q] = Σ_k g[k]·rows[at[q], c0 + k] (0 where at[q] < 0), k < len(g), for the nine taps q in one pass."""
+    n = len(g)
+    x0 = rows[at[0], c0:c0 + n] if at[0] >= 0 else zeros[:n]
+    x1 = rows[at[1], c0:c0 + n] if at[1] >= 0 else zeros[:n]
+    x2 = rows[at[2], c0:c0 + n] if at[2] >= 0 else zeros[:n]
+    x3 = rows[at[3], c0:c0 + n] if at[3] >= 0 else zeros[:n]
+    x4 = rows[at[4], c0:c0 + n] if at[4] >= 0 else zeros[:n]
+    x5 = rows[at[5], c0:c0 + n] if at[5] >= 0 else zeros[:n]
+    x6 = rows[at[6], c0:c0 + n] if at[6] >= 0 else zeros[:n]
+    x7 = rows[at[7], c0:c0 + n] if at[7] >= 0 else zeros[:n]
+    x8 = rows[at[8], c0:c0 + n] if at[8] >= 0 else zeros[:n]
     s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = s8 = out[0] * 0
     for k in range(n):
         gk = g[k]
@@ -56,12 +77,6 @@ def _dot9(out: Any, n: int, g: Any, x0: Any, x1: Any, x2: Any, x3: Any, x4: Any,
         s7 += gk * x7[k]
         s8 += gk * x8[k]
     out[0], out[1], out[2], out[3], out[4], out[5], out[6], out[7], out[8] = s0, s1, s2, s3, s4, s5, s6, s7, s8
-
-
-@njit(inline="always")
-def _run(rows2: Any, zeros: Any, at: int, c0: int, cg: int) -> Any:  # pragma: no cover - compiled
-    """Channels c0 … c0 + cg − 1 of row ``at`` of rows2 (P, C), or zeros for at < 0 (a tap outside the input)."""
-    return rows2[at, c0:c0 + cg] if at >= 0 else zeros[c0:c0 + cg]
 
 
 @njit(inline="always")
@@ -125,11 +140,7 @@ def _forward_nhwc(x: Any, kern: Any, y: Any, tdy: Any, tdx: Any, sh: int, sw: in
                     c0 = g * cg
                     for q in range(min(9, taps - t0)):
                         coef[q] = krow[g * taps + t0 + q]
-                    _fma9(row[c0:c0 + cg], cg, coef, _run(x2, zeros, at[0], c0, cg), _run(x2, zeros, at[1], c0, cg),
-                          _run(x2, zeros, at[2], c0, cg), _run(x2, zeros, at[3], c0, cg),
-                          _run(x2, zeros, at[4], c0, cg), _run(x2, zeros, at[5], c0, cg),
-                          _run(x2, zeros, at[6], c0, cg), _run(x2, zeros, at[7], c0, cg),
-                          _run(x2, zeros, at[8], c0, cg))
+                    _fma9_inlined(row[c0:c0 + cg], coef, x2, zeros, at, c0)
                 coef[:] = 0
 
 
@@ -158,11 +169,7 @@ def _backward_nhwc(x: Any, kern: Any, gy: Any, gx: Any, gk: Any, tdy: Any, tdx: 
                     _input_rows(at, t0, taps, tdy, tdx, oh, ow, h, w, sh, sw, ph, pw)
                     for g in range(groups):
                         c0 = g * cg
-                        _dot9(coef, cg, dyrow[c0:c0 + cg], _run(x2, zeros, at[0], c0, cg),
-                              _run(x2, zeros, at[1], c0, cg), _run(x2, zeros, at[2], c0, cg),
-                              _run(x2, zeros, at[3], c0, cg), _run(x2, zeros, at[4], c0, cg),
-                              _run(x2, zeros, at[5], c0, cg), _run(x2, zeros, at[6], c0, cg),
-                              _run(x2, zeros, at[7], c0, cg), _run(x2, zeros, at[8], c0, cg))
+                        _dot9(coef, dyrow[c0:c0 + cg], x2, zeros, at, c0)
                         for q in range(min(9, taps - t0)):
                             grow[g * taps + t0 + q] = coef[q]
         else:
@@ -178,11 +185,7 @@ def _backward_nhwc(x: Any, kern: Any, gy: Any, gx: Any, gk: Any, tdy: Any, tdx: 
                         c0 = g * cg
                         for q in range(9):
                             coef[q] = k2[at[q], g * taps + t0 + q] if at[q] >= 0 else 0
-                        _fma9(row[c0:c0 + cg], cg, coef, _run(gy2, zeros, at[0], c0, cg),
-                              _run(gy2, zeros, at[1], c0, cg), _run(gy2, zeros, at[2], c0, cg),
-                              _run(gy2, zeros, at[3], c0, cg), _run(gy2, zeros, at[4], c0, cg),
-                              _run(gy2, zeros, at[5], c0, cg), _run(gy2, zeros, at[6], c0, cg),
-                              _run(gy2, zeros, at[7], c0, cg), _run(gy2, zeros, at[8], c0, cg))
+                        _fma9(row[c0:c0 + cg], coef, gy2, zeros, at, c0)
 
 
 def _tap_offsets(kernel_size: tuple[int, int], dilation: tuple[int, int]) -> tuple[Any, Any]:

@@ -29,7 +29,7 @@ from convzoo.layers import deformable as deformable_layer
 from convzoo.layers import involution as involution_layer
 from convzoo.oracle import reference as ref
 
-SETTINGS = settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+SETTINGS = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
 
 @pytest.fixture

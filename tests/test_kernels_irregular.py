@@ -239,6 +239,37 @@ def test_dcnv3_kernel_non_finite_fields_give_nan_in_their_group():
     assert torch.equal(dcnv3_sample(v, fields.nan_to_num(posinf=0.5), (3, 3), (1, 1), 1.0), torch.zeros_like(v))
 
 
+def test_kernels_take_an_empty_batch():
+    x = torch.randn(0, 4, 6, 5, requires_grad=True)
+    y = involve(x, torch.randn(0, 2 * 9, 6, 5, requires_grad=True), (3, 3), (1, 1), (1, 1), (1, 1))
+    y.sum().backward()
+    assert y.shape == (0, 4, 6, 5) and x.grad.shape == x.shape
+    y = deform_conv2d(x, torch.randn(0, 18, 6, 5, requires_grad=True), torch.randn(3, 4, 3, 3), None, 1, 1, 1,
+                      torch.rand(0, 9, 6, 5))
+    y.sum().backward()
+    assert y.shape == (0, 3, 6, 5)
+    v = torch.randn(0, 6, 5, 4, requires_grad=True)
+    y = dcnv3_sample(v, torch.randn(0, 6, 5, 3 * 2 * 9, requires_grad=True), (3, 3), (1, 1), 1.0)
+    y.sum().backward()
+    assert y.shape == v.shape == v.grad.shape
+
+
+def test_slopes_at_integer_points_are_torchvisions(one_thread):
+    """At integer sampling points (zero offsets: every layer's start) bilinear reads have a kink; the kernel's
+    derivative there is torchvision's (and grid_sample's): floor(p) and the neighbour above, and at exactly −1 the
+    one from inside the image."""
+    from torchvision.ops import deform_conv2d as torchvision_deform_conv2d
+
+    x, weight = torch.randn(2, 4, 7, 6, dtype=torch.float64), torch.randn(3, 4, 3, 3, dtype=torch.float64)
+    integer = torch.randn(2, 18, 7, 6, dtype=torch.float64).round()
+    grads = []
+    for op in (deform_conv2d, torchvision_deform_conv2d):
+        offset = integer.clone().requires_grad_()
+        op(x, offset, weight, None, 1, 1, 1).square().sum().backward()
+        grads.append(offset.grad)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-12, atol=1e-12)
+
+
 # --- the layers: the kernel as one more measured form ---------------------------------------------------------------
 
 LAYERS = {

@@ -33,11 +33,15 @@ def set_weights(wts: Any, ly: float, lx: float, m: float) -> None:  # pragma: no
 
 
 @njit()
-def neighbours(py: float, px: float, h: int, w: int, index: Any) -> tuple[bool, float, float]:
+def neighbours(py: float, px: float, h: int, w: int, index: Any,
+               slopes: bool) -> tuple[bool, float, float]:  # pragma: no cover - compiled
     """(reads, ly, lx) for the point (py, px) of an h × w image, and index[0:4] = the flat pixels y·w + x of
     (y0, x0), (y0, x0+1), (y0+1, x0), (y0+1, x0+1), −1 for a neighbour outside the image. ``reads`` is False
-    (and index untouched) when the point reads nothing: outside by a whole pixel or more, or not finite."""
-    if not (py > -1.0 and py < h and px > -1.0 and px < w):
+    (and index untouched) when the point reads nothing: outside by a whole pixel or more, or not finite. With
+    ``slopes`` (the backward) a coordinate of exactly −1 counts as inside: the value there is 0 but its derivative
+    is the one from inside the image, as torchvision's and grid_sample's backward give it."""
+    low_y, low_x = (py >= -1.0, px >= -1.0) if slopes else (py > -1.0, px > -1.0)
+    if not (low_y and py < h and low_x and px < w):
         return False, 0.0, 0.0
     y0 = int(math.floor(py))
     x0 = int(math.floor(px))

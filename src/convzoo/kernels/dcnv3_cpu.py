@@ -62,7 +62,7 @@ def _sample(v: Any, fields: Any, y: Any, h: int, w: int, kh: int, kw: int, dh: i
                     if not (math.isfinite(py) and math.isfinite(px) and math.isfinite(m)):
                         row[c0:c0 + cg] = np.nan
                         continue
-                    reads, ly, lx = neighbours(py, px, h, w, index)
+                    reads, ly, lx = neighbours(py, px, h, w, index, False)
                     if reads:
                         set_weights(wts, ly, lx, m)
                         accumulate(row, c0, vn, c0, cg, index, wts)
@@ -104,7 +104,7 @@ def _sample_backward(v: Any, fields: Any, gy: Any, gv: Any, part: Any, h: int, w
                     m = fr[2 * groups * taps + g * taps + k]
                     if not (math.isfinite(py) and math.isfinite(px) and math.isfinite(m)):
                         continue  # its outputs are NaN whatever the inputs
-                    reads, ly, lx = neighbours(py, px, h, w, index)
+                    reads, ly, lx = neighbours(py, px, h, w, index, True)
                     if not reads:
                         continue
                     set_weights(wts, ly, lx, 1.0)
@@ -119,7 +119,7 @@ def _sample_backward(v: Any, fields: Any, gy: Any, gv: Any, part: Any, h: int, w
 def _splits(n: int, groups: int, per_group: int) -> int:
     """Channel chunks per (sample, group) in the backward: a task for every thread (tasks are equal work), chunks of
     at least 16 channels (each chunk pays the per-position arithmetic again)."""
-    wanted = -(-torch.get_num_threads() // (n * groups))
+    wanted = -(-torch.get_num_threads() // max(1, n * groups))
     return max(1, min(wanted, per_group // 16))
 
 
@@ -135,7 +135,7 @@ class DCNv3SampleFunction(torch.autograd.Function):
         y = torch.empty(n, h, w, c, dtype=v.dtype)
         ctx.geometry = (h, w, *kernel_size, *dilation, float(offset_scale))
         sync_threads()
-        _sample(vs.view(n, h * w, c).numpy(), fs.view(n, h * w, -1).numpy(), y.view(n, h * w, c).numpy(),
+        _sample(vs.view(n, h * w, c).numpy(), fs.view(n, h * w, fs.shape[-1]).numpy(), y.view(n, h * w, c).numpy(),
                 *ctx.geometry)
         ctx.save_for_backward(vs, fs)
         return y

@@ -71,7 +71,7 @@ def _columns(x: Any, off: Any, msk: Any, cols: Any, h: int, w: int, kh: int, kw:
                 i = t // kw
                 py = oh * sh - ph + i * dh + off[oh, ow, 2 * f]
                 px = ow * sw - pw + (t - i * kw) * dw + off[oh, ow, 2 * f + 1]
-                reads, ly, lx = neighbours(py, px, h, w, index)
+                reads, ly, lx = neighbours(py, px, h, w, index, False)
                 if reads:
                     set_weights(wts, ly, lx, msk[oh, ow, f])
                 c0, c1 = o * cpo, o * cpo + cpo
@@ -118,7 +118,7 @@ def _columns_backward(x: Any, off: Any, msk: Any, gcols: Any, gx: Any, part: Any
                     i = t // kw
                     py = oh * sh - ph + i * dh + off[oh, ow, 2 * f]
                     px = ow * sw - pw + (t - i * kw) * dw + off[oh, ow, 2 * f + 1]
-                    reads, ly, lx = neighbours(py, px, h, w, index)
+                    reads, ly, lx = neighbours(py, px, h, w, index, True)
                     if not reads:
                         continue
                     m = msk[oh, ow, f]

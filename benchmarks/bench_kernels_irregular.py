@@ -2,9 +2,9 @@
 
 Cases (``CASES``: family, memory format, the inputs, the forms; the first form is today's, a form named
 'standard conv' is the bound):
-- involution b8 × 64 × 56², 3×3, G = 2 (the registry's build): the kernels applied to the input, 'views' (one
+- involution b8 × 64 × 56², 3×3, G = 2 (the registry's build): the kernels applied to the input, 'strided_views' (one
   strided view of the padded input per tap, accumulated in place) vs the numba kernel; and the whole layer as it was
-  before (window centres from a padded copy, 'views') vs now with either form.
+  before (window centres from a padded copy, 'strided_views') vs now with either form.
 - deformable v2 b8 × 64 → 128 × 56², 3×3 (offsets and masks given): convzoo's pure-PyTorch op (grid_sample into
   columns, one GEMM) vs the numba kernel vs a standard conv of the same shape (``F.conv2d``, same format).
 - DCNv3 b8 × 64 × 56², 3×3, G = 2 (the registry's build): the sum over points, one ``grid_sample`` for all points
@@ -76,7 +76,7 @@ def machine() -> dict[str, object]:
 
 def involution_before(layer: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
     """The involution layer's forward as it was before the kernel form: the window centres read from a padded copy
-    of the input, the kernels applied by strided views ('views')."""
+    of the input, the kernels applied by strided views ('strided_views')."""
     gen = layer.generator
 
     def forward(x: torch.Tensor) -> torch.Tensor:
@@ -96,7 +96,7 @@ def involution_cases(fmt: str) -> list[Case]:
     layer = cz.build("involution", 64, 64)
     kernel_layer = cz.build("involution", 64, 64)
     kernel_layer.load_state_dict(layer.state_dict())
-    layer.implementation, kernel_layer.implementation = "views", "kernel"
+    layer.implementation, kernel_layer.implementation = "strided_views", "kernel"
     x0 = torch.randn(8, 64, 56, 56).contiguous(memory_format=FORMATS[fmt])
     with torch.no_grad():
         kernels0 = layer.generator(x0)
@@ -104,11 +104,11 @@ def involution_cases(fmt: str) -> list[Case]:
     def apply_inputs() -> tuple[torch.Tensor, ...]:
         return x0.clone(memory_format=torch.preserve_format), kernels0.clone(memory_format=torch.preserve_format)
 
-    apply_forms = {"views (today)": layer.involve, "kernel": kernel_layer._kernel_involve}
+    apply_forms = {"strided_views (today)": layer.involve, "kernel": kernel_layer._kernel_involve}
     layer_inputs = lambda: (x0.clone(memory_format=torch.preserve_format),)  # noqa: E731
     return [Case("involution", fmt, "apply the kernels (b8 64 56² 3×3 G=2)", apply_inputs, apply_forms),
             Case("involution", fmt, "layer (generator + apply)", layer_inputs,
-                 {"before (padded centres, views)": involution_before(layer), "views": layer,
+                 {"before (padded centres, strided_views)": involution_before(layer), "strided_views": layer,
                   "kernel": kernel_layer})]
 
 

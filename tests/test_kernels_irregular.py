@@ -273,7 +273,7 @@ def test_slopes_at_integer_points_are_torchvisions(one_thread):
 # --- the layers: the kernel as one more measured form ---------------------------------------------------------------
 
 LAYERS = {
-    "involution": (involution_layer, lambda: cz.Involution2d(8, 8, 3, padding=1, groups=2), "views"),
+    "involution": (involution_layer, lambda: cz.Involution2d(8, 8, 3, padding=1, groups=2), "strided_views"),
     "deformable": (deformable_layer, lambda: cz.DeformConv2d(8, 6, 3, padding=1, offset_groups=2, modulated=True),
                    "torch"),
     "dcnv3": (dcnv3_layer, lambda: cz.DCNv3Conv2d(8, 6, 3, groups=2), "grid_sample"),

@@ -8,13 +8,13 @@ reduction r). X_p is the input feature at the window's centre (at stride s the p
 instead; here the centre pixel is read, so any padding and stride give the conv's output size). The paper's
 BatchNorm after W_0 is folded into W_0's bias.
 
-The kernels are applied by one of two exact forms: 'views' (one strided view of the padded input per tap,
-accumulated in place) or, for 1-D / 2-D CPU fp32 / fp64 inputs, 'kernel' (convzoo's numba kernel,
+The kernels are applied by one of two exact forms: 'strided_views' (one strided view of the padded input per
+tap, accumulated in place) or, for 1-D / 2-D CPU fp32 / fp64 inputs, 'kernel' (convzoo's numba kernel,
 ``convzoo.kernels.involution_cpu``: no padded copy, both memory formats). ``implementation='auto'`` (the default)
 times both once per process per layer configuration and input (shape, memory format, dtype, whether a backward
 follows) and keeps the faster (``_CHOICE``, a ``form_choice.FormChoice``); under tracing / compile / export it runs
-'views'. Where numba cannot be imported or the kernel does not compile, 'views' runs and one warning names the
-cause.
+'strided_views'. Where numba cannot be imported or the kernel does not compile, 'strided_views' runs and one
+warning names the cause.
 """
 
 from __future__ import annotations
@@ -52,8 +52,8 @@ if TYPE_CHECKING:
     import numpy as np
 
 
-IMPLEMENTATIONS = ("auto", "views", "kernel")
-_CHOICE = FormChoice("InvolutionNd")
+IMPLEMENTATIONS = ("auto", "strided_views", "kernel")
+_CHOICE = FormChoice("Involution")
 _KERNEL_DTYPES = (torch.float32, torch.float64)
 
 
@@ -128,7 +128,7 @@ class InvolutionNd(ConvzooLayer, nn.Module):
         self.generator = KernelGenerator(in_channels, max(in_channels // self.reduction, 1), groups, self.kernel_size,
                                          self.stride, self.dilation, self.padding_pairs, self.padding_mode, bias,
                                          device=device, dtype=dtype)
-        self.implementation = "auto"  # or "views" / "kernel": see the module docstring
+        self.implementation = "auto"  # or "strided_views" / "kernel": see the module docstring
 
     def reset_parameters(self) -> None:
         self.generator.reduce.reset_parameters()
@@ -171,29 +171,30 @@ class InvolutionNd(ConvzooLayer, nn.Module):
         return involve(padded, kernels, self.kernel_size, self.stride, (0,) * self.dim, self.dilation)
 
     def apply_kernels(self, x: torch.Tensor, kernels: torch.Tensor, implementation: str | None = None) -> torch.Tensor:
-        """Y = Σ_t H_t · (x shifted by tap t), kernels (N, G·T, *O), by ``implementation`` ('views' / 'kernel';
-        default: the layer's, 'auto' = the faster one measured for this input)."""
+        """Y = Σ_t H_t · (x shifted by tap t), kernels (N, G·T, *O), by ``implementation`` ('strided_views' /
+        'kernel'; default: the layer's, 'auto' = the faster one measured for this input)."""
         choice = check_choice(implementation or self.implementation, "implementation", IMPLEMENTATIONS)
-        if choice == "views" or is_tracing(x):
+        if choice == "strided_views" or is_tracing(x):
             return self.involve(x, kernels)
         if not self._kernel_runs(x, kernels):
             if choice == "kernel" and (self.dim == 3 or x.device.type != "cpu" or x.dtype not in _KERNEL_DTYPES):
                 raise ValueError(f"implementation='kernel' runs on 1-D / 2-D CPU float32 / float64 inputs, got a "
-                                 f"{self.dim}-D {x.device.type} {x.dtype} input; use 'auto' or 'views'")
+                                 f"{self.dim}-D {x.device.type} {x.dtype} input; use 'auto' or 'strided_views'")
             return self.involve(x, kernels)  # numba missing or no compile (warned once), or autocast's kernels
         if choice == "auto":
             backward = torch.is_grad_enabled() and (x.requires_grad or kernels.requires_grad)
-            key = (self._choice_config(), *input_key(x, backward))
+            key = (self._config(), *input_key(x, backward))
             choice = _CHOICE.get(key) or self._measure(key, x, kernels, backward)
         return self._kernel_involve(x, kernels) if choice == "kernel" else self.involve(x, kernels)
 
-    def _choice_config(self) -> tuple[Any, ...]:
-        return (self.kernel_size, self.stride, self.dilation, self.padding_pairs, self.padding_mode, self.groups)
+    def _config(self) -> tuple[object, ...]:
+        return (type(self).__name__, self.in_channels, self.groups, self.kernel_size, self.stride, self.dilation,
+                self.padding_pairs, self.padding_mode)
 
     def _measure(self, key: tuple[Any, ...], x: torch.Tensor, kernels: torch.Tensor, backward: bool) -> str:
         probe_x = x.detach().requires_grad_(backward and x.requires_grad)
         probe_k = kernels.detach().requires_grad_(backward and kernels.requires_grad)
-        forms = {"views": lambda: self.involve(probe_x, probe_k),
+        forms = {"strided_views": lambda: self.involve(probe_x, probe_k),
                  "kernel": lambda: self._kernel_involve(probe_x, probe_k)}
         return _CHOICE.choose(key, forms, x.device, [probe_x, probe_k] if backward else [])
 
@@ -207,7 +208,7 @@ class InvolutionNd(ConvzooLayer, nn.Module):
         'auto' the form measured faster for this configuration and input (once per process)."""
         if self.implementation != "auto":
             return self.implementation
-        choice = _CHOICE.get((self._choice_config(), *input_key(x, False)))
+        choice = _CHOICE.get((self._config(), *input_key(x, False)))
         return f"auto: {choice}" if choice else "auto (not measured yet)"
 
     def _patch_product(self, x: torch.Tensor) -> torch.Tensor:

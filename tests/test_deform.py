@@ -35,7 +35,7 @@ def _layer(geometry, implementation: str) -> tuple[cz.DeformConv2d, torch.Tensor
     return layer, torch.randn(2, cin, *size, dtype=torch.float64)
 
 
-@pytest.mark.parametrize("implementation", ["torch", "torchvision"])
+@pytest.mark.parametrize("implementation", ["torch", "torchvision", "kernel"])
 @pytest.mark.parametrize("geometry", GEOMETRIES, ids=str)
 def test_exact_against_the_oracle(geometry, implementation):
     layer, x = _layer(geometry, implementation)
@@ -135,8 +135,10 @@ DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
 
 @pytest.mark.parametrize("device", DEVICES)
-@pytest.mark.parametrize("path", ["torch", "torchvision", "auto"])
+@pytest.mark.parametrize("path", ["torch", "torchvision", "auto", "kernel"])
 def test_non_finite_offsets_and_masks_never_crash(path, device):
+    if path == "kernel" and device != "cpu":
+        pytest.skip("convzoo's deformable kernel is a CPU kernel")
     done = subprocess.run([sys.executable, "-c", NAN_SCRIPT, path, device], capture_output=True, text=True,
                           timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]

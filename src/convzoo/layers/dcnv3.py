@@ -9,6 +9,14 @@ the sum is followed by an output projection. Sampling is bilinear with zeros out
 Points are in row-major order with offsets given as (Δx, Δy) pairs; sampling location for point (u, v) at output
 (i, j): (j + d·(k−1)/2 + s_o·((v − (k−1)/2)·d + Δx), i + … likewise), s_o = ``offset_scale`` (the authors' code
 scales the grid and the offsets by it; 1.0 by default). Offsets start at zero and masks uniform (1/K), as theirs.
+
+The sum over points has two exact forms: 'grid_sample' (one ``F.grid_sample`` over every group's K points, then the
+masked sum) and, on the CPU in fp32 / fp64, 'kernel' (convzoo's numba kernel, ``convzoo.kernels.dcnv3_cpu``: each
+position's K bilinear reads summed per group in one pass on the channels-last data, no per-point sample tensor).
+``implementation='auto'`` (the default) times both once per process per layer configuration and input (shape,
+dtype, whether a backward follows) and keeps the faster (``_CHOICE``, a ``form_choice.FormChoice``); under tracing,
+compile, export or autocast it runs 'grid_sample'. Where numba cannot be imported or the kernel does not compile,
+'grid_sample' runs and one warning names the cause.
 """
 
 from __future__ import annotations
@@ -39,13 +47,15 @@ from .base import (
 )
 
 from . import triton_forms
-from .form_choice import FormChoice
+from .form_choice import FormChoice, input_key, is_tracing
 
 if TYPE_CHECKING:
     import numpy as np
 
-# (configuration, input shape / format / device / dtype, backward) → grid_sample or the Triton kernel
+IMPLEMENTATIONS = ("auto", "grid_sample", "kernel", triton_forms.TRITON)
+# (configuration, input shape / format / device / dtype, backward) → 'grid_sample', 'kernel' (numba) or 'triton'
 _CHOICE = FormChoice("DCNv3Conv2d")
+_KERNEL_DTYPES = (torch.float32, torch.float64)
 
 
 class OffsetMaskBranch(nn.Module):
@@ -116,6 +126,7 @@ class DCNv3Conv2d(ConvzooLayer, nn.Module):
         self.input_proj = nn.Linear(in_channels, in_channels, bias=bias, **factory)
         self.branch = OffsetMaskBranch(in_channels, groups, self.kernel_size, self.dilation, **factory)
         self.output_proj = nn.Linear(in_channels, out_channels, bias=bias, **factory)
+        self.implementation = "auto"  # or "grid_sample" / "kernel": see the module docstring
         self.reset_parameters()
 
     @property
@@ -182,21 +193,74 @@ class DCNv3Conv2d(ConvzooLayer, nn.Module):
             weights = weights * point_weight.reshape(1, g, c // g, 1, 1, k)
         return (sampled.reshape(n, g, c // g, h, w, k) * weights).sum(-1).reshape(n, c, h, w)
 
+    def _kernel_sample(self, projected: torch.Tensor, fields: torch.Tensor) -> torch.Tensor:
+        """``sample`` by convzoo's CPU kernel, on the channels-last data the projections and the branch produce."""
+        from ..kernels.dcnv3_cpu import dcnv3_sample
+
+        mixed = dcnv3_sample(projected.permute(0, 2, 3, 1), fields.permute(0, 2, 3, 1), self.kernel_size,
+                             self.dilation, self.offset_scale)
+        return mixed.permute(0, 3, 1, 2)
+
+    def _kernel_runs(self, projected: torch.Tensor, fields: torch.Tensor) -> bool:
+        """convzoo's CPU kernel applies: CPU fp32 / fp64 tensors of one dtype, no autocast (it compiles on the first
+        call)."""
+        if (projected.device.type != "cpu" or projected.dtype not in _KERNEL_DTYPES or fields.dtype != projected.dtype
+                or torch.is_autocast_enabled("cpu")):
+            return False
+        from ..kernels.readiness import kernel_ready
+
+        return kernel_ready("dcnv3_cpu", projected.dtype, type(self).__name__)
+
+    def sample_points(self, projected: torch.Tensor, fields: torch.Tensor,
+                      implementation: str | None = None) -> torch.Tensor:
+        """Σ_k m_gk · x_g(p + p_k + Δp_gk), (N, C, H, W) → (N, C, H, W), by ``implementation`` ('grid_sample',
+        'kernel' (numba, CPU), 'triton' (CUDA); default: the layer's, 'auto' = the fastest measured for this
+        configuration and input, once per process)."""
+        choice = check_choice(implementation or self.implementation, "implementation", IMPLEMENTATIONS)
+        if choice == "grid_sample" or is_tracing(projected):
+            return self.sample(projected, fields)
+        forms: dict[str, Any] = {"grid_sample": self.sample}
+        if self._kernel_runs(projected, fields):
+            forms["kernel"] = self._kernel_sample
+        if triton_forms.offered(projected, "DCNv3"):
+            forms[triton_forms.TRITON] = self._triton_sample
+        if choice != "auto":
+            if choice in forms:
+                return forms[choice](projected, fields)
+            if choice == "kernel" and (projected.device.type != "cpu" or projected.dtype not in _KERNEL_DTYPES):
+                raise ValueError(f"implementation='kernel' runs on CPU float32 / float64 inputs, got "
+                                 f"{projected.device.type} {projected.dtype}; use 'auto' or 'grid_sample'")
+            if choice == triton_forms.TRITON:
+                raise ValueError(f"implementation='triton' runs where Triton does (CUDA inputs), got a "
+                                 f"{projected.device.type} input; use 'auto' or 'grid_sample'")
+            return self.sample(projected, fields)  # numba missing or no compile (warned once), or autocast
+        if len(forms) == 1:
+            return self.sample(projected, fields)
+        name = triton_forms.fastest(_CHOICE, self._choice_config(), projected, forms, (projected, fields), "DCNv3")
+        return forms[name](projected, fields)
+
+    def _choice_config(self) -> tuple[Any, ...]:
+        return (type(self).__name__, self.in_channels, self.kernel_size, self.dilation, self.groups, self.offset_scale)
+
     def aggregate(self, x: torch.Tensor, fields: torch.Tensor) -> torch.Tensor:
         """input_proj → Σ_k m_gk · x_g(location) by bilinear sampling → output_proj."""
-        projected = self.project_in(x)
-        if triton_forms.offered(x, "DCNv3"):  # CUDA: the Triton kernel is one more form of the sampling
-            forms = {"grid_sample": self.sample, triton_forms.TRITON: self._triton_sample}
-            config = (type(self).__name__, self.in_channels, self.groups, self.kernel_size, self.dilation)
-            name = triton_forms.fastest(_CHOICE, config, x, forms, (projected, fields), "DCNv3")
-            return self.project_out(forms[name](projected, fields))
-        return self.project_out(self.sample(projected, fields))
+        return self.project_out(self.sample_points(self.project_in(x), fields))
 
     def _triton_sample(self, projected: torch.Tensor, fields: torch.Tensor) -> torch.Tensor:
         """``sample`` by convzoo's Triton kernel (``kernels/triton_dcnv3.py``)."""
         from ..kernels.triton_dcnv3 import dcnv3_sample
 
         return dcnv3_sample(projected, fields, self.groups, self.kernel_size, self.dilation, self.offset_scale)
+
+    def forward_path(self, x: torch.Tensor) -> str:
+        """How a forward without gradients sums the points for ``x``: the layer's ``implementation``, or for
+        'auto' the form measured faster for this configuration and input (once per process)."""
+        if self.implementation != "auto":
+            return self.implementation
+        with torch.no_grad():
+            projected = self.project_in(x)  # the sampling's input, whose layout the choice is keyed on
+        choice = _CHOICE.get((self._choice_config(), *input_key(projected, False)))
+        return f"auto: {choice}" if choice else "auto (not measured yet)"
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, 2, self.in_channels, type(self).__name__)

@@ -8,13 +8,17 @@ kernel/stride/padding/dilation. It is zero-initialised, so at init v1 equals a p
 
 Exact implementations of the sampling + conv: ``convzoo.deform.deform_conv2d`` (pure PyTorch: grid_sample into
 columns, one GEMM; autocast-safe, torch.compile-able, NaN-safe, keeps channels_last), torchvision's
-``deform_conv2d`` kernel and, on CUDA, convzoo's Triton implicit GEMM (``kernels/triton_deform.py``: no column
-tensor; the same NaN rule). ``implementation='auto'`` (the default) picks per (device type, dtype) by timing them once
-per process on the first input seen (``_CHOICE``, a ``form_choice.FormChoice``); under autocast, torch.compile /
-torch.export / jit tracing or on meta tensors it always runs the pure op (torchvision's kernel refuses mixed
-dtypes). torchvision's CPU kernel segfaults on NaN offsets, so its path gets the fields with non-finite values
-replaced by 0 and sets the output positions that read one to NaN, on the device, with no host sync; under ONNX
-export it runs torchvision's op unguarded, which exports as the single ``DeformConv`` node.
+``deform_conv2d`` kernel, on the CPU in fp32 / fp64 convzoo's own numba kernels (``convzoo.kernels.deform_cpu``: the
+bilinear, masked reads written straight into the GEMM's columns, NaN-safe, keeps channels_last) and, on CUDA,
+convzoo's Triton implicit GEMM (``kernels/triton_deform.py``: no column tensor; the same NaN rule).
+``implementation='auto'`` (the default) picks per layer configuration and input (shape, memory format, device,
+dtype, grad mode) by timing them once per process on the first such input (``_CHOICE``, a
+``form_choice.FormChoice``); under autocast, torch.compile / torch.export / jit tracing or on meta tensors it always
+runs the pure op (torchvision's kernel refuses mixed dtypes). Where numba or Triton cannot be imported or a kernel
+does not compile, that form is not offered and one warning names the cause. torchvision's CPU kernel segfaults on
+NaN offsets, so its path gets the fields with non-finite values replaced by 0 and sets the output positions that
+read one to NaN, on the device, with no host sync; under ONNX export it runs torchvision's op unguarded, which
+exports as the single ``DeformConv`` node.
 """
 
 from __future__ import annotations
@@ -49,7 +53,7 @@ from ..functional import pad_pairs
 from .conv import Conv2d, grouped_projection, native_conv_call
 from ..kernels import triton_runtime
 from . import triton_forms
-from .form_choice import FormChoice, is_tracing
+from .form_choice import FormChoice, input_key, is_tracing
 
 if TYPE_CHECKING:
     import numpy as np
@@ -61,9 +65,22 @@ def _deform_conv2d(*args: Any, **kwargs: Any) -> torch.Tensor:
     return deform_conv2d(*args, **kwargs)
 
 
-IMPLEMENTATIONS = ("auto", "torch", "torchvision", "triton")
-# (device type, dtype, grad mode) → the faster implementation, timed on the first input seen (forward only)
+IMPLEMENTATIONS = ("auto", "torch", "torchvision", "kernel", "triton")
+# (configuration, input shape / format / device / dtype, grad mode) → the fastest implementation, timed (forward
+# only) on the first such input
 _CHOICE = FormChoice("DeformConv2d")
+_KERNEL_DTYPES = (torch.float32, torch.float64)
+
+
+def _kernel_runs(x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor | None) -> bool:
+    """convzoo's CPU kernel applies: CPU fp32 / fp64 tensors of one dtype (it compiles on the first call)."""
+    if x.device.type != "cpu" or x.dtype not in _KERNEL_DTYPES or offset.dtype != x.dtype:
+        return False
+    if mask is not None and mask.dtype != x.dtype:
+        return False
+    from ..kernels.readiness import kernel_ready
+
+    return kernel_ready("deform_cpu", x.dtype, "DeformConv2d")
 
 
 def _is_channels_last(x: torch.Tensor) -> bool:
@@ -183,6 +200,11 @@ class DeformConv2d(ConvzooLayer, nn.Module):
                                             self.dilation, mask)
             if name == "torch":  # NaN / Inf offsets and masks give NaN where they are read
                 return deform_conv2d(padded, offset, self.weight, self.bias, self.stride, padding, self.dilation, mask)
+            if name == "kernel":  # the same NaN rule, in the kernel
+                from ..kernels.deform_cpu import deform_conv2d as kernel_deform_conv2d
+
+                return kernel_deform_conv2d(padded, offset, self.weight, self.bias, self.stride, padding,
+                                            self.dilation, mask)
             # torchvision's CPU kernel dies (SIGSEGV) on NaN offsets: it gets finite fields, and the output
             # positions that read a non-finite value become NaN, as in the pure op
             safe_offset, safe_mask, bad = _finite_fields(offset, mask) if guarded else (offset, mask, None)
@@ -196,12 +218,18 @@ class DeformConv2d(ConvzooLayer, nn.Module):
             return run("torchvision", guarded=False)  # exports as one DeformConv node
         if choice == "torch" or is_tracing(x):
             return run("torch")
+        if choice == "kernel" and not _kernel_runs(x, offset, mask):
+            if x.device.type != "cpu" or x.dtype not in _KERNEL_DTYPES:
+                raise ValueError(f"implementation='kernel' runs on CPU float32 / float64 inputs, got {x.device.type} "
+                                 f"{x.dtype}; use 'auto', 'torch' or 'torchvision'")
+            choice = "torch"  # numba missing or the kernel did not compile: warned once, the pure op runs
         if choice == "auto":
             mixed = x.dtype != offset.dtype or (mask is not None and mask.dtype != x.dtype)
             if mixed or torch.is_autocast_enabled(x.device.type):
                 return run("torch")
-            key = (x.device.type, x.dtype, torch.is_grad_enabled())
-            names = IMPLEMENTATIONS[1:3] + ((triton_forms.TRITON,) if triton_forms.offered(x, "DeformConv2d") else ())
+            names = [*IMPLEMENTATIONS[1:3], *(["kernel"] if _kernel_runs(x, offset, mask) else []),
+                     *([triton_forms.TRITON] if triton_forms.offered(x, "DeformConv2d") else [])]
+            key = self._choice_key(x)
             choice = _CHOICE.get(key) or _CHOICE.choose(
                 key, triton_forms.candidates({name: (lambda name=name: run(name)) for name in names}, x,
                                              "DeformConv2d"), x.device)
@@ -211,6 +239,11 @@ class DeformConv2d(ConvzooLayer, nn.Module):
                              f"autocast and triton installed; got a {x.device.type} {x.dtype} input"
                              + (f" ({cause})" if cause else ""))
         return run(choice)
+
+    def _choice_key(self, x: torch.Tensor) -> tuple[Any, ...]:
+        config = (self.kernel_size, self.stride, self.dilation, self.padding_pairs, self.padding_mode, self.groups,
+                  self.offset_groups, self.modulated, self.out_channels, self.bias is not None)
+        return (config, *input_key(x, torch.is_grad_enabled()))
 
     def forward(self, x: torch.Tensor, offset: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
         check_input(x, 2, self.in_channels, "DeformConv2d")
@@ -228,10 +261,11 @@ class DeformConv2d(ConvzooLayer, nn.Module):
 
     def forward_path(self, x: torch.Tensor) -> str:
         """The deformable op a forward without gradients runs on ``x``: the layer's ``implementation``, or for
-        'auto' the one measured faster for this device type and dtype (once per process)."""
+        'auto' the one measured fastest for this configuration and input (once per process)."""
         if self.implementation != "auto":
             return self.implementation
-        choice = _CHOICE.get((x.device.type, x.dtype, False))
+        with torch.no_grad():
+            choice = _CHOICE.get(self._choice_key(x))
         return f"auto: {choice}" if choice else "auto (not measured yet)"
 
     # --- the contract ---------------------------------------------------------------------------------------------

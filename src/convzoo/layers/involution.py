@@ -7,6 +7,14 @@ Channels are not mixed (C_out = C_in); the weights live in the generator (two pe
 reduction r). X_p is the input feature at the window's centre (at stride s the paper's code average-pools s×s
 instead; here the centre pixel is read, so any padding and stride give the conv's output size). The paper's
 BatchNorm after W_0 is folded into W_0's bias.
+
+The kernels are applied by one of two exact forms: 'strided_views' (one strided view of the padded input per
+tap, accumulated in place) or, for 1-D / 2-D CPU fp32 / fp64 inputs, 'kernel' (convzoo's numba kernel,
+``convzoo.kernels.involution_cpu``: no padded copy, both memory formats). ``implementation='auto'`` (the default)
+times both once per process per layer configuration and input (shape, memory format, dtype, whether a backward
+follows) and keeps the faster (``_CHOICE``, a ``form_choice.FormChoice``); under tracing / compile / export it runs
+'strided_views'. Where numba cannot be imported or the kernel does not compile, 'strided_views' runs and one
+warning names the cause.
 """
 
 from __future__ import annotations
@@ -38,14 +46,16 @@ from .base import (
     resolve_geometry,
 )
 from . import triton_forms
-from .form_choice import FormChoice
+from .form_choice import FormChoice, input_key, is_tracing
 from .patches import window_patches
 
 if TYPE_CHECKING:
     import numpy as np
 
-# (configuration, input shape / format / device / dtype, backward) → the faster of ``involve`` and the Triton kernel
+IMPLEMENTATIONS = ("auto", "strided_views", "kernel", triton_forms.TRITON)
+# (configuration, input shape / format / device / dtype, backward) → 'strided_views', 'kernel' (numba) or 'triton'
 _CHOICE = FormChoice("Involution")
+_KERNEL_DTYPES = (torch.float32, torch.float64)
 
 
 class KernelGenerator(nn.Module):
@@ -61,14 +71,20 @@ class KernelGenerator(nn.Module):
         self.span = nn.Linear(hidden, groups * math.prod(kernel_size), bias=bias, device=device, dtype=dtype)
 
     def centres(self, x: torch.Tensor) -> torch.Tensor:
-        """(N, C, *O): the padded input at each output position's window centre p·s + d·⌊(k−1)/2⌋."""
-        xp = pad_pairs(x, self.pairs, self.padding_mode)
+        """(N, C, *O): the padded input at each output position's window centre p·s + d·⌊(k−1)/2⌋ — a strided view
+        of x itself when every centre lies inside x (no padded copy: 'same' padding at stride 1 reads x)."""
         index: list[slice] = [slice(None), slice(None)]
-        for size, k, s, d in zip(xp.shape[2:], self.kernel_size, self.stride, self.dilation):
-            out = (size - d * (k - 1) - 1) // s + 1
+        inside = True
+        for size, k, s, d, (lo, hi) in zip(x.shape[2:], self.kernel_size, self.stride, self.dilation, self.pairs):
+            out = (size + lo + hi - d * (k - 1) - 1) // s + 1
             start = d * ((k - 1) // 2)
             index.append(slice(start, start + s * (out - 1) + 1, s))
-        return xp[tuple(index)]
+            inside = inside and start - lo >= 0 and start + s * (out - 1) - lo < size
+        if inside:
+            shifted = [slice(None), slice(None)] + [slice(i.start - lo, i.stop - lo, i.step)
+                                                    for i, (lo, _) in zip(index[2:], self.pairs)]
+            return x[tuple(shifted)]
+        return pad_pairs(x, self.pairs, self.padding_mode)[tuple(index)]
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         features = self.centres(x).movedim(1, -1)
@@ -113,6 +129,7 @@ class InvolutionNd(ConvzooLayer, nn.Module):
         self.generator = KernelGenerator(in_channels, max(in_channels // self.reduction, 1), groups, self.kernel_size,
                                          self.stride, self.dilation, self.padding_pairs, self.padding_mode, bias,
                                          device=device, dtype=dtype)
+        self.implementation = "auto"  # or "strided_views" / "kernel": see the module docstring
 
     def reset_parameters(self) -> None:
         self.generator.reduce.reset_parameters()
@@ -135,19 +152,60 @@ class InvolutionNd(ConvzooLayer, nn.Module):
         assert y is not None  # a kernel has at least one tap
         return y.reshape(n, c, *out)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.dim, self.in_channels, type(self).__name__)
-        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__)
-        kernels = self.generator(x)
-        if self.dim < 3 and triton_forms.offered(x, "Involution"):  # CUDA: the Triton kernel is one more form
-            forms = {"strided_views": self.involve, triton_forms.TRITON: self._triton_involve}
-            return forms[triton_forms.fastest(_CHOICE, self._config(), x, forms, (x, kernels), "Involution")](
-                x, kernels)
-        return self.involve(x, kernels)
+    def _kernel_runs(self, x: torch.Tensor, kernels: torch.Tensor) -> bool:
+        """convzoo's CPU kernel applies: 1-D / 2-D CPU fp32 / fp64 input and kernels of one dtype (not under
+        autocast, whose generator gives bfloat16 kernels); it compiles on the first call."""
+        if self.dim == 3 or x.device.type != "cpu" or x.dtype not in _KERNEL_DTYPES or kernels.dtype != x.dtype:
+            return False
+        from ..kernels.readiness import kernel_ready
+
+        return kernel_ready("involution_cpu", x.dtype, type(self).__name__)
+
+    def _kernel_involve(self, x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
+        """``involve`` by convzoo's CPU kernel: zero padding read as zeros, other padding modes applied first."""
+        from ..kernels.involution_cpu import involve
+
+        if self.padding_mode == "zeros":
+            return involve(x, kernels, self.kernel_size, self.stride, tuple(lo for lo, _ in self.padding_pairs),
+                           self.dilation)
+        padded = pad_pairs(x, self.padding_pairs, self.padding_mode)
+        return involve(padded, kernels, self.kernel_size, self.stride, (0,) * self.dim, self.dilation)
+
+    def apply_kernels(self, x: torch.Tensor, kernels: torch.Tensor, implementation: str | None = None) -> torch.Tensor:
+        """Y = Σ_t H_t · (x shifted by tap t), kernels (N, G·T, *O), by ``implementation`` ('strided_views',
+        'kernel' (numba, CPU), 'triton' (CUDA); default: the layer's, 'auto' = the fastest measured for this
+        configuration and input, once per process)."""
+        choice = check_choice(implementation or self.implementation, "implementation", IMPLEMENTATIONS)
+        if choice == "strided_views" or is_tracing(x):
+            return self.involve(x, kernels)
+        forms: dict[str, Any] = {"strided_views": self.involve}
+        if self._kernel_runs(x, kernels):
+            forms["kernel"] = self._kernel_involve
+        if self.dim < 3 and triton_forms.offered(x, "Involution"):
+            forms[triton_forms.TRITON] = self._triton_involve
+        if choice != "auto":
+            if choice in forms:
+                return forms[choice](x, kernels)
+            if choice == "kernel" and (self.dim == 3 or x.device.type != "cpu" or x.dtype not in _KERNEL_DTYPES):
+                raise ValueError(f"implementation='kernel' runs on 1-D / 2-D CPU float32 / float64 inputs, got a "
+                                 f"{self.dim}-D {x.device.type} {x.dtype} input; use 'auto' or 'strided_views'")
+            if choice == triton_forms.TRITON:
+                raise ValueError(f"implementation='triton' runs where Triton does (1-D / 2-D CUDA inputs), got a "
+                                 f"{self.dim}-D {x.device.type} input; use 'auto' or 'strided_views'")
+            return self.involve(x, kernels)  # numba missing or no compile (warned once), or autocast's kernels
+        if len(forms) == 1:
+            return self.involve(x, kernels)
+        name = triton_forms.fastest(_CHOICE, self._config(), x, forms, (x, kernels), "Involution")
+        return forms[name](x, kernels)
 
     def _config(self) -> tuple[object, ...]:
         return (type(self).__name__, self.in_channels, self.groups, self.kernel_size, self.stride, self.dilation,
                 self.padding_pairs, self.padding_mode)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        check_input(x, self.dim, self.in_channels, type(self).__name__)
+        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__)
+        return self.apply_kernels(x, self.generator(x))
 
     def _triton_involve(self, x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
         """``involve`` by convzoo's Triton kernel (``kernels/triton_involution.py``; 1-D and 2-D)."""
@@ -157,6 +215,14 @@ class InvolutionNd(ConvzooLayer, nn.Module):
         if self.padding_mode != "zeros":
             x, pairs = pad_pairs(x, pairs, self.padding_mode), tuple((0, 0) for _ in pairs)
         return involution(x, kernels, self.groups, self.kernel_size, self.stride, pairs, self.dilation)
+
+    def forward_path(self, x: torch.Tensor) -> str:
+        """How a forward without gradients applies the kernels to ``x``: the layer's ``implementation``, or for
+        'auto' the form measured faster for this configuration and input (once per process)."""
+        if self.implementation != "auto":
+            return self.implementation
+        choice = _CHOICE.get((self._config(), *input_key(x, False)))
+        return f"auto: {choice}" if choice else "auto (not measured yet)"
 
     def _patch_product(self, x: torch.Tensor) -> torch.Tensor:
         """The same sum from the unfolded patches, (N, G, C/G, T, *O) products summed over T."""

@@ -1185,6 +1185,46 @@ def selective_kernel(
     return out
 
 
+def involve(
+    x: np.ndarray,
+    kernels: np.ndarray,
+    kernel_size: Sequence[int],
+    stride: IntOrTuple = 1,
+    padding: Padding = 0,
+    dilation: IntOrTuple = 1,
+    padding_mode: str = "zeros",
+) -> np.ndarray:
+    """Involution's application of per-position kernels: x (N, C, *S), kernels (N, G*T, *O) (group-major, taps
+    row-major), ``xpad = pad(x, padding, padding_mode)``: ``y[n, c, p] = sum_t kernels[n, g*T + t, p] *
+    xpad[n, c, p*s + t*d]`` with ``g = c // (C/G)``."""
+    x = np.asarray(x, dtype=np.float64)
+    kernels = np.asarray(kernels, dtype=np.float64)
+    nd = _spatial_ndim(x)
+    kernel = tuple(kernel_size)
+    s = _ntuple(stride, nd, "stride")
+    d = _ntuple(dilation, nd, "dilation")
+    pairs = resolve_padding(padding, kernel, s, d)
+    xp = pad(x, pairs, padding_mode)
+    n, c = x.shape[:2]
+    out_shape = tuple(_out_size(x.shape[2 + i], *pairs[i], kernel[i], s[i], d[i]) for i in range(nd))
+    taps = list(itertools.product(*(range(k) for k in kernel)))
+    groups = kernels.shape[1] // len(taps)
+    if kernels.shape != (n, groups * len(taps)) + out_shape or c % groups:
+        raise ValueError(f"kernels must have shape (N, G*{len(taps)}, *{out_shape}) with G dividing C={c}, "
+                         f"got {kernels.shape}")
+    per_group = c // groups
+    y = np.zeros((n, c) + out_shape, dtype=np.float64)
+    for b in range(n):
+        for p in itertools.product(*(range(o) for o in out_shape)):
+            h = kernels[(b, slice(None)) + p].reshape(groups, len(taps))
+            for ch in range(c):
+                total = 0.0
+                for t, tap in enumerate(taps):
+                    total += h[ch // per_group, t] * xp[(b, ch) + tuple(p[i] * s[i] + tap[i] * d[i] for i in range(nd))]
+                y[(b, ch) + p] = total
+    return y
+
+
 def involution(
     x: np.ndarray,
     reduce_weight: np.ndarray,
@@ -1201,7 +1241,7 @@ def involution(
     """Involution (Li et al. 2021, Eqs. 4 and 6). With ``xpad = pad(x, padding, padding_mode)``, for every sample n
     and output position p: the feature at the window centre ``f = xpad[n, :, p*s + d*((k-1)//2)]``, the kernels
     ``H = (span_weight @ relu(reduce_weight @ f + reduce_bias) + span_bias)`` read as (G, T) (taps row-major), and
-    ``y[n, c, p] = sum_t H[c // (C/G), t] * xpad[n, c, p*s + t*d]``.
+    ``y[n, c, p] = sum_t H[c // (C/G), t] * xpad[n, c, p*s + t*d]`` (``involve``).
     """
     x = np.asarray(x, dtype=np.float64)
     nd = _spatial_ndim(x)
@@ -1210,25 +1250,18 @@ def involution(
     d = _ntuple(dilation, nd, "dilation")
     pairs = resolve_padding(padding, kernel, s, d)
     xp = pad(x, pairs, padding_mode)
-    n, c = x.shape[:2]
+    n = x.shape[0]
     out_shape = tuple(_out_size(x.shape[2 + i], *pairs[i], kernel[i], s[i], d[i]) for i in range(nd))
-    taps = list(itertools.product(*(range(k) for k in kernel)))
-    per_group = c // groups
-    y = np.zeros((n, c) + out_shape, dtype=np.float64)
+    kernels = np.zeros((n, groups * math.prod(kernel)) + out_shape, dtype=np.float64)
     b0 = 0.0 if reduce_bias is None else np.asarray(reduce_bias)
     b1 = 0.0 if span_bias is None else np.asarray(span_bias)
     for b in range(n):
         for p in itertools.product(*(range(o) for o in out_shape)):
             centre = tuple(p[i] * s[i] + d[i] * ((kernel[i] - 1) // 2) for i in range(nd))
             f = xp[(b, slice(None)) + centre]
-            h = (np.asarray(span_weight) @ np.maximum(np.asarray(reduce_weight) @ f + b0, 0.0) + b1)
-            h = h.reshape(groups, len(taps))
-            for ch in range(c):
-                total = 0.0
-                for t, tap in enumerate(taps):
-                    total += h[ch // per_group, t] * xp[(b, ch) + tuple(p[i] * s[i] + tap[i] * d[i] for i in range(nd))]
-                y[(b, ch) + p] = total
-    return y
+            kernels[(b, slice(None)) + p] = (np.asarray(span_weight) @ np.maximum(np.asarray(reduce_weight) @ f + b0,
+                                                                                  0.0) + b1)
+    return involve(x, kernels, kernel, s, pairs, d, padding_mode)
 
 
 def dcnv3(
@@ -1266,34 +1299,59 @@ def dcnv3(
     kh, kw = kernel_size
     dh, dw_ = _ntuple(dilation, 2, "dilation")
     pads = ((dh * (kh - 1) // 2,) * 2, (dw_ * (kw - 1) // 2,) * 2)
-    n_points = kh * kw
-    per_group = c // groups
     branch = correlate(x, dw_weight, dw_bias, 1, pads, (dh, dw_), groups=c)  # (N, C, H, W)
-    y = None
+    n_points = kh * kw
     outputs = []
     erf = np.vectorize(math.erf)
     for b in range(n):
         v = np.einsum("oc,chw->ohw", np.asarray(in_weight, dtype=np.float64), x[b])
         if in_bias is not None:
             v = v + np.asarray(in_bias).reshape(c, 1, 1)
-        summed = np.zeros((c, height, width), dtype=np.float64)
+        offsets = np.zeros((height, width, groups, n_points, 2), dtype=np.float64)
+        masks = np.zeros((height, width, groups, n_points), dtype=np.float64)
         for i in range(height):
             for j in range(width):
                 f = branch[b, :, i, j]
                 f = (f - f.mean()) / np.sqrt(f.var() + norm_eps) * np.asarray(norm_weight) + np.asarray(norm_bias)
                 h = 0.5 * f * (1.0 + erf(f / math.sqrt(2.0)))
-                off = (np.asarray(offset_weight) @ h + np.asarray(offset_bias)).reshape(groups, n_points, 2)
-                m = _softmax((np.asarray(mask_weight) @ h + np.asarray(mask_bias)).reshape(groups, n_points), axis=1)
-                for g in range(groups):
-                    channels = slice(g * per_group, (g + 1) * per_group)
-                    for t in range(n_points):
-                        u, w = divmod(t, kw)
-                        py = i + offset_scale * ((u - (kh - 1) / 2) * dh + off[g, t, 1])
-                        px = j + offset_scale * ((w - (kw - 1) / 2) * dw_ + off[g, t, 0])
-                        summed[channels, i, j] += m[g, t] * bilinear_sample(v[channels], py, px)
+                offsets[i, j] = (np.asarray(offset_weight) @ h + np.asarray(offset_bias)).reshape(groups, n_points, 2)
+                masks[i, j] = _softmax((np.asarray(mask_weight) @ h + np.asarray(mask_bias)).reshape(groups, n_points),
+                                       axis=1)
+        summed = dcnv3_sampling(v, offsets, masks, (kh, kw), (dh, dw_), offset_scale)
         out = np.einsum("oc,chw->ohw", np.asarray(out_weight, dtype=np.float64), summed)
         if out_bias is not None:
             out = out + np.asarray(out_bias).reshape(-1, 1, 1)
         outputs.append(out)
     y = np.stack(outputs)
     return y
+
+
+def dcnv3_sampling(
+    v: np.ndarray,
+    offsets: np.ndarray,
+    masks: np.ndarray,
+    kernel_size: Sequence[int],
+    dilation: IntOrTuple = 1,
+    offset_scale: float = 1.0,
+) -> np.ndarray:
+    """DCNv3's aggregation for one sample: v (C, H, W), offsets (H, W, G, K, 2) as (dx, dy), masks (H, W, G, K) ->
+    (C, H, W) with ``out[c, i, j] = sum_t masks[i, j, g, t] * bilinear_sample(v[c], py, px)`` for c in group g,
+    point t = (u, w) row-major, ``py = i + offset_scale * ((u - (kh-1)/2) * dh + dy)``,
+    ``px = j + offset_scale * ((w - (kw-1)/2) * dw + dx)``."""
+    v = np.asarray(v, dtype=np.float64)
+    c, height, width = v.shape
+    kh, kw = kernel_size
+    dh, dw = _ntuple(dilation, 2, "dilation")
+    groups, n_points = masks.shape[2], masks.shape[3]
+    per_group = c // groups
+    summed = np.zeros((c, height, width), dtype=np.float64)
+    for i in range(height):
+        for j in range(width):
+            for g in range(groups):
+                channels = slice(g * per_group, (g + 1) * per_group)
+                for t in range(n_points):
+                    u, w = divmod(t, kw)
+                    py = i + offset_scale * ((u - (kh - 1) / 2) * dh + offsets[i, j, g, t, 1])
+                    px = j + offset_scale * ((w - (kw - 1) / 2) * dw + offsets[i, j, g, t, 0])
+                    summed[channels, i, j] += masks[i, j, g, t] * bilinear_sample(v[channels], py, px)
+    return summed

@@ -1,0 +1,137 @@
+"""Bilinear reads with zeros outside the image, shared by the deformable kernels (numba, inlined).
+
+torchvision's ``deform_conv2d`` convention (``grid_sample``'s too, with ``align_corners=False``, on pixel
+coordinates): a point (py, px) with py ≤ −1, py ≥ H, px ≤ −1 or px ≥ W reads 0; otherwise, with
+(y0, x0) = (⌊py⌋, ⌊px⌋), ly = py − y0, lx = px − x0,
+
+    v = (1−ly)(1−lx)·I[y0, x0] + (1−ly)·lx·I[y0, x0+1] + ly·(1−lx)·I[y0+1, x0] + ly·lx·I[y0+1, x0+1],
+
+a neighbour outside the image counting as 0. The range test comes before any float → int conversion, so NaN, ±Inf
+and huge offsets never index memory.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from .numba_runtime import njit
+
+
+@njit()
+def set_weights(wts: Any, ly: float, lx: float, m: float) -> None:  # pragma: no cover - compiled
+    """wts[0:4] = m × the four bilinear weights (order of ``neighbours``' index); wts[4:8] = ly, lx, 1 − ly, 1 − lx."""
+    uy, ux = 1.0 - ly, 1.0 - lx
+    wts[0] = uy * ux * m
+    wts[1] = uy * lx * m
+    wts[2] = ly * ux * m
+    wts[3] = ly * lx * m
+    wts[4] = ly
+    wts[5] = lx
+    wts[6] = uy
+    wts[7] = ux
+
+
+@njit()
+def neighbours(py: float, px: float, h: int, w: int, index: Any,
+               slopes: bool) -> tuple[bool, float, float]:  # pragma: no cover - compiled
+    """(reads, ly, lx) for the point (py, px) of an h × w image, and index[0:4] = the flat pixels y·w + x of
+    (y0, x0), (y0, x0+1), (y0+1, x0), (y0+1, x0+1), −1 for a neighbour outside the image. ``reads`` is False
+    (and index untouched) when the point reads nothing: outside by a whole pixel or more, or not finite. With
+    ``slopes`` (the backward) a coordinate of exactly −1 counts as inside: the value there is 0 but its derivative
+    is the one from inside the image, as torchvision's and grid_sample's backward give it."""
+    low_y, low_x = (py >= -1.0, px >= -1.0) if slopes else (py > -1.0, px > -1.0)
+    if not (low_y and py < h and low_x and px < w):
+        return False, 0.0, 0.0
+    y0 = int(math.floor(py))
+    x0 = int(math.floor(px))
+    top, bottom, left, right = y0 >= 0, y0 + 1 < h, x0 >= 0, x0 + 1 < w
+    index[0] = y0 * w + x0 if top and left else -1
+    index[1] = y0 * w + x0 + 1 if top and right else -1
+    index[2] = (y0 + 1) * w + x0 if bottom and left else -1
+    index[3] = (y0 + 1) * w + x0 + 1 if bottom and right else -1
+    return True, py - y0, px - x0
+
+
+@njit()
+def gather(row: Any, d: int, xn: Any, c: int, count: int, index: Any, wts: Any) -> None:  # pragma: no cover
+    """row[d + k] = Σ_q wts[q]·xn[index[q], c + k], k < count, over the neighbours inside the image (index ≥ 0).
+    (Loops run over views from 0, which LLVM vectorises: an index like d + k might be negative, and numba's
+    wraparound check on it keeps the loop scalar.)"""
+    r = row[d:d + count]
+    i0, i1, i2, i3 = index[0], index[1], index[2], index[3]
+    if i0 >= 0 and i1 >= 0 and i2 >= 0 and i3 >= 0:
+        a0, a1, a2, a3 = wts[0], wts[1], wts[2], wts[3]
+        x0, x1, x2, x3 = xn[i0, c:c + count], xn[i1, c:c + count], xn[i2, c:c + count], xn[i3, c:c + count]
+        for k in range(count):
+            r[k] = a0 * x0[k] + a1 * x1[k] + a2 * x2[k] + a3 * x3[k]
+        return
+    r[:] = 0
+    for q in range(4):
+        if index[q] >= 0:
+            aq, xq = wts[q], xn[index[q], c:c + count]
+            for k in range(count):
+                r[k] += aq * xq[k]
+
+
+@njit()
+def accumulate(row: Any, d: int, xn: Any, c: int, count: int, index: Any, wts: Any) -> None:  # pragma: no cover
+    """row[d + k] += Σ_q wts[q]·xn[index[q], c + k], k < count, over the neighbours inside the image (index ≥ 0)."""
+    r = row[d:d + count]
+    i0, i1, i2, i3 = index[0], index[1], index[2], index[3]
+    if i0 >= 0 and i1 >= 0 and i2 >= 0 and i3 >= 0:
+        a0, a1, a2, a3 = wts[0], wts[1], wts[2], wts[3]
+        x0, x1, x2, x3 = xn[i0, c:c + count], xn[i1, c:c + count], xn[i2, c:c + count], xn[i3, c:c + count]
+        for k in range(count):
+            r[k] += a0 * x0[k] + a1 * x1[k] + a2 * x2[k] + a3 * x3[k]
+        return
+    for q in range(4):
+        if index[q] >= 0:
+            aq, xq = wts[q], xn[index[q], c:c + count]
+            for k in range(count):
+                r[k] += aq * xq[k]
+
+
+@njit()
+def slopes(grow: Any, d: int, xn: Any, c: int, count: int, index: Any, wts: Any, acc: Any) -> None:  # pragma: no cover
+    """acc += (Σ_k g_k·∂v_k/∂ly, Σ_k g_k·∂v_k/∂lx, Σ_k g_k·v_k), k < count, v_k the unmasked bilinear read of
+    channel c + k, g_k = grow[d + k]; wts = the four weights, then ly, lx, 1 − ly, 1 − lx (in the data's dtype)."""
+    gr = grow[d:d + count]
+    a0, a1, a2, a3 = wts[0], wts[1], wts[2], wts[3]
+    ly, lx, uy, ux = wts[4], wts[5], wts[6], wts[7]
+    zero = acc[0] * 0
+    sy, sx, sm = zero, zero, zero
+    i0, i1, i2, i3 = index[0], index[1], index[2], index[3]
+    if i0 >= 0 and i1 >= 0 and i2 >= 0 and i3 >= 0:
+        x0, x1, x2, x3 = xn[i0, c:c + count], xn[i1, c:c + count], xn[i2, c:c + count], xn[i3, c:c + count]
+        for k in range(count):
+            g, v0, v1, v2, v3 = gr[k], x0[k], x1[k], x2[k], x3[k]
+            sm += g * (a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3)
+            sy += g * (ux * (v2 - v0) + lx * (v3 - v1))
+            sx += g * (uy * (v1 - v0) + ly * (v3 - v2))
+    else:  # a neighbour outside reads 0: ∂v/∂ly = Σ_q ±(x weight) over the neighbours inside, likewise ∂v/∂lx
+        dy = (-ux, -lx, ux, lx)
+        dx = (-uy, uy, -ly, ly)
+        for q in range(4):
+            if index[q] >= 0:
+                xq, aq, bq, cq = xn[index[q], c:c + count], wts[q], dy[q], dx[q]
+                for k in range(count):
+                    g = gr[k] * xq[k]
+                    sm += aq * g
+                    sy += bq * g
+                    sx += cq * g
+    acc[0] += sy
+    acc[1] += sx
+    acc[2] += sm
+
+
+@njit()
+def scatter(grow: Any, d: int, gxn: Any, c: int, count: int, index: Any, wts: Any,
+            m: float) -> None:  # pragma: no cover - compiled
+    """gxn[index[q], c + k] += m·wts[q]·grow[d + k], k < count, for the neighbours inside the image."""
+    gr = grow[d:d + count]
+    for q in range(4):
+        if index[q] >= 0:
+            aq, gq = wts[q] * m, gxn[index[q], c:c + count]
+            for k in range(count):
+                gq[k] += aq * gr[k]

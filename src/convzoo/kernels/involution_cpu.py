@@ -1,0 +1,247 @@
+"""Involution's per-position kernels applied on the CPU (numba), forward and backward, fp32 / fp64, 2-D (1-D runs as
+2-D with H = 1):
+
+    y[n, c, p] = Σ_t H[n, g(c)·T + t, p] · x[n, c, p·s + t·d − pad],   g(c) = c // (C/G), taps t row-major,
+
+reads outside the input being zero (the zero padding is never materialised; other padding modes are applied by
+torch first and run with pad = 0). No unfold and no (N, C, T, *O) patch tensor.
+
+On channels-last data (an NCHW input is copied to it and the output copied back: the copies cost less than
+kernels that would read rows of 56 outputs with strided taps): one task per output row; at each position, for each
+group, nine taps in one pass over the group's channels (a tap outside the input reads a row of zeros). Backward: the
+kernels' gradient ∂H[n, g·T + t, p] = Σ_{c ∈ g} ∂y[n, c, p]·x[n, c, p·s + t·d − pad] as nine dot products per pass
+(one task per output row), and the input's gradient gathered, for any stride, from the outputs that read each input
+pixel (one task per input row), so no two tasks write one value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+import torch
+from numba import prange
+
+from .numba_runtime import njit, sync_threads
+
+_FAST = {"contract"}
+_REDUCE = {"contract", "reassoc"}
+
+
+@njit(fastmath=_FAST)
+def _fma9(r: Any, a: Any, rows: Any, zeros: Any, at: Any, c0: int) -> None:  # pragma: no cover - compiled
+    """r[k] += Σ_q a[q]·rows[at[q], c0 + k] for the nine taps q (a row of zeros where at[q] < 0), k < len(r): nine
+    taps in one pass (a loop per tap over a short run of channels costs more in loop overhead than arithmetic)."""
+    n = len(r)
+    x0 = rows[at[0], c0:c0 + n] if at[0] >= 0 else zeros[:n]
+    x1 = rows[at[1], c0:c0 + n] if at[1] >= 0 else zeros[:n]
+    x2 = rows[at[2], c0:c0 + n] if at[2] >= 0 else zeros[:n]
+    x3 = rows[at[3], c0:c0 + n] if at[3] >= 0 else zeros[:n]
+    x4 = rows[at[4], c0:c0 + n] if at[4] >= 0 else zeros[:n]
+    x5 = rows[at[5], c0:c0 + n] if at[5] >= 0 else zeros[:n]
+    x6 = rows[at[6], c0:c0 + n] if at[6] >= 0 else zeros[:n]
+    x7 = rows[at[7], c0:c0 + n] if at[7] >= 0 else zeros[:n]
+    x8 = rows[at[8], c0:c0 + n] if at[8] >= 0 else zeros[:n]
+    a0, a1, a2, a3, a4, a5, a6, a7, a8 = a[0], a[1], a[2], a[3], a[4], a[5], a[6], a[7], a[8]
+    for k in range(n):
+        r[k] += (a0 * x0[k] + a1 * x1[k] + a2 * x2[k] + a3 * x3[k] + a4 * x4[k] + a5 * x5[k] + a6 * x6[k]
+                 + a7 * x7[k] + a8 * x8[k])
+
+
+_fma9_inlined = njit(fastmath=_FAST, inline="always")(_fma9.py_func)  # the forward's hot loop, without call costs
+
+
+@njit(fastmath=_REDUCE)
+def _dot9(out: Any, g: Any, rows: Any, zeros: Any, at: Any, c0: int) -> None:  # pragma: no cover - compiled
+    """out[q] = Σ_k g[k]·rows[at[q], c0 + k] (0 where at[q] < 0), k < len(g), for the nine taps q in one pass."""
+    n = len(g)
+    x0 = rows[at[0], c0:c0 + n] if at[0] >= 0 else zeros[:n]
+    x1 = rows[at[1], c0:c0 + n] if at[1] >= 0 else zeros[:n]
+    x2 = rows[at[2], c0:c0 + n] if at[2] >= 0 else zeros[:n]
+    x3 = rows[at[3], c0:c0 + n] if at[3] >= 0 else zeros[:n]
+    x4 = rows[at[4], c0:c0 + n] if at[4] >= 0 else zeros[:n]
+    x5 = rows[at[5], c0:c0 + n] if at[5] >= 0 else zeros[:n]
+    x6 = rows[at[6], c0:c0 + n] if at[6] >= 0 else zeros[:n]
+    x7 = rows[at[7], c0:c0 + n] if at[7] >= 0 else zeros[:n]
+    x8 = rows[at[8], c0:c0 + n] if at[8] >= 0 else zeros[:n]
+    s0 = s1 = s2 = s3 = s4 = s5 = s6 = s7 = s8 = out[0] * 0
+    for k in range(n):
+        gk = g[k]
+        s0 += gk * x0[k]
+        s1 += gk * x1[k]
+        s2 += gk * x2[k]
+        s3 += gk * x3[k]
+        s4 += gk * x4[k]
+        s5 += gk * x5[k]
+        s6 += gk * x6[k]
+        s7 += gk * x7[k]
+        s8 += gk * x8[k]
+    out[0], out[1], out[2], out[3], out[4], out[5], out[6], out[7], out[8] = s0, s1, s2, s3, s4, s5, s6, s7, s8
+
+
+@njit(inline="always")
+def _input_rows(at: Any, t0: int, taps: int, tdy: Any, tdx: Any, oh: int, ow: int, h: int, w: int, sh: int, sw: int,
+                ph: int, pw: int) -> None:  # pragma: no cover - compiled
+    """at[q] = the input pixel ih·W + iw that tap t0 + q (row offset tdy[t], column offset tdx[t]) of output
+    (oh, ow) reads, −1 outside (or past the taps)."""
+    for q in range(9):
+        at[q] = -1
+        if t0 + q < taps:
+            ih, iw = oh * sh - ph + tdy[t0 + q], ow * sw - pw + tdx[t0 + q]
+            if 0 <= ih < h and 0 <= iw < w:
+                at[q] = ih * w + iw
+
+
+@njit(inline="always")
+def _output_rows(at: Any, t0: int, taps: int, tdy: Any, tdx: Any, ih: int, iw: int, ho: int, wo: int, sh: int,
+                 sw: int, ph: int, pw: int) -> None:  # pragma: no cover - compiled
+    """at[q] = the output position oh·Wo + ow whose tap t0 + q reads input pixel (ih, iw), −1 when none does."""
+    for q in range(9):
+        at[q] = -1
+        if t0 + q < taps:
+            ry, rx = ih + ph - tdy[t0 + q], iw + pw - tdx[t0 + q]
+            if ry < 0 or rx < 0:
+                continue
+            if sh != 1:
+                if ry % sh != 0:
+                    continue
+                ry //= sh
+            if sw != 1:
+                if rx % sw != 0:
+                    continue
+                rx //= sw
+            if ry < ho and rx < wo:
+                at[q] = ry * wo + rx
+
+
+@njit(parallel=True, fastmath=_FAST)
+def _forward_nhwc(x: Any, kern: Any, y: Any, tdy: Any, tdx: Any, sh: int, sw: int, ph: int,
+                  pw: int) -> None:  # pragma: no cover - compiled
+    """y (N, Ho, Wo, C) from x (N, H, W, C) and kern (N, Ho, Wo, G·T); one task per output row, the taps nine at a
+    time (a tap outside the input reads a row of zeros, as from the zero padding)."""
+    n_, h, w, c = x.shape
+    _, ho, wo, gt = kern.shape
+    taps = len(tdy)
+    groups = gt // taps
+    cg = c // groups
+    for task in prange(n_ * ho):
+        n = task // ho
+        oh = task - n * ho
+        zeros = np.zeros(c, x.dtype)
+        coef = np.zeros(9, x.dtype)
+        at = np.empty(9, np.int64)
+        x2 = x[n].reshape(h * w, c)
+        for ow in range(wo):
+            row, krow = y[n, oh, ow], kern[n, oh, ow]
+            row[:] = 0
+            for t0 in range(0, taps, 9):
+                _input_rows(at, t0, taps, tdy, tdx, oh, ow, h, w, sh, sw, ph, pw)
+                for g in range(groups):
+                    c0 = g * cg
+                    for q in range(min(9, taps - t0)):
+                        coef[q] = krow[g * taps + t0 + q]
+                    _fma9_inlined(row[c0:c0 + cg], coef, x2, zeros, at, c0)
+                coef[:] = 0
+
+
+@njit(parallel=True, fastmath=_REDUCE)
+def _backward_nhwc(x: Any, kern: Any, gy: Any, gx: Any, gk: Any, tdy: Any, tdx: Any, sh: int, sw: int, ph: int,
+                   pw: int) -> None:  # pragma: no cover - compiled
+    """gk (N, Ho, Wo, G·T) and gx (N, H, W, C) from gy (N, Ho, Wo, C). Tasks: one per output row for gk (nine dot
+    products over a group's channels at a time), then one per input row for gx, gathered from the outputs that read
+    it (any stride), nine taps at a time."""
+    n_, h, w, c = x.shape
+    _, ho, wo, gt = kern.shape
+    taps = len(tdy)
+    groups = gt // taps
+    cg = c // groups
+    for task in prange(n_ * ho + n_ * h):
+        zeros = np.zeros(c, x.dtype)
+        coef = np.zeros(9, x.dtype)
+        at = np.empty(9, np.int64)
+        if task < n_ * ho:
+            n = task // ho
+            oh = task - n * ho
+            x2 = x[n].reshape(h * w, c)
+            for ow in range(wo):
+                dyrow, grow = gy[n, oh, ow], gk[n, oh, ow]
+                for t0 in range(0, taps, 9):
+                    _input_rows(at, t0, taps, tdy, tdx, oh, ow, h, w, sh, sw, ph, pw)
+                    for g in range(groups):
+                        c0 = g * cg
+                        _dot9(coef, dyrow[c0:c0 + cg], x2, zeros, at, c0)
+                        for q in range(min(9, taps - t0)):
+                            grow[g * taps + t0 + q] = coef[q]
+        else:
+            n = (task - n_ * ho) // h
+            ih = task - n_ * ho - n * h
+            gy2, k2 = gy[n].reshape(ho * wo, c), kern[n].reshape(ho * wo, gt)
+            for iw in range(w):
+                row = gx[n, ih, iw]
+                row[:] = 0
+                for t0 in range(0, taps, 9):
+                    _output_rows(at, t0, taps, tdy, tdx, ih, iw, ho, wo, sh, sw, ph, pw)
+                    for g in range(groups):
+                        c0 = g * cg
+                        for q in range(9):
+                            coef[q] = k2[at[q], g * taps + t0 + q] if at[q] >= 0 else 0
+                        _fma9(row[c0:c0 + cg], coef, gy2, zeros, at, c0)
+
+
+def _tap_offsets(kernel_size: tuple[int, int], dilation: tuple[int, int]) -> tuple[Any, Any]:
+    """(i·d_h, j·d_w) of every tap t = i·kw + j, as two int64 arrays: the kernels never divide to find a tap."""
+    (kh, kw), (dh, dw) = kernel_size, dilation
+    rows, cols = np.meshgrid(np.arange(kh) * dh, np.arange(kw) * dw, indexing="ij")
+    return rows.ravel().astype(np.int64), cols.ravel().astype(np.int64)
+
+
+def _channels_last(x: torch.Tensor) -> bool:
+    return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+
+
+class InvolutionFunction(torch.autograd.Function):
+    """y (N, C, Ho, Wo) = Σ_t H[:, g(c)·T + t]·x shifted by tap t (module docstring); x (N, C, H, W), kernels
+    (N, G·T, Ho, Wo); pad = the (top, left) zero padding. The kernels run on channels-last data (the layer's
+    generator gives its kernels that way): an NCHW input is copied to channels_last and the output copied back."""
+
+    @staticmethod
+    def forward(ctx: Any, x: torch.Tensor, kernels: torch.Tensor, kernel_size: tuple[int, int],
+                stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int]) -> torch.Tensor:
+        n, c, _, _ = x.shape
+        ho, wo = kernels.shape[2:]
+        xs = x.detach().permute(0, 2, 3, 1).contiguous()
+        ks = kernels.detach().to(x.dtype).permute(0, 2, 3, 1).contiguous()
+        y = torch.empty(n, ho, wo, c, dtype=x.dtype)
+        ctx.geometry = (*_tap_offsets(kernel_size, dilation), *stride, *padding)
+        sync_threads()
+        _forward_nhwc(xs.numpy(), ks.numpy(), y.numpy(), *ctx.geometry)
+        ctx.save_for_backward(xs, ks)
+        y = y.permute(0, 3, 1, 2)
+        return y if _channels_last(x) else y.contiguous()
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        xs, ks = ctx.saved_tensors
+        gx, gk = torch.empty_like(xs), torch.empty_like(ks)
+        sync_threads()
+        _backward_nhwc(xs.numpy(), ks.numpy(), grad.permute(0, 2, 3, 1).contiguous().numpy(), gx.numpy(), gk.numpy(),
+                       *ctx.geometry)
+        return gx.permute(0, 3, 1, 2), gk.permute(0, 3, 1, 2), None, None, None, None
+
+
+def involve(x: torch.Tensor, kernels: torch.Tensor, kernel_size: tuple[int, ...], stride: tuple[int, ...],
+            padding: tuple[int, ...], dilation: tuple[int, ...]) -> torch.Tensor:
+    """Y[n, c, p] = Σ_t H[n, g(c)·T + t, p]·x[n, c, p·s + t·d − pad] for 1-D or 2-D x (N, C, *S), kernels
+    (N, G·T, *O), zero padding ``padding`` (before each dim; the after-padding only sets O)."""
+    if x.dim() == 3:  # 1-D as 2-D with H = 1
+        y = InvolutionFunction.apply(x.unsqueeze(2), kernels.unsqueeze(2), (1, *kernel_size), (1, *stride),
+                                     (0, *padding), (1, *dilation))
+        return y.squeeze(2)
+    return InvolutionFunction.apply(x, kernels, tuple(kernel_size), tuple(stride), tuple(padding), tuple(dilation))
+
+
+def warm_up(dtype: torch.dtype) -> None:
+    """Compile (or load from the cache) every kernel of this module for ``dtype``: one tiny forward and backward."""
+    x = torch.ones(1, 2, 3, 3, dtype=dtype, requires_grad=True)
+    kernels = torch.full((1, 9, 3, 3), 0.5, dtype=dtype, requires_grad=True)
+    involve(x, kernels, (3, 3), (1, 1), (1, 1), (1, 1)).sum().backward()

@@ -1,0 +1,416 @@
+"""convzoo's CPU kernels for the irregular families (numba): involution's per-position kernels, deformable conv
+v1/v2's columns and DCNv3's sampling core. Each against the NumPy oracle (fp64 < 1e-10, fp32 < 1e-5) over
+hypothesis-drawn geometries in both memory formats, gradcheck in fp64, non-finite inputs, the layers' measured choice
+of the kernel form (never under tracing), and the fallback with one warning naming the cause when numba is missing or
+a kernel does not compile."""
+
+from __future__ import annotations
+
+import math
+import os
+import subprocess
+import sys
+import textwrap
+import warnings
+
+import numpy as np
+import pytest
+import torch
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import convzoo as cz
+from convzoo.kernels import numba_runtime, readiness
+from convzoo.kernels.dcnv3_cpu import dcnv3_sample
+from convzoo.kernels.deform_cpu import deform_conv2d
+from convzoo.kernels.involution_cpu import involve
+from convzoo.layers import dcnv3 as dcnv3_layer
+from convzoo.layers import deformable as deformable_layer
+from convzoo.layers import involution as involution_layer
+from convzoo.oracle import reference as ref
+
+SETTINGS = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+
+
+@pytest.fixture
+def one_thread():
+    """gradcheck calls the kernels thousands of times on tiny inputs: one thread, no parallel-region wake-ups."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+def _check(got: torch.Tensor, expected: np.ndarray, tolerance: float) -> None:
+    """Absolute error for fp64 (< 1e-10), error relative to the largest |value| for fp32 (< 1e-5)."""
+    error = np.abs(got.detach().double().numpy() - expected).max(initial=0.0)
+    if got.dtype == torch.float32:
+        error /= max(np.abs(expected).max(initial=0.0), 1.0)
+    assert error < tolerance, error
+
+
+def _formats(x: torch.Tensor, channels_last: bool) -> torch.Tensor:
+    return x.contiguous(memory_format=torch.channels_last) if channels_last else x
+
+
+def _keeps_format(y: torch.Tensor, x: torch.Tensor) -> bool:
+    """y is channels_last when x is (and is not also NCHW-contiguous, as with one channel), else NCHW."""
+    nhwc = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return y.is_contiguous(memory_format=torch.channels_last if nhwc else torch.contiguous_format)
+
+
+# --- involution ---------------------------------------------------------------------------------------------------
+
+def _involution_case(data):
+    dim = data.draw(st.sampled_from([1, 2]))
+    groups = data.draw(st.sampled_from([1, 2, 3]))
+    c = groups * data.draw(st.integers(1, 3))
+    k = tuple(data.draw(st.integers(1, 4)) for _ in range(dim))
+    s = tuple(data.draw(st.integers(1, 3)) for _ in range(dim))
+    d = tuple(data.draw(st.integers(1, 2)) for _ in range(dim))
+    pairs = tuple((p, p + data.draw(st.integers(0, 1))) for p in (data.draw(st.integers(0, 2)) for _ in range(dim)))
+    size = tuple(data.draw(st.integers(max(1, di * (ki - 1) + 1 - lo - hi), 9))
+                 for ki, di, (lo, hi) in zip(k, d, pairs))
+    out = tuple((n + lo + hi - di * (ki - 1) - 1) // si + 1 for n, ki, si, di, (lo, hi) in zip(size, k, s, d, pairs))
+    gen = torch.Generator().manual_seed(data.draw(st.integers(0, 99)))
+    x = torch.randn(data.draw(st.integers(1, 2)), c, *size, dtype=torch.float64, generator=gen)
+    kernels = torch.randn(x.shape[0], groups * math.prod(k), *out, dtype=torch.float64, generator=gen)
+    return x, kernels, k, s, pairs, d
+
+
+@SETTINGS
+@given(st.data())
+def test_involution_kernel_matches_the_oracle(data):
+    x, kernels, k, s, pairs, d = _involution_case(data)
+    expected = ref.involve(x.numpy(), kernels.numpy(), k, s, pairs, d)
+    before = tuple(lo for lo, _ in pairs)
+    for channels_last in ((False, True) if x.dim() == 4 else (False,)):
+        y = involve(_formats(x, channels_last), kernels, k, s, before, d)
+        assert _keeps_format(y, _formats(x, channels_last))
+        _check(y, expected, 1e-10)
+        _check(involve(_formats(x.float(), channels_last), kernels.float(), k, s, before, d), expected, 1e-5)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+@pytest.mark.parametrize("geometry", [((3, 3), (1, 1), (1, 1), (1, 1)), ((3, 2), (2, 1), (2, 0), (1, 2))], ids=str)
+def test_involution_kernel_gradcheck(geometry, channels_last, one_thread):
+    k, s, p, d = geometry
+    x = _formats(torch.randn(2, 4, 6, 5, dtype=torch.float64), channels_last).requires_grad_()
+    out = tuple((n + 2 * pi - di * (ki - 1) - 1) // si + 1 for n, ki, si, pi, di in zip((6, 5), k, s, p, d))
+    kernels = torch.randn(2, 2 * math.prod(k), *out, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: involve(a, b, k, s, p, d), (x, kernels))
+
+
+def test_involution_kernel_gradcheck_1d(one_thread):
+    x = torch.randn(2, 3, 9, dtype=torch.float64, requires_grad=True)
+    kernels = torch.randn(2, 3 * 3, 5, dtype=torch.float64, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda a, b: involve(a, b, (3,), (2,), (1,), (1,)), (x, kernels))
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_involution_kernel_nan_where_read(channels_last):
+    x = torch.randn(1, 4, 7, 7, dtype=torch.float64)
+    x[0, 1, 3, 0] = math.nan
+    x[0, 2, 6, 6] = math.inf
+    kernels = torch.randn(1, 2 * 9, 7, 7, dtype=torch.float64)
+    y = involve(_formats(x, channels_last), kernels, (3, 3), (1, 1), (1, 1), (1, 1))
+    expected = ref.involve(x.numpy(), kernels.numpy(), (3, 3), 1, 1, 1)
+    np.testing.assert_array_equal(y.isnan().numpy(), np.isnan(expected))
+    np.testing.assert_allclose(y.numpy()[np.isfinite(expected)], expected[np.isfinite(expected)], rtol=0, atol=1e-10)
+
+
+# --- deformable v1 / v2 ---------------------------------------------------------------------------------------------
+
+def _deform_case(data):
+    groups, og = data.draw(st.sampled_from([1, 2])), data.draw(st.sampled_from([1, 2, 3]))
+    c = groups * og * data.draw(st.integers(1, 2))
+    c_out = groups * data.draw(st.integers(1, 3))
+    k = (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)))
+    s = (data.draw(st.integers(1, 2)), data.draw(st.integers(1, 2)))
+    p = (data.draw(st.integers(0, 2)), data.draw(st.integers(0, 2)))
+    d = (data.draw(st.integers(1, 2)), data.draw(st.integers(1, 2)))
+    size = tuple(data.draw(st.integers(max(1, di * (ki - 1) + 1 - 2 * pi), 8)) for ki, di, pi in zip(k, d, p))
+    out = tuple((n + 2 * pi - di * (ki - 1) - 1) // si + 1 for n, ki, si, pi, di in zip(size, k, s, p, d))
+    gen = torch.Generator().manual_seed(data.draw(st.integers(0, 99)))
+    n, taps = data.draw(st.integers(1, 2)), k[0] * k[1]
+    x = torch.randn(n, c, *size, dtype=torch.float64, generator=gen)
+    offset = torch.randn(n, 2 * og * taps, *out, dtype=torch.float64, generator=gen) * 1.5  # partly outside
+    mask = torch.rand(n, og * taps, *out, dtype=torch.float64, generator=gen) if data.draw(st.booleans()) else None
+    weight = torch.randn(c_out, c // groups, *k, dtype=torch.float64, generator=gen)
+    bias = torch.randn(c_out, dtype=torch.float64, generator=gen) if data.draw(st.booleans()) else None
+    return x, offset, mask, weight, bias, s, p, d
+
+
+def _numpy(t: torch.Tensor | None) -> np.ndarray | None:
+    return None if t is None else t.numpy()
+
+
+@SETTINGS
+@given(st.data())
+def test_deform_kernel_matches_the_oracle(data):
+    x, offset, mask, weight, bias, s, p, d = _deform_case(data)
+    expected = ref.deform_conv2d(x.numpy(), weight.numpy(), offset.numpy(), _numpy(mask), _numpy(bias), s, p, d)
+    for channels_last in (False, True):
+        y = deform_conv2d(_formats(x, channels_last), offset, weight, bias, s, p, d, mask)
+        assert _keeps_format(y, _formats(x, channels_last))
+        _check(y, expected, 1e-10)
+        y32 = deform_conv2d(_formats(x.float(), channels_last), offset.float(), weight.float(),
+                            None if bias is None else bias.float(), s, p, d, None if mask is None else mask.float())
+        _check(y32, expected, 1e-5)
+
+
+@pytest.mark.parametrize("channels_last", [False, True])
+def test_deform_kernel_gradcheck(channels_last, one_thread):
+    gen = torch.Generator().manual_seed(3)
+    x = _formats(torch.randn(2, 4, 5, 4, dtype=torch.float64, generator=gen), channels_last).requires_grad_()
+    offset = (torch.randn(2, 2 * 2 * 6, 3, 2, dtype=torch.float64, generator=gen) * 1.3).requires_grad_()
+    mask = torch.rand(2, 2 * 6, 3, 2, dtype=torch.float64, generator=gen, requires_grad=True)
+    weight = torch.randn(6, 2, 3, 2, dtype=torch.float64, generator=gen, requires_grad=True)
+    bias = torch.randn(6, dtype=torch.float64, generator=gen, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *a: deform_conv2d(a[0], a[1], a[2], a[3], (2, 1), (1, 0), (1, 2), a[4]),
+                                    (x, offset, weight, bias, mask))
+
+
+def test_deform_kernel_far_and_non_finite_offsets():
+    x, weight = torch.randn(1, 2, 6, 6), torch.randn(3, 2, 3, 3)
+    far = deform_conv2d(x, torch.full((1, 18, 6, 6), 1e30), weight, None, 1, 1)
+    assert torch.equal(far, torch.zeros_like(far))  # every sample point is outside: reads zero
+    offset = torch.randn(1, 18, 6, 6)
+    offset[0, 5, 2, 3] = math.nan
+    offset[0, 0, 4, 1] = -math.inf
+    mask = torch.rand(1, 9, 6, 6)
+    mask[0, 8, 0, 0] = math.inf
+    y = deform_conv2d(x, offset, weight, None, 1, 1, 1, mask)
+    bad = torch.zeros(6, 6, dtype=torch.bool)
+    bad[2, 3] = bad[4, 1] = bad[0, 0] = True
+    assert y[0][:, bad].isnan().all() and not y[0][:, ~bad].isnan().any()
+
+
+# --- DCNv3's sampling ---------------------------------------------------------------------------------------------
+
+def _dcnv3_oracle(v: torch.Tensor, fields: torch.Tensor, k: tuple[int, int], d: tuple[int, int],
+                  scale: float) -> np.ndarray:
+    """ref.dcnv3_sampling per sample, on the kernel's channels-last layout: (N, H, W, C) → (N, H, W, C)."""
+    n, h, w, c = v.shape
+    taps, groups = k[0] * k[1], fields.shape[-1] // (3 * k[0] * k[1])
+    offsets = fields[..., :2 * groups * taps].reshape(n, h, w, groups, taps, 2).numpy()
+    masks = fields[..., 2 * groups * taps:].reshape(n, h, w, groups, taps).numpy()
+    return np.stack([ref.dcnv3_sampling(v[b].permute(2, 0, 1).numpy(), offsets[b], masks[b], k, d, scale)
+                     .transpose(1, 2, 0) for b in range(n)])
+
+
+@SETTINGS
+@given(st.data())
+def test_dcnv3_kernel_matches_the_oracle(data):
+    groups = data.draw(st.sampled_from([1, 2, 3]))
+    c = groups * data.draw(st.integers(1, 3))
+    k = (data.draw(st.sampled_from([1, 3, 5])), data.draw(st.sampled_from([1, 3])))
+    d = (data.draw(st.integers(1, 2)), data.draw(st.integers(1, 2)))
+    scale = data.draw(st.sampled_from([0.5, 1.0, 1.7]))
+    gen = torch.Generator().manual_seed(data.draw(st.integers(0, 99)))
+    n, h, w = data.draw(st.integers(1, 2)), data.draw(st.integers(1, 6)), data.draw(st.integers(1, 6))
+    taps = k[0] * k[1]
+    v = torch.randn(n, h, w, c, dtype=torch.float64, generator=gen)
+    fields = torch.cat([torch.randn(n, h, w, 2 * groups * taps, dtype=torch.float64, generator=gen) * 1.5,
+                        torch.rand(n, h, w, groups * taps, dtype=torch.float64, generator=gen)], dim=-1)
+    expected = _dcnv3_oracle(v, fields, k, d, scale)
+    _check(dcnv3_sample(v, fields, k, d, scale), expected, 1e-10)
+    _check(dcnv3_sample(v.float(), fields.float(), k, d, scale), expected, 1e-5)
+
+
+def test_dcnv3_kernel_gradcheck(one_thread):
+    gen = torch.Generator().manual_seed(4)
+    v = torch.randn(2, 4, 3, 4, dtype=torch.float64, generator=gen, requires_grad=True)
+    fields = torch.cat([torch.randn(2, 4, 3, 2 * 2 * 3, dtype=torch.float64, generator=gen) * 1.5,
+                        torch.rand(2, 4, 3, 2 * 3, dtype=torch.float64, generator=gen)], dim=-1).requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b: dcnv3_sample(a, b, (1, 3), (1, 2), 0.8), (v, fields))
+
+
+def test_dcnv3_kernel_non_finite_fields_give_nan_in_their_group():
+    v = torch.randn(1, 5, 5, 4)
+    fields = torch.cat([torch.randn(1, 5, 5, 2 * 2 * 9), torch.rand(1, 5, 5, 2 * 9)], dim=-1)
+    fields[0, 1, 2, 2 * 9 + 3] = math.nan  # Δx of point 3, group 1
+    fields[0, 3, 3, 2 * 2 * 9 + 4] = math.inf  # mask of point 4, group 0
+    y = dcnv3_sample(v, fields, (3, 3), (1, 1), 1.0)
+    bad = torch.zeros(5, 5, 4, dtype=torch.bool)
+    bad[1, 2, 2:] = bad[3, 3, :2] = True
+    assert y[0][bad].isnan().all() and not y[0][~bad].isnan().any()
+    fields[..., :2 * 2 * 9] = 1e30  # every point far outside: zero
+    assert torch.equal(dcnv3_sample(v, fields.nan_to_num(posinf=0.5), (3, 3), (1, 1), 1.0), torch.zeros_like(v))
+
+
+def test_kernels_take_an_empty_batch():
+    x = torch.randn(0, 4, 6, 5, requires_grad=True)
+    y = involve(x, torch.randn(0, 2 * 9, 6, 5, requires_grad=True), (3, 3), (1, 1), (1, 1), (1, 1))
+    y.sum().backward()
+    assert y.shape == (0, 4, 6, 5) and x.grad.shape == x.shape
+    y = deform_conv2d(x, torch.randn(0, 18, 6, 5, requires_grad=True), torch.randn(3, 4, 3, 3), None, 1, 1, 1,
+                      torch.rand(0, 9, 6, 5))
+    y.sum().backward()
+    assert y.shape == (0, 3, 6, 5)
+    v = torch.randn(0, 6, 5, 4, requires_grad=True)
+    y = dcnv3_sample(v, torch.randn(0, 6, 5, 3 * 2 * 9, requires_grad=True), (3, 3), (1, 1), 1.0)
+    y.sum().backward()
+    assert y.shape == v.shape == v.grad.shape
+
+
+def test_slopes_at_integer_points_are_torchvisions(one_thread):
+    """At integer sampling points (zero offsets: every layer's start) bilinear reads have a kink; the kernel's
+    derivative there is torchvision's (and grid_sample's): floor(p) and the neighbour above, and at exactly −1 the
+    one from inside the image."""
+    from torchvision.ops import deform_conv2d as torchvision_deform_conv2d
+
+    x, weight = torch.randn(2, 4, 7, 6, dtype=torch.float64), torch.randn(3, 4, 3, 3, dtype=torch.float64)
+    integer = torch.randn(2, 18, 7, 6, dtype=torch.float64).round()
+    grads = []
+    for op in (deform_conv2d, torchvision_deform_conv2d):
+        offset = integer.clone().requires_grad_()
+        op(x, offset, weight, None, 1, 1, 1).square().sum().backward()
+        grads.append(offset.grad)
+    torch.testing.assert_close(grads[0], grads[1], rtol=1e-12, atol=1e-12)
+
+
+# --- the layers: the kernel as one more measured form ---------------------------------------------------------------
+
+LAYERS = {
+    "involution": (involution_layer, lambda: cz.Involution2d(8, 8, 3, padding=1, groups=2), "strided_views"),
+    "deformable": (deformable_layer, lambda: cz.DeformConv2d(8, 6, 3, padding=1, offset_groups=2, modulated=True),
+                   "torch"),
+    "dcnv3": (dcnv3_layer, lambda: cz.DCNv3Conv2d(8, 6, 3, groups=2), "grid_sample"),
+}
+
+
+def _layer(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    layer = LAYERS[name][1]()
+    with torch.no_grad():
+        for p in layer.parameters():
+            p.normal_(0, 0.4)  # offsets and masks away from their zero start
+    return layer
+
+
+def _record_offers(module, monkeypatch) -> list[list[str]]:
+    """Give the layer module a fresh FormChoice and record the forms it measures (once per new key)."""
+    choice = type(module._CHOICE)(module._CHOICE.family)
+    monkeypatch.setattr(module, "_CHOICE", choice)
+    offered: list[list[str]] = []
+    choose = choice.choose
+
+    def recording(key, forms, *args, **kwargs):
+        if key not in choice.cache:
+            offered.append(sorted(forms))
+        return choose(key, forms, *args, **kwargs)
+
+    monkeypatch.setattr(choice, "choose", recording)
+    return offered
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_layer_offers_the_kernel_and_measures_once_per_key(name, monkeypatch):
+    module, _, _ = LAYERS[name]
+    layer = _layer(name)
+    offered = _record_offers(module, monkeypatch)
+    x = torch.randn(2, 8, 7, 6).contiguous(memory_format=torch.channels_last)
+    expected = layer.reference_output(x.numpy())
+    with torch.no_grad():
+        for _ in range(2):
+            _check(layer(x), expected, 1e-5)
+    assert module._CHOICE.measurements == 1 and len(offered) == 1 and "kernel" in offered[0]
+    assert layer.forward_path(x) in [f"auto: {form}" for form in offered[0]]
+    layer.implementation = "kernel"
+    _check(layer(x), expected, 1e-5)
+    with pytest.raises(ValueError, match="implementation='kernel'.*float32 / float64"):
+        layer.bfloat16()(x.bfloat16())
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_layer_never_runs_the_kernel_when_traced(name, monkeypatch):
+    module, _, _ = LAYERS[name]
+    layer = _layer(name)
+    layer.implementation = "kernel"
+
+    def refuse(*args, **kwargs):
+        raise AssertionError("the kernel ran under tracing")
+
+    target = {"involution": "_kernel_involve", "dcnv3": "_kernel_sample"}.get(name)
+    if target:
+        monkeypatch.setattr(type(layer), target, refuse)
+    else:
+        monkeypatch.setattr("convzoo.kernels.deform_cpu.deform_conv2d", refuse)
+    x = torch.randn(1, 8, 6, 6)
+    with torch.no_grad():
+        traced = torch.jit.trace(layer, (x,), check_trace=False)
+    _check(traced(x), layer.reference_output(x.numpy()), 1e-5)
+
+
+@pytest.mark.parametrize("name", list(LAYERS))
+def test_layer_falls_back_with_one_warning_when_the_kernel_does_not_compile(name, monkeypatch):
+    module, _, fallback = LAYERS[name]
+    kernel_module = {"involution": "involution_cpu", "deformable": "deform_cpu", "dcnv3": "dcnv3_cpu"}[name]
+
+    def broken(dtype):
+        raise RuntimeError("LLVM ERROR: no target for this test")
+
+    monkeypatch.setattr(f"convzoo.kernels.{kernel_module}.warm_up", broken)
+    monkeypatch.setattr(readiness, "_ready", {})
+    monkeypatch.setattr(numba_runtime, "_warned", set())
+    offered = _record_offers(module, monkeypatch)
+    layer = _layer(name).double()
+    x = torch.randn(2, 8, 6, 5, dtype=torch.float64)
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        for _ in range(2):
+            _check(layer(x), layer.reference_output(x.numpy()), 1e-10)
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(messages) == 1 and "did not compile" in messages[0] and "no target for this test" in messages[0]
+    assert all("kernel" not in forms for forms in offered)
+    assert layer.forward_path(x) in ("auto (not measured yet)", f"auto: {fallback}", "auto: torchvision")
+
+
+NO_NUMBA = textwrap.dedent("""
+    import warnings, numpy as np, torch
+    import convzoo as cz
+    warnings.simplefilter("always")
+    torch.manual_seed(0)
+    layers = [cz.Involution2d(4, 4, 3, padding=1, groups=2), cz.DeformConv2d(4, 4, 3, padding=1, modulated=True),
+              cz.DCNv3Conv2d(4, 4, 3, groups=2)]
+    x = torch.randn(1, 4, 6, 6, dtype=torch.float64)
+    with warnings.catch_warnings(record=True) as caught:
+        for layer in layers:
+            layer.double()
+            for _ in range(2):
+                error = np.abs(layer(x).detach().numpy() - layer.reference_output(x.numpy())).max()
+                assert error < 1e-10, (type(layer).__name__, error)
+    messages = [str(w.message) for w in caught if issubclass(w.category, RuntimeWarning)]
+    assert len(messages) == 3 and all("CONVZOO_DISABLE_NUMBA is set" in m for m in messages), messages
+    print("ok")
+""")
+
+
+def test_layers_run_without_numba_and_say_why():
+    env = {**os.environ, "CONVZOO_DISABLE_NUMBA": "1"}
+    done = subprocess.run([sys.executable, "-c", NO_NUMBA], capture_output=True, text=True, timeout=300, env=env)
+    assert done.returncode == 0 and "ok" in done.stdout, done.stderr[-2000:]
+
+
+CACHED = textwrap.dedent("""
+    import torch
+    from convzoo.kernels import bilinear, dcnv3_cpu, deform_cpu, involution_cpu
+    misses = {}
+    for module in (involution_cpu, deform_cpu, dcnv3_cpu):
+        module.warm_up(torch.float64)
+    for module in (involution_cpu, deform_cpu, dcnv3_cpu, bilinear):
+        for name, value in vars(module).items():
+            dispatcher = getattr(value, "dispatcher", value)
+            if hasattr(dispatcher, "stats") and getattr(dispatcher, "__module__", "") == module.__name__:
+                misses[name] = sum(dispatcher.stats.cache_misses.values())
+    print(sum(misses.values()), misses)
+""")
+
+
+def test_a_second_process_compiles_nothing():
+    for module in ("involution_cpu", "deform_cpu", "dcnv3_cpu"):
+        assert readiness.kernel_ready(module, torch.float64, "test")  # compiled (or loaded) here: on disk now
+    done = subprocess.run([sys.executable, "-c", CACHED], capture_output=True, text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.split()[0] == "0", done.stdout

@@ -94,8 +94,11 @@ class FormChoice:
         self.generation = 0
 
     def clear(self) -> None:
+        from .base import forget_plans  # layers remember their chosen form in their per-input plans
+
         self.cache.clear()
         self.generation += 1
+        forget_plans()
 
     def __contains__(self, key: Hashable) -> bool:
         return key in self.cache

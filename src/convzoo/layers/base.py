@@ -279,10 +279,29 @@ def plan_key(forward: Callable[..., Any], x: torch.Tensor) -> tuple[Any, ...]:
     return (forward, x.shape, x.stride(), x.dtype, x.device, _GRAD(), x.requires_grad, _THREADS(), _EPOCH[0])
 
 
+def planned(forward: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a ``forward`` that, called with the input alone, is ``self.plan_forward(x)(self, x)``: the wrapper
+    then plans the first eager call of a key itself and keeps the runner (extra arguments still reach
+    ``forward``)."""
+    forward.__convzoo_planned__ = True  # type: ignore[attr-defined]
+    return forward
+
+
+@planned
 def planned_forward(self: Any, x: torch.Tensor) -> Any:
     """``forward`` of a layer that plans (``plan_forward``): its plan for ``x``, run. A family writes
     ``forward = planned_forward``; the wrapper then keeps the runner per key and later calls run it directly."""
     return self.plan_forward(x)(self, x)
+
+
+def parameter_reader(module: nn.Module, name: str) -> Callable[[nn.Module], Any]:
+    """f(layer) reading parameter ``name`` at call time: from ``_parameters`` when it lives there now (a dict
+    look-up, a tenth of ``nn.Module.__getattr__``'s cost), else through the attribute (a parametrization's
+    property computes it). Plans that use it are emptied when that changes (``register_parametrization`` sets
+    and deletes attributes)."""
+    if name in module._parameters:
+        return lambda m: m._parameters[name]
+    return lambda m: getattr(m, name)
 
 
 def _checked_call(self: nn.Module, forward: Callable[..., Any], x: Any, args: tuple[Any, ...],
@@ -316,11 +335,12 @@ def _compose(body: Runner, unbatched: bool, fmt: torch.memory_format | None) -> 
 
 def _planned_call(self: nn.Module, forward: Callable[..., Any], x: torch.Tensor, key: tuple[Any, ...]) -> Any:
     """The first eager call of a key: the input step, the layer's plan (``plan_forward`` where ``forward`` is
-    ``planned_forward``; else ``forward`` itself runs on every later call, only the input step is skipped), the
-    output, and the table entry. Inputs of another dtype than the layer's (accepted under autocast) are not
-    remembered: without autocast they must raise the input step's message."""
+    ``planned``; else ``forward`` itself runs on every later call, only the input step is skipped), the output,
+    and the table entry. Inputs of another dtype than the layer's (accepted under autocast) are not remembered:
+    without autocast they must raise the input step's message."""
     xb, unbatched = prepare_input(self, x, type(self).__name__)
-    body: Runner = self.plan_forward(xb) if forward is planned_forward else forward  # type: ignore[operator]
+    plans = getattr(forward, "__convzoo_planned__", False)
+    body: Runner = self.plan_forward(xb) if plans else forward  # type: ignore[attr-defined]
     y = body(self, xb)
     if not isinstance(y, torch.Tensor):
         return y

@@ -15,27 +15,32 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..analysis.cost import LayerCost, conv_cost, conv_output_tensor_shape
-from ..functional import conv_with_pairs, flip_kernel, pad_pairs
+from ..functional import flip_kernel, pad_pairs
 from .base import (
     PADDING_MODES,
     Alternative,
     ConvzooLayer,
     IntOrTuple,
     Padding,
+    Runner,
     Stage,
     check_choice,
     check_groups,
     check_input,
     check_window_fits,
+    frozen,
     init_conv_,
+    parameter_reader,
+    planned_forward,
     resolve_geometry,
 )
-from .fastpaths import depthwise_channels_last, is_channels_last, pointwise_matmul
+from .fastpaths import depthwise_channels_last, depthwise_split, is_channels_last, pointwise_matmul
 
 if TYPE_CHECKING:
     import numpy as np
 
 MODES = ("correlation", "convolution")
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 
 def to_numpy(t: torch.Tensor | None) -> Any:
@@ -143,16 +148,41 @@ class ConvNd(ConvzooLayer):
         """The kernel the cross-correlation uses: ``weight``, flipped in every spatial axis for ``'convolution'``."""
         return flip_kernel(self.weight) if self.mode == "convolution" else self.weight
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    forward = planned_forward
+
+    def plan_forward(self, x: torch.Tensor) -> Runner:
+        """Check ``x``, pick the formulation (``forward_path``) and bind the geometry: later inputs of the key run
+        one native call (or the fast path) with nothing re-derived."""
         self.check_input(x)
-        path = self.forward_path(x)
-        pad = tuple(lo for lo, _ in self.padding_pairs)
+        return self._runner(self.forward_path(x))
+
+    def _runner(self, path: str) -> Runner:
+        """The runner f(layer, x) for ``path``; parameters are read at call time (in-place updates,
+        parametrizations), the kernel flipped for 'convolution' (once per weight version without autograd)."""
+        stride, dilation, groups, pairs = self.stride, self.dilation, self.groups, self.padding_pairs
+        pad = tuple(lo for lo, _ in pairs)
+        weight, bias = parameter_reader(self, "weight"), parameter_reader(self, "bias")
+        kernel = weight
+        if self.mode == "convolution":
+            if torch.is_grad_enabled():
+                kernel = lambda m: flip_kernel(weight(m))  # noqa: E731
+            else:
+                kernel = lambda m: frozen(m, "flipped", (weight(m),), lambda: flip_kernel(weight(m)))  # noqa: E731
         if path.startswith("channels_last"):
-            return depthwise_channels_last(x, self.kernel(), self.bias, self.stride, pad, self.dilation)
+            return lambda m, x: depthwise_channels_last(x, kernel(m), bias(m), stride, pad, dilation)
         if path == "matmul":
-            return pointwise_matmul(x, self.weight, self.bias, self.groups)
-        return conv_with_pairs(x, self.kernel(), self.bias, self.stride, self.padding_pairs, self.dilation,
-                               self.groups, self.padding_mode)
+            return lambda m, x: pointwise_matmul(x, weight(m), bias(m), groups)
+        if path.startswith("split"):
+            return lambda m, x: depthwise_split(x, kernel(m), bias(m), stride, pad, dilation)
+        op = _CONV[self.dim]
+        if self.padding_mode != "zeros" or any(lo != hi for lo, hi in pairs):
+            mode = self.padding_mode
+            return lambda m, x: op(pad_pairs(x, pairs, mode), kernel(m), bias(m), stride, 0, dilation, groups)
+        if kernel is weight and "weight" in self._parameters and "bias" in self._parameters:
+            # the common case written out: one native call, two dict look-ups (torch's Conv2d pays two
+            # nn.Module.__getattr__ calls)
+            return lambda m, x: op(x, m._parameters["weight"], m._parameters["bias"], stride, pad, dilation, groups)
+        return lambda m, x: op(x, kernel(m), bias(m), stride, pad, dilation, groups)
 
     def forward_path(self, x: torch.Tensor) -> str:
         """Which exact formulation ``forward`` runs on ``x`` (2-D, CPU, zero symmetric padding only; see

@@ -23,7 +23,7 @@ from .base import (
     check_positive_int,
 )
 from .conv import ConvNd, native_conv_call
-from .fastpaths import depthwise_split, is_channels_last
+from .fastpaths import is_channels_last
 from .pointwise import PointwiseConv1d, PointwiseConv2d, PointwiseConv3d, PointwiseConvNd
 
 if TYPE_CHECKING:
@@ -66,13 +66,6 @@ class DepthwiseConvNd(ConvNd):
     @property
     def depth_multiplier(self) -> int:
         return self.out_channels // self.in_channels
-
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        if self.forward_path(x).startswith("split"):
-            self.check_input(x)
-            pad = tuple(lo for lo, _ in self.padding_pairs)
-            return depthwise_split(x, self.kernel(), self.bias, self.stride, pad, self.dilation)
-        return super().forward(x)
 
     def forward_path(self, x: torch.Tensor) -> str:
         """As ``ConvNd.forward_path``, plus: a depth multiplier m > 1 on NCHW data (2-D, CPU, zero symmetric
@@ -155,8 +148,9 @@ class DepthwiseSeparableConvNd(ConvzooLayer, nn.Module):
                 module.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.depthwise_act(self.depthwise_norm(self.depthwise(x)))
-        return self.pointwise_act(self.pointwise_norm(self.pointwise(x)))
+        m = self._modules  # one dict, not six nn.Module.__getattr__ calls (≈0.8 µs each): this is the whole forward
+        x = m["depthwise_act"](m["depthwise_norm"](m["depthwise"](x)))  # type: ignore[misc]
+        return m["pointwise_act"](m["pointwise_norm"](m["pointwise"](x)))  # type: ignore[misc]
 
     def _linear(self) -> bool:
         extras = (self.depthwise_norm, self.depthwise_act, self.pointwise_norm, self.pointwise_act)

@@ -382,3 +382,22 @@ def test_every_family_repeats_its_first_call(name, dim):
             return
         with torch.no_grad():
             close(layer(x), expected, 1e-4)
+
+
+def test_form_choices_are_made_per_thread_count():
+    from convzoo.layers.form_choice import FormChoice
+
+    choice = FormChoice("test")
+    x = torch.randn(1, 2, 4, 4)
+    timed = []
+    forms = lambda: {"a": lambda t: timed.append("a") or t, "b": lambda t: timed.append("b") or t}  # noqa: E731
+    threads = torch.get_num_threads()
+    try:
+        choice.for_input("config", x, forms, [])
+        choice.for_input("config", x, forms, [])
+        assert choice.measurements == 1
+        torch.set_num_threads(1 if threads > 1 else 2)
+        choice.for_input("config", x, forms, [])
+        assert choice.measurements == 2
+    finally:
+        torch.set_num_threads(threads)

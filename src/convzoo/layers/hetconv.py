@@ -334,7 +334,7 @@ class HetConv2d(ConvzooLayer, nn.Module):
         """What the checks, the contract's input step and the form choice depend on (besides ``implementation``,
         whose setter empties the table)."""
         return (x.shape, x.stride(), x.dtype, x.device, frozen, x.requires_grad and torch.is_grad_enabled(),
-                _CHOICE.generation)
+                torch.get_num_threads(), _CHOICE.generation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Eager inputs of a key seen before (``_dispatch_key``) passed the contract's input step, the checks and

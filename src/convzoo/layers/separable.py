@@ -95,7 +95,8 @@ class SpatiallySeparableConv2d(ConvzooLayer, nn.Module):
         self.row.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.row(self.column(x))
+        m = self._modules  # dict look-ups, not nn.Module.__getattr__: this runs every call
+        return m["row"](m["column"](x))  # type: ignore[misc]
 
     def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
         """Both convs: N·H_mid·W_in·mid·C_in·kh + N·H_out·W_out·C_out·mid·kw MACs (H_mid = H after the column

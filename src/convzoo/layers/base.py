@@ -398,7 +398,7 @@ def frozen(module: nn.Module, name: str, sources: Sequence[torch.Tensor | None],
         return hit[2]
     device = next((t.device.type for t in sources if t is not None), "cpu")
     no_autocast = torch.autocast(device, enabled=False) if device in ("cpu", "cuda") else contextlib.nullcontext()
-    with torch.no_grad(), torch.inference_mode(False), no_autocast:
+    with torch.inference_mode(False), torch.no_grad(), no_autocast:  # this order: inference_mode(False) turns grad on
         value = build()
     if state is not None:
         module.__dict__.setdefault(_FROZEN, {})[name] = (tuple(sources), state, value)

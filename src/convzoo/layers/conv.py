@@ -34,6 +34,7 @@ from .base import (
     planned_forward,
     resolve_geometry,
 )
+from .form_choice import is_tracing
 from .fastpaths import depthwise_channels_last, depthwise_split, is_channels_last, pointwise_matmul
 
 if TYPE_CHECKING:
@@ -154,17 +155,18 @@ class ConvNd(ConvzooLayer):
         """Check ``x``, pick the formulation (``forward_path``) and bind the geometry: later inputs of the key run
         one native call (or the fast path) with nothing re-derived."""
         self.check_input(x)
-        return self._runner(self.forward_path(x))
+        return self._runner(self.forward_path(x), constant=not torch.is_grad_enabled() and not is_tracing(x))
 
-    def _runner(self, path: str) -> Runner:
+    def _runner(self, path: str, constant: bool) -> Runner:
         """The runner f(layer, x) for ``path``; parameters are read at call time (in-place updates,
-        parametrizations), the kernel flipped for 'convolution' (once per weight version without autograd)."""
+        parametrizations), the kernel flipped for 'convolution' (once per weight version when ``constant``: no
+        autograd, and not traced — a traced graph must flip the parameter, not hold a constant)."""
         stride, dilation, groups, pairs = self.stride, self.dilation, self.groups, self.padding_pairs
         pad = tuple(lo for lo, _ in pairs)
         weight, bias = parameter_reader(self, "weight"), parameter_reader(self, "bias")
         kernel = weight
         if self.mode == "convolution":
-            if torch.is_grad_enabled():
+            if not constant:
                 kernel = lambda m: flip_kernel(weight(m))  # noqa: E731
             else:
                 kernel = lambda m: frozen(m, "flipped", (weight(m),), lambda: flip_kernel(weight(m)))  # noqa: E731

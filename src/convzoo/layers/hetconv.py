@@ -213,7 +213,8 @@ class HetConv2d(ConvzooLayer, nn.Module):
         cache: dict[str, tuple[tuple[int, ...], torch.Tensor]] | None = self.__dict__.get("_frozen_cache")
         hit = None if cache is None else cache.get(name)
         if hit is None or hit[0] != key:
-            with torch.no_grad(), torch.inference_mode(False):  # a constant, and never an inference tensor
+            # a constant, and never an inference tensor (this order: inference_mode(False) turns grad mode on)
+            with torch.inference_mode(False), torch.no_grad():
                 hit = self.__dict__.setdefault("_frozen_cache", {})[name] = (key, build())
         return hit[1]
 

@@ -17,6 +17,7 @@ every dimension, at most 5n + 10 µs over their native composition (what the lay
 'check' column says whether a row meets its bounds.
 
 Usage: python benchmarks/bench_host_cost.py [--rounds R] [--calls C] [--families a,b] [--json PATH]
+       python benchmarks/bench_host_cost.py --compare BEFORE.json AFTER.json   (a markdown table of two runs)
 """
 
 from __future__ import annotations
@@ -171,14 +172,41 @@ def check(row: dict[str, Any], conv_us: float) -> str:
     return f"total {'ok' if row['layer_us'] <= bound else 'FAIL'} (≤ {bound:.0f} µs); {host}"
 
 
+def compare(before_path: str, after_path: str) -> None:
+    """Markdown: per family and dim, the layer's time over its native composition in two runs (no grad, grad)."""
+    runs = []
+    for path in (before_path, after_path):
+        with open(path) as f:
+            runs.append(json.load(f))
+    rows = {(r["family"], r["dim"], r["grad"]): r for r in runs[0]["rows"]}
+    for run, name in zip(runs, ("before", "after")):
+        m = run["machine"]
+        print(f"- {name}: {m['model']}, {m['capability']}, torch {m['torch']}, {m['threads']} thread(s), load "
+              f"{m['load']:.2f}; tiny F.conv2d {run['reference_us']['F.conv2d']:.1f} µs")
+    print("\n| family | D | no grad: layer − native µs, before → after | grad: before → after | layer µs after "
+          "(no grad) | check after |\n|---|---:|---:|---:|---:|---|")
+    after = {(r["family"], r["dim"], r["grad"]): r for r in runs[1]["rows"]}
+    for (family, dim, grad), row in after.items():
+        if grad:
+            continue
+        old, old_g, new_g = rows.get((family, dim, False)), rows.get((family, dim, True)), after[(family, dim, True)]
+        fmt = (lambda r: "—" if r is None else f"{r['over_us']:.1f}")
+        print(f"| {family} | {dim} | {fmt(old)} → {row['over_us']:.1f} | {fmt(old_g)} → {new_g['over_us']:.1f} | "
+              f"{row['layer_us']:.1f} | {row.get('check', '')} |")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"), help="compare two --json outputs")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--calls", type=int, default=300, help="calls per candidate per round")
     parser.add_argument("--families", default="", help="comma-separated names (default: all)")
     parser.add_argument("--threads", type=int, default=1)
     parser.add_argument("--json", default=None, help="also write the results here")
     args = parser.parse_args()
+    if args.compare:
+        compare(*args.compare)
+        return
     torch.set_num_threads(args.threads)
     wanted = [n for n in args.families.split(",") if n]
     info = machine()

@@ -24,6 +24,7 @@ needs (tools call these methods and never look a family up by name or module pat
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
 import numbers
@@ -249,25 +250,162 @@ def _in_channels_last_of(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return y.contiguous(memory_format=fmt)
 
 
+# --- the per-input plan: what a call re-derives, computed once per input key ---------------------------------------
+
+# f(layer, x): a layer's forward on inputs of one key, with everything that depends only on the layer and the key
+# (checks, the form choice, the padding plan) already done. A plain function of the layer, never a bound method or
+# a closure over it, so a table of them holds no reference to its module.
+Runner = Callable[[Any, torch.Tensor], Any]
+
+_PLANS = "_convzoo_plans"  # the per-module table, in the module's __dict__ (never a state_dict entry)
+_FROZEN = "_convzoo_frozen"  # kernels built from parameters for passes without autograd (``frozen``)
+MAX_PLANS = 64  # input keys remembered per layer: inputs of ever-new sizes (detection, crops) start it over
+_NO_PLANS: dict[Any, Runner] = {}
+_COMPILING = torch.compiler.is_compiling
+_EXPORTING = getattr(torch.compiler, "is_exporting", lambda: False)
+_JIT_TRACING = torch._C._get_tracing_state
+_GRAD = torch._C.is_grad_enabled
+_THREADS = torch.get_num_threads
+_EPOCH = [0]  # bumped by ``forget_plans()``: every table's keys go stale at once
+
+
+def forget_plans() -> None:
+    """Make every layer re-plan its next call (e.g. after ``FormChoice.clear()``: choices are part of plans)."""
+    _EPOCH[0] += 1
+
+
+def plan_key(forward: Callable[..., Any], x: torch.Tensor) -> tuple[Any, ...]:
+    """What a plan depends on besides the layer: which ``forward`` (a subclass's forward calling its parent's
+    holds one plan each), the input's shape, strides (memory format), dtype and device, grad mode, whether ``x``
+    requires grad, torch's thread count (form choices are timed with it) and the plans' epoch. The layer's own
+    state (training mode, parameters' dtype and device, attributes) empties its table when it changes."""
+    return (forward, x.shape, x.stride(), x.dtype, x.device, _GRAD(), x.requires_grad, _THREADS(), _EPOCH[0])
+
+
+def planned(forward: Callable[..., Any]) -> Callable[..., Any]:
+    """Mark a ``forward`` that, called with the input alone, is ``self.plan_forward(x)(self, x)``: the wrapper
+    then plans the first eager call of a key itself and keeps the runner (extra arguments still reach
+    ``forward``)."""
+    forward.__convzoo_planned__ = True  # type: ignore[attr-defined]
+    return forward
+
+
+@planned
+def planned_forward(self: Any, x: torch.Tensor) -> Any:
+    """``forward`` of a layer that plans (``plan_forward``): its plan for ``x``, run. A family writes
+    ``forward = planned_forward``; the wrapper then keeps the runner per key and later calls run it directly."""
+    return self.plan_forward(x)(self, x)
+
+
+def parameter_reader(module: nn.Module, name: str) -> Callable[[nn.Module], Any]:
+    """f(layer) reading parameter ``name`` at call time: from ``_parameters`` when it lives there now (a dict
+    look-up, a tenth of ``nn.Module.__getattr__``'s cost), else through the attribute (a parametrization's
+    property computes it). Plans that use it are emptied when that changes (``register_parametrization`` sets
+    and deletes attributes)."""
+    if name in module._parameters:
+        return lambda m: m._parameters[name]
+    return lambda m: getattr(m, name)
+
+
+def _checked_call(self: nn.Module, forward: Callable[..., Any], x: Any, args: tuple[Any, ...],
+                  kwargs: dict[str, Any]) -> Any:
+    """The whole input step and the family's forward, every time: under tracing / compile / export, for tensor
+    subclasses (fake tensors) and for calls with more arguments than the input."""
+    x, unbatched = prepare_input(self, x, type(self).__name__)
+    if unbatched:
+        rank = x.dim() - 1
+        args = tuple(a.unsqueeze(0) if isinstance(a, torch.Tensor) and a.dim() == rank else a for a in args)
+        kwargs = {k: v.unsqueeze(0) if isinstance(v, torch.Tensor) and v.dim() == rank else v
+                  for k, v in kwargs.items()}
+    y = forward(self, x, *args, **kwargs)
+    if isinstance(y, torch.Tensor):
+        y = _in_channels_last_of(y, x)
+    return y.squeeze(0) if unbatched and isinstance(y, torch.Tensor) else y
+
+
+def _compose(body: Runner, unbatched: bool, fmt: torch.memory_format | None) -> Runner:
+    """The table entry: ``body`` itself for a batched input whose format needs no care, else ``body`` between
+    the batch dimension added and dropped and the output put in the input's channels-last format (a no-op when it
+    already is: checked every call, since it costs less than being wrong)."""
+    if not unbatched and fmt is None:
+        return body
+    if not unbatched:
+        return lambda m, x: body(m, x).contiguous(memory_format=fmt)
+    if fmt is None:
+        return lambda m, x: body(m, x.unsqueeze(0)).squeeze(0)
+    return lambda m, x: body(m, x.unsqueeze(0)).contiguous(memory_format=fmt).squeeze(0)
+
+
+def _planned_call(self: nn.Module, forward: Callable[..., Any], x: torch.Tensor, key: tuple[Any, ...]) -> Any:
+    """The first eager call of a key: the input step, the layer's plan (``plan_forward`` where ``forward`` is
+    ``planned``; else ``forward`` itself runs on every later call, only the input step is skipped), the output,
+    and the table entry. Inputs of another dtype than the layer's (accepted under autocast) are not remembered:
+    without autocast they must raise the input step's message."""
+    xb, unbatched = prepare_input(self, x, type(self).__name__)
+    plans = getattr(forward, "__convzoo_planned__", False)
+    body: Runner = self.plan_forward(xb) if plans else forward  # type: ignore[attr-defined]
+    y = body(self, xb)
+    if not isinstance(y, torch.Tensor):
+        return y
+    fmt = channels_last_format(xb) if y.dim() == xb.dim() else None
+    if fmt is not None:
+        y = y.contiguous(memory_format=fmt)
+    if unbatched:
+        y = y.squeeze(0)
+    expected = layer_dtype(self)
+    if expected is None or expected == x.dtype:
+        table = self.__dict__.setdefault(_PLANS, {})  # __dict__ directly: our __setattr__ would empty it
+        if len(table) >= MAX_PLANS:
+            table.clear()
+        table[key] = _compose(body, unbatched, fmt)
+    return y
+
+
 def _batch_friendly(forward: Callable[..., Any]) -> Callable[..., Any]:
-    """Wrap a layer's ``forward`` with ``prepare_input``: unbatched (C, *S) inputs (and tensor arguments of the
-    same rank, e.g. deformable offsets) get a batch of one, which the output loses again."""
+    """Wrap a layer's ``forward`` with the input step (``prepare_input``: the dtype message, unbatched (C, *S)
+    inputs and tensor arguments of the same rank given a batch of one, which the output loses again; a
+    channels-last input gives a channels-last output) and the per-input plan: an eager call whose key
+    (``plan_key``) was seen before goes straight to the runner planned then, with no check, choice or format
+    decision re-derived. Tracing, compilation and export (which must see the whole forward), tensor subclasses
+    and calls with extra arguments always take the whole step."""
 
     @functools.wraps(forward)
     def wrapped(self: nn.Module, x: Any, *args: Any, **kwargs: Any) -> Any:
-        x, unbatched = prepare_input(self, x, type(self).__name__)
-        if unbatched:
-            rank = x.dim() - 1
-            args = tuple(a.unsqueeze(0) if isinstance(a, torch.Tensor) and a.dim() == rank else a for a in args)
-            kwargs = {k: v.unsqueeze(0) if isinstance(v, torch.Tensor) and v.dim() == rank else v
-                      for k, v in kwargs.items()}
-        y = forward(self, x, *args, **kwargs)
-        if isinstance(y, torch.Tensor):
-            y = _in_channels_last_of(y, x)
-        return y.squeeze(0) if unbatched and isinstance(y, torch.Tensor) else y
+        if args or kwargs or type(x) is not torch.Tensor or _COMPILING() or _EXPORTING() or _JIT_TRACING():
+            return _checked_call(self, forward, x, args, kwargs)
+        key = (forward, x.shape, x.stride(), x.dtype, x.device, _GRAD(), x.requires_grad, _THREADS(), _EPOCH[0])
+        run = self.__dict__.get(_PLANS, _NO_PLANS).get(key)
+        if run is not None:
+            return run(self, x)
+        return _planned_call(self, forward, x, key)
 
     wrapped.__convzoo_prepared__ = True  # type: ignore[attr-defined]
     return wrapped
+
+
+def frozen(module: nn.Module, name: str, sources: Sequence[torch.Tensor | None],
+           build: Callable[[], torch.Tensor]) -> torch.Tensor:
+    """``build()`` (a kernel derived from ``sources``, e.g. a flipped weight) for a pass without autograd, built
+    once and reused while every source is the same tensor object (held here, so a parametrization's freshly
+    computed weight never passes for an old one) with the same version counter (in-place updates: optimizer
+    steps, ``load_state_dict``, ``nn.init``) and storage (a ``.data`` swap). Inference tensors have no version
+    counter: built every call. Built without autograd, autocast or inference mode (a constant, a normal tensor)."""
+    try:
+        state = tuple((t._version, t.data_ptr()) if t is not None else None for t in sources)
+    except RuntimeError:  # an inference tensor: nothing tells whether it changed
+        state = None
+    cache: dict[str, tuple[Any, ...]] | None = module.__dict__.get(_FROZEN)
+    hit = None if cache is None or state is None else cache.get(name)
+    if (hit is not None and hit[1] == state and len(hit[0]) == len(sources)
+            and all(a is b for a, b in zip(hit[0], sources))):
+        return hit[2]
+    device = next((t.device.type for t in sources if t is not None), "cpu")
+    no_autocast = torch.autocast(device, enabled=False) if device in ("cpu", "cuda") else contextlib.nullcontext()
+    with torch.inference_mode(False), torch.no_grad(), no_autocast:  # this order: inference_mode(False) turns grad on
+        value = build()
+    if state is not None:
+        module.__dict__.setdefault(_FROZEN, {})[name] = (tuple(sources), state, value)
+    return value
 
 
 def check_window_fits(
@@ -381,11 +519,45 @@ class ConvzooLayer:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # Every family's forward starts with the same input step (``prepare_input``): one dtype message, and
-        # unbatched inputs accepted as torch's convs accept them.
+        # unbatched inputs accepted as torch's convs accept them; eager calls of a key seen before run its plan.
         super().__init_subclass__(**kwargs)
         forward = vars(cls).get("forward")
         if forward is not None and not getattr(forward, "__convzoo_prepared__", False):
             cls.forward = _batch_friendly(forward)  # type: ignore[method-assign]
+
+    def plan_forward(self, x: torch.Tensor) -> Runner:
+        """For a layer whose ``forward = planned_forward``: the checks and choices for inputs like the batched
+        ``x``, and the runner f(layer, x) computing the forward on every input of the same key (``plan_key``) with
+        nothing re-derived; it runs under tracing too, so it must hold the tracing cases. Layers with their own
+        ``forward`` need none: later calls of a key skip only the input step and run that ``forward``."""
+        raise NotImplementedError(f"{type(self).__name__} has forward = planned_forward but no plan_forward()")
+
+    def forget_plans(self) -> None:
+        """Drop this layer's per-input plans and frozen kernels (rebuilt on the next call). Needed only after
+        writes that bypass the module (``p.data = ...`` of another dtype, ``_parameters[...] = ...``)."""
+        self.__dict__.pop(_PLANS, None)
+        self.__dict__.pop(_FROZEN, None)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        # Any attribute set (train()/eval(), a new weight or sub-module, a parametrization's class swap,
+        # ``implementation``, ``temperature``) may change what a plan decided: the next call of each key re-plans.
+        self.__dict__.pop(_PLANS, None)
+        self.__dict__.pop(_FROZEN, None)
+        super().__setattr__(name, value)
+
+    def __delattr__(self, name: str) -> None:
+        self.__dict__.pop(_PLANS, None)
+        self.__dict__.pop(_FROZEN, None)
+        super().__delattr__(name)
+
+    def _apply(self, fn: Any, recurse: bool = True) -> Any:
+        self.forget_plans()  # .to() / .half() / .cuda(): another dtype or device, checked again
+        return super()._apply(fn, recurse)  # type: ignore[misc]
+
+    def __getstate__(self) -> dict[str, Any]:
+        """Copies and pickles start without plans or frozen kernels (derived state, rebuilt on first use)."""
+        state = super().__getstate__()  # type: ignore[misc]
+        return {k: v for k, v in state.items() if k not in (_PLANS, _FROZEN)}
 
     def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
         raise NotImplementedError(f"{type(self).__name__} does not declare cost()")

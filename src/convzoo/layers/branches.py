@@ -25,12 +25,14 @@ from .base import (
     ConvzooLayer,
     Padding,
     PaddingPairs,
+    Runner,
     Stage,
     check_choice,
     check_groups,
     check_input,
     check_window_fits,
     resolve_geometry,
+    planned_forward,
 )
 from .conv import Conv1d, Conv2d, Conv3d, ConvNd, grouped_projection, native_conv_call, to_numpy
 
@@ -71,7 +73,8 @@ class ConvBN(nn.Module):
         self.conv, self.bn = conv, norm
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.bn(self.conv(x))
+        m = self._modules  # dict look-ups, not nn.Module.__getattr__: this runs every call
+        return m["bn"](m["conv"](x))  # type: ignore[misc]
 
 
 def bn_scale_shift(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -129,11 +132,13 @@ class BranchConvNd(ConvzooLayer, nn.Module):
         if self.identity is not None:
             self.identity.reset_parameters()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    forward = planned_forward
+
+    def plan_forward(self, x: torch.Tensor) -> Runner:
+        """The checks once per key; the runner sums the branches (and the identity's BN)."""
         check_input(x, self.dim, self.in_channels, type(self).__name__)
         check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__)
-        out = sum(branch(x) for branch in self.branches.values())
-        return out + self.identity(x) if self.identity is not None else out
+        return _branches_sum
 
     # --- structural re-parameterisation ---------------------------------------------------------------------------
 
@@ -253,3 +258,11 @@ def _embed(w: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     from ..conversion.kernels import fit_kernel
 
     return fit_kernel(w, tuple(size))
+
+
+def _branches_sum(m: BranchConvNd, x: torch.Tensor) -> torch.Tensor:
+    """Σ_b BN_b(conv_b(x)) (+ BN_id(x)), the sub-modules read from ``_modules`` (no nn.Module.__getattr__)."""
+    modules = m._modules
+    out = sum(branch(x) for branch in modules["branches"]._modules.values())  # type: ignore[union-attr,misc]
+    identity = modules.get("identity")  # None is kept as a plain attribute
+    return out + identity(x) if identity is not None else out

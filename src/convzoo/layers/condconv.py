@@ -25,6 +25,7 @@ from .base import (
     ConvzooLayer,
     IntOrTuple,
     Padding,
+    Runner,
     Stage,
     check_choice,
     check_groups,
@@ -34,6 +35,7 @@ from .base import (
     geometry_repr,
     init_conv_,
     resolve_geometry,
+    planned_forward,
 )
 from .conv import grouped_projection
 from .kernel_bank import accept_unstacked_banks, bank_view, timm_condconv_peer
@@ -110,12 +112,21 @@ class CondConvNd(ConvzooLayer, nn.Module):
                 init_conv_(self.experts[k], None if self.bias is None else self.bias[k])
         self.routing.fc.reset_parameters()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    forward = planned_forward
+
+    def plan_forward(self, x: torch.Tensor) -> Runner:
+        """The checks and the conv's form once per key; the runner routes, combines and convolves."""
         check_input(x, self.dim, self.in_channels, type(self).__name__)
         check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__)
-        weight, bias = self.combine(self.routing(x))
         conv = per_sample_conv if is_tracing(x) else fastest_per_sample_conv  # the batch stays symbolic when traced
-        return conv(x, weight, bias, self.stride, self.padding_pairs, self.dilation, self.groups, self.padding_mode)
+        stride, pairs, dilation, groups, mode = (self.stride, self.padding_pairs, self.dilation, self.groups,
+                                                 self.padding_mode)
+
+        def run(m: CondConvNd, x: torch.Tensor) -> torch.Tensor:
+            weight, bias = m.combine(m._modules["routing"](x))  # type: ignore[misc]
+            return conv(x, weight, bias, stride, pairs, dilation, groups, mode)
+
+        return run
 
     def combine(self, routing: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-example kernels (N, C_out, C_in/g, *k) and biases (N, C_out): W(x) = Σ_k r_k·W_k."""

@@ -15,19 +15,23 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..analysis.cost import LayerCost, conv_cost, conv_output_tensor_shape
-from ..functional import conv_with_pairs, flip_kernel, pad_pairs
+from ..functional import flip_kernel, pad_pairs
 from .base import (
     PADDING_MODES,
     Alternative,
     ConvzooLayer,
     IntOrTuple,
     Padding,
+    Runner,
     Stage,
     check_choice,
     check_groups,
     check_input,
     check_window_fits,
+    frozen,
     init_conv_,
+    parameter_reader,
+    planned_forward,
     resolve_geometry,
 )
 from . import triton_forms
@@ -38,6 +42,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 MODES = ("correlation", "convolution")
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 # The measured choice between a conv's exact forms (per configuration and input key, see ``ConvNd.forms``).
 _CHOICE = FormChoice("ConvNd")
@@ -148,37 +153,58 @@ class ConvNd(ConvzooLayer):
         """The kernel the cross-correlation uses: ``weight``, flipped in every spatial axis for ``'convolution'``."""
         return flip_kernel(self.weight) if self.mode == "convolution" else self.weight
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    forward = planned_forward
+
+    def plan_forward(self, x: torch.Tensor) -> Runner:
+        """Check ``x``, pick the formulation (``forward_path``) and bind the geometry: later inputs of the key run
+        one native call (or the fast path) with nothing re-derived."""
         self.check_input(x)
-        return self.run_form(self.forward_path(x), x)
+        return self._runner(self.forward_path(x), constant=not torch.is_grad_enabled() and not is_tracing(x))
+
+    def _runner(self, path: str, constant: bool) -> Runner:
+        """The runner f(layer, x) for ``path``; parameters are read at call time (in-place updates,
+        parametrizations), the kernel flipped for 'convolution' (once per weight version when ``constant``: no
+        autograd, and not traced — a traced graph must flip the parameter, not hold a constant)."""
+        stride, dilation, groups, pairs = self.stride, self.dilation, self.groups, self.padding_pairs
+        pad = tuple(lo for lo, _ in pairs)
+        weight, bias = parameter_reader(self, "weight"), parameter_reader(self, "bias")
+        kernel = weight
+        if self.mode == "convolution":
+            if not constant:
+                kernel = lambda m: flip_kernel(weight(m))  # noqa: E731
+            else:
+                kernel = lambda m: frozen(m, "flipped", (weight(m),), lambda: flip_kernel(weight(m)))  # noqa: E731
+        if path in ("kernel", triton_forms.TRITON):  # convzoo's depthwise kernels: numba (CPU) or Triton (CUDA)
+            if path == "kernel":
+                from ..kernels.depthwise import depthwise_conv as own_kernel
+            else:
+                from ..kernels.triton_depthwise import depthwise_conv as own_kernel
+            if self.padding_mode != "zeros":
+                mode, zero = self.padding_mode, tuple((0, 0) for _ in pairs)
+                return lambda m, x: own_kernel(pad_pairs(x, pairs, mode), kernel(m), bias(m), stride, zero, dilation)
+            return lambda m, x: own_kernel(x, kernel(m), bias(m), stride, pairs, dilation)
+        if path.startswith("channels_last"):
+            return lambda m, x: depthwise_channels_last(x, kernel(m), bias(m), stride, pad, dilation)
+        if path == "matmul":
+            return lambda m, x: pointwise_matmul(x, weight(m), bias(m), groups)
+        if path.startswith("split"):
+            return lambda m, x: depthwise_split(x, kernel(m), bias(m), stride, pad, dilation)
+        if path != "native":
+            raise ValueError(f"form={path!r} is not a form of {type(self).__name__}; its forms are 'native', "
+                             "'kernel', 'triton', 'channels_last …', 'split ×m' and 'matmul' (see forms(x))")
+        op = _CONV[self.dim]
+        if self.padding_mode != "zeros" or any(lo != hi for lo, hi in pairs):
+            mode = self.padding_mode
+            return lambda m, x: op(pad_pairs(x, pairs, mode), kernel(m), bias(m), stride, 0, dilation, groups)
+        if kernel is weight and "weight" in self._parameters and "bias" in self._parameters:
+            # the common case written out: one native call, two dict look-ups (torch's Conv2d pays two
+            # nn.Module.__getattr__ calls)
+            return lambda m, x: op(x, m._parameters["weight"], m._parameters["bias"], stride, pad, dilation, groups)
+        return lambda m, x: op(x, kernel(m), bias(m), stride, pad, dilation, groups)
 
     def run_form(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """The output computed by form ``name`` (one of ``forms(x)``; all compute the same sum)."""
-        if name == "native":
-            return conv_with_pairs(x, self.kernel(), self.bias, self.stride, self.padding_pairs, self.dilation,
-                                   self.groups, self.padding_mode)
-        if name == "kernel":
-            from ..kernels.depthwise import depthwise_conv
-
-            pairs = self.padding_pairs
-            if self.padding_mode != "zeros":
-                x, pairs = pad_pairs(x, pairs, self.padding_mode), tuple((0, 0) for _ in pairs)
-            return depthwise_conv(x, self.kernel(), self.bias, self.stride, pairs, self.dilation)
-        pad = tuple(lo for lo, _ in self.padding_pairs)
-        if name.startswith("channels_last"):
-            return depthwise_channels_last(x, self.kernel(), self.bias, self.stride, pad, self.dilation)
-        if name.startswith("split"):
-            return depthwise_split(x, self.kernel(), self.bias, self.stride, pad, self.dilation)
-        if name == "matmul":
-            return pointwise_matmul(x, self.weight, self.bias, self.groups)
-        if name == triton_forms.TRITON:  # GPU, depthwise m > 1: the Triton kernel writes channels c·m + j directly
-            from ..kernels.triton_depthwise import depthwise_conv as triton_depthwise_conv
-
-            pairs = self.padding_pairs
-            if self.padding_mode != "zeros":
-                x, pairs = pad_pairs(x, pairs, self.padding_mode), tuple((0, 0) for _ in pairs)
-            return triton_depthwise_conv(x, self.kernel(), self.bias, self.stride, pairs, self.dilation)
-        raise ValueError(f"form={name!r} is not one of {self.forms(x)} for {type(self).__name__}")
+        return self._runner(name, constant=False)(self, x)
 
     def forms(self, x: torch.Tensor) -> list[str]:
         """The exact forms of this conv on inputs like ``x`` ('native' first: torch's one conv call).

@@ -135,8 +135,9 @@ class DepthwiseSeparableConvNd(ConvzooLayer, nn.Module):
                 module.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = self.depthwise_act(self.depthwise_norm(self.depthwise(x)))
-        return self.pointwise_act(self.pointwise_norm(self.pointwise(x)))
+        m = self._modules  # one dict, not six nn.Module.__getattr__ calls (≈0.8 µs each): this is the whole forward
+        x = m["depthwise_act"](m["depthwise_norm"](m["depthwise"](x)))  # type: ignore[misc]
+        return m["pointwise_act"](m["pointwise_norm"](m["pointwise"](x)))  # type: ignore[misc]
 
     def _linear(self) -> bool:
         extras = (self.depthwise_norm, self.depthwise_act, self.pointwise_norm, self.pointwise_act)

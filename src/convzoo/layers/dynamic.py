@@ -19,6 +19,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .base import (
@@ -35,6 +36,9 @@ from .base import (
     check_input,
     check_positive_int,
     check_window_fits,
+    parameter_reader,
+    planned_forward,
+    Runner,
 )
 from ..analysis.cost import LayerCost, compose, conv_macs, conv_output_tensor_shape, elementwise_cost, module_cost, numel
 from ..functional import conv_with_pairs, pad_pairs
@@ -55,6 +59,7 @@ _CHOICE = FormChoice("DynamicConvNd")
 # samples per grouped conv in ``batch_folded_chunks_channels_last``: of 2, 4, 8, 16 and 32 (b32 64→64 28², 2-core CPU),
 # 4 and 8 were the fastest forward, the whole batch and 2 the slowest (benchmarks/bench_dynamic.py --forms)
 _FOLD_CHUNK = 8
+_CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 
 def _in_format_of(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
@@ -76,7 +81,8 @@ class KernelAttention(nn.Module):
         # GAP as a sum times 1/prod(S): on channels-last data torch's sum is about twice as fast as its mean, and its
         # backward is a broadcast view where mean's writes a full-size tensor
         pooled = x.sum(dim=tuple(range(2, x.dim()))) * (1.0 / math.prod(x.shape[2:]))
-        return torch.softmax(self.fc2(torch.relu(self.fc1(pooled))) / temperature, dim=1)
+        fc = self._modules  # not nn.Module.__getattr__ twice per call; fc1 and fc2 still run as modules (hooks)
+        return torch.softmax(fc["fc2"](torch.relu(fc["fc1"](pooled))) / temperature, dim=1)  # type: ignore[misc]
 
 
 class DynamicConvNd(ConvzooLayer, nn.Module):
@@ -151,17 +157,49 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
         self.attention.fc1.reset_parameters()
         self.attention.fc2.reset_parameters()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    forward = planned_forward
+
+    def plan_forward(self, x: torch.Tensor) -> Runner:
+        """Check ``x`` and choose the form once per key (``chosen_form``: measured on the first input of a key)."""
         check_input(x, self.dim, self.in_channels, type(self).__name__)
         check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__)
         if x.shape[0] == 0:  # an empty batch: the output's shape from a static conv with the first kernel
-            return conv_with_pairs(x, self.weight[: self.out_channels], None, self.stride, self.padding_pairs,
-                                   self.dilation, self.groups, self.padding_mode)
+            return _empty_batch
         if x.device.type == "meta":
-            return self._batch_folded(x)
+            return DynamicConvNd._batch_folded
         if is_tracing(x):
-            return self._unfolded(x)  # the batch stays a dimension of the graph, never a number in it
-        return _in_format_of(self._forms(x)[self.chosen_form(x)](x), x)  # a no-op where the form kept it
+            return DynamicConvNd._unfolded  # the batch stays a dimension of the graph, never a number in it
+        name = self.chosen_form(x)
+        if name == "batch_folded" and channels_last_format(x) is None:
+            return self._batch_folded_runner(x)
+        form = self._forms(x)[name].__func__  # type: ignore[attr-defined]
+        return lambda m, x: _in_format_of(form(m, x), x)  # a no-op where the form kept it
+
+    def _batch_folded_runner(self, x: torch.Tensor) -> Runner:
+        """``_batch_folded`` for inputs of ``x``'s key, its shapes and geometry bound once: the attention (called
+        as a module, so its hooks still run), the kernels and biases aggregated by two matmuls, one grouped conv —
+        the same ops in the same order, so the same values."""
+        n, k, cout = x.shape[0], self.num_kernels, self.out_channels
+        kernel_shape = (n * cout, *self.weight.shape[1:])
+        folded_shape = (1, n * self.in_channels, *x.shape[2:])
+        out_shape = conv_output_tensor_shape(tuple(x.shape), cout, self.kernel_size, self.stride, self.padding_pairs,
+                                             self.dilation)
+        op = _CONV[self.dim]
+        stride, dilation, groups, pairs, mode = self.stride, self.dilation, n * self.groups, self.padding_pairs, \
+            self.padding_mode
+        symmetric = mode == "zeros" and all(lo == hi for lo, hi in pairs)
+        pad = tuple(lo for lo, _ in pairs) if symmetric else 0
+        weight, bias = parameter_reader(self, "weight"), parameter_reader(self, "bias")
+
+        def run(m: DynamicConvNd, x: torch.Tensor) -> torch.Tensor:
+            attention = m._modules["attention"](x, m._temperature)  # type: ignore[misc]
+            kernels = (attention @ weight(m).reshape(k, -1)).reshape(kernel_shape)
+            b = bias(m)
+            folded = x.reshape(folded_shape) if symmetric else pad_pairs(x.reshape(folded_shape), pairs, mode)
+            y = op(folded, kernels, None if b is None else (attention @ b).reshape(-1), stride, pad, dilation, groups)
+            return y.reshape(out_shape)
+
+        return run
 
     def _forms(self, x: torch.Tensor) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
         """The exact eager forms: batch-folded grouped conv and per-sample convs, in NCHW and (2-D) in NHWC."""
@@ -424,3 +462,9 @@ class DynamicConv3d(DynamicConvNd):
     """3-D dynamic convolution: input (N, C_in, D, H, W); see ``DynamicConvNd``."""
 
     dim = 3
+
+
+def _empty_batch(m: DynamicConvNd, x: torch.Tensor) -> torch.Tensor:
+    """An empty batch: the output's shape from a static conv with the first kernel."""
+    return conv_with_pairs(x, m.weight[: m.out_channels], None, m.stride, m.padding_pairs, m.dilation, m.groups,
+                           m.padding_mode)

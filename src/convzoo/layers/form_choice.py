@@ -63,8 +63,9 @@ def memory_format_name(x: torch.Tensor) -> str:
 
 
 def input_key(x: torch.Tensor, backward: bool) -> tuple[Hashable, ...]:
-    """The input's part of a key: shape, memory format, device, dtype and whether a backward pass follows."""
-    return (x.shape, memory_format_name(x), x.device, x.dtype, backward)
+    """The input's part of a key: shape, memory format, device, dtype, whether a backward pass follows, and torch's
+    thread count (the fastest form on one thread is not always the fastest on several)."""
+    return (x.shape, memory_format_name(x), x.device, x.dtype, backward, torch.get_num_threads())
 
 
 def round_order(labels: Sequence[str], r: int) -> list[str]:
@@ -129,8 +130,11 @@ class FormChoice:
         _INSTANCES.add(self)
 
     def clear(self) -> None:
+        from .base import forget_plans  # layers remember their chosen form in their per-input plans
+
         self.cache.clear()
         self.generation += 1
+        forget_plans()
 
     def __contains__(self, key: Hashable) -> bool:
         return key in self.cache

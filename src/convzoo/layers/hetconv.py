@@ -215,7 +215,8 @@ class HetConv2d(ConvzooLayer, nn.Module):
         cache: dict[str, tuple[tuple[int, ...], torch.Tensor]] | None = self.__dict__.get("_frozen_cache")
         hit = None if cache is None else cache.get(name)
         if hit is None or hit[0] != key:
-            with torch.no_grad(), torch.inference_mode(False):  # a constant, and never an inference tensor
+            # a constant, and never an inference tensor (this order: inference_mode(False) turns grad mode on)
+            with torch.inference_mode(False), torch.no_grad():
                 hit = self.__dict__.setdefault("_frozen_cache", {})[name] = (key, build())
         return hit[1]
 
@@ -336,7 +337,7 @@ class HetConv2d(ConvzooLayer, nn.Module):
         """What the checks, the contract's input step and the form choice depend on (besides ``implementation``,
         whose setter empties the table)."""
         return (x.shape, x.stride(), x.dtype, x.device, frozen, x.requires_grad and torch.is_grad_enabled(),
-                _CHOICE.generation)
+                torch.get_num_threads(), _CHOICE.generation)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         """Eager inputs of a key seen before (``_dispatch_key``) passed the contract's input step, the checks and

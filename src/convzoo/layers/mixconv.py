@@ -16,11 +16,13 @@ from .base import (
     Alternative,
     ConvzooLayer,
     IntOrTuple,
+    Runner,
     Stage,
     check_choice,
     check_input,
     check_positive_int,
     expand,
+    planned_forward,
 )
 from .conv import Conv2d, grouped_projection, native_conv_call
 
@@ -101,10 +103,12 @@ class MixConv2d(ConvzooLayer, nn.Module):
         for conv in self.convs:
             conv.reset_parameters()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    forward = planned_forward
+
+    def plan_forward(self, x: torch.Tensor) -> Runner:
+        """Check ``x`` once per key; the runner splits, convolves each group, concatenates."""
         check_input(x, 2, self.in_channels, type(self).__name__)
-        parts = torch.split(x, self.in_splits, dim=1)
-        return torch.cat([conv(part) for conv, part in zip(self.convs, parts)], dim=1)
+        return _mixed
 
     def receptive_field_step(self, field: Any, in_shape: Any, step: Callable[..., Any]) -> Any:
         """Parallel groups, all centred and equally strided, so the layer's field is the largest group's (the
@@ -175,3 +179,10 @@ class MixConv2d(ConvzooLayer, nn.Module):
     def extra_repr(self) -> str:
         return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_sizes}, split={self.split!r}, "
                 f"in_splits={self.in_splits}, out_splits={self.out_splits}")
+
+
+def _mixed(m: MixConv2d, x: torch.Tensor) -> torch.Tensor:
+    """MixConv's runner: concat_i conv_i(x_i), the groups' convs read from ``_modules`` (no nn.Module.__getattr__
+    per call)."""
+    convs = m._modules["convs"]._modules.values()  # type: ignore[union-attr]
+    return torch.cat([conv(part) for conv, part in zip(convs, torch.split(x, m.in_splits, dim=1))], dim=1)

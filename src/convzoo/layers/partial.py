@@ -15,7 +15,8 @@ import torch
 from torch import nn
 
 from ..analysis.cost import LayerCost, elementwise_cost
-from .base import Alternative, ConvzooLayer, IntOrTuple, Padding, Stage, check_input, check_positive_int
+from .base import (Alternative, ConvzooLayer, IntOrTuple, Padding, Runner, Stage, check_input, check_positive_int,
+                   planned_forward)
 from .conv import Conv1d, Conv2d, Conv3d, ConvNd, native_conv_call, to_numpy
 
 if TYPE_CHECKING:
@@ -74,10 +75,18 @@ class PartialConvNd(ConvzooLayer, nn.Module):
     def reset_parameters(self) -> None:
         self.conv.reset_parameters()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    forward = planned_forward
+
+    def plan_forward(self, x: torch.Tensor) -> Runner:
+        """The input check once per key; the runner splits, convolves the head, concatenates."""
         check_input(x, self.dim, self.in_channels, type(self).__name__)
-        head, rest = torch.split(x, [self.conv_channels, self.in_channels - self.conv_channels], dim=1)
-        return torch.cat([self.conv(head), rest], dim=1)
+        sizes = [self.conv_channels, self.in_channels - self.conv_channels]
+
+        def run(m: PartialConvNd, x: torch.Tensor) -> torch.Tensor:
+            head, rest = torch.split(x, sizes, dim=1)
+            return torch.cat([m._modules["conv"](head), rest], dim=1)  # type: ignore[misc]
+
+        return run
 
     # --- the contract ---------------------------------------------------------------------------------------------
 

@@ -13,7 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..analysis.cost import LayerCost, interpolation_cost
-from .base import Alternative, ConvzooLayer, IntOrTuple, Padding, Stage, check_choice, expand
+from .base import (Alternative, ConvzooLayer, IntOrTuple, Padding, Runner, Stage, check_choice, check_input, expand,
+                   planned_forward)
 from .conv import Conv1d, Conv2d, Conv3d, ConvNd, native_conv_call
 
 if TYPE_CHECKING:
@@ -63,11 +64,15 @@ class ResizeConvNd(ConvzooLayer, nn.Module):
         linear = self.upsample_mode != "nearest"
         return F.interpolate(x, size=size, mode=self.upsample_mode, align_corners=False if linear else None)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        from .base import check_input
+    forward = planned_forward
 
+    def plan_forward(self, x: torch.Tensor) -> Runner:
+        """The input check and the upsampled size once per key; the runner is the interpolation and the conv."""
         check_input(x, self.dim, self.in_channels, type(self).__name__)
-        return self.conv(self.upsample(x))
+        size = tuple(s * f for s, f in zip(x.shape[2:], self.scale_factor))
+        mode = self.upsample_mode
+        corners = False if mode != "nearest" else None
+        return lambda m, x: m._modules["conv"](F.interpolate(x, size=size, mode=mode, align_corners=corners))
 
     def _upsampled(self, shape: tuple[int, ...]) -> tuple[int, ...]:
         return (*shape[:2], *(s * f for s, f in zip(shape[2:], self.scale_factor)))

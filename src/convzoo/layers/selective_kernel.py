@@ -23,11 +23,13 @@ from .base import (
     Attention,
     ConvzooLayer,
     IntOrTuple,
+    Runner,
     Stage,
     check_groups,
     check_input,
     check_positive_int,
     expand,
+    planned_forward,
 )
 from .conv import Conv1d, Conv2d, Conv3d, native_conv_call
 
@@ -152,9 +154,12 @@ class SelectiveKernelConvNd(ConvzooLayer, nn.Module):
         """V = Σ_m a_m ⊙ U_m with a = the attention computed from these branch outputs."""
         return self.fuse_select(u)
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    forward = planned_forward
+
+    def plan_forward(self, x: torch.Tensor) -> Runner:
+        """The input check once per key; the runner is split (the branches) and select (the attention)."""
         check_input(x, self.dim, self.in_channels, type(self).__name__)
-        return self.select(self.split(x))
+        return _split_select
 
     # --- the contract ---------------------------------------------------------------------------------------------
 
@@ -283,3 +288,8 @@ class SelectiveKernelConv3d(SelectiveKernelConvNd):
     """3-D ``SelectiveKernelConvNd``: input (N, C, D, H, W)."""
 
     dim = 3
+
+
+def _split_select(m: SelectiveKernelConvNd, x: torch.Tensor) -> torch.Tensor:
+    """Selective kernel's runner: the branches, then the attention's weighted sum."""
+    return m.select(m.split(x))

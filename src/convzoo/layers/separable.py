@@ -9,7 +9,7 @@ scheme 2), exactly when ``mid_channels`` reaches the rank of W reshaped to (C_in
 from __future__ import annotations
 
 from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 import torch
@@ -21,7 +21,6 @@ from .base import (
     ConvzooLayer,
     IntOrTuple,
     Padding,
-    PaddingPairs,
     Stage,
     check_positive_int,
     resolve_geometry,
@@ -95,7 +94,8 @@ class SpatiallySeparableConv2d(ConvzooLayer, nn.Module):
         self.row.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.row(self.column(x))
+        m = self._modules  # dict look-ups, not nn.Module.__getattr__: this runs every call
+        return m["row"](m["column"](x))  # type: ignore[misc]
 
     def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
         """Both convs: N·H_mid·W_in·mid·C_in·kh + N·H_out·W_out·C_out·mid·kw MACs (H_mid = H after the column

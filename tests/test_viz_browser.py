@@ -1,7 +1,8 @@
-"""The HTML report and the web explorer in real headless Chromium (Debian's ``chromium``, driven by playwright).
+"""The HTML report and the web explorer in real headless Chromium (Debian's ``chromium``, driven by playwright): one
+browser for every test, pages at 1280×900.
 
 Skipped, with the reason shown, when Chromium or playwright is missing (``.ci/run`` installs Chromium and says
-so when it cannot). Screenshots are kept under tests/artifacts/."""
+so when it cannot). Screenshots are kept under tests/artifacts/ (explorer_<family>.png for a few families)."""
 
 from __future__ import annotations
 
@@ -19,13 +20,15 @@ from convzoo.viz.connectivity import connectivity
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent / "artifacts"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--no-first-run"]
+VIEWPORT = {"width": 1280, "height": 900}
+SHOTS = ("standard", "transposed", "depthwise", "mixconv", "deformable", "dynamic", "shuffled_grouped")
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser():
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
     if not Path(CHROMIUM).exists():
@@ -50,7 +53,7 @@ def server():
 
 def open_page(browser, origin: str | None = None):
     """A page that records console errors, failed requests and every request that leaves ``origin``."""
-    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    page = browser.new_page(viewport=VIEWPORT)
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
@@ -82,6 +85,14 @@ def active(page, attribute: str) -> set[tuple[int, ...]]:
     return {tuple(int(v) for v in value.split(",")) for value in values}
 
 
+def rgb(colour) -> str:
+    r, g, b = (round(255 * v) for v in colour[:3])
+    return f"rgb({r}, {g}, {b})"
+
+
+TAP_RGB = [rgb(c) for c in __import__("convzoo.viz.draw", fromlist=["tap_colours"]).tap_colours(9)]
+
+
 def expected_inputs(name, in_channels, out_channels, kernel, size, output, **kw) -> set[tuple[int, ...]]:
     conn = connectivity(cz.build(name, in_channels, out_channels, kernel, 2, **kw), (in_channels, size, size))
     return {tuple(int(v) for v in i) for i in torch.nonzero(conn.deps(*output))}
@@ -106,7 +117,7 @@ def test_explorer_from_a_url_hover_change_and_animate(browser, server):
     assert len(expected) == 2 * 9 and active(page, "data-in") == expected
     page.wait_for_function("document.querySelectorAll('rect.tap.used').length === 9")
     fills = page.eval_on_selector_all("[data-in].active", "els => els.map(e => e.style.fill)")
-    assert len(set(fills)) == 9 and "" not in fills  # nine taps, nine colours, on both channels
+    assert set(fills) == set(TAP_RGB)  # nine taps in the static pictures' nine colours, on both channels
     assert active(page, "data-out") == set()
     page.screenshot(path=str(ARTIFACTS / "explorer_dilated_hover.png"))
 
@@ -137,7 +148,7 @@ def test_explorer_from_a_url_hover_change_and_animate(browser, server):
     page.select_option("#family", "standard")
     ready(page)
     assert parse_qs(urlparse(page.url).query) == {"family": ["standard"]}
-    assert page.locator("#output_shape").inner_text() == "(1, 4, 8, 8)"
+    assert page.locator("#output_shape").inner_text() == "(1, 6, 8, 8)"
     page.screenshot(path=str(ARTIFACTS / "explorer_standard.png"))
     assert errors == []
 
@@ -168,9 +179,52 @@ def test_explorer_offers_only_valid_values_and_repairs_a_bad_url(browser, server
     page.locator("[data-in='0,3,3']").hover()  # its k×k stamp on the output, coloured by tap
     page.wait_for_function("document.querySelectorAll('rect.tap.used').length === 9")
     stamp = page.eval_on_selector_all("[data-out].active", "els => els.map(e => e.style.fill)")
-    assert len(stamp) == 4 * 9 and len(set(stamp)) == 9
+    assert len(stamp) == 6 * 9 and len(set(stamp)) == 9  # 6 output channels (the explorer's default)
     page.screenshot(path=str(ARTIFACTS / "explorer_transposed.png"))
     assert errors == []
+
+
+def test_every_family_loads_walks_and_hovers(browser, server):
+    """Each family at its explorer defaults: the window walks the output on load, a hover takes over and shows
+    that output's window in the panel, the play button pauses; no console error, no request to another host."""
+    page, errors = open_page(browser, server)
+    for fam in cz.families():
+        page.goto(f"{server}/?family={fam.name}")
+        ready(page)
+        page.wait_for_function("document.getElementById('svg').dataset.playing === '1'")
+        outputs = page.locator("[data-out]")
+        centre = outputs.nth(outputs.count() // 2 + 1)
+        centre.hover()
+        flat = centre.get_attribute("data-flat")
+        page.wait_for_function(f"document.getElementById('svg').dataset.shown?.endsWith(':{flat}')")
+        assert page.locator("[data-in].active").count() > 0, fam.name
+        painted = page.eval_on_selector_all("rect.active", "els => els.filter(e => e.style.fill).length")
+        assert painted > 0 and page.locator("#shown_title").inner_text().startswith("output"), fam.name
+        if fam.name in SHOTS:
+            page.screenshot(path=str(ARTIFACTS / f"explorer_{fam.name}.png"))
+        page.mouse.move(2, 2)  # the hover gives back to the walk
+        page.wait_for_function("+document.getElementById('svg').dataset.frame > 0")
+        page.click("#play")
+        assert page.locator("svg#svg").get_attribute("data-playing") == "0", fam.name
+        assert errors == [], (fam.name, errors)
+
+
+def test_transposed_is_drawn_with_its_inserted_zeros_and_its_output_in_view(browser, server):
+    page, errors = open_page(browser, server)
+    page.goto(f"{server}/?family=transposed&frame=35")  # 6 × 8 × 8 → 6 × 16 × 16, stride 2
+    ready(page)
+    # its direct form, 18 × 18 per channel: the 8 × 8 input cells 2 apart, 15² − 8² zeros between, padding around
+    assert page.locator("rect.dcell").count() == 6 * 64 and page.locator("rect.zero").count() == 6 * (15**2 - 64)
+    assert page.locator("rect.dpad").count() == 6 * (18**2 - 15**2)
+    page.wait_for_function("document.getElementById('svg').dataset.shown === '0:35'")
+    read = page.eval_on_selector_all("[data-direct].read", "els => els.map(e => e.getAttribute('class'))")
+    assert len(read) == 6 * 9 and any("zero" in c for c in read) and any("dcell" in c for c in read)
+    bottom = page.evaluate("Math.max(...[...document.querySelectorAll('[data-out]')]"
+                           ".map(e => e.getBoundingClientRect().bottom))")
+    right = page.evaluate("Math.max(...[...document.querySelectorAll('[data-out]')]"
+                          ".map(e => e.getBoundingClientRect().right))")
+    assert bottom <= VIEWPORT["height"] and right <= VIEWPORT["width"] - 320  # left of the panel, no scrolling
+    assert page.evaluate("window.scrollY") == 0 and errors == []
 
 
 def test_report_renders_with_every_image(browser, tmp_path):

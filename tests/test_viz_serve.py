@@ -357,6 +357,84 @@ def test_mixconv_hovered_output_shows_its_groups_kernel():
     assert [[e["shape"] for e in f] for f in strip["per_filter"]] == [[[k, k]] for k in (3, 3, 5, 5, 7, 7)]
 
 
+def test_hetconv_1x1_kernels_are_drawn_beside_its_kxk_ones():
+    """Filter j: k×k kernels on channels (c − j) mod p = 0 (the strip's taps), 1×1 kernels on the others
+    ("besides": read not through the kernel parameter), and y = Σ k×k·x + Σ 1×1·x + bias."""
+    state = {"family": "hetconv", "in_channels": 4, "out_channels": 4, "size": 5, "p": 2}
+    lv = S.live(state)
+    kxk, one = lv.model.weight_kxk.detach().numpy(), lv.model.weight_1x1.detach().numpy()  # (4, 2, 3, 3), (4, 2)
+    strip = S.links_json(state)["links"][0]["filters"]
+    for j in range(4):
+        big = [c for c in range(4) if (c - j) % 2 == 0]
+        small = [c for c in range(4) if (c - j) % 2]
+        for c in range(4):
+            w = strip["per_filter"][j][c]["w"]
+            if c in big:
+                assert np.allclose(w, kxk[j, big.index(c)].reshape(-1), atol=1e-4)
+            else:
+                assert w == [None] * 9
+        assert [(b["c"], b["shape"]) for b in strip["besides"][j]] == [(c, [1, 1]) for c in small]
+        assert np.allclose([b["w"][0] for b in strip["besides"][j]], one[j], atol=1e-4)
+    x = lv.inputs[0][0].numpy()
+    data = S.taps_json(state, 0, 25 + 12)  # filter 1 at the centre (2, 2)
+    assert [row["c"] for row in data["window"]] == [1, 3] and [b["c"] for b in data["besides"]] == [0, 2]
+    assert np.allclose([b["x"][0] for b in data["besides"]], x[[0, 2], 2, 2], atol=1e-4)
+    assert abs(data["other"] - float(one[1] @ x[[0, 2], 2, 2])) < 1e-3
+    assert abs(data["kernel_sum"] + data["other"] + data["bias"] - data["y"]) < 1e-3
+
+
+def test_involution_hovered_output_shows_the_kernel_generated_there():
+    state = {"family": "involution", "in_channels": 4, "out_channels": 4, "size": 6, "groups": 2}
+    lv = S.live(state)
+    with torch.no_grad():
+        generated = lv.model.generator(lv.inputs[0])[0].numpy().reshape(2, 9, 6, 6)  # (G, T, H, W)
+    shown = {}
+    for c, (i, j) in [(0, (2, 2)), (1, (2, 2)), (3, (2, 2)), (0, (3, 4))]:
+        (crop,) = S.taps_json(state, 0, c * 36 + i * 6 + j)["crop"]
+        assert crop["c"] == c and crop["shape"] == [3, 3]
+        assert np.allclose(crop["w"], generated[c // 2, :, i, j], atol=1e-4)
+        shown[c, i, j] = crop["w"]
+    assert shown[0, 2, 2] == shown[1, 2, 2] != shown[3, 2, 2]  # one kernel per group: channels 0, 1 share it
+    assert shown[0, 2, 2] != shown[0, 3, 4]  # and another at another position
+
+
+def test_subpixel_hovered_output_shows_the_conv_filter_of_its_phase():
+    """y[j, 2i + a, 2k + b] = (W[4j + 2a + b] ⋆ x)[i, k] + bias: the kernel shown changes with the phase (a, b)."""
+    state = {"family": "subpixel", "in_channels": 2, "out_channels": 2, "size": 4, "view": "layer"}
+    lv = S.live(state)
+    w = lv.model.conv.weight.detach().numpy()  # (2·4, 2, 3, 3)
+    for j, a, b in [(1, 1, 0), (1, 1, 1), (0, 0, 1)]:
+        out = j * 64 + (2 * 1 + a) * 8 + (2 * 2 + b)  # low-resolution position (1, 2): every tap inside
+        crops = S.taps_json(state, 0, out)["crop"]
+        assert [c["c"] for c in crops] == [0, 1]
+        assert np.allclose([c["w"] for c in crops], w[4 * j + 2 * a + b].reshape(2, 9), atol=1e-4)
+
+
+def test_dcnv3_sampling_points_and_their_grid_follow_its_offsets():
+    """The sampling stage's points are the layer's own locations (``locations``: centre + grid + offsets, in padded
+    coordinates), strength its softmax mask, and each arrow starts at the point's regular grid cell."""
+    state = {"family": "dcnv3", "in_channels": 4, "out_channels": 4, "size": 6}
+    lv = S.live(state)
+    assert [s.name.split(":")[0] for s in lv.steps] == ["input proj", "sampling", "output proj"]
+    with torch.no_grad():
+        where, masks = lv.model.locations(lv.model.branch(lv.inputs[0]))  # (1, G, H, W, K, 2) as (x, y)
+    groups, (pad, _) = lv.model.groups, lv.model.padding_pairs[0]
+    for out in (14, 36 + 21, 3 * 36 + 28):
+        c_out, oy, ox = np.unravel_index(out, (4, 6, 6))
+        points = S.taps_json(state, 1, out)["points"]
+        assert sorted((p[0], p[1]) for p in points) == [(c_out, t) for t in range(9)]  # its channel, 9 points
+        moved = 0
+        for c, t, fy, fx, strength, *grid in points:
+            g = c // (4 // groups)
+            py, px = float(where[0, g, oy, ox, t, 1]) - pad, float(where[0, g, oy, ox, t, 0]) - pad
+            if 0 <= py <= 5 and 0 <= px <= 5:
+                assert abs(fy - py) < 2e-3 and abs(fx - px) < 2e-3
+                assert abs(strength - float(masks[0, g, oy, ox, t])) < 1e-3
+            assert grid == [oy - 1 + t // 3, ox - 1 + t % 3]
+            moved += abs(fy - grid[0]) + abs(fx - grid[1]) > 0.1
+        assert moved >= 5  # the offsets move the points off the grid: arrows to draw
+
+
 def test_explorer_defaults_show_each_mechanism():
     """6 channels by default: grouped is not depthwise and the shuffle is not the identity; composites without a
     kernel of their own open stage by stage."""

@@ -420,15 +420,19 @@ def steering_init(spec: LayerSpec, model: nn.Module, steering: Sequence[nn.Modul
     """Give the steering branches of ``model`` the layer's own initialisation (not ``prepare``'s positive weights,
     which make every attention nearly uniform and every offset point the same way), zero-initialised ones filled
     with seeded random values as the static pictures do (``reads.illustrative_copy``): from the first seed
-    (0, 1, …) for which their output differs between input samples — with a dead ReLU a branch steers the same
-    way whatever the input. Returns the seed, None without steering branches. The main path keeps its positive
-    weights: its reads are what the pictures draw, and positive weights cannot cancel one."""
+    (0, 1, …) for which their output differs between input samples and moves, at every sample, when that sample's
+    values move a little — with a dead ReLU a branch steers the same way whatever the input (an involution then
+    applies one kernel at every position). Returns the seed (the last one tried if none qualifies), None without
+    steering branches. The main path keeps its positive weights: its reads are what the pictures draw, and
+    positive weights cannot cancel one."""
     if not steering:
         return None
     names = {id(m): n for n, m in model.named_modules()}
     paths = [names[id(m)] for m in steering]
     stages = [s for s in declared_stages(model) or [] if s.side and any(s.module is m for m in steering)]
     samples = [sample_input(spec.input_shape, s) for s in range(4)]
+    gen = torch.Generator().manual_seed(SEED)
+    nudged = [x * (1 + 0.2 * torch.rand(x.shape, generator=gen)) for x in samples]  # each value up by 0–20 %
     fam = get_family(spec.family)
     for seed in range(STEER_SEEDS):
         with torch.random.fork_rng(devices=[]):
@@ -443,9 +447,11 @@ def steering_init(spec: LayerSpec, model: nn.Module, steering: Sequence[nn.Modul
                     a.copy_(b)
                 for (_, a), (_, b) in zip(mine.named_buffers(), theirs.named_buffers()):
                     a.copy_(b)
-            outputs = [torch.cat([torch.as_tensor(s.fn(x)).reshape(-1) for s in stages]) for x in samples]
+            outputs, moved = [[torch.cat([torch.as_tensor(s.fn(x)).reshape(-1) for s in stages]) for x in xs]
+                              for xs in (samples, nudged)]
         scale = max(float(outputs[0].abs().max()), 1e-12)
-        if max(float((o - outputs[0]).abs().max()) for o in outputs[1:]) > 1e-3 * scale:
+        differ = max(float((o - outputs[0]).abs().max()) for o in outputs[1:]) > 1e-3 * scale
+        if differ and all(float((m - o).abs().max()) > 1e-4 * scale for m, o in zip(moved, outputs)):
             return seed
     return seed
 
@@ -570,12 +576,17 @@ def side_json(stage: Any, x: torch.Tensor, held: bool) -> dict[str, Any]:
 
 def _step_rows(lv: Live, link: int, outs: Sequence[int], zero_side: bool = False) -> KernelRows | None:
     """``explain.kernel_rows`` of step ``link`` (side branches held, or zeroed) for outputs ``outs``; None for a
-    step without a kernel of its own."""
+    step without a kernel of its own. Zeroed: the layer's steering branches and the step's own side stages (a
+    stage that samples at offsets held from an earlier stage — DCNv3's — declares them as its side stage)."""
     step, x = lv.steps[link], lv.inputs[link]
     name = kernel_param(step.module, x.dim() - 2)
     if name is None or step.module is None:
         return None
-    with computing(), side_branches_fixed(lv.model, lv.steering, zero=zero_side):
+    held = list(lv.steering)
+    if zero_side:
+        held += [s.module for s in declared_stages(step.module) or []
+                 if s.side and isinstance(s.module, nn.Module) and not any(s.module is m for m in held)]
+    with computing(), side_branches_fixed(lv.model, held, zero=zero_side):
         return kernel_rows(step.module, x, outs, name, fn=step.fn)
 
 
@@ -642,7 +653,12 @@ def filters_json(lv: Live, key: str, link: int) -> dict[str, Any] | None:
     per_filter = [[{"c": c, "w": rounded(weights[j, c]), "fill": fills[(j * c_in + c) * n_taps:
                                                                         (j * c_in + c + 1) * n_taps]}
                    for c in range(c_in)] for j in range(shape_out[0])]
-    return {"kind": "taps", "kernel_shape": list(kernel), "per_filter": per_filter}
+    # what each filter reads not through the kernel parameter (HetConv's 1×1 kernels): J(0), at its first output
+    besides = [crop_terms(rows.base[j * n_block], x, shape_in) for j in range(shape_out[0])]
+    top = float(np.nanmax(np.abs(weights))) if np.isfinite(weights).any() else None
+    for crop in (c for f in besides for c in f):  # one colour scale for the strip
+        crop["fill"] = signed_fills(np.array(crop["w"], dtype=float), top)
+    return {"kind": "taps", "kernel_shape": list(kernel), "per_filter": per_filter, "besides": besides}
 
 
 def link_data(state: State) -> dict[str, Any]:
@@ -748,6 +764,14 @@ def _window_json(terms: Terms, filters: dict[str, Any] | None, j: int, padded: l
     return rows
 
 
+def _rescaled(crops: list[dict[str, Any]], weight: np.ndarray) -> list[dict[str, Any]]:
+    """``crops`` coloured on the kernel's scale (max |W|), so a 1×1 weight is compared with the k×k ones."""
+    top = float(np.nanmax(np.abs(weight))) if np.isfinite(weight).any() else None
+    for crop in crops:
+        crop["fill"] = signed_fills(np.array(crop["w"], dtype=float), top)
+    return crops
+
+
 @lru_cache(maxsize=1024)
 def _taps_json(key: str, link: int, out_index: int) -> dict[str, Any]:
     state = json.loads(key)
@@ -771,6 +795,7 @@ def _taps_json(key: str, link: int, out_index: int) -> dict[str, Any]:
         linear = float(row @ x.reshape(-1))
         return {"kernel_shape": None, "reads": [[i, -1, round(float(row[i]), 4), 1] for i in hits], "fills": fills,
                 "padded": None, "used": [], "direct": None, "points": None, "crop": crop_terms(row, x, shape_in),
+                "besides": [],
                 "window": None, "y": round(y, 4), "kernel_sum": round(linear, 4), "other": 0.0,
                 "bias": round(y - linear, 4), "note": f"{step.name} has no kernel of its own: its reads are "
                 "coloured by the weight each one gets (∂y/∂x)"}
@@ -806,6 +831,7 @@ def _taps_json(key: str, link: int, out_index: int) -> dict[str, Any]:
     return {"kernel_shape": list(kernel), "reads": reads, "padded": padded, "used": used, "note": "",
             "direct": direct, "points": points, "crop": None,
             "window": _window_json(terms, filters, out_index // math.prod(shape_out[1:]), padded),
+            "besides": _rescaled(crop_terms(rows.base[0], x, shape_in), terms.weight),
             "y": round(y, 4), "kernel_sum": round(terms.kernel_sum, 4),
             "other": round(terms.linear - terms.kernel_sum, 4), "bias": round(y - terms.linear, 4)}
 

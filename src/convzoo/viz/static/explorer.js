@@ -281,7 +281,10 @@ function place(block, size, width) {  // tile positions (relative) and height of
   let line = 0;
   for (let c = 0; c < g.C; c++) {
     for (let d = 0; d < g.D; d++) {
-      const newLine = (x > 0 && x + tileW > width) || (g.dims !== 2 && d === 0 && c > 0);
+      // 1-D: a channel a line; 3-D: a channel's depth slices kept on one line, channels side by side if they fit
+      const channelW = g.D * (tileW + gap) - gap;
+      const newLine = (x > 0 && x + tileW > width) || (g.dims === 1 && c > 0) ||
+        (g.dims === 3 && d === 0 && x > 0 && x + channelW > width);
       if (newLine) { x = 0; line += 1; }
       spots.push({ x, line });
       x += tileW + gap;
@@ -674,8 +677,12 @@ function drawPoints(link, points, colours) {  // each tap's sampling point, and 
     if (hasGrid) {
       const [gx, gy] = at(ry, rx);
       el('circle', { cx: gx, cy: gy, r: Math.max(1.5, cs * 0.12), class: 'grid' }, overlay);
-      if (Math.hypot(px - gx, py - gy) > cs * 0.3) {
-        el('line', { x1: gx, y1: gy, x2: px, y2: py, class: 'arrow', 'marker-end': 'url(#head)' }, overlay);
+      const length = Math.hypot(px - gx, py - gy);
+      const r = Math.max(2.5, cs * 0.3);
+      if (length > r + 2) {  // the arrow ends at the point's circle, its head visible
+        const end = (length - r) / length;
+        el('line', { x1: gx, y1: gy, x2: gx + (px - gx) * end, y2: gy + (py - gy) * end, class: 'arrow',
+                     'marker-end': 'url(#head)' }, overlay);
       }
     }
     el('circle', { cx: px, cy: py, r: Math.max(2.5, cs * 0.3), class: 'point', fill: colours[t],
@@ -777,6 +784,20 @@ function showWindow(link, out, data) {
       row.w.forEach((w, t) => { if (w !== null && row.x[t] !== null) partial += w * row.x[t]; });
       text(svg, 52 + k.w + v.w, 12, `= ${fmt(partial)}`);
     }
+  }
+  for (const crop of data.besides || []) {  // read not through the kernel parameter (HetConv's 1×1 kernels)
+    const g = grid2(crop.shape);
+    const size = Math.max(5, Math.min(numbers ? 26 : 16, Math.floor(120 / Math.max(g.cols, g.rows, 1))));
+    const svg = panelSvg(box, 300, g.rows * size + 4);
+    text(svg, 0, 12, `c${crop.c}`);
+    const k = drawKernel(svg, 26, 1, crop.shape, size, crop.w, crop.fill, { numbers });
+    let x = 32 + k.w;
+    if (numbers) {
+      text(svg, x, 12, '·');
+      const v = drawKernel(svg, x + 12, 1, crop.shape, size, crop.x, null, { numbers, input: true, values: crop.x });
+      x += 20 + v.w;
+    }
+    text(svg, x, 12, 'not through the kernel');
   }
   if (rows.length > shown.length) {
     const more = document.createElement('p');
@@ -940,6 +961,14 @@ function showFilters() {  // per step with a kernel: every filter's kernel, colu
                                  class: 'slot' }, svg);
       if (single && reads[j].length) {
         text(svg, x0 + kw * size / 2, top + cIn * (kh + 1) * size + 10, `c${reads[j][0].c}`, 'num');
+      }
+      const drawn = new Set(reads[j].map((e) => e.c));
+      for (const crop of f.besides ? f.besides[j] : []) {  // not through the kernel (HetConv's 1×1 kernels)
+        if (single || drawn.has(crop.c)) continue;
+        const g = grid2(crop.shape);
+        drawKernel(svg, x0 + Math.floor((kw - g.cols) / 2) * size,
+                   top + 2 + crop.c * (kh + 1) * size + Math.floor((kh - g.rows) / 2) * size, crop.shape, size,
+                   crop.w, crop.fill);
       }
       for (const entry of single ? reads[j] : filter) {
         const y0 = top + 2 + (single ? 0 : entry.c) * (kh + 1) * size;

@@ -100,6 +100,15 @@ def expected_inputs(name, in_channels, out_channels, kernel, size, output, **kw)
     return {tuple(int(v) for v in i) for i in torch.nonzero(conn.deps(*output))}
 
 
+def centre_output(page) -> int:
+    """The flat index of the middle output channel's centre cell (away from the border: a whole window)."""
+    shape = page.evaluate("layer.maps[layer.maps.length - 1]")
+    flat = shape[0] // 2
+    for size in shape[1:]:
+        flat = flat * size + size // 2
+    return flat
+
+
 def test_explorer_from_a_url_hover_change_and_animate(browser, server):
     page, errors = open_page(browser, server)
     page.goto(f"{server}/?family=dilated&in_channels=2&out_channels=3&size=9&dilation=2")
@@ -194,10 +203,8 @@ def test_every_family_loads_walks_and_hovers(browser, server):
         page.goto(f"{server}/?family={fam.name}")
         ready(page)
         page.wait_for_function("document.getElementById('svg').dataset.playing === '1'")
-        outputs = page.locator("[data-out]")
-        centre = outputs.nth(outputs.count() // 2 + 1)
-        centre.hover()
-        flat = centre.get_attribute("data-flat")
+        flat = centre_output(page)
+        page.locator(f"[data-out][data-flat='{flat}']").hover()
         page.wait_for_function(f"document.getElementById('svg').dataset.shown?.endsWith(':{flat}')")
         assert page.locator("[data-in].active").count() > 0, fam.name
         painted = page.eval_on_selector_all("rect.active", "els => els.filter(e => e.style.fill).length")
@@ -267,4 +274,62 @@ def test_report_renders_with_every_image(browser, tmp_path):
     assert "article 003 §2.3" in hetconv and "MACs" in hetconv and "forward" in hetconv
     page.screenshot(path=str(ARTIFACTS / "report.png"))
     page.locator("#hetconv").screenshot(path=str(ARTIFACTS / "report_hetconv.png"))
+    assert errors == []
+
+
+def test_numbers_mode_shows_the_values_under_the_window_and_the_dot_product(browser, server):
+    from convzoo.viz import serve as S
+
+    state = {"family": "standard", "in_channels": 2, "out_channels": 3, "size": 5}
+    page, errors = open_page(browser, server)
+    page.goto(f"{server}/?family=standard&in_channels=2&out_channels=3&size=5&frame=37&numbers=1")  # (1, 2, 2)
+    ready(page)
+    page.wait_for_function("document.getElementById('svg').dataset.shown === '0:37'")
+    data = S.taps_json(state, 0, 37)
+    dot = page.locator("#dot").inner_text()
+    assert dot.startswith("output = Σ kernel·values = ") and "18 products" in dot and "bias" in dot
+    assert abs(float(dot.split(" = ")[-1].split(" ")[0]) - data["y"]) < 0.01
+    # per input channel: 9 weights, 9 values, and their partial sum; the partial sums add up to Σ kernel·values
+    numbers = page.eval_on_selector_all("#window svg", "els => els.map(s => [...s.querySelectorAll('text.num')]"
+                                        ".map(t => t.textContent))")
+    assert [len(n) for n in numbers] == [18, 18]
+    for row, shown in zip(data["window"], numbers):
+        assert [float(v) for v in shown[9:]] == pytest.approx(row["x"], abs=0.006)  # the values under it
+    partials = page.eval_on_selector_all("#window svg", "els => els.map(s => [...s.querySelectorAll('text')]"
+                                         ".map(t => t.textContent).find(t => t.startsWith('= ')))")
+    assert sum(float(p[2:]) for p in partials) == pytest.approx(data["kernel_sum"], rel=0.02)
+    assert page.locator("svg#svg").get_attribute("data-playing") == "0" and errors == []
+
+
+def test_a_click_pins_the_output_and_the_sample_updates_dynamics_attention(browser, server):
+    from convzoo.viz import serve as S
+
+    page, errors = open_page(browser, server)
+    page.goto(f"{server}/?family=dynamic")
+    ready(page)
+    page.wait_for_function("document.getElementById('svg').dataset.playing === '1'")
+    page.locator("[data-out='2,3,3']").click()  # pins it: the walk stops, the URL keeps it
+    flat = 2 * 64 + 3 * 8 + 3
+    page.wait_for_function(f"new URLSearchParams(location.search).get('frame') === '{flat}'")
+    page.mouse.move(2, 2)
+    page.wait_for_timeout(1200)  # two periods of the walk: nothing moves
+    assert page.locator("svg#svg").get_attribute("data-playing") == "0"
+    assert page.locator("svg#svg").get_attribute("data-frame") == str(flat)
+
+    def attention() -> list[float]:
+        page.wait_for_selector("#bank svg")
+        texts = page.eval_on_selector_all("#bank svg", "els => els.map(s => [...s.querySelectorAll('text')]"
+                                          ".map(t => t.textContent)).filter(t => /^W\\d/.test(t[0]))")
+        return [float(t[-1]) for t in texts]
+
+    first = attention()
+    expected = S.links_json({"family": "dynamic"})["links"][0]["sides"][0]["values"]
+    assert first == pytest.approx(expected, abs=0.006) and max(first) - min(first) >= 0.1
+    page.select_option("#sample", label="3")  # another input: another attention, another applied kernel
+    page.wait_for_function("new URLSearchParams(location.search).get('sample') === '3'")
+    ready(page)
+    page.wait_for_function(f"document.getElementById('svg').dataset.shown === '0:{flat}'")
+    second = attention()
+    expected = S.links_json({"family": "dynamic", "sample": 3})["links"][0]["sides"][0]["values"]
+    assert second == pytest.approx(expected, abs=0.006) and second != first
     assert errors == []

@@ -173,14 +173,16 @@ function showControls() {
       if (o.value === current) option.selected = true;
       select.appendChild(option);
     });
-    select.addEventListener('change', () => load(options[+select.value].query + extraQuery()));
+    select.addEventListener('change', () => load(options[+select.value].query + extraQuery(true)));
     label.appendChild(select);
     box.appendChild(label);
   }
 }
 
-function extraQuery() {  // client settings kept across a change of control
-  return ($('numbers').checked ? '&numbers=1' : '') + ($('counts').checked ? '&counts=1' : '');
+function extraQuery(keepFrame = false) {  // client settings kept across a change of control (and a pinned output
+  // within the family: it stays shown when it still exists, e.g. on another input sample)
+  return ($('numbers').checked ? '&numbers=1' : '') + ($('counts').checked ? '&counts=1' : '') +
+    (keepFrame && frame !== null && !playing ? `&frame=${frame}` : '');
 }
 
 function showNumbers() {
@@ -342,7 +344,7 @@ function drawGrid() {
   const last = layer.maps.length - 1;
   let y = 2;
   for (const block of list) {
-    if (block.kind === 'link') { y = drawLinkRow(svg, block.k, y); continue; }
+    if (block.kind === 'link') { y = drawLinkRow(svg, block.k, y, width); continue; }
     const { g, rg } = block;
     const spot = place(block, cs, width);
     const shape = block.kind === 'map' ? layer.maps[block.m] : [g.C, ...links[block.k].direct.size];
@@ -443,7 +445,16 @@ function drawDirect(svg, block, spot, origin) {  // a scatter step as its direct
   }
 }
 
-function drawLinkRow(svg, k, y) {  // "↓ name", and the kernel's taps in their colours
+function fitText(node, room) {  // cut a text to ``room`` px with "…", the whole of it as its tooltip
+  const whole = node.textContent;
+  if (node.getComputedTextLength() <= room) return node;
+  let n = whole.length;
+  while (n > 1 && node.getComputedTextLength() > room) node.textContent = whole.slice(0, --n) + '…';
+  el('title', {}, node).textContent = whole;
+  return node;
+}
+
+function drawLinkRow(svg, k, y, width) {  // "↓ name", and the kernel's taps in their colours
   const title = text(svg, 0, y + 14, `↓ ${layer.links[k]}`, 'title');
   kernels[k] = [];
   const link = links && links[k];
@@ -468,11 +479,14 @@ function drawLinkRow(svg, k, y) {  // "↓ name", and the kernel's taps in their
     }
     x += kd * (kw * kcs + 6) + 10;
   } else {
-    const note = text(svg, x, y + 14, 'no kernel of its own: reads coloured by the weight each gets (red +, blue −)');
+    const note = fitText(text(svg, x, y + 14, 'no kernel of its own: reads coloured by the weight each gets ' +
+      '(red +, blue −)'), width - x);
     x += note.getComputedTextLength() + 10;
   }
   const held = link.sides.filter((s) => s.held).map((s) => s.name);
-  if (held.length) text(svg, x, y + 14, `(held fixed: ${held.join('; ')})`).setAttribute('class', 'small');
+  if (held.length && x < width - 40) {
+    fitText(text(svg, x, y + 14, `(held fixed: ${held.join('; ')})`, 'small'), width - x);
+  }
   return y + linkHeight(k);
 }
 
@@ -767,6 +781,12 @@ function showWindow(link, out, data) {
     (numbers ? ', and the input values' : '');
   box.appendChild(note);
   const shown = rows.slice(0, 8);
+  const strip = links[link].filters;
+  const whole = (c) => {  // the shape of filter pos[0]'s kernel on channel c at a centre output (the strip)
+    const entry = strip && strip.kind === 'crop' ? strip.per_filter[pos[0]].find((e) => e.c === c) : null;
+    return entry ? entry.shape : null;
+  };
+  let clipped = false;
   for (const row of shown) {
     const shape = row.shape || data.kernel_shape;
     const g = grid2(shape);
@@ -776,6 +796,11 @@ function showWindow(link, out, data) {
     const svg = panelSvg(box, 300, height + 2);
     text(svg, 0, 12, `c${row.c}`);
     const k = drawKernel(svg, 26, 1, shape, size, row.w, row.fill, { numbers, zero: row.zero });
+    const full = row.shape ? whole(row.c) : null;
+    if (full && full.join('×') !== shape.join('×')) {
+      clipped = true;
+      if (!numbers) text(svg, 34 + k.w, 12, `${shape.join('×')} of its ${full.join('×')}`, 'small');
+    }
     if (numbers) {
       text(svg, 32 + k.w, 12, '·');
       const v = drawKernel(svg, 44 + k.w, 1, shape, size, row.x, null,
@@ -798,6 +823,12 @@ function showWindow(link, out, data) {
       x += 20 + v.w;
     }
     text(svg, x, 12, 'not through the kernel');
+  }
+  if (clipped) {
+    const cut = document.createElement('p');
+    cut.className = 'caption';
+    cut.textContent = 'at the border: the part of its kernel that falls on the input (the rest reads zero padding)';
+    box.appendChild(cut);
   }
   if (rows.length > shown.length) {
     const more = document.createElement('p');
@@ -848,13 +879,14 @@ function addWalk(link, out, data, few) {  // an earlier stage's kernel for a cel
 
 function bars(parent, valuesList, label) {  // one bar per value (height ∝ value / max), values under when few
   const n = valuesList.length;
-  const step = Math.max(4, Math.min(22, Math.floor(290 / n)));
-  const svg = panelSvg(parent, Math.min(300, n * step + 4), n <= 8 ? 56 : 44);
+  const step = Math.max(4, Math.min(36, Math.floor(290 / n)));
+  const labelled = step >= 28;  // a value ("0.26") fits under its bar
+  const svg = panelSvg(parent, Math.min(300, n * step + 4), labelled ? 56 : 44);
   const top = Math.max(...valuesList.map(Math.abs), 1e-12);
   valuesList.forEach((v, i) => {
     const h = Math.max(1, Math.round((34 * Math.abs(v)) / top));
     el('rect', { x: i * step + 1, y: 38 - h, width: step - 2, height: h, class: 'bar' }, svg);
-    if (n <= 8) text(svg, i * step + step / 2, 50, fmt(v), 'num');
+    if (labelled) text(svg, i * step + step / 2, 50, fmt(v), 'num');
   });
   if (label) svg.setAttribute('aria-label', label);
   return svg;

@@ -6,7 +6,9 @@ so when it cannot). Screenshots are kept under tests/artifacts/ (explorer_<famil
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import shutil
 import threading
 from pathlib import Path
@@ -24,6 +26,7 @@ ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--d
         "--no-first-run"]
 VIEWPORT = {"width": 1280, "height": 900}
 SHOTS = ("standard", "transposed", "depthwise", "mixconv", "deformable", "dynamic", "shuffled_grouped")
+SAMPLED = ("deformable", "deformable_v2", "dcnv3")  # fractional reads: sampling points
 
 pytestmark = pytest.mark.browser
 
@@ -209,6 +212,12 @@ def test_every_family_loads_walks_and_hovers(browser, server):
         assert page.locator("[data-in].active").count() > 0, fam.name
         painted = page.eval_on_selector_all("rect.active", "els => els.filter(e => e.style.fill).length")
         assert painted > 0 and page.locator("#shown_title").inner_text().startswith("output"), fam.name
+        if fam.name in SAMPLED:  # its sampling points enlarged in the panel, each tap's label clear of the others
+            page.wait_for_selector("svg.zoom circle[data-tap]")
+            labels = page.eval_on_selector_all("svg.zoom circle[data-tap]", "els => els.map(e => [+e.getAttribute("
+                                               "'data-tap'), +e.getAttribute('cx'), +e.getAttribute('cy')])")
+            assert sorted(t for t, _, _ in labels) == list(range(9)), fam.name
+            assert min(math.dist(a[1:], b[1:]) for a, b in itertools.combinations(labels, 2)) >= 14, fam.name
         if fam.name in SHOTS:
             page.screenshot(path=str(ARTIFACTS / f"explorer_{fam.name}.png"))
         page.mouse.move(2, 2)  # the hover gives back to the walk

@@ -677,31 +677,103 @@ async function showTaps(link, out, mine, main, few = 1) {
   }
 }
 
+function pointAt(p, dims) {  // a sampling point [c, t, *pos, strength, *grid] as {c, t, y, x, strength, grid}
+  const [c, t] = p;
+  if (dims === 2) return { c, t, y: p[2], x: p[3], strength: p[4], grid: p.length > 5 ? [p[5], p[6]] : null };
+  return { c, t, y: 0, x: p[2], strength: p[3], grid: p.length > 4 ? [0, p[4]] : null };
+}
+
+function pointMarks(group, point, colour, at, size, label) {  // grid point ○ → arrow → sampling point ●
+  const [px, py] = at(point.y, point.x);
+  const r = Math.max(2.5, size * 0.3);
+  if (point.grid) {
+    const [gx, gy] = at(...point.grid);
+    el('circle', { cx: gx, cy: gy, r: Math.max(1.5, size * 0.12), class: 'grid' }, group);
+    const length = Math.hypot(px - gx, py - gy);
+    if (length > r + 2) {  // the arrow ends at the point's circle, its head visible
+      const end = (length - r) / length;
+      el('line', { x1: gx, y1: gy, x2: gx + (px - gx) * end, y2: gy + (py - gy) * end, class: 'arrow',
+                   'marker-end': 'url(#head)' }, group);
+    }
+  }
+  el('circle', { cx: px, cy: py, r, class: 'point', fill: colour,
+                 'fill-opacity': Math.max(0.35, Math.min(1, point.strength)) }, group);
+  if (label) text(group, px, py, String(point.t), 'tapno');
+}
+
 function drawPoints(link, points, colours) {  // each tap's sampling point, and an arrow from its grid point
   const g = split(layer.maps[link]);
   if (g.dims === 3 || !overlay) return;
   for (const p of points) {
-    const [c, t] = p;
-    const [fy, fx, strength, ry, rx] = g.dims === 2 ? p.slice(2) : [0, p[2], p[3], 0, p[4]];
-    const tile = tiles[link][c];
+    const point = pointAt(p, g.dims);
+    const tile = tiles[link][point.c];
     if (!tile) continue;
     const at = (r, q) => [tile.x + (tile.ring.l + q + 0.5) * cs, tile.y + (tile.ring.t + r + 0.5) * cs];
-    const [px, py] = at(fy, fx);
-    const hasGrid = p.length > (g.dims === 2 ? 5 : 4);
-    if (hasGrid) {
-      const [gx, gy] = at(ry, rx);
-      el('circle', { cx: gx, cy: gy, r: Math.max(1.5, cs * 0.12), class: 'grid' }, overlay);
-      const length = Math.hypot(px - gx, py - gy);
-      const r = Math.max(2.5, cs * 0.3);
-      if (length > r + 2) {  // the arrow ends at the point's circle, its head visible
-        const end = (length - r) / length;
-        el('line', { x1: gx, y1: gy, x2: gx + (px - gx) * end, y2: gy + (py - gy) * end, class: 'arrow',
-                     'marker-end': 'url(#head)' }, overlay);
+    pointMarks(overlay, point, colours[point.t], at, cs, cs >= 20);
+  }
+}
+
+function showZoom(box, link, data) {  // the first channel's sampling points, enlarged: every tap labelled
+  const g = split(layer.maps[link]);
+  if (g.dims === 3) return;
+  const points = data.points.map((p) => pointAt(p, g.dims));
+  const c = Math.min(...points.map((p) => p.c));
+  const mine = points.filter((p) => p.c === c);
+  const ys = mine.flatMap((p) => [p.y, ...(p.grid ? [p.grid[0]] : [])]);
+  const xs = mine.flatMap((p) => [p.x, ...(p.grid ? [p.grid[1]] : [])]);
+  const r0 = Math.max(0, Math.floor(Math.min(...ys)) - 1);
+  const r1 = Math.min(g.H - 1, Math.ceil(Math.max(...ys)) + 1);
+  const q0 = Math.max(0, Math.floor(Math.min(...xs)) - 1);
+  const q1 = Math.min(g.W - 1, Math.ceil(Math.max(...xs)) + 1);
+  const size = Math.max(12, Math.min(32, Math.floor(280 / Math.max(q1 - q0 + 1, r1 - r0 + 1))));
+  const caption = document.createElement('p');
+  caption.className = 'caption';
+  caption.textContent = `where each tap samples input channel c${c}, enlarged: ○ its place on the regular grid → ` +
+    '● where the offsets move it (number = tap, faint = small weight)';
+  box.appendChild(caption);
+  const svg = panelSvg(box, 300, (r1 - r0 + 1) * size + 4);
+  svg.setAttribute('class', 'zoom');
+  const defs = el('defs', {}, svg);
+  const marker = el('marker', { id: 'zoomhead', viewBox: '0 0 6 6', refX: 5, refY: 3, markerWidth: 6,
+                                markerHeight: 6, orient: 'auto-start-reverse' }, defs);
+  el('path', { d: 'M0,0 L6,3 L0,6 z' }, marker);
+  for (let r = r0; r <= r1; r++) {
+    for (let q = q0; q <= q1; q++) {
+      el('rect', { x: 2 + (q - q0) * size, y: 2 + (r - r0) * size, width: size, height: size, class: 'k x' }, svg);
+    }
+  }
+  const at = (r, q) => [2 + (q - q0 + 0.5) * size, 2 + (r - r0 + 0.5) * size];
+  const colours = links[link].tap_colours;
+  const dots = el('g', {}, svg);
+  for (const p of mine) pointMarks(dots, p, colours[p.t], at, 5, false);  // exact places: small dots
+  for (const line of svg.querySelectorAll('line.arrow')) line.setAttribute('marker-end', 'url(#zoomhead)');
+  // each tap's label, pushed off the others' so that none hides another, a leader line to its point
+  const R = 7;
+  const labels = mine.map((p) => { const [x, y] = at(p.y, p.x); return { p, x0: x, y0: y, x, y }; });
+  for (let round = 0; round < 60; round++) {
+    let moved = false;
+    for (let i = 0; i < labels.length; i++) {
+      for (let j = i + 1; j < labels.length; j++) {
+        const a = labels[i];
+        const b = labels[j];
+        let dx = b.x - a.x;
+        let dy = b.y - a.y;
+        let d = Math.hypot(dx, dy);
+        if (d >= 2 * R + 1) continue;
+        if (d < 1e-3) { dx = Math.cos(j); dy = Math.sin(j); d = 1; }  // same place: apart in a fixed direction
+        const push = (2 * R + 1 - d) / 2 + 0.1;
+        a.x -= (dx / d) * push; a.y -= (dy / d) * push;
+        b.x += (dx / d) * push; b.y += (dy / d) * push;
+        moved = true;
       }
     }
-    el('circle', { cx: px, cy: py, r: Math.max(2.5, cs * 0.3), class: 'point', fill: colours[t],
-                   'fill-opacity': Math.max(0.35, Math.min(1, strength)) }, overlay);
-    if (cs >= 20) text(overlay, px, py, String(t), 'tapno');
+    if (!moved) break;
+  }
+  for (const l of labels) {
+    if (Math.hypot(l.x - l.x0, l.y - l.y0) > 2) el('line', { x1: l.x0, y1: l.y0, x2: l.x, y2: l.y, class: 'leader' }, svg);
+    el('circle', { cx: l.x, cy: l.y, r: R, class: 'point', fill: colours[l.p.t],
+                   'fill-opacity': Math.max(0.35, Math.min(1, l.p.strength)), 'data-tap': l.p.t }, svg);
+    text(svg, l.x, l.y, String(l.p.t), 'tapno');
   }
 }
 
@@ -779,6 +851,7 @@ function showWindow(link, out, data) {
     (numbers ? ', the values under it (dashed: padding or an inserted zero, 0) and their dot product' : '') :
     `the weight ∂y/∂x of each input it reads (no kernel of its own), per channel` +
     (numbers ? ', and the input values' : '');
+  if (data.points && data.points.length) showZoom(box, link, data);  // the mechanism first
   box.appendChild(note);
   const shown = rows.slice(0, 8);
   const strip = links[link].filters;
@@ -862,6 +935,7 @@ function addWalk(link, out, data, few) {  // an earlier stage's kernel for a cel
   caption.textContent = `step “${layer.links[link]}”, its cell (${pos.join(', ')}): ` +
     (data.window ? `kernel of filter ${pos[0]}` : 'weights of its reads') + ` on c${rows.map((r) => r.c).join(', c')}`;
   box.appendChild(caption);
+  if (data.points && data.points.length && !box.querySelector('svg.zoom')) showZoom(box, link, data);
   const svg = panelSvg(box, 300, 1);
   let x = 0;
   let h = 0;

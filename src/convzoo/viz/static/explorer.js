@@ -873,6 +873,8 @@ function showWindow(link, out, data) {
     if (full && full.join('×') !== shape.join('×')) {
       clipped = true;
       if (!numbers) text(svg, 34 + k.w, 12, `${shape.join('×')} of its ${full.join('×')}`, 'small');
+    } else if (row.shape && !numbers) {
+      text(svg, 34 + k.w, 12, shape.join('×'), 'small');  // this output's kernel size (MixConv: its group's)
     }
     if (numbers) {
       text(svg, 32 + k.w, 12, '·');

@@ -16,7 +16,7 @@ import convzoo as cz
 from convzoo.cli import app
 from convzoo.layers import dynamic as dynamic_module
 from convzoo.layers import hetconv as hetconv_module
-from convzoo.layers.form_choice import FormChoice, input_key
+from convzoo.layers.form_choice import FormChoice, input_key, untimed
 from convzoo.perf.hetconv_sweep import QUICK_GRID, sweep
 
 FORMATS = (torch.contiguous_format, torch.channels_last)
@@ -116,6 +116,24 @@ def test_form_choice_caches_and_rejects_no_forms():
     assert calls == seen and choice.measurements == 1
     with pytest.raises(ValueError, match="forms"):
         choice.choose("other", {}, torch.device("cpu"))
+
+
+def test_untimed_runs_nothing_caches_nothing_and_keeps_the_preferred_form():
+    calls = {"a": 0, "b": 0}
+
+    def form(name: str):
+        def run() -> torch.Tensor:
+            calls[name] += 1
+            return torch.zeros(1)
+        return run
+
+    forms = {"a": form("a"), "b": form("b")}
+    with untimed():
+        assert FormChoice("test").choose("k", forms, torch.device("cpu")) == "a"  # the first form
+        preferring = FormChoice("test", prefer="b")
+        assert preferring.choose("k", forms, torch.device("cpu")) == "b"
+    assert calls == {"a": 0, "b": 0} and "k" not in preferring and preferring.measurements == 0
+    assert preferring.choose("k", forms, torch.device("cpu")) in ("a", "b") and preferring.measurements == 1
 
 
 def test_hetconv_sweep_rows_have_the_structure():

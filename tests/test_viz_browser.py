@@ -1,11 +1,14 @@
-"""The HTML report and the web explorer in real headless Chromium (Debian's ``chromium``, driven by playwright).
+"""The HTML report and the web explorer in real headless Chromium (Debian's ``chromium``, driven by playwright): one
+browser for every test, pages at 1280×900.
 
 Skipped, with the reason shown, when Chromium or playwright is missing (``.ci/run`` installs Chromium and says
-so when it cannot). Screenshots are kept under tests/artifacts/."""
+so when it cannot). Screenshots are kept under tests/artifacts/ (explorer_<family>.png for a few families)."""
 
 from __future__ import annotations
 
+import itertools
 import json
+import math
 import re
 import shutil
 import threading
@@ -20,13 +23,16 @@ from convzoo.viz.connectivity import connectivity
 
 CHROMIUM = shutil.which("chromium") or "/usr/bin/chromium"
 ARTIFACTS = Path(__file__).parent / "artifacts"
-ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-        "--disable-component-update", "--disable-sync", "--no-first-run"]
+ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",
+        "--no-first-run"]
+VIEWPORT = {"width": 1280, "height": 900}
+SHOTS = ("standard", "transposed", "depthwise", "mixconv", "deformable", "dynamic", "shuffled_grouped")
+SAMPLED = ("deformable", "deformable_v2", "dcnv3")  # fractional reads: sampling points
 
 pytestmark = pytest.mark.browser
 
 
-@pytest.fixture(scope="module")
+@pytest.fixture(scope="session")
 def browser():
     sync_api = pytest.importorskip("playwright.sync_api", reason="playwright is not installed (pip install -e '.[dev]')")
     if not Path(CHROMIUM).exists():
@@ -51,11 +57,13 @@ def server():
 
 def open_page(browser, origin: str | None = None):
     """A page that records console errors, failed requests and every request that leaves ``origin``."""
-    page = browser.new_page(viewport={"width": 1300, "height": 900})
+    page = browser.new_page(viewport=VIEWPORT)
     errors: list[str] = []
     page.on("console", lambda m: errors.append(m.text) if m.type == "error" else None)
     page.on("pageerror", lambda e: errors.append(str(e)))
-    page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url}"))
+    # a request cut short by leaving the page (the next family's goto) is not a failure
+    page.on("requestfailed", lambda r: errors.append(f"request failed: {r.url}") if r.failure != "net::ERR_ABORTED"
+            else None)
 
     def check(request) -> None:
         url = request.url
@@ -83,9 +91,26 @@ def active(page, attribute: str) -> set[tuple[int, ...]]:
     return {tuple(int(v) for v in value.split(",")) for value in values}
 
 
+def rgb(colour) -> str:
+    r, g, b = (round(255 * v) for v in colour[:3])
+    return f"rgb({r}, {g}, {b})"
+
+
+TAP_RGB = [rgb(c) for c in __import__("convzoo.viz.draw", fromlist=["tap_colours"]).tap_colours(9)]
+
+
 def expected_inputs(name, in_channels, out_channels, kernel, size, output, **kw) -> set[tuple[int, ...]]:
     conn = connectivity(cz.build(name, in_channels, out_channels, kernel, 2, **kw), (in_channels, size, size))
     return {tuple(int(v) for v in i) for i in torch.nonzero(conn.deps(*output))}
+
+
+def centre_output(page) -> int:
+    """The flat index of the middle output channel's centre cell (away from the border: a whole window)."""
+    shape = page.evaluate("layer.maps[layer.maps.length - 1]")
+    flat = shape[0] // 2
+    for size in shape[1:]:
+        flat = flat * size + size // 2
+    return flat
 
 
 def test_explorer_from_a_url_hover_change_and_animate(browser, server):
@@ -107,7 +132,7 @@ def test_explorer_from_a_url_hover_change_and_animate(browser, server):
     assert len(expected) == 2 * 9 and active(page, "data-in") == expected
     page.wait_for_function("document.querySelectorAll('rect.tap.used').length === 9")
     fills = page.eval_on_selector_all("[data-in].active", "els => els.map(e => e.style.fill)")
-    assert len(set(fills)) == 9 and "" not in fills  # nine taps, nine colours, on both channels
+    assert set(fills) == set(TAP_RGB)  # nine taps in the static pictures' nine colours, on both channels
     assert active(page, "data-out") == set()
     page.screenshot(path=str(ARTIFACTS / "explorer_dilated_hover.png"))
 
@@ -138,7 +163,7 @@ def test_explorer_from_a_url_hover_change_and_animate(browser, server):
     page.select_option("#family", "standard")
     ready(page)
     assert parse_qs(urlparse(page.url).query) == {"family": ["standard"]}
-    assert page.locator("#output_shape").inner_text() == "(1, 4, 8, 8)"
+    assert page.locator("#output_shape").inner_text() == "(1, 6, 8, 8)"
     page.screenshot(path=str(ARTIFACTS / "explorer_standard.png"))
     assert errors == []
 
@@ -169,9 +194,56 @@ def test_explorer_offers_only_valid_values_and_repairs_a_bad_url(browser, server
     page.locator("[data-in='0,3,3']").hover()  # its k×k stamp on the output, coloured by tap
     page.wait_for_function("document.querySelectorAll('rect.tap.used').length === 9")
     stamp = page.eval_on_selector_all("[data-out].active", "els => els.map(e => e.style.fill)")
-    assert len(stamp) == 4 * 9 and len(set(stamp)) == 9
+    assert len(stamp) == 6 * 9 and len(set(stamp)) == 9  # 6 output channels (the explorer's default)
     page.screenshot(path=str(ARTIFACTS / "explorer_transposed.png"))
     assert errors == []
+
+
+def test_every_family_loads_walks_and_hovers(browser, server):
+    """Each family at its explorer defaults: the window walks the output on load, a hover takes over and shows
+    that output's window in the panel, the play button pauses; no console error, no request to another host."""
+    page, errors = open_page(browser, server)
+    for fam in cz.families():
+        page.goto(f"{server}/?family={fam.name}")
+        ready(page)
+        page.wait_for_function("document.getElementById('svg').dataset.playing === '1'")
+        flat = centre_output(page)
+        page.locator(f"[data-out][data-flat='{flat}']").hover()
+        page.wait_for_function(f"document.getElementById('svg').dataset.shown?.endsWith(':{flat}')")
+        assert page.locator("[data-in].active").count() > 0, fam.name
+        painted = page.eval_on_selector_all("rect.active", "els => els.filter(e => e.style.fill).length")
+        assert painted > 0 and page.locator("#shown_title").inner_text().startswith("output"), fam.name
+        if fam.name in SAMPLED:  # its sampling points enlarged in the panel, each tap's label clear of the others
+            page.wait_for_selector("svg.zoom circle[data-tap]")
+            labels = page.eval_on_selector_all("svg.zoom circle[data-tap]", "els => els.map(e => [+e.getAttribute("
+                                               "'data-tap'), +e.getAttribute('cx'), +e.getAttribute('cy')])")
+            assert sorted(t for t, _, _ in labels) == list(range(9)), fam.name
+            assert min(math.dist(a[1:], b[1:]) for a, b in itertools.combinations(labels, 2)) >= 14, fam.name
+        if fam.name in SHOTS:
+            page.screenshot(path=str(ARTIFACTS / f"explorer_{fam.name}.png"))
+        page.mouse.move(2, 2)  # the hover gives back to the walk
+        page.wait_for_function("+document.getElementById('svg').dataset.frame > 0")
+        page.click("#play")
+        assert page.locator("svg#svg").get_attribute("data-playing") == "0", fam.name
+        assert errors == [], (fam.name, errors)
+
+
+def test_transposed_is_drawn_with_its_inserted_zeros_and_its_output_in_view(browser, server):
+    page, errors = open_page(browser, server)
+    page.goto(f"{server}/?family=transposed&frame=35")  # 6 × 8 × 8 → 6 × 16 × 16, stride 2
+    ready(page)
+    # its direct form, 18 × 18 per channel: the 8 × 8 input cells 2 apart, 15² − 8² zeros between, padding around
+    assert page.locator("rect.dcell").count() == 6 * 64 and page.locator("rect.zero").count() == 6 * (15**2 - 64)
+    assert page.locator("rect.dpad").count() == 6 * (18**2 - 15**2)
+    page.wait_for_function("document.getElementById('svg').dataset.shown === '0:35'")
+    read = page.eval_on_selector_all("[data-direct].read", "els => els.map(e => e.getAttribute('class'))")
+    assert len(read) == 6 * 9 and any("zero" in c for c in read) and any("dcell" in c for c in read)
+    bottom = page.evaluate("Math.max(...[...document.querySelectorAll('[data-out]')]"
+                           ".map(e => e.getBoundingClientRect().bottom))")
+    right = page.evaluate("Math.max(...[...document.querySelectorAll('[data-out]')]"
+                          ".map(e => e.getBoundingClientRect().right))")
+    assert bottom <= VIEWPORT["height"] and right <= VIEWPORT["width"] - 320  # left of the panel, no scrolling
+    assert page.evaluate("window.scrollY") == 0 and errors == []
 
 
 def test_report_renders_with_every_image(browser, tmp_path):
@@ -226,4 +298,62 @@ def test_report_renders_with_every_image(browser, tmp_path):
     assert "article 003 §2.3" in hetconv and "MACs" in hetconv and "forward" in hetconv
     page.screenshot(path=str(ARTIFACTS / "report.png"))
     page.locator("#hetconv").screenshot(path=str(ARTIFACTS / "report_hetconv.png"))
+    assert errors == []
+
+
+def test_numbers_mode_shows_the_values_under_the_window_and_the_dot_product(browser, server):
+    from convzoo.viz import serve as S
+
+    state = {"family": "standard", "in_channels": 2, "out_channels": 3, "size": 5}
+    page, errors = open_page(browser, server)
+    page.goto(f"{server}/?family=standard&in_channels=2&out_channels=3&size=5&frame=37&numbers=1")  # (1, 2, 2)
+    ready(page)
+    page.wait_for_function("document.getElementById('svg').dataset.shown === '0:37'")
+    data = S.taps_json(state, 0, 37)
+    dot = page.locator("#dot").inner_text()
+    assert dot.startswith("output = Σ kernel·values = ") and "18 products" in dot and "bias" in dot
+    assert abs(float(dot.split(" = ")[-1].split(" ")[0]) - data["y"]) < 0.01
+    # per input channel: 9 weights, 9 values, and their partial sum; the partial sums add up to Σ kernel·values
+    numbers = page.eval_on_selector_all("#window svg", "els => els.map(s => [...s.querySelectorAll('text.num')]"
+                                        ".map(t => t.textContent))")
+    assert [len(n) for n in numbers] == [18, 18]
+    for row, shown in zip(data["window"], numbers):
+        assert [float(v) for v in shown[9:]] == pytest.approx(row["x"], abs=0.006)  # the values under it
+    partials = page.eval_on_selector_all("#window svg", "els => els.map(s => [...s.querySelectorAll('text')]"
+                                         ".map(t => t.textContent).find(t => t.startsWith('= ')))")
+    assert sum(float(p[2:]) for p in partials) == pytest.approx(data["kernel_sum"], rel=0.02)
+    assert page.locator("svg#svg").get_attribute("data-playing") == "0" and errors == []
+
+
+def test_a_click_pins_the_output_and_the_sample_updates_dynamics_attention(browser, server):
+    from convzoo.viz import serve as S
+
+    page, errors = open_page(browser, server)
+    page.goto(f"{server}/?family=dynamic")
+    ready(page)
+    page.wait_for_function("document.getElementById('svg').dataset.playing === '1'")
+    page.locator("[data-out='2,3,3']").click()  # pins it: the walk stops, the URL keeps it
+    flat = 2 * 64 + 3 * 8 + 3
+    page.wait_for_function(f"new URLSearchParams(location.search).get('frame') === '{flat}'")
+    page.mouse.move(2, 2)
+    page.wait_for_timeout(1200)  # two periods of the walk: nothing moves
+    assert page.locator("svg#svg").get_attribute("data-playing") == "0"
+    assert page.locator("svg#svg").get_attribute("data-frame") == str(flat)
+
+    def attention() -> list[float]:
+        page.wait_for_selector("#bank svg")
+        texts = page.eval_on_selector_all("#bank svg", "els => els.map(s => [...s.querySelectorAll('text')]"
+                                          ".map(t => t.textContent)).filter(t => /^W\\d/.test(t[0]))")
+        return [float(t[-1]) for t in texts]
+
+    first = attention()
+    expected = S.links_json({"family": "dynamic"})["links"][0]["sides"][0]["values"]
+    assert first == pytest.approx(expected, abs=0.006) and max(first) - min(first) >= 0.1
+    page.select_option("#sample", label="3")  # another input: another attention, another applied kernel
+    page.wait_for_function("new URLSearchParams(location.search).get('sample') === '3'")
+    ready(page)
+    page.wait_for_function(f"document.getElementById('svg').dataset.shown === '0:{flat}'")
+    second = attention()
+    expected = S.links_json({"family": "dynamic", "sample": 3})["links"][0]["sides"][0]["values"]
+    assert second == pytest.approx(expected, abs=0.006) and second != first
     assert errors == []

@@ -12,6 +12,7 @@ import urllib.error
 import urllib.request
 from urllib.parse import parse_qs, urlencode
 
+import numpy as np
 import pytest
 import torch
 from typer.testing import CliRunner
@@ -65,7 +66,7 @@ def test_layer_numbers_come_from_the_module(url):
 @pytest.mark.parametrize("query,message", [
     ("family=standard&size=1000", "size=1000 is out of range for dim=2: must be between 1 and 24"),
     ("family=standard&in_channels=512", "in_channels=512 is out of range"),
-    ("family=grouped&groups=3", "groups=3 must divide"),
+    ("family=grouped&groups=4", "groups=4 must divide"),
     ("family=standard&output_padding=1", "takes no 'output_padding'"),
     ("family=standard&kernel=abc", "must be an integer"),
     ("family=nope", "unknown family"),
@@ -145,19 +146,12 @@ def decode_all(link, n_out, spatial):
     ({"family": "transposed", "in_channels": 2, "out_channels": 1, "size": 4}, (2, 4, 4)),
     ({"family": "hetconv", "in_channels": 4, "out_channels": 4, "size": 5}, (4, 5, 5)),
     ({"family": "grouped", "dim": 1, "in_channels": 4, "out_channels": 4, "size": 9}, (4, 9)),
-    ({"family": "deformable", "in_channels": 2, "out_channels": 2, "size": 5}, (2, 5, 5)),
+    ({"family": "acnet", "in_channels": 2, "out_channels": 2, "size": 5}, (2, 5, 5)),  # branches are read, not held
+    ({"family": "repvgg", "in_channels": 2, "out_channels": 2, "size": 5}, (2, 5, 5)),
 ])
 def test_dependency_sets_equal_connectivity(url, state, shape):
     status, data = get(url + "/api/links?" + urlencode(state))
-    module = S.layer_spec(state).build()
-    conn = connectivity(module, shape)
-    if S.declared_stages(module) and any(s.side and s.module is not None for s in S.declared_stages(module)):
-        # The layer view holds side branches (the deformable offset conv) fixed: what the sampling reads.
-        model = prepare(module, shape)
-        with S.side_branches_fixed(model):
-            held = connectivity(lambda x: model(x), shape, randomise=False)
-        assert (held.mask <= conn.mask).all() and held.mask.sum() < conn.mask.sum()
-        conn = held
+    conn = connectivity(S.layer_spec(state).build(), shape)
     n_out = math.prod(conn.output_shape)
     expected = [torch.nonzero(row).reshape(-1).tolist() for row in conn.mask.reshape(n_out, -1)]
     assert status == 200 and decode_all(data["links"][0], n_out, math.prod(shape[1:])) == expected
@@ -171,10 +165,9 @@ def test_dependency_sets_equal_connectivity(url, state, shape):
 ])
 def test_taps_of_one_output_equal_viz_taps(state, shape, out):
     data = S.taps_json(state, 0, out)
-    spec = S.layer_spec(state)
-    model = prepare(spec.build(), shape)  # the explorer's randomised copy, at the explorer's input
+    model = S.live(state).model  # the explorer's copy (its offsets seeded), at the explorer's input
     x = torch.rand(1, *shape, generator=torch.Generator().manual_seed(1)) + 0.25
-    tm = tap_map(model, shape, x=x.double())
+    tm = tap_map(model, shape, x=x)
     index, weight = (t.reshape(-1, math.prod(shape))[out] for t in (tm.index, tm.weight))
     expected = [[i, int(index[i]), round(float(weight[i]), 4)] for i in torch.nonzero(index >= 0).reshape(-1).tolist()]
     assert [r[:3] for r in data["reads"]] == expected and data["kernel_shape"] == list(tm.kernel_shape)
@@ -188,7 +181,7 @@ def test_taps_of_the_outputs_reading_one_input_equal_viz_taps(state, shape, inp)
     data = S.column_json(state, 0, inp)
     model = prepare(S.layer_spec(state).build(), shape)
     x = torch.rand(1, *shape, generator=torch.Generator().manual_seed(1)) + 0.25
-    tm = tap_map(model, shape, x=x.double())
+    tm = tap_map(model, shape, x=x)
     index, weight = (t.reshape(-1, math.prod(shape))[:, inp] for t in (tm.index, tm.weight))
     expected = [[o, int(index[o]), round(float(weight[o]), 4)] for o in torch.nonzero(index >= 0).reshape(-1).tolist()]
     assert [r[:3] for r in data["reads"]] == expected and len(expected) >= 9
@@ -222,9 +215,247 @@ def test_side_stage_is_drawn_apart_and_held_fixed_in_the_layer_view(url):
     (side,) = stages[0]["sides"]
     assert side["shape"] == [4] and abs(sum(side["values"]) - 1) < 1e-3  # softmax over K = 4 kernels
     layer = get(f"{url}/api/links?family=dynamic&in_channels=2&out_channels=2&size=5")[1]["links"][0]
-    assert layer["held"] == [side["name"]]
+    assert [(s["name"], s["held"]) for s in layer["sides"]] == [(side["name"], True)]
     assert S.decode_deps(layer["deps"], 12, 25) == [c * 25 + s for c in (0, 1) for s in (6, 7, 8, 11, 12, 13, 16,
                                                                                           17, 18)]
+
+
+# --- what the explorer explains: checked against the layer's own weights and independent constructions ----------
+
+
+def test_one_palette_the_static_pictures_and_the_page_share(url):
+    from matplotlib.colors import to_hex
+
+    from convzoo.viz import draw
+
+    layer = get(url + "/api/layer?family=standard")[1]
+    assert layer["palette"]["input"] == to_hex(draw.INPUT) and layer["palette"]["output"] == to_hex(draw.OUTPUT)
+    assert layer["palette"]["padding"] == to_hex(draw.PADDING) and layer["palette"]["zero"] == to_hex(draw.ZERO)
+    links = get(url + "/api/links?family=standard")[1]["links"]
+    assert links[0]["tap_colours"] == [to_hex(c) for c in draw.tap_colours(9)]
+    pages = {}
+    for name in ("explorer.js", "explorer.css"):  # no colour of a cell or tap written in the page itself
+        with urllib.request.urlopen(f"{url}/{name}", timeout=30) as response:
+            pages[name] = response.read().decode()
+        assert "hsl(" not in pages[name] and "rgb(" not in pages[name], name
+    for rule in ("rect.cell.in", "rect.cell.out", "rect.pad", "rect.zero"):
+        body = pages["explorer.css"][pages["explorer.css"].index(rule):].split("}")[0]
+        assert "var(--" in body and "#" not in body, rule
+    assert re.findall(r"#[0-9a-fA-F]{3,6}\b", pages["explorer.js"]) == []
+
+
+def test_transposed_direct_form_has_the_inserted_zeros_and_padding():
+    """ConvTranspose2d(k=3, stride 2, padding 1, output_padding 1) on 3×3 = a plain conv with the kernel flipped on
+    the input with 1 zero between cells and k − 1 − p = 1 cell of padding before, 1 + output_padding = 2 after."""
+    state = {"family": "transposed", "in_channels": 2, "out_channels": 1, "size": 3}
+    link = S.links_json(state)["links"][0]
+    assert link["direct"]["size"] == [8, 8] and link["direct"]["zeros"] == [1, 1]
+    expected = np.full((8, 8), -2)
+    expected[1:6, 1:6] = -1
+    for i in range(3):
+        for j in range(3):
+            expected[1 + 2 * i, 1 + 2 * j] = 3 * i + j
+    assert link["direct"]["cells"] == expected.reshape(-1).tolist()
+    lv = S.live(state)
+    x = lv.inputs[0][0].numpy()
+    stretched = np.zeros((2, 8, 8))
+    stretched[:, 1:6:2, 1:6:2] = x
+    w = lv.model.weight.detach().numpy()[:, 0, ::-1, ::-1]  # (C_in, 3, 3), flipped
+    y = lv.output[0, 0].numpy()
+    for out in (0, 7, 14, 35):
+        data = S.taps_json(state, 0, out)
+        i, j = divmod(out, 6)
+        flipped = [(2 - u) * 3 + (2 - v) for u in range(3) for v in range(3)]
+        assert data["direct"] == [[t, (i + u) * 8 + j + v] for (u, v), t in zip(np.ndindex(3, 3), flipped)]
+        direct = float((stretched[:, i:i + 3, j:j + 3] * w).sum() + lv.model.bias[0])
+        assert abs(direct - y[i, j]) < 1e-5 and abs(data["y"] - y[i, j]) < 1e-4
+        assert abs(data["kernel_sum"] + data["bias"] - data["y"]) < 2e-4 and abs(data["other"]) < 1e-4
+
+
+def test_window_values_and_weights_are_the_layers():
+    state = {"family": "standard", "in_channels": 2, "out_channels": 3, "size": 5}
+    lv = S.live(state)
+    x = np.pad(lv.inputs[0][0].numpy(), ((0, 0), (1, 1), (1, 1)))
+    w, b = lv.model.weight.detach().numpy(), lv.model.bias.detach().numpy()
+    for out in (0, 12, 2 * 25 + 24):
+        j, i, q = np.unravel_index(out, (3, 5, 5))
+        data = S.taps_json(state, 0, out)
+        assert [row["c"] for row in data["window"]] == [0, 1]
+        for row in data["window"]:
+            c = row["c"]
+            assert np.allclose(row["w"], w[j, c].reshape(-1), atol=1e-4)
+            assert np.allclose(row["x"], x[c, i:i + 3, q:q + 3].reshape(-1), atol=1e-4)  # 0 on the padding
+            assert row["zero"] == (x[c, i:i + 3, q:q + 3] == 0).reshape(-1).tolist()
+        assert abs(data["bias"] - b[j]) < 1e-4 and abs(data["y"] - float(lv.output.reshape(-1)[out])) < 1e-4
+        assert abs(data["kernel_sum"] - float((w[j] * x[:, i:i + 3, q:q + 3]).sum())) < 1e-4
+    strip = S.links_json(state)["links"][0]["filters"]  # the kernel of every filter
+    assert strip["kind"] == "taps" and np.allclose(
+        [[e["w"] for e in f] for f in strip["per_filter"]], w.reshape(3, 2, 9), atol=1e-4)
+
+
+def test_dynamic_shows_its_bank_its_attention_and_the_kernel_it_applies():
+    state = {"family": "dynamic", "in_channels": 2, "out_channels": 2, "size": 5}
+    links = S.links_json(state)["links"]
+    lv = S.live(state)
+    bank = lv.model.kernel_bank().detach().numpy()  # (K, C_out, C_in, 3, 3)
+    assert np.allclose(np.array(links[0]["bank"]["values"]).reshape(bank.shape), bank, atol=1e-4)
+    (side,) = links[0]["sides"]
+    attention = lv.model.attention(lv.inputs[0], lv.model.temperature)[0].detach().numpy()
+    assert side["held"] and np.allclose(side["values"], attention, atol=1e-4)
+    assert max(side["values"]) - min(side["values"]) >= 0.1  # visibly chooses (temperature 1)
+    data = S.taps_json(state, 0, 25 + 12)  # filter 1 at the centre
+    applied = np.einsum("k,kcij->cij", attention, bank[:, 1]).reshape(2, 9)
+    assert np.allclose([row["w"] for row in data["window"]], applied, atol=1e-4)
+    other = S.links_json({**state, "sample": 3})["links"][0]["sides"][0]["values"]
+    assert max(abs(a - b) for a, b in zip(other, side["values"])) > 0.01  # another input sample, another attention
+
+
+def bilinear_reads(py: float, px: float, size: int) -> set[tuple[int, int]]:
+    """The cells a bilinear sample at (py, px) reads with a non-zero weight (torchvision's rule: none outside)."""
+    if not (-1 < py < size and -1 < px < size):
+        return set()
+    y0, x0 = math.floor(py), math.floor(px)
+    return {(y, x) for y in (y0, y0 + 1) for x in (x0, x0 + 1) if 0 <= y < size and 0 <= x < size
+            and (1 - abs(py - y)) * (1 - abs(px - x)) > 1e-6}
+
+
+def test_deformable_reads_and_sampling_points_follow_its_offsets(url):
+    state = {"family": "deformable", "in_channels": 2, "out_channels": 2, "size": 5}
+    lv = S.live(state)
+    with torch.no_grad():
+        offsets = lv.model.offset_conv(lv.inputs[0])[0].numpy()  # (2·9, 5, 5): dy, dx per tap
+    links = get(url + "/api/links?" + urlencode(state))[1]["links"]
+    for out in (0, 12, 24):
+        oy, ox = divmod(out, 5)
+        expected = set()
+        points = {}
+        for t, (ki, kj) in enumerate(np.ndindex(3, 3)):
+            py, px = oy - 1 + ki + offsets[2 * t, oy, ox], ox - 1 + kj + offsets[2 * t + 1, oy, ox]
+            expected |= bilinear_reads(py, px, 5)
+            points[t] = (py, px)
+        reads = S.decode_deps(links[0]["deps"], out, 25)
+        assert reads == sorted(c * 25 + y * 5 + x for c in (0, 1) for y, x in expected)
+        data = S.taps_json(state, 0, out)
+        for c, t, fy, fx, strength, *grid in data["points"]:
+            py, px = points[t]
+            if 0 <= py <= 4 and 0 <= px <= 4:  # all four neighbours inside: their weighted mean is the point
+                assert abs(fy - py) < 2e-3 and abs(fx - px) < 2e-3 and abs(strength - 1) < 1e-3
+            if grid:
+                assert grid == [oy - 1 + t // 3, ox - 1 + t % 3]  # its regular grid point, offsets at zero
+
+
+def test_mixconv_hovered_output_shows_its_groups_kernel():
+    state = {"family": "mixconv", "in_channels": 6, "out_channels": 6, "size": 9}
+    lv = S.live(state)
+    for channel, (group, k) in enumerate([(0, 3), (0, 3), (1, 5), (1, 5), (2, 7), (2, 7)]):
+        data = S.taps_json(state, 0, channel * 81 + 40)  # the centre
+        (crop,) = data["crop"]
+        weight = lv.model.convs[group].weight.detach().numpy()[channel % 2, 0]
+        assert crop["c"] == channel and crop["shape"] == [k, k] and np.allclose(crop["w"], weight.reshape(-1),
+                                                                                 atol=1e-4)
+    strip = S.links_json(state)["links"][0]["filters"]
+    assert [[e["shape"] for e in f] for f in strip["per_filter"]] == [[[k, k]] for k in (3, 3, 5, 5, 7, 7)]
+
+
+def test_hetconv_1x1_kernels_are_drawn_beside_its_kxk_ones():
+    """Filter j: k×k kernels on channels (c − j) mod p = 0 (the strip's taps), 1×1 kernels on the others
+    ("besides": read not through the kernel parameter), and y = Σ k×k·x + Σ 1×1·x + bias."""
+    state = {"family": "hetconv", "in_channels": 4, "out_channels": 4, "size": 5, "p": 2}
+    lv = S.live(state)
+    kxk, one = lv.model.weight_kxk.detach().numpy(), lv.model.weight_1x1.detach().numpy()  # (4, 2, 3, 3), (4, 2)
+    strip = S.links_json(state)["links"][0]["filters"]
+    for j in range(4):
+        big = [c for c in range(4) if (c - j) % 2 == 0]
+        small = [c for c in range(4) if (c - j) % 2]
+        for c in range(4):
+            w = strip["per_filter"][j][c]["w"]
+            if c in big:
+                assert np.allclose(w, kxk[j, big.index(c)].reshape(-1), atol=1e-4)
+            else:
+                assert w == [None] * 9
+        assert [(b["c"], b["shape"]) for b in strip["besides"][j]] == [(c, [1, 1]) for c in small]
+        assert np.allclose([b["w"][0] for b in strip["besides"][j]], one[j], atol=1e-4)
+    x = lv.inputs[0][0].numpy()
+    data = S.taps_json(state, 0, 25 + 12)  # filter 1 at the centre (2, 2)
+    assert [row["c"] for row in data["window"]] == [1, 3] and [b["c"] for b in data["besides"]] == [0, 2]
+    assert np.allclose([b["x"][0] for b in data["besides"]], x[[0, 2], 2, 2], atol=1e-4)
+    assert abs(data["other"] - float(one[1] @ x[[0, 2], 2, 2])) < 1e-3
+    assert abs(data["kernel_sum"] + data["other"] + data["bias"] - data["y"]) < 1e-3
+
+
+def test_involution_hovered_output_shows_the_kernel_generated_there():
+    state = {"family": "involution", "in_channels": 4, "out_channels": 4, "size": 6, "groups": 2}
+    lv = S.live(state)
+    with torch.no_grad():
+        generated = lv.model.generator(lv.inputs[0])[0].numpy().reshape(2, 9, 6, 6)  # (G, T, H, W)
+    shown = {}
+    for c, (i, j) in [(0, (2, 2)), (1, (2, 2)), (3, (2, 2)), (0, (3, 4))]:
+        (crop,) = S.taps_json(state, 0, c * 36 + i * 6 + j)["crop"]
+        assert crop["c"] == c and crop["shape"] == [3, 3]
+        assert np.allclose(crop["w"], generated[c // 2, :, i, j], atol=1e-4)
+        shown[c, i, j] = crop["w"]
+    assert shown[0, 2, 2] == shown[1, 2, 2] != shown[3, 2, 2]  # one kernel per group: channels 0, 1 share it
+    assert shown[0, 2, 2] != shown[0, 3, 4]  # and another at another position
+
+
+def test_subpixel_hovered_output_shows_the_conv_filter_of_its_phase():
+    """y[j, 2i + a, 2k + b] = (W[4j + 2a + b] ⋆ x)[i, k] + bias: the kernel shown changes with the phase (a, b)."""
+    state = {"family": "subpixel", "in_channels": 2, "out_channels": 2, "size": 4, "view": "layer"}
+    lv = S.live(state)
+    w = lv.model.conv.weight.detach().numpy()  # (2·4, 2, 3, 3)
+    for j, a, b in [(1, 1, 0), (1, 1, 1), (0, 0, 1)]:
+        out = j * 64 + (2 * 1 + a) * 8 + (2 * 2 + b)  # low-resolution position (1, 2): every tap inside
+        crops = S.taps_json(state, 0, out)["crop"]
+        assert [c["c"] for c in crops] == [0, 1]
+        assert np.allclose([c["w"] for c in crops], w[4 * j + 2 * a + b].reshape(2, 9), atol=1e-4)
+
+
+def test_dcnv3_sampling_points_and_their_grid_follow_its_offsets():
+    """The sampling stage's points are the layer's own locations (``locations``: centre + grid + offsets, in padded
+    coordinates), strength its softmax mask, and each arrow starts at the point's regular grid cell."""
+    state = {"family": "dcnv3", "in_channels": 4, "out_channels": 4, "size": 6}
+    lv = S.live(state)
+    assert [s.name.split(":")[0] for s in lv.steps] == ["input proj", "sampling", "output proj"]
+    with torch.no_grad():
+        where, masks = lv.model.locations(lv.model.branch(lv.inputs[0]))  # (1, G, H, W, K, 2) as (x, y)
+    groups, (pad, _) = lv.model.groups, lv.model.padding_pairs[0]
+    for out in (14, 36 + 21, 3 * 36 + 28):
+        c_out, oy, ox = np.unravel_index(out, (4, 6, 6))
+        points = S.taps_json(state, 1, out)["points"]
+        assert sorted((p[0], p[1]) for p in points) == [(c_out, t) for t in range(9)]  # its channel, 9 points
+        moved = 0
+        for c, t, fy, fx, strength, *grid in points:
+            g = c // (4 // groups)
+            py, px = float(where[0, g, oy, ox, t, 1]) - pad, float(where[0, g, oy, ox, t, 0]) - pad
+            if 0 <= py <= 5 and 0 <= px <= 5:
+                assert abs(fy - py) < 2e-3 and abs(fx - px) < 2e-3
+                assert abs(strength - float(masks[0, g, oy, ox, t])) < 1e-3
+            assert grid == [oy - 1 + t // 3, ox - 1 + t % 3]
+            moved += abs(fy - grid[0]) + abs(fx - grid[1]) > 0.1
+        assert moved >= 5  # the offsets move the points off the grid: arrows to draw
+
+
+def test_explorer_defaults_show_each_mechanism():
+    """6 channels by default: grouped is not depthwise and the shuffle is not the identity; composites without a
+    kernel of their own open stage by stage."""
+    assert S.view_of({"family": "standard"}) == "layer" and S.view_of({"family": "depthwise_separable"}) == "stages"
+    assert S.view_of({"family": "mixconv"}) == "layer" and S.view_of({"family": "dcnv3"}) == "stages"
+    links = S.links_json({"family": "shuffled_grouped"})["links"]
+    shuffle = [S.decode_deps(links[1]["deps"], c * 64, 64)[0] // 64 for c in range(6)]
+    assert shuffle == [0, 3, 1, 4, 2, 5]  # groups = 2: (g, c/g) transposed
+    grouped = S.links_json({"family": "grouped"})["links"][0]
+    read = [sorted({i // 64 for i in S.decode_deps(grouped["deps"], c * 64 + 27, 64)}) for c in range(6)]
+    assert read == [[0, 1, 2]] * 3 + [[3, 4, 5]] * 3
+    assert "view=stages" not in S.query_of({"family": "depthwise_separable", "view": "stages"})
+    assert "view=layer" in S.query_of({"family": "depthwise_separable", "view": "layer"})
+
+
+def test_sample_changes_values_not_validity(url):
+    a = get(url + "/api/links?family=standard&in_channels=1&out_channels=1&size=4")[1]["values"]
+    b = get(url + "/api/links?family=standard&in_channels=1&out_channels=1&size=4&sample=2")[1]["values"]
+    assert len(a[0]) == 16 and a[0] != b[0] and min(b[0]) > 0
+    assert [o["value"] for o in S.choices({"family": "standard"})["sample"]] == list(range(S.SAMPLES))
+    assert "sample=9 is out of range" in error_of(url + "/api/layer?family=standard&sample=9")[1]
 
 
 def test_static_page_is_served_and_fetches_nothing_elsewhere(url):

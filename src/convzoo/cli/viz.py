@@ -197,6 +197,7 @@ def serve_command(
     port: int = typer.Option(8000, "--port", help="TCP port (1–65535)"),
     host: str = typer.Option("127.0.0.1", "--host", help="address to bind (default: this machine only)"),
 ) -> None:
-    """Local web explorer (works offline): hover an output to see the inputs and kernel taps it reads, slide the
-    window, see shapes, params and MACs, stage by stage; the state lives in the URL."""
+    """Local web explorer (works offline): the window walks the output on load; hover or click an output to see
+    the inputs and kernel taps it reads, its kernel, the values under it and the dot product (numbers), every
+    filter's kernel, shapes, params and MACs, stage by stage; the state lives in the URL."""
     run_serve(host, port)

@@ -395,7 +395,8 @@ class PointSampling(nn.Module):
         object.__setattr__(self, "layer", layer)  # a reference, not a sub-module
         self.held = held
         self.offsets = HeldOffsets(held, 2 * layer.groups * layer.points)
-        weight = torch.ones(layer.in_channels, 1, *layer.kernel_size, dtype=layer.input_proj.weight.dtype)
+        weight = torch.ones(layer.in_channels, 1, *layer.kernel_size, dtype=layer.input_proj.weight.dtype,
+                            device=layer.input_proj.weight.device)
         self.weight = nn.Parameter(weight, requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -16,6 +16,7 @@ capture forbids): a key first seen there runs its preferred or first form. Leaf 
 
 from __future__ import annotations
 
+import contextlib
 import time
 import warnings
 import weakref
@@ -76,6 +77,22 @@ def round_order(labels: Sequence[str], r: int) -> list[str]:
     k = (r // 2) % len(labels)
     rotated = list(labels[k:]) + list(labels[:k])
     return rotated[::-1] if r % 2 else rotated
+
+
+_UNTIMED = [0]  # > 0 inside ``untimed()``
+
+
+@contextlib.contextmanager
+def untimed() -> Iterator[None]:
+    """Within, ``choose`` times and caches nothing and returns ``prefer`` (when among the forms) or the first form:
+    for tools that run a layer once on each of many input shapes (the explorer's Jacobian rows, one batch size per
+    request), where timing each new shape costs more than the forms differ. Every form is exact: the outputs are
+    the same."""
+    _UNTIMED[0] += 1
+    try:
+        yield
+    finally:
+        _UNTIMED[0] -= 1
 
 
 def _sync(device: torch.device) -> None:
@@ -179,6 +196,8 @@ class FormChoice:
         if _FIXED[0]:  # fixed_choices(): the same form on every machine and every run, nothing timed
             self.cache[key] = self.prefer if self.prefer in forms else next(iter(forms))
             return self.cache[key]
+        if _UNTIMED[0]:
+            return self.prefer if self.prefer in forms else next(iter(forms))
         wrt = [t for t in wrt if t.requires_grad] if torch.is_grad_enabled() else []
 
         def run(fn: Callable[[], torch.Tensor]) -> None:

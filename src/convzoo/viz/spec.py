@@ -19,12 +19,12 @@ BUILD_SEED = 0  # the seed every drawn layer's parameters come from
 
 # Integer arguments the pictures expose, when the family's layer constructor takes them (read from its signature).
 OPTIONAL = ("stride", "padding", "dilation", "groups", "output_padding", "p", "num_kernels", "offset_groups",
-            "scale_factor", "mid_channels")
+            "scale_factor", "mid_channels", "temperature")
 # Caps: (minimum, maximum) per argument; a request outside is rejected with a message, never clamped silently.
 LIMITS = {"in_channels": (1, 16), "out_channels": (1, 16), "kernel": (1, 9), "dim": (1, 3), "size": (1, 48),
           "stride": (1, 4), "padding": (0, 8), "dilation": (1, 4), "groups": (1, 16), "output_padding": (0, 3),
           "p": (1, 16), "num_kernels": (1, 8), "offset_groups": (1, 16), "scale_factor": (1, 4),
-          "mid_channels": (1, 16)}
+          "mid_channels": (1, 16), "temperature": (1, 30)}
 DEFAULT_SIZE = {1: 12, 2: 8, 3: 5}
 SIZE_CAP = {1: 48, 2: 24, 3: 8}
 

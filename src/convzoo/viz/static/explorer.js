@@ -1,25 +1,40 @@
-// convzoo explorer: draws, client-side in SVG, the JSON that `convzoo serve` computes with the real layer.
-// State lives in the URL (?family=dilated&dilation=2&...&frame=N); every menu offers only values the server
-// says are valid, so the page has no error state. Test hooks: input cells carry data-in="c,i,j", output cells
-// data-out="c,i,j", intermediate (stage) cells data-mid="m,c,i,j" (1-D: one index, 3-D: d,i,j); cells
-// highlighted by a hover carry the class "active"; the svg's data-ready is "grid", then "deps" once hover works.
+// convzoo explorer: draws, client-side in SVG, the JSON that `convzoo serve` computes with the real layer. No
+// colour is written here: cells, taps and kernels take the server's palette (the static pictures' colours).
+// State lives in the URL (?family=dilated&dilation=2&...&frame=N&numbers=1); every menu offers only values the
+// server says are valid. On load the window walks the output (▶); hovering a cell takes over, a click pins an
+// output. Test hooks: input cells carry data-in="c,i,j", output cells data-out, intermediate (stage) cells
+// data-mid="m,c,i,j" (1-D: one index, 3-D: d,i,j); a transposed conv's direct form has cells data-direct=
+// "k,c,i,j" of class "zero" (inserted zeros), "dpad" (padding) or "dcell" (input cells); cells highlighted by a
+// hover carry the class "active"; the svg's data-ready is "grid", then "deps" once hover works; data-playing is
+// "1" while the window walks; data-shown = "link:flat" once the panel shows that output's window.
 'use strict';
 
 const SVGNS = 'http://www.w3.org/2000/svg';
-const CLIENT_KEYS = ['frame', 'counts'];
+const CLIENT_KEYS = ['frame', 'counts', 'numbers'];
+const PERIOD = 500;  // ms per output while playing
+const WALK = 8;      // earlier stages: at most this many cells of a map have their own reads drawn
 const $ = (id) => document.getElementById(id);
 const prod = (a) => a.reduce((x, y) => x * y, 1);
 
 let families = [];
 let layer = null;        // /api/layer answer
-let deps = null;         // per link: {rows, rowOf, patterns, patSets, S, nOut}
+let links = null;        // /api/links answer: per link (deps, kernel, geometry, filters, sides, bank)
+let values = null;       // per map, its values on the input sample (flat)
+let deps = null;         // per link: decoded dependency sets
 let token = 0;           // increases with every load; answers for an older state are dropped
-let frame = null;        // pinned output (flat index into the last map), or null
-let player = null;       // setInterval id while playing
+let frame = null;        // the output shown (flat index into the last map), or null
+let playing = false;     // the window walks the output
+let ticker = null;       // setInterval id while playing
+let hovering = false;    // a hovered cell has taken over from the frame
 let cells = [];          // cells[m][flat] = rect
 let pads = [];           // pads[m] = Map("c|d|i|j" → rect)
+let tiles = [];          // tiles[m][c * D + d] = {x, y, ring} (top-left corner of the tile, padding included)
+let directs = [];        // directs[k][c][z] = rect of link k's direct form
 let kernels = [];        // kernels[link] = [rect per tap]
+let slots = [];          // slots[link][j] = the filter strip's frame of filter j
 let styled = [];         // elements carrying hover styles, to reset
+let overlay = null;      // <g> for sampling points and arrows
+let cs = 14;             // cell size (px) of every map
 let hoverId = 0;
 const tapCache = new Map();
 
@@ -36,10 +51,6 @@ function setStatus(text, error = false) {
   $('status').className = error ? 'error' : '';
 }
 
-function tapColor(t, n) {
-  return `hsl(${Math.round((300 * t) / Math.max(1, n - 1))}, 75%, ${n > 1 ? 58 : 50}%)`;
-}
-
 function el(name, attrs, parent) {
   const node = document.createElementNS(SVGNS, name);
   for (const [k, v] of Object.entries(attrs)) node.setAttribute(k, v);
@@ -53,6 +64,22 @@ function text(parent, x, y, content, cls = '') {
   return t;
 }
 
+function fmt(v) {  // a number in a cell: integers without a point, else 2 significant digits (≥ 1: 2 decimals)
+  if (v === null || v === undefined) return '';
+  if (Math.abs(v - Math.round(v)) < 1e-6) return String(Math.round(v));
+  if (Math.abs(v) >= 10) return v.toFixed(1);
+  if (Math.abs(v) >= 1) return v.toFixed(2);
+  return v.toPrecision(2);
+}
+
+function compact(v) {  // fmt without the leading zero ("0.017" → ".017"): what fits in a cell
+  return fmt(v).replace(/^(-?)0\./, '$1.');
+}
+
+function applyPalette(palette) {  // the static pictures' colours, as CSS variables
+  for (const [name, colour] of Object.entries(palette)) document.documentElement.style.setProperty('--' + name, colour);
+}
+
 // ---- state and loading --------------------------------------------------------------------------------------
 
 function apiQuery(params) {
@@ -63,7 +90,7 @@ function apiQuery(params) {
 
 async function load(query, history = 'push') {
   const mine = ++token;
-  stop();
+  stopPlaying(false);
   clearDrawing();
   setStatus('computing the layer…');
   try {
@@ -75,10 +102,14 @@ async function load(query, history = 'push') {
     const data = await api('/api/layer?' + st.query);
     if (mine !== token) return;
     layer = data;
-    const wanted = new URLSearchParams(query).get('frame');
+    links = null;
+    applyPalette(layer.palette);
+    const params = new URLSearchParams(query);
+    const wanted = params.get('frame');
     const nOut = prod(layer.maps[layer.maps.length - 1]);
     frame = wanted !== null && /^\d+$/.test(wanted) && +wanted < nOut ? +wanted : null;
-    $('counts').checked = new URLSearchParams(query).get('counts') === '1';
+    $('counts').checked = params.get('counts') === '1';
+    $('numbers').checked = params.get('numbers') === '1';
     writeUrl(history);
     showControls();
     showNumbers();
@@ -86,12 +117,14 @@ async function load(query, history = 'push') {
     setStatus('computing which inputs each output reads (autograd)…');
     const linked = await api('/api/links?' + st.query);
     if (mine !== token) return;
-    deps = linked.links.map((link, i) => decodeLinks(link, layer.maps[i], layer.maps[i + 1]));
-    drawLinks(linked.links);
-    $('svg').dataset.ready = 'deps';
-    setStatus('hover a cell: an output shows the inputs and kernel taps it reads, an input the outputs that ' +
-              'read it; click to pin; ▶ slides the window.');
-    showFrame();
+    links = linked.links;
+    values = linked.values;
+    deps = links.map((link, i) => decodeLinks(link, layer.maps[i], layer.maps[i + 1]));
+    redraw();
+    showFilters();
+    showSides();
+    setStatus('hover a cell to take over · click an output to pin it · ▶ walks the window');
+    if (frame === null) startPlaying(); else showFrame();
   } catch (error) {
     if (mine !== token) return;
     clearDrawing();
@@ -101,8 +134,9 @@ async function load(query, history = 'push') {
 
 function writeUrl(history) {
   const q = new URLSearchParams(layer.query);
-  if (frame !== null) q.set('frame', frame);
+  if (frame !== null && !playing) q.set('frame', frame);
   if ($('counts').checked) q.set('counts', '1');
+  if ($('numbers').checked) q.set('numbers', '1');
   const url = '?' + q.toString();
   if (url === location.search) return;
   if (history === 'push') window.history.pushState(null, '', url);
@@ -126,8 +160,8 @@ function showControls() {
   for (const [name, options] of Object.entries(layer.choices)) {
     if (name === 'view' && options.length < 2) continue;
     const label = document.createElement('label');
-    label.className = 'row';
-    label.textContent = name.replace('_', ' ') + ' ';
+    label.className = 'ctl';
+    label.textContent = (name === 'sample' ? 'input sample' : name.replace('_', ' ')) + ' ';
     const select = document.createElement('select');
     select.id = name;
     const current = name in layer.state ? layer.state[name] :
@@ -139,10 +173,16 @@ function showControls() {
       if (o.value === current) option.selected = true;
       select.appendChild(option);
     });
-    select.addEventListener('change', () => load(options[+select.value].query));
+    select.addEventListener('change', () => load(options[+select.value].query + extraQuery(true)));
     label.appendChild(select);
     box.appendChild(label);
   }
+}
+
+function extraQuery(keepFrame = false) {  // client settings kept across a change of control (and a pinned output
+  // within the family: it stays shown when it still exists, e.g. on another input sample)
+  return ($('numbers').checked ? '&numbers=1' : '') + ($('counts').checked ? '&counts=1' : '') +
+    (keepFrame && frame !== null && !playing ? `&frame=${frame}` : '');
 }
 
 function showNumbers() {
@@ -154,18 +194,28 @@ function showNumbers() {
   $('params').textContent = layer.params.toLocaleString('en');
   $('macs').textContent = layer.macs.toLocaleString('en');
   $('formula').textContent = layer.formula;
-  $('formula').hidden = !layer.formula;
+  $('formula_box').hidden = !layer.formula;
   const nOut = prod(layer.maps[layer.maps.length - 1]);
   $('frame').max = String(nOut - 1);
   $('frame').value = String(frame === null ? 0 : frame);
-  $('legend').innerHTML = '<span class="sw" style="background:#1f4e8c"></span>hovered' +
-    '<span class="sw" style="background:#f5a524"></span>what it reads' +
-    '<span class="sw" style="background:#7fb2e5"></span>what reads it — both in the colour of the kernel tap ' +
-    '(faint: fractional read; ×n: n taps)<span class="sw" style="background:#fff;border-style:dashed"></span>' +
-    'padding (zeros)';
+  const sw = (name, label, dashed = false) =>
+    `<span class="sw${dashed ? ' dashed' : ''}" style="background:var(--${name})"></span>${label}`;
+  $('legend').innerHTML = sw('picked', 'output shown') + sw('input', 'input') + sw('output', 'output') +
+    '<span id="ramp_item"><span class="sw" id="ramp"></span>read through kernel tap 0 … T−1 (faint: fractional ' +
+    'read; ×n: n taps)</span>' +
+    sw('other', 'read (taps pending / none)') + sw('padding', 'padding (zero)', true) +
+    sw('zero', 'inserted zero', true);
 }
 
-// ---- drawing ------------------------------------------------------------------------------------------------
+function showRamp() {  // the legend's tap swatch: the first link's tap colours as a gradient
+  const link = links && links.find((l) => l.tap_colours);
+  const ramp = $('ramp');
+  if (ramp && link) ramp.style.background = `linear-gradient(90deg, ${link.tap_colours.join(', ')})`;
+  if (ramp) ramp.style.width = '36px';
+  if ($('ramp_item')) $('ramp_item').hidden = !link;
+}
+
+// ---- layout -------------------------------------------------------------------------------------------------
 
 function clearDrawing() {
   const svg = $('svg');
@@ -173,7 +223,10 @@ function clearDrawing() {
   svg.removeAttribute('data-ready');
   svg.setAttribute('width', 0);
   svg.setAttribute('height', 0);
-  cells = []; pads = []; kernels = []; styled = []; deps = null;
+  cells = []; pads = []; tiles = []; directs = []; kernels = []; styled = []; deps = null; links = null;
+  overlay = null;
+  for (const id of ['window', 'dot', 'walk', 'bank', 'sides', 'filters']) $(id).textContent = '';
+  for (const id of ['bank_box', 'sides_box', 'filters_box']) $(id).hidden = true;
 }
 
 function split(shape) {  // [C, *S] → {C, D, H, W, dims}
@@ -190,150 +243,251 @@ function ring(pad, dims) {  // padding drawn around each H×W (or L) tile; depth
   return { t: h[0], b: h[1], l: w[0], r: w[1] };
 }
 
-function tilesPerLine(g) {  // 1-D: one channel a line; 2-D: the channels side by side; 3-D: a channel's slices
-  return g.dims === 1 ? 1 : g.dims === 2 ? g.C : g.D;
-}
-
-function cellSize(width) {  // one cell size for every map: all tiles of a line fit, else wrap at >= 14 px
-  let widest = 1;
-  let tiles = 1;
-  layer.maps.forEach((shape) => {
-    const g = split(shape);
-    widest = Math.max(widest, g.W + 4);
-    tiles = Math.max(tiles, tilesPerLine(g));
-  });
-  const fit = Math.floor((width - 12 * (tiles - 1)) / (tiles * widest));
-  const largest = Math.floor(width / widest);
-  return Math.max(Math.min(14, largest), Math.min(30, fit, largest));
-}
-
-let geometry = null;  // {cs, width, y positions}
-
-function drawGrid(linkInfo = null) {
-  const svg = $('svg');
-  svg.textContent = '';
-  cells = []; pads = []; kernels = []; styled = [];
-  const width = Math.max(600, $('drawing').clientWidth - 10);
-  const cs = cellSize(width);
-  const gap = Math.max(10, Math.round(cs * 0.7));
-  let y = 4;
+function blocks() {  // what is drawn, top to bottom: each map, and between maps the link (and a direct form)
+  const out = [];
   const last = layer.maps.length - 1;
   layer.maps.forEach((shape, m) => {
-    const g = split(shape);
-    const pad = linkInfo && m < last ? linkInfo[m].pad : null;
-    const rg = ring(pad, g.dims);
-    const role = m === 0 ? 'in' : m === last ? 'out' : 'mid';
-    const name = m === 0 ? 'input' : m === last ? 'output' : `after ${layer.links[m - 1]}`;
-    text(svg, 0, y + 13, `${name}  (${shape.join(' × ')})` + (pad && (rg.t + rg.b + rg.l + rg.r) ?
-      '  dashed = padding' : ''), 'title');
-    y += 20;
-    const tileW = (g.W + rg.l + rg.r) * cs;
-    const tileH = (g.H + rg.t + rg.b) * cs;
-    const labelH = 15;
-    let x = 0;
-    let rowTop = y;
-    cells[m] = new Array(prod(shape));
-    pads[m] = new Map();
-    for (let c = 0; c < g.C; c++) {
-      for (let d = 0; d < g.D; d++) {
-        const newLine = (x > 0 && x + tileW > width) || (g.dims !== 2 && d === 0 && c > 0);
-        if (newLine) { x = 0; rowTop += labelH + tileH + gap; }
-        const label = g.dims === 3 ? `c${c} d${d}` : `c${c}`;
-        text(svg, x, rowTop + 11, label);
-        const top = rowTop + labelH;
-        for (let i = -rg.t; i < g.H + rg.b; i++) {
-          for (let j = -rg.l; j < g.W + rg.r; j++) {
-            const inside = i >= 0 && i < g.H && j >= 0 && j < g.W;
-            const rect = el('rect', { x: x + (j + rg.l) * cs, y: top + (i + rg.t) * cs, width: cs, height: cs,
-                                      class: inside ? 'cell' : 'pad' }, svg);
-            if (inside) {
-              const flat = ((c * g.D + d) * g.H + i) * g.W + j;
-              const index = g.dims === 1 ? [c, j] : g.dims === 2 ? [c, i, j] : [c, d, i, j];
-              if (role === 'mid') rect.setAttribute('data-mid', [m, ...index].join(','));
-              else rect.setAttribute('data-' + role, index.join(','));
-              rect.dataset.map = m;
-              rect.dataset.flat = flat;
-              cells[m][flat] = rect;
-            } else {
-              pads[m].set(`${c}|${d}|${i}|${j}`, rect);
-            }
-          }
-        }
-        x += tileW + gap;
+    const link = links && m < last ? links[m] : null;
+    out.push({ kind: 'map', m, g: split(shape), rg: ring(link && link.pad, shape.length - 1) });
+    if (m < last) {
+      out.push({ kind: 'link', k: m });
+      if (links && links[m].direct) {
+        const size = links[m].direct.size;
+        const g = split([shape[0], ...size]);
+        out.push({ kind: 'direct', k: m, g, rg: ring(null, g.dims) });
       }
     }
-    y = rowTop + labelH + tileH + 12;
-    if (m < last) y = drawLinkRow(svg, m, y, cs, width, linkInfo ? linkInfo[m] : null);
   });
-  svg.setAttribute('width', width);
-  svg.setAttribute('height', y + 4);
-  svg.dataset.ready = linkInfo ? 'deps' : 'grid';
-  geometry = { cs, width };
+  return out;
 }
 
-function drawLinkRow(svg, m, y, cs, width, info) {
-  // "↓ name", then side by side: the kernel (its taps in their colours) and each side stage feeding this step.
-  const title = text(svg, 0, y + 14, `↓ ${layer.links[m]}`, 'title');
-  let x = 16;
-  let bottom = y + 22;
-  const top = y + 22;
-  kernels[m] = [];
-  if (info && info.held && info.held.length) {
-    text(svg, title.getComputedTextLength() + 12, y + 14,
-         `(side stages held fixed: ${info.held.join(', ')}; view "stages" shows them)`);
+function kernelCell(k) {  // the link row's tap grid cell size
+  const kh = k.length === 1 ? 1 : k[k.length - 2];
+  return Math.max(4, Math.min(12, Math.floor(60 / Math.max(kh, 1))));
+}
+
+function linkHeight(k) {
+  const kernel = links && links[k].kernel_shape;
+  if (!kernel) return 24;
+  const kh = kernel.length === 1 ? 1 : kernel[kernel.length - 2];
+  return Math.max(24, kh * kernelCell(kernel) + 10);
+}
+
+function place(block, size, width) {  // tile positions (relative) and height of a grid block at cell size
+  const { g, rg } = block;
+  const gap = Math.max(6, Math.round(size * 0.6));
+  const tileW = (g.W + rg.l + rg.r) * size;
+  const tileH = (g.H + rg.t + rg.b) * size;
+  const spots = [];
+  let x = 0;
+  let line = 0;
+  for (let c = 0; c < g.C; c++) {
+    for (let d = 0; d < g.D; d++) {
+      // 1-D: a channel a line; 3-D: a channel's depth slices kept on one line, channels side by side if they fit
+      const channelW = g.D * (tileW + gap) - gap;
+      const newLine = (x > 0 && x + tileW > width) || (g.dims === 1 && c > 0) ||
+        (g.dims === 3 && d === 0 && x > 0 && x + channelW > width);
+      if (newLine) { x = 0; line += 1; }
+      spots.push({ x, line });
+      x += tileW + gap;
+    }
   }
-  if (info && info.kernel_shape) {
-    const k = info.kernel_shape;
-    const kd = k.length === 3 ? k[0] : 1;
-    const kh = k.length === 1 ? 1 : k[k.length - 2];
-    const kw = k[k.length - 1];
-    const n = prod(k);
-    const kcs = Math.max(10, Math.min(22, cs));
-    const caption = `kernel ${k.join('×')}: tap colours in reading order`;
-    const captionWidth = text(svg, x, top + 12, caption).getComputedTextLength();
+  const lines = line + 1;
+  return { spots, tileW, tileH, gap, height: 20 + lines * (13 + tileH) + (lines - 1) * gap + 8 };
+}
+
+function totalHeight(size, width, list) {
+  return list.reduce((h, b) => h + (b.kind === 'link' ? linkHeight(b.k) : place(b, size, width).height), 0);
+}
+
+function lines(block, size, width) {
+  const spot = place(block, size, width);
+  return spot.spots[spot.spots.length - 1].line + 1;
+}
+
+function chooseCell(width, height, list) {
+  // The largest cell size (6–30 px) at which everything is in view, with each 2-D map's channels on one line if
+  // that keeps cells ≥ 8 px (one reading order), else wrapped; too large to fit: 10 px cells and a scroll bar.
+  const grids = list.filter((b) => b.kind !== 'link');
+  const widest = Math.max(...grids.map((b) => b.g.W + b.rg.l + b.rg.r));
+  const most = Math.max(6, Math.min(30, Math.floor(width / widest)));
+  const flat = (size) => grids.every((b) => b.g.dims !== 2 || lines(b, size, width) === 1);
+  for (let size = most; size >= 8; size--) if (flat(size) && totalHeight(size, width, list) <= height) return size;
+  for (let size = most; size >= 6; size--) if (totalHeight(size, width, list) <= height) return size;
+  return Math.min(most, 10);
+}
+
+// ---- drawing ------------------------------------------------------------------------------------------------
+
+function redraw() {
+  drawGrid();
+  drawCounts();
+  showRamp();
+}
+
+function drawGrid() {
+  const svg = $('svg');
+  svg.textContent = '';
+  cells = []; pads = []; tiles = []; directs = []; kernels = []; styled = [];
+  const defs = el('defs', {}, svg);
+  const marker = el('marker', { id: 'head', viewBox: '0 0 6 6', refX: 5, refY: 3, markerWidth: 6, markerHeight: 6,
+                                orient: 'auto-start-reverse' }, defs);
+  el('path', { d: 'M0,0 L6,3 L0,6 z' }, marker);
+  const box = $('drawing');
+  const width = Math.max(300, box.clientWidth - 8);
+  const top = box.getBoundingClientRect().top;
+  const height = Math.max(300, window.innerHeight - top - 6);
+  box.style.maxHeight = height + 'px';
+  $('panel').style.maxHeight = height + 'px';
+  const list = blocks();
+  cs = chooseCell(width, height, list);
+  const last = layer.maps.length - 1;
+  let y = 2;
+  for (const block of list) {
+    if (block.kind === 'link') { y = drawLinkRow(svg, block.k, y, width); continue; }
+    const { g, rg } = block;
+    const spot = place(block, cs, width);
+    const shape = block.kind === 'map' ? layer.maps[block.m] : [g.C, ...links[block.k].direct.size];
+    let title;
+    if (block.kind === 'direct') {
+      const zeros = links[block.k].direct.zeros;
+      const z = zeros.every((v) => v === zeros[0]) ? `${zeros[0]} zero${zeros[0] === 1 ? '' : 's'}` :
+        `(${zeros.join(', ')}) zeros`;
+      title = `the same as a plain conv: ${z} inserted between input cells, padding around (${shape.slice(1)
+        .join(' × ')}), read by the kernel flipped`;
+    } else {
+      const m = block.m;
+      const name = m === 0 ? 'input' : m === last ? 'output' : `after ${layer.links[m - 1]}`;
+      title = `${name}  (${shape.join(' × ')})` + (rg.t + rg.b + rg.l + rg.r ? '  dashed = padding' : '');
+    }
+    text(svg, 0, y + 13, title, 'title');
+    const origin = y + 20;
+    if (block.kind === 'map') drawMap(svg, block, spot, origin);
+    else drawDirect(svg, block, spot, origin);
+    y += spot.height;
+  }
+  overlay = el('g', { class: 'overlay' }, svg);
+  svg.setAttribute('width', width);
+  svg.setAttribute('height', y + 4);
+  svg.dataset.ready = links ? 'deps' : 'grid';
+}
+
+function tileTop(spot, i, origin) {
+  return origin + spot.spots[i].line * (13 + spot.tileH + spot.gap);
+}
+
+function drawMap(svg, block, spot, origin) {
+  const { m, g, rg } = block;
+  const last = layer.maps.length - 1;
+  const role = m === 0 ? 'in' : m === last ? 'out' : 'mid';
+  const shown = $('numbers').checked && cs >= 22 && values;
+  cells[m] = new Array(prod(layer.maps[m]));
+  pads[m] = new Map();
+  tiles[m] = [];
+  let i = 0;
+  for (let c = 0; c < g.C; c++) {
+    for (let d = 0; d < g.D; d++, i++) {
+      const x0 = spot.spots[i].x;
+      const y0 = tileTop(spot, i, origin);
+      text(svg, x0, y0 + 10, g.dims === 3 ? `c${c} d${d}` : `c${c}`);
+      const top = y0 + 13;
+      tiles[m].push({ x: x0, y: top, ring: rg });
+      for (let r = -rg.t; r < g.H + rg.b; r++) {
+        for (let q = -rg.l; q < g.W + rg.r; q++) {
+          const inside = r >= 0 && r < g.H && q >= 0 && q < g.W;
+          const x = x0 + (q + rg.l) * cs;
+          const yy = top + (r + rg.t) * cs;
+          const rect = el('rect', { x, y: yy, width: cs, height: cs, class: inside ? `cell ${role}` : 'pad' }, svg);
+          if (!inside) { pads[m].set(`${c}|${d}|${r}|${q}`, rect); continue; }
+          const flat = ((c * g.D + d) * g.H + r) * g.W + q;
+          const index = g.dims === 1 ? [c, q] : g.dims === 2 ? [c, r, q] : [c, d, r, q];
+          if (role === 'mid') rect.setAttribute('data-mid', [m, ...index].join(','));
+          else rect.setAttribute('data-' + role, index.join(','));
+          rect.dataset.map = m;
+          rect.dataset.flat = flat;
+          cells[m][flat] = rect;
+          if (shown) text(svg, x + cs / 2, yy + cs / 2, compact(values[m][flat]), 'num');
+        }
+      }
+    }
+  }
+}
+
+function drawDirect(svg, block, spot, origin) {  // a scatter step as its direct form: input cells, zeros, padding
+  const { k, g } = block;
+  const info = links[k].direct;
+  const plane = prod(layer.maps[k].slice(1));
+  const shown = $('numbers').checked && cs >= 22 && values;
+  directs[k] = [];
+  let i = 0;
+  for (let c = 0; c < g.C; c++) {
+    directs[k][c] = [];
+    for (let d = 0; d < g.D; d++, i++) {
+      const x0 = spot.spots[i].x;
+      const y0 = tileTop(spot, i, origin);
+      text(svg, x0, y0 + 10, g.dims === 3 ? `c${c} d${d}` : `c${c}`);
+      const top = y0 + 13;
+      for (let r = 0; r < g.H; r++) {
+        for (let q = 0; q < g.W; q++) {
+          const z = (d * g.H + r) * g.W + q;
+          const source = info.cells[z];
+          const cls = source >= 0 ? 'dcell' : source === -1 ? 'zero' : 'dpad';
+          const x = x0 + q * cs;
+          const yy = top + r * cs;
+          const index = g.dims === 1 ? [q] : g.dims === 2 ? [r, q] : [d, r, q];
+          const rect = el('rect', { x, y: yy, width: cs, height: cs, class: cls,
+                                    'data-direct': [k, c, ...index].join(',') }, svg);
+          directs[k][c][z] = rect;
+          if (shown) text(svg, x + cs / 2, yy + cs / 2, source >= 0 ? compact(values[k][c * plane + source]) : '0', 'num');
+        }
+      }
+    }
+  }
+}
+
+function fitText(node, room) {  // cut a text to ``room`` px with "…", the whole of it as its tooltip
+  const whole = node.textContent;
+  if (node.getComputedTextLength() <= room) return node;
+  let n = whole.length;
+  while (n > 1 && node.getComputedTextLength() > room) node.textContent = whole.slice(0, --n) + '…';
+  el('title', {}, node).textContent = whole;
+  return node;
+}
+
+function drawLinkRow(svg, k, y, width) {  // "↓ name", and the kernel's taps in their colours
+  const title = text(svg, 0, y + 14, `↓ ${layer.links[k]}`, 'title');
+  kernels[k] = [];
+  const link = links && links[k];
+  if (!link) return y + linkHeight(k);
+  let x = title.getComputedTextLength() + 14;
+  if (link.kernel_shape) {
+    const kshape = link.kernel_shape;
+    const kd = kshape.length === 3 ? kshape[0] : 1;
+    const kh = kshape.length === 1 ? 1 : kshape[kshape.length - 2];
+    const kw = kshape[kshape.length - 1];
+    const kcs = kernelCell(kshape);
+    const caption = text(svg, x, y + 14, `kernel ${kshape.join('×')}, taps in reading order:`);
+    x += caption.getComputedTextLength() + 8;
     for (let d = 0; d < kd; d++) {
       for (let i = 0; i < kh; i++) {
         for (let j = 0; j < kw; j++) {
           const t = (d * kh + i) * kw + j;
-          kernels[m][t] = el('rect', { x: x + d * (kw * kcs + 8) + j * kcs, y: top + 18 + i * kcs, width: kcs,
-                                       height: kcs, class: 'tap', fill: tapColor(t, n) }, svg);
+          kernels[k][t] = el('rect', { x: x + d * (kw * kcs + 6) + j * kcs, y: y + 4 + i * kcs, width: kcs,
+                                       height: kcs, class: 'tap', fill: link.tap_colours[t] }, svg);
         }
       }
     }
-    bottom = Math.max(bottom, top + 18 + kh * kcs + 4);
-    x += Math.max(captionWidth, kd * (kw * kcs + 8)) + 28;
+    x += kd * (kw * kcs + 6) + 10;
+  } else {
+    const note = fitText(text(svg, x, y + 14, 'no kernel of its own: reads coloured by the weight each gets ' +
+      '(red +, blue −)'), width - x);
+    x += note.getComputedTextLength() + 10;
   }
-  let lineTop = top;
-  for (const side of info ? info.sides : []) {  // each side stage a block; a block that does not fit wraps
-    const caption = text(svg, x, lineTop + 12, `side stage "${side.name}" → (${side.shape.join(' × ')}), ` +
-                         'for this input');
-    let w = caption.getComputedTextLength();
-    const h = side.values ? 70 : 20;
-    if (x > 16 && x + w > width) {
-      x = 16;
-      lineTop = bottom + 4;
-      caption.setAttribute('x', x);
-      caption.setAttribute('y', lineTop + 12);
-    }
-    if (side.values) {
-      const max = Math.max(...side.values.map(Math.abs), 1e-12);
-      side.values.forEach((v, i) => {
-        const bar = Math.round((30 * Math.abs(v)) / max);
-        el('rect', { x: x + i * 12, y: lineTop + 50 - bar, width: 9, height: Math.max(1, bar), fill: '#6b8e23' },
-           svg);
-      });
-      if (side.values.length <= 8) text(svg, x, lineTop + 66, side.values.map((v) => v.toFixed(2)).join('  '));
-      w = Math.max(w, 12 * side.values.length);
-    }
-    bottom = Math.max(bottom, lineTop + h);
-    x += w + 28;
+  const held = link.sides.filter((s) => s.held).map((s) => s.name);
+  if (held.length && x < width - 40) {
+    fitText(text(svg, x, y + 14, `(held fixed: ${held.join('; ')})`, 'small'), width - x);
   }
-  return bottom + 8;
-}
-
-function drawLinks(linkInfo) {
-  drawGrid(linkInfo);
-  drawCounts();
+  return y + linkHeight(k);
 }
 
 function drawCounts() {  // the number of input elements each output element reads (its fan-in)
@@ -388,6 +542,14 @@ function readersOf(link, inputs) {
   return out;
 }
 
+function position(m, flat) {  // [c, ...spatial] of a flat index into map m
+  const shape = layer.maps[m];
+  const out = [];
+  let rest = flat;
+  for (let i = shape.length - 1; i >= 0; i--) { out.unshift(rest % shape[i]); rest = Math.floor(rest / shape[i]); }
+  return out;
+}
+
 // ---- hover, taps, animation ---------------------------------------------------------------------------------
 
 function multiTap(rect, count) {  // "×n": n kernel taps read this one cell (nearest upsampling's copies)
@@ -401,11 +563,12 @@ function multiTap(rect, count) {  // "×n": n kernel taps read this one cell (ne
 function resetStyles() {
   for (const node of styled) {
     if (node.classList.contains('multi')) { node.remove(); continue; }
-    node.classList.remove('active', 'reader', 'hover', 'used', 'read', 'far');
+    node.classList.remove('active', 'reader', 'hover', 'used', 'read', 'far', 'picked');
     node.style.fill = '';
     node.style.fillOpacity = '';
   }
   styled = [];
+  if (overlay) overlay.textContent = '';
 }
 
 function mark(node, ...classes) {
@@ -413,15 +576,23 @@ function mark(node, ...classes) {
   styled.push(node);
 }
 
+function paint(node, fill, opacity) {
+  node.style.fill = fill;
+  node.style.fillOpacity = String(opacity);
+  if (!styled.includes(node)) styled.push(node);
+}
+
 function highlight(m, flat) {
   resetStyles();
   if (!deps || !cells[m] || !cells[m][flat]) return;
   mark(cells[m][flat], 'hover');
+  const levels = [];
   let current = [flat];
   for (let k = m - 1; k >= 0; k--) {  // what it reads, back to the input
     const next = new Set();
     for (const o of current) for (const i of depsOf(k, o)) next.add(i);
     current = [...next];
+    levels[k] = current;
     for (const i of current) mark(cells[k][i], 'active', ...(k < m - 1 ? ['far'] : []));
   }
   current = [flat];
@@ -429,92 +600,546 @@ function highlight(m, flat) {
     current = readersOf(k, current);
     for (const o of current) mark(cells[k + 1][o], 'active', 'reader');
   }
-  if (m > 0) showTaps(m - 1, flat);
-  else if (m < deps.length) showReaders(m, flat);
+  const mine = ++hoverId;
+  $('walk').textContent = '';
+  if (m > 0) {
+    showTaps(m - 1, flat, mine, true);
+    for (let k = m - 2; k >= 0; k--) {  // earlier stages: the reads of the few cells the shown one reads
+      const front = levels[k + 1];
+      if (front.length > WALK) break;
+      for (const o of front) showTaps(k, o, mine, false, front.length);
+    }
+  } else if (m < deps.length) {
+    showReaders(m, flat, mine);
+  }
   const g = cells[m][flat];
-  $('frame_label').textContent = `${g.dataset.in ? 'input' : g.dataset.out ? 'output' : 'map ' + m} ` +
-    `(${(g.dataset.in || g.dataset.out || g.dataset.mid).split(',').join(', ')})`;
+  const where = g.dataset.in ? 'input' : g.dataset.out ? 'output' : 'map ' + m;
+  $('frame_label').textContent = `${where} (${(g.dataset.in || g.dataset.out || g.dataset.mid).split(',').join(', ')})`;
 }
 
-async function showTaps(link, out) {
-  const mine = ++hoverId;
-  const key = `${layer.query}|${link}|${out}`;
+async function taps(query) {
+  const key = `${layer.query}|${query}`;
   let data = tapCache.get(key);
   if (!data) {
-    try {
-      data = await api(`/api/taps?${layer.query}&link=${link}&out=${out}`);
-    } catch (error) {
-      setStatus('taps: ' + (error.message || error), true);
-      return;
-    }
+    data = await api(`/api/taps?${layer.query}&${query}`);
     tapCache.set(key, data);
   }
-  if (mine !== hoverId || !cells[link]) return;
-  if (!data.kernel_shape) return;
-  const n = prod(data.kernel_shape);
+  return data;
+}
+
+async function showTaps(link, out, mine, main, few = 1) {
+  let data;
+  try {
+    data = await taps(`link=${link}&out=${out}`);
+  } catch (error) {
+    setStatus('taps: ' + (error.message || error), true);
+    return;
+  }
+  if (mine !== hoverId || !cells[link] || !links) return;
+  const far = main ? 1 : 0.6;
   const channels = new Set();
   const S = deps[link].S;
-  for (const [i, t, w, count] of data.reads) {
-    const node = cells[link][i];
-    if (!node) continue;
-    node.style.fill = tapColor(t, n);
-    node.style.fillOpacity = String(0.3 + 0.7 * Math.min(1, Math.abs(w)));
-    channels.add(Math.floor(i / S));
-    if (count > 1) multiTap(node, count);
-  }
-  for (const t of data.used) if (kernels[link] && kernels[link][t]) mark(kernels[link][t], 'used');
-  const g = split(layer.maps[link]);
-  for (const p of data.padded || []) {
-    const [d, i, j] = g.dims === 1 ? [0, 0, p.pos[0]] : g.dims === 2 ? [0, ...p.pos] : p.pos;
-    for (const c of channels) {
-      const node = pads[link].get(`${c}|${d}|${i}|${j}`);
-      if (node) { mark(node, 'read'); node.style.fill = tapColor(p.tap, n); node.style.fillOpacity = '0.45'; }
+  if (data.kernel_shape) {
+    const colours = links[link].tap_colours;
+    for (const [i, t, w, count] of data.reads) {
+      const node = cells[link][i];
+      if (!node) continue;
+      paint(node, colours[t], far * (0.35 + 0.65 * Math.min(1, Math.abs(w))));
+      channels.add(Math.floor(i / S));
+      if (count > 1 && !data.points) multiTap(node, count);
     }
-    if (kernels[link] && kernels[link][p.tap]) mark(kernels[link][p.tap], 'used');
+    for (const t of data.used) if (kernels[link] && kernels[link][t]) mark(kernels[link][t], 'used');
+    const g = split(layer.maps[link]);
+    for (const p of data.padded || []) {
+      const [d, i, j] = g.dims === 1 ? [0, 0, p.pos[0]] : g.dims === 2 ? [0, ...p.pos] : p.pos;
+      for (const c of channels) {
+        const node = pads[link].get(`${c}|${d}|${i}|${j}`);
+        if (node) { mark(node, 'read'); paint(node, colours[p.tap], 0.45); }
+      }
+    }
+    if (data.direct && directs[link]) {
+      for (const c of channels) {
+        for (const [t, z] of data.direct) {
+          const node = directs[link][c] && directs[link][c][z];
+          if (node) { mark(node, 'read'); paint(node, colours[t], node.classList.contains('dcell') ? 1 : 0.45); }
+        }
+      }
+    }
+    if (data.points) drawPoints(link, data.points, colours);
+  } else {
+    data.reads.forEach(([i], n) => { if (cells[link][i]) paint(cells[link][i], data.fills[n], far); });
+  }
+  if (main) {
+    showWindow(link, out, data);
+    $('svg').dataset.shown = `${link}:${out}`;
+  } else {
+    addWalk(link, out, data, few);
   }
 }
 
-async function showReaders(link, input) {  // colour the outputs that read this input by the tap they use
-  const mine = ++hoverId;
-  const key = `${layer.query}|${link}|in${input}`;
-  let data = tapCache.get(key);
-  if (!data) {
-    try {
-      data = await api(`/api/taps?${layer.query}&link=${link}&in=${input}`);
-    } catch (error) {
-      setStatus('taps: ' + (error.message || error), true);
-      return;
+function pointAt(p, dims) {  // a sampling point [c, t, *pos, strength, *grid] as {c, t, y, x, strength, grid}
+  const [c, t] = p;
+  if (dims === 2) return { c, t, y: p[2], x: p[3], strength: p[4], grid: p.length > 5 ? [p[5], p[6]] : null };
+  return { c, t, y: 0, x: p[2], strength: p[3], grid: p.length > 4 ? [0, p[4]] : null };
+}
+
+function pointMarks(group, point, colour, at, size, label) {  // grid point ○ → arrow → sampling point ●
+  const [px, py] = at(point.y, point.x);
+  const r = Math.max(2.5, size * 0.3);
+  if (point.grid) {
+    const [gx, gy] = at(...point.grid);
+    el('circle', { cx: gx, cy: gy, r: Math.max(1.5, size * 0.12), class: 'grid' }, group);
+    const length = Math.hypot(px - gx, py - gy);
+    if (length > r + 2) {  // the arrow ends at the point's circle, its head visible
+      const end = (length - r) / length;
+      el('line', { x1: gx, y1: gy, x2: gx + (px - gx) * end, y2: gy + (py - gy) * end, class: 'arrow',
+                   'marker-end': 'url(#head)' }, group);
     }
-    tapCache.set(key, data);
+  }
+  el('circle', { cx: px, cy: py, r, class: 'point', fill: colour,
+                 'fill-opacity': Math.max(0.35, Math.min(1, point.strength)) }, group);
+  if (label) text(group, px, py, String(point.t), 'tapno');
+}
+
+function drawPoints(link, points, colours) {  // each tap's sampling point, and an arrow from its grid point
+  const g = split(layer.maps[link]);
+  if (g.dims === 3 || !overlay) return;
+  for (const p of points) {
+    const point = pointAt(p, g.dims);
+    const tile = tiles[link][point.c];
+    if (!tile) continue;
+    const at = (r, q) => [tile.x + (tile.ring.l + q + 0.5) * cs, tile.y + (tile.ring.t + r + 0.5) * cs];
+    pointMarks(overlay, point, colours[point.t], at, cs, cs >= 20);
+  }
+}
+
+function showZoom(box, link, data) {  // the first channel's sampling points, enlarged: every tap labelled
+  const g = split(layer.maps[link]);
+  if (g.dims === 3) return;
+  const points = data.points.map((p) => pointAt(p, g.dims));
+  const c = Math.min(...points.map((p) => p.c));
+  const mine = points.filter((p) => p.c === c);
+  const ys = mine.flatMap((p) => [p.y, ...(p.grid ? [p.grid[0]] : [])]);
+  const xs = mine.flatMap((p) => [p.x, ...(p.grid ? [p.grid[1]] : [])]);
+  const r0 = Math.max(0, Math.floor(Math.min(...ys)) - 1);
+  const r1 = Math.min(g.H - 1, Math.ceil(Math.max(...ys)) + 1);
+  const q0 = Math.max(0, Math.floor(Math.min(...xs)) - 1);
+  const q1 = Math.min(g.W - 1, Math.ceil(Math.max(...xs)) + 1);
+  const size = Math.max(12, Math.min(32, Math.floor(280 / Math.max(q1 - q0 + 1, r1 - r0 + 1))));
+  const caption = document.createElement('p');
+  caption.className = 'caption';
+  caption.textContent = `where each tap samples input channel c${c}, enlarged: ○ its place on the regular grid → ` +
+    '● where the offsets move it (number = tap, faint = small weight)';
+  box.appendChild(caption);
+  const svg = panelSvg(box, 300, (r1 - r0 + 1) * size + 4);
+  svg.setAttribute('class', 'zoom');
+  const defs = el('defs', {}, svg);
+  const marker = el('marker', { id: 'zoomhead', viewBox: '0 0 6 6', refX: 5, refY: 3, markerWidth: 6,
+                                markerHeight: 6, orient: 'auto-start-reverse' }, defs);
+  el('path', { d: 'M0,0 L6,3 L0,6 z' }, marker);
+  for (let r = r0; r <= r1; r++) {
+    for (let q = q0; q <= q1; q++) {
+      el('rect', { x: 2 + (q - q0) * size, y: 2 + (r - r0) * size, width: size, height: size, class: 'k x' }, svg);
+    }
+  }
+  const at = (r, q) => [2 + (q - q0 + 0.5) * size, 2 + (r - r0 + 0.5) * size];
+  const colours = links[link].tap_colours;
+  const dots = el('g', {}, svg);
+  for (const p of mine) pointMarks(dots, p, colours[p.t], at, 5, false);  // exact places: small dots
+  for (const line of svg.querySelectorAll('line.arrow')) line.setAttribute('marker-end', 'url(#zoomhead)');
+  // each tap's label, pushed off the others' so that none hides another, a leader line to its point
+  const R = 7;
+  const labels = mine.map((p) => { const [x, y] = at(p.y, p.x); return { p, x0: x, y0: y, x, y }; });
+  for (let round = 0; round < 60; round++) {
+    let moved = false;
+    for (let i = 0; i < labels.length; i++) {
+      for (let j = i + 1; j < labels.length; j++) {
+        const a = labels[i];
+        const b = labels[j];
+        let dx = b.x - a.x;
+        let dy = b.y - a.y;
+        let d = Math.hypot(dx, dy);
+        if (d >= 2 * R + 1) continue;
+        if (d < 1e-3) { dx = Math.cos(j); dy = Math.sin(j); d = 1; }  // same place: apart in a fixed direction
+        const push = (2 * R + 1 - d) / 2 + 0.1;
+        a.x -= (dx / d) * push; a.y -= (dy / d) * push;
+        b.x += (dx / d) * push; b.y += (dy / d) * push;
+        moved = true;
+      }
+    }
+    if (!moved) break;
+  }
+  for (const l of labels) {
+    if (Math.hypot(l.x - l.x0, l.y - l.y0) > 2) el('line', { x1: l.x0, y1: l.y0, x2: l.x, y2: l.y, class: 'leader' }, svg);
+    el('circle', { cx: l.x, cy: l.y, r: R, class: 'point', fill: colours[l.p.t],
+                   'fill-opacity': Math.max(0.35, Math.min(1, l.p.strength)), 'data-tap': l.p.t }, svg);
+    text(svg, l.x, l.y, String(l.p.t), 'tapno');
+  }
+}
+
+async function showReaders(link, input, mine) {  // colour the outputs that read this input by the tap they use
+  let data;
+  try {
+    data = await taps(`link=${link}&in=${input}`);
+  } catch (error) {
+    setStatus('taps: ' + (error.message || error), true);
+    return;
   }
   if (mine !== hoverId || !cells[link + 1] || !data.kernel_shape) return;
-  const n = prod(data.kernel_shape);
+  const colours = links[link].tap_colours;
   for (const [o, t, w, count] of data.reads) {
     const node = cells[link + 1][o];
     if (!node) continue;
-    node.style.fill = tapColor(t, n);
-    node.style.fillOpacity = String(0.3 + 0.7 * Math.min(1, Math.abs(w)));
+    paint(node, colours[t], 0.35 + 0.65 * Math.min(1, Math.abs(w)));
     if (count > 1) multiTap(node, count);
   }
   for (const t of data.used) if (kernels[link] && kernels[link][t]) mark(kernels[link][t], 'used');
+  $('shown_title').textContent = `input (${position(link, input).join(', ')}): ${data.reads.length} outputs ` +
+    'of the next step read it, each through the tap in its colour';
+  $('window').textContent = '';
+  $('dot').textContent = '';
 }
+
+// ---- the panel: the window of the output shown, its dot product, kernels, attention --------------------------
+
+function panelSvg(parent, width, height) {
+  return el('svg', { width, height, xmlns: SVGNS }, parent);
+}
+
+function grid2(shape) {  // a kernel shape as rows × columns (1-D: one row; 3-D: depth slices side by side)
+  if (shape.length === 1) return { rows: 1, cols: shape[0], at: (t) => [0, t] };
+  if (shape.length === 2) return { rows: shape[0], cols: shape[1], at: (t) => [Math.floor(t / shape[1]), t % shape[1]] };
+  const [d, h, w] = shape;
+  return { rows: h, cols: d * (w + 1) - 1,
+           at: (t) => { const s = Math.floor(t / (h * w)); const r = t % (h * w); return [Math.floor(r / w), s * (w + 1) + r % w]; } };
+}
+
+function drawKernel(svg, x, y, shape, size, weights, fills, opts = {}) {
+  // weights/fills in tap order; opts.zero[t]: a tap on padding or an inserted zero (dashed); opts.values: numbers
+  const g = grid2(shape);
+  const n = prod(shape);
+  for (let t = 0; t < n; t++) {
+    const [r, c] = g.at(t);
+    const w = weights[t];
+    const zero = opts.zero && opts.zero[t];
+    const cls = opts.input ? (zero ? 'k zero' : 'k x') : w === null ? 'k none' : zero ? 'k dz' : 'k';
+    const rect = el('rect', { x: x + c * size, y: y + r * size, width: size, height: size, class: cls }, svg);
+    if (!opts.input && fills && fills[t]) rect.setAttribute('fill', fills[t]);
+    const shown = opts.input ? opts.values[t] : w;
+    if (opts.numbers && size >= 20 && shown !== null && shown !== undefined) {
+      text(svg, x + c * size + size / 2, y + r * size + size / 2, compact(shown), 'num');
+    }
+  }
+  return { w: g.cols * size, h: g.rows * size };
+}
+
+function showWindow(link, out, data) {
+  const numbers = $('numbers').checked;
+  const pos = position(link + 1, out);
+  const last = layer.maps.length - 1;
+  const what = link + 1 === last ? 'output' : `after ${layer.links[link]}`;
+  $('shown_title').textContent = `${what} (${pos.join(', ')}) = ${fmt(data.y)}` +
+    (layer.maps.length > 2 ? ` — step “${layer.links[link]}”` : '');
+  const box = $('window');
+  box.textContent = '';
+  const rows = data.window || (data.crop || []).map((c) => ({ c: c.c, w: c.w, x: c.x, fill: c.fill, shape: c.shape,
+                                                               zero: null }));
+  const note = document.createElement('p');
+  note.className = 'caption';
+  note.textContent = data.window ? `the kernel of filter ${pos[0]} on each input channel it reads, in tap order` +
+    (data.direct ? ' (the direct form above reads it flipped)' : '') +
+    (numbers ? ', the values under it (dashed: padding or an inserted zero, 0) and their dot product' : '') :
+    `the weight ∂y/∂x of each input it reads (no kernel of its own), per channel` +
+    (numbers ? ', and the input values' : '');
+  if (data.points && data.points.length) showZoom(box, link, data);  // the mechanism first
+  box.appendChild(note);
+  const shown = rows.slice(0, 8);
+  const strip = links[link].filters;
+  const whole = (c) => {  // the shape of filter pos[0]'s kernel on channel c at a centre output (the strip)
+    const entry = strip && strip.kind === 'crop' ? strip.per_filter[pos[0]].find((e) => e.c === c) : null;
+    return entry ? entry.shape : null;
+  };
+  let clipped = false;
+  for (const row of shown) {
+    const shape = row.shape || data.kernel_shape;
+    const g = grid2(shape);
+    const size = Math.max(5, Math.min(numbers ? 26 : 16, Math.floor(120 / Math.max(g.cols, 1)),
+                                      Math.floor(120 / Math.max(g.rows, 1))));
+    const height = g.rows * size + 4;
+    const svg = panelSvg(box, 300, height + 2);
+    text(svg, 0, 12, `c${row.c}`);
+    const k = drawKernel(svg, 26, 1, shape, size, row.w, row.fill, { numbers, zero: row.zero });
+    const full = row.shape ? whole(row.c) : null;
+    if (full && full.join('×') !== shape.join('×')) {
+      clipped = true;
+      if (!numbers) text(svg, 34 + k.w, 12, `${shape.join('×')} of its ${full.join('×')}`, 'small');
+    } else if (row.shape && !numbers) {
+      text(svg, 34 + k.w, 12, shape.join('×'), 'small');  // this output's kernel size (MixConv: its group's)
+    }
+    if (numbers) {
+      text(svg, 32 + k.w, 12, '·');
+      const v = drawKernel(svg, 44 + k.w, 1, shape, size, row.x, null,
+                           { numbers, input: true, values: row.x, zero: row.zero });
+      let partial = 0;
+      row.w.forEach((w, t) => { if (w !== null && row.x[t] !== null) partial += w * row.x[t]; });
+      text(svg, 52 + k.w + v.w, 12, `= ${fmt(partial)}`);
+    }
+  }
+  for (const crop of data.besides || []) {  // read not through the kernel parameter (HetConv's 1×1 kernels)
+    const g = grid2(crop.shape);
+    const size = Math.max(5, Math.min(numbers ? 26 : 16, Math.floor(120 / Math.max(g.cols, g.rows, 1))));
+    const svg = panelSvg(box, 300, g.rows * size + 4);
+    text(svg, 0, 12, `c${crop.c}`);
+    const k = drawKernel(svg, 26, 1, crop.shape, size, crop.w, crop.fill, { numbers });
+    let x = 32 + k.w;
+    if (numbers) {
+      text(svg, x, 12, '·');
+      const v = drawKernel(svg, x + 12, 1, crop.shape, size, crop.x, null, { numbers, input: true, values: crop.x });
+      x += 20 + v.w;
+    }
+    text(svg, x, 12, 'not through the kernel');
+  }
+  if (clipped) {
+    const cut = document.createElement('p');
+    cut.className = 'caption';
+    cut.textContent = 'at the border: the part of its kernel that falls on the input (the rest reads zero padding)';
+    box.appendChild(cut);
+  }
+  if (rows.length > shown.length) {
+    const more = document.createElement('p');
+    more.className = 'caption';
+    more.textContent = `+ ${rows.length - shown.length} more input channels`;
+    box.appendChild(more);
+  }
+  const parts = [`Σ kernel·values = ${fmt(data.kernel_sum)}`];
+  if (Math.abs(data.other) > 5e-4) parts.push(`reads not through the kernel ${fmt(data.other)}`);
+  if (Math.abs(data.bias) > 5e-4) parts.push(`bias ${fmt(data.bias)}`);
+  $('dot').textContent = numbers ? `${what} = ${parts.join(' + ')} = ${fmt(data.y)}` +
+    (data.window ? ` (${products(rows)})` : '') : 'tick “numbers” for the values under the window and the dot product';
+  showBank(link, pos[0], data);
+  highlightFilter(link, pos[0]);
+}
+
+function products(rows) {  // "w·x + w·x + …" over the taps read (padding and zeros contribute 0)
+  const terms = [];
+  for (const row of rows) row.w.forEach((w, t) => { if (w !== null && !(row.zero && row.zero[t])) terms.push(`${fmt(w)}·${fmt(row.x[t])}`); });
+  return terms.length <= 12 ? terms.join(' + ') : `${terms.length} products`;
+}
+
+function addWalk(link, out, data, few) {  // an earlier stage's kernel for a cell the shown output reads
+  const box = $('walk');
+  if (box.childElementCount >= 6) return;
+  const pos = position(link + 1, out);
+  const rows = data.window || (data.crop || []).map((c) => ({ c: c.c, w: c.w, fill: c.fill, shape: c.shape }));
+  if (!rows.length) return;
+  const caption = document.createElement('p');
+  caption.className = 'caption';
+  caption.textContent = `step “${layer.links[link]}”, its cell (${pos.join(', ')}): ` +
+    (data.window ? `kernel of filter ${pos[0]}` : 'weights of its reads') + ` on c${rows.map((r) => r.c).join(', c')}`;
+  box.appendChild(caption);
+  if (data.points && data.points.length && !box.querySelector('svg.zoom')) showZoom(box, link, data);
+  const svg = panelSvg(box, 300, 1);
+  let x = 0;
+  let h = 0;
+  for (const row of rows.slice(0, 8)) {
+    const shape = row.shape || data.kernel_shape;
+    const g = grid2(shape);
+    const size = Math.max(3, Math.min(few === 1 ? 16 : 8, Math.floor((few === 1 ? 90 : 34) / Math.max(g.cols, g.rows))));
+    if (x + g.cols * size > 300) break;
+    const k = drawKernel(svg, x, 0, shape, size, row.w, row.fill, { zero: row.zero });
+    x += k.w + 6;
+    h = Math.max(h, k.h);
+  }
+  svg.setAttribute('height', h + 2);
+}
+
+function bars(parent, valuesList, label) {  // one bar per value (height ∝ value / max), values under when few
+  const n = valuesList.length;
+  const step = Math.max(4, Math.min(36, Math.floor(290 / n)));
+  const labelled = step >= 28;  // a value ("0.26") fits under its bar
+  const svg = panelSvg(parent, Math.min(300, n * step + 4), labelled ? 56 : 44);
+  const top = Math.max(...valuesList.map(Math.abs), 1e-12);
+  valuesList.forEach((v, i) => {
+    const h = Math.max(1, Math.round((34 * Math.abs(v)) / top));
+    el('rect', { x: i * step + 1, y: 38 - h, width: step - 2, height: h, class: 'bar' }, svg);
+    if (labelled) text(svg, i * step + step / 2, 50, fmt(v), 'num');
+  });
+  if (label) svg.setAttribute('aria-label', label);
+  return svg;
+}
+
+function showBank(link, j, data) {  // K candidate kernels of filter j, the attention over them, the kernel applied
+  const bank = links[link].bank;
+  const box = $('bank');
+  box.textContent = '';
+  $('bank_box').hidden = !bank;
+  if (!bank) return;
+  const [K, cOut, cIn] = bank.shape;
+  const kshape = bank.shape.slice(3);
+  const n = prod(kshape);
+  const side = links[link].sides.find((s) => s.values && s.values.length === K);
+  const size = Math.max(3, Math.min(9, Math.floor(170 / (cIn * (grid2(kshape).cols + 1)))));
+  $('bank_title').textContent = `the ${K} candidate kernels of filter ${j}` + (side ? ', the attention over them' : '') +
+    ' and the kernel applied to this sample';
+  for (let k = 0; k < K; k++) {
+    const svg = panelSvg(box, 300, grid2(kshape).rows * size + 4);
+    text(svg, 0, 10, `W${k}`);
+    for (let c = 0; c < cIn; c++) {
+      const start = ((k * cOut + j) * cIn + c) * n;
+      drawKernel(svg, 24 + c * (grid2(kshape).cols + 1) * size, 1, kshape, size, bank.values.slice(start, start + n),
+                 bank.fill.slice(start, start + n));
+    }
+    if (side) {  // the attention bar: length ∝ its value, the value after it
+      const v = side.values[k];
+      const x0 = 28 + cIn * (grid2(kshape).cols + 1) * size;
+      const w = Math.round(Math.max(20, 260 - x0) * Math.abs(v) / Math.max(...side.values.map(Math.abs), 1e-12));
+      el('rect', { x: x0, y: 2, width: Math.max(1, w), height: 8, class: 'bar' }, svg);
+      text(svg, x0 + w + 3, 10, fmt(v));
+    }
+  }
+  if (data.window) {
+    const caption = document.createElement('p');
+    caption.className = 'caption';
+    caption.textContent = 'applied (read from the layer at this output):';
+    box.appendChild(caption);
+    const svg = panelSvg(box, 300, grid2(data.kernel_shape).rows * size + 4);
+    data.window.forEach((row, i) => drawKernel(svg, 24 + i * (grid2(data.kernel_shape).cols + 1) * size, 1,
+                                                data.kernel_shape, size, row.w, row.fill, { zero: row.zero }));
+  }
+}
+
+function showSides() {  // every side stage's output with few values (attention, routing), as bars
+  const box = $('sides');
+  box.textContent = '';
+  let any = false;
+  links.forEach((link) => {
+    for (const side of link.sides) {
+      if (!side.values) continue;
+      any = true;
+      const caption = document.createElement('p');
+      caption.className = 'caption';
+      caption.textContent = `${side.name} → (${side.shape.join(' × ')})${side.held ? ', held fixed in the drawing' : ''}` +
+        ' for this input sample:';
+      box.appendChild(caption);
+      bars(box, side.values, side.name);
+    }
+  });
+  $('sides_box').hidden = !any;
+}
+
+function showFilters() {  // per step with a kernel: every filter's kernel, columns = filters, rows = input channels
+  const box = $('filters');
+  box.textContent = '';
+  slots = [];
+  let any = false;
+  links.forEach((link, k) => {
+    const f = link.filters;
+    if (!f) return;
+    any = true;
+    const cOut = f.per_filter.length;
+    const reads = f.per_filter.map((filter) => filter.filter((e) => !(e.w || []).every((w) => w === null)));
+    const single = reads.every((r) => r.length === 1);  // each filter reads one channel: one row, labelled
+    const cIn = single ? 1 : layer.maps[k][0];
+    let kh = 1;
+    let kw = 1;
+    if (f.kind === 'taps') {
+      const g = grid2(f.kernel_shape);
+      kh = g.rows; kw = g.cols;
+    } else {
+      for (const filter of f.per_filter) for (const c of filter) { const g = grid2(c.shape); kh = Math.max(kh, g.rows); kw = Math.max(kw, g.cols); }
+    }
+    // cell size from the area available (about 290 × 260 px), the filters wrapped into rows of perRow
+    const area = (290 * 260) / (cOut * cIn * (kw + 1) * (kh + 1));
+    const size = Math.max(2, Math.min(9, Math.floor(Math.sqrt(area)), Math.floor(290 / (kw + 1))));
+    const perRow = Math.max(1, Math.floor(292 / ((kw + 1) * size)));
+    const band = cIn * (kh + 1) * size + (single ? 16 : 6);
+    const caption = document.createElement('p');
+    caption.className = 'caption';
+    caption.textContent = `step “${link.name}”: ${cOut} filters (columns) × ` +
+      (single ? 'the one input channel each reads (under it)' : `${cIn} input channels (rows)`) +
+      (f.kind === 'taps' ? `, kernel ${f.kernel_shape.join('×')}` : ', each weight ∂y/∂x at a centre output') +
+      '; red +, blue −; empty: not connected';
+    box.appendChild(caption);
+    const svg = panelSvg(box, 300, Math.ceil(cOut / perRow) * band);
+    slots[k] = [];
+    f.per_filter.forEach((filter, j) => {
+      const x0 = 2 + (j % perRow) * (kw + 1) * size;
+      const top = Math.floor(j / perRow) * band;
+      slots[k][j] = el('rect', { x: x0 - 1, y: top + 1, width: kw * size + 2, height: cIn * (kh + 1) * size,
+                                 class: 'slot' }, svg);
+      if (single && reads[j].length) {
+        text(svg, x0 + kw * size / 2, top + cIn * (kh + 1) * size + 10, `c${reads[j][0].c}`, 'num');
+      }
+      const drawn = new Set(reads[j].map((e) => e.c));
+      for (const crop of f.besides ? f.besides[j] : []) {  // not through the kernel (HetConv's 1×1 kernels)
+        if (single || drawn.has(crop.c)) continue;
+        const g = grid2(crop.shape);
+        drawKernel(svg, x0 + Math.floor((kw - g.cols) / 2) * size,
+                   top + 2 + crop.c * (kh + 1) * size + Math.floor((kh - g.rows) / 2) * size, crop.shape, size,
+                   crop.w, crop.fill);
+      }
+      for (const entry of single ? reads[j] : filter) {
+        const y0 = top + 2 + (single ? 0 : entry.c) * (kh + 1) * size;
+        if (f.kind === 'taps') {
+          if (entry.w.every((w) => w === null)) continue;
+          drawKernel(svg, x0, y0, f.kernel_shape, size, entry.w, entry.fill);
+        } else {
+          const g = grid2(entry.shape);
+          drawKernel(svg, x0 + Math.floor((kw - g.cols) / 2) * size, y0 + Math.floor((kh - g.rows) / 2) * size,
+                     entry.shape, size, entry.w, entry.fill);
+        }
+      }
+    });
+  });
+  $('filters_box').hidden = !any;
+}
+
+function highlightFilter(link, j) {
+  for (const row of slots) for (const slot of row || []) slot.classList.remove('picked');
+  if (slots[link] && slots[link][j]) slots[link][j].classList.add('picked');
+}
+
+// ---- the frame: the output shown, walked by the player --------------------------------------------------------
 
 function showFrame() {
   const last = layer.maps.length - 1;
+  const svg = $('svg');
   if (frame === null) { resetStyles(); $('frame_label').textContent = ''; return; }
   $('frame').value = String(frame);
+  svg.dataset.frame = String(frame);
   highlight(last, frame);
 }
 
-function stop() {
-  if (player !== null) clearInterval(player);
-  player = null;
-  $('play').textContent = '▶';
+function tick() {
+  if (hovering || !deps) return;
+  const n = prod(layer.maps[layer.maps.length - 1]);
+  frame = frame === null ? 0 : (frame + 1) % n;
+  showFrame();
 }
 
-function setFrame(n, history = 'replace') {
+function startPlaying() {
+  if (!deps) return;
+  playing = true;
+  $('play').textContent = '❚❚';
+  $('svg').dataset.playing = '1';
+  clearInterval(ticker);
+  tick();
+  ticker = setInterval(tick, PERIOD);
+  writeUrl('replace');
+}
+
+function stopPlaying(write = true) {
+  clearInterval(ticker);
+  ticker = null;
+  playing = false;
+  $('play').textContent = '▶';
+  $('svg').dataset.playing = '0';
+  if (write && layer) writeUrl('replace');
+}
+
+function setFrame(n) {
   frame = n;
-  writeUrl(history);
+  writeUrl('replace');
   showFrame();
 }
 
@@ -534,31 +1159,28 @@ async function init() {
     option.title = f.title;
     select.appendChild(option);
   }
-  select.addEventListener('change', () => load('family=' + encodeURIComponent(select.value)));
+  select.addEventListener('change', () => load('family=' + encodeURIComponent(select.value) + extraQuery()));
   const svg = $('svg');
   svg.addEventListener('mouseover', (event) => {
     const cell = cellOf(event.target);
-    if (cell && deps && player === null) highlight(+cell.dataset.map, +cell.dataset.flat);
+    if (!cell || !deps) return;
+    hovering = true;
+    highlight(+cell.dataset.map, +cell.dataset.flat);
   });
-  svg.addEventListener('mouseleave', () => { if (player === null) showFrame(); });
+  svg.addEventListener('mouseleave', () => { hovering = false; if (deps) showFrame(); });
   svg.addEventListener('click', (event) => {
     const cell = cellOf(event.target);
-    if (cell && deps && +cell.dataset.map === layer.maps.length - 1) { stop(); setFrame(+cell.dataset.flat); }
+    if (cell && deps && +cell.dataset.map === layer.maps.length - 1) { stopPlaying(false); setFrame(+cell.dataset.flat); }
   });
   $('counts').addEventListener('change', () => { drawCounts(); if (layer) writeUrl('replace'); });
-  $('frame').addEventListener('input', () => { stop(); if (deps) setFrame(+$('frame').value); });
-  $('play').addEventListener('click', () => {
-    if (player !== null) { stop(); return; }
-    if (!deps) return;
-    $('play').textContent = '❚❚';
-    const n = +$('frame').max + 1;
-    player = setInterval(() => setFrame(frame === null ? 0 : (frame + 1) % n), 450);
-  });
+  $('numbers').addEventListener('change', () => { if (!layer) return; writeUrl('replace'); if (deps) { redraw(); showFrame(); } });
+  $('frame').addEventListener('input', () => { stopPlaying(false); if (deps) setFrame(+$('frame').value); });
+  $('play').addEventListener('click', () => { if (playing) stopPlaying(); else startPlaying(); });
   window.addEventListener('popstate', () => load(location.search.slice(1), 'none'));
   let resize = null;
   window.addEventListener('resize', () => {
     clearTimeout(resize);
-    resize = setTimeout(() => { if (deps && layer) { load(location.search.slice(1), 'none'); } }, 300);
+    resize = setTimeout(() => { if (deps && layer) { redraw(); showFrame(); } }, 200);
   });
   const initial = location.search.slice(1) || 'family=' + families[0].name;
   await load(initial, 'replace');

@@ -101,20 +101,19 @@ from .layers import (  # issue 15a
 )
 from . import functional
 from .registry import Family, build, families, family
-from . import analysis
-from .analysis import (
+from . import analysis, arithmetic
+from .arithmetic import (
     CostReport,
     LayerCost,
     LayerRow,
-    ReceptiveField,
     conv_output_size,
     cost,
     is_even_overlap,
     overlap_map,
-    receptive_field,
     transposed_output_size,
     transposed_output_sizes,
 )
+from .analysis import ReceptiveField, receptive_field
 from . import models
 from .conversion import ConversionReport, ReparameterizeReport, approximate_, convert, reparameterize
 from .perf.compare import CompareRow, compare
@@ -136,6 +135,7 @@ __all__ = [
     "ResizeConv2d", "ResizeConv3d", "ResizeConvNd", "ShuffledGroupedConv1d", "ShuffledGroupedConv2d",
     "ShuffledGroupedConv3d", "ShuffledGroupedConvNd", "SpatiallySeparableConv2d", "Stage",
     "TransposedConv1d", "TransposedConv2d", "TransposedConv3d", "TransposedConvNd", "analysis", "approximate_",
+    "arithmetic",
     "build", "compare", "conv_output_size", "convert", "cost", "families", "family", "functional",
     "is_even_overlap", "models", "optimize", "overlap_map", "receptive_field", "separate_kernel", "split_channels",
     "transposed_output_size", "transposed_output_sizes",

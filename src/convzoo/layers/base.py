@@ -40,7 +40,7 @@ from .formats import channels_last_format
 if TYPE_CHECKING:
     import numpy as np
 
-    from ..analysis.cost import LayerCost
+    from ..arithmetic.cost import LayerCost
 
 IntOrTuple = Union[int, Sequence[int]]
 # An int, one int per spatial dim, a (before, after) pair per dim, or 'same' / 'valid'.

@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from ..analysis.cost import LayerCost, compose, elementwise_cost, module_cost
+from ..arithmetic.cost import LayerCost, compose, elementwise_cost, module_cost
 from .base import (
     PADDING_MODES,
     Alternative,
@@ -215,7 +215,7 @@ class BranchConvNd(ConvzooLayer, nn.Module):
     def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
         """W (projected onto the groups, fitted to K) in the largest branch with BN set to the identity map; the
         other branches zeroed (γ = 0); exact in eval mode for a dense block (groups = 1)."""
-        from ..conversion.kernels import load_, relative_frobenius_error
+        from ..dense_kernels import load_, relative_frobenius_error
 
         blocks, effective = grouped_projection(weight, self.groups, self.kernel_size)
         main = max(self.branches.values(), key=lambda b: b.conv.weight[0, 0].numel())
@@ -255,7 +255,7 @@ class BranchConvNd(ConvzooLayer, nn.Module):
 
 def _embed(w: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Zero-pad a kernel to ``size``, placing it at offset (K − k) // 2 per dim (the branches' alignment)."""
-    from ..conversion.kernels import fit_kernel
+    from ..dense_kernels import fit_kernel
 
     return fit_kernel(w, tuple(size))
 

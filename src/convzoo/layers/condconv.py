@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ..analysis.cost import LayerCost, compose, conv_macs, conv_output_tensor_shape, elementwise_cost, module_cost, numel
+from ..arithmetic.cost import (LayerCost, compose, conv_macs, conv_output_tensor_shape, elementwise_cost, module_cost,
+                                numel)
 from ..functional import conv_with_pairs
 from .base import (
     PADDING_MODES,
@@ -196,7 +197,7 @@ class CondConvNd(ConvzooLayer, nn.Module):
     def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
         """Routing FC zeroed (every r_k = sigmoid(0) = ½) and every expert 2W/K: Σ_k r_k W_k = W exactly (when W
         fits kernel and groups); training then moves the routing."""
-        from ..conversion.kernels import load_, relative_frobenius_error
+        from ..dense_kernels import load_, relative_frobenius_error
 
         blocks, effective = grouped_projection(weight, self.groups, self.kernel_size)
         scale = 2.0 / self.num_experts

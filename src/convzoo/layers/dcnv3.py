@@ -29,7 +29,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..analysis.cost import LayerCost, compose, elementwise_cost, numel
+from ..arithmetic.cost import LayerCost, compose, elementwise_cost, numel
 from .base import (
     Alternative,
     ConvzooLayer,

@@ -14,7 +14,7 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
-from ..analysis.cost import LayerCost, conv_cost
+from ..arithmetic.cost import LayerCost, conv_cost
 from .base import (Alternative, ConvzooLayer, Stage, autocast_enabled, check_input, check_positive_int, expand,
                    init_conv_)
 from .fastpaths import GlobalDepthwiseSum, GlobalDepthwiseSumNHWC, is_channels_last

@@ -18,7 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..analysis.cost import LayerCost, conv_output_tensor_shape, numel
+from ..arithmetic.cost import LayerCost, conv_output_tensor_shape, numel
 from ..functional import pad_pairs
 from .form_choice import FormChoice, is_tracing, memory_format_name, tracing_active
 from .formats import channels_last_format
@@ -414,7 +414,7 @@ class HetConv2d(ConvzooLayer, nn.Module):
 
     def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
         """Projection: filter j keeps its k×k kernels on channels (j mod p) + p·m and W's centre tap elsewhere."""
-        from ..conversion.kernels import fit_kernel, load_, relative_frobenius_error
+        from ..dense_kernels import fit_kernel, load_, relative_frobenius_error
 
         out, cin = weight.shape[:2]
         p = self.p

@@ -27,7 +27,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ..analysis.cost import LayerCost, compose, conv_output_tensor_shape, elementwise_cost, numel
+from ..arithmetic.cost import LayerCost, compose, conv_output_tensor_shape, elementwise_cost, numel
 from ..functional import pad_pairs
 from .base import (
     PADDING_MODES,

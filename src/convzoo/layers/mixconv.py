@@ -11,7 +11,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ..analysis.cost import LayerCost, compose, elementwise_cost
+from ..arithmetic.cost import LayerCost, compose, elementwise_cost
 from .base import (
     Alternative,
     ConvzooLayer,
@@ -151,7 +151,7 @@ class MixConv2d(ConvzooLayer, nn.Module):
 
     def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
         """Each group keeps its diagonal block of W (its channels), centred in its own kernel size."""
-        from ..conversion.kernels import load_, relative_frobenius_error
+        from ..dense_kernels import load_, relative_frobenius_error
 
         effective = torch.zeros_like(weight)
         row = col = 0

@@ -21,7 +21,8 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ..analysis.cost import LayerCost, compose, conv_macs, conv_output_tensor_shape, elementwise_cost, module_cost, numel
+from ..arithmetic.cost import (LayerCost, compose, conv_macs, conv_output_tensor_shape, elementwise_cost, module_cost,
+                                numel)
 from ..functional import conv_with_pairs
 from .base import (
     PADDING_MODES,
@@ -229,7 +230,7 @@ class ODConvNd(ConvzooLayer, nn.Module):
     def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
         """Attention heads zeroed: α_s = α_c = α_f = ½ and α_w = 1/K, so every kernel 8W gives
         α_f·α_c·α_s·Σ_k α_wk·8W = W exactly (when W fits kernel and groups)."""
-        from ..conversion.kernels import load_, relative_frobenius_error
+        from ..dense_kernels import load_, relative_frobenius_error
 
         blocks, effective = grouped_projection(weight, self.groups, self.kernel_size)
         load_(self.weight, (8 * blocks).unsqueeze(0).expand_as(self.kernels).reshape(self.weight.shape))

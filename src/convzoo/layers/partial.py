@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from ..analysis.cost import LayerCost, elementwise_cost
+from ..arithmetic.cost import LayerCost, elementwise_cost
 from .base import (Alternative, ConvzooLayer, IntOrTuple, Padding, Runner, Stage, check_input, check_positive_int,
                    planned_forward)
 from .conv import Conv1d, Conv2d, Conv3d, ConvNd, native_conv_call, to_numpy

@@ -12,7 +12,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..analysis.cost import LayerCost, interpolation_cost
+from ..arithmetic.cost import LayerCost, interpolation_cost
 from .base import (Alternative, ConvzooLayer, IntOrTuple, Padding, Runner, Stage, check_choice, check_input, expand,
                    planned_forward)
 from .conv import Conv1d, Conv2d, Conv3d, ConvNd, native_conv_call

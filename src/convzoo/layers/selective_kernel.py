@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ..analysis.cost import LayerCost, compose, elementwise_cost, module_cost, numel
+from ..arithmetic.cost import LayerCost, compose, elementwise_cost, module_cost, numel
 from .base import (
     Alternative,
     Attention,

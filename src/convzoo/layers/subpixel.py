@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..analysis.cost import LayerCost, elementwise_cost
+from ..arithmetic.cost import LayerCost, elementwise_cost
 from .base import (
     Alternative,
     ConvzooLayer,

@@ -15,8 +15,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..analysis.cost import LayerCost, transposed_conv_macs, weight_cost
-from ..analysis.shapes import transposed_output_size
+from ..arithmetic.cost import LayerCost, transposed_conv_macs, weight_cost
+from ..arithmetic.shapes import transposed_output_size
 from .base import (
     PADDING_MODES,
     Alternative,

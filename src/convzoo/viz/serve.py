@@ -46,7 +46,7 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from ..analysis.cost import cost
+from ..arithmetic.cost import cost
 from ..registry import families
 from ..registry import family as get_family
 from .connectivity import connectivity, prepare

@@ -19,21 +19,16 @@ import torch
 from torch import nn
 
 from ..arithmetic.cost import LayerCost, compose, elementwise_cost, module_cost
-from .base import (
+from ..geometry import (
     PADDING_MODES,
-    Alternative,
-    ConvzooLayer,
     Padding,
     PaddingPairs,
-    Runner,
-    Stage,
     check_choice,
     check_groups,
-    check_input,
     check_window_fits,
     resolve_geometry,
-    planned_forward,
 )
+from .base import Alternative, ConvzooLayer, Runner, Stage, check_input, planned_forward
 from .conv import Conv1d, Conv2d, Conv3d, ConvNd, grouped_projection, native_conv_call, to_numpy
 
 if TYPE_CHECKING:

@@ -19,23 +19,25 @@ from torch import nn
 from ..arithmetic.cost import (LayerCost, compose, conv_macs, conv_output_tensor_shape, elementwise_cost, module_cost,
                                 numel)
 from ..functional import conv_with_pairs
-from .base import (
+from ..geometry import (
     PADDING_MODES,
+    IntOrTuple,
+    Padding,
+    check_choice,
+    check_groups,
+    check_positive_int,
+    check_window_fits,
+    resolve_geometry,
+)
+from .base import (
     Alternative,
     Attention,
     ConvzooLayer,
-    IntOrTuple,
-    Padding,
     Runner,
     Stage,
-    check_choice,
-    check_groups,
     check_input,
-    check_positive_int,
-    check_window_fits,
     geometry_repr,
     init_conv_,
-    resolve_geometry,
     planned_forward,
 )
 from .conv import grouped_projection

@@ -16,23 +16,25 @@ from torch import nn
 
 from ..arithmetic.cost import LayerCost, conv_cost, conv_output_tensor_shape
 from ..functional import flip_kernel, pad_pairs
-from .base import (
+from ..geometry import (
     PADDING_MODES,
-    Alternative,
-    ConvzooLayer,
     IntOrTuple,
     Padding,
-    Runner,
-    Stage,
     check_choice,
     check_groups,
-    check_input,
     check_window_fits,
+    resolve_geometry,
+)
+from .base import (
+    Alternative,
+    ConvzooLayer,
+    Runner,
+    Stage,
+    check_input,
     frozen,
     init_conv_,
     parameter_reader,
     planned_forward,
-    resolve_geometry,
 )
 from . import triton_forms
 from .fastpaths import depthwise_channels_last, depthwise_split, is_channels_last, pointwise_matmul

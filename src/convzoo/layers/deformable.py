@@ -32,23 +32,17 @@ from torch import nn
 
 from ..arithmetic.cost import LayerCost, compose, conv_macs, elementwise_cost, numel
 from ..arithmetic.shapes import conv_output_shape
-from .base import (
+from ..geometry import (
     PADDING_MODES,
-    Alternative,
-    ConvzooLayer,
     IntOrTuple,
     Padding,
-    Stage,
     check_choice,
     check_groups,
-    check_input,
     check_positive_int,
     check_window_fits,
-    check_zero_started_weight,
     expand,
-    geometry_repr,
-    init_conv_,
 )
+from .base import Alternative, ConvzooLayer, Stage, check_input, check_zero_started_weight, geometry_repr, init_conv_
 from ..functional import pad_pairs
 from .conv import Conv2d, grouped_projection, native_conv_call
 from ..kernels import triton_runtime

@@ -14,14 +14,8 @@ import torch
 from torch import nn
 
 from ..arithmetic.cost import LayerCost, sequential_cost
-from .base import (
-    Alternative,
-    ConvzooLayer,
-    IntOrTuple,
-    Padding,
-    Stage,
-    check_positive_int,
-)
+from ..geometry import IntOrTuple, Padding, check_positive_int
+from .base import Alternative, ConvzooLayer, Stage
 from .conv import ConvNd, native_conv_call
 from .pointwise import PointwiseConv1d, PointwiseConv2d, PointwiseConv3d, PointwiseConvNd
 

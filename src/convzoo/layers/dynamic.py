@@ -22,20 +22,22 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import (
-    Alternative,
-    ConvzooLayer,
-    Stage,
-    geometry_repr,
+from ..geometry import (
     resolve_geometry,
     PADDING_MODES,
     IntOrTuple,
     Padding,
     check_choice,
     check_groups,
-    check_input,
     check_positive_int,
     check_window_fits,
+)
+from .base import (
+    Alternative,
+    ConvzooLayer,
+    Stage,
+    geometry_repr,
+    check_input,
     parameter_reader,
     planned_forward,
     Runner,

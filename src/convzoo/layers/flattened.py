@@ -15,7 +15,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..arithmetic.cost import LayerCost, sequential_cost
-from .base import Alternative, ConvzooLayer, IntOrTuple, Padding, Stage
+from ..geometry import IntOrTuple, Padding
+from .base import Alternative, ConvzooLayer, Stage
 from .conv import native_conv_call
 from .fastpaths import nchw_on_cpu
 from .form_choice import FormChoice, is_tracing

@@ -16,8 +16,8 @@ import torch
 from torch import nn
 
 from ..arithmetic.cost import LayerCost, compose, elementwise_cost, module_cost
-from .base import (Alternative, ConvzooLayer, IntOrTuple, Padding, Runner, Stage, check_input, check_positive_int,
-                   planned_forward)
+from ..geometry import IntOrTuple, Padding, check_positive_int
+from .base import Alternative, ConvzooLayer, Runner, Stage, check_input, planned_forward
 from .conv import Conv1d, Conv2d, Conv3d, ConvNd, native_conv_call, to_numpy
 from .depthwise import DepthwiseConv1d, DepthwiseConv2d, DepthwiseConv3d, DepthwiseConvNd
 

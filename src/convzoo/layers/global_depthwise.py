@@ -15,8 +15,8 @@ from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
 from ..arithmetic.cost import LayerCost, conv_cost
-from .base import (Alternative, ConvzooLayer, Stage, autocast_enabled, check_input, check_positive_int, expand,
-                   init_conv_)
+from ..geometry import check_positive_int, expand
+from .base import Alternative, ConvzooLayer, Stage, autocast_enabled, check_input, init_conv_
 from .fastpaths import GlobalDepthwiseSum, GlobalDepthwiseSumNHWC, is_channels_last
 from .form_choice import FormChoice, is_tracing
 

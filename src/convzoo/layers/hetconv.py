@@ -22,21 +22,16 @@ from ..arithmetic.cost import LayerCost, conv_output_tensor_shape, numel
 from ..functional import pad_pairs
 from .form_choice import FormChoice, is_tracing, memory_format_name, tracing_active
 from .formats import channels_last_format
-from .base import (
+from ..geometry import (
     PADDING_MODES,
-    _batch_friendly,
-    Alternative,
-    ConvzooLayer,
     IntOrTuple,
     Padding,
-    Stage,
     check_choice,
-    check_input,
     check_positive_int,
     check_window_fits,
-    geometry_repr,
     resolve_geometry,
 )
+from .base import _batch_friendly, Alternative, ConvzooLayer, Stage, check_input, geometry_repr
 
 if TYPE_CHECKING:
     import numpy as np

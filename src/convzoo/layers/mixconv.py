@@ -12,18 +12,8 @@ import torch
 from torch import nn
 
 from ..arithmetic.cost import LayerCost, compose, elementwise_cost
-from .base import (
-    Alternative,
-    ConvzooLayer,
-    IntOrTuple,
-    Runner,
-    Stage,
-    check_choice,
-    check_input,
-    check_positive_int,
-    expand,
-    planned_forward,
-)
+from ..geometry import IntOrTuple, check_choice, check_positive_int, expand
+from .base import Alternative, ConvzooLayer, Runner, Stage, check_input, planned_forward
 from .conv import Conv2d, grouped_projection, native_conv_call
 
 if TYPE_CHECKING:

@@ -24,23 +24,17 @@ from torch import nn
 from ..arithmetic.cost import (LayerCost, compose, conv_macs, conv_output_tensor_shape, elementwise_cost, module_cost,
                                 numel)
 from ..functional import conv_with_pairs
-from .base import (
+from ..geometry import (
     PADDING_MODES,
-    Alternative,
-    Attention,
-    ConvzooLayer,
     IntOrTuple,
     Padding,
-    Stage,
     check_choice,
     check_groups,
-    check_input,
     check_positive_int,
     check_window_fits,
-    geometry_repr,
-    init_conv_,
     resolve_geometry,
 )
+from .base import Alternative, Attention, ConvzooLayer, Stage, check_input, geometry_repr, init_conv_
 from .conv import grouped_projection
 from .kernel_bank import accept_unstacked_banks, bank_view
 from .form_choice import is_tracing

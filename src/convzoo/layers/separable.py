@@ -16,15 +16,8 @@ import torch
 from torch import nn
 
 from ..arithmetic.cost import LayerCost, sequential_cost
-from .base import (
-    Alternative,
-    ConvzooLayer,
-    IntOrTuple,
-    Padding,
-    Stage,
-    check_positive_int,
-    resolve_geometry,
-)
+from ..geometry import IntOrTuple, Padding, check_positive_int, resolve_geometry
+from .base import Alternative, ConvzooLayer, Stage
 from .conv import Conv2d, native_conv_call, to_numpy
 
 

@@ -15,7 +15,8 @@ from torch import nn
 
 from ..arithmetic.cost import LayerCost, elementwise_cost
 from ..functional import channel_shuffle
-from .base import Alternative, ConvzooLayer, IntOrTuple, Padding, Runner, Stage, check_positive_int, planned_forward
+from ..geometry import IntOrTuple, Padding, check_positive_int
+from .base import Alternative, ConvzooLayer, Runner, Stage, planned_forward
 from .form_choice import is_tracing
 from .conv import Conv1d, Conv2d, Conv3d, ConvNd, grouped_projection, native_conv_call
 

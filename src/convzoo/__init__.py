@@ -1,15 +1,16 @@
 """convzoo: every convolution used in modern CNNs as a correct, fast PyTorch layer, with the arithmetic to
 choose between them.
 
-Layout: ``layers`` (one family a file, on one geometry base) · ``registry`` (the list every tool iterates) ·
-``functional`` (stateless ops) · ``analysis`` (shapes, overlap, receptive field, cost) · ``oracle`` (the NumPy
-reference and verify) · ``perf`` (timing, compare, bench, optimize) · ``conversion`` · ``models`` · ``viz`` ·
-``train`` · ``cli``.
+Layout, imports running one way (down): above the layers ``cli`` · ``deploy`` · ``train`` · ``viz`` · ``models`` ·
+``perf`` (timing, compare, bench, optimize) · ``conversion`` · ``analysis`` (receptive field, counters) · ``verify``;
+``registry`` (the list every tool iterates) and ``layers`` (one family a file, on the contract in ``layers/base.py``);
+below them ``functional`` (stateless ops) · ``geometry`` (argument checks, padding) · ``arithmetic`` (shapes,
+overlap, cost) · ``oracle`` (the NumPy reference) · ``dense_kernels`` · ``kernels`` (convzoo's own kernels).
 """
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
-from .layers import (  # first: layers/base.py owns the geometry that functional.py uses too
+from .layers import (
     ChannelShuffle,
     Conv1d,
     Conv2d,

@@ -321,7 +321,7 @@ class DeformConv2d(ConvzooLayer, nn.Module):
             return direct
 
         return [("peer", "torchvision deform_conv2d (direct)", run("torchvision")),
-                ("native", "convzoo.deform.deform_conv2d (pure torch, direct)", run("torch"))]
+                ("native", "convzoo.kernels.deform_torch.deform_conv2d (pure torch, direct)", run("torch"))]
 
     def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
         """Zero offsets read the regular grid, so W loads exactly (v2: mask sigmoid(0) = ½, so 2W is stored)."""

@@ -15,7 +15,7 @@ import torch
 import torch.nn.functional as F
 
 import convzoo as cz
-from convzoo.deform import deform_conv2d
+from convzoo.kernels.deform_torch import deform_conv2d
 from convzoo.perf.timing import FORMATS
 
 

@@ -36,7 +36,7 @@ import torch
 import torch.nn.functional as F
 
 import convzoo as cz
-from convzoo.deform import deform_conv2d as pure_deform_conv2d
+from convzoo.kernels.deform_torch import deform_conv2d as pure_deform_conv2d
 from convzoo.functional import pad_pairs
 from convzoo.kernels import numba_runtime
 from convzoo.kernels.dcnv3_cpu import dcnv3_sample

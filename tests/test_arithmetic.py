@@ -17,11 +17,11 @@ from hypothesis import strategies as st
 from torch import nn
 
 import convzoo as cz
-from convzoo.analysis import (
+from convzoo.analysis import receptive_field
+from convzoo.arithmetic import (
     conv_output_size,
     is_even_overlap,
     overlap_map,
-    receptive_field,
     transposed_output_size,
     transposed_output_sizes,
 )

@@ -16,7 +16,7 @@ from convzoo.perf.bench import bench_family
 from convzoo.perf.timing import FORMATS, copy_bandwidth, gemm_peak, make_inputs, measure, measure_interleaved
 from convzoo.cli import app
 from convzoo.perf.compare import build_for_compare
-from convzoo.oracle.verify import check_module, randomize_parameters_
+from convzoo.verify import check_module, randomize_parameters_
 
 
 def test_measure_reports_positive_finite_medians():

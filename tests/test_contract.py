@@ -15,7 +15,7 @@ from torch import nn
 import convzoo as cz
 from convzoo.layers import CONTRACT, ConvzooLayer, compose_stages
 from convzoo.layers.base import missing_contract
-from convzoo.oracle.verify import check_module, randomize_parameters_, to_numpy
+from convzoo.verify import check_module, randomize_parameters_, to_numpy
 
 CASES = [(f.name, d) for f in cz.families() for d in f.dims]
 IDS = [f"{n}-{d}d" for n, d in CASES]

@@ -17,7 +17,7 @@ import pytest
 import torch
 
 from convzoo.deploy import checks
-from convzoo.oracle.verify import randomize_parameters_, relative_max_error
+from convzoo.verify import randomize_parameters_, relative_max_error
 
 pytestmark = pytest.mark.skipif(not torch.cuda.is_available(), reason="needs a CUDA device")
 

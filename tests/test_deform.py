@@ -1,6 +1,6 @@
-"""The pure-PyTorch deformable conv (convzoo.deform) and DeformConv2d's implementation choice: exact against the
-NumPy oracle and torchvision on both paths, NaN / ±Inf offsets and masks never crash (run in a subprocess),
-autocast, channels_last, ONNX export as one DeformConv node."""
+"""The pure-PyTorch deformable conv (convzoo.kernels.deform_torch) and DeformConv2d's implementation choice: exact
+against the NumPy oracle and torchvision on both paths, NaN / ±Inf offsets and masks never crash (run in a
+subprocess), autocast, channels_last, ONNX export as one DeformConv node."""
 
 from __future__ import annotations
 
@@ -13,7 +13,7 @@ import pytest
 import torch
 
 import convzoo as cz
-from convzoo.deform import deform_conv2d
+from convzoo.kernels.deform_torch import deform_conv2d
 from convzoo.oracle import reference as ref
 
 GEOMETRIES = [  # (c_in, c_out, kernel, stride, padding, dilation, groups, offset_groups, modulated, (H, W))
@@ -98,7 +98,7 @@ def test_torch_compile_pure_op():
 NAN_SCRIPT = textwrap.dedent("""
     import math, sys, torch
     import convzoo as cz
-    from convzoo.deform import deform_conv2d
+    from convzoo.kernels.deform_torch import deform_conv2d
     path, device = sys.argv[1], sys.argv[2]
     torch.manual_seed(0)
     torch.set_default_device(device)

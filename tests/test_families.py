@@ -12,7 +12,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import convzoo as cz
-from convzoo.oracle.verify import TOLERANCE, check_module, randomize_parameters_
+from convzoo.verify import TOLERANCE, check_module, randomize_parameters_
 
 SETTINGS = settings(max_examples=25, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 dims = st.sampled_from([1, 2, 3])
@@ -226,7 +226,7 @@ def test_deformable(data, geometry):
 @pytest.mark.parametrize("name", [f.name for f in cz.families()])
 def test_registry_defaults_match_reference(name):
     """The instances ``convzoo verify`` checks, in every dim each family has."""
-    from convzoo.oracle.verify import verify_family
+    from convzoo.verify import verify_family
 
     for dim in cz.family(name).dims:
         result = verify_family(name, dim=dim, in_channels=4, out_channels=8 if name not in ("global_depthwise", "partial", "involution") else 4,

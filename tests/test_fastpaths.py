@@ -13,7 +13,7 @@ from torch import nn
 
 import convzoo as cz
 from convzoo.kernels import available
-from convzoo.oracle.verify import TOLERANCE, check_module, randomize_parameters_
+from convzoo.verify import TOLERANCE, check_module, randomize_parameters_
 
 FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 K = ["kernel"] if available() else []  # convzoo's CPU kernel, where numba imports

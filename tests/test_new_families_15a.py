@@ -11,7 +11,7 @@ from hypothesis import strategies as st
 from torch import nn
 
 import convzoo as cz
-from convzoo.oracle.verify import TOLERANCE, check_module, randomize_parameters_
+from convzoo.verify import TOLERANCE, check_module, randomize_parameters_
 
 SETTINGS = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 TOP = {1: 11, 2: 8, 3: 5}

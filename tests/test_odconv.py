@@ -9,7 +9,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import convzoo as cz
-from convzoo.oracle.verify import TOLERANCE, check_module, randomize_parameters_
+from convzoo.verify import TOLERANCE, check_module, randomize_parameters_
 
 CLASSES = {1: cz.ODConv1d, 2: cz.ODConv2d, 3: cz.ODConv3d}
 

@@ -10,7 +10,7 @@ from hypothesis import strategies as st
 
 import convzoo as cz
 from convzoo.layers.selective_kernel import load_into_timm_selective_kernel
-from convzoo.oracle.verify import TOLERANCE, check_module, randomize_parameters_
+from convzoo.verify import TOLERANCE, check_module, randomize_parameters_
 
 CLASSES = {1: cz.SelectiveKernelConv1d, 2: cz.SelectiveKernelConv2d, 3: cz.SelectiveKernelConv3d}
 

@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import convzoo as cz
-from convzoo.analysis import overlap_map
+from convzoo.arithmetic import overlap_map
 from convzoo.viz import connectivity
 
 

@@ -26,7 +26,7 @@ log = logging.getLogger("mkdocs.hooks.convzoo_docs")  # under "mkdocs": strict m
 GROUPS = [
     ("layers", "Layers", ("convzoo.layers",)),
     ("registry", "Families (registry)", ("convzoo.registry",)),
-    ("analysis", "Arithmetic: shapes, receptive fields, cost", ("convzoo.analysis",)),
+    ("analysis", "Arithmetic: shapes, receptive fields, cost", ("convzoo.arithmetic", "convzoo.analysis")),
     ("conversion", "Conversion", ("convzoo.conversion",)),
     ("perf", "Speed: compare, optimize", ("convzoo.perf",)),
     ("functional", "convzoo.functional", ("convzoo.functional",)),

@@ -1,15 +1,16 @@
 """convzoo: every convolution used in modern CNNs as a correct, fast PyTorch layer, with the arithmetic to
 choose between them.
 
-Layout: ``layers`` (one family a file, on one geometry base) · ``registry`` (the list every tool iterates) ·
-``functional`` (stateless ops) · ``analysis`` (shapes, overlap, receptive field, cost) · ``oracle`` (the NumPy
-reference and verify) · ``perf`` (timing, compare, bench, optimize) · ``conversion`` · ``models`` · ``viz`` ·
-``train`` · ``cli``.
+Layout, imports running one way (down): above the layers ``cli`` · ``deploy`` · ``train`` · ``viz`` · ``models`` ·
+``perf`` (timing, compare, bench, optimize) · ``conversion`` · ``analysis`` (receptive field, counters) · ``verify``;
+``registry`` (the list every tool iterates) and ``layers`` (one family a file, on the contract in ``layers/base.py``);
+below them ``functional`` (stateless ops) · ``geometry`` (argument checks, padding) · ``arithmetic`` (shapes,
+overlap, cost) · ``oracle`` (the NumPy reference) · ``dense_kernels`` · ``kernels`` (convzoo's own kernels).
 """
 
 from importlib.metadata import PackageNotFoundError, version as _version
 
-from .layers import (  # first: layers/base.py owns the geometry that functional.py uses too
+from .layers import (
     ChannelShuffle,
     Conv1d,
     Conv2d,
@@ -101,20 +102,19 @@ from .layers import (  # issue 15a
 )
 from . import functional
 from .registry import Family, build, families, family
-from . import analysis
-from .analysis import (
+from . import analysis, arithmetic
+from .arithmetic import (
     CostReport,
     LayerCost,
     LayerRow,
-    ReceptiveField,
     conv_output_size,
     cost,
     is_even_overlap,
     overlap_map,
-    receptive_field,
     transposed_output_size,
     transposed_output_sizes,
 )
+from .analysis import ReceptiveField, receptive_field
 from . import models
 from .conversion import ConversionReport, ReparameterizeReport, approximate_, convert, reparameterize
 from .perf.compare import CompareRow, compare
@@ -136,6 +136,7 @@ __all__ = [
     "ResizeConv2d", "ResizeConv3d", "ResizeConvNd", "ShuffledGroupedConv1d", "ShuffledGroupedConv2d",
     "ShuffledGroupedConv3d", "ShuffledGroupedConvNd", "SpatiallySeparableConv2d", "Stage",
     "TransposedConv1d", "TransposedConv2d", "TransposedConv3d", "TransposedConvNd", "analysis", "approximate_",
+    "arithmetic",
     "build", "compare", "conv_output_size", "convert", "cost", "families", "family", "functional",
     "is_even_overlap", "models", "optimize", "overlap_map", "receptive_field", "separate_kernel", "split_channels",
     "transposed_output_size", "transposed_output_sizes",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import torch
 import torch.nn.functional as F
 
-from .layers.base import PADDING_MODES, IntOrTuple, Padding, PaddingPairs, check_choice, expand, padding_pairs
+from .geometry import PADDING_MODES, IntOrTuple, Padding, PaddingPairs, check_choice, expand, padding_pairs
 
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 _TORCH_PAD_MODE = {"reflect": "reflect", "replicate": "replicate", "circular": "circular"}

@@ -18,7 +18,7 @@ from typing import Any
 from torch import nn
 
 from . import layers as L
-from .layers.base import IntOrTuple, expand
+from .geometry import IntOrTuple, expand
 
 Builder = Callable[..., nn.Module]
 

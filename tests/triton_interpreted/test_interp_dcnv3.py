@@ -15,7 +15,7 @@ from interp_checks import (HALF_GRAD_TOLERANCE, TOLERANCE, channels_last, check_
 import convzoo
 from convzoo.kernels.triton_dcnv3 import dcnv3_sample
 from convzoo.layers import dcnv3 as dcnv3_module
-from convzoo.oracle.verify import randomize_parameters_
+from convzoo.verify import randomize_parameters_
 
 F64 = torch.float64
 

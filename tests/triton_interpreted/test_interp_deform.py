@@ -17,7 +17,7 @@ import convzoo
 from convzoo.kernels.triton_deform import deform_conv2d
 from convzoo.layers import deformable as deformable_module
 from convzoo.oracle import reference as ref
-from convzoo.oracle.verify import randomize_parameters_
+from convzoo.verify import randomize_parameters_
 
 F64 = torch.float64
 # (channels, conv groups, offset groups, kernel, stride, padding, dilation, modulated, memory format)

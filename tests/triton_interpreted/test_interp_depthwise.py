@@ -13,7 +13,7 @@ import convzoo
 from convzoo.kernels.triton_depthwise import depthwise_conv
 from convzoo.layers import conv as conv_module
 from convzoo.oracle import reference as ref
-from convzoo.oracle.verify import randomize_parameters_
+from convzoo.verify import randomize_parameters_
 
 F64 = torch.float64
 # kernel, stride, (before, after) padding per dim, dilation

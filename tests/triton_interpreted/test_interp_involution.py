@@ -13,7 +13,7 @@ from interp_checks import (HALF_GRAD_TOLERANCE, TOLERANCE, channels_last, check_
 import convzoo
 from convzoo.kernels.triton_involution import involution
 from convzoo.layers import involution as involution_module
-from convzoo.oracle.verify import randomize_parameters_
+from convzoo.verify import randomize_parameters_
 
 F64 = torch.float64
 

@@ -16,7 +16,7 @@ from convzoo.kernels.triton_per_sample import per_sample_conv
 from convzoo.layers import dynamic as dynamic_module
 from convzoo.layers import patches as patches_module
 from convzoo.oracle import reference as ref
-from convzoo.oracle.verify import randomize_parameters_
+from convzoo.verify import randomize_parameters_
 
 F64 = torch.float64
 STRIDE, PAIRS, DILATION, GROUPS = (2, 1), ((1, 2), (0, 1)), (1, 2), 2

@@ -851,7 +851,7 @@ def _shape_propagate(gm: torch.fx.GraphModule, in_shape: tuple[int, ...]) -> Non
     forward on zeros for ops without a meta kernel."""
     from torch.fx.passes.shape_prop import ShapeProp
 
-    from .cost import _to_meta
+    from ..arithmetic.cost import _to_meta
 
     try:
         meta = _to_meta(gm, torch.float32).eval()

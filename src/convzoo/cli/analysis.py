@@ -37,7 +37,7 @@ def cost_command(
     on the meta device."""
     import json
 
-    from ..analysis.cost import cost
+    from ..arithmetic.cost import cost
 
     try:
         module, default = resolve_target(target, in_channels, out_channels, kernel, dim, parse_args(arg))

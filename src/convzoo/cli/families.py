@@ -31,7 +31,7 @@ def verify(
     seed: int = typer.Option(0, help="random seed for inputs and parameters"),
 ) -> None:
     """Compare every family with its NumPy reference on random inputs (fp32 vs fp64); exit 1 if any fails."""
-    from ..oracle.verify import TOLERANCE, verify_family
+    from ..verify import TOLERANCE, verify_family
 
     try:
         check_seed(seed, "--seed", 2**64 - 1, "torch.Generator's range")

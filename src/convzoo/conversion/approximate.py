@@ -1,8 +1,8 @@
 """Load a layer with the best approximation of a dense convolution's weights.
 
 ``approximate_(layer, weight, bias)`` sets ``layer``'s parameters from a dense conv kernel W (C_out, C_in, *k)
-(grouped kernels are expanded to block-diagonal first, see ``kernels.dense_kernel``) and returns the relative error
-‖W_eff − W‖_F / ‖W‖_F of the kernel the layer now computes. Each family says how in its own file
+(grouped kernels are expanded to block-diagonal first, see ``convzoo.dense_kernels.dense_kernel``) and returns the
+relative error ‖W_eff − W‖_F / ‖W‖_F of the kernel the layer now computes. Each family says how in its own file
 (``approximate_dense_``, the layer contract): exact where the family can represent W (standard, true convolution,
 dynamic — every kernel starts as W —, deformable — zero offsets —, MixConv/HetConv/grouped when W already has
 their structure); otherwise the Frobenius-optimal projection or low-rank factorisation (SVD for the separable

@@ -25,7 +25,7 @@ from torch import nn
 
 from .. import layers as L
 from .approximate import approximate_
-from .kernels import dense_kernel
+from ..dense_kernels import dense_kernel
 from ..registry import family as lookup_family
 
 Selector = Callable[[str, nn.Module], bool]
@@ -152,7 +152,7 @@ def _check_same_geometry(conv: nn.Module, layer: nn.Module) -> None:
 
 
 def _macs_by_layer(model: nn.Module, input_shape: Sequence[int]) -> tuple[dict[str, int], int]:
-    from ..analysis.cost import cost
+    from ..arithmetic.cost import cost
 
     report = cost(model, tuple(input_shape))
     return {row.name: row.macs for row in report.layers}, report.macs
@@ -160,7 +160,7 @@ def _macs_by_layer(model: nn.Module, input_shape: Sequence[int]) -> tuple[dict[s
 
 def _layer_macs(layer: nn.Module, probe: tuple[int, ...]) -> int | None:
     """Weight MACs of one layer on the probe input (None when the layer declares no cost)."""
-    from ..analysis.cost import cost
+    from ..arithmetic.cost import cost
 
     try:
         return cost(layer, probe).macs

@@ -72,7 +72,7 @@ def reparameterize(model: nn.Module, input_shape: Sequence[int] | None = None, *
     ``input_shape`` (N, C, *S) adds MACs before/after (``convzoo.cost``); ``time=True`` also measures both models'
     forward latency on that shape, round-robin in one run, on the model's device.
     """
-    from ..analysis.cost import cost
+    from ..arithmetic.cost import cost
 
     original = copy.deepcopy(model).eval()
     fused_names: list[str] = []

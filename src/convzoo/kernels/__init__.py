@@ -1,4 +1,5 @@
-"""convzoo's own compiled kernels, for arithmetic that PyTorch has no direct kernel for.
+"""convzoo's own kernels, for arithmetic that PyTorch has no direct kernel for: the pure-PyTorch deformable op
+(``deform_torch``) and compiled kernels.
 
 CPU kernels are numba functions (a pip-installed JIT: no compiler on the user's machine, compiled once per machine
 and cached on disk); GPU kernels are Triton functions (checked on the CPU under ``TRITON_INTERPRET=1``). Every

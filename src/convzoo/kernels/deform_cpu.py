@@ -276,7 +276,7 @@ def deform_conv2d(x: torch.Tensor, offset: torch.Tensor, weight: torch.Tensor, b
                   dilation: int | tuple[int, int] = 1, mask: torch.Tensor | None = None) -> torch.Tensor:
     """torchvision's ``deform_conv2d`` (argument order and semantics) on convzoo's CPU kernels: x (N, C, H, W)
     fp32 / fp64, offset (N, 2·G·kh·kw, Ho, Wo) as (Δy, Δx) per tap, mask (N, G·kh·kw, Ho, Wo) or None, weight
-    (C_out, C/groups, kh, kw). Shapes are the caller's to check (``convzoo.deform.deform_conv2d`` checks them)."""
+    (C_out, C/groups, kh, kw). Shapes are the caller's to check (``deform_torch.deform_conv2d`` checks them)."""
     return DeformConv2dFunction.apply(x, offset, mask, weight, bias, _pair(stride), _pair(padding), _pair(dilation))
 
 

@@ -18,22 +18,17 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from ..analysis.cost import LayerCost, compose, elementwise_cost, module_cost
-from .base import (
+from ..arithmetic.cost import LayerCost, compose, elementwise_cost, module_cost
+from ..geometry import (
     PADDING_MODES,
-    Alternative,
-    ConvzooLayer,
     Padding,
     PaddingPairs,
-    Runner,
-    Stage,
     check_choice,
     check_groups,
-    check_input,
     check_window_fits,
     resolve_geometry,
-    planned_forward,
 )
+from .base import Alternative, ConvzooLayer, Runner, Stage, check_input, planned_forward
 from .conv import Conv1d, Conv2d, Conv3d, ConvNd, grouped_projection, native_conv_call, to_numpy
 
 if TYPE_CHECKING:
@@ -215,7 +210,7 @@ class BranchConvNd(ConvzooLayer, nn.Module):
     def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
         """W (projected onto the groups, fitted to K) in the largest branch with BN set to the identity map; the
         other branches zeroed (γ = 0); exact in eval mode for a dense block (groups = 1)."""
-        from ..conversion.kernels import load_, relative_frobenius_error
+        from ..dense_kernels import load_, relative_frobenius_error
 
         blocks, effective = grouped_projection(weight, self.groups, self.kernel_size)
         main = max(self.branches.values(), key=lambda b: b.conv.weight[0, 0].numel())
@@ -255,7 +250,7 @@ class BranchConvNd(ConvzooLayer, nn.Module):
 
 def _embed(w: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
     """Zero-pad a kernel to ``size``, placing it at offset (K − k) // 2 per dim (the branches' alignment)."""
-    from ..conversion.kernels import fit_kernel
+    from ..dense_kernels import fit_kernel
 
     return fit_kernel(w, tuple(size))
 

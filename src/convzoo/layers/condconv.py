@@ -16,25 +16,28 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ..analysis.cost import LayerCost, compose, conv_macs, conv_output_tensor_shape, elementwise_cost, module_cost, numel
+from ..arithmetic.cost import (LayerCost, compose, conv_macs, conv_output_tensor_shape, elementwise_cost, module_cost,
+                                numel)
 from ..functional import conv_with_pairs
-from .base import (
+from ..geometry import (
     PADDING_MODES,
+    IntOrTuple,
+    Padding,
+    check_choice,
+    check_groups,
+    check_positive_int,
+    check_window_fits,
+    resolve_geometry,
+)
+from .base import (
     Alternative,
     Attention,
     ConvzooLayer,
-    IntOrTuple,
-    Padding,
     Runner,
     Stage,
-    check_choice,
-    check_groups,
     check_input,
-    check_positive_int,
-    check_window_fits,
     geometry_repr,
     init_conv_,
-    resolve_geometry,
     planned_forward,
 )
 from .conv import grouped_projection
@@ -196,7 +199,7 @@ class CondConvNd(ConvzooLayer, nn.Module):
     def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
         """Routing FC zeroed (every r_k = sigmoid(0) = ½) and every expert 2W/K: Σ_k r_k W_k = W exactly (when W
         fits kernel and groups); training then moves the routing."""
-        from ..conversion.kernels import load_, relative_frobenius_error
+        from ..dense_kernels import load_, relative_frobenius_error
 
         blocks, effective = grouped_projection(weight, self.groups, self.kernel_size)
         scale = 2.0 / self.num_experts

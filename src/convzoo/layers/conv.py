@@ -14,25 +14,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..analysis.cost import LayerCost, conv_cost, conv_output_tensor_shape
+from ..arithmetic.cost import LayerCost, conv_cost, conv_output_tensor_shape
 from ..functional import flip_kernel, pad_pairs
-from .base import (
+from ..geometry import (
     PADDING_MODES,
-    Alternative,
-    ConvzooLayer,
     IntOrTuple,
     Padding,
-    Runner,
-    Stage,
     check_choice,
     check_groups,
-    check_input,
     check_window_fits,
+    resolve_geometry,
+)
+from .base import (
+    Alternative,
+    ConvzooLayer,
+    Runner,
+    Stage,
+    check_input,
     frozen,
     init_conv_,
     parameter_reader,
     planned_forward,
-    resolve_geometry,
 )
 from . import triton_forms
 from .fastpaths import depthwise_channels_last, depthwise_split, is_channels_last, pointwise_matmul
@@ -68,7 +70,7 @@ def native_conv_call(conv: ConvNd, weight: torch.Tensor | None = None) -> Callab
 def grouped_projection(weight: torch.Tensor, groups: int, size: tuple[int, ...]) -> tuple[torch.Tensor, torch.Tensor]:
     """What a (groups, size) conv keeps of a dense kernel W (C_out, C_in, *k): its own (C_out, C_in/g, *size)
     weight, and the dense kernel it then computes (zeros off the diagonal blocks, centred and cropped/padded)."""
-    from ..conversion.kernels import dense_kernel, fit_kernel
+    from ..dense_kernels import dense_kernel, fit_kernel
 
     fitted = fit_kernel(weight, size)
     out, cin = weight.shape[:2]
@@ -302,7 +304,7 @@ class ConvNd(ConvzooLayer):
 
     def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
         """Exact when W fits the layer's kernel and groups; else the orthogonal projection onto them."""
-        from ..conversion.kernels import load_, relative_frobenius_error
+        from ..dense_kernels import load_, relative_frobenius_error
 
         blocks, effective = grouped_projection(weight, self.groups, self.kernel_size)
         load_(self.weight, blocks.flip(tuple(range(2, blocks.dim()))) if self.mode == "convolution" else blocks)

@@ -29,20 +29,15 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..analysis.cost import LayerCost, compose, elementwise_cost, numel
+from ..arithmetic.cost import LayerCost, compose, elementwise_cost, numel
+from ..geometry import IntOrTuple, check_choice, check_groups, check_positive_int, check_window_fits, expand
 from .base import (
     Alternative,
     ConvzooLayer,
-    IntOrTuple,
     Stage,
     autocast_enabled,
-    check_choice,
-    check_groups,
     check_input,
-    check_positive_int,
-    check_window_fits,
     check_zero_started_weight,
-    expand,
     geometry_repr,
 )
 

@@ -6,8 +6,8 @@ offsets Δp (and, for v2, the masks m = sigmoid(·)) come from an ordinary conv 
 kernel/stride/padding/dilation. It is zero-initialised, so at init v1 equals a plain conv with
 ``weight``/``bias`` and v2 (m = 0.5) equals half of it plus the bias.
 
-Exact implementations of the sampling + conv: ``convzoo.deform.deform_conv2d`` (pure PyTorch: grid_sample into
-columns, one GEMM; autocast-safe, torch.compile-able, NaN-safe, keeps channels_last), torchvision's
+Exact implementations of the sampling + conv: ``convzoo.kernels.deform_torch.deform_conv2d`` (pure PyTorch:
+grid_sample into columns, one GEMM; autocast-safe, torch.compile-able, NaN-safe, keeps channels_last), torchvision's
 ``deform_conv2d`` kernel, on the CPU in fp32 / fp64 convzoo's own numba kernels (``convzoo.kernels.deform_cpu``: the
 bilinear, masked reads written straight into the GEMM's columns, NaN-safe, keeps channels_last) and, on CUDA,
 convzoo's Triton implicit GEMM (``kernels/triton_deform.py``: no column tensor; the same NaN rule).
@@ -30,25 +30,19 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ..analysis.cost import LayerCost, compose, conv_macs, elementwise_cost, numel
-from ..analysis.shapes import conv_output_shape
-from .base import (
+from ..arithmetic.cost import LayerCost, compose, conv_macs, elementwise_cost, numel
+from ..arithmetic.shapes import conv_output_shape
+from ..geometry import (
     PADDING_MODES,
-    Alternative,
-    ConvzooLayer,
     IntOrTuple,
     Padding,
-    Stage,
     check_choice,
     check_groups,
-    check_input,
     check_positive_int,
     check_window_fits,
-    check_zero_started_weight,
     expand,
-    geometry_repr,
-    init_conv_,
 )
+from .base import Alternative, ConvzooLayer, Stage, check_input, check_zero_started_weight, geometry_repr, init_conv_
 from ..functional import pad_pairs
 from .conv import Conv2d, grouped_projection, native_conv_call
 from ..kernels import triton_runtime
@@ -187,7 +181,7 @@ class DeformConv2d(ConvzooLayer, nn.Module):
                             implementation: str | None = None) -> torch.Tensor:
         """Bilinear sampling at p·s + t·d + Δp (times the mask for v2), then the weights: one deformable conv,
         by ``implementation`` ('torch' / 'torchvision' / 'triton'; default: the layer's, see the module docstring)."""
-        from ..deform import deform_conv2d
+        from ..kernels.deform_torch import deform_conv2d
 
         padded, padding = self._geometry_args(x)
         choice = check_choice(implementation or self.implementation, "implementation", IMPLEMENTATIONS)
@@ -327,11 +321,11 @@ class DeformConv2d(ConvzooLayer, nn.Module):
             return direct
 
         return [("peer", "torchvision deform_conv2d (direct)", run("torchvision")),
-                ("native", "convzoo.deform.deform_conv2d (pure torch, direct)", run("torch"))]
+                ("native", "convzoo.kernels.deform_torch.deform_conv2d (pure torch, direct)", run("torch"))]
 
     def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
         """Zero offsets read the regular grid, so W loads exactly (v2: mask sigmoid(0) = ½, so 2W is stored)."""
-        from ..conversion.kernels import load_, relative_frobenius_error
+        from ..dense_kernels import load_, relative_frobenius_error
 
         blocks, effective = grouped_projection(weight, self.groups, self.kernel_size)
         self.reset_parameters()

@@ -13,15 +13,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from ..analysis.cost import LayerCost, sequential_cost
-from .base import (
-    Alternative,
-    ConvzooLayer,
-    IntOrTuple,
-    Padding,
-    Stage,
-    check_positive_int,
-)
+from ..arithmetic.cost import LayerCost, sequential_cost
+from ..geometry import IntOrTuple, Padding, check_positive_int
+from .base import Alternative, ConvzooLayer, Stage
 from .conv import ConvNd, native_conv_call
 from .pointwise import PointwiseConv1d, PointwiseConv2d, PointwiseConv3d, PointwiseConvNd
 
@@ -165,7 +159,7 @@ class DepthwiseSeparableConvNd(ConvzooLayer, nn.Module):
     def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
         """Rank-m SVD of each input channel's (C_out, prod(k)) slice: W[:, c] ≈ P_c D_c, P_c (C_out × m),
         D_c (m × prod(k)); exact when every slice has rank ≤ m."""
-        from ..conversion.kernels import fit_kernel, load_, relative_frobenius_error
+        from ..dense_kernels import fit_kernel, load_, relative_frobenius_error
 
         if not self._linear():
             raise TypeError("a DepthwiseSeparableConv with norm_layer/activation inside is not linear")

@@ -22,25 +22,28 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .base import (
-    Alternative,
-    ConvzooLayer,
-    Stage,
-    geometry_repr,
+from ..geometry import (
     resolve_geometry,
     PADDING_MODES,
     IntOrTuple,
     Padding,
     check_choice,
     check_groups,
-    check_input,
     check_positive_int,
     check_window_fits,
+)
+from .base import (
+    Alternative,
+    ConvzooLayer,
+    Stage,
+    geometry_repr,
+    check_input,
     parameter_reader,
     planned_forward,
     Runner,
 )
-from ..analysis.cost import LayerCost, compose, conv_macs, conv_output_tensor_shape, elementwise_cost, module_cost, numel
+from ..arithmetic.cost import (LayerCost, compose, conv_macs, conv_output_tensor_shape, elementwise_cost, module_cost,
+                                numel)
 from ..functional import conv_with_pairs, pad_pairs
 from .base import init_conv_
 from .conv import grouped_projection
@@ -414,7 +417,7 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
 
     def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
         """Every kernel starts as W: Σ_k π_k W = W for any attention π (exact when W fits kernel and groups)."""
-        from ..conversion.kernels import load_, relative_frobenius_error
+        from ..dense_kernels import load_, relative_frobenius_error
 
         blocks, effective = grouped_projection(weight, self.groups, self.kernel_size)
         load_(self.weight, blocks.unsqueeze(0).expand_as(self.kernels).reshape(self.weight.shape))

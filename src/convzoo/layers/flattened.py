@@ -14,8 +14,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..analysis.cost import LayerCost, sequential_cost
-from .base import Alternative, ConvzooLayer, IntOrTuple, Padding, Stage
+from ..arithmetic.cost import LayerCost, sequential_cost
+from ..geometry import IntOrTuple, Padding
+from .base import Alternative, ConvzooLayer, Stage
 from .conv import native_conv_call
 from .fastpaths import nchw_on_cpu
 from .form_choice import FormChoice, is_tracing
@@ -162,7 +163,7 @@ class FlattenedConv2d(ConvzooLayer, nn.Module):
 
     def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
         """Rank-1 (CP) decomposition of each filter by the higher-order power method: W[o] ≈ L[o] ⊗ V[o] ⊗ H[o]."""
-        from ..conversion.kernels import fit_kernel, load_, relative_frobenius_error
+        from ..dense_kernels import fit_kernel, load_, relative_frobenius_error
 
         fitted = fit_kernel(weight, self.kernel_size)
         lateral, vertical, horizontal = rank1_filters(fitted)

@@ -15,9 +15,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from ..analysis.cost import LayerCost, compose, elementwise_cost, module_cost
-from .base import (Alternative, ConvzooLayer, IntOrTuple, Padding, Runner, Stage, check_input, check_positive_int,
-                   planned_forward)
+from ..arithmetic.cost import LayerCost, compose, elementwise_cost, module_cost
+from ..geometry import IntOrTuple, Padding, check_positive_int
+from .base import Alternative, ConvzooLayer, Runner, Stage, check_input, planned_forward
 from .conv import Conv1d, Conv2d, Conv3d, ConvNd, native_conv_call, to_numpy
 from .depthwise import DepthwiseConv1d, DepthwiseConv2d, DepthwiseConv3d, DepthwiseConvNd
 
@@ -141,7 +141,7 @@ class GhostModuleNd(ConvzooLayer, nn.Module):
         """The primary conv takes W's first m filters (fitted to its kernel); ghost map j of intrinsic map i keeps
         only the cheap kernel's centre tap α = ⟨W_o, W_i⟩ / ‖W_i‖² (the best multiple of filter i for filter o).
         Exact when every later filter is a multiple of its intrinsic one."""
-        from ..conversion.kernels import fit_kernel, load_, relative_frobenius_error
+        from ..dense_kernels import fit_kernel, load_, relative_frobenius_error
 
         if not self._linear():
             raise TypeError("a Ghost module with norm_layer/activation inside is not linear")

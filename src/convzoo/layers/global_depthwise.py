@@ -14,9 +14,9 @@ import torch.nn.functional as F
 from torch import nn
 from torch.nn.modules.lazy import LazyModuleMixin
 
-from ..analysis.cost import LayerCost, conv_cost
-from .base import (Alternative, ConvzooLayer, Stage, autocast_enabled, check_input, check_positive_int, expand,
-                   init_conv_)
+from ..arithmetic.cost import LayerCost, conv_cost
+from ..geometry import check_positive_int, expand
+from .base import Alternative, ConvzooLayer, Stage, autocast_enabled, check_input, init_conv_
 from .fastpaths import GlobalDepthwiseSum, GlobalDepthwiseSumNHWC, is_channels_last
 from .form_choice import FormChoice, is_tracing
 

@@ -18,25 +18,20 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..analysis.cost import LayerCost, conv_output_tensor_shape, numel
+from ..arithmetic.cost import LayerCost, conv_output_tensor_shape, numel
 from ..functional import pad_pairs
 from .form_choice import FormChoice, is_tracing, memory_format_name, tracing_active
 from .formats import channels_last_format
-from .base import (
+from ..geometry import (
     PADDING_MODES,
-    _batch_friendly,
-    Alternative,
-    ConvzooLayer,
     IntOrTuple,
     Padding,
-    Stage,
     check_choice,
-    check_input,
     check_positive_int,
     check_window_fits,
-    geometry_repr,
     resolve_geometry,
 )
+from .base import _batch_friendly, Alternative, ConvzooLayer, Stage, check_input, geometry_repr
 
 if TYPE_CHECKING:
     import numpy as np
@@ -414,7 +409,7 @@ class HetConv2d(ConvzooLayer, nn.Module):
 
     def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
         """Projection: filter j keeps its k×k kernels on channels (j mod p) + p·m and W's centre tap elsewhere."""
-        from ..conversion.kernels import fit_kernel, load_, relative_frobenius_error
+        from ..dense_kernels import fit_kernel, load_, relative_frobenius_error
 
         out, cin = weight.shape[:2]
         p = self.p

@@ -27,24 +27,20 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ..analysis.cost import LayerCost, compose, conv_output_tensor_shape, elementwise_cost, numel
+from ..arithmetic.cost import LayerCost, compose, conv_output_tensor_shape, elementwise_cost, numel
 from ..functional import pad_pairs
-from .base import (
+from ..geometry import (
     PADDING_MODES,
-    Alternative,
-    ConvzooLayer,
     IntOrTuple,
     Padding,
     PaddingPairs,
-    Stage,
     check_choice,
     check_groups,
-    check_input,
     check_positive_int,
     check_window_fits,
-    geometry_repr,
     resolve_geometry,
 )
+from .base import Alternative, ConvzooLayer, Stage, check_input, geometry_repr
 from . import triton_forms
 from .form_choice import FormChoice, input_key, is_tracing
 from .patches import window_patches

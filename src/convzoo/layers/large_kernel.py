@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import torch
 
-from .base import IntOrTuple, Padding, check_positive_int, expand
+from ..geometry import IntOrTuple, Padding, check_positive_int, expand
 from .branches import BranchConvNd
 
 

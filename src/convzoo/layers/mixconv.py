@@ -11,19 +11,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ..analysis.cost import LayerCost, compose, elementwise_cost
-from .base import (
-    Alternative,
-    ConvzooLayer,
-    IntOrTuple,
-    Runner,
-    Stage,
-    check_choice,
-    check_input,
-    check_positive_int,
-    expand,
-    planned_forward,
-)
+from ..arithmetic.cost import LayerCost, compose, elementwise_cost
+from ..geometry import IntOrTuple, check_choice, check_positive_int, expand
+from .base import Alternative, ConvzooLayer, Runner, Stage, check_input, planned_forward
 from .conv import Conv2d, grouped_projection, native_conv_call
 
 if TYPE_CHECKING:
@@ -151,7 +141,7 @@ class MixConv2d(ConvzooLayer, nn.Module):
 
     def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
         """Each group keeps its diagonal block of W (its channels), centred in its own kernel size."""
-        from ..conversion.kernels import load_, relative_frobenius_error
+        from ..dense_kernels import load_, relative_frobenius_error
 
         effective = torch.zeros_like(weight)
         row = col = 0

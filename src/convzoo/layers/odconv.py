@@ -21,25 +21,20 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ..analysis.cost import LayerCost, compose, conv_macs, conv_output_tensor_shape, elementwise_cost, module_cost, numel
+from ..arithmetic.cost import (LayerCost, compose, conv_macs, conv_output_tensor_shape, elementwise_cost, module_cost,
+                                numel)
 from ..functional import conv_with_pairs
-from .base import (
+from ..geometry import (
     PADDING_MODES,
-    Alternative,
-    Attention,
-    ConvzooLayer,
     IntOrTuple,
     Padding,
-    Stage,
     check_choice,
     check_groups,
-    check_input,
     check_positive_int,
     check_window_fits,
-    geometry_repr,
-    init_conv_,
     resolve_geometry,
 )
+from .base import Alternative, Attention, ConvzooLayer, Stage, check_input, geometry_repr, init_conv_
 from .conv import grouped_projection
 from .kernel_bank import accept_unstacked_banks, bank_view
 from .form_choice import is_tracing
@@ -229,7 +224,7 @@ class ODConvNd(ConvzooLayer, nn.Module):
     def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
         """Attention heads zeroed: α_s = α_c = α_f = ½ and α_w = 1/K, so every kernel 8W gives
         α_f·α_c·α_s·Σ_k α_wk·8W = W exactly (when W fits kernel and groups)."""
-        from ..conversion.kernels import load_, relative_frobenius_error
+        from ..dense_kernels import load_, relative_frobenius_error
 
         blocks, effective = grouped_projection(weight, self.groups, self.kernel_size)
         load_(self.weight, (8 * blocks).unsqueeze(0).expand_as(self.kernels).reshape(self.weight.shape))

@@ -14,9 +14,9 @@ from typing import TYPE_CHECKING, Any, ClassVar
 import torch
 from torch import nn
 
-from ..analysis.cost import LayerCost, elementwise_cost
-from .base import (Alternative, ConvzooLayer, IntOrTuple, Padding, Runner, Stage, check_input, check_positive_int,
-                   planned_forward)
+from ..arithmetic.cost import LayerCost, elementwise_cost
+from ..geometry import IntOrTuple, Padding, check_positive_int
+from .base import Alternative, ConvzooLayer, Runner, Stage, check_input, planned_forward
 from .conv import Conv1d, Conv2d, Conv3d, ConvNd, native_conv_call, to_numpy
 
 if TYPE_CHECKING:

@@ -16,7 +16,7 @@ import torch
 
 from ..functional import conv_with_pairs, pad_pairs
 from . import triton_forms
-from .base import PaddingPairs
+from ..geometry import PaddingPairs
 from .form_choice import FormChoice
 from .formats import channels_last_format
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from .base import IntOrTuple, Padding, expand
+from ..geometry import IntOrTuple, Padding, expand
 from .conv import ConvNd
 
 

@@ -12,7 +12,7 @@ from typing import ClassVar
 
 import torch
 
-from .base import IntOrTuple, Padding, expand
+from ..geometry import IntOrTuple, Padding, expand
 from .branches import BranchConvNd
 
 

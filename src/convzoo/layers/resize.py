@@ -12,9 +12,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..analysis.cost import LayerCost, interpolation_cost
-from .base import (Alternative, ConvzooLayer, IntOrTuple, Padding, Runner, Stage, check_choice, check_input, expand,
-                   planned_forward)
+from ..arithmetic.cost import LayerCost, interpolation_cost
+from ..geometry import IntOrTuple, Padding, check_choice, expand
+from .base import Alternative, ConvzooLayer, Runner, Stage, check_input, planned_forward
 from .conv import Conv1d, Conv2d, Conv3d, ConvNd, native_conv_call
 
 if TYPE_CHECKING:

@@ -17,20 +17,9 @@ from typing import TYPE_CHECKING, Any
 import torch
 from torch import nn
 
-from ..analysis.cost import LayerCost, compose, elementwise_cost, module_cost, numel
-from .base import (
-    Alternative,
-    Attention,
-    ConvzooLayer,
-    IntOrTuple,
-    Runner,
-    Stage,
-    check_groups,
-    check_input,
-    check_positive_int,
-    expand,
-    planned_forward,
-)
+from ..arithmetic.cost import LayerCost, compose, elementwise_cost, module_cost, numel
+from ..geometry import IntOrTuple, check_groups, check_positive_int, expand
+from .base import Alternative, Attention, ConvzooLayer, Runner, Stage, check_input, planned_forward
 from .conv import Conv1d, Conv2d, Conv3d, native_conv_call
 
 if TYPE_CHECKING:

@@ -15,16 +15,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..analysis.cost import LayerCost, sequential_cost
-from .base import (
-    Alternative,
-    ConvzooLayer,
-    IntOrTuple,
-    Padding,
-    Stage,
-    check_positive_int,
-    resolve_geometry,
-)
+from ..arithmetic.cost import LayerCost, sequential_cost
+from ..geometry import IntOrTuple, Padding, check_positive_int, resolve_geometry
+from .base import Alternative, ConvzooLayer, Stage
 from .conv import Conv2d, native_conv_call, to_numpy
 
 
@@ -119,7 +112,7 @@ class SpatiallySeparableConv2d(ConvzooLayer, nn.Module):
     def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
         """Truncated SVD of W reshaped to (C_in·kh, C_out·kw) (Jaderberg et al. 2014, scheme 2): W[o, c, i, j] =
         Σ_m row[o, m, j]·col[m, c, i]; exact when ``mid_channels`` reaches the rank."""
-        from ..conversion.kernels import load_, relative_frobenius_error
+        from ..dense_kernels import load_, relative_frobenius_error
 
         out, cin, kh, kw = weight.shape
         if (kh, kw) != self.kernel_size:

@@ -13,9 +13,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..analysis.cost import LayerCost, elementwise_cost
+from ..arithmetic.cost import LayerCost, elementwise_cost
 from ..functional import channel_shuffle
-from .base import Alternative, ConvzooLayer, IntOrTuple, Padding, Runner, Stage, check_positive_int, planned_forward
+from ..geometry import IntOrTuple, Padding, check_positive_int
+from .base import Alternative, ConvzooLayer, Runner, Stage, planned_forward
 from .form_choice import is_tracing
 from .conv import Conv1d, Conv2d, Conv3d, ConvNd, grouped_projection, native_conv_call
 
@@ -131,7 +132,7 @@ class ShuffledGroupedConvNd(ConvzooLayer, nn.Module):
     def approximate_dense_(self, weight: torch.Tensor, bias: torch.Tensor | None) -> float:
         """Output i is conv channel (i mod g)·(C/g) + ⌊i/g⌋: give that conv channel W's row i, then project onto
         the groups (exact when W is block-diagonal in the shuffled order)."""
-        from ..conversion.kernels import load_, relative_frobenius_error
+        from ..dense_kernels import load_, relative_frobenius_error
 
         g, c = self.groups, self.out_channels
         order = torch.arange(c)

@@ -17,17 +17,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..analysis.cost import LayerCost, elementwise_cost
-from .base import (
-    Alternative,
-    ConvzooLayer,
-    IntOrTuple,
-    Padding,
-    Stage,
-    check_choice,
-    check_positive_int,
-    init_conv_,
-)
+from ..arithmetic.cost import LayerCost, elementwise_cost
+from ..geometry import IntOrTuple, Padding, check_choice, check_positive_int
+from .base import Alternative, ConvzooLayer, Stage, init_conv_
 from .conv import Conv1d, Conv2d, Conv3d, ConvNd, native_conv_call, to_numpy
 from .formats import channels_last_format
 

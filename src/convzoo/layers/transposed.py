@@ -15,23 +15,10 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..analysis.cost import LayerCost, transposed_conv_macs, weight_cost
-from ..analysis.shapes import transposed_output_size
-from .base import (
-    PADDING_MODES,
-    Alternative,
-    ConvzooLayer,
-    IntOrTuple,
-    Runner,
-    Stage,
-    check_choice,
-    check_groups,
-    check_input,
-    expand,
-    init_conv_,
-    parameter_reader,
-    planned,
-)
+from ..arithmetic.cost import LayerCost, transposed_conv_macs, weight_cost
+from ..arithmetic.shapes import transposed_output_size
+from ..geometry import PADDING_MODES, IntOrTuple, check_choice, check_groups, expand
+from .base import Alternative, ConvzooLayer, Runner, Stage, check_input, init_conv_, parameter_reader, planned
 
 if TYPE_CHECKING:
     import numpy as np

@@ -133,7 +133,7 @@ def stage_costs(module: torch.nn.Module, shape: Sequence[int], dtype: torch.dtyp
     stages on the tensor they read), each from ``convzoo.cost`` of the stage's sub-layer; the whole layer as one
     stage when a stage names no sub-layer, a sub-layer cannot be costed alone, or the stages do not add up to the
     layer's MACs and bytes."""
-    from ..analysis.cost import cost
+    from ..arithmetic.cost import cost
     from ..layers.base import ConvzooLayer
 
     whole = cost(module, tuple(shape), dtype=dtype)
@@ -173,7 +173,7 @@ def bench_family(name: str, batch: int = 8, in_channels: int = 64, out_channels:
     """Time convzoo's layer, every native composition, peers and naive published forms of family ``name``; with
     the measured GEMM peak and copy bandwidth, also the layer's roofline bound per stage."""
     from .compare import build_for_compare
-    from ..analysis.cost import cost
+    from ..arithmetic.cost import cost
 
     module, shape = build_for_compare(name, batch, in_channels, out_channels, size, kernel_size, dtype, device)
     if standard_macs is None:
@@ -189,7 +189,7 @@ def bench_module(name: str, module: torch.nn.Module, shape: Sequence[int], dtype
                  bandwidth_gbs: float | None = None, **measure_kw: Any) -> FamilyBench:
     """``bench_family`` for a given layer and input shape: all forms of it timed round-robin in each format."""
     from .baselines import alternatives
-    from ..analysis.cost import cost
+    from ..arithmetic.cost import cost
     from ..layers.base import ConvzooLayer
 
     report = cost(module, tuple(shape), dtype=dtype)

@@ -81,7 +81,7 @@ def build_for_compare(name: str, batch: int, in_channels: int, out_channels: int
 
 
 def _max_error(module: torch.nn.Module, x: torch.Tensor, slice_size: int = 10) -> float:
-    from ..oracle.verify import check_module
+    from ..verify import check_module
 
     small = x[:1, :, :slice_size, :slice_size]
     try:
@@ -99,7 +99,7 @@ def compare(batch: int = 8, in_channels: int = 64, out_channels: int = 128, size
     settled; see ``_round_robin``); ``progress(name)`` is called before each
     family. On CUDA, timing uses CUDA events and cuDNN autotuning."""
     from .timing import configure, make_inputs
-    from ..analysis.cost import cost
+    from ..arithmetic.cost import cost
 
     configure(device)
     names = list(families) if families else [f.name for f in _all_families()]

@@ -116,7 +116,7 @@ def run_trial(config: TrainConfig, token: str, threads: int = TRIAL_THREADS) -> 
     A second attempt within the same sweep ``token`` (the first one's worker died) resumes from the trial's
     checkpoint.
     """
-    from ..analysis.cost import cost
+    from ..arithmetic.cost import cost
     from ..layers.form_choice import fixed_choices
 
     attempt = _attempt(config.out, token)

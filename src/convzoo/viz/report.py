@@ -25,7 +25,7 @@ from typing import Any
 import torch
 from matplotlib.ticker import LogFormatter
 
-from ..analysis.cost import cost
+from ..arithmetic.cost import cost
 from ..registry import families
 from .draw import DPI
 from .figures import figure_bytes, plt

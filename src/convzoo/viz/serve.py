@@ -45,7 +45,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..analysis.cost import cost
+from ..arithmetic.cost import cost
 from ..layers.form_choice import untimed
 from ..registry import families
 from ..registry import family as get_family

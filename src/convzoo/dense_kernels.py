@@ -1,4 +1,6 @@
-"""Dense-kernel helpers for approximating a convolution by a family (each family's ``approximate_dense_``)."""
+"""A dense convolution's kernel — its weight, not a compute kernel (those are ``convzoo.kernels``) — for approximating
+it by a family (each family's ``approximate_dense_``): a grouped weight as its block-diagonal dense kernel, a kernel
+centred in another window, the relative error, loading into a parameter. Below the layers: imports torch only."""
 
 from __future__ import annotations
 

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..layers.base import ConvzooLayer
-from ..registry import build
+from .layers.base import ConvzooLayer
+from .registry import build
 
 TOLERANCE = 1e-5  # fp32 relative error
 

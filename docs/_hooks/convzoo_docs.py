@@ -143,7 +143,8 @@ def bench_rows() -> tuple[dict[str, dict], str]:
 
 def family_pages(convzoo: ModuleType, out: Path) -> dict[str, str]:
     """The gallery page and one page per family; pictures drawn from the real layer into ``out``."""
-    from convzoo.viz import LayerSpec, render
+    from convzoo.cli.viz import default_spec
+    from convzoo.viz import render
 
     rows, machine = bench_rows()
     base = rows.get("standard", {}).get("fwd_ms")
@@ -164,7 +165,8 @@ def family_pages(convzoo: ModuleType, out: Path) -> dict[str, str]:
         formula = " ".join((own_doc(type(layer).cost) or "(the layer's cost() has no docstring)").split())
         picture = out / f"{fam.name}.png"
         try:
-            render(fam.name, picture, LayerSpec(fam.name, dim=2 if 2 in fam.dims else fam.dims[0]))
+            # the picture `convzoo viz NAME` draws at its defaults
+            render(fam.name, picture, default_spec(fam.name, dim=2 if 2 in fam.dims else fam.dims[0]))
         except Exception as exc:  # a family that cannot be drawn is a documentation bug: fail strict builds
             log.warning("convzoo docs: family %r: picture failed: %s: %s", fam.name, type(exc).__name__, exc)
             picture = None

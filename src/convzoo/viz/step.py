@@ -349,8 +349,12 @@ def _window_columns(groups: Sequence[WindowGroup], out_channel: int, position: S
         pos = tuple(position)
         sub = g.reads
         head = label(f"{g.name}\nfilter {j} on c{c}", SMALL, "bold", color=group_colour(k))
+        if sub.geometry is None:  # the group reads nothing a window describes here (e.g. its ReLU is off)
+            columns.append(column([head, label(f"filter {j} reads no window\nof c{c} at this output", SMALL)],
+                                  gap=0.4))
+            continue
         kernel = kernel_block(sub, j, numbers, [c], heading="", names=False)
-        pads = sub.geometry.padding() if sub.geometry is not None else ()
+        pads = sub.geometry.padding()
         size = tuple(s + lo + hi for s, (lo, hi) in zip(sub.input_shape[1:], pads))
         plane = gather_input(sub, j, pos, numbers, [c], title=f"INPUT c{c}" + (f", padded to {shape_text(size)}"
                                                                               if size != sub.input_shape[1:] else ""),

@@ -81,6 +81,8 @@ def test_cli_bench_prints_roofline_and_peers(tmp_path):
     assert result.exit_code == 0, result.output
     assert "roofline" in result.output and "fwd/bound" in result.output and "peers" in result.output
     data = json.loads(out.read_text())
-    rows = data["summary"][0]["roofline"]
+    rows = data["data"]["summary"][0]["roofline"]
     assert set(rows) == {"contiguous", "channels_last"} and all("path" in r and "bound_ms" in r for r in rows.values())
-    assert data["summary"][1]["peers"]
+    assert data["data"]["summary"][1]["peers"]
+    captions = [t["caption"] for t in data["tables"]]
+    assert captions[1].startswith("Roofline") and captions[2].startswith("Peers")

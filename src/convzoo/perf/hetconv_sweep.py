@@ -20,6 +20,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .results import Table, machine_info, write_results
 from .timing import FORMATS, make_inputs, round_robin, to_format
 
 # (batch, channels in = out, map size, p, k): small maps where one dense call wins, large maps where the
@@ -156,10 +157,31 @@ def sweep_table(rows: Sequence[SweepRow], title: str) -> Any:
     return table
 
 
+SWEEP_DESCRIPTION = (
+    "HetConv's layer (implementation 'auto', its one-time choice made before the rounds) against the masked dense "
+    "conv (an `nn.Conv2d` holding HetConv's masked kernel, rebuilt from its weights under autograd when a backward "
+    "follows) over a grid of shapes (batch 1–32, channels 16–256, maps 7–112, p 2–8, k 3/5), both memory formats, "
+    "forward and forward+backward. The layer and the masked dense conv run as a pair in their own interleaved "
+    "rounds; the grouped form (p-group k×k + dense 1×1) against the masked dense conv in rounds of its own. "
+    "Acceptance: convzoo / masked dense ≤ 1.05 in every row.")
+
+
+def sweep_results_table(rows: Sequence[dict[str, Any]]) -> Table:
+    """The sweep's rows (``asdict(SweepRow) | {'shape': ...}``) as a results table, worst ratios in the notes."""
+    worst = max((r["ratio"] for r in rows), default=math.nan)
+    worst_min = max((r["ratio_of_minima"] for r in rows), default=math.nan)
+    return Table("HetConv against the masked dense conv, every shape",
+                 ["shape", "format", "pass", ("masked dense ms", ".3f"), ("grouped ms", ".3f"),
+                  ("convzoo ms", ".3f"), "chosen", ("convzoo / masked dense", ".3f"), ("(fastest rounds)", ".3f")],
+                 [[r["shape"], r["memory_format"], "fwd+bwd" if r["backward"] else "fwd", r["masked_dense_ms"],
+                   r["grouped_ms"], r["convzoo_ms"], r["chosen"], r["ratio"], r["ratio_of_minima"]] for r in rows],
+                 f"{len(rows)} rows; max convzoo / masked dense = {worst:.3f} (medians), {worst_min:.3f} (fastest "
+                 "rounds); acceptance ≤ 1.05; times are medians (ms) of runs interleaved round-robin.")
+
+
 def run_sweep_command(console: Any, dtype: str, device: str, threads: int | None, backward: bool, quick: bool,
                       output: str | None) -> list[SweepRow]:
-    """The body of ``convzoo bench hetconv --sweep``: the table, and the rows as JSON when ``output`` is given."""
-    import json
+    """The body of ``convzoo bench hetconv --sweep``: the table, and the results file when ``output`` is given."""
     import os
 
     from .compare import checked_options
@@ -176,9 +198,12 @@ def run_sweep_command(console: Any, dtype: str, device: str, threads: int | None
     console.print(sweep_table(rows, f"HetConv sweep — {info['device']}, {info['threads']} thread(s), "
                                     f"torch {info['torch']}, load {load}"))
     if output:
-        with open(output, "w") as f:
-            json.dump({"machine": info, "max_ratio": max((r.ratio for r in rows), default=None),
-                       "max_ratio_of_minima": max((r.ratio_of_minima for r in rows), default=None),
-                       "rows": [asdict(r) | {"shape": r.shape} for r in rows]}, f, indent=1, default=str)
-        console.print(f"JSON: {output}")
+        dicts = [asdict(r) | {"shape": r.shape} for r in rows]
+        write_results(output, f"HetConv at every shape: the layer against the masked dense conv ({info['device']})",
+                      [sweep_results_table(dicts)], description=SWEEP_DESCRIPTION,
+                      machine=machine_info(dev, load_average_before=load and round(load[0], 2)),
+                      data={"max_ratio": max((r.ratio for r in rows), default=None),
+                            "max_ratio_of_minima": max((r.ratio_of_minima for r in rows), default=None),
+                            "rows": dicts})
+        console.print(f"results: {output}")
     return rows

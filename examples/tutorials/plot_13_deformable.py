@@ -19,4 +19,4 @@ for modulated in (False, True):
 # %%
 from convzoo.viz.article_figures import FIGURES
 
-next(f for f in FIGURES if f.name == "003-1.3_sampling-matrix-deformable").figure()
+next(f for f in FIGURES if f.name == "003-2.2_sampling-matrix-deformable").figure()

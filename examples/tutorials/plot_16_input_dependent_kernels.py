@@ -146,7 +146,7 @@ next(f for f in FIGURES if f.name == "003-2.3_dynamic-attention").figure()
 # %%
 # Involution's kernel, generated at each position from that position's features:
 
-next(f for f in FIGURES if f.name == "003-2.3_involution-kernels").figure()
+next(f for f in FIGURES if f.name == "beyond_involution-kernels").figure()
 
 # %%
 # Selective kernel convolution only re-weights two fixed branches per channel, so its local kernel moves least;

@@ -89,7 +89,7 @@ for r in rows:
 
 from convzoo.viz.article_figures import FIGURES
 
-next(f for f in FIGURES if f.name == "003-1.3_sampling-matrix-deformable").figure()
+next(f for f in FIGURES if f.name == "003-2.2_sampling-matrix-deformable").figure()
 
 # %%
 # v2's modulation: each sampled value weighted by its mask (drawn from a ``DeformConv2d(modulated=True)``):

@@ -17,6 +17,7 @@ from __future__ import annotations
 import html
 import importlib.util
 import logging
+import re
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -34,6 +35,14 @@ def _src_on_path() -> None:
         sys.path.insert(0, src)
 
 
+def _shown(path: Path) -> str:
+    """A path as the build log shows it: relative to the repository when inside it."""
+    try:
+        return str(path.relative_to(ROOT))
+    except ValueError:
+        return str(path)
+
+
 def _import_graph() -> ModuleType:
     spec = importlib.util.spec_from_file_location("convzoo_import_graph", ROOT / "tools" / "import_graph.py")
     module = importlib.util.module_from_spec(spec)
@@ -43,7 +52,7 @@ def _import_graph() -> ModuleType:
 
 
 # ------------------------------------------------------------------------------------------------- Performance
-def performance_pages(directory: Path = RESULTS) -> tuple[dict[str, str], dict[str, bytes], list]:
+def performance_pages(directory: Path | None = None) -> tuple[dict[str, str], dict[str, bytes], list]:
     """({page path: Markdown}, {file path: bytes of a figure}, the runs read) for every results file in
     ``directory``; each problem is logged as a warning naming the file, and the file's page is left out."""
     _src_on_path()
@@ -53,7 +62,7 @@ def performance_pages(directory: Path = RESULTS) -> tuple[dict[str, str], dict[s
     pages: dict[str, str] = {}
     files: dict[str, bytes] = {}
     runs = []
-    for path in results_files(directory):
+    for path in results_files(directory or RESULTS):
         try:
             run = read_results(path)
         except ResultsError as exc:
@@ -64,14 +73,14 @@ def performance_pages(directory: Path = RESULTS) -> tuple[dict[str, str], dict[s
         reading = text_path.read_text(encoding="utf-8") if text_path.exists() else ""
         for number in unquoted_numbers(reading, render_page(run, figure_dir=run.name)):
             log.warning("convzoo docs: %s quotes %s, which no generated table of %s shows (quote the tables, or "
-                        "have the benchmark write the number into its results)", text_path.relative_to(ROOT),
+                        "have the benchmark write the number into its results)", _shown(text_path),
                         number, path.name)
         if reading:
             reading += f"\n\n*This reading is `benchmarks/results/{text_path.name}`; the tables above are generated.*"
         for figure in run.figures:
             source = path.parent / figure["path"]
             if not source.is_file():
-                log.warning("convzoo docs: %s: figure %s does not exist", path.relative_to(ROOT), figure["path"])
+                log.warning("convzoo docs: %s: figure %s does not exist", _shown(path), figure["path"])
                 continue
             files[f"performance/{run.name}/{source.name}"] = source.read_bytes()
         pages[f"performance/{run.name}.md"] = render_page(run, reading, figure_dir=run.name)
@@ -146,6 +155,8 @@ CSS = """.cz-matrix{border-collapse:collapse;font-size:.62rem}
 .cz-matrix th{text-align:right}.cz-matrix th.cz-col{vertical-align:bottom;height:7rem}
 .cz-matrix th.cz-col span{writing-mode:vertical-rl;transform:rotate(180deg)}
 .cz-matrix td.cz-up{background:#f3c2bd}.cz-matrix td.cz-self{color:var(--md-default-fg-color--lighter)}
+.cz-results table:not([class]){font-size:.6rem}
+.cz-results table:not([class]) td,.cz-results table:not([class]) th{padding:.3em .55em}
 """
 
 
@@ -155,10 +166,21 @@ _FILES: dict[str, bytes] = {}
 _INDEX: list[str] = []
 
 
+LIST_ITEM = re.compile(r"^(\s*)([-*+]|\d+\.) ")
+
+
 def design_page() -> str:
-    text = DESIGN.read_text(encoding="utf-8")
-    title, _, body = text.partition("\n")
-    return f"{title}\n\n*This page is the repository's `DESIGN.md`, included at build time.*\n{body}"
+    """DESIGN.md as a page: a blank line put before each list that follows a paragraph line (GitHub renders such a
+    list, Python-Markdown does not), nothing else changed."""
+    lines, fenced = [], False
+    for line in DESIGN.read_text(encoding="utf-8").splitlines():
+        fenced ^= line.lstrip().startswith("```")
+        if not fenced and LIST_ITEM.match(line) and lines and lines[-1].strip() and not LIST_ITEM.match(lines[-1]) \
+                and not lines[-1].startswith(" "):
+            lines.append("")
+        lines.append(line)
+    title, *body = lines
+    return "\n".join([title, "", "*This page is the repository's `DESIGN.md`, included at build time.*", *body]) + "\n"
 
 
 def on_config(config, **kwargs):

@@ -105,7 +105,8 @@ def render_page(results: Results, reading: str = "", figure_dir: str = "") -> st
     out += ['??? info "Machine"', ""] + ["    " + line for line in machine_details(r.machine)] + [""]
     for table in r.tables:
         machine = None if r.machine is None and not table.machine else {**(r.machine or {}), **table.machine}
-        out += [f"## {table.caption}", "", f"*{machine_line(machine, r.date)}*", "", table_markdown(table), ""]
+        out += [f"## {table.caption}", "", f"*{machine_line(machine, r.date)}*", "",
+                '<div class="cz-results" markdown>', "", table_markdown(table), "", "</div>", ""]
         if table.notes:
             out += [table.notes.strip(), ""]
     for figure in r.figures:

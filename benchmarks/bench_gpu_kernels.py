@@ -87,9 +87,8 @@ def comparisons(name: str, module: Any) -> dict[str, Fn]:
                            lambda x: module.project_out(module.sample(module.project_in(x), module.branch(x))),
                            "grid_sample")
     if name == "depthwise_m2":
-        from convzoo.layers.conv import ConvNd
-
-        return _with_forms(module, module._triton, lambda x: ConvNd.forward(module, x), "native grouped conv")
+        return _with_forms(module, lambda x: module.run_form("triton", x), lambda x: module.run_form("native", x),
+                           "native grouped conv")
     if name == "odconv":
         from convzoo.layers.patches import batch_folded_conv
         from convzoo.kernels.triton_per_sample import per_sample_conv
@@ -108,11 +107,11 @@ def comparisons(name: str, module: Any) -> dict[str, Fn]:
 
 def _choice(name: str) -> Any:
     """The FormChoice that picks the family's form (what 'auto' ran is read from it after the rounds)."""
-    from convzoo.layers import dcnv3, deformable, depthwise, dynamic, involution, mixconv, patches
+    from convzoo.layers import conv, dcnv3, deformable, dynamic, involution, mixconv, patches
 
     return {"deformable_v2": deformable._CHOICE, "dcnv3": dcnv3._CHOICE, "involution": involution._CHOICE,
             "dynamic": dynamic._CHOICE, "condconv": patches._CHOICE, "odconv": patches._CHOICE,
-            "depthwise_m2": depthwise._CHOICE}.get(name, getattr(mixconv, "_CHOICE", None))
+            "depthwise_m2": conv._CHOICE}.get(name, getattr(mixconv, "_CHOICE", None))  # depthwise: ConvNd's
 
 
 def _build(name: str, batch: int, channels: tuple[int, int], size: int, device: str) -> tuple[Any, tuple[int, ...]]:

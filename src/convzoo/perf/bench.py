@@ -339,7 +339,7 @@ def run_bench_command(console: Any, names: Sequence[str] | None, batch: int, in_
                                                                        copy_bandwidth_gbs=bandwidth),
                   figures=figures, data={"shape": [batch, in_channels, size, size, out_channels, kernel],
                                          "summary": summary, "families": dicts})
-    console.print(f"JSON: {output}")
+    console.print(f"results: {output}")
 
 
 def families_results_table(summary: Sequence[dict[str, Any]], families: Sequence[dict[str, Any]], peak: float,
@@ -381,8 +381,8 @@ def roofline_results_table(summary: Sequence[dict[str, Any]]) -> Table | None:
             for s in summary for fmt, r in s.get("roofline", {}).items() if r.get("bound_ms")]
     return Table(
         "Roofline: each family against its bound",
-        ["family", "format", ("fwd ms", ".2f"), ("bound ms", ".2f"), ("fwd / bound", ".2f"), ("fastest / bound", ".2f"),
-         ("fwd+bwd ms", ".2f"), ("fwd+bwd bound ms", ".2f"), ("fwd+bwd / bound", ".2f"),
+        ["family", "format", "fwd ms", "bound ms", ("fwd / bound", ".2f"), ("fastest / bound", ".2f"),
+         "fwd+bwd ms", "fwd+bwd bound ms", ("fwd+bwd / bound", ".2f"),
          ("fwd+bwd fastest / bound", ".2f"), "path"], rows,
         "bound = Σ over the layer's stages of max(MACs ÷ measured GEMM peak, bytes that must move ÷ measured copy "
         "bandwidth); bytes = inputs read + parameters read + outputs written; forward+backward bound = "
@@ -414,71 +414,27 @@ def bench_results_tables(summary: Sequence[dict[str, Any]], families: Sequence[d
 
 def bench_table(results: Sequence[FamilyBench], peak: float, bandwidth: float, info: dict[str, Any]) -> Any:
     """Per family: best convzoo time and format, ratio to the fastest native composition, peers/naive, limits."""
-    from rich.table import Table
+    from .results_page import rich_table
 
-    table = Table(title=f"convzoo bench — {info['device']}, {info['threads']} thread(s), torch {info['torch']}; "
-                        f"GEMM peak {peak:.1f} GMAC/s, copy {bandwidth:.1f} GB/s; times = medians (ms), best format",
-                  caption="vs native = convzoo time / fastest native composition of the same math (≤ 1.10 is the "
-                          "target); other = peers and naive published forms, time / convzoo time")
-    for column in ("family", "MAC ratio", "fwd ms", "fmt", "fwd vs native", "fwd+bwd ms", "fmt ", "f+b vs native",
-                   "GMAC/s", "% GEMM peak", "other (time ratio)"):
-        table.add_column(column, justify="left" if column in ("family", "fmt", "fmt ", "other (time ratio)") else "right")
-    for r in results:
-        s = r.summary(peak)
-        mine = r.best("convzoo")
-        others = []
-        for kind in ("peer", "naive"):
-            for v in r.variants:
-                if v.kind == kind and mine is not None and v.memory_format == mine.memory_format:
-                    others.append(f"{v.name}: {v.forward_ms / mine.forward_ms:.2f}×")
-        fmt = lambda key, spec: format(s[key], spec) if key in s else "—"  # noqa: E731
-        table.add_row(r.family, f"{r.mac_ratio:.3f}", fmt("fwd_ms", ".2f"), s.get("fwd_format", "—"),
-                      fmt("fwd_vs_native", ".2f"), fmt("fwd_bwd_ms", ".2f"), s.get("fwd_bwd_format", "—"),
-                      fmt("fwd_bwd_vs_native", ".2f"), fmt("gmacs_per_s", ".1f"),
-                      f"{100 * s['peak_fraction']:.0f}%" if "peak_fraction" in s else "—", "; ".join(others))
-    return table
+    table = families_results_table([r.summary(peak) for r in results], [r.to_dict() for r in results], peak,
+                                   bandwidth)
+    return rich_table(table, f"convzoo bench — {info['device']}, {info['threads']} thread(s), torch {info['torch']}")
 
 
 def roofline_table(results: Sequence[FamilyBench], peak: float, bandwidth: float) -> Any:
     """Per family and memory format: convzoo's time next to its roofline bound, the ratio, and the path that ran."""
-    from rich.table import Table
-
     from .compare import machine_load
+    from .results_page import rich_table
 
     load, cpus, _ = machine_load()
-    table = Table(title=f"roofline — GEMM peak {peak:.1f} GMAC/s, copy bandwidth {bandwidth:.1f} GB/s; load average "
-                        f"{load:.2f} on {cpus} CPU(s)",
-                  caption="bound = Σ over the layer's stages of max(MACs ÷ measured GEMM peak, bytes that must move ÷ "
-                          "measured copy bandwidth); bytes = inputs read + parameters read + outputs written; copy "
-                          "bandwidth = bytes read + written per second of a 256 MB copy (a tensor that fits in cache "
-                          f"can beat it: ratios < 1 are possible); fwd+bwd bound = {BACKWARD_FACTOR} × the forward "
-                          "bound; times = medians (ms); min/bound = the fastest round's time / bound")
-    for column in ("family", "format", "fwd ms", "bound ms", "fwd/bound", "min/bound", "fwd+bwd ms", "f+b bound",
-                   "f+b/bound", "min/bound ", "path"):
-        table.add_column(column, justify="left" if column in ("family", "format", "path") else "right")
-    for r in results:
-        for fmt, row in r.roofline().items():
-            keys = ("fwd_ms", "bound_ms", "fwd_vs_bound", "fwd_min_vs_bound", "fwd_bwd_ms", "fwd_bwd_bound_ms",
-                    "fwd_bwd_vs_bound", "fwd_bwd_min_vs_bound")
-            table.add_row(r.family, fmt, *(_cell(row, key) for key in keys), row["path"])
-    return table
+    table = roofline_results_table([r.summary(peak) for r in results]) or Table("roofline", ["family"], [])
+    return rich_table(table, f"roofline — GEMM peak {peak:.1f} GMAC/s, copy bandwidth {bandwidth:.1f} GB/s; load "
+                             f"average {load:.2f} on {cpus} CPU(s)")
 
 
 def peers_table(results: Sequence[FamilyBench]) -> Any:
     """Peers from other libraries timed in the same rounds as convzoo's layer: peer time / convzoo time."""
-    from rich.table import Table
+    from .results_page import rich_table
 
-    table = Table(title="peers — timed round-robin with convzoo's layer, same input and format",
-                  caption="ratio = peer time / convzoo time (> 1: convzoo is faster): of the medians, and of the fastest "
-                          "rounds (min)")
-    for column in ("family", "peer", "format", "fwd ratio", "fwd min ratio", "fwd+bwd ratio", "f+b min ratio"):
-        table.add_column(column, justify="left" if column in ("family", "peer", "format") else "right")
-    for r in results:
-        for row in r.peers():
-            keys = ("fwd_ratio", "fwd_min_ratio", "fwd_bwd_ratio", "fwd_bwd_min_ratio")
-            table.add_row(r.family, row["peer"], row["format"], *(_cell(row, key) for key in keys))
-    return table
-
-
-def _cell(row: dict[str, Any], key: str) -> str:
-    return format(row[key], ".2f") if row.get(key) is not None else "—"
+    table = peers_results_table([r.summary() for r in results]) or Table("peers", ["family"], [])
+    return rich_table(table, "peers — timed round-robin with convzoo's layer, same input and format")

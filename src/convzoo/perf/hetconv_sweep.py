@@ -140,22 +140,10 @@ def sweep(grid: Sequence[tuple[int, int, int, int, int]] = GRID, formats: Sequen
 
 
 def sweep_table(rows: Sequence[SweepRow], title: str) -> Any:
-    """A rich table: shape, format, pass, the three medians, the chosen form and convzoo / masked dense."""
-    from rich.table import Table
+    """The rows for the terminal: the results table (:func:`sweep_results_table`) as a rich Table."""
+    from .results_page import rich_table
 
-    worst = max((r.ratio for r in rows), default=math.nan)
-    worst_min = max((r.ratio_of_minima for r in rows), default=math.nan)
-    table = Table(title=title, caption=f"{len(rows)} rows; max convzoo / masked dense = {worst:.3f} (medians), "
-                                       f"{worst_min:.3f} (minima); acceptance ≤ 1.05; times are medians (ms) of "
-                                       f"runs interleaved round-robin")
-    for column in ("shape", "format", "pass", "masked dense ms", "grouped ms", "convzoo ms", "chosen",
-                   "convzoo / masked dense", "(minima)"):
-        table.add_column(column, justify="left" if column in ("shape", "format", "pass", "chosen") else "right")
-    for r in rows:
-        table.add_row(r.shape, r.memory_format, "fwd+bwd" if r.backward else "fwd", f"{r.masked_dense_ms:.3f}",
-                      f"{r.grouped_ms:.3f}", f"{r.convzoo_ms:.3f}", r.chosen, f"{r.ratio:.3f}",
-                      f"{r.ratio_of_minima:.3f}")
-    return table
+    return rich_table(sweep_results_table([asdict(r) | {"shape": r.shape} for r in rows]), title)
 
 
 SWEEP_DESCRIPTION = (

@@ -153,3 +153,16 @@ def index_markdown(runs: Sequence[Results]) -> str:
             out.append(f"- [{r.title}]({r.name}.md){earlier}: {machine_line(r.machine, r.date)}")
         out.append("")
     return "\n".join(out)
+
+
+def rich_table(table: Table, title: str = "") -> Any:
+    """The same table for the terminal (a rich Table; numeric columns right-aligned, the notes as its caption)."""
+    from rich.table import Table as RichTable
+
+    out = RichTable(title=title or table.caption, caption=table.notes or None)
+    for j, name in enumerate(table.names):
+        out.add_column(name, justify="right" if _numeric(table, j) else "left")
+    for row in table.rows:
+        out.add_row(*(format_cell(v, f).replace("\\|", "|") for v, f in zip(row, table.formats)))
+    return out
+

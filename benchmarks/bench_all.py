@@ -1,58 +1,59 @@
-"""The README's performance tables, measured side by side in one run on this machine.
+"""Every family against its native compositions, and the HetConv, dynamic-conv and optimize figures, measured side
+by side in one run on this machine.
 
-    .venv/bin/python benchmarks/bench_all.py [--quick] [--out benchmarks/results]
+    python benchmarks/bench_all.py [--quick] [--out benchmarks/results] [FAMILY ...]
 
-Prints markdown: the machine; the physical limits; per family the best convzoo time vs the fastest native
-composition (forward and forward+backward, best memory format); the HetConv, dynamic-conv and optimize
-acceptance figures. Writes JSON and a PNG (MAC ratio vs measured speed ratio) next to it.
+Writes ``OUT/bench_all.json`` (the results format of ``convzoo.perf.results``, rendered by the docs site; the raw
+measurements under ``data``) and ``OUT/mac_vs_speed.png`` (MAC ratio vs measured speed ratio), and prints the
+tables as Markdown.
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import subprocess
+import tempfile
 import warnings
 
 import torch
 from torch import nn
 
 from convzoo import build
-from convzoo.perf.bench import bench, plot
+from convzoo.perf.bench import bench, bench_results_tables, plot
 from convzoo.perf.optimize import optimize
+from convzoo.perf.results import Table, machine_info, write_results
+from convzoo.perf.results_page import table_markdown
 from convzoo.perf.timing import (FORMATS, configure, copy_bandwidth, gemm_peak, make_inputs, measure_interleaved,
                                  to_format)
 
-
-def machine() -> str:
-    try:
-        model = next(line.split(":", 1)[1].strip() for line in subprocess.run(
-            ["lscpu"], capture_output=True, text=True).stdout.splitlines() if line.startswith("Model name"))
-    except (StopIteration, OSError):
-        model = platform.processor() or "unknown CPU"
-    return f"{model}, {os.cpu_count()} cores, {torch.get_num_threads()} threads, torch {torch.__version__}"
+DESCRIPTION = (
+    "Every registered family on one layer shape (64→128, 3×3, batch 8, 56², fp32) against the fastest composition "
+    "of native torch ops computing the same function, peers and naive published forms, timed round-robin in the "
+    "same rounds (`convzoo bench`'s harness), next to the GEMM peak and copy bandwidth measured in the same run; "
+    "then HetConv's forms per memory format, dynamic conv against a static conv and its per-sample loop, and "
+    "`convzoo.optimize` on a small network. MACs count weight multiply-accumulates (FLOPs = 2 × MACs).")
 
 
-def dynamic_case(batch=32, channels=64, size=28) -> list[str]:
+def dynamic_case(batch: int = 32, channels: int = 64, size: int = 28) -> Table:
     """Dynamic conv vs a static conv of the same shape and vs the per-sample loop, both formats."""
     dyn, static = build("dynamic", channels, channels), build("standard", channels, channels)
-    lines = ["| format | pass | static conv ms | dynamic (convzoo) ms | per-sample loop ms | dynamic / static | loop / dynamic |",
-             "|---|---|---:|---:|---:|---:|---:|"]
+    rows = []
     for fmt_name, fmt in FORMATS.items():
         to_format(dyn, fmt), to_format(static, fmt)
         xs = make_inputs((batch, channels, size, size), 3, memory_format=fmt, requires_grad=True)
         for backward in (False, True):
             t = measure_interleaved({"static": static, "dynamic": dyn, "loop": dyn._per_sample}, xs,
                                     backward=backward, params=list(dyn.parameters()) + list(static.parameters()))
-            s, d, l = (t[k].median_ms for k in ("static", "dynamic", "loop"))
-            lines.append(f"| {fmt_name} | {'fwd+bwd' if backward else 'fwd'} | {s:.1f} | {d:.1f} | {l:.1f} | "
-                         f"{d / s:.2f} | {l / d:.2f} |")
-    return lines
+            s, d, loop = (t[k].median_ms for k in ("static", "dynamic", "loop"))
+            rows.append([fmt_name, "fwd+bwd" if backward else "fwd", s, d, loop, d / s, loop / d])
+    return Table(f"Dynamic conv, batch {batch}, {channels}→{channels}, {size}²: against a static conv and the "
+                 "per-sample loop",
+                 ["format", "pass", ("static conv ms", ".1f"), ("dynamic (convzoo) ms", ".1f"),
+                  ("per-sample loop ms", ".1f"), ("dynamic / static", ".2f"), ("loop / dynamic", ".2f")], rows,
+                 "Medians (ms) of runs interleaved round-robin.")
 
 
-def optimize_case(batch=8, size=56) -> list[str]:
+def optimize_case(batch: int = 8, size: int = 56) -> Table:
     """convzoo.optimize on a plain standard-conv network (VGG-like: 3→64→64→128→128, 3×3, ReLU)."""
     chans = [3, 64, 64, 128, 128]
     layers: list[nn.Module] = []
@@ -61,61 +62,58 @@ def optimize_case(batch=8, size=56) -> list[str]:
     net = nn.Sequential(*layers).eval()
     _, choice = optimize(net, torch.rand(batch, 3, size, size), min_time=1.0)
     t = choice.timings_ms
-    return [f"optimize on a 4-conv standard network, input ({batch}, 3, {size}, {size}): picks **{choice.memory_format}**; "
-            f"contiguous {t['contiguous']:.1f} ms, channels_last {t['channels_last']:.1f} ms, "
-            f"speed-up {choice.speedup:.2f}×"]
+    return Table("`convzoo.optimize` on a 4-conv standard network",
+                 ["input", "picks", ("contiguous ms", ".1f"), ("channels_last ms", ".1f"), ("speed-up", "{:.2f}×")],
+                 [[f"({batch}, 3, {size}, {size})", choice.memory_format, t["contiguous"], t["channels_last"],
+                   choice.speedup]])
+
+
+def hetconv_case(het) -> Table:
+    """HetConv's forms per memory format, forward, from the bench run's variants."""
+    rows = []
+    for fmt in FORMATS:
+        v = {x.name: x.forward_ms for x in het.variants if x.memory_format == fmt}
+        c = v["convzoo HetConv2d"]
+        rows.append([fmt, c, v["masked dense F.conv2d"], v["grouped k×k + dense 1×1"], v["per-filter loop"],
+                     v["per-filter loop"] / c, v["masked dense F.conv2d"] / c])
+    return Table("HetConv (p = 4, k = 3), forward ms per format",
+                 ["format", ("convzoo", ".1f"), ("masked dense", ".1f"), ("grouped k×k + 1×1", ".1f"),
+                  ("per-filter loop", ".1f"), ("loop / convzoo", ".1f"), ("dense / convzoo", ".2f")], rows,
+                 "Medians (ms), timed round-robin in the same rounds.")
 
 
 def main() -> None:
     parser = argparse.ArgumentParser()
     parser.add_argument("--quick", action="store_true", help="tiny shapes (checks the script, not the machine)")
-    parser.add_argument("--out", default="benchmarks/results")
+    parser.add_argument("--out", default=None, help="folder of the results (default benchmarks/results; with --quick "
+                        "a temporary folder, so a smoke run never replaces the committed results)")
     parser.add_argument("families", nargs="*")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
+    args.out = args.out or (tempfile.mkdtemp(prefix="bench_all-") if args.quick else "benchmarks/results")
     os.makedirs(args.out, exist_ok=True)
-    info = configure("cpu")
+    configure("cpu")
     shape = dict(batch=2, in_channels=8, out_channels=16, size=12) if args.quick else {}
-    print(f"Machine: {machine()}\n")
     peak, bw = gemm_peak(n=256 if args.quick else None), copy_bandwidth(megabytes=16 if args.quick else 256)
-    print(f"Measured limits: GEMM peak {peak:.1f} GMAC/s (fp32 torch.mm), copy bandwidth {bw:.1f} GB/s\n")
+    machine = machine_info(gemm_peak_gmacs=round(peak, 1), copy_bandwidth_gbs=round(bw, 1))
     results = bench(args.families or None, progress=lambda n: print(f"  ... {n}", flush=True), **shape)
-    std = next((r for r in results if r.family == "standard"), None)
-    std_fwd = std.best("convzoo").forward_ms if std else None
-    print("\n| family | MAC ratio | fwd ms (fmt) | speed-up vs standard | vs fastest native, fwd | fwd+bwd ms (fmt) | "
-          "vs fastest native, fwd+bwd | GMAC/s | % GEMM peak | peers / naive (time / convzoo) |")
-    print("|---|---:|---|---:|---:|---|---:|---:|---:|---|")
-    for r in results:
-        s = r.summary(peak)
-        mine = r.best("convzoo")
-        others = "; ".join(f"{v.name} {v.forward_ms / mine.forward_ms:.2f}×" for v in r.variants
-                           if v.kind in ("peer", "naive") and v.memory_format == mine.memory_format)
-        g = lambda k, f: format(s[k], f) if k in s else "—"  # noqa: E731
-        print(f"| {r.family} | {r.mac_ratio:.3f} | {g('fwd_ms', '.1f')} ({s.get('fwd_format', '—')}) | "
-              f"{(std_fwd / mine.forward_ms) if std_fwd else float('nan'):.2f} | {g('fwd_vs_native', '.2f')} | "
-              f"{g('fwd_bwd_ms', '.1f')} ({s.get('fwd_bwd_format', '—')}) | {g('fwd_bwd_vs_native', '.2f')} | "
-              f"{g('gmacs_per_s', '.1f')} | {100 * s.get('peak_fraction', float('nan')):.0f}% | {others} |")
+    summary, dicts = [r.summary(peak) for r in results], [r.to_dict() for r in results]
+    tables = bench_results_tables(summary, dicts, peak, bw)
     het = next((r for r in results if r.family == "hetconv"), None)
     if het:
-        print("\nHetConv (p=4, k=3), forward ms per format:\n")
-        print("| format | convzoo | masked dense | grouped k×k + 1×1 | per-filter loop | loop / convzoo | dense / convzoo |")
-        print("|---|---:|---:|---:|---:|---:|---:|")
-        for fmt in FORMATS:
-            v = {x.name: x.forward_ms for x in het.variants if x.memory_format == fmt}
-            c = v["convzoo HetConv2d"]
-            print(f"| {fmt} | {c:.1f} | {v['masked dense F.conv2d']:.1f} | {v['grouped k×k + dense 1×1']:.1f} | "
-                  f"{v['per-filter loop']:.1f} | {v['per-filter loop'] / c:.1f} | {v['masked dense F.conv2d'] / c:.2f} |")
+        tables.append(hetconv_case(het))
     if not args.quick and not args.families:
-        print("\nDynamic conv, batch 32, 64→64, 28², medians ms:\n")
-        print("\n".join(dynamic_case()))
-        print()
-        print("\n".join(optimize_case()))
-    with open(os.path.join(args.out, "bench.json"), "w") as f:
-        json.dump({"machine": machine(), "gemm_peak_gmacs": peak, "copy_gbs": bw, "threads": info["threads"],
-                   "summary": [r.summary(peak) for r in results], "families": [r.to_dict() for r in results]},
-                  f, indent=1, default=str)
-    if std:
+        tables += [dynamic_case(), optimize_case()]
+    figures = []
+    if any(r.family == "standard" for r in results):
         plot(results, os.path.join(args.out, "mac_vs_speed.png"))
+        figures.append(("mac_vs_speed.png", "MAC ratio against measured speed-up, per family"))
+    for table in tables:
+        print(f"\n{table.caption}\n\n{table_markdown(table)}\n\n{table.notes}")
+    path = write_results(os.path.join(args.out, "bench_all.json"), "Every family on one layer shape (CPU)", tables,
+                         description=DESCRIPTION, machine=machine, figures=figures,
+                         data={"gemm_peak_gmacs": peak, "copy_gbs": bw, "summary": summary, "families": dicts})
+    print(f"results: {path}")
 
 
 if __name__ == "__main__":

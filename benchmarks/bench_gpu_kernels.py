@@ -10,10 +10,12 @@ candidate first, last and right after each other one alike); medians and fastest
   form, and the layer as it runs by default (FormChoice's pick, named in the row).
 
 Shape: C_in 64 → 128 (involution: 64 → 64), 3×3, 56², fp32 with torch's default TF32 settings, batch 8 (and 32
-for deformable v2; ``--every-batch`` for all), forward and forward + backward, NCHW and channels_last. The JSON is
-rewritten after each family, so a run cut by its time limit keeps what it measured. Usage (a CUDA machine; benchmarks/run_cuda.sh runs it):
+for deformable v2; ``--every-batch`` for all), forward and forward + backward, NCHW and channels_last. The results
+file (the results format of ``convzoo.perf.results``: the table below, each side in its faster memory format, and
+the raw rows under ``data``) is rewritten after each family, so a run cut by its time limit keeps what it measured.
+Usage (a CUDA machine; benchmarks/run_cuda.sh runs it):
 
-    python benchmarks/bench_gpu_kernels.py [--batches 8 32] [--rounds 15] [-o benchmarks/results/cuda/kernels.json]
+    python benchmarks/bench_gpu_kernels.py [--batches 8 32] [--rounds 15] [-o benchmarks/results/cuda_kernels.json]
     TRITON_INTERPRET=1 python benchmarks/bench_gpu_kernels.py --device cpu --batches 1 --channels 4 8 --size 6 \
         --rounds 1 -o /tmp/kernels.json     # a dry run of the same steps on the CPU (Triton's interpreter)
 """
@@ -21,9 +23,7 @@ rewritten after each family, so a run cut by its time limit keeps what it measur
 from __future__ import annotations
 
 import argparse
-import json
-import platform
-import statistics
+import math
 import time
 from collections.abc import Callable
 from typing import Any
@@ -31,7 +31,16 @@ from typing import Any
 import torch
 
 from convzoo.perf.compare import build_for_compare
+from convzoo.perf.results import Table, machine_info, write_results
 from convzoo.perf.timing import configure, make_inputs, round_robin
+
+DESCRIPTION = (
+    "convzoo's Triton kernels against what they replace and against the GPU peers, side by side in one process: "
+    "deformable v2 (the Triton implicit GEMM vs torchvision's `deform_conv2d` CUDA kernel, the op alone and the "
+    "whole layer), MixConv, dynamic conv and CondConv (the layer vs timm's `MixedConv2d` / `CondConv2d`), DCNv3, "
+    "involution, depthwise m = 2 and ODConv (the layer with its Triton form vs its PyTorch form, and as it runs by "
+    "default). CUDA events; every candidate once per round, rounds in `round_order`; medians and fastest rounds; "
+    "ratio = other / convzoo (> 1: convzoo faster).")
 
 Fn = Callable[[torch.Tensor], torch.Tensor]
 FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
@@ -78,9 +87,8 @@ def comparisons(name: str, module: Any) -> dict[str, Fn]:
                            lambda x: module.project_out(module.sample(module.project_in(x), module.branch(x))),
                            "grid_sample")
     if name == "depthwise_m2":
-        from convzoo.layers.conv import ConvNd
-
-        return _with_forms(module, module._triton, lambda x: ConvNd.forward(module, x), "native grouped conv")
+        return _with_forms(module, lambda x: module.run_form("triton", x), lambda x: module.run_form("native", x),
+                           "native grouped conv")
     if name == "odconv":
         from convzoo.layers.patches import batch_folded_conv
         from convzoo.kernels.triton_per_sample import per_sample_conv
@@ -99,11 +107,11 @@ def comparisons(name: str, module: Any) -> dict[str, Fn]:
 
 def _choice(name: str) -> Any:
     """The FormChoice that picks the family's form (what 'auto' ran is read from it after the rounds)."""
-    from convzoo.layers import dcnv3, deformable, depthwise, dynamic, involution, mixconv, patches
+    from convzoo.layers import conv, dcnv3, deformable, dynamic, involution, mixconv, patches
 
     return {"deformable_v2": deformable._CHOICE, "dcnv3": dcnv3._CHOICE, "involution": involution._CHOICE,
             "dynamic": dynamic._CHOICE, "condconv": patches._CHOICE, "odconv": patches._CHOICE,
-            "depthwise_m2": depthwise._CHOICE}.get(name, getattr(mixconv, "_CHOICE", None))
+            "depthwise_m2": conv._CHOICE}.get(name, getattr(mixconv, "_CHOICE", None))  # depthwise: ConvNd's
 
 
 def _build(name: str, batch: int, channels: tuple[int, int], size: int, device: str) -> tuple[Any, tuple[int, ...]]:
@@ -164,6 +172,46 @@ def run(names: list[str], batches: list[int], rounds: int, device: str, channels
     return rows
 
 
+def target(family: str, other: str) -> float | None:
+    """The acceptance ratio (other / convzoo) issue 24 sets for a comparison, or None."""
+    if family == "deformable_v2" and other.startswith("torchvision"):
+        return 1.0
+    if family in ("mixconv", "dynamic", "condconv") and other.startswith("timm"):
+        return 1.0
+    if family in ("dcnv3", "involution") and other.endswith(" form") and "Triton" not in other:
+        return 2.0
+    return None
+
+
+def kernels_table(rows: list[dict[str, Any]], shape: list[int], rounds: int) -> Table:
+    """One line per (family, level, convzoo side, other side, batch, pass), each side in its faster memory format;
+    ratio = other / convzoo of the medians and of the fastest rounds, and the issue's target where it sets one."""
+    c_in, c_out, size, k = shape
+    best: dict[tuple, dict] = {}
+    for row in rows:
+        key = (row["family"], row["level"], row["convzoo"], row["other"], row["batch"], row["pass"])
+        entry = best.setdefault(key, {"convzoo": (math.inf, "", math.inf), "other": (math.inf, "", math.inf),
+                                      "path": row.get("forward_path", "")})
+        for side in ("convzoo", "other"):
+            if row[f"{side}_ms"] < entry[side][0]:
+                entry[side] = (row[f"{side}_ms"], row["format"], row[f"{side}_min_ms"])
+    body = []
+    for (family, level, ours, other, batch, step), entry in best.items():
+        (a, fa, amin), (b, fb, bmin) = entry["convzoo"], entry["other"]
+        goal = target(family, other)
+        verdict = "" if goal is None else f"≥ {goal:.1f}: {'met' if b / a >= goal else 'NOT met'}"
+        ours = ours + f" — {entry['path']}" if entry["path"] and "(auto)" in ours else ours
+        body.append([family, ours, other, batch, step, f"{a:.3f} ({fa})", f"{b:.3f} ({fb})", b / a, bmin / amin,
+                     verdict])
+    return Table(f"Triton kernels against what they replace and the peers ({c_in}→{c_out}, involution "
+                 f"{c_in}→{c_in}, {k}×{k}, {size}²)",
+                 ["family", "convzoo", "vs", "batch", "pass", "convzoo ms (fmt)", "other ms (fmt)", ("ratio", ".2f"),
+                  ("ratio (fastest)", ".2f"), "target"], body,
+                 f"fp32 with torch's default TF32; CUDA events, {rounds} round-robin rounds; medians in ms, each side "
+                 "in its faster memory format (NCHW or channels_last); ratio = other / convzoo (> 1: convzoo "
+                 "faster), of the medians and of the fastest rounds.")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--names", nargs="*", default=["deformable_v2", "dcnv3", "involution", "dynamic", "condconv",
@@ -175,19 +223,21 @@ def main() -> None:
     parser.add_argument("--device", default="cuda")
     parser.add_argument("--channels", nargs=2, type=int, default=[64, 128], metavar=("C_IN", "C_OUT"))
     parser.add_argument("--size", type=int, default=56)
-    parser.add_argument("-o", "--output", default="benchmarks/results/cuda/kernels.json")
+    parser.add_argument("-o", "--output", default="benchmarks/results/cuda_kernels.json")
     args = parser.parse_args()
-    info = configure(args.device)
-    info["host"] = platform.node()
-    print(f"machine: {info}", flush=True)
+    configure(args.device)
+    machine = machine_info(args.device)
+    print(f"machine: {machine}", flush=True)
+    shape = [*args.channels, args.size, 3]
+
     def save(rows: list[dict[str, Any]]) -> None:
-        summary = {"rows": len(rows), "median ratio": statistics.median(r["ratio"] for r in rows) if rows else None}
-        with open(args.output, "w") as f:
-            json.dump({"machine": info, "rounds": args.rounds, "shape": [*args.channels, args.size, 3], "rows": rows,
-                       "summary": summary}, f, indent=1)
+        if rows:
+            write_results(args.output, "convzoo's Triton kernels on the GPU", [kernels_table(rows, shape, args.rounds)],
+                          description=DESCRIPTION, machine=machine,
+                          data={"rounds": args.rounds, "shape": shape, "rows": rows})
 
     run(args.names, args.batches, args.rounds, args.device, tuple(args.channels), args.size, args.every_batch, save)
-    print(f"JSON: {args.output}")
+    print(f"results: {args.output}")
 
 
 if __name__ == "__main__":

@@ -7,8 +7,9 @@ For every case and memory format, in the same interleaved rounds (fastest round 
 - the copy bound: a copy of (input + output) / 2 elements into a preallocated tensor — the bytes the op must move,
   input read once and output written once (preallocated: a fresh ``clone()`` pays page faults in some rounds and not
   in others, which made the bound itself bimodal; the ops allocate their outputs, so the ratios are conservative).
-Ratios are kernel / bound and kernel / best native. The header names the machine (lscpu model and flags, torch's
-CPU capability, threads). Results go to ``benchmarks/results/kernels-<cpu>.json`` and ``.md``.
+Ratios are kernel / bound and kernel / best native. Results go to ``benchmarks/results/kernels-<cpu>.json`` (the
+results format of ``convzoo.perf.results``, tagged with the CPU model and torch's CPU capability; its header names
+the machine: CPU model and SIMD flags, torch's CPU capability, threads), rendered by the docs site.
 
 Another family adds rows by appending a ``Case`` to ``CASES`` (a builder returning the input, the parameters, the
 kernel form and the native forms for one memory format).
@@ -21,11 +22,6 @@ kernel form and the native forms for one memory format).
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
-import re
-import subprocess
 import sys
 import time
 from collections.abc import Callable
@@ -34,6 +30,9 @@ from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+
+from convzoo.perf.results import Table, machine_info, machine_tag, write_results
+from convzoo.perf.results_page import table_markdown
 
 Form = Callable[[torch.Tensor], torch.Tensor]
 FORMATS = {"NCHW": torch.contiguous_format, "channels_last": torch.channels_last}
@@ -216,50 +215,30 @@ def measure(case: Case, fmt_name: str, rounds: int, quick: bool) -> Row:
     return row
 
 
-# --- machine header and output -----------------------------------------------------------------------------------------
+# --- output ----------------------------------------------------------------------------------------------------------
+
+DESCRIPTION = (
+    "convzoo's own CPU kernels (numba: depthwise, global depthwise, flattened's fused V∘H pair) against the memory "
+    "bound and against PyTorch's best native form, per case and memory format. In the same interleaved rounds "
+    "(rotated and reversed orders, fastest round kept): the kernel's forward and forward + backward (∂ wrt input "
+    "and every parameter), every native form (the plain conv and the rearrangements of `layers/fastpaths.py`), "
+    "and the bound — a copy of (input + output) / 2 elements into a preallocated tensor, the bytes the op must "
+    "move (input read once, output written once).")
 
 
-def machine() -> dict[str, str]:
-    info = {"cpu": platform.processor() or platform.machine(), "flags": ""}
-    try:
-        lscpu = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10, check=False).stdout
-    except (OSError, subprocess.SubprocessError):
-        lscpu = ""
-    for line in lscpu.splitlines():
-        key, _, value = line.partition(":")
-        if key.strip() == "Model name":
-            info["cpu"] = value.strip()
-        elif key.strip() == "Flags":
-            info["flags"] = value.strip()
-    import numba
-
-    info.update({"torch": torch.__version__, "numba": numba.__version__,
-                 "capability": torch.backends.cpu.get_cpu_capability(), "threads": str(torch.get_num_threads()),
-                 "python": platform.python_version(), "date": time.strftime("%Y-%m-%d"),
-                 "load": f"{os.getloadavg()[0]:.2f}"})
-    return info
-
-
-def tag(info: dict[str, str]) -> str:
-    """A file-name tag for the machine: CPU model and torch's capability (e.g. amd-epyc-avx512)."""
-    return re.sub(r"[^a-z0-9]+", "-", f"{info['cpu']} {info['capability']}".lower()).strip("-")
-
-
-def table(rows: list[Row], info: dict[str, str]) -> str:
-    simd = " ".join(f for f in info["flags"].split() if f.startswith(("avx", "fma", "sse4_2")))
-    header = (f"CPU: {info['cpu']} ({simd}); torch {info['torch']} (CPU capability {info['capability']}), numba "
-              f"{info['numba']}, {info['threads']} threads; {info['date']}, load average {info['load']} before timing. "
-              "Fastest of the rounds, ms; bound = a copy of the op's bytes (input read + output written).")
-    columns = ("| family | case | format | bound | kernel fwd | ×bound | kernel fwd+bwd | ×bound | best native fwd "
-               "| kernel / native fwd | kernel / native fwd+bwd |")
-    lines = [header, "", columns, "|---|---|---|---:|---:|---:|---:|---:|---|---:|---:|"]
+def results_table(rows: list[Row]) -> Table:
+    """The rows as the results table: times (fastest round, ms) and the ratios kernel / bound, kernel / native."""
+    body = []
     for row in rows:
         d = row.as_dict()
-        lines.append(f"| {row.family} | {row.label} | {row.format} | {d['bound']:.3f} | {d['kernel_fwd']:.3f} | "
-                     f"{d['fwd_vs_bound']:.1f} | {d['kernel_fwd_bwd']:.3f} | {d['fwd_bwd_vs_bound']:.1f} | "
-                     f"{d['native_fwd']:.3f} ({d['native_fwd_form']}) | {d['fwd_vs_native']:.2f} | "
-                     f"{d['fwd_bwd_vs_native']:.2f} |")
-    return "\n".join(lines)
+        body.append([row.family, row.label, row.format, d["bound"], d["kernel_fwd"], d["fwd_vs_bound"],
+                     d["kernel_fwd_bwd"], d["fwd_bwd_vs_bound"], f"{d['native_fwd']:.3f} ({d['native_fwd_form']})",
+                     d["fwd_vs_native"], d["fwd_bwd_vs_native"]])
+    return Table("Kernels against the copy bound and the best native form",
+                 ["family", "case", "format", ("bound", ".3f"), ("kernel fwd", ".3f"), ("×bound", ".1f"),
+                  ("kernel fwd+bwd", ".3f"), ("×bound ", ".1f"), "best native fwd", ("kernel / native fwd", ".2f"),
+                  ("kernel / native fwd+bwd", ".2f")], body,
+                 "Fastest of the rounds, ms; bound = a copy of the op's bytes (input read + output written).")
 
 
 def main(argv: list[str] | None = None) -> list[Row]:
@@ -273,22 +252,19 @@ def main(argv: list[str] | None = None) -> list[Row]:
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
-    info = machine()
+    info = machine_info()
     rows = []
     for case in CASES:
         if args.cases and args.cases not in case.family and args.cases not in case.label:
             continue
         for fmt_name in args.formats.split(","):
             rows.append(measure(case, fmt_name, 1 if args.quick else args.rounds, args.quick))
-            print(table(rows[-1:], info).splitlines()[-1], flush=True)
-    text = table(rows, info)
-    print(text)
+            print(table_markdown(results_table(rows[-1:])).splitlines()[-1], flush=True)
+    table = results_table(rows)
+    print(table_markdown(table))
     if not args.quick:
-        args.out.mkdir(parents=True, exist_ok=True)
-        stem = args.out / f"kernels-{tag(info)}"
-        stem.with_suffix(".json").write_text(json.dumps({"machine": info, "rows": [r.as_dict() for r in rows]},
-                                                        indent=1, ensure_ascii=False) + "\n")
-        stem.with_suffix(".md").write_text(text + "\n")
+        write_results(args.out / f"kernels-{machine_tag(info)}.json", "convzoo's CPU kernels against the copy bound",
+                      [table], description=DESCRIPTION, machine=info, data={"rows": [r.as_dict() for r in rows]})
     return rows
 
 

@@ -19,15 +19,15 @@ traffic of the other processes); the acceptance figures are wall-clock times on 
 
     python benchmarks/bench_kernels_irregular.py [--threads 2] [--rounds 10] [--only involution,deformable,dcnv3]
         [--clock wall|cpu] [--json PATH]
+
+``--json PATH`` writes the results file (the results format of ``convzoo.perf.results``, rendered by the docs site;
+the committed runs live in ``benchmarks/results/kernels_irregular-*.json``).
 """
 
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import platform
-import subprocess
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -41,6 +41,16 @@ from convzoo.functional import pad_pairs
 from convzoo.kernels import numba_runtime
 from convzoo.kernels.dcnv3_cpu import dcnv3_sample
 from convzoo.kernels.deform_cpu import deform_conv2d as kernel_deform_conv2d
+from convzoo.perf.results import Table, machine_info, write_results
+
+DESCRIPTION = (
+    "convzoo's numba kernels for the irregular families against the forms the layers ran before them: involution "
+    "(b8 × 64 × 56², 3×3, G = 2: the kernels applied by strided views vs the kernel, and the whole layer), "
+    "deformable v2 (b8 × 64 → 128 × 56², offsets and masks given: the pure-PyTorch op vs the kernel vs a standard "
+    "conv of the same shape, the bound) and DCNv3 (the sum over points by one `grid_sample` vs the kernel, and the "
+    "whole layer). Forward and forward+backward; the forms of a case round-robin in one process, the fastest round "
+    "of each kept; `--clock cpu` times the process's CPU time instead of the wall clock (leaves out the time spent "
+    "waiting for a core on a shared machine).")
 
 FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 
@@ -58,20 +68,24 @@ class Case:
 
 
 def machine() -> dict[str, object]:
-    """The CPU model, its SIMD flags, torch's CPU capability, threads and load: the header of every output."""
-    try:
-        lines = subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout.splitlines()
-    except OSError:
-        lines = []
-    info = dict(line.split(":", 1) for line in lines if ":" in line)
-    flags = info.get("Flags", "").split()
+    """The machine header (``machine_info``) with numba's threading layer."""
     numba = numba_runtime.numba_module()
-    return {"cpu": info.get("Model name", platform.processor()).strip(),
-            "simd": " ".join(f for f in flags if f.startswith(("avx", "fma", "amx"))),
-            "torch": torch.__version__, "capability": torch.backends.cpu.get_cpu_capability(),
-            "threads": torch.get_num_threads(),
-            "numba": f"{numba.__version__} ({numba.config.THREADING_LAYER})" if numba else "unavailable",
-            "load": round(os.getloadavg()[0], 2)}
+    return machine_info(numba=f"{numba.__version__} ({numba.config.THREADING_LAYER})" if numba else "unavailable")
+
+
+def results_table(rows: list[dict]) -> Table:
+    """One line per (case, pass): today's form, the kernel, other forms, and the standard conv where it is the bound."""
+    body = []
+    for row in rows:
+        times, (today, *_) = row["ms"], list(row["ms"])
+        others = "; ".join(f"{k} {v:.2f}" for k, v in times.items() if k not in (today, "kernel", "standard conv"))
+        body.append([row["family"], row["format"], row["what"], row["pass"], today, times[today], times["kernel"],
+                     times[today] / times["kernel"], others, times.get("standard conv"),
+                     times["kernel"] / times["standard conv"] if "standard conv" in times else None])
+    return Table("The kernels against the forms they replace (fastest round, ms)",
+                 ["family", "format", "what", "pass", "today's form", ("today ms", ".2f"), ("kernel ms", ".2f"),
+                  ("today / kernel", ".2f"), "other forms (ms)", ("standard conv ms", ".2f"),
+                  ("kernel / standard conv", ".2f")], body)
 
 
 def involution_before(layer: torch.nn.Module) -> Callable[[torch.Tensor], torch.Tensor]:
@@ -203,7 +217,7 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     clock = time.perf_counter if args.clock == "wall" else time.process_time
     header = {**machine(), "clock": args.clock}
-    print(" | ".join(f"{k} {v}" for k, v in header.items()))
+    print(" | ".join(f"{k} {v}" for k, v in header.items() if k != "cpu_flags"))
     rows = []
     for family in args.only.split(","):
         for fmt in FORMATS:
@@ -224,8 +238,8 @@ def main() -> None:
                           + "  ".join(f"{k}: {v:.2f}" for k, v in ratios.items()), flush=True)
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
     if args.json:
-        with open(args.json, "w") as out:
-            json.dump({"machine": header, "rows": rows}, out, indent=1)
+        write_results(args.json, f"Irregular families: the kernels against the forms they replace ({args.clock} "
+                      "clock)", [results_table(rows)], description=DESCRIPTION, machine=header, data={"rows": rows})
 
 
 if __name__ == "__main__":

@@ -5,16 +5,26 @@ RepVGG-A0 and of stacks of ACNet / large-kernel blocks before and after ``convzo
 outputs agree, and prints params / MACs / latency ratios.
 
     python benchmarks/reparameterize.py [--batch 8] [--size 224] [--min-time 2] [--threads N] [--device cuda]
+        [--out benchmarks/results/reparameterize.json]
+
+The results file is in the format of ``convzoo.perf.results`` (rendered by the docs site).
 """
 
 from __future__ import annotations
 
 import argparse
+from pathlib import Path
 
 import torch
 from torch import nn
 
 import convzoo as cz
+from convzoo.perf.results import Table, machine_info, write_results
+
+DESCRIPTION = (
+    "Structural re-parameterisation: the eval-mode forward of RepVGG-A0 and of stacks of ACNet and large-kernel "
+    "(RepLK) blocks before and after `convzoo.reparameterize` (multi-branch training form vs one fused conv per "
+    "block), timed round-robin in one run (`measure_interleaved`), with the outputs checked to agree.")
 
 
 def _random_bn_(model: nn.Module) -> nn.Module:
@@ -43,6 +53,7 @@ def main() -> None:
     parser.add_argument("--min-time", type=float, default=2.0)
     parser.add_argument("--threads", type=int, default=None)
     parser.add_argument("--device", default="cpu", help="cpu or cuda (CUDA events timing)")
+    parser.add_argument("--out", default=str(Path(__file__).parent / "results" / "reparameterize.json"))
     args = parser.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -52,6 +63,7 @@ def main() -> None:
           "eval mode")
     print(f"{'model':32} {'params before→after':>24} {'MACs before→after':>28} {'ms before':>10} {'ms after':>9} "
           f"{'speed-up':>8} {'max rel err':>11}")
+    rows = []
     for name, (model, chw) in models(args.size).items():
         model = _random_bn_(model).to(args.device)
         shape = (args.batch, *chw)
@@ -65,6 +77,16 @@ def main() -> None:
               f"{report.macs_before / 1e9:8.3f}G→{report.macs_after / 1e9:.3f}G "
               f"({report.macs_after / report.macs_before:.3f}×) {report.latency_before_ms:10.2f} "
               f"{report.latency_after_ms:9.2f} {report.speedup:7.2f}× {error:11.1e}")
+        rows.append([name, report.params_before, report.params_after, report.macs_before, report.macs_after,
+                     report.latency_before_ms, report.latency_after_ms, report.speedup, error])
+    table = Table(f"Multi-branch against fused, batch {args.batch}, fp32, eval mode",
+                  ["model", "params before", "params after", "MACs before", "MACs after", ("ms before", ".2f"),
+                   ("ms after", ".2f"), ("speed-up", "{:.2f}×"), ("max rel. error", ".1e")], rows,
+                  "Latencies: medians of runs interleaved round-robin; max rel. error = max |before − after| / "
+                  "max |before|.")
+    write_results(args.out, f"Structural re-parameterisation: speed-up of the fused models ({args.device})", [table],
+                  description=DESCRIPTION, machine=machine_info(args.device))
+    print(f"results: {args.out}")
 
 
 if __name__ == "__main__":

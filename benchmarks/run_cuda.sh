@@ -1,12 +1,13 @@
 #!/usr/bin/env bash
-# The GPU session behind the README's CUDA tables, as one prepared run of at most 8 min 5 s (the step limits add up
+# The GPU session behind the docs' GPU pages, as one prepared run of at most 8 min 5 s (the step limits add up
 # to 485 s): the CUDA tests (every
 # family vs the oracle and the CPU gradients, the Triton forms pinned, CUDA graph capture), the Triton kernels against
 # torchvision / timm / their PyTorch forms (benchmarks/bench_gpu_kernels.py), `convzoo bench` (every family, both
 # memory formats, fwd and fwd+bwd, "vs fastest native", roofline, peers), `convzoo compare`, and last the
 # torch.compile(mode="reduce-overhead") tests (compilation is the slow part). Each step has its own time limit so
-# one slow step cannot cost the others. Outputs go to $OUT (default benchmarks/results/cuda); the tables are then
-# rendered into $OUT/*.md (`python tools/cuda_table.py ... --write README.md` puts them into the README).
+# one slow step cannot cost the others. Logs go to $OUT (default benchmarks/results/cuda); the results files
+# (convzoo.perf.results' format, rendered by the docs site's Performance pages) to $RESULTS (default
+# benchmarks/results: cuda_bench.json with cuda_bench.png, cuda_kernels.json; a QUICK dry run writes them to $OUT).
 # Usage: bash benchmarks/run_cuda.sh            (on a machine with a CUDA device; torch, torchvision, timm installed)
 #        DEVICE=cpu QUICK=1 bash benchmarks/run_cuda.sh   (a dry run of the same steps on CPU, tiny shapes; the Triton
 #                                                          kernels through Triton's interpreter)
@@ -14,7 +15,8 @@ set -uo pipefail
 cd "$(dirname "$0")/.."
 DEVICE=${DEVICE:-cuda}
 OUT=${OUT:-benchmarks/results/cuda}
-mkdir -p "$OUT"
+RESULTS=${RESULTS:-$([[ -n "${QUICK:-}" ]] && echo "$OUT" || echo benchmarks/results)}
+mkdir -p "$OUT" "$RESULTS"
 export PYTHONPATH=$PWD/src${PYTHONPATH:+:$PYTHONPATH} PYTHONUNBUFFERED=1
 PY=${PYTHON:-python3}
 CZ=("$PY" -c "from convzoo.cli import app; app()")
@@ -43,10 +45,9 @@ except Exception as exc:
 step tests 90 "$PY" -m pytest -q -p no:cacheprovider -n "$workers" -rs "${tests[@]}" \
   -k "(cuda or non_finite) and not compile_reduce_overhead"
 step kernels 110 "${interpret[@]}" "$PY" benchmarks/bench_gpu_kernels.py --device "$DEVICE" "${kernels[@]}" \
-  -o "$OUT/kernels.json"
-step bench 160 "${CZ[@]}" bench --device "$DEVICE" "${shape[@]}" -o "$OUT/bench.json" --plot "$OUT/bench.png"
+  -o "$RESULTS/cuda_kernels.json"
+step bench 160 "${CZ[@]}" bench --device "$DEVICE" "${shape[@]}" -o "$RESULTS/cuda_bench.json" \
+  --plot "$RESULTS/cuda_bench.png"
 step compare 35 "${CZ[@]}" compare --device "$DEVICE" "${shape[@]}"
 step compile 90 "$PY" -m pytest -q -p no:cacheprovider -n "$((workers + 4))" -rs tests/test_cuda.py -k compile_reduce_overhead
-[[ -s $OUT/bench.json ]] && "$PY" tools/cuda_table.py "$OUT/bench.json" > "$OUT/table.md"
-[[ -s $OUT/kernels.json ]] && "$PY" tools/cuda_table.py --kernels "$OUT/kernels.json" > "$OUT/kernels.md"
 exit $status

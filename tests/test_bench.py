@@ -104,7 +104,10 @@ def test_cli_bench_writes_json_and_plot(tmp_path):
     assert result.exit_code == 0, result.output
     data = json.loads(out.read_text())
     assert data["machine"]["threads"] >= 1 and data["machine"]["gemm_peak_gmacs"] > 0
-    assert [s["family"] for s in data["summary"]] == ["standard", "depthwise_separable"]
+    assert [s["family"] for s in data["data"]["summary"]] == ["standard", "depthwise_separable"]
+    assert data["format"] == "convzoo-results/1" and data["machine"]["torch"] == torch.__version__
+    assert [row[0] for row in data["tables"][0]["rows"]] == ["standard", "depthwise_separable"]
+    assert data["figures"] == [{"path": "b.png", "caption": "MAC ratio against measured speed-up, per family"}]
     assert png.stat().st_size > 0
 
 

@@ -79,8 +79,10 @@ def test_cli_bench_prints_roofline_and_peers(tmp_path):
     result = CliRunner().invoke(app, ["bench", "depthwise", "mixconv", "--batch", "1", "--in", "4", "--out", "8",
                                       "--size", "8", "-o", str(out), "--plot", ""])
     assert result.exit_code == 0, result.output
-    assert "roofline" in result.output and "fwd/bound" in result.output and "peers" in result.output
+    assert "roofline" in result.output and "fwd / bound" in result.output and "peers" in result.output
     data = json.loads(out.read_text())
-    rows = data["summary"][0]["roofline"]
+    rows = data["data"]["summary"][0]["roofline"]
     assert set(rows) == {"contiguous", "channels_last"} and all("path" in r and "bound_ms" in r for r in rows.values())
-    assert data["summary"][1]["peers"]
+    assert data["data"]["summary"][1]["peers"]
+    captions = [t["caption"] for t in data["tables"]]
+    assert captions[1].startswith("Roofline") and captions[2].startswith("Peers")

@@ -18,6 +18,7 @@ from convzoo.layers import dynamic as dynamic_module
 from convzoo.layers import hetconv as hetconv_module
 from convzoo.layers.form_choice import FormChoice, input_key, untimed
 from convzoo.perf.hetconv_sweep import QUICK_GRID, sweep
+from convzoo.perf.results import read_results
 
 FORMATS = (torch.contiguous_format, torch.channels_last)
 HET_GEOMETRIES = [dict(in_channels=8, out_channels=8, kernel_size=3, padding=1, p=4),
@@ -152,10 +153,12 @@ def test_cli_bench_sweep_quick_writes_json(tmp_path):
                                       "--sweep-json", str(path)])
     assert result.exit_code == 0, result.output
     assert "convzoo / masked dense" in result.output
-    data = json.loads(path.read_text())
+    data = json.loads(path.read_text())["data"]
     assert len(data["rows"]) == 2 * len(QUICK_GRID) and data["max_ratio"] > 0
     assert {"shape", "memory_format", "masked_dense_ms", "grouped_ms", "convzoo_ms", "chosen", "ratio"} <= set(
         data["rows"][0])
+    table = read_results(path).tables[0]  # the results format the docs render, one row per measured row
+    assert len(table.rows) == len(data["rows"]) and table.rows[0][7] == data["rows"][0]["ratio"]
     bad = CliRunner().invoke(app, ["bench", "standard", "--sweep"])
     assert bad.exit_code == 2 and "hetconv" in bad.output
 

@@ -379,3 +379,6 @@ def test_bench_kernels_script_runs_every_case_quickly(tmp_path):
         assert d["fwd_vs_bound"] == pytest.approx(d["kernel_fwd"] / d["bound"], rel=0.02, abs=0.01)
         assert row.native_forms["fwd"] and d["native_fwd"] > 0
     assert not any(tmp_path.iterdir())  # --quick writes nothing
+    table = bench.results_table(rows)  # what a full run writes to kernels-<cpu>.json for the docs
+    assert len(table.rows) == len(rows) and len(table.names) == len(table.rows[0])
+    assert table.rows[0][3] == rows[0].as_dict()["bound"] and table.rows[0][5] == rows[0].as_dict()["fwd_vs_bound"]

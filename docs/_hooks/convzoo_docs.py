@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
-import json
 import logging
 import re
 import sys
@@ -33,7 +32,7 @@ GROUPS = [
     ("models", "Models", ("convzoo.models",)),
     ("other", "Other", ("",)),
 ]
-BENCH = ROOT / "benchmarks" / "results" / "bench.json"
+BENCH = ROOT / "benchmarks" / "results" / "bench_all.json"  # benchmarks/bench_all.py's run: speed ratios per family
 
 
 def _convzoo() -> ModuleType:
@@ -133,12 +132,17 @@ def tutorials_by_family() -> dict[str, list[tuple[str, str]]]:
 
 
 def bench_rows() -> tuple[dict[str, dict], str]:
+    """{family: its summary row} from the committed bench_all run's raw data, and that run's machine line."""
     if not BENCH.exists():
         return {}, ""
-    data = json.loads(BENCH.read_text())
+    from convzoo.perf.results import read_results
+    from convzoo.perf.results_page import machine_line
+
+    run = read_results(BENCH)
+    data = run.data or {}
     shapes = {f["family"]: f.get("input_shape") for f in data.get("families", []) if isinstance(f, dict)}
     rows = {r["family"]: dict(r, input_shape=shapes.get(r["family"])) for r in data.get("summary", [])}
-    return rows, data.get("machine", "")
+    return rows, machine_line(run.machine, run.date)
 
 
 def family_pages(convzoo: ModuleType, out: Path) -> dict[str, str]:
@@ -188,7 +192,8 @@ def family_pages(convzoo: ModuleType, out: Path) -> dict[str, str]:
         body += ["## Cost", "", f"`{type(layer).__name__}.cost`: {formula}", "",
                  f"For `cz.build({fam.name!r}, 4, {out_ch})` on input {shape}: **{cost.macs:,} MACs**, "
                  f"{cost.params:,} parameters, output {tuple(cost.output_shape)}.", "",
-                 "## Measured speed", "", f"{speed}. Source: `benchmarks/results/bench.json`"
+                 "## Measured speed", "",
+                 f"{speed}. Source: [the committed benchmark run `bench_all`](../performance/bench_all.md)"
                  + (f" ({machine})." if machine else "."), "",
                  "## Code", "", "```python", code, "```", ""]
         body += ["## Read more", ""] + [f"- {link}" for link in links] if links else []
@@ -204,7 +209,7 @@ def family_pages(convzoo: ModuleType, out: Path) -> dict[str, str]:
         ["# Family gallery", "",
          f"One card per registered family ({len(cards)}), generated from `convzoo.families()` at build time: the "
          "picture is drawn from the layer itself, the formula is its `cost` docstring, the speed ratio comes from "
-         "the committed `benchmarks/results/bench.json` (forward time relative to the standard 3×3 conv on the "
+         "the committed `benchmarks/results/bench_all.json` (forward time relative to the standard 3×3 conv on the "
          "same layer shape).", "", '<div class="cz-grid" markdown>', ""] + cards + ["</div>", ""])
     return pages
 

@@ -61,12 +61,14 @@ def bench_command(
     device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
     threads: Optional[int] = typer.Option(None, "--threads", help="pin the CPU thread count (default: torch's)"),
     no_backward: bool = typer.Option(False, "--no-backward", help="time forward only"),
-    output: str = typer.Option("bench.json", "-o", "--output", help="JSON results file"),
+    output: str = typer.Option("bench.json", "-o", "--output",
+                               help="results file (convzoo.perf.results' format, as the docs render it)"),
     plot_path: Optional[str] = typer.Option("bench.png", "--plot", help="PNG: MAC ratio vs speed ratio"),
     sweep: bool = typer.Option(False, "--sweep", help="hetconv only: the layer vs masked dense and grouped forms "
                                                        "over a grid of shapes (the shape options are ignored)"),
     quick: bool = typer.Option(False, "--quick", help="with --sweep: a two-shape grid, few runs (for tests)"),
-    sweep_json: Optional[str] = typer.Option(None, "--sweep-json", help="with --sweep: write the rows to this JSON"),
+    sweep_json: Optional[str] = typer.Option(None, "--sweep-json", help="with --sweep: write the results file "
+                                             "(convzoo.perf.results' format) here"),
 ) -> None:
     """Careful harness: convzoo's layer vs native compositions, peers and naive forms, both memory formats."""
     if sweep:

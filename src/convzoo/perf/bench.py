@@ -11,11 +11,19 @@ from typing import Any
 
 import torch
 
+from .results import Table, machine_info, write_results
 from .timing import FORMATS, configure, copy_bandwidth, gemm_peak, make_inputs, measure_interleaved, to_format
 
 # --- the careful per-family bench ------------------------------------------------------------------------------------
 
 
+BENCH_DESCRIPTION = (
+    "Each family's layer against the fastest composition of native torch ops that computes the same function "
+    "(masked dense conv for HetConv, batch-folded grouped conv and per-sample loop for dynamic conv, split/cat for "
+    "MixConv, torchvision's `deform_conv2d` called directly, …), peers from other libraries when installed, naive "
+    "published forms, and the physical limits (GEMM peak and copy bandwidth, measured in the same run): every "
+    "candidate timed round-robin in the same rounds (`measure_interleaved`), in both memory formats, forward and "
+    "forward+backward, after a warm-up, three inputs rotated, threads pinned; CUDA events on a GPU.")
 BACKWARD_FACTOR = 3  # forward+backward bound = 3 × the forward bound (grad input and grad weight each redo the
                      # forward's MACs and traffic)
 
@@ -126,6 +134,14 @@ class FamilyBench:
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self) | {"bound_ms": self.bound_ms}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> FamilyBench:
+        """The inverse of ``to_dict``: a run read back from its JSON (to render it again)."""
+        fields = {k: v for k, v in d.items() if k != "bound_ms"}
+        return cls(**fields | {"input_shape": tuple(d["input_shape"]),
+                               "variants": [Variant(**v) for v in d.get("variants", [])],
+                               "stages": [StageBound(**st) for st in d.get("stages", [])]})
 
 
 def stage_costs(module: torch.nn.Module, shape: Sequence[int], dtype: torch.dtype) -> list[tuple[str, int, int]]:
@@ -278,8 +294,9 @@ def plot(results: Sequence[FamilyBench], path: str, standard_fwd_ms: float | Non
 def run_bench_command(console: Any, names: Sequence[str] | None, batch: int, in_channels: int, out_channels: int,
                       size: int, kernel: int, dtype: str, device: str, threads: int | None, backward: bool,
                       output: str, plot_path: str | None) -> None:
-    """The body of ``convzoo bench``: limits, per-family variants, a summary table, JSON and PNG."""
-    import json
+    """The body of ``convzoo bench``: limits, per-family variants, a summary table, the results file
+    (:mod:`convzoo.perf.results`, with the raw measurements under ``data``) and the PNG."""
+    import os
 
     from rich.progress import Progress
 
@@ -309,82 +326,115 @@ def run_bench_command(console: Any, names: Sequence[str] | None, batch: int, in_
     console.print(roofline_table(results, peak, bandwidth))
     if any(r.peers() for r in results):
         console.print(peers_table(results))
-    with open(output, "w") as f:
-        json.dump({"machine": info, "shape": [batch, in_channels, size, size, out_channels, kernel],
-                   "summary": [r.summary(peak) for r in results], "families": [r.to_dict() for r in results]},
-                  f, indent=1, default=str)
-    console.print(f"JSON: {output}")
+    summary, dicts = [r.summary(peak) for r in results], [r.to_dict() for r in results]
+    figures = []
     if plot_path and any(r.family == "standard" for r in results):
         console.print(f"plot: {plot(results, plot_path)}")
+        if os.path.dirname(os.path.abspath(plot_path)) == os.path.dirname(os.path.abspath(output)):
+            figures.append((os.path.basename(plot_path), "MAC ratio against measured speed-up, per family"))
+    write_results(output, f"convzoo bench: every family against its native compositions ({info['device']})",
+                  bench_results_tables(summary, dicts, peak, bandwidth),
+                  description=BENCH_DESCRIPTION + f" Layer {in_channels}→{out_channels}, {kernel}×{kernel}, batch "
+                  f"{batch}, {size}², {dtype}.", machine=machine_info(dev, gemm_peak_gmacs=peak,
+                                                                       copy_bandwidth_gbs=bandwidth),
+                  figures=figures, data={"shape": [batch, in_channels, size, size, out_channels, kernel],
+                                         "summary": summary, "families": dicts})
+    console.print(f"results: {output}")
+
+
+def families_results_table(summary: Sequence[dict[str, Any]], families: Sequence[dict[str, Any]], peak: float,
+                           bandwidth: float) -> Table:
+    """Every family against its fastest native composition, from the JSON dicts of a run (``FamilyBench.summary``
+    and ``to_dict``), so a committed run renders the same as a fresh one."""
+    variants = {f["family"]: f.get("variants", []) for f in families}
+    standard = next((s.get("fwd_ms") for s in summary if s["family"] == "standard"), None)
+    rows = []
+    for s in summary:
+        fwd = s.get("fwd_ms")
+        others = "; ".join(f"{v['name']} {v['forward_ms'] / fwd:.2f}×" for v in variants.get(s["family"], [])
+                           if v["kind"] in ("peer", "naive") and fwd and v["memory_format"] == s.get("fwd_format")
+                           and v.get("forward_ms") is not None and math.isfinite(v["forward_ms"]))
+        bounds = [r["fwd_vs_bound"] for r in s.get("roofline", {}).values() if r.get("fwd_vs_bound")]
+        rows.append([s["family"], s["mac_ratio"], fwd, s.get("fwd_format"), standard / fwd if standard and fwd else None,
+                     s.get("fwd_vs_native"), s.get("fwd_bwd_ms"), s.get("fwd_bwd_format"), s.get("fwd_bwd_vs_native"),
+                     s.get("gmacs_per_s"), s.get("peak_fraction"), min(bounds) if bounds else None, others])
+    columns = ["family", ("MAC ratio", ".3f"), "fwd ms", "fwd format", ("speed-up vs standard", ".2f"),
+               ("vs fastest native, fwd", ".2f"), "fwd+bwd ms", "fwd+bwd format", ("vs fastest native, fwd+bwd", ".2f"),
+               ("GMAC/s", ".1f"), ("of GEMM peak", "{:.0%}"), ("fwd / roofline bound", ".1f"),
+               "peers / naive (time / convzoo)"]
+    if all(row[11] is None for row in rows):  # a run without stage bounds (an older JSON): no bound column
+        columns.pop(11)
+        rows = [row[:11] + row[12:] for row in rows]
+    return Table(
+        "Every family against its fastest native composition", columns, rows,
+        f"Times: medians (ms) in each family's best memory format. Measured limits: GEMM peak {peak:.1f} GMAC/s "
+        f"(fp32 `torch.mm`), copy bandwidth {bandwidth:.1f} GB/s. *vs fastest native* = convzoo's time / the fastest "
+        "composition of native torch ops computing the same function, timed round-robin in the same rounds "
+        "(≤ 1.10 is the target); peers and naive published forms: their time / convzoo's (> 1: convzoo faster).")
+
+
+def roofline_results_table(summary: Sequence[dict[str, Any]]) -> Table | None:
+    """Per family and memory format: convzoo's times next to the roofline bound (None when nothing has a bound)."""
+    rows = [[s["family"], fmt, r["fwd_ms"], r["bound_ms"], r.get("fwd_vs_bound"), r.get("fwd_min_vs_bound"),
+             r.get("fwd_bwd_ms"), r.get("fwd_bwd_bound_ms"), r.get("fwd_bwd_vs_bound"), r.get("fwd_bwd_min_vs_bound"),
+             r.get("path", "")]
+            for s in summary for fmt, r in s.get("roofline", {}).items() if r.get("bound_ms")]
+    return Table(
+        "Roofline: each family against its bound",
+        ["family", "format", "fwd ms", "bound ms", ("fwd / bound", ".2f"), ("fastest / bound", ".2f"),
+         "fwd+bwd ms", "fwd+bwd bound ms", ("fwd+bwd / bound", ".2f"),
+         ("fwd+bwd fastest / bound", ".2f"), "path"], rows,
+        "bound = Σ over the layer's stages of max(MACs ÷ measured GEMM peak, bytes that must move ÷ measured copy "
+        "bandwidth); bytes = inputs read + parameters read + outputs written; forward+backward bound = "
+        f"{BACKWARD_FACTOR} × the forward bound; times = medians (ms); fastest / bound = the fastest round's time / "
+        "bound (a tensor that fits in cache can beat the copy bandwidth: ratios < 1 are possible); path = the exact "
+        "formulation the layer's forward ran.") if rows else None
+
+
+def peers_results_table(summary: Sequence[dict[str, Any]]) -> Table | None:
+    """Peers from other libraries timed in the same rounds as convzoo's layer (None when none was installed)."""
+    rows = [[s["family"], p["peer"], p["format"], p.get("fwd_ratio"), p.get("fwd_min_ratio"), p.get("fwd_bwd_ratio"),
+             p.get("fwd_bwd_min_ratio")] for s in summary for p in s.get("peers", [])]
+    return Table(
+        "Peers, timed round-robin with convzoo's layer (same input and format)",
+        ["family", "peer", "format", ("fwd ratio", ".2f"), ("fwd ratio, fastest rounds", ".2f"),
+         ("fwd+bwd ratio", ".2f"), ("fwd+bwd ratio, fastest rounds", ".2f")], rows,
+        "ratio = peer time / convzoo time (> 1: convzoo is faster), of the medians and of the fastest rounds.") \
+        if rows else None
+
+
+def bench_results_tables(summary: Sequence[dict[str, Any]], families: Sequence[dict[str, Any]], peak: float,
+                         bandwidth: float) -> list[Table]:
+    """The tables of a ``convzoo bench`` run for its results file: the families, and where measured the roofline
+    and the peers."""
+    tables = [families_results_table(summary, families, peak, bandwidth), roofline_results_table(summary),
+              peers_results_table(summary)]
+    return [t for t in tables if t is not None]
 
 
 def bench_table(results: Sequence[FamilyBench], peak: float, bandwidth: float, info: dict[str, Any]) -> Any:
     """Per family: best convzoo time and format, ratio to the fastest native composition, peers/naive, limits."""
-    from rich.table import Table
+    from .results_page import rich_table
 
-    table = Table(title=f"convzoo bench — {info['device']}, {info['threads']} thread(s), torch {info['torch']}; "
-                        f"GEMM peak {peak:.1f} GMAC/s, copy {bandwidth:.1f} GB/s; times = medians (ms), best format",
-                  caption="vs native = convzoo time / fastest native composition of the same math (≤ 1.10 is the "
-                          "target); other = peers and naive published forms, time / convzoo time")
-    for column in ("family", "MAC ratio", "fwd ms", "fmt", "fwd vs native", "fwd+bwd ms", "fmt ", "f+b vs native",
-                   "GMAC/s", "% GEMM peak", "other (time ratio)"):
-        table.add_column(column, justify="left" if column in ("family", "fmt", "fmt ", "other (time ratio)") else "right")
-    for r in results:
-        s = r.summary(peak)
-        mine = r.best("convzoo")
-        others = []
-        for kind in ("peer", "naive"):
-            for v in r.variants:
-                if v.kind == kind and mine is not None and v.memory_format == mine.memory_format:
-                    others.append(f"{v.name}: {v.forward_ms / mine.forward_ms:.2f}×")
-        fmt = lambda key, spec: format(s[key], spec) if key in s else "—"  # noqa: E731
-        table.add_row(r.family, f"{r.mac_ratio:.3f}", fmt("fwd_ms", ".2f"), s.get("fwd_format", "—"),
-                      fmt("fwd_vs_native", ".2f"), fmt("fwd_bwd_ms", ".2f"), s.get("fwd_bwd_format", "—"),
-                      fmt("fwd_bwd_vs_native", ".2f"), fmt("gmacs_per_s", ".1f"),
-                      f"{100 * s['peak_fraction']:.0f}%" if "peak_fraction" in s else "—", "; ".join(others))
-    return table
+    table = families_results_table([r.summary(peak) for r in results], [r.to_dict() for r in results], peak,
+                                   bandwidth)
+    return rich_table(table, f"convzoo bench — {info['device']}, {info['threads']} thread(s), torch {info['torch']}")
 
 
 def roofline_table(results: Sequence[FamilyBench], peak: float, bandwidth: float) -> Any:
     """Per family and memory format: convzoo's time next to its roofline bound, the ratio, and the path that ran."""
-    from rich.table import Table
-
     from .compare import machine_load
+    from .results_page import rich_table
 
     load, cpus, _ = machine_load()
-    table = Table(title=f"roofline — GEMM peak {peak:.1f} GMAC/s, copy bandwidth {bandwidth:.1f} GB/s; load average "
-                        f"{load:.2f} on {cpus} CPU(s)",
-                  caption="bound = Σ over the layer's stages of max(MACs ÷ measured GEMM peak, bytes that must move ÷ "
-                          "measured copy bandwidth); bytes = inputs read + parameters read + outputs written; copy "
-                          "bandwidth = bytes read + written per second of a 256 MB copy (a tensor that fits in cache "
-                          f"can beat it: ratios < 1 are possible); fwd+bwd bound = {BACKWARD_FACTOR} × the forward "
-                          "bound; times = medians (ms); min/bound = the fastest round's time / bound")
-    for column in ("family", "format", "fwd ms", "bound ms", "fwd/bound", "min/bound", "fwd+bwd ms", "f+b bound",
-                   "f+b/bound", "min/bound ", "path"):
-        table.add_column(column, justify="left" if column in ("family", "format", "path") else "right")
-    for r in results:
-        for fmt, row in r.roofline().items():
-            keys = ("fwd_ms", "bound_ms", "fwd_vs_bound", "fwd_min_vs_bound", "fwd_bwd_ms", "fwd_bwd_bound_ms",
-                    "fwd_bwd_vs_bound", "fwd_bwd_min_vs_bound")
-            table.add_row(r.family, fmt, *(_cell(row, key) for key in keys), row["path"])
-    return table
+    table = roofline_results_table([r.summary(peak) for r in results]) or Table("roofline", ["family"], [])
+    return rich_table(table, f"roofline — GEMM peak {peak:.1f} GMAC/s, copy bandwidth {bandwidth:.1f} GB/s; load "
+                             f"average {load:.2f} on {cpus} CPU(s)")
 
 
 def peers_table(results: Sequence[FamilyBench]) -> Any:
     """Peers from other libraries timed in the same rounds as convzoo's layer: peer time / convzoo time."""
-    from rich.table import Table
+    from .results_page import rich_table
 
-    table = Table(title="peers — timed round-robin with convzoo's layer, same input and format",
-                  caption="ratio = peer time / convzoo time (> 1: convzoo is faster): of the medians, and of the fastest "
-                          "rounds (min)")
-    for column in ("family", "peer", "format", "fwd ratio", "fwd min ratio", "fwd+bwd ratio", "f+b min ratio"):
-        table.add_column(column, justify="left" if column in ("family", "peer", "format") else "right")
-    for r in results:
-        for row in r.peers():
-            keys = ("fwd_ratio", "fwd_min_ratio", "fwd_bwd_ratio", "fwd_bwd_min_ratio")
-            table.add_row(r.family, row["peer"], row["format"], *(_cell(row, key) for key in keys))
-    return table
-
-
-def _cell(row: dict[str, Any], key: str) -> str:
-    return format(row[key], ".2f") if row.get(key) is not None else "—"
+    table = peers_results_table([r.summary() for r in results]) or Table("peers", ["family"], [])
+    return rich_table(table, "peers — timed round-robin with convzoo's layer, same input and format")

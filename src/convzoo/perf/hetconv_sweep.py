@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import functools
 import math
+import statistics
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
@@ -20,6 +21,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .results import Table, machine_info, write_results
 from .timing import FORMATS, make_inputs, round_robin, to_format
 
 # (batch, channels in = out, map size, p, k): small maps where one dense call wins, large maps where the
@@ -138,28 +140,59 @@ def sweep(grid: Sequence[tuple[int, int, int, int, int]] = GRID, formats: Sequen
 
 
 def sweep_table(rows: Sequence[SweepRow], title: str) -> Any:
-    """A rich table: shape, format, pass, the three medians, the chosen form and convzoo / masked dense."""
-    from rich.table import Table
+    """The rows for the terminal: the results table (:func:`sweep_results_table`) as a rich Table."""
+    from .results_page import rich_table
 
-    worst = max((r.ratio for r in rows), default=math.nan)
-    worst_min = max((r.ratio_of_minima for r in rows), default=math.nan)
-    table = Table(title=title, caption=f"{len(rows)} rows; max convzoo / masked dense = {worst:.3f} (medians), "
-                                       f"{worst_min:.3f} (minima); acceptance ≤ 1.05; times are medians (ms) of "
-                                       f"runs interleaved round-robin")
-    for column in ("shape", "format", "pass", "masked dense ms", "grouped ms", "convzoo ms", "chosen",
-                   "convzoo / masked dense", "(minima)"):
-        table.add_column(column, justify="left" if column in ("shape", "format", "pass", "chosen") else "right")
-    for r in rows:
-        table.add_row(r.shape, r.memory_format, "fwd+bwd" if r.backward else "fwd", f"{r.masked_dense_ms:.3f}",
-                      f"{r.grouped_ms:.3f}", f"{r.convzoo_ms:.3f}", r.chosen, f"{r.ratio:.3f}",
-                      f"{r.ratio_of_minima:.3f}")
-    return table
+    return rich_table(sweep_results_table([asdict(r) | {"shape": r.shape} for r in rows]), title)
+
+
+SWEEP_DESCRIPTION = (
+    "HetConv's layer (implementation 'auto', its one-time choice made before the rounds) against the masked dense "
+    "conv (an `nn.Conv2d` holding HetConv's masked kernel, rebuilt from its weights under autograd when a backward "
+    "follows) over a grid of shapes (batch 1–32, channels 16–256, maps 7–112, p 2–8, k 3/5), both memory formats, "
+    "forward and forward+backward. The layer and the masked dense conv run as a pair in their own interleaved "
+    "rounds; the grouped form (p-group k×k + dense 1×1) against the masked dense conv in rounds of its own. "
+    "Acceptance: convzoo / masked dense ≤ 1.05 in every row.")
+
+
+def _summary(rows: Sequence[dict[str, Any]]) -> str:
+    """What the acceptance reads from the rows: the worst ratio per pass, the rows over 1.05, and the ratios where
+    each kind of form was chosen (range and median per pass)."""
+    def part(pass_rows: list[dict[str, Any]], label: str) -> str:
+        grouped = sorted(r["ratio"] for r in pass_rows if r["chosen"].startswith("grouped"))
+        dense = sorted(r["ratio"] for r in pass_rows if not r["chosen"].startswith("grouped"))
+        text = f"{label}: max {max(r['ratio'] for r in pass_rows):.3f}"
+        if grouped:
+            text += (f"; a grouped form chosen in {len(grouped)} rows, {grouped[0]:.3f}–{grouped[-1]:.3f} "
+                     f"(median {statistics.median(grouped):.3f})")
+        if dense:
+            text += f"; masked dense chosen in {len(dense)} rows, median {statistics.median(dense):.3f}"
+        return text
+
+    passes = [part([r for r in rows if r["backward"] == b], name) for b, name in ((False, "forward"),
+                                                                                    (True, "forward+backward"))
+              if any(r["backward"] == b for r in rows)]
+    over = [f"{r['shape']} {r['memory_format']} {'fwd+bwd' if r['backward'] else 'fwd'} ({r['ratio']:.3f})"
+            for r in rows if r["ratio"] > 1.05]
+    return (f"{len(rows)} rows; convzoo / masked dense — " + ". ".join(passes)
+            + f". Rows over 1.05: {len(over)}" + (f" ({'; '.join(over)})" if over else "") + ".")
+
+
+def sweep_results_table(rows: Sequence[dict[str, Any]]) -> Table:
+    """The sweep's rows (``asdict(SweepRow) | {'shape': ...}``) as a results table, its summary in the notes."""
+    worst_min = max((r["ratio_of_minima"] for r in rows), default=math.nan)
+    return Table("HetConv against the masked dense conv, every shape",
+                 ["shape", "format", "pass", ("masked dense ms", ".3f"), ("grouped ms", ".3f"),
+                  ("convzoo ms", ".3f"), "chosen", ("convzoo / masked dense", ".3f"), ("(fastest rounds)", ".3f")],
+                 [[r["shape"], r["memory_format"], "fwd+bwd" if r["backward"] else "fwd", r["masked_dense_ms"],
+                   r["grouped_ms"], r["convzoo_ms"], r["chosen"], r["ratio"], r["ratio_of_minima"]] for r in rows],
+                 _summary(rows) + f" Of the fastest rounds, the max is {worst_min:.3f}. Acceptance ≤ 1.05; times "
+                 "are medians (ms) of runs interleaved round-robin.")
 
 
 def run_sweep_command(console: Any, dtype: str, device: str, threads: int | None, backward: bool, quick: bool,
                       output: str | None) -> list[SweepRow]:
-    """The body of ``convzoo bench hetconv --sweep``: the table, and the rows as JSON when ``output`` is given."""
-    import json
+    """The body of ``convzoo bench hetconv --sweep``: the table, and the results file when ``output`` is given."""
     import os
 
     from .compare import checked_options
@@ -176,9 +209,12 @@ def run_sweep_command(console: Any, dtype: str, device: str, threads: int | None
     console.print(sweep_table(rows, f"HetConv sweep — {info['device']}, {info['threads']} thread(s), "
                                     f"torch {info['torch']}, load {load}"))
     if output:
-        with open(output, "w") as f:
-            json.dump({"machine": info, "max_ratio": max((r.ratio for r in rows), default=None),
-                       "max_ratio_of_minima": max((r.ratio_of_minima for r in rows), default=None),
-                       "rows": [asdict(r) | {"shape": r.shape} for r in rows]}, f, indent=1, default=str)
-        console.print(f"JSON: {output}")
+        dicts = [asdict(r) | {"shape": r.shape} for r in rows]
+        write_results(output, f"HetConv at every shape: the layer against the masked dense conv ({info['device']})",
+                      [sweep_results_table(dicts)], description=SWEEP_DESCRIPTION,
+                      machine=machine_info(dev, load_average_before=load and round(load[0], 2)),
+                      data={"max_ratio": max((r.ratio for r in rows), default=None),
+                            "max_ratio_of_minima": max((r.ratio_of_minima for r in rows), default=None),
+                            "rows": dicts})
+        console.print(f"results: {output}")
     return rows

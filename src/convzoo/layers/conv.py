@@ -31,6 +31,7 @@ from .base import (
     resolve_geometry,
 )
 from .fastpaths import depthwise_channels_last, is_channels_last, pointwise_matmul
+from .form_choice import _EXPORTING
 
 if TYPE_CHECKING:
     import numpy as np
@@ -160,9 +161,12 @@ class ConvNd(ConvzooLayer):
         channels_last data runs as a multiplier-1 conv on the input repeated m times ('channels_last ×m repeat');
         a grouped 1×1 conv (stride 1, no padding) on NCHW data as a batched matmul ('matmul'); anything else is the
         native conv. NCHW depthwise stays native: converting to channels_last and back (two transposing copies,
-        ~2.4 ms each for 6.4 MB out of cache) costs as much as the slow NCHW kernel saves."""
+        ~2.4 ms each for 6.4 MB out of cache) costs as much as the slow NCHW kernel saves. A graph exported for
+        deployment (torch.export, ONNX) gets the native conv: runtimes and int8 quantizers have conv kernels."""
         if x.device.type != "cpu" or self.dim != 2 or x.dim() != 4 or self.padding_mode != "zeros":
             return "native"  # the fast paths are CPU formulations; this test runs on every forward
+        if _EXPORTING():
+            return "native"
         if any(lo != hi for lo, hi in self.padding_pairs):
             return "native"
         nchw = not is_channels_last(x)

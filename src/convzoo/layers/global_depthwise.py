@@ -26,6 +26,12 @@ def _tracing() -> bool:
     return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
 
 
+def _exporting() -> bool:
+    """torch.export (also under the ONNX exporter), jit tracing or ONNX export: a graph made for deployment."""
+    return bool(getattr(torch.compiler, "is_exporting", lambda: False)() or torch.jit.is_tracing()
+                or torch.onnx.is_in_onnx_export())
+
+
 class GlobalDepthwiseConv2d(ConvzooLayer, LazyModuleMixin, nn.Module):
     """(N, C_in, H, W) → (N, C_out, 1, 1); weight (C_out, 1, H, W), bias (C_out,); C_out a multiple of C_in.
 
@@ -97,9 +103,11 @@ class GlobalDepthwiseConv2d(ConvzooLayer, LazyModuleMixin, nn.Module):
         # per-j products with w laid out (m, P, C), summed over P (``GlobalDepthwiseSumNHWC``). Both have a
         # backward writing ∂x in x's layout. F.conv2d takes 10 / 140 ms here (8×64×56², m = 2, 2 cores).
         n, c = x.shape[:2]
+        if _exporting():  # a deployed graph: the depthwise conv that runtimes and int8 quantizers have kernels for
+            return F.conv2d(x, self.weight, self.bias, groups=c)
         m = self.depth_multiplier
         w = self.weight.reshape(c, m, -1)
-        if _tracing():  # exporters and compilers see plain ops
+        if _tracing():  # compilers see plain ops
             y = torch.bmm(x.contiguous().flatten(2).transpose(0, 1), w.transpose(1, 2)).transpose(0, 1)  # (N, C, m)
         elif is_channels_last(x):
             y = GlobalDepthwiseSumNHWC.apply(x.permute(0, 2, 3, 1).reshape(n, -1, c), w.permute(1, 2, 0).contiguous())

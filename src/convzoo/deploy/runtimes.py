@@ -1,0 +1,247 @@
+"""Where MobileNets run: a model (float32) or its PT2E int8 form (``quantize.py``) on a runtime, as one callable.
+
+- 'eager': PyTorch itself (float32 only: PyTorch runs a PT2E int8 graph as float ops between quantize/dequantize
+  pairs, a simulation, not int8 kernels).
+- 'xnnpack': ``to_edge_transform_and_lower`` with the ``XnnpackPartitioner`` → ``.to_executorch()`` → ExecuTorch's
+  Python runtime. Operators the partitioner leaves out run on ExecuTorch's portable kernels (listed in
+  ``Runner.notes``).
+- 'onnxruntime': the graph exported by ``torch.onnx.export`` (dynamo, opset 19) — for int8 the PT2E graph, whose
+  quantize/dequantize pairs become QuantizeLinear/DequantizeLinear (QDQ) that onnxruntime fuses into int8
+  kernels (QLinearConv, QLinearMatMul, …; ``Runner.notes`` counts them in the optimised graph).
+
+Every runner takes inputs of the example input's shape (graphs are exported with fixed shapes) and runs on
+``threads`` CPU threads (default: torch's setting), so runtimes are timed on equal footing.
+"""
+
+from __future__ import annotations
+
+import collections
+import os
+import tempfile
+import warnings
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import torch
+from torch import nn
+
+from .extras import require_runtime
+
+RUNTIMES = ("eager", "xnnpack", "onnxruntime")
+DTYPES = ("fp32", "int8")
+ORT_INT8_OPS = ("QLinearConv", "QLinearMatMul", "ConvInteger", "MatMulInteger", "QLinearAdd", "QLinearMul",
+                "QLinearConcat", "QLinearSigmoid", "QLinearGlobalAveragePool", "QLinearAveragePool",
+                "QLinearLeakyRelu", "QLinearSoftmax", "QGemm", "QLinearConvTranspose")
+
+
+Output = Any  # a tensor, or a tuple of tensors for a model with several outputs
+
+
+def _one_or_tuple(outputs: Any) -> Output:
+    outputs = tuple(outputs)
+    return outputs[0] if len(outputs) == 1 else outputs
+
+
+@dataclass
+class Runner:
+    """A model ready to run on ``runtime`` in ``dtype``: ``runner(x)`` returns the output as a torch tensor.
+    ``notes``: what the runtime did with the graph (operators outside the XNNPACK delegate, onnxruntime's int8
+    kernels); ``size_bytes``: the program's or the ONNX file's size (None for eager)."""
+
+    runtime: str
+    dtype: str
+    run: Callable[[torch.Tensor], Output]
+    notes: list[str] = field(default_factory=list)
+    size_bytes: int | None = None
+
+    def __call__(self, x: torch.Tensor) -> Output:
+        return self.run(x)
+
+
+def check_runtime(runtime: str, dtype: str) -> None:
+    """ValueError for an unknown runtime or dtype, or int8 on eager; MissingPackage when the runtime's packages
+    are not installed."""
+    if runtime not in RUNTIMES:
+        raise ValueError(f"runtime={runtime!r} must be one of {', '.join(RUNTIMES)}")
+    if dtype not in DTYPES:
+        raise ValueError(f"dtype={dtype!r} must be one of {', '.join(DTYPES)}")
+    if runtime == "eager" and dtype == "int8":
+        raise ValueError("dtype='int8' needs runtime 'xnnpack' or 'onnxruntime': eager PyTorch runs a PT2E int8 "
+                         "model as float ops between quantize/dequantize pairs (a simulation, not int8 kernels)")
+    if runtime != "eager":
+        require_runtime(runtime)
+    if dtype == "int8":
+        from .extras import QUANTIZE_PACKAGES, require
+
+        require(QUANTIZE_PACKAGES, "int8 quantization")
+
+
+def set_threads(threads: int) -> None:
+    """The same CPU thread count for PyTorch and ExecuTorch's thread pool (onnxruntime takes it per session)."""
+    torch.set_num_threads(threads)
+    try:
+        from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+    except ImportError:
+        return
+    _unsafe_reset_threadpool(threads)
+
+
+# --- XNNPACK through ExecuTorch --------------------------------------------------------------------------------
+
+
+def _partitioner() -> Any:
+    """XNNPACK's partitioner, except that a padding whose input is an int8 tensor (dequantized) stays out of the
+    delegate: XNNPACK takes such a pad as quantized in and float out and refuses it at load time
+    (xnn_status_invalid_parameter in StaticConstantPad); outside it, the pad runs on the portable kernels."""
+    from executorch.backends.xnnpack.partition.config import ALL_PARTITIONER_CONFIGS
+    from executorch.backends.xnnpack.partition.config.generic_node_configs import ConstantPadConfig
+    from executorch.backends.xnnpack.partition.xnnpack_partitioner import XnnpackPartitioner
+
+    from .int8_report import is_dequantize
+
+    class FloatPadConfig(ConstantPadConfig):
+        def check_constraints(self, node: torch.fx.Node, ep: Any) -> bool:
+            if is_dequantize(node.args[0]):
+                return False
+            return super().check_constraints(node, ep)
+
+    configs = [FloatPadConfig if c is ConstantPadConfig else c for c in ALL_PARTITIONER_CONFIGS]
+    return XnnpackPartitioner(configs=configs)
+
+
+def _outside_delegate(program: Any) -> list[str]:
+    """Operators left to ExecuTorch's portable kernels, counted by name."""
+    counts: collections.Counter[str] = collections.Counter()
+    for node in program.exported_program().graph.nodes:
+        if node.op != "call_function":
+            continue
+        name = str(getattr(node.target, "__name__", node.target))
+        if "call_delegate" in name or name == "getitem":
+            continue
+        counts[name.removeprefix("aten.").split(".")[0]] += 1
+    return [f"{name} ×{count}" for name, count in sorted(counts.items())]
+
+
+def xnnpack_runner(program: torch.export.ExportedProgram, dtype: str) -> Runner:
+    """Lower ``program`` to ExecuTorch with the XNNPACK delegate, load it in the Python runtime."""
+    require_runtime("xnnpack")
+    from executorch.exir import to_edge_transform_and_lower
+    from executorch.runtime import Runtime
+
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        lowered = to_edge_transform_and_lower(program, partitioner=[_partitioner()])
+        outside = _outside_delegate(lowered)
+        buffer = lowered.to_executorch().buffer
+    loaded = Runtime.get().load_program(buffer)
+    method = loaded.load_method("forward")
+    keep = (buffer, loaded)  # the runtime reads the program in place: it must outlive the method
+
+    def run(x: torch.Tensor) -> Output:
+        assert keep
+        return _one_or_tuple(method.execute([x]))
+
+    notes = [f"outside the XNNPACK delegate (ExecuTorch portable kernels): {', '.join(outside)}"] if outside else []
+    return Runner("xnnpack", dtype, run, notes, len(buffer))
+
+
+# --- onnxruntime -----------------------------------------------------------------------------------------------
+
+
+def onnx_file(module: nn.Module, example_input: torch.Tensor, path: Path) -> None:
+    """``torch.onnx.export`` (dynamo, opset 19) at the example input's shape."""
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (example_input,), str(path), dynamo=True, opset_version=19, external_data=False,
+                          verbose=False)
+
+
+def onnxruntime_session(path: Path, threads: int) -> tuple[Any, list[str]]:
+    """A CPU session with full graph optimisation on ``threads`` threads, and the int8 kernels it fused (read from
+    the optimised graph it writes)."""
+    import onnx
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = threads
+    options.inter_op_num_threads = 1
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    optimized = path.with_suffix(".opt.onnx")
+    options.optimized_model_filepath = str(optimized)
+    session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
+    graph = onnx.load(str(optimized)).graph
+    ops = collections.Counter(node.op_type for node in graph.node)
+    int8 = [f"{op} ×{ops[op]}" for op in ORT_INT8_OPS if ops[op]]
+    outputs = {o.name for o in graph.output}
+    constants = {i.name for i in graph.initializer}  # dequantized weights are not activations
+    inner = sum(n.op_type == "DequantizeLinear" and not set(n.output) & outputs and n.input[0] not in constants
+                for n in graph.node)
+    notes = [f"onnxruntime int8 kernels: {', '.join(int8) or 'none'}"]
+    if inner:
+        notes.append(f"{inner} activation(s) dequantized inside the graph (float operators between int8 ones)")
+    return session, notes
+
+
+def onnxruntime_runner(module: nn.Module, example_input: torch.Tensor, dtype: str, threads: int) -> Runner:
+    """Export ``module`` (a float model, or a converted PT2E graph for int8) to ONNX and open it in onnxruntime."""
+    require_runtime("onnxruntime")
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "model.onnx"
+        onnx_file(module, example_input, path)
+        session, notes = onnxruntime_session(path, threads)
+        size = os.path.getsize(path)
+    name = session.get_inputs()[0].name
+
+    def run(x: torch.Tensor) -> Output:
+        return _one_or_tuple([torch.from_numpy(y) for y in session.run(None, {name: x.detach().numpy()})])
+
+    return Runner("onnxruntime", dtype, run, notes if dtype == "int8" else [], size)
+
+
+# --- one entry point -------------------------------------------------------------------------------------------
+
+
+def runner(model: nn.Module, example_input: torch.Tensor, runtime: str = "xnnpack", dtype: str = "int8",
+           calibration: Iterable[torch.Tensor] | None = None, backend: str | None = None,
+           threads: int | None = None, quantized: Any = None) -> Runner:
+    """``model`` ready to run on ``runtime`` in ``dtype`` ('fp32' or 'int8': quantized with
+    ``convzoo.quantize(model, example_input, backend, calibration)``, backend defaulting to the runtime, unless
+    an already ``quantized`` model is given). Inputs must have the example input's shape."""
+    check_runtime(runtime, dtype)
+    threads = threads or torch.get_num_threads()
+    set_threads(threads)
+    model = model.eval()
+    if dtype == "int8" and quantized is None:
+        from .quantize import quantize
+
+        quantized = quantize(model, example_input, backend or runtime, calibration)
+    if runtime == "eager":
+        def run(x: torch.Tensor) -> torch.Tensor:
+            with torch.no_grad():
+                return model(x)
+
+        return Runner("eager", dtype, run)
+    if runtime == "xnnpack":
+        if dtype == "int8":
+            program = quantized.export()
+        else:
+            with warnings.catch_warnings(), torch.no_grad():
+                warnings.simplefilter("ignore")
+                program = torch.export.export(model, (example_input,))
+        result = xnnpack_runner(program, dtype)
+    else:
+        module = quantized.module if dtype == "int8" else model
+        result = onnxruntime_runner(module, example_input, dtype, threads)
+    if dtype == "int8":
+        result.notes = [*quantized_notes(quantized), *result.notes]
+    return result
+
+
+def quantized_notes(quantized: Any) -> list[str]:
+    """The convzoo layers a quantized model keeps (partly) in floating point, one line."""
+    partial = [r for r in quantized.report.layers if r.status != "int8" and r.int8_macs + r.float_macs]
+    if not partial:
+        return []
+    return ["float layers: " + "; ".join(f"{r.name} {r.status} ({', '.join(r.float_ops)})" for r in partial)]

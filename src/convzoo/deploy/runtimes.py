@@ -47,17 +47,51 @@ def _one_or_tuple(outputs: Any) -> Output:
 @dataclass
 class Runner:
     """A model ready to run on ``runtime`` in ``dtype``: ``runner(x)`` returns the output as a torch tensor.
-    ``notes``: what the runtime did with the graph (operators outside the XNNPACK delegate, onnxruntime's int8
-    kernels); ``size_bytes``: the program's or the ONNX file's size (None for eager)."""
+
+    What the runtime did with the graph: ``outside_delegate`` (XNNPACK: operator → count left to ExecuTorch's
+    portable kernels), ``int8_kernels`` (onnxruntime: int8 operator → count in its optimised graph),
+    ``dequantized_activations`` (onnxruntime: activations dequantized inside the graph, float operators between
+    int8 ones), ``quantized`` (the ``QuantizedModel`` for int8); ``size_bytes``: the program's or the ONNX file's
+    size (None for eager)."""
 
     runtime: str
     dtype: str
     run: Callable[[torch.Tensor], Output]
-    notes: list[str] = field(default_factory=list)
     size_bytes: int | None = None
+    outside_delegate: dict[str, int] = field(default_factory=dict)
+    int8_kernels: dict[str, int] | None = None
+    dequantized_activations: int = 0
+    quantized: Any = None
 
     def __call__(self, x: torch.Tensor) -> Output:
         return self.run(x)
+
+    @property
+    def notes(self) -> list[str]:
+        """One line each: the layers kept (partly) float, the operators outside the XNNPACK delegate, the int8
+        kernels onnxruntime runs."""
+        lines = quantized_notes(self.quantized) if self.quantized is not None else []
+        if self.outside_delegate:
+            ops = ", ".join(f"{op} ×{n}" for op, n in sorted(self.outside_delegate.items()))
+            lines.append(f"outside the XNNPACK delegate (ExecuTorch portable kernels): {ops}")
+        if self.int8_kernels is not None:
+            ops = ", ".join(f"{op} ×{n}" for op, n in self.int8_kernels.items())
+            lines.append(f"onnxruntime int8 kernels: {ops or 'none'}")
+            if self.dequantized_activations:
+                lines.append(f"{self.dequantized_activations} activation(s) dequantized inside the graph (float "
+                             f"operators between int8 ones)")
+        return lines
+
+    def summary(self) -> str:
+        """A short line for tables: the share of MACs in int8, operators outside the delegate / int8 kernels."""
+        parts = []
+        if self.quantized is not None:
+            parts.append(f"int8 MACs {self.quantized.report.int8_fraction():.0%}")
+        if self.outside_delegate:
+            parts.append(f"{sum(self.outside_delegate.values())} op(s) outside XNNPACK")
+        if self.int8_kernels is not None:
+            parts.append(f"ORT int8 kernels: {', '.join(self.int8_kernels) or 'none'}")
+        return "; ".join(parts)
 
 
 def check_runtime(runtime: str, dtype: str) -> None:
@@ -111,7 +145,7 @@ def _partitioner() -> Any:
     return XnnpackPartitioner(configs=configs)
 
 
-def _outside_delegate(program: Any) -> list[str]:
+def _outside_delegate(program: Any) -> dict[str, int]:
     """Operators left to ExecuTorch's portable kernels, counted by name."""
     counts: collections.Counter[str] = collections.Counter()
     for node in program.exported_program().graph.nodes:
@@ -121,7 +155,7 @@ def _outside_delegate(program: Any) -> list[str]:
         if "call_delegate" in name or name == "getitem":
             continue
         counts[name.removeprefix("aten.").split(".")[0]] += 1
-    return [f"{name} ×{count}" for name, count in sorted(counts.items())]
+    return dict(counts)
 
 
 def xnnpack_runner(program: torch.export.ExportedProgram, dtype: str) -> Runner:
@@ -143,8 +177,7 @@ def xnnpack_runner(program: torch.export.ExportedProgram, dtype: str) -> Runner:
         assert keep
         return _one_or_tuple(method.execute([x]))
 
-    notes = [f"outside the XNNPACK delegate (ExecuTorch portable kernels): {', '.join(outside)}"] if outside else []
-    return Runner("xnnpack", dtype, run, notes, len(buffer))
+    return Runner("xnnpack", dtype, run, len(buffer), outside_delegate=outside)
 
 
 # --- onnxruntime -----------------------------------------------------------------------------------------------
@@ -158,9 +191,9 @@ def onnx_file(module: nn.Module, example_input: torch.Tensor, path: Path) -> Non
                           verbose=False)
 
 
-def onnxruntime_session(path: Path, threads: int) -> tuple[Any, list[str]]:
-    """A CPU session with full graph optimisation on ``threads`` threads, and the int8 kernels it fused (read from
-    the optimised graph it writes)."""
+def onnxruntime_session(path: Path, threads: int) -> tuple[Any, dict[str, int], int]:
+    """A CPU session with full graph optimisation on ``threads`` threads; the int8 kernels in the optimised graph
+    it writes, and how many activations it still dequantizes inside the graph."""
     import onnx
     import onnxruntime as ort
 
@@ -168,20 +201,18 @@ def onnxruntime_session(path: Path, threads: int) -> tuple[Any, list[str]]:
     options.intra_op_num_threads = threads
     options.inter_op_num_threads = 1
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.log_severity_level = 3  # its warning that an optimised file is machine-specific: we only read it
     optimized = path.with_suffix(".opt.onnx")
     options.optimized_model_filepath = str(optimized)
     session = ort.InferenceSession(str(path), options, providers=["CPUExecutionProvider"])
     graph = onnx.load(str(optimized)).graph
     ops = collections.Counter(node.op_type for node in graph.node)
-    int8 = [f"{op} ×{ops[op]}" for op in ORT_INT8_OPS if ops[op]]
+    int8 = {op: ops[op] for op in ORT_INT8_OPS if ops[op]}
     outputs = {o.name for o in graph.output}
     constants = {i.name for i in graph.initializer}  # dequantized weights are not activations
     inner = sum(n.op_type == "DequantizeLinear" and not set(n.output) & outputs and n.input[0] not in constants
                 for n in graph.node)
-    notes = [f"onnxruntime int8 kernels: {', '.join(int8) or 'none'}"]
-    if inner:
-        notes.append(f"{inner} activation(s) dequantized inside the graph (float operators between int8 ones)")
-    return session, notes
+    return session, int8, inner
 
 
 def onnxruntime_runner(module: nn.Module, example_input: torch.Tensor, dtype: str, threads: int) -> Runner:
@@ -190,14 +221,16 @@ def onnxruntime_runner(module: nn.Module, example_input: torch.Tensor, dtype: st
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "model.onnx"
         onnx_file(module, example_input, path)
-        session, notes = onnxruntime_session(path, threads)
+        session, int8, inner = onnxruntime_session(path, threads)
         size = os.path.getsize(path)
     name = session.get_inputs()[0].name
 
     def run(x: torch.Tensor) -> Output:
         return _one_or_tuple([torch.from_numpy(y) for y in session.run(None, {name: x.detach().numpy()})])
 
-    return Runner("onnxruntime", dtype, run, notes if dtype == "int8" else [], size)
+    if dtype != "int8":
+        return Runner("onnxruntime", dtype, run, size)
+    return Runner("onnxruntime", dtype, run, size, int8_kernels=int8, dequantized_activations=inner)
 
 
 # --- one entry point -------------------------------------------------------------------------------------------
@@ -234,8 +267,7 @@ def runner(model: nn.Module, example_input: torch.Tensor, runtime: str = "xnnpac
     else:
         module = quantized.module if dtype == "int8" else model
         result = onnxruntime_runner(module, example_input, dtype, threads)
-    if dtype == "int8":
-        result.notes = [*quantized_notes(quantized), *result.notes]
+    result.quantized = quantized
     return result
 
 

@@ -298,17 +298,23 @@ def _done(result: dict[str, Any], count: int, total: int) -> str:
 
 
 def sweep(base: TrainConfig, convs: list[str], out: str, log: Callable[[str], None] = print, seeds: int = 1,
-          workers: int = 1, ray: Optional[str] = None, threads: Optional[int] = None) -> list[dict[str, Any]]:
+          workers: int = 1, ray: Optional[str] = None, threads: Optional[int] = None,
+          int8: bool = False) -> list[dict[str, Any]]:
     """Train ``seeds`` trials per family in ``convs`` (serially, in ``workers`` processes, or on Ray), measure
     latency, write sweep.json / sweep.csv / sweep_trials.csv / sweep_pareto.png to ``out``; return the rows.
 
     ``threads``: torch CPU threads per trial; default: as set for serial trials, cpu_count / workers for
-    ``workers`` > 1, 1 on Ray (each task reserves one CPU).
+    ``workers`` > 1, 1 on Ray (each task reserves one CPU). ``int8``: also quantize every trained model and add its
+    int8 test accuracy and the difference from float32 (``int8_eval.py``; sweep_int8.csv).
     """
     from ..registry import family
 
     for name in convs:
         family(name)  # unknown names fail before any training
+    if int8:  # int8 (issue 26): its packages are checked before any training
+        from .int8_eval import require_int8
+
+        require_int8()
     if seeds < 1 or workers < 1:
         raise ValueError(f"seeds={seeds} and workers={workers} must be positive integers")
     if ray is not None and workers > 1:
@@ -338,8 +344,15 @@ def sweep(base: TrainConfig, convs: list[str], out: str, log: Callable[[str], No
         results = _run_serial(trials, token, log)
     if results and results[0]["rank"] != 0:
         return []
+    if int8:  # before the latencies: they take the trained weights out of the results
+        from . import int8_eval
+
+        int8_eval.measure(results, trials)
     _measure_latencies(results, trials, base.device)
     rows = summarize(results, convs)
+    if int8:
+        os.makedirs(out, exist_ok=True)
+        int8_eval.add_columns(rows, results, out)
     write(rows, out, results)
     return rows
 

@@ -31,6 +31,7 @@ GROUPS = [
     ("perf", "Speed: compare, optimize", ("convzoo.perf",)),
     ("functional", "convzoo.functional", ("convzoo.functional",)),
     ("models", "Models", ("convzoo.models",)),
+    ("deploy", "Deployment: int8, mobile runtimes", ("convzoo.deploy",)),
     ("other", "Other", ("",)),
 ]
 BENCH = ROOT / "benchmarks" / "results" / "bench.json"

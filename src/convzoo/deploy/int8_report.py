@@ -33,6 +33,9 @@ MOVEMENT = {"view", "reshape", "_unsafe_view", "permute", "transpose", "flatten"
             "zeros_like", "arange", "full", "full_like", "scalar_tensor", "empty", "_assert_scalar", "sym_size"}
 
 
+FUSED_ACTIVATIONS = {"relu", "relu_", "hardtanh", "hardtanh_", "relu6", "clamp"}
+
+
 def op_name(node: Node) -> str:
     """'conv2d' for aten.conv2d.default; the target's name otherwise."""
     target = node.target
@@ -93,10 +96,21 @@ def _float_inputs(node: Node) -> list[Node]:
 
 def runs_int8(node: Node) -> bool:
     """Every floating-point tensor the operator reads is dequantized int8 (the bias of a conv aside: backends
-    quantize it to int32 from the input and weight scales)."""
+    quantize it to int32 from the input and weight scales), or it is an activation fused into the int8 operator
+    before it (conv → ReLU → quantize: the conv's output is quantized only after the ReLU)."""
     inputs = list(node.args[:2]) if node.target in WEIGHTED_OPS else _float_inputs(node)
     inputs = [a for a in inputs if isinstance(a, Node)]
-    return bool(inputs) and all(is_dequantize(a) for a in inputs)
+    if bool(inputs) and all(is_dequantize(a) for a in inputs):
+        return True
+    return _fused_activation(node, inputs)
+
+
+def _fused_activation(node: Node, inputs: list[Node]) -> bool:
+    if len(inputs) != 1 or op_name(node) not in FUSED_ACTIVATIONS:
+        return False
+    producer = inputs[0]
+    return (len(producer.users) == 1 and producer.op == "call_function" and not is_dequantize(producer)
+            and runs_int8(producer) and any(is_quantize(user) for user in node.users))
 
 
 def why_float(node: Node, quantizer: str) -> str:

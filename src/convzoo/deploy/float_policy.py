@@ -20,7 +20,7 @@ from torch.fx import GraphModule, Node
 
 FLOAT_REASON = "convzoo_float_reason"
 SAMPLING = "sampling (grid_sample) has no int8 kernel"
-POSITIONS = "computes sampling positions: int8 positions would move the sampling points"
+POSITIONS = "feeds the sampling positions (grid_sample's grid): int8 there would move the sampling points"
 PER_SAMPLE = "its kernel is computed from the input (per-sample kernel): int8 kernels take constant weights"
 
 _aten = torch.ops.aten

@@ -35,10 +35,12 @@ MATMUL_OPS = {_aten.matmul.default, _aten.bmm.default, _aten.mm.default, _aten.b
               _aten.einsum.default}
 
 
+def _is_deform(node: Node) -> bool:
+    return str(node.target).startswith("torchvision.deform_conv2d")
+
+
 def _is_sampling(node: Node) -> bool:
-    if node.op != "call_function":
-        return False
-    return node.target in SAMPLING_OPS or _is_deform(node)
+    return node.op == "call_function" and (node.target in SAMPLING_OPS or _is_deform(node))
 
 
 def depends_on_input(graph_module: GraphModule) -> set[Node]:
@@ -59,10 +61,6 @@ def _ancestors(nodes: Iterable[object]) -> set[Node]:
             seen.add(node)
             stack.extend(node.all_input_nodes)
     return seen
-
-
-def _is_deform(node: Node) -> bool:
-    return str(node.target).startswith("torchvision.deform_conv2d")
 
 
 def _position_nodes(graph_module: GraphModule) -> set[Node]:
@@ -95,8 +93,7 @@ def keep_float(graph_module: GraphModule) -> dict[Node, str]:
             if isinstance(weight, Node) and weight in dependent and node not in kept:
                 kept[node] = PER_SAMPLE
         elif node.target in MATMUL_OPS:
-            operands = [a for a in node.all_input_nodes]
-            if sum(a in dependent for a in operands) >= 2 and node not in kept:
+            if sum(a in dependent for a in node.all_input_nodes) >= 2 and node not in kept:
                 kept[node] = PER_SAMPLE
     return kept
 

@@ -62,6 +62,7 @@ class Runner:
     int8_kernels: dict[str, int] | None = None
     dequantized_activations: int = 0
     quantized: Any = None
+    keep_alive: tuple[Any, ...] = ()  # objects the runtime reads from while the runner lives
 
     def __call__(self, x: torch.Tensor) -> Output:
         return self.run(x)
@@ -171,13 +172,12 @@ def xnnpack_runner(program: torch.export.ExportedProgram, dtype: str) -> Runner:
         buffer = lowered.to_executorch().buffer
     loaded = Runtime.get().load_program(buffer)
     method = loaded.load_method("forward")
-    keep = (buffer, loaded)  # the runtime reads the program in place: it must outlive the method
 
     def run(x: torch.Tensor) -> Output:
-        assert keep
         return _one_or_tuple(method.execute([x]))
 
-    return Runner("xnnpack", dtype, run, len(buffer), outside_delegate=outside)
+    # the runtime reads the program in place: the buffer and the program must outlive the method
+    return Runner("xnnpack", dtype, run, len(buffer), outside_delegate=outside, keep_alive=(buffer, loaded))
 
 
 # --- onnxruntime -----------------------------------------------------------------------------------------------

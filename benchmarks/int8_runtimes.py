@@ -4,7 +4,8 @@
 
 1. The papers' networks end to end at batch 1, 224×224: MobileNet v1 1.0-224 (α = 1, ρ = 224; Table 8: 569 M
    MACs), ShuffleNet v1 1× with g = 3 (Table 2: 140 M FLOPs, i.e. MACs) and GhostNet 1.0× (Table 7: 141 M). Each in
-   eager PyTorch float32, on XNNPACK float32 and int8, on onnxruntime float32 and int8 — all five timed round-robin
+   eager PyTorch float32 (NCHW, as ``convzoo compare`` times it, and channels_last), on XNNPACK float32 and int8,
+   on onnxruntime float32 and int8 — all six timed round-robin
    in the same rounds (order rotated each round), fastest round and median per runtime, int8 speed-up = the same
    runtime's float32 fastest / int8 fastest, error = relative L2 of the logits vs eager float32 (random weights,
    BatchNorms at their initial statistics, int8 calibrated on 8 random batches, measured on another one).
@@ -20,6 +21,7 @@ smaller shape (a smoke run, not a measurement).
 from __future__ import annotations
 
 import argparse
+import copy
 import json
 import os
 import statistics
@@ -29,7 +31,7 @@ import warnings
 import torch
 
 from convzoo import cost, models
-from convzoo.deploy.runtimes import runner, set_threads
+from convzoo.deploy.runtimes import Runner, runner, set_threads
 from convzoo.perf.runtime_compare import compare_on_runtime, interleaved_rounds, machine_header, markdown_table
 
 MODELS = {  # name: (builder, the paper's MACs in millions)
@@ -65,6 +67,17 @@ def model_rows(name: str, build, paper_macs: int, threads: int, rounds: int | No
         if dtype == "int8" and runtime == "xnnpack":
             quantized = prepared[runtime, dtype].quantized
         seconds[runtime, dtype] = time.perf_counter() - start
+    # eager PyTorch also in channels_last: its NCHW depthwise kernels are the slow ones, so the gain of a runtime
+    # is shown against the better of the two layouts
+    channels_last = copy.deepcopy(model).to(memory_format=torch.channels_last)
+    x_last = x.contiguous(memory_format=torch.channels_last)
+
+    def eager_channels_last(t: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return channels_last(t.contiguous(memory_format=torch.channels_last))
+
+    prepared["eager channels_last", "fp32"] = Runner("eager", "fp32", eager_channels_last)
+    seconds["eager channels_last", "fp32"] = 0.0
     keys = list(prepared)
     times = interleaved_rounds([prepared[k] for k in keys], [x], repeats=rounds, min_time=3.0, max_time=30.0,
                                min_rounds=10, max_rounds=200)
@@ -77,19 +90,22 @@ def model_rows(name: str, build, paper_macs: int, threads: int, rounds: int | No
         rows.append({"model": name, "runtime": runtime, "dtype": dtype, "macs": macs, "paper_macs_m": paper_macs,
                      "fastest_ms": fastest[k], "median_ms": statistics.median(t), "rounds": len(t),
                      "int8_speedup": fastest[runtime, "fp32"] / fastest[k] if dtype == "int8" else None,
-                     "vs_eager_fp32": fastest["eager", "fp32"] / fastest[k], "error": error,
+                     "vs_eager_fp32": fastest["eager", "fp32"] / fastest[k],
+                     "vs_eager_fp32_channels_last": fastest["eager channels_last", "fp32"] / fastest[k], "error": error,
                      "prepare_s": seconds[k], "size_mb": (prepared[k].size_bytes or 0) / 1e6,
                      "runs": prepared[k].summary()})
     return rows
 
 
 def model_table(rows: list[dict]) -> str:
-    lines = ["| model | MACs (M) (paper) | runtime | dtype | fastest ms | median ms | int8 speed-up | vs eager fp32 | "
-             "logits error | file MB | runs |", "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| model | MACs (M) (paper) | runtime | dtype | fastest ms | median ms | int8 speed-up | vs eager fp32 "
+             "NCHW | vs eager fp32 NHWC | logits error | file MB | runs |",
+             "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
         speedup = f"{r['int8_speedup']:.2f}" if r["int8_speedup"] else ""
         lines.append(f"| {r['model']} | {r['macs'] / 1e6:.0f} ({r['paper_macs_m']}) | {r['runtime']} | {r['dtype']} | "
                      f"{r['fastest_ms']:.2f} | {r['median_ms']:.2f} | {speedup} | {r['vs_eager_fp32']:.2f} | "
+                     f"{r['vs_eager_fp32_channels_last']:.2f} | "
                      f"{r['error']:.1e} | {r['size_mb']:.1f} | {r['runs']} |")
     return "\n".join(lines)
 

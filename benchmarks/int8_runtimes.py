@@ -1,6 +1,6 @@
 """Where MobileNets run: float32 vs int8 on ExecuTorch/XNNPACK and onnxruntime, measured side by side in one run.
 
-    python benchmarks/int8_runtimes.py [--quick] [--threads N] [--out benchmarks/results]
+    python benchmarks/int8_runtimes.py [--quick] [--threads N] [--part all|models|families] [--out benchmarks/results]
 
 1. The papers' networks end to end at batch 1, 224×224: MobileNet v1 1.0-224 (α = 1, ρ = 224; Table 8: 569 M
    MACs), ShuffleNet v1 1× with g = 3 (Table 2: 140 M FLOPs, i.e. MACs) and GhostNet 1.0× (Table 7: 141 M). Each in
@@ -114,6 +114,8 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="MobileNet and five families, small shape (smoke run)")
     parser.add_argument("--threads", type=int, default=None, help="CPU threads for every runtime (default: torch's)")
+    parser.add_argument("--part", choices=("all", "models", "families"), default="all",
+                        help="only the networks (1.) or only the families (2.); files get the part in their name")
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = parser.parse_args()
     threads = args.threads or torch.get_num_threads()
@@ -125,14 +127,15 @@ def main() -> None:
            f"load average before timing: {load:.2f}", ""]
     data: dict = {"machine": header, "load_before": load, "models": [], "families": {}}
     selected = list(MODELS.items())[:1] if args.quick else list(MODELS.items())
-    out += ["## The papers' networks, batch 1, 224×224", ""]
-    for name, (build, paper) in selected:
-        rows = model_rows(name, build, paper, threads, 10 if args.quick else None)
-        data["models"] += rows
-        print(model_table(rows), flush=True)
-    out += [model_table(data["models"]), ""]
+    if args.part != "families":
+        out += ["## The papers' networks, batch 1, 224×224", ""]
+        for name, (build, paper) in selected:
+            rows = model_rows(name, build, paper, threads, 10 if args.quick else None)
+            data["models"] += rows
+            print(model_table(rows), flush=True)
+        out += [model_table(data["models"]), ""]
     shape = dict(batch=1, in_channels=16, out_channels=32, size=16) if args.quick else {}
-    for runtime in ("xnnpack", "onnxruntime"):
+    for runtime in ("xnnpack", "onnxruntime") if args.part != "models" else ():
         rows = compare_on_runtime(runtime, "int8", families=QUICK_FAMILIES if args.quick else None,
                                   repeats=3 if args.quick else None, threads=threads,
                                   progress=lambda n: print(f"  {runtime} int8: {n}", flush=True), **shape)
@@ -142,7 +145,8 @@ def main() -> None:
         print(text, flush=True)
         out += [text, ""]
     os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, "int8_runtimes" + ("_quick" if args.quick else ""))
+    stem = os.path.join(args.out, "int8_runtimes" + ("" if args.part == "all" else f"_{args.part}")
+                        + ("_quick" if args.quick else ""))
     with open(stem + ".md", "w") as handle:
         handle.write("\n".join(out) + "\n")
     with open(stem + ".json", "w") as handle:

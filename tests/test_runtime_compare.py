@@ -16,23 +16,37 @@ MOBILE = "the 'mobile' extra is not installed (pip install 'convzoo[mobile]')"
 TINY = ["--batch", "1", "--in", "8", "--out", "8", "--size", "8", "--repeats", "2"]
 
 
-def test_cli_compare_on_onnxruntime_int8() -> None:
-    """The CLI's wiring, on the runtime that prepares fastest (XNNPACK's lowering is checked in test_int8.py)."""
-    for module in ("executorch", "torchao", "onnx", "onnxruntime", "onnxscript"):
-        pytest.importorskip(module, reason=MOBILE)
-    result = CliRunner().invoke(app, ["compare", "--runtime", "onnxruntime", "--dtype", "int8", *TINY, "--json",
-                                      "depthwise_separable"])
+def _row(args: list[str]) -> dict:
+    result = CliRunner().invoke(app, ["compare", *args, *TINY, "--json", "depthwise_separable"])
     assert result.exit_code == 0, result.output
     [row] = json.loads(result.output.strip().splitlines()[-1])
-    assert row["family"] == "depthwise_separable" and row["runtime"] == "onnxruntime" and row["dtype"] == "int8"
-    layer = convzoo.build("depthwise_separable", 8, 8)
-    standard = convzoo.build("standard", 8, 8)
+    layer, standard = convzoo.build("depthwise_separable", 8, 8), convzoo.build("standard", 8, 8)
     shape = (1, 8, 8, 8)
-    assert row["macs"] == convzoo.cost(layer, shape).macs
+    assert row["family"] == "depthwise_separable" and row["macs"] == convzoo.cost(layer, shape).macs
     assert row["mac_ratio"] == pytest.approx(convzoo.cost(layer, shape).macs / convzoo.cost(standard, shape).macs)
     assert row["ms"] > 0 and row["eager_ms"] > 0 and row["rounds"] == 2 and not row["failed"]
+    return row
+
+
+def test_cli_compare_on_onnxruntime_fp32() -> None:
+    """The CLI's wiring, on the runtime that prepares fastest (int8 on every runtime: test_int8.py)."""
+    for module in ("onnx", "onnxruntime", "onnxscript"):
+        pytest.importorskip(module, reason=MOBILE)
+    row = _row(["--runtime", "onnxruntime", "--dtype", "fp32"])
+    assert row["runtime"] == "onnxruntime" and row["dtype"] == "fp32"
+    assert row["error"] < 1e-5 and row["summary"] == ""  # float32 on onnxruntime: the same numbers
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("runtime", ["xnnpack", "onnxruntime"])
+def test_cli_compare_in_int8(runtime: str) -> None:
+    for module in ("executorch", "torchao", "onnx", "onnxruntime", "onnxscript"):
+        pytest.importorskip(module, reason=MOBILE)
+    row = _row(["--runtime", runtime, "--dtype", "int8"])
+    assert row["runtime"] == runtime and row["dtype"] == "int8"
     assert 1e-4 < row["error"] < INT8_TOLERANCE
-    assert row["summary"] == "int8 MACs 100%; ORT int8 kernels: QLinearConv"
+    assert row["summary"] == {"xnnpack": "int8 MACs 100%",
+                              "onnxruntime": "int8 MACs 100%; ORT int8 kernels: QLinearConv"}[runtime]
 
 
 @pytest.mark.parametrize("args, message", [

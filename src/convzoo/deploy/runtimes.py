@@ -159,15 +159,42 @@ def _outside_delegate(program: Any) -> dict[str, int]:
     return dict(counts)
 
 
+def pad_then_pool(program: torch.export.ExportedProgram) -> torch.export.ExportedProgram:
+    """Rewrite every ``avg_pool2d`` that counts its implicit zero padding (``count_include_pad=True``, torch's
+    default) as an explicit zero pad followed by the same pooling without padding: the same function, which XNNPACK's
+    delegate takes, where the padded form falls back to ExecuTorch's portable kernel (ShuffleNet v1's three
+    stride-2 shortcuts made the whole network 12× slower on XNNPACK, 51 vs 4.1 ms float32, one thread)."""
+    graph = program.graph_module.graph
+    changed = False
+    for node in list(graph.nodes):
+        if node.op != "call_function" or node.target is not torch.ops.aten.avg_pool2d.default:
+            continue
+        x, kernel, stride, padding = (list(node.args) + [[], [], [0, 0]])[:4]
+        include_pad = node.args[5] if len(node.args) > 5 else node.kwargs.get("count_include_pad", True)
+        padding = list(padding) * (2 // len(padding)) if padding else [0, 0]
+        if not include_pad or not any(padding):
+            continue
+        pads = [padding[1], padding[1], padding[0], padding[0]]  # (left, right, top, bottom)
+        with graph.inserting_before(node):
+            pad = graph.call_function(torch.ops.aten.constant_pad_nd.default, (x, pads, 0.0))
+        pad.meta = {**x.meta, "val": torch.nn.functional.pad(x.meta["val"], pads)}
+        node.args = (pad, kernel, stride, [0, 0], *node.args[4:])
+        changed = True
+    if changed:
+        program.graph_module.recompile()
+    return program
+
+
 def xnnpack_runner(program: torch.export.ExportedProgram, dtype: str) -> Runner:
-    """Lower ``program`` to ExecuTorch with the XNNPACK delegate, load it in the Python runtime."""
+    """Lower ``program`` to ExecuTorch with the XNNPACK delegate (after :func:`pad_then_pool`), load it in the
+    Python runtime."""
     require_runtime("xnnpack")
     from executorch.exir import to_edge_transform_and_lower
     from executorch.runtime import Runtime
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        lowered = to_edge_transform_and_lower(program, partitioner=[_partitioner()])
+        lowered = to_edge_transform_and_lower(pad_then_pool(program), partitioner=[_partitioner()])
         outside = _outside_delegate(lowered)
         buffer = lowered.to_executorch().buffer
     loaded = Runtime.get().load_program(buffer)

@@ -30,6 +30,7 @@ GROUPS = [
     ("perf", "Speed: compare, optimize", ("convzoo.perf",)),
     ("functional", "convzoo.functional", ("convzoo.functional",)),
     ("models", "Models", ("convzoo.models",)),
+    ("deploy", "Deployment: int8, mobile runtimes", ("convzoo.deploy",)),
     ("other", "Other", ("",)),
 ]
 BENCH = ROOT / "benchmarks" / "results" / "bench_all.json"  # benchmarks/bench_all.py's run: speed ratios per family

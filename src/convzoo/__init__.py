@@ -119,6 +119,7 @@ from . import models
 from .conversion import ConversionReport, ReparameterizeReport, approximate_, convert, reparameterize
 from .perf.compare import CompareRow, compare
 from .perf.optimize import optimize
+from .deploy.quantize import QuantizedModel, quantize
 
 try:
     __version__ = _version("convzoo")  # the one version source is pyproject.toml
@@ -151,4 +152,6 @@ __all__ = [
     "SelectiveKernelConv1d", "SelectiveKernelConv2d", "SelectiveKernelConv3d", "SelectiveKernelConvNd",
     "Involution1d", "Involution2d", "Involution3d", "InvolutionNd",
     "DCNv3Conv2d",
+    # issue 26
+    "QuantizedModel", "quantize",
 ]

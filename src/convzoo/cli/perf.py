@@ -33,20 +33,34 @@ def compare_command(
     out_channels: int = typer.Option(128, "--out", help="output channels"),
     size: int = typer.Option(56, "--size", help="input height = width"),
     kernel: int = typer.Option(3, "--kernel", help="kernel size k"),
-    dtype: str = typer.Option("float32", "--dtype", help="float32, float64, float16 or bfloat16"),
+    dtype: str = typer.Option("float32", "--dtype", help="float32 (fp32), float64, float16 or bfloat16; with "
+                                                         "--runtime xnnpack|onnxruntime: fp32 or int8"),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
     repeats: Optional[int] = typer.Option(None, "--repeats", help="timed runs per measurement (default: ~0.25 s)"),
     as_json: bool = typer.Option(False, "--json", help="print the rows as JSON"),
     csv_path: Optional[str] = typer.Option(None, "--csv", help="also write the rows to this CSV file"),
+    runtime: str = typer.Option("eager", "--runtime", help="eager (PyTorch), xnnpack (ExecuTorch) or onnxruntime: "
+                                                           "the last two forward only, beside eager float32"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="with --runtime: CPU threads for every runtime "
+                                                                  "(default: torch's)"),
     names: Optional[list[str]] = typer.Argument(None, help="families (default: all)"),
 ) -> None:
     """Every family on one layer shape: params, MACs and MAC ratio vs standard next to measured speed."""
-    from ..perf.compare import run_compare_command
-
     _check_before_timing({"--batch": batch, "--in": in_channels, "--out": out_channels, "--size": size,
                           "--kernel": kernel, "--repeats": repeats}, {"--csv": csv_path})
-    run_compare_command(console, batch, in_channels, out_channels, size, kernel, dtype, device, repeats, as_json,
-                        csv_path, names)
+    if runtime != "eager" or dtype == "int8":
+        from ..perf.runtime_compare import run_runtime_compare_command
+
+        if device != "cpu":
+            typer.echo(f"error: --runtime {runtime} runs on the CPU: --device {device!r} must be cpu", err=True)
+            raise typer.Exit(2)
+        run_runtime_compare_command(console, runtime, dtype, batch, in_channels, out_channels, size, kernel,
+                                    repeats, threads, as_json, csv_path, names)
+        return
+    from ..perf.compare import run_compare_command
+
+    run_compare_command(console, batch, in_channels, out_channels, size, kernel, "float32" if dtype == "fp32" else
+                        dtype, device, repeats, as_json, csv_path, names)
 
 
 @app.command("bench")

@@ -103,7 +103,7 @@ def _mean_interval(mean: float, pair: Optional[list[float]], scale: float, digit
 
 
 def run_sweep(convs: str, out: str, seeds: int, workers: int, ray: Optional[str], trial_threads: Optional[int],
-              **options: Any) -> None:
+              int8: bool = False, **options: Any) -> None:
     import time
 
     from ..train.sweep import ALPHA, sweep
@@ -115,7 +115,8 @@ def run_sweep(convs: str, out: str, seeds: int, workers: int, ray: Optional[str]
     config = TrainConfig(**options)
     started = time.perf_counter()
     with _one_line_errors():
-        rows = sweep(config, names, out, log=_log(), seeds=seeds, workers=workers, ray=ray, threads=trial_threads)
+        rows = sweep(config, names, out, log=_log(), seeds=seeds, workers=workers, ray=ray, threads=trial_threads,
+                     int8=int8)
     if not _is_main():
         return
     n = len(rows[0]["seeds"])
@@ -134,8 +135,12 @@ def run_sweep(convs: str, out: str, seeds: int, workers: int, ray: Optional[str]
                       _mean_interval(row["latency_ms"], row["latency_ci95"], 1, 3),
                       _mean_interval(row["mean_accuracy"], row["accuracy_ci95"], 100, 1), delta, p)
     Console(width=max(console.width, 100)).print(table)  # a narrower table would cut the numbers
+    if int8:
+        from ..train.int8_eval import int8_table
+
+        Console(width=max(console.width, 100)).print(int8_table(rows))
     console.print(f"{len(rows) * n} trials in {time.perf_counter() - started:.0f} s; written {out}/sweep.json, "
-                  f"sweep.csv, sweep_trials.csv and sweep_pareto.png")
+                  f"sweep.csv, sweep_trials.csv and sweep_pareto.png" + (", sweep_int8.csv" if int8 else ""))
 
 
 app = typer.Typer()
@@ -221,11 +226,14 @@ def sweep_command(
     max_train_samples: Optional[int] = _TRAIN_OPTIONS["max_train_samples"],
     max_test_samples: Optional[int] = _TRAIN_OPTIONS["max_test_samples"],
     stop_after_steps: Optional[int] = _TRAIN_OPTIONS["stop_after_steps"],
+    int8: bool = typer.Option(False, "--int8", help="also quantize each trained model to int8 and report its test "
+                                                    "accuracy on ExecuTorch/XNNPACK next to float32 (the mobile "
+                                                    "extra); sweep_int8.csv"),
 ) -> None:
     """Train the same network per family and seed; table of params, MACs, latency and mean accuracy over seeds with
     95 % intervals and significance; JSON, CSV and a Pareto plot. Reproducible: the same numbers serially, with
-    --workers and on Ray."""
-    run_sweep(conv, out, seeds, workers, ray, trial_threads, **_training_options(model, "standard", data, epochs, batch_size, lr, optimizer,
+    --workers and on Ray. --int8: each trained model's int8 accuracy next to float32."""
+    run_sweep(conv, out, seeds, workers, ray, trial_threads, int8, **_training_options(model, "standard", data, epochs, batch_size, lr, optimizer,
                                              weight_decay, label_smoothing, width_mult, seed, resume,
                                              temperature_epochs, offset_lr_mult, accum_steps, device, progress,
                                              max_train_samples, max_test_samples, stop_after_steps))

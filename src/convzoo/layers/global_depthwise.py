@@ -30,6 +30,12 @@ def _tracing() -> bool:
     return torch.jit.is_tracing() or torch.onnx.is_in_onnx_export() or torch.compiler.is_compiling()
 
 
+def _exporting() -> bool:
+    """torch.export (also under the ONNX exporter), jit tracing or ONNX export: a graph made for deployment."""
+    return bool(getattr(torch.compiler, "is_exporting", lambda: False)() or torch.jit.is_tracing()
+                or torch.onnx.is_in_onnx_export())
+
+
 class GlobalDepthwiseConv2d(ConvzooLayer, LazyModuleMixin, nn.Module):
     """(N, C_in, H, W) → (N, C_out, 1, 1); weight (C_out, 1, H, W), bias (C_out,); C_out a multiple of C_in.
 
@@ -111,7 +117,7 @@ class GlobalDepthwiseConv2d(ConvzooLayer, LazyModuleMixin, nn.Module):
 
             return global_depthwise(x, self.weight, self.bias)
         w = self.weight.reshape(c, m, -1)
-        if name == "bmm":  # the exporters' form: plain ops
+        if name == "bmm":  # the compilers' form: plain ops
             y = torch.bmm(x.contiguous().flatten(2).transpose(0, 1), w.transpose(1, 2)).transpose(0, 1)  # (N, C, m)
         elif name == "channels_last products + sum":
             y = GlobalDepthwiseSumNHWC.apply(x.permute(0, 2, 3, 1).reshape(n, -1, c), w.permute(1, 2, 0).contiguous())
@@ -144,8 +150,11 @@ class GlobalDepthwiseConv2d(ConvzooLayer, LazyModuleMixin, nn.Module):
         self.__dict__["_implementation"] = value
 
     def forward_path(self, x: torch.Tensor) -> str:
-        """``implementation`` when pinned; 'bmm' (plain ops) under tracing / compile / export; else the form
-        measured fastest on this machine for the input's key (``FormChoice``, once per key and process)."""
+        """``implementation`` when pinned; 'native' in a graph exported for deployment (the depthwise conv that
+        runtimes and int8 quantizers have kernels for); 'bmm' (plain ops) under compile and other tracing; else the
+        form measured fastest on this machine for the input's key (``FormChoice``, once per key and process)."""
+        if _exporting():
+            return "native"
         if _tracing() or is_tracing(x) or autocast_enabled(x):  # before listing forms:
             return "bmm"  # compilers and exporters see plain ops; autocast casts inside torch's own ops
         pinned = self.implementation

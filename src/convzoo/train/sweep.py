@@ -196,14 +196,15 @@ def interval95(values: Sequence[float], bounds: str = "probability") -> Optional
     follows from the delta method, h = t·s/√n · |dη/dm| (1 / (m(1 − m)) for the logit, 1/m for the log), so the
     interval is [g⁻¹(η − h), g⁻¹(η + h)]: it contains the mean, is asymmetric near a bound, equals the
     ordinary t-interval to first order far from it, and never leaves (0, 1) or (0, ∞) — a t-interval clipped to
-    [0, 1] would claim certainty at the bound that no data gave. Seeds are the replicates: the interval is for the
+    [0, 1] would claim certainty at the bound that no data gave. ``'none'`` (differences, e.g. int8 − float32
+    accuracy per seed) is the t-interval itself. Seeds are the replicates: the interval is for the
     training randomness (initialisation, data order) on this test set. No spread (s = 0, which includes a mean at
     a bound) gives the point [m, m].
     """
     from scipy import stats
 
-    if bounds not in ("probability", "positive"):
-        raise ValueError(f"bounds={bounds!r} must be 'probability' or 'positive'")
+    if bounds not in ("probability", "positive", "none"):
+        raise ValueError(f"bounds={bounds!r} must be 'probability', 'positive' or 'none'")
     if len(values) < 2:
         return None
     mean = statistics.fmean(values)
@@ -211,6 +212,8 @@ def interval95(values: Sequence[float], bounds: str = "probability") -> Optional
     if spread == 0:
         return mean, mean
     half = float(stats.t.ppf(0.975, len(values) - 1)) * spread / math.sqrt(len(values))
+    if bounds == "none":
+        return mean - half, mean + half
     if bounds == "positive":
         h = half / mean
         return mean * math.exp(-h), mean * math.exp(h)
@@ -365,17 +368,23 @@ def _done(result: dict[str, Any], count: int, total: int) -> str:
 
 
 def sweep(base: TrainConfig, convs: list[str], out: str, log: Callable[[str], None] = print, seeds: int = 1,
-          workers: int = 1, ray: Optional[str] = None, threads: Optional[int] = None) -> list[dict[str, Any]]:
+          workers: int = 1, ray: Optional[str] = None, threads: Optional[int] = None,
+          int8: bool = False) -> list[dict[str, Any]]:
     """Train ``seeds`` trials per family in ``convs`` (serially, in ``workers`` processes, or on Ray), measure
     latency, write sweep.json / sweep.csv / sweep_trials.csv / sweep_pareto.png to ``out``; return the rows.
 
     ``threads``: torch CPU threads per trial, the same for every executor so that the numbers are (default
-    ``TRIAL_THREADS``); a Ray task reserves that many CPUs.
+    ``TRIAL_THREADS``); a Ray task reserves that many CPUs. ``int8``: also quantize every trained model and add its
+    int8 test accuracy and the difference from float32 (``int8_eval.py``; sweep_int8.csv).
     """
     from ..registry import family
 
     for name in convs:
         family(name)  # unknown names fail before any training
+    if int8:  # int8 (issue 26): its packages are checked before any training
+        from .int8_eval import require_int8
+
+        require_int8()
     if seeds < 1 or workers < 1:
         raise ValueError(f"seeds={seeds} and workers={workers} must be positive integers")
     if ray is not None and workers > 1:
@@ -402,8 +411,15 @@ def sweep(base: TrainConfig, convs: list[str], out: str, log: Callable[[str], No
         results = _run_serial(trials, token, log)
     if results and results[0]["rank"] != 0:
         return []
+    if int8:  # before the latencies: they take the trained weights out of the results
+        from . import int8_eval
+
+        int8_eval.measure(results, trials)
     _measure_latencies(results, trials, base.device)
     rows = summarize(results, convs)
+    if int8:
+        os.makedirs(out, exist_ok=True)
+        int8_eval.add_columns(rows, results, out)
     write(rows, out, results)
     return rows
 

@@ -1,0 +1,142 @@
+"""Post-training int8 quantization of any model built from convzoo layers, through PyTorch's PT2E flow.
+
+``quantize(model, example_input, backend, calibration)``: ``torch.export`` → weights computed from parameters
+folded into constants (HetConv's scattered kernel, re-parameterised branches: a quantizer quantizes a weight per
+output channel only when it is a constant) → the float policy marks what has no int8 form
+(``float_policy.py``) → the backend's quantizer annotates the rest → ``prepare_pt2e`` → one forward per
+calibration batch (observers record each tensor's range) → ``convert_pt2e``. The result runs in eager PyTorch
+(int8 arithmetic simulated by quantize/dequantize pairs around float ops) and lowers to a runtime
+(``runtimes.py``). ``report`` says per convzoo layer what runs in int8 (``int8_report.py``).
+
+Backends: 'xnnpack' (ExecuTorch's ``XNNPACKQuantizer``: int8 weights symmetric per output channel from their
+min/max, int8 activations asymmetric per tensor with the range a histogram observer finds to minimise the
+quantization error) and 'onnxruntime' (the same with uint8 activations, U8S8, which onnxruntime's QDQ format fuses
+into its int8 kernels). The model is exported with fixed shapes:
+calibration batches must have the example input's shape.
+"""
+
+from __future__ import annotations
+
+import warnings
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+import torch
+from torch import nn
+
+from .extras import QUANTIZE_PACKAGES, require
+from .int8_report import QuantizationReport, layer_report
+
+BACKENDS = ("xnnpack", "onnxruntime")
+
+
+@dataclass
+class QuantizedModel:
+    """An int8 model: ``module`` (the converted PT2E graph; calling it runs the int8 arithmetic simulated in
+    float), the ``backend`` it was quantized for, its ``example_input`` (shapes are fixed to it) and ``report``."""
+
+    module: torch.fx.GraphModule
+    backend: str
+    example_input: torch.Tensor
+    report: QuantizationReport
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        with torch.no_grad():
+            return self.module(x)
+
+    def export(self) -> torch.export.ExportedProgram:
+        """The quantized graph as an ExportedProgram (what ExecuTorch lowers and the ONNX exporter reads)."""
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return torch.export.export(self.module, (self.example_input,))
+
+
+def backend_quantizer(backend: str) -> Any:
+    """The torchao Quantizer of ``backend``: ExecuTorch's XNNPACKQuantizer with its symmetric per-channel config;
+    for onnxruntime the same with uint8 activations (U8S8, what its x86 int8 kernels take: with int8 activations
+    it converts them to uint8 itself and leaves convolutions whose input is shared unfused)."""
+    if backend not in BACKENDS:
+        raise ValueError(f"backend={backend!r} must be one of {', '.join(BACKENDS)}")
+    require(QUANTIZE_PACKAGES, "convzoo.quantize")
+    import dataclasses
+
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer import (
+        XNNPACKQuantizer,
+        get_symmetric_quantization_config,
+    )
+    from executorch.backends.xnnpack.quantizer.xnnpack_quantizer_utils import QuantizationConfig
+
+    config = get_symmetric_quantization_config(is_per_channel=True)
+    if backend == "onnxruntime":
+        uint8 = dataclasses.replace(config.input_activation, dtype=torch.uint8, quant_min=0, quant_max=255)
+        config = QuantizationConfig(uint8, uint8, config.weight, config.bias, config.is_qat)
+    return XNNPACKQuantizer().set_global(config)
+
+
+def fold_constants(graph_module: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """Replace every node that does not depend on a graph input by its value (a constant attribute), so that a
+    weight computed from parameters reaches its convolution as a constant. Constructors (arange, zeros) are folded
+    too: masks and index tables built from them are constants of the model."""
+    from torchao.quantization.pt2e.constant_fold import ConstantFolder, replace_node_with_constant
+
+    with torch.utils._python_dispatch._disable_current_modes(), torch.no_grad():
+        folder = ConstantFolder(graph_module, skip_constructors=False)
+        folder.run()
+        for node, value in folder.node_replacements.items():
+            replace_node_with_constant(graph_module, node, value)
+        for node in list(graph_module.graph.find_nodes(op="get_attr")):
+            if not node.users:
+                graph_module.graph.erase_node(node)
+        graph_module.graph.eliminate_dead_code()
+        graph_module.recompile()
+    return graph_module
+
+
+def _check_batches(example_input: Any, calibration: Iterable[torch.Tensor] | None) -> list[torch.Tensor]:
+    if not isinstance(example_input, torch.Tensor):
+        raise TypeError(f"example_input must be a tensor, got {type(example_input).__name__}")
+    if not example_input.is_floating_point():
+        raise TypeError(f"example_input must be floating point, got {example_input.dtype}")
+    batches = [example_input] if calibration is None else list(calibration)
+    if not batches:
+        raise ValueError("calibration is empty: give at least one batch (or None to calibrate on example_input)")
+    for i, batch in enumerate(batches):
+        if not isinstance(batch, torch.Tensor) or tuple(batch.shape) != tuple(example_input.shape):
+            shape = tuple(batch.shape) if isinstance(batch, torch.Tensor) else type(batch).__name__
+            raise ValueError(f"calibration batch {i} has shape {shape}; it must have the example input's shape "
+                             f"{tuple(example_input.shape)} (the model is exported with fixed shapes)")
+    return batches
+
+
+def quantize(model: nn.Module, example_input: torch.Tensor, backend: str = "xnnpack",
+             calibration: Iterable[torch.Tensor] | None = None) -> QuantizedModel:
+    """Post-training int8 quantization of ``model`` (eval mode, CPU, float32) for ``backend``.
+
+    ``calibration``: batches of the example input's shape that set each activation's int8 range (min/max over
+    all of them); None calibrates on ``example_input`` alone. Operators without an int8 form stay float inside
+    the quantized model; ``QuantizedModel.report`` names them per convzoo layer.
+
+    >>> q = quantize(convzoo.models.mobilenet_v1(0.25, 128), torch.randn(1, 3, 128, 128))
+    >>> print(q.report)   # every layer 'int8': 100.0% of the MACs
+    """
+    quantizer = backend_quantizer(backend)
+    batches = _check_batches(example_input, calibration)
+    from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
+    from torchao.quantization.pt2e.quantizer.composable_quantizer import ComposableQuantizer
+
+    from .float_policy import keep_float_quantizer
+
+    model = model.eval()
+    with torch.no_grad():
+        model(example_input)  # materialises lazy parameters; a wrong input fails here with the layer's message
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph = fold_constants(torch.export.export(model, (example_input,)).module())
+        prepared = prepare_pt2e(graph, ComposableQuantizer([keep_float_quantizer(), quantizer]))
+        with torch.no_grad():
+            for batch in batches:
+                prepared(batch)
+        converted = convert_pt2e(prepared)
+    name = f"{type(quantizer).__name__} (for {backend})"
+    return QuantizedModel(converted, backend, example_input, layer_report(converted, model, name, example_input))

@@ -1,0 +1,155 @@
+"""int8 post-training quantization (``convzoo.quantize``) run on ExecuTorch/XNNPACK and onnxruntime.
+
+Each family's layer, quantized with calibration on random input, must give its float32 output within
+``INT8_TOLERANCE`` (relative L2, see ``deploy/int8_checks.py``) on each runtime, and the report must name the
+layers left in floating point and why. The default run checks a representative subset of families in one program
+per runtime (lowering costs seconds per program): plain and separable convs, a channel shuffle, a concatenation,
+a weight computed from parameters (HetConv), sampling (deformable) and per-sample kernels (dynamic). Every family
+on each runtime, one program each, is marked slow (``make test-all``). Tests skip only when the ``mobile`` extra is
+not installed.
+"""
+
+from __future__ import annotations
+
+import warnings
+
+import pytest
+import torch
+
+import convzoo
+from convzoo.deploy import int8_checks
+from convzoo.deploy.int8_checks import INT8_TOLERANCE, check_int8
+
+MOBILE = "the 'mobile' extra is not installed (pip install 'convzoo[mobile]')"
+RUNTIME_MODULES = {"xnnpack": ("executorch", "torchao"), "onnxruntime": ("torchao", "executorch", "onnx",
+                                                                      "onnxruntime", "onnxscript")}
+REPRESENTATIVE = ["depthwise_separable", "shuffled_grouped", "ghost", "hetconv", "deformable", "dynamic"]
+
+
+def _need(runtime: str) -> None:
+    for module in RUNTIME_MODULES[runtime]:
+        pytest.importorskip(module, reason=MOBILE)
+
+
+@pytest.fixture(autouse=True)
+def _quiet():
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+
+
+@pytest.mark.parametrize("runtime", ["xnnpack", "onnxruntime"])
+def test_representative_families_run_in_int8(runtime: str) -> None:
+    _need(runtime)
+    check = check_int8(REPRESENTATIVE, runtime)
+    assert not check.failures(), (check.failures(), str(check.report))
+    assert all(e > 1e-4 for e in check.errors.values()), check.errors  # int8 rounding is there: not a float run
+    status = {row.name.split(".")[-1]: row.status for row in check.report.layers}
+    for name in ("depthwise_separable", "shuffled_grouped", "ghost", "hetconv"):
+        assert status[name] == "int8", str(check.report)
+    assert status["deformable"] == "float" and status["dynamic"] == "partly", str(check.report)
+    assert set(check.report.float_layers()) == {"layers.deformable", "layers.dynamic"}
+    if runtime == "onnxruntime":  # the QDQ graph reaches onnxruntime's int8 convolutions
+        assert any("QLinearConv" in note for note in check.notes), check.notes
+
+
+def test_report_says_why_operators_stay_float() -> None:
+    _need("xnnpack")
+    check = check_int8(["deformable", "dynamic", "depthwise_separable"], "simulated")
+    rows = {row.name.split(".")[-1]: row for row in check.report.layers}
+    deformable, dynamic = rows["deformable"], rows["dynamic"]
+    assert "no int8 kernel" in deformable.float_ops["grid_sampler"]
+    assert "sampling positions" in deformable.float_ops["conv2d"]  # the offset predictor stays float
+    assert "per-sample kernel" in dynamic.float_ops["matmul"]
+    assert rows["depthwise_separable"].float_ops == {}
+    assert rows["depthwise_separable"].int8_macs == convzoo.cost(
+        int8_checks.build_layer("depthwise_separable"), (2, 8, 12, 12)).macs
+    assert not check.failures(), check.errors
+
+
+def test_int8_positions_would_fail_the_tolerance() -> None:
+    """The tolerance can fail: with the float policy switched off the quantizer makes deformable sampling positions
+    int8, and the error exceeds it."""
+    _need("xnnpack")
+    from convzoo.deploy import float_policy
+
+    original = float_policy.keep_float
+    try:
+        float_policy.keep_float = lambda graph_module: {}
+        check = check_int8(["deformable"], "simulated")
+    finally:
+        float_policy.keep_float = original
+    assert check.errors["deformable"] > INT8_TOLERANCE, check.errors
+
+
+def test_quantize_a_mobilenet_end_to_end() -> None:
+    """MobileNet v1 0.25 for 32×32 inputs (BatchNorms folded into the convs by PT2E): every convzoo layer int8, the
+    logits within twice the single-layer tolerance of float32 (28 layers in sequence, each adds its rounding)."""
+    _need("xnnpack")
+    torch.manual_seed(0)
+    model = convzoo.models.mobilenet_v1_small(0.25, num_classes=10).eval()
+    g = torch.Generator().manual_seed(0)
+    calibration = [torch.randn(2, 3, 32, 32, generator=g) for _ in range(2)]
+    quantized = convzoo.quantize(model, calibration[0], calibration=calibration)
+    assert quantized.report.float_layers() == []
+    assert {row.status for row in quantized.report.layers if row.name != "(outside convzoo layers)"} == {"int8"}
+    x = calibration[-1]
+    with torch.no_grad():
+        error = int8_checks.relative_error(quantized(x), model(x))
+    assert 1e-4 < error < 2 * INT8_TOLERANCE
+
+
+def test_quantize_checks_its_arguments() -> None:
+    _need("xnnpack")
+    layer = int8_checks.build_layer("standard")
+    x = torch.randn(2, 8, 12, 12)
+    with pytest.raises(ValueError, match="backend='tflite' must be one of xnnpack, onnxruntime"):
+        convzoo.quantize(layer, x, backend="tflite")
+    with pytest.raises(ValueError, match=r"calibration batch 1 has shape \(3, 8, 12, 12\).*\(2, 8, 12, 12\)"):
+        convzoo.quantize(layer, x, calibration=[x, torch.randn(3, 8, 12, 12)])
+    with pytest.raises(ValueError, match="calibration is empty"):
+        convzoo.quantize(layer, x, calibration=[])
+    with pytest.raises(TypeError, match="example_input must be floating point"):
+        convzoo.quantize(layer, x.long())
+
+
+def test_missing_package_is_one_import_error(monkeypatch) -> None:
+    from convzoo.deploy import extras, runtimes
+
+    monkeypatch.setattr(extras.importlib.util, "find_spec", lambda name: None)
+    with pytest.raises(ImportError) as error:
+        convzoo.quantize(int8_checks.build_layer("standard"), torch.randn(1, 8, 12, 12))
+    text = str(error.value)
+    assert "'torchao'" in text and "pip install 'convzoo[mobile]'" in text and "\n" not in text
+    with pytest.raises(ImportError, match=r"the xnnpack runtime needs 'executorch', 'torchao', not installed"):
+        runtimes.check_runtime("xnnpack", "fp32")
+    with pytest.raises(ValueError, match="dtype='int8' needs runtime 'xnnpack' or 'onnxruntime'"):
+        runtimes.check_runtime("eager", "int8")
+
+
+def test_xnnpack_keeps_padded_average_pooling_in_the_delegate() -> None:
+    """ShuffleNet's shortcut pooling (3×3, stride 2, padding 1, padded zeros counted) runs inside XNNPACK as an
+    explicit pad and an unpadded pool, with the same output."""
+    _need("xnnpack")
+    from convzoo.deploy.runtimes import runner
+
+    model = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 1), torch.nn.AvgPool2d(3, 2, 1)).eval()
+    x = torch.randn(1, 3, 9, 9)
+    run = runner(model, x, "xnnpack", "fp32")
+    assert "avg_pool2d" not in run.outside_delegate, run.outside_delegate
+    with torch.no_grad():
+        assert int8_checks.relative_error(run(x), model(x)) < 1e-6
+
+
+def _all_families():
+    for family in convzoo.families():
+        for runtime in ("xnnpack", "onnxruntime"):
+            yield pytest.param(family.name, runtime, id=f"{family.name}-{runtime}", marks=pytest.mark.slow)
+
+
+@pytest.mark.parametrize("name, runtime", list(_all_families()))
+def test_every_family_runs_in_int8(name: str, runtime: str) -> None:
+    _need(runtime)
+    check = check_int8([name], runtime)
+    assert not check.failures(), (check.errors, str(check.report))
+    assert check.errors[name] > 1e-4, check.errors

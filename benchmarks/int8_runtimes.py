@@ -13,16 +13,17 @@
    family next to eager float32 in the same rounds: the MAC ratio against the measured speed ratio on the runtime
    where MobileNets run; then the same on onnxruntime int8.
 
-Prints markdown (the machine first: lscpu model and flags, torch's CPU capability, versions, threads) and writes it
-with a JSON of every number to OUT/int8_runtimes.{md,json}. ``--quick``: MobileNet only and five families at a
-smaller shape (a smoke run, not a measurement).
+Prints markdown tables (the machine first: CPU model and flags, torch's CPU capability, versions, threads) and
+writes the run in the results format (``convzoo.perf.results``) to OUT/int8_runtimes.json, which the docs'
+Performance pages render (the reading beside it, int8_runtimes.md, is written by hand and quotes only numbers the
+tables show). ``--quick``: MobileNet only and five families at a smaller shape (a smoke run, not a measurement;
+written to int8_runtimes_quick.json).
 """
 
 from __future__ import annotations
 
 import argparse
 import copy
-import json
 import os
 import statistics
 import time
@@ -32,7 +33,14 @@ import torch
 
 from convzoo import cost, models
 from convzoo.deploy.runtimes import Runner, runner, set_threads
-from convzoo.perf.runtime_compare import compare_on_runtime, interleaved_rounds, machine_header, markdown_table
+from convzoo.perf.results import Table, machine_info, write_results
+from convzoo.perf.runtime_compare import (
+    compare_on_runtime,
+    interleaved_rounds,
+    machine_header,
+    markdown_table,
+    runtime_versions,
+)
 
 MODELS = {  # name: (builder, the paper's MACs in millions)
     "MobileNet v1 1.0-224": (lambda: models.mobilenet_v1(1.0, 224), 569),
@@ -97,16 +105,35 @@ def model_rows(name: str, build, paper_macs: int, threads: int, rounds: int | No
     return rows
 
 
+MODEL_COLUMNS = [("model", ""), ("MACs (M)", ".0f"), ("paper MACs (M)", ".0f"), ("runtime", ""), ("dtype", ""),
+                 ("fastest ms", ".2f"), ("median ms", ".2f"), ("int8 speed-up", ".2f"), ("vs eager fp32 NCHW", ".2f"),
+                 ("vs eager fp32 NHWC", ".2f"), ("logits error", ".1e"), ("file MB", ".1f"), ("runs", "")]
+FAMILY_COLUMNS = [("family", ""), ("MACs (M)", ".1f"), ("MAC ratio", ".3f"), ("runtime ms", ".2f"),
+                  ("speed ratio", ".2f"), ("eager fp32 ms", ".2f"), ("eager ratio", ".2f"), ("vs eager", ".2f"),
+                  ("error", ".1e"), ("runs", "")]
+
+
+def model_cells(r: dict) -> list:
+    return [r["model"], r["macs"] / 1e6, r["paper_macs_m"], r["runtime"], r["dtype"], r["fastest_ms"], r["median_ms"],
+            r["int8_speedup"], r["vs_eager_fp32"], r["vs_eager_fp32_channels_last"], r["error"], r["size_mb"],
+            r["runs"]]
+
+
+def family_cells(r: dict) -> list:
+    def number(value: float):
+        return None if r["failed"] or value != value else value  # NaN: not measured
+
+    return [r["family"], r["macs"] / 1e6, number(r["mac_ratio"]), number(r["ms"]), number(r["speed_ratio"]),
+            number(r["eager_ms"]), number(r["eager_speed_ratio"]), number(r["vs_eager"]), number(r["error"]),
+            f"failed: {r['failed']}" if r["failed"] else r["summary"]]
+
+
 def model_table(rows: list[dict]) -> str:
-    lines = ["| model | MACs (M) (paper) | runtime | dtype | fastest ms | median ms | int8 speed-up | vs eager fp32 "
-             "NCHW | vs eager fp32 NHWC | logits error | file MB | runs |",
-             "|---|---:|---|---|---:|---:|---:|---:|---:|---:|---:|---|"]
+    lines = ["| " + " | ".join(name for name, _ in MODEL_COLUMNS) + " |",
+             "|" + "|".join("---" if not f else "---:" for _, f in MODEL_COLUMNS) + "|"]
     for r in rows:
-        speedup = f"{r['int8_speedup']:.2f}" if r["int8_speedup"] else ""
-        lines.append(f"| {r['model']} | {r['macs'] / 1e6:.0f} ({r['paper_macs_m']}) | {r['runtime']} | {r['dtype']} | "
-                     f"{r['fastest_ms']:.2f} | {r['median_ms']:.2f} | {speedup} | {r['vs_eager_fp32']:.2f} | "
-                     f"{r['vs_eager_fp32_channels_last']:.2f} | "
-                     f"{r['error']:.1e} | {r['size_mb']:.1f} | {r['runs']} |")
+        lines.append("| " + " | ".join("" if v is None else format(v, f) for v, (_, f) in
+                                       zip(model_cells(r), MODEL_COLUMNS)) + " |")
     return "\n".join(lines)
 
 
@@ -123,35 +150,43 @@ def main() -> None:
     header = machine_header(threads)
     print(header, flush=True)
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
-    out = [f"# int8 on mobile runtimes{' (quick smoke run)' if args.quick else ''}", "", header.replace("\n", "  \n"),
-           f"load average before timing: {load:.2f}", ""]
     data: dict = {"machine": header, "load_before": load, "models": [], "families": {}}
     selected = list(MODELS.items())[:1] if args.quick else list(MODELS.items())
     if args.part != "families":
-        out += ["## The papers' networks, batch 1, 224×224", ""]
         for name, (build, paper) in selected:
             rows = model_rows(name, build, paper, threads, 10 if args.quick else None)
             data["models"] += rows
             print(model_table(rows), flush=True)
-        out += [model_table(data["models"]), ""]
     shape = dict(batch=1, in_channels=16, out_channels=32, size=16) if args.quick else {}
+    where = "batch 1, 16 → 32 channels, 16×16" if args.quick else "batch 8, 64 → 128 channels, 56×56"
     for runtime in ("xnnpack", "onnxruntime") if args.part != "models" else ():
         rows = compare_on_runtime(runtime, "int8", families=QUICK_FAMILIES if args.quick else None,
                                   repeats=3 if args.quick else None, threads=threads,
                                   progress=lambda n: print(f"  {runtime} int8: {n}", flush=True), **shape)
         data["families"][runtime] = [r.to_dict() for r in rows]
-        where = "batch 1, 16 → 32 channels, 16×16" if args.quick else "batch 8, 64 → 128 channels, 56×56"
         text = f"## Every family on {runtime} int8 next to eager float32 ({where}, k = 3)\n\n{markdown_table(rows)}"
         print(text, flush=True)
-        out += [text, ""]
-    os.makedirs(args.out, exist_ok=True)
-    stem = os.path.join(args.out, "int8_runtimes" + ("" if args.part == "all" else f"_{args.part}")
-                        + ("_quick" if args.quick else ""))
-    with open(stem + ".md", "w") as handle:
-        handle.write("\n".join(out) + "\n")
-    with open(stem + ".json", "w") as handle:
-        json.dump(data, handle, indent=1, default=str)
-    print(f"wrote {stem}.md and {stem}.json")
+    tables = []
+    if data["models"]:
+        tables.append(Table("The papers' networks, batch 1, 224×224: float32 vs int8 on each runtime, all timed in "
+                            "the same rounds", MODEL_COLUMNS, [model_cells(r) for r in data["models"]],
+                            notes="int8 speed-up = the same runtime's float32 fastest / int8 fastest; vs eager = "
+                                  "eager float32 fastest (NCHW, channels_last) / this row's fastest; logits error = "
+                                  "relative L2 vs eager float32 (random weights, calibrated on 8 random batches)."))
+    for runtime, rows in data["families"].items():
+        tables.append(Table(f"Every family on {runtime} int8 next to eager float32 ({where}, k = 3)", FAMILY_COLUMNS,
+                            [family_cells(r) for r in rows],
+                            notes="speed ratio = standard / family on the runtime (> 1 faster); eager ratio = the "
+                                  "same in eager float32; vs eager = the family's eager float32 time / its int8 "
+                                  "time; error = relative L2 vs eager float32; runs: share of the MACs in int8, "
+                                  "operators outside the XNNPACK delegate, onnxruntime's int8 kernels."))
+    name = "int8_runtimes" + ("" if args.part == "all" else f"_{args.part}") + ("_quick" if args.quick else "")
+    path = write_results(os.path.join(args.out, name + ".json"),
+                         "int8 on mobile runtimes" + (" (quick smoke run)" if args.quick else ""), tables,
+                         description=__doc__.split("\n\n", 1)[1].split("\n\nPrints")[0],
+                         machine=machine_info(threads=threads, load_average=round(load, 2), **runtime_versions()),
+                         data=data)
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -1,8 +1,8 @@
-"""Render the README's "Deploying" table by running the checks of ``tests/test_deploy.py`` (the same functions,
-``convzoo.deploy.checks.PATHS``) for every family, every dim it has and every path.
+"""Render the "Deploying" table of docs/guide/deploying.md by running the checks of ``tests/test_deploy.py`` (the
+same functions, ``convzoo.deploy.checks.PATHS``) for every family, every dim it has and every path.
 
     python tools/deploy_table.py                # print the markdown table
-    python tools/deploy_table.py --write README.md   # replace the table between the deploy-table markers
+    python tools/deploy_table.py --write docs/guide/deploying.md   # replace the table between the deploy-table markers
 
 A cell is ✓ when the path passed in every dim the family has (dims where the path does not exist, such as
 channels-last for 1-D, are left out), ✗ with the failing dims otherwise, — when the path exists in no dim.
@@ -66,7 +66,7 @@ def run() -> str:
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--write", metavar="README", help="replace the table between the deploy-table markers")
+    parser.add_argument("--write", metavar="PAGE", help="replace the table between the deploy-table markers")
     args = parser.parse_args()
     table = run()
     if not args.write:

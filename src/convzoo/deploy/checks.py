@@ -3,7 +3,7 @@
 ``PATHS`` maps a path name to its check ``fn(name, dim) -> str`` ('' or a note when it passed); a check raises
 ``AssertionError`` (or the error the path raised) when it fails and ``NotApplicable`` when the path does not
 exist for this (family, dim). ``tests/test_deploy.py`` runs every (family, dim, path), and
-``tools/deploy_table.py`` runs the same checks to render the README's "Deploying" table.
+``tools/deploy_table.py`` runs the same checks to render the table of docs/guide/deploying.md.
 """
 
 from __future__ import annotations

@@ -84,7 +84,7 @@ class Results:
 # --- the machine ---------------------------------------------------------------------------------------------------
 
 
-def _cpuinfo() -> tuple[str, list[str]]:
+def cpu_info() -> tuple[str, list[str]]:
     """(model name, flags) from /proc/cpuinfo (x86 'flags', ARM 'Features'), else what ``platform`` says."""
     model, flags = "", []
     try:
@@ -107,7 +107,7 @@ def machine_info(device: str = "cpu", **extra: Any) -> dict[str, Any]:
     CUDA and cuDNN versions. ``extra`` keys (measured limits, a load taken earlier) are added as given."""
     import torch
 
-    model, flags = _cpuinfo()
+    model, flags = cpu_info()
     info: dict[str, Any] = {"cpu": model, "cpu_flags": " ".join(f for f in flags if f.startswith(SIMD_PREFIXES)),
                             "cpu_capability": torch.backends.cpu.get_cpu_capability(), "cores": os.cpu_count(),
                             "threads": torch.get_num_threads(), "torch": torch.__version__,

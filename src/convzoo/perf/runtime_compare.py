@@ -17,8 +17,6 @@ from __future__ import annotations
 
 import math
 import os
-import platform
-import subprocess
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -61,29 +59,30 @@ class RuntimeRow:
         return asdict(self)
 
 
-def machine_header(threads: int | None = None) -> str:
-    """The CPU model and the flags that decide int8 and float kernels (``lscpu``), torch's CPU capability, the
-    runtimes' versions and the thread count: the first lines of every runtime benchmark."""
-    model, flags = platform.processor() or "unknown CPU", ""
-    try:
-        text = subprocess.run(["lscpu"], capture_output=True, text=True, timeout=10).stdout
-        fields = dict(line.split(":", 1) for line in text.splitlines() if ":" in line)
-        model = fields.get("Model name", model).strip()
-        present = set(fields.get("Flags", "").split())
-        flags = " ".join(f for f in CPU_FLAGS if f in present)
-    except (OSError, subprocess.SubprocessError):
-        pass
-    versions = [f"torch {torch.__version__}"]
+def runtime_versions() -> dict[str, str]:
+    """The runtimes' package versions ("not installed" where absent), for a run's machine record."""
+    from importlib.metadata import PackageNotFoundError, version
+
+    versions = {}
     for package in ("executorch", "onnxruntime"):
         try:
-            from importlib.metadata import version
+            versions[package] = version(package)
+        except PackageNotFoundError:
+            versions[package] = "not installed"
+    return versions
 
-            versions.append(f"{package} {version(package)}")
-        except Exception:
-            versions.append(f"{package} not installed")
+
+def machine_header(threads: int | None = None) -> str:
+    """The CPU model and the flags that decide int8 and float kernels (``perf.results.cpu_info``), torch's CPU
+    capability, the runtimes' versions and the thread count: the first lines of every runtime benchmark."""
+    from .results import cpu_info
+
+    model, present = cpu_info()
+    flags = " ".join(f for f in CPU_FLAGS if f in present)
+    versions = ", ".join([f"torch {torch.__version__}"] + [f"{k} {v}" for k, v in runtime_versions().items()])
     return (f"CPU: {model} ({os.cpu_count()} logical CPUs); flags: {flags or 'none of ' + ' '.join(CPU_FLAGS)}; "
             f"torch CPU capability: {torch.backends.cpu.get_cpu_capability()}\n"
-            f"{', '.join(versions)}; {threads or torch.get_num_threads()} thread(s) for every runtime")
+            f"{versions}; {threads or torch.get_num_threads()} thread(s) for every runtime")
 
 
 def _first_line(error: BaseException) -> str:

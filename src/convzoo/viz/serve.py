@@ -3,7 +3,7 @@ JavaScript and SVG, nothing fetched from elsewhere) draws client-side from JSON 
 real layer: shapes, params and MACs (``convzoo.cost``), the connectivity (autograd, ``viz.connectivity``) and the
 kernel taps an output reads (the one-hot-kernel Jacobian of ``viz.taps``, one output row at a time).
 
-The explorer's limits (the README states the same):
+The explorer's limits (docs/guide/pictures-and-explorer.md states the same; a test compares them):
 
 * each argument within ``spec.LIMITS`` (size: 1–48 for 1-D, 1–24 for 2-D, 1–8 for 3-D);
 * every drawn step (the whole layer, or each stage) links at most ``BUDGET`` = 2**22 (input element, output

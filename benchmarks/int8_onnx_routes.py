@@ -12,7 +12,8 @@ B. onnxruntime's own tool: the float32 model exported to ONNX, then
 Per family (its 2-D layer from ``convzoo.deploy.int8_checks.build_layer``, calibrated on the same 4 random batches,
 measured on the last): the relative L2 error against float32 eager, the int8 kernels onnxruntime runs after its
 graph optimisation, and — for A — the distance from the same quantized graph simulated in PyTorch (the numbers the
-report, the XNNPACK program and the sweep's accuracy are about).
+report, the XNNPACK program and the sweep's accuracy are about). Written in the results format to
+OUT/int8_onnx_routes.json (the docs' Performance pages render it).
 """
 
 from __future__ import annotations
@@ -29,7 +30,8 @@ import convzoo
 from convzoo.deploy.int8_checks import batches, build_layer, relative_error
 from convzoo.deploy.quantize import quantize
 from convzoo.deploy.runtimes import onnx_file, onnxruntime_session, runner
-from convzoo.perf.runtime_compare import machine_header
+from convzoo.perf.results import Table, machine_info, write_results
+from convzoo.perf.runtime_compare import machine_header, runtime_versions
 
 
 def route_b(module: torch.nn.Module, calibration: list[torch.Tensor]) -> tuple[torch.Tensor, dict[str, int]]:
@@ -64,10 +66,10 @@ def main() -> None:
     import logging
 
     logging.disable(logging.WARNING)  # quantize_static's advice to pre-process the model
-    lines = ["# Two routes to int8 ONNX for onnxruntime", "", machine_header().replace("\n", "  \n"), "",
-             "| family | A: PT2E → QDQ error | A vs PT2E simulated | A: int8 kernels | A: float layers | "
-             "B: quantize_static error | B: int8 kernels |", "|---|---:|---:|---|---|---:|---|"]
-    print("\n".join(lines), flush=True)
+    print(machine_header(), flush=True)
+    columns = ["family", ("A: PT2E → QDQ error", ".3f"), ("A vs PT2E simulated", ".1e"), "A: int8 kernels",
+               "A: float layers", ("B: quantize_static error", ".3f"), "B: int8 kernels"]
+    rows = []
     for family in convzoo.families():
         module = build_layer(family.name)
         calibration = batches()
@@ -79,18 +81,22 @@ def main() -> None:
         y_a = a(x)
         try:
             y_b, kernels_b = route_b(module, calibration)
-            b_error, b_kernels = f"{relative_error(y_b, expected):.3f}", ", ".join(kernels_b) or "none"
+            b_error, b_kernels = relative_error(y_b, expected), ", ".join(kernels_b) or "none"
         except Exception as error:  # a graph quantize_static cannot take: say so in the row
-            b_error, b_kernels = "failed", str(error).strip().splitlines()[0][:80]
-        row = quantized.report.layers[0]
-        line = (f"| {family.name} | {relative_error(y_a, expected):.3f} | {relative_error(y_a, quantized(x)):.1e} | "
-                f"{', '.join(a.int8_kernels or {}) or 'none'} | {', '.join(row.float_ops) if row.status != 'int8' else ''}"
-                f" | {b_error} | {b_kernels} |")
-        lines.append(line)
-        print(line, flush=True)
-    os.makedirs(args.out, exist_ok=True)
-    with open(os.path.join(args.out, "int8_onnx_routes.md"), "w") as handle:
-        handle.write("\n".join(lines) + "\n")
+            b_error, b_kernels = None, "failed: " + str(error).strip().splitlines()[0][:80]
+        layer = quantized.report.layers[0]
+        rows.append([family.name, relative_error(y_a, expected), relative_error(y_a, quantized(x)),
+                     ", ".join(a.int8_kernels or {}) or "none",
+                     ", ".join(layer.float_ops) if layer.status != "int8" else "", b_error, b_kernels])
+        print(" | ".join(str(v) for v in rows[-1]), flush=True)
+    table = Table("Relative L2 error against float32 eager, per family (2-D layer, 4 calibration batches)", columns,
+                  rows, "A: the PT2E graph exported as QDQ ONNX (what convzoo runs on onnxruntime); B: "
+                        "onnxruntime.quantization.quantize_static on the float32 export. 'A vs PT2E simulated': "
+                        "onnxruntime's output against the same quantized graph run in PyTorch.")
+    path = write_results(os.path.join(args.out, "int8_onnx_routes.json"), "Two routes to int8 ONNX for onnxruntime",
+                         [table], description=__doc__.split("\n\n", 1)[1],
+                         machine=machine_info(**runtime_versions()), data={"rows": rows})
+    print(f"wrote {path}")
 
 
 if __name__ == "__main__":

@@ -5,7 +5,8 @@
 
 Reads ``FOLDER/sweep.json`` (one row per family; rows written before ``mean_accuracy`` existed call the mean
 ``best_accuracy``) and writes one table — params, MACs, latency and accuracy with their 95 % intervals, the
-difference to the first family and Welch's p — with ``sweep_pareto.png`` as its figure when the folder lies next
+difference to the first family and Welch's p (and, for a ``--int8`` sweep, a second table: float32 against int8
+accuracy of the same weights) — with ``sweep_pareto.png`` as its figure when the folder lies next
 to the results file. The machine is the trials' own record (threads, torch, CPU: every trial records them); a
 sweep whose rows carry no trials has its machine "not recorded".
 """
@@ -52,6 +53,22 @@ def sweep_table(rows: list[dict[str, Any]]) -> Table:
                   "Welch p"], body, f"Intervals: {method}.")
 
 
+def int8_table(rows: list[dict[str, Any]]) -> Table:
+    """One line per family of a ``--int8`` sweep: float32 and int8 test accuracy of the same trained weights (mean
+    over seeds, int8's 95 % interval), the mean paired difference int8 − float32 with its interval, the share of
+    MACs in int8 and the layers left in floating point."""
+    body = [[row["family"], 100 * row["fp32_accuracy"], 100 * row["int8_accuracy"],
+             _interval(row.get("int8_accuracy_ci95"), 100, 1), 100 * row["int8_delta"],
+             _interval(row.get("int8_delta_ci95"), 100, 1), 100 * row["int8_mac_fraction"],
+             ", ".join(row.get("float_layers", [])) or "none"] for row in rows]
+    runtime = rows[0].get("int8_runtime", "xnnpack")
+    return Table(f"int8 on {runtime} against float32, the same weights (each trial's last epoch)",
+                 ["family", ("fp32 %", ".1f"), ("int8 %", ".1f"), "int8 95 % interval", ("int8 − fp32, points", "{:+.1f}"),
+                  "difference 95 % interval", ("int8 MACs %", ".0f"), "float layers"], body,
+                 "Post-training int8 (PT2E, calibrated on training batches), run on the runtime named; intervals "
+                 "over seeds (int8 accuracy on the logit scale, the paired difference a Student-t interval).")
+
+
 def trials_machine(rows: list[dict[str, Any]]) -> dict[str, Any] | None:
     """The environment every trial recorded, as the machine header; keys on which trials differ say so."""
     trials = [t for row in rows for t in row.get("trials", [])]
@@ -82,7 +99,8 @@ def main() -> None:
         figures.append((os.path.relpath(pareto, args.output.parent),
                         "Accuracy against MACs and against latency, with the Pareto front"))
     description = DESCRIPTION + (f"\n\n{args.about}" if args.about else "")
-    write_results(args.output, args.title, [sweep_table(rows)], description=description,
+    tables = [sweep_table(rows)] + ([int8_table(rows)] if all("int8_accuracy" in row for row in rows) else [])
+    write_results(args.output, args.title, tables, description=description,
                   machine=trials_machine(rows), date=args.date, command=args.command, figures=figures,
                   data={"rows": rows})
     print(f"results: {args.output}")

@@ -627,7 +627,8 @@ def planned_depthwise_conv(shape: tuple[int, ...], strides: tuple[int, ...], dty
     shape, strides and dtype, in this grad mode and thread count, with what depends only on them decided here once:
     the layout, the output size, the taps, the kernel and its split into chunks. Without grad on dense data
     (NCHW / NCL, channels_last / NLC) a call is one allocation, the numpy views and the kernel (inline in the
-    calling thread when the work is one chunk); with grad, the autograd function on the planned geometry."""
+    calling thread when the work is one chunk; ``numpy(force=True)``: the CPU tensor's own memory, detached by
+    torch in one step); with grad, the autograd function on the planned geometry."""
     del threads  # part of the key only: ``tasks_runner`` reads torch.get_num_threads() now
     generic: Launch = functools.partial(_generic, stride=stride, padding_pairs=padding_pairs, dilation=dilation)
     dim = len(shape) - 2
@@ -660,8 +661,8 @@ def planned_depthwise_conv(shape: tuple[int, ...], strides: tuple[int, ...], dty
 
         def launch_nchw(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
             y = torch.empty(out, dtype=dtype)
-            run(x.detach().numpy().reshape(x4), weight.detach().numpy().reshape(w3),
-                zeros if bias is None else bias.detach().numpy(), y.numpy().reshape(out4), 1, rows, cols, sh, sw, ph,
+            run(x.numpy(force=True).reshape(x4), weight.numpy(force=True).reshape(w3),
+                zeros if bias is None else bias.numpy(force=True), y.numpy().reshape(out4), 1, rows, cols, sh, sw, ph,
                 pw)
             return y
 
@@ -671,9 +672,9 @@ def planned_depthwise_conv(shape: tuple[int, ...], strides: tuple[int, ...], dty
     if dim == 2:
         def launch_nhwc(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
             y = torch.empty(out4, dtype=dtype, memory_format=torch.channels_last)
-            run(x.detach().numpy().transpose(0, 2, 3, 1),
-                np.ascontiguousarray(weight.detach().numpy().reshape(cm, taps).T),
-                zeros if bias is None else bias.detach().numpy(), y.numpy().transpose(0, 2, 3, 1), rows, cols, sh, sw,
+            run(x.numpy(force=True).transpose(0, 2, 3, 1),
+                np.ascontiguousarray(weight.numpy(force=True).reshape(cm, taps).T),
+                zeros if bias is None else bias.numpy(force=True), y.numpy().transpose(0, 2, 3, 1), rows, cols, sh, sw,
                 ph, pw)
             return y
 
@@ -681,9 +682,9 @@ def planned_depthwise_conv(shape: tuple[int, ...], strides: tuple[int, ...], dty
 
     def launch_nlc(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         y = torch.empty((n, wo, cm), dtype=dtype)  # (N, L, C): the (N, C, L) output's NLC storage
-        run(x.detach().numpy().transpose(0, 2, 1).reshape(n, 1, w, c),
-            np.ascontiguousarray(weight.detach().numpy().reshape(cm, taps).T),
-            zeros if bias is None else bias.detach().numpy(), y.numpy().reshape(n, 1, wo, cm), rows, cols, sh, sw, ph,
+        run(x.numpy(force=True).transpose(0, 2, 1).reshape(n, 1, w, c),
+            np.ascontiguousarray(weight.numpy(force=True).reshape(cm, taps).T),
+            zeros if bias is None else bias.numpy(force=True), y.numpy().reshape(n, 1, wo, cm), rows, cols, sh, sw, ph,
             pw)
         return y.permute(0, 2, 1)
 

@@ -648,9 +648,9 @@ def planned_depthwise_conv(shape: tuple[int, ...], strides: tuple[int, ...], dty
     ho, wo = (output_size(size, k, s, d, *pair)
               for size, k, s, d, pair in zip((h, w), (kh, kw), stride, dilation, padding_pairs))
     if grad:
-        if dim == 1:
-            return generic
         geometry = ((sh, sw), (dh, dw), (ph, pw), (ho, wo))
+        if dim == 1:
+            return lambda x, w, b: DepthwiseConv2dFunction.apply(x.unsqueeze(2), w.unsqueeze(2), b, geometry).squeeze(2)
         return lambda x, w, b: DepthwiseConv2dFunction.apply(x, w, b, geometry)
     rows, cols = tap_offsets((kh, kw), (dh, dw), dtype)
     zeros = torch.zeros(cm, dtype=dtype).numpy()

@@ -19,6 +19,7 @@ on the ``workqueue`` layer (unless ``NUMBA_THREADING_LAYER`` says otherwise), on
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import warnings
@@ -144,10 +145,10 @@ def tasks_runner(kernel: Callable[..., Any], tasks: int, work: int | None = None
                  grain: int = GRAIN) -> Callable[..., None]:
     """f(*args) = ``run_tasks(kernel, tasks, *args, work=work, grain=grain)`` with the split decided now, for a
     caller that plans per input shape and thread count: a call of one chunk is the kernel itself, called with
-    (0, tasks, *args) in the calling thread (no pool, no Python in between beyond the argument tuple)."""
+    (0, tasks, *args) in the calling thread (no pool, and no Python frame in between: a ``functools.partial``)."""
     if chunks(tasks, work, grain) == 1:
-        return lambda *args: kernel(0, tasks, *args)
-    return lambda *args: run_tasks(kernel, tasks, *args, work=work, grain=grain)
+        return functools.partial(kernel, 0, tasks)
+    return functools.partial(run_tasks, kernel, tasks, work=work, grain=grain)
 
 
 def run_tasks(kernel: Callable[..., Any], tasks: int, *args: Any, work: int | None = None,

@@ -191,6 +191,8 @@ class ConvNd(ConvzooLayer):
                 launch = planned_depthwise_conv(tuple(x.shape), x.stride(), x.dtype, tuple(self.weight.shape),
                                                 tuple(stride), tuple(pairs), tuple(dilation), torch.is_grad_enabled(),
                                                 torch.get_num_threads())
+                if kernel is weight and "weight" in self._parameters and "bias" in self._parameters:
+                    return lambda m, x: launch(x, m._parameters["weight"], m._parameters["bias"])
                 return lambda m, x: launch(x, kernel(m), bias(m))
             return lambda m, x: own_kernel(x, kernel(m), bias(m), stride, pairs, dilation)
         if path.startswith("channels_last"):

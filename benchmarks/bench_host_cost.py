@@ -45,8 +45,13 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from convzoo import families
 from convzoo.layers.base import ConvzooLayer
-from convzoo.perf.results import Table, machine_info, machine_tag, read_results, write_results
-from convzoo.perf.results_page import table_markdown
+from convzoo.perf.results import (
+    Table,
+    machine_info,
+    machine_tag,
+    read_results,
+    write_results,
+)
 
 SINGLE_OP = ("standard", "depthwise", "pointwise", "dilated", "transposed")
 COMPOSITE_OPS = {"mixconv": 3, "depthwise_separable": 2, "dynamic": 4}
@@ -180,14 +185,15 @@ def results_tables(rows: list[dict[str, Any]], ref: dict[str, float]) -> list[Ta
                                                                       else f" ({r['native_kind']})")]
                for r in rows if not r["grad"]]
     grad = [[r["family"], r["dim"], r["layer_us"], r["native_us"], r["over_us"]] for r in rows if r["grad"]]
-    reference = (f"Reference, same rounds: the tiny `F.conv2d` (1 × 8 × 8 × 8, 3×3, 'same') {ref['F.conv2d']:.1f} µs, "
+    reference = (f"Reference, same rounds: the tiny `F.conv2d` (1 × 8 × 8 × 8, 3×3, 'same') "
+                 f"{ref['F.conv2d']:.1f} µs, "
                  f"torch's `nn.Conv2d` around it {ref['nn.Conv2d']:.1f} µs "
                  f"(+{ref['nn.Conv2d'] - ref['F.conv2d']:.1f} µs).")
     return [Table("No grad (eval mode): the layer against its native composition", [*columns, "aten ops layer/native",
                                                                                     "check"], no_grad,
-                  "Fastest single call, µs; over = layer − native. " + reference + " check: single-op layers ≤ 5 µs "
-                  "over; composites ≤ n·(t_F.conv2d + 5 µs) + 10 µs in total (2-D) and ≤ 5n + 10 µs over (n = the "
-                  "native ops they launch: MixConv 3, depthwise-separable 2, dynamic 4)."),
+                  "Fastest single call, µs; over = layer − native. " + reference + " check: single-op layers "
+                  "≤ 5 µs over; composites ≤ n·(t_F.conv2d + 5 µs) + 10 µs in total (2-D) and ≤ 5n + 10 µs over "
+                  "(n = the native ops they launch: MixConv 3, depthwise-separable 2, dynamic 4)."),
             Table("Grad (train mode, parameters requiring grad, forward only)", columns, grad,
                   "Fastest single call, µs; the graph is built, no backward.")]
 
@@ -214,13 +220,14 @@ def compare(before_path: str, after_path: str) -> None:
         m = run["machine"]
         print(f"- {name}: {m['model']}, {m['capability']}, torch {m['torch']}, {m['threads']} thread(s), load "
               f"{m['load']:.2f}; tiny F.conv2d {run['reference_us']['F.conv2d']:.1f} µs")
-    print("\n| family | D | no grad: layer − native µs, before → after | grad: before → after | layer µs before → "
-          "after (no grad) | check after |\n|---|---:|---:|---:|---:|---|")
+    print("\n| family | D | no grad: layer − native µs, before → after | grad: before → after | "
+          "layer µs before → after (no grad) | check after |\n|---|---:|---:|---:|---:|---|")
     after = {(r["family"], r["dim"], r["grad"]): r for r in runs[1]["rows"]}
     for (family, dim, grad), row in after.items():
         if grad:
             continue
-        old, old_g, new_g = rows.get((family, dim, False)), rows.get((family, dim, True)), after.get((family, dim, True))
+        old, old_g = rows.get((family, dim, False)), rows.get((family, dim, True))
+        new_g = after.get((family, dim, True))
         over = (lambda r: "—" if r is None else f"{r['over_us']:.1f}")
         layer = "—" if old is None else f"{old['layer_us']:.1f}"
         print(f"| {family} | {dim} | {over(old)} → {row['over_us']:.1f} | {over(old_g)} → {over(new_g)} | "

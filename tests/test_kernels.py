@@ -75,7 +75,7 @@ def test_depthwise_kernel_matches_oracle(case):
         assert y.is_contiguous(memory_format=torch.channels_last)
 
 
-@settings(max_examples=30, deadline=None)
+@settings(max_examples=20, deadline=None)
 @given(depthwise_cases(), st.sampled_from(["dense", "last", "strided"]), st.booleans())
 def test_planned_depthwise_matches_oracle(case, layout, grad):
     """The per-key launcher the layers plan (``planned_depthwise_conv``) against the oracle, in the layout

@@ -16,7 +16,12 @@ they launch (mixconv 3, depthwise_separable 2, dynamic 4) — checked at 2-D, th
 every dimension, at most 5n + 10 µs over their native composition (what the layer adds to the ops it runs). The
 'check' column says whether a row meets its bounds.
 
-Usage: python benchmarks/bench_host_cost.py [--rounds R] [--calls C] [--families a,b] [--json PATH]
+A full run writes ``benchmarks/results/host_cost-<cpu>.json`` (the results format of ``convzoo.perf.results``, tagged
+with the CPU model and torch's CPU capability, rendered by the docs' Performance pages: one table per pass, the
+machine in each header, the raw rows and the reference calls under ``data``); a run of some families only
+(``--families``) writes where ``--out`` says, else nothing.
+
+Usage: python benchmarks/bench_host_cost.py [--rounds R] [--calls C] [--families a,b] [--out FILE] [--no-save]
        python benchmarks/bench_host_cost.py --compare BEFORE.json AFTER.json   (a markdown table of two runs)
 """
 
@@ -26,11 +31,11 @@ import argparse
 import gc
 import json
 import os
-import platform
-import subprocess
+import sys
 import time
 import warnings
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import torch
@@ -40,27 +45,27 @@ from torch.utils._python_dispatch import TorchDispatchMode
 
 from convzoo import families
 from convzoo.layers.base import ConvzooLayer
+from convzoo.perf.results import (
+    Table,
+    machine_info,
+    machine_tag,
+    read_results,
+    write_results,
+)
 
 SINGLE_OP = ("standard", "depthwise", "pointwise", "dilated", "transposed")
 COMPOSITE_OPS = {"mixconv": 3, "depthwise_separable": 2, "dynamic": 4}
-
-
-def machine() -> dict[str, Any]:
-    """The CPU (lscpu's model name and flags), torch and its CPU capability, threads, load."""
-    info: dict[str, Any] = {"model": platform.processor() or "unknown CPU", "flags": ""}
-    try:
-        for line in subprocess.run(["lscpu"], capture_output=True, text=True, check=False).stdout.splitlines():
-            key, _, value = line.partition(":")
-            if key.strip() == "Model name":
-                info["model"] = value.strip()
-            elif key.strip() == "Flags":
-                wanted = ("avx", "fma", "f16c", "amx", "sse4_2", "vnni", "bf16")
-                info["flags"] = " ".join(f for f in value.split() if f.startswith(wanted))
-    except OSError:
-        pass
-    info.update(cores=os.cpu_count(), torch=torch.__version__, capability=torch.backends.cpu.get_cpu_capability(),
-                threads=torch.get_num_threads(), python=platform.python_version(), load=os.getloadavg()[0])
-    return info
+RESULTS = Path(__file__).parent / "results"
+TITLE = "Host cost per call at a tiny input"
+DESCRIPTION = (
+    "Each family's layer against its own native composition (the fastest of its `native_alternatives()`: the "
+    "PyTorch calls it stands for) at a tiny input, where the arithmetic costs almost nothing and what is left is "
+    "Python and dispatch: 1 × 8 × 8 × 8 (8-long in 1-D, 8³ in 3-D), C_in = C_out = 8, the family's default build, "
+    "fp32, CPU, one thread. Two passes: no grad (eval mode) and grad (train mode, parameters requiring grad, forward "
+    "only). The layer and its native composition run in interleaved rounds, each call timed alone; a time is the "
+    "fastest call of all rounds. *over* = layer − native: what the layer adds per call (negative where its chosen "
+    "form beats the native composition). The reference calls (the tiny `F.conv2d` and torch's own `nn.Conv2d` "
+    "around it) are in the first table's notes.")
 
 
 class _OpCounter(TorchDispatchMode):
@@ -172,48 +177,84 @@ def check(row: dict[str, Any], conv_us: float) -> str:
     return f"total {'ok' if row['layer_us'] <= bound else 'FAIL'} (≤ {bound:.0f} µs); {host}"
 
 
+def results_tables(rows: list[dict[str, Any]], ref: dict[str, float]) -> list[Table]:
+    """The rows as the results tables: no grad (with the acceptance check) and grad, µs, fastest call."""
+    columns: list[Any] = ["family", ("D", "d"), ("layer µs", ".1f"), ("native µs", ".1f"), ("over µs", ".1f")]
+    no_grad = [[r["family"], r["dim"], r["layer_us"], r["native_us"], r["over_us"],
+                f"{r['layer_ops']}/{r['native_ops']}", r["check"] + ("" if r["native_kind"] == "native"
+                                                                      else f" ({r['native_kind']})")]
+               for r in rows if not r["grad"]]
+    grad = [[r["family"], r["dim"], r["layer_us"], r["native_us"], r["over_us"]] for r in rows if r["grad"]]
+    reference = (f"Reference, same rounds: the tiny `F.conv2d` (1 × 8 × 8 × 8, 3×3, 'same') "
+                 f"{ref['F.conv2d']:.1f} µs, "
+                 f"torch's `nn.Conv2d` around it {ref['nn.Conv2d']:.1f} µs "
+                 f"(+{ref['nn.Conv2d'] - ref['F.conv2d']:.1f} µs).")
+    return [Table("No grad (eval mode): the layer against its native composition", [*columns, "aten ops layer/native",
+                                                                                    "check"], no_grad,
+                  "Fastest single call, µs; over = layer − native. " + reference + " check: single-op layers "
+                  "≤ 5 µs over; composites ≤ n·(t_F.conv2d + 5 µs) + 10 µs in total (2-D) and ≤ 5n + 10 µs over "
+                  "(n = the native ops they launch: MixConv 3, depthwise-separable 2, dynamic 4)."),
+            Table("Grad (train mode, parameters requiring grad, forward only)", columns, grad,
+                  "Fastest single call, µs; the graph is built, no backward.")]
+
+
+def _run(path: str) -> dict[str, Any]:
+    """A run as {machine line parts, reference_us, rows}: a results file of this script, or the raw JSON its
+    earlier versions wrote (``--json``)."""
+    with open(path) as f:
+        content = json.load(f)
+    if "format" in content:
+        run = read_results(path)
+        m = run.machine or {}
+        machine = {"model": m.get("cpu", "?"), "capability": m.get("cpu_capability", "?"), "torch": m.get("torch", "?"),
+                   "threads": m.get("threads", "?"), "load": m.get("load_average", float("nan"))}
+        return {"machine": machine, **run.data}
+    return content
+
+
 def compare(before_path: str, after_path: str) -> None:
     """Markdown: per family and dim, the layer's time over its native composition in two runs (no grad, grad)."""
-    runs = []
-    for path in (before_path, after_path):
-        with open(path) as f:
-            runs.append(json.load(f))
+    runs = [_run(path) for path in (before_path, after_path)]
     rows = {(r["family"], r["dim"], r["grad"]): r for r in runs[0]["rows"]}
     for run, name in zip(runs, ("before", "after")):
         m = run["machine"]
         print(f"- {name}: {m['model']}, {m['capability']}, torch {m['torch']}, {m['threads']} thread(s), load "
               f"{m['load']:.2f}; tiny F.conv2d {run['reference_us']['F.conv2d']:.1f} µs")
-    print("\n| family | D | no grad: layer − native µs, before → after | grad: before → after | layer µs after "
-          "(no grad) | check after |\n|---|---:|---:|---:|---:|---|")
+    print("\n| family | D | no grad: layer − native µs, before → after | grad: before → after | "
+          "layer µs before → after (no grad) | check after |\n|---|---:|---:|---:|---:|---|")
     after = {(r["family"], r["dim"], r["grad"]): r for r in runs[1]["rows"]}
     for (family, dim, grad), row in after.items():
         if grad:
             continue
-        old, old_g, new_g = rows.get((family, dim, False)), rows.get((family, dim, True)), after[(family, dim, True)]
-        fmt = (lambda r: "—" if r is None else f"{r['over_us']:.1f}")
-        print(f"| {family} | {dim} | {fmt(old)} → {row['over_us']:.1f} | {fmt(old_g)} → {new_g['over_us']:.1f} | "
-              f"{row['layer_us']:.1f} | {row.get('check', '')} |")
+        old, old_g = rows.get((family, dim, False)), rows.get((family, dim, True))
+        new_g = after.get((family, dim, True))
+        over = (lambda r: "—" if r is None else f"{r['over_us']:.1f}")
+        layer = "—" if old is None else f"{old['layer_us']:.1f}"
+        print(f"| {family} | {dim} | {over(old)} → {row['over_us']:.1f} | {over(old_g)} → {over(new_g)} | "
+              f"{layer} → {row['layer_us']:.1f} | {row.get('check', '')} |")
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"), help="compare two --json outputs")
+    parser.add_argument("--compare", nargs=2, metavar=("BEFORE", "AFTER"), help="compare two runs' files")
     parser.add_argument("--rounds", type=int, default=10)
     parser.add_argument("--calls", type=int, default=300, help="calls per candidate per round")
     parser.add_argument("--families", default="", help="comma-separated names (default: all)")
     parser.add_argument("--threads", type=int, default=1)
-    parser.add_argument("--json", default=None, help="also write the results here")
-    args = parser.parse_args()
+    parser.add_argument("--out", type=Path, default=None,
+                        help="the results file (default for a full run: benchmarks/results/host_cost-<cpu>.json)")
+    parser.add_argument("--no-save", action="store_true", help="print only")
+    args = parser.parse_args(argv)
     if args.compare:
         compare(*args.compare)
-        return
+        return 0
     torch.set_num_threads(args.threads)
     wanted = [n for n in args.families.split(",") if n]
-    info = machine()
+    info = machine_info()
     print(f"# host cost per call, {time.strftime('%Y-%m-%d %H:%M')}")
-    print(f"# CPU: {info['model']}, {info['cores']} cores; flags: {info['flags']}")
-    print(f"# torch {info['torch']} (CPU capability {info['capability']}), Python {info['python']}, "
-          f"{info['threads']} thread(s), load average at start {info['load']:.2f}")
+    print(f"# CPU: {info['cpu']}, {info['cores']} cores; flags: {info['cpu_flags']}")
+    print(f"# torch {info['torch']} (CPU capability {info['cpu_capability']}), Python {info['python']}, "
+          f"{info['threads']} thread(s), load average at start {info.get('load_average', float('nan')):.2f}")
     print(f"# fastest of {args.rounds} × {args.calls} calls per candidate, interleaved; input 1 × 8 × 8^D, fp32")
     ref = reference(args.rounds, args.calls)
     print(f"# tiny F.conv2d {ref['F.conv2d']:.1f} µs; torch nn.Conv2d {ref['nn.Conv2d']:.1f} µs "
@@ -235,11 +276,21 @@ def main() -> None:
                 print(f"{row['family']:<20} {dim:>1} {'grad' if row['grad'] else 'no grad':<7} "
                       f"{row['layer_us']:>9.1f} {row['native_us']:>9.1f} {row['over_us']:>8.1f} {ops:>9}  "
                       f"{row['check']}{kind}", flush=True)
-    print(f"# load average at end {os.getloadavg()[0]:.2f}; ops = aten ops per call, layer/native (no grad)")
-    if args.json:
-        with open(args.json, "w") as f:
-            json.dump({"machine": info, "reference_us": ref, "rows": rows}, f, indent=1)
+    load_end = os.getloadavg()[0] if hasattr(os, "getloadavg") else float("nan")
+    print(f"# load average at end {load_end:.2f}; ops = aten ops per call, layer/native (no grad)")
+    out = args.out if args.out is not None or wanted else RESULTS / f"host_cost-{machine_tag(info)}.json"
+    if args.no_save or out is None:
+        print("# not saved" + ("" if args.no_save else " (a run of some families: give --out FILE to save it)"))
+        return 0
+    failed = [r for r in rows if "FAIL" in r["check"]]
+    description = (DESCRIPTION + f"\n\nFastest of {args.rounds} rounds × {args.calls} calls per candidate; load "
+                   f"average at the end {load_end:.2f}. Rows failing their bound: {len(failed)}.")
+    path = write_results(out, TITLE, results_tables(rows, ref), description=description,
+                         machine=info | {"load_average_end": round(load_end, 2)},
+                         data={"reference_us": ref, "rounds": args.rounds, "calls": args.calls, "rows": rows})
+    print(f"# written: {path}")
+    return 0
 
 
 if __name__ == "__main__":
-    main()
+    sys.exit(main())

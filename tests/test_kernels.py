@@ -75,6 +75,41 @@ def test_depthwise_kernel_matches_oracle(case):
         assert y.is_contiguous(memory_format=torch.channels_last)
 
 
+@settings(max_examples=20, deadline=None)
+@given(depthwise_cases(), st.sampled_from(["dense", "last", "strided"]), st.booleans())
+def test_planned_depthwise_matches_oracle(case, layout, grad):
+    """The per-key launcher the layers plan (``planned_depthwise_conv``) against the oracle, in the layout
+    ``depthwise_conv`` gives (NCL, NLC, NCHW, channels_last; strided inputs copied), with and without grad (an input
+    requiring grad under no_grad too), run twice on one plan (nothing of the first call kept in the second)."""
+    from convzoo.kernels.depthwise import depthwise_conv, planned_depthwise_conv
+
+    c, m, k, dtype = case["c"], case["m"], case["k"], case["dtype"]
+    x = _input((case["n"], c, *case["size"]), dtype, "contiguous", case["seed"])
+    if layout == "last":  # channels_last / NLC storage
+        x = x.movedim(1, -1).contiguous().movedim(-1, 1)
+    elif layout == "strided":
+        x = torch.cat([x, x], dim=-1)[..., ::2]
+    x.requires_grad_(True)
+    w = _input((c * m, 1, *k), dtype, "contiguous", case["seed"] + 1).requires_grad_(True)
+    b = _input((c * m,), dtype, "contiguous", case["seed"] + 2).requires_grad_(True) if case["bias"] else None
+    expected = ref.correlate(x.detach().double().numpy(), w.detach().double().numpy(),
+                             None if b is None else b.detach().double().numpy(), case["s"], case["pairs"], case["d"],
+                             groups=c)
+    with torch.set_grad_enabled(grad):
+        launch = planned_depthwise_conv(tuple(x.shape), x.stride(), dtype, tuple(w.shape), case["s"], case["pairs"],
+                                        case["d"], grad, torch.get_num_threads())
+        for _ in range(2):
+            y = launch(x, w, b)
+            assert y.shape == expected.shape and y.requires_grad == grad
+            assert _relative(y, expected) < TOLERANCE[dtype]
+        assert y.stride() == depthwise_conv(x, w, b, case["s"], case["pairs"], case["d"]).stride()
+    if grad:  # the planned graph's gradients against the unplanned one's (both checked against torch elsewhere)
+        g = torch.ones_like(y)
+        want = torch.autograd.grad(depthwise_conv(x, w, b, case["s"], case["pairs"], case["d"]), (x, w), g)
+        for got, ref_grad in zip(torch.autograd.grad(y, (x, w), g), want):
+            assert torch.allclose(got, ref_grad, rtol=0, atol=0)
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64])
 @pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("kernel", [(3, 3), (5, 5), (3, 1), (1, 3)])

@@ -20,12 +20,14 @@ offsets: one compilation per size); every other size and fp64 share one compilat
 
 from __future__ import annotations
 
+import functools
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 import torch
 
-from .numba_runtime import njit, run_tasks
+from .numba_runtime import njit, run_tasks, tasks_runner
 from .simd import (
     FULL,
     LANES,
@@ -606,3 +608,84 @@ def depthwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | N
     out = tuple(output_size(x.shape[2 + d], (kh, kw)[d], stride[d], dilation[d], *padding_pairs[d]) for d in range(2))
     geometry = (tuple(stride), tuple(dilation), tuple(lo for lo, _ in padding_pairs), out)
     return DepthwiseConv2dFunction.apply(x, weight, bias, geometry)
+
+
+Launch = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
+
+
+def _generic(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *, stride: tuple[int, ...],
+             padding_pairs: tuple[tuple[int, int], ...], dilation: tuple[int, ...]) -> torch.Tensor:
+    return depthwise_conv(x, weight, bias, stride, padding_pairs, dilation)
+
+
+@functools.lru_cache(maxsize=512)
+def planned_depthwise_conv(shape: tuple[int, ...], strides: tuple[int, ...], dtype: torch.dtype,
+                           weight_shape: tuple[int, ...], stride: tuple[int, ...],
+                           padding_pairs: tuple[tuple[int, int], ...], dilation: tuple[int, ...], grad: bool,
+                           threads: int) -> Launch:
+    """f(x, weight, bias) = ``depthwise_conv(x, weight, bias, stride, padding_pairs, dilation)`` for inputs of this
+    shape, strides and dtype, in this grad mode and thread count, with what depends only on them decided here once:
+    the layout, the output size, the taps, the kernel and its split into chunks. Without grad on dense data
+    (NCHW / NCL, channels_last / NLC) a call is one allocation, the numpy views and the kernel (inline in the
+    calling thread when the work is one chunk; ``numpy(force=True)``: the CPU tensor's own memory, detached by
+    torch in one step); with grad, the autograd function on the planned geometry."""
+    del threads  # part of the key only: ``tasks_runner`` reads torch.get_num_threads() now
+    generic: Launch = functools.partial(_generic, stride=stride, padding_pairs=padding_pairs, dilation=dilation)
+    dim = len(shape) - 2
+    if dim not in (1, 2) or len(weight_shape) != dim + 2:
+        return generic
+    probe = torch.empty_strided(shape, strides, dtype=dtype, device="meta")
+    if dim == 1:  # (N, C, L) as (N, C, 1, L), as ``depthwise_conv`` does
+        probe = probe.unsqueeze(2)
+        stride, padding_pairs, dilation = (1, *stride), ((0, 0), *padding_pairs), (1, *dilation)
+    nchw = probe.is_contiguous()
+    nhwc = not nchw and probe.is_contiguous(memory_format=torch.channels_last)
+    if not (nchw or nhwc):
+        return generic  # strided data: ``dense`` copies it every call
+    n, c, h, w = probe.shape
+    cm, kh, kw = weight_shape[0], *((1, *weight_shape[2:]) if dim == 1 else weight_shape[2:])
+    (sh, sw), (dh, dw), (ph, pw) = stride, dilation, (lo for lo, _ in padding_pairs)
+    ho, wo = (output_size(size, k, s, d, *pair)
+              for size, k, s, d, pair in zip((h, w), (kh, kw), stride, dilation, padding_pairs))
+    if grad:
+        geometry = ((sh, sw), (dh, dw), (ph, pw), (ho, wo))
+        if dim == 1:
+            return lambda x, w, b: DepthwiseConv2dFunction.apply(x.unsqueeze(2), w.unsqueeze(2), b, geometry).squeeze(2)
+        return lambda x, w, b: DepthwiseConv2dFunction.apply(x, w, b, geometry)
+    rows, cols = tap_offsets((kh, kw), (dh, dw), dtype)
+    zeros = torch.zeros(cm, dtype=dtype).numpy()
+    out4 = (n, cm, ho, wo)
+    if nchw:
+        run = tasks_runner(_correlate_nchw, n * c, work=n * cm * ho * wo)
+        x4, w3, out = (n, c, h, w), (cm, kh, kw), (out4 if dim == 2 else (n, cm, wo))
+
+        def launch_nchw(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+            y = torch.empty(out, dtype=dtype)
+            run(x.numpy(force=True).reshape(x4), weight.numpy(force=True).reshape(w3),
+                zeros if bias is None else bias.numpy(force=True), y.numpy().reshape(out4), 1, rows, cols, sh, sw, ph,
+                pw)
+            return y
+
+        return launch_nchw
+    run = tasks_runner(_forward_nhwc, n * ho, work=n * cm * ho * wo)
+    taps = kh * kw
+    if dim == 2:
+        def launch_nhwc(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+            y = torch.empty(out4, dtype=dtype, memory_format=torch.channels_last)
+            run(x.numpy(force=True).transpose(0, 2, 3, 1),
+                np.ascontiguousarray(weight.numpy(force=True).reshape(cm, taps).T),
+                zeros if bias is None else bias.numpy(force=True), y.numpy().transpose(0, 2, 3, 1), rows, cols, sh, sw,
+                ph, pw)
+            return y
+
+        return launch_nhwc
+
+    def launch_nlc(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        y = torch.empty((n, wo, cm), dtype=dtype)  # (N, L, C): the (N, C, L) output's NLC storage
+        run(x.numpy(force=True).transpose(0, 2, 1).reshape(n, 1, w, c),
+            np.ascontiguousarray(weight.numpy(force=True).reshape(cm, taps).T),
+            zeros if bias is None else bias.numpy(force=True), y.numpy().reshape(n, 1, wo, cm), rows, cols, sh, sw, ph,
+            pw)
+        return y.permute(0, 2, 1)
+
+    return launch_nlc

@@ -19,6 +19,7 @@ on the ``workqueue`` layer (unless ``NUMBA_THREADING_LAYER`` says otherwise), on
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 import warnings
@@ -128,14 +129,35 @@ def _workers(count: int) -> ThreadPoolExecutor:
         return _pool
 
 
-def run_tasks(kernel: Callable[..., Any], tasks: int, *args: Any, work: int | None = None,
-              grain: int = 1 << 15) -> None:
-    """``kernel(begin, end, *args)`` over the independent tasks [0, tasks), split into at most
-    ``torch.get_num_threads()`` contiguous chunks (fewer when ``work``, the elements the call writes, gives less
-    than ``grain`` per chunk): the first chunk runs in the calling thread, the others on the pool."""
+GRAIN = 1 << 15  # elements written per chunk below which a call is not split further
+
+
+def chunks(tasks: int, work: int | None = None, grain: int = GRAIN) -> int:
+    """How many chunks ``run_tasks`` splits ``tasks`` into: ``torch.get_num_threads()``, at most one per task
+    and, when ``work`` (the elements the call writes) is given, at most one per ``grain`` elements."""
     threads = max(1, min(torch.get_num_threads(), tasks))
     if work is not None:
         threads = max(1, min(threads, work // grain))
+    return threads
+
+
+def tasks_runner(kernel: Callable[..., Any], tasks: int, work: int | None = None,
+                 grain: int = GRAIN) -> Callable[..., None]:
+    """f(*args) = ``run_tasks(kernel, tasks, *args, work=work, grain=grain)`` with the split decided now, for a
+    caller that plans per input shape and thread count: a call of one chunk is the kernel itself, called with
+    (0, tasks, *args) in the calling thread (no pool, and no Python frame in between: a ``functools.partial``)."""
+    if chunks(tasks, work, grain) == 1:
+        return functools.partial(kernel, 0, tasks)
+    return functools.partial(run_tasks, kernel, tasks, work=work, grain=grain)
+
+
+def run_tasks(kernel: Callable[..., Any], tasks: int, *args: Any, work: int | None = None,
+              grain: int = GRAIN) -> None:
+    """``kernel(begin, end, *args)`` over the independent tasks [0, tasks), split into at most
+    ``torch.get_num_threads()`` contiguous chunks (fewer when ``work``, the elements the call writes, gives less
+    than ``grain`` per chunk): the first chunk runs in the calling thread, the others on the pool. One chunk (tiny
+    work, one thread) runs inline: no pool, no futures."""
+    threads = chunks(tasks, work, grain)
     if threads == 1:
         kernel(0, tasks, *args)
         return

@@ -161,12 +161,13 @@ class ConvNd(ConvzooLayer):
         """Check ``x``, pick the formulation (``forward_path``) and bind the geometry: later inputs of the key run
         one native call (or the fast path) with nothing re-derived."""
         self.check_input(x)
-        return self._runner(self.forward_path(x), constant=not torch.is_grad_enabled() and not is_tracing(x))
+        return self._runner(self.forward_path(x), constant=not torch.is_grad_enabled() and not is_tracing(x), x=x)
 
-    def _runner(self, path: str, constant: bool) -> Runner:
+    def _runner(self, path: str, constant: bool, x: torch.Tensor | None = None) -> Runner:
         """The runner f(layer, x) for ``path``; parameters are read at call time (in-place updates,
         parametrizations), the kernel flipped for 'convolution' (once per weight version when ``constant``: no
-        autograd, and not traced — a traced graph must flip the parameter, not hold a constant)."""
+        autograd, and not traced — a traced graph must flip the parameter, not hold a constant). Given ``x``, the
+        runner may be planned for inputs of its key (shape, strides, dtype, grad mode, threads) only."""
         stride, dilation, groups, pairs = self.stride, self.dilation, self.groups, self.padding_pairs
         pad = tuple(lo for lo, _ in pairs)
         weight, bias = parameter_reader(self, "weight"), parameter_reader(self, "bias")
@@ -184,6 +185,15 @@ class ConvNd(ConvzooLayer):
             if self.padding_mode != "zeros":
                 mode, zero = self.padding_mode, tuple((0, 0) for _ in pairs)
                 return lambda m, x: own_kernel(pad_pairs(x, pairs, mode), kernel(m), bias(m), stride, zero, dilation)
+            if path == "kernel" and x is not None:  # layout, output size, taps and thread split decided once
+                from ..kernels.depthwise import planned_depthwise_conv
+
+                launch = planned_depthwise_conv(tuple(x.shape), x.stride(), x.dtype, tuple(self.weight.shape),
+                                                tuple(stride), tuple(pairs), tuple(dilation), torch.is_grad_enabled(),
+                                                torch.get_num_threads())
+                if kernel is weight and "weight" in self._parameters and "bias" in self._parameters:
+                    return lambda m, x: launch(x, m._parameters["weight"], m._parameters["bias"])
+                return lambda m, x: launch(x, kernel(m), bias(m))
             return lambda m, x: own_kernel(x, kernel(m), bias(m), stride, pairs, dilation)
         if path.startswith("channels_last"):
             return lambda m, x: depthwise_channels_last(x, kernel(m), bias(m), stride, pad, dilation)
@@ -206,7 +216,7 @@ class ConvNd(ConvzooLayer):
 
     def run_form(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """The output computed by form ``name`` (one of ``forms(x)``; all compute the same sum)."""
-        return self._runner(name, constant=False)(self, x)
+        return self._runner(name, constant=False, x=x)(self, x)
 
     def forms(self, x: torch.Tensor) -> list[str]:
         """The exact forms of this conv on inputs like ``x`` ('native' first: torch's one conv call).

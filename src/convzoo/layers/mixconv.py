@@ -175,4 +175,4 @@ def _mixed(m: MixConv2d, x: torch.Tensor) -> torch.Tensor:
     """MixConv's runner: concat_i conv_i(x_i), the groups' convs read from ``_modules`` (no nn.Module.__getattr__
     per call)."""
     convs = m._modules["convs"]._modules.values()  # type: ignore[union-attr]
-    return torch.cat([conv(part) for conv, part in zip(convs, torch.split(x, m.in_splits, dim=1))], dim=1)
+    return torch.cat([conv(part) for conv, part in zip(convs, x.split_with_sizes(m.in_splits, 1))], dim=1)

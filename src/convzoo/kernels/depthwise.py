@@ -8,8 +8,13 @@ stride, dilation and (before, after) padding. 1-D runs as 2-D with H = 1. Zero p
 Forward, NCHW: one task per (sample, channel) plane; the input rows an output row reads are staged once each into
 a ring of zero-padded rows (rows, not a plane); along an output row, 4 blocks of LANES outputs accumulate every tap
 in registers, the kernel row's weights in a register too (unaligned loads: cutting each tap's vector from aligned
-loads by shuffles measured slower on an AVX-512 EPYC, whose 512-bit shuffles share the FMA's ports). channels_last: one task per output row; a block of LANES output channels
-(the interleaved c·m + j, each lane reading its input channel) for 4 positions at a time.
+loads by shuffles measured slower on an AVX-512 EPYC, whose 512-bit shuffles share the FMA's ports).
+channels_last: one task per output row; tiles of 8 positions × a block of LANES output channels (the interleaved
+c·m + j, each lane reading its input channel) in 8 register accumulators, the input row the task is first to read
+prefetched ahead. At stride 1 and dilation 1 along the row (kw <= 3, m = 1 or 2: ``_forward_nhwc_dense``) each
+input column a kernel row reads is loaded once for every tap that reads it; the general kernel loads each tap's
+input. Every address of the accumulators is a constant once the tile loops are unrolled, so they stay in registers
+(blocks addressed through runtime indices would live in memory).
 Backward, NCHW: ∂x as the same correlation of ∂y with the flipped kernel (stride 1) or a scatter (stride > 1);
 channels_last: ∂x gathered per input row (any stride). ∂w, ∂b: per-task partial sums added up by torch.
 
@@ -32,6 +37,7 @@ from .simd import (
     block,
     fill,
     fma,
+    fma_at,
     fma_block,
     fma_block_step,
     fma_even,
@@ -39,18 +45,24 @@ from .simd import (
     fma_lane_even,
     fma_step,
     fma_vv,
-    fma_vv_rep2,
-    fma_vv_rep4,
-    fma_vv_repeat,
     fma_vv_step,
     lanes,
     load,
+    load_at,
+    load_rep2,
+    load_rep4,
+    load_repeat,
     load_step,
+    prefetch,
     store,
+    store_at,
+    tile,
     total,
 )
 
 _FAST = {"contract"}  # fused multiply-add; no reassociation, no finite-math assumptions (NaN and Inf propagate)
+_TILE = 8  # output positions per channels_last tile (8 accumulators)
+_AHEAD = 2 * _TILE  # positions ahead of the tile whose input the channels_last forward prefetches
 UNROLLED = frozenset({(3, 3), (5, 5), (7, 7), (1, 3), (3, 1), (1, 5), (5, 1), (1, 7), (7, 1)})
 
 
@@ -274,96 +286,160 @@ def _weight_grad_nchw(begin: int, end: int, x: Any, g: Any, partial: Any, masks:
 
 
 @njit(fastmath=_FAST, inline="always")
-def _tap_nhwc(acc: Any, wv: Any, x1: Any, at: int, m: int, phase: int, mask: int,
-              x_mask: int) -> None:  # pragma: no cover - compiled
-    """acc[l] += wv[l] · x1[at + (phase + l) // m]: a block of output channels reading their input channels."""
+def _input_block(xv: Any, x1: Any, at: int, m: int, phase: int, mask: int) -> None:  # pragma: no cover - compiled
+    """xv[l] = x1[at + (phase + l) // m] on the lanes in mask: the input channel of each output channel in a block."""
     if m == 1:
-        fma_vv(acc, wv, 0, x1, at, mask)
+        load(xv, x1, at, mask)
     elif m == 2 and phase == 0:
-        fma_vv_rep2(acc, wv, 0, x1, at, mask, x_mask)
+        load_rep2(xv, x1, at, mask)
     elif m == 4 and phase == 0:
-        fma_vv_rep4(acc, wv, 0, x1, at, mask, x_mask)
+        load_rep4(xv, x1, at, mask)
     else:
-        fma_vv_repeat(acc, wv, 0, x1, at, m, phase, mask)
+        load_repeat(xv, x1, at, m, phase, mask)
+
+
+@njit(fastmath=_FAST, inline="always")
+def _dense_tile_nhwc(acc: Any, wt: Any, xv: Any, x1: Any, wf: Any, n: int, oh: int, ow0: int, o0: int, sizes: Any,
+                     rows: Any, m: int, mask: int) -> None:  # pragma: no cover - compiled
+    """Adds the taps to the tile ``acc`` (_TILE accumulators: positions ow0 … ow0 + _TILE − 1) at stride 1 and
+    dilation 1 along the row (kw <= _TILE), for output channels o0 + l, l in mask (o0 % m == 0): each input column a
+    kernel row reads is loaded once and feeds every tap that reads it, the kernel row's weights held in the tile
+    ``wt``. Columns in the padding are skipped (positions past the row's end get values that are never stored).
+    sizes = (H, W, C, C·m, kw, sh, sw, ph, pw)."""
+    h_, w_, c_, cm, kw, sh, _, ph, pw = sizes
+    for i in range(len(rows)):
+        ih = oh * sh + rows[i] - ph
+        if 0 <= ih < h_:
+            for t in range(kw):
+                load_at(wt, t * LANES, wf, (i * kw + t) * cm + o0, mask)
+            at = ((n * h_ + ih) * w_ + ow0 - pw) * c_ + o0 // m
+            for u in range(_TILE + kw - 1):
+                if 0 <= ow0 - pw + u < w_:
+                    _input_block(xv, x1, at + u * c_, m, 0, mask)
+                    for t in range(kw):
+                        if 0 <= u - t < _TILE:
+                            fma_at(acc, (u - t) * LANES, wt, t * LANES, xv, 0)
+
+
+@njit(fastmath=_FAST, inline="always")
+def _inner_tile_nhwc(acc: Any, wt: Any, xv: Any, x1: Any, wf: Any, n: int, oh: int, ow0: int, o0: int, sizes: Any,
+                     rows: Any, cols: Any, m: int, mask: int) -> None:  # pragma: no cover - compiled
+    """Adds the taps to the tile ``acc`` for positions ow0 … ow0 + _TILE − 1 whose taps all lie inside the row (any
+    stride and dilation), output channels o0 + l, l in mask (o0 % m == 0): each tap's weight block loaded once for
+    the _TILE positions. sizes as in ``_dense_tile_nhwc``."""
+    h_, w_, c_, cm, kw, sh, sw, ph, pw = sizes
+    for i in range(len(rows)):
+        ih = oh * sh + rows[i] - ph
+        if 0 <= ih < h_:
+            step = sw * c_
+            for t in range(kw):
+                load_at(wt, 0, wf, (i * kw + t) * cm + o0, mask)
+                at = ((n * h_ + ih) * w_ + ow0 * sw + cols[t] - pw) * c_ + o0 // m
+                for p in range(_TILE):
+                    _input_block(xv, x1, at, m, 0, mask)
+                    fma_at(acc, p * LANES, wt, 0, xv, 0)
+                    at += step
+
+
+@njit(fastmath=_FAST, inline="always")
+def _forward_nhwc_rows(begin: int, end: int, x: Any, w: Any, b: Any, y: Any, rows: Any, cols: Any, sh: int, sw: int,
+                       ph: int, pw: int, dense: bool, fixed: int) -> None:  # pragma: no cover - compiled
+    """The body of the channels_last forwards. ``dense`` (a constant): every position in tiles of _TILE
+    (``_dense_tile_nhwc``: stride 1 and dilation 1 along the row, kw <= 3); else tiles (``_inner_tile_nhwc``) over the
+    positions whose taps lie inside the row, the last tile shifted back to end with them (positions computed twice
+    get the same values), and the positions at the row's ends one at a time. ``fixed`` (a constant) is the multiplier
+    the tiles are compiled for (0: any m, tiles for m = 1); the other blocks go one position at a time."""
+    h_, w_, c_ = x.shape[1], x.shape[2], x.shape[3]
+    ho, wo, cm = y.shape[1], y.shape[2], y.shape[3]
+    kh, kw = len(rows), len(cols)
+    m = fixed if fixed > 0 else cm // c_
+    sizes = (h_, w_, c_, cm, kw, sh, sw, ph, pw)
+    x1, wf, b1, y1 = x.ravel(), w.ravel(), b.ravel(), y.ravel()
+    acc, wt, xv, xs = tile(x1, _TILE), tile(wf, _TILE), block(x1), block(x1)
+    ow_lo = min(wo, (pw + sw - 1) // sw)  # the positions ow_lo <= ow < ow_hi read no padding along the row
+    ow_hi = max(ow_lo, min(wo, (w_ - 1 - cols[kw - 1] + pw) // sw + 1))
+    if dense:
+        ow_lo, ow_hi = 0, wo
+    tiled = ow_hi - ow_lo >= _TILE or dense
+    for task in range(begin, end):
+        n = task // ho
+        oh = task - n * ho
+        ahead = oh * sh + rows[kh - 1] - ph  # the input row this output row is the first to read: prefetched
+        ahead = ((n * h_ + ahead) * w_ + _AHEAD) * c_ if 0 <= ahead < h_ else -1
+        ow = 0
+        while ow < wo:
+            if tiled and ow_lo <= ow < ow_hi:
+                ow0 = ow if dense else min(ow, ow_hi - _TILE)
+                count = min(_TILE, wo - ow0)
+            else:
+                ow0, count = ow, 1
+            for o0 in range(0, cm, LANES):
+                mask = lanes(0, min(LANES, cm - o0))
+                if ahead >= 0:
+                    for p in range(_TILE):
+                        prefetch(x1, ahead + ((ow0 + p) * sw) * c_ + o0 // m)
+                if count > 1 and mask == FULL and m == max(fixed, 1):
+                    for p in range(_TILE):
+                        load_at(acc, p * LANES, b1, o0, FULL)
+                    if dense:
+                        _dense_tile_nhwc(acc, wt, xv, x1, wf, n, oh, ow0, o0, sizes, rows, max(fixed, 1), FULL)
+                    else:
+                        _inner_tile_nhwc(acc, wt, xv, x1, wf, n, oh, ow0, o0, sizes, rows, cols, max(fixed, 1), FULL)
+                    out = (task * wo + ow0) * cm + o0
+                    for p in range(_TILE):
+                        if p < count:
+                            store_at(acc, p * LANES, y1, out + p * cm, FULL)
+                else:  # position by position, taps in the padding skipped (one accumulator: any m, any mask)
+                    c0, phase = o0 // m, o0 % m
+                    for p in range(count):
+                        load(xv, b1, o0, mask)
+                        for i in range(kh):
+                            ih = oh * sh + rows[i] - ph
+                            if 0 <= ih < h_:
+                                for t in range(kw):
+                                    iw = (ow0 + p) * sw + cols[t] - pw
+                                    if 0 <= iw < w_:
+                                        _input_block(xs, x1, ((n * h_ + ih) * w_ + iw) * c_ + c0, m, phase, mask)
+                                        fma_vv(xv, wf, (i * kw + t) * cm + o0, xs, 0, mask)
+                        store(xv, y1, (task * wo + ow0 + p) * cm + o0, mask)
+            ow = ow0 + count
 
 
 @njit(fastmath=_FAST)
 def _forward_nhwc(begin: int, end: int, x: Any, w: Any, b: Any, y: Any, rows: Any, cols: Any, sh: int, sw: int,
                   ph: int, pw: int) -> None:  # pragma: no cover - compiled
     """y[n, oh, ow, o] = b[o] + Σ_{i,t} w[i, t, o] · x[n, oh·sh + rows[i] − ph, ow·sw + cols[t] − pw, o // m]:
-    x (N, H, W, C), w (kh, kw, C·m), b (C·m,), y (N, Ho, Wo, C·m), C-contiguous. Tasks: output rows (n, oh).
-    A block of LANES output channels for 4 positions at a time accumulates every tap in registers, each tap's
-    weight vector loaded once for the 4; positions whose taps reach the padding go one at a time, checked."""
-    h_, w_, c_ = x.shape[1], x.shape[2], x.shape[3]
-    ho, wo, cm = y.shape[1], y.shape[2], y.shape[3]
-    kh, kw = len(rows), len(cols)
-    m = cm // c_
-    x1, wf, b1, y1 = x.ravel(), w.ravel(), b.ravel(), y.ravel()
-    ow_lo = min(wo, (pw + sw - 1) // sw) if pw > 0 else 0  # positions whose every tap lies inside the row
-    ow_hi = max(ow_lo, min(wo, (w_ - 1 - cols[kw - 1] + pw) // sw + 1))
-    step = sw * c_
-    a0, a1, a2, a3, wv = block(x1), block(x1), block(x1), block(x1), block(wf)
-    for task in range(begin, end):
-        n = task // ho
-        oh = task - n * ho
-        for o0 in range(0, cm, LANES):
-            count = min(LANES, cm - o0)
-            mask = lanes(0, count)
-            x_mask = lanes(0, (count + m - 1) // m)  # the input channels the block reads (phase 0)
-            c0, phase = o0 // m, o0 % m
-            ow = 0
-            while ow < wo:
-                if ow_lo <= ow and ow + 4 <= ow_hi:
-                    load(a0, b1, o0, mask)
-                    load(a1, b1, o0, mask)
-                    load(a2, b1, o0, mask)
-                    load(a3, b1, o0, mask)
-                    for i in range(kh):
-                        ih = oh * sh + rows[i] - ph
-                        if 0 <= ih < h_:
-                            row = (n * h_ + ih) * w_
-                            if m == 1:  # the multiplier's cases outside the tap loop: one kind of load in it
-                                for t in range(kw):
-                                    load(wv, wf, (i * kw + t) * cm + o0, mask)
-                                    at = (row + ow * sw + cols[t] - pw) * c_ + c0
-                                    fma_vv(a0, wv, 0, x1, at, mask)
-                                    fma_vv(a1, wv, 0, x1, at + step, mask)
-                                    fma_vv(a2, wv, 0, x1, at + 2 * step, mask)
-                                    fma_vv(a3, wv, 0, x1, at + 3 * step, mask)
-                            elif m == 2 and phase == 0:
-                                for t in range(kw):
-                                    load(wv, wf, (i * kw + t) * cm + o0, mask)
-                                    at = (row + ow * sw + cols[t] - pw) * c_ + c0
-                                    fma_vv_rep2(a0, wv, 0, x1, at, mask, x_mask)
-                                    fma_vv_rep2(a1, wv, 0, x1, at + step, mask, x_mask)
-                                    fma_vv_rep2(a2, wv, 0, x1, at + 2 * step, mask, x_mask)
-                                    fma_vv_rep2(a3, wv, 0, x1, at + 3 * step, mask, x_mask)
-                            else:
-                                for t in range(kw):
-                                    load(wv, wf, (i * kw + t) * cm + o0, mask)
-                                    at = (row + ow * sw + cols[t] - pw) * c_ + c0
-                                    _tap_nhwc(a0, wv, x1, at, m, phase, mask, x_mask)
-                                    _tap_nhwc(a1, wv, x1, at + step, m, phase, mask, x_mask)
-                                    _tap_nhwc(a2, wv, x1, at + 2 * step, m, phase, mask, x_mask)
-                                    _tap_nhwc(a3, wv, x1, at + 3 * step, m, phase, mask, x_mask)
-                    out = (task * wo + ow) * cm + o0
-                    store(a0, y1, out, mask)
-                    store(a1, y1, out + cm, mask)
-                    store(a2, y1, out + 2 * cm, mask)
-                    store(a3, y1, out + 3 * cm, mask)
-                    ow += 4
-                else:
-                    load(a0, b1, o0, mask)
-                    for i in range(kh):
-                        ih = oh * sh + rows[i] - ph
-                        if 0 <= ih < h_:
-                            for t in range(kw):
-                                iw = ow * sw + cols[t] - pw
-                                if 0 <= iw < w_:
-                                    load(wv, wf, (i * kw + t) * cm + o0, mask)
-                                    _tap_nhwc(a0, wv, x1, ((n * h_ + ih) * w_ + iw) * c_ + c0, m, phase, mask, x_mask)
-                    store(a0, y1, (task * wo + ow) * cm + o0, mask)
-                    ow += 1
+    x (N, H, W, C), w (kh, kw, C·m), b (C·m,), y (N, Ho, Wo, C·m), C-contiguous, any geometry and multiplier.
+    Tasks: output rows (n, oh). Along the row, tiles of _TILE positions with one register accumulator each (for m = 1
+    and blocks of LANES channels, where the tile's taps lie inside the row); in a tile, the blocks of LANES output
+    channels one after the other. Other positions and channel blocks go one position at a time, skipping the taps
+    in the padding."""
+    _forward_nhwc_rows(begin, end, x, w, b, y, rows, cols, sh, sw, ph, pw, False, 0)
+
+
+@njit(fastmath=_FAST)
+def _forward_nhwc_dense(begin: int, end: int, x: Any, w: Any, b: Any, y: Any, rows: Any, cols: Any, sh: int,
+                        sw: int, ph: int, pw: int) -> None:  # pragma: no cover - compiled
+    """``_forward_nhwc`` for m = 1, stride 1 and dilation 1 along the row, kw <= 3 (cols = 0, 1, …): every tile
+    loads each input column once per kernel row (``_dense_tile_nhwc``)."""
+    _forward_nhwc_rows(begin, end, x, w, b, y, rows, cols, sh, sw, ph, pw, True, 1)
+
+
+@njit(fastmath=_FAST)
+def _forward_nhwc_dense2(begin: int, end: int, x: Any, w: Any, b: Any, y: Any, rows: Any, cols: Any, sh: int,
+                         sw: int, ph: int, pw: int) -> None:  # pragma: no cover - compiled
+    """``_forward_nhwc_dense`` for m = 2: a block of output channels reads its input channels with one load of
+    LANES / 2 and a shuffle."""
+    _forward_nhwc_rows(begin, end, x, w, b, y, rows, cols, sh, sw, ph, pw, True, 2)
+
+
+def _forward_nhwc_kernel(rows: Any, cols: Any, stride: int, multiplier: int) -> tuple[Any, Any, Any]:
+    """(kernel, rows, cols) for the channels_last forward: a dense one for unrolled taps (``tap_offsets``' tuples)
+    with m = 1 or 2, stride 1 and dilation 1 along the row, kw <= 3; else the general one, which takes the taps as
+    arrays (one compilation per dtype for every size and geometry)."""
+    if isinstance(cols, tuple) and stride == 1 and len(cols) <= 3 and cols[-1] == len(cols) - 1 and multiplier <= 2:
+        return (_forward_nhwc_dense if multiplier == 1 else _forward_nhwc_dense2), rows, cols
+    return _forward_nhwc, np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
 
 
 @njit(fastmath=_FAST)
@@ -492,7 +568,8 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, ge
     rows, cols = tap_offsets((kh, kw), (dh, dw), x.dtype)
     if _nhwc(x):
         y = torch.empty((n, cm, ho, wo), dtype=x.dtype, memory_format=torch.channels_last)
-        run_tasks(_forward_nhwc, n * ho, _as_nhwc(x), weight.reshape(cm, kh * kw).t().contiguous().numpy(), b,
+        kernel, rows, cols = _forward_nhwc_kernel(rows, cols, sw, cm // x.shape[1])
+        run_tasks(kernel, n * ho, _as_nhwc(x), weight.reshape(cm, kh * kw).t().contiguous().numpy(), b,
                   y.permute(0, 2, 3, 1).numpy(), rows, cols, sh, sw, ph, pw, work=y.numel())
     else:
         y = torch.empty((n, cm, ho, wo), dtype=x.dtype)
@@ -516,9 +593,9 @@ def backward(x: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor, geometry
             grad_x = torch.empty((n, c, h, w), dtype=x.dtype, memory_format=torch.channels_last)
             if m == 1 and sh == 1 and sw == 1:  # ∂x = ∂y ⋆ flip(w), padded by d·(k − 1) − pad: the forward kernel
                 flipped = weight.reshape(c, kh, kw).flip(1, 2).reshape(c, kh * kw).t().contiguous().numpy()
-                run_tasks(_forward_nhwc, n * h, g, flipped, np.zeros(c, dtype=g.dtype), grad_x.permute(0, 2, 3, 1).numpy(),
-                          *tap_offsets((kh, kw), (dh, dw), x.dtype), 1, 1, dh * (kh - 1) - ph, dw * (kw - 1) - pw,
-                          work=grad_x.numel())
+                kernel, rows, cols = _forward_nhwc_kernel(*tap_offsets((kh, kw), (dh, dw), x.dtype), 1, 1)
+                run_tasks(kernel, n * h, g, flipped, np.zeros(c, dtype=g.dtype), grad_x.permute(0, 2, 3, 1).numpy(),
+                          rows, cols, 1, 1, dh * (kh - 1) - ph, dw * (kw - 1) - pw, work=grad_x.numel())
             else:
                 taps = weight.reshape(c, m, kh, kw).permute(2, 3, 1, 0).contiguous().numpy()  # (kh, kw, m, C)
                 run_tasks(_input_grad_nhwc, n * h, g, taps, grad_x.permute(0, 2, 3, 1).numpy(), sh, sw, dh, dw, ph,

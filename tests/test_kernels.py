@@ -301,7 +301,7 @@ _COMPILE_ONE = """
     y = depthwise.depthwise_conv(x, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1))
     seconds = time.perf_counter() - start
     ok = bool(torch.allclose(y, torch.nn.functional.conv2d(x, w, padding=1, groups=2)))
-    stats = depthwise._correlate_nchw.stats
+    stats = depthwise._correlate_nchw_rows.stats
     print(json.dumps({"ok": ok, "seconds": seconds, "hits": sum(stats.cache_hits.values()),
                       "misses": sum(stats.cache_misses.values())}))
 """
@@ -382,7 +382,7 @@ def test_a_kernel_that_fails_to_compile_drops_out_with_a_warning(monkeypatch):
     def broken(begin, end, *args):  # a typing error on purpose
         return begin + "not a number"
 
-    monkeypatch.setattr(depthwise, "_correlate_nchw", broken)
+    monkeypatch.setattr(depthwise, "_correlate_nchw_rows", broken)
     monkeypatch.setattr(conv_module._CHOICE, "failed", {})
     monkeypatch.setattr(conv_module._CHOICE, "cache", {})
     layer = cz.DepthwiseConv2d(3, 3, 3, padding=1)

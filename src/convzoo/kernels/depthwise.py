@@ -5,9 +5,11 @@
 with depth multiplier m ≥ 1 written straight into the interleaved output channels c·m + j, any kernel size,
 stride, dilation and (before, after) padding. 1-D runs as 2-D with H = 1. Zero padding is never materialised.
 
-Forward, NCHW: one task per (sample, channel) plane; the input rows an output row reads are staged once each into
-a ring of zero-padded rows (rows, not a plane); along an output row, 4 blocks of LANES outputs accumulate every tap
-in registers, the kernel row's weights in a register too (unaligned loads: cutting each tap's vector from aligned
+Forward, NCHW: one task per (sample, channel) plane; the input rows are staged once each into a ring of
+zero-padded rows (rows, not a plane). At stride 1 along the rows and m = 1 (``_correlate_nchw_rows``, also ∂x), a
+tile of 4 output rows × 4 blocks of LANES outputs accumulates in registers and each vector loaded from a staged row
+feeds every tile row that reads it (3×3: a load per two FMAs); otherwise (``_correlate_nchw``) one output row at a
+time, 4 blocks, the kernel row's weights in a register (unaligned loads: cutting each tap's vector from aligned
 loads by shuffles measured slower on an AVX-512 EPYC, whose 512-bit shuffles share the FMA's ports).
 channels_last: one task per output row; tiles of 8 positions × a block of LANES output channels (the interleaved
 c·m + j, each lane reading its input channel) in 8 register accumulators, the input row the task is first to read
@@ -36,6 +38,7 @@ from .simd import (
     LANES,
     block,
     fill,
+    fill_at,
     fma,
     fma_at,
     fma_block,
@@ -62,6 +65,8 @@ from .simd import (
 
 _FAST = {"contract"}  # fused multiply-add; no reassociation, no finite-math assumptions (NaN and Inf propagate)
 _TILE = 8  # output positions per channels_last tile (8 accumulators)
+_ROWS, _BLOCKS = 4, 4  # an NCHW tile: output rows × blocks of LANES along them
+_ACCUMULATORS = _ROWS * _BLOCKS
 _AHEAD = 2 * _TILE  # positions ahead of the tile whose input the channels_last forward prefetches
 UNROLLED = frozenset({(3, 3), (5, 5), (7, 7), (1, 3), (3, 1), (1, 5), (5, 1), (1, 7), (7, 1)})
 
@@ -175,6 +180,77 @@ def _correlate_nchw(begin: int, end: int, src: Any, w: Any, b: Any, out: Any, so
                                         fma_step(a0, wt, st, base + cols[t], sw, FULL)
                         store(a0, o1, at_out, mask)
                         q += 1
+
+
+@njit(fastmath=_FAST)
+def _correlate_nchw_rows(begin: int, end: int, src: Any, w: Any, b: Any, out: Any, rows: Any, cols: Any, sh: int,
+                         ph: int, pw: int) -> None:  # pragma: no cover - compiled
+    """out[n, c, oh, ow] = b[c] + Σ_{i,t} w[c, i, t] · src[n, c, oh·sh + rows[i] − ph, ow + cols[t] − pw]: m = 1,
+    stride 1 along the rows (any stride down the columns, any dilation; rows, cols int64 arrays: one compilation per
+    dtype); the forward, and ∂x with the flipped kernel. src (N, C, H, W), w (C, kh, kw), b (C,), out (N, C, Ho, Wo),
+    C-contiguous. Tasks: (n, c) planes. The input rows are staged once each, zero-padded, in a ring; a tile of _ROWS
+    output rows × _BLOCKS blocks of LANES outputs accumulates in registers: each vector loaded from a staged row
+    feeds every output row of the tile that reads it, each tap's weight broadcast once for the _BLOCKS blocks."""
+    c_, h_, w_ = src.shape[1], src.shape[2], src.shape[3]
+    ho, wo = out.shape[2], out.shape[3]
+    kh, kw = len(rows), len(cols)
+    s1, wf, o1 = src.ravel(), w.ravel(), out.ravel()
+    chunks = ((wo + LANES - 1) // LANES + _BLOCKS - 1) // _BLOCKS
+    width = (chunks * _BLOCKS * LANES + cols[kw - 1] + 1 + LANES - 1) // LANES * LANES  # every tile's reads inside
+    span = (_ROWS - 1) * sh + rows[kh - 1] + 1  # input rows a tile reads: tile row j, kernel row i read j·sh + rows[i]
+    slots = 1
+    while slots < span:
+        slots *= 2
+    copy_lo, copy_hi = max(0, -pw), min(w_, width - pw)  # input columns kept: staged column = input column + pw
+    acc, xt, xv, wv = tile(s1, _ACCUMULATORS), tile(s1, _BLOCKS), block(s1), block(wf)
+    buffer = np.zeros(slots * width + LANES, dtype=src.dtype)
+    skip = (-(buffer.ctypes.data // src.itemsize)) % LANES  # staged rows start on a 64-byte boundary (fp32)
+    st = buffer[skip:skip + slots * width]
+    tags = np.empty(slots, dtype=np.int64)
+    tap_of = np.empty(span * _ROWS, dtype=np.int64)  # tap_of[u·_ROWS + j]: the kernel row by which tile row j reads u
+    tap_of[:] = -1
+    for i in range(kh):
+        for j in range(_ROWS):
+            tap_of[(j * sh + rows[i]) * _ROWS + j] = i
+    for task in range(begin, end):
+        c = task % c_
+        tags[:] = -1
+        for oh0 in range(0, ho, _ROWS):
+            top = oh0 * sh - ph  # the input row of the tile's u = 0
+            for u in range(span):  # stage the rows this tile reads, once each
+                ih = top + u
+                slot = ih & (slots - 1)
+                if 0 <= ih < h_ and tags[slot] != ih:
+                    tags[slot] = ih
+                    for v in range(copy_lo, copy_hi, LANES):
+                        mask = lanes(0, min(LANES, copy_hi - v))
+                        load(xv, s1, (task * h_ + ih) * w_ + v, mask)
+                        store(xv, st, slot * width + pw + v, mask)
+            for q0 in range(0, chunks * _BLOCKS, _BLOCKS):
+                for k in range(_ACCUMULATORS):
+                    fill_at(acc, k * LANES, b[c])
+                for u in range(span):
+                    ih = top + u
+                    if 0 <= ih < h_:
+                        base = (ih & (slots - 1)) * width + q0 * LANES
+                        for t in range(kw):
+                            for q in range(_BLOCKS):  # loaded once for the tile rows that read them
+                                load_at(xt, q * LANES, st, base + cols[t] + q * LANES, FULL)
+                            for j in range(_ROWS):
+                                i = tap_of[u * _ROWS + j]
+                                if i >= 0:
+                                    fill(wv, wf[(c * kh + i) * kw + t])
+                                    for q in range(_BLOCKS):
+                                        fma_at(acc, (j * _BLOCKS + q) * LANES, wv, 0, xt, q * LANES)
+                for j in range(_ROWS):
+                    if oh0 + j < ho:
+                        row = (task * ho + oh0 + j) * wo + q0 * LANES
+                        for q in range(_BLOCKS):
+                            if (q0 + q + 1) * LANES <= wo:
+                                store_at(acc, (j * _BLOCKS + q) * LANES, o1, row + q * LANES, FULL)
+                            elif (q0 + q) * LANES < wo:
+                                store_at(acc, (j * _BLOCKS + q) * LANES, o1, row + q * LANES,
+                                         lanes(0, wo - (q0 + q) * LANES))
 
 
 @njit(fastmath=_FAST)
@@ -439,7 +515,7 @@ def _forward_nhwc_kernel(rows: Any, cols: Any, stride: int, multiplier: int) -> 
     arrays (one compilation per dtype for every size and geometry)."""
     if isinstance(cols, tuple) and stride == 1 and len(cols) <= 3 and cols[-1] == len(cols) - 1 and multiplier <= 2:
         return (_forward_nhwc_dense if multiplier == 1 else _forward_nhwc_dense2), rows, cols
-    return _forward_nhwc, np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+    return (_forward_nhwc, *_taps(rows, cols))
 
 
 @njit(fastmath=_FAST)
@@ -550,6 +626,11 @@ def tap_offsets(kernel: tuple[int, int], dilation: tuple[int, int], dtype: torch
     return np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
 
 
+def _taps(rows: Any, cols: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The tap offsets as int64 arrays (the kernels that take them so compile once per dtype)."""
+    return np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+
+
 def _nhwc(t: torch.Tensor) -> bool:
     """A 4-D tensor laid out NHWC (and not also NCHW-contiguous)."""
     return not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
@@ -573,8 +654,12 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, ge
                   y.permute(0, 2, 3, 1).numpy(), rows, cols, sh, sw, ph, pw, work=y.numel())
     else:
         y = torch.empty((n, cm, ho, wo), dtype=x.dtype)
-        run_tasks(_correlate_nchw, n * x.shape[1], x.contiguous().numpy(), weight.reshape(cm, kh, kw).numpy(), b,
-                  y.numpy(), 1, rows, cols, sh, sw, ph, pw, work=y.numel())
+        if sw == 1 and cm == x.shape[1]:
+            run_tasks(_correlate_nchw_rows, n * cm, x.contiguous().numpy(), weight.reshape(cm, kh, kw).numpy(), b,
+                      y.numpy(), *_taps(rows, cols), sh, ph, pw, work=y.numel())
+        else:
+            run_tasks(_correlate_nchw, n * x.shape[1], x.contiguous().numpy(), weight.reshape(cm, kh, kw).numpy(), b,
+                      y.numpy(), 1, rows, cols, sh, sw, ph, pw, work=y.numel())
     return y
 
 
@@ -617,9 +702,13 @@ def backward(x: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor, geometry
             taps = weight.reshape(cm, kh, kw)
             if sh == 1 and sw == 1:  # ∂x = Σ_j ∂y_j ⋆ flip(w_j), padded by d·(k − 1) − pad
                 rows, cols = tap_offsets((kh, kw), (dh, dw), x.dtype)
-                run_tasks(_correlate_nchw, n * c, g, taps.flip(1, 2).contiguous().numpy(), np.zeros(c, dtype=g.dtype),
-                          grad_x.numpy(), m, rows, cols, 1, 1, dh * (kh - 1) - ph, dw * (kw - 1) - pw,
-                          work=grad_x.numel())
+                flipped, zeros = taps.flip(1, 2).contiguous().numpy(), np.zeros(c, dtype=g.dtype)
+                if m == 1:
+                    run_tasks(_correlate_nchw_rows, n * c, g, flipped, zeros, grad_x.numpy(), *_taps(rows, cols), 1,
+                              dh * (kh - 1) - ph, dw * (kw - 1) - pw, work=grad_x.numel())
+                else:
+                    run_tasks(_correlate_nchw, n * c, g, flipped, zeros, grad_x.numpy(), m, rows, cols, 1, 1,
+                              dh * (kh - 1) - ph, dw * (kw - 1) - pw, work=grad_x.numel())
             else:
                 run_tasks(_scatter_input_grad_nchw, n * c, g, taps.contiguous().numpy(), grad_x.numpy(), sh, sw, dh, dw,
                           ph, pw, work=grad_x.numel())

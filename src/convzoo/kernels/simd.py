@@ -243,6 +243,33 @@ def fma_at(typingctx: Any, acc: Any, at: Any, u: Any, u_at: Any, v: Any, v_at: A
 
 
 @intrinsic
+def fill_at(typingctx: Any, acc: Any, at: Any, value: Any) -> Any:
+    """acc[at + l] = value on every lane (acc a tile, at a block's offset)."""
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        a, ao, v = _args(context, builder, sig, args, (1,))
+        vec = _splat(builder, _vector_type(context, acc.dtype), context.cast(builder, v, sig.args[2], acc.dtype))
+        builder.store(vec, _block_pointer(context, builder, acc, a, ao))
+        return context.get_dummy_value()
+
+    return types.none(acc, at, value), codegen
+
+
+@intrinsic
+def fma_at_scalar(typingctx: Any, acc: Any, at: Any, weight: Any, src: Any, start: Any) -> Any:
+    """acc[at + l] += weight · src[start + l] on every lane (acc a tile, at a block's offset; src read in full)."""
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        a, ao, w, s, st = _args(context, builder, sig, args, (1, 4))
+        target = _block_pointer(context, builder, acc, a, ao)
+        vty = _vector_type(context, acc.dtype)
+        x = builder.load(builder.bitcast(_element_pointer(context, builder, src, s, st), vty.as_pointer()), align=src.dtype.bitwidth // 8)
+        wv = _splat(builder, vty, context.cast(builder, w, sig.args[2], acc.dtype))
+        builder.store(_fma(builder, wv, x, builder.load(target)), target)
+        return context.get_dummy_value()
+
+    return types.none(acc, at, weight, src, start), codegen
+
+
+@intrinsic
 def fill(typingctx: Any, acc: Any, value: Any) -> Any:
     """acc[l] = value on every lane."""
     def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:

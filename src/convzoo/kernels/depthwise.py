@@ -36,6 +36,7 @@ from .numba_runtime import njit, run_tasks
 from .simd import (
     FULL,
     LANES,
+    add_at,
     block,
     fill,
     fill_at,
@@ -59,15 +60,20 @@ from .simd import (
     prefetch,
     store,
     store_at,
+    store_fence,
+    stream_at,
     tile,
     total,
+    total_at,
 )
 
 _FAST = {"contract"}  # fused multiply-add; no reassociation, no finite-math assumptions (NaN and Inf propagate)
 _TILE = 8  # output positions per channels_last tile (8 accumulators)
 _ROWS, _BLOCKS = 4, 4  # an NCHW tile: output rows × blocks of LANES along them
 _ACCUMULATORS = _ROWS * _BLOCKS
-_AHEAD = 2 * _TILE  # positions ahead of the tile whose input the channels_last forward prefetches
+_WEIGHT_TAPS = 10  # NCHW weight gradient: 9 taps (kh, kw <= 3) and the bias, one register accumulator each
+_AHEAD = 2 * _TILE
+STREAM_BYTES = 1 << 22  # channels_last outputs from 4 MiB on are written with non-temporal stores (``_streams``)  # positions ahead of the tile whose input the channels_last forward prefetches
 UNROLLED = frozenset({(3, 3), (5, 5), (7, 7), (1, 3), (3, 1), (1, 5), (5, 1), (1, 7), (7, 1)})
 
 
@@ -361,6 +367,68 @@ def _weight_grad_nchw(begin: int, end: int, x: Any, g: Any, partial: Any, masks:
         partial[n, o, kh * kw] = total(a0)
 
 
+@njit(fastmath=_FAST)
+def _weight_grad_nchw_rows(begin: int, end: int, x: Any, g: Any, partial: Any, rows: Any, cols: Any, ph: int,
+                           pw: int) -> None:  # pragma: no cover - compiled
+    """partial[n, c, i·kw + t] = Σ_p ∂y[n, c, p] · x[n, c, p + (i, cols[t]) − pad], partial[n, c, kh·kw] = Σ_p ∂y[n, c, p]
+    (the bias): m = 1, stride 1, kernel rows at dilation 1 (rows = 0 … kh − 1, kh, kw <= 3, unrolled tuples).
+    Tasks: (n, c) planes; torch sums over n. The input rows are staged, zero-padded, in a ring; for a tile of _ROWS
+    rows of ∂y and a block of LANES columns, the ∂y blocks are loaded once, each staged input vector once, and every
+    (input row, tap) pair feeds the tap's register accumulator from each ∂y row that meets it."""
+    c_, h_, w_ = x.shape[1], x.shape[2], x.shape[3]
+    ho, wo = g.shape[2], g.shape[3]
+    kh, kw = len(rows), len(cols)
+    x1, g1 = x.ravel(), g.ravel()
+    blocks = (wo + LANES - 1) // LANES
+    width = (blocks * LANES + cols[kw - 1] + 1 + LANES - 1) // LANES * LANES
+    span = _ROWS + kh - 1
+    slots = 1
+    while slots < span:
+        slots *= 2
+    copy_lo, copy_hi = max(0, -pw), min(w_, width - pw)
+    acc, gt, xv, ones = tile(x1, _WEIGHT_TAPS), tile(g1, _ROWS), block(x1), block(x1)
+    fill(ones, 1.0)
+    buffer = np.zeros(slots * width + LANES, dtype=x.dtype)
+    skip = (-(buffer.ctypes.data // x.itemsize)) % LANES
+    st = buffer[skip:skip + slots * width]
+    tags = np.empty(slots, dtype=np.int64)
+    for task in range(begin, end):
+        n = task // c_
+        c = task - n * c_
+        tags[:] = -1
+        for k in range(_WEIGHT_TAPS):
+            fill_at(acc, k * LANES, 0.0)
+        for oh0 in range(0, ho, _ROWS):
+            top = oh0 - ph
+            for u in range(span):
+                ih = top + u
+                slot = ih & (slots - 1)
+                if 0 <= ih < h_ and tags[slot] != ih:
+                    tags[slot] = ih
+                    for v in range(copy_lo, copy_hi, LANES):
+                        mask = lanes(0, min(LANES, copy_hi - v))
+                        load(xv, x1, (task * h_ + ih) * w_ + v, mask)
+                        store(xv, st, slot * width + pw + v, mask)
+            for q in range(blocks):
+                mask = lanes(0, min(LANES, wo - q * LANES))  # lanes past the row: ∂y and x both read as 0
+                for j in range(_ROWS):
+                    if oh0 + j < ho:
+                        load_at(gt, j * LANES, g1, (task * ho + oh0 + j) * wo + q * LANES, mask)
+                        fma_at(acc, (_WEIGHT_TAPS - 1) * LANES, ones, 0, gt, j * LANES)
+                for u in range(span):
+                    ih = top + u
+                    if 0 <= ih < h_:
+                        base = (ih & (slots - 1)) * width + q * LANES
+                        for t in range(kw):
+                            load(xv, st, base + cols[t], mask)
+                            for j in range(_ROWS):
+                                if 0 <= u - j < kh and oh0 + j < ho:
+                                    fma_at(acc, ((u - j) * kw + t) * LANES, gt, j * LANES, xv, 0)
+        for k in range(kh * kw):
+            partial[n, c, k] = total_at(acc, k * LANES)
+        partial[n, c, kh * kw] = total_at(acc, (_WEIGHT_TAPS - 1) * LANES)
+
+
 @njit(fastmath=_FAST, inline="always")
 def _input_block(xv: Any, x1: Any, at: int, m: int, phase: int, mask: int) -> None:  # pragma: no cover - compiled
     """xv[l] = x1[at + (phase + l) // m] on the lanes in mask: the input channel of each output channel in a block."""
@@ -419,7 +487,7 @@ def _inner_tile_nhwc(acc: Any, wt: Any, xv: Any, x1: Any, wf: Any, n: int, oh: i
 
 @njit(fastmath=_FAST, inline="always")
 def _forward_nhwc_rows(begin: int, end: int, x: Any, w: Any, b: Any, y: Any, rows: Any, cols: Any, sh: int, sw: int,
-                       ph: int, pw: int, dense: bool, fixed: int) -> None:  # pragma: no cover - compiled
+                       ph: int, pw: int, stream: bool, dense: bool, fixed: int) -> None:  # pragma: no cover - compiled
     """The body of the channels_last forwards. ``dense`` (a constant): every position in tiles of _TILE
     (``_dense_tile_nhwc``: stride 1 and dilation 1 along the row, kw <= 3); else tiles (``_inner_tile_nhwc``) over the
     positions whose taps lie inside the row, the last tile shifted back to end with them (positions computed twice
@@ -464,7 +532,10 @@ def _forward_nhwc_rows(begin: int, end: int, x: Any, w: Any, b: Any, y: Any, row
                     out = (task * wo + ow0) * cm + o0
                     for p in range(_TILE):
                         if p < count:
-                            store_at(acc, p * LANES, y1, out + p * cm, FULL)
+                            if stream:
+                                stream_at(acc, p * LANES, y1, out + p * cm)
+                            else:
+                                store_at(acc, p * LANES, y1, out + p * cm, FULL)
                 else:  # position by position, taps in the padding skipped (one accumulator: any m, any mask)
                     c0, phase = o0 // m, o0 % m
                     for p in range(count):
@@ -479,34 +550,36 @@ def _forward_nhwc_rows(begin: int, end: int, x: Any, w: Any, b: Any, y: Any, row
                                         fma_vv(xv, wf, (i * kw + t) * cm + o0, xs, 0, mask)
                         store(xv, y1, (task * wo + ow0 + p) * cm + o0, mask)
             ow = ow0 + count
+    if stream:
+        store_fence()  # the streamed stores visible before the caller (or another thread) reads y
 
 
 @njit(fastmath=_FAST)
 def _forward_nhwc(begin: int, end: int, x: Any, w: Any, b: Any, y: Any, rows: Any, cols: Any, sh: int, sw: int,
-                  ph: int, pw: int) -> None:  # pragma: no cover - compiled
+                  ph: int, pw: int, stream: bool) -> None:  # pragma: no cover - compiled
     """y[n, oh, ow, o] = b[o] + Σ_{i,t} w[i, t, o] · x[n, oh·sh + rows[i] − ph, ow·sw + cols[t] − pw, o // m]:
     x (N, H, W, C), w (kh, kw, C·m), b (C·m,), y (N, Ho, Wo, C·m), C-contiguous, any geometry and multiplier.
     Tasks: output rows (n, oh). Along the row, tiles of _TILE positions with one register accumulator each (for m = 1
     and blocks of LANES channels, where the tile's taps lie inside the row); in a tile, the blocks of LANES output
     channels one after the other. Other positions and channel blocks go one position at a time, skipping the taps
     in the padding."""
-    _forward_nhwc_rows(begin, end, x, w, b, y, rows, cols, sh, sw, ph, pw, False, 0)
+    _forward_nhwc_rows(begin, end, x, w, b, y, rows, cols, sh, sw, ph, pw, stream, False, 0)
 
 
 @njit(fastmath=_FAST)
 def _forward_nhwc_dense(begin: int, end: int, x: Any, w: Any, b: Any, y: Any, rows: Any, cols: Any, sh: int,
-                        sw: int, ph: int, pw: int) -> None:  # pragma: no cover - compiled
+                        sw: int, ph: int, pw: int, stream: bool) -> None:  # pragma: no cover - compiled
     """``_forward_nhwc`` for m = 1, stride 1 and dilation 1 along the row, kw <= 3 (cols = 0, 1, …): every tile
     loads each input column once per kernel row (``_dense_tile_nhwc``)."""
-    _forward_nhwc_rows(begin, end, x, w, b, y, rows, cols, sh, sw, ph, pw, True, 1)
+    _forward_nhwc_rows(begin, end, x, w, b, y, rows, cols, sh, sw, ph, pw, stream, True, 1)
 
 
 @njit(fastmath=_FAST)
 def _forward_nhwc_dense2(begin: int, end: int, x: Any, w: Any, b: Any, y: Any, rows: Any, cols: Any, sh: int,
-                         sw: int, ph: int, pw: int) -> None:  # pragma: no cover - compiled
+                         sw: int, ph: int, pw: int, stream: bool) -> None:  # pragma: no cover - compiled
     """``_forward_nhwc_dense`` for m = 2: a block of output channels reads its input channels with one load of
     LANES / 2 and a shuffle."""
-    _forward_nhwc_rows(begin, end, x, w, b, y, rows, cols, sh, sw, ph, pw, True, 2)
+    _forward_nhwc_rows(begin, end, x, w, b, y, rows, cols, sh, sw, ph, pw, stream, True, 2)
 
 
 def _forward_nhwc_kernel(rows: Any, cols: Any, stride: int, multiplier: int) -> tuple[Any, Any, Any]:
@@ -551,6 +624,55 @@ def _input_grad_nhwc(begin: int, end: int, g: Any, w: Any, gx: Any, sh: int, sw:
                             else:
                                 fma_vv_step(acc, w1, ((i * kw + t) * m + j) * c_ + c0, g1, at + j, m, mask)
                 store(acc, gx1, (task * w_ + iw) * c_ + c0, mask)
+
+
+@njit(fastmath=_FAST)
+def _weight_grad_nhwc_dense(begin: int, end: int, x: Any, g: Any, partial: Any, rows_per_chunk: int, rows: Any,
+                            cols: Any, ph: int, pw: int) -> None:  # pragma: no cover - compiled
+    """``_weight_grad_nhwc`` for m = 1, stride 1, dilation 1 (rows, cols = 0 … k − 1, kw <= 3, unrolled tuples):
+    for each block of LANES channels and kernel row i, the kw taps' accumulators stay in registers over the chunk's
+    rows; along a row, tiles of _TILE positions of ∂y are loaded once and each input column once, feeding every tap
+    that pairs them (columns in the padding and positions past the row skipped); the bias sums in the pass of i = 0.
+    partial (chunks, kh + 1, kw, 1, C) is written, not added to."""
+    n_, h_, w_, c_ = x.shape
+    ho, wo = g.shape[1], g.shape[2]
+    kh, kw = len(rows), len(cols)
+    x1, g1, p1 = x.ravel(), g.ravel(), partial.ravel()
+    acc, gt, xv = tile(x1, 4), tile(g1, _TILE), block(x1)
+    for k in range(begin, end):
+        base = k * (kh + 1) * kw * c_
+        for c0 in range(0, c_, LANES):
+            mask = lanes(0, min(LANES, c_ - c0))
+            for i in range(kh):
+                for a in range(4):
+                    fill_at(acc, a * LANES, 0.0)
+                for row in range(k * rows_per_chunk, min(n_ * ho, (k + 1) * rows_per_chunk)):
+                    n = row // ho
+                    ih = row - n * ho + rows[i] - ph
+                    if ih < 0 or ih >= h_:
+                        if i > 0:
+                            continue
+                        ih = -1  # the bias pass still reads ∂y
+                    for ow0 in range(0, wo, _TILE):
+                        valid = min(_TILE, wo - ow0)
+                        for p in range(_TILE):
+                            if p < valid:
+                                load_at(gt, p * LANES, g1, (row * wo + ow0 + p) * c_ + c0, mask)
+                                if i == 0:
+                                    add_at(acc, 3 * LANES, gt, p * LANES)
+                        if ih < 0:
+                            continue
+                        at = ((n * h_ + ih) * w_ + ow0 - pw) * c_ + c0
+                        for u in range(_TILE + kw - 1):
+                            if 0 <= ow0 - pw + u < w_:
+                                load(xv, x1, at + u * c_, mask)
+                                for t in range(kw):
+                                    if 0 <= u - t < _TILE and u - t < valid:
+                                        fma_at(acc, t * LANES, gt, (u - t) * LANES, xv, 0)
+                for t in range(kw):
+                    store_at(acc, t * LANES, p1, base + (i * kw + t) * c_ + c0, mask)
+                if i == 0:
+                    store_at(acc, 3 * LANES, p1, base + kh * kw * c_ + c0, mask)
 
 
 @njit(fastmath=_FAST)
@@ -640,6 +762,14 @@ def _as_nhwc(t: torch.Tensor) -> np.ndarray:
     return t.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).numpy()
 
 
+def _streams(y: torch.Tensor) -> bool:
+    """Whether the channels_last forward writes y (channels_last) with non-temporal stores: y larger than
+    ``STREAM_BYTES`` (it cannot stay in the writing cores' L2 caches anyway; streaming skips reading every line
+    before it is written) and every block of LANES channels on a 64-byte boundary."""
+    return (y.numel() * y.element_size() >= STREAM_BYTES and y.shape[1] % LANES == 0
+            and y.data_ptr() % 64 == 0)
+
+
 def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, geometry: Geometry) -> torch.Tensor:
     """The depthwise conv of x (N, C, H, W), NCHW- or channels_last-contiguous, by the kernels (no autograd)."""
     (sh, sw), (dh, dw), (ph, pw), (ho, wo) = geometry
@@ -651,7 +781,7 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, ge
         y = torch.empty((n, cm, ho, wo), dtype=x.dtype, memory_format=torch.channels_last)
         kernel, rows, cols = _forward_nhwc_kernel(rows, cols, sw, cm // x.shape[1])
         run_tasks(kernel, n * ho, _as_nhwc(x), weight.reshape(cm, kh * kw).t().contiguous().numpy(), b,
-                  y.permute(0, 2, 3, 1).numpy(), rows, cols, sh, sw, ph, pw, work=y.numel())
+                  y.permute(0, 2, 3, 1).numpy(), rows, cols, sh, sw, ph, pw, _streams(y), work=y.numel())
     else:
         y = torch.empty((n, cm, ho, wo), dtype=x.dtype)
         if sw == 1 and cm == x.shape[1]:
@@ -680,7 +810,8 @@ def backward(x: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor, geometry
                 flipped = weight.reshape(c, kh, kw).flip(1, 2).reshape(c, kh * kw).t().contiguous().numpy()
                 kernel, rows, cols = _forward_nhwc_kernel(*tap_offsets((kh, kw), (dh, dw), x.dtype), 1, 1)
                 run_tasks(kernel, n * h, g, flipped, np.zeros(c, dtype=g.dtype), grad_x.permute(0, 2, 3, 1).numpy(),
-                          rows, cols, 1, 1, dh * (kh - 1) - ph, dw * (kw - 1) - pw, work=grad_x.numel())
+                          rows, cols, 1, 1, dh * (kh - 1) - ph, dw * (kw - 1) - pw, _streams(grad_x),
+                          work=grad_x.numel())
             else:
                 taps = weight.reshape(c, m, kh, kw).permute(2, 3, 1, 0).contiguous().numpy()  # (kh, kw, m, C)
                 run_tasks(_input_grad_nhwc, n * h, g, taps, grad_x.permute(0, 2, 3, 1).numpy(), sh, sw, dh, dw, ph,
@@ -690,8 +821,12 @@ def backward(x: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor, geometry
             chunks = max(1, min(rows, 4 * torch.get_num_threads()))
             partial = torch.zeros((chunks, kh + 1, kw, m, c), dtype=x.dtype)
             offsets = tap_offsets((kh, kw), (dh, dw), x.dtype)
-            run_tasks(_weight_grad_nhwc, chunks, _as_nhwc(x), g, partial.numpy(), -(-rows // chunks), *offsets, sh, sw,
-                      ph, pw, work=g.size)
+            if isinstance(offsets[0], tuple) and m == 1 and sh == sw == dh == dw == 1 and kw <= 3:
+                run_tasks(_weight_grad_nhwc_dense, chunks, _as_nhwc(x), g, partial.numpy(), -(-rows // chunks),
+                          *offsets, ph, pw, work=g.size)
+            else:
+                run_tasks(_weight_grad_nhwc, chunks, _as_nhwc(x), g, partial.numpy(), -(-rows // chunks), *offsets,
+                          sh, sw, ph, pw, work=g.size)
             sums = partial.sum(0)  # (kh + 1, kw, m, C)
             grad_w = sums[:kh].permute(3, 2, 0, 1).reshape(cm, 1, kh, kw)
             grad_b = sums[kh, 0].t().reshape(cm)
@@ -714,10 +849,14 @@ def backward(x: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor, geometry
                           ph, pw, work=grad_x.numel())
         if need_w or need_b:
             partial = torch.empty((n, cm, kh * kw + 1), dtype=x.dtype)
-            masks = _column_masks(w, g.shape[3], kw, sw, dw, pw)
             rows, cols = tap_offsets((kh, kw), (dh, dw), x.dtype)
-            run_tasks(_weight_grad_nchw, n * cm, x.contiguous().numpy(), g, partial.numpy(), masks, rows, cols, sh, sw,
-                      ph, pw, work=g.size)
+            if isinstance(rows, tuple) and m == 1 and sh == sw == dh == 1 and kh <= 3 and kw <= 3:
+                run_tasks(_weight_grad_nchw_rows, n * cm, x.contiguous().numpy(), g, partial.numpy(), rows, cols, ph,
+                          pw, work=g.size)
+            else:
+                masks = _column_masks(w, g.shape[3], kw, sw, dw, pw)
+                run_tasks(_weight_grad_nchw, n * cm, x.contiguous().numpy(), g, partial.numpy(), masks, rows, cols,
+                          sh, sw, ph, pw, work=g.size)
             sums = partial.sum(0)
             grad_w = sums[:, :kh * kw].reshape(cm, 1, kh, kw)
             grad_b = sums[:, kh * kw]

@@ -229,6 +229,31 @@ def store_at(typingctx: Any, acc: Any, at: Any, dst: Any, start: Any, mask: Any)
 
 
 @intrinsic
+def stream_at(typingctx: Any, acc: Any, at: Any, dst: Any, start: Any) -> Any:
+    """dst[start + l] = acc[at + l] on every lane, a non-temporal store (no read of the line it fills; dst + start
+    aligned to the block's size)."""
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        a, ao, d, st = _args(context, builder, sig, args, (1, 3))
+        vec = builder.load(_block_pointer(context, builder, acc, a, ao))
+        ptr = builder.bitcast(_element_pointer(context, builder, dst, d, st), vec.type.as_pointer())
+        instr = builder.store(vec, ptr, align=64)
+        instr.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(_I32, 1)]))
+        return context.get_dummy_value()
+
+    return types.none(acc, at, dst, start), codegen
+
+
+@intrinsic
+def store_fence(typingctx: Any) -> Any:
+    """A full memory fence: the non-temporal stores before it are visible to every thread after it."""
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        builder.fence("seq_cst")
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
+@intrinsic
 def fma_at(typingctx: Any, acc: Any, at: Any, u: Any, u_at: Any, v: Any, v_at: Any) -> Any:
     """acc[at + l] += u[u_at + l] · v[v_at + l] on every lane: three blocks of tiles (offsets multiples of LANES)."""
     def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
@@ -240,6 +265,19 @@ def fma_at(typingctx: Any, acc: Any, at: Any, u: Any, u_at: Any, v: Any, v_at: A
         return context.get_dummy_value()
 
     return types.none(acc, at, u, u_at, v, v_at), codegen
+
+
+@intrinsic
+def add_at(typingctx: Any, acc: Any, at: Any, v: Any, v_at: Any) -> Any:
+    """acc[at + l] += v[v_at + l] on every lane (blocks of tiles)."""
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        a, ao, vb, vo = _args(context, builder, sig, args, (1, 3))
+        target = _block_pointer(context, builder, acc, a, ao)
+        y = builder.load(_block_pointer(context, builder, v, vb, vo))
+        builder.store(builder.fadd(builder.load(target), y), target)
+        return context.get_dummy_value()
+
+    return types.none(acc, at, v, v_at), codegen
 
 
 @intrinsic
@@ -539,21 +577,33 @@ def store_step(typingctx: Any, acc: Any, dst: Any, start: Any, step: Any, mask: 
     return types.none(acc, dst, start, step, mask), codegen
 
 
+def _pairwise_sum(builder: Any, vec: Any) -> Any:
+    width = LANES
+    while width > 1:
+        width //= 2
+        low = builder.shuffle_vector(vec, vec, ir.Constant(ir.VectorType(_I32, width), list(range(width))))
+        high = builder.shuffle_vector(vec, vec, ir.Constant(ir.VectorType(_I32, width), list(range(width, 2 * width))))
+        vec = builder.fadd(low, high)
+    return builder.extract_element(vec, ir.Constant(_I32, 0))
+
+
 @intrinsic
 def total(typingctx: Any, acc: Any) -> Any:
     """Σ_l acc[l], pairwise in a fixed order (the same on every run)."""
     def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        vec = _get(context, builder, acc, args[0])
-        width = LANES
-        while width > 1:
-            width //= 2
-            low = builder.shuffle_vector(vec, vec, ir.Constant(ir.VectorType(_I32, width), list(range(width))))
-            high = builder.shuffle_vector(vec, vec, ir.Constant(ir.VectorType(_I32, width),
-                                                                list(range(width, 2 * width))))
-            vec = builder.fadd(low, high)
-        return builder.extract_element(vec, ir.Constant(_I32, 0))
+        return _pairwise_sum(builder, _get(context, builder, acc, args[0]))
 
     return acc.dtype(acc), codegen
+
+
+@intrinsic
+def total_at(typingctx: Any, acc: Any, at: Any) -> Any:
+    """Σ_l acc[at + l] (acc a tile, at a block's offset), pairwise in a fixed order."""
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        a, ao = _args(context, builder, sig, args, (1,))
+        return _pairwise_sum(builder, builder.load(_block_pointer(context, builder, acc, a, ao)))
+
+    return acc.dtype(acc, at), codegen
 
 
 def _prefetch_intrinsic(write: int) -> Any:

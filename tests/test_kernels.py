@@ -139,16 +139,17 @@ def test_depthwise_register_tiles_match_oracle(name, fmt):
         assert _relative(got, want.numpy()) < 10 * TOLERANCE[torch.float32]
 
 
-def test_depthwise_streamed_output_matches_oracle(monkeypatch):
+@pytest.mark.parametrize("m", [1, 2])
+def test_depthwise_streamed_output_matches_oracle(m, monkeypatch):
     """channels_last outputs written with non-temporal stores (forced for a small output: STREAM_BYTES = 0; 32
     channels, so every block of channels starts on a 64-byte boundary): forward and ∂x (the forward's kernel)."""
     from convzoo.kernels import depthwise
 
     monkeypatch.setattr(depthwise, "STREAM_BYTES", 0)
     x = _input((2, 32, 9, 21), torch.float32, "channels_last", 31).requires_grad_(True)
-    w = _input((32, 1, 3, 3), torch.float32, "contiguous", 32)
+    w = _input((32 * m, 1, 3, 3), torch.float32, "contiguous", 32)
     y = depthwise.depthwise_conv(x, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1))
-    assert depthwise._streams(y, 1) and not depthwise._streams(y, 2)
+    assert depthwise._streams(y)
     expected = ref.correlate(x.detach().double().numpy(), w.double().numpy(), None, 1, 1, 1, groups=32)
     assert _relative(y, expected) < TOLERANCE[torch.float32]
     g = torch.rand(y.shape, generator=torch.Generator().manual_seed(33), dtype=torch.float64)

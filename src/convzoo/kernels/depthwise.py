@@ -13,7 +13,8 @@ time, 4 blocks, the kernel row's weights in a register (unaligned loads: cutting
 loads by shuffles measured slower on an AVX-512 EPYC, whose 512-bit shuffles share the FMA's ports).
 channels_last: one task per output row; tiles of 8 positions × a block of LANES output channels (the interleaved
 c·m + j, each lane reading its input channel) in 8 register accumulators, the input row the task is first to read
-prefetched ahead. At stride 1 and dilation 1 along the row (kw <= 3, m = 1 or 2: ``_forward_nhwc_dense``) each
+prefetched ahead; a tile's outputs go through a small buffer and reach y in address order (stores scattered over a
+tile's 8 pixels measured twice as slow when y is not in cache), with non-temporal stores for large outputs. At stride 1 and dilation 1 along the row (kw <= 3, m = 1 or 2: ``_forward_nhwc_dense``) each
 input column a kernel row reads is loaded once for every tap that reads it; the general kernel loads each tap's
 input. Every address of the accumulators is a constant once the tile loops are unrolled, so they stay in registers
 (blocks addressed through runtime indices would live in memory).
@@ -505,6 +506,10 @@ def _forward_nhwc_rows(begin: int, end: int, x: Any, w: Any, b: Any, y: Any, row
     if dense:
         ow_lo, ow_hi = 0, wo
     tiled = ow_hi - ow_lo >= _TILE or dense
+    tiled_channels = cm // LANES * LANES if m == max(fixed, 1) else 0  # the channels the tiles compute
+    out_tile = np.empty(_TILE * cm + LANES, dtype=y.dtype)
+    skip = (-(out_tile.ctypes.data // y.itemsize)) % LANES  # 64-byte aligned (fp32)
+    out_tile = out_tile[skip:skip + _TILE * cm]
     for task in range(begin, end):
         n = task // ho
         oh = task - n * ho
@@ -529,13 +534,8 @@ def _forward_nhwc_rows(begin: int, end: int, x: Any, w: Any, b: Any, y: Any, row
                         _dense_tile_nhwc(acc, wt, xv, x1, wf, n, oh, ow0, o0, sizes, rows, max(fixed, 1), FULL)
                     else:
                         _inner_tile_nhwc(acc, wt, xv, x1, wf, n, oh, ow0, o0, sizes, rows, cols, max(fixed, 1), FULL)
-                    out = (task * wo + ow0) * cm + o0
-                    for p in range(_TILE):
-                        if p < count:
-                            if stream:
-                                stream_at(acc, p * LANES, y1, out + p * cm)
-                            else:
-                                store_at(acc, p * LANES, y1, out + p * cm, FULL)
+                    for p in range(_TILE):  # into the tile's buffer: written out in address order below
+                        store_at(acc, p * LANES, out_tile, p * cm + o0, FULL)
                 else:  # position by position, taps in the padding skipped (one accumulator: any m, any mask)
                     c0, phase = o0 // m, o0 % m
                     for p in range(count):
@@ -549,6 +549,15 @@ def _forward_nhwc_rows(begin: int, end: int, x: Any, w: Any, b: Any, y: Any, row
                                         _input_block(xs, x1, ((n * h_ + ih) * w_ + iw) * c_ + c0, m, phase, mask)
                                         fma_vv(xv, wf, (i * kw + t) * cm + o0, xs, 0, mask)
                         store(xv, y1, (task * wo + ow0 + p) * cm + o0, mask)
+            if count > 1:  # the tile's full channel blocks, from its buffer to y in address order
+                out = (task * wo + ow0) * cm
+                for p in range(count):
+                    for o0 in range(0, tiled_channels, LANES):
+                        load_at(acc, 0, out_tile, p * cm + o0, FULL)
+                        if stream:
+                            stream_at(acc, 0, y1, out + p * cm + o0)
+                        else:
+                            store_at(acc, 0, y1, out + p * cm + o0, FULL)
             ow = ow0 + count
     if stream:
         store_fence()  # the streamed stores visible before the caller (or another thread) reads y
@@ -762,13 +771,11 @@ def _as_nhwc(t: torch.Tensor) -> np.ndarray:
     return t.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).numpy()
 
 
-def _streams(y: torch.Tensor, multiplier: int) -> bool:
-    """Whether the channels_last forward writes y (channels_last) with non-temporal stores: m = 1, y larger than
+def _streams(y: torch.Tensor) -> bool:
+    """Whether the channels_last forward writes y (channels_last) with non-temporal stores: y larger than
     ``STREAM_BYTES`` (it cannot stay in the writing cores' L2 caches anyway; streaming skips reading every line
-    before it is written) and every block of LANES channels on a 64-byte boundary. (m = 2 measured slower streamed
-    on an AVX-512 EPYC: 3.7 against 2.7 ms at b8 × 64 × 56², 3×3, one thread.)"""
-    return (multiplier == 1 and y.numel() * y.element_size() >= STREAM_BYTES and y.shape[1] % LANES == 0
-            and y.data_ptr() % 64 == 0)
+    before it is written) and every block of LANES channels on a 64-byte boundary."""
+    return y.numel() * y.element_size() >= STREAM_BYTES and y.shape[1] % LANES == 0 and y.data_ptr() % 64 == 0
 
 
 def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, geometry: Geometry) -> torch.Tensor:
@@ -782,8 +789,7 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, ge
         y = torch.empty((n, cm, ho, wo), dtype=x.dtype, memory_format=torch.channels_last)
         kernel, rows, cols = _forward_nhwc_kernel(rows, cols, sw, cm // x.shape[1])
         run_tasks(kernel, n * ho, _as_nhwc(x), weight.reshape(cm, kh * kw).t().contiguous().numpy(), b,
-                  y.permute(0, 2, 3, 1).numpy(), rows, cols, sh, sw, ph, pw, _streams(y, cm // x.shape[1]),
-                  work=y.numel())
+                  y.permute(0, 2, 3, 1).numpy(), rows, cols, sh, sw, ph, pw, _streams(y), work=y.numel())
     else:
         y = torch.empty((n, cm, ho, wo), dtype=x.dtype)
         if sw == 1 and cm == x.shape[1]:
@@ -812,7 +818,7 @@ def backward(x: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor, geometry
                 flipped = weight.reshape(c, kh, kw).flip(1, 2).reshape(c, kh * kw).t().contiguous().numpy()
                 kernel, rows, cols = _forward_nhwc_kernel(*tap_offsets((kh, kw), (dh, dw), x.dtype), 1, 1)
                 run_tasks(kernel, n * h, g, flipped, np.zeros(c, dtype=g.dtype), grad_x.permute(0, 2, 3, 1).numpy(),
-                          rows, cols, 1, 1, dh * (kh - 1) - ph, dw * (kw - 1) - pw, _streams(grad_x, 1),
+                          rows, cols, 1, 1, dh * (kh - 1) - ph, dw * (kw - 1) - pw, _streams(grad_x),
                           work=grad_x.numel())
             else:
                 taps = weight.reshape(c, m, kh, kw).permute(2, 3, 1, 0).contiguous().numpy()  # (kh, kw, m, C)

@@ -281,6 +281,21 @@ def add_at(typingctx: Any, acc: Any, at: Any, v: Any, v_at: Any) -> Any:
 
 
 @intrinsic
+def fma_vv_at(typingctx: Any, acc: Any, at: Any, u: Any, u_at: Any, v: Any, v_start: Any, mask: Any) -> Any:
+    """acc[at + l] += u[u_at + l] · v[v_start + l]: u a block of a tile (every lane), v read on the lanes in mask
+    (0 elsewhere)."""
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        a, ao, ub, uo, vb, vs, mk = _args(context, builder, sig, args, (1, 3, 5, 6))
+        target = _block_pointer(context, builder, acc, a, ao)
+        x = builder.load(_block_pointer(context, builder, u, ub, uo))
+        y = _masked_load(context, builder, v, vb, vs, mk)
+        builder.store(_fma(builder, x, y, builder.load(target)), target)
+        return context.get_dummy_value()
+
+    return types.none(acc, at, u, u_at, v, v_start, mask), codegen
+
+
+@intrinsic
 def fill_at(typingctx: Any, acc: Any, at: Any, value: Any) -> Any:
     """acc[at + l] = value on every lane (acc a tile, at a block's offset)."""
     def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:

@@ -323,6 +323,21 @@ def fma_at_scalar(typingctx: Any, acc: Any, at: Any, weight: Any, src: Any, star
 
 
 @intrinsic
+def fma_scalar_at(typingctx: Any, acc: Any, at: Any, weight: Any, src: Any, start: Any, mask: Any) -> Any:
+    """acc[at + l] += weight · src[start + l], src read on the lanes in mask (0 elsewhere; acc a tile, at a block's
+    offset)."""
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        a, ao, w, s, st, mk = _args(context, builder, sig, args, (1, 4, 5))
+        target = _block_pointer(context, builder, acc, a, ao)
+        x = _masked_load(context, builder, src, s, st, mk)
+        wv = _splat(builder, _vector_type(context, acc.dtype), context.cast(builder, w, sig.args[2], acc.dtype))
+        builder.store(_fma(builder, wv, x, builder.load(target)), target)
+        return context.get_dummy_value()
+
+    return types.none(acc, at, weight, src, start, mask), codegen
+
+
+@intrinsic
 def fill(typingctx: Any, acc: Any, value: Any) -> Any:
     """acc[l] = value on every lane."""
     def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:

@@ -618,15 +618,18 @@ def _input_grad_nhwc(begin: int, end: int, g: Any, w: Any, gx: Any, sh: int, sw:
                 mask = lanes(0, min(LANES, c_ - c0))
                 fill(acc, 0.0)
                 for i in range(kh):
-                    num_h = ih + ph - i * dh
-                    if num_h < 0 or num_h % sh != 0 or num_h // sh >= ho:
+                    oh = ih + ph - i * dh
+                    if sh != 1:  # (an integer division costs more than the taps' FMAs: none at stride 1)
+                        oh = oh // sh if oh % sh == 0 else -1
+                    if oh < 0 or oh >= ho:
                         continue
-                    oh = num_h // sh
                     for t in range(kw):
-                        num_w = iw + pw - t * dw
-                        if num_w < 0 or num_w % sw != 0 or num_w // sw >= wo:
+                        ow = iw + pw - t * dw
+                        if sw != 1:
+                            ow = ow // sw if ow % sw == 0 else -1
+                        if ow < 0 or ow >= wo:
                             continue
-                        at = ((n * ho + oh) * wo + num_w // sw) * cm + c0 * m
+                        at = ((n * ho + oh) * wo + ow) * cm + c0 * m
                         for j in range(m):
                             if m == 1:
                                 fma_vv(acc, w1, (i * kw + t) * c_ + c0, g1, at, mask)

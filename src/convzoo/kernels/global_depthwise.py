@@ -77,13 +77,13 @@ def _forward_nchw(begin: int, end: int, x: Any, w: Any, y: Any) -> None:  # prag
 
 @njit(fastmath=_FAST)
 def _forward_nhwc(begin: int, end: int, x: Any, w: Any, partial: Any, chunk: int) -> None:  # pragma: no cover
-    """partial[k, n, j, c] = Σ_{p in chunk k} x[n, p, c] · w[p, j, c]; x (N, P, C), w (P, m, C), partial (chunks,
+    """partial[k, n, j, c] = Σ_{p in chunk k} x[n, p, c] · w[j, p, c]; x (N, P, C), w (m, P, C), partial (chunks,
     N, m, C) zeroed by the caller, summed over the chunks by torch. Tasks: chunks of ``chunk`` positions, so x and w
     are each read once: for _SPAN positions (their weights stay in L1) every sample's accumulators (_GROUP blocks of
     LANES channels × up to _OUTPUTS multipliers, in registers) are loaded from ``partial``, run down the positions
     (each x block loaded once for the multipliers) and stored back."""
     n_, p_, c_ = x.shape
-    m = w.shape[1]
+    m = w.shape[0]
     x1, w1, q1 = x.ravel(), w.ravel(), partial.ravel()
     acc, xt = tile(x1, _ACCUMULATORS), tile(x1, _GROUP)
     for task in range(begin, end):
@@ -106,7 +106,7 @@ def _forward_nhwc(begin: int, end: int, x: Any, w: Any, partial: Any, chunk: int
                                 for j in range(_OUTPUTS):
                                     if j0 + j < m:
                                         fma_vv_at(acc, (j * _GROUP + k) * LANES, xt, k * LANES, w1,
-                                                  (p * m + j0 + j) * c_ + g0 + k * LANES, mask)
+                                                  ((j0 + j) * p_ + p) * c_ + g0 + k * LANES, mask)
                         for j in range(_OUTPUTS):
                             if j0 + j < m:
                                 for k in range(_GROUP):
@@ -153,9 +153,9 @@ def _weight_grad_nchw(begin: int, end: int, x: Any, g: Any, gw: Any) -> None:  #
 
 @njit(fastmath=_FAST)
 def _input_grad_nhwc(begin: int, end: int, g: Any, w: Any, gx: Any) -> None:  # pragma: no cover - compiled
-    """∂x[n, p, c] = Σ_j g[n, j, c] · w[p, j, c]; g (N, m, C), w (P, m, C), ∂x (N, P, C). One task per (n, p)."""
+    """∂x[n, p, c] = Σ_j g[n, j, c] · w[j, p, c]; g (N, m, C), w (m, P, C), ∂x (N, P, C). One task per (n, p)."""
     _, p_, c_ = gx.shape
-    m = w.shape[1]
+    m = w.shape[0]
     g1, w1, gx1 = g.ravel(), w.ravel(), gx.ravel()
     for task in range(begin, end):
         acc = block(gx1)
@@ -165,7 +165,7 @@ def _input_grad_nhwc(begin: int, end: int, g: Any, w: Any, gx: Any) -> None:  # 
             mask = lanes(0, min(LANES, c_ - c0))
             fill(acc, 0.0)
             for j in range(m):
-                fma_vv(acc, g1, (n * m + j) * c_ + c0, w1, (p * m + j) * c_ + c0, mask)
+                fma_vv(acc, g1, (n * m + j) * c_ + c0, w1, (j * p_ + p) * c_ + c0, mask)
             store(acc, gx1, task * c_ + c0, mask)
 
 
@@ -247,9 +247,10 @@ class GlobalDepthwiseFunction(torch.autograd.Function):
 
 
 def _weight_nhwc(weight: torch.Tensor, channels: int) -> torch.Tensor:
-    """(C·m, 1, H, W) → (H·W, m, C), contiguous."""
+    """(C·m, 1, H, W) → (m, H·W, C), contiguous: one (C, H·W) transposition per multiplier (torch copies that
+    order about twice as fast as into (H·W, m, C), whose rows interleave the multipliers)."""
     cm = weight.shape[0]
-    return weight.reshape(channels, cm // channels, weight.shape[2] * weight.shape[3]).permute(2, 1, 0).contiguous()
+    return weight.reshape(channels, cm // channels, weight.shape[2] * weight.shape[3]).permute(1, 2, 0).contiguous()
 
 
 def global_depthwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

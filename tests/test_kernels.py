@@ -137,6 +137,63 @@ def test_depthwise_unrolled_sizes_match_oracle(kernel, fmt, dtype):
             assert _relative(got, want.numpy()) < 10 * TOLERANCE[dtype]
 
 
+TILE_CASES = {  # name: (kernel, stride, dilation, multiplier, padding pairs)
+    "3x3": ((3, 3), (1, 1), (1, 1), 1, ((1, 1), (1, 1))),
+    "3x3 m=2": ((3, 3), (1, 1), (1, 1), 2, ((1, 1), (1, 1))),
+    "3x3 m=3 asymmetric padding": ((3, 3), (1, 1), (1, 1), 3, ((0, 2), (2, 0))),
+    "3x3 stride 2": ((3, 3), (2, 2), (1, 1), 1, ((1, 1), (1, 1))),
+    "3x3 dilation 2": ((3, 3), (1, 1), (2, 2), 1, ((2, 2), (2, 2))),
+    "5x5": ((5, 5), (1, 1), (1, 1), 1, ((2, 2), (2, 2))),
+    "1x3 no padding": ((1, 3), (1, 1), (1, 1), 1, ((0, 0), (0, 0))),
+}
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("name", TILE_CASES)
+def test_depthwise_register_tiles_match_oracle(name, fmt):
+    """Shapes that reach the register-tiled paths: 20 channels (a full block of LANES and a tail of 4; channels_last
+    tiles run on full blocks), rows of 37 (tiles of several positions, a partial last tile, tiles shifted to end
+    inside the row, the padding at both ends), several output rows per task. Forward against the oracle (fp32),
+    backward against torch's fp64 conv backward."""
+    from convzoo.kernels.depthwise import depthwise_conv
+
+    kernel, stride, dilation, m, pairs = TILE_CASES[name]
+    x = _input((2, 20, 11, 37), torch.float32, fmt, 21).requires_grad_(True)
+    w = _input((20 * m, 1, *kernel), torch.float32, "contiguous", 22).requires_grad_(True)
+    b = _input((20 * m,), torch.float32, "contiguous", 23).requires_grad_(True)
+    y = depthwise_conv(x, w, b, stride, pairs, dilation)
+    expected = ref.correlate(x.detach().double().numpy(), w.detach().double().numpy(), b.detach().double().numpy(),
+                             stride, pairs, dilation, groups=20)
+    assert _relative(y, expected) < TOLERANCE[torch.float32]
+    g = torch.rand(y.shape, generator=torch.Generator().manual_seed(24), dtype=torch.float64)
+    grads = torch.autograd.grad(y, (x, w, b), g.float())
+    x64, w64, b64 = (t.detach().double().requires_grad_(True) for t in (x, w, b))
+    padded = torch.nn.functional.pad(x64, (*pairs[1], *pairs[0]))
+    y64 = torch.nn.functional.conv2d(padded, w64, b64, stride, 0, dilation, 20)
+    for got, want in zip(grads, torch.autograd.grad(y64, (x64, w64, b64), g)):
+        assert _relative(got, want.numpy()) < 10 * TOLERANCE[torch.float32]
+
+
+@pytest.mark.parametrize("m", [1, 2])
+def test_depthwise_streamed_output_matches_oracle(m, monkeypatch):
+    """channels_last outputs written with non-temporal stores (forced for a small output: STREAM_BYTES = 0; 32
+    channels, so every block of channels starts on a 64-byte boundary): forward and ∂x (the forward's kernel)."""
+    from convzoo.kernels import depthwise
+
+    monkeypatch.setattr(depthwise, "STREAM_BYTES", 0)
+    x = _input((2, 32, 9, 21), torch.float32, "channels_last", 31).requires_grad_(True)
+    w = _input((32 * m, 1, 3, 3), torch.float32, "contiguous", 32)
+    y = depthwise.depthwise_conv(x, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1))
+    assert depthwise._streams(y)
+    expected = ref.correlate(x.detach().double().numpy(), w.double().numpy(), None, 1, 1, 1, groups=32)
+    assert _relative(y, expected) < TOLERANCE[torch.float32]
+    g = torch.rand(y.shape, generator=torch.Generator().manual_seed(33), dtype=torch.float64)
+    (got,) = torch.autograd.grad(y, (x,), g.float())
+    x64 = x.detach().double().requires_grad_(True)
+    (want,) = torch.autograd.grad(torch.nn.functional.conv2d(x64, w.double(), None, 1, 1, 1, 32), (x64,), g)
+    assert _relative(got, want.numpy()) < 10 * TOLERANCE[torch.float32]
+
+
 @settings(max_examples=15, deadline=None)
 @given(c=st.integers(1, 20), m=st.integers(1, 3), n=st.integers(1, 3), h=st.integers(1, 6), w=st.integers(1, 7),
        fmt=st.sampled_from(list(FORMATS)), dtype=st.sampled_from([torch.float64, torch.float32]), seed=st.integers(0, 99))
@@ -299,7 +356,7 @@ _COMPILE_ONE = """
     y = depthwise.depthwise_conv(x, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1))
     seconds = time.perf_counter() - start
     ok = bool(torch.allclose(y, torch.nn.functional.conv2d(x, w, padding=1, groups=2)))
-    stats = depthwise._correlate_nchw.stats
+    stats = depthwise._correlate_nchw_rows.stats
     print(json.dumps({"ok": ok, "seconds": seconds, "hits": sum(stats.cache_hits.values()),
                       "misses": sum(stats.cache_misses.values())}))
 """
@@ -380,7 +437,7 @@ def test_a_kernel_that_fails_to_compile_drops_out_with_a_warning(monkeypatch):
     def broken(begin, end, *args):  # a typing error on purpose
         return begin + "not a number"
 
-    monkeypatch.setattr(depthwise, "_correlate_nchw", broken)
+    monkeypatch.setattr(depthwise, "_correlate_nchw_rows", broken)
     monkeypatch.setattr(conv_module._CHOICE, "failed", {})
     monkeypatch.setattr(conv_module._CHOICE, "cache", {})
     layer = cz.DepthwiseConv2d(3, 3, 3, padding=1)

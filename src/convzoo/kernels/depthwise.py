@@ -5,11 +5,19 @@
 with depth multiplier m ≥ 1 written straight into the interleaved output channels c·m + j, any kernel size,
 stride, dilation and (before, after) padding. 1-D runs as 2-D with H = 1. Zero padding is never materialised.
 
-Forward, NCHW: one task per (sample, channel) plane; the input rows an output row reads are staged once each into
-a ring of zero-padded rows (rows, not a plane); along an output row, 4 blocks of LANES outputs accumulate every tap
-in registers, the kernel row's weights in a register too (unaligned loads: cutting each tap's vector from aligned
-loads by shuffles measured slower on an AVX-512 EPYC, whose 512-bit shuffles share the FMA's ports). channels_last: one task per output row; a block of LANES output channels
-(the interleaved c·m + j, each lane reading its input channel) for 4 positions at a time.
+Forward, NCHW: one task per (sample, channel) plane; the input rows are staged once each into a ring of
+zero-padded rows (rows, not a plane). At stride 1 along the rows and m = 1 (``_correlate_nchw_rows``, also ∂x), a
+tile of 4 output rows × 4 blocks of LANES outputs accumulates in registers and each vector loaded from a staged row
+feeds every tile row that reads it (3×3: a load per two FMAs); otherwise (``_correlate_nchw``) one output row at a
+time, 4 blocks, the kernel row's weights in a register (unaligned loads: cutting each tap's vector from aligned
+loads by shuffles measured slower on an AVX-512 EPYC, whose 512-bit shuffles share the FMA's ports).
+channels_last: one task per output row; tiles of 8 positions × a block of LANES output channels (the interleaved
+c·m + j, each lane reading its input channel) in 8 register accumulators, the input row the task is first to read
+prefetched ahead; a tile's outputs go through a small buffer and reach y in address order (stores scattered over a
+tile's 8 pixels measured twice as slow when y is not in cache), with non-temporal stores for large outputs. At stride 1 and dilation 1 along the row (kw <= 3, m = 1 or 2: ``_forward_nhwc_dense``) each
+input column a kernel row reads is loaded once for every tap that reads it; the general kernel loads each tap's
+input. Every address of the accumulators is a constant once the tile loops are unrolled, so they stay in registers
+(blocks addressed through runtime indices would live in memory).
 Backward, NCHW: ∂x as the same correlation of ∂y with the flipped kernel (stride 1) or a scatter (stride > 1);
 channels_last: ∂x gathered per input row (any stride). ∂w, ∂b: per-task partial sums added up by torch.
 
@@ -31,9 +39,12 @@ from .numba_runtime import njit, run_tasks, tasks_runner
 from .simd import (
     FULL,
     LANES,
+    add_at,
     block,
     fill,
+    fill_at,
     fma,
+    fma_at,
     fma_block,
     fma_block_step,
     fma_even,
@@ -41,18 +52,31 @@ from .simd import (
     fma_lane_even,
     fma_step,
     fma_vv,
-    fma_vv_rep2,
-    fma_vv_rep4,
-    fma_vv_repeat,
     fma_vv_step,
     lanes,
     load,
+    load_at,
+    load_rep2,
+    load_rep4,
+    load_repeat,
     load_step,
+    prefetch,
     store,
+    store_at,
+    store_fence,
+    stream_at,
+    tile,
     total,
+    total_at,
 )
 
 _FAST = {"contract"}  # fused multiply-add; no reassociation, no finite-math assumptions (NaN and Inf propagate)
+_TILE = 8  # output positions per channels_last tile (8 accumulators)
+_ROWS, _BLOCKS = 4, 4  # an NCHW tile: output rows × blocks of LANES along them
+_ACCUMULATORS = _ROWS * _BLOCKS
+_WEIGHT_TAPS = 10  # NCHW weight gradient: 9 taps (kh, kw <= 3) and the bias, one register accumulator each
+_AHEAD = 2 * _TILE  # positions ahead of the tile whose input the channels_last forward prefetches
+STREAM_BYTES = 1 << 22  # channels_last outputs from 4 MiB on are written with non-temporal stores (``_streams``)
 UNROLLED = frozenset({(3, 3), (5, 5), (7, 7), (1, 3), (3, 1), (1, 5), (5, 1), (1, 7), (7, 1)})
 
 
@@ -168,6 +192,77 @@ def _correlate_nchw(begin: int, end: int, src: Any, w: Any, b: Any, out: Any, so
 
 
 @njit(fastmath=_FAST)
+def _correlate_nchw_rows(begin: int, end: int, src: Any, w: Any, b: Any, out: Any, rows: Any, cols: Any, sh: int,
+                         ph: int, pw: int) -> None:  # pragma: no cover - compiled
+    """out[n, c, oh, ow] = b[c] + Σ_{i,t} w[c, i, t] · src[n, c, oh·sh + rows[i] − ph, ow + cols[t] − pw]: m = 1,
+    stride 1 along the rows (any stride down the columns, any dilation; rows, cols int64 arrays: one compilation per
+    dtype); the forward, and ∂x with the flipped kernel. src (N, C, H, W), w (C, kh, kw), b (C,), out (N, C, Ho, Wo),
+    C-contiguous. Tasks: (n, c) planes. The input rows are staged once each, zero-padded, in a ring; a tile of _ROWS
+    output rows × _BLOCKS blocks of LANES outputs accumulates in registers: each vector loaded from a staged row
+    feeds every output row of the tile that reads it, each tap's weight broadcast once for the _BLOCKS blocks."""
+    c_, h_, w_ = src.shape[1], src.shape[2], src.shape[3]
+    ho, wo = out.shape[2], out.shape[3]
+    kh, kw = len(rows), len(cols)
+    s1, wf, o1 = src.ravel(), w.ravel(), out.ravel()
+    chunks = ((wo + LANES - 1) // LANES + _BLOCKS - 1) // _BLOCKS
+    width = (chunks * _BLOCKS * LANES + cols[kw - 1] + 1 + LANES - 1) // LANES * LANES  # every tile's reads inside
+    span = (_ROWS - 1) * sh + rows[kh - 1] + 1  # input rows a tile reads: tile row j, kernel row i read j·sh + rows[i]
+    slots = 1
+    while slots < span:
+        slots *= 2
+    copy_lo, copy_hi = max(0, -pw), min(w_, width - pw)  # input columns kept: staged column = input column + pw
+    acc, xt, xv, wv = tile(s1, _ACCUMULATORS), tile(s1, _BLOCKS), block(s1), block(wf)
+    buffer = np.zeros(slots * width + LANES, dtype=src.dtype)
+    skip = (-(buffer.ctypes.data // src.itemsize)) % LANES  # staged rows start on a 64-byte boundary (fp32)
+    st = buffer[skip:skip + slots * width]
+    tags = np.empty(slots, dtype=np.int64)
+    tap_of = np.empty(span * _ROWS, dtype=np.int64)  # tap_of[u·_ROWS + j]: the kernel row by which tile row j reads u
+    tap_of[:] = -1
+    for i in range(kh):
+        for j in range(_ROWS):
+            tap_of[(j * sh + rows[i]) * _ROWS + j] = i
+    for task in range(begin, end):
+        c = task % c_
+        tags[:] = -1
+        for oh0 in range(0, ho, _ROWS):
+            top = oh0 * sh - ph  # the input row of the tile's u = 0
+            for u in range(span):  # stage the rows this tile reads, once each
+                ih = top + u
+                slot = ih & (slots - 1)
+                if 0 <= ih < h_ and tags[slot] != ih:
+                    tags[slot] = ih
+                    for v in range(copy_lo, copy_hi, LANES):
+                        mask = lanes(0, min(LANES, copy_hi - v))
+                        load(xv, s1, (task * h_ + ih) * w_ + v, mask)
+                        store(xv, st, slot * width + pw + v, mask)
+            for q0 in range(0, chunks * _BLOCKS, _BLOCKS):
+                for k in range(_ACCUMULATORS):
+                    fill_at(acc, k * LANES, b[c])
+                for u in range(span):
+                    ih = top + u
+                    if 0 <= ih < h_:
+                        base = (ih & (slots - 1)) * width + q0 * LANES
+                        for t in range(kw):
+                            for q in range(_BLOCKS):  # loaded once for the tile rows that read them
+                                load_at(xt, q * LANES, st, base + cols[t] + q * LANES, FULL)
+                            for j in range(_ROWS):
+                                i = tap_of[u * _ROWS + j]
+                                if i >= 0:
+                                    fill(wv, wf[(c * kh + i) * kw + t])
+                                    for q in range(_BLOCKS):
+                                        fma_at(acc, (j * _BLOCKS + q) * LANES, wv, 0, xt, q * LANES)
+                for j in range(_ROWS):
+                    if oh0 + j < ho:
+                        row = (task * ho + oh0 + j) * wo + q0 * LANES
+                        for q in range(_BLOCKS):
+                            if (q0 + q + 1) * LANES <= wo:
+                                store_at(acc, (j * _BLOCKS + q) * LANES, o1, row + q * LANES, FULL)
+                            elif (q0 + q) * LANES < wo:
+                                store_at(acc, (j * _BLOCKS + q) * LANES, o1, row + q * LANES,
+                                         lanes(0, wo - (q0 + q) * LANES))
+
+
+@njit(fastmath=_FAST)
 def _scatter_input_grad_nchw(begin: int, end: int, g: Any, w: Any, gx: Any, sh: int, sw: int, dh: int, dw: int,
                              ph: int, pw: int) -> None:  # pragma: no cover - compiled
     """∂x[n, c, ih, iw] = Σ_j Σ_t w[c·m + j, t] · ∂y[n, c·m + j, oh, ow] over (oh, ow, t) with ih = oh·sh + i·dh − ph,
@@ -275,97 +370,236 @@ def _weight_grad_nchw(begin: int, end: int, x: Any, g: Any, partial: Any, masks:
         partial[n, o, kh * kw] = total(a0)
 
 
+@njit(fastmath=_FAST)
+def _weight_grad_nchw_rows(begin: int, end: int, x: Any, g: Any, partial: Any, rows: Any, cols: Any, ph: int,
+                           pw: int) -> None:  # pragma: no cover - compiled
+    """partial[n, c, i·kw + t] = Σ_p ∂y[n, c, p] · x[n, c, p + (i, cols[t]) − pad], partial[n, c, kh·kw] = Σ_p ∂y[n, c, p]
+    (the bias): m = 1, stride 1, kernel rows at dilation 1 (rows = 0 … kh − 1, kh, kw <= 3, unrolled tuples).
+    Tasks: (n, c) planes; torch sums over n. The input rows are staged, zero-padded, in a ring; for a tile of _ROWS
+    rows of ∂y and a block of LANES columns, the ∂y blocks are loaded once, each staged input vector once, and every
+    (input row, tap) pair feeds the tap's register accumulator from each ∂y row that meets it."""
+    c_, h_, w_ = x.shape[1], x.shape[2], x.shape[3]
+    ho, wo = g.shape[2], g.shape[3]
+    kh, kw = len(rows), len(cols)
+    x1, g1 = x.ravel(), g.ravel()
+    blocks = (wo + LANES - 1) // LANES
+    width = (blocks * LANES + cols[kw - 1] + 1 + LANES - 1) // LANES * LANES
+    span = _ROWS + kh - 1
+    slots = 1
+    while slots < span:
+        slots *= 2
+    copy_lo, copy_hi = max(0, -pw), min(w_, width - pw)
+    acc, gt, xv, ones = tile(x1, _WEIGHT_TAPS), tile(g1, _ROWS), block(x1), block(x1)
+    fill(ones, 1.0)
+    buffer = np.zeros(slots * width + LANES, dtype=x.dtype)
+    skip = (-(buffer.ctypes.data // x.itemsize)) % LANES
+    st = buffer[skip:skip + slots * width]
+    tags = np.empty(slots, dtype=np.int64)
+    for task in range(begin, end):
+        n = task // c_
+        c = task - n * c_
+        tags[:] = -1
+        for k in range(_WEIGHT_TAPS):
+            fill_at(acc, k * LANES, 0.0)
+        for oh0 in range(0, ho, _ROWS):
+            top = oh0 - ph
+            for u in range(span):
+                ih = top + u
+                slot = ih & (slots - 1)
+                if 0 <= ih < h_ and tags[slot] != ih:
+                    tags[slot] = ih
+                    for v in range(copy_lo, copy_hi, LANES):
+                        mask = lanes(0, min(LANES, copy_hi - v))
+                        load(xv, x1, (task * h_ + ih) * w_ + v, mask)
+                        store(xv, st, slot * width + pw + v, mask)
+            for q in range(blocks):
+                mask = lanes(0, min(LANES, wo - q * LANES))  # lanes past the row: ∂y and x both read as 0
+                for j in range(_ROWS):
+                    if oh0 + j < ho:
+                        load_at(gt, j * LANES, g1, (task * ho + oh0 + j) * wo + q * LANES, mask)
+                        fma_at(acc, (_WEIGHT_TAPS - 1) * LANES, ones, 0, gt, j * LANES)
+                for u in range(span):
+                    ih = top + u
+                    if 0 <= ih < h_:
+                        base = (ih & (slots - 1)) * width + q * LANES
+                        for t in range(kw):
+                            load(xv, st, base + cols[t], mask)
+                            for j in range(_ROWS):
+                                if 0 <= u - j < kh and oh0 + j < ho:
+                                    fma_at(acc, ((u - j) * kw + t) * LANES, gt, j * LANES, xv, 0)
+        for k in range(kh * kw):
+            partial[n, c, k] = total_at(acc, k * LANES)
+        partial[n, c, kh * kw] = total_at(acc, (_WEIGHT_TAPS - 1) * LANES)
+
+
 @njit(fastmath=_FAST, inline="always")
-def _tap_nhwc(acc: Any, wv: Any, x1: Any, at: int, m: int, phase: int, mask: int,
-              x_mask: int) -> None:  # pragma: no cover - compiled
-    """acc[l] += wv[l] · x1[at + (phase + l) // m]: a block of output channels reading their input channels."""
+def _input_block(xv: Any, x1: Any, at: int, m: int, phase: int, mask: int) -> None:  # pragma: no cover - compiled
+    """xv[l] = x1[at + (phase + l) // m] on the lanes in mask: the input channel of each output channel in a block."""
     if m == 1:
-        fma_vv(acc, wv, 0, x1, at, mask)
+        load(xv, x1, at, mask)
     elif m == 2 and phase == 0:
-        fma_vv_rep2(acc, wv, 0, x1, at, mask, x_mask)
+        load_rep2(xv, x1, at, mask)
     elif m == 4 and phase == 0:
-        fma_vv_rep4(acc, wv, 0, x1, at, mask, x_mask)
+        load_rep4(xv, x1, at, mask)
     else:
-        fma_vv_repeat(acc, wv, 0, x1, at, m, phase, mask)
+        load_repeat(xv, x1, at, m, phase, mask)
+
+
+@njit(fastmath=_FAST, inline="always")
+def _dense_tile_nhwc(acc: Any, wt: Any, xv: Any, x1: Any, wf: Any, n: int, oh: int, ow0: int, o0: int, sizes: Any,
+                     rows: Any, m: int, mask: int) -> None:  # pragma: no cover - compiled
+    """Adds the taps to the tile ``acc`` (_TILE accumulators: positions ow0 … ow0 + _TILE − 1) at stride 1 and
+    dilation 1 along the row (kw <= _TILE), for output channels o0 + l, l in mask (o0 % m == 0): each input column a
+    kernel row reads is loaded once and feeds every tap that reads it, the kernel row's weights held in the tile
+    ``wt``. Columns in the padding are skipped (positions past the row's end get values that are never stored).
+    sizes = (H, W, C, C·m, kw, sh, sw, ph, pw)."""
+    h_, w_, c_, cm, kw, sh, _, ph, pw = sizes
+    for i in range(len(rows)):
+        ih = oh * sh + rows[i] - ph
+        if 0 <= ih < h_:
+            for t in range(kw):
+                load_at(wt, t * LANES, wf, (i * kw + t) * cm + o0, mask)
+            at = ((n * h_ + ih) * w_ + ow0 - pw) * c_ + o0 // m
+            for u in range(_TILE + kw - 1):
+                if 0 <= ow0 - pw + u < w_:
+                    _input_block(xv, x1, at + u * c_, m, 0, mask)
+                    for t in range(kw):
+                        if 0 <= u - t < _TILE:
+                            fma_at(acc, (u - t) * LANES, wt, t * LANES, xv, 0)
+
+
+@njit(fastmath=_FAST, inline="always")
+def _inner_tile_nhwc(acc: Any, wt: Any, xv: Any, x1: Any, wf: Any, n: int, oh: int, ow0: int, o0: int, sizes: Any,
+                     rows: Any, cols: Any, m: int, mask: int) -> None:  # pragma: no cover - compiled
+    """Adds the taps to the tile ``acc`` for positions ow0 … ow0 + _TILE − 1 whose taps all lie inside the row (any
+    stride and dilation), output channels o0 + l, l in mask (o0 % m == 0): each tap's weight block loaded once for
+    the _TILE positions. sizes as in ``_dense_tile_nhwc``."""
+    h_, w_, c_, cm, kw, sh, sw, ph, pw = sizes
+    for i in range(len(rows)):
+        ih = oh * sh + rows[i] - ph
+        if 0 <= ih < h_:
+            step = sw * c_
+            for t in range(kw):
+                load_at(wt, 0, wf, (i * kw + t) * cm + o0, mask)
+                at = ((n * h_ + ih) * w_ + ow0 * sw + cols[t] - pw) * c_ + o0 // m
+                for p in range(_TILE):
+                    _input_block(xv, x1, at, m, 0, mask)
+                    fma_at(acc, p * LANES, wt, 0, xv, 0)
+                    at += step
+
+
+@njit(fastmath=_FAST, inline="always")
+def _forward_nhwc_rows(begin: int, end: int, x: Any, w: Any, b: Any, y: Any, rows: Any, cols: Any, sh: int, sw: int,
+                       ph: int, pw: int, stream: bool, dense: bool, fixed: int) -> None:  # pragma: no cover - compiled
+    """The body of the channels_last forwards. ``dense`` (a constant): every position in tiles of _TILE
+    (``_dense_tile_nhwc``: stride 1 and dilation 1 along the row, kw <= 3); else tiles (``_inner_tile_nhwc``) over the
+    positions whose taps lie inside the row, the last tile shifted back to end with them (positions computed twice
+    get the same values), and the positions at the row's ends one at a time. ``fixed`` (a constant) is the multiplier
+    the tiles are compiled for (0: any m, tiles for m = 1); the other blocks go one position at a time."""
+    h_, w_, c_ = x.shape[1], x.shape[2], x.shape[3]
+    ho, wo, cm = y.shape[1], y.shape[2], y.shape[3]
+    kh, kw = len(rows), len(cols)
+    m = fixed if fixed > 0 else cm // c_
+    sizes = (h_, w_, c_, cm, kw, sh, sw, ph, pw)
+    x1, wf, b1, y1 = x.ravel(), w.ravel(), b.ravel(), y.ravel()
+    acc, wt, xv, xs = tile(x1, _TILE), tile(wf, _TILE), block(x1), block(x1)
+    ow_lo = min(wo, (pw + sw - 1) // sw)  # the positions ow_lo <= ow < ow_hi read no padding along the row
+    ow_hi = max(ow_lo, min(wo, (w_ - 1 - cols[kw - 1] + pw) // sw + 1))
+    if dense:
+        ow_lo, ow_hi = 0, wo
+    tiled = ow_hi - ow_lo >= _TILE or dense
+    tiled_channels = cm // LANES * LANES if m == max(fixed, 1) else 0  # the channels the tiles compute
+    out_tile = np.empty(_TILE * cm + LANES, dtype=y.dtype)
+    skip = (-(out_tile.ctypes.data // y.itemsize)) % LANES  # 64-byte aligned (fp32)
+    out_tile = out_tile[skip:skip + _TILE * cm]
+    for task in range(begin, end):
+        n = task // ho
+        oh = task - n * ho
+        ahead = oh * sh + rows[kh - 1] - ph  # the input row this output row is the first to read: prefetched
+        ahead = ((n * h_ + ahead) * w_ + _AHEAD) * c_ if 0 <= ahead < h_ else -1
+        ow = 0
+        while ow < wo:
+            if tiled and ow_lo <= ow < ow_hi:
+                ow0 = ow if dense else min(ow, ow_hi - _TILE)
+                count = min(_TILE, wo - ow0)
+            else:
+                ow0, count = ow, 1
+            for o0 in range(0, cm, LANES):
+                mask = lanes(0, min(LANES, cm - o0))
+                if ahead >= 0:
+                    for p in range(_TILE):
+                        prefetch(x1, ahead + ((ow0 + p) * sw) * c_ + o0 // m)
+                if count > 1 and mask == FULL and m == max(fixed, 1):
+                    for p in range(_TILE):
+                        load_at(acc, p * LANES, b1, o0, FULL)
+                    if dense:
+                        _dense_tile_nhwc(acc, wt, xv, x1, wf, n, oh, ow0, o0, sizes, rows, max(fixed, 1), FULL)
+                    else:
+                        _inner_tile_nhwc(acc, wt, xv, x1, wf, n, oh, ow0, o0, sizes, rows, cols, max(fixed, 1), FULL)
+                    for p in range(_TILE):  # into the tile's buffer: written out in address order below
+                        store_at(acc, p * LANES, out_tile, p * cm + o0, FULL)
+                else:  # position by position, taps in the padding skipped (one accumulator: any m, any mask)
+                    c0, phase = o0 // m, o0 % m
+                    for p in range(count):
+                        load(xv, b1, o0, mask)
+                        for i in range(kh):
+                            ih = oh * sh + rows[i] - ph
+                            if 0 <= ih < h_:
+                                for t in range(kw):
+                                    iw = (ow0 + p) * sw + cols[t] - pw
+                                    if 0 <= iw < w_:
+                                        _input_block(xs, x1, ((n * h_ + ih) * w_ + iw) * c_ + c0, m, phase, mask)
+                                        fma_vv(xv, wf, (i * kw + t) * cm + o0, xs, 0, mask)
+                        store(xv, y1, (task * wo + ow0 + p) * cm + o0, mask)
+            if count > 1:  # the tile's full channel blocks, from its buffer to y in address order
+                out = (task * wo + ow0) * cm
+                for p in range(count):
+                    for o0 in range(0, tiled_channels, LANES):
+                        load_at(acc, 0, out_tile, p * cm + o0, FULL)
+                        if stream:
+                            stream_at(acc, 0, y1, out + p * cm + o0)
+                        else:
+                            store_at(acc, 0, y1, out + p * cm + o0, FULL)
+            ow = ow0 + count
+    if stream:
+        store_fence()  # the streamed stores visible before the caller (or another thread) reads y
 
 
 @njit(fastmath=_FAST)
 def _forward_nhwc(begin: int, end: int, x: Any, w: Any, b: Any, y: Any, rows: Any, cols: Any, sh: int, sw: int,
-                  ph: int, pw: int) -> None:  # pragma: no cover - compiled
+                  ph: int, pw: int, stream: bool) -> None:  # pragma: no cover - compiled
     """y[n, oh, ow, o] = b[o] + Σ_{i,t} w[i, t, o] · x[n, oh·sh + rows[i] − ph, ow·sw + cols[t] − pw, o // m]:
-    x (N, H, W, C), w (kh, kw, C·m), b (C·m,), y (N, Ho, Wo, C·m), C-contiguous. Tasks: output rows (n, oh).
-    A block of LANES output channels for 4 positions at a time accumulates every tap in registers, each tap's
-    weight vector loaded once for the 4; positions whose taps reach the padding go one at a time, checked."""
-    h_, w_, c_ = x.shape[1], x.shape[2], x.shape[3]
-    ho, wo, cm = y.shape[1], y.shape[2], y.shape[3]
-    kh, kw = len(rows), len(cols)
-    m = cm // c_
-    x1, wf, b1, y1 = x.ravel(), w.ravel(), b.ravel(), y.ravel()
-    ow_lo = min(wo, (pw + sw - 1) // sw) if pw > 0 else 0  # positions whose every tap lies inside the row
-    ow_hi = max(ow_lo, min(wo, (w_ - 1 - cols[kw - 1] + pw) // sw + 1))
-    step = sw * c_
-    a0, a1, a2, a3, wv = block(x1), block(x1), block(x1), block(x1), block(wf)
-    for task in range(begin, end):
-        n = task // ho
-        oh = task - n * ho
-        for o0 in range(0, cm, LANES):
-            count = min(LANES, cm - o0)
-            mask = lanes(0, count)
-            x_mask = lanes(0, (count + m - 1) // m)  # the input channels the block reads (phase 0)
-            c0, phase = o0 // m, o0 % m
-            ow = 0
-            while ow < wo:
-                if ow_lo <= ow and ow + 4 <= ow_hi:
-                    load(a0, b1, o0, mask)
-                    load(a1, b1, o0, mask)
-                    load(a2, b1, o0, mask)
-                    load(a3, b1, o0, mask)
-                    for i in range(kh):
-                        ih = oh * sh + rows[i] - ph
-                        if 0 <= ih < h_:
-                            row = (n * h_ + ih) * w_
-                            if m == 1:  # the multiplier's cases outside the tap loop: one kind of load in it
-                                for t in range(kw):
-                                    load(wv, wf, (i * kw + t) * cm + o0, mask)
-                                    at = (row + ow * sw + cols[t] - pw) * c_ + c0
-                                    fma_vv(a0, wv, 0, x1, at, mask)
-                                    fma_vv(a1, wv, 0, x1, at + step, mask)
-                                    fma_vv(a2, wv, 0, x1, at + 2 * step, mask)
-                                    fma_vv(a3, wv, 0, x1, at + 3 * step, mask)
-                            elif m == 2 and phase == 0:
-                                for t in range(kw):
-                                    load(wv, wf, (i * kw + t) * cm + o0, mask)
-                                    at = (row + ow * sw + cols[t] - pw) * c_ + c0
-                                    fma_vv_rep2(a0, wv, 0, x1, at, mask, x_mask)
-                                    fma_vv_rep2(a1, wv, 0, x1, at + step, mask, x_mask)
-                                    fma_vv_rep2(a2, wv, 0, x1, at + 2 * step, mask, x_mask)
-                                    fma_vv_rep2(a3, wv, 0, x1, at + 3 * step, mask, x_mask)
-                            else:
-                                for t in range(kw):
-                                    load(wv, wf, (i * kw + t) * cm + o0, mask)
-                                    at = (row + ow * sw + cols[t] - pw) * c_ + c0
-                                    _tap_nhwc(a0, wv, x1, at, m, phase, mask, x_mask)
-                                    _tap_nhwc(a1, wv, x1, at + step, m, phase, mask, x_mask)
-                                    _tap_nhwc(a2, wv, x1, at + 2 * step, m, phase, mask, x_mask)
-                                    _tap_nhwc(a3, wv, x1, at + 3 * step, m, phase, mask, x_mask)
-                    out = (task * wo + ow) * cm + o0
-                    store(a0, y1, out, mask)
-                    store(a1, y1, out + cm, mask)
-                    store(a2, y1, out + 2 * cm, mask)
-                    store(a3, y1, out + 3 * cm, mask)
-                    ow += 4
-                else:
-                    load(a0, b1, o0, mask)
-                    for i in range(kh):
-                        ih = oh * sh + rows[i] - ph
-                        if 0 <= ih < h_:
-                            for t in range(kw):
-                                iw = ow * sw + cols[t] - pw
-                                if 0 <= iw < w_:
-                                    load(wv, wf, (i * kw + t) * cm + o0, mask)
-                                    _tap_nhwc(a0, wv, x1, ((n * h_ + ih) * w_ + iw) * c_ + c0, m, phase, mask, x_mask)
-                    store(a0, y1, (task * wo + ow) * cm + o0, mask)
-                    ow += 1
+    x (N, H, W, C), w (kh, kw, C·m), b (C·m,), y (N, Ho, Wo, C·m), C-contiguous, any geometry and multiplier.
+    Tasks: output rows (n, oh). Along the row, tiles of _TILE positions with one register accumulator each (for m = 1
+    and blocks of LANES channels, where the tile's taps lie inside the row); in a tile, the blocks of LANES output
+    channels one after the other. Other positions and channel blocks go one position at a time, skipping the taps
+    in the padding."""
+    _forward_nhwc_rows(begin, end, x, w, b, y, rows, cols, sh, sw, ph, pw, stream, False, 0)
+
+
+@njit(fastmath=_FAST)
+def _forward_nhwc_dense(begin: int, end: int, x: Any, w: Any, b: Any, y: Any, rows: Any, cols: Any, sh: int,
+                        sw: int, ph: int, pw: int, stream: bool) -> None:  # pragma: no cover - compiled
+    """``_forward_nhwc`` for m = 1, stride 1 and dilation 1 along the row, kw <= 3 (cols = 0, 1, …): every tile
+    loads each input column once per kernel row (``_dense_tile_nhwc``)."""
+    _forward_nhwc_rows(begin, end, x, w, b, y, rows, cols, sh, sw, ph, pw, stream, True, 1)
+
+
+@njit(fastmath=_FAST)
+def _forward_nhwc_dense2(begin: int, end: int, x: Any, w: Any, b: Any, y: Any, rows: Any, cols: Any, sh: int,
+                         sw: int, ph: int, pw: int, stream: bool) -> None:  # pragma: no cover - compiled
+    """``_forward_nhwc_dense`` for m = 2: a block of output channels reads its input channels with one load of
+    LANES / 2 and a shuffle."""
+    _forward_nhwc_rows(begin, end, x, w, b, y, rows, cols, sh, sw, ph, pw, stream, True, 2)
+
+
+def _forward_nhwc_kernel(rows: Any, cols: Any, stride: int, multiplier: int) -> tuple[Any, Any, Any]:
+    """(kernel, rows, cols) for the channels_last forward: a dense one for unrolled taps (``tap_offsets``' tuples)
+    with m = 1 or 2, stride 1 and dilation 1 along the row, kw <= 3; else the general one, which takes the taps as
+    arrays (one compilation per dtype for every size and geometry)."""
+    if isinstance(cols, tuple) and stride == 1 and len(cols) <= 3 and cols[-1] == len(cols) - 1 and multiplier <= 2:
+        return (_forward_nhwc_dense if multiplier == 1 else _forward_nhwc_dense2), rows, cols
+    return (_forward_nhwc, *_taps(rows, cols))
 
 
 @njit(fastmath=_FAST)
@@ -386,21 +620,73 @@ def _input_grad_nhwc(begin: int, end: int, g: Any, w: Any, gx: Any, sh: int, sw:
                 mask = lanes(0, min(LANES, c_ - c0))
                 fill(acc, 0.0)
                 for i in range(kh):
-                    num_h = ih + ph - i * dh
-                    if num_h < 0 or num_h % sh != 0 or num_h // sh >= ho:
+                    oh = ih + ph - i * dh
+                    if sh != 1:  # (an integer division costs more than the taps' FMAs: none at stride 1)
+                        oh = oh // sh if oh % sh == 0 else -1
+                    if oh < 0 or oh >= ho:
                         continue
-                    oh = num_h // sh
                     for t in range(kw):
-                        num_w = iw + pw - t * dw
-                        if num_w < 0 or num_w % sw != 0 or num_w // sw >= wo:
+                        ow = iw + pw - t * dw
+                        if sw != 1:
+                            ow = ow // sw if ow % sw == 0 else -1
+                        if ow < 0 or ow >= wo:
                             continue
-                        at = ((n * ho + oh) * wo + num_w // sw) * cm + c0 * m
+                        at = ((n * ho + oh) * wo + ow) * cm + c0 * m
                         for j in range(m):
                             if m == 1:
                                 fma_vv(acc, w1, (i * kw + t) * c_ + c0, g1, at, mask)
                             else:
                                 fma_vv_step(acc, w1, ((i * kw + t) * m + j) * c_ + c0, g1, at + j, m, mask)
                 store(acc, gx1, (task * w_ + iw) * c_ + c0, mask)
+
+
+@njit(fastmath=_FAST)
+def _weight_grad_nhwc_dense(begin: int, end: int, x: Any, g: Any, partial: Any, rows_per_chunk: int, rows: Any,
+                            cols: Any, ph: int, pw: int) -> None:  # pragma: no cover - compiled
+    """``_weight_grad_nhwc`` for m = 1, stride 1, dilation 1 (rows, cols = 0 … k − 1, kw <= 3, unrolled tuples):
+    for each block of LANES channels and kernel row i, the kw taps' accumulators stay in registers over the chunk's
+    rows; along a row, tiles of _TILE positions of ∂y are loaded once and each input column once, feeding every tap
+    that pairs them (columns in the padding and positions past the row skipped); the bias sums in the pass of i = 0.
+    partial (chunks, kh + 1, kw, 1, C) is written, not added to."""
+    n_, h_, w_, c_ = x.shape
+    ho, wo = g.shape[1], g.shape[2]
+    kh, kw = len(rows), len(cols)
+    x1, g1, p1 = x.ravel(), g.ravel(), partial.ravel()
+    acc, gt, xv = tile(x1, 4), tile(g1, _TILE), block(x1)
+    for k in range(begin, end):
+        base = k * (kh + 1) * kw * c_
+        for c0 in range(0, c_, LANES):
+            mask = lanes(0, min(LANES, c_ - c0))
+            for i in range(kh):
+                for a in range(4):
+                    fill_at(acc, a * LANES, 0.0)
+                for row in range(k * rows_per_chunk, min(n_ * ho, (k + 1) * rows_per_chunk)):
+                    n = row // ho
+                    ih = row - n * ho + rows[i] - ph
+                    if ih < 0 or ih >= h_:
+                        if i > 0:
+                            continue
+                        ih = -1  # the bias pass still reads ∂y
+                    for ow0 in range(0, wo, _TILE):
+                        valid = min(_TILE, wo - ow0)
+                        for p in range(_TILE):
+                            if p < valid:
+                                load_at(gt, p * LANES, g1, (row * wo + ow0 + p) * c_ + c0, mask)
+                                if i == 0:
+                                    add_at(acc, 3 * LANES, gt, p * LANES)
+                        if ih < 0:
+                            continue
+                        at = ((n * h_ + ih) * w_ + ow0 - pw) * c_ + c0
+                        for u in range(_TILE + kw - 1):
+                            if 0 <= ow0 - pw + u < w_:
+                                load(xv, x1, at + u * c_, mask)
+                                for t in range(kw):
+                                    if 0 <= u - t < _TILE and u - t < valid:
+                                        fma_at(acc, t * LANES, gt, (u - t) * LANES, xv, 0)
+                for t in range(kw):
+                    store_at(acc, t * LANES, p1, base + (i * kw + t) * c_ + c0, mask)
+                if i == 0:
+                    store_at(acc, 3 * LANES, p1, base + kh * kw * c_ + c0, mask)
 
 
 @njit(fastmath=_FAST)
@@ -476,6 +762,11 @@ def tap_offsets(kernel: tuple[int, int], dilation: tuple[int, int], dtype: torch
     return np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
 
 
+def _taps(rows: Any, cols: Any) -> tuple[np.ndarray, np.ndarray]:
+    """The tap offsets as int64 arrays (the kernels that take them so compile once per dtype)."""
+    return np.asarray(rows, dtype=np.int64), np.asarray(cols, dtype=np.int64)
+
+
 def _nhwc(t: torch.Tensor) -> bool:
     """A 4-D tensor laid out NHWC (and not also NCHW-contiguous)."""
     return not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
@@ -483,6 +774,13 @@ def _nhwc(t: torch.Tensor) -> bool:
 
 def _as_nhwc(t: torch.Tensor) -> np.ndarray:
     return t.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).numpy()
+
+
+def _streams(y: torch.Tensor) -> bool:
+    """Whether the channels_last forward writes y (channels_last) with non-temporal stores: y larger than
+    ``STREAM_BYTES`` (it cannot stay in the writing cores' L2 caches anyway; streaming skips reading every line
+    before it is written) and every block of LANES channels on a 64-byte boundary."""
+    return y.numel() * y.element_size() >= STREAM_BYTES and y.shape[1] % LANES == 0 and y.data_ptr() % 64 == 0
 
 
 def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, geometry: Geometry) -> torch.Tensor:
@@ -494,12 +792,17 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, ge
     rows, cols = tap_offsets((kh, kw), (dh, dw), x.dtype)
     if _nhwc(x):
         y = torch.empty((n, cm, ho, wo), dtype=x.dtype, memory_format=torch.channels_last)
-        run_tasks(_forward_nhwc, n * ho, _as_nhwc(x), weight.reshape(cm, kh * kw).t().contiguous().numpy(), b,
-                  y.permute(0, 2, 3, 1).numpy(), rows, cols, sh, sw, ph, pw, work=y.numel())
+        kernel, rows, cols = _forward_nhwc_kernel(rows, cols, sw, cm // x.shape[1])
+        run_tasks(kernel, n * ho, _as_nhwc(x), weight.reshape(cm, kh * kw).t().contiguous().numpy(), b,
+                  y.permute(0, 2, 3, 1).numpy(), rows, cols, sh, sw, ph, pw, _streams(y), work=y.numel())
     else:
         y = torch.empty((n, cm, ho, wo), dtype=x.dtype)
-        run_tasks(_correlate_nchw, n * x.shape[1], x.contiguous().numpy(), weight.reshape(cm, kh, kw).numpy(), b,
-                  y.numpy(), 1, rows, cols, sh, sw, ph, pw, work=y.numel())
+        if sw == 1 and cm == x.shape[1]:
+            run_tasks(_correlate_nchw_rows, n * cm, x.contiguous().numpy(), weight.reshape(cm, kh, kw).numpy(), b,
+                      y.numpy(), *_taps(rows, cols), sh, ph, pw, work=y.numel())
+        else:
+            run_tasks(_correlate_nchw, n * x.shape[1], x.contiguous().numpy(), weight.reshape(cm, kh, kw).numpy(), b,
+                      y.numpy(), 1, rows, cols, sh, sw, ph, pw, work=y.numel())
     return y
 
 
@@ -518,8 +821,9 @@ def backward(x: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor, geometry
             grad_x = torch.empty((n, c, h, w), dtype=x.dtype, memory_format=torch.channels_last)
             if m == 1 and sh == 1 and sw == 1:  # ∂x = ∂y ⋆ flip(w), padded by d·(k − 1) − pad: the forward kernel
                 flipped = weight.reshape(c, kh, kw).flip(1, 2).reshape(c, kh * kw).t().contiguous().numpy()
-                run_tasks(_forward_nhwc, n * h, g, flipped, np.zeros(c, dtype=g.dtype), grad_x.permute(0, 2, 3, 1).numpy(),
-                          *tap_offsets((kh, kw), (dh, dw), x.dtype), 1, 1, dh * (kh - 1) - ph, dw * (kw - 1) - pw,
+                kernel, rows, cols = _forward_nhwc_kernel(*tap_offsets((kh, kw), (dh, dw), x.dtype), 1, 1)
+                run_tasks(kernel, n * h, g, flipped, np.zeros(c, dtype=g.dtype), grad_x.permute(0, 2, 3, 1).numpy(),
+                          rows, cols, 1, 1, dh * (kh - 1) - ph, dw * (kw - 1) - pw, _streams(grad_x),
                           work=grad_x.numel())
             else:
                 taps = weight.reshape(c, m, kh, kw).permute(2, 3, 1, 0).contiguous().numpy()  # (kh, kw, m, C)
@@ -530,8 +834,12 @@ def backward(x: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor, geometry
             chunks = max(1, min(rows, 4 * torch.get_num_threads()))
             partial = torch.zeros((chunks, kh + 1, kw, m, c), dtype=x.dtype)
             offsets = tap_offsets((kh, kw), (dh, dw), x.dtype)
-            run_tasks(_weight_grad_nhwc, chunks, _as_nhwc(x), g, partial.numpy(), -(-rows // chunks), *offsets, sh, sw,
-                      ph, pw, work=g.size)
+            if isinstance(offsets[0], tuple) and m == 1 and sh == sw == dh == dw == 1 and kw <= 3:
+                run_tasks(_weight_grad_nhwc_dense, chunks, _as_nhwc(x), g, partial.numpy(), -(-rows // chunks),
+                          *offsets, ph, pw, work=g.size)
+            else:
+                run_tasks(_weight_grad_nhwc, chunks, _as_nhwc(x), g, partial.numpy(), -(-rows // chunks), *offsets,
+                          sh, sw, ph, pw, work=g.size)
             sums = partial.sum(0)  # (kh + 1, kw, m, C)
             grad_w = sums[:kh].permute(3, 2, 0, 1).reshape(cm, 1, kh, kw)
             grad_b = sums[kh, 0].t().reshape(cm)
@@ -542,18 +850,26 @@ def backward(x: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor, geometry
             taps = weight.reshape(cm, kh, kw)
             if sh == 1 and sw == 1:  # ∂x = Σ_j ∂y_j ⋆ flip(w_j), padded by d·(k − 1) − pad
                 rows, cols = tap_offsets((kh, kw), (dh, dw), x.dtype)
-                run_tasks(_correlate_nchw, n * c, g, taps.flip(1, 2).contiguous().numpy(), np.zeros(c, dtype=g.dtype),
-                          grad_x.numpy(), m, rows, cols, 1, 1, dh * (kh - 1) - ph, dw * (kw - 1) - pw,
-                          work=grad_x.numel())
+                flipped, zeros = taps.flip(1, 2).contiguous().numpy(), np.zeros(c, dtype=g.dtype)
+                if m == 1:
+                    run_tasks(_correlate_nchw_rows, n * c, g, flipped, zeros, grad_x.numpy(), *_taps(rows, cols), 1,
+                              dh * (kh - 1) - ph, dw * (kw - 1) - pw, work=grad_x.numel())
+                else:
+                    run_tasks(_correlate_nchw, n * c, g, flipped, zeros, grad_x.numpy(), m, rows, cols, 1, 1,
+                              dh * (kh - 1) - ph, dw * (kw - 1) - pw, work=grad_x.numel())
             else:
                 run_tasks(_scatter_input_grad_nchw, n * c, g, taps.contiguous().numpy(), grad_x.numpy(), sh, sw, dh, dw,
                           ph, pw, work=grad_x.numel())
         if need_w or need_b:
             partial = torch.empty((n, cm, kh * kw + 1), dtype=x.dtype)
-            masks = _column_masks(w, g.shape[3], kw, sw, dw, pw)
             rows, cols = tap_offsets((kh, kw), (dh, dw), x.dtype)
-            run_tasks(_weight_grad_nchw, n * cm, x.contiguous().numpy(), g, partial.numpy(), masks, rows, cols, sh, sw,
-                      ph, pw, work=g.size)
+            if isinstance(rows, tuple) and m == 1 and sh == sw == dh == 1 and kh <= 3 and kw <= 3:
+                run_tasks(_weight_grad_nchw_rows, n * cm, x.contiguous().numpy(), g, partial.numpy(), rows, cols, ph,
+                          pw, work=g.size)
+            else:
+                masks = _column_masks(w, g.shape[3], kw, sw, dw, pw)
+                run_tasks(_weight_grad_nchw, n * cm, x.contiguous().numpy(), g, partial.numpy(), masks, rows, cols,
+                          sh, sw, ph, pw, work=g.size)
             sums = partial.sum(0)
             grad_w = sums[:, :kh * kw].reshape(cm, 1, kh, kw)
             grad_b = sums[:, kh * kw]

@@ -18,67 +18,100 @@ import torch
 
 from .depthwise import dense
 from .numba_runtime import njit, run_tasks
-from .simd import LANES, block, fill, fma, fma_vv, lanes, store, total
+from .simd import (
+    LANES,
+    add_at,
+    block,
+    fill,
+    fill_at,
+    fma,
+    fma_vv,
+    fma_vv_at,
+    lanes,
+    load_at,
+    store,
+    store_at,
+    tile,
+    total_at,
+)
 
 _FAST = {"contract"}
-_GROUP = 4 * LANES  # channels per channels_last task: 4 register blocks (256 bytes of fp32, whole cache lines)
+_OUTPUTS, _CHAINS = 4, 4  # forward: multipliers per pass over x, independent accumulators per output (NCHW)
+_GROUP = 4  # channels_last forward: blocks of LANES channels at a time (256 bytes of fp32: whole cache lines)
+_SPAN = 16  # channels_last forward: positions whose weights are reused from L1 by every sample
+_ACCUMULATORS = _OUTPUTS * _CHAINS  # = _OUTPUTS * _GROUP
 
 
 @njit(fastmath=_FAST)
 def _forward_nchw(begin: int, end: int, x: Any, w: Any, y: Any) -> None:  # pragma: no cover - compiled
-    """y[n, c·m + j] = Σ_p x[n, c, p] · w[c·m + j, p]; x (N, C, P), w (C·m, P), y (N, C·m)."""
-    _, c_, p_ = x.shape
+    """y[n, c·m + j] = Σ_p x[n, c, p] · w[c·m + j, p]; x (N, C, P), w (C·m, P), y (N, C·m). Tasks: (n, c) planes.
+    Each block of x is loaded once for
+    up to _OUTPUTS multipliers j at a time, _CHAINS independent accumulators per output (a chain of FMAs waits on
+    each one's latency)."""
+    c_, p_ = x.shape[1], x.shape[2]
     cm = w.shape[0]
     m = cm // c_
     x1, w1 = x.ravel(), w.ravel()
+    acc, xt = tile(x1, _ACCUMULATORS), tile(x1, _CHAINS)
     for task in range(begin, end):
-        acc = block(x1)
         n = task // c_
         c = task - n * c_
-        for j in range(m):
-            o = c * m + j
-            fill(acc, 0.0)
-            for p0 in range(0, p_, LANES):
-                fma_vv(acc, x1, task * p_ + p0, w1, o * p_ + p0, lanes(0, min(LANES, p_ - p0)))
-            y[n, o] = total(acc)
+        at_x = task * p_
+        for j0 in range(0, m, _OUTPUTS):
+            for k in range(_OUTPUTS * _CHAINS):
+                fill_at(acc, k * LANES, 0.0)
+            for p0 in range(0, p_, _CHAINS * LANES):
+                for k in range(_CHAINS):
+                    mask = lanes(0, max(0, min(LANES, p_ - p0 - k * LANES)))
+                    load_at(xt, k * LANES, x1, at_x + p0 + k * LANES, mask)
+                    for j in range(_OUTPUTS):
+                        if j0 + j < m:
+                            fma_vv_at(acc, (j * _CHAINS + k) * LANES, xt, k * LANES, w1,
+                                      (c * m + j0 + j) * p_ + p0 + k * LANES, mask)
+            for j in range(_OUTPUTS):
+                if j0 + j < m:
+                    for k in range(1, _CHAINS):
+                        add_at(acc, j * _CHAINS * LANES, acc, (j * _CHAINS + k) * LANES)
+                    y[n, c * m + j0 + j] = total_at(acc, j * _CHAINS * LANES)
 
 
 @njit(fastmath=_FAST)
-def _forward_nhwc(begin: int, end: int, x: Any, w: Any, y: Any) -> None:  # pragma: no cover - compiled
-    """y[n, j, c] = Σ_p x[n, p, c] · w[p, j, c]; x (N, P, C), w (P, m, C), y (N, m, C)."""
-    _, p_, c_ = x.shape
-    m = w.shape[1]
-    groups = (c_ + _GROUP - 1) // _GROUP
-    x1, w1, y1 = x.ravel(), w.ravel(), y.ravel()
+def _forward_nhwc(begin: int, end: int, x: Any, w: Any, partial: Any, chunk: int) -> None:  # pragma: no cover
+    """partial[k, n, j, c] = Σ_{p in chunk k} x[n, p, c] · w[j, p, c]; x (N, P, C), w (m, P, C), partial (chunks,
+    N, m, C) zeroed by the caller, summed over the chunks by torch. Tasks: chunks of ``chunk`` positions, so x and w
+    are each read once: for _SPAN positions (their weights stay in L1) every sample's accumulators (_GROUP blocks of
+    LANES channels × up to _OUTPUTS multipliers, in registers) are loaded from ``partial``, run down the positions
+    (each x block loaded once for the multipliers) and stored back."""
+    n_, p_, c_ = x.shape
+    m = w.shape[0]
+    x1, w1, q1 = x.ravel(), w.ravel(), partial.ravel()
+    acc, xt = tile(x1, _ACCUMULATORS), tile(x1, _GROUP)
     for task in range(begin, end):
-        a0, a1, a2, a3 = block(x1), block(x1), block(x1), block(x1)
-        n = task // (groups * m)
-        rest = task - n * groups * m
-        c0 = (rest // m) * _GROUP
-        j = rest - (rest // m) * m
-        k0 = lanes(0, min(LANES, c_ - c0))
-        k1 = lanes(0, max(0, min(LANES, c_ - c0 - LANES)))
-        k2 = lanes(0, max(0, min(LANES, c_ - c0 - 2 * LANES)))
-        k3 = lanes(0, max(0, min(LANES, c_ - c0 - 3 * LANES)))
-        fill(a0, 0.0)
-        fill(a1, 0.0)
-        fill(a2, 0.0)
-        fill(a3, 0.0)
-        for p in range(p_):
-            at_x = (n * p_ + p) * c_ + c0
-            at_w = (p * m + j) * c_ + c0
-            fma_vv(a0, x1, at_x, w1, at_w, k0)
-            if k1 != 0:
-                fma_vv(a1, x1, at_x + LANES, w1, at_w + LANES, k1)
-            if k2 != 0:
-                fma_vv(a2, x1, at_x + 2 * LANES, w1, at_w + 2 * LANES, k2)
-            if k3 != 0:
-                fma_vv(a3, x1, at_x + 3 * LANES, w1, at_w + 3 * LANES, k3)
-        at_y = (n * m + j) * c_ + c0
-        store(a0, y1, at_y, k0)
-        store(a1, y1, at_y + LANES, k1)
-        store(a2, y1, at_y + 2 * LANES, k2)
-        store(a3, y1, at_y + 3 * LANES, k3)
+        p_lo, p_hi = task * chunk, min(p_, (task + 1) * chunk)
+        for g0 in range(0, c_, _GROUP * LANES):
+            for j0 in range(0, m, _OUTPUTS):
+                for ps in range(p_lo, p_hi, _SPAN):
+                    pe = min(p_hi, ps + _SPAN)
+                    for n in range(n_):
+                        at_q = (task * n_ + n) * m * c_ + g0
+                        for j in range(_OUTPUTS):
+                            if j0 + j < m:
+                                for k in range(_GROUP):
+                                    mask = lanes(0, max(0, min(LANES, c_ - g0 - k * LANES)))
+                                    load_at(acc, (j * _GROUP + k) * LANES, q1, at_q + (j0 + j) * c_ + k * LANES, mask)
+                        for p in range(ps, pe):
+                            for k in range(_GROUP):
+                                mask = lanes(0, max(0, min(LANES, c_ - g0 - k * LANES)))
+                                load_at(xt, k * LANES, x1, (n * p_ + p) * c_ + g0 + k * LANES, mask)
+                                for j in range(_OUTPUTS):
+                                    if j0 + j < m:
+                                        fma_vv_at(acc, (j * _GROUP + k) * LANES, xt, k * LANES, w1,
+                                                  ((j0 + j) * p_ + p) * c_ + g0 + k * LANES, mask)
+                        for j in range(_OUTPUTS):
+                            if j0 + j < m:
+                                for k in range(_GROUP):
+                                    mask = lanes(0, max(0, min(LANES, c_ - g0 - k * LANES)))
+                                    store_at(acc, (j * _GROUP + k) * LANES, q1, at_q + (j0 + j) * c_ + k * LANES, mask)
 
 
 @njit(fastmath=_FAST)
@@ -120,9 +153,9 @@ def _weight_grad_nchw(begin: int, end: int, x: Any, g: Any, gw: Any) -> None:  #
 
 @njit(fastmath=_FAST)
 def _input_grad_nhwc(begin: int, end: int, g: Any, w: Any, gx: Any) -> None:  # pragma: no cover - compiled
-    """∂x[n, p, c] = Σ_j g[n, j, c] · w[p, j, c]; g (N, m, C), w (P, m, C), ∂x (N, P, C). One task per (n, p)."""
+    """∂x[n, p, c] = Σ_j g[n, j, c] · w[j, p, c]; g (N, m, C), w (m, P, C), ∂x (N, P, C). One task per (n, p)."""
     _, p_, c_ = gx.shape
-    m = w.shape[1]
+    m = w.shape[0]
     g1, w1, gx1 = g.ravel(), w.ravel(), gx.ravel()
     for task in range(begin, end):
         acc = block(gx1)
@@ -132,7 +165,7 @@ def _input_grad_nhwc(begin: int, end: int, g: Any, w: Any, gx: Any) -> None:  # 
             mask = lanes(0, min(LANES, c_ - c0))
             fill(acc, 0.0)
             for j in range(m):
-                fma_vv(acc, g1, (n * m + j) * c_ + c0, w1, (p * m + j) * c_ + c0, mask)
+                fma_vv(acc, g1, (n * m + j) * c_ + c0, w1, (j * p_ + p) * c_ + c0, mask)
             store(acc, gx1, task * c_ + c0, mask)
 
 
@@ -166,11 +199,12 @@ class GlobalDepthwiseFunction(torch.autograd.Function):
         m = cm // c
         nhwc = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
         if nhwc:
-            spread = torch.empty((n, m, c), dtype=x.dtype)
-            groups = -(-c // _GROUP)
-            run_tasks(_forward_nhwc, n * groups * m, x.permute(0, 2, 3, 1).reshape(n, p, c).numpy(),
-                      _weight_nhwc(weight, c).numpy(), spread.numpy(), work=x.numel())
-            y = spread.transpose(1, 2).reshape(n, cm)
+            chunks = max(1, min(-(-p // _SPAN), 2 * torch.get_num_threads()))
+            chunk = -(-p // chunks)
+            partial = torch.zeros((chunks, n, m, c), dtype=x.dtype)
+            run_tasks(_forward_nhwc, chunks, x.permute(0, 2, 3, 1).reshape(n, p, c).numpy(),
+                      _weight_nhwc(weight, c).numpy(), partial.numpy(), chunk, work=x.numel())
+            y = partial.sum(0).transpose(1, 2).reshape(n, cm)
         else:
             y = torch.empty((n, cm), dtype=x.dtype)
             run_tasks(_forward_nchw, n * c, x.contiguous().reshape(n, c, p).numpy(), weight.reshape(cm, p).numpy(),
@@ -213,9 +247,10 @@ class GlobalDepthwiseFunction(torch.autograd.Function):
 
 
 def _weight_nhwc(weight: torch.Tensor, channels: int) -> torch.Tensor:
-    """(C·m, 1, H, W) → (H·W, m, C), contiguous."""
+    """(C·m, 1, H, W) → (m, H·W, C), contiguous: one (C, H·W) transposition per multiplier (torch copies that
+    order about twice as fast as into (H·W, m, C), whose rows interleave the multipliers)."""
     cm = weight.shape[0]
-    return weight.reshape(channels, cm // channels, weight.shape[2] * weight.shape[3]).permute(2, 1, 0).contiguous()
+    return weight.reshape(channels, cm // channels, weight.shape[2] * weight.shape[3]).permute(1, 2, 0).contiguous()
 
 
 def global_depthwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

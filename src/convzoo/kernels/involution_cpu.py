@@ -7,8 +7,9 @@ reads outside the input being zero (the zero padding is never materialised; othe
 torch first and run with pad = 0). No unfold and no (N, C, T, *O) patch tensor.
 
 On channels-last data (an NCHW input is copied to it and the output copied back: the copies cost less than
-kernels that would read rows of 56 outputs with strided taps): one task per output row; at each position, for each
-group, nine taps in one pass over the group's channels (a tap outside the input reads a row of zeros). Backward: the
+kernels that would read rows of 56 outputs with strided taps): one task per output row; per group and pair of
+channel blocks, tiles of positions along the row in register accumulators, every tap adding a broadcast kernel
+value times an input block (a tap outside the input reads a row of zeros). Backward: the
 kernels' gradient ∂H[n, g·T + t, p] = Σ_{c ∈ g} ∂y[n, c, p]·x[n, c, p·s + t·d − pad] as nine dot products per pass
 (one task per output row), and the input's gradient gathered, for any stride, from the outputs that read each input
 pixel (one task per input row), so no two tasks write one value.
@@ -22,10 +23,13 @@ import numpy as np
 import torch
 from numba import prange
 
-from .numba_runtime import njit, sync_threads
+from .numba_runtime import njit, run_tasks, sync_threads
+from .simd import LANES, fill_at, fma_scalar_at, lanes, store_at, tile
 
 _FAST = {"contract"}
 _REDUCE = {"contract", "reassoc"}
+_TILE = 4  # forward: output positions along a row per register tile (× 2 blocks of LANES channels)
+_TILE_BLOCKS = 2 * _TILE
 
 
 @njit(fastmath=_FAST)
@@ -46,9 +50,6 @@ def _fma9(r: Any, a: Any, rows: Any, zeros: Any, at: Any, c0: int) -> None:  # p
     for k in range(n):
         r[k] += (a0 * x0[k] + a1 * x1[k] + a2 * x2[k] + a3 * x3[k] + a4 * x4[k] + a5 * x5[k] + a6 * x6[k]
                  + a7 * x7[k] + a8 * x8[k])
-
-
-_fma9_inlined = njit(fastmath=_FAST, inline="always")(_fma9.py_func)  # the forward's hot loop, without call costs
 
 
 @njit(fastmath=_REDUCE)
@@ -114,34 +115,65 @@ def _output_rows(at: Any, t0: int, taps: int, tdy: Any, tdx: Any, ih: int, iw: i
                 at[q] = ry * wo + rx
 
 
-@njit(parallel=True, fastmath=_FAST)
-def _forward_nhwc(x: Any, kern: Any, y: Any, tdy: Any, tdx: Any, sh: int, sw: int, ph: int,
-                  pw: int) -> None:  # pragma: no cover - compiled
-    """y (N, Ho, Wo, C) from x (N, H, W, C) and kern (N, Ho, Wo, G·T); one task per output row, the taps nine at a
-    time (a tap outside the input reads a row of zeros, as from the zero padding)."""
-    n_, h, w, c = x.shape
+@njit(fastmath=_FAST)
+def _forward_tiles(begin: int, end: int, x: Any, kern: Any, y: Any, zeros: Any, tdy: Any, tdx: Any, sh: int, sw: int,
+                   ph: int, pw: int) -> None:  # pragma: no cover - compiled
+    """y (N, Ho, Wo, C) from x (N, H, W, C) and kern (N, Ho, Wo, G·T); tasks: output rows (n, oh). Per group and
+    pair of channel blocks, tiles of _TILE positions along the row keep their 2·_TILE accumulators in registers
+    while every tap adds kernel value × input block (one scalar broadcast feeds both blocks); positions whose taps
+    leave the row run one at a time. A tap outside the input reads ``zeros`` (a NaN kernel value there still gives
+    NaN, as from the zero padding)."""
+    _, h, w, c = x.shape
     _, ho, wo, gt = kern.shape
     taps = len(tdy)
-    groups = gt // taps
-    cg = c // groups
-    for task in prange(n_ * ho):
+    cg = c // (gt // taps)
+    x1, k1, y1 = x.ravel(), kern.ravel(), y.ravel()
+    acc = tile(x1, _TILE_BLOCKS)
+    lo_dx, hi_dx = tdx.min(), tdx.max()
+    ow_lo = min(wo, max(0, (pw - lo_dx + sw - 1) // sw))  # first ow whose every tap is inside the row
+    ow_hi = max(ow_lo, min(wo, (w - 1 + pw - hi_dx) // sw + 1))  # past the last one
+    for task in range(begin, end):
         n = task // ho
         oh = task - n * ho
-        zeros = np.zeros(c, x.dtype)
-        coef = np.zeros(9, x.dtype)
-        at = np.empty(9, np.int64)
-        x2 = x[n].reshape(h * w, c)
-        for ow in range(wo):
-            row, krow = y[n, oh, ow], kern[n, oh, ow]
-            row[:] = 0
-            for t0 in range(0, taps, 9):
-                _input_rows(at, t0, taps, tdy, tdx, oh, ow, h, w, sh, sw, ph, pw)
-                for g in range(groups):
-                    c0 = g * cg
-                    for q in range(min(9, taps - t0)):
-                        coef[q] = krow[g * taps + t0 + q]
-                    _fma9_inlined(row[c0:c0 + cg], coef, x2, zeros, at, c0)
-                coef[:] = 0
+        at_k = (n * ho + oh) * wo * gt
+        at_y = (n * ho + oh) * wo * c
+        for g in range(gt // taps):
+            for cb in range(g * cg, (g + 1) * cg, 2 * LANES):
+                m0 = lanes(0, min(LANES, (g + 1) * cg - cb))
+                m1 = lanes(0, max(0, min(LANES, (g + 1) * cg - cb - LANES)))
+                ow = 0
+                while ow < wo:
+                    full = ow >= ow_lo and ow + _TILE <= ow_hi
+                    for b in range(_TILE_BLOCKS):
+                        fill_at(acc, b * LANES, 0.0)
+                    for t in range(taps):
+                        ih = oh * sh - ph + tdy[t]
+                        inside = 0 <= ih < h
+                        src = x1 if inside else zeros
+                        kt = at_k + ow * gt + g * taps + t
+                        if full:
+                            at_x = ((n * h + ih) * w + ow * sw - pw + tdx[t]) * c + cb if inside else 0
+                            step = sw * c if inside else 0
+                            for q in range(_TILE):
+                                coef = k1[kt + q * gt]
+                                fma_scalar_at(acc, 2 * q * LANES, coef, src, at_x + q * step, m0)
+                                fma_scalar_at(acc, (2 * q + 1) * LANES, coef, src, at_x + q * step + LANES, m1)
+                        else:
+                            iw = ow * sw - pw + tdx[t]
+                            at_x = ((n * h + ih) * w + iw) * c + cb if inside and 0 <= iw < w else 0
+                            src = x1 if inside and 0 <= iw < w else zeros
+                            coef = k1[kt]
+                            fma_scalar_at(acc, 0, coef, src, at_x, m0)
+                            fma_scalar_at(acc, LANES, coef, src, at_x + LANES, m1)
+                    if full:
+                        for q in range(_TILE):
+                            store_at(acc, 2 * q * LANES, y1, at_y + (ow + q) * c + cb, m0)
+                            store_at(acc, (2 * q + 1) * LANES, y1, at_y + (ow + q) * c + cb + LANES, m1)
+                        ow += _TILE
+                    else:
+                        store_at(acc, 0, y1, at_y + ow * c + cb, m0)
+                        store_at(acc, LANES, y1, at_y + ow * c + cb + LANES, m1)
+                        ow += 1
 
 
 @njit(parallel=True, fastmath=_REDUCE)
@@ -213,8 +245,9 @@ class InvolutionFunction(torch.autograd.Function):
         ks = kernels.detach().to(x.dtype).permute(0, 2, 3, 1).contiguous()
         y = torch.empty(n, ho, wo, c, dtype=x.dtype)
         ctx.geometry = (*_tap_offsets(kernel_size, dilation), *stride, *padding)
-        sync_threads()
-        _forward_nhwc(xs.numpy(), ks.numpy(), y.numpy(), *ctx.geometry)
+        zeros = torch.zeros(2 * LANES, dtype=x.dtype)
+        run_tasks(_forward_tiles, n * ho, xs.numpy(), ks.numpy(), y.numpy(), zeros.numpy(), *ctx.geometry,
+                  work=y.numel())
         ctx.save_for_backward(xs, ks)
         y = y.permute(0, 3, 1, 2)
         return y if _channels_last(x) else y.contiguous()

@@ -177,6 +177,167 @@ def block(typingctx: Any, like: Any) -> Any:
 
 
 @intrinsic
+def tile(typingctx: Any, like: Any, count: Any) -> Any:
+    """A (count·LANES,) array of ``like``'s dtype on the stack: ``count`` blocks (a constant count), block k at
+    offset k·LANES. The ``*_at`` operations address a block by its offset; where the offsets are constants (loops
+    unrolled), LLVM keeps every block in a register of its own."""
+    if not isinstance(count, types.IntegerLiteral):
+        return None
+    blocks = count.literal_value
+    arrty = types.Array(like.dtype, 1, "C")
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        vty = _vector_type(context, like.dtype)
+        ptr = cgutils.alloca_once(builder, ir.ArrayType(vty, blocks))
+        ary = make_array(arrty)(context, builder)
+        itemsize = context.get_constant(types.intp, like.dtype.bitwidth // 8)
+        populate_array(ary, data=builder.bitcast(ptr, context.get_data_type(like.dtype).as_pointer()),
+                       shape=[context.get_constant(types.intp, blocks * LANES)], strides=[itemsize],
+                       itemsize=itemsize, meminfo=None)
+        return ary._getvalue()
+
+    return arrty(like, count), codegen
+
+
+def _block_pointer(context: Any, builder: Any, arrty: Any, arr: Any, offset: Any) -> Any:
+    """The block of a tile at element offset ``offset`` (a multiple of LANES), as a vector pointer."""
+    data = make_array(arrty)(context, builder, arr).data
+    return builder.bitcast(builder.gep(data, [offset]), _vector_type(context, arrty.dtype).as_pointer())
+
+
+@intrinsic
+def load_at(typingctx: Any, acc: Any, at: Any, src: Any, start: Any, mask: Any) -> Any:
+    """acc[at + l] = src[start + l] on the lanes in mask, 0 elsewhere (acc a tile, at a block's offset)."""
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        a, ao, s, st, mk = _args(context, builder, sig, args, (1, 3, 4))
+        builder.store(_masked_load(context, builder, src, s, st, mk), _block_pointer(context, builder, acc, a, ao))
+        return context.get_dummy_value()
+
+    return types.none(acc, at, src, start, mask), codegen
+
+
+@intrinsic
+def store_at(typingctx: Any, acc: Any, at: Any, dst: Any, start: Any, mask: Any) -> Any:
+    """dst[start + l] = acc[at + l] on the lanes in mask (acc a tile, at a block's offset)."""
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        a, ao, d, st, mk = _args(context, builder, sig, args, (1, 3, 4))
+        vec = builder.load(_block_pointer(context, builder, acc, a, ao))
+        _masked_store(context, builder, dst, d, st, vec, mk)
+        return context.get_dummy_value()
+
+    return types.none(acc, at, dst, start, mask), codegen
+
+
+@intrinsic
+def stream_at(typingctx: Any, acc: Any, at: Any, dst: Any, start: Any) -> Any:
+    """dst[start + l] = acc[at + l] on every lane, a non-temporal store (no read of the line it fills; dst + start
+    aligned to the block's size)."""
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        a, ao, d, st = _args(context, builder, sig, args, (1, 3))
+        vec = builder.load(_block_pointer(context, builder, acc, a, ao))
+        ptr = builder.bitcast(_element_pointer(context, builder, dst, d, st), vec.type.as_pointer())
+        instr = builder.store(vec, ptr, align=64)
+        instr.set_metadata("nontemporal", builder.module.add_metadata([ir.Constant(_I32, 1)]))
+        return context.get_dummy_value()
+
+    return types.none(acc, at, dst, start), codegen
+
+
+@intrinsic
+def store_fence(typingctx: Any) -> Any:
+    """A full memory fence: the non-temporal stores before it are visible to every thread after it."""
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        builder.fence("seq_cst")
+        return context.get_dummy_value()
+
+    return types.none(), codegen
+
+
+@intrinsic
+def fma_at(typingctx: Any, acc: Any, at: Any, u: Any, u_at: Any, v: Any, v_at: Any) -> Any:
+    """acc[at + l] += u[u_at + l] · v[v_at + l] on every lane: three blocks of tiles (offsets multiples of LANES)."""
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        a, ao, ub, uo, vb, vo = _args(context, builder, sig, args, (1, 3, 5))
+        target = _block_pointer(context, builder, acc, a, ao)
+        x = builder.load(_block_pointer(context, builder, u, ub, uo))
+        y = builder.load(_block_pointer(context, builder, v, vb, vo))
+        builder.store(_fma(builder, x, y, builder.load(target)), target)
+        return context.get_dummy_value()
+
+    return types.none(acc, at, u, u_at, v, v_at), codegen
+
+
+@intrinsic
+def add_at(typingctx: Any, acc: Any, at: Any, v: Any, v_at: Any) -> Any:
+    """acc[at + l] += v[v_at + l] on every lane (blocks of tiles)."""
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        a, ao, vb, vo = _args(context, builder, sig, args, (1, 3))
+        target = _block_pointer(context, builder, acc, a, ao)
+        y = builder.load(_block_pointer(context, builder, v, vb, vo))
+        builder.store(builder.fadd(builder.load(target), y), target)
+        return context.get_dummy_value()
+
+    return types.none(acc, at, v, v_at), codegen
+
+
+@intrinsic
+def fma_vv_at(typingctx: Any, acc: Any, at: Any, u: Any, u_at: Any, v: Any, v_start: Any, mask: Any) -> Any:
+    """acc[at + l] += u[u_at + l] · v[v_start + l]: u a block of a tile (every lane), v read on the lanes in mask
+    (0 elsewhere)."""
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        a, ao, ub, uo, vb, vs, mk = _args(context, builder, sig, args, (1, 3, 5, 6))
+        target = _block_pointer(context, builder, acc, a, ao)
+        x = builder.load(_block_pointer(context, builder, u, ub, uo))
+        y = _masked_load(context, builder, v, vb, vs, mk)
+        builder.store(_fma(builder, x, y, builder.load(target)), target)
+        return context.get_dummy_value()
+
+    return types.none(acc, at, u, u_at, v, v_start, mask), codegen
+
+
+@intrinsic
+def fill_at(typingctx: Any, acc: Any, at: Any, value: Any) -> Any:
+    """acc[at + l] = value on every lane (acc a tile, at a block's offset)."""
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        a, ao, v = _args(context, builder, sig, args, (1,))
+        vec = _splat(builder, _vector_type(context, acc.dtype), context.cast(builder, v, sig.args[2], acc.dtype))
+        builder.store(vec, _block_pointer(context, builder, acc, a, ao))
+        return context.get_dummy_value()
+
+    return types.none(acc, at, value), codegen
+
+
+@intrinsic
+def fma_at_scalar(typingctx: Any, acc: Any, at: Any, weight: Any, src: Any, start: Any) -> Any:
+    """acc[at + l] += weight · src[start + l] on every lane (acc a tile, at a block's offset; src read in full)."""
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        a, ao, w, s, st = _args(context, builder, sig, args, (1, 4))
+        target = _block_pointer(context, builder, acc, a, ao)
+        vty = _vector_type(context, acc.dtype)
+        x = builder.load(builder.bitcast(_element_pointer(context, builder, src, s, st), vty.as_pointer()), align=src.dtype.bitwidth // 8)
+        wv = _splat(builder, vty, context.cast(builder, w, sig.args[2], acc.dtype))
+        builder.store(_fma(builder, wv, x, builder.load(target)), target)
+        return context.get_dummy_value()
+
+    return types.none(acc, at, weight, src, start), codegen
+
+
+@intrinsic
+def fma_scalar_at(typingctx: Any, acc: Any, at: Any, weight: Any, src: Any, start: Any, mask: Any) -> Any:
+    """acc[at + l] += weight · src[start + l], src read on the lanes in mask (0 elsewhere; acc a tile, at a block's
+    offset)."""
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        a, ao, w, s, st, mk = _args(context, builder, sig, args, (1, 4, 5))
+        target = _block_pointer(context, builder, acc, a, ao)
+        x = _masked_load(context, builder, src, s, st, mk)
+        wv = _splat(builder, _vector_type(context, acc.dtype), context.cast(builder, w, sig.args[2], acc.dtype))
+        builder.store(_fma(builder, wv, x, builder.load(target)), target)
+        return context.get_dummy_value()
+
+    return types.none(acc, at, weight, src, start, mask), codegen
+
+
+@intrinsic
 def fill(typingctx: Any, acc: Any, value: Any) -> Any:
     """acc[l] = value on every lane."""
     def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
@@ -381,6 +542,49 @@ fma_vv_rep2 = _repeat_intrinsic(2)
 fma_vv_rep4 = _repeat_intrinsic(4)
 
 
+def _repeat_load_intrinsic(rep: int) -> Any:
+    @intrinsic
+    def load_rep(typingctx: Any, acc: Any, src: Any, start: Any, mask: Any) -> Any:
+        def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+            a, s, st, mk = _args(context, builder, sig, args, (2, 3))
+            part = _masked_load(context, builder, src, s, st, _spread_mask(builder, mk, rep))
+            vec = builder.shuffle_vector(part, part, ir.Constant(ir.VectorType(_I32, LANES),
+                                                                 [l // rep for l in range(LANES)]))
+            zero = ir.Constant(vec.type, None)
+            return _update(context, builder, sig, a, builder.select(_mask_vector(builder, mk), vec, zero))
+
+        return types.none(acc, src, start, mask), codegen
+
+    load_rep.__doc__ = (f"acc[l] = src[start + l // {rep}] on the lanes in mask, 0 elsewhere: one load (of the "
+                        f"elements those lanes need) and a constant shuffle.")
+    return load_rep
+
+
+load_rep2 = _repeat_load_intrinsic(2)
+load_rep4 = _repeat_load_intrinsic(4)
+
+
+@intrinsic
+def load_repeat(typingctx: Any, acc: Any, src: Any, start: Any, rep: Any, phase: Any, mask: Any) -> Any:
+    """acc[l] = src[start + (phase + l) // rep] on the lanes in mask, 0 elsewhere (lane by lane)."""
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        a, s, st, rp, ph, mk = _args(context, builder, sig, args, (2, 3, 4, 5))
+        return _update(context, builder, sig, a, _repeat_gather(context, builder, src, s, st, rp, ph, mk))
+
+    return types.none(acc, src, start, rep, phase, mask), codegen
+
+
+@intrinsic
+def fma_bb(typingctx: Any, acc: Any, u: Any, v: Any) -> Any:
+    """acc[l] += u[l] · v[l] on every lane: three blocks held in registers."""
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        a, ub, vb = args
+        return _update(context, builder, sig, a, _fma(builder, _get(context, builder, u, ub),
+                                                      _get(context, builder, v, vb), _get(context, builder, acc, a)))
+
+    return types.none(acc, u, v), codegen
+
+
 @intrinsic
 def store(typingctx: Any, acc: Any, dst: Any, start: Any, mask: Any) -> Any:
     """dst[start + l] = acc[l] on the lanes in mask."""
@@ -403,18 +607,53 @@ def store_step(typingctx: Any, acc: Any, dst: Any, start: Any, step: Any, mask: 
     return types.none(acc, dst, start, step, mask), codegen
 
 
+def _pairwise_sum(builder: Any, vec: Any) -> Any:
+    width = LANES
+    while width > 1:
+        width //= 2
+        low = builder.shuffle_vector(vec, vec, ir.Constant(ir.VectorType(_I32, width), list(range(width))))
+        high = builder.shuffle_vector(vec, vec, ir.Constant(ir.VectorType(_I32, width), list(range(width, 2 * width))))
+        vec = builder.fadd(low, high)
+    return builder.extract_element(vec, ir.Constant(_I32, 0))
+
+
 @intrinsic
 def total(typingctx: Any, acc: Any) -> Any:
     """Σ_l acc[l], pairwise in a fixed order (the same on every run)."""
     def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        vec = _get(context, builder, acc, args[0])
-        width = LANES
-        while width > 1:
-            width //= 2
-            low = builder.shuffle_vector(vec, vec, ir.Constant(ir.VectorType(_I32, width), list(range(width))))
-            high = builder.shuffle_vector(vec, vec, ir.Constant(ir.VectorType(_I32, width),
-                                                                list(range(width, 2 * width))))
-            vec = builder.fadd(low, high)
-        return builder.extract_element(vec, ir.Constant(_I32, 0))
+        return _pairwise_sum(builder, _get(context, builder, acc, args[0]))
 
     return acc.dtype(acc), codegen
+
+
+@intrinsic
+def total_at(typingctx: Any, acc: Any, at: Any) -> Any:
+    """Σ_l acc[at + l] (acc a tile, at a block's offset), pairwise in a fixed order."""
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        a, ao = _args(context, builder, sig, args, (1,))
+        return _pairwise_sum(builder, builder.load(_block_pointer(context, builder, acc, a, ao)))
+
+    return acc.dtype(acc, at), codegen
+
+
+def _prefetch_intrinsic(write: int) -> Any:
+    @intrinsic
+    def prefetch(typingctx: Any, src: Any, start: Any) -> Any:
+        def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+            s, st = args[0], context.cast(builder, args[1], sig.args[1], types.int64)
+            ptr = builder.gep(make_array(src)(context, builder, s).data, [st])
+            fn = _intrinsic_fn(builder, "llvm.prefetch.p0", ir.VoidType(), [ptr.type, _I32, _I32, _I32])
+            builder.call(fn, [ptr, ir.Constant(_I32, write), ir.Constant(_I32, 3), ir.Constant(_I32, 1)])
+            return context.get_dummy_value()
+
+        return types.none(src, start), codegen
+
+    prefetch.__doc__ = (f"A hint to bring the cache line holding src[start] into the caches ahead of its "
+                        f"{'stores' if write else 'loads'} (nothing is read: any index, even past the array's end, "
+                        "is harmless).")
+    return prefetch
+
+
+prefetch = _prefetch_intrinsic(0)
+prefetch_write = _prefetch_intrinsic(1)
+

@@ -971,27 +971,32 @@ def planned_depthwise_conv(shape: tuple[int, ...], strides: tuple[int, ...], dty
     rows, cols = tap_offsets((kh, kw), (dh, dw), dtype)
     zeros = torch.zeros(cm, dtype=dtype).numpy()
     out4 = (n, cm, ho, wo)
-    if nchw:
-        run = tasks_runner(_correlate_nchw, n * c, work=n * cm * ho * wo)
+    work = n * cm * ho * wo
+    if nchw:  # the kernels ``forward`` picks, with the same arguments
         x4, w3, out = (n, c, h, w), (cm, kh, kw), (out4 if dim == 2 else (n, cm, wo))
+        if sw == 1 and cm == c:
+            run, geometry = tasks_runner(_correlate_nchw_rows, n * cm, work=work), (*_taps(rows, cols), sh, ph, pw)
+        else:
+            run, geometry = tasks_runner(_correlate_nchw, n * c, work=work), (1, rows, cols, sh, sw, ph, pw)
 
         def launch_nchw(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
             y = torch.empty(out, dtype=dtype)
             run(x.numpy(force=True).reshape(x4), weight.numpy(force=True).reshape(w3),
-                zeros if bias is None else bias.numpy(force=True), y.numpy().reshape(out4), 1, rows, cols, sh, sw, ph,
-                pw)
+                zeros if bias is None else bias.numpy(force=True), y.numpy().reshape(out4), *geometry)
             return y
 
         return launch_nchw
-    run = tasks_runner(_forward_nhwc, n * ho, work=n * cm * ho * wo)
+    kernel, krows, kcols = _forward_nhwc_kernel(rows, cols, sw, cm // c)
+    run, geometry = tasks_runner(kernel, n * ho, work=work), (krows, kcols, sh, sw, ph, pw)
+    big = work * probe.element_size() >= STREAM_BYTES and cm % LANES == 0  # ``_streams``, less the alignment
     taps = kh * kw
     if dim == 2:
         def launch_nhwc(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
             y = torch.empty(out4, dtype=dtype, memory_format=torch.channels_last)
             run(x.numpy(force=True).transpose(0, 2, 3, 1),
                 np.ascontiguousarray(weight.numpy(force=True).reshape(cm, taps).T),
-                zeros if bias is None else bias.numpy(force=True), y.numpy().transpose(0, 2, 3, 1), rows, cols, sh, sw,
-                ph, pw)
+                zeros if bias is None else bias.numpy(force=True), y.numpy().transpose(0, 2, 3, 1), *geometry,
+                big and y.data_ptr() % 64 == 0)
             return y
 
         return launch_nhwc
@@ -1000,8 +1005,8 @@ def planned_depthwise_conv(shape: tuple[int, ...], strides: tuple[int, ...], dty
         y = torch.empty((n, wo, cm), dtype=dtype)  # (N, L, C): the (N, C, L) output's NLC storage
         run(x.numpy(force=True).transpose(0, 2, 1).reshape(n, 1, w, c),
             np.ascontiguousarray(weight.numpy(force=True).reshape(cm, taps).T),
-            zeros if bias is None else bias.numpy(force=True), y.numpy().reshape(n, 1, wo, cm), rows, cols, sh, sw, ph,
-            pw)
+            zeros if bias is None else bias.numpy(force=True), y.numpy().reshape(n, 1, wo, cm), *geometry,
+            big and y.data_ptr() % 64 == 0)
         return y.permute(0, 2, 1)
 
     return launch_nlc

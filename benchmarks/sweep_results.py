@@ -30,7 +30,7 @@ DESCRIPTION = (
 
 
 def _interval(values: Any, scale: float, digits: int) -> str:
-    return f"{values[0] * scale:.{digits}f}–{values[1] * scale:.{digits}f}" if values else "—"
+    return f"[{values[0] * scale:.{digits}f}, {values[1] * scale:.{digits}f}]" if values else "—"
 
 
 def sweep_table(rows: list[dict[str, Any]]) -> Table:

@@ -45,9 +45,8 @@ _ACCUMULATORS = _OUTPUTS * _CHAINS  # = _OUTPUTS * _GROUP
 @njit(fastmath=_FAST)
 def _forward_nchw(begin: int, end: int, x: Any, w: Any, y: Any) -> None:  # pragma: no cover - compiled
     """y[n, c·m + j] = Σ_p x[n, c, p] · w[c·m + j, p]; x (N, C, P), w (C·m, P), y (N, C·m). Tasks: (n, c) planes.
-    Each block of x is loaded once for
-    up to _OUTPUTS multipliers j at a time, _CHAINS independent accumulators per output (a chain of FMAs waits on
-    each one's latency)."""
+    Each block of x is loaded once for up to _OUTPUTS multipliers j at a time, _CHAINS independent accumulators per
+    output (a chain of FMAs waits on each one's latency)."""
     c_, p_ = x.shape[1], x.shape[2]
     cm = w.shape[0]
     m = cm // c_

@@ -95,7 +95,7 @@ def main() -> None:
                   "process reading what the cold one wrote (the faster of two); later forward: a call after the "
                   "first ones, for scale.")
     path = write_results(os.path.join(args.out, "compile_cost.json"), "What the first call costs: numba compilation",
-                         [table], description=__doc__.split("\n\n", 1)[1], machine=machine, data=data)
+                         [table], description=__doc__.split("\n\n", 2)[2], machine=machine, data=data)
     print(f"wrote {path}")
 
 

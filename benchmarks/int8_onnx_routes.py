@@ -94,7 +94,7 @@ def main() -> None:
                         "onnxruntime.quantization.quantize_static on the float32 export. 'A vs PT2E simulated': "
                         "onnxruntime's output against the same quantized graph run in PyTorch.")
     path = write_results(os.path.join(args.out, "int8_onnx_routes.json"), "Two routes to int8 ONNX for onnxruntime",
-                         [table], description=__doc__.split("\n\n", 1)[1],
+                         [table], description=__doc__.split("\n\n", 2)[2],
                          machine=machine_info(**runtime_versions()), data={"rows": rows})
     print(f"wrote {path}")
 

@@ -183,7 +183,7 @@ def main() -> None:
     name = "int8_runtimes" + ("" if args.part == "all" else f"_{args.part}") + ("_quick" if args.quick else "")
     path = write_results(os.path.join(args.out, name + ".json"),
                          "int8 on mobile runtimes" + (" (quick smoke run)" if args.quick else ""), tables,
-                         description=__doc__.split("\n\n", 1)[1].split("\n\nPrints")[0],
+                         description=__doc__.split("\n\n", 2)[2].split("\n\nPrints")[0],
                          machine=machine_info(threads=threads, load_average=round(load, 2), **runtime_versions()),
                          data=data)
     print(f"wrote {path}")

@@ -113,8 +113,9 @@ def quantize(model: nn.Module, example_input: torch.Tensor, backend: str = "xnnp
              calibration: Iterable[torch.Tensor] | None = None) -> QuantizedModel:
     """Post-training int8 quantization of ``model`` (eval mode, CPU, float32) for ``backend``.
 
-    ``calibration``: batches of the example input's shape that set each activation's int8 range (min/max over
-    all of them); None calibrates on ``example_input`` alone. Operators without an int8 form stay float inside
+    ``calibration``: batches of the example input's shape that set each activation's int8 range (the backend
+    quantizer's observers over all of them: a histogram for activations, see the module docstring); None calibrates
+    on ``example_input`` alone. ``model`` is put in eval mode (BatchNorm statistics and dropout as deployed). Operators without an int8 form stay float inside
     the quantized model; ``QuantizedModel.report`` names them per convzoo layer.
 
     >>> q = quantize(convzoo.models.mobilenet_v1(0.25, 128), torch.randn(1, 3, 128, 128))

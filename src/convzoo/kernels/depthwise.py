@@ -191,6 +191,23 @@ def _correlate_nchw(begin: int, end: int, src: Any, w: Any, b: Any, out: Any, so
                         q += 1
 
 
+@njit(fastmath=_FAST, inline="always")
+def _stage_rows(xv: Any, src: Any, st: Any, tags: Any, task: int, top: int, span: int, slots: int, h_: int, w_: int,
+                width: int, pw: int, copy_lo: int, copy_hi: int) -> None:  # pragma: no cover - compiled
+    """Copy the input rows top … top + span − 1 of plane ``task`` (src flat, rows of w_) that are inside the plane
+    and not staged yet into the ring ``st`` (``slots`` rows of ``width``, a power of two; row ih in slot
+    ih & (slots − 1), at column pw + v), columns copy_lo … copy_hi; ``tags[slot]`` holds the row a slot has."""
+    for u in range(span):
+        ih = top + u
+        slot = ih & (slots - 1)
+        if 0 <= ih < h_ and tags[slot] != ih:
+            tags[slot] = ih
+            for v in range(copy_lo, copy_hi, LANES):
+                mask = lanes(0, min(LANES, copy_hi - v))
+                load(xv, src, (task * h_ + ih) * w_ + v, mask)
+                store(xv, st, slot * width + pw + v, mask)
+
+
 @njit(fastmath=_FAST)
 def _correlate_nchw_rows(begin: int, end: int, src: Any, w: Any, b: Any, out: Any, rows: Any, cols: Any, sh: int,
                          ph: int, pw: int) -> None:  # pragma: no cover - compiled
@@ -226,15 +243,8 @@ def _correlate_nchw_rows(begin: int, end: int, src: Any, w: Any, b: Any, out: An
         tags[:] = -1
         for oh0 in range(0, ho, _ROWS):
             top = oh0 * sh - ph  # the input row of the tile's u = 0
-            for u in range(span):  # stage the rows this tile reads, once each
-                ih = top + u
-                slot = ih & (slots - 1)
-                if 0 <= ih < h_ and tags[slot] != ih:
-                    tags[slot] = ih
-                    for v in range(copy_lo, copy_hi, LANES):
-                        mask = lanes(0, min(LANES, copy_hi - v))
-                        load(xv, s1, (task * h_ + ih) * w_ + v, mask)
-                        store(xv, st, slot * width + pw + v, mask)
+            # stage the rows this tile reads, once each
+            _stage_rows(xv, s1, st, tags, task, top, span, slots, h_, w_, width, pw, copy_lo, copy_hi)
             for q0 in range(0, chunks * _BLOCKS, _BLOCKS):
                 for k in range(_ACCUMULATORS):
                     fill_at(acc, k * LANES, b[c])
@@ -403,15 +413,7 @@ def _weight_grad_nchw_rows(begin: int, end: int, x: Any, g: Any, partial: Any, r
             fill_at(acc, k * LANES, 0.0)
         for oh0 in range(0, ho, _ROWS):
             top = oh0 - ph
-            for u in range(span):
-                ih = top + u
-                slot = ih & (slots - 1)
-                if 0 <= ih < h_ and tags[slot] != ih:
-                    tags[slot] = ih
-                    for v in range(copy_lo, copy_hi, LANES):
-                        mask = lanes(0, min(LANES, copy_hi - v))
-                        load(xv, x1, (task * h_ + ih) * w_ + v, mask)
-                        store(xv, st, slot * width + pw + v, mask)
+            _stage_rows(xv, x1, st, tags, task, top, span, slots, h_, w_, width, pw, copy_lo, copy_hi)
             for q in range(blocks):
                 mask = lanes(0, min(LANES, wo - q * LANES))  # lanes past the row: ∂y and x both read as 0
                 for j in range(_ROWS):

@@ -1,8 +1,11 @@
 """Test-wide settings. In CI (CI=true) hypothesis draws the same examples on every run (derandomize), so a landing
 cannot hinge on a lucky draw; on a developer's machine the draws stay random and keep finding new cases."""
 
+import importlib.util
 import os
 import tempfile
+from pathlib import Path
+from types import ModuleType
 
 from hypothesis import settings
 
@@ -33,3 +36,12 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
 # variable set. Anywhere else the directory is not collected, so the variable never reaches the other tests.
 if os.environ.get("TRITON_INTERPRET", "") != "1":
     collect_ignore = ["triton_interpreted"]
+
+
+def load_docs_hook(name: str) -> ModuleType:
+    """The mkdocs hook docs/_hooks/NAME.py as a module (the hooks are files, not a package)."""
+    path = Path(__file__).resolve().parents[1] / "docs" / "_hooks" / f"{name}.py"
+    spec = importlib.util.spec_from_file_location(f"{name}_hook", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    return module

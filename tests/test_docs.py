@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import functools
 import http.server
-import importlib.util
 import logging
 import os
 import shutil
@@ -19,6 +18,7 @@ from pathlib import Path
 from urllib.parse import urlparse
 
 import pytest
+from conftest import load_docs_hook
 
 import convzoo as cz
 
@@ -32,10 +32,7 @@ ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-net
 
 @pytest.fixture(scope="module")
 def hook():
-    spec = importlib.util.spec_from_file_location("convzoo_docs_hook", ROOT / "docs" / "_hooks" / "convzoo_docs.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_docs_hook("convzoo_docs")
 
 
 def test_every_public_name_has_a_docstring(hook):

@@ -99,15 +99,20 @@ def test_hetconv_tracing_and_meta_use_the_grouped_form():
     assert hetconv_module._CHOICE.measurements == before
 
 
-def test_form_choice_caches_and_rejects_no_forms():
-    choice = FormChoice("test")
-    calls = {"a": 0, "b": 0}
-
+def _counting(calls: dict[str, int]):
+    """form(name): a form returning zeros that counts its runs in ``calls[name]``."""
     def form(name: str):
         def run() -> torch.Tensor:
             calls[name] += 1
             return torch.zeros(1)
         return run
+    return form
+
+
+def test_form_choice_caches_and_rejects_no_forms():
+    choice = FormChoice("test")
+    calls = {"a": 0, "b": 0}
+    form = _counting(calls)
 
     key = input_key(torch.zeros(1, 2, 3, 3), False)
     picked = choice.choose(key, {"a": form("a"), "b": form("b")}, torch.device("cpu"))
@@ -121,12 +126,7 @@ def test_form_choice_caches_and_rejects_no_forms():
 
 def test_untimed_runs_nothing_caches_nothing_and_keeps_the_preferred_form():
     calls = {"a": 0, "b": 0}
-
-    def form(name: str):
-        def run() -> torch.Tensor:
-            calls[name] += 1
-            return torch.zeros(1)
-        return run
+    form = _counting(calls)
 
     forms = {"a": form("a"), "b": form("b")}
     with untimed():

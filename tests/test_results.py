@@ -5,7 +5,6 @@ Also the committed ``benchmarks/results/`` files themselves, and the Architectur
 
 from __future__ import annotations
 
-import importlib.util
 import json
 import logging
 import math
@@ -16,6 +15,7 @@ import sys
 from pathlib import Path
 
 import pytest
+from conftest import load_docs_hook
 import torch
 
 from convzoo.perf.results import (FORMAT, ResultsError, Table, machine_info, machine_tag, parse_results,
@@ -32,10 +32,7 @@ TABLE = Table("Two forms", ["form", ("fwd ms", ".2f"), ("ratio", "{:.2f}×"), "r
 
 @pytest.fixture(scope="module")
 def hook():
-    spec = importlib.util.spec_from_file_location("project_pages_hook", ROOT / "docs" / "_hooks" / "project_pages.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_docs_hook("project_pages")
 
 
 def test_a_results_file_renders_with_its_machine_in_every_table_header(tmp_path):

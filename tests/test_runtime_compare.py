@@ -72,7 +72,7 @@ def test_cli_names_the_missing_package(monkeypatch) -> None:
                                      "installed: pip install 'convzoo[mobile]'")
 
 
-def test_rounds_rotate_the_order_and_count_every_function() -> None:
+def test_rounds_follow_round_order_and_count_every_function() -> None:
     calls: list[str] = []
 
     def make(label: str):
@@ -81,7 +81,7 @@ def test_rounds_rotate_the_order_and_count_every_function() -> None:
     times = interleaved_rounds([make("a"), make("b"), make("c")], [None], repeats=3)
     assert [len(t) for t in times] == [3, 3, 3] and all(v >= 0 for t in times for v in t)
     timed = calls[6:]  # after two warm-up calls each
-    assert timed == ["a", "b", "c", "b", "c", "a", "c", "a", "b"]
+    assert timed == ["a", "b", "c", "c", "b", "a", "b", "c", "a"]  # round_order: rotated, reversed every other round
 
 
 def test_machine_header_names_cpu_flags_and_capability() -> None:

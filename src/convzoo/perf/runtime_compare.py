@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from ..layers.form_choice import round_order
 from ..registry import families as all_families
 from ..registry import family
 
@@ -99,17 +100,16 @@ def _time_once(fn: Callable[[torch.Tensor], Any], x: torch.Tensor) -> float:
 def interleaved_rounds(fns: Sequence[Callable[[torch.Tensor], Any]], inputs: Sequence[torch.Tensor],
                        repeats: int | None = None, min_time: float = 1.0, max_time: float = 6.0,
                        min_rounds: int = 5, max_rounds: int = 60) -> list[list[float]]:
-    """Per function, one time (ms) per round; a round runs every function once, in an order rotated by one each
-    round. ``repeats=None``: at least ``min_rounds`` rounds and ``min_time`` s, at most ``max_rounds`` / ``max_time``."""
+    """Per function, one time (ms) per round; a round runs every function once, in ``round_order`` (rotated and
+    reversed: no function always follows the same one). ``repeats=None``: at least ``min_rounds`` rounds and
+    ``min_time`` s, at most ``max_rounds`` / ``max_time``."""
     for fn in fns:  # warm-up: first-call allocations, thread pools, packed weights
         for _ in range(2):
             fn(inputs[0])
     times: list[list[float]] = [[] for _ in fns]
     start, r = time.perf_counter(), 0
     while True:
-        order = list(range(len(fns)))
-        order = order[r % len(order):] + order[:r % len(order)]
-        for i in order:
+        for i in round_order(range(len(fns)), r):
             times[i].append(_time_once(fns[i], inputs[r % len(inputs)]))
         r += 1
         elapsed = time.perf_counter() - start

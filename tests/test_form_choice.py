@@ -16,6 +16,7 @@ import convzoo as cz
 from convzoo.cli import app
 from convzoo.layers import dynamic as dynamic_module
 from convzoo.layers import hetconv as hetconv_module
+from convzoo.layers import shuffle as shuffle_module
 from convzoo.layers.form_choice import FormChoice, input_key, untimed
 from convzoo.perf.hetconv_sweep import QUICK_GRID, sweep
 from convzoo.perf.results import read_results
@@ -219,6 +220,37 @@ def test_dynamic_measures_once_per_key_and_traces_the_unfolded_form():
     traced = torch.jit.trace(layer, x, check_trace=False)
     assert "aten::matmul" in str(traced.graph)  # _unfolded, the batch-agnostic form
     assert dynamic_module._CHOICE.measurements == before + 2
+
+
+def test_dynamic_measures_every_form_with_a_backward_too(monkeypatch):
+    """No form is left out of the measurement because it lost on one machine: with gradients wanted, the NHWC
+    batch-folded forms are timed as well."""
+    layer = cz.DynamicConv2d(4, 6, 3, padding=1)
+    timed: list[set[str]] = []
+    choose = dynamic_module._CHOICE.choose
+
+    def spy(key, forms, *args, **kwargs):
+        timed.append(set(forms))
+        return choose(key, forms, *args, **kwargs)
+
+    monkeypatch.setattr(dynamic_module._CHOICE, "choose", spy)
+    dynamic_module._CHOICE.clear()
+    layer(torch.randn(2, 4, 8, 8))
+    assert timed == [set(layer._forms(torch.randn(2, 4, 8, 8)))]
+    assert {"batch_folded_channels_last", "batch_folded_chunks_channels_last"} <= timed[0]
+
+
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+def test_channel_shuffle_times_both_exact_forms_once_per_key(fmt):
+    layer = cz.ChannelShuffle(4)
+    x = torch.randn(2, 8, 5, 5).contiguous(memory_format=fmt)
+    shuffle_module._CHOICE.clear()
+    before = shuffle_module._CHOICE.measurements
+    for _ in range(3):
+        y = layer(x)
+    assert shuffle_module._CHOICE.measurements == before + 1
+    assert torch.equal(y, x.reshape(2, 4, 2, 5, 5).transpose(1, 2).reshape(2, 8, 5, 5))
+    assert y.is_contiguous(memory_format=fmt)
 
 
 # --- HetConv's per-key dispatch and frozen weights (reused where no gradient reaches a parameter) --------------

@@ -59,8 +59,8 @@ if TYPE_CHECKING:
 
 # (configuration, input shape / format / device / dtype, backward) → the fastest exact eager form
 _CHOICE = FormChoice("DynamicConvNd")
-# samples per grouped conv in ``batch_folded_chunks_channels_last``: of 2, 4, 8, 16 and 32 (b32 64→64 28², 2-core CPU),
-# 4 and 8 were the fastest forward, the whole batch and 2 the slowest (benchmarks/bench_dynamic.py --forms)
+# samples per grouped conv in ``batch_folded_chunks_channels_last`` (the whole batch is the form
+# ``batch_folded_channels_last``); ``benchmarks/bench_dynamic.py --forms`` times the chunk sizes
 _FOLD_CHUNK = 8
 _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
@@ -240,16 +240,12 @@ class DynamicConvNd(ConvzooLayer, nn.Module):
         config = (type(self).__name__, self.in_channels, self.out_channels, self.groups, self.num_kernels,
                   self.kernel_size, self.stride, self.dilation, self.padding_pairs, self.padding_mode,
                   self.bias is not None)
-        params = list(self.parameters())
-        backward = torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in params))
-        return _CHOICE.for_input(config, x, lambda: self._candidate_forms(x, backward), params)
+        return _CHOICE.for_input(config, x, lambda: self._candidate_forms(x), list(self.parameters()))
 
-    def _candidate_forms(self, x: torch.Tensor, backward: bool) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
-        """``_forms`` that 'auto' measures: with a backward pass to come, not the NHWC batch-folded ones — their
-        grouped conv's weight gradient alone took 6.5 ms against 4.2 ms for the 32 per-sample ones (oneDNN's
-        own times, b32 64→64 28², 2 threads), so a noisy measurement must not pick them."""
-        nhwc_folded = {"batch_folded_channels_last", "batch_folded_chunks_channels_last"}
-        forms = {name: f for name, f in self._forms(x).items() if not (backward and name in nhwc_folded)}
+    def _candidate_forms(self, x: torch.Tensor) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+        """``_forms`` that 'auto' measures, every one on this machine (forward + backward when gradients are
+        wanted): which of them is fastest depends on the CPU and its oneDNN kernels, so none is left out."""
+        forms = self._forms(x)
         kept = triton_forms.candidates({name: (lambda f=f: f(x)) for name, f in forms.items()}, x, "DynamicConv")
         return {name: f for name, f in forms.items() if name in kept}
 

@@ -91,6 +91,28 @@ def test_involution_kernel_matches_the_oracle(data):
         _check(involve(_formats(x.float(), channels_last), kernels.float(), k, s, before, d), expected, 1e-5)
 
 
+@pytest.mark.parametrize("threads", [1, 2])
+@pytest.mark.parametrize("geometry", [((3, 3), (1, 1), (1, 1), (1, 1)), ((5, 3), (2, 1), (2, 3), (1, 2)),
+                                      ((1, 7), (1, 1), (0, 2), (1, 1))], ids=str)
+def test_involution_kernel_on_long_rows_matches_the_oracle(geometry, threads):
+    """Rows longer than one NCHW tile (4 × LANES positions) and channel counts that are not a multiple of its 4
+    channels: every tile edge of the NCHW forward, fp64 and fp32."""
+    k, s, p, d = geometry
+    previous = torch.get_num_threads()
+    torch.set_num_threads(threads)
+    try:
+        for groups, per_group, size in ((2, 5, (6, 70)), (3, 3, (9, 131)), (1, 4, (4, 64))):
+            gen = torch.Generator().manual_seed(per_group)
+            x = torch.randn(2, groups * per_group, *size, dtype=torch.float64, generator=gen)
+            out = tuple((n + 2 * pi - di * (ki - 1) - 1) // si + 1 for n, ki, si, pi, di in zip(size, k, s, p, d))
+            kernels = torch.randn(2, groups * math.prod(k), *out, dtype=torch.float64, generator=gen)
+            expected = ref.involve(x.numpy(), kernels.numpy(), k, s, tuple((pi, pi) for pi in p), d)
+            _check(involve(x, kernels, k, s, p, d), expected, 1e-10)
+            _check(involve(x.float(), kernels.float(), k, s, p, d), expected, 1e-5)
+    finally:
+        torch.set_num_threads(previous)
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("geometry", [((3, 3), (1, 1), (1, 1), (1, 1)), ((3, 2), (2, 1), (2, 0), (1, 2))], ids=str)
 def test_involution_kernel_gradcheck(geometry, channels_last, one_thread):

@@ -6,9 +6,11 @@
 reads outside the input being zero (the zero padding is never materialised; other padding modes are applied by
 torch first and run with pad = 0). No unfold and no (N, C, T, *O) patch tensor.
 
-On channels-last data (an NCHW input is copied to it and the output copied back: the copies cost less than
-kernels that would read rows of 56 outputs with strided taps): one task per output row; per group and pair of
-channel blocks, tiles of positions along the row in register accumulators, every tap adding a broadcast kernel
+NCHW forward at stride 1 along the rows (``_forward_nchw``): one task per (sample, group, output row); a tile of
+_CHANNELS channels of the group × _BLOCKS blocks of LANES positions accumulates in registers, each tap's kernel
+vectors loaded once for the tile's channels and every input vector read by a masked load (lanes outside the row
+read nothing and add kernel × 0). Other NCHW inputs are copied to channels-last and the output copied back.
+On channels-last data: one task per output row; per group and pair of channel blocks, tiles of positions along the row in register accumulators, every tap adding a broadcast kernel
 value times an input block (a tap outside the input reads a row of zeros). Backward: the
 kernels' gradient ∂H[n, g·T + t, p] = Σ_{c ∈ g} ∂y[n, c, p]·x[n, c, p·s + t·d − pad] as nine dot products per pass
 (one task per output row), and the input's gradient gathered, for any stride, from the outputs that read each input
@@ -24,12 +26,14 @@ import torch
 from numba import prange
 
 from .numba_runtime import njit, run_tasks, sync_threads
-from .simd import LANES, fill_at, fma_scalar_at, lanes, store_at, tile
+from .simd import FULL, LANES, fill_at, fma_scalar_at, fma_vv_at, lanes, load_at, store_at, tile
 
 _FAST = {"contract"}
 _REDUCE = {"contract", "reassoc"}
 _TILE = 4  # forward: output positions along a row per register tile (× 2 blocks of LANES channels)
 _TILE_BLOCKS = 2 * _TILE
+_CHANNELS, _BLOCKS = 4, 4  # NCHW forward: a tile of 4 channels × 4 blocks of LANES positions along a row
+_NCHW_TILE = _CHANNELS * _BLOCKS
 
 
 @njit(fastmath=_FAST)
@@ -176,6 +180,58 @@ def _forward_tiles(begin: int, end: int, x: Any, kern: Any, y: Any, zeros: Any, 
                         ow += 1
 
 
+@njit(fastmath=_FAST)
+def _forward_nchw(begin: int, end: int, x: Any, kern: Any, y: Any, zeros: Any, tdy: Any, tdx: Any, sh: int, ph: int,
+                  pw: int) -> None:  # pragma: no cover - compiled
+    """y (N, C, Ho, Wo) from x (N, C, H, W) and kern (N, G·T, Ho, Wo), C-contiguous, stride 1 along the rows (sh
+    down the columns); tasks: (n, g, oh). Per tile (_CHANNELS channels × _BLOCKS blocks of the row) and tap, the
+    _BLOCKS kernel vectors are loaded once and multiply every channel's input vector; a tap whose input row is
+    outside the input adds kernel × ``zeros`` (a NaN kernel value there still gives NaN, as the zero padding does)."""
+    _, c, h, w = x.shape
+    _, gt, ho, wo = kern.shape
+    taps = len(tdy)
+    groups = gt // taps
+    cg = c // groups
+    x1, k1, y1 = x.ravel(), kern.ravel(), y.ravel()
+    acc, kv = tile(x1, _NCHW_TILE), tile(x1, _BLOCKS)
+    blocks = ((wo + LANES - 1) // LANES + _BLOCKS - 1) // _BLOCKS * _BLOCKS
+    out_mask = np.empty(blocks, np.int64)  # lanes of block q inside the output row
+    in_mask = np.empty((blocks, taps), np.int64)  # ... whose tap t reads inside the input row
+    for q in range(blocks):
+        out_mask[q] = lanes(0, max(0, min(LANES, wo - q * LANES)))
+        for t in range(taps):
+            col = q * LANES + tdx[t] - pw  # the input column lane 0 reads
+            in_mask[q, t] = lanes(min(LANES, max(0, -col)), max(0, min(LANES, w - col, wo - q * LANES)))
+    for task in range(begin, end):
+        oh = task % ho
+        n = task // ho // groups
+        g = task // ho - n * groups
+        for q0 in range(0, blocks, _BLOCKS):
+            for c0 in range(g * cg, (g + 1) * cg, _CHANNELS):
+                for k in range(_NCHW_TILE):
+                    fill_at(acc, k * LANES, 0.0)
+                for t in range(taps):
+                    at_k = ((n * gt + g * taps + t) * ho + oh) * wo + q0 * LANES
+                    for q in range(_BLOCKS):
+                        load_at(kv, q * LANES, k1, at_k + q * LANES, out_mask[q0 + q])
+                    ih = oh * sh - ph + tdy[t]
+                    for j in range(_CHANNELS):
+                        if c0 + j < (g + 1) * cg:
+                            if 0 <= ih < h:
+                                at_x = ((n * c + c0 + j) * h + ih) * w + q0 * LANES + tdx[t] - pw
+                                for q in range(_BLOCKS):
+                                    fma_vv_at(acc, (j * _BLOCKS + q) * LANES, kv, q * LANES, x1, at_x + q * LANES,
+                                              in_mask[q0 + q, t])
+                            else:
+                                for q in range(_BLOCKS):
+                                    fma_vv_at(acc, (j * _BLOCKS + q) * LANES, kv, q * LANES, zeros, 0, FULL)
+                for j in range(_CHANNELS):
+                    if c0 + j < (g + 1) * cg:
+                        at_y = ((n * c + c0 + j) * ho + oh) * wo + q0 * LANES
+                        for q in range(_BLOCKS):
+                            store_at(acc, (j * _BLOCKS + q) * LANES, y1, at_y + q * LANES, out_mask[q0 + q])
+
+
 @njit(parallel=True, fastmath=_REDUCE)
 def _backward_nhwc(x: Any, kern: Any, gy: Any, gx: Any, gk: Any, tdy: Any, tdx: Any, sh: int, sw: int, ph: int,
                    pw: int) -> None:  # pragma: no cover - compiled
@@ -233,28 +289,37 @@ def _channels_last(x: torch.Tensor) -> bool:
 
 class InvolutionFunction(torch.autograd.Function):
     """y (N, C, Ho, Wo) = Σ_t H[:, g(c)·T + t]·x shifted by tap t (module docstring); x (N, C, H, W), kernels
-    (N, G·T, Ho, Wo); pad = the (top, left) zero padding. The kernels run on channels-last data (the layer's
-    generator gives its kernels that way): an NCHW input is copied to channels_last and the output copied back."""
+    (N, G·T, Ho, Wo); pad = the (top, left) zero padding. An NCHW input at stride 1 along the rows runs the NCHW
+    forward; others run on channels-last data (the layer's generator gives its kernels that way: an NCHW input is
+    copied to channels_last and the output copied back). The backward runs on channels-last data."""
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, kernels: torch.Tensor, kernel_size: tuple[int, int],
                 stride: tuple[int, int], padding: tuple[int, int], dilation: tuple[int, int]) -> torch.Tensor:
         n, c, _, _ = x.shape
         ho, wo = kernels.shape[2:]
+        tdy, tdx = _tap_offsets(kernel_size, dilation)
+        ctx.geometry = (tdy, tdx, *stride, *padding)
+        zeros = torch.zeros(2 * LANES, dtype=x.dtype)
+        if not _channels_last(x) and stride[1] == 1:
+            xc, kc = x.detach().contiguous(), kernels.detach().to(x.dtype).contiguous()
+            y = torch.empty(n, c, ho, wo, dtype=x.dtype)
+            run_tasks(_forward_nchw, n * (kc.shape[1] // len(tdy)) * ho, xc.numpy(), kc.numpy(), y.numpy(),
+                      zeros.numpy(), tdy, tdx, stride[0], padding[0], padding[1], work=y.numel())
+            ctx.save_for_backward(xc, kc)  # the backward's channels-last copies are made there
+            return y
         xs = x.detach().permute(0, 2, 3, 1).contiguous()
         ks = kernels.detach().to(x.dtype).permute(0, 2, 3, 1).contiguous()
         y = torch.empty(n, ho, wo, c, dtype=x.dtype)
-        ctx.geometry = (*_tap_offsets(kernel_size, dilation), *stride, *padding)
-        zeros = torch.zeros(2 * LANES, dtype=x.dtype)
         run_tasks(_forward_tiles, n * ho, xs.numpy(), ks.numpy(), y.numpy(), zeros.numpy(), *ctx.geometry,
                   work=y.numel())
-        ctx.save_for_backward(xs, ks)
+        ctx.save_for_backward(xs.permute(0, 3, 1, 2), ks.permute(0, 3, 1, 2))
         y = y.permute(0, 3, 1, 2)
         return y if _channels_last(x) else y.contiguous()
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        xs, ks = ctx.saved_tensors
+        xs, ks = (t.permute(0, 2, 3, 1).contiguous() for t in ctx.saved_tensors)  # no copy when saved channels-last
         gx, gk = torch.empty_like(xs), torch.empty_like(ks)
         sync_threads()
         _backward_nhwc(xs.numpy(), ks.numpy(), grad.permute(0, 2, 3, 1).contiguous().numpy(), gx.numpy(), gk.numpy(),

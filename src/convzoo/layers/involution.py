@@ -25,6 +25,7 @@ from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..arithmetic.cost import LayerCost, compose, conv_output_tensor_shape, elementwise_cost, numel
@@ -42,7 +43,7 @@ from ..geometry import (
 )
 from .base import Alternative, ConvzooLayer, Stage, check_input, geometry_repr
 from . import triton_forms
-from .form_choice import FormChoice, input_key, is_tracing
+from .form_choice import FormChoice, input_key, is_tracing, tracing_active
 from .patches import window_patches
 
 if TYPE_CHECKING:
@@ -82,9 +83,21 @@ class KernelGenerator(nn.Module):
             return x[tuple(shifted)]
         return pad_pairs(x, self.pairs, self.padding_mode)[tuple(index)]
 
+    def _watched(self) -> bool:
+        """A forward (pre-)hook on either FC, which the 1×1-conv form would not call."""
+        return any(m._forward_hooks or m._forward_pre_hooks for m in (self.reduce, self.span))
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        features = self.centres(x).movedim(1, -1)
-        return self.span(torch.relu(self.reduce(features))).movedim(-1, 1)
+        """(N, G·T, *O): NCHW centres through the two FCs as 1×1 convs over (N, C, prod(O)) (no transposed copy, the
+        kernels come out NCHW), eagerly and when no hook watches the FCs; else the FCs on its channels-last view
+        (what tracing and export record)."""
+        centres = self.centres(x)
+        if centres.is_contiguous() and centres.shape[0] > 0 and not self._watched() and not tracing_active(x):
+            flat = centres.flatten(2)
+            hidden = torch.relu(F.conv1d(flat, self.reduce.weight.unsqueeze(-1), self.reduce.bias))
+            return F.conv1d(hidden, self.span.weight.unsqueeze(-1), self.span.bias).reshape(
+                x.shape[0], -1, *centres.shape[2:])
+        return self.span(torch.relu(self.reduce(centres.movedim(1, -1)))).movedim(-1, 1)
 
 
 class InvolutionNd(ConvzooLayer, nn.Module):

@@ -75,6 +75,8 @@ _TILE = 8  # output positions per channels_last tile (8 accumulators)
 _ROWS, _BLOCKS = 4, 4  # an NCHW tile: output rows × blocks of LANES along them
 _ACCUMULATORS = _ROWS * _BLOCKS
 _WEIGHT_TAPS = 10  # NCHW weight gradient: 9 taps (kh, kw <= 3) and the bias, one register accumulator each
+_SPLIT = 4  # channels_last weight gradient: accumulators per tap (independent FMA chains)
+_SPLIT_ACCUMULATORS = 4 * _SPLIT  # for 3 taps of a kernel row and the bias
 _AHEAD = 2 * _TILE  # positions ahead of the tile whose input the channels_last forward prefetches
 STREAM_BYTES = 1 << 22  # channels_last outputs from 4 MiB on are written with non-temporal stores (``_streams``)
 UNROLLED = frozenset({(3, 3), (5, 5), (7, 7), (1, 3), (3, 1), (1, 5), (5, 1), (1, 7), (7, 1)})
@@ -645,50 +647,67 @@ def _input_grad_nhwc(begin: int, end: int, g: Any, w: Any, gx: Any, sh: int, sw:
 @njit(fastmath=_FAST)
 def _weight_grad_nhwc_dense(begin: int, end: int, x: Any, g: Any, partial: Any, rows_per_chunk: int, rows: Any,
                             cols: Any, ph: int, pw: int) -> None:  # pragma: no cover - compiled
-    """``_weight_grad_nhwc`` for m = 1, stride 1, dilation 1 (rows, cols = 0 … k − 1, kw <= 3, unrolled tuples):
-    for each block of LANES channels and kernel row i, the kw taps' accumulators stay in registers over the chunk's
-    rows; along a row, tiles of _TILE positions of ∂y are loaded once and each input column once, feeding every tap
-    that pairs them (columns in the padding and positions past the row skipped); the bias sums in the pass of i = 0.
-    partial (chunks, kh + 1, kw, 1, C) is written, not added to."""
+    """``_weight_grad_nhwc`` for m = 1, stride 1, dilation 1, kw <= 3 (rows, cols = 0 … k − 1, unrolled tuples): per
+    output row, block of LANES channels and kernel row i, the kw taps' accumulators (and the bias's, with i = 0) stay
+    in registers over the row, then are added to partial (chunks, kh + 1, kw, 1, C), zeroed by the caller. Row by
+    row, so the rows ∂y pairs with are read while in cache; along the row, tiles of _TILE positions of ∂y are loaded
+    once and each input column once, feeding every tap that pairs them (columns in the padding and positions past
+    the row skipped). Each tap keeps _SPLIT accumulators (position p adds to p mod _SPLIT), summed at the row's end:
+    _SPLIT independent chains of fused multiply-adds, not one chain as long as the row."""
     n_, h_, w_, c_ = x.shape
     ho, wo = g.shape[1], g.shape[2]
     kh, kw = len(rows), len(cols)
     x1, g1, p1 = x.ravel(), g.ravel(), partial.ravel()
-    acc, gt, xv = tile(x1, 4), tile(g1, _TILE), block(x1)
+    acc, gt, xv = tile(x1, _SPLIT_ACCUMULATORS), tile(g1, _TILE), block(x1)
+    bias = 3 * _SPLIT  # the bias's accumulators follow the three taps'
     for k in range(begin, end):
         base = k * (kh + 1) * kw * c_
-        for c0 in range(0, c_, LANES):
-            mask = lanes(0, min(LANES, c_ - c0))
-            for i in range(kh):
-                for a in range(4):
-                    fill_at(acc, a * LANES, 0.0)
-                for row in range(k * rows_per_chunk, min(n_ * ho, (k + 1) * rows_per_chunk)):
-                    n = row // ho
-                    ih = row - n * ho + rows[i] - ph
-                    if ih < 0 or ih >= h_:
-                        if i > 0:
-                            continue
-                        ih = -1  # the bias pass still reads ∂y
+        for row in range(k * rows_per_chunk, min(n_ * ho, (k + 1) * rows_per_chunk)):
+            n = row // ho
+            oh = row - n * ho
+            for c0 in range(0, c_, LANES):
+                mask = lanes(0, min(LANES, c_ - c0))
+                for i in range(kh):
+                    ih = oh + rows[i] - ph
+                    if (ih < 0 or ih >= h_) and i > 0:
+                        continue
+                    for a in range(_SPLIT_ACCUMULATORS):
+                        fill_at(acc, a * LANES, 0.0)
                     for ow0 in range(0, wo, _TILE):
                         valid = min(_TILE, wo - ow0)
                         for p in range(_TILE):
                             if p < valid:
                                 load_at(gt, p * LANES, g1, (row * wo + ow0 + p) * c_ + c0, mask)
                                 if i == 0:
-                                    add_at(acc, 3 * LANES, gt, p * LANES)
-                        if ih < 0:
-                            continue
-                        at = ((n * h_ + ih) * w_ + ow0 - pw) * c_ + c0
-                        for u in range(_TILE + kw - 1):
-                            if 0 <= ow0 - pw + u < w_:
-                                load(xv, x1, at + u * c_, mask)
-                                for t in range(kw):
-                                    if 0 <= u - t < _TILE and u - t < valid:
-                                        fma_at(acc, t * LANES, gt, (u - t) * LANES, xv, 0)
-                for t in range(kw):
-                    store_at(acc, t * LANES, p1, base + (i * kw + t) * c_ + c0, mask)
-                if i == 0:
-                    store_at(acc, 3 * LANES, p1, base + kh * kw * c_ + c0, mask)
+                                    add_at(acc, (bias + p % _SPLIT) * LANES, gt, p * LANES)
+                        if 0 <= ih < h_:
+                            at = ((n * h_ + ih) * w_ + ow0 - pw) * c_ + c0
+                            if valid == _TILE and ow0 >= pw and ow0 - pw + _TILE + kw - 1 <= w_:  # no edge: no test
+                                for u in range(_TILE + kw - 1):
+                                    load(xv, x1, at + u * c_, mask)
+                                    for t in range(kw):
+                                        if 0 <= u - t < _TILE:  # constants once unrolled
+                                            fma_at(acc, (t * _SPLIT + (u - t) % _SPLIT) * LANES, gt,
+                                                   (u - t) * LANES, xv, 0)
+                            else:
+                                for u in range(_TILE + kw - 1):
+                                    if 0 <= ow0 - pw + u < w_:
+                                        load(xv, x1, at + u * c_, mask)
+                                        for t in range(kw):
+                                            if 0 <= u - t < _TILE and u - t < valid:
+                                                fma_at(acc, (t * _SPLIT + (u - t) % _SPLIT) * LANES, gt,
+                                                       (u - t) * LANES, xv, 0)
+                    for t in range(4):  # the split sums added up; then partial[k, i, t] += the taps' and the bias's
+                        for r in range(1, _SPLIT):
+                            add_at(acc, t * _SPLIT * LANES, acc, (t * _SPLIT + r) * LANES)
+                    for t in range(kw):
+                        load(xv, p1, base + (i * kw + t) * c_ + c0, mask)
+                        add_at(acc, t * _SPLIT * LANES, xv, 0)
+                        store_at(acc, t * _SPLIT * LANES, p1, base + (i * kw + t) * c_ + c0, mask)
+                    if i == 0:  # partial[k, kh, 0]
+                        load(xv, p1, base + kh * kw * c_ + c0, mask)
+                        add_at(acc, bias * LANES, xv, 0)
+                        store_at(acc, bias * LANES, p1, base + kh * kw * c_ + c0, mask)
 
 
 @njit(fastmath=_FAST)

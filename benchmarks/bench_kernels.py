@@ -31,6 +31,7 @@ from pathlib import Path
 import torch
 import torch.nn.functional as F
 
+import convzoo as cz
 from convzoo.perf.results import Table, machine_info, machine_tag, write_results
 from convzoo.perf.results_page import table_markdown
 
@@ -41,12 +42,14 @@ FORMATS = {"NCHW": torch.contiguous_format, "channels_last": torch.channels_last
 @dataclass
 class Setup:
     """One case in one memory format: the input, the parameters a backward differentiates, the kernel form and the
-    native forms (name → f(x)), all computing the same function."""
+    native forms (name → f(x)), all computing the same function; and the convzoo layer computing it (with its own
+    parameters, the same values), which runs whichever form ``FormChoice`` measured fastest here."""
 
     x: torch.Tensor
     params: list[torch.Tensor]
     kernel: Form
     native: dict[str, Form]
+    layer: tuple[torch.nn.Module, list[torch.Tensor]] | None = None
 
 
 @dataclass
@@ -66,12 +69,20 @@ class Row:
 
     def as_dict(self) -> dict[str, object]:
         t = self.times
-        return {"family": self.family, "case": self.label, "format": self.format, **{k: round(v, 4) for k, v in t.items()},
-                "native_fwd_form": self.native_forms["fwd"], "native_fwd_bwd_form": self.native_forms["fwd_bwd"],
-                "fwd_vs_bound": round(t["kernel_fwd"] / t["bound"], 2),
-                "fwd_bwd_vs_bound": round(t["kernel_fwd_bwd"] / t["bound"], 2),
-                "fwd_vs_native": round(t["kernel_fwd"] / t["native_fwd"], 2),
-                "fwd_bwd_vs_native": round(t["kernel_fwd_bwd"] / t["native_fwd_bwd"], 2)}
+        row = {"family": self.family, "case": self.label, "format": self.format, **{k: round(v, 4) for k, v in t.items()},
+               "native_fwd_form": self.native_forms["fwd"], "native_fwd_bwd_form": self.native_forms["fwd_bwd"],
+               "fwd_vs_bound": round(t["kernel_fwd"] / t["bound"], 2),
+               "fwd_bwd_vs_bound": round(t["kernel_fwd_bwd"] / t["bound"], 2),
+               "fwd_vs_native": round(t["kernel_fwd"] / t["native_fwd"], 2),
+               "fwd_bwd_vs_native": round(t["kernel_fwd_bwd"] / t["native_fwd_bwd"], 2)}
+        if "layer_fwd" in t:  # what a user of the layer gets: the form FormChoice picked on this machine
+            row.update({"layer_fwd_form": self.native_forms["layer_fwd"],
+                        "layer_fwd_bwd_form": self.native_forms["layer_fwd_bwd"],
+                        "layer_fwd_vs_bound": round(t["layer_fwd"] / t["bound"], 2),
+                        "layer_fwd_bwd_vs_bound": round(t["layer_fwd_bwd"] / t["bound"], 2),
+                        "layer_fwd_vs_native": round(t["layer_fwd"] / t["native_fwd"], 2),
+                        "layer_fwd_bwd_vs_native": round(t["layer_fwd_bwd"] / t["native_fwd_bwd"], 2)})
+        return row
 
 
 # --- the cases -------------------------------------------------------------------------------------------------------
@@ -101,9 +112,20 @@ def _depthwise(multiplier: int, kernel: int = 3, stride: int = 1) -> Callable[[t
         elif multiplier > 1:
             native[f"channels_last ×{multiplier} repeat"] = lambda t: depthwise_channels_last(t, w, b, (stride,) * 2,
                                                                                              (p, p), (1, 1))
-        return Setup(x, [w, b], lambda t: depthwise_conv(t, w, b, (stride,) * 2, ((p, p), (p, p)), (1, 1)), native)
+        layer = cz.DepthwiseConv2d(c, c * multiplier, kernel, stride, p)
+        return Setup(x, [w, b], lambda t: depthwise_conv(t, w, b, (stride,) * 2, ((p, p), (p, p)), (1, 1)), native,
+                     _with_values(layer, w, b))
 
     return build
+
+
+def _with_values(layer: torch.nn.Module, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.nn.Module,
+                                                                                             list[torch.Tensor]]:
+    """The layer with the case's weight and bias values (its own parameters), and those parameters."""
+    with torch.no_grad():
+        layer.weight.copy_(weight)
+        layer.bias.copy_(bias)
+    return layer, [layer.weight, layer.bias]
 
 
 def _global_depthwise(multiplier: int) -> Callable[[torch.memory_format, bool], Setup]:
@@ -125,7 +147,8 @@ def _global_depthwise(multiplier: int) -> Callable[[torch.memory_format, bool], 
 
         native = {"F.conv2d": lambda t: F.conv2d(t, w, b, groups=c),
                   "matmul" if fmt == torch.contiguous_format else "products + sum": in_place}
-        return Setup(x, [w, b], lambda t: global_depthwise(t, w, b), native)
+        return Setup(x, [w, b], lambda t: global_depthwise(t, w, b), native,
+                     _with_values(cz.GlobalDepthwiseConv2d(c, c * multiplier, size), w, b))
 
     return build
 
@@ -195,8 +218,11 @@ def measure(case: Case, fmt_name: str, rounds: int, quick: bool) -> Row:
     for name, f in setup.native.items():
         calls[f"native:{name}:fwd"] = _fwd(f, x)
         calls[f"native:{name}:fwd_bwd"] = _fwd_bwd(f, x, setup.params)
+    if setup.layer is not None:
+        layer, layer_params = setup.layer
+        calls["layer_fwd"], calls["layer_fwd_bwd"] = _fwd(layer, x), _fwd_bwd(layer, x, layer_params)
     for call in calls.values():
-        call()  # warm-up: compilation, allocations, oneDNN's kernel choice
+        call()  # warm-up: compilation, allocations, oneDNN's kernel choice, the layer's form choice
     best = {name: float("inf") for name in calls}
     names = list(calls)
     for r in range(rounds):  # rotated and reversed orders: no call always follows the same one
@@ -212,7 +238,19 @@ def measure(case: Case, fmt_name: str, rounds: int, quick: bool) -> Row:
         fastest = min(native, key=native.__getitem__)
         row.times[f"native_{kind}"] = 1e3 * native[fastest]
         row.native_forms[kind] = fastest
+        if setup.layer is not None:
+            row.times[f"layer_{kind}"] = 1e3 * best[f"layer_{kind}"]
+            row.native_forms[f"layer_{kind}"] = _chosen_form(setup.layer[0], x, kind == "fwd_bwd")
     return row
+
+
+def _chosen_form(layer: torch.nn.Module, x: torch.Tensor, grad: bool) -> str:
+    """The form the layer runs on x in this grad mode (its ``forward_path``, measured by then), or "" if it has none."""
+    chosen = getattr(layer, "forward_path", None)
+    if chosen is None:
+        return ""
+    with torch.set_grad_enabled(grad):
+        return str(chosen(x if grad else x.detach()))
 
 
 # --- output ----------------------------------------------------------------------------------------------------------
@@ -227,18 +265,25 @@ DESCRIPTION = (
 
 
 def results_table(rows: list[Row]) -> Table:
-    """The rows as the results table: times (fastest round, ms) and the ratios kernel / bound, kernel / native."""
+    """The rows as the results table: times (fastest round, ms) and the ratios kernel / bound, kernel / native, and
+    the layer's (the form it chose here) against the bound and the best native form."""
     body = []
     for row in rows:
         d = row.as_dict()
+        layer = [d.get("layer_fwd_vs_bound", ""), d.get("layer_fwd_bwd_vs_bound", ""),
+                 d.get("layer_fwd_vs_native", ""), d.get("layer_fwd_bwd_vs_native", "")]
+        forms = f"{d['layer_fwd_form']} / {d['layer_fwd_bwd_form']}" if "layer_fwd_form" in d else ""
         body.append([row.family, row.label, row.format, d["bound"], d["kernel_fwd"], d["fwd_vs_bound"],
                      d["kernel_fwd_bwd"], d["fwd_bwd_vs_bound"], f"{d['native_fwd']:.3f} ({d['native_fwd_form']})",
-                     d["fwd_vs_native"], d["fwd_bwd_vs_native"]])
+                     d["fwd_vs_native"], d["fwd_bwd_vs_native"], *layer, forms])
     return Table("Kernels against the copy bound and the best native form",
                  ["family", "case", "format", ("bound", ".3f"), ("kernel fwd", ".3f"), ("×bound", ".1f"),
                   ("kernel fwd+bwd", ".3f"), ("×bound ", ".1f"), "best native fwd", ("kernel / native fwd", ".2f"),
-                  ("kernel / native fwd+bwd", ".2f")], body,
-                 "Fastest of the rounds, ms; bound = a copy of the op's bytes (input read + output written).")
+                  ("kernel / native fwd+bwd", ".2f"), ("layer fwd ×bound", ".1f"), ("layer fwd+bwd ×bound", ".1f"),
+                  ("layer / native fwd", ".2f"), ("layer / native fwd+bwd", ".2f"), "layer's forms (fwd / fwd+bwd)"],
+                 body,
+                 "Fastest of the rounds, ms; bound = a copy of the op's bytes (input read + output written); layer = "
+                 "the convzoo layer, running the form it measured fastest on this machine.")
 
 
 def main(argv: list[str] | None = None) -> list[Row]:

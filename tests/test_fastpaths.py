@@ -156,3 +156,35 @@ def test_empty_batch_forward_and_backward(make, fmt):
     assert y.shape[0] == 0 and y.shape[1] == 6
     y.sum().backward()
     assert x.grad is not None and x.grad.shape == x.shape
+
+
+@pytest.mark.skipif(not available(), reason="numba is not installed")
+def test_gdc_kernel_form_follows_weight_updates_on_channels_last_data():
+    """The kernel form keeps the weight's channels_last copy between calls: an in-place update (an optimizer step),
+    a ``.data`` swap and a training step in between must each give the output of the weight as it is then."""
+    layer = cz.GlobalDepthwiseConv2d(16, 32, (5, 6)).double()
+    layer.implementation = "kernel"
+    x = torch.randn(3, 16, 5, 6, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+
+    def expected(data: torch.Tensor = x) -> torch.Tensor:
+        return torch.nn.functional.conv2d(data, layer.weight, layer.bias, groups=16)
+
+    with torch.no_grad():
+        assert torch.allclose(layer(x), expected(), rtol=0, atol=1e-12)
+        layer.weight.mul_(-2.0)
+        assert torch.allclose(layer(x), expected(), rtol=0, atol=1e-12)
+        layer.weight.data = torch.randn_like(layer.weight)
+        assert torch.allclose(layer(x), expected(), rtol=0, atol=1e-12)
+    optimizer = torch.optim.SGD(layer.parameters(), lr=0.5)
+    for _ in range(2):
+        x_grad = x.clone().requires_grad_()
+        y = layer(x_grad)
+        assert torch.allclose(y, expected(), rtol=0, atol=1e-12)
+        grads = torch.autograd.grad(y.square().sum(), (x_grad, layer.weight))
+        reference = torch.autograd.grad(expected(x_grad).square().sum(), (x_grad, layer.weight))
+        for got, want in zip(grads, reference):
+            assert torch.allclose(got, want, rtol=0, atol=1e-10)
+        y2 = layer(x_grad)
+        y2.square().sum().backward()
+        optimizer.step()
+        optimizer.zero_grad()

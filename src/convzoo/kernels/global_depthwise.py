@@ -190,7 +190,8 @@ class GlobalDepthwiseFunction(torch.autograd.Function):
     backward runs the kernels above (∂b is the caller's: the bias is added outside)."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, weight_nhwc: torch.Tensor | None = None
+                ) -> torch.Tensor:
         x, weight = x.detach(), weight.detach()
         n, c = x.shape[:2]
         p = x.shape[2] * x.shape[3]  # explicit sizes: an empty batch has no -1 to infer
@@ -201,8 +202,9 @@ class GlobalDepthwiseFunction(torch.autograd.Function):
             chunks = max(1, min(-(-p // _SPAN), 2 * torch.get_num_threads()))
             chunk = -(-p // chunks)
             partial = torch.zeros((chunks, n, m, c), dtype=x.dtype)
+            ctx.weight_nhwc = _weight_nhwc(weight, c) if weight_nhwc is None else weight_nhwc.detach()
             run_tasks(_forward_nhwc, chunks, x.permute(0, 2, 3, 1).reshape(n, p, c).numpy(),
-                      _weight_nhwc(weight, c).numpy(), partial.numpy(), chunk, work=x.numel())
+                      ctx.weight_nhwc.numpy(), partial.numpy(), chunk, work=x.numel())
             y = partial.sum(0).transpose(1, 2).reshape(n, cm)
         else:
             y = torch.empty((n, cm), dtype=x.dtype)
@@ -225,7 +227,7 @@ class GlobalDepthwiseFunction(torch.autograd.Function):
             g = grad.reshape(n, c, m).transpose(1, 2).contiguous()  # (N, m, C)
             if ctx.needs_input_grad[0]:
                 grad_x = torch.empty((n, c, h, w), dtype=x.dtype, memory_format=torch.channels_last)
-                run_tasks(_input_grad_nhwc, n * h * w, g.numpy(), _weight_nhwc(weight, c).numpy(),
+                run_tasks(_input_grad_nhwc, n * h * w, g.numpy(), ctx.weight_nhwc.numpy(),
                           grad_x.permute(0, 2, 3, 1).reshape(n, p, c).numpy(), work=grad_x.numel())
             if ctx.needs_input_grad[1]:
                 spread = torch.empty((h * w, m, c), dtype=x.dtype)
@@ -242,7 +244,7 @@ class GlobalDepthwiseFunction(torch.autograd.Function):
                 grad_w = torch.empty((cm, 1, h, w), dtype=x.dtype)
                 run_tasks(_weight_grad_nchw, cm, x.contiguous().reshape(n, c, p).numpy(), g.numpy(),
                           grad_w.reshape(cm, p).numpy(), work=x.numel())
-        return grad_x, grad_w
+        return grad_x, grad_w, None
 
 
 def _weight_nhwc(weight: torch.Tensor, channels: int) -> torch.Tensor:
@@ -252,10 +254,18 @@ def _weight_nhwc(weight: torch.Tensor, channels: int) -> torch.Tensor:
     return weight.reshape(channels, cm // channels, weight.shape[2] * weight.shape[3]).permute(1, 2, 0).contiguous()
 
 
-def global_depthwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-    """GDC: (N, C, H, W) NCHW or channels_last, weight (C·m, 1, H, W), bias (C·m,) or None → (N, C·m, 1, 1)."""
+def weight_nhwc(weight: torch.Tensor, channels: int) -> torch.Tensor:
+    """The (m, H·W, C) copy of weight (C·m, 1, H, W) that the channels_last kernels read: a layer may keep it
+    between calls while the weight is unchanged and pass it to ``global_depthwise``."""
+    return _weight_nhwc(weight.detach(), channels)
+
+
+def global_depthwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                     weight_nhwc: torch.Tensor | None = None) -> torch.Tensor:
+    """GDC: (N, C, H, W) NCHW or channels_last, weight (C·m, 1, H, W), bias (C·m,) or None → (N, C·m, 1, 1).
+    ``weight_nhwc``: ``weight_nhwc(weight, C)`` made earlier (channels_last x), else made here."""
     x = dense(x)
-    y = GlobalDepthwiseFunction.apply(x, weight)
+    y = GlobalDepthwiseFunction.apply(x, weight, weight_nhwc)
     if bias is not None:
         y = y + bias
     return y.view(x.shape[0], weight.shape[0], 1, 1)

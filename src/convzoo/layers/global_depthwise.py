@@ -16,7 +16,7 @@ from torch.nn.modules.lazy import LazyModuleMixin
 
 from ..arithmetic.cost import LayerCost, conv_cost
 from ..geometry import check_positive_int, expand
-from .base import Alternative, ConvzooLayer, Stage, autocast_enabled, check_input, init_conv_
+from .base import Alternative, ConvzooLayer, Stage, autocast_enabled, check_input, frozen, init_conv_
 from .fastpaths import GlobalDepthwiseSum, GlobalDepthwiseSumNHWC, is_channels_last
 from .form_choice import FormChoice, is_tracing
 
@@ -113,9 +113,13 @@ class GlobalDepthwiseConv2d(ConvzooLayer, LazyModuleMixin, nn.Module):
         if name == "native":
             return F.conv2d(x, self.weight, self.bias, groups=self.in_channels)
         if name == "kernel":
-            from ..kernels.global_depthwise import global_depthwise
+            from ..kernels.global_depthwise import global_depthwise, weight_nhwc
 
-            return global_depthwise(x, self.weight, self.bias)
+            if not is_channels_last(x):
+                return global_depthwise(x, self.weight, self.bias)
+            weight = self.weight  # its channels_last copy is made once while it is unchanged (``frozen``)
+            return global_depthwise(x, weight, self.bias, frozen(self, "weight_nhwc", (weight,),
+                                                                 lambda: weight_nhwc(weight, c)))
         w = self.weight.reshape(c, m, -1)
         if name == "bmm":  # the compilers' form: plain ops
             y = torch.bmm(x.contiguous().flatten(2).transpose(0, 1), w.transpose(1, 2)).transpose(0, 1)  # (N, C, m)

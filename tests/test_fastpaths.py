@@ -160,8 +160,9 @@ def test_empty_batch_forward_and_backward(make, fmt):
 
 @pytest.mark.skipif(not available(), reason="numba is not installed")
 def test_gdc_kernel_form_follows_weight_updates_on_channels_last_data():
-    """The kernel form keeps the weight's channels_last copy between calls: an in-place update (an optimizer step),
-    a ``.data`` swap and a training step in between must each give the output of the weight as it is then."""
+    """The kernel form keeps the weight's channels_last copy between passes without autograd: an in-place update
+    (an optimizer step), a ``.data`` swap and training steps in between must each give the output of the weight as
+    it is then."""
     layer = cz.GlobalDepthwiseConv2d(16, 32, (5, 6)).double()
     layer.implementation = "kernel"
     x = torch.randn(3, 16, 5, 6, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
@@ -188,3 +189,5 @@ def test_gdc_kernel_form_follows_weight_updates_on_channels_last_data():
         y2.square().sum().backward()
         optimizer.step()
         optimizer.zero_grad()
+    with torch.no_grad():  # after the optimizer's steps
+        assert torch.allclose(layer(x), expected(), rtol=0, atol=1e-12)

@@ -115,9 +115,10 @@ class GlobalDepthwiseConv2d(ConvzooLayer, LazyModuleMixin, nn.Module):
         if name == "kernel":
             from ..kernels.global_depthwise import global_depthwise, weight_nhwc
 
-            if not is_channels_last(x):
-                return global_depthwise(x, self.weight, self.bias)
-            weight = self.weight  # its channels_last copy is made once while it is unchanged (``frozen``)
+            weight = self.weight
+            if not is_channels_last(x) or (torch.is_grad_enabled() and weight.requires_grad):
+                return global_depthwise(x, weight, self.bias)
+            # a pass without autograd: the weight's channels_last copy is made once while it is unchanged (``frozen``)
             return global_depthwise(x, weight, self.bias, frozen(self, "weight_nhwc", (weight,),
                                                                  lambda: weight_nhwc(weight, c)))
         w = self.weight.reshape(c, m, -1)

@@ -16,7 +16,8 @@ from torch.nn.modules.lazy import LazyModuleMixin
 
 from ..arithmetic.cost import LayerCost, conv_cost
 from ..geometry import check_positive_int, expand
-from .base import Alternative, ConvzooLayer, Stage, autocast_enabled, check_input, frozen, init_conv_
+from .base import (Alternative, ConvzooLayer, Runner, Stage, autocast_enabled, check_input, frozen, init_conv_,
+                   planned_forward)
 from .fastpaths import GlobalDepthwiseSum, GlobalDepthwiseSumNHWC, is_channels_last
 from .form_choice import FormChoice, is_tracing
 
@@ -98,10 +99,14 @@ class GlobalDepthwiseConv2d(ConvzooLayer, LazyModuleMixin, nn.Module):
                 f"input of spatial size {tuple(spatial)}; the input size must equal the kernel size"
             )
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
+    forward = planned_forward
+
+    def plan_forward(self, x: torch.Tensor) -> Runner:
+        """Check ``x`` and choose the form (``forward_path``) once per key; later calls of the key run the form."""
         check_input(x, 2, self.in_channels, type(self).__name__)
         self._check_size(x.shape[2:])
-        return self.run_form(self.forward_path(x), x)
+        path = self.forward_path(x)
+        return lambda m, x: m.run_form(path, x)
 
     def run_form(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """The output computed by form ``name`` (one of ``forms(x)``): y[n, c·m + j] = b + Σ_p x[n, c, p]·w[c·m + j, p]

@@ -836,6 +836,8 @@ def backward(x: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor, geometry
     m = cm // c
     need_x, need_w, need_b = needs
     grad_x = grad_w = grad_b = None
+    if _nhwc(x) and m > 1 and sh == sw == 1:
+        return _backward_per_multiplier(x, weight, grad, geometry, needs)
     if _nhwc(x):
         g = _as_nhwc(grad)
         if need_x:
@@ -895,6 +897,27 @@ def backward(x: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor, geometry
             grad_w = sums[:, :kh * kw].reshape(cm, 1, kh, kw)
             grad_b = sums[:, kh * kw]
     return grad_x, grad_w if need_w else None, grad_b if need_b else None
+
+
+def _backward_per_multiplier(x: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor, geometry: Geometry,
+                             needs: tuple[bool, bool, bool]) -> tuple[torch.Tensor | None, ...]:
+    """``backward`` for m > 1 on channels_last data at stride 1 as m backwards of m = 1 (the tiled kernels), one per
+    j on ∂y's channels c·m + j (de-interleaved once): ∂x = Σ_j ∂x_j, ∂w[c·m + j] = ∂w_j[c], ∂b[c·m + j] = ∂b_j[c]."""
+    n, c = x.shape[:2]
+    cm, _, kh, kw = weight.shape
+    m = cm // c
+    ho, wo = grad.shape[2:]
+    split = grad.permute(0, 2, 3, 1).reshape(n, ho, wo, c, m).permute(4, 0, 1, 2, 3).contiguous()  # (m, N, Ho, Wo, C)
+    taps = weight.reshape(c, m, 1, kh, kw)
+    parts = [backward(x, taps[:, j].contiguous(), split[j].permute(0, 3, 1, 2), geometry, needs) for j in range(m)]
+    grad_x = None
+    if needs[0]:
+        grad_x = parts[0][0]
+        for part in parts[1:]:
+            grad_x.add_(part[0])
+    grad_w = torch.stack([p[1] for p in parts], 1).reshape(cm, 1, kh, kw) if needs[1] else None
+    grad_b = torch.stack([p[2] for p in parts], 1).reshape(cm) if needs[2] else None
+    return grad_x, grad_w, grad_b
 
 
 class DepthwiseConv2dFunction(torch.autograd.Function):

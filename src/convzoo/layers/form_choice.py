@@ -6,7 +6,11 @@ torchvision's kernel, dynamic conv's batch-folded vs per-sample convs) keeps one
 input of a key (the layer's configuration, the input's shape / memory format / device / dtype, grad mode) every
 form is run round-robin (``round_order``): one warm-up each, then rounds until ``min_seconds`` are spent (at
 least ``min_rounds``, at most ``max_rounds``); the form with the smallest minimum time wins, t_f = min_r t_{f,r}
-(the minimum is the least disturbed by other processes on a busy machine). With gradients wanted, each run is forward + backward
+(the minimum is the least disturbed by other processes on a busy machine). Each round runs every form twice in a
+row and keeps both times: when forms alternate, the allocator often hands large tensors fresh pages from the
+operating system, whose first-touch faults can cost more than the op itself and fall on whichever form comes next
+(``benchmarks/bench_page_faults.py`` measures both); the second call in a row reuses the pages the first freed, so
+some time of each form is free of them. With gradients wanted, each run is forward + backward
 by ``torch.autograd.grad`` on a detached copy of the input, so no ``.grad`` is touched and no caller graph runs.
 
 Never measured under tracing, compilation or export, nor on meta / fake tensors (``is_tracing``): the caller
@@ -226,8 +230,8 @@ class FormChoice:
         started, rounds = time.perf_counter(), 0
         while rounds < self.max_rounds and (rounds < self.min_rounds
                                             or time.perf_counter() - started < self.min_seconds):
-            for name in round_order(list(best), rounds):
-                best[name] = min(best[name], timed(forms[name]))
+            for name in round_order(list(best), rounds):  # twice in a row: the second call's output usually
+                best[name] = min(best[name], timed(forms[name]), timed(forms[name]))  # reuses the first's pages
             if rounds == 0 and len(best) > 1:  # slow forms are not timed again
                 limit = self.prune * min(best.values())
                 best = {name: t for name, t in best.items() if t <= limit}

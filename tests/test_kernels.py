@@ -470,7 +470,26 @@ def test_bench_kernels_script_runs_every_case_quickly(tmp_path):
         d = row.as_dict()
         assert d["fwd_vs_bound"] == pytest.approx(d["kernel_fwd"] / d["bound"], rel=0.02, abs=0.01)
         assert row.native_forms["fwd"] and d["native_fwd"] > 0
+        if row.family in ("depthwise", "global_depthwise"):  # the layer's own time and the forms it chose
+            assert d["layer_fwd_vs_native"] == pytest.approx(d["layer_fwd"] / d["native_fwd"], rel=0.02, abs=0.01)
+            assert row.native_forms["layer_fwd"] and row.native_forms["layer_fwd_bwd"]
     assert not any(tmp_path.iterdir())  # --quick writes nothing
     table = bench.results_table(rows)  # what a full run writes to kernels-<cpu>.json for the docs
     assert len(table.rows) == len(rows) and len(table.names) == len(table.rows[0])
     assert table.rows[0][3] == rows[0].as_dict()["bound"] and table.rows[0][5] == rows[0].as_dict()["fwd_vs_bound"]
+
+
+def test_bench_page_faults_script_runs_quickly(tmp_path):
+    """benchmarks/bench_page_faults.py on tiny shapes: every form of the layer, back to back and round-robin."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "benchmarks" / "bench_page_faults.py"
+    spec = importlib.util.spec_from_file_location("bench_page_faults", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    table = bench.main(["--quick", "--threads", "1", "--out", str(tmp_path)])
+    forms = {row[0] for row in table.rows}
+    assert {"native", "kernel"} <= forms and len(table.rows) == 2 * len(forms)
+    assert all(row[2] > 0 and row[4] >= 0 for row in table.rows)
+    assert not any(tmp_path.iterdir())  # --quick writes nothing

@@ -261,7 +261,9 @@ DESCRIPTION = (
     "(rotated and reversed orders, fastest round kept): the kernel's forward and forward + backward (∂ wrt input "
     "and every parameter), every native form (the plain conv and the rearrangements of `layers/fastpaths.py`), "
     "and the bound — a copy of (input + output) / 2 elements into a preallocated tensor, the bytes the op must "
-    "move (input read once, output written once).")
+    "move (input read once, output written once) — and the convzoo layer itself (DepthwiseConv2d, "
+    "GlobalDepthwiseConv2d with the case's values), which runs the form its FormChoice measured fastest on this "
+    "machine: what a user of the layer gets.")
 
 
 def results_table(rows: list[Row]) -> Table:

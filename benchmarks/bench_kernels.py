@@ -17,6 +17,7 @@ kernel form and the native forms for one memory format).
     python benchmarks/bench_kernels.py                 # 2 threads, every case
     python benchmarks/bench_kernels.py --threads 1 --cases depthwise --rounds 30
     python benchmarks/bench_kernels.py --quick         # tiny shapes, one round: checks the script runs
+    python benchmarks/bench_kernels.py --runs 3        # every case three times, and each ratio's range
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import torch
 import torch.nn.functional as F
 
 import convzoo as cz
+from convzoo.layers.form_choice import forget_choices
 from convzoo.perf.results import Table, machine_info, machine_tag, write_results
 from convzoo.perf.results_page import table_markdown
 
@@ -295,24 +297,59 @@ def main(argv: list[str] | None = None) -> list[Row]:
     parser.add_argument("--cases", default="", help="only cases whose family or label contains this text")
     parser.add_argument("--formats", default="NCHW,channels_last")
     parser.add_argument("--quick", action="store_true", help="tiny shapes and one round (a smoke test)")
+    parser.add_argument("--runs", type=int, default=1,
+                        help="measure every case this many times (new layers and inputs, form choices measured "
+                             "again); the results add a table of each ratio's range over the runs")
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     args = parser.parse_args(argv)
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     info = machine_info()
-    rows = []
-    for case in CASES:
-        if args.cases and args.cases not in case.family and args.cases not in case.label:
-            continue
-        for fmt_name in args.formats.split(","):
-            rows.append(measure(case, fmt_name, 1 if args.quick else args.rounds, args.quick))
-            print(table_markdown(results_table(rows[-1:])).splitlines()[-1], flush=True)
-    table = results_table(rows)
-    print(table_markdown(table))
+    runs: list[list[Row]] = []
+    for run in range(args.runs):
+        forget_choices()  # every run's layers choose their forms again
+        rows = []
+        for case in CASES:
+            if args.cases and args.cases not in case.family and args.cases not in case.label:
+                continue
+            for fmt_name in args.formats.split(","):
+                rows.append(measure(case, fmt_name, 1 if args.quick else args.rounds, args.quick))
+                print(table_markdown(results_table(rows[-1:])).splitlines()[-1], flush=True)
+        runs.append(rows)
+    tables = [results_table(runs[0])]
+    if len(runs) > 1:
+        tables.append(ranges_table(runs))
+    for table in tables:
+        print(table_markdown(table))
     if not args.quick:
         write_results(args.out / f"kernels-{machine_tag(info)}.json", "convzoo's CPU kernels against the copy bound",
-                      [table], description=DESCRIPTION, machine=info, data={"rows": [r.as_dict() for r in rows]})
-    return rows
+                      tables, description=DESCRIPTION, machine=info,
+                      data={"rows": [r.as_dict() for r in runs[0]], "runs": [[r.as_dict() for r in rows] for rows in runs]})
+    return runs[0]
+
+
+RANGED = [("fwd_vs_bound", "kernel fwd ×bound"), ("fwd_bwd_vs_bound", "kernel fwd+bwd ×bound"),
+          ("layer_fwd_vs_bound", "layer fwd ×bound"), ("layer_fwd_bwd_vs_bound", "layer fwd+bwd ×bound"),
+          ("layer_fwd_vs_native", "layer / native fwd"), ("layer_fwd_bwd_vs_native", "layer / native fwd+bwd")]
+
+
+def ranges_table(runs: list[list[Row]]) -> Table:
+    """Each ratio's lowest and highest value over the runs (the first table holds the first run), and how many
+    runs the layer ran each form in (forward / forward+backward)."""
+    body = []
+    for i, row in enumerate(runs[0]):
+        ds = [rows[i].as_dict() for rows in runs]
+        cells: list[object] = [row.family, row.label, row.format]
+        for key, _ in RANGED:
+            values = [d[key] for d in ds if key in d]
+            cells.append(f"{min(values):.2f}–{max(values):.2f}" if values else "")
+        forms = [f"{d['layer_fwd_form']} / {d['layer_fwd_bwd_form']}" for d in ds if "layer_fwd_form" in d]
+        cells.append(", ".join(f"{f} ×{forms.count(f)}" for f in dict.fromkeys(forms)))
+        body.append(cells)
+    return Table(f"The ratios over {len(runs)} runs in one process (lowest–highest)",
+                 ["family", "case", "format", *(name for _, name in RANGED), "layer's forms (runs)"], body,
+                 "Each run measures every case again, with new inputs and new layers, every form choice forgotten and "
+                 "measured again.")
 
 
 if __name__ == "__main__":

@@ -108,6 +108,13 @@ _INSTANCES: "weakref.WeakSet[FormChoice]" = weakref.WeakSet()
 _FIXED = [False]
 
 
+def forget_choices() -> None:
+    """Every ``FormChoice`` forgets what it chose (``clear``): the next input of each key is measured again, e.g.
+    to see how stable the choices are on a machine, or after changing what else runs on it."""
+    for choice in list(_INSTANCES):
+        choice.clear()
+
+
 @contextmanager
 def fixed_choices() -> Iterator[None]:
     """Within it every ``FormChoice`` takes its ``prefer`` form (else its first) without timing anything. The forms
@@ -115,15 +122,13 @@ def fixed_choices() -> Iterator[None]:
     trains for many steps — timing noise may not pick one. Every choice is forgotten on entry and exit
     (``clear``), so none made inside leaks out or the other way round."""
     previous = _FIXED[0]
-    for choice in list(_INSTANCES):
-        choice.clear()
+    forget_choices()
     _FIXED[0] = True
     try:
         yield
     finally:
         _FIXED[0] = previous
-        for choice in list(_INSTANCES):
-            choice.clear()
+        forget_choices()
 
 
 class FormChoice:

@@ -17,7 +17,7 @@ from convzoo.cli import app
 from convzoo.layers import dynamic as dynamic_module
 from convzoo.layers import hetconv as hetconv_module
 from convzoo.layers import shuffle as shuffle_module
-from convzoo.layers.form_choice import FormChoice, input_key, untimed
+from convzoo.layers.form_choice import FormChoice, forget_choices, input_key, untimed
 from convzoo.perf.hetconv_sweep import QUICK_GRID, sweep
 from convzoo.perf.results import read_results
 
@@ -395,3 +395,16 @@ def test_fixed_choices_take_the_preferred_or_first_form_without_timing():
         assert preferring.choose("k", slow_first, torch.device("cpu")) == "fast"
         assert plain.measurements == 1 and preferring.measurements == 0
     assert "k" not in plain and plain.choose("k", slow_first, torch.device("cpu")) == "fast"
+
+
+def test_forget_choices_makes_every_choice_measure_again():
+    layer = cz.DynamicConv2d(4, 6, 3, padding=1)
+    x = torch.randn(2, 4, 8, 8)
+    with torch.no_grad():
+        layer(x)
+        before = dynamic_module._CHOICE.measurements
+        layer(x)
+        assert dynamic_module._CHOICE.measurements == before  # cached
+        forget_choices()
+        layer(x)
+    assert dynamic_module._CHOICE.measurements == before + 1

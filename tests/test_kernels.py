@@ -474,6 +474,11 @@ def test_bench_kernels_script_runs_every_case_quickly(tmp_path):
             assert d["layer_fwd_vs_native"] == pytest.approx(d["layer_fwd"] / d["native_fwd"], rel=0.02, abs=0.01)
             assert row.native_forms["layer_fwd"] and row.native_forms["layer_fwd_bwd"]
     assert not any(tmp_path.iterdir())  # --quick writes nothing
+    runs = [bench.main(["--quick", "--threads", "1", "--cases", "GDC m=1", "--out", str(tmp_path)]) for _ in range(2)]
+    ranges = bench.ranges_table(runs)  # what --runs 2 adds: each ratio's lowest–highest over the runs
+    assert [row[:3] for row in ranges.rows] == [[r.family, r.label, r.format] for r in runs[0]]
+    low, high = (float(v) for v in ranges.rows[0][3].split("–"))
+    assert low == min(r[0].as_dict()["fwd_vs_bound"] for r in runs) and high >= low
     table = bench.results_table(rows)  # what a full run writes to kernels-<cpu>.json for the docs
     assert len(table.rows) == len(rows) and len(table.names) == len(table.rows[0])
     assert table.rows[0][3] == rows[0].as_dict()["bound"] and table.rows[0][5] == rows[0].as_dict()["fwd_vs_bound"]

@@ -10,8 +10,9 @@ NCHW forward at stride 1 along the rows (``_forward_nchw``): one task per (sampl
 _CHANNELS channels of the group × _BLOCKS blocks of LANES positions accumulates in registers, each tap's kernel
 vectors loaded once for the tile's channels and every input vector read by a masked load (lanes outside the row
 read nothing and add kernel × 0). Other NCHW inputs are copied to channels-last and the output copied back.
-On channels-last data: one task per output row; per group and pair of channel blocks, tiles of positions along the row in register accumulators, every tap adding a broadcast kernel
-value times an input block (a tap outside the input reads a row of zeros). Backward: the
+On channels-last data: one task per output row; per group and pair of channel blocks, tiles of positions along
+the row in register accumulators, every tap adding a broadcast kernel value times an input block (a tap outside
+the input reads a row of zeros). Backward (on channels-last copies for NCHW inputs): the
 kernels' gradient ∂H[n, g·T + t, p] = Σ_{c ∈ g} ∂y[n, c, p]·x[n, c, p·s + t·d − pad] as nine dot products per pass
 (one task per output row), and the input's gradient gathered, for any stride, from the outputs that read each input
 pixel (one task per input row), so no two tasks write one value.

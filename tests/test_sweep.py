@@ -274,3 +274,15 @@ def test_ray_sweep_matches_serial_and_survives_a_killed_worker(tmp_path):
     resumed = [json.loads(line)["epoch"] for line in open(victim / "metrics.jsonl")]
     assert resumed == [0, 1, 2, 3]
     assert torch.load(victim / "checkpoint.pt", weights_only=True)["epoch"] == 4
+
+
+def test_write_csv_splits_intervals_and_leaves_missing_cells_empty(tmp_path):
+    from convzoo.train.sweep import write_csv
+
+    rows = [{"family": "a", "acc_ci95": [0.5, 0.75], "seeds": [0, 1], "note": None},
+            {"family": "b", "acc_ci95": None, "seeds": [0], "note": "x"}]
+    path = tmp_path / "t.csv"
+    write_csv(str(path), ("family", "acc_ci95_low", "acc_ci95_high", "seeds", "note"), rows, {"acc_ci95": "acc"},
+              lambda row: {"seeds": len(row["seeds"])})
+    assert path.read_text().splitlines() == ["family,acc_ci95_low,acc_ci95_high,seeds,note", "a,0.5,0.75,2,",
+                                             "b,,,1,x"]

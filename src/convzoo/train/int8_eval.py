@@ -13,7 +13,6 @@ one seed). The rows gain these keys in sweep.json; ``sweep_int8.csv`` holds them
 
 from __future__ import annotations
 
-import csv
 import os
 import statistics
 import warnings
@@ -122,17 +121,11 @@ def add_columns(rows: list[dict[str, Any]], results: Sequence[dict[str, Any]], o
             "int8_mac_fraction": round(statistics.fmean(r["int8_mac_fraction"] for r in mine), 4),
             "float_layers": sorted({name for r in mine for name in r["float_layers"]}),
         })
-    with open(os.path.join(out, "sweep_int8.csv"), "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            flat = {k: row.get(k) for k in CSV_COLUMNS}
-            flat["seeds"] = len(row["int8_accuracies"])
-            flat["float_layers"] = " ".join(row["float_layers"])
-            for key in ("int8_accuracy", "int8_delta"):
-                low, high = row[f"{key}_ci95"] or ("", "")
-                flat[f"{key}_ci95_low"], flat[f"{key}_ci95_high"] = low, high
-            writer.writerow(flat)
+    from .sweep import write_csv
+
+    write_csv(os.path.join(out, "sweep_int8.csv"), CSV_COLUMNS, rows,
+              {"int8_accuracy_ci95": "int8_accuracy", "int8_delta_ci95": "int8_delta"},
+              lambda row: {"seeds": len(row["int8_accuracies"]), "float_layers": " ".join(row["float_layers"])})
 
 
 def int8_table(rows: Sequence[dict[str, Any]]) -> Any:

@@ -449,16 +449,8 @@ def write(rows: list[dict[str, Any]], out: str, trials: Sequence[dict[str, Any]]
     with open(tmp, "w") as handle:
         json.dump(rows, handle, indent=1)
     os.replace(tmp, os.path.join(out, "sweep.json"))
-    with open(os.path.join(out, "sweep.csv"), "w", newline="") as handle:
-        writer = csv.DictWriter(handle, fieldnames=CSV_COLUMNS)
-        writer.writeheader()
-        for row in rows:
-            flat = {k: row.get(k) for k in CSV_COLUMNS}
-            flat["seeds"] = len(row["seeds"])
-            for key, name in (("latency_ci95", "latency"), ("accuracy_ci95", "accuracy")):
-                low, high = row[key] if row[key] is not None else ("", "")
-                flat[f"{name}_ci95_low"], flat[f"{name}_ci95_high"] = low, high
-            writer.writerow({k: "" if v is None else v for k, v in flat.items()})
+    write_csv(os.path.join(out, "sweep.csv"), CSV_COLUMNS, rows,
+              {"latency_ci95": "latency", "accuracy_ci95": "accuracy"}, lambda row: {"seeds": len(row["seeds"])})
     if trials:
         with open(os.path.join(out, "sweep_trials.csv"), "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=TRIAL_COLUMNS, extrasaction="ignore")
@@ -466,6 +458,21 @@ def write(rows: list[dict[str, Any]], out: str, trials: Sequence[dict[str, Any]]
             for trial in sorted(trials, key=lambda t: (_row_index(rows, t["family"]), t["seed"])):
                 writer.writerow({k: round(v, 4) if isinstance(v, float) else v for k, v in trial.items()})
     pareto_plot(rows, os.path.join(out, "sweep_pareto.png"))
+
+
+def write_csv(path: str, columns: Sequence[str], rows: Sequence[dict[str, Any]], intervals: dict[str, str],
+              cells: Callable[[dict[str, Any]], dict[str, Any]]) -> None:
+    """One line per row in ``columns``: the row's own values, each interval key k (a [low, high] pair or None) as
+    the columns ``intervals[k]``_ci95_low / _high, then ``cells(row)``; None is written as an empty cell."""
+    with open(path, "w", newline="") as handle:
+        writer = csv.DictWriter(handle, fieldnames=columns)
+        writer.writeheader()
+        for row in rows:
+            flat = {k: row.get(k) for k in columns}
+            for key, name in intervals.items():
+                flat[f"{name}_ci95_low"], flat[f"{name}_ci95_high"] = row[key] or (None, None)
+            flat.update(cells(row))
+            writer.writerow({k: "" if v is None else v for k, v in flat.items()})
 
 
 def _row_index(rows: Sequence[dict[str, Any]], name: str) -> int:

@@ -122,15 +122,6 @@ def _masked_store(context: Any, builder: Any, arrty: Any, arr: Any, start: Any, 
     builder.call(fn, [vec, ptr, ir.Constant(_I32, arrty.dtype.bitwidth // 8), _mask_vector(builder, mask)])
 
 
-def _strided_store(context: Any, builder: Any, arrty: Any, arr: Any, start: Any, step: Any, vec: Any,
-                   mask: Any) -> None:
-    data = make_array(arrty)(context, builder, arr).data
-    for lane in range(LANES):
-        with builder.if_then(_lane_set(builder, mask, lane)):
-            ptr = builder.gep(data, [builder.add(start, builder.mul(step, ir.Constant(start.type, lane)))])
-            builder.store(builder.extract_element(vec, ir.Constant(_I32, lane)), ptr)
-
-
 def _get(context: Any, builder: Any, accty: Any, acc: Any) -> Any:
     vty = _vector_type(context, accty.dtype)
     ptr = builder.bitcast(make_array(accty)(context, builder, acc).data, vty.as_pointer())
@@ -305,21 +296,6 @@ def fill_at(typingctx: Any, acc: Any, at: Any, value: Any) -> Any:
         return context.get_dummy_value()
 
     return types.none(acc, at, value), codegen
-
-
-@intrinsic
-def fma_at_scalar(typingctx: Any, acc: Any, at: Any, weight: Any, src: Any, start: Any) -> Any:
-    """acc[at + l] += weight · src[start + l] on every lane (acc a tile, at a block's offset; src read in full)."""
-    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        a, ao, w, s, st = _args(context, builder, sig, args, (1, 4))
-        target = _block_pointer(context, builder, acc, a, ao)
-        vty = _vector_type(context, acc.dtype)
-        x = builder.load(builder.bitcast(_element_pointer(context, builder, src, s, st), vty.as_pointer()), align=src.dtype.bitwidth // 8)
-        wv = _splat(builder, vty, context.cast(builder, w, sig.args[2], acc.dtype))
-        builder.store(_fma(builder, wv, x, builder.load(target)), target)
-        return context.get_dummy_value()
-
-    return types.none(acc, at, weight, src, start), codegen
 
 
 @intrinsic
@@ -504,44 +480,6 @@ def _repeat_gather(context: Any, builder: Any, arrty: Any, arr: Any, start: Any,
     return vec
 
 
-@intrinsic
-def fma_vv_repeat(typingctx: Any, acc: Any, u: Any, u_start: Any, v: Any, v_start: Any, rep: Any, phase: Any,
-                  mask: Any) -> Any:
-    """acc[l] += u[u_start + l] · v[v_start + (phase + l) // rep] on the lanes in mask: output channels o0 + l of a
-    depthwise conv with multiplier rep reading their input channel (o0 + l) // rep (channels_last; phase = o0 % rep),
-    lane by lane (``fma_vv_rep2`` / ``fma_vv_rep4`` are one load and a shuffle)."""
-    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        a, uu, us, vv, vs, rp, ph, mk = _args(context, builder, sig, args, (2, 4, 5, 6, 7))
-        x = _masked_load(context, builder, u, uu, us, mk)
-        y = _repeat_gather(context, builder, v, vv, vs, rp, ph, mk)
-        return _update(context, builder, sig, a, _fma(builder, x, y, _get(context, builder, acc, a)))
-
-    return types.none(acc, u, u_start, v, v_start, rep, phase, mask), codegen
-
-
-def _repeat_intrinsic(rep: int) -> Any:
-    @intrinsic
-    def fma_vv_rep(typingctx: Any, acc: Any, u: Any, u_start: Any, v: Any, v_start: Any, mask: Any,
-                   v_mask: Any) -> Any:
-        def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-            a, uu, us, vv, vs, mk, vm = _args(context, builder, sig, args, (2, 4, 5, 6))
-            x = _masked_load(context, builder, u, uu, us, mk)
-            part = _masked_load(context, builder, v, vv, vs, vm)
-            y = builder.shuffle_vector(part, part, ir.Constant(ir.VectorType(_I32, LANES),
-                                                               [l // rep for l in range(LANES)]))
-            return _update(context, builder, sig, a, _fma(builder, x, y, _get(context, builder, acc, a)))
-
-        return types.none(acc, u, u_start, v, v_start, mask, v_mask), codegen
-
-    fma_vv_rep.__doc__ = (f"acc[l] += u[u_start + l] · v[v_start + l // {rep}] on the lanes in mask, v's elements "
-                          f"read under v_mask (lanes(0, ⌈count / {rep}⌉)): one load and a constant shuffle.")
-    return fma_vv_rep
-
-
-fma_vv_rep2 = _repeat_intrinsic(2)
-fma_vv_rep4 = _repeat_intrinsic(4)
-
-
 def _repeat_load_intrinsic(rep: int) -> Any:
     @intrinsic
     def load_rep(typingctx: Any, acc: Any, src: Any, start: Any, mask: Any) -> Any:
@@ -575,17 +513,6 @@ def load_repeat(typingctx: Any, acc: Any, src: Any, start: Any, rep: Any, phase:
 
 
 @intrinsic
-def fma_bb(typingctx: Any, acc: Any, u: Any, v: Any) -> Any:
-    """acc[l] += u[l] · v[l] on every lane: three blocks held in registers."""
-    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        a, ub, vb = args
-        return _update(context, builder, sig, a, _fma(builder, _get(context, builder, u, ub),
-                                                      _get(context, builder, v, vb), _get(context, builder, acc, a)))
-
-    return types.none(acc, u, v), codegen
-
-
-@intrinsic
 def store(typingctx: Any, acc: Any, dst: Any, start: Any, mask: Any) -> Any:
     """dst[start + l] = acc[l] on the lanes in mask."""
     def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
@@ -594,17 +521,6 @@ def store(typingctx: Any, acc: Any, dst: Any, start: Any, mask: Any) -> Any:
         return context.get_dummy_value()
 
     return types.none(acc, dst, start, mask), codegen
-
-
-@intrinsic
-def store_step(typingctx: Any, acc: Any, dst: Any, start: Any, step: Any, mask: Any) -> Any:
-    """dst[start + l·step] = acc[l] on the lanes in mask."""
-    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-        a, d, st, sp, mk = _args(context, builder, sig, args, (2, 3, 4))
-        _strided_store(context, builder, dst, d, st, sp, _get(context, builder, acc, a), mk)
-        return context.get_dummy_value()
-
-    return types.none(acc, dst, start, step, mask), codegen
 
 
 def _pairwise_sum(builder: Any, vec: Any) -> Any:
@@ -636,24 +552,16 @@ def total_at(typingctx: Any, acc: Any, at: Any) -> Any:
     return acc.dtype(acc, at), codegen
 
 
-def _prefetch_intrinsic(write: int) -> Any:
-    @intrinsic
-    def prefetch(typingctx: Any, src: Any, start: Any) -> Any:
-        def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
-            s, st = args[0], context.cast(builder, args[1], sig.args[1], types.int64)
-            ptr = builder.gep(make_array(src)(context, builder, s).data, [st])
-            fn = _intrinsic_fn(builder, "llvm.prefetch.p0", ir.VoidType(), [ptr.type, _I32, _I32, _I32])
-            builder.call(fn, [ptr, ir.Constant(_I32, write), ir.Constant(_I32, 3), ir.Constant(_I32, 1)])
-            return context.get_dummy_value()
+@intrinsic
+def prefetch(typingctx: Any, src: Any, start: Any) -> Any:
+    """A hint to bring the cache line holding src[start] into the caches ahead of its loads (nothing is read: any
+    index, even past the array's end, is harmless)."""
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        s, st = args[0], context.cast(builder, args[1], sig.args[1], types.int64)
+        ptr = builder.gep(make_array(src)(context, builder, s).data, [st])
+        fn = _intrinsic_fn(builder, "llvm.prefetch.p0", ir.VoidType(), [ptr.type, _I32, _I32, _I32])
+        builder.call(fn, [ptr, ir.Constant(_I32, 0), ir.Constant(_I32, 3), ir.Constant(_I32, 1)])
+        return context.get_dummy_value()
 
-        return types.none(src, start), codegen
-
-    prefetch.__doc__ = (f"A hint to bring the cache line holding src[start] into the caches ahead of its "
-                        f"{'stores' if write else 'loads'} (nothing is read: any index, even past the array's end, "
-                        "is harmless).")
-    return prefetch
-
-
-prefetch = _prefetch_intrinsic(0)
-prefetch_write = _prefetch_intrinsic(1)
+    return types.none(src, start), codegen
 

@@ -151,9 +151,6 @@ class QuantizationReport:
     quantizer: str
     layers: list[LayerQuantization]
 
-    def by_status(self, status: str) -> list[LayerQuantization]:
-        return [row for row in self.layers if row.status == status]
-
     def float_layers(self) -> list[str]:
         """Paths of the convzoo layers with operators left in floating point ('partly' or 'float')."""
         return [row.name for row in self.layers if row.status != "int8" and row.name != OUTSIDE]

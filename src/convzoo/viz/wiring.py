@@ -141,11 +141,11 @@ def colour_channels(r: Reads, groups: Sequence[WindowGroup], carried: Sequence[s
             what = ("each output reads one input channel" if size == {(1, 1)} else
                     "each output reads only its group's inputs")
             if n_groups < len(comps):
-                legend.append(([group_colour(k) for k in range(min(3, n_groups))],
+                legend.append(([group_colour(k) for k in range(min(len(GROUP_COLOURS), n_groups))],
                                f"one colour per set of channels read with the same weights (one shared kernel): "
                                f"{n_groups} sets"))
             else:
-                legend.append(([group_colour(k) for k in range(min(3, len(comps)))],
+                legend.append(([group_colour(k) for k in range(min(len(GROUP_COLOURS), len(comps)))],
                                f"{len(comps)} groups, one colour each: {what}"))
     for j, c in zip(*np.nonzero(copy)):
         pair_colour[(int(j), int(c))] = inputs[c] or NEUTRAL

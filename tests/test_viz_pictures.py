@@ -97,6 +97,10 @@ def test_grouped_draws_every_group_and_depthwise_grouped_standard_differ_on_the_
     assert colouring.groups == 3 and len(set(colouring.pairs.values())) == 3
     assert len(colouring.pairs) == 3 * 2 * 2  # every line of every group is drawn
     assert all(colouring.inputs) and all(colouring.outputs)  # every plane in its group's colour
+    depthwise = analyse(default_spec("depthwise").build(), (6, 8, 8))
+    for shown, said in ((colouring, "3 groups"), (colour_channels(depthwise, window_groups(depthwise), None), "6 groups")):
+        swatches = next(colours for colours, text in shown.legend if said in text)
+        assert sorted(swatches) == sorted(set(shown.pairs.values()))  # the legend shows each colour the lines use
     said = {name: reading(analyse(default_spec(name).build(), (6, 8, 8)), 0)
             for name in ("depthwise", "grouped", "standard")}
     assert said == {"depthwise": "output c0 reads 1 of 6 input channels (c0)",

@@ -1,13 +1,16 @@
 """convzoo's own CPU kernels against the memory bound and against PyTorch's best native form, per family and format.
 
-For every case and memory format, in the same interleaved rounds (fastest round kept), it times:
+For every case and memory format, in the same interleaved rounds (fastest round kept; ``--rounds``, up to 5× as many
+while a case has run under 3 s: the fastest of few rounds of a 0.1 ms call is mostly noise), it times:
 - the kernel's forward, and forward + backward (∂ wrt input and every parameter);
 - every native form (PyTorch ops only: the plain conv, and the rearrangements of ``layers/fastpaths.py``), and
-  reports the best one's forward and forward + backward;
+  reports the best one's forward and forward + backward; each also called from a minimal ``nn.Module`` (what a
+  model pays for it: torch's module call, ≈ what ``nn.Conv2d`` adds to ``F.conv2d``), the layer's fair baseline;
 - the copy bound: a copy of (input + output) / 2 elements into a preallocated tensor — the bytes the op must move,
   input read once and output written once (preallocated: a fresh ``clone()`` pays page faults in some rounds and not
   in others, which made the bound itself bimodal; the ops allocate their outputs, so the ratios are conservative).
-Ratios are kernel / bound and kernel / best native. Results go to ``benchmarks/results/kernels-<cpu>.json`` (the
+Ratios are kernel / bound, kernel / best native, and the layer's against the bound, the best native form and the
+best native form in a module. Results go to ``benchmarks/results/kernels-<cpu>.json`` (the
 results format of ``convzoo.perf.results``, tagged with the CPU model and torch's CPU capability; its header names
 the machine: CPU model and SIMD flags, torch's CPU capability, threads), rendered by the docs site.
 
@@ -23,6 +26,7 @@ kernel form and the native forms for one memory format).
 from __future__ import annotations
 
 import argparse
+import random
 import sys
 import time
 from collections.abc import Callable
@@ -77,13 +81,18 @@ class Row:
                "fwd_bwd_vs_bound": round(t["kernel_fwd_bwd"] / t["bound"], 2),
                "fwd_vs_native": round(t["kernel_fwd"] / t["native_fwd"], 2),
                "fwd_bwd_vs_native": round(t["kernel_fwd_bwd"] / t["native_fwd_bwd"], 2)}
+        if "native_module_fwd" in t:
+            row.update({"native_module_fwd_form": self.native_forms["module_fwd"],
+                        "native_module_fwd_bwd_form": self.native_forms["module_fwd_bwd"]})
         if "layer_fwd" in t:  # what a user of the layer gets: the form FormChoice picked on this machine
             row.update({"layer_fwd_form": self.native_forms["layer_fwd"],
                         "layer_fwd_bwd_form": self.native_forms["layer_fwd_bwd"],
                         "layer_fwd_vs_bound": round(t["layer_fwd"] / t["bound"], 2),
                         "layer_fwd_bwd_vs_bound": round(t["layer_fwd_bwd"] / t["bound"], 2),
                         "layer_fwd_vs_native": round(t["layer_fwd"] / t["native_fwd"], 2),
-                        "layer_fwd_bwd_vs_native": round(t["layer_fwd_bwd"] / t["native_fwd_bwd"], 2)})
+                        "layer_fwd_bwd_vs_native": round(t["layer_fwd_bwd"] / t["native_fwd_bwd"], 2),
+                        "layer_fwd_vs_native_module": round(t["layer_fwd"] / t["native_module_fwd"], 2),
+                        "layer_fwd_bwd_vs_native_module": round(t["layer_fwd_bwd"] / t["native_module_fwd_bwd"], 2)})
         return row
 
 
@@ -142,10 +151,11 @@ def _global_depthwise(multiplier: int) -> Callable[[torch.memory_format, bool], 
         def in_place(t: torch.Tensor) -> torch.Tensor:
             wc = w.reshape(c, multiplier, -1)
             if fmt == torch.channels_last:
-                y = GlobalDepthwiseSumNHWC.apply(t.permute(0, 2, 3, 1).reshape(n, -1, c), wc.permute(1, 2, 0).contiguous())
+                y = GlobalDepthwiseSumNHWC.apply(t.permute(0, 2, 3, 1).reshape(n, -1, c), wc.permute(1, 2, 0).contiguous(),
+                                                 b)
             else:
-                y = GlobalDepthwiseSum.apply(t.flatten(2), wc)
-            return (y.reshape(n, -1) + b).view(n, -1, 1, 1)
+                y = GlobalDepthwiseSum.apply(t.flatten(2), wc, b)
+            return y.view(n, -1, 1, 1)
 
         native = {"F.conv2d": lambda t: F.conv2d(t, w, b, groups=c),
                   "matmul" if fmt == torch.contiguous_format else "products + sum": in_place}
@@ -191,6 +201,18 @@ CASES: list[Case] = [
 # --- timing ----------------------------------------------------------------------------------------------------------
 
 
+class InModule(torch.nn.Module):
+    """A native form called the way a model calls it: from a module's ``forward`` (torch's module call, which
+    ``nn.Conv2d`` pays on top of ``F.conv2d`` too; the form is a plain attribute, no ``__getattr__``)."""
+
+    def __init__(self, form: Form) -> None:
+        super().__init__()
+        self.form = form
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.form(x)
+
+
 def _fwd(f: Form, x: torch.Tensor) -> Callable[[], object]:
     def run() -> object:
         with torch.no_grad():
@@ -220,6 +242,9 @@ def measure(case: Case, fmt_name: str, rounds: int, quick: bool) -> Row:
     for name, f in setup.native.items():
         calls[f"native:{name}:fwd"] = _fwd(f, x)
         calls[f"native:{name}:fwd_bwd"] = _fwd_bwd(f, x, setup.params)
+        if setup.layer is not None:  # the same form where a model calls it: inside a module's forward
+            calls[f"module:{name}:fwd"] = _fwd(InModule(f), x)
+            calls[f"module:{name}:fwd_bwd"] = _fwd_bwd(InModule(f), x, setup.params)
     if setup.layer is not None:
         layer, layer_params = setup.layer
         calls["layer_fwd"], calls["layer_fwd_bwd"] = _fwd(layer, x), _fwd_bwd(layer, x, layer_params)
@@ -227,12 +252,14 @@ def measure(case: Case, fmt_name: str, rounds: int, quick: bool) -> Row:
         call()  # warm-up: compilation, allocations, oneDNN's kernel choice, the layer's form choice
     best = {name: float("inf") for name in calls}
     names = list(calls)
-    for r in range(rounds):  # rotated and reversed orders: no call always follows the same one
-        order = names[r % len(names):] + names[:r % len(names)]
-        for name in order[::-1] if r % 2 else order:
+    r, started = 0, time.perf_counter()
+    while r < rounds or (r < 5 * rounds and time.perf_counter() - started < 3.0):  # short cases: more rounds
+        order = random.Random(r).sample(names, len(names))  # a new order each round: no call always follows the
+        for name in order:  # same one (a backward's spinning OpenMP workers slow whatever runs next)
             start = time.perf_counter()
             calls[name]()
             best[name] = min(best[name], time.perf_counter() - start)
+        r += 1
     row = Row(case.family, case.label, fmt_name, {"bound": 1e3 * best["bound"], "kernel_fwd": 1e3 * best["kernel_fwd"],
                                                    "kernel_fwd_bwd": 1e3 * best["kernel_fwd_bwd"]})
     for kind in ("fwd", "fwd_bwd"):
@@ -241,6 +268,10 @@ def measure(case: Case, fmt_name: str, rounds: int, quick: bool) -> Row:
         row.times[f"native_{kind}"] = 1e3 * native[fastest]
         row.native_forms[kind] = fastest
         if setup.layer is not None:
+            in_module = {n.split(":")[1]: t for n, t in best.items() if n.startswith("module:") and n.endswith(f":{kind}")}
+            fastest = min(in_module, key=in_module.__getitem__)
+            row.times[f"native_module_{kind}"] = 1e3 * in_module[fastest]
+            row.native_forms[f"module_{kind}"] = fastest
             row.times[f"layer_{kind}"] = 1e3 * best[f"layer_{kind}"]
             row.native_forms[f"layer_{kind}"] = _chosen_form(setup.layer[0], x, kind == "fwd_bwd")
     return row
@@ -260,12 +291,13 @@ def _chosen_form(layer: torch.nn.Module, x: torch.Tensor, grad: bool) -> str:
 DESCRIPTION = (
     "convzoo's own CPU kernels (numba: depthwise, global depthwise, flattened's fused V∘H pair) against the memory "
     "bound and against PyTorch's best native form, per case and memory format. In the same interleaved rounds "
-    "(rotated and reversed orders, fastest round kept): the kernel's forward and forward + backward (∂ wrt input "
+    "(a new random order each round, fastest round kept; short cases get up to 5× the rounds, within 3 s): the kernel's forward and forward + backward (∂ wrt input "
     "and every parameter), every native form (the plain conv and the rearrangements of `layers/fastpaths.py`), "
     "and the bound — a copy of (input + output) / 2 elements into a preallocated tensor, the bytes the op must "
     "move (input read once, output written once) — and the convzoo layer itself (DepthwiseConv2d, "
     "GlobalDepthwiseConv2d with the case's values), which runs the form its FormChoice measured fastest on this "
-    "machine: what a user of the layer gets.")
+    "machine: what a user of the layer gets. The layer is a module, so it is also compared with the best native "
+    "form called from a minimal module (torch's module call, which `nn.Conv2d` pays on top of `F.conv2d` as well).")
 
 
 def results_table(rows: list[Row]) -> Table:
@@ -275,7 +307,8 @@ def results_table(rows: list[Row]) -> Table:
     for row in rows:
         d = row.as_dict()
         layer = [d.get("layer_fwd_vs_bound", ""), d.get("layer_fwd_bwd_vs_bound", ""),
-                 d.get("layer_fwd_vs_native", ""), d.get("layer_fwd_bwd_vs_native", "")]
+                 d.get("layer_fwd_vs_native", ""), d.get("layer_fwd_bwd_vs_native", ""),
+                 d.get("layer_fwd_vs_native_module", ""), d.get("layer_fwd_bwd_vs_native_module", "")]
         forms = f"{d['layer_fwd_form']} / {d['layer_fwd_bwd_form']}" if "layer_fwd_form" in d else ""
         body.append([row.family, row.label, row.format, d["bound"], d["kernel_fwd"], d["fwd_vs_bound"],
                      d["kernel_fwd_bwd"], d["fwd_bwd_vs_bound"], f"{d['native_fwd']:.3f} ({d['native_fwd_form']})",
@@ -284,10 +317,13 @@ def results_table(rows: list[Row]) -> Table:
                  ["family", "case", "format", ("bound", ".3f"), ("kernel fwd", ".3f"), ("×bound", ".1f"),
                   ("kernel fwd+bwd", ".3f"), ("×bound ", ".1f"), "best native fwd", ("kernel / native fwd", ".2f"),
                   ("kernel / native fwd+bwd", ".2f"), ("layer fwd ×bound", ".1f"), ("layer fwd+bwd ×bound", ".1f"),
-                  ("layer / native fwd", ".2f"), ("layer / native fwd+bwd", ".2f"), "layer's forms (fwd / fwd+bwd)"],
+                  ("layer / native fwd", ".2f"), ("layer / native fwd+bwd", ".2f"),
+                  ("layer / native module fwd", ".2f"), ("layer / native module fwd+bwd", ".2f"),
+                  "layer's forms (fwd / fwd+bwd)"],
                  body,
                  "Fastest of the rounds, ms; bound = a copy of the op's bytes (input read + output written); layer = "
-                 "the convzoo layer, running the form it measured fastest on this machine.")
+                 "the convzoo layer, running the form it measured fastest on this machine; native module = the best "
+                 "native form called from a minimal nn.Module.")
 
 
 def main(argv: list[str] | None = None) -> list[Row]:
@@ -330,7 +366,9 @@ def main(argv: list[str] | None = None) -> list[Row]:
 
 RANGED = [("fwd_vs_bound", "kernel fwd ×bound"), ("fwd_bwd_vs_bound", "kernel fwd+bwd ×bound"),
           ("layer_fwd_vs_bound", "layer fwd ×bound"), ("layer_fwd_bwd_vs_bound", "layer fwd+bwd ×bound"),
-          ("layer_fwd_vs_native", "layer / native fwd"), ("layer_fwd_bwd_vs_native", "layer / native fwd+bwd")]
+          ("layer_fwd_vs_native", "layer / native fwd"), ("layer_fwd_bwd_vs_native", "layer / native fwd+bwd"),
+          ("layer_fwd_vs_native_module", "layer / native module fwd"),
+          ("layer_fwd_bwd_vs_native_module", "layer / native module fwd+bwd")]
 
 
 def ranges_table(runs: list[list[Row]]) -> Table:

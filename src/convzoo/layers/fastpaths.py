@@ -11,8 +11,8 @@ forms are in ``benchmarks/bench_kernels.py``'s outputs (``benchmarks/results/``,
   for m > 1; NCHW data converted in and out: the 'channels_last round trip');
 - ``depthwise_split``: m multiplier-1 convs on NCHW data written into the interleaved output;
 - ``pointwise_matmul``: a grouped 1×1 conv on NCHW data as one batched matmul;
-- ``GlobalDepthwiseSum`` / ``GlobalDepthwiseSumNHWC``: GDC reading x in place in either format, with backwards
-  that write ∂x in x's own layout.
+- ``global_depthwise_sum`` / ``GlobalDepthwiseSum`` / ``GlobalDepthwiseSumNHWC``: GDC reading x in place in either
+  format, bias included, with backwards that write ∂x in x's own layout.
 """
 
 from __future__ import annotations
@@ -92,29 +92,41 @@ def pointwise_matmul(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor |
     return y.reshape(n, c_out, *x.shape[2:])
 
 
+def global_depthwise_sum(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+    """y[n, c·m + j] = b[c·m + j] + Σ_p x[n, c, p] · w[c, j, p] for x (N, C, P) read in place (NCHW) and w (C, m, P):
+    one batched matmul over channels, (C, m, P) @ (C, P, N), x as the right operand, the bias as its addend.
+    Returns (N, C·m), contiguous. Plain ops (autograd's bmm backward is slow: ``GlobalDepthwiseSum``)."""
+    c, m = w.shape[:2]
+    xp = x.permute(1, 2, 0)
+    y = torch.bmm(w, xp) if bias is None else torch.baddbmm(bias.view(c, m, 1), w, xp)  # (C, m, N)
+    return y.permute(2, 0, 1).contiguous().view(x.shape[0], c * m)  # a copy: a reshape would be a strided view
+
+
 class GlobalDepthwiseSum(torch.autograd.Function):
-    """y[n, c, j] = Σ_p x[n, c, p] · w[c, j, p] for x (N, C, P) read in place (NCHW) and w (C, m, P): forward one
-    batched matmul over channels, (C, m, P) @ (C, P, N), x as the right operand. The backward writes ∂x in x's own
-    layout, ∂x[n, c, p] = Σ_j g[n, c, j] · w[c, j, p] (m multiply-adds over x's size), and ∂w[c, j, p] =
-    Σ_n g[n, c, j] · x[n, c, p] as one batched matmul (autograd's own bmm backward loops over the channel-strided
-    batches with many small copies)."""
+    """``global_depthwise_sum`` with a backward that writes ∂x in x's own layout, ∂x[n, c, p] = Σ_j g[n, c·m + j] ·
+    w[c, j, p] (m multiply-adds over x's size), and ∂w[c, j, p] = Σ_n g[n, c·m + j] · x[n, c, p] as one batched
+    matmul (autograd's own bmm backward loops over the channel-strided batches with many small copies)."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         ctx.save_for_backward(x, w)
-        return torch.bmm(w, x.permute(1, 2, 0)).permute(2, 0, 1)  # (C, m, N) → (N, C, m)
+        return global_depthwise_sum(x, w, bias)
 
     @staticmethod
-    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, w = ctx.saved_tensors
-        grad_x = grad_w = None
+        c, m = w.shape[:2]
+        g3 = g.reshape(g.shape[0], c, m)
+        grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:
-            grad_x = g[:, :, 0, None] * w[:, 0]
-            for j in range(1, w.shape[1]):
-                grad_x = grad_x + g[:, :, j, None] * w[:, j]
+            grad_x = g3[:, :, 0, None] * w[:, 0]
+            for j in range(1, m):
+                grad_x = grad_x + g3[:, :, j, None] * w[:, j]
         if ctx.needs_input_grad[1]:
-            grad_w = torch.bmm(g.permute(1, 2, 0), x.transpose(0, 1))
-        return grad_x, grad_w
+            grad_w = torch.bmm(g3.permute(1, 2, 0), x.transpose(0, 1))
+        if ctx.needs_input_grad[2]:
+            grad_b = g.sum(0)
+        return grad_x, grad_w, grad_b
 
 
 def _batch_chunks(n: int, per_sample_bytes: int, budget: int = 4 << 20) -> list[slice]:
@@ -125,26 +137,29 @@ def _batch_chunks(n: int, per_sample_bytes: int, budget: int = 4 << 20) -> list[
 
 
 class GlobalDepthwiseSumNHWC(torch.autograd.Function):
-    """y[n, c, j] = Σ_p x[n, p, c] · w[j, p, c] for channels_last data x viewed (N, P, C) in place and w (m, P, C):
-    for each j and each batch chunk one elementwise product (chunk, P, C), channels innermost, then a sum over P
-    (a reduction over the middle axis, vectorised along C). Chunks of ≤ 4 MiB keep the product in cache. The
-    backward writes ∂x in the same (N, P, C) layout, ∂x[n, p, c] = Σ_j g[n, c, j] · w[j, p, c], and
-    ∂w[j, p, c] = Σ_n g[n, c, j] · x[n, p, c], both chunked the same way."""
+    """y[n, c·m + j] = b[c·m + j] + Σ_p x[n, p, c] · w[j, p, c] for channels_last data x viewed (N, P, C) in place
+    and w (m, P, C), returned (N, C·m): for each j and each batch chunk one elementwise product (chunk, P, C),
+    channels innermost, then a sum over P (a reduction over the middle axis, vectorised along C). Chunks of ≤ 4 MiB
+    keep the product in cache. The backward writes ∂x in the same (N, P, C) layout, ∂x[n, p, c] =
+    Σ_j g[n, c·m + j] · w[j, p, c], and ∂w[j, p, c] = Σ_n g[n, c·m + j] · x[n, p, c], both chunked the same way."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
         ctx.save_for_backward(x, w)
         n, p, c = x.shape
         y = x.new_empty(n, c, w.shape[0])
         for s in _batch_chunks(n, p * c * x.element_size()):
             for j in range(w.shape[0]):
                 y[s, :, j] = (x[s] * w[j]).sum(1)
-        return y
+        y = y.view(n, -1)  # (N, C·m)
+        return y if bias is None else y.add_(bias)
 
     @staticmethod
-    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, w = ctx.saved_tensors
         n, p, c = x.shape
+        grad_b = g.sum(0) if ctx.needs_input_grad[2] else None
+        g = g.reshape(n, c, -1)
         chunks = _batch_chunks(n, p * c * x.element_size())
         grad_x = grad_w = None
         if ctx.needs_input_grad[0]:
@@ -158,4 +173,4 @@ class GlobalDepthwiseSumNHWC(torch.autograd.Function):
             for s in chunks:
                 for j in range(w.shape[0]):
                     grad_w[j] += (x[s] * g[s, None, :, j]).sum(0)
-        return grad_x, grad_w
+        return grad_x, grad_w, grad_b

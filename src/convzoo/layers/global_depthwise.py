@@ -17,8 +17,8 @@ from torch.nn.modules.lazy import LazyModuleMixin
 from ..arithmetic.cost import LayerCost, conv_cost
 from ..geometry import check_positive_int, expand
 from .base import (Alternative, ConvzooLayer, Runner, Stage, autocast_enabled, check_input, frozen, init_conv_,
-                   planned_forward)
-from .fastpaths import GlobalDepthwiseSum, GlobalDepthwiseSumNHWC, is_channels_last
+                   parameter_reader, planned_forward)
+from .fastpaths import GlobalDepthwiseSum, GlobalDepthwiseSumNHWC, global_depthwise_sum, is_channels_last
 from .form_choice import FormChoice, is_tracing
 
 _CHOICE = FormChoice("GlobalDepthwiseConv2d")
@@ -105,39 +105,44 @@ class GlobalDepthwiseConv2d(ConvzooLayer, LazyModuleMixin, nn.Module):
         """Check ``x`` and choose the form (``forward_path``) once per key; later calls of the key run the form."""
         check_input(x, 2, self.in_channels, type(self).__name__)
         self._check_size(x.shape[2:])
-        path = self.forward_path(x)
-        return lambda m, x: m.run_form(path, x)
+        return self._runner(self.forward_path(x), x)
 
     def run_form(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """The output computed by form ``name`` (one of ``forms(x)``): y[n, c·m + j] = b + Σ_p x[n, c, p]·w[c·m + j, p]
         as torch's grouped conv ('native'), as a batched matmul over channels reading NCHW x in place ('matmul',
         ``GlobalDepthwiseSum``), as per-j products summed over the map reading channels_last x in place
         ('channels_last products + sum', ``GlobalDepthwiseSumNHWC``), or by convzoo's kernel ('kernel')."""
-        n, c = x.shape[:2]
-        m = self.depth_multiplier
+        return self._runner(name, x)(self, x)
+
+    def _runner(self, name: str, x: torch.Tensor) -> Runner:
+        """f(layer, x) running form ``name`` on inputs of x's key (batch size, format, grad mode): parameters read
+        at call time, nothing else derived per call."""
+        n, c, c_out, m = x.shape[0], self.in_channels, self.out_channels, self.depth_multiplier
+        weight, bias = parameter_reader(self, "weight"), parameter_reader(self, "bias")
         if name == "native":
-            return F.conv2d(x, self.weight, self.bias, groups=self.in_channels)
+            return lambda layer, x: F.conv2d(x, weight(layer), bias(layer), 1, 0, 1, c)
         if name == "kernel":
             from ..kernels.global_depthwise import global_depthwise, weight_nhwc
 
-            weight = self.weight
-            if not is_channels_last(x) or (torch.is_grad_enabled() and weight.requires_grad):
-                return global_depthwise(x, weight, self.bias)
-            # a pass without autograd: the weight's channels_last copy is made once while it is unchanged (``frozen``)
-            return global_depthwise(x, weight, self.bias, frozen(self, "weight_nhwc", (weight,),
-                                                                 lambda: weight_nhwc(weight, c)))
-        w = self.weight.reshape(c, m, -1)
+            if not is_channels_last(x) or torch.is_grad_enabled():
+                return lambda layer, x: global_depthwise(x, weight(layer), bias(layer))
+
+            def without_autograd(layer: GlobalDepthwiseConv2d, x: torch.Tensor) -> torch.Tensor:
+                w = weight(layer)  # its channels_last copy made once while it is unchanged (``frozen``)
+                return global_depthwise(x, w, bias(layer), frozen(layer, "weight_nhwc", (w,), lambda: weight_nhwc(w, c)))
+
+            return without_autograd
+        if name == "matmul":  # plain ops where no backward is recorded (this key's grad mode)
+            gdc = GlobalDepthwiseSum.apply if torch.is_grad_enabled() else global_depthwise_sum
+            return lambda layer, x: gdc(x.flatten(2), weight(layer).reshape(c, m, -1), bias(layer)).view(n, c_out, 1, 1)
+        if name == "channels_last products + sum":
+            return lambda layer, x: GlobalDepthwiseSumNHWC.apply(
+                x.permute(0, 2, 3, 1).reshape(n, -1, c), weight(layer).reshape(c, m, -1).permute(1, 2, 0).contiguous(),
+                bias(layer)).view(n, c_out, 1, 1)
         if name == "bmm":  # the compilers' form: plain ops
-            y = torch.bmm(x.contiguous().flatten(2).transpose(0, 1), w.transpose(1, 2)).transpose(0, 1)  # (N, C, m)
-        elif name == "channels_last products + sum":
-            y = GlobalDepthwiseSumNHWC.apply(x.permute(0, 2, 3, 1).reshape(n, -1, c), w.permute(1, 2, 0).contiguous())
-        elif name == "matmul":
-            y = GlobalDepthwiseSum.apply(x.flatten(2), w)
-        else:
-            raise ValueError(f"form={name!r} is not one of {self.forms(x)} for {type(self).__name__}")
-        y = y.reshape(n, self.out_channels).contiguous()  # (N, C_out) in order: both formats at 1×1
-        y = y if self.bias is None else y + self.bias
-        return y.view(n, self.out_channels, 1, 1)
+            return lambda layer, x: global_depthwise_sum(x.contiguous().flatten(2), weight(layer).reshape(c, m, -1),
+                                                         bias(layer)).view(n, c_out, 1, 1)
+        raise ValueError(f"form={name!r} is not one of {self.forms(x)} for {type(self).__name__}")
 
     def forms(self, x: torch.Tensor) -> list[str]:
         """The exact forms on inputs like ``x``: torch's grouped conv, the form that reads x in its own layout

@@ -151,8 +151,8 @@ def _global_depthwise(multiplier: int) -> Callable[[torch.memory_format, bool], 
         def in_place(t: torch.Tensor) -> torch.Tensor:
             wc = w.reshape(c, multiplier, -1)
             if fmt == torch.channels_last:
-                y = GlobalDepthwiseSumNHWC.apply(t.permute(0, 2, 3, 1).reshape(n, -1, c), wc.permute(1, 2, 0).contiguous(),
-                                                 b)
+                nhwc = t.permute(0, 2, 3, 1).reshape(n, -1, c)
+                y = GlobalDepthwiseSumNHWC.apply(nhwc, wc.permute(1, 2, 0).contiguous(), b)
             else:
                 y = GlobalDepthwiseSum.apply(t.flatten(2), wc, b)
             return y.view(n, -1, 1, 1)
@@ -268,7 +268,8 @@ def measure(case: Case, fmt_name: str, rounds: int, quick: bool) -> Row:
         row.times[f"native_{kind}"] = 1e3 * native[fastest]
         row.native_forms[kind] = fastest
         if setup.layer is not None:
-            in_module = {n.split(":")[1]: t for n, t in best.items() if n.startswith("module:") and n.endswith(f":{kind}")}
+            in_module = {n.split(":")[1]: t for n, t in best.items()
+                         if n.startswith("module:") and n.endswith(f":{kind}")}
             fastest = min(in_module, key=in_module.__getitem__)
             row.times[f"native_module_{kind}"] = 1e3 * in_module[fastest]
             row.native_forms[f"module_{kind}"] = fastest
@@ -291,13 +292,14 @@ def _chosen_form(layer: torch.nn.Module, x: torch.Tensor, grad: bool) -> str:
 DESCRIPTION = (
     "convzoo's own CPU kernels (numba: depthwise, global depthwise, flattened's fused V∘H pair) against the memory "
     "bound and against PyTorch's best native form, per case and memory format. In the same interleaved rounds "
-    "(a new random order each round, fastest round kept; short cases get up to 5× the rounds, within 3 s): the kernel's forward and forward + backward (∂ wrt input "
-    "and every parameter), every native form (the plain conv and the rearrangements of `layers/fastpaths.py`), "
-    "and the bound — a copy of (input + output) / 2 elements into a preallocated tensor, the bytes the op must "
-    "move (input read once, output written once) — and the convzoo layer itself (DepthwiseConv2d, "
-    "GlobalDepthwiseConv2d with the case's values), which runs the form its FormChoice measured fastest on this "
-    "machine: what a user of the layer gets. The layer is a module, so it is also compared with the best native "
-    "form called from a minimal module (torch's module call, which `nn.Conv2d` pays on top of `F.conv2d` as well).")
+    "(a new random order each round, fastest round kept; short cases get up to 5× the rounds, within 3 s): the "
+    "kernel's forward and forward + backward (∂ wrt input and every parameter), every native form (the plain conv "
+    "and the rearrangements of `layers/fastpaths.py`), and the bound — a copy of (input + output) / 2 elements into "
+    "a preallocated tensor, the bytes the op must move (input read once, output written once) — and the convzoo "
+    "layer itself (DepthwiseConv2d, GlobalDepthwiseConv2d with the case's values), which runs the form its "
+    "FormChoice measured fastest on this machine: what a user of the layer gets. The layer is a module, so it is "
+    "also compared with the best native form called from a minimal module (torch's module call, which `nn.Conv2d` "
+    "pays on top of `F.conv2d` as well).")
 
 
 def results_table(rows: list[Row]) -> Table:

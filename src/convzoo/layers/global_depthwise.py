@@ -129,7 +129,8 @@ class GlobalDepthwiseConv2d(ConvzooLayer, LazyModuleMixin, nn.Module):
 
             def without_autograd(layer: GlobalDepthwiseConv2d, x: torch.Tensor) -> torch.Tensor:
                 w = weight(layer)  # its channels_last copy made once while it is unchanged (``frozen``)
-                return global_depthwise(x, w, bias(layer), frozen(layer, "weight_nhwc", (w,), lambda: weight_nhwc(w, c)))
+                nhwc = frozen(layer, "weight_nhwc", (w,), lambda: weight_nhwc(w, c))
+                return global_depthwise(x, w, bias(layer), nhwc)
 
             return without_autograd
         if name == "matmul":  # plain ops where no backward is recorded (this key's grad mode)

@@ -28,6 +28,7 @@ from convzoo.layers import dcnv3 as dcnv3_layer
 from convzoo.layers import deformable as deformable_layer
 from convzoo.layers import involution as involution_layer
 from convzoo.oracle import reference as ref
+from convzoo.verify import randomize_parameters_
 
 SETTINGS = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
 
@@ -127,6 +128,72 @@ def test_involution_kernel_gradcheck_1d(one_thread):
     x = torch.randn(2, 3, 9, dtype=torch.float64, requires_grad=True)
     kernels = torch.randn(2, 3 * 3, 5, dtype=torch.float64, requires_grad=True)
     assert torch.autograd.gradcheck(lambda a, b: involve(a, b, (3,), (2,), (1,), (1,)), (x, kernels))
+
+
+def _fused_spy(monkeypatch) -> list[int]:
+    """Count the layer's calls of the fused kernel (generator and apply in one); the warm-ups, which call it too,
+    run first."""
+    from convzoo.kernels import involution_cpu
+
+    assert all(readiness.kernel_ready("involution_cpu", dtype, "test") for dtype in (torch.float32, torch.float64))
+    calls: list[int] = []
+    original = involution_cpu.generate_and_involve
+
+    def counted(*args, **kwargs):
+        calls.append(1)
+        return original(*args, **kwargs)
+
+    monkeypatch.setattr(involution_cpu, "generate_and_involve", counted)
+    return calls
+
+
+@settings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(st.data())
+def test_involution_fused_forward_matches_the_oracle(data):
+    """The whole layer (generator + apply) by one kernel, without autograd, against the NumPy oracle of the paper's
+    equations: hidden widths and G·T past one LANES block, rows past one tile of positions, centres in the padding,
+    both padding modes, 1-D and 2-D, both formats; with autograd the layer does not run it."""
+    dim = data.draw(st.sampled_from([1, 2]))
+    groups = data.draw(st.sampled_from([1, 2, 3]))
+    c = groups * data.draw(st.integers(1, 14))
+    k = data.draw(st.integers(1, 4))
+    s, d, p = data.draw(st.integers(1, 2)), data.draw(st.integers(1, 2)), data.draw(st.integers(0, 3))
+    mode = data.draw(st.sampled_from(["zeros", "replicate"]))
+    layer = {1: cz.Involution1d, 2: cz.Involution2d}[dim](c, c, k, s, p, d, groups, data.draw(st.booleans()), mode,
+                                                         reduction=data.draw(st.integers(1, 3))).double()
+    randomize_parameters_(layer, torch.Generator().manual_seed(data.draw(st.integers(0, 99))))
+    layer.implementation = "kernel"
+    size = tuple(data.draw(st.integers(max(1, d * (k - 1) + 1 - 2 * p, p + 1 if mode != "zeros" else 1), 21))
+                 for _ in range(dim))
+    x = torch.randn(data.draw(st.integers(1, 2)), c, *size, dtype=torch.float64)
+    expected = layer.reference_output(x.numpy())
+    with pytest.MonkeyPatch.context() as patch:
+        calls = _fused_spy(patch)
+        with torch.no_grad():
+            for channels_last in ((False, True) if dim == 2 else (False,)):
+                y = layer(_formats(x, channels_last))
+                assert _keeps_format(y, _formats(x, channels_last))
+                _check(y, expected, 1e-10)
+            _check(layer.float()(x.float()), expected, 1e-5)
+        assert len(calls) == (3 if dim == 2 else 2)
+        layer.double()(x.requires_grad_()).sum().backward()  # a backward follows: generator + apply, not the fused
+        assert len(calls) == (3 if dim == 2 else 2) and x.grad is not None
+
+
+def test_involution_fused_forward_nan_where_read(monkeypatch):
+    """A NaN or Inf input reaches every output whose window or window centre reads it, as in the oracle."""
+    layer = cz.Involution2d(4, 4, 3, padding=1, groups=2, reduction=2).double()
+    randomize_parameters_(layer, torch.Generator().manual_seed(0))
+    layer.implementation = "kernel"
+    x = torch.randn(1, 4, 7, 9, dtype=torch.float64)
+    x[0, 1, 3, 0] = math.nan
+    x[0, 2, 6, 8] = math.inf
+    calls = _fused_spy(monkeypatch)
+    with torch.no_grad():
+        for channels_last in (False, True):
+            y = layer(_formats(x, channels_last))
+            np.testing.assert_array_equal(y.isnan().numpy(), np.isnan(layer.reference_output(x.numpy())))
+    assert len(calls) == 2
 
 
 @pytest.mark.parametrize("channels_last", [False, True])
@@ -337,8 +404,11 @@ def test_layer_offers_the_kernel_and_measures_once_per_key(name, monkeypatch):
     with torch.no_grad():
         for _ in range(2):
             _check(layer(x), expected, 1e-5)
-    assert module._CHOICE.measurements == 1 and len(offered) == 1 and "kernel" in offered[0]
-    assert layer.forward_path(x) in [f"auto: {form}" for form in offered[0]]
+    # involution without autograd chooses twice: its fused forward against generator + apply, and the apply's forms
+    measured = 2 if name == "involution" else 1
+    assert module._CHOICE.measurements == measured and len(offered) == measured
+    assert any("kernel" in forms for forms in offered)
+    assert layer.forward_path(x) in [f"auto: {form}" for forms in offered for form in forms]
     layer.implementation = "kernel"
     _check(layer(x), expected, 1e-5)
     with pytest.raises(ValueError, match="implementation='kernel'.*float32 / float64"):

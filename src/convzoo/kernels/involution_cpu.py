@@ -35,6 +35,7 @@ _TILE = 4  # forward: output positions along a row per register tile (× 2 block
 _TILE_BLOCKS = 2 * _TILE
 _CHANNELS, _BLOCKS = 4, 4  # NCHW forward: a tile of 4 channels × 4 blocks of LANES positions along a row
 _NCHW_TILE = _CHANNELS * _BLOCKS
+_GEN_TILE = 8  # fused generator: positions per register tile (one block of LANES hidden / kernel values each)
 
 
 @njit(fastmath=_FAST)
@@ -120,65 +121,137 @@ def _output_rows(at: Any, t0: int, taps: int, tdy: Any, tdx: Any, ih: int, iw: i
                 at[q] = ry * wo + rx
 
 
+@njit(fastmath=_FAST, inline="always")
+def _apply_row(acc: Any, x1: Any, k1: Any, at_k: int, y1: Any, at_y: int, zeros: Any, n: int, oh: int, h: int,
+               w: int, c: int, wo: int, gt: int, tdy: Any, tdx: Any, sh: int, sw: int, ph: int, pw: int, ow_lo: int,
+               ow_hi: int) -> None:  # pragma: no cover - compiled
+    """Output row (n, oh) of y (…, Wo, C) at ``at_y`` from x (N, H, W, C) and the row's kernels (Wo, G·T) at
+    ``at_k`` in k1. Per group and pair of channel blocks, tiles of _TILE positions along the row keep their
+    2·_TILE accumulators in registers while every tap adds kernel value × input block (one scalar broadcast feeds
+    both blocks); positions whose taps leave the row (outside [ow_lo, ow_hi)) run one at a time. A tap outside the
+    input reads ``zeros`` (a NaN kernel value there still gives NaN, as from the zero padding)."""
+    taps = len(tdy)
+    cg = c // (gt // taps)
+    for g in range(gt // taps):
+        for cb in range(g * cg, (g + 1) * cg, 2 * LANES):
+            m0 = lanes(0, min(LANES, (g + 1) * cg - cb))
+            m1 = lanes(0, max(0, min(LANES, (g + 1) * cg - cb - LANES)))
+            ow = 0
+            while ow < wo:
+                full = ow >= ow_lo and ow + _TILE <= ow_hi
+                for b in range(_TILE_BLOCKS):
+                    fill_at(acc, b * LANES, 0.0)
+                for t in range(taps):
+                    ih = oh * sh - ph + tdy[t]
+                    inside = 0 <= ih < h
+                    src = x1 if inside else zeros
+                    kt = at_k + ow * gt + g * taps + t
+                    if full:
+                        at_x = ((n * h + ih) * w + ow * sw - pw + tdx[t]) * c + cb if inside else 0
+                        step = sw * c if inside else 0
+                        for q in range(_TILE):
+                            coef = k1[kt + q * gt]
+                            fma_scalar_at(acc, 2 * q * LANES, coef, src, at_x + q * step, m0)
+                            fma_scalar_at(acc, (2 * q + 1) * LANES, coef, src, at_x + q * step + LANES, m1)
+                    else:
+                        iw = ow * sw - pw + tdx[t]
+                        at_x = ((n * h + ih) * w + iw) * c + cb if inside and 0 <= iw < w else 0
+                        src = x1 if inside and 0 <= iw < w else zeros
+                        coef = k1[kt]
+                        fma_scalar_at(acc, 0, coef, src, at_x, m0)
+                        fma_scalar_at(acc, LANES, coef, src, at_x + LANES, m1)
+                if full:
+                    for q in range(_TILE):
+                        store_at(acc, 2 * q * LANES, y1, at_y + (ow + q) * c + cb, m0)
+                        store_at(acc, (2 * q + 1) * LANES, y1, at_y + (ow + q) * c + cb + LANES, m1)
+                    ow += _TILE
+                else:
+                    store_at(acc, 0, y1, at_y + ow * c + cb, m0)
+                    store_at(acc, LANES, y1, at_y + ow * c + cb + LANES, m1)
+                    ow += 1
+
+
+@njit(inline="always")
+def _inside_columns(w: int, wo: int, tdx: Any, sw: int, pw: int) -> tuple[int, int]:  # pragma: no cover - compiled
+    """[ow_lo, ow_hi): the output columns whose every tap reads inside the input row."""
+    ow_lo = min(wo, max(0, (pw - tdx.min() + sw - 1) // sw))
+    return ow_lo, max(ow_lo, min(wo, (w - 1 + pw - tdx.max()) // sw + 1))
+
+
 @njit(fastmath=_FAST)
 def _forward_tiles(begin: int, end: int, x: Any, kern: Any, y: Any, zeros: Any, tdy: Any, tdx: Any, sh: int, sw: int,
                    ph: int, pw: int) -> None:  # pragma: no cover - compiled
-    """y (N, Ho, Wo, C) from x (N, H, W, C) and kern (N, Ho, Wo, G·T); tasks: output rows (n, oh). Per group and
-    pair of channel blocks, tiles of _TILE positions along the row keep their 2·_TILE accumulators in registers
-    while every tap adds kernel value × input block (one scalar broadcast feeds both blocks); positions whose taps
-    leave the row run one at a time. A tap outside the input reads ``zeros`` (a NaN kernel value there still gives
-    NaN, as from the zero padding)."""
+    """y (N, Ho, Wo, C) from x (N, H, W, C) and kern (N, Ho, Wo, G·T); tasks: output rows (n, oh), each
+    ``_apply_row``."""
     _, h, w, c = x.shape
     _, ho, wo, gt = kern.shape
-    taps = len(tdy)
-    cg = c // (gt // taps)
     x1, k1, y1 = x.ravel(), kern.ravel(), y.ravel()
     acc = tile(x1, _TILE_BLOCKS)
-    lo_dx, hi_dx = tdx.min(), tdx.max()
-    ow_lo = min(wo, max(0, (pw - lo_dx + sw - 1) // sw))  # first ow whose every tap is inside the row
-    ow_hi = max(ow_lo, min(wo, (w - 1 + pw - hi_dx) // sw + 1))  # past the last one
+    ow_lo, ow_hi = _inside_columns(w, wo, tdx, sw, pw)
     for task in range(begin, end):
         n = task // ho
         oh = task - n * ho
-        at_k = (n * ho + oh) * wo * gt
-        at_y = (n * ho + oh) * wo * c
-        for g in range(gt // taps):
-            for cb in range(g * cg, (g + 1) * cg, 2 * LANES):
-                m0 = lanes(0, min(LANES, (g + 1) * cg - cb))
-                m1 = lanes(0, max(0, min(LANES, (g + 1) * cg - cb - LANES)))
-                ow = 0
-                while ow < wo:
-                    full = ow >= ow_lo and ow + _TILE <= ow_hi
-                    for b in range(_TILE_BLOCKS):
-                        fill_at(acc, b * LANES, 0.0)
-                    for t in range(taps):
-                        ih = oh * sh - ph + tdy[t]
-                        inside = 0 <= ih < h
-                        src = x1 if inside else zeros
-                        kt = at_k + ow * gt + g * taps + t
-                        if full:
-                            at_x = ((n * h + ih) * w + ow * sw - pw + tdx[t]) * c + cb if inside else 0
-                            step = sw * c if inside else 0
-                            for q in range(_TILE):
-                                coef = k1[kt + q * gt]
-                                fma_scalar_at(acc, 2 * q * LANES, coef, src, at_x + q * step, m0)
-                                fma_scalar_at(acc, (2 * q + 1) * LANES, coef, src, at_x + q * step + LANES, m1)
-                        else:
-                            iw = ow * sw - pw + tdx[t]
-                            at_x = ((n * h + ih) * w + iw) * c + cb if inside and 0 <= iw < w else 0
-                            src = x1 if inside and 0 <= iw < w else zeros
-                            coef = k1[kt]
-                            fma_scalar_at(acc, 0, coef, src, at_x, m0)
-                            fma_scalar_at(acc, LANES, coef, src, at_x + LANES, m1)
-                    if full:
-                        for q in range(_TILE):
-                            store_at(acc, 2 * q * LANES, y1, at_y + (ow + q) * c + cb, m0)
-                            store_at(acc, (2 * q + 1) * LANES, y1, at_y + (ow + q) * c + cb + LANES, m1)
-                        ow += _TILE
-                    else:
-                        store_at(acc, 0, y1, at_y + ow * c + cb, m0)
-                        store_at(acc, LANES, y1, at_y + ow * c + cb + LANES, m1)
-                        ow += 1
+        _apply_row(acc, x1, k1, (n * ho + oh) * wo * gt, y1, (n * ho + oh) * wo * c, zeros, n, oh, h, w, c, wo, gt,
+                   tdy, tdx, sh, sw, ph, pw, ow_lo, ow_hi)
+
+
+@njit(fastmath=_FAST)
+def _generate_apply(begin: int, end: int, x: Any, w1t: Any, b1: Any, w2t: Any, b2: Any, y: Any, zeros: Any,
+                    tdy: Any, tdx: Any, cy: int, cx: int, sh: int, sw: int, ph: int, pw: int
+                    ) -> None:  # pragma: no cover - compiled
+    """The whole involution forward, generator included, for y (N, Ho, Wo, C) from x (N, H, W, C); tasks: output
+    rows (n, oh). First the row's kernels, into a (Wo, G·T) scratch row that stays in L1: at each position the
+    centre x_p = x[n, oh·sh + cy − ph, ow·sw + cx − pw] (zeros outside), h = ReLU(w1t^T x_p + b1) with w1t (C, hid),
+    k = w2t^T h + b2 with w2t (hid, G·T), each a sum of scalar × weight-row vectors, _GEN_TILE positions at a time
+    (each weight row loaded once for all of them); then ``_apply_row``. The kernels and the hidden features never
+    reach memory."""
+    _, h, w, c = x.shape
+    _, ho, wo, _ = y.shape
+    hid, gt = w2t.shape
+    x1, y1, w1, w2 = x.ravel(), y.ravel(), w1t.ravel(), w2t.ravel()
+    acc, gen = tile(x1, _TILE_BLOCKS), tile(x1, _GEN_TILE)
+    centres = np.empty(_GEN_TILE * c, x.dtype)
+    hidden = np.empty(_GEN_TILE * hid, x.dtype)
+    row = np.empty(wo * gt, x.dtype)
+    ow_lo, ow_hi = _inside_columns(w, wo, tdx, sw, pw)
+    for task in range(begin, end):
+        n = task // ho
+        oh = task - n * ho
+        ih = oh * sh + cy - ph
+        for ow0 in range(0, wo, _GEN_TILE):  # _GEN_TILE positions at a time: independent accumulator chains
+            iw0 = ow0 * sw + cx - pw
+            src, at0, step = x1, ((n * h + ih) * w + iw0) * c, sw * c  # the centres read in place ...
+            if not (0 <= ih < h and iw0 >= 0 and ow0 + _GEN_TILE <= wo and iw0 + (_GEN_TILE - 1) * sw < w):
+                src, at0, step = centres, 0, c  # ... or copied, zeros outside x, at the edges
+                for q in range(_GEN_TILE):
+                    iw = iw0 + q * sw
+                    inside = ow0 + q < wo and 0 <= ih < h and 0 <= iw < w
+                    at_x = ((n * h + ih) * w + iw) * c
+                    for k in range(c):
+                        centres[q * c + k] = x1[at_x + k] if inside else 0
+            for j0 in range(0, hid, LANES):
+                mask = lanes(0, min(LANES, hid - j0))
+                for q in range(_GEN_TILE):
+                    load_at(gen, q * LANES, b1, j0, mask)
+                for k in range(c):
+                    for q in range(_GEN_TILE):
+                        fma_scalar_at(gen, q * LANES, src[at0 + q * step + k], w1, k * hid + j0, mask)
+                for q in range(_GEN_TILE):
+                    store_at(gen, q * LANES, hidden, q * hid + j0, mask)
+            for j in range(_GEN_TILE * hid):  # ReLU; NaN stays NaN, as in torch.relu
+                if hidden[j] < 0:
+                    hidden[j] = 0
+            for t0 in range(0, gt, LANES):
+                mask = lanes(0, min(LANES, gt - t0))
+                for q in range(_GEN_TILE):
+                    load_at(gen, q * LANES, b2, t0, mask)
+                for j in range(hid):
+                    for q in range(_GEN_TILE):
+                        fma_scalar_at(gen, q * LANES, hidden[q * hid + j], w2, j * gt + t0, mask)
+                for q in range(min(_GEN_TILE, wo - ow0)):
+                    store_at(gen, q * LANES, row, (ow0 + q) * gt + t0, mask)
+        _apply_row(acc, x1, row, 0, y1, (n * ho + oh) * wo * c, zeros, n, oh, h, w, c, wo, gt, tdy, tdx, sh, sw, ph,
+                   pw, ow_lo, ow_hi)
 
 
 @njit(fastmath=_FAST)
@@ -339,8 +412,51 @@ def involve(x: torch.Tensor, kernels: torch.Tensor, kernel_size: tuple[int, ...]
     return InvolutionFunction.apply(x, kernels, tuple(kernel_size), tuple(stride), tuple(padding), tuple(dilation))
 
 
+def generate_and_involve(x: torch.Tensor, reduce_weight: torch.Tensor, reduce_bias: torch.Tensor | None,
+                         span_weight: torch.Tensor, span_bias: torch.Tensor | None, kernel_size: tuple[int, ...],
+                         stride: tuple[int, ...], padding: tuple[int, ...], dilation: tuple[int, ...],
+                         output_size: tuple[int, ...]) -> torch.Tensor:
+    """The involution forward with its generator, without autograd: Y[n, c, p] = Σ_t H[n, g(c)·T + t, p] ·
+    x[n, c, p·s + t·d − pad] with H[n, :, p] = W_span ReLU(W_reduce x[n, :, centre(p)] + b_reduce) + b_span and
+    centre(p) = p·s + d·⌊(k − 1)/2⌋ − pad (zeros outside x). 1-D or 2-D x (N, C, *S) → (N, C, *output_size), zero
+    padding ``padding`` before each dim; reduce (hid, C), span (G·T, hid), G dividing C. Runs on channels-last data
+    (an NCHW x is copied in and the output copied back), one task per output row (``_generate_apply``)."""
+    if x.dim() == 3:  # 1-D as 2-D with H = 1
+        x, kernel_size, stride, padding = x.unsqueeze(2), (1, *kernel_size), (1, *stride), (0, *padding)
+        dilation, output_size = (1, *dilation), (1, *output_size)
+        return _generate_and_involve_2d(x, reduce_weight, reduce_bias, span_weight, span_bias, kernel_size, stride,
+                                        padding, dilation, output_size).squeeze(2)
+    return _generate_and_involve_2d(x, reduce_weight, reduce_bias, span_weight, span_bias, kernel_size, stride,
+                                    padding, dilation, output_size)
+
+
+def _generate_and_involve_2d(x: torch.Tensor, reduce_weight: torch.Tensor, reduce_bias: torch.Tensor | None,
+                             span_weight: torch.Tensor, span_bias: torch.Tensor | None, kernel_size: tuple[int, ...],
+                             stride: tuple[int, ...], padding: tuple[int, ...], dilation: tuple[int, ...],
+                             output_size: tuple[int, ...]) -> torch.Tensor:
+    n, c = x.shape[:2]
+    hid, gt = reduce_weight.shape[0], span_weight.shape[0]
+    tdy, tdx = _tap_offsets(kernel_size, dilation)
+    cy, cx = (d * ((k - 1) // 2) for k, d in zip(kernel_size, dilation))
+    dtype = x.dtype
+    xs = x.detach().permute(0, 2, 3, 1).contiguous()  # no copy for channels-last x
+    y = torch.empty(n, *output_size, c, dtype=dtype)
+    w1t = reduce_weight.detach().to(dtype).t().contiguous()
+    w2t = span_weight.detach().to(dtype).t().contiguous()
+    b1 = torch.zeros(hid, dtype=dtype) if reduce_bias is None else reduce_bias.detach().to(dtype).contiguous()
+    b2 = torch.zeros(gt, dtype=dtype) if span_bias is None else span_bias.detach().to(dtype).contiguous()
+    zeros = torch.zeros(2 * LANES, dtype=dtype)
+    run_tasks(_generate_apply, n * output_size[0], xs.numpy(), w1t.numpy(), b1.numpy(), w2t.numpy(), b2.numpy(),
+              y.numpy(), zeros.numpy(), tdy, tdx, cy, cx, *stride, *padding, work=y.numel())
+    y = y.permute(0, 3, 1, 2)
+    return y if _channels_last(x) else y.contiguous()
+
+
 def warm_up(dtype: torch.dtype) -> None:
     """Compile (or load from the cache) every kernel of this module for ``dtype``: one tiny forward and backward."""
     x = torch.ones(1, 2, 3, 3, dtype=dtype, requires_grad=True)
     kernels = torch.full((1, 9, 3, 3), 0.5, dtype=dtype, requires_grad=True)
     involve(x, kernels, (3, 3), (1, 1), (1, 1), (1, 1)).sum().backward()
+    involve(x.detach().contiguous(memory_format=torch.channels_last), kernels.detach(), (3, 3), (1, 1), (1, 1), (1, 1))
+    generate_and_involve(x.detach(), torch.ones(1, 2, dtype=dtype), torch.ones(1, dtype=dtype),
+                         torch.ones(9, 1, dtype=dtype), None, (3, 3), (1, 1), (1, 1), (1, 1), (3, 3))

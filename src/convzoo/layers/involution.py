@@ -13,7 +13,9 @@ tap, accumulated in place) or, for 1-D / 2-D CPU fp32 / fp64 inputs, 'kernel' (c
 ``convzoo.kernels.involution_cpu``: no padded copy, both memory formats). ``implementation='auto'`` (the default)
 times both once per process per layer configuration and input (shape, memory format, dtype, whether a backward
 follows) and keeps the faster (``_CHOICE``, a ``form_choice.FormChoice``); under tracing / compile / export it runs
-'strided_views'. Where numba cannot be imported or the kernel does not compile, 'strided_views' runs and one
+'strided_views'. In a forward that records no backward (inference) on the CPU, one more form computes the whole
+layer, generator included, in one kernel (``FUSED``: each output row's kernels generated from its window centres and
+applied while in cache, never written out); 'auto' times it against generator + apply, 'kernel' runs it. Where numba cannot be imported or the kernel does not compile, 'strided_views' runs and one
 warning names the cause.
 """
 
@@ -50,6 +52,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 IMPLEMENTATIONS = ("auto", "strided_views", "kernel", triton_forms.TRITON)
+FUSED = "kernel, generator fused"  # the whole forward by one CPU kernel, in passes that record no backward
 # (configuration, input shape / format / device / dtype, backward) → 'strided_views', 'kernel' (numba) or 'triton'
 _CHOICE = FormChoice("Involution")
 _KERNEL_DTYPES = (torch.float32, torch.float64)
@@ -214,7 +217,49 @@ class InvolutionNd(ConvzooLayer, nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, self.dim, self.in_channels, type(self).__name__)
         check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__)
+        if self._fused_runs(x):
+            if self.implementation == "kernel":
+                return self._fused_forward(x)
+            forms = {"generator + apply": self._generate_and_apply, FUSED: self._fused_forward}
+            return forms[triton_forms.fastest(_CHOICE, (FUSED, *self._config()), x, forms, (x,), "Involution")](x)
+        return self._generate_and_apply(x)
+
+    def _generate_and_apply(self, x: torch.Tensor) -> torch.Tensor:
         return self.apply_kernels(x, self.generator(x))
+
+    def _fused_runs(self, x: torch.Tensor) -> bool:
+        """The generator and the apply can run as one CPU kernel (``_fused_forward``): a forward that records no
+        backward (grad mode off, or neither x nor a generator parameter requires grad) of a 1-D / 2-D CPU fp32 /
+        fp64 input of the generator's dtype, eagerly (no tracing, no dispatch mode), with no hook on the generator's
+        FCs and no autocast, for implementation 'auto' or 'kernel'."""
+        if self.implementation not in ("auto", "kernel") or self.dim == 3 or x.device.type != "cpu":
+            return False
+        gen = self.generator
+        if x.dtype not in _KERNEL_DTYPES or gen.reduce.weight.dtype != x.dtype or gen.span.weight.dtype != x.dtype:
+            return False
+        if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in gen.parameters())):
+            return False
+        if is_tracing(x) or torch.is_autocast_enabled("cpu") or gen._watched():  # a dispatch mode (a flop
+            return False  # counter) would see no torch op
+        from ..kernels.readiness import kernel_ready
+
+        return kernel_ready("involution_cpu", x.dtype, type(self).__name__)
+
+    def _fused_forward(self, x: torch.Tensor) -> torch.Tensor:
+        """The whole forward by one CPU kernel (``kernels.involution_cpu.generate_and_involve``): each output row's
+        kernels generated from its window centres and applied while in cache; neither the (N, G·T, *O) kernels nor
+        the hidden features are written. Other padding modes than zeros pad first (the centres then read the padded
+        input, as the generator does)."""
+        from ..kernels.involution_cpu import generate_and_involve
+
+        pairs = self.padding_pairs
+        if self.padding_mode != "zeros":
+            x, pairs = pad_pairs(x, pairs, self.padding_mode), tuple((0, 0) for _ in pairs)
+        out = tuple((size + lo + hi - d * (k - 1) - 1) // s + 1 for size, (lo, hi), k, s, d in
+                    zip(x.shape[2:], pairs, self.kernel_size, self.stride, self.dilation))
+        gen = self.generator
+        return generate_and_involve(x, gen.reduce.weight, gen.reduce.bias, gen.span.weight, gen.span.bias,
+                                    self.kernel_size, self.stride, tuple(lo for lo, _ in pairs), self.dilation, out)
 
     def _triton_involve(self, x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
         """``involve`` by convzoo's Triton kernel (``kernels/triton_involution.py``; 1-D and 2-D)."""
@@ -230,6 +275,8 @@ class InvolutionNd(ConvzooLayer, nn.Module):
         'auto' the form measured faster for this configuration and input (once per process)."""
         if self.implementation != "auto":
             return self.implementation
+        if _CHOICE.get(((FUSED, *self._config()), *input_key(x, False))) == FUSED:
+            return f"auto: {FUSED}"
         choice = _CHOICE.get((self._config(), *input_key(x, False)))
         return f"auto: {choice}" if choice else "auto (not measured yet)"
 

@@ -16,6 +16,10 @@ the input reads a row of zeros). Backward (on channels-last copies for NCHW inpu
 kernels' gradient ∂H[n, g·T + t, p] = Σ_{c ∈ g} ∂y[n, c, p]·x[n, c, p·s + t·d − pad] as nine dot products per pass
 (one task per output row), and the input's gradient gathered, for any stride, from the outputs that read each input
 pixel (one task per input row), so no two tasks write one value.
+
+Without autograd the layer can run its whole forward here (``generate_and_involve``): per output row, the kernels
+H[:, p] = W_span ReLU(W_reduce x_centre(p) + b_reduce) + b_span are generated into an L1 scratch row, _GEN_TILE
+positions at a time, and applied at once (``_apply_row``, shared with the channels-last forward).
 """
 
 from __future__ import annotations

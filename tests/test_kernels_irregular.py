@@ -6,6 +6,7 @@ a kernel does not compile."""
 
 from __future__ import annotations
 
+import copy
 import math
 import os
 import subprocess
@@ -28,6 +29,7 @@ from convzoo.layers import dcnv3 as dcnv3_layer
 from convzoo.layers import deformable as deformable_layer
 from convzoo.layers import involution as involution_layer
 from convzoo.oracle import reference as ref
+from convzoo.layers.fastpaths import is_channels_last
 from convzoo.verify import randomize_parameters_
 
 SETTINGS = settings(max_examples=8, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -174,17 +176,40 @@ def test_involution_fused_forward_matches_the_oracle(data):
                 y = layer(_formats(x, channels_last))
                 assert _keeps_format(y, _formats(x, channels_last))
                 _check(y, expected, 1e-10)
-            _check(layer.float()(x.float()), expected, 1e-5)
-        assert len(calls) == (3 if dim == 2 else 2)
-        layer.double()(x.requires_grad_()).sum().backward()  # a backward follows: generator + apply, not the fused
-        assert len(calls) == (3 if dim == 2 else 2) and x.grad is not None
+            if dim == 2:
+                _check(copy.deepcopy(layer).float()(_formats(x, True).float()), expected, 1e-5)
+        fused = dim == 2 and is_channels_last(_formats(x, True))
+        assert len(calls) == (2 if fused else 0)  # 'kernel': on channels-last data only
+        layer.implementation = "auto"  # 'auto' offers it on every format (measured once per key and process)
+        with torch.no_grad():
+            _check(layer(x), expected, 1e-10)
+        before = len(calls)
+        layer(x.requires_grad_()).sum().backward()  # a backward follows: generator + apply, not the fused
+        assert len(calls) == before and x.grad is not None
+
+
+@pytest.mark.parametrize("geometry", [(3, 1, 1, 1), (5, 2, 3, 2), (4, 1, 0, 1)], ids=str)
+def test_involution_fused_kernel_1d_matches_the_oracle(geometry):
+    """The fused forward on 1-D data (run as 2-D with H = 1), called directly: 'auto' reaches it only where it
+    measures faster."""
+    from convzoo.kernels.involution_cpu import generate_and_involve
+
+    k, s, p, d = geometry
+    layer = cz.Involution1d(12, 12, k, s, p, d, groups=3, reduction=2).double()
+    randomize_parameters_(layer, torch.Generator().manual_seed(k))
+    x = torch.randn(2, 12, 37, dtype=torch.float64)
+    gen = layer.generator
+    out = ((37 + 2 * p - d * (k - 1) - 1) // s + 1,)
+    y = generate_and_involve(x, gen.reduce.weight, gen.reduce.bias, gen.span.weight, gen.span.bias, (k,), (s,), (p,),
+                             (d,), out)
+    _check(y, layer.reference_output(x.numpy()), 1e-10)
 
 
 def test_involution_fused_forward_nan_where_read(monkeypatch):
     """A NaN or Inf input reaches every output whose window or window centre reads it, as in the oracle."""
     layer = cz.Involution2d(4, 4, 3, padding=1, groups=2, reduction=2).double()
     randomize_parameters_(layer, torch.Generator().manual_seed(0))
-    layer.implementation = "kernel"
+    layer.implementation = "kernel"  # fused on channels-last data, generator + NCHW kernel on NCHW data
     x = torch.randn(1, 4, 7, 9, dtype=torch.float64)
     x[0, 1, 3, 0] = math.nan
     x[0, 2, 6, 8] = math.inf
@@ -193,7 +218,7 @@ def test_involution_fused_forward_nan_where_read(monkeypatch):
         for channels_last in (False, True):
             y = layer(_formats(x, channels_last))
             np.testing.assert_array_equal(y.isnan().numpy(), np.isnan(layer.reference_output(x.numpy())))
-    assert len(calls) == 2
+    assert len(calls) == 1  # the channels-last call
 
 
 @pytest.mark.parametrize("channels_last", [False, True])

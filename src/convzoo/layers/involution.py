@@ -15,7 +15,8 @@ times both once per process per layer configuration and input (shape, memory for
 follows) and keeps the faster (``_CHOICE``, a ``form_choice.FormChoice``); under tracing / compile / export it runs
 'strided_views'. In a forward that records no backward (inference) on the CPU, one more form computes the whole
 layer, generator included, in one kernel (``FUSED``: each output row's kernels generated from its window centres and
-applied while in cache, never written out); 'auto' times it against generator + apply, 'kernel' runs it. Where numba cannot be imported or the kernel does not compile, 'strided_views' runs and one
+applied while in cache, never written out); 'auto' times it against generator + apply, 'kernel' runs it on
+channels-last inputs. Where numba cannot be imported or the kernel does not compile, 'strided_views' runs and one
 warning names the cause.
 """
 
@@ -44,6 +45,7 @@ from ..geometry import (
     resolve_geometry,
 )
 from .base import Alternative, ConvzooLayer, Stage, check_input, geometry_repr
+from .fastpaths import is_channels_last
 from . import triton_forms
 from .form_choice import FormChoice, input_key, is_tracing, tracing_active
 from .patches import window_patches
@@ -218,8 +220,8 @@ class InvolutionNd(ConvzooLayer, nn.Module):
         check_input(x, self.dim, self.in_channels, type(self).__name__)
         check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__)
         if self._fused_runs(x):
-            if self.implementation == "kernel":
-                return self._fused_forward(x)
+            if self.implementation == "kernel":  # the fused kernel reads channels-last data; NCHW: its own kernel
+                return self._fused_forward(x) if is_channels_last(x) else self._generate_and_apply(x)
             forms = {"generator + apply": self._generate_and_apply, FUSED: self._fused_forward}
             return forms[triton_forms.fastest(_CHOICE, (FUSED, *self._config()), x, forms, (x,), "Involution")](x)
         return self._generate_and_apply(x)

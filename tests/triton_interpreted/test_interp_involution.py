@@ -68,8 +68,11 @@ def test_form_choice_measures_the_triton_form() -> None:
     x = torch.randn(1, 4, 5, 5, dtype=F64)
     with torch.no_grad():
         y = layer(x)
-    assert list(involution_module._CHOICE.cache.values())[0] in ("strided_views", "triton", "kernel")
-    assert involution_module._CHOICE.measurements == 1
+    chosen = list(involution_module._CHOICE.cache.values())  # the apply's choice is made (and cached) first
+    assert chosen[0] in ("strided_views", "triton", "kernel")
+    # without autograd, where numba runs, one more choice: the fused forward against generator + apply
+    assert chosen[1:] in ([], [involution_module.FUSED], ["generator + apply"])
+    assert involution_module._CHOICE.measurements == len(chosen)
     assert rel(y, layer.reference_output(x.numpy())) < TOLERANCE[F64]
 
 

@@ -199,6 +199,23 @@ def _forward_tiles(begin: int, end: int, x: Any, kern: Any, y: Any, zeros: Any, 
                    tdy, tdx, sh, sw, ph, pw, ow_lo, ow_hi)
 
 
+@njit(fastmath=_FAST, inline="always")
+def _tile_fc(gen: Any, src: Any, at: int, step: int, depth: int, weight: Any, width: int, bias: Any, out: Any,
+             out_at: int, stored: int) -> None:  # pragma: no cover - compiled
+    """out[out_at + q·width + o] = bias[o] + Σ_k src[at + q·step + k] · weight[k·width + o] for the _GEN_TILE
+    positions q (the first ``stored`` written): one fully connected layer on a tile of positions, LANES outputs at
+    a time in _GEN_TILE register accumulators, each weight row loaded once for the tile."""
+    for o0 in range(0, width, LANES):
+        mask = lanes(0, min(LANES, width - o0))
+        for q in range(_GEN_TILE):
+            load_at(gen, q * LANES, bias, o0, mask)
+        for k in range(depth):
+            for q in range(_GEN_TILE):
+                fma_scalar_at(gen, q * LANES, src[at + q * step + k], weight, k * width + o0, mask)
+        for q in range(stored):
+            store_at(gen, q * LANES, out, out_at + q * width + o0, mask)
+
+
 @njit(fastmath=_FAST)
 def _generate_apply(begin: int, end: int, x: Any, w1t: Any, b1: Any, w2t: Any, b2: Any, y: Any, zeros: Any,
                     tdy: Any, tdx: Any, cy: int, cx: int, sh: int, sw: int, ph: int, pw: int
@@ -233,27 +250,11 @@ def _generate_apply(begin: int, end: int, x: Any, w1t: Any, b1: Any, w2t: Any, b
                     at_x = ((n * h + ih) * w + iw) * c
                     for k in range(c):
                         centres[q * c + k] = x1[at_x + k] if inside else 0
-            for j0 in range(0, hid, LANES):
-                mask = lanes(0, min(LANES, hid - j0))
-                for q in range(_GEN_TILE):
-                    load_at(gen, q * LANES, b1, j0, mask)
-                for k in range(c):
-                    for q in range(_GEN_TILE):
-                        fma_scalar_at(gen, q * LANES, src[at0 + q * step + k], w1, k * hid + j0, mask)
-                for q in range(_GEN_TILE):
-                    store_at(gen, q * LANES, hidden, q * hid + j0, mask)
+            _tile_fc(gen, src, at0, step, c, w1, hid, b1, hidden, 0, _GEN_TILE)
             for j in range(_GEN_TILE * hid):  # ReLU; NaN stays NaN, as in torch.relu
                 if hidden[j] < 0:
                     hidden[j] = 0
-            for t0 in range(0, gt, LANES):
-                mask = lanes(0, min(LANES, gt - t0))
-                for q in range(_GEN_TILE):
-                    load_at(gen, q * LANES, b2, t0, mask)
-                for j in range(hid):
-                    for q in range(_GEN_TILE):
-                        fma_scalar_at(gen, q * LANES, hidden[q * hid + j], w2, j * gt + t0, mask)
-                for q in range(min(_GEN_TILE, wo - ow0)):
-                    store_at(gen, q * LANES, row, (ow0 + q) * gt + t0, mask)
+            _tile_fc(gen, hidden, 0, hid, hid, w2, gt, b2, row, ow0 * gt, min(_GEN_TILE, wo - ow0))
         _apply_row(acc, x1, row, 0, y1, (n * ho + oh) * wo * c, zeros, n, oh, h, w, c, wo, gt, tdy, tdx, sh, sw, ph,
                    pw, ow_lo, ow_hi)
 

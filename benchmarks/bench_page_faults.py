@@ -114,11 +114,11 @@ def main(argv: list[str] | None = None) -> Table:
 
 
 def _one(f: Callable[[], object], times: list[float], faults: dict[tuple[str, str], int], key: tuple[str, str]) -> None:
-    before = resource.getrusage(resource.RUSAGE_SELF).ru_minflt
+    before = _faults()
     start = time.perf_counter()
     f()
     times.append(time.perf_counter() - start)
-    faults[key] = faults.get(key, 0) + resource.getrusage(resource.RUSAGE_SELF).ru_minflt - before
+    faults[key] = faults.get(key, 0) + _faults() - before
 
 
 if __name__ == "__main__":

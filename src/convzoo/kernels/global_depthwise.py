@@ -190,7 +190,7 @@ class GlobalDepthwiseFunction(torch.autograd.Function):
     backward runs the kernels above (∂b is the caller's: the bias is added outside)."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, weight_nhwc: torch.Tensor | None = None
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, transposed: torch.Tensor | None = None
                 ) -> torch.Tensor:
         x, weight = x.detach(), weight.detach()
         n, c = x.shape[:2]
@@ -202,7 +202,7 @@ class GlobalDepthwiseFunction(torch.autograd.Function):
             chunks = max(1, min(-(-p // _SPAN), 2 * torch.get_num_threads()))
             chunk = -(-p // chunks)
             partial = torch.zeros((chunks, n, m, c), dtype=x.dtype)
-            ctx.weight_nhwc = _weight_nhwc(weight, c) if weight_nhwc is None else weight_nhwc.detach()
+            ctx.weight_nhwc = weight_nhwc(weight, c) if transposed is None else transposed.detach()
             run_tasks(_forward_nhwc, chunks, x.permute(0, 2, 3, 1).reshape(n, p, c).numpy(),
                       ctx.weight_nhwc.numpy(), partial.numpy(), chunk, work=x.numel())
             y = partial.sum(0).transpose(1, 2).reshape(n, cm)
@@ -247,25 +247,22 @@ class GlobalDepthwiseFunction(torch.autograd.Function):
         return grad_x, grad_w, None
 
 
-def _weight_nhwc(weight: torch.Tensor, channels: int) -> torch.Tensor:
-    """(C·m, 1, H, W) → (m, H·W, C), contiguous: one (C, H·W) transposition per multiplier (torch copies that
-    order about twice as fast as into (H·W, m, C), whose rows interleave the multipliers)."""
-    cm = weight.shape[0]
-    return weight.reshape(channels, cm // channels, weight.shape[2] * weight.shape[3]).permute(1, 2, 0).contiguous()
-
-
 def weight_nhwc(weight: torch.Tensor, channels: int) -> torch.Tensor:
-    """The (m, H·W, C) copy of weight (C·m, 1, H, W) that the channels_last kernels read: a layer may keep it
-    between calls while the weight is unchanged and pass it to ``global_depthwise``."""
-    return _weight_nhwc(weight.detach(), channels)
+    """(C·m, 1, H, W) → (m, H·W, C), contiguous, detached: the copy the channels_last kernels read, one (C, H·W)
+    transposition per multiplier (torch copies that order about twice as fast as into (H·W, m, C), whose rows
+    interleave the multipliers). A layer may keep it between calls while the weight is unchanged and pass it to
+    ``global_depthwise``."""
+    cm = weight.shape[0]
+    return (weight.detach().reshape(channels, cm // channels, weight.shape[2] * weight.shape[3]).permute(1, 2, 0)
+            .contiguous())
 
 
 def global_depthwise(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                     weight_nhwc: torch.Tensor | None = None) -> torch.Tensor:
+                     transposed: torch.Tensor | None = None) -> torch.Tensor:
     """GDC: (N, C, H, W) NCHW or channels_last, weight (C·m, 1, H, W), bias (C·m,) or None → (N, C·m, 1, 1).
-    ``weight_nhwc``: ``weight_nhwc(weight, C)`` made earlier (channels_last x), else made here."""
+    ``transposed``: ``weight_nhwc(weight, C)`` made earlier (channels_last x), else made here."""
     x = dense(x)
-    y = GlobalDepthwiseFunction.apply(x, weight, weight_nhwc)
+    y = GlobalDepthwiseFunction.apply(x, weight, transposed)
     if bias is not None:
         y = y + bias
     return y.view(x.shape[0], weight.shape[0], 1, 1)

@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..arithmetic.cost import LayerCost, compose, conv_output_tensor_shape, elementwise_cost, numel
+from ..arithmetic.shapes import conv_output_shape
 from ..functional import pad_pairs
 from ..geometry import (
     PADDING_MODES,
@@ -257,8 +258,7 @@ class InvolutionNd(ConvzooLayer, nn.Module):
         pairs = self.padding_pairs
         if self.padding_mode != "zeros":
             x, pairs = pad_pairs(x, pairs, self.padding_mode), tuple((0, 0) for _ in pairs)
-        out = tuple((size + lo + hi - d * (k - 1) - 1) // s + 1 for size, (lo, hi), k, s, d in
-                    zip(x.shape[2:], pairs, self.kernel_size, self.stride, self.dilation))
+        out = conv_output_shape(tuple(x.shape[2:]), self.kernel_size, self.stride, pairs, self.dilation)
         gen = self.generator
         return generate_and_involve(x, gen.reduce.weight, gen.reduce.bias, gen.span.weight, gen.span.bias,
                                     self.kernel_size, self.stride, tuple(lo for lo, _ in pairs), self.dilation, out)

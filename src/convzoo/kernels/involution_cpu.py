@@ -31,7 +31,7 @@ import torch
 from numba import prange
 
 from .numba_runtime import njit, run_tasks, sync_threads
-from .simd import FULL, LANES, fill_at, fma_scalar_at, fma_vv_at, lanes, load_at, store_at, tile
+from .simd import FULL, LANES, fill_at, fma_scalar_at, fma_vv_at, lanes, load_at, relu_at, store_at, tile
 
 _FAST = {"contract"}
 _REDUCE = {"contract", "reassoc"}
@@ -126,50 +126,66 @@ def _output_rows(at: Any, t0: int, taps: int, tdy: Any, tdx: Any, ih: int, iw: i
 
 
 @njit(fastmath=_FAST, inline="always")
-def _apply_row(acc: Any, x1: Any, k1: Any, at_k: int, y1: Any, at_y: int, zeros: Any, n: int, oh: int, h: int,
-               w: int, c: int, wo: int, gt: int, tdy: Any, tdx: Any, sh: int, sw: int, ph: int, pw: int, ow_lo: int,
-               ow_hi: int) -> None:  # pragma: no cover - compiled
+def _tile_taps(acc: Any, x1: Any, zeros: Any, k1: Any, kt: int, gt: int, row_at: Any, col_at: Any, at: int,
+               step: int, m0: int, m1: int) -> None:  # pragma: no cover - compiled
+    """acc (_TILE positions × 2 blocks) = Σ_t k1[kt + t + q·gt] · x1[row_at[t] + col_at[t] + at + q·step + block]
+    for positions q whose taps stay in the row; a tap whose row is outside the input (row_at[t] < 0) reads
+    ``zeros``. The coefficient index is unsigned: no negative-index wraparound in the loop."""
+    for b in range(_TILE_BLOCKS):
+        fill_at(acc, b * LANES, 0.0)
+    for t in range(len(row_at)):
+        inside = row_at[t] >= 0
+        src = x1 if inside else zeros
+        at_x = row_at[t] + col_at[t] + at if inside else 0
+        s = step if inside else 0
+        for q in range(_TILE):
+            coef = k1[np.uint64(kt + t + q * gt)]
+            fma_scalar_at(acc, 2 * q * LANES, coef, src, at_x + q * s, m0)
+            fma_scalar_at(acc, (2 * q + 1) * LANES, coef, src, at_x + q * s + LANES, m1)
+
+
+@njit(fastmath=_FAST, inline="always")
+def _apply_row(acc: Any, row_at: Any, col_at: Any, x1: Any, k1: Any, at_k: int, y1: Any, at_y: int, zeros: Any,
+               n: int, oh: int, h: int, w: int, c: int, wo: int, gt: int, tdy: Any, tdx: Any, sh: int, sw: int,
+               ph: int, pw: int, ow_lo: int, ow_hi: int) -> None:  # pragma: no cover - compiled
     """Output row (n, oh) of y (…, Wo, C) at ``at_y`` from x (N, H, W, C) and the row's kernels (Wo, G·T) at
     ``at_k`` in k1. Per group and pair of channel blocks, tiles of _TILE positions along the row keep their
     2·_TILE accumulators in registers while every tap adds kernel value × input block (one scalar broadcast feeds
     both blocks); positions whose taps leave the row (outside [ow_lo, ow_hi)) run one at a time. A tap outside the
-    input reads ``zeros`` (a NaN kernel value there still gives NaN, as from the zero padding)."""
+    input reads ``zeros`` (a NaN kernel value there still gives NaN, as from the zero padding). ``col_at`` (T,)
+    holds (tdx[t] − pw)·C; ``row_at`` (T,) is scratch for each tap's input row offset (−1 outside x)."""
     taps = len(tdy)
     cg = c // (gt // taps)
+    for t in range(taps):
+        ih = oh * sh - ph + tdy[t]
+        row_at[t] = (n * h + ih) * w * c if 0 <= ih < h else -1
     for g in range(gt // taps):
         for cb in range(g * cg, (g + 1) * cg, 2 * LANES):
             m0 = lanes(0, min(LANES, (g + 1) * cg - cb))
             m1 = lanes(0, max(0, min(LANES, (g + 1) * cg - cb - LANES)))
             ow = 0
             while ow < wo:
-                full = ow >= ow_lo and ow + _TILE <= ow_hi
-                for b in range(_TILE_BLOCKS):
-                    fill_at(acc, b * LANES, 0.0)
-                for t in range(taps):
-                    ih = oh * sh - ph + tdy[t]
-                    inside = 0 <= ih < h
-                    src = x1 if inside else zeros
-                    kt = at_k + ow * gt + g * taps + t
-                    if full:
-                        at_x = ((n * h + ih) * w + ow * sw - pw + tdx[t]) * c + cb if inside else 0
-                        step = sw * c if inside else 0
-                        for q in range(_TILE):
-                            coef = k1[kt + q * gt]
-                            fma_scalar_at(acc, 2 * q * LANES, coef, src, at_x + q * step, m0)
-                            fma_scalar_at(acc, (2 * q + 1) * LANES, coef, src, at_x + q * step + LANES, m1)
+                if ow >= ow_lo and ow + _TILE <= ow_hi:
+                    kt = at_k + ow * gt + g * taps
+                    if m0 == FULL and m1 == FULL:  # constant masks: plain loads folded into the FMAs
+                        _tile_taps(acc, x1, zeros, k1, kt, gt, row_at, col_at, ow * sw * c + cb, sw * c, FULL, FULL)
                     else:
-                        iw = ow * sw - pw + tdx[t]
-                        at_x = ((n * h + ih) * w + iw) * c + cb if inside and 0 <= iw < w else 0
-                        src = x1 if inside and 0 <= iw < w else zeros
-                        coef = k1[kt]
-                        fma_scalar_at(acc, 0, coef, src, at_x, m0)
-                        fma_scalar_at(acc, LANES, coef, src, at_x + LANES, m1)
-                if full:
+                        _tile_taps(acc, x1, zeros, k1, kt, gt, row_at, col_at, ow * sw * c + cb, sw * c, m0, m1)
                     for q in range(_TILE):
                         store_at(acc, 2 * q * LANES, y1, at_y + (ow + q) * c + cb, m0)
                         store_at(acc, (2 * q + 1) * LANES, y1, at_y + (ow + q) * c + cb + LANES, m1)
                     ow += _TILE
                 else:
+                    fill_at(acc, 0, 0.0)
+                    fill_at(acc, LANES, 0.0)
+                    for t in range(taps):
+                        iw = ow * sw - pw + tdx[t]
+                        inside = row_at[t] >= 0 and 0 <= iw < w
+                        src = x1 if inside else zeros
+                        at_x = row_at[t] + iw * c + cb if inside else 0
+                        coef = k1[at_k + ow * gt + g * taps + t]
+                        fma_scalar_at(acc, 0, coef, src, at_x, m0)
+                        fma_scalar_at(acc, LANES, coef, src, at_x + LANES, m1)
                     store_at(acc, 0, y1, at_y + ow * c + cb, m0)
                     store_at(acc, LANES, y1, at_y + ow * c + cb + LANES, m1)
                     ow += 1
@@ -191,28 +207,32 @@ def _forward_tiles(begin: int, end: int, x: Any, kern: Any, y: Any, zeros: Any, 
     _, ho, wo, gt = kern.shape
     x1, k1, y1 = x.ravel(), kern.ravel(), y.ravel()
     acc = tile(x1, _TILE_BLOCKS)
+    row_at, col_at = np.empty(len(tdy), np.int64), (tdx - pw) * c
     ow_lo, ow_hi = _inside_columns(w, wo, tdx, sw, pw)
     for task in range(begin, end):
         n = task // ho
         oh = task - n * ho
-        _apply_row(acc, x1, k1, (n * ho + oh) * wo * gt, y1, (n * ho + oh) * wo * c, zeros, n, oh, h, w, c, wo, gt,
-                   tdy, tdx, sh, sw, ph, pw, ow_lo, ow_hi)
+        _apply_row(acc, row_at, col_at, x1, k1, (n * ho + oh) * wo * gt, y1, (n * ho + oh) * wo * c, zeros, n, oh, h,
+                   w, c, wo, gt, tdy, tdx, sh, sw, ph, pw, ow_lo, ow_hi)
 
 
 @njit(fastmath=_FAST, inline="always")
 def _tile_fc(gen: Any, src: Any, at: int, step: int, depth: int, weight: Any, width: int, bias: Any, out: Any,
-             out_at: int, stored: int) -> None:  # pragma: no cover - compiled
+             out_at: int, stored: int, relu: bool) -> None:  # pragma: no cover - compiled
     """out[out_at + q·width + o] = bias[o] + Σ_k src[at + q·step + k] · weight[k·width + o] for the _GEN_TILE
-    positions q (the first ``stored`` written): one fully connected layer on a tile of positions, LANES outputs at
-    a time in _GEN_TILE register accumulators, each weight row loaded once for the tile."""
+    positions q (the first ``stored`` written), through a ReLU when ``relu`` (a constant): one fully connected layer
+    on a tile of positions, LANES outputs at a time in _GEN_TILE register accumulators, each weight row loaded once
+    for the tile. The source index is unsigned: no negative-index wraparound in the loop."""
     for o0 in range(0, width, LANES):
         mask = lanes(0, min(LANES, width - o0))
         for q in range(_GEN_TILE):
             load_at(gen, q * LANES, bias, o0, mask)
         for k in range(depth):
             for q in range(_GEN_TILE):
-                fma_scalar_at(gen, q * LANES, src[at + q * step + k], weight, k * width + o0, mask)
+                fma_scalar_at(gen, q * LANES, src[np.uint64(at + q * step + k)], weight, k * width + o0, mask)
         for q in range(stored):
+            if relu:
+                relu_at(gen, q * LANES)
             store_at(gen, q * LANES, out, out_at + q * width + o0, mask)
 
 
@@ -234,6 +254,7 @@ def _generate_apply(begin: int, end: int, x: Any, w1t: Any, b1: Any, w2t: Any, b
     centres = np.empty(_GEN_TILE * c, x.dtype)
     hidden = np.empty(_GEN_TILE * hid, x.dtype)
     row = np.empty(wo * gt, x.dtype)
+    row_at, col_at = np.empty(len(tdy), np.int64), (tdx - pw) * c
     ow_lo, ow_hi = _inside_columns(w, wo, tdx, sw, pw)
     for task in range(begin, end):
         n = task // ho
@@ -250,13 +271,10 @@ def _generate_apply(begin: int, end: int, x: Any, w1t: Any, b1: Any, w2t: Any, b
                     at_x = ((n * h + ih) * w + iw) * c
                     for k in range(c):
                         centres[q * c + k] = x1[at_x + k] if inside else 0
-            _tile_fc(gen, src, at0, step, c, w1, hid, b1, hidden, 0, _GEN_TILE)
-            for j in range(_GEN_TILE * hid):  # ReLU; NaN stays NaN, as in torch.relu
-                if hidden[j] < 0:
-                    hidden[j] = 0
-            _tile_fc(gen, hidden, 0, hid, hid, w2, gt, b2, row, ow0 * gt, min(_GEN_TILE, wo - ow0))
-        _apply_row(acc, x1, row, 0, y1, (n * ho + oh) * wo * c, zeros, n, oh, h, w, c, wo, gt, tdy, tdx, sh, sw, ph,
-                   pw, ow_lo, ow_hi)
+            _tile_fc(gen, src, at0, step, c, w1, hid, b1, hidden, 0, _GEN_TILE, True)
+            _tile_fc(gen, hidden, 0, hid, hid, w2, gt, b2, row, ow0 * gt, min(_GEN_TILE, wo - ow0), False)
+        _apply_row(acc, row_at, col_at, x1, row, 0, y1, (n * ho + oh) * wo * c, zeros, n, oh, h, w, c, wo, gt, tdy,
+                   tdx, sh, sw, ph, pw, ow_lo, ow_hi)
 
 
 @njit(fastmath=_FAST)

@@ -299,6 +299,20 @@ def fill_at(typingctx: Any, acc: Any, at: Any, value: Any) -> Any:
 
 
 @intrinsic
+def relu_at(typingctx: Any, acc: Any, at: Any) -> Any:
+    """acc[at + l] = 0 where acc[at + l] < 0, on every lane (NaN stays NaN, as in torch.relu)."""
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        a, ao = _args(context, builder, sig, args, (1,))
+        target = _block_pointer(context, builder, acc, a, ao)
+        vec = builder.load(target)
+        zero = ir.Constant(vec.type, None)
+        builder.store(builder.select(builder.fcmp_ordered("<", vec, zero), zero, vec), target)
+        return context.get_dummy_value()
+
+    return types.none(acc, at), codegen
+
+
+@intrinsic
 def fma_scalar_at(typingctx: Any, acc: Any, at: Any, weight: Any, src: Any, start: Any, mask: Any) -> Any:
     """acc[at + l] += weight · src[start + l], src read on the lanes in mask (0 elsewhere; acc a tile, at a block's
     offset)."""

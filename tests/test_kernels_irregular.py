@@ -116,6 +116,32 @@ def test_involution_kernel_on_long_rows_matches_the_oracle(geometry, threads):
         torch.set_num_threads(previous)
 
 
+@pytest.mark.parametrize("groups, per_group", [(1, 64), (2, 32), (2, 48), (1, 40), (3, 20)], ids=str)
+def test_involution_wide_groups_match_the_oracle(groups, per_group):
+    """Groups of 17 channels and more, on channels-last data: the apply's register tiles with both blocks of a
+    channel pair in use (full ones run with constant masks, partial ones masked, a group's last pair with its
+    second block empty), rows long enough for several tiles, the kernel and the fused forward, fp64 and fp32."""
+    from convzoo.kernels.involution_cpu import generate_and_involve
+
+    c = groups * per_group
+    layer = cz.Involution2d(c, c, 3, padding=1, groups=groups, reduction=4).double()
+    randomize_parameters_(layer, torch.Generator().manual_seed(per_group))
+    x = torch.randn(2, c, 5, 23, dtype=torch.float64, generator=torch.Generator().manual_seed(groups))
+    gen = layer.generator
+    with torch.no_grad():
+        kernels = gen(x)
+    pairs = ((1, 1), (1, 1))
+    expected = ref.involve(x.numpy(), kernels.numpy(), (3, 3), (1, 1), pairs, (1, 1))
+    xs = _formats(x, True)
+    _check(involve(xs, kernels, (3, 3), (1, 1), (1, 1), (1, 1)), expected, 1e-10)
+    _check(involve(xs.float(), kernels.float(), (3, 3), (1, 1), (1, 1), (1, 1)), expected, 1e-5)
+    weights = (gen.reduce.weight, gen.reduce.bias, gen.span.weight, gen.span.bias)
+    fused = generate_and_involve(xs, *weights, (3, 3), (1, 1), (1, 1), (1, 1), (5, 23))
+    _check(fused, layer.reference_output(x.numpy()), 1e-10)
+    fused32 = generate_and_involve(xs.float(), *(w.float() for w in weights), (3, 3), (1, 1), (1, 1), (1, 1), (5, 23))
+    _check(fused32, layer.reference_output(x.numpy()), 1e-5)
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 @pytest.mark.parametrize("geometry", [((3, 3), (1, 1), (1, 1), (1, 1)), ((3, 2), (2, 1), (2, 0), (1, 2))], ids=str)
 def test_involution_kernel_gradcheck(geometry, channels_last, one_thread):

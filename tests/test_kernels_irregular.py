@@ -299,6 +299,25 @@ def test_deform_kernel_matches_the_oracle(data):
         _check(y32, expected, 1e-5)
 
 
+@pytest.mark.parametrize("c, groups, offset_groups", [(32, 1, 1), (64, 1, 2), (48, 3, 1), (40, 1, 1), (96, 2, 3)],
+                         ids=str)
+def test_deform_kernel_wide_channels_match_the_oracle(c, groups, offset_groups):
+    """Channel runs of 16 and more per (offset group, conv group): the columns' vector blocks, whole ones at points
+    whose four neighbours are inside (the test-free path) and partial or edge ones, fp64 and fp32, both formats."""
+    gen = torch.Generator().manual_seed(c + groups)
+    taps, out = 9, (6, 11)
+    x = torch.randn(2, c, 6, 11, dtype=torch.float64, generator=gen)
+    offset = torch.randn(2, 2 * offset_groups * taps, *out, dtype=torch.float64, generator=gen) * 0.7
+    mask = torch.rand(2, offset_groups * taps, *out, dtype=torch.float64, generator=gen)
+    weight = torch.randn(2 * groups, c // groups, 3, 3, dtype=torch.float64, generator=gen)
+    expected = ref.deform_conv2d(x.numpy(), weight.numpy(), offset.numpy(), mask.numpy(), None, 1, 1, 1)
+    for channels_last in (False, True):
+        _check(deform_conv2d(_formats(x, channels_last), offset, weight, None, 1, 1, 1, mask), expected, 1e-10)
+        y32 = deform_conv2d(_formats(x.float(), channels_last), offset.float(), weight.float(), None, 1, 1, 1,
+                            mask.float())
+        _check(y32, expected, 1e-5)
+
+
 @pytest.mark.parametrize("channels_last", [False, True])
 def test_deform_kernel_gradcheck(channels_last, one_thread):
     gen = torch.Generator().manual_seed(3)

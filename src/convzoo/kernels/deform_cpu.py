@@ -54,9 +54,14 @@ def _columns(x: Any, off: Any, msk: Any, cols: Any, h: int, w: int, kh: int, kw:
     """One sample's columns cols (Ho, Wo, K·C) from x (H·W, C), off (Ho, Wo, 2·G·K), msk (Ho, Wo, G·K); one task
     per output row."""
     c = x.shape[1]
+    x1 = x.ravel()
     ho, wo, nf = off.shape
     taps = kh * kw
-    cpo, cg = c // (nf // (2 * taps)), c // groups
+    offset_groups = nf // (2 * taps)
+    cpo, cg = c // offset_groups, c // groups
+    tap_y, tap_x = np.empty(taps, np.int64), np.empty(taps, np.int64)  # no division per point
+    for t in range(taps):
+        tap_y[t], tap_x[t] = (t // kw) * dh - ph, (t % kw) * dw - pw
     for oh in prange(ho):
         index = np.empty(4, np.int64)
         wts = np.empty(8, x.dtype)
@@ -65,25 +70,24 @@ def _columns(x: Any, off: Any, msk: Any, cols: Any, h: int, w: int, kh: int, kw:
             if not _finite(off, msk, oh, ow):
                 row[:] = np.nan
                 continue
-            for f in range(nf // 2):  # f = o·K + t
-                o = f // taps
-                t = f - o * taps
-                i = t // kw
-                py = oh * sh - ph + i * dh + off[oh, ow, 2 * f]
-                px = ow * sw - pw + (t - i * kw) * dw + off[oh, ow, 2 * f + 1]
-                reads, ly, lx = neighbours(py, px, h, w, index, False)
-                if reads:
-                    set_weights(wts, ly, lx, msk[oh, ow, f])
-                c0, c1 = o * cpo, o * cpo + cpo
-                while c0 < c1:  # the offset group's channels, cut where a conv group ends
-                    g = c0 // cg
-                    e = min(c1, g * cg + cg)
-                    d = g * taps * cg + t * cg + c0 - g * cg
+            for o in range(offset_groups):
+                for t in range(taps):
+                    f = o * taps + t
+                    py = oh * sh + tap_y[t] + off[oh, ow, 2 * f]
+                    px = ow * sw + tap_x[t] + off[oh, ow, 2 * f + 1]
+                    reads, ly, lx = neighbours(py, px, h, w, index, False)
                     if reads:
-                        gather(row, d, x, c0, e - c0, index, wts)
-                    else:
-                        row[d:d + e - c0] = 0
-                    c0 = e
+                        set_weights(wts, ly, lx, msk[oh, ow, f])
+                    c0, c1 = o * cpo, o * cpo + cpo
+                    while c0 < c1:  # the offset group's channels, cut where a conv group ends
+                        g = c0 // cg if groups > 1 else 0
+                        e = min(c1, g * cg + cg)
+                        d = g * taps * cg + t * cg + c0 - g * cg
+                        if reads:
+                            gather(row, d, x1, c, c0, e - c0, index, wts)
+                        else:
+                            row[d:d + e - c0] = 0
+                        c0 = e
 
 
 @njit(parallel=True, fastmath=_REDUCE)

@@ -377,6 +377,19 @@ def test_dcnv3_kernel_matches_the_oracle(data):
     _check(dcnv3_sample(v.float(), fields.float(), k, d, scale), expected, 1e-5)
 
 
+@pytest.mark.parametrize("groups, per_group", [(1, 16), (2, 32), (3, 20), (1, 64)], ids=str)
+def test_dcnv3_kernel_wide_groups_match_the_oracle(groups, per_group):
+    """Groups of 16 channels and more: the sum over points in vector blocks past the first, fp64 and fp32."""
+    gen = torch.Generator().manual_seed(per_group)
+    k, taps = (3, 3), 9
+    v = torch.randn(2, 5, 7, groups * per_group, dtype=torch.float64, generator=gen)
+    fields = torch.cat([torch.randn(2, 5, 7, 2 * groups * taps, dtype=torch.float64, generator=gen) * 1.5,
+                        torch.rand(2, 5, 7, groups * taps, dtype=torch.float64, generator=gen)], dim=-1)
+    expected = _dcnv3_oracle(v, fields, k, (1, 1), 1.0)
+    _check(dcnv3_sample(v, fields, k, (1, 1), 1.0), expected, 1e-10)
+    _check(dcnv3_sample(v.float(), fields.float(), k, (1, 1), 1.0), expected, 1e-5)
+
+
 def test_dcnv3_kernel_gradcheck(one_thread):
     gen = torch.Generator().manual_seed(4)
     v = torch.randn(2, 4, 3, 4, dtype=torch.float64, generator=gen, requires_grad=True)

@@ -81,22 +81,21 @@ def gather(row: Any, d: int, x1: Any, stride: int, c: int, count: int, index: An
         store(acc, row, d + k0, mask)
 
 
-@njit()
-def accumulate(row: Any, d: int, xn: Any, c: int, count: int, index: Any, wts: Any) -> None:  # pragma: no cover
-    """row[d + k] += Σ_q wts[q]·xn[index[q], c + k], k < count, over the neighbours inside the image (index ≥ 0)."""
-    r = row[d:d + count]
-    i0, i1, i2, i3 = index[0], index[1], index[2], index[3]
-    if i0 >= 0 and i1 >= 0 and i2 >= 0 and i3 >= 0:
-        a0, a1, a2, a3 = wts[0], wts[1], wts[2], wts[3]
-        x0, x1, x2, x3 = xn[i0, c:c + count], xn[i1, c:c + count], xn[i2, c:c + count], xn[i3, c:c + count]
-        for k in range(count):
-            r[k] += a0 * x0[k] + a1 * x1[k] + a2 * x2[k] + a3 * x3[k]
-        return
-    for q in range(4):
-        if index[q] >= 0:
-            aq, xq = wts[q], xn[index[q], c:c + count]
-            for k in range(count):
-                r[k] += aq * xq[k]
+@njit(fastmath={"contract"}, inline="always")
+def sum_points(row: Any, d: int, x1: Any, stride: int, c: int, count: int, index: Any, wts: Any,
+               points: int) -> None:  # pragma: no cover - compiled
+    """row[d + k] = Σ_{p < points} Σ_q wts[p, q]·x1[index[p, q]·stride + c + k], k < count, over each point's
+    neighbours inside the image (index[p, q] ≥ 0; a point that reads nothing has all four at −1): LANES channels at
+    a time summed over every point in one register, stored once."""
+    acc = block(x1)
+    for k0 in range(0, count, LANES):
+        mask = lanes(0, min(LANES, count - k0))
+        fill(acc, 0.0)
+        for p in range(points):
+            for q in range(4):
+                if index[p, q] >= 0:
+                    fma(acc, wts[p, q], x1, index[p, q] * stride + c + k0, mask)
+        store(acc, row, d + k0, mask)
 
 
 @njit()

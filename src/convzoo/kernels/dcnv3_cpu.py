@@ -25,7 +25,7 @@ import numpy as np
 import torch
 from numba import prange
 
-from .bilinear import accumulate, neighbours, scatter, set_weights, slopes
+from .bilinear import neighbours, scatter, set_weights, slopes, sum_points
 from .numba_runtime import njit, sync_threads
 
 _FAST = {"contract"}
@@ -41,31 +41,38 @@ def _sample(v: Any, fields: Any, y: Any, h: int, w: int, kh: int, kw: int, dh: i
     groups = fields.shape[2] // (3 * taps)
     cg = c // groups
     cy, cx = (kh - 1) / 2, (kw - 1) / 2
+    tap_y, tap_x = np.empty(taps), np.empty(taps)  # each point's place in the grid: no division per point
+    for k in range(taps):
+        tap_y[k], tap_x[k] = (k // kw - cy) * dh, (k % kw - cx) * dw
     for task in prange(n_ * h):
         n = task // h
         i = task - n * h
-        index = np.empty(4, np.int64)
-        wts = np.empty(8, v.dtype)
-        vn = v[n]
+        index = np.empty((taps, 4), np.int64)  # the group's points: their neighbours and weights, then one sum
+        wts = np.empty((taps, 8), v.dtype)
+        v1 = v[n].ravel()
         for j in range(w):
             at = i * w + j
             row = y[n, at]
             fr = fields[n, at]
-            row[:] = 0
             for g in range(groups):
                 c0 = g * cg
+                finite = True
                 for k in range(taps):
-                    u = k // kw
-                    py = i + scale * ((u - cy) * dh + fr[2 * (g * taps + k) + 1])
-                    px = j + scale * ((k - u * kw - cx) * dw + fr[2 * (g * taps + k)])
+                    py = i + scale * (tap_y[k] + fr[2 * (g * taps + k) + 1])
+                    px = j + scale * (tap_x[k] + fr[2 * (g * taps + k)])
                     m = fr[2 * groups * taps + g * taps + k]
                     if not (math.isfinite(py) and math.isfinite(px) and math.isfinite(m)):
-                        row[c0:c0 + cg] = np.nan
-                        continue
-                    reads, ly, lx = neighbours(py, px, h, w, index, False)
+                        finite = False
+                        break
+                    reads, ly, lx = neighbours(py, px, h, w, index[k], False)
                     if reads:
-                        set_weights(wts, ly, lx, m)
-                        accumulate(row, c0, vn, c0, cg, index, wts)
+                        set_weights(wts[k], ly, lx, m)
+                    else:
+                        index[k, :] = -1
+                if finite:
+                    sum_points(row, c0, v1, c, c0, cg, index, wts, taps)
+                else:
+                    row[c0:c0 + cg] = np.nan
 
 
 @njit(parallel=True, fastmath=_REDUCE)

@@ -330,6 +330,19 @@ def test_deform_kernel_gradcheck(channels_last, one_thread):
                                     (x, offset, weight, bias, mask))
 
 
+@pytest.mark.parametrize("c, offset_groups", [(48, 1), (40, 2)], ids=str)
+def test_deform_kernel_gradcheck_wide_channels(c, offset_groups, one_thread):
+    """The backward's vector blocks (∂offset, ∂mask from dot products per neighbour; ∂x scattered) past one block of
+    LANES channels, whole and partial."""
+    gen = torch.Generator().manual_seed(c)
+    x = _formats(torch.randn(1, c, 4, 5, dtype=torch.float64, generator=gen), True).requires_grad_()
+    offset = (torch.randn(1, 2 * offset_groups * 9, 4, 5, dtype=torch.float64, generator=gen) * 1.3).requires_grad_()
+    mask = torch.rand(1, offset_groups * 9, 4, 5, dtype=torch.float64, generator=gen, requires_grad=True)
+    weight = torch.randn(2, c, 3, 3, dtype=torch.float64, generator=gen, requires_grad=True)
+    assert torch.autograd.gradcheck(lambda *a: deform_conv2d(a[0], a[1], a[2], None, 1, 1, 1, a[3]),
+                                    (x, offset, weight, mask), fast_mode=True)
+
+
 def test_deform_kernel_far_and_non_finite_offsets():
     x, weight = torch.randn(1, 2, 6, 6), torch.randn(3, 2, 3, 3)
     far = deform_conv2d(x, torch.full((1, 18, 6, 6), 1e30), weight, None, 1, 1)
@@ -396,6 +409,18 @@ def test_dcnv3_kernel_gradcheck(one_thread):
     fields = torch.cat([torch.randn(2, 4, 3, 2 * 2 * 3, dtype=torch.float64, generator=gen) * 1.5,
                         torch.rand(2, 4, 3, 2 * 3, dtype=torch.float64, generator=gen)], dim=-1).requires_grad_()
     assert torch.autograd.gradcheck(lambda a, b: dcnv3_sample(a, b, (1, 3), (1, 2), 0.8), (v, fields))
+
+
+@pytest.mark.parametrize("groups, per_group", [(1, 48), (2, 20)], ids=str)
+def test_dcnv3_kernel_gradcheck_wide_groups(groups, per_group, one_thread):
+    """The backward's vector blocks (dot products with ∂y per neighbour, the scatter into ∂v) past one block of
+    LANES channels, whole and partial."""
+    gen = torch.Generator().manual_seed(per_group)
+    v = torch.randn(1, 3, 4, groups * per_group, dtype=torch.float64, generator=gen, requires_grad=True)
+    fields = torch.cat([torch.randn(1, 3, 4, 2 * groups * 9, dtype=torch.float64, generator=gen) * 1.5,
+                        torch.rand(1, 3, 4, groups * 9, dtype=torch.float64, generator=gen)], dim=-1).requires_grad_()
+    assert torch.autograd.gradcheck(lambda a, b: dcnv3_sample(a, b, (3, 3), (1, 1), 1.0), (v, fields),
+                                    fast_mode=True)
 
 
 def test_dcnv3_kernel_non_finite_fields_give_nan_in_their_group():

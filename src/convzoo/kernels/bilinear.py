@@ -16,7 +16,7 @@ import math
 from typing import Any
 
 from .numba_runtime import njit
-from .simd import FULL, LANES, block, fill, fma, lanes, store
+from .simd import FULL, LANES, block, fill, fill_at, fma, fma_vv_at, lanes, load, store, tile, total_at
 
 
 @njit()
@@ -98,46 +98,41 @@ def sum_points(row: Any, d: int, x1: Any, stride: int, c: int, count: int, index
         store(acc, row, d + k0, mask)
 
 
-@njit()
-def slopes(grow: Any, d: int, xn: Any, c: int, count: int, index: Any, wts: Any, acc: Any) -> None:  # pragma: no cover
+@njit(fastmath={"contract"}, inline="always")
+def slopes(grow: Any, d: int, x1: Any, stride: int, c: int, count: int, index: Any, wts: Any,
+           acc: Any) -> None:  # pragma: no cover - compiled
     """acc += (Σ_k g_k·∂v_k/∂ly, Σ_k g_k·∂v_k/∂lx, Σ_k g_k·v_k), k < count, v_k the unmasked bilinear read of
-    channel c + k, g_k = grow[d + k]; wts = the four weights, then ly, lx, 1 − ly, 1 − lx (in the data's dtype)."""
-    gr = grow[d:d + count]
-    a0, a1, a2, a3 = wts[0], wts[1], wts[2], wts[3]
-    ly, lx, uy, ux = wts[4], wts[5], wts[6], wts[7]
-    zero = acc[0] * 0
-    sy, sx, sm = zero, zero, zero
-    i0, i1, i2, i3 = index[0], index[1], index[2], index[3]
-    if i0 >= 0 and i1 >= 0 and i2 >= 0 and i3 >= 0:
-        x0, x1, x2, x3 = xn[i0, c:c + count], xn[i1, c:c + count], xn[i2, c:c + count], xn[i3, c:c + count]
-        for k in range(count):
-            g, v0, v1, v2, v3 = gr[k], x0[k], x1[k], x2[k], x3[k]
-            sm += g * (a0 * v0 + a1 * v1 + a2 * v2 + a3 * v3)
-            sy += g * (ux * (v2 - v0) + lx * (v3 - v1))
-            sx += g * (uy * (v1 - v0) + ly * (v3 - v2))
-    else:  # a neighbour outside reads 0: ∂v/∂ly = Σ_q ±(x weight) over the neighbours inside, likewise ∂v/∂lx
-        dy = (-ux, -lx, ux, lx)
-        dx = (-uy, uy, -ly, ly)
+    channel c + k of x1 (H·W, stride) flattened, g_k = grow[d + k]; wts = the four weights, then ly, lx, 1 − ly,
+    1 − lx (in the data's dtype). Through the dot products D_q = Σ_k g_k·x[index[q], c + k] (0 for a neighbour
+    outside), LANES channels at a time in four registers: Σ g·v = Σ_q wts[q]·D_q, Σ g·∂v/∂ly = (1 − lx)(D2 − D0) +
+    lx(D3 − D1), Σ g·∂v/∂lx = (1 − ly)(D1 − D0) + ly(D3 − D2)."""
+    dots, gv = tile(x1, 4), block(x1)
+    for q in range(4):
+        fill_at(dots, q * LANES, 0.0)
+    for k0 in range(0, count, LANES):
+        mask = lanes(0, min(LANES, count - k0))
+        load(gv, grow, d + k0, mask)
         for q in range(4):
             if index[q] >= 0:
-                xq, aq, bq, cq = xn[index[q], c:c + count], wts[q], dy[q], dx[q]
-                for k in range(count):
-                    g = gr[k] * xq[k]
-                    sm += aq * g
-                    sy += bq * g
-                    sx += cq * g
-    acc[0] += sy
-    acc[1] += sx
-    acc[2] += sm
+                fma_vv_at(dots, q * LANES, gv, 0, x1, index[q] * stride + c + k0, mask)
+    d0, d1, d2, d3 = total_at(dots, 0), total_at(dots, LANES), total_at(dots, 2 * LANES), total_at(dots, 3 * LANES)
+    ly, lx, uy, ux = wts[4], wts[5], wts[6], wts[7]
+    acc[0] += ux * (d2 - d0) + lx * (d3 - d1)
+    acc[1] += uy * (d1 - d0) + ly * (d3 - d2)
+    acc[2] += wts[0] * d0 + wts[1] * d1 + wts[2] * d2 + wts[3] * d3
 
 
-@njit()
-def scatter(grow: Any, d: int, gxn: Any, c: int, count: int, index: Any, wts: Any,
+@njit(fastmath={"contract"}, inline="always")
+def scatter(grow: Any, d: int, gx1: Any, stride: int, c: int, count: int, index: Any, wts: Any,
             m: float) -> None:  # pragma: no cover - compiled
-    """gxn[index[q], c + k] += m·wts[q]·grow[d + k], k < count, for the neighbours inside the image."""
-    gr = grow[d:d + count]
+    """gx1[index[q]·stride + c + k] += m·wts[q]·grow[d + k], k < count, for the neighbours inside the image (gx1 the
+    gradient (H·W, stride) flattened), LANES channels at a time."""
+    acc = block(gx1)
     for q in range(4):
         if index[q] >= 0:
-            aq, gq = wts[q] * m, gxn[index[q], c:c + count]
-            for k in range(count):
-                gq[k] += aq * gr[k]
+            aq, at = wts[q] * m, index[q] * stride + c
+            for k0 in range(0, count, LANES):
+                mask = lanes(0, min(LANES, count - k0))
+                load(acc, gx1, at + k0, mask)
+                fma(acc, aq, grow, d + k0, mask)
+                store(acc, gx1, at + k0, mask)

@@ -98,7 +98,7 @@ def _sample_backward(v: Any, fields: Any, gy: Any, gv: Any, part: Any, h: int, w
         index = np.empty(4, np.int64)
         wts = np.empty(8, v.dtype)
         acc = np.empty(3, v.dtype)
-        vn, gvn = v[n], gv[n]
+        v1, gv1 = v[n].ravel(), gv[n].ravel()
         for i in range(h):
             for j in range(w):
                 at = i * w + j
@@ -116,8 +116,8 @@ def _sample_backward(v: Any, fields: Any, gy: Any, gv: Any, part: Any, h: int, w
                         continue
                     set_weights(wts, ly, lx, 1.0)
                     acc[:] = 0
-                    slopes(grow, lo, vn, lo, hi - lo, index, wts, acc)
-                    scatter(grow, lo, gvn, lo, hi - lo, index, wts, m)
+                    slopes(grow, lo, v1, c, lo, hi - lo, index, wts, acc)
+                    scatter(grow, lo, gv1, c, lo, hi - lo, index, wts, m)
                     part[s, n, at, g * taps + k, 0] = scale * m * acc[0]
                     part[s, n, at, g * taps + k, 1] = scale * m * acc[1]
                     part[s, n, at, g * taps + k, 2] = acc[2]

@@ -97,6 +97,7 @@ def _columns_backward(x: Any, off: Any, msk: Any, gcols: Any, gx: Any, part: Any
     weights × masks; part (S, L, G·K, 3) = (∂/∂Δy, ∂/∂Δx, ∂/∂m) summed over chunk s of the offset group's channels.
     One task per (offset group, chunk of its channels): no two tasks write one value of gx."""
     c = x.shape[1]
+    x1, gx1 = x.ravel(), gx.ravel()
     ho, wo, nf = off.shape
     groups = gcols.shape[0]
     taps = kh * kw
@@ -134,8 +135,8 @@ def _columns_backward(x: Any, off: Any, msk: Any, gcols: Any, gx: Any, part: Any
                         e = min(hi, g * cg + cg)
                         d = t * cg + c0 - g * cg
                         grow = gcols[g, at]
-                        slopes(grow, d, x, c0, e - c0, index, wts, acc)
-                        scatter(grow, d, gx, c0, e - c0, index, wts, m)
+                        slopes(grow, d, x1, c, c0, e - c0, index, wts, acc)
+                        scatter(grow, d, gx1, c, c0, e - c0, index, wts, m)
                         c0 = e
                     part[s, at, f, 0] = m * acc[0]
                     part[s, at, f, 1] = m * acc[1]

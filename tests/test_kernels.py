@@ -12,6 +12,7 @@ import subprocess
 import sys
 import textwrap
 import threading
+import time
 import warnings
 
 import numpy as np
@@ -292,27 +293,56 @@ def test_nan_and_inf_reach_exactly_the_outputs_that_read_them(bad, fmt):
 
 
 def test_run_tasks_covers_every_task_once_on_several_threads():
-    from convzoo.kernels.numba_runtime import run_tasks
+    """The threads take contiguous pieces in turn (up to PIECES each): together exactly [0, tasks), the caller and
+    the pool's workers both taking some; too little work runs as one chunk in the caller's thread."""
+    from convzoo.kernels.numba_runtime import GRAIN, PIECES, run_tasks
 
     seen: list[tuple[int, int, str]] = []
     lock = threading.Lock()
 
     def record(begin: int, end: int, tag: str) -> None:
+        time.sleep(0.002)  # long enough for the pool's workers to wake and take pieces too
         with lock:
             seen.append((begin, end, threading.current_thread().name + tag))
 
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(3)
-        run_tasks(record, 10, "")
-        assert sorted((b, e) for b, e, _ in seen) == [(0, 3), (3, 6), (6, 10)]
-        names = {name for _, _, name in seen}  # the caller ran the first chunk, pool workers the others
-        assert threading.current_thread().name in names and any(n.startswith("convzoo-kernel") for n in names)
+        for tasks, work, pieces in ((40, None, min(40, 3 * PIECES)), (10, None, 10), (40, 3 * GRAIN, 3)):
+            seen.clear()
+            run_tasks(record, tasks, "", work=work)
+            ranges = sorted((b, e) for b, e, _ in seen)
+            assert len(ranges) == pieces and ranges[0][0] == 0 and ranges[-1][1] == tasks
+            assert all(e == b for (_, e), (b, _) in zip(ranges, ranges[1:])) and all(b < e for b, e in ranges)
+            names = {name for _, _, name in seen}
+            assert threading.current_thread().name in names and any(n.startswith("convzoo-kernel") for n in names)
         seen.clear()
         run_tasks(record, 10, "", work=1000)  # too little work to share: one chunk, the caller's thread
-        assert [(b, e) for b, e, _ in seen] == [(0, 10)]
+        assert [(b, e, n) for b, e, n in seen] == [(0, 10, threading.current_thread().name)]
     finally:
         torch.set_num_threads(threads)
+
+
+def test_run_tasks_a_slow_thread_takes_fewer_pieces():
+    """A thread that runs slowly (here a worker whose pieces take 50 ms, the caller's 1 ms) takes fewer pieces:
+    the caller does the rest instead of waiting for a fixed half."""
+    from convzoo.kernels.numba_runtime import PIECES, run_tasks
+
+    caller = threading.current_thread().name
+    taken: list[str] = []
+
+    def piece(begin: int, end: int) -> None:
+        name = threading.current_thread().name
+        time.sleep(0.001 if name == caller else 0.05)
+        taken.append(name)
+
+    threads = torch.get_num_threads()
+    try:
+        torch.set_num_threads(2)
+        run_tasks(piece, 2 * PIECES)
+    finally:
+        torch.set_num_threads(threads)
+    assert len(taken) == 2 * PIECES and taken.count(caller) >= 2 * PIECES - 2
 
 
 def test_two_python_threads_run_kernels_at_once():

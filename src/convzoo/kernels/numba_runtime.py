@@ -5,9 +5,9 @@ else numba's user cache directory; ``NUMBA_CACHE_DIR`` moves it) and ``nogil=Tru
 fraction of a second, so kernel modules are imported only when a layer first considers a kernel form.
 
 Threading. convzoo's own kernels use none of numba's threading layers: each is a serial ``nogil`` function over a
-range of independent tasks (planes, rows), and ``run_tasks`` splits the tasks into ``torch.get_num_threads()``
-contiguous chunks, runs the first in the calling thread and the others on a small pool of Python threads (numba
-releases the GIL). Why: torch runs its intra-op pool on its own copy of GNU OpenMP; numba's ``omp`` layer would
+range of independent tasks (planes, rows), and ``run_tasks`` runs it on ``torch.get_num_threads()`` threads, the
+calling one and a small pool of Python threads (numba releases the GIL), which take contiguous pieces of the tasks
+in turn. Why: torch runs its intra-op pool on its own copy of GNU OpenMP; numba's ``omp`` layer would
 load a second OpenMP runtime (its pool links the system ``libgomp.so.1.0.0`` by file name, so it cannot share
 torch's) whose workers spin after every kernel and take the cores from the next torch op; ``tbb`` is one more
 dependency and pool; ``workqueue`` aborts the process when two Python threads launch kernels at once; and
@@ -20,6 +20,7 @@ on the ``workqueue`` layer (unless ``NUMBA_THREADING_LAYER`` says otherwise), on
 from __future__ import annotations
 
 import functools
+import itertools
 import os
 import threading
 import warnings
@@ -130,6 +131,7 @@ def _workers(count: int) -> ThreadPoolExecutor:
 
 
 GRAIN = 1 << 15  # elements written per chunk below which a call is not split further
+PIECES = 8  # pieces per thread that run_tasks's threads take in turn
 
 
 def chunks(tasks: int, work: int | None = None, grain: int = GRAIN) -> int:
@@ -153,19 +155,31 @@ def tasks_runner(kernel: Callable[..., Any], tasks: int, work: int | None = None
 
 def run_tasks(kernel: Callable[..., Any], tasks: int, *args: Any, work: int | None = None,
               grain: int = GRAIN) -> None:
-    """``kernel(begin, end, *args)`` over the independent tasks [0, tasks), split into at most
-    ``torch.get_num_threads()`` contiguous chunks (fewer when ``work``, the elements the call writes, gives less
-    than ``grain`` per chunk): the first chunk runs in the calling thread, the others on the pool. One chunk (tiny
-    work, one thread) runs inline: no pool, no futures."""
+    """``kernel(begin, end, *args)`` over the independent tasks [0, tasks) on ``chunks(...)`` threads (the calling
+    one and the pool's), which take contiguous pieces in turn from a shared counter: up to PIECES per thread, none
+    under ``grain`` elements of ``work`` (the elements the call writes). Taken in turn, not dealt out, because a
+    thread may run slower than the others: right after a torch op, torch's OpenMP workers spin for a while on the
+    cores the pool's threads need. One chunk (tiny work, one thread) runs inline: no pool, no futures."""
     threads = chunks(tasks, work, grain)
     if threads == 1:
         kernel(0, tasks, *args)
         return
-    bounds = [tasks * k // threads for k in range(threads + 1)]
+    pieces = min(tasks, threads * PIECES)
+    if work is not None:
+        pieces = max(threads, min(pieces, work // grain))
+    bounds = [tasks * k // pieces for k in range(pieces + 1)]
+    taken = itertools.count()  # next() on it is atomic under the GIL
+
+    def drain() -> None:
+        k = next(taken)
+        while k < pieces:
+            kernel(bounds[k], bounds[k + 1], *args)
+            k = next(taken)
+
     pool = _workers(threads - 1)
-    futures = [pool.submit(kernel, bounds[k], bounds[k + 1], *args) for k in range(1, threads)]
+    futures = [pool.submit(drain) for _ in range(1, threads)]
     try:
-        kernel(bounds[0], bounds[1], *args)
+        drain()
     finally:
         for future in futures:
             future.result()

@@ -26,17 +26,17 @@ import torch
 from numba import prange
 
 from .bilinear import neighbours, scatter, set_weights, slopes, sum_points
-from .numba_runtime import njit, sync_threads
+from .numba_runtime import njit, run_tasks, sync_threads
 
 _FAST = {"contract"}
 _REDUCE = {"contract", "reassoc"}
 
 
-@njit(parallel=True, fastmath=_FAST)
-def _sample(v: Any, fields: Any, y: Any, h: int, w: int, kh: int, kw: int, dh: int, dw: int,
+@njit(fastmath=_FAST)
+def _sample(begin: int, end: int, v: Any, fields: Any, y: Any, h: int, w: int, kh: int, kw: int, dh: int, dw: int,
             scale: float) -> None:  # pragma: no cover - compiled
-    """y (N, H·W, C) from v (N, H·W, C) and fields (N, H·W, 3·G·K)."""
-    n_, _, c = v.shape
+    """y (N, H·W, C) from v (N, H·W, C) and fields (N, H·W, 3·G·K); tasks: rows (n, i) in [begin, end)."""
+    c = v.shape[2]
     taps = kh * kw
     groups = fields.shape[2] // (3 * taps)
     cg = c // groups
@@ -44,11 +44,11 @@ def _sample(v: Any, fields: Any, y: Any, h: int, w: int, kh: int, kw: int, dh: i
     tap_y, tap_x = np.empty(taps), np.empty(taps)  # each point's place in the grid: no division per point
     for k in range(taps):
         tap_y[k], tap_x[k] = (k // kw - cy) * dh, (k % kw - cx) * dw
-    for task in prange(n_ * h):
+    index = np.empty((taps, 4), np.int64)  # the group's points: their neighbours and weights, then one sum
+    wts = np.empty((taps, 8), v.dtype)
+    for task in range(begin, end):
         n = task // h
         i = task - n * h
-        index = np.empty((taps, 4), np.int64)  # the group's points: their neighbours and weights, then one sum
-        wts = np.empty((taps, 8), v.dtype)
         v1 = v[n].ravel()
         for j in range(w):
             at = i * w + j
@@ -141,9 +141,8 @@ class DCNv3SampleFunction(torch.autograd.Function):
         vs, fs = v.detach().contiguous(), fields.detach().to(v.dtype).contiguous()
         y = torch.empty(n, h, w, c, dtype=v.dtype)
         ctx.geometry = (h, w, *kernel_size, *dilation, float(offset_scale))
-        sync_threads()
-        _sample(vs.view(n, h * w, c).numpy(), fs.view(n, h * w, fs.shape[-1]).numpy(), y.view(n, h * w, c).numpy(),
-                *ctx.geometry)
+        run_tasks(_sample, n * h, vs.view(n, h * w, c).numpy(), fs.view(n, h * w, fs.shape[-1]).numpy(),
+                  y.view(n, h * w, c).numpy(), *ctx.geometry, work=y.numel())
         ctx.save_for_backward(vs, fs)
         return y
 

@@ -31,7 +31,7 @@ import torch
 from numba import prange
 
 from .bilinear import gather, neighbours, scatter, set_weights, slopes
-from .numba_runtime import njit, run_tasks, sync_threads
+from .numba_runtime import njit, sync_threads
 
 _FAST = {"contract"}  # fused multiply-add only: NaN and Inf propagate
 _REDUCE = {"contract", "reassoc"}  # sums over channels may be reordered (vectorised)
@@ -48,23 +48,23 @@ def _finite(off: Any, msk: Any, oh: int, ow: int) -> bool:  # pragma: no cover -
     return True
 
 
-@njit(fastmath=_FAST)
-def _columns(begin: int, end: int, x: Any, off: Any, msk: Any, cols: Any, h: int, w: int, kh: int, kw: int, sh: int,
-             sw: int, ph: int, pw: int, dh: int, dw: int, groups: int) -> None:  # pragma: no cover - compiled
-    """One sample's columns cols (Ho, Wo, K·C) from x (H·W, C), off (Ho, Wo, 2·G·K), msk (Ho, Wo, G·K); tasks:
-    output rows [begin, end)."""
+@njit(parallel=True, fastmath=_FAST)
+def _columns(x: Any, off: Any, msk: Any, cols: Any, h: int, w: int, kh: int, kw: int, sh: int, sw: int, ph: int,
+             pw: int, dh: int, dw: int, groups: int) -> None:  # pragma: no cover - compiled
+    """One sample's columns cols (Ho, Wo, K·C) from x (H·W, C), off (Ho, Wo, 2·G·K), msk (Ho, Wo, G·K); one task
+    per output row."""
     c = x.shape[1]
     x1 = x.ravel()
-    _, wo, nf = off.shape
+    ho, wo, nf = off.shape
     taps = kh * kw
     offset_groups = nf // (2 * taps)
     cpo, cg = c // offset_groups, c // groups
     tap_y, tap_x = np.empty(taps, np.int64), np.empty(taps, np.int64)  # no division per point
     for t in range(taps):
         tap_y[t], tap_x[t] = (t // kw) * dh - ph, (t % kw) * dw - pw
-    index = np.empty(4, np.int64)
-    wts = np.empty(8, x.dtype)
-    for oh in range(begin, end):
+    for oh in prange(ho):
+        index = np.empty(4, np.int64)
+        wts = np.empty(8, x.dtype)
         for ow in range(wo):
             row = cols[oh, ow]
             if not _finite(off, msk, oh, ow):
@@ -218,8 +218,8 @@ class DeformConv2dFunction(torch.autograd.Function):
         cols = _workspace(0, ho * wo * kh * kw * c, x.dtype).view(ho * wo, groups, -1)
         sync_threads()
         for b in range(n):
-            run_tasks(_columns, ho, _sample_nhwc(x, b, 1).numpy(), off[b].numpy(), msk[b].numpy(),
-                      cols.view(ho, wo, -1).numpy(), *geometry, groups, work=cols.numel())
+            _columns(_sample_nhwc(x, b, 1).numpy(), off[b].numpy(), msk[b].numpy(),
+                     cols.view(ho, wo, -1).numpy(), *geometry, groups)
             if nhwc and groups == 1:
                 torch.mm(cols[:, 0], wmat[0].t(), out=y[b].view(ho * wo, c_out))
             elif nhwc:
@@ -258,8 +258,8 @@ class DeformConv2dFunction(torch.autograd.Function):
             xb = _sample_nhwc(x, b, 1)
             gyb = gy[b].reshape(ho * wo, groups, cog).transpose(0, 1)  # (groups, L, Cog)
             if want_w:
-                run_tasks(_columns, ho, xb.numpy(), off[b].numpy(), msk[b].numpy(), cols.view(ho, wo, -1).numpy(),
-                          *ctx.geometry, groups, work=cols.numel())
+                _columns(xb.numpy(), off[b].numpy(), msk[b].numpy(), cols.view(ho, wo, -1).numpy(), *ctx.geometry,
+                         groups)
                 gw.baddbmm_(gyb.transpose(1, 2), cols.transpose(0, 1))
             if gx is not None:
                 torch.bmm(gyb, wmat, out=gcols)

@@ -614,3 +614,19 @@ def test_a_second_process_compiles_nothing():
     done = subprocess.run([sys.executable, "-c", CACHED], capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr[-2000:]
     assert done.stdout.split()[0] == "0", done.stdout
+
+
+def test_bench_omp_launch_script_runs_quickly():
+    """benchmarks/bench_omp_launch.py on tiny shapes: both variants (convzoo's pool, torch's OpenMP team through
+    GOMP_parallel and a numba cfunc) run in their own processes and write the same output (the script checks)."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "benchmarks" / "bench_omp_launch.py"
+    spec = importlib.util.spec_from_file_location("bench_omp_launch", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    assert bench.torch_libgomp() is not None  # torch's Linux wheels load GNU OpenMP
+    results = bench.main(["--quick", "--threads", "2"])
+    assert set(results) == {"pool", "omp"} and results["pool"]["checksum"] == pytest.approx(results["omp"]["checksum"])
+    assert all(0 < r[context][0] <= r[context][1] for r in results.values() for context in ("alone", "after a conv"))

@@ -404,6 +404,32 @@ def test_a_second_process_compiles_nothing(tmp_path):
     assert any(tmp_path.rglob("*.nbi"))
 
 
+_TEAM_LAUNCH = """
+    import json, sys
+    import torch
+    torch.set_num_threads(2)
+    from convzoo.kernels import depthwise, omp_team
+    x, w = torch.rand(2, 16, 48, 48, dtype=torch.float64), torch.rand(16, 1, 3, 3, dtype=torch.float64)
+    y = depthwise.depthwise_conv(x, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1))  # 73,728 outputs: two threads
+    ok = bool(torch.allclose(y, torch.nn.functional.conv2d(x, w, padding=1, groups=16)))
+    launchers = [m.launch for name, m in sys.modules.items() if name.startswith("convzoo_omp_team_")]
+    print(json.dumps({"ok": ok, "launchers": len(launchers), "hits": sum(f.cache_hits for f in launchers)}))
+"""
+
+
+def test_a_second_process_loads_the_openmp_team_launcher(tmp_path):
+    """The cfunc that runs a kernel on torch's OpenMP team is cached on disk too: written and compiled by the first
+    process, loaded by the next."""
+    env = {"NUMBA_CACHE_DIR": str(tmp_path)}
+    first, second = (_python(_TEAM_LAUNCH, env) for _ in range(2))
+    assert first.returncode == 0, first.stderr
+    assert second.returncode == 0, second.stderr
+    cold, warm = json.loads(first.stdout.splitlines()[-1]), json.loads(second.stdout.splitlines()[-1])
+    assert cold["ok"] and warm["ok"] and cold["launchers"] == warm["launchers"] == 1
+    assert cold["hits"] == 0 and warm["hits"] == 1
+    assert len(list((tmp_path / "convzoo-omp-team").glob("launch_*.py"))) == 1
+
+
 def test_without_numba_the_layers_use_torch_forms_and_warn_once():
     code = """
         import warnings

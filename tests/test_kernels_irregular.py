@@ -630,3 +630,51 @@ def test_bench_omp_launch_script_runs_quickly():
     results = bench.main(["--quick", "--threads", "2"])
     assert set(results) == {"pool", "omp"} and results["pool"]["checksum"] == pytest.approx(results["omp"]["checksum"])
     assert all(0 < r[context][0] <= r[context][1] for r in results.values() for context in ("alone", "after a conv"))
+
+
+def test_kernels_run_on_torchs_openmp_team(monkeypatch):
+    """On two threads, run_tasks runs numba kernels on torch's own OpenMP team (``omp_team``: GOMP_parallel and a
+    cfunc per kernel and argument kinds, pieces from an atomic counter): against the oracles, depthwise (both
+    formats, m = 2: arrays, ints, tuples), involution's apply and fused forward, and DCNv3 (a float argument), fp64
+    and fp32; a non-contiguous array or CONVZOO_KERNEL_THREADS=pool leaves the kernel to the pool."""
+    from convzoo.kernels import omp_team
+    from convzoo.kernels.depthwise import depthwise_conv
+    from convzoo.kernels.involution_cpu import generate_and_involve
+
+    previous = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        gen = torch.Generator().manual_seed(7)
+        x = torch.randn(2, 32, 30, 37, dtype=torch.float64, generator=gen)  # 71,040 outputs: two threads' worth
+        w, b = torch.randn(64, 1, 3, 3, dtype=torch.float64, generator=gen), torch.randn(64, dtype=torch.float64)
+        expected = ref.correlate(x.numpy(), w.numpy(), b.numpy(), 1, 1, 1, groups=32)
+        for channels_last in (False, True):
+            for dtype, tolerance in ((torch.float64, 1e-10), (torch.float32, 1e-5)):
+                y = depthwise_conv(_formats(x, channels_last).to(dtype), w.to(dtype), b.to(dtype), (1, 1),
+                                   ((1, 1), (1, 1)), (1, 1))
+                _check(y, expected, tolerance)
+        layer = cz.Involution2d(32, 32, 3, padding=1, groups=2, reduction=4).double()
+        randomize_parameters_(layer, torch.Generator().manual_seed(8))
+        xs = _formats(x, True)
+        with torch.no_grad():
+            kernels = layer.generator(x)
+        _check(involve(xs, kernels, (3, 3), (1, 1), (1, 1), (1, 1)),
+               ref.involve(x.numpy(), kernels.numpy(), (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1)), 1e-10)
+        g = layer.generator
+        fused = generate_and_involve(xs, g.reduce.weight, g.reduce.bias, g.span.weight, g.span.bias, (3, 3), (1, 1),
+                                     (1, 1), (1, 1), (30, 37))
+        _check(fused, layer.reference_output(x.numpy()), 1e-10)
+        v = torch.randn(2, 30, 37, 32, dtype=torch.float64, generator=gen)
+        fields = torch.cat([torch.randn(2, 30, 37, 2 * 2 * 9, dtype=torch.float64, generator=gen) * 1.5,
+                            torch.rand(2, 30, 37, 2 * 9, dtype=torch.float64, generator=gen)], dim=-1)
+        _check(dcnv3_sample(v, fields, (3, 3), (1, 1), 0.7), _dcnv3_oracle(v, fields, (3, 3), (1, 1), 0.7), 1e-10)
+        on_team = {key[0].py_func.__name__ for key, run in omp_team._launchers.items() if run is not None}
+        assert {"_correlate_nchw", "_forward_tiles", "_generate_apply", "_sample"} <= on_team
+        assert any(name.startswith("_forward_nhwc") for name in on_team)
+        kernel = next(key[0] for key in omp_team._launchers if key[0].py_func.__name__ == "_sample")
+        strided = np.zeros((4, 6))[:, ::2]
+        assert omp_team.launcher(kernel, (strided, 1)) is None  # a non-contiguous array: the pool
+        monkeypatch.setenv("CONVZOO_KERNEL_THREADS", "pool")
+        assert omp_team.launcher(kernel, (np.zeros(3), 1)) is None
+    finally:
+        torch.set_num_threads(previous)

@@ -5,11 +5,13 @@ else numba's user cache directory; ``NUMBA_CACHE_DIR`` moves it) and ``nogil=Tru
 fraction of a second, so kernel modules are imported only when a layer first considers a kernel form.
 
 Threading. convzoo's own kernels use none of numba's threading layers: each is a serial ``nogil`` function over a
-range of independent tasks (planes, rows), and ``run_tasks`` runs it on ``torch.get_num_threads()`` threads, the
-calling one and a small pool of Python threads (numba releases the GIL), which take contiguous pieces of the tasks
-in turn. Why: torch runs its intra-op pool on its own copy of GNU OpenMP; numba's ``omp`` layer would
-load a second OpenMP runtime (its pool links the system ``libgomp.so.1.0.0`` by file name, so it cannot share
-torch's) whose workers spin after every kernel and take the cores from the next torch op; ``tbb`` is one more
+range of independent tasks (planes, rows), and ``run_tasks`` runs it on ``torch.get_num_threads()`` threads that
+take contiguous pieces of the tasks in turn: torch's own OpenMP team where it can (``omp_team``: after a torch op
+those workers spin on the cores for a while, so they had better do the work), else the calling thread and a small
+pool of Python threads (numba releases the GIL). Why not numba's layers: torch runs its intra-op pool on its own
+copy of GNU OpenMP; numba's ``omp`` layer would load a second OpenMP runtime (its pool links the system
+``libgomp.so.1.0.0`` by file name, so it cannot share torch's) whose workers spin after every kernel and take the
+cores from the next torch op; ``tbb`` is one more
 dependency and pool; ``workqueue`` aborts the process when two Python threads launch kernels at once; and
 ``parallel=True`` doubles the compile time (numba's parfor passes). The pool's threads sleep when idle; calls from
 several Python threads share the pool, so at most torch.get_num_threads() − 1 workers plus the callers run.
@@ -29,6 +31,8 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import torch
+
+from .omp_team import launcher
 
 _numba: Any = None
 _cause: str | None = None
@@ -155,11 +159,12 @@ def tasks_runner(kernel: Callable[..., Any], tasks: int, work: int | None = None
 
 def run_tasks(kernel: Callable[..., Any], tasks: int, *args: Any, work: int | None = None,
               grain: int = GRAIN) -> None:
-    """``kernel(begin, end, *args)`` over the independent tasks [0, tasks) on ``chunks(...)`` threads (the calling
-    one and the pool's), which take contiguous pieces in turn from a shared counter: up to PIECES per thread, none
-    under ``grain`` elements of ``work`` (the elements the call writes). Taken in turn, not dealt out, because a
-    thread may run slower than the others: right after a torch op, torch's OpenMP workers spin for a while on the
-    cores the pool's threads need. One chunk (tiny work, one thread) runs inline: no pool, no futures."""
+    """``kernel(begin, end, *args)`` over the independent tasks [0, tasks) on ``chunks(...)`` threads, which take
+    contiguous pieces in turn from a shared counter: up to PIECES per thread, none under ``grain`` elements of
+    ``work`` (the elements the call writes). The threads are torch's OpenMP team (``omp_team.launcher``) where the
+    kernel and its arguments allow, else the calling one and the pool's. Taken in turn, not dealt out, because a
+    thread may run slower than the others (on the pool: right after a torch op, torch's OpenMP workers spin for a
+    while on the cores its threads need). One chunk (tiny work, one thread) runs inline: no team, no pool."""
     threads = chunks(tasks, work, grain)
     if threads == 1:
         kernel(0, tasks, *args)
@@ -167,6 +172,10 @@ def run_tasks(kernel: Callable[..., Any], tasks: int, *args: Any, work: int | No
     pieces = min(tasks, threads * PIECES)
     if work is not None:
         pieces = max(threads, min(pieces, work // grain))
+    on_team = launcher(kernel, args)  # torch's own OpenMP threads, where the kernel can run there
+    if on_team is not None:
+        on_team(tasks, pieces, threads)
+        return
     bounds = [tasks * k // pieces for k in range(pieces + 1)]
     taken = itertools.count()  # next() on it is atomic under the GIL
 

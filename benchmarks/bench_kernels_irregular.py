@@ -17,7 +17,8 @@ layer, load average) and the ratios. ``--clock cpu`` times with the process's CP
 a shared machine, with one thread, it leaves out the time spent waiting for a core (not the cache and memory
 traffic of the other processes); the acceptance figures are wall-clock times on a quiet machine. Usage:
 
-    python benchmarks/bench_kernels_irregular.py [--threads 2] [--rounds 10] [--only involution,deformable,dcnv3]
+    python benchmarks/bench_kernels_irregular.py [--threads 2] [--rounds 10] [--runs 3]
+        [--only involution,deformable,dcnv3]
         [--clock wall|cpu] [--json PATH]
 
 ``--json PATH`` writes the results file (the results format of ``convzoo.perf.results``, rendered by the docs site;
@@ -206,10 +207,27 @@ def run_case(case: Case, backward: bool, rounds: int, clock: Callable[[], float]
     return best
 
 
+def ranges_table(runs: list[list[dict]]) -> Table:
+    """Each row's ratios, lowest–highest over the runs (the first table holds the first run)."""
+    body = []
+    for i, row in enumerate(runs[0]):
+        ratios = [rows[i]["ratios"] for rows in runs]
+        today = next(iter(row["ratios"]))  # "<today's form> / kernel"
+        cells = [f"{min(r[today] for r in ratios):.2f}–{max(r[today] for r in ratios):.2f}"]
+        bound = [r["kernel / standard conv"] for r in ratios if "kernel / standard conv" in r]
+        cells.append(f"{min(bound):.2f}–{max(bound):.2f}" if bound else "")
+        body.append([row["family"], row["format"], row["what"], row["pass"], *cells])
+    return Table(f"The ratios over {len(runs)} runs in one process (lowest–highest)",
+                 ["family", "format", "what", "pass", "today / kernel", "kernel / standard conv"], body,
+                 "Each run times every case again, in the same process, right after the one before.")
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--rounds", type=int, default=10)
+    parser.add_argument("--runs", type=int, default=1, help="time every case this many times; the results add a "
+                                                             "table of each ratio's range over the runs")
     parser.add_argument("--only", default=",".join(FAMILIES))
     parser.add_argument("--clock", choices=["wall", "cpu"], default="wall")
     parser.add_argument("--json", default=None)
@@ -218,28 +236,33 @@ def main() -> None:
     clock = time.perf_counter if args.clock == "wall" else time.process_time
     header = {**machine(), "clock": args.clock}
     print(" | ".join(f"{k} {v}" for k, v in header.items() if k != "cpu_flags"))
-    rows = []
-    for family in args.only.split(","):
-        for fmt in FORMATS:
-            for case in FAMILIES[family](fmt):
-                for backward in (False, True):
-                    times = run_case(case, backward, args.rounds, clock)
-                    names = list(times)
-                    today, ours = times[names[0]], times["kernel"]
-                    ratios = {f"{names[0]} / kernel": today / ours}
-                    if "standard conv" in times:
-                        ratios["kernel / standard conv"] = ours / times["standard conv"]
-                        ratios[f"{names[0]} / standard conv"] = today / times["standard conv"]
-                    row = {"family": case.family, "format": case.fmt, "what": case.what,
-                           "pass": "fwd+bwd" if backward else "fwd", "ms": times, "ratios": ratios}
-                    rows.append(row)
-                    print(f"{case.family:14s} {case.fmt:21s} {row['pass']:7s} {case.what:50s} "
-                          + "  ".join(f"{k} {v:8.2f} ms" for k, v in times.items()) + "   "
-                          + "  ".join(f"{k}: {v:.2f}" for k, v in ratios.items()), flush=True)
+    runs = []
+    for _ in range(args.runs):
+        rows = []
+        for family in args.only.split(","):
+            for fmt in FORMATS:
+                for case in FAMILIES[family](fmt):
+                    for backward in (False, True):
+                        times = run_case(case, backward, args.rounds, clock)
+                        names = list(times)
+                        today, ours = times[names[0]], times["kernel"]
+                        ratios = {f"{names[0]} / kernel": today / ours}
+                        if "standard conv" in times:
+                            ratios["kernel / standard conv"] = ours / times["standard conv"]
+                            ratios[f"{names[0]} / standard conv"] = today / times["standard conv"]
+                        row = {"family": case.family, "format": case.fmt, "what": case.what,
+                               "pass": "fwd+bwd" if backward else "fwd", "ms": times, "ratios": ratios}
+                        rows.append(row)
+                        print(f"{case.family:14s} {case.fmt:21s} {row['pass']:7s} {case.what:50s} "
+                              + "  ".join(f"{k} {v:8.2f} ms" for k, v in times.items()) + "   "
+                              + "  ".join(f"{k}: {v:.2f}" for k, v in ratios.items()), flush=True)
+        runs.append(rows)
+    tables = [results_table(runs[0])] + ([ranges_table(runs)] if len(runs) > 1 else [])
     print(f"load average at the end {os.getloadavg()[0]:.2f}")
     if args.json:
         write_results(args.json, f"Irregular families: the kernels against the forms they replace ({args.clock} "
-                      "clock)", [results_table(rows)], description=DESCRIPTION, machine=header, data={"rows": rows})
+                      "clock)", tables, description=DESCRIPTION, machine=header,
+                      data={"rows": runs[0], "runs": runs})
 
 
 if __name__ == "__main__":

@@ -172,7 +172,7 @@ def run_tasks(kernel: Callable[..., Any], tasks: int, *args: Any, work: int | No
     pieces = min(tasks, threads * PIECES)
     if work is not None:
         pieces = max(threads, min(pieces, work // grain))
-    on_team = launcher(kernel, args)  # torch's own OpenMP threads, where the kernel can run there
+    on_team = launcher(kernel, args)  # torch's own OpenMP threads, where the kernel can run on them
     if on_team is not None:
         on_team(tasks, pieces, threads)
         return

@@ -142,7 +142,9 @@ def _directory() -> Path:
     return base / "convzoo-omp-team"
 
 
-def _build(kernel: Any, kinds: tuple[tuple[Any, ...], ...]) -> Callable[..., None] | None:
+def _build(kernel: Any, kinds: tuple[tuple[Any, ...], ...]) -> int | None:
+    """The address of the launcher's cfunc for ``kernel`` with arguments of these kinds, written and compiled
+    (or loaded from the disk cache) now."""
     import numba
 
     source = _source(kernel, kinds)
@@ -186,7 +188,7 @@ def launcher(kernel: Any, args: tuple[Any, ...]) -> Callable[[int, int, int], No
     with _lock:
         if key not in _launchers:
             try:
-                address = _build(kernel, kinds)  # type: ignore[arg-type]
+                address = _build(kernel, kinds)
             except Exception as exc:  # noqa: BLE001 - any failure: the pool runs the kernel, said once
                 warnings.warn(f"convzoo: {kernel.py_func.__name__} runs on a pool of Python threads instead of "
                               f"torch's OpenMP threads: {type(exc).__name__}: {exc}", RuntimeWarning, stacklevel=3)

@@ -38,14 +38,22 @@ _launchers: dict[tuple[Any, ...], Callable[..., None] | None] = {}
 _gomp: list[Any] = []  # [GOMP_parallel or None], looked up once
 
 
+def libgomp_path() -> str | None:
+    """The file of the GNU OpenMP runtime loaded in this process (torch's), or None (another runtime, or none)."""
+    try:
+        with open("/proc/self/maps") as maps:
+            paths = {line.split()[-1] for line in maps if "/" in line}
+    except OSError:
+        return None
+    return next((p for p in sorted(paths) if p.rsplit("/", 1)[-1].startswith("libgomp")), None)
+
+
 def gomp_parallel() -> Any:
     """libgomp's ``GOMP_parallel(fn, data, num_threads, flags)`` from the runtime torch loaded, or None."""
     if not _gomp:
         found = None
         try:
-            with open("/proc/self/maps") as maps:
-                paths = {line.split()[-1] for line in maps if "/" in line}
-            path = next((p for p in sorted(paths) if p.rsplit("/", 1)[-1].startswith("libgomp")), None)
+            path = libgomp_path()
             if path is not None:
                 found = ctypes.CDLL(path).GOMP_parallel
                 found.argtypes = [ctypes.c_void_p, ctypes.c_void_p, ctypes.c_uint, ctypes.c_uint]

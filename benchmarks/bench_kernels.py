@@ -11,9 +11,10 @@ while a case has run under 3 s: the fastest of few rounds of a 0.1 ms call is mo
   in others, which made the bound itself bimodal; the ops allocate their outputs, so the ratios are conservative).
 Ratios are kernel / bound, kernel / best native, and the layer's against the bound, the best native form (fastest
 rounds) and the best native form in a module: there the median over rounds of the two calls' ratio in the same
-round, since a ratio near 1.05 is the question and the fastest rounds of two calls come from different moments. Results go to ``benchmarks/results/kernels-<cpu>.json`` (the
-results format of ``convzoo.perf.results``, tagged with the CPU model and torch's CPU capability; its header names
-the machine: CPU model and SIMD flags, torch's CPU capability, threads), rendered by the docs site.
+round, since a ratio near 1.05 is the question and the fastest rounds of two calls come from different moments.
+Results go to ``benchmarks/results/kernels-<cpu>.json`` (the results format of ``convzoo.perf.results``, tagged
+with the CPU model and torch's CPU capability; its header names the machine: CPU model and SIMD flags, torch's CPU
+capability, threads), rendered by the docs site.
 
 Another family adds rows by appending a ``Case`` to ``CASES`` (a builder returning the input, the parameters, the
 kernel form and the native forms for one memory format).

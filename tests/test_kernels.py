@@ -185,7 +185,7 @@ def test_depthwise_streamed_output_matches_oracle(m, monkeypatch):
     x = _input((2, 32, 9, 21), torch.float32, "channels_last", 31).requires_grad_(True)
     w = _input((32 * m, 1, 3, 3), torch.float32, "contiguous", 32)
     y = depthwise.depthwise_conv(x, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1))
-    assert depthwise._streams(y)
+    assert depthwise.streams(y)
     expected = ref.correlate(x.detach().double().numpy(), w.double().numpy(), None, 1, 1, 1, groups=32)
     assert _relative(y, expected) < TOLERANCE[torch.float32]
     g = torch.rand(y.shape, generator=torch.Generator().manual_seed(33), dtype=torch.float64)
@@ -228,6 +228,49 @@ def test_separable_pair_kernel_matches_oracle(c, kh, kw, sh, sw, dh, dw, ph, pw,
                       groups=c)
     expected = ref.correlate(v, wh.double().numpy(), bh.double().numpy(), (1, sw), ((0, 0), pw), (1, dw), groups=c)
     assert _relative(y, expected) < TOLERANCE[dtype]
+
+
+@settings(max_examples=12, deadline=None)
+@given(c=st.integers(1, 3), h=st.integers(1, 9), w=st.integers(50, 140), kh=st.integers(1, 4), kw=st.integers(1, 5),
+       sh=st.integers(1, 2), sw=st.integers(1, 2), dh=st.integers(1, 2), dw=st.integers(1, 3),
+       ph=st.tuples(st.integers(0, 2), st.integers(0, 2)), pw=st.tuples(st.integers(0, 4), st.integers(0, 4)),
+       fmt=st.sampled_from(list(FORMATS)), dtype=st.sampled_from([torch.float64, torch.float32]),
+       seed=st.integers(0, 99))
+def test_separable_pair_kernel_on_wide_rows(c, h, w, kh, kw, sh, sw, dh, dw, ph, pw, fmt, dtype, seed):
+    """Rows of 50–140 columns: the NCHW kernel's tiles span several chunks of blocks, with partial blocks, rows of v
+    past the last tile and H reading across chunk boundaries."""
+    from convzoo.kernels.separable_pair import separable_pair
+
+    rows = h + dh * (kh - 1)
+    z = _input((1, c, rows, w), dtype, fmt, seed)
+    wv, bv = _input((c, 1, kh, 1), dtype, "contiguous", seed + 1), _input((c,), dtype, "contiguous", seed + 2)
+    wh, bh = _input((c, 1, 1, kw), dtype, "contiguous", seed + 3), _input((c,), dtype, "contiguous", seed + 4)
+    with torch.no_grad():
+        y = separable_pair(z, wv, bv, wh, bh, (sh, dh, ph, sw, dw, pw))
+    v = ref.correlate(z.double().numpy(), wv.double().numpy(), bv.double().numpy(), (sh, 1), (ph, (0, 0)), (dh, 1),
+                      groups=c)
+    expected = ref.correlate(v, wh.double().numpy(), bh.double().numpy(), (1, sw), ((0, 0), pw), (1, dw), groups=c)
+    assert _relative(y, expected) < TOLERANCE[dtype]
+
+
+@pytest.mark.parametrize("kw, sw, dw", [(1, 1, 1), (3, 1, 1), (2, 1, 1), (4, 1, 1), (3, 2, 1), (3, 1, 2)])
+def test_separable_pair_streamed_output_matches_oracle(kw, sw, dw, monkeypatch):
+    """channels_last pairs written with non-temporal stores (forced: STREAM_BYTES = 0; 32 channels): v in registers
+    (H's stride 1, dilation 1, kw <= 3) and through the row buffer (the others)."""
+    from convzoo.kernels import depthwise
+    from convzoo.kernels.separable_pair import separable_pair
+
+    monkeypatch.setattr(depthwise, "STREAM_BYTES", 0)
+    z = _input((2, 32, 7, 21), torch.float32, "channels_last", 34)
+    wv, bv = _input((32, 1, 3, 1), torch.float32, "contiguous", 35), _input((32,), torch.float32, "contiguous", 36)
+    wh, bh = _input((32, 1, 1, kw), torch.float32, "contiguous", 37), _input((32,), torch.float32, "contiguous", 38)
+    with torch.no_grad():
+        y = separable_pair(z, wv, bv, wh, bh, (1, 1, (1, 1), sw, dw, (1, 2)))
+    assert depthwise.streams(y)
+    v = ref.correlate(z.double().numpy(), wv.double().numpy(), bv.double().numpy(), 1, ((1, 1), (0, 0)), 1, groups=32)
+    expected = ref.correlate(v, wh.double().numpy(), bh.double().numpy(), (1, sw), ((0, 0), (1, 2)), (1, dw),
+                             groups=32)
+    assert _relative(y, expected) < TOLERANCE[torch.float32]
 
 
 GRAD_CASES = {  # name: (channels, multiplier, kernel, stride, dilation, padding pairs, spatial)

@@ -78,7 +78,7 @@ _WEIGHT_TAPS = 10  # NCHW weight gradient: 9 taps (kh, kw <= 3) and the bias, on
 _SPLIT = 4  # channels_last weight gradient: accumulators per tap (independent FMA chains)
 _SPLIT_ACCUMULATORS = 4 * _SPLIT  # for 3 taps of a kernel row and the bias
 _AHEAD = 2 * _TILE  # positions ahead of the tile whose input the channels_last forward prefetches
-STREAM_BYTES = 1 << 22  # channels_last outputs from 4 MiB on are written with non-temporal stores (``_streams``)
+STREAM_BYTES = 1 << 22  # channels_last outputs from 4 MiB on are written with non-temporal stores (``streams``)
 UNROLLED = frozenset({(3, 3), (5, 5), (7, 7), (1, 3), (3, 1), (1, 5), (5, 1), (1, 7), (7, 1)})
 
 
@@ -797,7 +797,7 @@ def _as_nhwc(t: torch.Tensor) -> np.ndarray:
     return t.contiguous(memory_format=torch.channels_last).permute(0, 2, 3, 1).numpy()
 
 
-def _streams(y: torch.Tensor) -> bool:
+def streams(y: torch.Tensor) -> bool:
     """Whether the channels_last forward writes y (channels_last) with non-temporal stores: y larger than
     ``STREAM_BYTES`` (it cannot stay in the writing cores' L2 caches anyway; streaming skips reading every line
     before it is written) and every block of LANES channels on a 64-byte boundary."""
@@ -815,7 +815,7 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, ge
         y = torch.empty((n, cm, ho, wo), dtype=x.dtype, memory_format=torch.channels_last)
         kernel, rows, cols = _forward_nhwc_kernel(rows, cols, sw, cm // x.shape[1])
         run_tasks(kernel, n * ho, _as_nhwc(x), weight.reshape(cm, kh * kw).t().contiguous().numpy(), b,
-                  y.permute(0, 2, 3, 1).numpy(), rows, cols, sh, sw, ph, pw, _streams(y), work=y.numel())
+                  y.permute(0, 2, 3, 1).numpy(), rows, cols, sh, sw, ph, pw, streams(y), work=y.numel())
     else:
         y = torch.empty((n, cm, ho, wo), dtype=x.dtype)
         if sw == 1 and cm == x.shape[1]:
@@ -846,7 +846,7 @@ def backward(x: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor, geometry
                 flipped = weight.reshape(c, kh, kw).flip(1, 2).reshape(c, kh * kw).t().contiguous().numpy()
                 kernel, rows, cols = _forward_nhwc_kernel(*tap_offsets((kh, kw), (dh, dw), x.dtype), 1, 1)
                 run_tasks(kernel, n * h, g, flipped, np.zeros(c, dtype=g.dtype), grad_x.permute(0, 2, 3, 1).numpy(),
-                          rows, cols, 1, 1, dh * (kh - 1) - ph, dw * (kw - 1) - pw, _streams(grad_x),
+                          rows, cols, 1, 1, dh * (kh - 1) - ph, dw * (kw - 1) - pw, streams(grad_x),
                           work=grad_x.numel())
             else:
                 taps = weight.reshape(c, m, kh, kw).permute(2, 3, 1, 0).contiguous().numpy()  # (kh, kw, m, C)
@@ -1032,7 +1032,7 @@ def planned_depthwise_conv(shape: tuple[int, ...], strides: tuple[int, ...], dty
         return launch_nchw
     kernel, krows, kcols = _forward_nhwc_kernel(rows, cols, sw, cm // c)
     run, geometry = tasks_runner(kernel, n * ho, work=work), (krows, kcols, sh, sw, ph, pw)
-    big = work * probe.element_size() >= STREAM_BYTES and cm % LANES == 0  # ``_streams``, less the alignment
+    big = work * probe.element_size() >= STREAM_BYTES and cm % LANES == 0  # ``streams``, less the alignment
     taps = kh * kw
     if dim == 2:
         def launch_nhwc(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:

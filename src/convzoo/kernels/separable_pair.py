@@ -57,8 +57,8 @@ _AHEAD = 2 * _TILE  # positions ahead of the tile whose input the channels_last 
 
 
 @njit(fastmath=_FAST)
-def _pair_nchw(begin: int, end: int, z: Any, wv: Any, bv: Any, wh: Any, bh: Any, y: Any, sh: int, dh: int, ph: int, sw: int, dw: int,
-               pw: int) -> None:  # pragma: no cover - compiled
+def _pair_nchw(begin: int, end: int, z: Any, wv: Any, bv: Any, wh: Any, bh: Any, y: Any, sh: int, dh: int, ph: int,
+               sw: int, dw: int, pw: int) -> None:  # pragma: no cover - compiled
     """z (N, C, H, W), wv (C, kh), bv (C,), wh (C, kw), bh (C,), y (N, C, Hv, Wo), C-contiguous."""
     _, c_, h_, w_ = z.shape
     rows, wo = y.shape[2], y.shape[3]

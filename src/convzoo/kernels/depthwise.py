@@ -75,7 +75,7 @@ _TILE = 8  # output positions per channels_last tile (8 accumulators)
 _ROWS, _BLOCKS = 4, 4  # an NCHW tile: output rows × blocks of LANES along them
 _ACCUMULATORS = _ROWS * _BLOCKS
 _WEIGHT_TAPS = 10  # NCHW weight gradient: 9 taps (kh, kw <= 3) and the bias, one register accumulator each
-_SPLIT = 4  # channels_last weight gradient: accumulators per tap (independent FMA chains)
+_SPLIT = 2  # channels_last weight gradient: accumulators per tap (independent FMA chains; 4 spill to the stack)
 _SPLIT_ACCUMULATORS = 4 * _SPLIT  # for 3 taps of a kernel row and the bias
 _AHEAD = 2 * _TILE  # positions ahead of the tile whose input the channels_last forward prefetches
 STREAM_BYTES = 1 << 22  # channels_last outputs from 4 MiB on are written with non-temporal stores (``streams``)

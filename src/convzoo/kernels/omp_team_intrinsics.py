@@ -52,6 +52,6 @@ def take(typingctx: Any, counter: Any) -> Any:
 
 @njit(cache=True, nogil=True)
 def address(array: Any) -> int:  # pragma: no cover - compiled
-    """The address of an array's first element: 0.2 µs a call, against 1 µs for numpy's ``array.ctypes.data``
+    """The address of an array's first element, without the object numpy's ``array.ctypes.data`` builds per call
     (one compilation per dtype and number of dimensions, cached on disk)."""
     return array.ctypes.data

@@ -100,8 +100,8 @@ def _pair_nchw_rows(begin: int, end: int, z: Any, wv: Any, bv: Any, wh: Any, bh:
     wv (C, kh), bv (C,), wh (C, kw), bh (C,), y (N, C, Hv, Wo), C-contiguous; tasks: (n, c) planes. A tile of _ROWS
     rows of v × _BLOCKS blocks of LANES columns accumulates in registers (each input vector loaded once for every
     tile row that reads it) and goes to a zero-padded buffer of _ROWS rows; H then reads the buffer _BLOCKS output
-    blocks at a time, each tap's weight broadcast once for them. (The general kernel, with a bounds test per tap and
-    one vector at a time, ran this shape at 3.4× the copy bound.)"""
+    blocks at a time, each tap's weight broadcast once for them (the general kernel tests every tap's row and
+    computes one vector at a time)."""
     c_, h_, w_ = z.shape[1], z.shape[2], z.shape[3]
     ho, wo = y.shape[2], y.shape[3]
     kh, kw = len(rows), wh.shape[1]
@@ -310,12 +310,12 @@ class SeparablePairFunction(torch.autograd.Function):
         zd = z.detach()
         if nhwc:
             y = torch.empty((n, c, rows, wo), dtype=z.dtype, memory_format=torch.channels_last)
-            rows_ = (zd.permute(0, 2, 3, 1).numpy(), wv.detach().reshape(c, kh).t().contiguous().numpy(), b_v.numpy(),
-                     wh.detach().reshape(c, kw).t().contiguous().numpy(), b_h.numpy(), y.permute(0, 2, 3, 1).numpy())
+            arrays = (zd.permute(0, 2, 3, 1).numpy(), wv.detach().reshape(c, kh).t().contiguous().numpy(), b_v.numpy(),
+                      wh.detach().reshape(c, kw).t().contiguous().numpy(), b_h.numpy(), y.permute(0, 2, 3, 1).numpy())
             if sw == 1 and dw == 1 and kw <= _H_TAPS and wo >= _TILE:
-                run_tasks(_pair_nhwc_dense, n * rows, *rows_, sh, dh, ph0, pw0, streams(y), work=y.numel())
+                run_tasks(_pair_nhwc_dense, n * rows, *arrays, sh, dh, ph0, pw0, streams(y), work=y.numel())
             else:
-                run_tasks(_pair_nhwc, n * rows, *rows_, sh, dh, ph0, sw, dw, pw0, streams(y), work=y.numel())
+                run_tasks(_pair_nhwc, n * rows, *arrays, sh, dh, ph0, sw, dw, pw0, streams(y), work=y.numel())
         else:
             y = torch.empty((n, c, rows, wo), dtype=z.dtype)
             planes = (zd.contiguous().numpy(), wv.detach().reshape(c, kh).numpy(), b_v.numpy(),

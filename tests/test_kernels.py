@@ -217,13 +217,20 @@ def test_global_depthwise_kernel_matches_oracle(c, m, n, h, w, fmt, dtype, seed)
        dtype=st.sampled_from([torch.float64, torch.float32]), seed=st.integers(0, 99))
 def test_separable_pair_kernel_matches_oracle(c, kh, kw, sh, sw, dh, dw, ph, pw, fmt, dtype, seed):
     """H(V(z)): V per channel (kh×1) on the rows, H per channel (1×kw) on the columns, V's output never stored."""
+    z = _input((2, c, dh * (kh - 1) + 3, dw * (kw - 1) + 4), dtype, fmt, seed)
+    _check_pair(z, kh, kw, (sh, dh, ph, sw, dw, pw), seed)
+
+
+def _check_pair(z: torch.Tensor, kh: int, kw: int, geometry: tuple, seed: int) -> None:
+    """The pair kernel on z with drawn weights and biases against V then H by the NumPy oracle."""
     from convzoo.kernels.separable_pair import separable_pair
 
-    z = _input((2, c, dh * (kh - 1) + 3, dw * (kw - 1) + 4), dtype, fmt, seed)
+    c, dtype = z.shape[1], z.dtype
+    sh, dh, ph, sw, dw, pw = geometry
     wv, bv = _input((c, 1, kh, 1), dtype, "contiguous", seed + 1), _input((c,), dtype, "contiguous", seed + 2)
     wh, bh = _input((c, 1, 1, kw), dtype, "contiguous", seed + 3), _input((c,), dtype, "contiguous", seed + 4)
     with torch.no_grad():
-        y = separable_pair(z, wv, bv, wh, bh, (sh, dh, ph, sw, dw, pw))
+        y = separable_pair(z, wv, bv, wh, bh, geometry)
     v = ref.correlate(z.double().numpy(), wv.double().numpy(), bv.double().numpy(), (sh, 1), (ph, (0, 0)), (dh, 1),
                       groups=c)
     expected = ref.correlate(v, wh.double().numpy(), bh.double().numpy(), (1, sw), ((0, 0), pw), (1, dw), groups=c)
@@ -239,18 +246,8 @@ def test_separable_pair_kernel_matches_oracle(c, kh, kw, sh, sw, dh, dw, ph, pw,
 def test_separable_pair_kernel_on_wide_rows(c, h, w, kh, kw, sh, sw, dh, dw, ph, pw, fmt, dtype, seed):
     """Rows of 50–140 columns: the NCHW kernel's tiles span several chunks of blocks, with partial blocks, rows of v
     past the last tile and H reading across chunk boundaries."""
-    from convzoo.kernels.separable_pair import separable_pair
-
-    rows = h + dh * (kh - 1)
-    z = _input((1, c, rows, w), dtype, fmt, seed)
-    wv, bv = _input((c, 1, kh, 1), dtype, "contiguous", seed + 1), _input((c,), dtype, "contiguous", seed + 2)
-    wh, bh = _input((c, 1, 1, kw), dtype, "contiguous", seed + 3), _input((c,), dtype, "contiguous", seed + 4)
-    with torch.no_grad():
-        y = separable_pair(z, wv, bv, wh, bh, (sh, dh, ph, sw, dw, pw))
-    v = ref.correlate(z.double().numpy(), wv.double().numpy(), bv.double().numpy(), (sh, 1), (ph, (0, 0)), (dh, 1),
-                      groups=c)
-    expected = ref.correlate(v, wh.double().numpy(), bh.double().numpy(), (1, sw), ((0, 0), pw), (1, dw), groups=c)
-    assert _relative(y, expected) < TOLERANCE[dtype]
+    z = _input((1, c, h + dh * (kh - 1), w), dtype, fmt, seed)
+    _check_pair(z, kh, kw, (sh, dh, ph, sw, dw, pw), seed)
 
 
 @pytest.mark.parametrize("kw, sw, dw", [(1, 1, 1), (3, 1, 1), (2, 1, 1), (4, 1, 1), (3, 2, 1), (3, 1, 2)])

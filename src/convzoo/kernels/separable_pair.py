@@ -161,6 +161,23 @@ def _pair_nchw_rows(begin: int, end: int, z: Any, wv: Any, bv: Any, wh: Any, bh:
                             store_at(acc, q * LANES, y1, row + o, lanes(0, wo - o))
 
 
+@njit(inline="always")
+def _aligned_scratch(size: int, like: Any) -> Any:  # pragma: no cover - compiled
+    """An uninitialised (size,) array of ``like``'s dtype starting on a 64-byte boundary (fp32)."""
+    scratch = np.empty(size + LANES, dtype=like.dtype)
+    skip = (-(scratch.ctypes.data // like.itemsize)) % LANES
+    return scratch[skip:skip + size]
+
+
+@njit(inline="always")
+def _output_row(task: int, rows: int, sh: int, ph: int, dh: int, kh: int, h_: int) -> tuple[int, int, int, int]:
+    """(n, top, t_lo, t_hi) of channels_last task (output row) ``task``: V's tap i reads input row top + i·dh,
+    inside the input for t_lo ≤ i < t_hi."""
+    n = task // rows
+    top = (task - n * rows) * sh - ph
+    return n, top, max(0, (dh - 1 - top) // dh), min(kh, (h_ - top + dh - 1) // dh)
+
+
 @njit(fastmath=_FAST, inline="always")
 def _taps_nhwc(acc: Any, wt: Any, w1: Any, b: Any, src: Any, dst: Any, out_tile: Any, c_: int, t_lo: int, t_hi: int,
                read: int, tap_step: int, step: int, write: int, count: int, stream: bool) -> None:  # pragma: no cover
@@ -211,13 +228,9 @@ def _pair_nhwc(begin: int, end: int, z: Any, wv: Any, bv: Any, wh: Any, bh: Any,
     width = max((wo - 1) * sw + (kw - 1) * dw + 1, pw + w_)  # padded v row, in positions
     acc, wt = tile(z1, _TILE), block(z1)
     buffer = np.zeros(width * c_, dtype=z.dtype)  # zero outside the positions a row of v is written to
-    out_tile = np.empty(_TILE * c_ + LANES, dtype=z.dtype)
-    skip = (-(out_tile.ctypes.data // z.itemsize)) % LANES  # 64-byte aligned (fp32)
-    out_tile = out_tile[skip:skip + _TILE * c_]
+    out_tile = _aligned_scratch(_TILE * c_, z)
     for task in range(begin, end):
-        n = task // rows
-        top = (task - n * rows) * sh - ph  # V's tap i reads input row top + i·dh, inside for t_lo ≤ i < t_hi
-        t_lo, t_hi = max(0, (dh - 1 - top) // dh), min(kh, (h_ - top + dh - 1) // dh)
+        n, top, t_lo, t_hi = _output_row(task, rows, sh, ph, dh, kh, h_)
         _taps_nhwc(acc, wt, wv1, bv, z1, buffer, out_tile, c_, t_lo, t_hi, (n * h_ + top) * w_ * c_, dh * w_ * c_, c_,
                    pw * c_, w_, False)
         _taps_nhwc(acc, wt, wh1, bh, buffer, y1, out_tile, c_, 0, kw, 0, dw * c_, sw * c_, task * wo * c_, wo, stream)
@@ -238,13 +251,9 @@ def _pair_nhwc_dense(begin: int, end: int, z: Any, wv: Any, bv: Any, wh: Any, bh
     kh, kw = wv.shape[0], wh.shape[0]
     z1, wv1, wh1, y1 = z.ravel(), wv.ravel(), wh.ravel(), y.ravel()
     acc, vt, wt, ht = tile(z1, _TILE), tile(z1, _WINDOW), block(z1), tile(z1, _H_TAPS)
-    out_tile = np.empty(_TILE * c_ + LANES, dtype=z.dtype)
-    skip = (-(out_tile.ctypes.data // z.itemsize)) % LANES  # 64-byte aligned (fp32)
-    out_tile = out_tile[skip:skip + _TILE * c_]
+    out_tile = _aligned_scratch(_TILE * c_, z)
     for task in range(begin, end):
-        n = task // rows
-        top = (task - n * rows) * sh - ph  # V's tap i reads input row top + i·dh, inside for t_lo ≤ i < t_hi
-        t_lo, t_hi = max(0, (dh - 1 - top) // dh), min(kh, (h_ - top + dh - 1) // dh)
+        n, top, t_lo, t_hi = _output_row(task, rows, sh, ph, dh, kh, h_)
         ahead = top + (kh - 1) * dh  # the input row this output row is the first to read: prefetched
         ahead = ((n * h_ + ahead) * w_ + _AHEAD - pw) * c_ if 0 <= ahead < h_ else -1
         q = 0

@@ -33,8 +33,9 @@ from convzoo.kernels.omp_team import libgomp_path
 from convzoo.perf.results import machine_info
 
 
-def run_variant(variant: str, rounds: int, quick: bool) -> dict[str, Any]:
-    """One variant's times (ms: fastest and median of ``rounds``, alone and right after a conv) and a checksum."""
+def run_variant(rounds: int, quick: bool) -> dict[str, Any]:
+    """This process's variant's times (ms: fastest and median of ``rounds``, alone and right after a conv) and a
+    checksum; the variant is CONVZOO_KERNEL_THREADS, set for this process by ``main``."""
     from convzoo.kernels import involution_cpu
     from convzoo.kernels.numba_runtime import run_tasks
     from convzoo.kernels.simd import LANES
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     rounds = 3 if args.quick else args.rounds
     torch.set_num_threads(args.threads)
     if args.variant:
-        print(json.dumps(run_variant(args.variant, rounds, args.quick)))
+        print(json.dumps(run_variant(rounds, args.quick)))
         return {}
     info = machine_info()
     print(" | ".join(f"{k} {v}" for k, v in info.items()))

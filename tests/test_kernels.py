@@ -221,8 +221,8 @@ def test_separable_pair_kernel_matches_oracle(c, kh, kw, sh, sw, dh, dw, ph, pw,
     _check_pair(z, kh, kw, (sh, dh, ph, sw, dw, pw), seed)
 
 
-def _check_pair(z: torch.Tensor, kh: int, kw: int, geometry: tuple, seed: int) -> None:
-    """The pair kernel on z with drawn weights and biases against V then H by the NumPy oracle."""
+def _check_pair(z: torch.Tensor, kh: int, kw: int, geometry: tuple, seed: int) -> torch.Tensor:
+    """The pair kernel on z with drawn weights and biases against V then H by the NumPy oracle; its output."""
     from convzoo.kernels.separable_pair import separable_pair
 
     c, dtype = z.shape[1], z.dtype
@@ -235,6 +235,7 @@ def _check_pair(z: torch.Tensor, kh: int, kw: int, geometry: tuple, seed: int) -
                       groups=c)
     expected = ref.correlate(v, wh.double().numpy(), bh.double().numpy(), (1, sw), ((0, 0), pw), (1, dw), groups=c)
     assert _relative(y, expected) < TOLERANCE[dtype]
+    return y
 
 
 @settings(max_examples=12, deadline=None)
@@ -255,19 +256,10 @@ def test_separable_pair_streamed_output_matches_oracle(kw, sw, dw, monkeypatch):
     """channels_last pairs written with non-temporal stores (forced: STREAM_BYTES = 0; 32 channels): v in registers
     (H's stride 1, dilation 1, kw <= 3) and through the row buffer (the others)."""
     from convzoo.kernels import depthwise
-    from convzoo.kernels.separable_pair import separable_pair
 
     monkeypatch.setattr(depthwise, "STREAM_BYTES", 0)
     z = _input((2, 32, 7, 21), torch.float32, "channels_last", 34)
-    wv, bv = _input((32, 1, 3, 1), torch.float32, "contiguous", 35), _input((32,), torch.float32, "contiguous", 36)
-    wh, bh = _input((32, 1, 1, kw), torch.float32, "contiguous", 37), _input((32,), torch.float32, "contiguous", 38)
-    with torch.no_grad():
-        y = separable_pair(z, wv, bv, wh, bh, (1, 1, (1, 1), sw, dw, (1, 2)))
-    assert depthwise.streams(y)
-    v = ref.correlate(z.double().numpy(), wv.double().numpy(), bv.double().numpy(), 1, ((1, 1), (0, 0)), 1, groups=32)
-    expected = ref.correlate(v, wh.double().numpy(), bh.double().numpy(), (1, sw), ((0, 0), (1, 2)), (1, dw),
-                             groups=32)
-    assert _relative(y, expected) < TOLERANCE[torch.float32]
+    assert depthwise.streams(_check_pair(z, 3, kw, (1, 1, (1, 1), sw, dw, (1, 2)), 34))
 
 
 GRAD_CASES = {  # name: (channels, multiplier, kernel, stride, dilation, padding pairs, spatial)

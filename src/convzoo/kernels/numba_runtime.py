@@ -11,10 +11,10 @@ those workers spin on the cores for a while, so they had better do the work), el
 pool of Python threads (numba releases the GIL). Why not numba's layers: torch runs its intra-op pool on its own
 copy of GNU OpenMP; numba's ``omp`` layer would load a second OpenMP runtime (its pool links the system
 ``libgomp.so.1.0.0`` by file name, so it cannot share torch's) whose workers spin after every kernel and take the
-cores from the next torch op; ``tbb`` is one more
-dependency and pool; ``workqueue`` aborts the process when two Python threads launch kernels at once; and
-``parallel=True`` doubles the compile time (numba's parfor passes). The pool's threads sleep when idle; calls from
-several Python threads share the pool, so at most torch.get_num_threads() − 1 workers plus the callers run.
+cores from the next torch op; ``tbb`` is one more dependency and pool; ``workqueue`` aborts the process when two
+Python threads launch kernels at once; and ``parallel=True`` doubles the compile time (numba's parfor passes).
+The pool's threads sleep when idle; calls from several Python threads share the pool, so at most
+torch.get_num_threads() − 1 workers plus the callers run.
 ``njit(parallel=True)`` (``prange``) stays available for kernels that want numba's own parallel loops: those run
 on the ``workqueue`` layer (unless ``NUMBA_THREADING_LAYER`` says otherwise), one launch at a time under a lock.
 """

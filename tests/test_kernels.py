@@ -251,6 +251,18 @@ def test_separable_pair_kernel_on_wide_rows(c, h, w, kh, kw, sh, sw, dh, dw, ph,
     _check_pair(z, kh, kw, (sh, dh, ph, sw, dw, pw), seed)
 
 
+@settings(max_examples=25, deadline=None)
+@given(c=st.integers(1, 3), h=st.integers(1, 14), w=st.integers(1, 90),
+       ph=st.tuples(st.integers(0, 2), st.integers(0, 2)), pw_after=st.integers(0, 2), dtype=st.sampled_from([torch.float64, torch.float32]), seed=st.integers(0, 99))
+def test_separable_pair_same_kernel_matches_oracle(c, h, w, ph, pw_after, dtype, seed):
+    """NCHW 3×1 then 1×3 at stride 1 with H padded by 1 before (flattened's pair): the kernel that keeps v in
+    registers, on rows shorter than a block, rows with partial blocks, tiles at both borders and short last tiles."""
+    if h + sum(ph) < 3 or w + pw_after < 2:
+        return
+    z = _input((2, c, h, w), dtype, "contiguous", seed)
+    _check_pair(z, 3, 3, (1, 1, ph, 1, 1, (1, pw_after)), seed)
+
+
 @pytest.mark.parametrize("kw, sw, dw", [(1, 1, 1), (3, 1, 1), (2, 1, 1), (4, 1, 1), (3, 2, 1), (3, 1, 2)])
 def test_separable_pair_streamed_output_matches_oracle(kw, sw, dw, monkeypatch):
     """channels_last pairs written with non-temporal stores (forced: STREAM_BYTES = 0; 32 channels): v in registers

@@ -5,9 +5,11 @@ V∘H stages, and any such separable pair. NCHW and channels_last, fp32 / fp64.
     y[n, c, r, q] = b_H[c] + Σ_t w_H[c, t] · v[n, c, r, q·s_w + t·d_w − p_w]           (H: 1×k_w, per channel)
 
 v never reaches y's memory, so the pair moves one input and one output; H's padding pads v with zeros, not b_V.
-NCHW, one task per (sample, channel) plane: at H's stride 1 (``_pair_nchw_rows``) a tile of 4 rows of v × 4 blocks
-of LANES columns accumulates in registers and goes to a zero-padded buffer of 4 rows that H reads 4 blocks at a
-time; other strides go one row and one vector at a time (``_pair_nchw``). channels_last, one task per output row,
+NCHW, one task per (sample, channel) plane: for 3×1 then 1×3 at stride 1 with H padded by 1 before (flattened's
+pair; ``_pair_nchw_same``) v never leaves the registers: each row of a tile keeps three consecutive blocks of v and H
+reads them through constant shuffles. At H's stride 1 otherwise (``_pair_nchw_rows``) a tile of 4 rows of v × 4
+blocks of LANES columns accumulates in registers and goes to a zero-padded buffer of 4 rows that H reads 4 blocks at
+a time; other strides go one row and one vector at a time (``_pair_nchw``). channels_last, one task per output row,
 LANES channels at a time: at H's stride 1 and dilation 1 with kw <= 3 (``_pair_nhwc_dense``) v stays in registers
 (each tile of 8 outputs computes the 10 positions of v it reads); otherwise V's row goes to a zero-padded row buffer
 first (``_pair_nhwc``). Large channels_last outputs are written in address order with non-temporal stores, as in
@@ -28,6 +30,7 @@ from .simd import (
     FULL,
     LANES,
     block,
+    borrowed,
     fill,
     fma,
     fma_even,
@@ -36,6 +39,9 @@ from .simd import (
     fma_at,
     fma_vv,
     fma_vv_at,
+    fma_window_at,
+    copy_at,
+    keep_at,
     lanes,
     load,
     load_at,
@@ -50,6 +56,8 @@ from .simd import (
 _FAST = {"contract"}
 _ROWS, _BLOCKS = 4, 4  # NCHW at H's stride 1: a tile of 4 rows of v × 4 blocks of LANES columns in registers
 _ACCUMULATORS = _ROWS * _BLOCKS
+_SAME_ROWS = 4  # NCHW 3×1 then 1×3, v in registers: rows of v per tile
+_V_SLOTS = 3 * _SAME_ROWS  # three consecutive blocks of v for each tile row
 _TILE = 8  # channels_last: positions along a row per register tile (one block of LANES channels each)
 _HALO = 2  # channels_last, v in registers: the extra positions of v a tile reads (kw <= 3)
 _WINDOW, _H_TAPS = _TILE + _HALO, _HALO + 1
@@ -159,6 +167,88 @@ def _pair_nchw_rows(begin: int, end: int, z: Any, wv: Any, bv: Any, wh: Any, bh:
                             store_at(acc, q * LANES, y1, row + o, FULL)
                         elif o < wo:
                             store_at(acc, q * LANES, y1, row + o, lanes(0, wo - o))
+
+
+@njit(fastmath=_FAST, inline="always")
+def _same_step(vt: Any, vw: Any, ht: Any, xt: Any, acc: Any, z1: Any, y1: Any, bias_v: float, bias_h: float,
+               v_at: int, v_mask: int, y_at: int, y_mask: int, top: int, h_: int, w_: int, wo: int, rows_left: int,
+               checks: bool, v_on: bool, y_on: bool) -> None:  # pragma: no cover - compiled
+    """One step of ``_pair_nchw_same`` along a tile: v's next block (into each row's slot 2) from the input block
+    at v_at if v_on (else zero), then H's output block at y_at from each row's three blocks if y_on, then each row's
+    blocks move down a slot. checks: test the tile's input and output rows (the tile is at a border)."""
+    for j in range(_SAME_ROWS):
+        fill_at(vt, (3 * j + 2) * LANES, bias_v if v_on else 0.0)
+    if v_on:
+        for u in range(_SAME_ROWS + 2):  # input row top + u feeds tile rows u − i (tap i)
+            if not checks or 0 <= top + u < h_:
+                load_at(xt, 0, z1, v_at + u * w_, v_mask)
+                for i in range(3):
+                    if 0 <= u - i < _SAME_ROWS:
+                        fma_at(vt, (3 * (u - i) + 2) * LANES, vw, i * LANES, xt, 0)
+        if v_mask != FULL:
+            for j in range(_SAME_ROWS):
+                keep_at(vt, (3 * j + 2) * LANES, v_mask)
+    if y_on:
+        for j in range(_SAME_ROWS):
+            if not checks or j < rows_left:
+                fill(acc, bias_h)
+                fma_window_at(acc, 0, ht, 0, vt, (3 * j + 1) * LANES, -1)
+                fma_window_at(acc, 0, ht, LANES, vt, (3 * j + 1) * LANES, 0)
+                fma_window_at(acc, 0, ht, 2 * LANES, vt, (3 * j + 1) * LANES, 1)
+                store(acc, y1, y_at + j * wo, y_mask)
+    for j in range(_SAME_ROWS):
+        copy_at(vt, (3 * j) * LANES, vt, (3 * j + 1) * LANES)
+        copy_at(vt, (3 * j + 1) * LANES, vt, (3 * j + 2) * LANES)
+
+
+@njit(fastmath=_FAST, inline="always")
+def _same_tile(vt: Any, vw: Any, ht: Any, xt: Any, acc: Any, z1: Any, y1: Any, bias_v: float, bias_h: float,
+               z_at: int, y_at: int, top: int, h_: int, w_: int, wo: int, rows_left: int,
+               checks: bool) -> None:  # pragma: no cover - compiled
+    """A tile of _SAME_ROWS output rows of ``_pair_nchw_same``, left to right: the first block of v, the blocks
+    where every load and store is whole (no masks, no tests), then the row's end."""
+    v_blocks, y_blocks = (w_ + LANES - 1) // LANES, (wo + LANES - 1) // LANES
+    steady = min(w_ // LANES, wo // LANES + 1)  # steps 1 … steady − 1: v's block and H's block b − 1 whole
+    for j in range(_SAME_ROWS):
+        fill_at(vt, (3 * j) * LANES, 0.0)
+        fill_at(vt, (3 * j + 1) * LANES, 0.0)
+    _same_step(vt, vw, ht, xt, acc, z1, y1, bias_v, bias_h, z_at, lanes(0, min(LANES, w_)), 0, 0, top, h_, w_, wo,
+               rows_left, checks, True, False)
+    for b in range(1, steady):
+        _same_step(vt, vw, ht, xt, acc, z1, y1, bias_v, bias_h, z_at + b * LANES, FULL, y_at + (b - 1) * LANES, FULL,
+                   top, h_, w_, wo, rows_left, checks, True, True)
+    for b in range(max(1, steady), y_blocks + 1):
+        v_mask = lanes(0, max(0, min(LANES, w_ - b * LANES)))
+        y_mask = lanes(0, min(LANES, wo - (b - 1) * LANES))
+        _same_step(vt, vw, ht, xt, acc, z1, y1, bias_v, bias_h, z_at + b * LANES, v_mask, y_at + (b - 1) * LANES,
+                   y_mask, top, h_, w_, wo, rows_left, checks, b < v_blocks, True)
+
+
+@njit(fastmath=_FAST)
+def _pair_nchw_same(begin: int, end: int, z: Any, wv: Any, bv: Any, wh: Any, bh: Any, y: Any,
+                    ph: int) -> None:  # pragma: no cover - compiled
+    """The pair with 3 taps each, V at stride 1 and dilation 1 (any row padding), H at stride 1, dilation 1 and
+    padding 1 before (any after): v never leaves the registers and no step of a tile's interior tests anything.
+    z (N, C, H, W), wv (C, 3), bv (C,), wh (C, 3), bh (C,), y (N, C, Hv, Wo), C-contiguous; tasks: (n, c) planes.
+    For a tile of _SAME_ROWS rows, each input row is loaded once for the tile rows that read it, and each row
+    keeps three consecutive blocks of v in registers: H's output block k reads v's blocks k − 1, k, k + 1 through
+    constant shuffles (v is zero outside the row: H's padding)."""
+    c_, h_, w_ = z.shape[1], z.shape[2], z.shape[3]
+    ho, wo = y.shape[2], y.shape[3]
+    z1, y1 = borrowed(z.ravel()), borrowed(y.ravel())  # passed to the inlined steps: no reference counting
+    vt, acc, xt, vw, ht = tile(z1, _V_SLOTS), block(z1), tile(z1, 1), tile(z1, 3), tile(z1, 3)
+    for task in range(begin, end):
+        c = task % c_
+        for i in range(3):
+            fill_at(vw, i * LANES, wv[c, i])
+            fill_at(ht, i * LANES, wh[c, i])
+        for oh0 in range(0, ho, _SAME_ROWS):
+            top = oh0 - ph
+            z_at, y_at = (task * h_ + top) * w_, (task * ho + oh0) * wo
+            if top >= 0 and top + _SAME_ROWS + 1 < h_ and oh0 + _SAME_ROWS <= ho:
+                _same_tile(vt, vw, ht, xt, acc, z1, y1, bv[c], bh[c], z_at, y_at, top, h_, w_, wo, ho - oh0, False)
+            else:
+                _same_tile(vt, vw, ht, xt, acc, z1, y1, bv[c], bh[c], z_at, y_at, top, h_, w_, wo, ho - oh0, True)
 
 
 @njit(inline="always")
@@ -329,7 +419,9 @@ class SeparablePairFunction(torch.autograd.Function):
             y = torch.empty((n, c, rows, wo), dtype=z.dtype)
             planes = (zd.contiguous().numpy(), wv.detach().reshape(c, kh).numpy(), b_v.numpy(),
                       wh.detach().reshape(c, kw).numpy(), b_h.numpy(), y.numpy())
-            if sw == 1:
+            if (kh, kw, sh, dh, sw, dw, pw0) == (3, 3, 1, 1, 1, 1, 1):
+                run_tasks(_pair_nchw_same, n * c, *planes, ph0, work=y.numel())
+            elif sw == 1:
                 run_tasks(_pair_nchw_rows, n * c, *planes, np.arange(kh, dtype=np.int64) * dh, sh, ph0, dw, pw0,
                           work=y.numel())
             else:

@@ -190,6 +190,19 @@ def tile(typingctx: Any, like: Any, count: Any) -> Any:
     return arrty(like, count), codegen
 
 
+@intrinsic
+def borrowed(typingctx: Any, arr: Any) -> Any:
+    """arr without its reference count (no meminfo): a view that helpers inlined into a kernel's loops can take
+    without an atomic increment and decrement per call. Valid while arr is alive (the kernel's argument)."""
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        ary = make_array(arr)(context, builder, args[0])
+        ary.meminfo = context.get_constant_null(types.MemInfoPointer(arr.dtype))
+        ary.parent = context.get_constant_null(types.pyobject)
+        return ary._getvalue()
+
+    return arr(arr), codegen
+
+
 def _block_pointer(context: Any, builder: Any, arrty: Any, arr: Any, offset: Any) -> Any:
     """The block of a tile at element offset ``offset`` (a multiple of LANES), as a vector pointer."""
     data = make_array(arrty)(context, builder, arr).data
@@ -296,6 +309,60 @@ def fill_at(typingctx: Any, acc: Any, at: Any, value: Any) -> Any:
         return context.get_dummy_value()
 
     return types.none(acc, at, value), codegen
+
+
+@intrinsic
+def copy_at(typingctx: Any, dst: Any, at: Any, src: Any, src_at: Any) -> Any:
+    """dst[at + l] = src[src_at + l] on every lane (blocks of tiles)."""
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        d, do, s, so = _args(context, builder, sig, args, (1, 3))
+        builder.store(builder.load(_block_pointer(context, builder, src, s, so)),
+                      _block_pointer(context, builder, dst, d, do))
+        return context.get_dummy_value()
+
+    return types.none(dst, at, src, src_at), codegen
+
+
+@intrinsic
+def keep_at(typingctx: Any, acc: Any, at: Any, mask: Any) -> Any:
+    """acc[at + l] = 0 on the lanes not in mask (acc a tile, at a block's offset)."""
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        a, ao, mk = _args(context, builder, sig, args, (1, 2))
+        target = _block_pointer(context, builder, acc, a, ao)
+        vec = builder.load(target)
+        builder.store(builder.select(_mask_vector(builder, mk), vec, ir.Constant(vec.type, None)), target)
+        return context.get_dummy_value()
+
+    return types.none(acc, at, mask), codegen
+
+
+@intrinsic
+def fma_window_at(typingctx: Any, acc: Any, at: Any, u: Any, u_at: Any, v: Any, v_at: Any, shift: Any) -> Any:
+    """acc[at + l] += u[u_at + l] · v[v_at + shift + l] on every lane, v's lanes taken from its block at v_at and
+    the block before (shift < 0) or after it (shift > 0): one constant shuffle of two registers (blocks of tiles;
+    shift a constant, |shift| < LANES)."""
+    if not isinstance(shift, types.IntegerLiteral) or not -LANES < shift.literal_value < LANES:
+        return None
+    step = shift.literal_value
+
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        a, ao, ub, uo, vb, vo, _ = _args(context, builder, sig, args, (1, 3, 5))
+        target = _block_pointer(context, builder, acc, a, ao)
+        x = builder.load(_block_pointer(context, builder, u, ub, uo))
+        here = builder.load(_block_pointer(context, builder, v, vb, vo))
+        if step == 0:
+            y = here
+        else:
+            side = builder.add(vo, ir.Constant(vo.type, LANES if step > 0 else -LANES))
+            other = builder.load(_block_pointer(context, builder, v, vb, side))
+            low, high = (here, other) if step > 0 else (other, here)
+            first = step if step > 0 else LANES + step  # lane l reads element first + l of (low, high)
+            y = builder.shuffle_vector(low, high, ir.Constant(ir.VectorType(_I32, LANES),
+                                                              [first + l for l in range(LANES)]))
+        builder.store(_fma(builder, x, y, builder.load(target)), target)
+        return context.get_dummy_value()
+
+    return types.none(acc, at, u, u_at, v, v_at, shift), codegen
 
 
 @intrinsic

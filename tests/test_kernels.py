@@ -253,7 +253,8 @@ def test_separable_pair_kernel_on_wide_rows(c, h, w, kh, kw, sh, sw, dh, dw, ph,
 
 @settings(max_examples=25, deadline=None)
 @given(c=st.integers(1, 3), h=st.integers(1, 14), w=st.integers(1, 90),
-       ph=st.tuples(st.integers(0, 2), st.integers(0, 2)), pw_after=st.integers(0, 2), dtype=st.sampled_from([torch.float64, torch.float32]), seed=st.integers(0, 99))
+       ph=st.tuples(st.integers(0, 2), st.integers(0, 2)), pw_after=st.integers(0, 2),
+       dtype=st.sampled_from([torch.float64, torch.float32]), seed=st.integers(0, 99))
 def test_separable_pair_same_kernel_matches_oracle(c, h, w, ph, pw_after, dtype, seed):
     """NCHW 3×1 then 1×3 at stride 1 with H padded by 1 before (flattened's pair): the kernel that keeps v in
     registers, on rows shorter than a block, rows with partial blocks, tiles at both borders and short last tiles."""

@@ -31,7 +31,8 @@ import torch
 from numba import prange
 
 from .numba_runtime import njit, run_tasks, sync_threads
-from .simd import FULL, LANES, fill_at, fma_scalar_at, fma_vv_at, lanes, load_at, relu_at, store_at, tile
+from .simd import (FULL, LANES, borrowed, fill_at, fma_scalar_at, fma_vv_at, keep_alive, lanes, load_at, relu_at,
+                   store_at, tile)
 
 _FAST = {"contract"}
 _REDUCE = {"contract", "reassoc"}
@@ -205,15 +206,18 @@ def _forward_tiles(begin: int, end: int, x: Any, kern: Any, y: Any, zeros: Any, 
     ``_apply_row``."""
     _, h, w, c = x.shape
     _, ho, wo, gt = kern.shape
-    x1, k1, y1 = x.ravel(), kern.ravel(), y.ravel()
+    x1, k1, y1, zeros = borrowed(x.ravel()), borrowed(kern.ravel()), borrowed(y.ravel()), borrowed(zeros)
     acc = tile(x1, _TILE_BLOCKS)
-    row_at, col_at = np.empty(len(tdy), np.int64), (tdx - pw) * c
+    row_at_, col_at_ = np.empty(len(tdy), np.int64), (tdx - pw) * c
+    row_at, col_at = borrowed(row_at_), borrowed(col_at_)  # no reference counting in the inlined loops
     ow_lo, ow_hi = _inside_columns(w, wo, tdx, sw, pw)
     for task in range(begin, end):
         n = task // ho
         oh = task - n * ho
         _apply_row(acc, row_at, col_at, x1, k1, (n * ho + oh) * wo * gt, y1, (n * ho + oh) * wo * c, zeros, n, oh, h,
                    w, c, wo, gt, tdy, tdx, sh, sw, ph, pw, ow_lo, ow_hi)
+    keep_alive(row_at_)
+    keep_alive(col_at_)
 
 
 @njit(fastmath=_FAST, inline="always")
@@ -249,12 +253,15 @@ def _generate_apply(begin: int, end: int, x: Any, w1t: Any, b1: Any, w2t: Any, b
     _, h, w, c = x.shape
     _, ho, wo, _ = y.shape
     hid, gt = w2t.shape
-    x1, y1, w1, w2 = x.ravel(), y.ravel(), w1t.ravel(), w2t.ravel()
+    x1, y1, w1, w2 = borrowed(x.ravel()), borrowed(y.ravel()), borrowed(w1t.ravel()), borrowed(w2t.ravel())
+    b1, b2, zeros = borrowed(b1), borrowed(b2), borrowed(zeros)
     acc, gen = tile(x1, _TILE_BLOCKS), tile(x1, _GEN_TILE)
-    centres = np.empty(_GEN_TILE * c, x.dtype)
-    hidden = np.empty(_GEN_TILE * hid, x.dtype)
-    row = np.empty(wo * gt, x.dtype)
-    row_at, col_at = np.empty(len(tdy), np.int64), (tdx - pw) * c
+    scratch = np.empty(_GEN_TILE * c + _GEN_TILE * hid + wo * gt, x.dtype)  # no reference counting in the loops:
+    centres = borrowed(scratch[:_GEN_TILE * c])  # borrowed views, scratch kept alive to the end
+    hidden = borrowed(scratch[_GEN_TILE * c:_GEN_TILE * (c + hid)])
+    row = borrowed(scratch[_GEN_TILE * (c + hid):])
+    row_at_, col_at_ = np.empty(len(tdy), np.int64), (tdx - pw) * c
+    row_at, col_at = borrowed(row_at_), borrowed(col_at_)
     ow_lo, ow_hi = _inside_columns(w, wo, tdx, sw, pw)
     for task in range(begin, end):
         n = task // ho
@@ -275,6 +282,9 @@ def _generate_apply(begin: int, end: int, x: Any, w1t: Any, b1: Any, w2t: Any, b
             _tile_fc(gen, hidden, 0, hid, hid, w2, gt, b2, row, ow0 * gt, min(_GEN_TILE, wo - ow0), False)
         _apply_row(acc, row_at, col_at, x1, row, 0, y1, (n * ho + oh) * wo * c, zeros, n, oh, h, w, c, wo, gt, tdy,
                    tdx, sh, sw, ph, pw, ow_lo, ow_hi)
+    keep_alive(scratch)
+    keep_alive(row_at_)
+    keep_alive(col_at_)
 
 
 @njit(fastmath=_FAST)

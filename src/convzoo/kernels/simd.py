@@ -203,6 +203,16 @@ def borrowed(typingctx: Any, arr: Any) -> Any:
     return arr(arr), codegen
 
 
+@intrinsic
+def keep_alive(typingctx: Any, arr: Any) -> Any:
+    """Nothing, but a use of arr: called after the loops, it keeps a local array that a ``borrowed`` view reads
+    alive until then (numba frees an array after its last use)."""
+    def codegen(context: Any, builder: Any, sig: Any, args: Any) -> Any:
+        return context.get_dummy_value()
+
+    return types.none(arr), codegen
+
+
 def _block_pointer(context: Any, builder: Any, arrty: Any, arr: Any, offset: Any) -> Any:
     """The block of a tile at element offset ``offset`` (a multiple of LANES), as a vector pointer."""
     data = make_array(arrty)(context, builder, arr).data

@@ -264,6 +264,15 @@ def test_separable_pair_same_kernel_matches_oracle(c, h, w, ph, pw_after, dtype,
     _check_pair(z, 3, 3, (1, 1, ph, 1, 1, (1, pw_after)), seed)
 
 
+@pytest.mark.parametrize("w", [8, 11, 30])
+@pytest.mark.parametrize("kw, pw", [(3, (1, 1)), (3, (0, 0)), (3, (2, 0)), (3, (0, 2)), (2, (1, 0)), (2, (0, 1))])
+def test_separable_pair_nhwc_row_ends_match_oracle(kw, pw, w):
+    """channels_last with v in registers: tiles at both ends of the row (positions of v in the padding), tiles
+    inside it (nothing tested), and the last tile shifted back to end with the row."""
+    z = _input((1, 32, 4, w), torch.float32, "channels_last", w + kw)
+    _check_pair(z, 3, kw, (1, 1, (1, 1), 1, 1, pw), 5)
+
+
 @pytest.mark.parametrize("kw, sw, dw", [(1, 1, 1), (3, 1, 1), (2, 1, 1), (4, 1, 1), (3, 2, 1), (3, 1, 2)])
 def test_separable_pair_streamed_output_matches_oracle(kw, sw, dw, monkeypatch):
     """channels_last pairs written with non-temporal stores (forced: STREAM_BYTES = 0; 32 channels): v in registers

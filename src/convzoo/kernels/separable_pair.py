@@ -41,6 +41,7 @@ from .simd import (
     fma_vv_at,
     fma_window_at,
     copy_at,
+    keep_alive,
     keep_at,
     lanes,
     load,
@@ -328,20 +329,59 @@ def _pair_nhwc(begin: int, end: int, z: Any, wv: Any, bv: Any, wh: Any, bh: Any,
         store_fence()  # the streamed stores visible before the caller (or another thread) reads y
 
 
+@njit(fastmath=_FAST, inline="always")
+def _dense_tile_nhwc(acc: Any, vt: Any, wt: Any, ht: Any, z1: Any, wv1: Any, bv: Any, wh1: Any, bh: Any, dst: Any,
+                     dst_at: int, dst_step: int, n: int, top: int, t_lo: int, t_hi: int, q0: int, c0: int,
+                     sizes: tuple[int, int, int, int, int, int], ahead: int, mask: int,
+                     checks: bool) -> None:  # pragma: no cover - compiled
+    """One tile of ``_pair_nhwc_dense``: the _WINDOW positions of v it reads (q0 − pw + j) for LANES channels from
+    c0, then its _TILE outputs to dst[dst_at + p·dst_step]. checks (a constant): test each position of v against
+    the row (the tile is at the row's ends); else none is tested."""
+    h_, w_, c_, kw, dh, pw = sizes
+    if ahead >= 0:
+        for p in range(_TILE):
+            prefetch(z1, ahead + (q0 + p) * c_ + c0)
+    for j in range(_WINDOW):  # v at positions q0 − pw + j: b_V inside the row, 0 outside
+        if not checks or 0 <= q0 - pw + j < w_:
+            load_at(vt, j * LANES, bv, c0, mask)
+        else:
+            fill_at(vt, j * LANES, 0.0)
+    for i in range(t_lo, t_hi):
+        load(wt, wv1, i * c_ + c0, mask)
+        at = ((n * h_ + top + i * dh) * w_ + q0 - pw) * c_ + c0
+        for j in range(_WINDOW):
+            if not checks or 0 <= q0 - pw + j < w_:
+                fma_vv_at(vt, j * LANES, wt, 0, z1, at + j * c_, mask)
+    for t in range(_H_TAPS):
+        if t < kw:
+            load_at(ht, t * LANES, wh1, t * c_ + c0, mask)
+    for p in range(_TILE):
+        load_at(acc, p * LANES, bh, c0, mask)
+        for t in range(_H_TAPS):
+            if t < kw:
+                fma_at(acc, p * LANES, ht, t * LANES, vt, (p + t) * LANES)
+    for p in range(_TILE):
+        store_at(acc, p * LANES, dst, dst_at + p * dst_step, mask)
+
+
 @njit(fastmath=_FAST)
 def _pair_nhwc_dense(begin: int, end: int, z: Any, wv: Any, bv: Any, wh: Any, bh: Any, y: Any, sh: int, dh: int,
                      ph: int, pw: int, stream: bool) -> None:  # pragma: no cover - compiled
     """``_pair_nhwc`` at H's stride 1 and dilation 1, kw <= _HALO + 1, Wo >= _TILE: v never leaves the registers.
     Per tile of _TILE output positions q0 … and block of LANES channels, the _TILE + kw − 1 positions of v it reads
     (q0 − pw + j; zero outside the row) accumulate in registers from V's taps, and H adds them up, shifted, into
-    _TILE accumulators. The last tile is shifted back to end with the row (positions computed twice get the same
-    values). A tile's outputs reach y in address order through ``out_tile`` (non-temporal stores if ``stream``)."""
+    _TILE accumulators (``_dense_tile_nhwc``; tiles inside the row test nothing). The last tile is shifted back to
+    end with the row (positions computed twice get the same values). A tile's outputs reach y in address order
+    through ``out_tile`` (non-temporal stores if ``stream``)."""
     _, h_, w_, c_ = z.shape
     rows, wo = y.shape[1], y.shape[2]
     kh, kw = wv.shape[0], wh.shape[0]
-    z1, wv1, wh1, y1 = z.ravel(), wv.ravel(), wh.ravel(), y.ravel()
+    z1, wv1, wh1, y1 = borrowed(z.ravel()), borrowed(wv.ravel()), borrowed(wh.ravel()), borrowed(y.ravel())
+    bv, bh = borrowed(bv), borrowed(bh)  # passed to the inlined tiles: no reference counting
     acc, vt, wt, ht = tile(z1, _TILE), tile(z1, _WINDOW), block(z1), tile(z1, _H_TAPS)
-    out_tile = _aligned_scratch(_TILE * c_, z)
+    scratch = _aligned_scratch(_TILE * c_, z)
+    out_tile = borrowed(scratch)
+    sizes = (h_, w_, c_, kw, dh, pw)
     for task in range(begin, end):
         n, top, t_lo, t_hi = _output_row(task, rows, sh, ph, dh, kh, h_)
         ahead = top + (kh - 1) * dh  # the input row this output row is the first to read: prefetched
@@ -349,36 +389,16 @@ def _pair_nhwc_dense(begin: int, end: int, z: Any, wv: Any, bv: Any, wh: Any, bh
         q = 0
         while q < wo:
             q0 = min(q, wo - _TILE)
+            inside = q0 >= pw and q0 - pw + _WINDOW <= w_
+            dst, at, step = (out_tile, 0, c_) if stream else (y1, (task * wo + q0) * c_, c_)
             for c0 in range(0, c_, LANES):
                 mask = lanes(0, min(LANES, c_ - c0))
-                if ahead >= 0:
-                    for p in range(_TILE):
-                        prefetch(z1, ahead + (q0 + p) * c_ + c0)
-                for j in range(_WINDOW):  # v at positions q0 − pw + j: b_V inside the row, 0 outside
-                    u = q0 - pw + j
-                    if 0 <= u < w_:
-                        load_at(vt, j * LANES, bv, c0, mask)
-                    else:
-                        fill_at(vt, j * LANES, 0.0)
-                for i in range(t_lo, t_hi):
-                    load(wt, wv1, i * c_ + c0, mask)
-                    at = ((n * h_ + top + i * dh) * w_ + q0 - pw) * c_ + c0
-                    for j in range(_WINDOW):
-                        if 0 <= q0 - pw + j < w_:
-                            fma_vv_at(vt, j * LANES, wt, 0, z1, at + j * c_, mask)
-                for t in range(_H_TAPS):
-                    if t < kw:
-                        load_at(ht, t * LANES, wh1, t * c_ + c0, mask)
-                for p in range(_TILE):
-                    load_at(acc, p * LANES, bh, c0, mask)
-                    for t in range(_H_TAPS):
-                        if t < kw:
-                            fma_at(acc, p * LANES, ht, t * LANES, vt, (p + t) * LANES)
-                for p in range(_TILE):
-                    if stream:
-                        store_at(acc, p * LANES, out_tile, p * c_ + c0, FULL)
-                    else:
-                        store_at(acc, p * LANES, y1, (task * wo + q0 + p) * c_ + c0, mask)
+                if inside and mask == FULL:
+                    _dense_tile_nhwc(acc, vt, wt, ht, z1, wv1, bv, wh1, bh, dst, at + c0, step, n, top, t_lo, t_hi,
+                                     q0, c0, sizes, ahead, FULL, False)
+                else:
+                    _dense_tile_nhwc(acc, vt, wt, ht, z1, wv1, bv, wh1, bh, dst, at + c0, step, n, top, t_lo, t_hi,
+                                     q0, c0, sizes, ahead, mask, True)
             if stream:
                 for k in range(0, _TILE * c_, LANES):
                     load_at(acc, 0, out_tile, k, FULL)
@@ -386,6 +406,7 @@ def _pair_nhwc_dense(begin: int, end: int, z: Any, wv: Any, bv: Any, wh: Any, bh
             q = q0 + _TILE
     if stream:
         store_fence()  # the streamed stores visible before the caller (or another thread) reads y
+    keep_alive(scratch)
 
 
 PairGeometry = tuple[int, int, tuple[int, int], int, int, tuple[int, int]]  # V: s, d, pads; H: s, d, pads

@@ -138,6 +138,33 @@ def test_depthwise_unrolled_sizes_match_oracle(kernel, fmt, dtype):
             assert _relative(got, want.numpy()) < 10 * TOLERANCE[dtype]
 
 
+@settings(max_examples=25, deadline=None)
+@given(c=st.integers(1, 3), h=st.integers(1, 14), w=st.integers(1, 90),
+       ph=st.tuples(st.integers(0, 2), st.integers(0, 2)), pw_after=st.integers(0, 2),
+       dtype=st.sampled_from([torch.float64, torch.float32]), seed=st.integers(0, 99))
+def test_depthwise_same_3x3_nchw_matches_oracle(c, h, w, ph, pw_after, dtype, seed):
+    """NCHW 3×3 at stride 1 with one column of padding before (its forward and its ∂x, the flipped kernel with the
+    same padding: the kernel that keeps three blocks of every input row in registers): rows shorter than a block,
+    partial blocks, tiles at the top and bottom, short last tiles; the backward against torch's fp64 conv."""
+    from convzoo.kernels.depthwise import depthwise_conv
+
+    if h + sum(ph) < 3 or w + pw_after < 2:
+        return
+    pairs = (ph, (1, pw_after))
+    x = _input((2, c, h, w), dtype, "contiguous", seed).requires_grad_(True)
+    wt = _input((c, 1, 3, 3), dtype, "contiguous", seed + 1).requires_grad_(True)
+    b = _input((c,), dtype, "contiguous", seed + 2).requires_grad_(True)
+    y = depthwise_conv(x, wt, b, (1, 1), pairs, (1, 1))
+    expected = ref.correlate(x.detach().double().numpy(), wt.detach().double().numpy(), b.detach().double().numpy(),
+                             1, pairs, 1, groups=c)
+    assert _relative(y, expected) < TOLERANCE[dtype]
+    g = torch.rand(y.shape, generator=torch.Generator().manual_seed(seed + 3), dtype=torch.float64)
+    x64, w64, b64 = (t.detach().double().requires_grad_(True) for t in (x, wt, b))
+    y64 = torch.nn.functional.conv2d(torch.nn.functional.pad(x64, (1, pw_after, *ph)), w64, b64, groups=c)
+    for got, want in zip(torch.autograd.grad(y, (x, wt, b), g.to(dtype)), torch.autograd.grad(y64, (x64, w64, b64), g)):
+        assert _relative(got, want.numpy()) < 10 * TOLERANCE[dtype]
+
+
 TILE_CASES = {  # name: (kernel, stride, dilation, multiplier, padding pairs)
     "3x3": ((3, 3), (1, 1), (1, 1), 1, ((1, 1), (1, 1))),
     "3x3 m=2": ((3, 3), (1, 1), (1, 1), 2, ((1, 1), (1, 1))),
@@ -440,7 +467,7 @@ _COMPILE_ONE = """
     y = depthwise.depthwise_conv(x, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1))
     seconds = time.perf_counter() - start
     ok = bool(torch.allclose(y, torch.nn.functional.conv2d(x, w, padding=1, groups=2)))
-    stats = depthwise._correlate_nchw_rows.stats
+    stats = depthwise._correlate_nchw_same.stats  # the kernel of a 3×3 with one column of padding
     print(json.dumps({"ok": ok, "seconds": seconds, "hits": sum(stats.cache_hits.values()),
                       "misses": sum(stats.cache_misses.values())}))
 """

@@ -41,6 +41,8 @@ from .simd import (
     LANES,
     add_at,
     block,
+    borrowed,
+    copy_at,
     fill,
     fill_at,
     fma,
@@ -53,6 +55,7 @@ from .simd import (
     fma_step,
     fma_vv,
     fma_vv_step,
+    fma_window_at,
     lanes,
     load,
     load_at,
@@ -74,6 +77,8 @@ _FAST = {"contract"}  # fused multiply-add; no reassociation, no finite-math ass
 _TILE = 8  # output positions per channels_last tile (8 accumulators)
 _ROWS, _BLOCKS = 4, 4  # an NCHW tile: output rows × blocks of LANES along them
 _ACCUMULATORS = _ROWS * _BLOCKS
+_SAME_ROWS = 4  # NCHW 3×3 'same' (``_correlate_nchw_same``): output rows per tile
+_SAME_SLOTS = 3 * (_SAME_ROWS + 2)  # three consecutive blocks of each input row the tile reads
 _WEIGHT_TAPS = 10  # NCHW weight gradient: 9 taps (kh, kw <= 3) and the bias, one register accumulator each
 _SPLIT = 2  # channels_last weight gradient: accumulators per tap (independent FMA chains; 4 spill to the stack)
 _SPLIT_ACCUMULATORS = 4 * _SPLIT  # for 3 taps of a kernel row and the bias
@@ -272,6 +277,80 @@ def _correlate_nchw_rows(begin: int, end: int, src: Any, w: Any, b: Any, out: An
                             elif (q0 + q) * LANES < wo:
                                 store_at(acc, (j * _BLOCKS + q) * LANES, o1, row + q * LANES,
                                          lanes(0, wo - (q0 + q) * LANES))
+
+
+@njit(fastmath=_FAST, inline="always")
+def _same_step(xt: Any, wt: Any, acc: Any, src: Any, out: Any, bias: float, x_at: int, x_mask: int, y_at: int,
+               y_mask: int, top: int, h_: int, w_: int, wo: int, rows_left: int, checks: bool, x_on: bool,
+               y_on: bool) -> None:  # pragma: no cover - compiled
+    """One step of ``_correlate_nchw_same`` along a tile: the next block of each input row the tile reads (into its
+    slot 2; zero if not x_on, or outside the plane), then the output block at y_at of each tile row from three
+    consecutive blocks of its three input rows if y_on, then the blocks move down a slot. checks (a constant): test
+    the tile's input and output rows (a tile at the plane's top or bottom)."""
+    for u in range(_SAME_ROWS + 2):
+        if x_on and (not checks or 0 <= top + u < h_):
+            load_at(xt, (3 * u + 2) * LANES, src, x_at + u * w_, x_mask)
+        else:
+            fill_at(xt, (3 * u + 2) * LANES, 0.0)
+    if y_on:
+        for j in range(_SAME_ROWS):
+            if not checks or j < rows_left:
+                fill(acc, bias)
+                for i in range(3):  # input row j + i; shifts −1, 0, +1 (taps 0, 1, 2): constant shuffles
+                    fma_window_at(acc, 0, wt, 3 * i * LANES, xt, (3 * (j + i) + 1) * LANES, -1)
+                    fma_window_at(acc, 0, wt, (3 * i + 1) * LANES, xt, (3 * (j + i) + 1) * LANES, 0)
+                    fma_window_at(acc, 0, wt, (3 * i + 2) * LANES, xt, (3 * (j + i) + 1) * LANES, 1)
+                store(acc, out, y_at + j * wo, y_mask)
+    for u in range(_SAME_ROWS + 2):
+        copy_at(xt, (3 * u) * LANES, xt, (3 * u + 1) * LANES)
+        copy_at(xt, (3 * u + 1) * LANES, xt, (3 * u + 2) * LANES)
+
+
+@njit(fastmath=_FAST, inline="always")
+def _same_tile(xt: Any, wt: Any, acc: Any, src: Any, out: Any, bias: float, x_at: int, y_at: int, top: int, h_: int,
+               w_: int, wo: int, rows_left: int, checks: bool) -> None:  # pragma: no cover - compiled
+    """A tile of _SAME_ROWS output rows of ``_correlate_nchw_same``, left to right: the first input block, the
+    steps whose loads and stores are whole blocks (no masks, no tests), then the row's end."""
+    x_blocks, y_blocks = (w_ + LANES - 1) // LANES, (wo + LANES - 1) // LANES
+    steady = min(w_ // LANES, wo // LANES + 1)  # steps 1 … steady − 1: input block b and output block b − 1 whole
+    for u in range(_SAME_ROWS + 2):  # the blocks before the row: zero (the padding)
+        fill_at(xt, (3 * u) * LANES, 0.0)
+        fill_at(xt, (3 * u + 1) * LANES, 0.0)
+    _same_step(xt, wt, acc, src, out, bias, x_at, lanes(0, min(LANES, w_)), 0, 0, top, h_, w_, wo, rows_left, checks,
+               True, False)
+    for b in range(1, steady):
+        _same_step(xt, wt, acc, src, out, bias, x_at + b * LANES, FULL, y_at + (b - 1) * LANES, FULL, top, h_, w_, wo,
+                   rows_left, checks, True, True)
+    for b in range(max(1, steady), y_blocks + 1):
+        x_mask = lanes(0, max(0, min(LANES, w_ - b * LANES)))
+        y_mask = lanes(0, min(LANES, wo - (b - 1) * LANES))
+        _same_step(xt, wt, acc, src, out, bias, x_at + b * LANES, x_mask, y_at + (b - 1) * LANES, y_mask, top, h_, w_,
+                   wo, rows_left, checks, b < x_blocks, True)
+
+
+@njit(fastmath=_FAST)
+def _correlate_nchw_same(begin: int, end: int, src: Any, w: Any, b: Any, out: Any, ph: int) -> None:  # pragma: no cover
+    """``_correlate_nchw_rows`` for 3×3 at stride 1 and dilation 1 with 1 column of padding before (any rows of
+    padding; the forward of a 'same' 3×3, and its ∂x with the flipped kernel): src (N, C, H, W), w (C, 3, 3), b (C,),
+    out (N, C, Ho, Wo), C-contiguous; tasks: (n, c) planes. For a tile of _SAME_ROWS output rows, each of the
+    _SAME_ROWS + 2 input rows it reads keeps three consecutive blocks in registers, loaded once; output block k reads
+    blocks k − 1, k, k + 1 through constant shuffles (masked loads: zero outside the row, the padding). No staged
+    copy of the rows, and no step of a tile's interior tests anything."""
+    c_, h_, w_ = src.shape[1], src.shape[2], src.shape[3]
+    ho, wo = out.shape[2], out.shape[3]
+    s1, o1 = borrowed(src.ravel()), borrowed(out.ravel())  # passed to the inlined steps: no reference counting
+    xt, wt, acc = tile(s1, _SAME_SLOTS), tile(s1, 9), block(s1)
+    for task in range(begin, end):
+        c = task % c_
+        for k in range(9):
+            fill_at(wt, k * LANES, w[c, k // 3, k % 3])
+        for oh0 in range(0, ho, _SAME_ROWS):
+            top = oh0 - ph
+            x_at, y_at = (task * h_ + top) * w_, (task * ho + oh0) * wo
+            if top >= 0 and top + _SAME_ROWS + 1 < h_ and oh0 + _SAME_ROWS <= ho:
+                _same_tile(xt, wt, acc, s1, o1, b[c], x_at, y_at, top, h_, w_, wo, ho - oh0, False)
+            else:
+                _same_tile(xt, wt, acc, s1, o1, b[c], x_at, y_at, top, h_, w_, wo, ho - oh0, True)
 
 
 @njit(fastmath=_FAST)
@@ -773,6 +852,12 @@ def _weight_grad_nhwc(begin: int, end: int, x: Any, g: Any, partial: Any, rows_p
 Geometry = tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]  # stride, dilation, pad, out
 
 
+def _same_3x3(kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, pw: int) -> bool:
+    """Whether ``_correlate_nchw_same`` computes this NCHW correlation: 3×3, stride 1, dilation 1, one column of
+    padding before."""
+    return (kh, kw, sh, sw, dh, dw, pw) == (3, 3, 1, 1, 1, 1, 1)
+
+
 def tap_offsets(kernel: tuple[int, int], dilation: tuple[int, int], dtype: torch.dtype) -> tuple[Any, Any]:
     """The taps' offsets i·d_h and t·d_w: tuples (tap loops unrolled, one compilation per kernel size) for the fp32
     kernel sizes in ``UNROLLED``, else int64 arrays (one compilation for every size)."""
@@ -818,7 +903,10 @@ def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, ge
                   y.permute(0, 2, 3, 1).numpy(), rows, cols, sh, sw, ph, pw, streams(y), work=y.numel())
     else:
         y = torch.empty((n, cm, ho, wo), dtype=x.dtype)
-        if sw == 1 and cm == x.shape[1]:
+        if _same_3x3(kh, kw, sh, sw, dh, dw, pw) and cm == x.shape[1]:
+            run_tasks(_correlate_nchw_same, n * cm, x.contiguous().numpy(), weight.reshape(cm, kh, kw).numpy(), b,
+                      y.numpy(), ph, work=y.numel())
+        elif sw == 1 and cm == x.shape[1]:
             run_tasks(_correlate_nchw_rows, n * cm, x.contiguous().numpy(), weight.reshape(cm, kh, kw).numpy(), b,
                       y.numpy(), *_taps(rows, cols), sh, ph, pw, work=y.numel())
         else:
@@ -874,7 +962,10 @@ def backward(x: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor, geometry
             if sh == 1 and sw == 1:  # ∂x = Σ_j ∂y_j ⋆ flip(w_j), padded by d·(k − 1) − pad
                 rows, cols = tap_offsets((kh, kw), (dh, dw), x.dtype)
                 flipped, zeros = taps.flip(1, 2).contiguous().numpy(), np.zeros(c, dtype=g.dtype)
-                if m == 1:
+                if m == 1 and _same_3x3(kh, kw, sh, sw, dh, dw, dw * (kw - 1) - pw):
+                    run_tasks(_correlate_nchw_same, n * c, g, flipped, zeros, grad_x.numpy(), dh * (kh - 1) - ph,
+                              work=grad_x.numel())
+                elif m == 1:
                     run_tasks(_correlate_nchw_rows, n * c, g, flipped, zeros, grad_x.numpy(), *_taps(rows, cols), 1,
                               dh * (kh - 1) - ph, dw * (kw - 1) - pw, work=grad_x.numel())
                 else:

@@ -165,6 +165,30 @@ def test_depthwise_same_3x3_nchw_matches_oracle(c, h, w, ph, pw_after, dtype, se
         assert _relative(got, want.numpy()) < 10 * TOLERANCE[dtype]
 
 
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("kernel", [(3, 3), (1, 3), (3, 1)])
+@pytest.mark.parametrize("width", [16, 24])
+def test_depthwise_rows_a_whole_number_of_tiles_long(kernel, width, fmt):
+    """Rows of a whole number of channels_last tiles (8 positions): the last tile ends at the row's end and reads
+    the padding column after it. fp32 (the unrolled kernels); forward against the oracle, backward against torch's
+    fp64 conv backward."""
+    from convzoo.kernels.depthwise import depthwise_conv
+
+    x = _input((2, 16, 5, width), torch.float32, fmt, 7).requires_grad_(True)
+    w = _input((16, 1, *kernel), torch.float32, "contiguous", 8).requires_grad_(True)
+    b = _input((16,), torch.float32, "contiguous", 9).requires_grad_(True)
+    pairs = tuple((k // 2, k // 2) for k in kernel)
+    y = depthwise_conv(x, w, b, (1, 1), pairs, (1, 1))
+    expected = ref.correlate(x.detach().double().numpy(), w.detach().double().numpy(), b.detach().double().numpy(),
+                             1, pairs, 1, groups=16)
+    assert _relative(y, expected) < TOLERANCE[torch.float32]
+    g = torch.rand(y.shape, generator=torch.Generator().manual_seed(10), dtype=torch.float64)
+    x64, w64, b64 = (t.detach().double().requires_grad_(True) for t in (x, w, b))
+    y64 = torch.nn.functional.conv2d(x64, w64, b64, 1, tuple(k // 2 for k in kernel), 1, 16)
+    for got, want in zip(torch.autograd.grad(y, (x, w, b), g.float()), torch.autograd.grad(y64, (x64, w64, b64), g)):
+        assert _relative(got, want.numpy()) < 10 * TOLERANCE[torch.float32]
+
+
 TILE_CASES = {  # name: (kernel, stride, dilation, multiplier, padding pairs)
     "3x3": ((3, 3), (1, 1), (1, 1), 1, ((1, 1), (1, 1))),
     "3x3 m=2": ((3, 3), (1, 1), (1, 1), 2, ((1, 1), (1, 1))),

@@ -308,24 +308,27 @@ def _same_step(xt: Any, wt: Any, acc: Any, src: Any, out: Any, bias: float, x_at
 
 @njit(fastmath=_FAST, inline="always")
 def _same_tile(xt: Any, wt: Any, acc: Any, src: Any, out: Any, bias: float, x_at: int, y_at: int, top: int, h_: int,
-               w_: int, wo: int, rows_left: int, checks: bool) -> None:  # pragma: no cover - compiled
-    """A tile of _SAME_ROWS output rows of ``_correlate_nchw_same``, left to right: the first input block, the
-    steps whose loads and stores are whole blocks (no masks, no tests), then the row's end."""
+               w_: int, wo: int, rows_left: int, inside: bool) -> None:  # pragma: no cover - compiled
+    """A tile of _SAME_ROWS output rows of ``_correlate_nchw_same``, left to right: the steps whose loads and stores
+    are whole blocks (no masks; and no tests for a tile ``inside`` the plane), and at the row's two ends steps with
+    masks and tests. Three copies of the step's code in all (compile time)."""
     x_blocks, y_blocks = (w_ + LANES - 1) // LANES, (wo + LANES - 1) // LANES
     steady = min(w_ // LANES, wo // LANES + 1)  # steps 1 … steady − 1: input block b and output block b − 1 whole
     for u in range(_SAME_ROWS + 2):  # the blocks before the row: zero (the padding)
         fill_at(xt, (3 * u) * LANES, 0.0)
         fill_at(xt, (3 * u + 1) * LANES, 0.0)
-    _same_step(xt, wt, acc, src, out, bias, x_at, lanes(0, min(LANES, w_)), 0, 0, top, h_, w_, wo, rows_left, checks,
-               True, False)
-    for b in range(1, steady):
-        _same_step(xt, wt, acc, src, out, bias, x_at + b * LANES, FULL, y_at + (b - 1) * LANES, FULL, top, h_, w_, wo,
-                   rows_left, checks, True, True)
-    for b in range(max(1, steady), y_blocks + 1):
-        x_mask = lanes(0, max(0, min(LANES, w_ - b * LANES)))
-        y_mask = lanes(0, min(LANES, wo - (b - 1) * LANES))
-        _same_step(xt, wt, acc, src, out, bias, x_at + b * LANES, x_mask, y_at + (b - 1) * LANES, y_mask, top, h_, w_,
-                   wo, rows_left, checks, b < x_blocks, True)
+    for b in range(y_blocks + 1):
+        if 1 <= b < steady and inside:
+            _same_step(xt, wt, acc, src, out, bias, x_at + b * LANES, FULL, y_at + (b - 1) * LANES, FULL, top, h_,
+                       w_, wo, rows_left, False, True, True)
+        elif 1 <= b < steady:
+            _same_step(xt, wt, acc, src, out, bias, x_at + b * LANES, FULL, y_at + (b - 1) * LANES, FULL, top, h_,
+                       w_, wo, rows_left, True, True, True)
+        else:
+            x_mask = lanes(0, max(0, min(LANES, w_ - b * LANES)))
+            y_mask = lanes(0, max(0, min(LANES, wo - (b - 1) * LANES)))
+            _same_step(xt, wt, acc, src, out, bias, x_at + b * LANES, x_mask, y_at + (b - 1) * LANES, y_mask, top,
+                       h_, w_, wo, rows_left, True, b < x_blocks, b > 0)
 
 
 @njit(fastmath=_FAST)
@@ -347,10 +350,8 @@ def _correlate_nchw_same(begin: int, end: int, src: Any, w: Any, b: Any, out: An
         for oh0 in range(0, ho, _SAME_ROWS):
             top = oh0 - ph
             x_at, y_at = (task * h_ + top) * w_, (task * ho + oh0) * wo
-            if top >= 0 and top + _SAME_ROWS + 1 < h_ and oh0 + _SAME_ROWS <= ho:
-                _same_tile(xt, wt, acc, s1, o1, b[c], x_at, y_at, top, h_, w_, wo, ho - oh0, False)
-            else:
-                _same_tile(xt, wt, acc, s1, o1, b[c], x_at, y_at, top, h_, w_, wo, ho - oh0, True)
+            inside = top >= 0 and top + _SAME_ROWS + 1 < h_ and oh0 + _SAME_ROWS <= ho
+            _same_tile(xt, wt, acc, s1, o1, b[c], x_at, y_at, top, h_, w_, wo, ho - oh0, inside)
 
 
 @njit(fastmath=_FAST)

@@ -205,24 +205,27 @@ def _same_step(vt: Any, vw: Any, ht: Any, xt: Any, acc: Any, z1: Any, y1: Any, b
 @njit(fastmath=_FAST, inline="always")
 def _same_tile(vt: Any, vw: Any, ht: Any, xt: Any, acc: Any, z1: Any, y1: Any, bias_v: float, bias_h: float,
                z_at: int, y_at: int, top: int, h_: int, w_: int, wo: int, rows_left: int,
-               checks: bool) -> None:  # pragma: no cover - compiled
-    """A tile of _SAME_ROWS output rows of ``_pair_nchw_same``, left to right: the first block of v, the blocks
-    where every load and store is whole (no masks, no tests), then the row's end."""
+               inside: bool) -> None:  # pragma: no cover - compiled
+    """A tile of _SAME_ROWS output rows of ``_pair_nchw_same``, left to right: the steps where every load and store
+    is a whole block (no masks; and no tests for a tile ``inside`` the plane), and at the row's two ends steps with
+    masks and tests. Three copies of the step's code in all (compile time)."""
     v_blocks, y_blocks = (w_ + LANES - 1) // LANES, (wo + LANES - 1) // LANES
     steady = min(w_ // LANES, wo // LANES + 1)  # steps 1 … steady − 1: v's block and H's block b − 1 whole
     for j in range(_SAME_ROWS):
         fill_at(vt, (3 * j) * LANES, 0.0)
         fill_at(vt, (3 * j + 1) * LANES, 0.0)
-    _same_step(vt, vw, ht, xt, acc, z1, y1, bias_v, bias_h, z_at, lanes(0, min(LANES, w_)), 0, 0, top, h_, w_, wo,
-               rows_left, checks, True, False)
-    for b in range(1, steady):
-        _same_step(vt, vw, ht, xt, acc, z1, y1, bias_v, bias_h, z_at + b * LANES, FULL, y_at + (b - 1) * LANES, FULL,
-                   top, h_, w_, wo, rows_left, checks, True, True)
-    for b in range(max(1, steady), y_blocks + 1):
-        v_mask = lanes(0, max(0, min(LANES, w_ - b * LANES)))
-        y_mask = lanes(0, min(LANES, wo - (b - 1) * LANES))
-        _same_step(vt, vw, ht, xt, acc, z1, y1, bias_v, bias_h, z_at + b * LANES, v_mask, y_at + (b - 1) * LANES,
-                   y_mask, top, h_, w_, wo, rows_left, checks, b < v_blocks, True)
+    for b in range(y_blocks + 1):
+        if 1 <= b < steady and inside:
+            _same_step(vt, vw, ht, xt, acc, z1, y1, bias_v, bias_h, z_at + b * LANES, FULL, y_at + (b - 1) * LANES,
+                       FULL, top, h_, w_, wo, rows_left, False, True, True)
+        elif 1 <= b < steady:
+            _same_step(vt, vw, ht, xt, acc, z1, y1, bias_v, bias_h, z_at + b * LANES, FULL, y_at + (b - 1) * LANES,
+                       FULL, top, h_, w_, wo, rows_left, True, True, True)
+        else:
+            v_mask = lanes(0, max(0, min(LANES, w_ - b * LANES)))
+            y_mask = lanes(0, max(0, min(LANES, wo - (b - 1) * LANES)))
+            _same_step(vt, vw, ht, xt, acc, z1, y1, bias_v, bias_h, z_at + b * LANES, v_mask, y_at + (b - 1) * LANES,
+                       y_mask, top, h_, w_, wo, rows_left, True, b < v_blocks, b > 0)
 
 
 @njit(fastmath=_FAST)
@@ -246,10 +249,8 @@ def _pair_nchw_same(begin: int, end: int, z: Any, wv: Any, bv: Any, wh: Any, bh:
         for oh0 in range(0, ho, _SAME_ROWS):
             top = oh0 - ph
             z_at, y_at = (task * h_ + top) * w_, (task * ho + oh0) * wo
-            if top >= 0 and top + _SAME_ROWS + 1 < h_ and oh0 + _SAME_ROWS <= ho:
-                _same_tile(vt, vw, ht, xt, acc, z1, y1, bv[c], bh[c], z_at, y_at, top, h_, w_, wo, ho - oh0, False)
-            else:
-                _same_tile(vt, vw, ht, xt, acc, z1, y1, bv[c], bh[c], z_at, y_at, top, h_, w_, wo, ho - oh0, True)
+            inside = top >= 0 and top + _SAME_ROWS + 1 < h_ and oh0 + _SAME_ROWS <= ho
+            _same_tile(vt, vw, ht, xt, acc, z1, y1, bv[c], bh[c], z_at, y_at, top, h_, w_, wo, ho - oh0, inside)
 
 
 @njit(inline="always")

@@ -207,20 +207,18 @@ def _same_tile(vt: Any, vw: Any, ht: Any, xt: Any, acc: Any, z1: Any, y1: Any, b
                z_at: int, y_at: int, top: int, h_: int, w_: int, wo: int, rows_left: int,
                inside: bool) -> None:  # pragma: no cover - compiled
     """A tile of _SAME_ROWS output rows of ``_pair_nchw_same``, left to right: the steps where every load and store
-    is a whole block (no masks; and no tests for a tile ``inside`` the plane), and at the row's two ends steps with
-    masks and tests. Three copies of the step's code in all (compile time)."""
+    is a whole block (no masks; rows tested only for a tile not ``inside`` the plane), and at the row's two ends
+    steps with masks and tests. Two copies of the step's code (compile time: a third copy, untested for the tiles
+    inside, gained little)."""
     v_blocks, y_blocks = (w_ + LANES - 1) // LANES, (wo + LANES - 1) // LANES
     steady = min(w_ // LANES, wo // LANES + 1)  # steps 1 … steady − 1: v's block and H's block b − 1 whole
     for j in range(_SAME_ROWS):
         fill_at(vt, (3 * j) * LANES, 0.0)
         fill_at(vt, (3 * j + 1) * LANES, 0.0)
     for b in range(y_blocks + 1):
-        if 1 <= b < steady and inside:
+        if 1 <= b < steady:
             _same_step(vt, vw, ht, xt, acc, z1, y1, bias_v, bias_h, z_at + b * LANES, FULL, y_at + (b - 1) * LANES,
-                       FULL, top, h_, w_, wo, rows_left, False, True, True)
-        elif 1 <= b < steady:
-            _same_step(vt, vw, ht, xt, acc, z1, y1, bias_v, bias_h, z_at + b * LANES, FULL, y_at + (b - 1) * LANES,
-                       FULL, top, h_, w_, wo, rows_left, True, True, True)
+                       FULL, top, h_, w_, wo, rows_left, not inside, True, True)
         else:
             v_mask = lanes(0, max(0, min(LANES, w_ - b * LANES)))
             y_mask = lanes(0, max(0, min(LANES, wo - (b - 1) * LANES)))

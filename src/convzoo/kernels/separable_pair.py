@@ -31,6 +31,7 @@ from .simd import (
     LANES,
     block,
     borrowed,
+    copy_at,
     fill,
     fma,
     fma_even,
@@ -40,7 +41,6 @@ from .simd import (
     fma_vv,
     fma_vv_at,
     fma_window_at,
-    copy_at,
     keep_alive,
     keep_at,
     lanes,
@@ -230,7 +230,7 @@ def _same_tile(vt: Any, vw: Any, ht: Any, xt: Any, acc: Any, z1: Any, y1: Any, b
 def _pair_nchw_same(begin: int, end: int, z: Any, wv: Any, bv: Any, wh: Any, bh: Any, y: Any,
                     ph: int) -> None:  # pragma: no cover - compiled
     """The pair with 3 taps each, V at stride 1 and dilation 1 (any row padding), H at stride 1, dilation 1 and
-    padding 1 before (any after): v never leaves the registers and no step of a tile's interior tests anything.
+    padding 1 before (any after): v never leaves the registers, and a tile inside the plane tests no position.
     z (N, C, H, W), wv (C, 3), bv (C,), wh (C, 3), bh (C,), y (N, C, Hv, Wo), C-contiguous; tasks: (n, c) planes.
     For a tile of _SAME_ROWS rows, each input row is loaded once for the tile rows that read it, and each row
     keeps three consecutive blocks of v in registers: H's output block k reads v's blocks k − 1, k, k + 1 through

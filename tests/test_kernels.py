@@ -138,7 +138,7 @@ def test_depthwise_unrolled_sizes_match_oracle(kernel, fmt, dtype):
             assert _relative(got, want.numpy()) < 10 * TOLERANCE[dtype]
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(c=st.integers(1, 3), h=st.integers(1, 14), w=st.integers(1, 90),
        ph=st.tuples(st.integers(0, 2), st.integers(0, 2)), pw_after=st.integers(0, 2),
        dtype=st.sampled_from([torch.float64, torch.float32]), seed=st.integers(0, 99))
@@ -302,7 +302,7 @@ def test_separable_pair_kernel_on_wide_rows(c, h, w, kh, kw, sh, sw, dh, dw, ph,
     _check_pair(z, kh, kw, (sh, dh, ph, sw, dw, pw), seed)
 
 
-@settings(max_examples=25, deadline=None)
+@settings(max_examples=15, deadline=None)
 @given(c=st.integers(1, 3), h=st.integers(1, 14), w=st.integers(1, 90),
        ph=st.tuples(st.integers(0, 2), st.integers(0, 2)), pw_after=st.integers(0, 2),
        dtype=st.sampled_from([torch.float64, torch.float32]), seed=st.integers(0, 99))

@@ -330,11 +330,11 @@ def _pair_nhwc(begin: int, end: int, z: Any, wv: Any, bv: Any, wh: Any, bh: Any,
 
 @njit(fastmath=_FAST, inline="always")
 def _dense_tile_nhwc(acc: Any, vt: Any, wt: Any, ht: Any, z1: Any, wv1: Any, bv: Any, wh1: Any, bh: Any, dst: Any,
-                     dst_at: int, dst_step: int, n: int, top: int, t_lo: int, t_hi: int, q0: int, c0: int,
+                     dst_at: int, n: int, top: int, t_lo: int, t_hi: int, q0: int, c0: int,
                      sizes: tuple[int, int, int, int, int, int], ahead: int, mask: int,
                      checks: bool) -> None:  # pragma: no cover - compiled
     """One tile of ``_pair_nhwc_dense``: the _WINDOW positions of v it reads (q0 − pw + j) for LANES channels from
-    c0, then its _TILE outputs to dst[dst_at + p·dst_step]. checks (a constant): test each position of v against
+    c0, then its _TILE outputs to dst[dst_at + p·C]. checks (a constant): test each position of v against
     the row (the tile is at the row's ends); else none is tested."""
     h_, w_, c_, kw, dh, pw = sizes
     if ahead >= 0:
@@ -360,7 +360,7 @@ def _dense_tile_nhwc(acc: Any, vt: Any, wt: Any, ht: Any, z1: Any, wv1: Any, bv:
             if t < kw:
                 fma_at(acc, p * LANES, ht, t * LANES, vt, (p + t) * LANES)
     for p in range(_TILE):
-        store_at(acc, p * LANES, dst, dst_at + p * dst_step, mask)
+        store_at(acc, p * LANES, dst, dst_at + p * c_, mask)
 
 
 @njit(fastmath=_FAST)
@@ -389,14 +389,14 @@ def _pair_nhwc_dense(begin: int, end: int, z: Any, wv: Any, bv: Any, wh: Any, bh
         while q < wo:
             q0 = min(q, wo - _TILE)
             inside = q0 >= pw and q0 - pw + _WINDOW <= w_
-            dst, at, step = (out_tile, 0, c_) if stream else (y1, (task * wo + q0) * c_, c_)
+            dst, at = (out_tile, 0) if stream else (y1, (task * wo + q0) * c_)  # rows of C channels in both
             for c0 in range(0, c_, LANES):
                 mask = lanes(0, min(LANES, c_ - c0))
                 if inside and mask == FULL:
-                    _dense_tile_nhwc(acc, vt, wt, ht, z1, wv1, bv, wh1, bh, dst, at + c0, step, n, top, t_lo, t_hi,
+                    _dense_tile_nhwc(acc, vt, wt, ht, z1, wv1, bv, wh1, bh, dst, at + c0, n, top, t_lo, t_hi,
                                      q0, c0, sizes, ahead, FULL, False)
                 else:
-                    _dense_tile_nhwc(acc, vt, wt, ht, z1, wv1, bv, wh1, bh, dst, at + c0, step, n, top, t_lo, t_hi,
+                    _dense_tile_nhwc(acc, vt, wt, ht, z1, wv1, bv, wh1, bh, dst, at + c0, n, top, t_lo, t_hi,
                                      q0, c0, sizes, ahead, mask, True)
             if stream:
                 for k in range(0, _TILE * c_, LANES):

@@ -17,12 +17,13 @@ from convzoo.verify import TOLERANCE, check_module, randomize_parameters_
 
 FORMATS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
 K = ["kernel"] if available() else []  # convzoo's CPU kernel, where numba imports
+TILES = ["kernel, position tiles"] if available() else []  # and without its register windows (3×3 'same', NHWC)
 ROUND_TRIP = "channels_last round trip"
 
 # name: (factory, input channels, spatial size, {format: the layer's forms on that input})
 CASES: dict[str, tuple[Callable[[], nn.Module], int, int, dict[str, list[str]]]] = {
     "depthwise m=1": (lambda: cz.DepthwiseConv2d(4, 4, 3, padding=1), 4, 6,
-                      {"contiguous": ["native", *K, ROUND_TRIP], "channels_last": ["native", *K]}),
+                      {"contiguous": ["native", *K, ROUND_TRIP], "channels_last": ["native", *K, *TILES]}),
     "depthwise m=2 strided": (lambda: cz.DepthwiseConv2d(4, 8, 3, stride=2, padding=1), 4, 7,
                               {"contiguous": ["native", *K, ROUND_TRIP, "split ×2"],
                                "channels_last": ["native", *K, "channels_last ×2 repeat"]}),

@@ -18,7 +18,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 import convzoo as cz
@@ -138,23 +138,29 @@ def test_depthwise_unrolled_sizes_match_oracle(kernel, fmt, dtype):
             assert _relative(got, want.numpy()) < 10 * TOLERANCE[dtype]
 
 
-@settings(max_examples=15, deadline=None)
-@given(c=st.integers(1, 3), h=st.integers(1, 14), w=st.integers(1, 90),
-       ph=st.tuples(st.integers(0, 2), st.integers(0, 2)), pw_after=st.integers(0, 2),
-       dtype=st.sampled_from([torch.float64, torch.float32]), seed=st.integers(0, 99))
-def test_depthwise_same_3x3_nchw_matches_oracle(c, h, w, ph, pw_after, dtype, seed):
-    """NCHW 3×3 at stride 1 with one column of padding before (its forward and its ∂x, the flipped kernel with the
-    same padding: the kernel that keeps three blocks of every input row in registers): rows shorter than a block,
-    partial blocks, tiles at the top and bottom, short last tiles; the backward against torch's fp64 conv."""
+@settings(max_examples=25, deadline=None)
+@given(c=st.integers(1, 40), h=st.integers(1, 14), w=st.integers(1, 90),
+       ph=st.tuples(st.integers(0, 2), st.integers(0, 2)), pw_after=st.integers(0, 3),
+       dtype=st.sampled_from([torch.float64, torch.float32]), fmt=st.sampled_from(list(FORMATS)),
+       window=st.booleans(), seed=st.integers(0, 99))
+@example(c=20, h=12, w=37, ph=(1, 1), pw_after=1, dtype=torch.float32, fmt="channels_last", window=True, seed=1)
+@example(c=32, h=14, w=23, ph=(2, 0), pw_after=0, dtype=torch.float32, fmt="channels_last", window=True, seed=2)
+@example(c=16, h=12, w=19, ph=(0, 2), pw_after=3, dtype=torch.float64, fmt="channels_last", window=True, seed=3)
+def test_depthwise_same_3x3_matches_oracle(c, h, w, ph, pw_after, dtype, fmt, window, seed):
+    """3×3 at stride 1 with one column of padding before: the register-window kernels of ``depthwise_same`` (the
+    forward, ∂x as the flipped kernel with the same padding, and on channels_last ∂w and ∂b), and on channels_last
+    with ``window=False`` the position tiles. Rows shorter than a block, partial blocks (NCHW) and partial channel
+    blocks (channels_last), tiles at the top and bottom, short last tiles, columns only the padding reads; the
+    backward against torch's fp64 conv."""
     from convzoo.kernels.depthwise import depthwise_conv
 
     if h + sum(ph) < 3 or w + pw_after < 2:
         return
     pairs = (ph, (1, pw_after))
-    x = _input((2, c, h, w), dtype, "contiguous", seed).requires_grad_(True)
+    x = _input((2, c, h, w), dtype, fmt, seed).requires_grad_(True)
     wt = _input((c, 1, 3, 3), dtype, "contiguous", seed + 1).requires_grad_(True)
     b = _input((c,), dtype, "contiguous", seed + 2).requires_grad_(True)
-    y = depthwise_conv(x, wt, b, (1, 1), pairs, (1, 1))
+    y = depthwise_conv(x, wt, b, (1, 1), pairs, (1, 1), window)
     expected = ref.correlate(x.detach().double().numpy(), wt.detach().double().numpy(), b.detach().double().numpy(),
                              1, pairs, 1, groups=c)
     assert _relative(y, expected) < TOLERANCE[dtype]
@@ -226,16 +232,17 @@ def test_depthwise_register_tiles_match_oracle(name, fmt):
         assert _relative(got, want.numpy()) < 10 * TOLERANCE[torch.float32]
 
 
-@pytest.mark.parametrize("m", [1, 2])
-def test_depthwise_streamed_output_matches_oracle(m, monkeypatch):
+@pytest.mark.parametrize(("m", "window"), [(1, True), (1, False), (2, True)])
+def test_depthwise_streamed_output_matches_oracle(m, window, monkeypatch):
     """channels_last outputs written with non-temporal stores (forced for a small output: STREAM_BYTES = 0; 32
-    channels, so every block of channels starts on a 64-byte boundary): forward and ∂x (the forward's kernel)."""
+    channels, so every block of channels starts on a 64-byte boundary): forward and ∂x (the forward's kernel), by
+    the register windows (m = 1) and the position tiles."""
     from convzoo.kernels import depthwise
 
     monkeypatch.setattr(depthwise, "STREAM_BYTES", 0)
     x = _input((2, 32, 9, 21), torch.float32, "channels_last", 31).requires_grad_(True)
     w = _input((32 * m, 1, 3, 3), torch.float32, "contiguous", 32)
-    y = depthwise.depthwise_conv(x, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1))
+    y = depthwise.depthwise_conv(x, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1), window)
     assert depthwise.streams(y)
     expected = ref.correlate(x.detach().double().numpy(), w.double().numpy(), None, 1, 1, 1, groups=32)
     assert _relative(y, expected) < TOLERANCE[torch.float32]
@@ -491,7 +498,7 @@ _COMPILE_ONE = """
     y = depthwise.depthwise_conv(x, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1))
     seconds = time.perf_counter() - start
     ok = bool(torch.allclose(y, torch.nn.functional.conv2d(x, w, padding=1, groups=2)))
-    stats = depthwise._correlate_nchw_same.stats  # the kernel of a 3×3 with one column of padding
+    stats = depthwise.correlate_nchw_same.stats  # the kernel of a 3×3 with one column of padding
     print(json.dumps({"ok": ok, "seconds": seconds, "hits": sum(stats.cache_hits.values()),
                       "misses": sum(stats.cache_misses.values())}))
 """
@@ -582,6 +589,31 @@ def test_without_numba_the_layers_use_torch_forms_and_warn_once():
     assert "DepthwiseConv2d" in message and "CONVZOO_DISABLE_NUMBA" in message
 
 
+def test_channels_last_3x3_same_offers_the_kernel_with_and_without_register_windows():
+    """The layer times the register windows against the position tiles where both run (channels_last, 3×3, stride
+    1, one column of padding before, m = 1), and only there; each form, pinned, gives the oracle's output and
+    torch's fp64 gradients."""
+    from convzoo.layers.conv import KERNEL_TILES
+
+    conv = cz.DepthwiseConv2d(20, 20, 3, padding=1).double()
+    x = _input((2, 20, 9, 11), torch.float64, "channels_last", 41)
+    assert conv.forms(x)[:3] == ["native", "kernel", KERNEL_TILES]
+    assert KERNEL_TILES not in conv.forms(x.contiguous())
+    assert KERNEL_TILES not in cz.DepthwiseConv2d(20, 20, 3, stride=2, padding=1).double().forms(x)
+    assert KERNEL_TILES not in cz.DepthwiseConv2d(20, 40, 3, padding=1).double().forms(x)
+    expected = ref.correlate(x.numpy(), conv.weight.detach().numpy(), conv.bias.detach().numpy(), 1, 1, 1, groups=20)
+    g = _input((2, 20, 9, 11), torch.float64, "contiguous", 42)
+    want = torch.autograd.grad(torch.nn.functional.conv2d(x.requires_grad_(True), conv.weight, conv.bias, 1, 1, 1, 20),
+                               (x, conv.weight, conv.bias), g)
+    for form in ("kernel", KERNEL_TILES):
+        conv.implementation = form
+        with torch.no_grad():
+            assert _relative(conv(x), expected) < TOLERANCE[torch.float64]
+        got = torch.autograd.grad(conv(x), (x, conv.weight, conv.bias), g)
+        for a, b in zip(got, want):
+            assert _relative(a, b.numpy()) < TOLERANCE[torch.float64]
+
+
 @pytest.mark.parametrize("dtype", [torch.bfloat16, torch.float16])
 def test_kernels_are_not_offered_where_they_cannot_run(dtype):
     """Half precision and autocast keep PyTorch's forms (the kernels are fp32 / fp64): no failure to recover from."""
@@ -622,7 +654,7 @@ def test_a_kernel_that_fails_to_compile_drops_out_with_a_warning(monkeypatch):
     def broken(begin, end, *args):  # a typing error on purpose
         return begin + "not a number"
 
-    monkeypatch.setattr(depthwise, "_correlate_nchw_rows", broken)
+    monkeypatch.setattr(depthwise, "correlate_nchw_same", broken)  # the kernel of a 3×3 with padding 1
     monkeypatch.setattr(conv_module._CHOICE, "failed", {})
     monkeypatch.setattr(conv_module._CHOICE, "cache", {})
     layer = cz.DepthwiseConv2d(3, 3, 3, padding=1)

@@ -4,6 +4,8 @@
 
 with depth multiplier m ≥ 1 written straight into the interleaved output channels c·m + j, any kernel size,
 stride, dilation and (before, after) padding. 1-D runs as 2-D with H = 1. Zero padding is never materialised.
+A 3×3 'same' (stride 1, one column of padding before, m = 1) runs the register windows of ``depthwise_same``
+(``_forward_plan`` says which kernel runs where); the kernels below take every other geometry.
 
 Forward, NCHW: one task per (sample, channel) plane; the input rows are staged once each into a ring of
 zero-padded rows (rows, not a plane). At stride 1 along the rows and m = 1 (``_correlate_nchw_rows``, also ∂x), a
@@ -14,8 +16,9 @@ loads by shuffles measured slower on an AVX-512 EPYC, whose 512-bit shuffles sha
 channels_last: one task per output row; tiles of 8 positions × a block of LANES output channels (the interleaved
 c·m + j, each lane reading its input channel) in 8 register accumulators, the input row the task is first to read
 prefetched ahead; a tile's outputs go through a small buffer and reach y in address order (stores scattered over a
-tile's 8 pixels measured twice as slow when y is not in cache), with non-temporal stores for large outputs. At stride 1 and dilation 1 along the row (kw <= 3, m = 1 or 2: ``_forward_nhwc_dense``) each
-input column a kernel row reads is loaded once for every tap that reads it; the general kernel loads each tap's
+tile's 8 pixels measured twice as slow when y is not in cache), with non-temporal stores for large outputs. At
+stride 1 and dilation 1 along the row (kw <= 3, m = 1 or 2: ``_forward_nhwc_dense``) each input column a kernel
+row reads is loaded once for every tap that reads it; the general kernel loads each tap's
 input. Every address of the accumulators is a constant once the tile loops are unrolled, so they stay in registers
 (blocks addressed through runtime indices would live in memory).
 Backward, NCHW: ∂x as the same correlation of ∂y with the flipped kernel (stride 1) or a scatter (stride > 1);
@@ -35,6 +38,7 @@ from typing import Any
 import numpy as np
 import torch
 
+from .depthwise_same import WINDOW_ROWS, correlate_nchw_same, correlate_nhwc_same, same_3x3, weight_grad_nhwc_same
 from .numba_runtime import njit, run_tasks, tasks_runner
 from .simd import (
     FULL,
@@ -77,8 +81,6 @@ _FAST = {"contract"}  # fused multiply-add; no reassociation, no finite-math ass
 _TILE = 8  # output positions per channels_last tile (8 accumulators)
 _ROWS, _BLOCKS = 4, 4  # an NCHW tile: output rows × blocks of LANES along them
 _ACCUMULATORS = _ROWS * _BLOCKS
-_SAME_ROWS = 4  # NCHW 3×3 'same' (``_correlate_nchw_same``): output rows per tile
-_SAME_SLOTS = 3 * (_SAME_ROWS + 2)  # three consecutive blocks of each input row the tile reads
 _WEIGHT_TAPS = 10  # NCHW weight gradient: 9 taps (kh, kw <= 3) and the bias, one register accumulator each
 _SPLIT = 2  # channels_last weight gradient: accumulators per tap (independent FMA chains; 4 spill to the stack)
 _SPLIT_ACCUMULATORS = 4 * _SPLIT  # for 3 taps of a kernel row and the bias
@@ -277,81 +279,6 @@ def _correlate_nchw_rows(begin: int, end: int, src: Any, w: Any, b: Any, out: An
                             elif (q0 + q) * LANES < wo:
                                 store_at(acc, (j * _BLOCKS + q) * LANES, o1, row + q * LANES,
                                          lanes(0, wo - (q0 + q) * LANES))
-
-
-@njit(fastmath=_FAST, inline="always")
-def _same_step(xt: Any, wt: Any, acc: Any, src: Any, out: Any, bias: float, x_at: int, x_mask: int, y_at: int,
-               y_mask: int, top: int, h_: int, w_: int, wo: int, rows_left: int, checks: bool, x_on: bool,
-               y_on: bool) -> None:  # pragma: no cover - compiled
-    """One step of ``_correlate_nchw_same`` along a tile: the next block of each input row the tile reads (into its
-    slot 2; zero if not x_on, or outside the plane), then the output block at y_at of each tile row from three
-    consecutive blocks of its three input rows if y_on, then the blocks move down a slot. checks (a constant): test
-    the tile's input and output rows (a tile at the plane's top or bottom)."""
-    for u in range(_SAME_ROWS + 2):
-        if x_on and (not checks or 0 <= top + u < h_):
-            load_at(xt, (3 * u + 2) * LANES, src, x_at + u * w_, x_mask)
-        else:
-            fill_at(xt, (3 * u + 2) * LANES, 0.0)
-    if y_on:
-        for j in range(_SAME_ROWS):
-            if not checks or j < rows_left:
-                fill(acc, bias)
-                for i in range(3):  # input row j + i; shifts −1, 0, +1 (taps 0, 1, 2): constant shuffles
-                    fma_window_at(acc, 0, wt, 3 * i * LANES, xt, (3 * (j + i) + 1) * LANES, -1)
-                    fma_window_at(acc, 0, wt, (3 * i + 1) * LANES, xt, (3 * (j + i) + 1) * LANES, 0)
-                    fma_window_at(acc, 0, wt, (3 * i + 2) * LANES, xt, (3 * (j + i) + 1) * LANES, 1)
-                store(acc, out, y_at + j * wo, y_mask)
-    for u in range(_SAME_ROWS + 2):
-        copy_at(xt, (3 * u) * LANES, xt, (3 * u + 1) * LANES)
-        copy_at(xt, (3 * u + 1) * LANES, xt, (3 * u + 2) * LANES)
-
-
-@njit(fastmath=_FAST, inline="always")
-def _same_tile(xt: Any, wt: Any, acc: Any, src: Any, out: Any, bias: float, x_at: int, y_at: int, top: int, h_: int,
-               w_: int, wo: int, rows_left: int, inside: bool) -> None:  # pragma: no cover - compiled
-    """A tile of _SAME_ROWS output rows of ``_correlate_nchw_same``, left to right: the steps whose loads and stores
-    are whole blocks (no masks; and no tests for a tile ``inside`` the plane), and at the row's two ends steps with
-    masks and tests. Three copies of the step's code in all (compile time)."""
-    x_blocks, y_blocks = (w_ + LANES - 1) // LANES, (wo + LANES - 1) // LANES
-    steady = min(w_ // LANES, wo // LANES + 1)  # steps 1 … steady − 1: input block b and output block b − 1 whole
-    for u in range(_SAME_ROWS + 2):  # the blocks before the row: zero (the padding)
-        fill_at(xt, (3 * u) * LANES, 0.0)
-        fill_at(xt, (3 * u + 1) * LANES, 0.0)
-    for b in range(y_blocks + 1):
-        if 1 <= b < steady and inside:
-            _same_step(xt, wt, acc, src, out, bias, x_at + b * LANES, FULL, y_at + (b - 1) * LANES, FULL, top, h_,
-                       w_, wo, rows_left, False, True, True)
-        elif 1 <= b < steady:
-            _same_step(xt, wt, acc, src, out, bias, x_at + b * LANES, FULL, y_at + (b - 1) * LANES, FULL, top, h_,
-                       w_, wo, rows_left, True, True, True)
-        else:
-            x_mask = lanes(0, max(0, min(LANES, w_ - b * LANES)))
-            y_mask = lanes(0, max(0, min(LANES, wo - (b - 1) * LANES)))
-            _same_step(xt, wt, acc, src, out, bias, x_at + b * LANES, x_mask, y_at + (b - 1) * LANES, y_mask, top,
-                       h_, w_, wo, rows_left, True, b < x_blocks, b > 0)
-
-
-@njit(fastmath=_FAST)
-def _correlate_nchw_same(begin: int, end: int, src: Any, w: Any, b: Any, out: Any, ph: int) -> None:  # pragma: no cover
-    """``_correlate_nchw_rows`` for 3×3 at stride 1 and dilation 1 with 1 column of padding before (any rows of
-    padding; the forward of a 'same' 3×3, and its ∂x with the flipped kernel): src (N, C, H, W), w (C, 3, 3), b (C,),
-    out (N, C, Ho, Wo), C-contiguous; tasks: (n, c) planes. For a tile of _SAME_ROWS output rows, each of the
-    _SAME_ROWS + 2 input rows it reads keeps three consecutive blocks in registers, loaded once; output block k reads
-    blocks k − 1, k, k + 1 through constant shuffles (masked loads: zero outside the row, the padding). No staged
-    copy of the rows, and no step of a tile's interior tests anything."""
-    c_, h_, w_ = src.shape[1], src.shape[2], src.shape[3]
-    ho, wo = out.shape[2], out.shape[3]
-    s1, o1 = borrowed(src.ravel()), borrowed(out.ravel())  # passed to the inlined steps: no reference counting
-    xt, wt, acc = tile(s1, _SAME_SLOTS), tile(s1, 9), block(s1)
-    for task in range(begin, end):
-        c = task % c_
-        for k in range(9):
-            fill_at(wt, k * LANES, w[c, k // 3, k % 3])
-        for oh0 in range(0, ho, _SAME_ROWS):
-            top = oh0 - ph
-            x_at, y_at = (task * h_ + top) * w_, (task * ho + oh0) * wo
-            inside = top >= 0 and top + _SAME_ROWS + 1 < h_ and oh0 + _SAME_ROWS <= ho
-            _same_tile(xt, wt, acc, s1, o1, b[c], x_at, y_at, top, h_, w_, wo, ho - oh0, inside)
 
 
 @njit(fastmath=_FAST)
@@ -853,10 +780,12 @@ def _weight_grad_nhwc(begin: int, end: int, x: Any, g: Any, partial: Any, rows_p
 Geometry = tuple[tuple[int, int], tuple[int, int], tuple[int, int], tuple[int, int]]  # stride, dilation, pad, out
 
 
-def _same_3x3(kh: int, kw: int, sh: int, sw: int, dh: int, dw: int, pw: int) -> bool:
-    """Whether ``_correlate_nchw_same`` computes this NCHW correlation: 3×3, stride 1, dilation 1, one column of
-    padding before."""
-    return (kh, kw, sh, sw, dh, dw, pw) == (3, 3, 1, 1, 1, 1, 1)
+def window_choice(weight_shape: tuple[int, ...], multiplier: int, stride: tuple[int, ...],
+                  dilation: tuple[int, ...], padding_pairs: tuple[tuple[int, int], ...]) -> bool:
+    """Whether ``window`` changes what runs for a 2-D depthwise conv on channels_last data: a 3×3 'same' with
+    m = 1 (``same_3x3``), whose register windows spill when compiled for 16 vector registers (AVX2)."""
+    return (len(weight_shape) == 4 and weight_shape[1] == 1 and multiplier == 1 and len(stride) == 2
+            and same_3x3(*weight_shape[2:], *stride, *dilation, padding_pairs[1][0]))
 
 
 def tap_offsets(kernel: tuple[int, int], dilation: tuple[int, int], dtype: torch.dtype) -> tuple[Any, Any]:
@@ -890,35 +819,53 @@ def streams(y: torch.Tensor) -> bool:
     return y.numel() * y.element_size() >= STREAM_BYTES and y.shape[1] % LANES == 0 and y.data_ptr() % 64 == 0
 
 
-def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, geometry: Geometry) -> torch.Tensor:
+def _forward_plan(nhwc: bool, n: int, c: int, cm: int, ho: int, kernel_size: tuple[int, int], stride: tuple[int, int],
+                  dilation: tuple[int, int], pad: tuple[int, int], dtype: torch.dtype,
+                  window: bool) -> tuple[Any, int, tuple[Any, ...], bool]:
+    """(kernel, tasks, its arguments after (x, w, b, y), whether a ``stream`` flag follows them) for the forward
+    correlation of N × C → C·m channels with Ho output rows, NCHW (w (C·m, kh, kw)) or channels_last
+    (w (kh·kw, C·m)).
+    A 3×3 'same' (``same_3x3``, m = 1) runs ``depthwise_same``'s register windows: always on NCHW (faster compiled
+    for AVX-512 and for AVX2), on channels_last if ``window`` (else the position tiles; the layer times both)."""
+    (kh, kw), (sh, sw), (dh, dw), (ph, pw) = kernel_size, stride, dilation, pad
+    rows, cols = tap_offsets((kh, kw), (dh, dw), dtype)
+    same = same_3x3(kh, kw, sh, sw, dh, dw, pw) and cm == c
+    if nhwc:
+        if same and window:
+            return correlate_nhwc_same, n * -(-ho // WINDOW_ROWS), (ph,), True
+        kernel, rows, cols = _forward_nhwc_kernel(rows, cols, sw, cm // c)
+        return kernel, n * ho, (rows, cols, sh, sw, ph, pw), True
+    if same:
+        return correlate_nchw_same, n * cm, (ph,), False
+    if sw == 1 and cm == c:
+        return _correlate_nchw_rows, n * cm, (*_taps(rows, cols), sh, ph, pw), False
+    return _correlate_nchw, n * c, (1, rows, cols, sh, sw, ph, pw), False
+
+
+def forward(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, geometry: Geometry,
+            window: bool = True) -> torch.Tensor:
     """The depthwise conv of x (N, C, H, W), NCHW- or channels_last-contiguous, by the kernels (no autograd)."""
-    (sh, sw), (dh, dw), (ph, pw), (ho, wo) = geometry
-    n = x.shape[0]
+    stride, dilation, pad, (ho, wo) = geometry
+    n, c = x.shape[:2]
     cm, _, kh, kw = weight.shape
     b = (torch.zeros(cm, dtype=x.dtype) if bias is None else bias).contiguous().numpy()
-    rows, cols = tap_offsets((kh, kw), (dh, dw), x.dtype)
-    if _nhwc(x):
+    nhwc = _nhwc(x)
+    kernel, tasks, args, streamed = _forward_plan(nhwc, n, c, cm, ho, (kh, kw), stride, dilation, pad, x.dtype, window)
+    if nhwc:
         y = torch.empty((n, cm, ho, wo), dtype=x.dtype, memory_format=torch.channels_last)
-        kernel, rows, cols = _forward_nhwc_kernel(rows, cols, sw, cm // x.shape[1])
-        run_tasks(kernel, n * ho, _as_nhwc(x), weight.reshape(cm, kh * kw).t().contiguous().numpy(), b,
-                  y.permute(0, 2, 3, 1).numpy(), rows, cols, sh, sw, ph, pw, streams(y), work=y.numel())
+        run_tasks(kernel, tasks, _as_nhwc(x), weight.reshape(cm, kh * kw).t().contiguous().numpy(), b,
+                  y.permute(0, 2, 3, 1).numpy(), *args, *((streams(y),) if streamed else ()), work=y.numel())
     else:
         y = torch.empty((n, cm, ho, wo), dtype=x.dtype)
-        if _same_3x3(kh, kw, sh, sw, dh, dw, pw) and cm == x.shape[1]:
-            run_tasks(_correlate_nchw_same, n * cm, x.contiguous().numpy(), weight.reshape(cm, kh, kw).numpy(), b,
-                      y.numpy(), ph, work=y.numel())
-        elif sw == 1 and cm == x.shape[1]:
-            run_tasks(_correlate_nchw_rows, n * cm, x.contiguous().numpy(), weight.reshape(cm, kh, kw).numpy(), b,
-                      y.numpy(), *_taps(rows, cols), sh, ph, pw, work=y.numel())
-        else:
-            run_tasks(_correlate_nchw, n * x.shape[1], x.contiguous().numpy(), weight.reshape(cm, kh, kw).numpy(), b,
-                      y.numpy(), 1, rows, cols, sh, sw, ph, pw, work=y.numel())
+        run_tasks(kernel, tasks, x.contiguous().numpy(), weight.reshape(cm, kh, kw).numpy(), b, y.numpy(), *args,
+                  work=y.numel())
     return y
 
 
 def backward(x: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor, geometry: Geometry,
-             needs: tuple[bool, bool, bool]) -> tuple[torch.Tensor | None, ...]:
-    """(∂x, ∂w, ∂b) of the depthwise conv for the upstream gradient ``grad`` (those not in ``needs`` are None)."""
+             needs: tuple[bool, bool, bool], window: bool = True) -> tuple[torch.Tensor | None, ...]:
+    """(∂x, ∂w, ∂b) of the depthwise conv for the upstream gradient ``grad`` (those not in ``needs`` are None);
+    ``window`` as in ``_forward_plan`` (∂x of a channels_last 3×3 'same' is its correlation)."""
     (sh, sw), (dh, dw), (ph, pw), _ = geometry
     n, c, h, w = x.shape
     cm, _, kh, kw = weight.shape
@@ -933,20 +880,25 @@ def backward(x: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor, geometry
             grad_x = torch.empty((n, c, h, w), dtype=x.dtype, memory_format=torch.channels_last)
             if m == 1 and sh == 1 and sw == 1:  # ∂x = ∂y ⋆ flip(w), padded by d·(k − 1) − pad: the forward kernel
                 flipped = weight.reshape(c, kh, kw).flip(1, 2).reshape(c, kh * kw).t().contiguous().numpy()
-                kernel, rows, cols = _forward_nhwc_kernel(*tap_offsets((kh, kw), (dh, dw), x.dtype), 1, 1)
-                run_tasks(kernel, n * h, g, flipped, np.zeros(c, dtype=g.dtype), grad_x.permute(0, 2, 3, 1).numpy(),
-                          rows, cols, 1, 1, dh * (kh - 1) - ph, dw * (kw - 1) - pw, streams(grad_x),
-                          work=grad_x.numel())
+                kernel, tasks, args, streamed = _forward_plan(True, n, c, c, h, (kh, kw), (1, 1), (dh, dw),
+                                                              (dh * (kh - 1) - ph, dw * (kw - 1) - pw), x.dtype, window)
+                run_tasks(kernel, tasks, g, flipped, np.zeros(c, dtype=g.dtype), grad_x.permute(0, 2, 3, 1).numpy(),
+                          *args, *((streams(grad_x),) if streamed else ()), work=grad_x.numel())
             else:
                 taps = weight.reshape(c, m, kh, kw).permute(2, 3, 1, 0).contiguous().numpy()  # (kh, kw, m, C)
                 run_tasks(_input_grad_nhwc, n * h, g, taps, grad_x.permute(0, 2, 3, 1).numpy(), sh, sw, dh, dw, ph,
                           pw, work=grad_x.numel())
         if need_w or need_b:
             rows = n * g.shape[1]
-            chunks = max(1, min(rows, 4 * torch.get_num_threads()))
+            tiles = n * -(-g.shape[1] // WINDOW_ROWS)  # the window kernel's tasks: tiles of WINDOW_ROWS rows
+            same = m == 1 and same_3x3(kh, kw, sh, sw, dh, dw, pw)
+            chunks = max(1, min(tiles if same else rows, 4 * torch.get_num_threads()))
             partial = torch.zeros((chunks, kh + 1, kw, m, c), dtype=x.dtype)
             offsets = tap_offsets((kh, kw), (dh, dw), x.dtype)
-            if isinstance(offsets[0], tuple) and m == 1 and sh == sw == dh == dw == 1 and kw <= 3:
+            if same:  # faster than the kernels below compiled for AVX-512 and for AVX2
+                run_tasks(weight_grad_nhwc_same, chunks, _as_nhwc(x), g, partial.numpy(), -(-tiles // chunks), ph,
+                          work=g.size)
+            elif isinstance(offsets[0], tuple) and m == 1 and sh == sw == dh == dw == 1 and kw <= 3:
                 run_tasks(_weight_grad_nhwc_dense, chunks, _as_nhwc(x), g, partial.numpy(), -(-rows // chunks),
                           *offsets, ph, pw, work=g.size)
             else:
@@ -963,12 +915,10 @@ def backward(x: torch.Tensor, weight: torch.Tensor, grad: torch.Tensor, geometry
             if sh == 1 and sw == 1:  # ∂x = Σ_j ∂y_j ⋆ flip(w_j), padded by d·(k − 1) − pad
                 rows, cols = tap_offsets((kh, kw), (dh, dw), x.dtype)
                 flipped, zeros = taps.flip(1, 2).contiguous().numpy(), np.zeros(c, dtype=g.dtype)
-                if m == 1 and _same_3x3(kh, kw, sh, sw, dh, dw, dw * (kw - 1) - pw):
-                    run_tasks(_correlate_nchw_same, n * c, g, flipped, zeros, grad_x.numpy(), dh * (kh - 1) - ph,
-                              work=grad_x.numel())
-                elif m == 1:
-                    run_tasks(_correlate_nchw_rows, n * c, g, flipped, zeros, grad_x.numpy(), *_taps(rows, cols), 1,
-                              dh * (kh - 1) - ph, dw * (kw - 1) - pw, work=grad_x.numel())
+                if m == 1:
+                    kernel, tasks, args, _ = _forward_plan(False, n, c, c, h, (kh, kw), (1, 1), (dh, dw),
+                                                           (dh * (kh - 1) - ph, dw * (kw - 1) - pw), x.dtype, window)
+                    run_tasks(kernel, tasks, g, flipped, zeros, grad_x.numpy(), *args, work=grad_x.numel())
                 else:
                     run_tasks(_correlate_nchw, n * c, g, flipped, zeros, grad_x.numpy(), m, rows, cols, 1, 1,
                               dh * (kh - 1) - ph, dw * (kw - 1) - pw, work=grad_x.numel())
@@ -1014,23 +964,24 @@ def _backward_per_multiplier(x: torch.Tensor, weight: torch.Tensor, grad: torch.
 
 class DepthwiseConv2dFunction(torch.autograd.Function):
     """y = depthwise_conv(x, w, b) on x (N, C, H, W) NCHW- or channels_last-contiguous (the output in the same
-    format), w (C·m, 1, kh, kw), b (C·m,) or None; the backward runs the kernels too."""
+    format), w (C·m, 1, kh, kw), b (C·m,) or None; the backward runs the kernels too. ``window`` as in
+    ``_forward_plan``."""
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
-                geometry: Geometry) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, geometry: Geometry,
+                window: bool = True) -> torch.Tensor:
         x, weight = x.detach(), weight.detach()
         ctx.save_for_backward(x, weight)
-        ctx.geometry, ctx.has_bias = geometry, bias is not None
-        return forward(x, weight, None if bias is None else bias.detach(), geometry)
+        ctx.geometry, ctx.has_bias, ctx.window = geometry, bias is not None, window
+        return forward(x, weight, None if bias is None else bias.detach(), geometry, window)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, weight = ctx.saved_tensors
         needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2] and ctx.has_bias)
         with torch.no_grad():
-            grad_x, grad_w, grad_b = backward(x, weight, grad.detach(), ctx.geometry, needs)
-        return grad_x, grad_w, grad_b, None
+            grad_x, grad_w, grad_b = backward(x, weight, grad.detach(), ctx.geometry, needs, ctx.window)
+        return grad_x, grad_w, grad_b, None, None
 
 
 def dense(x: torch.Tensor) -> torch.Tensor:
@@ -1048,41 +999,45 @@ def output_size(size: int, kernel: int, stride: int, dilation: int, before: int,
 
 
 def depthwise_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, stride: tuple[int, ...],
-                   padding_pairs: tuple[tuple[int, int], ...], dilation: tuple[int, ...]) -> torch.Tensor:
+                   padding_pairs: tuple[tuple[int, int], ...], dilation: tuple[int, ...],
+                   window: bool = True) -> torch.Tensor:
     """Depthwise 1-D or 2-D conv (groups = C, weight (C·m, 1, *k)) with zero (before, after) padding per dim, on
-    NCHW / NCL data or channels_last / NLC data; the output comes back in the input's layout."""
+    NCHW / NCL data or channels_last / NLC data; the output comes back in the input's layout. ``window``: a
+    channels_last 3×3 'same' conv runs ``depthwise_same``'s register windows (else the position tiles)."""
     if x.dim() == 3:  # (N, C, L) as (N, C, 1, L): NCL stays NCHW-contiguous, NLC becomes channels_last
         y = depthwise_conv(x.unsqueeze(2), weight.unsqueeze(2), bias, (1, *stride), ((0, 0), *padding_pairs),
-                           (1, *dilation))
+                           (1, *dilation), window)
         return y.squeeze(2)
     x = dense(x)
     kh, kw = weight.shape[2:]
     out = tuple(output_size(x.shape[2 + d], (kh, kw)[d], stride[d], dilation[d], *padding_pairs[d]) for d in range(2))
     geometry = (tuple(stride), tuple(dilation), tuple(lo for lo, _ in padding_pairs), out)
-    return DepthwiseConv2dFunction.apply(x, weight, bias, geometry)
+    return DepthwiseConv2dFunction.apply(x, weight, bias, geometry, window)
 
 
 Launch = Callable[[torch.Tensor, torch.Tensor, torch.Tensor | None], torch.Tensor]
 
 
 def _generic(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, *, stride: tuple[int, ...],
-             padding_pairs: tuple[tuple[int, int], ...], dilation: tuple[int, ...]) -> torch.Tensor:
-    return depthwise_conv(x, weight, bias, stride, padding_pairs, dilation)
+             padding_pairs: tuple[tuple[int, int], ...], dilation: tuple[int, ...], window: bool) -> torch.Tensor:
+    return depthwise_conv(x, weight, bias, stride, padding_pairs, dilation, window)
 
 
 @functools.lru_cache(maxsize=512)
 def planned_depthwise_conv(shape: tuple[int, ...], strides: tuple[int, ...], dtype: torch.dtype,
                            weight_shape: tuple[int, ...], stride: tuple[int, ...],
                            padding_pairs: tuple[tuple[int, int], ...], dilation: tuple[int, ...], grad: bool,
-                           threads: int) -> Launch:
+                           threads: int, window: bool = True) -> Launch:
     """f(x, weight, bias) = ``depthwise_conv(x, weight, bias, stride, padding_pairs, dilation)`` for inputs of this
     shape, strides and dtype, in this grad mode and thread count, with what depends only on them decided here once:
     the layout, the output size, the taps, the kernel and its split into chunks. Without grad on dense data
     (NCHW / NCL, channels_last / NLC) a call is one allocation, the numpy views and the kernel (inline in the
     calling thread when the work is one chunk; ``numpy(force=True)``: the CPU tensor's own memory, detached by
-    torch in one step); with grad, the autograd function on the planned geometry."""
+    torch in one step); with grad, the autograd function on the planned geometry. ``window`` as in
+    ``depthwise_conv``."""
     del threads  # part of the key only: ``tasks_runner`` reads torch.get_num_threads() now
-    generic: Launch = functools.partial(_generic, stride=stride, padding_pairs=padding_pairs, dilation=dilation)
+    generic: Launch = functools.partial(_generic, stride=stride, padding_pairs=padding_pairs, dilation=dilation,
+                                        window=window)
     dim = len(shape) - 2
     if dim not in (1, 2) or len(weight_shape) != dim + 2:
         return generic
@@ -1102,37 +1057,33 @@ def planned_depthwise_conv(shape: tuple[int, ...], strides: tuple[int, ...], dty
     if grad:
         geometry = ((sh, sw), (dh, dw), (ph, pw), (ho, wo))
         if dim == 1:
-            return lambda x, w, b: DepthwiseConv2dFunction.apply(x.unsqueeze(2), w.unsqueeze(2), b, geometry).squeeze(2)
-        return lambda x, w, b: DepthwiseConv2dFunction.apply(x, w, b, geometry)
-    rows, cols = tap_offsets((kh, kw), (dh, dw), dtype)
+            return lambda x, w, b: DepthwiseConv2dFunction.apply(x.unsqueeze(2), w.unsqueeze(2), b, geometry,
+                                                                 window).squeeze(2)
+        return lambda x, w, b: DepthwiseConv2dFunction.apply(x, w, b, geometry, window)
+    kernel, tasks, args, streamed = _forward_plan(nhwc, n, c, cm, ho, (kh, kw), (sh, sw), (dh, dw), (ph, pw), dtype,
+                                                  window)
+    run = tasks_runner(kernel, tasks, work=n * cm * ho * wo)
     zeros = torch.zeros(cm, dtype=dtype).numpy()
     out4 = (n, cm, ho, wo)
-    work = n * cm * ho * wo
-    if nchw:  # the kernels ``forward`` picks, with the same arguments
+    if nchw:
         x4, w3, out = (n, c, h, w), (cm, kh, kw), (out4 if dim == 2 else (n, cm, wo))
-        if sw == 1 and cm == c:
-            run, geometry = tasks_runner(_correlate_nchw_rows, n * cm, work=work), (*_taps(rows, cols), sh, ph, pw)
-        else:
-            run, geometry = tasks_runner(_correlate_nchw, n * c, work=work), (1, rows, cols, sh, sw, ph, pw)
 
         def launch_nchw(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
             y = torch.empty(out, dtype=dtype)
             run(x.numpy(force=True).reshape(x4), weight.numpy(force=True).reshape(w3),
-                zeros if bias is None else bias.numpy(force=True), y.numpy().reshape(out4), *geometry)
+                zeros if bias is None else bias.numpy(force=True), y.numpy().reshape(out4), *args)
             return y
 
         return launch_nchw
-    kernel, krows, kcols = _forward_nhwc_kernel(rows, cols, sw, cm // c)
-    run, geometry = tasks_runner(kernel, n * ho, work=work), (krows, kcols, sh, sw, ph, pw)
-    big = work * probe.element_size() >= STREAM_BYTES and cm % LANES == 0  # ``streams``, less the alignment
+    big = streamed and n * cm * ho * wo * probe.element_size() >= STREAM_BYTES and cm % LANES == 0  # ``streams``
+    flag = (lambda y: (big and y.data_ptr() % 64 == 0,)) if streamed else (lambda y: ())  # less the alignment
     taps = kh * kw
     if dim == 2:
         def launch_nhwc(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
             y = torch.empty(out4, dtype=dtype, memory_format=torch.channels_last)
             run(x.numpy(force=True).transpose(0, 2, 3, 1),
                 np.ascontiguousarray(weight.numpy(force=True).reshape(cm, taps).T),
-                zeros if bias is None else bias.numpy(force=True), y.numpy().transpose(0, 2, 3, 1), *geometry,
-                big and y.data_ptr() % 64 == 0)
+                zeros if bias is None else bias.numpy(force=True), y.numpy().transpose(0, 2, 3, 1), *args, *flag(y))
             return y
 
         return launch_nhwc
@@ -1141,8 +1092,7 @@ def planned_depthwise_conv(shape: tuple[int, ...], strides: tuple[int, ...], dty
         y = torch.empty((n, wo, cm), dtype=dtype)  # (N, L, C): the (N, C, L) output's NLC storage
         run(x.numpy(force=True).transpose(0, 2, 1).reshape(n, 1, w, c),
             np.ascontiguousarray(weight.numpy(force=True).reshape(cm, taps).T),
-            zeros if bias is None else bias.numpy(force=True), y.numpy().reshape(n, 1, wo, cm), *geometry,
-            big and y.data_ptr() % 64 == 0)
+            zeros if bias is None else bias.numpy(force=True), y.numpy().reshape(n, 1, wo, cm), *args, *flag(y))
         return y.permute(0, 2, 1)
 
     return launch_nlc

@@ -48,6 +48,7 @@ _CONV = {1: F.conv1d, 2: F.conv2d, 3: F.conv3d}
 
 # The measured choice between a conv's exact forms (per configuration and input key, see ``ConvNd.forms``).
 _CHOICE = FormChoice("ConvNd")
+KERNEL_TILES = "kernel, position tiles"  # convzoo's kernel without the register windows (``depthwise_same``)
 
 
 def to_numpy(t: torch.Tensor | None) -> Any:
@@ -177,23 +178,26 @@ class ConvNd(ConvzooLayer):
                 kernel = lambda m: flip_kernel(weight(m))  # noqa: E731
             else:
                 kernel = lambda m: frozen(m, "flipped", (weight(m),), lambda: flip_kernel(weight(m)))  # noqa: E731
-        if path in ("kernel", triton_forms.TRITON):  # convzoo's depthwise kernels: numba (CPU) or Triton (CUDA)
-            if path == "kernel":
+        if path in ("kernel", KERNEL_TILES, triton_forms.TRITON):  # convzoo's depthwise kernels: numba or Triton
+            window = path != KERNEL_TILES
+            if path != triton_forms.TRITON:
                 from ..kernels.depthwise import depthwise_conv as own_kernel
             else:
                 from ..kernels.triton_depthwise import depthwise_conv as own_kernel
             if self.padding_mode != "zeros":
                 mode, zero = self.padding_mode, tuple((0, 0) for _ in pairs)
                 return lambda m, x: own_kernel(pad_pairs(x, pairs, mode), kernel(m), bias(m), stride, zero, dilation)
-            if path == "kernel" and x is not None:  # layout, output size, taps and thread split decided once
+            if path != triton_forms.TRITON and x is not None:  # layout, output size, taps, threads decided once
                 from ..kernels.depthwise import planned_depthwise_conv
 
                 launch = planned_depthwise_conv(tuple(x.shape), x.stride(), x.dtype, tuple(self.weight.shape),
                                                 tuple(stride), tuple(pairs), tuple(dilation), torch.is_grad_enabled(),
-                                                torch.get_num_threads())
+                                                torch.get_num_threads(), window)
                 if kernel is weight and "weight" in self._parameters and "bias" in self._parameters:
                     return lambda m, x: launch(x, m._parameters["weight"], m._parameters["bias"])
                 return lambda m, x: launch(x, kernel(m), bias(m))
+            if path == KERNEL_TILES:
+                return lambda m, x: own_kernel(x, kernel(m), bias(m), stride, pairs, dilation, False)
             return lambda m, x: own_kernel(x, kernel(m), bias(m), stride, pairs, dilation)
         if path.startswith("channels_last"):
             return lambda m, x: depthwise_channels_last(x, kernel(m), bias(m), stride, pad, dilation)
@@ -203,7 +207,8 @@ class ConvNd(ConvzooLayer):
             return lambda m, x: depthwise_split(x, kernel(m), bias(m), stride, pad, dilation)
         if path != "native":
             raise ValueError(f"form={path!r} is not a form of {type(self).__name__}; its forms are 'native', "
-                             "'kernel', 'triton', 'channels_last …', 'split ×m' and 'matmul' (see forms(x))")
+                             f"'kernel', {KERNEL_TILES!r}, 'triton', 'channels_last …', 'split ×m' and 'matmul' "
+                             "(see forms(x))")
         op = _CONV[self.dim]
         if self.padding_mode != "zeros" or any(lo != hi for lo, hi in pairs):
             mode = self.padding_mode
@@ -222,11 +227,13 @@ class ConvNd(ConvzooLayer):
         """The exact forms of this conv on inputs like ``x`` ('native' first: torch's one conv call).
 
         On the CPU a depthwise conv (groups = C_in, 1-D or 2-D) adds convzoo's kernel ('kernel', numba; any
-        multiplier m, padding and format); with zero symmetric padding in 2-D it also has the rearrangements of
-        ``layers/fastpaths.py``: on NCHW data the channels_last round trip (one conv on NHWC data, m > 1 as a
-        repeated input) and, for m > 1, m multiplier-1 convs into the interleaved output ('split ×m'); on
-        channels_last data, for m > 1, the ×m repeat. A grouped 1×1 conv on NCHW data adds a batched matmul. A
-        depthwise conv with m > 1 in 1-D/2-D adds convzoo's Triton kernel ('triton') where Triton runs (CUDA)."""
+        multiplier m, padding and format); a 3×3 'same' with m = 1 on channels_last data also that kernel without
+        its register windows ('kernel, position tiles': faster where the windows spill). With zero symmetric
+        padding in 2-D it also has the rearrangements of ``layers/fastpaths.py``: on NCHW data the channels_last
+        round trip (one conv on NHWC data, m > 1 as a repeated input) and, for m > 1, m multiplier-1 convs into the
+        interleaved output ('split ×m'); on channels_last data, for m > 1, the ×m repeat. A grouped 1×1 conv on NCHW
+        data adds a batched matmul. A depthwise conv with m > 1 in 1-D/2-D adds convzoo's Triton kernel ('triton')
+        where Triton runs (CUDA)."""
         names = ["native"]
         if x.dim() != self.dim + 2:
             return names
@@ -239,8 +246,13 @@ class ConvNd(ConvzooLayer):
         if depthwise and self.dim in (1, 2) and "kernel" not in _CHOICE.failed:
             from ..kernels import cpu_kernels, runs_on
 
-            if runs_on(x, self.weight, self.bias) and cpu_kernels("depthwise", type(self).__name__) is not None:
+            kernels = cpu_kernels("depthwise", type(self).__name__) if runs_on(x, self.weight, self.bias) else None
+            if kernels is not None:
                 names.append("kernel")
+                if (is_channels_last(x) and self.padding_mode == "zeros" and KERNEL_TILES not in _CHOICE.failed
+                        and kernels.window_choice(tuple(self.weight.shape), m, self.stride, self.dilation,
+                                                  self.padding_pairs)):
+                    names.append(KERNEL_TILES)  # the register windows spill on some CPUs: timed against them
         if self.dim != 2 or self.padding_mode != "zeros" or any(lo != hi for lo, hi in self.padding_pairs):
             return names
         nchw = not is_channels_last(x)
@@ -282,7 +294,7 @@ class ConvNd(ConvzooLayer):
             return names[0]
         return _CHOICE.for_input(self._choice_config(), x, lambda: {n: lambda t, n=n: self.run_form(n, t)
                                                                    for n in names},
-                                 (self.weight, self.bias), fallible=("kernel", triton_forms.TRITON))
+                                 (self.weight, self.bias), fallible=("kernel", KERNEL_TILES, triton_forms.TRITON))
 
     def _choice_config(self) -> tuple[Any, ...]:
         """What besides the input decides which form is fastest."""

@@ -47,7 +47,7 @@ CASES: dict[str, tuple[Callable[[], nn.Module], int, int, dict[str, list[str]]]]
     "pointwise grouped, no bias": (lambda: cz.PointwiseConv2d(4, 8, groups=2, bias=False), 4, 3,
                                    {"contiguous": ["native", "matmul"], "channels_last": ["native"]}),
     "flattened": (lambda: cz.FlattenedConv2d(4, 6, 3, padding=1), 4, 6,
-                  {"contiguous": ["stages", ROUND_TRIP, *K], "channels_last": ["stages", *K]}),
+                  {"contiguous": ["stages", ROUND_TRIP, *K], "channels_last": ["stages", *K, *TILES]}),
     "flattened strided, asymmetric kernel": (lambda: cz.FlattenedConv2d(3, 4, (3, 2), stride=(2, 1), padding=(1, 0)),
                                              3, 7, {"contiguous": ["stages", ROUND_TRIP, *K],
                                                     "channels_last": ["stages", *K]}),

@@ -279,7 +279,7 @@ def test_separable_pair_kernel_matches_oracle(c, kh, kw, sh, sw, dh, dw, ph, pw,
     _check_pair(z, kh, kw, (sh, dh, ph, sw, dw, pw), seed)
 
 
-def _check_pair(z: torch.Tensor, kh: int, kw: int, geometry: tuple, seed: int) -> torch.Tensor:
+def _check_pair(z: torch.Tensor, kh: int, kw: int, geometry: tuple, seed: int, window: bool = True) -> torch.Tensor:
     """The pair kernel on z with drawn weights and biases against V then H by the NumPy oracle; its output."""
     from convzoo.kernels.separable_pair import separable_pair
 
@@ -288,7 +288,7 @@ def _check_pair(z: torch.Tensor, kh: int, kw: int, geometry: tuple, seed: int) -
     wv, bv = _input((c, 1, kh, 1), dtype, "contiguous", seed + 1), _input((c,), dtype, "contiguous", seed + 2)
     wh, bh = _input((c, 1, 1, kw), dtype, "contiguous", seed + 3), _input((c,), dtype, "contiguous", seed + 4)
     with torch.no_grad():
-        y = separable_pair(z, wv, bv, wh, bh, geometry)
+        y = separable_pair(z, wv, bv, wh, bh, geometry, window)
     v = ref.correlate(z.double().numpy(), wv.double().numpy(), bv.double().numpy(), (sh, 1), (ph, (0, 0)), (dh, 1),
                       groups=c)
     expected = ref.correlate(v, wh.double().numpy(), bh.double().numpy(), (1, sw), ((0, 0), pw), (1, dw), groups=c)
@@ -309,17 +309,23 @@ def test_separable_pair_kernel_on_wide_rows(c, h, w, kh, kw, sh, sw, dh, dw, ph,
     _check_pair(z, kh, kw, (sh, dh, ph, sw, dw, pw), seed)
 
 
-@settings(max_examples=15, deadline=None)
-@given(c=st.integers(1, 3), h=st.integers(1, 14), w=st.integers(1, 90),
-       ph=st.tuples(st.integers(0, 2), st.integers(0, 2)), pw_after=st.integers(0, 2),
-       dtype=st.sampled_from([torch.float64, torch.float32]), seed=st.integers(0, 99))
-def test_separable_pair_same_kernel_matches_oracle(c, h, w, ph, pw_after, dtype, seed):
-    """NCHW 3×1 then 1×3 at stride 1 with H padded by 1 before (flattened's pair): the kernel that keeps v in
-    registers, on rows shorter than a block, rows with partial blocks, tiles at both borders and short last tiles."""
+@settings(max_examples=25, deadline=None)
+@given(c=st.integers(1, 40), h=st.integers(1, 14), w=st.integers(1, 90),
+       ph=st.tuples(st.integers(0, 2), st.integers(0, 2)), pw_after=st.integers(0, 3),
+       dtype=st.sampled_from([torch.float64, torch.float32]), fmt=st.sampled_from(list(FORMATS)),
+       window=st.booleans(), seed=st.integers(0, 99))
+@example(c=20, h=12, w=37, ph=(1, 1), pw_after=1, dtype=torch.float32, fmt="channels_last", window=True, seed=1)
+@example(c=32, h=14, w=23, ph=(2, 0), pw_after=0, dtype=torch.float32, fmt="channels_last", window=True, seed=2)
+@example(c=16, h=12, w=19, ph=(0, 2), pw_after=3, dtype=torch.float64, fmt="channels_last", window=True, seed=3)
+def test_separable_pair_same_kernel_matches_oracle(c, h, w, ph, pw_after, dtype, fmt, window, seed):
+    """3×1 then 1×3 at stride 1 with H padded by 1 before (flattened's pair): the kernels that keep v in registers
+    (and on channels_last with ``window=False`` the position tiles), on rows shorter than a block, partial blocks
+    (NCHW) and channel blocks (channels_last), tiles at both borders, short last tiles, columns only the padding
+    reads."""
     if h + sum(ph) < 3 or w + pw_after < 2:
         return
-    z = _input((2, c, h, w), dtype, "contiguous", seed)
-    _check_pair(z, 3, 3, (1, 1, ph, 1, 1, (1, pw_after)), seed)
+    z = _input((2, c, h, w), dtype, fmt, seed)
+    _check_pair(z, 3, 3, (1, 1, ph, 1, 1, (1, pw_after)), seed, window)
 
 
 @pytest.mark.parametrize("w", [8, 11, 30])

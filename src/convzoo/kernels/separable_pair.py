@@ -12,9 +12,10 @@ blocks of LANES columns accumulates in registers and goes to a zero-padded buffe
 a time; other strides go one row and one vector at a time (``_pair_nchw``). channels_last, one task per output row,
 LANES channels at a time: at H's stride 1 and dilation 1 with kw <= 3 (``_pair_nhwc_dense``) v stays in registers
 (each tile of 8 outputs computes the 10 positions of v it reads); otherwise V's row goes to a zero-padded row buffer
-first (``_pair_nhwc``). Large channels_last outputs are written in address order with non-temporal stores, as in
-the depthwise kernel. The backward recomputes v with the depthwise kernel and runs the depthwise kernels' backward
-for H, then V.
+first (``_pair_nhwc``); flattened's pair (``_pair_nhwc_same``) walks the columns of a tile of 4 output rows with
+v's values of the column and the three open outputs of each row in registers. Large channels_last outputs are
+written with non-temporal stores, as in the depthwise kernel. The backward recomputes v with the depthwise kernel
+and runs the depthwise kernels' backward for H, then V.
 """
 
 from __future__ import annotations
@@ -408,6 +409,83 @@ def _pair_nhwc_dense(begin: int, end: int, z: Any, wv: Any, bv: Any, wh: Any, bh
     keep_alive(scratch)
 
 
+@njit(fastmath=_FAST, inline="always")
+def _window_step(acc: Any, vt: Any, wv: Any, wh: Any, xv: Any, bv: Any, bh: Any, src: Any, out: Any, x_at: int,
+                 y_at: int, mask: int, top: int, h_: int, row_x: int, row_y: int, rows_left: int, checks: bool,
+                 x_on: bool, y_on: bool, stream: bool) -> None:  # pragma: no cover - compiled
+    """One step of ``_pair_nhwc_same`` at column iw: v at (tile row j, iw) from input rows top + j + i (if x_on:
+    the column is inside the row; else v is H's zero padding), added by H's taps to the open outputs (slot
+    3 j + s: position iw − 1 + s; tap t into slot 2 − t); then position iw − 1 of each row is stored (if y_on;
+    non-temporal if ``stream``, only where checks is False) and the slots move down, the last from b_H."""
+    if x_on:
+        for j in range(_SAME_ROWS):
+            copy_at(vt, j * LANES, bv, 0)
+        for u in range(_SAME_ROWS + 2):  # input row top + u feeds v's rows u − i (tap i)
+            if not checks or 0 <= top + u < h_:
+                load_at(xv, 0, src, x_at + u * row_x, mask)
+                for i in range(3):
+                    if 0 <= u - i < _SAME_ROWS:
+                        fma_at(vt, (u - i) * LANES, wv, i * LANES, xv, 0)
+        for j in range(_SAME_ROWS):
+            for t in range(3):
+                fma_at(acc, (3 * j + 2 - t) * LANES, wh, t * LANES, vt, j * LANES)
+    if y_on:
+        for j in range(_SAME_ROWS):
+            if stream:
+                stream_at(acc, 3 * j * LANES, out, y_at + j * row_y)
+            elif not checks or j < rows_left:
+                store_at(acc, 3 * j * LANES, out, y_at + j * row_y, mask)
+    for j in range(_SAME_ROWS):
+        copy_at(acc, 3 * j * LANES, acc, (3 * j + 1) * LANES)
+        copy_at(acc, (3 * j + 1) * LANES, acc, (3 * j + 2) * LANES)
+        copy_at(acc, (3 * j + 2) * LANES, bh, 0)
+
+
+@njit(fastmath=_FAST)
+def _pair_nhwc_same(begin: int, end: int, z: Any, wv: Any, bv: Any, wh: Any, bh: Any, y: Any, ph: int,
+                    stream: bool) -> None:  # pragma: no cover - compiled
+    """``_pair_nhwc_dense`` for 3×1 then 1×3 at stride 1 with H padded by one column before (flattened's pair):
+    z (N, H, W, C), wv and wh (3, C), biases (C,), y (N, Ho, Wo, C). Tasks: (n, tile of _SAME_ROWS output rows);
+    per block of LANES channels the tile walks the columns iw = 0 … Wo: each column's _SAME_ROWS + 2 input vectors
+    give v's _SAME_ROWS values there (in registers), which H adds to the three open outputs of their row; the one
+    completed is stored. No position of v is computed twice; the steps inside the map test nothing."""
+    h_, w_, c_ = z.shape[1], z.shape[2], z.shape[3]
+    ho, wo = y.shape[1], y.shape[2]
+    s1, o1 = borrowed(z.ravel()), borrowed(y.ravel())
+    wv1, wh1, bv1, bh1 = borrowed(wv.ravel()), borrowed(wh.ravel()), borrowed(bv), borrowed(bh)
+    acc, vt, wvt, wht = tile(s1, _V_SLOTS), tile(s1, _SAME_ROWS), tile(s1, 3), tile(s1, 3)
+    xv, bvt, bht = block(s1), block(s1), block(s1)
+    tiles = (ho + _SAME_ROWS - 1) // _SAME_ROWS
+    row_x, row_y = w_ * c_, wo * c_
+    steady = min(w_, wo + 1)  # steps 1 … steady − 1 read a column and store a position
+    for task in range(begin, end):
+        n = task // tiles
+        oh0 = (task - n * tiles) * _SAME_ROWS
+        top = oh0 - ph
+        inside = top >= 0 and top + _SAME_ROWS + 1 < h_ and oh0 + _SAME_ROWS <= ho
+        for c0 in range(0, c_, LANES):
+            mask = lanes(0, min(LANES, c_ - c0))
+            for k in range(3):
+                load_at(wvt, k * LANES, wv1, k * c_ + c0, mask)
+                load_at(wht, k * LANES, wh1, k * c_ + c0, mask)
+            load_at(bvt, 0, bv1, c0, mask)
+            load_at(bht, 0, bh1, c0, mask)
+            for k in range(_V_SLOTS):
+                copy_at(acc, k * LANES, bht, 0)
+            x_at = (n * h_ + top) * row_x + c0
+            y_at = (n * ho + oh0) * row_y - c_ + c0  # position −1 of the tile's first row
+            whole = inside and mask == FULL
+            for iw in range(wo + 1):
+                if whole and 1 <= iw < steady:
+                    _window_step(acc, vt, wvt, wht, xv, bvt, bht, s1, o1, x_at + iw * c_, y_at + iw * c_, FULL, top,
+                                 h_, row_x, row_y, ho - oh0, False, True, True, stream)
+                else:
+                    _window_step(acc, vt, wvt, wht, xv, bvt, bht, s1, o1, x_at + iw * c_, y_at + iw * c_, mask, top,
+                                 h_, row_x, row_y, ho - oh0, True, iw < w_, iw >= 1, False)
+    if stream:
+        store_fence()  # the streamed stores visible before the caller (or another thread) reads y
+
+
 PairGeometry = tuple[int, int, tuple[int, int], int, int, tuple[int, int]]  # V: s, d, pads; H: s, d, pads
 
 
@@ -417,7 +495,7 @@ class SeparablePairFunction(torch.autograd.Function):
 
     @staticmethod
     def forward(ctx: Any, z: torch.Tensor, wv: torch.Tensor, bv: torch.Tensor | None, wh: torch.Tensor,
-                bh: torch.Tensor | None, geometry: PairGeometry) -> torch.Tensor:
+                bh: torch.Tensor | None, geometry: PairGeometry, window: bool = True) -> torch.Tensor:
         sh, dh, (ph0, ph1), sw, dw, (pw0, pw1) = geometry
         n, c, h, w = z.shape
         kh, kw = wv.shape[2], wh.shape[3]
@@ -431,7 +509,10 @@ class SeparablePairFunction(torch.autograd.Function):
             y = torch.empty((n, c, rows, wo), dtype=z.dtype, memory_format=torch.channels_last)
             arrays = (zd.permute(0, 2, 3, 1).numpy(), wv.detach().reshape(c, kh).t().contiguous().numpy(), b_v.numpy(),
                       wh.detach().reshape(c, kw).t().contiguous().numpy(), b_h.numpy(), y.permute(0, 2, 3, 1).numpy())
-            if sw == 1 and dw == 1 and kw <= _H_TAPS and wo >= _TILE:
+            if window and same_pair((kh, kw), (sh, sw), (dh, dw), pw0):
+                tasks = n * -(-rows // _SAME_ROWS)
+                run_tasks(_pair_nhwc_same, tasks, *arrays, ph0, streams(y), work=y.numel())
+            elif sw == 1 and dw == 1 and kw <= _H_TAPS and wo >= _TILE:
                 run_tasks(_pair_nhwc_dense, n * rows, *arrays, sh, dh, ph0, pw0, streams(y), work=y.numel())
             else:
                 run_tasks(_pair_nhwc, n * rows, *arrays, sh, dh, ph0, sw, dw, pw0, streams(y), work=y.numel())
@@ -439,7 +520,7 @@ class SeparablePairFunction(torch.autograd.Function):
             y = torch.empty((n, c, rows, wo), dtype=z.dtype)
             planes = (zd.contiguous().numpy(), wv.detach().reshape(c, kh).numpy(), b_v.numpy(),
                       wh.detach().reshape(c, kw).numpy(), b_h.numpy(), y.numpy())
-            if (kh, kw, sh, dh, sw, dw, pw0) == (3, 3, 1, 1, 1, 1, 1):
+            if same_pair((kh, kw), (sh, sw), (dh, dw), pw0):
                 run_tasks(_pair_nchw_same, n * c, *planes, ph0, work=y.numel())
             elif sw == 1:
                 run_tasks(_pair_nchw_rows, n * c, *planes, np.arange(kh, dtype=np.int64) * dh, sh, ph0, dw, pw0,
@@ -462,12 +543,21 @@ class SeparablePairFunction(torch.autograd.Function):
         wanted = [t for t in inputs if t is not None and t.requires_grad]
         found = iter(torch.autograd.grad(y, wanted, grad)) if wanted else iter(())
         grads = tuple(next(found) if t is not None and t.requires_grad else None for t in inputs)
-        return (*grads, None)
+        return (*grads, None, None)
 
 
 def separable_pair(z: torch.Tensor, wv: torch.Tensor, bv: torch.Tensor | None, wh: torch.Tensor,
-                   bh: torch.Tensor | None, geometry: PairGeometry) -> torch.Tensor:
+                   bh: torch.Tensor | None, geometry: PairGeometry, window: bool = True) -> torch.Tensor:
     """H(V(z)) with V a per-channel (kh×1) conv and H a per-channel (1×kw) conv (weights (C, 1, kh, 1) and
-    (C, 1, 1, kw)), geometry = (V stride, V dilation, V (before, after) padding, H stride, H dilation, H padding)."""
+    (C, 1, 1, kw)), geometry = (V stride, V dilation, V (before, after) padding, H stride, H dilation, H padding).
+    ``window``: on channels_last data, flattened's 3×1 then 1×3 runs ``_pair_nhwc_same`` (else the position
+    tiles of ``_pair_nhwc_dense``, faster where the window spills: the layer times both)."""
     z = dense(z)
-    return SeparablePairFunction.apply(z, wv, bv, wh, bh, geometry)
+    return SeparablePairFunction.apply(z, wv, bv, wh, bh, geometry, window)
+
+
+def same_pair(kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int], pad_w: int) -> bool:
+    """Whether the pair is flattened's 3×1 then 1×3 at stride 1 and dilation 1 with H padded by one column before
+    (kernel = (kh, kw), stride = (V's, H's), …): the register-window kernels run it, and on channels_last data
+    ``window`` chooses between them and the position tiles."""
+    return (*kernel, *stride, *dilation, pad_w) == (3, 3, 1, 1, 1, 1, 1)

@@ -17,8 +17,8 @@ from torch import nn
 from ..arithmetic.cost import LayerCost, sequential_cost
 from ..geometry import IntOrTuple, Padding
 from .base import Alternative, ConvzooLayer, Stage
-from .conv import native_conv_call
-from .fastpaths import nchw_on_cpu
+from .conv import KERNEL_TILES, native_conv_call
+from .fastpaths import is_channels_last, nchw_on_cpu
 from .form_choice import FormChoice, is_tracing
 from .pointwise import PointwiseConv2d
 from .separable import column_then_row
@@ -90,23 +90,26 @@ class FlattenedConv2d(ConvzooLayer, nn.Module):
         """The output computed by form ``name`` (one of ``forms(x)``): the three stages on the input's layout, each
         running its own measured form ('stages'); the same on channels_last data, converted once in and once out
         ('channels_last round trip', NCHW input); or L, then V∘H fused in convzoo's kernel ('kernel': V's output
-        never reaches memory)."""
+        never reaches memory; 'kernel, position tiles': the same without the register windows of a 3×3 'same' on
+        channels_last data)."""
         if name == "stages":
             return self.horizontal(self.vertical(self.lateral(x)))
         if name == "channels_last round trip":  # one NCHW → NHWC copy in and one back, not one per stage
             return self.horizontal(self.vertical(self.lateral(x.contiguous(memory_format=torch.channels_last)))
                                    ).contiguous()
-        if name == "kernel":
+        if name in ("kernel", KERNEL_TILES):
             from ..kernels.separable_pair import separable_pair
 
             v, h = self.vertical, self.horizontal
             geometry = (v.stride[0], v.dilation[0], v.padding_pairs[0], h.stride[1], h.dilation[1], h.padding_pairs[1])
-            return separable_pair(self.lateral(x), v.kernel(), v.bias, h.kernel(), h.bias, geometry)
+            return separable_pair(self.lateral(x), v.kernel(), v.bias, h.kernel(), h.bias, geometry,
+                                  name == "kernel")
         raise ValueError(f"form={name!r} is not one of {self.forms(x)} for FlattenedConv2d")
 
     def forms(self, x: torch.Tensor) -> list[str]:
         """The exact forms on inputs like ``x`` (see ``run_form``): 'stages' everywhere, the channels_last round
-        trip for NCHW data on the CPU, convzoo's fused V∘H kernel on the CPU (zero padding)."""
+        trip for NCHW data on the CPU, convzoo's fused V∘H kernel on the CPU (zero padding), and for a 3×3 'same'
+        on channels_last data that kernel without its register windows (they spill on some CPUs: timed)."""
         names = ["stages"]
         if nchw_on_cpu(x):
             names.append("channels_last round trip")
@@ -114,8 +117,14 @@ class FlattenedConv2d(ConvzooLayer, nn.Module):
             from ..kernels import cpu_kernels, runs_on
 
             params = (self.vertical.weight, self.vertical.bias, self.horizontal.weight, self.horizontal.bias)
-            if runs_on(x, *params) and cpu_kernels("separable_pair", "FlattenedConv2d") is not None:
+            kernels = cpu_kernels("separable_pair", "FlattenedConv2d") if runs_on(x, *params) else None
+            if kernels is not None:
                 names.append("kernel")
+                v, h = self.vertical, self.horizontal
+                if (is_channels_last(x) and KERNEL_TILES not in _CHOICE.failed
+                        and kernels.same_pair((v.kernel_size[0], h.kernel_size[1]), (v.stride[0], h.stride[1]),
+                                              (v.dilation[0], h.dilation[1]), h.padding_pairs[1][0])):
+                    names.append(KERNEL_TILES)
         return names
 
     @property
@@ -145,7 +154,7 @@ class FlattenedConv2d(ConvzooLayer, nn.Module):
                   self.padding_pairs, self.padding_mode, self.lateral.bias is not None)
         params = [p for conv in (self.lateral, self.vertical, self.horizontal) for p in (conv.weight, conv.bias)]
         return _CHOICE.for_input(config, x, lambda: {n: lambda t, n=n: self.run_form(n, t) for n in names}, params,
-                                 fallible=("kernel",))
+                                 fallible=("kernel", KERNEL_TILES))
 
     def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
         """Three convs: N·H·W·C_out·C_in (1×1) + N·H_mid·W·C_out·kh (k×1 depthwise) + N·H_out·W_out·C_out·kw

@@ -25,7 +25,9 @@ from typing import Any
 import numpy as np
 import torch
 
-from .depthwise import dense, depthwise_conv, output_size, streams
+from .depthwise import backward as depthwise_backward
+from .depthwise import dense, output_size, streams
+from .depthwise import forward as depthwise_forward
 from .numba_runtime import njit, run_tasks
 from .simd import (
     FULL,
@@ -533,17 +535,27 @@ class SeparablePairFunction(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        """v = V(z) recomputed by the depthwise kernel, then H's backward (∂v, ∂w_H, ∂b_H) and V's (∂z, ∂w_V,
+        ∂b_V) by the depthwise kernels' backward: no autograd graph, and y is not computed again."""
         z, wv, bv, wh, bh = ctx.saved_tensors
-        sh, dh, pairs_h, sw, dw, pairs_w = ctx.geometry
-        inputs = [t.detach().requires_grad_(need) if t is not None else None
-                  for t, need in zip((z, wv, bv, wh, bh), ctx.needs_input_grad[:5])]
-        with torch.enable_grad():  # V then H by the depthwise kernels (v recomputed); their backward runs kernels
-            v = depthwise_conv(inputs[0], inputs[1], inputs[2], (sh, 1), (pairs_h, (0, 0)), (dh, 1))
-            y = depthwise_conv(v, inputs[3], inputs[4], (1, sw), ((0, 0), pairs_w), (1, dw))
-        wanted = [t for t in inputs if t is not None and t.requires_grad]
-        found = iter(torch.autograd.grad(y, wanted, grad)) if wanted else iter(())
-        grads = tuple(next(found) if t is not None and t.requires_grad else None for t in inputs)
-        return (*grads, None, None)
+        sh, dh, (ph0, ph1), sw, dw, (pw0, pw1) = ctx.geometry
+        need_z, need_wv, need_bv, need_wh, need_bh = ctx.needs_input_grad[:5]
+        h, w = z.shape[2:]
+        kh, kw = wv.shape[2], wh.shape[3]
+        rows, wo = output_size(h, kh, sh, dh, ph0, ph1), output_size(w, kw, sw, dw, pw0, pw1)
+        along_h = ((sh, 1), (dh, 1), (ph0, 0), (rows, w))  # V as a depthwise conv's geometry, then H
+        along_w = ((1, sw), (1, dw), (0, pw0), (rows, wo))
+        need_v = need_z or need_wv or need_bv
+        with torch.no_grad():
+            zd, wv, wh = z.detach(), wv.detach(), wh.detach()
+            v = depthwise_forward(zd, wv, None if bv is None else bv.detach(), along_h)
+            grad_v, grad_wh, grad_bh = depthwise_backward(v, wh, grad.detach(), along_w,
+                                                          (need_v, need_wh, need_bh and bh is not None))
+            grad_z = grad_wv = grad_bv = None
+            if need_v:
+                grad_z, grad_wv, grad_bv = depthwise_backward(zd, wv, grad_v, along_h,
+                                                              (need_z, need_wv, need_bv and bv is not None))
+        return grad_z, grad_wv, grad_bv, grad_wh, grad_bh, None, None
 
 
 def separable_pair(z: torch.Tensor, wv: torch.Tensor, bv: torch.Tensor | None, wh: torch.Tensor,

@@ -383,6 +383,31 @@ def test_global_depthwise_and_pair_gradcheck(fmt):
 
 
 @pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize(("bias", "input_grad"), [(True, True), (False, True), (True, False)])
+@pytest.mark.parametrize("geometry", [(1, 1, (1, 1), 1, 1, (1, 1)), (2, 2, (2, 0), 1, 2, (0, 3)),
+                                      (1, 1, (0, 2), 2, 1, (1, 0))])
+def test_separable_pair_backward_matches_torch(fmt, bias, input_grad, geometry):
+    """The pair's backward (the depthwise kernels' backward for H, then V, on v recomputed) against torch's fp64
+    autograd through V then H as two convs: with and without biases, with and without ∂z wanted."""
+    from convzoo.kernels.separable_pair import separable_pair
+
+    sh, dh, ph, sw, dw, pw = geometry
+    z = _input((2, 5, 9, 11), torch.float64, fmt, 51).requires_grad_(input_grad)
+    wv = _input((5, 1, 3, 1), torch.float64, "contiguous", 52).requires_grad_(True)
+    wh = _input((5, 1, 1, 2), torch.float64, "contiguous", 53).requires_grad_(True)
+    bv, bh = ((_input((5,), torch.float64, "contiguous", s).requires_grad_(True) for s in (54, 55)) if bias
+              else (None, None))
+    y = separable_pair(z, wv, bv, wh, bh, geometry)
+    v = torch.nn.functional.conv2d(torch.nn.functional.pad(z, (0, 0, *ph)), wv, bv, (sh, 1), 0, (dh, 1), 5)
+    expected = torch.nn.functional.conv2d(torch.nn.functional.pad(v, (*pw, 0, 0)), wh, bh, (1, sw), 0, (1, dw), 5)
+    assert _relative(y, expected.detach().numpy()) < TOLERANCE[torch.float64]
+    g = _input(tuple(y.shape), torch.float64, "contiguous", 56)
+    wanted = [t for t in (z, wv, bv, wh, bh) if t is not None and t.requires_grad]
+    for got, want in zip(torch.autograd.grad(y, wanted, g), torch.autograd.grad(expected, wanted, g), strict=True):
+        assert _relative(got, want.numpy()) < TOLERANCE[torch.float64]
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
 @pytest.mark.parametrize("bad", [float("nan"), float("inf")])
 def test_nan_and_inf_reach_exactly_the_outputs_that_read_them(bad, fmt):
     """One NaN (or Inf) input: the outputs whose window reads it are NaN (or ±Inf / NaN), every other output stays

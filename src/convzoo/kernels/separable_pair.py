@@ -550,11 +550,11 @@ class SeparablePairFunction(torch.autograd.Function):
             zd, wv, wh = z.detach(), wv.detach(), wh.detach()
             v = depthwise_forward(zd, wv, None if bv is None else bv.detach(), along_h)
             grad_v, grad_wh, grad_bh = depthwise_backward(v, wh, grad.detach(), along_w,
-                                                          (need_v, need_wh, need_bh and bh is not None))
+                                                          (need_v, need_wh, need_bh))
             grad_z = grad_wv = grad_bv = None
             if need_v:
                 grad_z, grad_wv, grad_bv = depthwise_backward(zd, wv, grad_v, along_h,
-                                                              (need_z, need_wv, need_bv and bv is not None))
+                                                              (need_z, need_wv, need_bv))
         return grad_z, grad_wv, grad_bv, grad_wh, grad_bh, None, None
 
 

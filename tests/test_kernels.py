@@ -14,6 +14,7 @@ import textwrap
 import threading
 import time
 import warnings
+from collections.abc import Callable
 
 import numpy as np
 import pytest
@@ -40,6 +41,22 @@ def _relative(y: torch.Tensor, expected: np.ndarray) -> float:
 def _input(shape: tuple[int, ...], dtype: torch.dtype, fmt: str, seed: int) -> torch.Tensor:
     x = torch.rand(shape, generator=torch.Generator().manual_seed(seed), dtype=torch.float64).mul(2).sub(1).to(dtype)
     return x.contiguous(memory_format=FORMATS[fmt]) if x.dim() == 4 else x
+
+
+def same_3x3_cases(test: Callable[..., None]) -> Callable[..., None]:
+    """Draws for the 3×3 'same' register-window kernels (stride 1, one column of padding before): channel counts
+    with partial blocks, short and long rows and columns, both formats, with and without the windows; and three
+    cases that always reach the whole tiles inside the map (the steps that test nothing)."""
+    for case in ((20, 12, 37, (1, 1), 1, torch.float32, 1), (32, 14, 23, (2, 0), 0, torch.float32, 2),
+                 (16, 12, 19, (0, 2), 3, torch.float64, 3)):
+        c, h, w, ph, pw_after, dtype, seed = case
+        test = example(c=c, h=h, w=w, ph=ph, pw_after=pw_after, dtype=dtype, fmt="channels_last", window=True,
+                       seed=seed)(test)
+    drawn = given(c=st.integers(1, 40), h=st.integers(1, 14), w=st.integers(1, 90),
+                  ph=st.tuples(st.integers(0, 2), st.integers(0, 2)), pw_after=st.integers(0, 3),
+                  dtype=st.sampled_from([torch.float64, torch.float32]), fmt=st.sampled_from(list(FORMATS)),
+                  window=st.booleans(), seed=st.integers(0, 99))(test)
+    return settings(max_examples=12, deadline=None)(drawn)
 
 
 @st.composite
@@ -138,14 +155,7 @@ def test_depthwise_unrolled_sizes_match_oracle(kernel, fmt, dtype):
             assert _relative(got, want.numpy()) < 10 * TOLERANCE[dtype]
 
 
-@settings(max_examples=12, deadline=None)
-@given(c=st.integers(1, 40), h=st.integers(1, 14), w=st.integers(1, 90),
-       ph=st.tuples(st.integers(0, 2), st.integers(0, 2)), pw_after=st.integers(0, 3),
-       dtype=st.sampled_from([torch.float64, torch.float32]), fmt=st.sampled_from(list(FORMATS)),
-       window=st.booleans(), seed=st.integers(0, 99))
-@example(c=20, h=12, w=37, ph=(1, 1), pw_after=1, dtype=torch.float32, fmt="channels_last", window=True, seed=1)
-@example(c=32, h=14, w=23, ph=(2, 0), pw_after=0, dtype=torch.float32, fmt="channels_last", window=True, seed=2)
-@example(c=16, h=12, w=19, ph=(0, 2), pw_after=3, dtype=torch.float64, fmt="channels_last", window=True, seed=3)
+@same_3x3_cases
 def test_depthwise_same_3x3_matches_oracle(c, h, w, ph, pw_after, dtype, fmt, window, seed):
     """3×3 at stride 1 with one column of padding before: the register-window kernels of ``depthwise_same`` (the
     forward, ∂x as the flipped kernel with the same padding, and on channels_last ∂w and ∂b), and on channels_last
@@ -309,14 +319,7 @@ def test_separable_pair_kernel_on_wide_rows(c, h, w, kh, kw, sh, sw, dh, dw, ph,
     _check_pair(z, kh, kw, (sh, dh, ph, sw, dw, pw), seed)
 
 
-@settings(max_examples=12, deadline=None)
-@given(c=st.integers(1, 40), h=st.integers(1, 14), w=st.integers(1, 90),
-       ph=st.tuples(st.integers(0, 2), st.integers(0, 2)), pw_after=st.integers(0, 3),
-       dtype=st.sampled_from([torch.float64, torch.float32]), fmt=st.sampled_from(list(FORMATS)),
-       window=st.booleans(), seed=st.integers(0, 99))
-@example(c=20, h=12, w=37, ph=(1, 1), pw_after=1, dtype=torch.float32, fmt="channels_last", window=True, seed=1)
-@example(c=32, h=14, w=23, ph=(2, 0), pw_after=0, dtype=torch.float32, fmt="channels_last", window=True, seed=2)
-@example(c=16, h=12, w=19, ph=(0, 2), pw_after=3, dtype=torch.float64, fmt="channels_last", window=True, seed=3)
+@same_3x3_cases
 def test_separable_pair_same_kernel_matches_oracle(c, h, w, ph, pw_after, dtype, fmt, window, seed):
     """3×1 then 1×3 at stride 1 with H padded by 1 before (flattened's pair): the kernels that keep v in registers
     (and on channels_last with ``window=False`` the position tiles), on rows shorter than a block, partial blocks

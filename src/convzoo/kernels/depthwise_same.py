@@ -133,6 +133,16 @@ def correlate_nchw_same(begin: int, end: int, src: Any, w: Any, b: Any, out: Any
             _nchw_tile(xt, wt, acc, s1, o1, b[c], x_at, y_at, top, h_, w_, wo, ho - oh0, inside)
 
 
+@njit(inline="always")
+def window_tile(task: int, tiles: int, ph: int, h_: int, ho: int) -> tuple[int, int, int, bool]:  # pragma: no cover
+    """Task (n, tile) of a channels_last window kernel with ``tiles`` tiles per sample: (n, its first output row oh0,
+    the first input row it reads top = oh0 − ph, whether all its rows lie inside the map: nothing to test)."""
+    n = task // tiles
+    oh0 = (task - n * tiles) * WINDOW_ROWS
+    top = oh0 - ph
+    return n, oh0, top, top >= 0 and top + WINDOW_ROWS + 1 < h_ and oh0 + WINDOW_ROWS <= ho
+
+
 @njit(fastmath=_FAST, inline="always")
 def _nhwc_step(acc: Any, wt: Any, xv: Any, bias: Any, src: Any, out: Any, x_at: int, y_at: int, mask: int, top: int,
                h_: int, row_x: int, row_y: int, rows_left: int, checks: bool, x_on: bool, y_on: bool,
@@ -176,10 +186,7 @@ def correlate_nhwc_same(begin: int, end: int, x: Any, w: Any, b: Any, y: Any, ph
     row_x, row_y = w_ * c_, wo * c_
     steady = min(w_, wo + 1)  # steps 1 … steady − 1 load a column and store a position
     for task in range(begin, end):
-        n = task // tiles
-        oh0 = (task - n * tiles) * WINDOW_ROWS
-        top = oh0 - ph
-        inside = top >= 0 and top + WINDOW_ROWS + 1 < h_ and oh0 + WINDOW_ROWS <= ho
+        n, oh0, top, inside = window_tile(task, tiles, ph, h_, ho)
         for c0 in range(0, c_, LANES):
             mask = lanes(0, min(LANES, c_ - c0))
             for k in range(9):
@@ -243,10 +250,7 @@ def weight_grad_nhwc_same(begin: int, end: int, x: Any, g: Any, partial: Any, ti
     for k in range(begin, end):
         base = k * 12 * c_
         for task in range(k * tiles_per_chunk, min((k + 1) * tiles_per_chunk, n_ * tiles)):
-            n = task // tiles
-            oh0 = (task - n * tiles) * WINDOW_ROWS
-            top = oh0 - ph
-            inside = top >= 0 and top + WINDOW_ROWS + 1 < h_ and oh0 + WINDOW_ROWS <= ho
+            n, oh0, top, inside = window_tile(task, tiles, ph, h_, ho)
             for c0 in range(0, c_, LANES):
                 mask = lanes(0, min(LANES, c_ - c0))
                 for s in range(_SUMS):

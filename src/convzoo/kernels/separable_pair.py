@@ -28,6 +28,7 @@ import torch
 from .depthwise import backward as depthwise_backward
 from .depthwise import dense, output_size, streams
 from .depthwise import forward as depthwise_forward
+from .depthwise_same import WINDOW_ROWS, window_tile
 from .numba_runtime import njit, run_tasks
 from .simd import (
     FULL,
@@ -420,24 +421,24 @@ def _window_step(acc: Any, vt: Any, wv: Any, wh: Any, xv: Any, bv: Any, bh: Any,
     3 j + s: position iw − 1 + s; tap t into slot 2 − t); then position iw − 1 of each row is stored (if y_on;
     non-temporal if ``stream``, only where checks is False) and the slots move down, the last from b_H."""
     if x_on:
-        for j in range(_SAME_ROWS):
+        for j in range(WINDOW_ROWS):
             copy_at(vt, j * LANES, bv, 0)
-        for u in range(_SAME_ROWS + 2):  # input row top + u feeds v's rows u − i (tap i)
+        for u in range(WINDOW_ROWS + 2):  # input row top + u feeds v's rows u − i (tap i)
             if not checks or 0 <= top + u < h_:
                 load_at(xv, 0, src, x_at + u * row_x, mask)
                 for i in range(3):
-                    if 0 <= u - i < _SAME_ROWS:
+                    if 0 <= u - i < WINDOW_ROWS:
                         fma_at(vt, (u - i) * LANES, wv, i * LANES, xv, 0)
-        for j in range(_SAME_ROWS):
+        for j in range(WINDOW_ROWS):
             for t in range(3):
                 fma_at(acc, (3 * j + 2 - t) * LANES, wh, t * LANES, vt, j * LANES)
     if y_on:
-        for j in range(_SAME_ROWS):
+        for j in range(WINDOW_ROWS):
             if stream:
                 stream_at(acc, 3 * j * LANES, out, y_at + j * row_y)
             elif not checks or j < rows_left:
                 store_at(acc, 3 * j * LANES, out, y_at + j * row_y, mask)
-    for j in range(_SAME_ROWS):
+    for j in range(WINDOW_ROWS):
         copy_at(acc, 3 * j * LANES, acc, (3 * j + 1) * LANES)
         copy_at(acc, (3 * j + 1) * LANES, acc, (3 * j + 2) * LANES)
         copy_at(acc, (3 * j + 2) * LANES, bh, 0)
@@ -447,24 +448,21 @@ def _window_step(acc: Any, vt: Any, wv: Any, wh: Any, xv: Any, bv: Any, bh: Any,
 def _pair_nhwc_same(begin: int, end: int, z: Any, wv: Any, bv: Any, wh: Any, bh: Any, y: Any, ph: int,
                     stream: bool) -> None:  # pragma: no cover - compiled
     """``_pair_nhwc_dense`` for 3×1 then 1×3 at stride 1 with H padded by one column before (flattened's pair):
-    z (N, H, W, C), wv and wh (3, C), biases (C,), y (N, Ho, Wo, C). Tasks: (n, tile of _SAME_ROWS output rows);
-    per block of LANES channels the tile walks the columns iw = 0 … Wo: each column's _SAME_ROWS + 2 input vectors
-    give v's _SAME_ROWS values there (in registers), which H adds to the three open outputs of their row; the one
+    z (N, H, W, C), wv and wh (3, C), biases (C,), y (N, Ho, Wo, C). Tasks: (n, tile of WINDOW_ROWS output rows);
+    per block of LANES channels the tile walks the columns iw = 0 … Wo: each column's WINDOW_ROWS + 2 input vectors
+    give v's WINDOW_ROWS values there (in registers), which H adds to the three open outputs of their row; the one
     completed is stored. No position of v is computed twice; the steps inside the map test nothing."""
     h_, w_, c_ = z.shape[1], z.shape[2], z.shape[3]
     ho, wo = y.shape[1], y.shape[2]
     s1, o1 = borrowed(z.ravel()), borrowed(y.ravel())
     wv1, wh1, bv1, bh1 = borrowed(wv.ravel()), borrowed(wh.ravel()), borrowed(bv), borrowed(bh)
-    acc, vt, wvt, wht = tile(s1, _V_SLOTS), tile(s1, _SAME_ROWS), tile(s1, 3), tile(s1, 3)
+    acc, vt, wvt, wht = tile(s1, _V_SLOTS), tile(s1, WINDOW_ROWS), tile(s1, 3), tile(s1, 3)
     xv, bvt, bht = block(s1), block(s1), block(s1)
-    tiles = (ho + _SAME_ROWS - 1) // _SAME_ROWS
+    tiles = (ho + WINDOW_ROWS - 1) // WINDOW_ROWS
     row_x, row_y = w_ * c_, wo * c_
     steady = min(w_, wo + 1)  # steps 1 … steady − 1 read a column and store a position
     for task in range(begin, end):
-        n = task // tiles
-        oh0 = (task - n * tiles) * _SAME_ROWS
-        top = oh0 - ph
-        inside = top >= 0 and top + _SAME_ROWS + 1 < h_ and oh0 + _SAME_ROWS <= ho
+        n, oh0, top, inside = window_tile(task, tiles, ph, h_, ho)
         for c0 in range(0, c_, LANES):
             mask = lanes(0, min(LANES, c_ - c0))
             for k in range(3):
@@ -512,7 +510,7 @@ class SeparablePairFunction(torch.autograd.Function):
             arrays = (zd.permute(0, 2, 3, 1).numpy(), wv.detach().reshape(c, kh).t().contiguous().numpy(), b_v.numpy(),
                       wh.detach().reshape(c, kw).t().contiguous().numpy(), b_h.numpy(), y.permute(0, 2, 3, 1).numpy())
             if window and same_pair((kh, kw), (sh, sw), (dh, dw), pw0):
-                tasks = n * -(-rows // _SAME_ROWS)
+                tasks = n * -(-rows // WINDOW_ROWS)
                 run_tasks(_pair_nhwc_same, tasks, *arrays, ph0, streams(y), work=y.numel())
             elif sw == 1 and dw == 1 and kw <= _H_TAPS and wo >= _TILE:
                 run_tasks(_pair_nhwc_dense, n * rows, *arrays, sh, dh, ph0, pw0, streams(y), work=y.numel())

@@ -143,6 +143,25 @@ def window_tile(task: int, tiles: int, ph: int, h_: int, ho: int) -> tuple[int, 
     return n, oh0, top, top >= 0 and top + WINDOW_ROWS + 1 < h_ and oh0 + WINDOW_ROWS <= ho
 
 
+@njit(inline="always")
+def close_column(acc: Any, bias: Any, out: Any, y_at: int, row_y: int, mask: int, rows_left: int, checks: bool,
+                 y_on: bool, stream: bool) -> None:  # pragma: no cover - compiled
+    """The end of a step of a channels_last window kernel: each tile row's completed position (slot 3 j) stored at
+    y_at + j · row_y if y_on (non-temporal if ``stream``: only where checks is False, whole blocks on 64-byte
+    boundaries; checks: only the rows_left rows that exist), then the open slots move down and the last starts
+    from ``bias``."""
+    if y_on:
+        for j in range(WINDOW_ROWS):
+            if stream:
+                stream_at(acc, 3 * j * LANES, out, y_at + j * row_y)
+            elif not checks or j < rows_left:
+                store_at(acc, 3 * j * LANES, out, y_at + j * row_y, mask)
+    for j in range(WINDOW_ROWS):
+        copy_at(acc, 3 * j * LANES, acc, (3 * j + 1) * LANES)
+        copy_at(acc, (3 * j + 1) * LANES, acc, (3 * j + 2) * LANES)
+        copy_at(acc, (3 * j + 2) * LANES, bias, 0)
+
+
 @njit(fastmath=_FAST, inline="always")
 def _nhwc_step(acc: Any, wt: Any, xv: Any, bias: Any, src: Any, out: Any, x_at: int, y_at: int, mask: int, top: int,
                h_: int, row_x: int, row_y: int, rows_left: int, checks: bool, x_on: bool, y_on: bool,
@@ -159,16 +178,7 @@ def _nhwc_step(acc: Any, wt: Any, xv: Any, bias: Any, src: Any, out: Any, x_at: 
                 if 0 <= u - i < WINDOW_ROWS:
                     for t in range(3):
                         fma_at(acc, (3 * (u - i) + 2 - t) * LANES, wt, (3 * i + t) * LANES, xv, 0)
-    if y_on:
-        for j in range(WINDOW_ROWS):
-            if stream:  # (only where checks is False: whole blocks on 64-byte boundaries)
-                stream_at(acc, 3 * j * LANES, out, y_at + j * row_y)
-            elif not checks or j < rows_left:
-                store_at(acc, 3 * j * LANES, out, y_at + j * row_y, mask)
-    for j in range(WINDOW_ROWS):
-        copy_at(acc, 3 * j * LANES, acc, (3 * j + 1) * LANES)
-        copy_at(acc, (3 * j + 1) * LANES, acc, (3 * j + 2) * LANES)
-        copy_at(acc, (3 * j + 2) * LANES, bias, 0)
+    close_column(acc, bias, out, y_at, row_y, mask, rows_left, checks, y_on, stream)
 
 
 @njit(fastmath=_FAST)

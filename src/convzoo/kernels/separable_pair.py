@@ -28,7 +28,7 @@ import torch
 from .depthwise import backward as depthwise_backward
 from .depthwise import dense, output_size, streams
 from .depthwise import forward as depthwise_forward
-from .depthwise_same import WINDOW_ROWS, window_tile
+from .depthwise_same import WINDOW_ROWS, close_column, window_tile
 from .numba_runtime import njit, run_tasks
 from .simd import (
     FULL,
@@ -432,16 +432,7 @@ def _window_step(acc: Any, vt: Any, wv: Any, wh: Any, xv: Any, bv: Any, bh: Any,
         for j in range(WINDOW_ROWS):
             for t in range(3):
                 fma_at(acc, (3 * j + 2 - t) * LANES, wh, t * LANES, vt, j * LANES)
-    if y_on:
-        for j in range(WINDOW_ROWS):
-            if stream:
-                stream_at(acc, 3 * j * LANES, out, y_at + j * row_y)
-            elif not checks or j < rows_left:
-                store_at(acc, 3 * j * LANES, out, y_at + j * row_y, mask)
-    for j in range(WINDOW_ROWS):
-        copy_at(acc, 3 * j * LANES, acc, (3 * j + 1) * LANES)
-        copy_at(acc, (3 * j + 1) * LANES, acc, (3 * j + 2) * LANES)
-        copy_at(acc, (3 * j + 2) * LANES, bh, 0)
+    close_column(acc, bh, out, y_at, row_y, mask, rows_left, checks, y_on, stream)
 
 
 @njit(fastmath=_FAST)

@@ -826,7 +826,8 @@ def _forward_plan(nhwc: bool, n: int, c: int, cm: int, ho: int, kernel_size: tup
     correlation of N × C → C·m channels with Ho output rows, NCHW (w (C·m, kh, kw)) or channels_last
     (w (kh·kw, C·m)).
     A 3×3 'same' (``same_3x3``, m = 1) runs ``depthwise_same``'s register windows: always on NCHW (faster compiled
-    for AVX-512 and for AVX2), on channels_last if ``window`` (else the position tiles; the layer times both)."""
+    for AVX-512 and for AVX2: ``benchmarks/bench_register_windows.py``), on channels_last if ``window`` (else the
+    position tiles; the layer times both)."""
     (kh, kw), (sh, sw), (dh, dw), (ph, pw) = kernel_size, stride, dilation, pad
     rows, cols = tap_offsets((kh, kw), (dh, dw), dtype)
     same = same_3x3(kh, kw, sh, sw, dh, dw, pw) and cm == c

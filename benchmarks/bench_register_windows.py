@@ -97,9 +97,10 @@ def measure(shapes: dict[str, tuple[int, int, int, int]], rounds: int) -> list[d
 
 
 def _child(isa: str, quick: bool, rounds: int) -> list[dict[str, object]]:
-    """The rows measured in a fresh process compiled for ``isa`` (its own empty numba cache)."""
+    """The rows measured in a fresh process compiled for ``isa``: this CPU's with numba's usual cache, AVX2 with an
+    empty one of its own (nothing compiled for this CPU is loaded in its place)."""
     with tempfile.TemporaryDirectory() as cache:
-        env = dict(os.environ, NUMBA_CACHE_DIR=cache, **(AVX2_ENV if isa == "avx2" else {}))
+        env = dict(os.environ, **({"NUMBA_CACHE_DIR": cache, **AVX2_ENV} if isa == "avx2" else {}))
         args = [sys.executable, __file__, "--child", "--rounds", str(rounds), *(["--quick"] if quick else [])]
         done = subprocess.run(args, capture_output=True, text=True, env=env, check=True)
     return json.loads(done.stdout.strip().splitlines()[-1])

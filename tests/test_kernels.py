@@ -704,6 +704,23 @@ def test_a_kernel_that_fails_to_compile_drops_out_with_a_warning(monkeypatch):
         torch.testing.assert_close(y, torch.nn.functional.conv2d(x, layer.weight, layer.bias, padding=1, groups=3))
 
 
+@pytest.mark.slow
+def test_bench_register_windows_script_runs_quickly(tmp_path):
+    """benchmarks/bench_register_windows.py on tiny shapes: one row per pair, both kernels timed, nothing written.
+    Slow: its child process compiles ten kernels unless the run's cache has them (about 20 s cold)."""
+    from pathlib import Path
+
+    script = Path(__file__).parent.parent / "benchmarks" / "bench_register_windows.py"
+    done = subprocess.run([sys.executable, str(script), "--quick", "--out", str(tmp_path)], capture_output=True,
+                          text=True, timeout=600, check=False)
+    assert done.returncode == 0, done.stderr
+    lines = [line for line in done.stdout.splitlines() if "beside/window" in line]
+    assert [line.split("  ")[0].strip() for line in lines] == [
+        "channels_last forward", "channels_last ∂w", "channels_last V∘H", "NCHW forward", "NCHW V∘H"]
+    assert all(float(line.rsplit(" ", 1)[1]) > 0 for line in lines)
+    assert not any(tmp_path.iterdir())
+
+
 def test_bench_kernels_script_runs_every_case_quickly(tmp_path):
     """benchmarks/bench_kernels.py on tiny shapes: a row per case and format, ratios from its own columns."""
     import importlib.util

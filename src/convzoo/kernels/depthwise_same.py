@@ -49,7 +49,7 @@ from .simd import (
 _FAST = {"contract"}  # fused multiply-add; no reassociation, no finite-math assumptions (NaN and Inf propagate)
 WINDOW_ROWS = 4  # output rows per tile (tasks: tiles)
 _NCHW_SLOTS = 3 * (WINDOW_ROWS + 2)  # NCHW: three consecutive blocks of each input row the tile reads
-_OPEN = 3 * WINDOW_ROWS  # channels_last: three open output positions per tile row (forward); ∂y's last three (∂w)
+OPEN_SLOTS = 3 * WINDOW_ROWS  # channels_last: three open outputs per tile row (forwards), ∂y's last three (∂w)
 _SUMS = 10  # channels_last ∂w: the 9 taps' sums and the bias's
 
 
@@ -191,7 +191,7 @@ def correlate_nhwc_same(begin: int, end: int, x: Any, w: Any, b: Any, y: Any, ph
     h_, w_, c_ = x.shape[1], x.shape[2], x.shape[3]
     ho, wo = y.shape[1], y.shape[2]
     s1, o1, w1, b1 = borrowed(x.ravel()), borrowed(y.ravel()), borrowed(w.ravel()), borrowed(b.ravel())
-    acc, wt, xv, bias = tile(s1, _OPEN), tile(s1, 9), block(s1), block(s1)
+    acc, wt, xv, bias = tile(s1, OPEN_SLOTS), tile(s1, 9), block(s1), block(s1)
     tiles = (ho + WINDOW_ROWS - 1) // WINDOW_ROWS
     row_x, row_y = w_ * c_, wo * c_
     steady = min(w_, wo + 1)  # steps 1 … steady − 1 load a column and store a position
@@ -202,7 +202,7 @@ def correlate_nhwc_same(begin: int, end: int, x: Any, w: Any, b: Any, y: Any, ph
             for k in range(9):
                 load_at(wt, k * LANES, w1, k * c_ + c0, mask)
             load_at(bias, 0, b1, c0, mask)
-            for s in range(_OPEN):
+            for s in range(OPEN_SLOTS):
                 copy_at(acc, s * LANES, bias, 0)
             x_at = (n * h_ + top) * row_x + c0
             y_at = (n * ho + oh0) * row_y - c_ + c0  # position −1 of the tile's first row
@@ -253,7 +253,7 @@ def weight_grad_nhwc_same(begin: int, end: int, x: Any, g: Any, partial: Any, ti
     n_, h_, w_, c_ = x.shape
     ho, wo = g.shape[1], g.shape[2]
     s1, g1, p1 = borrowed(x.ravel()), borrowed(g.ravel()), borrowed(partial.ravel())
-    acc, gw, xv = tile(s1, _SUMS), tile(s1, _OPEN), block(s1)
+    acc, gw, xv = tile(s1, _SUMS), tile(s1, OPEN_SLOTS), block(s1)
     tiles = (ho + WINDOW_ROWS - 1) // WINDOW_ROWS
     row_x, row_g = w_ * c_, wo * c_
     steady = min(w_, wo - 1)  # steps 0 … steady − 1 load a whole position of ∂y

@@ -28,7 +28,7 @@ import torch
 from .depthwise import backward as depthwise_backward
 from .depthwise import dense, output_size, streams
 from .depthwise import forward as depthwise_forward
-from .depthwise_same import WINDOW_ROWS, close_column, window_tile
+from .depthwise_same import OPEN_SLOTS, WINDOW_ROWS, close_column, same_3x3, window_tile
 from .numba_runtime import njit, run_tasks
 from .simd import (
     FULL,
@@ -42,7 +42,6 @@ from .simd import (
     fma_step,
     fill_at,
     fma_at,
-    fma_vv,
     fma_vv_at,
     fma_window_at,
     keep_alive,
@@ -447,7 +446,7 @@ def _pair_nhwc_same(begin: int, end: int, z: Any, wv: Any, bv: Any, wh: Any, bh:
     ho, wo = y.shape[1], y.shape[2]
     s1, o1 = borrowed(z.ravel()), borrowed(y.ravel())
     wv1, wh1, bv1, bh1 = borrowed(wv.ravel()), borrowed(wh.ravel()), borrowed(bv), borrowed(bh)
-    acc, vt, wvt, wht = tile(s1, _V_SLOTS), tile(s1, WINDOW_ROWS), tile(s1, 3), tile(s1, 3)
+    acc, vt, wvt, wht = tile(s1, OPEN_SLOTS), tile(s1, WINDOW_ROWS), tile(s1, 3), tile(s1, 3)
     xv, bvt, bht = block(s1), block(s1), block(s1)
     tiles = (ho + WINDOW_ROWS - 1) // WINDOW_ROWS
     row_x, row_y = w_ * c_, wo * c_
@@ -461,7 +460,7 @@ def _pair_nhwc_same(begin: int, end: int, z: Any, wv: Any, bv: Any, wh: Any, bh:
                 load_at(wht, k * LANES, wh1, k * c_ + c0, mask)
             load_at(bvt, 0, bv1, c0, mask)
             load_at(bht, 0, bh1, c0, mask)
-            for k in range(_V_SLOTS):
+            for k in range(OPEN_SLOTS):
                 copy_at(acc, k * LANES, bht, 0)
             x_at = (n * h_ + top) * row_x + c0
             y_at = (n * ho + oh0) * row_y - c_ + c0  # position −1 of the tile's first row
@@ -561,4 +560,4 @@ def same_pair(kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[
     """Whether the pair is flattened's 3×1 then 1×3 at stride 1 and dilation 1 with H padded by one column before
     (kernel = (kh, kw), stride = (V's, H's), …): the register-window kernels run it, and on channels_last data
     ``window`` chooses between them and the position tiles."""
-    return (*kernel, *stride, *dilation, pad_w) == (3, 3, 1, 1, 1, 1, 1)
+    return same_3x3(*kernel, *stride, *dilation, pad_w)

@@ -99,6 +99,48 @@ def test_quantize_a_mobilenet_end_to_end() -> None:
     assert 1e-4 < error < 2 * INT8_TOLERANCE
 
 
+@pytest.mark.parametrize("dim", [1, 2, 3])
+def test_a_batch_norm_that_follows_no_conv_becomes_the_depthwise_conv_it_equals(dim: int) -> None:
+    """RepVGG's identity branch BN₀(x) as a 1×1 depthwise conv (exact in float, checked against BN's formula with
+    its statistics); the BN after the conv stays for prepare_pt2e to fold; an affine-free BN is rewritten too."""
+    _need("xnnpack")
+    from convzoo.deploy.quantize import batch_norms_as_convs, fold_constants
+
+    conv, norm = (getattr(torch.nn, f"Conv{dim}d"), getattr(torch.nn, f"BatchNorm{dim}d"))
+
+    class Block(torch.nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.conv, self.after_conv = conv(4, 4, 3, padding=1), norm(4)
+            self.identity, self.plain = norm(4), norm(4, affine=False)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.after_conv(self.conv(x)) + self.identity(x) + self.plain(x)
+
+    torch.manual_seed(0)
+    block = Block().eval()
+    for bn in (block.after_conv, block.identity, block.plain):
+        bn.running_mean.normal_()
+        bn.running_var.uniform_(0.5, 2.0)
+        if bn.affine:
+            bn.weight.data.normal_()
+            bn.bias.data.normal_()
+    x = torch.randn(2, 4, *(5,) * dim)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        graph = batch_norms_as_convs(fold_constants(torch.export.export(block, (x,)).module()))
+    targets = [node.target for node in graph.graph.nodes if node.op == "call_function"]
+    assert targets.count(torch.ops.aten.batch_norm.default) == 1  # the one after the conv
+    assert targets.count(getattr(torch.ops.aten, f"conv{dim}d").default) == 3
+    shape = (1, 4) + (1,) * dim
+    expected = block.after_conv(block.conv(x)) + sum(
+        (x - bn.running_mean.view(shape)) / torch.sqrt(bn.running_var.view(shape) + bn.eps)
+        * (bn.weight.view(shape) if bn.affine else 1) + (bn.bias.view(shape) if bn.affine else 0)
+        for bn in (block.identity, block.plain))
+    with torch.no_grad():
+        torch.testing.assert_close(graph(x), expected, rtol=1e-5, atol=1e-5)
+
+
 def test_quantize_checks_its_arguments() -> None:
     _need("xnnpack")
     layer = int8_checks.build_layer("standard")

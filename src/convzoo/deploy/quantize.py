@@ -2,9 +2,10 @@
 
 ``quantize(model, example_input, backend, calibration)``: ``torch.export`` → weights computed from parameters
 folded into constants (HetConv's scattered kernel, re-parameterised branches: a quantizer quantizes a weight per
-output channel only when it is a constant) → the float policy marks what has no int8 form
-(``float_policy.py``) → the backend's quantizer annotates the rest → ``prepare_pt2e`` → one forward per
-calibration batch (observers record each tensor's range) → ``convert_pt2e``. The result runs in eager PyTorch
+output channel only when it is a constant) → a BatchNorm that follows no conv becomes the 1×1 depthwise conv it
+equals → the float policy marks what has no int8 form (``float_policy.py``) → the backend's quantizer annotates
+the rest → ``prepare_pt2e`` → one forward per calibration batch (observers record each tensor's range) →
+``convert_pt2e``. The result runs in eager PyTorch
 (int8 arithmetic simulated by quantize/dequantize pairs around float ops) and lowers to a runtime
 (``runtimes.py``). ``report`` says per convzoo layer what runs in int8 (``int8_report.py``).
 
@@ -93,6 +94,57 @@ def fold_constants(graph_module: torch.fx.GraphModule) -> torch.fx.GraphModule:
     return graph_module
 
 
+_CONVS = {torch.ops.aten.conv1d.default, torch.ops.aten.conv2d.default, torch.ops.aten.conv3d.default,
+          torch.ops.aten.convolution.default}
+_DEPTHWISE_1X1 = {3: torch.ops.aten.conv1d.default, 4: torch.ops.aten.conv2d.default, 5: torch.ops.aten.conv3d.default}
+
+
+def _attribute(module: nn.Module, target: str) -> torch.Tensor:
+    for part in target.split("."):
+        module = getattr(module, part)
+    return module  # type: ignore[return-value]
+
+
+def batch_norms_as_convs(graph_module: torch.fx.GraphModule) -> torch.fx.GraphModule:
+    """Replace every inference BatchNorm whose input no convolution computes (RepVGG's identity branch BN₀(x)) by
+    the 1×1 depthwise conv it equals: y = x · s + (β − μ · s), s = γ / √(σ² + ε), per channel. The quantizer then
+    quantizes it as a conv (weights per channel) instead of leaving it float; a BN after a conv is folded into the
+    conv by ``prepare_pt2e`` already. With no BN left, ``convert_pt2e``'s conv-BN folding for QAT graphs, which
+    traces a hundred patterns whenever a BN remains, has nothing to do."""
+    graph = graph_module.graph
+    for node in list(graph.nodes):
+        if node.target is not torch.ops.aten.batch_norm.default or node.args[5]:  # training-mode BN: as it is
+            continue
+        source, weight, bias, mean, var = node.args[:5]
+        rank = node.meta["val"].dim() if "val" in node.meta else 0
+        constants = [a for a in (weight, bias, mean, var) if a is not None]
+        if (rank not in _DEPTHWISE_1X1 or (isinstance(source, torch.fx.Node) and source.target in _CONVS)
+                or mean is None or not all(isinstance(a, torch.fx.Node) and a.op == "get_attr" for a in constants)):
+            continue
+        values = {a: _attribute(graph_module, a.target) for a in constants}
+        scale = torch.rsqrt(values[var] + node.args[7])
+        if weight is not None:
+            scale = scale * values[weight]
+        shift = -values[mean] * scale + (values[bias] if bias is not None else 0.0)
+        channels, ones = scale.numel(), (1,) * (rank - 2)
+        with graph.inserting_before(node):
+            attributes = []
+            for suffix, value in (("weight", scale.reshape(channels, 1, *ones)), ("bias", shift)):
+                name = f"{node.name}_as_conv_{suffix}"
+                graph_module.register_buffer(name, value.detach().clone())
+                attribute = graph.get_attr(name)
+                attribute.meta["val"] = value
+                attributes.append(attribute)
+            conv = graph.call_function(_DEPTHWISE_1X1[rank], (source, *attributes, [1] * (rank - 2),
+                                                               [0] * (rank - 2), [1] * (rank - 2), channels))
+        conv.meta.update(node.meta)
+        node.replace_all_uses_with(conv)
+        graph.erase_node(node)
+    graph.lint()
+    graph_module.recompile()
+    return graph_module
+
+
 def _check_batches(example_input: Any, calibration: Iterable[torch.Tensor] | None) -> list[torch.Tensor]:
     if not isinstance(example_input, torch.Tensor):
         raise TypeError(f"example_input must be a tensor, got {type(example_input).__name__}")
@@ -133,7 +185,7 @@ def quantize(model: nn.Module, example_input: torch.Tensor, backend: str = "xnnp
         model(example_input)  # materialises lazy parameters; a wrong input fails here with the layer's message
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        graph = fold_constants(torch.export.export(model, (example_input,)).module())
+        graph = batch_norms_as_convs(fold_constants(torch.export.export(model, (example_input,)).module()))
         prepared = prepare_pt2e(graph, ComposableQuantizer([keep_float_quantizer(), quantizer]))
         with torch.no_grad():
             for batch in batches:

@@ -22,12 +22,34 @@ run: $(STAMP)
 verify: $(STAMP)
 	$(BIN)/convzoo verify
 
-# `make test` builds the docs site first when a source changed (its browser test reads site/); DOCS=0 leaves it out.
-test: $(STAMP) $(if $(filter 0,$(DOCS)),,$(SITE))
-	$(BIN)/python -m pytest -n 2 -q -rs
+# `make test` builds the docs site when a source changed (DOCS=0 leaves it out), beside the tests: the build runs on
+# one core, so it goes in the background while pytest starts, and the site's browser test (tests/test_docs.py) waits
+# for it through CONVZOO_SITE_BUILD (the status file SITE_BUILD.rc, the log SITE_BUILD.log). A failed build fails
+# `make test` with its log, whatever the tests did.
+SITE_BUILD := .site-build
+define test_with_site
+	@rm -f $(SITE_BUILD).rc; \
+	( $(MAKE) --no-print-directory $(SITE) > $(SITE_BUILD).log 2>&1; echo $$? > $(SITE_BUILD).tmp; \
+	  mv $(SITE_BUILD).tmp $(SITE_BUILD).rc ) & \
+	CONVZOO_SITE_BUILD=$(CURDIR)/$(SITE_BUILD) $(BIN)/python -m pytest -n 2 -q $(1); tests=$$?; \
+	while [ ! -f $(SITE_BUILD).rc ]; do sleep 1; done; \
+	if [ "$$(cat $(SITE_BUILD).rc)" != 0 ]; then cat $(SITE_BUILD).log; echo "make: the docs build failed" >&2; exit 1; fi; \
+	exit $$tests
+endef
 
-test-all: $(STAMP) $(if $(filter 0,$(DOCS)),,$(SITE))
+test: $(STAMP)
+ifeq ($(DOCS),0)
+	$(BIN)/python -m pytest -n 2 -q -rs
+else
+	$(call test_with_site,-rs)
+endif
+
+test-all: $(STAMP)
+ifeq ($(DOCS),0)
 	$(BIN)/python -m pytest -n 2 -q -m ''
+else
+	$(call test_with_site,-m '')
+endif
 
 # The documentation site: strict build into site/ (a warning, a broken link or an undocumented public name fails);
 # the tutorials under examples/ are executed during the build. The docs extra is part of dev.

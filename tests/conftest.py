@@ -5,8 +5,10 @@ import importlib.util
 import os
 import tempfile
 from pathlib import Path
+from collections.abc import Iterator
 from types import ModuleType
 
+import pytest
 from hypothesis import settings
 
 # convzoo's numba kernels compile once per test run: their on-disk cache goes to a temporary directory for the run
@@ -30,6 +32,16 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     import torch
 
     torch.set_num_threads(1)
+
+# Layers time their exact forms on each new input key; the suite sees thousands of keys once each, so it times one
+# round per key (``quick_choices``): full timing cost a fifth of the suite. test_form_choice.py times in full.
+@pytest.fixture(autouse=True, scope="session")
+def _quick_form_choices() -> Iterator[None]:
+    from convzoo.layers.form_choice import quick_choices
+
+    with quick_choices():
+        yield
+
 
 # tests/triton_interpreted/ runs convzoo's Triton kernels through Triton's interpreter, which needs TRITON_INTERPRET=1
 # before triton is imported: tests/test_triton_kernels.py runs each of its files in a process of its own with the

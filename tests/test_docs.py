@@ -13,6 +13,7 @@ import http.server
 import logging
 import os
 import shutil
+import time
 import threading
 from pathlib import Path
 from urllib.parse import urlparse
@@ -93,7 +94,25 @@ def test_depthwise_separable_tutorial_prints_the_numbers_from_cost():
 
 
 # ------------------------------------------------------------------------------------------- the built site
+def _wait_for_the_site_build() -> None:
+    """`make test` builds the site beside the tests and names its status file in CONVZOO_SITE_BUILD: wait until
+    the build has finished (its exit status in STATUS.rc) and fail with the end of its log if it failed."""
+    status = os.environ.get("CONVZOO_SITE_BUILD")
+    if not status:
+        return
+    rc, log = Path(f"{status}.rc"), Path(f"{status}.log")
+    deadline = time.monotonic() + 1800
+    while not rc.exists():
+        if time.monotonic() > deadline:
+            pytest.fail(f"the docs build has not finished after 30 minutes ({rc} missing)")
+        time.sleep(1.0)
+    if rc.read_text().strip() != "0":
+        tail = log.read_text(errors="replace")[-4000:] if log.exists() else "(no log)"
+        pytest.fail(f"the docs build failed (exit status {rc.read_text().strip()}):\n{tail}")
+
+
 def _site_or_skip() -> Path:
+    _wait_for_the_site_build()
     if not (SITE / "index.html").exists():
         if os.environ.get("CONVZOO_DOCS_REQUIRED") == "1":
             pytest.fail("CONVZOO_DOCS_REQUIRED=1 but site/index.html is missing: `make docs` did not build")

@@ -17,7 +17,7 @@ from convzoo.cli import app
 from convzoo.layers import dynamic as dynamic_module
 from convzoo.layers import hetconv as hetconv_module
 from convzoo.layers import shuffle as shuffle_module
-from convzoo.layers.form_choice import FormChoice, forget_choices, input_key, untimed
+from convzoo.layers.form_choice import FormChoice, forget_choices, input_key, quick_choices, untimed
 from convzoo.perf.hetconv_sweep import QUICK_GRID, sweep
 from convzoo.perf.results import read_results
 
@@ -26,6 +26,14 @@ HET_GEOMETRIES = [dict(in_channels=8, out_channels=8, kernel_size=3, padding=1, 
                   dict(in_channels=6, out_channels=7, kernel_size=3, padding="same", dilation=2, p=3),
                   dict(in_channels=8, out_channels=10, kernel_size=5, stride=2, padding=2, p=2),
                   dict(in_channels=8, out_channels=8, kernel_size=3, padding=1, padding_mode="reflect", p=4)]
+
+
+@pytest.fixture(autouse=True)
+def _full_timing():
+    """The rest of the suite times one round per key (conftest's ``quick_choices``); here choices are timed in
+    full, as outside the tests."""
+    with quick_choices(False):
+        yield
 
 
 @pytest.mark.parametrize("implementation", hetconv_module.IMPLEMENTATIONS)
@@ -408,3 +416,17 @@ def test_forget_choices_makes_every_choice_measure_again():
         forget_choices()
         layer(x)
     assert dynamic_module._CHOICE.measurements == before + 1
+
+
+def test_quick_choices_time_one_round_and_can_be_switched_off_inside():
+    """Inside ``quick_choices`` a new key runs each form once to warm up and twice timed (one round), whatever the
+    instance's rounds and seconds; ``quick_choices(False)`` inside it times in full again (min_rounds = 3: 7 runs)."""
+    calls = {"a": 0, "b": 0}
+    form = _counting(calls)
+    choice = FormChoice("test", min_rounds=3, max_rounds=3, min_seconds=10.0, prune=1e9)  # no form dropped
+    with quick_choices():
+        choice.choose("quick", {"a": form("a"), "b": form("b")}, torch.device("cpu"))
+        assert calls == {"a": 3, "b": 3} and choice.measurements == 1
+        with quick_choices(False):
+            choice.choose("full", {"a": form("a"), "b": form("b")}, torch.device("cpu"))
+        assert calls == {"a": 3 + 7, "b": 3 + 7} and choice.measurements == 2

@@ -99,6 +99,23 @@ def untimed() -> Iterator[None]:
         _UNTIMED[0] -= 1
 
 
+_QUICK = [False]  # set by ``quick_choices()``
+
+
+@contextlib.contextmanager
+def quick_choices(enabled: bool = True) -> Iterator[None]:
+    """Within, a new key's forms are timed in one round (each form twice in a row, after its warm-up) instead of
+    ``min_rounds`` rounds lasting ``min_seconds``: for a test suite or a short script, where thousands of keys are
+    each seen once and full timing costs more than an occasional near miss. ``quick_choices(False)`` restores full
+    timing inside it. What is chosen stays cached after the block, as outside it."""
+    previous = _QUICK[0]
+    _QUICK[0] = enabled
+    try:
+        yield
+    finally:
+        _QUICK[0] = previous
+
+
 def _sync(device: torch.device) -> None:
     if device.type == "cuda":
         torch.cuda.synchronize(device)
@@ -233,8 +250,9 @@ class FormChoice:
                 self._drop(name, forms, exc)
         best = {name: float("inf") for name in forms}
         started, rounds = time.perf_counter(), 0
-        while rounds < self.max_rounds and (rounds < self.min_rounds
-                                            or time.perf_counter() - started < self.min_seconds):
+        min_rounds, max_rounds, min_seconds = (1, 1, 0.0) if _QUICK[0] else (self.min_rounds, self.max_rounds,
+                                                                            self.min_seconds)
+        while rounds < max_rounds and (rounds < min_rounds or time.perf_counter() - started < min_seconds):
             for name in round_order(list(best), rounds):  # twice in a row: the second call's output usually
                 best[name] = min(best[name], timed(forms[name]), timed(forms[name]))  # reuses the first's pages
             if rounds == 0 and len(best) > 1:  # slow forms are not timed again

@@ -33,7 +33,8 @@ define test_with_site
 	  mv $(SITE_BUILD).tmp $(SITE_BUILD).rc ) & \
 	CONVZOO_SITE_BUILD=$(CURDIR)/$(SITE_BUILD) $(BIN)/python -m pytest -n 2 -q $(1); tests=$$?; \
 	while [ ! -f $(SITE_BUILD).rc ]; do sleep 1; done; \
-	if [ "$$(cat $(SITE_BUILD).rc)" != 0 ]; then cat $(SITE_BUILD).log; echo "make: the docs build failed" >&2; exit 1; fi; \
+	if [ "$$(cat $(SITE_BUILD).rc)" != 0 ]; then \
+	  cat $(SITE_BUILD).log; echo "make: the docs build failed" >&2; exit 1; fi; \
 	exit $$tests
 endef
 

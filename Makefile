@@ -25,13 +25,15 @@ verify: $(STAMP)
 # `make test` builds the docs site when a source changed (DOCS=0 leaves it out), beside the tests: the build runs on
 # one core, so it goes in the background while pytest starts, and the site's browser test (tests/test_docs.py) waits
 # for it through CONVZOO_SITE_BUILD (the status file SITE_BUILD.rc, the log SITE_BUILD.log). A failed build fails
-# `make test` with its log, whatever the tests did.
+# `make test` with its log, whatever the tests did. Both compile convzoo's kernels into one temporary numba cache
+# (each kernel once per run, by whichever needs it first; tests/conftest.py keeps a NUMBA_CACHE_DIR it is given).
+# The workers steal queued tests from each other (worksteal): the one running the browser test may wait for the site.
 SITE_BUILD := .site-build
 define test_with_site
-	@rm -f $(SITE_BUILD).rc; \
+	@rm -f $(SITE_BUILD).rc; export NUMBA_CACHE_DIR="$${NUMBA_CACHE_DIR:-$$(mktemp -d)}"; \
 	( $(MAKE) --no-print-directory $(SITE) > $(SITE_BUILD).log 2>&1; echo $$? > $(SITE_BUILD).tmp; \
 	  mv $(SITE_BUILD).tmp $(SITE_BUILD).rc ) & \
-	CONVZOO_SITE_BUILD=$(CURDIR)/$(SITE_BUILD) $(BIN)/python -m pytest -n 2 -q $(1); tests=$$?; \
+	CONVZOO_SITE_BUILD=$(CURDIR)/$(SITE_BUILD) $(BIN)/python -m pytest -n 2 --dist worksteal -q $(1); tests=$$?; \
 	while [ ! -f $(SITE_BUILD).rc ]; do sleep 1; done; \
 	if [ "$$(cat $(SITE_BUILD).rc)" != 0 ]; then \
 	  cat $(SITE_BUILD).log; echo "make: the docs build failed" >&2; exit 1; fi; \
@@ -40,14 +42,14 @@ endef
 
 test: $(STAMP)
 ifeq ($(DOCS),0)
-	$(BIN)/python -m pytest -n 2 -q -rs
+	$(BIN)/python -m pytest -n 2 --dist worksteal -q -rs
 else
 	$(call test_with_site,-rs)
 endif
 
 test-all: $(STAMP)
 ifeq ($(DOCS),0)
-	$(BIN)/python -m pytest -n 2 -q -m ''
+	$(BIN)/python -m pytest -n 2 --dist worksteal -q -m ''
 else
 	$(call test_with_site,-m '')
 endif

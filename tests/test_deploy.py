@@ -103,13 +103,15 @@ def test_global_depthwise_trains_under_bfloat16_autocast() -> None:
 
     torch.manual_seed(0)
     layer = convzoo.GlobalDepthwiseConv2d(8, 16)
-    x = torch.randn(2, 8, 7, 7, requires_grad=True)
-    expected = torch.autograd.grad(layer(x).square().sum(), [x, layer.weight])
-    with torch.autocast("cpu", dtype=torch.bfloat16):
-        y = layer(x)
-    grads = torch.autograd.grad(y.float().square().sum(), [x, layer.weight])
-    for g, e in zip(grads, expected):
-        assert g.dtype == torch.float32 and checks.relative_error(g, e) < 3e-2
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        x = torch.randn(2, 8, 7, 7).contiguous(memory_format=fmt).requires_grad_()
+        expected = torch.autograd.grad(layer(x).square().sum(), [x, layer.weight])
+        for form in layer.forms(x):  # every form, not only the one this machine's timing picks
+            with torch.autocast("cpu", dtype=torch.bfloat16):
+                y = layer.run_form(form, x)
+            grads = torch.autograd.grad(y.float().square().sum(), [x, layer.weight])
+            for g, e in zip(grads, expected):
+                assert g.dtype == torch.float32 and checks.relative_error(g, e) < 3e-2, (fmt, form)
 
 
 @pytest.mark.parametrize("name", ["deformable", "deformable_v2"])

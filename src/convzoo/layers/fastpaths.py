@@ -116,6 +116,7 @@ class GlobalDepthwiseSum(torch.autograd.Function):
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, w = ctx.saved_tensors
         c, m = w.shape[:2]
+        g = g.to(x.dtype)  # under autocast the forward's bmm ran in bfloat16 / float16 on float32 x and w
         g3 = g.reshape(g.shape[0], c, m)
         grad_x = grad_w = grad_b = None
         if ctx.needs_input_grad[0]:

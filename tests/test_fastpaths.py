@@ -192,3 +192,22 @@ def test_gdc_kernel_form_follows_weight_updates_on_channels_last_data():
         optimizer.zero_grad()
     with torch.no_grad():  # after the optimizer's steps (outputs of 1e4: a relative tolerance)
         assert torch.allclose(layer(x), expected(), rtol=1e-12, atol=0)
+
+
+@pytest.mark.parametrize("fmt", FORMATS)
+@pytest.mark.parametrize("name", CASES)
+def test_every_form_trains_under_bfloat16_autocast(name, fmt):
+    """Each form, not only the one this machine's timing picks, runs a training step under CPU bfloat16 autocast:
+    float32 gradients within bfloat16's precision of the float32 step's (GDC's matmul form once failed here)."""
+    module, x = _case(name, torch.float32, fmt)
+    x = x.requires_grad_()
+    params = list(module.parameters())
+    for form in module.forms(x):
+        module.implementation = form
+        expected = torch.autograd.grad(module(x).square().sum(), [x, *params])
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            y = module(x)
+        grads = torch.autograd.grad(y.float().square().sum(), [x, *params])
+        for g, e in zip(grads, expected):
+            assert g.dtype == torch.float32, form
+            assert float((g - e).norm() / e.norm()) < 3e-2, form

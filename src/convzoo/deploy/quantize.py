@@ -18,6 +18,7 @@ calibration batches must have the example input's shape.
 
 from __future__ import annotations
 
+import operator
 import warnings
 from collections.abc import Iterable
 from dataclasses import dataclass
@@ -99,12 +100,6 @@ _CONVS = {torch.ops.aten.conv1d.default, torch.ops.aten.conv2d.default, torch.op
 _DEPTHWISE_1X1 = {3: torch.ops.aten.conv1d.default, 4: torch.ops.aten.conv2d.default, 5: torch.ops.aten.conv3d.default}
 
 
-def _attribute(module: nn.Module, target: str) -> torch.Tensor:
-    for part in target.split("."):
-        module = getattr(module, part)
-    return module  # type: ignore[return-value]
-
-
 def batch_norms_as_convs(graph_module: torch.fx.GraphModule) -> torch.fx.GraphModule:
     """Replace every inference BatchNorm whose input no convolution computes (RepVGG's identity branch BN₀(x)) by
     the 1×1 depthwise conv it equals: y = x · s + (β − μ · s), s = γ / √(σ² + ε), per channel. The quantizer then
@@ -121,7 +116,7 @@ def batch_norms_as_convs(graph_module: torch.fx.GraphModule) -> torch.fx.GraphMo
         if (rank not in _DEPTHWISE_1X1 or (isinstance(source, torch.fx.Node) and source.target in _CONVS)
                 or mean is None or not all(isinstance(a, torch.fx.Node) and a.op == "get_attr" for a in constants)):
             continue
-        values = {a: _attribute(graph_module, a.target) for a in constants}
+        values = {a: operator.attrgetter(a.target)(graph_module) for a in constants}
         scale = torch.rsqrt(values[var] + node.args[7])
         if weight is not None:
             scale = scale * values[weight]

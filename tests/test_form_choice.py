@@ -17,7 +17,8 @@ from convzoo.cli import app
 from convzoo.layers import dynamic as dynamic_module
 from convzoo.layers import hetconv as hetconv_module
 from convzoo.layers import shuffle as shuffle_module
-from convzoo.layers.form_choice import FormChoice, forget_choices, input_key, quick_choices, untimed
+from convzoo.layers.form_choice import (FormChoice, forget_choices, input_key, offered_forms, pinned_form,
+                                        quick_choices, untimed)
 from convzoo.perf.hetconv_sweep import QUICK_GRID, sweep
 from convzoo.perf.results import read_results
 
@@ -144,6 +145,37 @@ def test_untimed_runs_nothing_caches_nothing_and_keeps_the_preferred_form():
         assert preferring.choose("k", forms, torch.device("cpu")) == "b"
     assert calls == {"a": 0, "b": 0} and "k" not in preferring and preferring.measurements == 0
     assert preferring.choose("k", forms, torch.device("cpu")) in ("a", "b") and preferring.measurements == 1
+
+
+def test_pinned_form_overrides_its_family_only_where_offered_and_caches_nothing():
+    calls = {"a": 0, "b": 0, "c": 0}
+    form = _counting(calls)
+    forms = {"a": form("a"), "b": form("b")}
+    choice, other = FormChoice("pinned family"), FormChoice("another family")
+    choice.choose("k", forms, torch.device("cpu"))  # measured and cached before the block
+    measured = choice.measurements
+    with pinned_form("pinned family", "b"):
+        assert "k" not in choice  # forgotten on entry
+        before = dict(calls)
+        assert choice.choose("k", forms, torch.device("cpu")) == "b" and calls == before  # nothing timed
+        assert "k" not in choice and choice.measurements == measured  # nor cached
+        assert choice.choose("k2", {"a": form("a"), "c": form("c")}, torch.device("cpu")) in ("a", "c")  # not offered
+        assert other.choose("k", forms, torch.device("cpu")) in ("a", "b") and other.measurements == 1
+        choice.failed["b"] = "RuntimeError: planted"  # a form that failed here is not pinned
+        assert choice.choose("k3", forms, torch.device("cpu")) == "a"
+    assert "k2" not in choice and "k" not in other  # forgotten on exit
+
+
+def test_offered_forms_records_each_family_s_forms_in_order():
+    form = _counting({"a": 0, "b": 0, "c": 0})
+    choice, other = FormChoice("recorded family"), FormChoice("recorded other")
+    choice.choose("k", {"a": form("a"), "b": form("b")}, torch.device("cpu"))
+    with offered_forms() as offered:
+        choice.choose("k", {"a": form("a"), "b": form("b")}, torch.device("cpu"))  # chosen again: forgotten
+        choice.choose("k2", {"c": form("c"), "a": form("a")}, torch.device("cpu"))
+        other.choose("k", {"b": form("b")}, torch.device("cpu"))
+    assert offered == {"recorded family": ["a", "b", "c"], "recorded other": ["b"]}
+    assert "k2" in choice  # choices made inside stay cached
 
 
 def test_hetconv_sweep_rows_have_the_structure():

@@ -15,7 +15,9 @@ by ``torch.autograd.grad`` on a detached copy of the input, so no ``.grad`` is t
 
 Never measured under tracing, compilation or export, nor on meta / fake tensors (``is_tracing``): the caller
 then runs its fixed deterministic form; nor during a CUDA graph capture (timing synchronises the device, which a
-capture forbids): a key first seen there runs its preferred or first form. Leaf module: imports torch only.
+capture forbids): a key first seen there runs its preferred or first form. For tests, ``offered_forms`` records the
+forms each family is offered and ``pinned_form`` makes a family take one of them, so every form can be checked down
+every path, not only the one this machine's timing picks. Leaf module: imports torch only.
 """
 
 from __future__ import annotations
@@ -148,6 +150,39 @@ def fixed_choices() -> Iterator[None]:
         forget_choices()
 
 
+_OFFERED: list[dict[str, list[str]]] = []  # the records of the open ``offered_forms()`` blocks
+_PINNED: list[tuple[str, str]] = []  # (family, form) of the open ``pinned_form()`` blocks, innermost last
+
+
+@contextmanager
+def offered_forms() -> Iterator[dict[str, list[str]]]:
+    """Within it, every choice records the forms it chooses among in the yielded dict (family → form names, in the
+    order first offered; forms that failed here are not offered). Every choice is forgotten on entry, so each key
+    run inside chooses again and is recorded; what it chooses stays cached after the block, as outside it."""
+    record: dict[str, list[str]] = {}
+    forget_choices()
+    _OFFERED.append(record)
+    try:
+        yield record
+    finally:
+        _OFFERED.remove(record)
+
+
+@contextmanager
+def pinned_form(family: str, form: str) -> Iterator[None]:
+    """Within it, every choice of ``family`` (``FormChoice.family``) among forms that include ``form`` takes it,
+    untimed and uncached; other choices go on as outside. For tests that run each exact form of a layer down every
+    path (autocast, float64, another memory format), not only the form this machine's timing picks: a user's
+    machine may pick any. Every choice is forgotten on entry and exit, so none made inside leaks out."""
+    forget_choices()
+    _PINNED.append((family, form))
+    try:
+        yield
+    finally:
+        _PINNED.remove((family, form))
+        forget_choices()
+
+
 class FormChoice:
     """The cached choice of one layer family: ``choose(key, forms, ...)`` returns the fastest form's name.
 
@@ -210,11 +245,18 @@ class FormChoice:
         ``forms``: name → zero-argument call computing the output; ``wrt``: tensors requiring grad whose
         gradients a training step would compute (empty: forward only, timed under ``no_grad``); ``fallible``:
         forms that may fail to run here (a kernel that does not compile) and are then dropped with a warning."""
-        if key in self.cache:
+        pinned = bool(_PINNED) and _PINNED[-1][0] == self.family and _PINNED[-1][1] in forms \
+            and _PINNED[-1][1] not in self.failed
+        if key in self.cache and not pinned:
             return self.cache[key]
         forms = {name: fn for name, fn in forms.items() if name not in self.failed}
         if not forms:
             raise ValueError(f"forms={forms!r} must name at least one form to choose from ({self.family})")
+        for record in _OFFERED:
+            offered = record.setdefault(self.family, [])
+            offered.extend(name for name in forms if name not in offered)
+        if pinned:
+            return _PINNED[-1][1]
         if device.type == "cuda" and torch.cuda.is_current_stream_capturing():
             # timing synchronises the device, which a CUDA graph capture forbids: the preferred (else the first)
             # form runs, unmeasured and not cached; warm a key up before capturing it to get its measured form

@@ -3,6 +3,8 @@ process reading the cache the cold run filled), per layer, forward and backward.
 
     python benchmarks/bench_compile.py [--out benchmarks/results] [--cases depthwise_nchw,gdc,...]
 
+Results go to ``compile_cost-<cpu>.json`` (tagged with the CPU model and torch's CPU capability).
+
 Each case runs in fresh Python processes with ``NUMBA_CACHE_DIR`` set to a new temporary directory: the first
 process compiles (cold), the second and third load what it cached. A process imports torch and convzoo, builds
 the layer small (its kernel pinned: ``implementation = "kernel"``), then times its first forward (numba's import
@@ -21,7 +23,7 @@ import subprocess
 import sys
 import tempfile
 
-from convzoo.perf.results import Table, machine_info, write_results
+from convzoo.perf.results import Table, machine_info, machine_tag, write_results
 
 # name: (what it is, the code that builds `layer` and `x`; the layer's kernel is pinned)
 CASES: dict[str, tuple[str, str]] = {
@@ -94,7 +96,8 @@ def main() -> None:
                   "cold: an empty NUMBA_CACHE_DIR (compiles; the forward includes numba's import); cached: a new "
                   "process reading what the cold one wrote (the faster of two); later forward: a call after the "
                   "first ones, for scale.")
-    path = write_results(os.path.join(args.out, "compile_cost.json"), "What the first call costs: numba compilation",
+    path = write_results(os.path.join(args.out, f"compile_cost-{machine_tag(machine)}.json"),
+                         "What the first call costs: numba compilation",
                          [table], description=__doc__.split("\n\n", 2)[2], machine=machine, data=data)
     print(f"wrote {path}")
 

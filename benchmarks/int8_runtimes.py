@@ -14,10 +14,11 @@
    where MobileNets run; then the same on onnxruntime int8.
 
 Prints markdown tables (the machine first: CPU model and flags, torch's CPU capability, versions, threads) and
-writes the run in the results format (``convzoo.perf.results``) to OUT/int8_runtimes.json, which the docs'
-Performance pages render (the reading beside it, int8_runtimes.md, is written by hand and quotes only numbers the
-tables show). ``--quick``: MobileNet only and five families at a smaller shape (a smoke run, not a measurement;
-written to int8_runtimes_quick.json).
+writes the run in the results format (``convzoo.perf.results``) to OUT/int8_runtimes-<cpu>.json (tagged with the
+CPU model and torch's CPU capability: each machine its own file), which the docs' Performance pages render (the
+reading beside it, int8_runtimes-<cpu>.md, is written by hand and quotes only numbers the tables show).
+``--quick``: MobileNet only and five families at a smaller shape (a smoke run, not a measurement; written to
+int8_runtimes_quick-<cpu>.json).
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ import torch
 
 from convzoo import cost, models
 from convzoo.deploy.runtimes import Runner, runner, set_threads
-from convzoo.perf.results import Table, machine_info, write_results
+from convzoo.perf.results import Table, machine_info, machine_tag, write_results
 from convzoo.perf.runtime_compare import (
     compare_on_runtime,
     interleaved_rounds,
@@ -180,11 +181,11 @@ def main() -> None:
                                   "same in eager float32; vs eager = the family's eager float32 time / its int8 "
                                   "time; error = relative L2 vs eager float32; runs: share of the MACs in int8, "
                                   "operators outside the XNNPACK delegate, onnxruntime's int8 kernels."))
+    machine = machine_info(threads=threads, load_average=round(load, 2), **runtime_versions())
     name = "int8_runtimes" + ("" if args.part == "all" else f"_{args.part}") + ("_quick" if args.quick else "")
-    path = write_results(os.path.join(args.out, name + ".json"),
+    path = write_results(os.path.join(args.out, f"{name}-{machine_tag(machine)}.json"),
                          "int8 on mobile runtimes" + (" (quick smoke run)" if args.quick else ""), tables,
-                         description=__doc__.split("\n\n", 2)[2].split("\n\nPrints")[0],
-                         machine=machine_info(threads=threads, load_average=round(load, 2), **runtime_versions()),
+                         description=__doc__.split("\n\n", 2)[2].split("\n\nPrints")[0], machine=machine,
                          data=data)
     print(f"wrote {path}")
 

@@ -139,6 +139,30 @@ def test_reset_parameters_redraws_the_weights(name, dim):
     assert any(before[k].any() for k in before)
 
 
+@pytest.mark.parametrize("name, dim", CASES, ids=IDS)
+def test_kernels_built_from_the_weights_follow_functional_call_s_tensors(name, dim):
+    """Passes without autograd reuse kernels built from the parameters (flipped, masked, …) while the weights are
+    unchanged. ``torch.func.functional_call`` hands in other tensors each call, and one may land where a freed one
+    was, with the same version counter: here two tensor objects over the same memory, new values in between. The
+    second call must see the new values (HetConv's reuse, keyed on address and version only, did not)."""
+    module = _build(name, dim, seed=0).eval()
+    x = _input(dim)
+    names = [n for n, _ in module.named_parameters()]
+    arrays = [p.detach().numpy().copy() for p in module.parameters()]
+
+    def call(copy: bool) -> torch.Tensor:
+        with torch.no_grad():
+            tensors = [torch.from_numpy(a.copy() if copy else a) for a in arrays]
+            return torch.func.functional_call(module, dict(zip(names, tensors)), (x,))
+
+    first = call(False)
+    for a in arrays:
+        a *= 0.5  # the same memory, new values
+    second, expected = call(False), call(True)
+    torch.testing.assert_close(second, expected, rtol=1e-6, atol=1e-6)
+    assert not torch.allclose(first, second)
+
+
 # ---------------------------------------------------------------------------------------------------------
 # Deformable convolution at initialisation
 # ---------------------------------------------------------------------------------------------------------

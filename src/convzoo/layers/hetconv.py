@@ -32,6 +32,7 @@ from ..geometry import (
     resolve_geometry,
 )
 from .base import _batch_friendly, Alternative, ConvzooLayer, Stage, check_input, geometry_repr
+from .base import frozen as frozen_kernel  # (the forms below name their weights-reuse slot `frozen`)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -198,26 +199,19 @@ class HetConv2d(ConvzooLayer, nn.Module):
         return dense.view(self.out_channels, self.in_channels, *self.kernel_size)
 
     def _frozen(self, name: str, build: Callable[[], torch.Tensor]) -> torch.Tensor:
-        """``build()`` for passes without autograd, built once and reused until a weight changes: keyed on both
-        weights' version counters (bumped by every in-place update: optimizer steps, ``load_state_dict``,
-        ``nn.init``) and storages (a ``.data`` or ``.to()`` swap). Writes through ``p.data`` bypass the version
-        counter: call ``forget_cache()`` after those."""
-        if "parametrizations" in self._modules:  # weight_norm & co. compute the weights anew at every access
+        """``build()`` for passes without autograd, built once and reused while both weights are the same tensor
+        objects with the same version counters and storages (``base.frozen``: a tensor that merely lands where a
+        freed one was, as ``torch.func.functional_call``'s do, is another object). Parametrized weights
+        (weight_norm & co.) are computed anew at every access: built every call. Writes through ``p.data`` bypass
+        the version counter: call ``forget_cache()`` after those."""
+        if "parametrizations" in self._modules:
             return build()
         params = self._parameters
-        kxk, one = params["weight_kxk"], params["weight_1x1"]
-        key = (kxk._version, one._version, kxk.data_ptr(), one.data_ptr())
-        cache: dict[str, tuple[tuple[int, ...], torch.Tensor]] | None = self.__dict__.get("_frozen_cache")
-        hit = None if cache is None else cache.get(name)
-        if hit is None or hit[0] != key:
-            # a constant, and never an inference tensor (this order: inference_mode(False) turns grad mode on)
-            with torch.inference_mode(False), torch.no_grad():
-                hit = self.__dict__.setdefault("_frozen_cache", {})[name] = (key, build())
-        return hit[1]
+        return frozen_kernel(self, f"HetConv2d {name}", (params["weight_kxk"], params["weight_1x1"]), build)
 
     def forget_cache(self) -> None:
         """Drop the frozen kernels and the per-input dispatch table (both are rebuilt on the next call)."""
-        self.__dict__.pop("_frozen_cache", None)
+        self.forget_plans()
         self.__dict__.pop("_dispatch", None)
 
     def _apply(self, fn: Any, recurse: bool = True) -> HetConv2d:
@@ -226,7 +220,7 @@ class HetConv2d(ConvzooLayer, nn.Module):
 
     def __getstate__(self) -> dict[str, Any]:
         """Copies and pickles start without the caches (they hold tensors derived from this module's storages)."""
-        return {k: v for k, v in super().__getstate__().items() if k not in ("_frozen_cache", "_dispatch")}
+        return {k: v for k, v in super().__getstate__().items() if k != "_dispatch"}
 
     def _padded(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[tuple[int, int], ...]]:
         """Non-zero padding modes pad explicitly first; zeros are left to the convs (the pairs they must use)."""

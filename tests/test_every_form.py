@@ -1,7 +1,8 @@
 """Every exact form of every family, not only the one this machine's timing picks (``FormChoice`` times them on
 the user's machine, which may pick any): each form pinned in turn (``pinned_form``) gives the NumPy oracle's output
 in float64 on both memory formats, gradients that agree with its own finite differences, and takes the paths that
-depend on the form — a training step under CPU bfloat16 autocast, channels_last in and out.
+run the form's own code — a training step under CPU bfloat16 autocast, channels_last in and out, float16, an
+unbatched input and an empty batch.
 
 The forms are those the layer's choices are offered on the test inputs (``offered_forms``), found by running the
 layer, not listed by name; a layer that makes no choice runs the checks once, as it is."""
@@ -19,6 +20,9 @@ from convzoo.layers.form_choice import offered_forms, pinned_form
 from convzoo.verify import randomize_parameters_
 
 CASES = [(f.name, dim) for f in cz.families() for dim in f.dims]
+# The paths of tests/test_deploy.py that run a form's own code; under compile, export and tracing a layer runs its
+# one fixed form (``form_choice.is_tracing``), so pinning changes nothing there.
+FORM_PATHS = ("autocast_bf16", "channels_last", "half", "unbatched", "empty_batch")
 IDS = [f"{name}-{dim}d" for name, dim in CASES]
 
 
@@ -102,9 +106,9 @@ def test_every_form_is_exact_and_takes_every_path(name, dim):
                 assert error < 1e-10, f"{what}, {fmt}: float64 output off the oracle by {error:.3g}"
                 error = _directional_derivative_error(module, x)
                 assert error < 1e-6, f"{what}, {fmt}: backward off its finite differences by {error:.3g}"
-            try:
-                checks.check_autocast(name, dim)
-                if dim in checks.MEMORY_FORMAT:
-                    checks.check_channels_last(name, dim)
-            except AssertionError as failure:
-                raise AssertionError(f"{what}: {failure}") from None
+            for path in FORM_PATHS:
+                if checks.not_applicable(name, dim, path) is None:
+                    try:
+                        checks.PATHS[path](name, dim)
+                    except AssertionError as failure:
+                        raise AssertionError(f"{what}, {path}: {failure}") from None

@@ -20,7 +20,7 @@ import torch
 
 from convzoo.perf.results import (FORMAT, ResultsError, Table, machine_info, machine_tag, parse_results,
                                   read_results, results_files, write_results)
-from convzoo.perf.results_page import format_cell, machine_line, render_page, unquoted_numbers
+from convzoo.perf.results_page import format_cell, machine_label, machine_line, render_page, unquoted_numbers
 
 ROOT = Path(__file__).resolve().parents[1]
 MACHINE = {"cpu": "Test CPU 9000", "cpu_flags": "avx2 fma", "cpu_capability": "AVX2", "cores": 4, "threads": 2,
@@ -93,6 +93,13 @@ def test_write_results_refuses_a_bad_table_before_touching_the_file(tmp_path):
     with pytest.raises(ResultsError, match=r"tables\[0\]\.rows\[0\] must be a list of 2 cells"):
         write_results(path, "t", [Table("c", ["a", "b"], [[1]])], machine=MACHINE)
     assert path.read_text() == "the previous run\n" and sorted(os.listdir(tmp_path)) == ["run.json"]
+
+
+def test_machine_label_names_the_device_in_a_few_words():
+    assert machine_label({"cpu": "Intel(R) Xeon(R) Processor", "cpu_capability": "AVX512"}) == "Intel Xeon AVX512"
+    assert machine_label({"cpu": "AMD EPYC 7B13", "cpu_capability": "AVX2"}) == "AMD EPYC 7B13 AVX2"
+    assert machine_label({"gpu": "NVIDIA H200", "cpu": "AMD EPYC"}) == "NVIDIA H200"
+    assert machine_label({"cpu": "Processor"}) == "CPU" and machine_label(None) == "machine not recorded"
 
 
 def test_machine_info_names_this_machine():

@@ -21,6 +21,7 @@ import re
 import sys
 from pathlib import Path
 from types import ModuleType
+from typing import Any
 
 ROOT = Path(__file__).resolve().parents[2]
 RESULTS = ROOT / "benchmarks" / "results"
@@ -191,20 +192,25 @@ def on_config(config, **kwargs):
     _FILES.update(files)
     _PAGES["design.md"] = design_page()
     _PAGES["architecture.md"] = architecture_page()
-    from convzoo.perf.results_page import by_benchmark, index_markdown
+    from convzoo.perf.results_page import by_benchmark, index_markdown, machine_label
 
     _INDEX[:] = [index_markdown(runs)]
     ordered = [r for members in by_benchmark(runs).values() for r in members]
     current = [r for r in ordered if not r.superseded_by]
     earlier = [r for r in ordered if r.superseded_by]
+    shared = {r.title for r in current if sum(o.title == r.title for o in current) > 1}
+
+    def entry_of(r: Any) -> dict[str, str]:  # runs of one measurement on several machines: the machine named
+        title = r.title.replace("`", "")
+        return {f"{title} ({machine_label(r.machine)})" if r.title in shared else title: f"performance/{r.name}.md"}
+
     nav = config["nav"]
     for i, entry in enumerate(nav):
         (title, target), = entry.items()
         if target == "performance/index.md":
-            section = [target] + [{r.title.replace("`", ""): f"performance/{r.name}.md"} for r in current]
+            section = [target] + [entry_of(r) for r in current]
             if earlier:
-                section.append({"Earlier runs": [{r.title.replace("`", ""): f"performance/{r.name}.md"}
-                                                 for r in earlier]})
+                section.append({"Earlier runs": [entry_of(r) for r in earlier]})
             nav[i] = {title: section}
     config["extra_css"] = list(config.get("extra_css", [])) + ["_project_pages.css"]
     return config

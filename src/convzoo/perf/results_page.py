@@ -74,6 +74,18 @@ def machine_line(machine: Mapping[str, Any] | None, date: str | None) -> str:
     return " · ".join(parts)
 
 
+def machine_label(machine: Mapping[str, Any] | None) -> str:
+    """A few words naming the device, for telling runs of one measurement apart in a list: the GPU's name, else the
+    CPU model without trademark signs and filler words, with torch's CPU capability ('Intel Xeon AVX512')."""
+    if machine is None:
+        return "machine not recorded"
+    if machine.get("gpu"):
+        return str(machine["gpu"])
+    words = re.sub(r"\((R|TM|tm|r)\)", "", str(machine.get("cpu") or "CPU")).split()
+    model = " ".join(w for w in words if w.lower() not in ("processor", "cpu")) or "CPU"
+    return f"{model} {machine['cpu_capability']}" if machine.get("cpu_capability") else model
+
+
 def machine_details(machine: Mapping[str, Any] | None) -> list[str]:
     """Every recorded machine key as a Markdown list ('machine not recorded' when there is none)."""
     if machine is None:

@@ -16,6 +16,7 @@ import convzoo as cz
 from convzoo.cli import app
 from convzoo.layers import dynamic as dynamic_module
 from convzoo.layers import hetconv as hetconv_module
+from convzoo.layers import form_choice
 from convzoo.layers import shuffle as shuffle_module
 from convzoo.layers.form_choice import (FormChoice, forget_choices, input_key, offered_forms, pinned_form,
                                         quick_choices, untimed)
@@ -132,6 +133,27 @@ def test_form_choice_caches_and_rejects_no_forms():
     assert calls == seen and choice.measurements == 1
     with pytest.raises(ValueError, match="forms"):
         choice.choose("other", {}, torch.device("cpu"))
+
+
+def test_a_form_that_wins_the_rounds_must_beat_the_preferred_form_head_to_head(monkeypatch):
+    """'b' is fast only right after 'c' (0.5 ms, else 1.5 ms), 'a' always 1 ms: b wins the rounds of all three,
+    where it sometimes follows c, but not the rounds of b and a alone: a, the preferred form, is kept. Without a
+    preference the rounds decide. A fake clock that only the forms advance makes it exact."""
+    clock, last = [0.0], [""]
+
+    def form(name: str):
+        def run() -> torch.Tensor:
+            clock[0] += {"a": 1e-3, "c": 2e-3}.get(name, 0.5e-3 if last[0] == "c" else 1.5e-3)
+            last[0] = name
+            return torch.zeros(1)
+        return run
+
+    monkeypatch.setattr(form_choice.time, "perf_counter", lambda: clock[0])
+    forms = {"a": form("a"), "b": form("b"), "c": form("c")}
+    assert FormChoice("test").choose("k", forms, torch.device("cpu")) == "b"
+    assert FormChoice("test", prefer="a", margin=0.03).choose("k", forms, torch.device("cpu")) == "a"
+    forms["b"] = lambda: (clock.__setitem__(0, clock[0] + 0.5e-3), torch.zeros(1))[1]  # b faster everywhere
+    assert FormChoice("test", prefer="a", margin=0.03).choose("k", forms, torch.device("cpu")) == "b"
 
 
 def test_untimed_runs_nothing_caches_nothing_and_keeps_the_preferred_form():

@@ -23,6 +23,7 @@ every path, not only the one this machine's timing picks. Leaf module: imports t
 from __future__ import annotations
 
 import contextlib
+import statistics
 import time
 import warnings
 import weakref
@@ -85,6 +86,8 @@ def round_order(labels: Sequence[str], r: int) -> list[str]:
     return rotated[::-1] if r % 2 else rotated
 
 
+# Head-to-head rounds confirming a form measured faster than a family's preferred one (``FormChoice.choose``).
+CONFIRM_ROUNDS = 8
 _UNTIMED = [0]  # > 0 inside ``untimed()``
 
 
@@ -187,7 +190,11 @@ class FormChoice:
     """The cached choice of one layer family: ``choose(key, forms, ...)`` returns the fastest form's name.
 
     ``prefer``: a form kept unless another is measured faster by more than ``margin`` (a relative time), so
-    near ties measured on a noisy machine do not flip to a form that is not really faster.
+    near ties measured on a noisy machine do not flip to a form that is not really faster; and a form that beats it
+    in the rounds must beat it head to head too: ``CONFIRM_ROUNDS`` rounds of the two alone (each twice in a row,
+    the order alternating), the median over rounds of their ratio below 1 − ``margin``. The rounds of every form
+    in turn run each after a different one, and on some CPUs a form's time depends on the op before it by tens of
+    per cent, so a form can win the rounds and lose against the preferred form run beside it alone.
     ``measurements`` counts how often forms were actually timed (one per new key), for tests and reports;
     ``clear()`` forgets every choice (say, after changing thread counts) and bumps ``generation``, which layers
     that remember their choice per input put in their keys.
@@ -305,6 +312,14 @@ class FormChoice:
         fastest = min(best, key=best.__getitem__)
         if self.prefer in best and best[self.prefer] <= (1 + self.margin) * best[fastest]:
             fastest = self.prefer  # a near tie: t_prefer ≤ (1 + margin)·t_fastest keeps the preferred form
+        elif self.prefer in best and not _QUICK[0]:  # the fastest's lead confirmed head to head
+            ratios = []
+            for r in range(CONFIRM_ROUNDS):
+                pair = (fastest, self.prefer) if r % 2 else (self.prefer, fastest)
+                times = {name: min(timed(forms[name]), timed(forms[name])) for name in pair}
+                ratios.append(times[fastest] / times[self.prefer])
+            if statistics.median(ratios) > 1 - self.margin:
+                fastest = self.prefer
         self.cache[key] = fastest
         return self.cache[key]
 

@@ -136,14 +136,15 @@ def test_form_choice_caches_and_rejects_no_forms():
 
 
 def test_a_form_that_wins_the_rounds_must_beat_the_preferred_form_head_to_head(monkeypatch):
-    """'b' is fast only right after 'c' (0.5 ms, else 1.5 ms), 'a' always 1 ms: b wins the rounds of all three,
+    """'b' is fast only right after 'c' (0.8 ms, else 1.5 ms), 'a' always 1 ms: b wins the rounds of all three,
     where it sometimes follows c, but not the rounds of b and a alone: a, the preferred form, is kept. Without a
-    preference the rounds decide. A fake clock that only the forms advance makes it exact."""
+    preference the rounds decide, and a lead beyond CONFIRM_WITHIN is taken as measured. A fake clock that only the
+    forms advance makes it exact."""
     clock, last = [0.0], [""]
 
     def form(name: str):
         def run() -> torch.Tensor:
-            clock[0] += {"a": 1e-3, "c": 2e-3}.get(name, 0.5e-3 if last[0] == "c" else 1.5e-3)
+            clock[0] += {"a": 1e-3, "c": 2e-3}.get(name, 0.8e-3 if last[0] == "c" else 1.5e-3)
             last[0] = name
             return torch.zeros(1)
         return run
@@ -152,8 +153,14 @@ def test_a_form_that_wins_the_rounds_must_beat_the_preferred_form_head_to_head(m
     forms = {"a": form("a"), "b": form("b"), "c": form("c")}
     assert FormChoice("test").choose("k", forms, torch.device("cpu")) == "b"
     assert FormChoice("test", prefer="a", margin=0.03).choose("k", forms, torch.device("cpu")) == "a"
-    forms["b"] = lambda: (clock.__setitem__(0, clock[0] + 0.5e-3), torch.zeros(1))[1]  # b faster everywhere
+    forms["b"] = lambda: (clock.__setitem__(0, clock[0] + 0.9e-3), torch.zeros(1))[1]  # b faster everywhere
     assert FormChoice("test", prefer="a", margin=0.03).choose("k", forms, torch.device("cpu")) == "b"
+    calls = {"a": 0, "b": 0}
+    counting = {name: (lambda name=name: (calls.__setitem__(name, calls[name] + 1), forms[name]())[1])
+                for name in ("a", "b")}
+    forms["b"] = lambda: (clock.__setitem__(0, clock[0] + 0.5e-3), torch.zeros(1))[1]  # twice as fast: no rounds
+    choice = FormChoice("test", prefer="a", margin=0.03, min_rounds=3, max_rounds=3)  # of the two alone
+    assert choice.choose("k", counting, torch.device("cpu")) == "b" and calls == {"a": 7, "b": 7}
 
 
 def test_untimed_runs_nothing_caches_nothing_and_keeps_the_preferred_form():

@@ -86,8 +86,10 @@ def round_order(labels: Sequence[str], r: int) -> list[str]:
     return rotated[::-1] if r % 2 else rotated
 
 
-# Head-to-head rounds confirming a form measured faster than a family's preferred one (``FormChoice.choose``).
+# Head-to-head rounds confirming a form measured faster than a family's preferred one, when by less than
+# CONFIRM_WITHIN× (a larger lead is taken as measured; ``FormChoice.choose``).
 CONFIRM_ROUNDS = 8
+CONFIRM_WITHIN = 1.5
 _UNTIMED = [0]  # > 0 inside ``untimed()``
 
 
@@ -191,10 +193,11 @@ class FormChoice:
 
     ``prefer``: a form kept unless another is measured faster by more than ``margin`` (a relative time), so
     near ties measured on a noisy machine do not flip to a form that is not really faster; and a form that beats it
-    in the rounds must beat it head to head too: ``CONFIRM_ROUNDS`` rounds of the two alone (each twice in a row,
-    the order alternating), the median over rounds of their ratio below 1 − ``margin``. The rounds of every form
-    in turn run each after a different one, and on some CPUs a form's time depends on the op before it by tens of
-    per cent, so a form can win the rounds and lose against the preferred form run beside it alone.
+    in the rounds by less than ``CONFIRM_WITHIN``× must beat it head to head too: ``CONFIRM_ROUNDS`` rounds of the
+    two alone (each twice in a row, the order alternating), the median over rounds of their ratio below
+    1 − ``margin``. The rounds of every form in turn run each after a different one, and on some CPUs a form's
+    time depends on the op before it by tens of per cent, so a form can win the rounds and lose against the
+    preferred form run beside it alone.
     ``measurements`` counts how often forms were actually timed (one per new key), for tests and reports;
     ``clear()`` forgets every choice (say, after changing thread counts) and bumps ``generation``, which layers
     that remember their choice per input put in their keys.
@@ -312,7 +315,8 @@ class FormChoice:
         fastest = min(best, key=best.__getitem__)
         if self.prefer in best and best[self.prefer] <= (1 + self.margin) * best[fastest]:
             fastest = self.prefer  # a near tie: t_prefer ≤ (1 + margin)·t_fastest keeps the preferred form
-        elif self.prefer in best and not _QUICK[0]:  # the fastest's lead confirmed head to head
+        elif self.prefer in best and not _QUICK[0] and best[self.prefer] <= CONFIRM_WITHIN * best[fastest]:
+            # a lead the op-order effects could explain is confirmed head to head
             ratios = []
             for r in range(CONFIRM_ROUNDS):
                 pair = (fastest, self.prefer) if r % 2 else (self.prefer, fastest)

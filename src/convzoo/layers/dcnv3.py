@@ -49,7 +49,7 @@ if TYPE_CHECKING:
 
 IMPLEMENTATIONS = ("auto", "grid_sample", "kernel", triton_forms.TRITON)
 # (configuration, input shape / format / device / dtype, backward) → 'grid_sample', 'kernel' (numba) or 'triton'
-_CHOICE = FormChoice("DCNv3Conv2d")
+_CHOICE = FormChoice("DCNv3Conv2d", prefer="grid_sample", margin=0.03)
 _KERNEL_DTYPES = (torch.float32, torch.float64)
 
 

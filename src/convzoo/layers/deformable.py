@@ -62,7 +62,7 @@ def _deform_conv2d(*args: Any, **kwargs: Any) -> torch.Tensor:
 IMPLEMENTATIONS = ("auto", "torch", "torchvision", "kernel", "triton")
 # (configuration, input shape / format / device / dtype, grad mode) → the fastest implementation, timed (forward
 # only) on the first such input
-_CHOICE = FormChoice("DeformConv2d")
+_CHOICE = FormChoice("DeformConv2d", prefer="torch", margin=0.03)
 _KERNEL_DTYPES = (torch.float32, torch.float64)
 
 

@@ -58,7 +58,7 @@ if TYPE_CHECKING:
 
 
 # (configuration, input shape / format / device / dtype, backward) → the fastest exact eager form
-_CHOICE = FormChoice("DynamicConvNd")
+_CHOICE = FormChoice("DynamicConvNd", prefer="batch_folded", margin=0.03)
 # samples per grouped conv in ``batch_folded_chunks_channels_last`` (the whole batch is the form
 # ``batch_folded_channels_last``); ``benchmarks/bench_dynamic.py --forms`` times the chunk sizes
 _FOLD_CHUNK = 8

@@ -26,7 +26,7 @@ from .separable import column_then_row
 if TYPE_CHECKING:
     import numpy as np
 
-_CHOICE = FormChoice("FlattenedConv2d")
+_CHOICE = FormChoice("FlattenedConv2d", prefer="stages", margin=0.03)
 
 
 def rank1_filters(weight: torch.Tensor, iterations: int = 50) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:

@@ -21,7 +21,7 @@ from .base import (Alternative, ConvzooLayer, Runner, Stage, autocast_enabled, c
 from .fastpaths import GlobalDepthwiseSum, GlobalDepthwiseSumNHWC, global_depthwise_sum, is_channels_last
 from .form_choice import FormChoice, is_tracing
 
-_CHOICE = FormChoice("GlobalDepthwiseConv2d")
+_CHOICE = FormChoice("GlobalDepthwiseConv2d", prefer="native", margin=0.03)
 
 if TYPE_CHECKING:
     import numpy as np

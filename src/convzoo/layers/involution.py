@@ -57,7 +57,7 @@ if TYPE_CHECKING:
 IMPLEMENTATIONS = ("auto", "strided_views", "kernel", triton_forms.TRITON)
 FUSED = "kernel, generator fused"  # the whole forward by one CPU kernel, in passes that record no backward
 # (configuration, input shape / format / device / dtype, backward) → 'strided_views', 'kernel' (numba) or 'triton'
-_CHOICE = FormChoice("Involution")
+_CHOICE = FormChoice("Involution", prefer="strided_views", margin=0.03)
 _KERNEL_DTYPES = (torch.float32, torch.float64)
 
 

@@ -24,7 +24,7 @@ if TYPE_CHECKING:
     import numpy as np
 
 # (groups, input shape / format / device / dtype, backward) → the faster of the two exact shuffles on this machine
-_CHOICE = FormChoice("ChannelShuffle")
+_CHOICE = FormChoice("ChannelShuffle", prefer="F.channel_shuffle", margin=0.03)
 
 
 class ChannelShuffle(ConvzooLayer, nn.Module):

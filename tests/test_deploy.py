@@ -96,24 +96,6 @@ def test_dcnv3_follows_weight_norm_on_its_conv() -> None:
     assert checks.relative_error(after, expected) < 1e-5
 
 
-def test_global_depthwise_trains_under_bfloat16_autocast() -> None:
-    """The cell of issue 25 ("expected scalar type BFloat16 but found Float" in the backward): a training step of
-    the lazy GDC under CPU bfloat16 autocast, gradients within bfloat16's precision of float32's."""
-    import convzoo
-
-    torch.manual_seed(0)
-    layer = convzoo.GlobalDepthwiseConv2d(8, 16)
-    for fmt in (torch.contiguous_format, torch.channels_last):
-        x = torch.randn(2, 8, 7, 7).contiguous(memory_format=fmt).requires_grad_()
-        expected = torch.autograd.grad(layer(x).square().sum(), [x, layer.weight])
-        for form in layer.forms(x):  # every form, not only the one this machine's timing picks
-            with torch.autocast("cpu", dtype=torch.bfloat16):
-                y = layer.run_form(form, x)
-            grads = torch.autograd.grad(y.float().square().sum(), [x, layer.weight])
-            for g, e in zip(grads, expected):
-                assert g.dtype == torch.float32 and checks.relative_error(g, e) < 3e-2, (fmt, form)
-
-
 @pytest.mark.parametrize("name", ["deformable", "deformable_v2"])
 def test_deformable_onnx_is_one_deformconv_node(name: str, tmp_path) -> None:
     """v1 and v2 export to ONNX's DeformConv op, one node, and onnxruntime matches PyTorch on random offsets at

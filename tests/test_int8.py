@@ -141,6 +141,50 @@ def test_a_batch_norm_that_follows_no_conv_becomes_the_depthwise_conv_it_equals(
         torch.testing.assert_close(graph(x), expected, rtol=1e-5, atol=1e-5)
 
 
+@pytest.mark.parametrize("dim, m, stride, padding, dilation, bias", [
+    (1, 2, 1, 1, 1, True), (2, 2, 1, 1, 1, True), (2, 3, 2, 2, 2, False), (3, 2, 1, 0, 1, True)])
+def test_a_depthwise_conv_with_multiplier_reads_its_input_repeated(dim, m, stride, padding, dilation, bias) -> None:
+    """m > 1 outputs per input channel become one output per group of the input repeated m times: the same values
+    as the NumPy oracle's grouped correlation; convs with other groupings, and transposed ones, are left alone."""
+    import numpy as np
+
+    from convzoo.deploy.depthwise_repeat import depthwise_repeat_input
+    from convzoo.oracle.reference import correlate
+
+    layer = getattr(convzoo, f"DepthwiseConv{dim}d")(3, 3 * m, 3, stride, padding, dilation, bias=bias).eval()
+    others = [torch.nn.Conv2d(4, 8, 3, groups=2), torch.nn.Conv2d(4, 4, 3, groups=4), torch.nn.Conv2d(1, 4, 3),
+              torch.nn.ConvTranspose2d(4, 8, 3, groups=4)]
+    x = torch.randn(2, 3, *(7,) * dim, dtype=torch.float64)
+    graph = torch.export.export(layer.double(), (x,)).module()
+    assert depthwise_repeat_input(graph) == 1
+    convs = [n for n in graph.graph.nodes if n.op == "call_function" and "conv" in str(n.target)]
+    assert len(convs) == 1 and convs[0].args[6] == 3 * m  # groups: one input and one output channel each
+    expected = correlate(x.numpy(), layer.weight.detach().numpy(), None if not bias else layer.bias.detach().numpy(),
+                         stride, padding, dilation, groups=3)
+    np.testing.assert_allclose(graph(x).detach().numpy(), expected, rtol=0, atol=1e-12)
+    for other in others:
+        y = torch.randn(1, other.in_channels, 6, 6)
+        assert depthwise_repeat_input(torch.export.export(other.eval(), (y,)).module()) == 0, other
+
+
+def test_quantized_depthwise_with_multiplier_runs_int8_on_one_output_per_group() -> None:
+    """DepthwiseConv2d 4 → 8 quantized: its conv reads the repeated input (groups 8), is int8 as before, and its
+    output on XNNPACK matches the simulated int8 model."""
+    _need("xnnpack")
+    from convzoo.deploy.runtimes import runner
+
+    layer = convzoo.DepthwiseConv2d(4, 8, 3, padding=1).eval()
+    x = torch.randn(2, 4, 10, 10)
+    q = convzoo.quantize(layer, x)
+    groups = [n.args[6] for n in q.module.graph.nodes if n.target is torch.ops.aten.conv2d.default]
+    assert groups == [8]
+    assert [row.status for row in q.report.layers] == ["int8"], str(q.report)
+    run = runner(layer, x, "xnnpack", "int8", quantized=q)
+    with torch.no_grad():
+        assert int8_checks.relative_error(run(x), q(x)) < 1e-2
+        assert int8_checks.relative_error(run(x), layer(x)) < INT8_TOLERANCE
+
+
 def test_quantize_checks_its_arguments() -> None:
     _need("xnnpack")
     layer = int8_checks.build_layer("standard")

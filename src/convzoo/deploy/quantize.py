@@ -3,7 +3,8 @@
 ``quantize(model, example_input, backend, calibration)``: ``torch.export`` → weights computed from parameters
 folded into constants (HetConv's scattered kernel, re-parameterised branches: a quantizer quantizes a weight per
 output channel only when it is a constant) → a BatchNorm that follows no conv becomes the 1×1 depthwise conv it
-equals → the float policy marks what has no int8 form (``float_policy.py``) → the backend's quantizer annotates
+equals → a depthwise conv with multiplier m > 1 reads its input repeated m times (``depthwise_repeat.py``) → the
+float policy marks what has no int8 form (``float_policy.py``) → the backend's quantizer annotates
 the rest → ``prepare_pt2e`` → one forward per calibration batch (observers record each tensor's range) →
 ``convert_pt2e``. The result runs in eager PyTorch
 (int8 arithmetic simulated by quantize/dequantize pairs around float ops) and lowers to a runtime
@@ -27,6 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .depthwise_repeat import depthwise_repeat_input
 from .extras import QUANTIZE_PACKAGES, require
 from .int8_report import QuantizationReport, layer_report
 
@@ -181,6 +183,7 @@ def quantize(model: nn.Module, example_input: torch.Tensor, backend: str = "xnnp
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         graph = batch_norms_as_convs(fold_constants(torch.export.export(model, (example_input,)).module()))
+        depthwise_repeat_input(graph)  # m > 1: the runtimes' int8 depthwise kernels take one output per group
         prepared = prepare_pt2e(graph, ComposableQuantizer([keep_float_quantizer(), quantizer]))
         with torch.no_grad():
             for batch in batches:

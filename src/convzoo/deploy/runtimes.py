@@ -27,6 +27,7 @@ from typing import Any
 import torch
 from torch import nn
 
+from .depthwise_repeat import depthwise_repeat_input
 from .extras import require_runtime
 
 RUNTIMES = ("eager", "xnnpack", "onnxruntime")
@@ -186,14 +187,15 @@ def pad_then_pool(program: torch.export.ExportedProgram) -> torch.export.Exporte
 
 
 def xnnpack_runner(program: torch.export.ExportedProgram, dtype: str) -> Runner:
-    """Lower ``program`` to ExecuTorch with the XNNPACK delegate (after :func:`pad_then_pool`), load it in the
-    Python runtime."""
+    """Lower ``program`` to ExecuTorch with the XNNPACK delegate (after :func:`pad_then_pool` and
+    ``depthwise_repeat_input``), load it in the Python runtime."""
     require_runtime("xnnpack")
     from executorch.exir import to_edge_transform_and_lower
     from executorch.runtime import Runtime
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
+        depthwise_repeat_input(program.graph_module)  # XNNPACK's depthwise kernels: one output per group
         lowered = to_edge_transform_and_lower(pad_then_pool(program), partitioner=[_partitioner()])
         outside = _outside_delegate(lowered)
         buffer = lowered.to_executorch().buffer

@@ -1,0 +1,79 @@
+"""A depthwise conv with depth multiplier m > 1 rewritten for the runtimes: repeat the input, then multiplier 1.
+
+XNNPACK and onnxruntime's int8 ``QLinearConv`` run a grouped conv on their depthwise kernels only when every group
+has one input and one output channel; with m > 1 outputs per group they fall back to a GEMM per group of one input
+channel (XNNPACK's ``convolution-nhwc``, onnxruntime's ``is_depthwise_conv``). The same conv on the input with each
+channel repeated m times has one output per group:
+
+    y[n, c·m + j] = b[c·m + j] + Σ_t w[c·m + j, 0, t] · x[n, c, p·s + t·d] = conv(x_r, w, b, groups = C·m),
+    x_r[n, c·m + j] = x[n, c]   (x_r = stack([x] · m, dim 2) viewed (N, C·m, *S)),
+
+the same products summed in the same order, with the weight unchanged. ``benchmarks/int8_runtimes.py`` measures
+both forms on each runtime (depthwise 64 → 128 in its family table, before and after); onnxruntime's float32
+``Conv`` has no such condition and is left as exported.
+"""
+
+from __future__ import annotations
+
+import torch
+from torch.fx import GraphModule, Node
+
+_aten = torch.ops.aten
+_CONVS = {_aten.conv1d.default, _aten.conv2d.default, _aten.conv3d.default, _aten.convolution.default}
+_GROUPS_ARG = {_aten.convolution.default: 8}  # conv1d/2d/3d: (x, w, b, stride, padding, dilation, groups)
+
+
+def _groups(node: Node) -> int:
+    index = _GROUPS_ARG.get(node.target, 6)  # type: ignore[arg-type]
+    if len(node.args) > index:
+        return int(node.args[index])  # type: ignore[arg-type]
+    return int(node.kwargs.get("groups", 1))  # type: ignore[arg-type]
+
+
+def _multiplier(node: Node) -> int:
+    """m for a depthwise conv node with one input channel and m > 1 output channels per group (groups > 1), else 1."""
+    if node.op != "call_function" or node.target not in _CONVS:
+        return 1
+    if node.target is _aten.convolution.default and node.args[6]:  # transposed
+        return 1
+    x, weight = node.args[0], node.args[1]
+    if not (isinstance(x, Node) and isinstance(weight, Node) and "val" in x.meta and "val" in weight.meta):
+        return 1
+    xv, wv, groups = x.meta["val"], weight.meta["val"], _groups(node)
+    if groups <= 1 or xv.dim() != wv.dim() or xv.shape[1] != groups or wv.shape[1] != 1:
+        return 1
+    return int(wv.shape[0]) // groups
+
+
+def depthwise_repeat_input(graph_module: GraphModule) -> int:
+    """Rewrite, in place, every depthwise conv of ``graph_module`` (an exported ATen graph) with multiplier m > 1
+    as a multiplier-1 conv on the input repeated m times (see the module docstring); returns how many."""
+    graph, rewritten = graph_module.graph, 0
+    for node in list(graph.nodes):
+        m = _multiplier(node)
+        if m == 1:
+            continue
+        x = node.args[0]
+        assert isinstance(x, Node)
+        value = x.meta["val"]
+        shape = [value.shape[0], value.shape[1] * m, *value.shape[2:]]
+        with graph.inserting_before(node):
+            stacked = graph.call_function(_aten.stack.default, ([x] * m, 2))
+            repeated = graph.call_function(_aten.reshape.default, (stacked, shape))
+        for new, val in ((stacked, torch.stack([value] * m, 2)), (repeated, torch.stack([value] * m, 2).reshape(shape))):
+            new.meta.update({k: v for k, v in node.meta.items() if k != "val"})  # the layer's module stack, source
+            new.meta["val"] = val
+        args = list(node.args)
+        args[0] = repeated
+        index = _GROUPS_ARG.get(node.target, 6)  # type: ignore[arg-type]
+        if len(args) > index:
+            args[index] = shape[1]
+            node.args = tuple(args)
+        else:
+            node.args = tuple(args)
+            node.kwargs = {**node.kwargs, "groups": shape[1]}
+        rewritten += 1
+    if rewritten:
+        graph.lint()
+        graph_module.recompile()
+    return rewritten

@@ -60,7 +60,8 @@ def depthwise_repeat_input(graph_module: GraphModule) -> int:
         with graph.inserting_before(node):
             stacked = graph.call_function(_aten.stack.default, ([x] * m, 2))
             repeated = graph.call_function(_aten.reshape.default, (stacked, shape))
-        for new, val in ((stacked, torch.stack([value] * m, 2)), (repeated, torch.stack([value] * m, 2).reshape(shape))):
+        stacked_value = torch.stack([value] * m, 2)  # fake tensors: shapes only
+        for new, val in ((stacked, stacked_value), (repeated, stacked_value.reshape(shape))):
             new.meta.update({k: v for k, v in node.meta.items() if k != "val"})  # the layer's module stack, source
             new.meta["val"] = val
         args = list(node.args)

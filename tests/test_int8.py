@@ -165,11 +165,17 @@ def test_a_depthwise_conv_with_multiplier_reads_its_input_repeated(dim, m, strid
     for other in others:
         y = torch.randn(1, other.in_channels, 6, 6)
         assert depthwise_repeat_input(torch.export.export(other.eval(), (y,)).module()) == 0, other
+    global_depthwise = torch.nn.Conv2d(4, 8, 6, groups=4).eval()  # one output position: left alone on request
+    y = torch.randn(1, 4, 6, 6)
+    assert depthwise_repeat_input(torch.export.export(global_depthwise, (y,)).module(), keep_global=True) == 0
+    graph = torch.export.export(global_depthwise, (y,)).module()
+    assert depthwise_repeat_input(graph, keep_global=False) == 1
+    torch.testing.assert_close(graph(y), global_depthwise(y))
 
 
 def test_quantized_depthwise_with_multiplier_runs_int8_on_one_output_per_group() -> None:
-    """DepthwiseConv2d 4 → 8 quantized: its conv reads the repeated input (groups 8), is int8 as before, and its
-    output on XNNPACK matches the simulated int8 model."""
+    """DepthwiseConv2d 4 → 8 quantized: its conv reads the repeated input (groups 8), is int8 as before, runs
+    wholly inside XNNPACK's delegate, and its output there matches the simulated int8 model."""
     _need("xnnpack")
     from convzoo.deploy.runtimes import runner
 
@@ -180,6 +186,7 @@ def test_quantized_depthwise_with_multiplier_runs_int8_on_one_output_per_group()
     assert groups == [8]
     assert [row.status for row in q.report.layers] == ["int8"], str(q.report)
     run = runner(layer, x, "xnnpack", "int8", quantized=q)
+    assert not run.outside_delegate, run.outside_delegate  # the copies are distinct: XNNPACK takes their cat
     with torch.no_grad():
         assert int8_checks.relative_error(run(x), q(x)) < 1e-2
         assert int8_checks.relative_error(run(x), layer(x)) < INT8_TOLERANCE

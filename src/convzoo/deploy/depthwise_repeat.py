@@ -6,11 +6,15 @@ channel (XNNPACK's ``convolution-nhwc``, onnxruntime's ``is_depthwise_conv``). T
 channel repeated m times has one output per group:
 
     y[n, c·m + j] = b[c·m + j] + Σ_t w[c·m + j, 0, t] · x[n, c, p·s + t·d] = conv(x_r, w, b, groups = C·m),
-    x_r[n, c·m + j] = x[n, c]   (x_r = stack([x] · m, dim 2) viewed (N, C·m, *S)),
+    x_r[n, c·m + j] = x[n, c]   (x_r = cat of m copies of x viewed (N, C, 1, S), viewed (N, C·m, *S)),
 
-the same products summed in the same order, with the weight unchanged. ``benchmarks/int8_runtimes.py`` measures
-both forms on each runtime (depthwise 64 → 128 in its family table, before and after); onnxruntime's float32
-``Conv`` has no such condition and is left as exported.
+the same products summed in the same order, with the weight unchanged. The copies are distinct views because
+XNNPACK's partitioner counts a concatenation's distinct inputs and keeps a cat of one tensor with itself out of its
+delegate. A global depthwise conv (one output position: the kernel covers the padded input) is a dot product per
+channel on the fallback GEMM too, so on XNNPACK (``keep_global``) the repeat only adds traffic and it is left alone;
+onnxruntime's int8 kernel is slow on it either way. ``benchmarks/int8_runtimes.py`` measures the ``depthwise``,
+``global_depthwise`` and ``large_kernel`` families (m = 2) on both runtimes; onnxruntime's float32 ``Conv`` has no
+such condition and is left as exported.
 """
 
 from __future__ import annotations
@@ -30,8 +34,9 @@ def _groups(node: Node) -> int:
     return int(node.kwargs.get("groups", 1))  # type: ignore[arg-type]
 
 
-def _multiplier(node: Node) -> int:
-    """m for a depthwise conv node with one input channel and m > 1 output channels per group (groups > 1), else 1."""
+def _multiplier(node: Node, keep_global: bool) -> int:
+    """m for a depthwise conv node with one input channel and m > 1 output channels per group (groups > 1), else 1;
+    1 for a global one (one output position) when ``keep_global``."""
     if node.op != "call_function" or node.target not in _CONVS:
         return 1
     if node.target is _aten.convolution.default and node.args[6]:  # transposed
@@ -42,26 +47,33 @@ def _multiplier(node: Node) -> int:
     xv, wv, groups = x.meta["val"], weight.meta["val"], _groups(node)
     if groups <= 1 or xv.dim() != wv.dim() or xv.shape[1] != groups or wv.shape[1] != 1:
         return 1
+    if keep_global and "val" in node.meta and node.meta["val"].shape[2:].numel() == 1:
+        return 1
     return int(wv.shape[0]) // groups
 
 
-def depthwise_repeat_input(graph_module: GraphModule) -> int:
+def depthwise_repeat_input(graph_module: GraphModule, keep_global: bool = False) -> int:
     """Rewrite, in place, every depthwise conv of ``graph_module`` (an exported ATen graph) with multiplier m > 1
-    as a multiplier-1 conv on the input repeated m times (see the module docstring); returns how many."""
+    as a multiplier-1 conv on the input repeated m times (see the module docstring), except global ones when
+    ``keep_global``; returns how many."""
     graph, rewritten = graph_module.graph, 0
     for node in list(graph.nodes):
-        m = _multiplier(node)
+        m = _multiplier(node, keep_global)
         if m == 1:
             continue
         x = node.args[0]
         assert isinstance(x, Node)
         value = x.meta["val"]
+        flat = [value.shape[0], value.shape[1], 1, value.shape[2:].numel()]
         shape = [value.shape[0], value.shape[1] * m, *value.shape[2:]]
         with graph.inserting_before(node):
-            stacked = graph.call_function(_aten.stack.default, ([x] * m, 2))
-            repeated = graph.call_function(_aten.reshape.default, (stacked, shape))
-        stacked_value = torch.stack([value] * m, 2)  # fake tensors: shapes only
-        for new, val in ((stacked, stacked_value), (repeated, stacked_value.reshape(shape))):
+            copies = [graph.call_function(_aten.reshape.default, (x, flat)) for _ in range(m)]
+            joined = graph.call_function(_aten.cat.default, (copies, 2))
+            repeated = graph.call_function(_aten.reshape.default, (joined, shape))
+        flat_value = value.reshape(flat)  # fake tensors: shapes only
+        joined_value = torch.cat([flat_value] * m, 2)
+        values = [flat_value] * m + [joined_value, joined_value.reshape(shape)]
+        for new, val in zip([*copies, joined, repeated], values):
             new.meta.update({k: v for k, v in node.meta.items() if k != "val"})  # the layer's module stack, source
             new.meta["val"] = val
         args = list(node.args)

@@ -183,7 +183,7 @@ def quantize(model: nn.Module, example_input: torch.Tensor, backend: str = "xnnp
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         graph = batch_norms_as_convs(fold_constants(torch.export.export(model, (example_input,)).module()))
-        depthwise_repeat_input(graph)  # m > 1: the runtimes' int8 depthwise kernels take one output per group
+        depthwise_repeat_input(graph, keep_global=backend == "xnnpack")  # the int8 depthwise kernels: m = 1
         prepared = prepare_pt2e(graph, ComposableQuantizer([keep_float_quantizer(), quantizer]))
         with torch.no_grad():
             for batch in batches:

@@ -195,7 +195,7 @@ def xnnpack_runner(program: torch.export.ExportedProgram, dtype: str) -> Runner:
 
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        depthwise_repeat_input(program.graph_module)  # XNNPACK's depthwise kernels: one output per group
+        depthwise_repeat_input(program.graph_module, keep_global=True)  # XNNPACK's depthwise kernels: m = 1
         lowered = to_edge_transform_and_lower(pad_then_pool(program), partitioner=[_partitioner()])
         outside = _outside_delegate(lowered)
         buffer = lowered.to_executorch().buffer

@@ -11,8 +11,8 @@ channel repeated m times has one output per group:
 the same products summed in the same order, with the weight unchanged. The copies are distinct views because
 XNNPACK's partitioner counts a concatenation's distinct inputs and keeps a cat of one tensor with itself out of its
 delegate. A global depthwise conv (one output position: the kernel covers the padded input) is a dot product per
-channel on the fallback GEMM too, so on XNNPACK (``keep_global``) the repeat only adds traffic and it is left alone;
-onnxruntime's int8 kernel is slow on it either way. ``benchmarks/int8_runtimes.py`` measures the ``depthwise``,
+channel on XNNPACK's fallback GEMM, so there (``keep_global``) the repeat only adds traffic and it is left alone;
+onnxruntime's int8 fallback is slower than its depthwise kernel on it too, so it is rewritten for onnxruntime. ``benchmarks/int8_runtimes.py`` measures the ``depthwise``,
 ``global_depthwise`` and ``large_kernel`` families (m = 2) on both runtimes; onnxruntime's float32 ``Conv`` has no
 such condition and is left as exported.
 """

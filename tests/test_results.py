@@ -18,8 +18,8 @@ import pytest
 from conftest import load_docs_hook
 import torch
 
-from convzoo.perf.results import (FORMAT, ResultsError, Table, machine_info, machine_tag, parse_results,
-                                  read_results, results_files, write_results)
+from convzoo.perf.results import (FORMAT, ResultsError, Table, default_command, machine_info, machine_tag,
+                                  parse_results, read_results, results_files, write_results)
 from convzoo.perf.results_page import format_cell, machine_label, machine_line, render_page, unquoted_numbers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -100,6 +100,24 @@ def test_machine_label_names_the_device_in_a_few_words():
     assert machine_label({"cpu": "AMD EPYC 7B13", "cpu_capability": "AVX2"}) == "AMD EPYC 7B13 AVX2"
     assert machine_label({"gpu": "NVIDIA H200", "cpu": "AMD EPYC"}) == "NVIDIA H200"
     assert machine_label({"cpu": "Processor"}) == "CPU" and machine_label(None) == "machine not recorded"
+
+
+def test_the_recorded_command_has_no_path_of_this_machine(tmp_path, monkeypatch):
+    """A results file records how to rerun it: the script from the repository root, an absolute --out or input
+    path shortened (below the working directory: relative to it; elsewhere: its last component)."""
+    monkeypatch.chdir(tmp_path)
+    elsewhere = tmp_path.parent / "notes" / "int8"
+    monkeypatch.setattr(sys, "argv", [str(tmp_path / "benchmarks" / "b.py"), "--out", str(elsewhere), "--runs", "3"])
+    assert default_command() == "python benchmarks/b.py --out int8 --runs 3"
+    monkeypatch.setattr(sys, "argv", ["benchmarks/b.py", "--out", str(tmp_path / "results" / "x.json")])
+    assert default_command() == "python benchmarks/b.py --out results/x.json"
+    monkeypatch.setattr(sys, "argv", [str(elsewhere / "convzoo"), "compare", "--in", "64"])
+    assert default_command() == "convzoo compare --in 64"
+    committed = Path(__file__).parent.parent / "benchmarks" / "results"
+    for path in committed.rglob("*.json"):  # every committed run: no absolute path in its command
+        content = json.loads(path.read_text())
+        command = content.get("command", "") if isinstance(content, dict) else ""
+        assert not any(word.startswith(("/", "~")) for word in str(command).split()), (path.name, command)
 
 
 def test_machine_info_names_this_machine():

@@ -134,17 +134,22 @@ def machine_tag(machine: Mapping[str, Any]) -> str:
 
 
 def default_command() -> str:
-    """``python SCRIPT ARGS`` of this process, the script relative to the working directory when it lies below it
-    (no machine paths in committed files)."""
+    """``python SCRIPT ARGS`` of this process, the script and every absolute path among the arguments relative to
+    the working directory when below it, else their last component (no machine paths in committed files)."""
     argv = list(sys.argv) or ["python"]
-    script = Path(argv[0])
+    script = _short_path(argv[0])
+    args = [_short_path(a) if Path(a).is_absolute() else a for a in argv[1:]]
+    if Path(script).name in ("__main__.py", "convzoo"):
+        return " ".join(["convzoo", *args])
+    return " ".join(["python", script, *args])
+
+
+def _short_path(value: str) -> str:
+    """``value`` relative to the working directory when it lies below it, else its last component."""
     try:
-        script = script.resolve().relative_to(Path.cwd().resolve())
+        return str(Path(value).resolve().relative_to(Path.cwd().resolve()))
     except ValueError:
-        script = Path(script.name)
-    if script.name in ("__main__.py", "convzoo"):
-        return " ".join(["convzoo", *argv[1:]])
-    return " ".join(["python", str(script), *argv[1:]])
+        return Path(value).name
 
 
 # --- writing --------------------------------------------------------------------------------------------------------

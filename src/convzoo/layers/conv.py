@@ -36,7 +36,7 @@ from .base import (
     parameter_reader,
     planned_forward,
 )
-from . import triton_forms
+from . import compiled_choice, triton_forms
 from .fastpaths import depthwise_channels_last, depthwise_split, is_channels_last, pointwise_matmul
 from .form_choice import FormChoice, is_tracing
 
@@ -141,11 +141,16 @@ class ConvNd(ConvzooLayer):
         self.padding = geometry.padding
         self.padding_pairs = geometry.padding_pairs
         self.mode = mode
+        compiled_choice.register(self)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
         if issubclass(cls, nn.modules.conv._ConvNd) and "dim" in vars(cls):  # a concrete 1/2/3-D class
             register_fusion(cls)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        compiled_choice.register(self)  # a copy or an unpickled layer: its own key, not the original's
 
     def reset_parameters(self) -> None:
         init_conv_(self.weight, self.bias)
@@ -180,6 +185,10 @@ class ConvNd(ConvzooLayer):
                 kernel = lambda m: flip_kernel(weight(m))  # noqa: E731
             else:
                 kernel = lambda m: frozen(m, "flipped", (weight(m),), lambda: flip_kernel(weight(m)))  # noqa: E731
+        if path == compiled_choice.FORM:
+            key = compiled_choice.handle(self)
+            assert key is not None  # forward_path gives this form only to a registered layer
+            return lambda m, x: compiled_choice.measured_form(x, weight(m), bias(m), key)
         if path in ("kernel", KERNEL_TILES, triton_forms.TRITON):  # convzoo's depthwise kernels: numba or Triton
             window = path != KERNEL_TILES
             if path != triton_forms.TRITON:
@@ -279,13 +288,21 @@ class ConvNd(ConvzooLayer):
 
     def forward_path(self, x: torch.Tensor) -> str:
         """The form ``forward`` runs on ``x``: the only one, or ``implementation`` when pinned, or 'native' under
-        tracing / compile / export, else the fastest measured on this machine for the input's key (configuration,
+        tracing / compile / export (compiled inference on the CPU: one op that runs the eager choice when the compiled
+        code runs, ``compiled_choice.py``), else the fastest measured on this machine for the input's key (configuration,
         shape, memory format, device, dtype, backward; ``FormChoice``, once per key and process; torch's own conv
         unless another form is more than 3 % faster). No form is preferred from measurements on another machine:
         oneDNN's NCHW depthwise kernel is 6× faster than its channels_last one on one CPU and 30× slower on
         another."""
         if is_tracing(x) or torch.is_autocast_enabled(x.device.type):  # before listing forms: compilers and
+            if compiled_choice.applies(self, x) and self.groups == self.in_channels > 1 and self.dim < 3:
+                return compiled_choice.FORM  # compiled depthwise inference: one op that measures when it runs
             return "native"  # exporters see the one deterministic form; autocast casts inside torch's own ops
+        return self.measured_path(x)
+
+    def measured_path(self, x: torch.Tensor) -> str:
+        """The form an eager call runs on ``x``: the only one, ``implementation`` when pinned, else the fastest
+        measured on this machine for the input's key (``FormChoice``)."""
         names = self.forms(x)
         pinned = self.implementation
         if pinned != "auto":

@@ -1,0 +1,109 @@
+"""Inference under torch.compile on the CPU: convzoo's depthwise layers against torch's conv, eager and compiled.
+
+    python benchmarks/bench_compiled.py [--quick] [--threads 2] [--out benchmarks/results]
+
+Under ``torch.compile`` without autograd a convzoo depthwise layer is one opaque op (``convzoo::measured_form``)
+that runs the form the layer measures in eager mode (``layers/compiled_choice.py``); torch's ``nn.Conv2d`` with
+groups = C_in is what a user would compile instead. For each case (depthwise 3×3, m = 1 and 2, b8 × 64 × 56²,
+NCHW and channels_last; MobileNet v1 1.0-224 at batch 1, built from convzoo's layers, against the same network
+with every convzoo conv as the ``nn.Conv2d`` it equals) four callables are timed round-robin in the same rounds
+(order rotated each round, fastest round of each, ms): torch eager, torch compiled, convzoo eager, convzoo
+compiled, with ``torch.no_grad()``. Prints the machine and a markdown table and writes the run in the results
+format to OUT/compiled-<cpu>.json (the reading beside it, compiled-<cpu>.md, is written by hand). ``--quick``: small
+shapes, MobileNet left out, nothing written (a smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import warnings
+from collections.abc import Callable
+
+import torch
+from torch import nn
+
+import convzoo as cz
+from convzoo.perf.results import Table, machine_info, machine_tag, write_results
+from convzoo.perf.runtime_compare import interleaved_rounds, machine_header
+
+COLUMNS = ["case", "format", "convzoo eager form", ("torch eager ms", ".3f"), ("torch compiled ms", ".3f"),
+           ("convzoo eager ms", ".3f"), ("convzoo compiled ms", ".3f"), ("compiled: convzoo / torch", ".2f"),
+           ("convzoo: compiled / eager", ".2f")]
+
+
+def as_torch_convs(model: nn.Module) -> nn.Module:
+    """A copy of ``model`` with every convzoo conv (a torch conv subclass) replaced by the plain ``nn.Conv*d``
+    with the same arguments and weights: what the network would be without convzoo."""
+    model = copy.deepcopy(model)
+    for name, module in list(model.named_modules()):
+        if isinstance(module, cz.ConvNd) and type(module) not in (nn.Conv1d, nn.Conv2d, nn.Conv3d):
+            plain_type = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[module.dim]
+            plain = plain_type(module.in_channels, module.out_channels, module.kernel_size, module.stride,
+                               module.padding, module.dilation, module.groups, module.bias is not None,
+                               module.padding_mode)
+            plain.load_state_dict(module.state_dict())
+            parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
+            setattr(parent, name.rpartition(".")[2], plain)
+    return model
+
+
+def cases(quick: bool) -> list[tuple[str, str, nn.Module, torch.Tensor]]:
+    n, c, size = (2, 8, 12) if quick else (8, 64, 56)
+    out = []
+    for m in (1, 2):
+        for fmt_name, fmt in (("NCHW", torch.contiguous_format), ("channels_last", torch.channels_last)):
+            layer = cz.DepthwiseConv2d(c, c * m, 3, padding=1)
+            out.append((f"depthwise 3×3 m={m} b{n}×{c}×{size}²", fmt_name, layer,
+                        torch.randn(n, c, size, size).contiguous(memory_format=fmt)))
+    if not quick:
+        out.append(("MobileNet v1 1.0-224 b1", "NCHW", cz.models.mobilenet_v1(1.0, 224), torch.randn(1, 3, 224, 224)))
+    return out
+
+
+def measure(name: str, fmt: str, model: nn.Module, x: torch.Tensor, seconds: float = 2.0) -> list[object]:
+    model = model.eval()
+    plain = as_torch_convs(model).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(plain(x), model(x), rtol=1e-4, atol=1e-4)
+        compiled_plain, compiled = torch.compile(plain), torch.compile(model)
+        torch.testing.assert_close(compiled(x), model(x), rtol=1e-4, atol=1e-4)
+        fns: list[Callable[[torch.Tensor], object]] = [plain, compiled_plain, model, compiled]
+        times = [min(t) for t in interleaved_rounds(fns, [x], min_time=seconds, max_time=4 * seconds)]
+        form = model.measured_path(x) if isinstance(model, cz.ConvNd) else "per layer"
+    torch_eager, torch_compiled, own_eager, own_compiled = times
+    return [name, fmt, form, torch_eager, torch_compiled, own_eager, own_compiled, own_compiled / torch_compiled,
+            own_compiled / own_eager]
+
+
+def main(argv: list[str] | None = None) -> list[list[object]]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="small shapes, no MobileNet, nothing written")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    torch.manual_seed(0)
+    print(machine_header(args.threads))
+    rows = []
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for name, fmt, model, x in cases(args.quick):
+            rows.append(measure(name, fmt, model, x, 0.1 if args.quick else 2.0))
+            print(" | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in rows[-1]), flush=True)
+    table = Table("Inference under torch.compile: torch's conv against convzoo's layer, eager and compiled, ms "
+                  "(fastest round, all four timed in the same rounds)", COLUMNS, rows,
+                  "convzoo eager form: what the layer measured fastest on this machine and runs, eager and "
+                  "compiled; torch: the same network with plain nn.Conv2d layers.")
+    if not args.quick:
+        machine = machine_info()
+        path = write_results(os.path.join(args.out, f"compiled-{machine_tag(machine)}.json"),
+                             "Inference under torch.compile", [table], description=__doc__.split("\n\n", 2)[2],
+                             machine=machine)
+        print(f"wrote {path}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

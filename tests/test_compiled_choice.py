@@ -1,0 +1,165 @@
+"""Compiled inference on the CPU: a depthwise layer is one opaque op that runs its eager choice
+(``layers/compiled_choice.py``); compiled training, export and pinned-native layers trace the native conv.
+
+Outputs are checked against the NumPy oracle (``oracle/reference.py``), never only against the layer's eager run.
+"""
+
+from __future__ import annotations
+
+import copy
+import gc
+import warnings
+
+import numpy as np
+import pytest
+import torch
+
+import convzoo as cz
+from convzoo.layers import compiled_choice
+from convzoo.oracle.reference import correlate
+
+OP = "convzoo.measured_form.default"
+
+
+def _recording_backend(graphs: list[torch.fx.GraphModule]):
+    def backend(gm: torch.fx.GraphModule, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    return backend
+
+
+def _targets(graphs: list[torch.fx.GraphModule]) -> list[str]:
+    return [str(n.target) for gm in graphs for n in gm.graph.nodes if n.op == "call_function"]
+
+
+def _oracle(layer: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
+    return correlate(x.double().numpy(), layer.weight.detach().double().numpy(),
+                     layer.bias.detach().double().numpy(), layer.stride, layer.padding, layer.dilation,
+                     layer.groups)
+
+
+@pytest.fixture(autouse=True)
+def _fresh_dynamo():
+    torch._dynamo.reset()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        yield
+    torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("dim, m, fmt", [(2, 1, torch.contiguous_format), (2, 2, torch.channels_last),
+                                         (1, 3, torch.contiguous_format)])
+def test_compiled_inference_is_one_op_running_the_eager_choice(dim: int, m: int, fmt) -> None:
+    layer = getattr(cz, f"DepthwiseConv{dim}d")(4, 4 * m, 3, stride=1, padding=1).eval()
+    x = torch.randn(2, 4, *(9,) * dim)
+    if dim == 2:
+        x = x.contiguous(memory_format=fmt)
+    graphs: list[torch.fx.GraphModule] = []
+    with torch.no_grad():
+        y = torch.compile(layer, backend=_recording_backend(graphs), fullgraph=True)(x)
+    assert _targets(graphs) == [OP], _targets(graphs)  # one op, no native conv, no graph break
+    np.testing.assert_allclose(y.numpy(), _oracle(layer, x), rtol=1e-5, atol=1e-5)
+    assert y.is_contiguous(memory_format=fmt)
+    runners = layer.__dict__[compiled_choice._RUNNERS]  # the op ran the layer's own measured choice
+    assert [key[:3] for key in runners] == [(x.shape, x.stride(), x.dtype)]
+    assert layer.measured_path(x) in layer.forms(x)
+
+
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+def test_inductor_keeps_the_op_s_output_layout(fmt) -> None:
+    """Through inductor (what torch.compile runs by default): the output the fake function promised, the oracle's
+    values, and a layer on the compiled output (a strided consumer of the op)."""
+    first, second = cz.DepthwiseConv2d(4, 8, 3, padding=1).eval(), cz.PointwiseConv2d(8, 5).eval()
+    model = torch.nn.Sequential(first, torch.nn.ReLU(), second)
+    x = torch.randn(2, 4, 10, 7).contiguous(memory_format=fmt)
+    with torch.no_grad():
+        y = torch.compile(model)(x)
+        middle = torch.from_numpy(np.maximum(_oracle(first, x), 0)).float()
+    np.testing.assert_allclose(y.numpy(), _oracle(second, middle), rtol=1e-4, atol=1e-4)
+
+
+def test_training_export_and_a_pinned_native_layer_trace_the_native_conv() -> None:
+    layer = cz.DepthwiseConv2d(4, 8, 3, padding=1)
+    x = torch.randn(2, 4, 9, 9)
+    graphs: list[torch.fx.GraphModule] = []
+    y = torch.compile(layer, backend=_recording_backend(graphs), fullgraph=True)(x)  # autograd on: no opaque op
+    y.sum().backward()
+    assert OP not in _targets(graphs) and layer.weight.grad is not None
+    exported = torch.export.export(layer.eval(), (x,))
+    assert OP not in [str(n.target) for n in exported.graph.nodes]
+    layer.implementation = "native"
+    graphs.clear()
+    torch._dynamo.reset()
+    with torch.no_grad():
+        torch.compile(layer, backend=_recording_backend(graphs), fullgraph=True)(x)
+    assert OP not in _targets(graphs)
+
+
+def test_a_copy_has_its_own_key_and_a_deleted_layer_is_named() -> None:
+    layer = cz.DepthwiseConv2d(3, 6, 3, padding=1).eval()
+    twin = copy.deepcopy(layer)
+    assert compiled_choice.handle(twin) != compiled_choice.handle(layer)
+    x = torch.randn(1, 3, 8, 8)
+    with torch.no_grad():
+        twin.weight.mul_(2)
+        y = torch.compile(twin, backend=_recording_backend([]), fullgraph=True)(x)
+    np.testing.assert_allclose(y.numpy(), _oracle(twin, x), rtol=1e-5, atol=1e-5)
+    key = compiled_choice.handle(layer)
+    del layer
+    gc.collect()
+    with pytest.raises(RuntimeError, match=r"DepthwiseConv2d#\d+ no longer exists; .*keep the layer alive"):
+        torch.ops.convzoo.measured_form(x, twin.weight, twin.bias, key)
+
+
+def test_the_op_uses_the_tensors_it_is_given() -> None:
+    """A compiler may pass constants in place of the parameters: the op computes with what it is given."""
+    layer = cz.DepthwiseConv2d(3, 6, 3, padding=1).eval()
+    weight, bias = torch.randn_like(layer.weight), torch.randn_like(layer.bias)
+    x = torch.randn(2, 3, 7, 7)
+    with torch.no_grad():
+        y = torch.ops.convzoo.measured_form(x, weight, bias, compiled_choice.handle(layer))
+        expected = torch.nn.functional.conv2d(x.double(), weight.double(), bias.double(), padding=1, groups=3)
+    torch.testing.assert_close(y.double(), expected, rtol=1e-5, atol=1e-5)
+    assert layer.weight is not weight and layer._parameters["weight"] is not weight  # the layer's own are back
+
+
+def test_a_plan_made_under_a_dispatch_mode_is_not_kept() -> None:
+    """Under FlopCounterMode the layer runs its native form; the next plain call must still measure and plan."""
+    from torch.utils.flop_counter import FlopCounterMode
+
+    from convzoo.layers.base import _PLANS
+
+    layer = cz.DepthwiseConv2d(4, 4, 3, padding=1).eval()
+    x = torch.randn(1, 4, 8, 8)
+    with torch.no_grad():
+        with FlopCounterMode(display=False) as counter:
+            layer(x)
+        assert counter.get_total_flops() == 2 * 4 * 9 * 64
+        assert not layer.__dict__.get(_PLANS)
+        layer(x)
+    assert len(layer.__dict__[_PLANS]) == 1
+
+
+def test_bench_compiled_script_runs_quickly(tmp_path) -> None:
+    """benchmarks/bench_compiled.py --quick: a row per case and format, ratios from its own columns, nothing
+    written."""
+    import importlib.util
+    from pathlib import Path
+
+    path = Path(__file__).parent.parent / "benchmarks" / "bench_compiled.py"
+    spec = importlib.util.spec_from_file_location("bench_compiled", path)
+    bench = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(bench)
+    rows = bench.main(["--quick", "--threads", "1", "--out", str(tmp_path)])
+    assert [(r[0][:17], r[1]) for r in rows] == [
+        ("depthwise 3×3 m=1", "NCHW"), ("depthwise 3×3 m=1", "channels_last"),
+        ("depthwise 3×3 m=2", "NCHW"), ("depthwise 3×3 m=2", "channels_last")]
+    for row in rows:
+        assert row[2] in ("native", "kernel", "kernel, position tiles", "channels_last round trip", "split ×2",
+                          "channels_last ×2 repeat"), row
+        assert all(t > 0 for t in row[3:7])
+        assert row[7] == pytest.approx(row[6] / row[4]) and row[8] == pytest.approx(row[6] / row[5])
+    assert not any(tmp_path.iterdir())
+    plain = bench.as_torch_convs(cz.models.mobilenet_v1(0.25, 32).eval())
+    assert not any(isinstance(m, cz.ConvNd) for m in plain.modules())

@@ -36,16 +36,20 @@ COLUMNS = ["case", "format", "convzoo eager form", ("torch eager ms", ".3f"), ("
 def as_torch_convs(model: nn.Module) -> nn.Module:
     """A copy of ``model`` with every convzoo conv (a torch conv subclass) replaced by the plain ``nn.Conv*d``
     with the same arguments and weights: what the network would be without convzoo."""
+    def plain(conv: cz.ConvNd) -> nn.Module:
+        plain_type = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[conv.dim]
+        twin = plain_type(conv.in_channels, conv.out_channels, conv.kernel_size, conv.stride, conv.padding,
+                          conv.dilation, conv.groups, conv.bias is not None, conv.padding_mode)
+        twin.load_state_dict(conv.state_dict())
+        return twin
+
+    if isinstance(model, cz.ConvNd):
+        return plain(model)
     model = copy.deepcopy(model)
     for name, module in list(model.named_modules()):
-        if isinstance(module, cz.ConvNd) and type(module) not in (nn.Conv1d, nn.Conv2d, nn.Conv3d):
-            plain_type = {1: nn.Conv1d, 2: nn.Conv2d, 3: nn.Conv3d}[module.dim]
-            plain = plain_type(module.in_channels, module.out_channels, module.kernel_size, module.stride,
-                               module.padding, module.dilation, module.groups, module.bias is not None,
-                               module.padding_mode)
-            plain.load_state_dict(module.state_dict())
-            parent = model.get_submodule(name.rpartition(".")[0]) if "." in name else model
-            setattr(parent, name.rpartition(".")[2], plain)
+        if isinstance(module, cz.ConvNd):
+            parent, _, attribute = name.rpartition(".")
+            setattr(model.get_submodule(parent), attribute, plain(module))
     return model
 
 

@@ -163,3 +163,5 @@ def test_bench_compiled_script_runs_quickly(tmp_path) -> None:
     assert not any(tmp_path.iterdir())
     plain = bench.as_torch_convs(cz.models.mobilenet_v1(0.25, 32).eval())
     assert not any(isinstance(m, cz.ConvNd) for m in plain.modules())
+    assert any(isinstance(m, torch.nn.Conv2d) and m.groups > 1 for m in plain.modules())
+    assert type(bench.as_torch_convs(cz.DepthwiseConv2d(4, 8, 3))) is torch.nn.Conv2d

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import copy
 import gc
+import pickle
 import warnings
 
 import numpy as np
@@ -48,7 +49,7 @@ def _fresh_dynamo():
     torch._dynamo.reset()
 
 
-@pytest.mark.parametrize("dim, m, fmt", [(2, 1, torch.contiguous_format), (2, 2, torch.channels_last),
+@pytest.mark.parametrize("dim, m, fmt", [(2, 2, torch.contiguous_format), (2, 2, torch.channels_last),
                                          (1, 3, torch.contiguous_format)])
 def test_compiled_inference_is_one_op_running_the_eager_choice(dim: int, m: int, fmt) -> None:
     layer = getattr(cz, f"DepthwiseConv{dim}d")(4, 4 * m, 3, stride=1, padding=1).eval()
@@ -79,10 +80,14 @@ def test_inductor_keeps_the_op_s_output_layout(fmt) -> None:
     np.testing.assert_allclose(y.numpy(), _oracle(second, middle), rtol=1e-4, atol=1e-4)
 
 
-def test_training_export_and_a_pinned_native_layer_trace_the_native_conv() -> None:
+def test_training_export_multiplier_one_and_a_pinned_native_layer_trace_the_native_conv() -> None:
     layer = cz.DepthwiseConv2d(4, 8, 3, padding=1)
     x = torch.randn(2, 4, 9, 9)
     graphs: list[torch.fx.GraphModule] = []
+    with torch.no_grad():  # m = 1: inductor's channels_last oneDNN kernel, no opaque op
+        torch.compile(cz.DepthwiseConv2d(4, 4, 3).eval(), backend=_recording_backend(graphs), fullgraph=True)(x)
+    assert OP not in _targets(graphs) and _targets(graphs)
+    graphs.clear()
     y = torch.compile(layer, backend=_recording_backend(graphs), fullgraph=True)(x)  # autograd on: no opaque op
     y.sum().backward()
     assert OP not in _targets(graphs) and layer.weight.grad is not None
@@ -105,6 +110,9 @@ def test_a_copy_has_its_own_key_and_a_deleted_layer_is_named() -> None:
         twin.weight.mul_(2)
         y = torch.compile(twin, backend=_recording_backend([]), fullgraph=True)(x)
     np.testing.assert_allclose(y.numpy(), _oracle(twin, x), rtol=1e-5, atol=1e-5)
+    restored = pickle.loads(pickle.dumps(twin))  # after a compiled run: no runners pickled, a key of its own
+    assert compiled_choice.handle(restored) not in (None, compiled_choice.handle(twin))
+    assert compiled_choice._RUNNERS not in restored.__dict__
     key = compiled_choice.handle(layer)
     del layer
     gc.collect()

@@ -125,6 +125,8 @@ Runner = Callable[[Any, torch.Tensor], Any]
 
 _PLANS = "_convzoo_plans"  # the per-module table, in the module's __dict__ (never a state_dict entry)
 _FROZEN = "_convzoo_frozen"  # kernels built from parameters for passes without autograd (``frozen``)
+MEASURED_FORM_KEY = "_convzoo_measured_form_key"  # the layer's key for compiled graphs (``compiled_choice``)
+MEASURED_FORM_RUNNERS = "_convzoo_measured_form_runners"  # its runners there, per input key
 MAX_PLANS = 64  # input keys remembered per layer: inputs of ever-new sizes (detection, crops) start it over
 _NO_PLANS: dict[Any, Runner] = {}
 _COMPILING = torch.compiler.is_compiling
@@ -406,9 +408,11 @@ class ConvzooLayer:
         return super()._apply(fn, recurse)  # type: ignore[misc]
 
     def __getstate__(self) -> dict[str, Any]:
-        """Copies and pickles start without plans or frozen kernels (derived state, rebuilt on first use)."""
+        """Copies and pickles start without plans, frozen kernels or compiled-graph keys (derived state, rebuilt
+        on first use; a conv registers a new key when unpickled)."""
         state = super().__getstate__()  # type: ignore[misc]
-        return {k: v for k, v in state.items() if k not in (_PLANS, _FROZEN)}
+        return {k: v for k, v in state.items()
+                if k not in (_PLANS, _FROZEN, MEASURED_FORM_KEY, MEASURED_FORM_RUNNERS)}
 
     def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
         raise NotImplementedError(f"{type(self).__name__} does not declare cost()")

@@ -1,13 +1,19 @@
-"""Under ``torch.compile`` on the CPU without autograd: the layer's measured form as one opaque op in the graph.
+"""Under ``torch.compile`` on the CPU without autograd: a depthwise conv with multiplier m > 1 as one opaque op that
+runs the layer's measured form.
 
 ``torch.compile`` traces torch's own ops, so a layer that chooses among exact forms would otherwise run its native
-form there (torch's conv), which on NCHW depthwise data can be several times slower than the form the layer
-measures and runs in eager mode (``benchmarks/bench_compiled.py`` prints both on the machine it runs on). In a
-compiled inference graph the layer instead puts one custom op, ``convzoo::measured_form(x, weight, bias, handle)``:
-when the compiled code runs, the op (eager code) finds the layer by ``handle`` and calls its eager forward, which
-times its forms once per input key like any eager call (``FormChoice``) and runs the fastest. Its output is in
-``x``'s memory format, as its fake function promises the compiler. With autograd recording (training) the layer
-traces its native form as before: the op has no backward.
+form there: torch's conv, which has no depthwise kernel for m > 1 outputs per channel (oneDNN runs it as a grouped
+conv, in either format) and is several times slower than the form the layer measures and runs in eager mode
+(``benchmarks/bench_compiled.py`` prints both on the machine it runs on). There the layer puts one custom op in the
+graph, ``convzoo::measured_form(x, weight, bias, handle)``: when the compiled code runs, the op (eager code) finds
+the layer by ``handle`` and runs its eager choice (``measured_path``: the form ``FormChoice`` measures once per input
+key, as for any eager call) through the runner an eager call would use. Its output is in ``x``'s memory format, as
+its fake function promises the compiler; any input layout is accepted (``flexible_layout``), so inductor's
+channels_last layout is kept around it. A multiplier-1 depthwise conv traces torch's conv: inductor runs it on
+oneDNN's channels_last depthwise kernel, and an opaque op there cost more than it saved (the ``compiled-<cpu>``
+results: MobileNet v1 and a channels_last layer were slower through the op). With autograd recording (training), a
+parametrized weight or a layer pinned to 'native', the layer traces its native form as before: the op has no
+backward.
 """
 
 from __future__ import annotations
@@ -21,13 +27,13 @@ from torch import nn
 from torch.nn.utils import stateless
 
 from ..arithmetic.cost import conv_output_tensor_shape
+from .base import _EPOCH, MEASURED_FORM_KEY, MEASURED_FORM_RUNNERS
 from .formats import channels_last_format
 
 FORM = "measured when run"  # the name forward_path gives this form
 _LAYERS: weakref.WeakValueDictionary[str, nn.Module] = weakref.WeakValueDictionary()
 _NEXT_HANDLE = itertools.count(1)
-_HANDLE = "_measured_form_handle"
-_RUNNERS = "_measured_form_runners"
+_HANDLE, _RUNNERS = MEASURED_FORM_KEY, MEASURED_FORM_RUNNERS  # in the layer's __dict__, never pickled
 
 
 def register(layer: nn.Module) -> None:
@@ -48,10 +54,12 @@ def handle(layer: nn.Module) -> str | None:
 
 def applies(layer: nn.Module, x: torch.Tensor) -> bool:
     """True while ``torch.compile`` (not export, jit or ONNX) traces a CPU input with autograd and autocast off,
-    for a registered layer that is not pinned to its native form: the graph may hold the opaque op."""
+    for a registered layer with plain parameters that is not pinned to its native form: the graph may hold the
+    opaque op."""
     return (torch.compiler.is_compiling() and not torch.compiler.is_exporting() and x.device.type == "cpu"
             and not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
-            and getattr(layer, "implementation", "auto") != "native" and handle(layer) is not None)
+            and getattr(layer, "implementation", "auto") != "native" and handle(layer) is not None
+            and "weight" in layer._parameters and "bias" in layer._parameters)  # plain parameters, no parametrization
 
 
 def _layer(key: str) -> nn.Module:
@@ -64,8 +72,6 @@ def _layer(key: str) -> nn.Module:
 
 def _run(layer: Any, x: torch.Tensor) -> torch.Tensor:
     """The layer's eager choice for ``x`` (``measured_path``: measured once per key), its runner kept per key."""
-    from .base import _EPOCH
-
     runners = layer.__dict__.setdefault(_RUNNERS, {})
     key = (x.shape, x.stride(), x.dtype, torch.get_num_threads(), layer.implementation, _EPOCH[0])
     run = runners.get(key)
@@ -76,7 +82,7 @@ def _run(layer: Any, x: torch.Tensor) -> torch.Tensor:
     return run(layer, x)
 
 
-@torch.library.custom_op("convzoo::measured_form", mutates_args=())
+@torch.library.custom_op("convzoo::measured_form", mutates_args=(), tags=(torch.Tag.flexible_layout,))
 def measured_form(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, handle: str) -> torch.Tensor:
     """The layer's eager choice on ``x`` with ``weight`` and ``bias`` (its own parameters, or the tensors the
     compiler passes in their place), in ``x``'s memory format."""

@@ -173,3 +173,16 @@ def test_bench_compiled_script_runs_quickly(tmp_path) -> None:
     assert not any(isinstance(m, cz.ConvNd) for m in plain.modules())
     assert any(isinstance(m, torch.nn.Conv2d) and m.groups > 1 for m in plain.modules())
     assert type(bench.as_torch_convs(cz.DepthwiseConv2d(4, 8, 3))) is torch.nn.Conv2d
+
+
+def test_dynamic_shapes_give_the_op_s_fake_symbolic_sizes() -> None:
+    """torch.compile(dynamic=True): one graph for several sizes (the fake function's sizes are symbolic), each
+    output against the oracle."""
+    layer = cz.DepthwiseConv2d(4, 8, 3, stride=2, padding=1).eval()
+    graphs: list[torch.fx.GraphModule] = []
+    compiled = torch.compile(layer, backend=_recording_backend(graphs), dynamic=True, fullgraph=True)
+    with torch.no_grad():
+        for size in (9, 13, 20):
+            x = torch.randn(2, 4, size, size + 1)
+            np.testing.assert_allclose(compiled(x).numpy(), _oracle(layer, x), rtol=1e-5, atol=1e-5)
+    assert len(graphs) == 1 and _targets(graphs) == [OP]

@@ -287,14 +287,13 @@ class ConvNd(ConvzooLayer):
         self.__dict__["_implementation"] = value
 
     def forward_path(self, x: torch.Tensor) -> str:
-        """The form ``forward`` runs on ``x``: the only one, or ``implementation`` when pinned, or 'native' under
-        tracing / compile / export (compiled depthwise m > 1 inference on the CPU: one op that runs the eager choice
-        when the compiled code runs, ``compiled_choice.py``), else the fastest measured on this machine for the input's
-        key (configuration,
-        shape, memory format, device, dtype, backward; ``FormChoice``, once per key and process; torch's own conv
-        unless another form is more than 3 % faster). No form is preferred from measurements on another machine:
-        oneDNN's NCHW depthwise kernel is 6× faster than its channels_last one on one CPU and 30× slower on
-        another."""
+        """The form ``forward`` runs on ``x``: 'native' under tracing / compile / export (compiled depthwise m > 1
+        inference on the CPU: one op that runs the eager choice when the compiled code runs, ``compiled_choice.py``),
+        else ``measured_path``: the only form, or ``implementation`` when pinned, or the fastest measured on this
+        machine for the input's key (configuration, shape, memory format, device, dtype, backward; ``FormChoice``,
+        once per key and process; torch's own conv unless another form is more than 3 % faster). No form is
+        preferred from measurements on another machine: oneDNN's NCHW depthwise kernel is 6× faster than its
+        channels_last one on one CPU and 30× slower on another."""
         if is_tracing(x) or torch.is_autocast_enabled(x.device.type):  # before listing forms: compilers and
             if (compiled_choice.applies(self, x) and self.groups == self.in_channels > 1 and self.dim < 3
                     and self.out_channels > self.in_channels):  # compiled depthwise m > 1 inference: see there

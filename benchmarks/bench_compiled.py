@@ -2,15 +2,15 @@
 
     python benchmarks/bench_compiled.py [--quick] [--threads 2] [--out benchmarks/results]
 
-Under ``torch.compile`` without autograd a convzoo depthwise layer is one opaque op (``convzoo::measured_form``)
-that runs the form the layer measures in eager mode (``layers/compiled_choice.py``); torch's ``nn.Conv2d`` with
-groups = C_in is what a user would compile instead. For each case (depthwise 3×3, m = 1 and 2, b8 × 64 × 56²,
+Under ``torch.compile`` without autograd a convzoo depthwise layer with multiplier m > 1 is one opaque op
+(``convzoo::measured_form``) that runs the form the layer measures in eager mode (``layers/compiled_choice.py``);
+with m = 1 it traces torch's conv. Torch's ``nn.Conv2d`` with groups = C_in is what a user would compile instead. For each case (depthwise 3×3, m = 1 and 2, b8 × 64 × 56²,
 NCHW and channels_last; MobileNet v1 1.0-224 at batch 1, built from convzoo's layers, against the same network
 with every convzoo conv as the ``nn.Conv2d`` it equals) four callables are timed round-robin in the same rounds
 (order rotated each round, fastest round of each, ms): torch eager, torch compiled, convzoo eager, convzoo
 compiled, with ``torch.no_grad()``. Prints the machine and a markdown table and writes the run in the results
-format to OUT/compiled-<cpu>.json (the reading beside it, compiled-<cpu>.md, is written by hand). ``--quick``: small
-shapes, MobileNet left out, nothing written (a smoke run).
+format to ``OUT/compiled-<cpu>.json`` (the reading beside it, ``compiled-<cpu>.md``, is written by hand).
+``--quick``: small shapes, MobileNet left out, nothing written (a smoke run).
 """
 
 from __future__ import annotations

@@ -248,3 +248,20 @@ def test_parse_results_checks_what_write_results_writes(tmp_path):
                "tables": [{"caption": "c", "columns": [{"name": "a", "format": ".1f"}], "rows": [[1.25]]}]}
     run = parse_results(content, tmp_path / "x.json")
     assert run.name == "x" and run.tables[0].formats == [".1f"] and run.tables[0].names == ["a"]
+
+
+def test_no_committed_page_text_is_swallowed_as_an_html_tag():
+    """Markdown passes ``<cpu>`` through as an HTML tag, which the browser hides ("compiled-.json"): placeholders
+    in a results file's description, captions and notes must sit in code spans."""
+    import re
+
+    committed = Path(__file__).parent.parent / "benchmarks" / "results"
+    for path in committed.rglob("*.json"):
+        content = json.loads(path.read_text())
+        if not isinstance(content, dict):
+            continue
+        texts = [content.get("description", ""), content.get("title", "")]
+        texts += [f"{t.get('caption', '')} {t.get('notes', '')}" for t in content.get("tables", [])]
+        for text in texts:
+            bare = re.sub(r"``[^`]*``|`[^`]*`", "", str(text))
+            assert not re.search(r"<[A-Za-z][^>]*>", bare), (path.name, re.findall(r"\S*<[A-Za-z][^>]*>\S*", bare))

@@ -9,6 +9,7 @@ import json
 import logging
 import math
 import os
+import re
 import shutil
 import subprocess
 import sys
@@ -113,11 +114,9 @@ def test_the_recorded_command_has_no_path_of_this_machine(tmp_path, monkeypatch)
     assert default_command() == "python benchmarks/b.py --out results/x.json"
     monkeypatch.setattr(sys, "argv", [str(elsewhere / "convzoo"), "compare", "--in", "64"])
     assert default_command() == "convzoo compare --in 64"
-    committed = Path(__file__).parent.parent / "benchmarks" / "results"
-    for path in committed.rglob("*.json"):  # every committed run: no absolute path in its command
-        content = json.loads(path.read_text())
-        command = content.get("command", "") if isinstance(content, dict) else ""
-        assert not any(word.startswith(("/", "~")) for word in str(command).split()), (path.name, command)
+    for path in results_files(ROOT / "benchmarks" / "results"):  # every committed run: no absolute path in it
+        command = read_results(path).command
+        assert not any(word.startswith(("/", "~")) for word in command.split()), (path.name, command)
 
 
 def test_machine_info_names_this_machine():
@@ -253,15 +252,8 @@ def test_parse_results_checks_what_write_results_writes(tmp_path):
 def test_no_committed_page_text_is_swallowed_as_an_html_tag():
     """Markdown passes ``<cpu>`` through as an HTML tag, which the browser hides ("compiled-.json"): placeholders
     in a results file's description, captions and notes must sit in code spans."""
-    import re
-
-    committed = Path(__file__).parent.parent / "benchmarks" / "results"
-    for path in committed.rglob("*.json"):
-        content = json.loads(path.read_text())
-        if not isinstance(content, dict):
-            continue
-        texts = [content.get("description", ""), content.get("title", "")]
-        texts += [f"{t.get('caption', '')} {t.get('notes', '')}" for t in content.get("tables", [])]
-        for text in texts:
-            bare = re.sub(r"``[^`]*``|`[^`]*`", "", str(text))
+    for path in results_files(ROOT / "benchmarks" / "results"):
+        run = read_results(path)
+        for text in [run.description, run.title] + [f"{t.caption} {t.notes}" for t in run.tables]:
+            bare = re.sub(r"``[^`]*``|`[^`]*`", "", text)
             assert not re.search(r"<[A-Za-z][^>]*>", bare), (path.name, re.findall(r"\S*<[A-Za-z][^>]*>\S*", bare))

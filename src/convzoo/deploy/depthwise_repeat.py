@@ -23,12 +23,17 @@ import torch
 from torch.fx import GraphModule, Node
 
 _aten = torch.ops.aten
-_CONVS = {_aten.conv1d.default, _aten.conv2d.default, _aten.conv3d.default, _aten.convolution.default}
-_GROUPS_ARG = {_aten.convolution.default: 8}  # conv1d/2d/3d: (x, w, b, stride, padding, dilation, groups)
+CONV_OPS = {_aten.conv1d.default, _aten.conv2d.default, _aten.conv3d.default, _aten.convolution.default}
+
+
+def _groups_index(node: Node) -> int:
+    """Where ``groups`` sits in the node's arguments: conv1d/2d/3d (x, w, b, stride, padding, dilation, groups);
+    convolution (…, dilation, transposed, output_padding, groups)."""
+    return 8 if node.target is _aten.convolution.default else 6
 
 
 def _groups(node: Node) -> int:
-    index = _GROUPS_ARG.get(node.target, 6)  # type: ignore[arg-type]
+    index = _groups_index(node)
     if len(node.args) > index:
         return int(node.args[index])  # type: ignore[arg-type]
     return int(node.kwargs.get("groups", 1))  # type: ignore[arg-type]
@@ -37,7 +42,7 @@ def _groups(node: Node) -> int:
 def _multiplier(node: Node, keep_global: bool) -> int:
     """m for a depthwise conv node with one input channel and m > 1 output channels per group (groups > 1), else 1;
     1 for a global one (one output position) when ``keep_global``."""
-    if node.op != "call_function" or node.target not in _CONVS:
+    if node.op != "call_function" or node.target not in CONV_OPS:
         return 1
     if node.target is _aten.convolution.default and node.args[6]:  # transposed
         return 1
@@ -78,7 +83,7 @@ def depthwise_repeat_input(graph_module: GraphModule, keep_global: bool = False)
             new.meta["val"] = val
         args = list(node.args)
         args[0] = repeated
-        index = _GROUPS_ARG.get(node.target, 6)  # type: ignore[arg-type]
+        index = _groups_index(node)
         if len(args) > index:
             args[index] = shape[1]
             node.args = tuple(args)

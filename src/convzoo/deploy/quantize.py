@@ -28,7 +28,7 @@ from typing import Any
 import torch
 from torch import nn
 
-from .depthwise_repeat import depthwise_repeat_input
+from .depthwise_repeat import CONV_OPS, depthwise_repeat_input
 from .extras import QUANTIZE_PACKAGES, require
 from .int8_report import QuantizationReport, layer_report
 
@@ -97,8 +97,6 @@ def fold_constants(graph_module: torch.fx.GraphModule) -> torch.fx.GraphModule:
     return graph_module
 
 
-_CONVS = {torch.ops.aten.conv1d.default, torch.ops.aten.conv2d.default, torch.ops.aten.conv3d.default,
-          torch.ops.aten.convolution.default}
 _DEPTHWISE_1X1 = {3: torch.ops.aten.conv1d.default, 4: torch.ops.aten.conv2d.default, 5: torch.ops.aten.conv3d.default}
 
 
@@ -115,7 +113,7 @@ def batch_norms_as_convs(graph_module: torch.fx.GraphModule) -> torch.fx.GraphMo
         source, weight, bias, mean, var = node.args[:5]
         rank = node.meta["val"].dim() if "val" in node.meta else 0
         constants = [a for a in (weight, bias, mean, var) if a is not None]
-        if (rank not in _DEPTHWISE_1X1 or (isinstance(source, torch.fx.Node) and source.target in _CONVS)
+        if (rank not in _DEPTHWISE_1X1 or (isinstance(source, torch.fx.Node) and source.target in CONV_OPS)
                 or mean is None or not all(isinstance(a, torch.fx.Node) and a.op == "get_attr" for a in constants)):
             continue
         values = {a: operator.attrgetter(a.target)(graph_module) for a in constants}

@@ -27,7 +27,7 @@ from torch import nn
 from torch.nn.utils import stateless
 
 from ..arithmetic.cost import conv_output_tensor_shape
-from .base import _EPOCH, MEASURED_FORM_KEY, MEASURED_FORM_RUNNERS
+from .base import _EPOCH, MAX_PLANS, MEASURED_FORM_KEY, MEASURED_FORM_RUNNERS
 from .formats import channels_last_format
 
 FORM = "measured when run"  # the name forward_path gives this form
@@ -76,7 +76,7 @@ def _run(layer: Any, x: torch.Tensor) -> torch.Tensor:
     key = (x.shape, x.stride(), x.dtype, torch.get_num_threads(), layer.implementation, _EPOCH[0])
     run = runners.get(key)
     if run is None:
-        if len(runners) >= 64:
+        if len(runners) >= MAX_PLANS:  # as the eager plan tables
             runners.clear()
         run = runners[key] = layer._runner(layer.measured_path(x), constant=True, x=x)
     return run(layer, x)

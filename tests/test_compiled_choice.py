@@ -1,5 +1,6 @@
-"""Compiled inference on the CPU: a depthwise layer is one opaque op that runs its eager choice
-(``layers/compiled_choice.py``); compiled training, export and pinned-native layers trace the native conv.
+"""Compiled inference and training on the CPU: a depthwise layer with multiplier m > 1 is one opaque op that runs
+its eager choice, with a backward op that runs the eager training step (``layers/compiled_choice.py``); export,
+m = 1 and pinned-native layers trace the native conv.
 
 Outputs are checked against the NumPy oracle (``oracle/reference.py``), never only against the layer's eager run.
 """
@@ -17,9 +18,10 @@ import torch
 
 import convzoo as cz
 from convzoo.layers import compiled_choice
-from convzoo.oracle.reference import correlate
+from convzoo.oracle.reference import conv_matrix, correlate
 
 OP = "convzoo.measured_form.default"
+BACKWARD_OP = "convzoo.measured_form_backward.default"
 
 
 def _recording_backend(graphs: list[torch.fx.GraphModule]):
@@ -38,6 +40,24 @@ def _oracle(layer: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
     return correlate(x.double().numpy(), layer.weight.detach().double().numpy(),
                      layer.bias.detach().double().numpy(), layer.stride, layer.padding, layer.dilation,
                      layer.groups)
+
+
+def _oracle_gradients(layer: torch.nn.Module, x: torch.Tensor, grad: np.ndarray) -> tuple[np.ndarray, ...]:
+    """d/dx, d/dweight, d/dbias of sum(grad · layer(x)) for a depthwise layer, from the oracle's conv matrices:
+    y[n, o] = C(w[o]) x[n, o // m] + b[o], linear in x (C(w[o])ᵀ) and in each tap of w[o] (C(e_tap))."""
+    xs, w = x.detach().double().numpy(), layer.weight.detach().double().numpy()
+    m, size, taps = layer.out_channels // layer.in_channels, xs.shape[2:], w.shape[2:]
+    geometry = (layer.stride, layer.padding, layer.dilation)
+    unit = [conv_matrix(size, np.eye(int(np.prod(taps)))[t].reshape(taps), *geometry) for t in range(int(np.prod(taps)))]
+    gx, gw = np.zeros_like(xs), np.zeros_like(w)
+    for o in range(layer.out_channels):
+        c = o // m
+        matrix = conv_matrix(size, w[o, 0], *geometry)
+        for n in range(xs.shape[0]):
+            g = grad[n, o].ravel()
+            gx[n, c] += (matrix.T @ g).reshape(size)
+            gw[o, 0] += np.array([g @ (u @ xs[n, c].ravel()) for u in unit]).reshape(taps)
+    return gx, gw, grad.sum(axis=tuple(d for d in range(grad.ndim) if d != 1))
 
 
 @pytest.fixture(autouse=True)
@@ -80,17 +100,64 @@ def test_inductor_keeps_the_op_s_output_layout(fmt) -> None:
     np.testing.assert_allclose(y.numpy(), _oracle(second, middle), rtol=1e-4, atol=1e-4)
 
 
-def test_training_export_multiplier_one_and_a_pinned_native_layer_trace_the_native_conv() -> None:
+@pytest.mark.parametrize("dim, m, fmt, backend", [(2, 2, torch.contiguous_format, "aot_eager"),
+                                                  (2, 2, torch.channels_last, "inductor"),
+                                                  (1, 3, torch.contiguous_format, "inductor")])
+def test_compiled_training_runs_the_eager_choice_and_its_backward(dim: int, m: int, fmt, backend: str) -> None:
+    """Through AOTAutograd: the forward graph holds the op, the backward graph the backward op; outputs and the
+    gradients of x, weight and bias against the oracle's conv matrices."""
+    layer = getattr(cz, f"DepthwiseConv{dim}d")(3, 3 * m, 3, stride=2, padding=1, dilation=(2,) * dim)
+    x = torch.randn(2, 3, *(9,) * dim)
+    x = (x.contiguous(memory_format=fmt) if dim == 2 else x).requires_grad_(True)
+    graphs: list[torch.fx.GraphModule] = []
+    if backend == "aot_eager":
+        from torch._dynamo.backends.common import aot_autograd
+
+        record = _recording_backend(graphs)
+        y = torch.compile(layer, backend=aot_autograd(fw_compiler=record, bw_compiler=record), fullgraph=True)(x)
+    else:
+        y = torch.compile(layer, fullgraph=True)(x)
+    grad = torch.randn_like(y)
+    (y * grad).sum().backward()
+    np.testing.assert_allclose(y.detach().numpy(), _oracle(layer, x.detach()), rtol=1e-5, atol=1e-5)
+    expected = _oracle_gradients(layer, x, grad.double().numpy())
+    for got, want in zip((x.grad, layer.weight.grad, layer.bias.grad), expected):
+        np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-4)
+    assert x.grad.is_contiguous(memory_format=fmt)
+    if graphs:
+        forward, backward = (_targets([g]) for g in graphs)
+        assert OP in forward and "aten.convolution.default" not in forward, forward
+        assert BACKWARD_OP in backward and "aten.convolution_backward.default" not in backward, backward
+
+
+def test_compiled_training_with_frozen_weights_no_bias_and_an_input_without_grad() -> None:
+    """The backward op computes only the gradients asked for: the input's alone (frozen weights, no bias), the
+    weight's alone (the first layer: an input without grad)."""
+    layer = cz.DepthwiseConv2d(3, 6, 3, padding=1, bias=False)
+    layer.weight.requires_grad_(False)
+    x = torch.randn(2, 3, 7, 8, requires_grad=True)
+    y = torch.compile(layer, fullgraph=True)(x)
+    grad = torch.randn_like(y)
+    (y * grad).sum().backward()
+    gx, _, _ = _oracle_gradients(layer, x, grad.double().numpy())
+    np.testing.assert_allclose(x.grad.numpy(), gx, rtol=1e-4, atol=1e-4)
+    assert layer.weight.grad is None
+    layer.weight.requires_grad_(True)
+    torch._dynamo.reset()
+    x = torch.randn(2, 3, 7, 8)
+    y = torch.compile(layer, fullgraph=True)(x)
+    (y * grad).sum().backward()
+    _, gw, _ = _oracle_gradients(layer, x, grad.double().numpy())
+    np.testing.assert_allclose(layer.weight.grad.numpy(), gw, rtol=1e-4, atol=1e-4)
+
+
+def test_export_multiplier_one_and_a_pinned_native_layer_trace_the_native_conv() -> None:
     layer = cz.DepthwiseConv2d(4, 8, 3, padding=1)
     x = torch.randn(2, 4, 9, 9)
     graphs: list[torch.fx.GraphModule] = []
     with torch.no_grad():  # m = 1: inductor's channels_last oneDNN kernel, no opaque op
         torch.compile(cz.DepthwiseConv2d(4, 4, 3).eval(), backend=_recording_backend(graphs), fullgraph=True)(x)
     assert OP not in _targets(graphs) and _targets(graphs)
-    graphs.clear()
-    y = torch.compile(layer, backend=_recording_backend(graphs), fullgraph=True)(x)  # autograd on: no opaque op
-    y.sum().backward()
-    assert OP not in _targets(graphs) and layer.weight.grad is not None
     exported = torch.export.export(layer.eval(), (x,))
     assert OP not in [str(n.target) for n in exported.graph.nodes]
     layer.implementation = "native"

@@ -53,13 +53,23 @@ def handle(layer: nn.Module) -> str | None:
 
 
 def applies(layer: nn.Module, x: torch.Tensor) -> bool:
-    """True while ``torch.compile`` (not export, jit or ONNX) traces a CPU input with autograd and autocast off,
-    for a registered layer with plain parameters that is not pinned to its native form: the graph may hold the
-    opaque op."""
+    """True while ``torch.compile`` (not export, jit or ONNX) traces a CPU input with autocast off, for a
+    registered layer with plain parameters that is not pinned to its native form: the graph may hold the opaque
+    op (with its backward when autograd records)."""
     return (torch.compiler.is_compiling() and not torch.compiler.is_exporting() and x.device.type == "cpu"
-            and not torch.is_grad_enabled() and not torch.is_autocast_enabled("cpu")
+            and not torch.is_autocast_enabled("cpu") and (_TRAINS or not torch.is_grad_enabled())
             and getattr(layer, "implementation", "auto") != "native" and handle(layer) is not None
             and "weight" in layer._parameters and "bias" in layer._parameters)  # plain parameters, no parametrization
+
+
+def _autograd_inside() -> Any:
+    """Inside a custom op's implementation the dispatcher skips autograd (its keys are excluded); the backward op
+    runs the layer's eager training step, so it lifts that exclusion for its duration (torch's private guard;
+    without it compiled training traces the native conv, ``applies``)."""
+    return torch._C._SetExcludeDispatchKeyGuard(torch._C.DispatchKey.AutogradFunctionality, False)
+
+
+_TRAINS = hasattr(torch._C, "_SetExcludeDispatchKeyGuard") and hasattr(torch._C.DispatchKey, "AutogradFunctionality")
 
 
 def _layer(key: str) -> nn.Module:
@@ -71,28 +81,33 @@ def _layer(key: str) -> nn.Module:
 
 
 def _run(layer: Any, x: torch.Tensor) -> torch.Tensor:
-    """The layer's eager choice for ``x`` (``measured_path``: measured once per key), its runner kept per key."""
+    """The layer's eager choice for ``x`` (``measured_path``: measured once per key, with or without the
+    backward as autograd records or not), its runner kept per key."""
     runners = layer.__dict__.setdefault(_RUNNERS, {})
-    key = (x.shape, x.stride(), x.dtype, torch.get_num_threads(), layer.implementation, _EPOCH[0])
+    training = torch.is_grad_enabled()
+    key = (x.shape, x.stride(), x.dtype, training, torch.get_num_threads(), layer.implementation, _EPOCH[0])
     run = runners.get(key)
     if run is None:
         if len(runners) >= MAX_PLANS:  # as the eager plan tables
             runners.clear()
-        run = runners[key] = layer._runner(layer.measured_path(x), constant=True, x=x)
+        run = runners[key] = layer._runner(layer.measured_path(x), constant=not training, x=x)
     return run(layer, x)
+
+
+def _with(layer: Any, weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
+    """``_run`` with ``weight`` and ``bias`` in place of the layer's parameters when they are other tensors."""
+    if weight is layer._parameters.get("weight") and bias is layer._parameters.get("bias"):
+        return _run(layer, x)
+    with stateless._reparametrize_module(layer, {"weight": weight, "bias": bias}):
+        return _run(layer, x)
 
 
 @torch.library.custom_op("convzoo::measured_form", mutates_args=(), tags=(torch.Tag.flexible_layout,))
 def measured_form(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, handle: str) -> torch.Tensor:
     """The layer's eager choice on ``x`` with ``weight`` and ``bias`` (its own parameters, or the tensors the
     compiler passes in their place), in ``x``'s memory format."""
-    layer: Any = _layer(handle)
     with torch.no_grad():
-        if weight is layer._parameters.get("weight") and bias is layer._parameters.get("bias"):
-            y = _run(layer, x)
-        else:
-            with stateless._reparametrize_module(layer, {"weight": weight, "bias": bias}):
-                y = _run(layer, x)
+        y = _with(_layer(handle), weight, bias, x)
     return y.contiguous(memory_format=channels_last_format(x) or torch.contiguous_format)
 
 
@@ -102,3 +117,52 @@ def _(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, handle: 
     shape = conv_output_tensor_shape(tuple(x.shape), layer.out_channels, layer.kernel_size, layer.stride,
                                      layer.padding_pairs, layer.dilation)
     return x.new_empty(shape).contiguous(memory_format=channels_last_format(x) or torch.contiguous_format)
+
+
+@torch.library.custom_op("convzoo::measured_form_backward", mutates_args=())
+def measured_form_backward(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None,
+                           handle: str, needs: list[bool]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """The gradients of ``measured_form`` for the inputs ``needs`` marks (x, weight, bias; an empty tensor for the
+    others): the layer's forward again, in the form measured fastest with its backward on this input, and that
+    form's backward — the eager training step plus one forward, never torch's grouped conv."""
+    layer: Any = _layer(handle)
+    x_, w_ = x.detach().requires_grad_(needs[0]), weight.detach().requires_grad_(needs[1])
+    b_ = None if bias is None else bias.detach().requires_grad_(needs[2])
+    with torch.enable_grad(), _autograd_inside():  # a custom op runs below autograd: record again for this step
+        y = _with(layer, w_, b_, x_)
+        wanted = [t for t, need in zip((x_, w_, b_), needs) if need and t is not None]
+        grads = iter(torch.autograd.grad(y, wanted, grad))
+    seen = {t.untyped_storage()._cdata for t in (grad, x, weight, bias) if t is not None}
+    out = []
+    for t, need in zip((x_, w_, b_), needs):
+        g = next(grads) if need and t is not None else x.new_empty(0)
+        if need and t is not None and g.stride() != (like := torch.empty_like(t)).stride():
+            g = like.copy_(g)  # the strides the fake function promised (empty_like of the input)
+        if g.untyped_storage()._cdata in seen:  # an op's outputs alias no input and no other output (a form's
+            g = g.clone()                       # backward may give the weight's and bias's gradients in one buffer)
+        seen.add(g.untyped_storage()._cdata)
+        out.append(g)
+    return tuple(out)  # type: ignore[return-value]
+
+
+@measured_form_backward.register_fake
+def _(grad: torch.Tensor, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, handle: str,
+      needs: list[bool]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    like = (x, weight, bias if bias is not None else x.new_empty(0))
+    return tuple(torch.empty_like(t) if need and t.numel() else t.new_empty(0)  # type: ignore[return-value]
+                 for t, need in zip(like, needs))
+
+
+def _save(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+    x, weight, bias, ctx.handle = inputs
+    ctx.save_for_backward(x, weight, bias)
+
+
+def _backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+    x, weight, bias = ctx.saved_tensors
+    needs = [bool(n) for n in ctx.needs_input_grad[:3]]
+    grads = measured_form_backward(grad, x, weight, bias, ctx.handle, needs)
+    return (*(g if need else None for g, need in zip(grads, needs)), None)
+
+
+measured_form.register_autograd(_backward, setup_context=_save)

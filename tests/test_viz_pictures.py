@@ -24,7 +24,7 @@ from convzoo.viz import layer_block, render
 from convzoo.viz.draw import render as render_block
 from convzoo.viz.irregular import MIN_GAP, sampling_points, spread
 from convzoo.viz.layout import MAX_PX, pixels
-from convzoo.viz.picture import Lambda, _stage_module, declared_stages, titled
+from convzoo.viz.picture import Lambda, _stage_module, declared_stages, macs, titled
 from convzoo.viz.reads import analyse, illustrative_copy
 from convzoo.viz.stages_draw import one_read_kind
 from convzoo.viz.windows import copies, window_groups
@@ -135,6 +135,16 @@ def test_selective_kernel_draws_both_branches_and_their_attention():
     assert any("share of the 2 branches" in t for t in texts)
     shares = [t for t in texts if " / " in t]
     assert len(shares) == 6 and all(abs(sum(map(float, t.split(" / "))) - 1) < 0.02 for t in shares)
+
+
+def test_a_stage_with_a_relu_shows_every_conv_channels_inputs_and_its_real_macs():
+    # SK's split stage is conv → ReLU; on the drawn sample one channel's ReLU is idle everywhere (c5). Its conv still
+    # reads all 6 inputs through 9 taps: 12 branch channels × 6 × 9 × 64 positions = 41,472 MACs (the layer's cost).
+    r = stage_reads("selective_kernel", 0)
+    assert r.channel_links().tolist() == [[9] * 6] * 12
+    assert macs(r) == 12 * 6 * 9 * 64
+    layer = default_spec("selective_kernel").build()
+    assert macs(r) == sum(b.cost((1, 6, 8, 8)).macs for b in layer.branches)
 
 
 def test_odconv_has_its_own_drawing_with_four_attentions_and_no_sampling_terms():

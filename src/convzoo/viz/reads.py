@@ -8,6 +8,8 @@
   tap's read coefficient, so it is the real weight for any weight layout (grouped, HetConv, an aggregated
   dynamic kernel);
 * the sample input, the layer's output on it and the Jacobian (with the side branches held).
+Links and kernels come from the step's linear wiring (``linear``): clipping activations (ReLU, ...) taken out, so
+a channel whose ReLU is idle on the sample still shows what its conv reads.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ import torch
 from torch import nn
 
 from ..layers.base import ConvzooLayer
+from .linear import wiring_jacobian
 from .matrix import eval_copy, check_input_shape, jacobian
 from .taps import DTYPE, EPS, SIDE_FLAG, TapMap, hold_side_branches, side_modules, tap_map
 from .window import Geometry, fit_geometry
@@ -164,7 +167,10 @@ def analyse(module: nn.Module, input_shape: Sequence[int], x: torch.Tensor | Non
     held = copy.deepcopy(model)
     hold_side_branches(model, held)
     jac = jacobian(held, x[None]).reshape(*y.shape, *input_shape)
-    links = jac != 0
+    # the linear operator's wiring: a ReLU idle on this sample must not hide what its conv reads
+    wired = wiring_jacobian(held, x[None], side_modules(held))
+    wiring = jac if wired is None else wired.reshape(jac.shape)
+    links = (jac != 0) | (wiring != 0)
     if tm is not None:
         links |= tm.linked
     if tm is None:
@@ -178,7 +184,7 @@ def analyse(module: nn.Module, input_shape: Sequence[int], x: torch.Tensor | Non
     kernel_shape = tm.kernel_shape if tm is not None else (1,) * (len(input_shape) - 1)
     pair_kernel = None
     if tm is not None and geometry is not None:
-        pair_kernel = _pair_kernel(jac, tm, index, len(input_shape) - 1, whole_cells=True)
+        pair_kernel = _pair_kernel(wiring, tm, index, len(input_shape) - 1, whole_cells=True)
     regular = None
     if tm is not None and side_modules(model):
         held_still = tap_map(model, input_shape, x=x[None], zero_side=True)

@@ -147,6 +147,13 @@ def test_a_stage_with_a_relu_shows_every_conv_channels_inputs_and_its_real_macs(
     assert macs(r) == sum(b.cost((1, 6, 8, 8)).macs for b in layer.branches)
 
 
+def test_the_tap_legend_counts_the_taps_of_the_kernels_drawn():
+    # both SK branches are drawn as 3×3 (taps 0–8), though the dilated one spans a 5×5 frame
+    texts = drawn("selective_kernel")[0]
+    assert "kernel tap 0 … 8 in reading order" in texts
+    assert not any("kernel tap 0 … 24" in t for t in texts)
+
+
 def test_odconv_has_its_own_drawing_with_four_attentions_and_no_sampling_terms():
     texts = drawn("odconv")[0]
     joined = " ".join(texts).lower()

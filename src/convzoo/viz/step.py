@@ -295,11 +295,18 @@ def overlap_block(r: Reads, in_channel: int = 0) -> Block:
     return column([label("OVERLAP: input cells summed\ninto each output cell", weight="bold"), cells(grid)], gap=0.3)
 
 
+def drawn_taps(r: Reads) -> int:
+    """The taps of the largest kernel drawn: each window group has its own frame (SK's two 3×3 branches are drawn
+    as 3×3 though together they span a 5×5 frame)."""
+    return max(g.reads.n_taps for g in window_groups(r))
+
+
 def legend_items(r: Reads, numbers: bool) -> list[tuple[str | tuple | list, str, bool]]:
     items: list[tuple[str | tuple | list, str, bool]] = []
-    colours = tap_colours(r.n_taps)
-    ramp = [colours[0], colours[r.n_taps // 2], colours[-1]] if r.n_taps > 2 else colours
-    items.append((ramp, f"kernel tap 0 … {r.n_taps - 1} in reading order" if r.n_taps > 1 else "the kernel's one tap",
+    n_taps = drawn_taps(r)
+    colours = tap_colours(n_taps)
+    ramp = [colours[0], colours[n_taps // 2], colours[-1]] if n_taps > 2 else colours
+    items.append((ramp, f"kernel tap 0 … {n_taps - 1} in reading order" if n_taps > 1 else "the kernel's one tap",
                   False))
     items.append((INPUT, "input cell", False))
     if r.geometry is None and r.tap_map is not None:

@@ -256,3 +256,26 @@ def test_pictures_are_drawn_from_a_fixed_seed():
     assert torch.equal(torch.rand(1), before)
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.equal(p, q)
+
+
+def test_numbers_keep_their_sign_and_fit_their_cells(tmp_path):
+    from convzoo.viz.draw import CELL_TEXT_PT, _line_width_pt, fmt
+
+    assert [fmt(v) for v in (1.0, 0.999, -0.29, -0.004, 0.76)] == ["1", "1", "-0.29", "-0.004", "0.76"]
+    out = tmp_path / "n.svg"
+    result = CliRunner().invoke(app, ["viz", "standard", "--kernel", "4", "--size", "6", "--padding", "0",
+                                      "--numbers", "-o", str(out), "--no-title"])
+    assert result.exit_code == 0, result.output
+    root = ET.parse(out).getroot()
+    numbers = []
+    for t in root.iter():
+        if t.tag.endswith("text") and t.text and re.fullmatch(r"-?[0-9.]+", t.text):
+            size = float(re.search(r"font-size:\s*([0-9.]+)px", t.get("style", "")).group(1))  # SVG px = pt
+            numbers.append((t.text, size))
+    assert numbers and all(_line_width_pt(n, s, "normal") <= CELL_TEXT_PT + 1e-6 for n, s in numbers)
+    assert all(s >= 9 for _, s in numbers) and not any(n.endswith(".") for n, _ in numbers)
+    # the picked output's value is in its caption with the same sign
+    caption = next(t.text for t in root.iter() if t.tag.endswith("text") and t.text and "= sum of" in t.text)
+    value = float(caption.split(" = ")[0])
+    shown = [n for n, _ in numbers if n.startswith("-") == (value < 0) and abs(float(n) - value) < 0.006]
+    assert shown, (caption, numbers)

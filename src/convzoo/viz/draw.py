@@ -136,10 +136,67 @@ class Cell:
     alpha: float = 1.0
 
 
+CELL_TEXT_PT = 0.9 * CELL_IN * 72  # the widest text a cell holds without touching its edges
+
+
+def _number(text: str) -> float | None:
+    try:
+        return float(text)
+    except ValueError:
+        return None
+
+
+def _decimals(text: str) -> int:
+    return len(text.split(".")[1]) if "." in text else 0
+
+
+def _short(value: float, decimals: int) -> str:
+    """``value`` at ``decimals`` decimals, trailing zeros and a leading zero dropped: -0.29 → '-.29', 1.0 → '1'."""
+    text = f"{value:.{decimals}f}"
+    text = text.rstrip("0").rstrip(".") if "." in text else text
+    if text in ("0", "-0"):
+        return text if value == 0 or decimals == 0 or abs(value) >= 0.5 else ("-0" if value < 0 else "0")
+    return text.replace("0.", ".", 1) if text.lstrip("-").startswith("0.") else text
+
+
+def _fit_one(text: str, pt: float) -> str:
+    """``text`` as it fits a cell at ``pt``: a number loses its leading zero, then decimals, never its sign."""
+    value = _number(text)
+    if value is None or _line_width_pt(text, pt, "normal") <= CELL_TEXT_PT:
+        return text
+    candidate = text
+    for decimals in range(_decimals(text), -1, -1):
+        candidate = _short(value, decimals)
+        if _line_width_pt(candidate, pt, "normal") <= CELL_TEXT_PT:
+            break
+    return candidate
+
+
+def fit_numbers(texts: list[str], size: float) -> tuple[list[str], float]:
+    """The texts of one grid's cells and a font size at which each fits its cell: the size first comes down to
+    SMALL (9 pt), then each number that is still too wide loses its leading zero, then decimals (``_fit_one``);
+    only a number too wide without decimals makes the font smaller. Texts that are not numbers are kept."""
+    def widest(candidate: list[str], pt: float) -> float:
+        return max((_line_width_pt(t, pt, "normal") for t in candidate if t), default=0.0)
+
+    if widest(texts, size) <= CELL_TEXT_PT:
+        return texts, size
+    pt = min(size, SMALL)
+    fitted = [_fit_one(t, pt) for t in texts]
+    if any(t.lstrip("-").startswith(".") for t in fitted):  # one style in a grid: no '0.4' beside '.76'
+        fitted = [t.replace("0.", ".", 1) if t.lstrip("-").startswith("0.") else t for t in fitted]
+    wide = widest([t for t in fitted if _number(t) is not None], pt)
+    return fitted, pt if wide <= CELL_TEXT_PT else pt * CELL_TEXT_PT / wide
+
+
 def cells(grid: Sequence[Sequence[Cell]], size: float = FONT) -> Block:
-    """A grid of cells, row 0 at the top; each cell 1 × 1."""
+    """A grid of cells, row 0 at the top; each cell 1 × 1. Numbers are fitted to the cells (``fit_numbers``)."""
     h = len(grid)
     w = max((len(r) for r in grid), default=0)
+    flat = [cell.text for line in grid for cell in line]
+    fitted, size = fit_numbers(flat, size) if any(flat) else (flat, size)
+    it = iter(fitted)
+    grid = [[Cell(cell.fill, next(it), cell.dashed, cell.outline, cell.alpha) for cell in line] for line in grid]
 
     def paint(ax: Axes, x: float, y: float) -> None:
         solid, dashed, outlines = [], [], []
@@ -230,11 +287,13 @@ def tap_colours(n_taps: int) -> list[tuple[float, float, float, float]]:
 
 
 def fmt(value: float) -> str:
-    """A cell's number: integers without a decimal point, others with 2 significant decimals."""
+    """A cell's number, signed: integers without a decimal point, |v| ≥ 10 with one decimal, others with two —
+    three below 0.005, so a small weight keeps its sign ('-0.004', not '-0.'); trailing zeros dropped."""
     v = float(value)
     if abs(v - round(v)) < 1e-6:
         return str(int(round(v))) if abs(v) > 1e-9 else "0"
-    return f"{v:.2f}".rstrip("0") if abs(v) < 10 else f"{v:.1f}"
+    decimals = 1 if abs(v) >= 10 else 2 if abs(v) >= 0.005 else 3
+    return f"{v:.{decimals}f}".rstrip("0").rstrip(".")  # a tiny negative stays '-0': the sign is kept
 
 
 def signed_colour(value: float, scale: float) -> tuple[float, float, float, float]:

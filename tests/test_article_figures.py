@@ -286,3 +286,22 @@ def test_report_embeds_a_family_animation(tmp_path):
 
     section = family_section(family("pointwise"), None, "x")
     assert "pointwise animation" in section and "data:image/gif;base64," in section
+
+
+def _numbers_after(texts: list[str], start: str, n: int) -> list[float]:
+    """The first n numeric texts after the first text that begins with ``start``."""
+    i = next(k for k, t in enumerate(texts) if t.startswith(start))
+    return [float(t) for t in texts[i + 1:] if re.fullmatch(r"-?\d+(\.\d+)?", t)][:n]
+
+
+def test_both_multi_channel_figures_give_the_same_output_and_say_the_bias(tmp_path):
+    import xml.etree.ElementTree as ET
+
+    names = ["001-2_multi-channel", "001-2_multi-channel-partial-sums"]
+    write_figures(tmp_path, "svg", only=names, lang="en")
+    texts = {n: [t.text for t in ET.parse(tmp_path / f"{n}.svg").getroot().iter() if t.tag.endswith("text") and t.text]
+             for n in names}
+    expected = more.partials_data().output.reshape(-1).tolist()
+    assert _numbers_after(texts[names[0]], "OUTPUT 1×3×3", 9) == expected
+    assert _numbers_after(texts[names[1]], "output = Σ partials + bias (1)", 9) == expected
+    assert any("+ 1 (bias)" in t for t in texts[names[0]])  # the step picture's sum names the bias

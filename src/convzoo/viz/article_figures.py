@@ -192,11 +192,7 @@ def single_channel() -> Block:
 
 
 def multi_channel() -> Block:
-    gen = torch.Generator().manual_seed(3)
-    x = torch.randint(0, 4, (3, 5, 5), generator=gen).double()
-    layer = build("standard", 3, 1, 3, padding=0, bias=False)
-    with torch.no_grad():
-        layer.weight.copy_(torch.randint(-1, 2, layer.weight.shape, generator=gen).float())
+    layer, x = more.multi_channel_example()  # the partial-sums figure's layer and input: one example, bias 1
     return layer_block(layer, (3, 5, 5), numbers=True, x=x)
 
 
@@ -683,9 +679,10 @@ FIGURES: list[ArticleFigure] = [
       "文章的单通道例子：5×5 输入，卷积核 [[0,1,2],[2,2,0],[0,1,2]]，填充 0、步长 1 → 3×3 输出 "
       "[[12,12,17],[10,17,19],[9,6,14]]，由该层算出。", single_channel),
     F("001-2_multi-channel", "多通道卷积", "multi-channel convolution", "001 §2",
-      "A 5×5×3 input and one 3×3×3 filter: the window on each channel, all 27 products summed into one output "
-      "channel.",
-      "5×5×3 输入与一个 3×3×3 过滤器：窗口落在每个通道上，27 个乘积相加得到一个输出通道。", multi_channel),
+      "A 5×5×3 input and one 3×3×3 filter: the window on each channel, all 27 products summed, plus the bias 1, into "
+      "one output channel (the same example as the partial-results figure).",
+      "5×5×3 输入与一个 3×3×3 过滤器：窗口落在每个通道上，27 个乘积相加再加上偏置 1，得到一个输出通道（与部分结果图是同一个例子）。",
+      multi_channel),
     F("001-2_multi-channel-partial-sums", "多通道卷积：逐通道的部分结果相加", "multi-channel convolution as partial "
       "results", "001 §2",
       "The multi-channel example taken apart: the filter's three 3×3 kernels each slide over their own input channel "

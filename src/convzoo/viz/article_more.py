@@ -127,15 +127,23 @@ class Partials:
     output: np.ndarray  # (H', W'): the layer's output
 
 
-def partials_data() -> Partials:
-    """A 3 → 1 channel 3×3 conv (padding 0, bias 1) on a 5×5×3 input: each channel's partial result is the layer's
-    output for an input holding only that channel, less the bias."""
+def multi_channel_example() -> tuple[nn.Module, torch.Tensor]:
+    """Article 001 §2's multi-channel example, one for both of its figures: a 3 → 1 channel 3×3 conv (padding 0,
+    kernels in {−1, 0, 1}, bias 1 — the figure adds a bias after summing the channels) and its 5×5×3 input."""
     gen = torch.Generator().manual_seed(3)
     x = torch.randint(0, 4, (3, 5, 5), generator=gen).double()
     layer = build("standard", 3, 1, 3, padding=0).double()
     with torch.no_grad():
         layer.weight.copy_(torch.randint(-1, 2, layer.weight.shape, generator=gen).double())
         layer.bias.fill_(1.0)
+    return layer, x
+
+
+def partials_data() -> Partials:
+    """The multi-channel example (``multi_channel_example``) taken apart: each channel's partial result is the
+    layer's output for an input holding only that channel, less the bias."""
+    layer, x = multi_channel_example()
+    with torch.no_grad():
         out = layer(x[None])[0, 0]
         parts = []
         for c in range(3):

@@ -279,3 +279,49 @@ def test_numbers_keep_their_sign_and_fit_their_cells(tmp_path):
     value = float(caption.split(" = ")[0])
     shown = [n for n, _ in numbers if n.startswith("-") == (value < 0) and abs(float(n) - value) < 0.006]
     assert shown, (caption, numbers)
+
+
+def test_padding_is_drawn_on_every_side_as_pytorch_pads(tmp_path):
+    # size 6, stride 2, padding 1: PyTorch pads to 8×8; the windows reach only rows 0..6, so the last is never read
+    from convzoo.viz.step import gather_input
+    from convzoo.viz.window import drawn_padding
+
+    layer = cz.build("standard", 1, 1, 3, stride=2, padding=1)
+    r = analyse(layer, (1, 6, 6))
+    assert r.geometry.padding() == ((1, 0), (1, 0))  # what the windows reach
+    assert drawn_padding(r.geometry, r.module) == ((1, 1), (1, 1))
+    block = gather_input(r, 0, (1, 1), False, [0])
+    assert block.h >= 8 and block.w >= 8
+    out = tmp_path / "p.svg"
+    result = CliRunner().invoke(app, ["viz", "standard", "--in", "1", "--out", "1", "--size", "6", "--stride", "2",
+                                      "--padding", "1", "-o", str(out), "--no-title"])
+    assert result.exit_code == 0, result.output
+    assert "INPUT 1×6×6, padded to 8×8; its last row and last column never read" in svg_texts(out)
+
+
+def test_transposed_output_padding_is_zero_unless_asked(tmp_path):
+    # conv_arithmetic's no-padding, stride-2 case: 3×3 → 7×7 (an output_padding of 1 would add a row and a column
+    # that receive nothing); only the default build (no padding given) picks output_padding for an exact 2×
+    assert cz.build("transposed", 1, 1, 3, stride=2, padding=0).output_padding == (0, 0)
+    assert cz.build("transposed", 1, 1, 3, stride=2, padding=0, output_padding=1).output_padding == (1, 1)
+    assert cz.build("transposed", 1, 1, 3).output_padding == (1, 1)
+    out = tmp_path / "t.svg"
+    result = CliRunner().invoke(app, ["viz", "transposed", "--in", "1", "--out", "1", "--size", "3", "--stride", "2",
+                                      "--padding", "0", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    texts = svg_texts(out)
+    assert "OUTPUT 1×7×7" in texts and not any("output_padding" in t for t in texts)
+
+
+def test_a_transposed_sum_counts_the_non_zero_products_as_the_overlap_does(tmp_path):
+    from convzoo.viz.step import summed_text
+
+    r = analyse(cz.build("transposed", 6, 6, 3, stride=2, padding=0), (6, 3, 3))
+    overlap = int((r.index[(0, 3, 3, 0)] != -1).sum())  # input cells of one channel that reach output (3, 3)
+    assert overlap == 1
+    assert summed_text(r, 0, (3, 3)).split("\n") == ["Σ 6 non-zero products", "(54 counting the zeros)",
+                                                     "over 6 channels"]
+    write_figures(tmp_path, "svg", only=["001-6_transposed-2x2-to-5x5"], lang="en")
+    texts = svg_texts(tmp_path / "001-6_transposed-2x2-to-5x5.svg")
+    assert "Σ 4 non-zero products" in texts and "(9 counting the zeros)" in texts
+    assert "Σ 9 products" not in texts

@@ -132,11 +132,12 @@ def _pointwise_grouped(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any
 
 
 def _transposed_upsampling(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
-    # Default: stride 2 with padding/output_padding chosen so the output is exactly twice the input.
+    # Default: stride 2 with padding/output_padding chosen so the output is exactly twice the input. A padding the
+    # caller gives is PyTorch's case: output_padding then defaults to 0, as in torch (and conv_arithmetic's figures).
     kernel = _window(k, dim)
     kw.setdefault("stride", 2)
-    if kw["stride"] == 2:
-        kw.setdefault("padding", tuple((kk - 1) // 2 for kk in kernel))
+    if kw["stride"] == 2 and "padding" not in kw:
+        kw["padding"] = tuple((kk - 1) // 2 for kk in kernel)
         kw.setdefault("output_padding", tuple(kk % 2 for kk in kernel))
     return _transposed(dim)(i, o, kernel, **kw)
 

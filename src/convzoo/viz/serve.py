@@ -80,7 +80,7 @@ from .spec import (
     describe,
     limit,
 )
-from .window import Geometry
+from .window import Geometry, drawn_padding
 
 BUDGET = 2**22  # (input element, output element) pairs per drawn step
 BASIC = ("dim", "in_channels", "out_channels", "kernel", "size")
@@ -685,7 +685,7 @@ def link_data(state: State) -> dict[str, Any]:
                                 "tap_colours": tap_palette(math.prod(kernel)) if kernel else None}
         g = _geometry(key, i) if kernel else None
         if g is not None and g.kind == "gather":
-            link["pad"] = [list(p) for p in g.padding()]
+            link["pad"] = [list(p) for p in drawn_padding(g, step.module)]
         elif g is not None and g.kind == "scatter":
             link["direct"] = {"size": list(g.stretched_size()), "cells": direct_cells(g),
                               "zeros": [a - 1 for a in g.a]}

@@ -29,6 +29,7 @@ from .irregular import NEIGHBOUR, irregular_input
 from .layout import BUDGET, flow
 from .planes import Plane, mark, planes_block
 from .reads import NO_TAP, Reads
+from .window import drawn_padding, unread_after
 from .windows import WindowGroup, copies, window_groups
 from .wiring import Colouring, colour_channels, group_colour, pattern_block, wiring_block
 
@@ -136,11 +137,29 @@ def _value(r: Reads, c: int, q: Sequence[int]) -> float:
     return float(r.x[(c, *q)])
 
 
+DIM_NAMES = {1: ("cell",), 2: ("row", "column"), 3: ("slice", "row", "column")}
+
+
+def padded_text(r: Reads) -> str:
+    """', padded to 8×8; its last row and column are never read' — the padding the layer applies (all sides), and
+    which of its trailing cells no window reaches (a stride that does not land on them)."""
+    g = r.geometry
+    assert g is not None
+    pads = drawn_padding(g, r.module)
+    size = tuple(s + lo + hi for s, (lo, hi) in zip(g.input_size, pads))
+    if size == tuple(g.input_size):
+        return ""
+    unread = unread_after(g, r.module)
+    names = DIM_NAMES.get(len(size), tuple(f"dim {k}" for k in range(len(size))))
+    left = [f"{'last ' if n == 1 else f'last {n} '}{name}{'s' if n > 1 else ''}" for n, name in zip(unread, names) if n]
+    return f", padded to {shape_text(size)}" + (f"; its {' and '.join(left)} never read" if left else "")
+
+
 def gather_input(r: Reads, out_channel: int, position: Sequence[int], numbers: bool,
                  channels: Sequence[int], title: str | None = None, names: bool = True) -> Block:
     g = r.geometry
     assert g is not None
-    pads = g.padding()
+    pads = drawn_padding(g, r.module)
     plane = Plane(tuple(s + lo + hi for s, (lo, hi) in zip(g.input_size, pads)))
     shift = [lo for lo, _ in pads]
     colours = tap_colours(r.n_taps)
@@ -168,11 +187,9 @@ def gather_input(r: Reads, out_channel: int, position: Sequence[int], numbers: b
                                 alpha=0.4 if old.dashed else 1.0)
         _other_reads(r, own[c], position, c, plane, shift, grid)
         grids.append(grid)
-    padded = any(lo or hi for lo, hi in pads)
     more = r.input_shape[0] - len(channels)
     which = "" if more == 0 else (f" (plane c{channels[0]})" if len(channels) == 1 else "")
-    title = title or (f"INPUT {shape_text(r.input_shape)}{which}" + (f", padded to {shape_text(plane.size)}"
-                                                                      if padded else "")
+    title = title or (f"INPUT {shape_text(r.input_shape)}{which}" + padded_text(r)
                       + ("\n(depth slices d = 0, 1, … left to right)" if r.spatial_dims == 3 else ""))
     planes = (planes_block(grids, [f"c{c}" for c in channels], more=0, per_row=2 if r.spatial_dims == 2 else 1)
               if names else column([cells(g) for g in grids], gap=0.4))
@@ -361,11 +378,7 @@ def _window_columns(groups: Sequence[WindowGroup], out_channel: int, position: S
                                   gap=0.4))
             continue
         kernel = kernel_block(sub, j, numbers, [c], heading="", names=False)
-        pads = sub.geometry.padding()
-        size = tuple(s + lo + hi for s, (lo, hi) in zip(sub.input_shape[1:], pads))
-        plane = gather_input(sub, j, pos, numbers, [c], title=f"INPUT c{c}" + (f", padded to {shape_text(size)}"
-                                                                              if size != sub.input_shape[1:] else ""),
-                             names=False)
+        plane = gather_input(sub, j, pos, numbers, [c], title=f"INPUT c{c}" + padded_text(sub), names=False)
         columns.append(column([head, kernel, plane], gap=0.4))
     return row(columns, gap=1.2)
 
@@ -400,12 +413,7 @@ def draw_step(r: Reads, out_channel: int = 0, position: Sequence[int] | None = N
             parts.append(gather_input(r, out_channel, position, numbers, in_ch))
         else:
             parts.append(irregular_input(r, out_channel, position, numbers, in_ch, owners(r, out_channel, in_ch)))
-    pair = r.pair_taps()[out_channel]
-    n_ch = int(pair.any(-1).sum()) or int((r.channel_links()[out_channel] > 0).sum())
-    n_taps = int(pair.sum())
-    summed = (f"Σ {n_taps} products\nover {n_ch} channel{'s' if n_ch != 1 else ''}" if n_taps
-              else "Σ over what\nit reads")
-    tail: list[Block] = [arrow(2.5, summed)]
+    tail: list[Block] = [arrow(2.5, summed_text(r, out_channel, position))]
     out_block = output_block(r, out_channel, position, numbers, out_ch)
     line = sum_line(r, out_channel, position) if numbers else ""
     tail.append(column([out_block, label(line, SMALL)], gap=0.4) if line else out_block)
@@ -425,6 +433,21 @@ def draw_step(r: Reads, out_channel: int = 0, position: Sequence[int] | None = N
     if head.w <= max_width and rest.w <= max_width:  # what is read above, what comes of it below
         return Step(column([head, rest], gap=0.8), colouring, legend)
     return Step(flow([*parts, *tail], max_width, gap=1.0), colouring, legend)
+
+
+def summed_text(r: Reads, out_channel: int, position: Sequence[int]) -> str:
+    """'Σ 9 products over 6 channels' for the drawn output; for a scatter, the products that meet an input cell,
+    then the kernel's count in the direct form, whose other taps land on inserted zeros or padding."""
+    pair = r.pair_taps()[out_channel]
+    n_ch = int(pair.any(-1).sum()) or int((r.channel_links()[out_channel] > 0).sum())
+    n_taps = int(pair.sum())
+    over = f"over {n_ch} channel{'s' if n_ch != 1 else ''}"
+    if not n_taps:
+        return "Σ over what\nit reads"
+    if r.geometry is not None and r.geometry.kind == "scatter":
+        met = int((r.index[(out_channel, *position)] >= 0).sum())
+        return f"Σ {met} non-zero product{'s' if met != 1 else ''}\n({n_taps} counting the zeros)\n{over}"
+    return f"Σ {n_taps} products\n{over}"
 
 
 def step_block(r: Reads, out_channel: int = 0, position: Sequence[int] | None = None, numbers: bool = False,

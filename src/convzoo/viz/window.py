@@ -106,3 +106,30 @@ def fit_geometry(tm: TapMap) -> Geometry | None:
             a, b, c = (tuple(p[i] for p in params) for i in range(3))  # type: ignore[index]
             return Geometry(kind, a, b, c, tm.kernel_shape, tuple(in_size), tuple(out_size))
     return None
+
+
+def declared_padding(module: object, dims: int) -> tuple[tuple[int, int], ...] | None:
+    """The (before, after) zero padding ``module`` applies per spatial dim, when it says: the layer contract's
+    ``padding_pairs``, else a torch conv's resolved padding (``_reversed_padding_repeated_twice``)."""
+    pairs = getattr(module, "padding_pairs", None)
+    if isinstance(pairs, (tuple, list)) and len(pairs) == dims:
+        return tuple((int(lo), int(hi)) for lo, hi in pairs)
+    rev = getattr(module, "_reversed_padding_repeated_twice", None)
+    if isinstance(rev, (tuple, list)) and len(rev) == 2 * dims:
+        return tuple((int(rev[2 * (dims - 1 - r)]), int(rev[2 * (dims - 1 - r) + 1])) for r in range(dims))
+    return None
+
+
+def drawn_padding(g: Geometry, module: object) -> tuple[tuple[int, int], ...]:
+    """Gather: the padding to draw — what the layer pads (PyTorch pads every side, even where no window reaches,
+    e.g. the last row at stride 2), trusted when its 'before' matches the fitted window; else what windows reach."""
+    reached = g.padding()
+    declared = declared_padding(module, len(g.a))
+    if declared is None or any(lo != -c for (lo, _), c in zip(declared, g.c)):
+        return reached
+    return tuple((max(lo, dlo), max(hi, dhi)) for (lo, hi), (dlo, dhi) in zip(reached, declared))
+
+
+def unread_after(g: Geometry, module: object) -> tuple[int, ...]:
+    """Gather: per dim, how many of the drawn padded input's last cells no window reads."""
+    return tuple(hi - rhi for (_, hi), (_, rhi) in zip(drawn_padding(g, module), g.padding()))

@@ -211,6 +211,13 @@ def test_pass_through_channels_are_found_partial_and_ghost():
     assert copies(stage_reads("shuffled_grouped", 0)).sum() == 0
 
 
+def test_passed_through_channels_are_no_multiply_adds():
+    # ghost stage 2: 3 intrinsic maps copied (drawn dashed, 'passes through') + 3 cheap depthwise 3×3 maps
+    ghost = stage_reads("ghost", 1, shape=(6, 8, 8))
+    assert macs(ghost) == 3 * 9 * 64
+    assert macs(stage_reads("ghost", 0, shape=(6, 8, 8))) == 3 * 6 * 9 * 64  # the primary conv: no copies there
+
+
 def test_sampling_points_never_hide_one_another():
     rng = np.random.default_rng(0)
     for _ in range(10):

@@ -36,6 +36,7 @@ from .reads import CHANGED, ILLUSTRATED, Reads, analyse, illustrative_copy
 from .stages_draw import copies_block, interleave_block, one_read_kind
 from .step import draw_step, legend_items, shape_text
 from .taps import DTYPE
+from .windows import copies
 from .wiring import colour_channels, wiring_block
 
 
@@ -91,8 +92,12 @@ def inferred_stages(module: nn.Module, input_shape: Sequence[int] | None = None)
 
 
 def macs(r: Reads) -> int:
-    """Multiply-accumulates of a window step: taps per channel pair × output positions (padding taps included)."""
-    return int(r.pair_taps().sum()) * math.prod(r.output_shape[1:]) if r.geometry is not None else 0
+    """Multiply-accumulates of a window step: taps per channel pair × output positions (padding taps included);
+    a channel passed through unchanged (``copies``: a ghost module's intrinsic maps) is no multiply-add."""
+    if r.geometry is None:
+        return 0
+    taps = r.pair_taps().sum(-1) * ~copies(r)
+    return int(taps.sum()) * math.prod(r.output_shape[1:])
 
 
 def step_picture(r: Reads, out_channel: int, position: Sequence[int] | None, numbers: bool,

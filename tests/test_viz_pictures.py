@@ -218,6 +218,17 @@ def test_passed_through_channels_are_no_multiply_adds():
     assert macs(stage_reads("ghost", 0, shape=(6, 8, 8))) == 3 * 6 * 9 * 64  # the primary conv: no copies there
 
 
+def test_resize_copies_name_every_input_cell_distinctly():
+    # 4×4 = 16 input cells: a 12-colour palette would repeat row 0's colours in row 3
+    from convzoo.viz.stages_draw import cell_colours
+
+    assert len(set(cell_colours(16))) == 16 and len(set(cell_colours(30))) == 30
+    texts = drawn("resize")[0]
+    letters = [t for t in texts if len(t) == 1 and t.isalpha()]
+    assert sorted(set(letters)) == list("abcdefghijklmnop")
+    assert all(letters.count(a) == 1 + 4 for a in "abcdefghijklmnop")  # each cell once in the input, 4 copies
+
+
 def test_sampling_points_never_hide_one_another():
     rng = np.random.default_rng(0)
     for _ in range(10):

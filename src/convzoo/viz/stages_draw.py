@@ -5,7 +5,9 @@ wiring by ``wiring``). ``dynamic_block``: the K kernels a layer mixes, the sampl
 
 from __future__ import annotations
 
+import colorsys
 import math
+import string
 
 import numpy as np
 import torch
@@ -107,26 +109,43 @@ def interleave_block(r: Reads, numbers: bool) -> tuple[Block, str]:
                 label(note, SMALL)], gap=0.8, align="top"), what
 
 
+def cell_colours(n: int) -> list[str | tuple[float, float, float, float]]:
+    """n distinct light colours: the pastel palette while it lasts, else hues a golden-ratio step apart (so
+    neighbouring cells differ most)."""
+    if n <= len(PASTEL):
+        return list(PASTEL[:n])
+    return [(*colorsys.hsv_to_rgb((0.618034 * i) % 1.0, 0.38 + 0.2 * (i % 3) / 2, 0.97 - 0.08 * (i % 2)), 1.0)
+            for i in range(n)]
+
+
+def cell_name(n: int) -> str:
+    """'a', 'b', …, 'z', then 'a1', 'b1', …: a short name that marks a cell and its copies."""
+    return string.ascii_lowercase[n % 26] + (str(n // 26) if n >= 26 else "")
+
+
 def copies_block(r: Reads, numbers: bool) -> Block:
-    """Input cells each in their own colour; every output cell in the colour of the input cell it copies."""
+    """Input cells each in their own colour and with their own letter; every output cell in the colour and with the
+    letter of the input cell it copies (the values instead in numbers mode)."""
     src = _sources(r)
     assert src is not None
     plane_in, plane_out = Plane(tuple(r.input_shape[1:])), Plane(tuple(r.output_shape[1:]))
     grid_in, grid_out = plane_in.empty(), plane_out.empty()
+    colours = cell_colours(math.prod(plane_in.size))
     for n, q in enumerate(np.ndindex(*plane_in.size)):
         rr, cc = plane_in.cell(q)
-        grid_in[rr][cc] = Cell(PASTEL[n % len(PASTEL)], fmt(float(r.x[(0, *q)])) if numbers else "")
+        grid_in[rr][cc] = Cell(colours[n], fmt(float(r.x[(0, *q)])) if numbers else cell_name(n))
     flat = {q: n for n, q in enumerate(np.ndindex(*plane_in.size))}
     for o in np.ndindex(*plane_out.size):
         q = src[(0, *o)][1:]
         rr, cc = plane_out.cell(o)
-        grid_out[rr][cc] = Cell(PASTEL[flat[q] % len(PASTEL)], fmt(float(r.y[(0, *o)])) if numbers else "")
+        grid_out[rr][cc] = Cell(colours[flat[q]], fmt(float(r.y[(0, *o)])) if numbers else cell_name(flat[q]))
     shape = "×".join(map(str, r.input_shape[1:]))
     shape_out = "×".join(map(str, r.output_shape[1:]))
     return row([column([label(f"INPUT c0 {shape}", weight="bold"), cells(grid_in)], gap=0.3),
                 arrow(2.5, "copy each cell"),
                 column([label(f"OUTPUT c0 {shape_out} (same cell size)", weight="bold"), cells(grid_out)], gap=0.3),
-                label("every output cell is a copy of\nthe input cell of the same colour", SMALL)],
+                label("every output cell is a copy of\nthe input cell of the same colour" +
+                      ("" if numbers else "\nand letter"), SMALL)],
                gap=0.8, align="top")
 
 

@@ -305,3 +305,17 @@ def test_both_multi_channel_figures_give_the_same_output_and_say_the_bias(tmp_pa
     assert _numbers_after(texts[names[0]], "OUTPUT 1×3×3", 9) == expected
     assert _numbers_after(texts[names[1]], "output = Σ partials + bias (1)", 9) == expected
     assert any("+ 1 (bias)" in t for t in texts[names[0]])  # the step picture's sum names the bias
+
+
+def test_the_receptive_field_is_centred_on_its_grid():
+    from torch import nn
+
+    from convzoo import build
+    from convzoo.viz.article_figures import RF_SIZE
+    from convzoo.viz.connectivity import connectivity
+
+    stack = nn.Sequential(*(build("dilated", 1, 1, 3, dilation=l) for l in (1, 2, 4)))
+    seen = connectivity(stack, (1, RF_SIZE, RF_SIZE)).footprint().numpy()
+    rows, cols = np.nonzero(seen.any(1))[0], np.nonzero(seen.any(0))[0]
+    assert rows.max() - rows.min() + 1 == 15
+    assert rows.min() == RF_SIZE - 1 - rows.max() >= 1 and cols.min() == RF_SIZE - 1 - cols.max() >= 1

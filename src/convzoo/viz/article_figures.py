@@ -322,7 +322,10 @@ def checkerboard_image() -> Block:
 # --- article 001 §7: dilated ---------------------------------------------------------------------------------------
 
 
-def dilated_receptive_field(size: int = 16) -> Block:
+RF_SIZE = 17  # odd: the 15×15 field of l = 1, 2, 4 sits centred, one cell of margin on every side
+
+
+def dilated_receptive_field(size: int = RF_SIZE) -> Block:
     panels = []
     stack: list[nn.Module] = []
     colours = tap_colours(9)

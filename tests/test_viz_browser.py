@@ -357,3 +357,17 @@ def test_a_click_pins_the_output_and_the_sample_updates_dynamics_attention(brows
     expected = S.links_json({"family": "dynamic", "sample": 3})["links"][0]["sides"][0]["values"]
     assert second == pytest.approx(expected, abs=0.006) and second != first
     assert errors == []
+
+
+def test_numbers_mode_type_is_9_pt_and_every_number_fits_its_cell(browser, server):
+    page, errors = open_page(browser, server)
+    page.goto(f"{server}/?family=standard&in_channels=2&out_channels=3&size=5&frame=12&numbers=1")
+    ready(page)
+    page.wait_for_function("document.getElementById('svg').dataset.shown === '0:12'")
+    found = page.eval_on_selector_all(
+        "svg text.num", "els => els.map(t => [parseFloat(getComputedStyle(t).fontSize), t.getComputedTextLength(),"
+        " t.textContent])")
+    assert len(found) > 20
+    assert all(size >= 12 for size, _, _ in found)  # 9 pt at the page's 96 px per inch
+    assert all(width <= 30 for _, width, _ in found), [f for f in found if f[1] > 30]  # cells are 24–32 px
+    assert errors == []

@@ -35,6 +35,7 @@ let slots = [];          // slots[link][j] = the filter strip's frame of filter 
 let styled = [];         // elements carrying hover styles, to reset
 let overlay = null;      // <g> for sampling points and arrows
 let cs = 14;             // cell size (px) of every map
+const NUMBER_CELL = 24;  // smallest cell (px) that shows a 12 px (9 pt) number
 let hoverId = 0;
 const tapCache = new Map();
 
@@ -61,6 +62,16 @@ function el(name, attrs, parent) {
 function text(parent, x, y, content, cls = '') {
   const t = el('text', { x, y, class: cls }, parent);
   t.textContent = content;
+  return t;
+}
+
+function cellNumber(parent, x, y, v, size) {  // a value in a cell of `size` px: fewer digits until it fits, sign kept
+  const t = text(parent, x, y, compact(v), 'num');
+  const shorter = [Math.abs(v) >= 1 ? Number(v).toFixed(1) : Number(v).toPrecision(1), String(Math.round(v))];
+  for (const s of shorter) {
+    if (t.getComputedTextLength() <= size - 2) break;
+    t.textContent = s.replace(/^(-?)0\./, '$1.').replace(/\.0$/, '');
+  }
   return t;
 }
 
@@ -380,7 +391,7 @@ function drawMap(svg, block, spot, origin) {
   const { m, g, rg } = block;
   const last = layer.maps.length - 1;
   const role = m === 0 ? 'in' : m === last ? 'out' : 'mid';
-  const shown = $('numbers').checked && cs >= 22 && values;
+  const shown = $('numbers').checked && cs >= NUMBER_CELL && values;
   cells[m] = new Array(prod(layer.maps[m]));
   pads[m] = new Map();
   tiles[m] = [];
@@ -406,7 +417,7 @@ function drawMap(svg, block, spot, origin) {
           rect.dataset.map = m;
           rect.dataset.flat = flat;
           cells[m][flat] = rect;
-          if (shown) text(svg, x + cs / 2, yy + cs / 2, compact(values[m][flat]), 'num');
+          if (shown) cellNumber(svg, x + cs / 2, yy + cs / 2, values[m][flat], cs);
         }
       }
     }
@@ -417,7 +428,7 @@ function drawDirect(svg, block, spot, origin) {  // a scatter step as its direct
   const { k, g } = block;
   const info = links[k].direct;
   const plane = prod(layer.maps[k].slice(1));
-  const shown = $('numbers').checked && cs >= 22 && values;
+  const shown = $('numbers').checked && cs >= NUMBER_CELL && values;
   directs[k] = [];
   let i = 0;
   for (let c = 0; c < g.C; c++) {
@@ -438,7 +449,7 @@ function drawDirect(svg, block, spot, origin) {  // a scatter step as its direct
           const rect = el('rect', { x, y: yy, width: cs, height: cs, class: cls,
                                     'data-direct': [k, c, ...index].join(',') }, svg);
           directs[k][c][z] = rect;
-          if (shown) text(svg, x + cs / 2, yy + cs / 2, source >= 0 ? compact(values[k][c * plane + source]) : '0', 'num');
+          if (shown) cellNumber(svg, x + cs / 2, yy + cs / 2, source >= 0 ? values[k][c * plane + source] : 0, cs);
         }
       }
     }
@@ -826,8 +837,8 @@ function drawKernel(svg, x, y, shape, size, weights, fills, opts = {}) {
     const rect = el('rect', { x: x + c * size, y: y + r * size, width: size, height: size, class: cls }, svg);
     if (!opts.input && fills && fills[t]) rect.setAttribute('fill', fills[t]);
     const shown = opts.input ? opts.values[t] : w;
-    if (opts.numbers && size >= 20 && shown !== null && shown !== undefined) {
-      text(svg, x + c * size + size / 2, y + r * size + size / 2, compact(shown), 'num');
+    if (opts.numbers && size >= NUMBER_CELL && shown !== null && shown !== undefined) {
+      cellNumber(svg, x + c * size + size / 2, y + r * size + size / 2, shown, size);
     }
   }
   return { w: g.cols * size, h: g.rows * size };
@@ -863,7 +874,7 @@ function showWindow(link, out, data) {
   for (const row of shown) {
     const shape = row.shape || data.kernel_shape;
     const g = grid2(shape);
-    const size = Math.max(5, Math.min(numbers ? 26 : 16, Math.floor(120 / Math.max(g.cols, 1)),
+    const size = Math.max(5, Math.min(numbers ? 32 : 16, Math.floor(120 / Math.max(g.cols, 1)),
                                       Math.floor(120 / Math.max(g.rows, 1))));
     const height = g.rows * size + 4;
     const svg = panelSvg(box, 300, height + 2);
@@ -887,7 +898,7 @@ function showWindow(link, out, data) {
   }
   for (const crop of data.besides || []) {  // read not through the kernel parameter (HetConv's 1×1 kernels)
     const g = grid2(crop.shape);
-    const size = Math.max(5, Math.min(numbers ? 26 : 16, Math.floor(120 / Math.max(g.cols, g.rows, 1))));
+    const size = Math.max(5, Math.min(numbers ? 32 : 16, Math.floor(120 / Math.max(g.cols, g.rows, 1))));
     const svg = panelSvg(box, 300, g.rows * size + 4);
     text(svg, 0, 12, `c${crop.c}`);
     const k = drawKernel(svg, 26, 1, crop.shape, size, crop.w, crop.fill, { numbers });

@@ -162,3 +162,63 @@ def test_unknown_device_and_huge_seed_are_one_line(args, parts):
     result = invoke(*args)
     one_line_error(result, *parts)
     assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+class FixedWidthNet(torch.nn.Module):
+    """A user's model that checks its input the way torchvision's ViT does: torch._assert, an AssertionError."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = torch.nn.Conv2d(3, 8, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        torch._assert(x.shape[-1] == 16, f"Wrong image width! Expected 16 but got {x.shape[-1]}!")
+        return self.conv(x)
+
+
+@pytest.mark.parametrize("command", ["cost", "convert", "export"])
+def test_a_models_assertion_on_the_input_is_one_line_naming_model_and_input(tmp_path, command):
+    target = "tests.test_cli_deploy:FixedWidthNet"
+    extra = ("-o", str(tmp_path / "m.onnx")) if command == "export" else ()
+    result = invoke(command, target, "--input", "1,3,16,9", *extra)
+    one_line_error(result, f"{target} rejects the input (1, 3, 16, 9)", "Wrong image width! Expected 16 but got 9!")
+    assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+def test_a_torch_shape_error_names_model_and_input():
+    result = invoke("cost", "torchvision:resnet18", "--input", "1,3,224,224,2")
+    one_line_error(result, "torchvision:resnet18 on input (1, 3, 224, 224, 2)", "Expected 3D (unbatched) or 4D")
+
+
+@pytest.mark.parametrize("command", ["cost", "convert", "export"])
+@pytest.mark.parametrize("value, rule", [
+    ("1,64,a,5", "--input '1,64,a,5': 'a' is not an integer; give comma-separated sizes such as 1,3,224,224"),
+    (",", "--input ',': '' is not an integer"),
+    ("1,64,-5,5", "--input '1,64,-5,5': size -5 is negative; every size must be 0 or more"),
+])
+def test_bad_input_shape_names_the_option_the_value_and_the_rule(tmp_path, command, value, rule):
+    target = "mobilenet_v1_small" if command == "convert" else "standard"
+    extra = ("-o", str(tmp_path / "m.onnx")) if command == "export" else ()
+    result = invoke(command, target, "--input", value, *extra)
+    one_line_error(result, rule)
+    assert len(result.output.strip().splitlines()) == 1, result.output
+
+
+@pytest.mark.parametrize("args, message", [
+    (("train", "--lr", "-1"), "error: lr=-1.0 must be positive"),
+    (("train", "--width-mult", "0"), "error: width_mult=0.0 must be positive"),
+    (("sweep", "--seeds", "0"), "error: seeds=0 must be a positive integer"),
+    (("sweep", "--workers", "0"), "error: workers=0 must be a positive integer"),
+    (("sweep", "--trial-threads", "0"), "error: threads=0 (--trial-threads: torch CPU threads per trial) must be"),
+])
+def test_train_and_sweep_name_only_the_bad_value(tmp_path, args, message):
+    result = invoke(*args, "--out", str(tmp_path / "run"))
+    one_line_error(result, message)
+    assert "0.25" not in result.output and "workers=1" not in result.output and "seeds=1" not in result.output
+
+
+@pytest.mark.parametrize("command, what", [("train", "metrics.jsonl"), ("sweep", "sweep.json")])
+def test_train_and_sweep_out_that_is_a_file_says_a_folder_is_expected(tmp_path, command, what):
+    path = tmp_path / "a_file.txt"
+    path.write_text("x")
+    one_line_error(invoke(command, "--out", str(path)), f"out='{path}' is a file: give a folder", what)

@@ -83,6 +83,27 @@ def test_compare_on_cuda():
     assert all(r.forward_ms > 0 and r.max_error < 1e-4 for r in rows)
 
 
+def test_one_round_shows_no_spread_rather_than_nan(rows):
+    """repeats=1: one round has no interquartile range; the table says — (and the caption why), never nan%."""
+    from rich.console import Console
+
+    assert all(math.isnan(r.forward_spread) for r in rows)
+    console = Console(width=400, record=True)
+    console.print(compare_table(rows))
+    text = console.export_text()
+    assert "nan" not in text and "— / —" in text and "one round: spread —" in text
+
+
+def test_tiny_layers_do_not_show_zero_macs_or_bytes(rows):
+    from rich.console import Console
+
+    console = Console(width=400, record=True)
+    console.print(compare_table(rows))
+    standard = next(line for line in console.export_text().splitlines() if "│ standard " in line)
+    assert "0.014" in standard  # 7·7·8·4·9 = 14,112 MACs in millions
+    assert " 0.0 " not in standard, standard
+
+
 def test_spread_and_load_helpers():
     from convzoo.perf.compare import _spread, machine_load
 

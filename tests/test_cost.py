@@ -294,3 +294,59 @@ def test_cost_leaves_the_callers_model_as_it_was():
     x = torch.randn(2, 3, 64, 64)
     model.eval()
     assert torch.isfinite(model(x)).all()  # the batch norms still normalise (their forward is back)
+
+
+def test_cli_input_error_comes_without_the_hooks_warnings():
+    """A forward that raises (here: 32 channels into a 64-channel conv) must not also make cost's always_call hook
+    raise: torch prints that as a UserWarning with its own source path before the one error line."""
+    import warnings
+
+    with warnings.catch_warnings(record=True) as caught:
+        warnings.simplefilter("always")
+        result = runner.invoke(app, ["cost", "standard", "--input", "1,32,8,8"])
+    assert result.exit_code == 2 and "expects 64 input channels" in result.output
+    assert not [w for w in caught if "always_call" in str(w.message)], [str(w.message) for w in caught]
+
+
+@pytest.mark.parametrize("count, text", [(0, "0.0"), (144, "0.00014"), (6_272, "0.0063"), (49_000, "0.049"),
+                                         (410_000, "0.41"), (999_999, "1.00"), (1_000_000, "1.0"),
+                                         (568_716_544, "568.7"), (26_484_500_000, "26,484.5")])
+def test_millions_never_prints_a_non_zero_count_as_zero(count, text):
+    from convzoo.arithmetic.cost import millions
+
+    assert millions(count) == text
+
+
+def test_cli_tiny_layer_shows_its_macs():
+    result = runner.invoke(app, ["cost", "standard", "--in", "1", "--out", "1", "--input", "1,1,4,4"])
+    assert result.exit_code == 0, result.output
+    text = " ".join(result.output.split())
+    assert "0.00014 M MACs (FLOPs = 2 × MACs = 0.00029 M)" in text  # 16 outputs × 9 taps = 144 MACs
+    assert "0.0 M" not in text
+
+
+def test_cli_segmentation_model_builds_without_downloading(monkeypatch):
+    """Segmentation and detection builders fetch a pretrained backbone unless weights_backbone=None."""
+    import importlib
+
+    import torch.hub
+
+    def download(*args, **kwargs):
+        raise AssertionError(f"a download was attempted: {args}")
+
+    monkeypatch.setattr(torch.hub, "load_state_dict_from_url", download)
+    monkeypatch.setattr(torch.hub, "download_url_to_file", download)
+    monkeypatch.setattr(importlib.import_module("torchvision.models._api"), "load_state_dict_from_url", download)
+    result = runner.invoke(app, ["cost", "torchvision:lraspp_mobilenet_v3_large", "--input", "1,3,32,32", "--json"])
+    assert result.exit_code == 0, (result.output, result.exception)
+    assert json.loads(result.stdout)["output_shape"] == [1, 21, 32, 32]  # 21 VOC classes at the input's size
+    from convzoo.models import source_model
+
+    assert source_model("torchvision:fcn_resnet50").backbone is not None  # convert's loader builds offline too
+
+
+def test_cli_torchvision_weights_are_refused():
+    result = runner.invoke(app, ["cost", "torchvision:resnet18", "--arg", "weights=DEFAULT"])
+    assert result.exit_code == 2
+    assert "weights='DEFAULT': convzoo builds torchvision models with random weights and never downloads" in \
+        result.output

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import copy
 import math
+import sys
 import weakref
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -69,6 +70,15 @@ def compose(parts: Iterable[LayerCost], output_shape: Sequence[int] | None = Non
 
 def numel(shape: Sequence[int]) -> int:
     return math.prod(shape)
+
+
+def millions(count: float) -> str:
+    """``count`` in millions for a table or a summary: one decimal from 1 M up (``568.7``), two significant digits
+    below (``0.0063``), so that a count that is not zero never prints as ``0.0``."""
+    value = count / 1e6
+    if count == 0 or abs(value) >= 1:
+        return f"{value:,.1f}"
+    return f"{value:.{1 - math.floor(math.log10(abs(value)))}f}"
 
 
 def conv_macs(out_shape: Sequence[int], weight_shape: Sequence[int]) -> int:
@@ -448,6 +458,8 @@ class _Profiler(TorchDispatchMode):
         if not leaf:
             return
         self.leaf_depth -= 1
+        if output is None and sys.exc_info()[1] is not None:
+            return  # its forward raised (the hook is always_call, to keep the stack): report that error, not ours
         x, y = _first_tensor(args) if args else _first_tensor(kwargs), _first_tensor(output)
         if x is None or y is None:
             raise TypeError(f"{self.names[module] or type(module).__name__}: cost needs a tensor input and output")

@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from .common import console, parse_args, resolve_target
+from .common import console, model_input_errors, parse_args, parse_shape, resolve_target
 
 app = typer.Typer()
 
@@ -37,15 +37,16 @@ def cost_command(
     on the meta device."""
     import json
 
-    from ..arithmetic.cost import cost
+    from ..arithmetic.cost import cost, millions
 
     try:
         module, default = resolve_target(target, in_channels, out_channels, kernel, dim, parse_args(arg))
-        shape = tuple(int(s) for s in input.split(",")) if input else default
+        shape = parse_shape(input) if input else default
         if shape is None:
             raise ValueError(f"{target!r} has no default input shape: give --input N,C,H,W")
-        report = cost(module, shape)
-        _materialize_lazy(module, shape)
+        with model_input_errors(target, shape):
+            report = cost(module, shape)
+            _materialize_lazy(module, shape)
     except (ValueError, TypeError, RuntimeError) as error:
         typer.echo(f"error: {str(error).splitlines()[0]}", err=True)
         raise typer.Exit(2) from None
@@ -56,7 +57,7 @@ def cost_command(
         console.print(report.table())
         if report.activation_macs:
             console.print(f"activation × activation MACs (attention QKᵀ, AV), not in the MACs: "
-                          f"{report.activation_macs / 1e6:,.1f} M")
-        console.print(f"input {shape}: {report.macs / 1e6:,.1f} M MACs (FLOPs = 2 × MACs = {report.flops / 1e6:,.1f} M); "
+                          f"{millions(report.activation_macs)} M")
+        console.print(f"input {shape}: {millions(report.macs)} M MACs (FLOPs = 2 × MACs = {millions(report.flops)} M); "
                       f"params {report.params:,} (all parameters, incl. norm and bias); conv and linear weights "
-                      f"alone {weights:,} ({weights / 1e6:.1f} M)")
+                      f"alone {weights:,} ({millions(weights)} M)")

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Optional
 
 from rich.console import Console
@@ -52,6 +54,36 @@ def check_seed(seed: int, option: str, high: int, why: str) -> int:
     return seed
 
 
+def parse_shape(text: str, option: str = "--input") -> tuple[int, ...]:
+    """``"1,3,224,224"`` → ``(1, 3, 224, 224)``: comma-separated non-negative integers (spaces allowed). ValueError
+    naming the option, the value and the rule."""
+    parts = [part.strip() for part in text.split(",")]
+    for part in parts:
+        if not part.lstrip("-").isdigit():
+            raise ValueError(f"{option} {text!r}: {part!r} is not an integer; give comma-separated sizes such as "
+                             f"1,3,224,224")
+        if int(part) < 0:
+            raise ValueError(f"{option} {text!r}: size {part} is negative; every size must be 0 or more")
+    return tuple(int(part) for part in parts)
+
+
+@contextmanager
+def model_input_errors(target: str, shape: tuple[int, ...] | None) -> Iterator[None]:
+    """What a user's model raises on an input it refuses (AssertionError, torch's RuntimeError) becomes one
+    ValueError naming the target and the input. Models check inputs with ``assert`` / ``torch._assert`` (ViT: "Wrong image height!"), so an AssertionError here
+    is the model's verdict on the input, not a convzoo bug (convzoo never asserts on user input)."""
+    try:
+        yield
+    except AssertionError as error:
+        raise ValueError(f"{target} rejects the input {shape}: {_first_line(error)}") from None
+    except RuntimeError as error:  # torch's own shape checks ("Expected 3D (unbatched) or 4D …") name neither
+        raise ValueError(f"{target} on input {shape}: {_first_line(error)}") from None
+
+
+def _first_line(error: BaseException) -> str:
+    return (str(error).strip().splitlines() or [type(error).__name__])[0]
+
+
 def parse_args(pairs: Optional[list[str]]) -> dict:
     """``["width_mult=0.5", "conv='standard'"]`` → keyword arguments (values read as Python literals)."""
     import ast
@@ -75,14 +107,9 @@ def resolve_target(target: str, in_channels: int, out_channels: int, kernel: int
     import importlib
 
     if target.startswith("torchvision:"):
-        import torchvision
+        from ..models import torchvision_model
 
-        name = target.split(":", 1)[1]
-        try:
-            builder = torchvision.models.get_model_builder(name)
-        except ValueError:
-            raise ValueError(f"unknown torchvision model {name!r}") from None
-        return builder(weights=None, **(kwargs or {})), (1, 3, 224, 224)
+        return torchvision_model(target.split(":", 1)[1], **(kwargs or {})), (1, 3, 224, 224)
     if ":" in target:
         path, _, attr = target.partition(":")
         try:

@@ -6,7 +6,14 @@ from typing import Optional
 
 import typer
 
-from .common import check_output_path, console, parse_args, resolve_target
+from .common import (
+    check_output_path,
+    console,
+    model_input_errors,
+    parse_args,
+    parse_shape,
+    resolve_target,
+)
 
 app = typer.Typer()
 
@@ -28,9 +35,10 @@ def convert_command(
         if output:
             check_output_path(output, "-o")  # before the conversion, not after it
         model, default = resolve_target(source, 0, 0, 0, 2)
-        shape = tuple(int(s) for s in input.split(",")) if input else default
+        shape = parse_shape(input) if input else default
         kwargs = parse_args(arg)
-        new_model, report = convert(model, to, input_shape=shape, force=force, **kwargs)
+        with model_input_errors(source, shape):
+            new_model, report = convert(model, to, input_shape=shape, force=force, **kwargs)
     except (ValueError, TypeError, RuntimeError) as error:
         typer.echo(f"error: {str(error).splitlines()[0]}", err=True)
         raise typer.Exit(2) from None

@@ -6,7 +6,14 @@ from typing import Optional
 
 import typer
 
-from .common import check_output_path, console, parse_args, resolve_target
+from .common import (
+    check_output_path,
+    console,
+    model_input_errors,
+    parse_args,
+    parse_shape,
+    resolve_target,
+)
 
 app = typer.Typer()
 
@@ -32,10 +39,11 @@ def export_command(
     try:
         check_output_path(output, "-o")
         module, default = resolve_target(target, in_channels, out_channels, kernel, dim, parse_args(arg))
-        shape = tuple(int(s) for s in input.split(",")) if input else default
+        shape = parse_shape(input) if input else default
         if shape is None:
             raise ValueError(f"{target!r} has no default input shape: give --input N,C,H,W")
-        result = export_onnx(module, shape, output, dynamic_batch=dynamic_batch)
+        with model_input_errors(target, shape):
+            result = export_onnx(module, shape, output, dynamic_batch=dynamic_batch)
     except (ValueError, TypeError, RuntimeError, ImportError) as error:
         typer.echo(f"error: {(str(error).strip().splitlines() or [type(error).__name__])[0]}", err=True)
         raise typer.Exit(2) from None

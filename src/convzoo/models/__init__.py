@@ -27,6 +27,28 @@ __all__ = ["MODELS", "ConvNet1d", "FasterNet", "FasterNetBlock", "GhostBottlenec
 CONVERTED_FORMAT = "convzoo.converted/1"
 
 
+def torchvision_model(name: str, **kwargs):
+    """torchvision's model ``name`` with random weights, never downloaded: ``weights=None``, and
+    ``weights_backbone=None`` for the builders that take it (segmentation and detection models otherwise fetch a
+    pretrained backbone). ``kwargs`` go to the builder (num_classes, width_per_group, ...)."""
+    import inspect
+
+    import torchvision
+
+    try:
+        builder = torchvision.models.get_model_builder(name)
+    except ValueError:
+        raise ValueError(f"unknown torchvision model {name!r}") from None
+    for key in ("weights", "weights_backbone"):
+        if key in kwargs:
+            raise ValueError(f"{key}={kwargs[key]!r}: convzoo builds torchvision models with random weights and "
+                             f"never downloads them; drop {key}")
+    offline: dict = {"weights": None}
+    if "weights_backbone" in inspect.signature(builder).parameters:
+        offline["weights_backbone"] = None
+    return builder(**offline, **kwargs)
+
+
 def source_model(source: str):
     """The model a conversion starts from: a convzoo model name (``MODELS``), ``torchvision:NAME`` (untrained) or
     ``module.path:callable``."""
@@ -35,13 +57,7 @@ def source_model(source: str):
     if source in MODELS:
         return MODELS[source]()
     if source.startswith("torchvision:"):
-        import torchvision
-
-        name = source.split(":", 1)[1]
-        try:
-            return torchvision.models.get_model_builder(name)(weights=None)
-        except ValueError:
-            raise ValueError(f"unknown torchvision model {name!r}") from None
+        return torchvision_model(source.split(":", 1)[1])
     if ":" in source:
         path, _, attr = source.partition(":")
         try:
@@ -80,4 +96,4 @@ def load_converted(path: str):
     return model.eval()
 
 
-__all__ += ["load_converted", "save_converted", "source_model"]
+__all__ += ["load_converted", "save_converted", "source_model", "torchvision_model"]

@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from ..arithmetic.cost import millions
 from ..registry import families, family
 
 
@@ -273,7 +274,8 @@ def compare_table(rows: Sequence[CompareRow], load_before: float | None = None) 
                           "of the whole run (load only adds time; rows timed at different loads stay comparable); "
                           "speed ratio = standard / family, of those fastest rounds (>1 faster); spread = "
                           "interquartile range / median of those per-round ratios; ! = spread > "
-                          f"{UNTRUSTED_SPREAD:.0%} (or fwd+bwd < fwd): don't trust the row; "
+                          f"{UNTRUSTED_SPREAD:.0%} (or fwd+bwd < fwd, or one round: spread —): don't trust the "
+                          "row; "
                           "error = relative, vs reference.py.")
     columns = ("family", "params", "MACs (M)", "MAC ratio", "fwd ms", "fwd+bwd ms", "spread", "speed ratio",
                "GMAC/s", "MB moved", "FLOP/B", "max error")
@@ -281,10 +283,15 @@ def compare_table(rows: Sequence[CompareRow], load_before: float | None = None) 
         table.add_column(column, justify="left" if column == "family" else "right", no_wrap=column == "family")
     for r in rows:
         table.add_row(r.family + (" *" if r.family in other else "") + ("" if r.trusted else " !"), f"{r.params:,}",
-                      f"{r.macs / 1e6:,.1f}", f"{r.mac_ratio:.3f}", f"{r.forward_ms:.2f}", f"{r.forward_backward_ms:.2f}",
-                      f"{r.forward_spread:.0%} / {r.forward_backward_spread:.0%}", f"{r.speed_ratio:.2f}", f"{r.gmacs_per_s:.1f}", f"{r.bytes / 1e6:.1f}", f"{r.intensity:.1f}",
+                      millions(r.macs), f"{r.mac_ratio:.3f}", f"{r.forward_ms:.2f}", f"{r.forward_backward_ms:.2f}",
+                      f"{_percent(r.forward_spread)} / {_percent(r.forward_backward_spread)}", f"{r.speed_ratio:.2f}", f"{r.gmacs_per_s:.1f}", millions(r.bytes), f"{r.intensity:.1f}",
                       f"{r.max_error:.1e}")
     return table
+
+
+def _percent(spread: float) -> str:
+    """A spread as a percentage; ``—`` when there is none to show (one round gives no interquartile range)."""
+    return "—" if math.isnan(spread) else f"{spread:.0%}"
 
 
 DTYPES = {"float32": torch.float32, "float64": torch.float64, "float16": torch.float16, "bfloat16": torch.bfloat16}

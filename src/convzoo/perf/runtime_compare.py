@@ -25,6 +25,7 @@ from typing import Any
 
 import torch
 
+from ..arithmetic.cost import millions
 from ..layers.form_choice import round_order
 from ..registry import families as all_families
 from ..registry import family
@@ -230,10 +231,10 @@ def runtime_table(rows: Sequence[RuntimeRow], header: str) -> Any:
     for r in rows:
         name = r.family + (" *" if r.family in other else "")
         if r.failed:
-            table.add_row(name, f"{r.params:,}", f"{r.macs / 1e6:,.1f}", f"{r.mac_ratio:.3f}", "—", "—", "—", "—",
+            table.add_row(name, f"{r.params:,}", millions(r.macs), f"{r.mac_ratio:.3f}", "—", "—", "—", "—",
                           "—", "—", f"failed: {r.failed}")
             continue
-        table.add_row(name, f"{r.params:,}", f"{r.macs / 1e6:,.1f}", f"{r.mac_ratio:.3f}", f"{r.ms:.2f}",
+        table.add_row(name, f"{r.params:,}", millions(r.macs), f"{r.mac_ratio:.3f}", f"{r.ms:.2f}",
                       f"{r.speed_ratio:.2f}", f"{r.eager_ms:.2f}", f"{r.eager_speed_ratio:.2f}", f"{r.vs_eager:.2f}",
                       f"{r.error:.1e}", r.summary)
     return table

@@ -122,8 +122,12 @@ class TrainConfig:
         for name in ("epochs", "batch_size", "accum_steps"):
             if int(getattr(self, name)) < 1:
                 raise ValueError(f"{name}={getattr(self, name)} must be a positive integer")
-        if self.lr <= 0 or self.width_mult <= 0:
-            raise ValueError(f"lr={self.lr} and width_mult={self.width_mult} must be positive")
+        for name in ("lr", "width_mult"):
+            if getattr(self, name) <= 0:
+                raise ValueError(f"{name}={getattr(self, name)} must be positive")
+        if os.path.exists(self.out) and not os.path.isdir(self.out):
+            raise ValueError(f"out={self.out!r} is a file: give a folder (created if missing) for metrics.jsonl and "
+                             f"checkpoint.pt")
         if not 0 <= self.label_smoothing < 1:
             raise ValueError(f"label_smoothing={self.label_smoothing} must be in [0, 1)")
 

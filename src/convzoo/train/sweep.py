@@ -385,12 +385,16 @@ def sweep(base: TrainConfig, convs: list[str], out: str, log: Callable[[str], No
         from .int8_eval import require_int8
 
         require_int8()
-    if seeds < 1 or workers < 1:
-        raise ValueError(f"seeds={seeds} and workers={workers} must be positive integers")
+    for name, value in (("seeds", seeds), ("workers", workers)):
+        if value < 1:
+            raise ValueError(f"{name}={value} must be a positive integer")
+    if os.path.exists(out) and not os.path.isdir(out):
+        raise ValueError(f"out={out!r} is a file: give a folder (created if missing) for sweep.json and the trials")
     if ray is not None and workers > 1:
         raise ValueError(f"--ray and --workers={workers} exclude each other: Ray schedules the trials itself")
-    if threads is not None and threads < 1:
-        raise ValueError(f"threads={threads} must be a positive integer")
+    if threads is not None and threads < 1:  # the CLI's --trial-threads
+        raise ValueError(f"threads={threads} (--trial-threads: torch CPU threads per trial) must be a positive "
+                         f"integer")
     distributed = int(os.environ.get("WORLD_SIZE", "1")) > 1
     if distributed and (ray is not None or workers > 1):
         raise ValueError("--ray / --workers cannot run under torchrun: run the sweep as one process")

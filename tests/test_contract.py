@@ -106,6 +106,32 @@ def test_receptive_field_step_equals_the_gradient_footprint(name):
     assert field.size == (int(rows.max() - rows.min() + 1), int(cols.max() - cols.min() + 1))
 
 
+GLOBAL_CASES = [(f.name, 2 if 2 in f.dims else f.dims[0]) for f in cz.families()]
+
+
+@pytest.mark.parametrize(("name", "dim"), GLOBAL_CASES, ids=[f"{n}-{d}d" for n, d in GLOBAL_CASES])
+def test_global_path_is_true_exactly_when_one_output_reads_every_input_pixel(name, dim):
+    """Each family's receptive_field_step declares the global path (routing, attention, SE gates pooling the whole
+    input); the independent check is the gradient of one output position with positive weights (no cancellation can
+    hide a dependence): non-zero at every input pixel iff ``global_path``, on a map larger than the local window."""
+    size = 17
+    while True:
+        shape = (1, 4, *(size,) * dim)
+        module = cz.build(name, 4, 4, None, dim)
+        with torch.no_grad():
+            module(torch.zeros(shape))  # materialise lazy parameters (global depthwise: the kernel is the map)
+        field = cz.receptive_field(module, shape).output
+        if field.global_path or max(field.size) < size:
+            break
+        size = 2 * max(field.size) + 1  # a map larger than the local window, or the check says nothing
+    module = randomize_parameters_(module, torch.Generator().manual_seed(0)).eval()
+    with torch.no_grad():
+        for p in module.parameters():
+            p.abs_().add_(0.1)
+    reads_everything = bool(_footprint(module, shape).all())
+    assert field.global_path == reads_everything, (name, field)
+
+
 # --- a user's subclass works in every tool ---------------------------------------------------------------------------
 
 SUBCLASS_CASES = [(f.name, 2 if 2 in f.dims else f.dims[0]) for f in cz.families()]

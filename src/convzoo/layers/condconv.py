@@ -211,8 +211,10 @@ class CondConvNd(ConvzooLayer, nn.Module):
         return relative_frobenius_error(effective, weight)
 
     def receptive_field_step(self, field: Any, in_shape: Any, step: Callable[..., Any]) -> Any:
-        """The kernel's window (the routing also pools the whole input into the kernel weights)."""
-        return field.window(self.kernel_size, self.stride, self.dilation, [lo for lo, _ in self.padding_pairs])
+        """The kernel's window, and a global path: the routing pools the whole input into the kernel weights, so
+        every output depends on every pixel."""
+        return field.window(self.kernel_size, self.stride, self.dilation,
+                            [lo for lo, _ in self.padding_pairs]).also_global()
 
     def stages(self) -> list[Stage]:
         return [Stage(f"routing r = sigmoid(FC(GAP(x))) over K={self.num_experts} experts", self.routing, side=True,

@@ -236,8 +236,10 @@ class ODConvNd(ConvzooLayer, nn.Module):
         return relative_frobenius_error(effective, weight)
 
     def receptive_field_step(self, field: Any, in_shape: Any, step: Callable[..., Any]) -> Any:
-        """The kernel's window (the attentions also pool the whole input into the kernel)."""
-        return field.window(self.kernel_size, self.stride, self.dilation, [lo for lo, _ in self.padding_pairs])
+        """The kernel's window, and a global path: the four attentions pool the whole input into the kernel, so
+        every output depends on every pixel."""
+        return field.window(self.kernel_size, self.stride, self.dilation,
+                            [lo for lo, _ in self.padding_pairs]).also_global()
 
     def stages(self) -> list[Stage]:
         return [Stage(f"four attentions (spatial, input channel, filter, kernel over K={self.num_kernels}) from "

@@ -216,8 +216,9 @@ class SelectiveKernelConvNd(ConvzooLayer, nn.Module):
                         "branches are mixed by input-dependent weights, so no parameter setting makes it linear")
 
     def receptive_field_step(self, field: Any, in_shape: Any, step: Callable[..., Any]) -> Any:
-        """Parallel centred branches of equal stride: the widest branch's field (the attention pools everything)."""
-        return max((step(branch, field, in_shape) for branch in self.branches), key=lambda f: f.size)
+        """Parallel centred branches of equal stride: the widest branch's field, and a global path (the select
+        attention pools the whole input, so every output depends on every pixel)."""
+        return max((step(branch, field, in_shape) for branch in self.branches), key=lambda f: f.size).also_global()
 
     def stages(self) -> list[Stage]:
         names = " | ".join(f"{b.kernel_size[0]}×{b.kernel_size[0]} d{b.dilation[0]}" for b in self.branches)

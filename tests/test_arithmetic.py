@@ -7,6 +7,7 @@ reach an output); overlap maps against counting taps and against a real transpos
 
 from __future__ import annotations
 
+import itertools
 import warnings
 
 import pytest
@@ -131,6 +132,50 @@ def test_transposed_output_sizes_are_exactly_the_reachable_ones(i: int, k: int, 
                 assert o in sizes
             except ValueError:
                 assert o not in sizes
+
+
+def _conv1d_size(i: int, k: int, s: int, p: int, d: int) -> int | None:
+    try:
+        return torch.nn.functional.conv1d(torch.zeros(1, 1, i), torch.zeros(1, 1, k), stride=s, padding=p,
+                                          dilation=d).shape[-1]
+    except RuntimeError:  # the padded input is shorter than the dilated kernel
+        return None
+
+
+def test_transposed_output_sizes_against_torch_over_a_grid() -> None:
+    """Every size is what F.conv_transpose1d gives for some output_padding a < max(s, d) (empty outputs dropped; a
+    ValueError only when none is left); ``inverse=True`` keeps exactly those whose F.conv1d gives i back."""
+    import torch.nn.functional as F
+
+    for i, k, s, p, d in itertools.product(range(1, 6), range(1, 5), range(1, 4), range(4), range(1, 4)):
+        reachable = []
+        for a in range(max(s, d)):
+            try:
+                o = F.conv_transpose1d(torch.zeros(1, 1, i), torch.zeros(1, 1, k), stride=s, padding=p,
+                                       output_padding=a, dilation=d).shape[-1]
+            except RuntimeError:  # a negative size
+                continue
+            if o >= 1:
+                reachable.append(o)
+        inverse = [o for o in reachable if _conv1d_size(o, k, s, p, d) == i]
+        for wanted, flag in ((reachable, False), (inverse, True)):
+            if wanted:
+                assert transposed_output_sizes(i, k, s, p, d, inverse=flag) == wanted, (i, k, s, p, d, flag)
+            else:
+                with pytest.raises(ValueError, match="every output size must be >= 1"):
+                    transposed_output_sizes(i, k, s, p, d, inverse=flag)
+
+
+def test_transposed_output_sizes_keep_the_valid_sizes_when_output_padding_0_is_empty() -> None:
+    # i=1, k=2, s=3, p=1: a = 0 gives 0 (empty), a = 1 and 2 give 1 and 2 (PyTorch agrees)
+    assert transposed_output_sizes(1, 2, 3, 1) == [1, 2] == [transposed_output_size(1, 2, 3, 1, a) for a in (1, 2)]
+
+
+def test_transposed_output_sizes_with_dilation_above_stride() -> None:
+    # i=4, k=3, s=1, d=2: output_padding 0 or 1 (< max(s, d) = 2) gives 8 or 9; a conv maps 8 → 4 but 9 → 5
+    assert transposed_output_sizes(4, 3, 1, 0, 2) == [8, 9]
+    assert transposed_output_sizes(4, 3, 1, 0, 2, inverse=True) == [8]
+    assert conv_output_size(8, 3, 1, 0, 2) == 4 and conv_output_size(9, 3, 1, 0, 2) == 5
 
 
 def test_transposed_output_sizes_for_tuples_is_a_tuple_of_lists() -> None:

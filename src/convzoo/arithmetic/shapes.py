@@ -107,15 +107,26 @@ def transposed_output_size(
     return raw
 
 
-def transposed_output_sizes(i: Size, k: Size, s: Size = 1, p: Size = 0, d: Size = 1) -> list[int] | tuple[list[int], ...]:
-    """Every output size a transposed conv can give for input size i: [o₀, o₀ + 1, …, o₀ + max(s, d) − 1].
+def transposed_output_sizes(i: Size, k: Size, s: Size = 1, p: Size = 0, d: Size = 1,
+                            inverse: bool = False) -> list[int] | tuple[list[int], ...]:
+    """Every output size a transposed conv (PyTorch's ConvTranspose) can give for input size i: o₀ + a for each
+    output_padding a = 0 … max(s, d) − 1 whose output is not empty (o₀ + a ≥ 1), o₀ the size at a = 0.
 
-    o₀ is the size at output_padding = 0; the a-term picks one of these. Ints give a list; tuples give a
-    tuple of lists, one per dim (each dim chooses independently, so every combination is reachable).
-    All the convolutions with these output sizes have input size i (the ambiguity ``output_padding`` resolves).
+    ``inverse=True``: only a < s, which are exactly the sizes o whose convolution (same k, s, p, d) has input size
+    i again, o ↦ ⌊((i − 1)·s + a)/s⌋ + 1 = i: the ambiguity ``output_padding`` resolves when the transposed conv
+    undoes a conv's shape (the range ``ConvTranspose.forward(output_size=...)`` accepts). With d ≤ s that is every
+    reachable size; with d > s PyTorch also allows s ≤ a < d, sizes a conv maps to i + ⌊a/s⌋. Ints give a list;
+    tuples a tuple of lists, one per dim (each dim chooses independently). ValueError when no size is ≥ 1.
     """
     dims = _per_dim(i, k, s, p, d)
     if dims is not None:
-        return tuple(transposed_output_sizes(*args) for args in zip(*dims))  # type: ignore[misc]
-    o0 = transposed_output_size(i, k, s, p, 0, d)
-    return [o0 + a for a in range(max(s, d))]  # type: ignore[arg-type, operator]
+        return tuple(transposed_output_sizes(*args, inverse=inverse) for args in zip(*dims))  # type: ignore[misc]
+    o0 = _transposed_raw(i, k, s, p, 0, d)  # type: ignore[arg-type]
+    choices = s if inverse else max(s, d)  # type: ignore[type-var]
+    sizes = [o0 + a for a in range(choices) if o0 + a >= 1]  # type: ignore[arg-type]
+    if not sizes:
+        bound = "a < s" if inverse else "a < max(s, d)"
+        raise ValueError(f"padding={p!r} leaves an empty output for input size {i!r} (kernel_size={k!r}, stride={s!r}, "
+                         f"dilation={d!r}) with every output_padding {bound}: the largest size is "
+                         f"{o0 + choices - 1}; every output size must be >= 1")  # type: ignore[operator]
+    return sizes

@@ -414,3 +414,17 @@ def test_frozen_kernels_are_constants_and_traces_keep_the_parameter():
     with torch.no_grad():
         conv.weight.mul_(-1.0)  # the traced graph reads the parameter, not a flipped copy
         close(traced(x), oracle(conv, x))
+
+
+def test_autocast_never_runs_a_plan_made_outside_it_and_keeps_none():
+    """A kernel planned for float32 would ignore autocast: under autocast the layer runs torch's op (bfloat16 out,
+    as nn.Conv2d gives), whatever ran before, and nothing planned there is kept for calls outside."""
+    warm, cold = convzoo.DepthwiseConv2d(4, 8, 3, padding=1), convzoo.DepthwiseConv2d(4, 8, 3, padding=1)
+    x = torch.randn(2, 4, 9, 9)
+    with torch.no_grad():
+        warm(x)
+        planned = dict(plans(warm))
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            assert warm(x).dtype == cold(x).dtype == torch.bfloat16
+        assert plans(warm) == planned and not plans(cold)
+        close(cold(x), oracle(cold, x))

@@ -66,7 +66,8 @@ def deform_conv2d(
         raise ValueError(f"offset.shape[0]={offset.shape[0]} must equal the batch N={n}")
     if mask is not None and tuple(mask.shape) != (n, og * taps, ho, wo):
         raise ValueError(f"mask must have shape {(n, og * taps, ho, wo)}, got {tuple(mask.shape)}")
-    channels_last = x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    # contiguity first: inside torch.func.vmap only that query is implemented (a contiguous x is never channels_last)
+    channels_last = not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
     # Sample coordinates (N, G, taps, Ho, Wo): one per (sample, offset group, tap, position), shared by the group's
     # channels inside grid_sample (which computes each point's 4 indices and weights once, then loops channels).

@@ -134,6 +134,8 @@ _EXPORTING = getattr(torch.compiler, "is_exporting", lambda: False)
 _JIT_TRACING = torch._C._get_tracing_state
 _GRAD = torch._C.is_grad_enabled
 _DISPATCH_MODE = getattr(torch.utils._python_dispatch, "is_in_torch_dispatch_mode", lambda: False)
+_FUNCTORCH = getattr(torch._C._functorch, "peek_interpreter_stack", lambda: None)
+_AUTOCAST = getattr(torch._C, "_is_any_autocast_enabled", lambda: False)
 _THREADS = torch.get_num_threads
 _EPOCH = [0]  # bumped by ``forget_plans()``: every table's keys go stale at once
 
@@ -241,7 +243,9 @@ def _batch_friendly(forward: Callable[..., Any]) -> Callable[..., Any]:
     @functools.wraps(forward)
     def wrapped(self: nn.Module, x: Any, *args: Any, **kwargs: Any) -> Any:
         if (args or kwargs or type(x) is not torch.Tensor or _COMPILING() or _EXPORTING() or _JIT_TRACING()
-                or _DISPATCH_MODE()):  # a plan made under FlopCounterMode & co. (native form) is not kept
+                or _DISPATCH_MODE() or _FUNCTORCH() is not None or _AUTOCAST()):
+            # plans made under FlopCounterMode & co., torch.func transforms or autocast (native forms) are not
+            # kept, and a plan made outside never runs inside them (a kernel would ignore autocast)
             return _checked_call(self, forward, x, args, kwargs)
         key = (forward, x.shape, x.stride(), x.dtype, x.device, _GRAD(), x.requires_grad, _THREADS(), _EPOCH[0])
         run = self.__dict__.get(_PLANS, _NO_PLANS).get(key)

@@ -77,8 +77,13 @@ def _kernel_runs(x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor | Non
     return kernel_ready("deform_cpu", x.dtype, "DeformConv2d")
 
 
+def _torchvision_runs(x: torch.Tensor) -> bool:
+    """torchvision's deform_conv2d has kernels for float16 / float32 / float64, none for bfloat16."""
+    return x.dtype in (torch.float16, torch.float32, torch.float64)
+
+
 def _is_channels_last(x: torch.Tensor) -> bool:
-    return x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
+    return x.dim() == 4 and not x.is_contiguous() and x.is_contiguous(memory_format=torch.channels_last)
 
 
 def _finite_fields(offset: torch.Tensor, mask: torch.Tensor | None
@@ -221,7 +226,8 @@ class DeformConv2d(ConvzooLayer, nn.Module):
             mixed = x.dtype != offset.dtype or (mask is not None and mask.dtype != x.dtype)
             if mixed or torch.is_autocast_enabled(x.device.type):
                 return run("torch")
-            names = [*IMPLEMENTATIONS[1:3], *(["kernel"] if _kernel_runs(x, offset, mask) else []),
+            names = ["torch", *(["torchvision"] if _torchvision_runs(x) else []),
+                     *(["kernel"] if _kernel_runs(x, offset, mask) else []),
                      *([triton_forms.TRITON] if triton_forms.offered(x, "DeformConv2d") else [])]
             key = self._choice_key(x)
             choice = _CHOICE.get(key) or _CHOICE.choose(

@@ -38,15 +38,17 @@ from .formats import channels_last_format
 _EXPORTING = getattr(torch.compiler, "is_exporting", lambda: False)
 _FAKE = getattr(torch._subclasses, "FakeTensor", ())  # non-strict export and make_fx run on fake tensors
 _DISPATCH_MODE = getattr(torch.utils._python_dispatch, "is_in_torch_dispatch_mode", lambda: False)
+_FUNCTORCH = getattr(torch._C._functorch, "peek_interpreter_stack", lambda: None)  # inside vmap / grad / jacrev
 
 
 def is_tracing(x: torch.Tensor) -> bool:
     """True under torch.compile / torch.export / jit.trace / jit.script / ONNX export, under a torch dispatch mode
-    (FlopCounterMode and the like would count the measurement's runs), or on a meta or fake tensor: no timing there,
-    the layer runs its deterministic form."""
+    (FlopCounterMode and the like would count the measurement's runs), inside a ``torch.func`` transform (vmap,
+    grad, jacrev: timing would run on its wrapped tensors, and convzoo's kernels have no batching rule), or on a
+    meta or fake tensor: no timing there, the layer runs its deterministic form."""
     return bool(torch.compiler.is_compiling() or _EXPORTING() or torch.jit.is_tracing() or torch.jit.is_scripting()
                 or torch.onnx.is_in_onnx_export() or x.device.type == "meta" or isinstance(x, _FAKE)
-                or _DISPATCH_MODE())
+                or _DISPATCH_MODE() or _FUNCTORCH() is not None)
 
 
 _COMPILING = torch.compiler.is_compiling

@@ -89,6 +89,19 @@ def test_autocast_bfloat16_runs(modulated):
     torch.testing.assert_close(y.float(), layer(x), rtol=0.05, atol=0.05)
 
 
+@pytest.mark.parametrize("modulated", [False, True])
+def test_bfloat16_layer_chooses_only_forms_that_run_in_it(modulated):
+    """A bfloat16 layer (no autocast): 'auto' does not offer torchvision's op, which has no bfloat16 kernel."""
+    layer = cz.DeformConv2d(4, 6, 3, padding=1, modulated=modulated)
+    with torch.no_grad():
+        layer.offset_conv.weight.normal_(0, 0.1)  # off the grid: bilinear weights in play
+    x = torch.randn(2, 4, 8, 8)
+    expected = layer.reference_output(x.double().numpy())
+    y = layer.to(torch.bfloat16)(x.to(torch.bfloat16))
+    assert y.dtype == torch.bfloat16
+    np.testing.assert_allclose(y.float().detach().numpy(), expected, rtol=0.05, atol=0.1)
+
+
 def test_torch_compile_pure_op():
     layer, x = _layer(GEOMETRIES[0], "auto")
     compiled = torch.compile(layer, backend="eager", fullgraph=True)

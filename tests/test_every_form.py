@@ -1,8 +1,8 @@
 """Every exact form of every family, not only the one this machine's timing picks (``FormChoice`` times them on
 the user's machine, which may pick any): each form pinned in turn (``pinned_form``) gives the NumPy oracle's output
-in float64 on both memory formats, gradients that agree with its own finite differences, and takes the paths that
-run the form's own code — a training step under CPU bfloat16 autocast, channels_last in and out, float16, an
-unbatched input and an empty batch.
+in float64 on both memory formats (and with every parameter behind a parametrization), gradients that agree with its
+own finite differences, and takes the paths that run the form's own code — a training step under CPU bfloat16
+autocast, channels_last in and out, float16, an unbatched input and an empty batch.
 
 The forms are those the layer's choices are offered on the test inputs (``offered_forms``), found by running the
 layer, not listed by name; a layer that makes no choice runs the checks once, as it is."""
@@ -10,9 +10,11 @@ layer, not listed by name; a layer that makes no choice runs the checks once, as
 from __future__ import annotations
 
 import contextlib
+import copy
 
 import pytest
 import torch
+from torch.nn.utils import parametrize
 
 import convzoo as cz
 from convzoo.deploy import checks
@@ -87,6 +89,22 @@ def _directional_derivative_error(module: torch.nn.Module, x: torch.Tensor) -> f
     return abs(analytic - numeric) / max(abs(numeric), 1e-3)
 
 
+class _Doubled(torch.nn.Module):
+    def forward(self, value: torch.Tensor) -> torch.Tensor:
+        return 2 * value
+
+
+def _parametrized_error(module: torch.nn.Module, x: torch.Tensor) -> float:
+    """``_oracle_error`` with every parameter of every sub-module behind a parametrization (2·p): a form that read
+    a parameter's stored tensor instead of its computed value would be off."""
+    module = copy.deepcopy(module)
+    for sub in list(module.modules()):
+        for name in list(sub._parameters):
+            if sub._parameters[name] is not None:
+                parametrize.register_parametrization(sub, name, _Doubled())
+    return _oracle_error(module, x)
+
+
 @pytest.mark.parametrize(("name", "dim"), CASES, ids=IDS)
 def test_every_form_is_exact_and_takes_every_path(name, dim):
     for family, form in _offered(name, dim) or [("", "")]:  # a layer that chooses nothing: once, as it runs
@@ -99,6 +117,8 @@ def test_every_form_is_exact_and_takes_every_path(name, dim):
                 assert error < 1e-10, f"{what}, {fmt}: float64 output off the oracle by {error:.3g}"
                 error = _directional_derivative_error(module, x)
                 assert error < 1e-6, f"{what}, {fmt}: backward off its finite differences by {error:.3g}"
+            error = _parametrized_error(module, checks.sample(dim, dtype=torch.float64))
+            assert error < 1e-10, f"{what}: with parametrized parameters off the oracle by {error:.3g}"
             for path in FORM_PATHS:
                 if checks.not_applicable(name, dim, path) is None:
                     try:

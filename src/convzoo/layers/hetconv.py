@@ -257,7 +257,7 @@ class HetConv2d(ConvzooLayer, nn.Module):
         else:
             weight = self.dense_weight()
         if self._conv_padding is not None:
-            return F.conv2d(x, weight, self._parameters.get("bias"), self.stride, self._conv_padding, self.dilation)
+            return F.conv2d(x, weight, self.bias, self.stride, self._conv_padding, self.dilation)
         x, pairs = self._padded(x)
         if any(lo != hi for lo, hi in pairs):
             x, pairs = pad_pairs(x, pairs), ((0, 0), (0, 0))

@@ -1,16 +1,20 @@
-"""Inference under torch.compile on the CPU: convzoo's depthwise layers against torch's conv, eager and compiled.
+"""Inference and training under torch.compile on the CPU: convzoo's depthwise layers against torch's conv, eager and
+compiled.
 
     python benchmarks/bench_compiled.py [--quick] [--threads 2] [--out benchmarks/results]
 
-Under ``torch.compile`` without autograd a convzoo depthwise layer with multiplier m > 1 is one opaque op
-(``convzoo::measured_form``) that runs the form the layer measures in eager mode (``layers/compiled_choice.py``);
-with m = 1 it traces torch's conv. Torch's ``nn.Conv2d`` with groups = C_in is what a user would compile instead. For each case (depthwise 3×3, m = 1 and 2, b8 × 64 × 56²,
-NCHW and channels_last; MobileNet v1 1.0-224 at batch 1, built from convzoo's layers, against the same network
-with every convzoo conv as the ``nn.Conv2d`` it equals) four callables are timed round-robin in the same rounds
-(order rotated each round, fastest round of each, ms): torch eager, torch compiled, convzoo eager, convzoo
-compiled, with ``torch.no_grad()``. Prints the machine and a markdown table and writes the run in the results
-format to ``OUT/compiled-<cpu>.json`` (the reading beside it, ``compiled-<cpu>.md``, is written by hand).
-``--quick``: small shapes, MobileNet left out, nothing written (a smoke run).
+Under ``torch.compile`` a convzoo depthwise layer with multiplier m > 1 is one opaque op (``convzoo::measured_form``)
+that runs the form the layer measures in eager mode, and in training a second op for its backward that runs the
+eager training step (``layers/compiled_choice.py``); with m = 1 it traces torch's conv. Torch's ``nn.Conv2d`` with
+groups = C_in is what a user would compile instead. For each case (depthwise 3×3, m = 1 and 2, b8 × 64 × 56², NCHW
+and channels_last; for inference also MobileNet v1 1.0-224 at batch 1, built from convzoo's layers, against the
+same network with every convzoo conv as the ``nn.Conv2d`` it equals) four callables are timed round-robin in the
+same rounds (order rotated each round, fastest round of each, ms): torch eager, torch compiled, convzoo eager,
+convzoo compiled; inference under ``torch.no_grad()``, training as one forward and the gradients of the input,
+weight and bias for a fixed output gradient (``torch.autograd.grad``, nothing accumulated). Prints the machine and
+markdown tables and writes the run in the results format to ``OUT/compiled-<cpu>.json`` (the reading beside it,
+``compiled-<cpu>.md``, is written by hand). ``--quick``: small shapes, MobileNet left out, nothing written (a smoke
+run).
 """
 
 from __future__ import annotations
@@ -81,6 +85,26 @@ def measure(name: str, fmt: str, model: nn.Module, x: torch.Tensor, seconds: flo
             own_compiled / own_eager]
 
 
+def measure_training(name: str, fmt: str, model: nn.Module, x: torch.Tensor, seconds: float = 2.0) -> list[object]:
+    """As ``measure``, for one training step: forward, then the gradients of x, weight and bias."""
+    model, x = model.train(), x.detach().requires_grad_(True)
+    plain = as_torch_convs(model).train()
+    grad = torch.randn_like(plain(x))
+
+    def step(module: nn.Module) -> Callable[[torch.Tensor], object]:
+        wrt = [x, *module.parameters()]
+        return lambda t: torch.autograd.grad(module(t), wrt, grad)
+
+    compiled_plain, compiled = torch.compile(plain), torch.compile(model)
+    for got in (step(compiled)(x), step(model)(x)):  # the compiled and eager steps give torch's gradients
+        torch.testing.assert_close(got, step(plain)(x), rtol=1e-4, atol=1e-4)
+    fns = [step(plain), step(compiled_plain), step(model), step(compiled)]
+    times = [min(t) for t in interleaved_rounds(fns, [x], min_time=seconds, max_time=4 * seconds)]
+    torch_eager, torch_compiled, own_eager, own_compiled = times
+    return [name, fmt, model.measured_path(x), torch_eager, torch_compiled, own_eager, own_compiled,
+            own_compiled / torch_compiled, own_compiled / own_eager]
+
+
 def main(argv: list[str] | None = None) -> list[list[object]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small shapes, no MobileNet, nothing written")
@@ -90,23 +114,33 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(machine_header(args.threads))
-    rows = []
+    rows, training = [], []
+    seconds = 0.1 if args.quick else 2.0
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         for name, fmt, model, x in cases(args.quick):
-            rows.append(measure(name, fmt, model, x, 0.1 if args.quick else 2.0))
+            rows.append(measure(name, fmt, model, x, seconds))
             print(" | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in rows[-1]), flush=True)
-    table = Table("Inference under torch.compile: torch's conv against convzoo's layer, eager and compiled, ms "
-                  "(fastest round, all four timed in the same rounds)", COLUMNS, rows,
-                  "convzoo eager form: what the layer measured fastest on this machine and runs, eager and "
-                  "compiled; torch: the same network with plain nn.Conv2d layers.")
+        for name, fmt, model, x in cases(args.quick):
+            if isinstance(model, cz.ConvNd):
+                training.append(measure_training(name, fmt, model, x, seconds))
+                print("training", " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in training[-1]),
+                      flush=True)
+    tables = [Table("Inference under torch.compile: torch's conv against convzoo's layer, eager and compiled, ms "
+                    "(fastest round, all four timed in the same rounds)", COLUMNS, rows,
+                    "convzoo eager form: what the layer measured fastest on this machine and runs, eager and "
+                    "compiled; torch: the same network with plain nn.Conv2d layers."),
+              Table("Training step (forward and the gradients of input, weight and bias) under torch.compile, ms "
+                    "(fastest round, all four timed in the same rounds)", COLUMNS, training,
+                    "convzoo eager form: the form the layer measured fastest with its backward on this machine; "
+                    "compiled, m > 1 runs it (and one more forward) in the backward op.")]
     if not args.quick:
         machine = machine_info()
         path = write_results(os.path.join(args.out, f"compiled-{machine_tag(machine)}.json"),
-                             "Inference under torch.compile", [table], description=__doc__.split("\n\n", 2)[2],
-                             machine=machine)
+                             "Inference and training under torch.compile", tables,
+                             description=__doc__.split("\n\n", 2)[2], machine=machine)
         print(f"wrote {path}")
-    return rows
+    return rows + training
 
 
 if __name__ == "__main__":

@@ -217,8 +217,8 @@ def test_a_plan_made_under_a_dispatch_mode_is_not_kept() -> None:
 
 
 def test_bench_compiled_script_runs_quickly(tmp_path) -> None:
-    """benchmarks/bench_compiled.py --quick: a row per case and format, ratios from its own columns, nothing
-    written."""
+    """benchmarks/bench_compiled.py --quick: a row per case and format for inference and for training, ratios from
+    its own columns, nothing written."""
     import importlib.util
     from pathlib import Path
 
@@ -227,7 +227,7 @@ def test_bench_compiled_script_runs_quickly(tmp_path) -> None:
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     rows = bench.main(["--quick", "--threads", "1", "--out", str(tmp_path)])
-    assert [(r[0][:17], r[1]) for r in rows] == [
+    assert [(r[0][:17], r[1]) for r in rows] == 2 * [  # inference, then training
         ("depthwise 3×3 m=1", "NCHW"), ("depthwise 3×3 m=1", "channels_last"),
         ("depthwise 3×3 m=2", "NCHW"), ("depthwise 3×3 m=2", "channels_last")]
     for row in rows:

@@ -494,3 +494,16 @@ def test_grouped_explicit_groups_that_do_not_divide_raise_like_torch(name):
         convzoo.build(name, 7, 8, groups=2)
     with pytest.raises(ValueError, match=r"groups=4 must divide out_channels=6"):
         convzoo.build(name, 8, 6, groups=4)
+
+
+@pytest.mark.parametrize("name", [f.name for f in convzoo.families()])
+def test_jit_script_says_what_to_use_instead(name):
+    """TorchScript cannot compile a forward that chooses its form in Python: one TypeError naming the layer and
+    the ways that work, for the layer alone and inside a model."""
+    layer = convzoo.build(name, 4, 4)
+    for module in (layer, torch.nn.Sequential(torch.nn.Identity(), layer)):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # torch.jit.script's own deprecation warning
+            with pytest.raises(TypeError, match=rf"torch\.jit\.script cannot compile {type(layer).__name__}: .*"
+                                                r"torch\.jit\.trace, torch\.export\.export or torch\.compile"):
+                torch.jit.script(module)

@@ -374,6 +374,12 @@ class ConvzooLayer:
 
     dim: ClassVar[int]
 
+    def __prepare_scriptable__(self) -> nn.Module:
+        """``torch.jit.script`` calls this first: say in words that it cannot compile the layer (its forward
+        chooses a measured form in Python) and what to use, instead of TorchScript's errors about attributes."""
+        raise TypeError(f"torch.jit.script cannot compile {type(self).__name__}: convzoo layers choose their form in "
+                        "Python; use torch.jit.trace, torch.export.export or torch.compile (docs: Deploying)")
+
     def __init_subclass__(cls, **kwargs: Any) -> None:
         # Every family's forward starts with the same input step (``prepare_input``): one dtype message, and
         # unbatched inputs accepted as torch's convs accept them; eager calls of a key seen before run its plan.

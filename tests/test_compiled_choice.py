@@ -1,6 +1,6 @@
-"""Compiled inference and training on the CPU: a depthwise layer with multiplier m > 1 is one opaque op that runs
-its eager choice, with a backward op that runs the eager training step (``layers/compiled_choice.py``); export,
-m = 1 and pinned-native layers trace the native conv.
+"""Compiled inference and training on the CPU: a depthwise layer with multiplier m > 1 (in training any depthwise
+layer) is one opaque op that runs its eager choice, with a backward op that runs the eager training step
+(``layers/compiled_choice.py``); export, m = 1 inference and pinned-native layers trace the native conv.
 
 Outputs are checked against the NumPy oracle (``oracle/reference.py``), never only against the layer's eager run.
 """
@@ -101,6 +101,7 @@ def test_inductor_keeps_the_op_s_output_layout(fmt) -> None:
 
 
 @pytest.mark.parametrize("dim, m, fmt, backend", [(2, 2, torch.contiguous_format, "aot_eager"),
+                                                  (2, 1, torch.channels_last, "aot_eager"),
                                                   (2, 2, torch.channels_last, "inductor"),
                                                   (1, 3, torch.contiguous_format, "inductor")])
 def test_compiled_training_runs_the_eager_choice_and_its_backward(dim: int, m: int, fmt, backend: str) -> None:

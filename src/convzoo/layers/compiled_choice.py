@@ -1,19 +1,22 @@
-"""Under ``torch.compile`` on the CPU without autograd: a depthwise conv with multiplier m > 1 as one opaque op that
-runs the layer's measured form.
+"""Under ``torch.compile`` on the CPU: a depthwise conv with multiplier m > 1 (in training any depthwise conv) as one
+opaque op that runs the layer's measured form, with a backward op that runs the layer's eager training step.
 
 ``torch.compile`` traces torch's own ops, so a layer that chooses among exact forms would otherwise run its native
 form there: torch's conv, which has no depthwise kernel for m > 1 outputs per channel (oneDNN runs it as a grouped
-conv, in either format) and is several times slower than the form the layer measures and runs in eager mode
-(``benchmarks/bench_compiled.py`` prints both on the machine it runs on). There the layer puts one custom op in the
-graph, ``convzoo::measured_form(x, weight, bias, handle)``: when the compiled code runs, the op (eager code) finds
-the layer by ``handle`` and runs its eager choice (``measured_path``: the form ``FormChoice`` measures once per input
-key, as for any eager call) through the runner an eager call would use. Its output is in ``x``'s memory format, as
-its fake function promises the compiler; any input layout is accepted (``flexible_layout``), so inductor's
-channels_last layout is kept around it. A multiplier-1 depthwise conv traces torch's conv: inductor runs it on
-oneDNN's channels_last depthwise kernel, and an opaque op there cost more than it saved (the ``compiled-<cpu>``
-results: MobileNet v1 and a channels_last layer were slower through the op). With autograd recording (training), a
-parametrized weight or a layer pinned to 'native', the layer traces its native form as before: the op has no
-backward.
+conv, in either format) and is several times slower than the form the layer measures and runs in eager mode; in
+training, inductor's graph around torch's depthwise backward was also about twice the eager step for m = 1
+(``benchmarks/bench_compiled.py`` prints every case on the machine it runs on). There the layer puts one custom op
+in the graph, ``convzoo::measured_form(x, weight, bias, handle)``: when the compiled code runs, the op (eager code)
+finds the layer by ``handle`` and runs its eager choice (``measured_path``: the form ``FormChoice`` measures once per
+input key, as for any eager call) through the runner an eager call would use. Its output is in ``x``'s memory
+format, as its fake function promises the compiler; any input layout is accepted (``flexible_layout``), so
+inductor's channels_last layout is kept around it. Its registered backward is ``convzoo::measured_form_backward``,
+which runs the layer's forward again in the form measured fastest *with* its backward and that form's backward (an
+eager training step plus one forward; the op's outputs cannot carry an autograd graph from the forward op to the
+backward one). In inference a multiplier-1 depthwise conv traces torch's conv: inductor runs it on oneDNN's
+channels_last depthwise kernel, and an opaque op there cost more than it saved (the ``compiled-<cpu>`` results:
+MobileNet v1 and a channels_last layer were slower through the op). Under autocast, for a parametrized weight or a
+layer pinned to 'native', the layer traces its native form.
 """
 
 from __future__ import annotations
@@ -60,6 +63,11 @@ def applies(layer: nn.Module, x: torch.Tensor) -> bool:
             and not torch.is_autocast_enabled("cpu") and (_TRAINS or not torch.is_grad_enabled())
             and getattr(layer, "implementation", "auto") != "native" and handle(layer) is not None
             and "weight" in layer._parameters and "bias" in layer._parameters)  # plain parameters, no parametrization
+
+
+def trains(layer: nn.Module, x: torch.Tensor) -> bool:
+    """True when autograd records this call (grad mode on and the input or a parameter requires grad)."""
+    return torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in layer.parameters(False)))
 
 
 def _autograd_inside() -> Any:

@@ -296,8 +296,8 @@ class ConvNd(ConvzooLayer):
         channels_last one on one CPU and 30× slower on another."""
         if is_tracing(x) or torch.is_autocast_enabled(x.device.type):  # before listing forms: compilers and
             if (compiled_choice.applies(self, x) and self.groups == self.in_channels > 1 and self.dim < 3
-                    and self.out_channels > self.in_channels):  # compiled depthwise m > 1 inference: see there
-                return compiled_choice.FORM
+                    and (self.out_channels > self.in_channels or compiled_choice.trains(self, x))):
+                return compiled_choice.FORM  # compiled depthwise, m > 1 or training: see there
             return "native"  # exporters see the one deterministic form; autocast casts inside torch's own ops
         return self.measured_path(x)
 

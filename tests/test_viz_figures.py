@@ -3,16 +3,21 @@ produce valid, non-empty files: read back with Pillow (PNG/GIF) or parsed as XML
 
 from __future__ import annotations
 
+import hashlib
 import xml.etree.ElementTree as ET
+from collections import Counter
 from pathlib import Path
 
+import matplotlib.pyplot as plt
 import pytest
+import torch
+import torch.nn.functional as F
 from PIL import Image
 from typer.testing import CliRunner
 
 import convzoo as cz
 from convzoo.cli import app
-from convzoo.viz import SPECIAL, LayerSpec, animate, render
+from convzoo.viz import SPECIAL, LayerSpec, animate, render, special_figure
 from convzoo.viz.animation import HOLD_MS, positions
 
 
@@ -64,6 +69,50 @@ def test_special_pictures(name, tmp_path):
 
 def test_special_names_are_kept():
     assert set(SPECIAL) == {"overlap", "checkerboard", "receptive_field", "deformable_sampling", "sobel"}
+
+
+def _direct_overlap(k: int, s: int, n: int) -> torch.Tensor:
+    """Inputs summed per output cell, counted directly: a transposed conv of ones with a kernel of ones."""
+    return F.conv_transpose2d(torch.ones(1, 1, n, n), torch.ones(1, 1, k, k), stride=s).round().long()[0, 0]
+
+
+@pytest.mark.parametrize("k, s", [(3, 2), (4, 2), (5, 3)])
+def test_viz_overlap_draws_the_counts_of_the_asked_kernel_and_stride(k, s, tmp_path):
+    result = CliRunner().invoke(app, ["viz", "overlap", "--kernel", str(k), "--stride", str(s),
+                                      "-o", str(tmp_path / "o.png")])
+    assert result.exit_code == 0, result.output
+    figure = special_figure("overlap", kernel=k, stride=s)
+    drawn = Counter(int(t.get_text()) for ax in figure.axes for t in ax.texts if t.get_text().isdigit())
+    plt.close(figure)
+    n = 5  # the input side the picture uses for these sizes
+    expected = Counter(_direct_overlap(k, s, n).flatten().tolist())
+    if k % s:  # the even counterpart is drawn beside an uneven kernel
+        expected += Counter(_direct_overlap(s * -(-k // s), s, n).flatten().tolist())
+    assert drawn == expected
+
+
+def test_viz_overlap_and_checkerboard_differ_by_kernel_and_stride(tmp_path):
+    runner = CliRunner()
+    for name in ("overlap", "checkerboard"):
+        digests = set()
+        for args in (["--kernel", "2"], ["--kernel", "3"], ["--kernel", "5"], ["--kernel", "3", "--stride", "3"]):
+            path = tmp_path / f"{name}{len(digests)}.png"
+            result = runner.invoke(app, ["viz", name, *args, "-o", str(path)])
+            assert result.exit_code == 0, result.output
+            digests.add(hashlib.sha256(path.read_bytes()).hexdigest())
+        assert len(digests) == 4, name
+
+
+@pytest.mark.parametrize("args, words", [(["overlap", "--kernel", "0"], "--kernel 0 must be"),
+                                         (["overlap", "--stride", "0"], "--stride 0 must be"),
+                                         (["checkerboard", "--kernel", "-1"], "--kernel -1 must be"),
+                                         (["overlap", "--padding", "1"], "--padding is not used"),
+                                         (["sobel", "--kernel", "5"], "--kernel is not used")])
+def test_viz_special_refuses_invalid_or_unused_options(args, words, tmp_path):
+    result = CliRunner().invoke(app, ["viz", *args, "-o", str(tmp_path / "x.png")])
+    assert result.exit_code == 2
+    assert result.output.startswith("error: ") and words in result.output and "Traceback" not in result.output
+    assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "x.png").exists()
 
 
 def test_cli_viz_writes_each_format(tmp_path):

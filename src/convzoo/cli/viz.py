@@ -32,10 +32,12 @@ def run_viz(target: str, output: str, in_channels: int, out_channels: int, kerne
     from ..viz import render
 
     try:
-        spec = None if target in _special_names() else default_spec(target, in_channels, out_channels, kernel, dim,
-                                                                   size, options)
+        special = target in _special_names()
+        spec = None if special else default_spec(target, in_channels, out_channels, kernel, dim, size, options)
+        # A special picture gets the options given (None = not given) and refuses one it does not read.
+        given = {"kernel": kernel, "size": size, **options} if special else None
         path = render(target, output, spec, numbers=numbers, input_values=input_values, kernel_values=kernel_values,
-                      title=title, planes=planes)
+                      title=title, planes=planes, special=given)
     except (ValueError, TypeError, RuntimeError) as error:
         _fail(error)
     typer.echo(f"wrote {path} ({path.stat().st_size:,} bytes)")

@@ -6,6 +6,7 @@ explorer."""
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Any
 
 from .animation import animate
 from .connectivity import Connectivity, connectivity
@@ -54,8 +55,9 @@ def picture_size(spec: LayerSpec) -> int:
 
 def render(target: str, path: str | Path, spec: LayerSpec | None = None, *, numbers: bool = False,
            input_values: str | None = None, kernel_values: str | None = None, title: bool = True,
-           planes: int | None = None) -> Path:
-    """Draw a family (``spec``: its parameters) or a special picture (``target`` in ``SPECIAL``) to ``path``:
+           planes: int | None = None, special: dict[str, Any] | None = None) -> Path:
+    """Draw a family (``spec``: its parameters) or a special picture (``target`` in ``SPECIAL``, drawn with the
+    options ``special``: kernel, stride, …; one it does not read is refused) to ``path``:
     .png / .svg → figure, .gif → sliding-window animation (families only). ``input_values`` / ``kernel_values``
     ('3,3,2;0,0,1;…') put those numbers in the cells (numbers mode); ``title=False`` drops the title lines;
     ``planes``: channel planes drawn in full (default 1, within 1600 × 1400 px; more on request). A spec without
@@ -70,7 +72,7 @@ def render(target: str, path: str | Path, spec: LayerSpec | None = None, *, numb
     if target in SPECIAL:
         if suffix == ".gif":
             raise ValueError(f"special picture {target!r} is a still figure: use .png or .svg")
-        return save_figure(special_figure(target), path)
+        return save_figure(special_figure(target, **(special or {})), path)
     if planes is not None and not 1 <= planes <= 16:
         raise ValueError(f"planes={planes} must be between 1 and 16")
     spec = spec or LayerSpec(target)

@@ -274,16 +274,32 @@ def overlap_stride(stride: int, ks: tuple[int, ...]) -> Callable[[], Block]:
     return make
 
 
-def overlap_2d() -> Block:
+def even_kernel(k: int, s: int) -> int:
+    """The nearest kernel size ≥ ``k`` divisible by ``s``: the even-overlap counterpart drawn beside an uneven one."""
+    return s * -(-k // s)
+
+
+def overlap_counts(k: int, s: int, n_in: int) -> np.ndarray:
+    """Inputs summed per output cell of a 1→1 transposed conv (kernel k, stride s, padding 0) on an n_in×n_in
+    input: the fan-in of the real layer's connectivity."""
+    layer = build("transposed", 1, 1, k, stride=s, padding=0, output_padding=0)
+    return connectivity(layer, (1, n_in, n_in)).fan_in()[0].numpy()
+
+
+def overlap_2d(k: int = 3, s: int = 2) -> Block:
+    """The 2-D overlap counts of kernel k, stride s and, when k mod s ≠ 0, of the even kernel beside it."""
+    n_in = max(2, min(5, (24 - k) // s + 1))  # at most ~24 output cells a side: the picture stays readable
     panels = []
-    for k in (3, 4):
-        layer = build("transposed", 1, 1, k, stride=2, padding=0, output_padding=0)
-        counts = connectivity(layer, (1, 5, 5)).fan_in()[0].numpy()
-        top = counts.max()
+    for kk in dict.fromkeys((k, even_kernel(k, s))):
+        counts = overlap_counts(kk, s, n_in)
+        top = max(int(counts.max()), 1)
         grid = [[Cell((1 - 0.6 * v / top, 1 - 0.6 * v / top, 1.0, 1.0), str(v)) for v in line] for line in counts]
-        panels.append(column([_heading(f"k={k}, s=2: inputs summed per output cell"), cells(grid)], gap=0.3))
-    note = label("the 1-D pattern multiplied by itself: k=3 gives 1-2-4 (a checkerboard), k=4 an even 4 inside",
-                 SMALL)
+        even = "even" if kk % s == 0 else "uneven"
+        panels.append(column([_heading(f"k={kk}, s={s} ({even}): inputs summed per output cell"), cells(grid)],
+                             gap=0.3))
+    one_d = [sum(1 for q in range(k) if q % s == t) for t in range(s)]
+    note = label(f"{n_in}×{n_in} input; the 1-D pattern {'-'.join(map(str, one_d))} (taps per output, one stride "
+                 f"period) multiplied by itself; a kernel divisible by the stride overlaps evenly", SMALL)
     return column([row(panels, gap=2.0), note], gap=0.6)
 
 
@@ -298,24 +314,38 @@ def _photo(size: int = 64, colour: bool = False) -> torch.Tensor:
     return pixels.permute(2, 0, 1)[None] if colour else pixels[None, None]
 
 
-def checkerboard_image() -> Block:
+def upsampled(layer: nn.Module, x: torch.Tensor, s: int) -> np.ndarray:
+    """The transposed conv's output cropped to s× the input (as padding (k − s + 1) // 2 would), the full output
+    when it is smaller (k < s leaves gaps)."""
+    with torch.no_grad():
+        y = layer(x)[0, 0].numpy()
+    k = layer.kernel_size[0]
+    start, side = max(0, (k - s + 1) // 2), x.shape[-1] * s
+    return y[start:start + side, start:start + side]
+
+
+def checkerboard_image(k: int = 3, s: int = 2) -> Block:
+    """A photograph upsampled ×s by transposed convs (kernel k and its even counterpart) and by resize-conv, every
+    kernel uniform."""
     x = _photo()
     outs = []
-    for k, pad, extra in ((3, 1, 1), (4, 1, 0)):
-        layer = build("transposed", 1, 1, k, stride=2, padding=pad, output_padding=extra, bias=False).double()
+    for kk in dict.fromkeys((k, even_kernel(k, s))):
+        layer = build("transposed", 1, 1, kk, stride=s, padding=0, output_padding=0, bias=False).double()
         with torch.no_grad():
-            layer.weight.fill_((2 / k) ** 2)  # the uniform kernel, scaled to unit average gain
-            outs.append((f"transposed k={k}, s=2", layer(x)[0, 0].numpy()))
-    resize = _with_kernel(build("resize", 1, 1, 3), torch.full((3, 3), 1 / 9).tolist()).double()
+            layer.weight.fill_((s / kk) ** 2)  # the uniform kernel, scaled to unit average gain
+        outs.append((f"transposed k={kk}, s={s}", upsampled(layer, x, s)))
+    resize = _with_kernel(build("resize", 1, 1, k, scale_factor=s), torch.full((k, k), 1 / k ** 2).tolist()).double()
     with torch.no_grad():
-        outs.append(("resize-conv: nearest ×2, 3×3", resize(x)[0, 0].numpy()))
+        outs.append((f"resize-conv: nearest ×{s}, {k}×{k}", resize(x)[0, 0].numpy()))
+    zoom = 12 * s  # the top-left 12 input cells, grown
     panels = [column([_heading("input 64×64"), image(x[0, 0].numpy(), 7, vmin=0, vmax=1)], gap=0.3)]
     for title, y in outs:
         panels.append(column([_heading(f"{title}: {y.shape[0]}×{y.shape[1]}"), image(y, 14, vmin=0, vmax=1),
-                              label("zoom ×4 on the top-left 24×24", SMALL), image(y[:24, :24], 14, vmin=0, vmax=1)],
-                             gap=0.3))
+                              label(f"zoom on the top-left {zoom}×{zoom}", SMALL),
+                              image(y[:zoom, :zoom], 14, vmin=0, vmax=1)], gap=0.3))
+    uneven = f"k={k}, s={s} overlaps unevenly → checkerboard; " if k % s else ""
     note = label("every kernel is uniform (all taps equal, scaled to unit gain): only the geometry differs. "
-                 "k=3, s=2 overlaps unevenly → checkerboard; k=4 (divisible by s) and resize-conv are even.", SMALL)
+                 f"{uneven}a kernel divisible by s and resize-conv are even.", SMALL)
     return column([row(panels, gap=1.0), note], gap=0.6)
 
 

@@ -325,6 +325,19 @@ def test_numbers_mode_shows_the_values_under_the_window_and_the_dot_product(brow
     assert page.locator("svg#svg").get_attribute("data-playing") == "0" and errors == []
 
 
+def test_numbers_mode_counts_a_transposed_convs_non_zero_products_as_the_static_picture(browser, server):
+    page, errors = open_page(browser, server)
+    for frame in (51, 34):  # outputs (0, 3, 3) and (0, 2, 2) of 6 × 8 × 8 → 6 × 16 × 16: 4 and 1 inputs per channel
+        page.goto(f"{server}/?family=transposed&frame={frame}&numbers=1")
+        ready(page)
+        page.wait_for_function(f"document.getElementById('svg').dataset.shown === '0:{frame}'")
+        reads = expected_inputs("transposed", 6, 6, 3, 8, (0, frame // 16, frame % 16), stride=2, padding=1,
+                                output_padding=1)
+        dot = page.locator("#dot").inner_text()
+        assert dot.endswith(f"Σ {len(reads)} non-zero products (54 counting the zeros)"), dot
+    assert errors == []
+
+
 def test_a_click_pins_the_output_and_the_sample_updates_dynamics_attention(browser, server):
     from convzoo.viz import serve as S
 

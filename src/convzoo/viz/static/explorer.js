@@ -926,15 +926,25 @@ function showWindow(link, out, data) {
   if (Math.abs(data.other) > 5e-4) parts.push(`reads not through the kernel ${fmt(data.other)}`);
   if (Math.abs(data.bias) > 5e-4) parts.push(`bias ${fmt(data.bias)}`);
   $('dot').textContent = numbers ? `${what} = ${parts.join(' + ')} = ${fmt(data.y)}` +
-    (data.window ? ` (${products(rows)})` : '') : 'tick “numbers” for the values under the window and the dot product';
+    (data.window ? products(rows) : '') : 'tick “numbers” for the values under the window and the dot product';
   showBank(link, pos[0], data);
   highlightFilter(link, pos[0]);
 }
 
-function products(rows) {  // "w·x + w·x + …" over the taps read (padding and zeros contribute 0)
+function products(rows) {  // " (w·x + w·x + …)" over the taps read, then how many (padding and zeros contribute 0)
   const terms = [];
-  for (const row of rows) row.w.forEach((w, t) => { if (w !== null && !(row.zero && row.zero[t])) terms.push(`${fmt(w)}·${fmt(row.x[t])}`); });
-  return terms.length <= 12 ? terms.join(' + ') : `${terms.length} products`;
+  let all = 0;
+  for (const row of rows) {
+    row.w.forEach((w, t) => {
+      if (w === null) return;
+      all += 1;
+      if (!(row.zero && row.zero[t])) terms.push(`${fmt(w)}·${fmt(row.x[t])}`);
+    });
+  }
+  const list = terms.length <= 12 ? ` (${terms.join(' + ')})` : '';
+  if (terms.length === all) return list || ` (${all} products)`;
+  // taps on inserted zeros or padding multiply 0: counted apart, as the static pictures' "Σ 6 non-zero products"
+  return `${list}; Σ ${terms.length} non-zero product${terms.length === 1 ? '' : 's'} (${all} counting the zeros)`;
 }
 
 function addWalk(link, out, data, few) {  // an earlier stage's kernel for a cell the shown output reads

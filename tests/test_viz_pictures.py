@@ -22,7 +22,8 @@ import convzoo as cz
 from convzoo.cli.viz import default_spec
 from convzoo.viz import layer_block, render
 from convzoo.viz.draw import render as render_block
-from convzoo.viz.irregular import MIN_GAP, sampling_points, spread
+from convzoo.viz.draw import tap_colours
+from convzoo.viz.irregular import DISC, MIN_ZOOM, ZOOM_CELLS, _points_layer, sampling_points, zoom_region
 from convzoo.viz.layout import MAX_PX, pixels
 from convzoo.viz.picture import Lambda, _stage_module, declared_stages, macs, titled
 from convzoo.viz.reads import analyse, illustrative_copy
@@ -229,17 +230,24 @@ def test_resize_copies_name_every_input_cell_distinctly():
     assert all(letters.count(a) == 1 + 4 for a in "abcdefghijklmnop")  # each cell once in the input, 4 copies
 
 
-def test_sampling_points_never_hide_one_another():
-    rng = np.random.default_rng(0)
-    for _ in range(10):
-        points = rng.random((9, 2)) * 1.5
-        points[3] = points[5]  # two coincident points
-        discs = spread(points)
-        gaps = np.hypot(*(discs[:, None] - discs[None]).transpose(2, 0, 1)) + np.eye(9) * 9
-        assert gaps.min() >= MIN_GAP - 1e-6
-    r = stage_reads("deformable", 0)
-    points = np.array([p for _, p, _ in sampling_points(r, 0, (4, 4), 0)])
-    assert len(points) == 9 and np.abs(points - np.round(points)).max() > 0.05
+@pytest.mark.parametrize("name, stage", [("deformable", 0), ("deformable_v2", 0), ("dcnv3", 1)])
+def test_sampling_points_are_enlarged_and_nothing_hides_another(name, stage):
+    r = stage_reads(name, stage)
+    position = (4, 4)  # the drawn output: the centre of the 8 × 8 map
+    points = sampling_points(r, 0, position, 0)
+    regular = dict(r.regular.window(position))
+    r0, c0, nr, nc = zoom_region(points, regular, (8, 8))
+    scale = max(MIN_ZOOM, ZOOM_CELLS / max(nr, nc))
+    _, layout = _points_layer(points, regular, tap_colours(9), scale, (float(r0), float(c0)), True,
+                              (nr * scale, nc * scale))
+    assert len(layout.discs) == 9 and np.abs(np.array([p for _, p, _ in points]) % 1).max() > 0.05
+    centres, radii = layout.obstacles()  # every dot, grid point and arrow (heads included)
+    clear = np.hypot(*(layout.discs[:, None] - centres[None]).transpose(2, 0, 1)) - radii[None] - DISC / 2
+    assert clear.min() > 0, f"a disc covers a point or an arrow by {-clear.min():.2f} cells"
+    apart = np.hypot(*(layout.discs[:, None] - layout.discs[None]).transpose(2, 0, 1)) + np.eye(9) * 9
+    assert apart.min() > DISC
+    assert ((layout.discs >= DISC / 2 - 1e-9) & (layout.discs <= np.array([nr, nc]) * scale - DISC / 2 + 1e-9)).all()
+    assert any(t.startswith("zoom ×") for t in drawn(name)[0])  # the enlarged view is drawn for every family
 
 
 @pytest.mark.slow

@@ -1,15 +1,15 @@
 """Fractional reads (deformable convolution, interpolation): each kernel tap's sampling point drawn at its real
 fractional position — the coefficient-weighted mean of the input cells the tap reads (exact for bilinear
 sampling) — with its strength (bilinear weights × a DCNv2 mask) as opacity, an arrow from the regular grid point
-(the same layer with its side branch's output set to zero) and the bilinear neighbours shaded. Points that fall
-close together keep their exact position (a small dot, where the arrow ends) but their numbered discs are pushed
-apart (``spread``) and tied to the dot by a leader line, so no sampling point hides another; the cells around the
-points are drawn again enlarged beside the plane (the plane keeps small dots at the same cell size as the
-output)."""
+(the same layer with its side branch's output set to zero) and the bilinear neighbours shaded. The plane keeps
+small dots at the same cell size as the output; the cells around the points are drawn again enlarged beside it,
+where every point is a dot at its exact place and its number sits in a disc placed clear of every dot, grid point,
+arrow and other disc (``layout_points``), tied to its dot by a short leader, so no point hides another."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from dataclasses import dataclass
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -22,51 +22,11 @@ from .reads import Reads
 
 NEIGHBOUR = "#9fb6cc"
 DISC = 0.62  # diameter of a numbered disc, in cells (13 pt at 0.3 in per cell)
-MIN_GAP = 0.7  # discs' centres at least this far apart (cells)
-
-
-def _part(pos: np.ndarray, min_gap: float) -> bool:
-    """One pass pushing apart every pair of labels closer than ``min_gap``; True if any moved."""
-    moved = False
-    for i in range(len(pos)):
-        for j in range(i + 1, len(pos)):
-            d = pos[j] - pos[i]
-            dist = float(np.hypot(*d))
-            if dist >= min_gap - 1e-9:
-                continue
-            if dist < 1e-6:
-                angle = 2.399963 * (i + 1) + 0.7 * j  # golden-angle directions: coincident points part ways
-                d, dist = np.array([np.sin(angle), np.cos(angle)]), 1.0
-            push = (min_gap - min(dist, min_gap)) / 2 + 1e-3
-            pos[i] -= d / dist * push
-            pos[j] += d / dist * push
-            moved = True
-    return moved
-
-
-def spread(points: np.ndarray, min_gap: float = MIN_GAP, iterations: int = 300) -> np.ndarray:
-    """Positions (n, 2) for labels of ``points`` (n, 2): each starts on its point; pairs closer than ``min_gap``
-    are pushed apart along the line between them (coincident ones at fixed angles) — always, until none is — and a
-    label is moved off another point it would cover (within ``min_gap / 2``) where that leaves room."""
-    anchors = np.asarray(points, dtype=float)
-    pos = anchors.copy()
-    for _ in range(iterations):
-        moved = _part(pos, min_gap)
-        for i in range(len(pos)):
-            for j in range(len(anchors)):
-                d = pos[i] - anchors[j]
-                dist = float(np.hypot(*d))
-                if i == j or dist >= min_gap / 2 - 1e-9 or float(np.hypot(*(anchors[i] - anchors[j]))) < 1e-6:
-                    continue
-                if dist < 1e-6:
-                    d, dist = np.array([1.0, 0.0]), 1.0
-                pos[i] += d / dist * (min_gap / 2 - dist + 1e-3)
-                moved = True
-        if not moved:
-            break
-    while _part(pos, min_gap):  # labels never overlap, whatever the points they cover
-        pass
-    return pos
+PT = 1 / 72 / 0.3  # cells per point (0.3 in per cell)
+GRID_R = 2.6 * PT  # a regular grid point's marker radius (5 pt marker, its edge)
+DOT_R = 2.2 * PT  # an exact sampling point's dot (4 pt marker, its edge)
+LINE_R = 1.2 * PT  # half an arrow's width (its head's half-width, 9 pt mutation scale)
+CLEAR = 0.06  # white kept between a disc and anything else (cells)
 
 
 def sampling_points(r: Reads, out_channel: int, position: Sequence[int], in_channel: int
@@ -105,43 +65,117 @@ def zoom_region(points: Sequence[tuple[int, np.ndarray, float]], regular: dict, 
     return int(lo[0]), int(lo[1]), int(hi[0] - lo[0] + 1), int(hi[1] - lo[1] + 1)
 
 
-def _points_layer(points, regular, colours, scale: float, origin: tuple[float, float], numbered: bool):
+@dataclass
+class PointsLayout:
+    """Where the enlarged view draws each tap (panel cells, (row, col)): its exact sampling point ``dots``, its
+    regular grid point ``grid`` (NaN without one) and its numbered ``discs``."""
+
+    dots: np.ndarray
+    grid: np.ndarray
+    discs: np.ndarray
+
+    def obstacles(self) -> tuple[np.ndarray, np.ndarray]:
+        """(centres (m, 2), radii (m,)) of everything a disc must not cover: dots, grid points, arrows (sampled
+        along their length, heads included)."""
+        centres, radii = [self.dots, self.grid], [np.full(len(self.dots), DOT_R), np.full(len(self.grid), GRID_R)]
+        for a, b in zip(self.grid, self.dots):
+            if np.isnan(a).any():
+                continue
+            steps = max(2, int(np.ceil(np.hypot(*(b - a)) / LINE_R)))
+            centres.append(a + (b - a) * np.linspace(0, 1, steps)[:, None])
+            radii.append(np.full(steps, LINE_R))
+        c, r = np.concatenate(centres), np.concatenate(radii)
+        keep = ~np.isnan(c).any(1)
+        return c[keep], r[keep]
+
+
+def _overlap(at: np.ndarray, centres: np.ndarray, radii: np.ndarray) -> float:
+    """How far a disc at ``at`` reaches into the obstacles (0: clear of all)."""
+    if not len(centres):
+        return 0.0
+    return float(np.clip(DISC / 2 + radii + CLEAR - np.hypot(*(centres - at).T), 0, None).max())
+
+
+def layout_points(dots: np.ndarray, grid: np.ndarray, bounds: tuple[float, float] | None = None) -> PointsLayout:
+    """Discs for taps at ``dots`` (n, 2) with grid points ``grid`` (n, 2; NaN rows without one), inside ``bounds``
+    (rows, cols) when given: tap by tap, the nearest place to its dot (rings of growing radius, starting past the
+    arrow's head) clear of every obstacle (``PointsLayout.obstacles``) and of the discs placed before; where none
+    is clear within two cells, the place that overlaps least."""
+    dots, grid = np.asarray(dots, float).reshape(-1, 2), np.asarray(grid, float).reshape(-1, 2)
+    layout = PointsLayout(dots, grid, dots.copy())
+    centres, radii = layout.obstacles()
+    outward = np.where(np.isnan(grid), dots - dots.mean(0, keepdims=True), dots - grid)
+    turns = np.angle(np.exp(1j * np.linspace(0, 2 * np.pi, 24, endpoint=False)))
+    turns = turns[np.argsort(np.abs(turns), kind="stable")]  # straight ahead first, then its neighbours
+    rings = DISC / 2 + DOT_R + CLEAR + np.arange(0, 2.0, 0.08)
+    lo = np.full(2, DISC / 2)
+    hi = np.array(bounds, float) - DISC / 2 if bounds is not None else np.full(2, np.inf)
+    for i, dot in enumerate(dots):
+        # "ahead" is the arrow's direction: a disc there continues the arrow, past its head
+        ahead = np.arctan2(*outward[i]) if np.hypot(*outward[i]) > 1e-6 else 2.399963 * i
+        steps = np.stack([np.sin(ahead + turns), np.cos(ahead + turns)], -1)
+        best, best_cost = dot, np.inf
+        for r in rings:
+            for step in steps:
+                at = np.clip(dot + r * step, lo, hi)
+                cost = max(_overlap(at, centres, radii), _overlap(at, layout.discs[:i], np.full(i, DISC / 2)))
+                if cost < best_cost:
+                    best, best_cost = at, cost
+                if cost == 0.0:
+                    break
+            if best_cost == 0.0:
+                break
+        layout.discs[i] = best
+        leader = dot + (best - dot) * np.linspace(0, 1, 8)[:, None]  # later discs keep off this leader too
+        centres, radii = np.concatenate([centres, leader]), np.concatenate([radii, np.full(8, LINE_R / 2)])
+    return layout
+
+
+def _blend(colour, alpha: float) -> tuple[float, float, float]:
+    """``colour`` at opacity ``alpha`` over white, as an opaque colour: a disc shows its strength yet hides nothing
+    behind it (there is nothing behind it)."""
+    return tuple(alpha * c + (1 - alpha) for c in colour[:3])
+
+
+def _points_layer(points, regular, colours, scale: float, origin: tuple[float, float], numbered: bool,
+                  bounds: tuple[float, float] | None = None):
     """Paint the regular grid points, arrows and sampling points; ``scale`` cells per input cell, ``origin`` the
-    input cell drawn at (0, 0); numbered discs pushed apart so none hides another."""
+    input cell drawn at (0, 0). ``numbered``: exact dots with arrows, numbered discs placed clear of everything
+    (``layout_points``) with a leader to their dot."""
     oy, ox = origin
-    spots = np.array([(p[0] - oy, p[1] - ox) for _, p, _ in points]) * scale if points else np.zeros((0, 2))
-    discs = spread(spots + scale / 2) if numbered else spots + scale / 2
+    dots = np.array([((p[0] - oy + 0.5) * scale, (p[1] - ox + 0.5) * scale) for _, p, _ in points]).reshape(-1, 2)
+    grid = np.array([((regular[t][0] - oy + 0.5) * scale, (regular[t][1] - ox + 0.5) * scale) if t in regular
+                     else (np.nan, np.nan) for t, _, _ in points]).reshape(-1, 2)
+    layout = layout_points(dots, grid, bounds) if numbered else PointsLayout(dots, grid, dots)
 
     def draw(ax: Axes, x: float, y: float) -> None:
-        for (t, p, strength), d in zip(points, discs):
-            px, py = x + (p[1] - ox + 0.5) * scale, y + (p[0] - oy + 0.5) * scale
-            dx, dy = x + d[1], y + d[0]
-            moved = abs(dx - px) + abs(dy - py) > 0.05
-            if t in regular:
-                gy, gx = regular[t]
-                sx, sy = x + (gx - ox + 0.5) * scale, y + (gy - oy + 0.5) * scale
-                ax.plot(sx, sy, "o", markersize=5 if numbered else 3.5, markerfacecolor="white",
-                        markeredgecolor="black", markeredgewidth=1.0, zorder=4)
-                ax.add_patch(FancyArrowPatch((sx, sy), (px, py), arrowstyle="-|>", mutation_scale=9 if numbered else 6,
-                                             color="#333333", linewidth=1.0 if numbered else 0.7, zorder=5,
-                                             shrinkA=2, shrinkB=2 if moved or not numbered else 7))
+        for (t, p, strength), (py, px), (gy, gx), (dy, dx) in zip(points, layout.dots, layout.grid, layout.discs):
             alpha = max(0.15, min(1.0, strength))
+            if not np.isnan(gy):
+                # a hollow ring drawn over the dots: a sampling point a hair from its grid point shows through
+                ax.plot(x + gx, y + gy, "o", markersize=5 if numbered else 3.5, markerfacecolor="none",
+                        markeredgecolor="black", markeredgewidth=1.0, zorder=7.5)
+                # an arrow too short for its head (~11 pt with the markers' margins) would be a dark blob: a line
+                short = numbered and np.hypot(px - gx, py - gy) < 11 * PT
+                ax.add_patch(FancyArrowPatch((x + gx, y + gy), (x + px, y + py), arrowstyle="-" if short else "-|>",
+                                             mutation_scale=9 if numbered else 6, color="#333333",
+                                             linewidth=1.0 if numbered else 0.7, zorder=5, shrinkA=2.5,
+                                             shrinkB=2.6 if numbered else 2))
+            ax.plot(x + px, y + py, "o", markersize=4 if numbered else 5, markerfacecolor=colours[t][:3] + (alpha,),
+                    markeredgecolor="black", markeredgewidth=0.5 if not numbered else 0.8, zorder=7)
             if not numbered:
-                ax.plot(px, py, "o", markersize=5, markerfacecolor=colours[t][:3] + (alpha,), markeredgecolor="black",
-                        markeredgewidth=0.5, zorder=7)
                 continue
-            if moved:  # the disc was pushed aside: a leader line to the exact point
-                ax.plot([px, dx], [py, dy], color="#333333", linewidth=0.7, zorder=6)
-                ax.plot(px, py, "o", markersize=3.5, markerfacecolor="black", markeredgecolor="white",
-                        markeredgewidth=0.6, zorder=8)
-            ax.plot(dx, dy, "o", markersize=13, markerfacecolor=colours[t][:3] + (alpha,),
-                    markeredgecolor="black", markeredgewidth=0.8, zorder=7)
-            ax.text(dx, dy + 0.03, str(t), fontsize=SMALL, ha="center", va="center", zorder=9)
+            ax.plot([x + px, x + dx], [y + py, y + dy], color="#333333", linewidth=0.6, zorder=6)  # the leader
+            ax.plot(x + dx, y + dy, "o", markersize=13, markerfacecolor=_blend(colours[t], alpha),
+                    markeredgecolor="black", markeredgewidth=0.8, zorder=8)
+            ax.text(x + dx, y + dy + 0.03, str(t), fontsize=SMALL, ha="center", va="center", zorder=9)
 
-    return draw, discs
+    return draw, layout
 
 
 ZOOM_CELLS = 9.0  # the zoomed panel's larger side, in cells
+MIN_ZOOM = 1.5  # at least this enlargement: a disc then covers under half a cell
+MAX_REGION = 8  # a wider region is numbered on the plane itself (its zoom would pass the picture's size budget)
 
 
 def irregular_input(r: Reads, out_channel: int, position: Sequence[int], numbers: bool,
@@ -169,9 +203,10 @@ def irregular_input(r: Reads, out_channel: int, position: Sequence[int], numbers
         regular = dict(r.regular.window(tuple(position))) if r.regular is not None and r.regular.kind == "gather" \
             else {}
         region = zoom_region(points, regular, plane.size) if points and zoom else None
-        scale = ZOOM_CELLS / max(region[2], region[3]) if region else 1.0
-        if region is None or scale < 1.3:  # nothing to gain: number the points on the plane itself
-            draw, _ = _points_layer(points, regular, colours, 1.0, (0.0, 0.0), True)
+        side = max(region[2], region[3]) if region else 0
+        scale = max(MIN_ZOOM, ZOOM_CELLS / side) if region else 1.0
+        if region is None or side > MAX_REGION:  # number the points on the plane itself
+            draw, _ = _points_layer(points, regular, colours, 1.0, (0.0, 0.0), True, plane.size[:2])
             tiles.append(column([label(f"c{c}", SMALL), _overlay(cells(grid), draw)], gap=0.15))
             continue
         r0, c0, nr, nc = region
@@ -182,7 +217,8 @@ def irregular_input(r: Reads, out_channel: int, position: Sequence[int], numbers
             ax.add_patch(Rectangle((x + c0, y + r0), nc, nr, fill=False, edgecolor="black", linewidth=1.2,
                                    linestyle=(0, (3, 2)), zorder=9))
 
-        big, _ = _points_layer(points, regular, colours, scale, (float(r0), float(c0)), True)
+        big, _ = _points_layer(points, regular, colours, scale, (float(r0), float(c0)), True,
+                               (nr * scale, nc * scale))
 
         def enlarged(ax: Axes, x: float, y: float, r0=r0, c0=c0, nr=nr, nc=nc, scale=scale, fills=fills,
                      big=big) -> None:

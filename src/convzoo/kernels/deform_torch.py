@@ -6,14 +6,13 @@ For output position p = (oh, ow), tap t = (i, j) and offset group g the sample p
 
 read by bilinear interpolation from the four neighbours (y0, x0) = (⌊py⌋, ⌊px⌋), (y0, x0+1), (y0+1, x0),
 (y0+1, x0+1) with weights (1−ly)(1−lx), (1−ly)lx, ly(1−lx), ly·lx (ly = py − y0, lx = px − x0); a neighbour outside
-the image reads zero. One pass computes, per (sample, position, tap, offset group), the four row indices and the
-four weights (times the v2 mask) ONCE; every channel of the offset group shares them: the input is laid out
-(N, H, W, G, C/G) so that each neighbour is one contiguous row of C/G values, gathered with ``index_select``.
-The columns come out as (N·H_out·W_out, k²·C) and one GEMM with the weight (per conv group) gives the output,
-which is therefore produced in channels_last order. Backward is autograd's (index_add of rows, weighted sums).
+the image reads zero. One ``grid_sample`` reads every (sample, offset group, tap, position) point for all the
+group's channels (``bilinear_sample``, whose backward takes the positions' derivative from the right at integer
+positions, as torchvision's does); the columns come out as (N, groups, C/groups·k², H_out·W_out) and one GEMM with
+the weight (per conv group) gives the output, in channels_last order for a channels_last input.
 
-Non-finite offsets or masks never index memory: their neighbours are marked invalid and read row 0, while their
-weights stay NaN (inf − inf, NaN·0), so the outputs they touch are NaN, as a standard conv propagates NaN.
+Non-finite offsets or masks never index memory: their points read zero, and the outputs they touch are set to NaN,
+as a standard conv propagates NaN.
 """
 
 from __future__ import annotations
@@ -21,7 +20,7 @@ from __future__ import annotations
 import torch
 from torch import Tensor
 
-_OUTSIDE = 3.0  # a normalised grid coordinate beyond the image: |g| = 3 is ≥ 1.5 pixels outside at any size
+from .bilinear_sample import bilinear_sample
 
 
 def _pair(value: int | tuple[int, int], name: str) -> tuple[int, int]:
@@ -80,16 +79,11 @@ def deform_conv2d(
     col = torch.arange(wo, device=dev, dtype=coord_dtype) * sw - pw
     py = off[:, :, :, 0] + (tap_i[:, None] + row)[:, :, None]  # (N, G, taps, Ho, Wo)
     px = off[:, :, :, 1] + (tap_j[:, None] + col)[:, None, :]
-    # grid_sample's align_corners=False convention: pixel i sits at (2i + 1)/size − 1, so the image spans (−1, 1)
-    # and any point at |g| ≥ 1 + 2/size (a whole pixel outside) reads zero. Non-finite or far-away points never
-    # reach the sampler as such: they become g = ±3 (at least 1.5 pixels outside: zero, exactly as any point
-    # beyond the border), and the outputs they touch are set to NaN below. The bounds are constants, not
-    # functions of (H, W), so torch.export keeps the sizes symbolic.
-    grid = torch.stack(((2 * px + 1) / w - 1, (2 * py + 1) / h - 1), dim=-1)  # (N, G, taps, Ho, Wo, 2)
-    grid = grid.nan_to_num(-_OUTSIDE, _OUTSIDE, -_OUTSIDE).clamp(-_OUTSIDE, _OUTSIDE)
-    grid = grid.reshape(n * og, taps, ho * wo, 2).to(x.dtype)
-    sampled = torch.nn.functional.grid_sample(x.contiguous().reshape(n * og, c // og, h, w), grid, mode="bilinear",
-                                              padding_mode="zeros", align_corners=False)  # (N·G, C/G, taps, L)
+    # Read by grid_sample (``bilinear_sample``: the positions' derivative from the right at integer positions, as
+    # torchvision's); non-finite or far-away points never reach the sampler as such: they read zero, and the
+    # outputs they touch are set to NaN below.
+    sampled = bilinear_sample(x.contiguous().reshape(n * og, c // og, h, w), py.reshape(n * og, taps, ho * wo),
+                              px.reshape(n * og, taps, ho * wo))  # (N·G, C/G, taps, L)
     columns = sampled.reshape(n, og, c // og, taps, ho * wo)
     if mask is not None:
         columns = columns * mask.reshape(n, og, 1, taps, ho * wo).to(columns.dtype)

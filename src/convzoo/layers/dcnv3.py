@@ -31,6 +31,7 @@ from torch import nn
 
 from ..arithmetic.cost import LayerCost, compose, elementwise_cost, numel
 from ..geometry import IntOrTuple, check_choice, check_groups, check_positive_int, check_window_fits, expand
+from ..kernels.bilinear_sample import bilinear_sample
 from .base import (
     Alternative,
     ConvzooLayer,
@@ -167,7 +168,7 @@ class DCNv3Conv2d(ConvzooLayer, nn.Module):
 
     def sample(self, projected: torch.Tensor, fields: torch.Tensor,
                point_weight: torch.Tensor | None = None) -> torch.Tensor:
-        """y_c(p) = Σ_k m_gk(p) · x_c(p + p_k + Δp_gk(p)) by bilinear sampling (F.grid_sample), c in group g; the
+        """y_c(p) = Σ_k m_gk(p) · x_c(p + p_k + Δp_gk(p)) by bilinear sampling (``grid_sample``), c in group g; the
         sum weighted by ``point_weight`` (C, K) when given. (N, C, H, W) → (N, C, H, W)."""
         n, c, h, w = projected.shape
         g, k = self.groups, self.points
@@ -178,11 +179,10 @@ class DCNv3Conv2d(ConvzooLayer, nn.Module):
         # sample up to a quarter pixel off on a 56-pixel map, so they are computed in float32 (grid_sample runs in
         # float32 under autocast anyway).
         where, masks = self.locations(fields.float() if autocast_enabled(fields) else fields)
-        # align_corners=False: pixel i's centre at (2i + 1)/size − 1. Divided by the sizes themselves (no tensor
-        # built from Python numbers), so jit.trace and torch.export record them from the input's shape.
-        grid = torch.stack(((2 * where[..., 0] + 1) / wp - 1, (2 * where[..., 1] + 1) / hp - 1), dim=-1)
-        sampled = F.grid_sample(padded.reshape(n * g, c // g, hp, wp), grid.reshape(n * g, h, w * k, 2),
-                                mode="bilinear", padding_mode="zeros", align_corners=False)
+        # Read by grid_sample (``bilinear_sample``: at integer positions, where every point starts, the positions'
+        # derivative is the one from the right, as convzoo's kernels give it).
+        sampled = bilinear_sample(padded.reshape(n * g, c // g, hp, wp), where[..., 1].reshape(n * g, h, w * k),
+                                  where[..., 0].reshape(n * g, h, w * k), sanitize=False)
         weights = masks.unsqueeze(2)  # (N, G, 1, H, W, K)
         if point_weight is not None:
             weights = weights * point_weight.reshape(1, g, c // g, 1, 1, k)

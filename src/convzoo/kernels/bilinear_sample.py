@@ -1,0 +1,81 @@
+"""Bilinear sampling at pixel positions by ``grid_sample``, with the positions' derivative taken from the right.
+
+v(py, px) = Σ over the four neighbours of (⌊py⌋, ⌊px⌋) of their bilinear weights × the image (zeros outside), the
+convention of ``kernels/bilinear.py``. At an integer coordinate v has a kink: torchvision's ``deform_conv2d`` and
+convzoo's kernels give its derivative from the right (⌊p⌋ = p: ∂v/∂px = (1−ly)(I[y0, x0+1] − I[y0, x0]) +
+ly(I[y0+1, x0+1] − I[y0+1, x0])). ``grid_sample`` reads pixel coordinates through a normalised round trip,
+((2p + 1)/W − 1 + 1)·W/2 − 1/2, that lands an integer p a rounding error on either side, so its grid gradient there
+is the left or the right one point by point — and every point is on an integer at a deformable layer's start
+(zero offsets). Here the forward is ``grid_sample`` itself (one op that compilers, exporters and the int8 float
+policy see) and the backward gives the input's gradient by ``grid_sampler_2d_backward`` at the points and the
+positions' by the same op at points half a pixel past the floor, where no rounding moves the cell.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+_OUTSIDE = 3.0  # a normalised coordinate beyond the image: |g| = 3 is ≥ 1.5 pixels outside at any size
+
+
+def _grid(py: torch.Tensor, px: torch.Tensor, h: int, w: int, sanitize: bool) -> torch.Tensor:
+    """``grid_sample``'s grid (align_corners=False: pixel i at (2i + 1)/size − 1) for pixel positions; with
+    ``sanitize`` non-finite or far-away points become ±3 (≥ 1.5 pixels outside: zero). The bounds are constants,
+    not functions of (h, w), so torch.export keeps the sizes symbolic."""
+    grid = torch.stack(((2 * px + 1) / w - 1, (2 * py + 1) / h - 1), dim=-1)
+    if sanitize:
+        grid = grid.nan_to_num(-_OUTSIDE, _OUTSIDE, -_OUTSIDE).clamp(-_OUTSIDE, _OUTSIDE)
+    return grid
+
+
+class _BilinearSample(torch.autograd.Function):
+    generate_vmap_rule = True
+
+    @staticmethod
+    def forward(images: torch.Tensor, py: torch.Tensor, px: torch.Tensor, sanitize: bool) -> torch.Tensor:
+        h, w = images.shape[2:]
+        grid = _grid(py, px, h, w, sanitize)
+        if not (torch._C._is_any_autocast_enabled() and images.device.type in ("cpu", "cuda")
+                and torch.is_autocast_enabled(images.device.type)):  # autocast runs grid_sample in float32 itself
+            grid = grid.to(images.dtype)
+        return F.grid_sample(images, grid, mode="bilinear", padding_mode="zeros", align_corners=False)
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+        images, py, px, ctx.sanitize = inputs
+        ctx.save_for_backward(images, py, px)
+
+    @staticmethod
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
+        stored, py, px = ctx.saved_tensors
+        images = stored.to(grad.dtype)  # the forward's precision (float32 under autocast)
+        h, w = images.shape[2:]
+        grad_images = grad_py = grad_px = None
+        if ctx.needs_input_grad[0]:
+            grid = _grid(py, px, h, w, ctx.sanitize).to(images.dtype)
+            grad_images = torch.ops.aten.grid_sampler_2d_backward(grad, images, grid, 0, 0, False, [True, False])[0]
+            grad_images = grad_images.to(stored.dtype)
+        if ctx.needs_input_grad[1] or ctx.needs_input_grad[2]:
+            # ∂v/∂px is linear in ly, so continuous in py: grid_sample's own x-slope taken at (py, ⌊px⌋ + ½), a point
+            # whose floor no rounding can move, is the slope from the right; likewise ∂v/∂py at (⌊py⌋ + ½, px).
+            # Non-finite points go far outside (sanitised): no slope. d/dp = d/dgrid · 2/size.
+            half_x = _grid(py, torch.floor(px) + 0.5, h, w, True).to(images.dtype)
+            half_y = _grid(torch.floor(py) + 0.5, px, h, w, True).to(images.dtype)
+            slope_x = torch.ops.aten.grid_sampler_2d_backward(grad, images, half_x, 0, 0, False, [False, True])[1]
+            slope_y = torch.ops.aten.grid_sampler_2d_backward(grad, images, half_y, 0, 0, False, [False, True])[1]
+            grad_px = (slope_x[..., 0] * (2 / w)).to(px.dtype)
+            grad_py = (slope_y[..., 1] * (2 / h)).to(py.dtype)
+        return grad_images, grad_py, grad_px, None
+
+
+def bilinear_sample(images: torch.Tensor, py: torch.Tensor, px: torch.Tensor, sanitize: bool = True) -> torch.Tensor:
+    """images (B, C, H, W) read at pixel positions (py, px), each (B, Ho, Wo): (B, C, Ho, Wo), zeros outside.
+    ``sanitize``: non-finite or far-away positions read zero (else they reach ``grid_sample`` as they are). Without
+    a positions' gradient to take, and under jit.trace (which would record the autograd Function as a Python op),
+    ``grid_sample`` alone: the same forward."""
+    if (torch.is_grad_enabled() and (py.requires_grad or px.requires_grad)) and not torch.jit.is_tracing():
+        return _BilinearSample.apply(images, py, px, sanitize)
+    return _BilinearSample.forward(images, py, px, sanitize)

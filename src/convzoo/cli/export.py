@@ -6,14 +6,7 @@ from typing import Optional
 
 import typer
 
-from .common import (
-    check_output_path,
-    console,
-    model_input_errors,
-    parse_args,
-    parse_shape,
-    resolve_target,
-)
+from .common import check_output_path, console, model_input_errors, parse_args, parse_shape, resolve_target
 
 app = typer.Typer()
 

@@ -75,3 +75,27 @@ def test_reparameterize_reports_latency_when_asked():
     assert "speed-up" in report.summary()
     with pytest.raises(ValueError, match="time=True needs input_shape"):
         cz.reparameterize(model, time=True)
+
+
+def test_a_convolution_mode_branch_fuses_with_its_flipped_kernel():
+    """convert(model, 'convolution') makes the branches true convolutions: the fused conv equals the block (it read
+    the stored weight unflipped: 0.97 off)."""
+    model = nn.Sequential(cz.RepVGGBlock2d(4, 4), nn.ReLU(), cz.ACNetConv2d(4, 4))
+    model, _ = cz.convert(random_bn_(model), "convolution")
+    assert model[0].branches["k×k"].conv.mode == "convolution"
+    fused, report = cz.reparameterize(model.eval())
+    assert report.fused == ["0", "2"]
+    x = torch.randn(2, 4, 9, 9)
+    with torch.no_grad():
+        y, z = model(x), fused(x)
+    assert (y - z).abs().max() / y.abs().max() < 1e-5
+
+
+@pytest.mark.parametrize(("family", "found"), [("grouped", r"Conv2d with a \(4, 2, 3, 3\) weight"),
+                                               ("depthwise_separable", "DepthwiseSeparableConv2d")])
+def test_a_block_whose_branches_convert_replaced_says_so(family, found):
+    block = cz.RepVGGBlock2d(4, 4)
+    converted, _ = cz.convert(nn.Sequential(block), family, **({"groups": 2} if family == "grouped" else {}))
+    with pytest.raises(ValueError, match=rf"RepVGGBlock2d\.branches\['k×k'\]\.conv is {found}, not one conv with a "
+                                         r"\(4, 4, k…\) weight: only blocks whose branches are plain convs fuse"):
+        converted[0].fused_conv()

@@ -137,16 +137,29 @@ class BranchConvNd(ConvzooLayer, nn.Module):
 
     # --- structural re-parameterisation ---------------------------------------------------------------------------
 
+    def _branch_kernel(self, name: str, conv: nn.Module) -> torch.Tensor:
+        """Branch ``name``'s cross-correlation kernel (a 'convolution'-mode conv's weight flipped), checked to be one
+        conv with the block's channels and groups: ``convert`` may have replaced it by another family."""
+        expected = (self.out_channels, self.in_channels // self.groups)
+        plain = isinstance(conv, nn.modules.conv._ConvNd) and not isinstance(conv, nn.modules.conv._ConvTransposeNd)
+        weight = (conv.kernel() if isinstance(conv, ConvNd) else conv.weight) if plain else None
+        if weight is None or tuple(weight.shape[:2]) != expected or weight.dim() != self.dim + 2:
+            found = f" with a {tuple(weight.shape)} weight" if weight is not None else ""
+            raise ValueError(f"{type(self).__name__}.branches[{name!r}].conv is {type(conv).__name__}{found}, not one "
+                             f"conv with a ({expected[0]}, {expected[1]}, k…) weight: only blocks whose branches are "
+                             "plain convs fuse (reparameterize before convert, or leave the block out of convert)")
+        return weight
+
     def fused_conv(self) -> ConvNd:
         """The ONE conv (a ``convzoo.Conv{1,2,3}d``, so a ``torch.nn.Conv*d``) equal to this block at inference
         (BatchNorm with its running statistics). Computed in fp64, stored in the block's dtype."""
-        first = next(iter(self.branches.values())).conv.weight
+        first = next(self.parameters())  # device and dtype
         kernel = torch.zeros(self.out_channels, self.in_channels // self.groups, *self.kernel_size,
                              dtype=torch.float64, device=first.device)
         bias = torch.zeros(self.out_channels, dtype=torch.float64, device=first.device)
-        for branch in self.branches.values():
+        for name, branch in self.branches.items():
             t, shift = bn_scale_shift(branch.bn)
-            w = branch.conv.weight.detach().double() * t.reshape(-1, *(1,) * (self.dim + 1))
+            w = self._branch_kernel(name, branch.conv).detach().double() * t.reshape(-1, *(1,) * (self.dim + 1))
             kernel += _embed(w, self.kernel_size)
             bias += shift
             if branch.conv.bias is not None:  # BN(Wx + c) = t·Wx + t·c + shift

@@ -206,3 +206,12 @@ def test_cli_convert_force_and_totals():
     assert result.exit_code == 0, result.output
     text = " ".join(result.output.split())
     assert "20 layer(s) converted, 0 kept; model params 11,689,512 →" in text and "MACs" in text
+
+
+def test_a_misspelt_family_option_is_an_error_not_a_model_with_nothing_converted():
+    model = torch.nn.Sequential(torch.nn.Conv2d(8, 8, 3, padding=1))
+    with pytest.raises(TypeError, match=r"convert\(to='ghost', \.\.\.\): .*unexpected keyword argument 'ratoi' — "
+                                        r"the options go to the 'ghost' layer's constructor"):
+        cz.convert(model, "ghost", ratoi=2)
+    converted, report = cz.convert(model, "ghost", ratio=2)
+    assert [row.after for row in report.layers] == ["GhostModule2d"]

@@ -202,8 +202,13 @@ def test_quantize_checks_its_arguments() -> None:
         convzoo.quantize(layer, x, calibration=[x, torch.randn(3, 8, 12, 12)])
     with pytest.raises(ValueError, match="calibration is empty"):
         convzoo.quantize(layer, x, calibration=[])
-    with pytest.raises(TypeError, match="example_input must be floating point"):
+    with pytest.raises(TypeError, match=r"example_input must be float32 \(and the model float32: \.float\(\)\), "
+                                        "got torch.int64"):
         convzoo.quantize(layer, x.long())
+    with pytest.raises(TypeError, match="example_input must be float32 .*got torch.float64"):
+        convzoo.quantize(layer.double(), x.double())
+    with pytest.raises(TypeError, match=r"model has torch.float64 parameters; quantize takes a float32 model"):
+        convzoo.quantize(layer.double(), x)
 
 
 def test_missing_package_is_one_import_error(monkeypatch) -> None:

@@ -189,7 +189,12 @@ def _family_kind(to: str, family_kwargs: dict[str, Any]) -> tuple[bool, bool]:
             with torch.device("meta"):
                 p3, p5 = (_params(build(16, 16, k, 2, bias=False, **extra)) for k in (3, 5))
             _REFERENCE[key] = (p3 < 16 * 16 * 9, p5 < 2 * p3)
-        except (TypeError, ValueError, RuntimeError):
+        except TypeError as error:
+            if "unexpected keyword argument" in str(error):  # a misspelt option would keep every layer, silently
+                raise TypeError(f"convert(to={to!r}, ...): {error} — the options go to the {to!r} layer's "
+                                "constructor") from None
+            _REFERENCE[key] = (False, False)
+        except (ValueError, RuntimeError):
             _REFERENCE[key] = (False, False)
     return _REFERENCE[key]
 

@@ -143,8 +143,9 @@ def batch_norms_as_convs(graph_module: torch.fx.GraphModule) -> torch.fx.GraphMo
 def _check_batches(example_input: Any, calibration: Iterable[torch.Tensor] | None) -> list[torch.Tensor]:
     if not isinstance(example_input, torch.Tensor):
         raise TypeError(f"example_input must be a tensor, got {type(example_input).__name__}")
-    if not example_input.is_floating_point():
-        raise TypeError(f"example_input must be floating point, got {example_input.dtype}")
+    if example_input.dtype != torch.float32:  # int8 PT2E quantizes float32 graphs only (its observers and ops)
+        raise TypeError(f"example_input must be float32 (and the model float32: .float()), got "
+                        f"{example_input.dtype}")
     batches = [example_input] if calibration is None else list(calibration)
     if not batches:
         raise ValueError("calibration is empty: give at least one batch (or None to calibrate on example_input)")
@@ -170,6 +171,9 @@ def quantize(model: nn.Module, example_input: torch.Tensor, backend: str = "xnnp
     """
     quantizer = backend_quantizer(backend)
     batches = _check_batches(example_input, calibration)
+    other = next((p.dtype for p in model.parameters() if p.is_floating_point() and p.dtype != torch.float32), None)
+    if other is not None:
+        raise TypeError(f"model has {other} parameters; quantize takes a float32 model (model.float())")
     from torchao.quantization.pt2e.quantize_pt2e import convert_pt2e, prepare_pt2e
     from torchao.quantization.pt2e.quantizer.composable_quantizer import ComposableQuantizer
 

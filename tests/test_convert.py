@@ -215,3 +215,12 @@ def test_a_misspelt_family_option_is_an_error_not_a_model_with_nothing_converted
         cz.convert(model, "ghost", ratoi=2)
     converted, report = cz.convert(model, "ghost", ratio=2)
     assert [row.after for row in report.layers] == ["GhostModule2d"]
+
+
+def test_options_that_grow_the_family_s_probe_still_keep_a_layer_it_would_grow():
+    """Whether a family compresses is the family's own (its default layer), not what the options make of a probe:
+    with mid_channels=32 the 7×7 stem on 3 channels would grow (9,408 → 15,008 params) and is kept, as documented."""
+    _, report = cz.convert(torchvision.models.resnet18(), to="spatially_separable", mid_channels=32)
+    stem = report.layers[0]
+    assert stem.name == "conv1" and stem.after == stem.before and "would not reduce params and MACs" in stem.note
+    assert report.layers[1].after == "SpatiallySeparableConv2d"

@@ -187,7 +187,7 @@ def family_pages(convzoo: ModuleType, out: Path) -> dict[str, str]:
         links = [f"[{t}]({link})" for t, link in tut] + [f"[API: `{type(layer).__name__}`]({api})"] * bool(api)
         code = (f"import convzoo as cz\n\nlayer = cz.build({fam.name!r}, 4, {out_ch}{'' if 2 in fam.dims else f', dim={fam.dims[0]}'})"
                 f"\nprint(layer)\nprint(cz.cost(layer, {shape}).macs)  # {cost.macs:,}")
-        body = [f"# {fam.title}", "", f"`{fam.name}` · {fam.summary} · article {fam.article} · dims {fam.dims}", ""]
+        body = [f"# {fam.title}", "", f"`{fam.name}` · {fam.summary} · article {fam.article} · {', '.join(f'{d}-D' for d in fam.dims)}", ""]
         if picture:
             body += [f"![{fam.title}: drawn from the layer at build time]({fam.name}.png)", ""]
         body += ["## Cost", "", f"`{type(layer).__name__}.cost`: {formula}", "",

@@ -532,7 +532,7 @@ def cost(model: nn.Module, input_shape_or_example: Union[Sequence[int], torch.Te
             if lazy:
                 output = target(*inputs)
             else:
-                output = torch.func.functional_call(target, state, inputs)
+                output = torch.func.functional_call(target, state, inputs, tie_weights=False)  # tied: one per name
     finally:
         for handle in handles:
             handle.remove()

@@ -214,7 +214,8 @@ def sweep_command(
                                            "(needs the distributed extra)"),
     trial_threads: Optional[int] = typer.Option(None, "--trial-threads",
                                                 help="torch CPU threads per trial, the same on every executor so "
-                                                     "that results are (default 1; recorded with each trial)"),
+                                                     "that results are identical (default 1; recorded with each "
+                                                     "trial)"),
     model: str = _TRAIN_OPTIONS["model"], data: str = _TRAIN_OPTIONS["data"], epochs: int = _TRAIN_OPTIONS["epochs"],
     batch_size: int = _TRAIN_OPTIONS["batch_size"], lr: float = _TRAIN_OPTIONS["lr"],
     optimizer: str = _TRAIN_OPTIONS["optimizer"], weight_decay: float = _TRAIN_OPTIONS["weight_decay"],

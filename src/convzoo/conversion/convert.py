@@ -226,7 +226,8 @@ def convert(
         raise ValueError(f"{type(model).__name__} has no torch.nn.Conv2d (or convzoo Conv2d) to convert"
                          + (" (none selected by `where`)" if where is not None else ""))
     report = ConversionReport(to)
-    compresses, factorises = _family_kind(to, family_kwargs)
+    _family_kind(to, family_kwargs)  # a misspelt option raises here
+    compresses, factorises = _family_kind(to, {})  # what the family is, not what these options make of a probe
     for name, conv in targets:
         row = ConvertedLayer(name, f"Conv2d({conv.in_channels}, {conv.out_channels}, {conv.kernel_size})", "",
                              _params(conv), _params(conv))

@@ -355,5 +355,7 @@ def test_cli_torchvision_weights_are_refused():
 def test_a_module_used_twice_counts_its_macs_twice_and_its_parameters_once():
     conv = nn.Conv2d(8, 8, 3, padding=1)
     model = nn.Sequential(conv, nn.ReLU(), conv)  # weight-tied: one module called twice
+    weight = conv.weight.detach().clone()
     report = cz.cost(model, (1, 8, 8, 8))
     assert report.macs == 2 * 64 * 8 * 8 * 9 and report.params == 8 * 8 * 9 + 8
+    assert not conv.weight.is_meta and torch.equal(conv.weight.detach(), weight)  # the model is left as it was

@@ -99,3 +99,15 @@ def test_a_block_whose_branches_convert_replaced_says_so(family, found):
     with pytest.raises(ValueError, match=rf"RepVGGBlock2d\.branches\['k×k'\]\.conv is {found}, not one conv with a "
                                          r"\(4, 4, k…\) weight: only blocks whose branches are plain convs fuse"):
         converted[0].fused_conv()
+
+
+def test_a_block_used_twice_is_fused_once_and_stays_shared():
+    block = random_bn_(cz.RepVGGBlock2d(4, 4))
+    model = nn.Sequential(block, nn.ReLU(), block).eval()
+    fused, report = cz.reparameterize(model, (2, 4, 9, 9))
+    assert report.fused == ["0", "2"] and fused[0] is fused[2] and isinstance(fused[0], cz.ConvNd)
+    assert not any(isinstance(m, cz.RepVGGBlock2d) for m in fused.modules())
+    x = torch.randn(2, 4, 9, 9)
+    with torch.no_grad():
+        y, z = model(x), fused(x)
+    assert (y - z).abs().max() / y.abs().max() < 1e-5

@@ -404,8 +404,9 @@ def _to_meta(model: nn.Module, dtype: torch.dtype) -> nn.Module:
 
 
 def _meta_state(model: nn.Module, dtype: torch.dtype) -> dict[str, torch.Tensor]:
-    """Every parameter and buffer of ``model`` as an empty meta tensor (floating ones in ``dtype``), by name."""
-    named = [*model.named_parameters(remove_duplicate=False), *model.named_buffers(remove_duplicate=False)]
+    """Every parameter and buffer of ``model`` as an empty meta tensor (floating ones in ``dtype``), by name: one
+    name per tensor (functional_call sets a tied tensor's other names itself, and refuses two values for them)."""
+    named = [*model.named_parameters(), *model.named_buffers()]
     return {name: torch.empty_like(t, device="meta", dtype=dtype if t.is_floating_point() else t.dtype)
             for name, t in named}
 
@@ -507,9 +508,12 @@ def cost(model: nn.Module, input_shape_or_example: Union[Sequence[int], torch.Te
         raise TypeError(f"model must be a torch.nn.Module, got {type(model).__name__}")
     itemsize = torch.empty((), dtype=dtype).element_size()
     inputs = _meta_inputs(input_shape_or_example, dtype)
-    lazy = any(isinstance(t, nn.parameter.UninitializedTensorMixin) for t in [*model.parameters(), *model.buffers()])
-    # Lazy layers materialise on their first call, so they run on a deep copy; any other model runs in place with
-    # its parameters swapped for meta tensors (torch.func.functional_call), which skips the copy (half the time).
+    uses = [m for _, m in model.named_modules(remove_duplicate=False)]
+    lazy = (any(isinstance(t, nn.parameter.UninitializedTensorMixin) for t in [*model.parameters(), *model.buffers()])
+            or len({id(m) for m in uses}) < len(uses))
+    # Lazy layers materialise on their first call, and a module used under two names would keep the meta tensors
+    # (functional_call restores its parameters once per name), so those run on a deep copy; any other model runs
+    # in place with its parameters swapped for meta tensors (torch.func.functional_call), which skips the copy.
     target = _to_meta(model, dtype) if lazy else model
     names = {m: n for n, m in target.named_modules(remove_duplicate=False)}
     state = None if lazy else _meta_state(target, dtype)
@@ -532,7 +536,7 @@ def cost(model: nn.Module, input_shape_or_example: Union[Sequence[int], torch.Te
             if lazy:
                 output = target(*inputs)
             else:
-                output = torch.func.functional_call(target, state, inputs, tie_weights=False)  # tied: one per name
+                output = torch.func.functional_call(target, state, inputs)
     finally:
         for handle in handles:
             handle.remove()

@@ -53,12 +53,22 @@ class ReparameterizeReport:
         return "; ".join(lines)
 
 
-def _fuse_in_place(module: nn.Module, prefix: str, fused: list[str]) -> nn.Module:
+def _fuse_in_place(module: nn.Module, prefix: str, fused: list[str], done: dict[int, nn.Module]) -> nn.Module:
+    """``module`` with every reparameterizable block replaced by its fused conv; a module reached under several
+    names (weight tying) is fused once and the one result set at every name, so the tie is kept."""
     if is_reparameterizable(module):
         fused.append(prefix or "(model)")
         return module.fused_conv()
-    for name, child in list(module.named_children()):
-        new = _fuse_in_place(child, f"{prefix}.{name}" if prefix else name, fused)
+    for name, child in list(module._modules.items()):  # not named_children(): it skips a second use
+        if child is None:
+            continue
+        path = f"{prefix}.{name}" if prefix else name
+        if id(child) in done:
+            new = done[id(child)]
+            if is_reparameterizable(child):
+                fused.append(path)
+        else:
+            new = done[id(child)] = _fuse_in_place(child, path, fused, done)
         if new is not child:
             setattr(module, name, new)
     return module
@@ -76,7 +86,7 @@ def reparameterize(model: nn.Module, input_shape: Sequence[int] | None = None, *
 
     original = copy.deepcopy(model).eval()
     fused_names: list[str] = []
-    fused = _fuse_in_place(copy.deepcopy(model).eval(), "", fused_names).eval()
+    fused = _fuse_in_place(copy.deepcopy(model).eval(), "", fused_names, {}).eval()
     params_before = sum(p.numel() for p in original.parameters())
     params_after = sum(p.numel() for p in fused.parameters())
     macs_before = macs_after = None

@@ -224,3 +224,14 @@ def test_options_that_grow_the_family_s_probe_still_keep_a_layer_it_would_grow()
     stem = report.layers[0]
     assert stem.name == "conv1" and stem.after == stem.before and "would not reduce params and MACs" in stem.note
     assert report.layers[1].after == "SpatiallySeparableConv2d"
+
+
+def test_a_conv_used_twice_is_converted_once_and_stays_shared():
+    conv = nn.Conv2d(8, 8, 3, padding=1)
+    model = nn.Sequential(conv, nn.ReLU(), conv)
+    new, report = cz.convert(model, "acnet", input_shape=(1, 8, 8, 8))
+    assert [(row.name, row.after) for row in report.layers] == [("0", "ACNetConv2d"), ("2", "ACNetConv2d")]
+    assert new[0] is new[2] and "the module of 0, used again" in report.layers[1].note
+    x = torch.randn(1, 8, 8, 8)
+    with torch.no_grad():
+        torch.testing.assert_close(new.eval()(x), model(x), rtol=1e-4, atol=1e-4)  # ACNet starts as the conv

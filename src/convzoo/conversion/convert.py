@@ -220,7 +220,7 @@ def convert(
         raise ValueError(f"family {to!r} cannot replace a k×k convolution (it changes the layer's shape or "
                          f"ignores its kernel)")
     new_model = copy.deepcopy(model)
-    targets = [(name, m) for name, m in new_model.named_modules()
+    targets = [(name, m) for name, m in new_model.named_modules(remove_duplicate=False)  # a shared conv: each use
                if is_dense_conv2d(m) and (where is None or where(name, m))]
     if not targets:
         raise ValueError(f"{type(model).__name__} has no torch.nn.Conv2d (or convzoo Conv2d) to convert"
@@ -228,9 +228,22 @@ def convert(
     report = ConversionReport(to)
     _family_kind(to, family_kwargs)  # a misspelt option raises here
     compresses, factorises = _family_kind(to, {})  # what the family is, not what these options make of a probe
+    shared: dict[int, tuple[str, nn.Module | None]] = {}  # id(conv) → (its first name, its replacement or None)
     for name, conv in targets:
         row = ConvertedLayer(name, f"Conv2d({conv.in_channels}, {conv.out_channels}, {conv.kernel_size})", "",
                              _params(conv), _params(conv))
+        parent_name, _, attribute = name.rpartition(".")
+        if id(conv) in shared:  # the same module again (weight tying): the same replacement, so the tie holds
+            first, layer = shared[id(conv)]
+            row.note = f"the module of {first}, used again"
+            if layer is not None:
+                setattr(new_model.get_submodule(parent_name) if parent_name else new_model, attribute, layer)
+                row.after, row.params_after = type(layer).__name__, _params(layer)
+            else:
+                row.after = row.before
+            report.layers.append(row)
+            continue
+        shared[id(conv)] = (name, None)
         try:
             if not force and factorises and all(k == 1 for k in conv.kernel_size):
                 raise ValueError(f"a 1×1 conv has no window for {to!r} to factorise (it would only re-factor the "
@@ -254,7 +267,7 @@ def convert(
             report.layers.append(row)
             continue
         layer.train(conv.training)
-        parent_name, _, attribute = name.rpartition(".")
+        shared[id(conv)] = (name, layer)
         setattr(new_model.get_submodule(parent_name) if parent_name else new_model, attribute, layer)
         row.after, row.params_after = type(layer).__name__, _params(layer)
         report.layers.append(row)

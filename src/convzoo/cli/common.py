@@ -70,8 +70,9 @@ def parse_shape(text: str, option: str = "--input") -> tuple[int, ...]:
 @contextmanager
 def model_input_errors(target: str, shape: tuple[int, ...] | None) -> Iterator[None]:
     """What a user's model raises on an input it refuses (AssertionError, torch's RuntimeError) becomes one
-    ValueError naming the target and the input. Models check inputs with ``assert`` / ``torch._assert`` (ViT: "Wrong image height!"), so an AssertionError here
-    is the model's verdict on the input, not a convzoo bug (convzoo never asserts on user input)."""
+    ValueError naming the target and the input. Models check inputs with ``assert`` / ``torch._assert`` (ViT:
+    "Wrong image height!"), so an AssertionError here is the model's verdict on the input, not a convzoo bug
+    (convzoo never asserts on user input)."""
     try:
         yield
     except AssertionError as error:

@@ -235,3 +235,10 @@ def test_a_conv_used_twice_is_converted_once_and_stays_shared():
     x = torch.randn(1, 8, 8, 8)
     with torch.no_grad():
         torch.testing.assert_close(new.eval()(x), model(x), rtol=1e-4, atol=1e-4)  # ACNet starts as the conv
+
+
+def test_the_report_names_each_conv_s_own_type_and_groups():
+    model = nn.Sequential(cz.DepthwiseConv2d(8, 8, 3, padding=1), nn.Conv2d(8, 8, 3, padding=1, groups=2))
+    _, report = cz.convert(model, "dynamic", force=True)
+    assert [row.before for row in report.layers] == ["DepthwiseConv2d(8, 8, (3, 3), groups=8)",
+                                                     "Conv2d(8, 8, (3, 3), groups=2)"]

@@ -230,8 +230,9 @@ def convert(
     compresses, factorises = _family_kind(to, {})  # what the family is, not what these options make of a probe
     shared: dict[int, tuple[str, nn.Module | None]] = {}  # id(conv) → (its first name, its replacement or None)
     for name, conv in targets:
-        row = ConvertedLayer(name, f"Conv2d({conv.in_channels}, {conv.out_channels}, {conv.kernel_size})", "",
-                             _params(conv), _params(conv))
+        groups = f", groups={conv.groups}" if conv.groups > 1 else ""  # a DepthwiseConv2d is a Conv2d too
+        row = ConvertedLayer(name, f"{type(conv).__name__}({conv.in_channels}, {conv.out_channels}, "
+                                   f"{conv.kernel_size}{groups})", "", _params(conv), _params(conv))
         parent_name, _, attribute = name.rpartition(".")
         if id(conv) in shared:  # the same module again (weight tying): the same replacement, so the tie holds
             first, layer = shared[id(conv)]

@@ -153,9 +153,7 @@ def _decimals(text: str) -> int:
 def _short(value: float, decimals: int) -> str:
     """``value`` at ``decimals`` decimals, trailing zeros and a leading zero dropped: -0.29 → '-.29', 1.0 → '1'."""
     text = f"{value:.{decimals}f}"
-    text = text.rstrip("0").rstrip(".") if "." in text else text
-    if text in ("0", "-0"):
-        return text if value == 0 or decimals == 0 or abs(value) >= 0.5 else ("-0" if value < 0 else "0")
+    text = text.rstrip("0").rstrip(".") if "." in text else text  # a tiny negative stays '-0': its sign is kept
     return text.replace("0.", ".", 1) if text.lstrip("-").startswith("0.") else text
 
 

@@ -384,3 +384,25 @@ def test_numbers_mode_type_is_9_pt_and_every_number_fits_its_cell(browser, serve
     assert all(size >= 12 for size, _, _ in found)  # 9 pt at the page's 96 px per inch
     assert all(width <= 30 for _, width, _ in found), [f for f in found if f[1] > 30]  # cells are 24–32 px
     assert errors == []
+
+
+def test_taps_that_sample_one_place_show_as_a_ringed_dot_with_its_count(browser, server):
+    from convzoo.viz import serve as S
+
+    state = {"family": "deformable", "in_channels": 1, "out_channels": 1}
+    frame = 49  # output (0, 6, 1): the seeded offsets send taps 6 and 7 both to the corner cell (7, 0)
+    points = {p[1]: p[2:4] for p in S.taps_json(state, 0, frame)["points"]}
+    assert points[6] == points[7], f"the seeded offsets changed: pick another frame ({points})"
+    page, errors = open_page(browser, server)
+    page.goto(f"{server}/?family=deformable&in_channels=1&out_channels=1&frame={frame}")
+    ready(page)
+    page.wait_for_function(f"document.getElementById('svg').dataset.shown === '0:{frame}'")
+    dots = page.eval_on_selector_all("svg#svg circle.point[data-point]", "els => els.map(e => [+e.dataset.point, "
+                                     "+e.getAttribute('cx'), +e.getAttribute('cy'), +e.getAttribute('r')])")
+    six, seven = (next(d for d in dots if d[0] == t) for t in (6, 7))
+    assert six[1:3] == seven[1:3] and seven[3] >= six[3] + 3  # one place: tap 7 a ring wider than tap 6's dot
+    counts = page.eval_on_selector_all("svg#svg text.stackno", "els => els.map(e => e.textContent)")
+    assert "×2" in counts
+    note = page.locator("p.caption.stacks").inner_text()
+    assert "taps 6 and 7 sample the same place" in note
+    assert errors == []

@@ -625,8 +625,10 @@ def sampling_layer(kind: str) -> nn.Module:
 
 def sampling_matrix() -> Block:
     panels = [_sampling_panel(sampling_layer(kind), SAMPLING_SIZE, title) for kind, title in SAMPLING_PANELS]
-    legend = label("circles: the 3×3 sampling points of the centre output (tap number inside), at their fractional "
-                   "positions; arrows from the regular grid; shaded: the bilinear neighbours read", SMALL)
+    legend = label("○ a tap's place on the regular grid → ● where the offsets move it (the centre output's 3×3 taps, "
+                   "at their fractional positions); the numbered disc tied to a dot names its tap;\n"
+                   "shaded: the input cells its bilinear interpolation reads; dashed frame: the cells drawn again, "
+                   "enlarged, beside the plane", SMALL)
     return column([row(panels[:2], gap=1.5), row(panels[2:], gap=1.5), legend], gap=0.6)
 
 

@@ -4,7 +4,9 @@ sampling) — with its strength (bilinear weights × a DCNv2 mask) as opacity, a
 (the same layer with its side branch's output set to zero) and the bilinear neighbours shaded. The plane keeps
 small dots at the same cell size as the output; the cells around the points are drawn again enlarged beside it,
 where every point is a dot at its exact place and its number sits in a disc placed clear of every dot, grid point,
-arrow and other disc (``layout_points``), tied to its dot by a short leader, so no point hides another."""
+arrow and other disc (``layout_points``), tied to its dot by a short leader, so no point hides another. Taps that
+sample the same place (dots closer than half a dot's width, ``stacks``) are drawn as one dot ringed once per
+further tap, "×n" beside it where no numbered discs are, and named in a line under the plane."""
 
 from __future__ import annotations
 
@@ -24,9 +26,43 @@ NEIGHBOUR = "#9fb6cc"
 DISC = 0.62  # diameter of a numbered disc, in cells (13 pt at 0.3 in per cell)
 PT = 1 / 72 / 0.3  # cells per point (0.3 in per cell)
 GRID_R = 2.6 * PT  # a regular grid point's marker radius (5 pt marker, its edge)
+DOT_PT, PLANE_DOT_PT = 4.0, 5.0  # a sampling point's marker size in the enlarged view, on the plane
 DOT_R = 2.2 * PT  # an exact sampling point's dot (4 pt marker, its edge)
 LINE_R = 1.2 * PT  # half an arrow's width (its head's half-width, 9 pt mutation scale)
 CLEAR = 0.06  # white kept between a disc and anything else (cells)
+RING = 4.0  # points added to a dot's diameter per further tap sampling the same place (a 2 pt coloured ring)
+SAME = 0.5  # dots closer than this many diameters (one radius) hide each other: drawn as one stack of rings
+
+
+def stacks(dots: np.ndarray, near: float) -> list[list[int]]:
+    """Groups (≥ 2, indices ascending) of the (n, 2) ``dots`` that lie within ``near`` of another member (single
+    linkage): points a reader could not tell apart, drawn as one stack."""
+    dots = np.asarray(dots, float).reshape(-1, 2)
+    parent = list(range(len(dots)))
+
+    def root(i: int) -> int:
+        while parent[i] != i:
+            i = parent[i]
+        return i
+
+    for i in range(len(dots)):
+        for j in range(i + 1, len(dots)):
+            if np.hypot(*(dots[i] - dots[j])) < near:
+                parent[root(j)] = root(i)
+    groups: dict[int, list[int]] = {}
+    for i in range(len(dots)):
+        groups.setdefault(root(i), []).append(i)
+    return [g for g in groups.values() if len(g) > 1]
+
+
+def ring_levels(dots: np.ndarray, diameter_pt: float) -> np.ndarray:
+    """Per dot, its place in its stack (0: a lone dot, or the stack's centre): the stack's lowest tap is the dot,
+    the k-th further tap a ring ``k·RING`` pt wider than it, drawn behind."""
+    levels = np.zeros(len(dots), int)
+    for group in stacks(dots, SAME * diameter_pt * PT):
+        for k, i in enumerate(group):
+            levels[i] = k
+    return levels
 
 
 def sampling_points(r: Reads, out_channel: int, position: Sequence[int], in_channel: int
@@ -73,11 +109,17 @@ class PointsLayout:
     dots: np.ndarray
     grid: np.ndarray
     discs: np.ndarray
+    rings: np.ndarray | None = None  # per dot, its ring in its stack (``ring_levels``); None: no stacks
+
+    def dot_radii(self) -> np.ndarray:
+        """Each dot's drawn radius (cells): a ring's outer edge for the further taps of a stack."""
+        rings = np.zeros(len(self.dots)) if self.rings is None else self.rings
+        return DOT_R + rings * RING / 2 * PT
 
     def obstacles(self) -> tuple[np.ndarray, np.ndarray]:
-        """(centres (m, 2), radii (m,)) of everything a disc must not cover: dots, grid points, arrows (sampled
-        along their length, heads included)."""
-        centres, radii = [self.dots, self.grid], [np.full(len(self.dots), DOT_R), np.full(len(self.grid), GRID_R)]
+        """(centres (m, 2), radii (m,)) of everything a disc must not cover: dots (their rings included), grid
+        points, arrows (sampled along their length, heads included)."""
+        centres, radii = [self.dots, self.grid], [self.dot_radii(), np.full(len(self.grid), GRID_R)]
         for a, b in zip(self.grid, self.dots):
             if np.isnan(a).any():
                 continue
@@ -102,7 +144,7 @@ def layout_points(dots: np.ndarray, grid: np.ndarray, bounds: tuple[float, float
     arrow's head) clear of every obstacle (``PointsLayout.obstacles``) and of the discs placed before; where none
     is clear within two cells, the place that overlaps least."""
     dots, grid = np.asarray(dots, float).reshape(-1, 2), np.asarray(grid, float).reshape(-1, 2)
-    layout = PointsLayout(dots, grid, dots.copy())
+    layout = PointsLayout(dots, grid, dots.copy(), ring_levels(dots, DOT_PT))
     centres, radii = layout.obstacles()
     outward = np.where(np.isnan(grid), dots - dots.mean(0, keepdims=True), dots - grid)
     turns = np.angle(np.exp(1j * np.linspace(0, 2 * np.pi, 24, endpoint=False)))
@@ -146,10 +188,21 @@ def _points_layer(points, regular, colours, scale: float, origin: tuple[float, f
     dots = np.array([((p[0] - oy + 0.5) * scale, (p[1] - ox + 0.5) * scale) for _, p, _ in points]).reshape(-1, 2)
     grid = np.array([((regular[t][0] - oy + 0.5) * scale, (regular[t][1] - ox + 0.5) * scale) if t in regular
                      else (np.nan, np.nan) for t, _, _ in points]).reshape(-1, 2)
-    layout = layout_points(dots, grid, bounds) if numbered else PointsLayout(dots, grid, dots)
+    dot_pt = DOT_PT if numbered else PLANE_DOT_PT
+    layout = layout_points(dots, grid, bounds) if numbered else PointsLayout(dots, grid, dots,
+                                                                            ring_levels(dots, dot_pt))
+    groups = stacks(dots, SAME * dot_pt * PT)
+    stacked = {t: any(i in g for g in groups) for i, (t, _, _) in enumerate(points)}
 
     def draw(ax: Axes, x: float, y: float) -> None:
-        for (t, p, strength), (py, px), (gy, gx), (dy, dx) in zip(points, layout.dots, layout.grid, layout.discs):
+        for group in groups if not numbered else []:  # the discs name every tap; elsewhere say how many
+            outer = (dot_pt + RING * (len(group) - 1)) / 2 * PT
+            gy, gx = layout.dots[group].mean(0)
+            ax.text(x + gx + outer * 0.8, y + gy - outer * 0.8, f"×{len(group)}", fontsize=SMALL, weight="bold",
+                    ha="left", va="bottom", zorder=9.5,
+                    bbox={"boxstyle": "round,pad=0.12", "facecolor": "white", "edgecolor": "none", "alpha": 0.85})
+        for (t, p, strength), (py, px), (gy, gx), (dy, dx), level in zip(points, layout.dots, layout.grid,
+                                                                         layout.discs, layout.rings):
             alpha = max(0.15, min(1.0, strength))
             if not np.isnan(gy):
                 # a hollow ring drawn over the dots: a sampling point a hair from its grid point shows through
@@ -161,8 +214,11 @@ def _points_layer(points, regular, colours, scale: float, origin: tuple[float, f
                                              mutation_scale=9 if numbered else 6, color="#333333",
                                              linewidth=1.0 if numbered else 0.7, zorder=5, shrinkA=2.5,
                                              shrinkB=2.6 if numbered else 2))
-            ax.plot(x + px, y + py, "o", markersize=4 if numbered else 5, markerfacecolor=colours[t][:3] + (alpha,),
-                    markeredgecolor="black", markeredgewidth=0.5 if not numbered else 0.8, zorder=7)
+            # a stack's further taps as wider rings behind its first: every tap that samples this place shows.
+            # Opaque (strength blended over white), or a ring behind would show through a faint dot.
+            ax.plot(x + px, y + py, "o", markersize=dot_pt + RING * level,
+                    markerfacecolor=_blend(colours[t], alpha) if stacked[t] else colours[t][:3] + (alpha,),
+                    markeredgecolor="black", markeredgewidth=0.5 if not numbered else 0.8, zorder=7 - 0.01 * level)
             if not numbered:
                 continue
             ax.plot([x + px, x + dx], [y + py, y + dy], color="#333333", linewidth=0.6, zorder=6)  # the leader
@@ -171,6 +227,18 @@ def _points_layer(points, regular, colours, scale: float, origin: tuple[float, f
             ax.text(x + dx, y + dy + 0.03, str(t), fontsize=SMALL, ha="center", va="center", zorder=9)
 
     return draw, layout
+
+
+def stack_note(points: Sequence[tuple[int, np.ndarray, float]]) -> str | None:
+    """One line naming the taps that sample the same place at the plane's scale (``stacks``), or None."""
+    dots = np.array([p[:2] for _, p, _ in points], float).reshape(-1, 2)
+    parts = []
+    for group in stacks(dots, SAME * PLANE_DOT_PT * PT):
+        taps = [str(points[i][0]) for i in group]
+        spread = max(np.hypot(*(dots[i] - dots[j])) for i in group for j in group)
+        where = "the same place" if spread < 5e-3 else f"places {spread:.2f} cell apart"
+        parts.append(f"×{len(group)}: taps {', '.join(taps[:-1])} and {taps[-1]} sample {where}")
+    return "; ".join(parts) or None
 
 
 ZOOM_CELLS = 9.0  # the zoomed panel's larger side, in cells
@@ -205,9 +273,11 @@ def irregular_input(r: Reads, out_channel: int, position: Sequence[int], numbers
         region = zoom_region(points, regular, plane.size) if points and zoom else None
         side = max(region[2], region[3]) if region else 0
         scale = max(MIN_ZOOM, ZOOM_CELLS / side) if region else 1.0
+        note = stack_note(points)
         if region is None or side > MAX_REGION:  # number the points on the plane itself
             draw, _ = _points_layer(points, regular, colours, 1.0, (0.0, 0.0), True, plane.size[:2])
-            tiles.append(column([label(f"c{c}", SMALL), _overlay(cells(grid), draw)], gap=0.15))
+            tiles.append(column([label(f"c{c}", SMALL), _overlay(cells(grid), draw)]
+                                + ([label(note, SMALL)] if note else []), gap=0.15))
             continue
         r0, c0, nr, nc = region
         small, _ = _points_layer(points, regular, colours, 1.0, (0.0, 0.0), False)
@@ -231,9 +301,9 @@ def irregular_input(r: Reads, out_channel: int, position: Sequence[int], numbers
             big(ax, x, y)
 
         zoomed = Block(nc * scale, nr * scale, enlarged)
-        tiles.append(row([column([label(f"c{c}", SMALL), _overlay(cells(grid), frame)], gap=0.15),
-                          column([label(f"zoom ×{scale:.1f} (dashed frame)", SMALL), zoomed], gap=0.15)],
-                         gap=0.8))
+        both = row([column([label(f"c{c}", SMALL), _overlay(cells(grid), frame)], gap=0.15),
+                    column([label(f"zoom ×{scale:.1f} (dashed frame)", SMALL), zoomed], gap=0.15)], gap=0.8)
+        tiles.append(column([both, label(note, SMALL)], gap=0.15) if note else both)
     lines = [row(tiles[i:i + 2], gap=0.8) for i in range(0, len(tiles), 2)]
     which = f" (plane c{channels[0]})" if len(channels) == 1 and r.input_shape[0] > 1 else ""
     return column([label(f"INPUT {'×'.join(map(str, r.input_shape))}{which}: sampling points", weight="bold"),

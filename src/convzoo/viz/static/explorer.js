@@ -694,9 +694,13 @@ function pointAt(p, dims) {  // a sampling point [c, t, *pos, strength, *grid] a
   return { c, t, y: 0, x: p[2], strength: p[3], grid: p.length > 4 ? [0, p[4]] : null };
 }
 
-function pointMarks(group, point, colour, at, size, label) {  // grid point ○ → arrow → sampling point ●
+const SAME = 0.5;  // dots closer than this many diameters hide each other: one stack (irregular.py's SAME)
+const RING = 3.5;  // px added to a stacked dot's radius per further tap sampling the same place
+
+function pointMarks(group, point, colour, at, size, label, ring = 0, stacked = false) {
+  // grid point ○ → arrow → sampling point ●; a stack's further taps as rings `ring` px wider, drawn behind
   const [px, py] = at(point.y, point.x);
-  const r = Math.max(2.5, size * 0.3);
+  const r = Math.max(2.5, size * 0.3) + ring;
   if (point.grid) {
     const [gx, gy] = at(...point.grid);
     el('circle', { cx: gx, cy: gy, r: Math.max(1.5, size * 0.12), class: 'grid' }, group);
@@ -707,21 +711,78 @@ function pointMarks(group, point, colour, at, size, label) {  // grid point ○ 
                    'marker-end': 'url(#head)' }, group);
     }
   }
+  // a stacked dot on white: a faint dot shows its weight without the ring behind it showing through
+  if (stacked) el('circle', { cx: px, cy: py, r, fill: '#fff', stroke: 'none' }, group);
   el('circle', { cx: px, cy: py, r, class: 'point', fill: colour,
-                 'fill-opacity': Math.max(0.35, Math.min(1, point.strength)) }, group);
+                 'fill-opacity': Math.max(0.35, Math.min(1, point.strength)), 'data-point': point.t,
+                 ...(stacked ? { 'data-ring': ring } : {}) }, group);
   if (label) text(group, px, py, String(point.t), 'tapno');
+}
+
+function stacks(xy, near) {  // groups (≥ 2, indices ascending) of the [x, y] within `near` of another member
+  const parent = xy.map((_, i) => i);
+  const root = (i) => { while (parent[i] !== i) i = parent[i]; return i; };
+  for (let i = 0; i < xy.length; i++) {
+    for (let j = i + 1; j < xy.length; j++) {
+      if (Math.hypot(xy[i][0] - xy[j][0], xy[i][1] - xy[j][1]) < near) parent[root(j)] = root(i);
+    }
+  }
+  const groups = new Map();
+  xy.forEach((_, i) => { const r = root(i); if (!groups.has(r)) groups.set(r, []); groups.get(r).push(i); });
+  return [...groups.values()].filter((g) => g.length > 1);
+}
+
+function stackedMarks(group, points, colours, places, size, label, count) {
+  // points[i] drawn through places[i] (its tile's (r, q) → [x, y]); taps that sample one place (``stacks``) as one
+  // dot (the first tap, numbered) ringed by the others, "×n" beside it when `count`
+  const r = Math.max(2.5, size * 0.3);
+  const xy = points.map((p, i) => places[i](p.y, p.x));
+  const groups = stacks(xy, SAME * 2 * r);
+  const level = points.map(() => 0);
+  const stacked = points.map(() => false);
+  for (const g of groups) g.forEach((i, k) => { level[i] = k; stacked[i] = true; });
+  const order = points.map((_, i) => i).sort((a, b) => level[b] - level[a]);  // the widest ring first, behind
+  for (const i of order) {
+    pointMarks(group, points[i], colours[points[i].t], places[i], size, label && level[i] === 0, level[i] * RING,
+               stacked[i]);
+  }
+  if (count) {
+    for (const g of groups) {
+      const outer = r + (g.length - 1) * RING;
+      const [x, y] = xy[g[0]];
+      text(group, x + outer * 0.75, y - outer * 0.75, `×${g.length}`, 'stackno');
+    }
+  }
+  return groups;
+}
+
+function stackNote(points, size) {  // "×2: taps 6 and 7 sample the same place", as the static pictures say it
+  const r = Math.max(2.5, size * 0.3);
+  const parts = [];
+  for (const g of stacks(points.map((p) => [p.x * size, p.y * size]), SAME * 2 * r)) {
+    let spread = 0;
+    for (const i of g) for (const j of g) spread = Math.max(spread, Math.hypot(points[i].x - points[j].x,
+                                                                                 points[i].y - points[j].y));
+    const taps = g.map((i) => points[i].t);
+    const where = spread < 5e-3 ? 'the same place' : `places ${spread.toFixed(2)} cell apart`;
+    parts.push(`×${g.length}: taps ${taps.slice(0, -1).join(', ')} and ${taps[taps.length - 1]} sample ${where}`);
+  }
+  return parts.join('; ');
 }
 
 function drawPoints(link, points, colours) {  // each tap's sampling point, and an arrow from its grid point
   const g = split(layer.maps[link]);
   if (g.dims === 3 || !overlay) return;
+  const shown = [];
+  const places = [];
   for (const p of points) {
     const point = pointAt(p, g.dims);
     const tile = tiles[link][point.c];
     if (!tile) continue;
-    const at = (r, q) => [tile.x + (tile.ring.l + q + 0.5) * cs, tile.y + (tile.ring.t + r + 0.5) * cs];
-    pointMarks(overlay, point, colours[point.t], at, cs, cs >= 20);
+    shown.push(point);
+    places.push((r, q) => [tile.x + (tile.ring.l + q + 0.5) * cs, tile.y + (tile.ring.t + r + 0.5) * cs]);
   }
+  stackedMarks(overlay, shown, colours, places, cs, cs >= 20, true);
 }
 
 function showZoom(box, link, data) {  // the first channel's sampling points, enlarged: every tap labelled
@@ -742,6 +803,13 @@ function showZoom(box, link, data) {  // the first channel's sampling points, en
   caption.textContent = `where each tap samples input channel c${c}, enlarged: ○ its place on the regular grid → ` +
     '● where the offsets move it (number = tap, faint = small weight)';
   box.appendChild(caption);
+  const note = stackNote(mine, cs);  // taps the plane draws as one dot: said in words, as the static pictures do
+  if (note) {
+    const line = document.createElement('p');
+    line.className = 'caption stacks';
+    line.textContent = `on the plane, ${note} (drawn as one dot, ringed)`;
+    box.appendChild(line);
+  }
   const svg = panelSvg(box, 300, (r1 - r0 + 1) * size + 4);
   svg.setAttribute('class', 'zoom');
   const defs = el('defs', {}, svg);
@@ -756,7 +824,7 @@ function showZoom(box, link, data) {  // the first channel's sampling points, en
   const at = (r, q) => [2 + (q - q0 + 0.5) * size, 2 + (r - r0 + 0.5) * size];
   const colours = links[link].tap_colours;
   const dots = el('g', {}, svg);
-  for (const p of mine) pointMarks(dots, p, colours[p.t], at, 5, false);  // exact places: small dots
+  stackedMarks(dots, mine, colours, mine.map(() => at), 5, false, false);  // exact places: small dots
   for (const line of svg.querySelectorAll('line.arrow')) line.setAttribute('marker-end', 'url(#zoomhead)');
   // each tap's label, pushed off the others' so that none hides another, a leader line to its point
   const R = 7;

@@ -1,0 +1,58 @@
+"""Sampling-point pictures of deformable convolution: taps that sample the same place stay visible as several
+(rings, "×n", a line naming them), and the sampling matrix's footer says what the picture draws."""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+from matplotlib.colors import to_rgba
+
+from convzoo.viz.article_figures import _deformable, _sampling_panel, sampling_matrix
+from convzoo.viz.draw import plt, render
+
+SIZE = 9
+CENTRE = SIZE // 2
+
+
+def _offsets() -> torch.Tensor:
+    """(9, 2) offsets, tap t at grid (t // 3 - 1, t % 3 - 1): taps 0 and 1 meet at (−1, −0.5) exactly; 4 and 5 land
+    0.02 cell apart at (0.3, ±0.01); the others stay on their grid points."""
+    off = torch.zeros(9, 2, dtype=torch.float64)
+    off[0], off[1] = torch.tensor([0.0, 0.5]), torch.tensor([0.0, -0.5])
+    off[4], off[5] = torch.tensor([0.3, 0.01]), torch.tensor([0.3, -1.01])
+    return off
+
+
+def _drawn(block):
+    fig = render(block)
+    texts = [t.get_text() for ax in fig.axes for t in ax.texts]
+    dots = [(ln.get_xdata()[0], ln.get_ydata()[0], ln.get_markersize(), to_rgba(ln.get_markerfacecolor()))
+            for ax in fig.axes for ln in ax.lines if ln.get_marker() == "o" and ln.get_markerfacecolor() != "none"]
+    plt.close(fig)
+    return texts, dots
+
+
+def test_taps_sampling_one_place_are_drawn_as_several():
+    texts, dots = _drawn(_sampling_panel(_deformable(_offsets().reshape(-1)), SIZE, "coincident"))
+    # hand count: tap t samples CENTRE + (t // 3 − 1, t % 3 − 1) + offset
+    assert "×2: taps 0 and 1 sample the same place; ×2: taps 4 and 5 sample places 0.02 cell apart" in texts
+    assert texts.count("×2") == 2  # beside each stack on the plane (the zoom's discs name the taps)
+    # every pair of dots within 0.05 cell (0/1 and 4/5, on the plane and in the zoom): two sizes, the larger a
+    # ring behind the smaller, both opaque so that the ring does not show through the dot
+    pairs = [(a, b) for i, a in enumerate(dots) for b in dots[i + 1:] if np.hypot(a[0] - b[0], a[1] - b[1]) < 0.05]
+    assert len(pairs) == 4, pairs
+    assert all(a[2] != b[2] and a[3][3] == b[3][3] == 1.0 for a, b in pairs)
+
+
+def test_lone_points_are_not_stacked():
+    texts, _ = _drawn(_sampling_panel(_deformable(torch.zeros(18, dtype=torch.float64)), SIZE, "regular"))
+    assert not any("×" in t and "sample" in t for t in texts) and "×2" not in texts
+
+
+def test_sampling_matrix_footer_says_what_is_drawn():
+    texts, _ = _drawn(sampling_matrix())
+    footer = next(t for t in texts if t.startswith("○"))
+    assert "inside" not in footer  # the numbers sit in discs beside the dots, tied by a line
+    assert "numbered disc" in footer and "regular grid" in footer and "bilinear" in footer
+    discs = [t for t in texts if t.isdigit()]
+    assert sorted(set(discs)) == [str(t) for t in range(9)] and len(discs) == 4 * 9  # every tap, every panel

@@ -16,7 +16,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..arithmetic.cost import LayerCost, transposed_conv_macs, weight_cost
-from ..arithmetic.shapes import transposed_output_size
+from ..arithmetic.shapes import transposed_output_size, transposed_output_sizes
 from ..geometry import PADDING_MODES, IntOrTuple, check_choice, check_groups, expand
 from .base import Alternative, ConvzooLayer, Runner, Stage, check_input, init_conv_, parameter_reader, planned
 
@@ -69,10 +69,11 @@ class TransposedConvNd(ConvzooLayer):
         init_conv_(self.weight, self.bias)
 
     def output_sizes(self, spatial: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]]:
-        """The smallest and largest spatial output sizes an input of size ``spatial`` allows."""
-        smallest = transposed_output_size(tuple(spatial), self.kernel_size, self.stride, self.padding, 0, self.dilation)
-        span = tuple(max(s, d) - 1 for s, d in zip(self.stride, self.dilation))
-        return smallest, tuple(a + b for a, b in zip(smallest, span))  # type: ignore[arg-type]
+        """The smallest and largest spatial output sizes an input of size ``spatial`` allows: per dim the non-empty
+        ones of o₀ + a, a = 0 … max(s, d) − 1 (``transposed_output_sizes``; o₀ itself may be < 1). ValueError when a
+        dim has none."""
+        choices = transposed_output_sizes(tuple(spatial), self.kernel_size, self.stride, self.padding, self.dilation)
+        return tuple(min(c) for c in choices), tuple(max(c) for c in choices)  # type: ignore[union-attr]
 
     def _resolve_output_padding(self, spatial: Sequence[int], output_size: Sequence[int] | None) -> tuple[int, ...]:
         if output_size is None:
@@ -87,7 +88,9 @@ class TransposedConvNd(ConvzooLayer):
                     f"output_size={tuple(wanted)} is not reachable from input size {tuple(spatial)}: "
                     f"each size must lie between {smallest} and {largest}"
                 )
-        return tuple(w - lo for w, lo in zip(wanted, smallest))
+        # a = o − o₀, o₀ the size at output_padding 0 (not the smallest non-empty size, which may be o₀ + a > o₀).
+        return tuple(w - ((i - 1) * s - 2 * p + d * (k - 1) + 1) for w, i, k, s, p, d in
+                     zip(wanted, spatial, self.kernel_size, self.stride, self.padding, self.dilation))
 
     @planned
     def forward(self, x: torch.Tensor, output_size: Sequence[int] | None = None) -> torch.Tensor:

@@ -62,3 +62,49 @@ def test_transposed_output_sizes_and_output_size_match_torch_over_a_grid() -> No
         for o in sizes:  # each reachable size runs as torch's op with output_padding o − o₀
             expected = F.conv_transpose1d(x, layer.weight, layer.bias, s, p, o - o0, 1, d)
             torch.testing.assert_close(layer(x, output_size=(o,)), expected, rtol=0, atol=0)
+
+
+# --- receptive_field through a global depthwise layer -------------------------------------------------------------
+
+
+class _ThroughNumpy(nn.Module):
+    """conv → an op without a meta kernel (receptive_field falls back to a real forward) → a lazy GDC."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(3, 4, 3)
+        self.gdc = cz.GlobalDepthwiseConv2d(4)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.gdc(_numpy_identity(self.conv(x))).flatten(1)
+
+
+@torch.fx.wrap
+def _numpy_identity(x: torch.Tensor) -> torch.Tensor:
+    return torch.from_numpy(x.detach().cpu().numpy().copy())  # meta tensors have no data: no meta kernel
+
+
+def test_receptive_field_of_a_global_depthwise_layer_not_run_yet() -> None:
+    gdc = cz.GlobalDepthwiseConv2d(4, 8)  # kernel_size None: the map's size, taken from the first input
+    model = nn.Sequential(nn.Conv2d(3, 4, 3, stride=2), gdc, nn.Flatten())
+    rf = receptive_field(model, (1, 3, 17, 17))  # the conv gives 8×8; the GDC reads all 8×8 outputs
+    row = next(r for r in rf.layers if r.name == "1")
+    assert row.type == "GlobalDepthwiseConv2d" and row.size == (3 + 7 * 2,) * 2 and row.stride == (0, 0)
+    assert row.start == (1 + 3.5 * 2,) * 2 and row.global_path  # the 8×8 outputs' centres 1 … 15, mean 8
+    assert isinstance(gdc.weight, nn.UninitializedParameter)  # the caller's layer stays lazy
+
+
+def test_receptive_field_falling_back_to_a_real_forward_leaves_a_lazy_layer_lazy() -> None:
+    model = _ThroughNumpy()
+    rf = receptive_field(model, (1, 3, 9, 9))
+    assert rf.output.size == (9, 9) and rf.output.global_path
+    assert isinstance(model.gdc.weight, nn.UninitializedParameter)  # the old fallback materialised it at 7×7
+
+
+def test_receptive_field_of_a_global_depthwise_layer_sized_for_another_map() -> None:
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), cz.GlobalDepthwiseConv2d(4, 4, 5))
+    with pytest.raises(ValueError, match=re.escape("input_shape=(1, 3, 8, 8) cannot run through the model: layer "
+                                                   "'1' (GlobalDepthwiseConv2d) raised ValueError")) as raised:
+        receptive_field(model, (1, 3, 8, 8))  # the map there is 6×6, the kernel 5×5
+    assert "kernel_size=(5, 5)" in str(raised.value) and "spatial size (6, 6)" in str(raised.value)
+    assert "kernel_size=None" in str(raised.value)  # what to do

@@ -11,6 +11,7 @@ A row whose value is a bound rather than exact names the op in ``note``.
 
 from __future__ import annotations
 
+import copy
 import math
 import operator
 from collections.abc import Sequence
@@ -846,11 +847,53 @@ def _reshape_groups(a: Sequence[int], b: Sequence[int]) -> list[tuple[list[int],
     return groups
 
 
+class _NodeError(Exception):
+    """A node of the traced graph failed while shapes were propagated: ``node`` and the ``error`` it raised."""
+
+    def __init__(self, node: torch.fx.Node, error: Exception) -> None:
+        super().__init__(f"{node.format_node()}: {error}")
+        self.node, self.error = node, error
+
+
+class _Shapes(torch.fx.Interpreter):
+    """Runs the graph, recording each node's output(s) as empty meta tensors in ``node.meta['tensor_meta']``
+    (shape and dtype: all the walk reads). Unlike torch's ShapeProp it prints nothing and names the failing node
+    (``_NodeError``): the meta attempt failing is expected for ops without a meta kernel."""
+
+    def run_node(self, n: torch.fx.Node) -> Any:
+        try:
+            result = super().run_node(n)
+        except Exception as error:  # re-raised with the node: the caller decides
+            raise _NodeError(n, error) from error
+        found: list[bool] = []
+
+        def shape_only(value: Any) -> Any:
+            if not isinstance(value, torch.Tensor):
+                return value
+            found.append(True)
+            return torch.empty(value.shape, dtype=value.dtype, device="meta")
+
+        meta = torch.fx.node.map_aggregate(result, shape_only)
+        if found:
+            n.meta["tensor_meta"] = meta
+        return result
+
+
+def _input_error(gm: torch.fx.GraphModule, in_shape: tuple[int, ...], failed: _NodeError) -> ValueError:
+    """The error for an input shape that a layer of the model refuses (or that fails in it), naming the layer."""
+    node, error = failed.node, failed.error
+    if node.op == "call_module":
+        where = f"layer '{node.target}' ({type(gm.get_submodule(str(node.target))).__name__})"
+    else:
+        where = f"op '{node.name}' ({_name(node.target)})"
+    return ValueError(f"input_shape={in_shape} cannot run through the model: {where} raised "
+                      f"{type(error).__name__}: {error}")
+
+
 def _shape_propagate(gm: torch.fx.GraphModule, in_shape: tuple[int, ...]) -> None:
     """Every node's output shape, computed on the meta device (no memory, no arithmetic); falls back to a real
-    forward on zeros for ops without a meta kernel."""
-    from torch.fx.passes.shape_prop import ShapeProp
-
+    forward on zeros for ops without a meta kernel (on a copy when lazy parameters would be materialised: the
+    caller's model is left as it was). A layer that refuses the shape is one ValueError naming it."""
     from ..arithmetic.cost import _to_meta
 
     try:
@@ -860,20 +903,33 @@ def _shape_propagate(gm: torch.fx.GraphModule, in_shape: tuple[int, ...]) -> Non
                 if isinstance(value, torch.Tensor) and not value.is_meta:
                     setattr(module, key, value.to("meta"))
         with torch.no_grad():
-            ShapeProp(meta).propagate(torch.empty(in_shape, device="meta"))
+            _Shapes(meta).run(torch.empty(in_shape, device="meta"))
         for ours, theirs in zip(gm.graph.nodes, meta.graph.nodes):
             if "tensor_meta" in theirs.meta:
                 ours.meta["tensor_meta"] = theirs.meta["tensor_meta"]
         return
-    except Exception:  # noqa: BLE001 - an op without a meta kernel: run it for real below
+    except _NodeError as failed:
+        # A layer's own shape check (ValueError) runs on meta tensors as on real ones: the shape is wrong, not the
+        # device (a model with meta parameters could not run for real to say so).
+        if isinstance(failed.error, ValueError):
+            raise _input_error(gm, in_shape, failed) from failed.error
+    except Exception:  # noqa: BLE001 - the copy to meta failed: run it for real below
         pass
     device = next((p.device for p in gm.parameters() if p.device.type != "meta"), torch.device("cpu"))
-    training = gm.training
+    lazy = any(isinstance(t, nn.parameter.UninitializedTensorMixin) for t in [*gm.parameters(), *gm.buffers()])
+    runner = copy.deepcopy(gm) if lazy else gm
+    training = runner.training
     try:
         with torch.no_grad():
-            ShapeProp(gm.eval()).propagate(torch.zeros(in_shape, device=device))
+            _Shapes(runner.eval()).run(torch.zeros(in_shape, device=device))
+    except _NodeError as failed:
+        raise _input_error(gm, in_shape, failed) from failed.error
     finally:
-        gm.train(training)
+        runner.train(training)
+    if runner is not gm:
+        for ours, theirs in zip(gm.graph.nodes, runner.graph.nodes):
+            if "tensor_meta" in theirs.meta:
+                ours.meta["tensor_meta"] = theirs.meta["tensor_meta"]
 
 
 def receptive_field(model: nn.Module, input_shape: Sequence[int]) -> ReceptiveField:

@@ -96,7 +96,9 @@ class GlobalDepthwiseConv2d(ConvzooLayer, LazyModuleMixin, nn.Module):
         if self.kernel_size is not None and tuple(spatial) != self.kernel_size:
             raise ValueError(
                 f"GlobalDepthwiseConv2d has kernel_size={self.kernel_size} (the whole feature map) but got an "
-                f"input of spatial size {tuple(spatial)}; the input size must equal the kernel size"
+                f"input of spatial size {tuple(spatial)}; the input size must equal the kernel size (give an input "
+                f"whose map here is {self.kernel_size}, or build the layer with kernel_size=None to take the size "
+                "from its first input)"
             )
 
     forward = planned_forward

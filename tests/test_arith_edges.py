@@ -108,3 +108,31 @@ def test_receptive_field_of_a_global_depthwise_layer_sized_for_another_map() -> 
         receptive_field(model, (1, 3, 8, 8))  # the map there is 6×6, the kernel 5×5
     assert "kernel_size=(5, 5)" in str(raised.value) and "spatial size (6, 6)" in str(raised.value)
     assert "kernel_size=None" in str(raised.value)  # what to do
+
+
+# --- cost rows of a module called more than once ----------------------------------------------------------------
+
+
+class _CalledTwice(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(torch.relu(self.conv(self.stem(x))))
+
+
+def test_cost_names_each_call_of_a_shared_module() -> None:
+    report = cz.cost(_CalledTwice(), (1, 3, 8, 8))
+    per_call = 8 * 8 * 4 * 4 * 9  # outputs × C_in × k²
+    assert [(r.name, r.macs) for r in report.layers] == [("stem", 8 * 8 * 4 * 3 * 9), ("conv", per_call),
+                                                         ("conv (call 2)", per_call)]
+    assert report.params == (4 * 3 * 9 + 4) + (4 * 4 * 9 + 4)  # the shared conv's parameters once
+
+
+def test_cost_names_a_module_under_two_names_by_its_first() -> None:
+    conv = nn.Conv2d(4, 4, 3, padding=1)
+    report = cz.cost(nn.Sequential(conv, nn.ReLU(), conv), (1, 4, 8, 8))  # weight tying: names '0' and '2'
+    assert [r.name for r in report.layers] == ["0", "1", "0 (call 2)"]
+    assert [r.macs for r in report.layers] == [8 * 8 * 4 * 4 * 9, 0, 8 * 8 * 4 * 4 * 9]

@@ -437,6 +437,7 @@ class _Profiler(TorchDispatchMode):
         self.rows: list[LayerRow] = []
         self.functional: dict[nn.Module, list[int]] = {}  # module -> [macs, elements, order, activation macs]
         self.seen: set[nn.Module] = set()
+        self.calls: dict[nn.Module, int] = {}  # leaf module -> how many times it has run
         self.params = 0
 
     def mark_weight(self, tensor: torch.Tensor) -> None:
@@ -471,7 +472,10 @@ class _Profiler(TorchDispatchMode):
         first = module not in self.seen
         self.seen.add(module)
         self.params += layer.params if first else 0
-        self.rows.append(LayerRow(self.names[module], type(module).__name__, _shape(x), _shape(y), layer.params,
+        self.calls[module] = call = self.calls.get(module, 0) + 1
+        # A module called again (weight tying, a block applied twice): its own name, with which call this row is.
+        name = self.names[module] if call == 1 else f"{self.names[module]} (call {call})"
+        self.rows.append(LayerRow(name, type(module).__name__, _shape(x), _shape(y), layer.params,
                                   layer.macs, layer.other_ops, layer.elements * self.itemsize))
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
@@ -515,7 +519,9 @@ def cost(model: nn.Module, input_shape_or_example: Union[Sequence[int], torch.Te
     # (functional_call restores its parameters once per name), so those run on a deep copy; any other model runs
     # in place with its parameters swapped for meta tensors (torch.func.functional_call), which skips the copy.
     target = _to_meta(model, dtype) if lazy else model
-    names = {m: n for n, m in target.named_modules(remove_duplicate=False)}
+    names: dict[nn.Module, str] = {}
+    for name, module in target.named_modules(remove_duplicate=False):
+        names.setdefault(module, name)  # a module under several names (weight tying) is reported by its first
     state = None if lazy else _meta_state(target, dtype)
     weights = list(state.values()) if state is not None else [*target.parameters()]
     profiler = _Profiler(names, itemsize, weights)

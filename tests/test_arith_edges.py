@@ -136,3 +136,30 @@ def test_cost_names_a_module_under_two_names_by_its_first() -> None:
     report = cz.cost(nn.Sequential(conv, nn.ReLU(), conv), (1, 4, 8, 8))  # weight tying: names '0' and '2'
     assert [r.name for r in report.layers] == ["0", "1", "0 (call 2)"]
     assert [r.macs for r in report.layers] == [8 * 8 * 4 * 4 * 9, 0, 8 * 8 * 4 * 4 * 9]
+
+
+# --- ONNX export of involution -----------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("dynamo", [False, True], ids=["legacy", "dynamo"])
+@pytest.mark.parametrize("dim", [1, 2, 3])
+def test_involution_onnx_export_runs_in_onnxruntime(dim: int, dynamo: bool, tmp_path: Path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    from convzoo.deploy.checks import build, relative_error, sample
+
+    module = build("involution", dim)
+    x = sample(dim)
+    with torch.no_grad():
+        expected = module(x)
+    path = tmp_path / "involution.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        if dynamo:
+            torch.onnx.export(module, (x,), str(path), dynamo=True, opset_version=19, external_data=False,
+                              verbose=False)
+        else:  # TorchScript's exporter: movedim(-1, 1) became Transpose(perm=[0, -1, 1, 2]), refused by onnxruntime
+            torch.onnx.export(module, (x,), str(path), dynamo=False, opset_version=17)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    assert y.shape == tuple(expected.shape)
+    assert relative_error(torch.from_numpy(y), expected) < 1e-5

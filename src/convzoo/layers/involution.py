@@ -103,7 +103,11 @@ class KernelGenerator(nn.Module):
             hidden = torch.relu(F.conv1d(flat, self.reduce.weight.unsqueeze(-1), self.reduce.bias))
             return F.conv1d(hidden, self.span.weight.unsqueeze(-1), self.span.bias).reshape(
                 x.shape[0], -1, *centres.shape[2:])
-        return self.span(torch.relu(self.reduce(centres.movedim(1, -1)))).movedim(-1, 1)
+        # permute with non-negative dims, not movedim(-1, 1): TorchScript's ONNX exporter (dynamo=False) writes
+        # movedim's negative source into Transpose's perm, which onnxruntime refuses.
+        last = centres.dim() - 1
+        hidden = torch.relu(self.reduce(centres.permute(0, *range(2, last + 1), 1)))
+        return self.span(hidden).permute(0, last, *range(1, last))
 
 
 class InvolutionNd(ConvzooLayer, nn.Module):

@@ -406,3 +406,32 @@ def test_taps_that_sample_one_place_show_as_a_ringed_dot_with_its_count(browser,
     note = page.locator("p.caption.stacks").inner_text()
     assert "taps 6 and 7 sample the same place" in note
     assert errors == []
+
+
+@pytest.mark.parametrize("query, position", [
+    ("family=standard&in_channels=2&out_channels=1&size=2&padding=1", (1, 1)),  # the bottom-right padding
+    ("family=standard&in_channels=2&out_channels=1&size=5", (0, 0)),  # a corner
+    ("family=dilated&in_channels=1&out_channels=1&size=7", (1, 5)),  # taps 2 apart, two of them past the edge
+    ("family=transposed", (3, 3)),  # inserted zeros
+])
+def test_numbers_mode_counts_the_products_as_the_static_picture_does(browser, server, query, position):
+    from convzoo.viz import serve as S
+    from convzoo.viz.reads import analyse
+    from convzoo.viz.step import summed_text
+
+    state = S.read_query(parse_qs(query))
+    layer = S.layer_json(state)
+    out = layer["output_shape"]
+    frame = position[0] * out[-1] + position[1]  # output channel 0
+    page, errors = open_page(browser, server)
+    page.goto(f"{server}/?{query}&frame={frame}&numbers=1")
+    ready(page)
+    page.wait_for_function(f"document.getElementById('svg').dataset.shown === '0:{frame}'")
+    dot = page.locator("#dot").inner_text()
+    # the static picture of the same layer (its own random values: the counts depend on the window only)
+    module = S.live(state).model
+    r = analyse(module, tuple(layer["input_shape"][1:]))
+    static = summed_text(r, 0, position).split("\n")
+    assert static[0].startswith("Σ ") and "non-zero" in static[0], static
+    assert dot.endswith(f"; {static[0]} {static[1]}"), (dot, static)  # 'Σ 8 non-zero products (18 counting …)'
+    assert errors == []

@@ -293,6 +293,30 @@ def test_window_values_and_weights_are_the_layers():
         [[e["w"] for e in f] for f in strip["per_filter"]], w.reshape(3, 2, 9), atol=1e-4)
 
 
+@pytest.mark.parametrize("size, padding", [(2, 1), (1, 1), (3, 2)])
+def test_every_weight_is_shown_where_the_centre_window_reaches_the_padding(size, padding):
+    # a 2×2 map with padding 1: output (1, 1), the centre, reads its last row and column of taps from padding; the
+    # strip and the hovered window still give those weights (they were empty, so the explorer counted 8 products
+    # where the static picture counted 18)
+    state = {"family": "standard", "in_channels": 2, "out_channels": 3, "size": size, "padding": padding}
+    lv = S.live(state)
+    w = lv.model.weight.detach().numpy()
+    out_size = size + 2 * padding - 2
+    used = np.zeros((3, 3), bool)  # taps that read the input at some output: by hand, from the padded input
+    for i in range(out_size):
+        for q in range(out_size):
+            used |= np.pad(np.ones((size, size)), padding)[i:i + 3, q:q + 3] > 0
+    strip = np.array([[[np.nan if v is None else v for v in e["w"]] for e in f]
+                      for f in S.links_json(state)["links"][0]["filters"]["per_filter"]], dtype=float)
+    assert np.allclose(strip[:, :, used.reshape(-1)], w.reshape(3, 2, 9)[:, :, used.reshape(-1)], atol=1e-4)
+    last = 3 * out_size * out_size - 1  # channel 2's last output: its window on the bottom-right padding
+    for row in S.taps_json(state, 0, last)["window"]:
+        shown = np.array([np.nan if v is None else v for v in row["w"]], dtype=float)
+        assert np.allclose(shown[used.reshape(-1)], w[2, row["c"]].reshape(-1)[used.reshape(-1)], atol=1e-4)
+        i = q = out_size - 1
+        assert row["zero"] == (np.pad(np.ones((size, size)), padding)[i:i + 3, q:q + 3] == 0).reshape(-1).tolist()
+
+
 def test_dynamic_shows_its_bank_its_attention_and_the_kernel_it_applies():
     state = {"family": "dynamic", "in_channels": 2, "out_channels": 2, "size": 5}
     links = S.links_json(state)["links"]

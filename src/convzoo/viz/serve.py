@@ -649,6 +649,18 @@ def filters_json(lv: Live, key: str, link: int) -> dict[str, Any] | None:
         terms = window_terms(rows.coef[b], rows.base[b], rows.full[b], x.reshape(-1), c_in)
         j = b // n_block
         weights[j] = np.where(np.isnan(weights[j]) & terms.read, terms.weight, weights[j])
+    # on a small map the centre's window reaches the padding (2×2, padding 1: the last row and column of taps):
+    # those taps' weights are read at the map's corners and edges, so that every tap some output uses is shown
+    missing = [j for j in range(shape_out[0]) if (np.isnan(weights[j]) & ~np.isnan(weights[j]).all(1)[:, None]).any()]
+    extra = [int(np.ravel_multi_index((j, *p), tuple(shape_out))) for j in missing for p in lattice(shape_out[1:])]
+    extra = [o for o in extra if o not in set(outs)]
+    if extra and (n_taps + 2) * math.ceil((len(outs) + len(extra)) / per) <= MAX_PASSES:
+        more = _step_rows(lv, link, extra)
+        assert more is not None
+        for b, o in enumerate(extra):
+            terms = window_terms(more.coef[b], more.base[b], more.full[b], x.reshape(-1), c_in)
+            j = o // math.prod(shape_out[1:])
+            weights[j] = np.where(np.isnan(weights[j]) & terms.read, terms.weight, weights[j])
     fills = signed_fills(weights)
     per_filter = [[{"c": c, "w": rounded(weights[j, c]), "fill": fills[(j * c_in + c) * n_taps:
                                                                         (j * c_in + c + 1) * n_taps]}

@@ -281,20 +281,25 @@ def sum_line(r: Reads, out_channel: int, position: Sequence[int]) -> str:
     if g is None or g.kind != "gather" or r.pair_kernel is None:
         return ""
     pair = r.pair_taps()[out_channel]
-    terms, total = [], 0.0
+    terms, total, n_all = [], 0.0, 0
     for c in range(r.input_shape[0]):
         for t, q in g.window(tuple(position)):
             if pair[c, t]:
-                inside = all(0 <= v < n for v, n in zip(q, g.input_size))
-                w, v = float(r.pair_kernel[out_channel, c, t]), (_value(r, c, q) if inside else 0.0)
-                terms.append(f"{fmt(w)}·{fmt(v)}")
-                total += w * v
+                n_all += 1
+                if all(0 <= v < n for v, n in zip(q, g.input_size)):  # a tap on padding multiplies 0: counted apart
+                    w, v = float(r.pair_kernel[out_channel, c, t]), _value(r, c, q)
+                    terms.append(f"{fmt(w)}·{fmt(v)}")
+                    total += w * v
     y = float(r.y[(out_channel, *position)])
     bias = y - total
-    tail = f" + {fmt(bias)} (bias)" if abs(bias) > 1e-6 else ""
-    if len(terms) > 9:
-        return f"{fmt(y)} = sum of {len(terms)} products kernel·input{tail}"
-    return f"{fmt(y)} = " + " + ".join(terms) + tail
+    tail = (f" + {fmt(bias)} (bias)" if bias >= 0 else f" − {fmt(-bias)} (bias)") if abs(bias) > 1e-6 else ""
+    products = f"{len(terms)} non-zero product{'s' if len(terms) != 1 else ''}" if len(terms) < n_all \
+        else f"{n_all} products"
+    zeros = f" ({n_all} counting the zeros)" if len(terms) < n_all else ""
+    if n_all > 9 or not terms:  # one window's taps listed; more would run past the picture
+        return f"{fmt(y)} = sum of {products} kernel·input{zeros}{tail}"
+    listed = f"{fmt(y)} = " + " + ".join(terms) + tail
+    return listed if len(terms) == n_all else f"{listed}\nΣ {products}{zeros}"
 
 
 def overlap_block(r: Reads, in_channel: int = 0) -> Block:
@@ -436,16 +441,18 @@ def draw_step(r: Reads, out_channel: int = 0, position: Sequence[int] | None = N
 
 
 def summed_text(r: Reads, out_channel: int, position: Sequence[int]) -> str:
-    """'Σ 9 products over 6 channels' for the drawn output; for a scatter, the products that meet an input cell,
-    then the kernel's count in the direct form, whose other taps land on inserted zeros or padding."""
+    """'Σ 9 products over 6 channels' for the drawn output. Where some taps of its window fall on padding (a
+    gather at the border) or on inserted zeros (a scatter's direct form), the products that meet an input cell
+    first: 'Σ 4 non-zero products (9 counting the zeros)', as the explorer's numbers mode says it."""
     pair = r.pair_taps()[out_channel]
     n_ch = int(pair.any(-1).sum()) or int((r.channel_links()[out_channel] > 0).sum())
     n_taps = int(pair.sum())
     over = f"over {n_ch} channel{'s' if n_ch != 1 else ''}"
     if not n_taps:
         return "Σ over what\nit reads"
-    if r.geometry is not None and r.geometry.kind == "scatter":
-        met = int((r.index[(out_channel, *position)] >= 0).sum())
+    # a window reads each input cell through one tap: the cells read are the products that meet the input
+    met = int((r.index[(out_channel, *position)] >= 0).sum()) if r.geometry is not None else n_taps
+    if met < n_taps:
         return f"Σ {met} non-zero product{'s' if met != 1 else ''}\n({n_taps} counting the zeros)\n{over}"
     return f"Σ {n_taps} products\n{over}"
 

@@ -712,7 +712,7 @@ function pointMarks(group, point, colour, at, size, label, ring = 0, stacked = f
     }
   }
   // a stacked dot on white: a faint dot shows its weight without the ring behind it showing through
-  if (stacked) el('circle', { cx: px, cy: py, r, fill: '#fff', stroke: 'none' }, group);
+  if (stacked) el('circle', { cx: px, cy: py, r, class: 'under' }, group);
   el('circle', { cx: px, cy: py, r, class: 'point', fill: colour,
                  'fill-opacity': Math.max(0.35, Math.min(1, point.strength)), 'data-point': point.t,
                  ...(stacked ? { 'data-ring': ring } : {}) }, group);

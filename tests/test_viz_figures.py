@@ -9,6 +9,7 @@ from collections import Counter
 from pathlib import Path
 
 import matplotlib.pyplot as plt
+import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
@@ -141,3 +142,24 @@ def test_cli_viz_rejects_bad_arguments(args, message, tmp_path):
     assert result.exit_code == 2 and message in result.output
     assert "Traceback" not in result.output
     assert not (tmp_path / "x.png").exists()
+
+
+DOCS_FIGURES = Path(__file__).resolve().parent.parent / "docs" / "figures"
+
+
+@pytest.mark.parametrize("name", sorted(p.stem for p in DOCS_FIGURES.glob("*.png")))
+def test_the_docs_figures_are_the_current_drawings(tmp_path, name):
+    # the README and the docs show these four PNGs; drawn again they must not differ beyond anti-aliasing (a stale
+    # copy kept the old sampling discs and caption layout after the pictures were fixed)
+    from convzoo.viz.article_figures import write_figures
+
+    write_figures(tmp_path, "png", only=[name], lang="en")
+    redo = f"convzoo figures -o /tmp/f --lang en --only {name} && cp /tmp/f/{name}.png docs/figures/"
+    with Image.open(DOCS_FIGURES / f"{name}.png") as old, Image.open(tmp_path / f"{name}.png") as new:
+        assert abs(old.width - new.width) <= 2 and abs(old.height - new.height) <= 2, \
+            f"docs/figures/{name}.png is {old.size}, drawn now {new.size}: {redo}"
+        size = (min(old.width, new.width), min(old.height, new.height))
+        a = np.asarray(old.convert("RGB"), dtype=np.int16)[:size[1], :size[0]]
+        b = np.asarray(new.convert("RGB"), dtype=np.int16)[:size[1], :size[0]]
+    strong = float((np.abs(a - b).max(-1) > 64).mean())  # pixels that changed colour, not just their edges' shade
+    assert strong < 0.003, f"docs/figures/{name}.png differs from the drawing in {strong:.2%} of its pixels: {redo}"

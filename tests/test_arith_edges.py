@@ -163,3 +163,83 @@ def test_involution_onnx_export_runs_in_onnxruntime(dim: int, dynamo: bool, tmp_
     (y,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
     assert y.shape == tuple(expected.shape)
     assert relative_error(torch.from_numpy(y), expected) < 1e-5
+
+
+# --- legacy ONNX export with channels-last inputs -------------------------------------------------------------------
+
+
+def _legacy_onnx_output(module: nn.Module, x: torch.Tensor, path: Path) -> torch.Tensor:
+    """``module(x)`` exported by TorchScript's ONNX exporter (dynamo=False) and run in onnxruntime."""
+    ort = pytest.importorskip("onnxruntime")
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (x,), str(path), dynamo=False, opset_version=17)
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    (y,) = session.run(None, {session.get_inputs()[0].name: x.numpy()})
+    return torch.from_numpy(y)
+
+
+# movedim(-1, 1) in channel_shuffle / pixel_shuffle became Transpose(perm=[0, -1, 1, …]), refused by onnxruntime;
+# a 3-D channels-last output went through contiguous(memory_format=channels_last_3d), which the exporter refused.
+@pytest.mark.parametrize(("name", "dim"), [
+    ("shuffled_grouped", 2), ("shuffled_grouped", 3), ("subpixel", 2), ("subpixel", 3), ("pointwise", 3),
+    ("depthwise_separable", 3), ("pointwise_grouped", 3), ("acnet", 3), ("repvgg", 3), ("ghost", 3)])
+def test_legacy_onnx_export_of_channels_last_input_runs_in_onnxruntime(name: str, dim: int, tmp_path: Path) -> None:
+    from convzoo.deploy.checks import MEMORY_FORMAT, build, relative_error, sample
+
+    module = build(name, dim)
+    x = sample(dim).contiguous(memory_format=MEMORY_FORMAT[dim])
+    with torch.no_grad():
+        expected = module(x)
+        contiguous = module(x.contiguous())  # the layer's own value, whatever the format
+    assert relative_error(expected, contiguous) < 1e-6
+    y = _legacy_onnx_output(module, x, tmp_path / f"{name}.onnx")
+    assert y.shape == tuple(expected.shape)
+    assert relative_error(y, expected) < 1e-5
+
+
+class _PerSample(nn.Module):
+    """``per_sample_conv`` with a fixed per-sample bank (2 samples, 4 → 6 channels, 3×3, groups 2)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(2, 6, 2, 3, 3))
+        self.bias = nn.Parameter(torch.randn(2, 6))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from convzoo.layers.patches import per_sample_conv
+
+        return per_sample_conv(x, self.weight, self.bias, (1, 1), ((1, 1), (1, 1)), (1, 1), 2)
+
+
+class _DepthwiseNHWC(nn.Module):
+    """``depthwise_channels_last`` with depth multiplier 2 (the repeat through an NHWC view)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.weight = nn.Parameter(torch.randn(8, 1, 3, 3))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        from convzoo.layers.fastpaths import depthwise_channels_last
+
+        return depthwise_channels_last(x, self.weight, None, (1, 1), (1, 1), (1, 1))
+
+
+def test_legacy_onnx_export_of_the_channels_last_forms(tmp_path: Path) -> None:
+    from convzoo.deploy.checks import relative_error
+
+    torch.manual_seed(0)
+    per_sample = _PerSample().eval()
+    x = torch.randn(2, 4, 7, 6).contiguous(memory_format=torch.channels_last)
+    with torch.no_grad():
+        expected = torch.cat([F.conv2d(x[i:i + 1], per_sample.weight[i], per_sample.bias[i], padding=1, groups=2)
+                              for i in range(2)])  # torch's own conv, sample by sample
+        assert relative_error(per_sample(x), expected) < 1e-5
+    assert relative_error(_legacy_onnx_output(per_sample, x, tmp_path / "per_sample.onnx"), expected) < 1e-5
+
+    depthwise = _DepthwiseNHWC().eval()
+    x = torch.randn(2, 4, 7, 6)
+    with torch.no_grad():
+        expected = F.conv2d(x, depthwise.weight, padding=1, groups=4)
+        assert relative_error(depthwise(x), expected) < 1e-5
+    assert relative_error(_legacy_onnx_output(depthwise, x, tmp_path / "depthwise.onnx"), expected) < 1e-5

@@ -102,6 +102,19 @@ def convolve(
     return correlate(x, flip_kernel(weight), bias, stride, padding, dilation, groups, padding_mode)
 
 
+def channels_to_last(x: torch.Tensor) -> torch.Tensor:
+    """(N, C, *S) → the (N, *S, C) view (``x.movedim(1, -1)``), written as a permute with non-negative dims:
+    TorchScript's ONNX exporter (dynamo=False) copies movedim's negative dims into Transpose's perm, which
+    onnxruntime refuses."""
+    return x.permute(0, *range(2, x.dim()), 1)
+
+
+def channels_to_first(y: torch.Tensor) -> torch.Tensor:
+    """(N, *S, C) → the (N, C, *S) view (``y.movedim(-1, 1)``), as a permute with non-negative dims (see
+    ``channels_to_last``)."""
+    return y.permute(0, y.dim() - 1, *range(1, y.dim() - 1))
+
+
 def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     """ShuffleNet's channel shuffle: view C as (groups, C/groups), transpose, flatten.
 
@@ -112,11 +125,11 @@ def channel_shuffle(x: torch.Tensor, groups: int) -> torch.Tensor:
     channels = x.shape[1]
     if channels % groups:
         raise ValueError(f"groups={groups} must divide the number of channels {channels}")
-    if x.dim() > 3 and x.movedim(1, -1).is_contiguous() and not x.is_contiguous():
+    if x.dim() > 3 and channels_to_last(x).is_contiguous() and not x.is_contiguous():
         # channels_last data: shuffle the innermost (channel) axis of the (N, *S, C) view; one copy, the output
         # stays channels_last (the NCHW formulation below would gather across the whole tensor: ~15× slower).
-        last = x.movedim(1, -1)
+        last = channels_to_last(x)
         shuffled = last.unflatten(-1, (groups, channels // groups)).transpose(-1, -2).flatten(-2)
-        return shuffled.movedim(-1, 1)
+        return channels_to_first(shuffled)
     n, rest = x.shape[0], x.shape[2:]
     return x.reshape(n, groups, channels // groups, *rest).transpose(1, 2).reshape(n, channels, *rest)

@@ -113,6 +113,10 @@ def _in_channels_last_of(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     fmt = channels_last_format(x)
     if fmt is None or y.dim() != x.dim() or channels_last_format(y) is not None or y.is_contiguous(memory_format=fmt):
         return y
+    if torch.onnx.is_in_onnx_export():
+        # ONNX tensors have no memory format (the values are the same), and TorchScript's exporter (dynamo=False)
+        # has no symbolic for contiguous(memory_format=...).
+        return y
     return y.contiguous(memory_format=fmt)
 
 

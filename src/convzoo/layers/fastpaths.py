@@ -22,6 +22,8 @@ from typing import Any
 
 import torch
 
+from ..functional import channels_to_first, channels_to_last
+
 CHANNELS_LAST = torch.channels_last
 
 
@@ -48,8 +50,8 @@ def depthwise_channels_last(x: torch.Tensor, weight: torch.Tensor, bias: torch.T
     m = channels // x.shape[1]
     repeated = x.contiguous(memory_format=CHANNELS_LAST)  # NCHW → NHWC first: an expand from NCHW is ~4× slower
     if m > 1:  # (N, H, W, C, m) → (N, H, W, C·m): one copy writes NHWC with every channel m times
-        nhwc = repeated.movedim(1, -1)
-        repeated = nhwc.unsqueeze(-1).expand(*nhwc.shape, m).reshape(*nhwc.shape[:-1], channels).movedim(-1, 1)
+        nhwc = channels_to_last(repeated)
+        repeated = channels_to_first(nhwc.unsqueeze(-1).expand(*nhwc.shape, m).reshape(*nhwc.shape[:-1], channels))
     y = torch.nn.functional.conv2d(repeated, weight.contiguous(memory_format=CHANNELS_LAST), bias, stride, padding,
                                    dilation, channels)
     return y.contiguous(memory_format=CHANNELS_LAST if is_channels_last(x) else torch.contiguous_format)

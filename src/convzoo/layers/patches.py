@@ -14,7 +14,7 @@ from collections.abc import Sequence
 
 import torch
 
-from ..functional import conv_with_pairs, pad_pairs
+from ..functional import channels_to_first, conv_with_pairs, pad_pairs
 from . import triton_forms
 from ..geometry import PaddingPairs
 from .form_choice import FormChoice
@@ -57,7 +57,7 @@ def per_sample_conv(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | 
         y = torch.matmul(kernels, columns).reshape(n, c_out, *out_spatial)
     else:  # (N, g, prod(O), C_out/g) → (N, *O, C_out) → a channels-last (N, C_out, *O) view
         y = torch.matmul(columns.transpose(2, 3), kernels.transpose(2, 3)).transpose(1, 2)
-        y = y.reshape(n, *out_spatial, c_out).movedim(-1, 1)
+        y = channels_to_first(y.reshape(n, *out_spatial, c_out))
     if bias is not None:
         y = y + bias.reshape(n, c_out, *(1,) * len(out_spatial))  # elementwise: keeps y's format
     return y

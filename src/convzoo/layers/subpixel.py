@@ -18,6 +18,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..arithmetic.cost import LayerCost, elementwise_cost
+from ..functional import channels_to_first, channels_to_last
 from ..geometry import IntOrTuple, Padding, check_choice, check_positive_int
 from .base import Alternative, ConvzooLayer, Stage, init_conv_
 from .conv import Conv1d, Conv2d, Conv3d, ConvNd, native_conv_call, to_numpy
@@ -39,9 +40,9 @@ def pixel_shuffle(x: torch.Tensor, r: int) -> torch.Tensor:
     c = channels // r**dim
     upsampled = [s * r for s in spatial]
     if channels_last_format(x) is not None:
-        y = x.movedim(1, -1).reshape(n, *spatial, c, *(r,) * dim)  # a view of the channels-last memory
+        y = channels_to_last(x).reshape(n, *spatial, c, *(r,) * dim)  # a view of the channels-last memory
         order = [0] + [axis for d in range(dim) for axis in (1 + d, 2 + dim + d)] + [1 + dim]
-        return y.permute(order).reshape(n, *upsampled, c).movedim(-1, 1)
+        return channels_to_first(y.permute(order).reshape(n, *upsampled, c))
     y = x.reshape(n, c, *(r,) * dim, *spatial)
     order = [0, 1] + [axis for d in range(dim) for axis in (2 + dim + d, 2 + d)]
     return y.permute(order).reshape(n, c, *upsampled)

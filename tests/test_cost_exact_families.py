@@ -468,15 +468,104 @@ def test_receptive_field_after_upsampling_equals_the_gradient_support(name, make
     test_receptive_field_equals_the_gradient_support(name, make, shape)
 
 
-@pytest.mark.xfail(reason="LayerCost has no activation-MACs field, so a leaf layer's activation × activation products "
-                          "(involution's kernel × input, DCNv3's and DCNv2's mask × sampled value) go to other_ops and "
-                          "CostReport.activation_macs stays 0; the same involution written with torch ops is reported "
-                          "with activation_macs = N·C·k²·prod(O)")
-@pytest.mark.parametrize(("name", "kw", "products"), [
-    ("involution", {"groups": 2}, N * 6 * 9 * 11 * 9),  # N·C·T·prod(O)
-    ("dcnv3", {"groups": 2}, N * 6 * 9 * 11 * 9),  # N·C·K·H·W masks × sampled values
-    ("deformable_v2", {}, N * 6 * 9 * 11 * 9),  # N·C_in·k²·prod(O) masks × sampled values
+P = N * 11 * 9  # positions of the (N, 6, 11, 9) maps below
+
+
+@pytest.mark.parametrize(("name", "kw", "products", "other"), [
+    # N·C·T·prod(O) kernel × patch products; other ops: the generator's ReLU on h = C/4 = 1 hidden value
+    ("involution", {"groups": 2}, P * 6 * 9, P * 1),
+    # N·C·K·H·W mask × sampled value products summed over the K points; other ops: LayerNorm 4 and GELU 1 per
+    # element, softmax 3 per mask logit (G·K per position), bilinear sampling 4 per sampled value
+    ("dcnv3", {"groups": 2}, P * 6 * 9, 4 * P * 6 + P * 6 + 3 * P * 2 * 9 + 4 * P * 6 * 9),
+    # DCNv2's modulation scales each sample once before the weight MAC (a gate): other ops, with the sigmoid of
+    # the G·K mask logits and the sampling; no activation MACs
+    ("deformable_v2", {}, 0, P * 9 + 4 * P * 6 * 9 + P * 6 * 9),
 ])
-def test_activation_products_are_reported_apart(name, kw, products):
+def test_activation_products_are_reported_apart(name, kw, products, other):
     layer = _build(name, 6, 6, 3, 2, kw)
-    assert cz.cost(layer, (N, 6, 11, 9)).activation_macs == products
+    own = layer.cost((N, 6, 11, 9))
+    report = cz.cost(layer, (N, 6, 11, 9))
+    assert (own.activation_macs, own.other_ops) == (products, other)
+    assert (report.activation_macs, report.other_ops, report.macs) == (products, other, own.macs)
+    assert [row.activation_macs for row in report.layers] == [products]
+    assert ("activation_macs", products) in report.to_dict()["layers"][0].items()
+
+
+class _TorchOpsInvolution(nn.Module):
+    """Involution2d's operator in torch ops: the generator's two linears, patches by unfold, kernel × patch
+    summed over the taps as one batched matmul (an activation × activation product)."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gen, g = self.layer.generator, self.layer.groups
+        hidden = torch.relu(torch.nn.functional.linear(x.permute(0, 2, 3, 1), gen.reduce.weight, gen.reduce.bias))
+        kernels = torch.nn.functional.linear(hidden, gen.span.weight, gen.span.bias)  # (N, H, W, G·T)
+        n, c, h, w = x.shape
+        taps = kernels.shape[-1] // g
+        patches = torch.nn.functional.unfold(x, 3, padding=1).reshape(n, g, c // g, taps, h * w)
+        left = patches.permute(0, 1, 4, 2, 3).reshape(-1, c // g, taps)
+        right = kernels.reshape(n, h * w, g, taps).permute(0, 2, 1, 3).reshape(-1, taps, 1)
+        return (left @ right).reshape(n, g, h * w, c // g).permute(0, 1, 3, 2).reshape(n, c, h, w)
+
+
+class _TorchOpsDeformV2(nn.Module):
+    """DeformConv2d(modulated) at zero offsets in torch ops: the offset conv, σ(mask), the samples by unfold, each
+    multiplied by its mask, then the weights as one matmul."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        conv = self.layer.offset_conv
+        fields = torch.nn.functional.conv2d(x, conv.weight, conv.bias, padding=1)  # offsets (unused: 0) and masks
+        mask = torch.sigmoid(fields[:, 2 * 9:])  # (N, K, H, W)
+        n, c, h, w = x.shape
+        samples = torch.nn.functional.unfold(x, 3, padding=1).reshape(n, c, 9, h * w)
+        modulated = (samples * mask.reshape(n, 1, 9, h * w)).reshape(n, c * 9, h * w)
+        y = self.layer.weight.reshape(self.layer.out_channels, -1) @ modulated
+        return y.reshape(n, -1, h, w) + self.layer.bias.reshape(1, -1, 1, 1)
+
+
+class _TorchOpsDynamic(nn.Module):
+    """DynamicConv2d (no bias) in torch ops: its attention module, the aggregation π @ W_bank (attention ×
+    weights), and one grouped conv with the samples folded into the groups."""
+
+    def __init__(self, layer: nn.Module) -> None:
+        super().__init__()
+        self.layer = layer
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        layer, n = self.layer, x.shape[0]
+        attention = layer.attention(x, layer.temperature)  # (N, K)
+        bank = layer.kernels
+        kernels = (attention @ bank.reshape(bank.shape[0], -1)).reshape(n * bank.shape[1], *bank.shape[2:])
+        y = torch.nn.functional.conv2d(x.reshape(1, -1, *x.shape[2:]), kernels, padding=1, groups=n)
+        return y.reshape(n, -1, *y.shape[2:])
+
+
+@pytest.mark.parametrize(("name", "kw", "wrap"), [
+    ("involution", {"groups": 2}, _TorchOpsInvolution),
+    ("deformable_v2", {}, _TorchOpsDeformV2),
+    ("dynamic", {"bias": False}, _TorchOpsDynamic),
+])
+def test_own_cost_splits_macs_as_the_generic_count_of_the_same_operator(name, kw, wrap):
+    """A family's own cost and cz.cost's generic count (aten convs / matmuls, a product with a weight operand a
+    weight MAC, one of two activations an activation MAC, elementwise products not MACs) of the same operator
+    written in torch ops agree on both: involution's kernel × patch is activation MACs, DCNv2's modulation is
+    not a MAC, dynamic conv's aggregation Σ π_k·W_k (attention × weights) is weight MACs."""
+    torch.manual_seed(0)
+    layer = _build(name, 6, 6, 3, 2, kw)
+    if name == "deformable_v2":
+        with torch.no_grad():
+            layer.offset_conv.weight[:2 * 9].zero_()
+            layer.offset_conv.bias[:2 * 9].zero_()
+    ops = wrap(layer).eval()
+    x = torch.randn(N, 6, 11, 9)
+    with torch.no_grad():
+        torch.testing.assert_close(ops(x), layer(x), rtol=1e-4, atol=1e-5)  # the same operator
+    own, generic = cz.cost(layer, (N, 6, 11, 9)), cz.cost(ops, (N, 6, 11, 9))
+    assert (generic.macs, generic.activation_macs) == (own.macs, own.activation_macs)

@@ -2,12 +2,21 @@
 
 Convention (the MobileNet paper's and fvcore's): MACs = multiply-accumulates with conv / linear weights (an
 aggregated dynamic kernel is a weight); bias, norms and activations are not MACs; FLOPs = 2 × MACs.
-Multiply-accumulates between two activations (attention's QKᵀ and AV) are not weight MACs: they are counted apart
-as ``activation_macs`` (their own column and JSON field) and never added to ``macs``. Work that is not a weight multiply-add (bilinear sampling,
-interpolation, softmax, norms, activations, pooling, sigmoid masks) is counted separately as ``other_ops`` and
-never added to the MACs. Bytes moved = (input elements read + parameters read + output elements written) × the
-dtype's element size; a composite layer sums this over its parts, i.e. its intermediate tensors are written
-once and read once. Arithmetic intensity = FLOPs / byte.
+
+Activation MACs: multiply-accumulates whose two factors are both activations — a contraction of two tensors
+computed from the input, Σ_t a_t·b_t: attention's QKᵀ and AV, involution's generated kernel × input patch summed
+over the taps, DCNv3's mask × sampled value summed over the points. They are counted apart as
+``activation_macs`` (their own column and JSON field; ``LayerCost.activation_macs`` for a layer's own ``cost``)
+and never added to ``macs``. The split is the one the generic torch-ops path makes on the same operator: a matrix
+product (mm, bmm, einsum) of two activations is an activation MAC, one with a weight operand a weight MAC — so
+dynamic / CondConv / ODConv's kernel aggregation Σ_k π_k·W_k (attention × weights) is weight MACs — and a
+per-element product summed by nothing of its own (an SE or ODConv gate, DCNv2's modulation of each sample before
+the weight MAC, SiLU's x·σ(x)) is not a MAC.
+
+Work that is not a multiply-accumulate (bilinear sampling, interpolation, softmax, norms, activations, pooling,
+sigmoid masks and gates) is counted separately as ``other_ops`` and never added to the MACs. Bytes moved = (input
+elements read + parameters read + output elements written) × the dtype's element size; a composite layer sums this
+over its parts, i.e. its intermediate tensors are written once and read once. Arithmetic intensity = FLOPs / byte.
 
 ``cost(model, input_shape)`` runs the model on the ``meta`` device (no memory, no compute): forward hooks make
 every module with a ``cost(input_shape) -> LayerCost`` method, and every native layer listed in this file, a
@@ -22,7 +31,7 @@ import math
 import sys
 import weakref
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Callable, Union
 
 import torch
@@ -33,15 +42,18 @@ from .shapes import conv_output_shape
 
 Shape = tuple[int, ...]
 CONVENTION = ("MACs = conv/linear weight multiply-accumulates (bias, norm, activation excluded); FLOPs = 2 × MACs; "
-              "activation × activation products (attention QKᵀ, AV) counted apart as activation MACs")
+              "activation × activation multiply-accumulates (attention QKᵀ, AV; involution, DCNv3) counted apart as "
+              "activation MACs")
 
 
 @dataclass(frozen=True)
 class LayerCost:
     """Analytic cost of one layer on one input shape.
 
-    ``elements`` counts the elements moved (inputs read + parameters read + outputs written); bytes are
-    ``elements × element size``. ``other_ops`` counts non-MAC arithmetic (see the module docstring).
+    ``macs`` are weight multiply-accumulates; ``activation_macs`` those between two activations (involution's
+    kernel × patch, DCNv3's mask × sample), never part of ``macs``; ``other_ops`` counts non-MAC arithmetic (see the
+    module docstring). ``elements`` counts the elements moved (inputs read + parameters read + outputs written);
+    bytes are ``elements × element size``.
     """
 
     params: int
@@ -49,11 +61,13 @@ class LayerCost:
     other_ops: int
     elements: int
     output_shape: Shape
+    activation_macs: int = 0
 
     def __add__(self, later: LayerCost) -> LayerCost:
         """Sequential composition: costs add up; the output shape is the later part's."""
         return LayerCost(self.params + later.params, self.macs + later.macs, self.other_ops + later.other_ops,
-                         self.elements + later.elements, later.output_shape)
+                         self.elements + later.elements, later.output_shape,
+                         self.activation_macs + later.activation_macs)
 
 
 def compose(parts: Iterable[LayerCost], output_shape: Sequence[int] | None = None) -> LayerCost:
@@ -64,7 +78,7 @@ def compose(parts: Iterable[LayerCost], output_shape: Sequence[int] | None = Non
     for part in parts[1:]:
         total = total + part
     if output_shape is not None:
-        total = LayerCost(total.params, total.macs, total.other_ops, total.elements, tuple(output_shape))
+        total = replace(total, output_shape=tuple(output_shape))
     return total
 
 
@@ -476,7 +490,8 @@ class _Profiler(TorchDispatchMode):
         # A module called again (weight tying, a block applied twice): its own name, with which call this row is.
         name = self.names[module] if call == 1 else f"{self.names[module]} (call {call})"
         self.rows.append(LayerRow(name, type(module).__name__, _shape(x), _shape(y), layer.params,
-                                  layer.macs, layer.other_ops, layer.elements * self.itemsize))
+                                  layer.macs, layer.other_ops, layer.elements * self.itemsize,
+                                  layer.activation_macs))
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         out = func(*args, **(kwargs or {}))

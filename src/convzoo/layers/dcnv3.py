@@ -291,9 +291,10 @@ class DCNv3Conv2d(ConvzooLayer, nn.Module):
 
     def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
         """MACs (weights): input projection P·C², depthwise conv P·C·k², offset and mask linears P·C·3GK, output
-        projection P·C·C_out (P = N·H·W). Other ops: LayerNorm 4 and GELU 1 per element, softmax 3 per mask,
-        bilinear sampling 4 multiply-adds per sampled value (P·C·K values) and the masking P·C·K (mask × sampled
-        value: activation × activation, not a weight MAC)."""
+        projection P·C·C_out (P = N·H·W). Activation MACs: the aggregation Σ_k m_gk · x_g(p + p_k + Δp_gk), P·C·K
+        mask × sampled value products summed over the K points (activation × activation, not weight MACs). Other
+        ops: LayerNorm 4 and GELU 1 per element, softmax 3 per mask, bilinear sampling 4 multiply-adds per sampled
+        value (P·C·K values)."""
         n, c, h, w = input_shape
         positions, k, g = n * h * w, self.points, self.groups
         out = (n, self.out_channels, h, w)
@@ -311,7 +312,8 @@ class DCNv3Conv2d(ConvzooLayer, nn.Module):
                  LayerCost(2 * c, 0, 4 * numel(plane), 2 * numel(plane) + 2 * c, plane),
                  elementwise_cost(plane, 1),
                  linear(b.offset, c, 2 * g * k), linear(b.mask, c, g * k), elementwise_cost((n, g * k, h, w), 3),
-                 LayerCost(0, 0, 5 * positions * c * k, numel(plane) + 3 * positions * g * k + numel(plane), plane),
+                 LayerCost(0, 0, 4 * positions * c * k, numel(plane) + 3 * positions * g * k + numel(plane), plane,
+                           activation_macs=positions * c * k),
                  linear(self.output_proj, c, self.out_channels)]
         return compose(parts, out)
 

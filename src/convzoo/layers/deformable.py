@@ -276,7 +276,9 @@ class DeformConv2d(ConvzooLayer, nn.Module):
         - offset conv: N·HW_out·(3 or 2)·G·k²·C_in·k² MACs (G = offset_groups);
         - sampling: every sampled value x(p + Δp) is a bilinear mix of 4 neighbours, 4 multiply-adds, counted as
           4·N·C_in·k²·HW_out other ops (the 4 reads hit the input; traffic counts the input once);
-        - v2 modulation: N·C_in·k²·HW_out mask multiplies, other ops;
+        - v2 modulation: N·C_in·k²·HW_out mask multiplies, other ops: each sample is scaled once and summed only
+          by the weight MAC, a gate rather than an activation MAC (as cost counts the same layer written in torch
+          ops: a multiply by the mask, then a conv);
         - the conv: N·HW_out·C_out·(C_in/g)·k² MACs; elements = input + offsets (+ mask) + weight + bias + output.
         """
         offset = self.offset_conv.cost(input_shape)

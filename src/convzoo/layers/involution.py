@@ -299,8 +299,8 @@ class InvolutionNd(ConvzooLayer, nn.Module):
 
     def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
         """Generator: N·prod(O)·(C·h + h·G·T) MACs (two per-position FCs) and a ReLU (1 op per hidden value);
-        the involution itself multiplies generated kernels by input values — activation × activation, so its
-        N·C·T·prod(O) multiply-adds are other ops, not weight MACs."""
+        the involution itself, y = Σ_t kernel_t · x_t, multiply-accumulates generated kernels with input values
+        — activation × activation: N·C·T·prod(O) activation MACs, apart from the weight MACs."""
         n, c = input_shape[0], input_shape[1]
         out = conv_output_tensor_shape(input_shape, c, self.kernel_size, self.stride, self.padding_pairs,
                                        self.dilation)
@@ -312,7 +312,8 @@ class InvolutionNd(ConvzooLayer, nn.Module):
         relu = elementwise_cost((n, hidden, *out[2:]), 1)
         span = LayerCost(params, positions * hidden * spans, 0, positions * (hidden + spans) + params,
                          (n, spans, *out[2:]))
-        involve = LayerCost(0, 0, 2 * positions * c * taps, numel(input_shape) + positions * spans + numel(out), out)
+        involve = LayerCost(0, 0, 0, numel(input_shape) + positions * spans + numel(out), out,
+                            activation_macs=positions * c * taps)
         return compose([reduce, relu, span, involve])
 
     def reference_output(self, x: np.ndarray) -> np.ndarray:

@@ -243,3 +243,44 @@ def test_legacy_onnx_export_of_the_channels_last_forms(tmp_path: Path) -> None:
         expected = F.conv2d(x, depthwise.weight, padding=1, groups=4)
         assert relative_error(depthwise(x), expected) < 1e-5
     assert relative_error(_legacy_onnx_output(depthwise, x, tmp_path / "depthwise.onnx"), expected) < 1e-5
+
+
+# --- cost of an unbatched input (C, *S) ----------------------------------------------------------------------------
+
+
+def test_cost_of_an_unbatched_input_is_the_batch_of_one_by_hand() -> None:
+    # torch's conv runs (C, H, W) as one sample: 9·10 positions × 6 filters × 4·3·3 = 19,440 MACs (12,960 before:
+    # C read as the batch and H as the channels)
+    conv = nn.Conv2d(4, 6, 3, padding=1)
+    report = cz.cost(conv, (4, 9, 10))
+    assert (report.macs, report.params, report.output_shape) == (9 * 10 * 6 * 4 * 9, 6 * 4 * 9 + 6, (6, 9, 10))
+    assert report.layers[0].input_shape == (4, 9, 10) and report.layers[0].output_shape == (6, 9, 10)
+    # a pool given an int kernel: (4, 4, 4) outputs × 3·3 window reads (was 3 per output: a 1-D window)
+    pool = cz.cost(nn.MaxPool2d(3, 2), (4, 9, 10))
+    assert (pool.other_ops, pool.output_shape) == (4 * 4 * 4 * 9, (4, 4, 4))
+    # the same in a model: conv, ReLU, pool, flatten, linear on one unbatched sample
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(), nn.AvgPool2d(2), nn.Flatten(0), nn.Linear(64, 2))
+    assert cz.cost(model, (3, 10, 10)).macs == 8 * 8 * 4 * 3 * 9 + 64 * 2
+
+
+@pytest.mark.parametrize("family", [f.name for f in cz.families() if f.name != "global_depthwise"])
+def test_cost_of_an_unbatched_input_equals_the_batch_of_one(family: str) -> None:
+    kw = {"groups": 2} if family in ("grouped", "shuffled_grouped", "pointwise_grouped") else {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        layer = cz.build(family, 4, 4, None if not cz.family(family).window else 3, 2, **kw).eval()
+    with torch.no_grad():
+        y = layer(torch.randn(4, 9, 10))  # the forward takes it, as torch's convs do
+    single, batched = cz.cost(layer, (4, 9, 10)), cz.cost(layer, (1, 4, 9, 10))
+    assert single.output_shape == tuple(y.shape) == batched.output_shape[1:]
+    assert (single.params, single.macs, single.activation_macs, single.other_ops, single.bytes) == \
+        (batched.params, batched.macs, batched.activation_macs, batched.other_ops, batched.bytes)
+
+
+def test_module_cost_refuses_a_rank_it_cannot_read() -> None:
+    from convzoo.arithmetic.cost import module_cost
+
+    with pytest.raises(ValueError, match=r"input_shape=\(3, 10\) does not fit Conv2d: it takes \(N, C, \*S\) with 2 "
+                                         r"spatial dims, or an unbatched \(C, \*S\)"):
+        module_cost(cz.Conv2d(3, 4, 3), (3, 10))
+    assert module_cost(cz.Conv2d(3, 4, 3), (3, 10, 10)).macs == 8 * 8 * 4 * 3 * 9

@@ -14,11 +14,13 @@ from typing import Any
 import torch
 from torch import nn
 
+from ..arithmetic.cost import module_cost
 from ..layers.base import ConvzooLayer
 
 
 def _macs(module: nn.Module, inputs: tuple[Any, ...]) -> int:
-    return module.cost(tuple(inputs[0].shape)).macs  # type: ignore[operator]
+    """Weight MACs of the module's ``cost`` on this input (an unbatched (C, *S) one counted as a batch of 1)."""
+    return module_cost(module, tuple(inputs[0].shape)).macs
 
 
 def _leaf_convzoo_types(model: nn.Module) -> set[type]:

@@ -18,6 +18,10 @@ sigmoid masks and gates) is counted separately as ``other_ops`` and never added 
 elements read + parameters read + output elements written) × the dtype's element size; a composite layer sums this
 over its parts, i.e. its intermediate tensors are written once and read once. Arithmetic intensity = FLOPs / byte.
 
+Input shapes are batched, (N, C, *S); where a layer's forward accepts an unbatched (C, *S) input as torch's convs
+do, ``cost`` and ``module_cost`` count it as N = 1 (the layer's spatial rank is read from its ``dim``, its
+``kernel_size`` or, for torch's pools, its class).
+
 ``cost(model, input_shape)`` runs the model on the ``meta`` device (no memory, no compute): forward hooks make
 every module with a ``cost(input_shape) -> LayerCost`` method, and every native layer listed in this file, a
 leaf; convolutions and matrix products run directly inside other modules (``F.conv2d`` in a user's forward) are
@@ -255,16 +259,53 @@ def _native_formula(module: nn.Module) -> NativeFormula | None:
     return None
 
 
+_POOL_DIMS: dict[type[nn.Module], int] = {
+    nn.MaxPool1d: 1, nn.MaxPool2d: 2, nn.MaxPool3d: 3, nn.AvgPool1d: 1, nn.AvgPool2d: 2, nn.AvgPool3d: 3,
+    nn.LPPool1d: 1, nn.LPPool2d: 2, **({nn.LPPool3d: 3} if hasattr(nn, "LPPool3d") else {}),
+    nn.AdaptiveAvgPool1d: 1, nn.AdaptiveAvgPool2d: 2, nn.AdaptiveAvgPool3d: 3,
+    nn.AdaptiveMaxPool1d: 1, nn.AdaptiveMaxPool2d: 2, nn.AdaptiveMaxPool3d: 3,
+}
+
+
+def spatial_rank(module: nn.Module) -> int | None:
+    """How many spatial dims the module's input (N, C, *S) has, where the module says: a layer with its own
+    ``cost`` by its int ``dim`` (convzoo's layers) or, like torch's convs, by its ``kernel_size`` tuple; torch's
+    pools by their class. None for the rest (their formulas do not depend on where the batch is)."""
+    if callable(getattr(module, "cost", None)):
+        dim = getattr(module, "dim", None)
+        if isinstance(dim, int) and not isinstance(dim, bool):
+            return dim
+    for cls in type(module).__mro__:
+        if cls in _POOL_DIMS:
+            return _POOL_DIMS[cls]
+    if isinstance(module, nn.modules.conv._ConvNd) or callable(getattr(module, "cost", None)):
+        kernel = getattr(module, "kernel_size", None)
+        return len(kernel) if isinstance(kernel, tuple) else None
+    return None
+
+
 def module_cost(module: nn.Module, in_shape: Sequence[int], out_shape: Sequence[int] | None = None) -> LayerCost:
     """Cost of one module: its own ``cost`` method when it has one, else the native formula (which needs the
-    output shape; shape-preserving modules — norms, activations, Identity — default to the input shape)."""
+    output shape; shape-preserving modules — norms, activations, Identity — default to the input shape).
+
+    An unbatched input (C, *S), which torch's convs and convzoo's layers accept, is counted as the batch of one
+    (1, C, *S) — the formulas read N from dim 0 and the spatial sizes from dim 2 on — and the output shape is
+    given back without the batch dim; a rank that is neither raises ValueError."""
+    shape = tuple(in_shape)
+    rank = spatial_rank(module)
+    if rank is not None and len(shape) == rank + 1:
+        batched = module_cost(module, (1, *shape), None if out_shape is None else (1, *out_shape))
+        return replace(batched, output_shape=tuple(batched.output_shape[1:]))
+    if rank is not None and len(shape) != rank + 2:
+        raise ValueError(f"input_shape={shape} does not fit {type(module).__name__}: it takes (N, C, *S) with "
+                         f"{rank} spatial dim{'s' if rank > 1 else ''}, or an unbatched (C, *S)")
     own = getattr(module, "cost", None)
     if callable(own):
-        return own(tuple(in_shape))
+        return own(shape)
     formula = _native_formula(module)
     if formula is None:
         raise TypeError(f"no cost formula for {type(module).__name__}: give it a cost(input_shape) method")
-    return formula(module, tuple(in_shape), tuple(out_shape if out_shape is not None else in_shape))
+    return formula(module, shape, tuple(out_shape if out_shape is not None else shape))
 
 
 def sequential_cost(modules: Iterable[nn.Module], input_shape: Sequence[int]) -> LayerCost:

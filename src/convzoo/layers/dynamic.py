@@ -8,8 +8,9 @@ chunks of ``_FOLD_CHUNK`` samples), or one conv per sample (NCHW or NHWC); ``imp
 once per input shape / format / dtype / grad mode (``form_choice``). Under ONNX export, jit.trace, torch.compile or
 torch.export the layer runs ``_unfolded`` (per-sample kernels by one batched matmul over window patches,
 ``patches.per_sample_conv``, in every dimension: no number in the graph depends on the batch). Each sample's output
-depends only on that sample; the output keeps the input's memory format. ``temperature`` is a plain attribute:
-anneal it from the training loop (the paper: 30 → 1 over the first epochs).
+depends only on that sample; the output keeps the input's memory format. ``temperature`` is an attribute:
+anneal it from the training loop (the paper: 30 → 1 over the first epochs); it is saved in the state dict
+(``TemperatureState``), so a model trained down to T = 1 reloads at T = 1.
 """
 
 from __future__ import annotations
@@ -71,6 +72,36 @@ def _in_format_of(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     return y.contiguous() if fmt is None else y.contiguous(memory_format=fmt)
 
 
+class TemperatureState:
+    """Mixin for an ``nn.Module`` with a softmax ``temperature`` set during training: the state dict carries it as
+    ``<prefix>_extra_state``, a 0-dim float64 CPU tensor (a tensor, so tools that expect tensors in a state dict
+    keep working; not a buffer, so ``.half()`` does not round it and ``.cuda()`` does not make the forward read it
+    back from the device). A state dict saved before it existed still loads, ``strict`` or not, and leaves the
+    temperature as it is."""
+
+    def get_extra_state(self) -> torch.Tensor:
+        return torch.tensor(self.temperature, dtype=torch.float64, device="cpu")
+
+    def set_extra_state(self, state: Any) -> None:
+        if isinstance(state, torch.Tensor):
+            if state.is_meta:  # a meta state dict has no values: keep the current temperature
+                return
+            state = state.item()
+        value = float(state)
+        if not math.isfinite(value) or value <= 0:
+            raise ValueError(f"_extra_state: temperature={value!r} must be a positive finite number")
+        self.temperature = value
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, local_metadata: dict[str, Any],
+                              strict: bool, missing_keys: list[str], unexpected_keys: list[str],
+                              error_msgs: list[str]) -> None:
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,  # type: ignore[misc]
+                                      missing_keys, unexpected_keys, error_msgs)
+        key = prefix + "_extra_state"
+        if key not in state_dict and key in missing_keys:  # an older file: nothing to restore, nothing missing
+            missing_keys.remove(key)
+
+
 class KernelAttention(nn.Module):
     """π(x) = softmax(fc2(ReLU(fc1(mean_spatial(x)))) / T): (N, C_in, *S) → (N, K), rows summing to 1."""
 
@@ -88,7 +119,7 @@ class KernelAttention(nn.Module):
         return torch.softmax(fc["fc2"](torch.relu(fc["fc1"](pooled))) / temperature, dim=1)  # type: ignore[misc]
 
 
-class DynamicConvNd(ConvzooLayer, nn.Module):
+class DynamicConvNd(TemperatureState, ConvzooLayer, nn.Module):
     """Shapes: (N, C_in, *S) → (N, C_out, *O) as ``Conv*d``; weight (K·C_out, C_in/groups, *k) — the K kernels
     stacked along the first axis, so that a 2-D layer's weight is 4-D and ``model.to(memory_format=
     torch.channels_last)`` works; ``kernels`` is the (K, C_out, C_in/groups, *k) view — and bias (K, C_out).

@@ -36,6 +36,7 @@ from ..geometry import (
 )
 from .base import Alternative, Attention, ConvzooLayer, Stage, check_input, geometry_repr, init_conv_
 from .conv import grouped_projection
+from .dynamic import TemperatureState
 from .kernel_bank import accept_unstacked_banks, bank_view
 from .form_choice import is_tracing
 from .patches import fastest_per_sample_conv, per_sample_conv
@@ -44,9 +45,10 @@ if TYPE_CHECKING:
     import numpy as np
 
 
-class OmniAttention(nn.Module):
+class OmniAttention(TemperatureState, nn.Module):
     """z = ReLU(squeeze(GAP(x))); returns one tensor (N, C_in + C_out + prod(k) + K): α_c, α_f, α_s, α_w side by
-    side (one tensor, so tools can hold the branch's output fixed); ``split`` separates them."""
+    side (one tensor, so tools can hold the branch's output fixed); ``split`` separates them. ``temperature`` T
+    (annealed as dynamic convolution's, if at all) is saved in the state dict (``TemperatureState``)."""
 
     def __init__(self, in_channels: int, out_channels: int, taps: int, num_kernels: int, hidden: int,
                  temperature: float, device=None, dtype=None) -> None:

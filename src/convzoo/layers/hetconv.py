@@ -210,17 +210,22 @@ class HetConv2d(ConvzooLayer, nn.Module):
         return frozen_kernel(self, f"HetConv2d {name}", (params["weight_kxk"], params["weight_1x1"]), build)
 
     def forget_cache(self) -> None:
-        """Drop the frozen kernels and the per-input dispatch table (both are rebuilt on the next call)."""
+        """Drop the frozen kernels, the per-input dispatch table and the scatter indices (all rebuilt on the next
+        call)."""
         self.forget_plans()
         self.__dict__.pop("_dispatch", None)
+        self.__dict__.pop("_dense_index_cache", None)
 
     def _apply(self, fn: Any, recurse: bool = True) -> HetConv2d:
-        self.forget_cache()  # .to() / .cuda() / .half(): new dtype or device, so inputs are checked again
+        # .to() / .cuda() / .half(): new dtype or device, so inputs are checked again; an index keyed by a device
+        # name may have been moved elsewhere (torch.load's map_location) and is dropped too
+        self.forget_cache()
         return super()._apply(fn, recurse)
 
     def __getstate__(self) -> dict[str, Any]:
-        """Copies and pickles start without the caches (they hold tensors derived from this module's storages)."""
-        return {k: v for k, v in super().__getstate__().items() if k != "_dispatch"}
+        """Copies and pickles start without the caches (tensors derived from this module's storages or, the scatter
+        indices, from its configuration: int64, twice the bytes of float32 weights)."""
+        return {k: v for k, v in super().__getstate__().items() if k not in ("_dispatch", "_dense_index_cache")}
 
     def _padded(self, x: torch.Tensor) -> tuple[torch.Tensor, tuple[tuple[int, int], ...]]:
         """Non-zero padding modes pad explicitly first; zeros are left to the convs (the pairs they must use)."""
@@ -408,17 +413,20 @@ class HetConv2d(ConvzooLayer, nn.Module):
         out, cin = weight.shape[:2]
         p = self.p
         fitted = fit_kernel(weight, self.kernel_size)
-        j = torch.arange(out)[:, None]
-        m = torch.arange(cin // p)[None, :]
+        device = weight.device  # indices on the weight's device: a layer on the meta device converts too
+        j = torch.arange(out, device=device)[:, None]
+        m = torch.arange(cin // p, device=device)[None, :]
         kxk = fitted[j, j % p + p * m]
-        centre = fitted[:, :, self.kernel_size[0] // 2, self.kernel_size[1] // 2]
-        mask = one_by_one_mask(out, cin, p)
+        ci, cj = self.kernel_size[0] // 2, self.kernel_size[1] // 2
+        # the 1×1 positions in row-major order (weight_1x1's layout), found on the CPU: nonzero has no meta kernel
+        rows, cols = (index.to(device) for index in one_by_one_mask(out, cin, p).nonzero(as_tuple=True))
+        centre = fitted[rows, cols, ci, cj]
         load_(self.weight_kxk, kxk)
-        load_(self.weight_1x1, centre[mask])
+        load_(self.weight_1x1, centre)
         load_(self.bias, bias)
         effective = torch.zeros_like(fitted)
         effective[j, j % p + p * m] = kxk
-        effective[:, :, self.kernel_size[0] // 2, self.kernel_size[1] // 2] += torch.where(mask, centre, 0.0)
+        effective[rows, cols, ci, cj] = centre  # those (filter, channel) pairs hold no k×k kernel
         return relative_frobenius_error(fit_kernel(effective, tuple(weight.shape[2:])), weight)
 
     def receptive_field_step(self, field: Any, in_shape: Any, step: Callable[..., Any]) -> Any:

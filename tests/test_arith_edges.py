@@ -6,6 +6,7 @@ and the legacy ONNX export of involution (onnxruntime against the eager layer)."
 from __future__ import annotations
 
 import itertools
+import math
 import re
 import warnings
 from pathlib import Path
@@ -284,3 +285,89 @@ def test_module_cost_refuses_a_rank_it_cannot_read() -> None:
                                          r"spatial dims, or an unbatched \(C, \*S\)"):
         module_cost(cz.Conv2d(3, 4, 3), (3, 10))
     assert module_cost(cz.Conv2d(3, 4, 3), (3, 10, 10)).macs == 8 * 8 * 4 * 3 * 9
+
+
+# --- receptive fields through upsampling, position by position ------------------------------------------------------
+
+
+class _Interpolate(nn.Module):
+    """F.interpolate in a forward (the functional path of receptive_field)."""
+
+    def __init__(self, **kwargs: object) -> None:
+        super().__init__()
+        self.kwargs = kwargs
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.interpolate(x, **self.kwargs)
+
+
+_UPSAMPLERS = {
+    "nearest x2": lambda: nn.Upsample(scale_factor=2),
+    "nearest x3": lambda: nn.Upsample(scale_factor=3),
+    "nearest x1.5": lambda: nn.Upsample(scale_factor=1.5),
+    "nearest-exact x3": lambda: nn.Upsample(scale_factor=3, mode="nearest-exact"),
+    "linear x2": lambda: nn.Upsample(scale_factor=2, mode="linear"),
+    "linear x3": lambda: nn.Upsample(scale_factor=3, mode="linear"),
+    "linear x2 align_corners": lambda: nn.Upsample(scale_factor=2, mode="linear", align_corners=True),
+    "area x3": lambda: _Interpolate(scale_factor=3, mode="area"),
+    "functional nearest size": lambda: _Interpolate(size=50),
+    "functional linear x2.5": lambda: _Interpolate(scale_factor=2.5, mode="linear"),
+    "nearest x0.5": lambda: nn.Upsample(scale_factor=0.5),
+    "transposed k3 s2": lambda: nn.ConvTranspose1d(1, 1, 3, stride=2),
+    "transposed k4 s2 p1": lambda: nn.ConvTranspose1d(1, 1, 4, stride=2, padding=1),
+    "transposed k5 s3 d2 p1": lambda: nn.ConvTranspose1d(1, 1, 5, stride=3, padding=1, dilation=2),
+    "transposed k2 s3 (gaps)": lambda: nn.ConvTranspose1d(1, 1, 2, stride=3),
+    "convzoo transposed k4 s2 p1": lambda: cz.TransposedConv1d(1, 1, 4, stride=2, padding=1),
+    "subpixel x3": lambda: cz.SubPixelConv1d(1, 1, 3, upscale_factor=3, padding=1),
+    "resize linear x2": lambda: cz.ResizeConv1d(1, 1, 3, upsample_mode="linear"),
+}
+
+
+def _support(model: nn.Module, x: torch.Tensor, position: tuple[int, ...]) -> tuple[tuple[int, int], ...] | None:
+    """Per spatial dim, the first and last input index whose gradient from output ``position`` is non-zero."""
+    x = x.clone().requires_grad_()
+    model(x)[(0, 0, *position)].backward()
+    hit = (x.grad[0, 0].abs() > 1e-12).nonzero()
+    if hit.numel() == 0:
+        return None
+    return tuple((int(hit[:, d].min()), int(hit[:, d].max())) for d in range(hit.shape[1]))
+
+
+def _positive(model: nn.Module) -> nn.Module:
+    with torch.no_grad():
+        for param in model.parameters():
+            param.copy_(param.abs() + 0.1)  # nothing cancels
+    return model.double().eval()
+
+
+@pytest.mark.parametrize("name", list(_UPSAMPLERS))
+def test_receptive_field_after_upsampling_is_each_positions_support(name: str) -> None:
+    """Conv 3/2 (p 1) then the upsampler: every output position's window (FieldRow.window) is exactly the inputs
+    its gradient reaches, the row's size the union over the phases; a strided conv after it is exact again."""
+    torch.manual_seed(0)
+    model = _positive(nn.Sequential(nn.Conv1d(1, 1, 3, stride=2, padding=1), _UPSAMPLERS[name]()))
+    n = 40
+    x = torch.rand(1, 1, n, dtype=torch.float64) + 0.5
+    row = receptive_field(model, (1, 1, n)).output
+    out = model(x).shape[-1]
+    checked = 0
+    for u in range(out):
+        (lo, hi), = row.window((u,))
+        support = _support(model, x, (u,))
+        if lo < 0 or hi > n - 1 or support is None:  # borders (torch clamps there) or a gap between taps
+            continue
+        assert support == ((math.ceil(lo), math.floor(hi)),), (u, lo, hi, support)
+        assert hi - lo + 1 <= row.size[0]
+        checked += 1
+    assert checked >= out // 2
+
+
+def test_receptive_field_of_bicubic_upsampling_in_2d() -> None:
+    torch.manual_seed(0)
+    model = _positive(nn.Sequential(nn.Conv2d(1, 1, 3, stride=2, padding=1),
+                                    nn.Upsample(scale_factor=(2, 3), mode="bicubic")))
+    x = torch.rand(1, 1, 24, 22, dtype=torch.float64) + 0.5
+    row = receptive_field(model, (1, 1, 24, 22)).output
+    for position in itertools.product(range(8, 14), range(10, 16)):
+        expected = tuple((math.ceil(lo), math.floor(hi)) for lo, hi in row.window(position))
+        assert _support(model, x, position) == expected, position

@@ -292,16 +292,22 @@ def test_convzoo_families_hand_derived() -> None:
     out = receptive_field(transposed, (1, 2, 8, 8)).output
     assert (out.size, out.stride, out.start) == ((4, 4), (0.5, 0.5), (0, 0))
     # torch pools on 16²: max-pool 3/2, pad 1, dilation 2 (k_eff 5): r 5, j 2, centre 0 + (2 − 1)·1 = 1, map 7²;
-    # avg-pool 2/2: r 5 + 1·2 = 7, j 4, centre 1 + (½ − 0)·2 = 2, map 3²; nearest ×2 upsample: r 7, j 2,
-    # centre 2 + (¼ − ½)·4 = 1, map 6²; global pool: 7 + (6 − 1)·2 = 17, then flatten and linear keep it
+    # avg-pool 2/2: r 5 + 1·2 = 7, j 4, centre 1 + (½ − 0)·2 = 2, map 3²; nearest ×2 upsample: outputs 2m and
+    # 2m + 1 both read pool output m, [4m − 1, 4m + 5]: around 2u that is [−1, 5] (u even) and [−3, 3] (u odd), so
+    # r 9 (their union), j 2, centre 1, map 6²; global pool: the hull of the 6 positions' windows, [−1, 13]: 15
+    # (the pool map's own union), then flatten and linear keep it
     pools = nn.Sequential(nn.MaxPool2d(3, 2, 1, dilation=2), nn.AvgPool2d(2), nn.Upsample(scale_factor=2),
                           nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(1, 3))
     rows = receptive_field(pools, (1, 1, 16, 16)).layers
     assert [(r.size, r.stride, r.start) for r in rows[:3]] == [
-        ((5, 5), (2, 2), (1, 1)), ((7, 7), (4, 4), (2, 2)), ((7, 7), (2, 2), (1, 1))]
-    assert [r.size for r in rows[3:]] == [(17, 17)] * 3
-    # transposed 4×4 / 2 (even overlap): every output reads exactly 2 inputs per dim → r = 1 + 1
-    assert receptive_field(cz.TransposedConv2d(1, 1, 4, 2, 1), (1, 1, 8, 8)).output.size == (2, 2)
+        ((5, 5), (2, 2), (1, 1)), ((7, 7), (4, 4), (2, 2)), ((9, 9), (2, 2), (1, 1))]
+    assert rows[2].window((4, 5)) == ((7, 13), (7, 13))  # outputs 4 and 5 read pool output 2: [7, 13]
+    assert [r.size for r in rows[3:]] == [(15, 15)] * 3
+    # transposed 4×4 / 2, p 1 (even overlap): output o = 2i − 1 + t reads 2 inputs per dim, m − 1 and m for o = 2m,
+    # m and m + 1 for o = 2m + 1: around o/2 that is [−1, 0] and [−½, ½], union r 2.5 centred −¼
+    transposed = receptive_field(cz.TransposedConv2d(1, 1, 4, 2, 1), (1, 1, 8, 8)).output
+    assert (transposed.size, transposed.stride, transposed.start) == ((2.5, 2.5), (0.5, 0.5), (-0.25, -0.25))
+    assert transposed.window((4, 5)) == ((1, 2), (2, 3)) and "transposed conv" in transposed.note
     # mixconv: the largest kernel (7) decides
     assert receptive_field(cz.build("mixconv", 6, 6), (1, 6, 16, 16)).output.size == (7, 7)
     # global depthwise after a 3×3 conv on 9×9: 3 + (9 − 1)·1 = 11 (it reads the whole 9×9 map)
@@ -311,8 +317,11 @@ def test_convzoo_families_hand_derived() -> None:
     composite = nn.Sequential(cz.DepthwiseSeparableConv2d(2, 2, 3, stride=2, padding=1),
                               cz.build("spatially_separable", 2, 2, 5), cz.build("flattened", 2, 2, 3))
     assert [row.size for row in receptive_field(composite, (1, 2, 16, 16)).layers] == [(3, 3), (11, 11), (15, 15)]
-    # resize-conv: nearest ×2 (jump ½) then 3×3: r = 1 + 2·½ = 2
-    assert receptive_field(cz.build("resize", 1, 1), (1, 1, 8, 8)).output.size == (2, 2)
+    # resize-conv: nearest ×2 (jump ½) then 3×3 'same': output 2m reads upsampled 2m − 1 … 2m + 1, inputs m − 1
+    # and m; output 2m + 1 inputs m and m + 1: 2 pixels each, [−1, 0] and [−½, ½] around u/2, union 2.5
+    resize = receptive_field(cz.build("resize", 1, 1), (1, 1, 8, 8)).output
+    assert (resize.size, resize.start) == ((2.5, 2.5), (-0.25, -0.25))
+    assert resize.window((6, 7)) == ((2, 3), (3, 4))
     # hetconv, dynamic, deformable (nominal grid), 1-D and 3-D forms: a 3×3(×3) window each
     for name in ("hetconv", "dynamic", "deformable", "shuffled_grouped", "depthwise"):
         assert receptive_field(cz.build(name, 4, 4), (1, 4, 8, 8)).output.size == (3, 3), name
@@ -355,13 +364,14 @@ def test_receptive_field_matches_gradient_footprint(model) -> None:
     out_spatial = net(torch.zeros(shape)).shape[2:]
     centre = tuple(n // 2 for n in out_spatial)
     upsampling = any(isinstance(m, (cz.ResizeConvNd, cz.TransposedConvNd)) for m in net)
-    span, mid = _gradient_field(net, shape, centre)
-    if upsampling:  # the field alternates with the output's phase (×2 here): the formula gives the largest
-        span = max(_gradient_field(net, shape, tuple(c + t for c in centre))[0] for t in range(6))
-    if sum(isinstance(m, cz.TransposedConvNd) for m in net) > 1:  # stacked upsampling: the model approximates
-        assert all(0 <= a - b < 1 for a, b in zip(span, rf.output.size)), (span, rf.output.size)
-    else:
-        assert tuple(span) == rf.output.size
+    # after upsampling the window depends on the output's phase: every phase of 6 consecutive positions is checked
+    for t in range(6 if upsampling else 1):
+        position = tuple(c + t for c in centre)
+        span, mid = _gradient_field(net, shape, position)
+        windows = rf.output.window(position)
+        assert [b - a + 1 for a, b in windows] == span, (position, windows, span)
+        assert [(a + b) / 2 for a, b in windows] == mid, (position, windows, mid)
+        assert all(b - a + 1 <= r for (a, b), r in zip(windows, rf.output.size))  # size: the union of phases
     if not upsampling:  # centre of output u's field = start + u·stride (exact without upsampling)
         assert tuple(mid) == tuple(c + u * j for c, u, j in zip(rf.output.start, centre, rf.output.stride))
 

@@ -438,34 +438,38 @@ def test_receptive_field_equals_the_gradient_support(name, make, shape):
     out = cz.cost(model, shape).output_shape[2:]
     for position in itertools.product(*[sorted({0, o // 2, o - 1}) for o in out]):
         expected = []
-        for d, o in enumerate(position):
-            centre, half = field.start[d] + o * field.stride[d], (field.size[d] - 1) / 2
-            expected.append((max(0, math.ceil(centre - half)), min(shape[2 + d] - 1, math.floor(centre + half))))
+        for d, (lo, hi) in enumerate(field.window(position)):  # start + o·stride ± (size − 1)/2 or o's phase's
+            expected.append((max(0, math.ceil(lo)), min(shape[2 + d] - 1, math.floor(hi))))
         assert _gradient_box(model, x, position) == tuple(expected), position
 
 
-# Known defects outside the family files (analysis/receptive_field.py, arithmetic/cost.py): the expected values
-# from the same independent checks, marked xfail until they are fixed there.
-NEAREST = "receptive_field: nearest upsampling by f keeps r and moves the centre linearly, but outputs of one input " \
-          "share its field: windows miss up to (f − 1)/(2f)·j on one side (size should grow by (f − 1)/f·j)"
-STACKS_KNOWN_WRONG = [
-    pytest.param("resize-nearest-subpixel-strided", lambda: nn.Sequential(
+# Upsampling inside the stack (nearest resize, sub-pixel shuffle, a transposed conv): windows that depend on the
+# output's phase, followed where a later stride brings the phases together (the field is exact again) and given
+# per phase by FieldRow.window where none does (the sub-pixel output last).
+UPSAMPLING_STACKS = [
+    ("resize-nearest-subpixel-strided", lambda: nn.Sequential(
         C.ResizeConv2d(2, 3, 3), C.SubPixelConv2d(3, 2, 3, padding=1), C.Conv2d(2, 2, 3, stride=2, padding=1)),
-        (1, 2, 9, 8), marks=pytest.mark.xfail(reason=NEAREST)),
-    pytest.param("3d-dwsep-involution-subpixel", lambda: nn.Sequential(
+     (1, 2, 9, 8)),
+    ("3d-dwsep-involution-subpixel", lambda: nn.Sequential(
         C.DepthwiseSeparableConv3d(2, 2, 3, stride=2, padding=1), C.Involution3d(2, 2, 3, padding=1, groups=1),
-        C.SubPixelConv3d(2, 2, 3, padding=1)), (1, 2, 13, 11, 12), marks=pytest.mark.xfail(reason=NEAREST)),
-    pytest.param("1d-transposed-between-convs", lambda: nn.Sequential(
+        C.SubPixelConv3d(2, 2, 3, padding=1)), (1, 2, 13, 11, 12)),
+    ("1d-transposed-between-convs", lambda: nn.Sequential(
         C.Conv1d(2, 2, 3, dilation=3, padding=3), C.TransposedConv1d(2, 2, 4, stride=2, padding=1),
-        C.Conv1d(2, 2, 3, stride=2)), (1, 2, 25), marks=pytest.mark.xfail(
-            reason="receptive_field: the transposed step puts the centre 1/4 pixel off (start 0.25, true 0) although "
-                   "every output of the strided conv after it has the same footprint")),
+        C.Conv1d(2, 2, 3, stride=2)), (1, 2, 25)),
 ]
 
 
-@pytest.mark.parametrize(("name", "make", "shape"), STACKS_KNOWN_WRONG)
+@pytest.mark.parametrize(("name", "make", "shape"), UPSAMPLING_STACKS, ids=[s[0] for s in UPSAMPLING_STACKS])
 def test_receptive_field_after_upsampling_equals_the_gradient_support(name, make, shape):
     test_receptive_field_equals_the_gradient_support(name, make, shape)
+
+
+def test_transposed_conv_then_strided_conv_is_exact_again():
+    # conv k3 d3 p3: x[v − 3 … v + 3]; transposed k4 s2 p1: output o reads inputs (o + 1 − t)/2; the stride-2 conv
+    # output w reads transposed outputs 2w … 2w + 2, i.e. inputs w − 1 … w + 1 in every case: x[w − 4 … w + 4]
+    # (the transposed step alone put the centre ¼ pixel off: start 0.25)
+    out = cz.receptive_field(UPSAMPLING_STACKS[2][1](), (1, 2, 25)).output
+    assert (out.size, out.stride, out.start, out.note, out.phases) == ((9,), (1,), (0,), "", ())
 
 
 P = N * 11 * 9  # positions of the (N, 6, 11, 9) maps below

@@ -220,8 +220,11 @@ def test_functional_interpolate_and_conv() -> None:
             return F.interpolate(y, scale_factor=2, mode="nearest")
 
     out = receptive_field(Net(), (1, 1, 16, 16)).output
-    # conv 3/2 p1: r 3, j 2, c 0; nearest ×2: r 3, j 1, c 0 + (¼ − ½)·2 = −½
-    assert (out.size, out.stride, out.start) == ((3, 3), (1, 1), (-0.5, -0.5))
+    # conv 3/2 p1: r 3, j 2, c 0; nearest ×2: outputs 2m and 2m + 1 both read conv output m, [2m − 1, 2m + 1]:
+    # around u that is [−1, 1] (u even) and [−2, 0] (u odd), union r 4, j 1, centre −½
+    assert (out.size, out.stride, out.start) == ((4, 4), (1, 1), (-0.5, -0.5))
+    assert out.window((4, 5)) == ((3, 5), (3, 5)) and out.phases == (((-0.5, 1.5), (-1.5, 0.5)),) * 2
+    assert "upsampling ×2 (nearest)" in out.note
 
 
 def test_layers_are_recognised_by_the_contract_not_the_name() -> None:

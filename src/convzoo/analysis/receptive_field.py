@@ -14,7 +14,7 @@ from __future__ import annotations
 import copy
 import math
 import operator
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from fractions import Fraction
 from typing import Any, Optional, Union
@@ -33,6 +33,24 @@ Number = Union[int, float]
 # adjacent positions of the feature map) and c = centre of the field of the feature map's position 0, in input
 # pixel coordinates (input pixel 0 has centre 0). Fractions keep upsampling exact. ``glob``: a global path
 # reaches it; ``note``: why the value is a bound (empty when exact).
+#
+# After upsampling the field of a position depends on its phase: nearest ×2 gives outputs 2m and 2m + 1 input m's
+# field, which sits ½·j_out left of the first's linear place c + u·j and ½·j_out right of the second's. ``phases``
+# keeps, per dim, each phase's true interval around c + u·j (position u has phase u mod P), and (r, c) are their
+# union: every position's window holds every pixel it reads. A later stride that brings the phases together
+# (a stride-2 conv after a ×2 upsampling) makes the field exact again.
+
+Phase = tuple[Fraction, Fraction]  # (lo, hi): a phase's interval [c + u·j + lo, c + u·j + hi] in input pixels
+Reads = Callable[[int], Sequence[int]]  # output position v → the input positions it reads
+
+
+def _shortest(phases: tuple[Phase, ...]) -> tuple[Phase, ...]:
+    """The shortest period of the per-phase intervals; () when every phase has the same interval."""
+    n = len(phases)
+    for p in range(1, n + 1):
+        if n % p == 0 and all(phases[i] == phases[i % p] for i in range(n)):
+            return () if p == 1 else phases[:p]
+    return phases
 
 
 @dataclass(frozen=True)
@@ -42,9 +60,57 @@ class _Field:
     start: tuple[Fraction, ...]
     glob: bool = False
     note: str = ""
+    phases: tuple[tuple[Phase, ...], ...] = ()  # per dim, () where every position has the window (r, c + u·j)
+    phase_op: str = ""  # the op that made the windows depend on the phase (for the row's note)
+
+    def _windows(self, d: int) -> tuple[Phase, ...]:
+        """Dim d's interval per phase, around c + u·j (one phase: the window ±(r − 1)/2)."""
+        if self.phases and self.phases[d]:
+            return self.phases[d]
+        half = (self.size[d] - 1) / 2
+        return ((-half, half),)
+
+    def collapsed(self) -> _Field:
+        """Every position given the union window (r, c): what an op that does not follow phases sees."""
+        return replace(self, phases=(), phase_op="")
+
+    def _remap(self, d: int, ratio: Fraction, period: int, reads: Reads) -> tuple[Fraction, Fraction, Fraction,
+                                                                                 tuple[Phase, ...]]:
+        """Dim d after an op whose output v reads the inputs ``reads(v)``, given reads(v + period) = reads(v) +
+        period·ratio, a whole number of input phase periods: (r, j, c, phases) of the hulls of what they read."""
+        windows, jump, start = self._windows(d), self.jump[d], self.start[d]
+        out_jump = jump * ratio
+        spans: list[Optional[Phase]] = []
+        for v in range(period):
+            inputs = list(reads(v))
+            if not inputs:  # reads nothing (a transposed conv's output between taps): no constraint
+                spans.append(None)
+                continue
+            here = v * out_jump
+            spans.append((min(start + i * jump + windows[i % len(windows)][0] for i in inputs) - here,
+                          max(start + i * jump + windows[i % len(windows)][1] for i in inputs) - here))
+        known = [span for span in spans if span is not None]
+        lo, hi = min(a for a, _ in known), max(b for _, b in known)
+        centre = (lo + hi) / 2
+        phases = tuple((a - centre, b - centre) for a, b in (span or (lo, hi) for span in spans))
+        return hi - lo + 1, out_jump, centre, _shortest(phases)
+
+    def _mapped(self, maps: Sequence[tuple[Fraction, int, Reads]], op: str) -> _Field:
+        """The field after an op given per dim as (ratio of the jumps, period, reads)."""
+        dims = [self._remap(d, *m) for d, m in enumerate(maps)]
+        phases = tuple(ph for *_, ph in dims)
+        phased = any(phases)
+        return replace(self, size=tuple(r for r, *_ in dims), jump=tuple(j for _, j, _, _ in dims),
+                       start=tuple(c for _, _, c, _ in dims), phases=phases if phased else (),
+                       phase_op=(self.phase_op or op) if phased else "")
+
+    def _period(self, d: int) -> int:
+        return len(self._windows(d))
 
     def conv(self, k_eff: Sequence[int], s: Sequence[Fraction], before: Sequence[Fraction]) -> _Field:
-        """r + (k_eff − 1)·j, j·s, c + ((k_eff − 1)/2 − p_before)·j."""
+        """r + (k_eff − 1)·j, j·s, c + ((k_eff − 1)/2 − p_before)·j (on the union window when phased)."""
+        if self.phases:
+            return self.collapsed().conv(k_eff, s, before)
         return replace(
             self,
             size=tuple(r + (k - 1) * j for r, k, j in zip(self.size, k_eff, self.jump)),
@@ -52,22 +118,38 @@ class _Field:
             start=tuple(c + (Fraction(k - 1, 2) - p) * j for c, k, p, j in zip(self.start, k_eff, before, self.jump)),
         )
 
-    def upsample(self, f: Sequence[Fraction], taps: int, offset: Sequence[Fraction]) -> _Field:
-        """Upsampling by f: each output reads ``taps`` adjacent inputs; jump j/f; position 0 sits at c + offset·j."""
-        return replace(
-            self,
-            size=tuple(r + (taps - 1) * j for r, j in zip(self.size, self.jump)),
-            jump=tuple(j / ff for j, ff in zip(self.jump, f)),
-            start=tuple(c + o * j for c, o, j in zip(self.start, offset, self.jump)),
-        )
-
     def shifted(self, before: Sequence[int]) -> _Field:
         """Padding ``before`` elements ahead of position 0 (a pad op): new position 0 is old position −before."""
+        if self.phases:
+            return self._mapped([(Fraction(1), self._period(d), lambda v, b=int(b): [v - b])
+                                 for d, b in enumerate(before)], "")
         return replace(self, start=tuple(c - b * j for c, b, j in zip(self.start, before, self.jump)))
+
+    def sliced(self, d: int, lo: int, step: int) -> _Field:
+        """Positions lo, lo + step, … of dim d kept (x[..., lo::step])."""
+        if not self.phases or not self.phases[d]:
+            return replace(self, start=tuple(c + lo * j if i == d else c for i, (c, j) in
+                                             enumerate(zip(self.start, self.jump))),
+                           jump=tuple(j * step if i == d else j for i, j in enumerate(self.jump)))
+        maps = [(Fraction(1), self._period(i), lambda v: [v]) for i in range(len(self.size))]
+        maps[d] = (Fraction(step), self._period(d) // math.gcd(self._period(d), step), lambda v: [lo + step * v])
+        return self._mapped(maps, "")
 
     def whole(self, spatial: Sequence[int]) -> _Field:
         """Every output reads all n positions of the map (global pooling, attention, flatten → linear): the union
         r + (n − 1)·j, centred on the map's middle; all outputs share it, so the jump becomes 0."""
+        if self.phases:  # the hull of the n positions' own windows
+            size, start = [], []
+            for d, n in enumerate(spatial):
+                windows = self._windows(d)
+                ends = [(self.start[d] + u * self.jump[d] + windows[u % len(windows)][0],
+                         self.start[d] + u * self.jump[d] + windows[u % len(windows)][1])
+                        for u in (*range(min(n, len(windows))), *range(max(0, n - len(windows)), n))]
+                lo, hi = min(a for a, _ in ends), max(b for _, b in ends)
+                size.append(hi - lo + 1)
+                start.append((lo + hi) / 2)
+            return replace(self.collapsed(), size=tuple(size), jump=(Fraction(0),) * len(spatial),
+                           start=tuple(start), glob=True)
         f = self.conv(tuple(spatial), (Fraction(0),) * len(spatial), (Fraction(0),) * len(spatial))
         return replace(f, glob=True)
 
@@ -83,29 +165,69 @@ class _Field:
 
     def window(self, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int],
                before: Sequence[int]) -> _Field:
-        """A sliding window: k_eff = d·(k − 1) + 1, stride s, ``before`` padding elements ahead of input 0."""
-        k_eff = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
-        return self.conv(k_eff, tuple(Fraction(x) for x in stride), tuple(Fraction(x) for x in before))
+        """A sliding window: k_eff = d·(k − 1) + 1, stride s, ``before`` padding elements ahead of input 0; output v
+        reads inputs v·s − before + t·d, t < k (per phase when the windows depend on it)."""
+        if not self.phases:
+            k_eff = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
+            return self.conv(k_eff, tuple(Fraction(x) for x in stride), tuple(Fraction(x) for x in before))
+        maps = []
+        for d, (k, s, dl, b) in enumerate(zip(kernel, stride, dilation, before)):
+            k, s, dl, b = int(k), int(s), int(dl), int(b)
+            maps.append((Fraction(s), self._period(d) // math.gcd(self._period(d), s),
+                         lambda v, k=k, s=s, dl=dl, b=b: [v * s - b + t * dl for t in range(k)]))
+        return self._mapped(maps, "")
 
-    def upsampled(self, factor: Sequence[Any], mode: str) -> _Field:
-        """Upsampling by ``factor`` (align_corners=False: output u sits at input coordinate (u + ½)/f − ½);
-        'nearest' reads 1 input, the linear modes 2 neighbours per dim, bicubic 4."""
-        taps = 1 if mode.startswith("nearest") else 4 if mode == "bicubic" else 2
-        f = tuple(Fraction(x) for x in factor)
-        return self.upsample(f, taps, tuple(1 / (2 * ff) - Fraction(1, 2) for ff in f))
+    def upsampled(self, factor: Sequence[Any], mode: str, align_corners: bool = False,
+                  sizes: Sequence[tuple[int, int]] | None = None) -> _Field:
+        """Resampling by ``factor`` as F.interpolate does it: output u reads, with scale = 1/f, input ⌊u·scale⌋
+        ('nearest'), ⌊(u + ½)·scale⌋ ('nearest-exact'), the 2 (linear modes) or 4 (bicubic) neighbours of
+        x = (u + ½)·scale − ½ (x = u·(n − 1)/(o − 1) with align_corners and ``sizes`` (n, o) per dim; only x
+        itself when it falls on an input), or ⌊u·scale⌋ … ⌈(u + 1)·scale⌉ − 1 ('area'). Jump j·scale; the
+        window per phase is the hull of what it reads."""
+        maps = []
+        for d, ff in enumerate(factor):
+            if align_corners and not mode.startswith("nearest") and mode != "area" and sizes is not None:
+                n, o = sizes[d]
+                scale = Fraction(n - 1, o - 1) if o > 1 else Fraction(0)
+            else:
+                scale = 1 / Fraction(ff)
+            period = scale.denominator * (self._period(d) // math.gcd(self._period(d), scale.numerator))
+            maps.append((scale, period, _interpolation_reads(mode, scale, align_corners)))
+        names = [str(_plain(Fraction(f))) for f in factor]
+        label = names[0] if len(set(names)) == 1 else "×".join(names)  # ×2, or ×2×3 with a factor per dim
+        return self._mapped(maps, f"upsampling ×{label} ({mode})")
 
     def transposed(self, kernel: Sequence[int], stride: Sequence[int], dilation: Sequence[int],
                    padding: Sequence[int]) -> _Field:
-        """Transposed conv = insert s−1 zeros (jump j/s, position 0 on input 0), then a stride-1 conv with padding
-        k_eff − 1 − p on that grid. Output o reads the inputs (o − q)/s for the taps q = d·t ≡ o (mod s); over the
-        phases these span at most Δ = (d/g)·⌊(k − 1)·g/s⌋ inputs apart, g = gcd(d, s), so r grows by Δ·j (not
-        (k_eff − 1)·j/s: the zeros read nothing) and the jump divides by s."""
-        k_eff = tuple(d * (k - 1) + 1 for k, d in zip(kernel, dilation))
-        spans = tuple(Fraction(d // math.gcd(d, s) * ((k - 1) * math.gcd(d, s) // s))
-                      for k, d, s in zip(kernel, dilation, stride))
-        up = replace(self, jump=tuple(j / s for j, s in zip(self.jump, stride)))
-        centred = up.conv(k_eff, (Fraction(1),) * len(k_eff), tuple(Fraction(k - 1 - p) for k, p in zip(k_eff, padding)))
-        return replace(centred, size=tuple(r + dl * j for r, dl, j in zip(self.size, spans, self.jump)))
+        """Transposed conv: output o = i·s − p + t·d reads the inputs i = (o + p − t·d)/s of the taps t < k for
+        which that is whole (the inserted zeros read nothing); jump j/s; the window per output phase o mod s
+        is the hull of what it reads (a k = 3, s = 2 conv: one phase reads 1 input, the other 2)."""
+        maps = []
+        for d, (k, s, dl, p) in enumerate(zip(kernel, stride, dilation, padding)):
+            k, s, dl, p = int(k), int(s), int(dl), int(p)
+            maps.append((Fraction(1, s), s * self._period(d),
+                         lambda o, k=k, s=s, dl=dl, p=p: [(o + p - t * dl) // s for t in range(k)
+                                                          if (o + p - t * dl) % s == 0]))
+        return self._mapped(maps, f"transposed conv stride {tuple(int(s) for s in stride)}")
+
+
+def _interpolation_reads(mode: str, scale: Fraction, align_corners: bool) -> Reads:
+    """The input positions F.interpolate's output v reads (away from the borders, where torch clamps)."""
+    half = Fraction(1, 2)
+    if mode == "nearest":
+        return lambda v: [math.floor(v * scale)]
+    if mode == "nearest-exact":
+        return lambda v: [math.floor((v + half) * scale)]
+    if mode == "area":  # adaptive average pooling to the larger size
+        return lambda v: list(range(math.floor(v * scale), math.ceil((v + 1) * scale)))
+    taps = (-1, 0, 1, 2) if mode == "bicubic" else (0, 1)
+
+    def reads(v: int) -> list[int]:
+        x = v * scale if align_corners else (v + half) * scale - half
+        i = math.floor(x)
+        return [i] if x == i else [i + t for t in taps]  # on an input: the other weights are 0
+
+    return reads
 
 
 def _plain(x: Fraction) -> Number:
@@ -116,7 +238,11 @@ def _plain(x: Fraction) -> Number:
 class FieldRow:
     """One layer: the local window's ``size`` (pixels), ``stride`` (jump, pixels; 0 once every position reads
     the same pixels), ``start`` (centre of position 0's field), per dim; ``global_path``: the output also
-    depends on the whole input through a global path; ``note``: why the row is a bound (empty: exact)."""
+    depends on the whole input through a global path; ``note``: why the row is a bound (empty: exact).
+
+    ``phases``: per dim, () where every position u reads the window start + u·stride ± (size − 1)/2; after
+    upsampling, where a position's window depends on its phase u mod P, the P intervals (lo, hi) around
+    start + u·stride — size and start are then their union, and ``window(position)`` gives each position's own."""
 
     name: str
     type: str
@@ -125,15 +251,37 @@ class FieldRow:
     start: tuple[Number, ...]
     global_path: bool = False
     note: str = ""
+    phases: tuple[tuple[tuple[Number, Number], ...], ...] = ()
+    _field: Optional[_Field] = field(default=None, repr=False, compare=False)  # the exact fractions behind it
 
     @classmethod
     def of(cls, name: str, kind: str, f: _Field) -> FieldRow:
+        note = f.note
+        if not note and f.phases:  # a union over phases: a bound for the positions whose phase reads less
+            periods = "×".join(str(len(ph) or 1) for ph in f.phases)
+            note = (f"{f.phase_op}: each position's window depends on its phase (period {periods}); size and start "
+                    "give their union, window(position) each position's")
+        phases = tuple(tuple((_plain(lo), _plain(hi)) for lo, hi in ph) for ph in f.phases)
         return cls(name, kind, tuple(map(_plain, f.size)), tuple(map(_plain, f.jump)), tuple(map(_plain, f.start)),
-                   f.glob, f.note)
+                   f.glob, note, phases, f)
+
+    def window(self, position: Sequence[int]) -> tuple[tuple[Number, Number], ...]:
+        """Per dim, the first and last input coordinate output ``position`` reads (not clipped to the input):
+        start + u·stride + (lo, hi) of u's phase, or ± (size − 1)/2 where the window does not depend on it."""
+        f = self._field or _Field(*(tuple(Fraction(v) for v in values) for values in (self.size, self.stride,
+                                                                                       self.start)))
+        spans = []
+        for d, u in enumerate(position):
+            windows = f._windows(d)
+            lo, hi = windows[u % len(windows)]
+            centre = f.start[d] + u * f.jump[d]
+            spans.append((_plain(centre + lo), _plain(centre + hi)))
+        return tuple(spans)
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type, "size": list(self.size), "stride": list(self.stride),
-                "start": list(self.start), "global_path": self.global_path, "note": self.note}
+                "start": list(self.start), "global_path": self.global_path, "note": self.note,
+                "phases": [[list(ph) for ph in dim] for dim in self.phases]}
 
 
 @dataclass(frozen=True)
@@ -216,11 +364,11 @@ def _adaptive(f: _Field, spatial: Sequence[int], out: Sequence[int], op: str) ->
         strides.append(Fraction(n, o))
         starts.append(Fraction(widths[0] - 1, 2))
         exact = exact and n % o == 0
+    if exact:  # windows of n/o at stride n/o from position 0
+        return f.window(kernels, [int(s) for s in strides], [1] * len(kernels), [0] * len(kernels))
     g = f.conv(kernels, strides, tuple(Fraction(k - 1, 2) - s for k, s in zip(kernels, starts)))
-    if not exact:
-        g = g.bounded(f"{op} {tuple(spatial)}→{out}: windows vary in size and stride; size is the largest, "
-                      "stride the mean")
-    return g
+    return g.bounded(f"{op} {tuple(spatial)}→{out}: windows vary in size and stride; size is the largest, "
+                     "stride the mean")
 
 
 def _upsample_factor(in_spatial: Sequence[int], out_spatial: Sequence[int]) -> tuple[Fraction, ...]:
@@ -257,12 +405,15 @@ def _module_field(module: nn.Module, f: _Field, in_shape: Sequence[int], out_sha
     if isinstance(module, _PADS):
         return f.shifted(_pad_before(module.padding, dim))
     if isinstance(module, nn.Upsample):
-        if module.scale_factor is not None:
-            return f.upsampled(tuple(Fraction(v).limit_denominator(1000) for v in _tuple(module.scale_factor, dim)),
-                               module.mode)
+        factor = None if module.scale_factor is None else \
+            tuple(Fraction(v).limit_denominator(1000) for v in _tuple(module.scale_factor, dim))
+        if out_shape is None and factor is not None:
+            out_shape = (*in_shape[:2], *(math.floor(n * float(v)) for n, v in zip(spatial, factor)))
         if out_shape is None:
             raise TypeError(f"receptive_field needs nn.Upsample(scale_factor=...) here, got size={module.size!r}")
-        return f.upsampled(_upsample_factor(spatial, out_shape[2:]), module.mode)
+        if factor is None or module.recompute_scale_factor:  # torch then scales by the sizes' ratio
+            factor = _upsample_factor(spatial, out_shape[2:])
+        return f.upsampled(factor, module.mode, bool(module.align_corners), tuple(zip(spatial, out_shape[2:])))
     if isinstance(module, (nn.modules.conv._ConvNd, *_POOLS)):
         kernel = _tuple(module.kernel_size, dim)
         stride = _tuple(module.stride if module.stride is not None else module.kernel_size, dim)
@@ -503,9 +654,15 @@ class _Walker:
             if name in ("interpolate", "upsample", "upsample_nearest", "upsample_bilinear"):
                 if not self.standard(t, in_shape):
                     return self.unknown(t, name)
-                mode = _arg(node, 3, "mode", "nearest") if name == "interpolate" else \
+                mode = _arg(node, 3, "mode", "nearest") if name in ("interpolate", "upsample") else \
                     ("bilinear" if "bilinear" in name else "nearest")
-                return t.with_field(t.field.upsampled(_upsample_factor(in_shape[2:], out_shape[2:]), mode))
+                corners = bool(_arg(node, 4, "align_corners", None)) if name in ("interpolate", "upsample") else \
+                    name == "upsample_bilinear"  # F.upsample_bilinear aligns the corners
+                scale = _arg(node, 2, "scale_factor", None)
+                factor = _upsample_factor(in_shape[2:], out_shape[2:])
+                if scale is not None and not _arg(node, 5, "recompute_scale_factor", None):
+                    factor = tuple(Fraction(v).limit_denominator(1000) for v in _tuple(scale, self.dim))
+                return t.with_field(t.field.upsampled(factor, mode, corners, tuple(zip(in_shape[2:], out_shape[2:]))))
             if name in _RESHAPES:
                 return self.reshape(t, in_shape, out_shape, name)
             if name in ("permute", "transpose", "movedim", "swapaxes", "moveaxis"):
@@ -607,6 +764,8 @@ class _Walker:
         if not spread:  # nothing keeps positions (all pooled): an ordinary merge
             spread, gates = list(zip(inputs, tracks)), []
         branches = [tr.field for _, tr in spread]
+        if len({b.phases for b in branches}) > 1:  # windows that alternate differently: merge their unions
+            branches = [b.collapsed() for b in branches]
         if len(branches) > 1 and any(b.jump != branches[0].jump or b.start != branches[0].start for b in branches):
             self.misaligned.append(Misalignment(node.name, _name(node.target),
                                                 tuple(tuple(map(_plain, b.jump)) for b in branches),
@@ -658,7 +817,6 @@ class _Walker:
         items += [slice(None)] * (len(shape) - sum(1 for i in items if i is not None))
         f, new_axes, tokens, out_axis, in_axis = t.field, {}, None, 0, 0
         lost = False
-        size, jump, start = list(f.size), list(f.jump), list(f.start)
         for item in items:
             if item is None:
                 out_axis += 1
@@ -666,7 +824,6 @@ class _Walker:
             if isinstance(item, int):
                 if in_axis == t.tokens and shape[in_axis] != math.prod(t.grid):  # e.g. a class token: not a position
                     f = f.whole(t.grid)
-                    size, jump, start = list(f.size), list(f.jump), list(f.start)
                 if in_axis in t.positional:
                     lost = True
                 in_axis += 1
@@ -674,8 +831,7 @@ class _Walker:
             lo, _, step = item.indices(shape[in_axis])
             if in_axis in t.axes:
                 i = t.axes.index(in_axis)
-                start[i] += lo * jump[i]
-                jump[i] *= step
+                f = f.sliced(i, lo, step)
                 new_axes[i] = out_axis
             elif in_axis == t.tokens:
                 tokens = out_axis
@@ -683,7 +839,7 @@ class _Walker:
                     lost = True
             in_axis += 1
             out_axis += 1
-        g = replace(f, size=tuple(size), jump=tuple(jump), start=tuple(start))
+        g = f
         if lost or (t.axes and len(new_axes) != len(t.axes)):
             return t.lost(g)
         return _Track(g, tuple(new_axes[i] for i in range(len(new_axes))), tokens, t.grid)
@@ -948,8 +1104,8 @@ def receptive_field(model: nn.Module, input_shape: Sequence[int]) -> ReceptiveFi
     attention, flatten into channels) gives the union r + (n − 1)·j of the map's fields, shared by every
     position: the stride becomes 0.
 
-    Followed exactly: torch and convzoo convs, pools, pads (they shift the centre), upsampling by any factor
-    (nearest reads 1 input, linear 2, bicubic 4), adaptive pooling n → o when o divides n (a window n/o at stride
+    Followed exactly: torch and convzoo convs, pools, pads (they shift the centre), upsampling by any factor and
+    transposed convs (below), adaptive pooling n → o when o divides n (a window n/o at stride
     n/o; o = 1 is the whole map), the functional forms (F.conv*, F.*pool*, F.pad, F.interpolate, F.adaptive_*),
     tuple-returning ops (chunk, split, unbind) and indexing, slicing of positions (x[..., ::2, 1::2]), permutes
     and reshapes of channels-last and token layouts (positions flattened to one axis and back), reductions and
@@ -958,12 +1114,17 @@ def receptive_field(model: nn.Module, input_shape: Sequence[int]) -> ReceptiveFi
     (roll), and any op the analysis does not know, which is assumed to read the whole input.
 
     Layers: geometry is read from kernel_size / stride / dilation / padding; a convzoo layer (or any module with
-    ``receptive_field_step``) maps the field itself (the layer contract). Transposed convs are upsampling: zeros
-    inserted (jump j/s), then a stride-1 conv; an output reads only the taps that land on inputs, so r grows by
-    (d/g)·⌊(k−1)·g/s⌋·j_in with g = gcd(d, s), the largest over the output phases; after several upsampling
-    layers footprints depend on the phase in ways the (r, j) model cannot carry and the value approximates
-    (under by < 1 pixel). Deformable convs report the nominal grid: learned offsets can move every tap anywhere.
-    After upsampling, ``start`` uses the align_corners=False coordinate (u + ½)/f − ½ of output u.
+    ``receptive_field_step``) maps the field itself (the layer contract). Deformable convs report the nominal
+    grid: learned offsets can move every tap anywhere.
+
+    Upsampling (F.interpolate's modes as torch computes them, align_corners too; pixel shuffle as nearest) and
+    transposed convs (output o = i·s − p + t·d reads the inputs of the taps that land on one: the inserted zeros
+    read nothing): the jump divides by the factor, and what a position reads depends on its phase — nearest ×2
+    gives outputs 2m and 2m + 1 the one field of input m. Each phase's interval is kept (``FieldRow.phases``;
+    ``FieldRow.window(position)`` gives a position's own, exact), size and start are their union (every position's
+    window holds every pixel it reads; the row's note says so), and later layers map each phase, so a stride that
+    brings the phases together (a stride-2 conv after ×2) makes the field exact again. Ops that do not follow
+    phases (merges of differently alternating branches, adaptive pooling that is not exact) take the union.
     """
     shape = tuple(input_shape)
     if len(shape) < 3 or not all(isinstance(n, int) and n >= 1 for n in shape):

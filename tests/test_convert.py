@@ -112,13 +112,21 @@ def test_structured_kernels_convert_exactly():
 def test_unconvertible_layers_are_kept_with_a_message_naming_them():
     model = torchvision.models.resnet18(num_classes=10)
     new, report = cz.convert(model, "hetconv", p=4)
-    skipped = {row.name: row.note for row in report.skipped}
+    notes = {row.name: row.note for row in report.layers}
     downsamples = ["layer2.0.downsample.0", "layer3.0.downsample.0", "layer4.0.downsample.0"]
-    assert list(skipped) == ["conv1", *downsamples]
-    assert "p=4 must divide in_channels=3" in skipped["conv1"]
-    for name in downsamples:  # a 1×1 HetConv is the dense 1×1 conv: nothing to gain
-        assert "'hetconv' would not reduce params and MACs here" in skipped[name]
-    assert type(new.conv1) is nn.Conv2d and len(report.converted) == 16
+    assert "p=4 must divide in_channels=3" in notes["conv1"] and type(new.conv1) is nn.Conv2d
+    for name in downsamples:  # a 1×1 HetConv is the dense 1×1 conv: an exact swap at equal cost, taken
+        row = next(r for r in report.layers if r.name == name)
+        assert row.converted and row.rel_error < 1e-6 and "exact swap at equal cost" in row.note
+    # each 3×3 filter keeps its k×k kernel on 1 channel in p and the centre tap elsewhere: of the all-ones kernel
+    # 1/4 + (3/4)/9 = 1/3 of the energy, relative error √(2/3) = 0.816 ≥ 0.8: kept, saying why
+    kxk = [row for row in report.layers if row.before.endswith("(3, 3))") and row.name != "conv1"]
+    assert len(kxk) == 16 and not any(row.converted for row in kxk)
+    for row in kxk:
+        assert f"relative error {(2 / 3) ** 0.5:.3f} ≥ 0.8 (keeps 33.3% of it)" in row.note, row.note
+    assert len(report.converted) == 3
+    _, forced = cz.convert(model, "hetconv", p=4, force=True)
+    assert [row.name for row in forced.skipped] == ["conv1"] and len(forced.converted) == 19
     with pytest.raises(ValueError, match="has no torch.nn.Conv2d"):
         cz.convert(nn.Sequential(nn.Linear(3, 4)), "dynamic")
     with pytest.raises(ValueError, match="cannot replace a k×k convolution"):
@@ -242,3 +250,168 @@ def test_the_report_names_each_conv_s_own_type_and_groups():
     _, report = cz.convert(model, "dynamic", force=True)
     assert [row.before for row in report.layers] == ["DepthwiseConv2d(8, 8, (3, 3), groups=8)",
                                                      "Conv2d(8, 8, (3, 3), groups=2)"]
+
+
+# --- a model built on the meta device (build, convert, to_empty, load a converted checkpoint) --------------------
+
+
+def _small_model() -> nn.Sequential:
+    return nn.Sequential(nn.Conv2d(8, 8, 3, padding=1, groups=8), nn.ReLU(), nn.Conv2d(8, 16, 3, padding=1),
+                         nn.ReLU(), nn.Conv2d(16, 16, 1))
+
+
+@pytest.mark.parametrize("family", ["depthwise", "standard", "ghost", "hetconv", "depthwise_separable", "dynamic"])
+def test_a_model_built_on_meta_converts_like_a_real_one_and_loads_its_checkpoint(family):
+    torch.manual_seed(0)
+    real = _small_model()
+    converted, report = cz.convert(real, family)
+    with torch.device("meta"):
+        skeleton = _small_model()
+    meta, meta_report = cz.convert(skeleton, family)
+    assert [(r.name, r.after, r.converted) for r in meta_report.layers] == \
+        [(r.name, r.after, r.converted) for r in report.layers]  # the rules read shapes, never weights
+    assert meta_report.converted and all(r.rel_error is None for r in meta_report.layers)
+    assert all("error not measured" in r.note for r in meta_report.converted)
+    from rich.console import Console
+
+    console = Console(width=250, record=True, color_system=None)
+    console.print(meta_report.table())
+    assert "not measured" in console.export_text()
+    meta.to_empty(device="cpu")
+    meta.load_state_dict(converted.state_dict())  # strict: the same keys and shapes
+    x = torch.randn(2, 8, 9, 9)
+    with torch.no_grad():
+        torch.testing.assert_close(meta.eval()(x), converted.eval()(x), rtol=0, atol=0)
+
+
+# --- float16 / bfloat16 models: fitted in float32, stored in their dtype --------------------------------------------
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("family", ["depthwise_separable", "spatially_separable", "flattened"])
+def test_a_half_precision_model_converts_as_its_float32_copy_then_cast(family, dtype):
+    import copy
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(16, 32, 3, padding=1), nn.ReLU(), nn.Conv2d(32, 32, 3, padding=1)).to(dtype)
+    half, report = cz.convert(model, family, force=True)
+    full, full_report = cz.convert(copy.deepcopy(model).float(), family, force=True)
+    assert len(report.converted) == 2 and [r.after for r in report.layers] == [r.after for r in full_report.layers]
+    expected = full.to(dtype).state_dict()
+    for key, value in half.state_dict().items():
+        assert value.dtype == dtype and torch.equal(value, expected[key]), key
+    assert [r.rel_error for r in report.layers] == [r.rel_error for r in full_report.layers]
+    # the error is the float32 fit's, measured against the model's kernel: a truncated SVD's is well above 0
+    assert all(0.05 < r.rel_error < 1 for r in report.layers)
+
+
+@pytest.mark.parametrize("dtype", [torch.float16, torch.bfloat16])
+def test_separate_kernel_takes_half_precision_kernels(dtype):
+    sobel = torch.tensor([[1.0, 0.0, -1.0], [2.0, 0.0, -2.0], [1.0, 0.0, -1.0]])
+    column, row, error = cz.separate_kernel(sobel.to(dtype))
+    assert column.dtype == row.dtype == dtype and error < 1e-6
+    scale = float(column[0])  # [1, 2, 1] ⊗ [1, 0, −1] up to a scale split between the two
+    torch.testing.assert_close(column.float(), scale * torch.tensor([1.0, 2.0, 1.0]), rtol=1e-2, atol=1e-2)
+    torch.testing.assert_close(torch.outer(column.float(), row.float()), sobel, rtol=2e-2, atol=2e-2)
+
+
+# --- which convs a family takes: exact swaps yes, convs whose channel mixing it cannot hold no -------------------
+
+
+def _depthwise_names(model: nn.Module) -> list[str]:
+    return [name for name, m in model.named_modules()
+            if isinstance(m, nn.Conv2d) and m.groups == m.in_channels == m.out_channels > 1]
+
+
+def test_depthwise_swaps_exactly_the_depthwise_convs_of_torchvision_mobilenet_v2():
+    """The practitioner's path: convzoo's depthwise layers into a torchvision model, the same function."""
+    torch.manual_seed(0)
+    model = torchvision.models.mobilenet_v2(weights=None, num_classes=10).eval()
+    depthwise = _depthwise_names(model)
+    assert len(depthwise) == 17
+    new, report = cz.convert(model, "depthwise")
+    assert [row.name for row in report.converted] == depthwise
+    for row in report.converted:  # same params and MACs, the same kernel
+        assert row.rel_error < 1e-6 and row.params_after == row.params_before and "exact swap" in row.note
+        assert type(new.get_submodule(row.name)) is cz.DepthwiseConv2d
+    expansion = next(row for row in report.layers if row.name == "features.2.conv.0.0")  # 1×1, 16 → 96
+    assert not expansion.converted  # a depthwise layer would keep 1/16 of it: error √(15/16)
+    assert f"relative error {(15 / 16) ** 0.5:.3f} ≥ 0.8" in expansion.note and "force=True" in expansion.note
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        assert relative(new.features(x), model.features(x)) < 1e-5
+        assert relative(new(x), model(x)) < 1e-5
+    _, forced = cz.convert(model, "depthwise", force=True)  # force still takes the expansions (at a high error)
+    forced_rows = {row.name: row for row in forced.converted}
+    assert forced_rows["features.2.conv.0.0"].rel_error > 0.9 and set(depthwise) <= set(forced_rows)
+
+
+@pytest.mark.parametrize(("conv", "family", "kwargs", "kept_fraction"), [
+    (nn.Conv2d(8, 16, 3, padding=1), "depthwise", {}, 1 / 8),  # each output keeps 1 of its 8 input channels
+    (nn.Conv2d(3, 24, 3, padding=1), "depthwise", {}, 1 / 3),  # an RGB stem: a third
+    (nn.Conv2d(2, 4, 3, padding=1), "depthwise", {}, 1 / 2),
+    (nn.Conv2d(8, 8, 3, padding=1), "grouped", {"groups": 4}, 1 / 4),
+    (nn.Conv2d(8, 8, 3, padding=1), "grouped", {"groups": 2}, 1 / 2),
+    (nn.Conv2d(8, 8, 3, padding=1), "hetconv", {"p": 2}, 1 / 2 + 1 / 2 / 9),  # k×k on half, the centre elsewhere
+    (nn.Conv2d(8, 8, 3, padding=1), "depthwise_separable", {}, 1.0),  # rank 1: every factorisation holds it
+    (nn.Conv2d(8, 8, 3, padding=1), "flattened", {}, 1.0),
+    (nn.Conv2d(8, 8, 3, padding=1), "ghost", {}, 1.0),
+])
+def test_a_family_that_keeps_under_36_percent_of_the_all_ones_kernel_is_not_taken(conv, family, kwargs,
+                                                                                    kept_fraction):
+    error = (1 - kept_fraction) ** 0.5  # of the all-ones kernel, by the hand count above
+    _, report = cz.convert(nn.Sequential(conv), family, **kwargs)
+    row = report.layers[0]
+    if error >= 0.8:
+        assert not row.converted and f"relative error {error:.3f} ≥ 0.8 (keeps {kept_fraction:.1%} of it)" in row.note
+        _, forced = cz.convert(nn.Sequential(conv), family, force=True, **kwargs)
+        assert forced.layers[0].converted
+    else:
+        assert row.converted, row.note
+    # the rule's number is the family's own error on the all-ones kernel: check it against the report's
+    with torch.no_grad():
+        ones = nn.Sequential(nn.Conv2d(conv.in_channels, conv.out_channels, 3, padding=1))
+        ones[0].weight.fill_(1.0)
+    _, measured = cz.convert(ones, family, force=True, **kwargs)
+    assert measured.layers[0].rel_error == pytest.approx(error, abs=1e-5)
+
+
+# --- load_converted rebuilds the layers that were converted, whatever the rules are now ---------------------------
+
+
+def test_load_converted_rebuilds_the_recorded_layers_when_the_rules_change(tmp_path, monkeypatch):
+    from convzoo.conversion import convert as convert_module
+    from convzoo.models import load_converted, save_converted, source_model
+
+    torch.manual_seed(0)
+    model, _ = cz.convert(source_model("mobilenet_v1_small"), "depthwise_separable")
+    save_converted(str(tmp_path / "c.pt"), model, "mobilenet_v1_small", "depthwise_separable")
+    monkeypatch.setattr(convert_module, "MIXING", 0.0, raising=False)  # tomorrow's rules keep every layer
+    loaded = load_converted(str(tmp_path / "c.pt"))
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x), model.eval()(x), rtol=0, atol=0)
+
+
+def test_load_converted_reads_a_file_written_under_the_earlier_rules(tmp_path):
+    """Before, 'depthwise' took mobilenet_v2's 1×1 expansions (their params fell) and kept its depthwise convs; a
+    file from then has no record of its layers: they are the ones whose saved tensors are the family's."""
+    from convzoo.models import CONVERTED_FORMAT, load_converted, source_model
+
+    torch.manual_seed(0)
+    earlier, report = cz.convert(source_model("torchvision:mobilenet_v2"), "depthwise", force=True,
+                                 where=lambda name, m: m.groups == 1)
+    assert any(row.name == "features.2.conv.0.0" for row in report.converted)
+    recipe = {"source": "torchvision:mobilenet_v2", "to": "depthwise", "kwargs": {}, "input_shape": None}
+    torch.save({"format": CONVERTED_FORMAT, "recipe": recipe, "state_dict": earlier.state_dict()}, tmp_path / "old.pt")
+    loaded = load_converted(str(tmp_path / "old.pt"))
+    x = torch.randn(1, 3, 64, 64)
+    with torch.no_grad():
+        assert relative(loaded.features(x), earlier.eval().features(x)) == 0.0
+    # true convolutions keep the conv's shapes but not its function: an older file of them is rebuilt as today
+    flipped, _ = cz.convert(source_model("mobilenet_v1_small"), "convolution")
+    recipe = {"source": "mobilenet_v1_small", "to": "convolution", "kwargs": {}, "input_shape": None}
+    torch.save({"format": CONVERTED_FORMAT, "recipe": recipe, "state_dict": flipped.state_dict()}, tmp_path / "c.pt")
+    x = torch.randn(2, 3, 32, 32)
+    with torch.no_grad():
+        torch.testing.assert_close(load_converted(str(tmp_path / "c.pt"))(x), flipped.eval()(x), rtol=0, atol=0)

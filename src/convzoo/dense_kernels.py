@@ -37,7 +37,10 @@ def fit_kernel(kernel: torch.Tensor, size: tuple[int, ...]) -> torch.Tensor:
 
 
 def relative_frobenius_error(approximation: torch.Tensor, target: torch.Tensor) -> float:
-    """‖approximation − target‖_F / ‖target‖_F (the absolute error when target is zero)."""
+    """‖approximation − target‖_F / ‖target‖_F (the absolute error when target is zero); NaN on the meta device,
+    where tensors have shapes but no values (a model built there converts; its error is not measured)."""
+    if approximation.is_meta or target.is_meta:
+        return float("nan")
     norm = torch.linalg.norm(target)
     diff = torch.linalg.norm(approximation - target)
     return float(diff / norm) if norm > 0 else float(diff)

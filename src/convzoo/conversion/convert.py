@@ -6,16 +6,26 @@ trained weights (the compression route of Jaderberg et al. 2014 / Denton et al. 
 ``convzoo.build(to, ...)`` with the same channels, kernel, stride, padding, dilation and bias, loads it with
 ``approximate_`` (exact or optimal low rank, see ``convzoo.approximate``) and reports, per layer, params and
 MACs before and after and the relative error of the kernel the new layer computes. A layer is left as it was,
-and its row says why, when the family cannot take it (e.g. HetConv with p not dividing its channels), when the
-family factorises the k×k window and the kernel is 1×1 (there is no window to factorise), or when the family is a
-compression family and would not reduce both the layer's params and its MACs here (a stem with 3 input channels,
-a 1×1 conv); ``force=True`` converts those two kinds anyway. The report's totals give the model's params and
-MACs before and after.
+and its row says why, when the family cannot take it (e.g. HetConv with p not dividing its channels); and, unless
+``force=True``, when
+- the family factorises the k×k window and the kernel is 1×1 (there is no window to factorise);
+- the family is a compression family and would not reduce both the layer's params and its MACs here (a stem with 3
+  input channels, a 1×1 conv), unless the swap is exact at equal cost (a depthwise conv to ``'depthwise'``: the
+  same function in the family's layer, which is taken);
+- the family cannot hold the conv's channel mixing: it approximates the all-ones kernel of the conv's shape (every
+  channel and tap alike; rank 1, so every factorisation, Ghost and dynamic layer holds it exactly) at relative
+  error ≥ 0.8, keeping under 36% (1 − 0.8²) of even that kernel. ``'depthwise'`` keeps 1/C_in of a dense conv's
+  (a third of an RGB stem's), ``'grouped'`` 1/g (g ≥ 3 is kept, g = 2 converts), HetConv 1/p + (1 − 1/p)/k².
+The rules read the layer's shape, never its weights: a model converts to the same structure whatever its weights
+(``models.load_converted`` rebuilds from an untrained source), and a model built on the meta device converts
+(its rows' ``rel_error`` is None: not measured). The report's totals give the model's params and MACs before
+and after.
 """
 
 from __future__ import annotations
 
 import copy
+import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from typing import Any
@@ -33,7 +43,8 @@ Selector = Callable[[str, nn.Module], bool]
 
 @dataclass
 class ConvertedLayer:
-    """One row of the report. ``rel_error`` = ‖W_new − W‖_F / ‖W‖_F of the equivalent dense kernel."""
+    """One row of the report. ``rel_error`` = ‖W_new − W‖_F / ‖W‖_F of the equivalent dense kernel (None for a
+    kept layer, and for a replaced one on the meta device: not measured); ``converted``: the layer was replaced."""
 
     name: str
     before: str
@@ -44,10 +55,11 @@ class ConvertedLayer:
     macs_after: int | None = None
     rel_error: float | None = None
     note: str = ""
+    replaced: bool = False  # rel_error is None for a replaced layer on the meta device (no values to compare)
 
     @property
     def converted(self) -> bool:
-        return self.rel_error is not None
+        return self.replaced
 
 
 @dataclass
@@ -94,7 +106,7 @@ class ConversionReport:
             table.add_column(column, no_wrap=column == "layer")
         for r in self.layers:
             macs = "" if r.macs_before is None else f"{r.macs_before:,} → {r.macs_after:,}"
-            error = "" if r.rel_error is None else f"{r.rel_error:.2e}"
+            error = f"{r.rel_error:.2e}" if r.rel_error is not None else "not measured" if r.converted else ""
             table.add_row(r.name, r.before, r.after, f"{r.params_before:,} → {r.params_after:,}", macs, error, r.note)
         table.caption = self.totals()
         return table
@@ -118,10 +130,13 @@ def dense_weight(conv: nn.Module) -> torch.Tensor:
     return dense_kernel(weight, conv.groups)
 
 
-def _build_replacement(to: str, conv: nn.Module, family_kwargs: dict[str, Any]) -> nn.Module:
+def _build_replacement(to: str, conv: nn.Module, family_kwargs: dict[str, Any],
+                       device: torch.device | None = None, dtype: torch.dtype | None = None) -> nn.Module:
+    """``build(to, ...)`` with the conv's geometry, on ``device`` / ``dtype`` (default: the conv's)."""
     kernel = conv.kernel_size[0] if conv.kernel_size[0] == conv.kernel_size[1] else conv.kernel_size
     kwargs: dict[str, Any] = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
-                                  bias=conv.bias is not None, device=conv.weight.device, dtype=conv.weight.dtype)
+                                  bias=conv.bias is not None, device=device or conv.weight.device,
+                                  dtype=dtype or conv.weight.dtype)
     if conv.padding_mode != "zeros":
         kwargs["padding_mode"] = conv.padding_mode
     kwargs.update(family_kwargs)
@@ -174,6 +189,30 @@ def _probe_shape(conv: nn.Module) -> tuple[int, ...]:
 
 
 _REFERENCE: dict[str, tuple[bool, bool]] = {}
+_PROBES: dict[tuple[Any, ...], float] = {}
+EXACT = 1e-5  # a swap is exact when the family holds a random kernel of the conv's shape to this relative error
+MIXING = 0.8  # kept (unless force) when the all-ones kernel is approximated at this relative error or more
+
+
+def _probe_error(to: str, conv: nn.Module, family_kwargs: dict[str, Any], kernel: str) -> float:
+    """Relative error of family ``to``'s approximation of a probe kernel with ``conv``'s shape and groups, fitted
+    in a float32 twin on the CPU (the conv may be on the meta device): ``kernel='ones'`` the all-ones kernel,
+    ``'random'`` a fixed Gaussian one (error ~0: the family holds every kernel of this shape). Depends on the shape
+    only, so it is computed once per (family, options, geometry). Raises what the family raises for this conv."""
+    key = (to, repr(sorted(family_kwargs.items())), kernel, type(conv), conv.in_channels, conv.out_channels,
+           conv.kernel_size, conv.stride, conv.padding, conv.dilation, conv.groups, conv.bias is not None,
+           conv.padding_mode)
+    if key not in _PROBES:
+        with warnings.catch_warnings():  # what building warns, building the layer itself has warned already
+            warnings.simplefilter("ignore")
+            twin = _build_replacement(to, conv, family_kwargs, torch.device("cpu"), torch.float32)
+        shape = (conv.out_channels, conv.in_channels // conv.groups, *conv.kernel_size)
+        if kernel == "ones":
+            weight = torch.ones(shape)
+        else:
+            weight = torch.randn(shape, generator=torch.Generator().manual_seed(0))
+        _PROBES[key] = approximate_(twin, dense_kernel(weight, conv.groups), None)
+    return _PROBES[key]
 
 
 def _family_kind(to: str, family_kwargs: dict[str, Any]) -> tuple[bool, bool]:
@@ -199,6 +238,32 @@ def _family_kind(to: str, family_kwargs: dict[str, Any]) -> tuple[bool, bool]:
     return _REFERENCE[key]
 
 
+def _keep_or_take(to: str, conv: nn.Module, layer: nn.Module, params_before: int, compresses: bool,
+                  family_kwargs: dict[str, Any]) -> str:
+    """The rules ``force`` skips: raise ValueError (the row's reason) to keep ``conv``; else return the row's
+    note ('' or why an equal-cost swap is taken)."""
+    note = ""
+    if compresses:
+        probe = _probe_shape(conv)
+        before_macs, after_macs = _layer_macs(conv, probe), _layer_macs(layer, probe)
+        after_params = _params(layer)
+        known = before_macs is not None and after_macs is not None
+        reduces = after_params < params_before and (not known or after_macs < before_macs)
+        grows = after_params > params_before or (known and after_macs > before_macs)
+        if not reduces:
+            macs = f", MACs {before_macs:,} → {after_macs:,} on {probe[2]}×{probe[3]}" if known else ""
+            if grows or _probe_error(to, conv, family_kwargs, "random") > EXACT:
+                raise ValueError(f"{to!r} would not reduce params and MACs here (params {params_before:,} → "
+                                 f"{after_params:,}{macs}); force=True converts it anyway")
+            note = f"exact swap at equal cost (params {params_before:,} → {after_params:,}{macs})"
+    mixing = _probe_error(to, conv, family_kwargs, "ones")
+    if mixing >= MIXING:
+        raise ValueError(f"{to!r} cannot hold this conv's channel mixing: it approximates even the all-ones kernel "
+                         f"of its shape at relative error {mixing:.3f} ≥ {MIXING} (keeps {1 - mixing ** 2:.1%} of it), "
+                         f"so the trained weights would be lost; force=True converts it anyway")
+    return note
+
+
 def convert(
     model: nn.Module,
     to: str = "depthwise_separable",
@@ -211,10 +276,14 @@ def convert(
     report.
 
     A conv is kept, with the reason in its row, when the family cannot take it; unless ``force``, also when the
-    family factorises the window and the kernel is 1×1, or when a compression family would not reduce both the
-    layer's params and its MACs (on a probe input). ``input_shape`` (default: ``model.default_input_shape`` if the
-    model has one) adds per-layer and total MACs. Raises ValueError for an unknown family or a model with no
-    ``nn.Conv2d`` to convert.
+    family factorises the window and the kernel is 1×1; when a compression family would not reduce both the
+    layer's params and its MACs (on a probe input), unless the swap is exact at equal params and MACs (the family
+    holds a random kernel of the conv's shape to ``EXACT``); or when the family's approximation of the all-ones
+    kernel of the conv's shape has relative error ≥ ``MIXING`` = 0.8 (it cannot hold the conv's channel mixing:
+    ``'depthwise'`` for a dense conv, ``'grouped'`` with 3 or more groups). These rules read shapes, never
+    weights: a model on the meta device converts to the same structure, with ``rel_error`` None (not measured).
+    ``input_shape`` (default: ``model.default_input_shape`` if the model has one) adds per-layer and total MACs.
+    Raises ValueError for an unknown family or a model with no ``nn.Conv2d`` to convert.
     """
     if not lookup_family(to).replaces_kxk:  # an unknown family raises a ValueError listing the known ones
         raise ValueError(f"family {to!r} cannot replace a k×k convolution (it changes the layer's shape or "
@@ -251,22 +320,19 @@ def convert(
                                  "channel mixing); force=True converts it anyway")
             layer = _build_replacement(to, conv, family_kwargs)
             _check_same_geometry(conv, layer)
-            if not force and compresses:
-                probe = _probe_shape(conv)
-                before_macs, after_macs = _layer_macs(conv, probe), _layer_macs(layer, probe)
-                after_params = _params(layer)
-                if after_params >= row.params_before or (
-                        before_macs is not None and after_macs is not None and after_macs >= before_macs):
-                    macs = "" if before_macs is None or after_macs is None else \
-                        f", MACs {before_macs:,} → {after_macs:,} on {probe[2]}×{probe[3]}"
-                    raise ValueError(f"{to!r} would not reduce params and MACs here (params {row.params_before:,} → "
-                                     f"{after_params:,}{macs}); force=True converts it anyway")
+            if not force:
+                row.note = _keep_or_take(to, conv, layer, row.params_before, compresses, family_kwargs)
             bias = None if conv.bias is None else conv.bias.detach()
-            row.rel_error = approximate_(layer, dense_weight(conv), bias)
+            error = approximate_(layer, dense_weight(conv), bias)
         except (TypeError, ValueError) as error:
             row.after, row.note = row.before, f"kept: {error}"
             report.layers.append(row)
             continue
+        if conv.weight.is_meta:  # shapes only: the structure is converted, the weights come with load_state_dict
+            row.note = "; ".join(filter(None, [row.note, "on the meta device: error not measured"]))
+        else:
+            row.rel_error = error
+        row.replaced = True
         layer.train(conv.training)
         shared[id(conv)] = (name, layer)
         setattr(new_model.get_submodule(parent_name) if parent_name else new_model, attribute, layer)

@@ -152,23 +152,21 @@ class GhostModuleNd(ConvzooLayer, nn.Module):
         intrinsic = fitted[:m]
         load_(self.primary.weight, intrinsic)
         load_(self.primary.bias, None if bias is None else bias[:m])
-        cheap = torch.zeros_like(self.cheap.weight)
         centre = tuple(k // 2 for k in self.cheap.kernel_size)
-        effective = torch.zeros_like(fitted)
-        effective[:m] = intrinsic
-        for o in range(m, self.out_channels):
-            g = o - m  # ghost channel g comes from intrinsic map g // (s − 1)
-            i = g // (s - 1)
-            norm = float((intrinsic[i] ** 2).sum())
-            alpha = float((fitted[o] * intrinsic[i]).sum()) / norm if norm > 0 else 0.0
-            cheap[(g, 0, *centre)] = alpha
-            effective[o] = alpha * intrinsic[i]
+        ghosts = self.out_channels - m
+        source = torch.arange(ghosts, device=weight.device) // (s - 1)  # ghost g comes from intrinsic map g // (s − 1)
+        dims = tuple(range(1, fitted.dim()))
+        norms = (intrinsic ** 2).sum(dims)[source]
+        dots = (fitted[m:] * intrinsic[source]).sum(dims)
+        # tensor ops only (no float()): a layer on the meta device converts too
+        alpha = torch.where(norms > 0, dots / torch.where(norms > 0, norms, 1), 0)
+        cheap = weight.new_zeros(self.cheap.weight.shape)
+        cheap[(slice(0, ghosts), 0, *centre)] = alpha
+        effective = torch.cat([intrinsic, alpha.view(-1, *[1] * len(dims)) * intrinsic[source]])
         load_(self.cheap.weight, cheap)
         ghost_bias = weight.new_zeros(self.cheap.out_channels)
         if bias is not None and self.cheap.bias is not None:
-            for g in range(min(self.cheap.out_channels, self.out_channels - m)):
-                i = g // (s - 1)
-                ghost_bias[g] = bias[m + g] - cheap[(g, 0, *centre)] * bias[i]
+            ghost_bias[:ghosts] = bias[m:] - alpha * bias[source]
         load_(self.cheap.bias, ghost_bias)
         return relative_frobenius_error(fit_kernel(effective, tuple(weight.shape[2:])), weight)
 

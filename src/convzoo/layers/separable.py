@@ -152,6 +152,9 @@ def separate_kernel(kernel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, f
     if k.dim() != 2:
         raise ValueError(f"kernel must be 2-D (kh, kw), got shape {tuple(k.shape)}")
     k = k.to(torch.float64) if not k.is_floating_point() else k
+    dtype = k.dtype
+    if k.element_size() < 4:  # float16 / bfloat16: no SVD kernel (CPU), too coarse to fit in: fit in float32
+        k = k.float()
     u, s, vh = torch.linalg.svd(k, full_matrices=False)
     scale = s[0].sqrt()
     column, row = u[:, 0] * scale, vh[0] * scale
@@ -159,4 +162,4 @@ def separate_kernel(kernel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, f
         column, row = -column, -row
     norm = torch.linalg.norm(k)
     error = torch.linalg.norm(k - torch.outer(column, row)) / norm if norm > 0 else torch.zeros(())
-    return column, row, float(error)
+    return column.to(dtype), row.to(dtype), float(error)

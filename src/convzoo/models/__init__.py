@@ -68,20 +68,61 @@ def source_model(source: str):
                      f"module.path:callable")
 
 
+def _type_name(module) -> str:
+    return f"{type(module).__module__}.{type(module).__qualname__}"
+
+
+def _conv_types(model) -> dict[str, str]:
+    """{name: qualified class name} of the model's 2-D convs and convzoo layers (what ``convert`` may replace)."""
+    from torch import nn
+
+    from ..layers.base import ConvzooLayer
+
+    return {name: _type_name(m) for name, m in model.named_modules(remove_duplicate=False)
+            if isinstance(m, (nn.Conv2d, ConvzooLayer))}
+
+
 def save_converted(path: str, model, source: str, to: str, kwargs: dict | None = None,
                    input_shape: tuple[int, ...] | None = None) -> None:
     """Write what ``torch.load(path)`` reads with its defaults (``weights_only=True``): the converted model's
-    state dict and the recipe that rebuilds its structure (``load_converted``)."""
+    state dict and the recipe that rebuilds its structure (``load_converted``): the source, the family, its
+    options and the class of each conv-like module, so that the same layers are converted again whatever
+    ``convert``'s rules have become."""
     import torch
 
     recipe = {"source": source, "to": to, "kwargs": dict(kwargs or {}),
-              "input_shape": None if input_shape is None else list(input_shape)}
+              "input_shape": None if input_shape is None else list(input_shape), "modules": _conv_types(model)}
     torch.save({"format": CONVERTED_FORMAT, "recipe": recipe, "state_dict": model.state_dict()}, path)
 
 
+def _matching_layers(source, to: str, kwargs: dict, state_dict: dict, today: set[str]) -> set[str]:
+    """For a recipe without ``modules`` (written before convzoo recorded them) that today's rules do not rebuild:
+    the convs whose saved tensors are the family layer's (names and shapes) and not the conv's own, or are both
+    and today's rules convert them (``today``: a true convolution keeps the conv's shapes, not its function)."""
+    from ..conversion.convert import convert
+
+    def shapes(module, prefix: str) -> dict[str, tuple[int, ...]]:
+        return {prefix + key: tuple(value.shape) for key, value in module.state_dict().items()}
+
+    def saved(prefix: str) -> dict[str, tuple[int, ...]]:
+        return {key: tuple(value.shape) for key, value in state_dict.items() if key.startswith(prefix)}
+
+    forced, report = convert(source, to, force=True, **kwargs)
+    chosen = set()
+    for row in report.converted:
+        prefix = row.name + "."
+        mine, theirs = shapes(forced.get_submodule(row.name), prefix), saved(prefix)
+        if mine == theirs and (theirs != shapes(source.get_submodule(row.name), prefix) or row.name in today):
+            chosen.add(row.name)
+    modules = {id(source.get_submodule(name)) for name in chosen}  # a conv used twice: every use, so the tie holds
+    return {name for name, m in source.named_modules(remove_duplicate=False) if id(m) in modules}
+
+
 def load_converted(path: str):
-    """Rebuild a model saved by ``convzoo convert -o PATH``: the source model converted again by the recipe,
-    then the saved weights loaded into it (strictly: every tensor must match)."""
+    """Rebuild a model saved by ``convzoo convert -o PATH``: the source model with the same layers converted
+    (the recipe's record of them; for older files, what today's rules convert or, when the saved tensors do not
+    fit that, the layers whose saved tensors are the family's), then the saved weights loaded into it (strictly:
+    every tensor must match)."""
     import torch
 
     from ..conversion.convert import convert
@@ -91,7 +132,24 @@ def load_converted(path: str):
         raise ValueError(f"{path!r} is not a file written by `convzoo convert -o` (format {CONVERTED_FORMAT})")
     recipe = saved["recipe"]
     shape = None if recipe["input_shape"] is None else tuple(recipe["input_shape"])
-    model, _ = convert(source_model(recipe["source"]), recipe["to"], input_shape=shape, **recipe["kwargs"])
+    types = recipe.get("modules")
+    if types is None:
+        model, report = convert(source_model(recipe["source"]), recipe["to"], input_shape=shape, **recipe["kwargs"])
+        try:
+            model.load_state_dict(saved["state_dict"])
+            return model.eval()
+        except RuntimeError:  # written under other rules: find its layers from the saved tensors
+            today = {row.name for row in report.converted}
+    kwargs = {k: v for k, v in recipe["kwargs"].items() if k != "force"}
+    source = source_model(recipe["source"])
+    if types is None:
+        chosen = _matching_layers(source, recipe["to"], kwargs, saved["state_dict"], today)
+    else:
+        chosen = {name for name, m in source.named_modules(remove_duplicate=False) if name in types
+                  and types[name] != _type_name(m)}
+    # force: exactly these layers, whether or not today's rules would convert them
+    model, _ = convert(source, recipe["to"], where=lambda name, _: name in chosen, input_shape=shape, force=True,
+                       **kwargs) if chosen else (source, None)
     model.load_state_dict(saved["state_dict"])
     return model.eval()
 

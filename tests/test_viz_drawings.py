@@ -344,3 +344,26 @@ def test_a_window_on_the_padding_counts_its_non_zero_products(size, padding, pos
     one = analyse(cz.build("standard", 1, 1, 3, padding=padding), (1, size, size))
     terms = sum_line(one, 0, position).split("\n")[0].split(" = ")[1].split(" + ")
     assert len([t for t in terms if "·" in t]) == inside  # the products with input cells, listed
+
+
+@pytest.mark.parametrize("position", [(4, 4), (3, 3), (0, 0)])
+def test_the_overlap_marks_the_output_drawn_with_its_count(position):
+    # the default transposed conv (k 3, s 2, p 1, output_padding 1, 4×4 → 8×8): the outlined overlap cell is the
+    # output the window is drawn for, and its count is how many input cells of one channel reach it (by hand)
+    from matplotlib.patches import Rectangle
+
+    from convzoo.viz.draw import plt, render
+    from convzoo.viz.step import overlap_block
+
+    r = analyse(cz.build("transposed", 1, 1, 3, stride=2, padding=1, output_padding=1), (1, 4, 4))
+    fig = render(overlap_block(r, position=position))
+    ax = fig.axes[0]
+    frames = [p for p in ax.patches if isinstance(p, Rectangle) and p.get_linewidth() > 2]
+    assert len(frames) == 1
+    x0, y0 = frames[0].get_xy()
+    inside = [t.get_text() for t in ax.texts
+              if x0 < t.get_position()[0] < x0 + 1 and y0 < t.get_position()[1] < y0 + 1]
+    # output o = 2·i − 1 + t for input i and tap t in 0..2: the inputs that reach o per dim
+    reach = [sum(1 for i in range(4) if 0 <= o + 1 - 2 * i <= 2) for o in position]
+    assert inside == [str(reach[0] * reach[1])]
+    plt.close(fig)

@@ -56,3 +56,18 @@ def test_sampling_matrix_footer_says_what_is_drawn():
     assert "numbered disc" in footer and "regular grid" in footer and "bilinear" in footer
     discs = [t for t in texts if t.isdigit()]
     assert sorted(set(discs)) == [str(t) for t in range(9)] and len(discs) == 4 * 9  # every tap, every panel
+
+
+def test_a_border_output_draws_the_padding_its_grid_reaches():
+    # output (0, 0) of a 3×3 'same' deformable conv: its regular grid starts at row −1 and column −1, in the zero
+    # padding; those cells are drawn (dashed) so that its grid points sit on cells, not in the picture's margin
+    from convzoo.viz.irregular import irregular_input, margins
+    from convzoo.viz.reads import analyse
+
+    r = analyse(_deformable(torch.zeros(18, dtype=torch.float64)), (1, 8, 8), illustrate=False)
+    assert margins(r, [(0, 0)]) == ((1, 0), (1, 0)) and margins(r, [(3, 3)]) == ((0, 0), (0, 0))
+    assert margins(r, [(0, 0), (7, 7)]) == ((1, 1), (1, 1))  # an animation's frames: one padded size for all
+    texts, _ = _drawn(irregular_input(r, 0, (0, 0), False, [0]))
+    assert "INPUT 1×8×8, padded to 9×9: sampling points" in texts
+    texts, _ = _drawn(irregular_input(r, 0, (3, 3), False, [0]))
+    assert "INPUT 1×8×8: sampling points" in texts

@@ -221,9 +221,13 @@ def cells(grid: Sequence[Sequence[Cell]], size: float = FONT) -> Block:
     return Block(float(w), float(h), paint)
 
 
-def arrow(length: float = 2.0, text: str = "", vertical: bool = False, size: float = SMALL) -> Block:
-    """A right (or down) arrow with an optional label above (or beside) it."""
+def arrow(length: float = 2.0, text: str = "", vertical: bool = False, size: float = SMALL,
+          room: tuple[float, float] = (0.0, 0.0)) -> Block:
+    """A right (or down) arrow with an optional label above (or beside) it; ``room``: the (width, height) its label
+    keeps at least (an animation's widest label), the label sitting just above the arrow."""
     tw, th = text_size(text, size) if text else (0.0, 0.0)
+    lift = max(0.0, room[1] - th) if not vertical else 0.0  # blank above a shorter label: the arrow stays put
+    tw, th = max(tw, room[0]), max(th, room[1])
     if vertical:
         w, h = max(tw + 1.0, 1.0), length
 
@@ -240,7 +244,7 @@ def arrow(length: float = 2.0, text: str = "", vertical: bool = False, size: flo
         ax.add_patch(FancyArrowPatch((x, y + th + 0.4), (x + w, y + th + 0.4), arrowstyle="-|>", mutation_scale=14,
                                      color=MUTED, linewidth=1.4))
         if text:
-            ax.text(x + w / 2, y, text, fontsize=size, ha="center", va="top", color=MUTED)
+            ax.text(x + w / 2, y + lift, text, fontsize=size, ha="center", va="top", color=MUTED)
 
     return Block(w, h, paint_h)
 

@@ -18,7 +18,7 @@ from matplotlib.axes import Axes
 from matplotlib.colors import to_rgba
 from matplotlib.patches import FancyArrowPatch, Rectangle
 
-from .draw import EDGE, INPUT, SMALL, Block, Cell, cells, column, fmt, label, row, tap_colours
+from .draw import EDGE, INPUT, PADDING, SMALL, Block, Cell, cells, column, fmt, label, row, tap_colours
 from .planes import Plane
 from .reads import Reads
 
@@ -247,11 +247,24 @@ MAX_REGION = 8  # a wider region is numbered on the plane itself (its zoom would
 
 
 def irregular_input(r: Reads, out_channel: int, position: Sequence[int], numbers: bool,
-                    channels: Sequence[int], owner: dict[int, int] | None = None, zoom: bool = True) -> Block:
+                    channels: Sequence[int], owner: dict[int, int] | None = None, zoom: bool = True,
+                    room_for: Sequence[Sequence[int]] = ()) -> Block:
     """Input planes with the sampling points of the highlighted output (2-D; other dims: shaded reads only);
     ``owner``: the output channel drawn on each input channel (default ``out_channel`` on all). With ``zoom`` the
-    cells around the points are drawn again, enlarged, with the numbered points (the plane keeps small dots)."""
-    plane = Plane(tuple(r.input_shape[1:]))
+    cells around the points are drawn again, enlarged, with the numbered points (the plane keeps small dots).
+    ``room_for``: other output positions (an animation's frames) whose zoom and notes this drawing is as large as,
+    so that nothing moves from one frame to the next."""
+    size = tuple(r.input_shape[1:])
+    pads = margins(r, [position, *room_for])
+    shift = np.array([lo for lo, _ in pads], float)
+    plane = Plane(tuple(n + lo + hi for n, (lo, hi) in zip(size, pads)))
+
+    def placed(j: int, at: Sequence[int], c: int) -> tuple[list, dict]:
+        """The sampling points and regular grid points of output ``at``, in the drawn plane's cells."""
+        regular = dict(r.regular.window(tuple(at))) if r.regular is not None and r.regular.kind == "gather" else {}
+        points = [(t, p + shift, w) for t, p, w in sampling_points(r, j, at, c)] if len(size) == 2 else []
+        return points, {t: tuple(float(v) + o for v, o in zip(q, shift)) for t, q in regular.items()}
+
     colours = tap_colours(r.n_taps)
     tiles = []
     for c in channels:
@@ -261,23 +274,34 @@ def irregular_input(r: Reads, out_channel: int, position: Sequence[int], numbers
         strength = (r.tap_map.coefficients[(slice(None), j, *position, c)].abs().sum(0)
                     if r.tap_map is not None else read.double())
         fills: dict[tuple[int, ...], Cell] = {}
-        for q in np.ndindex(*plane.size):
-            rr, cc = plane.cell(q)
-            text = fmt(float(r.x[(c, *q)])) if numbers else ""
-            grid[rr][cc] = Cell(NEIGHBOUR, text, alpha=0.35 + 0.65 * min(1.0, float(strength[q]))) if read[q] \
-                else Cell(INPUT, text)
-            fills[q] = grid[rr][cc]
-        points = sampling_points(r, j, position, c) if len(plane.size) == 2 else []
-        regular = dict(r.regular.window(tuple(position))) if r.regular is not None and r.regular.kind == "gather" \
-            else {}
+        for at in np.ndindex(*plane.size):
+            q = tuple(int(v - lo) for v, (lo, _) in zip(at, pads))
+            rr, cc = plane.cell(at)
+            if not all(0 <= v < n for v, n in zip(q, size)):  # the zeros a sampling point past the edge reads
+                grid[rr][cc] = Cell(PADDING, "0" if numbers else "", dashed=True)
+            else:
+                text = fmt(float(r.x[(c, *q)])) if numbers else ""
+                grid[rr][cc] = Cell(NEIGHBOUR, text, alpha=0.35 + 0.65 * min(1.0, float(strength[q]))) if read[q] \
+                    else Cell(INPUT, text)
+            fills[at] = grid[rr][cc]
+        points, regular = placed(j, position, c)
         region = zoom_region(points, regular, plane.size) if points and zoom else None
+        note = stack_note(points)
+        others = [placed(j, p, c) for p in room_for]
+        notes = [label(n, SMALL) for n in [note, *(stack_note(q) for q, _ in others)] if n]
+        if region is not None:  # as large as every frame's zoom: the region grown about its own points
+            regions = [region, *(zoom_region(q, g, plane.size) for q, g in others if q)]
+            nr, nc = max(g[2] for g in regions), max(g[3] for g in regions)
+            region = (min(max(0, region[0] - (nr - region[2]) // 2), plane.size[0] - nr),
+                      min(max(0, region[1] - (nc - region[3]) // 2), plane.size[1] - nc), nr, nc)
         side = max(region[2], region[3]) if region else 0
         scale = max(MIN_ZOOM, ZOOM_CELLS / side) if region else 1.0
-        note = stack_note(points)
+        # the note's room kept in every frame (blank where this one has none)
+        noted = [Block(max(n.w for n in notes), max(n.h for n in notes), label(note, SMALL).paint if note
+                       else (lambda ax, x, y: None))] if notes else []
         if region is None or side > MAX_REGION:  # number the points on the plane itself
             draw, _ = _points_layer(points, regular, colours, 1.0, (0.0, 0.0), True, plane.size[:2])
-            tiles.append(column([label(f"c{c}", SMALL), _overlay(cells(grid), draw)]
-                                + ([label(note, SMALL)] if note else []), gap=0.15))
+            tiles.append(column([label(f"c{c}", SMALL), _overlay(cells(grid), draw), *noted], gap=0.15))
             continue
         r0, c0, nr, nc = region
         small, _ = _points_layer(points, regular, colours, 1.0, (0.0, 0.0), False)
@@ -297,14 +321,31 @@ def irregular_input(r: Reads, out_channel: int, position: Sequence[int], numbers
                     cell = fills[(r0 + a, c0 + b)]
                     rgba = to_rgba(cell.fill)
                     ax.add_patch(Rectangle((x + b * scale, y + a * scale), scale, scale, facecolor=rgba[:3] + (
-                        rgba[3] * cell.alpha,), edgecolor=EDGE, linewidth=0.6))
+                        rgba[3] * cell.alpha,), edgecolor=EDGE, linewidth=0.6,
+                        linestyle=(0, (3, 2)) if cell.dashed else "-"))
             big(ax, x, y)
 
         zoomed = Block(nc * scale, nr * scale, enlarged)
         both = row([column([label(f"c{c}", SMALL), _overlay(cells(grid), frame)], gap=0.15),
                     column([label(f"zoom ×{scale:.1f} (dashed frame)", SMALL), zoomed], gap=0.15)], gap=0.8)
-        tiles.append(column([both, label(note, SMALL)], gap=0.15) if note else both)
+        tiles.append(column([both, *noted], gap=0.15))
     lines = [row(tiles[i:i + 2], gap=0.8) for i in range(0, len(tiles), 2)]
     which = f" (plane c{channels[0]})" if len(channels) == 1 and r.input_shape[0] > 1 else ""
-    return column([label(f"INPUT {'×'.join(map(str, r.input_shape))}{which}: sampling points", weight="bold"),
-                   column(lines, gap=0.4)], gap=0.3)
+    padded = f", padded to {'×'.join(map(str, plane.size))}" if plane.size != size else ""
+    return column([label(f"INPUT {'×'.join(map(str, r.input_shape))}{which}{padded}: sampling points",
+                         weight="bold"), column(lines, gap=0.4)], gap=0.3)
+
+
+def margins(r: Reads, positions: Sequence[Sequence[int]]) -> tuple[tuple[int, int], ...]:
+    """(before, after) padding cells to draw per spatial dim (2-D): every cell the regular grid of the outputs at
+    ``positions`` reaches past the input's edge (a border output's taps sit in the zero padding). An animation
+    passes all its frames' positions, so that its planes keep one size."""
+    size = r.input_shape[1:]
+    pads = [[0, 0] for _ in size]
+    if len(size) != 2 or r.regular is None or r.regular.kind != "gather":
+        return tuple((0, 0) for _ in size)
+    for p in positions:
+        for _, q in r.regular.window(tuple(p)):
+            for d, v in enumerate(q):
+                pads[d] = [max(pads[d][0], -v), max(pads[d][1], v - size[d] + 1)]
+    return tuple((lo, hi) for lo, hi in pads)

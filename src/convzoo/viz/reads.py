@@ -46,6 +46,8 @@ class Reads:
     kernel_shape: tuple[int, ...]
     regular: Geometry | None = None  # irregular reads: the window with the side branches' output set to zero
     jac: torch.Tensor | None = None  # (C_out, *O, C_in, *S): ∂y/∂x with the side branches held
+    # pair_taps, once: an animation's frames each ask for it for every frame's sum text
+    _pairs: torch.Tensor | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     @property
     def n_taps(self) -> int:
@@ -60,12 +62,15 @@ class Reads:
 
     def pair_taps(self) -> torch.Tensor:
         """Bool (C_out, C_in, T): tap t exists for the pair (seen linking some output to some input)."""
+        if self._pairs is not None:
+            return self._pairs
         c_out, c_in, n = self.output_shape[0], self.input_shape[0], self.n_taps
         idx = self.index.reshape(c_out, -1, c_in, math.prod(self.input_shape[1:])).permute(0, 2, 1, 3)
         idx = idx.reshape(c_out, c_in, -1)
         onehot = torch.zeros(c_out, c_in, n + 1, dtype=torch.bool)
         onehot.scatter_(2, (idx.clamp(min=-1) + 1), True)
-        return onehot[:, :, 1:]
+        self._pairs = onehot[:, :, 1:]
+        return self._pairs
 
     def channel_links(self) -> torch.Tensor:
         """Int (C_out, C_in): the number of kernel taps each channel pair uses (0: not connected)."""

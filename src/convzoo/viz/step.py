@@ -24,8 +24,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from .draw import (INPUT, OTHER, OUTPUT, PADDING, SMALL, ZERO, Block, Cell, arrow, cells, column, fmt, label, row,
-                   signed_cells, swatch_legend, tap_colours)
-from .irregular import NEIGHBOUR, irregular_input
+                   signed_cells, swatch_legend, tap_colours, text_size)
+from .irregular import NEIGHBOUR, irregular_input, margins
 from .layout import BUDGET, flow
 from .planes import Plane, mark, planes_block
 from .reads import NO_TAP, Reads
@@ -302,8 +302,9 @@ def sum_line(r: Reads, out_channel: int, position: Sequence[int]) -> str:
     return listed if len(terms) == n_all else f"{listed}\nΣ {products}{zeros}"
 
 
-def overlap_block(r: Reads, in_channel: int = 0) -> Block:
-    """Output cells: how many input cells (of one channel) are summed into each — uneven = checkerboard."""
+def overlap_block(r: Reads, in_channel: int = 0, position: Sequence[int] | None = None) -> Block:
+    """Output cells: how many input cells (of one channel) are summed into each — uneven = checkerboard; the cell
+    at ``position`` outlined (the output drawn: its count is the sum's non-zero products per channel)."""
     linked = r.index[(0, *([slice(None)] * r.spatial_dims), in_channel)] != -1
     counts = linked.reshape(*r.output_shape[1:], -1).sum(-1).numpy()
     top = max(int(counts.max()), 1)
@@ -313,7 +314,8 @@ def overlap_block(r: Reads, in_channel: int = 0) -> Block:
     for o in np.ndindex(*plane.size):
         n = int(counts[o])
         rr, cc = plane.cell(o)
-        grid[rr][cc] = Cell(shades[min(len(shades) - 1, round(n * (len(shades) - 1) / top))], str(n))
+        grid[rr][cc] = Cell(shades[min(len(shades) - 1, round(n * (len(shades) - 1) / top))], str(n),
+                            outline="black" if position is not None and tuple(o) == tuple(position) else None)
     return column([label("OVERLAP: input cells summed\ninto each output cell", weight="bold"), cells(grid)], gap=0.3)
 
 
@@ -390,10 +392,12 @@ def _window_columns(groups: Sequence[WindowGroup], out_channel: int, position: S
 
 def draw_step(r: Reads, out_channel: int = 0, position: Sequence[int] | None = None, numbers: bool = False,
               planes: int | None = None, carried: Sequence[str | None] | None = None, show_kernel: bool = True,
-              permutation: bool = False, max_width: float = BUDGET[0]) -> Step:
+              permutation: bool = False, max_width: float = BUDGET[0],
+              room_for: Sequence[Sequence[int]] = ()) -> Step:
     """Kernel → input (padded / zero-inserted) → output [→ overlap] → channel wiring, laid out within
     ``max_width`` cells. ``planes``: input / output planes drawn in full (default 1, ``MAX_PLANES`` in numbers
-    mode); ``carried``: colours of the input channels from an earlier stage."""
+    mode); ``carried``: colours of the input channels from an earlier stage; ``room_for``: other output positions
+    whose sum texts this drawing keeps room for (an animation's frames: nothing moves from one to the next)."""
     position = tuple(position) if position is not None else r.centre()
     copied = copies(r).any(1)
     if bool(copied[out_channel]) and not bool(copied.all()):  # a copy shows no window: draw a computed output
@@ -406,6 +410,8 @@ def draw_step(r: Reads, out_channel: int = 0, position: Sequence[int] | None = N
     out_ch = sorted(([out_channel] + [j for j in range(r.output_shape[0]) if j != out_channel])[:n_planes])
     g = r.geometry
     groups = window_groups(r)
+    others = [tuple(p) for p in room_for]
+    padded = False  # irregular reads: the plane drawn with padding (its grid reaches past the edge)
     parts: list[Block] = []  # what the window reads; then ``tail``: the sum, the output and the channels
     if len(groups) > 1 and n_planes == 1:
         parts.append(_window_columns(groups, out_channel, position, numbers))
@@ -417,13 +423,23 @@ def draw_step(r: Reads, out_channel: int = 0, position: Sequence[int] | None = N
         elif g is not None:
             parts.append(gather_input(r, out_channel, position, numbers, in_ch))
         else:
-            parts.append(irregular_input(r, out_channel, position, numbers, in_ch, owners(r, out_channel, in_ch)))
-    tail: list[Block] = [arrow(2.5, summed_text(r, out_channel, position))]
+            parts.append(irregular_input(r, out_channel, position, numbers, in_ch, owners(r, out_channel, in_ch),
+                                         room_for=others))
+            padded = any(lo or hi for lo, hi in margins(r, [position, *others]))
+    widest = [text_size(summed_text(r, out_channel, p), SMALL) for p in others]
+    room = (max((w for w, _ in widest), default=0.0), max((h for _, h in widest), default=0.0))
+    tail: list[Block] = [arrow(2.5, summed_text(r, out_channel, position), room=room)]
     out_block = output_block(r, out_channel, position, numbers, out_ch)
     line = sum_line(r, out_channel, position) if numbers else ""
-    tail.append(column([out_block, label(line, SMALL)], gap=0.4) if line else out_block)
+    if line:
+        text = label(line, SMALL)
+        lines = [text_size(sum_line(r, out_channel, p), SMALL) for p in others]
+        w, h = max([text.w, *(w for w, _ in lines)]), max([text.h, *(h for _, h in lines)])
+        tail.append(column([out_block, Block(w, h, text.paint)], gap=0.4))
+    else:
+        tail.append(out_block)
     if g is not None and g.kind == "scatter":
-        tail.append(overlap_block(r))
+        tail.append(overlap_block(r, position=position))
     colouring = None
     legend: list[tuple[str, str, bool]] = []
     if r.input_shape[0] > 1 or r.output_shape[0] > 1:
@@ -431,6 +447,8 @@ def draw_step(r: Reads, out_channel: int = 0, position: Sequence[int] | None = N
         pattern = pattern_block(r, out_channel, colouring, groups)
         tail.append(wiring_block(r, out_channel, position, colouring, permutation=permutation, pattern=pattern))
         legend = [(colour, text, False) for colour, text in colouring.legend]
+    if padded:
+        legend.insert(0, (PADDING, "padding (zero): what a point past the edge reads", True))
     one = row([*parts, *tail], gap=1.0)
     if one.w <= max_width:
         return Step(one, colouring, legend)
@@ -458,8 +476,8 @@ def summed_text(r: Reads, out_channel: int, position: Sequence[int]) -> str:
 
 
 def step_block(r: Reads, out_channel: int = 0, position: Sequence[int] | None = None, numbers: bool = False,
-               legend: bool = True, planes: int | None = None) -> Block:
+               legend: bool = True, planes: int | None = None, room_for: Sequence[Sequence[int]] = ()) -> Block:
     """``draw_step``'s block, with a legend line under it."""
-    step = draw_step(r, out_channel, position, numbers, planes)
+    step = draw_step(r, out_channel, position, numbers, planes, room_for=room_for)
     body = step.block
     return column([body, legend_block(r, numbers, max(body.w, 40), step.legend)], gap=0.8) if legend else body

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import importlib
+
 import pytest
 import torch
 import torchvision
@@ -118,13 +120,10 @@ def test_unconvertible_layers_are_kept_with_a_message_naming_them():
     for name in downsamples:  # a 1×1 HetConv is the dense 1×1 conv: an exact swap at equal cost, taken
         row = next(r for r in report.layers if r.name == name)
         assert row.converted and row.rel_error < 1e-6 and "exact swap at equal cost" in row.note
-    # each 3×3 filter keeps its k×k kernel on 1 channel in p and the centre tap elsewhere: of the all-ones kernel
-    # 1/4 + (3/4)/9 = 1/3 of the energy, relative error √(2/3) = 0.816 ≥ 0.8: kept, saying why
+    # each 3×3 filter keeps its k×k kernel on 1 channel in p and a 1×1 on the others: it still mixes channels
     kxk = [row for row in report.layers if row.before.endswith("(3, 3))") and row.name != "conv1"]
-    assert len(kxk) == 16 and not any(row.converted for row in kxk)
-    for row in kxk:
-        assert f"relative error {(2 / 3) ** 0.5:.3f} ≥ 0.8 (keeps 33.3% of it)" in row.note, row.note
-    assert len(report.converted) == 3
+    assert len(kxk) == 16 and all(row.converted for row in kxk)
+    assert len(report.converted) == 19
     _, forced = cz.convert(model, "hetconv", p=4, force=True)
     assert [row.name for row in forced.skipped] == ["conv1"] and len(forced.converted) == 19
     with pytest.raises(ValueError, match="has no torch.nn.Conv2d"):
@@ -335,8 +334,9 @@ def test_depthwise_swaps_exactly_the_depthwise_convs_of_torchvision_mobilenet_v2
         assert row.rel_error < 1e-6 and row.params_after == row.params_before and "exact swap" in row.note
         assert type(new.get_submodule(row.name)) is cz.DepthwiseConv2d
     expansion = next(row for row in report.layers if row.name == "features.2.conv.0.0")  # 1×1, 16 → 96
-    assert not expansion.converted  # a depthwise layer would keep 1/16 of it: error √(15/16)
-    assert f"relative error {(15 / 16) ** 0.5:.3f} ≥ 0.8" in expansion.note and "force=True" in expansion.note
+    assert not expansion.converted  # a depthwise layer would keep 1 channel in 16: error √(15/16)
+    assert "mixes no channels, where this conv mixes 16 input channels" in expansion.note
+    assert f"relative error {(15 / 16) ** 0.5:.3f}" in expansion.note and "force=True" in expansion.note
     x = torch.randn(2, 3, 64, 64)
     with torch.no_grad():
         assert relative(new.features(x), model.features(x)) < 1e-5
@@ -357,16 +357,15 @@ def test_depthwise_swaps_exactly_the_depthwise_convs_of_torchvision_mobilenet_v2
     (nn.Conv2d(8, 8, 3, padding=1), "flattened", {}, 1.0),
     (nn.Conv2d(8, 8, 3, padding=1), "ghost", {}, 1.0),
 ])
-def test_a_family_that_keeps_under_36_percent_of_the_all_ones_kernel_is_not_taken(conv, family, kwargs,
-                                                                                    kept_fraction):
+def test_a_family_that_mixes_no_channels_where_the_conv_does_is_not_taken(conv, family, kwargs, kept_fraction):
     error = (1 - kept_fraction) ** 0.5  # of the all-ones kernel, by the hand count above
     _, report = cz.convert(nn.Sequential(conv), family, **kwargs)
     row = report.layers[0]
-    if error >= 0.8:
-        assert not row.converted and f"relative error {error:.3f} ≥ 0.8 (keeps {kept_fraction:.1%} of it)" in row.note
+    if family == "depthwise":  # one input channel per output: the error of keeping 1 in C_in
+        assert not row.converted and "mixes no channels" in row.note and f"relative error {error:.3f}" in row.note
         _, forced = cz.convert(nn.Sequential(conv), family, force=True, **kwargs)
         assert forced.layers[0].converted
-    else:
+    else:  # grouped, HetConv and the factorisations still mix channels, whatever part of the kernel they keep
         assert row.converted, row.note
     # the rule's number is the family's own error on the all-ones kernel: check it against the report's
     with torch.no_grad():
@@ -380,13 +379,16 @@ def test_a_family_that_keeps_under_36_percent_of_the_all_ones_kernel_is_not_take
 
 
 def test_load_converted_rebuilds_the_recorded_layers_when_the_rules_change(tmp_path, monkeypatch):
-    from convzoo.conversion import convert as convert_module
+    convert_module = importlib.import_module("convzoo.conversion.convert")  # the module, not the function
     from convzoo.models import load_converted, save_converted, source_model
 
     torch.manual_seed(0)
     model, _ = cz.convert(source_model("mobilenet_v1_small"), "depthwise_separable")
     save_converted(str(tmp_path / "c.pt"), model, "mobilenet_v1_small", "depthwise_separable")
-    monkeypatch.setattr(convert_module, "MIXING", 0.0, raising=False)  # tomorrow's rules keep every layer
+    def keep_everything(*args: object) -> str:  # tomorrow's rules keep every layer
+        raise ValueError("kept by tomorrow's rules")
+
+    monkeypatch.setattr(convert_module, "_keep_or_take", keep_everything)
     loaded = load_converted(str(tmp_path / "c.pt"))
     x = torch.randn(2, 3, 32, 32)
     with torch.no_grad():

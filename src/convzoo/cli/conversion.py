@@ -19,7 +19,8 @@ def convert_command(
     input: Optional[str] = typer.Option(None, "--input", help="input shape for per-layer MACs, e.g. 1,3,224,224"),
     arg: Optional[list[str]] = typer.Option(None, "--arg", help="name=value for the family, e.g. mid_channels=16"),
     force: bool = typer.Option(False, "--force", help="also convert layers the family cannot improve (1×1 kernels "
-                                                      "for window factorisations, layers it would not make cheaper)"),
+                                                      "for window factorisations, layers it would not make cheaper, "
+                                                      "channel-mixing convs to a family that mixes none)"),
 ) -> None:
     """Replace every Conv2d of a model by a family, starting from the best approximation of its weights."""
     from ..conversion.convert import convert

@@ -12,10 +12,11 @@ and its row says why, when the family cannot take it (e.g. HetConv with p not di
 - the family is a compression family and would not reduce both the layer's params and its MACs here (a stem with 3
   input channels, a 1×1 conv), unless the swap is exact at equal cost (a depthwise conv to ``'depthwise'``: the
   same function in the family's layer, which is taken);
-- the family cannot hold the conv's channel mixing: it approximates the all-ones kernel of the conv's shape (every
-  channel and tap alike; rank 1, so every factorisation, Ghost and dynamic layer holds it exactly) at relative
-  error ≥ 0.8, keeping under 36% (1 − 0.8²) of even that kernel. ``'depthwise'`` keeps 1/C_in of a dense conv's
-  (a third of an RGB stem's), ``'grouped'`` 1/g (g ≥ 3 is kept, g = 2 converts), HetConv 1/p + (1 − 1/p)/k².
+- the family mixes no channels where the conv does: its best fit of the all-ones kernel of the conv's shape
+  (every channel and tap alike; rank 1, so every factorisation, Ghost and dynamic layer holds it exactly) is no
+  better than keeping one input channel per output, error √(1 − g/C_in). ``'depthwise'`` on a dense conv (an RGB
+  stem, a 1×1 expansion, a squeeze-excite conv) would drop the trained channel mixing and the network with it;
+  ``'grouped'`` and HetConv still mix channels (in groups, in the 1×1 part) and convert.
 The rules read the layer's shape, never its weights: a model converts to the same structure whatever its weights
 (``models.load_converted`` rebuilds from an untrained source), and a model built on the meta device converts
 (its rows' ``rel_error`` is None: not measured). The report's totals give the model's params and MACs before
@@ -191,7 +192,6 @@ def _probe_shape(conv: nn.Module) -> tuple[int, ...]:
 _REFERENCE: dict[str, tuple[bool, bool]] = {}
 _PROBES: dict[tuple[Any, ...], float] = {}
 EXACT = 1e-5  # a swap is exact when the family holds a random kernel of the conv's shape to this relative error
-MIXING = 0.8  # kept (unless force) when the all-ones kernel is approximated at this relative error or more
 
 
 def _probe_error(to: str, conv: nn.Module, family_kwargs: dict[str, Any], kernel: str) -> float:
@@ -256,11 +256,14 @@ def _keep_or_take(to: str, conv: nn.Module, layer: nn.Module, params_before: int
                 raise ValueError(f"{to!r} would not reduce params and MACs here (params {params_before:,} → "
                                  f"{after_params:,}{macs}); force=True converts it anyway")
             note = f"exact swap at equal cost (params {params_before:,} → {after_params:,}{macs})"
-    mixing = _probe_error(to, conv, family_kwargs, "ones")
-    if mixing >= MIXING:
-        raise ValueError(f"{to!r} cannot hold this conv's channel mixing: it approximates even the all-ones kernel "
-                         f"of its shape at relative error {mixing:.3f} ≥ {MIXING} (keeps {1 - mixing ** 2:.1%} of it), "
-                         f"so the trained weights would be lost; force=True converts it anyway")
+    per_output = conv.in_channels // conv.groups  # input channels each output mixes
+    if per_output > 1:
+        error, diagonal = _probe_error(to, conv, family_kwargs, "ones"), (1 - 1 / per_output) ** 0.5
+        if error >= diagonal - 1e-4:  # no better than one input channel per output: no channel mixing
+            raise ValueError(f"{to!r} mixes no channels, where this conv mixes {per_output} input channels into each "
+                             f"output (its best fit of even the all-ones kernel keeps one channel in {per_output}: "
+                             f"relative error {error:.3f}), so the trained channel mixing would be lost; force=True "
+                             "converts it anyway")
     return note
 
 
@@ -278,10 +281,10 @@ def convert(
     A conv is kept, with the reason in its row, when the family cannot take it; unless ``force``, also when the
     family factorises the window and the kernel is 1×1; when a compression family would not reduce both the
     layer's params and its MACs (on a probe input), unless the swap is exact at equal params and MACs (the family
-    holds a random kernel of the conv's shape to ``EXACT``); or when the family's approximation of the all-ones
-    kernel of the conv's shape has relative error ≥ ``MIXING`` = 0.8 (it cannot hold the conv's channel mixing:
-    ``'depthwise'`` for a dense conv, ``'grouped'`` with 3 or more groups). These rules read shapes, never
-    weights: a model on the meta device converts to the same structure, with ``rel_error`` None (not measured).
+    holds a random kernel of the conv's shape to ``EXACT``); or when the family mixes no channels where the conv
+    does (its fit of the all-ones kernel of the conv's shape is no better than one input channel per output:
+    ``'depthwise'`` for a dense conv). These rules read shapes, never weights: a model on the meta device converts
+    to the same structure, with ``rel_error`` None (not measured).
     ``input_shape`` (default: ``model.default_input_shape`` if the model has one) adds per-layer and total MACs.
     Raises ValueError for an unknown family or a model with no ``nn.Conv2d`` to convert.
     """

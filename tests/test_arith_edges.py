@@ -180,11 +180,12 @@ def _legacy_onnx_output(module: nn.Module, x: torch.Tensor, path: Path) -> torch
     return torch.from_numpy(y)
 
 
-# movedim(-1, 1) in channel_shuffle / pixel_shuffle became Transpose(perm=[0, -1, 1, …]), refused by onnxruntime;
+# movedim(-1, 1) in channel_shuffle / pixel_shuffle (and movedim(-1, 2) in the dynamic kernels' aggregation) became Transpose(perm=[0, -1, 1, …]), refused by onnxruntime;
 # a 3-D channels-last output went through contiguous(memory_format=channels_last_3d), which the exporter refused.
 @pytest.mark.parametrize(("name", "dim"), [
     ("shuffled_grouped", 2), ("shuffled_grouped", 3), ("subpixel", 2), ("subpixel", 3), ("pointwise", 3),
-    ("depthwise_separable", 3), ("pointwise_grouped", 3), ("acnet", 3), ("repvgg", 3), ("ghost", 3)])
+    ("depthwise_separable", 3), ("pointwise_grouped", 3), ("acnet", 3), ("repvgg", 3), ("ghost", 3),
+    ("dynamic", 2), ("dynamic", 3), ("condconv", 2), ("condconv", 3), ("odconv", 2), ("odconv", 3)])
 def test_legacy_onnx_export_of_channels_last_input_runs_in_onnxruntime(name: str, dim: int, tmp_path: Path) -> None:
     from convzoo.deploy.checks import MEMORY_FORMAT, build, relative_error, sample
 

@@ -288,10 +288,13 @@ class DynamicConvNd(TemperatureState, ConvzooLayer, nn.Module):
         n = x.shape[0]
         attention = self.attention(x, self.temperature)  # (N, K)
         # (K, C_out, *k, C_in/g) or (K, C_out, C_in/g, *k)
-        bank = self.kernels.movedim(2, -1) if channels_last else self.kernels
+        # permutes of non-negative dims (movedim's negative ones reach TorchScript's ONNX export as a Transpose
+        # perm that onnxruntime refuses)
+        d = self.kernels.dim()
+        bank = self.kernels.permute(0, 1, *range(3, d), 2) if channels_last else self.kernels
         weight = (attention @ bank.reshape(self.num_kernels, -1)).reshape(n, *bank.shape[1:])
         bias = attention @ self.bias if self.bias is not None else None
-        return (weight.movedim(-1, 2) if channels_last else weight), bias
+        return (weight.permute(0, 1, d - 1, *range(2, d - 1)) if channels_last else weight), bias
 
     def _batch_folded(self, x: torch.Tensor) -> torch.Tensor:
         """Samples folded into groups: one grouped conv with N·g groups computes the whole batch."""

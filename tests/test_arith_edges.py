@@ -180,7 +180,8 @@ def _legacy_onnx_output(module: nn.Module, x: torch.Tensor, path: Path) -> torch
     return torch.from_numpy(y)
 
 
-# movedim(-1, 1) in channel_shuffle / pixel_shuffle (and movedim(-1, 2) in the dynamic kernels' aggregation) became Transpose(perm=[0, -1, 1, …]), refused by onnxruntime;
+# movedim(-1, 1) in channel_shuffle / pixel_shuffle / the per-sample conv (dynamic, CondConv, ODConv) became
+# Transpose(perm=[0, -1, 1, …]), refused by onnxruntime;
 # a 3-D channels-last output went through contiguous(memory_format=channels_last_3d), which the exporter refused.
 @pytest.mark.parametrize(("name", "dim"), [
     ("shuffled_grouped", 2), ("shuffled_grouped", 3), ("subpixel", 2), ("subpixel", 3), ("pointwise", 3),

@@ -495,6 +495,14 @@ def test_activation_products_are_reported_apart(name, kw, products, other):
     assert ("activation_macs", products) in report.to_dict()["layers"][0].items()
 
 
+def test_selective_kernel_weighted_sum_is_activation_macs():
+    # Σ_m a_m ⊙ U_m: M = 2 products of two activations (attention × branch output) per output element, summed
+    layer = _build("selective_kernel", 6, 8, 3, 2, {"stride": 2})
+    own = layer.cost((N, 6, 11, 9))
+    assert own.output_shape == (N, 8, 6, 5) and own.activation_macs == 2 * N * 8 * 6 * 5
+    assert cz.cost(layer, (N, 6, 11, 9)).activation_macs == own.activation_macs
+
+
 class _TorchOpsInvolution(nn.Module):
     """Involution2d's operator in torch ops: the generator's two linears, patches by unfold, kernel × patch
     summed over the taps as one batched matmul (an activation × activation product)."""

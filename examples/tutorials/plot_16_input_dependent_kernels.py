@@ -37,10 +37,10 @@ torch.manual_seed(0)
 layers = {name: cz.build(name, 32, 32, 3, 2).eval() for name in NAMES}
 costs = {name: cz.cost(layer, shape) for name, layer in layers.items()}
 base = costs["standard"]
-print(f"{'family':<18}{'params':>9}{'× std':>7}{'MACs':>12}{'× std':>7}{'other ops':>11}")
+print(f"{'family':<18}{'params':>9}{'× std':>7}{'MACs':>12}{'× std':>7}{'act. MACs':>11}{'other ops':>11}")
 for name, c in costs.items():
     print(f"{name:<18}{c.params:>9,}{c.params / base.params:>7.2f}{c.macs:>12,}{c.macs / base.macs:>7.2f}"
-          f"{c.other_ops:>11,}")
+          f"{c.activation_macs:>11,}{c.other_ops:>11,}")
 
 # %%
 # The kernel depends on the input

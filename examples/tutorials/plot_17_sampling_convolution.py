@@ -43,15 +43,17 @@ with torch.no_grad():
 # Cost
 # ----
 # At 32 → 32 channels, 3×3, on a 28×28 map. Bilinear sampling is not a weight multiply-add: it appears as
-# "other ops" (4 multiply-adds per sampled value), and so does DCNv3's softmax. DCNv3's parameters do not grow
-# with the number of points: its weight is the shared projection.
+# "other ops" (4 multiply-adds per sampled value), and so does DCNv3's softmax; DCNv3's mask × sampled value,
+# summed over the points, is a product of two activations: "act. MACs", apart from the weight MACs. DCNv3's
+# parameters do not grow with the number of points: its weight is the shared projection.
 
 names = ["standard", "deformable", "deformable_v2", "dcnv3"]
 shape = (1, 32, 28, 28)
 costs = {name: cz.cost(cz.build(name, 32, 32, 3, 2), shape) for name in names}
-print(f"{'family':<15}{'params':>9}{'MACs':>12}{'× std':>7}{'other ops':>12}")
+print(f"{'family':<15}{'params':>9}{'MACs':>12}{'× std':>7}{'act. MACs':>11}{'other ops':>12}")
 for name, c in costs.items():
-    print(f"{name:<15}{c.params:>9,}{c.macs:>12,}{c.macs / costs['standard'].macs:>7.2f}{c.other_ops:>12,}")
+    print(f"{name:<15}{c.params:>9,}{c.macs:>12,}{c.macs / costs['standard'].macs:>7.2f}{c.activation_macs:>11,}"
+          f"{c.other_ops:>12,}")
 
 # %%
 # Parameters as the width grows: a v2 layer holds C²·k² weights plus its offset-and-mask conv, C·3k²·k²; DCNv3

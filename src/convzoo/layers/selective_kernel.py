@@ -155,7 +155,8 @@ class SelectiveKernelConvNd(ConvzooLayer, nn.Module):
     def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
         """Branch convs (their own MACs) + ReLU (1 op per element) + fuse Σ_m U_m ((M−1) adds per output element)
         + GAP + squeeze and select FCs (MACs) + ReLU + softmax over branches (3 ops per weight) + the weighted sum
-        Σ_m a_m ⊙ U_m (M multiply-adds per output element: attention × activation, other ops, not MACs)."""
+        Σ_m a_m ⊙ U_m (M multiply-accumulates per output element, of two activations: activation MACs, as
+        involution's kernel × patch)."""
         n, m = input_shape[0], len(self.branches)
         parts = [branch.cost(tuple(input_shape)) for branch in self.branches]
         out = (n, self.out_channels, *parts[0].output_shape[2:])
@@ -167,7 +168,8 @@ class SelectiveKernelConvNd(ConvzooLayer, nn.Module):
                   module_cost(att.squeeze, (n, self.out_channels), (n, hidden)), elementwise_cost((n, hidden), 1),
                   module_cost(att.select, (n, hidden), (n, m * self.out_channels)),
                   elementwise_cost((n, m * self.out_channels), 3),
-                  LayerCost(0, 0, 2 * m * numel(out), (m + 1) * numel(out) + n * m * self.out_channels, out)]
+                  LayerCost(0, 0, 0, (m + 1) * numel(out) + n * m * self.out_channels, out,
+                            activation_macs=m * numel(out))]
         return compose(parts, out)
 
     def reference_output(self, x: np.ndarray) -> np.ndarray:

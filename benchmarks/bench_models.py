@@ -1,0 +1,174 @@
+"""convzoo's layers inside real networks: torchvision's depthwise models with their depthwise convs swapped for
+convzoo's, against the models as torchvision builds them, eager, on the CPU.
+
+    python benchmarks/bench_models.py [--quick] [--threads 2] [--seconds 2] [--out benchmarks/results]
+
+What a practitioner does: ``convzoo.convert(model, "depthwise")`` replaces exactly the convs that already are
+depthwise (an exact swap: same weights, same function) by ``DepthwiseConv2d``, which measures its exact forms
+(torch's conv, convzoo's numba kernels, memory-format round trips) on this machine and runs the fastest. Every
+other layer is torch's. For each model, batch, memory format and mode the two networks are timed round-robin in
+the same rounds (order alternating, fastest round of each, ms), with a third network: the swapped one with its
+depthwise layers pinned to torch's conv (``implementation='native'``), which separates what the layers' choices
+do inside the network from what their call path costs: inference under ``torch.no_grad()`` in eval mode,
+training as one forward in train mode (batch norms on batch statistics) and the gradients of every parameter
+(``torch.autograd.grad`` of a fixed random output gradient, nothing accumulated). Before timing, the two networks'
+outputs (and training gradients) are checked equal. Prints the machine and markdown tables and writes the run in
+the results format to ``OUT/models-<cpu>.json`` (the reading beside it, ``models-<cpu>.md``, is written by hand).
+``--quick``: one small model at 64², nothing written (a smoke run).
+"""
+
+from __future__ import annotations
+
+import argparse
+import copy
+import os
+import warnings
+from collections.abc import Callable
+
+import torch
+import torchvision
+from torch import nn
+
+import convzoo as cz
+from convzoo.perf.results import Table, machine_info, machine_tag, write_results
+from convzoo.perf.runtime_compare import interleaved_rounds, machine_header
+
+COLUMNS = ["model", "batch", "format", "depthwise convs", ("torch ms", ".3f"), ("convzoo ms", ".3f"),
+           ("convzoo / torch", ".2f"), ("convzoo, torch's form ms", ".3f"), ("torch's form / torch", ".2f"),
+           "forms chosen"]
+# (torchvision builder, image size, inference batches, training batches)
+MODELS: list[tuple[str, int, tuple[int, ...], tuple[int, ...]]] = [
+    ("mobilenet_v2", 224, (1, 8), (8,)),
+    ("mobilenet_v3_large", 224, (1, 8), (8,)),
+    ("efficientnet_b0", 224, (1, 8), (8,)),
+    ("convnext_tiny", 224, (1,), ()),
+]
+QUICK_MODELS: list[tuple[str, int, tuple[int, ...], tuple[int, ...]]] = [("mobilenet_v2", 64, (2,), (2,))]
+FORMATS = (("NCHW", torch.contiguous_format), ("channels_last", torch.channels_last))
+
+
+def swapped(model: nn.Module) -> tuple[nn.Module, int]:
+    """``convert(model, "depthwise")`` and the number of convs it swapped; ValueError unless every swap is exact."""
+    new, report = cz.convert(model, "depthwise")
+    swaps = report.converted
+    worst = max((row.rel_error or 0.0 for row in swaps), default=0.0)
+    if not swaps or worst > 1e-6:
+        raise ValueError(f"convert(.., 'depthwise') swapped {len(swaps)} convs with relative error up to {worst:.3g}: "
+                         "the benchmark compares the same function")
+    return new, len(swaps)
+
+
+def torch_form_only(model: nn.Module) -> nn.Module:
+    """A copy of the swapped model whose depthwise layers are pinned to torch's conv (``implementation='native'``):
+    the same network with convzoo's call path but none of its choices, to tell the two apart."""
+    twin = copy.deepcopy(model)
+    for module in twin.modules():
+        if isinstance(module, cz.DepthwiseConv2d):
+            module.implementation = "native"
+    return twin
+
+
+def forms_chosen(model: nn.Module, x: torch.Tensor, backward: bool) -> str:
+    """How many depthwise layers run each form for input ``x``, with their backward or not (the forms they
+    measured during the runs, read back)."""
+    shapes: dict[nn.Module, torch.Tensor] = {}
+    hooks = [m.register_forward_pre_hook(lambda m, args: shapes.setdefault(m, args[0]))
+             for m in model.modules() if isinstance(m, cz.DepthwiseConv2d)]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for hook in hooks:
+            hook.remove()
+    counts: dict[str, int] = {}
+    for module, seen in shapes.items():
+        with torch.set_grad_enabled(backward):
+            form = module.measured_path(seen)
+        counts[form] = counts.get(form, 0) + 1
+    return ", ".join(f"{form} ×{n}" for form, n in sorted(counts.items()))
+
+
+def inference(plain: nn.Module, ours: nn.Module, pinned: nn.Module,
+              x: torch.Tensor) -> list[Callable[[torch.Tensor], object]]:
+    plain.eval(), ours.eval(), pinned.eval()
+    with torch.no_grad():
+        expected = plain(x)
+        for got in (ours(x), pinned(x)):
+            torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
+
+    def run(model: nn.Module) -> Callable[[torch.Tensor], object]:
+        def call(t: torch.Tensor) -> object:
+            with torch.no_grad():
+                return model(t)
+        return call
+
+    return [run(plain), run(ours), run(pinned)]
+
+
+def training(plain: nn.Module, ours: nn.Module, pinned: nn.Module,
+             x: torch.Tensor) -> list[Callable[[torch.Tensor], object]]:
+    plain.train(), ours.train(), pinned.train()
+    grad = torch.randn_like(plain(x))
+
+    def step(model: nn.Module) -> Callable[[torch.Tensor], object]:
+        params = list(model.parameters())
+        return lambda t: torch.autograd.grad(model(t), params, grad.to(t.dtype))
+
+    # the same gradients, checked in float64 copies: batch statistics of small late maps make float32 gradients
+    # differ by orders of magnitude between any two summation orders
+    twins = copy.deepcopy(plain).double(), copy.deepcopy(ours).double()
+    expected, got = (torch.manual_seed(0) and step(twin)(x.double()) for twin in twins)  # the same dropout masks
+    scale = max(float(e.abs().max()) for e in expected)  # gradients that are 0 in exact arithmetic (a conv bias
+    for g, e in zip(got, expected):                      # before a batch norm) are rounding on both sides
+        torch.testing.assert_close(g, e, rtol=1e-6, atol=1e-9 * scale)
+    return [step(plain), step(ours), step(pinned)]
+
+
+def main(argv: list[str] | None = None) -> list[list[object]]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one small model, nothing written")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=2.0, help="timing per case (at least 5 rounds)")
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    args = parser.parse_args(argv)
+    torch.set_num_threads(args.threads)
+    print(machine_header(args.threads))
+    tables: dict[str, list[list[object]]] = {"inference": [], "training": []}
+    for name, size, inference_batches, training_batches in (QUICK_MODELS if args.quick else MODELS):
+        torch.manual_seed(0)
+        plain = getattr(torchvision.models, name)(weights=None)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            ours, count = swapped(plain)
+        for mode, batches, setup in (("inference", inference_batches, inference),
+                                     ("training", training_batches, training)):
+            for batch in batches:
+                for fmt_name, fmt in FORMATS:
+                    net_plain, net_ours = plain.to(memory_format=fmt), ours.to(memory_format=fmt)
+                    x = torch.randn(batch, 3, size, size).contiguous(memory_format=fmt)
+                    fns = setup(net_plain, net_ours, torch_form_only(net_ours), x)
+                    times = [min(t) for t in interleaved_rounds(fns, [x], min_time=args.seconds,
+                                                                max_time=4 * args.seconds)]
+                    row = [name, batch, fmt_name, count, times[0], times[1], times[1] / times[0], times[2],
+                           times[2] / times[0], forms_chosen(net_ours, x, backward=mode == "training")]
+                    tables[mode].append(row)
+                    print(mode, " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row), flush=True)
+    result = [Table("Inference (eval mode, `torch.no_grad()`): torchvision's model against the same model with its "
+                    "depthwise convs swapped for convzoo's, ms (fastest round, both timed in the same rounds)",
+                    COLUMNS, tables["inference"],
+                    "forms chosen: what convzoo's depthwise layers measured fastest on this machine for their "
+                    "inputs in this run, and run."),
+              Table("Training step (train mode, forward and the gradients of every parameter), ms (fastest round, "
+                    "both timed in the same rounds)", COLUMNS, tables["training"],
+                    "forms chosen: the forms the layers measured fastest with their backward.")]
+    if not args.quick:
+        machine = machine_info()
+        path = write_results(os.path.join(args.out, f"models-{machine_tag(machine)}.json"),
+                             "convzoo's depthwise layers in torchvision's networks", result,
+                             description=__doc__.split("\n\n", 2)[2], machine=machine)
+        print(f"wrote {path}")
+    return tables["inference"] + tables["training"]
+
+
+if __name__ == "__main__":
+    main()

@@ -30,7 +30,7 @@ import torch
 from torch import nn
 
 import convzoo as cz
-from convzoo.perf.results import Table, machine_info, machine_tag, write_results
+from convzoo.perf.results import Table, write_machine_results
 from convzoo.perf.runtime_compare import interleaved_rounds, machine_header
 
 COLUMNS = ["case", "format", "convzoo eager form", ("torch eager ms", ".3f"), ("torch compiled ms", ".3f"),
@@ -140,10 +140,8 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
                     "convzoo eager form: the form the layer measured fastest with its backward on this machine; "
                     "compiled, m > 1 runs it (and one more forward) in the backward op.")]
     if not args.quick:
-        machine = machine_info()
-        path = write_results(os.path.join(args.out, f"compiled-{machine_tag(machine)}.json"),
-                             "Inference and training under torch.compile", tables,
-                             description=__doc__.split("\n\n", 2)[2], machine=machine)
+        path = write_machine_results(args.out, "compiled", "Inference and training under torch.compile", tables,
+                                     description=__doc__.split("\n\n", 2)[2])
         print(f"wrote {path}")
     return rows + training
 

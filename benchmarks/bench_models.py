@@ -30,7 +30,7 @@ import torchvision
 from torch import nn
 
 import convzoo as cz
-from convzoo.perf.results import Table, machine_info, machine_tag, write_results
+from convzoo.perf.results import Table, write_machine_results
 from convzoo.perf.runtime_compare import interleaved_rounds, machine_header
 
 COLUMNS = ["model", "batch", "format", "depthwise convs", ("torch ms", ".3f"), ("convzoo ms", ".3f"),
@@ -162,10 +162,8 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
                     "both timed in the same rounds)", COLUMNS, tables["training"],
                     "forms chosen: the forms the layers measured fastest with their backward.")]
     if not args.quick:
-        machine = machine_info()
-        path = write_results(os.path.join(args.out, f"models-{machine_tag(machine)}.json"),
-                             "convzoo's depthwise layers in torchvision's networks", result,
-                             description=__doc__.split("\n\n", 2)[2], machine=machine)
+        path = write_machine_results(args.out, "models", "convzoo's depthwise layers in torchvision's networks", result,
+                                     description=__doc__.split("\n\n", 2)[2])
         print(f"wrote {path}")
     return tables["inference"] + tables["training"]
 

@@ -20,7 +20,7 @@ from conftest import load_docs_hook
 import torch
 
 from convzoo.perf.results import (FORMAT, ResultsError, Table, default_command, machine_info, machine_tag,
-                                  parse_results, read_results, results_files, write_results)
+                                  parse_results, read_results, results_files, write_machine_results, write_results)
 from convzoo.perf.results_page import format_cell, machine_label, machine_line, render_page, unquoted_numbers
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -126,6 +126,15 @@ def test_machine_info_names_this_machine():
     assert info["gemm_peak_gmacs"] == 1.5 and "gpu" not in info
     assert machine_tag({"cpu": "AMD EPYC 7B13", "cpu_capability": "AVX512"}) == "amd-epyc-7b13-avx512"
     assert machine_tag({"gpu": "NVIDIA H200", "cpu": "x"}) == "nvidia-h200"
+
+
+def test_write_machine_results_names_the_file_by_this_cpu(tmp_path):
+    table = Table("t", ["case", ("ms", ".3f")], [["a", 1.25]])
+    path = write_machine_results(tmp_path, "models", "A run", [table], description="what it measures")
+    assert path == tmp_path / f"models-{machine_tag(machine_info())}.json"
+    run = read_results(path)
+    assert (run.title, run.description, run.tables[0].rows) == ("A run", "what it measures", [["a", 1.25]])
+    assert run.machine["cpu"] == machine_info()["cpu"]
 
 
 def test_cells_and_readings():

@@ -215,6 +215,15 @@ def write_results(path: str | os.PathLike[str], title: str, tables: Sequence[Tab
 # --- reading --------------------------------------------------------------------------------------------------------
 
 
+def write_machine_results(directory: str | os.PathLike[str], name: str, title: str, tables: Sequence[Table], *,
+                          description: str = "") -> Path:
+    """``write_results`` of a CPU run to ``directory/<name>-<machine tag>.json`` (one file per CPU type, the
+    machine detected): what the CPU benchmarks write; prints nothing."""
+    machine = machine_info()
+    return write_results(Path(directory) / f"{name}-{machine_tag(machine)}.json", title, tables,
+                         description=description, machine=machine)
+
+
 def _is_cell(value: Any) -> bool:
     return value is None or isinstance(value, (str, int, float, bool))
 

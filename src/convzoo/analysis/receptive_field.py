@@ -1117,6 +1117,12 @@ def receptive_field(model: nn.Module, input_shape: Sequence[int]) -> ReceptiveFi
     ``receptive_field_step``) maps the field itself (the layer contract). Deformable convs report the nominal
     grid: learned offsets can move every tap anywhere.
 
+    Channels: the field is of the map as a whole, every channel alike — the union over channels. A layer that
+    sends some channels through a window and others through none (Ghost's cheap ops, PartialConv's untouched
+    channels, a channel split) gives every channel the largest window, so after a stack of such layers the size is
+    an upper bound for some channels (Ghost1d then PartialConv1d(n_div=2) reports 23 where each output reads at
+    most 19 inputs); it never misses a pixel an output reads.
+
     Upsampling (F.interpolate's modes as torch computes them, align_corners too; pixel shuffle as nearest) and
     transposed convs (output o = i·s − p + t·d reads the inputs of the taps that land on one: the inserted zeros
     read nothing): the jump divides by the factor, and what a position reads depends on its phase — nearest ×2

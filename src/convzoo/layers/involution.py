@@ -33,7 +33,7 @@ from torch import nn
 
 from ..arithmetic.cost import LayerCost, compose, conv_output_tensor_shape, elementwise_cost, numel
 from ..arithmetic.shapes import conv_output_shape
-from ..functional import pad_pairs
+from ..functional import channels_to_first, channels_to_last, pad_pairs
 from ..geometry import (
     PADDING_MODES,
     IntOrTuple,
@@ -103,11 +103,9 @@ class KernelGenerator(nn.Module):
             hidden = torch.relu(F.conv1d(flat, self.reduce.weight.unsqueeze(-1), self.reduce.bias))
             return F.conv1d(hidden, self.span.weight.unsqueeze(-1), self.span.bias).reshape(
                 x.shape[0], -1, *centres.shape[2:])
-        # permute with non-negative dims, not movedim(-1, 1): TorchScript's ONNX exporter (dynamo=False) writes
-        # movedim's negative source into Transpose's perm, which onnxruntime refuses.
-        last = centres.dim() - 1
-        hidden = torch.relu(self.reduce(centres.permute(0, *range(2, last + 1), 1)))
-        return self.span(hidden).permute(0, last, *range(1, last))
+        # channels moved by permutes of non-negative dims (what TorchScript's ONNX exporter writes correctly)
+        hidden = torch.relu(self.reduce(channels_to_last(centres)))
+        return channels_to_first(self.span(hidden))
 
 
 class InvolutionNd(ConvzooLayer, nn.Module):

@@ -169,7 +169,11 @@ class ConvNd(ConvzooLayer):
         """Check ``x``, pick the formulation (``forward_path``) and bind the geometry: later inputs of the key run
         one native call (or the fast path) with nothing re-derived."""
         self.check_input(x)
-        return self._runner(self.forward_path(x), constant=not torch.is_grad_enabled() and not is_tracing(x), x=x)
+        path, constant = self.forward_path(x), not torch.is_grad_enabled() and not is_tracing(x)
+        if self.implementation != "auto" or is_tracing(x):
+            return self._runner(path, constant, x)
+        return _CHOICE.in_context(self._choice_config(), x, path, self.forms(x), (self.weight, self.bias),
+                                  lambda name: self._runner(name, constant, x))
 
     def _runner(self, path: str, constant: bool, x: torch.Tensor | None = None) -> Runner:
         """The runner f(layer, x) for ``path``; parameters are read at call time (in-place updates,

@@ -17,7 +17,9 @@ Never measured under tracing, compilation or export, nor on meta / fake tensors 
 then runs its fixed deterministic form; nor during a CUDA graph capture (timing synchronises the device, which a
 capture forbids): a key first seen there runs its preferred or first form. For tests, ``offered_forms`` records the
 forms each family is offered and ``pinned_form`` makes a family take one of them, so every form can be checked down
-every path, not only the one this machine's timing picks. Leaf module: imports torch only.
+every path, not only the one this machine's timing picks. A form measured faster than the preferred one on the
+layer alone is confirmed in the layer's own calls inside the network before it is kept (``in_context``,
+``context_trial.py``). Imports torch and the leaf ``context_trial`` only.
 """
 
 from __future__ import annotations
@@ -32,6 +34,7 @@ from contextlib import contextmanager
 
 import torch
 
+from .context_trial import PAIRS, QUICK_PAIRS, ContextTrial, Runner, trial_runner
 from .formats import channels_last_format
 
 
@@ -130,6 +133,23 @@ def _sync(device: torch.device) -> None:
         torch.cuda.synchronize(device)
 
 
+_TRIALS = [True]  # set by ``context_trials()``
+
+
+@contextlib.contextmanager
+def context_trials(enabled: bool = True) -> Iterator[None]:
+    """Within ``context_trials(False)``, a form measured faster than its family's preferred one on the layer alone
+    is kept as measured, without the trial in the network's own calls (``FormChoice.in_context``): to see what the
+    trials change (``benchmarks/bench_models.py --no-trials``), or where a script's first calls must each run the
+    form the key keeps. Trials already under way go on."""
+    previous = _TRIALS[0]
+    _TRIALS[0] = enabled
+    try:
+        yield
+    finally:
+        _TRIALS[0] = previous
+
+
 _INSTANCES: "weakref.WeakSet[FormChoice]" = weakref.WeakSet()
 _FIXED = [False]
 
@@ -214,6 +234,8 @@ class FormChoice:
         self.prefer, self.margin, self.prune = prefer, margin, prune
         self.min_rounds, self.max_rounds, self.min_seconds = min_rounds, max_rounds, min_seconds
         self.cache: dict[Hashable, str] = {}
+        self.trials: dict[Hashable, ContextTrial] = {}  # forward-only keys on trial in the network's calls
+        self.confirmed: dict[Hashable, str] = {}  # the forms the trials kept (also in ``cache``)
         self.failed: dict[str, str] = {}
         self.measurements = 0
         self.generation = 0
@@ -223,6 +245,8 @@ class FormChoice:
         from .base import forget_plans  # layers remember their chosen form in their per-input plans
 
         self.cache.clear()
+        self.trials.clear()
+        self.confirmed.clear()
         self.generation += 1
         forget_plans()
 
@@ -239,7 +263,7 @@ class FormChoice:
         """The fastest of ``forms()`` (name → f(x); called only when measuring) for a layer of configuration
         ``config`` on inputs like ``x``: key = (config, shape, memory format, device, dtype, backward), where
         backward = grad mode on and ``x`` or one of ``params`` requires grad. Measured on a detached copy of
-        ``x``; cached afterwards."""
+        ``x``; cached afterwards (and replaced by the form a trial in the network's own calls keeps: ``in_context``)."""
         trainable = [t for t in params if t is not None and t.requires_grad]
         backward = torch.is_grad_enabled() and (x.requires_grad or bool(trainable))
         key = (config, *input_key(x, backward))
@@ -249,6 +273,39 @@ class FormChoice:
         probe = x.detach().requires_grad_(x.requires_grad and backward)
         calls = {name: (lambda fn=fn: fn(probe)) for name, fn in forms().items()}
         return self.choose(key, calls, x.device, [probe, *trainable] if backward else [], fallible)
+
+    def in_context(self, config: Hashable, x: torch.Tensor, chosen: str, offered: Collection[str],
+                   params: Sequence[torch.Tensor | None], build: Callable[[str], Runner]) -> Runner:
+        """The runner of a layer's calls on inputs like ``x`` for the form ``chosen`` (``build(name)`` gives a
+        form's runner f(layer, x)). When the form was measured faster than the preferred one on the layer alone, for
+        a forward-only key on the CPU, the runner is a trial instead: the next real calls of the key alternate
+        between the two forms, timed, and the faster in the network becomes the key's choice (``context_trial.py``,
+        ``confirmed`` records it); during the trial the outputs agree to rounding, not bitwise. Not under
+        ``fixed_choices`` / ``untimed`` / ``pinned_form``, ``torch.use_deterministic_algorithms(True)``, tracing or
+        autocast or ``context_trials(False)``, nor on other devices (timing a call there would synchronise it), nor
+        for a key with a backward (its time is not the forward's)."""
+        trainable = any(t is not None and t.requires_grad for t in params)
+        backward = torch.is_grad_enabled() and (x.requires_grad or trainable)
+        if (chosen == self.prefer or self.prefer not in offered or backward or x.device.type != "cpu"
+                or not _TRIALS[0] or _FIXED[0] or _UNTIMED[0] or _PINNED
+                or torch.are_deterministic_algorithms_enabled()
+                or is_tracing(x) or torch.is_autocast_enabled("cpu")):
+            return build(chosen)
+        key = (config, *input_key(x, False))
+        if key in self.confirmed or self.cache.get(key) != chosen:  # decided already, or not this key's choice
+            return build(chosen)
+        trial = self.trials.get(key)
+        if trial is None or trial.measured != chosen:
+            trial = self.trials[key] = ContextTrial(chosen, self.prefer, self.margin,
+                                                    QUICK_PAIRS if _QUICK[0] else PAIRS)
+
+        def decide(winner: str) -> None:
+            if self.trials.get(key) is trial:
+                self.cache[key] = winner
+                del self.trials[key]
+                self.confirmed[key] = winner
+
+        return trial_runner(trial, build, decide)
 
     def choose(self, key: Hashable, forms: Mapping[str, Callable[[], torch.Tensor]], device: torch.device,
                wrt: Sequence[torch.Tensor] = (), fallible: Collection[str] = ()) -> str:

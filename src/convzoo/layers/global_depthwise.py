@@ -107,7 +107,11 @@ class GlobalDepthwiseConv2d(ConvzooLayer, LazyModuleMixin, nn.Module):
         """Check ``x`` and choose the form (``forward_path``) once per key; later calls of the key run the form."""
         check_input(x, 2, self.in_channels, type(self).__name__)
         self._check_size(x.shape[2:])
-        return self._runner(self.forward_path(x), x)
+        path = self.forward_path(x)
+        if self.implementation != "auto" or path == "bmm" or _exporting():
+            return self._runner(path, x)
+        return _CHOICE.in_context(self._choice_config(), x, path, self.forms(x), (self.weight, self.bias),
+                                  lambda name: self._runner(name, x))
 
     def run_form(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """The output computed by form ``name`` (one of ``forms(x)``): y[n, c·m + j] = b + Σ_p x[n, c, p]·w[c·m + j, p]
@@ -181,9 +185,13 @@ class GlobalDepthwiseConv2d(ConvzooLayer, LazyModuleMixin, nn.Module):
                 raise ValueError(f"implementation={pinned!r} is not a form of {type(self).__name__} on this input; "
                                  f"its forms are {names}")
             return pinned
-        config = (self.in_channels, self.out_channels, self.kernel_size, self.bias is not None)
-        return _CHOICE.for_input(config, x, lambda: {n: lambda t, n=n: self.run_form(n, t) for n in self.forms(x)},
+        return _CHOICE.for_input(self._choice_config(), x,
+                                 lambda: {n: lambda t, n=n: self.run_form(n, t) for n in self.forms(x)},
                                  (self.weight, self.bias), fallible=("kernel",))
+
+    def _choice_config(self) -> tuple[Any, ...]:
+        """What besides the input decides which form is fastest."""
+        return (self.in_channels, self.out_channels, self.kernel_size, self.bias is not None)
 
     # --- the contract ---------------------------------------------------------------------------------------------
 

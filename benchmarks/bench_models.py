@@ -2,19 +2,23 @@
 convzoo's, against the models as torchvision builds them, eager, on the CPU.
 
     python benchmarks/bench_models.py [--quick] [--threads 2] [--seconds 2] [--out benchmarks/results]
+                                      [--models mobilenet_v2,...] [--formats NCHW,channels_last] [--modes inference]
 
 What a practitioner does: ``convzoo.convert(model, "depthwise")`` replaces exactly the convs that already are
 depthwise (an exact swap: same weights, same function) by ``DepthwiseConv2d``, which measures its exact forms
-(torch's conv, convzoo's numba kernels, memory-format round trips) on this machine and runs the fastest. Every
-other layer is torch's. For each model, batch, memory format and mode the two networks are timed round-robin in
-the same rounds (order alternating, fastest round of each, ms), with a third network: the swapped one with its
-depthwise layers pinned to torch's conv (``implementation='native'``), which separates what the layers' choices
-do inside the network from what their call path costs: inference under ``torch.no_grad()`` in eval mode,
-training as one forward in train mode (batch norms on batch statistics) and the gradients of every parameter
-(``torch.autograd.grad`` of a fixed random output gradient, nothing accumulated). Before timing, the two networks'
-outputs (and training gradients) are checked equal. Prints the machine and markdown tables and writes the run in
-the results format to ``OUT/models-<cpu>.json`` (the reading beside it, ``models-<cpu>.md``, is written by hand).
-``--quick``: one small model at 64², nothing written (a smoke run).
+(torch's conv, convzoo's numba kernels, memory-format round trips) on this machine and runs the fastest; for
+inference a form measured faster than torch's conv on the layer alone is confirmed in the network's own calls
+first (``layers/context_trial.py``). Every other layer is torch's. For each model, batch, memory format and mode the
+two networks are timed round-robin in the same rounds (order alternating, fastest round of each, ms), with a third
+network: the swapped one with its depthwise layers pinned to torch's conv (``implementation='native'``), which
+separates what the layers' choices do inside the network from what their call path costs; for inference a fourth,
+pinned to the forms measured on each layer alone (what the trials change). Inference runs under ``torch.no_grad()``
+in eval mode, training as one forward in train mode (batch norms on batch statistics) and the gradients of every
+parameter (``torch.autograd.grad`` of a fixed random output gradient, nothing accumulated). Before timing, the
+networks' outputs (and training gradients) are checked equal. Prints the machine and markdown tables and writes the
+run in the results format to ``OUT/models-<cpu>.json`` (the reading beside it, ``models-<cpu>.md``, is written by
+hand). ``--quick``: one small model at 64², nothing written (a smoke run); ``--models`` / ``--formats`` /
+``--modes`` / ``--no-trials`` run a part, nothing written.
 """
 
 from __future__ import annotations
@@ -30,12 +34,16 @@ import torchvision
 from torch import nn
 
 import convzoo as cz
+from convzoo.layers.form_choice import context_trials
 from convzoo.perf.results import Table, write_machine_results
 from convzoo.perf.runtime_compare import interleaved_rounds, machine_header
 
 COLUMNS = ["model", "batch", "format", "depthwise convs", ("torch ms", ".3f"), ("convzoo ms", ".3f"),
            ("convzoo / torch", ".2f"), ("convzoo, torch's form ms", ".3f"), ("torch's form / torch", ".2f"),
            "forms chosen"]
+# inference also times the forms measured on each layer alone, without the trials in the network's calls
+INFERENCE_COLUMNS = COLUMNS[:9] + [("convzoo, forms measured alone ms", ".3f"), ("forms measured alone / torch", ".2f"),
+                                   "forms chosen"]
 # (torchvision builder, image size, inference batches, training batches)
 MODELS: list[tuple[str, int, tuple[int, ...], tuple[int, ...]]] = [
     ("mobilenet_v2", 224, (1, 8), (8,)),
@@ -68,6 +76,28 @@ def torch_form_only(model: nn.Module) -> nn.Module:
     return twin
 
 
+def forms_measured_alone(model: nn.Module, x: torch.Tensor) -> nn.Module:
+    """A copy of the swapped model whose depthwise layers are pinned to the forms measured on each layer alone for
+    inference on ``x`` (``context_trials(False)``: no trial in the network's calls), to time in the same rounds what
+    the trials change. Leaves ``model`` to plan its next calls again (with trials)."""
+    layers = [m for m in model.modules() if isinstance(m, cz.DepthwiseConv2d)]
+    seen: dict[nn.Module, torch.Tensor] = {}
+    hooks = [m.register_forward_pre_hook(lambda m, args: seen.setdefault(m, args[0])) for m in layers]
+    try:
+        with torch.no_grad(), context_trials(False):
+            model(x)
+            picks = [m.measured_path(seen[m]) for m in layers]
+    finally:
+        for hook in hooks:
+            hook.remove()
+    for m in layers:
+        m.forget_plans()  # planned without trials: plan again
+    twin = copy.deepcopy(model)
+    for m, pick in zip((m for m in twin.modules() if isinstance(m, cz.DepthwiseConv2d)), picks):
+        m.implementation = pick
+    return twin
+
+
 def forms_chosen(model: nn.Module, x: torch.Tensor, backward: bool) -> str:
     """How many depthwise layers run each form for input ``x``, with their backward or not (the forms they
     measured during the runs, read back)."""
@@ -91,9 +121,10 @@ def forms_chosen(model: nn.Module, x: torch.Tensor, backward: bool) -> str:
 def inference(plain: nn.Module, ours: nn.Module, pinned: nn.Module,
               x: torch.Tensor) -> list[Callable[[torch.Tensor], object]]:
     plain.eval(), ours.eval(), pinned.eval()
+    alone = forms_measured_alone(ours, x)
     with torch.no_grad():
         expected = plain(x)
-        for got in (ours(x), pinned(x)):
+        for got in (ours(x), pinned(x), alone(x)):
             torch.testing.assert_close(got, expected, rtol=1e-4, atol=1e-4 * float(expected.abs().max()))
 
     def run(model: nn.Module) -> Callable[[torch.Tensor], object]:
@@ -102,7 +133,7 @@ def inference(plain: nn.Module, ours: nn.Module, pinned: nn.Module,
                 return model(t)
         return call
 
-    return [run(plain), run(ours), run(pinned)]
+    return [run(plain), run(ours), run(pinned), run(alone)]
 
 
 def training(plain: nn.Module, ours: nn.Module, pinned: nn.Module,
@@ -124,17 +155,11 @@ def training(plain: nn.Module, ours: nn.Module, pinned: nn.Module,
     return [step(plain), step(ours), step(pinned)]
 
 
-def main(argv: list[str] | None = None) -> list[list[object]]:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--quick", action="store_true", help="one small model, nothing written")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--seconds", type=float, default=2.0, help="timing per case (at least 5 rounds)")
-    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
-    args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
-    print(machine_header(args.threads))
+def run_cases(models: list[tuple[str, int, tuple[int, ...], tuple[int, ...]]], modes: list[str],
+              formats: list[tuple[str, torch.memory_format]], seconds: float) -> dict[str, list[list[object]]]:
+    """Time every (model, mode, batch, format) case: each mode's table rows."""
     tables: dict[str, list[list[object]]] = {"inference": [], "training": []}
-    for name, size, inference_batches, training_batches in (QUICK_MODELS if args.quick else MODELS):
+    for name, size, inference_batches, training_batches in models:
         torch.manual_seed(0)
         plain = getattr(torchvision.models, name)(weights=None)
         with warnings.catch_warnings():
@@ -142,26 +167,52 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
             ours, count = swapped(plain)
         for mode, batches, setup in (("inference", inference_batches, inference),
                                      ("training", training_batches, training)):
-            for batch in batches:
-                for fmt_name, fmt in FORMATS:
+            for batch in batches if mode in modes else ():
+                for fmt_name, fmt in formats:
                     net_plain, net_ours = plain.to(memory_format=fmt), ours.to(memory_format=fmt)
                     x = torch.randn(batch, 3, size, size).contiguous(memory_format=fmt)
                     fns = setup(net_plain, net_ours, torch_form_only(net_ours), x)
-                    times = [min(t) for t in interleaved_rounds(fns, [x], min_time=args.seconds,
-                                                                max_time=4 * args.seconds)]
+                    times = [min(t) for t in interleaved_rounds(fns, [x], min_time=seconds,
+                                                                max_time=4 * seconds)]
                     row = [name, batch, fmt_name, count, times[0], times[1], times[1] / times[0], times[2],
                            times[2] / times[0], forms_chosen(net_ours, x, backward=mode == "training")]
+                    if mode == "inference":  # the forms measured alone, without trials (training has none)
+                        row[9:9] = [times[3], times[3] / times[0]]
                     tables[mode].append(row)
                     print(mode, " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row), flush=True)
+    return tables
+
+
+def main(argv: list[str] | None = None) -> list[list[object]]:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--quick", action="store_true", help="one small model, nothing written")
+    parser.add_argument("--threads", type=int, default=2)
+    parser.add_argument("--seconds", type=float, default=2.0, help="timing per case (at least 5 rounds)")
+    parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
+    parser.add_argument("--models", help="comma-separated subset of " + ", ".join(m[0] for m in MODELS)
+                        + " (nothing written)")
+    parser.add_argument("--formats", help="comma-separated subset of NCHW, channels_last (nothing written)")
+    parser.add_argument("--modes", help="comma-separated subset of inference, training (nothing written)")
+    parser.add_argument("--no-trials", action="store_true", help="keep the forms measured on each layer alone, "
+                        "without confirming them in the network's calls (form_choice.context_trials; nothing written)")
+    args = parser.parse_args(argv)
+    subset = bool(args.models or args.formats or args.modes or args.no_trials)
+    models = [m for m in (QUICK_MODELS if args.quick else MODELS) if not args.models or m[0] in args.models.split(",")]
+    formats = [f for f in FORMATS if not args.formats or f[0] in args.formats.split(",")]
+    modes = args.modes.split(",") if args.modes else ["inference", "training"]
+    torch.set_num_threads(args.threads)
+    print(machine_header(args.threads))
+    with context_trials(not args.no_trials):
+        tables = run_cases(models, modes, formats, args.seconds)
     result = [Table("Inference (eval mode, `torch.no_grad()`): torchvision's model against the same model with its "
-                    "depthwise convs swapped for convzoo's, ms (fastest round, both timed in the same rounds)",
-                    COLUMNS, tables["inference"],
-                    "forms chosen: what convzoo's depthwise layers measured fastest on this machine for their "
-                    "inputs in this run, and run."),
+                    "depthwise convs swapped for convzoo's, ms (fastest round, all timed in the same rounds)",
+                    INFERENCE_COLUMNS, tables["inference"],
+                    "forms chosen: the forms convzoo's depthwise layers kept on this machine for their inputs in "
+                    "this run (measured on each layer alone, then confirmed in the network's own calls) and ran."),
               Table("Training step (train mode, forward and the gradients of every parameter), ms (fastest round, "
                     "both timed in the same rounds)", COLUMNS, tables["training"],
                     "forms chosen: the forms the layers measured fastest with their backward.")]
-    if not args.quick:
+    if not args.quick and not subset:
         path = write_machine_results(args.out, "models", "convzoo's depthwise layers in torchvision's networks", result,
                                      description=__doc__.split("\n\n", 2)[2])
         print(f"wrote {path}")

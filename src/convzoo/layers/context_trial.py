@@ -61,10 +61,11 @@ class ContextTrial:
         slot.calls += 1
         if slot.calls <= self.warmup or self.winner is not None:
             return
-        if slot.pending is None:
+        first = slot.pending  # read once: two threads calling one layer may interleave here
+        if first is None:
             slot.pending = seconds
             return
-        first, slot.pending = slot.pending, None
+        slot.pending = None
         measured, preferred = (seconds, first) if form == self.measured else (first, seconds)
         self.ratios.append(measured / preferred if preferred > 0 else 1.0)
         if len(self.ratios) >= self.pairs:

@@ -79,7 +79,6 @@ def model_rows(name: str, build, paper_macs: int, threads: int, rounds: int | No
     # eager PyTorch also in channels_last: its NCHW depthwise kernels are the slow ones, so the gain of a runtime
     # is shown against the better of the two layouts
     channels_last = copy.deepcopy(model).to(memory_format=torch.channels_last)
-    x_last = x.contiguous(memory_format=torch.channels_last)
 
     def eager_channels_last(t: torch.Tensor) -> torch.Tensor:
         with torch.no_grad():

@@ -14,7 +14,6 @@ import torch
 
 import convzoo as cz
 from convzoo.kernels.deform_torch import deform_conv2d
-from convzoo.oracle import reference as ref
 
 GEOMETRIES = [  # (c_in, c_out, kernel, stride, padding, dilation, groups, offset_groups, modulated, (H, W))
     (4, 6, 3, 1, 1, 1, 1, 1, False, (9, 8)),

@@ -34,7 +34,6 @@ from typing import Any
 import torch
 from torch import nn
 
-from .. import layers as L
 from .approximate import approximate_
 from ..dense_kernels import dense_kernel
 from ..registry import family as lookup_family

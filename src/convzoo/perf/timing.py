@@ -7,12 +7,11 @@ synchronise, and cuDNN autotuning (``benchmark=True``) is on; on CPU with ``time
 
 from __future__ import annotations
 
-import warnings
 import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch

@@ -22,7 +22,7 @@ from ..registry import build
 from .connectivity import connectivity
 from .diagrams import channel_flow, dots_on_grid, image, matrix, overlap_1d, volume
 from .draw import (SMALL, TITLE, Block, Cell, arrow, cells, column, fmt, label, plt, render, row, signed_colour,
-                   swatch_legend, tap_colours, text_size)
+                   swatch_legend, tap_colours)
 from .fonts import cjk_text, wrap
 from .irregular import irregular_input
 from torch.func import functional_call

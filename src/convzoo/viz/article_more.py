@@ -24,7 +24,7 @@ from .animation import animate
 from .connectivity import connectivity
 from .diagrams import channel_flow, volume
 from .fonts import wrap
-from .draw import (INPUT, OUTPUT, SMALL, TITLE, Block, Cell, arrow, cells, column, fmt, label, row, swatch_legend,
+from .draw import (INPUT, OUTPUT, SMALL, Block, Cell, arrow, cells, column, fmt, label, row, swatch_legend,
                    tap_colours)
 from .irregular import irregular_input
 from .numbers import load_kernel

@@ -15,7 +15,7 @@ from convzoo.layers import conv as conv_module
 from convzoo.layers import context_trial
 from convzoo.layers import global_depthwise as gdc_module
 from convzoo.layers.context_trial import ContextTrial, TrialSlot
-from convzoo.layers.form_choice import FormChoice, fixed_choices, input_key, quick_choices
+from convzoo.layers.form_choice import FormChoice, context_trials, fixed_choices, input_key, quick_choices
 
 
 def _decide(trial: ContextTrial, seconds: dict[str, float]) -> list[str]:
@@ -110,7 +110,7 @@ def test_in_context_times_the_real_calls_and_makes_the_faster_form_the_key_s_cho
     assert not choice.trials and not choice.confirmed
 
 
-def test_no_trial_for_the_preferred_form_a_backward_another_device_fixed_or_deterministic_choices():
+def test_no_trial_for_the_preferred_form_a_backward_another_device_or_when_switched_off():
     choice = FormChoice("test-context-none", prefer="preferred", margin=0.03)
     layer, calls = _Layer(), []
     build = _runners(calls, slow="")
@@ -126,6 +126,8 @@ def test_no_trial_for_the_preferred_form_a_backward_another_device_fixed_or_dete
     ]
     with fixed_choices():
         direct.append(choice.in_context("c", x, "other", ["preferred", "other"], [], build))
+    with context_trials(False):
+        direct.append(choice.in_context("c", x, "other", ["preferred", "other"], [], build))
     torch.use_deterministic_algorithms(True)  # bitwise repeatable calls wanted: no alternating forms
     try:
         direct.append(choice.in_context("c", x, "other", ["preferred", "other"], [], build))
@@ -134,7 +136,7 @@ def test_no_trial_for_the_preferred_form_a_backward_another_device_fixed_or_dete
     for run in direct:
         run(layer, torch.zeros(3))
     assert not choice.trials
-    assert calls == ["preferred", "other", "other", "other", "other", "other"]
+    assert calls == ["preferred", "other", "other", "other", "other", "other", "other"]
 
 
 def _depthwise_with_kernel_chosen_alone(fmt: torch.memory_format):

@@ -278,6 +278,13 @@ def test_cost_of_an_unbatched_input_equals_the_batch_of_one(family: str) -> None
     assert single.output_shape == tuple(y.shape) == batched.output_shape[1:]
     assert (single.params, single.macs, single.activation_macs, single.other_ops, single.bytes) == \
         (batched.params, batched.macs, batched.activation_macs, batched.other_ops, batched.bytes)
+    direct = layer.cost((4, 9, 10))  # the layer's own method takes what its forward takes
+    assert direct.output_shape == tuple(y.shape)
+    own = layer.cost((1, 4, 9, 10))
+    assert (direct.params, direct.macs, direct.activation_macs, direct.other_ops, direct.elements) == \
+        (own.params, own.macs, own.activation_macs, own.other_ops, own.elements)
+    assert (direct.macs, direct.activation_macs, direct.other_ops) == \
+        (single.macs, single.activation_macs, single.other_ops)
 
 
 def test_module_cost_refuses_a_rank_it_cannot_read() -> None:
@@ -286,6 +293,8 @@ def test_module_cost_refuses_a_rank_it_cannot_read() -> None:
     with pytest.raises(ValueError, match=r"input_shape=\(3, 10\) does not fit Conv2d: it takes \(N, C, \*S\) with 2 "
                                          r"spatial dims, or an unbatched \(C, \*S\)"):
         module_cost(cz.Conv2d(3, 4, 3), (3, 10))
+    with pytest.raises(ValueError, match=r"input_shape=\(3, 10\) does not fit Conv2d"):
+        cz.Conv2d(3, 4, 3).cost((3, 10))  # the layer's own method says the same
     assert module_cost(cz.Conv2d(3, 4, 3), (3, 10, 10)).macs == 8 * 8 * 4 * 3 * 9
 
 

@@ -261,6 +261,26 @@ def _batch_friendly(forward: Callable[..., Any]) -> Callable[..., Any]:
     return wrapped
 
 
+def _batch_friendly_cost(cost: Callable[[Any, tuple[int, ...]], Any]) -> Callable[[Any, tuple[int, ...]], Any]:
+    """Wrap a family's ``cost(input_shape)`` so that a direct call takes what its forward takes: an unbatched
+    (C, *S) shape is counted as the batch of one, its output shape given back without the batch dim, and any other
+    rank raises one ValueError naming the shapes it takes (``arithmetic.cost.module_cost``, which ``cz.cost`` uses,
+    does the same)."""
+
+    @functools.wraps(cost)
+    def wrapped(self: Any, input_shape: Sequence[int]) -> Any:
+        from ..arithmetic.cost import module_cost
+
+        shape = tuple(input_shape)
+        rank = getattr(self, "dim", None)
+        if isinstance(rank, int) and len(shape) != rank + 2:
+            return module_cost(self, shape)  # unbatched: counted as N = 1; a wrong rank: its message
+        return cost(self, shape)
+
+    wrapped.__convzoo_prepared__ = True  # type: ignore[attr-defined]
+    return wrapped
+
+
 def frozen(module: nn.Module, name: str, sources: Sequence[torch.Tensor | None],
            build: Callable[[], torch.Tensor]) -> torch.Tensor:
     """``build()`` (a kernel derived from ``sources``, e.g. a flipped weight) for a pass without autograd, built
@@ -391,6 +411,9 @@ class ConvzooLayer:
         forward = vars(cls).get("forward")
         if forward is not None and not getattr(forward, "__convzoo_prepared__", False):
             cls.forward = _batch_friendly(forward)  # type: ignore[method-assign]
+        cost = vars(cls).get("cost")
+        if cost is not None and not getattr(cost, "__convzoo_prepared__", False):
+            cls.cost = _batch_friendly_cost(cost)  # type: ignore[method-assign]
 
     def plan_forward(self, x: torch.Tensor) -> Runner:
         """For a layer whose ``forward = planned_forward``: the checks and choices for inputs like the batched

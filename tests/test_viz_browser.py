@@ -435,3 +435,73 @@ def test_numbers_mode_counts_the_products_as_the_static_picture_does(browser, se
     assert static[0].startswith("Σ ") and "non-zero" in static[0], static
     assert dot.endswith(f"; {static[0]} {static[1]}"), (dot, static)  # 'Σ 8 non-zero products (18 counting …)'
     assert errors == []
+
+
+ZOOM_LABELS = """() => {
+  const zoom = document.querySelector('svg.zoom');
+  const box = (e) => { const b = e.getBBox(); return [b.x, b.y, b.x + b.width, b.y + b.height]; };
+  const union = (a, b) => [Math.min(a[0], b[0]), Math.min(a[1], b[1]), Math.max(a[2], b[2]), Math.max(a[3], b[3])];
+  const numbers = [...zoom.querySelectorAll('text.tapno')];
+  const labels = [...zoom.querySelectorAll('circle[data-tap]')].map((c) => {
+    const [cx, cy] = [+c.getAttribute('cx'), +c.getAttribute('cy')];
+    const mine = numbers.filter((t) => t.textContent === c.dataset.tap)
+      .sort((a, b) => Math.hypot(+a.getAttribute('x') - cx, +a.getAttribute('y') - cy)
+                    - Math.hypot(+b.getAttribute('x') - cx, +b.getAttribute('y') - cy))[0];
+    const leader = [...zoom.querySelectorAll('line.leader')].find((l) => Math.hypot(+l.getAttribute('x2') - cx,
+      +l.getAttribute('y2') - cy) <= +c.getAttribute('r') + 1);
+    const dot = zoom.querySelector(`circle.point[data-point="${c.dataset.tap}"]`);
+    return { tap: +c.dataset.tap, box: mine ? union(box(c), box(mine)) : box(c), text: mine ? mine.textContent : null,
+             font: mine ? parseFloat(getComputedStyle(mine).fontSize) : 0, centre: [cx, cy], r: +c.getAttribute('r'),
+             dot: [+dot.getAttribute('cx'), +dot.getAttribute('cy'), +dot.getAttribute('r')],
+             leader: leader ? [['x1', 'y1', 'x2', 'y2'].map((a) => +leader.getAttribute(a)),
+                               parseFloat(getComputedStyle(leader).strokeWidth)] : null,
+             screen: (({ left, top, right, bottom }) => [left, top, right, bottom])(c.getBoundingClientRect()) };
+  });
+  const dots = [...zoom.querySelectorAll('circle.point[data-point], circle.grid')].map(box);
+  const heads = [...zoom.querySelectorAll('line.arrow')].map((l) => [+l.getAttribute('x2'), +l.getAttribute('y2')]);
+  const frame = (({ left, top, right, bottom }) => [left, top, right, bottom])(zoom.getBoundingClientRect());
+  return { labels, dots, heads, frame };
+}"""
+
+
+def boxes_meet(a, b) -> bool:
+    return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
+
+
+@pytest.mark.parametrize("frame", [49, 33])  # 49: taps 6 and 7 on one place (a ringed dot); 33: two taps 1 px apart
+def test_zoom_labels_every_tap_readably_off_every_dot(browser, server, frame):
+    """The panel's enlarged sampling points: each tap the server sends for channel 0 has a ≥ 11 px number whose box
+    touches no dot (sampling point or grid point), no other label and no arrow head, on a thin leader line from
+    its own dot, all inside the drawing (it grows rather than clip or overlap)."""
+    from convzoo.viz import serve as S
+
+    state = {"family": "deformable", "in_channels": 1, "out_channels": 1}
+    sent = sorted(p[1] for p in S.taps_json(state, 0, frame)["points"] if p[0] == 0)
+    assert sent == list(range(9)), f"the seeded offsets changed: pick a frame where every tap reads ({sent})"
+    page, errors = open_page(browser, server)
+    page.goto(f"{server}/?family=deformable&in_channels=1&out_channels=1&frame={frame}")
+    ready(page)
+    page.wait_for_function(f"document.getElementById('svg').dataset.shown === '0:{frame}'")
+    page.wait_for_selector("svg.zoom circle[data-tap]")
+    found = page.evaluate(ZOOM_LABELS)
+    labels = found["labels"]
+    assert sorted(label["tap"] for label in labels) == sent
+    for label in labels:
+        assert label["text"] == str(label["tap"]), label
+        assert label["font"] >= 11, label
+        assert label["leader"] is not None, f"tap {label['tap']}: no leader line to its label"
+        (x1, y1, x2, y2), width = label["leader"]
+        dx, dy, dr = label["dot"]
+        assert math.dist((x1, y1), (dx, dy)) <= dr + 2 and width <= 1, label  # from its own dot, thin
+        assert math.dist(label["centre"], (dx, dy)) > label["r"] + dr, label  # the label is off its dot
+        frame_box = found["frame"]
+        assert all(frame_box[i] - 0.5 <= label["screen"][i] for i in (0, 1)), (label, frame_box)
+        assert all(label["screen"][i] <= frame_box[i] + 0.5 for i in (2, 3)), (label, frame_box)
+        hidden = [d for d in found["dots"] if boxes_meet(label["box"], d)]
+        assert hidden == [], f"tap {label['tap']}'s label covers dots {hidden}"
+        heads = [h for h in found["heads"] if boxes_meet(label["box"], (h[0] - 2, h[1] - 2, h[0] + 2, h[1] + 2))]
+        assert heads == [], f"tap {label['tap']}'s label covers arrow heads {heads}"
+    for a, b in itertools.combinations(labels, 2):
+        assert not boxes_meet(a["box"], b["box"]), (a["tap"], b["tap"])
+    page.locator("svg.zoom").screenshot(path=str(ARTIFACTS / f"explorer_zoom_{frame}.png"))
+    assert errors == []

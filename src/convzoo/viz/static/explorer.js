@@ -696,6 +696,9 @@ function pointAt(p, dims) {  // a sampling point [c, t, *pos, strength, *grid] a
 
 const SAME = 0.5;  // dots closer than this many diameters hide each other: one stack (irregular.py's SAME)
 const RING = 3.5;  // px added to a stacked dot's radius per further tap sampling the same place
+const ZOOM_WIDTH = 300;  // px: the panel's width, less its padding
+const ZOOM_LABEL = 9;  // px: radius of a one-digit tap label's disc in the zoom, round its 12 px (9 pt) number
+const LABEL_GAP = 2;  // px kept clear between a label's box and any dot's or other label's box
 
 function pointMarks(group, point, colour, at, size, label, ring = 0, stacked = false) {
   // grid point ○ → arrow → sampling point ●; a stack's further taps as rings `ring` px wider, drawn behind
@@ -801,7 +804,7 @@ function showZoom(box, link, data) {  // the first channel's sampling points, en
   const caption = document.createElement('p');
   caption.className = 'caption';
   caption.textContent = `where each tap samples input channel c${c}, enlarged: ○ its place on the regular grid → ` +
-    '● where the offsets move it (number = tap, faint = small weight)';
+    '● where the offsets move it (its tap number on a line to it; faint = small weight)';
   box.appendChild(caption);
   const note = stackNote(mine, cs);  // taps the plane draws as one dot: said in words, as the static pictures do
   if (note) {
@@ -810,50 +813,115 @@ function showZoom(box, link, data) {  // the first channel's sampling points, en
     line.textContent = `on the plane, ${note} (drawn as one dot, ringed)`;
     box.appendChild(line);
   }
-  const svg = panelSvg(box, 300, (r1 - r0 + 1) * size + 4);
+  const height = (r1 - r0 + 1) * size + 4;
+  const svg = panelSvg(box, ZOOM_WIDTH, height);
   svg.setAttribute('class', 'zoom');
   const defs = el('defs', {}, svg);
   const marker = el('marker', { id: 'zoomhead', viewBox: '0 0 6 6', refX: 5, refY: 3, markerWidth: 6,
                                 markerHeight: 6, orient: 'auto-start-reverse' }, defs);
   el('path', { d: 'M0,0 L6,3 L0,6 z' }, marker);
+  const body = el('g', {}, svg);  // moved down when labels above the cells grow the panel upwards
+  // cells centred, with room at the sides (up to a label's width) for labels of dots in the outer columns
+  const left = Math.max(2, Math.min(2 * ZOOM_LABEL + 6, (ZOOM_WIDTH - (q1 - q0 + 1) * size) / 2));
   for (let r = r0; r <= r1; r++) {
     for (let q = q0; q <= q1; q++) {
-      el('rect', { x: 2 + (q - q0) * size, y: 2 + (r - r0) * size, width: size, height: size, class: 'k x' }, svg);
+      el('rect', { x: left + (q - q0) * size, y: 2 + (r - r0) * size, width: size, height: size, class: 'k x' }, body);
     }
   }
-  const at = (r, q) => [2 + (q - q0 + 0.5) * size, 2 + (r - r0 + 0.5) * size];
+  const at = (r, q) => [left + (q - q0 + 0.5) * size, 2 + (r - r0 + 0.5) * size];
   const colours = links[link].tap_colours;
-  const dots = el('g', {}, svg);
+  const leaders = el('g', {}, body);  // under the dots: a leader never hides a dot or an arrow
+  const dots = el('g', {}, body);
   stackedMarks(dots, mine, colours, mine.map(() => at), 5, false, false);  // exact places: small dots
-  for (const line of svg.querySelectorAll('line.arrow')) line.setAttribute('marker-end', 'url(#zoomhead)');
-  // each tap's label, pushed off the others' so that none hides another, a leader line to its point
-  const R = 7;
-  const labels = mine.map((p) => { const [x, y] = at(p.y, p.x); return { p, x0: x, y0: y, x, y }; });
-  for (let round = 0; round < 60; round++) {
-    let moved = false;
-    for (let i = 0; i < labels.length; i++) {
-      for (let j = i + 1; j < labels.length; j++) {
-        const a = labels[i];
-        const b = labels[j];
-        let dx = b.x - a.x;
-        let dy = b.y - a.y;
-        let d = Math.hypot(dx, dy);
-        if (d >= 2 * R + 1) continue;
-        if (d < 1e-3) { dx = Math.cos(j); dy = Math.sin(j); d = 1; }  // same place: apart in a fixed direction
-        const push = (2 * R + 1 - d) / 2 + 0.1;
-        a.x -= (dx / d) * push; a.y -= (dy / d) * push;
-        b.x += (dx / d) * push; b.y += (dy / d) * push;
-        moved = true;
+  for (const line of dots.querySelectorAll('line.arrow')) line.setAttribute('marker-end', 'url(#zoomhead)');
+  // what a label must leave visible, read back from what stackedMarks drew (a stacked tap's dot is its ring)
+  const circle = (c) => ({ x: +c.getAttribute('cx'), y: +c.getAttribute('cy'), r: +c.getAttribute('r') });
+  const marks = [...dots.querySelectorAll('circle.point, circle.grid')].map(circle);
+  const arrows = [...dots.querySelectorAll('line.arrow')].map((l) => ['x1', 'y1', 'x2', 'y2'].map((a) => +l.getAttribute(a)));
+  const own = new Map([...dots.querySelectorAll('circle.point[data-point]')].map((c) => [+c.dataset.point, circle(c)]));
+  const labels = mine.map((p) => {
+    const dot = own.get(p.t);
+    const ahead = p.grid ? Math.atan2(dot.y - at(...p.grid)[1], dot.x - at(...p.grid)[0]) : NaN;
+    return { t: p.t, p, dot, ahead, R: String(p.t).length > 1 ? ZOOM_LABEL + 3 : ZOOM_LABEL, x: dot.x, y: dot.y };
+  });
+  placeLabels(labels, marks, arrows, ZOOM_WIDTH, height);
+  let top = 0;
+  let bottom = height;
+  for (const l of labels) {
+    const d = Math.hypot(l.x - l.dot.x, l.y - l.dot.y);
+    const [ux, uy] = [(l.x - l.dot.x) / d, (l.y - l.dot.y) / d];
+    el('line', { x1: l.dot.x + ux * (l.dot.r + 1), y1: l.dot.y + uy * (l.dot.r + 1), x2: l.x - ux * l.R,
+                 y2: l.y - uy * l.R, class: 'leader', 'data-leader': l.t }, leaders);
+    const g = el('g', { class: 'taplabel', 'data-label': l.t }, body);
+    el('circle', { cx: l.x, cy: l.y, r: l.R, class: 'under' }, g);  // a faint disc stays readable over cells
+    el('circle', { cx: l.x, cy: l.y, r: l.R, class: 'label', fill: colours[l.t],
+                   'fill-opacity': Math.max(0.35, Math.min(1, l.p.strength)), 'data-tap': l.t }, g);
+    text(g, l.x, l.y, String(l.t), 'tapno');
+    top = Math.min(top, l.y - l.R - 2);
+    bottom = Math.max(bottom, l.y + l.R + 2);
+  }
+  body.setAttribute('transform', `translate(0, ${-top})`);
+  svg.setAttribute('height', Math.ceil(bottom - top));  // the panel grows rather than let labels overlap
+}
+
+function segmentDistance(x, y, [x1, y1, x2, y2]) {  // from the point (x, y) to the segment (x1, y1)–(x2, y2)
+  const [dx, dy] = [x2 - x1, y2 - y1];
+  const s = Math.max(0, Math.min(1, ((x - x1) * dx + (y - y1) * dy) / (dx * dx + dy * dy || 1)));
+  return Math.hypot(x - x1 - s * dx, y - y1 - s * dy);
+}
+
+function crosses([a, b, c, d], [e, f, g, h]) {  // do the segments (a, b)–(c, d) and (e, f)–(g, h) cross
+  const side = (x1, y1, x2, y2, x, y) => Math.sign((x2 - x1) * (y - y1) - (y2 - y1) * (x - x1));
+  return side(a, b, c, d, e, f) * side(a, b, c, d, g, h) < 0 && side(e, f, g, h, a, b) * side(e, f, g, h, c, d) < 0;
+}
+
+function placeLabels(labels, marks, arrows, width, height) {
+  // Each label's disc (l.R) at the cheapest place around its dot whose box keeps LABEL_GAP px off every dot's box
+  // and every other label's box (hard), inside the width; cost = leader length + penalties for covering an arrow,
+  // a leader crossing a dot, an arrow or another leader, and for growing the panel past `height`. Crowded dots
+  // choose first, then two passes re-place each label among all the others.
+  const clear = (x, y, R, o) => Math.abs(x - o.x) >= R + o.r + LABEL_GAP || Math.abs(y - o.y) >= R + o.r + LABEL_GAP;
+  const leader = (l, x, y) => [l.dot.x, l.dot.y, x, y];
+  const cost = (l, x, y, others) => {
+    if (x - l.R < 1 || x + l.R > width - 1) return Infinity;
+    for (const m of marks) if (!clear(x, y, l.R, m)) return Infinity;
+    for (const o of others) if (!clear(x, y, l.R, { x: o.x, y: o.y, r: o.R })) return Infinity;
+    const line = leader(l, x, y);
+    let c = Math.hypot(x - l.dot.x, y - l.dot.y);
+    for (const a of arrows) {
+      if (segmentDistance(x, y, a) < l.R + 4) c += 60;  // the disc would hide part of an arrow or its head
+      else if (crosses(line, a)) c += 12;
+    }
+    for (const m of marks) {
+      if ((m.x !== l.dot.x || m.y !== l.dot.y) && segmentDistance(m.x, m.y, line) < m.r + 3) c += 30;
+    }
+    for (const o of others) {
+      if (crosses(line, leader(o, o.x, o.y))) c += 25;
+      if (segmentDistance(x, y, leader(o, o.x, o.y)) < l.R + 1) c += 25;  // on another's leader: which is whose?
+      if (segmentDistance(o.x, o.y, line) < o.R + 1) c += 25;
+    }
+    if (Number.isFinite(l.ahead)) c += 2 * (1 - Math.cos(Math.atan2(y - l.dot.y, x - l.dot.x) - l.ahead));
+    c += 0.5 * (Math.max(0, l.R - y) + Math.max(0, y + l.R - height));  // past the cells: the panel grows
+    return c;
+  };
+  const place = (l, others) => {
+    let best = { c: Infinity, x: l.dot.x, y: l.dot.y + l.dot.r + l.R + LABEL_GAP };
+    for (let d = l.dot.r + l.R + LABEL_GAP; d < 2000 && d < best.c; d += 2) {  // cost ≥ d: no farther ring wins
+      const n = Math.max(16, Math.ceil((2 * Math.PI * d) / 4));
+      for (let k = 0; k < n; k++) {
+        const angle = (2 * Math.PI * k) / n;
+        const [x, y] = [l.dot.x + d * Math.cos(angle), l.dot.y + d * Math.sin(angle)];
+        const c = cost(l, x, y, others);
+        if (c < best.c) best = { c, x, y };
       }
     }
-    if (!moved) break;
-  }
-  for (const l of labels) {
-    if (Math.hypot(l.x - l.x0, l.y - l.y0) > 2) el('line', { x1: l.x0, y1: l.y0, x2: l.x, y2: l.y, class: 'leader' }, svg);
-    el('circle', { cx: l.x, cy: l.y, r: R, class: 'point', fill: colours[l.p.t],
-                   'fill-opacity': Math.max(0.35, Math.min(1, l.p.strength)), 'data-tap': l.p.t }, svg);
-    text(svg, l.x, l.y, String(l.p.t), 'tapno');
-  }
+    l.x = best.x;
+    l.y = best.y;
+  };
+  const crowd = (l) => marks.filter((m) => Math.hypot(m.x - l.dot.x, m.y - l.dot.y) < 4 * l.R).length;
+  const order = [...labels].sort((a, b) => crowd(b) - crowd(a) || a.t - b.t);
+  order.forEach((l, i) => place(l, order.slice(0, i)));
+  for (let pass = 0; pass < 2; pass++) for (const l of order) place(l, order.filter((o) => o !== l));
 }
 
 async function showReaders(link, input, mine) {  // colour the outputs that read this input by the tap they use

@@ -36,7 +36,8 @@ def test_taps_sampling_one_place_are_drawn_as_several():
     texts, dots = _drawn(_sampling_panel(_deformable(_offsets().reshape(-1)), SIZE, "coincident"))
     # hand count: tap t samples CENTRE + (t // 3 − 1, t % 3 − 1) + offset
     assert "×2: taps 0 and 1 sample the same place; ×2: taps 4 and 5 sample places 0.02 cell apart" in texts
-    assert texts.count("×2") == 2  # beside each stack on the plane (the zoom's discs name the taps)
+    # beside each stack on the plane, naming its taps (the zoom's discs name them there)
+    assert texts.count("×2: 0, 1") == 1 and texts.count("×2: 4, 5") == 1
     # every pair of dots within 0.05 cell (0/1 and 4/5, on the plane and in the zoom): two sizes, the larger a
     # ring behind the smaller, both opaque so that the ring does not show through the dot
     pairs = [(a, b) for i, a in enumerate(dots) for b in dots[i + 1:] if np.hypot(a[0] - b[0], a[1] - b[1]) < 0.05]
@@ -71,3 +72,52 @@ def test_a_border_output_draws_the_padding_its_grid_reaches():
     assert "INPUT 1×8×8, padded to 9×9: sampling points" in texts
     texts, _ = _drawn(irregular_input(r, 0, (3, 3), False, [0]))
     assert "INPUT 1×8×8: sampling points" in texts
+
+
+def test_points_past_the_edge_are_where_the_layers_offsets_put_them():
+    # a tap's point was the mean of the cells it reads inside the map: past the edge it was pulled onto the edge
+    # cell (several taps then "coincided" there) or, reading only padding, left out. Hand count from the layer's
+    # own offsets and masks: tap t of output o samples o − 1 + (t // 3, t % 3) + Δp, with strength its mask
+    import math
+
+    from convzoo import build
+    from convzoo.viz.irregular import margins, sampling_points
+    from convzoo.viz.reads import analyse
+
+    r = analyse(build("deformable_v2", 2, 2, 3), (2, 8, 8))
+    with torch.no_grad():
+        offset, mask = r.module.offsets_and_mask(r.x[None])
+    past = 0
+    reach = [[0, 0], [0, 0]]
+    for o in [(0, 0), (7, 7), (0, 7), (7, 0), (3, 4)]:
+        for c in (0, 1):
+            drawn = {t: (p, w) for t, p, w in sampling_points(r, 1, o, c)}
+            assert sorted(drawn) == list(range(9)), (o, c)
+            for t, (p, w) in drawn.items():
+                want = [o[0] - 1 + t // 3 + float(offset[0, 2 * t, o[0], o[1]]),
+                        o[1] - 1 + t % 3 + float(offset[0, 2 * t + 1, o[0], o[1]])]
+                assert np.allclose(p, want, atol=1e-4) and math.isclose(w, float(mask[0, t, o[0], o[1]]),
+                                                                        abs_tol=1e-4), (o, c, t, p, want)
+                past += not all(0 <= v <= 7 for v in want)
+                for d in (0, 1):  # the cells of its bilinear neighbours, and the grid point's
+                    reach[d] = [max(reach[d][0], -math.floor(want[d]), 1 - o[d]),
+                                max(reach[d][1], math.ceil(want[d]) - 7, o[d] - 6)]
+    assert past >= 4
+    assert margins(r, [(0, 0), (7, 7), (0, 7), (7, 0), (3, 4)]) == tuple(tuple(v) for v in reach)
+
+
+def test_a_layer_the_zero_extension_would_change_keeps_its_in_map_points():
+    # reflect padding reads the input's own cells past the edge (no zero-padded window is fitted): extending the
+    # input with zeros would change what is read, so the points stay the means of the cells read (none invented)
+    from convzoo import build
+    from convzoo.viz.irregular import extended_points, sampling_points
+    from convzoo.viz.reads import analyse
+
+    r = analyse(build("deformable", 1, 1, 3, padding=1, padding_mode="reflect"), (1, 6, 6))
+    assert extended_points(r) is None
+    coef = r.tap_map.coefficients[:, 0, 0, 0, 0].double()  # (T, 6, 6)
+    rows, cols = np.meshgrid(np.arange(6), np.arange(6), indexing="ij")
+    for t, p, w in sampling_points(r, 0, (0, 0), 0):
+        total = float(coef[t].sum())
+        assert np.allclose(p, [float((coef[t] * torch.tensor(rows)).sum()) / total,
+                               float((coef[t] * torch.tensor(cols)).sum()) / total], atol=1e-5)

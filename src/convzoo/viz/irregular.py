@@ -6,14 +6,17 @@ small dots at the same cell size as the output; the cells around the points are 
 where every point is a dot at its exact place and its number sits in a disc placed clear of every dot, grid point,
 arrow and other disc (``layout_points``), tied to its dot by a short leader, so no point hides another. Taps that
 sample the same place (dots closer than half a dot's width, ``stacks``) are drawn as one dot ringed once per
-further tap, "×n" beside it where no numbered discs are, and named in a line under the plane."""
+further tap, a tag naming them beside it where no numbered discs are ("×2: 5, 8"), and in a line under the plane.
+A tap that samples past the input's edge is placed from the layer's reads on the input extended with zeros
+(``extended_points``), so it sits in or past the padding where it samples, on padding cells drawn for it."""
 
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
+import torch
 from matplotlib.axes import Axes
 from matplotlib.colors import to_rgba
 from matplotlib.patches import FancyArrowPatch, Rectangle
@@ -21,6 +24,7 @@ from matplotlib.patches import FancyArrowPatch, Rectangle
 from .draw import EDGE, INPUT, PADDING, SMALL, Block, Cell, cells, column, fmt, label, row, tap_colours
 from .planes import Plane
 from .reads import Reads
+from .taps import extended_rows
 
 NEIGHBOUR = "#9fb6cc"
 DISC = 0.62  # diameter of a numbered disc, in cells (13 pt at 0.3 in per cell)
@@ -67,18 +71,98 @@ def ring_levels(dots: np.ndarray, diameter_pt: float) -> np.ndarray:
 
 def sampling_points(r: Reads, out_channel: int, position: Sequence[int], in_channel: int
                     ) -> list[tuple[int, np.ndarray, float]]:
-    """(tap, fractional input position, strength Σ coefficients) for every tap that reads ``in_channel``."""
+    """(tap, fractional input position, strength Σ coefficients) for every tap that reads ``in_channel``: the
+    coefficient-weighted mean of the cells it reads. A tap that reads past the input's edge is placed from its
+    reads on the input extended with zeros (``extended_points``): where it samples, in or past the padding, not
+    pulled onto the edge cell, and drawn even where it reads only zeros."""
     if r.tap_map is None:
         return []
     coef = r.tap_map.coefficients[(slice(None), out_channel, *position, in_channel)]  # (T, *S)
+    exact = extended_points(r)
+    past = exact[(slice(None), out_channel, *position, in_channel)] if exact is not None else None  # (T, d + 1)
     points = []
     grids = np.stack(np.meshgrid(*(np.arange(s) for s in coef.shape[1:]), indexing="ij"), -1)
     for t in range(coef.shape[0]):
         w = coef[t].numpy()
         total = float(w.sum())
-        if total > 1e-9:
+        if past is not None and not np.isnan(past[t]).any() and abs(past[t, -1] - total) > PAST:
+            points.append((t, past[t, :-1].copy(), float(past[t, -1])))
+        elif total > 1e-9:
             points.append((t, (grids * w[..., None]).reshape(-1, grids.shape[-1]).sum(0) / total, total))
     return points
+
+
+PAST = 1e-5  # a tap whose reads past the edge weigh more than this is placed from the extended input
+EXTEND_TRIES = 3  # extensions tried, each twice as wide: a point farther out keeps the mean of its in-map reads
+ROWS = 128  # output rows per extended pass (memory: ROWS × the extended input, per tap)
+
+
+def extended_points(r: Reads) -> np.ndarray | None:
+    """Float (T, C_out, *O, C_in, d + 1): per tap, output and input channel, the weighted mean position of its reads
+    on the input extended with zeros (``taps.extended_rows``) — exactly where a bilinear tap samples, in or past
+    the padding — and Σ coefficients (the bilinear weights × a mask, zeros read included); NaN where the tap reads
+    nothing. None where the extension does not apply (no fitted regular window, a side branch that is not an
+    output-sized map) or changes what the input's own cells are read with (checked on every row). Computed once
+    per ``Reads``: an animation asks for every frame's points on every frame."""
+    cache = vars(r)
+    if "_extended_points" not in cache:
+        cache["_extended_points"] = _extend(r)
+    return cache["_extended_points"]
+
+
+def _extend(r: Reads) -> np.ndarray | None:
+    g = r.regular
+    if r.tap_map is None or g is None or g.kind != "gather":
+        return None
+    size, out_size = np.array(r.input_shape[1:]), r.output_shape[1:]
+    d = len(size)
+    stride = [max(1, abs(a)) for a in g.a]
+    reach = max([lo for lo, _ in g.padding()] + [hi for _, hi in g.padding()]) + 2  # the grid's reach, and more
+    rows = [(j, *o) for j in range(r.output_shape[0]) for o in np.ndindex(*out_size)]
+    for attempt in range(EXTEND_TRIES):
+        shift = [-(-reach * 2 ** attempt // a) for a in stride]  # whole output steps, so windows move by whole cells
+        margin = np.array([k * a for k, a in zip(shift, stride)])
+        found, unresolved = [], False
+        for start in range(0, len(rows), ROWS):
+            chunk = rows[start:start + ROWS]
+            try:
+                coef = extended_rows(r.module, r.x, chunk, shift, stride, r.tap_map.parameter or None)
+            except ValueError:  # no kernel parameter of its own (a footprint tap map)
+                return None
+            if coef is None:
+                return None
+            inside = coef[(..., *(slice(m, m + n) for m, n in zip(margin, size)))]
+            own = torch.stack([r.tap_map.coefficients[(slice(None), *row)] for row in chunk], 1)
+            if not torch.allclose(inside, own, atol=1e-5, rtol=1e-4):
+                return None  # the extension changed the reads of the input's own cells: not a pure move
+            points, open_ = _means(coef.double().numpy(), margin)
+            found.append(points)
+            unresolved |= open_
+        if not unresolved:
+            break
+    stacked = np.concatenate(found, 1)  # (T, rows, C_in, d + 1)
+    return stacked.reshape(r.n_taps, r.output_shape[0], *out_size, r.input_shape[0], d + 1)
+
+
+def _means(coef: np.ndarray, margin: np.ndarray) -> tuple[np.ndarray, bool]:
+    """Per (tap, row, channel) of ``coef`` (T, R, C, *S'), the reads' weighted mean position less ``margin`` and
+    their total (NaN rows where a tap reads nothing or reaches the extended input's edge), and whether a tap was left
+    unresolved (at the edge, or reading nothing where another tap of its row and channel reads)."""
+    d = len(margin)
+    spatial = coef.shape[3:]
+    grid = np.stack(np.meshgrid(*(np.arange(s) for s in spatial), indexing="ij"), -1).reshape(-1, d)
+    flat = coef.reshape(*coef.shape[:3], -1)
+    total = flat.sum(-1)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        mean = flat @ grid / total[..., None]
+    # a read lost past the extended edge pulls the mean onto the edge cell: at least a cell inside, all are kept
+    clear = ((mean >= 1) & (mean <= np.array(spatial) - 2)).all(-1)
+    reads = np.abs(total) > 1e-9
+    resolved = reads & clear
+    missing = (~resolved) & (reads | reads.any(0, keepdims=True))
+    out = np.concatenate([mean - margin, total[..., None]], -1)
+    out[~resolved] = np.nan
+    return out, bool(missing.any())
 
 
 def _overlay(block: Block, draw) -> Block:
@@ -110,6 +194,8 @@ class PointsLayout:
     grid: np.ndarray
     discs: np.ndarray
     rings: np.ndarray | None = None  # per dot, its ring in its stack (``ring_levels``); None: no stacks
+    # per stack drawn without discs: (text "×n: taps", anchor (row, col), direction (±1, ±1) the text extends in)
+    tags: list[tuple[str, tuple[float, float], tuple[int, int]]] = field(default_factory=list)
 
     def dot_radii(self) -> np.ndarray:
         """Each dot's drawn radius (cells): a ring's outer edge for the further taps of a stack."""
@@ -173,6 +259,42 @@ def layout_points(dots: np.ndarray, grid: np.ndarray, bounds: tuple[float, float
     return layout
 
 
+def stack_tags(layout: PointsLayout, taps: Sequence[int], groups: Sequence[Sequence[int]], dot_pt: float,
+               bounds: tuple[float, float] | None = None) -> list[tuple[str, tuple[float, float], tuple[int, int]]]:
+    """A tag "×n: a, b, …" naming the taps of each stack (``groups``: indices into ``layout.dots``), at the diagonal
+    of its ring (up-right first) where its box covers the fewest dots, grid points and tags placed before, inside
+    ``bounds`` (rows, cols) when given: a tag must not hide the points it names, nor another tag."""
+    centres, radii = layout.obstacles()
+    boxes: list[np.ndarray] = []
+    tags = []
+    for group in groups:
+        text = f"×{len(group)}: {', '.join(str(taps[i]) for i in group)}"
+        drawn = label(text, SMALL, "bold")
+        w, h = drawn.w, drawn.h
+        outer = (dot_pt + RING * (len(group) - 1)) / 2 * PT
+        centre = layout.dots[list(group)].mean(0)
+        best, best_cost = None, np.inf
+        for sy, sx in ((-1, 1), (1, 1), (-1, -1), (1, -1)):
+            at = centre + np.array([sy, sx]) * outer * 0.8
+            box = np.array([min(at[0], at[0] + sy * h), min(at[1], at[1] + sx * w), h, w])  # row0, col0, h, w
+            near = (centres[:, 0] + radii > box[0]) & (centres[:, 0] - radii < box[0] + h) & \
+                   (centres[:, 1] + radii > box[1]) & (centres[:, 1] - radii < box[1] + w)
+            cost = float(near.sum()) + 10.0 * sum(_boxes_meet(box, b) for b in boxes)
+            if bounds is not None and (box[0] < 0 or box[1] < 0 or box[0] + h > bounds[0] or box[1] + w > bounds[1]):
+                cost += 0.5  # past the plane's edge: over the labels around it
+            if cost < best_cost:
+                best, best_cost = (at, box, (sy, sx)), cost
+        at, box, direction = best
+        boxes.append(box)
+        tags.append((text, (float(at[0]), float(at[1])), direction))
+    return tags
+
+
+def _boxes_meet(a: np.ndarray, b: np.ndarray) -> bool:
+    """Whether boxes (row0, col0, h, w) overlap."""
+    return bool(a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3])
+
+
 def _blend(colour, alpha: float) -> tuple[float, float, float]:
     """``colour`` at opacity ``alpha`` over white, as an opaque colour: a disc shows its strength yet hides nothing
     behind it (there is nothing behind it)."""
@@ -180,10 +302,11 @@ def _blend(colour, alpha: float) -> tuple[float, float, float]:
 
 
 def _points_layer(points, regular, colours, scale: float, origin: tuple[float, float], numbered: bool,
-                  bounds: tuple[float, float] | None = None):
+                  bounds: tuple[float, float] | None = None, name: str = "points"):
     """Paint the regular grid points, arrows and sampling points; ``scale`` cells per input cell, ``origin`` the
     input cell drawn at (0, 0). ``numbered``: exact dots with arrows, numbered discs placed clear of everything
-    (``layout_points``) with a leader to their dot."""
+    (``layout_points``) with a leader to their dot. The artists carry gids "<name> point <t>", "<name> grid <t>",
+    "<name> disc <t>", "<name> tag <k>" (what the drawing says, for tests and SVG readers)."""
     oy, ox = origin
     dots = np.array([((p[0] - oy + 0.5) * scale, (p[1] - ox + 0.5) * scale) for _, p, _ in points]).reshape(-1, 2)
     grid = np.array([((regular[t][0] - oy + 0.5) * scale, (regular[t][1] - ox + 0.5) * scale) if t in regular
@@ -193,13 +316,13 @@ def _points_layer(points, regular, colours, scale: float, origin: tuple[float, f
                                                                             ring_levels(dots, dot_pt))
     groups = stacks(dots, SAME * dot_pt * PT)
     stacked = {t: any(i in g for g in groups) for i, (t, _, _) in enumerate(points)}
+    if not numbered:  # the discs name every tap; elsewhere a tag beside each stack does
+        layout.tags = stack_tags(layout, [t for t, _, _ in points], groups, dot_pt, bounds)
 
     def draw(ax: Axes, x: float, y: float) -> None:
-        for group in groups if not numbered else []:  # the discs name every tap; elsewhere say how many
-            outer = (dot_pt + RING * (len(group) - 1)) / 2 * PT
-            gy, gx = layout.dots[group].mean(0)
-            ax.text(x + gx + outer * 0.8, y + gy - outer * 0.8, f"×{len(group)}", fontsize=SMALL, weight="bold",
-                    ha="left", va="bottom", zorder=9.5,
+        for k, (text, (ty, tx), (sy, sx)) in enumerate(layout.tags):
+            ax.text(x + tx, y + ty, text, fontsize=SMALL, weight="bold", ha="left" if sx > 0 else "right",
+                    va="top" if sy > 0 else "bottom", zorder=9.5, gid=f"{name} tag {k}",
                     bbox={"boxstyle": "round,pad=0.12", "facecolor": "white", "edgecolor": "none", "alpha": 0.85})
         for (t, p, strength), (py, px), (gy, gx), (dy, dx), level in zip(points, layout.dots, layout.grid,
                                                                          layout.discs, layout.rings):
@@ -207,7 +330,7 @@ def _points_layer(points, regular, colours, scale: float, origin: tuple[float, f
             if not np.isnan(gy):
                 # a hollow ring drawn over the dots: a sampling point a hair from its grid point shows through
                 ax.plot(x + gx, y + gy, "o", markersize=5 if numbered else 3.5, markerfacecolor="none",
-                        markeredgecolor="black", markeredgewidth=1.0, zorder=7.5)
+                        markeredgecolor="black", markeredgewidth=1.0, zorder=7.5, gid=f"{name} grid {t}")
                 # an arrow too short for its head (~11 pt with the markers' margins) would be a dark blob: a line
                 short = numbered and np.hypot(px - gx, py - gy) < 11 * PT
                 ax.add_patch(FancyArrowPatch((x + gx, y + gy), (x + px, y + py), arrowstyle="-" if short else "-|>",
@@ -218,12 +341,13 @@ def _points_layer(points, regular, colours, scale: float, origin: tuple[float, f
             # Opaque (strength blended over white), or a ring behind would show through a faint dot.
             ax.plot(x + px, y + py, "o", markersize=dot_pt + RING * level,
                     markerfacecolor=_blend(colours[t], alpha) if stacked[t] else colours[t][:3] + (alpha,),
-                    markeredgecolor="black", markeredgewidth=0.5 if not numbered else 0.8, zorder=7 - 0.01 * level)
+                    markeredgecolor="black", markeredgewidth=0.5 if not numbered else 0.8, zorder=7 - 0.01 * level,
+                    gid=f"{name} point {t}")
             if not numbered:
                 continue
             ax.plot([x + px, x + dx], [y + py, y + dy], color="#333333", linewidth=0.6, zorder=6)  # the leader
             ax.plot(x + dx, y + dy, "o", markersize=13, markerfacecolor=_blend(colours[t], alpha),
-                    markeredgecolor="black", markeredgewidth=0.8, zorder=8)
+                    markeredgecolor="black", markeredgewidth=0.8, zorder=8, gid=f"{name} disc {t}")
             ax.text(x + dx, y + dy + 0.03, str(t), fontsize=SMALL, ha="center", va="center", zorder=9)
 
     return draw, layout
@@ -300,29 +424,30 @@ def irregular_input(r: Reads, out_channel: int, position: Sequence[int], numbers
         noted = [Block(max(n.w for n in notes), max(n.h for n in notes), label(note, SMALL).paint if note
                        else (lambda ax, x, y: None))] if notes else []
         if region is None or side > MAX_REGION:  # number the points on the plane itself
-            draw, _ = _points_layer(points, regular, colours, 1.0, (0.0, 0.0), True, plane.size[:2])
+            draw, _ = _points_layer(points, regular, colours, 1.0, (0.0, 0.0), True, plane.size[:2],
+                                    f"c{c} plane")
             tiles.append(column([label(f"c{c}", SMALL), _overlay(cells(grid), draw), *noted], gap=0.15))
             continue
         r0, c0, nr, nc = region
-        small, _ = _points_layer(points, regular, colours, 1.0, (0.0, 0.0), False)
+        small, _ = _points_layer(points, regular, colours, 1.0, (0.0, 0.0), False, plane.size[:2], f"c{c} plane")
 
-        def frame(ax: Axes, x: float, y: float, small=small, r0=r0, c0=c0, nr=nr, nc=nc) -> None:
+        def frame(ax: Axes, x: float, y: float, small=small, r0=r0, c0=c0, nr=nr, nc=nc, c=c) -> None:
             small(ax, x, y)
             ax.add_patch(Rectangle((x + c0, y + r0), nc, nr, fill=False, edgecolor="black", linewidth=1.2,
-                                   linestyle=(0, (3, 2)), zorder=9))
+                                   linestyle=(0, (3, 2)), zorder=9, gid=f"c{c} zoom frame"))
 
         big, _ = _points_layer(points, regular, colours, scale, (float(r0), float(c0)), True,
-                               (nr * scale, nc * scale))
+                               (nr * scale, nc * scale), f"c{c} zoom")
 
         def enlarged(ax: Axes, x: float, y: float, r0=r0, c0=c0, nr=nr, nc=nc, scale=scale, fills=fills,
-                     big=big) -> None:
+                     big=big, c=c) -> None:
             for a in range(nr):
                 for b in range(nc):
                     cell = fills[(r0 + a, c0 + b)]
                     rgba = to_rgba(cell.fill)
                     ax.add_patch(Rectangle((x + b * scale, y + a * scale), scale, scale, facecolor=rgba[:3] + (
                         rgba[3] * cell.alpha,), edgecolor=EDGE, linewidth=0.6,
-                        linestyle=(0, (3, 2)) if cell.dashed else "-"))
+                        linestyle=(0, (3, 2)) if cell.dashed else "-", gid=f"c{c} zoom cell {a},{b}"))
             big(ax, x, y)
 
         zoomed = Block(nc * scale, nr * scale, enlarged)
@@ -331,21 +456,32 @@ def irregular_input(r: Reads, out_channel: int, position: Sequence[int], numbers
         tiles.append(column([both, *noted], gap=0.15))
     lines = [row(tiles[i:i + 2], gap=0.8) for i in range(0, len(tiles), 2)]
     which = f" (plane c{channels[0]})" if len(channels) == 1 and r.input_shape[0] > 1 else ""
-    padded = f", padded to {'×'.join(map(str, plane.size))}" if plane.size != size else ""
+    reach = tuple(n + lo + hi for n, (lo, hi) in zip(size, margins(r, [position, *room_for], points=False)))
+    padded = f", padded to {'×'.join(map(str, reach))}" if reach != size else ""
+    if plane.size != reach:  # the zeros past the padding, drawn for the points that sample there
+        padded += f"{',' if padded else ''} zeros drawn to {'×'.join(map(str, plane.size))}"
     return column([label(f"INPUT {'×'.join(map(str, r.input_shape))}{which}{padded}: sampling points",
                          weight="bold"), column(lines, gap=0.4)], gap=0.3)
 
 
-def margins(r: Reads, positions: Sequence[Sequence[int]]) -> tuple[tuple[int, int], ...]:
+def margins(r: Reads, positions: Sequence[Sequence[int]], points: bool = True) -> tuple[tuple[int, int], ...]:
     """(before, after) padding cells to draw per spatial dim (2-D): every cell the regular grid of the outputs at
-    ``positions`` reaches past the input's edge (a border output's taps sit in the zero padding). An animation
-    passes all its frames' positions, so that its planes keep one size."""
+    ``positions`` reaches past the input's edge (a border output's taps sit in the zero padding), and with
+    ``points`` the cells around every sampling point of theirs (``extended_points``, any channel: the zeros a point
+    past the edge reads). An animation passes all its frames' positions, so that its planes keep one size."""
     size = r.input_shape[1:]
     pads = [[0, 0] for _ in size]
     if len(size) != 2 or r.regular is None or r.regular.kind != "gather":
         return tuple((0, 0) for _ in size)
-    for p in positions:
-        for _, q in r.regular.window(tuple(p)):
-            for d, v in enumerate(q):
-                pads[d] = [max(pads[d][0], -v), max(pads[d][1], v - size[d] + 1)]
+    reached = [q for p in positions for _, q in r.regular.window(tuple(p))]
+    exact = extended_points(r) if points else None
+    if exact is not None and len(positions):
+        at = tuple(np.array([list(p) for p in positions]).T)
+        found = exact[:, :, at[0], at[1]][..., :-1].reshape(-1, 2)
+        found = found[~np.isnan(found).any(1)]
+        if len(found):  # the cells a point's bilinear neighbours sit on
+            reached += [np.floor(found.min(0)).astype(int), np.ceil(found.max(0)).astype(int)]
+    for q in reached:
+        for d, v in enumerate(q):
+            pads[d] = [max(pads[d][0], -int(v)), max(pads[d][1], int(v) - size[d] + 1)]
     return tuple((lo, hi) for lo, hi in pads)

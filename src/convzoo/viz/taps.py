@@ -22,7 +22,8 @@ import torch
 from torch import nn
 from torch.func import functional_call
 
-from .matrix import eval_copy, check_input_shape, jacobian
+from ..layers.form_choice import untimed
+from .matrix import check_input_shape, eval_copy, jacobian
 
 # float32: exact for whole-cell reads (one-hot kernels), 1e-7 for interpolation weights; float64 would send
 # dilated convs down PyTorch's slow path (100× slower). Coefficients below EPS are round-off, not reads.
@@ -163,3 +164,77 @@ def taps(module: nn.Module, input_shape: Sequence[int], parameter: str | None = 
     [[0, 1, 2], [3, 4, 5], [6, 7, 8]]
     """
     return tap_map(module, input_shape, parameter, x).index
+
+
+def extended_rows(module: nn.Module, x: torch.Tensor, rows: Sequence[Sequence[int]], shift: Sequence[int],
+                  stride: Sequence[int], parameter: str | None = None) -> torch.Tensor | None:
+    """Float32 (T, R, C_in, *(S + 2·m)), m = shift·stride per dim: tap t's coefficient linking output row
+    (c_out, *o) of ``rows`` to the input ``x`` (C_in, *S) extended by m zero cells on every side, with the side
+    branches held at their values on ``x`` itself. The zero padding hides the reads past ``x``'s edge from
+    ``tap_map`` (no cell holds them); here they land on cells, so a deformable tap past the corner shows where it
+    samples. The extended layer's output (*o + shift) has the same window as (*o) had, moved by m. None when a side
+    branch's output is not a map of the output's size (it cannot be held in place) or the layer does not run on
+    the extended input with its side values held."""
+    d = x.dim() - 1
+    margin = [s * a for s, a in zip(shift, stride)]
+    sides = side_modules(module)
+    seen: dict[int, torch.Tensor | None] = {}
+
+    def keep(m: nn.Module, _i: object, out: object) -> None:
+        seen[id(m)] = out.detach() if isinstance(out, torch.Tensor) else None
+
+    handles = [m.register_forward_hook(keep) for m in sides]
+    try:
+        with torch.no_grad(), untimed():  # one call per batch shape: timing the forms would cost more
+            out_size = tuple(module(x[None].to(DTYPE)).shape[2:])
+    finally:
+        for h in handles:
+            h.remove()
+    if any(s is None or s.dim() < d + 2 or s.shape[0] != 1 or tuple(s.shape[-d:]) != out_size
+           for s in seen.values()):
+        return None
+    extended = tuple(n + 2 * k for n, k in zip(out_size, shift))
+
+    def place(m: nn.Module, _i: object, out: object) -> torch.Tensor:
+        value = seen.get(id(m))
+        if value is None or not isinstance(out, torch.Tensor) or out.dim() != value.dim() \
+                or out.shape[1:-d] != value.shape[1:-d] or tuple(out.shape[-d:]) != extended:
+            raise _NotHeld
+        # x's value where the extended output's windows are those of x's outputs; the rest is not read here
+        full = torch.zeros_like(out)
+        full[(..., *(slice(k, k + n) for k, n in zip(shift, out_size)))] = value
+        return full
+
+    name = kernel_parameter(module, d, parameter)
+    kernel = getattr(module, name)
+    n_taps = math.prod(kernel.shape[-d:])
+    pad = [v for m in reversed(margin) for v in (m, m)]
+    big = torch.nn.functional.pad(x[None].to(kernel.dtype), pad)
+    index = torch.tensor([list(r) for r in rows]).reshape(len(rows), 1 + d)
+    index[:, 1:] += torch.tensor(list(shift))
+    handles = [m.register_forward_hook(place) for m in sides]
+    grads = []
+    try:
+        with untimed():
+            for t in range(-1, n_taps):  # -1: the zero kernel, whose reads (none for a conv) are subtracted
+                w = torch.zeros_like(kernel).reshape(-1, n_taps)
+                if t >= 0:
+                    w[:, t] = 1
+                inp = big.expand(len(rows), *big.shape[1:]).clone().requires_grad_(True)
+                y = functional_call(module, {name: w.reshape(kernel.shape)}, (inp,))
+                (grad,) = torch.autograd.grad(y[(torch.arange(len(rows)), *index.T)].sum(), inp,
+                                              allow_unused=True)
+                grads.append(torch.zeros_like(inp) if grad is None else grad.detach())
+    except (_NotHeld, RuntimeError, ValueError):
+        # a side value the hooks do not reach (a stage fed from a dict of held values) meets the extended input
+        # with the input's sizes: this layer cannot be extended, its points stay those of the cells it reads
+        return None
+    finally:
+        for h in handles:
+            h.remove()
+    coef = torch.stack(grads[1:]) - grads[0]
+    return torch.where(coef.abs() > EPS, coef, torch.zeros_like(coef))
+
+
+class _NotHeld(Exception):
+    """A side branch's output on the extended input does not match its output on the input."""

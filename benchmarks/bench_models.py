@@ -53,7 +53,7 @@ COLUMNS = ["model", "batch", "format", "depthwise convs", ("torch ms", ".3f"), (
 KEEP_FREED_MEMORY = {"MALLOC_MMAP_THRESHOLD_": str(2**32), "MALLOC_TRIM_THRESHOLD_": str(2**32)}
 # inference also times the forms measured on each layer alone, without the trials in the network's calls
 INFERENCE_COLUMNS = COLUMNS[:9] + [("convzoo, forms measured alone ms", ".3f"), ("forms measured alone / torch", ".2f"),
-                                   "forms chosen"]
+                                   "forms chosen", "forms measured alone"]
 # (torchvision builder, image size, inference batches, training batches)
 MODELS: list[tuple[str, int, tuple[int, ...], tuple[int, ...]]] = [
     ("mobilenet_v2", 224, (1, 8), (8,)),
@@ -216,6 +216,7 @@ def run_cases(models: list[tuple[str, int, tuple[int, ...], tuple[int, ...]]], m
                            times[2] / times[0], forms_chosen(net_ours, x, backward=mode == "training")]
                     if mode == "inference":  # the forms measured alone, without trials (training has none)
                         row[9:9] = [times[3], times[3] / times[0]]
+                        row.append(forms_chosen(networks[3], x, backward=False))
                     tables[mode].append(row)
                     print(mode, " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row), flush=True)
     return tables
@@ -256,7 +257,8 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
                     "depthwise convs swapped for convzoo's, ms (fastest round, all timed in the same rounds)",
                     INFERENCE_COLUMNS, tables["inference"],
                     "forms chosen: the forms convzoo's depthwise layers kept on this machine for their inputs in "
-                    "this run (measured on each layer alone, then confirmed in the network's own calls) and ran."),
+                    "this run (measured on each layer alone, then confirmed in the network's own calls) and ran; "
+                    "forms measured alone: the forms before the trials, which the fourth network runs."),
               Table("Training step (train mode, forward and the gradients of every parameter), ms (fastest round, "
                     "both timed in the same rounds)", COLUMNS, tables["training"],
                     "forms chosen: the forms the layers measured fastest with their backward.")]

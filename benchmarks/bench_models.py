@@ -86,33 +86,10 @@ def torch_form_only(model: nn.Module) -> nn.Module:
     return twin
 
 
-def forms_measured_alone(model: nn.Module, x: torch.Tensor) -> nn.Module:
-    """A copy of the swapped model whose depthwise layers are pinned to the forms measured on each layer alone for
-    inference on ``x`` (``context_trials(False)``: no trial in the network's calls), to time in the same rounds what
-    the trials change. Leaves ``model`` to plan its next calls again (with trials)."""
-    layers = [m for m in model.modules() if isinstance(m, cz.DepthwiseConv2d)]
+def depthwise_inputs(model: nn.Module, x: torch.Tensor) -> dict[nn.Module, torch.Tensor]:
+    """Each depthwise layer of ``model`` → its input when the model runs on ``x`` (one call under no_grad)."""
     seen: dict[nn.Module, torch.Tensor] = {}
-    hooks = [m.register_forward_pre_hook(lambda m, args: seen.setdefault(m, args[0])) for m in layers]
-    try:
-        with torch.no_grad(), context_trials(False):
-            model(x)
-            picks = [m.measured_path(seen[m]) for m in layers]
-    finally:
-        for hook in hooks:
-            hook.remove()
-    for m in layers:
-        m.forget_plans()  # planned without trials: plan again
-    twin = copy.deepcopy(model)
-    for m, pick in zip((m for m in twin.modules() if isinstance(m, cz.DepthwiseConv2d)), picks):
-        m.implementation = pick
-    return twin
-
-
-def forms_chosen(model: nn.Module, x: torch.Tensor, backward: bool) -> str:
-    """How many depthwise layers run each form for input ``x``, with their backward or not (the forms they
-    measured during the runs, read back)."""
-    shapes: dict[nn.Module, torch.Tensor] = {}
-    hooks = [m.register_forward_pre_hook(lambda m, args: shapes.setdefault(m, args[0]))
+    hooks = [m.register_forward_pre_hook(lambda m, args: seen.setdefault(m, args[0]))
              for m in model.modules() if isinstance(m, cz.DepthwiseConv2d)]
     try:
         with torch.no_grad():
@@ -120,8 +97,30 @@ def forms_chosen(model: nn.Module, x: torch.Tensor, backward: bool) -> str:
     finally:
         for hook in hooks:
             hook.remove()
+    return seen
+
+
+def forms_measured_alone(model: nn.Module, x: torch.Tensor) -> nn.Module:
+    """A copy of the swapped model whose depthwise layers are pinned to the forms measured on each layer alone for
+    inference on ``x`` (``context_trials(False)``: no trial in the network's calls), to time in the same rounds what
+    the trials change. Leaves ``model`` to plan its next calls again (with trials)."""
+    with context_trials(False):
+        seen = depthwise_inputs(model, x)
+        with torch.no_grad():
+            picks = {name: m.measured_path(seen[m]) for name, m in model.named_modules() if m in seen}
+    for m in seen:
+        m.forget_plans()  # planned without trials: plan again
+    twin = copy.deepcopy(model)
+    for name, pick in picks.items():
+        twin.get_submodule(name).implementation = pick
+    return twin
+
+
+def forms_chosen(model: nn.Module, x: torch.Tensor, backward: bool) -> str:
+    """How many depthwise layers run each form for input ``x``, with their backward or not (the forms they
+    measured during the runs, read back)."""
     counts: dict[str, int] = {}
-    for module, seen in shapes.items():
+    for module, seen in depthwise_inputs(model, x).items():
         with torch.set_grad_enabled(backward):
             form = module.measured_path(seen)
         counts[form] = counts.get(form, 0) + 1

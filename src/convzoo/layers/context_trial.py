@@ -9,8 +9,8 @@ form, the next real calls of that key alternate between the two forms, each comp
 form and timed on the CPU with ``time.perf_counter``: each layer with the key alternates its own calls (two as
 warm-up, then pairs, the order alternating pair by pair), and the pairs' time ratios t_measured / t_preferred of
 all those layers are pooled. After ``PAIRS`` ratios the measured form is kept when their median is below
-1 − margin, else the preferred form, and that becomes the key's choice for every layer. Leaf module: imports torch
-only.
+1 − margin, else the preferred form, and that becomes the key's choice for every layer. Imports torch and
+``base`` (the ``Runner`` type) only.
 """
 
 from __future__ import annotations
@@ -22,12 +22,11 @@ from typing import Any
 
 import torch
 
+from .base import Runner
+
 PAIRS = 8  # pairs of real calls compared (each form once per pair), pooled over the layers with the key
 QUICK_PAIRS = 1  # under ``quick_choices()`` (test suites): one pair
 WARMUP_CALLS = 2  # each layer's first calls on trial are not counted: the network may still be timing other keys
-
-Runner = Callable[[Any, torch.Tensor], Any]
-
 
 class TrialSlot:
     """One layer's part of a trial: its calls so far and the time of its pair's first call."""

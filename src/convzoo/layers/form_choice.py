@@ -19,7 +19,7 @@ capture forbids): a key first seen there runs its preferred or first form. For t
 forms each family is offered and ``pinned_form`` makes a family take one of them, so every form can be checked down
 every path, not only the one this machine's timing picks. A form measured faster than the preferred one on the
 layer alone is confirmed in the layer's own calls inside the network before it is kept (``in_context``,
-``context_trial.py``). Imports torch and the leaf ``context_trial`` only.
+``context_trial.py``). Imports torch, ``base`` (the ``Runner`` type) and ``context_trial`` only.
 """
 
 from __future__ import annotations
@@ -34,7 +34,8 @@ from contextlib import contextmanager
 
 import torch
 
-from .context_trial import PAIRS, QUICK_PAIRS, ContextTrial, Runner, trial_runner
+from .base import Runner
+from .context_trial import PAIRS, QUICK_PAIRS, ContextTrial, trial_runner
 from .formats import channels_last_format
 
 

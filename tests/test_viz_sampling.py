@@ -114,7 +114,7 @@ def test_a_layer_the_zero_extension_would_change_keeps_its_in_map_points():
     from convzoo.viz.reads import analyse
 
     r = analyse(build("deformable", 1, 1, 3, padding=1, padding_mode="reflect"), (1, 6, 6))
-    assert extended_points(r) is None
+    assert extended_points(r, [(0, 0, 0), (0, 5, 5)]) is None
     coef = r.tap_map.coefficients[:, 0, 0, 0, 0].double()  # (T, 6, 6)
     rows, cols = np.meshgrid(np.arange(6), np.arange(6), indexing="ij")
     for t, p, w in sampling_points(r, 0, (0, 0), 0):

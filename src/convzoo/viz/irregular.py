@@ -78,8 +78,8 @@ def sampling_points(r: Reads, out_channel: int, position: Sequence[int], in_chan
     if r.tap_map is None:
         return []
     coef = r.tap_map.coefficients[(slice(None), out_channel, *position, in_channel)]  # (T, *S)
-    exact = extended_points(r)
-    past = exact[(slice(None), out_channel, *position, in_channel)] if exact is not None else None  # (T, d + 1)
+    exact = extended_points(r, [(out_channel, *position)])
+    past = exact[:, 0, in_channel] if exact is not None else None  # (T, d + 1)
     points = []
     grids = np.stack(np.meshgrid(*(np.arange(s) for s in coef.shape[1:]), indexing="ij"), -1)
     for t in range(coef.shape[0]):
@@ -97,28 +97,38 @@ EXTEND_TRIES = 3  # extensions tried, each twice as wide: a point farther out ke
 ROWS = 128  # output rows per extended pass (memory: ROWS × the extended input, per tap)
 
 
-def extended_points(r: Reads) -> np.ndarray | None:
-    """Float (T, C_out, *O, C_in, d + 1): per tap, output and input channel, the weighted mean position of its reads
-    on the input extended with zeros (``taps.extended_rows``) — exactly where a bilinear tap samples, in or past
-    the padding — and Σ coefficients (the bilinear weights × a mask, zeros read included); NaN where the tap reads
-    nothing. None where the extension does not apply (no fitted regular window, a side branch that is not an
-    output-sized map) or changes what the input's own cells are read with (checked on every row). Computed once
-    per ``Reads``: an animation asks for every frame's points on every frame."""
+def extended_points(r: Reads, rows: Sequence[Sequence[int]]) -> np.ndarray | None:
+    """Float (T, R, C_in, d + 1): per tap, output row (c_out, *o) of ``rows`` and input channel, the weighted mean
+    position of its reads on the input extended with zeros (``taps.extended_rows``) — exactly where a bilinear tap
+    samples, in or past the padding — and Σ coefficients (the bilinear weights × a mask, zeros read included); NaN
+    where the tap reads nothing. None where the extension does not apply (no fitted regular window, a side branch
+    that is not an output-sized map) or changes what the input's own cells are read with (checked on every row
+    computed). Each row is computed once per ``Reads`` and only when asked for: a picture draws one output channel
+    at a few positions, and extending every row ran the layer T + 1 times on all C_out·|O| of them."""
     cache = vars(r)
-    if "_extended_points" not in cache:
-        cache["_extended_points"] = _extend(r)
-    return cache["_extended_points"]
+    if cache.get("_not_extended"):
+        return None
+    known: dict[tuple[int, ...], np.ndarray] = cache.setdefault("_extended_rows", {})
+    wanted = [tuple(int(v) for v in row) for row in rows]
+    missing = [row for row in dict.fromkeys(wanted) if row not in known]
+    if missing:
+        found = _extend(r, missing)
+        if found is None:
+            cache["_not_extended"] = True
+            return None
+        known.update(zip(missing, found.swapaxes(0, 1)))  # per row: (T, C_in, d + 1)
+    if not wanted:
+        return np.zeros((r.n_taps, 0, r.input_shape[0], len(r.input_shape)))
+    return np.stack([known[row] for row in wanted], 1)
 
 
-def _extend(r: Reads) -> np.ndarray | None:
+def _extend(r: Reads, rows: list[tuple[int, ...]]) -> np.ndarray | None:
     g = r.regular
     if r.tap_map is None or g is None or g.kind != "gather":
         return None
-    size, out_size = np.array(r.input_shape[1:]), r.output_shape[1:]
-    d = len(size)
+    size = np.array(r.input_shape[1:])
     stride = [max(1, abs(a)) for a in g.a]
     reach = max([lo for lo, _ in g.padding()] + [hi for _, hi in g.padding()]) + 2  # the grid's reach, and more
-    rows = [(j, *o) for j in range(r.output_shape[0]) for o in np.ndindex(*out_size)]
     for attempt in range(EXTEND_TRIES):
         shift = [-(-reach * 2 ** attempt // a) for a in stride]  # whole output steps, so windows move by whole cells
         margin = np.array([k * a for k, a in zip(shift, stride)])
@@ -140,8 +150,7 @@ def _extend(r: Reads) -> np.ndarray | None:
             unresolved |= open_
         if not unresolved:
             break
-    stacked = np.concatenate(found, 1)  # (T, rows, C_in, d + 1)
-    return stacked.reshape(r.n_taps, r.output_shape[0], *out_size, r.input_shape[0], d + 1)
+    return np.concatenate(found, 1)  # (T, rows, C_in, d + 1)
 
 
 def _means(coef: np.ndarray, margin: np.ndarray) -> tuple[np.ndarray, bool]:
@@ -379,7 +388,8 @@ def irregular_input(r: Reads, out_channel: int, position: Sequence[int], numbers
     ``room_for``: other output positions (an animation's frames) whose zoom and notes this drawing is as large as,
     so that nothing moves from one frame to the next."""
     size = tuple(r.input_shape[1:])
-    pads = margins(r, [position, *room_for])
+    drawn = sorted({owner.get(c, out_channel) if owner else out_channel for c in channels})
+    pads = margins(r, [position, *room_for], out_channels=drawn)
     shift = np.array([lo for lo, _ in pads], float)
     plane = Plane(tuple(n + lo + hi for n, (lo, hi) in zip(size, pads)))
 
@@ -464,20 +474,22 @@ def irregular_input(r: Reads, out_channel: int, position: Sequence[int], numbers
                          weight="bold"), column(lines, gap=0.4)], gap=0.3)
 
 
-def margins(r: Reads, positions: Sequence[Sequence[int]], points: bool = True) -> tuple[tuple[int, int], ...]:
+def margins(r: Reads, positions: Sequence[Sequence[int]], points: bool = True,
+            out_channels: Sequence[int] | None = None) -> tuple[tuple[int, int], ...]:
     """(before, after) padding cells to draw per spatial dim (2-D): every cell the regular grid of the outputs at
     ``positions`` reaches past the input's edge (a border output's taps sit in the zero padding), and with
-    ``points`` the cells around every sampling point of theirs (``extended_points``, any channel: the zeros a point
-    past the edge reads). An animation passes all its frames' positions, so that its planes keep one size."""
+    ``points`` the cells around every sampling point of theirs (``extended_points``, of ``out_channels`` — default
+    all — on any input channel: the zeros a point past the edge reads). An animation passes all its frames'
+    positions, so that its planes keep one size."""
     size = r.input_shape[1:]
     pads = [[0, 0] for _ in size]
     if len(size) != 2 or r.regular is None or r.regular.kind != "gather":
         return tuple((0, 0) for _ in size)
     reached = [q for p in positions for _, q in r.regular.window(tuple(p))]
-    exact = extended_points(r) if points else None
+    channels = range(r.output_shape[0]) if out_channels is None else out_channels
+    exact = extended_points(r, [(j, *p) for j in channels for p in positions]) if points else None
     if exact is not None and len(positions):
-        at = tuple(np.array([list(p) for p in positions]).T)
-        found = exact[:, :, at[0], at[1]][..., :-1].reshape(-1, 2)
+        found = exact[..., :-1].reshape(-1, 2)
         found = found[~np.isnan(found).any(1)]
         if len(found):  # the cells a point's bilinear neighbours sit on
             reached += [np.floor(found.min(0)).astype(int), np.ceil(found.max(0)).astype(int)]

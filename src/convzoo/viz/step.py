@@ -423,9 +423,10 @@ def draw_step(r: Reads, out_channel: int = 0, position: Sequence[int] | None = N
         elif g is not None:
             parts.append(gather_input(r, out_channel, position, numbers, in_ch))
         else:
-            parts.append(irregular_input(r, out_channel, position, numbers, in_ch, owners(r, out_channel, in_ch),
-                                         room_for=others))
-            padded = any(lo or hi for lo, hi in margins(r, [position, *others]))
+            owner = owners(r, out_channel, in_ch)
+            parts.append(irregular_input(r, out_channel, position, numbers, in_ch, owner, room_for=others))
+            padded = any(lo or hi for lo, hi in margins(r, [position, *others], out_channels=sorted({
+                owner.get(c, out_channel) for c in in_ch})))
     widest = [text_size(summed_text(r, out_channel, p), SMALL) for p in others]
     room = (max((w for w, _ in widest), default=0.0), max((h for _, h in widest), default=0.0))
     tail: list[Block] = [arrow(2.5, summed_text(r, out_channel, position), room=room)]

@@ -201,6 +201,36 @@ def test_legacy_onnx_export_of_channels_last_input_runs_in_onnxruntime(name: str
     assert relative_error(y, expected) < 1e-5
 
 
+# torchvision's deform_conv2d cannot be traced by TorchScript's exporter (its CUDA-version check returns an int):
+# under it the layer records its pure-op form, GridSample (opset 16+), with the batch left dynamic
+@pytest.mark.parametrize("name", ["deformable", "deformable_v2"])
+@pytest.mark.parametrize("memory_format", [torch.contiguous_format, torch.channels_last], ids=["nchw", "cl"])
+def test_legacy_onnx_export_of_deformable_runs_in_onnxruntime(name: str, memory_format: torch.memory_format,
+                                                              tmp_path: Path) -> None:
+    ort = pytest.importorskip("onnxruntime")
+    onnx = pytest.importorskip("onnx")
+    from convzoo.deploy.checks import relative_error
+
+    torch.manual_seed(0)
+    module = cz.build(name, 4, 6, 3, padding=1).eval()
+    nn.init.normal_(module.offset_conv.weight, std=0.3)  # offsets of about a cell, reads past the edge included
+    x = torch.randn(2, 4, 9, 9).contiguous(memory_format=memory_format)
+    path = tmp_path / f"{name}.onnx"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        torch.onnx.export(module, (x,), str(path), dynamo=False, opset_version=17, input_names=["x"],
+                          dynamic_axes={"x": {0: "n"}})
+    assert "GridSample" in {node.op_type for node in onnx.load(str(path)).graph.node}
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    for batch in (2, 3):
+        z = torch.randn(batch, 4, 9, 9)
+        with torch.no_grad():
+            expected = module(z)
+        (y,) = session.run(None, {"x": z.numpy()})
+        assert relative_error(torch.from_numpy(y), expected) < 1e-5, (batch, relative_error(torch.from_numpy(y),
+                                                                                            expected))
+
+
 class _PerSample(nn.Module):
     """``per_sample_conv`` with a fixed per-sample bank (2 samples, 4 → 6 channels, 3×3, groups 2)."""
 

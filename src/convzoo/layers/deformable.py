@@ -213,8 +213,10 @@ class DeformConv2d(ConvzooLayer, nn.Module):
                 y = y.masked_fill(bad, math.nan)
             return y.contiguous(memory_format=torch.channels_last) if _is_channels_last(x) else y
 
-        if torch.onnx.is_in_onnx_export():
-            return run("torchvision", guarded=False)  # exports as one DeformConv node
+        if torch.onnx.is_in_onnx_export() and not torch.jit.is_tracing():
+            return run("torchvision", guarded=False)  # the dynamo exporter: one DeformConv node
+        # TorchScript's exporter (dynamo=False) cannot trace torchvision's op (its CUDA-version check returns an int):
+        # it records the pure op's GridSample form (opset ≥ 16) through the is_tracing branch
         if choice == "torch" or is_tracing(x):
             return run("torch")
         if choice == "kernel" and not _kernel_runs(x, offset, mask):

@@ -121,3 +121,33 @@ def test_a_layer_the_zero_extension_would_change_keeps_its_in_map_points():
         total = float(coef[t].sum())
         assert np.allclose(p, [float((coef[t] * torch.tensor(rows)).sum()) / total,
                                float((coef[t] * torch.tensor(cols)).sum()) / total], atol=1e-5)
+
+
+def test_dcnv3_points_past_the_edge_are_where_the_layer_samples():
+    # DCNv3's sampling stage reads its held offsets and masks at the input's size: on the input extended with zeros
+    # they did not grow with it, the extension gave up and its points stayed the means of the in-map cells (pulled
+    # onto the edge, or missing). Hand count from the layer's own fields: point t of output o on channel c (group
+    # g) samples o + s·(p_t + Δp_gt) − padding + the kernel's centre, with strength its softmax mask m_gt
+    import math
+
+    from test_viz_pictures import stage_reads
+
+    from convzoo.viz.irregular import sampling_points
+
+    r = stage_reads("dcnv3", 1)  # the sampling stage of the default picture's layer, as drawn
+    layer = r.module.layer
+    where, masks = layer.locations(r.module.held["fields"][:1])  # (1, G, H, W, K, (x, y)) in padded cells
+    (ph, _), (pw, _) = layer.padding_pairs
+    channels, past = r.input_shape[0], 0
+    for o in [(0, 0), (0, 7), (7, 0), (7, 7), (3, 4)]:
+        for c in range(channels):
+            g = c // (channels // layer.groups)
+            drawn = {t: (p, w) for t, p, w in sampling_points(r, c, o, c)}
+            assert sorted(drawn) == list(range(layer.points)), (o, c)
+            for t, (p, w) in drawn.items():
+                x, y = where[0, g, o[0], o[1], t].tolist()
+                want = [y - ph, x - pw]
+                assert np.allclose(p, want, atol=1e-4), (o, c, t, p, want)
+                assert math.isclose(w, float(masks[0, g, o[0], o[1], t]), abs_tol=1e-4), (o, c, t)
+                past += not all(0 <= v <= 7 for v in want)
+    assert past >= 20

@@ -22,7 +22,7 @@ compile, export or autocast it runs 'grid_sample'. Where numba cannot be importe
 from __future__ import annotations
 
 import math
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
 import torch
@@ -369,6 +369,16 @@ def _held(held: dict[str, torch.Tensor], batch: int) -> torch.Tensor:
     return fields if fields.shape[0] == batch else fields[:1].expand(batch, *fields.shape[1:])
 
 
+def _centred(values: torch.Tensor, size: Sequence[int]) -> torch.Tensor:
+    """Held values (N, ·, H, W) at the centre of a map of ``size`` (the output of an input a picture extended past
+    its edge by zeros on every side, ``viz.taps.extended_rows``; DCNv3's output has its input's size), zeros
+    around: the outputs of the input's own cells keep their values, the others read nothing held."""
+    grow = [a - b for a, b in zip(size, values.shape[-2:])]
+    if not any(grow):
+        return values
+    return F.pad(values, [grow[1] // 2, grow[1] - grow[1] // 2, grow[0] // 2, grow[0] - grow[0] // 2])
+
+
 class HeldOffsets(nn.Module):
     """The offsets Δp of the held branch values, (N, 2·G·K, H, W): a side stage (zero → the regular grid)."""
 
@@ -377,7 +387,7 @@ class HeldOffsets(nn.Module):
         self.held, self.count = held, count
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return _held(self.held, x.shape[0])[:, :self.count]
+        return _centred(_held(self.held, x.shape[0])[:, :self.count], x.shape[-2:])
 
 
 class PointSampling(nn.Module):
@@ -397,7 +407,7 @@ class PointSampling(nn.Module):
         self.weight = nn.Parameter(weight, requires_grad=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        masks = _held(self.held, x.shape[0])[:, self.offsets.count:]
+        masks = _centred(_held(self.held, x.shape[0])[:, self.offsets.count:], x.shape[-2:])
         fields = torch.cat([self.offsets(x), masks.to(x.dtype)], dim=1)
         return self.layer.sample(x, fields.to(x.dtype), self.weight.reshape(self.weight.shape[0], -1))
 

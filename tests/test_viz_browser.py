@@ -390,21 +390,23 @@ def test_taps_that_sample_one_place_show_as_a_ringed_dot_with_its_count(browser,
     from convzoo.viz import serve as S
 
     state = {"family": "deformable", "in_channels": 1, "out_channels": 1}
-    frame = 49  # output (0, 6, 1): the seeded offsets send taps 6 and 7 both to the corner cell (7, 0)
+    frame = 1  # output (0, 0, 1): the seeded offsets send taps 6 and 7 to places 0.03 cell apart, by the left edge
     points = {p[1]: p[2:4] for p in S.taps_json(state, 0, frame)["points"]}
-    assert points[6] == points[7], f"the seeded offsets changed: pick another frame ({points})"
+    assert math.dist(points[6], points[7]) < 0.05, f"the seeded offsets changed: pick another frame ({points})"
     page, errors = open_page(browser, server)
     page.goto(f"{server}/?family=deformable&in_channels=1&out_channels=1&frame={frame}")
     ready(page)
     page.wait_for_function(f"document.getElementById('svg').dataset.shown === '0:{frame}'")
     dots = page.eval_on_selector_all("svg#svg circle.point[data-point]", "els => els.map(e => [+e.dataset.point, "
                                      "+e.getAttribute('cx'), +e.getAttribute('cy'), +e.getAttribute('r')])")
+    cell = page.evaluate("+document.querySelector('svg#svg rect[data-in=\"0,0,0\"]').getAttribute('width')")
     six, seven = (next(d for d in dots if d[0] == t) for t in (6, 7))
-    assert six[1:3] == seven[1:3] and seven[3] >= six[3] + 3  # one place: tap 7 a ring wider than tap 6's dot
+    # one place at the plane's scale (within a stack's reach, 0.3 cell): tap 7 a ring wider than tap 6's dot
+    assert math.dist(six[1:3], seven[1:3]) < 0.3 * cell and seven[3] >= six[3] + 3, (six, seven, cell)
     counts = page.eval_on_selector_all("svg#svg text.stackno", "els => els.map(e => e.textContent)")
     assert "×2" in counts
     note = page.locator("p.caption.stacks").inner_text()
-    assert "taps 6 and 7 sample the same place" in note
+    assert "taps 6 and 7 sample places 0.03 cell apart" in note
     assert errors == []
 
 
@@ -468,7 +470,8 @@ def boxes_meet(a, b) -> bool:
     return a[0] < b[2] and b[0] < a[2] and a[1] < b[3] and b[1] < a[3]
 
 
-@pytest.mark.parametrize("frame", [49, 33])  # 49: taps 6 and 7 on one place (a ringed dot); 33: two taps 1 px apart
+# 1: taps 6 and 7 0.03 cell apart (a ringed dot); 33: taps 6 and 7 0.15 cell apart, both past the left edge
+@pytest.mark.parametrize("frame", [1, 33])
 def test_zoom_labels_every_tap_readably_off_every_dot(browser, server, frame):
     """The panel's enlarged sampling points: each tap the server sends for channel 0 has a ≥ 11 px number whose box
     touches no dot (sampling point or grid point), no other label and no arrow head, on a thin leader line from
@@ -504,4 +507,49 @@ def test_zoom_labels_every_tap_readably_off_every_dot(browser, server, frame):
     for a, b in itertools.combinations(labels, 2):
         assert not boxes_meet(a["box"], b["box"]), (a["tap"], b["tap"])
     page.locator("svg.zoom").screenshot(path=str(ARTIFACTS / f"explorer_zoom_{frame}.png"))
+    assert errors == []
+
+
+POINT_PAST_THE_CORNER = """() => {
+  const svg = document.getElementById('svg');
+  const at = (e, names) => names.map((a) => +e.getAttribute(a));
+  const dot = svg.querySelector('circle.point[data-point="0"]');
+  return { cell: at(svg.querySelector('rect[data-in="0,0,0"]'), ['x', 'y', 'width']),
+           dot: dot ? at(dot, ['cx', 'cy', 'r']) : null,
+           read: [...svg.querySelectorAll('rect.pad.read')].map((r) => at(r, ['x', 'y'])),
+           zoom: [...document.querySelectorAll('svg.zoom rect.pad[data-zoom]')].map((r) => r.dataset.zoom),
+           zoomed: !!document.querySelector('svg.zoom circle.point[data-point="0"]') };
+}"""
+
+
+def test_a_point_past_the_corner_is_drawn_where_the_offsets_put_it(browser, server):
+    """Output (0, 0)'s tap 0 samples past the input's top-left corner, only zero padding: it had no point (and
+    the taps partly past the edge were pulled onto the edge cells). Its dot sits where the layer's own offsets put
+    it, outside the plane's cells, on the padding cells drawn around the plane (those it reads marked read), and
+    the zoom draws it on those padding cells too."""
+    from convzoo.layers.form_choice import untimed
+    from convzoo.viz import serve as S
+
+    lv = S.live({"family": "deformable", "in_channels": 1, "out_channels": 1})
+    with torch.no_grad(), untimed():
+        offset = lv.model.offset_conv(lv.inputs[0])[0]  # (2·9, 8, 8): dy, dx per tap
+    py, px = -1 + float(offset[0, 0, 0]), -1 + float(offset[1, 0, 0])  # tap 0's grid point is (−1, −1)
+    assert py <= -1 or px <= -1, f"the seeded offsets changed: tap 0 of output 0 reads the map at ({py}, {px})"
+    page, errors = open_page(browser, server)
+    page.goto(f"{server}/?family=deformable&in_channels=1&out_channels=1&frame=0")
+    ready(page)
+    page.wait_for_function("document.getElementById('svg').dataset.shown === '0:0'")
+    page.wait_for_selector("svg.zoom")
+    found = page.evaluate(POINT_PAST_THE_CORNER)
+    (x0, y0, cell), dot = found["cell"], found["dot"]
+    assert dot is not None, "tap 0 reads only padding and has no point"
+    # the input cell (r, q) spans x0 + q·cell … x0 + (q + 1)·cell: the point's centre is at (q + 0.5)·cell
+    assert math.isclose(dot[0], x0 + (px + 0.5) * cell, abs_tol=0.5), (dot, x0, px, cell)
+    assert math.isclose(dot[1], y0 + (py + 0.5) * cell, abs_tol=0.5), (dot, y0, py, cell)
+    assert dot[0] < x0 and dot[1] < y0 and min(dot[0], dot[1]) - dot[2] >= 0  # past the corner, not clipped
+    reads = {(math.floor(py) + a, math.floor(px) + b) for a in (0, 1) for b in (0, 1)}  # its bilinear neighbours
+    drawn = {(round((y - y0) / cell), round((x - x0) / cell)) for x, y in found["read"]}
+    assert reads <= drawn, (reads, drawn)
+    assert reads <= {tuple(int(v) for v in z.split(",")) for z in found["zoom"]} and found["zoomed"]
+    page.screenshot(path=str(ARTIFACTS / "explorer_deformable_corner.png"))
     assert errors == []

@@ -18,6 +18,7 @@ import torch
 from typer.testing import CliRunner
 
 import convzoo as cz
+from convzoo.layers.form_choice import untimed
 from convzoo.viz import serve as S
 from convzoo.viz.connectivity import connectivity, prepare
 from convzoo.viz.spec import LIMITS, SIZE_CAP
@@ -366,6 +367,58 @@ def test_deformable_reads_and_sampling_points_follow_its_offsets(url):
                 assert abs(fy - py) < 2e-3 and abs(fx - px) < 2e-3 and abs(strength - 1) < 1e-3
             if grid:
                 assert grid == [oy - 1 + t // 3, ox - 1 + t % 3]  # its regular grid point, offsets at zero
+
+
+def test_deformable_points_past_the_edge_are_where_its_offsets_put_them(url):
+    # a tap sampling past the input's edge was sent as the mean of the cells it reads inside the map (pulled onto
+    # the edge cell), and a tap reading only padding was not sent. Hand count from the layer's own offsets and
+    # masks: tap t of output o samples o − 1 + (t // 3, t % 3) + Δp with strength its mask, from its grid point
+    # o − 1 + (t // 3, t % 3) (in the padding at a border); the drawn padding ring holds every cell it reads
+    state = {"family": "deformable_v2", "in_channels": 1, "out_channels": 1, "size": 5}
+    lv = S.live(state)
+    with torch.no_grad(), untimed():  # the eager forms: timing them (numba compiles) costs seconds
+        offset, mask = lv.model.offsets_and_mask(lv.inputs[0])
+    past, zeros_only, sampled = 0, 0, []
+    for out in (0, 4, 20, 24):  # the corners
+        oy, ox = divmod(out, 5)
+        points = {p[1]: p for p in get(url + f"/api/taps?{urlencode(state)}&link=0&out={out}")[1]["points"]}
+        assert sorted(points) == list(range(9)), (out, sorted(points))
+        for t, (c, _, fy, fx, strength, *grid) in points.items():
+            py, px = oy - 1 + t // 3 + float(offset[0, 2 * t, oy, ox]), ox - 1 + t % 3 + float(offset[0, 2 * t + 1,
+                                                                                                      oy, ox])
+            assert abs(fy - py) < 2e-3 and abs(fx - px) < 2e-3, (out, t, (fy, fx), (py, px))
+            assert abs(strength - float(mask[0, t, oy, ox])) < 1e-3, (out, t, strength)
+            assert grid == [oy - 1 + t // 3, ox - 1 + t % 3], (out, t, grid)
+            past += not (0 <= py <= 4 and 0 <= px <= 4)
+            zeros_only += not bilinear_reads(py, px, 5)
+            sampled.append((py, px))
+    assert past >= 10 and zeros_only >= 4, (past, zeros_only)
+    (top, bottom), (left, right) = get(url + "/api/links?" + urlencode(state))[1]["links"][0]["pad"]
+    for py, px in sampled:  # the cells of its bilinear neighbours lie on the drawn padding
+        assert -top <= math.floor(py) and math.ceil(py) <= 4 + bottom, (py, top, bottom)
+        assert -left <= math.floor(px) and math.ceil(px) <= 4 + right, (px, left, right)
+
+
+def test_where_the_zero_extension_does_not_apply_the_points_stay_the_in_map_means(monkeypatch):
+    # a layer the extension would change (reflect padding, a side value it cannot hold) gets None from it: its
+    # points stay the coefficient-weighted means of the cells it reads inside the map, and no ring is drawn for them
+    monkeypatch.setattr(S, "extended_means", lambda *args: None)
+    monkeypatch.setattr(S, "extended_reach", lambda *args: None)
+    state = {"family": "deformable_v2", "in_channels": 1, "out_channels": 1, "size": 5, "sample": 7}  # its own
+    try:
+        assert S.links_json(state)["links"][0]["pad"] is None
+        coef = S._step_rows(S.live(state), 0, [0]).coef[0].double()  # output (0, 0, 0): (T, 25)
+        rows, cols = np.divmod(np.arange(25), 5)
+        points = {p[1]: p[2:5] for p in S.taps_json(state, 0, 0)["points"]}
+        assert sorted(points) == [t for t in range(9) if coef[t].sum() > 1e-6] != list(range(9))
+        for t, (y, x, strength) in points.items():
+            total = float(coef[t].sum())
+            want = [float(coef[t] @ torch.tensor(rows, dtype=torch.float64)) / total,
+                    float(coef[t] @ torch.tensor(cols, dtype=torch.float64)) / total, total]
+            assert np.allclose([y, x, strength], want, atol=2e-3), (t, (y, x, strength), want)
+    finally:
+        S._links_json.cache_clear()  # no answer computed without the extension outlives the test
+        S._taps_json.cache_clear()
 
 
 def test_mixconv_hovered_output_shows_its_groups_kernel():

@@ -10,8 +10,9 @@
 * ``fit_step_geometry``: the gather / scatter window of a step (``window.Geometry``), fitted to the reads of a
   lattice of outputs and checked again on every hovered one (``scatter_matches``): the padding ring, and a
   transposed conv's direct form — zeros inserted between input cells, padding around (``direct_cells``);
-* ``sampling_points``: where each tap of a fractional read samples (coefficient-weighted mean position) and its
-  regular grid point (the same step with its side branches' output set to zero).
+* ``sampling_points``: where each tap of a fractional read samples (coefficient-weighted mean position; past the
+  input's edge, its place on the input extended with zeros, ``irregular.extended_means``) and its regular grid
+  point (the same step with its side branches' output set to zero).
 """
 
 from __future__ import annotations
@@ -38,7 +39,7 @@ from .draw import (
     signed_colour,
     tap_colours,
 )
-from .irregular import NEIGHBOUR
+from .irregular import NEIGHBOUR, past_the_edge
 from .taps import EPS
 from .window import Geometry, _solve
 
@@ -280,12 +281,16 @@ def direct_cells(g: Geometry) -> list[int]:
 # --- fractional reads ---------------------------------------------------------------------------------------------
 
 
-def sampling_points(coef: torch.Tensor, regular: torch.Tensor | None, shape_in: Sequence[int]
+def sampling_points(coef: torch.Tensor, regular: torch.Tensor | None, shape_in: Sequence[int],
+                    past: np.ndarray | None = None, window: dict[int, Sequence[int]] | None = None
                     ) -> list[list[float]]:
     """For each input channel c and tap t that reads it: [c, t, *position, strength, *regular position] — the
     coefficient-weighted mean input position it samples (exact for bilinear sampling), Σ coefficients (bilinear
     weights × a DCNv2 / DCNv3 mask), and the cell it reads with the side branches at zero (omitted when that
-    tap reads nothing there)."""
+    tap reads nothing there). ``past`` (T, C_in, d + 1): the output's row of ``irregular.extended_means`` (its reads
+    on the input extended with zeros), so that a tap sampling past the edge sits where it samples (below 0 or past
+    size − 1, ``irregular.past_the_edge``) with the zeros it reads in its strength, and a tap reading only padding
+    has a point; ``window`` (tap → position): its regular window, whose grid points may lie in the padding."""
     channels, spatial = shape_in[0], tuple(shape_in[1:])
     n_taps = coef.shape[0]
     a = coef.reshape(n_taps, channels, -1).double()
@@ -295,11 +300,16 @@ def sampling_points(coef: torch.Tensor, regular: torch.Tensor | None, shape_in: 
         for c in range(channels):
             w = a[t, c]
             total = float(w.sum())
-            if abs(total) <= EPS:
+            if past is not None and past_the_edge(total, past[t, c]):
+                pos, strength = [float(v) for v in past[t, c, :-1]], float(past[t, c, -1])
+            elif abs(total) > EPS:
+                pos, strength = [float(v) for v in (w[:, None] * grid).sum(0) / total], total
+            else:
                 continue
-            pos = (w[:, None] * grid).sum(0) / total
-            point = [c, t, *[round(float(v), 3) for v in pos], round(total, 4)]
-            if regular is not None:
+            point = [c, t, *[round(v, 3) for v in pos], round(strength, 4)]
+            if window is not None:
+                point += [float(v) for v in window.get(t, ())]
+            elif regular is not None:
                 r = regular.reshape(n_taps, channels, -1)[t, c]
                 if bool((r.abs() > EPS).any()):
                     point += [float(v) for v in grid[int(r.abs().argmax())]]

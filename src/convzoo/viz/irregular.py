@@ -12,7 +12,7 @@ A tap that samples past the input's edge is placed from the layer's reads on the
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -20,11 +20,13 @@ import torch
 from matplotlib.axes import Axes
 from matplotlib.colors import to_rgba
 from matplotlib.patches import FancyArrowPatch, Rectangle
+from torch import nn
 
 from .draw import EDGE, INPUT, PADDING, SMALL, Block, Cell, cells, column, fmt, label, row, tap_colours
 from .planes import Plane
 from .reads import Reads
-from .taps import extended_rows
+from .taps import EPS, extended_rows
+from .window import Geometry
 
 NEIGHBOUR = "#9fb6cc"
 DISC = 0.62  # diameter of a numbered disc, in cells (13 pt at 0.3 in per cell)
@@ -85,7 +87,7 @@ def sampling_points(r: Reads, out_channel: int, position: Sequence[int], in_chan
     for t in range(coef.shape[0]):
         w = coef[t].numpy()
         total = float(w.sum())
-        if past is not None and not np.isnan(past[t]).any() and abs(past[t, -1] - total) > PAST:
+        if past is not None and past_the_edge(total, past[t]):
             points.append((t, past[t, :-1].copy(), float(past[t, -1])))
         elif total > 1e-9:
             points.append((t, (grids * w[..., None]).reshape(-1, grids.shape[-1]).sum(0) / total, total))
@@ -93,6 +95,14 @@ def sampling_points(r: Reads, out_channel: int, position: Sequence[int], in_chan
 
 
 PAST = 1e-5  # a tap whose reads past the edge weigh more than this is placed from the extended input
+
+
+def past_the_edge(total: float, past: np.ndarray) -> bool:
+    """Whether a tap that reads ``total`` (Σ coefficients) on the input is placed from its row ``past`` (d + 1) of
+    ``extended_points``: it reads there, and its reads past the edge weigh more than ``PAST`` (else the mean of its
+    in-map reads is where it samples)."""
+    return not np.isnan(past).any() and abs(float(past[-1]) - total) > PAST
+
 EXTEND_TRIES = 3  # extensions tried, each twice as wide: a point farther out keeps the mean of its in-map reads
 ROWS = 128  # output rows per extended pass (memory: ROWS × the extended input, per tap)
 
@@ -123,34 +133,94 @@ def extended_points(r: Reads, rows: Sequence[Sequence[int]]) -> np.ndarray | Non
 
 
 def _extend(r: Reads, rows: list[tuple[int, ...]]) -> np.ndarray | None:
-    g = r.regular
-    if r.tap_map is None or g is None or g.kind != "gather":
+    if r.tap_map is None:
         return None
-    size = np.array(r.input_shape[1:])
-    stride = [max(1, abs(a)) for a in g.a]
-    reach = max([lo for lo, _ in g.padding()] + [hi for _, hi in g.padding()]) + 2  # the grid's reach, and more
-    for attempt in range(EXTEND_TRIES):
-        shift = [-(-reach * 2 ** attempt // a) for a in stride]  # whole output steps, so windows move by whole cells
-        margin = np.array([k * a for k, a in zip(shift, stride)])
+    coefficients = r.tap_map.coefficients
+    return extended_means(r.module, r.x, rows, r.regular, r.tap_map.parameter or None,
+                          lambda chunk: torch.stack([coefficients[(slice(None), *row)] for row in chunk], 1))
+
+
+def extended_means(module: nn.Module, x: torch.Tensor, rows: Sequence[tuple[int, ...]], regular: Geometry | None,
+                   parameter: str | None, own: Callable[[Sequence[tuple[int, ...]]], torch.Tensor]
+                   ) -> np.ndarray | None:
+    """``extended_points`` of ``module`` on ``x`` (C_in, *S) for output rows (c_out, *o), its regular window
+    ``regular`` (the side branches at zero) and kernel ``parameter``; ``own(chunk)`` (T, len(chunk), C_in, *S) are the
+    coefficients those rows read on ``x`` itself (what the extension must keep). Float (T, R, C_in, d + 1), or None
+    where the extension does not apply — what the explorer calls for the output it draws."""
+    if regular is None or regular.kind != "gather":
+        return None
+    size = np.array(x.shape[1:])
+    found: list[np.ndarray] = []
+    for shift, stride, margin in _tries(regular):
         found, unresolved = [], False
         for start in range(0, len(rows), ROWS):
-            chunk = rows[start:start + ROWS]
-            try:
-                coef = extended_rows(r.module, r.x, chunk, shift, stride, r.tap_map.parameter or None)
-            except ValueError:  # no kernel parameter of its own (a footprint tap map)
-                return None
+            chunk = list(rows[start:start + ROWS])
+            coef = _extended(module, x, chunk, shift, stride, margin, size, parameter, own(chunk))
             if coef is None:
                 return None
-            inside = coef[(..., *(slice(m, m + n) for m, n in zip(margin, size)))]
-            own = torch.stack([r.tap_map.coefficients[(slice(None), *row)] for row in chunk], 1)
-            if not torch.allclose(inside, own, atol=1e-5, rtol=1e-4):
-                return None  # the extension changed the reads of the input's own cells: not a pure move
             points, open_ = _means(coef.double().numpy(), margin)
             found.append(points)
             unresolved |= open_
         if not unresolved:
             break
     return np.concatenate(found, 1)  # (T, rows, C_in, d + 1)
+
+
+def extended_reach(module: nn.Module, x: torch.Tensor, regular: Geometry | None, parameter: str | None
+                   ) -> tuple[tuple[int, int], ...] | None:
+    """(before, after) cells per spatial dim past ``x``'s edge that some tap of some output reads on the input
+    extended with zeros (``taps.extended_rows`` summed over every output, one pass per tap): the zeros a whole map's
+    sampling points read, for a drawing whose planes keep one size. None where the extension does not apply."""
+    if regular is None or regular.kind != "gather":
+        return None
+    d = x.dim() - 1
+    size = np.array(x.shape[1:])
+    try:
+        own = extended_rows(module, x, None, [0] * d, [1] * d, parameter)  # the same sum on x itself
+    except ValueError:
+        return None
+    if own is None:
+        return None
+    reach = tuple((0, 0) for _ in range(d))
+    for shift, stride, margin in _tries(regular):
+        coef = _extended(module, x, None, shift, stride, margin, size, parameter, own)
+        if coef is None:
+            return None
+        hits = torch.nonzero((coef.abs() > EPS).flatten(0, 2).any(0)).numpy()  # read cells of the extended input
+        if not len(hits):
+            return reach
+        lo, hi = hits.min(0), hits.max(0)
+        reach = tuple((int(max(0, m - a)), int(max(0, b - m - n + 1))) for a, b, m, n in zip(lo, hi, margin, size))
+        if (lo >= 1).all() and (hi <= size + 2 * margin - 2).all():  # clear of the extension's edge: all of it
+            break
+    return reach
+
+
+def _tries(g: Geometry) -> Iterator[tuple[list[int], list[int], np.ndarray]]:
+    """(shift, stride, margin) of each extension tried, each twice as wide as the last: whole output steps, so that
+    windows move by whole cells, past the grid's reach and more."""
+    stride = [max(1, abs(a)) for a in g.a]
+    reach = max([lo for lo, _ in g.padding()] + [hi for _, hi in g.padding()]) + 2
+    for attempt in range(EXTEND_TRIES):
+        shift = [-(-reach * 2 ** attempt // a) for a in stride]
+        yield shift, stride, np.array([k * a for k, a in zip(shift, stride)])
+
+
+def _extended(module: nn.Module, x: torch.Tensor, rows: list[tuple[int, ...]] | None, shift: list[int],
+              stride: list[int], margin: np.ndarray, size: np.ndarray, parameter: str | None, own: torch.Tensor
+              ) -> torch.Tensor | None:
+    """``taps.extended_rows``, or None where it does not apply or changes what the input's own cells are read with
+    (``own``: the coefficients on x itself)."""
+    try:
+        coef = extended_rows(module, x, rows, shift, stride, parameter)
+    except ValueError:  # no kernel parameter of its own (a footprint tap map)
+        return None
+    if coef is None:
+        return None
+    inside = coef[(..., *(slice(m, m + n) for m, n in zip(margin, size)))]
+    if not torch.allclose(inside, own, atol=1e-5, rtol=1e-4):
+        return None  # the extension changed the reads of the input's own cells: not a pure move
+    return coef
 
 
 def _means(coef: np.ndarray, margin: np.ndarray) -> tuple[np.ndarray, bool]:

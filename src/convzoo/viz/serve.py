@@ -69,6 +69,7 @@ from .explain import (
     tap_palette,
     window_terms,
 )
+from .irregular import extended_means, extended_reach
 from .matrix import jacobian
 from .reads import illustrative_copy
 from .spec import (
@@ -614,6 +615,60 @@ def _geometry(key: str, link: int) -> Geometry | None:
     return fit_step_geometry(rows.coef, positions, kernel, shape_in, shape_out)
 
 
+@lru_cache(maxsize=64)
+def _regular(key: str, link: int) -> Geometry | None:
+    """Step ``link``'s regular window — the one it reads with its side branches at zero (a deformable conv's grid
+    before the offsets move it) — fitted as ``_geometry``; None for a step without side branches or such a window."""
+    lv = live(json.loads(key))
+    step = lv.steps[link]
+    if not (lv.steering or declared_stages(step.module)):
+        return None
+    shape_in, shape_out = tuple(lv.inputs[link].shape[1:]), lv.plan.shapes[link + 1]
+    positions = lattice(shape_out[1:])
+    outs = [int(np.ravel_multi_index((0, *p), tuple(shape_out))) for p in positions]
+    rows = _step_rows(lv, link, outs, zero_side=True)
+    if rows is None:
+        return None
+    name = kernel_param(step.module, len(shape_in) - 1)
+    kernel = tuple(getattr(step.module, name).shape[-(len(shape_in) - 1):])
+    return fit_step_geometry(rows.coef, positions, kernel, shape_in, shape_out)
+
+
+def _extended_row(key: str, link: int, out_index: int, coef: torch.Tensor
+                  ) -> tuple[np.ndarray | None, dict[int, tuple[int, ...]] | None]:
+    """Output ``out_index`` of step ``link`` (its taps' coefficients ``coef`` (T, n) on the input) read on the input
+    extended with zeros (``irregular.extended_means``, (T, C_in, d + 1)): where a tap past the edge samples — and
+    its regular window (tap → position, padding included). (None, None) where the extension does not apply (no
+    regular window, a side value it cannot hold, reads the extension would change: reflect padding)."""
+    g = _regular(key, link)
+    if g is None or g.kind != "gather":
+        return None, None
+    lv = live(json.loads(key))
+    step, x = lv.steps[link], lv.inputs[link][0]
+    row = tuple(int(v) for v in np.unravel_index(out_index, lv.plan.shapes[link + 1]))
+    own = coef.reshape(coef.shape[0], 1, *x.shape)
+    with computing():
+        found = extended_means(step.module, x, [row], g, kernel_param(step.module, x.dim() - 1), lambda _: own)
+    return (None, None) if found is None else (found[:, 0], dict(g.window(row[1:])))
+
+
+def _points_padding(key: str, link: int) -> list[list[int]] | None:
+    """The padding ring drawn around a sampling step's planes: its regular window's (where a border output's grid
+    points sit) widened to every cell past the edge that some output's sampling point reads
+    (``irregular.extended_reach``), so that every point is drawn on the cells it reads; None where the extension
+    does not apply (the points then stay the means of the cells read inside the map)."""
+    g = _regular(key, link)
+    if g is None or g.kind != "gather":
+        return None
+    lv = live(json.loads(key))
+    step, x = lv.steps[link], lv.inputs[link][0]
+    with computing():
+        reach = extended_reach(step.module, x, g, kernel_param(step.module, x.dim() - 1))
+    if reach is None:
+        return None
+    return [[max(a, c), max(b, d)] for (a, b), (c, d) in zip(drawn_padding(g, step.module), reach)]
+
+
 def filters_json(lv: Live, key: str, link: int) -> dict[str, Any] | None:
     """The kernel of every filter of step ``link`` (the strip): with a kernel of its own, W[j, c, t] read as
     ``window_terms`` does at the centre of each output channel (a stride × stride block for a scatter window,
@@ -674,9 +729,10 @@ def filters_json(lv: Live, key: str, link: int) -> dict[str, Any] | None:
 
 
 def link_data(state: State) -> dict[str, Any]:
-    """Per step: its connectivity (``encode_deps``), kernel shape and tap colours, window geometry (padding ring,
-    a scatter window's direct form), the kernel of every filter, its side stages' outputs (held ones included,
-    in the layer view) and kernel bank; and every map's values on the input sample."""
+    """Per step: its connectivity (``encode_deps``), kernel shape and tap colours, window geometry (padding ring —
+    for sampling points, the zeros they read, ``_points_padding`` — a scatter window's direct form), the kernel of
+    every filter, its side stages' outputs (held ones included, in the layer view) and kernel bank; and every map's
+    values on the input sample."""
     key = _key(state)
     lv = live(state)
     out = []
@@ -701,6 +757,8 @@ def link_data(state: State) -> dict[str, Any]:
         elif g is not None and g.kind == "scatter":
             link["direct"] = {"size": list(g.stretched_size()), "cells": direct_cells(g),
                               "zeros": [a - 1 for a in g.a]}
+        elif kernel:  # fractional reads: the padding their grid and sampling points reach
+            link["pad"] = _points_padding(key, i)
         link["filters"] = filters_json(lv, key, i)
         bank_of = getattr(step.module, "kernel_bank", None)
         bank = bank_of() if callable(bank_of) else None
@@ -835,9 +893,10 @@ def _taps_json(key: str, link: int, out_index: int) -> dict[str, Any]:
                   if all(0 <= v < n for v, n in zip(z, size))]
     points = None
     if spatial <= 2 and is_fractional(coef, shape_in[0]):
-        regular = _step_rows(lv, link, [out_index], zero_side=True) if lv.steering or declared_stages(
-            step.module) else None
-        points = sampling_points(coef, None if regular is None else regular.coef[0], shape_in)
+        sides = bool(lv.steering or declared_stages(step.module))
+        regular = _step_rows(lv, link, [out_index], zero_side=True) if sides else None
+        past, grid = _extended_row(key, link, out_index, coef) if sides else (None, None)
+        points = sampling_points(coef, None if regular is None else regular.coef[0], shape_in, past, grid)
     terms = window_terms(coef, rows.base[0], rows.full[0], x.reshape(-1), shape_in[0])
     filters = _links_json(key)["links"][link]["filters"]
     return {"kernel_shape": list(kernel), "reads": reads, "padded": padded, "used": used, "note": "",
@@ -900,7 +959,8 @@ def taps_json(state: State, link: int, out_index: int) -> dict[str, Any]:
     coefficient, how many taps read it]; ``padded`` = padding cells its window reads (when the module is a plain
     sliding window), else None; ``used`` = the taps that read anything; ``direct`` = [tap, flat cell] of its
     window in a scatter step's direct form; ``points`` = sampling points of fractional reads
-    (``explain.sampling_points``); ``window`` = per input channel read, the kernel and the values under it
+    (``explain.sampling_points``; a tap past the input's edge where the layer samples it, ``_extended_row``);
+    ``window`` = per input channel read, the kernel and the values under it
     (``crop``: the same for a step without a kernel); ``y`` = its value = ``kernel_sum`` + ``other`` (reads not
     through the kernel) + ``bias``."""
     plan(state)

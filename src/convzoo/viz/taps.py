@@ -166,15 +166,16 @@ def taps(module: nn.Module, input_shape: Sequence[int], parameter: str | None = 
     return tap_map(module, input_shape, parameter, x).index
 
 
-def extended_rows(module: nn.Module, x: torch.Tensor, rows: Sequence[Sequence[int]], shift: Sequence[int],
+def extended_rows(module: nn.Module, x: torch.Tensor, rows: Sequence[Sequence[int]] | None, shift: Sequence[int],
                   stride: Sequence[int], parameter: str | None = None) -> torch.Tensor | None:
     """Float32 (T, R, C_in, *(S + 2·m)), m = shift·stride per dim: tap t's coefficient linking output row
     (c_out, *o) of ``rows`` to the input ``x`` (C_in, *S) extended by m zero cells on every side, with the side
     branches held at their values on ``x`` itself. The zero padding hides the reads past ``x``'s edge from
     ``tap_map`` (no cell holds them); here they land on cells, so a deformable tap past the corner shows where it
-    samples. The extended layer's output (*o + shift) has the same window as (*o) had, moved by m. None when a side
-    branch's output is not a map of the output's size (it cannot be held in place) or the layer does not run on
-    the extended input with its side values held."""
+    samples. The extended layer's output (*o + shift) has the same window as (*o) had, moved by m. ``rows`` None:
+    R = 1, the sum over every output of ``x`` (one pass per tap: the cells some output reads, for a whole map's
+    drawing). None when a side branch's output is not a map of the output's size (it cannot be held in place) or
+    the layer does not run on the extended input with its side values held."""
     d = x.dim() - 1
     margin = [s * a for s, a in zip(shift, stride)]
     sides = side_modules(module)
@@ -210,8 +211,14 @@ def extended_rows(module: nn.Module, x: torch.Tensor, rows: Sequence[Sequence[in
     n_taps = math.prod(kernel.shape[-d:])
     pad = [v for m in reversed(margin) for v in (m, m)]
     big = torch.nn.functional.pad(x[None].to(kernel.dtype), pad)
-    index = torch.tensor([list(r) for r in rows]).reshape(len(rows), 1 + d)
-    index[:, 1:] += torch.tensor(list(shift))
+    if rows is None:  # every output of x: the extended output's inner part, in one sample
+        batch = 1
+        picked: tuple = (0, slice(None), *(slice(k, k + n) for k, n in zip(shift, out_size)))
+    else:
+        batch = len(rows)
+        index = torch.tensor([list(r) for r in rows]).reshape(len(rows), 1 + d)
+        index[:, 1:] += torch.tensor(list(shift))
+        picked = (torch.arange(len(rows)), *index.T)
     handles = [m.register_forward_hook(place) for m in sides]
     grads = []
     try:
@@ -220,10 +227,9 @@ def extended_rows(module: nn.Module, x: torch.Tensor, rows: Sequence[Sequence[in
                 w = torch.zeros_like(kernel).reshape(-1, n_taps)
                 if t >= 0:
                     w[:, t] = 1
-                inp = big.expand(len(rows), *big.shape[1:]).clone().requires_grad_(True)
+                inp = big.expand(batch, *big.shape[1:]).clone().requires_grad_(True)
                 y = functional_call(module, {name: w.reshape(kernel.shape)}, (inp,))
-                (grad,) = torch.autograd.grad(y[(torch.arange(len(rows)), *index.T)].sum(), inp,
-                                              allow_unused=True)
+                (grad,) = torch.autograd.grad(y[picked].sum(), inp, allow_unused=True)
                 grads.append(torch.zeros_like(inp) if grad is None else grad.detach())
     except (_NotHeld, RuntimeError, ValueError):
         # a side value the hooks do not reach (a stage fed from a dict of held values) meets the extended input

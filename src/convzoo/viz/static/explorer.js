@@ -6,7 +6,9 @@
 // data-mid="m,c,i,j" (1-D: one index, 3-D: d,i,j); a transposed conv's direct form has cells data-direct=
 // "k,c,i,j" of class "zero" (inserted zeros), "dpad" (padding) or "dcell" (input cells); cells highlighted by a
 // hover carry the class "active"; the svg's data-ready is "grid", then "deps" once hover works; data-playing is
-// "1" while the window walks; data-shown = "link:flat" once the panel shows that output's window.
+// "1" while the window walks; data-shown = "link:flat" once the panel shows that output's window. Sampling points
+// are circle.point[data-point=tap] (the plane's and the zoom's); the zoom's cells carry data-zoom="r,q" (negative
+// or past the size: the padding a point past the edge samples).
 'use strict';
 
 const SVGNS = 'http://www.w3.org/2000/svg';
@@ -773,6 +775,11 @@ function stackNote(points, size) {  // "×2: taps 6 and 7 sample the same place"
   return parts.join('; ');
 }
 
+function neighbours(v) {  // the cells a bilinear sample at v reads along one axis (weight 1 − |v − n| > 0)
+  const f = Math.floor(v);
+  return [f, f + 1].filter((n) => Math.abs(v - n) < 1 - 1e-3);
+}
+
 function drawPoints(link, points, colours) {  // each tap's sampling point, and an arrow from its grid point
   const g = split(layer.maps[link]);
   if (g.dims === 3 || !overlay) return;
@@ -784,6 +791,15 @@ function drawPoints(link, points, colours) {  // each tap's sampling point, and 
     if (!tile) continue;
     shown.push(point);
     places.push((r, q) => [tile.x + (tile.ring.l + q + 0.5) * cs, tile.y + (tile.ring.t + r + 0.5) * cs]);
+    // a point past the edge samples the zero padding (the server widens the ring to every cell some point reads):
+    // those cells are read, in its tap's colour, as a plain conv's window on the padding
+    for (const r of g.dims === 1 ? [0] : neighbours(point.y)) {
+      for (const q of neighbours(point.x)) {
+        if (r >= 0 && r < g.H && q >= 0 && q < g.W) continue;
+        const node = pads[link] && pads[link].get(`${point.c}|0|${r}|${q}`);
+        if (node) { mark(node, 'read'); paint(node, colours[point.t], 0.45); }
+      }
+    }
   }
   stackedMarks(overlay, shown, colours, places, cs, cs >= 20, true);
 }
@@ -796,15 +812,19 @@ function showZoom(box, link, data) {  // the first channel's sampling points, en
   const mine = points.filter((p) => p.c === c);
   const ys = mine.flatMap((p) => [p.y, ...(p.grid ? [p.grid[0]] : [])]);
   const xs = mine.flatMap((p) => [p.x, ...(p.grid ? [p.grid[1]] : [])]);
-  const r0 = Math.max(0, Math.floor(Math.min(...ys)) - 1);
-  const r1 = Math.min(g.H - 1, Math.ceil(Math.max(...ys)) + 1);
-  const q0 = Math.max(0, Math.floor(Math.min(...xs)) - 1);
-  const q1 = Math.min(g.W - 1, Math.ceil(Math.max(...xs)) + 1);
+  // the cells around every point and grid point, the padding ring included (points past the edge sample there)
+  const rg = (tiles[link] && tiles[link][0] && tiles[link][0].ring) || ring(null, g.dims);
+  const r0 = Math.max(-rg.t, Math.floor(Math.min(...ys)) - 1);
+  const r1 = Math.min(g.H - 1 + rg.b, Math.ceil(Math.max(...ys)) + 1);
+  const q0 = Math.max(-rg.l, Math.floor(Math.min(...xs)) - 1);
+  const q1 = Math.min(g.W - 1 + rg.r, Math.ceil(Math.max(...xs)) + 1);
+  const padded = r0 < 0 || q0 < 0 || r1 > g.H - 1 || q1 > g.W - 1;
   const size = Math.max(12, Math.min(32, Math.floor(280 / Math.max(q1 - q0 + 1, r1 - r0 + 1))));
   const caption = document.createElement('p');
   caption.className = 'caption';
   caption.textContent = `where each tap samples input channel c${c}, enlarged: ○ its place on the regular grid → ` +
-    '● where the offsets move it (its tap number on a line to it; faint = small weight)';
+    '● where the offsets move it (its tap number on a line to it; faint = small weight)' +
+    (padded ? '; dashed: the zero padding past the input\'s edge, where a tap past it samples zeros' : '');
   box.appendChild(caption);
   const note = stackNote(mine, cs);  // taps the plane draws as one dot: said in words, as the static pictures do
   if (note) {
@@ -825,7 +845,9 @@ function showZoom(box, link, data) {  // the first channel's sampling points, en
   const left = Math.max(2, Math.min(2 * ZOOM_LABEL + 6, (ZOOM_WIDTH - (q1 - q0 + 1) * size) / 2));
   for (let r = r0; r <= r1; r++) {
     for (let q = q0; q <= q1; q++) {
-      el('rect', { x: left + (q - q0) * size, y: 2 + (r - r0) * size, width: size, height: size, class: 'k x' }, body);
+      const inside = r >= 0 && r < g.H && q >= 0 && q < g.W;
+      el('rect', { x: left + (q - q0) * size, y: 2 + (r - r0) * size, width: size, height: size,
+                   class: inside ? 'k x' : 'pad', 'data-zoom': `${r},${q}` }, body);
     }
   }
   const at = (r, q) => [left + (q - q0 + 0.5) * size, 2 + (r - r0 + 0.5) * size];

@@ -143,3 +143,167 @@ def test_taps_stacked_past_the_corner_are_each_named():
     assert drawn["c0 plane point 5"] == drawn["c0 plane point 7"] == drawn["c0 plane point 8"]
     assert "×3: taps 5, 7 and 8 sample the same place" in _text_places(step_block(r, 0, steps[-1], False,
                                                                                  room_for=steps))
+
+
+# --- composite layers: stage by stage (`convzoo viz depthwise_separable -o d.gif` drew one 3×3 window over all six
+# channels, a standard conv; `convzoo viz dcnv3 -o d.gif` failed: "DCNv3Conv2d has no single kernel parameter")
+
+
+def _durations(path) -> list[int]:
+    with Image.open(path) as gif:
+        out = []
+        for k in range(gif.n_frames):
+            gif.seek(k)
+            out.append(gif.info["duration"])
+    return out
+
+
+def _window(pos, k, size):
+    """Hand count: the cells a 'same' k×k window centred on ``pos`` reads inside a size×size map."""
+    h = k // 2
+    return {(pos[0] + a - h, pos[1] + b - h) for a in range(k) for b in range(k)
+            if 0 <= pos[0] + a - h < size and 0 <= pos[1] + b - h < size}
+
+
+def test_depthwise_separable_slides_the_depthwise_window_on_one_channel_then_the_pointwise_column(tmp_path):
+    import torch
+    import torch.nn.functional as F
+
+    from convzoo.viz.animation import HOLD_MS
+
+    layer = cz.build("depthwise_separable", 3, 3, 3)
+    # 3 frames, both stages in them: each stage's last step is held, the other passes at 500 ms
+    durations = _durations(animate(layer, (3, 5, 5), tmp_path / "dws.gif", "title", max_frames=3))
+    assert sorted(durations) == [500, HOLD_MS, HOLD_MS] and durations[-1] == HOLD_MS, durations
+
+    from convzoo.viz.stage_animation import stage_frames
+
+    small, _ = stage_frames(layer, (3, 5, 5), max_frames=3)
+    assert durations == [HOLD_MS if f is small[-1] or f.stage != g.stage else 500
+                         for f, g in zip(small, [*small[1:], small[-1]])]
+    plan, _ = stage_frames(layer, (3, 5, 5), max_frames=8)
+    assert [f.stage for f in plan] == sorted(f.stage for f in plan) and {f.stage for f in plan} == {1, 2}
+    assert len(plan) <= 8 and all(f.position is not None for f in plan)  # both stages slide
+    assert plan[0].caption.startswith("stage 1 of 2: depthwise (3×5×5 → 3×5×5; ") and ", step 1 of " in \
+        plan[0].caption
+    assert plan[-1].caption.startswith("stage 2 of 2: pointwise (3×5×5 → 3×5×5; ")
+    for stage, k in ((1, 3), (2, 1)):
+        frames = [f for f in plan if f.stage == stage]
+        assert len(frames) >= 2 and [f.position for f in frames] == sorted({f.position for f in frames})  # raster
+        for f in frames:
+            r, j = f.reads, f.out_channel
+            assert r.kernel_shape == (k, k) and f.position in f.steps
+            read = (r.index[(j, *f.position)] >= 0).nonzero().tolist()  # (channel, row, col) of each product
+            channels = {c for c, *_ in read}
+            cells = {(y, x) for _, y, x in read}
+            if stage == 1:  # one input channel, the 3×3 neighbourhood (clipped by the padding)
+                assert channels == {j} and cells == _window(f.position, 3, 5), (f.caption, read)
+            else:  # every input channel, the one cell under the output: a column across channels
+                assert channels == {0, 1, 2} and cells == {f.position}, (f.caption, read)
+    # stage 2 reads what stage 1 made, by torch's own grouped conv with the layer's depthwise weights
+    first, second = plan[0].reads, plan[-1].reads
+    dw = layer.depthwise
+    want = F.conv2d(first.x[None].double(), dw.weight.double(), dw.bias.double(), padding=1, groups=3)[0]
+    assert torch.allclose(second.x.double(), want, atol=1e-5)
+
+
+def test_a_stage_without_a_window_is_one_held_frame_and_the_frames_are_shared(tmp_path):
+    # DCNv3: input projection (per pixel: held), sampling (slides), output projection (held)
+    with Image.open(animate(cz.build("dcnv3", 2, 2, 3), (2, 4, 4), tmp_path / "d.gif", max_frames=3)) as gif:
+        assert gif.n_frames == 3
+
+    from convzoo.viz.stage_animation import share, stage_frames, visited
+
+    plan, _ = stage_frames(cz.build("dcnv3", 2, 2, 3), (2, 4, 4), max_frames=6)
+    assert [(f.stage, f.position is None) for f in plan] == [(1, True), *[(2, False)] * 4, (3, True)]
+    assert plan[1].reads.geometry is None and plan[1].reads.tap_map is not None  # fractional sampling points
+    plan, _ = stage_frames(cz.build("resize", 2, 2, 3), (2, 3, 3), max_frames=6)
+    assert plan[0].position is None and [f.stage for f in plan].count(1) == 1
+    assert "copies: every output cell is a copy of one input cell" in plan[0].caption
+    slides = [f for f in plan[1:] if f.stage == 2]  # 5 frames left: every 2nd row and 3rd column of the 6×6
+    assert len(slides) == len(plan) - 1 == 4 and plan[1].reads.input_shape == (2, 6, 6)  # grown 3×3 → 6×6
+    plan, _ = stage_frames(cz.build("shuffled_grouped", 4, 4, 3, groups=2), (4, 4, 4), max_frames=5)
+    assert [f.stage for f in plan if f.position is None] == [2] and "channel permutation" in plan[-1].caption
+    with pytest.raises(ValueError, match=r"max_frames=1 is too few for ShuffledGroupedConv2d's 2 stages"):
+        stage_frames(cz.build("shuffled_grouped", 4, 4, 3, groups=2), (4, 4, 4), max_frames=1)
+    # 8×8 outputs: every position is 64 frames; 62 left for two stages → every 2nd row of each (32 + ... ≤ 62)
+    steps = share([(6, 8, 8), (6, 8, 8)], 62)
+    counts = [len(visited((6, 8, 8), s)) for s in steps]
+    assert sum(counts) <= 62 and min(counts) >= 16, (steps, counts)
+    assert [len(visited((6, 8, 8), s)) for s in share([(6, 8, 8)] * 3, 12)] == [4, 4, 4]  # the floor, all stages
+    assert visited((1, 5, 5), (2, 1))[:6] == [(0, 0), (0, 1), (0, 2), (0, 3), (0, 4), (2, 0)]  # raster, rows thinned
+
+
+def test_a_single_kernel_gif_is_drawn_as_before(tmp_path):
+    # a layer that is its own only main stage (standard; deformable with its offset branch) keeps its frames
+    import io
+
+    from convzoo.viz.animation import HOLD_MS
+    from convzoo.viz.draw import DPI, SMALL, TITLE, column, label
+
+    def picture_image(block):
+        fig = render(block)
+        buffer = io.BytesIO()
+        fig.savefig(buffer, format="png", dpi=DPI)
+        plt.close(fig)
+        return Image.open(buffer).convert("RGB")
+
+    layer = cz.build("standard", 2, 2, 3)
+    got = frame_images(layer, (2, 5, 5), "title", max_frames=4, subtitle="sub")
+    r = analyse(layer, (2, 5, 5))
+    steps, stride = positions(r.output_shape, 4)
+    for k, pos in enumerate(steps):  # the recipe the single-kernel GIF has always drawn
+        caption = label(f"step {k + 1} of {len(steps)} (every {stride}th row and column): output channel 0, "
+                        f"position {pos}", SMALL)
+        want = picture_image(column([label("title", TITLE, "bold"), label("sub", SMALL), caption,
+                                     step_block(r, 0, pos, False, room_for=steps)], gap=0.4))
+        assert got[k].size[1] >= want.size[1]
+        assert np.array_equal(np.asarray(got[k])[:want.size[1], :want.size[0]], np.asarray(want)), k
+    path = animate(layer, (2, 5, 5), tmp_path / "s.gif", max_frames=4)
+    assert _durations(path) == [500] * (len(steps) - 1) + [HOLD_MS]
+
+    from convzoo.viz.stage_animation import by_stages
+
+    assert not any(by_stages(cz.build(n, 2, 2, 3)) for n in ("standard", "deformable", "dynamic"))
+    assert all(by_stages(cz.build(n, 2, 2, 3)) for n in ("depthwise_separable", "resize", "acnet", "dcnv3"))
+
+
+def test_a_stage_that_cannot_be_drawn_is_named_without_a_traceback(tmp_path, monkeypatch):
+    from typer.testing import CliRunner
+
+    from convzoo.cli import app
+    from convzoo.viz import render, stage_animation
+
+    def boom(*args, **kwargs):
+        raise RuntimeError("the Jacobian is not defined here")
+
+    monkeypatch.setattr(stage_animation, "analyse", boom)
+    with pytest.raises(ValueError, match=r"cannot animate 'resize': cannot animate stage 1 of 2 \('upsample ×2 "
+                                         r"\(nearest\)'\) of ResizeConv2d: the Jacobian is not defined here"):
+        render("resize", tmp_path / "r.gif")
+    result = CliRunner().invoke(app, ["viz", "resize", "-o", str(tmp_path / "r.gif")])
+    assert result.exit_code == 2 and "Traceback" not in result.output
+    assert "error: cannot animate 'resize': cannot animate stage 1 of 2" in result.output
+
+
+@pytest.mark.slow
+def test_every_familys_gif_writes_and_a_composite_shows_every_stage_in_order(tmp_path):
+    from convzoo.cli.viz import default_spec
+    from convzoo.registry import families
+    from convzoo.viz import picture_size
+    from convzoo.viz.picture import declared_stages
+    from convzoo.viz.stage_animation import by_stages, stage_frames
+
+    for fam in families():
+        spec = default_spec(fam.name)
+        spec.validate()
+        spec.size = picture_size(spec)
+        layer = spec.build()
+        path = animate(layer, spec.input_shape, tmp_path / f"{fam.name}.gif", fam.name, max_frames=6)
+        with Image.open(path) as gif:
+            assert 1 <= gif.n_frames <= 6, fam.name
+        if by_stages(layer):
+            plan, _ = stage_frames(layer, spec.input_shape, max_frames=6)
+            n = len([s for s in declared_stages(layer) if not s.side])
+            assert sorted({f.stage for f in plan}) == list(range(1, n + 1)), fam.name
+            assert [f.stage for f in plan] == sorted(f.stage for f in plan), fam.name

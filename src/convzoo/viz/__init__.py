@@ -58,7 +58,7 @@ def render(target: str, path: str | Path, spec: LayerSpec | None = None, *, numb
            planes: int | None = None, special: dict[str, Any] | None = None) -> Path:
     """Draw a family (``spec``: its parameters) or a special picture (``target`` in ``SPECIAL``, drawn with the
     options ``special``: kernel, stride, …; one it does not read is refused) to ``path``:
-    .png / .svg → figure, .gif → sliding-window animation (families only). ``input_values`` / ``kernel_values``
+    .png / .svg → figure, .gif → sliding-window animation (families only; a composite stage by stage). ``input_values`` / ``kernel_values``
     ('3,3,2;0,0,1;…') put those numbers in the cells (numbers mode); ``title=False`` drops the title lines;
     ``planes``: channel planes drawn in full (default 1, within 1600 × 1400 px; more on request). A spec without
     a size is drawn at ``picture_size``."""
@@ -96,6 +96,9 @@ def render(target: str, path: str | Path, spec: LayerSpec | None = None, *, numb
     numbers = numbers or input_values is not None or kernel_values is not None
     heads = family_titles(spec, module, input_shape) if title else (None, None)
     if suffix == ".gif":
-        return animate(module, input_shape, path, heads[0], numbers=numbers, x=x, subtitle=heads[1])
+        try:
+            return animate(module, input_shape, path, heads[0], numbers=numbers, x=x, subtitle=heads[1])
+        except (ValueError, TypeError, RuntimeError) as error:  # said with the family, for the CLI's one line
+            raise ValueError(f"cannot animate {spec.family!r}: {str(error).splitlines()[0]}") from error
     figure = layer_figure(module, input_shape, heads[0], heads[1], numbers=numbers, x=x, planes=planes)
     return save_figure(figure, path, dpi=DPI)

@@ -240,8 +240,9 @@ def _picture(module: torch.nn.Module, input_shape: Sequence[int], dpi: int | Non
 
 
 def animation_bytes(module: torch.nn.Module, input_shape: Sequence[int]) -> bytes | None:
-    """The family's sliding-window GIF (``convzoo viz FAMILY -o x.gif``, at most ``ANIMATION_FRAMES`` positions), or
-    None where the layer has none (a composite without one kernel of its own)."""
+    """The family's sliding-window GIF (``convzoo viz FAMILY -o x.gif``, at most ``ANIMATION_FRAMES`` frames; a
+    composite's main stages one after another), or None where it cannot be animated (the reason is in the
+    ``ValueError`` that ``animate`` raises)."""
     from .animation import animate
 
     with tempfile.TemporaryDirectory() as tmp:
@@ -300,7 +301,7 @@ def family_section(fam: Any, row: dict[str, Any] | None, setting: str, dpi: int 
         data = animation_bytes(spec.build(), spec.input_shape)
         if data is not None:
             gif = (f"<details class='anim'><summary>Animation: the window walking the output "
-                   f"(GIF, up to {ANIMATION_FRAMES} positions)</summary>{_img(data, fam.name + ' animation')}"
+                   f"(GIF, up to {ANIMATION_FRAMES} frames)</summary>{_img(data, fam.name + ' animation')}"
                    f"</details>")
     speed = ""
     if row:

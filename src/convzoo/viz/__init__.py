@@ -58,10 +58,10 @@ def render(target: str, path: str | Path, spec: LayerSpec | None = None, *, numb
            planes: int | None = None, special: dict[str, Any] | None = None) -> Path:
     """Draw a family (``spec``: its parameters) or a special picture (``target`` in ``SPECIAL``, drawn with the
     options ``special``: kernel, stride, …; one it does not read is refused) to ``path``:
-    .png / .svg → figure, .gif → sliding-window animation (families only; a composite stage by stage). ``input_values`` / ``kernel_values``
-    ('3,3,2;0,0,1;…') put those numbers in the cells (numbers mode); ``title=False`` drops the title lines;
-    ``planes``: channel planes drawn in full (default 1, within 1600 × 1400 px; more on request). A spec without
-    a size is drawn at ``picture_size``."""
+    .png / .svg → figure, .gif → sliding-window animation (families only; a composite stage by stage).
+    ``input_values`` / ``kernel_values`` ('3,3,2;0,0,1;…') put those numbers in the cells (numbers mode);
+    ``title=False`` drops the title lines; ``planes``: channel planes drawn in full (default 1, within
+    1600 × 1400 px; more on request). A spec without a size is drawn at ``picture_size``."""
     from .draw import DPI
     from .numbers import load_kernel, parse_values
 

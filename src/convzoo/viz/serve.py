@@ -381,10 +381,10 @@ def normalize(raw: dict[str, list[str]]) -> tuple[State, list[str]]:
 @dataclass
 class Live:
     """A state's randomised float32 copy of the real layer (``viz.connectivity.prepare``: positive weights, so no
-    read can cancel to an exact zero) and its steps, the input sample and each step's input: the layer's input, then each step's output (``chain``). Sample 0 is the
-    positive random tensor that ``connectivity`` itself uses (seed + 1). ``steering``: the side stages' modules
-    held fixed in the pictures (attention, offsets, generated kernels), not those that are parallel branches of
-    the output (RepVGG's, ACNet's: their output has the layer's output shape, and they are what it sums)."""
+    read can cancel to an exact zero) and its steps, the input sample and each step's input: the layer's input,
+    then each step's output (``chain``). Sample 0 is the positive random tensor that ``connectivity`` itself
+    uses (seed + 1). ``steering``: the side stages' modules held fixed in the pictures (attention, offsets,
+    generated kernels), not those that are parallel branches of the output (RepVGG's, ACNet's: their output has the layer's output shape, and they are what it sums)."""
 
     plan: Plan
     model: nn.Module

@@ -4,7 +4,12 @@ backward), torch.export with dynamic batch and sizes, ONNX (dynamo exporter, dyn
 jit.trace, unbatched and empty inputs, the one dtype-mismatch message, and torch's weight_norm / spectral_norm on
 every weight the layer owns (against the NumPy oracle, after the norm's parameters change). Each check compares
 numbers. Cells where a path does not exist (``checks.not_applicable``: channels-last in 1-D, parametrizations on a
-layer without a weight of two or more dims) are left out of the matrix, not skipped."""
+layer without a weight of two or more dims) are left out of the matrix, not skipped.
+
+The default run (``make test``) runs every cell in 2-D and every 1-D / 3-D cell but the slowest two paths, ONNX
+and torch.compile, which it runs in 1-D / 3-D for the standard conv only: those cells cost about 80 s of the CI's
+15 minutes (an export or a compilation each) and share the 2-D cell's code but for torch's conv1d / conv3d;
+``make test-all`` (and ``tools/deploy_table.py``, which renders the docs' table) runs them all."""
 
 from __future__ import annotations
 
@@ -19,6 +24,11 @@ from convzoo.deploy import checks
 KNOWN_GAPS: dict[tuple[str, int, str], str] = {}
 
 NEEDS = {"onnx": ("onnx", "onnxruntime", "onnxscript")}
+SLOW_OUTSIDE_2D = ("onnx", "compile")  # 1-D / 3-D cells of these paths are slow but for the standard conv's
+
+
+def _slow(name: str, dim: int, path: str) -> bool:
+    return path in SLOW_OUTSIDE_2D and dim != 2 and name != "standard"
 
 
 def _params():
@@ -29,6 +39,8 @@ def _params():
             marks = []
             if (name, dim, path) in KNOWN_GAPS:
                 marks.append(pytest.mark.xfail(reason=KNOWN_GAPS[name, dim, path], strict=True))
+            if _slow(name, dim, path):
+                marks.append(pytest.mark.slow)
             yield pytest.param(name, dim, path, id=f"{name}-{dim}d-{path}", marks=marks)
 
 

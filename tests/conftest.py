@@ -46,7 +46,7 @@ def _quick_form_choices() -> Iterator[None]:
 
 
 # tests/triton_interpreted/ runs convzoo's Triton kernels through Triton's interpreter, which needs TRITON_INTERPRET=1
-# before triton is imported: tests/test_triton_kernels.py runs each of its files in a process of its own with the
+# before triton is imported: tests/test_triton_kernels.py runs its files in a process of their own with the
 # variable set. Anywhere else the directory is not collected, so the variable never reaches the other tests.
 if os.environ.get("TRITON_INTERPRET", "") != "1":
     collect_ignore = ["triton_interpreted"]

@@ -24,7 +24,7 @@ def _text_places(block) -> dict[str, tuple[float, float]]:
 
 @pytest.mark.parametrize("name", ["standard", "deformable"])
 def test_every_frame_has_one_layout(name):
-    # a border output's 'Σ 24 non-zero products (54 counting the zeros)' is wider than the centre's 'Σ 54 products',
+    # a border output's 'Σ 24 products on input cells (54 counting the zeros)' is wider than the centre's 'Σ 54 products',
     # and a deformable output's zoom and notes differ from frame to frame: the output and wiring must not move
     r = analyse(cz.build(name, 6, 6, 3), (6, 8, 8))
     steps, _ = positions(r.output_shape)

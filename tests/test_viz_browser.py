@@ -334,7 +334,7 @@ def test_numbers_mode_counts_a_transposed_convs_non_zero_products_as_the_static_
         reads = expected_inputs("transposed", 6, 6, 3, 8, (0, frame // 16, frame % 16), stride=2, padding=1,
                                 output_padding=1)
         dot = page.locator("#dot").inner_text()
-        assert dot.endswith(f"Σ {len(reads)} non-zero products (54 counting the zeros)"), dot
+        assert dot.endswith(f"Σ {len(reads)} products on input cells (54 counting the zeros)"), dot
     assert errors == []
 
 
@@ -434,8 +434,8 @@ def test_numbers_mode_counts_the_products_as_the_static_picture_does(browser, se
     module = S.live(state).model
     r = analyse(module, tuple(layer["input_shape"][1:]))
     static = summed_text(r, 0, position).split("\n")
-    assert static[0].startswith("Σ ") and "non-zero" in static[0], static
-    assert dot.endswith(f"; {static[0]} {static[1]}"), (dot, static)  # 'Σ 8 non-zero products (18 counting …)'
+    assert static[0].startswith("Σ ") and "on input cells" in static[0], static
+    assert dot.endswith(f"; {static[0]} {static[1]}"), (dot, static)  # 'Σ 8 products on input cells (18 counting …)'
     assert errors == []
 
 

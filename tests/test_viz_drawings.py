@@ -319,17 +319,17 @@ def test_a_transposed_sum_counts_the_non_zero_products_as_the_overlap_does(tmp_p
     r = analyse(cz.build("transposed", 6, 6, 3, stride=2, padding=0), (6, 3, 3))
     overlap = int((r.index[(0, 3, 3, 0)] != -1).sum())  # input cells of one channel that reach output (3, 3)
     assert overlap == 1
-    assert summed_text(r, 0, (3, 3)).split("\n") == ["Σ 6 non-zero products", "(54 counting the zeros)",
+    assert summed_text(r, 0, (3, 3)).split("\n") == ["Σ 6 products on input cells", "(54 counting the zeros)",
                                                      "over 6 channels"]
     write_figures(tmp_path, "svg", only=["001-6_transposed-2x2-to-5x5"], lang="en")
     texts = svg_texts(tmp_path / "001-6_transposed-2x2-to-5x5.svg")
-    assert "Σ 4 non-zero products" in texts and "(9 counting the zeros)" in texts
+    assert "Σ 4 products on input cells" in texts and "(9 counting the zeros)" in texts
     assert "Σ 9 products" not in texts
 
 
 @pytest.mark.parametrize("size, padding, position, inside", [(2, 1, (1, 1), 4), (4, 1, (0, 0), 4), (4, 1, (0, 2), 6),
                                                              (5, 1, (2, 2), 9)])
-def test_a_window_on_the_padding_counts_its_non_zero_products(size, padding, position, inside):
+def test_a_window_on_the_padding_counts_its_products_on_input_cells(size, padding, position, inside):
     from convzoo.viz.step import sum_line, summed_text
 
     # hand count: the 3×3 window at `position` of the padded input covers `inside` input cells per channel
@@ -338,9 +338,10 @@ def test_a_window_on_the_padding_counts_its_non_zero_products(size, padding, pos
     if inside == 9:
         assert text == ["Σ 18 products", "over 2 channels"]
     else:
-        assert text == [f"Σ {2 * inside} non-zero products", "(18 counting the zeros)", "over 2 channels"]
+        assert text == [f"Σ {2 * inside} products on input cells", "(18 counting the zeros)", "over 2 channels"]
     line = sum_line(r, 0, position)
-    assert ("non-zero" not in line) if inside == 9 else f"{2 * inside} non-zero products" in line
+    assert ("on input cells" not in line) if inside == 9 else \
+        f"sum of {2 * inside} kernel·input products on input cells (18 counting the zeros)" in line
     one = analyse(cz.build("standard", 1, 1, 3, padding=padding), (1, size, size))
     terms = sum_line(one, 0, position).split("\n")[0].split(" = ")[1].split(" + ")
     assert len([t for t in terms if "·" in t]) == inside  # the products with input cells, listed

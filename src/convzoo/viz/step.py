@@ -293,18 +293,19 @@ def sum_line(r: Reads, out_channel: int, position: Sequence[int]) -> str:
     y = float(r.y[(out_channel, *position)])
     bias = y - total
     tail = (f" + {fmt(bias)} (bias)" if bias >= 0 else f" − {fmt(-bias)} (bias)") if abs(bias) > 1e-6 else ""
-    products = f"{len(terms)} non-zero product{'s' if len(terms) != 1 else ''}" if len(terms) < n_all \
-        else f"{n_all} products"
+    # the products whose tap meets an input cell, whatever its value: taps on padding or inserted zeros apart
+    n = len(terms) if len(terms) < n_all else n_all
+    where = " on input cells" if len(terms) < n_all else ""
     zeros = f" ({n_all} counting the zeros)" if len(terms) < n_all else ""
     if n_all > 9 or not terms:  # one window's taps listed; more would run past the picture
-        return f"{fmt(y)} = sum of {products} kernel·input{zeros}{tail}"
+        return f"{fmt(y)} = sum of {n} kernel·input product{'s' if n != 1 else ''}{where}{zeros}{tail}"
     listed = f"{fmt(y)} = " + " + ".join(terms) + tail
-    return listed if len(terms) == n_all else f"{listed}\nΣ {products}{zeros}"
+    return listed if len(terms) == n_all else f"{listed}\nΣ {n} product{'s' if n != 1 else ''}{where}{zeros}"
 
 
 def overlap_block(r: Reads, in_channel: int = 0, position: Sequence[int] | None = None) -> Block:
     """Output cells: how many input cells (of one channel) are summed into each — uneven = checkerboard; the cell
-    at ``position`` outlined (the output drawn: its count is the sum's non-zero products per channel)."""
+    at ``position`` outlined (the output drawn: its count is the sum's products on input cells per channel)."""
     linked = r.index[(0, *([slice(None)] * r.spatial_dims), in_channel)] != -1
     counts = linked.reshape(*r.output_shape[1:], -1).sum(-1).numpy()
     top = max(int(counts.max()), 1)
@@ -462,7 +463,8 @@ def draw_step(r: Reads, out_channel: int = 0, position: Sequence[int] | None = N
 def summed_text(r: Reads, out_channel: int, position: Sequence[int]) -> str:
     """'Σ 9 products over 6 channels' for the drawn output. Where some taps of its window fall on padding (a
     gather at the border) or on inserted zeros (a scatter's direct form), the products that meet an input cell
-    first: 'Σ 4 non-zero products (9 counting the zeros)', as the explorer's numbers mode says it."""
+    first, whatever their values: 'Σ 4 products on input cells (9 counting the zeros)', as the explorer's numbers
+    mode says it."""
     pair = r.pair_taps()[out_channel]
     n_ch = int(pair.any(-1).sum()) or int((r.channel_links()[out_channel] > 0).sum())
     n_taps = int(pair.sum())
@@ -472,7 +474,7 @@ def summed_text(r: Reads, out_channel: int, position: Sequence[int]) -> str:
     # a window reads each input cell through one tap: the cells read are the products that meet the input
     met = int((r.index[(out_channel, *position)] >= 0).sum()) if r.geometry is not None else n_taps
     if met < n_taps:
-        return f"Σ {met} non-zero product{'s' if met != 1 else ''}\n({n_taps} counting the zeros)\n{over}"
+        return f"Σ {met} product{'s' if met != 1 else ''} on input cells\n({n_taps} counting the zeros)\n{over}"
     return f"Σ {n_taps} products\n{over}"
 
 

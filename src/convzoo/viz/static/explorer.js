@@ -1101,8 +1101,9 @@ function products(rows) {  // " (w·x + w·x + …)" over the taps read, then ho
   }
   const list = terms.length <= 12 ? ` (${terms.join(' + ')})` : '';
   if (terms.length === all) return list || ` (${all} products)`;
-  // taps on inserted zeros or padding multiply 0: counted apart, as the static pictures' "Σ 6 non-zero products"
-  return `${list}; Σ ${terms.length} non-zero product${terms.length === 1 ? '' : 's'} (${all} counting the zeros)`;
+  // taps on inserted zeros or padding multiply 0: counted apart, as the static pictures' "Σ 6 products on input
+  // cells" (whatever the cells' values)
+  return `${list}; Σ ${terms.length} product${terms.length === 1 ? '' : 's'} on input cells (${all} counting the zeros)`;
 }
 
 function addWalk(link, out, data, few) {  // an earlier stage's kernel for a cell the shown output reads

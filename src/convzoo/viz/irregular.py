@@ -103,6 +103,7 @@ def past_the_edge(total: float, past: np.ndarray) -> bool:
     in-map reads is where it samples)."""
     return not np.isnan(past).any() and abs(float(past[-1]) - total) > PAST
 
+
 EXTEND_TRIES = 3  # extensions tried, each twice as wide: a point farther out keeps the mean of its in-map reads
 ROWS = 128  # output rows per extended pass (memory: ROWS × the extended input, per tap)
 

@@ -600,14 +600,15 @@ def _centres(shape_out: Sequence[int], block: Sequence[int]) -> list[int]:
             for j in range(shape_out[0]) for off in offsets]
 
 
-@lru_cache(maxsize=64)
-def _geometry(key: str, link: int) -> Geometry | None:
-    """Step ``link``'s window, fitted to the reads of a lattice of outputs of output channel 0."""
+@lru_cache(maxsize=128)
+def _geometry(key: str, link: int, zero_side: bool = False) -> Geometry | None:
+    """Step ``link``'s window, fitted to the reads of a lattice of outputs of output channel 0 (``zero_side``: with
+    its side branches' output set to zero)."""
     lv = live(json.loads(key))
     shape_in, shape_out = tuple(lv.inputs[link].shape[1:]), lv.plan.shapes[link + 1]
     positions = lattice(shape_out[1:])
     outs = [int(np.ravel_multi_index((0, *p), tuple(shape_out))) for p in positions]
-    rows = _step_rows(lv, link, outs)
+    rows = _step_rows(lv, link, outs, zero_side=zero_side)
     if rows is None:
         return None
     name = kernel_param(lv.steps[link].module, len(shape_in) - 1)
@@ -615,23 +616,13 @@ def _geometry(key: str, link: int) -> Geometry | None:
     return fit_step_geometry(rows.coef, positions, kernel, shape_in, shape_out)
 
 
-@lru_cache(maxsize=64)
 def _regular(key: str, link: int) -> Geometry | None:
     """Step ``link``'s regular window — the one it reads with its side branches at zero (a deformable conv's grid
-    before the offsets move it) — fitted as ``_geometry``; None for a step without side branches or such a window."""
+    before the offsets move it); None for a step without side branches or such a window."""
     lv = live(json.loads(key))
-    step = lv.steps[link]
-    if not (lv.steering or declared_stages(step.module)):
+    if not (lv.steering or declared_stages(lv.steps[link].module)):
         return None
-    shape_in, shape_out = tuple(lv.inputs[link].shape[1:]), lv.plan.shapes[link + 1]
-    positions = lattice(shape_out[1:])
-    outs = [int(np.ravel_multi_index((0, *p), tuple(shape_out))) for p in positions]
-    rows = _step_rows(lv, link, outs, zero_side=True)
-    if rows is None:
-        return None
-    name = kernel_param(step.module, len(shape_in) - 1)
-    kernel = tuple(getattr(step.module, name).shape[-(len(shape_in) - 1):])
-    return fit_step_geometry(rows.coef, positions, kernel, shape_in, shape_out)
+    return _geometry(key, link, zero_side=True)
 
 
 def _extended_row(key: str, link: int, out_index: int, coef: torch.Tensor

@@ -551,5 +551,9 @@ def test_a_point_past_the_corner_is_drawn_where_the_offsets_put_it(browser, serv
     drawn = {(round((y - y0) / cell), round((x - x0) / cell)) for x, y in found["read"]}
     assert reads <= drawn, (reads, drawn)
     assert reads <= {tuple(int(v) for v in z.split(",")) for z in found["zoom"]} and found["zoomed"]
+    # the ring is wider than the layer's padding of 1: its title says the zeros past the padding are the offsets'
+    titles = page.eval_on_selector_all("#svg text.title", "els => els.map(e => e.textContent)")
+    assert "zeros past the edge: the padding, and beyond it where offsets read" in titles[0], titles
+    assert "dashed = padding" not in titles[0], titles
     page.screenshot(path=str(ARTIFACTS / "explorer_deformable_corner.png"))
     assert errors == []

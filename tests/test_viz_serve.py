@@ -393,7 +393,9 @@ def test_deformable_points_past_the_edge_are_where_its_offsets_put_them(url):
             zeros_only += not bilinear_reads(py, px, 5)
             sampled.append((py, px))
     assert past >= 10 and zeros_only >= 4, (past, zeros_only)
-    (top, bottom), (left, right) = get(url + "/api/links?" + urlencode(state))[1]["links"][0]["pad"]
+    link = get(url + "/api/links?" + urlencode(state))[1]["links"][0]
+    (top, bottom), (left, right) = link["pad"]
+    assert link["layer_pad"] == [[1, 1], [1, 1]] and max(top, bottom, left, right) > 1, link  # the ring reaches past
     for py, px in sampled:  # the cells of its bilinear neighbours lie on the drawn padding
         assert -top <= math.floor(py) and math.ceil(py) <= 4 + bottom, (py, top, bottom)
         assert -left <= math.floor(px) and math.ceil(px) <= 4 + right, (px, left, right)

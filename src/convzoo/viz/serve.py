@@ -750,6 +750,9 @@ def link_data(state: State) -> dict[str, Any]:
                               "zeros": [a - 1 for a in g.a]}
         elif kernel:  # fractional reads: the padding their grid and sampling points reach
             link["pad"] = _points_padding(key, i)
+            regular = _regular(key, i) if link["pad"] is not None else None
+            if regular is not None:  # the layer's own padding: the ring past it holds zeros only the offsets reach
+                link["layer_pad"] = [list(p) for p in drawn_padding(regular, step.module)]
         link["filters"] = filters_json(lv, key, i)
         bank_of = getattr(step.module, "kernel_bank", None)
         bank = bank_of() if callable(bank_of) else None

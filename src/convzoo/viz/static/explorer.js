@@ -261,7 +261,10 @@ function blocks() {  // what is drawn, top to bottom: each map, and between maps
   const last = layer.maps.length - 1;
   layer.maps.forEach((shape, m) => {
     const link = links && m < last ? links[m] : null;
-    out.push({ kind: 'map', m, g: split(shape), rg: ring(link && link.pad, shape.length - 1) });
+    const rg = ring(link && link.pad, shape.length - 1);
+    const own = link && link.layer_pad ? ring(link.layer_pad, shape.length - 1) : rg;
+    const wider = ['t', 'b', 'l', 'r'].some((side) => rg[side] > own[side]);
+    out.push({ kind: 'map', m, g: split(shape), rg, own, wider });
     if (m < last) {
       out.push({ kind: 'link', k: m });
       if (links && links[m].direct) {
@@ -371,7 +374,11 @@ function drawGrid() {
     } else {
       const m = block.m;
       const name = m === 0 ? 'input' : m === last ? 'output' : `after ${layer.links[m - 1]}`;
-      title = `${name}  (${shape.join(' × ')})` + (rg.t + rg.b + rg.l + rg.r ? '  dashed = padding' : '');
+      // a sampling step's ring can reach past the layer's padding: the zeros its offsets read there, said so
+      const pad = block.own.t + block.own.b + block.own.l + block.own.r;
+      title = `${name}  (${shape.join(' × ')})` + (!(rg.t + rg.b + rg.l + rg.r) ? '' : !block.wider ?
+        '  dashed = padding' : pad ? '  dashed = zeros past the edge: the padding, and beyond it where offsets read' :
+        '  dashed = zeros past the edge, where offsets read');
     }
     text(svg, 0, y + 13, title, 'title');
     const origin = y + 20;

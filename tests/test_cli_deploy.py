@@ -11,6 +11,7 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
+import convzoo
 from convzoo.cli import app
 
 
@@ -36,7 +37,6 @@ def test_export_family_checks_the_file_in_onnxruntime(tmp_path):
     for batch in (2, 1, 3):
         assert f"at batch {batch}: relative error" in result.output
     from convzoo.deploy.onnx import export_onnx
-    import convzoo
 
     check = export_onnx(convzoo.build("grouped", 4, 8), (2, 4, 8, 8), str(tmp_path / "t.onnx"), dynamic_batch=True)
     assert set(check.errors) == {1, 2, 3} and max(check.errors.values()) < 1e-4
@@ -137,6 +137,24 @@ def test_cost_of_the_lazy_global_depthwise_is_sized_from_the_input():
     assert report["output_shape"] == [1, 128, 1, 1]
     assert report["weight_params"] == 128 * 7 * 7 and report["params"] == 128 * 7 * 7 + 128
     assert report["macs"] == 128 * 7 * 7  # one multiply-add per weight at the one output position
+
+
+@pytest.mark.parametrize("name", ["involution", "partial"])
+def test_cost_and_export_of_a_width_keeping_family_build_it_c_in_to_c_in_when_out_is_not_given(name, tmp_path):
+    """involution and partial conv need C_out = C_in: the default --out 128 failed both commands with their rule;
+    now, --out not given, they are built 64 → 64 with a note on stderr; --out 128 given is still refused."""
+    import json
+
+    result = invoke("cost", name, "--json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    assert report["input_shape"] == report["output_shape"] == [1, 64, 56, 56]
+    assert report["params"] == sum(p.numel() for p in convzoo.build(name, 64, 64).parameters())
+    assert f"note: built {name} 64 → 64" in result.stderr and "give --out to choose" in result.stderr
+    one_line_error(invoke("cost", name, "--out", "128"), "out_channels=128 must equal in_channels=64")
+    result = invoke("export", name, "-o", str(tmp_path / "w.onnx"), "--in", "8", "--input", "1,8,10,10")
+    assert result.exit_code == 0 and "relative error" in result.stdout, result.output
+    one_line_error(invoke("cost", "standard", "--out", "0"), "out_channels")
 
 
 def test_convert_to_an_unwritable_path_fails_before_the_conversion(monkeypatch):

@@ -46,6 +46,9 @@ def test_cli_list_shows_every_family():
     assert result.exit_code == 0
     for name in REQUIRED:
         assert name in result.output
+    # the table is titled "convzoo families": typed as a command, that prints the same table (it was "No such command")
+    same = CliRunner().invoke(app, ["families"], env={"COLUMNS": "200"})
+    assert same.exit_code == 0 and same.output == result.output and "convzoo families" in result.output
 
 
 def test_cli_verify_passes_and_reports_errors():

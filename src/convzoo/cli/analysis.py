@@ -27,7 +27,8 @@ def cost_command(
     target: str = typer.Argument(..., help="family name, torchvision:NAME, or module.path:callable"),
     input: Optional[str] = typer.Option(None, "--input", help="input shape, e.g. 1,3,224,224"),
     in_channels: int = typer.Option(64, "--in", help="family: input channels"),
-    out_channels: int = typer.Option(128, "--out", help="family: output channels"),
+    out_channels: Optional[int] = typer.Option(None, "--out", help="family: output channels (default 128, or "
+                                               "--in for a family that keeps the width)"),
     kernel: int = typer.Option(3, "--kernel", help="family: kernel size"),
     dim: int = typer.Option(2, "--dim", help="family: spatial dims"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),

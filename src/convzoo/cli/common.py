@@ -6,10 +6,12 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Optional
 
+import typer
 from rich.console import Console
 
 from ..registry import families, family
 
+DEFAULT_OUT = 128  # a family's output channels when --out is not given
 
 
 def _console() -> Console:
@@ -101,10 +103,12 @@ def parse_args(pairs: Optional[list[str]]) -> dict:
     return kwargs
 
 
-def resolve_target(target: str, in_channels: int, out_channels: int, kernel: int, dim: int,
+def resolve_target(target: str, in_channels: int, out_channels: Optional[int], kernel: int, dim: int,
                    kwargs: Optional[dict] = None):
     """TARGET -> (module, default input shape or None). Forms: a family name, ``torchvision:NAME``, a convzoo
-    model name (looked up in ``convzoo.models`` once that module exists), or ``module.path:callable``."""
+    model name (looked up in ``convzoo.models`` once that module exists), or ``module.path:callable``.
+    ``out_channels`` None (not given): a family is built C_in → DEFAULT_OUT, or C_in → C_in where its own channel
+    rule refuses that (involution, partial conv keep the width), said on stderr as a note."""
     import importlib
 
     if target.startswith("torchvision:"):
@@ -125,7 +129,15 @@ def resolve_target(target: str, in_channels: int, out_channels: int, kernel: int
     if fam is not None:
         size = (56,) * dim
         kernel_size = kernel if fam.window else None  # pointwise and GDC have no window to choose
-        return fam.build(in_channels, out_channels, kernel_size, dim, **(kwargs or {})), (1, in_channels, *size)
+        if out_channels is not None:
+            return fam.build(in_channels, out_channels, kernel_size, dim, **(kwargs or {})), (1, in_channels, *size)
+        try:
+            return fam.build(in_channels, DEFAULT_OUT, kernel_size, dim, **(kwargs or {})), (1, in_channels, *size)
+        except ValueError as error:
+            module = fam.build(in_channels, in_channels, kernel_size, dim, **(kwargs or {}))  # its error if not this
+            typer.echo(f"note: built {target} {in_channels} → {in_channels} (--out {DEFAULT_OUT}: "
+                       f"{str(error).splitlines()[0]}); give --out to choose", err=True)
+            return module, (1, in_channels, *size)
     try:  # hook for convzoo's own architectures (mobilenet_v1, shufflenet_v1) once convzoo.models exists
         models = importlib.import_module("convzoo.models")
     except ImportError:

@@ -21,7 +21,8 @@ def export_command(
     input: Optional[str] = typer.Option(None, "--input", help="input shape, e.g. 1,3,224,224 (default: the "
                                         "target's; families 1,C,56,56)"),
     in_channels: int = typer.Option(64, "--in", help="family: input channels"),
-    out_channels: int = typer.Option(128, "--out", help="family: output channels"),
+    out_channels: Optional[int] = typer.Option(None, "--out", help="family: output channels (default 128, or "
+                                               "--in for a family that keeps the width)"),
     kernel: int = typer.Option(3, "--kernel", help="family: kernel size"),
     dim: int = typer.Option(2, "--dim", help="family: spatial dims"),
     arg: Optional[list[str]] = typer.Option(None, "--arg", help="name=value for the layer or model"),

@@ -15,6 +15,7 @@ app = typer.Typer()
 
 
 @app.command("list")
+@app.command("families", hidden=True)  # the table's own title: typed as a command, it is the same list
 def list_families() -> None:
     """Show every convolution family: name, what it is, dims, where the seed articles describe it."""
     table = Table(title="convzoo families")

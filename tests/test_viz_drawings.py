@@ -368,3 +368,29 @@ def test_the_overlap_marks_the_output_drawn_with_its_count(position):
     reach = [sum(1 for i in range(4) if 0 <= o + 1 - 2 * i <= 2) for o in position]
     assert inside == [str(reach[0] * reach[1])]
     plt.close(fig)
+
+
+@pytest.mark.parametrize("position", [(3, 3), (2, 2), (2, 3), (0, 6)])
+def test_a_transposed_sum_line_lists_the_stamped_products_and_the_bias(position):
+    # y[o] = Σ_q w[o − 2q] x[q] + bias for k 3, s 2, p 0 (3×3 → 7×7): the input cells whose stamp lands on o, by
+    # hand, their weights from the layer's own tensor, and the output and bias from F.conv_transpose2d
+    from convzoo.viz.draw import fmt
+    from convzoo.viz.step import sum_line
+
+    layer = cz.build("transposed", 1, 1, 3, stride=2, padding=0)
+    r = analyse(layer, (1, 3, 3))
+    w, b = layer.weight.detach().double(), layer.bias.detach().double()
+    y = torch.nn.functional.conv_transpose2d(r.x[None].double(), w, b, stride=2)[0, 0]
+    stamped = [(q, tuple(o - 2 * v for o, v in zip(position, q))) for q in itertools.product(range(3), repeat=2)]
+    products = [(float(w[0, 0, t[0], t[1]]), float(r.x[0, q[0], q[1]])) for q, t in stamped
+                if all(0 <= v <= 2 for v in t)]
+    assert len(products) == [1, 4, 2, 1][[(3, 3), (2, 2), (2, 3), (0, 6)].index(position)]
+    bias = float(y[position]) - sum(p * v for p, v in products)
+    assert abs(bias - float(b[0])) < 1e-5
+    sign = f" + {fmt(bias)}" if bias >= 0 else f" − {fmt(-bias)}"
+    first = f"{fmt(float(y[position]))} = " + " + ".join(f"{fmt(p)}·{fmt(v)}" for p, v in products) + f"{sign} (bias)"
+    assert sum_line(r, 0, position).split("\n") == [
+        first, f"Σ {len(products)} product{'s' if len(products) > 1 else ''} on input cells (9 counting the zeros)"]
+    many = analyse(cz.build("transposed", 2, 1, 3, stride=2, padding=0), (2, 3, 3))
+    assert sum_line(many, 0, (2, 2)).startswith(f"{fmt(float(many.y[0, 2, 2]))} = sum of 8 kernel·input products "
+                                                "on input cells (18 counting the zeros) ")

@@ -275,21 +275,42 @@ def output_block(r: Reads, out_channel: int, position: Sequence[int], numbers: b
                                 per_row=1 if r.spatial_dims != 2 else 2)], gap=0.3)
 
 
-def sum_line(r: Reads, out_channel: int, position: Sequence[int]) -> str:
-    """'17 = 0·0 + 1·1 + …' for the highlighted output of a gather window (products in tap order)."""
+def _products(r: Reads, out_channel: int, position: Sequence[int]) -> tuple[list[tuple[float, float]], int]:
+    """(weight, input value) of every product of the highlighted output that meets an input cell, and the number of
+    kernel taps its window has counting those on padding or inserted zeros (they multiply 0). Gather: the window's
+    taps in tap order. Scatter (a transposed conv: y[o] = Σ_q w[o − a·q − c] x[q] + bias): the input cells whose
+    k×k stamp lands on ``o``, in reading order; its direct form's window has every tap of the pair."""
     g = r.geometry
-    if g is None or g.kind != "gather" or r.pair_kernel is None:
-        return ""
+    assert g is not None and r.pair_kernel is not None
     pair = r.pair_taps()[out_channel]
-    terms, total, n_all = [], 0.0, 0
+    products: list[tuple[float, float]] = []
+    n_all = 0
     for c in range(r.input_shape[0]):
+        if g.kind == "scatter":
+            n_all += int(pair[c].sum())
+            read = r.index[(out_channel, *position, c)]
+            for q in np.ndindex(*g.input_size):
+                t = int(read[q])
+                if t >= 0 and pair[c, t]:
+                    products.append((float(r.pair_kernel[out_channel, c, t]), _value(r, c, q)))
+            continue
         for t, q in g.window(tuple(position)):
             if pair[c, t]:
                 n_all += 1
                 if all(0 <= v < n for v, n in zip(q, g.input_size)):  # a tap on padding multiplies 0: counted apart
-                    w, v = float(r.pair_kernel[out_channel, c, t]), _value(r, c, q)
-                    terms.append(f"{fmt(w)}·{fmt(v)}")
-                    total += w * v
+                    products.append((float(r.pair_kernel[out_channel, c, t]), _value(r, c, q)))
+    return products, n_all
+
+
+def sum_line(r: Reads, out_channel: int, position: Sequence[int]) -> str:
+    """'17 = 0·0 + 1·1 + … + 0.09 (bias)' for the highlighted output of a window: a gather's products in tap order,
+    a scatter's (transposed conv) those of the input cells stamped onto it; the bias is the output less the sum."""
+    g = r.geometry
+    if g is None or r.pair_kernel is None:
+        return ""
+    products, n_all = _products(r, out_channel, position)
+    terms = [f"{fmt(w)}·{fmt(v)}" for w, v in products]
+    total = sum(w * v for w, v in products)
     y = float(r.y[(out_channel, *position)])
     bias = y - total
     tail = (f" + {fmt(bias)} (bias)" if bias >= 0 else f" − {fmt(-bias)} (bias)") if abs(bias) > 1e-6 else ""

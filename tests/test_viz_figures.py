@@ -116,6 +116,31 @@ def test_viz_special_refuses_invalid_or_unused_options(args, words, tmp_path):
     assert len(result.output.strip().splitlines()) == 1 and not (tmp_path / "x.png").exists()
 
 
+NO_WINDOW = [f.name for f in cz.families() if not f.window]
+
+
+@pytest.mark.parametrize("name", NO_WINDOW)
+def test_viz_refuses_a_kernel_for_a_family_with_no_window_and_draws_its_own(name, tmp_path):
+    # a family whose layer sets its own kernel (Family.window False) drew its 1×1 or whole-map kernel whatever
+    # --kernel said; the value asked is refused in one line, and left out the picture is drawn with the layer's kernel
+    assert NO_WINDOW and "standard" not in NO_WINDOW
+    result = CliRunner().invoke(app, ["viz", name, "--kernel", "5", "-o", str(tmp_path / "x.png")])
+    assert result.exit_code == 2 and not (tmp_path / "x.png").exists()
+    assert result.output.startswith("error: ") and len(result.output.strip().splitlines()) == 1
+    assert f"family {name!r} takes no 'kernel' argument (kernel=5 given)" in result.output
+    assert "no window to choose" in result.output
+    with pytest.raises(ValueError, match="takes no 'kernel'"):
+        LayerSpec(name, 4, 4, 7).validate()
+    ok = CliRunner().invoke(app, ["viz", name, "-o", str(tmp_path / "y.png")])
+    assert ok.exit_code == 0, ok.output
+    assert_png(tmp_path / "y.png")
+    from convzoo.viz.reads import analyse
+
+    spec = LayerSpec(name, 4, 4).validate()
+    kernel = analyse(spec.build(), spec.input_shape).kernel_shape  # the window the picture draws, read from the taps
+    assert tuple(kernel) in ((1, 1), (spec.size, spec.size))  # the layer's own: one pixel or the whole map
+
+
 def test_cli_viz_writes_each_format(tmp_path):
     runner = CliRunner()
     cases = [(["hetconv", "--in", "4", "--out", "4", "--p", "2", "--size", "5"], "h.png", assert_png),

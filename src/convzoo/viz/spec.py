@@ -26,6 +26,9 @@ LIMITS = {"in_channels": (1, 16), "out_channels": (1, 16), "kernel": (1, 9), "di
           "p": (1, 16), "num_kernels": (1, 8), "offset_groups": (1, 16), "scale_factor": (1, 4),
           "mid_channels": (1, 16), "temperature": (1, 30)}
 DEFAULT_SIZE = {1: 12, 2: 8, 3: 5}
+# The kernel every caller passes when none was asked (the CLI, the explorer, the report): a family with no window to
+# choose (``Family.window`` False) accepts it and refuses any other (an explicit 3 cannot be told from it here).
+DEFAULT_KERNEL = 3
 SIZE_CAP = {1: 48, 2: 24, 3: 8}
 
 
@@ -50,7 +53,7 @@ class LayerSpec:
     family: str
     in_channels: int = 4
     out_channels: int = 4
-    kernel: int = 3
+    kernel: int = DEFAULT_KERNEL
     dim: int = 2
     size: int | None = None
     options: dict[str, int] = field(default_factory=dict)
@@ -61,6 +64,9 @@ class LayerSpec:
             raise ValueError(f"family {self.family!r} has no dim={self.dim} form; dims available: {fam.dims}")
         if self.size is None:
             self.size = DEFAULT_SIZE[self.dim]
+        if not fam.window and self.kernel != DEFAULT_KERNEL:  # drawn with its own kernel, the one asked would be lost
+            raise ValueError(f"family {self.family!r} takes no 'kernel' argument (kernel={self.kernel} given): it has "
+                             "no window to choose, its layer sets its own kernel size; leave the kernel out")
         values = {"in_channels": self.in_channels, "out_channels": self.out_channels, "kernel": self.kernel,
                   "dim": self.dim, "size": self.size, **self.options}
         for key, value in values.items():

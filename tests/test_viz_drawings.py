@@ -394,3 +394,42 @@ def test_a_transposed_sum_line_lists_the_stamped_products_and_the_bias(position)
     many = analyse(cz.build("transposed", 2, 1, 3, stride=2, padding=0), (2, 3, 3))
     assert sum_line(many, 0, (2, 2)).startswith(f"{fmt(float(many.y[0, 2, 2]))} = sum of 8 kernel·input products "
                                                 "on input cells (18 counting the zeros) ")
+
+
+@pytest.mark.parametrize("dim, dilation, kernel, size, field", [(2, 2, 3, 8, (5, 5)), (2, (3, 1), 3, 9, (7, 3)),
+                                                                (1, 2, 3, 12, (5,)), (3, 2, 3, 5, (5, 5, 5)),
+                                                                (2, 1, 3, 8, None)])
+def test_a_dilated_window_outlines_and_names_the_field_one_output_reaches(dim, dilation, kernel, size, field):
+    # the field is the bounding box of the input cells the drawn output depends on (torch autograd through the
+    # layer), d·(k−1)+1 per dim by hand; a window without holes draws no field
+    from matplotlib.patches import Rectangle
+
+    from convzoo.viz.draw import plt, render
+    from convzoo.viz.step import FIELD, field_text, gather_input
+
+    layer = cz.build("dilated" if dilation != 1 else "standard", 1, 1, kernel, dim=dim, dilation=dilation,
+                     padding="same")
+    r = analyse(layer, (1, *(size,) * dim))
+    position = r.centre()
+    x = r.x[None].clone().requires_grad_(True)
+    layer(x)[(0, 0, *position)].backward()
+    hit = (x.grad[0, 0] != 0).nonzero()
+    reached = tuple(int(hi - lo + 1) for lo, hi in zip(hit.min(0).values, hit.max(0).values))
+    d = (dilation,) * dim if isinstance(dilation, int) else dilation
+    assert reached == tuple(di * (kernel - 1) + 1 for di in d)
+    fig = render(gather_input(r, 0, position, False, [0]))
+    frames = [p for p in fig.axes[0].patches if isinstance(p, Rectangle) and p.get_edgecolor()[:3] ==
+              pytest.approx(tuple(int(FIELD[i:i + 2], 16) / 255 for i in (1, 3, 5)))]
+    plt.close(fig)
+    text = field_text(r, position)
+    if field is None:
+        assert text == "" and frames == []
+        return
+    assert reached == field
+    sides = [(round(p.get_height() - 0.24), round(p.get_width() - 0.24)) for p in frames]
+    if dim == 3:  # one frame per depth slice of the field, each the field's rows × columns
+        assert sides == [field[1:]] * field[0]
+    else:
+        assert sides == [field if dim == 2 else (1, field[0])]
+    assert ("×".join(map(str, field)) + " field" if dim > 1 else f"a field of {field[0]} cells") in text
+    assert f"{d[0]}·({kernel}−1)+1" in text

@@ -155,6 +155,63 @@ def padded_text(r: Reads) -> str:
     return f", padded to {shape_text(size)}" + (f"; its {' and '.join(left)} never read" if left else "")
 
 
+def field_span(r: Reads, position: Sequence[int]) -> tuple[tuple[int, ...], tuple[int, ...]] | None:
+    """Gather whose taps are spaced apart (|b| > 1 in some dim: a dilated kernel's holes): the first and last input
+    position (padding included) the window of output ``position`` spans, |b|·(k − 1) + 1 cells per dim — the field
+    one output reaches, wider than its k taps; None for a window without holes."""
+    g = r.geometry
+    if g is None or g.kind != "gather" or all(abs(b) <= 1 or k == 1 for b, k in zip(g.b, g.kernel_shape)):
+        return None
+    qs = [q for _, q in g.window(tuple(position))]
+    return tuple(map(min, zip(*qs))), tuple(map(max, zip(*qs)))
+
+
+def field_text(r: Reads, position: Sequence[int]) -> str:
+    """'one output reads a 5×5 field (outlined): 2·(3−1)+1 per side' for a window with holes (1-D: 'a field of 5
+    cells'), else ''."""
+    span = field_span(r, position)
+    if span is None:
+        return ""
+    g = r.geometry
+    assert g is not None
+    sides = [hi - lo + 1 for lo, hi in zip(*span)]
+    rules = [f"{abs(b)}·({k}−1)+1" for b, k in zip(g.b, g.kernel_shape)]
+    if len(sides) == 1:
+        return f"one output reads a field of {sides[0]} cells (outlined): {rules[0]}"
+    how = f"{rules[0]} per side" if len(set(rules)) == 1 else " × ".join(f"({t})" for t in rules)
+    return f"one output reads a {shape_text(sides)} field (outlined): {how}"
+
+
+FIELD = "#222222"  # the outline of the field a window with holes spans
+
+
+def _framed(grid: Block, boxes: Sequence[tuple[int, int, int, int]]) -> Block:
+    """``grid`` with a dashed frame around each (row, column, rows, columns) rectangle of its cells."""
+    from matplotlib.patches import Rectangle
+
+    def paint(ax, x: float, y: float) -> None:
+        grid.paint(ax, x, y)
+        for r0, c0, h, w in boxes:
+            ax.add_patch(Rectangle((x + c0 - 0.12, y + r0 - 0.12), w + 0.24, h + 0.24, fill=False, edgecolor=FIELD,
+                                   linewidth=1.8, linestyle=(0, (4, 2)), zorder=3))
+
+    return Block(grid.w, grid.h, paint)
+
+
+def _field_boxes(plane: Plane, span: tuple[tuple[int, ...], tuple[int, ...]] | None,
+                 shift: Sequence[int]) -> list[tuple[int, int, int, int]]:
+    """The drawn plane's cell rectangles that ``span`` covers (one per depth slice of a 3-D plane)."""
+    if span is None:
+        return []
+    lo, hi = (tuple(v + s for v, s in zip(p, shift)) for p in span)
+    slices = [((d, *lo[1:]), (d, *hi[1:])) for d in range(lo[0], hi[0] + 1)] if len(lo) == 3 else [(lo, hi)]
+    boxes = []
+    for a, b in slices:
+        (r0, c0), (r1, c1) = plane.cell(a), plane.cell(b)
+        boxes.append((r0, c0, r1 - r0 + 1, c1 - c0 + 1))
+    return boxes
+
+
 def gather_input(r: Reads, out_channel: int, position: Sequence[int], numbers: bool,
                  channels: Sequence[int], title: str | None = None, names: bool = True) -> Block:
     g = r.geometry
@@ -189,11 +246,19 @@ def gather_input(r: Reads, out_channel: int, position: Sequence[int], numbers: b
         grids.append(grid)
     more = r.input_shape[0] - len(channels)
     which = "" if more == 0 else (f" (plane c{channels[0]})" if len(channels) == 1 else "")
-    title = title or (f"INPUT {shape_text(r.input_shape)}{which}" + padded_text(r)
-                      + ("\n(depth slices d = 0, 1, … left to right)" if r.spatial_dims == 3 else ""))
-    planes = (planes_block(grids, [f"c{c}" for c in channels], more=0, per_row=2 if r.spatial_dims == 2 else 1)
-              if names else column([cells(g) for g in grids], gap=0.4))
-    return column([label(title, weight="bold"), planes], gap=0.3)
+    field = field_text(r, position)
+    title = (title or (f"INPUT {shape_text(r.input_shape)}{which}" + padded_text(r)
+                       + ("\n(depth slices d = 0, 1, … left to right)" if r.spatial_dims == 3 else "")))
+    boxes = _field_boxes(plane, field_span(r, position), shift)
+    blocks = [_framed(cells(grid), boxes) for grid in grids]
+    if names:  # as planes.planes_block lays out its tiles, each grid framed
+        per_row = 2 if r.spatial_dims == 2 else 1
+        tiles = [column([label(f"c{c}", SMALL), b], gap=0.15) for c, b in zip(channels, blocks)]
+        planes = column([row(tiles[i:i + per_row], gap=0.8) for i in range(0, len(tiles), per_row)], gap=0.4)
+    else:
+        planes = column(blocks, gap=0.4)
+    heads = [label(title, weight="bold")] + ([label(field, SMALL)] if field else [])
+    return column([column(heads, gap=0.1), planes], gap=0.3)
 
 
 def _other_reads(r: Reads, j: int, position: Sequence[int], c: int, plane: Plane, shift: Sequence[int],

@@ -161,9 +161,15 @@ def _check_same_geometry(conv: nn.Module, layer: nn.Module) -> None:
     probe = conv.weight.new_zeros(1, conv.in_channels, extent + 7, extent + 6)
     with torch.no_grad():
         before, after = tuple(conv(probe).shape), tuple(layer(probe).shape)
-    if before != after:
-        raise ValueError(f"{type(layer).__name__} gives output {after} where the conv gives {before} "
-                         f"(its padding or stride differs)")
+    if before != after:  # the layer's own geometry, when it has one: it says which argument differs
+        found = ", ".join(f"{name}={getattr(layer, name)}" for name in ("stride", "padding", "dilation")
+                          if hasattr(layer, name) and getattr(layer, name) != getattr(conv, name))
+        raise ValueError(f"{type(layer).__name__} gives output {after} where the conv gives {before} on a "
+                         f"{tuple(probe.shape)} probe input (convert's own test size, not the model's input): a "
+                         f"replacement must keep the conv's output shape for every input, which needs the conv's "
+                         f"stride={conv.stride}, padding={conv.padding}, dilation={conv.dilation}"
+                         + (f"; the {type(layer).__name__} was built with {found} (it refused or fixes the conv's)"
+                            if found else ""))
 
 
 def _macs_by_layer(model: nn.Module, input_shape: Sequence[int]) -> tuple[dict[str, int], int]:

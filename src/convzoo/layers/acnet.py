@@ -21,8 +21,9 @@ class ACNetConvNd(BranchConvNd):
     """y = BN₁(W_{k×k} ⋆ x) + BN₂(W_{1×k} ⋆ x) + BN₃(W_{k×1} ⋆ x). Shapes: (N, C_in, *S) → (N, C_out, *O).
 
     Arguments as ``torch.nn.Conv*d`` (``bias`` default False: each BN has its own shift); ``padding`` None (the
-    default) centres the window (d·(k − 1) in total), and the asymmetric branches need at least that much on each
-    side of their short axis. ``fused_conv()`` gives the single k×k conv.
+    default) centres the window (d·(k − 1) in total). Any padding works: along its short axis an asymmetric branch
+    reads the k×k window's centre line, so where the padding is under d·(k − 1)/2 (0, 'valid') it crops the input
+    there (the paper's crop layer). ``fused_conv()`` gives the single k×k conv.
     """
 
     dim: ClassVar[int]

@@ -3,8 +3,10 @@ identity) whose sum is, at inference, exactly ONE convolution.
 
 Shared by ACNet (Ding et al. 2019, https://arxiv.org/abs/1908.03930), RepVGG (Ding et al. 2021,
 https://arxiv.org/abs/2101.03697) and RepLKNet (Ding et al. 2022, https://arxiv.org/abs/2203.06717). Every branch
-kernel k_b sits inside the block's largest kernel K at offset (K − k_b) // 2 (centred for odd sizes), so all
-branches read the same padded input and give the same output size. With eval-mode BN
+kernel k_b sits inside the block's largest kernel K at offset o = (K − k_b) // 2 (centred for odd sizes): branch b
+reads the block's padded input cropped by d·o before and d·(K − k_b − o) after, so all branches give the same output
+size. Where the block's padding p covers that, the branch pads p − d·o itself; where it does not (p = 0, 'valid'), it
+slices the input instead (ACNet's crop layer), so any padding works. With eval-mode BN
 y_b = t_b · (W_b ⋆ x) + (β_b − μ_b t_b), t_b = γ_b / √(σ²_b + ε), the block equals one conv with kernel
 Σ_b t_b · embed_K(W_b) (+ t_id · embed_K(I)) and bias Σ_b (β_b − μ_b t_b): ``fused_conv()`` builds it, and
 ``convzoo.reparameterize`` swaps every block that has ``fused_conv`` for its result.
@@ -19,6 +21,7 @@ import torch
 from torch import nn
 
 from ..arithmetic.cost import LayerCost, compose, elementwise_cost, module_cost
+from ..functional import pad_pairs
 from ..geometry import (
     PADDING_MODES,
     Padding,
@@ -46,30 +49,78 @@ def centred_padding(kernel: tuple[int, ...], dilation: tuple[int, ...]) -> tuple
 
 def branch_padding(pairs: PaddingPairs, kernel: tuple[int, ...], branch: tuple[int, ...],
                    dilation: tuple[int, ...], name: str) -> PaddingPairs:
-    """A branch's own (before, after) padding: the block's, less d·offset before and d·(K − k_b − offset) after."""
+    """A branch's own signed (before, after) padding: the block's, less d·o before and d·(K − k_b − o) after,
+    o = (K − k_b) // 2. A negative side is a crop: the branch's window starts inside the input there."""
     out = []
     for (lo, hi), big, small, d in zip(pairs, kernel, branch, dilation):
         if small > big:
             raise ValueError(f"the {name} branch's kernel {branch} must fit inside kernel_size={kernel}")
         before = (big - small) // 2
-        lo_b, hi_b = lo - d * before, hi - d * (big - small - before)
-        if lo_b < 0 or hi_b < 0:
-            raise ValueError(f"padding={pairs} is too small for the {name} branch ({branch} inside {kernel}): each "
-                             f"side needs at least d·(K − k_b)/2 so that the branches stay aligned")
-        out.append((lo_b, hi_b))
+        out.append((lo - d * before, hi - d * (big - small - before)))
     return tuple(out)
 
 
-class ConvBN(nn.Module):
-    """One branch: a conv (bias-free by default), then BatchNorm."""
+def split_window(signed: PaddingPairs, padding_mode: str) -> tuple[PaddingPairs, PaddingPairs, PaddingPairs]:
+    """(conv padding, padding applied before the crop, crop) realising a branch's signed padding, all ≥ 0.
 
-    def __init__(self, conv: ConvNd, norm: nn.Module) -> None:
+    The exact branch input is crop(pad_mode(x, block padding)); per side that is a pad or a crop. Zero padding
+    commutes with slicing the other side, so the conv pads. A torch mode reads x's far edge (circular wraps the
+    start to the end), so in a dim that crops one side and pads the other the pad goes first, on the uncropped x.
+    """
+    conv, first, crop = [], [], []
+    for lo, hi in signed:
+        cut, grow = (max(-lo, 0), max(-hi, 0)), (max(lo, 0), max(hi, 0))
+        mixed = padding_mode != "zeros" and any(cut) and any(grow)
+        conv.append((0, 0) if mixed else grow)
+        first.append(grow if mixed else (0, 0))
+        crop.append(cut)
+    return tuple(conv), tuple(first), tuple(crop)
+
+
+class ConvBN(nn.Module):
+    """One branch: (pad, then) crop the input to the branch's window, a conv (bias-free by default), then BatchNorm.
+
+    ``pad_first`` / ``crop``: (before, after) per spatial dim (``split_window``); zeros mean none. The crop is a view
+    (a slice), so the conv reads the input's memory.
+    """
+
+    def __init__(self, conv: ConvNd, norm: nn.Module, pad_first: PaddingPairs | None = None,
+                 crop: PaddingPairs | None = None, padding_mode: str = "zeros") -> None:
         super().__init__()
         self.conv, self.bn = conv, norm
+        self.pad_first = pad_first if pad_first is not None and any(v for p in pad_first for v in p) else None
+        self.crop = crop if crop is not None and any(v for p in crop for v in p) else None
+        self.padding_mode = padding_mode
+        self._slices = None if self.crop is None else (  # the last dims: batched or unbatched input alike
+            Ellipsis, *(slice(lo, -hi if hi else None) for lo, hi in self.crop))
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)
+        for name, default in (("pad_first", None), ("crop", None), ("padding_mode", "zeros"), ("_slices", None)):
+            self.__dict__.setdefault(name, default)  # a branch pickled before crops existed
+
+    def align(self, x: torch.Tensor) -> torch.Tensor:
+        """The branch's input: x padded by ``pad_first`` (the block's mode), then cropped by ``crop``."""
+        if self.pad_first is not None:
+            x = pad_pairs(x, self.pad_first, self.padding_mode)
+        return x if self._slices is None else x[self._slices]
+
+    def conv_input_shape(self, input_shape: Sequence[int]) -> tuple[int, ...]:
+        """The shape ``align`` gives for an input of ``input_shape``: S + pad_first − crop per spatial dim."""
+        shape = list(input_shape)
+        for d, ((a, b), (c, e)) in enumerate(zip(self.pad_first or ((0, 0),) * (len(shape) - 2),
+                                                  self.crop or ((0, 0),) * (len(shape) - 2))):
+            shape[2 + d] += a + b - c - e
+        return tuple(shape)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         m = self._modules  # dict look-ups, not nn.Module.__getattr__: this runs every call
+        if self._slices is not None or self.pad_first is not None:
+            x = self.align(x)
         return m["bn"](m["conv"](x))  # type: ignore[misc]
+
+    def extra_repr(self) -> str:
+        return ", ".join(f"{k}={v}" for k, v in (("pad_first", self.pad_first), ("crop", self.crop)) if v is not None)
 
 
 def bn_scale_shift(bn: nn.Module) -> tuple[torch.Tensor, torch.Tensor]:
@@ -105,10 +156,12 @@ class BranchConvNd(ConvzooLayer, nn.Module):
         factory = {"device": device, "dtype": dtype}
         self.branches = nn.ModuleDict()
         for name, size in branches.items():
-            pairs = branch_padding(geometry.padding_pairs, kernel, size, geometry.dilation, name)
+            signed = branch_padding(geometry.padding_pairs, kernel, size, geometry.dilation, name)
+            pairs, first, crop = split_window(signed, padding_mode)
             conv = _CONVS[self.dim](in_channels, out_channels, size, geometry.stride, pairs, geometry.dilation,
                                     groups, bias, padding_mode, **factory)
-            self.branches[name] = ConvBN(conv, _NORMS[self.dim](out_channels, eps, momentum, **factory))
+            self.branches[name] = ConvBN(conv, _NORMS[self.dim](out_channels, eps, momentum, **factory), first,
+                                         crop, padding_mode)
         centre = tuple(d * ((k - 1) // 2) for k, d in zip(kernel, geometry.dilation))
         fits = (in_channels == out_channels and geometry.stride == (1,) * self.dim
                 and all(lo == c and lo + hi == d * (k - 1)
@@ -183,10 +236,11 @@ class BranchConvNd(ConvzooLayer, nn.Module):
 
     def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
         """Σ_b conv MACs N·prod(O)·C_out·(C_in/g)·prod(k_b); each BN 2 ops per output element (inference); the sum of
-        the branches 1 op per output element per extra branch."""
+        the branches 1 op per output element per extra branch. A branch's conv is costed on its own (cropped) input;
+        the crop is a view and costs nothing."""
         parts = []
         for branch in self.branches.values():
-            conv = branch.conv.cost(tuple(input_shape))
+            conv = branch.conv.cost(branch.conv_input_shape(tuple(input_shape)))
             parts += [conv, module_cost(branch.bn, conv.output_shape)]
         out = parts[0].output_shape
         if self.identity is not None:
@@ -209,10 +263,10 @@ class BranchConvNd(ConvzooLayer, nn.Module):
 
     def native_alternatives(self) -> list[Alternative]:
         """The branches as F.conv + F.batch_norm, summed; in eval mode also the fused single conv."""
-        calls = [(native_conv_call(b.conv), b.bn) for b in self.branches.values()]
+        calls = [(b.align, native_conv_call(b.conv), b.bn) for b in self.branches.values()]
 
         def branches(x: torch.Tensor) -> torch.Tensor:
-            out = sum(bn(call(x)) for call, bn in calls)
+            out = sum(bn(call(align(x))) for align, call, bn in calls)
             return out + self.identity(x) if self.identity is not None else out
 
         out: list[Alternative] = [("native", "branches: F.conv + BN, summed", branches)]

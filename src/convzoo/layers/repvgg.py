@@ -20,9 +20,10 @@ class RepVGGBlockNd(BranchConvNd):
     """y = BN₁(W_{k×k} ⋆ x) + BN₂(W_{1×1} ⋆ x) + BN₀(x). Shapes: (N, C_in, *S) → (N, C_out, *O).
 
     Arguments as ``torch.nn.Conv*d`` (``bias`` default False: the BNs carry the shifts); ``padding`` None (the default)
-    centres the window (the paper's padding 1 for 3×3). ``identity`` (keyword): None adds the BN identity branch
-    exactly when C_in = C_out, stride is 1 and the padding keeps the size (the paper's rule), True requires it,
-    False leaves it out. ``fused_conv()`` gives the single k×k conv.
+    centres the window (the paper's padding 1 for 3×3); any other padding works, the 1×1 branch reading the k×k
+    window's centre (cropping the input where the padding is under d·(k − 1)/2). ``identity`` (keyword): None adds
+    the BN identity branch exactly when C_in = C_out, stride is 1 and the padding keeps the size (the paper's rule),
+    True requires it, False leaves it out. ``fused_conv()`` gives the single k×k conv.
     """
 
     dim: ClassVar[int]

@@ -433,3 +433,25 @@ def test_a_dilated_window_outlines_and_names_the_field_one_output_reaches(dim, d
         assert sides == [field if dim == 2 else (1, field[0])]
     assert ("×".join(map(str, field)) + " field" if dim > 1 else f"a field of {field[0]} cells") in text
     assert f"{d[0]}·({kernel}−1)+1" in text
+
+
+@pytest.mark.parametrize("size", [8, 11, 16])
+def test_average_pooling_weight_is_printed_close_to_its_value(size, tmp_path):
+    # the weight beside a global kernel is average pooling's, read from torch's own op (its gradient on one cell);
+    # fmt's two decimals printed 1/64 as '= 0.02' (28 % off)
+    x = torch.zeros(1, 1, size, size, requires_grad=True)
+    torch.nn.functional.adaptive_avg_pool2d(x, 1).sum().backward()
+    weight = float(x.grad[0, 0, 0, 0])
+    out = tmp_path / "g.svg"
+    result = CliRunner().invoke(app, ["viz", "global_depthwise", "--in", "1", "--out", "1", "--size", str(size),
+                                      "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    said = next(t for t in svg_texts(out) if "every weight" in t).split("every weight ")[1]
+    n, rest = said.split(" ", 1)
+    sign, value = rest.split(" ")
+    assert n == f"1/{size * size}" and sign in ("=", "≈")
+    if sign == "=":
+        assert float(value) == weight
+    else:
+        assert float(value) != weight and abs(float(value) - weight) / weight < 0.05
+        assert len(value.lstrip("0.")) == 2  # two significant digits

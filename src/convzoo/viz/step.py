@@ -120,6 +120,15 @@ def covers_map(r: Reads) -> bool:
             and tuple(r.kernel_shape) == tuple(r.input_shape[1:]) and not any(lo or hi for lo, hi in g.padding()))
 
 
+def reciprocal_text(n: int) -> str:
+    """'= 0.25', '= 0.125' or '≈ 0.016': 1/n exactly where two or three significant digits hold it, else to two
+    (fmt's two decimals printed 1/64 as 0.02, 28 % off)."""
+    v = 1.0 / n
+    texts = [f"{v:.{max(0, digits - 1 - math.floor(math.log10(v)))}f}" for digits in (2, 3)]
+    exact = [t for t in texts if float(t) == v]
+    return f"= {exact[0].rstrip('0').rstrip('.') if '.' in exact[0] else exact[0]}" if exact else f"≈ {texts[0]}"
+
+
 def big_kernel_block(r: Reads, own: dict[int, int], channels: Sequence[int], head: str) -> Block:
     """Weights of a kernel too large for tap colours; a global kernel beside average pooling's 1/(H·W)."""
     c = channels[0]
@@ -129,7 +138,7 @@ def big_kernel_block(r: Reads, own: dict[int, int], channels: Sequence[int], hea
     if covers_map(r):  # one scale for both: the learned weights against pooling's one small weight
         n = math.prod(r.kernel_shape)
         maps.append(weights_block(np.full(r.kernel_shape, 1.0 / n), scale,
-                                  f"average pooling instead:\nevery weight 1/{n} = {fmt(1.0 / n)}"))
+                                  f"average pooling instead:\nevery weight 1/{n} {reciprocal_text(n)}"))
     return column([label(head, weight="bold"), row(maps, gap=1.0), scale_bar(scale)], gap=0.3)
 
 

@@ -455,3 +455,48 @@ def test_average_pooling_weight_is_printed_close_to_its_value(size, tmp_path):
     else:
         assert float(value) != weight and abs(float(value) - weight) / weight < 0.05
         assert len(value.lstrip("0.")) == 2  # two significant digits
+
+
+def _outlined_cells(fig) -> dict[tuple[float, float, int], list[tuple[int, int]]]:
+    """Per drawn grid (its top-left corner and its number of cells): the (row, column) of each cell outlined thick
+    (the output drawn, a position followed), read from the rendered figure's patches."""
+    from matplotlib.collections import PatchCollection
+    from matplotlib.patches import Rectangle
+
+    ax = fig.axes[0]
+    grids = []
+    for coll in ax.collections:
+        if isinstance(coll, PatchCollection) and coll.get_paths():
+            corners = np.array([p.vertices.min(0) for p in coll.get_paths()])
+            grids.append((corners, len(corners)))
+    found: dict[tuple[float, float, int], list[tuple[int, int]]] = {}
+    for p in ax.patches:
+        if isinstance(p, Rectangle) and p.get_linewidth() > 2 and abs(p.get_width() - 0.88) < 1e-6:
+            x, y = p.get_x() - 0.06, p.get_y() - 0.06
+            for corners, n in grids:
+                if np.any(np.all(np.abs(corners - (x, y)) < 1e-6, 1)):
+                    ox, oy = corners.min(0)
+                    found.setdefault((round(ox, 3), round(oy, 3), n), []).append((round(y - oy), round(x - ox)))
+    return found
+
+
+def test_the_pixel_shuffle_stage_follows_the_position_the_conv_stage_drew():
+    # subpixel's default picture (6 → 6, r 2, 4×4 → 8×8): stage 1 draws one output of its 4×4 map; stage 2 must
+    # outline that position in the 4 channels it interleaves and the 2×2 output cells F.pixel_shuffle fills from it
+    from convzoo.viz.draw import plt, render
+    from convzoo.viz.picture import stage_picture
+
+    layer = cz.build("subpixel", 6, 6, 3)
+    fig = render(stage_picture(layer, (6, 4, 4)))
+    found = _outlined_cells(fig)
+    plt.close(fig)
+    conv_out = [cells for (_, y, n), cells in sorted(found.items(), key=lambda kv: kv[0][1]) if n == 16]
+    first, inputs = conv_out[0], conv_out[1:]  # stage 1's output plane (drawn first, highest), then stage 2's inputs
+    assert len(first) == 1 and len(inputs) == 4
+    picked = first[0]
+    assert all(cells == [picked] for cells in inputs)
+    marked = torch.zeros(1, 24, 4, 4)
+    marked[0, :4, picked[0], picked[1]] = 1  # the 4 channels output c0 reads (c·r² … c·r² + 3 for c = 0)
+    expected = sorted(map(tuple, (torch.nn.functional.pixel_shuffle(marked, 2)[0, 0] != 0).nonzero().tolist()))
+    (output,) = [cells for (_, _, n), cells in found.items() if n == 64]
+    assert sorted(output) == expected and len(expected) == 4

@@ -118,7 +118,7 @@ def step_picture(r: Reads, out_channel: int, position: Sequence[int] | None, num
         kept = list(carried) if carried is not None and len(carried) == r.output_shape[0] else None
         return copies_block(r, numbers), "copies: every output cell is a copy of one input cell", kept, []
     if kind == "interleave":
-        block, what = interleave_block(r, numbers)
+        block, what = interleave_block(r, numbers, position)
         return block, what, None, []
     step = draw_step(r, out_channel, position, numbers, planes, carried, show_kernel)
     n = macs(r)

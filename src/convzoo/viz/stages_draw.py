@@ -8,6 +8,7 @@ from __future__ import annotations
 import colorsys
 import math
 import string
+from collections.abc import Sequence
 
 import numpy as np
 import torch
@@ -67,17 +68,19 @@ def phase_factor(r: Reads, labels: np.ndarray) -> tuple[int, ...] | None:
     return f if np.array_equal(labels, np.tile(cell, r.input_shape[1:])) else None
 
 
-def interleave_block(r: Reads, numbers: bool) -> tuple[Block, str]:
-    """The input channels read by output channel 0, each in its own colour, one position outlined in all of them;
-    the output with every cell in its source channel's colour (number = that channel), the cells that position
-    fills outlined. Returns the block and a one-line description."""
+def interleave_block(r: Reads, numbers: bool, position: Sequence[int] | None = None) -> tuple[Block, str]:
+    """The input channels read by output channel 0, each in its own colour, the input position that output
+    ``position`` (default: the centre) comes from outlined in all of them — the position the stage before drew, as
+    the centre of an r×-larger map comes from the centre of the smaller one —; the output with every cell in its
+    source channel's colour (number = that channel), the cells that position fills outlined. Returns the block and a
+    one-line description."""
     src = _sources(r)
     assert src is not None
     labels = source_channels(r)
     channels = sorted(int(c) for c in np.unique(labels))
     colour = {c: PASTEL[i % len(PASTEL)] for i, c in enumerate(channels)}
     plane_in, plane_out = Plane(tuple(r.input_shape[1:])), Plane(tuple(r.output_shape[1:]))
-    picked = tuple(min(1, s - 1) for s in r.input_shape[1:])
+    picked = src[(0, *(r.centre() if position is None else tuple(position)))][1:]
     filled = {o for o in np.ndindex(*plane_out.size) if src[(0, *o)][1:] == picked}
     grids = []
     for c in channels:

@@ -500,3 +500,44 @@ def test_the_pixel_shuffle_stage_follows_the_position_the_conv_stage_drew():
     expected = sorted(map(tuple, (torch.nn.functional.pixel_shuffle(marked, 2)[0, 0] != 0).nonzero().tolist()))
     (output,) = [cells for (_, _, n), cells in found.items() if n == 64]
     assert sorted(output) == expected and len(expected) == 4
+
+
+def _count_grid(block, side: int) -> np.ndarray:
+    """The numbers drawn in a counts panel (side × side cells), by position."""
+    from convzoo.viz.draw import plt, render
+
+    fig = render(block)
+    found = sorted((round(t.get_position()[1], 2), round(t.get_position()[0], 2), int(t.get_text()))
+                   for t in fig.axes[0].texts if t.get_text().isdigit())
+    plt.close(fig)
+    assert len(found) == side * side
+    return np.array([v for _, _, v in found]).reshape(side, side)
+
+
+@pytest.mark.parametrize("name, reach", [
+    # output o reads, per dim, the input cells i of its 3×3 window: resize reads the upsampled cells o−1…o+1 (inside
+    # the 8 cells), each a copy of input ⌊·/2⌋; subpixel reads the conv output ⌊o/2⌋, whose window is i = ⌊o/2⌋−1…+1
+    ("resize", lambda o: {u // 2 for u in (o - 1, o, o + 1) if 0 <= u < 8}),
+    ("subpixel", lambda o: {i for i in (o // 2 - 1, o // 2, o // 2 + 1) if 0 <= i < 4}),
+])
+def test_an_upsampling_composite_draws_the_whole_layers_overlap_beside_the_transposed_ones(name, reach):
+    # the panel the transposed picture draws (input cells summed into each output cell), for the whole layer: every
+    # output reads the same count inside the border, where the transposed conv's reads 1, 2 or 4 (by hand)
+    from convzoo.viz.picture import layer_overlap
+    from convzoo.viz.step import overlap_block
+
+    layer = cz.build(name, 6, 6, 3)
+    drawn = _count_grid(layer_overlap(layer, (6, 4, 4)), 8)
+    expected = np.array([[len(reach(y)) * len(reach(x)) for x in range(8)] for y in range(8)])
+    assert (drawn == expected).all()
+    assert len(np.unique(drawn[2:6, 2:6])) == 1  # even inside
+    transposed = analyse(cz.build("transposed", 1, 1, 3, stride=2, padding=1, output_padding=1), (1, 4, 4))
+    uneven = _count_grid(overlap_block(transposed), 8)
+    assert set(np.unique(uneven[2:6, 2:6]).tolist()) == {1, 2, 4}
+    assert layer_overlap(cz.build("standard", 6, 6, 3), (6, 4, 4)) is None  # no growth, no panel
+    from convzoo.viz.draw import plt, render
+    from convzoo.viz.picture import stage_picture
+
+    fig = render(stage_picture(layer, (6, 4, 4)))
+    assert "WHOLE LAYER (6×4×4 → 6×8×8): OVERLAP" in [t.get_text() for t in fig.axes[0].texts]
+    plt.close(fig)

@@ -28,13 +28,13 @@ import torch
 from torch import nn
 
 from .attention import attention_block, decisive_sample
-from .draw import SMALL, TITLE, Block, column, label, render, swatch_legend
+from .draw import SMALL, TITLE, Block, column, label, render, row, swatch_legend
 from .layout import BUDGET
 from .parts import parts_block, parts_overlap
 from .position_kernels import position_kernels_block
 from .reads import CHANGED, ILLUSTRATED, Reads, analyse, illustrative_copy
 from .stages_draw import copies_block, interleave_block, one_read_kind
-from .step import draw_step, legend_items, shape_text
+from .step import counts_block, draw_step, legend_items, shape_text
 from .taps import DTYPE
 from .windows import copies
 from .wiring import colour_channels, wiring_block
@@ -238,11 +238,40 @@ def stage_picture(module: nn.Module, input_shape: Sequence[int], out_channel: in
         steered = True
         legend_reads = _richer(legend_reads, r)
         value = result
+    grown = layer_overlap(model, input_shape, out_channel, position)
+    if grown is not None:  # beside the last stage (whose output it counts) where the width allows, else under it
+        beside = row([blocks[-1], grown], gap=1.5)
+        blocks[-1:] = [beside] if beside.w <= BUDGET[0] else [blocks[-1], grown]
     body = column(blocks, gap=0.6)
     if legend_reads is not None:
         items = legend_items(legend_reads, numbers) + legend_extra
         body = column([body, swatch_legend(items, max_width=BUDGET[0])], gap=0.6)
     return body
+
+
+def layer_overlap(model: nn.Module, input_shape: Sequence[int], out_channel: int = 0,
+                  position: Sequence[int] | None = None) -> Block | None:
+    """For a layer drawn stage by stage whose output is larger than its input (upsampling): the whole layer's
+    overlap — how many cells of one input channel each output cell of ``out_channel`` depends on (its connectivity,
+    by autograd) — the panel a transposed conv's picture draws, so the two compare side by side (resize-then-conv
+    reads the same count inside the border; a k = 3, s = 2 transposed conv 1, 2 or 4). None for other layers."""
+    from .connectivity import connectivity
+
+    conn = connectivity(model, input_shape)
+    if math.prod(conn.output_shape[1:]) <= math.prod(conn.input_shape[1:]):
+        return None
+    out_channel = out_channel if out_channel < conn.output_shape[0] else 0
+    deps = conn.mask[out_channel]  # (*O, C_in, *S)
+    reads = deps.reshape(*conn.output_shape[1:], conn.input_shape[0], -1).any(-1)
+    reads = reads.reshape(-1, conn.input_shape[0]).any(0)
+    c = int(reads.nonzero()[0]) if bool(reads.any()) else 0  # the first input channel the output reads
+    counts = deps[(..., c, *([slice(None)] * (len(conn.input_shape) - 1)))]
+    counts = counts.reshape(*conn.output_shape[1:], -1).sum(-1).numpy()
+    at = tuple(position) if position is not None and len(position) == counts.ndim else \
+        tuple(s // 2 for s in counts.shape)
+    return column([_head(f"WHOLE LAYER ({shape_text(conn.input_shape)} → {shape_text(conn.output_shape)}): OVERLAP"),
+                   counts_block(counts, at, f"input cells of c{c} summed into\neach output cell of c{out_channel}")],
+                  gap=0.4)
 
 
 def layer_block(module: nn.Module, input_shape: Sequence[int], title: str | None = None,

@@ -403,8 +403,14 @@ def overlap_block(r: Reads, in_channel: int = 0, position: Sequence[int] | None 
     at ``position`` outlined (the output drawn: its count is the sum's products on input cells per channel)."""
     linked = r.index[(0, *([slice(None)] * r.spatial_dims), in_channel)] != -1
     counts = linked.reshape(*r.output_shape[1:], -1).sum(-1).numpy()
+    return counts_block(counts, position, "OVERLAP: input cells summed\ninto each output cell")
+
+
+def counts_block(counts: np.ndarray, position: Sequence[int] | None, title: str) -> Block:
+    """An output plane of counts (int array of its spatial shape), shaded by count, the cell at ``position``
+    outlined."""
     top = max(int(counts.max()), 1)
-    plane = Plane(tuple(r.output_shape[1:]))
+    plane = Plane(tuple(counts.shape))
     grid = plane.empty()
     shades = ["#ffffff", "#fde0c5", "#f9b384", "#f08a4b", "#d9591c", "#a83c09"]
     for o in np.ndindex(*plane.size):
@@ -412,7 +418,7 @@ def overlap_block(r: Reads, in_channel: int = 0, position: Sequence[int] | None 
         rr, cc = plane.cell(o)
         grid[rr][cc] = Cell(shades[min(len(shades) - 1, round(n * (len(shades) - 1) / top))], str(n),
                             outline="black" if position is not None and tuple(o) == tuple(position) else None)
-    return column([label("OVERLAP: input cells summed\ninto each output cell", weight="bold"), cells(grid)], gap=0.3)
+    return column([label(title, weight="bold"), cells(grid)], gap=0.3)
 
 
 def drawn_taps(r: Reads) -> int:

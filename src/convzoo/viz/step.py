@@ -266,8 +266,8 @@ def gather_input(r: Reads, out_channel: int, position: Sequence[int], numbers: b
         planes = column([row(tiles[i:i + per_row], gap=0.8) for i in range(0, len(tiles), per_row)], gap=0.4)
     else:
         planes = column(blocks, gap=0.4)
-    heads = [label(title, weight="bold")] + ([label(field, SMALL)] if field else [])
-    return column([column(heads, gap=0.1), planes], gap=0.3)
+    parts = [label(title, weight="bold"), planes] + ([label(field, SMALL)] if field else [])
+    return column(parts, gap=0.3)
 
 
 def _other_reads(r: Reads, j: int, position: Sequence[int], c: int, plane: Plane, shift: Sequence[int],

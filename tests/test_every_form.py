@@ -89,6 +89,25 @@ def _directional_derivative_error(module: torch.nn.Module, x: torch.Tensor) -> f
     return abs(analytic - numeric) / max(abs(numeric), 1e-3)
 
 
+def _gradients_out_of_layout(module: torch.nn.Module, x: torch.Tensor) -> list[str]:
+    """The parameters whose ``torch.autograd.grad`` gradient is not laid out as torch's convs give it: contiguous
+    for a contiguous module on a contiguous input, else contiguous or channels_last (dense: ``g.view(-1)`` or
+    ``g.permute(...).view(-1)`` works). A kernel that wrote ∂w channel-innermost, or ∂w and ∂b in one buffer,
+    handed those strides on. ``module`` is moved to x's memory format first (a copy)."""
+    fmt = next(f for f in (torch.contiguous_format, *checks.MEMORY_FORMAT.values()) if x.is_contiguous(memory_format=f))
+    if fmt != torch.contiguous_format:
+        module = copy.deepcopy(module).to(memory_format=fmt)
+    named = [(n, p) for n, p in module.named_parameters() if p.requires_grad]
+    grads = torch.autograd.grad(module(x).square().sum(), [p for _, p in named], allow_unused=True)
+
+    def laid_out(g: torch.Tensor) -> bool:
+        return g.is_contiguous() or (fmt != torch.contiguous_format and g.dim() == x.dim()
+                                     and g.is_contiguous(memory_format=fmt))
+
+    return [f"{n} {tuple(g.shape)} strides {tuple(g.stride())}" for (n, _), g in zip(named, grads)
+            if g is not None and not laid_out(g)]
+
+
 class _Doubled(torch.nn.Module):
     def forward(self, value: torch.Tensor) -> torch.Tensor:
         return 2 * value
@@ -117,6 +136,8 @@ def test_every_form_is_exact_and_takes_every_path(name, dim):
                 assert error < 1e-10, f"{what}, {fmt}: float64 output off the oracle by {error:.3g}"
                 error = _directional_derivative_error(module, x)
                 assert error < 1e-6, f"{what}, {fmt}: backward off its finite differences by {error:.3g}"
+                wrong = _gradients_out_of_layout(module, x)
+                assert not wrong, f"{what}, {fmt}: gradients not laid out as their parameters: {wrong}"
             error = _parametrized_error(module, checks.sample(dim, dtype=torch.float64))
             assert error < 1e-10, f"{what}: with parametrized parameters off the oracle by {error:.3g}"
             for path in FORM_PATHS:

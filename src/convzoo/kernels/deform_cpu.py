@@ -31,6 +31,7 @@ import torch
 from numba import prange
 
 from .bilinear import gather, neighbours, scatter, set_weights, slopes
+from .grad_layout import dense_strides, in_layout
 from .numba_runtime import njit, sync_threads
 
 _FAST = {"contract"}  # fused multiply-add only: NaN and Inf propagate
@@ -231,6 +232,7 @@ class DeformConv2dFunction(torch.autograd.Function):
             y += bias if nhwc else bias.view(c_out, 1, 1)
         ctx.geometry, ctx.groups, ctx.has_mask = geometry, groups, mask is not None
         ctx.save_for_backward(x, off, msk, wmat)
+        ctx.weight_strides = dense_strides(weight)
         return y.permute(0, 3, 1, 2) if nhwc else y
 
     @staticmethod
@@ -266,7 +268,8 @@ class DeformConv2dFunction(torch.autograd.Function):
                 _columns_backward(xb.numpy(), off[b].numpy(), msk[b].numpy(), gcols.numpy(),
                                   gx[b].view(h * w, c).numpy(), part[b].numpy(), *ctx.geometry)
         if want_w:
-            grad_weight = gw.view(c_out, taps, cg).transpose(1, 2).reshape(c_out, cg, kh, kw)
+            grad_weight = in_layout(gw.view(c_out, taps, cg).transpose(1, 2).reshape(c_out, cg, kh, kw),
+                                    ctx.weight_strides)
         if gx is not None:
             fields = part.sum(1).view(n, ho, wo, nf // 2, 3)
             grad_x = gx.permute(0, 3, 1, 2)

@@ -21,6 +21,7 @@ import torch
 from torch import Tensor
 
 from .bilinear_sample import bilinear_sample
+from .grad_layout import grad_in_layout
 
 
 def _pair(value: int | tuple[int, int], name: str) -> tuple[int, int]:
@@ -88,7 +89,7 @@ def deform_conv2d(
     if mask is not None:
         columns = columns * mask.reshape(n, og, 1, taps, ho * wo).to(columns.dtype)
     columns = columns.reshape(n, groups, c_per_group * taps, ho * wo)  # row index c·taps + t, as the weight's
-    w_mat = weight.reshape(groups, c_out // groups, c_per_group * taps)
+    w_mat = grad_in_layout(weight).reshape(groups, c_out // groups, c_per_group * taps)  # ∂w in weight's strides
     if channels_last:  # (N, L, C_out): channels_last comes out of the GEMM directly
         out = torch.matmul(columns.transpose(-1, -2), w_mat.transpose(-1, -2))  # (N, groups, L, C_out/g)
         out = out.permute(0, 2, 1, 3).reshape(n, ho, wo, c_out)

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from .depthwise_same import WINDOW_ROWS, correlate_nchw_same, correlate_nhwc_same, same_3x3, weight_grad_nhwc_same
+from .grad_layout import dense_strides, in_layout
 from .numba_runtime import njit, run_tasks, tasks_runner
 from .simd import (
     FULL,
@@ -971,6 +972,7 @@ class DepthwiseConv2dFunction(torch.autograd.Function):
         x, weight = x.detach(), weight.detach()
         ctx.save_for_backward(x, weight)
         ctx.geometry, ctx.has_bias, ctx.window = geometry, bias is not None, window
+        ctx.strides = dense_strides(weight), None if bias is None else dense_strides(bias)
         return forward(x, weight, None if bias is None else bias.detach(), geometry, window)
 
     @staticmethod
@@ -979,6 +981,7 @@ class DepthwiseConv2dFunction(torch.autograd.Function):
         needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2] and ctx.has_bias)
         with torch.no_grad():
             grad_x, grad_w, grad_b = backward(x, weight, grad.detach(), ctx.geometry, needs, ctx.window)
+            grad_w, grad_b = in_layout(grad_w, ctx.strides[0]), in_layout(grad_b, ctx.strides[1])
         return grad_x, grad_w, grad_b, None, None
 
 

@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from .depthwise import dense
+from .grad_layout import dense_strides, in_layout
 from .numba_runtime import njit, run_tasks
 from .simd import (
     LANES,
@@ -211,7 +212,7 @@ class GlobalDepthwiseFunction(torch.autograd.Function):
             run_tasks(_forward_nchw, n * c, x.contiguous().reshape(n, c, p).numpy(), weight.reshape(cm, p).numpy(),
                       y.numpy(), work=x.numel())
         ctx.save_for_backward(x, weight)
-        ctx.nhwc = nhwc
+        ctx.nhwc, ctx.weight_strides = nhwc, dense_strides(weight)
         return y
 
     @staticmethod
@@ -233,7 +234,7 @@ class GlobalDepthwiseFunction(torch.autograd.Function):
                 spread = torch.empty((h * w, m, c), dtype=x.dtype)
                 run_tasks(_weight_grad_nhwc, h * w, x.permute(0, 2, 3, 1).reshape(n, p, c).numpy(), g.numpy(),
                           spread.numpy(), work=x.numel())
-                grad_w = spread.permute(2, 1, 0).reshape(cm, 1, h, w)
+                grad_w = in_layout(spread.permute(2, 1, 0).reshape(cm, 1, h, w), ctx.weight_strides)
         else:
             g = grad.contiguous()
             if ctx.needs_input_grad[0]:

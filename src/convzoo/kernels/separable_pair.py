@@ -29,6 +29,7 @@ from .depthwise import backward as depthwise_backward
 from .depthwise import dense, output_size, streams
 from .depthwise import forward as depthwise_forward
 from .depthwise_same import OPEN_SLOTS, WINDOW_ROWS, close_column, same_3x3, window_tile
+from .grad_layout import dense_strides, in_layout
 from .numba_runtime import njit, run_tasks
 from .simd import (
     FULL,
@@ -519,6 +520,7 @@ class SeparablePairFunction(torch.autograd.Function):
                 run_tasks(_pair_nchw, n * c, *planes, sh, dh, ph0, sw, dw, pw0, work=y.numel())
         ctx.save_for_backward(z, wv, bv, wh, bh)
         ctx.geometry = geometry
+        ctx.strides = [None if t is None else dense_strides(t) for t in (wv, bv, wh, bh)]
         return y
 
     @staticmethod
@@ -543,6 +545,8 @@ class SeparablePairFunction(torch.autograd.Function):
             if need_v:
                 grad_z, grad_wv, grad_bv = depthwise_backward(zd, wv, grad_v, along_h,
                                                               (need_z, need_wv, need_bv))
+        grad_wv, grad_bv, grad_wh, grad_bh = (in_layout(g, strides) for g, strides in
+                                              zip((grad_wv, grad_bv, grad_wh, grad_bh), ctx.strides))
         return grad_z, grad_wv, grad_bv, grad_wh, grad_bh, None, None
 
 

@@ -46,6 +46,7 @@ from .base import (
 from ..arithmetic.cost import (LayerCost, compose, conv_macs, conv_output_tensor_shape, elementwise_cost, module_cost,
                                 numel)
 from ..functional import conv_with_pairs, pad_pairs
+from ..kernels.grad_layout import grad_in_layout
 from .base import init_conv_
 from .conv import grouped_projection
 from . import triton_forms
@@ -291,7 +292,9 @@ class DynamicConvNd(TemperatureState, ConvzooLayer, nn.Module):
         # permutes of non-negative dims (movedim's negative ones reach TorchScript's ONNX export as a Transpose
         # perm that onnxruntime refuses)
         d = self.kernels.dim()
-        bank = self.kernels.permute(0, 1, *range(3, d), 2) if channels_last else self.kernels
+        # channels-last: the kernels' gradient comes back through the permute channel-innermost; grad_in_layout
+        # hands it to the parameter in its own strides
+        bank = grad_in_layout(self.kernels).permute(0, 1, *range(3, d), 2) if channels_last else self.kernels
         weight = (attention @ bank.reshape(self.num_kernels, -1)).reshape(n, *bank.shape[1:])
         bias = attention @ self.bias if self.bias is not None else None
         return (weight.permute(0, 1, d - 1, *range(2, d - 1)) if channels_last else weight), bias

@@ -16,6 +16,7 @@ from torch.nn.modules.lazy import LazyModuleMixin
 
 from ..arithmetic.cost import LayerCost, conv_cost
 from ..geometry import check_positive_int, expand
+from ..kernels.grad_layout import grad_in_layout
 from .base import (Alternative, ConvzooLayer, Runner, Stage, autocast_enabled, check_input, frozen, init_conv_,
                    parameter_reader, planned_forward)
 from .fastpaths import GlobalDepthwiseSum, GlobalDepthwiseSumNHWC, global_depthwise_sum, is_channels_last
@@ -144,8 +145,9 @@ class GlobalDepthwiseConv2d(ConvzooLayer, LazyModuleMixin, nn.Module):
             return lambda layer, x: gdc(x.flatten(2), weight(layer).reshape(c, m, -1), bias(layer)).view(n, c_out, 1, 1)
         if name == "channels_last products + sum":
             return lambda layer, x: GlobalDepthwiseSumNHWC.apply(
-                x.permute(0, 2, 3, 1).reshape(n, -1, c), weight(layer).reshape(c, m, -1).permute(1, 2, 0).contiguous(),
-                bias(layer)).view(n, c_out, 1, 1)
+                x.permute(0, 2, 3, 1).reshape(n, -1, c),
+                grad_in_layout(weight(layer)).reshape(c, m, -1).permute(1, 2, 0).contiguous(), bias(layer)
+            ).view(n, c_out, 1, 1)
         if name == "bmm":  # the compilers' form: plain ops
             return lambda layer, x: global_depthwise_sum(x.contiguous().flatten(2), weight(layer).reshape(c, m, -1),
                                                          bias(layer)).view(n, c_out, 1, 1)

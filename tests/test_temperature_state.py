@@ -84,6 +84,28 @@ def test_odconv_saves_its_temperature_too():
     assert cz.build("odconv", 8, 8, 3, padding=1).load_state_dict(old, strict=True).missing_keys == []
 
 
+def test_odconv_temperature_set_on_the_layer_reaches_its_attention():
+    """``temperature=`` is ODConv's constructor argument and in its repr, but the value lived on
+    ``layer.attention``: setting ``layer.temperature`` changed nothing. Now it is the attention's, checked as
+    dynamic convolution's; the oracle at T = 7 (its own softmax / sigmoid of logits / T) is the reference."""
+    torch.manual_seed(0)
+    layer = cz.build("odconv", 8, 8, 3, padding=1).eval()
+    x = torch.randn(2, 8, 7, 7)
+    with torch.no_grad():
+        before = layer(x)
+        layer.temperature = 7.0
+        after = layer(x)
+    assert layer.attention.temperature == 7.0 and "temperature=7.0" in repr(layer)
+    assert not torch.allclose(before, after)
+    torch.testing.assert_close(after, torch.from_numpy(layer.reference_output(x.numpy())).float(), rtol=1e-4, atol=1e-5)
+    for bad in (0, -1.0, float("nan"), True, "2"):
+        with pytest.raises(ValueError, match=f"temperature={bad!r} must be a positive finite number"):
+            layer.temperature = bad
+        with pytest.raises(ValueError, match="temperature="):
+            cz.build("odconv", 8, 8, 3, temperature=bad)
+    assert layer.temperature == 7.0
+
+
 def test_the_sweep_rebuilds_trained_models_at_their_temperature(monkeypatch):
     """sweep._measure_latencies rebuilds each trial's model (build_model + load_state_dict) to time it."""
     from convzoo.train import sweep

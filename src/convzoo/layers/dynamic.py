@@ -80,6 +80,16 @@ class TemperatureState:
     back from the device). A state dict saved before it existed still loads, ``strict`` or not, and leaves the
     temperature as it is."""
 
+    @property
+    def temperature(self) -> float:
+        return self._temperature
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
+            raise ValueError(f"temperature={value!r} must be a positive finite number")
+        self._temperature = float(value)
+
     def get_extra_state(self) -> torch.Tensor:
         return torch.tensor(self.temperature, dtype=torch.float64, device="cpu")
 
@@ -166,16 +176,6 @@ class DynamicConvNd(TemperatureState, ConvzooLayer, nn.Module):
         self.bias = nn.Parameter(torch.empty(num_kernels, out_channels, **factory)) if bias else None
         self.attention = KernelAttention(in_channels, num_kernels, reduction, **factory)
         self.reset_parameters()
-
-    @property
-    def temperature(self) -> float:
-        return self._temperature
-
-    @temperature.setter
-    def temperature(self, value: float) -> None:
-        if not isinstance(value, (int, float)) or isinstance(value, bool) or not math.isfinite(value) or value <= 0:
-            raise ValueError(f"temperature={value!r} must be a positive finite number")
-        self._temperature = float(value)
 
     @property
     def kernels(self) -> torch.Tensor:

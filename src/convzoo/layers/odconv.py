@@ -109,9 +109,6 @@ class ODConvNd(ConvzooLayer, nn.Module):
         if not isinstance(reduction, (int, float)) or isinstance(reduction, bool) or not 0 < reduction <= 1:
             raise ValueError(f"reduction={reduction!r} must be a number in (0, 1] (the squeeze keeps that fraction "
                              "of the input channels)")
-        if not isinstance(temperature, (int, float)) or isinstance(temperature, bool) or not math.isfinite(
-                temperature) or temperature <= 0:
-            raise ValueError(f"temperature={temperature!r} must be a positive finite number")
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         geometry = resolve_geometry(self.dim, kernel_size, stride, padding, dilation)
         self.kernel_size, self.stride, self.dilation = geometry.kernel_size, geometry.stride, geometry.dilation
@@ -123,9 +120,19 @@ class ODConvNd(ConvzooLayer, nn.Module):
         self.bias = nn.Parameter(torch.empty(out_channels, **factory)) if bias else None
         hidden = max(int(in_channels * reduction), min_hidden)
         self.attention = OmniAttention(in_channels, out_channels, math.prod(self.kernel_size), self.num_kernels,
-                                       hidden, float(temperature), **factory)
+                                       hidden, temperature, **factory)
         self.reset_parameters()
         accept_unstacked_banks(self)
+
+    @property
+    def temperature(self) -> float:
+        """The attention's softmax / sigmoid temperature T (``attention.temperature``; set it here to anneal it as
+        dynamic convolution's, checked as there)."""
+        return self.attention.temperature
+
+    @temperature.setter
+    def temperature(self, value: float) -> None:
+        self.attention.temperature = value
 
     @property
     def kernels(self) -> torch.Tensor:

@@ -256,6 +256,14 @@ def test_pictures_are_drawn_from_a_fixed_seed():
     assert torch.equal(torch.rand(1), before)
     for p, q in zip(a.parameters(), b.parameters()):
         assert torch.equal(p, q)
+    # a lazy layer (global depthwise) drew its kernel at its first forward, from whatever random state the
+    # drawing found: its picture changed from run to run; now from the seed, whatever the state
+    torch.manual_seed(1)
+    c = LayerSpec("global_depthwise").build()
+    torch.manual_seed(2)
+    torch.rand(7)
+    d = LayerSpec("global_depthwise").build()
+    assert c.weight.shape[1:] == (1, 8, 8) and torch.equal(c.weight, d.weight) and torch.equal(c.bias, d.bias)
 
 
 def test_numbers_keep_their_sign_and_fit_their_cells(tmp_path):

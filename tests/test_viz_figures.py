@@ -124,11 +124,12 @@ def test_viz_refuses_a_kernel_for_a_family_with_no_window_and_draws_its_own(name
     # a family whose layer sets its own kernel (Family.window False) drew its 1×1 or whole-map kernel whatever
     # --kernel said; the value asked is refused in one line, and left out the picture is drawn with the layer's kernel
     assert NO_WINDOW and "standard" not in NO_WINDOW
-    result = CliRunner().invoke(app, ["viz", name, "--kernel", "5", "-o", str(tmp_path / "x.png")])
-    assert result.exit_code == 2 and not (tmp_path / "x.png").exists()
-    assert result.output.startswith("error: ") and len(result.output.strip().splitlines()) == 1
-    assert f"family {name!r} takes no 'kernel' argument (kernel=5 given)" in result.output
-    assert "no window to choose" in result.output
+    for kernel in ("5", "3"):  # 3 too: the default kernel, but asked for
+        result = CliRunner().invoke(app, ["viz", name, "--kernel", kernel, "-o", str(tmp_path / "x.png")])
+        assert result.exit_code == 2 and not (tmp_path / "x.png").exists()
+        assert result.output.startswith("error: ") and len(result.output.strip().splitlines()) == 1
+        assert f"family {name!r} takes no 'kernel' argument (--kernel {kernel} given)" in result.output
+        assert "no window to choose" in result.output
     with pytest.raises(ValueError, match="takes no 'kernel'"):
         LayerSpec(name, 4, 4, 7).validate()
     ok = CliRunner().invoke(app, ["viz", name, "-o", str(tmp_path / "y.png")])

@@ -20,8 +20,12 @@ def default_spec(target: str, in_channels: int = 6, out_channels: int = 6, kerne
     from ..registry import family
     from ..viz.spec import LayerSpec
 
+    fam = family(target)
+    if kernel is not None and not fam.window:  # LayerSpec cannot tell an asked 3 from the default one
+        raise ValueError(f"family {target!r} takes no 'kernel' argument (--kernel {kernel} given): it has no window "
+                         "to choose, its layer sets its own kernel size; leave --kernel out")
     if kernel is None:
-        kernel = family(target).picture_kernel or 3
+        kernel = fam.picture_kernel or 3
     return LayerSpec(target, in_channels, out_channels, kernel, dim, size,
                      {k: v for k, v in (options or {}).items() if v is not None})
 

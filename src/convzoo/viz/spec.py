@@ -12,7 +12,9 @@ from typing import Any
 
 import torch
 from torch import nn
+from torch.nn.parameter import UninitializedTensorMixin
 
+from ..layers.form_choice import untimed
 from ..registry import family as get_family
 
 BUILD_SEED = 0  # the seed every drawn layer's parameters come from
@@ -100,8 +102,15 @@ class LayerSpec:
         with torch.random.fork_rng(devices=[]):
             self.validate()
             torch.manual_seed(BUILD_SEED)
-            return fam.build(self.in_channels, self.out_channels, self.kernel if fam.window else None, self.dim,
-                             **dict(self.options), **extra)
+            module = fam.build(self.in_channels, self.out_channels, self.kernel if fam.window else None, self.dim,
+                               **dict(self.options), **extra)
+            if device != "meta" and any(isinstance(t, UninitializedTensorMixin) for t in
+                                        [*module.parameters(), *module.buffers()]):
+                # a lazy layer (global depthwise: the kernel is the map) draws its parameters at its first forward:
+                # here, from the seed, not from whatever random state the first drawing call finds
+                with torch.no_grad(), untimed():
+                    module(torch.zeros(1, *self.input_shape, **extra))
+            return module
 
     def label(self) -> str:
         opts = ", ".join(f"{k}={v}" for k, v in self.options.items())

@@ -135,6 +135,35 @@ def test_family_that_cannot_be_a_block_is_refused():
         shufflenet_v1(5)
 
 
+@pytest.mark.parametrize(("build", "kwargs", "error", "message"), [
+    # a misspelled model argument went on to every block and came back as the layer's __init__ TypeError
+    ("mobilenet_v1", {"widthmult": 0.5}, TypeError,
+     "MobileNetV1: widthmult=0.5 is neither one of its arguments (width_mult, resolution, num_classes, conv) nor an "
+     "argument of the 'depthwise_separable' layer"),
+    ("cnn1d_small", {"strid": 2}, TypeError, "ConvNet1d: strid=2 is neither one of its arguments"),
+    # a string (as --arg passes one it cannot parse) met a comparison: "'<=' not supported between ..."
+    ("mobilenet_v1", {"width_mult": "abc"}, TypeError, "width_mult='abc' must be a number"),
+    ("ghostnet", {"width": float("nan")}, ValueError, "width=nan must be a positive finite number"),
+    ("shufflenet_v1", {"groups": "3"}, ValueError, "groups='3' must be one of [1, 2, 3, 4, 8]"),  # said groups=3
+    ("shufflenet_v1", {"scale": 0}, ValueError, "scale=0 must be a positive finite number"),
+    # torch's "Trying to create tensor with negative dimension"
+    ("repvgg_a0", {"num_classes": -1}, ValueError, "RepVGG: num_classes=-1 must be positive"),
+    ("mobilenet_v1", {"num_classes": 0}, ValueError, "MobileNetV1: num_classes=0 must be positive"),
+    ("mobilenet_v1", {"resolution": 2.5}, TypeError, "MobileNetV1: resolution=2.5 must be an int"),
+    ("fasternet_t0", {"num_classes": -3}, ValueError, "FasterNet: num_classes=-3 must be positive"),
+])
+def test_a_models_own_arguments_are_refused_by_name(build, kwargs, error, message):
+    import convzoo.models as models
+
+    with pytest.raises(error) as caught:
+        getattr(models, build)(**kwargs)
+    assert message in str(caught.value), str(caught.value)
+    if any(isinstance(v, str) and v.isdigit() for v in kwargs.values()):
+        return  # --arg groups=3 parses to the int 3
+    result = CliRunner().invoke(app, ["cost", build, *[f"--arg={k}={v}" for k, v in kwargs.items()]])
+    assert result.exit_code == 2 and "Traceback" not in result.output and result.output.startswith("error: ")
+
+
 def test_cli_cost_mobilenet_says_what_is_counted():
     result = CliRunner().invoke(app, ["cost", "mobilenet_v1"])
     text = " ".join(result.output.split())  # rich wraps to the terminal width

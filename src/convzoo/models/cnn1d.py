@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..registry import Family, families, family
+from .arguments import block_keywords, positive_ints, positive_number
 
 # (output channels, stride) of the six blocks after the 32-channel stem: MobileNet v1's first six.
 BLOCKS_1D: tuple[tuple[int, int], ...] = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2))
@@ -103,8 +104,8 @@ class ConvNet1d(nn.Module):
     def __init__(self, width_mult: float = 0.25, in_channels: int = 1, num_classes: int = 10,
                  conv: str = "standard", length: int = 40, **conv_kwargs: Any) -> None:
         super().__init__()
-        if width_mult <= 0:
-            raise ValueError(f"width_mult={width_mult} must be positive")
+        width_mult = positive_number(width_mult, "width_mult")
+        positive_ints("ConvNet1d", in_channels=in_channels, num_classes=num_classes, length=length)
         check_family(conv)
         self.conv = conv
         self.default_input_shape = (1, in_channels, length)
@@ -114,7 +115,9 @@ class ConvNet1d(nn.Module):
         channels = stem
         for out, stride in BLOCKS_1D:
             out = _scaled(out, width_mult)
-            layers.append(block_1d(conv, channels, out, stride, **conv_kwargs))
+            with block_keywords("ConvNet1d", conv, conv_kwargs,
+                                ("width_mult", "in_channels", "num_classes", "conv", "length")):
+                layers.append(block_1d(conv, channels, out, stride, **conv_kwargs))
             channels = out
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool1d(1)

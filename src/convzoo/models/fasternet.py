@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 from ..layers.partial import PartialConv2d
+from .arguments import positive_ints
 
 
 class FasterNetBlock(nn.Module):
@@ -38,6 +39,8 @@ class FasterNet(nn.Module):
                  n_div: int = 4, feature_dim: int = 1280, num_classes: int = 1000, in_channels: int = 3,
                  activation: Callable[[], nn.Module] = nn.GELU) -> None:
         super().__init__()
+        positive_ints("FasterNet", embed_dim=embed_dim, feature_dim=feature_dim, num_classes=num_classes,
+                      in_channels=in_channels)
         self.embed = nn.Sequential(nn.Conv2d(in_channels, embed_dim, 4, 4, bias=False), nn.BatchNorm2d(embed_dim))
         stages, channels = [], embed_dim
         for i, depth in enumerate(depths):

@@ -25,6 +25,7 @@ from torch.nn import functional as F
 from ..layers.depthwise import DepthwiseConv2d
 from ..layers.ghost import GhostModule2d
 from ..layers.pointwise import PointwiseConv2d
+from .arguments import positive_ints, positive_number
 
 # (kernel, expansion size, output channels, SE, stride) of the 16 Ghost bottlenecks, Table 1 of the paper.
 TABLE_1: tuple[tuple[int, int, int, bool, int], ...] = (
@@ -96,8 +97,8 @@ class GhostNet(nn.Module):
     def __init__(self, width: float = 1.0, num_classes: int = 1000, in_channels: int = 3, dropout: float = 0.2,
                  table: Sequence[tuple[int, int, int, bool, int]] = TABLE_1, feature_dim: int = 1280) -> None:
         super().__init__()
-        if width <= 0:
-            raise ValueError(f"width={width} must be positive")
+        width = positive_number(width, "width")
+        positive_ints("GhostNet", num_classes=num_classes, in_channels=in_channels)
         channels = make_divisible(16 * width)
         self.stem = nn.Sequential(nn.Conv2d(in_channels, channels, 3, 2, 1, bias=False), nn.BatchNorm2d(channels),
                                   nn.ReLU())

@@ -15,7 +15,10 @@ from typing import Any
 from torch import nn
 
 from ..registry import build, families, family
+from .arguments import block_keywords, positive_ints, positive_number
 from .init import he_scale_
+
+OWN_ARGUMENTS = ("width_mult", "resolution", "num_classes", "conv")
 
 # (output channels, stride) of the 13 blocks after the 32-channel stem (Table 1).
 BLOCKS: tuple[tuple[int, int], ...] = (
@@ -50,10 +53,8 @@ class MobileNetV1(nn.Module):
     def __init__(self, width_mult: float = 1.0, resolution: int = 224, num_classes: int = 1000,
                  conv: str = "depthwise_separable", small_input: bool = False, **conv_kwargs: Any) -> None:
         super().__init__()
-        if width_mult <= 0:
-            raise ValueError(f"width_mult={width_mult} must be positive")
-        if resolution < 1:
-            raise ValueError(f"resolution={resolution} must be positive")
+        width_mult = positive_number(width_mult, "width_mult")
+        positive_ints("MobileNetV1", resolution=resolution, num_classes=num_classes)
         if not family(conv).replaces_kxk:
             raise ValueError(f"conv={conv!r} cannot be a 3×3 block with stride 1 or 2: it does not stand in for a "
                              f"k×k convolution (families that do: "
@@ -66,7 +67,8 @@ class MobileNetV1(nn.Module):
         for i, (out, stride) in enumerate(BLOCKS):
             stride = SMALL_INPUT_STRIDES[i] if small_input else stride
             out = _scaled(out, width_mult)
-            layers.append(block(conv, channels, out, stride, **conv_kwargs))
+            with block_keywords("MobileNetV1", conv, conv_kwargs, OWN_ARGUMENTS):
+                layers.append(block(conv, channels, out, stride, **conv_kwargs))
             channels = out
         self.features = nn.Sequential(*layers)
         self.pool = nn.AdaptiveAvgPool2d(1)

@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from ..layers.repvgg import RepVGGBlock2d
+from .arguments import positive_ints, positive_number
 
 A_DEPTHS = (2, 4, 14, 1)
 B_DEPTHS = (4, 6, 16, 1)
@@ -28,6 +29,8 @@ class RepVGG(nn.Module):
         super().__init__()
         if len(depths) != 4:
             raise ValueError(f"depths={tuple(depths)} must give the 4 stages after the stem")
+        width_a, width_b = positive_number(width_a, "width_a"), positive_number(width_b, "width_b")
+        positive_ints("RepVGG", num_classes=num_classes, in_channels=in_channels)
         widths = [int(64 * width_a), int(128 * width_a), int(256 * width_a), int(512 * width_b)]
         stem = min(64, int(64 * width_a))
         self.stem = nn.Sequential(RepVGGBlock2d(in_channels, stem, 3, 2), nn.ReLU())

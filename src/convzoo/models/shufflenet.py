@@ -13,6 +13,7 @@ import torch
 from torch import nn
 
 from ..layers import ChannelShuffle, DepthwiseConv2d, PointwiseConv2d
+from .arguments import positive_ints, positive_number
 
 # Output channels of stage 2 for each number of groups g (Table 1); stages 3 and 4 double it each time.
 STAGE2_CHANNELS = {1: 144, 2: 200, 3: 240, 4: 272, 8: 384}
@@ -71,10 +72,10 @@ class ShuffleNetV1(nn.Module):
 
     def __init__(self, groups: int = 3, scale: float = 1.0, num_classes: int = 1000, small_input: bool = False) -> None:
         super().__init__()
-        if groups not in STAGE2_CHANNELS:
-            raise ValueError(f"groups={groups} must be one of {sorted(STAGE2_CHANNELS)} (the paper's Table 1)")
-        if scale <= 0:
-            raise ValueError(f"scale={scale} must be positive")
+        if isinstance(groups, bool) or groups not in STAGE2_CHANNELS:
+            raise ValueError(f"groups={groups!r} must be one of {sorted(STAGE2_CHANNELS)} (the paper's Table 1)")
+        scale = positive_number(scale, "scale")
+        positive_ints("ShuffleNetV1", num_classes=num_classes)
         self.groups, self.scale = groups, scale
         self.default_input_shape = (1, 3, 32, 32) if small_input else (1, 3, 224, 224)
         stem = stem_channels(scale, groups)

@@ -121,6 +121,36 @@ def test_the_deformable_gifs_last_frame_zooms_on_every_tap_where_its_offsets_put
     assert past >= 2  # this frame does sample past the corner (what the test is about)
 
 
+def test_the_zooms_discs_name_each_tap_in_its_full_kernel_colour():
+    # the numbered discs took their dot's strength (interpolation weight × mask) as opacity: under DCNv2's
+    # sigmoid masks (~0.5) and DCNv3's softmax over 9 points (~0.11) they faded towards white and only the number
+    # told the taps apart. The dot keeps the strength; the disc shows the tap's colour as the kernel grid does
+    from matplotlib.colors import to_rgb
+    from matplotlib.lines import Line2D
+
+    from convzoo.viz.draw import text_colour
+    from convzoo.viz.spec import LayerSpec
+
+    spec = LayerSpec("deformable_v2", 6, 6).validate()
+    r = analyse(spec.build(), spec.input_shape)
+    fig = render(step_block(r, 0, (4, 4), False))
+    discs, numbers, faint = {}, {}, 0
+    for ax in fig.axes:
+        for a in ax.lines:
+            if isinstance(a, Line2D) and (a.get_gid() or "").startswith("c0 zoom disc "):
+                discs[int(a.get_gid().split()[-1])] = to_rgb(a.get_markerfacecolor())
+            if isinstance(a, Line2D) and (a.get_gid() or "").startswith("c0 zoom point "):
+                faint += len(a.get_markerfacecolor()) == 4 and a.get_markerfacecolor()[3] < 0.9
+        numbers.update({int(t.get_text()): to_rgb(t.get_color()) for t in ax.texts if t.get_text().isdigit()})
+    plt.close(fig)
+    colours = tap_colours(9)
+    assert sorted(discs) == list(range(9))
+    for t, face in discs.items():
+        assert np.allclose(face, colours[t][:3]), (t, face, colours[t][:3])
+        assert numbers[t] == to_rgb(text_colour(colours[t][:3])), t  # white on the dark ones
+    assert faint >= 5  # the points themselves still show their strength
+
+
 def test_taps_stacked_past_the_corner_are_each_named():
     # taps 5, 7 and 8 of output (7, 7) all sample (8.5, 8.5), past the corner of the 8×8 input, in the padding:
     # one stack, its tag and its note naming all three (they read only zeros, so none was drawn)

@@ -22,7 +22,7 @@ from matplotlib.colors import to_rgba
 from matplotlib.patches import FancyArrowPatch, Rectangle
 from torch import nn
 
-from .draw import EDGE, INPUT, PADDING, SMALL, Block, Cell, cells, column, fmt, label, row, tap_colours
+from .draw import EDGE, INPUT, PADDING, SMALL, Block, Cell, cells, column, fmt, label, row, tap_colours, text_colour
 from .planes import Plane
 from .reads import Reads
 from .taps import EPS, extended_rows
@@ -426,9 +426,12 @@ def _points_layer(points, regular, colours, scale: float, origin: tuple[float, f
             if not numbered:
                 continue
             ax.plot([x + px, x + dx], [y + py, y + dy], color="#333333", linewidth=0.6, zorder=6)  # the leader
-            ax.plot(x + dx, y + dy, "o", markersize=13, markerfacecolor=_blend(colours[t], alpha),
+            # the disc names the tap in its kernel colour at full strength (the dot carries the strength: under
+            # DCNv3's softmax over 9 points every disc faded to white and only its number told the taps apart)
+            ax.plot(x + dx, y + dy, "o", markersize=13, markerfacecolor=colours[t][:3],
                     markeredgecolor="black", markeredgewidth=0.8, zorder=8, gid=f"{name} disc {t}")
-            ax.text(x + dx, y + dy + 0.03, str(t), fontsize=SMALL, ha="center", va="center", zorder=9)
+            ax.text(x + dx, y + dy + 0.03, str(t), fontsize=SMALL, ha="center", va="center", zorder=9,
+                    color=text_colour(colours[t][:3]))
 
     return draw, layout
 

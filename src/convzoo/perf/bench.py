@@ -7,12 +7,15 @@ import math
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import torch
 
 from .results import Table, machine_info, write_results
 from .timing import FORMATS, configure, copy_bandwidth, gemm_peak, make_inputs, measure_interleaved, to_format
+
+if TYPE_CHECKING:
+    from .compare import Built, ShapeRefused
 
 # --- the careful per-family bench ------------------------------------------------------------------------------------
 
@@ -63,6 +66,8 @@ class FamilyBench:
     bytes: int
     variants: list[Variant] = field(default_factory=list)
     stages: list[StageBound] = field(default_factory=list)
+    out_channels: int | None = None  # the layer's C_out as built (None: a run from before it was recorded)
+    shape_rule: str = ""  # the family's rule that refused the requested C_out: built C_in → C_in (see compare)
 
     @property
     def bound_ms(self) -> float | None:
@@ -187,27 +192,56 @@ def bench_family(name: str, batch: int = 8, in_channels: int = 64, out_channels:
                  standard_macs: int | None = None, peak_gmacs: float | None = None,
                  bandwidth_gbs: float | None = None, **measure_kw: Any) -> FamilyBench:
     """Time convzoo's layer, every native composition, peers and naive published forms of family ``name``; with
-    the measured GEMM peak and copy bandwidth, also the layer's roofline bound per stage."""
+    the measured GEMM peak and copy bandwidth, also the layer's roofline bound per stage. Built as in ``compare``
+    (C_in → C_in where the family's rule refuses C_out, recorded in ``shape_rule``); ``ShapeRefused`` where the
+    family cannot be built or run at this shape."""
+    from .compare import build_layer
+
+    built = build_layer(name, batch, in_channels, out_channels, size, kernel_size, dtype, device)
+    if standard_macs is None:
+        standard_macs = _standard_macs(batch, in_channels, out_channels, size, kernel_size, dtype)
+    return _bench_built(name, built, dtype, device, formats, backward, standard_macs, peak_gmacs, bandwidth_gbs,
+                        **measure_kw)
+
+
+def _standard_macs(batch: int, in_channels: int, out_channels: int, size: int, kernel_size: int,
+                   dtype: torch.dtype) -> int:
+    """MACs of the standard C_in → C_out conv on the requested shape: every family's MAC ratio is against it."""
     from .compare import build_for_compare
     from ..arithmetic.cost import cost
 
-    module, shape = build_for_compare(name, batch, in_channels, out_channels, size, kernel_size, dtype, device)
-    if standard_macs is None:
-        std, std_shape = build_for_compare("standard", batch, in_channels, out_channels, size, kernel_size, dtype, "meta")
-        standard_macs = cost(std, std_shape, dtype=dtype).macs
-    return bench_module(name, module, shape, dtype, device, formats, backward, standard_macs, peak_gmacs,
-                        bandwidth_gbs, **measure_kw)
+    std, std_shape = build_for_compare("standard", batch, in_channels, out_channels, size, kernel_size, dtype, "meta")
+    return cost(std, std_shape, dtype=dtype).macs
+
+
+def _bench_built(name: str, built: Built, dtype: torch.dtype, device: str,
+                 formats: Sequence[str] = ("contiguous", "channels_last"), backward: bool = True,
+                 standard_macs: int | None = None, peak_gmacs: float | None = None,
+                 bandwidth_gbs: float | None = None, **measure_kw: Any) -> FamilyBench:
+    """``bench_module`` of a ``compare.Built`` layer, with the channels it was built at and its shape rule."""
+    result = bench_module(name, built.module, built.input_shape, dtype, device, formats, backward, standard_macs,
+                          peak_gmacs, bandwidth_gbs, **measure_kw)
+    result.out_channels, result.shape_rule = built.out_channels, built.shape_rule
+    return result
 
 
 def bench_module(name: str, module: torch.nn.Module, shape: Sequence[int], dtype: torch.dtype = torch.float32,
                  device: str = "cpu", formats: Sequence[str] = ("contiguous", "channels_last"), backward: bool = True,
                  standard_macs: int | None = None, peak_gmacs: float | None = None,
                  bandwidth_gbs: float | None = None, **measure_kw: Any) -> FamilyBench:
-    """``bench_family`` for a given layer and input shape: all forms of it timed round-robin in each format."""
+    """``bench_family`` for a given layer and input shape: all forms of it timed round-robin in each format;
+    ``ShapeRefused`` where the layer's forward refuses the input (BatchNorm in training mode on one value per
+    channel), before anything is timed."""
     from .baselines import alternatives
+    from .compare import ShapeRefused, first_line
     from ..arithmetic.cost import cost
     from ..layers.base import ConvzooLayer
 
+    try:
+        with torch.no_grad():
+            module(make_inputs(shape, 1, device, dtype)[0])
+    except ValueError as error:
+        raise ShapeRefused(name, f"its forward refuses input {tuple(shape)}: {first_line(error)}") from None
     report = cost(module, tuple(shape), dtype=dtype)
     result = FamilyBench(name, tuple(shape), report.macs, report.macs / standard_macs if standard_macs else math.nan,
                          report.bytes)
@@ -246,16 +280,38 @@ def bench_module(name: str, module: torch.nn.Module, shape: Sequence[int], dtype
 
 
 def bench(names: Sequence[str] | None = None, progress: Callable[[str], None] | None = None,
-          **kw: Any) -> list[FamilyBench]:
-    """``bench_family`` for each family (default: all), sharing one MAC baseline."""
+          refused: Callable[[ShapeRefused], None] | None = None, batch: int = 8, in_channels: int = 64,
+          out_channels: int = 128, size: int = 56, kernel_size: int = 3, dtype: torch.dtype = torch.float32,
+          device: str = "cpu", **kw: Any) -> list[FamilyBench]:
+    """``bench_family`` for each family (default: all), sharing one MAC baseline; every layer is built before any
+    timing. A family that cannot be built or run at the shape raises ``compare.ShapeRefused``, or with ``refused``
+    given is passed to it and left out."""
+    from .compare import build_all
     from ..registry import families
 
     names = list(names) if names else [f.name for f in families()]
+    built = build_all(names, batch, in_channels, out_channels, size, kernel_size, dtype, device, refused)
+    return bench_built(built, _standard_macs(batch, in_channels, out_channels, size, kernel_size, dtype), dtype,
+                       device, progress, refused, **kw)
+
+
+def bench_built(built: dict[str, Built], standard_macs: int, dtype: torch.dtype = torch.float32, device: str = "cpu",
+                progress: Callable[[str], None] | None = None, refused: Callable[[ShapeRefused], None] | None = None,
+                **kw: Any) -> list[FamilyBench]:
+    """``bench`` of layers already built (family name → ``compare.Built``, from ``compare.build_all``); ``kw`` goes
+    to ``bench_module``."""
+    from .compare import ShapeRefused
+
     out = []
-    for name in names:
+    for name, b in built.items():
         if progress:
             progress(name)
-        out.append(bench_family(name, **kw))
+        try:
+            out.append(_bench_built(name, b, dtype, device, standard_macs=standard_macs, **kw))
+        except ShapeRefused as error:
+            if refused is None:
+                raise
+            refused(error)
     return out
 
 
@@ -276,7 +332,7 @@ def plot(results: Sequence[FamilyBench], path: str, standard_fwd_ms: float | Non
             continue
         x, y = 1 / r.mac_ratio if r.mac_ratio else math.nan, std / mine.forward_ms
         ax.scatter([x], [y])
-        ax.annotate(r.family, (x, y), fontsize=7)
+        ax.annotate(r.family + (" †" if r.shape_rule else ""), (x, y), fontsize=7)
     lim = [0.05, 200]
     ax.plot(lim, lim, "k--", lw=0.8, label="speed-up = MAC reduction")
     ax.set_xscale("log")
@@ -300,23 +356,26 @@ def run_bench_command(console: Any, names: Sequence[str] | None, batch: int, in_
 
     from rich.progress import Progress
 
-    from .compare import checked_options
+    from ..registry import families
+    from .compare import all_refused, build_all, checked_options, refusal_line
 
     torch_dtype, dev = checked_options(dtype, device, names)
     warnings.filterwarnings("ignore", message="grad and param do not obey the gradient layout contract")
     info = configure(dev, threads)
+    chosen = list(names) if names else [f.name for f in families()]
+    refusals: list[ShapeRefused] = []
+    built = build_all(chosen, batch, in_channels, out_channels, size, kernel, torch_dtype, dev, refusals.append)
+    if not built:  # before the limits are measured: nothing to time
+        all_refused(refusals)
     peak, bandwidth = gemm_peak(dev, torch_dtype), copy_bandwidth(dev)
     info.update(gemm_peak_gmacs=peak, copy_bandwidth_gbs=bandwidth)
-    chosen = list(names) if names else None
-    total = len(chosen) if chosen else None
     with Progress(console=console, transient=True) as bar:
-        from ..registry import families
-
-        task = bar.add_task("bench", total=total or len(families()))
-        results = bench(chosen, progress=lambda n: bar.update(task, advance=1, description=f"bench {n}"),
-                        batch=batch, in_channels=in_channels, out_channels=out_channels, size=size,
-                        kernel_size=kernel, dtype=torch_dtype, device=dev, backward=backward, peak_gmacs=peak,
-                        bandwidth_gbs=bandwidth)
+        task = bar.add_task("bench", total=len(built))
+        results = bench_built(built, _standard_macs(batch, in_channels, out_channels, size, kernel, torch_dtype),
+                              torch_dtype, dev, lambda n: bar.update(task, advance=1, description=f"bench {n}"),
+                              refusals.append, backward=backward, peak_gmacs=peak, bandwidth_gbs=bandwidth)
+    if not results:
+        all_refused(refusals)
     table = bench_table(results, peak, bandwidth, info)
     if not console.is_terminal and console.width < 200:
         from rich.console import Console
@@ -338,15 +397,22 @@ def run_bench_command(console: Any, names: Sequence[str] | None, batch: int, in_
                   f"{batch}, {size}², {dtype}.", machine=machine_info(dev, gemm_peak_gmacs=peak,
                                                                        copy_bandwidth_gbs=bandwidth),
                   figures=figures, data={"shape": [batch, in_channels, size, size, out_channels, kernel],
-                                         "summary": summary, "families": dicts})
+                                         "summary": summary, "families": dicts,
+                                         "refused": [{"family": e.family, "rule": e.rule} for e in refusals]})
+    for error in refusals:
+        console.print(refusal_line(error), markup=False, highlight=False)
     console.print(f"results: {output}")
 
 
 def families_results_table(summary: Sequence[dict[str, Any]], families: Sequence[dict[str, Any]], peak: float,
                            bandwidth: float) -> Table:
     """Every family against its fastest native composition, from the JSON dicts of a run (``FamilyBench.summary``
-    and ``to_dict``), so a committed run renders the same as a fresh one."""
+    and ``to_dict``), so a committed run renders the same as a fresh one. A family built at another shape than
+    asked (``shape_rule``) is marked † and footnoted with the shape it was built at and its rule."""
+    from .compare import RESHAPED, shape_footnote
+
     variants = {f["family"]: f.get("variants", []) for f in families}
+    reshaped = {f["family"]: f for f in families if f.get("shape_rule")}
     standard = next((s.get("fwd_ms") for s in summary if s["family"] == "standard"), None)
     rows = []
     for s in summary:
@@ -355,7 +421,8 @@ def families_results_table(summary: Sequence[dict[str, Any]], families: Sequence
                            if v["kind"] in ("peer", "naive") and fwd and v["memory_format"] == s.get("fwd_format")
                            and v.get("forward_ms") is not None and math.isfinite(v["forward_ms"]))
         bounds = [r["fwd_vs_bound"] for r in s.get("roofline", {}).values() if r.get("fwd_vs_bound")]
-        rows.append([s["family"], s["mac_ratio"], fwd, s.get("fwd_format"), standard / fwd if standard and fwd else None,
+        name = s["family"] + (f" {RESHAPED}" if s["family"] in reshaped else "")
+        rows.append([name, s["mac_ratio"], fwd, s.get("fwd_format"), standard / fwd if standard and fwd else None,
                      s.get("fwd_vs_native"), s.get("fwd_bwd_ms"), s.get("fwd_bwd_format"), s.get("fwd_bwd_vs_native"),
                      s.get("gmacs_per_s"), s.get("peak_fraction"), min(bounds) if bounds else None, others])
     columns = ["family", ("MAC ratio", ".3f"), "fwd ms", "fwd format", ("speed-up vs standard", ".2f"),
@@ -370,7 +437,9 @@ def families_results_table(summary: Sequence[dict[str, Any]], families: Sequence
         f"Times: medians (ms) in each family's best memory format. Measured limits: GEMM peak {peak:.1f} GMAC/s "
         f"(fp32 `torch.mm`), copy bandwidth {bandwidth:.1f} GB/s. *vs fastest native* = convzoo's time / the fastest "
         "composition of native torch ops computing the same function, timed round-robin in the same rounds "
-        "(≤ 1.10 is the target); peers and naive published forms: their time / convzoo's (> 1: convzoo faster).")
+        "(≤ 1.10 is the target); peers and naive published forms: their time / convzoo's (> 1: convzoo faster)."
+        + "".join("\n" + shape_footnote(name, f["input_shape"][1], f["out_channels"], f["shape_rule"])
+                  for name, f in reshaped.items()))
 
 
 def roofline_results_table(summary: Sequence[dict[str, Any]]) -> Table | None:

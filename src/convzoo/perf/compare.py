@@ -17,7 +17,12 @@ standard MACs; ``*_spread`` is the interquartile range over the median of the pe
 spread exceeds ``UNTRUSTED_SPREAD`` (or whose forward+backward is below its forward) has ``trusted`` False.
 Families that are not a same-shape k×k layer (``Family.replaces_kxk`` False) are built by the registry defaults
 and keep their own output shape — transposed and resize produce 2H×2W, global_depthwise is C_in → C_in over the
-whole map — so their ratios compare the layer as built, not a drop-in replacement.
+whole map — so their ratios compare the layer as built, not a drop-in replacement. A family whose own rule refuses
+C_in → C_out (depthwise needs a multiple of C_in; involution and partial keep the width) is built C_in → C_in: its
+row carries the channels it was built with and the rule (``shape_rule``), is marked † and footnoted, and its ratios
+are still against the standard conv as asked. A family that cannot be built or run at all at the requested shape
+(HetConv's even kernel, BatchNorm in training mode on one value per channel) raises ``ShapeRefused``, or with
+``refused`` given is reported through it and left out while the others run. ``max_error`` is checked in eval mode.
 """
 
 from __future__ import annotations
@@ -58,47 +63,126 @@ class CompareRow:
     trusted: bool = True
     forward_ms_raw: float = math.nan  # the family's own median, not normalised by the baseline
     forward_backward_ms_raw: float = math.nan
+    in_channels: int = 0  # the layer's channels as built: C_in → C_in where its rule refused C_in → C_out
+    out_channels: int = 0
+    shape_rule: str = ""  # the family's rule that refused the requested C_out (first line); "" when built as asked
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
 
 
-def build_for_compare(name: str, batch: int, in_channels: int, out_channels: int, size: int, kernel_size: int,
-                      dtype: torch.dtype, device: str | torch.device) -> tuple[torch.nn.Module, tuple[int, ...]]:
-    """The registry's default layer of ``name`` on the shared shape (C_in → C_out, or C_in → C_in where the family
-    requires it), and its input shape."""
+class ShapeRefused(ValueError):
+    """Family ``family`` cannot be built, or its forward cannot run, at the requested shape; ``rule`` is the first
+    line of the ValueError that said why."""
+
+    def __init__(self, family: str, rule: str) -> None:
+        super().__init__(f"{family}: {rule}")
+        self.family, self.rule = family, rule
+
+
+def first_line(error: BaseException) -> str:
+    """An error's first line: the rule, without the detail some messages add below it."""
+    lines = str(error).strip().splitlines()
+    return lines[0] if lines else type(error).__name__
+
+
+@dataclass
+class Built:
+    """A family's layer as ``compare`` and ``bench`` time it: ``module`` (C_in → ``out_channels``) and its
+    ``input_shape`` (N, C_in, H, W); ``shape_rule`` is the family's rule (first line of its constructor's
+    ValueError) where it refused the requested C_out and was built C_in → C_in, else ""."""
+
+    module: torch.nn.Module
+    input_shape: tuple[int, ...]
+    in_channels: int
+    out_channels: int
+    shape_rule: str = ""
+
+
+def build_layer(name: str, batch: int, in_channels: int, out_channels: int, size: int, kernel_size: int,
+                dtype: torch.dtype, device: str | torch.device) -> Built:
+    """The registry's default layer of ``name`` on the shared shape: C_in → C_out, or C_in → C_in where the family's
+    own channel rule refuses C_out (recorded in ``shape_rule``). ``ShapeRefused`` when neither builds."""
     fam = family(name)
     kernel = kernel_size if fam.window else None  # pointwise (1) and GDC (the map) have no window to choose
+    built_out, rule = out_channels, ""
     try:
         module = fam.build(in_channels, out_channels, kernel, 2)
-    except ValueError:  # the family's own channel rule (e.g. depthwise needs a multiple): build it C_in → C_in
-        module = fam.build(in_channels, in_channels, kernel, 2)
+    except ValueError as error:  # the family's own rule (e.g. depthwise needs a multiple): try C_in → C_in
+        rule, built_out = first_line(error), in_channels
+        if in_channels == out_channels:
+            raise ShapeRefused(name, rule) from None
+        try:
+            module = fam.build(in_channels, in_channels, kernel, 2)
+        except ValueError as again:  # not a channel rule (HetConv's odd kernel): no layer at this shape
+            other = first_line(again)
+            raise ShapeRefused(name, rule if other == rule else f"{rule}; as {in_channels} → {in_channels}: "
+                                                                   f"{other}") from None
     shape = (batch, in_channels, size, size)
     if any(isinstance(p, torch.nn.parameter.UninitializedParameter) for p in module.parameters()):
-        with torch.no_grad():  # lazy parameters (global_depthwise's kernel is the map's size) get their shape
-            module(torch.zeros((1, in_channels, size, size)))
+        try:
+            with torch.no_grad():  # lazy parameters (global_depthwise's kernel is the map's size) get their shape
+                module(torch.zeros((1, in_channels, size, size)))
+        except ValueError as error:
+            raise ShapeRefused(name, first_line(error)) from None
     module = module.to(device=device, dtype=dtype)
-    return module, shape
+    return Built(module, shape, in_channels, built_out, rule)
+
+
+def build_all(names: Sequence[str], batch: int, in_channels: int, out_channels: int, size: int, kernel_size: int,
+              dtype: torch.dtype, device: str | torch.device,
+              refused: Callable[[ShapeRefused], None] | None = None) -> dict[str, Built]:
+    """``build_layer`` for each name, before any timing; a family that cannot be built goes to ``refused`` (and is
+    left out) or, without it, raises ``ShapeRefused``."""
+    built = {}
+    for name in names:
+        try:
+            built[name] = build_layer(name, batch, in_channels, out_channels, size, kernel_size, dtype, device)
+        except ShapeRefused as error:
+            if refused is None:
+                raise
+            refused(error)
+    return built
+
+
+def build_for_compare(name: str, batch: int, in_channels: int, out_channels: int, size: int, kernel_size: int,
+                      dtype: torch.dtype, device: str | torch.device) -> tuple[torch.nn.Module, tuple[int, ...]]:
+    """``build_layer``'s module and input shape (C_in → C_out, or C_in → C_in where the family requires it)."""
+    built = build_layer(name, batch, in_channels, out_channels, size, kernel_size, dtype, device)
+    return built.module, built.input_shape
 
 
 def _max_error(module: torch.nn.Module, x: torch.Tensor, slice_size: int = 10) -> float:
+    """Relative error vs ``reference.py`` on one sample's top-left ``slice_size``² (the full map where the layer
+    is tied to it), in eval mode: BatchNorm then uses its running statistics, which the reference reads too, so the
+    check is defined on one sample of one pixel (training mode needs more than one value per channel) and does not
+    move those statistics. Each submodule's mode is restored after."""
     from ..verify import check_module
 
-    small = x[:1, :, :slice_size, :slice_size]
+    modes = [(m, m.training) for m in module.modules()]
+    module.eval()
     try:
-        return check_module(module, small)
-    except ValueError:  # a layer tied to the full input size (global_depthwise): the full map, one sample
-        return check_module(module, x[:1])
+        small = x[:1, :, :slice_size, :slice_size]
+        try:
+            return check_module(module, small)
+        except ValueError:  # a layer tied to the full input size (global_depthwise): the full map, one sample
+            return check_module(module, x[:1])
+    finally:
+        for m, training in modes:
+            m.training = training
 
 
 def compare(batch: int = 8, in_channels: int = 64, out_channels: int = 128, size: int = 56, kernel_size: int = 3,
             dtype: torch.dtype = torch.float32, device: str = "cpu", families: Sequence[str] | None = None,
-            repeats: int | None = None, progress: Callable[[str], None] | None = None) -> list[CompareRow]:
+            repeats: int | None = None, progress: Callable[[str], None] | None = None,
+            refused: Callable[[ShapeRefused], None] | None = None) -> list[CompareRow]:
     """One row per family (default: all, 'standard' always timed as the baseline).
 
     ``repeats=None`` runs each family's rounds for at least 1 s (5 to 60 rounds, longer while the times have not
     settled; see ``_round_robin``); ``progress(name)`` is called before each
-    family. On CUDA, timing uses CUDA events and cuDNN autotuning."""
+    family. On CUDA, timing uses CUDA events and cuDNN autotuning. Every layer is built before any timing; a family
+    that cannot be built, or whose forward refuses the input, at this shape raises ``ShapeRefused`` — or, with
+    ``refused`` given, is passed to it and left out of the rows (all of them refused: no rows, nothing timed)."""
     from .timing import configure, make_inputs
     from ..arithmetic.cost import cost
 
@@ -107,24 +191,39 @@ def compare(batch: int = 8, in_channels: int = 64, out_channels: int = 128, size
     for n in names:
         family(n)  # unknown names fail before any timing
     order = ["standard"] + [n for n in names if n != "standard"]
-    base, base_shape = build_for_compare("standard", batch, in_channels, out_channels, size, kernel_size, dtype,
-                                         device)
-    base_inputs = make_inputs(base_shape, 3, device, dtype, requires_grad=True)
-    base_report = cost(base, base_shape, dtype=dtype)
-    timed: dict[str, tuple[torch.nn.Module, tuple[int, ...], torch.Tensor, Rounds]] = {}
-    for name in order:
+    shape_args = (batch, in_channels, out_channels, size, kernel_size, dtype, device)
+    base = build_layer("standard", *shape_args)  # the baseline never refuses: a plain conv takes any shape
+    built = build_all(order, *shape_args, refused=refused)
+    if not any(n in built for n in names):
+        return []
+    base_inputs = make_inputs(base.input_shape, 3, device, dtype, requires_grad=True)
+    base_report = cost(base.module, base.input_shape, dtype=dtype)
+    timed: dict[str, tuple[Built, torch.Tensor, Rounds]] = {}
+    for name, b in built.items():
         if progress:
             progress(name)
-        module, shape = build_for_compare(name, batch, in_channels, out_channels, size, kernel_size, dtype, device)
-        inputs = make_inputs(shape, 3, device, dtype, requires_grad=True)
-        rounds = _round_robin(base, base_inputs, module, inputs, repeats, warm=not timed)
-        timed[name] = module, shape, inputs[0].detach(), rounds
+        inputs = make_inputs(b.input_shape, 3, device, dtype, requires_grad=True)
+        try:  # a shape the layer's forward refuses (BatchNorm in training mode on one value per channel)
+            with torch.no_grad():
+                b.module(inputs[0])
+        except ValueError as error:
+            problem = ShapeRefused(name, f"its forward refuses input {b.input_shape}: {first_line(error)}")
+            if refused is None or name == "standard":
+                raise problem from None
+            refused(problem)
+            continue
+        rounds = _round_robin(base.module, base_inputs, b.module, inputs, repeats, warm=not timed)
+        timed[name] = b, inputs[0].detach(), rounds
     # the baseline's fastest rounds over the whole run: what every row's ratio is scaled by
     base_f = min(t for *_, r in timed.values() for t in r.base_forward)
     base_fb = min(t for *_, r in timed.values() for t in r.base_forward_backward)
-    rows = {name: _row(name, module, x, rounds, base_f, base_fb, cost(module, shape, dtype=dtype), base_report.macs)
-            for name, (module, shape, x, rounds) in timed.items()}
-    return [rows[n] for n in names]
+    rows = {}
+    for name, (b, x, rounds) in timed.items():
+        row = _row(name, b.module, x, rounds, base_f, base_fb, cost(b.module, b.input_shape, dtype=dtype),
+                   base_report.macs)
+        row.in_channels, row.out_channels, row.shape_rule = b.in_channels, b.out_channels, b.shape_rule
+        rows[name] = row
+    return [rows[n] for n in names if n in rows]
 
 
 def _row(name: str, module: torch.nn.Module, x: torch.Tensor, rounds: Rounds, base_f: float,
@@ -257,8 +356,10 @@ def other_load(load_before: float | None) -> tuple[str, bool]:
 
 
 def compare_table(rows: Sequence[CompareRow], load_before: float | None = None) -> Any:
-    """A rich Table of the rows; families marked * are not same-shape k×k layers (see the caption).
+    """A rich Table of the rows; families marked * are not same-shape k×k layers, rows marked † were built at
+    another shape than asked (one footnote each: the shape and the family's rule; see the caption).
     ``load_before``: the 1-minute load average sampled before the timing started (see ``other_load``)."""
+    from rich.markup import escape
     from rich.table import Table
 
     other = {f.name for f in _all_families() if not f.replaces_kxk}
@@ -276,17 +377,46 @@ def compare_table(rows: Sequence[CompareRow], load_before: float | None = None) 
                           "interquartile range / median of those per-round ratios; ! = spread > "
                           f"{UNTRUSTED_SPREAD:.0%} (or fwd+bwd < fwd, or one round: spread —): don't trust the "
                           "row; "
-                          "error = relative, vs reference.py.")
+                          "error = relative, vs reference.py (eval mode)." + escape(shape_footnotes(rows)))
     columns = ("family", "params", "MACs (M)", "MAC ratio", "fwd ms", "fwd+bwd ms", "spread", "speed ratio",
                "GMAC/s", "MB moved", "FLOP/B", "max error")
     for column in columns:
         table.add_column(column, justify="left" if column == "family" else "right", no_wrap=column == "family")
     for r in rows:
-        table.add_row(r.family + (" *" if r.family in other else "") + ("" if r.trusted else " !"), f"{r.params:,}",
+        table.add_row(r.family + (" *" if r.family in other else "") + (f" {RESHAPED}" if r.shape_rule else "")
+                      + ("" if r.trusted else " !"), f"{r.params:,}",
                       millions(r.macs), f"{r.mac_ratio:.3f}", f"{r.forward_ms:.2f}", f"{r.forward_backward_ms:.2f}",
                       f"{_percent(r.forward_spread)} / {_percent(r.forward_backward_spread)}", f"{r.speed_ratio:.2f}", f"{r.gmacs_per_s:.1f}", millions(r.bytes), f"{r.intensity:.1f}",
                       f"{r.max_error:.1e}")
     return table
+
+
+RESHAPED = "†"  # the mark of a row built at another shape than asked (its family's rule refused C_out)
+
+
+def shape_footnote(family_name: str, in_channels: int, out_channels: int, rule: str) -> str:
+    """The footnote of a row built C_in → C_in because its family's rule refused the requested C_out."""
+    return (f"{RESHAPED} {family_name} built {in_channels} → {out_channels}, not as asked — its rule: {rule}; its "
+            "ratios are against the standard conv as asked")
+
+
+def shape_footnotes(rows: Sequence[CompareRow]) -> str:
+    """One line per row built at another shape (see ``shape_footnote``), each after a newline; "" when none."""
+    return "".join("\n" + shape_footnote(r.family, r.in_channels, r.out_channels, r.shape_rule)
+                   for r in rows if r.shape_rule)
+
+
+def refusal_line(error: ShapeRefused) -> str:
+    """The one line that reports a family left out of a run: its name and its rule."""
+    return f"not run at this shape: {error.family} — {error.rule}"
+
+
+def all_refused(errors: Sequence[ShapeRefused]) -> None:
+    """Every named family refused the shape: one ``error:`` line on stderr naming each and its rule, exit code 2."""
+    import typer
+
+    typer.echo("error: " + "; ".join(str(e) for e in errors), err=True)
+    raise typer.Exit(2)
 
 
 def _percent(spread: float) -> str:
@@ -349,7 +479,11 @@ def run_compare_command(console: Any, batch: int, in_channels: int, out_channels
         def step(name: str) -> None:
             bar.update(task, advance=1, description=f"timing {name}")
 
-        rows = compare(batch, in_channels, out_channels, size, kernel, torch_dtype, dev, names or None, repeats, step)
+        refusals: list[ShapeRefused] = []
+        rows = compare(batch, in_channels, out_channels, size, kernel, torch_dtype, dev, names or None, repeats, step,
+                       refusals.append)
+    if not rows:
+        all_refused(refusals)
     if csv_path:
         with open(csv_path, "w", newline="") as f:
             writer = csv.DictWriter(f, fieldnames=list(rows[0].to_dict()))
@@ -357,6 +491,8 @@ def run_compare_command(console: Any, batch: int, in_channels: int, out_channels
             writer.writerows(r.to_dict() for r in rows)
     if as_json:
         typer.echo(json.dumps([r.to_dict() for r in rows]))
+        for error in refusals:  # stdout stays one JSON document
+            typer.echo(refusal_line(error), err=True)
         return
     from .timing import configure
 
@@ -368,3 +504,5 @@ def run_compare_command(console: Any, batch: int, in_channels: int, out_channels
     console.print(compare_table(rows, load_before))
     console.print(f"input ({batch}, {in_channels}, {size}, {size}) {dtype} on {info['device']}, "
                   f"{info['threads']} thread(s), torch {info['torch']}" + (f", {info['gpu']}" if "gpu" in info else ""))
+    for error in refusals:
+        console.print(refusal_line(error), markup=False, highlight=False)

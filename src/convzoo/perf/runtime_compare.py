@@ -2,12 +2,13 @@
 deployment runtime (ExecuTorch/XNNPACK, onnxruntime) in float32 or int8, beside the same family in float32 eager
 PyTorch timed in the same rounds.
 
-Each family and the 'standard' baseline are built as in ``compare`` (``build_for_compare``), prepared for the
-runtime (``deploy.runtimes.runner``: int8 quantized with calibration on ``CALIBRATION_BATCHES`` random batches of
-the input's shape) and timed forward only, round-robin: every round runs standard and family on the runtime and
-standard and family in eager float32 (the order rotates every round), so load from other processes hits all four
-alike. Times are fastest rounds (load only adds time), scaled as in ``compare``: a family's runtime time =
-min(family) / min(standard) of its rounds × the standard's fastest round of the whole run; likewise for eager.
+Each family and the 'standard' baseline are built as in ``compare`` (``build_layer``: C_in → C_in, marked † and
+footnoted, where the family's rule refuses C_out), prepared for the runtime (``deploy.runtimes.runner``: int8
+quantized with calibration on ``CALIBRATION_BATCHES`` random batches of the input's shape) and timed forward only,
+round-robin: every round runs standard and family on the runtime and standard and family in eager float32 (the
+order rotates every round), so load from other processes hits all four alike. Times are fastest rounds (load only
+adds time), scaled as in ``compare``: a family's runtime time = min(family) / min(standard) of its rounds × the
+standard's fastest round of the whole run; likewise for eager.
 ``speed_ratio`` = standard / family on the runtime (> 1: faster), ``eager_speed_ratio`` the same in eager
 float32, ``vs_eager`` = the family's eager float32 time / its runtime time (what moving to the runtime and dtype
 gains). ``error``: relative L2 error of the runtime's output against eager float32 on a calibration batch.
@@ -56,6 +57,9 @@ class RuntimeRow:
     summary: str = ""  # short: int8 share of the MACs, operators outside the delegate, onnxruntime's int8 kernels
     notes: list[str] = field(default_factory=list)  # the same in full
     failed: str = ""
+    in_channels: int = 0  # the layer's channels as built (see compare.build_layer); 0 where it was not built
+    out_channels: int = 0
+    shape_rule: str = ""  # the family's rule that refused the requested C_out: built C_in → C_in
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -130,7 +134,7 @@ def compare_on_runtime(runtime: str, dtype: str = "int8", batch: int = 8, in_cha
     next to eager float32 timed in the same rounds (see the module docstring)."""
     from ..arithmetic.cost import cost
     from ..deploy.runtimes import check_runtime, runner, set_threads
-    from .compare import build_for_compare
+    from .compare import Built, build_layer
 
     check_runtime(runtime, dtype)
     names = list(families) if families else [f.name for f in all_families()]
@@ -142,16 +146,15 @@ def compare_on_runtime(runtime: str, dtype: str = "int8", batch: int = 8, in_cha
     shape = (batch, in_channels, size, size)
     calibration = [torch.randn(shape, generator=g) for _ in range(CALIBRATION_BATCHES)]
 
-    def prepare(name: str) -> tuple[Any, Any, Any, tuple[int, ...]]:
-        module, module_shape = build_for_compare(name, batch, in_channels, out_channels, size, kernel_size,
-                                                 torch.float32, "cpu")
-        module = module.eval()
+    def prepare(name: str) -> tuple[Any, Any, Any, Built]:
+        built = build_layer(name, batch, in_channels, out_channels, size, kernel_size, torch.float32, "cpu")
+        module = built.module.eval()
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             prepared = runner(module, calibration[-1], runtime, dtype, calibration, threads=threads)
-        return module, prepared, cost(module, module_shape), module_shape
+        return module, prepared, cost(module, built.input_shape), built
 
-    base_module, base_runner, base_cost, _ = prepare("standard")
+    base_module, base_runner, base_cost, base_built = prepare("standard")
     base_eager = _eager(base_module)
     rows: list[RuntimeRow] = []
     collected: list[tuple[RuntimeRow, list[list[float]]]] = []
@@ -159,13 +162,14 @@ def compare_on_runtime(runtime: str, dtype: str = "int8", batch: int = 8, in_cha
         if progress:
             progress(name)
         try:
-            module, prepared, report, _ = (base_module, base_runner, base_cost, None) if name == "standard" \
-                else prepare(name)
+            module, prepared, report, built = (base_module, base_runner, base_cost, base_built) \
+                if name == "standard" else prepare(name)
         except Exception as error:  # a family a runtime cannot take: a row that says why, not a lost table
             rows.append(RuntimeRow(name, runtime, dtype, 0, 0, math.nan, failed=_first_line(error)))
             continue
         row = RuntimeRow(name, runtime, dtype, sum(p.numel() for p in module.parameters()), report.macs,
-                         report.macs / base_cost.macs, summary=prepared.summary(), notes=list(prepared.notes))
+                         report.macs / base_cost.macs, summary=prepared.summary(), notes=list(prepared.notes),
+                         in_channels=built.in_channels, out_channels=built.out_channels, shape_rule=built.shape_rule)
         eager = _eager(module)
         try:
             x = calibration[-1]
@@ -209,8 +213,12 @@ def _relative_error(actual: Any, expected: torch.Tensor) -> float:
 
 
 def runtime_table(rows: Sequence[RuntimeRow], header: str) -> Any:
-    """A rich Table of the rows, the machine ``header`` in its title."""
+    """A rich Table of the rows, the machine ``header`` in its title; rows built at another shape than asked are
+    marked † and footnoted (as in ``compare``)."""
+    from rich.markup import escape
     from rich.table import Table
+
+    from .compare import RESHAPED, shape_footnote
 
     other = {f.name for f in all_families() if not f.replaces_kxk}
     first = rows[0] if rows else None
@@ -222,14 +230,16 @@ def runtime_table(rows: Sequence[RuntimeRow], header: str) -> Any:
                           "speed ratio = standard / family (>1 faster); vs eager = the family's eager float32 time / "
                           f"its {where} time; error = relative L2 vs eager float32 on a calibration batch; runs: "
                           "share of the MACs quantized to int8, operators left outside the XNNPACK delegate (portable "
-                          "kernels), the int8 kernels onnxruntime fused (--json gives them in full).")
+                          "kernels), the int8 kernels onnxruntime fused (--json gives them in full)."
+                          + escape("".join("\n" + shape_footnote(r.family, r.in_channels, r.out_channels,
+                                                                 r.shape_rule) for r in rows if r.shape_rule)))
     columns = ("family", "params", "MACs (M)", "MAC ratio", f"{where} ms", "speed ratio", "eager fp32 ms",
                "eager ratio", "vs eager", "error", "runs")
     for column in columns:
         table.add_column(column, justify="left" if column in ("family", "runs") else "right",
                          no_wrap=column == "family")
     for r in rows:
-        name = r.family + (" *" if r.family in other else "")
+        name = r.family + (" *" if r.family in other else "") + (f" {RESHAPED}" if r.shape_rule else "")
         if r.failed:
             table.add_row(name, f"{r.params:,}", millions(r.macs), f"{r.mac_ratio:.3f}", "—", "—", "—", "—",
                           "—", "—", f"failed: {r.failed}")
@@ -247,11 +257,12 @@ def markdown_table(rows: Sequence[RuntimeRow]) -> str:
     lines = [f"| family | MACs (M) | MAC ratio | {where} ms | speed ratio | eager fp32 ms | eager ratio | vs eager | "
              "error | runs |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
+        name = r.family + (" †" if r.shape_rule else "")
         if r.failed:
-            lines.append(f"| {r.family} | {r.macs / 1e6:.1f} | {r.mac_ratio:.3f} | — | — | — | — | — | — | "
+            lines.append(f"| {name} | {r.macs / 1e6:.1f} | {r.mac_ratio:.3f} | — | — | — | — | — | — | "
                          f"failed: {r.failed} |")
             continue
-        lines.append(f"| {r.family} | {r.macs / 1e6:.1f} | {r.mac_ratio:.3f} | {r.ms:.2f} | {r.speed_ratio:.2f} | "
+        lines.append(f"| {name} | {r.macs / 1e6:.1f} | {r.mac_ratio:.3f} | {r.ms:.2f} | {r.speed_ratio:.2f} | "
                      f"{r.eager_ms:.2f} | {r.eager_speed_ratio:.2f} | {r.vs_eager:.2f} | {r.error:.1e} | "
                      f"{r.summary} |")
     return "\n".join(lines)

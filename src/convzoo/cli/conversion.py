@@ -18,12 +18,16 @@ def convert_command(
     output: Optional[str] = typer.Option(None, "-o", "--output", help="save the converted model: state dict + recipe (convzoo.models.load_converted)"),
     input: Optional[str] = typer.Option(None, "--input", help="input shape for per-layer MACs, e.g. 1,3,224,224"),
     arg: Optional[list[str]] = typer.Option(None, "--arg", help="name=value for the family, e.g. mid_channels=16"),
+    where: Optional[str] = typer.Option(None, "--where", help="convert only the convs whose name, or a containing "
+                                                              "module's name, matches this fnmatch pattern, e.g. "
+                                                              "layer4 or 'layer*.0.conv1'"),
     force: bool = typer.Option(False, "--force", help="also convert layers the family cannot improve (1×1 kernels "
                                                       "for window factorisations, layers it would not make cheaper, "
                                                       "channel-mixing convs to a family that mixes none)"),
 ) -> None:
-    """Replace every Conv2d of a model by a family, starting from the best approximation of its weights."""
-    from ..conversion.convert import convert
+    """Replace every Conv2d of a model (or those --where selects) by a family, starting from the best approximation
+    of its weights."""
+    from ..conversion.convert import InputShapeError, convert
 
     try:
         if output:
@@ -32,7 +36,11 @@ def convert_command(
         shape = parse_shape(input) if input else default
         kwargs = parse_args(arg)
         with model_input_errors(source, shape):
-            new_model, report = convert(model, to, input_shape=shape, force=force, **kwargs)
+            try:
+                new_model, report = convert(model, to, where=where, input_shape=shape, force=force, **kwargs)
+            except InputShapeError as error:  # the model's own error, worded as cost and export word it
+                cause = error.__cause__
+                raise cause if isinstance(cause, (AssertionError, RuntimeError)) else error from None
     except (ValueError, TypeError, RuntimeError) as error:
         typer.echo(f"error: {str(error).splitlines()[0]}", err=True)
         raise typer.Exit(2) from None

@@ -2,7 +2,7 @@
 trained weights (the compression route of Jaderberg et al. 2014 / Denton et al. 2014).
 
 ``convert(model, to=...)`` replaces every ``torch.nn.Conv2d`` — and convzoo's plain ``Conv2d`` — (or those
-``where(name, module)`` selects) by
+``where`` selects: a callable ``where(name, module) -> bool``, or an fnmatch pattern of module names) by
 ``convzoo.build(to, ...)`` with the same channels, kernel, stride, padding, dilation and bias, loads it with
 ``approximate_`` (exact or optimal low rank, see ``convzoo.approximate``) and reports, per layer, params and
 MACs before and after and the relative error of the kernel the new layer computes. A layer is left as it was,
@@ -20,12 +20,17 @@ and its row says why, when the family cannot take it (e.g. HetConv with p not di
 The rules read the layer's shape, never its weights: a model converts to the same structure whatever its weights
 (``models.load_converted`` rebuilds from an untrained source), and a model built on the meta device converts
 (its rows' ``rel_error`` is None: not measured). The report's totals give the model's params and MACs before
-and after.
+and after. An option that the family's constructor refuses on every layer it is built for (``num_kernels=0``) is
+one ValueError, not a model with nothing converted.
 """
 
 from __future__ import annotations
 
 import copy
+import fnmatch
+import inspect
+import numbers
+import re
 import warnings
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -39,6 +44,55 @@ from ..dense_kernels import dense_kernel
 from ..registry import family as lookup_family
 
 Selector = Callable[[str, nn.Module], bool]
+_WHERE_RULE = ("must be a callable (name, module) -> bool or a str (an fnmatch pattern of module names, such as "
+               "'layer1' or 'layer*.0.conv1')")
+
+
+def _selector(where: Selector | str | None) -> Selector | None:
+    """``where`` as a callable. A str is an fnmatch pattern (case-sensitive; ``*`` also crosses dots) that selects a
+    conv when its dotted name, or the name of a module holding it, matches: ``'layer1'`` selects ``layer1.0.conv1``
+    (not ``layer10.0.conv1``), ``'*.conv1'`` every ``conv1``. TypeError naming ``where`` for anything else."""
+    if where is None:
+        return None
+    if isinstance(where, str):
+        def matches(name: str, module: nn.Module) -> bool:
+            parts = name.split(".")
+            return any(fnmatch.fnmatchcase(".".join(parts[:i]), where) for i in range(1, len(parts) + 1))
+
+        return matches
+    if not callable(where):
+        raise TypeError(f"where={where!r} {_WHERE_RULE}")
+    try:  # a selector of the wrong arity would fail inside the loop as "takes 1 positional argument"
+        inspect.signature(where).bind("", nn.Identity())
+    except TypeError:
+        raise TypeError(f"where={where!r} {_WHERE_RULE}; it does not take (name, module)") from None
+    except ValueError:  # no signature to read (some builtins): the call decides
+        pass
+    return where
+
+
+class InputShapeError(ValueError):
+    """``convert``'s ``input_shape`` is one the model fails on; ``__cause__`` is the model's own error (the CLI
+    words it as its other commands do: the target and ``--input``)."""
+
+
+def _checked_input_shape(input_shape: Any) -> tuple[int, ...]:
+    """The user's ``input_shape`` as a tuple of ints ≥ 0; TypeError / ValueError naming it and the rule."""
+    if (isinstance(input_shape, (str, bytes)) or not isinstance(input_shape, Sequence)
+            or not all(isinstance(s, numbers.Integral) and not isinstance(s, bool) for s in input_shape)):
+        raise TypeError(f"input_shape={input_shape!r} must be a tuple of ints: the shape of one input the model "
+                        "takes, (N, C, H, W) for a model of 2-D convs")
+    shape = tuple(int(s) for s in input_shape)
+    for size in shape:
+        if size < 0:
+            raise ValueError(f"input_shape={shape}: size {size} is negative; every size must be 0 or more")
+    return shape
+
+
+def _names_an_option(error: Exception, family_kwargs: dict[str, Any]) -> bool:
+    """The error's message names one of the user's options as ``name=`` (the constructors' convention,
+    "num_kernels=0 must be positive"), so the option, not only the conv's geometry, is what it refuses."""
+    return any(re.search(rf"(?<![\w.]){re.escape(name)}=", str(error)) for name in family_kwargs)
 
 
 @dataclass
@@ -275,7 +329,7 @@ def _keep_or_take(to: str, conv: nn.Module, layer: nn.Module, params_before: int
 def convert(
     model: nn.Module,
     to: str = "depthwise_separable",
-    where: Selector | None = None,
+    where: Selector | str | None = None,
     input_shape: Sequence[int] | None = None,
     force: bool = False,
     **family_kwargs: Any,
@@ -290,22 +344,47 @@ def convert(
     does (its fit of the all-ones kernel of the conv's shape is no better than one input channel per output:
     ``'depthwise'`` for a dense conv). These rules read shapes, never weights: a model on the meta device converts
     to the same structure, with ``rel_error`` None (not measured).
+    ``where``: a callable ``(name, module) -> bool``, or a str: an fnmatch pattern selecting the convs whose name,
+    or a containing module's name, matches (``'layer4'``, ``'layer*.0.conv1'``).
     ``input_shape`` (default: ``model.default_input_shape`` if the model has one) adds per-layer and total MACs.
-    Raises ValueError for an unknown family or a model with no ``nn.Conv2d`` to convert.
+    Raises ValueError for an unknown family, a model with no ``nn.Conv2d`` to convert (or none ``where``
+    selects), an ``input_shape`` the model fails on, and options the family's constructor refuses on every layer
+    it is built for when no layer converts (an option refused by some layers only keeps those, with the reason).
     """
     if not lookup_family(to).replaces_kxk:  # an unknown family raises a ValueError listing the known ones
         raise ValueError(f"family {to!r} cannot replace a k×k convolution (it changes the layer's shape or "
                          f"ignores its kernel)")
+    select = _selector(where)
+    shape_given = input_shape is not None
+    input_shape = _checked_input_shape(input_shape) if shape_given else getattr(model, "default_input_shape", None)
+    macs_before: tuple[dict[str, int], int] | None = None
+    if input_shape is not None:  # first: a shape the model refuses fails before the fits, in words
+        try:
+            macs_before = _macs_by_layer(model, input_shape)
+        except (RuntimeError, AssertionError, ValueError, IndexError) as error:
+            reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+            raise InputShapeError(f"input_shape={tuple(input_shape)}{'' if shape_given else ' (its default_input_shape)'}"
+                             f": {type(model).__name__} fails on an input of this shape ({reason}); input_shape "
+                             "must be the shape of one input the model takes, of the model's input rank — "
+                             "(N, C, H, W) for a model of 2-D convs") from error
     new_model = copy.deepcopy(model)
-    targets = [(name, m) for name, m in new_model.named_modules(remove_duplicate=False)  # a shared conv: each use
-               if is_dense_conv2d(m) and (where is None or where(name, m))]
+    convs = [(name, m) for name, m in new_model.named_modules(remove_duplicate=False)  # a shared conv: each use
+             if is_dense_conv2d(m)]
+    targets = [(name, m) for name, m in convs if select is None or select(name, m)]
+    if not convs:
+        raise ValueError(f"{type(model).__name__} has no torch.nn.Conv2d (or convzoo Conv2d) to convert")
     if not targets:
-        raise ValueError(f"{type(model).__name__} has no torch.nn.Conv2d (or convzoo Conv2d) to convert"
-                         + (" (none selected by `where`)" if where is not None else ""))
+        names = ", ".join(name or "(the model)" for name, _ in convs[:6]) + (", …" if len(convs) > 6 else "")
+        raise ValueError(f"where={where!r} selects none of the {len(convs)} convs of {type(model).__name__} "
+                         f"({names}); " + ("a pattern selects a conv whose dotted name, or a containing module's "
+                                           "name, matches it (fnmatch: *, ?, [...])" if isinstance(where, str)
+                                           else "where(name, module) returned false for each"))
     report = ConversionReport(to)
     _family_kind(to, family_kwargs)  # a misspelt option raises here
     compresses, factorises = _family_kind(to, {})  # what the family is, not what these options make of a probe
     shared: dict[int, tuple[str, nn.Module | None]] = {}  # id(conv) → (its first name, its replacement or None)
+    built: list[str] = []  # the layers the family's constructor was given
+    refused: list[tuple[str, Exception]] = []  # ... and those it refused naming one of the options
     for name, conv in targets:
         groups = f", groups={conv.groups}" if conv.groups > 1 else ""  # a DepthwiseConv2d is a Conv2d too
         row = ConvertedLayer(name, f"{type(conv).__name__}({conv.in_channels}, {conv.out_channels}, "
@@ -326,7 +405,13 @@ def convert(
             if not force and factorises and all(k == 1 for k in conv.kernel_size):
                 raise ValueError(f"a 1×1 conv has no window for {to!r} to factorise (it would only re-factor the "
                                  "channel mixing); force=True converts it anyway")
-            layer = _build_replacement(to, conv, family_kwargs)
+            built.append(name)
+            try:
+                layer = _build_replacement(to, conv, family_kwargs)
+            except (TypeError, ValueError) as error:
+                if _names_an_option(error, family_kwargs):
+                    refused.append((name, error))
+                raise
             _check_same_geometry(conv, layer)
             if not force:
                 row.note = _keep_or_take(to, conv, layer, row.params_before, compresses, family_kwargs)
@@ -346,13 +431,24 @@ def convert(
         setattr(new_model.get_submodule(parent_name) if parent_name else new_model, attribute, layer)
         row.after, row.params_after = type(layer).__name__, _params(layer)
         report.layers.append(row)
+    if built and len(refused) == len(built) and not report.converted:
+        # the options, not the model, are what nothing converts for: the model back unchanged would hide it
+        raise _options_refused(to, family_kwargs, refused)
     report.params_before, report.params_after = _params(model), _params(new_model)
-    if input_shape is None:
-        input_shape = getattr(model, "default_input_shape", None)
-    if input_shape is not None:
+    if input_shape is not None and macs_before is not None:
         report.input_shape = tuple(input_shape)
-        (before, report.macs_before), (after, report.macs_after) = (_macs_by_layer(model, input_shape),
-                                                                    _macs_by_layer(new_model, input_shape))
+        (before, report.macs_before), (after, report.macs_after) = macs_before, _macs_by_layer(new_model, input_shape)
         for row in report.layers:
             row.macs_before, row.macs_after = before.get(row.name), after.get(row.name)
     return new_model, report
+
+
+def _options_refused(to: str, family_kwargs: dict[str, Any], refused: list[tuple[str, Exception]]) -> ValueError:
+    """One error for options the family's constructor refused on every layer it was built for: its own words
+    (the option, the value, the rule) first, then the layers."""
+    options = ", ".join(f"{name}={value!r}" for name, value in family_kwargs.items())
+    reasons = list(dict.fromkeys(str(error) for _, error in refused))  # distinct, in layer order
+    names = ", ".join(name for name, _ in refused[:4]) + (", …" if len(refused) > 4 else "")
+    others = f"; other layers: {'; '.join(reasons[1:3])}" if len(reasons) > 1 else ""
+    return ValueError(f"convert(to={to!r}, {options}): {reasons[0]} — the {to!r} layer refused the options on each "
+                      f"of the {len(refused)} layer(s) it was built for ({names}){others}, so none would convert")

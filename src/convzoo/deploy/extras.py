@@ -3,7 +3,10 @@ the ONNX exporter's packages. A missing package is one ImportError naming it and
 
 from __future__ import annotations
 
+import importlib
 import importlib.util
+import logging
+import sys
 
 MOBILE_EXTRA = "mobile"
 # what each runtime imports, in the order a message names them
@@ -24,11 +27,30 @@ def missing(packages: tuple[str, ...]) -> list[str]:
 
 
 def require(packages: tuple[str, ...], purpose: str) -> None:
-    """Raise MissingPackage (an ImportError) in one line when any of ``packages`` is missing."""
+    """Raise MissingPackage (an ImportError) in one line when any of ``packages`` is missing; import torchao
+    (``quiet_torchao``) when it is one of them."""
     absent = missing(packages)
     if absent:
         names = ", ".join(repr(name) for name in absent)
         raise MissingPackage(f"{purpose} needs {names}, not installed: pip install 'convzoo[{MOBILE_EXTRA}]'")
+    if "torchao" in packages:
+        quiet_torchao()
+
+
+def quiet_torchao() -> None:
+    """Import torchao with torch's pytree logger at ERROR: its import registers an Enum the way torch now
+    deprecates, and torch logs a warning about torchao's code ("<enum 'KernelPreference'> is an Enum subclass ...")
+    on every first import — in every int8 command's output, about nothing the user can change. Only that import
+    is quietened; the logger's level is restored."""
+    if "torchao" in sys.modules:
+        return
+    pytree = logging.getLogger("torch.utils._pytree")
+    level = pytree.level
+    pytree.setLevel(logging.ERROR)
+    try:
+        importlib.import_module("torchao")
+    finally:
+        pytree.setLevel(level)
 
 
 def require_runtime(runtime: str) -> None:

@@ -178,3 +178,20 @@ def test_onnx_export_one_deformconv_node_dynamic_batch(tmp_path, modulated):
         x = torch.randn(n, 4, 9, 9)
         (y,) = session.run(None, {name: x.numpy()})
         np.testing.assert_allclose(y, layer(x).detach().numpy(), rtol=0, atol=1e-5)
+
+
+def test_the_kernels_workspace_made_under_inference_mode_serves_later_calls_outside_it():
+    # the per-thread scratch space is kept from call to call: made under inference_mode it was an inference
+    # tensor, and every later deformable call outside inference_mode (any layer, any size up to it) failed
+    from convzoo.kernels import deform_cpu
+
+    deform_cpu._LOCAL.__dict__.clear()  # this thread's workspaces: made afresh by the next call
+    layer = cz.build("deformable_v2", 8, 8, 3).eval()
+    x = torch.randn(1, 8, 12, 12)
+    with torch.inference_mode():
+        served = layer(x)
+    assert deform_cpu._LOCAL.spaces, "the call ran another form: the workspace was not made here"
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), served.clone())
+    other = cz.build("deformable", 8, 8, 3)
+    other(torch.randn(2, 8, 10, 10, requires_grad=True)).sum().backward()

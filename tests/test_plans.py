@@ -301,6 +301,28 @@ def test_inference_mode_then_grad():
     assert torch.equal(y, z.detach())
 
 
+@pytest.mark.parametrize("name", [f.name for f in convzoo.families() if 2 in f.dims])
+def test_a_call_under_inference_mode_leaves_every_later_call_working(name):
+    """Anything a call keeps for later (plans, frozen weights, kernels' scratch space) that it made under
+    ``torch.inference_mode`` is an inference tensor: a later call outside it that writes there fails ("Inplace
+    update to inference tensor outside InferenceMode"). The deformable kernel's per-thread workspace was made so,
+    and one call under inference_mode broke every later deformable call in the process, of any layer. Each family:
+    a call under inference_mode, then another layer's call with gradients, the first layer's again under no_grad,
+    equal to its inference_mode output."""
+    torch.manual_seed(0)
+    first, second = (convzoo.build(name, 8, 8, None if not convzoo.family(name).window else 3) for _ in range(2))
+    first.eval()
+    x = torch.randn(1, 8, 12, 12)
+    with torch.no_grad():
+        second(x)  # a lazy layer takes its shape here
+    with torch.inference_mode():
+        served = first(x)
+    second(torch.randn(2, 8, 12, 12, requires_grad=True)).square().sum().backward()
+    with torch.no_grad():
+        again = first(x)
+    torch.testing.assert_close(again, served.clone(), rtol=1e-5, atol=1e-6)
+
+
 def test_copies_and_pickles_carry_no_plans():
     conv = convzoo.Conv2d(3, 5, 3, padding=1, mode="convolution")
     x = torch.randn(2, 3, 6, 6)

@@ -175,7 +175,8 @@ def _workspace(slot: int, numel: int, dtype: torch.dtype) -> torch.Tensor:
         spaces = _LOCAL.spaces = {}
     held = spaces.get((slot, dtype))
     if held is None or held.numel() < numel:
-        held = spaces[(slot, dtype)] = torch.empty(numel, dtype=dtype)
+        with torch.inference_mode(False):  # kept for later calls: made under inference_mode, no later call
+            held = spaces[(slot, dtype)] = torch.empty(numel, dtype=dtype)  # outside it could write into it
     return held[:numel]
 
 

@@ -68,7 +68,11 @@ $(SITE): $(STAMP) $(SITE_SOURCES)
 docs: $(STAMP)
 	$(build_site)
 
+# `make docs-serve` starts from the same fresh build as `make docs` (every example rerun against this code), then
+# serves it with live reload. A reload reruns only the examples whose own script changed (mkdocs-gallery's MD5
+# covers the script, not src/): after editing src/, restart it, or run `make docs`, for their outputs to follow.
 docs-serve: $(STAMP)
+	rm -rf docs/generated
 	NO_MKDOCS_2_WARNING=1 MPLBACKEND=Agg $(BIN)/python -m mkdocs serve --strict
 
 clean:

@@ -23,7 +23,6 @@ needs (tools call these methods and never look a family up by name or module pat
 
 from __future__ import annotations
 
-import contextlib
 import functools
 import math
 from collections.abc import Callable, Sequence
@@ -128,7 +127,6 @@ def _in_channels_last_of(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 Runner = Callable[[Any, torch.Tensor], Any]
 
 _PLANS = "_convzoo_plans"  # the per-module table, in the module's __dict__ (never a state_dict entry)
-_FROZEN = "_convzoo_frozen"  # kernels built from parameters for passes without autograd (``frozen``)
 MEASURED_FORM_KEY = "_convzoo_measured_form_key"  # the layer's key for compiled graphs (``compiled_choice``)
 MEASURED_FORM_RUNNERS = "_convzoo_measured_form_runners"  # its runners there, per input key
 MAX_PLANS = 64  # input keys remembered per layer: inputs of ever-new sizes (detection, crops) start it over
@@ -281,31 +279,6 @@ def _batch_friendly_cost(cost: Callable[[Any, tuple[int, ...]], Any]) -> Callabl
     return wrapped
 
 
-def frozen(module: nn.Module, name: str, sources: Sequence[torch.Tensor | None],
-           build: Callable[[], torch.Tensor]) -> torch.Tensor:
-    """``build()`` (a kernel derived from ``sources``, e.g. a flipped weight) for a pass without autograd, built
-    once and reused while every source is the same tensor object (held here, so a parametrization's freshly
-    computed weight never passes for an old one) with the same version counter (in-place updates: optimizer
-    steps, ``load_state_dict``, ``nn.init``) and storage (a ``.data`` swap). Inference tensors have no version
-    counter: built every call. Built without autograd, autocast or inference mode (a constant, a normal tensor)."""
-    try:
-        state = tuple((t._version, t.data_ptr()) if t is not None else None for t in sources)
-    except RuntimeError:  # an inference tensor: nothing tells whether it changed
-        state = None
-    cache: dict[str, tuple[Any, ...]] | None = module.__dict__.get(_FROZEN)
-    hit = None if cache is None or state is None else cache.get(name)
-    if (hit is not None and hit[1] == state and len(hit[0]) == len(sources)
-            and all(a is b for a, b in zip(hit[0], sources))):
-        return hit[2]
-    device = next((t.device.type for t in sources if t is not None), "cpu")
-    no_autocast = torch.autocast(device, enabled=False) if device in ("cpu", "cuda") else contextlib.nullcontext()
-    with torch.inference_mode(False), torch.no_grad(), no_autocast:  # this order: inference_mode(False) turns grad on
-        value = build()
-    if state is not None:
-        module.__dict__.setdefault(_FROZEN, {})[name] = (tuple(sources), state, value)
-    return value
-
-
 def init_conv_(weight: torch.Tensor, bias: torch.Tensor | None) -> None:
     """PyTorch's default conv initialisation: Kaiming-uniform(a=√5) weight, bias ~ U(±1/√fan_in)."""
     nn.init.kaiming_uniform_(weight, a=math.sqrt(5))
@@ -423,21 +396,20 @@ class ConvzooLayer:
         raise NotImplementedError(f"{type(self).__name__} has forward = planned_forward but no plan_forward()")
 
     def forget_plans(self) -> None:
-        """Drop this layer's per-input plans and frozen kernels (rebuilt on the next call). Needed only after
-        writes that bypass the module (``p.data = ...`` of another dtype, ``_parameters[...] = ...``)."""
+        """Drop this layer's per-input plans (rebuilt on the next call). Needed only after writes that bypass the
+        module (``p.data = ...`` of another dtype, ``_parameters[...] = ...``). Weight values are never part of a
+        plan: a kernel derived from them (a flipped or scattered copy) is derived at each call, since a write
+        through ``p.data`` (or a NumPy view) moves no counter a cache could key on."""
         self.__dict__.pop(_PLANS, None)
-        self.__dict__.pop(_FROZEN, None)
 
     def __setattr__(self, name: str, value: Any) -> None:
         # Any attribute set (train()/eval(), a new weight or sub-module, a parametrization's class swap,
         # ``implementation``, ``temperature``) may change what a plan decided: the next call of each key re-plans.
         self.__dict__.pop(_PLANS, None)
-        self.__dict__.pop(_FROZEN, None)
         super().__setattr__(name, value)
 
     def __delattr__(self, name: str) -> None:
         self.__dict__.pop(_PLANS, None)
-        self.__dict__.pop(_FROZEN, None)
         super().__delattr__(name)
 
     def _apply(self, fn: Any, recurse: bool = True) -> Any:
@@ -445,11 +417,11 @@ class ConvzooLayer:
         return super()._apply(fn, recurse)  # type: ignore[misc]
 
     def __getstate__(self) -> dict[str, Any]:
-        """Copies and pickles start without plans, frozen kernels or compiled-graph keys (derived state, rebuilt
-        on first use; a conv registers a new key when unpickled)."""
+        """Copies and pickles start without plans or compiled-graph keys (derived state, rebuilt on first use; a
+        conv registers a new key when unpickled)."""
         state = super().__getstate__()  # type: ignore[misc]
         return {k: v for k, v in state.items()
-                if k not in (_PLANS, _FROZEN, MEASURED_FORM_KEY, MEASURED_FORM_RUNNERS)}
+                if k not in (_PLANS, MEASURED_FORM_KEY, MEASURED_FORM_RUNNERS)}
 
     def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
         raise NotImplementedError(f"{type(self).__name__} does not declare cost()")

@@ -31,7 +31,6 @@ from .base import (
     Runner,
     Stage,
     check_input,
-    frozen,
     init_conv_,
     parameter_reader,
     planned_forward,
@@ -167,28 +166,27 @@ class ConvNd(ConvzooLayer):
 
     def plan_forward(self, x: torch.Tensor) -> Runner:
         """Check ``x``, pick the formulation (``forward_path``) and bind the geometry: later inputs of the key run
-        one native call (or the fast path) with nothing re-derived."""
+        one native call (or the fast path) with nothing re-derived but the flipped kernel of 'convolution'."""
         self.check_input(x)
-        path, constant = self.forward_path(x), not torch.is_grad_enabled() and not is_tracing(x)
+        path = self.forward_path(x)
         if self.implementation != "auto" or is_tracing(x):
-            return self._runner(path, constant, x)
+            return self._runner(path, x=x)
         return _CHOICE.in_context(self._choice_config(), x, path, self.forms(x), (self.weight, self.bias),
-                                  lambda name: self._runner(name, constant, x))
+                                  lambda name: self._runner(name, x=x))
 
-    def _runner(self, path: str, constant: bool, x: torch.Tensor | None = None) -> Runner:
+    def _runner(self, path: str, constant: bool = False, x: torch.Tensor | None = None) -> Runner:
         """The runner f(layer, x) for ``path``; parameters are read at call time (in-place updates,
-        parametrizations), the kernel flipped for 'convolution' (once per weight version when ``constant``: no
-        autograd, and not traced — a traced graph must flip the parameter, not hold a constant). Given ``x``, the
-        runner may be planned for inputs of its key (shape, strides, dtype, grad mode, threads) only."""
+        parametrizations), the kernel flipped for 'convolution' at every call, with or without autograd
+        (``constant``, kept for callers, changes nothing): a flipped copy kept between calls would miss writes
+        through ``p.data``, which move no version counter, and the flip costs about one copy of the weight.
+        Given ``x``, the runner may be planned for inputs of its key (shape, strides, dtype, grad mode, threads)
+        only."""
         stride, dilation, groups, pairs = self.stride, self.dilation, self.groups, self.padding_pairs
         pad = tuple(lo for lo, _ in pairs)
         weight, bias = parameter_reader(self, "weight"), parameter_reader(self, "bias")
         kernel = weight
         if self.mode == "convolution":
-            if not constant:
-                kernel = lambda m: flip_kernel(weight(m))  # noqa: E731
-            else:
-                kernel = lambda m: frozen(m, "flipped", (weight(m),), lambda: flip_kernel(weight(m)))  # noqa: E731
+            kernel = lambda m: flip_kernel(weight(m))
         if path == compiled_choice.FORM:
             key = compiled_choice.handle(self)
             assert key is not None  # forward_path gives this form only to a registered layer
@@ -236,7 +234,7 @@ class ConvNd(ConvzooLayer):
 
     def run_form(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """The output computed by form ``name`` (one of ``forms(x)``; all compute the same sum)."""
-        return self._runner(name, constant=False, x=x)(self, x)
+        return self._runner(name, x=x)(self, x)
 
     def forms(self, x: torch.Tensor) -> list[str]:
         """The exact forms of this conv on inputs like ``x`` ('native' first: torch's one conv call).

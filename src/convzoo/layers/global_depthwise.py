@@ -17,7 +17,7 @@ from torch.nn.modules.lazy import LazyModuleMixin
 from ..arithmetic.cost import LayerCost, conv_cost
 from ..geometry import check_positive_int, expand
 from ..kernels.grad_layout import grad_in_layout
-from .base import (Alternative, ConvzooLayer, Runner, Stage, autocast_enabled, check_input, frozen, init_conv_,
+from .base import (Alternative, ConvzooLayer, Runner, Stage, autocast_enabled, check_input, init_conv_,
                    parameter_reader, planned_forward)
 from .fastpaths import GlobalDepthwiseSum, GlobalDepthwiseSumNHWC, global_depthwise_sum, is_channels_last
 from .form_choice import FormChoice, is_tracing
@@ -129,17 +129,12 @@ class GlobalDepthwiseConv2d(ConvzooLayer, LazyModuleMixin, nn.Module):
         if name == "native":
             return lambda layer, x: F.conv2d(x, weight(layer), bias(layer), 1, 0, 1, c)
         if name == "kernel":
-            from ..kernels.global_depthwise import global_depthwise, weight_nhwc
+            from ..kernels.global_depthwise import global_depthwise
 
-            if not is_channels_last(x) or torch.is_grad_enabled():
-                return lambda layer, x: global_depthwise(x, weight(layer), bias(layer))
-
-            def without_autograd(layer: GlobalDepthwiseConv2d, x: torch.Tensor) -> torch.Tensor:
-                w = weight(layer)  # its channels_last copy made once while it is unchanged (``frozen``)
-                nhwc = frozen(layer, "weight_nhwc", (w,), lambda: weight_nhwc(w, c))
-                return global_depthwise(x, w, bias(layer), nhwc)
-
-            return without_autograd
+            # the kernel makes the weight's (m, H·W, C) copy for channels_last x at every call: a copy kept
+            # between calls would miss writes through ``p.data`` (no version counter moves); FormChoice times
+            # this form with that copy included
+            return lambda layer, x: global_depthwise(x, weight(layer), bias(layer))
         if name == "matmul":  # plain ops where no backward is recorded (this key's grad mode)
             gdc = GlobalDepthwiseSum.apply if torch.is_grad_enabled() else global_depthwise_sum
             return lambda layer, x: gdc(x.flatten(2), weight(layer).reshape(c, m, -1), bias(layer)).view(n, c_out, 1, 1)

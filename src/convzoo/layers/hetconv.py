@@ -32,7 +32,6 @@ from ..geometry import (
     resolve_geometry,
 )
 from .base import _batch_friendly, Alternative, ConvzooLayer, Stage, check_input, geometry_repr
-from .base import frozen as frozen_kernel  # (the forms below name their weights-reuse slot `frozen`)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -61,7 +60,8 @@ IMPLEMENTATIONS = ("auto", "grouped", "grouped_contiguous", "masked_dense", "mas
 _CHOICE = FormChoice("HetConv2d", min_rounds=5, max_rounds=60, min_seconds=0.15, prefer="masked_dense", margin=0.05)
 _NO_ENTRIES: dict[tuple[Any, ...], Any] = {}
 _MAX_DISPATCH = 64  # input keys remembered per layer
-_LAYOUTS = {"contiguous": torch.contiguous_format, "channels_last": torch.channels_last}
+# a (C_out, C_in, kh, kw) kernel's dims in memory order, per memory-format name
+_MEMORY_ORDER = {"contiguous": (0, 1, 2, 3), "channels_last": (0, 2, 3, 1)}
 
 
 class HetConv2d(ConvzooLayer, nn.Module):
@@ -126,12 +126,12 @@ class HetConv2d(ConvzooLayer, nn.Module):
                 nn.init.uniform_(tensor, -bound, bound)
 
     def dense_1x1_weight(self) -> torch.Tensor:
-        """(C_out, C_in, 1, 1) weight with the 1×1 kernels in place and zeros at the k×k positions."""
-        dense = self.weight_1x1.new_zeros(self.out_channels, self.in_channels)
-        # Rebuilt on every call (C_out·C_in integer ops) rather than stored, so meta-built modules stay valid.
-        mask = one_by_one_mask(self.out_channels, self.in_channels, self.p, dense.device)
-        dense = dense.masked_scatter(mask, self.weight_1x1)
-        return dense[:, :, None, None]
+        """(C_out, C_in, 1, 1) weight with the 1×1 kernels in place and zeros at the k×k positions: one scatter of
+        ``weight_1x1`` into zeros (the positions are fixed by the configuration and kept, ``_kernel_index``)."""
+        w = self.weight_1x1
+        dense = w.new_zeros(self.out_channels * self.in_channels)
+        dense.scatter_(0, self._kernel_index(w.device, "1x1")[0], w.reshape(-1))
+        return dense.view(self.out_channels, self.in_channels, 1, 1)
 
     def _residue_weight(self) -> torch.Tensor:
         """``weight_kxk`` with the filters ordered by residue j mod p (zero filters appended when p ∤ C_out), the
@@ -168,50 +168,64 @@ class HetConv2d(ConvzooLayer, nn.Module):
         y = F.conv2d(x, self.dense_1x1_weight() if weight is None else weight, None, self.stride)
         return y[:, :, : out_size[0], : out_size[1]]
 
-    def _dense_index(self, device: torch.device) -> torch.Tensor:
-        """Flat positions in the (C_out, C_in, kh, kw) kernel of ``weight_kxk``'s entries, then ``weight_1x1``'s:
-        weight_kxk[j, m, a, b] → (j, (j mod p) + p·m, a, b); weight_1x1's row j → (j, c, kh//2, kw//2) for the
-        channels c with (c − j) mod p ≠ 0, ascending. Built once per device (integer ops only)."""
-        cache: dict[str, torch.Tensor] = self.__dict__.setdefault("_dense_index_cache", {})
-        index = cache.get(str(device))
+    def _kernel_index(self, device: torch.device, layout: str) -> tuple[torch.Tensor, ...]:
+        """Where the weights' entries go, as flat positions in memory, kept per (device, layout) (integer ops
+        only, fixed by the configuration: the weights' values are never kept, see ``dense_weight``).
+        layout 'contiguous' / 'channels_last': (weight_kxk's, weight_1x1's) positions in the (C_out, C_in, kh, kw)
+        kernel stored in that memory format; weight_kxk[j, m, a, b] → (j, (j mod p) + p·m, a, b), weight_1x1's
+        row j → (j, c, kh//2, kw//2) for the channels c with (c − j) mod p ≠ 0, ascending. '1x1': weight_1x1's
+        positions (j, c) in the (C_out, C_in) matrix."""
+        cache: dict[tuple[torch.device, str], tuple[torch.Tensor, ...]] = self.__dict__.setdefault(
+            "_dense_index_cache", {})
+        index = cache.get((device, layout))
         if index is None:  # built on the CPU (nonzero has no meta kernel), then moved
             with torch.inference_mode(False):  # a normal tensor even when first built in inference mode
-                index = cache[str(device)] = self._build_dense_index().to(device)
+                built = self._build_kernel_index(layout)
+                index = cache[(device, layout)] = tuple(t.to(device) for t in built)
         return index
 
-    def _build_dense_index(self) -> torch.Tensor:
-        (kh, kw), p, cin = self.kernel_size, self.p, self.in_channels
-        j = torch.arange(self.out_channels).view(-1, 1, 1, 1)
+    def _build_kernel_index(self, layout: str) -> tuple[torch.Tensor, ...]:
+        (kh, kw), p, cin, cout = self.kernel_size, self.p, self.in_channels, self.out_channels
+        rows, cols = one_by_one_mask(cout, cin, p).nonzero(as_tuple=True)
+        if layout == "1x1":
+            return (rows * cin + cols,)
+        j = torch.arange(cout).view(-1, 1, 1, 1)
         m = torch.arange(cin // p).view(1, -1, 1, 1)
         a = torch.arange(kh).view(1, 1, -1, 1)
         b = torch.arange(kw).view(1, 1, 1, -1)
-        kxk = ((j * cin + j % p + p * m) * kh + a) * kw + b
-        rows, cols = one_by_one_mask(self.out_channels, cin, p).nonzero(as_tuple=True)
+        kxk = (((j * cin + j % p + p * m) * kh + a) * kw + b).flatten()
         centre = ((rows * cin + cols) * kh + kh // 2) * kw + kw // 2
-        return torch.cat([kxk.flatten(), centre])
+        # logical (row-major) position → position in memory: the memory offsets laid out in memory order, read
+        # back in logical order
+        order, shape = _MEMORY_ORDER[layout], (cout, cin, kh, kw)
+        offsets = torch.arange(cout * cin * kh * kw).view([shape[d] for d in order])
+        offsets = offsets.permute([order.index(d) for d in range(4)]).flatten()
+        return offsets[kxk], offsets[centre]
 
-    def dense_weight(self) -> torch.Tensor:
+    def dense_weight(self, memory_format: torch.memory_format = torch.contiguous_format) -> torch.Tensor:
         """The masked dense (C_out, C_in, k, k) kernel: filter j's k×k kernel on channel c where (c − j) mod p = 0,
-        its 1×1 kernel at the centre tap elsewhere, zeros around it (one scatter of both weights)."""
-        values = torch.cat([self.weight_kxk.flatten(), self.weight_1x1.flatten()])
-        dense = values.new_zeros(self.out_channels * self.in_channels * self.kernel_size[0] * self.kernel_size[1])
-        dense = dense.scatter(0, self._dense_index(values.device), values)
-        return dense.view(self.out_channels, self.in_channels, *self.kernel_size)
-
-    def _frozen(self, name: str, build: Callable[[], torch.Tensor]) -> torch.Tensor:
-        """``build()`` for passes without autograd, built once and reused while both weights are the same tensor
-        objects with the same version counters and storages (``base.frozen``: a tensor that merely lands where a
-        freed one was, as ``torch.func.functional_call``'s do, is another object). Parametrized weights
-        (weight_norm & co.) are computed anew at every access: built every call. Writes through ``p.data`` bypass
-        the version counter: call ``forget_cache()`` after those."""
-        if "parametrizations" in self._modules:
-            return build()
-        params = self._parameters
-        return frozen_kernel(self, f"HetConv2d {name}", (params["weight_kxk"], params["weight_1x1"]), build)
+        its 1×1 kernel at the centre tap elsewhere, zeros around it; stored in ``memory_format`` (contiguous or
+        channels_last). Two scatters into zeros, differentiable. Derived at every call, never kept: a write
+        through ``p.data`` (EMA, init, pruning code) moves no version counter that a kept copy could be checked
+        against, and torch's own convs follow such writes."""
+        if memory_format == torch.contiguous_format:
+            layout = "contiguous"
+        elif memory_format == torch.channels_last:
+            layout = "channels_last"
+        else:
+            raise ValueError(f"memory_format={memory_format} must be torch.contiguous_format or torch.channels_last "
+                             "(the kernel is 4-D)")
+        kxk, one = self.weight_kxk, self.weight_1x1
+        at_kxk, at_1x1 = self._kernel_index(kxk.device, layout)
+        cout, cin, (kh, kw) = self.out_channels, self.in_channels, self.kernel_size
+        dense = kxk.new_zeros(cout * cin * kh * kw)
+        dense.scatter_(0, at_kxk, kxk.reshape(-1)).scatter_(0, at_1x1, one.reshape(-1))
+        if layout == "contiguous":
+            return dense.view(cout, cin, kh, kw)
+        return dense.view(cout, kh, kw, cin).permute(0, 3, 1, 2)
 
     def forget_cache(self) -> None:
-        """Drop the frozen kernels, the per-input dispatch table and the scatter indices (all rebuilt on the next
-        call)."""
+        """Drop the per-input dispatch table and the scatter indices (both rebuilt on the next call)."""
         self.forget_plans()
         self.__dict__.pop("_dispatch", None)
         self.__dict__.pop("_dense_index_cache", None)
@@ -234,16 +248,15 @@ class HetConv2d(ConvzooLayer, nn.Module):
         return pad_pairs(x, self.padding_pairs, self.padding_mode), ((0, 0), (0, 0))
 
     # The forms: f(x, frozen), frozen = x's memory format name ('contiguous' / 'channels_last') where no gradient
-    # reaches a parameter, so weights built from the parameters are reused, else None (built every call).
+    # reaches a parameter (the masked kernel is then built in that format), else None. Every form derives its
+    # kernels from the parameters at every call (``dense_weight``).
 
     def _grouped_form(self, x: torch.Tensor, frozen: str | None = None) -> torch.Tensor:
         """p-group k×k conv on residue-ordered channels + one dense 1×1 conv: (C_in/p)·k² + C_in MACs per output."""
         x, pairs = self._padded(x)
-        kxk = self._frozen("residue", self._residue_weight) if frozen else None
-        y = self._kxk_part(x, pairs, kxk)
+        y = self._kxk_part(x, pairs)
         if self.p > 1:
-            one = self._frozen("1x1", self.dense_1x1_weight) if frozen else None
-            y = y + self._one_by_one_part(x, pairs, (y.shape[2], y.shape[3]), one)
+            y = y + self._one_by_one_part(x, pairs, (y.shape[2], y.shape[3]))
         if self.bias is not None:
             y = y + self.bias.view(1, -1, 1, 1)
         return y
@@ -256,11 +269,9 @@ class HetConv2d(ConvzooLayer, nn.Module):
 
     def _masked_dense_form(self, x: torch.Tensor, frozen: str | None = None) -> torch.Tensor:
         """One dense conv with the masked kernel: C_in·k² MACs per output (more MACs, one fast native call).
-        Frozen, the kernel is kept in ``x``'s memory format (mkldnn then reorders nothing per call)."""
-        if frozen:
-            weight = self._frozen(frozen, lambda: self.dense_weight().contiguous(memory_format=_LAYOUTS[frozen]))
-        else:
-            weight = self.dense_weight()
+        Without autograd (``frozen``: x's format name) the kernel is built in ``x``'s memory format (mkldnn then
+        reorders it less), at the same cost as a contiguous one."""
+        weight = self.dense_weight(torch.channels_last if frozen == "channels_last" else torch.contiguous_format)
         if self._conv_padding is not None:
             return F.conv2d(x, weight, self.bias, self.stride, self._conv_padding, self.dilation)
         x, pairs = self._padded(x)
@@ -275,10 +286,11 @@ class HetConv2d(ConvzooLayer, nn.Module):
         return y.contiguous() if memory_format_name(x) == "contiguous" else y
 
     def _forms(self, x: torch.Tensor, frozen: bool) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
-        """The exact forms worth timing on ``x``, as ``forward`` runs them (reusing built weights when ``frozen``);
-        grouped_contiguous only differs from grouped for channels_last. masked_dense_channels_last is left to
-        ``implementation``: over the sweep's grid it never beat masked_dense, and where they tie its time depends
-        on what ran before (its extra buffers found mapped or not), so a measurement could pick it and lose."""
+        """The exact forms worth timing on ``x``, as ``forward`` runs them (the masked kernel built in x's format
+        when ``frozen``); grouped_contiguous only differs from grouped for channels_last. masked_dense_channels_last
+        is left to ``implementation``: over the sweep's grid it never beat masked_dense, and where they tie its
+        time depends on what ran before (its extra buffers found mapped or not), so a measurement could pick it
+        and lose."""
         names = ["grouped", "masked_dense"]
         if memory_format_name(x) == "channels_last":
             names.append("grouped_contiguous")
@@ -304,8 +316,8 @@ class HetConv2d(ConvzooLayer, nn.Module):
                                  (self.weight_kxk, self.weight_1x1, self.bias))
 
     def _weights_frozen(self) -> bool:
-        """No gradient can reach a parameter in this pass (grad mode off, or none requires grad): the forms may
-        reuse the weights they build from the parameters."""
+        """No gradient can reach a parameter in this pass (grad mode off, or none requires grad): the masked kernel
+        may be built in x's memory format."""
         return not torch.is_grad_enabled() or not any(p.requires_grad for p in self._parameters.values()
                                                       if p is not None)
 
@@ -352,7 +364,7 @@ class HetConv2d(ConvzooLayer, nn.Module):
     @_batch_friendly
     def _forward_checked(self, x: torch.Tensor) -> torch.Tensor:
         """The contract's forward (wrapped in ``prepare_input``): check, choose, run, and remember the form for
-        the key. Without autograd the forms reuse the weights they build from the parameters (``_frozen``)."""
+        the key. The kernels are derived from the parameters at every call (``dense_weight``)."""
         form = self._form(x)
         if tracing_active(x):
             return form(self, x, None)

@@ -9,6 +9,13 @@ round-robin: every round runs standard and family on the runtime and standard an
 order rotates every round), so load from other processes hits all four alike. Times are fastest rounds (load only
 adds time), scaled as in ``compare``: a family's runtime time = min(family) / min(standard) of its rounds × the
 standard's fastest round of the whole run; likewise for eager.
+That needs an undisturbed round in each series. Eager torch on several threads can go a whole run without one while
+other processes hold a core: its OpenMP team waits at each barrier for the thread that lost its core, a scheduler
+time slice (docs/guide/speed.md has the measurements). So a row is ``trusted`` False (marked !, ``distrust`` says
+why) where a series is ``bimodal`` (median ≥ ``BIMODAL``× and ≥ ``PREEMPTED_MS`` above its fastest round), where the
+standard's fastest round in its rounds is that far above the run's, or where an eager series' fastest round is that
+far above the same layer's fastest on one thread (``one_thread_ms``): more threads cannot cost a time slice unless
+the team lost a core in every round. ``repeats=None`` runs more rounds while a row is untrusted.
 ``speed_ratio`` = standard / family on the runtime (> 1: faster), ``eager_speed_ratio`` the same in eager
 float32, ``vs_eager`` = the family's eager float32 time / its runtime time (what moving to the runtime and dtype
 gains). ``error``: relative L2 error of the runtime's output against eager float32 on a calibration batch.
@@ -18,6 +25,7 @@ from __future__ import annotations
 
 import math
 import os
+import statistics
 import time
 import warnings
 from collections.abc import Callable, Sequence
@@ -32,6 +40,11 @@ from ..registry import families as all_families
 from ..registry import family
 
 CALIBRATION_BATCHES = 4
+# A series is bimodal when its median round is both BIMODAL× and PREEMPTED_MS above its fastest: a call that loses its
+# core to another process waits a scheduler time slice (ms), where a thread pool's late worker or FormChoice's trial
+# forms make µs calls at most ~3× slower, never a millisecond (0.02 vs 0.07 ms measured on 2 threads)
+BIMODAL = 2.0
+PREEMPTED_MS = 1.0
 CPU_FLAGS = ("avx2", "fma", "avx512f", "avx512bw", "avx512_vnni", "avx_vnni", "amx_int8", "asimd", "asimddp", "i8mm",
              "sve")
 
@@ -57,6 +70,8 @@ class RuntimeRow:
     summary: str = ""  # short: int8 share of the MACs, operators outside the delegate, onnxruntime's int8 kernels
     notes: list[str] = field(default_factory=list)  # the same in full
     failed: str = ""
+    trusted: bool = True  # False where a series of its rounds is bimodal (see the module docstring)
+    distrust: str = ""  # why not: the bimodal series, with their fastest and median rounds
     in_channels: int = 0  # the layer's channels as built (see compare.build_layer); 0 where it was not built
     out_channels: int = 0
     shape_rule: str = ""  # the family's rule that refused the requested C_out: built C_in → C_in
@@ -104,10 +119,11 @@ def _time_once(fn: Callable[[torch.Tensor], Any], x: torch.Tensor) -> float:
 
 def interleaved_rounds(fns: Sequence[Callable[[torch.Tensor], Any]], inputs: Sequence[torch.Tensor],
                        repeats: int | None = None, min_time: float = 1.0, max_time: float = 6.0,
-                       min_rounds: int = 5, max_rounds: int = 60) -> list[list[float]]:
+                       min_rounds: int = 5, max_rounds: int = 60,
+                       settled: Callable[[list[list[float]]], bool] | None = None) -> list[list[float]]:
     """Per function, one time (ms) per round; a round runs every function once, in ``round_order`` (rotated and
     reversed: no function always follows the same one). ``repeats=None``: at least ``min_rounds`` rounds and
-    ``min_time`` s, at most ``max_rounds`` / ``max_time``."""
+    ``min_time`` s, then on while ``settled(times)`` is False, at most ``max_rounds`` / ``max_time``."""
     for fn in fns:  # warm-up: first-call allocations, thread pools, packed weights
         for _ in range(2):
             fn(inputs[0])
@@ -121,9 +137,58 @@ def interleaved_rounds(fns: Sequence[Callable[[torch.Tensor], Any]], inputs: Seq
         if repeats is not None:
             if r >= repeats:
                 break
-        elif r >= max_rounds or elapsed >= max_time or (r >= min_rounds and elapsed >= min_time):
+        elif r >= max_rounds or elapsed >= max_time or \
+                (r >= min_rounds and elapsed >= min_time and (settled is None or settled(times))):
             break
     return times
+
+
+def preempted(ms: float, undisturbed: float) -> bool:
+    """Whether a time ``ms`` is a preempted one against an ``undisturbed`` time of the same call: ≥ ``BIMODAL`` ×
+    and ≥ ``PREEMPTED_MS`` above it (a lost time slice, not jitter)."""
+    return ms >= BIMODAL * undisturbed and ms - undisturbed >= PREEMPTED_MS
+
+
+def bimodal(times: Sequence[float]) -> bool:
+    """Whether most rounds ``times`` (ms) lost a time slice: their median is ``preempted`` against their fastest."""
+    return preempted(statistics.median(times), min(times))
+
+
+def one_thread_ms(fn: Callable[[torch.Tensor], Any], x: torch.Tensor, calls: int = 5) -> float:
+    """The fastest of ``calls`` calls of ``fn(x)`` on one torch thread, after two untimed ones (the layer's own form
+    choice for that thread count), torch's thread count restored; NaN when it is one already."""
+    threads = torch.get_num_threads()
+    if threads == 1:
+        return math.nan
+    torch.set_num_threads(1)
+    try:
+        for _ in range(2):
+            fn(x)
+        return min(_time_once(fn, x) for _ in range(calls))
+    finally:
+        torch.set_num_threads(threads)
+
+
+def distrust(runtime: str, family_name: str, times: Sequence[Sequence[float]], fastest: Sequence[float],
+             one_thread: Sequence[float] = (math.nan, math.nan)) -> str:
+    """Why a row's ratios are not to be trusted ("" where they are). ``times``: its rounds (ms) of standard and
+    family on ``runtime``, then in eager; ``fastest``: the standard's fastest rounds (runtime, eager) of the run;
+    ``one_thread``: the eager standard's and family's fastest on one thread (``one_thread_ms``; NaN: the run is on
+    one thread). A bimodal series;
+    a standard whose fastest round here is a preempted one against the run's; an eager series whose fastest round is
+    a preempted one against one thread (every round of it lost its core: a ratio would divide by a time slice)."""
+    labels = [f"{runtime} standard", f"{runtime} {family_name}", "eager standard", f"eager {family_name}"]
+    why = {label: f"{label} bimodal (fastest {min(t):.3f} ms, median {statistics.median(t):.3f} ms)"
+           for label, t in zip(labels, times) if bimodal(t)}  # a dict: the standard row's series come twice
+    for label, t, best in ((labels[0], times[0], fastest[0]), (labels[2], times[2], fastest[1])):
+        if preempted(min(t), best):
+            why[f"{label} run"] = (f"{label} preempted in every round here (fastest {min(t):.3f} ms, {best:.3f} ms "
+                                   "in the run)")
+    for label, t, single in ((labels[2], times[2], one_thread[0]), (labels[3], times[3], one_thread[1])):
+        if not math.isnan(single) and preempted(min(t), single) and f"{label} run" not in why:
+            why[f"{label} one"] = (f"{label} preempted in every round (fastest {min(t):.3f} ms, {single:.3f} ms on "
+                                   "one thread)")
+    return "; ".join(why.values())
 
 
 def compare_on_runtime(runtime: str, dtype: str = "int8", batch: int = 8, in_channels: int = 64,
@@ -156,6 +221,18 @@ def compare_on_runtime(runtime: str, dtype: str = "int8", batch: int = 8, in_cha
 
     base_module, base_runner, base_cost, base_built = prepare("standard")
     base_eager = _eager(base_module)
+    base_single = one_thread_ms(base_eager, calibration[-1])
+    fastest = [math.inf, math.inf]  # the standard's fastest rounds so far (runtime, eager): more rounds until reached
+    singles: dict[str, tuple[float, float]] = {}  # family → eager standard's and family's fastest on one thread
+
+    def settled(name: str) -> Callable[[list[list[float]]], bool]:
+        def check(times: list[list[float]]) -> bool:
+            times = [times[0], times[0], times[1], times[1]] if len(times) == 2 else times
+            return not distrust(runtime, name, times, [min(fastest[0], *times[0]), min(fastest[1], *times[2])],
+                                singles[name])
+
+        return check
+
     rows: list[RuntimeRow] = []
     collected: list[tuple[RuntimeRow, list[list[float]]]] = []
     for name in ["standard"] + [n for n in names if n != "standard"]:
@@ -175,11 +252,14 @@ def compare_on_runtime(runtime: str, dtype: str = "int8", batch: int = 8, in_cha
             x = calibration[-1]
             with torch.no_grad():
                 row.error = _relative_error(prepared(x), eager(x))
+            singles[name] = (base_single, base_single if name == "standard" else one_thread_ms(eager, x))
             if name == "standard":  # the baseline against itself: its own rounds, ratio 1 by definition
-                b, be = interleaved_rounds([base_runner, base_eager], calibration, repeats)
+                b, be = interleaved_rounds([base_runner, base_eager], calibration, repeats, settled=settled(name))
                 times = [b, b, be, be]
             else:
-                times = interleaved_rounds([base_runner, prepared, base_eager, eager], calibration, repeats)
+                times = interleaved_rounds([base_runner, prepared, base_eager, eager], calibration, repeats,
+                                           settled=settled(name))
+            fastest[:] = min(fastest[0], *times[0]), min(fastest[1], *times[2])
         except Exception as error:
             row.failed = _first_line(error)
             rows.append(row)
@@ -190,6 +270,8 @@ def compare_on_runtime(runtime: str, dtype: str = "int8", batch: int = 8, in_cha
     base_eager_ms = min(t for _, times in collected for t in times[2])
     for row, (b, f, be, fe) in collected:
         row.rounds = len(f)
+        row.distrust = distrust(runtime, row.family, (b, f, be, fe), (base_ms, base_eager_ms), singles[row.family])
+        row.trusted = not row.distrust
         row.ms = min(f) / min(b) * base_ms
         row.eager_ms = min(fe) / min(be) * base_eager_ms
         row.speed_ratio = base_ms / row.ms
@@ -212,25 +294,36 @@ def _relative_error(actual: Any, expected: torch.Tensor) -> float:
     return float((a - e).norm() / e.norm().clamp_min(1e-12))
 
 
-def runtime_table(rows: Sequence[RuntimeRow], header: str) -> Any:
-    """A rich Table of the rows, the machine ``header`` in its title; rows built at another shape than asked are
-    marked † and footnoted (as in ``compare``)."""
+UNTRUSTED = (f"a series of the row's rounds is bimodal (median ≥ {BIMODAL:g}× and ≥ {PREEMPTED_MS:g} ms above its "
+             "fastest: most rounds lost their core to another process), or its fastest round is that far above "
+             "standard's fastest in the run or, in eager, the layer's fastest on one thread: don't trust the row "
+             "(--json: distrust)")
+
+
+def runtime_table(rows: Sequence[RuntimeRow], header: str, load_before: float | None = None) -> Any:
+    """A rich Table of the rows, the machine ``header`` in its title with the load average (``load_before``: sampled
+    before the timing) and a warning when other work keeps the machine busy (``compare.other_load``); rows built at
+    another shape than asked are marked † and footnoted, untrusted rows ! (as in ``compare``)."""
     from rich.markup import escape
     from rich.table import Table
 
-    from .compare import RESHAPED, shape_footnote
+    from .compare import RESHAPED, other_load, shape_footnote
+
+    load_text, busy = other_load(load_before)
 
     other = {f.name for f in all_families() if not f.replaces_kxk}
     first = rows[0] if rows else None
     where = f"{first.runtime} {first.dtype}" if first else ""
     table = Table(title=f"convzoo compare on {where} — ratios vs standard on the same runtime; MACs = weight "
                         "multiply-accumulates (FLOPs = 2 × MACs); forward times = fastest rounds, standard and "
-                        f"family on {where} and in eager float32 timed in the same rounds\n{header}",
+                        f"family on {where} and in eager float32 timed in the same rounds\n{header}; {load_text}"
+                        + (" — WARNING: the machine is busy, times are inflated and noisy" if busy else ""),
                   caption="* not a same-shape k×k layer (built by the registry defaults, its own output shape). "
                           "speed ratio = standard / family (>1 faster); vs eager = the family's eager float32 time / "
                           f"its {where} time; error = relative L2 vs eager float32 on a calibration batch; runs: "
                           "share of the MACs quantized to int8, operators left outside the XNNPACK delegate (portable "
-                          "kernels), the int8 kernels onnxruntime fused (--json gives them in full)."
+                          "kernels), the int8 kernels onnxruntime fused (--json gives them in full). ! = "
+                          + UNTRUSTED
                           + escape("".join("\n" + shape_footnote(r.family, r.in_channels, r.out_channels,
                                                                  r.shape_rule) for r in rows if r.shape_rule)))
     columns = ("family", "params", "MACs (M)", "MAC ratio", f"{where} ms", "speed ratio", "eager fp32 ms",
@@ -239,7 +332,8 @@ def runtime_table(rows: Sequence[RuntimeRow], header: str) -> Any:
         table.add_column(column, justify="left" if column in ("family", "runs") else "right",
                          no_wrap=column == "family")
     for r in rows:
-        name = r.family + (" *" if r.family in other else "") + (f" {RESHAPED}" if r.shape_rule else "")
+        name = r.family + (" *" if r.family in other else "") + (f" {RESHAPED}" if r.shape_rule else "") \
+            + ("" if r.failed or r.trusted else " !")
         if r.failed:
             table.add_row(name, f"{r.params:,}", millions(r.macs), f"{r.mac_ratio:.3f}", "—", "—", "—", "—",
                           "—", "—", f"failed: {r.failed}")
@@ -257,7 +351,7 @@ def markdown_table(rows: Sequence[RuntimeRow]) -> str:
     lines = [f"| family | MACs (M) | MAC ratio | {where} ms | speed ratio | eager fp32 ms | eager ratio | vs eager | "
              "error | runs |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
-        name = r.family + (" †" if r.shape_rule else "")
+        name = r.family + (" †" if r.shape_rule else "") + ("" if r.failed or r.trusted else " !")
         if r.failed:
             lines.append(f"| {name} | {r.macs / 1e6:.1f} | {r.mac_ratio:.3f} | — | — | — | — | — | — | "
                          f"failed: {r.failed} |")
@@ -265,6 +359,8 @@ def markdown_table(rows: Sequence[RuntimeRow]) -> str:
         lines.append(f"| {name} | {r.macs / 1e6:.1f} | {r.mac_ratio:.3f} | {r.ms:.2f} | {r.speed_ratio:.2f} | "
                      f"{r.eager_ms:.2f} | {r.eager_speed_ratio:.2f} | {r.vs_eager:.2f} | {r.error:.1e} | "
                      f"{r.summary} |")
+    if any(not (r.failed or r.trusted) for r in rows):
+        lines.append(f"\n! = {UNTRUSTED}")
     return "\n".join(lines)
 
 
@@ -301,11 +397,12 @@ def run_runtime_compare_command(console: Any, runtime: str, dtype: str, batch: i
     import typer
     from rich.progress import Progress
 
-    from .compare import checked_options
+    from .compare import checked_options, machine_load
 
     dtype = checked_runtime_options(runtime, dtype, threads)
     checked_options("float32", "cpu", names)
     count = len(names) + ("standard" not in names) if names else len(all_families())
+    load_before = machine_load()[0]
     with Progress(console=console, transient=True, disable=as_json) as bar:
         task = bar.add_task("preparing", total=count)
 
@@ -326,5 +423,5 @@ def run_runtime_compare_command(console: Any, runtime: str, dtype: str, batch: i
         from rich.console import Console
 
         console = Console(width=200)
-    console.print(runtime_table(rows, machine_header(threads)))
+    console.print(runtime_table(rows, machine_header(threads), load_before))
     console.print(f"input ({batch}, {in_channels}, {size}, {size}) float32 on the CPU")

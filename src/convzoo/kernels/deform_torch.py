@@ -13,6 +13,10 @@ the weight (per conv group) gives the output, in channels_last order for a chann
 
 Non-finite offsets or masks never index memory: their points read zero, and the outputs they touch are set to NaN,
 as a standard conv propagates NaN.
+
+float16 / bfloat16 inputs: the positions are float32 (from the offsets in any dtype) and ``bilinear_sample`` reads
+them in float32, so the columns carry one rounding to the input's dtype, as a plain conv's input does; the mask
+product and the GEMM run in the input's dtype.
 """
 
 from __future__ import annotations

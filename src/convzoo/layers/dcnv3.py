@@ -36,7 +36,6 @@ from .base import (
     Alternative,
     ConvzooLayer,
     Stage,
-    autocast_enabled,
     check_input,
     check_zero_started_weight,
     geometry_repr,
@@ -175,18 +174,19 @@ class DCNv3Conv2d(ConvzooLayer, nn.Module):
         (ph, _), (pw, _) = self.padding_pairs
         padded = F.pad(projected, (pw, pw, ph, ph))
         hp, wp = padded.shape[2:]
-        # Under autocast the branch's linears give bfloat16 / float16 fields; locations in that precision would
-        # sample up to a quarter pixel off on a 56-pixel map, so they are computed in float32 (grid_sample runs in
-        # float32 under autocast anyway).
-        where, masks = self.locations(fields.float() if autocast_enabled(fields) else fields)
+        # float16 / bfloat16 fields (a .half() / .bfloat16() layer, or the branch's linears under autocast) give
+        # locations in float32: in their own precision they would sample up to a quarter pixel off on a 56-pixel map.
+        where, masks = self.locations(fields.float() if fields.dtype in (torch.float16, torch.bfloat16) else fields)
         # Read by grid_sample (``bilinear_sample``: at integer positions, where every point starts, the positions'
-        # derivative is the one from the right, as convzoo's kernels give it).
+        # derivative is the one from the right, as convzoo's kernels give it; half images are read in float32).
         sampled = bilinear_sample(padded.reshape(n * g, c // g, hp, wp), where[..., 1].reshape(n * g, h, w * k),
                                   where[..., 0].reshape(n * g, h, w * k), sanitize=False)
         weights = masks.unsqueeze(2)  # (N, G, 1, H, W, K)
         if point_weight is not None:
             weights = weights * point_weight.reshape(1, g, c // g, 1, 1, k)
-        return (sampled.reshape(n, g, c // g, h, w, k) * weights).sum(-1).reshape(n, c, h, w)
+        mixed = (sampled.reshape(n, g, c // g, h, w, k) * weights).sum(-1).reshape(n, c, h, w)
+        # half fields' masks are float32: the sum comes back in the samples' dtype (no cast, no graph node, else)
+        return mixed if mixed.dtype == sampled.dtype else mixed.to(sampled.dtype)
 
     def _kernel_sample(self, projected: torch.Tensor, fields: torch.Tensor) -> torch.Tensor:
         """``sample`` by convzoo's CPU kernel, on the channels-last data the projections and the branch produce."""

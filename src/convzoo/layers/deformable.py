@@ -18,7 +18,8 @@ runs the pure op (torchvision's kernel refuses mixed dtypes). Where numba or Tri
 does not compile, that form is not offered and one warning names the cause. torchvision's CPU kernel segfaults on
 NaN offsets, so its path gets the fields with non-finite values replaced by 0 and sets the output positions that
 read one to NaN, on the device, with no host sync; under ONNX export it runs torchvision's op unguarded, which
-exports as the single ``DeformConv`` node.
+exports as the single ``DeformConv`` node. Every form computes the sampling positions and bilinear weights in at
+least float32 (for a float16 layer torchvision's op runs in float32, its half kernel holding positions in float16).
 """
 
 from __future__ import annotations
@@ -207,8 +208,13 @@ class DeformConv2d(ConvzooLayer, nn.Module):
             # torchvision's CPU kernel dies (SIGSEGV) on NaN offsets: it gets finite fields, and the output
             # positions that read a non-finite value become NaN, as in the pure op
             safe_offset, safe_mask, bad = _finite_fields(offset, mask) if guarded else (offset, mask, None)
-            y = _deform_conv2d(padded, safe_offset, self.weight, self.bias, self.stride, padding, self.dilation,
-                               safe_mask)
+            if x.dtype == torch.float16:  # its half kernel holds positions in float16 (1/32 pixel steps past 32)
+                y = _deform_conv2d(padded.float(), safe_offset.float(), self.weight.float(),
+                                   None if self.bias is None else self.bias.float(), self.stride, padding,
+                                   self.dilation, None if safe_mask is None else safe_mask.float()).to(x.dtype)
+            else:
+                y = _deform_conv2d(padded, safe_offset, self.weight, self.bias, self.stride, padding, self.dilation,
+                                   safe_mask)
             if bad is not None:
                 y = y.masked_fill(bad, math.nan)
             return y.contiguous(memory_format=torch.channels_last) if _is_channels_last(x) else y

@@ -76,9 +76,11 @@ print(f"fastest of 20 runs: eager fp32 {fastest_ms(eager):.2f} ms, xnnpack fp32 
 # articles promise; ``speed ratio`` (standard / family, > 1 faster) is what XNNPACK int8 delivers; ``eager ratio``
 # the same in eager float32; ``vs eager`` what moving this family to XNNPACK int8 gains; ``error`` its int8 error;
 # ``runs`` the share of MACs in int8 and the operators left outside the delegate. A family whose operators have no
-# int8 form (deformable sampling) stays float there: its row says so.
+# int8 form (deformable sampling) stays float there: its row says so. A row marked ``!`` had rounds the machine
+# disturbed (another process took a core mid-call): don't read its ratios. Layers this small run on one thread here,
+# where a shared build machine disturbs them least.
 from convzoo.perf.runtime_compare import compare_on_runtime, markdown_table
 
 rows = compare_on_runtime("xnnpack", "int8", batch=1, in_channels=16, out_channels=32, size=16,
-                          families=["standard", "depthwise_separable", "grouped", "deformable"], repeats=5)
+                          families=["standard", "depthwise_separable", "grouped", "deformable"], repeats=5, threads=1)
 print(markdown_table(rows))

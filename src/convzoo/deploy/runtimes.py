@@ -118,10 +118,12 @@ def set_threads(threads: int) -> None:
     """The same CPU thread count for PyTorch and ExecuTorch's thread pool (onnxruntime takes it per session)."""
     torch.set_num_threads(threads)
     try:
-        from executorch.extension.pybindings.portable_lib import _unsafe_reset_threadpool
+        from executorch.extension.pybindings import portable_lib
     except ImportError:
         return
-    _unsafe_reset_threadpool(threads)
+    count = getattr(portable_lib, "_threadpool_get_thread_count", None)
+    if count is None or count() != threads:  # each reset logs a line ("Resetting threadpool to N threads")
+        portable_lib._unsafe_reset_threadpool(threads)
 
 
 # --- XNNPACK through ExecuTorch --------------------------------------------------------------------------------

@@ -195,6 +195,25 @@ def test_quantized_depthwise_with_multiplier_runs_int8_on_one_output_per_group()
         assert int8_checks.relative_error(run(x), layer(x)) < INT8_TOLERANCE
 
 
+def test_runner_refuses_a_quantized_model_for_another_runtime_or_dtype() -> None:
+    # an onnxruntime-quantized graph given to the xnnpack runner failed deep in ExecuTorch ("Missing out variants:
+    # quantized_decomposed::quantize_per_tensor"); given with dtype='fp32' it ran the float model while the summary
+    # said "int8 MACs 100%"
+    _need("onnxruntime")
+    from convzoo.deploy.runtimes import runner
+
+    layer = int8_checks.build_layer("standard")
+    x = torch.randn(1, *int8_checks.build_layer("standard").weight.shape[1:2], 8, 8)
+    q = convzoo.quantize(layer, x, backend="onnxruntime")
+    with pytest.raises(ValueError, match="quantized= was made for backend 'onnxruntime', not runtime='xnnpack'"):
+        runner(layer, x, "xnnpack", "int8", quantized=q)
+    with pytest.raises(ValueError, match="quantized= is an int8 model but dtype='fp32'"):
+        runner(layer, x, "onnxruntime", "fp32", quantized=q)
+    run = runner(layer, x, "onnxruntime", "int8", quantized=q)
+    with torch.no_grad():
+        assert int8_checks.relative_error(run(x), layer(x)) < INT8_TOLERANCE
+
+
 def test_quantize_checks_its_arguments() -> None:
     _need("xnnpack")
     layer = int8_checks.build_layer("standard")

@@ -274,6 +274,13 @@ def runner(model: nn.Module, example_input: torch.Tensor, runtime: str = "xnnpac
     ``convzoo.quantize(model, example_input, backend, calibration)``, backend defaulting to the runtime, unless
     an already ``quantized`` model is given). Inputs must have the example input's shape."""
     check_runtime(runtime, dtype)
+    if quantized is not None and dtype != "int8":
+        raise ValueError(f"quantized= is an int8 model but dtype={dtype!r}: give dtype='int8' to run it (or leave "
+                         "quantized out to run the float model)")
+    own = getattr(quantized, "backend", runtime)
+    if quantized is not None and runtime != "eager" and own != runtime:
+        raise ValueError(f"quantized= was made for backend {own!r}, not runtime={runtime!r}: each runtime takes "
+                         f"the int8 graph of its own quantizer (convzoo.quantize(model, x, backend={runtime!r}))")
     threads = threads or torch.get_num_threads()
     set_threads(threads)
     model = model.eval()

@@ -159,8 +159,8 @@ def test_a_depthwise_conv_confirms_its_form_in_its_own_calls(monkeypatch, fmt, s
     built = conv_module.ConvNd._runner
     ran = []
 
-    def runner(self, path, constant, x=None):  # the form `slow` takes 20 ms more
-        run = built(self, path, constant, x)
+    def runner(self, path, x=None):  # the form `slow` takes 20 ms more
+        run = built(self, path, x)
 
         def timed(m, t):
             ran.append(path)

@@ -98,7 +98,7 @@ def _run(layer: Any, x: torch.Tensor) -> torch.Tensor:
     if run is None:
         if len(runners) >= MAX_PLANS:  # as the eager plan tables
             runners.clear()
-        run = runners[key] = layer._runner(layer.measured_path(x), constant=not training, x=x)
+        run = runners[key] = layer._runner(layer.measured_path(x), x=x)
     return run(layer, x)
 
 

@@ -174,13 +174,12 @@ class ConvNd(ConvzooLayer):
         return _CHOICE.in_context(self._choice_config(), x, path, self.forms(x), (self.weight, self.bias),
                                   lambda name: self._runner(name, x=x))
 
-    def _runner(self, path: str, constant: bool = False, x: torch.Tensor | None = None) -> Runner:
+    def _runner(self, path: str, x: torch.Tensor | None = None) -> Runner:
         """The runner f(layer, x) for ``path``; parameters are read at call time (in-place updates,
-        parametrizations), the kernel flipped for 'convolution' at every call, with or without autograd
-        (``constant``, kept for callers, changes nothing): a flipped copy kept between calls would miss writes
-        through ``p.data``, which move no version counter, and the flip costs about one copy of the weight.
-        Given ``x``, the runner may be planned for inputs of its key (shape, strides, dtype, grad mode, threads)
-        only."""
+        parametrizations), the kernel flipped for 'convolution' at every call, with or without autograd: a
+        flipped copy kept between calls would miss writes through ``p.data``, which move no version counter, and
+        the flip costs about one copy of the weight. Given ``x``, the runner may be planned for inputs of its key
+        (shape, strides, dtype, grad mode, threads) only."""
         stride, dilation, groups, pairs = self.stride, self.dilation, self.groups, self.padding_pairs
         pad = tuple(lo for lo, _ in pairs)
         weight, bias = parameter_reader(self, "weight"), parameter_reader(self, "bias")

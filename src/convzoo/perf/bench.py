@@ -322,6 +322,8 @@ def plot(results: Sequence[FamilyBench], path: str, standard_fwd_ms: float | Non
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
+    from .compare import RESHAPED
+
     std = standard_fwd_ms
     if std is None:
         std = next(r.best("convzoo").forward_ms for r in results if r.family == "standard")
@@ -332,7 +334,7 @@ def plot(results: Sequence[FamilyBench], path: str, standard_fwd_ms: float | Non
             continue
         x, y = 1 / r.mac_ratio if r.mac_ratio else math.nan, std / mine.forward_ms
         ax.scatter([x], [y])
-        ax.annotate(r.family + (" †" if r.shape_rule else ""), (x, y), fontsize=7)
+        ax.annotate(r.family + (f" {RESHAPED}" if r.shape_rule else ""), (x, y), fontsize=7)
     lim = [0.05, 200]
     ax.plot(lim, lim, "k--", lw=0.8, label="speed-up = MAC reduction")
     ax.set_xscale("log")

@@ -400,8 +400,9 @@ def shape_footnote(family_name: str, in_channels: int, out_channels: int, rule: 
             "ratios are against the standard conv as asked")
 
 
-def shape_footnotes(rows: Sequence[CompareRow]) -> str:
-    """One line per row built at another shape (see ``shape_footnote``), each after a newline; "" when none."""
+def shape_footnotes(rows: Sequence[Any]) -> str:
+    """One line per row built at another shape (see ``shape_footnote``), each after a newline; "" when none. Rows of
+    ``compare`` or ``runtime_compare``: anything with family, in_channels, out_channels and shape_rule."""
     return "".join("\n" + shape_footnote(r.family, r.in_channels, r.out_channels, r.shape_rule)
                    for r in rows if r.shape_rule)
 

@@ -307,7 +307,7 @@ def runtime_table(rows: Sequence[RuntimeRow], header: str, load_before: float | 
     from rich.markup import escape
     from rich.table import Table
 
-    from .compare import RESHAPED, other_load, shape_footnote
+    from .compare import RESHAPED, other_load, shape_footnotes
 
     load_text, busy = other_load(load_before)
 
@@ -324,8 +324,7 @@ def runtime_table(rows: Sequence[RuntimeRow], header: str, load_before: float | 
                           "share of the MACs quantized to int8, operators left outside the XNNPACK delegate (portable "
                           "kernels), the int8 kernels onnxruntime fused (--json gives them in full). ! = "
                           + UNTRUSTED
-                          + escape("".join("\n" + shape_footnote(r.family, r.in_channels, r.out_channels,
-                                                                 r.shape_rule) for r in rows if r.shape_rule)))
+                          + escape(shape_footnotes(rows)))
     columns = ("family", "params", "MACs (M)", "MAC ratio", f"{where} ms", "speed ratio", "eager fp32 ms",
                "eager ratio", "vs eager", "error", "runs")
     for column in columns:
@@ -346,12 +345,14 @@ def runtime_table(rows: Sequence[RuntimeRow], header: str, load_before: float | 
 
 def markdown_table(rows: Sequence[RuntimeRow]) -> str:
     """The rows as a markdown table (for benchmarks/results)."""
+    from .compare import RESHAPED
+
     first = rows[0]
     where = f"{first.runtime} {first.dtype}"
     lines = [f"| family | MACs (M) | MAC ratio | {where} ms | speed ratio | eager fp32 ms | eager ratio | vs eager | "
              "error | runs |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---|"]
     for r in rows:
-        name = r.family + (" †" if r.shape_rule else "") + ("" if r.failed or r.trusted else " !")
+        name = r.family + (f" {RESHAPED}" if r.shape_rule else "") + ("" if r.failed or r.trusted else " !")
         if r.failed:
             lines.append(f"| {name} | {r.macs / 1e6:.1f} | {r.mac_ratio:.3f} | — | — | — | — | — | — | "
                          f"failed: {r.failed} |")

@@ -3,7 +3,7 @@ side by side (one empty column between slices). ``Plane`` maps a spatial positio
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 import numpy as np
@@ -41,14 +41,18 @@ class Plane:
 
 
 def planes_block(grids: Sequence[list[list[Cell]]], names: Sequence[str], more: int = 0, per_row: int = 2,
-                 size: float = 10) -> Block:
+                 size: float = 10, wrap: Callable[[Block], Block] | None = None) -> Block:
     """Channel planes in a grid of ``per_row`` columns, each captioned (c0, c1, …); ``more`` channels not drawn
-    are said in words."""
-    tiles = [column([label(n, SMALL), cells(g, size)], gap=0.15) for g, n in zip(grids, names)]
+    are said in words; ``wrap`` draws over each plane's cells (a frame)."""
+    tiles = [column([label(n, SMALL), (wrap or _same)(cells(g, size))], gap=0.15) for g, n in zip(grids, names)]
     lines = [row(tiles[i:i + per_row], gap=0.8) for i in range(0, len(tiles), per_row)]
     if more:
         lines.append(label(f"+ {more} more channel{'s' if more > 1 else ''} not drawn", SMALL))
     return column(lines, gap=0.4)
+
+
+def _same(block: Block) -> Block:
+    return block
 
 
 def mark(grid: list[list[Cell]], plane: Plane, pos: Sequence[int], text: str = "") -> None:

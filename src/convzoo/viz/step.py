@@ -259,13 +259,9 @@ def gather_input(r: Reads, out_channel: int, position: Sequence[int], numbers: b
     title = (title or (f"INPUT {shape_text(r.input_shape)}{which}" + padded_text(r)
                        + ("\n(depth slices d = 0, 1, … left to right)" if r.spatial_dims == 3 else "")))
     boxes = _field_boxes(plane, field_span(r, position), shift)
-    blocks = [_framed(cells(grid), boxes) for grid in grids]
-    if names:  # as planes.planes_block lays out its tiles, each grid framed
-        per_row = 2 if r.spatial_dims == 2 else 1
-        tiles = [column([label(f"c{c}", SMALL), b], gap=0.15) for c, b in zip(channels, blocks)]
-        planes = column([row(tiles[i:i + per_row], gap=0.8) for i in range(0, len(tiles), per_row)], gap=0.4)
-    else:
-        planes = column(blocks, gap=0.4)
+    frame = lambda block: _framed(block, boxes)  # noqa: E731
+    planes = (planes_block(grids, [f"c{c}" for c in channels], more=0, per_row=2 if r.spatial_dims == 2 else 1,
+                           wrap=frame) if names else column([frame(cells(g)) for g in grids], gap=0.4))
     parts = [label(title, weight="bold"), planes] + ([label(field, SMALL)] if field else [])
     return column(parts, gap=0.3)
 

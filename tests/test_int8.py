@@ -58,12 +58,18 @@ def test_every_family_runs_in_int8_in_one_program(runtime: str) -> None:
 
 def test_report_says_why_operators_stay_float() -> None:
     _need("xnnpack")
-    check = check_int8(["deformable", "dynamic", "depthwise_separable"], "simulated")
+    check = check_int8(["deformable", "dynamic", "depthwise_separable", "dcnv3"], "simulated")
     rows = {row.name.split(".")[-1]: row for row in check.report.layers}
-    deformable, dynamic = rows["deformable"], rows["dynamic"]
+    deformable, dynamic, dcnv3 = rows["deformable"], rows["dynamic"], rows["dcnv3"]
     assert "no int8 kernel" in deformable.float_ops["grid_sampler"]
     assert "sampling positions" in deformable.float_ops["conv2d"]  # the offset predictor stays float
     assert "per-sample kernel" in dynamic.float_ops["matmul"]
+    # DCNv3 (8 channels, G = 2, 3×3, batch 2 of 12×12): the input and output projections (8·8 each) and the mask
+    # Linear (8 → G·9 = 18) are int8; the branch's depthwise conv (8·9) and offset Linear (8 → 36) compute positions
+    positions = 2 * 12 * 12
+    assert "sampling positions" in dcnv3.float_ops["linear"]
+    assert dcnv3.int8_macs == positions * (8 * 8 + 8 * 8 + 8 * 18), str(check.report)
+    assert dcnv3.float_macs == positions * (8 * 9 + 8 * 36), str(check.report)
     assert rows["depthwise_separable"].float_ops == {}
     assert rows["depthwise_separable"].int8_macs == convzoo.cost(
         int8_checks.build_layer("depthwise_separable"), (2, 8, 12, 12)).macs

@@ -52,15 +52,67 @@ def depends_on_input(graph_module: GraphModule) -> set[Node]:
     return dependent
 
 
+def _rank(node: Node) -> int | None:
+    value = node.meta.get("val")
+    return value.dim() if isinstance(value, torch.Tensor) else None
+
+
+def _sliced_concatenation(node: Node) -> tuple[list[Node], list[Node]] | None:
+    """For ``slice(permute(...(cat(parts, dim))), d, start, end)`` along the cat's dimension: (the nodes between the
+    slice and the cat, the cat included; the parts the slice reads). None for any other node.
+
+    A layer that predicts offsets and masks with one branch (DCNv3: ``cat([offsets, masks])``) slices the offsets
+    for the sampling grid; following every part of the cat would count the mask predictor as a position node."""
+    if node.op != "call_function" or node.target != _aten.slice.Tensor or not isinstance(node.args[0], Node):
+        return None
+    source, dim = node.args[0], node.args[1] if len(node.args) > 1 else 0
+    start, end = (node.args[2] if len(node.args) > 2 else None), (node.args[3] if len(node.args) > 3 else None)
+    chain: list[Node] = []
+    while True:
+        rank = _rank(source)
+        if rank is None or not isinstance(dim, int):
+            return None
+        dim %= rank
+        if source.op == "call_function" and source.target == _aten.permute.default:
+            chain.append(source)
+            dim, source = source.args[1][dim], source.args[0]
+        elif source.op == "call_function" and source.target == _aten.cat.default:
+            break
+        else:
+            return None
+    parts = source.args[0]
+    if (len(source.args) > 1 and source.args[1] % rank != dim) or (len(source.args) == 1 and dim != 0):
+        return None
+    sizes = [_rank(part) and part.meta["val"].shape[dim] for part in parts]
+    if not all(isinstance(size, int) for size in sizes):
+        return None  # symbolic sizes: follow every part
+    total = sum(sizes)
+    first, last = (0 if start is None else start), (total if end is None else end)
+    first, last = (first + total if first < 0 else first), (last + total if last < 0 else min(last, total))
+    read, offset = [], 0
+    for part, size in zip(parts, sizes):
+        if offset < last and first < offset + size:
+            read.append(part)
+        offset += size
+    return chain + [source], read
+
+
 def _ancestors(nodes: Iterable[object]) -> set[Node]:
+    """Every node that ``nodes`` read, following only the parts of a concatenation that a slice reads."""
     seen: set[Node] = set()
+    passed: set[Node] = set()  # between a slice and its cat: reached, but their other parts are not read
     stack = [n for n in nodes if isinstance(n, Node)]
     while stack:
         node = stack.pop()
         if node not in seen:
             seen.add(node)
-            stack.extend(node.all_input_nodes)
-    return seen
+            sliced = _sliced_concatenation(node)
+            if sliced is None:
+                stack.extend(node.all_input_nodes)
+            else:
+                passed.update(sliced[0])
+                stack.extend(sliced[1])
+    return seen | passed
 
 
 def _position_nodes(graph_module: GraphModule) -> set[Node]:

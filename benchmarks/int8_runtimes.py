@@ -87,7 +87,7 @@ def model_rows(name: str, build, paper_macs: int, threads: int, rounds: int | No
     prepared["eager channels_last", "fp32"] = Runner("eager", "fp32", eager_channels_last)
     seconds["eager channels_last", "fp32"] = 0.0
     keys = list(prepared)
-    times = interleaved_rounds([prepared[k] for k in keys], [x], repeats=rounds, min_time=3.0, max_time=30.0,
+    times = interleaved_rounds([prepared[k].run for k in keys], [x], repeats=rounds, min_time=3.0, max_time=30.0,
                                min_rounds=10, max_rounds=200)
     fastest = {k: min(t) for k, t in zip(keys, times)}
     rows = []

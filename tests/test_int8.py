@@ -220,6 +220,37 @@ def test_runner_refuses_a_quantized_model_for_another_runtime_or_dtype() -> None
         assert int8_checks.relative_error(run(x), layer(x)) < INT8_TOLERANCE
 
 
+class ThreadsSeen(torch.nn.Module):
+    """A 1×1 conv that records torch's thread count at each call."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.seen = torch.nn.Conv2d(2, 2, 1), []
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        self.seen.append(torch.get_num_threads())
+        return self.conv(x)
+
+
+def test_runner_runs_its_calls_on_its_threads_and_leaves_the_process_as_it_was() -> None:
+    # runner(threads=1) used to set the process's torch thread count and leave it: training after an int8 check ran
+    # on one thread
+    from convzoo.deploy.runtimes import runner
+
+    before = torch.get_num_threads()
+    other = 1 if before > 1 else 2
+    try:
+        model, x = ThreadsSeen(), torch.randn(1, 2, 4, 4)
+        run = runner(model, x, "eager", "fp32", threads=other)
+        assert torch.get_num_threads() == before
+        model.seen.clear()
+        with torch.no_grad():
+            assert torch.equal(run(x), model.conv(x))
+        assert model.seen == [other] and torch.get_num_threads() == before
+    finally:
+        torch.set_num_threads(before)
+
+
 def test_quantize_checks_its_arguments() -> None:
     _need("xnnpack")
     layer = int8_checks.build_layer("standard")

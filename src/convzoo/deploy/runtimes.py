@@ -10,7 +10,8 @@
   kernels (QLinearConv, QLinearMatMul, …; ``Runner.notes`` counts them in the optimised graph).
 
 Every runner takes inputs of the example input's shape (graphs are exported with fixed shapes) and runs on
-``threads`` CPU threads (default: torch's setting), so runtimes are timed on equal footing.
+``threads`` CPU threads (default: torch's setting), so runtimes are timed on equal footing. ``runner`` leaves the
+process's torch thread count as it found it: each call sets its count for the call and restores it after.
 """
 
 from __future__ import annotations
@@ -19,7 +20,8 @@ import collections
 import os
 import tempfile
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -64,9 +66,13 @@ class Runner:
     dequantized_activations: int = 0
     quantized: Any = None
     keep_alive: tuple[Any, ...] = ()  # objects the runtime reads from while the runner lives
+    threads: int | None = None  # CPU threads of each call (None: whatever the process has)
 
     def __call__(self, x: torch.Tensor) -> Output:
-        return self.run(x)
+        if self.threads is None:
+            return self.run(x)
+        with threads_for(self.threads):
+            return self.run(x)
 
     @property
     def notes(self) -> list[str]:
@@ -115,7 +121,8 @@ def check_runtime(runtime: str, dtype: str) -> None:
 
 
 def set_threads(threads: int) -> None:
-    """The same CPU thread count for PyTorch and ExecuTorch's thread pool (onnxruntime takes it per session)."""
+    """The same CPU thread count for PyTorch and ExecuTorch's thread pool (onnxruntime takes it per session), for
+    the whole process (a command's); :func:`threads_for` sets it for a block only."""
     torch.set_num_threads(threads)
     try:
         from executorch.extension.pybindings import portable_lib
@@ -124,6 +131,19 @@ def set_threads(threads: int) -> None:
     count = getattr(portable_lib, "_threadpool_get_thread_count", None)
     if count is None or count() != threads:  # each reset logs a line ("Resetting threadpool to N threads")
         portable_lib._unsafe_reset_threadpool(threads)
+
+
+@contextmanager
+def threads_for(threads: int) -> Iterator[None]:
+    """:func:`set_threads` inside the block; torch's thread count restored after. ExecuTorch's pool keeps the
+    count (only ExecuTorch reads it, and resetting it costs a pool; each runner's call sets its own)."""
+    before = torch.get_num_threads()
+    set_threads(threads)
+    try:
+        yield
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
 
 
 # --- XNNPACK through ExecuTorch --------------------------------------------------------------------------------
@@ -282,7 +302,15 @@ def runner(model: nn.Module, example_input: torch.Tensor, runtime: str = "xnnpac
         raise ValueError(f"quantized= was made for backend {own!r}, not runtime={runtime!r}: each runtime takes "
                          f"the int8 graph of its own quantizer (convzoo.quantize(model, x, backend={runtime!r}))")
     threads = threads or torch.get_num_threads()
-    set_threads(threads)
+    with threads_for(threads):
+        result = _prepare(model, example_input, runtime, dtype, calibration, backend, threads, quantized)
+    result.threads = threads
+    return result
+
+
+def _prepare(model: nn.Module, example_input: torch.Tensor, runtime: str, dtype: str,
+             calibration: Iterable[torch.Tensor] | None, backend: str | None, threads: int,
+             quantized: Any) -> Runner:
     model = model.eval()
     if dtype == "int8" and quantized is None:
         from .quantize import quantize

@@ -254,10 +254,12 @@ def compare_on_runtime(runtime: str, dtype: str = "int8", batch: int = 8, in_cha
                 row.error = _relative_error(prepared(x), eager(x))
             singles[name] = (base_single, base_single if name == "standard" else one_thread_ms(eager, x))
             if name == "standard":  # the baseline against itself: its own rounds, ratio 1 by definition
-                b, be = interleaved_rounds([base_runner, base_eager], calibration, repeats, settled=settled(name))
+                b, be = interleaved_rounds([base_runner.run, base_eager], calibration, repeats,
+                                           settled=settled(name))
                 times = [b, b, be, be]
             else:
-                times = interleaved_rounds([base_runner, prepared, base_eager, eager], calibration, repeats,
+                # .run: the process is on ``threads`` already (set_threads above), so no per-call thread check
+                times = interleaved_rounds([base_runner.run, prepared.run, base_eager, eager], calibration, repeats,
                                            settled=settled(name))
             fastest[:] = min(fastest[0], *times[0]), min(fastest[1], *times[2])
         except Exception as error:

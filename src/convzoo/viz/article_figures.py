@@ -16,13 +16,14 @@ from pathlib import Path
 import matplotlib
 import numpy as np
 import torch
+from matplotlib.colors import to_rgba
 from torch import nn
 
 from ..registry import build
 from .connectivity import connectivity
 from .diagrams import channel_flow, dots_on_grid, image, matrix, overlap_1d, volume
-from .draw import (SMALL, TITLE, Block, Cell, arrow, cells, column, fmt, label, plt, render, row, signed_colour,
-                   swatch_legend, tap_colours)
+from .draw import (INPUT, OUTPUT, SMALL, TITLE, Block, Cell, arrow, cells, column, fmt, label, plt, render, row,
+                   signed_colour, swatch_legend, tap_colours)
 from .fonts import cjk_text, wrap
 from .irregular import irregular_input
 from torch.func import functional_call
@@ -220,34 +221,103 @@ def transposed_5x5() -> Block:
     return layer_block(build("transposed", 1, 1, 3, stride=2, padding=0, output_padding=0), (1, 2, 2))
 
 
-def _vector(values: np.ndarray) -> Block:
-    return matrix(values.reshape(-1, 1), numbers=True)
+OPERATOR = 20  # points: the "·" and "=" between matrices read as operators, not specks
 
 
-def conv_matrix_figure() -> Block:
+def _operator(sign: str) -> Block:
+    return label(sign, OPERATOR, "bold")
+
+
+def _vector(values: np.ndarray, fill: str) -> Block:
+    """A vector as one column of small cells, every value printed, filled ``fill``."""
+    return matrix(values.reshape(-1, 1), fills=np.array([[to_rgba(fill)]] * values.size).reshape(-1, 1, 4))
+
+
+def _grid(values: np.ndarray, fill: str) -> Block:
+    """A 2-D map at the one cell size, values printed, filled ``fill``."""
+    return cells([[Cell(fill, fmt(v)) for v in line] for line in values])
+
+
+MATRIX_X, MATRIX_Y, MATRIX_UP = INPUT, OUTPUT, "#fde0c5"  # x, y = Cx, Cᵀy
+
+
+@dataclass(frozen=True)
+class MatrixExample:
+    """Article 001 §6 computed by the layers: x (4, 4) the article's input corner, C (4, 16) the Conv2d's conv
+    matrix, Cᵀ (16, 4) the TransposedConv2d's (same kernel), y = Cx (2, 2) the conv's output, up = Cᵀy (4, 4)
+    the transposed conv's output on y, ctc = CᵀC (16, 16); ``tc`` / ``tt`` the kernel tap of each entry."""
+
+    kernel: np.ndarray
+    x: np.ndarray
+    c: np.ndarray
+    ct: np.ndarray
+    tc: np.ndarray
+    tt: np.ndarray
+    y: np.ndarray
+    up: np.ndarray
+    ctc: np.ndarray
+
+
+def conv_matrix_example() -> MatrixExample:
     conv = _with_kernel(build("standard", 1, 1, 3, padding=0, bias=False), ARTICLE_K)
     transposed = build("transposed", 1, 1, 3, stride=1, padding=0, output_padding=0, bias=False)
     with torch.no_grad():
         transposed.weight.copy_(conv.weight)
+    x = _t(ARTICLE_X)[:4, :4]
+    with torch.no_grad():
+        y = conv.double()(x[None, None])  # (1, 1, 2, 2)
+        up = transposed.double()(y)  # (1, 1, 4, 4)
     c = conv_matrix(conv, (1, 4, 4)).numpy()
     ct = conv_matrix(transposed, (1, 2, 2)).numpy()
-    tc = taps(conv, (1, 4, 4)).reshape(4, 16).numpy()
-    tt = taps(transposed, (1, 2, 2)).reshape(16, 4).numpy()
-    x = np.array(ARTICLE_X, dtype=float)[:4, :4]
-    y = c @ x.reshape(-1)
-    up = ct @ y
-    k = np.array(ARTICLE_K, dtype=float)
-    kernel = cells([[Cell(tap_colours(9)[3 * r + q], fmt(k[r, q])) for q in range(3)] for r in range(3)])
-    top = row([column([_heading("kernel"), kernel], gap=0.3),
-               column([_heading("C (4×16) = conv_matrix(Conv2d, 4×4 input)"), matrix(c, tc)], gap=0.3),
-               label("·", TITLE), column([_heading("x (16)"), _vector(x)], gap=0.3), label("=", TITLE),
-               column([_heading("y (4) = 2×2 output"), _vector(y)], gap=0.3)], gap=0.6, align="center")
-    bottom = row([column([_heading("Cᵀ (16×4) = conv_matrix(TransposedConv2d, 2×2 input)"), matrix(ct, tt)], gap=0.3),
-                  label("·", TITLE), column([_heading("y (4)"), _vector(y)], gap=0.3), label("=", TITLE),
-                  column([_heading("Cᵀy (16) = 4×4 output"), _vector(up)], gap=0.3)], gap=0.6, align="center")
-    note = label(f"Cᵀ computed from the transposed conv equals C transposed: {np.allclose(ct, c.T)} "
-                 f"(cell colour = kernel tap, as in the kernel)", SMALL)
-    return column([top, bottom, note], gap=0.8)
+    return MatrixExample(np.array(ARTICLE_K, dtype=float), x.numpy(), c, ct,
+                         taps(conv, (1, 4, 4)).reshape(4, 16).numpy(), taps(transposed, (1, 2, 2)).reshape(16, 4).numpy(),
+                         y[0, 0].numpy(), up[0, 0].numpy(), ct @ c)
+
+
+def conv_matrix_figure() -> Block:
+    """Row 1: x (4×4) flattened, C·x = y reshaped to 2×2; row 2: y flattened, Cᵀ·y reshaped to 4×4 beside x —
+    the shape comes back, the values do not (CᵀC ≠ I)."""
+    d = conv_matrix_example()
+    kernel = cells([[Cell(tap_colours(9)[3 * r + q], fmt(d.kernel[r, q])) for q in range(3)] for r in range(3)])
+
+    def item(head: str, body: Block) -> Block:
+        return column([_heading(head), body], gap=0.3, align="center")
+
+    def step(text: str) -> Block:
+        return arrow(2.5, text)
+
+    top = row([item("kernel", kernel),
+               item("x (4×4)", _grid(d.x, MATRIX_X)), step("flatten"),
+               item("C (4×16)", matrix(d.c, d.tc)), _operator("·"),
+               item("x (16)", _vector(d.x, MATRIX_X)), _operator("="),
+               item("y (4)", _vector(d.y, MATRIX_Y)), step("reshape"),
+               item("y = Cx (2×2)", _grid(d.y, MATRIX_Y))], gap=0.5, align="center")
+    bottom = row([item("y (2×2)", _grid(d.y, MATRIX_Y)), step("flatten"),
+                  item("Cᵀ (16×4)", matrix(d.ct, d.tt)), _operator("·"),
+                  item("y (4)", _vector(d.y, MATRIX_Y)), _operator("="),
+                  item("Cᵀy (16)", _vector(d.up, MATRIX_UP)), step("reshape"),
+                  item("Cᵀy (4×4)", _grid(d.up, MATRIX_UP)), _operator("≠"),
+                  item("x (4×4)", _grid(d.x, MATRIX_X))], gap=0.5, align="center")
+    n = d.x.shape[0]
+    diag = d.ctc.diagonal().reshape(n, n)
+    worst = max(np.ndindex(n, n), key=lambda p: abs(d.up[p] - d.x[p]))  # the most different cell
+    shape = column([_heading("shape restored, values not"),
+                    label(f"Cᵀ maps 2×2 back to 4×4, but Cᵀy ≠ x: Cᵀy[{worst[0]},{worst[1]}] = {fmt(d.up[worst])}, "
+                          f"x[{worst[0]},{worst[1]}] = {fmt(d.x[worst])}.\n"
+                          f"CᵀC ≠ I: C is 4×16, so CᵀC (16×16) has rank ≤ 4; its diagonal (right, as 4×4) "
+                          f"would be all 1 for I.\n"
+                          "A transposed conv is this Cᵀ: it restores the size of the conv's input, not the input.",
+                          SMALL)], gap=0.3)
+    identity = item("diag(CᵀC) as 4×4", _grid(diag, "#eeeeee"))
+    checks = label("computed: C = conv_matrix(Conv2d, 4×4 input), Cᵀ = conv_matrix(TransposedConv2d, 2×2 input), "
+                   f"the same kernel; Cᵀ equals C transposed: {np.allclose(d.ct, d.c.T)};\n"
+                   f"C·x equals the conv's output: {np.allclose(d.c @ d.x.reshape(-1), d.y.reshape(-1))}; "
+                   f"Cᵀ·y equals the transposed conv's output: {np.allclose(d.ct @ d.y.reshape(-1), d.up.reshape(-1))}",
+                   SMALL)
+    legend = swatch_legend([(MATRIX_X, "x: the conv's input", False), (MATRIX_Y, "y = Cx: its output", False),
+                            (MATRIX_UP, "Cᵀy: the transposed conv's output", False),
+                            (tap_colours(9), "matrix entries: the kernel tap they hold, as in the kernel", False)])
+    return column([top, bottom, row([shape, identity], gap=1.5, align="center"), checks, legend], gap=0.8)
 
 
 def _transposed_1d_overlap(k: int, s: int, n_in: int = 5) -> tuple[Block, str]:
@@ -753,10 +823,13 @@ FIGURES: list[ArticleFigure] = [
       "Transposed conv, 3×3 kernel, stride 2: one zero inserted between the input cells and 2 of padding → 5×5.",
       "转置卷积，3×3 卷积核，步长 2：输入单元之间插入一个零，四周补 2 圈零 → 5×5。", transposed_5x5),
     F("001-6_conv-matrix", "卷积的矩阵实现（C 与 Cᵀ）", "the convolution matrix", "001 §6",
-      "The convolution matrix C (4×16) of a 3×3 conv on a 4×4 input, C·x = y, and Cᵀ (16×4) computed from the "
-      "matching transposed conv: Cᵀ·y is 4×4. Entries coloured by kernel tap.",
-      "3×3 卷积作用于 4×4 输入的卷积矩阵 C（4×16），C·x = y；由对应的转置卷积算出的 Cᵀ（16×4）：Cᵀ·y 为 4×4。"
-      "矩阵元素按卷积核抽头着色。", conv_matrix_figure),
+      "The article's 4×4 input x flattened to 16, the conv matrix C (4×16) of its 3×3 kernel, C·x = y reshaped to "
+      "2×2; then Cᵀ (16×4), computed from the matching transposed conv, times y, reshaped to 4×4. Cᵀ restores the "
+      "shape, not the values: CᵀC ≠ I (C is 4×16), so Cᵀy ≠ x (Cᵀy[2,2] = 70 where x[2,2] = 2) — exactly what a "
+      "transposed conv does. Entries coloured by kernel tap.",
+      "文章的 4×4 输入 x 平展为 16 维，3×3 卷积核的卷积矩阵 C（4×16），C·x = y 再变形为 2×2；然后由对应的转置卷积算出的 "
+      "Cᵀ（16×4）乘以 y，变形为 4×4。Cᵀ 恢复的是形状而不是数值：CᵀC ≠ I（C 是 4×16 的），所以 Cᵀy ≠ x"
+      "（Cᵀy[2,2] = 70，而 x[2,2] = 2）——转置卷积做的正是这件事。矩阵元素按卷积核抽头着色。", conv_matrix_figure),
     F("001-6_overlap-1d-stride1", "转置卷积的重叠（步长 1）", "transposed-conv overlap, stride 1", "001 §6",
       "Transposed conv overlap, stride 1: (a) k=2, (b) k=3 — the middle outputs receive the same number of inputs "
       "(even).",

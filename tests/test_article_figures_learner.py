@@ -1,0 +1,112 @@
+"""Defects a learner found in ``convzoo figures``: each figure fixed here is checked on the numbers it draws (the
+texts of the rendered matplotlib figure, with their positions) against torch's own ops, and its caption against
+what is drawn."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from convzoo.viz.article_figures import ARTICLE_K, ARTICLE_X, FIGURES
+from convzoo.viz.draw import TITLE, plt
+
+BY_NAME = {f.name: f for f in FIGURES}
+NUMBER = re.compile(r"-?\d+(\.\d+)?")
+
+
+def drawn_texts(name: str) -> list[tuple[str, float, float]]:
+    """(text, x, y) of every text the figure draws (English), in drawing order; x, y in cell units."""
+    fig = BY_NAME[name].figure(lang="en", header=False)
+    try:
+        return [(t.get_text(), *t.get_position()) for t in fig.axes[0].texts]
+    finally:
+        plt.close(fig)
+
+
+def drawn_sizes(name: str) -> dict[str, float]:
+    """The font size (points) of each text the figure draws."""
+    fig = BY_NAME[name].figure(lang="en", header=False)
+    try:
+        return {t.get_text(): t.get_fontsize() for t in fig.axes[0].texts}
+    finally:
+        plt.close(fig)
+
+
+def grid_after(texts: list[tuple[str, float, float]], heading: str, n: int, nth: int = 0) -> list[tuple[float, float,
+                                                                                                          float]]:
+    """(value, x, y) of the first ``n`` numbers drawn after the ``nth`` text equal to ``heading``."""
+    starts = [k for k, (t, _, _) in enumerate(texts) if t == heading]
+    assert len(starts) > nth, f"no text {heading!r} drawn"
+    found = [(float(t), x, y) for t, x, y in texts[starts[nth] + 1:] if NUMBER.fullmatch(t)][:n]
+    assert len(found) == n
+    return found
+
+
+def as_grid(found: list[tuple[float, float, float]]) -> np.ndarray:
+    """The numbers laid out as drawn: rows by y, columns by x."""
+    xs = sorted({round(x, 3) for _, x, _ in found})
+    ys = sorted({round(y, 3) for _, _, y in found})
+    out = np.full((len(ys), len(xs)), np.nan)
+    for v, x, y in found:
+        out[ys.index(round(y, 3)), xs.index(round(x, 3))] = v
+    return out
+
+
+# --- 001-6_conv-matrix: x, C, y = Cx and Cᵀy reshaped; the shape comes back, not the values ----------------------
+
+def _article_conv() -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
+    x = torch.tensor(ARTICLE_X, dtype=torch.float64)[:4, :4][None, None]
+    k = torch.tensor(ARTICLE_K, dtype=torch.float64)[None, None]
+    y = F.conv2d(x, k)
+    return x, k, y, F.conv_transpose2d(y, k)
+
+
+def test_conv_matrix_example_is_the_conv_and_its_transpose():
+    from convzoo.viz.article_figures import conv_matrix_example
+
+    d = conv_matrix_example()
+    x, k, y, up = _article_conv()
+    c = np.zeros((4, 16))  # by hand: output (i, j) reads input (i + a, j + b) through tap (a, b)
+    for i, j, a, b in np.ndindex(2, 2, 3, 3):
+        c[2 * i + j, 4 * (i + a) + j + b] = ARTICLE_K[a][b]
+    np.testing.assert_allclose(d.c, c)
+    np.testing.assert_allclose(d.ct, c.T)
+    np.testing.assert_allclose(d.y, y[0, 0].numpy())
+    np.testing.assert_allclose(d.up, up[0, 0].numpy())
+    np.testing.assert_allclose(d.ctc, c.T @ c)
+
+
+def test_conv_matrix_figure_reshapes_and_says_the_values_do_not_come_back():
+    name = "001-6_conv-matrix"
+    texts = drawn_texts(name)
+    x, _, y, up = _article_conv()
+    x, y, up = x[0, 0].numpy(), y[0, 0].numpy(), up[0, 0].numpy()
+    np.testing.assert_array_equal(as_grid(grid_after(texts, "x (4×4)", 16)), x)
+    np.testing.assert_array_equal(as_grid(grid_after(texts, "x (16)", 16)), x.reshape(16, 1))
+    np.testing.assert_array_equal(as_grid(grid_after(texts, "y = Cx (2×2)", 4)), y)
+    np.testing.assert_array_equal(as_grid(grid_after(texts, "Cᵀy (16)", 16)), up.reshape(16, 1))
+    np.testing.assert_array_equal(as_grid(grid_after(texts, "Cᵀy (4×4)", 16)), up)  # reshaped, not a column
+    c = np.zeros((4, 16))
+    for i, j, a, b in np.ndindex(2, 2, 3, 3):
+        c[2 * i + j, 4 * (i + a) + j + b] = ARTICLE_K[a][b]
+    diag = (c.T @ c).diagonal().reshape(4, 4)
+    np.testing.assert_array_equal(as_grid(grid_after(texts, "diag(CᵀC) as 4×4", 16)), diag)
+    assert not np.allclose(diag, 1)
+    sizes = drawn_sizes(name)
+    for sign in ("·", "=", "≠"):  # operators larger than the title, not specks
+        assert sizes.get(sign, 0) > TITLE, sign
+    # the figure and both captions name one cell where Cᵀy differs from x, with the computed numbers
+    said = " ".join(t for t, _, _ in texts)
+    m = re.search(r"Cᵀy\[(\d),(\d)\] = (\d+), x\[\1,\2\] = (\d+)", said)
+    assert m and "CᵀC ≠ I" in said
+    r, q = int(m[1]), int(m[2])
+    assert (float(m[3]), float(m[4])) == (up[r, q], x[r, q]) and up[r, q] != x[r, q]
+    f = BY_NAME[name]
+    for caption in (f.caption, f.caption_zh):
+        assert "CᵀC ≠ I" in caption and "4×16" in caption
+        cap = re.search(r"Cᵀy\[(\d),(\d)\] = (\d+)\D+x\[\1,\2\] = (\d+)", caption)
+        assert cap and (float(cap[3]), float(cap[4])) == (up[int(cap[1]), int(cap[2])], x[int(cap[1]), int(cap[2])])

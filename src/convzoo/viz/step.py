@@ -29,7 +29,7 @@ from .irregular import NEIGHBOUR, irregular_input, margins
 from .layout import BUDGET, flow
 from .planes import Plane, mark, planes_block
 from .reads import NO_TAP, Reads
-from .window import drawn_padding, unread_after
+from .window import Geometry, drawn_padding, unread_after
 from .windows import WindowGroup, copies, window_groups
 from .wiring import Colouring, colour_channels, group_colour, pattern_block, wiring_block
 
@@ -71,6 +71,33 @@ def scale_bar(scale: float) -> Block:
     return row([label(f"−{fmt(scale)}", SMALL), bar, label(f"+{fmt(scale)}", SMALL)], gap=0.2, align="center")
 
 
+def mirrored_dims(g: Geometry | None) -> tuple[int, ...]:
+    """The dims along which the window's taps run against reading order, i.e. the kernel is applied flipped: a
+    gather reading q = a·o + b·t + c with b < 0 (true convolution, a stride-1 transposed conv), a scatter
+    o = a·q + b·t + c with b > 0 (a strided transposed conv: its direct form reads tap k−1−u at offset u of the
+    zero-inserted input, and input q reaches o through t = (o − a·q − c)/b, falling as q rises). Dims of one tap
+    never flip."""
+    if g is None:
+        return ()
+    against = -1 if g.kind == "gather" else 1
+    return tuple(d for d, (b, k) in enumerate(zip(g.b, g.kernel_shape)) if k > 1 and b * against > 0)
+
+
+def flip_note(g: Geometry | None) -> str:
+    """'applied rotated 180°' (1-D 'applied reversed', 3-D 'applied flipped in every dim') when the window meets
+    the taps mirrored in every dim the kernel spans (``mirrored_dims``); 'applied with its rows reversed' when in
+    some; '' when in none — the note for any picture whose tap colours are drawn mirrored."""
+    dims = mirrored_dims(g)
+    if g is None or not dims:
+        return ""
+    spread = tuple(d for d, k in enumerate(g.kernel_shape) if k > 1)
+    if dims == spread:
+        return {1: "applied reversed", 2: "applied rotated 180°"}.get(len(g.kernel_shape),
+                                                                      "applied flipped in every dim")
+    names = DIM_NAMES.get(len(g.kernel_shape), tuple(f"dim {k}" for k in range(len(g.kernel_shape))))
+    return f"applied with its {' and '.join(names[d] + 's' for d in dims)} reversed"
+
+
 def kernel_block(r: Reads, out_channel: int, numbers: bool, channels: Sequence[int],
                  heading: str | None = None, names: bool = True) -> Block:
     """The filter drawn on each input channel of ``channels``: its taps in their colours (or values); a kernel of
@@ -80,10 +107,9 @@ def kernel_block(r: Reads, out_channel: int, numbers: bool, channels: Sequence[i
     plane = Plane(r.kernel_shape)
     several = len(set(own.values())) > 1
     k = shape_text(r.kernel_shape)
-    flipped = r.geometry is not None and r.geometry.kind == "gather" and any(b < 0 for b in r.geometry.b)
+    flip = flip_note(r.geometry)
     whose = "of each filter" if several else f"of filter {own[channels[0]] if channels else out_channel}"
-    head = heading if heading is not None else (f"KERNEL {k}\n{whose}" + ("\n(applied rotated 180°)" if flipped
-                                                                           else ""))
+    head = heading if heading is not None else (f"KERNEL {k}\n{whose}" + (f"\n({flip})" if flip else ""))
     if r.n_taps > MANY_TAPS and not numbers and r.pair_kernel is not None:
         return big_kernel_block(r, own, channels, head)
     colours = tap_colours(r.n_taps)

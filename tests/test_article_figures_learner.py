@@ -110,3 +110,38 @@ def test_conv_matrix_figure_reshapes_and_says_the_values_do_not_come_back():
         assert "CᵀC ≠ I" in caption and "4×16" in caption
         cap = re.search(r"Cᵀy\[(\d),(\d)\] = (\d+)\D+x\[\1,\2\] = (\d+)", caption)
         assert cap and (float(cap[3]), float(cap[4])) == (up[int(cap[1]), int(cap[2])], x[int(cap[1]), int(cap[2])])
+
+
+# --- 001-4_1x1-conv: every input channel's pixel feeds each output pixel through the 1×1×4 filter -------------------
+
+def test_pointwise_example_is_the_layer_output():
+    from convzoo.viz.article_figures import pointwise_example
+
+    d = pointwise_example()
+    expected = F.conv2d(torch.from_numpy(d.x)[None], torch.from_numpy(d.weight)[..., None, None])[0].numpy()
+    np.testing.assert_allclose(d.out, expected)
+    assert d.x.shape == (4, 4, 4) and d.weight.shape == (2, 4)
+    assert len(set(d.x[:, d.pixel[0], d.pixel[1]].tolist())) == 4  # four different values: each sum can be followed
+
+
+def test_one_by_one_figure_draws_every_channel_the_weights_and_the_sums():
+    from convzoo.viz.article_figures import pointwise_example
+
+    d = pointwise_example()
+    texts = drawn_texts("001-4_1x1-conv")
+    out = F.conv2d(torch.from_numpy(d.x)[None], torch.from_numpy(d.weight)[..., None, None])[0].numpy()
+    r, q = d.pixel
+    for c in range(4):  # all 4 input channels with their values, not plane c0 alone
+        plane = grid_after(texts, f"c{c}", 16)
+        np.testing.assert_array_equal(as_grid(plane), d.x[c])
+        # right of the plane, on the drawn pixel's row: the weight of channel c in filter 0, then in filter 1 (the
+        # old figure printed the tap index 0 in one kernel cell, read as the value 0)
+        y_pixel = sorted({y for _, _, y in plane})[r]
+        x_end = max(x for _, x, _ in plane)
+        beside = sorted((x, t) for t, x, y in texts if abs(y - y_pixel) < 1e-6 and x > x_end)
+        assert [float(t) for _, t in beside] == d.weight[:, c].tolist()
+    for j in range(2):
+        np.testing.assert_array_equal(as_grid(grid_after(texts, f"output c{j} (4×4)", 16)), out[j])
+        products = " + ".join(f"{int(w)}·{int(v)}" if w >= 0 else f"({int(w)})·{int(v)}"
+                              for w, v in zip(d.weight[j], d.x[:, r, q]))
+        assert f"{products}\n= {int(out[j, r, q])}" in [t for t, _, _ in texts]

@@ -22,8 +22,8 @@ from torch import nn
 from ..registry import build
 from .connectivity import connectivity
 from .diagrams import channel_flow, dots_on_grid, image, matrix, overlap_1d, volume
-from .draw import (INPUT, OUTPUT, SMALL, TITLE, Block, Cell, arrow, cells, column, fmt, label, plt, render, row,
-                   signed_colour, swatch_legend, tap_colours)
+from .draw import (EDGE, FONT, INPUT, OUTPUT, PICKED, SMALL, TITLE, Block, Cell, arrow, cells, column, fmt, label,
+                   plt, render, row, signed_colour, swatch_legend, tap_colours, text_size)
 from .fonts import cjk_text, wrap
 from .irregular import irregular_input
 from torch.func import functional_call
@@ -201,8 +201,89 @@ def three_d() -> Block:
     return layer_block(build("standard", 1, 1, 3, dim=3, padding=0), (1, 4, 5, 5))
 
 
+ONE_BY_ONE_W = [[1, 2, -1, 3], [2, -1, 1, 1]]  # two 1×1×4 filters, small integers so each sum can be read
+ONE_BY_ONE_PIXEL = (1, 2)
+ONE_BY_ONE_SEED = 25  # its input: values 0…4 whose drawn pixel holds four different non-zero values (2, 1, 3, 4)
+
+
+@dataclass(frozen=True)
+class PointwiseExample:
+    """A 1×1 conv (pointwise layer, no bias) on a 4×4×4 input: x (4, 4, 4), weight (2, 4) (filter j, channel c),
+    out (2, 4, 4) = the layer's output, out[j, p] = Σ_c weight[j, c]·x[c, p]; ``pixel`` the position drawn."""
+
+    x: np.ndarray
+    weight: np.ndarray
+    out: np.ndarray
+    pixel: tuple[int, int]
+
+
+def pointwise_example() -> PointwiseExample:
+    layer = build("pointwise", 4, 2, 1, bias=False).double()
+    with torch.no_grad():
+        layer.weight.copy_(_t(ONE_BY_ONE_W)[..., None, None])
+        x = torch.randint(0, 5, (1, 4, 4, 4), generator=torch.Generator().manual_seed(ONE_BY_ONE_SEED)).double()
+        out = layer(x)
+    return PointwiseExample(x[0].numpy(), layer.weight.detach()[..., 0, 0].numpy(), out[0].numpy(), ONE_BY_ONE_PIXEL)
+
+
+def _product(w: float, v: float) -> str:
+    return f"{fmt(w)}·{fmt(v)}" if w >= 0 else f"({fmt(w)})·{fmt(v)}"
+
+
 def one_by_one() -> Block:
-    return layer_block(build("pointwise", 4, 2, 1), (4, 4, 4))
+    """Every input channel drawn as a plane; the drawn pixel's value on each plane runs along a line through the
+    weight of that channel in each 1×1×4 filter; below each filter the sum and the output plane it fills."""
+    d = pointwise_example()
+    n_c, h, w = d.x.shape
+    n_f = d.weight.shape[0]
+    pr, pc = d.pixel
+    colours = tap_colours(n_c)  # one colour per input channel: its pixel, its weights and its line
+    plane_gap, head_h = 1.0, 1.2
+    left = text_size("c0", FONT)[0] + 0.4
+    sums = [f"{' + '.join(_product(d.weight[j, c], d.x[c, pr, pc]) for c in range(n_c))}\n= {fmt(d.out[j, pr, pc])}"
+            for j in range(n_f)]
+    col_w = max(max(text_size(t, SMALL)[0] for t in sums), w) + 1.5  # one column per filter and its output
+    in_head = _heading(f"input x ({n_c}×{h}×{w}): all {n_c} channels")
+    filter_head = text_size(f"filter 0 (1×1×{n_c})", FONT_HEAD, "bold")[0]
+    start = max(left + w + 3.0, in_head.w + 1.0 - col_w / 2 + filter_head / 2)  # clear of the input's heading
+    x_filter = [start + j * col_w + col_w / 2 - 0.5 for j in range(n_f)]
+    plane_y = [head_h + c * (h + plane_gap) for c in range(n_c)]
+    below = plane_y[-1] + pr + 1  # under the last filter cell
+    out_y = below + 1.6 + text_size(sums[0], SMALL)[1] + 0.3 + head_h
+    placed: list[tuple[Block, float, float]] = [(in_head, 0, 0)]
+    for c in range(n_c):
+        grid = [[Cell(colours[c] if (r, q) == d.pixel else INPUT, fmt(d.x[c, r, q]), outline=EDGE if (r, q) == d.pixel
+                      else None) for q in range(w)] for r in range(h)]
+        placed += [(label(f"c{c}", FONT, "bold"), 0, plane_y[c] + pr), (cells(grid), left, plane_y[c])]
+    for j in range(n_f):
+        cx = x_filter[j] + 0.5
+        head = _heading(f"filter {j} (1×1×{n_c})")
+        placed.append((head, cx - head.w / 2, 0))
+        for c in range(n_c):
+            placed.append((cells([[Cell(colours[c], fmt(d.weight[j, c]))]]), x_filter[j], plane_y[c] + pr))
+        total = label(sums[j], SMALL, ha="center")
+        placed += [(arrow(1.2, vertical=True), x_filter[j], below + 0.2), (total, cx - total.w / 2, below + 1.6)]
+        grid = [[Cell(OUTPUT, fmt(d.out[j, r, q]), outline=PICKED if (r, q) == d.pixel else None) for q in range(w)]
+                for r in range(h)]
+        out_head = _heading(f"output c{j} ({h}×{w})")
+        placed += [(out_head, cx - out_head.w / 2, out_y - head_h), (cells(grid), cx - w / 2, out_y)]
+    width = max(b.w + bx for b, bx, _ in placed)
+    height = max(b.h + by for b, _, by in placed)
+
+    def paint(ax, x0: float, y0: float) -> None:
+        for c in range(n_c):  # behind the cells: the pixel's value travels to every filter's weight for c
+            yc = y0 + plane_y[c] + pr + 0.5
+            ax.plot([x0 + left + pc + 0.5, x0 + x_filter[-1] + 0.5], [yc, yc], color=colours[c][:3], linewidth=2.0,
+                    zorder=0.5)
+        for block, bx, by in placed:
+            block.paint(ax, x0 + bx, y0 + by)
+
+    body = Block(width, height, paint)
+    note = label(f"every output pixel is this sum at its own position: {n_c} multiplications per filter, one per "
+                 "input channel, and no neighbouring pixel — a 1×1 conv mixes channels, not space", SMALL)
+    legend = swatch_legend([(colours, f"c0 … c{n_c - 1}: a channel's pixel and its weight in each filter", False),
+                            (PICKED, "the output pixel the sum gives", False)])
+    return column([body, note, legend], gap=0.6)
 
 
 def one_d() -> Block:
@@ -808,8 +889,11 @@ FIGURES: list[ArticleFigure] = [
       "过滤器深度小于输入深度的 3D 卷积：3×3×3 卷积核沿深度、高、宽三个方向滑动，输出也是 3D 的；输入与输出按深度切片并排"
       "画出。", three_d),
     F("001-4_1x1-conv", "1×1 卷积", "1×1 convolution", "001 §4",
-      "1×1 convolution: one input pixel across all 4 channels → one output pixel per filter; no spatial extent.",
-      "1×1 卷积：一个输入像素的全部 4 个通道 → 每个过滤器一个输出像素；没有空间范围。", one_by_one),
+      "1×1 convolution: one input pixel across all 4 channels → one output pixel per filter; no spatial extent. "
+      "Each 1×1×4 filter multiplies the pixel's value on every channel by that channel's weight and sums the 4 "
+      "products; two filters give two output channels (numbers computed by the layer).",
+      "1×1 卷积：一个输入像素的全部 4 个通道 → 每个过滤器一个输出像素；没有空间范围。每个 1×1×4 过滤器把该像素在每个通道上的"
+      "值乘以该通道的权重，再把 4 个乘积相加；两个过滤器得到两个输出通道（数值由该层算出）。", one_by_one),
     F("003-1.1_1d-conv", "一维相关", "1-D correlation", "003 §1.1",
       "1-D correlation over a sequence with the kernel [1, 0, −1]: F has 2N + 1 = 3 elements, centred on an input "
       "element at every step.",

@@ -145,3 +145,32 @@ def test_one_by_one_figure_draws_every_channel_the_weights_and_the_sums():
         products = " + ".join(f"{int(w)}·{int(v)}" if w >= 0 else f"({int(w)})·{int(v)}"
                               for w, v in zip(d.weight[j], d.x[:, r, q]))
         assert f"{products}\n= {int(out[j, r, q])}" in [t for t, _, _ in texts]
+
+
+# --- 001-12_pointwise-grouped: the block-diagonal channel matrix its caption promises -------------------------------
+
+def test_grouped_pointwise_matrix_is_the_weight_in_diagonal_blocks():
+    from convzoo.viz.article_figures import pointwise_grouped_example
+
+    d = pointwise_grouped_example()
+    weight = d.layer.weight.detach()[..., 0, 0]  # (6, 2)
+    blocks = torch.block_diag(*weight.split(2))  # group k: outputs 2k, 2k+1 read inputs 2k, 2k+1
+    np.testing.assert_array_equal(d.matrix, blocks.numpy())
+    assert (d.matrix[np.kron(np.eye(3), np.ones((2, 2))) == 0] == 0).all() and (d.weight != 0).all()
+    y = F.conv2d(torch.from_numpy(d.x)[None], d.layer.weight.detach(), groups=3)[0].numpy()
+    np.testing.assert_allclose(d.y, y)
+
+
+def test_grouped_pointwise_figure_draws_the_matrix_times_a_pixel():
+    from convzoo.viz.article_figures import pointwise_grouped_example
+
+    d = pointwise_grouped_example()
+    texts = drawn_texts("001-12_pointwise-grouped")
+    weight = d.layer.weight.detach()[..., 0, 0]
+    np.testing.assert_array_equal(as_grid(grid_after(texts, "W (6×6): the 1×1 channel matrix", 36)),
+                                  torch.block_diag(*weight.split(2)).numpy())
+    r, q = d.pixel
+    y = F.conv2d(torch.from_numpy(d.x)[None], d.layer.weight.detach(), groups=3)[0].numpy()
+    np.testing.assert_array_equal(as_grid(grid_after(texts, f"x[:, {r}, {q}]", 6)), d.x[:, r, q, None])
+    np.testing.assert_array_equal(as_grid(grid_after(texts, f"y[:, {r}, {q}]", 6)), y[:, r, q, None])
+    assert "block-diagonal" in BY_NAME["001-12_pointwise-grouped"].caption

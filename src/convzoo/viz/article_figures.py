@@ -23,9 +23,10 @@ from ..registry import build
 from .connectivity import connectivity
 from .diagrams import channel_flow, dots_on_grid, image, matrix, overlap_1d, volume
 from .draw import (EDGE, FONT, INPUT, OUTPUT, PICKED, SMALL, TITLE, Block, Cell, arrow, cells, column, fmt, label,
-                   plt, render, row, signed_colour, swatch_legend, tap_colours, text_size)
+                   plt, render, row, signed_colour, spacer, swatch_legend, tap_colours, text_size)
 from .fonts import cjk_text, wrap
 from .irregular import irregular_input
+from .wiring import group_colour
 from torch.func import functional_call
 
 from .matrix import eval_copy, conv_matrix, jacobian
@@ -655,8 +656,88 @@ def grouped() -> Block:
     return layer_block(build("grouped", 4, 4, 3, groups=2), (4, 5, 5))
 
 
+GROUPED_1X1 = dict(channels=6, groups=3, size=4, seed=8)  # seed 8: six different filters of weights 1…3
+
+
+@dataclass(frozen=True)
+class GroupedPointwiseExample:
+    """A pointwise grouped layer (C → C, g groups, no bias) with small integer weights: ``weight`` (C, C/g) the
+    layer's, ``matrix`` (C_out, C_in) its channel matrix (the conv matrix on a 1×1 input: block-diagonal), x
+    (C, H, W) the input, y = layer(x), ``pixel`` the position drawn; y[:, p] = matrix · x[:, p] at every p."""
+
+    layer: nn.Module
+    weight: np.ndarray
+    matrix: np.ndarray
+    x: np.ndarray
+    y: np.ndarray
+    pixel: tuple[int, int]
+
+
+def pointwise_grouped_example() -> GroupedPointwiseExample:
+    c, g, size, seed = (GROUPED_1X1[k] for k in ("channels", "groups", "size", "seed"))
+    layer = build("pointwise_grouped", c, c, 1, groups=g, bias=False).double()
+    gen = torch.Generator().manual_seed(seed)
+    with torch.no_grad():
+        layer.weight.copy_(torch.randint(1, 4, layer.weight.shape, generator=gen).double())
+        x = torch.randint(0, 5, (1, c, size, size), generator=gen).double()
+        y = layer(x)
+    matrix_ = conv_matrix(layer, (c, 1, 1)).numpy()  # (C_out, C_in): the 1×1 conv is this matrix at every pixel
+    return GroupedPointwiseExample(layer, layer.weight.detach()[..., 0, 0].numpy(), matrix_, x[0].numpy(),
+                                   y[0].numpy(), (size // 2, size // 2))
+
+
+MATRIX_TOP = text_size("in\nc0", SMALL)[1] + 0.1  # the two label lines above a channel matrix, in cells
+
+
+def _channel_matrix(values: np.ndarray, fills: list[list[str | tuple]], alpha: float = 0.35) -> Block:
+    """A (C_out, C_in) matrix at the one cell size with 'c<i>' above the columns (inputs) and 'c<o>' left of the
+    rows (outputs); cells filled ``fills[o][i]``, every value printed."""
+    grid = cells([[Cell(fills[o][i], fmt(v), alpha=alpha if fills[o][i] != "white" else 1.0)
+                   for i, v in enumerate(line)] for o, line in enumerate(values)])
+    left = text_size(f"out c{values.shape[0] - 1}", SMALL)[0] + 0.3
+    top = MATRIX_TOP
+
+    def paint(ax, x0: float, y0: float) -> None:
+        ax.text(x0 + left + grid.w / 2, y0, "in", fontsize=SMALL, ha="center", va="top")
+        for i in range(values.shape[1]):
+            ax.text(x0 + left + i + 0.5, y0 + top - 0.1, f"c{i}", fontsize=SMALL, ha="center", va="bottom")
+        for o in range(values.shape[0]):
+            ax.text(x0 + left - 0.3, y0 + top + o + 0.5, f"out c{o}", fontsize=SMALL, ha="right", va="center")
+        grid.paint(ax, x0 + left, y0 + top)
+
+    return Block(left + grid.w, top + grid.h, paint)
+
+
 def pointwise_grouped() -> Block:
-    return layer_block(build("pointwise_grouped", 6, 6, 1, groups=3), (6, 4, 4))
+    """The layer's step picture (numbers: the weights, not tap indices), then its channel matrix, block-diagonal,
+    times the drawn pixel's column of C input values = that pixel's C output values."""
+    d = pointwise_grouped_example()
+    c = d.matrix.shape[0]
+    g = GROUPED_1X1["groups"]
+    per = c // g
+    group_of = [i // per for i in range(c)]
+    fills = [[group_colour(group_of[o]) if group_of[o] == group_of[i] else "white" for i in range(c)]
+             for o in range(c)]
+    r, q = d.pixel
+    picture = layer_block(d.layer, d.x.shape, numbers=True, x=torch.from_numpy(d.x), position=d.pixel)
+
+    def column_of(values: np.ndarray, fill: str) -> Block:
+        """A channel column whose cells sit level with the matrix's rows (below its two label lines)."""
+        return column([spacer(h=MATRIX_TOP), cells([[Cell(fill, fmt(v))] for v in values])], gap=0.0)
+
+    def item(head: str, body: Block) -> Block:
+        return column([_heading(head), body], gap=0.3, align="center")
+
+    equation = row([item(f"W ({c}×{c}): the 1×1 channel matrix", _channel_matrix(d.matrix, fills)), _operator("·"),
+                    item(f"x[:, {r}, {q}]", column_of(d.x[:, r, q], INPUT)), _operator("="),
+                    item(f"y[:, {r}, {q}]", column_of(d.y[:, r, q], OUTPUT))], gap=0.6, align="center")
+    note = label(f"W is block-diagonal: {g} blocks of {per}×{per} (the layer's weight, {c}×{per}×1×1, one block per "
+                 f"group) and 0 outside them — an output channel reads only its group's {per} input channels.\n"
+                 f"The same W multiplies the channel column at every one of the {d.x.shape[1]}×{d.x.shape[2]} "
+                 f"pixels: no spatial extent. W computed as the layer's conv matrix on a 1×1 input; "
+                 f"y from the layer: W·x[:, {r}, {q}] = y[:, {r}, {q}]: "
+                 f"{bool(np.allclose(d.matrix @ d.x[:, r, q], d.y[:, r, q]))}", SMALL)
+    return column([picture, _heading("the same layer as a matrix"), equation, note], gap=0.6)
 
 
 def _channel_map(module: nn.Module, shape: tuple[int, ...]) -> np.ndarray:
@@ -978,8 +1059,13 @@ FIGURES: list[ArticleFigure] = [
       "with it, all three.",
       "GConv1 → 通道混洗 → GConv2，3 个分组：不混洗时每个输出组只看到一个输入组；混洗后看到全部三个。", shuffle_flow),
     F("001-12_pointwise-grouped", "逐点分组卷积", "pointwise grouped convolution", "001 §12",
-      "Pointwise grouped conv (3 groups): a block-diagonal 1×1 channel matrix, no spatial extent.",
-      "逐点分组卷积（3 组）：块对角的 1×1 通道矩阵，没有空间范围。", pointwise_grouped),
+      "Pointwise grouped conv (3 groups): a block-diagonal 1×1 channel matrix, no spatial extent. Top: output c0 "
+      "at one pixel reads only that pixel on c0–c1, its group's channels. Bottom: the layer's 6×6 channel matrix W, "
+      "3 blocks of 2×2 (its weight) and 0 outside them, times one pixel's 6 input values = its 6 output values "
+      "(numbers computed by the layer).",
+      "逐点分组卷积（3 组）：块对角的 1×1 通道矩阵，没有空间范围。上：某一像素处的输出 c0 只读取该像素在 c0–c1（它所在组"
+      "的通道）上的值。下：该层 6×6 的通道矩阵 W，由 3 个 2×2 的块（其权重）组成，块外为 0；W 乘以一个像素的 6 个输入值"
+      "即为该像素的 6 个输出值（数值由该层算出）。", pointwise_grouped),
     F("003-2.1_gdc-vs-gap", "全局深度卷积 (GDC) 与全局平均池化 (GAP)", "global depthwise conv vs global average "
       "pooling", "003 §2.1",
       "Global depthwise conv vs global average pooling: a learned weight per position vs the same 1/(H·W) "

@@ -41,6 +41,27 @@ def test_build_passes_family_arguments():
     assert cz.build("standard", 4, 4, 3, dim=3).weight.shape == (4, 4, 3, 3, 3)
 
 
+@pytest.mark.parametrize("name", ["selective_kernel", "dcnv3"])
+def test_build_refuses_a_padding_the_family_cannot_take(name):
+    # build() used to drop padding for these two: padding=0 gave a 9×9 output from a 9×9 input, silently
+    assert tuple(cz.build(name, 8, 8, padding="same")(torch.randn(1, 8, 9, 9)).shape) == (1, 8, 9, 9)
+    for padding in (0, "valid", 5):
+        with pytest.raises(ValueError, match=f"padding={padding!r}"):
+            cz.build(name, 8, 8, padding=padding)
+
+
+@pytest.mark.parametrize("dim", [1, 2, 3])
+def test_transposed_default_doubles_for_every_spelling_of_stride_2(dim):
+    # stride=(2, 2) used to skip the "exactly twice the input" default: 9 → 19 where stride=2 gave 18
+    x = torch.randn(1, 4, *(9,) * dim)
+    for stride in (2, (2,) * dim):
+        assert tuple(cz.build("transposed", 4, 4, dim=dim, stride=stride)(x).shape[2:]) == (18,) * dim, stride
+    layer = cz.build("transposed", 4, 4, dim=dim, stride=(2,) * dim)  # torch's formula: (9−1)·2 − 2·1 + 3 + 1
+    assert torch.nn.functional.conv_transpose2d if dim != 2 else True
+    assert all((9 - 1) * 2 - 2 * p + k + op == 18 for p, k, op in zip(layer.padding, layer.kernel_size,
+                                                                       layer.output_padding))
+
+
 def test_cli_list_shows_every_family():
     result = CliRunner().invoke(app, ["list"], env={"COLUMNS": "200"})
     assert result.exit_code == 0

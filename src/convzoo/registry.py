@@ -136,7 +136,7 @@ def _transposed_upsampling(i: int, o: int, k: IntOrTuple | None, dim: int, **kw:
     # caller gives is PyTorch's case: output_padding then defaults to 0, as in torch (and conv_arithmetic's figures).
     kernel = _window(k, dim)
     kw.setdefault("stride", 2)
-    if kw["stride"] == 2 and "padding" not in kw:
+    if set(expand(kw["stride"], dim, "stride")) == {2} and "padding" not in kw:  # stride=2 and stride=(2, 2) alike
         kw["padding"] = tuple((kk - 1) // 2 for kk in kernel)
         kw.setdefault("output_padding", tuple(kk % 2 for kk in kernel))
     return _transposed(dim)(i, o, kernel, **kw)
@@ -352,10 +352,10 @@ _sk = _by_dim(L.SelectiveKernelConv1d, L.SelectiveKernelConv2d, L.SelectiveKerne
 
 def _selective_kernel(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
     """An int k gives the branches k and k+2 (SKNet's 3 and 5 for k = 3; the 5×5 as 3×3 dilated 2); a sequence
-    names the branches' sizes. Each branch pads d·(k−1)/2 (the layer's rule), so ``padding`` is not passed."""
+    names the branches' sizes. Each branch pads d·(k−1)/2 (the layer's rule): a ``padding`` other than 'same'
+    reaches the constructor, which refuses it by name."""
     k = 3 if k is None else k
     sizes = (k, k + 2) if isinstance(k, numbers.Integral) else k
-    kw.pop("padding", None)
     kw.setdefault("min_hidden", 4)
     return _sk(dim)(i, o, sizes, **kw)
 
@@ -370,8 +370,8 @@ def _involution_layer(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any)
 
 
 def _dcnv3(i: int, o: int, k: IntOrTuple | None, dim: int, **kw: Any) -> nn.Module:
-    """'same' padding and stride 1 are the layer's only geometry (InternImage's); groups default gcd(C_in, 2)."""
-    kw.pop("padding", None)
+    """'same' padding and stride 1 are the layer's only geometry (InternImage's; another ``padding`` is refused by
+    the constructor); groups default gcd(C_in, 2)."""
     kw.setdefault("groups", math.gcd(i, 2))
     return L.DCNv3Conv2d(i, o, _window(k, dim), **kw)
 

@@ -432,10 +432,13 @@ def mobilenet_cost() -> Block:
               f"M·N·D_F·D_F = {m}·{n}·{f}·{f} = {d.pointwise:,} MACs",
               _filters(n, 1, 1, m, FILTER_COLOURS["pointwise"]), volume(f, f, m, OUTPUT, scale=0.3), out)
     total = d.depthwise + d.pointwise
-    ratio = label(f"(b) + (c) over (a):  (D_K·D_K·M·D_F·D_F + M·N·D_F·D_F) / (D_K·D_K·M·N·D_F·D_F) = 1/N + 1/D_K²\n"
-                  f"= ({d.depthwise:,} + {d.pointwise:,}) / {d.standard:,} = {total / d.standard:.4f} "
-                  f"= 1/{n} + 1/{k * k} = {1 / n + 1 / k ** 2:.4f}  ({d.standard / total:.1f}× fewer MACs)",
-                  FONT_HEAD, "bold")
+    # two labels, not one with a line break: the underscores of the first line would touch the second
+    ratio = column([
+        label("(b) + (c) over (a):  (D_K·D_K·M·D_F·D_F + M·N·D_F·D_F) / (D_K·D_K·M·N·D_F·D_F) = 1/N + 1/D_K²",
+              FONT_HEAD, "bold"),
+        label(f"= ({d.depthwise:,} + {d.pointwise:,}) / {d.standard:,} = {total / d.standard:.4f} "
+              f"= 1/{n} + 1/{k * k} = {1 / n + 1 / k ** 2:.4f}  ({d.standard / total:.1f}× fewer MACs)",
+              FONT_HEAD, "bold")], gap=0.2)
     note = label(f"MobileNet v1 (α = 1, 224×224) block {d.name}: D_F×D_F×M = {f}×{f}×{m} → {f}×{f}×{n}, D_K = {k}; "
                  "(a) is the same block of the standard-conv MobileNet; MACs counted by convzoo.cost on the layers",
                  SMALL)

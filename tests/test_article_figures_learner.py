@@ -174,3 +174,17 @@ def test_grouped_pointwise_figure_draws_the_matrix_times_a_pixel():
     np.testing.assert_array_equal(as_grid(grid_after(texts, f"x[:, {r}, {q}]", 6)), d.x[:, r, q, None])
     np.testing.assert_array_equal(as_grid(grid_after(texts, f"y[:, {r}, {q}]", 6)), y[:, r, q, None])
     assert "block-diagonal" in BY_NAME["001-12_pointwise-grouped"].caption
+
+
+# --- caption slips --------------------------------------------------------------------------------------------------
+
+def test_checkerboard_says_the_kernel_sizes_it_uses():
+    from convzoo.viz.article_figures import even_kernel
+
+    sizes = [f"{k}×{k}" for k in (3, even_kernel(3, 2), 3)]  # transposed k=3, transposed k=4, resize-conv's 3×3
+    f = BY_NAME["001-6_checkerboard-image"]
+    for caption in (f.caption, f.caption_zh):
+        assert "same" not in caption and "同一个" not in caption
+        assert re.findall(r"\d×\d", caption)[-3:] == sizes
+    note = next(t for t, _, _ in drawn_texts(f.name) if t.startswith("each kernel is uniform"))
+    assert re.findall(r"\d×\d", note)[:3] == sizes

@@ -477,18 +477,21 @@ def upsampled(layer: nn.Module, x: torch.Tensor, s: int) -> np.ndarray:
 
 
 def checkerboard_image(k: int = 3, s: int = 2) -> Block:
-    """A photograph upsampled ×s by transposed convs (kernel k and its even counterpart) and by resize-conv, every
-    kernel uniform."""
+    """A photograph upsampled ×s by transposed convs (kernel k and its even counterpart) and by resize-conv (a k×k
+    conv after nearest ×s). Each kernel is uniform (all its taps equal, scaled to unit average gain); the sizes
+    differ (k×k, the even size, k×k)."""
     x = _photo()
-    outs = []
+    outs, sizes = [], []
     for kk in dict.fromkeys((k, even_kernel(k, s))):
         layer = build("transposed", 1, 1, kk, stride=s, padding=0, output_padding=0, bias=False).double()
         with torch.no_grad():
             layer.weight.fill_((s / kk) ** 2)  # the uniform kernel, scaled to unit average gain
         outs.append((f"transposed k={kk}, s={s}", upsampled(layer, x, s)))
+        sizes.append(layer.kernel_size)
     resize = _with_kernel(build("resize", 1, 1, k, scale_factor=s), torch.full((k, k), 1 / k ** 2).tolist()).double()
     with torch.no_grad():
         outs.append((f"resize-conv: nearest ×{s}, {k}×{k}", resize(x)[0, 0].numpy()))
+    sizes.append((k, k))
     zoom = 12 * s  # the top-left 12 input cells, grown
     panels = [column([_heading("input 64×64"), image(x[0, 0].numpy(), 7, vmin=0, vmax=1)], gap=0.3)]
     for title, y in outs:
@@ -496,8 +499,10 @@ def checkerboard_image(k: int = 3, s: int = 2) -> Block:
                               label(f"zoom on the top-left {zoom}×{zoom}", SMALL),
                               image(y[:zoom, :zoom], 14, vmin=0, vmax=1)], gap=0.3))
     uneven = f"k={k}, s={s} overlaps unevenly → checkerboard; " if k % s else ""
-    note = label("every kernel is uniform (all taps equal, scaled to unit gain): only the geometry differs. "
-                 f"{uneven}a kernel divisible by s and resize-conv are even.", SMALL)
+    note = label(f"each kernel is uniform — all its taps equal, scaled to unit average gain — but the sizes differ: "
+                 f"{', '.join('×'.join(map(str, z)) for z in sizes)} (left to right); no weight favours a position, "
+                 f"so any pattern comes from how the taps overlap.\n{uneven}a kernel divisible by s and resize-conv "
+                 "are even.", SMALL)
     return column([row(panels, gap=1.0), note], gap=0.6)
 
 
@@ -1008,10 +1013,12 @@ FIGURES: list[ArticleFigure] = [
       "The overlap in 2-D: the 1-D pattern squared (k=3, s=2: 1-2-4 checkerboard; k=4, s=2: even).",
       "二维中的重叠：一维模式的平方（k=3、s=2：1-2-4 的棋盘；k=4、s=2：均匀）。", overlap_2d),
     F("001-6_checkerboard-image", "棋盘效应", "checkerboard artifacts", "001 §6",
-      "A photograph upsampled ×2 by transposed conv k=3, s=2 (checkerboard), k=4, s=2 and resize-conv (even), all "
-      "with the same uniform kernel.",
-      "一张照片分别经 k=3、s=2 的转置卷积（棋盘效应）、k=4、s=2 的转置卷积和先缩放再卷积（均匀）放大 2 倍，卷积核都是同一个"
-      "均匀核。", checkerboard_image),
+      "A photograph upsampled ×2 by transposed conv k=3, s=2 (checkerboard), transposed conv k=4, s=2 and "
+      "resize-conv (nearest ×2, then a 3×3 conv) (both even). Each kernel is uniform — all its taps equal, scaled to "
+      "keep the average brightness — but their sizes differ: 3×3, 4×4 and 3×3.",
+      "一张照片分别经 k=3、s=2 的转置卷积（棋盘效应）、k=4、s=2 的转置卷积和先缩放再卷积（最近邻放大 2 倍后接 3×3 卷积）"
+      "（均匀）放大 2 倍。每个卷积核都是均匀核——所有抽头相等，并按保持平均亮度缩放——但大小不同：3×3、4×4 和 3×3。",
+      checkerboard_image),
     F("003-2.2_dilated-animation", "扩张卷积（空洞卷积）", "dilated convolution, animated", "003 §2.2, 001 §7",
       "Dilated convolution as in the article's animation: kernel 3×3, padding 0, dilation rate 2 on a 7×7 input → "
       "3×3 output, one frame per output position; the 9 taps read input cells 2 apart, with holes between them.",

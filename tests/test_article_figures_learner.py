@@ -188,3 +188,15 @@ def test_checkerboard_says_the_kernel_sizes_it_uses():
         assert re.findall(r"\d×\d", caption)[-3:] == sizes
     note = next(t for t, _, _ in drawn_texts(f.name) if t.startswith("each kernel is uniform"))
     assert re.findall(r"\d×\d", note)[:3] == sizes
+
+
+def test_3d_conv_names_the_output_depth_slices():
+    x = torch.zeros(1, 1, 4, 5, 5)
+    depth = F.conv3d(x, torch.zeros(1, 1, 3, 3, 3)).shape[2]  # 4 − 3 + 1
+    slices = ", ".join(map(str, range(depth)))
+    texts = [t for t, _, _ in drawn_texts("001-3_3d-conv")]
+    note = next(t for t in texts if t.startswith("OUTPUT") and "depth slices" in t)
+    assert f"OUTPUT 1×{depth}×3×3: depth slices d = {slices} left to right" in note
+    assert f"slice d = {depth - 1} and reads input slices d = {depth - 1}–{depth + 1}" in note
+    f = BY_NAME["001-3_3d-conv"]
+    assert f"output's {depth} slices d = {slices}" in f.caption and f"输出的 {depth} 个切片 d = 0、1" in f.caption_zh

@@ -198,8 +198,24 @@ def multi_channel() -> Block:
     return layer_block(layer, (3, 5, 5), numbers=True, x=x)
 
 
+THREE_D_INPUT = (1, 4, 5, 5)
+
+
 def three_d() -> Block:
-    return layer_block(build("standard", 1, 1, 3, dim=3, padding=0), (1, 4, 5, 5))
+    """The step picture of a 3×3×3 conv on a 4×5×5 volume, the output's centre drawn, and a line naming the
+    output's depth slices (the picture labels only the input's)."""
+    layer = build("standard", 1, 1, 3, dim=3, padding=0)
+    with torch.no_grad():
+        shape = tuple(layer(torch.zeros(1, *THREE_D_INPUT)).shape[1:])
+    depth, h, w = shape[1:]
+    position = (depth - 1, h // 2, w // 2)
+    k, stride = layer.kernel_size[0], layer.stride[0]
+    first = position[0] * stride
+    slices = ", ".join(str(d) for d in range(depth))
+    note = label(f"OUTPUT {'×'.join(map(str, shape))}: depth slices d = {slices} left to right ({THREE_D_INPUT[1]} − {k} + 1 = "
+                 f"{depth}: the {k}-deep kernel fits {depth} times along the input's depth); the drawn output sits "
+                 f"in slice d = {position[0]} and reads input slices d = {first}–{first + k - 1}", SMALL)
+    return column([layer_block(layer, THREE_D_INPUT, position=position), note], gap=0.6)
 
 
 ONE_BY_ONE_W = [[1, 2, -1, 3], [2, -1, 1, 1]]  # two 1×1×4 filters, small integers so each sum can be read
@@ -971,9 +987,10 @@ FIGURES: list[ArticleFigure] = [
       "的 Conv3d 作用于 5×5×3 的体积得到 1×3×3，与 3 个输入通道的 Conv2d 结果相同。", more.filter_as_deep_as_input),
     F("001-3_3d-conv", "3D 卷积（过滤器深度小于输入深度）", "3-D convolution", "001 §3",
       "3-D convolution with a filter shallower than the input: the 3×3×3 kernel slides along depth, height and "
-      "width, so the output is 3-D; input and output drawn as depth slices side by side.",
+      "width, so the output is 3-D; input and output drawn as depth slices side by side: the input's 4 slices "
+      "d = 0…3 and the output's 2 slices d = 0, 1, left to right (4 − 3 + 1 = 2).",
       "过滤器深度小于输入深度的 3D 卷积：3×3×3 卷积核沿深度、高、宽三个方向滑动，输出也是 3D 的；输入与输出按深度切片并排"
-      "画出。", three_d),
+      "画出：输入的 4 个切片 d = 0…3 与输出的 2 个切片 d = 0、1，从左到右（4 − 3 + 1 = 2）。", three_d),
     F("001-4_1x1-conv", "1×1 卷积", "1×1 convolution", "001 §4",
       "1×1 convolution: one input pixel across all 4 channels → one output pixel per filter; no spatial extent. "
       "Each 1×1×4 filter multiplies the pixel's value on every channel by that channel's weight and sums the 4 "

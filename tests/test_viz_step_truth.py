@@ -9,7 +9,7 @@ import pytest
 import torch
 
 import convzoo as cz
-from convzoo.viz.draw import plt, render
+from convzoo.viz.draw import column, plt, render
 from convzoo.viz.picture import layer_block
 from convzoo.viz.reads import analyse
 
@@ -73,3 +73,53 @@ def test_the_kernel_is_said_flipped_exactly_when_its_taps_are_met_mirrored(famil
     note = "(applied reversed)" if dim == 1 else "(applied rotated 180°)"
     assert (note in drawn) == flips[0], (flips, drawn)
     assert ("applied" in drawn) == flips[0]
+
+
+def tap_cells(block, n_taps: int) -> int:
+    """Cells a block draws in a kernel tap's colour (pale ones on padding included)."""
+    from convzoo.viz.draw import tap_colours
+
+    taps = [tuple(round(v, 4) for v in c[:3]) for c in tap_colours(n_taps)]
+    fig = render(block)
+    n = sum(tuple(round(float(v), 4) for v in face[:3]) in taps
+            for ax in fig.axes for coll in ax.collections for face in coll.get_facecolors())
+    plt.close(fig)
+    return n
+
+
+def torch_reads(layer: torch.nn.Module, shape: tuple[int, ...], o: tuple[int, ...]) -> list[int]:
+    """Input channels output channel 0 at ``o`` depends on: torch's Jacobian of the layer itself."""
+    x = torch.rand(1, *shape, dtype=torch.float64)
+    jac = torch.autograd.functional.jacobian(lambda v: layer.double()(v)[(0, 0, *o)], x)[0]
+    return [c for c in range(shape[0]) if bool(jac[c].abs().sum() > 0)]
+
+
+@pytest.mark.parametrize("family, kwargs", [("grouped", {"groups": 2}), ("depthwise", {}),
+                                            ("transposed", {"groups": 2, "stride": 2, "padding": 1}),
+                                            ("standard", {})])
+def test_an_input_channel_the_output_does_not_read_is_drawn_unread(family, kwargs):
+    # grouped conv: output c0 reads c0, c1 only — input planes c2, c3 (another group's) carry no tap colour, no
+    # kernel, and say '(not read)'; which channels are read is torch's own Jacobian of the layer
+    from convzoo.viz.step import gather_input, kernel_block, scatter_input
+
+    shape = (4, 4, 4)
+    layer = cz.build(family, 4, 4, 3, **kwargs)
+    r = analyse(layer, shape)
+    o = r.centre()
+    read = torch_reads(cz.build(family, 4, 4, 3, **kwargs), shape, o)
+    assert read == {"grouped": [0, 1], "depthwise": [0], "transposed": [0, 1], "standard": [0, 1, 2, 3]}[family]
+    every = [0, 1, 2, 3]
+    if r.geometry.kind == "gather":
+        planes = lambda cs: gather_input(r, 0, o, True, cs)  # noqa: E731
+    else:
+        planes = lambda cs: column(scatter_input(r, 0, o, True, cs))  # noqa: E731
+    # another filter's window drawn on c2, c3 would add its taps: the count is that of the read planes alone
+    assert tap_cells(planes(every), r.n_taps) == tap_cells(planes(read), r.n_taps) > 0
+    assert tap_cells(kernel_block(r, 0, True, every), r.n_taps) == r.n_taps * len(read)
+    drawn = texts(layer_block(layer, shape, numbers=True))
+    for c in every:
+        assert (f"c{c} (not read)" in drawn) == (c not in read)
+    assert not any(t.startswith("filter ") and " on c" in t for t in drawn)  # no other filter's kernel
+    unread = [f"c{c}" for c in every if c not in read]
+    assert (f"filter 0 has no weights\non {', '.join(unread)}" in drawn) == bool(unread)
+    assert ("input channel output c0 does not read" in drawn) == bool(unread)

@@ -23,8 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .draw import (INPUT, OTHER, OUTPUT, PADDING, SMALL, ZERO, Block, Cell, arrow, cells, column, fmt, label, row,
-                   signed_cells, swatch_legend, tap_colours, text_size)
+from .draw import (INPUT, MUTED, OTHER, OUTPUT, PADDING, SMALL, ZERO, Block, Cell, arrow, cells, column, fmt, label,
+                   row, signed_cells, swatch_legend, tap_colours, text_size)
 from .irregular import NEIGHBOUR, irregular_input, margins
 from .layout import BUDGET, flow
 from .planes import Plane, mark, planes_block
@@ -35,6 +35,7 @@ from .wiring import Colouring, colour_channels, group_colour, pattern_block, wir
 
 MAX_PLANES = 4  # planes drawn in numbers mode (the numbers are the point)
 MANY_TAPS = 49  # above this (larger than 7×7) a kernel is drawn as its weights, not as tap colours
+UNREAD = "#e2e2e2"  # an input plane drawn beside the others that the drawn output does not read (another group's)
 
 
 def shape_text(shape: Sequence[int]) -> str:
@@ -44,6 +45,14 @@ def shape_text(shape: Sequence[int]) -> str:
 def read_channels(r: Reads, j: int) -> list[int]:
     """The input channels output channel ``j`` reads."""
     return [int(c) for c in (r.channel_links()[j] > 0).nonzero().flatten()]
+
+
+def unread_text(r: Reads, out_channel: int, channels: Sequence[int]) -> str:
+    """'filter 0 has no weights\non c2, c3' for the drawn channels output ``out_channel`` does not read (a grouped
+    conv's other groups), '' when it reads them all."""
+    reads = set(read_channels(r, out_channel))
+    unread = [f"c{c}" for c in channels if c not in reads]
+    return f"filter {out_channel} has no weights\non {', '.join(unread)}" if unread else ""
 
 
 def owners(r: Reads, out_channel: int, channels: Sequence[int]) -> dict[int, int]:
@@ -100,37 +109,39 @@ def flip_note(g: Geometry | None) -> str:
 
 def kernel_block(r: Reads, out_channel: int, numbers: bool, channels: Sequence[int],
                  heading: str | None = None, names: bool = True) -> Block:
-    """The filter drawn on each input channel of ``channels``: its taps in their colours (or values); a kernel of
-    more than ``MANY_TAPS`` taps as its weights."""
-    own = owners(r, out_channel, channels)
-    all_pairs = r.pair_taps()
+    """Filter ``out_channel`` on each input channel of ``channels`` it reads: its taps in their colours (or values);
+    a kernel of more than ``MANY_TAPS`` taps as its weights. The channels it does not read (another group's) get no
+    grid, only a line saying the filter has no weights there — another filter's kernel drawn there would read as
+    this output's."""
+    reads = read_channels(r, out_channel)
+    shown = [c for c in channels if c in reads] or list(channels[:1])
+    pair = r.pair_taps()[out_channel]
     plane = Plane(r.kernel_shape)
-    several = len(set(own.values())) > 1
     k = shape_text(r.kernel_shape)
     flip = flip_note(r.geometry)
-    whose = "of each filter" if several else f"of filter {own[channels[0]] if channels else out_channel}"
-    head = heading if heading is not None else (f"KERNEL {k}\n{whose}" + (f"\n({flip})" if flip else ""))
+    head = heading if heading is not None else (f"KERNEL {k}\nof filter {out_channel}" + (f"\n({flip})" if flip
+                                                                                            else ""))
     if r.n_taps > MANY_TAPS and not numbers and r.pair_kernel is not None:
-        return big_kernel_block(r, own, channels, head)
+        return big_kernel_block(r, {c: out_channel for c in shown}, shown, head)
     colours = tap_colours(r.n_taps)
     grids, captions = [], []
-    for c in channels:
-        pair = all_pairs[own[c]]
+    for c in shown:
         grid = plane.empty()
         for t, pos in enumerate(np.ndindex(*r.kernel_shape)):
             rr, cc = plane.cell(pos)
             if pair[c, t]:
-                value = float(r.pair_kernel[own[c], c, t]) if r.pair_kernel is not None else float("nan")
+                value = float(r.pair_kernel[out_channel, c, t]) if r.pair_kernel is not None else float("nan")
                 text = fmt(value) if numbers and not np.isnan(value) else str(t)
                 grid[rr][cc] = Cell(colours[t], text)
             else:
                 grid[rr][cc] = Cell("white", dashed=True)
         grids.append(grid)
-        reads = len(read_channels(r, own[c]))
-        more = f" (1 of {reads} channels)" if reads > len(channels) else ""
-        captions.append((f"filter {own[c]} on c{c}" if several else f"on c{c}{more}") + ("" if bool(pair[c].any())
-                                                                                       else ": unused"))
+        more = f" (1 of {len(reads)} channels)" if len(reads) > len(shown) else ""
+        captions.append(f"on c{c}{more}" + ("" if bool(pair[c].any()) else ": unused"))
     grids_block = planes_block(grids, captions, per_row=1) if names else column([cells(g) for g in grids], gap=0.4)
+    missing = unread_text(r, out_channel, [c for c in channels if c not in shown])
+    if missing:
+        grids_block = column([grids_block, label(missing, SMALL, color=MUTED)], gap=0.3)
     return column([label(head, weight="bold"), grids_block], gap=0.3) if head else grids_block
 
 
@@ -255,20 +266,22 @@ def gather_input(r: Reads, out_channel: int, position: Sequence[int], numbers: b
     plane = Plane(tuple(s + lo + hi for s, (lo, hi) in zip(g.input_size, pads)))
     shift = [lo for lo, _ in pads]
     colours = tap_colours(r.n_taps)
-    own = owners(r, out_channel, channels)
-    all_pairs = r.pair_taps()
+    reads = read_channels(r, out_channel)
+    pair = r.pair_taps()[out_channel]
     window = g.window(tuple(position))
     tap_text = r.n_taps <= 99
     grids = []
     for c in channels:
-        pair = all_pairs[own[c]]
         grid = plane.empty()
         for pos in np.ndindex(*plane.size):
             q = tuple(p - s for p, s in zip(pos, shift))
             rr, cc = plane.cell(pos)
             inside = all(0 <= v < n for v, n in zip(q, g.input_size))
-            grid[rr][cc] = (Cell(INPUT, fmt(_value(r, c, q)) if numbers else "") if inside
+            grid[rr][cc] = (Cell(INPUT if c in reads else UNREAD, fmt(_value(r, c, q)) if numbers else "") if inside
                             else Cell(PADDING, "0" if numbers else "", dashed=True))
+        grids.append(grid)
+        if c not in reads:  # another group's channel: no window of this output on it
+            continue
         for t, q in window:
             if not pair[c, t]:
                 continue
@@ -277,19 +290,27 @@ def gather_input(r: Reads, out_channel: int, position: Sequence[int], numbers: b
             old = grid[rr][cc]  # a tap on padding is drawn pale: it multiplies a zero
             grid[rr][cc] = Cell(colours[t], old.text if numbers else (str(t) if tap_text else ""), dashed=old.dashed,
                                 alpha=0.4 if old.dashed else 1.0)
-        _other_reads(r, own[c], position, c, plane, shift, grid)
-        grids.append(grid)
+        _other_reads(r, out_channel, position, c, plane, shift, grid)
     more = r.input_shape[0] - len(channels)
     which = "" if more == 0 else (f" (plane c{channels[0]})" if len(channels) == 1 else "")
     field = field_text(r, position)
     title = (title or (f"INPUT {shape_text(r.input_shape)}{which}" + padded_text(r)
                        + ("\n(depth slices d = 0, 1, … left to right)" if r.spatial_dims == 3 else "")))
     boxes = _field_boxes(plane, field_span(r, position), shift)
-    frame = lambda block: _framed(block, boxes)  # noqa: E731
-    planes = (planes_block(grids, [f"c{c}" for c in channels], more=0, per_row=2 if r.spatial_dims == 2 else 1,
-                           wrap=frame) if names else column([frame(cells(g)) for g in grids], gap=0.4))
+    # the field outlined on the planes the output reads; planes_block wraps each plane once, in order
+    read_flags = iter([c in reads for c in channels])
+    frame = lambda block: _framed(block, boxes) if next(read_flags) else block  # noqa: E731
+    planes = (planes_block(grids, plane_names(r, out_channel, channels), more=0,
+                           per_row=2 if r.spatial_dims == 2 else 1, wrap=frame) if names
+              else column([frame(cells(g)) for g in grids], gap=0.4))
     parts = [label(title, weight="bold"), planes] + ([label(field, SMALL)] if field else [])
     return column(parts, gap=0.3)
+
+
+def plane_names(r: Reads, out_channel: int, channels: Sequence[int]) -> list[str]:
+    """'c0', 'c1', 'c2 (not read)': input planes' captions, saying which the drawn output does not read."""
+    reads = read_channels(r, out_channel)
+    return [f"c{c}" if c in reads else f"c{c} (not read)" for c in channels]
 
 
 def _other_reads(r: Reads, j: int, position: Sequence[int], c: int, plane: Plane, shift: Sequence[int],
@@ -310,6 +331,7 @@ def scatter_input(r: Reads, out_channel: int, position: Sequence[int], numbers: 
     big = Plane(g.stretched_size())
     colours = tap_colours(r.n_taps)
     pair = r.pair_taps()[out_channel]
+    reads = read_channels(r, out_channel)
     hull = [(g.stretched_position((0,) * len(g.a))[k], g.stretched_position(tuple(s - 1 for s in g.input_size))[k])
             for k in range(len(g.a))]
     originals, stretched = [], []
@@ -320,7 +342,7 @@ def scatter_input(r: Reads, out_channel: int, position: Sequence[int], numbers: 
             rr, cc = small.cell(q)
             t = int(read[q])
             text = fmt(_value(r, c, q)) if numbers else (str(t) if t >= 0 else "")
-            grid[rr][cc] = Cell(colours[t] if t >= 0 else INPUT, text)
+            grid[rr][cc] = Cell(colours[t] if t >= 0 else INPUT if c in reads else UNREAD, text)
         originals.append(grid)
         sgrid = big.empty()
         for z in np.ndindex(*big.size):
@@ -331,7 +353,7 @@ def scatter_input(r: Reads, out_channel: int, position: Sequence[int], numbers: 
             z = g.stretched_position(q)
             if all(0 <= v < n for v, n in zip(z, big.size)):
                 rr, cc = big.cell(z)
-                sgrid[rr][cc] = Cell(INPUT, fmt(_value(r, c, q)) if numbers else "")
+                sgrid[rr][cc] = Cell(INPUT if c in reads else UNREAD, fmt(_value(r, c, q)) if numbers else "")
         for t, z in g.stretched_window(tuple(position)):
             if pair[c, t] and all(0 <= v < n for v, n in zip(z, big.size)):
                 rr, cc = big.cell(z)
@@ -339,7 +361,7 @@ def scatter_input(r: Reads, out_channel: int, position: Sequence[int], numbers: 
                 sgrid[rr][cc] = Cell(colours[t], old.text if numbers else str(t), dashed=old.dashed,
                                      alpha=0.4 if old.dashed else 1.0)
         stretched.append(sgrid)
-    names = [f"c{c}" for c in channels]
+    names = plane_names(r, out_channel, channels)
     zeros = sorted({a - 1 for a in g.a})
     steps = f"{zeros[0]} zero{'s' if zeros[0] != 1 else ''}" if len(zeros) == 1 else \
         "(" + ", ".join(str(a - 1) for a in g.a) + ") zeros"
@@ -574,6 +596,8 @@ def draw_step(r: Reads, out_channel: int = 0, position: Sequence[int] | None = N
         legend = [(colour, text, False) for colour, text in colouring.legend]
     if padded:
         legend.insert(0, (PADDING, "padding (zero): what a point past the edge reads", True))
+    if g is not None and not (len(groups) > 1 and n_planes == 1) and set(in_ch) - set(reads):
+        legend.insert(0, (UNREAD, f"input channel output c{out_channel} does not read", False))
     one = row([*parts, *tail], gap=1.0)
     if one.w <= max_width:
         return Step(one, colouring, legend)

@@ -17,9 +17,11 @@ from torch import nn
 @torch.no_grad()
 def he_scale_(model: nn.Module) -> nn.Module:
     """Rescale every conv weight of ``model`` to std √(2/fan_in), fan_in = C_in/groups · prod(k). The family's
-    init keeps its shape (ICNR's repeated kernels, zero-initialised offset convs stay zero); returns ``model``."""
+    init keeps its shape (ICNR's repeated kernels, zero-initialised offset convs stay zero); returns ``model``.
+    Weights on the meta device are left alone: they hold no values to measure (a model built under
+    ``torch.device('meta')`` gets its values later, from ``to_empty`` and a state dict)."""
     for m in model.modules():
-        if isinstance(m, nn.modules.conv._ConvNd) and m.weight is not None:
+        if isinstance(m, nn.modules.conv._ConvNd) and m.weight is not None and not m.weight.is_meta:
             std = float(m.weight.std()) if m.weight.numel() > 1 else 0.0
             if std > 0:
                 m.weight.mul_(math.sqrt(2 / m.weight[0].numel()) / std)

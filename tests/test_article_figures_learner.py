@@ -7,7 +7,6 @@ from __future__ import annotations
 import re
 
 import numpy as np
-import pytest
 import torch
 import torch.nn.functional as F
 
@@ -69,7 +68,7 @@ def test_conv_matrix_example_is_the_conv_and_its_transpose():
     from convzoo.viz.article_figures import conv_matrix_example
 
     d = conv_matrix_example()
-    x, k, y, up = _article_conv()
+    _, _, y, up = _article_conv()
     c = np.zeros((4, 16))  # by hand: output (i, j) reads input (i + a, j + b) through tap (a, b)
     for i, j, a, b in np.ndindex(2, 2, 3, 3):
         c[2 * i + j, 4 * (i + a) + j + b] = ARTICLE_K[a][b]
@@ -200,3 +199,17 @@ def test_3d_conv_names_the_output_depth_slices():
     assert f"slice d = {depth - 1} and reads input slices d = {depth - 1}–{depth + 1}" in note
     f = BY_NAME["001-3_3d-conv"]
     assert f"output's {depth} slices d = {slices}" in f.caption and f"输出的 {depth} 个切片 d = 0、1" in f.caption_zh
+
+
+def test_sobel_figure_draws_the_1x9_conv_matrix_and_its_reshape():
+    col = torch.tensor([1.0, 2.0, 1.0], dtype=torch.float64).reshape(1, 1, 3, 1)
+    row = torch.tensor([1.0, 0.0, -1.0], dtype=torch.float64).reshape(1, 1, 1, 3)
+    ones = torch.eye(9, dtype=torch.float64).reshape(9, 1, 3, 3)  # one-hot 3×3 inputs: column i of the conv matrix
+    c = F.conv2d(F.conv2d(ones, col), row).reshape(1, 9).numpy()
+    np.testing.assert_array_equal(c.reshape(3, 3), [[1, 0, -1], [2, 0, -2], [1, 0, -1]])  # Sobel
+    texts = drawn_texts("001-8.1_sobel-separable")
+    drawn = as_grid(grid_after(texts, "the layer's conv matrix on a 3×3 input: 1×9 (1 output × 9 inputs)", 9))
+    np.testing.assert_array_equal(drawn, c)  # one row of 9, as the conv matrix is
+    np.testing.assert_array_equal(as_grid(grid_after(texts, "3×3: the kernel above", 9)), c.reshape(3, 3))
+    f = BY_NAME["001-8.1_sobel-separable"]
+    assert "1×9" in f.caption and "1×9" in f.caption_zh and "as its conv matrix" not in f.caption

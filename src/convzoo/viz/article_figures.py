@@ -212,9 +212,9 @@ def three_d() -> Block:
     k, stride = layer.kernel_size[0], layer.stride[0]
     first = position[0] * stride
     slices = ", ".join(str(d) for d in range(depth))
-    note = label(f"OUTPUT {'×'.join(map(str, shape))}: depth slices d = {slices} left to right ({THREE_D_INPUT[1]} − {k} + 1 = "
-                 f"{depth}: the {k}-deep kernel fits {depth} times along the input's depth); the drawn output sits "
-                 f"in slice d = {position[0]} and reads input slices d = {first}–{first + k - 1}", SMALL)
+    note = label(f"OUTPUT {'×'.join(map(str, shape))}: depth slices d = {slices} left to right "
+                 f"({THREE_D_INPUT[1]} − {k} + 1 = {depth}: the {k}-deep kernel fits {depth} times along the input's "
+                 f"depth); the drawn output sits in slice d = {position[0]} and reads input slices d = {first}–{first + k - 1}", SMALL)
     return column([layer_block(layer, THREE_D_INPUT, position=position), note], gap=0.6)
 
 
@@ -367,9 +367,10 @@ def conv_matrix_example() -> MatrixExample:
         up = transposed.double()(y)  # (1, 1, 4, 4)
     c = conv_matrix(conv, (1, 4, 4)).numpy()
     ct = conv_matrix(transposed, (1, 2, 2)).numpy()
-    return MatrixExample(np.array(ARTICLE_K, dtype=float), x.numpy(), c, ct,
-                         taps(conv, (1, 4, 4)).reshape(4, 16).numpy(), taps(transposed, (1, 2, 2)).reshape(16, 4).numpy(),
-                         y[0, 0].numpy(), up[0, 0].numpy(), ct @ c)
+    tc = taps(conv, (1, 4, 4)).reshape(4, 16).numpy()
+    tt = taps(transposed, (1, 2, 2)).reshape(16, 4).numpy()
+    return MatrixExample(np.array(ARTICLE_K, dtype=float), x.numpy(), c, ct, tc, tt, y[0, 0].numpy(),
+                         up[0, 0].numpy(), ct @ c)
 
 
 def conv_matrix_figure() -> Block:
@@ -554,24 +555,31 @@ def dilated_receptive_field(size: int = RF_SIZE) -> Block:
 
 
 def sobel() -> Block:
+    """3×1 [1,2,1] · 1×3 [1,0,−1] = the 3×3 Sobel kernel; below, the same kernel read from the two-stage layer: its
+    conv matrix on a 3×3 input is 1×9 (one output, nine inputs), reshaped to 3×3."""
     layer = build("spatially_separable", 1, 1, 3, padding=0, bias=False)
     column_, row_ = _stage_modules(layer)[:2]
     _with_kernel(column_, [[1], [2], [1]])
     _with_kernel(row_, [[1, 0, -1]])
-    effective = conv_matrix(layer, (1, 3, 3)).reshape(3, 3).numpy()
+    col_k = getattr(column_, kernel_parameter(column_, 2)).detach()[0, 0].double().numpy()  # (3, 1)
+    row_k = getattr(row_, kernel_parameter(row_, 2)).detach()[0, 0].double().numpy()  # (1, 3)
+    c = conv_matrix(layer, (1, 3, 3)).numpy()  # (1, 9): the one output's weight on each input cell
 
     def grid(a: np.ndarray) -> Block:
         return cells([[Cell("#fde0c5" if v > 0 else "#c6dbef" if v < 0 else "white", fmt(v)) for v in line]
                       for line in a])
 
-    return column([row([column([_heading("3×1 (stage 1)"), grid(np.array([[1.0], [2.0], [1.0]]))], gap=0.3),
-                        label("·", TITLE),
-                        column([_heading("1×3 (stage 2)"), grid(np.array([[1.0, 0.0, -1.0]]))], gap=0.3),
-                        label("=", TITLE),
-                        column([_heading("the layer's 3×3 kernel (its conv matrix on a 3×3 input)"), grid(effective)],
-                               gap=0.3)], gap=0.8, align="center"),
-                   label("6 weights instead of 9; the two-stage layer computes exactly the Sobel filter", SMALL)],
-                  gap=0.6)
+    def item(head: str, body: Block) -> Block:
+        return column([_heading(head), body], gap=0.3, align="center")
+
+    product = row([item("3×1 (stage 1)", grid(col_k)), _operator("·"), item("1×3 (stage 2)", grid(row_k)),
+                   _operator("="), item("3×3 Sobel kernel", grid(col_k @ row_k))], gap=0.8, align="center")
+    read = row([item("the layer's conv matrix on a 3×3 input: 1×9 (1 output × 9 inputs)", grid(c)),
+                arrow(2.5, "reshape"), item("3×3: the kernel above", grid(c.reshape(3, 3)))], gap=0.8, align="center")
+    return column([product, read,
+                   label(f"6 weights instead of 9; the two-stage layer's 3×3 kernel equals 3×1 · 1×3: "
+                         f"{bool(np.allclose(c.reshape(3, 3), col_k @ row_k))} — it computes exactly the Sobel filter",
+                         SMALL)], gap=0.8)
 
 
 def scan_positions() -> Block:
@@ -677,7 +685,7 @@ def grouped() -> Block:
     return layer_block(build("grouped", 4, 4, 3, groups=2), (4, 5, 5))
 
 
-GROUPED_1X1 = dict(channels=6, groups=3, size=4, seed=8)  # seed 8: six different filters of weights 1…3
+GROUPED_1X1 = {"channels": 6, "groups": 3, "size": 4, "seed": 8}  # seed 8: six different filters of weights 1…3
 
 
 @dataclass(frozen=True)
@@ -1049,9 +1057,10 @@ FIGURES: list[ArticleFigure] = [
       dilated_receptive_field),
     F("001-8.1_sobel-separable", "空间可分卷积（Sobel 核）", "spatially separable convolution (Sobel)",
       "001 §8.1, 000",
-      "Sobel = (3×1)·(1×3): a spatially separable layer with column [1,2,1] and row [1,0,−1] has the Sobel kernel as "
-      "its conv matrix.",
-      "Sobel = (3×1)·(1×3)：列为 [1,2,1]、行为 [1,0,−1] 的空间可分层，其卷积矩阵就是 Sobel 核。", sobel),
+      "Sobel = (3×1)·(1×3): a spatially separable layer with column [1,2,1] and row [1,0,−1] computes the Sobel "
+      "filter: its conv matrix on a 3×3 input, 1×9 (one output, nine inputs), reshaped to 3×3 is the Sobel kernel.",
+      "Sobel = (3×1)·(1×3)：列为 [1,2,1]、行为 [1,0,−1] 的空间可分层计算的就是 Sobel 滤波：它在 3×3 输入上的卷积矩阵为 "
+      "1×9（一个输出、九个输入），变形为 3×3 即为 Sobel 核。", sobel),
     F("001-8.1_scan-positions", "空间可分卷积的乘法次数", "spatially separable convolution: multiplications",
       "001 §8.1",
       "5×5 input: a 3×3 conv scans 9 positions × 9 multiplications = 81; the 3×1 stage 15 × 3 = 45 (a 3×5 map) and "

@@ -43,3 +43,21 @@ def test_he_scale_still_gives_std_sqrt_2_over_fan_in_off_meta():
         if isinstance(m, nn.modules.conv._ConvNd):
             fan_in = m.weight[0].numel()
             assert float(m.weight.std()) == pytest.approx(math.sqrt(2 / fan_in), rel=1e-5)
+
+
+# --- the small MobileNet's last feature map -----------------------------------------------------------------------
+
+
+def test_small_mobilenet_docstring_gives_its_last_feature_map():
+    """Three stride-2 blocks (SMALL_INPUT_STRIDES) and a stride-1 stem: total stride 8, 32 → 4. The docstring and the
+    comment said 2×2."""
+    from convzoo.models import mobilenet
+
+    strides = math.prod(mobilenet.SMALL_INPUT_STRIDES)
+    assert strides == 8
+    features = mobilenet_v1_small().eval().features(torch.zeros(1, 3, 32, 32))
+    assert features.shape == (1, 1024, 32 // strides, 32 // strides)
+    said = re.search(r"feature map is (\d+)×(\d+)", " ".join(mobilenet_v1_small.__doc__.split()))
+    assert said and (int(said[1]), int(said[2])) == tuple(features.shape[-2:])
+    source = open(mobilenet.__file__).read()
+    assert "ends at 2×2" not in source and "ends at 4×4" in source

@@ -26,7 +26,8 @@ BLOCKS: tuple[tuple[int, int], ...] = (
     (512, 1), (512, 1), (512, 1), (512, 1), (512, 1),
     (1024, 2), (1024, 1),
 )
-# CIFAR-style: a stride-1 stem and the first stride-2 block at stride 1, so a 32×32 input ends at 2×2.
+# CIFAR-style: a stride-1 stem and the first stride-2 block at stride 1; the three stride-2 blocks left give a total
+# stride of 8, so a 32×32 input ends at 4×4.
 SMALL_INPUT_STRIDES = (1, 1, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1)
 
 
@@ -87,5 +88,6 @@ def mobilenet_v1(width_mult: float = 1.0, resolution: int = 224, num_classes: in
 
 def mobilenet_v1_small(width_mult: float = 1.0, num_classes: int = 10, conv: str = "depthwise_separable",
                        **conv_kwargs: Any) -> MobileNetV1:
-    """The 32×32-input variant (CIFAR-style stem at stride 1; the feature map ends at 2×2)."""
+    """The 32×32-input variant (CIFAR-style stem at stride 1, three stride-2 blocks: total stride 8, so the last
+    feature map is 4×4)."""
     return MobileNetV1(width_mult, 32, num_classes, conv, small_input=True, **conv_kwargs)

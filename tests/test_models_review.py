@@ -61,3 +61,62 @@ def test_small_mobilenet_docstring_gives_its_last_feature_map():
     assert said and (int(said[1]), int(said[2])) == tuple(features.shape[-2:])
     source = open(mobilenet.__file__).read()
     assert "ends at 2×2" not in source and "ends at 4×4" in source
+
+
+# --- the architectures' own arguments -----------------------------------------------------------------------------
+
+
+BAD_ARGUMENTS = [
+    # each built a wrong model silently or failed with a message naming none of the user's arguments
+    ("ShuffleNetV1", (3.0,), {}, ValueError, "groups=3.0 must be one of [1, 2, 3, 4, 8]"),  # torch's empty(): ...
+    ("ShuffleNetV1", (3, 0.01), {}, ValueError,  # "out_channels=12 > in_channels=12"
+     "ShuffleNetV1: scale=0.01 gives the stem and the three stages 12, 12, 12, 12 channels, which must grow"),
+    ("ShuffleUnit", (24, 240, 3, 1), {}, ValueError,  # built; a broadcast error at the forward
+     "ShuffleUnit: at stride=1 the branch is added to the input, so out_channels=240 must equal in_channels=24"),
+    ("ShuffleUnit", (24, 250, 3, 2), {}, ValueError,  # said "out_channels=62"
+     "ShuffleUnit: out_channels=250 gives a bottleneck of out_channels // 4 = 62 channels, which must be a positive "
+     "multiple of groups=3"),
+    ("FasterNet", (), {"depths": (1, -2, 8, 2)}, ValueError,  # built, and cost reported 289.6 M MACs
+     "FasterNet: depths=(1, -2, 8, 2) must give 4 ints >= 1 (the blocks of each of the 4 stages); depths[1]=-2"),
+    ("FasterNet", (), {"depths": (1, 2)}, ValueError, "FasterNet: depths=(1, 2) must give 4 ints >= 1"),  # 2 stages
+    ("FasterNet", (), {"mlp_ratio": 0}, ValueError, "mlp_ratio=0 must be a positive finite number"),
+    ("FasterNet", (), {"mlp_ratio": 0.02}, ValueError,  # int(40·0.02) = 0: built, failed at the forward
+     "FasterNet: mlp_ratio=0.02 gives a hidden width int(40·0.02) = 0; it must be >= 1"),
+    ("RepVGG", (), {"depths": (2, 4, 14, 1.5)}, TypeError,  # "'float' object cannot be interpreted as an integer"
+     "RepVGG: depths=(2, 4, 14, 1.5) must give 4 ints >= 1 (the blocks of each of the 4 stages); depths[3]=1.5 is "
+     "not an int"),
+    ("RepVGG", (), {"depths": (0, 4, 14, 1)}, ValueError, "depths[0]=0 is not"),  # dropped a stride-2 stage
+    ("RepVGG", (), {"width_a": 0.01}, ValueError,  # "out_channels=0 must be positive"
+     "RepVGG: width_a=0.01 gives the stem and stage 1 int(64·0.01) = 0 channels; width_a must be >= 1/64"),
+]
+
+
+@pytest.mark.parametrize(("name", "args", "kwargs", "error", "message"), BAD_ARGUMENTS)
+def test_model_arguments_are_refused_in_the_constructor_by_name(name, args, kwargs, error, message):
+    import convzoo.models as models
+
+    with pytest.raises(error) as caught:
+        getattr(models, name)(*args, **kwargs)
+    assert message in str(caught.value), str(caught.value)
+
+
+def test_the_smallest_shufflenet_scale_named_in_the_error_builds():
+    """At groups=3 the stages are round(240·2^i·s / 12)·12 channels (at least 12) over a 12-channel stem: they grow
+    from s = 0.075 (round(1.5) = 2 → 24), not at 0.074 (round(1.48) = 1 → 12 = the stem)."""
+    from convzoo.models import ShuffleNetV1
+
+    with pytest.raises(ValueError, match="the smallest scale for groups=3 is 0.075"):
+        ShuffleNetV1(3, 0.074)
+    model = ShuffleNetV1(3, 0.075)
+    assert [model.stages[i].branch[-2].out_channels + model.stages[i].branch[0].in_channels for i in (0, 4, 12)] \
+        == [24, 36, 72]
+
+
+def test_valid_shuffle_units_and_depths_still_build_what_they_say():
+    from convzoo.models import FasterNet, RepVGG, ShuffleUnit
+
+    unit = ShuffleUnit(24, 252, 3, 2).eval()
+    assert unit(torch.zeros(1, 24, 8, 8)).shape == (1, 252, 4, 4)  # 24 concatenated + 228 from the branch
+    assert [len(stage) for stage in RepVGG(depths=(1, 1, 2, 1)).stages] == [1, 1, 2, 1]
+    assert [sum(isinstance(m, nn.Module) and type(m).__name__ == "FasterNetBlock" for m in stage)
+            for stage in FasterNet(depths=(1, 3, 1, 2)).stages] == [1, 3, 1, 2]

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 import numbers
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -29,6 +29,23 @@ def positive_ints(name: str = "", **values: Any) -> None:
             check_positive_int(value, key)
         except (TypeError, ValueError) as error:
             raise type(error)(f"{name}: {error}" if name else str(error)) from None
+
+
+def stage_depths(model: str, depths: Any, stages: int) -> tuple[int, ...]:
+    """``depths`` (blocks per stage) as a tuple of ``stages`` ints >= 1. A depth of 0 would drop a stage (and its
+    stride 2), a negative one builds the same net silently; TypeError / ValueError naming the model, depths and the
+    rule."""
+    rule = f"must give {stages} ints >= 1 (the blocks of each of the {stages} stages)"
+    if isinstance(depths, (str, bytes)) or not isinstance(depths, Sequence):
+        raise TypeError(f"{model}: depths={depths!r} {rule}")
+    if len(depths) != stages:
+        raise ValueError(f"{model}: depths={tuple(depths)} {rule}; it gives {len(depths)}")
+    for i, depth in enumerate(depths):
+        if not isinstance(depth, numbers.Integral) or isinstance(depth, bool):
+            raise TypeError(f"{model}: depths={tuple(depths)} {rule}; depths[{i}]={depth!r} is not an int")
+        if depth < 1:
+            raise ValueError(f"{model}: depths={tuple(depths)} {rule}; depths[{i}]={depth} is not")
+    return tuple(int(depth) for depth in depths)
 
 
 @contextmanager

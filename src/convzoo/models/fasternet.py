@@ -16,16 +16,27 @@ import torch
 from torch import nn
 
 from ..layers.partial import PartialConv2d
-from .arguments import positive_ints
+from .arguments import positive_ints, positive_number, stage_depths
+
+
+def hidden_width(model: str, channels: int, mlp_ratio: float) -> int:
+    """The MLP's hidden width int(C·mlp_ratio), which must be >= 1 (0 built, then failed at the forward)."""
+    mlp_ratio = positive_number(mlp_ratio, "mlp_ratio")
+    hidden = int(channels * mlp_ratio)
+    if hidden < 1:
+        raise ValueError(f"{model}: mlp_ratio={mlp_ratio} gives a hidden width int({channels}·{mlp_ratio}) = {hidden}; "
+                         f"it must be >= 1, so mlp_ratio >= 1/{channels}")
+    return hidden
 
 
 class FasterNetBlock(nn.Module):
-    """x + PWConv₂(act(BN(PWConv₁(PConv(x)))))."""
+    """x + PWConv₂(act(BN(PWConv₁(PConv(x))))), hidden width int(C·mlp_ratio). (N, C, H, W) → (N, C, H, W)."""
 
     def __init__(self, channels: int, mlp_ratio: float = 2.0, n_div: int = 4,
                  activation: Callable[[], nn.Module] = nn.GELU) -> None:
         super().__init__()
-        hidden = int(channels * mlp_ratio)
+        positive_ints("FasterNetBlock", channels=channels)
+        hidden = hidden_width("FasterNetBlock", channels, mlp_ratio)
         self.pconv = PartialConv2d(channels, channels, 3, bias=False, n_div=n_div)
         self.mlp = nn.Sequential(nn.Conv2d(channels, hidden, 1, bias=False), nn.BatchNorm2d(hidden), activation(),
                                  nn.Conv2d(hidden, channels, 1, bias=False))
@@ -35,12 +46,17 @@ class FasterNetBlock(nn.Module):
 
 
 class FasterNet(nn.Module):
+    """(N, C_in, H, W) → (N, num_classes): embedding (stride 4) → 4 stages (``depths`` blocks each, a stride-2
+    merging conv before stages 2–4) → head."""
+
     def __init__(self, embed_dim: int = 40, depths: Sequence[int] = (1, 2, 8, 2), mlp_ratio: float = 2.0,
                  n_div: int = 4, feature_dim: int = 1280, num_classes: int = 1000, in_channels: int = 3,
                  activation: Callable[[], nn.Module] = nn.GELU) -> None:
         super().__init__()
         positive_ints("FasterNet", embed_dim=embed_dim, feature_dim=feature_dim, num_classes=num_classes,
-                      in_channels=in_channels)
+                      in_channels=in_channels, n_div=n_div)
+        depths = stage_depths("FasterNet", depths, 4)
+        hidden_width("FasterNet", embed_dim, mlp_ratio)  # the narrowest stage's; later stages are 2×, 4×, 8× wider
         self.embed = nn.Sequential(nn.Conv2d(in_channels, embed_dim, 4, 4, bias=False), nn.BatchNorm2d(embed_dim))
         stages, channels = [], embed_dim
         for i, depth in enumerate(depths):

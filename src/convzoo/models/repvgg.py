@@ -15,7 +15,7 @@ import torch
 from torch import nn
 
 from ..layers.repvgg import RepVGGBlock2d
-from .arguments import positive_ints, positive_number
+from .arguments import positive_ints, positive_number, stage_depths
 
 A_DEPTHS = (2, 4, 14, 1)
 B_DEPTHS = (4, 6, 16, 1)
@@ -27,10 +27,14 @@ class RepVGG(nn.Module):
     def __init__(self, depths: Sequence[int] = A_DEPTHS, width_a: float = 0.75, width_b: float = 2.5,
                  num_classes: int = 1000, in_channels: int = 3) -> None:
         super().__init__()
-        if len(depths) != 4:
-            raise ValueError(f"depths={tuple(depths)} must give the 4 stages after the stem")
+        depths = stage_depths("RepVGG", depths, 4)  # after the stem; a 0 would drop a stage and its stride 2
         width_a, width_b = positive_number(width_a, "width_a"), positive_number(width_b, "width_b")
         positive_ints("RepVGG", num_classes=num_classes, in_channels=in_channels)
+        for name, value, base, where in (("width_a", width_a, 64, "the stem and stage 1"),
+                                         ("width_b", width_b, 512, "stage 4")):
+            if int(base * value) < 1:
+                raise ValueError(f"RepVGG: {name}={value} gives {where} int({base}·{value}) = 0 channels; {name} "
+                                 f"must be >= 1/{base} = {1 / base:g}")
         widths = [int(64 * width_a), int(128 * width_a), int(256 * width_a), int(512 * width_b)]
         stem = min(64, int(64 * width_a))
         self.stem = nn.Sequential(RepVGGBlock2d(in_channels, stem, 3, 2), nn.ReLU())

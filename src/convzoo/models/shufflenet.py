@@ -28,19 +28,42 @@ def stem_channels(scale: float, groups: int) -> int:
     return -(-base // groups) * groups
 
 
+def _check_unit(in_channels: int, out_channels: int, groups: int, stride: int, first_groups: int) -> int:
+    """The branch's output width (out − in at stride 2, where the input is concatenated; out at stride 1, where it is
+    added), after the rules that make every grouped 1×1 conv split evenly; ValueError naming the unit's argument."""
+    if stride == 1 and out_channels != in_channels:
+        raise ValueError(f"ShuffleUnit: at stride=1 the branch is added to the input, so out_channels={out_channels} "
+                         f"must equal in_channels={in_channels}")
+    branch_out = out_channels - in_channels if stride == 2 else out_channels
+    if branch_out < 1:
+        raise ValueError(f"ShuffleUnit: at stride=2 the input is concatenated with a branch of out_channels − "
+                         f"in_channels channels, so out_channels={out_channels} must exceed in_channels={in_channels}")
+    mid = out_channels // 4
+    if mid < 1 or mid % groups or mid % first_groups:
+        raise ValueError(f"ShuffleUnit: out_channels={out_channels} gives a bottleneck of out_channels // 4 = {mid} "
+                         f"channels, which must be a positive multiple of groups={groups} (the grouped 1×1 convs)")
+    if in_channels % first_groups:
+        raise ValueError(f"ShuffleUnit: in_channels={in_channels} must be a multiple of groups={groups} (the first "
+                         f"1×1 conv is grouped)")
+    if branch_out % groups:
+        what = "out_channels − in_channels" if stride == 2 else "out_channels"
+        raise ValueError(f"ShuffleUnit: the branch's {what} = {branch_out} must be a multiple of groups={groups} "
+                         f"(its last 1×1 conv is grouped)")
+    return branch_out
+
+
 class ShuffleUnit(nn.Module):
     """One ShuffleNet unit (Fig. 2 b/c). (N, C_in, H, W) → (N, C_out, H/stride, W/stride)."""
 
     def __init__(self, in_channels: int, out_channels: int, groups: int, stride: int, group_first: bool = True) -> None:
         super().__init__()
-        if stride not in (1, 2):
-            raise ValueError(f"stride={stride} must be 1 or 2")
+        positive_ints("ShuffleUnit", in_channels=in_channels, out_channels=out_channels, groups=groups)
+        if isinstance(stride, bool) or stride not in (1, 2):
+            raise ValueError(f"ShuffleUnit: stride={stride!r} must be 1 or 2")
         self.stride = stride
-        branch_out = out_channels - in_channels if stride == 2 else out_channels
-        if branch_out < 1:
-            raise ValueError(f"a stride-2 unit needs out_channels={out_channels} > in_channels={in_channels}")
-        mid = out_channels // 4
         first_groups = groups if group_first else 1
+        branch_out = _check_unit(in_channels, out_channels, groups, stride, first_groups)
+        mid = out_channels // 4
         self.branch = nn.Sequential(
             PointwiseConv2d(in_channels, mid, groups=first_groups, bias=False),
             nn.BatchNorm2d(mid),
@@ -67,18 +90,31 @@ def _stage_channels(groups: int, scale: float) -> list[int]:
     return [max(unit, int(round(base * 2**i * scale / unit)) * unit) for i in range(3)]
 
 
+def _widths_grow(groups: int, scale: float) -> bool:
+    """Whether the stem's and the stages' widths strictly increase, as the stride-2 units need."""
+    widths = [stem_channels(scale, groups), *_stage_channels(groups, scale)]
+    return all(later > earlier for earlier, later in zip(widths, widths[1:]))
+
+
 class ShuffleNetV1(nn.Module):
     """(N, 3, H, W) → (N, num_classes). ``small_input`` uses a stride-1 stem and no max pool (32×32 images)."""
 
     def __init__(self, groups: int = 3, scale: float = 1.0, num_classes: int = 1000, small_input: bool = False) -> None:
         super().__init__()
-        if isinstance(groups, bool) or groups not in STAGE2_CHANNELS:
+        # an int: 3.0 == 3 found the table and failed deep inside torch ("empty(): argument 'size'")
+        if not isinstance(groups, int) or isinstance(groups, bool) or groups not in STAGE2_CHANNELS:
             raise ValueError(f"groups={groups!r} must be one of {sorted(STAGE2_CHANNELS)} (the paper's Table 1)")
         scale = positive_number(scale, "scale")
         positive_ints("ShuffleNetV1", num_classes=num_classes)
         self.groups, self.scale = groups, scale
         self.default_input_shape = (1, 3, 32, 32) if small_input else (1, 3, 224, 224)
         stem = stem_channels(scale, groups)
+        if not _widths_grow(groups, scale):
+            widths = ", ".join(map(str, [stem, *_stage_channels(groups, scale)]))
+            smallest = next(k / 1000 for k in range(1, 2001) if _widths_grow(groups, k / 1000))
+            raise ValueError(f"ShuffleNetV1: scale={scale} gives the stem and the three stages {widths} channels, "
+                             f"which must grow (each stage's first unit concatenates its input with a branch of at "
+                             f"least 1 channel); the smallest scale for groups={groups} is {smallest:g}")
         self.stem = nn.Sequential(
             nn.Conv2d(3, stem, 3, 1 if small_input else 2, 1, bias=False),
             nn.BatchNorm2d(stem),

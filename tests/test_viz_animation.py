@@ -294,8 +294,78 @@ def test_a_single_kernel_gif_is_drawn_as_before(tmp_path):
 
     from convzoo.viz.stage_animation import by_stages
 
-    assert not any(by_stages(cz.build(n, 2, 2, 3)) for n in ("standard", "deformable", "dynamic"))
-    assert all(by_stages(cz.build(n, 2, 2, 3)) for n in ("depthwise_separable", "resize", "acnet", "dcnv3"))
+    assert not any(by_stages(cz.build(n, 2, 2, 3)) for n in ("standard", "dilated", "depthwise"))
+    # a layer whose side branch steers its one main stage is animated stage by stage: the branch is shown
+    assert all(by_stages(cz.build(n, 2, 2, 3)) for n in ("depthwise_separable", "resize", "acnet", "dcnv3",
+                                                          "dynamic", "condconv", "odconv", "deformable"))
+
+
+def _texts(block) -> list[str]:
+    fig = render(block)
+    found = [t.get_text() for ax in fig.axes for t in ax.texts]
+    plt.close(fig)
+    return found
+
+
+def test_a_dynamic_convs_gif_shows_its_attention_before_the_conv_slides():
+    # `viz dynamic --in 2 --out 2 --size 4 -o d.gif` was a plain conv (a layer that is its own only main stage was
+    # animated whole): no candidate kernels, no attention bars, no aggregated kernel, which the .png has
+    import torch
+
+    from convzoo.oracle import reference as ref
+    from convzoo.viz.draw import fmt
+    from convzoo.viz.stage_animation import stage_frames
+
+    torch.manual_seed(0)
+    layer = cz.build("dynamic", 2, 2, 3, temperature=1.0)
+    x = torch.rand(2, 4, 4, generator=torch.Generator().manual_seed(5))
+    plan, _ = stage_frames(layer, (2, 4, 4), x=x)
+    assert [f.position is None for f in plan] == [True] + [False] * 16  # the attention held, then 16 steps
+    assert plan[0].head.startswith("side branch: attention π = softmax(") and plan[0].head.endswith("(2×4×4 → 4)")
+    a = layer.attention
+    pi = ref.dynamic_attention(x[None].double().numpy(), *(t.detach().double().numpy() for t in (
+        a.fc1.weight, a.fc1.bias, a.fc2.weight, a.fc2.bias)), 1.0)[0]
+    texts = _texts(plan[0].held)
+    assert "THE 4 KERNELS IT MIXES (filter 0, input c0)" in texts and "AGGREGATED KERNEL" in texts
+    drawn = [float(texts[texts.index(f"π{k}") + 1]) for k in range(4)]  # each bar's name, then its value
+    assert drawn == [float(fmt(v)) for v in pi], (drawn, pi)
+    assert all(f.stage == 1 and f.reads.geometry is not None for f in plan[1:])
+
+
+@pytest.mark.parametrize("name, side", [("condconv", "routing r = sigmoid"), ("odconv", "four attentions")])
+def test_the_other_attention_convs_gifs_show_their_attention_first(name, side):
+    from convzoo.viz.stage_animation import stage_frames
+
+    plan, _ = stage_frames(cz.build(name, 2, 2, 3), (2, 4, 4), max_frames=5)
+    assert plan[0].position is None and plan[0].head.startswith(f"side branch: {side}"), plan[0].head
+    assert "AGGREGATED KERNEL" in _texts(plan[0].held)
+    assert [f.position is None for f in plan[1:]] == [False] * 4
+
+
+def test_an_involutions_gif_shows_its_kernel_at_three_positions_and_a_deformables_says_its_offsets():
+    import torch
+
+    from convzoo.viz.stage_animation import stage_frames
+
+    torch.manual_seed(0)
+    plan, _ = stage_frames(cz.build("involution", 6, 6, 3), (6, 8, 8), max_frames=6)
+    held = [f for f in plan if f.position is None]
+    assert len(held) == 1 and held[0] is plan[0] and "generated at each position" in held[0].step_text
+    texts = _texts(held[0].held)
+    assert any(t.startswith("KERNEL OF OUTPUT c0 ON INPUT c0, GENERATED AT EACH POSITION") for t in texts)
+    assert any(t.startswith("minus the average kernel over the 36 positions") for t in texts)
+    assert plan[0].steered and "kernel generation" in plan[0].steered[0]
+    # the kernels do differ on the drawn sample: the layer's generator, group 0's 9 taps at each position
+    torch.manual_seed(0)
+    layer = cz.build("involution", 6, 6, 3)
+    with torch.no_grad():
+        kernels = layer.generator(plan[-1].reads.x[None].float())[0, :9].flatten(1)  # (taps, positions)
+    assert float((kernels.max(1).values - kernels.min(1).values).max()) > 0.01 * float(kernels.abs().max())
+
+    plan, _ = stage_frames(cz.build("deformable", 2, 2, 3), (2, 4, 4), max_frames=4)
+    assert all(f.position is not None for f in plan)  # offsets have no attention picture: said on every frame
+    assert all(f.steered == ("side branch: offset conv (predicts Δp) (2×4×4 → 18×4×4): its values steer this "
+                             "stage, held fixed here",) for f in plan), plan[0].steered
 
 
 def test_a_stage_that_cannot_be_drawn_is_named_without_a_traceback(tmp_path, monkeypatch):

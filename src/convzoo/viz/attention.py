@@ -120,7 +120,7 @@ def kernels_block(bank: torch.Tensor, pi: torch.Tensor, j: int, c: int, name: st
                 bars(p.tolist(), [f"{name}{k}" for k in range(len(p))], highlight=best)], gap=0.3),
         arrow(1.8, f"Σ {name}ₖ·Wₖ"),
         column([label("AGGREGATED KERNEL", weight="bold"), cells(signed_cells(agg, scale)),
-                label("(what the conv below applies)" if final else "", SMALL)], gap=0.3),
+                label("(the kernel the conv applies)" if final else "", SMALL)], gap=0.3),
     ], gap=0.7, align="top")
     return block, agg, scale
 

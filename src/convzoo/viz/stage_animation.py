@@ -8,25 +8,29 @@ shows that sum, held. The frames are shared among the stages: at most ``max_fram
 thinned in raster order (every s-th row and / or column, ``thinning``), to no fewer than ``MIN_STAGE_FRAMES`` where
 the budget allows.
 
-A layer that is its own only main stage (a conv with side branches that steer it: dynamic, deformable, …) or that
-declares no stages is animated whole by ``animation.frame_images``, unchanged."""
+A side branch that steers a stage is shown before it, as the static picture shows it: one held frame of its
+attention (the K candidate kernels, the sample's weights, the aggregated kernel: dynamic, CondConv, ODConv; the
+branch shares: selective kernel), or, for values without a declared attention (offsets, masks, generated kernels),
+a line on the steered stage's frames; a stage whose kernel is generated per position (involution) first shows that
+kernel at three positions, held. A layer that declares no stages is animated whole by ``animation.frame_images``."""
 
 from __future__ import annotations
 
 import itertools
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import torch
 from PIL import Image
 from torch import nn
 
 from .animation import MAX_FRAMES, one_canvas, picture_image
-from .attention import decisive_sample
+from .attention import attention_block, decisive_sample
 from .draw import SMALL, TITLE, Block, column, label, swatch_legend
 from .layout import BUDGET
 from .parts import parts_block
 from .picture import Lambda, _stage_module, declared_stages, macs, step_picture
+from .position_kernels import position_kernels_block
 from .reads import CHANGED, ILLUSTRATED, Reads, analyse, illustrative_copy
 from .stages_draw import one_read_kind
 from .step import shape_text, step_block
@@ -38,13 +42,10 @@ MIN_STAGE_FRAMES = 4  # a sliding stage shown at fewer positions than this no lo
 
 
 def by_stages(module: nn.Module) -> bool:
-    """``module`` is animated stage by stage: it declares stages (or composes its children) and is not its own
-    only main stage."""
-    stages = declared_stages(module)
-    if stages is None:
-        return False
-    main = [s for s in stages if not s.side]
-    return not (len(main) == 1 and main[0].module is module)
+    """``module`` is animated stage by stage: it declares stages — several main ones, or side branches that steer
+    its one (a dynamic conv's attention: animated whole, its candidate kernels, weights and aggregated kernel were
+    lost) — or composes its children."""
+    return declared_stages(module) is not None
 
 
 @dataclass
@@ -63,6 +64,7 @@ class StageFrame:
     steps: tuple[tuple[int, ...], ...] = ()
     step_text: str = ""  # 'step j of m (every s-th row and column): output channel c, position p'
     held: Block | None = None
+    steered: tuple[str, ...] = ()  # the side branches steering this stage with no picture of their own, in words
 
     @property
     def caption(self) -> str:
@@ -80,6 +82,9 @@ class _Stage:
     sliding: bool
     held: Block | None  # a held stage's block
     parts: Block | None  # its branches summed into its kernel, shown before it slides
+    sides: list[tuple[str, Block]] = field(default_factory=list)  # (head, attention block): held before it
+    steered: tuple[str, ...] = ()  # side branches without a picture (offsets, generated kernels), in words
+    varying: Block | None = None  # its kernel at three positions (generated per position), held before it slides
 
 
 def _per_pixel(r: Reads) -> bool:
@@ -148,11 +153,32 @@ def share(shapes: Sequence[Sequence[int]], budget: int, floor: int = MIN_STAGE_F
     return [chain[i] for chain, i in zip(chains, at)]
 
 
-def _stage(st, sides: Sequence, value: torch.Tensor, carried: list[str | None] | None, last_channel: int | None,
-           numbers: bool, seed: int) -> tuple[_Stage, torch.Tensor, list[str | None] | None]:
-    """Main stage ``st`` analysed on ``value`` (1, C, *S), the side stages before it (``sides``), its output and
-    its output channels' colours (for a later held wiring). ``last_channel``: the output channel asked for, on the
-    last stage (else None: channel 0)."""
+def _side_pictures(model: nn.Module, sides: Sequence, value: torch.Tensor, sub: nn.Module, r: Reads, oc: int,
+                   only: bool) -> tuple[list[tuple[str, Block]], tuple[str, ...]]:
+    """The side stages ``sides`` before a main stage (they read its input ``value``, (1, C, *S)): (head, attention
+    block) for each that holds a declared attention (drawn as the static picture draws it), and one line for each
+    that does not (offsets, masks, generated kernels: held fixed in the frames). ``only``: the layer has one main
+    stage (the one they steer)."""
+    held, said = [], []
+    c = int((r.channel_links()[oc] > 0).float().argmax()) if r.input_shape[0] > 1 else 0
+    for sd in sides:
+        with torch.no_grad():
+            v = sd.fn(value)
+        head = f"side branch: {sd.name} ({shape_text(value.shape[1:])} → {shape_text(v.shape[1:])})"
+        drawn = attention_block(model, sub, v, oc, c, r.kernel_shape)
+        if drawn is None:
+            said.append(f"{head}: its values steer {'this' if only else 'a later'} stage, held fixed here")
+        else:
+            held.append((head, drawn))
+    return held, tuple(said)
+
+
+def _stage(model: nn.Module, st, sides: Sequence, value: torch.Tensor, carried: list[str | None] | None,
+           last_channel: int | None, numbers: bool, seed: int, only: bool = False
+           ) -> tuple[_Stage, torch.Tensor, list[str | None] | None]:
+    """Main stage ``st`` of ``model`` analysed on ``value`` (1, C, *S), the side stages before it (``sides``), its
+    output and its output channels' colours (for a later held wiring). ``last_channel``: the output channel asked
+    for, on the last stage (else None: channel 0); ``only``: ``st`` is the layer's one main stage."""
     with torch.no_grad():
         result = st.fn(value)
     sub = _stage_module(st, value, result)
@@ -160,22 +186,28 @@ def _stage(st, sides: Sequence, value: torch.Tensor, carried: list[str | None] |
     if last_channel is not None and not 0 <= last_channel < r.output_shape[0]:
         raise ValueError(f"out_channel={last_channel} must be below the layer's {r.output_shape[0]} output channels")
     oc = last_channel or 0
+    # side stages with this stage's output shape are parallel branches, summed into its kernel; the others steer it
+    with torch.no_grad():
+        parts = [sd for sd in sides if tuple(sd.fn(value).shape) == tuple(result.shape)]
+    held_sides, steered = _side_pictures(model, [sd for sd in sides if all(sd is not p for p in parts)], value, sub,
+                                         r, oc, only)
     sliding = one_read_kind(r) is None and (r.geometry is not None or r.tap_map is not None) and not _per_pixel(r)
     if not sliding:  # drawn once, as the static picture draws it
         block, what, carried, legend = step_picture(r, oc, None, numbers, None, carried)
         held = column([block, swatch_legend(legend, max_width=BUDGET[0])], gap=0.8) if legend else block
-        return _Stage(st.name, r, oc, what, False, held, None), result, carried
-    # side stages with this stage's output shape are parallel branches, summed into its kernel
-    with torch.no_grad():
-        parts = [sd for sd in sides if tuple(sd.fn(value).shape) == tuple(result.shape)]
+        return _Stage(st.name, r, oc, what, False, held, None, held_sides, steered), result, carried
     summed = parts_block([(sd.name, analyse(Lambda(sd.fn), tuple(value.shape[1:]), x=value[0], seed=seed,
                                             illustrate=False)) for sd in parts], r, oc) if parts else None
     oc = _drawn_channel(r, oc)
+    varying = position_kernels_block(st.fn, value, r, oc) if sides and st.kernel_per_position else None
+    if sides and st.kernel_per_position and varying is None:  # said, or a student looks for the changing kernel
+        steered += ("the kernel it generates is the same at every position on this sample",)
     n_macs = macs(r)
     # the colours step_block's wiring gives this stage's output channels
     carried = colour_channels(r, window_groups(r), None).carried \
         if r.input_shape[0] > 1 or r.output_shape[0] > 1 else None
-    return _Stage(st.name, r, oc, f"{n_macs:,} multiply-adds" if n_macs else "", True, None, summed), result, carried
+    return _Stage(st.name, r, oc, f"{n_macs:,} multiply-adds" if n_macs else "", True, None, summed, held_sides,
+                  steered, varying), result, carried
 
 
 def _stages(module: nn.Module, input_shape: Sequence[int], out_channel: int, numbers: bool,
@@ -206,8 +238,8 @@ def _stages(module: nn.Module, input_shape: Sequence[int], out_channel: int, num
             sides.append(st)
             continue
         try:
-            stage, value, carried = _stage(st, sides, value, carried, out_channel if st is main[-1] else None,
-                                           numbers, seed)
+            stage, value, carried = _stage(model, st, sides, value, carried,
+                                           out_channel if st is main[-1] else None, numbers, seed, len(main) == 1)
         except (RuntimeError, ValueError, TypeError, IndexError) as error:
             raise ValueError(f"cannot animate stage {len(done) + 1} of {len(main)} ({st.name!r}) of "
                              f"{type(module).__name__}: {str(error).splitlines()[0]}") from error
@@ -222,29 +254,39 @@ def stage_frames(module: nn.Module, input_shape: Sequence[int], out_channel: int
     """The frames of ``module``'s stage animation, in order (what each draws, not yet drawn), and the notes every
     frame carries. Raises ValueError when ``max_frames`` is below one frame per stage."""
     stages, notes = _stages(module, input_shape, out_channel, numbers, x, seed)
-    held = sum(not s.sliding for s in stages) + sum(s.parts is not None for s in stages)
+    held = sum(not s.sliding for s in stages) + sum(s.parts is not None for s in stages) + \
+        sum(len(s.sides) + (s.varying is not None) for s in stages)
     sliding = [s for s in stages if s.sliding]
     if held + len(sliding) > max_frames:
         raise ValueError(f"max_frames={max_frames} is too few for {type(module).__name__}'s {len(stages)} stages: "
-                         f"it needs {held + len(sliding)} at least (one per stage, one per branch sum)")
+                         f"it needs {held + len(sliding)} at least (one per stage, one per side branch's attention, "
+                         "one per branch sum)")
     thins = iter(share([s.reads.output_shape for s in sliding], max_frames - held))
     frames: list[StageFrame] = []
     for i, s in enumerate(stages, 1):
         r = s.reads
         head = f"stage {i} of {len(stages)}: {s.name} ({shape_text(r.input_shape)} → {shape_text(r.output_shape)}" \
             + (f"; {s.what})" if s.what else ")")
+        for side_head, block in s.sides:  # the attention that makes this stage's kernel, read before it slides
+            frames.append(StageFrame(i, len(stages), s.name, r, s.out_channel, side_head, held=block,
+                                     step_text=f"it steers stage {i} of {len(stages)} ({s.name})"))
         if s.parts is not None:
             frames.append(StageFrame(i, len(stages), s.name, r, s.out_channel, head, held=s.parts,
-                                     step_text="its branches' kernels, summed into the one that slides next"))
+                                     step_text="its branches' kernels, summed into the one that slides next",
+                                     steered=s.steered))
+        if s.varying is not None:
+            frames.append(StageFrame(i, len(stages), s.name, r, s.out_channel, head, held=s.varying,
+                                     step_text="its kernel is generated at each position: three of them",
+                                     steered=s.steered))
         if not s.sliding:
-            frames.append(StageFrame(i, len(stages), s.name, r, s.out_channel, head, held=s.held))
+            frames.append(StageFrame(i, len(stages), s.name, r, s.out_channel, head, held=s.held, steered=s.steered))
             continue
         thin = next(thins)
         steps, every = visited(r.output_shape, thin), thinned_text(thin)
         for j, pos in enumerate(steps, 1):
             frames.append(StageFrame(i, len(stages), s.name, r, s.out_channel, head, tuple(pos), tuple(steps),
                                      f"step {j} of {len(steps)}{every}: output channel {s.out_channel}, "
-                                     f"position {tuple(pos)}"))
+                                     f"position {tuple(pos)}", steered=s.steered))
     return frames, notes
 
 
@@ -266,7 +308,8 @@ def stage_frame_images(module: nn.Module, input_shape: Sequence[int], title: str
             else:
                 body = [label(f.step_text, SMALL),
                         step_block(f.reads, f.out_channel, f.position, numbers, room_for=f.steps)]
-            images.append(picture_image(column([*heads, label(f.head, weight="bold"), *body], gap=0.4)))
+            said = [label(t, SMALL) for t in f.steered]
+            images.append(picture_image(column([*heads, label(f.head, weight="bold"), *said, *body], gap=0.4)))
         except (RuntimeError, ValueError, TypeError, IndexError) as error:
             raise ValueError(f"cannot draw stage {f.stage} of {f.stages} ({f.name!r}) of {type(module).__name__}"
                              f"{', ' + f.step_text if f.step_text else ''}: {str(error).splitlines()[0]}") from error

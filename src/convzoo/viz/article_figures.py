@@ -1140,6 +1140,10 @@ FIGURES: list[ArticleFigure] = [
 ]
 del F
 
+from .article_arithmetic import joined  # noqa: E402  (it imports ArticleFigure from above)
+
+FIGURES = joined(FIGURES)  # the arithmetic around one layer (padding/stride, scatter, MobileNet), by section
+
 
 def figure_names() -> list[str]:
     return [f.name for f in FIGURES]

@@ -120,3 +120,39 @@ def test_valid_shuffle_units_and_depths_still_build_what_they_say():
     assert [len(stage) for stage in RepVGG(depths=(1, 1, 2, 1)).stages] == [1, 1, 2, 1]
     assert [sum(isinstance(m, nn.Module) and type(m).__name__ == "FasterNetBlock" for m in stage)
             for stage in FasterNet(depths=(1, 3, 1, 2)).stages] == [1, 3, 1, 2]
+
+
+# --- keywords handed to every block ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("build", "kwargs", "error", "message"), [
+    # each said "convzoo.registry.build() got multiple values for keyword argument '...'"
+    ("mobilenet_v1", {"bias": True}, TypeError, "MobileNetV1: bias=True cannot be given: the model sets in_channels, "
+     "out_channels, kernel_size, dim, stride, bias, norm_layer, activation of its 'depthwise_separable' blocks"),
+    ("mobilenet_v1", {"norm_layer": None}, TypeError, "MobileNetV1: norm_layer=None cannot be given"),
+    ("mobilenet_v1", {"kernel_size": 5}, TypeError, "MobileNetV1: kernel_size=5 cannot be given"),
+    ("mobilenet_v1", {"stride": 2}, TypeError, "MobileNetV1: stride=2 cannot be given"),
+    ("cnn1d_small", {"bias": True}, TypeError, "ConvNet1d: bias=True cannot be given: the model sets in_channels, "
+     "out_channels, kernel_size, dim, stride, bias of its 'standard' blocks"),
+    # said "out_channels=19 must be a multiple of in_channels=10", naming neither width_mult nor the block:
+    # round(32·0.3) = 10 → round(64·0.3) = 19 channels, and a depthwise layer's C_out is a multiple of its C_in
+    ("mobilenet_v1", {"width_mult": 0.3, "conv": "depthwise"}, ValueError,
+     "MobileNetV1: width_mult=0.3 gives block features.1 (10 → 19 channels, stride 1), which the 'depthwise' family "
+     "refuses: out_channels=19 must be a multiple of in_channels=10"),
+    ("mobilenet_v1", {"conv": "dynamic", "num_kernels": 0}, ValueError,
+     "MobileNetV1: its 'dynamic' blocks refuse num_kernels=0 (extra keywords go to every block)"),
+])
+def test_block_keywords_and_widths_are_refused_in_the_models_words(build, kwargs, error, message):
+    import convzoo.models as models
+
+    with pytest.raises(error) as caught:
+        getattr(models, build)(**kwargs)
+    assert message in str(caught.value), str(caught.value)
+    assert "build()" not in str(caught.value)
+
+
+def test_a_width_at_which_depthwise_fits_still_builds():
+    """At 0.25 the channels 8, 16, 32, 64, ... double or stay: every depthwise block's C_out is a multiple of C_in."""
+    model = mobilenet_v1(width_mult=0.25, conv="depthwise")
+    assert [m.out_channels // m.in_channels for m in model.modules() if isinstance(m, cz.DepthwiseConv2d)] \
+        == [2, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1]

@@ -1,10 +1,12 @@
 """The architectures' own arguments checked by name (the layers check theirs), and the keywords a model hands on
-to every block of its conv family named for what they are when a block refuses one."""
+to every block of its conv family named for what they are when a block refuses one (or the width, when a block
+cannot be built at the channels it gives)."""
 
 from __future__ import annotations
 
 import math
 import numbers
+import re
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
@@ -49,16 +51,41 @@ def stage_depths(model: str, depths: Any, stages: int) -> tuple[int, ...]:
 
 
 @contextmanager
-def block_keywords(model: str, conv: str, keywords: dict[str, Any], own: tuple[str, ...]) -> Iterator[None]:
-    """Building ``model``'s blocks of family ``conv`` with the extra ``keywords``: a keyword the family's layer does
-    not take is refused naming the model, the keyword, and the model's own arguments (it was torch's message about
-    the layer's ``__init__``, which never names the model the user called)."""
+def block_keywords(model: str, conv: str, keywords: dict[str, Any], own: tuple[str, ...], fixed: tuple[str, ...] = (),
+                   block: str = "", width: tuple[str, float] | None = None) -> Iterator[None]:
+    """Building one of ``model``'s blocks of family ``conv`` with the extra ``keywords``, errors in the model's words:
+
+    * a keyword in ``fixed`` (what the model sets on every block itself: channels, kernel, stride, bias...) is
+      refused before the build (it was "build() got multiple values for keyword argument 'bias'");
+    * a keyword the family's layer does not take is refused naming the model and its own arguments ``own`` (it was
+      torch's message about the layer's ``__init__``, which never names the model the user called);
+    * a ValueError naming one of ``keywords`` is the layer refusing that keyword's value; any other is the layer
+      refusing the channels that ``width`` = (argument, value) gives ``block`` (a name and its channels).
+    """
+    clash = [k for k in keywords if k in fixed]
+    if clash:
+        raise TypeError(f"{model}: {clash[0]}={keywords[clash[0]]!r} cannot be given: the model sets "
+                        f"{', '.join(fixed)} of its {conv!r} blocks itself (extra keywords go to every block)")
     try:
         yield
     except TypeError as error:
-        unknown = [k for k in keywords if f"'{k}'" in str(error)]
-        if not unknown or "unexpected keyword" not in str(error):
+        text = str(error)
+        unknown = [k for k in keywords if f"'{k}'" in text]
+        if unknown and "multiple values" in text:
+            raise TypeError(f"{model}: {unknown[0]}={keywords[unknown[0]]!r} cannot be given: the model sets it on "
+                            f"its {conv!r} blocks itself") from None
+        if not unknown or "unexpected keyword" not in text:
             raise
         raise TypeError(f"{model}: {unknown[0]}={keywords[unknown[0]]!r} is neither one of its arguments "
                         f"({', '.join(own)}) nor an argument of the {conv!r} layer its blocks are built from (extra "
                         f"keywords go to every block)") from None
+    except ValueError as error:
+        text = (str(error).strip().splitlines() or [""])[0]
+        named = [k for k in keywords if re.search(rf"\b{re.escape(k)}=", text)]
+        if named:
+            raise ValueError(f"{model}: its {conv!r} blocks refuse {named[0]}={keywords[named[0]]!r} (extra keywords "
+                             f"go to every block): {text}") from None
+        if width is None:
+            raise
+        raise ValueError(f"{model}: {width[0]}={width[1]:g} gives block {block}, which the {conv!r} family refuses: "
+                         f"{text}; choose a {width[0]} at which every block's channels meet that rule") from None

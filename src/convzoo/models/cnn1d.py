@@ -30,6 +30,8 @@ from .arguments import block_keywords, positive_ints, positive_number
 BLOCKS_1D: tuple[tuple[int, int], ...] = ((64, 1), (128, 2), (128, 1), (256, 2), (256, 1), (512, 2))
 STEM_CHANNELS = 32
 KERNEL_SIZE = 3
+# What ``block_1d`` sets on every block itself (an extra keyword giving one was "got multiple values").
+BLOCK_FIXES = ("in_channels", "out_channels", "kernel_size", "dim", "stride", "bias")
 
 
 def _scaled(channels: int, width_mult: float) -> int:
@@ -113,10 +115,12 @@ class ConvNet1d(nn.Module):
         layers: list[nn.Module] = [nn.Sequential(nn.Conv1d(in_channels, stem, KERNEL_SIZE, padding=1, bias=False),
                                                  nn.BatchNorm1d(stem), nn.ReLU(inplace=True))]
         channels = stem
-        for out, stride in BLOCKS_1D:
+        for i, (out, stride) in enumerate(BLOCKS_1D):
             out = _scaled(out, width_mult)
             with block_keywords("ConvNet1d", conv, conv_kwargs,
-                                ("width_mult", "in_channels", "num_classes", "conv", "length")):
+                                ("width_mult", "in_channels", "num_classes", "conv", "length"), BLOCK_FIXES,
+                                block=f"features.{i + 1} ({channels} → {out} channels, stride {stride})",
+                                width=("width_mult", width_mult)):
                 layers.append(block_1d(conv, channels, out, stride, **conv_kwargs))
             channels = out
         self.features = nn.Sequential(*layers)

@@ -39,6 +39,12 @@ def conv_bn_relu(module: nn.Module, channels: int) -> nn.Sequential:
     return nn.Sequential(module, nn.BatchNorm2d(channels), nn.ReLU(inplace=True))
 
 
+def block_fixes(conv: str) -> tuple[str, ...]:
+    """The arguments of ``registry.build`` that ``block`` sets itself, so that no extra keyword may give them."""
+    fixed = ("in_channels", "out_channels", "kernel_size", "dim", "stride", "bias")
+    return (*fixed, "norm_layer", "activation") if conv == "depthwise_separable" else fixed
+
+
 def block(conv: str, in_channels: int, out_channels: int, stride: int, **conv_kwargs: Any) -> nn.Module:
     """One 3×3 block of the body: the chosen family, each conv followed by BN + ReLU."""
     if conv == "depthwise_separable":  # BN + ReLU after both the depthwise and the pointwise conv
@@ -68,7 +74,9 @@ class MobileNetV1(nn.Module):
         for i, (out, stride) in enumerate(BLOCKS):
             stride = SMALL_INPUT_STRIDES[i] if small_input else stride
             out = _scaled(out, width_mult)
-            with block_keywords("MobileNetV1", conv, conv_kwargs, OWN_ARGUMENTS):
+            with block_keywords("MobileNetV1", conv, conv_kwargs, OWN_ARGUMENTS, block_fixes(conv),
+                                block=f"features.{i + 1} ({channels} → {out} channels, stride {stride})",
+                                width=("width_mult", width_mult)):
                 layers.append(block(conv, channels, out, stride, **conv_kwargs))
             channels = out
         self.features = nn.Sequential(*layers)

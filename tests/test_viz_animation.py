@@ -121,34 +121,79 @@ def test_the_deformable_gifs_last_frame_zooms_on_every_tap_where_its_offsets_put
     assert past >= 2  # this frame does sample past the corner (what the test is about)
 
 
-def test_the_zooms_discs_name_each_tap_in_its_full_kernel_colour():
-    # the numbered discs took their dot's strength (interpolation weight × mask) as opacity: under DCNv2's
-    # sigmoid masks (~0.5) and DCNv3's softmax over 9 points (~0.11) they faded towards white and only the number
-    # told the taps apart. The dot keeps the strength; the disc shows the tap's colour as the kernel grid does
-    from matplotlib.colors import to_rgb
+def _disc_and_dot_faces(block, plane: str = "c0 zoom") -> tuple[dict, dict, dict]:
+    """Per tap: its disc's face colour, its number's colour, its dot's face (RGBA) in ``plane``."""
+    from matplotlib.colors import to_rgb, to_rgba
     from matplotlib.lines import Line2D
 
-    from convzoo.viz.draw import text_colour
-    from convzoo.viz.spec import LayerSpec
-
-    spec = LayerSpec("deformable_v2", 6, 6).validate()
-    r = analyse(spec.build(), spec.input_shape)
-    fig = render(step_block(r, 0, (4, 4), False))
-    discs, numbers, faint = {}, {}, 0
+    fig = render(block)
+    discs, numbers, dots = {}, {}, {}
     for ax in fig.axes:
         for a in ax.lines:
-            if isinstance(a, Line2D) and (a.get_gid() or "").startswith("c0 zoom disc "):
-                discs[int(a.get_gid().split()[-1])] = to_rgb(a.get_markerfacecolor())
-            if isinstance(a, Line2D) and (a.get_gid() or "").startswith("c0 zoom point "):
-                faint += len(a.get_markerfacecolor()) == 4 and a.get_markerfacecolor()[3] < 0.9
+            gid = a.get_gid() or ""
+            if isinstance(a, Line2D) and gid.startswith(f"{plane} disc "):
+                discs[int(gid.split()[-1])] = to_rgb(a.get_markerfacecolor())
+            if isinstance(a, Line2D) and gid.startswith(f"{plane} point "):
+                dots[int(gid.split()[-1])] = to_rgba(a.get_markerfacecolor())
         numbers.update({int(t.get_text()): to_rgb(t.get_color()) for t in ax.texts if t.get_text().isdigit()})
     plt.close(fig)
+    return discs, numbers, dots
+
+
+def test_a_dcnv2_points_disc_and_dot_show_its_mask_relative_to_the_strongest():
+    # `figures --only 003-2.2_dcnv2-modulation`: the discs were full colour in both panels, so a tap with mask .05
+    # looked as strong as one with .95 (article 003 §2.2: useless points can learn weight 0). The opacity is now
+    # the point's strength ÷ the plane's strongest, floored at 0.2 (irregular.FAINTEST)
+    import torch
+
+    from matplotlib.colors import to_rgb
+
+    from convzoo.viz.article_figures import _deformable
+    from convzoo.viz.draw import text_colour
+    from convzoo.viz.irregular import irregular_input
+
+    gen = torch.Generator().manual_seed(3)
+    r0 = torch.arange(3, dtype=torch.float64) - 1
+    dy, dx = torch.meshgrid(r0, r0, indexing="ij")  # the regular grid spread ×1.7 and jittered: points apart
+    offsets = torch.stack([0.7 * dy + 0.45 * torch.randn(3, 3, generator=gen, dtype=torch.float64),
+                           0.7 * dx + 0.45 * torch.randn(3, 3, generator=gen, dtype=torch.float64)], -1).reshape(-1)
+    logits = torch.linspace(-3, 3, 9, dtype=torch.float64)
+    masks = torch.sigmoid(logits).numpy()  # .05 … .95: the modulation, independent of the drawing
     colours = tap_colours(9)
-    assert sorted(discs) == list(range(9))
-    for t, face in discs.items():
-        assert np.allclose(face, colours[t][:3]), (t, face, colours[t][:3])
-        assert numbers[t] == to_rgb(text_colour(colours[t][:3])), t  # white on the dark ones
-    assert faint >= 5  # the points themselves still show their strength
+    for layer, want in ((_deformable(offsets, logits), np.maximum(0.2, masks / masks.max())),
+                        (_deformable(offsets), np.ones(9))):
+        r = analyse(layer, (1, 9, 9), illustrate=False)
+        block = irregular_input(r, 0, (4, 4), False, [0])
+        discs, numbers, dots = _disc_and_dot_faces(block)
+        assert sorted(discs) == list(range(9))
+        for t in range(9):
+            face = want[t] * np.array(colours[t][:3]) + (1 - want[t])  # the tap's colour at that opacity, on white
+            assert np.allclose(discs[t], face, atol=1e-6), (t, discs[t], face)
+            assert numbers[t] == to_rgb(text_colour(tuple(face))), t  # black on a faint disc
+            assert np.isclose(dots[t][3], want[t], atol=1e-6), (t, dots[t])  # the dot: the same opacity
+        said = [t for t in _texts(block) if t.startswith("opacity: a point's weight (bilinear × mask) ÷ the largest")]
+        assert len(said) == (want.min() < 0.99), said  # said where the points differ
+    assert want.min() == 1.0 and masks[0] < 0.05 < 0.95 < masks[8]
+
+
+def test_dcnv3s_softmax_points_read_against_each_other_not_faded_to_white():
+    # under DCNv3's softmax over 9 points every weight is ~1/9: as absolute opacity every disc faded to white; at
+    # full colour none differed. Relative to the strongest, the strongest is full colour and the others are not
+    from convzoo.viz.irregular import sampling_points
+    from convzoo.viz.stage_animation import stage_frames
+
+    plan, _ = stage_frames(cz.build("dcnv3", 2, 2, 3), (2, 4, 4), max_frames=6)
+    r = plan[1].reads  # stage 2, the sampling
+    discs, _, _ = _disc_and_dot_faces(step_block(r, 0, (1, 1), False))
+    colours = tap_colours(9)
+    alpha = {t: float(np.mean([(1 - f) / (1 - c) for f, c in zip(face, colours[t][:3]) if c < 0.95]))
+             for t, face in discs.items()}
+    strength = {t: w for t, _, w in sampling_points(r, 0, (1, 1), 0)}
+    top = max(strength.values())
+    assert 0.05 < top < 0.6  # a softmax weight (× its bilinear weights): far below 1
+    for t, a in alpha.items():
+        assert abs(a - max(0.2, strength[t] / top)) < 0.02, (t, a, strength[t] / top)
+    assert max(alpha.values()) > 0.98 and min(alpha.values()) < 0.9
 
 
 def test_taps_stacked_past_the_corner_are_each_named():

@@ -1,6 +1,7 @@
 """Fractional reads (deformable convolution, interpolation): each kernel tap's sampling point drawn at its real
 fractional position — the coefficient-weighted mean of the input cells the tap reads (exact for bilinear
-sampling) — with its strength (bilinear weights × a DCNv2 mask) as opacity, an arrow from the regular grid point
+sampling) — with its strength (bilinear weights × a DCNv2 mask, a DCNv3 softmax weight) relative to the strongest
+point of its plane as opacity (``relative_strengths``), an arrow from the regular grid point
 (the same layer with its side branch's output set to zero) and the bilinear neighbours shaded. The plane keeps
 small dots at the same cell size as the output; the cells around the points are drawn again enlarged beside it,
 where every point is a dot at its exact place and its number sits in a disc placed clear of every dot, grid point,
@@ -375,6 +376,26 @@ def _boxes_meet(a: np.ndarray, b: np.ndarray) -> bool:
     return bool(a[0] < b[0] + b[2] and b[0] < a[0] + a[2] and a[1] < b[1] + b[3] and b[1] < a[1] + a[3])
 
 
+FAINTEST = 0.2  # the opacity of a point whose strength is ~0: its disc still shows its tap's hue and its ring
+OPACITY_NOTE = "opacity: a point's weight (bilinear × mask) ÷ the largest on its plane"
+
+
+def relative_strengths(points: Sequence[tuple[int, np.ndarray, float]]) -> np.ndarray:
+    """Per point, its opacity: strength / the largest strength among ``points`` (one output's taps on one input
+    channel: one group), floored at ``FAINTEST``. Relative, so a DCNv2 mask of .05 reads faint beside one of .95,
+    and DCNv3's softmax weights (each ~1/9) read against each other instead of all fading to white."""
+    strength = np.array([abs(float(w)) for _, _, w in points])
+    top = float(strength.max()) if len(strength) else 0.0
+    if top <= 1e-12:
+        return np.ones(len(strength))
+    return np.maximum(FAINTEST, strength / top)
+
+
+def varied(points: Sequence[tuple[int, np.ndarray, float]]) -> bool:
+    """Some point is drawn fainter than the strongest (``relative_strengths`` below 0.99)."""
+    return bool(len(points)) and float(relative_strengths(points).min()) < 0.99
+
+
 def _blend(colour, alpha: float) -> tuple[float, float, float]:
     """``colour`` at opacity ``alpha`` over white, as an opaque colour: a disc shows its strength yet hides nothing
     behind it (there is nothing behind it)."""
@@ -399,14 +420,15 @@ def _points_layer(points, regular, colours, scale: float, origin: tuple[float, f
     if not numbered:  # the discs name every tap; elsewhere a tag beside each stack does
         layout.tags = stack_tags(layout, [t for t, _, _ in points], groups, dot_pt, bounds)
 
+    opacity = relative_strengths(points)
+
     def draw(ax: Axes, x: float, y: float) -> None:
         for k, (text, (ty, tx), (sy, sx)) in enumerate(layout.tags):
             ax.text(x + tx, y + ty, text, fontsize=SMALL, weight="bold", ha="left" if sx > 0 else "right",
                     va="top" if sy > 0 else "bottom", zorder=9.5, gid=f"{name} tag {k}",
                     bbox={"boxstyle": "round,pad=0.12", "facecolor": "white", "edgecolor": "none", "alpha": 0.85})
-        for (t, p, strength), (py, px), (gy, gx), (dy, dx), level in zip(points, layout.dots, layout.grid,
-                                                                         layout.discs, layout.rings):
-            alpha = max(0.15, min(1.0, strength))
+        for (t, p, strength), (py, px), (gy, gx), (dy, dx), level, alpha in zip(points, layout.dots, layout.grid,
+                                                                                layout.discs, layout.rings, opacity):
             if not np.isnan(gy):
                 # a hollow ring drawn over the dots: a sampling point a hair from its grid point shows through
                 ax.plot(x + gx, y + gy, "o", markersize=5 if numbered else 3.5, markerfacecolor="none",
@@ -426,12 +448,13 @@ def _points_layer(points, regular, colours, scale: float, origin: tuple[float, f
             if not numbered:
                 continue
             ax.plot([x + px, x + dx], [y + py, y + dy], color="#333333", linewidth=0.6, zorder=6)  # the leader
-            # the disc names the tap in its kernel colour at full strength (the dot carries the strength: under
-            # DCNv3's softmax over 9 points every disc faded to white and only its number told the taps apart)
-            ax.plot(x + dx, y + dy, "o", markersize=13, markerfacecolor=colours[t][:3],
+            # the disc names the tap in its kernel colour at the point's relative strength, blended over white so
+            # that it stays opaque (a DCNv2 mask of .05 reads faint beside .95; at full colour both looked alike)
+            face = _blend(colours[t], alpha)
+            ax.plot(x + dx, y + dy, "o", markersize=13, markerfacecolor=face,
                     markeredgecolor="black", markeredgewidth=0.8, zorder=8, gid=f"{name} disc {t}")
             ax.text(x + dx, y + dy + 0.03, str(t), fontsize=SMALL, ha="center", va="center", zorder=9,
-                    color=text_colour(colours[t][:3]))
+                    color=text_colour(face))
 
     return draw, layout
 
@@ -475,6 +498,7 @@ def irregular_input(r: Reads, out_channel: int, position: Sequence[int], numbers
 
     colours = tap_colours(r.n_taps)
     tiles = []
+    faded = False  # some frame draws a point fainter than its plane's strongest: the opacity is said
     for c in channels:
         j = owner.get(c, out_channel) if owner else out_channel
         grid = plane.empty()
@@ -496,6 +520,7 @@ def irregular_input(r: Reads, out_channel: int, position: Sequence[int], numbers
         region = zoom_region(points, regular, plane.size) if points and zoom else None
         note = stack_note(points)
         others = [placed(j, p, c) for p in room_for]
+        faded = faded or varied(points) or any(varied(q) for q, _ in others)
         notes = [label(n, SMALL) for n in [note, *(stack_note(q) for q, _ in others)] if n]
         if region is not None:  # as large as every frame's zoom: the region grown about its own points
             regions = [region, *(zoom_region(q, g, plane.size) for q, g in others if q)]
@@ -544,8 +569,9 @@ def irregular_input(r: Reads, out_channel: int, position: Sequence[int], numbers
     padded = f", padded to {'×'.join(map(str, reach))}" if reach != size else ""
     if plane.size != reach:  # the zeros past the padding, drawn for the points that sample there
         padded += f"{',' if padded else ''} zeros drawn to {'×'.join(map(str, plane.size))}"
+    said = [label(OPACITY_NOTE, SMALL)] if faded else []  # under the planes: they stay level with a v1 picture's
     return column([label(f"INPUT {'×'.join(map(str, r.input_shape))}{which}{padded}: sampling points",
-                         weight="bold"), column(lines, gap=0.4)], gap=0.3)
+                         weight="bold"), column(lines, gap=0.4), *said], gap=0.3)
 
 
 def margins(r: Reads, positions: Sequence[Sequence[int]], points: bool = True,

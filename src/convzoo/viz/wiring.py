@@ -211,6 +211,23 @@ def _brackets(colouring: Colouring, copy: np.ndarray, permutation: bool) -> list
     return []
 
 
+def mixing(colouring: Colouring, brackets: Sequence[tuple[int, int, str]]) -> str:
+    """What the next groups (``brackets``: runs of output channels) hold after a permutation, counted from the
+    permutation itself: how many of the ``colouring.groups`` carried groups (colours) reach each run. C = 6,
+    g = 3 shuffles to [0, 2, 4, 1, 3, 5]: each run of 2 holds 2 of the 3 groups, not every group."""
+    g = colouring.groups
+    counts = [len({colouring.outputs[j] for j in range(first, last + 1)} - {None}) for first, last, _ in brackets]
+    if not counts or g < 2:
+        return ""
+    if min(counts) == g:
+        return "each next group (bracket) holds channels of every group"
+    if min(counts) == max(counts):
+        return f"each next group (bracket) holds channels of {'only ' if counts[0] < g else ''}{counts[0]} of the " \
+            f"{g} groups"
+    listed = ", ".join(map(str, counts[:-1])) + f" and {counts[-1]}"
+    return f"the next groups (brackets) hold channels of {listed} of the {g} groups"
+
+
 def wiring_block(r: Reads, out_channel: int, position: Sequence[int], colouring: Colouring,
                  height: float = WIRING_HEIGHT, permutation: bool = False, pattern: Block | None = None) -> Block:
     """The wiring of one step (input tiles → lines → output tiles), its header and legend entries."""
@@ -320,8 +337,8 @@ def wiring_block(r: Reads, out_channel: int, position: Sequence[int], colouring:
     body = Block(width, body_h, paint)
     heads = row([label("in", SMALL), label("out", SMALL)], gap=x_out - x_in - label("in", SMALL).w)
     if permutation:
-        said = "every output channel is one input channel, moved" + (
-            ";\nafter it, each next group (bracket) holds channels of every group" if brackets else "")
+        mixed = mixing(colouring, brackets) if brackets else ""
+        said = "every output channel is one input channel, moved" + (f";\nafter it, {mixed}" if mixed else "")
     else:
         said = reading(r, out_channel)
     parts: list[Block] = [label("CHANNELS: input planes → output planes", weight="bold"),

@@ -125,7 +125,11 @@ def test_cli_an_input_the_model_refuses_is_one_error_line_and_no_file(tmp_path):
     result = CliRunner().invoke(app, ["convert", "torchvision:resnet18", "--to", "dynamic", "--input", "1,3,224",
                                       "-o", str(out)])
     line = one_error_line(result)  # worded as cost and export word it: the target, the input, the model's error
-    assert line == "error: torchvision:resnet18 on input (1, 3, 224): Invalid channel dimensions"
+    # cost names the layer and gives its real forward's words (the meta kernel said "Invalid channel dimensions");
+    # torch reads (1, 3, 224) as one unbatched 1-channel 3×224 image
+    assert line == ("error: torchvision:resnet18 on input (1, 3, 224): layer 'conv1' (Conv2d) raised RuntimeError: "
+                    "Given groups=1, weight of size [64, 3, 7, 7], expected input[1, 1, 3, 224] to have 3 channels, "
+                    "but got 1 channels instead")
     assert not out.exists()
 
 

@@ -156,3 +156,105 @@ def test_a_width_at_which_depthwise_fits_still_builds():
     model = mobilenet_v1(width_mult=0.25, conv="depthwise")
     assert [m.out_channels // m.in_channels for m in model.modules() if isinstance(m, cz.DepthwiseConv2d)] \
         == [2, 2, 1, 2, 1, 2, 1, 1, 1, 1, 1, 2, 1]
+
+
+# --- cost names the layer that refuses an input ---------------------------------------------------------------------
+
+
+def _real_error(module: nn.Module, x: torch.Tensor) -> str:
+    with pytest.raises(RuntimeError) as caught:
+        module.eval()(x)
+    return str(caught.value).strip().splitlines()[0]
+
+
+def test_cost_names_the_layer_that_refuses_the_input_as_receptive_field_does():
+    """The meta kernel says only "Invalid channel dimensions"; the layer's real forward says which channels."""
+    model = mobilenet_v1()
+    said = _real_error(model.features[0][0], torch.zeros(1, 1, 224, 224))
+    assert "expected input[1, 1, 224, 224] to have 3 channels" in said
+    with pytest.raises(RuntimeError) as caught:
+        cz.cost(model, (1, 1, 224, 224))
+    expected = ("input_shape=(1, 1, 224, 224) cannot run through the model: layer 'features.0.0' (Conv2d) raised "
+                f"RuntimeError: {said}")
+    assert str(caught.value) == expected
+    with pytest.raises(ValueError) as field:
+        cz.receptive_field(model, (1, 1, 224, 224))
+    assert str(field.value).splitlines()[0] == expected
+
+
+def test_cost_names_a_deeper_layer_with_the_shape_it_was_given():
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.Conv2d(4, 8, 3))
+    said = _real_error(model[1], torch.zeros(1, 8, 18, 18))
+    with pytest.raises(RuntimeError) as caught:
+        cz.cost(model, (1, 3, 20, 20))
+    assert str(caught.value) == ("input_shape=(1, 3, 20, 20) cannot run through the model: layer '1' (Conv2d) on its "
+                                 f"input (1, 8, 18, 18) raised RuntimeError: {said}")
+
+
+class _TriesFirst(nn.Module):
+    """Tries a 5-channel conv, falls back to a 3-channel one (a model catching its own error), then a 4-channel
+    conv that refuses the 8-channel output."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.wide, self.narrow, self.last = nn.Conv2d(5, 8, 1), nn.Conv2d(3, 8, 1), nn.Conv2d(4, 2, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        try:
+            y = self.wide(x)
+        except RuntimeError:
+            y = self.narrow(x)
+        return self.last(y)
+
+
+class _WrongCost(nn.Module):
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x
+
+    def cost(self, input_shape):  # type: ignore[no-untyped-def]
+        from convzoo.arithmetic.cost import LayerCost
+
+        return LayerCost(output_shape=(1, 1), params=0, macs=0, other_ops=0, elements=0)
+
+
+def test_cost_names_the_layer_that_failed_last_and_never_blames_a_layer_for_its_own_error():
+    with pytest.raises(RuntimeError, match=r"layer 'last' \(Conv2d\) on its input \(1, 8, 4, 4\) raised RuntimeError"):
+        cz.cost(_TriesFirst(), (1, 3, 4, 4))
+    with pytest.raises(RuntimeError) as caught:
+        cz.cost(nn.Sequential(_WrongCost()), (1, 3, 4, 4))
+    assert str(caught.value).startswith("_WrongCost.cost gives output shape")  # convzoo's check, not the model's
+
+
+# --- the CLI: one line, the input it used -----------------------------------------------------------------------------
+
+
+def _one_error_line(result) -> str:  # type: ignore[no-untyped-def]
+    assert result.exit_code in (1, 2), (result.exit_code, result.output)
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    lines = result.output.strip().splitlines()
+    assert len(lines) == 1, result.output
+    return lines[0]
+
+
+def test_cli_cost_of_a_refused_input_names_the_layer():
+    said = _real_error(mobilenet_v1().features[0][0], torch.zeros(1, 1, 224, 224))
+    result = CliRunner().invoke(app, ["cost", "mobilenet_v1", "--input", "1,1,224,224"])
+    assert _one_error_line(result) == (f"error: mobilenet_v1 on input (1, 1, 224, 224): layer 'features.0.0' (Conv2d) "
+                                       f"raised RuntimeError: {said}")
+
+
+def test_cli_cost_of_a_video_model_says_the_default_input_and_how_to_give_one():
+    """r3d_18 takes (N, 3, T, H, W); given no --input, cost used (1, 3, 224, 224) and said "Invalid channel
+    dimensions" alone. torch reads a 4-D input to Conv3d as one unbatched (C=1, 3, 224, 224) clip."""
+    import torchvision
+
+    stem = torchvision.models.video.r3d_18().stem[0]
+    said = _real_error(stem, torch.zeros(1, 3, 224, 224))
+    result = CliRunner().invoke(app, ["cost", "torchvision:r3d_18"])
+    assert _one_error_line(result) == (
+        f"error: torchvision:r3d_18 on default input (1, 3, 224, 224): layer 'stem.0' (Conv3d) raised RuntimeError: "
+        f"{said}; no --input was given: give the model's input shape with --input N,C,H,W (N,C,T,H,W for a video "
+        f"model, N,C,L for a sequence)")
+    ok = CliRunner().invoke(app, ["cost", "torchvision:r3d_18", "--input", "1,3,8,32,32", "--json"])
+    assert ok.exit_code == 0, ok.output

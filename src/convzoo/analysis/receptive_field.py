@@ -25,6 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers.base import ConvzooLayer
+from .refusal import layer_where, refusal
 
 Number = Union[int, float]
 
@@ -1039,11 +1040,10 @@ def _input_error(gm: torch.fx.GraphModule, in_shape: tuple[int, ...], failed: _N
     """The error for an input shape that a layer of the model refuses (or that fails in it), naming the layer."""
     node, error = failed.node, failed.error
     if node.op == "call_module":
-        where = f"layer '{node.target}' ({type(gm.get_submodule(str(node.target))).__name__})"
+        where = layer_where(str(node.target), gm.get_submodule(str(node.target)))
     else:
         where = f"op '{node.name}' ({_name(node.target)})"
-    return ValueError(f"input_shape={in_shape} cannot run through the model: {where} raised "
-                      f"{type(error).__name__}: {error}")
+    return refusal(in_shape, where, error)  # type: ignore[return-value]
 
 
 def _shape_propagate(gm: torch.fx.GraphModule, in_shape: tuple[int, ...]) -> None:

@@ -494,6 +494,10 @@ class _Profiler(TorchDispatchMode):
         self.seen: set[nn.Module] = set()
         self.calls: dict[nn.Module, int] = {}  # leaf module -> how many times it has run
         self.params = 0
+        # The innermost module whose forward raised, with its arguments (the layer a refused input names), and
+        # whether the error was the profiler's own (then no layer of the model is at fault).
+        self.failed: tuple[nn.Module, tuple, dict] | None = None
+        self.own_error = False
 
     def mark_weight(self, tensor: torch.Tensor) -> None:
         self.weights[id(tensor)] = weakref.ref(tensor)
@@ -506,17 +510,30 @@ class _Profiler(TorchDispatchMode):
         return callable(getattr(module, "cost", None)) or _native_formula(module) is not None
 
     def pre(self, module: nn.Module, args: tuple, kwargs: dict) -> None:
+        self.failed = None  # a module runs again: the model caught the error recorded before
         leaf = self.leaf_depth == 0 and self.is_leaf(module)
         self.stack.append((module, leaf))
         self.leaf_depth += leaf
 
     def post(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
         _, leaf = self.stack.pop()
+        self.leaf_depth -= leaf
+        if output is None and sys.exc_info()[1] is not None:
+            # its forward raised (the hook is always_call, to keep the stack): report that error, not ours, naming
+            # the innermost module it came from (the first to get here)
+            if self.failed is None:
+                self.failed = (module, args, kwargs)
+            return
         if not leaf:
             return
-        self.leaf_depth -= 1
-        if output is None and sys.exc_info()[1] is not None:
-            return  # its forward raised (the hook is always_call, to keep the stack): report that error, not ours
+        try:
+            self.count(module, args, kwargs, output)
+        except Exception:
+            self.own_error = True
+            raise
+
+    def count(self, module: nn.Module, args: tuple, kwargs: dict, output: Any) -> None:
+        """One row for a leaf call: its cost on the shapes it was given and gave."""
         x, y = _first_tensor(args) if args else _first_tensor(kwargs), _first_tensor(output)
         if x is None or y is None:
             raise TypeError(f"{self.names[module] or type(module).__name__}: cost needs a tensor input and output")
@@ -553,6 +570,50 @@ class _Profiler(TorchDispatchMode):
         return out
 
 
+_PROBE_ELEMENTS = 1 << 24  # a real forward of the failing layer when its input and weights are at most this big
+
+
+def _real_error(module: nn.Module, args: tuple, kwargs: dict) -> Exception | None:
+    """The error a real forward of ``module`` (zero weights, on the CPU) raises on zeros of the shapes it was given
+    on meta, or None when it runs or cannot be set up. torch's CPU checks say more than its meta kernels ("expected
+    input[1, 1, 224, 224] to have 3 channels" for "Invalid channel dimensions"); only small layers are tried."""
+    try:
+        tensors = [t for t in torch.utils._pytree.tree_leaves((args, kwargs)) if isinstance(t, torch.Tensor)]
+        size = sum(t.numel() for t in [*tensors, *module.parameters(), *module.buffers()])
+        if size > _PROBE_ELEMENTS:
+            return None
+        probe = _to_meta(module, torch.float32).to_empty(device="cpu").eval()
+        with torch.no_grad():
+            for t in [*probe.parameters(), *probe.buffers()]:
+                t.zero_()
+        real_args, real_kwargs = torch.utils._pytree.tree_map(
+            lambda t: torch.zeros(t.shape, dtype=torch.float32 if t.is_floating_point() else t.dtype)
+            if isinstance(t, torch.Tensor) else t, (args, kwargs))
+    except Exception:  # noqa: BLE001 - lazy or unusual parameters: keep the meta error
+        return None
+    try:
+        with torch.no_grad():
+            probe(*real_args, **real_kwargs)
+    except Exception as error:  # noqa: BLE001 - the layer's own words for the same input
+        return error
+    return None
+
+
+def _layer_refusal(names: dict[nn.Module, str], failed: tuple[nn.Module, tuple, dict], inputs: tuple[torch.Tensor, ...],
+                   error: Exception) -> Exception:
+    """``error`` (raised by the layer ``failed`` names, on meta) as ``analysis.refusal`` words it, keeping its type: the
+    layer, the shape it was given when that is not the model's input, and the layer's error, in torch's CPU words
+    when they differ (a layer's own ValueError is the same on meta)."""
+    from ..analysis.refusal import layer_where, refusal
+
+    module, args, kwargs = failed
+    x = _first_tensor(args) if args else _first_tensor(kwargs)
+    model_input = _shape(inputs[0])
+    layer_input = None if x is None or _shape(x) == model_input else _shape(x)
+    said = error if isinstance(error, ValueError) else (_real_error(module, args, kwargs) or error)
+    return refusal(model_input, layer_where(names[module], module, layer_input), said, kind=type(error))
+
+
 def cost(model: nn.Module, input_shape_or_example: Union[Sequence[int], torch.Tensor, tuple],
          dtype: torch.dtype = torch.float32) -> CostReport:
     """Profile ``model`` on one input (a shape, or example tensor(s)) on the meta device: no memory, no compute.
@@ -585,6 +646,7 @@ def cost(model: nn.Module, input_shape_or_example: Union[Sequence[int], torch.Te
     patched = {m: m.__dict__.get("forward") for m in names
                if isinstance(m, _SHAPE_PRESERVING) and not callable(getattr(m, "cost", None))}
     handles = []
+    failure: Exception | None = None
     try:
         # Inference cost: eval mode (no running-stat updates, no training-only branches such as auxiliary heads);
         # shape-preserving leaves pass their input through, since only shapes matter on meta.
@@ -594,11 +656,18 @@ def cost(model: nn.Module, input_shape_or_example: Union[Sequence[int], torch.Te
         for module in names:
             handles.append(module.register_forward_pre_hook(profiler.pre, with_kwargs=True))
             handles.append(module.register_forward_hook(profiler.post, with_kwargs=True, always_call=True))
-        with torch.no_grad(), profiler:
-            if lazy:
-                output = target(*inputs)
-            else:
-                output = torch.func.functional_call(target, state, inputs)
+        try:
+            with torch.no_grad(), profiler:
+                if lazy:
+                    output = target(*inputs)
+                else:
+                    output = torch.func.functional_call(target, state, inputs)
+        except Exception as error:
+            # a layer of the model failed (not the root's own code, not the profiler): named below, once the
+            # model is as it was
+            if profiler.failed is None or profiler.own_error or profiler.failed[0] is target:
+                raise
+            failure = error
     finally:
         for handle in handles:
             handle.remove()
@@ -608,6 +677,8 @@ def cost(model: nn.Module, input_shape_or_example: Union[Sequence[int], torch.Te
                 module.forward = forward
         for module, training in modes.items():
             module.training = training
+    if failure is not None:
+        raise _layer_refusal(names, profiler.failed, inputs, failure) from failure  # type: ignore[arg-type]
     rows = profiler.rows
     params = profiler.params
     # Modules outside every leaf that ran weight ops themselves, or own parameters no leaf counted.

@@ -45,7 +45,7 @@ def cost_command(
         shape = parse_shape(input) if input else default
         if shape is None:
             raise ValueError(f"{target!r} has no default input shape: give --input N,C,H,W")
-        with model_input_errors(target, shape):
+        with model_input_errors(target, shape, given=bool(input)):
             report = cost(module, shape)
             _materialize_lazy(module, shape)
     except (ValueError, TypeError, RuntimeError) as error:

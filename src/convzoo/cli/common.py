@@ -9,6 +9,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
+from ..analysis.refusal import refusal_prefix
 from ..registry import families, family
 
 DEFAULT_OUT = 128  # a family's output channels when --out is not given
@@ -70,17 +71,26 @@ def parse_shape(text: str, option: str = "--input") -> tuple[int, ...]:
 
 
 @contextmanager
-def model_input_errors(target: str, shape: tuple[int, ...] | None) -> Iterator[None]:
-    """What a user's model raises on an input it refuses (AssertionError, torch's RuntimeError) becomes one
-    ValueError naming the target and the input. Models check inputs with ``assert`` / ``torch._assert`` (ViT:
-    "Wrong image height!"), so an AssertionError here is the model's verdict on the input, not a convzoo bug
-    (convzoo never asserts on user input)."""
+def model_input_errors(target: str, shape: tuple[int, ...] | None, given: bool = True) -> Iterator[None]:
+    """What a user's model raises on an input it refuses (AssertionError, torch's RuntimeError, a layer's refusal
+    from ``cost``) becomes one ValueError naming the target and the input. Models check inputs with ``assert`` /
+    ``torch._assert`` (ViT: "Wrong image height!"), so an AssertionError here is the model's verdict on the input,
+    not a convzoo bug (convzoo never asserts on user input). ``given`` False: ``shape`` is the command's default
+    (no --input): the message says so and how to give the model's own."""
     try:
         yield
-    except AssertionError as error:
-        raise ValueError(f"{target} rejects the input {shape}: {_first_line(error)}") from None
-    except RuntimeError as error:  # torch's own shape checks ("Expected 3D (unbatched) or 4D …") name neither
-        raise ValueError(f"{target} on input {shape}: {_first_line(error)}") from None
+    except Exception as error:
+        text = str(error).strip()
+        layer = shape is not None and text.startswith(refusal_prefix(shape))  # cost named the layer
+        if not isinstance(error, (AssertionError, RuntimeError)) and not layer:
+            raise
+        reason = _first_line(error)[len(refusal_prefix(shape)) if layer else 0:]  # type: ignore[arg-type]
+        where = f"the input {shape}" if given else f"the default input {shape}"
+        hint = "" if given else ("; no --input was given: give the model's input shape with --input N,C,H,W "
+                                 "(N,C,T,H,W for a video model, N,C,L for a sequence)")
+        if isinstance(error, AssertionError):
+            raise ValueError(f"{target} rejects {where}: {reason}{hint}") from None
+        raise ValueError(f"{target} on {where.removeprefix('the ')}: {reason}{hint}") from None
 
 
 def _first_line(error: BaseException) -> str:

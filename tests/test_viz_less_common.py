@@ -4,12 +4,21 @@ article figures of dynamic conv and involution showing the per-sample / per-pixe
 
 from __future__ import annotations
 
+import numpy as np
 import pytest
 import torch
 from torch import nn
 
 import convzoo as cz
 from convzoo.viz.draw import plt, render
+
+
+def _near(text: str, value: float) -> bool:
+    """A printed number (two decimals, the leading 0 maybe dropped: '-.66') is ``value``."""
+    try:
+        return abs(float(text) - value) <= 0.0051 + 1e-9
+    except ValueError:
+        return False
 
 
 def _texts(block) -> list[str]:
@@ -40,3 +49,63 @@ def test_the_shuffles_sentence_counts_the_groups_each_next_group_really_holds(ch
     assert said == [f"every output channel is one input channel, moved;\nafter it, {want}"], said
     if (channels, groups) == (6, 3):
         assert held == [2, 2, 2]
+
+
+def test_a_global_depthwise_gif_steps_across_the_channels_beside_average_pooling(tmp_path):
+    # `viz global_depthwise --in 3 --out 3 --size 4 -o gdc.gif` was one frame ("step 1 of 1"): channel 0's window
+    # only, no sum and no average pooling. Now one held frame per output channel, each with the channel's map ×
+    # the layer's own weights summed, and the same map × 1/16 (average pooling), numbers from torch's own ops
+    import torch.nn.functional as F
+    from PIL import Image
+
+    from convzoo.viz import animate
+    from convzoo.viz.animation import HOLD_MS
+    from convzoo.viz.reads import analyse
+
+    torch.manual_seed(0)
+    layer = cz.build("global_depthwise", 3, 3, 4)
+    x = torch.rand(3, 4, 4, generator=torch.Generator().manual_seed(2))
+    with Image.open(animate(layer, (3, 4, 4), tmp_path / "gdc.gif", x=x)) as gif:
+        assert gif.n_frames == 3
+        durations = []
+        for k in range(gif.n_frames):
+            gif.seek(k)
+            durations.append(gif.info["duration"])
+    assert durations == [HOLD_MS] * 3  # each channel's sum is read, not watched
+    from convzoo.viz.animation import global_contrast
+
+    with torch.no_grad():
+        y = F.conv2d(x[None], layer.weight, layer.bias, groups=3).flatten()  # torch's own depthwise conv
+    r = analyse(layer, (3, 4, 4), x=x)
+    for c in range(3):
+        texts = _texts(global_contrast(r, c))
+        assert f"THIS LAYER: its own 4×4 weights on input c{c}" in texts
+        assert f"GLOBAL AVERAGE POOLING of input c{c}: the same weight everywhere" in texts
+        outputs = [texts[i + 1] for i, t in enumerate(texts) if t in (f"output c{c}", "its output")]
+        assert len(outputs) == 2 and _near(outputs[0], float(y[c])) and _near(outputs[1], float(x[c].mean())), \
+            (outputs, float(y[c]), float(x[c].mean()))
+        for w in layer.weight[c, 0].flatten().tolist():  # the layer's own 16 weights printed in their cells
+            assert any(_near(t, w) for t in texts), w
+        assert "every weight 1/16 = 0.0625" in texts and texts.count(".06") >= 16  # the pooling grid
+    assert global_contrast(analyse(cz.build("standard", 3, 3, 3), (3, 5, 5)), 0) is None  # a window that slides
+
+
+def test_the_gdc_figure_shows_each_channels_map_weights_and_sum_beside_pooling():
+    # `figures --only 003-2.1_gdc-vs-gap` showed channel 0's weights beside a 1/16 grid: no input, no C×1×1 output
+    import torch.nn.functional as F
+
+    from convzoo.viz.article_more import gdc_data, gdc_vs_gap
+
+    d = gdc_data(3, 4)
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        layer = cz.build("global_depthwise", 3, 3, 4).double()
+    x = torch.tensor(d.x)[None]
+    assert np.allclose(d.weights, layer.weight[:, 0].detach().numpy())
+    assert np.allclose(d.gdc, F.conv2d(x, layer.weight, layer.bias, groups=3).flatten().detach().numpy())
+    assert np.allclose(d.pooling, 1 / 16) and np.allclose(d.gap, x.mean((2, 3)).flatten().numpy())
+    texts = _texts(gdc_vs_gap())
+    for c in range(3):
+        assert texts.count(f"input c{c}") == 2 and texts.count(f"output c{c}") == 2
+        outputs = [texts[i + 1] for i, t in enumerate(texts) if t == f"output c{c}"]
+        assert _near(outputs[0], float(d.gdc[c])) and _near(outputs[1], float(d.gap[c])), outputs

@@ -386,3 +386,67 @@ def dilated_animation(path: str | Path, title: str | None = None, subtitle: str 
 
 __all__ = ["dilated_animation", "filter_as_deep_as_input", "flip_and_slide", "grouped_two_colours",
            "multi_channel_partials", "offset_field"]
+
+
+# --- article 003 §2.1: global depthwise conv vs global average pooling -------------------------------------------------
+
+
+@dataclass
+class GlobalPooling:
+    """A global depthwise conv and global average pooling on one input, every number the layers' own."""
+
+    x: np.ndarray  # (C, H, W) the input
+    weights: np.ndarray  # (C, H, W) output channel c's weights on input channel c (the layer's conv matrix)
+    bias: np.ndarray  # (C,)
+    gdc: np.ndarray  # (C,) the layer's output, C×1×1 flattened
+    pooling: np.ndarray  # (C, H, W) average pooling's weights (nn.AdaptiveAvgPool2d's conv matrix)
+    gap: np.ndarray  # (C,) nn.AdaptiveAvgPool2d's output
+
+
+def gdc_data(channels: int = 3, size: int = 4, seed: int = 0) -> GlobalPooling:
+    """A seeded C → C global depthwise conv (a depthwise kernel as large as the size×size map) and global average
+    pooling on one seeded input: y_c = Σ_hw W_c[h, w]·x_c[h, w] + b_c against mean_hw x_c[h, w]."""
+    from .matrix import conv_matrix
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        layer = build("global_depthwise", channels, channels, size).double().eval()
+    shape = (channels, size, size)
+    x = torch.rand(1, *shape, generator=torch.Generator().manual_seed(seed + 1), dtype=torch.float64)
+    pool = nn.AdaptiveAvgPool2d(1)
+    n = size * size
+
+    def own(m: torch.Tensor) -> np.ndarray:  # (C, C·H·W) → each output channel's block on its input channel
+        return np.stack([m[c, c * n:(c + 1) * n].reshape(size, size).numpy() for c in range(channels)])
+
+    weights = own(conv_matrix(layer, shape))
+    with torch.no_grad():
+        y, mean = layer(x).flatten().numpy(), pool(x).flatten().numpy()
+    bias = y - (weights * x[0].numpy()).sum((1, 2))
+    return GlobalPooling(x[0].numpy(), weights, bias, y, own(conv_matrix(pool, shape)), mean)
+
+
+def gdc_vs_gap(channels: int = 3, size: int = 4) -> Block:
+    """Per channel: its H×W map times the GDC's own H×W weights, summed into one number (C×H×W → C×1×1); beside
+    it the same map times average pooling's 1/(H·W) everywhere."""
+    from .animation import weighted_sum_row
+    from .step import reciprocal_text
+
+    d = gdc_data(channels, size)
+    n = size * size
+    said = [f"learned weights, channel {c}" for c in range(channels)]
+    lead = max(label(t, SMALL).w for t in said)
+    ours = [weighted_sum_row(d.weights[c], d.x[c], float(d.gdc[c]), said[c], f"input c{c}", f"output c{c}",
+                             bias=float(d.bias[c]), lead=lead) for c in range(channels)]
+    theirs = [weighted_sum_row(d.pooling[c], d.x[c], float(d.gap[c]), f"1/{n} {reciprocal_text(n)} each",
+                               f"input c{c}", f"output c{c}", signed=False) for c in range(channels)]
+    shape = f"{channels}×{size}×{size} → {channels}×1×1"
+    left = column([heading(f"GDC ({shape}): each channel's map × its own learned weights, summed"),
+                   *ours], gap=0.45)
+    right = column([heading(f"global average pooling ({shape}): the same 1/{n} for every cell"), *theirs],
+                   gap=0.45)
+    return column([row([left, right], gap=2.0),
+                   note(f"Weights read from each layer's conv matrix (the GDC seeded, untrained; its bias added in "
+                        f"the sum); every output is the layer's own forward pass. Both turn a {size}×{size} map into "
+                        "one number per channel: GDC with a learned weight per position and channel, pooling with "
+                        "one weight for all.", left.w + right.w)], gap=0.5)

@@ -258,3 +258,49 @@ def test_cli_cost_of_a_video_model_says_the_default_input_and_how_to_give_one():
         f"model, N,C,L for a sequence)")
     ok = CliRunner().invoke(app, ["cost", "torchvision:r3d_18", "--input", "1,3,8,32,32", "--json"])
     assert ok.exit_code == 0, ok.output
+
+
+# --- the CLI's targets: exactly the model builders -----------------------------------------------------------------
+
+BUILDERS = ["cnn1d_small", "mobilenet_v1", "mobilenet_v1_small", "shufflenet_v1", "shufflenet_v1_small", "repvgg_a0",
+            "fasternet_t0", "ghostnet", "ghostnet_1_0"]
+
+
+def test_models_lists_every_builder_once_and_no_helper():
+    """ghostnet was missing (though `convzoo cost ghostnet` worked); load_converted and the blocks are not models."""
+    import convzoo.models as models
+
+    assert list(models.MODELS) == BUILDERS
+    assert all(models.MODELS[name] is getattr(models, name) for name in BUILDERS)
+
+
+def test_cli_cost_help_and_unknown_target_list_the_models():
+    text = " ".join(CliRunner().invoke(app, ["cost", "--help"]).output.replace("│", " ").split())
+    assert f"a convzoo model ({', '.join(BUILDERS)}), torchvision:NAME, or module.path:callable" in text
+    line = _one_error_line(CliRunner().invoke(app, ["cost", "load_converted"]))  # any callable was called
+    assert line.startswith("error: unknown target 'load_converted': give a family (standard, ")
+    assert line.endswith(f"a convzoo model ({', '.join(BUILDERS)}), torchvision:NAME or module.path:callable")
+
+
+@pytest.mark.parametrize(("args", "line"), [
+    # Python's "ghostnet_1_0() got an unexpected keyword argument 'width'"
+    (["ghostnet_1_0", "--arg", "width=0.5"],
+     "error: --arg width=0.5: ghostnet_1_0 has no argument 'width'; its arguments: num_classes"),
+    (["convzoo.models:load_converted"],  # "load_converted() missing 1 required positional argument: 'path'"
+     "error: convzoo.models:load_converted needs path: give --arg path=VALUE (its arguments: path)"),
+    (["convzoo.models:FasterNet", "--arg", "depths=(1,-2,8,2)"],  # 289.6 M MACs of a net with a -2-block stage
+     "error: FasterNet: depths=(1, -2, 8, 2) must give 4 ints >= 1 (the blocks of each of the 4 stages); "
+     "depths[1]=-2 is not"),
+])
+def test_cli_cost_bad_targets_and_arguments_are_one_line(args, line):
+    assert _one_error_line(CliRunner().invoke(app, ["cost", *args])) == line
+
+
+def test_cli_cost_ghostnet_takes_its_width():
+    """Table 7 of the GhostNet paper: 0.5× is 42 M multiply-adds."""
+    result = CliRunner().invoke(app, ["cost", "ghostnet", "--arg", "width=0.5", "--json"])
+    assert result.exit_code == 0, result.output
+    import json
+
+    assert json.loads(result.output)["macs"] == cz.cost(cz.models.ghostnet(0.5), (1, 3, 224, 224)).macs
+    assert round(json.loads(result.output)["macs"] / 1e6) == 42

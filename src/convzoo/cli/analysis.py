@@ -6,7 +6,7 @@ from typing import Optional
 
 import typer
 
-from .common import console, model_input_errors, parse_args, parse_shape, resolve_target
+from .common import TARGET_FORMS, console, model_input_errors, parse_args, parse_shape, resolve_target
 
 app = typer.Typer()
 
@@ -24,7 +24,7 @@ def _materialize_lazy(module, shape: tuple[int, ...]) -> None:  # type: ignore[n
 
 @app.command("cost")
 def cost_command(
-    target: str = typer.Argument(..., help="family name, torchvision:NAME, or module.path:callable"),
+    target: str = typer.Argument(..., help=TARGET_FORMS),
     input: Optional[str] = typer.Option(None, "--input", help="input shape, e.g. 1,3,224,224"),
     in_channels: int = typer.Option(64, "--in", help="family: input channels"),
     out_channels: Optional[int] = typer.Option(None, "--out", help="family: output channels (default 128, or "

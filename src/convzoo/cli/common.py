@@ -10,6 +10,7 @@ import typer
 from rich.console import Console
 
 from ..analysis.refusal import refusal_prefix
+from ..models import MODELS
 from ..registry import families, family
 
 DEFAULT_OUT = 128  # a family's output channels when --out is not given
@@ -113,10 +114,39 @@ def parse_args(pairs: Optional[list[str]]) -> dict:
     return kwargs
 
 
+TARGET_FORMS = (f"a family name, a convzoo model ({', '.join(MODELS)}), torchvision:NAME, or "
+                "module.path:callable")
+
+
+def call_builder(target: str, builder, kwargs: dict):  # type: ignore[no-untyped-def]
+    """``builder(**kwargs)`` with the --arg keywords checked against its signature first: a keyword it does not
+    take, or a required argument not given, is a TypeError naming the argument, the target and the builder's
+    arguments (it was Python's "got an unexpected keyword argument" / "missing 1 required positional argument").
+    A builder with ``**kwargs`` (a model passing keywords to its blocks) checks those itself."""
+    import inspect
+
+    try:
+        parameters = inspect.signature(builder).parameters
+    except (TypeError, ValueError):  # no signature to read (a builtin): its own error
+        return builder(**kwargs)
+    named = [n for n, p in parameters.items() if p.kind in (p.POSITIONAL_OR_KEYWORD, p.KEYWORD_ONLY)]
+    more = any(p.kind is p.VAR_KEYWORD for p in parameters.values())
+    listing = ", ".join(named) or "none"
+    listing += " and keywords for its blocks" if more else ""
+    for key, value in kwargs.items():
+        if key not in named and not more:
+            raise TypeError(f"--arg {key}={value!r}: {target} has no argument {key!r}; its arguments: {listing}")
+    missing = [n for n in named if parameters[n].default is inspect.Parameter.empty and n not in kwargs]
+    if missing:
+        raise TypeError(f"{target} needs {', '.join(missing)}: give {' '.join(f'--arg {m}=VALUE' for m in missing)} "
+                        f"(its arguments: {listing})")
+    return builder(**kwargs)
+
+
 def resolve_target(target: str, in_channels: int, out_channels: Optional[int], kernel: int, dim: int,
                    kwargs: Optional[dict] = None):
     """TARGET -> (module, default input shape or None). Forms: a family name, ``torchvision:NAME``, a convzoo
-    model name (looked up in ``convzoo.models`` once that module exists), or ``module.path:callable``.
+    model (a builder of ``convzoo.models.MODELS``, the one list of them), or ``module.path:callable``.
     ``out_channels`` None (not given): a family is built C_in → DEFAULT_OUT, or C_in → C_in where its own channel
     rule refuses that (involution, partial conv keep the width), said on stderr as a note."""
     import importlib
@@ -131,7 +161,7 @@ def resolve_target(target: str, in_channels: int, out_channels: Optional[int], k
             factory = getattr(importlib.import_module(path), attr)
         except (ImportError, AttributeError) as error:
             raise ValueError(f"cannot import {target!r}: {error}") from None
-        return factory(**(kwargs or {})), None
+        return call_builder(target, factory, kwargs or {}), None
     try:
         fam = family(target)
     except ValueError:
@@ -148,13 +178,9 @@ def resolve_target(target: str, in_channels: int, out_channels: Optional[int], k
             typer.echo(f"note: built {target} {in_channels} → {in_channels} (--out {DEFAULT_OUT}: "
                        f"{str(error).splitlines()[0]}); give --out to choose", err=True)
             return module, (1, in_channels, *size)
-    try:  # hook for convzoo's own architectures (mobilenet_v1, shufflenet_v1) once convzoo.models exists
-        models = importlib.import_module("convzoo.models")
-    except ImportError:
-        models = None
-    factory = getattr(models, target, None) if models is not None else None
-    if callable(factory):  # e.g. convzoo.models.mobilenet_v1(), called with its defaults
-        model = factory(**(kwargs or {}))
+    if target in MODELS:  # e.g. mobilenet_v1, called with its defaults and --arg's keywords
+        model = call_builder(target, MODELS[target], kwargs or {})
         return model, getattr(model, "default_input_shape", (1, 3, 224, 224))
     names = ", ".join(f.name for f in families())
-    raise ValueError(f"unknown target {target!r}: give a family ({names}), torchvision:NAME or module.path:callable")
+    raise ValueError(f"unknown target {target!r}: give a family ({names}), a convzoo model ({', '.join(MODELS)}), "
+                     f"torchvision:NAME or module.path:callable")

@@ -16,8 +16,9 @@ MODELS = {
     "shufflenet_v1_small": shufflenet_v1_small,
     "repvgg_a0": repvgg_a0,
     "fasternet_t0": fasternet_t0,
+    "ghostnet": ghostnet,
     "ghostnet_1_0": ghostnet_1_0,
-}
+}  # the model builders: what `convzoo cost NAME` and convert's sources accept, listed in their help and errors
 
 __all__ = ["MODELS", "ConvNet1d", "FasterNet", "FasterNetBlock", "GhostBottleneck", "GhostNet", "MobileNetV1", "RepVGG",
            "ShuffleNetV1", "ShuffleUnit", "SqueezeExcite", "cnn1d_small", "fasternet_t0", "ghostnet", "ghostnet_1_0",

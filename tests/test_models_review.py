@@ -304,3 +304,34 @@ def test_cli_cost_ghostnet_takes_its_width():
 
     assert json.loads(result.output)["macs"] == cz.cost(cz.models.ghostnet(0.5), (1, 3, 224, 224)).macs
     assert round(json.loads(result.output)["macs"] / 1e6) == 42
+
+
+# --- the weight count printed by cost ---------------------------------------------------------------------------------
+
+
+def test_cli_cost_counts_the_weights_of_conv_linear_and_attention_projections_only():
+    """vit_b_16 by hand: patch conv 768·3·16·16 = 589,824; per encoder layer the attention's in-projection 3·768² =
+    1,769,472, its out-projection 768² = 589,824 and the MLP 2·768·3072 = 4,718,592 (×12); the head 768·1000. The
+    pos_embedding (1·197·768) and class_token (768) are not weights of a conv or linear: p.dim() > 1 counted them
+    (86,444,544 = 86,292,480 + 152,064)."""
+    import json
+
+    by_hand = 768 * 3 * 16 * 16 + 12 * (3 * 768 * 768 + 768 * 768 + 2 * 768 * 3072) + 768 * 1000
+    assert by_hand == 86_292_480
+    result = CliRunner().invoke(app, ["cost", "torchvision:vit_b_16", "--json"])
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.output)["weight_params"] == by_hand
+    text = " ".join(CliRunner().invoke(app, ["cost", "torchvision:vit_b_16"]).output.split())
+    assert f"conv and linear weights alone {by_hand:,} (86.3 M)" in text
+
+
+def test_cli_cost_weight_count_leaves_out_a_dynamic_convs_per_kernel_bias():
+    """DynamicConv2d's bias is (K, C_out): a bias, though p.dim() > 1 counted it as a weight."""
+    import json
+
+    layer = cz.build("dynamic", 64, 128, 3)
+    assert layer.bias.dim() == 2
+    result = CliRunner().invoke(app, ["cost", "dynamic", "--json"])
+    assert result.exit_code == 0, result.output
+    every = sum(p.numel() for p in layer.parameters() if p.dim() > 1)
+    assert json.loads(result.output)["weight_params"] == every - layer.bias.numel()

@@ -11,6 +11,29 @@ from .common import TARGET_FORMS, console, model_input_errors, parse_args, parse
 app = typer.Typer()
 
 
+def weight_params(module) -> int:  # type: ignore[no-untyped-def]
+    """Weights of the modules whose weights are multiplied in the MACs, read by type: torch's convs (``_ConvNd``,
+    transposed ones included), ``Linear``, ``Bilinear``, ``MultiheadAttention``'s input projections (its output
+    projection is a Linear) and convzoo's layers (their own weight tensors); biases excluded. Positional
+    embeddings, class tokens, embeddings and norms are not: ``p.dim() > 1`` counted ViT's pos_embedding and
+    class_token (152,064 of vit_b_16's 86,444,544)."""
+    from torch import nn
+
+    from ..layers.base import ConvzooLayer
+
+    weights: dict[int, int] = {}  # by tensor, so that a weight tied into two modules is counted once
+    for m in module.modules():
+        if isinstance(m, nn.MultiheadAttention):
+            own = [m.in_proj_weight, m.q_proj_weight, m.k_proj_weight, m.v_proj_weight]
+        elif isinstance(m, (nn.modules.conv._ConvNd, nn.Linear, nn.Bilinear, ConvzooLayer)):
+            bias = getattr(m, "bias", None)
+            own = [p for p in m.parameters(recurse=False) if p is not bias]
+        else:
+            continue
+        weights.update((id(p), p.numel()) for p in own if p is not None)
+    return sum(weights.values())
+
+
 def _materialize_lazy(module, shape: tuple[int, ...]) -> None:  # type: ignore[no-untyped-def]
     """A lazy layer (global depthwise's kernel is the feature map) gets its parameters from one forward on zeros of
     the ``--input`` shape, so that its weights can be counted like any other's."""
@@ -51,7 +74,7 @@ def cost_command(
     except (ValueError, TypeError, RuntimeError) as error:
         typer.echo(f"error: {str(error).splitlines()[0]}", err=True)
         raise typer.Exit(2) from None
-    weights = sum(p.numel() for p in module.parameters() if p.dim() > 1)
+    weights = weight_params(module)
     if as_json:
         typer.echo(json.dumps({**report.to_dict(), "weight_params": weights}))
     else:

@@ -63,7 +63,7 @@ def render(target: str, path: str | Path, spec: LayerSpec | None = None, *, numb
     ``title=False`` drops the title lines; ``planes``: channel planes drawn in full (default 1, within
     1600 × 1400 px; more on request). A spec without a size is drawn at ``picture_size``."""
     from .draw import DPI
-    from .numbers import load_kernel, parse_values
+    from .numbers import load_kernel, parse_values, whole_numbers
 
     path = Path(path)
     suffix = path.suffix.lower()
@@ -94,6 +94,8 @@ def render(target: str, path: str | Path, spec: LayerSpec | None = None, *, numb
     if kernel_values is not None:
         load_kernel(module, parse_values(kernel_values, "kernel_values"))
     numbers = numbers or input_values is not None or kernel_values is not None
+    if numbers:  # whole numbers where the user typed none, so every sum can be checked by hand
+        module, x = whole_numbers(module, input_shape, x)
     heads = family_titles(spec, module, input_shape) if title else (None, None)
     if suffix == ".gif":
         try:

@@ -10,6 +10,7 @@ never overlap what is next to them.
 from __future__ import annotations
 
 import functools
+import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
@@ -153,18 +154,22 @@ def _decimals(text: str) -> int:
 def _short(value: float, decimals: int) -> str:
     """``value`` at ``decimals`` decimals, trailing zeros and a leading zero dropped: -0.29 → '-.29', 1.0 → '1'."""
     text = f"{value:.{decimals}f}"
-    text = text.rstrip("0").rstrip(".") if "." in text else text  # a tiny negative stays '-0': its sign is kept
+    text = text.rstrip("0").rstrip(".") if "." in text else text
     return text.replace("0.", ".", 1) if text.lstrip("-").startswith("0.") else text
 
 
 def _fit_one(text: str, pt: float) -> str:
-    """``text`` as it fits a cell at ``pt``: a number loses its leading zero, then decimals, never its sign."""
+    """``text`` as it fits a cell at ``pt``: a number loses its leading zero, then decimals, never its sign and
+    never its last significant digit (-0.004 stays '-.004', not '-0': ``cells`` draws it a little smaller)."""
     value = _number(text)
     if value is None or _line_width_pt(text, pt, "normal") <= CELL_TEXT_PT:
         return text
     candidate = text
     for decimals in range(_decimals(text), -1, -1):
-        candidate = _short(value, decimals)
+        shorter = _short(value, decimals)
+        if value != 0 and float(shorter) == 0:  # a non-zero value shown as 0 (or '-0') would be false
+            break
+        candidate = shorter
         if _line_width_pt(candidate, pt, "normal") <= CELL_TEXT_PT:
             break
     return candidate
@@ -183,7 +188,9 @@ def fit_numbers(texts: list[str], size: float) -> tuple[list[str], float]:
     fitted = [_fit_one(t, pt) for t in texts]
     if any(t.lstrip("-").startswith(".") for t in fitted):  # one style in a grid: no '0.4' beside '.76'
         fitted = [t.replace("0.", ".", 1) if t.lstrip("-").startswith("0.") else t for t in fitted]
-    wide = widest([t for t in fitted if _number(t) is not None], pt)
+    # a whole number too wide makes the grid's type smaller; a small decimal kept to its one significant digit is
+    # drawn smaller on its own (``cells``)
+    wide = widest([t for t in fitted if _number(t) is not None and "." not in t], pt)
     return fitted, pt if wide <= CELL_TEXT_PT else pt * CELL_TEXT_PT / wide
 
 
@@ -195,6 +202,9 @@ def cells(grid: Sequence[Sequence[Cell]], size: float = FONT) -> Block:
     fitted, size = fit_numbers(flat, size) if any(flat) else (flat, size)
     it = iter(fitted)
     grid = [[Cell(cell.fill, next(it), cell.dashed, cell.outline, cell.alpha) for cell in line] for line in grid]
+    # a number still wider than its cell (a small decimal's last digit) alone at a smaller size
+    sizes = [[size if _number(c.text) is None or _line_width_pt(c.text, size, "normal") <= CELL_TEXT_PT
+              else size * CELL_TEXT_PT / _line_width_pt(c.text, size, "normal") for c in line] for line in grid]
 
     def paint(ax: Axes, x: float, y: float) -> None:
         solid, dashed, outlines = [], [], []
@@ -209,7 +219,7 @@ def cells(grid: Sequence[Sequence[Cell]], size: float = FONT) -> Block:
                     outlines.append(Rectangle((x + c + 0.06, y + r + 0.06), 0.88, 0.88, fill=False,
                                               edgecolor=cell.outline, linewidth=2.2))
                 if cell.text:
-                    ax.text(x + c + 0.5, y + r + 0.52, cell.text, ha="center", va="center", fontsize=size,
+                    ax.text(x + c + 0.5, y + r + 0.52, cell.text, ha="center", va="center", fontsize=sizes[r][c],
                             color=text_colour(cell.fill, cell.alpha))
         for group, style in ((solid, "solid"), (dashed, (0, (2, 2)))):
             if group:
@@ -290,12 +300,13 @@ def tap_colours(n_taps: int) -> list[tuple[float, float, float, float]]:
 
 def fmt(value: float) -> str:
     """A cell's number, signed: integers without a decimal point, |v| ≥ 10 with one decimal, others with two —
-    three below 0.005, so a small weight keeps its sign ('-0.004', not '-0.'); trailing zeros dropped."""
+    below 0.005 down to the first significant digit, so a small weight keeps its sign and its size ('-0.004',
+    '-0.0004'; never '-0'); trailing zeros dropped."""
     v = float(value)
     if abs(v - round(v)) < 1e-6:
         return str(int(round(v))) if abs(v) > 1e-9 else "0"
-    decimals = 1 if abs(v) >= 10 else 2 if abs(v) >= 0.005 else 3
-    return f"{v:.{decimals}f}".rstrip("0").rstrip(".")  # a tiny negative stays '-0': the sign is kept
+    decimals = 1 if abs(v) >= 10 else 2 if abs(v) >= 0.005 else max(3, -math.floor(math.log10(abs(v))))
+    return f"{v:.{decimals}f}".rstrip("0").rstrip(".")
 
 
 def signed_colour(value: float, scale: float) -> tuple[float, float, float, float]:

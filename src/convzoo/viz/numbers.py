@@ -1,4 +1,5 @@
-"""Numbers mode: values typed on the command line for the input and the kernel.
+"""Numbers mode: values typed on the command line for the input and the kernel, and small whole numbers for the
+values not typed, so every printed sum can be checked by hand (as the articles' 0–3 example can).
 
 Format: numbers separated by ',' within a row, rows separated by ';', depth slices (3-D) by '|':
 "3,3,2;0,0,1" is a 2×3 grid, "1,2,3" a 1-D row of 3. A kernel given this way is loaded into every channel pair
@@ -7,10 +8,52 @@ of the layer's kernel parameter and the bias is set to zero, so the output is ex
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Sequence
+
 import torch
 from torch import nn
 
-from .taps import kernel_parameter
+from .taps import kernel_parameter, side_modules
+
+GIVEN = "_convzoo_given_kernel"  # on a module whose kernel the user typed (``load_kernel``): kept as given
+INPUTS, WEIGHTS, BIASES = (0, 3), (-1, 2), (-1, 1)  # whole-number ranges, both ends included
+
+
+def whole_numbers(module: nn.Module, input_shape: Sequence[int], x: torch.Tensor | None = None, seed: int = 0
+                  ) -> tuple[nn.Module, torch.Tensor | None]:
+    """(copy of ``module``, input (C, *S)) for numbers mode: the weights (each parameter of ≥ 2 dims of a
+    sub-module outside the side branches) whole numbers in −1…2 and that sub-module's bias in −1…1, and, where
+    ``x`` is None, an input of whole numbers in 0…3. A kernel the user typed (``load_kernel``) and all-zero
+    parameters (zero-initialised branches, which the pictures fill themselves) are kept, and so is ``x`` when given.
+    A layer whose side stages hold attentions, or that does not map whole numbers to whole numbers with such
+    weights (BatchNorm, a mask's sigmoid: not integers by construction), is returned as it is, with ``x`` as
+    given."""
+    gen = torch.Generator().manual_seed(seed)
+    model = copy.deepcopy(module)
+    dtype = next((p.dtype for p in model.parameters()), torch.get_default_dtype())
+    sample = torch.randint(INPUTS[0], INPUTS[1] + 1, tuple(input_shape), generator=gen).to(dtype)
+    if _holds_attention(model, sample):
+        return module, x
+    steering = {id(m) for side in side_modules(model) for m in side.modules()}
+    with torch.no_grad():
+        for sub in model.modules():
+            own = dict(sub.named_parameters(recurse=False))
+            weights = [p for p in own.values() if p.dim() >= 2 and bool(p.detach().abs().max() > 0)]
+            if id(sub) in steering or getattr(sub, GIVEN, False) or not weights:
+                continue
+            for p in weights:
+                p.copy_(torch.randint(WEIGHTS[0], WEIGHTS[1] + 1, p.shape, generator=gen))
+            bias = own.get("bias")
+            if bias is not None and bias.dim() == 1:
+                bias.copy_(torch.randint(BIASES[0], BIASES[1] + 1, bias.shape, generator=gen))
+        try:
+            y = copy.deepcopy(model).eval()(sample[None])
+        except (RuntimeError, ValueError, TypeError):
+            return module, x
+    if not bool(torch.equal(y, y.round())):
+        return module, x
+    return model, (sample if x is None else x)
 
 
 def parse_values(text: str, name: str) -> torch.Tensor:
@@ -31,6 +74,26 @@ def parse_values(text: str, name: str) -> torch.Tensor:
         if values.shape[0] == 1:
             values = values[0]
     return values
+
+
+def _holds_attention(model: nn.Module, sample: torch.Tensor) -> bool:
+    """A declared side stage of ``model`` holds attentions (the layer contract's ``attentions()``) on ``sample``
+    (C, *S): weights from a softmax or sigmoid, which whole-number weights upstream would saturate to exactly 0 and
+    1 — whole-looking outputs of a mechanism that is not whole-number by construction."""
+    from ..layers.base import ConvzooLayer
+    from .picture import declared_stages
+
+    if not isinstance(model, ConvzooLayer):
+        return False
+    with torch.no_grad():
+        for st in declared_stages(model) or []:
+            if st.side:
+                try:
+                    if model.attentions(st.fn(sample[None])):
+                        return True
+                except (RuntimeError, ValueError, TypeError):
+                    continue
+    return False
 
 
 def load_kernel(module: nn.Module, kernel: torch.Tensor) -> nn.Module:
@@ -76,4 +139,5 @@ def _load(module: nn.Module, kernel: torch.Tensor) -> nn.Module:
         bias = getattr(module, "bias", None)
         if isinstance(bias, torch.Tensor):
             bias.zero_()
+    setattr(module, GIVEN, True)
     return module

@@ -20,6 +20,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from decimal import Decimal
 
 import numpy as np
 
@@ -421,25 +422,37 @@ def _products(r: Reads, out_channel: int, position: Sequence[int]) -> tuple[list
 
 
 def sum_line(r: Reads, out_channel: int, position: Sequence[int]) -> str:
-    """'17 = 0·0 + 1·1 + … + 0.09 (bias)' for the highlighted output of a window: a gather's products in tap order,
-    a scatter's (transposed conv) those of the input cells stamped onto it; the bias is the output less the sum."""
+    """'17 = 0·0 + 1·1 + … + 1 (bias)' for the highlighted output of a window: a gather's products in tap order,
+    a scatter's (transposed conv) those of the input cells stamped onto it; the bias is the output less the sum.
+    '=' only where the printed numbers add up exactly (whole numbers: numbers mode's sample); where rounding to the
+    cells' digits breaks that (decimal values: a softmax's, a user's) '≈'."""
     g = r.geometry
     if g is None or r.pair_kernel is None:
         return ""
     products, n_all = _products(r, out_channel, position)
-    terms = [f"{fmt(w)}·{fmt(v)}" for w, v in products]
+    printed = [(fmt(w), fmt(v)) for w, v in products]
+    terms = [f"{w}·{v}" for w, v in printed]
     total = sum(w * v for w, v in products)
     y = float(r.y[(out_channel, *position)])
     bias = y - total
-    tail = (f" + {fmt(bias)} (bias)" if bias >= 0 else f" − {fmt(-bias)} (bias)") if abs(bias) > 1e-6 else ""
+    has_bias = abs(bias) > 1e-6
+    tail = (f" + {fmt(bias)} (bias)" if bias >= 0 else f" − {fmt(-bias)} (bias)") if has_bias else ""
     # the products whose tap meets an input cell, whatever its value: taps on padding or inserted zeros apart
     n = len(terms) if len(terms) < n_all else n_all
     where = " on input cells" if len(terms) < n_all else ""
     zeros = f" ({n_all} counting the zeros)" if len(terms) < n_all else ""
     if n_all > 9 or not terms:  # one window's taps listed; more would run past the picture
-        return f"{fmt(y)} = sum of {n} kernel·input product{'s' if n != 1 else ''}{where}{zeros}{tail}"
-    listed = f"{fmt(y)} = " + " + ".join(terms) + tail
+        exact = all(_printed_exactly(v) for v in (y, bias, *(u for p in products for u in p)))
+        return f"{fmt(y)} {'=' if exact else '≈'} sum of {n} kernel·input product{'s' if n != 1 else ''}{where}" \
+            f"{zeros}{tail}"
+    added = sum((Decimal(w) * Decimal(v) for w, v in printed), Decimal(fmt(bias)) if has_bias else Decimal(0))
+    listed = f"{fmt(y)} {'=' if added == Decimal(fmt(y)) else '≈'} " + " + ".join(terms) + tail
     return listed if len(terms) == n_all else f"{listed}\nΣ {n} product{'s' if n != 1 else ''}{where}{zeros}"
+
+
+def _printed_exactly(value: float) -> bool:
+    """``fmt`` prints ``value`` without rounding it (to float32's precision, the values' own)."""
+    return abs(float(fmt(value)) - value) <= 1e-6 * max(1.0, abs(value))
 
 
 def overlap_block(r: Reads, in_channel: int = 0, position: Sequence[int] | None = None) -> Block:

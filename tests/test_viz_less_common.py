@@ -10,7 +10,7 @@ import torch
 from torch import nn
 
 import convzoo as cz
-from convzoo.viz.draw import plt, render
+from convzoo.viz.draw import fmt, plt, render
 
 
 def _near(text: str, value: float) -> bool:
@@ -109,3 +109,38 @@ def test_the_gdc_figure_shows_each_channels_map_weights_and_sum_beside_pooling()
         assert texts.count(f"input c{c}") == 2 and texts.count(f"output c{c}") == 2
         outputs = [texts[i + 1] for i, t in enumerate(texts) if t == f"output c{c}"]
         assert _near(outputs[0], float(d.gdc[c])) and _near(outputs[1], float(d.gap[c])), outputs
+
+
+def test_the_dynamic_figure_shows_a_different_aggregated_kernel_per_photograph():
+    # `figures --only 003-2.3_dynamic-attention` drew one sample (its caption said "of 3 such samples"); article 003
+    # §2.3 fig. 1 is one static kernel for every image against a different aggregated kernel per image
+    import torch.nn.functional as F
+
+    from convzoo.oracle import reference as ref
+    from convzoo.viz.article_more import dynamic_samples, dynamic_samples_data
+
+    d = dynamic_samples_data()
+    a, layer = d.layer.attention, d.layer
+    x = torch.tensor(d.images)
+    pi = ref.dynamic_attention(d.images, *(t.detach().numpy() for t in (a.fc1.weight, a.fc1.bias, a.fc2.weight,
+                                                                         a.fc2.bias)), 1.0)  # the paper's π, NumPy
+    assert np.allclose(d.pi, pi, atol=1e-9)
+    with torch.no_grad():
+        for s in range(3):  # the kernel drawn is the one the layer applies: its output is torch's conv with it
+            w = torch.einsum("k,koihw->oihw", torch.tensor(pi[s]), layer.kernels)
+            b = torch.tensor(pi[s]) @ layer.bias
+            assert torch.allclose(layer(x[s:s + 1]), F.conv2d(x[s:s + 1], w, b, padding=1), atol=1e-9)
+            assert np.allclose(d.aggregated[s], w[0, 0].numpy())
+    assert np.abs(d.aggregated[0] - d.aggregated[1]).max() > 0.05  # different kernels, visibly
+    assert np.abs(d.aggregated[1] - d.aggregated[2]).max() > 0.05
+    assert sorted(d.pi.argmax(1).tolist()) == [0, 1, 2]  # each photograph leans on another kernel
+    assert d.untrained_spread < 0.05  # said in the note: untrained, the attention barely moves
+    texts = _texts(dynamic_samples())
+    assert [t for t in texts if t.startswith(("sky: GAP", "roof: GAP", "flower: GAP"))] == [
+        f"{n}: GAP = " + ", ".join(fmt(float(v)) for v in x[s].mean((1, 2))) for s, n in enumerate(d.names)]
+    for s in range(3):
+        for k in range(4):  # each bar's name then its value
+            names = [i for i, t in enumerate(texts) if t == f"π{k}"]
+            assert _near(texts[names[s] + 1], float(pi[s, k])) or texts[names[s] + 1] == fmt(float(pi[s, k]))
+    assert f"untrained, π moved by at most {d.untrained_spread:.2f} between these three." in " ".join(texts).replace(
+        "\n", " ")

@@ -13,10 +13,10 @@ import convzoo as cz
 from convzoo.viz.draw import fmt, plt, render
 
 
-def _near(text: str, value: float) -> bool:
+def _near(text: str, value: float, within: float = 0.0051) -> bool:
     """A printed number (two decimals, the leading 0 maybe dropped: '-.66') is ``value``."""
     try:
-        return abs(float(text) - value) <= 0.0051 + 1e-9
+        return abs(float(text) - value) <= within + 1e-9
     except ValueError:
         return False
 
@@ -144,3 +144,29 @@ def test_the_dynamic_figure_shows_a_different_aggregated_kernel_per_photograph()
             assert _near(texts[names[s] + 1], float(pi[s, k])) or texts[names[s] + 1] == fmt(float(pi[s, k]))
     assert f"untrained, π moved by at most {d.untrained_spread:.2f} between these three." in " ".join(texts).replace(
         "\n", " ")
+
+
+def test_the_involution_figure_draws_the_per_pixel_part_of_the_kernels_on_its_own_scale():
+    # `beyond_involution-kernels` drew three "most different" kernels that looked alike: on the one scale of the
+    # kernels (±0.55, mostly the generator's shared bias) their per-pixel part (±0.1) hardly shows
+    from convzoo.viz.article_more import involution_kernels, pixel_kernels_data
+
+    d = pixel_kernels_data()
+    with torch.random.fork_rng():
+        torch.manual_seed(0)
+        layer = cz.build("involution", 3, 3, 3, padding="same", groups=1, reduction=1).double()
+    g = layer.generator
+    x = d.image.reshape(-1, 3)  # pixels, RGB: the paper's H_p = W_1 ReLU(W_0 x_p), in NumPy
+    hidden = np.maximum(x @ g.reduce.weight.detach().numpy().T + g.reduce.bias.detach().numpy(), 0)
+    want = hidden @ g.span.weight.detach().numpy().T + g.span.bias.detach().numpy()
+    assert np.allclose(d.kernels, want, atol=1e-12)
+    scale, reach = np.abs(want).max(), np.abs(want - want.mean(0)).max()
+    assert 0.05 < reach / scale < 0.3  # the per-pixel part is real but small: why one scale hid it
+    texts = _texts(involution_kernels())
+    assert f"its own scale ±{fmt(reach)}" in texts
+    for i in d.picked:  # each picked kernel's change printed in its tiles (a cell may round twice: -0.0046 → '-.01')
+        for v in (want[i] - want.mean(0)):
+            assert any(_near(t, float(v), 0.0061) for t in texts), v
+    assert "how far each pixel's kernel is from the average" in texts
+    note = " ".join(texts).replace("\n", " ")
+    assert f"up to ±{fmt(reach)} ({100 * reach / scale:.0f} % of the largest tap)" in note

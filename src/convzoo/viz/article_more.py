@@ -558,3 +558,89 @@ def dynamic_samples() -> Block:
         "different mix of its K kernels to each. Its attention's two small FCs were trained for "
         f"{ROUTING_STEPS} steps to send each photograph to its own kernel, as training on a task makes it choose: "
         f"untrained, π moved by at most {d.untrained_spread:.2f} between these three.", body.w)], gap=0.5)
+
+
+# --- beyond the articles: involution's kernel, generated at every pixel -----------------------------------------------
+
+
+@dataclass
+class PixelKernels:
+    """A seeded involution layer (3×3, one group, r = 1) on an RGB photograph: the kernel generated at each pixel."""
+
+    image: np.ndarray  # (H, W, 3) in [0, 1]
+    kernels: np.ndarray  # (H·W, 9) the generator's output at each pixel, taps row-major
+    picked: list[int]  # three pixels whose kernels differ most (``position_kernels.most_different``)
+
+    @property
+    def mean(self) -> np.ndarray:
+        """(9,) the kernel averaged over every pixel: the part all pixels share."""
+        return self.kernels.mean(0)
+
+    @property
+    def change(self) -> np.ndarray:
+        """(H·W, 9) each pixel's kernel minus the shared part: what its own features add."""
+        return self.kernels - self.mean
+
+
+def pixel_kernels_data(size: int = 32, seed: int = 0) -> PixelKernels:
+    """H_p = W_1 ReLU(W_0 x_p) (+ biases) at every pixel p of a size×size crop of china.jpg, read from the layer's
+    own generator."""
+    from .position_kernels import most_different
+
+    with torch.random.fork_rng():
+        torch.manual_seed(seed)
+        layer = build("involution", 3, 3, 3, padding="same", groups=1, reduction=1).double().eval()
+    x = _crop("china.jpg", 60, 180, size, 4 * size)[None]
+    with torch.no_grad():
+        kernels = layer.generator(x)[0].reshape(9, -1).T.numpy()
+    return PixelKernels(x[0].permute(1, 2, 0).numpy(), kernels, most_different(kernels))
+
+
+def involution_kernels() -> Block:
+    """The photograph with three pixels marked; the kernel generated at each on one scale, then each minus the
+    kernel averaged over all pixels on its own scale (the per-pixel part, small next to the shared one in this
+    untrained layer); and a map of how far every pixel's kernel is from that average."""
+    from .diagrams import image
+
+    d = pixel_kernels_data()
+    size = d.image.shape[0]
+    places = [divmod(i, size) for i in d.picked]
+    width = 10.0
+
+    def marked(picture: Block) -> Block:
+        def paint(ax: Axes, x0: float, y0: float) -> None:
+            picture.paint(ax, x0, y0)
+            for name, (r, c) in zip("ABC", places):
+                px, py = x0 + (c + 0.5) * width / size, y0 + (r + 0.5) * width / size
+                ax.plot(px, py, "s", markersize=9, markerfacecolor="none", markeredgecolor="#ffde00",
+                        markeredgewidth=2, zorder=3)
+                ax.text(px + 0.45, py - 0.45, name, fontsize=SMALL, color="#ffde00", weight="bold", zorder=3)
+
+        return Block(picture.w, picture.h, paint)
+
+    distance = np.abs(d.change).sum(1).reshape(size, size)  # L1 distance of each pixel's kernel from the mean
+    scale = float(np.abs(d.kernels).max())
+    reach = float(np.abs(d.change).max())
+
+    def tiles(values: np.ndarray, top: float) -> Block:
+        return row([column([label(f"{name} = {place}", SMALL), _kernel_tile(v.reshape(3, 3), top)], gap=0.15)
+                    for name, place, v in zip("ABC", places, values)], gap=0.8)
+
+    kernels = column([
+        heading("3×3 kernels generated at A, B, C (one scale)"), tiles(d.kernels[d.picked], scale),
+        heading("each minus the average kernel over all pixels"), label(f"its own scale ±{fmt(reach)}", SMALL),
+        tiles(d.change[d.picked], reach),
+        label("the average kernel (the part every pixel shares):", SMALL), _kernel_tile(d.mean.reshape(3, 3), scale)],
+        gap=0.3)
+    share = 100 * reach / scale
+    return column([row([
+        column([heading(f"input: china.jpg, {size}×{size} RGB"), marked(image(d.image, width))], gap=0.3),
+        column([heading("how far each pixel's kernel is from the average"),
+                marked(image(distance, width, cmap="magma"))], gap=0.3),
+        kernels], gap=1.2), note(
+        "One involution layer (seeded, untrained, one group, r = 1): a 3×3 kernel generated at every pixel from "
+        "its own RGB (FC → ReLU → FC, read from the layer's generator). Most of each kernel is the part all pixels "
+        f"share (mostly the second FC's bias; taps up to ±{fmt(scale)}); what the pixel's features add is up to "
+        f"±{fmt(reach)} ({share:.0f} % of the largest tap), so on one scale A, B and C look alike. Drawn apart, and "
+        "mapped over the photograph (bright: far from the average), the per-pixel part follows the picture: the "
+        "sky, the roof and the dark band under the eaves get different filters.", 3 * width)], gap=0.5)

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+from pathlib import Path
 
 import pytest
 import torch
@@ -59,7 +60,7 @@ def test_small_mobilenet_docstring_gives_its_last_feature_map():
     assert features.shape == (1, 1024, 32 // strides, 32 // strides)
     said = re.search(r"feature map is (\d+)×(\d+)", " ".join(mobilenet_v1_small.__doc__.split()))
     assert said and (int(said[1]), int(said[2])) == tuple(features.shape[-2:])
-    source = open(mobilenet.__file__).read()
+    source = Path(mobilenet.__file__).read_text()
     assert "ends at 2×2" not in source and "ends at 4×4" in source
 
 
@@ -74,8 +75,8 @@ BAD_ARGUMENTS = [
     ("ShuffleUnit", (24, 240, 3, 1), {}, ValueError,  # built; a broadcast error at the forward
      "ShuffleUnit: at stride=1 the branch is added to the input, so out_channels=240 must equal in_channels=24"),
     ("ShuffleUnit", (24, 250, 3, 2), {}, ValueError,  # said "out_channels=62"
-     "ShuffleUnit: out_channels=250 gives a bottleneck of out_channels // 4 = 62 channels, which must be a positive "
-     "multiple of groups=3"),
+     ("ShuffleUnit: out_channels=250 gives a bottleneck of out_channels // 4 = 62 channels, which must be a positive "
+     "multiple of groups=3")),
     ("FasterNet", (), {"depths": (1, -2, 8, 2)}, ValueError,  # built, and cost reported 289.6 M MACs
      "FasterNet: depths=(1, -2, 8, 2) must give 4 ints >= 1 (the blocks of each of the 4 stages); depths[1]=-2"),
     ("FasterNet", (), {"depths": (1, 2)}, ValueError, "FasterNet: depths=(1, 2) must give 4 ints >= 1"),  # 2 stages
@@ -83,8 +84,8 @@ BAD_ARGUMENTS = [
     ("FasterNet", (), {"mlp_ratio": 0.02}, ValueError,  # int(40·0.02) = 0: built, failed at the forward
      "FasterNet: mlp_ratio=0.02 gives a hidden width int(40·0.02) = 0; it must be >= 1"),
     ("RepVGG", (), {"depths": (2, 4, 14, 1.5)}, TypeError,  # "'float' object cannot be interpreted as an integer"
-     "RepVGG: depths=(2, 4, 14, 1.5) must give 4 ints >= 1 (the blocks of each of the 4 stages); depths[3]=1.5 is "
-     "not an int"),
+     ("RepVGG: depths=(2, 4, 14, 1.5) must give 4 ints >= 1 (the blocks of each of the 4 stages); depths[3]=1.5 is "
+     "not an int")),
     ("RepVGG", (), {"depths": (0, 4, 14, 1)}, ValueError, "depths[0]=0 is not"),  # dropped a stride-2 stage
     ("RepVGG", (), {"width_a": 0.01}, ValueError,  # "out_channels=0 must be positive"
      "RepVGG: width_a=0.01 gives the stem and stage 1 int(64·0.01) = 0 channels; width_a must be >= 1/64"),
@@ -93,7 +94,7 @@ BAD_ARGUMENTS = [
 
 @pytest.mark.parametrize(("name", "args", "kwargs", "error", "message"), BAD_ARGUMENTS)
 def test_model_arguments_are_refused_in_the_constructor_by_name(name, args, kwargs, error, message):
-    import convzoo.models as models
+    from convzoo import models
 
     with pytest.raises(error) as caught:
         getattr(models, name)(*args, **kwargs)
@@ -127,23 +128,23 @@ def test_valid_shuffle_units_and_depths_still_build_what_they_say():
 
 @pytest.mark.parametrize(("build", "kwargs", "error", "message"), [
     # each said "convzoo.registry.build() got multiple values for keyword argument '...'"
-    ("mobilenet_v1", {"bias": True}, TypeError, "MobileNetV1: bias=True cannot be given: the model sets in_channels, "
-     "out_channels, kernel_size, dim, stride, bias, norm_layer, activation of its 'depthwise_separable' blocks"),
+    ("mobilenet_v1", {"bias": True}, TypeError, ("MobileNetV1: bias=True cannot be given: the model sets in_channels, "
+     "out_channels, kernel_size, dim, stride, bias, norm_layer, activation of its 'depthwise_separable' blocks")),
     ("mobilenet_v1", {"norm_layer": None}, TypeError, "MobileNetV1: norm_layer=None cannot be given"),
     ("mobilenet_v1", {"kernel_size": 5}, TypeError, "MobileNetV1: kernel_size=5 cannot be given"),
     ("mobilenet_v1", {"stride": 2}, TypeError, "MobileNetV1: stride=2 cannot be given"),
-    ("cnn1d_small", {"bias": True}, TypeError, "ConvNet1d: bias=True cannot be given: the model sets in_channels, "
-     "out_channels, kernel_size, dim, stride, bias of its 'standard' blocks"),
+    ("cnn1d_small", {"bias": True}, TypeError, ("ConvNet1d: bias=True cannot be given: the model sets in_channels, "
+     "out_channels, kernel_size, dim, stride, bias of its 'standard' blocks")),
     # said "out_channels=19 must be a multiple of in_channels=10", naming neither width_mult nor the block:
     # round(32·0.3) = 10 → round(64·0.3) = 19 channels, and a depthwise layer's C_out is a multiple of its C_in
     ("mobilenet_v1", {"width_mult": 0.3, "conv": "depthwise"}, ValueError,
-     "MobileNetV1: width_mult=0.3 gives block features.1 (10 → 19 channels, stride 1), which the 'depthwise' family "
-     "refuses: out_channels=19 must be a multiple of in_channels=10"),
+     ("MobileNetV1: width_mult=0.3 gives block features.1 (10 → 19 channels, stride 1), which the 'depthwise' family "
+     "refuses: out_channels=19 must be a multiple of in_channels=10")),
     ("mobilenet_v1", {"conv": "dynamic", "num_kernels": 0}, ValueError,
      "MobileNetV1: its 'dynamic' blocks refuse num_kernels=0 (extra keywords go to every block)"),
 ])
 def test_block_keywords_and_widths_are_refused_in_the_models_words(build, kwargs, error, message):
-    import convzoo.models as models
+    from convzoo import models
 
     with pytest.raises(error) as caught:
         getattr(models, build)(**kwargs)
@@ -268,7 +269,7 @@ BUILDERS = ["cnn1d_small", "mobilenet_v1", "mobilenet_v1_small", "shufflenet_v1"
 
 def test_models_lists_every_builder_once_and_no_helper():
     """ghostnet was missing (though `convzoo cost ghostnet` worked); load_converted and the blocks are not models."""
-    import convzoo.models as models
+    from convzoo import models
 
     assert list(models.MODELS) == BUILDERS
     assert all(models.MODELS[name] is getattr(models, name) for name in BUILDERS)
@@ -289,8 +290,8 @@ def test_cli_cost_help_and_unknown_target_list_the_models():
     (["convzoo.models:load_converted"],  # "load_converted() missing 1 required positional argument: 'path'"
      "error: convzoo.models:load_converted needs path: give --arg path=VALUE (its arguments: path)"),
     (["convzoo.models:FasterNet", "--arg", "depths=(1,-2,8,2)"],  # 289.6 M MACs of a net with a -2-block stage
-     "error: FasterNet: depths=(1, -2, 8, 2) must give 4 ints >= 1 (the blocks of each of the 4 stages); "
-     "depths[1]=-2 is not"),
+     ("error: FasterNet: depths=(1, -2, 8, 2) must give 4 ints >= 1 (the blocks of each of the 4 stages); "
+     "depths[1]=-2 is not")),
 ])
 def test_cli_cost_bad_targets_and_arguments_are_one_line(args, line):
     assert _one_error_line(CliRunner().invoke(app, ["cost", *args])) == line

@@ -9,6 +9,8 @@ bottleneck is ¼ of the unit's output channels; stage 2's first 1×1 conv is not
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import torch
 from torch import nn
 
@@ -93,7 +95,7 @@ def _stage_channels(groups: int, scale: float) -> list[int]:
 def _widths_grow(groups: int, scale: float) -> bool:
     """Whether the stem's and the stages' widths strictly increase, as the stride-2 units need."""
     widths = [stem_channels(scale, groups), *_stage_channels(groups, scale)]
-    return all(later > earlier for earlier, later in zip(widths, widths[1:]))
+    return all(later > earlier for earlier, later in pairwise(widths))
 
 
 class ShuffleNetV1(nn.Module):

@@ -128,7 +128,8 @@ def test_cost_names_each_call_of_a_shared_module() -> None:
     report = cz.cost(_CalledTwice(), (1, 3, 8, 8))
     per_call = 8 * 8 * 4 * 4 * 9  # outputs × C_in × k²
     assert [(r.name, r.macs) for r in report.layers] == [("stem", 8 * 8 * 4 * 3 * 9), ("conv", per_call),
-                                                         ("conv (call 2)", per_call)]
+                                                         ("conv (call 2)", per_call), ("", 0)]
+    assert report.layers[-1].other_ops == 4 * 8 * 8  # the model's own torch.relu between the two calls
     assert report.params == (4 * 3 * 9 + 4) + (4 * 4 * 9 + 4)  # the shared conv's parameters once
 
 

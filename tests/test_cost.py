@@ -359,3 +359,40 @@ def test_a_module_used_twice_counts_its_macs_twice_and_its_parameters_once():
     report = cz.cost(model, (1, 8, 8, 8))
     assert report.macs == 2 * 64 * 8 * 8 * 9 and report.params == 8 * 8 * 9 + 8
     assert not conv.weight.is_meta and torch.equal(conv.weight.detach(), weight)  # the model is left as it was
+
+
+class FunctionalBlock(nn.Module):
+    """conv → F.relu → SE gate (mean, sigmoid, product) → residual add → softmax over channels, all as functions."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(4, 4, 3, padding=1)
+        self.scale = nn.Parameter(torch.ones(4, 1, 1))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = F.relu(self.conv(x))
+        s = torch.sigmoid(y.mean((2, 3), keepdim=True))
+        y = y * s + x.clone()
+        return torch.softmax(y * (self.scale * 2), dim=1)  # scale · 2: arithmetic on a weight alone, folded away
+
+
+def test_functional_ops_outside_modules_are_other_ops():
+    # they were missed: ShuffleNet's final add + ReLU, GhostNet's SE gates and residual adds (14 % of its other ops)
+    n, c, h = 2, 4, 5
+    report = cz.cost(FunctionalBlock(), (n, c, h, h))
+    e = n * c * h * h
+    conv = cz.cost(nn.Conv2d(4, 4, 3, padding=1), (n, c, h, h))
+    relu, mean, sigmoid, gate, add, scaled, softmax = e, e, n * c, e, e, e, 3 * e  # clone computes nothing
+    assert report.other_ops == conv.other_ops + relu + mean + sigmoid + gate + add + scaled + softmax
+    assert report.macs == conv.macs
+    row = next(r for r in report.layers if r.name == "")
+    assert row.other_ops == report.other_ops - conv.other_ops
+
+
+def test_shuffle_unit_counts_its_closing_add_and_relu():
+    from convzoo.models.shufflenet import ShuffleUnit
+
+    unit = ShuffleUnit(240, 240, 3, 1)
+    report = cz.cost(unit, (1, 240, 28, 28))
+    modules = sum(r.other_ops for r in report.layers if r.input_shape != ())
+    assert report.other_ops - modules == 2 * 240 * 28 * 28  # x + branch, then ReLU: one op per element each

@@ -14,7 +14,9 @@ per-element product summed by nothing of its own (an SE or ODConv gate, DCNv2's 
 the weight MAC, SiLU's x·σ(x)) is not a MAC.
 
 Work that is not a multiply-accumulate (bilinear sampling, interpolation, softmax, norms, activations, pooling,
-sigmoid masks and gates) is counted separately as ``other_ops`` and never added to the MACs. Bytes moved = (input
+sigmoid masks and gates) is counted separately as ``other_ops`` and never added to the MACs — in a module (``nn.ReLU``)
+or as a function run outside every module that has a cost (a residual ``x + y``, an SE gate's ``x * s``, ``F.relu``,
+``x.mean((2, 3))``: the same formulas, attributed to the module whose forward runs them). Bytes moved = (input
 elements read + parameters read + output elements written) × the dtype's element size; a composite layer sums this
 over its parts, i.e. its intermediate tensors are written once and read once. Arithmetic intensity = FLOPs / byte.
 
@@ -343,6 +345,56 @@ def _functional_macs(func: Any, args: tuple, out: Any) -> tuple[int, tuple[Any, 
     return None
 
 
+_COPIES = {_aten.clone, _aten._to_copy, _aten.copy_, _aten.copy, _aten.lift_fresh_copy, _aten.alias}
+_ELEMENTWISE = {_aten.hardswish, _aten.hardswish_, _aten.hardtanh, _aten.hardtanh_, _aten.mish, _aten.softplus,
+                _aten.elu, _aten.leaky_relu, _aten.leaky_relu_, _aten.prelu, _aten._prelu_kernel}  # not tagged pointwise
+_SOFTMAX = {_aten._softmax, _aten._log_softmax, _aten.softmax, _aten.log_softmax}
+_STAT_NORMS = {_aten.native_layer_norm, _aten.native_group_norm, _aten.layer_norm, _aten.group_norm}
+_BATCH_NORMS = {_aten.native_batch_norm, _aten._native_batch_norm_legit_no_training, _aten._native_batch_norm_legit,
+                _aten.batch_norm}
+_WINDOW_POOLS = {_aten.avg_pool1d, _aten.avg_pool2d, _aten.avg_pool3d, _aten.max_pool1d, _aten.max_pool2d,
+                 _aten.max_pool3d, _aten.max_pool2d_with_indices, _aten.max_pool3d_with_indices}
+_ADAPTIVE_POOLS = {_aten.adaptive_avg_pool1d, _aten.adaptive_avg_pool2d, _aten._adaptive_avg_pool2d,
+                   _aten.adaptive_avg_pool3d, _aten._adaptive_avg_pool3d, _aten.adaptive_max_pool1d,
+                   _aten.adaptive_max_pool2d, _aten.adaptive_max_pool3d}
+_INTERPOLATIONS = {_aten.upsample_nearest1d: "nearest", _aten.upsample_nearest2d: "nearest",
+                   _aten.upsample_nearest3d: "nearest", _aten.upsample_linear1d: "linear",
+                   _aten.upsample_bilinear2d: "bilinear", _aten.upsample_bicubic2d: "bicubic",
+                   _aten.upsample_trilinear3d: "trilinear"}
+
+
+def _functional_other_ops(func: Any, args: tuple, out: Any) -> int:
+    """Non-MAC arithmetic of one aten op run outside every leaf (a residual add, an SE gate's product, F.relu,
+    x.mean((2, 3)), F.softmax), by the native leaves' formulas: one op per output element for element-wise ops, one
+    per input element for reductions and adaptive pools, 3 per element for softmax, 2 (batch) or 4 (layer / group)
+    norms, prod(kernel) per output of a windowed pool. Views, copies and casts compute nothing: 0."""
+    packet = getattr(func, "overloadpacket", None)
+    outputs = [t for t in torch.utils._pytree.tree_leaves(out) if isinstance(t, torch.Tensor)]
+    x = args[0] if args and isinstance(args[0], torch.Tensor) else None
+    if not outputs or packet in _COPIES:
+        return 0
+    y = numel(_shape(outputs[0]))
+    if packet in _SOFTMAX:
+        return 3 * y
+    if packet in _STAT_NORMS:
+        return 4 * y
+    if packet in _BATCH_NORMS:
+        return 2 * y
+    if packet in _ADAPTIVE_POOLS and x is not None:
+        return max(numel(_shape(x)), y)
+    if packet in _WINDOW_POOLS:
+        kernel = args[1] if len(args) > 1 else ()
+        kernel = tuple(kernel) if isinstance(kernel, (list, tuple)) else (kernel,)
+        return y * numel(kernel * (len(_shape(outputs[0])) - 2) if len(kernel) == 1 else kernel)
+    if packet in _INTERPOLATIONS:
+        return interpolation_ops(_shape(outputs[0]), _INTERPOLATIONS[packet])
+    if torch.Tag.reduction in func.tags and x is not None:
+        return numel(_shape(x))
+    if torch.Tag.pointwise in func.tags or packet in _ELEMENTWISE:
+        return y
+    return 0
+
+
 # --- the report ---------------------------------------------------------------------------------------------------
 
 
@@ -490,7 +542,8 @@ class _Profiler(TorchDispatchMode):
         self.stack: list[tuple[nn.Module, bool]] = []
         self.leaf_depth = 0
         self.rows: list[LayerRow] = []
-        self.functional: dict[nn.Module, list[int]] = {}  # module -> [macs, elements, order, activation macs]
+        # module -> [macs, elements, order, activation macs, other ops]
+        self.functional: dict[nn.Module, list[int]] = {}
         self.seen: set[nn.Module] = set()
         self.calls: dict[nn.Module, int] = {}  # leaf module -> how many times it has run
         self.params = 0
@@ -560,14 +613,24 @@ class _Profiler(TorchDispatchMode):
                 for t in torch.utils._pytree.tree_leaves(out):
                     if isinstance(t, torch.Tensor):
                         self.mark_weight(t)
+            elif self.leaf_depth == 0:
+                other = _functional_other_ops(func, args, out)
+                if other:
+                    entry = self._entry()
+                    entry[4] += other
+                    entry[1] += sum(numel(_shape(t)) for t in tensors) + numel(_shape(_first_tensor(out)))
         elif self.leaf_depth == 0:
             macs, operands = counted
             weighted = not operands or any(self.is_weight(t) for t in operands)
-            owner = self.stack[-1][0] if self.stack else None
-            entry = self.functional.setdefault(owner, [0, 0, len(self.functional), 0])
+            entry = self._entry()
             entry[0 if weighted else 3] += macs
             entry[1] += sum(numel(_shape(a)) for a in args if isinstance(a, torch.Tensor)) + numel(_shape(out))
         return out
+
+    def _entry(self) -> list[int]:
+        """The counts of the innermost module being run (None: the model's own code outside every module)."""
+        owner = self.stack[-1][0] if self.stack else None
+        return self.functional.setdefault(owner, [0, 0, len(self.functional), 0, 0])
 
 
 _PROBE_ELEMENTS = 1 << 24  # a real forward of the failing layer when its input and weights are at most this big
@@ -688,10 +751,10 @@ def cost(model: nn.Module, input_shape_or_example: Union[Sequence[int], torch.Te
             continue
         inside.add(module)  # a module reachable under two names gets one row
         own = sum(p.numel() for p in module._parameters.values() if p is not None)  # this module's own
-        macs, elements, _, activation = profiler.functional.get(module, (0, 0, 0, 0))
-        if own or macs or activation:
+        macs, elements, _, activation, other = profiler.functional.get(module, (0, 0, 0, 0, 0))
+        if own or macs or activation or other:
             params += own
-            rows.append(LayerRow(name, type(module).__name__, (), (), own, macs, 0, (elements + own) * itemsize,
+            rows.append(LayerRow(name, type(module).__name__, (), (), own, macs, other, (elements + own) * itemsize,
                                  activation))
     out = _first_tensor(output)
     return CostReport(

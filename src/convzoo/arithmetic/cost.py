@@ -426,12 +426,42 @@ class LayerRow(_Intensity):
     other_ops: int
     bytes: int
     activation_macs: int = 0
+    call: int = 1  # which call of its module this row is (a module run twice has rows 1 and 2; params in row 1)
+
+    @property
+    def module(self) -> str:
+        """The module's name: ``name`` without the " (call k)" that a second call's row carries."""
+        return self.name.removesuffix(f" (call {self.call})") if self.call > 1 else self.name
 
     def to_dict(self) -> dict[str, Any]:
         return {"name": self.name, "type": self.type, "input_shape": list(self.input_shape),
                 "output_shape": list(self.output_shape), "params": self.params, "macs": self.macs,
                 "activation_macs": self.activation_macs, "flops": self.flops, "other_ops": self.other_ops,
                 "bytes": self.bytes, "intensity": self.intensity}
+
+
+@dataclass(frozen=True)
+class GroupRow(_Intensity):
+    """A module's subtotal in ``CostReport.by_depth``: ``name`` (dotted; '' the model), ``level`` (its name's parts;
+    an ``own`` line is one level below its module), ``type`` (its class; '' when unknown), ``rows`` (how many of
+    the report's rows it sums) and the sums. ``own``: the module's own rows only (its forward's functional ops, its
+    directly held parameters), not its children's."""
+
+    name: str
+    level: int
+    type: str
+    rows: int
+    params: int
+    macs: int
+    activation_macs: int
+    other_ops: int
+    bytes: int
+    own: bool = False
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"name": self.name, "level": self.level, "type": self.type, "own": self.own, "rows": self.rows,
+                "params": self.params, "macs": self.macs, "activation_macs": self.activation_macs,
+                "flops": self.flops, "other_ops": self.other_ops, "bytes": self.bytes, "intensity": self.intensity}
 
 
 @dataclass
@@ -448,6 +478,89 @@ class CostReport(_Intensity):
     bytes: int = 0
     output_shape: Shape = field(default=())
     activation_macs: int = 0
+    module_types: dict[str, str] = field(default_factory=dict, repr=False)  # module name -> class name
+
+    def by_depth(self, depth: int) -> list[GroupRow]:
+        """Subtotals of the module tree to ``depth`` name levels, as fvcore's ``flop_count_table(max_depth=depth)``
+        and torchinfo's ``depth`` show it: one line per module whose dotted name has at most ``depth`` parts and
+        under which some row lies, in pre-order (the model, level 0, first; children in the order they first ran).
+
+        A line sums params, MACs, activation MACs, other ops and bytes over the rows named by it or below it
+        (``a.b`` is under ``a``; ``a.bc`` is not); a module's parameters are counted once however often it runs
+        (the params of its row for call 1), so the model's line equals the report's totals exactly. A module above
+        ``depth`` that has rows of its own (the functional ops its forward runs, such as a residual add, or
+        parameters it holds itself) and lines below it gets an ``own`` line for those, last among its children, so
+        that every line's children add up to it. A module reached under several names is under its first, the
+        name its rows carry.
+        """
+        if isinstance(depth, bool) or not isinstance(depth, int) or depth < 0:
+            raise ValueError(f"depth={depth!r} must be an int >= 0 (0: the model alone, 1: its children, ...)")
+        totals: dict[tuple[str, ...], list[int]] = {}  # path -> [rows, params, macs, activation macs, other ops, bytes]
+        own: dict[tuple[str, ...], list[int]] = {}  # a module above depth -> the same sums over its own rows
+        children: dict[tuple[str, ...], list[tuple[str, ...]]] = {}  # in the order they first appear among the rows
+
+        def add(sums: list[int], row: LayerRow) -> None:
+            for i, value in enumerate((1, row.params if row.call == 1 else 0, row.macs, row.activation_macs,
+                                       row.other_ops, row.bytes)):
+                sums[i] += value
+
+        for row in self.layers:
+            parts = tuple(row.module.split(".")) if row.module else ()
+            path: tuple[str, ...] = ()
+            for level in range(min(len(parts), depth) + 1):
+                path = parts[:level]
+                if path not in totals:
+                    totals[path] = [0] * 6
+                    children.setdefault(path, [])
+                    if level:
+                        children[path[:-1]].append(path)
+                add(totals[path], row)
+            if len(parts) < depth:  # the row is the module's own, not under a child of it
+                add(own.setdefault(path, [0] * 6), row)
+
+        def line(path: tuple[str, ...], sums: list[int], level: int, is_own: bool = False) -> GroupRow:
+            name = ".".join(path)
+            return GroupRow(name, level, self.module_types.get(name, ""), *sums, own=is_own)
+
+        lines: list[GroupRow] = []
+
+        def walk(path: tuple[str, ...]) -> None:
+            lines.append(line(path, totals[path], len(path)))
+            for child in children[path]:
+                walk(child)
+            if children[path] and path in own:
+                lines.append(line(path, own[path], len(path) + 1, is_own=True))
+
+        if () in totals:
+            walk(())
+        return lines
+
+    def depth_table(self, depth: int) -> Any:
+        """A ``rich.table.Table`` of ``by_depth(depth)``: each module's line indented by its level, then the
+        totals (the model's line)."""
+        from rich.table import Table
+
+        lines = self.by_depth(depth)
+        table = Table(title=f"convzoo cost by module, depth {depth} — input {self.input_shape}, {self.dtype}; each "
+                            "line sums the rows under it (a module's params once however often it runs); '(own)': "
+                            "what a module's forward computes itself (a residual add, a gate) and parameters it "
+                            f"holds directly; {CONVENTION}")
+        apart = bool(self.activation_macs)
+        columns = ("module", "type", "rows", "params", "MACs", *(("activation MACs",) if apart else ()),
+                   "other ops", "bytes", "FLOP/byte")
+        for column in columns:
+            table.add_column(column, justify="left" if column in ("module", "type") else "right")
+
+        def cells(g: GroupRow) -> list[str]:
+            return [f"{g.rows:,}", f"{g.params:,}", f"{g.macs:,}", *((f"{g.activation_macs:,}",) if apart else ()),
+                    f"{g.other_ops:,}", f"{g.bytes:,}", f"{g.intensity:.2f}"]
+
+        for g in lines[1:]:
+            label = (g.name or "(model)") + (" (own)" if g.own else "")
+            table.add_row("  " * (g.level - 1) + label, g.type, *cells(g))
+        if lines:
+            table.add_row("total", "", *cells(lines[0]), style="bold")
+        return table
 
     def table(self) -> Any:
         """A ``rich.table.Table``: one row per leaf, then the totals (an activation-MACs column when there are
@@ -602,7 +715,7 @@ class _Profiler(TorchDispatchMode):
         name = self.names[module] if call == 1 else f"{self.names[module]} (call {call})"
         self.rows.append(LayerRow(name, type(module).__name__, _shape(x), _shape(y), layer.params,
                                   layer.macs, layer.other_ops, layer.elements * self.itemsize,
-                                  layer.activation_macs))
+                                  layer.activation_macs, call))
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
         out = func(*args, **(kwargs or {}))
@@ -762,4 +875,5 @@ def cost(model: nn.Module, input_shape_or_example: Union[Sequence[int], torch.Te
         other_ops=sum(r.other_ops for r in rows), bytes=sum(r.bytes for r in rows),
         output_shape=_shape(out) if out is not None else (),
         activation_macs=sum(r.activation_macs for r in rows),
+        module_types={name: type(module).__name__ for module, name in names.items()},
     )

@@ -1,0 +1,182 @@
+"""CostReport.by_depth (module subtotals, as fvcore's flop_count_table(max_depth) and torchinfo's depth show them)
+and the CLI's ``cost --depth / --dtype`` and ``rf``: subtotals against hand counts and against sums of the report's
+own rows grouped by name here, the CLI through typer's CliRunner."""
+
+from __future__ import annotations
+
+import json
+import re
+
+import pytest
+import torch
+import torch.nn.functional as F
+from torch import nn
+from typer.testing import CliRunner
+
+import convzoo as cz
+from convzoo.cli import app
+from convzoo.models import MODELS
+
+FIELDS = ("params", "macs", "activation_macs", "other_ops", "bytes")
+
+
+class Block(nn.Module):
+    """x + conv2(relu(bn(conv1(x)))): the ReLU and the add run as functions in the block's own forward."""
+
+    def __init__(self, channels: int, hidden: int) -> None:
+        super().__init__()
+        self.conv1 = nn.Conv2d(channels, hidden, 3, padding=1, bias=False)
+        self.bn = nn.BatchNorm2d(hidden)
+        self.conv2 = nn.Conv2d(hidden, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return x + self.conv2(F.relu(self.bn(self.conv1(x))))
+
+
+class Small(nn.Module):
+    """stem → two Blocks → spatial mean (in the model's own forward) → Linear."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.stem = nn.Conv2d(3, 4, 3, padding=1)
+        self.blocks = nn.Sequential(Block(4, 8), Block(4, 8))
+        self.head = nn.Linear(4, 10)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.head(self.blocks(self.stem(x)).mean((2, 3)))
+
+
+class Shared(nn.Module):
+    """One Block run twice (a module called twice), and a conv reachable under two names."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.block = Block(4, 8)
+        self.conv = nn.Conv2d(4, 4, 1, bias=False)
+        self.alias = self.conv
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.alias(self.block(self.block(self.conv(x))))
+
+
+# Hand counts for Small on (1, 3, 8, 8), fvcore's convention (MACs of conv / linear weights): 64 positions.
+STEM = {"params": 3 * 4 * 9 + 4, "macs": 64 * 4 * 27, "other_ops": 0}
+BLOCK = {"params": 4 * 8 * 9 + 2 * 8 + 8 * 4 + 4,  # conv1, bn (weight, bias), conv2 (+ bias)
+         "macs": 64 * 8 * 36 + 64 * 4 * 8,
+         "other_ops": 2 * 64 * 8 + 64 * 8 + 64 * 4}  # bn 2/element, F.relu 1/element, the add 1/element
+BLOCK_OWN = {"params": 0, "macs": 0, "other_ops": 64 * 8 + 64 * 4, "bytes": 4 * ((512 + 512) + (256 + 256 + 256))}
+HEAD = {"params": 4 * 10 + 10, "macs": 40, "other_ops": 0}
+MODEL_OWN = {"params": 0, "macs": 0, "other_ops": 64 * 4}  # .mean((2, 3)): one op per element read
+
+
+def module_of(row_name: str) -> str:
+    """The module a row belongs to: a second call's row is named 'name (call k)'."""
+    return re.sub(r" \(call \d+\)$", "", row_name)
+
+
+def expected(report: cz.CostReport, name: str, own: bool) -> dict[str, int]:
+    """Sums of the report's rows under module ``name`` (own: the rows named exactly ``name``), params of the first
+    call only: computed here from the rows, not by by_depth."""
+    def under(row_name: str) -> bool:
+        module = module_of(row_name)
+        if own:
+            return module == name
+        return name == "" or module == name or module.startswith(name + ".")
+
+    rows = [r for r in report.layers if under(r.name)]
+    sums = {f: sum(getattr(r, f) for r in rows) for f in FIELDS}
+    sums["params"] = sum(r.params for r in rows if "(call " not in r.name)
+    return {"rows": len(rows), **sums}
+
+
+def check_lines(report: cz.CostReport, depth: int) -> list:
+    lines = report.by_depth(depth)
+    assert lines[0].name == "" and lines[0].level == 0
+    for f in FIELDS:  # the model's line is the report's totals
+        assert getattr(lines[0], f) == getattr(report, f), f
+    assert lines[0].rows == len(report.layers)
+    for line in lines:
+        assert line.level <= depth + line.own
+        got = {"rows": line.rows, **{f: getattr(line, f) for f in FIELDS}}
+        assert got == expected(report, line.name, line.own), (line.name, line.own)
+    # children (and an own line) add up to their parent
+    for i, line in enumerate(lines):
+        if line.own:
+            continue
+        kids = []
+        for later in lines[i + 1:]:
+            if later.level <= line.level:
+                break
+            if later.level == line.level + 1:
+                kids.append(later)
+        if kids:
+            for f in (*FIELDS, "rows"):
+                assert sum(getattr(k, f) for k in kids) == getattr(line, f), (line.name, f)
+    return lines
+
+
+def test_small_model_subtotals_equal_hand_counts():
+    report = cz.cost(Small(), (1, 3, 8, 8))
+    lines = {(g.name, g.own): g for g in check_lines(report, 1)}
+    assert [n for n, _ in lines] == ["", "stem", "blocks", "head", ""]
+    for name, hand in (("stem", STEM), ("blocks", {k: 2 * v for k, v in BLOCK.items()}), ("head", HEAD)):
+        for key, value in hand.items():
+            assert getattr(lines[name, False], key) == value, (name, key)
+    for key, value in MODEL_OWN.items():
+        assert getattr(lines["", True], key) == value, key
+    assert report.params == STEM["params"] + 2 * BLOCK["params"] + HEAD["params"]
+
+    deep = check_lines(report, 3)
+    block = {(g.name, g.own): g for g in deep if g.name.startswith("blocks.0")}
+    assert [n for n, _ in block] == ["blocks.0", "blocks.0.conv1", "blocks.0.bn", "blocks.0.conv2", "blocks.0"]
+    assert block["blocks.0", False].type == "Block" and block["blocks.0", False].level == 2
+    for key, value in BLOCK.items():
+        assert getattr(block["blocks.0", False], key) == value, key
+    for key, value in BLOCK_OWN.items():
+        assert getattr(block["blocks.0", True], key) == value, key
+    assert block["blocks.0.conv1", False].macs == 64 * 8 * 36 and block["blocks.0.bn", False].params == 16
+
+
+def test_depth_zero_is_the_model_alone_and_negative_depth_is_refused():
+    report = cz.cost(Small(), (1, 3, 8, 8))
+    (only,) = report.by_depth(0)
+    assert (only.params, only.macs, only.bytes) == (report.params, report.macs, report.bytes)
+    with pytest.raises(ValueError, match=r"depth=-1 must be an int >= 0"):
+        report.by_depth(-1)
+    with pytest.raises(ValueError, match=r"depth=1.5"):
+        report.by_depth(1.5)  # type: ignore[arg-type]
+
+
+def test_a_module_called_twice_counts_its_params_once():
+    report = cz.cost(Shared(), (1, 4, 6, 6))
+    assert any(r.name.endswith("(call 2)") for r in report.layers)
+    lines = {(g.name, g.own): g for g in check_lines(report, 1)}
+    block = lines["block", False]
+    assert block.params == BLOCK["params"]  # once, though it ran twice
+    assert block.macs == 2 * (36 * 8 * 36 + 36 * 4 * 8)  # both calls' MACs, 36 positions
+    conv = lines["conv", False]  # 'alias' is the same module: its call is conv's second
+    assert ("alias", False) not in lines
+    assert conv.params == 16 and conv.macs == 2 * 36 * 4 * 4
+    assert sum(g.params for g in lines.values() if g.level == 1) == report.params
+    check_lines(report, 2)
+
+
+@pytest.mark.parametrize("name", ["mobilenet_v1_small", "shufflenet_v1_small", "ghostnet_1_0", "fasternet_t0"])
+def test_convzoo_models_subtotals_add_up_at_every_depth(name):
+    model = MODELS[name]()
+    report = cz.cost(model, getattr(model, "default_input_shape", (1, 3, 224, 224)))
+    for depth in range(5):
+        check_lines(report, depth)
+
+
+def test_torchvision_resnet_residual_adds_are_the_blocks_own_lines():
+    import torchvision
+
+    report = cz.cost(torchvision.models.resnet18(), (1, 3, 64, 64))
+    lines = check_lines(report, 3)
+    own = {g.name: g for g in lines if g.own}
+    # BasicBlock's forward adds the shortcut and applies its ReLU module; the add is its own (1 op / element)
+    block = own["layer1.0"]
+    assert block.other_ops == 64 * 16 * 16 and block.macs == 0
+    for depth in (0, 1, 2, 4):
+        check_lines(report, depth)

@@ -180,3 +180,95 @@ def test_torchvision_resnet_residual_adds_are_the_blocks_own_lines():
     assert block.other_ops == 64 * 16 * 16 and block.macs == 0
     for depth in (0, 1, 2, 4):
         check_lines(report, depth)
+
+
+# --- the CLI ----------------------------------------------------------------------------------------------------------
+
+runner = CliRunner()
+
+
+def invoke(*args: str):
+    return runner.invoke(app, list(args), env={"COLUMNS": "200"})
+
+
+def one_line_error(result, *parts: str) -> None:
+    assert result.exit_code == 2, (result.exit_code, result.output)
+    assert "Traceback" not in result.output
+    assert result.exception is None or isinstance(result.exception, SystemExit)
+    assert len(result.output.strip().splitlines()) == 1, result.output
+    assert result.output.startswith("error: ")
+    for part in parts:
+        assert part in result.output, (part, result.output)
+
+
+def table_rows(text: str) -> list[list[str]]:
+    """The body rows of a rich table as cells (the lines that start with '│')."""
+    return [[cell.strip() for cell in line.strip().strip("│").split("│")] for line in text.splitlines()
+            if line.lstrip().startswith("│")]
+
+
+def test_cli_depth_json_has_the_groups_and_they_match_the_report():
+    result = invoke("cost", "ghostnet_1_0", "--depth", "2", "--json")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    model = MODELS["ghostnet_1_0"]()
+    report = cz.cost(model, getattr(model, "default_input_shape", (1, 3, 224, 224)))
+    assert data["depth"] == 2 and data["groups"] == [g.to_dict() for g in report.by_depth(2)]
+    top = [g for g in data["groups"] if g["level"] == 1]
+    assert [g["name"] for g in top] == ["stem", "blocks", "head"]
+    for key in ("params", "macs", "other_ops", "bytes"):
+        assert sum(g[key] for g in top) == data[key], key  # GhostNet's own forward runs nothing of its own
+    assert len(data["layers"]) == len(report.layers)  # the rows stay in the JSON
+
+
+def test_cli_depth_table_shows_the_modules_to_that_depth():
+    result = invoke("cost", "shufflenet_v1_small", "--depth", "1")
+    assert result.exit_code == 0, result.output
+    rows = table_rows(result.stdout)
+    model = MODELS["shufflenet_v1_small"]()
+    report = cz.cost(model, getattr(model, "default_input_shape", (1, 3, 224, 224)))
+    assert [r[0] for r in rows] == ["stem", "stages", "pool", "classifier", "total"]
+    stages = next(g for g in report.by_depth(1) if g.name == "stages")
+    assert rows[1][1:6] == ["Sequential", f"{stages.rows:,}", f"{stages.params:,}", f"{stages.macs:,}",
+                            f"{stages.other_ops:,}"]
+    assert rows[-1][3:5] == [f"{report.params:,}", f"{report.macs:,}"]
+
+
+def test_cli_depth_own_line_for_functional_ops():
+    result = invoke("cost", "torchvision:resnet18", "--input", "1,3,64,64", "--depth", "2")
+    assert result.exit_code == 0, result.output
+    names = [r[0] for r in table_rows(result.stdout)]
+    assert "layer1.0" in names and "layer1.0.conv1" not in names
+    result = invoke("cost", "torchvision:resnet18", "--input", "1,3,64,64", "--depth", "3")
+    rows = {r[0]: r for r in table_rows(result.stdout)}
+    assert rows["layer1.0 (own)"][4] == "0" and rows["layer1.0 (own)"][5] == f"{64 * 16 * 16:,}"  # the add
+
+
+@pytest.mark.parametrize("value", ["-1", "x", "1.5", ""])
+def test_cli_depth_must_be_a_whole_number(value):
+    one_line_error(invoke("cost", "mobilenet_v1_small", "--depth", value), "--depth", "whole number >= 0")
+
+
+@pytest.mark.parametrize("dtype, size", [("float16", 2), ("bfloat16", 2), ("float32", 4), ("float64", 8)])
+def test_cli_dtype_sets_the_element_size_of_the_bytes(dtype, size):
+    # one bias-free 3x3 conv 3 -> 8 on 1x3x6x6 ('same'): reads 108 inputs and 216 weights, writes 288 outputs
+    result = invoke("cost", "standard", "--in", "3", "--out", "8", "--input", "1,3,6,6", "--dtype", dtype, "--json",
+                    "--arg", "bias=False")
+    assert result.exit_code == 0, result.output
+    data = json.loads(result.stdout)
+    assert data["dtype"] == f"torch.{dtype}"
+    assert data["bytes"] == (108 + 216 + 288) * size
+    assert data["macs"] == 36 * 8 * 27
+
+
+def test_cli_dtype_with_depth_on_a_model():
+    half = json.loads(invoke("cost", "mobilenet_v1_small", "--dtype", "float16", "--depth", "1", "--json").stdout)
+    full = json.loads(invoke("cost", "mobilenet_v1_small", "--depth", "1", "--json").stdout)
+    assert 2 * half["bytes"] == full["bytes"] and half["macs"] == full["macs"]
+    assert [2 * g["bytes"] for g in half["groups"]] == [g["bytes"] for g in full["groups"]]
+
+
+@pytest.mark.parametrize("value", ["int8", "fp16", "half", "torch.float16", "float"])
+def test_cli_dtype_names_the_choices(value):
+    one_line_error(invoke("cost", "mobilenet_v1_small", "--dtype", value), f"--dtype {value!r}",
+                   "float16, bfloat16, float32, float64")

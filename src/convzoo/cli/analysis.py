@@ -6,7 +6,8 @@ from typing import Optional
 
 import typer
 
-from .common import TARGET_FORMS, console, model_input_errors, parse_args, parse_shape, resolve_target
+from .common import (COST_DTYPES, TARGET_FORMS, console, model_input_errors, parse_args, parse_depth, parse_dtype,
+                     parse_shape, resolve_target)
 
 app = typer.Typer()
 
@@ -56,29 +57,36 @@ def cost_command(
     dim: int = typer.Option(2, "--dim", help="family: spatial dims"),
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
     arg: Optional[list[str]] = typer.Option(None, "--arg", help="name=value for the layer or model, e.g. width_mult=0.5"),
+    depth: Optional[str] = typer.Option(None, "--depth", metavar="N",
+                                        help="subtotals per module to N name levels (0: the model alone), as "
+                                             "fvcore's max_depth; with --json also as 'groups'"),
+    dtype: str = typer.Option("float32", "--dtype", help=f"element type of the bytes column: {', '.join(COST_DTYPES)}"),
 ) -> None:
-    """Params, weight MACs (FLOPs = 2 × MACs), activation MACs (attention), other ops and bytes per layer, computed
-    on the meta device."""
+    """Params, weight MACs (FLOPs = 2 × MACs), activation MACs (attention), other ops and bytes per layer (or per
+    module with --depth), computed on the meta device."""
     import json
 
     from ..arithmetic.cost import cost, millions
 
     try:
+        levels = None if depth is None else parse_depth(depth)  # both checked before any model is built
+        element = parse_dtype(dtype)
         module, default = resolve_target(target, in_channels, out_channels, kernel, dim, parse_args(arg))
         shape = parse_shape(input) if input else default
         if shape is None:
             raise ValueError(f"{target!r} has no default input shape: give --input N,C,H,W")
         with model_input_errors(target, shape, given=bool(input)):
-            report = cost(module, shape)
+            report = cost(module, shape, dtype=element)
             _materialize_lazy(module, shape)
     except (ValueError, TypeError, RuntimeError) as error:
         typer.echo(f"error: {str(error).splitlines()[0]}", err=True)
         raise typer.Exit(2) from None
     weights = weight_params(module)
     if as_json:
-        typer.echo(json.dumps({**report.to_dict(), "weight_params": weights}))
+        groups = {} if levels is None else {"depth": levels, "groups": [g.to_dict() for g in report.by_depth(levels)]}
+        typer.echo(json.dumps({**report.to_dict(), "weight_params": weights, **groups}))
     else:
-        console.print(report.table())
+        console.print(report.table() if levels is None else report.depth_table(levels))
         if report.activation_macs:
             console.print(f"activation × activation MACs (attention QKᵀ, AV), not in the MACs: "
                           f"{millions(report.activation_macs)} M")

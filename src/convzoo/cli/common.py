@@ -71,6 +71,27 @@ def parse_shape(text: str, option: str = "--input") -> tuple[int, ...]:
     return tuple(int(part) for part in parts)
 
 
+COST_DTYPES = ("float16", "bfloat16", "float32", "float64")  # what --dtype names: its element size sets the bytes
+
+
+def parse_dtype(text: str, option: str = "--dtype"):  # type: ignore[no-untyped-def]
+    """``"float16"`` → ``torch.float16``, one of ``COST_DTYPES``. ValueError naming the option, the value and the
+    choices."""
+    import torch
+
+    if text not in COST_DTYPES:
+        raise ValueError(f"{option} {text!r} is not one of {', '.join(COST_DTYPES)}")
+    return getattr(torch, text)
+
+
+def parse_depth(text: str, option: str = "--depth") -> int:
+    """``"2"`` → 2: a whole number >= 0 (0: the model alone, 1: its children, …). ValueError naming the option,
+    the value and the rule (typer's own int check would print a usage block, not one line)."""
+    if not text.strip().isdigit():
+        raise ValueError(f"{option} {text!r} must be a whole number >= 0 (0: the model alone, 1: its children, ...)")
+    return int(text)
+
+
 @contextmanager
 def model_input_errors(target: str, shape: tuple[int, ...] | None, given: bool = True) -> Iterator[None]:
     """What a user's model raises on an input it refuses (AssertionError, torch's RuntimeError, a layer's refusal

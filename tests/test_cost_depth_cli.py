@@ -272,3 +272,85 @@ def test_cli_dtype_with_depth_on_a_model():
 def test_cli_dtype_names_the_choices(value):
     one_line_error(invoke("cost", "mobilenet_v1_small", "--dtype", value), f"--dtype {value!r}",
                    "float16, bfloat16, float32, float64")
+
+
+# --- convzoo rf -------------------------------------------------------------------------------------------------------
+
+
+def _join(values) -> str:
+    return ", ".join(str(v) for v in values)
+
+
+@pytest.mark.parametrize("target, args, shape", [
+    ("mobilenet_v1_small", (), (1, 3, 32, 32)),
+    ("torchvision:resnet18", ("--input", "1,3,64,64"), (1, 3, 64, 64)),
+    ("dilated", ("--in", "4", "--out", "4", "--dim", "1", "--input", "1,4,20"), (1, 4, 20)),
+])
+def test_rf_table_and_json_are_the_python_apis(target, args, shape):
+    from convzoo.cli.common import resolve_target
+
+    module, _ = resolve_target(target, 4 if "dilated" in target else 64, 4 if "dilated" in target else None, 3,
+                               1 if "dilated" in target else 2)
+    field = cz.receptive_field(module, shape)
+    table = invoke("rf", target, *args)
+    assert table.exit_code == 0, table.output
+    rows = table_rows(table.stdout)
+    assert [r[0] for r in rows] == [r.name for r in field.layers] + ["output"]
+    for cells, row in zip(rows, [*field.layers, field.output]):
+        assert cells[2:6] == [_join(row.size), _join(row.stride), _join(row.start), "yes" if row.global_path else ""]
+    data = json.loads(invoke("rf", target, *args, "--json").stdout)
+    assert data["layers"] == [r.to_dict() for r in field.layers] and data["output"] == field.output.to_dict()
+
+
+def test_rf_resnet18_last_conv_is_the_published_435():
+    result = invoke("rf", "torchvision:resnet18")
+    rows = {r[0]: r for r in table_rows(result.stdout)}
+    assert rows["layer4.1.conv2"][2:4] == ["435, 435", "32, 32"]  # 7, 11 after the pool, 43, 99, 211, 435
+    assert invoke("receptive-field", "torchvision:resnet18").stdout == result.stdout  # the long name: same command
+
+
+class Stack(nn.Module):
+    """3x3 s1 → 3x3 s2 (padding 1) → 3x3 dilation 2: r = 1 + 2·1 = 3, + 2·1 = 5, + (5 − 1)·2 = 13; j 1, 2, 2."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.a = nn.Conv2d(1, 1, 3)
+        self.b = nn.Conv2d(1, 1, 3, stride=2, padding=1)
+        self.c = nn.Conv2d(1, 1, 3, dilation=2)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.c(self.b(self.a(x)))
+
+
+class Untraceable(nn.Module):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv2d(1, 1, 3)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.conv(x) if x.sum() > 0 else x  # data-dependent: torch.fx cannot trace it
+
+
+def test_rf_hand_counted_stack(monkeypatch):
+    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parent))
+    rows = {r[0]: r for r in table_rows(invoke("rf", "test_cost_depth_cli:Stack", "--input", "1,1,32,32").stdout)}
+    # start: a 0 + 1 = 1; b 1 + (1 − 1)·1 = 1 (padding 1 cancels the half window); c 1 + (2 − 0)·2 = 5
+    assert [rows[n][2:5] for n in ("a", "b", "c")] == [["3, 3", "1, 1", "1, 1"], ["5, 5", "2, 2", "1, 1"],
+                                                       ["13, 13", "2, 2", "5, 5"]]
+
+
+@pytest.mark.parametrize("args, parts", [
+    (("nosuch",), ("unknown target 'nosuch'",)),
+    (("torchvision:no_such_net",), ("no_such_net",)),
+    (("no.such.module:f",), ("cannot import 'no.such.module:f'",)),
+    (("standard", "--input", "1,3,8,8"), ("standard on input (1, 3, 8, 8)", "expects 64 input channels")),
+    (("standard", "--input", "1,64"), ("must be (N, C, *spatial)",)),
+    (("standard", "--input", "1,a,3"), ("--input '1,a,3'",)),
+    (("mobilenet_v1_small", "--arg", "nope=1"), ("nope=1 is neither one of its arguments",)),
+    (("test_cost_depth_cli:Untraceable", "--input", "1,1,8,8"), ("cannot trace Untraceable with torch.fx",)),
+    (("test_cost_depth_cli:Untraceable",), ("has no default input shape", "--input")),
+    (("builtins:dict",), ("not a torch.nn.Module",)),
+])
+def test_rf_errors_are_one_line(monkeypatch, args, parts):
+    monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parent))
+    one_line_error(invoke("rf", *args), *parts)

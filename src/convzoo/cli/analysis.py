@@ -1,4 +1,4 @@
-"""``convzoo cost``."""
+"""``convzoo cost`` (params, MACs, other ops, bytes; per module with --depth) and ``convzoo rf`` (receptive fields)."""
 
 from __future__ import annotations
 
@@ -93,3 +93,69 @@ def cost_command(
         console.print(f"input {shape}: {millions(report.macs)} M MACs (FLOPs = 2 × MACs = {millions(report.flops)} M); "
                       f"params {report.params:,} (all parameters, incl. norm and bias); conv and linear weights "
                       f"alone {weights:,} ({millions(weights)} M)")
+
+
+def _join(values) -> str:  # type: ignore[no-untyped-def]
+    """Per-dim values as the Python API gives them, without the tuple's brackets: ``(435, 435)`` → ``435, 435``."""
+    return ", ".join(str(v) for v in values)
+
+
+@app.command("rf")
+@app.command("receptive-field", hidden=True)  # the long name, typed in full, is the same command
+def rf_command(
+    target: str = typer.Argument(..., help=TARGET_FORMS),
+    input: Optional[str] = typer.Option(None, "--input", help="input shape, e.g. 1,3,224,224"),
+    in_channels: int = typer.Option(64, "--in", help="family: input channels"),
+    out_channels: Optional[int] = typer.Option(None, "--out", help="family: output channels (default 128, or "
+                                               "--in for a family that keeps the width)"),
+    kernel: int = typer.Option(3, "--kernel", help="family: kernel size"),
+    dim: int = typer.Option(2, "--dim", help="family: spatial dims"),
+    as_json: bool = typer.Option(False, "--json", help="print the rows as JSON"),
+    arg: Optional[list[str]] = typer.Option(None, "--arg", help="name=value for the layer or model, e.g. width_mult=0.5"),
+) -> None:
+    """Receptive field per layer (Araujo et al. 2019), per spatial dim: size r = r_in + (k_eff − 1)·j_in in input
+    pixels, jump j = j_in·s between adjacent outputs, start = centre of position 0's field; 'global' where the output
+    also reads the whole input (global pooling, SE gates, attention)."""
+    import json
+    from dataclasses import asdict
+
+    from torch import nn
+
+    from ..analysis import receptive_field
+
+    try:
+        module, default = resolve_target(target, in_channels, out_channels, kernel, dim, parse_args(arg))
+        if not isinstance(module, nn.Module):
+            raise TypeError(f"{target} gave a {type(module).__name__}, not a torch.nn.Module")
+        shape = parse_shape(input) if input else default
+        if shape is None:
+            raise ValueError(f"{target!r} has no default input shape: give --input N,C,H,W")
+        with model_input_errors(target, shape, given=bool(input)):
+            field = receptive_field(module, shape)
+    except (ValueError, TypeError, RuntimeError) as error:
+        typer.echo(f"error: {str(error).splitlines()[0]}", err=True)
+        raise typer.Exit(2) from None
+    if as_json:
+        typer.echo(json.dumps({"input_shape": list(shape), "layers": [r.to_dict() for r in field.layers],
+                               "output": field.output.to_dict(), "notes": field.notes,
+                               "misaligned": [asdict(m) for m in field.misaligned]}))
+        return
+    from rich.table import Table
+
+    noted = bool(field.notes)
+    table = Table(title=f"convzoo rf — input {tuple(shape)}; size and jump in input pixels per spatial dim, start = "
+                        "centre of output position 0's field; global: the output also reads the whole input")
+    for column in ("layer", "type", "size", "jump", "start", "global", *(("note",) if noted else ())):
+        table.add_column(column, justify="right" if column in ("size", "jump", "start") else "left")
+    for row in field.layers:
+        table.add_row(row.name, row.type, _join(row.size), _join(row.stride), _join(row.start),
+                      "yes" if row.global_path else "", *((row.note,) if noted else ()))
+    out = field.output
+    table.add_row("output", "", _join(out.size), _join(out.stride), _join(out.start), "yes" if out.global_path else "",
+                  *((out.note,) if noted else ()), style="bold")
+    console.print(table)
+    for merge in field.misaligned:
+        console.print(f"misaligned merge {merge.name} ({merge.type}): its inputs' jumps {merge.strides}, starts "
+                      f"{merge.starts}")
+    if noted:
+        console.print("bounds, not exact: " + "; ".join(field.notes))

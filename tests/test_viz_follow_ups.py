@@ -71,3 +71,17 @@ def test_the_dcnv2_figure_says_the_opacity_the_points_have():
     want = [fmt(v) for v in np.maximum(0.2, masks / masks.max())]
     start = next(i for i, t in enumerate(texts) if t.startswith("opacity of each point in v2"))
     assert [t.replace(".", "0.", 1) if t.startswith(".") else t for t in texts[start + 1:start + 10]] == want
+
+
+def test_a_cell_rounds_a_number_once_from_its_value():
+    # fmt(-0.0046) = '-0.005' was rounded again to '-.01' in a narrow cell (double rounding; the value rounds to
+    # -0.00), 0.0008 became '.001' and 13.47 → '13.5' → '14'. Rounded from the value: never 0 or -0, and never
+    # fewer decimals than a small number's first significant digit (those are drawn smaller instead)
+    from convzoo.viz.draw import fit_numbers
+
+    values = [-0.0046, 0.0008, 13.47, -13.47, -1.2549, 100.47]
+    fitted, size = fit_numbers([fmt(v) for v in values], 10)
+    assert fitted == ["-.005", ".0008", "13", "-13", "-1.3", "100"] and size == 9
+    for v, t in zip(values, fitted):  # the printed number is the value rounded at its own decimals
+        decimals = len(t.split(".")[1]) if "." in t else 0
+        assert float(t) == round(v, decimals) and float(t) != 0, (v, t)

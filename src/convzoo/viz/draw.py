@@ -13,6 +13,7 @@ import functools
 import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TypeVar
 
 import matplotlib
 
@@ -43,6 +44,7 @@ ZERO = "#f4f4f4"
 EDGE = "#5b6b7a"
 MUTED = "#555555"
 OTHER = "#b0b0b0"  # read, but not through a kernel tap that can be coloured
+UNREAD = "#e2e2e2"  # an input plane the drawn output does not read (another group's)
 
 Paint = Callable[[Axes, float, float], None]
 
@@ -158,15 +160,23 @@ def _short(value: float, decimals: int) -> str:
     return text.replace("0.", ".", 1) if text.lstrip("-").startswith("0.") else text
 
 
+def _first_digit(value: float) -> int:
+    """Decimals down to the first significant digit of |value| < 1 (0.004 → 3, 0.25 → 1); 0 for whole-sized ones."""
+    return max(0, -math.floor(math.log10(abs(value)))) if 0 < abs(value) < 1 else 0
+
+
 def _fit_one(text: str, pt: float) -> str:
-    """``text`` as it fits a cell at ``pt``: a number loses its leading zero, then decimals, never its sign and
-    never its last significant digit (-0.004 stays '-.004', not '-0': ``cells`` draws it a little smaller)."""
+    """``text`` as it fits a cell at ``pt``: a number loses its leading zero, then decimals — rounded once, from the
+    value ``fmt`` printed it from (``Number``) — never its sign and never its first significant digit (-0.004
+    stays '-.004', 0.0008 '.0008': ``cells`` draws them a little smaller; fewer decimals showed '-.01' and '.001',
+    or '-0')."""
     value = _number(text)
     if value is None or _line_width_pt(text, pt, "normal") <= CELL_TEXT_PT:
         return text
+    exact = text.value if isinstance(text, Number) else value
     candidate = text
-    for decimals in range(_decimals(text), -1, -1):
-        shorter = _short(value, decimals)
+    for decimals in range(_decimals(text), _first_digit(value) - 1, -1):
+        shorter = _short(exact, decimals)
         if value != 0 and float(shorter) == 0:  # a non-zero value shown as 0 (or '-0') would be false
             break
         candidate = shorter
@@ -298,15 +308,34 @@ def tap_colours(n_taps: int) -> list[tuple[float, float, float, float]]:
     return colours
 
 
+_N = TypeVar("_N", bound="Number")
+
+
+class Number(str):
+    """A number as ``fmt`` printed it, holding the ``value`` it was printed from: a cell too narrow for the text
+    rounds that value once (``_fit_one``) — rounding the printed text again took 13.47 → '13.5' → '14'."""
+
+    value: float
+
+    def __new__(cls: type[_N], text: str, value: float) -> _N:
+        number = super().__new__(cls, text)
+        number.value = float(value)
+        return number
+
+    def __getnewargs__(self) -> tuple[str, float]:  # type: ignore[override]  # copy / pickle keep the value
+        return str(self), self.value
+
+
 def fmt(value: float) -> str:
     """A cell's number, signed: integers without a decimal point, |v| ≥ 10 with one decimal, others with two —
     below 0.005 down to the first significant digit, so a small weight keeps its sign and its size ('-0.004',
-    '-0.0004'; never '-0'); trailing zeros dropped."""
+    '-0.0004'; never '-0'); trailing zeros dropped. The text is a ``Number``: it keeps ``value`` for a cell that
+    must shorten it."""
     v = float(value)
     if abs(v - round(v)) < 1e-6:
-        return str(int(round(v))) if abs(v) > 1e-9 else "0"
+        return Number(str(int(round(v))) if abs(v) > 1e-9 else "0", v)
     decimals = 1 if abs(v) >= 10 else 2 if abs(v) >= 0.005 else max(3, -math.floor(math.log10(abs(v))))
-    return f"{v:.{decimals}f}".rstrip("0").rstrip(".")
+    return Number(f"{v:.{decimals}f}".rstrip("0").rstrip("."), v)
 
 
 def signed_colour(value: float, scale: float) -> tuple[float, float, float, float]:

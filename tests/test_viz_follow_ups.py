@@ -85,3 +85,19 @@ def test_a_cell_rounds_a_number_once_from_its_value():
     for v, t in zip(values, fitted):  # the printed number is the value rounded at its own decimals
         decimals = len(t.split(".")[1]) if "." in t else 0
         assert float(t) == round(v, decimals) and float(t) != 0, (v, t)
+
+
+@pytest.mark.parametrize("channels, groups", [(6, 3), (12, 3), (8, 2), (9, 3), (8, 4)])
+def test_the_shuffled_grouped_summary_says_what_the_shuffle_gives(channels, groups):
+    # it said "so the next groups see every group": 6 channels, g = 3 shuffle to [0, 2, 4, 1, 3, 5], each next
+    # group of 2 holds channels of only 2 of the 3 groups. Counted from torch's own ChannelShuffle
+    from convzoo.registry import family
+
+    order = torch.nn.ChannelShuffle(groups)(torch.arange(channels, dtype=torch.float32).reshape(1, channels, 1, 1))
+    source = order.flatten().long().tolist()
+    size = channels // groups
+    held = {len({source[j] // size for j in range(k * size, (k + 1) * size)}) for k in range(groups)}
+    assert held == {min(groups, size)}  # what the summary states
+    summary = family("shuffled_grouped").summary
+    assert "min(g, C/g) groups" in summary and "every group when C/g ≥ g" in summary
+    assert "see every group" not in summary

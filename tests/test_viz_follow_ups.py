@@ -101,3 +101,21 @@ def test_the_shuffled_grouped_summary_says_what_the_shuffle_gives(channels, grou
     summary = family("shuffled_grouped").summary
     assert "min(g, C/g) groups" in summary and "every group when C/g ≥ g" in summary
     assert "see every group" not in summary
+
+
+@pytest.mark.parametrize("family, kwargs, shape, position", [
+    ("grouped", {"groups": 2}, (4, 4, 4), (2, 2)), ("depthwise", {}, (3, 5, 5), (2, 2)),
+    ("global_depthwise", {}, (2, 4, 4), (0, 0)), ("standard", {}, (3, 4, 4), (2, 2))])
+def test_wiring_tiles_show_a_window_only_on_the_channels_the_drawn_output_reads(family, kwargs, shape, position):
+    # `viz grouped --in 4 --out 4 --groups 2 --size 4`: the tiles of c2, c3 (not read by output c0) showed another
+    # output's window, while the legend says "dark = the window the drawn output reads"
+    from convzoo.viz.step import step_block
+
+    c = shape[0]
+    layer = cz.build(family, c, 4 if family == "grouped" else c, 4 if family == "global_depthwise" else 3, **kwargs)
+    reads = _read_channels(layer, shape, position)
+    fig = render(step_block(analyse(layer, shape), 0, position))
+    windows = {int(re.fullmatch(r"wiring in c(\d+) window", p.get_gid()).group(1)) for ax in fig.axes
+               for p in ax.patches if isinstance(p, Rectangle) and (p.get_gid() or "").startswith("wiring in c")}
+    plt.close(fig)
+    assert windows == reads and (family == "standard" or len(reads) < c)

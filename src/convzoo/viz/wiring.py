@@ -1,8 +1,9 @@
 """Channels drawn as wiring: every input plane (left) joined by a line to every output plane (right) that reads
-it, computed from the step's taps. Each plane is a small tile of its map showing the window its output reads
-there — dark on the planes the highlighted output reads, pale where another output reads them — so depthwise
-(one line per output, one dark input), grouped (a band per group, the group's inputs dark) and a standard conv
-(every line, every input dark) differ at a glance on the input side.
+it, computed from the step's taps. The planes the highlighted output reads (its row of the channel links) are
+small tiles of their map showing its window there, dark; the others are plain tiles — so depthwise (one line per
+output, one input with a window), grouped (a band per group, the group's inputs with a window) and a standard conv
+(every line, a window on every input) differ at a glance on the input side. A permutation's tiles each show the
+one cell their line moves.
 
 Colours say which lines belong together, decided from what is carried in and what the step reads: the groups an
 earlier stage made (carried through a shuffle: the crossing lines keep their group's colour), else the step's
@@ -271,10 +272,13 @@ def wiring_block(r: Reads, out_channel: int, position: Sequence[int], colouring:
         return k % every == 0 or (k == n_col - 1 and (n_col - 1) % every >= every / 2)
 
     def reader(c: int) -> int | None:
-        """The output whose window a tile shows: the drawn one, else the first that computes from c (a copy of c
-        shows one cell), else any."""
+        """The output whose window a tile shows: the drawn one where it reads c; else none ("dark = the window the
+        drawn output reads": another output's window there read as the drawn one's); a permutation's tile the
+        cell its line moves (the first output computed from c, else any)."""
         if links[out_channel, c]:
             return out_channel
+        if not permutation:
+            return None
         computed = np.nonzero(links[:, c] & ~copy[:, c])[0]
         anyone = np.nonzero(links[:, c])[0]
         return int(computed[0]) if len(computed) else (int(anyone[0]) if len(anyone) else None)
@@ -283,7 +287,7 @@ def wiring_block(r: Reads, out_channel: int, position: Sequence[int], colouring:
     used = r.pair_taps()
 
     def tile(ax: Axes, x: float, yc: float, w: float, th: float, plane: Plane, fill, marks: np.ndarray | None, ink,
-             strong: bool, least: float = 0.0) -> None:
+             strong: bool, least: float = 0.0, gid: str | None = None) -> None:
         y = yc - th / 2
         ax.add_patch(Rectangle((x, y), w, th, facecolor=fill, edgecolor="black" if strong else EDGE,
                                linewidth=1.8 if strong else 0.6, zorder=3))
@@ -296,7 +300,7 @@ def wiring_block(r: Reads, out_channel: int, position: Sequence[int], colouring:
         for q in zip(*np.nonzero(marks)):
             rr, cc = plane.cell(tuple(int(v) for v in q))
             ax.add_patch(Rectangle((x + (cc + 0.5) * cw - mw / 2, y + (rr + 0.5) * ch - mh / 2), mw, mh, facecolor=ink,
-                                   edgecolor="none", zorder=4))
+                                   edgecolor="none", zorder=4, gid=gid))
 
     def paint(ax: Axes, x: float, y: float) -> None:
         order = sorted(zip(*np.nonzero(links)), key=lambda jc: jc[0] == out_channel)
@@ -315,7 +319,7 @@ def wiring_block(r: Reads, out_channel: int, position: Sequence[int], colouring:
             ink = colour or NEUTRAL
             ink = ink if reader == out_channel else tint(ink, 0.5)
             tile(ax, x + x_in, y + centre_in(c), tw_in, th_in, plane_in, tint(colour, 0.78), marks, ink,
-                 reader == out_channel, least=min(0.22, th_in / 4))
+                 reader == out_channel, least=min(0.22, th_in / 4), gid=f"wiring in c{c} window")
             if named(c, c_in, every_in):
                 ax.text(x + x_in - 0.15, y + centre_in(c), f"c{c}", fontsize=SMALL, ha="right", va="center")
         for j in range(c_out):

@@ -73,6 +73,23 @@ def test_the_dcnv2_figure_says_the_opacity_the_points_have():
     assert [t.replace(".", "0.", 1) if t.startswith(".") else t for t in texts[start + 1:start + 10]] == want
 
 
+def test_a_small_gdc_picture_sets_its_sum_beside_average_pooling():
+    # `viz global_depthwise --in 2 --out 2 --size 4 -o g.png`: a 4×4 kernel is drawn in tap colours, and the
+    # picture had no average-pooling contrast (only kernels above 7×7 got one, and the GIF)
+    from convzoo.viz.picture import layer_block
+
+    torch.manual_seed(0)
+    layer = cz.build("global_depthwise", 2, 2, 4)
+    x = torch.rand(2, 4, 4, generator=torch.Generator().manual_seed(3))
+    texts = _texts(layer_block(layer, (2, 4, 4), x=x))
+    with torch.no_grad():
+        y = F.conv2d(x[None], layer.weight, layer.bias, groups=2)[0, 0, 0, 0]
+    assert "GLOBAL AVERAGE POOLING of input c0: the same weight everywhere" in texts
+    outputs = [texts[i + 1] for i, t in enumerate(texts) if t in ("output c0", "its output")]
+    assert len(outputs) == 2
+    assert abs(float(outputs[0]) - float(y)) <= 0.0051 and abs(float(outputs[1]) - float(x[0].mean())) <= 0.0051
+
+
 def test_a_cell_rounds_a_number_once_from_its_value():
     # fmt(-0.0046) = '-0.005' was rounded again to '-.01' in a narrow cell (double rounding; the value rounds to
     # -0.00), 0.0008 became '.001' and 13.47 → '13.5' → '14'. Rounded from the value: never 0 or -0, and never

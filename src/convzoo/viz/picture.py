@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from .animation import global_contrast
 from .attention import attention_block, decisive_sample
 from .draw import SMALL, TITLE, Block, column, label, render, row, swatch_legend
 from .layout import BUDGET
@@ -34,7 +35,7 @@ from .parts import parts_block, parts_overlap
 from .position_kernels import position_kernels_block
 from .reads import CHANGED, ILLUSTRATED, Reads, analyse, illustrative_copy
 from .stages_draw import copies_block, interleave_block, one_read_kind
-from .step import counts_block, draw_step, legend_items, shape_text
+from .step import counts_block, covers_map, draw_step, legend_items, shape_text
 from .taps import DTYPE
 from .windows import copies
 from .wiring import colour_channels, wiring_block
@@ -287,7 +288,12 @@ def layer_block(module: nn.Module, input_shape: Sequence[int], title: str | None
         if out_channel >= r.output_shape[0]:
             raise ValueError(f"out_channel={out_channel} must be below the layer's {r.output_shape[0]} output channels")
         block, _, _, legend = step_picture(r, out_channel, position, numbers, planes)
-        body = column([block, swatch_legend(legend_items(r, numbers) + legend, max_width=BUDGET[0])], gap=0.8)
+        # a kernel as large as the map (GDC): its sum beside average pooling's, as the GIF's frames show it; a big
+        # kernel's weights already sit beside pooling's, but without the map, the products and the two outputs
+        contrast = global_contrast(r, out_channel if out_channel < r.output_shape[0] else 0) if covers_map(r) \
+            else None
+        body = column([block, *([contrast] if contrast is not None else []),
+                       swatch_legend(legend_items(r, numbers) + legend, max_width=BUDGET[0])], gap=0.8)
     return titled(body, title, subtitle)
 
 

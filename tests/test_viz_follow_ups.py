@@ -73,6 +73,20 @@ def test_the_dcnv2_figure_says_the_opacity_the_points_have():
     assert [t.replace(".", "0.", 1) if t.startswith(".") else t for t in texts[start + 1:start + 10]] == want
 
 
+def test_the_step_legend_says_the_opacity_the_points_have():
+    # the legend said "opacity: interpolation weight × mask"; the points are drawn at strength ÷ the strongest
+    from convzoo.viz.irregular import OPACITY_NOTE
+    from convzoo.viz.step import legend_items
+
+    r = analyse(cz.build("deformable_v2", 1, 1, 3), (1, 6, 6))
+    said = [text for _, text, _ in legend_items(r, False) if "sampling point" in text]
+    assert said == [f"○ regular grid → ● sampling point ({OPACITY_NOTE})"]
+    plain = [text for _, text, _ in legend_items(analyse(cz.build("deformable", 1, 1, 3), (1, 6, 6)), False)
+             if "sampling point" in text]
+    assert plain == ["○ regular grid → ● sampling point (opacity: a point's weight (bilinear) ÷ the largest on its "
+                     "plane)"]
+
+
 def test_a_small_gdc_picture_sets_its_sum_beside_average_pooling():
     # `viz global_depthwise --in 2 --out 2 --size 4 -o g.png`: a 4×4 kernel is drawn in tap colours, and the
     # picture had no average-pooling contrast (only kernels above 7×7 got one, and the GIF)
@@ -136,3 +150,21 @@ def test_wiring_tiles_show_a_window_only_on_the_channels_the_drawn_output_reads(
                for p in ax.patches if isinstance(p, Rectangle) and (p.get_gid() or "").startswith("wiring in c")}
     plt.close(fig)
     assert windows == reads and (family == "standard" or len(reads) < c)
+
+
+def test_a_grouped_deformable_picture_greys_the_planes_its_output_does_not_read():
+    # `viz deformable --in 4 --out 4 --groups 2 --planes 4`: the planes c2, c3 showed filter 2's sampling points,
+    # which read as output c0's; now grey, '(not read)', with no points, as a grouped conv's step picture
+    from convzoo.viz.step import step_block
+
+    layer = cz.build("deformable", 4, 4, 3, groups=2)
+    shape, position = (4, 6, 6), (3, 3)
+    reads = _read_channels(layer, shape, position)
+    assert reads == {0, 1}
+    block = step_block(analyse(layer, shape), 0, position, planes=4)
+    gids, texts = _gids(block), _texts(block)
+    for c in range(4):
+        points = {g for g in gids if g.startswith(f"c{c} plane point ")}
+        assert (len(points) == 9) == (c in reads), (c, sorted(points))
+        assert (f"c{c} (not read)" in texts) == (c not in reads)
+    assert "input channel output c0 does not read" in texts

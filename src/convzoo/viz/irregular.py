@@ -23,7 +23,8 @@ from matplotlib.colors import to_rgba
 from matplotlib.patches import FancyArrowPatch, Rectangle
 from torch import nn
 
-from .draw import EDGE, INPUT, PADDING, SMALL, Block, Cell, cells, column, fmt, label, row, tap_colours, text_colour
+from .draw import (EDGE, INPUT, PADDING, SMALL, UNREAD, Block, Cell, cells, column, fmt, label, row, tap_colours,
+                   text_colour)
 from .planes import Plane
 from .reads import Reads
 from .taps import EPS, extended_rows
@@ -378,6 +379,13 @@ def _boxes_meet(a: np.ndarray, b: np.ndarray) -> bool:
 
 FAINTEST = 0.2  # the opacity of a point whose strength is ~0: its disc still shows its tap's hue and its ring
 OPACITY_NOTE = "opacity: a point's weight (bilinear × mask) ÷ the largest on its plane"
+PLAIN_OPACITY_NOTE = "opacity: a point's weight (bilinear) ÷ the largest on its plane"
+
+
+def opacity_note(module: nn.Module) -> str:
+    """What a point's opacity is (``relative_strengths``): with the mask for a layer that modulates its points
+    (``modulated``: DCN v2, DCNv3's softmax), without it for one that does not (DCN v1, interpolation)."""
+    return OPACITY_NOTE if getattr(module, "modulated", False) else PLAIN_OPACITY_NOTE
 
 
 def relative_strengths(points: Sequence[tuple[int, np.ndarray, float]]) -> np.ndarray:
@@ -477,16 +485,16 @@ MAX_REGION = 8  # a wider region is numbered on the plane itself (its zoom would
 
 
 def irregular_input(r: Reads, out_channel: int, position: Sequence[int], numbers: bool,
-                    channels: Sequence[int], owner: dict[int, int] | None = None, zoom: bool = True,
-                    room_for: Sequence[Sequence[int]] = ()) -> Block:
-    """Input planes with the sampling points of the highlighted output (2-D; other dims: shaded reads only);
-    ``owner``: the output channel drawn on each input channel (default ``out_channel`` on all). With ``zoom`` the
+                    channels: Sequence[int], zoom: bool = True, room_for: Sequence[Sequence[int]] = ()) -> Block:
+    """Input planes with the sampling points of the highlighted output (2-D; other dims: shaded reads only). A
+    plane it does not read (``r.channel_links()``: a grouped layer's other groups) is drawn grey, captioned
+    '(not read)', with no points: another filter's points there would read as this output's. With ``zoom`` the
     cells around the points are drawn again, enlarged, with the numbered points (the plane keeps small dots).
     ``room_for``: other output positions (an animation's frames) whose zoom and notes this drawing is as large as,
     so that nothing moves from one frame to the next."""
     size = tuple(r.input_shape[1:])
-    drawn = sorted({owner.get(c, out_channel) if owner else out_channel for c in channels})
-    pads = margins(r, [position, *room_for], out_channels=drawn)
+    links = r.channel_links()[out_channel] > 0
+    pads = margins(r, [position, *room_for], out_channels=[out_channel])
     shift = np.array([lo for lo, _ in pads], float)
     plane = Plane(tuple(n + lo + hi for n, (lo, hi) in zip(size, pads)))
 
@@ -500,8 +508,17 @@ def irregular_input(r: Reads, out_channel: int, position: Sequence[int], numbers
     tiles = []
     faded = False  # some frame draws a point fainter than its plane's strongest: the opacity is said
     for c in channels:
-        j = owner.get(c, out_channel) if owner else out_channel
+        j = out_channel
         grid = plane.empty()
+        if not bool(links[c]):
+            for at in np.ndindex(*plane.size):
+                q = tuple(int(v - lo) for v, (lo, _) in zip(at, pads))
+                rr, cc = plane.cell(at)
+                inside = all(0 <= v < n for v, n in zip(q, size))
+                grid[rr][cc] = Cell(UNREAD, fmt(float(r.x[(c, *q)])) if numbers else "") if inside else \
+                    Cell(PADDING, "0" if numbers else "", dashed=True)
+            tiles.append(column([label(f"c{c} (not read)", SMALL), cells(grid)], gap=0.15))
+            continue
         read = (r.index[(j, *position, c)] != -1)
         strength = (r.tap_map.coefficients[(slice(None), j, *position, c)].abs().sum(0)
                     if r.tap_map is not None else read.double())
@@ -569,7 +586,7 @@ def irregular_input(r: Reads, out_channel: int, position: Sequence[int], numbers
     padded = f", padded to {'×'.join(map(str, reach))}" if reach != size else ""
     if plane.size != reach:  # the zeros past the padding, drawn for the points that sample there
         padded += f"{',' if padded else ''} zeros drawn to {'×'.join(map(str, plane.size))}"
-    said = [label(OPACITY_NOTE, SMALL)] if faded else []  # under the planes: they stay level with a v1 picture's
+    said = [label(opacity_note(r.module), SMALL)] if faded else []  # under the planes: they stay level with a v1 picture's
     return column([label(f"INPUT {'×'.join(map(str, r.input_shape))}{which}{padded}: sampling points",
                          weight="bold"), column(lines, gap=0.4), *said], gap=0.3)
 

@@ -24,9 +24,9 @@ from decimal import Decimal
 
 import numpy as np
 
-from .draw import (INPUT, MUTED, OTHER, OUTPUT, PADDING, SMALL, ZERO, Block, Cell, arrow, cells, column, fmt, label,
-                   row, signed_cells, swatch_legend, tap_colours, text_size)
-from .irregular import NEIGHBOUR, irregular_input, margins
+from .draw import (INPUT, MUTED, OTHER, OUTPUT, PADDING, SMALL, UNREAD, ZERO, Block, Cell, arrow, cells, column, fmt,
+                   label, row, signed_cells, swatch_legend, tap_colours, text_size)
+from .irregular import NEIGHBOUR, irregular_input, margins, opacity_note
 from .layout import BUDGET, flow
 from .planes import Plane, mark, planes_block
 from .reads import NO_TAP, Reads
@@ -36,7 +36,6 @@ from .wiring import Colouring, colour_channels, group_colour, pattern_block, wir
 
 MAX_PLANES = 4  # planes drawn in numbers mode (the numbers are the point)
 MANY_TAPS = 49  # above this (larger than 7×7) a kernel is drawn as its weights, not as tap colours
-UNREAD = "#e2e2e2"  # an input plane drawn beside the others that the drawn output does not read (another group's)
 
 
 def shape_text(shape: Sequence[int]) -> str:
@@ -54,17 +53,6 @@ def unread_text(r: Reads, out_channel: int, channels: Sequence[int]) -> str:
     reads = set(read_channels(r, out_channel))
     unread = [f"c{c}" for c in channels if c not in reads]
     return f"filter {out_channel} has no weights\non {', '.join(unread)}" if unread else ""
-
-
-def owners(r: Reads, out_channel: int, channels: Sequence[int]) -> dict[int, int]:
-    """The filter drawn on each input channel: ``out_channel`` when it reads the channel, else the first filter
-    that does (so each drawn channel shows a kernel that reads it)."""
-    links = r.channel_links()
-    out = {}
-    for c in channels:
-        readers = (links[:, c] > 0).nonzero().flatten().tolist()
-        out[c] = out_channel if out_channel in readers or not readers else readers[0]
-    return out
 
 
 def weights_block(values: np.ndarray, scale: float, caption: str) -> Block:
@@ -494,8 +482,7 @@ def legend_items(r: Reads, numbers: bool) -> list[tuple[str | tuple | list, str,
     items.append((INPUT, "input cell", False))
     if r.geometry is None and r.tap_map is not None:
         items.append((NEIGHBOUR, "read by interpolation (shade = weight)", False))
-        opacity = "interpolation weight × mask" if getattr(r.module, "modulated", False) else "interpolation weight"
-        items.append(("white", f"○ regular grid → ● sampling point (opacity: {opacity})", False))
+        items.append(("white", f"○ regular grid → ● sampling point ({opacity_note(r.module)})", False))
     if r.geometry is not None and (r.geometry.kind == "scatter" or any(lo or hi for lo, hi in r.geometry.padding())
                                    if r.geometry.kind == "gather" else True):
         items.append((PADDING, "padding (zero)", True))
@@ -582,10 +569,9 @@ def draw_step(r: Reads, out_channel: int = 0, position: Sequence[int] | None = N
         elif g is not None:
             parts.append(gather_input(r, out_channel, position, numbers, in_ch))
         else:
-            owner = owners(r, out_channel, in_ch)
-            parts.append(irregular_input(r, out_channel, position, numbers, in_ch, owner, room_for=others))
-            padded = any(lo or hi for lo, hi in margins(r, [position, *others], out_channels=sorted({
-                owner.get(c, out_channel) for c in in_ch})))
+            # the planes it does not read grey, as a window's are: another filter's points there read as its own
+            parts.append(irregular_input(r, out_channel, position, numbers, in_ch, room_for=others))
+            padded = any(lo or hi for lo, hi in margins(r, [position, *others], out_channels=[out_channel]))
     widest = [text_size(summed_text(r, out_channel, p), SMALL) for p in others]
     room = (max((w for w, _ in widest), default=0.0), max((h for _, h in widest), default=0.0))
     tail: list[Block] = [arrow(2.5, summed_text(r, out_channel, position), room=room)]
@@ -609,7 +595,7 @@ def draw_step(r: Reads, out_channel: int = 0, position: Sequence[int] | None = N
         legend = [(colour, text, False) for colour, text in colouring.legend]
     if padded:
         legend.insert(0, (PADDING, "padding (zero): what a point past the edge reads", True))
-    if g is not None and not (len(groups) > 1 and n_planes == 1) and set(in_ch) - set(reads):
+    if not (len(groups) > 1 and n_planes == 1) and set(in_ch) - set(reads):
         legend.insert(0, (UNREAD, f"input channel output c{out_channel} does not read", False))
     one = row([*parts, *tail], gap=1.0)
     if one.w <= max_width:

@@ -168,3 +168,36 @@ def test_a_grouped_deformable_picture_greys_the_planes_its_output_does_not_read(
         assert (len(points) == 9) == (c in reads), (c, sorted(points))
         assert (f"c{c} (not read)" in texts) == (c not in reads)
     assert "input channel output c0 does not read" in texts
+
+
+def test_a_stage_ending_in_relu_sums_before_the_relu():
+    # selective kernel's split stage is ReLU(conv_m(x)); its sum line said "0 ≈ sum of 36 … + 0.22 (bias)": output
+    # less the sum, not the conv's bias. Now '0 = ReLU(z): z ≈ sum of … + b (bias)' with z and b from F.conv2d
+    from convzoo.viz.picture import Lambda
+    from convzoo.viz.step import sum_line
+
+    torch.manual_seed(0)
+    layer = cz.build("selective_kernel", 4, 4, (3, 5)).eval()
+    shape, o = (4, 6, 6), (3, 3)
+    x = torch.rand(*shape, generator=torch.Generator().manual_seed(4))
+    r = analyse(Lambda(layer.split), shape, x=x, illustrate=False)
+    with torch.no_grad():
+        z = torch.cat([F.conv2d(x[None], b.weight, b.bias, b.stride, b.padding, b.dilation) for b in layer.branches],
+                      1)[0]
+        bias = torch.cat([b.bias for b in layer.branches])
+    clipped = 0
+    for j in range(8):
+        line = sum_line(r, j, o)
+        m = re.fullmatch(r"(\S+) = ReLU\((\S+)\): (\S+) ≈ sum of 36 kernel·input products ([+−]) (\S+) \(bias\)", line)
+        assert m, line
+        assert m.group(1) == fmt(float(F.relu(z[(j, *o)]))) and m.group(2) == m.group(3) == fmt(float(z[(j, *o)]))
+        assert (-1 if m.group(4) == "−" else 1) * float(m.group(5)) == float(fmt(float(bias[j]))), (line, bias[j])
+        clipped += float(z[(j, *o)]) < 0
+    assert 0 < clipped < 8  # some outputs clipped by the ReLU, some passed
+    # the select stage multiplies by the attention held (detached): no ReLU on its data path, its line unchanged
+    from convzoo.viz.step import activation
+
+    u = layer.split(x[None]).detach()
+    select = analyse(Lambda(lambda v: layer.fuse_select(v, hold_attention=True)), tuple(u.shape[1:]), x=u[0],
+                     illustrate=False)
+    assert activation(select) is None and "ReLU" not in sum_line(select, 0, o)

@@ -18,18 +18,22 @@ by the flipped kernel, then the larger output with the number of input cells sum
 from __future__ import annotations
 
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from decimal import Decimal
 
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 from .draw import (INPUT, MUTED, OTHER, OUTPUT, PADDING, SMALL, UNREAD, ZERO, Block, Cell, arrow, cells, column, fmt,
                    label, row, signed_cells, swatch_legend, tap_colours, text_size)
 from .irregular import NEIGHBOUR, irregular_input, margins, opacity_note
 from .layout import BUDGET, flow
+from .linear import linear_wiring
 from .planes import Plane, mark, planes_block
 from .reads import NO_TAP, Reads
+from .taps import side_modules
 from .window import Geometry, drawn_padding, unread_after
 from .windows import WindowGroup, copies, window_groups
 from .wiring import Colouring, colour_channels, group_colour, pattern_block, wiring_block
@@ -409,11 +413,55 @@ def _products(r: Reads, out_channel: int, position: Sequence[int]) -> tuple[list
     return products, n_all
 
 
+# clipping activations by the autograd node they leave on the data path: (name drawn, the function), tried in order
+ACTIVATIONS: dict[str, list[tuple[str, Callable[[torch.Tensor], torch.Tensor]]]] = {
+    "ReluBackward0": [("ReLU", F.relu)], "ThresholdBackward0": [("ReLU", F.relu)],
+    "HardtanhBackward0": [("ReLU6", F.relu6), ("Hardtanh", F.hardtanh)],
+    "HardswishBackward0": [("Hardswish", F.hardswish)], "HardsigmoidBackward0": [("Hardsigmoid", F.hardsigmoid)]}
+
+
+def _graph_nodes(out: torch.Tensor) -> set[str]:
+    """The names of the autograd nodes ``out`` was computed through (a detached side value leaves none)."""
+    seen, names, stack = set(), set(), [out.grad_fn]
+    while stack:
+        node = stack.pop()
+        if node is None or node in seen:
+            continue
+        seen.add(node)
+        names.add(type(node).__name__)
+        stack += [n for n, _ in node.next_functions]
+    return names
+
+
+def activation(r: Reads) -> tuple[str | None, torch.Tensor] | None:
+    """For a step whose data path runs through a clipping activation (SK's split: ReLU(conv_m(x))): (name, z), z
+    its output with the clipping activations as the identity (``linear.linear_wiring``: the conv's own sum and
+    bias), ``name`` the activation when the output is that activation of z everywhere, else None (activations
+    inside the step: output less the sum is no bias there). None for a step whose output passes no clipping
+    activation (an attention computed with ReLUs but held, detached, does not count). Computed once per ``Reads``."""
+    cache = vars(r)
+    if "_activation" not in cache:
+        model = r.module
+        with torch.enable_grad():
+            nodes = _graph_nodes(model(r.x[None].clone().requires_grad_(True)))
+        tried = [a for node, found in ACTIVATIONS.items() if node in nodes for a in found]
+        if not tried:
+            cache["_activation"] = None
+        else:
+            with torch.no_grad(), linear_wiring(side_modules(model)):
+                z = model(r.x[None])[0].to(r.y.dtype)
+            name = next((n for n, f in tried if torch.allclose(f(z), r.y, rtol=1e-5, atol=1e-6)), None)
+            cache["_activation"] = (name, z)
+    return cache["_activation"]
+
+
 def sum_line(r: Reads, out_channel: int, position: Sequence[int]) -> str:
     """'17 = 0·0 + 1·1 + … + 1 (bias)' for the highlighted output of a window: a gather's products in tap order,
     a scatter's (transposed conv) those of the input cells stamped onto it; the bias is the output less the sum.
     '=' only where the printed numbers add up exactly (whole numbers: numbers mode's sample); where rounding to the
-    cells' digits breaks that (decimal values: a softmax's, a user's) '≈'."""
+    cells' digits breaks that (decimal values: a softmax's, a user's) '≈'. A step ending in a clipping activation
+    (``activation``) sums before it: '0 = ReLU(-0.5): -0.5 ≈ sum of … − 0.24 (bias)'; where its activations are not
+    one at the end, no bias is printed (output less sum is no bias there)."""
     g = r.geometry
     if g is None or r.pair_kernel is None:
         return ""
@@ -422,6 +470,16 @@ def sum_line(r: Reads, out_channel: int, position: Sequence[int]) -> str:
     terms = [f"{w}·{v}" for w, v in printed]
     total = sum(w * v for w, v in products)
     y = float(r.y[(out_channel, *position)])
+    clipped = activation(r)
+    head = ""
+    if clipped is not None:
+        name, z = clipped
+        if name is None:  # the activations do not end the step: the sum, and no bias that is not one
+            n = len(terms)
+            return f"{fmt(y)}: from a sum of {n} kernel·input product{'s' if n != 1 else ''} through the step's " \
+                "clipping activations"
+        pre = float(z[(out_channel, *position)])
+        head, y = f"{fmt(y)} = {name}({fmt(pre)}): ", pre
     bias = y - total
     has_bias = abs(bias) > 1e-6
     tail = (f" + {fmt(bias)} (bias)" if bias >= 0 else f" − {fmt(-bias)} (bias)") if has_bias else ""
@@ -431,10 +489,10 @@ def sum_line(r: Reads, out_channel: int, position: Sequence[int]) -> str:
     zeros = f" ({n_all} counting the zeros)" if len(terms) < n_all else ""
     if n_all > 9 or not terms:  # one window's taps listed; more would run past the picture
         exact = all(_printed_exactly(v) for v in (y, bias, *(u for p in products for u in p)))
-        return f"{fmt(y)} {'=' if exact else '≈'} sum of {n} kernel·input product{'s' if n != 1 else ''}{where}" \
-            f"{zeros}{tail}"
+        return f"{head}{fmt(y)} {'=' if exact else '≈'} sum of {n} kernel·input product{'s' if n != 1 else ''}" \
+            f"{where}{zeros}{tail}"
     added = sum((Decimal(w) * Decimal(v) for w, v in printed), Decimal(fmt(bias)) if has_bias else Decimal(0))
-    listed = f"{fmt(y)} {'=' if added == Decimal(fmt(y)) else '≈'} " + " + ".join(terms) + tail
+    listed = f"{head}{fmt(y)} {'=' if added == Decimal(fmt(y)) else '≈'} " + " + ".join(terms) + tail
     return listed if len(terms) == n_all else f"{listed}\nΣ {n} product{'s' if n != 1 else ''}{where}{zeros}"
 
 

@@ -130,7 +130,7 @@ def test_the_shuffled_grouped_summary_says_what_the_shuffle_gives(channels, grou
     held = {len({source[j] // size for j in range(k * size, (k + 1) * size)}) for k in range(groups)}
     assert held == {min(groups, size)}  # what the summary states
     summary = family("shuffled_grouped").summary
-    assert "min(g, C/g) groups" in summary and "every group when C/g ≥ g" in summary
+    assert "min(g, C/g) groups" in summary and "all g when C/g ≥ g" in summary
     assert "see every group" not in summary
 
 

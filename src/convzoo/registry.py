@@ -234,8 +234,8 @@ _FAMILIES = [
     Family("grouped", "Grouped convolution", "001 §10, 003 §2.1",
            "Channels split into g groups convolved separately: 1/g of the parameters and MACs.", ALL_DIMS, _grouped),
     Family("shuffled_grouped", "Shuffled grouped convolution", "001 §11, 003 §2.1",
-           "Grouped conv, then a channel shuffle that deals each group's channels out to the next groups: each "
-           "next group holds channels of min(g, C/g) groups — of every group when C/g ≥ g (ShuffleNet).", ALL_DIMS,
+           "Grouped conv + channel shuffle: each next group holds channels of min(g, C/g) groups, all g when "
+           "C/g ≥ g (ShuffleNet).", ALL_DIMS,
            _shuffled_grouped),
     Family("pointwise_grouped", "Pointwise grouped convolution", "001 §12",
            "Grouped 1×1 conv: ShuffleNet's cheap channel mixing.", ALL_DIMS, _pointwise_grouped,

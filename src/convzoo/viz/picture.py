@@ -290,8 +290,7 @@ def layer_block(module: nn.Module, input_shape: Sequence[int], title: str | None
         block, _, _, legend = step_picture(r, out_channel, position, numbers, planes)
         # a kernel as large as the map (GDC): its sum beside average pooling's, as the GIF's frames show it; a big
         # kernel's weights already sit beside pooling's, but without the map, the products and the two outputs
-        contrast = global_contrast(r, out_channel if out_channel < r.output_shape[0] else 0) if covers_map(r) \
-            else None
+        contrast = global_contrast(r, out_channel) if covers_map(r) else None
         body = column([block, *([contrast] if contrast is not None else []),
                        swatch_legend(legend_items(r, numbers) + legend, max_width=BUDGET[0])], gap=0.8)
     return titled(body, title, subtitle)

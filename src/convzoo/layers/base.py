@@ -180,6 +180,22 @@ def parameter_reader(module: nn.Module, name: str) -> Callable[[nn.Module], Any]
     return lambda m: getattr(m, name)
 
 
+def stored(module: nn.Module, name: str) -> torch.Tensor | None:
+    """What ``module.<name>`` is stored as, read without evaluating a parametrization: the parameter (or buffer)
+    itself, else its parametrization's first original — for the checks a plan makes (None or not, dtype, device),
+    which must not evaluate it: torch's convs evaluate a parametrized weight once per call (spectral_norm's power
+    iteration advances at each evaluation)."""
+    for table in (module._parameters, module._buffers):
+        if name in table:
+            return table[name]
+    lists = module._modules.get("parametrizations")
+    if lists is not None and name in lists._modules:
+        plist = lists._modules[name]
+        originals = [*plist._parameters.values(), *plist._buffers.values()]  # original, or original0, original1, …
+        return originals[0] if originals else None
+    return getattr(module, name)
+
+
 def _checked_call(self: nn.Module, forward: Callable[..., Any], x: Any, args: tuple[Any, ...],
                   kwargs: dict[str, Any]) -> Any:
     """The whole input step and the family's forward, every time: under tracing / compile / export, for tensor

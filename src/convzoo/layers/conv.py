@@ -34,6 +34,7 @@ from .base import (
     init_conv_,
     parameter_reader,
     planned_forward,
+    stored,
 )
 from . import compiled_choice, triton_forms
 from .fastpaths import depthwise_channels_last, depthwise_split, is_channels_last, pointwise_matmul
@@ -171,7 +172,7 @@ class ConvNd(ConvzooLayer):
         path = self.forward_path(x)
         if self.implementation != "auto" or is_tracing(x):
             return self._runner(path, x=x)
-        return _CHOICE.in_context(self._choice_config(), x, path, self.forms(x), (self.weight, self.bias),
+        return _CHOICE.in_context(self._choice_config(), x, path, self.forms(x), tuple(self.parameters()),
                                   lambda name: self._runner(name, x=x))
 
     def _runner(self, path: str, x: torch.Tensor | None = None) -> Runner:
@@ -202,7 +203,7 @@ class ConvNd(ConvzooLayer):
             if path != triton_forms.TRITON and x is not None:  # layout, output size, taps, threads decided once
                 from ..kernels.depthwise import planned_depthwise_conv
 
-                launch = planned_depthwise_conv(tuple(x.shape), x.stride(), x.dtype, tuple(self.weight.shape),
+                launch = planned_depthwise_conv(tuple(x.shape), x.stride(), x.dtype, self._weight_shape(),
                                                 tuple(stride), tuple(pairs), tuple(dilation), torch.is_grad_enabled(),
                                                 torch.get_num_threads(), window)
                 if kernel is weight and "weight" in self._parameters and "bias" in self._parameters:
@@ -258,11 +259,12 @@ class ConvNd(ConvzooLayer):
         if depthwise and self.dim in (1, 2) and "kernel" not in _CHOICE.failed:
             from ..kernels import cpu_kernels, runs_on
 
-            kernels = cpu_kernels("depthwise", type(self).__name__) if runs_on(x, self.weight, self.bias) else None
+            kernels = cpu_kernels("depthwise", type(self).__name__) if runs_on(x, stored(self, "weight"),
+                                                                                  stored(self, "bias")) else None
             if kernels is not None:
                 names.append("kernel")
                 if (is_channels_last(x) and self.padding_mode == "zeros" and KERNEL_TILES not in _CHOICE.failed
-                        and kernels.window_choice(tuple(self.weight.shape), m, self.stride, self.dilation,
+                        and kernels.window_choice(self._weight_shape(), m, self.stride, self.dilation,
                                                   self.padding_pairs)):
                     names.append(KERNEL_TILES)  # the register windows spill on some CPUs: timed against them
         if self.dim != 2 or self.padding_mode != "zeros" or any(lo != hi for lo, hi in self.padding_pairs):
@@ -314,14 +316,19 @@ class ConvNd(ConvzooLayer):
             return pinned
         if len(names) == 1:
             return names[0]
-        return _CHOICE.for_input(self._choice_config(), x, lambda: {n: lambda t, n=n: self.run_form(n, t)
-                                                                   for n in names},
-                                 (self.weight, self.bias), fallible=("kernel", KERNEL_TILES, triton_forms.TRITON))
+        return _CHOICE.for_input(self._choice_config(), x,
+                                 lambda layer: {n: lambda t, n=n: layer.run_form(n, t) for n in names},
+                                 fallible=("kernel", KERNEL_TILES, triton_forms.TRITON), layer=self)
 
     def _choice_config(self) -> tuple[Any, ...]:
         """What besides the input decides which form is fastest."""
         return (type(self).__name__, self.in_channels, self.out_channels, self.groups, self.kernel_size,
-                self.stride, self.dilation, self.padding_pairs, self.padding_mode, self.mode, self.bias is not None)
+                self.stride, self.dilation, self.padding_pairs, self.padding_mode, self.mode,
+                stored(self, "bias") is not None)
+
+    def _weight_shape(self) -> tuple[int, ...]:
+        """(C_out, C_in/groups, *k), from the configuration (a parametrized weight is not evaluated for it)."""
+        return (self.out_channels, self.in_channels // self.groups, *self.kernel_size)
 
     # --- the contract ---------------------------------------------------------------------------------------------
 

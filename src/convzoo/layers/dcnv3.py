@@ -42,7 +42,7 @@ from .base import (
 )
 
 from . import triton_forms
-from .form_choice import FormChoice, input_key, is_tracing
+from .form_choice import FormChoice, input_key, is_tracing, kernel_ready
 
 if TYPE_CHECKING:
     import numpy as np
@@ -202,8 +202,6 @@ class DCNv3Conv2d(ConvzooLayer, nn.Module):
         if (projected.device.type != "cpu" or projected.dtype not in _KERNEL_DTYPES or fields.dtype != projected.dtype
                 or torch.is_autocast_enabled("cpu")):
             return False
-        from ..kernels.readiness import kernel_ready
-
         return kernel_ready("dcnv3_cpu", projected.dtype, type(self).__name__)
 
     def sample_points(self, projected: torch.Tensor, fields: torch.Tensor,

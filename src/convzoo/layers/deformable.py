@@ -48,7 +48,7 @@ from ..functional import pad_pairs
 from .conv import Conv2d, grouped_projection, native_conv_call
 from ..kernels import triton_runtime
 from . import triton_forms
-from .form_choice import FormChoice, input_key, is_tracing
+from .form_choice import FormChoice, input_key, is_tracing, kernel_ready
 
 if TYPE_CHECKING:
     import numpy as np
@@ -73,8 +73,6 @@ def _kernel_runs(x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor | Non
         return False
     if mask is not None and mask.dtype != x.dtype:
         return False
-    from ..kernels.readiness import kernel_ready
-
     return kernel_ready("deform_cpu", x.dtype, "DeformConv2d")
 
 
@@ -191,29 +189,32 @@ class DeformConv2d(ConvzooLayer, nn.Module):
 
         padded, padding = self._geometry_args(x)
         choice = check_choice(implementation or self.implementation, "implementation", IMPLEMENTATIONS)
+        # read once per call: a parametrized weight is evaluated once, as by torch's convs, however many runs
+        # the form choice times (spectral_norm's power iteration advances at each evaluation)
+        weight, bias = self.weight, self.bias
 
         def run(name: str, guarded: bool = True) -> torch.Tensor:
             if name == triton_forms.TRITON:  # the implicit GEMM of kernels/triton_deform.py (same NaN rule)
                 from ..kernels.triton_deform import deform_conv2d as triton_deform_conv2d
 
-                return triton_deform_conv2d(padded, offset, self.weight, self.bias, self.stride, padding,
+                return triton_deform_conv2d(padded, offset, weight, bias, self.stride, padding,
                                             self.dilation, mask)
             if name == "torch":  # NaN / Inf offsets and masks give NaN where they are read
-                return deform_conv2d(padded, offset, self.weight, self.bias, self.stride, padding, self.dilation, mask)
+                return deform_conv2d(padded, offset, weight, bias, self.stride, padding, self.dilation, mask)
             if name == "kernel":  # the same NaN rule, in the kernel
                 from ..kernels.deform_cpu import deform_conv2d as kernel_deform_conv2d
 
-                return kernel_deform_conv2d(padded, offset, self.weight, self.bias, self.stride, padding,
+                return kernel_deform_conv2d(padded, offset, weight, bias, self.stride, padding,
                                             self.dilation, mask)
             # torchvision's CPU kernel dies (SIGSEGV) on NaN offsets: it gets finite fields, and the output
             # positions that read a non-finite value become NaN, as in the pure op
             safe_offset, safe_mask, bad = _finite_fields(offset, mask) if guarded else (offset, mask, None)
             if x.dtype == torch.float16:  # its half kernel holds positions in float16 (1/32 pixel steps past 32)
-                y = _deform_conv2d(padded.float(), safe_offset.float(), self.weight.float(),
-                                   None if self.bias is None else self.bias.float(), self.stride, padding,
+                y = _deform_conv2d(padded.float(), safe_offset.float(), weight.float(),
+                                   None if bias is None else bias.float(), self.stride, padding,
                                    self.dilation, None if safe_mask is None else safe_mask.float()).to(x.dtype)
             else:
-                y = _deform_conv2d(padded, safe_offset, self.weight, self.bias, self.stride, padding, self.dilation,
+                y = _deform_conv2d(padded, safe_offset, weight, bias, self.stride, padding, self.dilation,
                                    safe_mask)
             if bad is not None:
                 y = y.masked_fill(bad, math.nan)

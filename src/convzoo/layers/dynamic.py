@@ -47,7 +47,7 @@ from ..arithmetic.cost import (LayerCost, compose, conv_macs, conv_output_tensor
                                 numel)
 from ..functional import conv_with_pairs, pad_pairs
 from ..kernels.grad_layout import grad_in_layout
-from .base import init_conv_
+from .base import init_conv_, stored
 from .conv import grouped_projection
 from . import triton_forms
 from .form_choice import FormChoice, is_tracing
@@ -215,7 +215,7 @@ class DynamicConvNd(TemperatureState, ConvzooLayer, nn.Module):
         as a module, so its hooks still run), the kernels and biases aggregated by two matmuls, one grouped conv —
         the same ops in the same order, so the same values."""
         n, k, cout = x.shape[0], self.num_kernels, self.out_channels
-        kernel_shape = (n * cout, *self.weight.shape[1:])
+        kernel_shape = (n * cout, *stored(self, "weight").shape[1:])
         folded_shape = (1, n * self.in_channels, *x.shape[2:])
         out_shape = conv_output_tensor_shape(tuple(x.shape), cout, self.kernel_size, self.stride, self.padding_pairs,
                                              self.dilation)
@@ -271,8 +271,8 @@ class DynamicConvNd(TemperatureState, ConvzooLayer, nn.Module):
             return choice
         config = (type(self).__name__, self.in_channels, self.out_channels, self.groups, self.num_kernels,
                   self.kernel_size, self.stride, self.dilation, self.padding_pairs, self.padding_mode,
-                  self.bias is not None)
-        return _CHOICE.for_input(config, x, lambda: self._candidate_forms(x), list(self.parameters()))
+                  stored(self, "bias") is not None)
+        return _CHOICE.for_input(config, x, lambda layer: layer._candidate_forms(x), layer=self)
 
     def _candidate_forms(self, x: torch.Tensor) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
         """``_forms`` that 'auto' measures, every one on this machine (forward + backward when gradients are

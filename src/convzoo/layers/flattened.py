@@ -16,7 +16,7 @@ from torch import nn
 
 from ..arithmetic.cost import LayerCost, sequential_cost
 from ..geometry import IntOrTuple, Padding
-from .base import Alternative, ConvzooLayer, Stage
+from .base import Alternative, ConvzooLayer, Stage, stored
 from .conv import KERNEL_TILES, native_conv_call
 from .fastpaths import is_channels_last, nchw_on_cpu
 from .form_choice import FormChoice, is_tracing
@@ -116,7 +116,8 @@ class FlattenedConv2d(ConvzooLayer, nn.Module):
         if x.device.type == "cpu" and x.dim() == 4 and self.padding_mode == "zeros" and "kernel" not in _CHOICE.failed:
             from ..kernels import cpu_kernels, runs_on
 
-            params = (self.vertical.weight, self.vertical.bias, self.horizontal.weight, self.horizontal.bias)
+            params = (stored(self.vertical, "weight"), stored(self.vertical, "bias"),
+                      stored(self.horizontal, "weight"), stored(self.horizontal, "bias"))
             kernels = cpu_kernels("separable_pair", "FlattenedConv2d") if runs_on(x, *params) else None
             if kernels is not None:
                 names.append("kernel")
@@ -151,10 +152,12 @@ class FlattenedConv2d(ConvzooLayer, nn.Module):
         if len(names) == 1:
             return names[0]
         config = (self.in_channels, self.out_channels, self.kernel_size, self.stride, self.dilation,
-                  self.padding_pairs, self.padding_mode, self.lateral.bias is not None)
-        params = [p for conv in (self.lateral, self.vertical, self.horizontal) for p in (conv.weight, conv.bias)]
-        return _CHOICE.for_input(config, x, lambda: {n: lambda t, n=n: self.run_form(n, t) for n in names}, params,
-                                 fallible=("kernel", KERNEL_TILES))
+                  self.padding_pairs, self.padding_mode, stored(self.lateral, "bias") is not None)
+        # read as stored: a parametrized weight is evaluated once per call, by the form that runs
+        params = [stored(conv, name) for conv in (self.lateral, self.vertical, self.horizontal)
+                  for name in ("weight", "bias")]
+        return _CHOICE.for_input(config, x, lambda layer: {n: lambda t, n=n: layer.run_form(n, t) for n in names},
+                                 params, fallible=("kernel", KERNEL_TILES), layer=self)
 
     def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
         """Three convs: N·H·W·C_out·C_in (1×1) + N·H_mid·W·C_out·kh (k×1 depthwise) + N·H_out·W_out·C_out·kw

@@ -13,19 +13,29 @@ operating system, whose first-touch faults can cost more than the op itself and 
 some time of each form is free of them. With gradients wanted, each run is forward + backward
 by ``torch.autograd.grad`` on a detached copy of the input, so no ``.grad`` is touched and no caller graph runs.
 
+The measurement is invisible to the caller (``measuring``): a layer's forms run on a private copy of it
+(``private_copy``: the same parameter storages as detached leaves, its own copies of the buffers, no hooks, each
+parametrization evaluated once into a plain tensor), outside any saved-tensor hooks (``torch.utils.checkpoint``
+counts the tensors a forward saves), with global module hooks suspended and the random generators restored. So
+hooks fire, parametrizations advance (spectral_norm's power iteration), BatchNorm statistics move and random
+numbers are drawn exactly as in one ordinary call; what is timed is still the forms' own computation on the
+call's tensors.
+
 Never measured under tracing, compilation or export, nor on meta / fake tensors (``is_tracing``): the caller
 then runs its fixed deterministic form; nor during a CUDA graph capture (timing synchronises the device, which a
 capture forbids): a key first seen there runs its preferred or first form. For tests, ``offered_forms`` records the
 forms each family is offered and ``pinned_form`` makes a family take one of them, so every form can be checked down
 every path, not only the one this machine's timing picks. A form measured faster than the preferred one on the
 layer alone is confirmed in the layer's own calls inside the network before it is kept (``in_context``,
-``context_trial.py``). Imports torch, ``base`` (the ``Runner`` type) and ``context_trial`` only.
+``context_trial.py``). Imports torch, ``base`` (the ``Runner`` type), ``formats``, ``context_trial`` and
+``kernels.readiness`` only.
 """
 
 from __future__ import annotations
 
 import contextlib
 import statistics
+import threading
 import time
 import warnings
 import weakref
@@ -33,7 +43,9 @@ from collections.abc import Callable, Collection, Hashable, Iterator, Mapping, S
 from contextlib import contextmanager
 
 import torch
+from torch import nn
 
+from ..kernels import readiness as _readiness  # numba itself is imported on a kernel's first use
 from .base import Runner
 from .context_trial import PAIRS, QUICK_PAIRS, ContextTrial, trial_runner
 from .formats import channels_last_format
@@ -90,6 +102,152 @@ def round_order(labels: Sequence[str], r: int) -> list[str]:
     k = (r // 2) % len(labels)
     rotated = list(labels[k:]) + list(labels[:k])
     return rotated[::-1] if r % 2 else rotated
+
+
+# --- measuring out of the caller's sight -------------------------------------------------------------------------
+
+_GLOBAL_HOOKS = ("_global_forward_pre_hooks", "_global_forward_hooks", "_global_backward_pre_hooks",
+                 "_global_backward_hooks")
+_MODULE_HOOKS = ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks",
+                 "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_backward_pre_hooks",
+                 "_backward_hooks")
+_SUSPENDED: dict[str, dict[object, object]] = {}  # the global hooks set aside while a measurement runs
+_SUSPENSIONS = [0]  # measurements under way, all threads (the global hooks are the process's)
+_SUSPEND_LOCK = threading.Lock()
+_LOCAL = threading.local()  # .depth: this thread's measurements under way
+_AUTOGRAD = torch._C._autograd
+
+
+def measuring_now() -> bool:
+    """True while this thread measures forms (inside ``measuring``): calls there are not the network's calls."""
+    return getattr(_LOCAL, "depth", 0) > 0
+
+
+def _suspend_global_hooks() -> None:
+    from torch.nn.modules import module as torch_module
+
+    with _SUSPEND_LOCK:
+        _SUSPENSIONS[0] += 1
+        if _SUSPENSIONS[0] == 1:
+            for name in _GLOBAL_HOOKS:
+                hooks = getattr(torch_module, name)
+                _SUSPENDED[name] = dict(hooks)
+                hooks.clear()
+
+
+def _resume_global_hooks() -> None:
+    from torch.nn.modules import module as torch_module
+
+    with _SUSPEND_LOCK:
+        _SUSPENSIONS[0] -= 1
+        if _SUSPENSIONS[0] == 0:
+            for name in _GLOBAL_HOOKS:  # hooks registered meanwhile stay; removed ones stay removed
+                hooks = getattr(torch_module, name)
+                hooks.update(_SUSPENDED.pop(name, {}))
+
+
+def _pop_saved_tensors_hooks() -> list[tuple[Callable[..., object], Callable[..., object]]]:
+    """This thread's saved-tensor hooks (torch.utils.checkpoint's, a user's offloading), innermost first, taken off
+    the stack: the measurement's saved tensors are its own."""
+    stack = []
+    if _AUTOGRAD._saved_tensors_hooks_is_enabled():
+        while (top := _AUTOGRAD._top_saved_tensors_default_hooks(True)) is not None:
+            stack.append(top)
+            _AUTOGRAD._pop_saved_tensors_default_hooks()
+    return stack
+
+
+def _push_saved_tensors_hooks(stack: list[tuple[Callable[..., object], Callable[..., object]]]) -> None:
+    for pack, unpack in reversed(stack):
+        _AUTOGRAD._push_saved_tensors_default_hooks(pack, unpack)
+
+
+@contextlib.contextmanager
+def measuring(device: torch.device) -> Iterator[None]:
+    """The context of a measurement, out of the caller's sight: no saved-tensor hooks (checkpoint's would count the
+    measurement's saved tensors, which its recomputation does not save again), global module hooks suspended (a
+    module call in another thread meanwhile misses them too), and the CPU's and a CUDA ``device``'s random generators
+    restored afterwards (dropout in a form; as ``torch.random.fork_rng``, draws another thread makes meanwhile are
+    undone too). Nests."""
+    stack = _pop_saved_tensors_hooks()
+    _suspend_global_hooks()
+    _LOCAL.depth = getattr(_LOCAL, "depth", 0) + 1
+    devices = [device.index if device.index is not None else torch.cuda.current_device()] \
+        if device.type == "cuda" else []
+    try:
+        with torch.random.fork_rng(devices=devices, device_type="cuda"):
+            yield
+    finally:
+        _LOCAL.depth -= 1
+        _resume_global_hooks()
+        _push_saved_tensors_hooks(stack)
+
+
+def kernel_ready(module: str, dtype: torch.dtype, what: str) -> bool:
+    """``kernels.readiness.kernel_ready``, its first answer per (module, dtype) found inside ``measuring``: that
+    answer runs the kernels' warm-up (a tiny forward and backward), which must neither save tensors into a
+    caller's checkpoint nor fail there and leave the kernels off for the process. Later calls: one dict look-up."""
+    answer = _readiness._ready.get((module, dtype))  # the answer kept for the process (readiness.forget empties it)
+    if answer is None:
+        with measuring(torch.device("cpu")):
+            answer = _readiness.kernel_ready(module, dtype, what)
+    return answer
+
+
+def _base_class(module: nn.Module) -> type:
+    """The module's class before ``torch.nn.utils.parametrize`` swapped in its generated subclass."""
+    cls = type(module)
+    return cls.__bases__[0] if "parametrizations" in module._modules and cls.__name__.startswith("Parametrized") \
+        else cls
+
+
+def private_copy(layer: nn.Module) -> nn.Module:
+    """A copy of ``layer`` (and its submodules) to measure forms on, which nothing the caller sees: parameters are
+    the same storages as fresh leaves (``requires_grad`` as theirs, no tensor hooks), buffers are copies (BatchNorm's
+    statistics, spectral_norm's vectors), no module hooks, each parametrization evaluated once (on the copy's own
+    buffers) into a plain tensor, no per-input plans. Shared submodules stay shared. Costs one copy of the buffers."""
+    copies: dict[int, nn.Module] = {}
+
+    def leaf(t: torch.Tensor | None) -> torch.Tensor | None:
+        if t is None or isinstance(t, nn.parameter.UninitializedTensorMixin):
+            return t
+        # a plain tensor, as torch.func.functional_call puts there: an nn.Parameter costs autograd.grad a Python
+        # isinstance check per call, which would be timed with every form
+        return t.detach().requires_grad_(t.requires_grad)
+
+    def copy(module: nn.Module) -> nn.Module:
+        if id(module) in copies:
+            return copies[id(module)]
+        cls = type(module)
+        state = _base_class(module).__getstate__(module)  # a family's own __getstate__ drops its caches
+        if not isinstance(state, dict):
+            state = dict(module.__dict__)
+        state = {k: (type(v)(v) if type(v) in (dict, list, set) else v) for k, v in state.items()}
+        state.pop("_convzoo_plans", None)
+        for name in _MODULE_HOOKS:
+            if name in state:
+                state[name] = type(state[name])()
+        state["_is_full_backward_hook"] = None
+        state["_parameters"] = {k: leaf(p) for k, p in module._parameters.items()}
+        state["_buffers"] = {k: None if b is None else b.clone() for k, b in module._buffers.items()}
+        new = cls.__new__(cls)
+        copies[id(module)] = new
+        state["_modules"] = {k: None if m is None else copy(m) for k, m in module._modules.items()}
+        new.__dict__.update(state)
+        if "parametrizations" in new._modules and cls is not _base_class(module):
+            lists = new._modules.pop("parametrizations")
+            values = {}
+            with torch.no_grad():  # once, on the copy's buffers; a leaf like a parameter
+                for name, plist in lists.items():
+                    value = plist()
+                    wanted = any(p.requires_grad for p in plist.parameters())
+                    values[name] = value.detach().requires_grad_(wanted and value.is_floating_point())
+            new.__class__ = _base_class(module)
+            for name, value in values.items():  # a parametrized buffer stays a buffer
+                (new._parameters if len(lists[name]._parameters) else new._buffers)[name] = value
+        return new
+
+    return copy(layer)
 
 
 # Head-to-head rounds confirming a form measured faster than a family's preferred one, when by less than
@@ -211,6 +369,21 @@ def pinned_form(family: str, form: str) -> Iterator[None]:
         forget_choices()
 
 
+_CONTEXT_FILES = ("torch/utils/checkpoint.py", "torch/autograd/graph.py")  # the caller's context, not the form
+
+
+def _own_failure(exc: BaseException) -> bool:
+    """Whether ``exc`` is the form's own failure (a kernel that does not compile or run here), which drops the form
+    for the process; not one raised by the caller's context (checkpoint's frames, saved-tensor hooks), which
+    ``measuring`` keeps away and which must reach the caller rather than blacklist a working kernel."""
+    tb = exc.__traceback__
+    while tb is not None:
+        if tb.tb_frame.f_code.co_filename.replace("\\", "/").endswith(_CONTEXT_FILES):
+            return False
+        tb = tb.tb_next
+    return True
+
+
 class FormChoice:
     """The cached choice of one layer family: ``choose(key, forms, ...)`` returns the fastest form's name.
 
@@ -259,21 +432,35 @@ class FormChoice:
         return self.cache.get(key)
 
     def for_input(self, config: Hashable, x: torch.Tensor,
-                  forms: Callable[[], Mapping[str, Callable[[torch.Tensor], torch.Tensor]]],
-                  params: Sequence[torch.Tensor | None], fallible: Collection[str] = ()) -> str:
-        """The fastest of ``forms()`` (name → f(x); called only when measuring) for a layer of configuration
+                  forms: Callable[..., Mapping[str, Callable[[torch.Tensor], torch.Tensor]]],
+                  params: Sequence[torch.Tensor | None] = (), fallible: Collection[str] = (),
+                  layer: nn.Module | None = None) -> str:
+        """The fastest of the forms (name → f(x); built only when measuring) for a layer of configuration
         ``config`` on inputs like ``x``: key = (config, shape, memory format, device, dtype, backward), where
-        backward = grad mode on and ``x`` or one of ``params`` requires grad. Measured on a detached copy of
-        ``x``; cached afterwards (and replaced by the form a trial in the network's own calls keeps: ``in_context``)."""
+        backward = grad mode on and ``x`` or one of the parameters requires grad. Measured on a detached copy of
+        ``x``; cached afterwards (and replaced by the form a trial in the network's own calls keeps: ``in_context``).
+
+        With ``layer`` (the caller's module), ``forms(copy)`` builds the forms on ``private_copy(layer)``, whose
+        trainable parameters are the ones timed (``params``, default all of the layer's, only say whether a
+        backward follows: read them without evaluating a parametrization, ``base.stored``); without, ``forms()``
+        builds them and ``params`` are the parameters."""
+        if layer is not None and not params:
+            params = list(layer.parameters())
         trainable = [t for t in params if t is not None and t.requires_grad]
         backward = torch.is_grad_enabled() and (x.requires_grad or bool(trainable))
         key = (config, *input_key(x, backward))
         cached = self.cache.get(key)
         if cached is not None:
             return cached
-        probe = x.detach().requires_grad_(x.requires_grad and backward)
-        calls = {name: (lambda fn=fn: fn(probe)) for name, fn in forms().items()}
-        return self.choose(key, calls, x.device, [probe, *trainable] if backward else [], fallible)
+        with measuring(x.device):  # the copy's parametrizations are evaluated out of sight too
+            probe = x.detach().requires_grad_(x.requires_grad and backward)
+            if layer is None:
+                table, wrt = forms(), trainable
+            else:
+                private = private_copy(layer)
+                table, wrt = forms(private), [p for p in private.parameters() if p.requires_grad]
+            calls = {name: (lambda fn=fn: fn(probe)) for name, fn in table.items()}
+            return self.choose(key, calls, x.device, [probe, *wrt] if backward else [], fallible)
 
     def in_context(self, config: Hashable, x: torch.Tensor, chosen: str, offered: Collection[str],
                    params: Sequence[torch.Tensor | None], build: Callable[[str], Runner]) -> Runner:
@@ -283,12 +470,13 @@ class FormChoice:
         between the two forms, timed, and the faster in the network becomes the key's choice (``context_trial.py``,
         ``confirmed`` records it); during the trial the outputs agree to rounding, not bitwise. Not under
         ``fixed_choices`` / ``untimed`` / ``pinned_form``, ``torch.use_deterministic_algorithms(True)``, tracing or
-        autocast or ``context_trials(False)``, nor on other devices (timing a call there would synchronise it), nor
-        for a key with a backward (its time is not the forward's)."""
+        autocast or ``context_trials(False)``, nor inside a measurement (a private copy's calls are not the
+        network's), nor on other devices (timing a call there would synchronise it), nor for a key with a backward
+        (its time is not the forward's)."""
         trainable = any(t is not None and t.requires_grad for t in params)
         backward = torch.is_grad_enabled() and (x.requires_grad or trainable)
         if (chosen == self.prefer or self.prefer not in offered or backward or x.device.type != "cpu"
-                or not _TRIALS[0] or _FIXED[0] or _UNTIMED[0] or _PINNED
+                or not _TRIALS[0] or _FIXED[0] or _UNTIMED[0] or _PINNED or measuring_now()
                 or torch.are_deterministic_algorithms_enabled()
                 or is_tracing(x) or torch.is_autocast_enabled("cpu")):
             return build(chosen)
@@ -353,11 +541,18 @@ class FormChoice:
             _sync(device)
             return time.perf_counter() - start
 
+        with measuring(device):
+            return self._measure(key, forms, run, timed, fallible)
+
+    def _measure(self, key: Hashable, forms: dict[str, Callable[[], torch.Tensor]],
+                 run: Callable[[Callable[[], torch.Tensor]], None],
+                 timed: Callable[[Callable[[], torch.Tensor]], float], fallible: Collection[str]) -> str:
+        """``choose``'s measurement (inside ``measuring``): warm-up, rounds, confirmation; caches the winner."""
         for name, fn in list(forms.items()):
             try:
                 run(fn)  # warm-up: allocations, kernel selection (or compilation), weight reorders
-            except Exception as exc:  # any failure of a fallible form drops it, named
-                if name not in fallible or len(forms) == 1:
+            except Exception as exc:  # a fallible form's own failure drops it, named
+                if name not in fallible or len(forms) == 1 or not _own_failure(exc):
                     raise
                 self._drop(name, forms, exc)
         best = {name: float("inf") for name in forms}
@@ -392,4 +587,4 @@ class FormChoice:
         self.failed[name] = cause
         del forms[name]
         warnings.warn(f"convzoo: {self.family} runs without its form '{name}', which failed here ({cause}); "
-                      "PyTorch's forms are used instead", RuntimeWarning, stacklevel=4)
+                      "PyTorch's forms are used instead", RuntimeWarning, stacklevel=5)

@@ -18,7 +18,7 @@ from ..arithmetic.cost import LayerCost, conv_cost
 from ..geometry import check_positive_int, expand
 from ..kernels.grad_layout import grad_in_layout
 from .base import (Alternative, ConvzooLayer, Runner, Stage, autocast_enabled, check_input, init_conv_,
-                   parameter_reader, planned_forward)
+                   parameter_reader, planned_forward, stored)
 from .fastpaths import GlobalDepthwiseSum, GlobalDepthwiseSumNHWC, global_depthwise_sum, is_channels_last
 from .form_choice import FormChoice, is_tracing
 
@@ -73,7 +73,8 @@ class GlobalDepthwiseConv2d(ConvzooLayer, LazyModuleMixin, nn.Module):
     @property
     def kernel_size(self) -> tuple[int, ...] | None:
         # isinstance, not has_uninitialized_params(): torch.compile traces this (fullgraph) without a graph break.
-        return None if isinstance(self.weight, nn.UninitializedParameter) else tuple(self.weight.shape[2:])
+        weight = stored(self, "weight")  # a parametrization is not evaluated for its shape
+        return None if weight is None or isinstance(weight, nn.UninitializedParameter) else tuple(weight.shape[2:])
 
     @property
     def depth_multiplier(self) -> int:
@@ -111,7 +112,7 @@ class GlobalDepthwiseConv2d(ConvzooLayer, LazyModuleMixin, nn.Module):
         path = self.forward_path(x)
         if self.implementation != "auto" or path == "bmm" or _exporting():
             return self._runner(path, x)
-        return _CHOICE.in_context(self._choice_config(), x, path, self.forms(x), (self.weight, self.bias),
+        return _CHOICE.in_context(self._choice_config(), x, path, self.forms(x), tuple(self.parameters()),
                                   lambda name: self._runner(name, x))
 
     def run_form(self, name: str, x: torch.Tensor) -> torch.Tensor:
@@ -155,7 +156,8 @@ class GlobalDepthwiseConv2d(ConvzooLayer, LazyModuleMixin, nn.Module):
         if x.device.type == "cpu" and "kernel" not in _CHOICE.failed:
             from ..kernels import cpu_kernels, runs_on
 
-            if runs_on(x, self.weight, self.bias) and cpu_kernels("global_depthwise", type(self).__name__) is not None:
+            if (runs_on(x, stored(self, "weight"), stored(self, "bias"))
+                    and cpu_kernels("global_depthwise", type(self).__name__) is not None):
                 names.append("kernel")
         return names
 
@@ -182,13 +184,14 @@ class GlobalDepthwiseConv2d(ConvzooLayer, LazyModuleMixin, nn.Module):
                 raise ValueError(f"implementation={pinned!r} is not a form of {type(self).__name__} on this input; "
                                  f"its forms are {names}")
             return pinned
+        names = self.forms(x)
         return _CHOICE.for_input(self._choice_config(), x,
-                                 lambda: {n: lambda t, n=n: self.run_form(n, t) for n in self.forms(x)},
-                                 (self.weight, self.bias), fallible=("kernel",))
+                                 lambda layer: {n: lambda t, n=n: layer.run_form(n, t) for n in names},
+                                 fallible=("kernel",), layer=self)
 
     def _choice_config(self) -> tuple[Any, ...]:
         """What besides the input decides which form is fastest."""
-        return (self.in_channels, self.out_channels, self.kernel_size, self.bias is not None)
+        return (self.in_channels, self.out_channels, self.kernel_size, stored(self, "bias") is not None)
 
     # --- the contract ---------------------------------------------------------------------------------------------
 

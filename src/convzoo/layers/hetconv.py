@@ -31,7 +31,7 @@ from ..geometry import (
     check_window_fits,
     resolve_geometry,
 )
-from .base import _batch_friendly, Alternative, ConvzooLayer, Stage, check_input, geometry_repr
+from .base import _batch_friendly, Alternative, ConvzooLayer, Stage, check_input, geometry_repr, stored
 
 if TYPE_CHECKING:
     import numpy as np
@@ -179,9 +179,14 @@ class HetConv2d(ConvzooLayer, nn.Module):
             "_dense_index_cache", {})
         index = cache.get((device, layout))
         if index is None:  # built on the CPU (nonzero has no meta kernel), then moved
-            with torch.inference_mode(False):  # a normal tensor even when first built in inference mode
-                built = self._build_kernel_index(layout)
-                index = cache[(device, layout)] = tuple(t.to(device) for t in built)
+            tracing = torch._C._get_tracing_state()  # a constant of the configuration, not ops of a jit trace:
+            torch._C._set_tracing_state(None)  # else the first trace records them and its check run does not
+            try:
+                with torch.inference_mode(False):  # a normal tensor even when first built in inference mode
+                    built = self._build_kernel_index(layout)
+                    index = cache[(device, layout)] = tuple(t.to(device) for t in built)
+            finally:
+                torch._C._set_tracing_state(tracing)
         return index
 
     def _build_kernel_index(self, layout: str) -> tuple[torch.Tensor, ...]:
@@ -301,7 +306,7 @@ class HetConv2d(ConvzooLayer, nn.Module):
     def _config(self) -> tuple[Any, ...]:
         """What besides the input decides which form is fastest: channels, geometry, p, bias."""
         return (self.in_channels, self.out_channels, self.kernel_size, self.stride, self.dilation,
-                self.padding_pairs, self.padding_mode, self.p, self.bias is not None)
+                self.padding_pairs, self.padding_mode, self.p, stored(self, "bias") is not None)
 
     def chosen_form(self, x: torch.Tensor) -> str:
         """The form ``forward`` runs on ``x``: ``implementation`` unless 'auto'; under tracing / compile / export
@@ -312,8 +317,8 @@ class HetConv2d(ConvzooLayer, nn.Module):
             return check_choice(choice, "implementation", IMPLEMENTATIONS)
         if self.p == 1 or is_tracing(x):
             return "grouped"  # p = 1: the grouped form is a single dense conv already
-        return _CHOICE.for_input(self._config, x, lambda: self._forms(x, self._weights_frozen()),
-                                 (self.weight_kxk, self.weight_1x1, self.bias))
+        frozen = self._weights_frozen()
+        return _CHOICE.for_input(self._config, x, lambda layer: layer._forms(x, frozen), layer=self)
 
     def _weights_frozen(self) -> bool:
         """No gradient can reach a parameter in this pass (grad mode off, or none requires grad): the masked kernel
@@ -371,7 +376,7 @@ class HetConv2d(ConvzooLayer, nn.Module):
         frozen = self._weights_frozen()
         slot = memory_format_name(x) if frozen else None
         y = form(self, x, slot)
-        if x.dtype == self.weight_kxk.dtype:  # autocast's mismatched inputs are checked every call
+        if x.dtype == stored(self, "weight_kxk").dtype:  # autocast's mismatched inputs are checked every call
             # the output format is the kernels' (fixed per key): the table says whether to convert it
             fmt = channels_last_format(x)
             fmt = None if fmt is None or y.is_contiguous(memory_format=fmt) else fmt

@@ -45,10 +45,10 @@ from ..geometry import (
     check_window_fits,
     resolve_geometry,
 )
-from .base import Alternative, ConvzooLayer, Stage, check_input, geometry_repr
+from .base import Alternative, ConvzooLayer, Stage, check_input, geometry_repr, stored
 from .fastpaths import is_channels_last
 from . import triton_forms
-from .form_choice import FormChoice, input_key, is_tracing, tracing_active
+from .form_choice import FormChoice, input_key, is_tracing, kernel_ready, tracing_active
 from .patches import window_patches
 
 if TYPE_CHECKING:
@@ -106,6 +106,12 @@ class KernelGenerator(nn.Module):
         # channels moved by permutes of non-negative dims (what TorchScript's ONNX exporter writes correctly)
         hidden = torch.relu(self.reduce(channels_to_last(centres)))
         return channels_to_first(self.span(hidden))
+
+
+def _fused_forms(layer: Any) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
+    """The two exact forward-only forms of ``layer`` (an ``InvolutionNd``) on the CPU: generator then apply, or the
+    fused kernel."""
+    return {"generator + apply": layer._generate_and_apply, FUSED: layer._fused_forward}
 
 
 class InvolutionNd(ConvzooLayer, nn.Module):
@@ -174,8 +180,6 @@ class InvolutionNd(ConvzooLayer, nn.Module):
         autocast, whose generator gives bfloat16 kernels); it compiles on the first call."""
         if self.dim == 3 or x.device.type != "cpu" or x.dtype not in _KERNEL_DTYPES or kernels.dtype != x.dtype:
             return False
-        from ..kernels.readiness import kernel_ready
-
         return kernel_ready("involution_cpu", x.dtype, type(self).__name__)
 
     def _kernel_involve(self, x: torch.Tensor, kernels: torch.Tensor) -> torch.Tensor:
@@ -225,8 +229,10 @@ class InvolutionNd(ConvzooLayer, nn.Module):
         if self._fused_runs(x):
             if self.implementation == "kernel":  # the fused kernel reads channels-last data; NCHW: its own kernel
                 return self._fused_forward(x) if is_channels_last(x) else self._generate_and_apply(x)
-            forms = {"generator + apply": self._generate_and_apply, FUSED: self._fused_forward}
-            return forms[triton_forms.fastest(_CHOICE, (FUSED, *self._config()), x, forms, (x,), "Involution")](x)
+            # measured on a private copy: the generator's hooks and parametrizations see one call, as torch's
+            name = triton_forms.fastest(_CHOICE, (FUSED, *self._config()), x, _fused_forms, (x,), "Involution",
+                                        layer=self)
+            return self._fused_forward(x) if name == FUSED else self._generate_and_apply(x)
         return self._generate_and_apply(x)
 
     def _generate_and_apply(self, x: torch.Tensor) -> torch.Tensor:
@@ -240,14 +246,13 @@ class InvolutionNd(ConvzooLayer, nn.Module):
         if self.implementation not in ("auto", "kernel") or self.dim == 3 or x.device.type != "cpu":
             return False
         gen = self.generator
-        if x.dtype not in _KERNEL_DTYPES or gen.reduce.weight.dtype != x.dtype or gen.span.weight.dtype != x.dtype:
+        if (x.dtype not in _KERNEL_DTYPES or stored(gen.reduce, "weight").dtype != x.dtype  # not evaluated: a
+                or stored(gen.span, "weight").dtype != x.dtype):  # parametrization runs once, in the form
             return False
         if torch.is_grad_enabled() and (x.requires_grad or any(p.requires_grad for p in gen.parameters())):
             return False
         if is_tracing(x) or torch.is_autocast_enabled("cpu") or gen._watched():  # a dispatch mode (a flop
             return False  # counter) would see no torch op
-        from ..kernels.readiness import kernel_ready
-
         return kernel_ready("involution_cpu", x.dtype, type(self).__name__)
 
     def _fused_forward(self, x: torch.Tensor) -> torch.Tensor:

@@ -110,7 +110,14 @@ def _in_channels_last_of(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
     (a 1×1 ``Conv3d`` on one thread returns NCDHW for an NDHWC input), so every forward ends here; a no-op when
     the output already is."""
     fmt = channels_last_format(x)
-    if fmt is None or y.dim() != x.dim() or channels_last_format(y) is not None or y.is_contiguous(memory_format=fmt):
+    if fmt is None or y.dim() != x.dim():
+        return y
+    try:
+        if channels_last_format(y) is not None or y.is_contiguous(memory_format=fmt):
+            return y
+    except RuntimeError:  # a vmap-batched output (an ensemble's: x plain, the parameters batched) has no memory
+        if _FUNCTORCH() is None:  # format to ask about or convert to (NYI); its layout is vmap's
+            raise
         return y
     if torch.onnx.is_in_onnx_export():
         # ONNX tensors have no memory format (the values are the same), and TorchScript's exporter (dynamo=False)

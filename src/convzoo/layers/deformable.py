@@ -50,6 +50,8 @@ from ..kernels import triton_runtime
 from . import triton_forms
 from .form_choice import FormChoice, input_key, is_tracing, kernel_ready
 
+_FUNCTORCH = getattr(torch._C._functorch, "peek_interpreter_stack", lambda: None)  # inside vmap / grad / ...
+
 if TYPE_CHECKING:
     import numpy as np
 
@@ -225,6 +227,8 @@ class DeformConv2d(ConvzooLayer, nn.Module):
         # TorchScript's exporter (dynamo=False) cannot trace torchvision's op (its CUDA-version check returns an int):
         # it records the pure op's GridSample form (opset ≥ 16) through the is_tracing branch
         if choice == "torch" or is_tracing(x):
+            if _FUNCTORCH() is not None:  # inside torch.func.vmap a non-contiguous x cannot say whether it is
+                padded = padded.contiguous()  # channels_last (NYI); the pure op reads a contiguous copy anyway
             return run("torch")
         if choice == "kernel" and not _kernel_runs(x, offset, mask):
             if x.device.type != "cpu" or x.dtype not in _KERNEL_DTYPES:

@@ -6,6 +6,7 @@ with depth multiplier m = C_out / C_in. Unlike global average pooling every posi
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -26,6 +27,12 @@ _CHOICE = FormChoice("GlobalDepthwiseConv2d", prefer="native", margin=0.03)
 
 if TYPE_CHECKING:
     import numpy as np
+
+
+def _outside_transforms() -> Any:
+    """A context in which torch.func's transforms (vmap, grad) do not apply: plain tensors, plain random draws."""
+    guard = getattr(torch._C, "_DisableFuncTorch", None)
+    return contextlib.nullcontext() if guard is None else guard()
 
 
 def _tracing() -> bool:
@@ -91,7 +98,10 @@ class GlobalDepthwiseConv2d(ConvzooLayer, LazyModuleMixin, nn.Module):
     def initialize_parameters(self, x: torch.Tensor) -> None:  # called by LazyModuleMixin before the first forward
         if self.has_uninitialized_params():
             check_input(x, 2, self.in_channels, type(self).__name__)
-            with torch.no_grad():
+            # Inside torch.func transforms (vmap sees x's per-sample shape) the draw is still the module's own
+            # one-time initialisation from the global generator, not per-sample randomness: made outside the
+            # transform, it takes the values a first call outside vmap (a Python loop's first sample) takes.
+            with torch.no_grad(), _outside_transforms():
                 self._materialize(tuple(x.shape[2:]))
 
     def _check_size(self, spatial: Sequence[int]) -> None:

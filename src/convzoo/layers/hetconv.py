@@ -21,6 +21,8 @@ from torch import nn
 from ..arithmetic.cost import LayerCost, conv_output_tensor_shape, numel
 from ..functional import pad_pairs
 from .form_choice import FormChoice, is_tracing, memory_format_name, tracing_active
+
+_FUNCTORCH = getattr(torch._C._functorch, "peek_interpreter_stack", lambda: None)  # inside vmap / grad / ...
 from .formats import channels_last_format
 from ..geometry import (
     PADDING_MODES,
@@ -355,7 +357,7 @@ class HetConv2d(ConvzooLayer, nn.Module):
         the choice then, so they go straight to the form chosen (a sub-millisecond conv would otherwise pay more
         for those than for the conv); the output is still handed back in a channels-last input's format. First
         inputs of a key, unbatched ones, other dtypes and traced calls take ``_forward_checked``."""
-        if isinstance(x, torch.Tensor) and not tracing_active(x):
+        if isinstance(x, torch.Tensor) and not tracing_active(x) and _FUNCTORCH() is None:
             frozen = self._weights_frozen()
             entry = self.__dict__.get("_dispatch", _NO_ENTRIES).get(self._dispatch_key(x, frozen))
             if entry is not None:
@@ -371,7 +373,7 @@ class HetConv2d(ConvzooLayer, nn.Module):
         """The contract's forward (wrapped in ``prepare_input``): check, choose, run, and remember the form for
         the key. The kernels are derived from the parameters at every call (``dense_weight``)."""
         form = self._form(x)
-        if tracing_active(x):
+        if tracing_active(x) or _FUNCTORCH() is not None:  # nothing remembered from a traced or vmapped call
             return form(self, x, None)
         frozen = self._weights_frozen()
         slot = memory_format_name(x) if frozen else None

@@ -255,7 +255,8 @@ def test_reads_the_imports_it_must_check():
     assert ("convzoo.layers.base", "convzoo.arithmetic.cost", "TYPE_CHECKING") in edges
     assert ("convzoo.layers.base", "convzoo.arithmetic", "package __init__") in edges
     assert ("convzoo.layers.form_choice", "convzoo.layers.base", "function") in edges
-    assert ("convzoo.cli.common", "convzoo.models", "import_module") in edges
+    assert ("convzoo.cli.common", "convzoo.models", "function") in edges
+    # import_module with a constant name: no such call is left in the source; the small package below has one
 
 
 def _write(root: Path, files: dict[str, str]) -> None:

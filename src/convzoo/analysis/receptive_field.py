@@ -25,7 +25,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..layers.base import ConvzooLayer
-from .refusal import layer_where, refusal
+from ..arithmetic.refusal import layer_where, refusal
 
 Number = Union[int, float]
 

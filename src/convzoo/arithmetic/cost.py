@@ -780,7 +780,7 @@ def _layer_refusal(names: dict[nn.Module, str], failed: tuple[nn.Module, tuple, 
     """``error`` (raised by the layer ``failed`` names, on meta) as ``analysis.refusal`` words it, keeping its type: the
     layer, the shape it was given when that is not the model's input, and the layer's error, in torch's CPU words
     when they differ (a layer's own ValueError is the same on meta)."""
-    from ..analysis.refusal import layer_where, refusal
+    from .refusal import layer_where, refusal
 
     module, args, kwargs = failed
     x = _first_tensor(args) if args else _first_tensor(kwargs)

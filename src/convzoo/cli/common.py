@@ -9,7 +9,7 @@ from typing import Optional
 import typer
 from rich.console import Console
 
-from ..analysis.refusal import refusal_prefix
+from ..arithmetic.refusal import refusal_prefix
 from ..models import MODELS
 from ..registry import families, family
 

@@ -365,3 +365,19 @@ def test_ptflops_counts_convzoo_layers_with_their_own_cost():
     macs, _ = ptflops.get_model_complexity_info(model, (3, 12, 12), as_strings=False, backend="pytorch",
                                                 print_per_layer_stat=False, custom_modules_hooks=ptflops_hooks(model))
     assert int(macs) == cz.cost(model, (1, 3, 12, 12)).macs
+
+
+@pytest.mark.parametrize("size", [12, 28])
+def test_ptflops_does_not_count_the_first_calls_timing(size: int):
+    # ptflops' 'pytorch' backend replaces torch.nn.functional and the matrix products to count their calls; a layer's
+    # first call timed its forms through them: a fresh PointwiseConv2d(240, 240, groups=3) at 28×28 counted 180 M or
+    # 301 M MACs (run to run) for its 15,052,800, ShuffleNet v1 1.27-1.74 G for 137 M
+    ptflops = pytest.importorskip("ptflops")
+    from convzoo.analysis.counters import ptflops_hooks
+    from convzoo.layers.form_choice import torch_functions_replaced
+
+    layer = cz.PointwiseConv2d(240, 240, groups=3, bias=False)
+    macs, _ = ptflops.get_model_complexity_info(layer, (240, size, size), as_strings=False, backend="pytorch",
+                                                print_per_layer_stat=False, custom_modules_hooks=ptflops_hooks(layer))
+    assert int(macs) == size * size * 240 * 80 == cz.cost(layer, (1, 240, size, size)).macs
+    assert not torch_functions_replaced()  # ptflops put them back; the next call times its forms as usual

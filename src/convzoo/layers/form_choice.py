@@ -43,6 +43,7 @@ from collections.abc import Callable, Collection, Hashable, Iterator, Mapping, S
 from contextlib import contextmanager
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from ..kernels import readiness as _readiness  # numba itself is imported on a kernel's first use
@@ -252,6 +253,20 @@ def private_copy(layer: nn.Module) -> nn.Module:
 
 # Head-to-head rounds confirming a form measured faster than a family's preferred one, when by less than
 # CONFIRM_WITHIN× (a larger lead is taken as measured; ``FormChoice.choose``).
+# Functions a counter replaces while it runs (ptflops' 'pytorch' backend patches torch.nn.functional and the
+# matrix products to count their calls): timing forms then would be counted as the model's work.
+_COUNTED = [(module, name, getattr(module, name)) for module, names in (
+    (F, ("conv1d", "conv2d", "conv3d", "conv_transpose1d", "conv_transpose2d", "conv_transpose3d", "linear",
+         "relu", "softmax", "interpolate", "grid_sample", "unfold")),
+    (torch, ("matmul", "mm", "bmm", "addmm", "baddbmm", "einsum")),
+    (torch.Tensor, ("matmul", "__matmul__"))) for name in names if hasattr(module, name)]
+
+
+def torch_functions_replaced() -> bool:
+    """Whether a tool has replaced torch's functions (a counter counting their calls, as ptflops does)."""
+    return any(getattr(module, name, None) is not original for module, name, original in _COUNTED)
+
+
 CONFIRM_ROUNDS = 8
 CONFIRM_WITHIN = 1.5
 _UNTIMED = [0]  # > 0 inside ``untimed()``
@@ -522,7 +537,7 @@ class FormChoice:
         if _FIXED[0]:  # fixed_choices(): the same form on every machine and every run, nothing timed
             self.cache[key] = self.prefer if self.prefer in forms else next(iter(forms))
             return self.cache[key]
-        if _UNTIMED[0]:
+        if _UNTIMED[0] or torch_functions_replaced():  # nothing timed (see above), nothing cached
             return self.prefer if self.prefer in forms else next(iter(forms))
         wrt = [t for t in wrt if t.requires_grad] if torch.is_grad_enabled() else []
 

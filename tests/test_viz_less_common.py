@@ -86,7 +86,7 @@ def test_a_global_depthwise_gif_steps_across_the_channels_beside_average_pooling
             (outputs, float(y[c]), float(x[c].mean()))
         for w in layer.weight[c, 0].flatten().tolist():  # the layer's own 16 weights printed in their cells
             assert any(_near(t, w) for t in texts), w
-        assert "every weight 1/16 = 0.0625" in texts and texts.count(".06") >= 16  # the pooling grid
+        assert "every weight 1/16 = 0.0625" in texts and texts.count(".0625") == 16  # the pooling grid, as said
     assert global_contrast(analyse(cz.build("standard", 3, 3, 3), (3, 5, 5)), 0) is None  # a window that slides
 
 
@@ -170,3 +170,16 @@ def test_the_involution_figure_draws_the_per_pixel_part_of_the_kernels_on_its_ow
     assert "how far each pixel's kernel is from the average" in texts
     note = " ".join(texts).replace("\n", " ")
     assert f"up to ±{fmt(reach)} ({100 * reach / scale:.0f} % of the largest tap)" in note
+
+
+def test_an_8x8_gdc_picture_shows_pooling_once_with_the_weight_its_caption_says():
+    # the big-kernel block drew the learned weights beside a pooling grid, and the contrast below drew both again;
+    # the contrast's 64 pooling cells printed '.02' under "every weight 1/64 ≈ 0.016" (64 × .02 = 1.28, not 1)
+    from convzoo.viz.picture import layer_block
+
+    torch.manual_seed(0)
+    layer = cz.build("global_depthwise", 6, 6, 8)
+    texts = _texts(layer_block(layer, (6, 8, 8)))
+    assert not any("average pooling instead" in t for t in texts)
+    assert texts.count("GLOBAL AVERAGE POOLING of input c0: the same weight everywhere") == 1
+    assert "every weight 1/64 ≈ 0.016" in texts and texts.count(".016") == 64

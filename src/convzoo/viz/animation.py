@@ -20,8 +20,8 @@ import torch
 from PIL import Image
 from torch import nn
 
-from .draw import (DPI, INPUT, OUTPUT, SMALL, TITLE, Block, Cell, arrow, cells, column, fmt, label, plt, render,
-                   row, signed_cells, spacer)
+from .draw import (DPI, INPUT, OUTPUT, SMALL, TITLE, Block, Cell, Number, arrow, cells, column, fmt, label, plt,
+                   render, row, signed_cells, spacer)
 from .matrix import conv_matrix
 from .reads import Reads, analyse
 from .step import covers_map, draw_step, legend_block, reciprocal_text, step_block
@@ -44,10 +44,17 @@ NUMBERED_CELLS = 64  # a map up to this many cells has its numbers printed in th
 POOLING = "#f3d0d0"  # average pooling's one weight
 
 
-def _numbered(fills: np.ndarray, values: np.ndarray, printed: bool) -> list[list[Cell]]:
-    """(rows, cols) cells: ``fills`` (a colour per cell, or one colour) with ``values`` printed when ``printed``."""
+def pooling_weight_text(value: float) -> Number:
+    """Average pooling's weight 1/n as its caption says it ('0.0625', '0.016'): fmt's two decimals print 1/64 as
+    0.02, and 64 of them would not add up to 1."""
+    return Number(reciprocal_text(round(1 / value)).split(" ", 1)[1], value, keep_digits=True)
+
+
+def _numbered(fills: np.ndarray, values: np.ndarray, printed: bool, text=fmt) -> list[list[Cell]]:
+    """(rows, cols) cells: ``fills`` (a colour per cell, or one colour) with ``values`` printed (by ``text``) when
+    ``printed``."""
     values = np.asarray(values, float)
-    return [[Cell(fills[i][k] if isinstance(fills, list) else fills, fmt(float(values[i, k])) if printed else "")
+    return [[Cell(fills[i][k] if isinstance(fills, list) else fills, text(float(values[i, k])) if printed else "")
              for k in range(values.shape[1])] for i in range(values.shape[0])]
 
 
@@ -61,7 +68,8 @@ def weighted_sum_row(weights: np.ndarray, plane: np.ndarray, result: float, weig
     fills = [[c.fill for c in line] for line in signed_cells(weights, float(np.abs(weights).max()) or 1.0)] \
         if signed else POOLING
     summed = f"Σ of the {weights.size}\nproducts" + (f"\n+ bias {fmt(bias)}" if abs(bias) > 1e-9 else "")
-    return row([column([label(weights_said, SMALL), cells(_numbered(fills, weights, printed), SMALL),
+    text = fmt if signed else pooling_weight_text
+    return row([column([label(weights_said, SMALL), cells(_numbered(fills, weights, printed, text), SMALL),
                         spacer(lead)], gap=0.15),
                 label("×", weight="bold"),
                 column([label(plane_said, SMALL), cells(_numbered(INPUT, plane, printed), SMALL)], gap=0.15),
@@ -163,7 +171,7 @@ def _single_frames(module: nn.Module, input_shape: Sequence[int], title: str | N
         frames = []
         for n, j in enumerate(channels):
             caption = label(f"step {n + 1} of {len(channels)}: output channel {j}, position {steps[0]}", SMALL)
-            contrast = global_contrast(r, j, matrix) if matrix is not None else None
+            contrast = global_contrast(r, j, matrix)  # None unless the window is the whole map
             step = draw_step(r, j, steps[0], numbers, room_for=steps)  # its legend goes under the contrast
             legend = legend_block(r, numbers, max(step.block.w, 40), step.legend)
             body = column([step.block, *([contrast] if contrast is not None else []), legend], gap=0.8)

@@ -174,6 +174,8 @@ def _fit_one(text: str, pt: float) -> str:
     if value is None or _line_width_pt(text, pt, "normal") <= CELL_TEXT_PT:
         return text
     exact = text.value if isinstance(text, Number) else value
+    if getattr(text, "keep_digits", False):
+        return text.replace("0.", ".", 1) if text.lstrip("-").startswith("0.") else text
     candidate = text
     for decimals in range(_decimals(text), _first_digit(value) - 1, -1):
         shorter = _short(exact, decimals)
@@ -316,14 +318,15 @@ class Number(str):
     rounds that value once (``_fit_one``) — rounding the printed text again took 13.47 → '13.5' → '14'."""
 
     value: float
+    keep_digits: bool  # never rounded to fit (average pooling's 1/64 = .016 as its caption says): drawn smaller
 
-    def __new__(cls: type[_N], text: str, value: float) -> _N:
+    def __new__(cls: type[_N], text: str, value: float, keep_digits: bool = False) -> _N:
         number = super().__new__(cls, text)
-        number.value = float(value)
+        number.value, number.keep_digits = float(value), keep_digits
         return number
 
-    def __getnewargs__(self) -> tuple[str, float]:  # type: ignore[override]  # copy / pickle keep the value
-        return str(self), self.value
+    def __getnewargs__(self) -> tuple[str, float, bool]:  # type: ignore[override]  # copy / pickle keep the value
+        return str(self), self.value, self.keep_digits
 
 
 def fmt(value: float) -> str:

@@ -160,15 +160,12 @@ def reciprocal_text(n: int) -> str:
 
 
 def big_kernel_block(r: Reads, own: dict[int, int], channels: Sequence[int], head: str) -> Block:
-    """Weights of a kernel too large for tap colours; a global kernel beside average pooling's 1/(H·W)."""
+    """Weights of a kernel too large for tap colours (a global kernel's sum beside average pooling's 1/(H·W) is
+    ``animation.global_contrast``, drawn under the step by the picture and the GIF)."""
     c = channels[0]
     w = _pair_weights(r, own[c], c)
     scale = float(np.abs(w).max()) or 1.0
     maps = [weights_block(w, scale, f"learned weights,\nfilter {own[c]} on c{c}")]
-    if covers_map(r):  # one scale for both: the learned weights against pooling's one small weight
-        n = math.prod(r.kernel_shape)
-        maps.append(weights_block(np.full(r.kernel_shape, 1.0 / n), scale,
-                                  f"average pooling instead:\nevery weight 1/{n} {reciprocal_text(n)}"))
     return column([label(head, weight="bold"), row(maps, gap=1.0), scale_bar(scale)], gap=0.3)
 
 

@@ -39,6 +39,7 @@ import numpy as np
 import torch
 
 from .depthwise_same import WINDOW_ROWS, correlate_nchw_same, correlate_nhwc_same, same_3x3, weight_grad_nhwc_same
+from .derivatives import KernelFunction, after_padding, forward_ad, graph_backward, has_tangent, padded_conv
 from .grad_layout import dense_strides, in_layout
 from .numba_runtime import njit, run_tasks, tasks_runner
 from .simd import (
@@ -961,27 +962,40 @@ def _backward_per_multiplier(x: torch.Tensor, weight: torch.Tensor, grad: torch.
     return grad_x, grad_w, grad_b
 
 
-class DepthwiseConv2dFunction(torch.autograd.Function):
+class DepthwiseConv2dFunction(KernelFunction):
     """y = depthwise_conv(x, w, b) on x (N, C, H, W) NCHW- or channels_last-contiguous (the output in the same
-    format), w (C·m, 1, kh, kw), b (C·m,) or None; the backward runs the kernels too. ``window`` as in
-    ``_forward_plan``."""
+    format), w (C·m, 1, kh, kw), b (C·m,) or None; the backward runs the kernels too (under ``create_graph``, and
+    with a forward-mode tangent, ``reference``: ``derivatives``). ``window`` as in ``_forward_plan``."""
+
+    @staticmethod
+    def reference(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, geometry: Geometry,
+                  window: bool = True) -> torch.Tensor:
+        """The same y by ``F.conv2d`` (groups = C) on x padded by (before, after) per dim, 'after' from the
+        output size."""
+        del window
+        (sh, sw), (dh, dw), (ph, pw), (ho, wo) = geometry
+        kh, kw = weight.shape[2:]
+        pairs = ((ph, after_padding(x.shape[2], kh, sh, dh, ph, ho)),
+                 (pw, after_padding(x.shape[3], kw, sw, dw, pw, wo)))
+        return padded_conv(x, weight, bias, (sh, sw), pairs, (dh, dw), x.shape[1])
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, geometry: Geometry,
                 window: bool = True) -> torch.Tensor:
-        x, weight = x.detach(), weight.detach()
-        ctx.save_for_backward(x, weight)
-        ctx.geometry, ctx.has_bias, ctx.window = geometry, bias is not None, window
+        ctx.save_for_backward(x, weight, bias)  # the caller's tensors: ``reference`` differentiates through them
+        ctx.geometry, ctx.window = geometry, window
         ctx.strides = dense_strides(weight), None if bias is None else dense_strides(bias)
-        return forward(x, weight, None if bias is None else bias.detach(), geometry, window)
+        return forward(x.detach(), weight.detach(), None if bias is None else bias.detach(), geometry, window)
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        x, weight = ctx.saved_tensors
-        needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2] and ctx.has_bias)
-        with torch.no_grad():
-            grad_x, grad_w, grad_b = backward(x, weight, grad.detach(), ctx.geometry, needs, ctx.window)
-            grad_w, grad_b = in_layout(grad_w, ctx.strides[0]), in_layout(grad_b, ctx.strides[1])
+        x, weight, bias = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: gradients torch can differentiate again
+            return graph_backward(ctx, DepthwiseConv2dFunction.reference, (x, weight, bias, ctx.geometry, ctx.window),
+                                  grad)
+        needs = (ctx.needs_input_grad[0], ctx.needs_input_grad[1], ctx.needs_input_grad[2] and bias is not None)
+        grad_x, grad_w, grad_b = backward(x.detach(), weight.detach(), grad.detach(), ctx.geometry, needs, ctx.window)
+        grad_w, grad_b = in_layout(grad_w, ctx.strides[0]), in_layout(grad_b, ctx.strides[1])
         return grad_x, grad_w, grad_b, None, None
 
 
@@ -1034,8 +1048,8 @@ def planned_depthwise_conv(shape: tuple[int, ...], strides: tuple[int, ...], dty
     the layout, the output size, the taps, the kernel and its split into chunks. Without grad on dense data
     (NCHW / NCL, channels_last / NLC) a call is one allocation, the numpy views and the kernel (inline in the
     calling thread when the work is one chunk; ``numpy(force=True)``: the CPU tensor's own memory, detached by
-    torch in one step); with grad, the autograd function on the planned geometry. ``window`` as in
-    ``depthwise_conv``."""
+    torch in one step); with grad, the autograd function on the planned geometry; an input with a forward-mode
+    tangent, ``depthwise_conv`` (whose Function hands it to torch's conv). ``window`` as in ``depthwise_conv``."""
     del threads  # part of the key only: ``tasks_runner`` reads torch.get_num_threads() now
     generic: Launch = functools.partial(_generic, stride=stride, padding_pairs=padding_pairs, dilation=dilation,
                                         window=window)
@@ -1070,6 +1084,8 @@ def planned_depthwise_conv(shape: tuple[int, ...], strides: tuple[int, ...], dty
         x4, w3, out = (n, c, h, w), (cm, kh, kw), (out4 if dim == 2 else (n, cm, wo))
 
         def launch_nchw(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+            if forward_ad._current_level >= 0 and has_tangent((x, weight, bias)):  # a tangent: torch's ops
+                return generic(x, weight, bias)
             y = torch.empty(out, dtype=dtype)
             run(x.numpy(force=True).reshape(x4), weight.numpy(force=True).reshape(w3),
                 zeros if bias is None else bias.numpy(force=True), y.numpy().reshape(out4), *args)
@@ -1081,6 +1097,8 @@ def planned_depthwise_conv(shape: tuple[int, ...], strides: tuple[int, ...], dty
     taps = kh * kw
     if dim == 2:
         def launch_nhwc(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+            if forward_ad._current_level >= 0 and has_tangent((x, weight, bias)):  # a tangent: torch's ops
+                return generic(x, weight, bias)
             y = torch.empty(out4, dtype=dtype, memory_format=torch.channels_last)
             run(x.numpy(force=True).transpose(0, 2, 3, 1),
                 np.ascontiguousarray(weight.numpy(force=True).reshape(cm, taps).T),
@@ -1090,6 +1108,8 @@ def planned_depthwise_conv(shape: tuple[int, ...], strides: tuple[int, ...], dty
         return launch_nhwc
 
     def launch_nlc(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        if forward_ad._current_level >= 0 and has_tangent((x, weight, bias)):  # a tangent: torch's ops
+            return generic(x, weight, bias)
         y = torch.empty((n, wo, cm), dtype=dtype)  # (N, L, C): the (N, C, L) output's NLC storage
         run(x.numpy(force=True).transpose(0, 2, 1).reshape(n, 1, w, c),
             np.ascontiguousarray(weight.numpy(force=True).reshape(cm, taps).T),

@@ -29,6 +29,7 @@ from .depthwise import backward as depthwise_backward
 from .depthwise import dense, output_size, streams
 from .depthwise import forward as depthwise_forward
 from .depthwise_same import OPEN_SLOTS, WINDOW_ROWS, close_column, same_3x3, window_tile
+from .derivatives import KernelFunction, graph_backward, padded_conv
 from .grad_layout import dense_strides, in_layout
 from .numba_runtime import njit, run_tasks
 from .simd import (
@@ -480,9 +481,20 @@ def _pair_nhwc_same(begin: int, end: int, z: Any, wv: Any, bv: Any, wh: Any, bh:
 PairGeometry = tuple[int, int, tuple[int, int], int, int, tuple[int, int]]  # V: s, d, pads; H: s, d, pads
 
 
-class SeparablePairFunction(torch.autograd.Function):
+class SeparablePairFunction(KernelFunction):
     """y = H(V(z)) for z (N, C, H, W) NCHW- or channels_last-contiguous (the output in the same format), V weight
-    (C, 1, kh, 1), H weight (C, 1, 1, kw), biases (C,) or None."""
+    (C, 1, kh, 1), H weight (C, 1, 1, kw), biases (C,) or None. Under ``create_graph`` and with a forward-mode
+    tangent, ``reference`` (``derivatives``)."""
+
+    @staticmethod
+    def reference(z: torch.Tensor, wv: torch.Tensor, bv: torch.Tensor | None, wh: torch.Tensor,
+                  bh: torch.Tensor | None, geometry: PairGeometry, window: bool = True) -> torch.Tensor:
+        """The same y as two ``F.conv2d`` (groups = C) on zero-padded inputs."""
+        del window
+        sh, dh, pads_h, sw, dw, pads_w = geometry
+        c = z.shape[1]
+        v = padded_conv(z, wv, bv, (sh, 1), (pads_h, (0, 0)), (dh, 1), c)
+        return padded_conv(v, wh, bh, (1, sw), ((0, 0), pads_w), (1, dw), c)
 
     @staticmethod
     def forward(ctx: Any, z: torch.Tensor, wv: torch.Tensor, bv: torch.Tensor | None, wh: torch.Tensor,
@@ -528,6 +540,8 @@ class SeparablePairFunction(torch.autograd.Function):
         """v = V(z) recomputed by the depthwise kernel, then H's backward (∂v, ∂w_H, ∂b_H) and V's (∂z, ∂w_V,
         ∂b_V) by the depthwise kernels' backward: no autograd graph, and y is not computed again."""
         z, wv, bv, wh, bh = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: gradients torch can differentiate again
+            return graph_backward(ctx, SeparablePairFunction.reference, (z, wv, bv, wh, bh, ctx.geometry), grad)
         sh, dh, (ph0, ph1), sw, dw, (pw0, pw1) = ctx.geometry
         need_z, need_wv, need_bv, need_wh, need_bh = ctx.needs_input_grad[:5]
         h, w = z.shape[2:]
@@ -536,15 +550,12 @@ class SeparablePairFunction(torch.autograd.Function):
         along_h = ((sh, 1), (dh, 1), (ph0, 0), (rows, w))  # V as a depthwise conv's geometry, then H
         along_w = ((1, sw), (1, dw), (0, pw0), (rows, wo))
         need_v = need_z or need_wv or need_bv
-        with torch.no_grad():
-            zd, wv, wh = z.detach(), wv.detach(), wh.detach()
-            v = depthwise_forward(zd, wv, None if bv is None else bv.detach(), along_h)
-            grad_v, grad_wh, grad_bh = depthwise_backward(v, wh, grad.detach(), along_w,
-                                                          (need_v, need_wh, need_bh))
-            grad_z = grad_wv = grad_bv = None
-            if need_v:
-                grad_z, grad_wv, grad_bv = depthwise_backward(zd, wv, grad_v, along_h,
-                                                              (need_z, need_wv, need_bv))
+        zd, wv, wh = z.detach(), wv.detach(), wh.detach()
+        v = depthwise_forward(zd, wv, None if bv is None else bv.detach(), along_h)
+        grad_v, grad_wh, grad_bh = depthwise_backward(v, wh, grad.detach(), along_w, (need_v, need_wh, need_bh))
+        grad_z = grad_wv = grad_bv = None
+        if need_v:
+            grad_z, grad_wv, grad_bv = depthwise_backward(zd, wv, grad_v, along_h, (need_z, need_wv, need_bv))
         grad_wv, grad_bv, grad_wh, grad_bh = (in_layout(g, strides) for g, strides in
                                               zip((grad_wv, grad_bv, grad_wh, grad_bh), ctx.strides))
         return grad_z, grad_wv, grad_bv, grad_wh, grad_bh, None, None

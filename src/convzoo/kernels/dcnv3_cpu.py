@@ -25,7 +25,9 @@ import numpy as np
 import torch
 from numba import prange
 
+from . import derivatives
 from .bilinear import neighbours, scatter, set_weights, slopes, sum_points
+from .derivatives import KernelFunction, graph_backward
 from .numba_runtime import njit, run_tasks, sync_threads
 
 _FAST = {"contract"}
@@ -130,9 +132,19 @@ def _splits(n: int, groups: int, per_group: int) -> int:
     return max(1, min(wanted, per_group // 16))
 
 
-class DCNv3SampleFunction(torch.autograd.Function):
+class DCNv3SampleFunction(KernelFunction):
     """y = Σ_k m · bilinear read (see the module docstring): v (N, H, W, C) and fields (N, H, W, 3·G·K), both
-    channels-last tensors, → y (N, H, W, C) contiguous."""
+    channels-last tensors, → y (N, H, W, C) contiguous. Under ``create_graph`` and with a forward-mode tangent,
+    ``reference`` (``derivatives``)."""
+
+    @staticmethod
+    def reference(v: torch.Tensor, fields: torch.Tensor, kernel_size: tuple[int, int], dilation: tuple[int, int],
+                  offset_scale: float) -> torch.Tensor:
+        """The same y by ``bilinear_sample`` (``derivatives.dcnv3_sample`` on the NCHW views)."""
+        groups = fields.shape[-1] // (3 * kernel_size[0] * kernel_size[1])
+        y = derivatives.dcnv3_sample(v.permute(0, 3, 1, 2), fields.permute(0, 3, 1, 2), groups, kernel_size,
+                                     dilation, offset_scale)
+        return y.permute(0, 2, 3, 1)
 
     @staticmethod
     def forward(ctx: Any, v: torch.Tensor, fields: torch.Tensor, kernel_size: tuple[int, int],
@@ -141,14 +153,18 @@ class DCNv3SampleFunction(torch.autograd.Function):
         vs, fs = v.detach().contiguous(), fields.detach().to(v.dtype).contiguous()
         y = torch.empty(n, h, w, c, dtype=v.dtype)
         ctx.geometry = (h, w, *kernel_size, *dilation, float(offset_scale))
+        ctx.arguments = (kernel_size, dilation, offset_scale)
         run_tasks(_sample, n * h, vs.view(n, h * w, c).numpy(), fs.view(n, h * w, fs.shape[-1]).numpy(),
                   y.view(n, h * w, c).numpy(), *ctx.geometry, work=y.numel())
-        ctx.save_for_backward(vs, fs)
+        ctx.save_for_backward(v, fields)  # the caller's tensors (``reference``); no copy where they are dense
         return y
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        vs, fs = ctx.saved_tensors
+        v, fields = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: gradients torch can differentiate again
+            return graph_backward(ctx, DCNv3SampleFunction.reference, (v, fields, *ctx.arguments), grad)
+        vs, fs = v.detach().contiguous(), fields.detach().to(v.dtype).contiguous()
         n, h, w, c = vs.shape
         nf = fs.shape[-1]
         taps = ctx.geometry[2] * ctx.geometry[3]

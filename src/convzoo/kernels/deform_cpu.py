@@ -30,7 +30,9 @@ import numpy as np
 import torch
 from numba import prange
 
+from . import deform_torch
 from .bilinear import gather, neighbours, scatter, set_weights, slopes
+from .derivatives import KernelFunction, graph_backward
 from .grad_layout import dense_strides, in_layout
 from .numba_runtime import njit, sync_threads
 
@@ -196,23 +198,41 @@ def _channels_last(x: torch.Tensor) -> bool:
     return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
-class DeformConv2dFunction(torch.autograd.Function):
+def _sample_fields(offset: torch.Tensor, mask: torch.Tensor | None, dtype: torch.dtype) -> tuple[torch.Tensor, ...]:
+    """(offset, mask) as the kernels read them: (N, Ho, Wo, 2·G·K) and (N, Ho, Wo, G·K) in ``dtype``, contiguous
+    (ones for v1's absent mask)."""
+    off = offset.detach().to(dtype).permute(0, 2, 3, 1).contiguous()
+    if mask is not None:
+        return off, mask.detach().to(dtype).permute(0, 2, 3, 1).contiguous()
+    return off, torch.ones(*off.shape[:3], offset.shape[1] // 2, dtype=dtype)
+
+
+class DeformConv2dFunction(KernelFunction):
     """y = deformable conv of x (N, C, H, W) with offset (N, 2·G·K, Ho, Wo), mask (N, G·K, Ho, Wo) or None (v1),
     weight (C_out, C/groups, kh, kw), bias (C_out,) or None; the output keeps x's memory format. One sample at a
     time: its columns (Ho·Wo × K·C) fill a reused workspace and one GEMM per conv group reads them; the backward
-    recomputes them rather than keeping N·Ho·Wo·K·C numbers alive between the passes."""
+    recomputes them rather than keeping N·Ho·Wo·K·C numbers alive between the passes. Under ``create_graph`` and
+    with a forward-mode tangent, ``reference`` (``derivatives``)."""
+
+    @staticmethod
+    def reference(x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor | None, weight: torch.Tensor,
+                  bias: torch.Tensor | None, stride: tuple[int, int], padding: tuple[int, int],
+                  dilation: tuple[int, int]) -> torch.Tensor:
+        """The same y by ``deform_torch.deform_conv2d`` (``grid_sample`` and one GEMM)."""
+        return deform_torch.deform_conv2d(x, offset.to(x.dtype), weight, bias, stride, padding, dilation,
+                                          None if mask is None else mask.to(x.dtype))
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, offset: torch.Tensor, mask: torch.Tensor | None, weight: torch.Tensor,
                 bias: torch.Tensor | None, stride: tuple[int, int], padding: tuple[int, int],
                 dilation: tuple[int, int]) -> torch.Tensor:
+        ctx.save_for_backward(x, offset, mask, weight, bias)  # the caller's tensors (``reference``)
+        ctx.arguments = (stride, padding, dilation)
         n, c, h, w = x.shape
         c_out, cg, kh, kw = weight.shape
         groups, (ho, wo), cog = c // cg, offset.shape[2:], c_out // (c // cg)
         x, weight = x.detach(), weight.detach()
-        off = offset.detach().to(x.dtype).permute(0, 2, 3, 1).contiguous()
-        msk = (mask.detach().to(x.dtype).permute(0, 2, 3, 1).contiguous() if mask is not None
-               else torch.ones(n, ho, wo, offset.shape[1] // 2, dtype=x.dtype))
+        off, msk = _sample_fields(offset, mask, x.dtype)
         geometry = (h, w, kh, kw, *stride, *padding, *dilation)
         wmat = _weight_matrix(weight, groups)  # (groups, Cog, K·Cg)
         nhwc = _channels_last(x)
@@ -232,13 +252,18 @@ class DeformConv2dFunction(torch.autograd.Function):
         if bias is not None:
             y += bias if nhwc else bias.view(c_out, 1, 1)
         ctx.geometry, ctx.groups, ctx.has_mask = geometry, groups, mask is not None
-        ctx.save_for_backward(x, off, msk, wmat)
         ctx.weight_strides = dense_strides(weight)
         return y.permute(0, 3, 1, 2) if nhwc else y
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        x, off, msk, wmat = ctx.saved_tensors
+        x, offset, mask, weight, bias = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: gradients torch can differentiate again
+            return graph_backward(ctx, DeformConv2dFunction.reference,
+                                  (x, offset, mask, weight, bias, *ctx.arguments), grad)
+        x = x.detach()
+        off, msk = _sample_fields(offset, mask, x.dtype)
+        wmat = _weight_matrix(weight.detach(), ctx.groups)
         n, c, h, w = x.shape
         ho, wo, nf = off.shape[1:]
         groups, (kh, kw) = ctx.groups, ctx.geometry[2:4]

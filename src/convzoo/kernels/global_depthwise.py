@@ -17,6 +17,7 @@ from typing import Any
 import torch
 
 from .depthwise import dense
+from .derivatives import KernelFunction, graph_backward
 from .grad_layout import dense_strides, in_layout
 from .numba_runtime import njit, run_tasks
 from .simd import (
@@ -186,13 +187,24 @@ def _weight_grad_nhwc(begin: int, end: int, x: Any, g: Any, gw: Any) -> None:  #
                 store(acc, gw1, (p * m + j) * c_ + c0, mask)
 
 
-class GlobalDepthwiseFunction(torch.autograd.Function):
+class GlobalDepthwiseFunction(KernelFunction):
     """y (N, C·m) = Σ_p x · w for x (N, C, H, W) NCHW- or channels_last-contiguous and w (C·m, 1, H, W); the
-    backward runs the kernels above (∂b is the caller's: the bias is added outside)."""
+    backward runs the kernels above (∂b is the caller's: the bias is added outside). Under ``create_graph`` and
+    with a forward-mode tangent, ``reference`` (``derivatives``)."""
+
+    @staticmethod
+    def reference(x: torch.Tensor, weight: torch.Tensor, transposed: torch.Tensor | None = None) -> torch.Tensor:
+        """The same y by one ``einsum`` over (C, m, P)."""
+        del transposed
+        n, c = x.shape[:2]
+        cm = weight.shape[0]
+        y = torch.einsum("ncp,cmp->ncm", x.reshape(n, c, -1), weight.reshape(c, cm // c, -1))
+        return y.reshape(n, cm)
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, weight: torch.Tensor, transposed: torch.Tensor | None = None
                 ) -> torch.Tensor:
+        ctx.save_for_backward(x, weight)  # the caller's tensors (``reference``)
         x, weight = x.detach(), weight.detach()
         n, c = x.shape[:2]
         p = x.shape[2] * x.shape[3]  # explicit sizes: an empty batch has no -1 to infer
@@ -211,14 +223,15 @@ class GlobalDepthwiseFunction(torch.autograd.Function):
             y = torch.empty((n, cm), dtype=x.dtype)
             run_tasks(_forward_nchw, n * c, x.contiguous().reshape(n, c, p).numpy(), weight.reshape(cm, p).numpy(),
                       y.numpy(), work=x.numel())
-        ctx.save_for_backward(x, weight)
         ctx.nhwc, ctx.weight_strides = nhwc, dense_strides(weight)
         return y
 
     @staticmethod
-    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, torch.Tensor | None]:
+    def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
         x, weight = ctx.saved_tensors
-        grad = grad.detach()
+        if torch.is_grad_enabled():  # create_graph=True: gradients torch can differentiate again
+            return graph_backward(ctx, GlobalDepthwiseFunction.reference, (x, weight), grad)
+        x, weight, grad = x.detach(), weight.detach(), grad.detach()
         n, c, h, w = x.shape
         p = h * w
         cm = weight.shape[0]

@@ -28,8 +28,11 @@ from typing import Any
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from numba import prange
 
+from . import derivatives
+from .derivatives import KernelFunction, after_padding, graph_backward, has_tangent
 from .numba_runtime import njit, run_tasks, sync_threads
 from .simd import (FULL, LANES, borrowed, fill_at, fma_scalar_at, fma_vv_at, keep_alive, lanes, load_at, relu_at,
                    store_at, tile)
@@ -394,11 +397,20 @@ def _channels_last(x: torch.Tensor) -> bool:
     return x.is_contiguous(memory_format=torch.channels_last) and not x.is_contiguous()
 
 
-class InvolutionFunction(torch.autograd.Function):
+class InvolutionFunction(KernelFunction):
     """y (N, C, Ho, Wo) = Σ_t H[:, g(c)·T + t]·x shifted by tap t (module docstring); x (N, C, H, W), kernels
     (N, G·T, Ho, Wo); pad = the (top, left) zero padding. An NCHW input at stride 1 along the rows runs the NCHW
     forward; others run on channels-last data (the layer's generator gives its kernels that way: an NCHW input is
-    copied to channels_last and the output copied back). The backward runs on channels-last data."""
+    copied to channels_last and the output copied back). The backward runs on channels-last data. Under
+    ``create_graph`` and with a forward-mode tangent, ``reference`` (``derivatives``)."""
+
+    @staticmethod
+    def reference(x: torch.Tensor, kernels: torch.Tensor, kernel_size: tuple[int, int], stride: tuple[int, int],
+                  padding: tuple[int, int], dilation: tuple[int, int]) -> torch.Tensor:
+        """The same y by ``F.unfold`` (``derivatives.involution``), the 'after' padding from the output size."""
+        pairs = tuple((pad, after_padding(size, k, s, d, pad, out)) for size, k, s, d, pad, out in
+                      zip(x.shape[2:], kernel_size, stride, dilation, padding, kernels.shape[2:]))
+        return derivatives.involution(x, kernels, kernel_size, stride, pairs, dilation)
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, kernels: torch.Tensor, kernel_size: tuple[int, int],
@@ -407,26 +419,30 @@ class InvolutionFunction(torch.autograd.Function):
         ho, wo = kernels.shape[2:]
         tdy, tdx = _tap_offsets(kernel_size, dilation)
         ctx.geometry = (tdy, tdx, *stride, *padding)
+        ctx.arguments = (kernel_size, stride, padding, dilation)
+        ctx.save_for_backward(x, kernels)  # the caller's tensors (``reference``); the backward makes its copies
         zeros = torch.zeros(2 * LANES, dtype=x.dtype)
         if not _channels_last(x) and stride[1] == 1:
             xc, kc = x.detach().contiguous(), kernels.detach().to(x.dtype).contiguous()
             y = torch.empty(n, c, ho, wo, dtype=x.dtype)
             run_tasks(_forward_nchw, n * (kc.shape[1] // len(tdy)) * ho, xc.numpy(), kc.numpy(), y.numpy(),
                       zeros.numpy(), tdy, tdx, stride[0], padding[0], padding[1], work=y.numel())
-            ctx.save_for_backward(xc, kc)  # the backward's channels-last copies are made there
             return y
         xs = x.detach().permute(0, 2, 3, 1).contiguous()
         ks = kernels.detach().to(x.dtype).permute(0, 2, 3, 1).contiguous()
         y = torch.empty(n, ho, wo, c, dtype=x.dtype)
         run_tasks(_forward_tiles, n * ho, xs.numpy(), ks.numpy(), y.numpy(), zeros.numpy(), *ctx.geometry,
                   work=y.numel())
-        ctx.save_for_backward(xs.permute(0, 3, 1, 2), ks.permute(0, 3, 1, 2))
         y = y.permute(0, 3, 1, 2)
         return y if _channels_last(x) else y.contiguous()
 
     @staticmethod
     def backward(ctx: Any, grad: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        xs, ks = (t.permute(0, 2, 3, 1).contiguous() for t in ctx.saved_tensors)  # no copy when saved channels-last
+        x, kernels = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: gradients torch can differentiate again
+            return graph_backward(ctx, InvolutionFunction.reference, (x, kernels, *ctx.arguments), grad)
+        xs = x.detach().permute(0, 2, 3, 1).contiguous()  # no copy when channels-last
+        ks = kernels.detach().to(x.dtype).permute(0, 2, 3, 1).contiguous()
         gx, gk = torch.empty_like(xs), torch.empty_like(ks)
         sync_threads()
         _backward_nhwc(xs.numpy(), ks.numpy(), grad.permute(0, 2, 3, 1).contiguous().numpy(), gx.numpy(), gk.numpy(),
@@ -453,7 +469,11 @@ def generate_and_involve(x: torch.Tensor, reduce_weight: torch.Tensor, reduce_bi
     x[n, c, p·s + t·d − pad] with H[n, :, p] = W_span ReLU(W_reduce x[n, :, centre(p)] + b_reduce) + b_span and
     centre(p) = p·s + d·⌊(k − 1)/2⌋ − pad (zeros outside x). 1-D or 2-D x (N, C, *S) → (N, C, *output_size), zero
     padding ``padding`` before each dim; reduce (hid, C), span (G·T, hid), G dividing C. Runs on channels-last data
-    (an NCHW x is copied in and the output copied back), one task per output row (``_generate_apply``)."""
+    (an NCHW x is copied in and the output copied back), one task per output row (``_generate_apply``). With a
+    forward-mode tangent on an argument, the same by torch's ops (``_generate_and_involve_torch``)."""
+    if has_tangent((x, reduce_weight, reduce_bias, span_weight, span_bias)):
+        return _generate_and_involve_torch(x, reduce_weight, reduce_bias, span_weight, span_bias, kernel_size,
+                                           stride, padding, dilation, output_size)
     if x.dim() == 3:  # 1-D as 2-D with H = 1
         x, kernel_size, stride, padding = x.unsqueeze(2), (1, *kernel_size), (1, *stride), (0, *padding)
         dilation, output_size = (1, *dilation), (1, *output_size)
@@ -461,6 +481,29 @@ def generate_and_involve(x: torch.Tensor, reduce_weight: torch.Tensor, reduce_bi
                                         padding, dilation, output_size).squeeze(2)
     return _generate_and_involve_2d(x, reduce_weight, reduce_bias, span_weight, span_bias, kernel_size, stride,
                                     padding, dilation, output_size)
+
+
+def _generate_and_involve_torch(x: torch.Tensor, reduce_weight: torch.Tensor, reduce_bias: torch.Tensor | None,
+                                span_weight: torch.Tensor, span_bias: torch.Tensor | None,
+                                kernel_size: tuple[int, ...], stride: tuple[int, ...], padding: tuple[int, ...],
+                                dilation: tuple[int, ...], output_size: tuple[int, ...]) -> torch.Tensor:
+    """``generate_and_involve`` by differentiable torch ops: the centres as a strided slice of the zero-padded x,
+    the two FCs as ``F.linear``, then ``derivatives.involution``."""
+    squeeze = x.dim() == 3
+    if squeeze:  # 1-D as 2-D with H = 1
+        x, kernel_size, stride, padding = x.unsqueeze(2), (1, *kernel_size), (1, *stride), (0, *padding)
+        dilation, output_size = (1, *dilation), (1, *output_size)
+    pairs = tuple((pad, after_padding(size, k, s, d, pad, out)) for size, k, s, d, pad, out in
+                  zip(x.shape[2:], kernel_size, stride, dilation, padding, output_size))
+    padded = derivatives.pad(x, pairs)
+    (ho, wo), (sh, sw) = output_size, stride
+    cy, cx = (d * ((k - 1) // 2) for k, d in zip(kernel_size, dilation))
+    centres = padded[:, :, cy:cy + (ho - 1) * sh + 1:sh, cx:cx + (wo - 1) * sw + 1:sw]  # (N, C, Ho, Wo)
+    hidden = torch.relu(F.linear(centres.movedim(1, -1), reduce_weight.to(x.dtype),
+                                 None if reduce_bias is None else reduce_bias.to(x.dtype)))
+    kernels = F.linear(hidden, span_weight.to(x.dtype), None if span_bias is None else span_bias.to(x.dtype))
+    y = derivatives.involution(x, kernels.movedim(-1, 1), kernel_size, stride, pairs, dilation)
+    return y.squeeze(2) if squeeze else y
 
 
 def _generate_and_involve_2d(x: torch.Tensor, reduce_weight: torch.Tensor, reduce_bias: torch.Tensor | None,

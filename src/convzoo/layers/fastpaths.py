@@ -23,6 +23,7 @@ from typing import Any
 import torch
 
 from ..functional import channels_to_first, channels_to_last
+from ..kernels.derivatives import KernelFunction, graph_backward
 
 CHANNELS_LAST = torch.channels_last
 
@@ -104,19 +105,24 @@ def global_depthwise_sum(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | 
     return y.permute(2, 0, 1).contiguous().view(x.shape[0], c * m)  # a copy: a reshape would be a strided view
 
 
-class GlobalDepthwiseSum(torch.autograd.Function):
+class GlobalDepthwiseSum(KernelFunction):
     """``global_depthwise_sum`` with a backward that writes ∂x in x's own layout, ∂x[n, c, p] = Σ_j g[n, c·m + j] ·
     w[c, j, p] (m multiply-adds over x's size), and ∂w[c, j, p] = Σ_n g[n, c·m + j] · x[n, c, p] as one batched
-    matmul (autograd's own bmm backward loops over the channel-strided batches with many small copies)."""
+    matmul (autograd's own bmm backward loops over the channel-strided batches with many small copies). Under
+    ``create_graph`` and with a forward-mode tangent, ``global_depthwise_sum``'s own ops (``kernels.derivatives``)."""
+
+    reference = staticmethod(global_depthwise_sum)
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        ctx.save_for_backward(x, w)
+        ctx.save_for_backward(x, w, bias)
         return global_depthwise_sum(x, w, bias)
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        x, w = ctx.saved_tensors
+        x, w, bias = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: gradients torch can differentiate again
+            return graph_backward(ctx, global_depthwise_sum, (x, w, bias), g)
         c, m = w.shape[:2]
         g = g.to(x.dtype)  # under autocast the forward's bmm ran in bfloat16 / float16 on float32 x and w
         g3 = g.reshape(g.shape[0], c, m)
@@ -139,16 +145,23 @@ def _batch_chunks(n: int, per_sample_bytes: int, budget: int = 4 << 20) -> list[
     return [slice(i, min(n, i + size)) for i in range(0, n, size)]
 
 
-class GlobalDepthwiseSumNHWC(torch.autograd.Function):
+class GlobalDepthwiseSumNHWC(KernelFunction):
     """y[n, c·m + j] = b[c·m + j] + Σ_p x[n, p, c] · w[j, p, c] for channels_last data x viewed (N, P, C) in place
     and w (m, P, C), returned (N, C·m): for each j and each batch chunk one elementwise product (chunk, P, C),
     channels innermost, then a sum over P (a reduction over the middle axis, vectorised along C). Chunks of ≤ 4 MiB
     keep the product in cache. The backward writes ∂x in the same (N, P, C) layout, ∂x[n, p, c] =
-    Σ_j g[n, c·m + j] · w[j, p, c], and ∂w[j, p, c] = Σ_n g[n, c·m + j] · x[n, p, c], both chunked the same way."""
+    Σ_j g[n, c·m + j] · w[j, p, c], and ∂w[j, p, c] = Σ_n g[n, c·m + j] · x[n, p, c], both chunked the same way.
+    Under ``create_graph`` and with a forward-mode tangent, ``reference`` (``kernels.derivatives``)."""
+
+    @staticmethod
+    def reference(x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
+        """The same y by one ``einsum``."""
+        y = torch.einsum("npc,jpc->ncj", x, w).reshape(x.shape[0], -1)
+        return y if bias is None else y + bias
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, w: torch.Tensor, bias: torch.Tensor | None) -> torch.Tensor:
-        ctx.save_for_backward(x, w)
+        ctx.save_for_backward(x, w, bias)
         n, p, c = x.shape
         y = x.new_empty(n, c, w.shape[0])
         for s in _batch_chunks(n, p * c * x.element_size()):
@@ -159,7 +172,9 @@ class GlobalDepthwiseSumNHWC(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        x, w = ctx.saved_tensors
+        x, w, bias = ctx.saved_tensors
+        if torch.is_grad_enabled():  # create_graph=True: gradients torch can differentiate again
+            return graph_backward(ctx, GlobalDepthwiseSumNHWC.reference, (x, w, bias), g)
         n, p, c = x.shape
         grad_b = g.sum(0) if ctx.needs_input_grad[2] else None
         g = g.reshape(n, c, -1)

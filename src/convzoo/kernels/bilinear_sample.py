@@ -21,6 +21,7 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
+from torch.autograd import forward_ad
 
 _OUTSIDE = 3.0  # a normalised coordinate beyond the image: |g| = 3 is ≥ 1.5 pixels outside at any size
 
@@ -92,11 +93,45 @@ class _BilinearSample(torch.autograd.Function):
         return grad_images, grad_py, grad_px, None
 
 
+class _DualBilinearSample(_BilinearSample):
+    """``_BilinearSample`` with a forward-mode rule, for calls inside a dual level (a Function with ``jvp`` is one
+    that torch.compile cannot trace: the compiled and plain calls take the class above)."""
+
+    @staticmethod
+    def setup_context(ctx: Any, inputs: tuple[Any, ...], output: torch.Tensor) -> None:
+        _BilinearSample.setup_context(ctx, inputs, output)
+        ctx.save_for_forward(*inputs[:3])
+        ctx.out_dtype = output.dtype
+
+    @staticmethod
+    def jvp(ctx: Any, t_images: torch.Tensor | None, t_py: torch.Tensor | None, t_px: torch.Tensor | None,
+            _: None) -> torch.Tensor:
+        """v̇ = v(İ; p) + ∂v/∂py·ṗy + ∂v/∂px·ṗx, the slopes from the right as the backward's: v is linear in px
+        over [⌊px⌋, ⌊px⌋ + 1], so ∂v/∂px = v(py, ⌊px⌋ + 1) − v(py, ⌊px⌋) (likewise in py), read by the forward."""
+        images, py, px = ctx.saved_tensors
+        read = _BilinearSample.forward
+        parts = []
+        if t_images is not None:
+            parts.append(read(t_images, py, px, ctx.sanitize))
+        if t_px is not None:
+            x0 = torch.floor(px)
+            parts.append((read(images, py, x0 + 1, True) - read(images, py, x0, True)) * t_px.unsqueeze(1))
+        if t_py is not None:
+            y0 = torch.floor(py)
+            parts.append((read(images, y0 + 1, px, True) - read(images, y0, px, True)) * t_py.unsqueeze(1))
+        if not parts:
+            return images.new_zeros((images.shape[0], images.shape[1], *py.shape[1:]), dtype=ctx.out_dtype)
+        return sum(parts[1:], parts[0]).to(ctx.out_dtype)
+
+
 def bilinear_sample(images: torch.Tensor, py: torch.Tensor, px: torch.Tensor, sanitize: bool = True) -> torch.Tensor:
     """images (B, C, H, W) read at pixel positions (py, px), each (B, Ho, Wo): (B, C, Ho, Wo), zeros outside.
     ``sanitize``: non-finite or far-away positions read zero (else they reach ``grid_sample`` as they are). Without
     a positions' gradient to take, and under jit.trace (which would record the autograd Function as a Python op),
-    ``grid_sample`` alone: the same forward."""
-    if (torch.is_grad_enabled() and (py.requires_grad or px.requires_grad)) and not torch.jit.is_tracing():
+    ``grid_sample`` alone: the same forward. Inside a forward-mode dual level the Function with a tangent rule
+    (``grid_sample`` has none)."""
+    if forward_ad._current_level >= 0 and not torch.jit.is_tracing():
+        return _DualBilinearSample.apply(images, py, px, sanitize)
+    if torch.is_grad_enabled() and (py.requires_grad or px.requires_grad) and not torch.jit.is_tracing():
         return _BilinearSample.apply(images, py, px, sanitize)
     return _BilinearSample.forward(images, py, px, sanitize)

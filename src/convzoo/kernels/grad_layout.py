@@ -37,7 +37,12 @@ class _GradInLayout(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx: object, grad: torch.Tensor) -> torch.Tensor | None:
-        return in_layout(grad, ctx.strides)  # type: ignore[attr-defined]
+        return in_layout(grad, ctx.strides)  # type: ignore[attr-defined]  (torch ops: differentiable again)
+
+    @staticmethod
+    def jvp(ctx: object, tangent: torch.Tensor) -> torch.Tensor:
+        """The identity's tangent: the input's (forward-mode AD through a form that uses ``grad_in_layout``)."""
+        return tangent.view_as(tangent)
 
 
 _TRANSFORMS = getattr(torch._C._functorch, "peek_interpreter_stack", lambda: None)  # inside vmap / grad / jacrev

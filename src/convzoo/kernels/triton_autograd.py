@@ -9,7 +9,9 @@ node per kernel launch and never traces into Triton's launcher. In eager mode th
 
 Convention for both functions: ``backward(grad, *forward_inputs, needs)`` returns one tensor per tensor input of
 ``forward`` (in order; ``needs[k]`` says whether the k-th one's gradient is wanted; an unwanted or absent one comes
-back as an empty tensor). Gradients are not differentiable again (no double backward).
+back as an empty tensor). ``reference`` is the same function in differentiable torch ops (``forward``'s arguments):
+the eager ``autograd.Function`` runs it under ``create_graph`` (double backward) and for inputs with a forward-mode
+tangent (``derivatives.KernelFunction``); the custom op's gradients are not differentiable again.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from collections.abc import Callable
 from typing import Any
 
 import torch
+
+from .derivatives import KernelFunction, graph_backward
 
 Tensor = torch.Tensor
 
@@ -33,8 +37,8 @@ def _tensor_positions(fn: Callable[..., Any]) -> list[int]:
 
 
 def define_op(name: str, forward: Callable[..., Tensor], forward_fake: Callable[..., Tensor],
-              backward: Callable[..., tuple[Tensor, ...]], backward_fake: Callable[..., tuple[Tensor, ...]]
-              ) -> Callable[..., Tensor]:
+              backward: Callable[..., tuple[Tensor, ...]], backward_fake: Callable[..., tuple[Tensor, ...]],
+              reference: Callable[..., Tensor]) -> Callable[..., Tensor]:
     """Register ``convzoo::name`` and ``convzoo::name_backward`` and return the differentiable call (see the module
     docstring). ``forward`` and ``backward`` need full type annotations (the custom op's schema is read from them)."""
     forward_op = torch.library.custom_op(f"convzoo::{name}", forward, mutates_args=())
@@ -47,10 +51,14 @@ def define_op(name: str, forward: Callable[..., Tensor], forward_fake: Callable[
         ctx.save_for_backward(*(inputs[i] for i in positions))
         ctx.arguments = tuple(None if i in positions else value for i, value in enumerate(inputs))
 
-    def gradients(ctx: Any, grad: Tensor, run: Callable[..., tuple[Tensor, ...]]) -> tuple[Tensor | None, ...]:
+    def saved_inputs(ctx: Any) -> list[Any]:
         arguments = list(ctx.arguments)
         for i, tensor in zip(positions, ctx.saved_tensors):
             arguments[i] = tensor
+        return arguments
+
+    def gradients(ctx: Any, grad: Tensor, run: Callable[..., tuple[Tensor, ...]]) -> tuple[Tensor | None, ...]:
+        arguments = saved_inputs(ctx)
         needs = [bool(ctx.needs_input_grad[i]) and arguments[i] is not None for i in positions]
         computed = run(grad, *arguments, needs)
         result: list[Tensor | None] = [None] * len(arguments)
@@ -65,13 +73,15 @@ def define_op(name: str, forward: Callable[..., Tensor], forward_fake: Callable[
         setup(ctx, inputs, output)
         return output
 
-    @torch.autograd.function.once_differentiable
     def function_backward(ctx: Any, grad: Tensor) -> tuple[Tensor | None, ...]:
-        return gradients(ctx, grad, backward)
+        if torch.is_grad_enabled():  # create_graph=True: gradients torch can differentiate again
+            return graph_backward(ctx, reference, saved_inputs(ctx), grad)
+        return gradients(ctx, grad.detach(), backward)
 
     # a class of its own name, so autograd graphs show "<name>_functionBackward"
-    Function = type(f"{name}_function", (torch.autograd.Function,),
-                    {"forward": staticmethod(function_forward), "backward": staticmethod(function_backward)})
+    Function = type(f"{name}_function", (KernelFunction,),
+                    {"forward": staticmethod(function_forward), "backward": staticmethod(function_backward),
+                     "reference": staticmethod(reference)})
 
     def call(*inputs: Any) -> Tensor:
         if torch.compiler.is_compiling() or torch.compiler.is_exporting():

@@ -18,6 +18,7 @@ import torch
 import triton
 import triton.language as tl
 
+from . import derivatives
 from .triton_autograd import define_op, no_grad_tensor
 from .triton_bilinear import corners, gather, scatter
 from .triton_runtime import accumulator_dtype, block, cdiv, empty_like_format, kernel_types
@@ -164,7 +165,13 @@ def _backward_fake(grad: Tensor, x: Tensor, fields: Tensor, groups: int, kernel_
     return (torch.empty_like(x) if needs[0] else empty, torch.empty_like(fields) if needs[1] else empty)
 
 
-_call = define_op("triton_dcnv3_sample", _forward, _forward_fake, _backward, _backward_fake)
+def _reference(x: Tensor, fields: Tensor, groups: int, kernel_size: list[int], dilation: list[int],
+               offset_scale: float) -> Tensor:
+    """The same by ``bilinear_sample`` (``derivatives.dcnv3_sample``), for double backward and forward-mode AD."""
+    return derivatives.dcnv3_sample(x, fields, groups, kernel_size, dilation, offset_scale)
+
+
+_call = define_op("triton_dcnv3_sample", _forward, _forward_fake, _backward, _backward_fake, _reference)
 
 
 def dcnv3_sample(x: Tensor, fields: Tensor, groups: int, kernel_size: tuple[int, int], dilation: tuple[int, int],

@@ -24,6 +24,7 @@ import torch
 import triton
 import triton.language as tl
 
+from . import deform_torch
 from .triton_autograd import define_op, no_grad_tensor
 from .triton_bilinear import corners, gather, scatter
 from .triton_runtime import accumulator_dtype, block, cdiv, empty_like_format, kernel_types, split_count
@@ -306,7 +307,13 @@ def _backward_fake(grad: Tensor, x: Tensor, offset: Tensor, mask: Optional[Tenso
                  for need, t in zip(needs, likes))
 
 
-_call = define_op("triton_deform_conv2d", _forward, _forward_fake, _backward, _backward_fake)
+def _reference(x: Tensor, offset: Tensor, mask: Optional[Tensor], weight: Tensor, bias: Optional[Tensor],
+               stride: list[int], padding: list[int], dilation: list[int]) -> Tensor:
+    """The same by ``deform_torch.deform_conv2d``, for double backward and forward-mode AD (``derivatives``)."""
+    return deform_torch.deform_conv2d(x, offset, weight, bias, tuple(stride), tuple(padding), tuple(dilation), mask)
+
+
+_call = define_op("triton_deform_conv2d", _forward, _forward_fake, _backward, _backward_fake, _reference)
 
 
 def deform_conv2d(x: Tensor, offset: Tensor, weight: Tensor, bias: Tensor | None = None,

@@ -17,6 +17,7 @@ import torch
 import triton
 import triton.language as tl
 
+from . import derivatives
 from .triton_autograd import define_op, no_grad_tensor
 from .triton_runtime import accumulator_dtype, block, cdiv, empty_like_format, kernel_types, split_count
 
@@ -207,7 +208,13 @@ def _backward_fake(grad: Tensor, x: Tensor, weight: Tensor, bias: Optional[Tenso
             weight.new_empty(weight.shape[0]) if needs[2] else empty)
 
 
-_call = define_op("triton_depthwise", _forward, _forward_fake, _backward, _backward_fake)
+def _reference(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: list[int], padding: list[int],
+               dilation: list[int]) -> Tensor:
+    """The same by torch's conv (groups = C), for double backward and forward-mode AD (``derivatives``)."""
+    return derivatives.padded_conv(x, weight, bias, stride, derivatives.pairs_of(padding), dilation, x.shape[1])
+
+
+_call = define_op("triton_depthwise", _forward, _forward_fake, _backward, _backward_fake, _reference)
 
 
 def depthwise_conv(x: Tensor, weight: Tensor, bias: Tensor | None, stride: tuple[int, ...],

@@ -15,6 +15,7 @@ import torch
 import triton
 import triton.language as tl
 
+from . import derivatives
 from .triton_autograd import define_op, no_grad_tensor
 from .triton_runtime import block, cdiv, empty_like_format, kernel_types
 
@@ -181,7 +182,15 @@ def _backward_fake(grad: Tensor, x: Tensor, kernels: Tensor, groups: int, kernel
     return (torch.empty_like(x) if needs[0] else empty, torch.empty_like(kernels) if needs[1] else empty)
 
 
-_call = define_op("triton_involution", _forward, _forward_fake, _backward, _backward_fake)
+def _reference(x: Tensor, kernels: Tensor, groups: int, kernel_size: list[int], stride: list[int],
+               padding: list[int], dilation: list[int]) -> Tensor:
+    """The same by ``F.unfold`` (``derivatives.involution``), for double backward and forward-mode AD."""
+    x2, k2, size, s, pad, d = _as_2d(x, kernels, kernel_size, stride, padding, dilation)
+    y = derivatives.involution(x2, k2, size, s, derivatives.pairs_of(pad), d)
+    return y.squeeze(2) if x.dim() == 3 else y
+
+
+_call = define_op("triton_involution", _forward, _forward_fake, _backward, _backward_fake, _reference)
 
 
 def involution(x: Tensor, kernels: Tensor, groups: int, kernel_size: tuple[int, ...], stride: tuple[int, ...],

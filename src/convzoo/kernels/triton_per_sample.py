@@ -19,6 +19,7 @@ import torch
 import triton
 import triton.language as tl
 
+from . import derivatives
 from .triton_autograd import define_op, no_grad_tensor
 from .triton_runtime import accumulator_dtype, block, cdiv, empty_like_format, kernel_types, split_count
 
@@ -230,7 +231,14 @@ def _backward_fake(grad: Tensor, x: Tensor, weight: Tensor, bias: Optional[Tenso
             weight.new_empty(weight.shape[:2]) if needs[2] else empty)
 
 
-_call = define_op("triton_per_sample_conv", _forward, _forward_fake, _backward, _backward_fake)
+def _reference(x: Tensor, weight: Tensor, bias: Optional[Tensor], groups: int, stride: list[int], padding: list[int],
+               dilation: list[int]) -> Tensor:
+    """The same by one grouped torch conv (``derivatives.per_sample_conv``), for double backward and forward-mode
+    AD."""
+    return derivatives.per_sample_conv(x, weight, bias, stride, derivatives.pairs_of(padding), dilation, groups)
+
+
+_call = define_op("triton_per_sample_conv", _forward, _forward_fake, _backward, _backward_fake, _reference)
 
 
 def per_sample_conv(x: Tensor, weight: Tensor, bias: Tensor | None, stride: tuple[int, ...],

@@ -203,6 +203,22 @@ def stored(module: nn.Module, name: str) -> torch.Tensor | None:
     return getattr(module, name)
 
 
+def stored_shape(module: nn.Module, name: str) -> torch.Size | None:
+    """The shape ``module.<name>`` has, read without evaluating a parametrization: a parametrized tensor keeps the
+    shape it was registered with; with several originals (weight_norm's magnitude g (C, 1, …, 1) and direction v)
+    that is their broadcast shape — ``stored`` alone gave g's, a 1×1 kernel. None where the tensor is None."""
+    lists = module._modules.get("parametrizations")
+    if lists is not None and name in lists._modules:
+        plist = lists._modules[name]
+        originals = [*plist._parameters.values(), *plist._buffers.values()]
+        try:
+            return torch.broadcast_shapes(*(t.shape for t in originals))
+        except RuntimeError:  # a parametrization whose originals do not broadcast: evaluate it once
+            return getattr(module, name).shape
+    tensor = stored(module, name)
+    return None if tensor is None else tensor.shape
+
+
 def _checked_call(self: nn.Module, forward: Callable[..., Any], x: Any, args: tuple[Any, ...],
                   kwargs: dict[str, Any]) -> Any:
     """The whole input step and the family's forward, every time: under tracing / compile / export, for tensor

@@ -47,7 +47,7 @@ from ..arithmetic.cost import (LayerCost, compose, conv_macs, conv_output_tensor
                                 numel)
 from ..functional import conv_with_pairs, pad_pairs
 from ..kernels.grad_layout import grad_in_layout
-from .base import init_conv_, stored
+from .base import init_conv_, stored, stored_shape
 from .conv import grouped_projection
 from . import triton_forms
 from .form_choice import FormChoice, is_tracing
@@ -215,7 +215,7 @@ class DynamicConvNd(TemperatureState, ConvzooLayer, nn.Module):
         as a module, so its hooks still run), the kernels and biases aggregated by two matmuls, one grouped conv —
         the same ops in the same order, so the same values."""
         n, k, cout = x.shape[0], self.num_kernels, self.out_channels
-        kernel_shape = (n * cout, *stored(self, "weight").shape[1:])
+        kernel_shape = (n * cout, *stored_shape(self, "weight")[1:])
         folded_shape = (1, n * self.in_channels, *x.shape[2:])
         out_shape = conv_output_tensor_shape(tuple(x.shape), cout, self.kernel_size, self.stride, self.padding_pairs,
                                              self.dilation)

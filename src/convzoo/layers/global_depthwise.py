@@ -19,7 +19,7 @@ from ..arithmetic.cost import LayerCost, conv_cost
 from ..geometry import check_positive_int, expand
 from ..kernels.grad_layout import grad_in_layout
 from .base import (Alternative, ConvzooLayer, Runner, Stage, autocast_enabled, check_input, init_conv_,
-                   parameter_reader, planned_forward, stored)
+                   parameter_reader, planned_forward, stored, stored_shape)
 from .fastpaths import GlobalDepthwiseSum, GlobalDepthwiseSumNHWC, global_depthwise_sum, is_channels_last
 from .form_choice import FormChoice, is_tracing
 
@@ -81,7 +81,8 @@ class GlobalDepthwiseConv2d(ConvzooLayer, LazyModuleMixin, nn.Module):
     def kernel_size(self) -> tuple[int, ...] | None:
         # isinstance, not has_uninitialized_params(): torch.compile traces this (fullgraph) without a graph break.
         weight = stored(self, "weight")  # a parametrization is not evaluated for its shape
-        return None if weight is None or isinstance(weight, nn.UninitializedParameter) else tuple(weight.shape[2:])
+        return None if weight is None or isinstance(weight, nn.UninitializedParameter) \
+            else tuple(stored_shape(self, "weight")[2:])
 
     @property
     def depth_multiplier(self) -> int:

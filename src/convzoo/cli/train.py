@@ -95,10 +95,11 @@ def run_train(**options: Any) -> None:
                       f"log and checkpoint in {config.out}")
 
 
-def _mean_interval(mean: float, pair: Optional[list[float]], scale: float, digits: int) -> str:
-    """``mean [low, high]`` with the 95 % interval (asymmetric near a bound); just the mean for one seed."""
+def _mean_interval(mean: float, pair: Optional[list[float]], scale: float, digits: int, seeds: int = 1) -> str:
+    """``mean [low, high]`` with the 95 % interval (asymmetric near a bound); just the mean for one seed, and the
+    mean marked ``(every seed)`` where several seeds gave one value (no interval: see ``interval95``)."""
     if pair is None:
-        return f"{mean * scale:.{digits}f}"
+        return f"{mean * scale:.{digits}f}" + (" (every seed)" if seeds > 1 else "")
     return f"{mean * scale:.{digits}f} [{pair[0] * scale:.{digits}f}, {pair[1] * scale:.{digits}f}]"
 
 
@@ -106,7 +107,7 @@ def run_sweep(convs: str, out: str, seeds: int, workers: int, ray: Optional[str]
               int8: bool = False, **options: Any) -> None:
     import time
 
-    from ..train.sweep import ALPHA, sweep
+    from ..train.sweep import ALPHA, LATENCY_RUNS, sweep
 
     check_device(options["device"])
     names = [c.strip() for c in convs.split(",") if c.strip()]
@@ -120,20 +121,22 @@ def run_sweep(convs: str, out: str, seeds: int, workers: int, ray: Optional[str]
     if not _is_main():
         return
     n = len(rows[0]["seeds"])
-    stats = (f"; mean [95 % interval] of {n} seeds (t on the logit / log scale); * p < {ALPHA} vs "
+    stats = (f"; accuracy: mean [95 % interval] of {n} seeds (t on the logit scale; none where every seed gave the "
+             f"same value, nor a p-value where two families both did: no spread, no test); * p < {ALPHA} vs "
              f"{rows[0]['family']} (Welch)") if n > 1 else ""
     trial = rows[0]["trials"][0]
     table = Table(title=f"convzoo sweep — {config.resolved_model} on {config.data}, {trial['threads']} torch "
-                        f"thread(s) per trial (MACs per input; latency: median, batch 1, 1 CPU thread{stats})")
+                        f"thread(s) per trial (MACs per input; latency: fastest of {LATENCY_RUNS} interleaved "
+                        f"rounds, batch 1, 1 CPU thread, timed once per family: it does not depend on the "
+                        f"seed{stats})")
     for column in ("family", "params", "MACs", "latency ms", "accuracy %", "Δ", "p"):
         table.add_column(column, justify="left" if column == "family" else "right",
                          no_wrap=True)
     for row in rows:
         p = "" if row["p_value"] is None else f"{row['p_value']:.2g}{'*' if row['significant'] else ''}"
         delta = "" if row is rows[0] else f"{100 * row['delta_vs_baseline']:+.1f}"
-        table.add_row(row["family"], f"{row['params']:,}", f"{row['macs']:,}",
-                      _mean_interval(row["latency_ms"], row["latency_ci95"], 1, 3),
-                      _mean_interval(row["mean_accuracy"], row["accuracy_ci95"], 100, 1), delta, p)
+        table.add_row(row["family"], f"{row['params']:,}", f"{row['macs']:,}", f"{row['latency_ms']:.3f}",
+                      _mean_interval(row["mean_accuracy"], row["accuracy_ci95"], 100, 1, n), delta, p)
     Console(width=max(console.width, 100)).print(table)  # a narrower table would cut the numbers
     if int8:
         from ..train.int8_eval import int8_table

@@ -8,7 +8,7 @@ size when smaller): the last test batch is padded with zeros and only its real r
 
 Per family: the mean int8 accuracy over seeds and its 95 % interval, and the mean paired difference int8 − float32
 (same weights, same test set) with its 95 % interval (Student t over seeds, as the sweep's intervals; null for
-one seed). The rows gain these keys in sweep.json; ``sweep_int8.csv`` holds them flat.
+one seed and where every seed gave the same value). The rows gain these keys in sweep.json; ``sweep_int8.csv`` holds them flat.
 """
 
 from __future__ import annotations
@@ -133,13 +133,17 @@ def int8_table(rows: Sequence[dict[str, Any]]) -> Any:
     table) and their paired difference."""
     from rich.table import Table
 
-    def pm(mean: float, ci: Optional[list[float]]) -> str:
-        return f"{100 * mean:.1f}" + ("" if ci is None else f" [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]")
-
     seeds = len(rows[0]["int8_accuracies"])
+
+    def pm(mean: float, ci: Optional[list[float]]) -> str:
+        if ci is None:  # one seed, or every seed the same value: no interval (interval95)
+            return f"{100 * mean:.1f}" + (" (every seed)" if seeds > 1 else "")
+        return f"{100 * mean:.1f} [{100 * ci[0]:.1f}, {100 * ci[1]:.1f}]"
+
     table = Table(title=f"int8 on {INT8_RUNTIME} (post-training, calibrated on {CALIBRATION_BATCHES} training "
                         f"batches): test accuracy %, the last epoch's weights"
-                        + (f"; mean [95 % interval] of {seeds} seeds" if seeds > 1 else ""))
+                        + (f"; mean [95 % interval] of {seeds} seeds, none where every seed gave the same value"
+                           if seeds > 1 else ""))
     for column in ("family", "fp32 %", "int8 %", "int8 − fp32", "int8 MACs", "float layers"):
         table.add_column(column, justify="left" if column in ("family", "float layers") else "right")
     for row in rows:

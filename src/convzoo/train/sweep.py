@@ -14,17 +14,21 @@ layer's choice between exact forms fixed instead of timed (``form_choice.fixed_c
 torch version and the CPU (model and torch's CPU capability, which picks oneDNN's kernels) are recorded with each
 trial, since another CPU or torch may round differently.
 
-After training, this process measures every trained model's inference latency (median of ``LATENCY_RUNS``
-forwards at batch 1, eval mode, one CPU thread, after warm-up), round-robin over all models so that load from
-other processes hits every family alike. Params and MACs come from ``convzoo.cost`` on one input of the data's
-shape (FLOPs = 2 × MACs).
+After training, this process times each family once (``LATENCY_METHOD``): latency does not depend on the seed
+(every seed's model has the same layers and shapes), so timing every seed's model only measured other processes'
+load (identical models gave medians of 5.1, 1.7 and 1.5 ms in one round-robin run). One trained model per family
+runs in interleaved rounds (``perf.runtime_compare.interleaved_rounds``: every family once per round, the order
+rotated and reversed each round, so load hits every family alike) and its fastest round is its latency (load only
+adds time). Params and MACs come from ``convzoo.cost`` on one input of the data's shape (FLOPs = 2 × MACs).
 
 Per family, ``OUT/sweep.json`` holds one row: ``mean_accuracy`` (the mean over seeds of each trial's best test
-accuracy), every seed's value (``accuracies``, and ``final_accuracies`` after the last epoch), the mean latency,
-95 % intervals for both (:func:`interval95`, method in ``INTERVAL_METHOD``; null for one seed), Welch's t-test of
-the family's accuracies against the first family's (p-value, ``significant`` at ``ALPHA``), and the trials with
-their environment. ``OUT/sweep.csv`` is the same table flat, ``OUT/sweep_trials.csv`` one line per trial, and
-``OUT/sweep_pareto.png`` the accuracy-vs-MACs and accuracy-vs-latency plot (:func:`pareto_plot`).
+accuracy), every seed's value (``accuracies``, and ``final_accuracies`` after the last epoch), the latency
+(``latency_ms``, how it was timed in ``latency_method``), the accuracy's 95 % interval over seeds
+(:func:`interval95`, method in ``INTERVAL_METHOD``; null for one seed or when every seed gave the same value),
+Welch's t-test of the family's accuracies against the first family's (p-value, ``significant`` at ``ALPHA``;
+null where it is undefined), and the trials with their environment. ``OUT/sweep.csv`` is the same table flat,
+``OUT/sweep_trials.csv`` one line per trial, and ``OUT/sweep_pareto.png`` the accuracy-vs-MACs and
+accuracy-vs-latency plot (:func:`pareto_plot`).
 """
 
 from __future__ import annotations
@@ -49,15 +53,20 @@ from .extras import require
 from .loop import TrainConfig, build_model, pick_device, train
 
 COLUMNS = ("family", "params", "macs", "latency_ms", "mean_accuracy")  # the keys every consumer may rely on
-CSV_COLUMNS = ("family", "params", "macs", "latency_ms", "latency_ci95_low", "latency_ci95_high", "mean_accuracy",
-               "accuracy_ci95_low", "accuracy_ci95_high", "accuracy_std", "seeds", "p_value", "significant")
-TRIAL_COLUMNS = ("family", "seed", "params", "macs", "latency_ms", "best_accuracy", "final_accuracy", "seconds",
+CSV_COLUMNS = ("family", "params", "macs", "latency_ms", "mean_accuracy", "accuracy_ci95_low", "accuracy_ci95_high",
+               "accuracy_std", "seeds", "p_value", "significant")
+TRIAL_COLUMNS = ("family", "seed", "params", "macs", "best_accuracy", "final_accuracy", "seconds",
                  "attempts", "threads", "torch", "cpu", "cpu_capability", "host")
 TRIAL_THREADS = 1  # torch CPU threads per trial unless told otherwise: the same on every executor
-INTERVAL_METHOD = ("95 % Student-t interval over seeds on the logit scale (accuracy) and the log scale (latency), "
-                   "half-width by the delta method around the mean: inside (0, 1) and (0, ∞) by construction")
+INTERVAL_METHOD = ("95 % Student-t interval over seeds of the accuracy on the logit scale, half-width by the delta "
+                   "method around the mean: inside (0, 1) by construction; none where every seed gave the same value "
+                   "(a t-interval of width 0 would claim certainty that a few seeds cannot give)")
 LATENCY_RUNS = 30
 LATENCY_WARMUP = 10
+LATENCY_METHOD = (f"fastest of {LATENCY_RUNS} interleaved rounds (every family's model once per round, the order "
+                  f"rotated and reversed each round) after {LATENCY_WARMUP} warm-up calls each; batch 1, eval mode, "
+                  f"one CPU thread; timed once per family on its first seed's trained model (latency does not "
+                  f"depend on the seed), so no interval over seeds")
 ALPHA = 0.05
 RAY_RETRIES = 3
 
@@ -151,35 +160,40 @@ def _sync(device: str) -> None:
 @torch.no_grad()
 def latencies_ms(models: Sequence[nn.Module], shapes: Sequence[tuple[int, ...]], device: str,
                  runs: int = LATENCY_RUNS) -> list[float]:
-    """Median batch-1 forward time (ms) of each model, timed round-robin (run r of every model, then r + 1).
+    """Fastest batch-1 forward time (ms) of each model over ``runs`` interleaved rounds (``LATENCY_METHOD``):
+    t_m = min_r t_{m,r}, every model once per round in ``round_order`` (so none always follows the same one).
 
-    On CPU it runs on one thread: at batch 1 the layers are too small to split, and on a shared machine OpenMP
-    threads waiting for a busy core made the 2-thread median vary 5–100× between runs.
+    The fastest round, not the median: other processes' load only adds time, and on a shared machine it moved the
+    median of identical models 3× within one run. On CPU it runs on one thread: at batch 1 the layers are too small
+    to split, and OpenMP threads waiting for a busy core made the 2-thread median vary 5–100× between runs.
     """
+    from ..perf.runtime_compare import interleaved_rounds
+
     inputs = [torch.randn(shape, device=device) for shape in shapes]
+
+    def call(model: nn.Module, x: torch.Tensor) -> Callable[[torch.Tensor], None]:
+        def run(_: torch.Tensor) -> None:  # each model its own input: shapes may differ between models
+            _sync(device)
+            model(x)
+            _sync(device)
+        return run
+
     threads = torch.get_num_threads()
     if not device.startswith("cuda"):
         torch.set_num_threads(1)
-    times: list[list[float]] = [[] for _ in models]
     try:
         for model, x in zip(models, inputs):
             model.eval()
-            for _ in range(LATENCY_WARMUP):
+            for _ in range(LATENCY_WARMUP):  # the layers' form choices are made and confirmed here, not timed
                 model(x)
-        for _ in range(runs):
-            for i, (model, x) in enumerate(zip(models, inputs)):
-                _sync(device)
-                start = time.perf_counter()
-                model(x)
-                _sync(device)
-                times[i].append((time.perf_counter() - start) * 1e3)
+        times = interleaved_rounds([call(m, x) for m, x in zip(models, inputs)], inputs[:1], repeats=runs)
     finally:
         torch.set_num_threads(threads)
-    return [statistics.median(t) for t in times]
+    return [min(t) for t in times]
 
 
 def latency_ms(model: nn.Module, shape: tuple[int, ...], device: str, runs: int = LATENCY_RUNS) -> float:
-    """Median wall time of one forward at ``shape`` in ms (see :func:`latencies_ms`)."""
+    """Fastest wall time of one forward at ``shape`` in ms (see :func:`latencies_ms`)."""
     return latencies_ms([model], [shape], device, runs)[0]
 
 
@@ -188,7 +202,7 @@ def latency_ms(model: nn.Module, shape: tuple[int, ...], device: str, runs: int 
 
 def interval95(values: Sequence[float], bounds: str = "probability") -> Optional[tuple[float, float]]:
     """95 % interval of the mean of ``values`` over seeds that stays inside the values' range by construction;
-    None for fewer than 2 values.
+    None for fewer than 2 values or when they are all equal.
 
     The Student-t interval m ± t·s/√n (t at 0.975 with n − 1 degrees of freedom, s the sample standard deviation)
     is computed on a scale where the bound is at infinity and mapped back: ``bounds='probability'`` (accuracies in
@@ -199,7 +213,8 @@ def interval95(values: Sequence[float], bounds: str = "probability") -> Optional
     [0, 1] would claim certainty at the bound that no data gave. ``'none'`` (differences, e.g. int8 − float32
     accuracy per seed) is the t-interval itself. Seeds are the replicates: the interval is for the
     training randomness (initialisation, data order) on this test set. No spread (s = 0, which includes a mean at
-    a bound) gives the point [m, m].
+    a bound) gives None, not the point [m, m]: a few equal seeds do not show that the next one lands there too
+    (the int8 − float32 difference of two seeds, −0.7 and −0.7, is not known to ±0).
     """
     from scipy import stats
 
@@ -210,7 +225,7 @@ def interval95(values: Sequence[float], bounds: str = "probability") -> Optional
     mean = statistics.fmean(values)
     spread = statistics.stdev(values)
     if spread == 0:
-        return mean, mean
+        return None
     half = float(stats.t.ppf(0.975, len(values) - 1)) * spread / math.sqrt(len(values))
     if bounds == "none":
         return mean - half, mean + half
@@ -222,14 +237,15 @@ def interval95(values: Sequence[float], bounds: str = "probability") -> Optional
 
 
 def welch_p(a: Sequence[float], b: Sequence[float]) -> Optional[float]:
-    """Two-sided p-value of Welch's t-test (unequal variances); None when it is undefined (n < 2, or no spread
-    in either sample)."""
+    """Two-sided p-value of Welch's t-test (unequal variances); None when it is undefined: n < 2, or neither
+    sample has any spread (t = Δ/0 and the Welch–Satterthwaite degrees of freedom 0/0 — three seeds at 99.72 %
+    against three at 100 % are not a p of 0)."""
     from scipy import stats
 
     if len(a) < 2 or len(b) < 2:
         return None
     if statistics.pvariance(a) == 0 and statistics.pvariance(b) == 0:
-        return None if statistics.fmean(a) == statistics.fmean(b) else 0.0
+        return None
     with warnings.catch_warnings():  # scipy calls a sample of equal values "catastrophic cancellation"; it is exact
         warnings.simplefilter("ignore", RuntimeWarning)
         p = float(stats.ttest_ind(a, b, equal_var=False).pvalue)
@@ -242,28 +258,27 @@ def _rounded(pair: Optional[tuple[float, float]], digits: int) -> Optional[list[
 
 def summarize(trials: Sequence[dict[str, Any]], families: Sequence[str]) -> list[dict[str, Any]]:
     """One row per family (in ``families`` order) from its trials: the mean accuracy over seeds and every seed's
-    value, the mean latency, 95 % intervals (:func:`interval95`), Welch vs the first family, and the trials with
-    their environment (threads, torch, CPU)."""
+    value, its 95 % interval (:func:`interval95`), Welch vs the first family, the family's latency (every trial of
+    a family carries the same one, ``LATENCY_METHOD``), and the trials with their environment (threads, torch,
+    CPU)."""
     rows: list[dict[str, Any]] = []
     baseline: list[float] = []
     for index, name in enumerate(families):
         mine = sorted((t for t in trials if t["family"] == name), key=lambda t: t["seed"])
         accuracies = [t["best_accuracy"] for t in mine]
-        latencies = [t["latency_ms"] for t in mine]
         if index == 0:
             baseline = accuracies
         p = None if index == 0 else welch_p(accuracies, baseline)
         rows.append({
             "family": name, "params": mine[0]["params"], "macs": mine[0]["macs"],
-            "latency_ms": round(statistics.fmean(latencies), 4),
+            "latency_ms": round(mine[0]["latency_ms"], 4),
             "mean_accuracy": round(statistics.fmean(accuracies), 6),
             "seeds": [t["seed"] for t in mine],
             "accuracies": accuracies,  # each seed's best test accuracy over the epochs, unrounded
             "final_accuracies": [t.get("final_accuracy") for t in mine],
             "accuracy_std": round(statistics.stdev(accuracies), 6) if len(accuracies) > 1 else None,
             "accuracy_ci95": _rounded(interval95(accuracies, "probability"), 6),
-            "latencies_ms": [round(x, 4) for x in latencies],
-            "latency_ci95": _rounded(interval95(latencies, "positive"), 4),
+            "latency_method": LATENCY_METHOD,
             "interval_method": INTERVAL_METHOD,
             "baseline": families[0],
             "delta_vs_baseline": round(statistics.fmean(accuracies) - statistics.fmean(baseline), 6),
@@ -381,6 +396,10 @@ def sweep(base: TrainConfig, convs: list[str], out: str, log: Callable[[str], No
 
     for name in convs:
         family(name)  # unknown names fail before any training
+    repeated = sorted({name for name in convs if convs.count(name) > 1})
+    if repeated:  # a repeated family would pool one seed's trials twice: doubled seeds, a test against itself
+        raise ValueError(f"--conv {','.join(convs)} names {', '.join(repeated)} more than once: give each family "
+                         f"once (--seeds sets the trials per family)")
     if int8:  # int8 (issue 26): its packages are checked before any training
         from .int8_eval import require_int8
 
@@ -429,18 +448,24 @@ def sweep(base: TrainConfig, convs: list[str], out: str, log: Callable[[str], No
 
 
 def _measure_latencies(results: list[dict[str, Any]], trials: list[Trial], device: str) -> None:
-    """Rebuild each trained model in this process and time them all round-robin (fills ``latency_ms``)."""
+    """Rebuild each family's first-seed trained model in this process and time them in interleaved rounds
+    (``LATENCY_METHOD``); every trial of the family gets that ``latency_ms``. The weights are dropped."""
     device = pick_device(device, 0)
     by_key = {(t.config.conv, t.config.seed): t.config for t in trials}
+    first: dict[str, dict[str, Any]] = {}
+    for result in sorted(results, key=lambda r: r["seed"]):
+        first.setdefault(result["family"], result)
     models, shapes = [], []
-    for result in results:
+    for result in first.values():
         config = by_key[(result["family"], result["seed"])]
         model = build_model(config, result["num_classes"], tuple(result["input_shape"]))
-        model.load_state_dict(result.pop("state_dict"))
+        model.load_state_dict(result["state_dict"])
         models.append(model.to(device))
         shapes.append((1, *result["input_shape"]))
-    for result, value in zip(results, latencies_ms(models, shapes, device)):
-        result["latency_ms"] = value
+    latency = dict(zip(first, latencies_ms(models, shapes, device)))
+    for result in results:
+        result.pop("state_dict", None)
+        result["latency_ms"] = latency[result["family"]]
 
 
 # --- output ------------------------------------------------------------------------------------------------------
@@ -453,8 +478,8 @@ def write(rows: list[dict[str, Any]], out: str, trials: Sequence[dict[str, Any]]
     with open(tmp, "w") as handle:
         json.dump(rows, handle, indent=1)
     os.replace(tmp, os.path.join(out, "sweep.json"))
-    write_csv(os.path.join(out, "sweep.csv"), CSV_COLUMNS, rows,
-              {"latency_ci95": "latency", "accuracy_ci95": "accuracy"}, lambda row: {"seeds": len(row["seeds"])})
+    write_csv(os.path.join(out, "sweep.csv"), CSV_COLUMNS, rows, {"accuracy_ci95": "accuracy"},
+              lambda row: {"seeds": len(row["seeds"])})
     if trials:
         with open(os.path.join(out, "sweep_trials.csv"), "w", newline="") as handle:
             writer = csv.DictWriter(handle, fieldnames=TRIAL_COLUMNS, extrasaction="ignore")
@@ -519,10 +544,10 @@ def pareto_figure(rows: Sequence[dict[str, Any]]) -> Any:
     names = [row["family"] + ("*" if row.get("significant") else "") for row in rows]
     panels = []
     for ax, key, label in ((axes[0], "macs", "MACs per input (log scale)"),
-                           (axes[1], "latency_ms", "measured latency at batch 1, ms (log scale)")):
+                           (axes[1], "latency_ms", "latency at batch 1, ms, fastest round (log scale)")):
         xs = [float(row[key]) for row in rows]
         xerr = None
-        if key == "latency_ms" and any(row.get("latency_ci95") for row in rows):
+        if key == "latency_ms" and any(row.get("latency_ci95") for row in rows):  # older sweep.json: latency per seed
             lci = [row.get("latency_ci95") for row in rows]
             xerr = [[x - c[0] if c else 0.0 for x, c in zip(xs, lci)],
                     [c[1] - x if c else 0.0 for x, c in zip(xs, lci)]]

@@ -5,8 +5,10 @@
   upsampling keeps the digit filling the field, so every stride-2 stage still sees strokes rather than a
   mostly-empty border) and repeated over 3 channels. Split: a stratified 80/20 train/test split with a
   fixed seed (1437 / 360 images), the same for every run.
-- ``cifar10:PATH``: torchvision's CIFAR-10 folder (``PATH/cifar-10-batches-py`` with the pickled batches),
-  read by ``torchvision.datasets.CIFAR10(download=False)``.
+- ``cifar10:PATH``: torchvision's CIFAR-10 folder, ``PATH/cifar-10-batches-py`` as unpacked from the official
+  ``cifar-10-python.tar.gz`` (``data_batch_1`` … ``data_batch_5``, ``test_batch``, ``batches.meta``), read by
+  ``torchvision.datasets.CIFAR10(download=False)``, which checks each batch's MD5 against the official archive.
+  ``PATH`` may start with ``~``.
 - ``imagefolder:PATH``: ``PATH/train`` and ``PATH/val`` (or ``PATH/test``), one sub-folder per class, read by
   ``torchvision.datasets.ImageFolder`` and resized to 32×32.
 - ``mnist1d``: MNIST-1D (Greydanus & Kobak 2020), generated in memory by the ``mnist1d`` package's
@@ -149,9 +151,10 @@ def _normalize():
 def _cifar10(path: str) -> DataSpec:
     from torchvision import datasets, transforms
 
-    folder = os.path.join(path, "cifar-10-batches-py")
+    folder = os.path.join(path, datasets.CIFAR10.base_folder)
     if not os.path.isdir(folder):
         raise ValueError(f"cifar10:{path}: no folder {folder} (torchvision's CIFAR-10 format; nothing is downloaded)")
+    _check_cifar10_files(path, folder)
     transform = transforms.Compose([transforms.ToTensor(), _normalize()])
     try:
         train = datasets.CIFAR10(path, train=True, download=False, transform=transform)
@@ -159,6 +162,25 @@ def _cifar10(path: str) -> DataSpec:
     except (RuntimeError, OSError, ValueError, KeyError) as error:
         raise ValueError(f"cifar10:{path}: cannot read the data set: {str(error).splitlines()[0]}") from None
     return DataSpec(train, test, len(train.classes), "cifar10", {"source": folder, "split": "CIFAR-10's own"})
+
+
+def _check_cifar10_files(path: str, folder: str) -> None:
+    """Name the missing or altered files: torchvision says only "Dataset not found or corrupted. You can use
+    download=True", which hides which file and suggests a download that convzoo never does."""
+    from torchvision.datasets import CIFAR10, cifar
+
+    batches = [*CIFAR10.train_list, *CIFAR10.test_list]
+    expected = [name for name, _ in batches] + [CIFAR10.meta["filename"]]
+    rule = (f"expected {', '.join(expected)}: the python version of CIFAR-10 as unpacked from the official "
+            f"cifar-10-python.tar.gz; nothing is downloaded")
+    missing = [name for name in expected if not os.path.isfile(os.path.join(folder, name))]
+    if missing:
+        raise ValueError(f"cifar10:{path}: {folder} lacks {', '.join(missing)} ({rule})")
+    # torchvision's own check (the module's check_integrity, which tests may replace), file by file
+    altered = [name for name, md5 in batches if not cifar.check_integrity(os.path.join(folder, name), md5)]
+    if altered:
+        raise ValueError(f"cifar10:{path}: {', '.join(altered)} in {folder} differ from the official CIFAR-10 files "
+                         f"(torchvision checks each batch's MD5; {rule})")
 
 
 def _imagefolder(path: str) -> DataSpec:
@@ -186,6 +208,7 @@ def load(spec: str) -> DataSpec:
     """``'digits'`` | ``'mnist1d'`` | ``'mnist5k'`` | ``'cifar10:PATH'`` | ``'imagefolder:PATH'`` → DataSpec;
     ValueError names a bad spec, MissingExtra the extra a spec needs."""
     kind, sep, path = spec.partition(":")
+    path = os.path.expanduser(path)  # the shell leaves '~' after 'cifar10:' alone
     builtin = {"digits": _digits, "mnist1d": _mnist1d, "mnist5k": _mnist5k}
     if kind in builtin and not sep:
         return builtin[kind]()

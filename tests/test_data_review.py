@@ -9,7 +9,6 @@ import pytest
 
 from convzoo.train import data as data_specs
 
-
 # --- data paths -------------------------------------------------------------------------------------------------
 
 

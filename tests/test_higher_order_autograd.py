@@ -278,3 +278,34 @@ def test_bilinear_sample_tangent_is_the_backwards_slope() -> None:
                                  (grid_y, grid_x), cotangent)
     torch.testing.assert_close((tangent * cotangent).sum(), (gy * t_y).sum() + (gx * t_x).sum(), rtol=1e-12,
                                atol=1e-12)
+
+
+def test_auto_deformable_leaves_torchvision_for_an_input_with_a_tangent():
+    # where 'auto' had chosen torchvision's deform_conv2d (channels_last on the CPU, often), forward-mode AD gave a
+    # tangent of None, silently: torchvision's op has no forward-mode rule
+    import torch.autograd.forward_ad as fw
+
+    from convzoo.layers.deformable import _CHOICE
+
+    torch.manual_seed(0)
+    layer = cz.build("deformable", 4, 4).double()
+    with torch.no_grad():
+        layer.offset_conv.weight.normal_(0, 0.1)
+    x = torch.randn(2, 4, 7, 7, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
+    tangent = torch.randn_like(x)
+    _CHOICE.cache[layer._choice_key(x)] = "torchvision"
+    try:
+        with fw.dual_level():
+            auto = fw.unpack_dual(layer(fw.make_dual(x, tangent))).tangent
+    finally:
+        _CHOICE.cache.pop(layer._choice_key(x), None)
+    expected = torch.func.jvp(lambda t: _torch_form(layer, t), (x,), (tangent,))[1]
+    assert auto is not None and torch.allclose(auto, expected, atol=1e-10)
+
+
+def _torch_form(layer, x):
+    layer.implementation = "torch"
+    try:
+        return layer(x)
+    finally:
+        layer.implementation = "auto"

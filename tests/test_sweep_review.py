@@ -31,7 +31,7 @@ def _one_line_error(code, output):
     return code == 2 and output.startswith("error:") and output.strip().count("\n") == 0 and "Traceback" not in output
 
 
-# --- 3. a family named twice ------------------------------------------------------------------------------------
+# --- a family named twice -----------------------------------------------------------------------------------------
 
 
 def test_sweep_refuses_a_family_named_twice(tmp_path):
@@ -44,7 +44,7 @@ def test_sweep_refuses_a_family_named_twice(tmp_path):
     assert not (tmp_path / "s").exists() and not (tmp_path / "c").exists()
 
 
-# --- 6. no spread: no interval, no test -------------------------------------------------------------------------
+# --- no spread: no interval, no test ------------------------------------------------------------------------------
 
 
 def test_no_spread_gives_no_test_and_no_interval():
@@ -84,7 +84,7 @@ def test_int8_table_marks_a_difference_without_spread():
     assert "-0.7 (every seed)" in text and "[-0.7, -0.7]" not in text, text
 
 
-# --- 11. latency: once per family, fastest of interleaved rounds ------------------------------------------------
+# --- latency: once per family, fastest of interleaved rounds ------------------------------------------------------
 
 
 class _Sleeper(nn.Module):

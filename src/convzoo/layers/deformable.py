@@ -48,6 +48,7 @@ from ..functional import pad_pairs
 from .conv import Conv2d, grouped_projection, native_conv_call
 from ..kernels import triton_runtime
 from . import triton_forms
+from ..kernels.derivatives import has_tangent
 from .form_choice import FormChoice, input_key, is_tracing, kernel_ready
 
 _FUNCTORCH = getattr(torch._C._functorch, "peek_interpreter_stack", lambda: None)  # inside vmap / grad / ...
@@ -246,6 +247,8 @@ class DeformConv2d(ConvzooLayer, nn.Module):
             choice = _CHOICE.get(key) or _CHOICE.choose(
                 key, triton_forms.candidates({name: (lambda name=name: run(name)) for name in names}, x,
                                              "DeformConv2d"), x.device)
+            if choice == "torchvision" and has_tangent((x, offset, mask, weight, bias)):
+                choice = "torch"  # torchvision's op has no forward-mode rule: its tangent came back None, silently
         elif choice == triton_forms.TRITON and not triton_forms.offered(x, "DeformConv2d"):
             cause = triton_runtime.unavailable_cause() if x.device.type == "cuda" else None
             raise ValueError(f"implementation='triton' needs a CUDA input (or TRITON_INTERPRET=1 on the CPU) outside "

@@ -15,20 +15,34 @@ batch B/N see exactly the samples of one process with batch B. Only rank 0 write
 
 BatchNorm under DDP: each process normalises with its own local-batch statistics. On GPU the BatchNorms are
 converted to SyncBatchNorm (statistics over the global batch, so N GPUs ≡ one process with batch B).
-SyncBatchNorm has no CPU kernel, so on CPU the run is reproduced on one process by ``accum_steps=N``: each
-batch is split the same strided way into N micro-batches whose gradients are averaged — the exact
-computation DDP does (the test suite compares the two).
+SyncBatchNorm has no CPU kernel; on CPU ``accum_steps=N`` on one process splits each batch the same strided way
+into N micro-batches and averages their gradients, which is what N gloo processes compute — for the parameters
+and the optimizer state, and only when the training set size is a multiple of N (the test suite compares them).
+What it does not reproduce:
+- BatchNorm running statistics, hence test accuracy. DDP keeps rank 0's buffers (and broadcasts them to the
+  other ranks before each forward), an average over rank 0's micro-batches only, updated once per step; one
+  process updates them from every micro-batch, N times per step (``num_batches_tracked`` N× larger). Matching
+  them would mean discarding N − 1 of N micro-batches' statistics in the one-process run: not done.
+- A training set size that N does not divide: DistributedSampler pads the permutation with its first samples
+  so that every rank gets as many, so DDP trains on (and counts in train_accuracy) a few samples twice; one
+  process does not, and its last batch splits into unequal micro-batches. The weights then differ.
 
-Determinism: the data order is a pure function of (seed, epoch) (DistributedSampler's permutation, stored in
-the checkpoint as ``data_order``), temperatures are functions of the global step, and every RNG state is
-checkpointed; a run killed mid-epoch and resumed repeats that epoch from its start and ends with the same
-weights as an uninterrupted run.
+Determinism: the same command and seed give bitwise the same weights and metrics, and a run killed mid-epoch
+and resumed ends with the same weights as an uninterrupted one, on the same machine (CPU model, torch version,
+thread count, which the run records). For that, every layer's choice between its exact forms, which round
+differently, is pinned (``form_choice.fixed_choices``: each layer's preferred form, nothing timed) instead of
+timed on the first input of each shape; see the training guide for what that costs in speed. The data order is
+a pure function of (seed, epoch) (DistributedSampler's permutation, stored in the checkpoint as ``data_order``),
+temperatures are functions of the global step, and every RNG state is checkpointed; a resumed run repeats the
+interrupted epoch from its start. On CUDA, cuDNN's nondeterministic backward kernels still apply unless
+``torch.use_deterministic_algorithms(True)``.
 """
 
 from __future__ import annotations
 
 import importlib.util
 import json
+import math
 import os
 import random
 import time
@@ -77,7 +91,7 @@ class TrainConfig:
     resume: bool = False
     temperature_start: float = 30.0
     temperature_end: float = 1.0
-    temperature_epochs: Optional[float] = None  # None: min(10, epochs / 2)
+    temperature_epochs: Optional[float] = None  # None: min(10, max(1, epochs / 2))
     offset_lr_mult: float = 0.1
     accum_steps: int = 1
     device: str = "auto"
@@ -322,7 +336,30 @@ def _rewrite_log(path: str, keep_before_epoch: int) -> None:
 
 def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
     """Run one training; returns {'best_accuracy', 'final_accuracy', 'epochs', 'out', 'model' (unwrapped),
-    'num_classes', 'input_shape' (one sample's), 'rank', 'device'}."""
+    'num_classes', 'input_shape' (one sample's), 'rank', 'device'}.
+
+    Every layer takes its preferred exact form (``fixed_choices``), not the one timed fastest on this run's first
+    calls: the forms round differently, and timing noise picking one per run made the same command give 0.235 and
+    0.145 test accuracy, and a resumed run end with other weights than an uninterrupted one. The model comes back
+    unpinned: outside this call its layers time their forms again."""
+    from ..layers.form_choice import fixed_choices
+
+    with fixed_choices():
+        return _train(config, log)
+
+
+def _refuse_unreadable(path: str) -> None:
+    """A fresh run must not write over a checkpoint it cannot read (a truncated copy may be all that is left of a
+    long run): CheckpointError naming the file and what to do."""
+    if os.path.exists(path):
+        try:
+            ckpt.load(path)
+        except ckpt.CheckpointError as error:
+            raise ckpt.CheckpointError(f"{error}; --resume cannot use it and a new run would write over it: delete "
+                                       f"or move it, or give another --out") from None
+
+
+def _train(config: TrainConfig, log: Callable[[str], None]) -> dict[str, Any]:
     config.validate()
     device = pick_device(config.device, int(os.environ.get("LOCAL_RANK", "0")))
     rank_info = init_distributed(device)
@@ -333,6 +370,8 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict[str, 
     path = os.path.join(config.out, "checkpoint.pt")
     log_path = os.path.join(config.out, "metrics.jsonl")
     resumed = _load_for_resume(config, path)  # before anything is written: a bad checkpoint stops here
+    if not config.resume:
+        _refuse_unreadable(path)
 
     spec = data_specs.load(config.data)
     train_set, test_set = _limit(spec.train, config.max_train_samples), _limit(spec.test, config.max_test_samples)
@@ -370,6 +409,11 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict[str, 
         accuracy = float(resumed.get("accuracy", 0.0))
         if rank_info.main:
             log(f"resuming from {path}: {start_epoch} epoch(s) done")
+            saved_threads = resumed.get("threads")
+            if saved_threads is not None and int(saved_threads) != torch.get_num_threads():
+                log(f"note: the checkpoint was written on {int(saved_threads)} torch thread(s), this run has "
+                    f"{torch.get_num_threads()}: sums split over other threads round differently, so the weights "
+                    f"will not be bitwise those of an uninterrupted run")
     ddp_model: nn.Module = model
     if rank_info.world > 1:
         ddp_model = nn.parallel.DistributedDataParallel(model, device_ids=[rank_info.local_rank]
@@ -377,9 +421,15 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict[str, 
     if rank_info.main:
         os.makedirs(config.out, exist_ok=True)
         _rewrite_log(log_path, start_epoch) if resumed is not None else open(log_path, "w").close()
+        # sizes: what this run trains and tests on (--max-*-samples), the data set's own in available_sizes
+        data_meta = {**spec.meta, "sizes": [len(train_set), len(test_set)],
+                     "available_sizes": [len(spec.train), len(spec.test)]}
         with open(os.path.join(config.out, "run.json"), "w") as handle:
-            json.dump({"config": config_dict(config), "model": config.resolved_model, "data": spec.meta,
-                       "input_shape": list(spec.sample_shape), "num_classes": spec.num_classes}, handle, indent=1)
+            json.dump({"config": config_dict(config), "model": config.resolved_model, "data": data_meta,
+                       "input_shape": list(spec.sample_shape), "num_classes": spec.num_classes,
+                       "environment": {"threads": torch.get_num_threads(), "torch": torch.__version__,
+                                       "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+                                       "forms": "fixed (each layer's preferred exact form)"}}, handle, indent=1)
     # a resumed run drops the events of the epochs it repeats
     board = _TensorBoard(rank_info.main, os.path.join(config.out, "tb"),
                          global_step + 1 if resumed is not None else None, log)
@@ -438,7 +488,7 @@ def train(config: TrainConfig, log: Callable[[str], None] = print) -> dict[str, 
                            "global_step": global_step, "model": model.state_dict(),
                            "optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                            "rng": ckpt.rng_state(), "data_order": {"seed": config.seed, "epoch": epoch + 1},
-                           "best_accuracy": best, "accuracy": accuracy}, path)
+                           "best_accuracy": best, "accuracy": accuracy, "threads": torch.get_num_threads()}, path)
                 log(f"epoch {epoch + 1}/{config.epochs}: train loss {loss_sum / count:.4f}, "
                     f"test accuracy {accuracy:.4f} (best {best:.4f})")
     if rank_info.world > 1:

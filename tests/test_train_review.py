@@ -5,6 +5,7 @@ throughout (a few dozen samples, 1–2 epochs); the sweep's share is in test_swe
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 import pytest
@@ -14,6 +15,7 @@ from typer.testing import CliRunner
 
 from convzoo.cli import app
 from convzoo.layers.form_choice import FormChoice, forget_choices
+from convzoo.train import loop
 from convzoo.train.checkpoint import CheckpointError
 from convzoo.train.loop import StopTraining, TrainConfig, train
 
@@ -82,7 +84,28 @@ def test_train_help_says_what_is_pinned():
     assert "bitwise" in text and "preferredexactform" in text, text
 
 
-# --- what --accum-steps reproduces ------------------------------------------------------------------------------
+# --- micro-batches: empty ones skipped, what --accum-steps reproduces ----------------------------------------------
+
+
+def test_accum_steps_skips_empty_micro_batches(tmp_path, monkeypatch):
+    """17 samples, batch 16, accum_steps 2: the last batch has 1 sample, so its second micro-batch is empty. Its
+    loss (a mean over 0 samples) was NaN and made the epoch's train_loss NaN. Every training loss call is recorded:
+    the logged loss must be their sample-weighted mean over exactly 17 samples."""
+    calls: list[tuple[float, int]] = []
+
+    class Recording(nn.CrossEntropyLoss):
+        def forward(self, logits, target):
+            loss = super().forward(logits, target)
+            calls.append((loss.item(), len(target)))
+            return loss
+
+    monkeypatch.setattr(loop.nn, "CrossEntropyLoss", Recording)
+    train(TrainConfig(**{**TINY, "max_train_samples": 17, "accum_steps": 2, "out": str(tmp_path)}), log=_quiet)
+    record = json.loads((tmp_path / "metrics.jsonl").read_text().splitlines()[0])
+    assert [n for _, n in calls] == [8, 8, 1]  # the empty micro-batch never ran
+    assert math.isfinite(record["train_loss"])
+    assert record["train_loss"] == pytest.approx(sum(l * n for l, n in calls) / 17, rel=1e-12)
+    assert record["train_accuracy"] * 17 == pytest.approx(round(record["train_accuracy"] * 17))  # k of 17
 
 
 def test_accum_steps_updates_batchnorm_once_per_micro_batch(tmp_path):
@@ -93,6 +116,34 @@ def test_accum_steps_updates_batchnorm_once_per_micro_batch(tmp_path):
     assert int(bn.num_batches_tracked) == 2 * 2  # 32 samples / batch 16 = 2 steps, × 2 micro-batches
     guide = GUIDE.read_text()
     assert "num_batches_tracked" in guide and "pads" in guide
+
+
+# --- option validation --------------------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("option, value, expected", [
+    ("--max-train-samples", "0", "max_train_samples=0 must be a positive integer"),
+    ("--max-train-samples", "-5", "max_train_samples=-5 must be a positive integer"),
+    ("--max-test-samples", "0", "max_test_samples=0 must be a positive integer"),
+    ("--offset-lr-mult", "-1", "offset_lr_mult=-1.0 must be a number ≥ 0"),
+    ("--temperature-epochs", "-3", "temperature_epochs=-3.0 must be a number ≥ 0"),
+    ("--seed", "-1", "seed=-1 must be an integer in [0, 2**32 - 1]"),
+    ("--seed", str(2 ** 32), f"seed={2 ** 32} must be an integer in [0, 2**32 - 1]"),
+    ("--weight-decay", "-1", "weight_decay=-1.0 must be a number ≥ 0"),
+    ("--stop-after-steps", "0", "stop_after_steps=0 must be a positive integer"),
+])
+def test_bad_options_are_one_line_naming_the_option(tmp_path, option, value, expected):
+    for command in ("train", "sweep"):
+        code, output = _cli([command, "--no-progress", "--epochs", "1", "--max-test-samples", "8",
+                             "--out", str(tmp_path / command), option, value])  # the last --max-test-samples wins
+        assert _one_line_error(code, output), (command, output)
+        assert expected in output, (command, output)
+        assert not (tmp_path / command).exists()
+
+
+def test_zero_is_allowed_where_it_means_something():
+    TrainConfig(offset_lr_mult=0.0, temperature_epochs=0.0, weight_decay=0.0, seed=0).validate()
+    TrainConfig(seed=2 ** 32 - 1).validate()
 
 
 # --- an unreadable checkpoint is kept -----------------------------------------------------------------------------

@@ -133,12 +133,24 @@ class TrainConfig:
                              f"{', '.join(f.name for f in families() if f.replaces_kxk)}")
         if self.optimizer not in OPTIMIZERS:
             raise ValueError(f"optimizer={self.optimizer!r} must be one of {', '.join(OPTIMIZERS)}")
-        for name in ("epochs", "batch_size", "accum_steps"):
-            if int(getattr(self, name)) < 1:
-                raise ValueError(f"{name}={getattr(self, name)} must be a positive integer")
-        for name in ("lr", "width_mult"):
-            if getattr(self, name) <= 0:
-                raise ValueError(f"{name}={getattr(self, name)} must be positive")
+        for name in ("epochs", "batch_size", "accum_steps", "max_train_samples", "max_test_samples",
+                     "stop_after_steps"):
+            value = getattr(self, name)
+            if value is not None and int(value) < 1:  # 0 samples: nothing to average (ZeroDivisionError, 0.0)
+                raise ValueError(f"{name}={value} must be a positive integer")
+        for name in ("lr", "width_mult", "temperature_start", "temperature_end"):
+            value = getattr(self, name)
+            if not (math.isfinite(value) and value > 0):
+                raise ValueError(f"{name}={value} must be positive and finite")
+        # 0 is meaningful for these: no weight decay, frozen offsets, no annealing (T = temperature_end throughout)
+        for name, value, means in (
+                ("weight_decay", self.weight_decay, "no decay"),
+                ("offset_lr_mult", self.offset_lr_mult, "the offsets stay as initialised; below 0 they climb"),
+                ("temperature_epochs", self.temperature_epochs, "no annealing")):
+            if value is not None and not (math.isfinite(value) and value >= 0):
+                raise ValueError(f"{name}={value} must be a number ≥ 0 (0: {means})")
+        if not 0 <= self.seed < 2 ** 32:  # NumPy's seed range; torch's sampler would take it, NumPy refuses it
+            raise ValueError(f"seed={self.seed} must be an integer in [0, 2**32 - 1]")
         if os.path.exists(self.out) and not os.path.isdir(self.out):
             raise ValueError(f"out={self.out!r} is a file: give a folder (created if missing) for metrics.jsonl and "
                              f"checkpoint.pt")
@@ -449,16 +461,18 @@ def _train(config: TrainConfig, log: Callable[[str], None]) -> dict[str, Any]:
                                                             config.temperature_end))
                 x, y = _to_device(x, device), y.to(device)
                 optimizer.zero_grad(set_to_none=True)
-                parts = config.accum_steps
-                for part in range(parts):
-                    # strided split: micro-batch p holds what rank p of `parts` processes would hold
-                    xs, ys = x[part::parts], y[part::parts]
-                    sync = part == parts - 1 or rank_info.world == 1
+                # strided split: micro-batch p holds what rank p of accum_steps processes would hold. A last batch
+                # smaller than accum_steps leaves some empty: a mean over 0 samples is NaN, so they are skipped
+                # (under DDP the sampler pads every rank to as many samples, so none is empty there)
+                n = config.accum_steps
+                parts = [(x[p::n], y[p::n]) for p in range(n) if len(y[p::n])]
+                for part, (xs, ys) in enumerate(parts):
+                    sync = part == len(parts) - 1 or rank_info.world == 1
                     context = ddp_model.no_sync() if not sync else nullcontext()
                     with context:
                         logits = ddp_model(xs)
                         loss = criterion(logits, ys)
-                        (loss / parts).backward()
+                        (loss / len(parts)).backward()
                     loss_sum += loss.item() * len(ys)
                     correct += (logits.argmax(1) == ys).sum().item()
                     count += len(ys)

@@ -55,15 +55,24 @@ def _materialize_lazy(module, shape: tuple[int, ...]) -> None:  # type: ignore[n
             module.eval()(torch.zeros(shape))
 
 
+# The target and layer options cost and rf share (one typer declaration each, reused as both defaults).
+TARGET = typer.Argument(..., help=TARGET_FORMS)
+INPUT = typer.Option(None, "--input", help="input shape, e.g. 1,3,224,224")
+IN_CHANNELS = typer.Option(64, "--in", help="family: input channels")
+OUT_CHANNELS = typer.Option(None, "--out", help="family: output channels (default 128, or --in for a family that "
+                                                "keeps the width)")
+KERNEL = typer.Option(3, "--kernel", help="family: kernel size")
+DIM = typer.Option(2, "--dim", help="family: spatial dims")
+
+
 @app.command("cost")
 def cost_command(
-    target: str = typer.Argument(..., help=TARGET_FORMS),
-    input: Optional[str] = typer.Option(None, "--input", help="input shape, e.g. 1,3,224,224"),
-    in_channels: int = typer.Option(64, "--in", help="family: input channels"),
-    out_channels: Optional[int] = typer.Option(None, "--out", help="family: output channels (default 128, or "
-                                               "--in for a family that keeps the width)"),
-    kernel: int = typer.Option(3, "--kernel", help="family: kernel size"),
-    dim: int = typer.Option(2, "--dim", help="family: spatial dims"),
+    target: str = TARGET,
+    input: Optional[str] = INPUT,
+    in_channels: int = IN_CHANNELS,
+    out_channels: Optional[int] = OUT_CHANNELS,
+    kernel: int = KERNEL,
+    dim: int = DIM,
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
     arg: Optional[list[str]] = typer.Option(None, "--arg", help="name=value for the layer or model, e.g. width_mult=0.5"),
     depth: Optional[str] = typer.Option(None, "--depth", metavar="N",
@@ -112,13 +121,12 @@ def _join(values) -> str:  # type: ignore[no-untyped-def]
 @app.command("rf")
 @app.command("receptive-field", hidden=True)  # the long name, typed in full, is the same command
 def rf_command(
-    target: str = typer.Argument(..., help=TARGET_FORMS),
-    input: Optional[str] = typer.Option(None, "--input", help="input shape, e.g. 1,3,224,224"),
-    in_channels: int = typer.Option(64, "--in", help="family: input channels"),
-    out_channels: Optional[int] = typer.Option(None, "--out", help="family: output channels (default 128, or "
-                                               "--in for a family that keeps the width)"),
-    kernel: int = typer.Option(3, "--kernel", help="family: kernel size"),
-    dim: int = typer.Option(2, "--dim", help="family: spatial dims"),
+    target: str = TARGET,
+    input: Optional[str] = INPUT,
+    in_channels: int = IN_CHANNELS,
+    out_channels: Optional[int] = OUT_CHANNELS,
+    kernel: int = KERNEL,
+    dim: int = DIM,
     as_json: bool = typer.Option(False, "--json", help="print the rows as JSON"),
     arg: Optional[list[str]] = typer.Option(None, "--arg",
                                             help="name=value for the layer or model, e.g. width_mult=0.5"),

@@ -384,8 +384,11 @@ def test_torchrun_two_processes_match_one_process(tmp_path):
 
 @pytest.mark.slow
 def test_acceptance_sweep_on_digits(tmp_path):
-    """The issue's acceptance run: standard and depthwise separable MobileNet both reach ≥ 90% on digits."""
-    code, output = _cli(["sweep", "--conv", "standard,depthwise_separable", "--no-progress", "--out", str(tmp_path)])
+    """The issue's acceptance run: standard and depthwise separable MobileNet both reach ≥ 90% on digits — trained
+    10 epochs, as the training guide says: at the default 4 depthwise separable is not converged (89.7 %, 323 of
+    360, on one thread; the thread count alone moves it by points)."""
+    code, output = _cli(["sweep", "--conv", "standard,depthwise_separable", "--epochs", "10", "--no-progress",
+                         "--out", str(tmp_path)])
     assert code == 0, output
     rows = json.load(open(tmp_path / "sweep.json"))
     assert all(row["mean_accuracy"] >= 0.9 for row in rows), rows

@@ -8,27 +8,11 @@ import time
 
 import pytest
 from torch import nn
-from typer.testing import CliRunner
 
-from convzoo.cli import app
 from convzoo.train import loop, sweep
 from convzoo.train.loop import TrainConfig
 
-TINY = {"width_mult": 0.25, "conv": "standard", "max_train_samples": 32, "max_test_samples": 16, "batch_size": 16,
-        "epochs": 1, "lr": 0.05, "progress": False, "device": "cpu"}
-
-
-def _quiet(_):
-    return None
-
-
-def _cli(args):
-    result = CliRunner().invoke(app, args)
-    return result.exit_code, result.output
-
-
-def _one_line_error(code, output):
-    return code == 2 and output.startswith("error:") and output.strip().count("\n") == 0 and "Traceback" not in output
+from test_train_review import TINY, _cli, _one_line_error, _quiet  # the review's shared helpers
 
 
 # --- a family named twice -----------------------------------------------------------------------------------------

@@ -180,14 +180,18 @@ def _bilinear(m: nn.Module, i: Shape, o: Shape) -> LayerCost:
     return _plain(m, i, o, macs=numel(o[:-1]) * numel(m.weight.shape))
 
 
+# Ops per output element, shared by the modules' formulas and the same work run as functions (_functional_other_ops)
+BATCH_NORM_OPS, STAT_NORM_OPS, SOFTMAX_OPS = 2, 4, 3
+
+
 def _batch_norm(m: nn.Module, i: Shape, o: Shape) -> LayerCost:
     """Inference-time norm with known statistics: one multiply-add per element (2 ops)."""
-    return _plain(m, i, o, other=2 * numel(o))
+    return _plain(m, i, o, other=BATCH_NORM_OPS * numel(o))
 
 
 def _stat_norm(m: nn.Module, i: Shape, o: Shape) -> LayerCost:
     """Layer/Group/Instance norm: mean and variance (2 ops/element) plus normalise and affine (2 ops/element)."""
-    return _plain(m, i, o, other=4 * numel(o))
+    return _plain(m, i, o, other=STAT_NORM_OPS * numel(o))
 
 
 def _activation(m: nn.Module, i: Shape, o: Shape) -> LayerCost:
@@ -197,7 +201,7 @@ def _activation(m: nn.Module, i: Shape, o: Shape) -> LayerCost:
 
 def _softmax(m: nn.Module, i: Shape, o: Shape) -> LayerCost:
     """exp, sum, divide: 3 ops per element."""
-    return _plain(m, i, o, other=3 * numel(o))
+    return _plain(m, i, o, other=SOFTMAX_OPS * numel(o))
 
 
 def _pool(m: nn.Module, i: Shape, o: Shape) -> LayerCost:
@@ -375,11 +379,11 @@ def _functional_other_ops(func: Any, args: tuple, out: Any) -> int:
         return 0
     y = numel(_shape(outputs[0]))
     if packet in _SOFTMAX:
-        return 3 * y
+        return SOFTMAX_OPS * y
     if packet in _STAT_NORMS:
-        return 4 * y
+        return STAT_NORM_OPS * y
     if packet in _BATCH_NORMS:
-        return 2 * y
+        return BATCH_NORM_OPS * y
     if packet in _ADAPTIVE_POOLS and x is not None:
         return max(numel(_shape(x)), y)
     if packet in _WINDOW_POOLS:

@@ -23,14 +23,17 @@ needs (tools call these methods and never look a family up by name or module pat
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import math
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
 import torch
 from torch import nn
+from torch.nn.utils import parametrize
 
 from .formats import channels_last_format
 
@@ -335,23 +338,31 @@ def autocast_enabled(x: torch.Tensor) -> bool:
         return False
 
 
-def check_zero_started_weight(module: nn.Module, path: str, layer: str, why: str) -> None:
-    """A weight that starts at zero (``why``: what the zero start means) has no norm: under torch's weight_norm or
-    spectral_norm (which divide by it) it is 0/0 = NaN. When ``module`` (reached as ``path`` in ``layer``) carries a
-    parametrization and its weight is not finite, one ValueError names it and the fix; unparametrized modules cost
-    one dict lookup, and nothing is checked under tracing, compilation or export."""
+def zero_started_weight_checked(module: nn.Module, path: str, layer: str, why: str) -> AbstractContextManager[None]:
+    """A context to call ``module`` in whose weight starts at zero (``why``: what the zero start means). Such a weight
+    has no norm: under torch's weight_norm or spectral_norm (which divide by it) it is 0/0 = NaN. When ``module``
+    (reached as ``path`` in ``layer``) carries a parametrization and its weight is not finite, one ValueError names it
+    and the fix. The check and the call read one evaluation (``parametrize.cached``): spectral_norm's power iteration
+    advances once per call, as under torch's convs. Unparametrized modules cost one dict lookup, and nothing is
+    checked under tracing, compilation or export."""
     if "parametrizations" not in module._modules or "weight" not in module._modules["parametrizations"]:
-        return
+        return contextlib.nullcontext()
     if torch.jit.is_tracing() or torch.compiler.is_compiling() or torch.onnx.is_in_onnx_export():
-        return
-    weight = module.weight
-    if not bool(torch.isfinite(weight).all()):
-        kinds = ", ".join(type(p).__name__.strip("_") for p in module.parametrizations["weight"])
-        raise ValueError(
-            f"{layer}.{path}.weight is not finite under its parametrization ({kinds}): it starts at zero ({why}), "
-            f"and weight_norm / spectral_norm divide by the weight's norm, 0/0; give it a non-zero start before "
-            f"the parametrization, e.g. torch.nn.init.normal_(layer.{path}.weight, std=1e-3), or leave {path} "
-            f"unparametrized")
+        return contextlib.nullcontext()
+    return _finite_weight_cached(module, path, layer, why)
+
+
+@contextlib.contextmanager
+def _finite_weight_cached(module: nn.Module, path: str, layer: str, why: str) -> Iterator[None]:
+    with parametrize.cached():
+        if not bool(torch.isfinite(module.weight).all()):
+            kinds = ", ".join(type(p).__name__.strip("_") for p in module.parametrizations["weight"])
+            raise ValueError(
+                f"{layer}.{path}.weight is not finite under its parametrization ({kinds}): it starts at zero ({why}), "
+                f"and weight_norm / spectral_norm divide by the weight's norm, 0/0; give it a non-zero start before "
+                f"the parametrization, e.g. torch.nn.init.normal_(layer.{path}.weight, std=1e-3), or leave {path} "
+                f"unparametrized")
+        yield
 
 
 # --- the contract ------------------------------------------------------------------------------------------------

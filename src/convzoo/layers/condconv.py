@@ -133,9 +133,10 @@ class CondConvNd(ConvzooLayer, nn.Module):
 
     def combine(self, routing: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """Per-example kernels (N, C_out, C_in/g, *k) and biases (N, C_out): W(x) = Σ_k r_k·W_k."""
-        weight = (routing @ self.weight.reshape(self.num_experts, -1)).reshape(routing.shape[0],
-                                                                                *self.experts.shape[1:])
-        return weight, None if self.bias is None else routing @ self.bias
+        # each read once: a parametrized tensor is evaluated once per call, as by torch's convs
+        bank, bias = bank_view(self.weight, self.num_experts), self.bias
+        weight = (routing @ bank.reshape(self.num_experts, -1)).reshape(routing.shape[0], *bank.shape[1:])
+        return weight, None if bias is None else routing @ bias
 
     def _per_sample(self, x: torch.Tensor) -> torch.Tensor:
         weight, bias = self.combine(self.routing(x))

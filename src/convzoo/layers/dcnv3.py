@@ -37,8 +37,8 @@ from .base import (
     ConvzooLayer,
     Stage,
     check_input,
-    check_zero_started_weight,
     geometry_repr,
+    zero_started_weight_checked,
 )
 
 from . import triton_forms
@@ -258,10 +258,10 @@ class DCNv3Conv2d(ConvzooLayer, nn.Module):
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         check_input(x, 2, self.in_channels, type(self).__name__)
         check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__)
-        for name in ("offset", "mask"):
-            check_zero_started_weight(getattr(self.branch, name), f"branch.{name}", "DCNv3Conv2d",
-                                      "the sampling starts on the regular grid with equal masks")
-        return self.aggregate(x, self.branch(x))
+        why = "the sampling starts on the regular grid with equal masks"
+        with zero_started_weight_checked(self.branch.offset, "branch.offset", "DCNv3Conv2d", why), \
+                zero_started_weight_checked(self.branch.mask, "branch.mask", "DCNv3Conv2d", why):
+            return self.aggregate(x, self.branch(x))
 
     def _torchvision(self, x: torch.Tensor) -> torch.Tensor:
         """The same aggregation as a torchvision deform_conv2d with a depthwise all-ones kernel: offset groups G,

@@ -43,7 +43,16 @@ from ..geometry import (
     check_window_fits,
     expand,
 )
-from .base import Alternative, ConvzooLayer, Stage, check_input, check_zero_started_weight, geometry_repr, init_conv_
+from .base import (
+    Alternative,
+    ConvzooLayer,
+    Stage,
+    check_input,
+    geometry_repr,
+    init_conv_,
+    stored,
+    zero_started_weight_checked,
+)
 from ..functional import pad_pairs
 from .conv import Conv2d, grouped_projection, native_conv_call
 from ..kernels import triton_runtime
@@ -172,9 +181,9 @@ class DeformConv2d(ConvzooLayer, nn.Module):
 
     def offsets_and_mask(self, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The offset conv's prediction: offsets (N, 2·G·k², H_out, W_out) and, for v2, masks sigmoid(·)."""
-        check_zero_started_weight(self.offset_conv, "offset_conv", "DeformConv2d", "the sampling starts on the "
-                                  "regular grid")
-        predicted = self.offset_conv(x)
+        with zero_started_weight_checked(self.offset_conv, "offset_conv", "DeformConv2d", "the sampling starts on "
+                                         "the regular grid"):
+            predicted = self.offset_conv(x)
         n_offsets = 2 * self.offset_groups * self.num_taps
         mask = torch.sigmoid(predicted[:, n_offsets:]) if self.modulated else None
         return predicted[:, :n_offsets], mask
@@ -258,7 +267,7 @@ class DeformConv2d(ConvzooLayer, nn.Module):
 
     def _choice_key(self, x: torch.Tensor) -> tuple[Any, ...]:
         config = (self.kernel_size, self.stride, self.dilation, self.padding_pairs, self.padding_mode, self.groups,
-                  self.offset_groups, self.modulated, self.out_channels, self.bias is not None)
+                  self.offset_groups, self.modulated, self.out_channels, stored(self, "bias") is not None)
         return (config, *input_key(x, torch.is_grad_enabled()))
 
     def forward(self, x: torch.Tensor, offset: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:

@@ -291,12 +291,13 @@ class DynamicConvNd(TemperatureState, ConvzooLayer, nn.Module):
         # (K, C_out, *k, C_in/g) or (K, C_out, C_in/g, *k)
         # permutes of non-negative dims (movedim's negative ones reach TorchScript's ONNX export as a Transpose
         # perm that onnxruntime refuses)
-        d = self.kernels.dim()
+        kernels, bias = self.kernels, self.bias  # each read once: a parametrized tensor is evaluated once per call
+        d = kernels.dim()
         # channels-last: the kernels' gradient comes back through the permute channel-innermost; grad_in_layout
         # hands it to the parameter in its own strides
-        bank = grad_in_layout(self.kernels).permute(0, 1, *range(3, d), 2) if channels_last else self.kernels
+        bank = grad_in_layout(kernels).permute(0, 1, *range(3, d), 2) if channels_last else kernels
         weight = (attention @ bank.reshape(self.num_kernels, -1)).reshape(n, *bank.shape[1:])
-        bias = attention @ self.bias if self.bias is not None else None
+        bias = attention @ bias if bias is not None else None
         return (weight.permute(0, 1, d - 1, *range(2, d - 1)) if channels_last else weight), bias
 
     def _batch_folded(self, x: torch.Tensor) -> torch.Tensor:

@@ -264,9 +264,8 @@ class HetConv2d(ConvzooLayer, nn.Module):
         y = self._kxk_part(x, pairs)
         if self.p > 1:
             y = y + self._one_by_one_part(x, pairs, (y.shape[2], y.shape[3]))
-        if self.bias is not None:
-            y = y + self.bias.view(1, -1, 1, 1)
-        return y
+        bias = self.bias  # read once: a parametrized bias is evaluated once per call, as by torch's convs
+        return y if bias is None else y + bias.view(1, -1, 1, 1)
 
     def _grouped_contiguous_form(self, x: torch.Tensor, frozen: str | None = None) -> torch.Tensor:
         """The grouped form computed in NCHW, the output handed back in the input's memory format (for

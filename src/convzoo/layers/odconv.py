@@ -159,14 +159,16 @@ class ODConvNd(ConvzooLayer, nn.Module):
         y = conv(x * a_c.reshape(*a_c.shape, *ones), self.aggregate(a_s, a_w), None, self.stride, self.padding_pairs,
                  self.dilation, self.groups, self.padding_mode)
         y = y * a_f.reshape(*a_f.shape, *ones)
-        return y if self.bias is None else y + self.bias.reshape(-1, *ones)
+        bias = self.bias  # read once: a parametrized bias is evaluated once per call, as by torch's convs
+        return y if bias is None else y + bias.reshape(-1, *ones)
 
     def aggregate(self, a_s: torch.Tensor, a_w: torch.Tensor) -> torch.Tensor:
         """α_s ⊙ Σ_k α_wk W_k per sample: (N, C_out, C_in/g, *k)."""
         n, taps = a_w.shape[0], a_s.shape[1]
-        mixed = (a_w @ self.weight.reshape(self.num_kernels, -1)).reshape(n, self.out_channels,
-                                                                          self.in_channels // self.groups, taps)
-        return (mixed * a_s.reshape(n, 1, 1, taps)).reshape(n, *self.kernels.shape[1:])
+        bank = self.kernels  # read once: a parametrized weight is evaluated once per call
+        mixed = (a_w @ bank.reshape(self.num_kernels, -1)).reshape(n, self.out_channels,
+                                                                   self.in_channels // self.groups, taps)
+        return (mixed * a_s.reshape(n, 1, 1, taps)).reshape(n, *bank.shape[1:])
 
     def full_kernels(self, x: torch.Tensor) -> torch.Tensor:
         """The paper's Eq. 2 per sample: α_f ⊙ α_c ⊙ α_s ⊙ Σ_k α_wk W_k, (N, C_out, C_in/g, *k)."""
@@ -177,8 +179,8 @@ class ODConvNd(ConvzooLayer, nn.Module):
         return self.aggregate(a_s, a_w) * scale.reshape(*scale.shape, *(1,) * self.dim)
 
     def _per_sample(self, x: torch.Tensor) -> torch.Tensor:
-        weight = self.full_kernels(x)
-        return torch.cat([conv_with_pairs(x[i:i + 1], weight[i], self.bias, self.stride, self.padding_pairs,
+        weight, bias = self.full_kernels(x), self.bias
+        return torch.cat([conv_with_pairs(x[i:i + 1], weight[i], bias, self.stride, self.padding_pairs,
                                           self.dilation, self.groups, self.padding_mode) for i in range(x.shape[0])])
 
     # --- the contract ---------------------------------------------------------------------------------------------

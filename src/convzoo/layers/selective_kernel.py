@@ -56,8 +56,11 @@ class BranchSelect(nn.Module):
     def forward(self, u: torch.Tensor, hold_attention: bool = False) -> torch.Tensor:
         """``hold_attention``: the weights enter as constants (detached): the same values, but gradients (and so
         pictures) see only the per-position mix of the branches, the way tools treat a side branch."""
-        a = self.attention(u)
-        a = a.detach() if hold_attention else a
+        if hold_attention:  # computed without autograd: none of its ops lies on a differentiated path
+            with torch.no_grad():
+                a = self.attention(u)
+        else:
+            a = self.attention(u)
         n, ones = u.shape[0], (1,) * (u.dim() - 2)
         # Accumulated branch by branch with elementwise ops on channel slices of u, so V keeps u's memory format
         # (a reduction over a branch axis would come back contiguous) and no (N, M, C, *O) product is stored.

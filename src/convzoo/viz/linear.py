@@ -25,7 +25,9 @@ CLIPPING: frozenset[Callable] = frozenset({
 
 
 class _Identity(TorchFunctionMode):
-    """Clipping activations return their input unchanged while ``paused`` is zero; ``seen`` counts them."""
+    """Clipping activations on the differentiated path (their input requires grad) return it unchanged while
+    ``paused`` is zero; ``seen`` counts them. One on a held value (an attention computed from a detached input)
+    steers the step and keeps its clipping: its output is a value the picture prints."""
 
     def __init__(self) -> None:
         super().__init__()
@@ -35,14 +37,17 @@ class _Identity(TorchFunctionMode):
     def __torch_function__(self, func, types, args=(), kwargs=None):
         kwargs = kwargs or {}
         if func in CLIPPING and self.paused == 0:
-            self.seen += 1
-            return args[0] if args else next(iter(kwargs.values()))
+            value = args[0] if args else next(iter(kwargs.values()))
+            if isinstance(value, torch.Tensor) and value.requires_grad:
+                self.seen += 1
+                return value
         return func(*args, **kwargs)
 
 
 @contextmanager
 def linear_wiring(sides: list[nn.Module]) -> Iterator[_Identity]:
-    """Within the block clipping activations are the identity, except inside the modules ``sides``."""
+    """Within the block clipping activations on the differentiated path (inputs that require grad: run the function
+    on an input that does) are the identity, except inside the modules ``sides``."""
     mode = _Identity()
 
     def pause(_m: nn.Module, _i: object) -> None:
@@ -61,12 +66,12 @@ def linear_wiring(sides: list[nn.Module]) -> Iterator[_Identity]:
 
 
 def wiring_jacobian(model: nn.Module, x: torch.Tensor, sides: list[nn.Module]) -> torch.Tensor | None:
-    """∂y/∂x of ``model`` at ``x`` with its clipping activations as the identity (outside ``sides``), or None when
-    its forward calls none (the plain Jacobian is then already the wiring)."""
+    """∂y/∂x of ``model`` at ``x`` with its clipping activations on the differentiated path as the identity
+    (outside ``sides``), or None when its forward calls none (the plain Jacobian is then already the wiring)."""
     from .matrix import jacobian
 
-    with torch.no_grad(), linear_wiring(sides) as mode:
-        model(x)
+    with torch.enable_grad(), linear_wiring(sides) as mode:  # on a differentiated input, as the Jacobian's
+        model(x.detach().requires_grad_())
     if mode.seen == 0:
         return None
     with linear_wiring(sides):

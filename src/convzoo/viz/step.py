@@ -445,8 +445,9 @@ def activation(r: Reads) -> tuple[str | None, torch.Tensor] | None:
         if not tried:
             cache["_activation"] = None
         else:
-            with torch.no_grad(), linear_wiring(side_modules(model)):
-                z = model(r.x[None])[0].to(r.y.dtype)
+            # on a differentiated input: linear_wiring takes out the activations on x's path only
+            with torch.enable_grad(), linear_wiring(side_modules(model)):
+                z = model(r.x[None].clone().requires_grad_(True))[0].detach().to(r.y.dtype)
             name = next((n for n, f in tried if torch.allclose(f(z), r.y, rtol=1e-5, atol=1e-6)), None)
             cache["_activation"] = (name, z)
     return cache["_activation"]

@@ -38,7 +38,6 @@ def test_the_select_step_prints_the_layers_attention_and_no_bias() -> None:
         v = stages[1].fn(u)
     r = analyse(_stage_module(stages[1], u, v), tuple(u.shape[1:]), x=u[0], illustrate=False)
     want = _attention_by_hand(model, u)
-    relus_clipped = 0
     for j in range(r.output_shape[0]):
         drawn = r.pair_kernel[j][~torch.isnan(r.pair_kernel[j])]
         torch.testing.assert_close(drawn, want[:, j].to(drawn.dtype), rtol=1e-6, atol=1e-9, msg=f"channel {j}")

@@ -2,7 +2,7 @@
 
 Deep-learning "convolution" is cross-correlation, y[p] = Σ_t w[t]·x[p·s + t·d]; the signal-processing
 convolution flips the kernel along every spatial axis first, y[p] = Σ_t w[K-1-t]·x[p·s + t·d]
-(article 003 §1.1–1.2).
+(article 003 §1.1–1.2); its 'same' padding is scipy.signal.convolve's (``convolve_padding_pairs``).
 """
 
 from __future__ import annotations
@@ -84,6 +84,17 @@ def flip_kernel(weight: torch.Tensor) -> torch.Tensor:
     return weight.flip(tuple(range(2, weight.dim())))
 
 
+def convolve_padding_pairs(
+    padding: Padding, kernel_size: tuple[int, ...], stride: tuple[int, ...], dilation: tuple[int, ...]
+) -> PaddingPairs:
+    """``padding`` resolved for the true convolution: as ``padding_pairs``, except that 'same' puts the odd element
+    of the total d·(k−1) BEFORE the input, as ``scipy.signal.convolve(x, w, mode='same')`` does (it keeps the
+    centre of the full convolution, from index ⌊(E−1)/2⌋, E = d·(k−1) + 1). With the kernel flipped, that is
+    PyTorch's correlation rule mirrored: k = 4 pads (2, 1) where ``Conv1d(padding='same')`` pads (1, 2)."""
+    pairs = padding_pairs(padding, kernel_size, stride, dilation)
+    return tuple((hi, lo) for lo, hi in pairs) if isinstance(padding, str) else pairs
+
+
 def convolve(
     x: torch.Tensor,
     weight: torch.Tensor,
@@ -97,8 +108,13 @@ def convolve(
     """True (signal-processing) convolution: ``correlate`` with the kernel flipped along every spatial axis.
 
     y[n, o, p] = b[o] + Σ_c Σ_t w[o, c, K−1−t] · x_pad[n, c, p·stride + t·dilation]; same shapes as ``correlate``.
-    With padding 0 it equals ``scipy.signal.convolve(x, w, mode='valid')`` summed over input channels.
+    Summed over input channels it equals ``scipy.signal.convolve(x, w, mode='valid')`` with padding 0, and
+    ``mode='same'`` with padding 'same' (the odd element of an even span before the input: ``convolve_padding_pairs``).
     """
+    if isinstance(padding, str) and weight.dim() in (3, 4, 5):  # other ranks: correlate's error names them
+        dim = weight.dim() - 2
+        padding = convolve_padding_pairs(padding, tuple(weight.shape[2:]), expand(stride, dim, "stride"),
+                                         expand(dilation, dim, "dilation"))
     return correlate(x, flip_kernel(weight), bias, stride, padding, dilation, groups, padding_mode)
 
 

@@ -61,7 +61,8 @@ def _conv_size_1d(i: int, k: int, s: int, p: int | str, d: int) -> tuple[int, in
 def conv_output_size(i: Size, k: Size, s: Size = 1, p: Union[Size, str] = 0, d: Size = 1) -> int | tuple[int, ...]:
     """o = ⌊(i + 2p − d·(k−1) − 1)/s⌋ + 1 per dim; ints, or tuples with one entry per dim.
 
-    ``p='valid'`` is p = 0; ``p='same'`` pads d·(k−1) in total (the odd element after) and needs s = 1.
+    ``p='valid'`` is p = 0; ``p='same'`` pads d·(k−1) in total and needs s = 1 (the odd element after for a
+    correlation, PyTorch's rule; before for a true convolution, scipy's: the size is the same).
     Raises ValueError for k, s, d < 1, p < 0 or an empty output.
     """
     dims = _per_dim(i, k, s, p, d)

@@ -15,7 +15,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..arithmetic.cost import LayerCost, conv_cost, conv_output_tensor_shape
-from ..functional import flip_kernel, pad_pairs
+from ..functional import convolve_padding_pairs, flip_kernel, pad_pairs
 from ..geometry import (
     PADDING_MODES,
     IntOrTuple,
@@ -113,6 +113,9 @@ class ConvNd(ConvzooLayer):
     Arguments, order and defaults as ``torch.nn.Conv{1,2,3}d``; ``padding`` may also be one (before, after) pair
     per dimension. ``padding_pairs`` holds the resolved padding; ``padding`` keeps torch's meaning ('same',
     'valid' or ints) — an asymmetric padding, which torch cannot express, is stored there as the pairs.
+    'same' pads d·(k−1) per dim; where that is odd, the extra element goes after for 'correlation' (PyTorch's rule)
+    and before for 'convolution', so that it equals ``scipy.signal.convolve(x, w, mode='same')`` (k = 4: ``padding_pairs`` ((2, 1),),
+    ``padding`` stays 'same').
     """
 
     def __init__(
@@ -140,6 +143,9 @@ class ConvNd(ConvzooLayer):
                          device=device, dtype=dtype)
         self.padding = geometry.padding
         self.padding_pairs = geometry.padding_pairs
+        if mode == "convolution":  # 'same' as scipy.signal.convolve: the odd element of an even span before
+            self.padding_pairs = convolve_padding_pairs(padding, geometry.kernel_size, geometry.stride,
+                                                        geometry.dilation)
         self.mode = mode
         compiled_choice.register(self)
 

@@ -14,7 +14,8 @@ Conventions (the same as PyTorch):
   spatial dim;
 * ``padding`` is an int, a tuple of ints (symmetric per dim), a tuple of
   ``(lo, hi)`` pairs, one per spatial dim, or 'valid' / 'same' (resolved here,
-  from the kernel and dilation, by ``same_padding`` — never taken from a layer).
+  from the kernel and dilation, by ``same_padding`` — never taken from a layer;
+  the true ``convolve`` uses scipy's 'same', ``convolve_same_padding``).
 
 Inconsistent shapes or arguments raise ``ValueError`` naming the argument.
 """
@@ -37,6 +38,7 @@ __all__ = [
     "same_padding",
     "correlate",
     "convolve",
+    "convolve_same_padding",
     "conv_matrix",
     "transposed_conv",
     "transposed_conv_by_matrix",
@@ -229,6 +231,28 @@ def pad(x: np.ndarray, padding: Padding, mode: str = "zeros") -> np.ndarray:
 # ---------------------------------------------------------------------------
 
 
+def _conv_arrays(x: np.ndarray, w: np.ndarray, bias: np.ndarray | None,
+                 groups: int) -> tuple[np.ndarray, np.ndarray, np.ndarray | None]:
+    """x (N, C_in, *S), w (C_out, C_in/groups, *K), bias (C_out,) or None as float64, checked against each other."""
+    x = np.asarray(x, dtype=np.float64)
+    w = np.asarray(w, dtype=np.float64)
+    nd = _spatial_ndim(x)
+    if w.ndim != x.ndim:
+        raise ValueError(f"w must have shape (C_out, C_in/groups, *K) with {nd} spatial dims, got {w.shape}")
+    c_in, (c_out, c_per_group) = x.shape[1], w.shape[:2]
+    if not isinstance(groups, (int, np.integer)) or groups < 1:
+        raise ValueError(f"groups must be a positive int, got {groups!r}")
+    if c_in % groups != 0 or c_out % groups != 0:
+        raise ValueError(f"groups={groups} must divide C_in={c_in} and C_out={c_out}")
+    if c_per_group != c_in // groups:
+        raise ValueError(f"w.shape[1] must be C_in/groups = {c_in // groups}, got {c_per_group}")
+    if bias is not None:
+        bias = np.asarray(bias, dtype=np.float64)
+        if bias.shape != (c_out,):
+            raise ValueError(f"bias must have shape ({c_out},), got {bias.shape}")
+    return x, w, bias
+
+
 def correlate(
     x: np.ndarray,
     w: np.ndarray,
@@ -251,23 +275,9 @@ def correlate(
     ``floor((S + lo + hi - dilation*(K-1) - 1) / stride) + 1``.
     Returns y: (N, C_out, *O).
     """
-    x = np.asarray(x, dtype=np.float64)
-    w = np.asarray(w, dtype=np.float64)
-    nd = _spatial_ndim(x)
-    if w.ndim != x.ndim:
-        raise ValueError(f"w must have shape (C_out, C_in/groups, *K) with {nd} spatial dims, got {w.shape}")
-    n, c_in = x.shape[:2]
-    c_out, c_per_group = w.shape[:2]
-    if not isinstance(groups, (int, np.integer)) or groups < 1:
-        raise ValueError(f"groups must be a positive int, got {groups!r}")
-    if c_in % groups != 0 or c_out % groups != 0:
-        raise ValueError(f"groups={groups} must divide C_in={c_in} and C_out={c_out}")
-    if c_per_group != c_in // groups:
-        raise ValueError(f"w.shape[1] must be C_in/groups = {c_in // groups}, got {c_per_group}")
-    if bias is not None:
-        bias = np.asarray(bias, dtype=np.float64)
-        if bias.shape != (c_out,):
-            raise ValueError(f"bias must have shape ({c_out},), got {bias.shape}")
+    x, w, bias = _conv_arrays(x, w, bias, groups)
+    nd = x.ndim - 2
+    n, c_out, c_per_group = x.shape[0], w.shape[0], w.shape[1]
     stride_t = _positive(_ntuple(stride, nd, "stride"), "stride")
     dil_t = _positive(_ntuple(dilation, nd, "dilation"), "dilation")
     kernel = w.shape[2:]
@@ -296,6 +306,19 @@ def correlate(
     return y
 
 
+def convolve_same_padding(kernel: Sequence[int], dilation: IntOrTuple = 1) -> tuple[tuple[int, int], ...]:
+    """'same' padding of the true convolution, as ``scipy.signal.convolve(x, w, mode='same')``: the output is the
+    centre of the full convolution, full[(E-1)//2 : (E-1)//2 + S] with span E = dilation*(K-1) + 1, which pads
+    ``E-1 - (E-1)//2`` before and ``(E-1)//2`` after: the extra element (odd totals) BEFORE, unlike
+    ``same_padding`` (PyTorch's correlation rule)."""
+    dil = _ntuple(dilation, len(kernel), "dilation")
+    pairs = []
+    for k, d in zip(kernel, dil):
+        total = d * (k - 1)
+        pairs.append((total - total // 2, total // 2))
+    return tuple(pairs)
+
+
 def convolve(
     x: np.ndarray,
     w: np.ndarray,
@@ -306,16 +329,45 @@ def convolve(
     groups: int = 1,
     padding_mode: str = "zeros",
 ) -> np.ndarray:
-    """True (signal-processing) convolution: ``correlate`` with the kernel flipped.
+    """True (signal-processing) convolution, ``scipy.signal.convolve`` summed over each group's input channels.
 
-    x: (N, C_in, *S), w: (C_out, C_in / groups, *K) -> (N, C_out, *O).
+    x: (N, C_in, *S), w: (C_out, C_in / groups, *K) -> (N, C_out, *O), O as ``correlate``'s.
 
-        y[n, o, p] = b[o] + sum_c sum_t w[o, c, K-1-t] * xpad[n, c, p*stride + t*dilation]
+        y[n, o, p] = b[o] + sum_{c in group(o)} sum_t w[o, c, t] * xpad[n, c, p*stride + dilation*(K-1-t)]
+
+    tap t reads t*dilation before the window's last element (the kernel runs backwards over x; the same sum as
+    ``correlate`` with w flipped). ``xpad = pad(x, pairs, padding_mode)``; 'same' resolves to
+    ``convolve_same_padding`` (scipy's 'same'), any other padding as for ``correlate``. Written with its own
+    loop over taps, not through ``correlate``.
     """
-    w = np.asarray(w, dtype=np.float64)
-    if w.ndim < 3:
-        raise ValueError(f"w must have shape (C_out, C_in/groups, *K), got {w.shape}")
-    return correlate(x, _flip_spatial(w), bias, stride, padding, dilation, groups, padding_mode)
+    x, w, bias = _conv_arrays(x, w, bias, groups)
+    nd = x.ndim - 2
+    n, c_out, c_per_group = x.shape[0], w.shape[0], w.shape[1]
+    stride_t = _positive(_ntuple(stride, nd, "stride"), "stride")
+    dil_t = _positive(_ntuple(dilation, nd, "dilation"), "dilation")
+    kernel = w.shape[2:]
+    if isinstance(padding, str) and padding == "same":
+        if any(s != 1 for s in stride_t):
+            raise ValueError("padding='same' needs stride 1")
+        pairs = convolve_same_padding(kernel, dil_t)
+    else:
+        pairs = resolve_padding(padding, kernel, stride_t, dil_t)
+    xp = pad(x, pairs, padding_mode)
+    out_shape = tuple(_out_size(x.shape[2 + d], *pairs[d], kernel[d], stride_t[d], dil_t[d]) for d in range(nd))
+    y = np.zeros((n, c_out) + out_shape, dtype=np.float64)
+    o_per_group = c_out // groups
+    for t in itertools.product(*(range(k) for k in kernel)):
+        # the input each output position p reads through tap t: xpad[p*stride + dilation*(K-1-t)], all p at once
+        first = [dil_t[d] * (kernel[d] - 1 - t[d]) for d in range(nd)]
+        taps = tuple(slice(first[d], first[d] + stride_t[d] * (out_shape[d] - 1) + 1, stride_t[d]) for d in range(nd))
+        for g in range(groups):
+            cs = slice(g * c_per_group, (g + 1) * c_per_group)
+            os_ = slice(g * o_per_group, (g + 1) * o_per_group)
+            # (N, C_in/groups, *O) x (C_out/groups, C_in/groups) -> (N, C_out/groups, *O)
+            y[:, os_] += np.einsum("nc...,oc->no...", xp[(slice(None), cs) + taps], w[(os_, slice(None)) + t])
+    if bias is not None:
+        y += bias.reshape((1, c_out) + (1,) * nd)
+    return y
 
 
 def conv_matrix(

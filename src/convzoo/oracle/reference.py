@@ -636,11 +636,11 @@ def channel_shuffle(x: np.ndarray, groups: int) -> np.ndarray:
 def hetconv_kernel(w_kxk: np.ndarray, w_1x1: np.ndarray, p: int) -> np.ndarray:
     """Dense HetConv kernel (Singh et al. 2019).
 
-    w_kxk: (C_out, C_in/p, k, k), w_1x1: (C_out, C_in - C_in/p) -> K: (C_out, C_in, k, k), k odd.
-    For filter j and input channel c:
+    w_kxk: (C_out, C_in/p, kh, kw), w_1x1: (C_out, C_in - C_in/p) -> K: (C_out, C_in, kh, kw), kh and kw odd
+    (square in the paper; any odd kh x kw has a centre tap). For filter j and input channel c:
 
-    * ``(c - j) mod p == 0``: ``K[j, c] = w_kxk[j, c // p]`` (full k x k kernel);
-    * otherwise ``K[j, c]`` is zero except ``K[j, c, k//2, k//2] = w_1x1[j, m]``, where m is the
+    * ``(c - j) mod p == 0``: ``K[j, c] = w_kxk[j, c // p]`` (full kh x kw kernel);
+    * otherwise ``K[j, c]`` is zero except ``K[j, c, kh//2, kw//2] = w_1x1[j, m]``, where m is the
       rank of c among the channels c' with ``(c' - j) mod p != 0``.
 
     C_in = p * w_kxk.shape[1] (C_in must be divisible by p).
@@ -649,20 +649,21 @@ def hetconv_kernel(w_kxk: np.ndarray, w_1x1: np.ndarray, p: int) -> np.ndarray:
     w_1x1 = np.asarray(w_1x1, dtype=np.float64)
     if not isinstance(p, (int, np.integer)) or p < 1:
         raise ValueError(f"p must be a positive int, got {p!r}")
-    if w_kxk.ndim != 4 or w_kxk.shape[2] != w_kxk.shape[3] or w_kxk.shape[2] % 2 == 0:
-        raise ValueError(f"w_kxk must have shape (C_out, C_in/p, k, k) with k odd, got {w_kxk.shape}")
-    c_out, c_in_p, k = w_kxk.shape[0], w_kxk.shape[1], w_kxk.shape[2]
+    if w_kxk.ndim != 4 or any(k % 2 == 0 for k in w_kxk.shape[2:]):
+        raise ValueError(f"w_kxk must have shape (C_out, C_in/p, kh, kw) with kh and kw odd (a centre tap for the "
+                         f"1x1 kernels), got {w_kxk.shape}")
+    c_out, c_in_p, kh, kw = w_kxk.shape
     c_in = c_in_p * p
     if w_1x1.shape != (c_out, c_in - c_in_p):
         raise ValueError(f"w_1x1 must have shape ({c_out}, {c_in - c_in_p}), got {w_1x1.shape}")
-    kern = np.zeros((c_out, c_in, k, k), dtype=np.float64)
+    kern = np.zeros((c_out, c_in, kh, kw), dtype=np.float64)
     for j in range(c_out):
         m = 0  # rank among the 1x1 channels of filter j
         for c in range(c_in):
             if (c - j) % p == 0:
                 kern[j, c] = w_kxk[j, c // p]
             else:
-                kern[j, c, k // 2, k // 2] = w_1x1[j, m]
+                kern[j, c, kh // 2, kw // 2] = w_1x1[j, m]
                 m += 1
     return kern
 

@@ -47,8 +47,10 @@ class Family:
               **kwargs: Any) -> nn.Module:
         """Build a C_in → C_out layer of this family; ``kwargs`` go to the layer's constructor.
 
-        ``kernel_size`` (an int or one int per dim; None: the family's default, 3) is the window; families
-        without a chosen window take None or the value their layer allows.
+        ``kernel_size`` (None: the family's default, 3) is the window: an int, or one int per dim ((1, 7) is 1×7).
+        For ``mixconv`` and ``selective_kernel`` a sequence instead lists the groups' / branches' kernel sizes, as
+        timm's ``MixedConv2d`` reads it: (3, 5) is a 3×3 and a 5×5 group, not a 3×5 window (the layer keeps them in
+        ``kernel_sizes``). Families without a chosen window take None or the value their layer allows.
         """
         if dim not in self.dims:
             raise ValueError(f"family {self.name!r} has no {dim}-D form; dims available: {self.dims}")
@@ -413,7 +415,8 @@ def family(name: str) -> Family:
 def build(name: str, in_channels: int, out_channels: int, kernel_size: IntOrTuple | None = None, dim: int = 2,
           **kwargs: Any) -> nn.Module:
     """Build family ``name`` as a layer C_in → C_out with a k×k (or k, k×k×k; an int or one int per dim; None:
-    the family's default) kernel in ``dim`` spatial dims. Families with a window pad to keep the size at stride 1.
+    the family's default) kernel in ``dim`` spatial dims; for mixconv and selective_kernel a sequence lists the
+    groups' / branches' sizes instead (``Family.build``). Families with a window pad to keep the size at stride 1.
 
     >>> build("depthwise_separable", 32, 64)  # doctest: +ELLIPSIS
     DepthwiseSeparableConv2d(...)

@@ -40,7 +40,10 @@ def split_channels(channels: int, groups: int, split: str = "equal") -> list[int
 class MixConv2d(ConvzooLayer, nn.Module):
     """y = concat_i conv_{k_i}(x_i). Shapes: (N, C_in, H, W) → (N, C_out, ⌈H/s⌉, ⌈W/s⌉) for odd kernels.
 
-    ``kernel_size`` is the groups' kernel sizes (an int is one group). Group i has ``in_splits[i]`` inputs and
+    ``kernel_size`` lists the groups' kernel sizes, one int per group as timm's ``MixedConv2d`` reads it: (3, 5)
+    is a 3×3 group and a 5×5 group, not a 3×5 window; an int is one group. The attribute ``kernel_sizes`` holds
+    that list (the repr prints it) and ``kernel_size`` the envelope (k_max, k_max), the window the layer spans
+    (its receptive field and the dense kernel it equals). Group i has ``in_splits[i]`` inputs and
     ``out_splits[i]`` outputs; its kernel is k_i×k_i with 'same' padding d·(k_i−1) (the odd element after, also
     at stride > 1), so all groups give the same output size: ``padding`` must be 'same' (the paper's rule).
     Arguments as ``torch.nn.Conv2d`` otherwise (no groups: depthwise per group when C_in = C_out, else dense);
@@ -167,7 +170,7 @@ class MixConv2d(ConvzooLayer, nn.Module):
         return compose([*parts, elementwise_cost(out, 0)])
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_sizes}, split={self.split!r}, "
+        return (f"{self.in_channels}, {self.out_channels}, kernel_sizes={self.kernel_sizes}, split={self.split!r}, "
                 f"in_splits={self.in_splits}, out_splits={self.out_splits}")
 
 

@@ -76,8 +76,11 @@ class BranchSelect(nn.Module):
 class SelectiveKernelConvNd(ConvzooLayer, nn.Module):
     """Shapes: (N, C_in, *S) → (N, C_out, *O); O as a conv with 'same' padding at this stride.
 
-    ``kernel_size``: the branches' kernel sizes (odd; an int is one branch); each branch pads d·(k−1)/2 so all
-    line up (``padding`` must be 'same', as MixConv). ``groups`` applies to every branch conv (the paper uses
+    ``kernel_size``: the branches' kernel sizes, one odd int per branch (an int is one branch), as timm's
+    ``SelectiveKernel`` reads it: (3, 5) is a 3×3 and a 5×5 branch in every dim, not a 3×5 window. The attribute
+    ``kernel_sizes`` holds that list (the repr prints it) and ``kernel_size`` the envelope, the widest branch's span
+    d·(k−1)+1 per dim ((5, 5) for (3, 5) with ``keep_3x3``). Each branch pads d·(k−1)/2 so all line up (``padding``
+    must be 'same', as MixConv). ``groups`` applies to every branch conv (the paper uses
     ResNeXt's 32). Keyword-only: ``reduction`` r and ``min_hidden`` L (d = max(C_out // r, L); the paper's 16
     and 32), ``keep_3x3`` (a k×k branch becomes 3×3 with dilation (k−1)/2, the paper's choice).
     """
@@ -243,7 +246,7 @@ class SelectiveKernelConvNd(ConvzooLayer, nn.Module):
         return [Attention("a", "branches", values[0].reshape(m, c))]
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_sizes}, stride={self.stride}, "
+        return (f"{self.in_channels}, {self.out_channels}, kernel_sizes={self.kernel_sizes}, stride={self.stride}, "
                 f"groups={self.groups}, keep_3x3={self.keep_3x3}")
 
 

@@ -2,8 +2,10 @@
 
 ``resolve_geometry`` expands and validates kernel_size / stride / dilation (ints, tuples, numpy ints) and resolves
 ``padding`` ('same', 'valid', ints, per-dim (before, after) pairs) ONCE into ``padding_pairs``; layers keep it as
-``.padding_pairs`` and never re-derive it. ``check_window_fits`` gives the one message each family uses when the
-kernel does not fit the padded input. Imports nothing of convzoo: ``functional.py`` and the layers both use it.
+``.padding_pairs`` and never re-derive it. Like torch's ``_pair`` (which takes any iterable), an integer NumPy array
+stands for a tuple. ``check_window_fits`` gives the one message each family uses when the kernel does not fit the
+padded input, or a reflect / circular padding does not fit the input. Imports nothing of convzoo: ``functional.py``
+and the layers both use it.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ import numbers
 from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any, Union
+
+import numpy as np
 
 IntOrTuple = Union[int, Sequence[int]]
 # An int, one int per spatial dim, a (before, after) pair per dim, or 'same' / 'valid'.
@@ -32,16 +36,26 @@ def as_int(value: Any, name: str) -> int:
     return int(value)
 
 
+def _as_sequence(value: Any) -> Any:
+    """An integer NumPy array (1-D: one int per dim; 2-D: (before, after) pairs) as nested tuples of Python ints,
+    since torch's convs take it as the tuple it iterates to; anything else as it is (checked by the caller)."""
+    if isinstance(value, np.ndarray) and value.ndim >= 1 and value.dtype.kind in "iu":
+        return tuple(tuple(v) if isinstance(v, list) else v for v in value.tolist())
+    return value
+
+
 def expand(value: IntOrTuple, dim: int, name: str, minimum: int = 1) -> tuple[int, ...]:
-    """Expand an int to a ``dim``-tuple and check every entry is an int >= ``minimum``."""
+    """Expand an int to a ``dim``-tuple and check every entry is an int >= ``minimum``. numpy integers and 1-D
+    integer arrays count as ints and tuples (as for ``torch.nn.Conv2d``)."""
     if isinstance(value, bool):
         raise TypeError(f"{name}={value!r} must be an int or a tuple of {dim} ints, not a bool")
+    entries = _as_sequence(value)
     if _is_int(value):
         values: tuple[int, ...] = (int(value),) * dim
-    elif isinstance(value, Sequence) and not isinstance(value, str):
-        if len(value) != dim or not all(_is_int(v) for v in value):
+    elif isinstance(entries, Sequence) and not isinstance(entries, str):
+        if len(entries) != dim or not all(_is_int(v) for v in entries):
             raise TypeError(f"{name}={value!r} must be an int or a tuple of {dim} ints")
-        values = tuple(int(v) for v in value)
+        values = tuple(int(v) for v in entries)
     else:
         raise TypeError(f"{name}={value!r} must be an int or a tuple of {dim} ints")
     for v in values:
@@ -87,6 +101,7 @@ def padding_pairs(
     'same' pads ``d*(k-1)`` in total, the odd element after (PyTorch's rule); like PyTorch it needs stride 1.
     """
     dim = len(kernel_size)
+    padding = _as_sequence(padding)
     if isinstance(padding, str):
         check_choice(padding, "padding", ("same", "valid"))
         if padding == "valid":
@@ -145,14 +160,34 @@ def resolve_geometry(dim: int, kernel_size: IntOrTuple, stride: IntOrTuple, padd
     return Geometry(k, s, d, stored, pairs)
 
 
+def check_padding_fits(spatial: Sequence[int], pairs: PaddingPairs, padding_mode: str, layer: str) -> None:
+    """A padding that copies the input must find what it copies, as ``F.pad`` requires: 'reflect' needs each pad
+    < the input's size along its dim (it mirrors without the edge), 'circular' each pad <= the size (it wraps
+    once). 'zeros' and 'replicate' fit any size, as does a pad of 0."""
+    rules = {"reflect": ("<", lambda pad, size: pad < size), "circular": ("<=", lambda pad, size: pad <= size)}
+    if padding_mode not in rules:
+        return
+    sign, fits = rules[padding_mode]
+    for axis, (size, (lo, hi)) in enumerate(zip(spatial, pairs)):
+        if not all(pad == 0 or fits(pad, size) for pad in (lo, hi)):
+            raise ValueError(
+                f"{layer}: padding={(lo, hi)} (before, after) of spatial dim {axis} with padding_mode={padding_mode!r} "
+                f"needs each pad {sign} the input's size there, but it is {size}; give a larger input, less padding "
+                "or padding_mode='zeros' / 'replicate'"
+            )
+
+
 def check_window_fits(
     spatial: Sequence[int],
     kernel_size: tuple[int, ...],
     dilation: tuple[int, ...],
     pairs: PaddingPairs,
     layer: str,
+    padding_mode: str = "zeros",
 ) -> None:
-    """The dilated kernel must fit inside the padded input along every spatial dim."""
+    """The dilated kernel must fit inside the padded input along every spatial dim, and a 'reflect' / 'circular'
+    padding inside the input (``check_padding_fits``)."""
+    check_padding_fits(spatial, pairs, padding_mode, layer)
     for axis, (size, k, d, (lo, hi)) in enumerate(zip(spatial, kernel_size, dilation, pairs)):
         extent = d * (k - 1) + 1
         if size + lo + hi < extent:

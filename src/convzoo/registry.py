@@ -18,7 +18,7 @@ from typing import Any
 from torch import nn
 
 from . import layers as L
-from .geometry import IntOrTuple, expand
+from .geometry import IntOrTuple, check_positive_int, expand
 
 Builder = Callable[..., nn.Module]
 
@@ -54,6 +54,9 @@ class Family:
         """
         if dim not in self.dims:
             raise ValueError(f"family {self.name!r} has no {dim}-D form; dims available: {self.dims}")
+        # Checked here, before the builders derive defaults from them (gcd, modulo), in the layers' own words.
+        in_channels = check_positive_int(in_channels, "in_channels")
+        out_channels = check_positive_int(out_channels, "out_channels")
         return self.builder(in_channels, out_channels, kernel_size, dim, **kwargs)
 
 

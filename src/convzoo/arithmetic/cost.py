@@ -645,6 +645,22 @@ def _meta_inputs(example: Union[Sequence[int], torch.Tensor, tuple], dtype: torc
     raise TypeError(f"input must be a shape (ints), a tensor or a tuple of tensors, got {example!r}")
 
 
+# torch's meta kernels of nearest upsampling hand torch._check an int for an empty input ("cond must be a bool",
+# torch 2.14), where its CPU kernel returns an empty batch or says why it refuses the input.
+_NEAREST_UPSAMPLE = (_aten.upsample_nearest1d, _aten.upsample_nearest2d, _aten.upsample_nearest3d,
+                     _aten._upsample_nearest_exact1d, _aten._upsample_nearest_exact2d, _aten._upsample_nearest_exact3d)
+
+
+def _run_on_meta(func: Any, args: tuple, kwargs: dict) -> Any:
+    """``func(*args, **kwargs)`` on meta tensors; a nearest upsampling of an empty input runs the CPU kernel on an
+    empty tensor of its shape (no memory, no compute) and gives its output's shape back on meta."""
+    x = args[0] if args else None
+    if getattr(func, "overloadpacket", None) in _NEAREST_UPSAMPLE and isinstance(x, torch.Tensor) and not x.numel():
+        real = func(torch.empty(x.shape, dtype=x.dtype), *args[1:], **kwargs)
+        return torch.empty(real.shape, dtype=real.dtype, device="meta")
+    return func(*args, **kwargs)
+
+
 class _Profiler(TorchDispatchMode):
     """Tracks the module stack through hooks; counts aten convs / matmuls run outside every leaf. A matrix product
     is a weight MAC when an operand is a weight (a parameter, or a view, reshape or cast of weights only: the
@@ -722,7 +738,7 @@ class _Profiler(TorchDispatchMode):
                                   layer.activation_macs, call))
 
     def __torch_dispatch__(self, func: Any, types: Any, args: tuple = (), kwargs: dict | None = None) -> Any:
-        out = func(*args, **(kwargs or {}))
+        out = _run_on_meta(func, args, kwargs or {})
         counted = _functional_macs(func, args, out)
         if counted is None:
             tensors = [a for a in torch.utils._pytree.tree_leaves((args, kwargs)) if isinstance(a, torch.Tensor)]

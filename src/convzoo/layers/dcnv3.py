@@ -111,8 +111,10 @@ class DCNv3Conv2d(ConvzooLayer, nn.Module):
             raise ValueError(f"padding={padding!r}: DCNv3 pads d·(k − 1)/2 so that the grid is centred; give 'same'")
         self.padding_mode = check_choice(padding_mode, "padding_mode", ("zeros",))
         self.dilation = expand(dilation, 2, "dilation")
-        if not isinstance(offset_scale, (int, float)) or isinstance(offset_scale, bool) or not offset_scale > 0:
-            raise ValueError(f"offset_scale={offset_scale!r} must be a positive number")
+        # inf scales a zero offset to inf·0 = NaN sampling positions: finite, as the dynamic families' temperature
+        if (not isinstance(offset_scale, (int, float)) or isinstance(offset_scale, bool)
+                or not math.isfinite(offset_scale) or not offset_scale > 0):
+            raise ValueError(f"offset_scale={offset_scale!r} must be a positive finite number")
         self.offset_scale = float(offset_scale)
         self.in_channels, self.out_channels, self.groups = in_channels, out_channels, groups
         self.padding = padding

@@ -53,16 +53,45 @@ def _check_tensor(x: Any, layer: str) -> None:
 
 
 def check_input(x: Any, dim: int, channels: int, layer: str) -> None:
-    """Input must be a tensor (N, C, *spatial) with ``dim`` spatial dims and ``channels`` channels."""
+    """Input must be a tensor (N, C, *spatial) with ``dim`` spatial dims and ``channels`` channels, or the unbatched
+    (C, *spatial) that the input step gives a batch of one. The messages quote the shape as ``x`` has it."""
     _check_tensor(x, layer)
-    if x.dim() != dim + 2:
+    rank = x.dim()
+    if rank != dim + 2 and rank != dim + 1:
         names = ("N", "C", "L") if dim == 1 else ("N", "C", "H", "W") if dim == 2 else ("N", "C", "D", "H", "W")
         raise ValueError(
             f"{layer} expects a {dim + 2}-D input ({', '.join(names)}) or an unbatched {dim + 1}-D one "
             f"({', '.join(names[1:])}), got shape {tuple(x.shape)}"
         )
-    if x.shape[1] != channels:
-        raise ValueError(f"{layer} expects {channels} input channels, got {x.shape[1]} (input shape {tuple(x.shape)})")
+    if x.shape[rank - dim - 1] != channels:
+        raise ValueError(f"{layer} expects {channels} input channels, got {x.shape[rank - dim - 1]} (input shape "
+                         f"{tuple(x.shape)})")
+
+
+def input_checked(forward: Callable[..., Any]) -> Callable[..., Any]:
+    """A composite layer's ``forward``: ``check_input`` on the input as the caller passed it, then ``forward`` behind
+    the input step and the per-input plans (as every family's). Without it a wrong input reaches a sub-layer first,
+    whose message names the sub-layer and quotes the batch of one that the input step made of an unbatched input.
+    The check runs on every call (a few tenths of a µs): the plans are keyed after the batch dimension is added."""
+    inner = _batch_friendly(forward)
+
+    @functools.wraps(forward, updated=())
+    def wrapped(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
+        check_input(x, self.dim, self.in_channels, type(self).__name__)
+        return inner(self, x, *args, **kwargs)
+
+    wrapped.__convzoo_prepared__ = True  # type: ignore[attr-defined]
+    return wrapped
+
+
+def refuse_arguments(layer: str, given: dict[str, Any], reasons: dict[str, str]) -> None:
+    """Refuse the keyword arguments in ``given`` (a constructor's ``**kwargs``): ``reasons[name]`` says why a torch
+    conv argument has no meaning for the family; any other name is refused as Python refuses it, but under the name
+    of the class the caller built rather than the base class whose ``__init__`` it reached."""
+    for name, value in given.items():
+        if name in reasons:
+            raise TypeError(f"{layer} has no {name} (got {name}={value!r}): {reasons[name]}")
+        raise TypeError(f"{layer}() got an unexpected keyword argument {name!r}")
 
 
 def _dtype_name(dtype: torch.dtype) -> str:
@@ -530,18 +559,35 @@ def missing_contract(cls: type) -> list[str]:
     return [name for name in CONTRACT if getattr(cls, name) is getattr(ConvzooLayer, name)]
 
 
-def geometry_repr(module: nn.Module, extra: dict[str, object] | None = None) -> str:
-    """PyTorch-style summary: channels and kernel, then only the arguments that differ from their default."""
+def geometry_repr(module: nn.Module, extra: dict[str, object] | None = None, *, source: nn.Module | None = None,
+                  bias: bool | None = None) -> str:
+    """``torch.nn.Conv*d``'s extra_repr convention: the channels, ``kernel_size`` and ``stride`` always; padding,
+    dilation, output_padding, groups, ``bias=False`` and padding_mode only where they differ from torch's defaults
+    (0, 1, 0, 1, a bias, 'zeros'); then ``extra``, where a key naming one of those fields replaces its value in place.
+
+    ``source``: the module holding the geometry, for a composite whose first sub-layer carries the constructor's
+    arguments (default ``module``); the channels are always ``module``'s. ``bias``: whether the layer adds a bias,
+    for a composite without a ``bias`` of its own (default: ``source.bias`` is not None, when it has one)."""
+    src = module if source is None else source
+    fields = dict(extra or {})
     parts = [f"{module.in_channels}, {module.out_channels}"]
-    if getattr(module, "kernel_size", None) is not None:
-        parts.append(f"kernel_size={module.kernel_size}")
-    defaults = {"stride": 1, "padding": 0, "dilation": 1, "output_padding": 0, "groups": 1, "padding_mode": "zeros"}
+    kernel = fields.pop("kernel_size", getattr(src, "kernel_size", None))
+    if kernel is not None:
+        parts.append(f"kernel_size={kernel}")
+    stride = fields.pop("stride", getattr(src, "stride", None))
+    if stride is not None:
+        parts.append(f"stride={stride}")
+    defaults = {"padding": 0, "dilation": 1, "output_padding": 0, "groups": 1}
     for name, default in defaults.items():
-        value = getattr(module, name, default)
-        if value != default and value != (default,) * len(getattr(module, "kernel_size", None) or ()):
+        value = fields.pop(name, getattr(src, name, default))
+        if value != default and not (isinstance(value, tuple) and value and all(v == default for v in value)):
             parts.append(f"{name}={value!r}")
-    if getattr(module, "bias", True) is None:
+    has_bias = getattr(src, "bias", True) is not None if bias is None else bias
+    if not has_bias:
         parts.append("bias=False")
-    for name, value in (extra or {}).items():
+    padding_mode = fields.pop("padding_mode", getattr(src, "padding_mode", "zeros"))
+    if padding_mode != "zeros":
+        parts.append(f"padding_mode={padding_mode!r}")
+    for name, value in fields.items():
         parts.append(f"{name}={value!r}")
     return ", ".join(parts)

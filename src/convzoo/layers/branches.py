@@ -31,7 +31,7 @@ from ..geometry import (
     check_window_fits,
     resolve_geometry,
 )
-from .base import Alternative, ConvzooLayer, Runner, Stage, check_input, planned_forward
+from .base import Alternative, ConvzooLayer, Runner, Stage, geometry_repr, input_checked, planned_forward
 from .conv import Conv1d, Conv2d, Conv3d, ConvNd, grouped_projection, native_conv_call, to_numpy
 
 if TYPE_CHECKING:
@@ -180,12 +180,13 @@ class BranchConvNd(ConvzooLayer, nn.Module):
         if self.identity is not None:
             self.identity.reset_parameters()
 
-    forward = planned_forward
+    forward = input_checked(planned_forward)
 
     def plan_forward(self, x: torch.Tensor) -> Runner:
-        """The checks once per key; the runner sums the branches (and the identity's BN)."""
-        check_input(x, self.dim, self.in_channels, type(self).__name__)
-        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__)
+        """The window check once per key (``forward`` checked the rank and channels of the input as given); the
+        runner sums the branches (and the identity's BN)."""
+        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__,
+                          self.padding_mode)
         return _branches_sum
 
     # --- structural re-parameterisation ---------------------------------------------------------------------------
@@ -309,10 +310,9 @@ class BranchConvNd(ConvzooLayer, nn.Module):
         return [*sides, Stage(total, self)]
 
     def extra_repr(self) -> str:
-        names = ", ".join(self.branches)
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, stride={self.stride}, "
-                f"padding={self.padding}, groups={self.groups}, branches=({names}), "
-                f"identity={self.identity is not None}")
+        first = next(iter(self.branches.values())).conv
+        geometry = geometry_repr(self, bias=getattr(first, "bias", None) is not None)
+        return f"{geometry}, branches=({', '.join(self.branches)}), identity={self.identity is not None}"
 
 
 def _embed(w: torch.Tensor, size: Sequence[int]) -> torch.Tensor:

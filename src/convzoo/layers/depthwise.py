@@ -14,8 +14,9 @@ import torch
 from torch import nn
 
 from ..arithmetic.cost import LayerCost, sequential_cost
-from ..geometry import IntOrTuple, Padding, check_positive_int
-from .base import Alternative, ConvzooLayer, Stage
+from ..geometry import IntOrTuple, Padding, check_positive_int, check_window_fits
+from .base import (Alternative, ConvzooLayer, Runner, Stage, geometry_repr, input_checked, planned_forward,
+                   refuse_arguments)
 from .conv import ConvNd, native_conv_call
 from .pointwise import PointwiseConv1d, PointwiseConv2d, PointwiseConv3d, PointwiseConvNd
 
@@ -83,9 +84,10 @@ class DepthwiseSeparableConvNd(ConvzooLayer, nn.Module):
     """Depthwise k×k conv (C_in → C_in·m), then pointwise 1×1 conv (C_in·m → C_out).
 
     When given, ``norm_layer(channels)`` and ``activation()`` follow each of the two convs, as in MobileNet's
-    block (conv → BN → ReLU). Shapes: (N, C_in, *S) → (N, C_out, *O). Arguments as ``torch.nn.Conv*d`` (no
-    ``groups``: the depthwise stage has groups = C_in, the pointwise stage 1); ``depth_multiplier`` m,
-    ``norm_layer`` and ``activation`` are keyword-only.
+    block (conv → BN → ReLU). Shapes: (N, C_in, *S) → (N, C_out, *O). Arguments as ``torch.nn.Conv*d`` less
+    ``groups`` (the depthwise stage has groups = C_in, the pointwise stage 1; ``groups=`` raises a TypeError saying
+    so): in_channels … dilation keep torch's positions, everything after is keyword-only, so a torch-ordered
+    positional call cannot put its groups into ``bias``. ``depth_multiplier`` m, ``norm_layer``, ``activation``.
     """
 
     _depthwise: ClassVar[type[DepthwiseConvNd]]
@@ -99,15 +101,18 @@ class DepthwiseSeparableConvNd(ConvzooLayer, nn.Module):
         stride: IntOrTuple = 1,
         padding: Padding = 0,
         dilation: IntOrTuple = 1,
+        *,
         bias: bool = True,
         padding_mode: str = "zeros",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
-        *,
         depth_multiplier: int = 1,
         norm_layer: LayerFactory | None = None,
         activation: Callable[[], nn.Module] | None = None,
+        **unsupported: Any,
     ) -> None:
+        refuse_arguments(type(self).__name__, unsupported, {
+            "groups": "its depthwise stage is groups=in_channels and its pointwise stage dense (groups=1)"})
         super().__init__()
         factory = {"device": device, "dtype": dtype}
         mid = check_positive_int(in_channels, "in_channels") * check_positive_int(depth_multiplier, "depth_multiplier")
@@ -122,16 +127,21 @@ class DepthwiseSeparableConvNd(ConvzooLayer, nn.Module):
         self.kernel_size, self.stride, self.dilation = (self.depthwise.kernel_size, self.depthwise.stride,
                                                         self.depthwise.dilation)
         self.padding, self.padding_pairs = self.depthwise.padding, self.depthwise.padding_pairs
+        self.padding_mode = self.depthwise.padding_mode
 
     def reset_parameters(self) -> None:
         for module in (self.depthwise, self.depthwise_norm, self.pointwise, self.pointwise_norm):
             if hasattr(module, "reset_parameters"):
                 module.reset_parameters()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = self._modules  # one dict, not six nn.Module.__getattr__ calls (≈0.8 µs each): this is the whole forward
-        x = m["depthwise_act"](m["depthwise_norm"](m["depthwise"](x)))  # type: ignore[misc]
-        return m["pointwise_act"](m["pointwise_norm"](m["pointwise"](x)))  # type: ignore[misc]
+    forward = input_checked(planned_forward)
+
+    def plan_forward(self, x: torch.Tensor) -> Runner:
+        """The window check once per key, under this layer's name (the depthwise stage's would name itself); the
+        runner is the two stages."""
+        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__,
+                          self.padding_mode)
+        return _separable_run
 
     def _linear(self) -> bool:
         extras = (self.depthwise_norm, self.depthwise_act, self.pointwise_norm, self.pointwise_act)
@@ -193,8 +203,17 @@ class DepthwiseSeparableConvNd(ConvzooLayer, nn.Module):
                       module=self.pointwise)]
 
     def extra_repr(self) -> str:
-        extra = f", depth_multiplier={self.depthwise.depth_multiplier}" if self.depthwise.depth_multiplier > 1 else ""
-        return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}{extra}"
+        multiplier = self.depthwise.depth_multiplier
+        return geometry_repr(self, {"depth_multiplier": multiplier} if multiplier > 1 else {},
+                             bias=getattr(self.pointwise, "bias", None) is not None)
+
+
+def _separable_run(m: DepthwiseSeparableConvNd, x: torch.Tensor) -> torch.Tensor:
+    """The depthwise stage, then the pointwise one, each with its norm and activation (read from ``_modules``: one
+    dict, not six nn.Module.__getattr__ calls of ≈0.8 µs each)."""
+    modules = m._modules
+    x = modules["depthwise_act"](modules["depthwise_norm"](modules["depthwise"](x)))  # type: ignore[misc]
+    return modules["pointwise_act"](modules["pointwise_norm"](modules["pointwise"](x)))  # type: ignore[misc]
 
 
 class DepthwiseSeparableConv1d(DepthwiseSeparableConvNd):

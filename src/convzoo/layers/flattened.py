@@ -15,8 +15,9 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..arithmetic.cost import LayerCost, sequential_cost
-from ..geometry import IntOrTuple, Padding
-from .base import Alternative, ConvzooLayer, Stage, stored
+from ..geometry import IntOrTuple, Padding, check_window_fits, resolve_geometry
+from .base import (Alternative, ConvzooLayer, Runner, Stage, geometry_repr, input_checked, planned_forward,
+                   refuse_arguments, stored)
 from .conv import KERNEL_TILES, native_conv_call
 from .fastpaths import is_channels_last, nchw_on_cpu
 from .form_choice import FormChoice, is_tracing
@@ -47,7 +48,9 @@ class FlattenedConv2d(ConvzooLayer, nn.Module):
     """y = H ⋆ (V ⋆ (L x + b_L) + b_V) + b_H, with V and H depthwise.
 
     Shapes: (N, C_in, H, W) → (N, C_out, H_out, W_out) as a k×k conv with the same stride/padding/dilation.
-    Arguments as ``torch.nn.Conv2d`` (no groups: L is dense, V and H are per channel).
+    Arguments as ``torch.nn.Conv2d`` less ``groups`` (L is dense, V and H are per channel; ``groups=`` raises a
+    TypeError saying so): in_channels … dilation keep torch's positions, everything after is keyword-only, so a
+    torch-ordered positional call cannot put its groups into ``bias``.
     """
 
     dim = 2
@@ -60,11 +63,15 @@ class FlattenedConv2d(ConvzooLayer, nn.Module):
         stride: IntOrTuple = 1,
         padding: Padding = 0,
         dilation: IntOrTuple = 1,
+        *,
         bias: bool = True,
         padding_mode: str = "zeros",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        **unsupported: Any,
     ) -> None:
+        refuse_arguments(type(self).__name__, unsupported, {
+            "groups": "its 1×1 stage L is dense and its k×1 and 1×k stages V and H are per channel"})
         super().__init__()
         factory = {"device": device, "dtype": dtype}
         self.in_channels, self.out_channels = in_channels, out_channels
@@ -77,14 +84,22 @@ class FlattenedConv2d(ConvzooLayer, nn.Module):
         self.stride = (self.vertical.stride[0], self.horizontal.stride[1])
         self.dilation = (self.vertical.dilation[0], self.horizontal.dilation[1])
         self.padding_pairs = (self.vertical.padding_pairs[0], self.horizontal.padding_pairs[1])
-        self.padding, self.padding_mode = padding, padding_mode
+        # torch's meaning, as the convs keep it: an int becomes a tuple, an asymmetric padding its pairs
+        self.padding = resolve_geometry(2, kernel_size, stride, padding, dilation).padding
+        self.padding_mode = padding_mode
 
     def reset_parameters(self) -> None:
         for conv in (self.lateral, self.vertical, self.horizontal):
             conv.reset_parameters()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.run_form(self.forward_path(x), x)
+    forward = input_checked(planned_forward)
+
+    def plan_forward(self, x: torch.Tensor) -> Runner:
+        """The window check once per key, under this layer's name (V's would name a Conv2d, and the fused kernel
+        has none); the runner runs the form ``forward_path`` names at each call (``implementation`` may change)."""
+        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__,
+                          self.padding_mode)
+        return _flattened_run
 
     def run_form(self, name: str, x: torch.Tensor) -> torch.Tensor:
         """The output computed by form ``name`` (one of ``forms(x)``): the three stages on the input's layout, each
@@ -198,4 +213,8 @@ class FlattenedConv2d(ConvzooLayer, nn.Module):
                 Stage(f"H: 1×{self.kernel_size[1]} per channel", self.horizontal, module=self.horizontal)]
 
     def extra_repr(self) -> str:
-        return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}"
+        return geometry_repr(self, bias=getattr(self.lateral, "bias", None) is not None)
+
+
+def _flattened_run(m: FlattenedConv2d, x: torch.Tensor) -> torch.Tensor:
+    return m.run_form(m.forward_path(x), x)

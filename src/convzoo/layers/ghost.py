@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 from ..arithmetic.cost import LayerCost, compose, elementwise_cost, module_cost
-from ..geometry import IntOrTuple, Padding, check_positive_int
-from .base import Alternative, ConvzooLayer, Runner, Stage, check_input, planned_forward
+from ..geometry import IntOrTuple, Padding, check_positive_int, check_window_fits
+from .base import (Alternative, ConvzooLayer, Runner, Stage, geometry_repr, input_checked, planned_forward,
+                   refuse_arguments)
 from .conv import Conv1d, Conv2d, Conv3d, ConvNd, native_conv_call, to_numpy
 from .depthwise import DepthwiseConv1d, DepthwiseConv2d, DepthwiseConv3d, DepthwiseConvNd
 
@@ -31,9 +32,11 @@ class GhostModuleNd(ConvzooLayer, nn.Module):
     """y = concat(Y', Φ(Y'))[:, :C_out], Y' = act(norm(W' ⋆ x)) with m = ⌈C_out / ratio⌉ channels,
     Φ = act(norm(depthwise d×d conv, 'same', m → m·(ratio − 1))). Shapes: (N, C_in, *S) → (N, C_out, *O).
 
-    Arguments as ``torch.nn.Conv*d`` for the primary conv (kernel_size default 1, as GhostNet's); keyword-only
-    ``ratio`` s ≥ 2, ``dw_size`` d (the cheap conv's kernel, default 3), ``norm_layer`` and ``activation``
-    (GhostNet: BatchNorm and ReLU after both convs; the reference covers the module without them).
+    Arguments as ``torch.nn.Conv*d`` for the primary conv (kernel_size default 1, as GhostNet's) less ``groups``
+    (``groups=`` raises a TypeError saying why): in_channels … dilation keep torch's positions, everything after
+    is keyword-only, so a torch-ordered positional call cannot put its groups into ``bias``. Then ``ratio`` s ≥ 2,
+    ``dw_size`` d (the cheap conv's kernel, default 3), ``norm_layer`` and ``activation`` (GhostNet: BatchNorm and
+    ReLU after both convs; the reference covers the module without them).
     """
 
     _conv: ClassVar[type[ConvNd]]
@@ -48,16 +51,19 @@ class GhostModuleNd(ConvzooLayer, nn.Module):
         stride: IntOrTuple = 1,
         padding: Padding = 0,
         dilation: IntOrTuple = 1,
+        *,
         bias: bool = True,
         padding_mode: str = "zeros",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
-        *,
         ratio: int = 2,
         dw_size: IntOrTuple = 3,
         norm_layer: LayerFactory | None = None,
         activation: Callable[[], nn.Module] | None = None,
+        **unsupported: Any,
     ) -> None:
+        refuse_arguments(type(self).__name__, unsupported, {
+            "groups": "its primary conv is dense (groups=1) and its cheap conv depthwise (groups=intrinsic maps)"})
         super().__init__()
         out_channels = check_positive_int(out_channels, "out_channels")
         self.ratio = check_positive_int(ratio, "ratio")
@@ -77,6 +83,7 @@ class GhostModuleNd(ConvzooLayer, nn.Module):
         self.in_channels, self.out_channels = self.primary.in_channels, out_channels
         self.kernel_size, self.stride, self.dilation = self.primary.kernel_size, self.primary.stride, self.primary.dilation
         self.padding, self.padding_pairs = self.primary.padding, self.primary.padding_pairs
+        self.padding_mode = self.primary.padding_mode
 
     def reset_parameters(self) -> None:
         for module in (self.primary, self.primary_norm, self.cheap, self.cheap_norm):
@@ -92,11 +99,13 @@ class GhostModuleNd(ConvzooLayer, nn.Module):
         ghosts = m["cheap_act"](m["cheap_norm"](m["cheap"](y)))  # type: ignore[misc]
         return torch.cat([y, ghosts], dim=1)[:, :self.out_channels]
 
-    forward = planned_forward
+    forward = input_checked(planned_forward)
 
     def plan_forward(self, x: torch.Tensor) -> Runner:
-        """The input check once per key; the runner is the primary conv and the cheap ops."""
-        check_input(x, self.dim, self.in_channels, type(self).__name__)
+        """The window check once per key, under this layer's name (the primary conv's would name a Conv*d); the
+        runner is the primary conv and the cheap ops."""
+        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__,
+                          self.padding_mode)
         return _ghost_run
 
     def _linear(self) -> bool:
@@ -182,8 +191,8 @@ class GhostModuleNd(ConvzooLayer, nn.Module):
                       self._with_ghosts, module=self.cheap)]
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, ratio={self.ratio}, "
-                f"dw_size={self.cheap.kernel_size}")
+        return geometry_repr(self, {"ratio": self.ratio, "dw_size": self.cheap.kernel_size},
+                             bias=getattr(self.primary, "bias", None) is not None)
 
 
 class GhostModule1d(GhostModuleNd):

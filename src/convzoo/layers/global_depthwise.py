@@ -19,7 +19,7 @@ from ..arithmetic.cost import LayerCost, conv_cost
 from ..geometry import check_positive_int, expand
 from ..kernels.grad_layout import grad_in_layout
 from .base import (Alternative, ConvzooLayer, Runner, Stage, autocast_enabled, check_input, init_conv_,
-                   parameter_reader, planned_forward, stored, stored_shape)
+                   parameter_reader, planned_forward, refuse_arguments, stored, stored_shape)
 from .fastpaths import GlobalDepthwiseSum, GlobalDepthwiseSumNHWC, global_depthwise_sum, is_channels_last
 from .form_choice import FormChoice, is_tracing
 
@@ -50,7 +50,9 @@ class GlobalDepthwiseConv2d(ConvzooLayer, LazyModuleMixin, nn.Module):
 
     ``kernel_size`` is the feature map's size; with ``kernel_size=None`` it is taken from the first input (lazy,
     like ``torch.nn.LazyConv2d``), and inputs of any other size are rejected afterwards. There is no stride,
-    padding or dilation: the kernel is the map.
+    padding, dilation, padding_mode or groups: the kernel is the map, and the conv depthwise (each given raises a
+    TypeError saying so). in_channels, out_channels and kernel_size keep torch's positions; ``bias``, ``device``
+    and ``dtype`` are keyword-only, so a torch-ordered positional call cannot put its stride into ``bias``.
     """
 
     dim = 2
@@ -61,10 +63,18 @@ class GlobalDepthwiseConv2d(ConvzooLayer, LazyModuleMixin, nn.Module):
         in_channels: int,
         out_channels: int | None = None,
         kernel_size: int | Sequence[int] | None = None,
+        *,
         bias: bool = True,
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
+        **unsupported: Any,
     ) -> None:
+        whole_map = "its kernel is the whole feature map"
+        refuse_arguments(type(self).__name__, unsupported, {
+            "stride": f"{whole_map}, so there is one output position per channel and nothing to step over",
+            "padding": f"{whole_map}, exactly (unpadded)", "dilation": f"{whole_map}, tap for tap (undilated)",
+            "padding_mode": f"it has no padding ({whole_map}, exactly)",
+            "groups": "it is depthwise, groups=in_channels always (give out_channels for a depth multiplier)"})
         super().__init__()
         self.in_channels = check_positive_int(in_channels, "in_channels")
         self.out_channels = self.in_channels if out_channels is None else check_positive_int(out_channels, "out_channels")
@@ -103,7 +113,7 @@ class GlobalDepthwiseConv2d(ConvzooLayer, LazyModuleMixin, nn.Module):
             # one-time initialisation from the global generator, not per-sample randomness: made outside the
             # transform, it takes the values a first call outside vmap (a Python loop's first sample) takes.
             with torch.no_grad(), _outside_transforms():
-                self._materialize(tuple(x.shape[2:]))
+                self._materialize(tuple(x.shape[-2:]))  # (N, C, H, W) or an unbatched (C, H, W)
 
     def _check_size(self, spatial: Sequence[int]) -> None:
         if self.kernel_size is not None and tuple(spatial) != self.kernel_size:

@@ -33,7 +33,8 @@ from ..geometry import (
     check_window_fits,
     resolve_geometry,
 )
-from .base import _batch_friendly, Alternative, ConvzooLayer, Stage, check_input, geometry_repr, stored
+from .base import (_batch_friendly, Alternative, ConvzooLayer, Stage, check_input, geometry_repr, refuse_arguments,
+                   stored)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -69,8 +70,10 @@ _MEMORY_ORDER = {"contiguous": (0, 1, 2, 3), "channels_last": (0, 2, 3, 1)}
 class HetConv2d(ConvzooLayer, nn.Module):
     """Shapes: (N, C_in, H, W) → (N, C_out, H_out, W_out), as a k×k conv with the same stride/padding.
 
-    Arguments, order and defaults as ``torch.nn.Conv2d`` (no groups; the kernel must be odd so that the 1×1
-    kernels sit on its centre tap); ``p`` is keyword-only.
+    Arguments and defaults as ``torch.nn.Conv2d`` less ``groups`` (``p`` sets the pattern; ``groups=`` raises a
+    TypeError saying so), the kernel odd so that the 1×1 kernels sit on its centre tap: in_channels … dilation keep
+    torch's positions, everything after is keyword-only, so a torch-ordered positional call cannot put its groups
+    into ``bias``.
 
     Parameters: ``weight_kxk`` (C_out, C_in/p, k, k) — filter j's k×k kernel on channel c = (j mod p) + p·m
     is ``weight_kxk[j, m]``; ``weight_1x1`` (C_out, C_in − C_in/p) — filter j's 1×1 kernels on the other
@@ -88,13 +91,17 @@ class HetConv2d(ConvzooLayer, nn.Module):
         stride: IntOrTuple = 1,
         padding: Padding = 0,
         dilation: IntOrTuple = 1,
+        *,
         bias: bool = True,
         padding_mode: str = "zeros",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
-        *,
         p: int = 4,
+        **unsupported: Any,
     ) -> None:
+        refuse_arguments(type(self).__name__, unsupported, {
+            "groups": "filter j has k×k kernels on the input channels c ≡ j (mod p) and 1×1 kernels on all others "
+                      "(use p)"})
         super().__init__()
         in_channels = check_positive_int(in_channels, "in_channels")
         out_channels = check_positive_int(out_channels, "out_channels")
@@ -328,9 +335,9 @@ class HetConv2d(ConvzooLayer, nn.Module):
                                                       if p is not None)
 
     def _form(self, x: torch.Tensor) -> Callable[..., torch.Tensor]:
-        """The checked input's form, as a function f(layer, x, frozen)."""
-        check_input(x, 2, self.in_channels, "HetConv2d")
-        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, "HetConv2d")
+        """The checked input's form, as a function f(layer, x, frozen) (``forward`` checked the rank and channels
+        of the input as given)."""
+        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__)
         # Every form is exact: the grouped form has (C_in/p)·k² + C_in MACs per output against C_in·k² for the
         # masked dense conv, but at small maps a single dense native call wins; ``chosen_form`` measures.
         return _FORMS[self.chosen_form(x)]
@@ -363,6 +370,8 @@ class HetConv2d(ConvzooLayer, nn.Module):
                 form, slot, fmt = entry
                 y = form(self, x, slot)
                 return y if fmt is None else y.contiguous(memory_format=fmt)
+        # a key not seen before: checked as the caller passed it (the input step would quote a batch of one)
+        check_input(x, 2, self.in_channels, type(self).__name__)
         return self._forward_checked(x)
 
     forward.__convzoo_prepared__ = True  # type: ignore[attr-defined]  # its input step is _forward_checked's

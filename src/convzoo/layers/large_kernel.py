@@ -54,6 +54,9 @@ class LargeKernelConvNd(BranchConvNd):
                     bias, padding_mode, device, dtype, False, eps, momentum)
         self.small_kernel = small
 
+    def extra_repr(self) -> str:
+        return f"{super().extra_repr()}, small_kernel={self.small_kernel}"
+
 
 class LargeKernelConv1d(LargeKernelConvNd):
     """1-D ``LargeKernelConvNd``: input (N, C, L)."""

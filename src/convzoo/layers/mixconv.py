@@ -12,8 +12,9 @@ import torch
 from torch import nn
 
 from ..arithmetic.cost import LayerCost, compose, elementwise_cost
-from ..geometry import IntOrTuple, check_choice, check_positive_int, expand
-from .base import Alternative, ConvzooLayer, Runner, Stage, check_input, planned_forward
+from ..geometry import IntOrTuple, check_choice, check_positive_int, check_window_fits, expand
+from .base import (Alternative, ConvzooLayer, Runner, Stage, geometry_repr, input_checked, planned_forward,
+                   refuse_arguments)
 from .conv import Conv2d, grouped_projection, native_conv_call
 
 if TYPE_CHECKING:
@@ -46,8 +47,10 @@ class MixConv2d(ConvzooLayer, nn.Module):
     (its receptive field and the dense kernel it equals). Group i has ``in_splits[i]`` inputs and
     ``out_splits[i]`` outputs; its kernel is k_i×k_i with 'same' padding d·(k_i−1) (the odd element after, also
     at stride > 1), so all groups give the same output size: ``padding`` must be 'same' (the paper's rule).
-    Arguments as ``torch.nn.Conv2d`` otherwise (no groups: depthwise per group when C_in = C_out, else dense);
-    ``split`` ('equal' or 'exponential') is keyword-only.
+    Arguments as ``torch.nn.Conv2d`` otherwise, less ``groups`` (depthwise per group when C_in = C_out, else
+    dense; ``groups=`` raises a TypeError saying so): in_channels … dilation keep torch's positions, everything
+    after is keyword-only, so a torch-ordered positional call cannot put its groups into ``bias``. ``split``:
+    'equal' or 'exponential'.
     """
 
     dim = 2
@@ -60,13 +63,17 @@ class MixConv2d(ConvzooLayer, nn.Module):
         stride: IntOrTuple = 1,
         padding: str = "same",
         dilation: IntOrTuple = 1,
+        *,
         bias: bool = True,
         padding_mode: str = "zeros",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
-        *,
         split: str = "equal",
+        **unsupported: Any,
     ) -> None:
+        refuse_arguments(type(self).__name__, unsupported, {
+            "groups": "each kernel size's channel group is depthwise when in_channels == out_channels, else dense "
+                      "(kernel_size sets the groups)"})
         super().__init__()
         in_channels = check_positive_int(in_channels, "in_channels")
         out_channels = check_positive_int(out_channels, "out_channels")
@@ -96,11 +103,14 @@ class MixConv2d(ConvzooLayer, nn.Module):
         for conv in self.convs:
             conv.reset_parameters()
 
-    forward = planned_forward
+    forward = input_checked(planned_forward)
 
     def plan_forward(self, x: torch.Tensor) -> Runner:
-        """Check ``x`` once per key; the runner splits, convolves each group, concatenates."""
-        check_input(x, 2, self.in_channels, type(self).__name__)
+        """The padding check once per key, under this layer's name (a 'reflect' / 'circular' 'same' padding must fit
+        inside the input, for every group's kernel); the runner splits, convolves each group, concatenates."""
+        for conv in self.convs:
+            check_window_fits(x.shape[2:], conv.kernel_size, conv.dilation, conv.padding_pairs, type(self).__name__,
+                              self.padding_mode)
         return _mixed
 
     def receptive_field_step(self, field: Any, in_shape: Any, step: Callable[..., Any]) -> Any:
@@ -170,8 +180,11 @@ class MixConv2d(ConvzooLayer, nn.Module):
         return compose([*parts, elementwise_cost(out, 0)])
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_sizes={self.kernel_sizes}, split={self.split!r}, "
-                f"in_splits={self.in_splits}, out_splits={self.out_splits}")
+        # kernel_sizes, not the envelope kernel_size: the constructor's groups (see the class docstring)
+        return geometry_repr(self, {"kernel_size": None, "kernel_sizes": self.kernel_sizes, "split": self.split,
+                                    "in_splits": self.in_splits,
+                                    "out_splits": self.out_splits},
+                             bias=getattr(self.convs[0], "bias", None) is not None)
 
 
 def _mixed(m: MixConv2d, x: torch.Tensor) -> torch.Tensor:

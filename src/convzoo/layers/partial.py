@@ -15,8 +15,9 @@ import torch
 from torch import nn
 
 from ..arithmetic.cost import LayerCost, elementwise_cost
-from ..geometry import IntOrTuple, Padding, check_positive_int
-from .base import Alternative, ConvzooLayer, Runner, Stage, check_input, planned_forward
+from ..geometry import IntOrTuple, Padding, check_positive_int, check_window_fits
+from .base import (Alternative, ConvzooLayer, Runner, Stage, geometry_repr, input_checked, planned_forward,
+                   refuse_arguments)
 from .conv import Conv1d, Conv2d, Conv3d, ConvNd, native_conv_call, to_numpy
 
 if TYPE_CHECKING:
@@ -29,7 +30,10 @@ class PartialConvNd(ConvzooLayer, nn.Module):
 
     Arguments as ``torch.nn.Conv*d`` where they mean something: ``out_channels`` must equal ``in_channels``,
     ``stride`` must be 1 and the padding must keep the size (default 'same', as FasterNet's k // 2), since the
-    untouched channels are passed through as they are. ``n_div`` (keyword, default 4, the paper's) sets c_p.
+    untouched channels are passed through as they are. No ``groups`` (the conv is dense on its c_p channels;
+    ``groups=`` raises a TypeError saying so): in_channels … dilation keep torch's positions, everything after is
+    keyword-only, so a torch-ordered positional call cannot put its groups into ``bias``. ``n_div`` (default 4,
+    the paper's) sets c_p.
     """
 
     _conv: ClassVar[type[ConvNd]]
@@ -43,13 +47,16 @@ class PartialConvNd(ConvzooLayer, nn.Module):
         stride: IntOrTuple = 1,
         padding: Padding = "same",
         dilation: IntOrTuple = 1,
+        *,
         bias: bool = True,
         padding_mode: str = "zeros",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
-        *,
         n_div: int = 4,
+        **unsupported: Any,
     ) -> None:
+        refuse_arguments(type(self).__name__, unsupported, {
+            "groups": "its conv is dense on the first in_channels // n_div channels (use n_div)"})
         super().__init__()
         in_channels = check_positive_int(in_channels, "in_channels")
         out_channels = check_positive_int(out_channels, "out_channels")
@@ -71,15 +78,18 @@ class PartialConvNd(ConvzooLayer, nn.Module):
         self.in_channels = self.out_channels = in_channels
         self.kernel_size, self.stride, self.dilation = self.conv.kernel_size, self.conv.stride, self.conv.dilation
         self.padding, self.padding_pairs = self.conv.padding, self.conv.padding_pairs
+        self.padding_mode = self.conv.padding_mode
 
     def reset_parameters(self) -> None:
         self.conv.reset_parameters()
 
-    forward = planned_forward
+    forward = input_checked(planned_forward)
 
     def plan_forward(self, x: torch.Tensor) -> Runner:
-        """The input check once per key; the runner splits, convolves the head, concatenates."""
-        check_input(x, self.dim, self.in_channels, type(self).__name__)
+        """The padding check once per key, under this layer's name (a 'reflect' / 'circular' padding must fit
+        inside the input); the runner splits, convolves the head, concatenates."""
+        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__,
+                          self.padding_mode)
         sizes = [self.conv_channels, self.in_channels - self.conv_channels]
 
         def run(m: PartialConvNd, x: torch.Tensor) -> torch.Tensor:
@@ -126,7 +136,7 @@ class PartialConvNd(ConvzooLayer, nn.Module):
                       module=self)]
 
     def extra_repr(self) -> str:
-        return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, n_div={self.n_div}"
+        return geometry_repr(self, {"n_div": self.n_div}, bias=getattr(self.conv, "bias", None) is not None)
 
 
 class PartialConv1d(PartialConvNd):

@@ -13,8 +13,8 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..arithmetic.cost import LayerCost, interpolation_cost
-from ..geometry import IntOrTuple, Padding, check_choice, expand
-from .base import Alternative, ConvzooLayer, Runner, Stage, check_input, planned_forward
+from ..geometry import IntOrTuple, Padding, check_choice, check_window_fits, expand
+from .base import Alternative, ConvzooLayer, Runner, Stage, geometry_repr, input_checked, planned_forward
 from .conv import Conv1d, Conv2d, Conv3d, ConvNd, native_conv_call
 
 if TYPE_CHECKING:
@@ -64,12 +64,17 @@ class ResizeConvNd(ConvzooLayer, nn.Module):
         linear = self.upsample_mode != "nearest"
         return F.interpolate(x, size=size, mode=self.upsample_mode, align_corners=False if linear else None)
 
-    forward = planned_forward
+    forward = input_checked(planned_forward)
 
     def plan_forward(self, x: torch.Tensor) -> Runner:
-        """The input check and the upsampled size once per key; the runner is the interpolation and the conv."""
-        check_input(x, self.dim, self.in_channels, type(self).__name__)
+        """The upsampled size and the window check on it once per key, under this layer's name and with the input's
+        own size (the conv's message would quote the upsampled size as the input's); the runner is the
+        interpolation and the conv."""
         size = tuple(s * f for s, f in zip(x.shape[2:], self.scale_factor))
+        conv = self.conv
+        where = (f"{type(self).__name__} (its conv reads the input upsampled from {tuple(x.shape[2:])} "
+                 f"×{self.scale_factor} to {size})")
+        check_window_fits(size, conv.kernel_size, conv.dilation, conv.padding_pairs, where, conv.padding_mode)
         mode = self.upsample_mode
         corners = False if mode != "nearest" else None
         return lambda m, x: m._modules["conv"](F.interpolate(x, size=size, mode=mode, align_corners=corners))
@@ -112,8 +117,8 @@ class ResizeConvNd(ConvzooLayer, nn.Module):
         self.conv.reset_parameters()
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, scale_factor={self.scale_factor}, "
-                f"upsample_mode={self.upsample_mode!r}")
+        return geometry_repr(self, {"scale_factor": self.scale_factor, "upsample_mode": self.upsample_mode},
+                             source=self.conv)
 
 
 class ResizeConv1d(ResizeConvNd):

@@ -16,8 +16,9 @@ import torch
 from torch import nn
 
 from ..arithmetic.cost import LayerCost, sequential_cost
-from ..geometry import IntOrTuple, Padding, check_positive_int, resolve_geometry
-from .base import Alternative, ConvzooLayer, Stage
+from ..geometry import IntOrTuple, Padding, check_positive_int, check_window_fits, resolve_geometry
+from .base import (Alternative, ConvzooLayer, Runner, Stage, geometry_repr, input_checked, planned_forward,
+                   refuse_arguments)
 from .conv import Conv2d, native_conv_call, to_numpy
 
 
@@ -49,7 +50,9 @@ class SpatiallySeparableConv2d(ConvzooLayer, nn.Module):
 
     Only the second conv has a bias, so the layer equals a k×k conv with bias even at zero-padded borders.
     Shapes: (N, C_in, H, W) → (N, C_out, H_out, W_out), as a k×k conv with the same stride/padding/dilation.
-    Arguments as ``torch.nn.Conv2d`` (no groups); ``mid_channels`` (default C_out) is keyword-only.
+    Arguments as ``torch.nn.Conv2d`` less ``groups`` (both convs are dense; ``groups=`` raises a TypeError saying
+    so): in_channels … dilation keep torch's positions, everything after is keyword-only, so a torch-ordered
+    positional call cannot put its groups into ``bias``. ``mid_channels`` defaults to C_out.
     """
 
     dim = 2
@@ -62,13 +65,16 @@ class SpatiallySeparableConv2d(ConvzooLayer, nn.Module):
         stride: IntOrTuple = 1,
         padding: Padding = 0,
         dilation: IntOrTuple = 1,
+        *,
         bias: bool = True,
         padding_mode: str = "zeros",
         device: torch.device | str | None = None,
         dtype: torch.dtype | None = None,
-        *,
         mid_channels: int | None = None,
+        **unsupported: Any,
     ) -> None:
+        refuse_arguments(type(self).__name__, unsupported, {
+            "groups": "its k×1 and 1×k convs are dense (their width is mid_channels)"})
         super().__init__()
         mid = out_channels if mid_channels is None else check_positive_int(mid_channels, "mid_channels")
         self.in_channels, self.out_channels, self.mid_channels = in_channels, out_channels, mid
@@ -80,15 +86,22 @@ class SpatiallySeparableConv2d(ConvzooLayer, nn.Module):
         self.stride = (self.column.stride[0], self.row.stride[1])
         self.dilation = (self.column.dilation[0], self.row.dilation[1])
         self.padding_pairs = (self.column.padding_pairs[0], self.row.padding_pairs[1])
-        self.padding, self.padding_mode = padding, padding_mode
+        # torch's meaning, as the convs keep it: an int becomes a tuple, an asymmetric padding its pairs
+        self.padding = resolve_geometry(2, kernel_size, stride, padding, dilation).padding
+        self.padding_mode = padding_mode
 
     def reset_parameters(self) -> None:
         self.column.reset_parameters()
         self.row.reset_parameters()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = self._modules  # dict look-ups, not nn.Module.__getattr__: this runs every call
-        return m["row"](m["column"](x))  # type: ignore[misc]
+    forward = input_checked(planned_forward)
+
+    def plan_forward(self, x: torch.Tensor) -> Runner:
+        """The window check once per key, under this layer's name (the column conv's would name a Conv2d); the
+        runner is the two convs."""
+        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__,
+                          self.padding_mode)
+        return _column_then_row_run
 
     def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
         """Both convs: N·H_mid·W_in·mid·C_in·kh + N·H_out·W_out·C_out·mid·kw MACs (H_mid = H after the column
@@ -139,7 +152,13 @@ class SpatiallySeparableConv2d(ConvzooLayer, nn.Module):
                 Stage(f"row 1×{self.kernel_size[1]}", self.row, module=self.row)]
 
     def extra_repr(self) -> str:
-        return f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, mid_channels={self.mid_channels}"
+        return geometry_repr(self, {"mid_channels": self.mid_channels},
+                             bias=getattr(self.row, "bias", None) is not None)
+
+
+def _column_then_row_run(m: SpatiallySeparableConv2d, x: torch.Tensor) -> torch.Tensor:
+    modules = m._modules  # dict look-ups, not nn.Module.__getattr__: this runs every call
+    return modules["row"](modules["column"](x))  # type: ignore[misc]
 
 
 def separate_kernel(kernel: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, float]:

@@ -15,8 +15,8 @@ from torch import nn
 
 from ..arithmetic.cost import LayerCost, elementwise_cost
 from ..functional import channel_shuffle
-from ..geometry import IntOrTuple, Padding, check_positive_int
-from .base import Alternative, ConvzooLayer, Runner, Stage, planned_forward
+from ..geometry import IntOrTuple, Padding, check_positive_int, check_window_fits
+from .base import Alternative, ConvzooLayer, Runner, Stage, geometry_repr, input_checked, planned_forward
 from .form_choice import FormChoice, is_tracing
 from .conv import Conv1d, Conv2d, Conv3d, ConvNd, grouped_projection, native_conv_call
 
@@ -114,12 +114,18 @@ class ShuffledGroupedConvNd(ConvzooLayer, nn.Module):
     def reset_parameters(self) -> None:
         self.conv.reset_parameters()
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = self._modules  # a dict look-up, not nn.Module.__getattr__, per sub-module
-        return m["shuffle"](m["conv"](x))  # type: ignore[misc]
+    forward = input_checked(planned_forward)
+
+    def plan_forward(self, x: torch.Tensor) -> Runner:
+        """The window check once per key, under this layer's name (the grouped conv's would name a Conv*d); the
+        runner is the conv and the shuffle."""
+        conv = self.conv
+        check_window_fits(x.shape[2:], conv.kernel_size, conv.dilation, conv.padding_pairs, type(self).__name__,
+                          conv.padding_mode)
+        return _shuffled_grouped_run
 
     def extra_repr(self) -> str:
-        return f"{self.in_channels}, {self.out_channels}, groups={self.groups}"
+        return geometry_repr(self, source=self.conv)
 
     # --- the contract ---------------------------------------------------------------------------------------------
 
@@ -176,3 +182,8 @@ class ShuffledGroupedConv3d(ShuffledGroupedConvNd):
     """3-D shuffled grouped convolution: input (N, C_in, D, H, W); see ``ShuffledGroupedConvNd``."""
 
     dim, _conv = 3, Conv3d
+
+
+def _shuffled_grouped_run(m: ShuffledGroupedConvNd, x: torch.Tensor) -> torch.Tensor:
+    modules = m._modules  # dict look-ups, not nn.Module.__getattr__: this runs every call
+    return modules["shuffle"](modules["conv"](x))  # type: ignore[misc]

@@ -19,8 +19,8 @@ from torch import nn
 
 from ..arithmetic.cost import LayerCost, elementwise_cost
 from ..functional import channels_to_first, channels_to_last
-from ..geometry import IntOrTuple, Padding, check_choice, check_positive_int
-from .base import Alternative, ConvzooLayer, Stage, init_conv_
+from ..geometry import IntOrTuple, Padding, check_choice, check_positive_int, check_window_fits
+from .base import Alternative, ConvzooLayer, Runner, Stage, geometry_repr, init_conv_, input_checked, planned_forward
 from .conv import Conv1d, Conv2d, Conv3d, ConvNd, native_conv_call, to_numpy
 from .formats import channels_last_format
 
@@ -119,9 +119,15 @@ class SubPixelConvNd(ConvzooLayer, nn.Module):
             if bias is not None:
                 self.conv.bias.copy_(bias.repeat_interleave(copies))
 
-    def forward(self, x: torch.Tensor) -> torch.Tensor:
-        m = self._modules  # dict look-ups, not nn.Module.__getattr__: this runs every call
-        return m["shuffle"](m["conv"](x))  # type: ignore[misc]
+    forward = input_checked(planned_forward)
+
+    def plan_forward(self, x: torch.Tensor) -> Runner:
+        """The window check once per key, under this layer's name (the conv's would name a Conv*d with C_out·r^D
+        channels); the runner is the conv and the shuffle."""
+        conv = self.conv
+        check_window_fits(x.shape[2:], conv.kernel_size, conv.dilation, conv.padding_pairs, type(self).__name__,
+                          conv.padding_mode)
+        return _subpixel_run
 
     # --- the contract ---------------------------------------------------------------------------------------------
 
@@ -160,8 +166,12 @@ class SubPixelConvNd(ConvzooLayer, nn.Module):
                 Stage(f"pixel shuffle ×{r}", self.shuffle)]
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_size={self.kernel_size}, "
-                f"upscale_factor={self.upscale_factor}, init={self.init!r}")
+        return geometry_repr(self, {"upscale_factor": self.upscale_factor, "init": self.init}, source=self.conv)
+
+
+def _subpixel_run(m: SubPixelConvNd, x: torch.Tensor) -> torch.Tensor:
+    modules = m._modules  # dict look-ups, not nn.Module.__getattr__: this runs every call
+    return modules["shuffle"](modules["conv"](x))  # type: ignore[misc]
 
 
 class SubPixelConv1d(SubPixelConvNd):

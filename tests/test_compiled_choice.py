@@ -82,8 +82,9 @@ def test_compiled_inference_is_one_op_running_the_eager_choice(dim: int, m: int,
     assert _targets(graphs) == [OP], _targets(graphs)  # one op, no native conv, no graph break
     np.testing.assert_allclose(y.numpy(), _oracle(layer, x), rtol=1e-5, atol=1e-5)
     assert y.is_contiguous(memory_format=fmt)
-    runners = layer.__dict__[compiled_choice._RUNNERS]  # the op ran the layer's own measured choice
-    assert [key[:3] for key in runners] == [(x.shape, x.stride(), x.dtype)]
+    # the op ran the measured choice on its copy of a layer of this configuration
+    runners = compiled_choice._layer(compiled_choice.handle(layer)).__dict__[compiled_choice._RUNNERS]
+    assert (x.shape, x.stride(), x.dtype) in [key[:3] for key in runners]
     assert layer.measured_path(x) in layer.forms(x)
 
 
@@ -169,23 +170,36 @@ def test_export_multiplier_one_and_a_pinned_native_layer_trace_the_native_conv()
     assert OP not in _targets(graphs)
 
 
-def test_a_copy_has_its_own_key_and_a_deleted_layer_is_named() -> None:
+def test_a_copy_shares_the_key_runs_its_own_weights_and_a_missing_configuration_is_named() -> None:
+    """The key is the configuration: a copy and an unpickled layer have the layer's key, and each computes with its
+    own weights (the op's inputs); the op still runs once its layer is gone (its private copy of the
+    configuration), and a configuration no live layer has is named in the error."""
     layer = cz.DepthwiseConv2d(3, 6, 3, padding=1).eval()
     twin = copy.deepcopy(layer)
-    assert compiled_choice.handle(twin) != compiled_choice.handle(layer)
+    assert compiled_choice.handle(twin) == compiled_choice.handle(layer)
     x = torch.randn(1, 3, 8, 8)
     with torch.no_grad():
         twin.weight.mul_(2)
         y = torch.compile(twin, backend=_recording_backend([]), fullgraph=True)(x)
-    np.testing.assert_allclose(y.numpy(), _oracle(twin, x), rtol=1e-5, atol=1e-5)
-    restored = pickle.loads(pickle.dumps(twin))  # after a compiled run: no runners pickled, a key of its own
-    assert compiled_choice.handle(restored) not in (None, compiled_choice.handle(twin))
+        np.testing.assert_allclose(y.numpy(), _oracle(twin, x), rtol=1e-5, atol=1e-5)
+        y = torch.compile(layer, backend=_recording_backend([]), fullgraph=True)(x)
+        np.testing.assert_allclose(y.numpy(), _oracle(layer, x), rtol=1e-5, atol=1e-5)
+    restored = pickle.loads(pickle.dumps(twin))  # after a compiled run: no runners pickled, the same key
+    assert compiled_choice.handle(restored) == compiled_choice.handle(twin)
     assert compiled_choice._RUNNERS not in restored.__dict__
-    key = compiled_choice.handle(layer)
-    del layer
+    key, expected = compiled_choice.handle(layer), _oracle(layer, x)
+    weight, bias = layer.weight.detach().clone(), layer.bias.detach().clone()
+    del layer, twin, restored
     gc.collect()
-    with pytest.raises(RuntimeError, match=r"DepthwiseConv2d#\d+ no longer exists; .*keep the layer alive"):
-        torch.ops.convzoo.measured_form(x, twin.weight, twin.bias, key)
+    np.testing.assert_allclose(torch.ops.convzoo.measured_form(x, weight, bias, key).numpy(), expected,
+                               rtol=1e-5, atol=1e-5)
+    unseen = cz.DepthwiseConv2d(3, 9, 3, padding=2, dilation=2, padding_mode="reflect")
+    key = compiled_choice.handle(unseen)
+    del unseen
+    gc.collect()
+    with pytest.raises(RuntimeError, match=r"no layer of the configuration .*DepthwiseConv2d\|\(9, .*'reflect'.* "
+                                           r"exists in this process"):
+        torch.ops.convzoo.measured_form(x, torch.ones(9, 1, 3, 3), torch.zeros(9), key)
 
 
 def test_the_op_uses_the_tensors_it_is_given() -> None:

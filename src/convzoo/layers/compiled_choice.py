@@ -6,9 +6,13 @@ form there: torch's conv, which has no depthwise kernel for m > 1 outputs per ch
 conv, in either format) and is several times slower than the form the layer measures and runs in eager mode; in
 training, inductor's graph around torch's depthwise backward was also about twice the eager step for m = 1
 (``benchmarks/bench_compiled.py`` prints every case on the machine it runs on). There the layer puts one custom op
-in the graph, ``convzoo::measured_form(x, weight, bias, handle)``: when the compiled code runs, the op (eager code)
-finds the layer by ``handle`` and runs its eager choice (``measured_path``: the form ``FormChoice`` measures once per
-input key, as for any eager call) through the runner an eager call would use. Its output is in ``x``'s memory
+in the graph, ``convzoo::measured_form(x, weight, bias, key)``: when the compiled code runs, the op (eager code)
+runs the eager choice (``measured_path``: the form ``FormChoice`` measures once per input key, as for any eager
+call) of a layer of configuration ``key`` on ``weight`` and ``bias`` through the runner an eager call would use.
+``key`` spells out the whole configuration (class, geometry, pinned form, ``_choice_config``), never an identity
+that lives only in one process: inductor's on-disk caches hash the graph's code, so a graph compiled in another
+process is replayed exactly for an equal key, i.e. for the same computation, and misses for any other; two
+layers of one configuration share a key and differ only in the tensors the op is given. Its output is in ``x``'s memory
 format, as its fake function promises the compiler; any input layout is accepted (``flexible_layout``), so
 inductor's channels_last layout is kept around it. Its registered backward is ``convzoo::measured_form_backward``,
 which runs the layer's forward again in the form measured fastest *with* its backward and that form's backward (an
@@ -21,38 +25,57 @@ layer pinned to 'native', the layer traces its native form.
 
 from __future__ import annotations
 
-import itertools
+import ast
+import functools
+import threading
 import weakref
 from typing import Any
 
 import torch
 from torch import nn
-from torch.nn.utils import stateless
 
 from ..arithmetic.cost import conv_output_tensor_shape
 from .base import _EPOCH, MAX_PLANS, MEASURED_FORM_KEY, MEASURED_FORM_RUNNERS
+from .form_choice import private_copy
 from .formats import channels_last_format
 
 FORM = "measured when run"  # the name forward_path gives this form
-_LAYERS: weakref.WeakValueDictionary[str, nn.Module] = weakref.WeakValueDictionary()
-_NEXT_HANDLE = itertools.count(1)
-_HANDLE, _RUNNERS = MEASURED_FORM_KEY, MEASURED_FORM_RUNNERS  # in the layer's __dict__, never pickled
+# In a layer's __dict__, never pickled: its class's dotted name, the fixed start of its key (set = registered);
+# the op's runners per input key (on the op's private copies).
+_HANDLE, _RUNNERS = MEASURED_FORM_KEY, MEASURED_FORM_RUNNERS
+_LAYERS: weakref.WeakSet[nn.Module] = weakref.WeakSet()  # registered layers, searched once per key and process
+_SOURCES: dict[str, nn.Module] = {}  # key -> a private copy of a layer of that configuration
+_LOCK = threading.Lock()  # for _LAYERS and _SOURCES (layers are built and ops run in any thread)
+_LOCAL = threading.local()  # .layers: key -> this thread's copy, into which a call puts the op's tensors
 
 
 def register(layer: nn.Module) -> None:
-    """Give ``layer`` its key in the op's table (at construction and unpickling or deep copy, never while
-    tracing: the compiler reads the key as a constant). Kept weakly: the op fails with a message if the layer is
-    gone. A string, which the compiler bakes into the graph, where an int would become a symbolic size."""
-    key = f"{type(layer).__name__}#{next(_NEXT_HANDLE)}"
-    layer.__dict__[_HANDLE] = key  # __dict__ directly: no nn.Module attribute machinery, not in state_dict
+    """Make ``layer`` one the op can find by its key (at construction and unpickling or deep copy, never while
+    tracing: the compiler cannot trace a weak set). Kept weakly."""
+    layer.__dict__[_HANDLE] = f"{type(layer).__module__}.{type(layer).__qualname__}"
     layer.__dict__.pop(_RUNNERS, None)
-    _LAYERS[key] = layer
+    with _LOCK:
+        _LAYERS.add(layer)
 
 
-def handle(layer: nn.Module) -> str | None:
-    """The layer's key, None for a layer built without ``register`` (it then traces its native form). Read while
-    tracing: a plain attribute, no weak reference (the compiler cannot trace one and would break the graph)."""
-    return layer.__dict__.get(_HANDLE)
+def handle(layer: Any) -> str | None:
+    """The layer's key: ``class|(C_out, k, s, padding pairs, d)|implementation|_choice_config()`` as literals, the
+    geometry the op's fake function reads first; None for a layer built without ``register`` (it then traces its
+    native form). Computed while tracing, from the attributes as they are then (the compiler guards on them), so a
+    layer reconfigured after construction gets the key of what it now computes. A string, which the compiler
+    bakes into the graph (and into the hash of inductor's caches), where an int would become a symbolic size."""
+    name = layer.__dict__.get(_HANDLE)
+    if name is None:
+        return None
+    geometry = (layer.out_channels, layer.kernel_size, layer.stride, layer.padding_pairs, layer.dilation)
+    return f"{name}|{geometry!r}|{layer.implementation!r}|{layer._choice_config()!r}"
+
+
+@functools.lru_cache(maxsize=256)
+def _geometry(key: str) -> tuple[Any, ...]:
+    """(C_out, kernel_size, stride, padding pairs, dilation), read back from ``key`` (``handle``)."""
+    geometry: tuple[Any, ...] = ast.literal_eval(key.split("|", 2)[1])
+    return geometry
 
 
 def applies(layer: nn.Module, x: torch.Tensor) -> bool:
@@ -61,7 +84,7 @@ def applies(layer: nn.Module, x: torch.Tensor) -> bool:
     op (with its backward when autograd records)."""
     return (torch.compiler.is_compiling() and not torch.compiler.is_exporting() and x.device.type == "cpu"
             and not torch.is_autocast_enabled("cpu") and (_TRAINS or not torch.is_grad_enabled())
-            and getattr(layer, "implementation", "auto") != "native" and handle(layer) is not None
+            and getattr(layer, "implementation", "auto") != "native" and _HANDLE in layer.__dict__
             and "weight" in layer._parameters and "bias" in layer._parameters)  # plain parameters, no parametrization
 
 
@@ -80,11 +103,37 @@ def _autograd_inside() -> Any:
 _TRAINS = hasattr(torch._C, "_SetExcludeDispatchKeyGuard") and hasattr(torch._C.DispatchKey, "AutogradFunctionality")
 
 
-def _layer(key: str) -> nn.Module:
-    layer = _LAYERS.get(key)
+def _own_copy(layer: nn.Module) -> nn.Module:
+    """``private_copy`` (no hooks, plans or registration) with parameters of its own, so that it keeps no caller's
+    storage alive: a call puts the op's tensors in their place."""
+    copy = private_copy(layer)
+    copy._parameters = {k: None if p is None else p.detach().clone() for k, p in copy._parameters.items()}
+    return copy
+
+
+def _source(key: str) -> nn.Module:
+    """The process's private copy of a layer of configuration ``key``, made from a registered one on first use
+    (the compiled code runs for a live layer of its key: the one whose forward it is)."""
+    with _LOCK:
+        source = _SOURCES.get(key)
+        if source is None:
+            layer = next((m for m in list(_LAYERS) if handle(m) == key), None)
+            if layer is None:
+                raise RuntimeError(f"convzoo::measured_form: no layer of the configuration {key} exists in this "
+                                   "process; the op runs the eager form of a layer of its key, so build one before "
+                                   "running the compiled code")
+            source = _SOURCES[key] = _own_copy(layer)
+    return source
+
+
+def _layer(key: str) -> Any:
+    """This thread's private copy of a layer of configuration ``key`` (its own: a call swaps tensors into it)."""
+    layers = getattr(_LOCAL, "layers", None)
+    if layers is None:
+        layers = _LOCAL.layers = {}
+    layer = layers.get(key)
     if layer is None:
-        raise RuntimeError(f"convzoo::measured_form: the layer {key} no longer exists; a compiled graph holds its "
-                           "layer's key, so keep the layer alive while the compiled model runs")
+        layer = layers[key] = private_copy(_source(key))  # shares the source's parameters until a call swaps them
     return layer
 
 
@@ -103,17 +152,21 @@ def _run(layer: Any, x: torch.Tensor) -> torch.Tensor:
 
 
 def _with(layer: Any, weight: torch.Tensor, bias: torch.Tensor | None, x: torch.Tensor) -> torch.Tensor:
-    """``_run`` with ``weight`` and ``bias`` in place of the layer's parameters when they are other tensors."""
-    if weight is layer._parameters.get("weight") and bias is layer._parameters.get("bias"):
+    """``_run`` on the private copy ``layer`` with ``weight`` and ``bias`` as its parameters: always the op's
+    tensors, never looked up (layers of one key differ only in them); put back afterwards."""
+    params = layer._parameters
+    own = params["weight"], params["bias"]
+    params["weight"], params["bias"] = weight, bias
+    try:
         return _run(layer, x)
-    with stateless._reparametrize_module(layer, {"weight": weight, "bias": bias}):
-        return _run(layer, x)
+    finally:
+        params["weight"], params["bias"] = own
 
 
 @torch.library.custom_op("convzoo::measured_form", mutates_args=(), tags=(torch.Tag.flexible_layout,))
 def measured_form(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, handle: str) -> torch.Tensor:
-    """The layer's eager choice on ``x`` with ``weight`` and ``bias`` (its own parameters, or the tensors the
-    compiler passes in their place), in ``x``'s memory format."""
+    """The eager choice of a layer of configuration ``handle`` (``handle()``) on ``x`` with ``weight`` and ``bias``
+    (the layer's parameters, or the tensors the compiler passes in their place), in ``x``'s memory format."""
     with torch.no_grad():
         y = _with(_layer(handle), weight, bias, x)
     return y.contiguous(memory_format=channels_last_format(x) or torch.contiguous_format)
@@ -121,9 +174,8 @@ def measured_form(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | No
 
 @measured_form.register_fake
 def _(x: torch.Tensor, weight: torch.Tensor, bias: torch.Tensor | None, handle: str) -> torch.Tensor:
-    layer: Any = _layer(handle)  # a ConvNd: its geometry gives the output's shape
-    shape = conv_output_tensor_shape(tuple(x.shape), layer.out_channels, layer.kernel_size, layer.stride,
-                                     layer.padding_pairs, layer.dilation)
+    out_channels, kernel_size, stride, pairs, dilation = _geometry(handle)  # from the key alone: no layer needed
+    shape = conv_output_tensor_shape(tuple(x.shape), out_channels, kernel_size, stride, pairs, dilation)
     return x.new_empty(shape).contiguous(memory_format=channels_last_format(x) or torch.contiguous_format)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from typing import Optional
 
 import typer
@@ -55,24 +57,72 @@ def _materialize_lazy(module, shape: tuple[int, ...]) -> None:  # type: ignore[n
             module.eval()(torch.zeros(shape))
 
 
-# The target and layer options cost and rf share (one typer declaration each, reused as both defaults).
+_UNBATCHED = {2: "C, L", 3: "C, H, W", 4: "C, D, H, W"}  # an input's dims without the batch, by its rank
+
+
+@contextmanager
+def unbatched_input(text: str | None, shape: tuple[int, ...], default: tuple[int, ...] | None) -> Iterator[None]:
+    """An ``--input`` one number short of the target's batched rank (``default``'s) is ONE unbatched input, which
+    torch's convs run as a batch of one: a failure on it says so, so that a shape the user never typed
+    ((1, 1, 64, 56) for --input 1,64,56) is explained rather than quoted bare."""
+    try:
+        yield
+    except (ValueError, RuntimeError) as error:
+        if text is None or default is None or len(shape) != len(default) - 1 or len(shape) not in _UNBATCHED:
+            raise
+        layout = _UNBATCHED[len(shape)]
+        reason = (str(error).strip().splitlines() or [type(error).__name__])[0]
+        raise ValueError(f"--input {text} has {len(shape)} numbers for a target of {len(default)}-D inputs, so it is "
+                         f"read as one unbatched ({layout}) input {shape}, which torch's convs run as the batch "
+                         f"{(1, *shape)}; give N, {layout} for a batched input. {reason}") from None
+
+
+# The target and layer options cost and rf share (one typer declaration each, reused as both defaults). The layer
+# options default to None (not given) so that a target they do not shape can refuse them (layer_options).
 TARGET = typer.Argument(..., help=TARGET_FORMS)
 INPUT = typer.Option(None, "--input", help="input shape, e.g. 1,3,224,224")
-IN_CHANNELS = typer.Option(64, "--in", help="family: input channels")
+IN_CHANNELS = typer.Option(None, "--in", help="family: input channels (default 64)")
 OUT_CHANNELS = typer.Option(None, "--out", help="family: output channels (default 128, or --in for a family that "
                                                 "keeps the width)")
-KERNEL = typer.Option(3, "--kernel", help="family: kernel size")
-DIM = typer.Option(2, "--dim", help="family: spatial dims")
+KERNEL = typer.Option(None, "--kernel", help="family: kernel size (default 3; not for a family without a window)")
+DIM = typer.Option(None, "--dim", help="family: spatial dims (default 2)")
+FAMILY_IN, FAMILY_KERNEL, FAMILY_DIM = 64, 3, 2  # a family's --in / --kernel / --dim when not given
+
+
+def layer_options(target: str, in_channels: int | None, out_channels: int | None, kernel: int | None,
+                  dim: int | None) -> tuple[int, int | None, int, int]:
+    """--in, --out, --kernel, --dim (None: not given) → the values ``resolve_target`` builds a family with. They
+    shape a family's layer only: given for a model or a ``module.path:callable`` target, or --kernel for a family
+    without a window (pointwise, global depthwise: its layer sets its own kernel), they are a ValueError naming
+    the option, the value and the rule, where they were dropped without a word."""
+    from ..models import MODELS
+    from ..registry import family
+
+    given = [f"{flag} {value}" for flag, value in (("--in", in_channels), ("--out", out_channels),
+                                                   ("--kernel", kernel), ("--dim", dim)) if value is not None]
+    try:
+        fam = family(target)
+    except ValueError:  # a model, a callable, or a name resolve_target refuses in its own words
+        fam = None
+    if fam is None and given and (target in MODELS or ":" in target):
+        raise ValueError(f"{', '.join(given)} given for {target!r}: --in, --out, --kernel and --dim shape a family's "
+                         "layer, and a model sets its own layers; leave them out (a model's arguments go in --arg "
+                         "name=value, its input shape in --input)")
+    if fam is not None and kernel is not None and not fam.window:
+        raise ValueError(f"family {target!r} takes no 'kernel' argument (--kernel {kernel} given): it has no window "
+                         "to choose, its layer sets its own kernel size; leave --kernel out")
+    return (FAMILY_IN if in_channels is None else in_channels, out_channels,
+            FAMILY_KERNEL if kernel is None else kernel, FAMILY_DIM if dim is None else dim)
 
 
 @app.command("cost")
 def cost_command(
     target: str = TARGET,
     input: Optional[str] = INPUT,
-    in_channels: int = IN_CHANNELS,
+    in_channels: Optional[int] = IN_CHANNELS,
     out_channels: Optional[int] = OUT_CHANNELS,
-    kernel: int = KERNEL,
-    dim: int = DIM,
+    kernel: Optional[int] = KERNEL,
+    dim: Optional[int] = DIM,
     as_json: bool = typer.Option(False, "--json", help="print the report as JSON"),
     arg: Optional[list[str]] = typer.Option(None, "--arg", help="name=value for the layer or model, e.g. width_mult=0.5"),
     depth: Optional[str] = typer.Option(None, "--depth", metavar="N",
@@ -89,11 +139,12 @@ def cost_command(
     try:
         levels = None if depth is None else parse_depth(depth)  # both checked before any model is built
         element = parse_dtype(dtype)
-        module, default = resolve_target(target, in_channels, out_channels, kernel, dim, parse_args(arg))
+        module, default = resolve_target(target, *layer_options(target, in_channels, out_channels, kernel, dim),
+                                         parse_args(arg))
         shape = parse_shape(input) if input else default
         if shape is None:
             raise ValueError(f"{target!r} has no default input shape: give --input N,C,H,W")
-        with model_input_errors(target, shape, given=bool(input)):
+        with unbatched_input(input, shape, default), model_input_errors(target, shape, given=bool(input)):
             report = cost(module, shape, dtype=element)
             _materialize_lazy(module, shape)
     except (ValueError, TypeError, RuntimeError) as error:
@@ -123,10 +174,10 @@ def _join(values) -> str:  # type: ignore[no-untyped-def]
 def rf_command(
     target: str = TARGET,
     input: Optional[str] = INPUT,
-    in_channels: int = IN_CHANNELS,
+    in_channels: Optional[int] = IN_CHANNELS,
     out_channels: Optional[int] = OUT_CHANNELS,
-    kernel: int = KERNEL,
-    dim: int = DIM,
+    kernel: Optional[int] = KERNEL,
+    dim: Optional[int] = DIM,
     as_json: bool = typer.Option(False, "--json", help="print the rows as JSON"),
     arg: Optional[list[str]] = typer.Option(None, "--arg",
                                             help="name=value for the layer or model, e.g. width_mult=0.5"),
@@ -142,13 +193,14 @@ def rf_command(
     from ..analysis import receptive_field
 
     try:
-        module, default = resolve_target(target, in_channels, out_channels, kernel, dim, parse_args(arg))
+        module, default = resolve_target(target, *layer_options(target, in_channels, out_channels, kernel, dim),
+                                         parse_args(arg))
         if not isinstance(module, nn.Module):
             raise TypeError(f"{target} gave a {type(module).__name__}, not a torch.nn.Module")
         shape = parse_shape(input) if input else default
         if shape is None:
             raise ValueError(f"{target!r} has no default input shape: give --input N,C,H,W")
-        with model_input_errors(target, shape, given=bool(input)):
+        with unbatched_input(input, shape, default), model_input_errors(target, shape, given=bool(input)):
             field = receptive_field(module, shape)
     except (ValueError, TypeError, RuntimeError) as error:
         typer.echo(f"error: {str(error).splitlines()[0]}", err=True)

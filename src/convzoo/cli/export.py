@@ -6,6 +6,7 @@ from typing import Optional
 
 import typer
 
+from .analysis import DIM, IN_CHANNELS, KERNEL, OUT_CHANNELS, layer_options, unbatched_input
 from .common import check_output_path, console, model_input_errors, parse_args, parse_shape, resolve_target
 
 app = typer.Typer()
@@ -20,11 +21,10 @@ def export_command(
     dynamic_batch: bool = typer.Option(False, "--dynamic-batch", help="the batch size is an input of the graph"),
     input: Optional[str] = typer.Option(None, "--input", help="input shape, e.g. 1,3,224,224 (default: the "
                                         "target's; families 1,C,56,56)"),
-    in_channels: int = typer.Option(64, "--in", help="family: input channels"),
-    out_channels: Optional[int] = typer.Option(None, "--out", help="family: output channels (default 128, or "
-                                               "--in for a family that keeps the width)"),
-    kernel: int = typer.Option(3, "--kernel", help="family: kernel size"),
-    dim: int = typer.Option(2, "--dim", help="family: spatial dims"),
+    in_channels: Optional[int] = IN_CHANNELS,
+    out_channels: Optional[int] = OUT_CHANNELS,
+    kernel: Optional[int] = KERNEL,
+    dim: Optional[int] = DIM,
     arg: Optional[list[str]] = typer.Option(None, "--arg", help="name=value for the layer or model"),
 ) -> None:
     """Export to ONNX (torch's dynamo exporter, opset 19) and run the file in onnxruntime against PyTorch."""
@@ -32,11 +32,12 @@ def export_command(
 
     try:
         check_output_path(output, "-o")
-        module, default = resolve_target(target, in_channels, out_channels, kernel, dim, parse_args(arg))
+        module, default = resolve_target(target, *layer_options(target, in_channels, out_channels, kernel, dim),
+                                         parse_args(arg))
         shape = parse_shape(input) if input else default
         if shape is None:
             raise ValueError(f"{target!r} has no default input shape: give --input N,C,H,W")
-        with model_input_errors(target, shape):
+        with unbatched_input(input, shape, default), model_input_errors(target, shape):
             result = export_onnx(module, shape, output, dynamic_batch=dynamic_batch)
     except (ValueError, TypeError, RuntimeError, ImportError) as error:
         typer.echo(f"error: {(str(error).strip().splitlines() or [type(error).__name__])[0]}", err=True)

@@ -30,21 +30,62 @@ def default_spec(target: str, in_channels: int = 6, out_channels: int = 6, kerne
                      {k: v for k, v in (options or {}).items() if v is not None})
 
 
-def run_viz(target: str, output: str, in_channels: int, out_channels: int, kernel: int | None, dim: int,
-            size: int | None, options: dict[str, Any], numbers: bool = False, input_values: str | None = None,
-            kernel_values: str | None = None, title: bool = True, planes: int | None = None) -> None:
+def _special_options(target: str, options: dict[str, Any]) -> dict[str, Any]:
+    """The options a special picture reads, from ``options`` (CLI names without ``--`` → value, None = not given):
+    every other given one is a ValueError naming it and what the picture reads (the Pictures page's promise: an
+    option a special picture does not read is refused, never dropped)."""
+    from ..viz.special import special_options
+
+    reads = special_options(target)
+    for name, value in options.items():
+        if value is not None and name not in reads:
+            uses = f"it reads only {', '.join('--' + r for r in reads)}" if reads else "it takes no options"
+            raise ValueError(f"--{name.replace('_', '-')} is not used by the special picture {target!r}: {uses}")
+    return {name: value for name, value in options.items() if name in reads}
+
+
+def run_viz(target: str, output: str, in_channels: int | None, out_channels: int | None, kernel: int | None,
+            dim: int | None, size: int | None, options: dict[str, Any], numbers: bool = False,
+            input_values: str | None = None, kernel_values: str | None = None, title: bool = True,
+            planes: int | None = None) -> None:
+    """``in_channels``, ``out_channels``, ``dim`` None: not given (a family is drawn at PICTURE_CHANNELS, 2-D)."""
     from ..viz import render
 
     try:
-        special = target in _special_names()
-        spec = None if special else default_spec(target, in_channels, out_channels, kernel, dim, size, options)
-        # A special picture gets the options given (None = not given) and refuses one it does not read.
-        given = {"kernel": kernel, "size": size, **options} if special else None
-        path = render(target, output, spec, numbers=numbers, input_values=input_values, kernel_values=kernel_values,
-                      title=title, planes=planes, special=given)
+        if target in _special_names():
+            # every option the user can give, by its CLI name (a flag off by default is None unless given), so
+            # that a special picture refuses what it does not read instead of drawing its default picture
+            given = _special_options(target, {"in": in_channels, "out": out_channels, "kernel": kernel, "dim": dim,
+                                              "size": size, **options, "numbers": numbers or None,
+                                              "input_values": input_values, "kernel_values": kernel_values,
+                                              "no_title": None if title else True, "planes": planes})
+            path = render(target, output, None, special=given)
+        else:
+            spec = default_spec(target, PICTURE_CHANNELS if in_channels is None else in_channels,
+                                PICTURE_CHANNELS if out_channels is None else out_channels, kernel,
+                                2 if dim is None else dim, size, options)
+            path = render(target, output, spec, numbers=numbers, input_values=input_values,
+                          kernel_values=kernel_values, title=title, planes=planes)
     except (ValueError, TypeError, RuntimeError) as error:
         _fail(error)
     typer.echo(f"wrote {path} ({path.stat().st_size:,} bytes)")
+
+
+def check_folder(path: str, option: str) -> None:
+    """An output folder is created when missing, but only inside an existing, writable folder, as every other
+    command refuses an output whose folder does not exist (a typo such as /nonexist/f made a tree of folders).
+    ValueError naming the option, the path and the rule."""
+    import os
+
+    if os.path.exists(path) and not os.path.isdir(path):
+        raise ValueError(f"{option} {path!r} is a file: give a folder to write the figures into")
+    parent = os.path.dirname(os.path.abspath(path))
+    if not os.path.isdir(parent):
+        raise ValueError(f"{option} {path!r}: the folder {parent!r} does not exist (only the last folder of the path "
+                         "is created)")
+    written = path if os.path.isdir(path) else parent  # where files, or the new folder, are created
+    if not os.access(written, os.W_OK):
+        raise ValueError(f"{option} {path!r}: the folder {written!r} is not writable")
 
 
 def run_figures(output: str, fmt: str, only: list[str] | None, lang: str = "both", listing: bool = False) -> None:
@@ -61,6 +102,7 @@ def run_figures(output: str, fmt: str, only: list[str] | None, lang: str = "both
                     typer.echo(f"{fig.name}{fig.suffix or ''}\n  {fig.title(lang)}\n  "
                                + fig.caption_text(lang).replace("\n", "\n  "))
             return
+        check_folder(output, "-o")
         paths = write_figures(output, fmt, only or None, lang=lang,
                               progress=lambda name: typer.echo(f"drawing {name}", err=True))
     except (ValueError, TypeError, RuntimeError, OSError) as error:
@@ -133,10 +175,11 @@ def viz_command(
     target: str = typer.Argument(..., help="a family name, or a special picture: overlap, checkerboard, "
                                            "receptive_field, deformable_sampling, sobel"),
     output: str = typer.Option(..., "-o", "--output", help="file to write: .png or .svg (figure), .gif (animation)"),
-    in_channels: int = typer.Option(PICTURE_CHANNELS, "--in", help="input channels"),
-    out_channels: int = typer.Option(PICTURE_CHANNELS, "--out", help="output channels"),
+    in_channels: Optional[int] = typer.Option(None, "--in", help=f"input channels (default {PICTURE_CHANNELS})"),
+    out_channels: Optional[int] = typer.Option(None, "--out", help=f"output channels (default {PICTURE_CHANNELS})"),
     kernel: Optional[int] = typer.Option(None, "--kernel", help="kernel size (default 3, or the larger one a family's picture needs: large_kernel 11)"),
-    dim: int = typer.Option(2, "--dim", help="spatial dims (1, 2 or 3; 3-D is drawn as depth slices)"),
+    dim: Optional[int] = typer.Option(None, "--dim", help="spatial dims (1, 2 or 3; default 2; 3-D is drawn as "
+                                                          "depth slices)"),
     size: Optional[int] = typer.Option(None, "--size", help="input size per spatial dim"),
     stride: Optional[int] = typer.Option(None, "--stride"),
     padding: Optional[int] = typer.Option(None, "--padding"),

@@ -77,18 +77,79 @@ def check_device(device: str) -> None:
             _fail(ValueError(f"--device {device!r}: this machine has {torch.cuda.device_count()} CUDA device(s)"))
 
 
+def _uses_temperature(layer: Any) -> bool:
+    from ..train.rules import dynamic_layers
+
+    return bool(dynamic_layers(layer))
+
+
+def _uses_offset_lr(layer: Any) -> bool:
+    from ..train.rules import param_groups
+
+    return len(param_groups(layer, 1.0)) > 1  # the offset convs get a group of their own
+
+
+# Options that act on some families' layers only, found by the same rules the loop applies (train/rules.py), with
+# what such a layer has: given for a run where no chosen family builds one, they would change nothing.
+FAMILY_OPTIONS: tuple[tuple[str, str, str, Callable[[Any], bool]], ...] = (
+    ("temperature_epochs", "--temperature-epochs", "an attention whose temperature is annealed", _uses_temperature),
+    ("offset_lr_mult", "--offset-lr-mult", "a deformable offset conv", _uses_offset_lr),
+)
+
+
+def _builds(name: str, dim: int, uses: Callable[[Any], bool]) -> bool:
+    """Whether family ``name``'s ``dim``-D layer (8 → 8 channels, built on the meta device) has what ``uses``
+    finds."""
+    import torch
+
+    from ..registry import family
+
+    fam = family(name)
+    if dim not in fam.dims:
+        return False
+    try:
+        with torch.device("meta"):
+            return uses(fam.build(8, 8, None, dim))
+    except (ValueError, TypeError, RuntimeError):  # a family that cannot be built so is no user of the option
+        return False
+
+
+def check_family_options(config: TrainConfig, convs: list[Optional[str]], options: dict[str, Any]) -> None:
+    """An option of ``FAMILY_OPTIONS`` given (not None in ``options``) where none of the families ``convs`` (None:
+    the model's own convolutions) builds a layer it acts on is a ValueError naming the option, the value, the
+    families it applies to and what was chosen."""
+    from ..registry import families
+
+    dim = 1 if config.resolved_model == "cnn1d" else 2
+    for key, flag, what, uses in FAMILY_OPTIONS:
+        value = options.get(key)
+        if value is None or any(name is not None and _builds(name, dim, uses) for name in convs):
+            continue
+        users = [f.name for f in families() if _builds(f.name, dim, uses)]
+        chosen = ",".join(n for n in convs if n is not None)
+        chose = (f"--conv {chosen} builds none" if chosen else
+                 f"{config.resolved_model} (its own convolutions, no family) has none")
+        raise ValueError(f"{flag} {value:g} applies only to families whose layer has {what} "
+                         f"({', '.join(users) or 'none'} in {dim}-D), and {chose}: leave it out"
+                         + (", or choose one of them with --conv" if chosen else ""))
+
+
 def run_train(**options: Any) -> None:
     import os
 
     from ..train.loop import train
 
     check_device(options["device"])
+    given = {key: options[key] for key, *_ in FAMILY_OPTIONS}
+    options = {k: v for k, v in options.items() if not (k == "offset_lr_mult" and v is None)}  # None: default
     checkpoint = os.path.join(options["out"], "checkpoint.pt")
     if options.get("resume") and not os.path.exists(checkpoint):
         _fail(FileNotFoundError(f"--resume: there is no checkpoint at {checkpoint}; drop --resume to start a new "
                                 f"run there, or give the --out of the run to continue"))
     config = TrainConfig(**options)
     with _one_line_errors():
+        config.validate()  # an unknown model or family in its own words before the option check below
+        check_family_options(config, [config.resolved_conv], given)
         result = train(config, log=_log())
     if _is_main():
         console.print(f"best test accuracy {result['best_accuracy']:.4f}, final {result['final_accuracy']:.4f}; "
@@ -103,19 +164,24 @@ def _mean_interval(mean: float, pair: Optional[list[float]], scale: float, digit
     return f"{mean * scale:.{digits}f} [{pair[0] * scale:.{digits}f}, {pair[1] * scale:.{digits}f}]"
 
 
-def run_sweep(convs: str, out: str, seeds: int, workers: int, ray: Optional[str], trial_threads: Optional[int],
-              int8: bool = False, **options: Any) -> None:
+def run_sweep(convs: Optional[str], out: str, seeds: int, workers: int, ray: Optional[str],
+              trial_threads: Optional[int], int8: bool = False, **options: Any) -> None:
+    """``convs`` None (no --conv): the model's default families (``train.sweep.default_convs``)."""
     import time
 
-    from ..train.sweep import ALPHA, LATENCY_RUNS, sweep
+    from ..train.sweep import ALPHA, LATENCY_RUNS, default_convs, sweep
 
     check_device(options["device"])
-    names = [c.strip() for c in convs.split(",") if c.strip()]
-    if not names:
+    names = None if convs is None else [c.strip() for c in convs.split(",") if c.strip()]
+    if names == []:
         _fail(ValueError("--conv needs at least one family, e.g. standard,depthwise_separable"))
+    given = {key: options[key] for key, *_ in FAMILY_OPTIONS}
+    options = {k: v for k, v in options.items() if not (k == "offset_lr_mult" and v is None)}  # None: default
     config = TrainConfig(**options)
     started = time.perf_counter()
     with _one_line_errors():
+        config.validate()  # a value out of range in its own words before the option check below
+        check_family_options(config, default_convs(config) if names is None else names, given)
         rows = sweep(config, names, out, log=_log(), seeds=seeds, workers=workers, ray=ray, threads=trial_threads,
                      int8=int8)
     if not _is_main():
@@ -172,7 +238,8 @@ _TRAIN_OPTIONS = dict(
     temperature_epochs=typer.Option(None, "--temperature-epochs",
                                     help="dynamic conv: epochs to anneal T 30→1 (default min(10, max(1, epochs/2)); "
                                          "0: no annealing)"),
-    offset_lr_mult=typer.Option(0.1, "--offset-lr-mult", help="deformable conv: offset-conv lr multiplier (≥ 0)"),
+    offset_lr_mult=typer.Option(None, "--offset-lr-mult", help="deformable conv: offset-conv lr multiplier (≥ 0; "
+                                                               "default 0.1)"),
     accum_steps=typer.Option(1, "--accum-steps", help="micro-batches per step: on one process, the weights that N "
                                                       "CPU torchrun processes reach (not their BatchNorm running "
                                                       "statistics; see the training guide)"),
@@ -186,7 +253,9 @@ _TRAIN_OPTIONS = dict(
 
 @app.command("train")
 def train_command(
-    conv: str = typer.Option("depthwise_separable", help="family for MobileNet's 3×3 blocks"),
+    conv: Optional[str] = typer.Option(None, help="family for the model's blocks (default: the model's own: "
+                                                  "depthwise_separable for mobilenet_v1 and cnn1d; shufflenet_v1 "
+                                                  "has its own convolutions and takes none)"),
     out: str = typer.Option("runs/train", help="folder for metrics.jsonl and checkpoint.pt"),
     model: str = _TRAIN_OPTIONS["model"], data: str = _TRAIN_OPTIONS["data"], epochs: int = _TRAIN_OPTIONS["epochs"],
     batch_size: int = _TRAIN_OPTIONS["batch_size"], lr: float = _TRAIN_OPTIONS["lr"],
@@ -194,7 +263,8 @@ def train_command(
     label_smoothing: float = _TRAIN_OPTIONS["label_smoothing"], width_mult: float = _TRAIN_OPTIONS["width_mult"],
     seed: int = _TRAIN_OPTIONS["seed"], resume: bool = _TRAIN_OPTIONS["resume"],
     temperature_epochs: Optional[float] = _TRAIN_OPTIONS["temperature_epochs"],
-    offset_lr_mult: float = _TRAIN_OPTIONS["offset_lr_mult"], accum_steps: int = _TRAIN_OPTIONS["accum_steps"],
+    offset_lr_mult: Optional[float] = _TRAIN_OPTIONS["offset_lr_mult"],
+    accum_steps: int = _TRAIN_OPTIONS["accum_steps"],
     device: str = _TRAIN_OPTIONS["device"], progress: bool = _TRAIN_OPTIONS["progress"],
     max_train_samples: Optional[int] = _TRAIN_OPTIONS["max_train_samples"],
     max_test_samples: Optional[int] = _TRAIN_OPTIONS["max_test_samples"],
@@ -212,7 +282,9 @@ def train_command(
 
 @app.command("sweep")
 def sweep_command(
-    conv: str = typer.Option("standard,depthwise_separable", help="comma-separated families"),
+    conv: Optional[str] = typer.Option(None, help="comma-separated families (default: standard and the model's "
+                                                  "own, depthwise_separable; shufflenet_v1, which takes no family: "
+                                                  "the model alone)"),
     out: str = typer.Option("runs/sweep", help="folder for sweep.json / .csv / _pareto.png and one run per trial"),
     seeds: int = typer.Option(1, "--seeds", help="trials per family, seeds --seed, --seed+1, …; >1 adds 95 % "
                                                  "intervals and Welch's t-test against the first family"),
@@ -233,7 +305,8 @@ def sweep_command(
     resume: bool = typer.Option(False, "--resume", help="continue each trial from its OUT/FAMILY/seed-S/"
                                                         "checkpoint.pt (a trial without one starts afresh)"),
     temperature_epochs: Optional[float] = _TRAIN_OPTIONS["temperature_epochs"],
-    offset_lr_mult: float = _TRAIN_OPTIONS["offset_lr_mult"], accum_steps: int = _TRAIN_OPTIONS["accum_steps"],
+    offset_lr_mult: Optional[float] = _TRAIN_OPTIONS["offset_lr_mult"],
+    accum_steps: int = _TRAIN_OPTIONS["accum_steps"],
     device: str = _TRAIN_OPTIONS["device"], progress: bool = _TRAIN_OPTIONS["progress"],
     max_train_samples: Optional[int] = _TRAIN_OPTIONS["max_train_samples"],
     max_test_samples: Optional[int] = _TRAIN_OPTIONS["max_test_samples"],
@@ -245,7 +318,8 @@ def sweep_command(
     """Train the same network per family and seed; table of params, MACs, latency and mean accuracy over seeds with
     95 % intervals and significance; JSON, CSV and a Pareto plot. Reproducible: the same numbers serially, with
     --workers and on Ray. --int8: each trained model's int8 accuracy next to float32."""
-    run_sweep(conv, out, seeds, workers, ray, trial_threads, int8, **_training_options(model, "standard", data, epochs, batch_size, lr, optimizer,
-                                             weight_decay, label_smoothing, width_mult, seed, resume,
-                                             temperature_epochs, offset_lr_mult, accum_steps, device, progress,
-                                             max_train_samples, max_test_samples, stop_after_steps))
+    run_sweep(conv, out, seeds, workers, ray, trial_threads, int8,
+              **_training_options(model, None, data, epochs, batch_size, lr, optimizer, weight_decay,
+                                  label_smoothing, width_mult, seed, resume, temperature_epochs, offset_lr_mult,
+                                  accum_steps, device, progress, max_train_samples, max_test_samples,
+                                  stop_after_steps))

@@ -83,7 +83,7 @@ def measure(results: list[dict[str, Any]], trials: Sequence[Any]) -> None:
     from . import data as data_specs
     from .loop import _limit, build_model
 
-    by_key = {(t.config.conv, t.config.seed): t.config for t in trials}
+    by_key = {(t.config.arm, t.config.seed): t.config for t in trials}
     loaded: dict[tuple[str, Optional[int], Optional[int]], tuple[Any, Any]] = {}
     for result in results:
         config = by_key[(result["family"], result["seed"])]

@@ -62,6 +62,11 @@ from . import data as data_specs
 from .rules import dynamic_layers, param_groups, set_temperature, temperature_at
 
 MODELS = ("auto", "mobilenet_v1", "shufflenet_v1", "cnn1d")
+# The family a model builds its blocks from when no conv is given: MobileNet's depthwise separable blocks, and the
+# same in its 1-D analogue; None for a model with its own convolutions that takes no family (ShuffleNet's grouped
+# 1×1 + channel shuffle + depthwise units).
+MODEL_CONV: dict[str, Optional[str]] = {"mobilenet_v1": "depthwise_separable", "cnn1d": "depthwise_separable",
+                                        "shufflenet_v1": None}
 IMAGE_MODELS = ("mobilenet_v1", "shufflenet_v1")
 OPTIMIZERS = ("sgd", "adamw")
 # Fields that define the run: a checkpoint made with different values cannot be resumed.
@@ -77,7 +82,7 @@ class StopTraining(Exception):
 @dataclass
 class TrainConfig:
     model: str = "auto"
-    conv: str = "depthwise_separable"
+    conv: Optional[str] = None  # None: the model's own (MODEL_CONV); resolved_conv is what is built
     data: str = "digits"
     epochs: int = 4
     batch_size: int = 32
@@ -109,24 +114,38 @@ class TrainConfig:
             return self.model
         return "cnn1d" if data_specs.spatial_dims(self.data) == 1 else "mobilenet_v1"
 
+    @property
+    def resolved_conv(self) -> Optional[str]:
+        """The family the model's blocks are built from: ``conv``, or the model's own when it is None
+        (``MODEL_CONV``); None for a model with its own convolutions (shufflenet_v1)."""
+        return self.conv if self.conv is not None else MODEL_CONV.get(self.resolved_model)
+
+    @property
+    def arm(self) -> str:
+        """What a sweep's row and folder are named by: the family built, or the model where it takes none."""
+        return self.resolved_conv or self.resolved_model
+
     def validate(self) -> None:
         from ..models.cnn1d import check_family
         from ..registry import family
 
         if self.model not in MODELS:
             raise ValueError(f"unknown model {self.model!r}; use one of: {', '.join(MODELS)}")
-        family(self.conv)  # ValueError listing the known families
+        if self.conv is not None:
+            family(self.conv)  # ValueError listing the known families
         dims = data_specs.spatial_dims(self.data)
         if (self.resolved_model == "cnn1d") != (dims == 1):
             wanted = "cnn1d" if dims == 1 else " or ".join(IMAGE_MODELS)
             raise ValueError(f"model={self.model!r} does not take the {dims}-D inputs of data={self.data!r}; use "
                              f"--model {wanted} or auto")
         if self.resolved_model == "cnn1d":
-            check_family(self.conv)  # one line listing the families with a 1-D form that fit
-        elif self.model == "shufflenet_v1" and self.conv != "depthwise_separable":
-            raise ValueError("shufflenet_v1 has its own convolutions (grouped 1×1 + depthwise): --conv applies to "
-                             "mobilenet_v1 only")
-        if self.resolved_model == "mobilenet_v1" and not family(self.conv).replaces_kxk:
+            check_family(self.resolved_conv)  # one line listing the families with a 1-D form that fit
+        elif MODEL_CONV[self.resolved_model] is None and self.conv is not None:
+            takes = " and ".join(m for m, c in MODEL_CONV.items() if c is not None)
+            raise ValueError(f"conv={self.conv!r}: {self.resolved_model} has its own convolutions (grouped 1×1 + "
+                             f"channel shuffle + depthwise) and takes no family; conv (--conv) applies to {takes} "
+                             f"only: leave it out")
+        if self.resolved_model == "mobilenet_v1" and not family(self.resolved_conv).replaces_kxk:
             from ..registry import families
 
             raise ValueError(f"conv={self.conv!r} cannot replace MobileNet's 3×3 blocks; families that can: "
@@ -158,7 +177,9 @@ class TrainConfig:
             raise ValueError(f"label_smoothing={self.label_smoothing} must be in [0, 1)")
 
     def identity(self) -> dict[str, Any]:
-        return {k: getattr(self, k) for k in IDENTITY}
+        """The IDENTITY fields, conv as built (``resolved_conv``): conv=None and the model's own family are one
+        run."""
+        return {k: self.resolved_conv if k == "conv" else getattr(self, k) for k in IDENTITY}
 
 
 @dataclass
@@ -194,9 +215,10 @@ def build_model(config: TrainConfig, num_classes: int, sample_shape: tuple[int, 
 
     model = config.resolved_model
     if model == "cnn1d":
-        return cnn1d_small(config.width_mult, sample_shape[0], num_classes, conv=config.conv, length=sample_shape[-1])
+        return cnn1d_small(config.width_mult, sample_shape[0], num_classes, conv=config.resolved_conv,
+                           length=sample_shape[-1])
     if model == "mobilenet_v1":
-        return mobilenet_v1_small(config.width_mult, num_classes, conv=config.conv)
+        return mobilenet_v1_small(config.width_mult, num_classes, conv=config.resolved_conv)
     return shufflenet_v1_small(groups=3, scale=config.width_mult, num_classes=num_classes)
 
 
@@ -447,7 +469,7 @@ def _train(config: TrainConfig, log: Callable[[str], None]) -> dict[str, Any]:
                          global_step + 1 if resumed is not None else None, log)
 
     criterion = nn.CrossEntropyLoss(label_smoothing=config.label_smoothing)
-    title = f"{config.resolved_model}/{config.conv}"
+    title = f"{config.resolved_model}/{config.resolved_conv}" if config.resolved_conv else config.resolved_model
     with _Progress(config.progress and rank_info.main, title) as progress, _closing(board):
         for epoch in range(start_epoch, config.epochs):
             sampler.set_epoch(epoch)
@@ -521,4 +543,6 @@ def _closing(board: _TensorBoard) -> Iterator[_TensorBoard]:
 
 
 def config_dict(config: TrainConfig) -> dict[str, Any]:
-    return asdict(config)
+    """The configuration as run.json records it: conv is the family the model was built from (None: the model's
+    own convolutions, shufflenet_v1), not the option as given."""
+    return {**asdict(config), "conv": config.resolved_conv}

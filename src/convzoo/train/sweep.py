@@ -141,7 +141,7 @@ def run_trial(config: TrainConfig, token: str, threads: int = TRIAL_THREADS) -> 
         torch.set_num_threads(previous)
     model: nn.Module = result["model"]
     report = cost(model, (1, *result["input_shape"]))
-    return {"family": config.conv, "seed": config.seed, "params": int(report.params), "macs": int(report.macs),
+    return {"family": config.arm, "seed": config.seed, "params": int(report.params), "macs": int(report.macs),
             "best_accuracy": float(result["best_accuracy"]), "final_accuracy": float(result["final_accuracy"]),
             "seconds": time.perf_counter() - started, "attempts": attempt, "rank": result["rank"],
             **trial_environment(threads),
@@ -382,11 +382,21 @@ def _done(result: dict[str, Any], count: int, total: int) -> str:
             f"{result['best_accuracy']:.4f} ({result['seconds']:.1f} s on {result['threads']} thread(s){retried})")
 
 
-def sweep(base: TrainConfig, convs: list[str], out: str, log: Callable[[str], None] = print, seeds: int = 1,
+def default_convs(base: TrainConfig) -> list[Optional[str]]:
+    """The families a sweep compares when none are given: standard against the model's own family (MobileNet's
+    depthwise separable blocks, Table 4 of the paper), or [None] (the model alone) for a model that takes none."""
+    own = base.resolved_conv
+    return [None] if own is None else list(dict.fromkeys(["standard", own]))
+
+
+def sweep(base: TrainConfig, convs: Optional[list[str]], out: str, log: Callable[[str], None] = print, seeds: int = 1,
           workers: int = 1, ray: Optional[str] = None, threads: Optional[int] = None,
           int8: bool = False) -> list[dict[str, Any]]:
     """Train ``seeds`` trials per family in ``convs`` (serially, in ``workers`` processes, or on Ray), measure
     latency, write sweep.json / sweep.csv / sweep_trials.csv / sweep_pareto.png to ``out``; return the rows.
+
+    ``convs`` None: the model's default (``default_convs``): standard against the model's own family, or, for a
+    model with its own convolutions that takes no family (shufflenet_v1), that model alone, its row named after it.
 
     ``threads``: torch CPU threads per trial, the same for every executor so that the numbers are (default
     ``TRIAL_THREADS``); a Ray task reserves that many CPUs. ``int8``: also quantize every trained model and add its
@@ -394,12 +404,15 @@ def sweep(base: TrainConfig, convs: list[str], out: str, log: Callable[[str], No
     """
     from ..registry import family
 
+    if convs is None:
+        convs = default_convs(base)
     for name in convs:
-        family(name)  # unknown names fail before any training
-    repeated = sorted({name for name in convs if convs.count(name) > 1})
+        if name is not None:
+            family(name)  # unknown names fail before any training
+    repeated = sorted({str(name) for name in convs if convs.count(name) > 1})
     if repeated:  # a repeated family would pool one seed's trials twice: doubled seeds, a test against itself
-        raise ValueError(f"--conv {','.join(convs)} names {', '.join(repeated)} more than once: give each family "
-                         f"once (--seeds sets the trials per family)")
+        raise ValueError(f"--conv {','.join(map(str, convs))} names {', '.join(repeated)} more than once: give each "
+                         f"family once (--seeds sets the trials per family)")
     if int8:  # int8 (issue 26): its packages are checked before any training
         from .int8_eval import require_int8
 
@@ -421,8 +434,9 @@ def sweep(base: TrainConfig, convs: list[str], out: str, log: Callable[[str], No
     trials = []
     for name in convs:
         for i in range(seeds):
-            config = replace(base, conv=name, seed=base.seed + i, out=os.path.join(out, name, f"seed-{base.seed + i}"),
+            config = replace(base, conv=name, seed=base.seed + i,
                              progress=base.progress and ray is None and workers == 1)
+            config.out = os.path.join(out, config.arm, f"seed-{base.seed + i}")
             config.validate()  # every bad setting fails before any training
             trials.append(Trial(config, threads))
     token = uuid.uuid4().hex
@@ -439,7 +453,7 @@ def sweep(base: TrainConfig, convs: list[str], out: str, log: Callable[[str], No
 
         int8_eval.measure(results, trials)
     _measure_latencies(results, trials, base.device)
-    rows = summarize(results, convs)
+    rows = summarize(results, list(dict.fromkeys(t.config.arm for t in trials)))
     if int8:
         os.makedirs(out, exist_ok=True)
         int8_eval.add_columns(rows, results, out)
@@ -451,7 +465,7 @@ def _measure_latencies(results: list[dict[str, Any]], trials: list[Trial], devic
     """Rebuild each family's first-seed trained model in this process and time them in interleaved rounds
     (``LATENCY_METHOD``); every trial of the family gets that ``latency_ms``. The weights are dropped."""
     device = pick_device(device, 0)
-    by_key = {(t.config.conv, t.config.seed): t.config for t in trials}
+    by_key = {(t.config.arm, t.config.seed): t.config for t in trials}
     first: dict[str, dict[str, Any]] = {}
     for result in sorted(results, key=lambda r: r["seed"]):
         first.setdefault(result["family"], result)

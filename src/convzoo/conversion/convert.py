@@ -243,6 +243,33 @@ def _layer_macs(layer: nn.Module, probe: tuple[int, ...]) -> int | None:
         return None
 
 
+def _conv_inputs(model: nn.Module, input_shape: Sequence[int]) -> dict[str, tuple[int, ...]]:
+    """The input shape each dense conv of ``model`` (by name) sees on one ``input_shape`` input, from a forward of
+    a meta copy (no memory, no compute); {} when the model does not run on meta (the notes then give the probe's
+    MACs). The cost report cannot say it: a convzoo layer is one row, its inner convs have none."""
+    from ..arithmetic.cost import _to_meta  # cost's weightless deep copy (no parameter data copied)
+
+    shapes: dict[str, tuple[int, ...]] = {}
+
+    def record(name: str) -> Callable[[nn.Module, tuple[Any, ...]], None]:
+        def hook(module: nn.Module, args: tuple[Any, ...]) -> None:
+            if args and isinstance(args[0], torch.Tensor):
+                shapes.setdefault(name, tuple(args[0].shape))
+        return hook
+
+    try:
+        meta = _to_meta(model, torch.float32).eval()
+        for name, module in meta.named_modules(remove_duplicate=False):
+            if is_dense_conv2d(module):
+                module.register_forward_pre_hook(record(name))
+        with torch.no_grad(), warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            meta(torch.empty(tuple(input_shape), device="meta"))
+    except Exception:  # noqa: BLE001 - a model that cannot run on meta: the probe's numbers, said as such
+        return {}
+    return shapes
+
+
 def _probe_shape(conv: nn.Module) -> tuple[int, ...]:
     extent = max(d * (k - 1) + 1 for d, k in zip(conv.dilation, conv.kernel_size))
     return (1, conv.in_channels, extent + 7, extent + 6)
@@ -297,10 +324,32 @@ def _family_kind(to: str, family_kwargs: dict[str, Any]) -> tuple[bool, bool]:
     return _REFERENCE[key]
 
 
+FORCE = "force=True (CLI: --force)"  # the rules' notes name the option in both of its spellings
+
+
+def _macs_note(conv: nn.Module, layer: nn.Module, probe: tuple[int, ...], at: Callable[[], tuple[int, ...] | None],
+               probe_macs: tuple[int | None, int | None]) -> str:
+    """', MACs before → after' for a rule's note: at the conv's input in the model (``at()``: its shape on the
+    model's input, None when unknown), else on convert's probe input, said as such; '' when a layer declares no
+    cost."""
+    shape = at()
+    if shape is not None:
+        before, after = _layer_macs(conv, shape), _layer_macs(layer, shape)
+        if before is not None and after is not None:
+            return f", MACs {before:,} → {after:,} at this layer's input {tuple(shape)} in the model"
+    if None in probe_macs:
+        return ""
+    return (f", MACs {probe_macs[0]:,} → {probe_macs[1]:,} on convert's {probe[2]}×{probe[3]} probe input (the "
+            "conv's input in the model is not known)")
+
+
 def _keep_or_take(to: str, conv: nn.Module, layer: nn.Module, params_before: int, compresses: bool,
-                  family_kwargs: dict[str, Any]) -> str:
+                  family_kwargs: dict[str, Any],
+                  at: Callable[[], tuple[int, ...] | None] = lambda: None) -> str:
     """The rules ``force`` skips: raise ValueError (the row's reason) to keep ``conv``; else return the row's
-    note ('' or why an equal-cost swap is taken)."""
+    note ('' or why an equal-cost swap is taken). The rules read the probe input's MACs (shape only, so a model
+    converts alike at every input size); the notes quote them at the conv's input in the model where ``at()``
+    gives it."""
     note = ""
     if compresses:
         probe = _probe_shape(conv)
@@ -310,10 +359,10 @@ def _keep_or_take(to: str, conv: nn.Module, layer: nn.Module, params_before: int
         reduces = after_params < params_before and (not known or after_macs < before_macs)
         grows = after_params > params_before or (known and after_macs > before_macs)
         if not reduces:
-            macs = f", MACs {before_macs:,} → {after_macs:,} on {probe[2]}×{probe[3]}" if known else ""
+            macs = _macs_note(conv, layer, probe, at, (before_macs, after_macs))
             if grows or _probe_error(to, conv, family_kwargs, "random") > EXACT:
                 raise ValueError(f"{to!r} would not reduce params and MACs here (params {params_before:,} → "
-                                 f"{after_params:,}{macs}); force=True converts it anyway")
+                                 f"{after_params:,}{macs}); {FORCE} converts it anyway")
             note = f"exact swap at equal cost (params {params_before:,} → {after_params:,}{macs})"
     per_output = conv.in_channels // conv.groups  # input channels each output mixes
     if per_output > 1:
@@ -321,7 +370,7 @@ def _keep_or_take(to: str, conv: nn.Module, layer: nn.Module, params_before: int
         if error >= diagonal - 1e-4:  # no better than one input channel per output: no channel mixing
             raise ValueError(f"{to!r} mixes no channels, where this conv mixes {per_output} input channels into each "
                              f"output (its best fit of even the all-ones kernel keeps one channel in {per_output}: "
-                             f"relative error {error:.3f}), so the trained channel mixing would be lost; force=True "
+                             f"relative error {error:.3f}), so the trained channel mixing would be lost; {FORCE} "
                              "converts it anyway")
     return note
 
@@ -382,6 +431,15 @@ def convert(
     report = ConversionReport(to)
     _family_kind(to, family_kwargs)  # a misspelt option raises here
     compresses, factorises = _family_kind(to, {})  # what the family is, not what these options make of a probe
+    inputs: list[dict[str, tuple[int, ...]]] = []  # the convs' input shapes, found once, when a note needs them
+
+    def conv_input(name: str) -> tuple[int, ...] | None:
+        if input_shape is None:
+            return None
+        if not inputs:
+            inputs.append(_conv_inputs(model, input_shape))
+        return inputs[0].get(name)
+
     shared: dict[int, tuple[str, nn.Module | None]] = {}  # id(conv) → (its first name, its replacement or None)
     built: list[str] = []  # the layers the family's constructor was given
     refused: list[tuple[str, Exception]] = []  # ... and those it refused naming one of the options
@@ -404,7 +462,7 @@ def convert(
         try:
             if not force and factorises and all(k == 1 for k in conv.kernel_size):
                 raise ValueError(f"a 1×1 conv has no window for {to!r} to factorise (it would only re-factor the "
-                                 "channel mixing); force=True converts it anyway")
+                                 f"channel mixing); {FORCE} converts it anyway")
             built.append(name)
             try:
                 layer = _build_replacement(to, conv, family_kwargs)
@@ -414,7 +472,8 @@ def convert(
                 raise
             _check_same_geometry(conv, layer)
             if not force:
-                row.note = _keep_or_take(to, conv, layer, row.params_before, compresses, family_kwargs)
+                row.note = _keep_or_take(to, conv, layer, row.params_before, compresses, family_kwargs,
+                                         lambda name=name: conv_input(name))
             bias = None if conv.bias is None else conv.bias.detach()
             error = approximate_(layer, dense_weight(conv), bias)
         except (TypeError, ValueError) as error:

@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import collections
 import os
+import re
 import tempfile
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -120,6 +121,54 @@ def check_runtime(runtime: str, dtype: str) -> None:
         require(QUANTIZE_PACKAGES, "int8 quantization")
 
 
+# ExecuTorch's runtime logs at Info level, through its Python bindings to sys.stderr, with no level or variable to
+# turn it off: its CPU probe when the thread pool starts ("[cpuinfo_utils.cpp:71] Reading file /sys/devices/soc0/…",
+# ARM registers read on any CPU) and each pool reset. Only these lines are dropped (quiet_executorch).
+_EXECUTORCH_CHATTER = re.compile(r"\[(cpuinfo_utils\.cpp:\d+\] |threadpool\.cpp:\d+\] Resetting threadpool to \d+ "
+                                 r"threads\.\s*$)")
+
+
+class _DropChatter:
+    """A stand-in for sys.stderr that passes on every whole line but ExecuTorch's Info lines; anything else (fileno,
+    encoding, …) is the real stream's."""
+
+    def __init__(self, stream: Any) -> None:
+        self._stream, self._partial = stream, ""
+
+    def write(self, text: str) -> int:
+        *lines, self._partial = (self._partial + text).split("\n")
+        kept = "".join(line + "\n" for line in lines if not _EXECUTORCH_CHATTER.match(line))
+        if kept:
+            self._stream.write(kept)
+        return len(text)
+
+    def finish(self) -> None:
+        """Pass on a last unfinished line (unless it is chatter)."""
+        if self._partial and not _EXECUTORCH_CHATTER.match(self._partial):
+            self._stream.write(self._partial)
+        self._partial = ""
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._stream, name)
+
+
+@contextmanager
+def quiet_executorch() -> Iterator[None]:
+    """Inside the block, ExecuTorch's Info lines (``_EXECUTORCH_CHATTER``) written to sys.stderr are dropped;
+    every other line written there (an error, a warning) is passed on as it comes."""
+    import sys
+
+    stream = sys.stderr
+    quiet = _DropChatter(stream)
+    sys.stderr = quiet
+    try:
+        yield
+    finally:
+        if sys.stderr is quiet:  # unless the block set its own
+            sys.stderr = stream
+        quiet.finish()
+
+
 def set_threads(threads: int) -> None:
     """The same CPU thread count for PyTorch and ExecuTorch's thread pool (onnxruntime takes it per session), for
     the whole process (a command's); :func:`threads_for` sets it for a block only."""
@@ -129,8 +178,9 @@ def set_threads(threads: int) -> None:
     except ImportError:
         return
     count = getattr(portable_lib, "_threadpool_get_thread_count", None)
-    if count is None or count() != threads:  # each reset logs a line ("Resetting threadpool to N threads")
-        portable_lib._unsafe_reset_threadpool(threads)
+    with quiet_executorch():  # the first use starts the pool (the CPU probe's lines); each reset logs one
+        if count is None or count() != threads:
+            portable_lib._unsafe_reset_threadpool(threads)
 
 
 @contextmanager
@@ -221,8 +271,9 @@ def xnnpack_runner(program: torch.export.ExportedProgram, dtype: str) -> Runner:
         lowered = to_edge_transform_and_lower(pad_then_pool(program), partitioner=[_partitioner()])
         outside = _outside_delegate(lowered)
         buffer = lowered.to_executorch().buffer
-    loaded = Runtime.get().load_program(buffer)
-    method = loaded.load_method("forward")
+    with quiet_executorch():  # loading the XNNPACK delegate starts the thread pool: the CPU probe's lines
+        loaded = Runtime.get().load_program(buffer)
+        method = loaded.load_method("forward")
 
     def run(x: torch.Tensor) -> Output:
         return _one_or_tuple(method.execute([x]))

@@ -41,6 +41,7 @@ from torch import nn
 
 from .approximate import approximate_
 from ..dense_kernels import dense_kernel
+from ..geometry import padding_pairs
 from ..registry import family as lookup_family
 
 Selector = Callable[[str, nn.Module], bool]
@@ -188,7 +189,14 @@ def _build_replacement(to: str, conv: nn.Module, family_kwargs: dict[str, Any],
                        device: torch.device | None = None, dtype: torch.dtype | None = None) -> nn.Module:
     """``build(to, ...)`` with the conv's geometry, on ``device`` / ``dtype`` (default: the conv's)."""
     kernel = conv.kernel_size[0] if conv.kernel_size[0] == conv.kernel_size[1] else conv.kernel_size
-    kwargs: dict[str, Any] = dict(stride=conv.stride, padding=conv.padding, dilation=conv.dilation,
+    padding = conv.padding
+    if isinstance(padding, str):
+        # the conv's own (before, after) pairs where they are uneven: 'same' of an even span puts its odd element
+        # after for torch's convs, before for the true convolution (scipy's rule), so the name alone would shift
+        pairs = getattr(conv, "padding_pairs", None) or padding_pairs(padding, conv.kernel_size, conv.stride,
+                                                                      conv.dilation)
+        padding = pairs if any(lo != hi for lo, hi in pairs) else padding
+    kwargs: dict[str, Any] = dict(stride=conv.stride, padding=padding, dilation=conv.dilation,
                                   bias=conv.bias is not None, device=device or conv.weight.device,
                                   dtype=dtype or conv.weight.dtype)
     if conv.padding_mode != "zeros":

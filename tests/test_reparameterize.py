@@ -82,7 +82,7 @@ def test_a_convolution_mode_branch_fuses_with_its_flipped_kernel():
     the stored weight unflipped: 0.97 off)."""
     model = nn.Sequential(cz.RepVGGBlock2d(4, 4), nn.ReLU(), cz.ACNetConv2d(4, 4))
     model, _ = cz.convert(random_bn_(model), "convolution")
-    assert model[0].branches["k×k"].conv.mode == "convolution"
+    assert model[0].branches["kxk"].conv.mode == "convolution"
     fused, report = cz.reparameterize(model.eval())
     assert report.fused == ["0", "2"]
     x = torch.randn(2, 4, 9, 9)
@@ -96,7 +96,7 @@ def test_a_convolution_mode_branch_fuses_with_its_flipped_kernel():
 def test_a_block_whose_branches_convert_replaced_says_so(family, found):
     block = cz.RepVGGBlock2d(4, 4)
     converted, _ = cz.convert(nn.Sequential(block), family, **({"groups": 2} if family == "grouped" else {}))
-    with pytest.raises(ValueError, match=rf"RepVGGBlock2d\.branches\['k×k'\]\.conv is {found}, not one conv with a "
+    with pytest.raises(ValueError, match=rf"RepVGGBlock2d\.branches\['kxk'\]\.conv is {found}, not one conv with a "
                                          r"\(4, 4, k…\) weight: only blocks whose branches are plain convs fuse"):
         converted[0].fused_conv()
 

@@ -58,10 +58,10 @@ def load_repvgg_from_timm(mine: cz.models.RepVGG, theirs: nn.Module) -> None:
     peers = [m for m in theirs.modules() if isinstance(m, RepVggBlock)]
     assert len(ours) == len(peers) == 22
     for a, b in zip(ours, peers):
-        a.branches["k×k"].conv.weight.data.copy_(b.conv_kxk.conv.weight.data)
-        _load_bn(a.branches["k×k"].bn, b.conv_kxk.bn)
-        a.branches["1×1"].conv.weight.data.copy_(b.conv_1x1.conv.weight.data)
-        _load_bn(a.branches["1×1"].bn, b.conv_1x1.bn)
+        a.branches["kxk"].conv.weight.data.copy_(b.conv_kxk.conv.weight.data)
+        _load_bn(a.branches["kxk"].bn, b.conv_kxk.bn)
+        a.branches["1x1"].conv.weight.data.copy_(b.conv_1x1.conv.weight.data)
+        _load_bn(a.branches["1x1"].bn, b.conv_1x1.bn)
         assert (a.identity is None) == (b.identity is None)
         if a.identity is not None:
             _load_bn(a.identity, b.identity)
@@ -89,10 +89,10 @@ def test_repvgg_block_equals_timm_block_with_the_same_weights():
     for cin, cout, stride in ((8, 8, 1), (8, 16, 2)):
         theirs = random_bn_(RepVggBlock(cin, cout, 3, stride)).eval()
         mine = cz.RepVGGBlock2d(cin, cout, 3, stride).eval()
-        mine.branches["k×k"].conv.weight.data.copy_(theirs.conv_kxk.conv.weight.data)
-        _load_bn(mine.branches["k×k"].bn, theirs.conv_kxk.bn)
-        mine.branches["1×1"].conv.weight.data.copy_(theirs.conv_1x1.conv.weight.data)
-        _load_bn(mine.branches["1×1"].bn, theirs.conv_1x1.bn)
+        mine.branches["kxk"].conv.weight.data.copy_(theirs.conv_kxk.conv.weight.data)
+        _load_bn(mine.branches["kxk"].bn, theirs.conv_kxk.bn)
+        mine.branches["1x1"].conv.weight.data.copy_(theirs.conv_1x1.conv.weight.data)
+        _load_bn(mine.branches["1x1"].bn, theirs.conv_1x1.bn)
         if theirs.identity is not None:
             _load_bn(mine.identity, theirs.identity)
         x = torch.randn(2, cin, 12, 12)

@@ -47,11 +47,12 @@ class ACNetConvNd(BranchConvNd):
     ) -> None:
         super().__init__()
         kernel = expand(kernel_size, self.dim, "kernel_size")
-        names = "×".join(["k"] * self.dim)
-        branches = {names: kernel}
+        # ASCII branch names ('kxk', 'kx1', '1xk'): TorchScript's serializer mangles '×' in a module path, so a
+        # traced block saved but did not load; state dicts with the old '×' names still load (branches.py)
+        branches = {"x".join(["k"] * self.dim): kernel}
         for axis in range(self.dim):
             size = tuple(k if d == axis else 1 for d, k in enumerate(kernel))
-            label = "×".join("k" if d == axis else "1" for d in range(self.dim))
+            label = "x".join("k" if d == axis else "1" for d in range(self.dim))
             branches[label] = size
         self._build(in_channels, out_channels, branches, stride, padding, dilation, groups, bias, padding_mode, device,
                     dtype, False, eps, momentum)

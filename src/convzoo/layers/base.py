@@ -52,9 +52,27 @@ def _check_tensor(x: Any, layer: str) -> None:
         raise TypeError(f"{layer} expects a torch.Tensor input, got {type(x).__name__}{hint}")
 
 
+def _fx_leaf(module: nn.Module, x: Any, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+    """Under torch.fx symbolic tracing (``x`` a ``Proxy``): the call of ``module`` itself as one graph node, else
+    None. A layer picks its form from the input's shape, which a Proxy does not have, so every convzoo layer is a
+    leaf under any tracer (symbolic_trace, torchvision's create_feature_extractor, torch.ao's prepare_fx)."""
+    if not isinstance(x, torch.fx.Proxy):
+        return None
+    path = x.tracer.path_of_module(module)
+    if not path:  # the traced root itself: a node calling it would call the GraphModule that replaces it
+        raise TypeError(f"torch.fx cannot trace {type(module).__name__} itself: it chooses its form from the input's "
+                        "shape, which a Proxy does not have; trace a model holding it (the layer becomes one "
+                        "call_module node), e.g. torch.nn.Sequential(layer), or use torch.export.export")
+    return x.tracer.create_proxy("call_module", path, (x, *args), kwargs)
+
+
 def check_input(x: Any, dim: int, channels: int, layer: str) -> None:
     """Input must be a tensor (N, C, *spatial) with ``dim`` spatial dims and ``channels`` channels, or the unbatched
-    (C, *spatial) that the input step gives a batch of one. The messages quote the shape as ``x`` has it."""
+    (C, *spatial) that the input step gives a batch of one. The messages quote the shape as ``x`` has it.
+    A torch.fx ``Proxy`` passes: it has no shape to check, and the wrapped forward it goes on to makes the layer's
+    call one graph node (``_fx_leaf``; HetConv's own forward checks first, then reaches its wrapped one)."""
+    if isinstance(x, torch.fx.Proxy):
+        return
     _check_tensor(x, layer)
     rank = x.dim()
     if rank != dim + 2 and rank != dim + 1:
@@ -254,7 +272,11 @@ def stored_shape(module: nn.Module, name: str) -> torch.Size | None:
 def _checked_call(self: nn.Module, forward: Callable[..., Any], x: Any, args: tuple[Any, ...],
                   kwargs: dict[str, Any]) -> Any:
     """The whole input step and the family's forward, every time: under tracing / compile / export, for tensor
-    subclasses (fake tensors) and for calls with more arguments than the input."""
+    subclasses (fake tensors) and for calls with more arguments than the input; under torch.fx tracing, the
+    layer's call as one node (``_fx_leaf``)."""
+    node = _fx_leaf(self, x, args, kwargs)
+    if node is not None:
+        return node
     x, unbatched = prepare_input(self, x, type(self).__name__)
     if unbatched:
         rank = x.dim() - 1

@@ -180,6 +180,34 @@ class BranchConvNd(ConvzooLayer, nn.Module):
         if self.identity is not None:
             self.identity.reset_parameters()
 
+    # --- the branch names before they were ASCII ('k×k' for 'kxk'; '×' broke loading a saved torch.jit.trace) ---------
+
+    def _legacy_branch_names(self) -> dict[str, str]:
+        """{old name: name} for the branches whose name was spelt with '×' for 'x' (ACNet's, RepVGG's)."""
+        return {name.replace("x", "×"): name for name in self.branches if "x" in name}
+
+    def _load_from_state_dict(self, state_dict: dict[str, Any], prefix: str, local_metadata: dict[str, Any],
+                              strict: bool, missing_keys: list[str], unexpected_keys: list[str],
+                              error_msgs: list[str]) -> None:
+        # runs before the children load, on load_state_dict's own copy of the dict: renaming here lets a state dict
+        # saved with 'branches.k×k.…' keys fill 'branches.kxk.…' (a method, not a per-instance hook: it also
+        # serves blocks unpickled from older files and user subclasses)
+        for old, new in self._legacy_branch_names().items():
+            old_prefix, new_prefix = f"{prefix}branches.{old}.", f"{prefix}branches.{new}."
+            for key in [k for k in state_dict if k.startswith(old_prefix)]:
+                renamed = new_prefix + key[len(old_prefix):]
+                if renamed not in state_dict:  # both spellings given: the old one stays, reported as unexpected
+                    state_dict[renamed] = state_dict.pop(key)
+        super()._load_from_state_dict(state_dict, prefix, local_metadata, strict,  # type: ignore[misc]
+                                      missing_keys, unexpected_keys, error_msgs)
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)  # type: ignore[misc]
+        branches = self.__dict__.get("_modules", {}).get("branches")
+        if branches is not None and any("×" in name for name in branches._modules):  # a block pickled with '×'
+            branches._modules = type(branches._modules)(
+                (name.replace("×", "x"), module) for name, module in branches._modules.items())
+
     forward = input_checked(planned_forward)
 
     def plan_forward(self, x: torch.Tensor) -> Runner:

@@ -48,7 +48,8 @@ class RepVGGBlockNd(BranchConvNd):
     ) -> None:
         super().__init__()
         kernel = expand(kernel_size, self.dim, "kernel_size")
-        branches = {"×".join(["k"] * self.dim): kernel, "×".join(["1"] * self.dim): (1,) * self.dim}
+        # ASCII names ('kxk', '1x1'): a '×' in a module path broke loading a saved torch.jit.trace (branches.py)
+        branches = {"x".join(["k"] * self.dim): kernel, "x".join(["1"] * self.dim): (1,) * self.dim}
         self._build(in_channels, out_channels, branches, stride, padding, dilation, groups, bias, padding_mode, device,
                     dtype, identity, eps, momentum)
 

@@ -20,10 +20,6 @@ from torch import nn
 
 from ..arithmetic.cost import LayerCost, conv_output_tensor_shape, numel
 from ..functional import pad_pairs
-from .form_choice import FormChoice, is_tracing, memory_format_name, tracing_active
-
-_FUNCTORCH = getattr(torch._C._functorch, "peek_interpreter_stack", lambda: None)  # inside vmap / grad / ...
-from .formats import channels_last_format
 from ..geometry import (
     PADDING_MODES,
     IntOrTuple,
@@ -33,8 +29,29 @@ from ..geometry import (
     check_window_fits,
     resolve_geometry,
 )
-from .base import (_batch_friendly, Alternative, ConvzooLayer, Stage, check_input, geometry_repr, refuse_arguments,
-                   stored)
+from .base import (
+    Alternative,
+    ConvzooLayer,
+    Stage,
+    _batch_friendly,
+    check_input,
+    geometry_repr,
+    refuse_arguments,
+    stored,
+)
+from .form_choice import (  # the private flags: asked on every call, cheaper than is_tracing (_no_index_kept)
+    _COMPILING,
+    _DISPATCH_MODE,
+    _EXPORTING,
+    _FAKE,
+    _FUNCTORCH,  # inside vmap / grad / ...
+    _JIT_TRACING,
+    FormChoice,
+    is_tracing,
+    memory_format_name,
+    tracing_active,
+)
+from .formats import channels_last_format
 
 if TYPE_CHECKING:
     import numpy as np
@@ -54,6 +71,26 @@ def swap_channel_blocks(x: torch.Tensor, a: int, b: int) -> torch.Tensor:
         nhwc = x.permute(0, 2, 3, 1)  # a contiguous view
         return nhwc.unflatten(3, (a, b)).transpose(3, 4).flatten(3).permute(0, 3, 1, 2)
     return x.unflatten(1, (a, b)).transpose(1, 2).flatten(1, 2)
+
+
+def _no_index_kept(weight: torch.Tensor) -> bool:
+    """True where a scatter index must not be built or kept (``HetConv2d._kernel_index``): under compile, export,
+    jit tracing, any torch dispatch mode (FakeTensorMode, functionalization, make_fx's proxies, FlopCounterMode), a
+    torch.func transform, or on a meta / fake weight. ``form_choice.is_tracing`` less its ONNX and scripting
+    checks (ONNX exporters run under jit tracing or export, seen here), ≈0.3 µs against ≈3 µs: asked every call."""
+    return bool(_COMPILING() or _EXPORTING() or _JIT_TRACING() or _DISPATCH_MODE() or _FUNCTORCH() is not None
+                or weight.is_meta or isinstance(weight, _FAKE))
+
+
+def _interleave_residues(diagonal: torch.Tensor, off: torch.Tensor, p: int) -> torch.Tensor:
+    """(B, M, p, T) diagonal and (B, M, p, p − 1, T) off-diagonal entries → (B, M, p, p, T) with
+    out[..., r, r, :] = diagonal[..., r, :] and row r's other p − 1 entries ``off[..., r, :, :]`` in order.
+    Row-major, the diagonal of a p×p block sits at r·(p + 1): the p(p − 1) off-diagonal entries cut into p − 1
+    chunks of p, each chunk preceded by one diagonal entry and the last diagonal entry appended, are the block."""
+    b, m, t = diagonal.shape[0], diagonal.shape[1], diagonal.shape[-1]
+    chunks = off.reshape(b, m, p - 1, p, t)
+    lead = torch.cat([diagonal[:, :, : p - 1].unsqueeze(3), chunks], dim=3).reshape(b, m, (p - 1) * (p + 1), t)
+    return torch.cat([lead, diagonal[:, :, p - 1 :]], dim=2).view(b, m, p, p, t)
 
 
 IMPLEMENTATIONS = ("auto", "grouped", "grouped_contiguous", "masked_dense", "masked_dense_channels_last")
@@ -135,12 +172,37 @@ class HetConv2d(ConvzooLayer, nn.Module):
                 nn.init.uniform_(tensor, -bound, bound)
 
     def dense_1x1_weight(self) -> torch.Tensor:
-        """(C_out, C_in, 1, 1) weight with the 1×1 kernels in place and zeros at the k×k positions: one scatter of
-        ``weight_1x1`` into zeros (the positions are fixed by the configuration and kept, ``_kernel_index``)."""
+        """(C_out, C_in, 1, 1) weight with the 1×1 kernels in place and zeros at the k×k positions: in eager mode one
+        scatter of ``weight_1x1`` into zeros (the positions are fixed by the configuration and kept,
+        ``_kernel_index``); under tracing / export / fake or meta tensors the same kernel from shape ops alone
+        (``_by_residue``)."""
         w = self.weight_1x1
+        if _no_index_kept(w):
+            return self._by_residue(None, w).view(self.out_channels, self.in_channels, 1, 1)
         dense = w.new_zeros(self.out_channels * self.in_channels)
         dense.scatter_(0, self._kernel_index(w.device, "1x1")[0], w.reshape(-1))
         return dense.view(self.out_channels, self.in_channels, 1, 1)
+
+    def _by_residue(self, kxk: torch.Tensor | None, one: torch.Tensor) -> torch.Tensor:
+        """The masked kernel (C_out, C_in, T) from reshapes, pads and concatenations only (no index tensor: nothing
+        data-dependent, nothing kept, the same ops on every device and under every tracer), T = kh·kw for
+        ``kxk`` = weight_kxk, T = 1 and zeros at the k×k positions for ``kxk`` None (the 1×1 kernel alone).
+        ``one`` = weight_1x1; the 1×1 kernels sit on the centre tap (kh//2, kw//2)."""
+        p, cin, cout, (kh, kw) = self.p, self.in_channels, self.out_channels, self.kernel_size
+        blocks, rows = -(-cout // p), -(-cout // p) * p  # filters padded to a multiple of p (zeros), sliced off after
+        t = 1 if kxk is None else kh * kw
+        if kxk is None:
+            diagonal = one.new_zeros(blocks, cin // p, p, 1)
+        else:
+            kxk = F.pad(kxk.reshape(cout, -1), (0, 0, 0, rows - cout))  # (rows, C_in/p · T)
+            # filter j = p·b + r, channel block m: [b, m, r, T]
+            diagonal = kxk.view(blocks, p, cin // p, t).transpose(1, 2)
+        off = F.pad(one, (0, 0, 0, rows - cout))  # row j: channels c = p·m + r', r' ≠ j mod p, ascending in c
+        off = off.view(blocks, p, cin // p, p - 1, 1, 1).transpose(1, 2)  # [b, m, r, i, 1, 1]
+        if kxk is not None:  # the 1×1 kernel on the centre tap of a k×k window
+            off = F.pad(off, (kw // 2, kw // 2, kh // 2, kh // 2))
+        dense = _interleave_residues(diagonal, off.reshape(blocks, cin // p, p, p - 1, t), p)  # [b, m, r, r', T]
+        return dense.transpose(1, 2).reshape(rows, cin, t)[:cout]
 
     def _residue_weight(self) -> torch.Tensor:
         """``weight_kxk`` with the filters ordered by residue j mod p (zero filters appended when p ∤ C_out), the
@@ -156,7 +218,7 @@ class HetConv2d(ConvzooLayer, nn.Module):
         # Channels ordered by residue r = c mod p: group r holds channels r, r+p, r+2p, …
         x_by_residue = swap_channel_blocks(x, self.in_channels // p, p)
         weight = self._residue_weight() if weight is None else weight
-        rows = weight.shape[0]  # filters padded to a multiple of p (zeros) when p ∤ C_out
+        rows = -(-cout // p) * p  # filters padded to a multiple of p (zeros) when p ∤ C_out
         if any(lo != hi for lo, hi in pairs):
             x_by_residue, pairs = pad_pairs(x_by_residue, pairs), ((0, 0), (0, 0))
         y = F.conv2d(x_by_residue, weight, None, self.stride, tuple(lo for lo, _ in pairs), self.dilation, groups=p)
@@ -164,22 +226,30 @@ class HetConv2d(ConvzooLayer, nn.Module):
         return y[:, :cout] if rows != cout else y
 
     def _one_by_one_part(self, x: torch.Tensor, pairs: tuple[tuple[int, int], ...],
-                         out_size: tuple[int, int], weight: torch.Tensor | None = None) -> torch.Tensor:
-        # The centre tap of output o reads input o·s − before + d·(k//2): crop or pad x so a 1×1 conv lines up.
-        before = [lo for lo, _ in pairs]
-        after = [hi for _, hi in pairs]
-        offsets = [d * (k // 2) - lo for d, k, lo in zip(self.dilation, self.kernel_size, before)]
-        pad = [max(-offsets[1], 0), max(after[1] - self.dilation[1] * (self.kernel_size[1] // 2), 0),
-               max(-offsets[0], 0), max(after[0] - self.dilation[0] * (self.kernel_size[0] // 2), 0)]
-        x = x[:, :, max(offsets[0], 0):, max(offsets[1], 0):]
+                         weight: torch.Tensor | None = None) -> torch.Tensor:
+        """The 1×1 kernels' output, (N, C_out, H_out, W_out) as the k×k part's. Output o's centre tap reads input
+        o·s − lo + d·(k//2), so the 1×1 conv (stride s) runs on x cropped or zero-padded by lo − d·(k//2) before
+        and hi − d·(k//2) after: length H + lo + hi − 2d·(k//2) = H + lo + hi − d(k − 1), whose ⌈·/s⌉ is H_out.
+        Only constants are cut (a negative slice end counts from the end), nothing sized from this input, so a
+        trace or an export with dynamic H / W holds at every size."""
+        cuts: list[slice] = []
+        pad: list[int] = []
+        for (lo, hi), d, k in zip(pairs, self.dilation, self.kernel_size):
+            before, after = lo - d * (k // 2), hi - d * (k // 2)
+            cuts.append(slice(max(-before, 0), after if after < 0 else None))
+            pad = [max(before, 0), max(after, 0)] + pad  # F.pad lists the last dim first
+        if any(c.start or c.stop for c in cuts):
+            x = x[:, :, cuts[0], cuts[1]]
         if any(pad):
             x = F.pad(x, pad)
-        y = F.conv2d(x, self.dense_1x1_weight() if weight is None else weight, None, self.stride)
-        return y[:, :, : out_size[0], : out_size[1]]
+        return F.conv2d(x, self.dense_1x1_weight() if weight is None else weight, None, self.stride)
 
     def _kernel_index(self, device: torch.device, layout: str) -> tuple[torch.Tensor, ...]:
         """Where the weights' entries go, as flat positions in memory, kept per (device, layout) (integer ops
-        only, fixed by the configuration: the weights' values are never kept, see ``dense_weight``).
+        only, fixed by the configuration: the weights' values are never kept, see ``dense_weight``). Eager calls
+        only: under tracing, compile, export, a dispatch mode, a torch.func transform or on meta / fake tensors
+        (``_no_index_kept``) the callers build the kernel from shape ops (``_by_residue``) and nothing is kept, so no
+        fake, functional or proxy tensor can land here and be read by a later call.
         layout 'contiguous' / 'channels_last': (weight_kxk's, weight_1x1's) positions in the (C_out, C_in, kh, kw)
         kernel stored in that memory format; weight_kxk[j, m, a, b] → (j, (j mod p) + p·m, a, b), weight_1x1's
         row j → (j, c, kh//2, kw//2) for the channels c with (c − j) mod p ≠ 0, ascending. '1x1': weight_1x1's
@@ -188,14 +258,10 @@ class HetConv2d(ConvzooLayer, nn.Module):
             "_dense_index_cache", {})
         index = cache.get((device, layout))
         if index is None:  # built on the CPU (nonzero has no meta kernel), then moved
-            tracing = torch._C._get_tracing_state()  # a constant of the configuration, not ops of a jit trace:
-            torch._C._set_tracing_state(None)  # else the first trace records them and its check run does not
-            try:
-                with torch.inference_mode(False):  # a normal tensor even when first built in inference mode
-                    built = self._build_kernel_index(layout)
-                    index = cache[(device, layout)] = tuple(t.to(device) for t in built)
-            finally:
-                torch._C._set_tracing_state(tracing)
+            with torch.inference_mode(False):  # a normal tensor even when first built in inference mode
+                index = tuple(t.to(device) for t in self._build_kernel_index(layout))
+            if all(type(t) is torch.Tensor for t in index):  # only plain tensors are kept (not a subclass's)
+                cache[(device, layout)] = index
         return index
 
     def _build_kernel_index(self, layout: str) -> tuple[torch.Tensor, ...]:
@@ -230,8 +296,10 @@ class HetConv2d(ConvzooLayer, nn.Module):
             raise ValueError(f"memory_format={memory_format} must be torch.contiguous_format or torch.channels_last "
                              "(the kernel is 4-D)")
         kxk, one = self.weight_kxk, self.weight_1x1
-        at_kxk, at_1x1 = self._kernel_index(kxk.device, layout)
         cout, cin, (kh, kw) = self.out_channels, self.in_channels, self.kernel_size
+        if _no_index_kept(kxk):  # nothing kept from a traced call: a fake or traced index would be read by later calls
+            return self._by_residue(kxk, one).view(cout, cin, kh, kw).contiguous(memory_format=memory_format)
+        at_kxk, at_1x1 = self._kernel_index(kxk.device, layout)
         dense = kxk.new_zeros(cout * cin * kh * kw)
         dense.scatter_(0, at_kxk, kxk.reshape(-1)).scatter_(0, at_1x1, one.reshape(-1))
         if layout == "contiguous":
@@ -270,7 +338,7 @@ class HetConv2d(ConvzooLayer, nn.Module):
         x, pairs = self._padded(x)
         y = self._kxk_part(x, pairs)
         if self.p > 1:
-            y = y + self._one_by_one_part(x, pairs, (y.shape[2], y.shape[3]))
+            y = y + self._one_by_one_part(x, pairs)
         bias = self.bias  # read once: a parametrized bias is evaluated once per call, as by torch's convs
         return y if bias is None else y + bias.view(1, -1, 1, 1)
 
@@ -337,7 +405,8 @@ class HetConv2d(ConvzooLayer, nn.Module):
     def _form(self, x: torch.Tensor) -> Callable[..., torch.Tensor]:
         """The checked input's form, as a function f(layer, x, frozen) (``forward`` checked the rank and channels
         of the input as given)."""
-        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__)
+        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__,
+                          self.padding_mode)
         # Every form is exact: the grouped form has (C_in/p)·k² + C_in MACs per output against C_in·k² for the
         # masked dense conv, but at small maps a single dense native call wins; ``chosen_form`` measures.
         return _FORMS[self.chosen_form(x)]
@@ -466,10 +535,8 @@ class HetConv2d(ConvzooLayer, nn.Module):
             return self._kxk_part(x, pairs)
 
         def one_by_one(x: torch.Tensor) -> torch.Tensor:
-            out = conv_output_tensor_shape(tuple(x.shape), self.out_channels, self.kernel_size, self.stride,
-                                 self.padding_pairs, self.dilation)
             x, pairs = self._padded(x)
-            return self._one_by_one_part(x, pairs, out[2:])
+            return self._one_by_one_part(x, pairs)
 
         return [Stage(f"k×k kernels (channels c ≡ j mod {self.p})", kxk, side=True),
                 Stage("1×1 kernels (the other channels)", one_by_one, side=True),

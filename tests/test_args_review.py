@@ -114,9 +114,6 @@ def _padding_mode_cases() -> list:
     return cases
 
 
-@pytest.mark.xfail(raises=RuntimeError, strict=False,
-                   reason="each layer's check_input must pass padding_mode=self.padding_mode to check_window_fits "
-                          "(src/convzoo/layers/*.py, outside this change); until then torch's bare RuntimeError")
 @pytest.mark.parametrize("name, dim, mode", _padding_mode_cases())
 def test_every_family_names_a_padding_that_does_not_fit(name: str, dim: int, mode: str) -> None:
     """A 7-wide 'same' window pads 3 each side; on a 1-wide input (2 after resize's upsampling) reflect (3 < size)

@@ -35,9 +35,9 @@ from .base import (
     ConvzooLayer,
     Runner,
     Stage,
-    check_input,
     geometry_repr,
     init_conv_,
+    input_checked,
     planned_forward,
 )
 from .conv import grouped_projection
@@ -115,12 +115,13 @@ class CondConvNd(ConvzooLayer, nn.Module):
                 init_conv_(self.experts[k], None if self.bias is None else self.bias[k])
         self.routing.fc.reset_parameters()
 
-    forward = planned_forward
+    # rank and channels checked on the input as given (an unbatched input's error quoted the batch of one)
+    forward = input_checked(planned_forward)
 
     def plan_forward(self, x: torch.Tensor) -> Runner:
-        """The checks and the conv's form once per key; the runner routes, combines and convolves."""
-        check_input(x, self.dim, self.in_channels, type(self).__name__)
-        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__)
+        """The window check and the conv's form once per key; the runner routes, combines and convolves."""
+        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__,
+                          self.padding_mode)
         conv = per_sample_conv if is_tracing(x) else fastest_per_sample_conv  # the batch stays symbolic when traced
         stride, pairs, dilation, groups, mode = (self.stride, self.padding_pairs, self.dilation, self.groups,
                                                  self.padding_mode)

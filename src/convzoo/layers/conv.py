@@ -32,6 +32,7 @@ from .base import (
     Stage,
     check_input,
     init_conv_,
+    input_checked,
     parameter_reader,
     planned_forward,
     stored,
@@ -162,14 +163,18 @@ class ConvNd(ConvzooLayer):
         init_conv_(self.weight, self.bias)
 
     def check_input(self, x: torch.Tensor) -> None:
+        """The batched ``x``: rank and channels, and the window (a 'reflect' / 'circular' padding must find what it
+        copies, as ``F.pad`` requires)."""
         check_input(x, self.dim, self.in_channels, type(self).__name__)
-        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__)
+        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__,
+                          self.padding_mode)
 
     def kernel(self) -> torch.Tensor:
         """The kernel the cross-correlation uses: ``weight``, flipped in every spatial axis for ``'convolution'``."""
         return flip_kernel(self.weight) if self.mode == "convolution" else self.weight
 
-    forward = planned_forward
+    # rank and channels checked on the input as given (an unbatched input's error quoted the batch of one)
+    forward = input_checked(planned_forward)
 
     def plan_forward(self, x: torch.Tensor) -> Runner:
         """Check ``x``, pick the formulation (``forward_path``) and bind the geometry: later inputs of the key run

@@ -36,8 +36,9 @@ from .base import (
     Alternative,
     ConvzooLayer,
     Stage,
-    check_input,
     geometry_repr,
+    input_checked,
+    stored,
     zero_started_weight_checked,
 )
 
@@ -257,9 +258,10 @@ class DCNv3Conv2d(ConvzooLayer, nn.Module):
         choice = _CHOICE.get((self._choice_config(), *input_key(projected, False)))
         return f"auto: {choice}" if choice else "auto (not measured yet)"
 
+    @input_checked  # rank and channels on the input as given (an unbatched input's error quoted the batch of one)
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, 2, self.in_channels, type(self).__name__)
-        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__)
+        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__,
+                          self.padding_mode)
         why = "the sampling starts on the regular grid with equal masks"
         with zero_started_weight_checked(self.branch.offset, "branch.offset", "DCNv3Conv2d", why), \
                 zero_started_weight_checked(self.branch.mask, "branch.mask", "DCNv3Conv2d", why):
@@ -359,7 +361,9 @@ class DCNv3Conv2d(ConvzooLayer, nn.Module):
                 Stage("output proj: C → C_out at every pixel", self.project_out)]
 
     def extra_repr(self) -> str:
-        return geometry_repr(self, {"offset_scale": self.offset_scale})
+        # bias is the projections' (stored: a parametrized bias is not evaluated for a repr)
+        return geometry_repr(self, {"offset_scale": self.offset_scale},
+                             bias=stored(self.input_proj, "bias") is not None)
 
 
 def _held(held: dict[str, torch.Tensor], batch: int) -> torch.Tensor:

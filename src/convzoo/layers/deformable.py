@@ -47,9 +47,9 @@ from .base import (
     Alternative,
     ConvzooLayer,
     Stage,
-    check_input,
     geometry_repr,
     init_conv_,
+    input_checked,
     stored,
     zero_started_weight_checked,
 )
@@ -270,9 +270,10 @@ class DeformConv2d(ConvzooLayer, nn.Module):
                   self.offset_groups, self.modulated, self.out_channels, stored(self, "bias") is not None)
         return (config, *input_key(x, torch.is_grad_enabled()))
 
+    @input_checked  # rank and channels on the input as given (an unbatched input's error quoted the batch of one)
     def forward(self, x: torch.Tensor, offset: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
-        check_input(x, 2, self.in_channels, "DeformConv2d")
-        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, "DeformConv2d")
+        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__,
+                          self.padding_mode)
         if mask is not None and not self.modulated:
             raise ValueError("mask is only used by deformable conv v2: construct DeformConv2d with modulated=True")
         if offset is None or (self.modulated and mask is None):

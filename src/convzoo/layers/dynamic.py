@@ -38,7 +38,7 @@ from .base import (
     ConvzooLayer,
     Stage,
     geometry_repr,
-    check_input,
+    input_checked,
     parameter_reader,
     planned_forward,
     Runner,
@@ -192,12 +192,13 @@ class DynamicConvNd(TemperatureState, ConvzooLayer, nn.Module):
         self.attention.fc1.reset_parameters()
         self.attention.fc2.reset_parameters()
 
-    forward = planned_forward
+    # rank and channels checked on the input as given (an unbatched input's error quoted the batch of one)
+    forward = input_checked(planned_forward)
 
     def plan_forward(self, x: torch.Tensor) -> Runner:
-        """Check ``x`` and choose the form once per key (``chosen_form``: measured on the first input of a key)."""
-        check_input(x, self.dim, self.in_channels, type(self).__name__)
-        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__)
+        """Check the window and choose the form once per key (``chosen_form``: measured on the first input of a key)."""
+        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__,
+                          self.padding_mode)
         if x.shape[0] == 0:  # an empty batch: the output's shape from a static conv with the first kernel
             return _empty_batch
         if x.device.type == "meta":

@@ -45,7 +45,7 @@ from ..geometry import (
     check_window_fits,
     resolve_geometry,
 )
-from .base import Alternative, ConvzooLayer, Stage, check_input, geometry_repr, stored
+from .base import Alternative, ConvzooLayer, Stage, geometry_repr, input_checked, stored
 from .fastpaths import is_channels_last
 from . import triton_forms
 from .form_choice import FormChoice, input_key, is_tracing, kernel_ready, tracing_active
@@ -223,9 +223,10 @@ class InvolutionNd(ConvzooLayer, nn.Module):
         return (type(self).__name__, self.in_channels, self.groups, self.kernel_size, self.stride, self.dilation,
                 self.padding_pairs, self.padding_mode)
 
+    @input_checked  # rank and channels on the input as given (an unbatched input's error quoted the batch of one)
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.dim, self.in_channels, type(self).__name__)
-        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__)
+        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__,
+                          self.padding_mode)
         if self._fused_runs(x):
             if self.implementation == "kernel":  # the fused kernel reads channels-last data; NCHW: its own kernel
                 return self._fused_forward(x) if is_channels_last(x) else self._generate_and_apply(x)
@@ -350,7 +351,9 @@ class InvolutionNd(ConvzooLayer, nn.Module):
                       lambda x: self.involve(x, self.generator(x).detach()), kernel_per_position=True)]
 
     def extra_repr(self) -> str:
-        return geometry_repr(self, {"reduction": self.reduction})
+        # bias is the kernel generator's FCs' (stored: a parametrized bias is not evaluated for a repr)
+        return geometry_repr(self, {"reduction": self.reduction},
+                             bias=stored(self.generator.reduce, "bias") is not None)
 
 
 class Involution1d(InvolutionNd):

@@ -34,7 +34,7 @@ from ..geometry import (
     check_window_fits,
     resolve_geometry,
 )
-from .base import Alternative, Attention, ConvzooLayer, Stage, check_input, geometry_repr, init_conv_
+from .base import Alternative, Attention, ConvzooLayer, Stage, geometry_repr, init_conv_, input_checked
 from .conv import grouped_projection
 from .dynamic import TemperatureState
 from .kernel_bank import accept_unstacked_banks, bank_view
@@ -150,9 +150,10 @@ class ODConvNd(ConvzooLayer, nn.Module):
                    self.attention.kernel):
             fc.reset_parameters()
 
+    @input_checked  # rank and channels on the input as given (an unbatched input's error quoted the batch of one)
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        check_input(x, self.dim, self.in_channels, type(self).__name__)
-        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__)
+        check_window_fits(x.shape[2:], self.kernel_size, self.dilation, self.padding_pairs, type(self).__name__,
+                          self.padding_mode)
         a_c, a_f, a_s, a_w = self.attention.split(self.attention(x))
         ones = (1,) * self.dim
         conv = per_sample_conv if is_tracing(x) else fastest_per_sample_conv  # the batch stays symbolic when traced

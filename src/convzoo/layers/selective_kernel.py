@@ -18,8 +18,9 @@ import torch
 from torch import nn
 
 from ..arithmetic.cost import LayerCost, compose, elementwise_cost, module_cost, numel
-from ..geometry import IntOrTuple, check_groups, check_positive_int, expand
-from .base import Alternative, Attention, ConvzooLayer, Runner, Stage, check_input, planned_forward
+from ..geometry import IntOrTuple, check_groups, check_positive_int, check_window_fits, expand
+from .base import (Alternative, Attention, ConvzooLayer, Runner, Stage, geometry_repr, input_checked,
+                   planned_forward, stored)
 from .conv import Conv1d, Conv2d, Conv3d, native_conv_call
 
 if TYPE_CHECKING:
@@ -149,11 +150,15 @@ class SelectiveKernelConvNd(ConvzooLayer, nn.Module):
         """V = Σ_m a_m ⊙ U_m with a = the attention computed from these branch outputs."""
         return self.fuse_select(u)
 
-    forward = planned_forward
+    # rank and channels checked on the input as given (an unbatched input's error quoted the batch of one)
+    forward = input_checked(planned_forward)
 
     def plan_forward(self, x: torch.Tensor) -> Runner:
-        """The input check once per key; the runner is split (the branches) and select (the attention)."""
-        check_input(x, self.dim, self.in_channels, type(self).__name__)
+        """The padding check once per key, under this layer's name (a 'reflect' / 'circular' 'same' padding must fit
+        inside the input, for every branch); the runner is split (the branches) and select (the attention)."""
+        for branch in self.branches:
+            check_window_fits(x.shape[2:], branch.kernel_size, branch.dilation, branch.padding_pairs,
+                              type(self).__name__, self.padding_mode)
         return _split_select
 
     # --- the contract ---------------------------------------------------------------------------------------------
@@ -246,8 +251,14 @@ class SelectiveKernelConvNd(ConvzooLayer, nn.Module):
         return [Attention("a", "branches", values[0].reshape(m, c))]
 
     def extra_repr(self) -> str:
-        return (f"{self.in_channels}, {self.out_channels}, kernel_sizes={self.kernel_sizes}, stride={self.stride}, "
-                f"groups={self.groups}, keep_3x3={self.keep_3x3}")
+        # torch's convention (geometry_repr) with the constructor's kernel_sizes and dilation: the attribute
+        # kernel_size is the widest branch's span, and keep_3x3 turns a k×k branch into a dilated 3×3
+        first = self.branches[0]
+        k = self.kernel_sizes[0]
+        dilation = first.dilation[0] // ((k - 1) // 2) if self.keep_3x3 and k > 3 else first.dilation[0]
+        return geometry_repr(self, {"kernel_size": None, "dilation": (dilation,) * self.dim,
+                                    "kernel_sizes": self.kernel_sizes, "keep_3x3": self.keep_3x3},
+                             bias=stored(first, "bias") is not None)
 
 
 def load_into_timm_selective_kernel(layer: SelectiveKernelConvNd, peer: nn.Module) -> nn.Module:

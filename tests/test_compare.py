@@ -47,7 +47,7 @@ def test_macs_and_ratios_match_the_cost_model(rows):
         assert r.intensity == pytest.approx(2 * r.macs / r.bytes)
         assert set(r.to_dict()) == {"family", "params", "macs", "mac_ratio", "forward_ms", "forward_backward_ms",
                                     "speed_ratio", "gmacs_per_s", "bytes", "intensity", "max_error", "forward_spread",
-                                    "forward_backward_spread", "rounds", "trusted", "forward_ms_raw",
+                                    "forward_backward_spread", "rounds", "trusted", "forward_ms_raw", "noise_floor",
                                     "forward_backward_ms_raw", "in_channels", "out_channels", "shape_rule"}
 
 
@@ -70,7 +70,7 @@ def test_cli_compare_json_and_csv(tmp_path):
     result = CliRunner().invoke(app, ["compare", "--batch", "1", "--in", "4", "--out", "8", "--size", "6",
                                       "--repeats", "1", "--json", "--csv", str(csv_path), "depthwise_separable"])
     assert result.exit_code == 0, result.output
-    data = json.loads(result.output)
+    data = json.loads(result.output)["rows"]
     assert [d["family"] for d in data] == ["depthwise_separable"] and data[0]["forward_ms"] > 0
     assert csv_path.read_text().startswith("family,params,macs,mac_ratio")
     bad = CliRunner().invoke(app, ["compare", "--dtype", "float8", "standard"])

@@ -57,7 +57,7 @@ def test_compare_marks_a_row_built_at_another_shape_in_table_json_and_csv(tmp_pa
     path = tmp_path / "rows.csv"
     result = invoke("compare", "standard", "depthwise", *shape, "--json", "--csv", str(path))
     assert result.exit_code == 0, result.output
-    rows = {r["family"]: r for r in json.loads(result.stdout)}
+    rows = {r["family"]: r for r in json.loads(result.stdout)["rows"]}
     assert (rows["depthwise"]["in_channels"], rows["depthwise"]["out_channels"]) == (8, 8)
     assert rows["depthwise"]["shape_rule"] == rule
     assert (rows["standard"]["in_channels"], rows["standard"]["out_channels"], rows["standard"]["shape_rule"]) \
@@ -79,16 +79,17 @@ def test_bench_marks_a_family_built_at_another_shape(tmp_path):
     text = " ".join(result.output.split())
     assert "depthwise †" in text and f"† depthwise built 8 → 8, not as asked — its rule: {rule}" in text
     data = json.loads(out.read_text())
-    family = data["data"]["families"][0]
+    family = {f["family"]: f for f in data["data"]["families"]}["depthwise"]  # standard: added as the baseline
     assert family["input_shape"] == [1, 8, 8, 8] and family["out_channels"] == 8 and family["shape_rule"] == rule
-    assert data["tables"][0]["rows"][0][0] == "depthwise †" and rule in data["tables"][0]["notes"]
+    assert [r[0] for r in data["tables"][0]["rows"]] == ["depthwise †", "standard"]
+    assert rule in data["tables"][0]["notes"]
 
 
 def test_compare_reports_a_family_it_cannot_build_and_runs_the_others():
     result = invoke("compare", "standard", "hetconv", "selective_kernel", "depthwise_separable", *TINY,
                     "--kernel", "2", "--json")
     assert result.exit_code == 0, result.output
-    assert [r["family"] for r in json.loads(result.stdout)] == ["standard", "depthwise_separable"]
+    assert [r["family"] for r in json.loads(result.stdout)["rows"]] == ["standard", "depthwise_separable"]
     lines = result.stderr.splitlines()
     assert f"not run at this shape: hetconv — {rule_of('hetconv', 8, 8, 2)}" in lines
     assert f"not run at this shape: selective_kernel — {rule_of('selective_kernel', 8, 8, 2)}" in lines
@@ -115,7 +116,7 @@ def test_compare_at_size_1_checks_batchnorm_layers_in_eval_mode():
     result = invoke("compare", "standard", "acnet", "repvgg", "--batch", "2", "--size", "1", "--in", "8", "--out",
                     "8", "--repeats", "1", "--json")
     assert result.exit_code == 0, result.output
-    rows = json.loads(result.stdout)
+    rows = json.loads(result.stdout)["rows"]
     assert [r["family"] for r in rows] == ["standard", "acnet", "repvgg"]
     assert all(r["max_error"] < 1e-5 for r in rows), rows
 
@@ -126,7 +127,7 @@ def test_compare_at_one_value_per_channel_reports_batchnorm_layers_it_cannot_tra
     args = ["--batch", "1", "--size", "1", "--in", "8", "--out", "8", "--repeats", "1"]
     result = invoke("compare", "standard", "acnet", "grouped", *args, "--json")
     assert result.exit_code == 0, result.output
-    assert [r["family"] for r in json.loads(result.stdout)] == ["standard", "grouped"]
+    assert [r["family"] for r in json.loads(result.stdout)["rows"]] == ["standard", "grouped"]
     assert any(line.startswith("not run at this shape: acnet — its forward refuses input (1, 8, 1, 1): Expected "
                                "more than 1 value per channel when training") for line in result.stderr.splitlines())
     alone = invoke("compare", "acnet", *args)

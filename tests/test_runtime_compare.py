@@ -20,7 +20,11 @@ TINY = ["--batch", "1", "--in", "8", "--out", "8", "--size", "8", "--repeats", "
 def _row(args: list[str]) -> dict:
     result = CliRunner().invoke(app, ["compare", *args, *TINY, "--json", "depthwise_separable"])
     assert result.exit_code == 0, result.output
-    [row] = json.loads(result.output.strip().splitlines()[-1])
+    document = json.loads(result.output.strip().splitlines()[-1])
+    [row] = document["rows"]
+    asked = {"batch": 1, "in_channels": 8, "out_channels": 8, "size": 8, "kernel": 3, "repeats": 2, "device": "cpu"}
+    assert {k: document["settings"][k] for k in asked} == asked
+    assert document["machine"]["cpu"] and document["machine"]["torch"]
     layer, standard = convzoo.build("depthwise_separable", 8, 8), convzoo.build("standard", 8, 8)
     shape = (1, 8, 8, 8)
     assert row["family"] == "depthwise_separable" and row["macs"] == convzoo.cost(layer, shape).macs

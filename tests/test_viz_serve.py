@@ -630,7 +630,7 @@ def test_report_settings_are_the_ones_used(tmp_path):
     timed = build_report(tmp_path / "timed.html", settings={"batch": 1, "in_channels": 4, "out_channels": 6,
                                                              "size": 5, "repeats": 2},
                          names=["pointwise"], figures=[]).read_text()
-    assert "Timed here: batch 1, C_in 4 → C_out 6, 5×5 input, k=3, float32" in timed and "medians of 2 runs" in timed
+    assert "Timed here: batch 1, C_in 4 → C_out 6, 5×5 input, k=3, float32" in timed and "2 rounds per family" in timed
     rows = [{"family": "pointwise", "params": 28, "macs": 600, "forward_ms": 0.01}]
     given = build_report(tmp_path / "given.html", rows=rows, rows_source="rows.json", names=["pointwise"],
                          figures=[]).read_text()

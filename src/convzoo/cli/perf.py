@@ -6,9 +6,13 @@ from typing import Optional
 
 import typer
 
+from ..perf.compare import MAX_ROUNDS, MAX_TIME, MIN_ROUNDS, MIN_TIME
 from .common import check_output_path, console
 
 app = typer.Typer()
+# compare's default timing, as perf.compare._round_robin runs it
+DEFAULT_ROUNDS = (f"at least {MIN_TIME:g} s and {MIN_ROUNDS} rounds, more while the ratios have not settled, up to "
+                  f"{MAX_TIME:g} s or {MAX_ROUNDS} rounds")
 
 
 def _check_before_timing(counts: dict[str, Optional[int]], outputs: dict[str, Optional[str]]) -> None:
@@ -36,18 +40,19 @@ def compare_command(
     dtype: str = typer.Option("float32", "--dtype", help="float32 (fp32), float64, float16 or bfloat16; with "
                                                          "--runtime xnnpack|onnxruntime: fp32 or int8"),
     device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
-    repeats: Optional[int] = typer.Option(None, "--repeats", help="timed runs per measurement (default: ~0.25 s)"),
+    repeats: Optional[int] = typer.Option(None, "--repeats", help="rounds per family, each timing 'standard' and the "
+                                          f"family back to back (default: {DEFAULT_ROUNDS})"),
     as_json: bool = typer.Option(False, "--json", help="print the rows as JSON"),
     csv_path: Optional[str] = typer.Option(None, "--csv", help="also write the rows to this CSV file"),
     runtime: str = typer.Option("eager", "--runtime", help="eager (PyTorch), xnnpack (ExecuTorch) or onnxruntime: "
                                                            "the last two forward only, beside eager float32"),
-    threads: Optional[int] = typer.Option(None, "--threads", help="with --runtime: CPU threads for every runtime "
-                                                                  "(default: torch's)"),
+    threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch during the run (with "
+                                                                  "--runtime: for every runtime; default: torch's)"),
     names: Optional[list[str]] = typer.Argument(None, help="families (default: all)"),
 ) -> None:
     """Every family on one layer shape: params, MACs and MAC ratio vs standard next to measured speed."""
     _check_before_timing({"--batch": batch, "--in": in_channels, "--out": out_channels, "--size": size,
-                          "--kernel": kernel, "--repeats": repeats}, {"--csv": csv_path})
+                          "--kernel": kernel, "--repeats": repeats, "--threads": threads}, {"--csv": csv_path})
     if runtime != "eager" or dtype == "int8":
         from ..perf.runtime_compare import run_runtime_compare_command
 
@@ -60,7 +65,7 @@ def compare_command(
     from ..perf.compare import run_compare_command
 
     run_compare_command(console, batch, in_channels, out_channels, size, kernel, "float32" if dtype == "fp32" else
-                        dtype, device, repeats, as_json, csv_path, names)
+                        dtype, device, repeats, as_json, csv_path, names, threads)
 
 
 @app.command("bench")
@@ -75,9 +80,11 @@ def bench_command(
     device: str = typer.Option("cpu", "--device", help="cpu or cuda"),
     threads: Optional[int] = typer.Option(None, "--threads", help="pin the CPU thread count (default: torch's)"),
     no_backward: bool = typer.Option(False, "--no-backward", help="time forward only"),
-    output: str = typer.Option("bench.json", "-o", "--output",
-                               help="results file (convzoo.perf.results' format, as the docs render it)"),
-    plot_path: Optional[str] = typer.Option("bench.png", "--plot", help="PNG: MAC ratio vs speed ratio"),
+    output: Optional[str] = typer.Option(None, "-o", "--output",
+                                         help="results file (convzoo.perf.results' format, as the docs render it; "
+                                              "default bench.json; with --sweep: the sweep's, as --sweep-json)"),
+    plot_path: Optional[str] = typer.Option(None, "--plot", help="PNG: MAC ratio vs speed ratio, standard's speed "
+                                            "the baseline (default bench.png; '' for none; not with --sweep)"),
     sweep: bool = typer.Option(False, "--sweep", help="hetconv only: the layer vs masked dense and grouped forms "
                                                        "over a grid of shapes (the shape options are ignored)"),
     quick: bool = typer.Option(False, "--quick", help="with --sweep: a two-shape grid, few runs (for tests)"),
@@ -89,15 +96,26 @@ def bench_command(
         if list(names or []) != ["hetconv"]:
             typer.echo(f"error: --sweep times HetConv's forms only: give the family 'hetconv', got {names!r}", err=True)
             raise typer.Exit(2)
+        if plot_path is not None:
+            typer.echo(f"error: --plot {plot_path!r} does not apply with --sweep: the sweep draws no plot (its table "
+                       "and --sweep-json / -o results file are its output)", err=True)
+            raise typer.Exit(2)
+        if output is not None and sweep_json is not None and output != sweep_json:
+            typer.echo(f"error: -o {output!r} and --sweep-json {sweep_json!r} both name the sweep's results file: "
+                       "give one", err=True)
+            raise typer.Exit(2)
         from ..perf.hetconv_sweep import run_sweep_command
 
-        run_sweep_command(console, dtype, device, threads, not no_backward, quick, sweep_json)
+        _check_before_timing({"--threads": threads}, {"--sweep-json": sweep_json or output})
+        run_sweep_command(console, dtype, device, threads, not no_backward, quick, sweep_json or output)
         return
     if quick or sweep_json:
         typer.echo("error: --quick and --sweep-json only apply with --sweep", err=True)
         raise typer.Exit(2)
     from ..perf.bench import run_bench_command
 
+    output = "bench.json" if output is None else output
+    plot_path = "bench.png" if plot_path is None else plot_path
     _check_before_timing({"--batch": batch, "--in": in_channels, "--out": out_channels, "--size": size,
                           "--kernel": kernel, "--threads": threads}, {"-o": output, "--plot": plot_path})
     run_bench_command(console, names, batch, in_channels, out_channels, size, kernel, dtype, device, threads,

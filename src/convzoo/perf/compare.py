@@ -13,7 +13,9 @@ a median jumps between the modes from row to row and the minimum does not. Load 
 families (a browser, a build) moves each row's raw times but not the ratios, so rows timed minutes apart stay
 comparable; the family's raw medians are kept in ``forward_ms_raw`` / ``forward_backward_ms_raw``.
 ``speed_ratio`` is standard / family from those fastest rounds (> 1: faster), ``mac_ratio`` family MACs /
-standard MACs; ``*_spread`` is the interquartile range over the median of the per-round ratios, and a row whose
+standard MACs. The 'standard' row is the baseline itself (both ratios 1, its times the ones every row is scaled
+by); a second copy of standard timed against it in the same rounds gives the run's ``noise_floor`` (its speed
+ratio to the baseline: how far from 1 two identical layers measure) and the baseline row's spread; ``*_spread`` is the interquartile range over the median of the per-round ratios, and a row whose
 spread exceeds ``UNTRUSTED_SPREAD`` (or whose forward+backward is below its forward) has ``trusted`` False.
 Families that are not a same-shape k×k layer (``Family.replaces_kxk`` False) are built by the registry defaults
 and keep their own output shape — transposed and resize produce 2H×2W, global_depthwise is C_in → C_in over the
@@ -66,6 +68,9 @@ class CompareRow:
     in_channels: int = 0  # the layer's channels as built: C_in → C_in where its rule refused C_in → C_out
     out_channels: int = 0
     shape_rule: str = ""  # the family's rule that refused the requested C_out (first line); "" when built as asked
+    # The baseline row only: standard / a second copy of standard timed in the same rounds (their fastest rounds),
+    # the speed ratio two identical layers get on this run; NaN on every other row.
+    noise_floor: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -175,14 +180,27 @@ def _max_error(module: torch.nn.Module, x: torch.Tensor, slice_size: int = 10) -
 def compare(batch: int = 8, in_channels: int = 64, out_channels: int = 128, size: int = 56, kernel_size: int = 3,
             dtype: torch.dtype = torch.float32, device: str = "cpu", families: Sequence[str] | None = None,
             repeats: int | None = None, progress: Callable[[str], None] | None = None,
-            refused: Callable[[ShapeRefused], None] | None = None) -> list[CompareRow]:
+            refused: Callable[[ShapeRefused], None] | None = None, threads: int | None = None) -> list[CompareRow]:
     """One row per family (default: all, 'standard' always timed as the baseline).
 
-    ``repeats=None`` runs each family's rounds for at least 1 s (5 to 60 rounds, longer while the times have not
-    settled; see ``_round_robin``); ``progress(name)`` is called before each
-    family. On CUDA, timing uses CUDA events and cuDNN autotuning. Every layer is built before any timing; a family
+    ``repeats=None`` runs each family's rounds as ``timing_rule`` says (see ``_round_robin``); ``progress(name)`` is
+    called before each family; ``threads``: torch's CPU thread count for the run (restored after; None: as set).
+    On CUDA, timing uses CUDA events and cuDNN autotuning. Every layer is built before any timing; a family
     that cannot be built, or whose forward refuses the input, at this shape raises ``ShapeRefused`` — or, with
-    ``refused`` given, is passed to it and left out of the rows (all of them refused: no rows, nothing timed)."""
+    ``refused`` given, is passed to it and left out of the rows (all of them refused: no rows, nothing timed).
+    The 'standard' row is the baseline itself: speed ratio 1, its times the ones every row is scaled by; the copy
+    of standard timed against it gives the run's ``noise_floor``."""
+    from .timing import torch_threads
+
+    with torch_threads(threads):
+        return _compare(batch, in_channels, out_channels, size, kernel_size, dtype, device, families, repeats,
+                        progress, refused)
+
+
+def _compare(batch: int, in_channels: int, out_channels: int, size: int, kernel_size: int, dtype: torch.dtype,
+             device: str, families: Sequence[str] | None, repeats: int | None,
+             progress: Callable[[str], None] | None,
+             refused: Callable[[ShapeRefused], None] | None) -> list[CompareRow]:
     from .timing import configure, make_inputs
     from ..arithmetic.cost import cost
 
@@ -219,11 +237,29 @@ def compare(batch: int = 8, in_channels: int = 64, out_channels: int = 128, size
     base_fb = min(t for *_, r in timed.values() for t in r.base_forward_backward)
     rows = {}
     for name, (b, x, rounds) in timed.items():
-        row = _row(name, b.module, x, rounds, base_f, base_fb, cost(b.module, b.input_shape, dtype=dtype),
-                   base_report.macs)
+        if name == "standard":
+            row = _baseline_row(base.module, base_inputs[0].detach(), rounds, base_f, base_fb, base_report)
+        else:
+            row = _row(name, b.module, x, rounds, base_f, base_fb, cost(b.module, b.input_shape, dtype=dtype),
+                       base_report.macs)
         row.in_channels, row.out_channels, row.shape_rule = b.in_channels, b.out_channels, b.shape_rule
         rows[name] = row
     return [rows[n] for n in names if n in rows]
+
+
+def _baseline_row(module: torch.nn.Module, x: torch.Tensor, rounds: Rounds, base_f: float, base_fb: float,
+                  report: Any) -> CompareRow:
+    """The 'standard' row: the baseline itself (speed ratio 1 and MAC ratio 1 by definition, its times the run's
+    fastest baseline rounds that scale every row). ``rounds`` timed a second copy of standard against it: that
+    copy's ratio is the run's ``noise_floor`` and its per-round spread the row's spread (how far two identical
+    layers' ratios scatter), which also decides ``trusted``."""
+    f_spread, fb_spread = _spread(rounds.forward_ratios()), _spread(rounds.forward_backward_ratios())
+    trusted = max(f_spread, fb_spread) <= UNTRUSTED_SPREAD and base_fb >= base_f
+    return CompareRow("standard", sum(p.numel() for p in module.parameters()), report.macs, 1.0, base_f, base_fb,
+                      1.0, report.macs / (base_f * 1e-3) / 1e9, report.bytes, report.intensity,
+                      _max_error(module, x), f_spread, fb_spread, len(rounds.forward), trusted,
+                      statistics.median(rounds.base_forward), statistics.median(rounds.base_forward_backward),
+                      noise_floor=1 / rounds.forward_ratio())
 
 
 def _row(name: str, module: torch.nn.Module, x: torch.Tensor, rounds: Rounds, base_f: float,
@@ -277,9 +313,24 @@ def _spread(times: Sequence[float]) -> float:
     return (q[2] - q[0]) / statistics.median(times)
 
 
+# repeats=None: each family's rounds run at least MIN_TIME s and MIN_ROUNDS rounds, then on while its ratios have not
+# settled, up to MAX_TIME s or MAX_ROUNDS rounds (``_round_robin``)
+MIN_TIME, MAX_TIME, MIN_ROUNDS, MAX_ROUNDS = 1.0, 6.0, 5, 60
+
+
+def timing_rule(repeats: int | None = None) -> str:
+    """How ``compare`` times, in words, for help texts, captions and reports (the constants ``_round_robin`` uses)."""
+    rounds = (f"{repeats} round{'s' * (repeats != 1)} per family" if repeats else
+              f"rounds per family for at least {MIN_TIME:g} s and {MIN_ROUNDS} rounds, more while its ratios have "
+              f"not settled (up to {MAX_TIME:g} s or {MAX_ROUNDS} rounds)")
+    return (f"{rounds}, each round timing 'standard' and the family back to back; times = the family's fastest "
+            "round ÷ standard's fastest of the same rounds × standard's fastest of the whole run")
+
+
 def _round_robin(base: torch.nn.Module, base_inputs: Sequence[torch.Tensor], module: torch.nn.Module,
                  inputs: Sequence[torch.Tensor], repeats: int | None, warm: bool,
-                 min_time: float = 1.0, max_time: float = 6.0, min_rounds: int = 5, max_rounds: int = 60) -> Rounds:
+                 min_time: float = MIN_TIME, max_time: float = MAX_TIME, min_rounds: int = MIN_ROUNDS,
+                 max_rounds: int = MAX_ROUNDS) -> Rounds:
     """Per round: baseline fwd, family fwd, baseline fwd+bwd, family fwd+bwd (ms; every other round the family
     goes first). Returns all four series.
 
@@ -324,8 +375,8 @@ def _round_robin(base: torch.nn.Module, base_inputs: Sequence[torch.Tensor], mod
 
 
 def _settled(rounds: Rounds) -> bool:
-    """Ratios worth stopping on: both spreads within ``UNTRUSTED_SPREAD``, and forward+backward ≥ forward once
-    each is scaled by the baseline's medians of these rounds."""
+    """Ratios worth stopping on: both spreads within ``UNTRUSTED_SPREAD``, and the family's fastest
+    forward+backward round ≥ its fastest forward round."""
     f, fb = rounds.forward_ratios(), rounds.forward_backward_ratios()
     return (max(_spread(f), _spread(fb)) <= UNTRUSTED_SPREAD
             and min(rounds.forward_backward) >= min(rounds.forward))
@@ -355,33 +406,38 @@ def other_load(load_before: float | None) -> tuple[str, bool]:
     return text, bool(others >= cpus - 0.5)
 
 
-def compare_table(rows: Sequence[CompareRow], load_before: float | None = None) -> Any:
+def compare_table(rows: Sequence[CompareRow], load_before: float | None = None, machine: str = "") -> Any:
     """A rich Table of the rows; families marked * are not same-shape k×k layers, rows marked † were built at
     another shape than asked (one footnote each: the shape and the family's rule; see the caption).
-    ``load_before``: the 1-minute load average sampled before the timing started (see ``other_load``)."""
+    ``load_before``: the 1-minute load average sampled before the timing started (see ``other_load``); ``machine``:
+    the run's machine lines (``runtime_compare.machine_header``) for the title."""
     from rich.markup import escape
     from rich.table import Table
 
     other = {f.name for f in _all_families() if not f.replaces_kxk}
     load_text, busy = other_load(load_before)
+    baseline = next((r for r in rows if r.family == "standard" and math.isfinite(r.noise_floor)), None)
+    noise = (f" Noise floor: a second copy of standard timed in the same rounds ran at {baseline.noise_floor:.2f}× "
+             "the baseline (its spread is standard's spread): speed ratios that close to 1.00 are not a "
+             "difference." if baseline else "")
     table = Table(title="convzoo compare — ratios vs standard; MACs = weight multiply-accumulates (FLOPs = 2 × MACs); "
                         "times (NCHW) = fastest rounds, each family timed round-robin with 'standard', scaled by it\n"
-                        + load_text
+                        + (escape(machine) + "\n" if machine else "") + load_text
                         + (" — WARNING: the machine is busy, times are inflated and noisy" if busy else ""),
                   caption="* not a same-shape k×k layer: built by the registry defaults with its own output shape "
                           "(upsamplers: 2H×2W; global_depthwise: a 1×1 output read from the whole map); "
                           "its ratios compare the layer as built, not a drop-in replacement. "
                           "times = family's fastest round / standard's fastest of the same rounds × standard's fastest "
                           "of the whole run (load only adds time; rows timed at different loads stay comparable); "
-                          "speed ratio = standard / family, of those fastest rounds (>1 faster); spread = "
-                          "interquartile range / median of those per-round ratios; ! = spread > "
-                          f"{UNTRUSTED_SPREAD:.0%} (or fwd+bwd < fwd, or one round: spread —): don't trust the "
-                          "row; "
-                          "error = relative, vs reference.py (eval mode)." + escape(shape_footnotes(rows)))
+                          "speed ratio = standard / family, of those fastest rounds (>1 faster; standard is the "
+                          "baseline: 1.00); spread = interquartile range / median of those per-round ratios; ! = "
+                          f"spread > {UNTRUSTED_SPREAD:.0%} (or fwd+bwd < fwd, or one round: spread —): don't trust "
+                          "the row; error = relative, vs reference.py (eval mode)." + noise
+                          + escape(shape_footnotes(rows)))
     columns = ("family", "params", "MACs (M)", "MAC ratio", "fwd ms", "fwd+bwd ms", "spread", "speed ratio",
                "GMAC/s", "MB moved", "FLOP/B", "max error")
     for column in columns:
-        table.add_column(column, justify="left" if column == "family" else "right", no_wrap=column == "family")
+        table.add_column(column, justify="left" if column == "family" else "right")
     for r in rows:
         table.add_row(r.family + (" *" if r.family in other else "") + (f" {RESHAPED}" if r.shape_rule else "")
                       + ("" if r.trusted else " !"), f"{r.params:,}",
@@ -461,17 +517,40 @@ def checked_options(dtype: str, device: str, names: Sequence[str] | None) -> tup
     return torch_dtype, dev
 
 
+def run_settings(batch: int, in_channels: int, out_channels: int, size: int, kernel: int, dtype: str, device: str,
+                 threads: int, repeats: int | None) -> dict[str, Any]:
+    """What a compare run was asked (the shape of the standard conv every row is measured against) and how it was
+    timed: the ``settings`` of ``compare --json``'s header, and the columns ``--csv`` adds to every row."""
+    return {"batch": batch, "in_channels": in_channels, "out_channels": out_channels, "size": size, "kernel": kernel,
+            "dtype": dtype, "device": device, "threads": threads, "repeats": repeats, "timing": timing_rule(repeats)}
+
+
 def run_compare_command(console: Any, batch: int, in_channels: int, out_channels: int, size: int, kernel: int,
                         dtype: str, device: str, repeats: int | None, as_json: bool, csv_path: str | None,
-                        names: Sequence[str] | None) -> None:
-    """The body of ``convzoo compare``: progress bar, table (or JSON), optional CSV."""
+                        names: Sequence[str] | None, threads: int | None = None) -> None:
+    """The body of ``convzoo compare``: progress bar, table (or JSON), optional CSV; ``threads`` (``--threads``):
+    torch's CPU threads for the whole command, restored after."""
+    from .timing import torch_threads
+
+    torch_dtype, dev = checked_options(dtype, device, names)
+    with torch_threads(threads, "--threads"):
+        _run_compare(console, batch, in_channels, out_channels, size, kernel, dtype, torch_dtype, dev, repeats,
+                     as_json, csv_path, names)
+
+
+def _run_compare(console: Any, batch: int, in_channels: int, out_channels: int, size: int, kernel: int, dtype: str,
+                 torch_dtype: torch.dtype, dev: str, repeats: int | None, as_json: bool, csv_path: str | None,
+                 names: Sequence[str] | None) -> None:
     import csv
     import json
 
     import typer
     from rich.progress import Progress
 
-    torch_dtype, dev = checked_options(dtype, device, names)
+    from .results import machine_info
+    from .runtime_compare import machine_header
+    from .timing import configure
+
     load_before = machine_load()[0]  # other work on the machine, before this run's own threads add to it
     count = len(names) + ("standard" not in names) if names else len(_all_families())
     with Progress(console=console, transient=True, disable=as_json) as bar:
@@ -485,25 +564,26 @@ def run_compare_command(console: Any, batch: int, in_channels: int, out_channels
                        refusals.append)
     if not rows:
         all_refused(refusals)
-    if csv_path:
+    info = configure(dev)
+    settings = run_settings(batch, in_channels, out_channels, size, kernel, dtype, info["device"], info["threads"],
+                            repeats)
+    machine = machine_info(dev, load_average_before=round(load_before, 2) if math.isfinite(load_before) else None)
+    if csv_path:  # flat: every row carries the run's settings and CPU (a CSV has no header object)
+        extra = {k: v for k, v in settings.items() if k not in ("in_channels", "out_channels", "timing")}
+        extra |= {"asked_in_channels": in_channels, "asked_out_channels": out_channels,
+                  "cpu": machine.get("cpu"), "gpu": machine.get("gpu", ""), "torch": machine.get("torch")}
         with open(csv_path, "w", newline="") as f:
-            writer = csv.DictWriter(f, fieldnames=list(rows[0].to_dict()))
+            writer = csv.DictWriter(f, fieldnames=[*rows[0].to_dict(), *extra])
             writer.writeheader()
-            writer.writerows(r.to_dict() for r in rows)
-    if as_json:
-        typer.echo(json.dumps([r.to_dict() for r in rows]))
+            writer.writerows(r.to_dict() | extra for r in rows)
+    if as_json:  # one document: the run's settings and machine, then the rows (each as before)
+        typer.echo(json.dumps({"settings": settings, "machine": machine, "rows": [r.to_dict() for r in rows]}))
         for error in refusals:  # stdout stays one JSON document
             typer.echo(refusal_line(error), err=True)
         return
-    from .timing import configure
-
-    info = configure(dev)
-    if not console.is_terminal and console.width < 170:  # piped or captured (make run in CI): don't truncate columns
-        from rich.console import Console
-
-        console = Console(width=170)
-    console.print(compare_table(rows, load_before))
+    console.print(compare_table(rows, load_before, machine_header(info["threads"], runtimes=False, device=dev)))
     console.print(f"input ({batch}, {in_channels}, {size}, {size}) {dtype} on {info['device']}, "
-                  f"{info['threads']} thread(s), torch {info['torch']}" + (f", {info['gpu']}" if "gpu" in info else ""))
+                  f"{info['threads']} thread(s), torch {info['torch']}" + (f", {info['gpu']}" if "gpu" in info else "")
+                  + f"; {timing_rule(repeats)}")
     for error in refusals:
         console.print(refusal_line(error), markup=False, highlight=False)

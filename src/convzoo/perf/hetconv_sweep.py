@@ -206,8 +206,11 @@ def run_sweep_command(console: Any, dtype: str, device: str, threads: int | None
         rows = sweep(grid, backward=backward, min_time=min_time, max_rounds=3 if quick else 400, dtype=torch_dtype,
                      device=dev, progress=lambda s: status.update(f"hetconv sweep {s}"))
     info["load_average"] = (load, os.getloadavg() if load is not None else None)
+    from .runtime_compare import machine_header
+
     console.print(sweep_table(rows, f"HetConv sweep — {info['device']}, {info['threads']} thread(s), "
-                                    f"torch {info['torch']}, load {load}"))
+                                    f"torch {info['torch']}, load {load}\n"
+                                    + machine_header(info["threads"], runtimes=False, device=info["device"])))
     if output:
         dicts = [asdict(r) | {"shape": r.shape} for r in rows]
         write_results(output, f"HetConv at every shape: the layer against the masked dense conv ({info['device']})",

@@ -93,17 +93,24 @@ def runtime_versions() -> dict[str, str]:
     return versions
 
 
-def machine_header(threads: int | None = None) -> str:
+def machine_header(threads: int | None = None, runtimes: bool = True, device: str = "cpu") -> str:
     """The CPU model and the flags that decide int8 and float kernels (``perf.results.cpu_info``), torch's CPU
-    capability, the runtimes' versions and the thread count: the first lines of every runtime benchmark."""
+    capability, torch's version (and with ``runtimes`` the runtimes' versions), the thread count, and on a CUDA
+    ``device`` the GPU with its CUDA and cuDNN versions: the first lines of every benchmark's output."""
     from .results import cpu_info
 
     model, present = cpu_info()
     flags = " ".join(f for f in CPU_FLAGS if f in present)
-    versions = ", ".join([f"torch {torch.__version__}"] + [f"{k} {v}" for k, v in runtime_versions().items()])
+    versions = ", ".join([f"torch {torch.__version__}"]
+                         + ([f"{k} {v}" for k, v in runtime_versions().items()] if runtimes else []))
+    gpu = ""
+    if torch.device(device).type == "cuda" and torch.cuda.is_available():
+        gpu = (f"; GPU: {torch.cuda.get_device_name(torch.device(device))}, CUDA {torch.version.cuda}, cuDNN "
+               f"{torch.backends.cudnn.version()}")
     return (f"CPU: {model} ({os.cpu_count()} logical CPUs); flags: {flags or 'none of ' + ' '.join(CPU_FLAGS)}; "
             f"torch CPU capability: {torch.backends.cpu.get_cpu_capability()}\n"
-            f"{versions}; {threads or torch.get_num_threads()} thread(s) for every runtime")
+            f"{versions}; {threads or torch.get_num_threads()} thread(s)"
+            + (" for every runtime" if runtimes else "") + gpu)
 
 
 def _first_line(error: BaseException) -> str:
@@ -401,6 +408,7 @@ def run_runtime_compare_command(console: Any, runtime: str, dtype: str, batch: i
     from rich.progress import Progress
 
     from .compare import checked_options, machine_load
+    from .results import machine_info
 
     dtype = checked_runtime_options(runtime, dtype, threads)
     checked_options("float32", "cpu", names)
@@ -414,17 +422,22 @@ def run_runtime_compare_command(console: Any, runtime: str, dtype: str, batch: i
 
         rows = compare_on_runtime(runtime, dtype, batch, in_channels, out_channels, size, kernel, names or None,
                                   repeats, threads, step)
-    if csv_path:
+    used = threads or torch.get_num_threads()
+    settings = {"batch": batch, "in_channels": in_channels, "out_channels": out_channels, "size": size,
+                "kernel": kernel, "runtime": runtime, "dtype": dtype, "device": "cpu", "threads": used,
+                "repeats": repeats}
+    machine = machine_info("cpu", load_average_before=round(load_before, 2) if math.isfinite(load_before) else None,
+                           **runtime_versions())
+    if csv_path:  # flat: every row carries the run's settings and CPU (a CSV has no header object)
+        extra = {"batch": batch, "size": size, "kernel": kernel, "threads": used, "repeats": repeats,
+                 "asked_in_channels": in_channels, "asked_out_channels": out_channels, "cpu": machine.get("cpu"),
+                 "torch": machine.get("torch")}
         with open(csv_path, "w", newline="") as handle:
-            writer = csv.DictWriter(handle, fieldnames=list(rows[0].to_dict()))
+            writer = csv.DictWriter(handle, fieldnames=[*rows[0].to_dict(), *extra])
             writer.writeheader()
-            writer.writerows({**r.to_dict(), "notes": "; ".join(r.notes)} for r in rows)
-    if as_json:
-        typer.echo(json.dumps([r.to_dict() for r in rows]))
+            writer.writerows({**r.to_dict(), "notes": "; ".join(r.notes)} | extra for r in rows)
+    if as_json:  # one document: the run's settings and machine, then the rows (each as before)
+        typer.echo(json.dumps({"settings": settings, "machine": machine, "rows": [r.to_dict() for r in rows]}))
         return
-    if not console.is_terminal and console.width < 200:
-        from rich.console import Console
-
-        console = Console(width=200)
     console.print(runtime_table(rows, machine_header(threads), load_before))
     console.print(f"input ({batch}, {in_channels}, {size}, {size}) float32 on the CPU")

@@ -1,5 +1,5 @@
 """Timing harness: warm-up, median of many runs, inputs rotated, threads pinned, both memory formats, forward and
-forward+backward; plus the physical limits (measured GEMM peak, measured copy bandwidth).
+forward+backward; plus the physical limits (measured GEMM peak from its fastest call, measured copy bandwidth).
 
 Times are medians in milliseconds. On CUDA, runs are timed with CUDA events (the GPU's own clock) after a
 synchronise, and cuDNN autotuning (``benchmark=True``) is on; on CPU with ``time.perf_counter``.
@@ -10,7 +10,8 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
@@ -151,6 +152,22 @@ def time_module(module: nn.Module, inputs: Sequence[torch.Tensor], backward: boo
     return measure(module, inputs, backward=backward, params=list(module.parameters()), **kw)
 
 
+@contextmanager
+def torch_threads(threads: int | None, option: str = "threads") -> Iterator[int]:
+    """torch's CPU thread count set to ``threads`` inside the block (None: left as it is), the previous count
+    restored after; yields the count in force. ValueError naming ``option`` for a count below 1."""
+    if threads is not None and (isinstance(threads, bool) or not isinstance(threads, int) or threads < 1):
+        raise ValueError(f"{option}={threads!r} must be a whole number of CPU threads, 1 or more")
+    before = torch.get_num_threads()
+    if threads is not None:
+        torch.set_num_threads(threads)
+    try:
+        yield torch.get_num_threads()
+    finally:
+        if torch.get_num_threads() != before:
+            torch.set_num_threads(before)
+
+
 def configure(device: str | torch.device, threads: int | None = None) -> dict[str, Any]:
     """Pin the thread count (CPU) and turn cuDNN autotuning on (CUDA); return what was set, for the report."""
     device = torch.device(device)
@@ -167,13 +184,42 @@ def configure(device: str | torch.device, threads: int | None = None) -> dict[st
 # --- physical limits ------------------------------------------------------------------------------------------------
 
 
+@contextmanager
+def matmul_like_conv(device: str | torch.device) -> Iterator[bool]:
+    """On CUDA, fp32 ``torch.mm`` inside the block uses TF32 exactly when cuDNN's convs do (``cudnn.allow_tf32``,
+    on by default, where matmul's own flag is off by default: the fp32 GEMM would then be a "peak" that TF32 convs
+    beat several times over); restored after. Yields whether TF32 was on for the GEMM (always False on the CPU)."""
+    if torch.device(device).type != "cuda":
+        yield False
+        return
+    before = torch.backends.cuda.matmul.allow_tf32
+    torch.backends.cuda.matmul.allow_tf32 = torch.backends.cudnn.allow_tf32
+    try:
+        yield bool(torch.backends.cudnn.allow_tf32)
+    finally:
+        torch.backends.cuda.matmul.allow_tf32 = before
+
+
+# The CPU GEMM sizes gemm_peak tries: short calls find rounds that no other process interrupts on a busy machine (one
+# busy core: 256³ calls reached 79 GMAC/s at their fastest, 1536³ calls, each spanning scheduler slices, 25), large
+# ones keep many threads busy on an idle machine.
+CPU_GEMM_SIZES = (256, 512, 1024, 1536)
+
+
 def gemm_peak(device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32, n: int | None = None) -> float:
-    """Measured GEMM throughput in GMAC/s: median time of an n×n×n ``torch.mm`` (n³ MACs)."""
+    """Measured GEMM throughput in GMAC/s: n³ MACs ÷ the fastest of the timed n×n×n ``torch.mm`` calls (after a
+    warm-up), as the layers it is compared with report their fastest rounds (other processes only add time); the
+    best over ``CPU_GEMM_SIZES`` on the CPU, n = 4096 on CUDA, or the size ``n`` given. On CUDA with TF32 as
+    cuDNN's convs use it (``matmul_like_conv``)."""
     device = torch.device(device)
-    n = n or (4096 if device.type == "cuda" else 1536)
-    a, b = (torch.rand(n, n, device=device).to(dtype) for _ in range(2))
-    t = measure(lambda x: torch.mm(x, b), [a], warmup=2, min_time=0.5, max_repeats=20)
-    return n**3 / (t.median_ms * 1e-3) / 1e9
+    sizes = (n,) if n else (4096,) if device.type == "cuda" else CPU_GEMM_SIZES
+    best = 0.0
+    with matmul_like_conv(device):
+        for size in sizes:
+            a, b = (torch.rand(size, size, device=device).to(dtype) for _ in range(2))
+            t = measure(lambda x, b=b: torch.mm(x, b), [a], warmup=2, min_time=0.25, max_repeats=200)
+            best = max(best, size**3 / (t.min_ms * 1e-3) / 1e9)
+    return best
 
 
 def copy_bandwidth(device: str | torch.device = "cpu", megabytes: int = 256) -> float:

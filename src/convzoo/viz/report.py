@@ -58,9 +58,26 @@ def check_output(path: str | Path) -> Path:
     return path
 
 
-def read_rows(path: str | Path) -> list[dict[str, Any]]:
-    """Compare rows from a JSON file (``convzoo compare --json``): a list of objects with at least
-    ``family, params, macs, forward_ms``; ValueError naming the file and what is wrong."""
+class RecordedRows(list):  # type: ignore[type-arg]
+    """Compare rows (dicts) with what their file recorded of the run: ``settings`` (batch, in_channels,
+    out_channels, size, kernel, dtype, device, threads, ... — ``compare --json``'s header) and ``machine``; both
+    empty for a file from before the header (a bare list of rows)."""
+
+    def __init__(self, rows: Iterable[dict[str, Any]], settings: dict[str, Any] | None = None,
+                 machine: dict[str, Any] | None = None) -> None:
+        super().__init__(rows)
+        self.settings = dict(settings or {})
+        self.machine = dict(machine or {})
+
+
+# The report's shape options and the keys compare --json records them under.
+SETTING_OPTIONS = {"batch": "--batch", "in_channels": "--in", "out_channels": "--out", "size": "--size"}
+
+
+def read_rows(path: str | Path) -> RecordedRows:
+    """Compare rows from a JSON file (``convzoo compare --json``): ``{"settings", "machine", "rows"}``, or a bare
+    list of rows (files from before the header); each row an object with at least ``family, params, macs,
+    forward_ms``. ValueError naming the file and what is wrong."""
     path = Path(path)
     try:
         data = json.loads(path.read_text())
@@ -68,7 +85,22 @@ def read_rows(path: str | Path) -> list[dict[str, Any]]:
         raise ValueError(f"--rows {str(path)!r}: no such file") from None
     except json.JSONDecodeError as error:
         raise ValueError(f"--rows {str(path)!r} is not valid JSON ({error.msg} at line {error.lineno})") from None
-    return check_rows(data, f"--rows {str(path)!r}")
+    where = f"--rows {str(path)!r}"
+    if isinstance(data, dict):
+        for key in ("settings", "machine"):
+            if not isinstance(data.get(key, {}), dict):
+                raise ValueError(f"{where}: its {key!r} must be an object (the header of `convzoo compare --json`)")
+        return RecordedRows(check_rows(data.get("rows"), where), data.get("settings"), data.get("machine"))
+    return RecordedRows(check_rows(data, where), legacy_settings(data))
+
+
+def legacy_settings(rows: Any) -> dict[str, Any]:
+    """What a bare list of rows still says of its run: the channels of the 'standard' row (always built as asked;
+    rows record the channels they were built with), when the rows carry them."""
+    standard = next((r for r in rows if isinstance(r, dict) and r.get("family") == BASELINE), None)
+    if not standard or not standard.get("in_channels") or not standard.get("out_channels"):
+        return {}
+    return {"in_channels": standard["in_channels"], "out_channels": standard["out_channels"]}
 
 
 def check_rows(data: Any, where: str = "rows") -> list[dict[str, Any]]:
@@ -82,6 +114,18 @@ def check_rows(data: Any, where: str = "rows") -> list[dict[str, Any]]:
         if row["family"] not in known:
             raise ValueError(f"{where}: row {i} names unknown family {row['family']!r}")
     return data
+
+
+def rows_settings(recorded: dict[str, Any], stated: dict[str, Any], source: str) -> dict[str, Any]:
+    """The settings of rows read from ``source``: what the file recorded, completed by what the command line
+    stated; a stated value that contradicts a recorded one is a ValueError naming the option and both values."""
+    for key, value in stated.items():
+        if key in recorded and recorded[key] != value:
+            option = SETTING_OPTIONS.get(key, key)
+            raise ValueError(f"{option} {value} contradicts {source}, whose rows were measured with {key} "
+                             f"{recorded[key]}: drop {option} (the file's value is used) or give {recorded[key]}")
+    kept = {k: v for k, v in recorded.items() if k in (*SETTING_OPTIONS, "kernel", "dtype", "device", "threads")}
+    return {**kept, **{k: v for k, v in stated.items() if k not in kept}}
 
 
 def compare_rows(**kwargs: Any) -> list[dict[str, Any]]:
@@ -409,6 +453,7 @@ def build_report(path: str | Path, rows: Sequence[dict[str, Any]] | None = None,
     article_figures(figures, check_only=True)
     if rows is None:
         used = {**DEFAULT_SETTINGS, **(settings or {})}
+        from ..perf.compare import timing_rule
         from ..perf.timing import configure
 
         info = configure("cpu")
@@ -419,14 +464,28 @@ def build_report(path: str | Path, rows: Sequence[dict[str, Any]] | None = None,
         setting = (f"batch {used['batch']}, C_in {used['in_channels']} → C_out {used['out_channels']}, "
                    f"{used['size']}×{used['size']} input, k=3, float32")
         measured = (f"Timed here: {setting} on {info['device']} ({info['threads']} threads, torch {info['torch']}); "
-                    f"medians of {used['repeats'] if used.get('repeats') else '~0.25 s of'} runs.")
+                    f"{timing_rule(used.get('repeats'))}.")
     else:
+        source = rows_source or "the caller's rows"
+        recorded = dict(getattr(rows, "settings", {}) or {})
+        machine = dict(getattr(rows, "machine", {}) or {})
+        stated = rows_settings(recorded, settings or {}, source)
         rows = check_rows(list(rows))
-        stated = settings or {}
         setting = (", ".join(f"{k} {v}" for k, v in stated.items()) if stated else "settings not recorded")
-        measured = (f"Rows read from {rows_source or 'the caller'} (measured elsewhere); "
-                    + (f"their layer shape as stated on the command line: {setting}." if stated else
-                       "the file does not record their layer shape, batch or machine."))
+        from_file = {k: v for k, v in stated.items() if k in recorded}
+        from_line = {k: v for k, v in stated.items() if k not in recorded}
+        said = ([f"as the file records them: {', '.join(f'{k} {v}' for k, v in from_file.items())}"]
+                if from_file else []) + \
+               ([f"as stated on the command line: {', '.join(f'{k} {v}' for k, v in from_line.items())}"]
+                if from_line else [])
+        ran_on = ", ".join(str(machine[k]) for k in ("cpu", "cpu_capability", "gpu") if machine.get(k))
+        ran_on += f", {machine['threads']} thread(s)" if machine.get("threads") else ""
+        ran_on += f", torch {machine['torch']}" if machine.get("torch") else ""
+        measured = (f"Rows read from {source} (measured elsewhere); "
+                    + (f"their layer shape {'; '.join(said)}" if said else
+                       "the file does not record their layer shape, batch or machine")
+                    + (f"; measured on {ran_on}" if ran_on else "")
+                    + (f"; {recorded['timing']}" if recorded.get("timing") else "") + ".")
     rows = [r for r in rows if any(r["family"] == f.name for f in chosen)]
     by_name = {r["family"]: r for r in rows}
     picture_setting = (f"C_in {PICTURE['in_channels']} → C_out {PICTURE['out_channels']}, "

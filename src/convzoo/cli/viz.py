@@ -7,6 +7,8 @@ from typing import Any, Optional
 
 import typer
 
+from .perf import DEFAULT_ROUNDS
+
 
 def _fail(error: Exception) -> None:
     typer.echo(f"error: {str(error).splitlines()[0]}", err=True)
@@ -228,7 +230,8 @@ def report_command(
     in_channels: Optional[int] = typer.Option(None, "--in", help="timing: input channels (default 64)"),
     out_channels: Optional[int] = typer.Option(None, "--out", help="timing: output channels (default 128)"),
     size: Optional[int] = typer.Option(None, "--size", help="timing: input height and width (default 56)"),
-    repeats: Optional[int] = typer.Option(None, "--repeats", help="timing runs (default: ~0.25 s each)"),
+    repeats: Optional[int] = typer.Option(None, "--repeats", help="rounds per family, each timing 'standard' and "
+                                          f"the family back to back (default: {DEFAULT_ROUNDS})"),
     rows: Optional[str] = typer.Option(None, "--rows", help="compare rows from this JSON file (`convzoo compare "
                                        "--json`) instead of timing; --in/--out/--size/--batch then state their shape"),
     sweep: Optional[str] = typer.Option(None, "--sweep", help="a sweep JSON file: its table, and the "

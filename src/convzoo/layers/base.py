@@ -184,7 +184,7 @@ def _in_channels_last_of(y: torch.Tensor, x: torch.Tensor) -> torch.Tensor:
 Runner = Callable[[Any, torch.Tensor], Any]
 
 _PLANS = "_convzoo_plans"  # the per-module table, in the module's __dict__ (never a state_dict entry)
-MEASURED_FORM_KEY = "_convzoo_measured_form_key"  # the layer's key for compiled graphs (``compiled_choice``)
+MEASURED_FORM_KEY = "_convzoo_measured_form_key"  # the class name a compiled op key starts with (compiled_choice)
 MEASURED_FORM_RUNNERS = "_convzoo_measured_form_runners"  # its runners there, per input key
 MAX_PLANS = 64  # input keys remembered per layer: inputs of ever-new sizes (detection, crops) start it over
 _NO_PLANS: dict[Any, Runner] = {}

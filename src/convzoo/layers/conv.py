@@ -115,8 +115,8 @@ class ConvNd(ConvzooLayer):
     per dimension. ``padding_pairs`` holds the resolved padding; ``padding`` keeps torch's meaning ('same',
     'valid' or ints) — an asymmetric padding, which torch cannot express, is stored there as the pairs.
     'same' pads d·(k−1) per dim; where that is odd, the extra element goes after for 'correlation' (PyTorch's rule)
-    and before for 'convolution', so that it equals ``scipy.signal.convolve(x, w, mode='same')`` (k = 4: ``padding_pairs`` ((2, 1),),
-    ``padding`` stays 'same').
+    and before for 'convolution', so that it equals ``scipy.signal.convolve(x, w, mode='same')`` (k = 4:
+    ``padding_pairs`` ((2, 1),); ``padding`` stays 'same').
     """
 
     def __init__(
@@ -157,7 +157,7 @@ class ConvNd(ConvzooLayer):
 
     def __setstate__(self, state: dict[str, Any]) -> None:
         super().__setstate__(state)
-        compiled_choice.register(self)  # a copy or an unpickled layer: its own key, not the original's
+        compiled_choice.register(self)  # a copy or an unpickled layer: findable by the op (it shares the key)
 
     def reset_parameters(self) -> None:
         init_conv_(self.weight, self.bias)

@@ -18,7 +18,17 @@ from torch import nn
 from ..arithmetic.cost import LayerCost, transposed_conv_macs, weight_cost
 from ..arithmetic.shapes import transposed_output_size, transposed_output_sizes
 from ..geometry import PADDING_MODES, IntOrTuple, check_choice, check_groups, expand
-from .base import Alternative, ConvzooLayer, Runner, Stage, check_input, init_conv_, parameter_reader, planned
+from .base import (
+    Alternative,
+    ConvzooLayer,
+    Runner,
+    Stage,
+    check_input,
+    init_conv_,
+    input_checked,
+    parameter_reader,
+    planned,
+)
 
 if TYPE_CHECKING:
     import numpy as np
@@ -92,6 +102,7 @@ class TransposedConvNd(ConvzooLayer):
         return tuple(w - ((i - 1) * s - 2 * p + d * (k - 1) + 1) for w, i, k, s, p, d in
                      zip(wanted, spatial, self.kernel_size, self.stride, self.padding, self.dilation))
 
+    @input_checked  # rank and channels on the input as given (an unbatched input's error quoted the batch of one)
     @planned
     def forward(self, x: torch.Tensor, output_size: Sequence[int] | None = None) -> torch.Tensor:
         return self.plan_forward(x, output_size)(self, x)

@@ -12,6 +12,7 @@ import functools
 import http.server
 import logging
 import os
+import re
 import shutil
 import time
 import threading
@@ -152,7 +153,8 @@ def _gallery_tutorial() -> str:
 
 
 @pytest.mark.browser
-@pytest.mark.parametrize("page_path", ["", _gallery_tutorial(), "generated/tutorials/plot_00_eight_types/", "gallery/"])
+@pytest.mark.parametrize("page_path", ["", _gallery_tutorial(), "generated/tutorials/plot_00_eight_types/", "gallery/",
+                                       "pictures/", "families/standard/", "guide/pictures-and-explorer/"])
 def test_site_pages_load_every_image_without_errors_or_outside_requests(site_server, browser, page_path):
     page = browser.new_page(viewport={"width": 1300, "height": 900})
     errors: list[str] = []
@@ -169,6 +171,12 @@ def test_site_pages_load_every_image_without_errors_or_outside_requests(site_ser
     page.on("request", check)
     response = page.goto(f"{site_server}/{page_path}", wait_until="networkidle")
     assert response is not None and response.ok, page_path
+    # every content picture is a lazy-loaded link to its own full-size file (none of these pages shows a tutorial
+    # thumbnail, which stays unlinked inside its card); read before the pictures are made eager below
+    unlinked = page.evaluate("""() => [...document.querySelectorAll('article img')].filter(i => {
+                                  const a = i.closest('a');
+                                  return !(a && a.href === i.src && i.getAttribute('loading') === 'lazy'); })
+                                .map(i => i.getAttribute('src'))""")
     # lazy images: scroll through the page so that every one is requested, then wait for them
     page.evaluate("""async () => { for (let y = 0; y < document.body.scrollHeight; y += 600) {
                        window.scrollTo(0, y); await new Promise(r => setTimeout(r, 30)); } }""")
@@ -184,6 +192,13 @@ def test_site_pages_load_every_image_without_errors_or_outside_requests(site_ser
     assert outside == [], f"requests leaving the local server: {outside}"
     if page_path == "gallery/":
         assert len([s for s, _ in images if "families/" in s]) == len(cz.families())
+    assert unlinked == [], f"{page_path}: pictures that are not lazy links to their full size: {unlinked}"
+    gifs = [src for src, _ in images if src.endswith(".gif")]
+    if page_path == "pictures/":  # the animation gallery: every syllabus GIF, drawn at build time
+        hook = load_docs_hook("convzoo_docs")
+        assert sorted(Path(src).stem for src in gifs) == sorted(a.slug for a in hook.ANIMATIONS)
+    if page_path == "families/standard/":
+        assert any(src.endswith("standard-stride-2.gif") for src in gifs), gifs
 
 
 SHIM = '''
@@ -238,3 +253,135 @@ def test_a_registered_family_gets_a_card_a_page_and_a_picture(hook, monkeypatch,
     assert (tmp_path / "pointwise.png").stat().st_size > 1000
     assert "families/pointwise.md" in pages["gallery.md"] and "(pointwise.png)" in pages["families/pointwise.md"]
     assert "MACs = " in pages["families/pointwise.md"] and "benchmark" in pages["families/pointwise.md"]
+
+
+# --------------------------------------------------------------------- the measured speed names what was timed
+@pytest.fixture(scope="module")
+def run_and_pages(hook, tmp_path_factory):
+    """The family pages of large_kernel, partial, mixconv and depthwise, built against the committed bench_all run
+    (no animations; the registry is cut to these four for the call)."""
+    chosen = [cz.family(n) for n in ("large_kernel", "partial", "mixconv", "depthwise")]
+    mp = pytest.MonkeyPatch()
+    mp.setattr(cz, "families", lambda: chosen)
+    mp.setattr(hook, "ANIMATIONS", (), raising=False)
+    try:
+        return hook.family_pages(cz, tmp_path_factory.mktemp("pages"))
+    finally:
+        mp.undo()  # now: the hook module is shared with the other tests
+
+
+def _taps_macs(n: int, h: int, w: int, c_out: int, taps_per_output: int) -> int:
+    """Weight MACs of a conv by hand: N·H·W output positions × C_out channels × the taps each output reads."""
+    return n * h * w * c_out * taps_per_output
+
+
+def test_speed_line_names_the_layer_the_benchmark_timed_and_its_mac_ratio(run_and_pages):
+    """large_kernel's page drew a 31×31 + 5×5 layer and quoted a run of the 3×3 layer bench_all built (kernel 3 for
+    every family with a window) as its speed, at that layer's 0.02× MACs. The line now names the build call, the
+    input and the MAC ratio of the layer timed, and says the default layer is another (1.71× standard's MACs)."""
+    page = run_and_pages["families/large_kernel.md"]
+    speed = page.split("## Measured speed", 1)[1].split("## Code", 1)[0]
+    standard = _taps_macs(8, 56, 56, 128, 64 * 9)  # 64 → 128, 3×3, on (8, 64, 56, 56): 1,849,688,064
+    timed = _taps_macs(8, 56, 56, 128, 9) + _taps_macs(8, 56, 56, 128, 1)  # depthwise ×2: 3×3 + the 1×1 branch
+    default = _taps_macs(8, 56, 56, 128, 31 * 31 + 5 * 5)  # the registry's default: 31×31 + 5×5
+    assert "Timed: `cz.build('large_kernel', 64, 128, 3)` on input (8, 64, 56, 56)" in speed
+    assert f"{timed:,} MACs" in speed and f"at {timed / standard:.3g}× its MACs" in speed  # 0.0174×
+    assert f"`cz.build('standard', 64, 128, 3)`, {standard:,} MACs" in speed
+    assert "kernel_size=(31, 31)" in speed and f"{default / standard:.2f}× standard's MACs" in speed  # 1.71×
+    card = run_and_pages["gallery.md"].split("### [Large-kernel", 1)[1].split("</div>", 1)[0]
+    assert "timed as `cz.build('large_kernel', 64, 128, 3)`" in card and "not the default (31, 31)" in card
+
+
+def test_speed_line_says_when_the_family_kept_the_width_or_took_another_form(run_and_pages):
+    partial = run_and_pages["families/partial.md"].split("## Measured speed", 1)[1]
+    assert "`cz.build('partial', 64, 64, 3)`" in partial and "refuses 64 → 128" in partial
+    # MixConv is depthwise per group only when C_in = C_out: the 64 → 128 layer timed is dense, the 6 → 6 drawn not
+    mixconv = run_and_pages["families/mixconv.md"].split("## Measured speed", 1)[1]
+    layer = cz.build("mixconv", 64, 128, 3)
+    assert all(conv.groups == 1 for conv in layer.convs) and all(c.groups == c.in_channels for c in
+                                                                 cz.build("mixconv", 6, 6, 3).convs)
+    assert "Its convs are dense, where the 6 → 6 layer drawn above has depthwise ones" in mixconv
+    depthwise = run_and_pages["families/depthwise.md"].split("## Measured speed", 1)[1].split("## Code", 1)[0]
+    assert "`cz.build('depthwise', 64, 128, 3)`" in depthwise and "It is" not in depthwise and "Its" not in depthwise
+
+
+def test_a_benchmark_row_whose_layer_is_not_rebuilt_is_a_warning(hook, caplog):
+    """A rebuilt layer whose MACs differ from the run's record cannot be the one timed: no speed line, a warning."""
+    with caplog.at_level(logging.WARNING, logger="mkdocs"):
+        got = hook._measured(cz, cz.family("standard"), {"fwd_ms": 1.0}, {"macs": 1}, (8, 64, 128, 56, 3), 1)
+    assert got is None and any("cannot say which layer was timed" in r.getMessage() for r in caplog.records)
+
+
+# ------------------------------------------------------------------------------- animations and full-size links
+def test_a_family_page_embeds_its_animation_drawn_from_the_layer(hook, monkeypatch, tmp_path):
+    """dilated's GIF: 3×3, dilation 2, padding 0 on a 7×7 input reaches 7 − 2·(3 − 1) = 3 outputs a side, so one
+    frame per output position is 9 frames; the family page and the Pictures gallery embed it."""
+    from PIL import Image
+
+    anim = next(a for a in hook.ANIMATIONS if a.family == "dilated")
+    monkeypatch.setattr(cz, "families", lambda: [cz.family("dilated")])
+    monkeypatch.setattr(hook, "ANIMATIONS", (anim,))
+    pages = hook.family_pages(cz, tmp_path)
+    gif = tmp_path / f"{anim.slug}.gif"
+    with Image.open(gif) as im:
+        assert im.format == "GIF" and im.n_frames == (7 - 2 * (3 - 1)) ** 2
+    assert f"]({anim.slug}.gif)" in pages["families/dilated.md"].split("## Animation", 1)[1].split("## Cost")[0]
+    assert anim.command() in pages["families/dilated.md"]
+    gallery = hook.animation_gallery(hook._ANIMATED, {"dilated": "Dilated"})
+    assert f"](families/{anim.slug}.gif)" in gallery and "[Dilated](families/dilated.md)" in gallery
+
+
+def test_every_animation_is_of_a_registered_family_with_options_its_layer_takes(hook):
+    """The syllabus list names registered families and arguments their layers accept (checked as the CLI checks)."""
+    from convzoo.cli.viz import default_spec
+
+    names = {a.family for a in hook.ANIMATIONS}
+    assert {"standard", "transposed", "dilated", "depthwise_separable", "grouped", "deformable"} <= names
+    assert any(dict(a.options).get("stride", 1) > 1 for a in hook.ANIMATIONS if a.family == "standard")
+    for a in hook.ANIMATIONS:
+        default_spec(a.family, a.in_channels, a.out_channels, size=a.size, options=dict(a.options)).validate()
+
+
+def test_link_images_makes_every_picture_a_lazy_link_to_its_full_size(hook):
+    html = ('<p><img alt="a" src="../x.png" /></p>\n<div>\n  <a href="y.md"><img src="y.png"></a>\n'
+            '<img src="images/thumb/t.png" alt="thumb"></div>\n<img loading="eager" src="z.gif">')
+    out = hook.link_images(html)
+    pairs = re.findall(r'<a class="cz-full" href="([^"]+)" title="full size"><img ([^>]*)></a>', out)
+    assert [(href, f'src="{href}"' in attrs, "loading=" in attrs) for href, attrs in pairs] == \
+        [("../x.png", True, True), ("z.gif", True, True)]
+    assert 'loading="lazy"' in pairs[0][1] and 'loading="eager"' in pairs[1][1]  # an explicit choice is kept
+    assert '<a href="y.md"><img src="y.png"></a>' in out and '<img src="images/thumb/t.png" alt="thumb">' in out
+    assert re.sub(r'<a class="cz-full"[^>]*>|</a>|loading="lazy" ', "", out) == re.sub(r"</a>", "", html)
+
+
+# ------------------------------------------------------------------------------------- the Pictures page's text
+def test_the_pictures_page_quotes_a_refusal_the_cli_prints_now(tmp_path, monkeypatch):
+    """The page's example of a refused animation is what `convzoo viz` prints today (the one it showed, 'cannot
+    animate resize … stage 1 of 2', was stale: resize animates)."""
+    import shlex
+
+    from typer.testing import CliRunner
+
+    from convzoo.cli import app
+
+    text = " ".join((ROOT / "docs" / "pictures.md").read_text(encoding="utf-8").split())
+    quoted = re.findall(r"`(convzoo viz [^`]+)` prints `(error: [^`]+)`", text)
+    assert quoted, "docs/pictures.md quotes no refusal"
+    for command, said in quoted:
+        monkeypatch.chdir(tmp_path)  # the command's output path, were it written
+        result = CliRunner().invoke(app, shlex.split(command)[1:])
+        assert result.exit_code == 2 and result.output.strip() == said, (command, result.output)
+    assert "cannot animate 'resize'" not in text
+
+
+def test_the_explorer_guide_shows_a_screenshot_with_a_caption():
+    from PIL import Image
+
+    text = (ROOT / "docs" / "guide" / "pictures-and-explorer.md").read_text(encoding="utf-8")
+    found = re.search(r"!\[[^\]]+\]\(\.\./figures/(explorer[^)]*\.png)\)[^\n]*\n\n\*The explorer \(`convzoo serve`",
+                      text)
+    assert found, "no explorer screenshot with its caption in guide/pictures-and-explorer.md"
+    png = ROOT / "docs" / "figures" / found.group(1)
+    assert png.stat().st_size < 150_000
+    with Image.open(png) as im:
+        assert im.format == "PNG" and im.size == (1280, 900)  # the window the caption names

@@ -90,16 +90,9 @@ def input_checked(forward: Callable[..., Any]) -> Callable[..., Any]:
     """A composite layer's ``forward``: ``check_input`` on the input as the caller passed it, then ``forward`` behind
     the input step and the per-input plans (as every family's). Without it a wrong input reaches a sub-layer first,
     whose message names the sub-layer and quotes the batch of one that the input step made of an unbatched input.
-    The check runs on every call (a few tenths of a µs): the plans are keyed after the batch dimension is added."""
-    inner = _batch_friendly(forward)
-
-    @functools.wraps(forward, updated=())
-    def wrapped(self: Any, x: Any, *args: Any, **kwargs: Any) -> Any:
-        check_input(x, self.dim, self.in_channels, type(self).__name__)
-        return inner(self, x, *args, **kwargs)
-
-    wrapped.__convzoo_prepared__ = True  # type: ignore[attr-defined]
-    return wrapped
+    The check runs where no plan is kept for the input's key (which holds its shape as given): no cost to a
+    planned call."""
+    return _batch_friendly(forward, check_as_given=True)
 
 
 def refuse_arguments(layer: str, given: dict[str, Any], reasons: dict[str, str]) -> None:
@@ -327,13 +320,14 @@ def _planned_call(self: nn.Module, forward: Callable[..., Any], x: torch.Tensor,
     return y
 
 
-def _batch_friendly(forward: Callable[..., Any]) -> Callable[..., Any]:
+def _batch_friendly(forward: Callable[..., Any], check_as_given: bool = False) -> Callable[..., Any]:
     """Wrap a layer's ``forward`` with the input step (``prepare_input``: the dtype message, unbatched (C, *S)
     inputs and tensor arguments of the same rank given a batch of one, which the output loses again; a
     channels-last input gives a channels-last output) and the per-input plan: an eager call whose key
     (``plan_key``) was seen before goes straight to the runner planned then, with no check, choice or format
     decision re-derived. Tracing, compilation and export (which must see the whole forward), tensor subclasses
-    and calls with extra arguments always take the whole step."""
+    and calls with extra arguments always take the whole step. ``check_as_given``: before that step, ``check_input``
+    on ``x`` as the caller passed it (``input_checked``)."""
 
     @functools.wraps(forward)
     def wrapped(self: nn.Module, x: Any, *args: Any, **kwargs: Any) -> Any:
@@ -341,11 +335,15 @@ def _batch_friendly(forward: Callable[..., Any]) -> Callable[..., Any]:
                 or _DISPATCH_MODE() or _FUNCTORCH() is not None or _AUTOCAST()):
             # plans made under FlopCounterMode & co., torch.func transforms or autocast (native forms) are not
             # kept, and a plan made outside never runs inside them (a kernel would ignore autocast)
+            if check_as_given:
+                check_input(x, self.dim, self.in_channels, type(self).__name__)
             return _checked_call(self, forward, x, args, kwargs)
         key = (forward, x.shape, x.stride(), x.dtype, x.device, _GRAD(), x.requires_grad, _THREADS(), _EPOCH[0])
         run = self.__dict__.get(_PLANS, _NO_PLANS).get(key)
         if run is not None:
             return run(self, x)
+        if check_as_given:
+            check_input(x, self.dim, self.in_channels, type(self).__name__)
         return _planned_call(self, forward, x, key)
 
     wrapped.__convzoo_prepared__ = True  # type: ignore[attr-defined]

@@ -378,10 +378,11 @@ def test_the_explorer_guide_shows_a_screenshot_with_a_caption():
     from PIL import Image
 
     text = (ROOT / "docs" / "guide" / "pictures-and-explorer.md").read_text(encoding="utf-8")
-    found = re.search(r"!\[[^\]]+\]\(\.\./figures/(explorer[^)]*\.png)\)[^\n]*\n\n\*The explorer \(`convzoo serve`",
+    found = re.search(r"!\[[^\]]+\]\(\.\./screenshots/(explorer[^)]*\.png)\)[^\n]*\n\n\*The explorer \(`convzoo serve`",
                       text)
     assert found, "no explorer screenshot with its caption in guide/pictures-and-explorer.md"
-    png = ROOT / "docs" / "figures" / found.group(1)
+    # docs/screenshots, not docs/figures: those are the article figures, each redrawn and compared by a test
+    png = ROOT / "docs" / "screenshots" / found.group(1)
     assert png.stat().st_size < 150_000
     with Image.open(png) as im:
         assert im.format == "PNG" and im.size == (1280, 900)  # the window the caption names

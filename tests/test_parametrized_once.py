@@ -21,20 +21,9 @@ from torch.nn.utils import parametrize
 import convzoo as cz
 from convzoo.deploy import checks
 from convzoo.layers.form_choice import offered_forms, pinned_form
+from test_form_choice_invisible import _Count  # an identity parametrization that counts its evaluations
 
 FORMATS = {"nchw": torch.contiguous_format, "nhwc": torch.channels_last}
-
-
-class _Count(nn.Module):
-    """An identity parametrization that counts its evaluations."""
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.n = 0
-
-    def forward(self, w: torch.Tensor) -> torch.Tensor:
-        self.n += 1
-        return w
 
 
 def _counted(name: str, dim: int) -> tuple[nn.Module, dict[str, _Count]]:

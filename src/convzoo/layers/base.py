@@ -27,7 +27,6 @@ import contextlib
 import functools
 import math
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -387,7 +386,8 @@ def autocast_enabled(x: torch.Tensor) -> bool:
         return False
 
 
-def zero_started_weight_checked(module: nn.Module, path: str, layer: str, why: str) -> AbstractContextManager[None]:
+def zero_started_weight_checked(module: nn.Module, path: str, layer: str,
+                                why: str) -> contextlib.AbstractContextManager[None]:
     """A context to call ``module`` in whose weight starts at zero (``why``: what the zero start means). Such a weight
     has no norm: under torch's weight_norm or spectral_norm (which divide by it) it is 0/0 = NaN. When ``module``
     (reached as ``path`` in ``layer``) carries a parametrization and its weight is not finite, one ValueError names it

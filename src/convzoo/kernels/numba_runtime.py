@@ -21,14 +21,21 @@ on the ``workqueue`` layer (unless ``NUMBA_THREADING_LAYER`` says otherwise), on
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import itertools
 import os
 import threading
+import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from typing import Any
+
+try:
+    import fcntl
+except ImportError:  # Windows: no lock; each process compiles what it misses, as numba does by itself
+    fcntl = None  # type: ignore[assignment]
 
 import torch
 
@@ -107,8 +114,72 @@ def njit(*, parallel: bool = False, **options: Any) -> Callable[[Callable[..., A
         raise ImportError(unavailable_cause())
     compile_ = numba.njit(cache=True, nogil=True, parallel=parallel, **options)
     if not parallel:
-        return compile_
-    return lambda fn: ParallelKernel(compile_(fn))
+        return lambda fn: compile_once_across_processes(compile_(fn))
+    return lambda fn: ParallelKernel(compile_once_across_processes(compile_(fn)))
+
+
+LOCK_WAIT_S = 900.0  # longest wait for another process's compile before compiling anyway
+
+
+@contextlib.contextmanager
+def _file_lock(path: str) -> Iterator[None]:
+    """An exclusive ``flock`` on ``path`` (created if missing), held by at most one process; waits up to
+    LOCK_WAIT_S, then goes on without it (a stuck holder must not stop this process). No-op without fcntl or
+    where the file cannot be created."""
+    try:
+        handle = open(path, "a")  # noqa: SIM115 - closed below
+    except OSError:
+        yield
+        return
+    locked = False
+    try:
+        deadline = time.monotonic() + LOCK_WAIT_S
+        while True:
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+                locked = True
+                break
+            except OSError:
+                if time.monotonic() > deadline:
+                    break
+                time.sleep(0.05)
+        yield
+    finally:
+        if locked:
+            fcntl.flock(handle.fileno(), fcntl.LOCK_UN)
+        handle.close()
+
+
+def compile_once_across_processes(dispatcher: Any) -> Any:
+    """Make ``dispatcher`` compile a signature missing from numba's disk cache in one process at a time: the
+    others wait for it, then load its entry from the cache instead of compiling the same code again (pytest
+    workers, the ranks of a torchrun job, a docs build beside the tests: each kernel costs seconds of a core to
+    compile). The lock also serialises the read-modify-write of the function's cache index, where two processes
+    saving different signatures at once can lose one of them. Taken inside numba's in-process compiler lock, so
+    the threads of one process never hold file locks out of the call graph's order. Returns ``dispatcher``."""
+    if fcntl is None:
+        return dispatcher
+    index = getattr(getattr(getattr(dispatcher, "_cache", None), "_cache_file", None), "_index_path", None)
+    if not index:
+        return dispatcher
+    from numba.core import sigutils
+    from numba.core.compiler_lock import global_compiler_lock
+
+    original = dispatcher.compile
+    lock_path = index + ".lock"
+
+    def compile(sig: Any) -> Any:
+        args, _ = sigutils.normalize_signature(sig)
+        if tuple(args) in dispatcher.overloads:  # compiled in this process: numba returns it at once
+            return original(sig)
+        with global_compiler_lock:
+            with contextlib.suppress(OSError):
+                os.makedirs(os.path.dirname(lock_path), exist_ok=True)
+            with _file_lock(lock_path):
+                return original(sig)
+
+    dispatcher.compile = compile
+    return dispatcher
 
 
 def sync_threads() -> None:

@@ -22,6 +22,8 @@ PROBE = textwrap.dedent("""
     import json, sys
     sys.path.insert(0, sys.argv[1])
     module = __import__(sys.argv[2])
+    print("ready", flush=True)
+    sys.stdin.readline()  # the test says go to both processes at once
     print(module.add(1.0, 2.0), flush=True)
     stats = module.add.stats
     print(json.dumps({"misses": sum(stats.cache_misses.values()), "hits": sum(stats.cache_hits.values())}))
@@ -51,8 +53,13 @@ def test_processes_that_miss_together_compile_once(tmp_path):
     with open(lock_path, "a") as held:
         fcntl.flock(held.fileno(), fcntl.LOCK_EX)
         processes = [subprocess.Popen([sys.executable, "-c", PROBE, str(tmp_path), name], env=env,
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)]
-        time.sleep(3.0)  # both import numba and reach the compile, which waits for the lock
+                                      stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                      text=True) for _ in range(2)]
+        assert [p.stdout.readline() for p in processes] == ["ready\n"] * 2
+        for p in processes:  # both miss the cache at once: without the lock both would compile
+            p.stdin.write("go\n")
+            p.stdin.flush()
+        time.sleep(0.5)  # a compile of this function takes ~0.1 s: both now wait for the lock
         assert all(p.poll() is None for p in processes), [p.communicate() for p in processes]
         fcntl.flock(held.fileno(), fcntl.LOCK_UN)
     outputs = [p.communicate(timeout=120) for p in processes]

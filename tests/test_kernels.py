@@ -523,22 +523,30 @@ def _python(code: str, env: dict[str, str]) -> subprocess.CompletedProcess:
 
 
 _COMPILE_ONE = """
-    import json, time
+    import json, sys, time
     import torch
+    torch.set_num_threads(2)
     from convzoo.kernels import depthwise
     x, w = torch.rand(1, 2, 5, 6, dtype=torch.float64), torch.rand(2, 1, 3, 3, dtype=torch.float64)
     start = time.perf_counter()
-    y = depthwise.depthwise_conv(x, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1))
+    y = depthwise.depthwise_conv(x, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1))  # one chunk: the calling thread
     seconds = time.perf_counter() - start
     ok = bool(torch.allclose(y, torch.nn.functional.conv2d(x, w, padding=1, groups=2)))
     stats = depthwise.correlate_nchw_same.stats  # the kernel of a 3×3 with one column of padding
+    x, w = torch.rand(2, 16, 48, 48, dtype=torch.float64), torch.rand(16, 1, 3, 3, dtype=torch.float64)
+    y = depthwise.depthwise_conv(x, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1))  # 73,728 outputs: two threads
+    ok = ok and bool(torch.allclose(y, torch.nn.functional.conv2d(x, w, padding=1, groups=16)))
+    launchers = [m.launch for name, m in sys.modules.items() if name.startswith("convzoo_omp_team_")]
     print(json.dumps({"ok": ok, "seconds": seconds, "hits": sum(stats.cache_hits.values()),
-                      "misses": sum(stats.cache_misses.values())}))
+                      "misses": sum(stats.cache_misses.values()), "launchers": len(launchers),
+                      "launcher_hits": sum(f.cache_hits for f in launchers)}))
 """
 
 
 def test_a_second_process_compiles_nothing(tmp_path):
-    """The kernels are cached on disk (NUMBA_CACHE_DIR): the first process compiles, the next one only loads."""
+    """The kernels are cached on disk (NUMBA_CACHE_DIR): the first process compiles, the next one only loads; so is
+    the cfunc that runs a kernel on torch's OpenMP team (written and compiled by the first process, loaded by the
+    next)."""
     env = {"NUMBA_CACHE_DIR": str(tmp_path)}
     first, second = (_python(_COMPILE_ONE, env) for _ in range(2))
     assert first.returncode == 0, first.stderr
@@ -547,19 +555,9 @@ def test_a_second_process_compiles_nothing(tmp_path):
     assert cold["ok"] and warm["ok"]
     assert cold["misses"] == 1 and warm["misses"] == 0 and warm["hits"] == 1
     assert any(tmp_path.rglob("*.nbi"))
-
-
-_TEAM_LAUNCH = """
-    import json, sys
-    import torch
-    torch.set_num_threads(2)
-    from convzoo.kernels import depthwise, omp_team
-    x, w = torch.rand(2, 16, 48, 48, dtype=torch.float64), torch.rand(16, 1, 3, 3, dtype=torch.float64)
-    y = depthwise.depthwise_conv(x, w, None, (1, 1), ((1, 1), (1, 1)), (1, 1))  # 73,728 outputs: two threads
-    ok = bool(torch.allclose(y, torch.nn.functional.conv2d(x, w, padding=1, groups=16)))
-    launchers = [m.launch for name, m in sys.modules.items() if name.startswith("convzoo_omp_team_")]
-    print(json.dumps({"ok": ok, "launchers": len(launchers), "hits": sum(f.cache_hits for f in launchers)}))
-"""
+    assert cold["launchers"] == warm["launchers"] == 1
+    assert cold["launcher_hits"] == 0 and warm["launcher_hits"] == 1
+    assert len(list((tmp_path / "convzoo-omp-team").glob("launch_*.py"))) == 1
 
 
 def test_launcher_arguments_are_packed_as_its_cfunc_rebuilds_them():
@@ -582,19 +580,6 @@ def test_launcher_arguments_are_packed_as_its_cfunc_rebuilds_them():
     readonly.flags.writeable = False
     for other in (a.T, np.zeros(3, np.float16), readonly, (1, True), (1.0,), "s", None):
         assert omp_team._kinds_and_values((other,))[0] is None
-
-
-def test_a_second_process_loads_the_openmp_team_launcher(tmp_path):
-    """The cfunc that runs a kernel on torch's OpenMP team is cached on disk too: written and compiled by the first
-    process, loaded by the next."""
-    env = {"NUMBA_CACHE_DIR": str(tmp_path)}
-    first, second = (_python(_TEAM_LAUNCH, env) for _ in range(2))
-    assert first.returncode == 0, first.stderr
-    assert second.returncode == 0, second.stderr
-    cold, warm = json.loads(first.stdout.splitlines()[-1]), json.loads(second.stdout.splitlines()[-1])
-    assert cold["ok"] and warm["ok"] and cold["launchers"] == warm["launchers"] == 1
-    assert cold["hits"] == 0 and warm["hits"] == 1
-    assert len(list((tmp_path / "convzoo-omp-team").glob("launch_*.py"))) == 1
 
 
 def test_without_numba_the_layers_use_torch_forms_and_warn_once():

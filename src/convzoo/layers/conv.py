@@ -107,6 +107,9 @@ def register_fusion(cls: type) -> None:
     table[(cls, norm, nn.ReLU)] = _fuse_conv_bn_relu
 
 
+_GEOMETRY = frozenset({"kernel_size", "stride", "padding", "dilation", "mode", "padding_mode"})
+
+
 class ConvNd(ConvzooLayer):
     """y = b + Σ w ⋆ x over each group (``mode='correlation'``), or with the kernel flipped (``'convolution'``).
 
@@ -149,6 +152,39 @@ class ConvNd(ConvzooLayer):
                                                         geometry.dilation)
         self.mode = mode
         compiled_choice.register(self)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Torch reads a conv's geometry at each call, so code that reconfigures a built conv works on torch's
+        (a backbone turned to output stride 8: ``conv.stride = 1; conv.dilation = 2; conv.padding = 2``). Here the
+        padding is resolved into ``padding_pairs`` once: setting ``kernel_size``, ``stride``, ``padding``,
+        ``dilation`` or ``mode`` after construction validates the new geometry and resolves it again, as the
+        constructor would (ints are expanded to tuples)."""
+        if name in _GEOMETRY and "mode" in self.__dict__:  # after __init__ (which sets mode last)
+            self._reconfigure(name, value)
+        else:
+            super().__setattr__(name, value)
+
+    def _reconfigure(self, name: str, value: Any) -> None:
+        """Set one geometry attribute of a built conv: every derived one is computed first, then all are set."""
+        given = {"kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding,
+                 "dilation": self.dilation, "mode": self.mode, "padding_mode": self.padding_mode, name: value}
+        mode = check_choice(given["mode"], "mode", MODES)
+        padding_mode = check_choice(given["padding_mode"], "padding_mode", PADDING_MODES)
+        geometry = resolve_geometry(self.dim, given["kernel_size"], given["stride"], given["padding"],
+                                    given["dilation"])
+        weight = self.__dict__["_parameters"].get("weight")
+        if (isinstance(weight, torch.Tensor) and not isinstance(weight, nn.parameter.UninitializedParameter)
+                and tuple(weight.shape[2:]) != geometry.kernel_size):
+            raise ValueError(f"{type(self).__name__}: kernel_size={given['kernel_size']!r} does not match the "
+                             f"weight's spatial shape {tuple(weight.shape[2:])}: set a weight of the new size first")
+        pairs = geometry.padding_pairs
+        if mode == "convolution":
+            pairs = convolve_padding_pairs(given["padding"], geometry.kernel_size, geometry.stride,
+                                           geometry.dilation)
+        for key, resolved in (("kernel_size", geometry.kernel_size), ("stride", geometry.stride),
+                              ("padding", geometry.padding), ("dilation", geometry.dilation),
+                              ("padding_pairs", pairs), ("mode", mode), ("padding_mode", padding_mode)):
+            super().__setattr__(key, resolved)
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)

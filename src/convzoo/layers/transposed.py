@@ -36,6 +36,9 @@ if TYPE_CHECKING:
 _CONV_TRANSPOSE = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_transpose3d}
 
 
+_GEOMETRY = frozenset({"kernel_size", "stride", "padding", "dilation", "output_padding"})
+
+
 class TransposedConvNd(ConvzooLayer):
     """y = Cᵀ x per group. Shapes: input (N, C_in, *S) → (N, C_out, *O); weight (C_in, C_out/groups, *K).
 
@@ -73,7 +76,36 @@ class TransposedConvNd(ConvzooLayer):
             raise ValueError(f"padding_mode={padding_mode!r}: a transposed conv only supports 'zeros' (as torch)")
         super().__init__(in_channels, out_channels, kernel, strides, pads, extra, groups, bias,  # type: ignore[call-arg]
                          dilations, padding_mode, device=device, dtype=dtype)
-        self.padding_pairs = tuple((p, p) for p in pads)
+        self.__dict__["_built"] = True
+
+    @property
+    def padding_pairs(self) -> tuple[tuple[int, int], ...]:
+        """(before, after) per spatial dim: the conv whose transpose this is pads p on both sides."""
+        return tuple((p, p) for p in self.padding)
+
+    def __setattr__(self, name: str, value: Any) -> None:
+        """Torch reads a transposed conv's geometry at each call: setting ``stride``, ``padding``, ``dilation``,
+        ``output_padding`` or ``kernel_size`` on a built one is allowed, validated and expanded to tuples as the
+        constructor would."""
+        if name not in _GEOMETRY or "_built" not in self.__dict__:
+            super().__setattr__(name, value)
+            return
+        given = {"kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding,
+                 "dilation": self.dilation, "output_padding": self.output_padding, name: value}
+        minimum = {"padding": 0, "output_padding": 0}
+        resolved = {key: expand(given[key], self.dim, key, **({"minimum": minimum[key]} if key in minimum else {}))
+                    for key in given}
+        weight = self.__dict__["_parameters"].get("weight")
+        if (isinstance(weight, torch.Tensor) and not isinstance(weight, nn.parameter.UninitializedParameter)
+                and tuple(weight.shape[2:]) != resolved["kernel_size"]):
+            raise ValueError(f"{type(self).__name__}: kernel_size={given['kernel_size']!r} does not match the "
+                             f"weight's spatial shape {tuple(weight.shape[2:])}: set a weight of the new size first")
+        for a, s_, d in zip(resolved["output_padding"], resolved["stride"], resolved["dilation"]):
+            if a >= max(s_, d):
+                raise ValueError(f"{type(self).__name__}: output_padding={resolved['output_padding']} must be smaller "
+                                 f"than max(stride, dilation)={max(s_, d)} in every dimension")
+        for key, value_ in resolved.items():
+            super().__setattr__(key, value_)
 
     def reset_parameters(self) -> None:
         init_conv_(self.weight, self.bias)

@@ -111,3 +111,44 @@ def test_a_refused_geometry_names_the_argument_and_changes_nothing(make, name, v
     with pytest.raises(ValueError, match=message.replace("(", r"\(").replace(")", r"\)")):
         setattr(layer, name, value)
     assert {key: getattr(layer, key) for key in before} == before
+
+
+def _families_with_geometry():
+    for family in cz.families():
+        try:
+            layer = cz.build(family.name, 8, 8, 3)
+        except ValueError:  # pointwise families take kernel 1
+            layer = cz.build(family.name, 8, 8, 1)
+        if not isinstance(layer, torch.nn.modules.conv._ConvNd) and hasattr(layer, "stride"):
+            yield family.name, layer
+
+
+@pytest.mark.parametrize("name, layer", list(_families_with_geometry()), ids=lambda v: v if isinstance(v, str) else "")
+def test_the_other_families_refuse_a_new_geometry_instead_of_computing_the_old_one(name, layer):
+    """A layer that is not a torch conv built its sub-layers, kernels and padding for its geometry: setting stride,
+    padding, dilation or kernel_size afterwards is refused by name (it used to be kept and disagree silently with
+    what the layer computes), and the layer still computes what it did."""
+    x = torch.randn(1, 8, 9, 9)
+    with torch.no_grad():
+        before = layer(x)
+    for attribute, value in (("stride", 1), ("padding", 2), ("dilation", 2), ("kernel_size", 5)):
+        with pytest.raises(AttributeError, match=f"{type(layer).__name__}.{attribute} is fixed when the layer is built"):
+            setattr(layer, attribute, value)
+    copied = copy.deepcopy(layer)
+    with pytest.raises(AttributeError, match="is fixed"):
+        copied.stride = 2
+    with torch.no_grad():
+        torch.testing.assert_close(layer(x), before)
+
+
+def test_a_subclass_sets_its_geometry_in_its_own_init():
+    """The geometry is fixed when the outermost __init__ returns, so a user's subclass may still set it there."""
+
+    class Strided(cz.HetConv2d):
+        def __init__(self) -> None:
+            super().__init__(8, 8, 3, padding=1, p=2)
+            self.padding_pairs = self.padding_pairs  # after the base's __init__: still building
+
+    layer = Strided()
+    with pytest.raises(AttributeError, match="Strided.padding_pairs is fixed"):
+        layer.padding_pairs = ((0, 0), (0, 0))

@@ -461,6 +461,32 @@ def compose_stages(stages: Sequence[Stage], x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+_FIXED_GEOMETRY = frozenset({"kernel_size", "stride", "padding", "dilation", "padding_pairs"})
+_BUILT = "_convzoo_built"  # in a layer's __dict__ once its outermost __init__ has returned
+_INIT_DEPTH = "_convzoo_init_depth"
+
+
+def _marks_built(init: Callable[..., None]) -> Callable[..., None]:
+    """``init`` that marks the layer built when the outermost of the nested ``__init__`` calls returns (a
+    family's __init__ calls its base's): from then on the geometry of a layer that is not a torch conv is fixed."""
+
+    @functools.wraps(init)
+    def wrapped(self: Any, *args: Any, **kwargs: Any) -> None:
+        depth = self.__dict__.get(_INIT_DEPTH, 0)
+        self.__dict__[_INIT_DEPTH] = depth + 1
+        try:
+            init(self, *args, **kwargs)
+        finally:
+            self.__dict__[_INIT_DEPTH] = depth
+            if depth == 0:
+                del self.__dict__[_INIT_DEPTH]
+        if depth == 0:
+            self.__dict__[_BUILT] = True
+
+    wrapped.__convzoo_marks_built__ = True  # type: ignore[attr-defined]
+    return wrapped
+
+
 class ConvzooLayer:
     """Mixin that marks a convzoo family's layer and declares the contract (see the module docstring).
 
@@ -480,6 +506,9 @@ class ConvzooLayer:
         # Every family's forward starts with the same input step (``prepare_input``): one dtype message, and
         # unbatched inputs accepted as torch's convs accept them; eager calls of a key seen before run its plan.
         super().__init_subclass__(**kwargs)
+        init = vars(cls).get("__init__")
+        if init is not None and not getattr(init, "__convzoo_marks_built__", False):
+            cls.__init__ = _marks_built(init)  # type: ignore[method-assign]
         forward = vars(cls).get("forward")
         if forward is not None and not getattr(forward, "__convzoo_prepared__", False):
             cls.forward = _batch_friendly(forward)  # type: ignore[method-assign]
@@ -504,6 +533,12 @@ class ConvzooLayer:
     def __setattr__(self, name: str, value: Any) -> None:
         # Any attribute set (train()/eval(), a new weight or sub-module, a parametrization's class swap,
         # ``implementation``, ``temperature``) may change what a plan decided: the next call of each key re-plans.
+        if name in _FIXED_GEOMETRY and self.__dict__.get(_BUILT) and not isinstance(self, nn.modules.conv._ConvNd):
+            # torch's convs read these at each call (convzoo's torch convs re-resolve them: conv.py); the other
+            # families built sub-layers, kernels and padding for them, which a new value would silently disagree with
+            raise AttributeError(
+                f"{type(self).__name__}.{name} is fixed when the layer is built (its sub-layers, kernels and padding "
+                f"were made for {name}={getattr(self, name, None)!r}); build a new layer with {name}={value!r}")
         self.__dict__.pop(_PLANS, None)
         super().__setattr__(name, value)
 

@@ -124,8 +124,8 @@ LOCK_WAIT_S = 900.0  # longest wait for another process's compile before compili
 @contextlib.contextmanager
 def _file_lock(path: str) -> Iterator[None]:
     """An exclusive ``flock`` on ``path`` (created if missing), held by at most one process; waits up to
-    LOCK_WAIT_S, then goes on without it (a stuck holder must not stop this process). No-op without fcntl or
-    where the file cannot be created."""
+    LOCK_WAIT_S, then goes on without it (a stuck holder must not stop this process). No lock where the file
+    cannot be created (a read-only cache directory). POSIX only: ``compile_once_across_processes`` checks."""
     try:
         handle = open(path, "a")  # noqa: SIM115 - closed below
     except OSError:

@@ -157,8 +157,8 @@ class ConvNd(ConvzooLayer):
         """Torch reads a conv's geometry at each call, so code that reconfigures a built conv works on torch's
         (a backbone turned to output stride 8: ``conv.stride = 1; conv.dilation = 2; conv.padding = 2``). Here the
         padding is resolved into ``padding_pairs`` once: setting ``kernel_size``, ``stride``, ``padding``,
-        ``dilation`` or ``mode`` after construction validates the new geometry and resolves it again, as the
-        constructor would (ints are expanded to tuples)."""
+        ``dilation``, ``mode`` or ``padding_mode`` after construction validates the new geometry and resolves it
+        again, as the constructor would (ints are expanded to tuples)."""
         if name in _GEOMETRY and "mode" in self.__dict__:  # after __init__ (which sets mode last)
             self._reconfigure(name, value)
         else:

@@ -37,6 +37,7 @@ _CONV_TRANSPOSE = {1: F.conv_transpose1d, 2: F.conv_transpose2d, 3: F.conv_trans
 
 
 _GEOMETRY = frozenset({"kernel_size", "stride", "padding", "dilation", "output_padding"})
+_READY = "_convzoo_geometry_ready"
 
 
 class TransposedConvNd(ConvzooLayer):
@@ -76,7 +77,7 @@ class TransposedConvNd(ConvzooLayer):
             raise ValueError(f"padding_mode={padding_mode!r}: a transposed conv only supports 'zeros' (as torch)")
         super().__init__(in_channels, out_channels, kernel, strides, pads, extra, groups, bias,  # type: ignore[call-arg]
                          dilations, padding_mode, device=device, dtype=dtype)
-        self.__dict__["_built"] = True
+        self.__dict__[_READY] = True  # from here on a geometry set is validated (a subclass's __init__ included)
 
     @property
     def padding_pairs(self) -> tuple[tuple[int, int], ...]:
@@ -87,7 +88,7 @@ class TransposedConvNd(ConvzooLayer):
         """Torch reads a transposed conv's geometry at each call: setting ``stride``, ``padding``, ``dilation``,
         ``output_padding`` or ``kernel_size`` on a built one is allowed, validated and expanded to tuples as the
         constructor would."""
-        if name not in _GEOMETRY or "_built" not in self.__dict__:
+        if name not in _GEOMETRY or _READY not in self.__dict__:
             super().__setattr__(name, value)
             return
         given = {"kernel_size": self.kernel_size, "stride": self.stride, "padding": self.padding,

@@ -157,6 +157,9 @@ def test_rows_with_preempted_rounds_are_untrusted_and_marked(monkeypatch) -> Non
         return times
 
     monkeypatch.setattr(rc, "interleaved_rounds", fake_rounds)
+    # the one-thread times too: a real one (measured when torch runs on more than one thread here) would judge the
+    # faked rounds against this machine's speed
+    monkeypatch.setattr(rc, "one_thread_ms", lambda fn, x, calls=5: math.nan)
     rows = rc.compare_on_runtime("eager", "fp32", batch=1, in_channels=4, out_channels=8, size=6,
                                  families=["standard", "depthwise_separable", "grouped"], repeats=5)
     standard, dws, grouped = rows

@@ -199,7 +199,6 @@ def test_explorer_offers_only_valid_values_and_repairs_a_bad_url(browser, server
     assert errors == []
 
 
-@pytest.mark.long
 def test_every_family_loads_walks_and_hovers(browser, server):
     """Each family at its explorer defaults: the window walks the output on load, a hover takes over and shows
     that output's window in the panel, the play button pauses; no console error, no request to another host."""

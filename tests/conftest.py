@@ -52,13 +52,6 @@ if os.environ.get("TRITON_INTERPRET", "") != "1":
     collect_ignore = ["triton_interpreted"]
 
 
-def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    """Tests marked ``long`` first, the rest in their order: pytest-xdist deals the workers contiguous shares and
-    they steal from each other's ends, so a long test collected late tends to run last on one worker while the
-    other waits (the suite's last minutes)."""
-    items.sort(key=lambda item: item.get_closest_marker("long") is None)
-
-
 def load_docs_hook(name: str) -> ModuleType:
     """The mkdocs hook docs/_hooks/NAME.py as a module (the hooks are files, not a package)."""
     path = Path(__file__).resolve().parents[1] / "docs" / "_hooks" / f"{name}.py"

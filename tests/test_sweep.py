@@ -141,7 +141,6 @@ TINY_1D = dict(data="mnist1d", epochs=3, batch_size=32, max_train_samples=512, m
                progress=False, device="cpu")
 
 
-@pytest.mark.long
 def test_serial_workers_and_ray_give_identical_accuracies(tmp_path):
     """Issue 25's acceptance: the same 2-family × 2-seed sweep serially, with --workers 2 and on a local Ray
     instance gives identical accuracies, seed by seed — every trial on the default thread count, which each

@@ -339,7 +339,6 @@ def test_sweep_writes_json_and_csv(tmp_path):
     assert (tmp_path / "sweep_pareto.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
 
 
-@pytest.mark.long
 def test_torchrun_two_processes_match_one_process(tmp_path):
     """2 gloo processes with local batch 8 ≡ one process, batch 16 split into 2 strided micro-batches.
 

@@ -32,7 +32,6 @@ def test_every_kernel_file_is_run() -> None:
     assert families and families <= tested, f"kernels without an interpreter test: {sorted(families - tested)}"
 
 
-@pytest.mark.long
 def test_interpreted() -> None:
     source = str(Path(convzoo.__file__).parents[1])  # the convzoo this process imports, first on the child's path
     env = dict(os.environ, TRITON_INTERPRET="1",

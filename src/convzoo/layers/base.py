@@ -461,6 +461,16 @@ def compose_stages(stages: Sequence[Stage], x: torch.Tensor) -> torch.Tensor:
     return x
 
 
+def check_kernel_matches_weight(layer: nn.Module, kernel_size: tuple[int, ...], given: Any) -> None:
+    """A torch conv's ``kernel_size`` set after construction must be its weight's spatial shape (a lazy weight
+    takes any): ValueError naming the value and the weight's shape otherwise."""
+    weight = layer.__dict__["_parameters"].get("weight")
+    if (isinstance(weight, torch.Tensor) and not isinstance(weight, nn.parameter.UninitializedParameter)
+            and tuple(weight.shape[2:]) != tuple(kernel_size)):
+        raise ValueError(f"{type(layer).__name__}: kernel_size={given!r} does not match the weight's spatial shape "
+                         f"{tuple(weight.shape[2:])}: set a weight of the new size first")
+
+
 _FIXED_GEOMETRY = frozenset({"kernel_size", "stride", "padding", "dilation", "padding_pairs"})
 _BUILT = "_convzoo_built"  # in a layer's __dict__ once its outermost __init__ has returned
 _INIT_DEPTH = "_convzoo_init_depth"

@@ -31,6 +31,7 @@ from .base import (
     Runner,
     Stage,
     check_input,
+    check_kernel_matches_weight,
     init_conv_,
     input_checked,
     parameter_reader,
@@ -172,11 +173,7 @@ class ConvNd(ConvzooLayer):
         padding_mode = check_choice(given["padding_mode"], "padding_mode", PADDING_MODES)
         geometry = resolve_geometry(self.dim, given["kernel_size"], given["stride"], given["padding"],
                                     given["dilation"])
-        weight = self.__dict__["_parameters"].get("weight")
-        if (isinstance(weight, torch.Tensor) and not isinstance(weight, nn.parameter.UninitializedParameter)
-                and tuple(weight.shape[2:]) != geometry.kernel_size):
-            raise ValueError(f"{type(self).__name__}: kernel_size={given['kernel_size']!r} does not match the "
-                             f"weight's spatial shape {tuple(weight.shape[2:])}: set a weight of the new size first")
+        check_kernel_matches_weight(self, geometry.kernel_size, given["kernel_size"])
         pairs = geometry.padding_pairs
         if mode == "convolution":
             pairs = convolve_padding_pairs(given["padding"], geometry.kernel_size, geometry.stride,

@@ -24,6 +24,7 @@ from .base import (
     Runner,
     Stage,
     check_input,
+    check_kernel_matches_weight,
     init_conv_,
     input_checked,
     parameter_reader,
@@ -96,11 +97,7 @@ class TransposedConvNd(ConvzooLayer):
         minimum = {"padding": 0, "output_padding": 0}
         resolved = {key: expand(given[key], self.dim, key, **({"minimum": minimum[key]} if key in minimum else {}))
                     for key in given}
-        weight = self.__dict__["_parameters"].get("weight")
-        if (isinstance(weight, torch.Tensor) and not isinstance(weight, nn.parameter.UninitializedParameter)
-                and tuple(weight.shape[2:]) != resolved["kernel_size"]):
-            raise ValueError(f"{type(self).__name__}: kernel_size={given['kernel_size']!r} does not match the "
-                             f"weight's spatial shape {tuple(weight.shape[2:])}: set a weight of the new size first")
+        check_kernel_matches_weight(self, resolved["kernel_size"], given["kernel_size"])
         for a, s_, d in zip(resolved["output_padding"], resolved["stride"], resolved["dilation"]):
             if a >= max(s_, d):
                 raise ValueError(f"{type(self).__name__}: output_padding={resolved['output_padding']} must be smaller "

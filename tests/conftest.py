@@ -34,6 +34,20 @@ if os.environ.get("PYTEST_XDIST_WORKER"):
     torch.set_num_threads(1)
 
 
+@pytest.fixture(autouse=True)
+def _torch_threads_unchanged() -> Iterator[None]:
+    """A test that changes torch's thread count must put it back: the next test on the worker would otherwise run on
+    more threads than cores (and a timing test would measure that). Restored, then reported as an error."""
+    import torch
+
+    before = torch.get_num_threads()
+    yield
+    after = torch.get_num_threads()
+    if after != before:
+        torch.set_num_threads(before)
+        pytest.fail(f"the test left torch.get_num_threads() at {after}, not {before}: restore it (try/finally)")
+
+
 # Layers time their exact forms on each new input key; the suite sees thousands of keys once each, so it times one
 # round per key (``quick_choices``): with full timing, form choices (warm-ups and first compiles included) took 211 s
 # of the two workers' 1,170 s. test_form_choice.py times in full.

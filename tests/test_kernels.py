@@ -444,17 +444,25 @@ def test_run_tasks_covers_every_task_once_on_several_threads():
 
     seen: list[tuple[int, int, str]] = []
     lock = threading.Lock()
+    worker_ran, caller_ran = threading.Event(), threading.Event()
 
     def record(begin: int, end: int, tag: str) -> None:
-        time.sleep(0.002)  # long enough for the pool's workers to wake and take pieces too
+        # Each side waits until the other has taken a piece too: on a busy machine one side could take them all
+        # before the other is scheduled (the pieces still free stay for the side that comes late).
+        name = threading.current_thread().name
+        ran, other = (worker_ran, caller_ran) if name.startswith("convzoo-kernel") else (caller_ran, worker_ran)
+        ran.set()
+        other.wait(timeout=30)
         with lock:
-            seen.append((begin, end, threading.current_thread().name + tag))
+            seen.append((begin, end, name + tag))
 
     threads = torch.get_num_threads()
     try:
         torch.set_num_threads(3)
         for tasks, work, pieces in ((40, None, min(40, 3 * PIECES)), (10, None, 10), (40, 3 * GRAIN, 3)):
             seen.clear()
+            worker_ran.clear()
+            caller_ran.clear()
             run_tasks(record, tasks, "", work=work)
             ranges = sorted((b, e) for b, e, _ in seen)
             assert len(ranges) == pieces and ranges[0][0] == 0 and ranges[-1][1] == tasks
@@ -462,6 +470,7 @@ def test_run_tasks_covers_every_task_once_on_several_threads():
             names = {name for _, _, name in seen}
             assert threading.current_thread().name in names and any(n.startswith("convzoo-kernel") for n in names)
         seen.clear()
+        worker_ran.set()  # one chunk: no worker runs, so the caller must not wait for one
         run_tasks(record, 10, "", work=1000)  # too little work to share: one chunk, the caller's thread
         assert [(b, e, n) for b, e, n in seen] == [(0, 10, threading.current_thread().name)]
     finally:

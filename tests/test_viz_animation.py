@@ -327,8 +327,9 @@ def test_a_single_kernel_gif_is_drawn_as_before(tmp_path):
     got = frame_images(layer, (2, 5, 5), "title", max_frames=4, subtitle="sub")
     r = analyse(layer, (2, 5, 5))
     steps, stride = positions(r.output_shape, 4)
+    assert stride == 3  # said as an ordinal: '3rd', not '3th'
     for k, pos in enumerate(steps):  # the recipe the single-kernel GIF has always drawn
-        caption = label(f"step {k + 1} of {len(steps)} (every {stride}th row and column): output channel 0, "
+        caption = label(f"step {k + 1} of {len(steps)} (every 3rd row and column): output channel 0, "
                         f"position {pos}", SMALL)
         want = picture_image(column([label("title", TITLE, "bold"), label("sub", SMALL), caption,
                                      step_block(r, 0, pos, False, room_for=steps)], gap=0.4))

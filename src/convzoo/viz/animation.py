@@ -177,9 +177,11 @@ def _single_frames(module: nn.Module, input_shape: Sequence[int], title: str | N
             body = column([step.block, *([contrast] if contrast is not None else []), legend], gap=0.8)
             frames.append(picture_image(column([*heads, caption, body], gap=0.4)))
         return one_canvas(frames), [True] * len(frames)
+    from .stage_animation import thinned_text  # imported here: stage_animation builds on this module
+
+    every = thinned_text([stride] * len(steps[0]))  # ' (every 3rd row and column)'
     frames = []
     for n, pos in enumerate(steps):
-        every = f" (every {stride}th row and column)" if stride > 1 else ""
         caption = label(f"step {n + 1} of {len(steps)}{every}: output channel {out_channel}, position {pos}", SMALL)
         frames.append(picture_image(column([*heads, caption, step_block(r, out_channel, pos, numbers,
                                                                         room_for=steps)], gap=0.4)))

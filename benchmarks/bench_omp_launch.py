@@ -80,8 +80,8 @@ def main(argv: list[str] | None = None) -> dict[str, dict[str, Any]]:
     parser.add_argument("--variant", choices=["pool", "omp"], help=argparse.SUPPRESS)  # one variant, in a child
     args = parser.parse_args(argv)
     rounds = 3 if args.quick else args.rounds
-    torch.set_num_threads(args.threads)
-    if args.variant:
+    if args.variant:  # the timing runs in the child; the parent only starts them (and keeps its thread count)
+        torch.set_num_threads(args.threads)
         print(json.dumps(run_variant(rounds, args.quick)))
         return {}
     info = machine_info()

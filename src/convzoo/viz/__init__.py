@@ -8,6 +8,7 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
+from ..layers.form_choice import untimed
 from .animation import animate
 from .connectivity import Connectivity, connectivity
 from .figures import connectivity_figure, save_figure
@@ -53,6 +54,7 @@ def picture_size(spec: LayerSpec) -> int:
     return max(2, -(-size // factor)) if factor > 1 else size
 
 
+@untimed()  # every form is exact: a picture need not time them (seconds per new shape)
 def render(target: str, path: str | Path, spec: LayerSpec | None = None, *, numbers: bool = False,
            input_values: str | None = None, kernel_values: str | None = None, title: bool = True,
            planes: int | None = None, special: dict[str, Any] | None = None) -> Path:

@@ -20,6 +20,7 @@ import torch
 from PIL import Image
 from torch import nn
 
+from ..layers.form_choice import untimed
 from .draw import (DPI, INPUT, OUTPUT, SMALL, TITLE, Block, Cell, Number, arrow, cells, column, fmt, label, plt,
                    render, row, signed_cells, spacer)
 from .matrix import conv_matrix
@@ -135,6 +136,7 @@ def one_canvas(frames: Sequence[Image.Image]) -> list[Image.Image]:
     return canvases
 
 
+@untimed()  # every form is exact: a picture need not time them (seconds per new shape)
 def frame_images(module: nn.Module, input_shape: Sequence[int], title: str | None = None, out_channel: int = 0,
                  max_frames: int = MAX_FRAMES, numbers: bool = False, x: torch.Tensor | None = None,
                  subtitle: str | None = None) -> list[Image.Image]:
@@ -188,6 +190,7 @@ def _single_frames(module: nn.Module, input_shape: Sequence[int], title: str | N
     return one_canvas(frames), [False] * (len(frames) - 1) + [True]
 
 
+@untimed()  # every form is exact: a picture need not time them (seconds per new shape)
 def animate(module: nn.Module, input_shape: Sequence[int], path: str | Path, title: str | None = None,
             out_channel: int = 0, max_frames: int = MAX_FRAMES, duration_ms: int = 500, numbers: bool = False,
             x: torch.Tensor | None = None, subtitle: str | None = None) -> Path:

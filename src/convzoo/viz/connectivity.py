@@ -20,6 +20,8 @@ from dataclasses import dataclass
 import torch
 from torch import nn
 
+from ..layers.form_choice import untimed
+
 # Upper bound on Jacobian entries (output elements × input elements) so that one call stays fast.
 MAX_ENTRIES = 2**25
 # float32 is enough: with positive weights and inputs, paths cannot cancel to an exact zero.
@@ -101,6 +103,7 @@ def prepare(module: nn.Module, input_shape: Sequence[int], seed: int = 0) -> nn.
     return model
 
 
+@untimed()  # every form is exact: a picture need not time them (seconds per new shape)
 def connectivity(module: nn.Module | Callable[[torch.Tensor], torch.Tensor], input_shape: Sequence[int],
                  seed: int = 0, block: int = 256, randomise: bool = True) -> Connectivity:
     """Dependency sets of ``module`` on inputs of shape ``input_shape`` = (C_in, *S) (no batch dimension).

@@ -15,6 +15,8 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from ..layers.form_choice import untimed
+
 # Upper bound on Jacobian entries (output elements × input elements) so that one call stays fast.
 MAX_ENTRIES = 2**25
 
@@ -26,6 +28,7 @@ def check_input_shape(input_shape: Sequence[int]) -> tuple[int, ...]:
     return shape
 
 
+@untimed()  # every form is exact: a picture need not time them (seconds per new shape)
 def jacobian(fn: Callable[[torch.Tensor], torch.Tensor], x0: torch.Tensor, block: int = 256) -> torch.Tensor:
     """J[(c_out, *o), (c_in, *i)] = ∂fn(x)[0, c_out, *o] / ∂x[0, c_in, *i] at x = x0 (shape (1, C_in, *S)).
 
@@ -56,6 +59,7 @@ def eval_copy(module: nn.Module, input_shape: Sequence[int], dtype: torch.dtype 
     return model.to(dtype)
 
 
+@untimed()  # every form is exact: a picture need not time them (seconds per new shape)
 def conv_matrix(module: nn.Module | Callable[[torch.Tensor], torch.Tensor], input_shape: Sequence[int],
                 check_linear: bool = True, seed: int = 0) -> torch.Tensor:
     """The dense matrix C (prod(out shape), prod(in shape)) of a linear layer: vec(y) = C·vec(x) (+ bias).

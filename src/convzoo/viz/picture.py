@@ -27,6 +27,7 @@ from collections.abc import Callable, Sequence
 import torch
 from torch import nn
 
+from ..layers.form_choice import untimed
 from .animation import global_contrast
 from .attention import attention_block, decisive_sample
 from .draw import SMALL, TITLE, Block, column, label, render, row, swatch_legend
@@ -275,6 +276,7 @@ def layer_overlap(model: nn.Module, input_shape: Sequence[int], out_channel: int
                   gap=0.4)
 
 
+@untimed()  # every form is exact: a picture need not time them (seconds per new shape)
 def layer_block(module: nn.Module, input_shape: Sequence[int], title: str | None = None,
                 subtitle: str | None = None, out_channel: int = 0, position: Sequence[int] | None = None,
                 numbers: bool = False, x: torch.Tensor | None = None, seed: int = 0,
@@ -305,6 +307,7 @@ def titled(body: Block, title: str | None = None, subtitle: str | None = None) -
     return column([*heads, body], gap=0.5)
 
 
+@untimed()  # every form is exact: a picture need not time them (seconds per new shape)
 def layer_figure(module: nn.Module, input_shape: Sequence[int], title: str | None = None,
                  subtitle: str | None = None, **kwargs):
     """A matplotlib Figure of ``layer_block``."""

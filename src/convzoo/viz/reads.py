@@ -24,6 +24,7 @@ import torch
 from torch import nn
 
 from ..layers.base import ConvzooLayer
+from ..layers.form_choice import untimed
 from .linear import wiring_jacobian
 from .matrix import eval_copy, check_input_shape, jacobian
 from .taps import DTYPE, EPS, SIDE_FLAG, TapMap, hold_side_branches, side_modules, tap_map
@@ -155,6 +156,7 @@ def footprint_taps(links: torch.Tensor, input_shape: tuple[int, ...]) -> TapMap 
     return TapMap(input_shape, out_shape, kernel_shape, "", coef)
 
 
+@untimed()  # every form is exact: a picture need not time them (seconds per new shape)
 def analyse(module: nn.Module, input_shape: Sequence[int], x: torch.Tensor | None = None, seed: int = 0,
             illustrate: bool = True) -> Reads:
     """The reads of ``module`` on a sample input ``x`` (C_in, *S) (default: seeded random values in [0, 1))."""

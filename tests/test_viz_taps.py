@@ -180,3 +180,18 @@ def test_transposed_matrix_is_the_transpose_of_the_conv_matrix(k, s, p, size, c_
     ct = conv_matrix(transposed, (c_out, out, out))
     assert ct.shape == c.T.shape
     assert torch.allclose(ct, c.T, atol=1e-12)
+
+
+@pytest.mark.parametrize("a,b,c,kernel,size,out", [
+    ((1,), (1,), (0,), (3,), (5,), (3,)), ((2, 1), (1, 2), (-1, -2), (3, 3), (7, 6), (4, 4)),
+    ((1, 1), (-1, 1), (2, 0), (3, 2), (4, 5), (4, 4)), ((3,), (2,), (-4,), (4,), (9,), (5,)),
+    ((1, 2, 1), (1, 1, -2), (-1, 0, 3), (2, 3, 3), (3, 6, 6), (4, 2, 3)), ((1,), (1,), (0,), (3,), (5,), (0,))])
+def test_window_padding_is_the_farthest_any_read_reaches_past_the_input(a, b, c, kernel, size, out):
+    """Geometry.padding's closed form against every read of every output (``window``), counted one by one."""
+    from convzoo.viz.window import Geometry
+
+    g = Geometry("gather", a, b, c, kernel, size, out)
+    reads = [q for o in itertools.product(*(range(n) for n in out)) for _, q in g.window(o)]
+    want = tuple((max([0] + [-q[d] for q in reads]), max([0] + [q[d] - (size[d] - 1) for q in reads]))
+                 for d in range(len(a)))
+    assert g.padding() == want

@@ -9,7 +9,6 @@ stages in turn (``stage_animation``)."""
 
 from __future__ import annotations
 
-import io
 import itertools
 import math
 from collections.abc import Sequence
@@ -116,12 +115,14 @@ def global_contrast(r: Reads, out_channel: int, matrix: torch.Tensor | None = No
 
 
 def picture_image(block: Block) -> Image.Image:
-    """``block`` drawn as an RGB picture at the pictures' dpi."""
+    """``block`` drawn as an RGB picture at the pictures' dpi: the pixels ``savefig(..., dpi=DPI)`` writes, read
+    from the canvas (no PNG encoded and decoded per frame)."""
     fig = render(block)
-    buffer = io.BytesIO()
-    fig.savefig(buffer, format="png", dpi=DPI)
+    fig.set_dpi(DPI)
+    fig.canvas.draw()
+    image = Image.fromarray(np.asarray(fig.canvas.buffer_rgba())).convert("RGB")
     plt.close(fig)
-    return Image.open(buffer).convert("RGB")
+    return image
 
 
 def one_canvas(frames: Sequence[Image.Image]) -> list[Image.Image]:

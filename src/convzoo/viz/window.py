@@ -41,15 +41,16 @@ class Geometry:
                 for t, tc in enumerate(self.tap_coords())]
 
     def padding(self) -> tuple[tuple[int, int], ...]:
-        """Gather: cells of padding (before, after) per dim that some window reaches."""
-        lo = [0] * len(self.a)
-        hi = [0] * len(self.a)
-        for o in itertools.product(*(range(s) for s in self.output_size)):
-            for _, q in self.window(o):
-                for r, v in enumerate(q):
-                    lo[r] = max(lo[r], -v)
-                    hi[r] = max(hi[r], v - (self.input_size[r] - 1))
-        return tuple(zip(lo, hi))
+        """Gather: cells of padding (before, after) per dim that some window reaches. Per dim the reads
+        q = a·o + b·t + c over o < O, t < K reach from c + min(0, a(O−1)) + min(0, b(K−1)) to the same with max."""
+        if 0 in self.output_size:
+            return tuple((0, 0) for _ in self.a)
+        pads = []
+        for a, b, c, o, k, n in zip(self.a, self.b, self.c, self.output_size, self.kernel_shape, self.input_size):
+            first = c + min(0, a * (o - 1)) + min(0, b * (k - 1))
+            last = c + max(0, a * (o - 1)) + max(0, b * (k - 1))
+            pads.append((max(0, -first), max(0, last - (n - 1))))
+        return tuple(pads)
 
     # --- scatter ------------------------------------------------------------------------------------------------
 

@@ -49,6 +49,8 @@ class Reads:
     jac: torch.Tensor | None = None  # (C_out, *O, C_in, *S): ∂y/∂x with the side branches held
     # pair_taps, once: an animation's frames each ask for it for every frame's sum text
     _pairs: torch.Tensor | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
+    # windows.window_groups, once: every frame's drawing asks for it twice
+    _groups: tuple | None = dataclasses.field(default=None, init=False, repr=False, compare=False)
 
     @property
     def n_taps(self) -> int:

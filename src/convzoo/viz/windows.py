@@ -89,7 +89,14 @@ def _restricted(r: Reads, pairs: torch.Tensor, frame_taps: list[int], shape: tup
 
 def window_groups(r: Reads) -> list[WindowGroup]:
     """The linked pairs that are not copies, grouped by the set of kernel taps they use (in order of the first
-    filter, then channel, using each); one group (with ``r`` itself) when every pair reads the same window."""
+    filter, then channel, using each); one group (with ``r`` itself) when every pair reads the same window.
+    Worked out once per ``r`` (a new list each call)."""
+    if r._groups is None:
+        r._groups = tuple(_window_groups(r))
+    return list(r._groups)
+
+
+def _window_groups(r: Reads) -> list[WindowGroup]:
     linked = (r.channel_links() > 0) & ~copies(r)
     if r.geometry is None or r.geometry.kind != "gather" or not bool(linked.any()):
         return [WindowGroup(linked, r)]

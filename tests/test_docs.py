@@ -194,7 +194,7 @@ def test_site_pages_load_every_image_without_errors_or_outside_requests(site_ser
         assert len([s for s, _ in images if "families/" in s]) == len(cz.families())
     assert unlinked == [], f"{page_path}: pictures that are not lazy links to their full size: {unlinked}"
     gifs = [src for src, _ in images if src.endswith(".gif")]
-    if page_path == "pictures/":  # the animation gallery: every syllabus GIF, drawn at build time
+    if page_path == "pictures/":  # the animation gallery: every family's GIF, drawn at build time
         hook = load_docs_hook("convzoo_docs")
         assert sorted(Path(src).stem for src in gifs) == sorted(a.slug for a in hook.ANIMATIONS)
     if page_path == "families/standard/":
@@ -253,6 +253,15 @@ def test_a_registered_family_gets_a_card_a_page_and_a_picture(hook, monkeypatch,
     assert (tmp_path / "pointwise.png").stat().st_size > 1000
     assert "families/pointwise.md" in pages["gallery.md"] and "(pointwise.png)" in pages["families/pointwise.md"]
     assert "MACs = " in pages["families/pointwise.md"] and "benchmark" in pages["families/pointwise.md"]
+
+
+def test_a_family_without_an_animation_is_a_warning(hook, monkeypatch, tmp_path, caplog):
+    """A family added to the registry without its ANIMATIONS entry fails a strict build (a warning names it)."""
+    monkeypatch.setattr(cz, "families", lambda: [cz.family("pointwise")])
+    monkeypatch.setattr(hook, "ANIMATIONS", ())
+    with caplog.at_level(logging.WARNING, logger="mkdocs"):
+        hook.family_pages(cz, tmp_path)
+    assert any("family 'pointwise' has no animation" in r.getMessage() for r in caplog.records)
 
 
 # --------------------------------------------------------------------- the measured speed names what was timed
@@ -331,12 +340,15 @@ def test_a_family_page_embeds_its_animation_drawn_from_the_layer(hook, monkeypat
     assert f"](families/{anim.slug}.gif)" in gallery and "[Dilated](families/dilated.md)" in gallery
 
 
-def test_every_animation_is_of_a_registered_family_with_options_its_layer_takes(hook):
-    """The syllabus list names registered families and arguments their layers accept (checked as the CLI checks)."""
+def test_every_family_has_an_animation_with_options_its_layer_takes(hook):
+    """The list animates every registered family (the article syllabus first), with arguments its layer accepts
+    (checked as the CLI checks), each under its own file name."""
     from convzoo.cli.viz import default_spec
 
-    names = {a.family for a in hook.ANIMATIONS}
-    assert {"standard", "transposed", "dilated", "depthwise_separable", "grouped", "deformable"} <= names
+    names = [a.family for a in hook.ANIMATIONS]
+    assert set(names) == {f.name for f in cz.families()}
+    assert names[:6] == ["standard", "standard", "transposed", "dilated", "depthwise_separable", "grouped"]
+    assert len({a.slug for a in hook.ANIMATIONS}) == len(hook.ANIMATIONS)
     assert any(dict(a.options).get("stride", 1) > 1 for a in hook.ANIMATIONS if a.family == "standard")
     for a in hook.ANIMATIONS:
         default_spec(a.family, a.in_channels, a.out_channels, size=a.size, options=dict(a.options)).validate()

@@ -1,11 +1,12 @@
 """MkDocs hook that generates the pages that must follow the code: the API reference (from ``convzoo.__all__``
 and ``convzoo.viz.__all__``), the family gallery and one page per family (from ``convzoo.families()``), with each
-family's measured speed quoted for the layer the committed benchmark timed, and the article syllabus's animations
+family's measured speed quoted for the layer the committed benchmark timed, and every family's animation
 (``ANIMATIONS``: on their family pages and in the Pictures page's gallery); every content picture of the site links
 to its full-size file.
 
-Nothing here names a family or a public function except ``ANIMATIONS``, the article's list: a family added to the
-registry or a name added to ``__all__`` appears on the next build. A public name without a docstring, a family whose
+Nothing here names a family or a public function except ``ANIMATIONS``, the list of animations with their sizes and
+captions: a family added to the registry or a name added to ``__all__`` appears on the next build (a family without
+an animation there is a warning, which fails a strict build). A public name without a docstring, a family whose
 picture or animation cannot be drawn, a benchmark row whose layer cannot be rebuilt as it was timed, or a family
 missing from the gallery is logged as a warning, which ``strict: true`` turns into a failed build.
 """
@@ -326,9 +327,9 @@ class Animation(NamedTuple):
                 f"{opts} -o {self.slug}.gif")
 
 
-# The article syllabus (001's sections on padding and stride, transposed, dilated, depthwise separable, grouped
-# convs; 003's deformable conv), small enough to read cell by cell: every output position where it fits in
-# ``frames``. About 10 s of CPU for all of them; every family's own GIF is one `convzoo viz NAME -o NAME.gif` away.
+# Every family, the article syllabus first (001's sections on padding and stride, transposed, dilated, depthwise
+# separable, grouped convs; 003's deformable conv), then the others in the registry's order; small enough to read
+# cell by cell: every output position where it fits in ``frames``. About 50 s of one core for all of them.
 ANIMATIONS = (
     Animation("standard", "standard", 1, 1, 3, (("padding", 1),), 9,
               "Padding 1 keeps a 3×3 input 3×3: the 3×3 window visits every output position and, at the border, "
@@ -352,6 +353,78 @@ ANIMATIONS = (
               "Each output's nine taps are moved by the offsets its offset conv predicts (seeded values here: it "
               "starts at zero), arrows from the grid: the points fall between cells and read their neighbours by "
               "bilinear weights."),
+    Animation("convolution", "convolution", 1, 1, 4, (), 9,
+              "True convolution turns the kernel 180° before it slides: tap 8 lands on the window's top-left cell "
+              "and tap 0 on its bottom-right (scipy.signal.convolve2d's rule; PyTorch's conv does not flip)."),
+    Animation("pointwise", "pointwise", 3, 2, 3, (), 9,
+              "A 1×1 kernel reads one pixel: each output cell is a weighted sum of the 3 input channels at the same "
+              "pixel (the wiring), so H×W is kept and only the depth changes."),
+    Animation("resize", "resize", 1, 1, 3, (), 12,
+              "Stage 1 copies each input cell into a 2×2 block (nearest-neighbour; the letters say which), stage 2 "
+              "slides a 'same' 3×3 conv over the 6×6 result: no zeros inserted, so no checkerboard of overlaps."),
+    Animation("spatially_separable", "spatially_separable", 1, 1, 5, (), 10,
+              "A 3×1 column kernel slides first, then a 1×3 row kernel over its output: 3 + 3 multiplies per "
+              "output where a 3×3 takes 9, for the kernels of rank 1."),
+    Animation("flattened", "flattened", 2, 2, 4, (), 12,
+              "Three 1-D stages: a 1×1 conv across the channels (L), then a 3×1 (V) and a 1×3 (H) per channel — "
+              "the 3-D filter flattened into three."),
+    Animation("depthwise", "depthwise", 3, 3, 4, (), 9,
+              "Each output channel reads only its own input channel (the straight wiring): one 3×3 kernel per "
+              "channel, nothing mixed across channels."),
+    Animation("shuffled_grouped", "shuffled_grouped", 4, 4, 3, (("groups", 2),), 12,
+              "Stage 1, a grouped conv: output c0 reads only c0–c1; stage 2 shuffles the channels so that each "
+              "next group holds a channel of every group, and information crosses groups (ShuffleNet)."),
+    Animation("pointwise_grouped", "pointwise_grouped", 4, 4, 3, (("groups", 2),), 9,
+              "A grouped 1×1 conv: each output pixel mixes only its group's 2 channels at that pixel, half the "
+              "multiplies of a dense 1×1."),
+    Animation("global_depthwise", "global_depthwise", 2, 2, 3, (), 4,
+              "The kernel is as large as the map: one output per channel, its own 3×3 weights times the whole "
+              "plane, beside global average pooling's equal weights 1/9 on the same plane."),
+    Animation("mixconv", "mixconv", 3, 3, 7, (), 9,
+              "One layer, three kernel sizes: 3×3 on c0, 5×5 on c1, 7×7 on c2, each padded to keep 7×7 — "
+              "several receptive fields in one depthwise conv (MixNet)."),
+    Animation("hetconv", "hetconv", 4, 4, 4, (), 9,
+              "Filter 0 has a 3×3 kernel on c0 and 1×1 kernels on c1–c3 (p = 4: a quarter of its kernels are "
+              "3×3); the grid of each pair's kernel shows the 3×3 moving from filter to filter."),
+    Animation("dynamic", "dynamic", 2, 2, 4, (), 10,
+              "Held first: this sample's attention π(x) weighs the 4 candidate kernels into one aggregated "
+              "kernel; then that kernel slides as a standard conv — it depends on the sample, not the position."),
+    Animation("deformable_v2", "deformable_v2", 1, 1, 4, (), 4,
+              "As in deformable v1, each tap reads at its own offset point; v2 also scales each point by a learned "
+              "sigmoid mask (the point's opacity), which can switch a tap off."),
+    Animation("subpixel", "subpixel", 1, 1, 3, (), 12,
+              "Stage 1, a conv to 2² = 4 low-resolution channels; stage 2, the pixel shuffle, interleaves them: "
+              "each fills one phase of every 2×2 output cell (the numbers name the channel)."),
+    Animation("acnet", "acnet", 1, 1, 4, (), 10,
+              "Held first: the 3×3, 3×1 and 1×3 branches' kernels (their BatchNorms folded in) add into one 3×3 "
+              "kernel; then that one kernel slides — three convs in training, one at inference."),
+    Animation("repvgg", "repvgg", 1, 1, 4, (), 10,
+              "Held first: the 3×3 branch, the 1×1 branch and the identity (BatchNorm only) add into one 3×3 "
+              "kernel, the last two on its centre tap; then it slides as a plain 3×3 conv."),
+    Animation("large_kernel", "large_kernel", 1, 1, 7, (), 9,
+              "Held first: the parallel 5×5 kernel merged into the centre of the 11×11 (outlined); then the 11×11 "
+              "depthwise kernel slides over a 7×7 input, most windows reaching far into the padding."),
+    Animation("partial", "partial", 4, 4, 4, (), 9,
+              "Only c0 (1/n_div = 1/4 of the channels) is convolved; c1–c3 pass through unchanged (dashed): 1/16 "
+              "of a full conv's multiplies."),
+    Animation("ghost", "ghost", 2, 4, 4, (), 10,
+              "Stage 1, the primary conv makes 2 intrinsic maps; stage 2, a cheap 3×3 depthwise conv makes a ghost "
+              "of each; the intrinsic and ghost maps are concatenated into 4 channels."),
+    Animation("condconv", "condconv", 2, 2, 4, (), 10,
+              "Held first: this sample's routing weights (independent sigmoids, not a softmax: they need not add "
+              "to 1) mix the 4 expert kernels into one; then it slides as a standard conv."),
+    Animation("odconv", "odconv", 2, 2, 4, (), 10,
+              "Held first: four attentions — over the 4 kernels, the 3×3 taps, the input channels and the filters "
+              "— multiply into the kernel this sample uses; then it slides as a standard conv."),
+    Animation("selective_kernel", "selective_kernel", 2, 2, 4, (), 12,
+              "Held first: the softmax attention gives each output channel its share of two branches; stage 1 runs "
+              "a 3×3 and a dilated 3×3 (a 5×5 field), stage 2 sums them weighted by those shares."),
+    Animation("involution", "involution", 8, 8, 5, (), 10,
+              "Held first: the kernel of output c0 at three positions, generated from each position's own "
+              "features — it changes from place to place, where a conv's is the same everywhere; then it slides."),
+    Animation("dcnv3", "dcnv3", 4, 4, 4, (), 10,
+              "Three stages: a 1×1 input projection; sampling at learned offsets, per group, with softmax-"
+              "normalised point weights shared by the group's channels; a 1×1 output projection."),
 )
 
 
@@ -444,10 +517,8 @@ def family_pages(convzoo: ModuleType, out: Path) -> dict[str, str]:
         for a in anims.get(fam.name, []):
             body += [f"![{a.slug}: {a.caption}]({a.slug}.gif){{ loading=lazy }}", "",
                      f"*{a.caption} Drawn at build time: `{a.command()}` (here at most {a.frames} frames).*", ""]
-        if fam.name not in anims:
-            body += [(f"`convzoo viz {fam.name} -o {fam.name}.gif` animates this layer (every output position; a "
-                      "composite stage by stage). The site draws the animations of the article syllabus only: "
-                      "see [Pictures](../pictures.md#animations)."), ""]
+        if fam.name not in anims:  # a new family: ANIMATIONS needs its entry (size, options, what to watch)
+            log.warning("convzoo docs: family %r has no animation: add one to ANIMATIONS", fam.name)
         body += ["## Cost", "", f"`{type(layer).__name__}.cost`: {formula}", "",
                  f"For `cz.build({fam.name!r}, 4, {out_ch})` on input {shape}: **{cost.macs:,} MACs**, "
                  f"{cost.params:,} parameters, output {tuple(cost.output_shape)}.", "",

@@ -46,7 +46,8 @@ def test_compare_json_records_the_runs_settings_and_machine():
     document = json.loads(result.stdout)
     assert document["settings"] | {"timing": ""} == {
         "batch": 1, "in_channels": 4, "out_channels": 8, "size": 6, "kernel": 3, "dtype": "float32",
-        "device": "cpu", "threads": torch.get_num_threads(), "repeats": 1, "timing": ""}
+        "device": "cpu", "memory_format": "contiguous", "threads": torch.get_num_threads(), "repeats": 1,
+        "timing": ""}
     machine = document["machine"]
     assert machine["torch"] == torch.__version__ and machine["threads"] == torch.get_num_threads()
     if proc_cpu_model():
@@ -275,3 +276,45 @@ def test_repeats_help_and_the_report_say_how_compare_times(tmp_path):
                                                         "repeats": 1}, names=["pointwise"], figures=[],
                         animations=False).read_text(encoding="utf-8")
     assert timing_rule(1).replace("'", "&#x27;") in html and "medians" not in html.split("<br>")[0]
+
+
+# --- channels_last --------------------------------------------------------------------------------------------------
+
+
+def test_compare_channels_last_times_every_layer_and_input_in_nhwc(monkeypatch):
+    """--channels-last: the baseline and each family see NHWC inputs and hold NHWC 4-D weights, as a model converted
+    with ``model.to(memory_format=torch.channels_last)`` does; the settings say so; the layers still match the
+    oracle (the rows' error)."""
+    import convzoo.perf.compare as cmp
+
+    seen: dict[str, set[bool]] = {}
+    built = cmp.build_layer
+
+    def spying(name, *args, **kwargs):
+        b = built(name, *args, **kwargs)
+
+        def record(module, inputs) -> None:
+            x = inputs[0]
+            if x.device.type != "meta":  # the timed calls (cost() runs the layer on the meta device)
+                seen.setdefault(name, set()).add(x.is_contiguous(memory_format=torch.channels_last)
+                                                 and not x.is_contiguous())
+
+        b.module.register_forward_pre_hook(record)
+        return b
+
+    monkeypatch.setattr(cmp, "build_layer", spying)
+    rows = compare(batch=2, in_channels=4, out_channels=8, size=6, families=["standard", "depthwise", "hetconv"],
+                   repeats=1, memory_format=torch.channels_last)
+    assert seen == {"standard": {True}, "depthwise": {True}, "hetconv": {True}}
+    assert all(r.max_error < 1e-5 for r in rows)
+    result = invoke("compare", "depthwise", *TINY, "--repeats", "1", "--json", "--channels-last")
+    assert result.exit_code == 0, result.output
+    assert json.loads(result.stdout)["settings"]["memory_format"] == "channels_last"
+    with pytest.raises(ValueError, match="memory_format=torch.preserve_format must be"):
+        compare(batch=1, in_channels=4, out_channels=8, size=6, families=["standard"], repeats=1,
+                memory_format=torch.preserve_format)
+
+
+def test_compare_channels_last_is_refused_with_another_runtime():
+    result = invoke("compare", "depthwise", *TINY, "--runtime", "onnxruntime", "--channels-last")
+    assert result.exit_code == 2 and "--channels-last times eager PyTorch layers" in result.output

@@ -48,6 +48,8 @@ def compare_command(
                                                            "the last two forward only, beside eager float32"),
     threads: Optional[int] = typer.Option(None, "--threads", help="CPU threads for torch during the run (with "
                                                                   "--runtime: for every runtime; default: torch's)"),
+    channels_last: bool = typer.Option(False, "--channels-last", help="every layer and input in channels_last "
+                                                                      "(NHWC), the baseline too (eager only)"),
     names: Optional[list[str]] = typer.Argument(None, help="families (default: all)"),
 ) -> None:
     """Every family on one layer shape: params, MACs and MAC ratio vs standard next to measured speed."""
@@ -59,13 +61,17 @@ def compare_command(
         if device != "cpu":
             typer.echo(f"error: --runtime {runtime} runs on the CPU: --device {device!r} must be cpu", err=True)
             raise typer.Exit(2)
+        if channels_last:
+            typer.echo(f"error: --channels-last times eager PyTorch layers; --runtime {runtime} (and --dtype int8) "
+                       "runs an exported graph in the runtime's own layout: leave one out", err=True)
+            raise typer.Exit(2)
         run_runtime_compare_command(console, runtime, dtype, batch, in_channels, out_channels, size, kernel,
                                     repeats, threads, as_json, csv_path, names)
         return
     from ..perf.compare import run_compare_command
 
     run_compare_command(console, batch, in_channels, out_channels, size, kernel, "float32" if dtype == "fp32" else
-                        dtype, device, repeats, as_json, csv_path, names, threads)
+                        dtype, device, repeats, as_json, csv_path, names, threads, channels_last)
 
 
 @app.command("bench")

@@ -180,11 +180,14 @@ def _max_error(module: torch.nn.Module, x: torch.Tensor, slice_size: int = 10) -
 def compare(batch: int = 8, in_channels: int = 64, out_channels: int = 128, size: int = 56, kernel_size: int = 3,
             dtype: torch.dtype = torch.float32, device: str = "cpu", families: Sequence[str] | None = None,
             repeats: int | None = None, progress: Callable[[str], None] | None = None,
-            refused: Callable[[ShapeRefused], None] | None = None, threads: int | None = None) -> list[CompareRow]:
+            refused: Callable[[ShapeRefused], None] | None = None, threads: int | None = None,
+            memory_format: torch.memory_format = torch.contiguous_format) -> list[CompareRow]:
     """One row per family (default: all, 'standard' always timed as the baseline).
 
     ``repeats=None`` runs each family's rounds as ``timing_rule`` says (see ``_round_robin``); ``progress(name)`` is
-    called before each family; ``threads``: torch's CPU thread count for the run (restored after; None: as set).
+    called before each family; ``threads``: torch's CPU thread count for the run (restored after; None: as set);
+    ``memory_format``: every layer (the baseline too) and its inputs in this format, as ``module.to(memory_format=)``
+    and ``x.contiguous(memory_format=)`` put them (``torch.channels_last``: NHWC, where torch's CPU convs are fastest).
     On CUDA, timing uses CUDA events and cuDNN autotuning. Every layer is built before any timing; a family
     that cannot be built, or whose forward refuses the input, at this shape raises ``ShapeRefused`` — or, with
     ``refused`` given, is passed to it and left out of the rows (all of them refused: no rows, nothing timed).
@@ -192,15 +195,17 @@ def compare(batch: int = 8, in_channels: int = 64, out_channels: int = 128, size
     of standard timed against it gives the run's ``noise_floor``."""
     from .timing import torch_threads
 
+    if memory_format not in (torch.contiguous_format, torch.channels_last):
+        raise ValueError(f"memory_format={memory_format} must be torch.contiguous_format or torch.channels_last")
     with torch_threads(threads):
         return _compare(batch, in_channels, out_channels, size, kernel_size, dtype, device, families, repeats,
-                        progress, refused)
+                        progress, refused, memory_format)
 
 
 def _compare(batch: int, in_channels: int, out_channels: int, size: int, kernel_size: int, dtype: torch.dtype,
              device: str, families: Sequence[str] | None, repeats: int | None,
-             progress: Callable[[str], None] | None,
-             refused: Callable[[ShapeRefused], None] | None) -> list[CompareRow]:
+             progress: Callable[[str], None] | None, refused: Callable[[ShapeRefused], None] | None,
+             memory_format: torch.memory_format = torch.contiguous_format) -> list[CompareRow]:
     from .timing import configure, make_inputs
     from ..arithmetic.cost import cost
 
@@ -214,13 +219,15 @@ def _compare(batch: int, in_channels: int, out_channels: int, size: int, kernel_
     built = build_all(order, *shape_args, refused=refused)
     if not any(n in built for n in names):
         return []
-    base_inputs = make_inputs(base.input_shape, 3, device, dtype, requires_grad=True)
+    for b in (base, *built.values()):
+        b.module.to(memory_format=memory_format)
+    base_inputs = make_inputs(base.input_shape, 3, device, dtype, memory_format, requires_grad=True)
     base_report = cost(base.module, base.input_shape, dtype=dtype)
     timed: dict[str, tuple[Built, torch.Tensor, Rounds]] = {}
     for name, b in built.items():
         if progress:
             progress(name)
-        inputs = make_inputs(b.input_shape, 3, device, dtype, requires_grad=True)
+        inputs = make_inputs(b.input_shape, 3, device, dtype, memory_format, requires_grad=True)
         try:  # a shape the layer's forward refuses (BatchNorm in training mode on one value per channel)
             with torch.no_grad():
                 b.module(inputs[0])
@@ -518,29 +525,31 @@ def checked_options(dtype: str, device: str, names: Sequence[str] | None) -> tup
 
 
 def run_settings(batch: int, in_channels: int, out_channels: int, size: int, kernel: int, dtype: str, device: str,
-                 threads: int, repeats: int | None) -> dict[str, Any]:
+                 threads: int, repeats: int | None, channels_last: bool = False) -> dict[str, Any]:
     """What a compare run was asked (the shape of the standard conv every row is measured against) and how it was
     timed: the ``settings`` of ``compare --json``'s header, and the columns ``--csv`` adds to every row."""
     return {"batch": batch, "in_channels": in_channels, "out_channels": out_channels, "size": size, "kernel": kernel,
-            "dtype": dtype, "device": device, "threads": threads, "repeats": repeats, "timing": timing_rule(repeats)}
+            "dtype": dtype, "device": device, "memory_format": "channels_last" if channels_last else "contiguous",
+            "threads": threads, "repeats": repeats, "timing": timing_rule(repeats)}
 
 
 def run_compare_command(console: Any, batch: int, in_channels: int, out_channels: int, size: int, kernel: int,
                         dtype: str, device: str, repeats: int | None, as_json: bool, csv_path: str | None,
-                        names: Sequence[str] | None, threads: int | None = None) -> None:
+                        names: Sequence[str] | None, threads: int | None = None, channels_last: bool = False) -> None:
     """The body of ``convzoo compare``: progress bar, table (or JSON), optional CSV; ``threads`` (``--threads``):
-    torch's CPU threads for the whole command, restored after."""
+    torch's CPU threads for the whole command, restored after; ``channels_last`` (``--channels-last``): every layer
+    and input in NHWC."""
     from .timing import torch_threads
 
     torch_dtype, dev = checked_options(dtype, device, names)
     with torch_threads(threads, "--threads"):
         _run_compare(console, batch, in_channels, out_channels, size, kernel, dtype, torch_dtype, dev, repeats,
-                     as_json, csv_path, names)
+                     as_json, csv_path, names, channels_last)
 
 
 def _run_compare(console: Any, batch: int, in_channels: int, out_channels: int, size: int, kernel: int, dtype: str,
                  torch_dtype: torch.dtype, dev: str, repeats: int | None, as_json: bool, csv_path: str | None,
-                 names: Sequence[str] | None) -> None:
+                 names: Sequence[str] | None, channels_last: bool = False) -> None:
     import csv
     import json
 
@@ -561,12 +570,13 @@ def _run_compare(console: Any, batch: int, in_channels: int, out_channels: int, 
 
         refusals: list[ShapeRefused] = []
         rows = compare(batch, in_channels, out_channels, size, kernel, torch_dtype, dev, names or None, repeats, step,
-                       refusals.append)
+                       refusals.append,
+                       memory_format=torch.channels_last if channels_last else torch.contiguous_format)
     if not rows:
         all_refused(refusals)
     info = configure(dev)
     settings = run_settings(batch, in_channels, out_channels, size, kernel, dtype, info["device"], info["threads"],
-                            repeats)
+                            repeats, channels_last)
     machine = machine_info(dev, load_average_before=round(load_before, 2) if math.isfinite(load_before) else None)
     if csv_path:  # flat: every row carries the run's settings and CPU (a CSV has no header object)
         extra = {k: v for k, v in settings.items() if k not in ("in_channels", "out_channels", "timing")}
@@ -582,7 +592,8 @@ def _run_compare(console: Any, batch: int, in_channels: int, out_channels: int, 
             typer.echo(refusal_line(error), err=True)
         return
     console.print(compare_table(rows, load_before, machine_header(info["threads"], runtimes=False, device=dev)))
-    console.print(f"input ({batch}, {in_channels}, {size}, {size}) {dtype} on {info['device']}, "
+    console.print(f"input ({batch}, {in_channels}, {size}, {size}) {dtype}"
+                  f"{' channels_last (NHWC)' if channels_last else ''} on {info['device']}, "
                   f"{info['threads']} thread(s), torch {info['torch']}" + (f", {info['gpu']}" if "gpu" in info else "")
                   + f"; {timing_rule(repeats)}")
     for error in refusals:

@@ -72,6 +72,20 @@ def test_cli_list_shows_every_family():
     assert same.exit_code == 0 and same.output == result.output and "convzoo families" in result.output
 
 
+def test_cli_list_json_is_every_family_as_the_registry_has_it():
+    import json
+
+    result = CliRunner().invoke(app, ["list", "--json"])
+    assert result.exit_code == 0, result.output
+    listed = json.loads(result.stdout)
+    assert [f["name"] for f in listed] == [f.name for f in cz.families()]
+    dws = next(f for f in listed if f["name"] == "depthwise_separable")
+    fam = cz.family("depthwise_separable")
+    assert dws == {"name": fam.name, "title": fam.title, "summary": fam.summary, "dims": list(fam.dims),
+                   "article": fam.article, "window": fam.window, "replaces_kxk": fam.replaces_kxk}
+    assert next(f for f in listed if f["name"] == "pointwise")["window"] is False
+
+
 def test_cli_verify_passes_and_reports_errors():
     result = CliRunner().invoke(app, ["verify", "hetconv", "dynamic"], env={"COLUMNS": "200"})
     assert result.exit_code == 0, result.output

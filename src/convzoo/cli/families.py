@@ -16,8 +16,18 @@ app = typer.Typer()
 
 @app.command("list")
 @app.command("families", hidden=True)  # the table's own title: typed as a command, it is the same list
-def list_families() -> None:
+def list_families(
+    as_json: bool = typer.Option(False, "--json", help="print the families as a JSON list (name, title, summary, "
+                                                       "dims, article, window, replaces_kxk)"),
+) -> None:
     """Show every convolution family: name, what it is, dims, where the seed articles describe it."""
+    if as_json:
+        import json
+
+        typer.echo(json.dumps([{"name": f.name, "title": f.title, "summary": f.summary, "dims": list(f.dims),
+                                "article": f.article, "window": f.window, "replaces_kxk": f.replaces_kxk}
+                               for f in families()], ensure_ascii=False))
+        return
     table = Table(title="convzoo families")
     for column in ("name", "title", "dims", "article", "summary"):
         table.add_column(column, overflow="fold", no_wrap=column == "name")

@@ -115,3 +115,42 @@ def test_cli_bench_writes_json_and_plot(tmp_path):
 def test_bench_on_cuda_uses_events():
     r = bench_family("standard", batch=1, in_channels=4, out_channels=8, size=6, device="cuda", max_repeats=2)
     assert all(v.forward_ms > 0 for v in r.variants)
+
+
+def test_plot_names_never_overlap_each_other_or_other_points():
+    """MAC-vs-speed plot: a dozen families at about 1× 1× (as every run has) and one at the right edge; every name
+    box is clear of the others and of every other point's marker, and inside the figure."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from matplotlib.text import Text
+
+    from convzoo.perf.bench import place_labels
+
+    fig, ax = plt.subplots(figsize=(7, 6), dpi=120)
+    points = [(f"family_{i}", 1.0 + 0.01 * i, 1.0 - 0.02 * i) for i in range(12)] + [("global_depthwise", 500.0, 50.0)]
+    ax.scatter([p[1] for p in points], [p[2] for p in points])
+    ax.set_xscale("log")
+    ax.set_yscale("log")
+    ax.set_xlim(0.05, 600)
+    fig.tight_layout()
+    place_labels(ax, points)
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    boxes = [Text.get_window_extent(t, renderer) for t in ax.texts]  # the name, not its leader line
+    assert len(boxes) == len(points)
+
+    def overlap(a, b) -> bool:  # by more than half a pixel: names stacked a line apart touch
+        return a.x0 < b.x1 - 0.5 and b.x0 < a.x1 - 0.5 and a.y0 < b.y1 - 0.5 and b.y0 < a.y1 - 0.5
+
+    assert not any(overlap(a, b) for i, a in enumerate(boxes) for b in boxes[i + 1:])
+    markers = [ax.transData.transform((x, y)) for _, x, y in points]
+    for text, box in zip(ax.texts, boxes):
+        others = [m for (name, *_), m in zip(points, markers) if name != text.get_text()]
+        assert not any(box.x0 < mx + 5 and mx - 5 < box.x1 and box.y0 < my + 5 and my - 5 < box.y1
+                       for mx, my in others), text.get_text()
+        frame = ax.get_window_extent(renderer)
+        assert frame.x0 <= box.x0 and box.x1 <= frame.x1 and frame.y0 <= box.y0 and box.y1 <= frame.y1, text.get_text()
+    plt.close(fig)

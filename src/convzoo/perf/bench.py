@@ -330,14 +330,15 @@ def plot(results: Sequence[FamilyBench], path: str, standard_fwd_ms: float | Non
     std = standard_fwd_ms
     if std is None:
         std = next(r.best("convzoo").forward_ms for r in results if r.family == "standard")
-    fig, ax = plt.subplots(figsize=(7, 6))
+    fig, ax = plt.subplots(figsize=(7, 6), dpi=120)
+    points = []
     for r in results:
         mine = r.best("convzoo")
         if mine is None or not math.isfinite(mine.forward_ms):
             continue
         x, y = 1 / r.mac_ratio if r.mac_ratio else math.nan, std / mine.forward_ms
         ax.scatter([x], [y])
-        ax.annotate(r.family + (f" {RESHAPED}" if r.shape_rule else ""), (x, y), fontsize=7)
+        points.append((r.family + (f" {RESHAPED}" if r.shape_rule else ""), x, y))
     lim = [0.05, 200]
     ax.plot(lim, lim, "k--", lw=0.8, label="speed-up = MAC reduction")
     ax.set_xscale("log")
@@ -347,9 +348,44 @@ def plot(results: Sequence[FamilyBench], path: str, standard_fwd_ms: float | Non
     ax.legend()
     ax.grid(True, which="both", lw=0.3)
     fig.tight_layout()
+    place_labels(ax, points)
     fig.savefig(path, dpi=120)
     plt.close(fig)
     return path
+
+
+def place_labels(ax: Any, points: Sequence[tuple[str, float, float]], fontsize: float = 7) -> None:
+    """Each point's name beside it (right of the point, left where the axes end), from the highest point down; a
+    name that would overlap one already placed moves to the nearest free line below or above, joined to its point by
+    a thin line (the families near 1× 1× sit on top of each other). Works in the figure's pixels, so call it after
+    the layout is final."""
+    fig = ax.figure
+    fig.canvas.draw()
+    renderer = fig.canvas.get_renderer()
+    frame = ax.get_window_extent(renderer)  # names stay inside the axes
+    points = [p for p in points if all(map(math.isfinite, p[1:]))]
+    radius = 5.0  # a default scatter marker's radius in pixels at 120 dpi: names do not cover other points either
+    placed = [(px - radius, py - radius, px + radius, py + radius)  # x0, y0, x1, y1 in pixels
+              for px, py in (ax.transData.transform((x, y)) for _, x, y in points)]
+
+    def free(x0: float, y0: float, w: float, h: float) -> bool:
+        return frame.y0 <= y0 and y0 + h <= frame.y1 and \
+            not any(x0 < b[2] and b[0] < x0 + w and y0 < b[3] and b[1] < y0 + h for b in placed)
+
+    for name, x, y in sorted(points, key=lambda p: -p[2]):
+        px, py = ax.transData.transform((x, y))
+        probe = ax.text(0, 0, name, fontsize=fontsize)
+        box = probe.get_window_extent(renderer)
+        probe.remove()
+        w, h = box.width, box.height
+        x0 = px + radius if px + radius + w <= frame.x1 else px - radius - w
+        y0 = next((py + 2 + k * h for step in range(400) for k in ((-1) ** step * ((step + 1) // 2),)
+                   if free(x0, py + 2 + k * h, w, h)), py + 2)  # no free line in the axes: beside its point
+        placed.append((x0, y0, x0 + w, y0 + h))
+        ax.annotate(name, (x, y), xytext=tuple(ax.transData.inverted().transform((x0, y0))), textcoords="data",
+                    fontsize=fontsize, va="bottom", ha="left",
+                    arrowprops={"arrowstyle": "-", "lw": 0.4, "color": "0.5", "shrinkA": 0, "shrinkB": 2}
+                    if y0 != py + 2 else None)
 
 
 def run_bench_command(console: Any, names: Sequence[str] | None, batch: int, in_channels: int, out_channels: int,

@@ -354,3 +354,52 @@ def test_rf_hand_counted_stack(monkeypatch):
 def test_rf_errors_are_one_line(monkeypatch, args, parts):
     monkeypatch.syspath_prepend(str(__import__("pathlib").Path(__file__).parent))
     one_line_error(invoke("rf", *args), *parts)
+
+
+# --- --by-type: subtotals per operator type ---------------------------------------------------------------------------
+
+
+def test_by_type_lines_add_up_and_conv_macs_match_a_hand_count():
+    """ResNet-18: the Conv2d line's MACs are what forward hooks on torch's own convs count (output elements ×
+    C_in/groups × k²); every line's rows, params, MACs, other ops and bytes add up to the report's totals; most MACs
+    first."""
+    import torchvision
+
+    model = torchvision.models.resnet18()
+    hand = 0
+
+    def count(conv, inputs, output) -> None:
+        nonlocal hand
+        hand += output.numel() * conv.in_channels // conv.groups * conv.kernel_size[0] * conv.kernel_size[1]
+
+    hooks = [m.register_forward_hook(count) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    with torch.no_grad():
+        model(torch.zeros(1, 3, 64, 64))
+    for h in hooks:
+        h.remove()
+    report = cz.cost(model, (1, 3, 64, 64))
+    lines = report.by_type()
+    by = {g.type: g for g in lines}
+    assert by["Conv2d"].macs == hand and by["Conv2d"].rows == 20
+    assert by["Linear"].macs == 512 * 1000 and by["BatchNorm2d"].macs == 0
+    for field in ("rows", "params", "macs", "other_ops", "bytes"):
+        total = len(report.layers) if field == "rows" else getattr(report, field)
+        assert sum(getattr(g, field) for g in lines) == total, field
+    assert [g.macs for g in lines] == sorted((g.macs for g in lines), reverse=True)
+
+
+def test_by_type_counts_a_module_called_twice_once_for_its_params():
+    report = cz.cost(Shared(), (1, 4, 6, 6))
+    lines = report.by_type()
+    assert sum(g.params for g in lines) == report.params and sum(g.macs for g in lines) == report.macs
+
+
+def test_cli_by_type_table_json_and_refusal():
+    result = CliRunner().invoke(app, ["cost", "mobilenet_v1_small", "--by-type"], env={"COLUMNS": "200"})
+    assert result.exit_code == 0, result.output
+    assert "by operator type" in result.output and "% of MACs" in result.output and "Conv2d" in result.output
+    result = CliRunner().invoke(app, ["cost", "mobilenet_v1_small", "--by-type", "--json"])
+    document = json.loads(result.stdout)
+    assert sum(g["macs"] for g in document["by_type"]) == document["macs"]
+    refused = CliRunner().invoke(app, ["cost", "mobilenet_v1_small", "--by-type", "--depth", "2"])
+    assert refused.exit_code == 2 and "--by-type and --depth 2 are two groupings" in refused.output

@@ -539,6 +539,43 @@ class CostReport(_Intensity):
             walk(())
         return lines
 
+    def by_type(self) -> list[GroupRow]:
+        """Subtotals per operator type (the rows' ``type``: a leaf module's class; the ops a module's forward runs
+        itself, such as a residual add, under that module's class), as fvcore's ``by_operator`` groups them: one line
+        per type, most MACs first (then other ops, then bytes), each summing its rows — a module's parameters once
+        however often it runs — so that the lines add up to the report's totals."""
+        sums: dict[str, list[int]] = {}  # type -> [rows, params, macs, activation macs, other ops, bytes]
+        for row in self.layers:
+            line = sums.setdefault(row.type, [0] * 6)
+            for i, value in enumerate((1, row.params if row.call == 1 else 0, row.macs, row.activation_macs,
+                                       row.other_ops, row.bytes)):
+                line[i] += value
+        lines = [GroupRow(kind, 1, kind, *values) for kind, values in sums.items()]
+        return sorted(lines, key=lambda g: (-g.macs, -g.other_ops, -g.bytes, g.type))
+
+    def type_table(self) -> Any:
+        """A ``rich.table.Table`` of ``by_type()``, with each type's share of the MACs, then the totals."""
+        from rich.table import Table
+
+        table = Table(title=f"convzoo cost by operator type — input {self.input_shape}, {self.dtype}; each line sums "
+                            f"the rows of one type (a module's params once however often it runs); {CONVENTION}")
+        apart = bool(self.activation_macs)
+        columns = ("type", "rows", "params", "MACs", "% of MACs", *(("activation MACs",) if apart else ()),
+                   "other ops", "bytes", "FLOP/byte")
+        for column in columns:
+            table.add_column(column, justify="left" if column == "type" else "right")
+
+        def cells(g: Any, rows: int) -> list[str]:
+            share = f"{100 * g.macs / self.macs:.1f}" if self.macs else "—"
+            return [f"{rows:,}", f"{g.params:,}", f"{g.macs:,}", share,
+                    *((f"{g.activation_macs:,}",) if apart else ()), f"{g.other_ops:,}", f"{g.bytes:,}",
+                    f"{g.intensity:.2f}"]
+
+        for g in self.by_type():
+            table.add_row(g.type or "(unknown)", *cells(g, g.rows))
+        table.add_row("total", *cells(self, len(self.layers)), style="bold")
+        return table
+
     def depth_table(self, depth: int) -> Any:
         """A ``rich.table.Table`` of ``by_depth(depth)``: each module's line indented by its level, then the
         totals (the model's line)."""

@@ -128,15 +128,20 @@ def cost_command(
     depth: Optional[str] = typer.Option(None, "--depth", metavar="N",
                                         help="subtotals per module to N name levels (0: the model alone), as "
                                              "fvcore's max_depth; with --json also as 'groups'"),
+    by_type: bool = typer.Option(False, "--by-type", help="subtotals per operator type (Conv2d, BatchNorm2d, add, "
+                                                          "...), most MACs first, as fvcore's by_operator; with "
+                                                          "--json also as 'by_type'"),
     dtype: str = typer.Option("float32", "--dtype", help=f"element type of the bytes column: {', '.join(COST_DTYPES)}"),
 ) -> None:
     """Params, weight MACs (FLOPs = 2 × MACs), activation MACs (attention), other ops and bytes per layer (or per
-    module with --depth), computed on the meta device."""
+    module with --depth, per operator type with --by-type), computed on the meta device."""
     import json
 
     from ..arithmetic.cost import cost, millions
 
     try:
+        if by_type and depth is not None:
+            raise ValueError(f"--by-type and --depth {depth} are two groupings of the same rows: give one")
         levels = None if depth is None else parse_depth(depth)  # both checked before any model is built
         element = parse_dtype(dtype)
         module, default = resolve_target(target, *layer_options(target, in_channels, out_channels, kernel, dim),
@@ -153,9 +158,12 @@ def cost_command(
     weights = weight_params(module)
     if as_json:
         groups = {} if levels is None else {"depth": levels, "groups": [g.to_dict() for g in report.by_depth(levels)]}
+        if by_type:
+            groups["by_type"] = [g.to_dict() for g in report.by_type()]
         typer.echo(json.dumps({**report.to_dict(), "weight_params": weights, **groups}))
     else:
-        console.print(report.table() if levels is None else report.depth_table(levels))
+        console.print(report.type_table() if by_type else
+                      report.table() if levels is None else report.depth_table(levels))
         if report.activation_macs:
             console.print(f"activation × activation MACs (attention QKᵀ, AV), not in the MACs: "
                           f"{millions(report.activation_macs)} M")

@@ -468,6 +468,14 @@ class GroupRow(_Intensity):
                 "flops": self.flops, "other_ops": self.other_ops, "bytes": self.bytes, "intensity": self.intensity}
 
 
+def _add_row(sums: list[int], row: LayerRow) -> None:
+    """Add ``row`` to a subtotal [rows, params, MACs, activation MACs, other ops, bytes] (``GroupRow``'s order): its
+    params only on its module's first call, so a module run twice counts its parameters once."""
+    for i, value in enumerate((1, row.params if row.call == 1 else 0, row.macs, row.activation_macs, row.other_ops,
+                               row.bytes)):
+        sums[i] += value
+
+
 @dataclass
 class CostReport(_Intensity):
     """Per-leaf rows and int totals. Totals count each parameter once (a module called twice adds its MACs twice).
@@ -503,11 +511,6 @@ class CostReport(_Intensity):
         own: dict[tuple[str, ...], list[int]] = {}  # a module above depth -> the same sums over its own rows
         children: dict[tuple[str, ...], list[tuple[str, ...]]] = {}  # in the order they first appear among the rows
 
-        def add(sums: list[int], row: LayerRow) -> None:
-            for i, value in enumerate((1, row.params if row.call == 1 else 0, row.macs, row.activation_macs,
-                                       row.other_ops, row.bytes)):
-                sums[i] += value
-
         for row in self.layers:
             parts = tuple(row.module.split(".")) if row.module else ()
             path: tuple[str, ...] = ()
@@ -518,9 +521,9 @@ class CostReport(_Intensity):
                     children.setdefault(path, [])
                     if level:
                         children[path[:-1]].append(path)
-                add(totals[path], row)
+                _add_row(totals[path], row)
             if len(parts) < depth:  # the row is the module's own, not under a child of it
-                add(own.setdefault(path, [0] * 6), row)
+                _add_row(own.setdefault(path, [0] * 6), row)
 
         def line(path: tuple[str, ...], sums: list[int], level: int, is_own: bool = False) -> GroupRow:
             name = ".".join(path)
@@ -546,10 +549,7 @@ class CostReport(_Intensity):
         however often it runs — so that the lines add up to the report's totals."""
         sums: dict[str, list[int]] = {}  # type -> [rows, params, macs, activation macs, other ops, bytes]
         for row in self.layers:
-            line = sums.setdefault(row.type, [0] * 6)
-            for i, value in enumerate((1, row.params if row.call == 1 else 0, row.macs, row.activation_macs,
-                                       row.other_ops, row.bytes)):
-                line[i] += value
+            _add_row(sums.setdefault(row.type, [0] * 6), row)
         lines = [GroupRow(kind, 1, kind, *values) for kind, values in sums.items()]
         return sorted(lines, key=lambda g: (-g.macs, -g.other_ops, -g.bytes, g.type))
 

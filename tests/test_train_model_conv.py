@@ -74,6 +74,40 @@ def test_sweep_of_shufflenet_runs_without_conv(tmp_path):
     assert (tmp_path / "w" / "shufflenet_v1" / "seed-0" / "run.json").exists()
 
 
+def _record_conv(checkpoint, conv) -> None:
+    """Rewrite the conv a checkpoint recorded, as a checkpoint of an older convzoo (or another run) holds it."""
+    from convzoo.train import checkpoint as ckpt
+
+    state = ckpt.load(str(checkpoint))
+    state["config"]["conv"] = conv
+    ckpt.save(state, str(checkpoint))
+
+
+def test_older_shufflenet_checkpoint_resumes(tmp_path):
+    # before conv defaulted to the model's own, a ShuffleNet checkpoint recorded the ignored default
+    # (depthwise_separable) and --resume refused it: "made with conv='depthwise_separable', this run has conv=None"
+    out, two = tmp_path / "s", [a if a != "1" else "2" for a in TINY]  # --epochs 2
+    killed = CliRunner().invoke(app, ["train", "--model", "shufflenet_v1", *two, "--out", str(out),
+                                      "--stop-after-steps", "3"])  # stopped in its second epoch (2 steps each)
+    assert killed.exit_code == 3, killed.output  # stopped on purpose
+    _record_conv(out / "checkpoint.pt", "depthwise_separable")
+    resumed = CliRunner().invoke(app, ["train", "--model", "shufflenet_v1", *two, "--out", str(out), "--resume"])
+    assert resumed.exit_code == 0, resumed.output
+    assert ckpt_epoch(out / "checkpoint.pt") == 2
+    # a model that builds the family still refuses a checkpoint of another one
+    mobile = tmp_path / "m"
+    assert CliRunner().invoke(app, ["train", *two, "--out", str(mobile), "--stop-after-steps", "3"]).exit_code == 3
+    _record_conv(mobile / "checkpoint.pt", "standard")
+    refused = CliRunner().invoke(app, ["train", *two, "--out", str(mobile), "--resume"])
+    assert refused.exit_code != 0 and "conv='standard'" in refused.output, refused.output
+
+
+def ckpt_epoch(checkpoint) -> int:
+    from convzoo.train import checkpoint as ckpt
+
+    return ckpt.load(str(checkpoint))["epoch"]
+
+
 @pytest.mark.parametrize("command, args, flag, kind", [
     ("train", ["--conv", "standard", "--temperature-epochs", "3"], "--temperature-epochs 3", DynamicConvNd),
     ("train", ["--conv", "standard", "--offset-lr-mult", "5"], "--offset-lr-mult 5", DeformConv2d),

@@ -343,7 +343,11 @@ def _load_for_resume(config: TrainConfig, path: str) -> Optional[dict]:
     if not config.resume or not os.path.exists(path):
         return None
     state = ckpt.load(path)
-    saved = state["config"]
+    saved = dict(state["config"])
+    if config.resolved_conv is None and MODEL_CONV.get(config.resolved_model, "") is None:
+        # a model with its own convolutions builds no family whatever conv says; checkpoints written before conv
+        # defaulted to the model's own recorded the ignored default (depthwise_separable): the same run
+        saved["conv"] = None
     different = {k: (saved.get(k), v) for k, v in config.identity().items() if saved.get(k) != v}
     if different:
         k, (old, new) = next(iter(different.items()))

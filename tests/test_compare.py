@@ -48,7 +48,8 @@ def test_macs_and_ratios_match_the_cost_model(rows):
         assert set(r.to_dict()) == {"family", "params", "macs", "mac_ratio", "forward_ms", "forward_backward_ms",
                                     "speed_ratio", "gmacs_per_s", "bytes", "intensity", "max_error", "forward_spread",
                                     "forward_backward_spread", "rounds", "trusted", "forward_ms_raw", "noise_floor",
-                                    "forward_backward_ms_raw", "in_channels", "out_channels", "shape_rule"}
+                                    "forward_backward_ms_raw", "in_channels", "out_channels", "shape_rule",
+                                    "compiled_difference"}
 
 
 def test_table_marks_families_that_are_not_kxk(rows):

@@ -47,7 +47,7 @@ def test_compare_json_records_the_runs_settings_and_machine():
     assert document["settings"] | {"timing": ""} == {
         "batch": 1, "in_channels": 4, "out_channels": 8, "size": 6, "kernel": 3, "dtype": "float32",
         "device": "cpu", "memory_format": "contiguous", "threads": torch.get_num_threads(), "repeats": 1,
-        "timing": ""}
+        "timing": "", "compile": None}
     machine = document["machine"]
     assert machine["torch"] == torch.__version__ and machine["threads"] == torch.get_num_threads()
     if proc_cpu_model():
@@ -318,3 +318,12 @@ def test_compare_channels_last_times_every_layer_and_input_in_nhwc(monkeypatch):
 def test_compare_channels_last_is_refused_with_another_runtime():
     result = invoke("compare", "depthwise", *TINY, "--runtime", "onnxruntime", "--channels-last")
     assert result.exit_code == 2 and "--channels-last times eager PyTorch layers" in result.output
+
+
+def test_compare_table_names_the_layout_it_timed():
+    # the title said "times (NCHW)" under --channels-last too
+    nhwc = invoke("compare", "depthwise", *TINY, "--repeats", "1", "--channels-last")
+    assert nhwc.exit_code == 0, nhwc.output
+    assert "times (NHWC) = fastest rounds" in nhwc.output and "times (NCHW)" not in nhwc.output
+    nchw = invoke("compare", "depthwise", *TINY, "--repeats", "1")
+    assert "times (NCHW) = fastest rounds" in nchw.output

@@ -30,6 +30,18 @@ def _check_before_timing(counts: dict[str, Optional[int]], outputs: dict[str, Op
         raise typer.Exit(2) from None
 
 
+def _checked_compile_mode(mode: str) -> str:
+    """``--compile-mode``, one of the modes this torch's compiler knows: a one-line error, exit code 2, if not."""
+    import torch._inductor
+
+    modes = list(torch._inductor.list_mode_options())
+    if mode not in modes:
+        typer.echo(f"error: --compile-mode {mode!r} must be one of torch.compile's modes: {', '.join(modes)}",
+                   err=True)
+        raise typer.Exit(2)
+    return mode
+
+
 @app.command("compare")
 def compare_command(
     batch: int = typer.Option(8, "--batch", help="batch size N"),
@@ -50,11 +62,18 @@ def compare_command(
                                                                   "--runtime: for every runtime; default: torch's)"),
     channels_last: bool = typer.Option(False, "--channels-last", help="every layer and input in channels_last "
                                                                       "(NHWC), the baseline too (eager only)"),
+    compile_layers: bool = typer.Option(False, "--compile", help="time every layer, the baseline too, under "
+                                        "torch.compile (each compiled before its rounds: minutes for every family)"),
+    compile_mode: Optional[str] = typer.Option(None, "--compile-mode", help="torch.compile's mode (default, "
+                                               "reduce-overhead, max-autotune, …; implies --compile)"),
     names: Optional[list[str]] = typer.Argument(None, help="families (default: all)"),
 ) -> None:
     """Every family on one layer shape: params, MACs and MAC ratio vs standard next to measured speed."""
     _check_before_timing({"--batch": batch, "--in": in_channels, "--out": out_channels, "--size": size,
                           "--kernel": kernel, "--repeats": repeats, "--threads": threads}, {"--csv": csv_path})
+    compile_options = None
+    if compile_layers or compile_mode is not None:
+        compile_options = {} if compile_mode is None else {"mode": _checked_compile_mode(compile_mode)}
     if runtime != "eager" or dtype == "int8":
         from ..perf.runtime_compare import run_runtime_compare_command
 
@@ -65,13 +84,17 @@ def compare_command(
             typer.echo(f"error: --channels-last times eager PyTorch layers; --runtime {runtime} (and --dtype int8) "
                        "runs an exported graph in the runtime's own layout: leave one out", err=True)
             raise typer.Exit(2)
+        if compile_options is not None:
+            typer.echo(f"error: --compile times PyTorch layers under torch.compile; --runtime {runtime} (and --dtype "
+                       "int8) runs an exported graph in the runtime: leave one out", err=True)
+            raise typer.Exit(2)
         run_runtime_compare_command(console, runtime, dtype, batch, in_channels, out_channels, size, kernel,
                                     repeats, threads, as_json, csv_path, names)
         return
     from ..perf.compare import run_compare_command
 
     run_compare_command(console, batch, in_channels, out_channels, size, kernel, "float32" if dtype == "fp32" else
-                        dtype, device, repeats, as_json, csv_path, names, threads, channels_last)
+                        dtype, device, repeats, as_json, csv_path, names, threads, channels_last, compile_options)
 
 
 @app.command("bench")

@@ -25,6 +25,10 @@ row carries the channels it was built with and the rule (``shape_rule``), is mar
 are still against the standard conv as asked. A family that cannot be built or run at all at the requested shape
 (HetConv's even kernel, BatchNorm in training mode on one value per channel) raises ``ShapeRefused``, or with
 ``refused`` given is reported through it and left out while the others run. ``max_error`` is checked in eval mode.
+With ``compile_options`` every layer, the baseline too, is timed as ``torch.compile(layer, **compile_options)``
+(each compiled before its rounds, so compilation is not timed); ``max_error`` stays the eager layer's, and
+``compiled_difference`` is how far the compiled layer's output is from the eager layer's on the timed input. A
+family that fails to compile is reported as refused (``CompileRefused``) and left out.
 """
 
 from __future__ import annotations
@@ -32,7 +36,7 @@ from __future__ import annotations
 import math
 import statistics
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -71,6 +75,8 @@ class CompareRow:
     # The baseline row only: standard / a second copy of standard timed in the same rounds (their fastest rounds),
     # the speed ratio two identical layers get on this run; NaN on every other row.
     noise_floor: float = math.nan
+    # Under compile_options: max |compiled(x) - eager(x)| / max |eager(x)| on the timed input; NaN when not compiled.
+    compiled_difference: float = math.nan
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -83,6 +89,11 @@ class ShapeRefused(ValueError):
     def __init__(self, family: str, rule: str) -> None:
         super().__init__(f"{family}: {rule}")
         self.family, self.rule = family, rule
+
+
+class CompileRefused(ShapeRefused):
+    """Family ``family``'s layer failed under ``torch.compile`` (compiling, or running compiled forward or
+    backward); ``rule`` is the first line of torch's error."""
 
 
 def first_line(error: BaseException) -> str:
@@ -181,13 +192,18 @@ def compare(batch: int = 8, in_channels: int = 64, out_channels: int = 128, size
             dtype: torch.dtype = torch.float32, device: str = "cpu", families: Sequence[str] | None = None,
             repeats: int | None = None, progress: Callable[[str], None] | None = None,
             refused: Callable[[ShapeRefused], None] | None = None, threads: int | None = None,
-            memory_format: torch.memory_format = torch.contiguous_format) -> list[CompareRow]:
+            memory_format: torch.memory_format = torch.contiguous_format,
+            compile_options: Mapping[str, Any] | None = None) -> list[CompareRow]:
     """One row per family (default: all, 'standard' always timed as the baseline).
 
     ``repeats=None`` runs each family's rounds as ``timing_rule`` says (see ``_round_robin``); ``progress(name)`` is
     called before each family; ``threads``: torch's CPU thread count for the run (restored after; None: as set);
     ``memory_format``: every layer (the baseline too) and its inputs in this format, as ``module.to(memory_format=)``
     and ``x.contiguous(memory_format=)`` put them (``torch.channels_last``: NHWC, where torch's CPU convs are fastest).
+    ``compile_options``: time every layer, the baseline too, as ``torch.compile(layer, **compile_options)`` ({}:
+    torch's defaults; e.g. ``{"mode": "max-autotune"}``); None: eager. Each is compiled (forward, and forward with
+    backward) before its rounds; one that fails to compile raises ``CompileRefused`` — or, with ``refused`` given,
+    is passed to it and left out (the baseline failing always raises: nothing could be compared).
     On CUDA, timing uses CUDA events and cuDNN autotuning. Every layer is built before any timing; a family
     that cannot be built, or whose forward refuses the input, at this shape raises ``ShapeRefused`` — or, with
     ``refused`` given, is passed to it and left out of the rows (all of them refused: no rows, nothing timed).
@@ -197,15 +213,32 @@ def compare(batch: int = 8, in_channels: int = 64, out_channels: int = 128, size
 
     if memory_format not in (torch.contiguous_format, torch.channels_last):
         raise ValueError(f"memory_format={memory_format} must be torch.contiguous_format or torch.channels_last")
-    with torch_threads(threads):
+    if compile_options is not None and not isinstance(compile_options, Mapping):
+        raise ValueError(f"compile_options={compile_options!r} must be a mapping of torch.compile's keyword arguments "
+                         "(or None: eager)")
+    with torch_threads(threads), _compile_limits(compile_options):
         return _compare(batch, in_channels, out_channels, size, kernel_size, dtype, device, families, repeats,
-                        progress, refused, memory_format)
+                        progress, refused, memory_format, compile_options)
+
+
+def _compile_limits(compile_options: Mapping[str, Any] | None) -> Any:
+    """While a compiled run lasts: room for every family's graphs, and a hard error where dynamo would otherwise
+    fall back to eager without a word (many layers share one forward, nn.Conv2d's, and each shape recompiles it)."""
+    import contextlib
+
+    if compile_options is None:
+        return contextlib.nullcontext()
+    import torch._dynamo
+
+    return torch._dynamo.config.patch(recompile_limit=256, accumulated_recompile_limit=4096,
+                                      fail_on_recompile_limit_hit=True)
 
 
 def _compare(batch: int, in_channels: int, out_channels: int, size: int, kernel_size: int, dtype: torch.dtype,
              device: str, families: Sequence[str] | None, repeats: int | None,
              progress: Callable[[str], None] | None, refused: Callable[[ShapeRefused], None] | None,
-             memory_format: torch.memory_format = torch.contiguous_format) -> list[CompareRow]:
+             memory_format: torch.memory_format = torch.contiguous_format,
+             compile_options: Mapping[str, Any] | None = None) -> list[CompareRow]:
     from .timing import configure, make_inputs
     from ..arithmetic.cost import cost
 
@@ -223,7 +256,11 @@ def _compare(batch: int, in_channels: int, out_channels: int, size: int, kernel_
         b.module.to(memory_format=memory_format)
     base_inputs = make_inputs(base.input_shape, 3, device, dtype, memory_format, requires_grad=True)
     base_report = cost(base.module, base.input_shape, dtype=dtype)
+    base_timed: torch.nn.Module = base.module
+    if compile_options is not None:  # the baseline must compile: every ratio is against it
+        base_timed, _ = _compile_checked("standard", base.module, base_inputs[0], compile_options)
     timed: dict[str, tuple[Built, torch.Tensor, Rounds]] = {}
+    differences: dict[str, float] = {}
     for name, b in built.items():
         if progress:
             progress(name)
@@ -237,7 +274,16 @@ def _compare(batch: int, in_channels: int, out_channels: int, size: int, kernel_
                 raise problem from None
             refused(problem)
             continue
-        rounds = _round_robin(base.module, base_inputs, b.module, inputs, repeats, warm=not timed)
+        layer: torch.nn.Module = b.module
+        if compile_options is not None:
+            try:
+                layer, differences[name] = _compile_checked(name, b.module, inputs[0], compile_options)
+            except CompileRefused as problem:
+                if refused is None:
+                    raise
+                refused(problem)
+                continue
+        rounds = _round_robin(base_timed, base_inputs, layer, inputs, repeats, warm=not timed)
         timed[name] = b, inputs[0].detach(), rounds
     # the baseline's fastest rounds over the whole run: what every row's ratio is scaled by
     base_f = min(t for *_, r in timed.values() for t in r.base_forward)
@@ -250,8 +296,33 @@ def _compare(batch: int, in_channels: int, out_channels: int, size: int, kernel_
             row = _row(name, b.module, x, rounds, base_f, base_fb, cost(b.module, b.input_shape, dtype=dtype),
                        base_report.macs)
         row.in_channels, row.out_channels, row.shape_rule = b.in_channels, b.out_channels, b.shape_rule
+        row.compiled_difference = differences.get(name, math.nan)
         rows[name] = row
     return [rows[n] for n in names if n in rows]
+
+
+def _compile_checked(name: str, module: torch.nn.Module, x: torch.Tensor, options: Mapping[str, Any]
+                     ) -> tuple[torch.nn.Module, float]:
+    """``torch.compile(module, **options)``, compiled here (a forward under no_grad, then a forward with backward:
+    the two graphs the rounds run) and its output compared with the eager module's on ``x``: (compiled, max |y_c -
+    y_e| / max |y_e|). Any failure is a ``CompileRefused`` naming the family and torch's first line."""
+    compiled = torch.compile(module, **options)
+    try:
+        with torch.no_grad():
+            eager_y, compiled_y = module(x), compiled(x)
+        y = compiled(x.detach().requires_grad_(True))
+        y.backward(torch.ones_like(y))
+    except Exception as error:  # dynamo, inductor or the C++ compiler: any of them can refuse a layer
+        cause = error
+        while getattr(cause, "inner_exception", None) or cause.__cause__:  # what the backend itself raised
+            cause = getattr(cause, "inner_exception", None) or cause.__cause__
+        raise CompileRefused(name, f"torch.compile failed: {type(cause).__name__}: {first_line(cause)}") from None
+    finally:
+        for p in module.parameters():
+            p.grad = None
+    scale = eager_y.abs().max().item()
+    difference = (compiled_y - eager_y).abs().max().item() / scale if scale > 0 else 0.0
+    return compiled, difference
 
 
 def _baseline_row(module: torch.nn.Module, x: torch.Tensor, rounds: Rounds, base_f: float, base_fb: float,
@@ -343,7 +414,8 @@ def _round_robin(base: torch.nn.Module, base_inputs: Sequence[torch.Tensor], mod
 
     ``repeats=None``: at least ``min_rounds`` rounds and ``min_time`` seconds, then more rounds while the ratios
     have not settled (a spread above ``UNTRUSTED_SPREAD``, or forward+backward below forward), up to
-    ``max_rounds`` rounds or ``max_time`` seconds."""
+    ``max_rounds`` rounds or ``max_time`` seconds. A module may be ``torch.compile``'s wrapper (its parameters are
+    the original's)."""
     from .timing import measure
 
     def once(m: torch.nn.Module, xs: Sequence[torch.Tensor], backward: bool, i: int) -> float:
@@ -413,11 +485,14 @@ def other_load(load_before: float | None) -> tuple[str, bool]:
     return text, bool(others >= cpus - 0.5)
 
 
-def compare_table(rows: Sequence[CompareRow], load_before: float | None = None, machine: str = "") -> Any:
+def compare_table(rows: Sequence[CompareRow], load_before: float | None = None, machine: str = "",
+                  layout: str = "NCHW", compiled: str = "") -> Any:
     """A rich Table of the rows; families marked * are not same-shape k×k layers, rows marked † were built at
     another shape than asked (one footnote each: the shape and the family's rule; see the caption).
     ``load_before``: the 1-minute load average sampled before the timing started (see ``other_load``); ``machine``:
-    the run's machine lines (``runtime_compare.machine_header``) for the title."""
+    the run's machine lines (``runtime_compare.machine_header``) for the title; ``layout``: the memory format the
+    layers ran in (NCHW or NHWC); ``compiled``: how they were compiled (``torch.compile(...)``), "" for eager (a
+    "vs eager" column then gives each row's ``compiled_difference``)."""
     from rich.markup import escape
     from rich.table import Table
 
@@ -428,7 +503,8 @@ def compare_table(rows: Sequence[CompareRow], load_before: float | None = None, 
              "the baseline (its spread is standard's spread): speed ratios that close to 1.00 are not a "
              "difference." if baseline else "")
     table = Table(title="convzoo compare — ratios vs standard; MACs = weight multiply-accumulates (FLOPs = 2 × MACs); "
-                        "times (NCHW) = fastest rounds, each family timed round-robin with 'standard', scaled by it\n"
+                        f"times ({layout}{', ' + escape(compiled) if compiled else ''}) = fastest rounds, each family "
+                        "timed round-robin with 'standard', scaled by it\n"
                         + (escape(machine) + "\n" if machine else "") + load_text
                         + (" — WARNING: the machine is busy, times are inflated and noisy" if busy else ""),
                   caption="* not a same-shape k×k layer: built by the registry defaults with its own output shape "
@@ -439,10 +515,12 @@ def compare_table(rows: Sequence[CompareRow], load_before: float | None = None, 
                           "speed ratio = standard / family, of those fastest rounds (>1 faster; standard is the "
                           "baseline: 1.00); spread = interquartile range / median of those per-round ratios; ! = "
                           f"spread > {UNTRUSTED_SPREAD:.0%} (or fwd+bwd < fwd, or one round: spread —): don't trust "
-                          "the row; error = relative, vs reference.py (eval mode)." + noise
+                          "the row; error = relative, vs reference.py (eval mode)"
+                          + ("; vs eager = max |compiled − eager| / max |eager| on the timed input (the error is the "
+                             "eager layer's)." if compiled else ".") + noise
                           + escape(shape_footnotes(rows)))
     columns = ("family", "params", "MACs (M)", "MAC ratio", "fwd ms", "fwd+bwd ms", "spread", "speed ratio",
-               "GMAC/s", "MB moved", "FLOP/B", "max error")
+               "GMAC/s", "MB moved", "FLOP/B", "max error") + (("vs eager",) if compiled else ())
     for column in columns:
         table.add_column(column, justify="left" if column == "family" else "right")
     for r in rows:
@@ -450,7 +528,7 @@ def compare_table(rows: Sequence[CompareRow], load_before: float | None = None, 
                       + ("" if r.trusted else " !"), f"{r.params:,}",
                       millions(r.macs), f"{r.mac_ratio:.3f}", f"{r.forward_ms:.2f}", f"{r.forward_backward_ms:.2f}",
                       f"{_percent(r.forward_spread)} / {_percent(r.forward_backward_spread)}", f"{r.speed_ratio:.2f}", f"{r.gmacs_per_s:.1f}", millions(r.bytes), f"{r.intensity:.1f}",
-                      f"{r.max_error:.1e}")
+                      f"{r.max_error:.1e}", *((f"{r.compiled_difference:.1e}",) if compiled else ()))
     return table
 
 
@@ -471,7 +549,9 @@ def shape_footnotes(rows: Sequence[Any]) -> str:
 
 
 def refusal_line(error: ShapeRefused) -> str:
-    """The one line that reports a family left out of a run: its name and its rule."""
+    """The one line that reports a family left out of a run: its name and its rule (or torch.compile's error)."""
+    if isinstance(error, CompileRefused):
+        return f"not run compiled: {error.family} — {error.rule}"
     return f"not run at this shape: {error.family} — {error.rule}"
 
 
@@ -525,31 +605,42 @@ def checked_options(dtype: str, device: str, names: Sequence[str] | None) -> tup
 
 
 def run_settings(batch: int, in_channels: int, out_channels: int, size: int, kernel: int, dtype: str, device: str,
-                 threads: int, repeats: int | None, channels_last: bool = False) -> dict[str, Any]:
+                 threads: int, repeats: int | None, channels_last: bool = False,
+                 compile_options: Mapping[str, Any] | None = None) -> dict[str, Any]:
     """What a compare run was asked (the shape of the standard conv every row is measured against) and how it was
     timed: the ``settings`` of ``compare --json``'s header, and the columns ``--csv`` adds to every row."""
     return {"batch": batch, "in_channels": in_channels, "out_channels": out_channels, "size": size, "kernel": kernel,
             "dtype": dtype, "device": device, "memory_format": "channels_last" if channels_last else "contiguous",
-            "threads": threads, "repeats": repeats, "timing": timing_rule(repeats)}
+            "threads": threads, "repeats": repeats, "timing": timing_rule(repeats),
+            "compile": None if compile_options is None else dict(compile_options)}
+
+
+def compile_description(compile_options: Mapping[str, Any] | None) -> str:
+    """``torch.compile(mode='max-autotune')`` for the table's title and footer; "" for eager."""
+    if compile_options is None:
+        return ""
+    return "torch.compile(" + ", ".join(f"{k}={v!r}" for k, v in compile_options.items()) + ")"
 
 
 def run_compare_command(console: Any, batch: int, in_channels: int, out_channels: int, size: int, kernel: int,
                         dtype: str, device: str, repeats: int | None, as_json: bool, csv_path: str | None,
-                        names: Sequence[str] | None, threads: int | None = None, channels_last: bool = False) -> None:
+                        names: Sequence[str] | None, threads: int | None = None, channels_last: bool = False,
+                        compile_options: Mapping[str, Any] | None = None) -> None:
     """The body of ``convzoo compare``: progress bar, table (or JSON), optional CSV; ``threads`` (``--threads``):
     torch's CPU threads for the whole command, restored after; ``channels_last`` (``--channels-last``): every layer
-    and input in NHWC."""
+    and input in NHWC; ``compile_options`` (``--compile``): every layer timed under ``torch.compile``."""
     from .timing import torch_threads
 
     torch_dtype, dev = checked_options(dtype, device, names)
     with torch_threads(threads, "--threads"):
         _run_compare(console, batch, in_channels, out_channels, size, kernel, dtype, torch_dtype, dev, repeats,
-                     as_json, csv_path, names, channels_last)
+                     as_json, csv_path, names, channels_last, compile_options)
 
 
 def _run_compare(console: Any, batch: int, in_channels: int, out_channels: int, size: int, kernel: int, dtype: str,
                  torch_dtype: torch.dtype, dev: str, repeats: int | None, as_json: bool, csv_path: str | None,
-                 names: Sequence[str] | None, channels_last: bool = False) -> None:
+                 names: Sequence[str] | None, channels_last: bool = False,
+                 compile_options: Mapping[str, Any] | None = None) -> None:
     import csv
     import json
 
@@ -569,17 +660,23 @@ def _run_compare(console: Any, batch: int, in_channels: int, out_channels: int, 
             bar.update(task, advance=1, description=f"timing {name}")
 
         refusals: list[ShapeRefused] = []
-        rows = compare(batch, in_channels, out_channels, size, kernel, torch_dtype, dev, names or None, repeats, step,
-                       refusals.append,
-                       memory_format=torch.channels_last if channels_last else torch.contiguous_format)
+        try:
+            rows = compare(batch, in_channels, out_channels, size, kernel, torch_dtype, dev, names or None, repeats,
+                           step, refusals.append,
+                           memory_format=torch.channels_last if channels_last else torch.contiguous_format,
+                           compile_options=compile_options)
+        except CompileRefused as error:  # the baseline did not compile: nothing to compare against
+            typer.echo(f"error: --compile: {error}", err=True)
+            raise typer.Exit(2) from None
     if not rows:
         all_refused(refusals)
     info = configure(dev)
     settings = run_settings(batch, in_channels, out_channels, size, kernel, dtype, info["device"], info["threads"],
-                            repeats, channels_last)
+                            repeats, channels_last, compile_options)
     machine = machine_info(dev, load_average_before=round(load_before, 2) if math.isfinite(load_before) else None)
     if csv_path:  # flat: every row carries the run's settings and CPU (a CSV has no header object)
         extra = {k: v for k, v in settings.items() if k not in ("in_channels", "out_channels", "timing")}
+        extra["compile"] = compile_description(compile_options)  # a cell, not a mapping
         extra |= {"asked_in_channels": in_channels, "asked_out_channels": out_channels,
                   "cpu": machine.get("cpu"), "gpu": machine.get("gpu", ""), "torch": machine.get("torch")}
         with open(csv_path, "w", newline="") as f:
@@ -591,10 +688,13 @@ def _run_compare(console: Any, batch: int, in_channels: int, out_channels: int, 
         for error in refusals:  # stdout stays one JSON document
             typer.echo(refusal_line(error), err=True)
         return
-    console.print(compare_table(rows, load_before, machine_header(info["threads"], runtimes=False, device=dev)))
+    compiled = compile_description(compile_options)
+    console.print(compare_table(rows, load_before, machine_header(info["threads"], runtimes=False, device=dev),
+                                "NHWC" if channels_last else "NCHW", compiled))
     console.print(f"input ({batch}, {in_channels}, {size}, {size}) {dtype}"
                   f"{' channels_last (NHWC)' if channels_last else ''} on {info['device']}, "
                   f"{info['threads']} thread(s), torch {info['torch']}" + (f", {info['gpu']}" if "gpu" in info else "")
-                  + f"; {timing_rule(repeats)}")
+                  + (f", every layer (the baseline too) under {compiled}, compiled before its rounds" if compiled
+                     else "") + f"; {timing_rule(repeats)}")
     for error in refusals:
         console.print(refusal_line(error), markup=False, highlight=False)

@@ -1,11 +1,12 @@
 """Every family against its native compositions, and the HetConv, dynamic-conv and optimize figures, measured side
 by side in one run on this machine.
 
-    python benchmarks/bench_all.py [--quick] [--out benchmarks/results] [FAMILY ...]
+    python benchmarks/bench_all.py [--quick] [--out benchmarks/results] [--machine-tag] [FAMILY ...]
 
 Writes ``OUT/bench_all.json`` (the results format of ``convzoo.perf.results``, rendered by the docs site; the raw
 measurements under ``data``) and ``OUT/mac_vs_speed.png`` (MAC ratio vs measured speed ratio), and prints the
-tables as Markdown.
+tables as Markdown. ``--machine-tag``: name both after the CPU (``bench_all-<tag>.json``, ``mac_vs_speed-<tag>.png``),
+for another CPU type's run beside the committed one that the family pages quote.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from torch import nn
 from convzoo import build
 from convzoo.perf.bench import bench, bench_results_tables, plot
 from convzoo.perf.optimize import optimize
-from convzoo.perf.results import Table, machine_info, write_results
+from convzoo.perf.results import Table, machine_info, machine_tag, write_results
 from convzoo.perf.results_page import table_markdown
 from convzoo.perf.timing import (FORMATS, configure, copy_bandwidth, gemm_peak, make_inputs, measure_interleaved,
                                  to_format)
@@ -87,6 +88,8 @@ def main() -> None:
     parser.add_argument("--quick", action="store_true", help="tiny shapes (checks the script, not the machine)")
     parser.add_argument("--out", default=None, help="folder of the results (default benchmarks/results; with --quick "
                         "a temporary folder, so a smoke run never replaces the committed results)")
+    parser.add_argument("--machine-tag", action="store_true", help="name the results and the plot after this CPU "
+                        "(bench_all-<tag>.json): another CPU type's run, beside the one the family pages quote")
     parser.add_argument("families", nargs="*")
     args = parser.parse_args()
     warnings.filterwarnings("ignore")
@@ -104,14 +107,15 @@ def main() -> None:
         tables.append(hetconv_case(het))
     if not args.quick and not args.families:
         tables += [dynamic_case(), optimize_case()]
+    suffix = f"-{machine_tag(machine)}" if args.machine_tag else ""
     figures = []
     if any(r.family == "standard" for r in results):
-        plot(results, os.path.join(args.out, "mac_vs_speed.png"))
-        figures.append(("mac_vs_speed.png", "MAC ratio against measured speed-up, per family"))
+        plot(results, os.path.join(args.out, f"mac_vs_speed{suffix}.png"))
+        figures.append((f"mac_vs_speed{suffix}.png", "MAC ratio against measured speed-up, per family"))
     for table in tables:
         print(f"\n{table.caption}\n\n{table_markdown(table)}\n\n{table.notes}")
-    path = write_results(os.path.join(args.out, "bench_all.json"), "Every family on one layer shape (CPU)", tables,
-                         description=DESCRIPTION, machine=machine, figures=figures,
+    path = write_results(os.path.join(args.out, f"bench_all{suffix}.json"), "Every family on one layer shape (CPU)",
+                         tables, description=DESCRIPTION, machine=machine, figures=figures,
                          data={"gemm_peak_gmacs": peak, "copy_gbs": bw, "summary": summary, "families": dicts})
     print(f"results: {path}")
 

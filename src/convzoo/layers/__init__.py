@@ -1,6 +1,7 @@
 """Every convolution family as a ``torch.nn.Module``: one family a file, each on the contract in ``base.py``."""
 
 from .base import CONTRACT, ConvzooLayer, Stage, compose_stages
+from . import compiled_layer  # noqa: F401  (registers the compiled op; base reaches it through a slot)
 from .conv import Conv1d, Conv2d, Conv3d, ConvNd
 from .deformable import DeformConv2d
 from .depthwise import (

@@ -178,6 +178,8 @@ Runner = Callable[[Any, torch.Tensor], Any]
 _PLANS = "_convzoo_plans"  # the per-module table, in the module's __dict__ (never a state_dict entry)
 MEASURED_FORM_KEY = "_convzoo_measured_form_key"  # the class name a compiled op key starts with (compiled_choice)
 MEASURED_FORM_RUNNERS = "_convzoo_measured_form_runners"  # its runners there, per input key
+OP_KEY = "_convzoo_op_key"  # a compiles_as_op layer's own id, which its compiled op names (compiled_layer)
+COMPILED_LAYER: list[Any] = [None]  # the module layers.compiled_layer, once imported (it imports this one)
 MAX_PLANS = 64  # input keys remembered per layer: inputs of ever-new sizes (detection, crops) start it over
 _NO_PLANS: dict[Any, Runner] = {}
 _COMPILING = torch.compiler.is_compiling
@@ -334,6 +336,9 @@ def _batch_friendly(forward: Callable[..., Any], check_as_given: bool = False) -
                 or _DISPATCH_MODE() or _FUNCTORCH() is not None or _AUTOCAST()):
             # plans made under FlopCounterMode & co., torch.func transforms or autocast (native forms) are not
             # kept, and a plan made outside never runs inside them (a kernel would ignore autocast)
+            op = COMPILED_LAYER[0]
+            if _COMPILING() and op is not None and op.applies(self, x, bool(args or kwargs)):
+                return op.call(self, x)  # compiled on the CPU: one op running the eager forward (compiled_layer)
             if check_as_given:
                 check_input(x, self.dim, self.in_channels, type(self).__name__)
             return _checked_call(self, forward, x, args, kwargs)
@@ -492,6 +497,8 @@ def _marks_built(init: Callable[..., None]) -> Callable[..., None]:
                 del self.__dict__[_INIT_DEPTH]
         if depth == 0:
             self.__dict__[_BUILT] = True
+            if COMPILED_LAYER[0] is not None:
+                COMPILED_LAYER[0].register(self)
 
     wrapped.__convzoo_marks_built__ = True  # type: ignore[attr-defined]
     return wrapped
@@ -505,6 +512,10 @@ class ConvzooLayer:
     """
 
     dim: ClassVar[int]
+    # Under torch.compile on the CPU, run as one op that calls the eager forward (its measured form, convzoo's
+    # kernels) instead of tracing the native form: for families whose eager forward is much the faster
+    # (compiled_layer.py). A layer's own attribute of this name turns it off (False) for that layer.
+    compiles_as_op: ClassVar[bool] = False
 
     def __prepare_scriptable__(self) -> nn.Module:
         """``torch.jit.script`` calls this first: say in words that it cannot compile the layer (its forward
@@ -565,7 +576,12 @@ class ConvzooLayer:
         conv registers a new key when unpickled)."""
         state = super().__getstate__()  # type: ignore[misc]
         return {k: v for k, v in state.items()
-                if k not in (_PLANS, MEASURED_FORM_KEY, MEASURED_FORM_RUNNERS)}
+                if k not in (_PLANS, MEASURED_FORM_KEY, MEASURED_FORM_RUNNERS, OP_KEY)}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        super().__setstate__(state)  # type: ignore[misc]
+        if COMPILED_LAYER[0] is not None:  # a copy or an unpickled layer: an id of its own for its compiled op
+            COMPILED_LAYER[0].register(self)
 
     def cost(self, input_shape: tuple[int, ...]) -> LayerCost:
         raise NotImplementedError(f"{type(self).__name__} does not declare cost()")

@@ -80,6 +80,8 @@ class DCNv3Conv2d(ConvzooLayer, nn.Module):
     operator). Arguments in ``torch.nn.Conv2d``'s order: ``groups`` is DCNv3's G (C_in/G channels share offsets and
     masks), ``bias`` the projections'. Keyword-only ``offset_scale``."""
 
+    compiles_as_op = True  # compiled on the CPU: one op running the eager forward (its kernel); compiled_layer.py
+
     dim = 2
 
     def __init__(

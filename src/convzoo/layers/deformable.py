@@ -122,6 +122,8 @@ class DeformConv2d(ConvzooLayer, nn.Module):
     same way); samples that fall outside the padded input read zero.
     """
 
+    compiles_as_op = True  # compiled on the CPU: one op running the eager forward (its kernel); compiled_layer.py
+
     dim = 2
 
     def __init__(

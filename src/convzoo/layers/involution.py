@@ -122,6 +122,8 @@ class InvolutionNd(ConvzooLayer, nn.Module):
     Keyword-only ``reduction`` r (the paper's 4).
     """
 
+    compiles_as_op = True  # compiled on the CPU: one op running the eager forward (its kernel); compiled_layer.py
+
     def __init__(
         self,
         in_channels: int,

@@ -1,0 +1,190 @@
+"""Compiled inference and training on the CPU for the families that declare ``compiles_as_op`` (found through the
+layer contract): the traced forward is one opaque op that runs the layer's eager forward, with a backward op that
+runs its eager training step (``layers/compiled_layer.py``); export, autocast and a layer with the attribute set
+False trace the native form.
+
+Outputs are checked against the NumPy oracle (``reference_output``), gradients against central differences of the
+oracle's output in float64: never only against the layer's eager run."""
+
+from __future__ import annotations
+
+import copy
+import pickle
+
+import numpy as np
+import pytest
+import torch
+
+import convzoo as cz
+from convzoo.layers import compiled_layer
+from convzoo.layers.base import OP_KEY
+
+OP = "convzoo.eager_layer.default"
+SHAPE = (2, 8, 9, 9)
+
+
+def _as_op() -> list[str]:
+    found = []
+    for fam in cz.families():
+        if 2 in fam.dims:
+            with torch.device("meta"):
+                layer = fam.build(8, 8, None, 2)
+            if getattr(layer, "compiles_as_op", False):
+                found.append(fam.name)
+    return found
+
+
+FAMILIES = _as_op()
+
+
+def test_some_families_compile_as_one_op():
+    assert len(FAMILIES) >= 6, FAMILIES  # deformable v1/v2, DCNv3, involution, dynamic, CondConv, ODConv
+
+
+def _layer(name: str) -> torch.nn.Module:
+    torch.manual_seed(0)
+    layer = cz.build(name, 8, 8)
+    layer(torch.zeros(SHAPE))  # lazy parameters, if any
+    with torch.no_grad():
+        for p in layer.parameters():  # fractional offsets, attentions away from uniform
+            p.uniform_(-0.5, 0.5)
+    return layer
+
+
+def _recording(graphs: list[torch.fx.GraphModule]):
+    def backend(gm: torch.fx.GraphModule, example_inputs):
+        graphs.append(gm)
+        return gm.forward
+
+    return backend
+
+
+def _targets(graphs: list[torch.fx.GraphModule]) -> list[str]:
+    return [str(n.target) for gm in graphs for n in gm.graph.nodes if n.op == "call_function"]
+
+
+def _oracle(layer: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
+    return layer.reference_output(x.detach().double().contiguous().numpy())
+
+
+@pytest.fixture(autouse=True)
+def fresh_dynamo():
+    torch._dynamo.reset()
+    yield
+    torch._dynamo.reset()
+
+
+@pytest.mark.parametrize("fmt", [torch.contiguous_format, torch.channels_last])
+@pytest.mark.parametrize("name", FAMILIES)
+def test_compiled_inference_is_one_op_and_matches_the_oracle(name: str, fmt) -> None:
+    layer = _layer(name)
+    x = torch.randn(SHAPE).contiguous(memory_format=fmt)
+    graphs: list[torch.fx.GraphModule] = []
+    compiled = torch.compile(layer, backend=_recording(graphs), fullgraph=True)
+    with torch.no_grad():
+        y = compiled(x)
+    assert _targets(graphs) == [OP]  # the whole layer, nothing traced around it
+    expected = _oracle(layer, x)
+    error = float(np.abs(y.double().numpy() - expected).max() / max(1.0, np.abs(expected).max()))
+    assert error < 1e-5, error
+    assert y.is_contiguous(memory_format=fmt)
+    with torch.no_grad():  # inductor too
+        y = torch.compile(layer)(x)
+    assert float(np.abs(y.double().numpy() - expected).max() / max(1.0, np.abs(expected).max())) < 1e-5
+
+
+@pytest.mark.parametrize("name", FAMILIES)
+def test_compiled_training_gives_the_oracle_s_derivative(name: str, monkeypatch) -> None:
+    """⟨∇L, v⟩ from the compiled backward (L = Σ y·r) against (L(θ + εv) − L(θ − εv)) / 2ε of the oracle in
+    float64, v a random direction in (input, every parameter); the backward runs the op's eager step."""
+    layer = _layer(name)
+    g = torch.Generator().manual_seed(1)
+    x = torch.randn(SHAPE, generator=g).requires_grad_()
+    live = compiled_layer._live
+    calls: list[str] = []
+    monkeypatch.setattr(compiled_layer, "_live", lambda key: calls.append(key) or live(key))
+    graphs: list[torch.fx.GraphModule] = []
+    y = torch.compile(layer, backend=_recording(graphs), fullgraph=True)(x)
+    assert _targets(graphs) == [OP]
+    r = torch.randn(y.shape, generator=g)
+    params = list(layer.parameters())
+    before = len(calls)
+    grads = torch.autograd.grad((y * r).sum(), [x, *params])
+    assert len(calls) > before  # the backward op ran
+    direction = [torch.randn(t.shape, generator=g, dtype=torch.float64) for t in (x, *params)]
+    analytic = sum(float((gr.double() * v).sum()) for gr, v in zip(grads, direction))
+    twin, r64, eps = copy.deepcopy(layer).double(), r.double().numpy(), 1e-6
+
+    def oracle_loss(sign: float) -> float:
+        with torch.no_grad():
+            for p, p0, v in zip(twin.parameters(), params, direction[1:]):
+                p.copy_(p0.double() + sign * eps * v)
+        return float((_oracle(twin, x.double() + sign * eps * direction[0]) * r64).sum())
+
+    numeric = (oracle_loss(1.0) - oracle_loss(-1.0)) / (2 * eps)
+    assert abs(analytic - numeric) / max(abs(numeric), 1e-3) < 1e-3, (analytic, numeric)
+
+
+def test_compiled_training_with_inductor_and_frozen_parameters() -> None:
+    layer = _layer(FAMILIES[0])
+    frozen = next(layer.parameters())
+    frozen.requires_grad_(False)
+    x = torch.randn(SHAPE, requires_grad=True)
+    eager = torch.autograd.grad(layer(x).square().sum(), [x, *(p for p in layer.parameters() if p.requires_grad)])
+    compiled = torch.compile(layer)
+    found = torch.autograd.grad(compiled(x).square().sum(), [x, *(p for p in layer.parameters() if p.requires_grad)])
+    for a, b in zip(found, eager):
+        assert float((a - b).abs().max() / b.abs().max()) < 1e-4
+
+
+def test_export_autocast_and_a_layer_turned_off_trace_the_native_form() -> None:
+    layer = _layer(FAMILIES[0])
+    x = torch.randn(SHAPE)
+    exported = torch.export.export(layer, (x,))
+    assert not any("eager_layer" in str(n.target) for n in exported.graph.nodes)
+    graphs: list[torch.fx.GraphModule] = []
+    with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
+        torch.compile(layer, backend=_recording(graphs))(x)
+    assert graphs and OP not in _targets(graphs)
+    off = _layer(FAMILIES[0])
+    off.compiles_as_op = False
+    graphs.clear()
+    with torch.no_grad():
+        torch.compile(off, backend=_recording(graphs))(x)
+    assert graphs and OP not in _targets(graphs)
+
+
+def test_copies_have_ids_of_their_own_and_the_op_uses_the_tensors_it_is_given() -> None:
+    layer = _layer(FAMILIES[0])
+    twin, thawed = copy.deepcopy(layer), pickle.loads(pickle.dumps(layer))
+    keys = {m.__dict__[OP_KEY] for m in (layer, twin, thawed)}
+    assert len(keys) == 3 and all(compiled_layer._LAYERS[k] is m for k, m in zip(
+        [layer.__dict__[OP_KEY], twin.__dict__[OP_KEY], thawed.__dict__[OP_KEY]], (layer, twin, thawed)))
+    x = torch.randn(SHAPE)
+    names = [n for n, _ in layer.named_parameters()]
+    other = {n: torch.randn_like(p) * 0.3 for n, p in layer.named_parameters()}
+
+    def call(inp, params):
+        return torch.func.functional_call(layer, params, (inp,))
+
+    with torch.no_grad():
+        y = torch.compile(call, fullgraph=True)(x, other)
+        for n, p in twin.named_parameters():
+            p.copy_(other[n])
+    expected = _oracle(twin, x)
+    assert float(np.abs(y.double().numpy() - expected).max() / max(1.0, np.abs(expected).max())) < 1e-5
+    with pytest.raises(RuntimeError, match="no longer exists in this process; compile the model again"):
+        compiled_layer.eager_layer(x, [], "0123|" + ",".join(names))
+
+
+def test_dynamic_shapes_trace_the_op_once_for_every_size() -> None:
+    layer = _layer(FAMILIES[0])
+    graphs: list[torch.fx.GraphModule] = []
+    compiled = torch.compile(layer, backend=_recording(graphs), dynamic=True, fullgraph=True)
+    for size in (9, 12):
+        x = torch.randn(2, 8, size, size)
+        with torch.no_grad():
+            y = compiled(x)
+        expected = _oracle(layer, x)
+        assert float(np.abs(y.double().numpy() - expected).max() / max(1.0, np.abs(expected).max())) < 1e-5
+    assert _targets(graphs) == [OP]  # one graph, symbolic sizes, for both

@@ -12,10 +12,13 @@ convzoo's layers, against the same network with every convzoo conv as the ``nn.C
 are timed round-robin in the same rounds (order rotated each round, fastest round of each, ms): torch eager, torch
 compiled, convzoo eager, convzoo compiled; inference under ``torch.no_grad()``, training as one forward and the
 gradients of the input and every parameter for a fixed output gradient (``torch.autograd.grad``, nothing
-accumulated; MobileNet's batch norms keep their statistics, as in fine-tuning). Prints the machine and markdown
+accumulated; MobileNet's batch norms keep their statistics, as in fine-tuning). Then every family that is one op
+under ``torch.compile`` on the CPU (``compiles_as_op``: ``layers/compiled_layer.py``), its 64 → 64 3×3 layer at
+b8 × 64 × 56²: eager, compiled with its native form traced, and compiled as one op, in the same rounds, inference
+and a training step. Prints the machine and markdown
 tables and writes the run in the results format to ``OUT/compiled-<cpu>.json`` (the reading beside it,
-``compiled-<cpu>.md``, is written by hand). ``--quick``: small shapes, MobileNet left out, nothing written (a smoke
-run).
+``compiled-<cpu>.md``, is written by hand). ``--quick``: small shapes, MobileNet left out, one whole-layer family,
+nothing written (a smoke run).
 """
 
 from __future__ import annotations
@@ -30,8 +33,10 @@ import torch
 from torch import nn
 
 import convzoo as cz
+from convzoo.perf.compare import compile_limits
 from convzoo.perf.results import Table, write_machine_results
 from convzoo.perf.runtime_compare import interleaved_rounds, machine_header
+from convzoo.perf.timing import torch_threads
 
 COLUMNS = ["case", "format", "convzoo eager form", ("torch eager ms", ".3f"), ("torch compiled ms", ".3f"),
            ("convzoo eager ms", ".3f"), ("convzoo compiled ms", ".3f"), ("compiled: convzoo / torch", ".2f"),
@@ -111,18 +116,68 @@ def measure_training(name: str, fmt: str, model: nn.Module, x: torch.Tensor, sec
             own_compiled / own_eager]
 
 
+LAYER_COLUMNS = ["family", "pass", ("eager ms", ".3f"), ("compiled, native form traced ms", ".3f"),
+                 ("compiled, one op ms", ".3f"), ("one op / eager", ".2f"), ("traced / one op", ".2f")]
+
+
+def op_families(quick: bool) -> list[str]:
+    """The families whose layers are one op under torch.compile on the CPU (``compiles_as_op``, read through the
+    contract); the first only with ``quick``."""
+    names = []
+    for fam in cz.families():
+        if 2 in fam.dims:
+            with torch.device("meta"):
+                layer = fam.build(8, 8, None, 2)
+            if getattr(layer, "compiles_as_op", False):
+                names.append(fam.name)
+    return names[:1] if quick else names
+
+
+def measure_layer(name: str, quick: bool, seconds: float) -> list[list[object]]:
+    """One family's layer (C → C, 3×3): eager, compiled with its native form traced (``compiles_as_op = False``),
+    and compiled as one op, timed in the same rounds; inference, then one training step (the gradients of the input
+    and every parameter). Both compiled layers are checked against the eager one first."""
+    n, c, size = (2, 8, 12) if quick else (8, 64, 56)
+    torch.manual_seed(0)
+    layer = cz.build(name, c, c)
+    traced = copy.deepcopy(layer)
+    traced.compiles_as_op = False
+    x = torch.randn(n, c, size, size)
+    with torch.no_grad():
+        expected = layer(x)
+        native, op = torch.compile(traced), torch.compile(layer)
+        for f in (native, op):
+            torch.testing.assert_close(f(x), expected, rtol=1e-4, atol=1e-4)
+        times = [min(t) for t in interleaved_rounds([layer, native, op], [x], min_time=seconds, max_time=4 * seconds)]
+    rows: list[list[object]] = [[name, "inference", *times, times[2] / times[0], times[1] / times[2]]]
+    xg, grad = x.detach().requires_grad_(True), torch.randn_like(expected)
+
+    def step(module: Callable[[torch.Tensor], torch.Tensor], owner: nn.Module) -> Callable[[torch.Tensor], object]:
+        wrt = [xg, *owner.parameters()]
+        return lambda t: torch.autograd.grad(module(t), wrt, grad)
+
+    steps = [step(layer, layer), step(native, traced), step(op, layer)]
+    reference = steps[0](xg)
+    for got in (steps[1](xg), steps[2](xg)):
+        for g, e in zip(got, reference):
+            torch.testing.assert_close(g, e, rtol=1e-4, atol=1e-4 * float(e.abs().max()))
+    times = [min(t) for t in interleaved_rounds(steps, [xg], min_time=seconds, max_time=4 * seconds)]
+    rows.append([name, "training step", *times, times[2] / times[0], times[1] / times[2]])
+    return rows
+
+
 def main(argv: list[str] | None = None) -> list[list[object]]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="small shapes, no MobileNet, nothing written")
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", default=os.path.join(os.path.dirname(__file__), "results"))
     args = parser.parse_args(argv)
-    torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     print(machine_header(args.threads))
     rows, training = [], []
     seconds = 0.1 if args.quick else 2.0
-    with warnings.catch_warnings():
+    # the thread count for the run only; no silent fall back to eager past dynamo's 8 graphs per function
+    with torch_threads(args.threads), warnings.catch_warnings(), compile_limits({}):
         warnings.simplefilter("ignore")
         for name, fmt, model, x in cases(args.quick):
             rows.append(measure(name, fmt, model, x, seconds))
@@ -131,6 +186,11 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
             training.append(measure_training(name, fmt, model, x, seconds))
             print("training", " | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in training[-1]),
                   flush=True)
+        layers = []
+        for name in op_families(args.quick):
+            layers += measure_layer(name, args.quick, seconds)
+            for row in layers[-2:]:
+                print(" | ".join(f"{v:.3f}" if isinstance(v, float) else str(v) for v in row), flush=True)
     tables = [Table("Inference under torch.compile: torch's conv against convzoo's layer, eager and compiled, ms "
                     "(fastest round, all four timed in the same rounds)", COLUMNS, rows,
                     "convzoo eager form: what the layer measured fastest on this machine and runs, eager and "
@@ -138,12 +198,20 @@ def main(argv: list[str] | None = None) -> list[list[object]]:
               Table("Training step (forward and the gradients of input, weight and bias) under torch.compile, ms "
                     "(fastest round, all four timed in the same rounds)", COLUMNS, training,
                     "convzoo eager form: the form the layer measured fastest with its backward on this machine; "
-                    "compiled, m > 1 runs it (and one more forward) in the backward op.")]
+                    "compiled, m > 1 runs it (and one more forward) in the backward op."),
+              Table("Whole layers under torch.compile: the families that are one op there (compiles_as_op), "
+                    "b8 × 64 × 56², 64 → 64, 3×3, NCHW, ms (fastest round, all three timed in the same rounds)",
+                    LAYER_COLUMNS, layers,
+                    "eager: the layer as is (its measured form); compiled, native form traced: a copy with "
+                    "compiles_as_op = False, whose forward torch.compile traces (the fixed native form); compiled, "
+                    "one op: convzoo::eager_layer running the eager forward (training: its backward op runs the "
+                    "eager step plus one forward). Both compiled layers' outputs and gradients are checked against "
+                    "the eager layer's first.")]
     if not args.quick:
         path = write_machine_results(args.out, "compiled", "Inference and training under torch.compile", tables,
                                      description=__doc__.split("\n\n", 2)[2])
         print(f"wrote {path}")
-    return rows + training
+    return rows + training + layers
 
 
 if __name__ == "__main__":

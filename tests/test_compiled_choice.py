@@ -242,6 +242,12 @@ def test_bench_compiled_script_runs_quickly(tmp_path) -> None:
     bench = importlib.util.module_from_spec(spec)
     spec.loader.exec_module(bench)
     rows = bench.main(["--quick", "--threads", "1", "--out", str(tmp_path)])
+    rows, layers = rows[:8], rows[8:]
+    assert [r[:2] for r in layers] == [[bench.op_families(True)[0], "inference"],
+                                       [bench.op_families(True)[0], "training step"]]
+    for row in layers:  # eager, traced, one op; then their ratios
+        assert all(t > 0 for t in row[2:5])
+        assert row[5] == pytest.approx(row[4] / row[2]) and row[6] == pytest.approx(row[3] / row[4])
     assert [(r[0][:17], r[1]) for r in rows] == 2 * [  # inference, then training
         ("depthwise 3×3 m=1", "NCHW"), ("depthwise 3×3 m=1", "channels_last"),
         ("depthwise 3×3 m=2", "NCHW"), ("depthwise 3×3 m=2", "channels_last")]

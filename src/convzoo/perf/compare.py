@@ -216,14 +216,15 @@ def compare(batch: int = 8, in_channels: int = 64, out_channels: int = 128, size
     if compile_options is not None and not isinstance(compile_options, Mapping):
         raise ValueError(f"compile_options={compile_options!r} must be a mapping of torch.compile's keyword arguments "
                          "(or None: eager)")
-    with torch_threads(threads), _compile_limits(compile_options):
+    with torch_threads(threads), compile_limits(compile_options):
         return _compare(batch, in_channels, out_channels, size, kernel_size, dtype, device, families, repeats,
                         progress, refused, memory_format, compile_options)
 
 
-def _compile_limits(compile_options: Mapping[str, Any] | None) -> Any:
-    """While a compiled run lasts: room for every family's graphs, and a hard error where dynamo would otherwise
-    fall back to eager without a word (many layers share one forward, nn.Conv2d's, and each shape recompiles it)."""
+def compile_limits(compile_options: Mapping[str, Any] | None) -> Any:
+    """While a run that compiles many layers one by one lasts: room for every layer's graphs, and a hard error where
+    dynamo would otherwise fall back to eager with one warning (every convzoo layer's forward is one function, the
+    contract's input step, and every torch conv's another: dynamo allows 8 graphs per function by default)."""
     import contextlib
 
     if compile_options is None:

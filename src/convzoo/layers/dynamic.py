@@ -5,7 +5,8 @@ K parallel kernels are aggregated per sample with input-dependent attention
 π(x) = softmax(FC₂(ReLU(FC₁(GAP(x)))) / T):  W(x) = Σ_k π_k(x)·W_k,  b(x) = Σ_k π_k(x)·b_k,  y = W(x) ⋆ x + b(x).
 Exact eager forms (``_forms``): one grouped conv with the samples folded into groups (NCHW, NHWC, or NHWC in
 chunks of ``_FOLD_CHUNK`` samples), or one conv per sample (NCHW or NHWC); ``implementation='auto'`` times them
-once per input shape / format / dtype / grad mode (``form_choice``). Under ONNX export, jit.trace, torch.compile or
+once per input shape / format / dtype / grad mode (``form_choice``). Under ONNX export, jit.trace, torch.compile
+(except on the CPU, where the whole layer is one op running its eager forward: ``compiled_layer.py``) or
 torch.export the layer runs ``_unfolded`` (per-sample kernels by one batched matmul over window patches,
 ``patches.per_sample_conv``, in every dimension: no number in the graph depends on the batch). Each sample's output
 depends only on that sample; the output keeps the input's memory format. ``temperature`` is an attribute:

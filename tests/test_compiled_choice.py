@@ -15,6 +15,7 @@ import warnings
 import numpy as np
 import pytest
 import torch
+from compile_graphs import call_targets, recording_backend
 
 import convzoo as cz
 from convzoo.layers import compiled_choice
@@ -24,16 +25,6 @@ OP = "convzoo.measured_form.default"
 BACKWARD_OP = "convzoo.measured_form_backward.default"
 
 
-def _recording_backend(graphs: list[torch.fx.GraphModule]):
-    def backend(gm: torch.fx.GraphModule, example_inputs):
-        graphs.append(gm)
-        return gm.forward
-
-    return backend
-
-
-def _targets(graphs: list[torch.fx.GraphModule]) -> list[str]:
-    return [str(n.target) for gm in graphs for n in gm.graph.nodes if n.op == "call_function"]
 
 
 def _oracle(layer: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
@@ -78,8 +69,8 @@ def test_compiled_inference_is_one_op_running_the_eager_choice(dim: int, m: int,
         x = x.contiguous(memory_format=fmt)
     graphs: list[torch.fx.GraphModule] = []
     with torch.no_grad():
-        y = torch.compile(layer, backend=_recording_backend(graphs), fullgraph=True)(x)
-    assert _targets(graphs) == [OP], _targets(graphs)  # one op, no native conv, no graph break
+        y = torch.compile(layer, backend=recording_backend(graphs), fullgraph=True)(x)
+    assert call_targets(graphs) == [OP], call_targets(graphs)  # one op, no native conv, no graph break
     np.testing.assert_allclose(y.numpy(), _oracle(layer, x), rtol=1e-5, atol=1e-5)
     assert y.is_contiguous(memory_format=fmt)
     # the op ran the measured choice on its copy of a layer of this configuration
@@ -115,7 +106,7 @@ def test_compiled_training_runs_the_eager_choice_and_its_backward(dim: int, m: i
     if backend == "aot_eager":
         from torch._dynamo.backends.common import aot_autograd
 
-        record = _recording_backend(graphs)
+        record = recording_backend(graphs)
         y = torch.compile(layer, backend=aot_autograd(fw_compiler=record, bw_compiler=record), fullgraph=True)(x)
     else:
         y = torch.compile(layer, fullgraph=True)(x)
@@ -127,7 +118,7 @@ def test_compiled_training_runs_the_eager_choice_and_its_backward(dim: int, m: i
         np.testing.assert_allclose(got.numpy(), want, rtol=1e-4, atol=1e-4)
     assert x.grad.is_contiguous(memory_format=fmt)
     if graphs:
-        forward, backward = (_targets([g]) for g in graphs)
+        forward, backward = (call_targets([g]) for g in graphs)
         assert OP in forward and "aten.convolution.default" not in forward, forward
         assert BACKWARD_OP in backward and "aten.convolution_backward.default" not in backward, backward
 
@@ -158,16 +149,16 @@ def test_export_multiplier_one_and_a_pinned_native_layer_trace_the_native_conv()
     x = torch.randn(2, 4, 9, 9)
     graphs: list[torch.fx.GraphModule] = []
     with torch.no_grad():  # m = 1: inductor's channels_last oneDNN kernel, no opaque op
-        torch.compile(cz.DepthwiseConv2d(4, 4, 3).eval(), backend=_recording_backend(graphs), fullgraph=True)(x)
-    assert OP not in _targets(graphs) and _targets(graphs)
+        torch.compile(cz.DepthwiseConv2d(4, 4, 3).eval(), backend=recording_backend(graphs), fullgraph=True)(x)
+    assert OP not in call_targets(graphs) and call_targets(graphs)
     exported = torch.export.export(layer.eval(), (x,))
     assert OP not in [str(n.target) for n in exported.graph.nodes]
     layer.implementation = "native"
     graphs.clear()
     torch._dynamo.reset()
     with torch.no_grad():
-        torch.compile(layer, backend=_recording_backend(graphs), fullgraph=True)(x)
-    assert OP not in _targets(graphs)
+        torch.compile(layer, backend=recording_backend(graphs), fullgraph=True)(x)
+    assert OP not in call_targets(graphs)
 
 
 def test_a_copy_shares_the_key_runs_its_own_weights_and_a_missing_configuration_is_named() -> None:
@@ -180,9 +171,9 @@ def test_a_copy_shares_the_key_runs_its_own_weights_and_a_missing_configuration_
     x = torch.randn(1, 3, 8, 8)
     with torch.no_grad():
         twin.weight.mul_(2)
-        y = torch.compile(twin, backend=_recording_backend([]), fullgraph=True)(x)
+        y = torch.compile(twin, backend=recording_backend([]), fullgraph=True)(x)
         np.testing.assert_allclose(y.numpy(), _oracle(twin, x), rtol=1e-5, atol=1e-5)
-        y = torch.compile(layer, backend=_recording_backend([]), fullgraph=True)(x)
+        y = torch.compile(layer, backend=recording_backend([]), fullgraph=True)(x)
         np.testing.assert_allclose(y.numpy(), _oracle(layer, x), rtol=1e-5, atol=1e-5)
     restored = pickle.loads(pickle.dumps(twin))  # after a compiled run: no runners pickled, the same key
     assert compiled_choice.handle(restored) == compiled_choice.handle(twin)
@@ -268,9 +259,9 @@ def test_dynamic_shapes_give_the_op_s_fake_symbolic_sizes() -> None:
     output against the oracle."""
     layer = cz.DepthwiseConv2d(4, 8, 3, stride=2, padding=1).eval()
     graphs: list[torch.fx.GraphModule] = []
-    compiled = torch.compile(layer, backend=_recording_backend(graphs), dynamic=True, fullgraph=True)
+    compiled = torch.compile(layer, backend=recording_backend(graphs), dynamic=True, fullgraph=True)
     with torch.no_grad():
         for size in (9, 13, 20):
             x = torch.randn(2, 4, size, size + 1)
             np.testing.assert_allclose(compiled(x).numpy(), _oracle(layer, x), rtol=1e-5, atol=1e-5)
-    assert len(graphs) == 1 and _targets(graphs) == [OP]
+    assert len(graphs) == 1 and call_targets(graphs) == [OP]

@@ -14,6 +14,7 @@ import pickle
 import numpy as np
 import pytest
 import torch
+from compile_graphs import call_targets, recording_backend
 
 import convzoo as cz
 from convzoo.layers import compiled_layer
@@ -23,18 +24,7 @@ OP = "convzoo.eager_layer.default"
 SHAPE = (2, 8, 9, 9)
 
 
-def _as_op() -> list[str]:
-    found = []
-    for fam in cz.families():
-        if 2 in fam.dims:
-            with torch.device("meta"):
-                layer = fam.build(8, 8, None, 2)
-            if getattr(layer, "compiles_as_op", False):
-                found.append(fam.name)
-    return found
-
-
-FAMILIES = _as_op()
+FAMILIES = [fam.name for fam in cz.families() if 2 in fam.dims and fam.compiles_as_op]  # through the contract
 
 
 def test_some_families_compile_as_one_op():
@@ -51,16 +41,6 @@ def _layer(name: str) -> torch.nn.Module:
     return layer
 
 
-def _recording(graphs: list[torch.fx.GraphModule]):
-    def backend(gm: torch.fx.GraphModule, example_inputs):
-        graphs.append(gm)
-        return gm.forward
-
-    return backend
-
-
-def _targets(graphs: list[torch.fx.GraphModule]) -> list[str]:
-    return [str(n.target) for gm in graphs for n in gm.graph.nodes if n.op == "call_function"]
 
 
 def _oracle(layer: torch.nn.Module, x: torch.Tensor) -> np.ndarray:
@@ -80,10 +60,10 @@ def test_compiled_inference_is_one_op_and_matches_the_oracle(name: str, fmt) -> 
     layer = _layer(name)
     x = torch.randn(SHAPE).contiguous(memory_format=fmt)
     graphs: list[torch.fx.GraphModule] = []
-    compiled = torch.compile(layer, backend=_recording(graphs), fullgraph=True)
+    compiled = torch.compile(layer, backend=recording_backend(graphs), fullgraph=True)
     with torch.no_grad():
         y = compiled(x)
-    assert _targets(graphs) == [OP]  # the whole layer, nothing traced around it
+    assert call_targets(graphs) == [OP]  # the whole layer, nothing traced around it
     expected = _oracle(layer, x)
     error = float(np.abs(y.double().numpy() - expected).max() / max(1.0, np.abs(expected).max()))
     assert error < 1e-5, error
@@ -104,8 +84,8 @@ def test_compiled_training_gives_the_oracle_s_derivative(name: str, monkeypatch)
     calls: list[str] = []
     monkeypatch.setattr(compiled_layer, "_live", lambda key: calls.append(key) or live(key))
     graphs: list[torch.fx.GraphModule] = []
-    y = torch.compile(layer, backend=_recording(graphs), fullgraph=True)(x)
-    assert _targets(graphs) == [OP]
+    y = torch.compile(layer, backend=recording_backend(graphs), fullgraph=True)(x)
+    assert call_targets(graphs) == [OP]
     r = torch.randn(y.shape, generator=g)
     params = list(layer.parameters())
     before = len(calls)
@@ -144,14 +124,14 @@ def test_export_autocast_and_a_layer_turned_off_trace_the_native_form() -> None:
     assert not any("eager_layer" in str(n.target) for n in exported.graph.nodes)
     graphs: list[torch.fx.GraphModule] = []
     with torch.no_grad(), torch.autocast("cpu", dtype=torch.bfloat16):
-        torch.compile(layer, backend=_recording(graphs))(x)
-    assert graphs and OP not in _targets(graphs)
+        torch.compile(layer, backend=recording_backend(graphs))(x)
+    assert graphs and OP not in call_targets(graphs)
     off = _layer(FAMILIES[0])
     off.compiles_as_op = False
     graphs.clear()
     with torch.no_grad():
-        torch.compile(off, backend=_recording(graphs))(x)
-    assert graphs and OP not in _targets(graphs)
+        torch.compile(off, backend=recording_backend(graphs))(x)
+    assert graphs and OP not in call_targets(graphs)
 
 
 def test_copies_have_ids_of_their_own_and_the_op_uses_the_tensors_it_is_given() -> None:
@@ -180,11 +160,11 @@ def test_copies_have_ids_of_their_own_and_the_op_uses_the_tensors_it_is_given() 
 def test_dynamic_shapes_trace_the_op_once_for_every_size() -> None:
     layer = _layer(FAMILIES[0])
     graphs: list[torch.fx.GraphModule] = []
-    compiled = torch.compile(layer, backend=_recording(graphs), dynamic=True, fullgraph=True)
+    compiled = torch.compile(layer, backend=recording_backend(graphs), dynamic=True, fullgraph=True)
     for size in (9, 12):
         x = torch.randn(2, 8, size, size)
         with torch.no_grad():
             y = compiled(x)
         expected = _oracle(layer, x)
         assert float(np.abs(y.double().numpy() - expected).max() / max(1.0, np.abs(expected).max())) < 1e-5
-    assert _targets(graphs) == [OP]  # one graph, symbolic sizes, for both
+    assert call_targets(graphs) == [OP]  # one graph, symbolic sizes, for both

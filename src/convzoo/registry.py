@@ -15,6 +15,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import torch
 from torch import nn
 
 from . import layers as L
@@ -42,6 +43,14 @@ class Family:
     replaces_kxk: bool = True
     window: bool = True
     picture_kernel: int | None = None
+
+    @property
+    def compiles_as_op(self) -> bool:
+        """Whether its layers are one op under ``torch.compile`` on the CPU (their class's ``compiles_as_op``,
+        ``layers/compiled_layer.py``), read from an 8 → 8 layer built on the meta device."""
+        with torch.device("meta"):
+            layer = self.build(8, 8, None, 2 if 2 in self.dims else self.dims[0])
+        return bool(getattr(layer, "compiles_as_op", False))
 
     def build(self, in_channels: int, out_channels: int, kernel_size: IntOrTuple | None = None, dim: int = 2,
               **kwargs: Any) -> nn.Module:

@@ -63,7 +63,8 @@ def compare_command(
     channels_last: bool = typer.Option(False, "--channels-last", help="every layer and input in channels_last "
                                                                       "(NHWC), the baseline too (eager only)"),
     compile_layers: bool = typer.Option(False, "--compile", help="time every layer, the baseline too, under "
-                                        "torch.compile (each compiled before its rounds: minutes for every family)"),
+                                        "torch.compile (each compiled before its rounds: a minute or more for "
+                                        "every family)"),
     compile_mode: Optional[str] = typer.Option(None, "--compile-mode", help="torch.compile's mode (default, "
                                                "reduce-overhead, max-autotune, …; implies --compile)"),
     names: Optional[list[str]] = typer.Argument(None, help="families (default: all)"),

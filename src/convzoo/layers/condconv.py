@@ -69,7 +69,7 @@ class CondConvNd(ConvzooLayer, nn.Module):
     Arguments, order and defaults as ``torch.nn.Conv*d``; ``num_experts`` K (keyword-only; the paper uses 8).
     """
 
-    compiles_as_op = True  # compiled on the CPU: one op running the eager forward (its measured form); compiled_layer.py
+    compiles_as_op = True  # compiled on the CPU: one op running the eager forward (measured form); compiled_layer.py
 
     def __init__(
         self,

@@ -140,7 +140,7 @@ class DynamicConvNd(TemperatureState, ConvzooLayer, nn.Module):
     hidden layer) and the softmax ``temperature`` are keyword-only.
     """
 
-    compiles_as_op = True  # compiled on the CPU: one op running the eager forward (its measured form); compiled_layer.py
+    compiles_as_op = True  # compiled on the CPU: one op running the eager forward (measured form); compiled_layer.py
 
     def __init__(
         self,

@@ -83,7 +83,7 @@ class ODConvNd(ConvzooLayer, nn.Module):
     squeeze width is max(⌊C_in·reduction⌋, ``min_hidden``); the paper's 1/16 and 16) and ``temperature`` T.
     """
 
-    compiles_as_op = True  # compiled on the CPU: one op running the eager forward (its measured form); compiled_layer.py
+    compiles_as_op = True  # compiled on the CPU: one op running the eager forward (measured form); compiled_layer.py
 
     def __init__(
         self,

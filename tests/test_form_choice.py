@@ -490,3 +490,73 @@ def test_quick_choices_time_one_round_and_can_be_switched_off_inside():
         with quick_choices(False):
             choice.choose("full", {"a": form("a"), "b": form("b")}, torch.device("cpu"))
         assert calls == {"a": 3 + 7, "b": 3 + 7} and choice.measurements == 2
+
+
+class _FailsInBackward(torch.autograd.Function):
+    """Runs forward, fails in its backward: a GPU kernel whose gradient kernel needs more shared memory than the GPU
+    has (Triton's OutOfResources) compiles and runs forward and fails only when a training step is measured."""
+
+    @staticmethod
+    def forward(ctx, x):
+        return 2 * x
+
+    @staticmethod
+    def backward(ctx, grad):
+        raise RuntimeError("out of resources: shared memory, required 108032, hardware limit 101376")
+
+
+def test_a_fallible_form_whose_backward_fails_is_dropped_with_a_warning_not_raised():
+    x = torch.randn(4, requires_grad=True)
+    forms = {"good": lambda: x * 2, "bad": lambda: _FailsInBackward.apply(x)}
+    choice = FormChoice("test-backward", prefer="good")
+    with pytest.warns(RuntimeWarning, match="without its form 'bad'.*shared memory"):
+        assert choice.choose(("k",), forms, x.device, [x], fallible=("bad",)) == "good"
+    assert "shared memory" in choice.failed["bad"]
+    with pytest.raises(RuntimeError, match="shared memory"):  # not named fallible: the failure reaches the caller
+        FormChoice("test-backward-2", prefer="good").choose(("k",), forms, x.device, [x])
+
+
+def test_a_failure_raised_through_checkpoint_is_the_caller_s_not_the_form_s():
+    """The form's own failure, in its forward or its backward (through the autograd engine's entry in
+    torch/autograd/graph.py), drops it; one raised through torch.utils.checkpoint's frames does not."""
+    x = torch.randn(4, requires_grad=True)
+    with pytest.raises(RuntimeError) as in_backward:
+        torch.autograd.grad(_FailsInBackward.apply(x).sum(), [x])
+    assert form_choice._own_failure(in_backward.value)
+
+    def fails(t):
+        raise RuntimeError("raised inside the caller's checkpoint")
+
+    with pytest.raises(RuntimeError) as in_checkpoint:
+        torch.utils.checkpoint.checkpoint(fails, x, use_reentrant=False)
+    assert not form_choice._own_failure(in_checkpoint.value)
+
+
+@pytest.mark.parametrize("modulated", [False, True])
+def test_deformable_training_keys_time_forward_and_backward_on_detached_copies(monkeypatch, modulated):
+    """A training step's deformable op is the fastest forward + backward, not the fastest forward: with gradients
+    wanted the forms are timed with their backward to detached copies of the call's tensors (x, offset, mask for
+    v2, weight, bias), so the caller's graph is never run; without, forward only."""
+    from convzoo.layers import deformable as deformable_module
+
+    layer = cz.DeformConv2d(4, 6, 3, padding=1, modulated=modulated)
+    timed: list[list[torch.Tensor]] = []
+    choose = deformable_module._CHOICE.choose
+
+    def spy(key, forms, device, wrt=(), **kwargs):
+        timed.append(list(wrt))
+        return choose(key, forms, device, wrt, **kwargs)
+
+    monkeypatch.setattr(deformable_module._CHOICE, "choose", spy)
+    deformable_module._CHOICE.clear()
+    x = torch.randn(2, 4, 7, 7, requires_grad=True)
+    y = layer(x)
+    assert len(timed) == 1 and len(timed[0]) == (5 if modulated else 4)
+    assert all(t.is_leaf and t.requires_grad for t in timed[0]) and not any(t is x for t in timed[0])
+    grads = torch.autograd.grad(y.square().sum(), [x, layer.weight, *layer.offset_conv.parameters()])
+    again = torch.autograd.grad(layer(x).square().sum(), [x, layer.weight, *layer.offset_conv.parameters()])
+    for first, second in zip(grads, again):  # the measured call's graph was left whole
+        torch.testing.assert_close(first, second, rtol=1e-5, atol=1e-6)
+    with torch.no_grad():
+        layer(torch.randn(2, 4, 7, 7))
+    assert len(timed) == 2 and timed[1] == []

@@ -87,3 +87,41 @@ def test_tile_sizes() -> None:
     assert [triton_runtime.block(n, 64) for n in (1, 16, 17, 64, 1000)] == [16, 16, 32, 64, 64]
     assert triton_runtime.block(3, 32, smallest=4) == 4
     assert triton_runtime.split_count(10, 50, torch.device("cpu")) == 1
+
+
+class _KernelNeedingFewerStages:
+    """Stands in for a Triton kernel that needs more shared memory than the GPU has above ``fits_at`` stages: its
+    launch raises Triton's OutOfResources there, as Triton's launcher does."""
+
+    def __init__(self, fits_at: int) -> None:
+        self.fits_at, self.launched = fits_at, []
+
+    def __getitem__(self, grid: tuple[int, ...]):
+        def run(*args, num_stages: int = triton_runtime.DEFAULT_STAGES, **constants) -> None:
+            self.launched.append(num_stages)
+            if num_stages > self.fits_at:
+                raise pytest.importorskip("triton").OutOfResources(108032, 101376, "shared memory")
+        return run
+
+
+def test_launch_falls_back_to_fewer_stages_where_shared_memory_is_short(monkeypatch) -> None:
+    """Triton's default 3 stages of the fp32 deformable weight-gradient kernel need 105.5 KB of shared memory, an
+    sm_86 / sm_89 GPU has 99 KB per block (tools/triton_gpu_compile.py): the launch retries with fewer stages,
+    keeps the count that fits for those constants, and raises when none fits."""
+    pytest.importorskip("triton")
+    monkeypatch.setattr(triton_runtime, "_STAGES", {})
+    x = torch.zeros(2)
+    kernel = _KernelNeedingFewerStages(fits_at=2)
+    triton_runtime.launch(kernel, (1,), x, 3, BLOCK=64)
+    assert kernel.launched == [3, 2]
+    triton_runtime.launch(kernel, (1,), x, 3, BLOCK=64)  # the count that fits is kept: no failed attempt
+    assert kernel.launched == [3, 2, 2]
+    triton_runtime.launch(kernel, (1,), x, 3, BLOCK=32)  # other constants: another kernel variant, tried afresh
+    assert kernel.launched == [3, 2, 2, 3, 2]
+    fits = _KernelNeedingFewerStages(fits_at=3)
+    triton_runtime.launch(fits, (1,), x, BLOCK=64)
+    assert fits.launched == [3]
+    never = _KernelNeedingFewerStages(fits_at=0)
+    with pytest.raises(pytest.importorskip("triton").OutOfResources):
+        triton_runtime.launch(never, (1,), x, BLOCK=64)
+    assert never.launched == [3, 2, 1]

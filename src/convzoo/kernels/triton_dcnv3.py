@@ -21,7 +21,7 @@ import triton.language as tl
 from . import derivatives
 from .triton_autograd import define_op, no_grad_tensor
 from .triton_bilinear import corners, gather, scatter
-from .triton_runtime import accumulator_dtype, block, cdiv, empty_like_format, kernel_types
+from .triton_runtime import accumulator_dtype, block, cdiv, empty_like_format, kernel_types, launch
 
 Tensor = torch.Tensor
 
@@ -125,7 +125,7 @@ def _forward(x: Tensor, fields: Tensor, groups: int, kernel_size: list[int], dil
         acc, _, _ = kernel_types(x.dtype)
         bp, bc = block(h * w, 64), block(cpg, 32, smallest=4)
         c_blocks = cdiv(cpg, bc)
-        _forward_kernel[(cdiv(h * w, bp), n, groups * c_blocks)](
+        launch(_forward_kernel, (cdiv(h * w, bp), n, groups * c_blocks),
             x, fields, y, h, w, cpg, groups, c_blocks, *x.stride(), *fields.stride(), *y.stride(),
             dilation[0], dilation[1], KH=kernel_size[0], KW=kernel_size[1], SCALE=float(offset_scale), ACC=acc,
             BLOCK_P=bp, BLOCK_C=bc)
@@ -152,7 +152,7 @@ def _backward(grad: Tensor, x: Tensor, fields: Tensor, groups: int, kernel_size:
     cpg = c // groups
     acc, _, _ = kernel_types(x.dtype)
     bp, bc = block(h * w, 64), block(cpg, 32, smallest=4)
-    _backward_kernel[(cdiv(h * w, bp), n, groups)](
+    launch(_backward_kernel, (cdiv(h * w, bp), n, groups),
         x, fields, grad, gx, gf, h, w, cpg, groups, *x.stride(), *fields.stride(), *grad.stride(), *gx.stride(),
         *gf.stride(), dilation[0], dilation[1], KH=kernel_size[0], KW=kernel_size[1], SCALE=float(offset_scale),
         NEED_X=needs[0], NEED_FIELDS=needs[1], ACC=acc, BLOCK_P=bp, BLOCK_C=bc)

@@ -27,7 +27,7 @@ import triton.language as tl
 from . import deform_torch
 from .triton_autograd import define_op, no_grad_tensor
 from .triton_bilinear import corners, gather, scatter
-from .triton_runtime import accumulator_dtype, block, cdiv, empty_like_format, kernel_types, split_count
+from .triton_runtime import accumulator_dtype, block, cdiv, empty_like_format, kernel_types, launch, split_count
 
 Tensor = torch.Tensor
 
@@ -232,7 +232,7 @@ def _forward(x: Tensor, offset: Tensor, mask: Optional[Tensor], weight: Tensor, 
         bp, bo, bc = block(ho * wo, 64), block(opg, 64), block(seg, 32)
         o_blocks = cdiv(opg, bo)
         m = offset if mask is None else mask
-        _forward_kernel[(cdiv(ho * wo, bp), n, groups * o_blocks)](
+        launch(_forward_kernel, (cdiv(ho * wo, bp), n, groups * o_blocks),
             x, offset, m, weight, x if bias is None else bias, y, h, w, ho, wo, cpg, opg, cpog, seg, o_blocks,
             *x.stride(), *offset.stride(), *m.stride(), *weight.stride(), *y.stride(),
             stride[0], stride[1], padding[0], padding[1], dilation[0], dilation[1],
@@ -267,7 +267,7 @@ def _backward(grad: Tensor, x: Tensor, offset: Tensor, mask: Optional[Tensor], w
         goff = torch.empty_like(offset) if need_fields else offset
         gm = torch.empty_like(m) if need_fields and mask is not None else m
         bp, bo, bc = block(ho * wo, 64), block(opg, 32), block(seg, 32)
-        _fields_grad_kernel[(cdiv(ho * wo, bp), n, (offset.shape[1] // 2))](
+        launch(_fields_grad_kernel, (cdiv(ho * wo, bp), n, (offset.shape[1] // 2)),
             x, offset, m, weight, grad, gx, goff, gm, h, w, ho, wo, cpg, opg, cpog, seg,
             *x.stride(), *offset.stride(), *m.stride(), *weight.stride(), *grad.stride(), *gx.stride(),
             *goff.stride(), *gm.stride(), *geometry, KW=kw, T=taps, HAS_MASK=mask is not None, NEED_X=needs[0],
@@ -287,7 +287,7 @@ def _backward(grad: Tensor, x: Tensor, offset: Tensor, mask: Optional[Tensor], w
         splits = split_count(groups * o_blocks * c_tiles * taps, chunks, x.device)
         part = torch.zeros((splits, co, cpg, taps), dtype=accumulator_dtype(x.dtype), device=x.device)
         if total:
-            _weight_grad_kernel[(groups * o_blocks * c_tiles, taps, splits)](
+            launch(_weight_grad_kernel, (groups * o_blocks * c_tiles, taps, splits),
                 x, offset, m, grad, part, h, w, ho, wo, cpg, opg, cpog, seg, co, total, o_blocks, c_tiles, seg_tiles,
                 cdiv(chunks, splits), *x.stride(), *offset.stride(), *m.stride(), *grad.stride(), *geometry,
                 KW=kw, T=taps, HAS_MASK=mask is not None, ACC=acc, DOT=dot, PREC=precision,

@@ -19,7 +19,7 @@ import triton.language as tl
 
 from . import derivatives
 from .triton_autograd import define_op, no_grad_tensor
-from .triton_runtime import accumulator_dtype, block, cdiv, empty_like_format, kernel_types, split_count
+from .triton_runtime import accumulator_dtype, block, cdiv, empty_like_format, kernel_types, launch, split_count
 
 Tensor = torch.Tensor
 
@@ -152,7 +152,7 @@ def _forward(x: Tensor, weight: Tensor, bias: Optional[Tensor], stride: list[int
     if y.numel():
         acc, _, _ = kernel_types(x.dtype)
         bp, bo = block(ho * wo, 64), block(co, 32)
-        _forward_kernel[(cdiv(ho * wo, bp), n, cdiv(co, bo))](
+        launch(_forward_kernel, (cdiv(ho * wo, bp), n, cdiv(co, bo)),
             x2, w2, x2 if bias is None else bias, y, h, w, co, ho, wo, co // c,
             *x2.stride(), w2.stride(0), w2.stride(2), w2.stride(3), *y.stride(),
             s[0], s[1], pad[0], pad[2], d[0], d[1],
@@ -179,7 +179,7 @@ def _backward(grad: Tensor, x: Tensor, weight: Tensor, bias: Optional[Tensor], s
         gx = empty_like_format(x2, tuple(x2.shape))
         bq, bc = block(h * w, 64), block(c, 32)
         if gx.numel():
-            _input_grad_kernel[(cdiv(h * w, bq), n, cdiv(c, bc))](
+            launch(_input_grad_kernel, (cdiv(h * w, bq), n, cdiv(c, bc)),
                 g2, w2, gx, c, h, w, ho, wo, co // c, *g2.stride(), w2.stride(0), w2.stride(2), w2.stride(3),
                 *gx.stride(), s[0], s[1], pad[0], pad[2], d[0], d[1],
                 KH=kh, KW=kw, ACC=acc, BLOCK_Q=bq, BLOCK_C=bc)
@@ -192,7 +192,7 @@ def _backward(grad: Tensor, x: Tensor, weight: Tensor, bias: Optional[Tensor], s
         per_split = cdiv(chunks, splits)
         part = torch.zeros((splits, co, taps), dtype=accumulator_dtype(x.dtype), device=x.device)
         if total:
-            _weight_grad_kernel[(cdiv(co, bo), taps, splits)](
+            launch(_weight_grad_kernel, (cdiv(co, bo), taps, splits),
                 x2, g2, part, h, w, co, ho, wo, co // c, total, per_split, *x2.stride(), *g2.stride(),
                 s[0], s[1], pad[0], pad[2], d[0], d[1], KW=kw, T=taps, ACC=acc, BLOCK_P=bp, BLOCK_O=bo)
         grad_w = part.sum(0).reshape(weight.shape).to(weight.dtype)

@@ -17,7 +17,7 @@ import triton.language as tl
 
 from . import derivatives
 from .triton_autograd import define_op, no_grad_tensor
-from .triton_runtime import block, cdiv, empty_like_format, kernel_types
+from .triton_runtime import block, cdiv, empty_like_format, kernel_types, launch
 
 Tensor = torch.Tensor
 
@@ -133,7 +133,7 @@ def _forward(x: Tensor, kernels: Tensor, groups: int, kernel_size: list[int], st
     if y.numel():
         acc, _, _ = kernel_types(x.dtype)
         bp, bc = block(ho * wo, 64), block(c, 32)
-        _forward_kernel[(cdiv(ho * wo, bp), n, cdiv(c, bc))](
+        launch(_forward_kernel, (cdiv(ho * wo, bp), n, cdiv(c, bc)),
             x2, k2, y, c, h, w, ho, wo, c // groups, *x2.stride(), *k2.stride(), *y.stride(),
             s[0], s[1], pad[0], pad[2], d[0], d[1], KH=kh, KW=kw, ACC=acc, BLOCK_P=bp, BLOCK_C=bc)
     return y.squeeze(2) if x.dim() == 3 else y
@@ -160,7 +160,7 @@ def _backward(grad: Tensor, x: Tensor, kernels: Tensor, groups: int, kernel_size
         gx = empty_like_format(x2, tuple(x2.shape))
         bq, bc = block(h * w, 64), block(c, 32)
         if gx.numel():
-            _input_grad_kernel[(cdiv(h * w, bq), n, cdiv(c, bc))](
+            launch(_input_grad_kernel, (cdiv(h * w, bq), n, cdiv(c, bc)),
                 g2, k2, gx, c, h, w, ho, wo, cpg, *g2.stride(), *k2.stride(), *gx.stride(), *geometry,
                 KH=kh, KW=kw, ACC=acc, BLOCK_Q=bq, BLOCK_C=bc)
         grad_x = gx.squeeze(2) if x.dim() == 3 else gx
@@ -168,7 +168,7 @@ def _backward(grad: Tensor, x: Tensor, kernels: Tensor, groups: int, kernel_size
         gk = torch.empty_like(k2)
         bp, bc = block(ho * wo, 64), block(cpg, 32)
         if gk.numel():
-            _kernel_grad_kernel[(cdiv(ho * wo, bp), n, groups)](
+            launch(_kernel_grad_kernel, (cdiv(ho * wo, bp), n, groups),
                 x2, g2, gk, h, w, ho, wo, cpg, *x2.stride(), *g2.stride(), *gk.stride(), *geometry,
                 KH=kh, KW=kw, ACC=acc, BLOCK_P=bp, BLOCK_C=bc)
         grad_k = gk.squeeze(2) if x.dim() == 3 else gk

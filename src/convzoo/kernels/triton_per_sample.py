@@ -21,7 +21,7 @@ import triton.language as tl
 
 from . import derivatives
 from .triton_autograd import define_op, no_grad_tensor
-from .triton_runtime import accumulator_dtype, block, cdiv, empty_like_format, kernel_types, split_count
+from .triton_runtime import accumulator_dtype, block, cdiv, empty_like_format, kernel_types, launch, split_count
 
 Tensor = torch.Tensor
 
@@ -173,7 +173,7 @@ def _forward(x: Tensor, weight: Tensor, bias: Optional[Tensor], groups: int, str
         bp, bo, bc = block(ho * wo, 64), block(opg, 64), block(cpg, 32)
         o_blocks = cdiv(opg, bo)
         bias_args = (x2, 0, 0) if bias is None else (bias, bias.stride(0), bias.stride(1))
-        _forward_kernel[(cdiv(ho * wo, bp), n, groups * o_blocks)](
+        launch(_forward_kernel, (cdiv(ho * wo, bp), n, groups * o_blocks),
             x2, w2, bias_args[0], y, h, w, ho, wo, cpg, opg, o_blocks, *x2.stride(), *w2.stride(), *bias_args[1:],
             *y.stride(), s[0], s[1], pad[0], pad[2], d[0], d[1], KH=kh, KW=kw, HAS_BIAS=bias is not None,
             ACC=acc, DOT=dot, PREC=precision, BLOCK_P=bp, BLOCK_O=bo, BLOCK_C=bc)
@@ -201,7 +201,7 @@ def _backward(grad: Tensor, x: Tensor, weight: Tensor, bias: Optional[Tensor], g
         bq, bc, bo = block(h * w, 64), block(cpg, 64), block(opg, 32)
         c_blocks = cdiv(cpg, bc)
         if gx.numel():
-            _input_grad_kernel[(cdiv(h * w, bq), n, groups * c_blocks)](
+            launch(_input_grad_kernel, (cdiv(h * w, bq), n, groups * c_blocks),
                 g2, w2, gx, h, w, ho, wo, cpg, opg, c_blocks, *g2.stride(), *w2.stride(), *gx.stride(),
                 s[0], s[1], pad[0], pad[2], d[0], d[1], KH=kh, KW=kw, ACC=acc, DOT=dot, PREC=precision,
                 BLOCK_Q=bq, BLOCK_C=bc, BLOCK_O=bo)
@@ -214,7 +214,7 @@ def _backward(grad: Tensor, x: Tensor, weight: Tensor, bias: Optional[Tensor], g
         splits = split_count(tiles * n * taps, chunks, x.device)
         part = torch.zeros((splits, n, co, cpg, taps), dtype=accumulator_dtype(x.dtype), device=x.device)
         if n and ho * wo:
-            _weight_grad_kernel[(tiles, n, taps * splits)](
+            launch(_weight_grad_kernel, (tiles, n, taps * splits),
                 x2, g2, part, n, h, w, ho, wo, cpg, opg, co, o_blocks, c_blocks, splits, cdiv(chunks, splits),
                 *x2.stride(), *g2.stride(), s[0], s[1], pad[0], pad[2], d[0], d[1], KW=kw, T=taps, ACC=acc,
                 DOT=dot, PREC=precision, BLOCK_P=bp, BLOCK_O=bo, BLOCK_C=bc)

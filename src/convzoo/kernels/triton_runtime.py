@@ -141,6 +141,43 @@ def _multiprocessors(index: int) -> int:
     return torch.cuda.get_device_properties(index).multi_processor_count
 
 
+DEFAULT_STAGES = 3  # Triton's software-pipelining depth on NVIDIA GPUs when a launch names none
+# (kernel, device, constants) → the pipeline stages it launches with where the default did not fit the GPU
+_STAGES: dict[tuple[Any, ...], int] = {}
+
+
+def launch(kernel: Any, grid: tuple[int, ...], *args: Any, **constants: Any) -> None:
+    """``kernel[grid](*args, **constants)``, with fewer pipeline stages where Triton's default needs more shared
+    memory per block than the GPU has (Triton's ``OutOfResources`` at launch: on sm_86 / sm_89 GPUs, 99 KB against
+    163 KB on sm_80 and 227 KB on sm_90, the fp32 deformable weight-gradient tile needs about 105 KB at 3 stages;
+    ``tools/triton_gpu_compile.py`` lists every kernel's need per GPU). The stage count that fits is kept per
+    kernel, device and constants, so the failed attempts happen once per process."""
+    if _STAGES:  # empty on a GPU where every kernel fits: one check per launch
+        stages = _STAGES.get(_stages_key(kernel, args, constants))
+        if stages is not None:
+            kernel[grid](*args, num_stages=stages, **constants)
+            return
+    try:
+        kernel[grid](*args, **constants)
+        return
+    except triton_module().OutOfResources as exc:
+        error = exc
+    for stages in range(DEFAULT_STAGES - 1, 0, -1):
+        try:
+            kernel[grid](*args, num_stages=stages, **constants)
+        except triton_module().OutOfResources as exc:
+            error = exc
+            continue
+        _STAGES[_stages_key(kernel, args, constants)] = stages
+        return
+    raise error
+
+
+def _stages_key(kernel: Any, args: tuple[Any, ...], constants: dict[str, Any]) -> tuple[Any, ...]:
+    device = next((a.device for a in args if isinstance(a, torch.Tensor)), None)
+    return (kernel, device, tuple(sorted(constants.items())))
+
+
 def empty_like_format(x: torch.Tensor, shape: tuple[int, ...], dtype: torch.dtype | None = None) -> torch.Tensor:
     """An uninitialised (N, C, H, W) tensor in ``x``'s memory format (channels_last in → channels_last out)."""
     fmt = torch.channels_last if (x.dim() == 4 and x.is_contiguous(memory_format=torch.channels_last)

@@ -13,7 +13,7 @@ bilinear, masked reads written straight into the GEMM's columns, NaN-safe, keeps
 convzoo's Triton implicit GEMM (``kernels/triton_deform.py``: no column tensor; the same NaN rule).
 ``implementation='auto'`` (the default) picks per layer configuration and input (shape, memory format, device,
 dtype, grad mode) by timing them once per process on the first such input (``_CHOICE``, a
-``form_choice.FormChoice``); under autocast, torch.export / jit tracing or on meta tensors it always runs the pure
+``form_choice.FormChoice``; with gradients wanted, forward and backward on detached copies); under autocast, torch.export / jit tracing or on meta tensors it always runs the pure
 op (torchvision's kernel refuses mixed dtypes), and under torch.compile too except on the CPU, where the whole layer
 is one op running its eager forward (``compiled_layer.py``). Where numba or Triton cannot be imported or a kernel
 does not compile, that form is not offered and one warning names the cause. torchvision's CPU kernel segfaults on
@@ -68,14 +68,25 @@ if TYPE_CHECKING:
 
 
 def _deform_conv2d(*args: Any, **kwargs: Any) -> torch.Tensor:
-    from torchvision.ops import deform_conv2d  # imported on first use: torchvision costs ~1 s at import
+    from torchvision.ops import deform_conv2d  # imported with the first layer: torchvision costs ~1 s at import
 
     return deform_conv2d(*args, **kwargs)
 
 
+def _load_torchvision_ops() -> None:
+    """Import torchvision's ops (once per process, where torchvision is installed). ``torch.onnx.export`` builds
+    its table of ONNX functions before it runs the model, and leaves out ``torchvision::deform_conv2d`` (the
+    ``DeformConv`` node the layer exports as) when torchvision's ops are not loaded yet: so they are loaded when a
+    layer is built, not at its first call (a layer exported in a fresh process failed to convert)."""
+    try:
+        import torchvision.ops  # noqa: F401
+    except ImportError:  # torchvision is a dependency; without it the 'torchvision' form fails when asked for
+        pass
+
+
 IMPLEMENTATIONS = ("auto", "torch", "torchvision", "kernel", "triton")
-# (configuration, input shape / format / device / dtype, grad mode) → the fastest implementation, timed (forward
-# only) on the first such input
+# (configuration, input shape / format / device / dtype, grad mode) → the fastest implementation, timed (forward,
+# and backward where gradients are wanted) on the first such input
 _CHOICE = FormChoice("DeformConv2d", prefer="torch", margin=0.03)
 _KERNEL_DTYPES = (torch.float32, torch.float64)
 
@@ -145,6 +156,7 @@ class DeformConv2d(ConvzooLayer, nn.Module):
         modulated: bool = False,
     ) -> None:
         super().__init__()
+        _load_torchvision_ops()
         in_channels, out_channels, groups = check_groups(in_channels, out_channels, groups)
         offset_groups = check_positive_int(offset_groups, "offset_groups")
         if in_channels % offset_groups:
@@ -207,8 +219,10 @@ class DeformConv2d(ConvzooLayer, nn.Module):
         # read once per call: a parametrized weight is evaluated once, as by torch's convs, however many runs
         # the form choice times (spectral_norm's power iteration advances at each evaluation)
         weight, bias = self.weight, self.bias
+        call_tensors = (padded, offset, mask, weight, bias)
 
-        def run(name: str, guarded: bool = True) -> torch.Tensor:
+        def run(name: str, guarded: bool = True, tensors: tuple[Any, ...] = call_tensors) -> torch.Tensor:
+            padded, offset, mask, weight, bias = tensors  # the call's, or the measurement's detached copies
             if name == triton_forms.TRITON:  # the implicit GEMM of kernels/triton_deform.py (same NaN rule)
                 from ..kernels.triton_deform import deform_conv2d as triton_deform_conv2d
 
@@ -256,9 +270,7 @@ class DeformConv2d(ConvzooLayer, nn.Module):
                      *(["kernel"] if _kernel_runs(x, offset, mask) else []),
                      *([triton_forms.TRITON] if triton_forms.offered(x, "DeformConv2d") else [])]
             key = self._choice_key(x)
-            choice = _CHOICE.get(key) or _CHOICE.choose(
-                key, triton_forms.candidates({name: (lambda name=name: run(name)) for name in names}, x,
-                                             "DeformConv2d"), x.device)
+            choice = _CHOICE.get(key) or self._measure(key, names, run, call_tensors, x)
             if choice == "torchvision" and has_tangent((x, offset, mask, weight, bias)):
                 choice = "torch"  # torchvision's op has no forward-mode rule: its tangent came back None, silently
         elif choice == triton_forms.TRITON and not triton_forms.offered(x, "DeformConv2d"):
@@ -267,6 +279,21 @@ class DeformConv2d(ConvzooLayer, nn.Module):
                              f"autocast and triton installed; got a {x.device.type} {x.dtype} input"
                              + (f" ({cause})" if cause else ""))
         return run(choice)
+
+    @staticmethod
+    def _measure(key: tuple[Any, ...], names: list[str], run: Callable[..., torch.Tensor],
+                 tensors: tuple[torch.Tensor | None, ...], x: torch.Tensor) -> str:
+        """The fastest of the deformable ops ``names`` for ``key``, timed on detached copies of the call's tensors
+        (x padded, offset, mask, weight, bias): forward and backward to those that require grad when gradients are
+        on, so a training step's choice is the fastest training step and the caller's graph is never run. A Triton
+        form that fails here, forward or backward, is dropped with a warning (``triton_forms``)."""
+        backward = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
+        probes = tuple(None if t is None else t.detach().requires_grad_(t.requires_grad and backward)
+                       for t in tensors)
+        forms = {name: (lambda name=name: run(name, tensors=probes)) for name in names}
+        wrt = [t for t in probes if t is not None and t.requires_grad]
+        return _CHOICE.choose(key, triton_forms.candidates(forms, x, "DeformConv2d"), x.device, wrt,
+                              fallible=(triton_forms.TRITON,))
 
     def _choice_key(self, x: torch.Tensor) -> tuple[Any, ...]:
         config = (self.kernel_size, self.stride, self.dilation, self.padding_pairs, self.padding_mode, self.groups,

@@ -276,7 +276,8 @@ class DynamicConvNd(TemperatureState, ConvzooLayer, nn.Module):
         config = (type(self).__name__, self.in_channels, self.out_channels, self.groups, self.num_kernels,
                   self.kernel_size, self.stride, self.dilation, self.padding_pairs, self.padding_mode,
                   stored(self, "bias") is not None)
-        return _CHOICE.for_input(config, x, lambda layer: layer._candidate_forms(x), layer=self)
+        return _CHOICE.for_input(config, x, lambda layer: layer._candidate_forms(x), layer=self,
+                                 fallible=(triton_forms.TRITON,))
 
     def _candidate_forms(self, x: torch.Tensor) -> dict[str, Callable[[torch.Tensor], torch.Tensor]]:
         """``_forms`` that 'auto' measures, every one on this machine (forward + backward when gradients are

@@ -385,15 +385,18 @@ def pinned_form(family: str, form: str) -> Iterator[None]:
 
 
 _CONTEXT_FILES = ("torch/utils/checkpoint.py", "torch/autograd/graph.py")  # the caller's context, not the form
+_BACKWARD_ENTRY = "_engine_run_backward"  # graph.py's call into the autograd engine: every backward passes it
 
 
 def _own_failure(exc: BaseException) -> bool:
-    """Whether ``exc`` is the form's own failure (a kernel that does not compile or run here), which drops the form
-    for the process; not one raised by the caller's context (checkpoint's frames, saved-tensor hooks), which
-    ``measuring`` keeps away and which must reach the caller rather than blacklist a working kernel."""
+    """Whether ``exc`` is the form's own failure (a kernel that does not compile or run here, in its forward or its
+    backward), which drops the form for the process; not one raised by the caller's context (checkpoint's frames,
+    saved-tensor hooks), which ``measuring`` keeps away and which must reach the caller rather than blacklist a
+    working kernel."""
     tb = exc.__traceback__
     while tb is not None:
-        if tb.tb_frame.f_code.co_filename.replace("\\", "/").endswith(_CONTEXT_FILES):
+        code = tb.tb_frame.f_code
+        if code.co_filename.replace("\\", "/").endswith(_CONTEXT_FILES) and code.co_name != _BACKWARD_ENTRY:
             return False
         tb = tb.tb_next
     return True

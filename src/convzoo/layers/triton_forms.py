@@ -3,7 +3,8 @@
 
 ``offered(x, what)`` is the cheap per-call test; ``fastest(...)`` measures the forms once per key and returns the
 winner's name. A Triton form that raises the first time it runs (a compiler or driver the kernel does not support)
-is dropped for the process with one warning naming the cause, and the layer keeps its PyTorch forms.
+is dropped for the process with one warning naming the cause, and the layer keeps its PyTorch forms; so is one whose
+backward raises while a training key is measured (its ``FormChoice`` drops it as a fallible form).
 """
 
 from __future__ import annotations
@@ -66,7 +67,7 @@ def fastest(choice: FormChoice, config: Hashable, x: torch.Tensor,
             params = [p for p in private.parameters() if p.requires_grad]
         calls = {k: (lambda f=f: f(*probes)) for k, f in table.items()}
         wrt = [t for t in (*probes, *params) if t is not None and t.requires_grad] if backward else []
-        return choice.choose(key, candidates(calls, x, what), x.device, wrt)
+        return choice.choose(key, candidates(calls, x, what), x.device, wrt, fallible=(TRITON,))
 
 
 def candidates(forms: Mapping[str, Callable[[], torch.Tensor]], x: torch.Tensor, what: str

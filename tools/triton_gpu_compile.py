@@ -258,9 +258,10 @@ def summary(recorder: Recorder, archs: Sequence[int]) -> list[str]:
         spills = sorted({v.kernel for v in used if v.local > 0})
         fewer = sorted({f"{v.kernel} ({v.dtype}, {v.stages} stages)" for v in used if v.stages < DEFAULT_STAGES})
         largest = max((v.shared for v in used), default=0) / 1024
+        registers = max((v.registers for v in used), default=0)
         out.append(f"sm_{arch}: {len(vs)} variants compiled, {len(vs) - len(used)} over the shared-memory limit "
                    f"(recompiled with fewer stages); largest shared memory used {largest:.1f} KB of "
-                   f"{SHARED_LIMIT[arch] / 1024:.0f} KB; registers up to {max((v.registers for v in used), default=0)}; "
+                   f"{SHARED_LIMIT[arch] / 1024:.0f} KB; registers up to {registers}; "
                    f"local memory (spills) in {', '.join(spills) if spills else 'none'}; "
                    f"fewer stages: {', '.join(fewer) if fewer else 'none'}")
     return out

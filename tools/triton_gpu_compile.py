@@ -247,6 +247,34 @@ def table(recorder: Recorder) -> str:
     return "\n".join(lines)
 
 
+COLUMNS = ["kernel", "dtype", "stages", ("shared KB", ".1f"), "fits", "registers", "local bytes", "families"]
+
+
+def write(recorder: Recorder, archs: Sequence[int], out: str) -> str:
+    """The variants as a results file: one table per GPU, its summary line as the table's note."""
+    import triton
+
+    from convzoo.perf.results import Table, machine_info, write_results
+
+    tables = []
+    for arch, line in zip(archs, summary(recorder, archs)):
+        rows = [[v.kernel, v.dtype, v.stages, v.shared / 1024, v.fits, v.registers, v.local,
+                 ", ".join(sorted(v.families))]
+                for v in sorted(recorder.variants.values(), key=lambda v: (v.kernel, v.dtype, v.stages, v.shared))
+                if v.arch == arch]
+        tables.append(Table(f"sm_{arch}: {SHARED_LIMIT[arch] / 1024:.0f} KB of shared memory per block", COLUMNS,
+                            rows, notes=line))
+    description = (__doc__.split("\n\n")[0].replace("\n", " ") + ". Each row is one compiled kernel variant "
+                   "(the constants, dtype and memory-format specialisations the layers launch it with at the bench's "
+                   "channels): Triton's pipeline stages, the shared memory it needs and whether that fits the GPU, "
+                   "registers per thread and local memory per thread (register spills) as `cuobjdump` reports "
+                   "them. A variant that does not fit is launched again with fewer stages "
+                   "(`kernels/triton_runtime.launch`): the row with fewer stages is the one that runs.")
+    path = write_results(out, "Triton kernels compiled for NVIDIA GPUs (no GPU needed)", tables,
+                         description=description, machine=machine_info(triton=triton.__version__))
+    return str(path)
+
+
 def summary(recorder: Recorder, archs: Sequence[int]) -> list[str]:
     out = []
     for arch in archs:
@@ -275,6 +303,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--formats", default="contiguous,channels_last")
     parser.add_argument("--families", help="comma-separated subset of the families (default: all with a Triton form)")
     parser.add_argument("--quick", action="store_true", help="only inputs that require gradients")
+    parser.add_argument("--out", help="also write the tables as a results file (convzoo.perf.results' format), "
+                                      "e.g. benchmarks/results/triton_gpu_compile.json")
     args = parser.parse_args(argv)
     if os.environ.get("TRITON_INTERPRET", "") not in ("", "0"):
         print("triton_gpu_compile: unset TRITON_INTERPRET (the interpreter compiles nothing)", file=sys.stderr)
@@ -304,6 +334,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         print("FAILED:", failure)
     print(f"{len(recorder.variants)} kernel variants in {time.perf_counter() - start:.0f} s; "
           f"{len(recorder.failures)} failures")
+    if args.out and not recorder.failures:
+        print("written:", write(recorder, args.arch, args.out))
     return 1 if recorder.failures else 0
 
 

@@ -13,7 +13,8 @@ bilinear, masked reads written straight into the GEMM's columns, NaN-safe, keeps
 convzoo's Triton implicit GEMM (``kernels/triton_deform.py``: no column tensor; the same NaN rule).
 ``implementation='auto'`` (the default) picks per layer configuration and input (shape, memory format, device,
 dtype, grad mode) by timing them once per process on the first such input (``_CHOICE``, a
-``form_choice.FormChoice``; with gradients wanted, forward and backward on detached copies); under autocast, torch.export / jit tracing or on meta tensors it always runs the pure
+``form_choice.FormChoice``; with gradients wanted, forward and backward on detached copies); under autocast,
+torch.export / jit tracing or on meta tensors it always runs the pure
 op (torchvision's kernel refuses mixed dtypes), and under torch.compile too except on the CPU, where the whole layer
 is one op running its eager forward (``compiled_layer.py``). Where numba or Triton cannot be imported or a kernel
 does not compile, that form is not offered and one warning names the cause. torchvision's CPU kernel segfaults on

@@ -264,7 +264,9 @@ def write(recorder: Recorder, archs: Sequence[int], out: str) -> str:
                 if v.arch == arch]
         tables.append(Table(f"sm_{arch}: {SHARED_LIMIT[arch] / 1024:.0f} KB of shared memory per block", COLUMNS,
                             rows, notes=line))
-    description = (__doc__.split("\n\n")[0].replace("\n", " ") + ". Each row is one compiled kernel variant "
+    description = (f"Every Triton kernel convzoo's layers launch, compiled for NVIDIA GPUs on a machine without one "
+                   f"by Triton {triton.__version__} (its compiler and ptxas, for each target): what each needs of the "
+                   "GPU. Each row is one compiled kernel variant "
                    "(the constants, dtype and memory-format specialisations the layers launch it with at the bench's "
                    "channels): Triton's pipeline stages, the shared memory it needs and whether that fits the GPU, "
                    "registers per thread and local memory per thread (register spills) as `cuobjdump` reports "

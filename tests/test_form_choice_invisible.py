@@ -255,3 +255,41 @@ def test_a_fresh_hetconv_traces_without_an_eager_call_first():
     x = torch.randn(2, 8, 9, 9)
     traced = torch.jit.trace(layer, x)
     torch.testing.assert_close(traced(x), layer(x), rtol=1e-5, atol=1e-6)
+
+
+def test_global_forward_hooks_fire_in_other_threads_while_one_measures() -> None:
+    """A measurement skips torch's global forward hooks in its own thread only: another thread's module calls
+    meanwhile fire them (they were cleared for the whole process, so a server's other requests missed them), and
+    the hooks' dict keeps its size (clearing it under a module call iterating it in another thread can raise
+    'dictionary changed size during iteration'). After the measurement the hook is registered as it was."""
+    import threading
+
+    started, release = threading.Event(), threading.Event()
+    fired: list[tuple[str, str]] = []
+
+    def hook(module: nn.Module, args: object, output: object) -> None:
+        fired.append((threading.current_thread().name, type(module).__name__))
+
+    def held_open() -> torch.Tensor:  # a form that calls a module and keeps the measurement open once
+        y = nn.Identity()(torch.zeros(1))
+        started.set()
+        release.wait(30)
+        return y
+
+    handle = nn.modules.module.register_module_forward_hook(hook)
+    hooks = nn.modules.module._global_forward_hooks
+    try:
+        size = len(hooks)
+        measurer = threading.Thread(name="measurer", target=lambda: form_choice.FormChoice("threads").choose(
+            ("key",), {"held": held_open, "plain": lambda: nn.Identity()(torch.zeros(1))}, torch.device("cpu")))
+        measurer.start()
+        assert started.wait(30)
+        assert len(hooks) == size
+        nn.ReLU()(torch.zeros(1))  # the program's own call in this thread, during the measurement
+        release.set()
+        measurer.join(30)
+        assert fired == [(threading.current_thread().name, "ReLU")]
+        assert hooks[handle.id] is hook and not form_choice._SUSPENDED and form_choice._SUSPENSIONS[0] == 0
+    finally:
+        release.set()
+        handle.remove()

@@ -107,8 +107,11 @@ def round_order(labels: Sequence[str], r: int) -> list[str]:
 
 # --- measuring out of the caller's sight -------------------------------------------------------------------------
 
-_GLOBAL_HOOKS = ("_global_forward_pre_hooks", "_global_forward_hooks", "_global_backward_pre_hooks",
-                 "_global_backward_hooks")
+# torch's global module hooks: forward ones are skipped by the measuring thread only (``_UnlessMeasuring``); backward
+# ones are set aside for every thread (on CUDA a backward runs on autograd's device threads, which cannot tell a
+# measurement's backward from another thread's)
+_GLOBAL_FORWARD_HOOKS = ("_global_forward_pre_hooks", "_global_forward_hooks")
+_GLOBAL_BACKWARD_HOOKS = ("_global_backward_pre_hooks", "_global_backward_hooks")
 _MODULE_HOOKS = ("_forward_pre_hooks", "_forward_pre_hooks_with_kwargs", "_forward_hooks",
                  "_forward_hooks_with_kwargs", "_forward_hooks_always_called", "_backward_pre_hooks",
                  "_backward_hooks")
@@ -124,13 +127,32 @@ def measuring_now() -> bool:
     return getattr(_LOCAL, "depth", 0) > 0
 
 
+class _UnlessMeasuring:
+    """A global forward (pre-)hook while some thread measures forms: nothing in a thread that is measuring, the hook
+    itself in every other thread (their module calls are the program's own)."""
+
+    __slots__ = ("hook",)
+
+    def __init__(self, hook: Callable[..., object]) -> None:
+        self.hook = hook
+
+    def __call__(self, *args: object, **kwargs: object) -> object:
+        return None if measuring_now() else self.hook(*args, **kwargs)
+
+
 def _suspend_global_hooks() -> None:
+    """Forward hooks wrapped in place (the dicts keep their size: a module call iterating them in another thread
+    meanwhile must not fail), backward hooks set aside; hooks registered meanwhile fire everywhere."""
     from torch.nn.modules import module as torch_module
 
     with _SUSPEND_LOCK:
         _SUSPENSIONS[0] += 1
         if _SUSPENSIONS[0] == 1:
-            for name in _GLOBAL_HOOKS:
+            for name in _GLOBAL_FORWARD_HOOKS:
+                hooks = getattr(torch_module, name)
+                for key, hook in list(hooks.items()):
+                    hooks[key] = _UnlessMeasuring(hook)
+            for name in _GLOBAL_BACKWARD_HOOKS:
                 hooks = getattr(torch_module, name)
                 _SUSPENDED[name] = dict(hooks)
                 hooks.clear()
@@ -142,7 +164,12 @@ def _resume_global_hooks() -> None:
     with _SUSPEND_LOCK:
         _SUSPENSIONS[0] -= 1
         if _SUSPENSIONS[0] == 0:
-            for name in _GLOBAL_HOOKS:  # hooks registered meanwhile stay; removed ones stay removed
+            for name in _GLOBAL_FORWARD_HOOKS:  # hooks removed meanwhile stay removed
+                hooks = getattr(torch_module, name)
+                for key, hook in list(hooks.items()):
+                    if isinstance(hook, _UnlessMeasuring):
+                        hooks[key] = hook.hook
+            for name in _GLOBAL_BACKWARD_HOOKS:  # hooks registered meanwhile stay
                 hooks = getattr(torch_module, name)
                 hooks.update(_SUSPENDED.pop(name, {}))
 
@@ -166,8 +193,9 @@ def _push_saved_tensors_hooks(stack: list[tuple[Callable[..., object], Callable[
 @contextlib.contextmanager
 def measuring(device: torch.device) -> Iterator[None]:
     """The context of a measurement, out of the caller's sight: no saved-tensor hooks (checkpoint's would count the
-    measurement's saved tensors, which its recomputation does not save again), global module hooks suspended (a
-    module call in another thread meanwhile misses them too), and the CPU's and a CUDA ``device``'s random generators
+    measurement's saved tensors, which its recomputation does not save again), torch's global module hooks
+    suspended (forward hooks for this thread only; backward hooks for all threads, a backward in another thread
+    meanwhile misses them), and the CPU's and a CUDA ``device``'s random generators
     restored afterwards (dropout in a form; as ``torch.random.fork_rng``, draws another thread makes meanwhile are
     undone too). Nests."""
     stack = _pop_saved_tensors_hooks()

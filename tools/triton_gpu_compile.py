@@ -247,31 +247,53 @@ def table(recorder: Recorder) -> str:
     return "\n".join(lines)
 
 
-COLUMNS = ["kernel", "dtype", "stages", ("shared KB", ".1f"), "fits", "registers", "local bytes", "families"]
+COLUMNS = ["kernel", "dtype", "variants", "stages run", ("shared KB at 3 stages", ".1f"), ("shared KB as run", ".1f"),
+           "registers", "local bytes", "families"]
+
+
+def _span(values: Sequence[int]) -> str:
+    low, high = min(values), max(values)
+    return str(low) if low == high else f"{low}–{high}"
+
+
+def condensed_rows(recorder: Recorder, arch: int) -> list[list[Any]]:
+    """One row per kernel and dtype on ``arch``: how many variants (constants and specialisations) the layers
+    launch, the stage counts they run at, the most shared memory one needs at Triton's default depth and as run,
+    the range of registers per thread and the most local memory of the variants that run, and the families."""
+    groups: dict[tuple[str, str], list[Variant]] = {}
+    for v in recorder.variants.values():
+        if v.arch == arch:
+            groups.setdefault((v.kernel, v.dtype), []).append(v)
+    rows = []
+    for (kernel, dtype), variants in sorted(groups.items()):
+        run = [v for v in variants if v.fits]
+        default = [v.shared for v in variants if v.stages == DEFAULT_STAGES]
+        families = sorted({f for v in variants for f in v.families})
+        rows.append([kernel, dtype, len(run), _span([v.stages for v in run]) if run else "none",
+                     max(default) / 1024 if default else None, max((v.shared for v in run), default=0) / 1024,
+                     _span([v.registers for v in run]) if run else "", max((v.local for v in run), default=0),
+                     ", ".join(families)])
+    return rows
 
 
 def write(recorder: Recorder, archs: Sequence[int], out: str) -> str:
-    """The variants as a results file: one table per GPU, its summary line as the table's note."""
+    """The variants as a results file: one table per GPU (``condensed_rows``), its summary line as the note."""
     import triton
 
     from convzoo.perf.results import Table, machine_info, write_results
 
-    tables = []
-    for arch, line in zip(archs, summary(recorder, archs)):
-        rows = [[v.kernel, v.dtype, v.stages, v.shared / 1024, v.fits, v.registers, v.local,
-                 ", ".join(sorted(v.families))]
-                for v in sorted(recorder.variants.values(), key=lambda v: (v.kernel, v.dtype, v.stages, v.shared))
-                if v.arch == arch]
-        tables.append(Table(f"sm_{arch}: {SHARED_LIMIT[arch] / 1024:.0f} KB of shared memory per block", COLUMNS,
-                            rows, notes=line))
+    tables = [Table(f"sm_{arch}: {SHARED_LIMIT[arch] / 1024:.0f} KB of shared memory per block", COLUMNS,
+                    condensed_rows(recorder, arch), notes=line)
+              for arch, line in zip(archs, summary(recorder, archs))]
     description = (f"Every Triton kernel convzoo's layers launch, compiled for NVIDIA GPUs on a machine without one "
                    f"by Triton {triton.__version__} (its compiler and ptxas, for each target): what each needs of the "
-                   "GPU. Each row is one compiled kernel variant "
-                   "(the constants, dtype and memory-format specialisations the layers launch it with at the bench's "
-                   "channels): Triton's pipeline stages, the shared memory it needs and whether that fits the GPU, "
-                   "registers per thread and local memory per thread (register spills) as `cuobjdump` reports "
-                   "them. A variant that does not fit is launched again with fewer stages "
-                   "(`kernels/triton_runtime.launch`): the row with fewer stages is the one that runs.")
+                   "GPU. One row per kernel and dtype, over its variants (the constants and the dtype, stride and "
+                   "memory-format specialisations the layers launch it with at the bench's channels, inputs with "
+                   "and without gradients): the pipeline stages they run at, the most shared memory one needs at "
+                   "Triton's default 3 stages and as run, registers per thread and local memory per thread "
+                   "(register spills) as `cuobjdump` reports them. A variant whose default depth does not fit the "
+                   "GPU's shared memory is launched with fewer stages (`kernels/triton_runtime.launch`). "
+                   "`python tools/triton_gpu_compile.py` prints every variant.")
     path = write_results(out, "Triton kernels compiled for NVIDIA GPUs (no GPU needed)", tables,
                          description=description, machine=machine_info(triton=triton.__version__))
     return str(path)

@@ -256,7 +256,8 @@ class DeformConv2d(ConvzooLayer, nn.Module):
         # it records the pure op's GridSample form (opset ≥ 16) through the is_tracing branch
         if choice == "torch" or is_tracing(x):
             if _FUNCTORCH() is not None:  # inside torch.func.vmap a non-contiguous x cannot say whether it is
-                padded = padded.contiguous()  # channels_last (NYI); the pure op reads a contiguous copy anyway
+                # channels_last (NYI); the pure op reads a contiguous copy anyway
+                return run("torch", tensors=(padded.contiguous(), *call_tensors[1:]))
             return run("torch")
         if choice == "kernel" and not _kernel_runs(x, offset, mask):
             if x.device.type != "cpu" or x.dtype not in _KERNEL_DTYPES:

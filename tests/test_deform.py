@@ -180,6 +180,27 @@ def test_onnx_export_one_deformconv_node_dynamic_batch(tmp_path, modulated):
         np.testing.assert_allclose(y, layer(x).detach().numpy(), rtol=0, atol=1e-5)
 
 
+FRESH_EXPORT = textwrap.dedent("""
+    import sys, onnx, torch, convzoo
+    layer = convzoo.DeformConv2d(4, 6, 3, padding=1).eval()
+    layer.implementation = "torch"
+    torch.onnx.export(layer, (torch.randn(2, 4, 9, 9),), sys.argv[1], dynamo=True, opset_version=19)
+    print([node.op_type for node in onnx.load(sys.argv[1]).graph.node].count("DeformConv"))
+""")
+
+
+def test_onnx_export_in_a_fresh_process_finds_torchvision_s_deformconv(tmp_path):
+    """torch's exporter builds its table of ONNX functions before it runs the model and leaves out torchvision's
+    ops when they are not loaded yet: a process whose first deformable call was the export failed to convert
+    ("No ONNX function found for torchvision.deform_conv2d"). The test above passed only after earlier tests had
+    loaded them; here the export is the process's first use."""
+    pytest.importorskip("onnx")
+    done = subprocess.run([sys.executable, "-c", FRESH_EXPORT, str(tmp_path / "d.onnx")], capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip().splitlines()[-1] == "1", done.stdout[-2000:]
+
+
 def test_the_kernels_workspace_made_under_inference_mode_serves_later_calls_outside_it():
     # the per-thread scratch space is kept from call to call: made under inference_mode it was an inference
     # tensor, and every later deformable call outside inference_mode (any layer, any size up to it) failed

@@ -286,6 +286,7 @@ def test_auto_deformable_leaves_torchvision_for_an_input_with_a_tangent():
     import torch.autograd.forward_ad as fw
 
     from convzoo.layers.deformable import _CHOICE
+    from convzoo.layers.form_choice import input_key
 
     torch.manual_seed(0)
     layer = cz.build("deformable", 4, 4).double()
@@ -293,12 +294,13 @@ def test_auto_deformable_leaves_torchvision_for_an_input_with_a_tangent():
         layer.offset_conv.weight.normal_(0, 0.1)
     x = torch.randn(2, 4, 7, 7, dtype=torch.float64).contiguous(memory_format=torch.channels_last)
     tangent = torch.randn_like(x)
-    _CHOICE.cache[layer._choice_key(x)] = "torchvision"
+    key = (layer._choice_config(), *input_key(x, True))  # a backward follows: the weights require grad
+    _CHOICE.cache[key] = "torchvision"
     try:
         with fw.dual_level():
             auto = fw.unpack_dual(layer(fw.make_dual(x, tangent))).tangent
     finally:
-        _CHOICE.cache.pop(layer._choice_key(x), None)
+        _CHOICE.cache.pop(key, None)
     expected = torch.func.jvp(lambda t: _torch_form(layer, t), (x,), (tangent,))[1]
     assert auto is not None and torch.allclose(auto, expected, atol=1e-10)
 

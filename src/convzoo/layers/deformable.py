@@ -271,8 +271,9 @@ class DeformConv2d(ConvzooLayer, nn.Module):
             names = ["torch", *(["torchvision"] if _torchvision_runs(x) else []),
                      *(["kernel"] if _kernel_runs(x, offset, mask) else []),
                      *([triton_forms.TRITON] if triton_forms.offered(x, "DeformConv2d") else [])]
-            key = self._choice_key(x)
-            choice = _CHOICE.get(key) or self._measure(key, names, run, call_tensors, x)
+            # timed on detached copies of the call's tensors, with their backward when gradients are wanted
+            forms = {name: (lambda *tensors, name=name: run(name, tensors=tensors)) for name in names}
+            choice = triton_forms.fastest(_CHOICE, self._choice_config(), x, forms, call_tensors, "DeformConv2d")
             if choice == "torchvision" and has_tangent((x, offset, mask, weight, bias)):
                 choice = "torch"  # torchvision's op has no forward-mode rule: its tangent came back None, silently
         elif choice == triton_forms.TRITON and not triton_forms.offered(x, "DeformConv2d"):
@@ -282,25 +283,10 @@ class DeformConv2d(ConvzooLayer, nn.Module):
                              + (f" ({cause})" if cause else ""))
         return run(choice)
 
-    @staticmethod
-    def _measure(key: tuple[Any, ...], names: list[str], run: Callable[..., torch.Tensor],
-                 tensors: tuple[torch.Tensor | None, ...], x: torch.Tensor) -> str:
-        """The fastest of the deformable ops ``names`` for ``key``, timed on detached copies of the call's tensors
-        (x padded, offset, mask, weight, bias): forward and backward to those that require grad when gradients are
-        on, so a training step's choice is the fastest training step and the caller's graph is never run. A Triton
-        form that fails here, forward or backward, is dropped with a warning (``triton_forms``)."""
-        backward = torch.is_grad_enabled() and any(t is not None and t.requires_grad for t in tensors)
-        probes = tuple(None if t is None else t.detach().requires_grad_(t.requires_grad and backward)
-                       for t in tensors)
-        forms = {name: (lambda name=name: run(name, tensors=probes)) for name in names}
-        wrt = [t for t in probes if t is not None and t.requires_grad]
-        return _CHOICE.choose(key, triton_forms.candidates(forms, x, "DeformConv2d"), x.device, wrt,
-                              fallible=(triton_forms.TRITON,))
-
-    def _choice_key(self, x: torch.Tensor) -> tuple[Any, ...]:
-        config = (self.kernel_size, self.stride, self.dilation, self.padding_pairs, self.padding_mode, self.groups,
-                  self.offset_groups, self.modulated, self.out_channels, stored(self, "bias") is not None)
-        return (config, *input_key(x, torch.is_grad_enabled()))
+    def _choice_config(self) -> tuple[Any, ...]:
+        """What besides the input decides which deformable op is fastest (``triton_forms.fastest``'s config)."""
+        return (self.kernel_size, self.stride, self.dilation, self.padding_pairs, self.padding_mode, self.groups,
+                self.offset_groups, self.modulated, self.out_channels, stored(self, "bias") is not None)
 
     @input_checked  # rank and channels on the input as given (an unbatched input's error quoted the batch of one)
     def forward(self, x: torch.Tensor, offset: torch.Tensor | None = None, mask: torch.Tensor | None = None) -> torch.Tensor:
@@ -323,7 +309,7 @@ class DeformConv2d(ConvzooLayer, nn.Module):
         if self.implementation != "auto":
             return self.implementation
         with torch.no_grad():
-            choice = _CHOICE.get(self._choice_key(x))
+            choice = _CHOICE.get((self._choice_config(), *input_key(x, False)))
         return f"auto: {choice}" if choice else "auto (not measured yet)"
 
     # --- the contract ---------------------------------------------------------------------------------------------

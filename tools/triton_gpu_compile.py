@@ -21,6 +21,7 @@ Must run without ``TRITON_INTERPRET``.
 from __future__ import annotations
 
 import argparse
+import itertools
 import os
 import re
 import subprocess
@@ -197,8 +198,6 @@ def compile_all(archs: Sequence[int], dtypes: Sequence[str], formats: Sequence[s
                 families: Sequence[str] | None = None) -> Recorder:
     """Compile every Triton kernel variant the layers launch, for each GPU in ``archs``."""
     import convzoo as cz
-    from convzoo.layers import triton_forms
-    from convzoo.layers.form_choice import _INSTANCES, pinned_form
 
     triton_runtime.offered = lambda x, what: x.dtype in DTYPES.values()  # CPU tensors take the Triton forms here
     names = [f.name for f in cz.families() if 2 in f.dims and (families is None or f.name in families)]
@@ -206,34 +205,41 @@ def compile_all(archs: Sequence[int], dtypes: Sequence[str], formats: Sequence[s
     recorder = Recorder()
     if not found:
         recorder.failures.append("no family offered a Triton form")
+    cases = [(name, choice) for name, choices in found.items() for choice in choices]
+    grads = (True,) if quick else (True, False)
     for arch in archs:
         with recorder.compiling_for(arch):
-            for name, choices in found.items():
-                for choice in choices:
-                    for dtype in dtypes:
-                        for fmt in formats:
-                            for input_grad in (True,) if quick else (True, False):
-                                recorder.family = name
-                                before = recorder.launches
-                                triton_runtime._STAGES.clear()
-                                with pinned_form(choice, triton_forms.TRITON):
-                                    try:
-                                        run_layer(name, DTYPES[dtype], FORMATS[fmt], input_grad)
-                                    except Exception as exc:
-                                        recorder.failures.append(
-                                            f"sm_{arch} {name} {dtype} {fmt}: {type(exc).__name__}: {exc}")
-                                        continue
-                                if recorder.launches == before:
-                                    recorder.failures.append(f"sm_{arch} {name} {dtype} {fmt}: the pinned Triton "
-                                                             f"form ({choice}) launched no kernel")
-                                dropped = dict(triton_forms._broken)  # a form that failed is dropped, not raised
-                                dropped |= {c.family: c.failed.pop(triton_forms.TRITON) for c in list(_INSTANCES)
-                                            if triton_forms.TRITON in c.failed}
-                                triton_forms._broken.clear()
-                                for what, cause in dropped.items():
-                                    recorder.failures.append(f"sm_{arch} {name} {dtype} {fmt}: the Triton form of "
-                                                             f"{what} was dropped: {cause}")
+            for (name, choice), dtype, fmt, input_grad in itertools.product(cases, dtypes, formats, grads):
+                where = f"sm_{arch} {name} {dtype} {fmt}"
+                recorder.failures += compile_case(recorder, name, choice, dtype, fmt, input_grad, where)
     return recorder
+
+
+def compile_case(recorder: Recorder, name: str, choice: str, dtype: str, fmt: str, input_grad: bool,
+                 where: str) -> list[str]:
+    """One forward and backward of the family's layer with the Triton form of ``choice`` pinned, every launch
+    compiled by ``recorder``; the failures, each prefixed with ``where``: an exception, no launch, or a Triton form
+    the layer dropped (a failing form is dropped with a warning, not raised). The dropped forms are offered again
+    after."""
+    from convzoo.layers import triton_forms
+    from convzoo.layers.form_choice import _INSTANCES, pinned_form
+
+    recorder.family = name
+    before = recorder.launches
+    triton_runtime._STAGES.clear()
+    failures = []
+    with pinned_form(choice, triton_forms.TRITON):
+        try:
+            run_layer(name, DTYPES[dtype], FORMATS[fmt], input_grad)
+        except Exception as exc:
+            failures.append(f"{where}: {type(exc).__name__}: {exc}")
+    if recorder.launches == before and not failures:
+        failures.append(f"{where}: the pinned Triton form ({choice}) launched no kernel")
+    dropped = dict(triton_forms._broken)
+    dropped |= {c.family: c.failed.pop(triton_forms.TRITON) for c in list(_INSTANCES)
+                if triton_forms.TRITON in c.failed}
+    triton_forms._broken.clear()
+    return failures + [f"{where}: the Triton form of {what} was dropped: {cause}" for what, cause in dropped.items()]
 
 
 def table(recorder: Recorder) -> str:
